@@ -1,0 +1,220 @@
+//! XML writing: typed outputs → EC2 response bodies.
+//!
+//! Members are direct children of `<{Action}Response>` (no `Result` wrapper), named by their
+//! lower-camel `locationName`; every list is a wrapper of `<item>` elements (the Go SDK accepts
+//! nothing else); an empty list is written as `<name/>`, which SDKs read as `[]`.
+
+use base64::Engine;
+use quick_xml::events::{BytesDecl, BytesEnd, BytesStart, BytesText, Event};
+use quick_xml::Writer;
+
+use crate::query::{Blob, Timestamp};
+use crate::{Ec2Error, XML_NAMESPACE};
+
+pub struct XmlWriter {
+    inner: Writer<Vec<u8>>,
+}
+
+impl XmlWriter {
+    fn new() -> Self {
+        let mut w = Self { inner: Writer::new(Vec::with_capacity(1024)) };
+        w.emit(Event::Decl(BytesDecl::new("1.0", Some("UTF-8"), None)));
+        w
+    }
+
+    fn emit(&mut self, event: Event<'_>) {
+        // Writing into a Vec cannot fail.
+        let _ = self.inner.write_event(event);
+    }
+
+    pub fn start(&mut self, name: &str) {
+        self.emit(Event::Start(BytesStart::new(name)));
+    }
+
+    pub fn end(&mut self, name: &str) {
+        self.emit(Event::End(BytesEnd::new(name)));
+    }
+
+    pub fn empty(&mut self, name: &str) {
+        self.emit(Event::Empty(BytesStart::new(name)));
+    }
+
+    pub fn text_element(&mut self, name: &str, text: &str) {
+        self.start(name);
+        self.emit(Event::Text(BytesText::new(text)));
+        self.end(name);
+    }
+
+    fn finish(self) -> Vec<u8> {
+        self.inner.into_inner()
+    }
+}
+
+/// A value that can be written as the element `name`.
+pub trait XmlValue {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str);
+}
+
+/// A structure: its members can also be written without a wrapper (a response body).
+pub trait XmlStruct {
+    fn write_members(&self, w: &mut XmlWriter);
+}
+
+impl XmlValue for String {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.text_element(name, self);
+    }
+}
+
+macro_rules! display_xml {
+    ($($ty:ty),*) => {$(
+        impl XmlValue for $ty {
+            fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+                w.text_element(name, &self.to_string());
+            }
+        }
+    )*};
+}
+display_xml!(i32, i64, f64, bool);
+
+impl XmlValue for Timestamp {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.text_element(name, &format_timestamp(self));
+    }
+}
+
+/// `2026-11-25T02:19:25.000Z`, as EC2 writes it.
+pub fn format_timestamp(t: &Timestamp) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+}
+
+impl XmlValue for Blob {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.text_element(name, &base64::engine::general_purpose::STANDARD.encode(&self.0));
+    }
+}
+
+impl<T: XmlValue> XmlValue for Option<T> {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        if let Some(value) = self {
+            value.write_xml(w, name);
+        }
+    }
+}
+
+impl<T: XmlValue> XmlValue for Vec<T> {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        if self.is_empty() {
+            return w.empty(name);
+        }
+        w.start(name);
+        for item in self {
+            item.write_xml(w, "item");
+        }
+        w.end(name);
+    }
+}
+
+impl<T: XmlValue> XmlValue for Box<T> {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        (**self).write_xml(w, name);
+    }
+}
+
+/// The output of actions whose model has none: EC2 answers `<return>true</return>`.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct ReturnTrue;
+
+impl XmlStruct for ReturnTrue {
+    fn write_members(&self, w: &mut XmlWriter) {
+        w.text_element("return", "true");
+    }
+}
+
+/// A whole success body.
+pub fn render_response(action: &str, output: &dyn XmlStruct, request_id: &str) -> Vec<u8> {
+    let root = format!("{action}Response");
+    let mut w = XmlWriter::new();
+    w.emit(Event::Start(BytesStart::new(root.as_str()).with_attributes([("xmlns", XML_NAMESPACE)])));
+    output.write_members(&mut w);
+    w.text_element("requestId", request_id);
+    w.end(&root);
+    w.finish()
+}
+
+/// The EC2 error envelope botocore and the Go SDK parse.
+pub fn render_error(error: &Ec2Error, request_id: &str) -> Vec<u8> {
+    let mut w = XmlWriter::new();
+    w.start("Response");
+    w.start("Errors");
+    w.start("Error");
+    w.text_element("Code", error.code());
+    w.text_element("Message", error.message());
+    w.end("Error");
+    w.end("Errors");
+    w.text_element("RequestID", request_id);
+    w.end("Response");
+    w.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    struct Sample {
+        name: Option<String>,
+        tags: Option<Vec<String>>,
+        empty: Option<Vec<String>>,
+        when: Timestamp,
+        flag: bool,
+    }
+
+    impl XmlStruct for Sample {
+        fn write_members(&self, w: &mut XmlWriter) {
+            self.name.write_xml(w, "keyName");
+            self.tags.write_xml(w, "tagSet");
+            self.empty.write_xml(w, "emptySet");
+            self.when.write_xml(w, "createTime");
+            self.flag.write_xml(w, "flag");
+        }
+    }
+
+    #[test]
+    fn golden_response() {
+        let sample = Sample {
+            name: Some("a<b&c".into()),
+            tags: Some(vec!["x".into(), "y".into()]),
+            empty: Some(vec![]),
+            when: Utc.with_ymd_and_hms(2026, 11, 25, 2, 19, 25).unwrap(),
+            flag: true,
+        };
+        let body = String::from_utf8(render_response("DescribeKeyPairs", &sample, "rid")).unwrap();
+        assert_eq!(
+            body,
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\
+             <DescribeKeyPairsResponse xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\">\
+             <keyName>a&lt;b&amp;c</keyName><tagSet><item>x</item><item>y</item></tagSet><emptySet/>\
+             <createTime>2026-11-25T02:19:25.000Z</createTime><flag>true</flag>\
+             <requestId>rid</requestId></DescribeKeyPairsResponse>"
+        );
+    }
+
+    #[test]
+    fn golden_error_envelope() {
+        let body = render_error(&Ec2Error::new("AuthFailure", "no <such> key"), "r-1");
+        assert_eq!(
+            String::from_utf8(body).unwrap(),
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Errors><Error><Code>AuthFailure</Code>\
+             <Message>no &lt;such&gt; key</Message></Error></Errors><RequestID>r-1</RequestID></Response>"
+        );
+    }
+
+    #[test]
+    fn operations_without_output_return_true() {
+        let body = String::from_utf8(render_response("DeleteTags", &ReturnTrue, "r")).unwrap();
+        assert!(body.contains("<return>true</return><requestId>r</requestId></DeleteTagsResponse>"));
+    }
+
+    use chrono::Utc;
+}
