@@ -1,1 +1,257 @@
+//! Stratus's state in redb.
+//!
+//! 1. [`Store::open`] opens (or creates) the database file and makes sure every table in
+//!    [`tables`] exists; a second process on the same file gets [`Error::Locked`].
+//! 2. Callers work in closures: [`Store::read`] gets a snapshot, [`Store::write`] a transaction
+//!    that commits when the closure returns `Ok` and is dropped (rolled back) otherwise.
+//! 3. Values are typed [`Record`]s, stored as one version byte followed by JSON, so that a
+//!    later layout can be told apart from this one and migrated.
+//!
+//! Keys are strings; records of one account share the prefix `"{account}/"` so that listing an
+//! account's resources is one range scan.
 
+mod records;
+pub mod tables;
+
+use std::marker::PhantomData;
+use std::path::Path;
+
+use redb::{ReadableTable, TableDefinition};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+pub use records::*;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// another process holds the database file
+    #[error("another process holds the database file")]
+    Locked,
+    /// the database failed
+    #[error("database: {0}")]
+    Db(String),
+    /// a stored record could not be read
+    #[error("record {key} in {table} is unreadable: {why}")]
+    Corrupt { table: &'static str, key: String, why: String },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+macro_rules! db_error {
+    ($($ty:ty),*) => {$(
+        impl From<$ty> for Error {
+            fn from(e: $ty) -> Self {
+                Error::Db(e.to_string())
+            }
+        }
+    )*};
+}
+db_error!(redb::TransactionError, redb::TableError, redb::StorageError, redb::CommitError);
+
+impl From<redb::DatabaseError> for Error {
+    fn from(e: redb::DatabaseError) -> Self {
+        match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => Error::Locked,
+            other => Error::Db(other.to_string()),
+        }
+    }
+}
+
+/// A record type: serde for the body, a version byte for the layout.
+pub trait Record: Serialize + DeserializeOwned {
+    const VERSION: u8;
+}
+
+fn encode<V: Record>(value: &V) -> Vec<u8> {
+    let mut bytes = vec![V::VERSION];
+    // Serializing plain structs of strings and numbers into a Vec cannot fail.
+    serde_json::to_writer(&mut bytes, value).unwrap_or_default();
+    bytes
+}
+
+fn decode<V: Record>(table: &'static str, key: &str, bytes: &[u8]) -> Result<V> {
+    let corrupt = |why: String| Error::Corrupt { table, key: key.to_owned(), why };
+    match bytes.split_first() {
+        Some((&version, body)) if version == V::VERSION => {
+            serde_json::from_slice(body).map_err(|e| corrupt(e.to_string()))
+        }
+        Some((&version, _)) => Err(corrupt(format!("layout version {version}, expected {}", V::VERSION))),
+        None => Err(corrupt("empty".into())),
+    }
+}
+
+/// A table of records of one type.
+pub struct Table<V> {
+    name: &'static str,
+    record: PhantomData<fn() -> V>,
+}
+
+impl<V: Record> Table<V> {
+    pub const fn new(name: &'static str) -> Self {
+        Self { name, record: PhantomData }
+    }
+
+    fn def(&self) -> TableDefinition<'static, &'static str, &'static [u8]> {
+        TableDefinition::new(self.name)
+    }
+}
+
+pub struct Store {
+    db: redb::Database,
+}
+
+impl Store {
+    pub fn open(path: &Path) -> Result<Self> {
+        Self::init(redb::Database::create(path)?)
+    }
+
+    /// A store that lives in memory only, for tests.
+    pub fn in_memory() -> Result<Self> {
+        Self::init(redb::Database::builder().create_with_backend(redb::backends::InMemoryBackend::new())?)
+    }
+
+    fn init(db: redb::Database) -> Result<Self> {
+        let tx = db.begin_write()?;
+        for name in tables::ALL {
+            tx.open_table(TableDefinition::<&str, &[u8]>::new(name))?;
+        }
+        tx.commit()?;
+        Ok(Self { db })
+    }
+
+    pub fn read<T, E: From<Error>>(&self, f: impl FnOnce(&ReadTx) -> Result<T, E>) -> Result<T, E> {
+        let tx = ReadTx { tx: self.db.begin_read().map_err(Error::from)? };
+        f(&tx)
+    }
+
+    pub fn write<T, E: From<Error>>(&self, f: impl FnOnce(&WriteTx) -> Result<T, E>) -> Result<T, E> {
+        let tx = WriteTx { tx: self.db.begin_write().map_err(Error::from)? };
+        let value = f(&tx)?;
+        tx.tx.commit().map_err(Error::from)?;
+        Ok(value)
+    }
+}
+
+fn get_from<V: Record>(table: &impl ReadableTable<&'static str, &'static [u8]>, t: &Table<V>, key: &str) -> Result<Option<V>> {
+    match table.get(key)? {
+        Some(bytes) => decode(t.name, key, bytes.value()).map(Some),
+        None => Ok(None),
+    }
+}
+
+fn scan_from<V: Record>(
+    table: &impl ReadableTable<&'static str, &'static [u8]>,
+    t: &Table<V>,
+    prefix: &str,
+) -> Result<Vec<(String, V)>> {
+    let mut out = Vec::new();
+    for entry in table.range(prefix..)? {
+        let (key, value) = entry?;
+        let key = key.value();
+        if !key.starts_with(prefix) {
+            break;
+        }
+        out.push((key.to_owned(), decode(t.name, key, value.value())?));
+    }
+    Ok(out)
+}
+
+/// A consistent snapshot.
+pub struct ReadTx {
+    tx: redb::ReadTransaction,
+}
+
+impl ReadTx {
+    pub fn get<V: Record>(&self, t: &Table<V>, key: &str) -> Result<Option<V>> {
+        get_from(&self.tx.open_table(t.def())?, t, key)
+    }
+
+    /// Every record whose key starts with `prefix`, in key order.
+    pub fn scan<V: Record>(&self, t: &Table<V>, prefix: &str) -> Result<Vec<(String, V)>> {
+        scan_from(&self.tx.open_table(t.def())?, t, prefix)
+    }
+}
+
+/// A write transaction; it sees its own writes.
+pub struct WriteTx {
+    tx: redb::WriteTransaction,
+}
+
+impl WriteTx {
+    pub fn get<V: Record>(&self, t: &Table<V>, key: &str) -> Result<Option<V>> {
+        get_from(&self.tx.open_table(t.def())?, t, key)
+    }
+
+    pub fn scan<V: Record>(&self, t: &Table<V>, prefix: &str) -> Result<Vec<(String, V)>> {
+        scan_from(&self.tx.open_table(t.def())?, t, prefix)
+    }
+
+    pub fn insert<V: Record>(&self, t: &Table<V>, key: &str, value: &V) -> Result<()> {
+        self.tx.open_table(t.def())?.insert(key, encode(value).as_slice())?;
+        Ok(())
+    }
+
+    /// Removes `key`; whether it was there.
+    pub fn remove<V: Record>(&self, t: &Table<V>, key: &str) -> Result<bool> {
+        Ok(self.tx.open_table(t.def())?.remove(key)?.is_some())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tables::TAGS;
+
+    fn tag(key: &str) -> TagRecord {
+        TagRecord { resource_id: "key-1".into(), key: key.into(), value: "v".into() }
+    }
+
+    #[test]
+    fn writes_commit_on_ok_and_roll_back_on_err() {
+        let store = Store::in_memory().unwrap();
+        store.write(|tx| tx.insert(&TAGS, "a/key-1/x", &tag("x"))).unwrap();
+        let failed: Result<(), Error> = store.write(|tx| {
+            tx.insert(&TAGS, "a/key-1/y", &tag("y"))?;
+            Err(Error::Db("boom".into()))
+        });
+        assert!(failed.is_err());
+        let keys: Vec<String> = store.read(|tx| tx.scan(&TAGS, "a/")).unwrap().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(keys, ["a/key-1/x"]);
+    }
+
+    #[test]
+    fn scans_stop_at_the_prefix() {
+        let store = Store::in_memory().unwrap();
+        store
+            .write(|tx| {
+                for key in ["a/1", "a/2", "ab/1", "b/1"] {
+                    tx.insert(&TAGS, key, &tag(key))?;
+                }
+                Ok::<_, Error>(())
+            })
+            .unwrap();
+        let found = store.read(|tx| tx.scan(&TAGS, "a/")).unwrap();
+        assert_eq!(found.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(), ["a/1", "a/2"]);
+    }
+
+    #[test]
+    fn records_carry_their_version_and_reject_others() {
+        let bytes = encode(&tag("k"));
+        assert_eq!(bytes[0], TagRecord::VERSION);
+        let mut future = bytes.clone();
+        future[0] = TagRecord::VERSION + 1;
+        assert!(matches!(decode::<TagRecord>("tags", "k", &future), Err(Error::Corrupt { .. })));
+        assert!(matches!(decode::<TagRecord>("tags", "k", &[]), Err(Error::Corrupt { .. })));
+        assert_eq!(decode::<TagRecord>("tags", "k", &bytes).unwrap().key, "k");
+    }
+
+    #[test]
+    fn a_second_open_of_the_same_file_is_refused() {
+        let dir = std::env::temp_dir().join(format!("stratus-storage-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("state.redb");
+        let _first = Store::open(&path).unwrap();
+        assert!(matches!(Store::open(&path), Err(Error::Locked)));
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}

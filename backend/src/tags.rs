@@ -1,0 +1,200 @@
+//! Tags, generic over resource ids.
+//!
+//! A tag lives under `{account}/{resource id}/{key}`; the id's prefix tells the resource's
+//! kind, and each kind answers whether an id exists in the caller's account.
+
+use std::collections::BTreeMap;
+
+use storage::tables::{ACCOUNTS, KEY_PAIRS, TAGS};
+use storage::{TagRecord, WriteTx};
+
+use crate::{Backend, Error, ResourceKind, Result};
+
+/// Most tags one resource may carry, as in EC2.
+pub const MAX_TAGS_PER_RESOURCE: usize = 50;
+
+/// One tag as Describe answers it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TagView {
+    pub resource_id: String,
+    pub resource_kind: ResourceKind,
+    pub key: String,
+    pub value: String,
+}
+
+/// Tags grouped by resource id, for joining into Describe answers.
+pub type TagsByResource = BTreeMap<String, Vec<(String, String)>>;
+
+/// Checks tags as EC2 does: key 1–128 characters, not `aws:`-prefixed; value at most 256.
+pub fn validate_tags(tags: &[(String, String)]) -> Result<()> {
+    for (key, value) in tags {
+        if key.is_empty() || key.chars().count() > 128 {
+            return Err(Error::InvalidParameter {
+                name: "Tag.Key",
+                message: format!("Tag key '{key}' must be 1 to 128 characters long"),
+            });
+        }
+        if key.to_ascii_lowercase().starts_with("aws:") {
+            return Err(Error::InvalidParameter {
+                name: "Tag.Key",
+                message: "Tag keys starting with 'aws:' are reserved for internal use".into(),
+            });
+        }
+        if value.chars().count() > 256 {
+            return Err(Error::InvalidParameter {
+                name: "Tag.Value",
+                message: format!("Tag value for key '{key}' is longer than 256 characters"),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn tag_key(account: &str, resource: &str, key: &str) -> String {
+    format!("{account}/{resource}/{key}")
+}
+
+/// Writes `tags` on one resource within `tx`, keeping the per-resource limit.
+pub(crate) fn put_tags(tx: &WriteTx, account: &str, resource: &str, tags: &[(String, String)]) -> Result<()> {
+    let existing = tx.scan(&TAGS, &format!("{account}/{resource}/"))?;
+    let new_keys = tags.iter().filter(|(k, _)| !existing.iter().any(|(_, t)| &t.key == k)).count();
+    if existing.len() + new_keys > MAX_TAGS_PER_RESOURCE {
+        return Err(Error::TagLimitExceeded(resource.to_owned()));
+    }
+    for (key, value) in tags {
+        let record = TagRecord { resource_id: resource.to_owned(), key: key.clone(), value: value.clone() };
+        tx.insert(&TAGS, &tag_key(account, resource, key), &record)?;
+    }
+    Ok(())
+}
+
+/// Removes every tag of a resource that is being deleted.
+pub(crate) fn drop_tags(tx: &WriteTx, account: &str, resource: &str) -> Result<()> {
+    for (key, _) in tx.scan(&TAGS, &format!("{account}/{resource}/"))? {
+        tx.remove(&TAGS, &key)?;
+    }
+    Ok(())
+}
+
+/// Fails unless `id` names a resource of `account`.
+fn ensure_exists(tx: &WriteTx, account: &str, id: &str) -> Result<()> {
+    let kind = ResourceKind::of_id(id).ok_or_else(|| Error::MalformedId(id.to_owned()))?;
+    let exists = match kind {
+        ResourceKind::KeyPair => tx.get(&KEY_PAIRS, &format!("{account}/{id}"))?.is_some(),
+        ResourceKind::Vpc => tx.get(&ACCOUNTS, account)?.is_some_and(|a| a.default_vpc_id == id),
+        _ => false,
+    };
+    if exists {
+        Ok(())
+    } else {
+        Err(Error::ResourceNotFound { kind, id: id.to_owned() })
+    }
+}
+
+impl Backend {
+    /// Adds or overwrites tags on every named resource, all or nothing.
+    pub fn create_tags(&self, account: &str, resources: &[String], tags: &[(String, String)]) -> Result<()> {
+        validate_tags(tags)?;
+        self.store().write(|tx| {
+            for resource in resources {
+                ensure_exists(tx, account, resource)?;
+                put_tags(tx, account, resource, tags)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Removes tags: a key with no value removes the tag whatever its value; with a value, only
+    /// when it matches. No tags at all removes every tag of the resources.
+    pub fn delete_tags(&self, account: &str, resources: &[String], tags: &[(String, Option<String>)]) -> Result<()> {
+        self.store().write(|tx| {
+            for resource in resources {
+                ensure_exists(tx, account, resource)?;
+                for (key, record) in tx.scan(&TAGS, &format!("{account}/{resource}/"))? {
+                    let selected = tags.is_empty()
+                        || tags.iter().any(|(k, v)| *k == record.key && v.as_ref().is_none_or(|v| *v == record.value));
+                    if selected {
+                        tx.remove(&TAGS, &key)?;
+                    }
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Every tag of the account, ordered by resource id then key.
+    pub fn tags(&self, account: &str) -> Result<Vec<TagView>> {
+        let records = self.store().read(|tx| tx.scan(&TAGS, &format!("{account}/")))?;
+        Ok(records
+            .into_iter()
+            .filter_map(|(_, t)| {
+                let kind = ResourceKind::of_id(&t.resource_id)?;
+                Some(TagView { resource_kind: kind, resource_id: t.resource_id, key: t.key, value: t.value })
+            })
+            .collect())
+    }
+
+    /// The account's tags grouped by resource.
+    pub fn tags_by_resource(&self, account: &str) -> Result<TagsByResource> {
+        let mut grouped = TagsByResource::new();
+        for tag in self.tags(account)? {
+            grouped.entry(tag.resource_id).or_default().push((tag.key, tag.value));
+        }
+        Ok(grouped)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::key_pairs::KeyType;
+    use crate::tests_support::backend;
+
+    fn t(k: &str, v: &str) -> (String, String) {
+        (k.into(), v.into())
+    }
+
+    #[test]
+    fn create_overwrite_and_delete() {
+        let b = backend();
+        let kp = b.create_key_pair("111111111111", "k", KeyType::Ed25519, &[]).unwrap().0;
+        let ids = vec![kp.id.clone()];
+        b.create_tags("111111111111", &ids, &[t("Name", "a"), t("env", "dev")]).unwrap();
+        b.create_tags("111111111111", &ids, &[t("Name", "b")]).unwrap();
+        let tags = b.tags("111111111111").unwrap();
+        assert_eq!(tags.iter().map(|t| (t.key.as_str(), t.value.as_str())).collect::<Vec<_>>(), [("Name", "b"), ("env", "dev")]);
+        assert_eq!(tags[0].resource_kind, ResourceKind::KeyPair);
+
+        b.delete_tags("111111111111", &ids, &[("env".into(), Some("prod".into()))]).unwrap();
+        assert_eq!(b.tags("111111111111").unwrap().len(), 2, "a value that does not match keeps the tag");
+        b.delete_tags("111111111111", &ids, &[("env".into(), None)]).unwrap();
+        assert_eq!(b.tags("111111111111").unwrap().len(), 1);
+        b.delete_tags("111111111111", &ids, &[]).unwrap();
+        assert!(b.tags("111111111111").unwrap().is_empty());
+    }
+
+    #[test]
+    fn other_accounts_and_unknown_ids_are_not_found_and_nothing_is_written() {
+        let b = backend();
+        let kp = b.create_key_pair("111111111111", "k", KeyType::Ed25519, &[]).unwrap().0;
+        let err = b.create_tags("222222222222", &[kp.id.clone()], &[t("a", "b")]).unwrap_err();
+        assert!(matches!(err, Error::ResourceNotFound { kind: ResourceKind::KeyPair, .. }));
+        let err = b.create_tags("111111111111", &[kp.id.clone(), "i-0123".into()], &[t("a", "b")]).unwrap_err();
+        assert!(matches!(err, Error::ResourceNotFound { kind: ResourceKind::Instance, .. }));
+        assert!(b.tags("111111111111").unwrap().is_empty(), "all or nothing");
+        assert!(matches!(b.create_tags("111111111111", &["junk".into()], &[]), Err(Error::MalformedId(_))));
+    }
+
+    #[test]
+    fn limits_and_reserved_keys() {
+        let b = backend();
+        let kp = b.create_key_pair("111111111111", "k", KeyType::Ed25519, &[]).unwrap().0;
+        let many: Vec<_> = (0..51).map(|i| t(&format!("k{i}"), "v")).collect();
+        assert!(matches!(b.create_tags("111111111111", &[kp.id.clone()], &many), Err(Error::TagLimitExceeded(_))));
+        assert!(matches!(
+            b.create_tags("111111111111", &[kp.id.clone()], &[t("aws:x", "v")]),
+            Err(Error::InvalidParameter { .. })
+        ));
+        assert!(validate_tags(&[t(&"k".repeat(129), "")]).is_err());
+    }
+}

@@ -1,0 +1,146 @@
+//! Regions, availability zones and instance types: what the cloud offers, from config.
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Topology {
+    pub regions: Vec<Region>,
+    #[serde(default = "default_instance_types")]
+    pub instance_types: Vec<InstanceTypeSpec>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Region {
+    pub name: String,
+    pub zones: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InstanceTypeSpec {
+    pub name: String,
+    pub vcpus: u32,
+    pub memory_mib: u64,
+    #[serde(default)]
+    pub burstable: bool,
+}
+
+impl Default for Topology {
+    fn default() -> Self {
+        Self {
+            regions: vec![Region { name: "us-east-1".into(), zones: vec!["us-east-1a".into()] }],
+            instance_types: default_instance_types(),
+        }
+    }
+}
+
+/// AWS's vCPU and memory figures for the common t3, m5 and c5 sizes.
+pub fn default_instance_types() -> Vec<InstanceTypeSpec> {
+    let t = |name: &str, vcpus, memory_mib, burstable| InstanceTypeSpec { name: name.into(), vcpus, memory_mib, burstable };
+    vec![
+        t("t3.nano", 2, 512, true),
+        t("t3.micro", 2, 1024, true),
+        t("t3.small", 2, 2048, true),
+        t("t3.medium", 2, 4096, true),
+        t("t3.large", 2, 8192, true),
+        t("t3.xlarge", 4, 16384, true),
+        t("t3.2xlarge", 8, 32768, true),
+        t("m5.large", 2, 8192, false),
+        t("m5.xlarge", 4, 16384, false),
+        t("m5.2xlarge", 8, 32768, false),
+        t("m5.4xlarge", 16, 65536, false),
+        t("c5.large", 2, 4096, false),
+        t("c5.xlarge", 4, 8192, false),
+        t("c5.2xlarge", 8, 16384, false),
+        t("c5.4xlarge", 16, 32768, false),
+    ]
+}
+
+/// AWS's short zone id: `us-east-1a` → `use1-az1`.
+pub fn zone_id(region: &str, zone: &str) -> String {
+    let parts: Vec<&str> = region.split('-').collect();
+    let short: String = match parts.as_slice() {
+        [first, middle @ .., last] => {
+            let initials: String = middle.iter().filter_map(|p| p.chars().next()).collect();
+            format!("{first}{initials}{last}")
+        }
+        _ => region.to_owned(),
+    };
+    let letter = zone.strip_prefix(region).and_then(|s| s.chars().next()).unwrap_or('a');
+    let index = (letter as u32).saturating_sub('a' as u32) + 1;
+    format!("{short}-az{index}")
+}
+
+impl Topology {
+    pub fn region(&self, name: &str) -> Option<&Region> {
+        self.regions.iter().find(|r| r.name == name)
+    }
+
+    pub fn instance_type(&self, name: &str) -> Option<&InstanceTypeSpec> {
+        self.instance_types.iter().find(|t| t.name == name)
+    }
+
+    /// Config sanity: at least one region, each with zones named after it, no duplicates.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.regions.is_empty() {
+            return Err("at least one region is needed".into());
+        }
+        let mut zones = std::collections::BTreeSet::new();
+        for region in &self.regions {
+            if region.zones.is_empty() {
+                return Err(format!("region {} has no availability zones", region.name));
+            }
+            for zone in &region.zones {
+                if !zone.starts_with(&region.name) || zone.len() != region.name.len() + 1 {
+                    return Err(format!("zone {zone} must be the region name plus one letter"));
+                }
+                if !zones.insert(zone) {
+                    return Err(format!("zone {zone} is listed twice"));
+                }
+            }
+        }
+        if self.regions.iter().enumerate().any(|(i, r)| self.regions[..i].iter().any(|o| o.name == r.name)) {
+            return Err("a region is listed twice".into());
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for t in &self.instance_types {
+            if t.vcpus == 0 || t.memory_mib == 0 || !names.insert(&t.name) {
+                return Err(format!("instance type {} is empty or listed twice", t.name));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zone_ids_follow_aws() {
+        assert_eq!(zone_id("us-east-1", "us-east-1a"), "use1-az1");
+        assert_eq!(zone_id("eu-central-1", "eu-central-1c"), "euc1-az3");
+        assert_eq!(zone_id("pc-east-1", "pc-east-1b"), "pce1-az2");
+    }
+
+    #[test]
+    fn defaults_are_valid_and_carry_aws_figures() {
+        let t = Topology::default();
+        t.validate().unwrap();
+        let micro = t.instance_type("t3.micro").unwrap();
+        assert_eq!((micro.vcpus, micro.memory_mib, micro.burstable), (2, 1024, true));
+        assert_eq!(t.instance_type("c5.xlarge").unwrap().memory_mib, 8192);
+    }
+
+    #[test]
+    fn bad_zones_are_refused() {
+        let mut t = Topology::default();
+        t.regions[0].zones.push("eu-west-1a".into());
+        assert!(t.validate().is_err());
+        let mut t = Topology::default();
+        t.regions[0].zones.push("us-east-1a".into());
+        assert!(t.validate().is_err());
+    }
+}
