@@ -135,7 +135,13 @@ impl Backend {
         Ok((pair, private_pem))
     }
 
-    pub fn import_key_pair(&self, account: &str, name: &str, material: &[u8], tags: &[(String, String)]) -> Result<KeyPair> {
+    pub fn import_key_pair(
+        &self,
+        account: &str,
+        name: &str,
+        material: &[u8],
+        tags: &[(String, String)],
+    ) -> Result<KeyPair> {
         validate_name(name)?;
         validate_tags(tags)?;
         let (key_type, fingerprint, public_key) = parse_public(material)?;

@@ -162,7 +162,10 @@ mod tests {
         b.create_tags("111111111111", &ids, &[t("Name", "a"), t("env", "dev")]).unwrap();
         b.create_tags("111111111111", &ids, &[t("Name", "b")]).unwrap();
         let tags = b.tags("111111111111").unwrap();
-        assert_eq!(tags.iter().map(|t| (t.key.as_str(), t.value.as_str())).collect::<Vec<_>>(), [("Name", "b"), ("env", "dev")]);
+        assert_eq!(
+            tags.iter().map(|t| (t.key.as_str(), t.value.as_str())).collect::<Vec<_>>(),
+            [("Name", "b"), ("env", "dev")]
+        );
         assert_eq!(tags[0].resource_kind, ResourceKind::KeyPair);
 
         b.delete_tags("111111111111", &ids, &[("env".into(), Some("prod".into()))]).unwrap();

@@ -38,7 +38,8 @@ impl Default for Topology {
 
 /// AWS's vCPU and memory figures for the common t3, m5 and c5 sizes.
 pub fn default_instance_types() -> Vec<InstanceTypeSpec> {
-    let t = |name: &str, vcpus, memory_mib, burstable| InstanceTypeSpec { name: name.into(), vcpus, memory_mib, burstable };
+    let t =
+        |name: &str, vcpus, memory_mib, burstable| InstanceTypeSpec { name: name.into(), vcpus, memory_mib, burstable };
     vec![
         t("t3.nano", 2, 512, true),
         t("t3.micro", 2, 1024, true),

@@ -24,6 +24,7 @@ pub const STATUS_BY_CODE: &[(&str, u16)] = &[
     ("UnauthorizedOperation", 403),
     ("OptInRequired", 403),
     ("DryRunOperation", 412),
+    ("RequestEntityTooLarge", 413),
     ("InternalError", 500),
     ("RequestLimitExceeded", 503),
     ("ServiceUnavailable", 503),
@@ -44,10 +45,7 @@ impl Ec2Error {
     }
 
     pub fn status(&self) -> u16 {
-        STATUS_BY_CODE
-            .iter()
-            .find(|(code, _)| *code == self.code())
-            .map_or(400, |(_, status)| *status)
+        STATUS_BY_CODE.iter().find(|(code, _)| *code == self.code()).map_or(400, |(_, status)| *status)
     }
 
     pub fn missing_parameter(name: &str) -> Self {
@@ -60,10 +58,7 @@ impl Ec2Error {
 
     /// `InvalidParameterValue` naming the parameter, the value, and why it is wrong.
     pub fn invalid_value(name: &str, value: &str, why: &str) -> Self {
-        Self::new(
-            "InvalidParameterValue",
-            format!("Value ({value}) for parameter {name} is invalid. {why}"),
-        )
+        Self::new("InvalidParameterValue", format!("Value ({value}) for parameter {name} is invalid. {why}"))
     }
 
     pub fn invalid_action(action: &str) -> Self {
@@ -108,10 +103,7 @@ mod tests {
 
     #[test]
     fn messages_name_the_parameter() {
-        assert_eq!(
-            Ec2Error::missing_parameter("KeyName").message(),
-            "The request must contain the parameter KeyName"
-        );
+        assert_eq!(Ec2Error::missing_parameter("KeyName").message(), "The request must contain the parameter KeyName");
         assert!(Ec2Error::invalid_value("KeyType", "dsa", "Expected: rsa, ed25519.")
             .message()
             .contains("(dsa) for parameter KeyType"));

@@ -42,9 +42,10 @@ impl FilterSet {
     pub fn new(filters: Option<&[Filter]>, known: &[&str]) -> Result<Self, Ec2Error> {
         let mut compiled = Vec::new();
         for (index, filter) in filters.unwrap_or_default().iter().enumerate() {
-            let name = filter.name.as_deref().ok_or_else(|| {
-                Ec2Error::missing_parameter(&format!("Filter.{}.Name", index + 1))
-            })?;
+            let name = filter
+                .name
+                .as_deref()
+                .ok_or_else(|| Ec2Error::missing_parameter(&format!("Filter.{}.Name", index + 1)))?;
             let target = if let Some(key) = name.strip_prefix("tag:") {
                 Target::Tag(key.to_owned())
             } else if name == "tag-key" {
@@ -54,10 +55,7 @@ impl FilterSet {
             } else if known.contains(&name) {
                 Target::Field(name.to_owned())
             } else {
-                return Err(Ec2Error::new(
-                    "InvalidParameterValue",
-                    format!("The filter '{name}' is invalid"),
-                ));
+                return Err(Ec2Error::new("InvalidParameterValue", format!("The filter '{name}' is invalid")));
             };
             let values = filter.values.as_deref().unwrap_or_default();
             if values.is_empty() {

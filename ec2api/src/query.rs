@@ -157,10 +157,7 @@ impl<T: FromQuery> FromQuery for Vec<T> {
             }
         }
         numbered.sort_by_key(|(index, _, _)| *index);
-        numbered
-            .into_iter()
-            .map(|(_, name, child)| T::from_query(child, &join(path, name)))
-            .collect()
+        numbered.into_iter().map(|(_, name, child)| T::from_query(child, &join(path, name))).collect()
     }
 }
 
@@ -191,8 +188,7 @@ impl<'a> StructDecoder<'a> {
     }
 
     pub fn required<T: FromQuery>(&self, name: &str) -> Result<T, Ec2Error> {
-        self.optional(name)?
-            .ok_or_else(|| Ec2Error::missing_parameter(&join(self.path, name)))
+        self.optional(name)?.ok_or_else(|| Ec2Error::missing_parameter(&join(self.path, name)))
     }
 
     /// An integer member whose model shape bounds it.

@@ -1,1 +1,193 @@
-fn main(){}
+//! `stratus`: serve the EC2 API, or administer a data dir.
+
+use std::net::SocketAddr;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use backend::accounts::Credentials;
+use backend::Backend;
+use clap::{Args, Parser, Subcommand};
+use gateway::admin::{self, AdminAnswer, AdminRequest};
+use gateway::config::Config;
+use gateway::server::{serve, AppState};
+use tokio::signal::unix::{signal, SignalKind};
+
+#[derive(Parser)]
+#[command(name = "stratus", version, about = "An EC2-compatible control plane for KVM clouds")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Clone)]
+struct Common {
+    /// Where Stratus keeps its state.
+    #[arg(long, default_value = "./stratus-data", env = "STRATUS_DATA_DIR")]
+    data_dir: PathBuf,
+    /// Optional TOML config (regions, zones, instance types, limits).
+    #[arg(long, env = "STRATUS_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the EC2 Query API.
+    Serve {
+        #[arg(long, default_value = "127.0.0.1:8773")]
+        listen: SocketAddr,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Manage accounts.
+    #[command(subcommand)]
+    Account(AccountCommand),
+}
+
+#[derive(Subcommand)]
+enum AccountCommand {
+    /// Create an account and print its keys.
+    Create {
+        name: String,
+        /// May call the admin-only extension actions.
+        #[arg(long)]
+        admin: bool,
+        /// Twelve digits; generated unless given.
+        #[arg(long)]
+        account_id: Option<String>,
+        #[arg(long, requires = "secret_access_key")]
+        access_key_id: Option<String>,
+        #[arg(long, requires = "access_key_id")]
+        secret_access_key: Option<String>,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// List accounts and their access key ids.
+    List {
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+#[tokio::main]
+async fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    if let Err(error) = run(Cli::parse()).await {
+        eprintln!("stratus: {error:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Serve { listen, common } => run_server(listen, common).await,
+        Command::Account(AccountCommand::Create {
+            name,
+            admin,
+            account_id,
+            access_key_id,
+            secret_access_key,
+            common,
+        }) => {
+            let access_key = access_key_id.zip(secret_access_key);
+            let request = AdminRequest::CreateAccount { name, admin, account_id, access_key };
+            match admin_call(&common, request).await? {
+                AdminAnswer::Account(c) => {
+                    println!(
+                        "account_id = {}\naws_access_key_id = {}\naws_secret_access_key = {}",
+                        c.account_id, c.access_key_id, c.secret_access_key
+                    );
+                    Ok(())
+                }
+                other => unexpected(other),
+            }
+        }
+        Command::Account(AccountCommand::List { common }) => {
+            match admin_call(&common, AdminRequest::ListAccounts).await? {
+                AdminAnswer::Accounts(accounts) => {
+                    println!("{:<14} {:<24} {:<6} ACCESS KEYS", "ACCOUNT", "NAME", "ADMIN");
+                    for a in accounts {
+                        println!("{:<14} {:<24} {:<6} {}", a.account_id, a.name, a.admin, a.access_key_ids.join(","));
+                    }
+                    Ok(())
+                }
+                other => unexpected(other),
+            }
+        }
+    }
+}
+
+fn unexpected(answer: AdminAnswer) -> Result<()> {
+    match answer {
+        AdminAnswer::Error(message) => bail!("{message}"),
+        other => bail!("unexpected answer {other:?}"),
+    }
+}
+
+async fn admin_call(common: &Common, request: AdminRequest) -> Result<AdminAnswer> {
+    let config = Config::load(common.config.as_deref())?;
+    admin::run(&common.data_dir, request, config.topology()).await
+}
+
+/// Writes the admin keys as an aws credentials file (profile `stratus`), readable by us only.
+fn write_credentials(path: &Path, credentials: &Credentials) -> Result<()> {
+    use std::io::Write;
+    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    write!(
+        file,
+        "# Stratus admin account {}\n[stratus]\naws_access_key_id = {}\naws_secret_access_key = {}\n",
+        credentials.account_id, credentials.access_key_id, credentials.secret_access_key
+    )?;
+    Ok(())
+}
+
+async fn run_server(listen: SocketAddr, common: Common) -> Result<()> {
+    let config = Config::load(common.config.as_deref())?;
+    let data_dir = &common.data_dir;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(data_dir)
+        .with_context(|| format!("creating data dir {}", data_dir.display()))?;
+    let store = match storage::Store::open(&admin::database_path(data_dir)) {
+        Err(storage::Error::Locked) => bail!(
+            "another Stratus process is using the data dir {}; stop it first or choose another --data-dir",
+            data_dir.display()
+        ),
+        other => other.with_context(|| format!("opening the database in {}", data_dir.display()))?,
+    };
+    let backend = Arc::new(Backend::new(store, config.topology()));
+    let credentials_path = data_dir.join("admin-credentials");
+    let bootstrap = Arc::clone(&backend);
+    if let Some(admin) = tokio::task::spawn_blocking(move || bootstrap.bootstrap_admin()).await?? {
+        write_credentials(&credentials_path, &admin).context("writing admin-credentials")?;
+    }
+    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listening on {listen}"))?;
+    let admin_socket = admin::bind(data_dir)?;
+    let admin_task = tokio::spawn(admin::serve(admin_socket, Arc::clone(&backend)));
+
+    let region = &config.topology().regions[0].name;
+    println!("Stratus is serving the EC2 API on http://{listen} (data dir {})", data_dir.display());
+    println!("Admin credentials: {}", credentials_path.display());
+    println!(
+        "Try: AWS_SHARED_CREDENTIALS_FILE={} aws --profile stratus --region {region} --endpoint-url http://{listen} ec2 describe-regions",
+        credentials_path.display()
+    );
+
+    let mut terminate = signal(SignalKind::terminate())?;
+    let shutdown = async move {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminate.recv() => {}
+        }
+        tracing::info!("shutting down");
+    };
+    serve(listener, Arc::new(AppState::new(Arc::clone(&backend), config.limits.clone())), shutdown).await;
+    admin_task.abort();
+    let _ = std::fs::remove_file(admin::socket_path(data_dir));
+    Ok(())
+}

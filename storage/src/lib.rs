@@ -132,7 +132,11 @@ impl Store {
     }
 }
 
-fn get_from<V: Record>(table: &impl ReadableTable<&'static str, &'static [u8]>, t: &Table<V>, key: &str) -> Result<Option<V>> {
+fn get_from<V: Record>(
+    table: &impl ReadableTable<&'static str, &'static [u8]>,
+    t: &Table<V>,
+    key: &str,
+) -> Result<Option<V>> {
     match table.get(key)? {
         Some(bytes) => decode(t.name, key, bytes.value()).map(Some),
         None => Ok(None),

@@ -19,9 +19,9 @@ use serde_json::Value;
 
 const RUST_KEYWORDS: &[&str] = &[
     "as", "break", "const", "continue", "crate", "else", "enum", "extern", "false", "fn", "for", "if", "impl", "in",
-    "let", "loop", "match", "mod", "move", "mut", "pub", "ref", "return", "self", "static", "struct", "super",
-    "trait", "true", "type", "unsafe", "use", "where", "while", "async", "await", "dyn", "abstract", "become", "box",
-    "do", "final", "macro", "override", "priv", "typeof", "unsized", "virtual", "yield", "try",
+    "let", "loop", "match", "mod", "move", "mut", "pub", "ref", "return", "self", "static", "struct", "super", "trait",
+    "true", "type", "unsafe", "use", "where", "while", "async", "await", "dyn", "abstract", "become", "box", "do",
+    "final", "macro", "override", "priv", "typeof", "unsized", "virtual", "yield", "try",
 ];
 
 /// Struct names that would shadow what the generated module uses.
@@ -113,7 +113,9 @@ fn type_name(shape: &str) -> String {
 fn rust_type(model: &Model, shape: &str) -> Result<String> {
     Ok(match model.kind(shape)? {
         "structure" => type_name(shape),
-        "list" => format!("Vec<{}>", rust_type(model, model.shape(shape)?["member"]["shape"].as_str().context("member")?)?),
+        "list" => {
+            format!("Vec<{}>", rust_type(model, model.shape(shape)?["member"]["shape"].as_str().context("member")?)?)
+        }
         "string" => {
             if model.shape(shape)?.get("enum").is_some() {
                 type_name(shape)
@@ -207,7 +209,11 @@ fn generate(model: &Model, actions: &[String]) -> Result<String> {
         let input = model.operations[action.as_str()]["input"]["shape"].as_str().context("input")?;
         writeln!(out, "    {action}({}),", type_name(input))?;
     }
-    writeln!(out, "}}\n\nimpl Action {{\n    pub const NAMES: &'static [&'static str] = &[{}];\n", actions.iter().map(|a| format!("{a:?}")).collect::<Vec<_>>().join(", "))?;
+    writeln!(
+        out,
+        "}}\n\nimpl Action {{\n    pub const NAMES: &'static [&'static str] = &[{}];\n",
+        actions.iter().map(|a| format!("{a:?}")).collect::<Vec<_>>().join(", ")
+    )?;
     writeln!(out, "    /// Decodes the request of `action` from the parameters (without `Action` and `Version`).\n    pub fn decode(action: &str, params: &Node) -> Result<Self, Ec2Error> {{\n        match action {{")?;
     for action in actions {
         writeln!(out, "            {action:?} => FromQuery::from_query(params, \"\").map(Self::{action}),")?;
@@ -218,7 +224,10 @@ fn generate(model: &Model, actions: &[String]) -> Result<String> {
         writeln!(out, "            Self::{action}(_) => {action:?},")?;
     }
     writeln!(out, "        }}\n    }}\n")?;
-    writeln!(out, "    /// Whether the request asked for a dry run.\n    pub fn dry_run(&self) -> bool {{\n        match self {{")?;
+    writeln!(
+        out,
+        "    /// Whether the request asked for a dry run.\n    pub fn dry_run(&self) -> bool {{\n        match self {{"
+    )?;
     for action in actions {
         let input = model.operations[action.as_str()]["input"]["shape"].as_str().context("input")?;
         let has = model.shape(input)?["members"].as_object().context("members")?.contains_key("DryRun");

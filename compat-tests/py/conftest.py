@@ -1,0 +1,372 @@
+"""Fixtures and helpers that run the real `stratus` binary for the client compatibility tests.
+
+The binary is `$STRATUS_BIN`, or `<repo>/target/debug/stratus`. Every server listens on
+127.0.0.1 only, on a free port, with a data dir of its own under pytest's tmp dir.
+"""
+
+from __future__ import annotations
+
+import configparser
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+DEFAULT_BIN = REPO / "target" / "debug" / "stratus"
+REGION = "us-east-1"
+PROFILE = "stratus"
+READY_TIMEOUT = 30.0
+STOP_TIMEOUT = 10.0
+
+
+def stratus_bin() -> Path:
+    return Path(os.environ.get("STRATUS_BIN", str(DEFAULT_BIN)))
+
+
+def wait_for_binary(timeout: float = 120.0) -> Path:
+    """The binary may be rebuilt under us: wait for it to (re)appear."""
+    path = stratus_bin()
+    deadline = time.monotonic() + timeout
+    while not (path.is_file() and os.access(path, os.X_OK)):
+        if time.monotonic() > deadline:
+            pytest.fail(f"stratus binary not found at {path} (set STRATUS_BIN or build it)")
+        time.sleep(1)
+    return path
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def port_open(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def read_credentials(path: Path, profile: str = PROFILE) -> tuple[str, str]:
+    parser = configparser.ConfigParser()
+    parser.read(path)
+    section = parser[profile]
+    return section["aws_access_key_id"].strip(), section["aws_secret_access_key"].strip()
+
+
+def write_credentials(path: Path, access_key: str, secret_key: str, profile: str = PROFILE) -> Path:
+    path.write_text(f"[{profile}]\naws_access_key_id = {access_key}\naws_secret_access_key = {secret_key}\n")
+    return path
+
+
+_STARTED: list["Stratus"] = []
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """On a failure, attach the tail of the logs of the servers that were running."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed:
+        for server in _STARTED:
+            if server.proc is not None and (server.proc.poll() is None or server in _recent()):
+                report.sections.append((f"stratus log ({server.log_path})", server.log()[-4000:]))
+
+
+def _recent() -> list["Stratus"]:
+    return _STARTED[-3:]
+
+
+@dataclass
+class Stratus:
+    """One running `stratus serve`."""
+
+    bin: Path
+    data_dir: Path
+    port: int
+    log_path: Path
+    proc: subprocess.Popen | None = None
+    access_key: str | None = None
+    secret_key: str | None = None
+    account_id: str | None = None
+    _log_file: object = field(default=None, repr=False)
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def creds_file(self) -> Path:
+        return self.data_dir / "admin-credentials"
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return "<no log>"
+
+    def start(self) -> "Stratus":
+        wait_for_binary()
+        _STARTED.append(self)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._log_file = open(self.log_path, "ab")
+        cmd = [str(self.bin), "serve", "--listen", f"127.0.0.1:{self.port}", "--data-dir", str(self.data_dir)]
+        self.proc = subprocess.Popen(cmd, stdout=self._log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + READY_TIMEOUT
+        while True:
+            if self.proc.poll() is not None:
+                self._close_log()
+                pytest.fail(f"stratus serve exited early with {self.proc.returncode}:\n{self.log()}")
+            if self.creds_file.exists() and port_open(self.port):
+                try:
+                    self.access_key, self.secret_key = read_credentials(self.creds_file)
+                    break
+                except (KeyError, configparser.Error):
+                    pass  # still being written
+            if time.monotonic() > deadline:
+                self.kill()
+                pytest.fail(f"stratus serve not ready within {READY_TIMEOUT}s:\n{self.log()}")
+            time.sleep(0.1)
+        self.account_id = _account_id_from(self.creds_file)
+        return self
+
+    def stop(self) -> int:
+        """SIGTERM; asserts a clean exit (code 0) within STOP_TIMEOUT seconds."""
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            code = self.proc.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            self._close_log()
+            pytest.fail(f"stratus did not exit within {STOP_TIMEOUT}s of SIGTERM:\n{self.log()}")
+        self._close_log()
+        assert code == 0, f"stratus exited with {code} after SIGTERM:\n{self.log()}"
+        return code
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+    def _close_log(self) -> None:
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+
+
+def _account_id_from(creds_file: Path) -> str | None:
+    """The admin credentials file may carry the account id (as a key or a comment)."""
+    try:
+        text = creds_file.read_text()
+    except OSError:
+        return None
+    m = re.search(r"account[_ ]?id\s*[=:]\s*(\d{12})", text, re.IGNORECASE)
+    return m.group(1) if m else None
+
+
+def start_stratus(tmp_dir: Path, data_dir: Path | None = None) -> Stratus:
+    tmp_dir.mkdir(parents=True, exist_ok=True)
+    data_dir = data_dir or tmp_dir / "data"
+    server = Stratus(bin=wait_for_binary(), data_dir=data_dir, port=free_port(), log_path=tmp_dir / "stratus.log")
+    return server.start()
+
+
+@pytest.fixture(scope="session")
+def stratus(tmp_path_factory):
+    server = start_stratus(tmp_path_factory.mktemp("stratus"))
+    try:
+        yield server
+    finally:
+        if server.proc is not None and server.proc.poll() is not None:
+            pytest.fail(f"stratus died during the session (code {server.proc.returncode}):\n{server.log()}")
+        server.stop()
+
+
+@pytest.fixture
+def server_factory(tmp_path):
+    """Starts private servers (for restart and locking tests); all are stopped at teardown."""
+    started: list[Stratus] = []
+
+    def make(data_dir: Path | None = None, name: str | None = None) -> Stratus:
+        sub = tmp_path / (name or f"srv{len(started)}")
+        server = start_stratus(sub, data_dir or tmp_path / "data")
+        started.append(server)
+        return server
+
+    yield make
+    for server in started:
+        server.kill()
+        server._close_log()
+
+
+# --- aws cli ------------------------------------------------------------------------------
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(extra)
+    return env
+
+
+def aws(stratus: Stratus, *args: str, creds: Path | str | None = None, timeout: float = 120) -> tuple[int, str, str]:
+    """Runs `aws ... ec2 <args>` against the server; returns (returncode, stdout, stderr)."""
+    env = clean_env(
+        AWS_SHARED_CREDENTIALS_FILE=str(creds or stratus.creds_file),
+        AWS_CONFIG_FILE="/dev/null",
+    )
+    cmd = [
+        "aws", "--profile", PROFILE, "--region", REGION, "--endpoint-url", stratus.endpoint,
+        "--output", "json", "ec2", *args,
+    ]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+# --- boto3 --------------------------------------------------------------------------------
+
+
+def ec2_client(stratus: Stratus, access_key: str | None = None, secret_key: str | None = None, region: str = REGION):
+    import boto3
+    from botocore.config import Config
+
+    session = boto3.session.Session(
+        aws_access_key_id=access_key or stratus.access_key,
+        aws_secret_access_key=secret_key or stratus.secret_key,
+        region_name=region,
+    )
+    return session.client(
+        "ec2",
+        endpoint_url=stratus.endpoint,
+        config=Config(retries={"max_attempts": 1, "mode": "legacy"}, connect_timeout=5, read_timeout=30),
+    )
+
+
+@pytest.fixture(scope="session")
+def ec2(stratus):
+    return ec2_client(stratus)
+
+
+# --- accounts -----------------------------------------------------------------------------
+
+
+@dataclass
+class Account:
+    name: str
+    account_id: str
+    access_key: str
+    secret_key: str
+
+
+def create_account(stratus: Stratus, name: str, admin: bool = False) -> Account:
+    cmd = [str(stratus.bin), "account", "create", name]
+    if admin:
+        cmd.append("--admin")
+    cmd += ["--data-dir", str(stratus.data_dir)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, f"{cmd} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+    values = dict(re.findall(r"^\s*(\w+)\s*=\s*(\S+)\s*$", proc.stdout, re.MULTILINE))
+    for key in ("account_id", "aws_access_key_id", "aws_secret_access_key"):
+        assert key in values, f"`account create` did not print {key}:\n{proc.stdout}"
+    assert re.fullmatch(r"\d{12}", values["account_id"]), values["account_id"]
+    return Account(name, values["account_id"], values["aws_access_key_id"], values["aws_secret_access_key"])
+
+
+def list_accounts(stratus: Stratus) -> str:
+    cmd = [str(stratus.bin), "account", "list", "--data-dir", str(stratus.data_dir)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, f"{cmd} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+    return proc.stdout
+
+
+# --- raw signed requests ------------------------------------------------------------------
+
+FORM_CONTENT_TYPE = "application/x-www-form-urlencoded; charset=utf-8"
+
+
+@dataclass
+class RawResponse:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    @property
+    def xml(self) -> ET.Element:
+        return ET.fromstring(self.body)
+
+    @property
+    def error_code(self) -> str | None:
+        return xml_error(self.body)[0]
+
+    @property
+    def error_message(self) -> str | None:
+        return xml_error(self.body)[1]
+
+
+def strip_ns(root: ET.Element) -> ET.Element:
+    for el in root.iter():
+        if isinstance(el.tag, str) and "}" in el.tag:
+            el.tag = el.tag.split("}", 1)[1]
+    return root
+
+
+def xml_error(body: bytes) -> tuple[str | None, str | None]:
+    """(Code, Message) from an EC2 error envelope `Response/Errors/Error`."""
+    try:
+        root = strip_ns(ET.fromstring(body))
+    except ET.ParseError:
+        return None, None
+    if root.tag != "Response":
+        return None, None
+    err = root.find("./Errors/Error")
+    if err is None:
+        return None, None
+    return err.findtext("Code"), err.findtext("Message")
+
+
+def sign(
+    stratus: Stratus,
+    body: str | bytes,
+    access_key: str | None = None,
+    secret_key: str | None = None,
+    region: str = REGION,
+    content_type: str = FORM_CONTENT_TYPE,
+) -> tuple[str, bytes, dict[str, str]]:
+    """SigV4-signs a POST / with botocore; returns (url, body, headers)."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    data = body.encode() if isinstance(body, str) else body
+    url = stratus.endpoint + "/"
+    req = AWSRequest(method="POST", url=url, data=data, headers={"Content-Type": content_type})
+    creds = Credentials(access_key or stratus.access_key, secret_key or stratus.secret_key)
+    SigV4Auth(creds, "ec2", region).add_auth(req)
+    headers = {k: v for k, v in req.headers.items()}
+    return url, data, headers
+
+
+def send(url: str, data: bytes | None, headers: dict[str, str], method: str = "POST", timeout: float = 30) -> RawResponse:
+    req = urllib.request.Request(url, data=data, headers=headers, method=method)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return RawResponse(resp.status, dict(resp.headers.items()), resp.read())
+    except urllib.error.HTTPError as e:
+        return RawResponse(e.code, dict(e.headers.items()), e.read())
+
+
+def signed_request(stratus: Stratus, body: str | bytes, **kw) -> RawResponse:
+    url, data, headers = sign(stratus, body, **kw)
+    return send(url, data, headers)

@@ -1,0 +1,501 @@
+"""boto3 / botocore against a running stratus: shapes, accounts, errors, SigV4, persistence."""
+
+from __future__ import annotations
+
+import datetime
+import re
+import socket
+import subprocess
+import time
+import urllib.parse
+import uuid
+
+import pytest
+from botocore.exceptions import ClientError
+
+from conftest import (
+    FORM_CONTENT_TYPE,
+    RawResponse,
+    create_account,
+    ec2_client,
+    free_port,
+    list_accounts,
+    send,
+    sign,
+    signed_request,
+    strip_ns,
+    xml_error,
+)
+
+KEY_PAIR_ID_RE = re.compile(r"^key-[0-9a-f]{17}$")
+ALL_TYPES = {
+    "t3.nano", "t3.micro", "t3.small", "t3.medium", "t3.large", "t3.xlarge", "t3.2xlarge",
+    "m5.large", "m5.xlarge", "m5.2xlarge", "m5.4xlarge",
+    "c5.large", "c5.xlarge", "c5.2xlarge", "c5.4xlarge",
+}
+VERSION = "Version=2016-11-15"
+
+
+def unique(prefix: str = "b3") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def error_code(excinfo) -> str:
+    return excinfo.value.response["Error"]["Code"]
+
+
+def assert_client_error(code: str, fn, *args, **kw) -> ClientError:
+    with pytest.raises(ClientError) as excinfo:
+        fn(*args, **kw)
+    assert error_code(excinfo) == code, excinfo.value.response
+    return excinfo.value
+
+
+def assert_raw_error(resp: RawResponse, code: str, status: int | None = None) -> None:
+    assert resp.error_code == code, f"expected {code}, got HTTP {resp.status}: {resp.body[:2000]!r}"
+    if status is not None:
+        assert resp.status == status, f"{code}: expected HTTP {status}, got {resp.status}"
+
+
+# --- key pair round trip ------------------------------------------------------------------
+
+
+def test_key_pair_round_trip(ec2):
+    name = unique("rt")
+    created = ec2.create_key_pair(KeyName=name, KeyType="ed25519")
+    assert created["KeyName"] == name
+    assert KEY_PAIR_ID_RE.match(created["KeyPairId"]), created
+    assert created["KeyMaterial"].startswith("-----BEGIN OPENSSH PRIVATE KEY-----")
+    assert re.fullmatch(r"[A-Za-z0-9+/]{43}=", created["KeyFingerprint"]), created["KeyFingerprint"]
+    assert created["ResponseMetadata"]["HTTPStatusCode"] == 200
+    assert created["ResponseMetadata"].get("RequestId"), created["ResponseMetadata"]
+
+    pairs = ec2.describe_key_pairs(KeyNames=[name])["KeyPairs"]
+    assert len(pairs) == 1
+    kp = pairs[0]
+    assert kp["KeyName"] == name
+    assert kp["KeyPairId"] == created["KeyPairId"]
+    assert kp["KeyFingerprint"] == created["KeyFingerprint"]
+    assert kp["KeyType"] == "ed25519"
+    assert isinstance(kp["CreateTime"], datetime.datetime)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    assert abs((now - kp["CreateTime"]).total_seconds()) < 300, kp["CreateTime"]
+    assert "KeyMaterial" not in kp
+
+    by_id = ec2.describe_key_pairs(KeyPairIds=[created["KeyPairId"]])["KeyPairs"]
+    assert [k["KeyName"] for k in by_id] == [name]
+
+    deleted = ec2.delete_key_pair(KeyPairId=created["KeyPairId"])
+    assert deleted["ResponseMetadata"]["HTTPStatusCode"] == 200
+    assert_client_error("InvalidKeyPair.NotFound", ec2.describe_key_pairs, KeyNames=[name])
+
+
+def test_rsa_key_pair_shapes(ec2):
+    name = unique("rsa")
+    created = ec2.create_key_pair(KeyName=name)
+    try:
+        assert created["KeyMaterial"].startswith("-----BEGIN RSA PRIVATE KEY-----")
+        assert re.fullmatch(r"([0-9a-f]{2}:){19}[0-9a-f]{2}", created["KeyFingerprint"]), created["KeyFingerprint"]
+        kp = ec2.describe_key_pairs(KeyNames=[name], IncludePublicKey=True)["KeyPairs"][0]
+        assert kp["KeyType"] == "rsa"
+        assert kp["PublicKey"].startswith("ssh-rsa ")
+    finally:
+        ec2.delete_key_pair(KeyName=name)
+
+
+def test_describe_key_pairs_tag_filters(ec2):
+    a, b, c = unique("tf-a"), unique("tf-b"), unique("tf-c")
+    ec2.create_key_pair(KeyName=a, KeyType="ed25519",
+                        TagSpecifications=[{"ResourceType": "key-pair", "Tags": [{"Key": "Env", "Value": "dev"}]}])
+    kb = ec2.create_key_pair(KeyName=b, KeyType="ed25519")
+    ec2.create_tags(Resources=[kb["KeyPairId"]], Tags=[{"Key": "Env", "Value": "prod"}, {"Key": "Owner", "Value": "me"}])
+    ec2.create_key_pair(KeyName=c, KeyType="ed25519")
+    try:
+        names = [a, b, c]
+
+        def names_for(filters):
+            pairs = ec2.describe_key_pairs(KeyNames=names, Filters=filters)["KeyPairs"]
+            return sorted(k["KeyName"] for k in pairs)
+
+        assert names_for([{"Name": "tag:Env", "Values": ["d*"]}]) == [a]
+        assert names_for([{"Name": "tag:Env", "Values": ["d*", "prod"]}]) == [a, b]
+        assert names_for([{"Name": "tag-key", "Values": ["Env"]}]) == [a, b]
+        assert names_for([{"Name": "tag-key", "Values": ["Own*"]}]) == [b]
+        assert names_for([{"Name": "tag-value", "Values": ["me"]}]) == [b]
+        assert names_for([{"Name": "tag:Env", "Values": ["*"]}, {"Name": "tag-key", "Values": ["Owner"]}]) == [b]
+        assert names_for([{"Name": "key-name", "Values": [c]}]) == [c]
+        assert names_for([{"Name": "key-pair-id", "Values": [kb["KeyPairId"]]}]) == [b]
+        assert names_for([{"Name": "tag:Env", "Values": ["nothing"]}]) == []
+        tagged = ec2.describe_key_pairs(KeyNames=[b])["KeyPairs"][0]["Tags"]
+        assert sorted((t["Key"], t["Value"]) for t in tagged) == [("Env", "prod"), ("Owner", "me")]
+    finally:
+        for n in (a, b, c):
+            ec2.delete_key_pair(KeyName=n)
+
+
+def test_import_key_pair_with_tags(ec2):
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    line = ed25519.Ed25519PrivateKey.generate().public_key().public_bytes(
+        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+    name = unique("imp")
+    out = ec2.import_key_pair(KeyName=name, PublicKeyMaterial=line + b" c@d",
+                              TagSpecifications=[{"ResourceType": "key-pair", "Tags": [{"Key": "Name", "Value": name}]}])
+    try:
+        assert out["KeyName"] == name
+        assert KEY_PAIR_ID_RE.match(out["KeyPairId"])
+        assert out["Tags"] == [{"Key": "Name", "Value": name}]
+        kp = ec2.describe_key_pairs(KeyNames=[name], IncludePublicKey=True)["KeyPairs"][0]
+        assert kp["PublicKey"].split()[:2] == line.decode().split()[:2]
+        assert kp["KeyFingerprint"] == out["KeyFingerprint"]
+    finally:
+        ec2.delete_key_pair(KeyName=name)
+
+
+# --- accounts -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def second_account(stratus):
+    return create_account(stratus, unique("acct"))
+
+
+def test_account_list_shows_created_account(stratus, second_account):
+    listing = list_accounts(stratus)
+    lines = [line for line in listing.splitlines() if second_account.account_id in line]
+    assert len(lines) == 1, listing
+    assert second_account.name in lines[0], listing
+    if stratus.account_id:
+        assert stratus.account_id in listing
+        assert stratus.account_id != second_account.account_id
+
+
+def test_accounts_are_isolated(stratus, ec2, second_account):
+    other = ec2_client(stratus, second_account.access_key, second_account.secret_key)
+    name = unique("iso")
+    mine = ec2.create_key_pair(KeyName=name, KeyType="ed25519",
+                               TagSpecifications=[{"ResourceType": "key-pair", "Tags": [{"Key": "Owner", "Value": "first"}]}])
+    try:
+        assert other.describe_key_pairs()["KeyPairs"] == []
+        assert_client_error("InvalidKeyPair.NotFound", other.describe_key_pairs, KeyNames=[name])
+        assert_client_error("InvalidKeyPair.NotFound", other.describe_key_pairs, KeyPairIds=[mine["KeyPairId"]])
+        assert other.describe_key_pairs(Filters=[{"Name": "key-name", "Values": [name]}])["KeyPairs"] == []
+        assert other.describe_tags(Filters=[{"Name": "resource-id", "Values": [mine["KeyPairId"]]}])["Tags"] == []
+
+        with pytest.raises(ClientError) as excinfo:
+            other.create_tags(Resources=[mine["KeyPairId"]], Tags=[{"Key": "Owner", "Value": "second"}])
+        assert error_code(excinfo) == "InvalidKeyPair.NotFound", excinfo.value.response
+
+        # a delete from the other account never touches ours (EC2 answers a missing name with success)
+        other.delete_key_pair(KeyName=name)
+        try:
+            other.delete_key_pair(KeyPairId=mine["KeyPairId"])
+        except ClientError as e:
+            assert e.response["Error"]["Code"] == "InvalidKeyPair.NotFound", e.response
+
+        still = ec2.describe_key_pairs(KeyNames=[name])["KeyPairs"]
+        assert [k["KeyPairId"] for k in still] == [mine["KeyPairId"]]
+        assert still[0]["Tags"] == [{"Key": "Owner", "Value": "first"}]
+
+        # both accounts can have a key of the same name
+        theirs = other.create_key_pair(KeyName=name, KeyType="ed25519")
+        assert theirs["KeyPairId"] != mine["KeyPairId"]
+        assert [k["KeyPairId"] for k in other.describe_key_pairs()["KeyPairs"]] == [theirs["KeyPairId"]]
+        assert [k["KeyPairId"] for k in ec2.describe_key_pairs(KeyNames=[name])["KeyPairs"]] == [mine["KeyPairId"]]
+        other.delete_key_pair(KeyName=name)
+        assert other.describe_key_pairs()["KeyPairs"] == []
+        assert [k["KeyPairId"] for k in ec2.describe_key_pairs(KeyNames=[name])["KeyPairs"]] == [mine["KeyPairId"]]
+    finally:
+        ec2.delete_key_pair(KeyName=name)
+
+
+def test_second_account_sees_shared_topology(stratus, second_account):
+    other = ec2_client(stratus, second_account.access_key, second_account.secret_key)
+    assert "us-east-1" in {r["RegionName"] for r in other.describe_regions()["Regions"]}
+
+
+# --- error codes ----------------------------------------------------------------------------
+
+
+def test_unknown_filter_name(ec2):
+    assert_client_error("InvalidParameterValue", ec2.describe_key_pairs, Filters=[{"Name": "no-such-filter", "Values": ["x"]}])
+
+
+def test_max_results_out_of_range(ec2):
+    assert_client_error("InvalidParameterValue", ec2.describe_instance_types, MaxResults=2)
+
+
+def test_bad_next_token(ec2):
+    assert_client_error("InvalidParameterValue", ec2.describe_instance_types, NextToken="garbage!!")
+    assert_client_error("InvalidParameterValue", ec2.describe_tags, NextToken="bm90IGEgdG9rZW4")
+
+
+def test_missing_parameter(stratus):
+    assert_raw_error(signed_request(stratus, f"Action=CreateKeyPair&{VERSION}"), "MissingParameter", 400)
+
+
+def test_unknown_parameter(stratus):
+    assert_raw_error(signed_request(stratus, f"Action=DescribeRegions&{VERSION}&Foo=bar"), "UnknownParameter", 400)
+
+
+def test_unknown_action(stratus):
+    assert_raw_error(signed_request(stratus, f"Action=NoSuchThing&{VERSION}"), "InvalidAction", 400)
+
+
+def test_no_authorization_header(stratus):
+    body = f"Action=DescribeRegions&{VERSION}".encode()
+    resp = send(stratus.endpoint + "/", body, {"Content-Type": FORM_CONTENT_TYPE})
+    assert_raw_error(resp, "MissingAuthenticationToken")
+    assert 400 <= resp.status < 500
+
+
+def test_unknown_scope_region(stratus):
+    resp = signed_request(stratus, f"Action=DescribeRegions&{VERSION}", region="xx-nowhere-1")
+    assert_raw_error(resp, "AuthFailure", 401)
+
+
+def test_old_request_date_is_expired(stratus, monkeypatch):
+    import botocore.auth
+
+    real = botocore.auth.get_current_datetime
+    monkeypatch.setattr(botocore.auth, "get_current_datetime",
+                        lambda *a, **kw: real(*a, **kw) - datetime.timedelta(minutes=10))
+    url, data, headers = sign(stratus, f"Action=DescribeRegions&{VERSION}")
+    monkeypatch.undo()
+    stamp = datetime.datetime.strptime(headers["X-Amz-Date"], "%Y%m%dT%H%M%SZ").replace(tzinfo=datetime.timezone.utc)
+    age = datetime.datetime.now(datetime.timezone.utc) - stamp
+    assert datetime.timedelta(minutes=9) < age < datetime.timedelta(minutes=11), headers  # the patch took
+    assert_raw_error(send(url, data, headers), "RequestExpired", 400)
+
+
+def test_future_request_date_is_expired(stratus, monkeypatch):
+    import botocore.auth
+
+    real = botocore.auth.get_current_datetime
+    monkeypatch.setattr(botocore.auth, "get_current_datetime",
+                        lambda *a, **kw: real(*a, **kw) + datetime.timedelta(minutes=10))
+    url, data, headers = sign(stratus, f"Action=DescribeRegions&{VERSION}")
+    monkeypatch.undo()
+    assert_raw_error(send(url, data, headers), "RequestExpired", 400)
+
+
+def test_slightly_skewed_date_is_accepted(stratus, monkeypatch):
+    import botocore.auth
+
+    real = botocore.auth.get_current_datetime
+    monkeypatch.setattr(botocore.auth, "get_current_datetime",
+                        lambda *a, **kw: real(*a, **kw) - datetime.timedelta(minutes=2))
+    url, data, headers = sign(stratus, f"Action=DescribeRegions&{VERSION}")
+    monkeypatch.undo()
+    resp = send(url, data, headers)
+    assert resp.status == 200, resp.body[:2000]
+
+
+def test_garbled_authorization_header(stratus):
+    url, data, headers = sign(stratus, f"Action=DescribeRegions&{VERSION}")
+    headers["Authorization"] = "AWS4-HMAC-SHA256 garbage"
+    assert_raw_error(send(url, data, headers), "IncompleteSignature", 400)
+
+
+def test_tampered_body(stratus):
+    url, data, headers = sign(stratus, f"Action=DescribeKeyPairs&{VERSION}&KeyName.1=aaaa")
+    tampered = data.replace(b"aaaa", b"bbbb")
+    assert_raw_error(send(url, tampered, headers), "SignatureDoesNotMatch", 403)
+
+
+def test_tampered_signed_header(stratus):
+    url, data, headers = sign(stratus, f"Action=DescribeRegions&{VERSION}")
+    signed = re.search(r"SignedHeaders=([^,]+)", headers["Authorization"]).group(1).split(";")
+    assert "content-type" in signed, headers["Authorization"]
+    headers["Content-Type"] = "application/x-www-form-urlencoded; charset=UTF-8"
+    assert_raw_error(send(url, data, headers), "SignatureDoesNotMatch", 403)
+
+
+def test_signed_request_succeeds(stratus):
+    """The control for the raw-request tests above: the untouched request works."""
+    resp = signed_request(stratus, f"Action=DescribeRegions&{VERSION}")
+    assert resp.status == 200, resp.body[:2000]
+    root = strip_ns(resp.xml)
+    assert "us-east-1" in [e.text for e in root.iter("regionName")]
+
+
+# --- presigned URLs -------------------------------------------------------------------------
+
+
+def test_presigned_get(stratus, ec2):
+    url = ec2.generate_presigned_url("describe_regions", Params={}, HttpMethod="GET")
+    assert "X-Amz-Signature=" in url
+    resp = send(url, None, {}, method="GET")
+    assert resp.status == 200, resp.body[:2000]
+    root = strip_ns(resp.xml)
+    assert "us-east-1" in [e.text for e in root.iter("regionName")]
+
+    parts = urllib.parse.urlsplit(url)
+    query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+    altered = []
+    for k, v in query:
+        if k == "X-Amz-Signature":
+            v = v[:-1] + ("0" if v[-1] != "0" else "1")
+        altered.append((k, v))
+    bad_url = urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(altered)))
+    assert_raw_error(send(bad_url, None, {}, method="GET"), "SignatureDoesNotMatch", 403)
+
+
+# --- the error envelope ---------------------------------------------------------------------
+
+
+def _assert_envelope(resp: RawResponse, code: str, status: int) -> None:
+    assert_raw_error(resp, code, status)
+    ctype = {k.lower(): v for k, v in resp.headers.items()}.get("content-type", "")
+    assert ctype.lower().startswith("text/xml"), ctype
+    root = strip_ns(resp.xml)
+    assert root.tag == "Response"
+    assert (root.findtext("RequestID") or "").strip(), resp.body
+    assert (root.findtext("./Errors/Error/Message") or "").strip(), resp.body
+
+
+def test_error_envelope(stratus):
+    body = f"Action=DescribeRegions&{VERSION}"
+    _assert_envelope(signed_request(stratus, body, access_key="AKIAIOSFODNN7EXAMPLE"), "AuthFailure", 401)
+    _assert_envelope(signed_request(stratus, body, secret_key="y" * 40), "SignatureDoesNotMatch", 403)
+    _assert_envelope(signed_request(stratus, f"Action=CreateKeyPair&{VERSION}&KeyName={unique('dry')}&DryRun=true"),
+                     "DryRunOperation", 412)
+    _assert_envelope(signed_request(stratus, f"Action=DescribeKeyPairs&{VERSION}&KeyName.1={unique('nf')}"),
+                     "InvalidKeyPair.NotFound", 400)
+    _assert_envelope(signed_request(stratus, f"Action=NoSuchThing&{VERSION}"), "InvalidAction", 400)
+
+
+def test_success_envelope(stratus):
+    resp = signed_request(stratus, f"Action=DescribeRegions&{VERSION}")
+    assert resp.status == 200
+    ctype = {k.lower(): v for k, v in resp.headers.items()}.get("content-type", "")
+    assert ctype.lower().startswith("text/xml"), ctype
+    root = resp.xml
+    assert root.tag.endswith("DescribeRegionsResponse"), root.tag
+    assert root.tag.startswith("{http://ec2.amazonaws.com/doc/2016-11-15"), root.tag
+    assert (strip_ns(root).findtext("requestId") or "").strip(), resp.body
+
+
+def _raw_http(port: int, head: bytes, body: bytes, timeout: float = 30) -> bytes:
+    """Sends a request over a plain socket (tolerating an early close) and returns the answer."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(head)
+        try:
+            s.sendall(body)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server may answer before reading everything
+        chunks = []
+        try:
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+        except ConnectionResetError:
+            pass
+        except socket.timeout:
+            pass
+        return b"".join(chunks)
+
+
+def test_oversized_body(stratus, ec2):
+    body = f"Action=DescribeRegions&{VERSION}&Foo=".encode() + b"a" * (1024 * 1024 + 4096)
+    url, data, headers = sign(stratus, body)
+    head = "POST / HTTP/1.1\r\n" + f"Host: 127.0.0.1:{stratus.port}\r\n"
+    head += "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    head += f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n"
+    answer = _raw_http(stratus.port, head.encode(), data)
+    assert answer, "no answer at all to a >1 MiB body (connection closed or reset before any response)"
+    status_line, _, rest = answer.partition(b"\r\n")
+    status = int(status_line.split()[1])
+    assert 400 <= status < 500, answer[:2000]
+    _, _, payload = rest.partition(b"\r\n\r\n")
+    code, message = xml_error(payload)
+    assert code, f"not an EC2 error envelope: {answer[:2000]!r}"
+    # the server still answers
+    assert "us-east-1" in {r["RegionName"] for r in ec2.describe_regions()["Regions"]}
+
+
+# --- pagination -----------------------------------------------------------------------------
+
+
+def test_describe_instance_types_paginator(ec2):
+    pages = list(ec2.get_paginator("describe_instance_types").paginate(PaginationConfig={"PageSize": 5}))
+    assert len(pages) >= 3
+    seen = [t["InstanceType"] for p in pages for t in p["InstanceTypes"]]
+    for p in pages:
+        assert len(p["InstanceTypes"]) <= 5
+    assert sorted(seen) == sorted(ALL_TYPES), seen
+    assert len(seen) == len(set(seen))
+    assert "NextToken" not in pages[-1]
+
+
+def test_describe_instance_types_full_list_and_filters(ec2):
+    everything = ec2.describe_instance_types()
+    assert {t["InstanceType"] for t in everything["InstanceTypes"]} == ALL_TYPES
+    assert "NextToken" not in everything
+    burst = ec2.describe_instance_types(Filters=[{"Name": "burstable-performance-supported", "Values": ["true"]}])
+    assert {t["InstanceType"] for t in burst["InstanceTypes"]} == {t for t in ALL_TYPES if t.startswith("t3.")}
+
+
+def test_next_token_is_reusable(ec2):
+    first = ec2.describe_instance_types(MaxResults=5)
+    token = first["NextToken"]
+    again = ec2.describe_instance_types(MaxResults=5, NextToken=token)
+    again2 = ec2.describe_instance_types(MaxResults=5, NextToken=token)
+    assert again["InstanceTypes"] == again2["InstanceTypes"]
+    assert not {t["InstanceType"] for t in again["InstanceTypes"]} & {t["InstanceType"] for t in first["InstanceTypes"]}
+
+
+# --- persistence and locking ----------------------------------------------------------------
+
+
+def test_data_survives_restart(server_factory):
+    first = server_factory(name="first")
+    client = ec2_client(first)
+    name = unique("persist")
+    created = client.create_key_pair(KeyName=name, KeyType="ed25519",
+                                     TagSpecifications=[{"ResourceType": "key-pair", "Tags": [{"Key": "K", "Value": "V"}]}])
+    token = client.describe_instance_types(MaxResults=5)["NextToken"]
+    expected_rest = client.describe_instance_types(MaxResults=5, NextToken=token)["InstanceTypes"]
+    keys = (first.access_key, first.secret_key)
+    first.stop()
+
+    second = server_factory(data_dir=first.data_dir, name="second")
+    assert (second.access_key, second.secret_key) == keys, "admin credentials changed across a restart"
+    client = ec2_client(second)
+    kp = client.describe_key_pairs(KeyNames=[name])["KeyPairs"]
+    assert len(kp) == 1, kp
+    assert kp[0]["KeyPairId"] == created["KeyPairId"]
+    assert kp[0]["KeyFingerprint"] == created["KeyFingerprint"]
+    assert kp[0]["Tags"] == [{"Key": "K", "Value": "V"}]
+    # a token from before the restart still works
+    assert client.describe_instance_types(MaxResults=5, NextToken=token)["InstanceTypes"] == expected_rest
+    second.stop()
+
+
+def test_second_server_on_same_data_dir_is_refused(server_factory, tmp_path):
+    first = server_factory(name="first")
+    client = ec2_client(first)
+    port = free_port()
+    cmd = [str(first.bin), "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", str(first.data_dir)]
+    started = time.monotonic()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+    try:
+        out, err = proc.communicate(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        pytest.fail(f"a second `stratus serve` on {first.data_dir} kept running:\n{out}\n{err}")
+    elapsed = time.monotonic() - started
+    assert proc.returncode != 0, f"second serve exited 0:\n{out}\n{err}"
+    assert elapsed < 10
+    text = (out + err).lower()
+    assert str(first.data_dir).lower() in text or "another" in text or "lock" in text, text
+    # the first keeps serving
+    assert "us-east-1" in {r["RegionName"] for r in client.describe_regions()["Regions"]}
+    name = unique("still")
+    client.create_key_pair(KeyName=name, KeyType="ed25519")
+    assert client.describe_key_pairs(KeyNames=[name])["KeyPairs"][0]["KeyName"] == name
+    first.stop()

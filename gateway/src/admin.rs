@@ -1,0 +1,147 @@
+//! Admin operations, whether or not a server holds the data dir.
+//!
+//! redb allows one process per database file. The admin CLI therefore opens the file itself
+//! when it is free, and otherwise talks to the server that holds it over `admin.sock` in the
+//! data dir (mode 0600: whoever can read the data dir can administer it anyway). The protocol
+//! is one JSON request line and one JSON answer line per connection.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{anyhow, bail, Context, Result};
+use backend::accounts::{AccountSummary, Credentials, NewAccount};
+use backend::Backend;
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum AdminRequest {
+    CreateAccount { name: String, admin: bool, account_id: Option<String>, access_key: Option<(String, String)> },
+    ListAccounts,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AdminAnswer {
+    Account(Credentials),
+    Accounts(Vec<AccountSummary>),
+    Error(String),
+}
+
+pub fn socket_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("admin.sock")
+}
+
+pub fn database_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("stratus.redb")
+}
+
+/// Runs one admin request against a backend.
+pub fn execute(backend: &Backend, request: AdminRequest) -> AdminAnswer {
+    let result = match request {
+        AdminRequest::CreateAccount { name, admin, account_id, access_key } => {
+            backend.create_account(NewAccount { name, admin, account_id, access_key }).map(AdminAnswer::Account)
+        }
+        AdminRequest::ListAccounts => backend.list_accounts().map(AdminAnswer::Accounts),
+    };
+    result.unwrap_or_else(|e| AdminAnswer::Error(e.to_string()))
+}
+
+/// Serves the admin socket until the task is dropped.
+pub async fn serve(listener: UnixListener, backend: Arc<Backend>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else { continue };
+        let backend = Arc::clone(&backend);
+        tokio::spawn(async move {
+            if let Err(error) = answer(stream, backend).await {
+                tracing::warn!(%error, "admin connection failed");
+            }
+        });
+    }
+}
+
+async fn answer(stream: UnixStream, backend: Arc<Backend>) -> Result<()> {
+    let (read, mut write) = stream.into_split();
+    let mut line = String::new();
+    BufReader::new(read.take(64 * 1024)).read_line(&mut line).await?;
+    let answer = match serde_json::from_str::<AdminRequest>(&line) {
+        Ok(request) => tokio::task::spawn_blocking(move || execute(&backend, request)).await?,
+        Err(e) => AdminAnswer::Error(format!("bad admin request: {e}")),
+    };
+    let mut text = serde_json::to_string(&answer)?;
+    text.push('\n');
+    write.write_all(text.as_bytes()).await?;
+    Ok(())
+}
+
+/// Binds the admin socket; any file already there is stale, as we hold the database.
+pub fn bind(data_dir: &Path) -> Result<UnixListener> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = socket_path(data_dir);
+    let _ = std::fs::remove_file(&path);
+    let listener = UnixListener::bind(&path).with_context(|| format!("binding {}", path.display()))?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
+}
+
+/// Runs a request from the CLI: on the database directly if free, else through the server.
+pub async fn run(data_dir: &Path, request: AdminRequest, topology: backend::Topology) -> Result<AdminAnswer> {
+    let db = database_path(data_dir);
+    if db.exists() {
+        match storage::Store::open(&db) {
+            Ok(store) => {
+                let backend = Backend::new(store, topology);
+                return Ok(tokio::task::spawn_blocking(move || execute(&backend, request)).await?);
+            }
+            Err(storage::Error::Locked) => {}
+            Err(e) => return Err(anyhow!(e)).context(format!("opening {}", db.display())),
+        }
+    } else {
+        bail!(
+            "{} holds no Stratus data (run `stratus serve --data-dir {}` first)",
+            data_dir.display(),
+            data_dir.display()
+        );
+    }
+    let path = socket_path(data_dir);
+    let stream = UnixStream::connect(&path).await.with_context(|| {
+        format!("the data dir is held by another process, but its admin socket {} does not answer", path.display())
+    })?;
+    let (read, mut write) = stream.into_split();
+    let mut text = serde_json::to_string(&request)?;
+    text.push('\n');
+    write.write_all(text.as_bytes()).await?;
+    let mut line = String::new();
+    BufReader::new(read).read_line(&mut line).await?;
+    serde_json::from_str(&line).context("reading the server's answer")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_socket_serves_account_requests() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend =
+            Arc::new(Backend::new(storage::Store::open(&database_path(dir.path())).unwrap(), Default::default()));
+        let server = tokio::spawn(serve(bind(dir.path()).unwrap(), Arc::clone(&backend)));
+        let create =
+            AdminRequest::CreateAccount { name: "team".into(), admin: false, account_id: None, access_key: None };
+        let AdminAnswer::Account(created) = run(dir.path(), create, Default::default()).await.unwrap() else {
+            panic!("expected an account")
+        };
+        assert!(backend.principal(&created.access_key_id).unwrap().is_some());
+        let AdminAnswer::Accounts(list) =
+            run(dir.path(), AdminRequest::ListAccounts, Default::default()).await.unwrap()
+        else {
+            panic!("expected accounts")
+        };
+        assert_eq!(list.len(), 1);
+        let dup = AdminRequest::CreateAccount { name: "team".into(), admin: false, account_id: None, access_key: None };
+        assert!(matches!(run(dir.path(), dup, Default::default()).await.unwrap(), AdminAnswer::Error(_)));
+        server.abort();
+    }
+}

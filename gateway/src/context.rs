@@ -1,0 +1,40 @@
+//! What every handler gets: who is calling, from which region, and the backend.
+
+use std::sync::Arc;
+
+use backend::accounts::Principal;
+use backend::Backend;
+use ec2api::Ec2Error;
+
+use crate::errors::to_ec2;
+
+pub struct Ctx {
+    pub request_id: String,
+    pub principal: Principal,
+    /// The region of the signature's scope.
+    pub region: String,
+    /// `http://host:port` as the client addressed us.
+    pub endpoint: String,
+    pub backend: Arc<Backend>,
+}
+
+impl Ctx {
+    pub fn account(&self) -> &str {
+        &self.principal.account_id
+    }
+
+    /// Runs a backend call on the blocking pool; domain errors become EC2 errors here.
+    pub async fn call<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Backend) -> backend::Result<T> + Send + 'static,
+    ) -> Result<T, Ec2Error> {
+        let backend = Arc::clone(&self.backend);
+        match tokio::task::spawn_blocking(move || f(&backend)).await {
+            Ok(result) => result.map_err(to_ec2),
+            Err(join) => {
+                tracing::error!(request_id = %self.request_id, %join, "backend call failed");
+                Err(Ec2Error::internal())
+            }
+        }
+    }
+}

@@ -1,0 +1,30 @@
+//! One exhaustive match from action to handler.
+
+use ec2api::xml::XmlStruct;
+use ec2api::{Action, Ec2Error};
+
+use crate::context::Ctx;
+use crate::handlers::*;
+
+pub type Output = Box<dyn XmlStruct + Send>;
+
+fn boxed<T: XmlStruct + Send + 'static>(result: Result<T, Ec2Error>) -> Result<Output, Ec2Error> {
+    result.map(|output| Box::new(output) as Output)
+}
+
+pub async fn dispatch(ctx: &Ctx, action: Action) -> Result<Output, Ec2Error> {
+    match action {
+        Action::CreateKeyPair(r) => boxed(create_key_pair::handle(ctx, r).await),
+        Action::CreateTags(r) => boxed(create_tags::handle(ctx, r).await),
+        Action::DeleteKeyPair(r) => boxed(delete_key_pair::handle(ctx, r).await),
+        Action::DeleteTags(r) => boxed(delete_tags::handle(ctx, r).await),
+        Action::DescribeAccountAttributes(r) => boxed(describe_account_attributes::handle(ctx, r).await),
+        Action::DescribeAvailabilityZones(r) => boxed(describe_availability_zones::handle(ctx, r).await),
+        Action::DescribeInstanceTypeOfferings(r) => boxed(describe_instance_type_offerings::handle(ctx, r).await),
+        Action::DescribeInstanceTypes(r) => boxed(describe_instance_types::handle(ctx, r).await),
+        Action::DescribeKeyPairs(r) => boxed(describe_key_pairs::handle(ctx, r).await),
+        Action::DescribeRegions(r) => boxed(describe_regions::handle(ctx, r).await),
+        Action::DescribeTags(r) => boxed(describe_tags::handle(ctx, r).await),
+        Action::ImportKeyPair(r) => boxed(import_key_pair::handle(ctx, r).await),
+    }
+}

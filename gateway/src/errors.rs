@@ -1,0 +1,57 @@
+//! The one place where domain errors become EC2 codes.
+
+use backend::{Error, ResourceKind};
+use ec2api::Ec2Error;
+
+/// The `…NotFound` code EC2 uses for a missing resource of each kind.
+fn not_found_code(kind: ResourceKind) -> &'static str {
+    match kind {
+        ResourceKind::Instance => "InvalidInstanceID.NotFound",
+        ResourceKind::Image => "InvalidAMIID.NotFound",
+        ResourceKind::Volume => "InvalidVolume.NotFound",
+        ResourceKind::Snapshot => "InvalidSnapshot.NotFound",
+        ResourceKind::SecurityGroup => "InvalidGroup.NotFound",
+        ResourceKind::KeyPair => "InvalidKeyPair.NotFound",
+        ResourceKind::Vpc => "InvalidVpcID.NotFound",
+        ResourceKind::Subnet => "InvalidSubnetID.NotFound",
+        ResourceKind::NetworkInterface => "InvalidNetworkInterfaceID.NotFound",
+        ResourceKind::Reservation => "InvalidReservationID.NotFound",
+        ResourceKind::Host => "InvalidHostID.NotFound",
+    }
+}
+
+pub fn to_ec2(error: Error) -> Ec2Error {
+    let message = error.to_string();
+    match error {
+        Error::KeyPairNotFound(_) => Ec2Error::new("InvalidKeyPair.NotFound", message),
+        Error::KeyPairDuplicate(_) => Ec2Error::new("InvalidKeyPair.Duplicate", message),
+        Error::InvalidKeyFormat(_) => Ec2Error::new("InvalidKey.Format", message),
+        Error::ResourceNotFound { kind, id } => {
+            Ec2Error::new(not_found_code(kind), format!("The {} ID '{id}' does not exist", kind.resource_type()))
+        }
+        Error::MalformedId(_) => Ec2Error::new("InvalidID", message),
+        Error::InvalidParameter { .. } => Ec2Error::new("InvalidParameterValue", message),
+        Error::TagLimitExceeded(_) => Ec2Error::new("TagLimitExceeded", message),
+        Error::AlreadyExists(_) => Ec2Error::new("InvalidParameterValue", message),
+        Error::Storage(cause) => {
+            tracing::error!(%cause, "storage failed");
+            Ec2Error::internal()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_clients_depend_on() {
+        let nf = to_ec2(Error::ResourceNotFound { kind: ResourceKind::Instance, id: "i-1".into() });
+        assert_eq!(nf.code(), "InvalidInstanceID.NotFound");
+        assert_eq!(to_ec2(Error::KeyPairNotFound("k".into())).message(), "The key pair 'k' does not exist");
+        assert_eq!(to_ec2(Error::KeyPairDuplicate("k".into())).code(), "InvalidKeyPair.Duplicate");
+        let internal = to_ec2(Error::Storage(storage::Error::Db("disk on fire".into())));
+        assert_eq!(internal.code(), "InternalError");
+        assert!(!internal.message().contains("disk"), "causes stay in the log");
+    }
+}

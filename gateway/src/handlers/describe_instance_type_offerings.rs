@@ -1,0 +1,65 @@
+use std::borrow::Cow;
+
+use backend::topology::zone_id;
+use ec2api::filter::FilterSet;
+use ec2api::pagination::PageRequest;
+use ec2api::{
+    DescribeInstanceTypeOfferingsOutput, DescribeInstanceTypeOfferingsRequest, Ec2Error, InstanceTypeOffering,
+};
+
+use super::{one, Row, NO_TAGS};
+use crate::context::Ctx;
+
+const FILTERS: &[&str] = &["location", "instance-type"];
+
+fn fields<'a>(offering: &'a InstanceTypeOffering, name: &str) -> Vec<Cow<'a, str>> {
+    let value = match name {
+        "location" => &offering.location,
+        "instance-type" => &offering.instance_type,
+        _ => return vec![],
+    };
+    value.as_deref().map(one).unwrap_or_default()
+}
+
+pub async fn handle(
+    ctx: &Ctx,
+    req: DescribeInstanceTypeOfferingsRequest,
+) -> Result<DescribeInstanceTypeOfferingsOutput, Ec2Error> {
+    let filters = FilterSet::new(req.filters.as_deref(), FILTERS)?;
+    let page = PageRequest::new(req.max_results, req.next_token.as_deref(), 5, 1000)?;
+    let location_type = req.location_type.unwrap_or_else(|| "region".into());
+    let topology = ctx.backend.topology();
+    let region = topology.region(&ctx.region).ok_or_else(Ec2Error::internal)?;
+    let locations: Vec<String> = match location_type.as_str() {
+        "region" => vec![region.name.clone()],
+        "availability-zone" => region.zones.clone(),
+        "availability-zone-id" => region.zones.iter().map(|z| zone_id(&region.name, z)).collect(),
+        other => {
+            return Err(Ec2Error::invalid_value(
+                "LocationType",
+                other,
+                "Expected: region, availability-zone, availability-zone-id.",
+            ))
+        }
+    };
+    let mut offerings: Vec<(String, InstanceTypeOffering)> = locations
+        .iter()
+        .flat_map(|location| {
+            topology.instance_types.iter().map(|t| InstanceTypeOffering {
+                instance_type: Some(t.name.clone()),
+                location: Some(location.clone()),
+                location_type: Some(location_type.clone()),
+            })
+        })
+        .filter(|o| filters.matches(&Row { item: o, tags: NO_TAGS, fields }))
+        .map(|o| {
+            (format!("{}\u{1}{}", o.location.as_deref().unwrap_or(""), o.instance_type.as_deref().unwrap_or("")), o)
+        })
+        .collect();
+    offerings.sort_by(|a, b| a.0.cmp(&b.0));
+    let (offerings, next_token) = page.page(offerings, |(key, _)| key);
+    Ok(DescribeInstanceTypeOfferingsOutput {
+        instance_type_offerings: Some(offerings.into_iter().map(|(_, o)| o).collect()),
+        next_token,
+    })
+}

@@ -1,0 +1,55 @@
+use std::borrow::Cow;
+
+use backend::key_pairs::KeyPair;
+use ec2api::filter::FilterSet;
+use ec2api::{DescribeKeyPairsOutput, DescribeKeyPairsRequest, Ec2Error, KeyPairInfo};
+
+use super::{one, tag_list, timestamp, Row, NO_TAGS};
+use crate::context::Ctx;
+
+const FILTERS: &[&str] = &["key-pair-id", "key-name", "fingerprint", "key-type"];
+
+fn fields<'a>(pair: &'a KeyPair, name: &str) -> Vec<Cow<'a, str>> {
+    match name {
+        "key-pair-id" => one(&pair.id),
+        "key-name" => one(&pair.name),
+        "fingerprint" => one(&pair.fingerprint),
+        "key-type" => one(&pair.key_type),
+        _ => vec![],
+    }
+}
+
+pub async fn handle(ctx: &Ctx, req: DescribeKeyPairsRequest) -> Result<DescribeKeyPairsOutput, Ec2Error> {
+    let filters = FilterSet::new(req.filters.as_deref(), FILTERS)?;
+    let account = ctx.account().to_owned();
+    let (pairs, tags) = ctx.call(move |b| Ok((b.key_pairs(&account)?, b.tags_by_resource(&account)?))).await?;
+
+    let names = req.key_names.unwrap_or_default();
+    let ids = req.key_pair_ids.unwrap_or_default();
+    let missing = names
+        .iter()
+        .find(|n| !pairs.iter().any(|p| &p.name == *n))
+        .or_else(|| ids.iter().find(|id| !pairs.iter().any(|p| &p.id == *id)));
+    if let Some(missing) = missing {
+        return Err(Ec2Error::new("InvalidKeyPair.NotFound", format!("The key pair '{missing}' does not exist")));
+    }
+    let include_public = req.include_public_key == Some(true);
+    let key_pairs = pairs
+        .iter()
+        .filter(|p| (names.is_empty() || names.contains(&p.name)) && (ids.is_empty() || ids.contains(&p.id)))
+        .filter(|p| {
+            let tags = tags.get(&p.id).map_or(NO_TAGS, Vec::as_slice);
+            filters.matches(&Row { item: *p, tags, fields })
+        })
+        .map(|p| KeyPairInfo {
+            key_pair_id: Some(p.id.clone()),
+            key_name: Some(p.name.clone()),
+            key_fingerprint: Some(p.fingerprint.clone()),
+            key_type: Some(p.key_type.clone()),
+            public_key: include_public.then(|| p.public_key.clone()),
+            create_time: Some(timestamp(p.created_ms)),
+            tags: Some(tag_list(tags.get(&p.id).map_or(NO_TAGS, Vec::as_slice))),
+        })
+        .collect();
+    Ok(DescribeKeyPairsOutput { key_pairs: Some(key_pairs) })
+}

@@ -1,0 +1,85 @@
+//! One file per action: the only place where wire shapes meet domain types.
+
+pub mod create_key_pair;
+pub mod create_tags;
+pub mod delete_key_pair;
+pub mod delete_tags;
+pub mod describe_account_attributes;
+pub mod describe_availability_zones;
+pub mod describe_instance_type_offerings;
+pub mod describe_instance_types;
+pub mod describe_key_pairs;
+pub mod describe_regions;
+pub mod describe_tags;
+pub mod import_key_pair;
+
+use std::borrow::Cow;
+
+use chrono::{TimeZone, Utc};
+use ec2api::filter::Filterable;
+use ec2api::query::Timestamp;
+use ec2api::{Ec2Error, Tag, TagSpecification};
+
+/// A resource under the filter engine: the item, its tags, and how it answers filter names.
+pub struct Row<'a, T> {
+    pub item: &'a T,
+    pub tags: &'a [(String, String)],
+    pub fields: for<'x> fn(&'x T, &str) -> Vec<Cow<'x, str>>,
+}
+
+impl<T> Filterable for Row<'_, T> {
+    fn filter_values(&self, name: &str) -> Vec<Cow<'_, str>> {
+        (self.fields)(self.item, name)
+    }
+
+    fn tags(&self) -> &[(String, String)] {
+        self.tags
+    }
+}
+
+pub const NO_TAGS: &[(String, String)] = &[];
+
+/// Tags from `TagSpecification.N` for a resource being created as `resource_type`.
+pub fn tags_from_specs(
+    specs: Option<Vec<TagSpecification>>,
+    resource_type: &str,
+) -> Result<Vec<(String, String)>, Ec2Error> {
+    let mut tags = Vec::new();
+    for (index, spec) in specs.unwrap_or_default().into_iter().enumerate() {
+        let given = spec.resource_type.unwrap_or_default();
+        if given != resource_type {
+            return Err(Ec2Error::invalid_value(
+                &format!("TagSpecification.{}.ResourceType", index + 1),
+                &given,
+                &format!("Expected '{resource_type}' for this action."),
+            ));
+        }
+        tags.extend(tag_pairs(spec.tags, &format!("TagSpecification.{}.Tag", index + 1))?);
+    }
+    Ok(tags)
+}
+
+/// `Tag.N.Key` / `Tag.N.Value` pairs; a key is required, a missing value is empty.
+pub fn tag_pairs(tags: Option<Vec<Tag>>, path: &str) -> Result<Vec<(String, String)>, Ec2Error> {
+    tags.unwrap_or_default()
+        .into_iter()
+        .enumerate()
+        .map(|(i, tag)| {
+            let key = tag.key.ok_or_else(|| Ec2Error::missing_parameter(&format!("{path}.{}.Key", i + 1)))?;
+            Ok((key, tag.value.unwrap_or_default()))
+        })
+        .collect()
+}
+
+pub fn tag_list(tags: &[(String, String)]) -> Vec<Tag> {
+    tags.iter().map(|(k, v)| Tag { key: Some(k.clone()), value: Some(v.clone()) }).collect()
+}
+
+pub fn timestamp(ms: i64) -> Timestamp {
+    Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
+}
+
+/// A filter field with one value.
+pub fn one<'a>(value: impl Into<Cow<'a, str>>) -> Vec<Cow<'a, str>> {
+    vec![value.into()]
+}

@@ -1,0 +1,25 @@
+//! The `stratus` gateway: the EC2 Query API over HTTP, and the admin CLI.
+//!
+//! One request, end to end ([`server`]):
+//! 1. Assign a request id; refuse at once when the throttle is empty (`RequestLimitExceeded`).
+//! 2. Read the body, bounded by `max_body_bytes`.
+//! 3. Verify SigV4 ([`auth`]) against the access key's secret, with exactly the signed headers
+//!    and the raw body bytes; this names the caller's account and region.
+//! 4. Decode `Action` and its typed request ([`ec2api::Action::decode`]); answer `DryRun`
+//!    centrally.
+//! 5. [`dispatch`] hands the request to its handler (one file per action in [`handlers`]),
+//!    which calls the backend off the async executor and maps back to the wire shape.
+//! 6. Render the typed output, or the error envelope; domain errors become EC2 codes in
+//!    exactly one place ([`errors`]).
+//!
+//! Beside the API, [`admin`] serves a unix socket in the data dir so that `stratus account …`
+//! works while the server holds the database.
+
+pub mod admin;
+pub mod auth;
+pub mod config;
+pub mod context;
+pub mod dispatch;
+pub mod errors;
+pub mod handlers;
+pub mod server;
