@@ -238,7 +238,9 @@ def aws(stratus: Stratus, *args: str, creds: Path | str | None = None, timeout: 
 # --- boto3 --------------------------------------------------------------------------------
 
 
-def ec2_client(stratus: Stratus, access_key: str | None = None, secret_key: str | None = None, region: str = REGION):
+def ec2_client(stratus: Stratus, access_key: str | None = None, secret_key: str | None = None, region: str = REGION,
+               validate: bool = True):
+    """A boto3 ec2 client; `validate=False` turns off botocore's client-side parameter checks."""
     import boto3
     from botocore.config import Config
 
@@ -250,7 +252,8 @@ def ec2_client(stratus: Stratus, access_key: str | None = None, secret_key: str 
     return session.client(
         "ec2",
         endpoint_url=stratus.endpoint,
-        config=Config(retries={"max_attempts": 1, "mode": "legacy"}, connect_timeout=5, read_timeout=30),
+        config=Config(retries={"max_attempts": 1, "mode": "legacy"}, connect_timeout=5, read_timeout=30,
+                      parameter_validation=validate),
     )
 
 

@@ -1,0 +1,18 @@
+//! One test per client; the scenarios live in `compat-tests/py/`.
+
+use compat_tests::run_pytest;
+
+#[test]
+fn aws_cli() {
+    run_pytest("test_aws_cli.py");
+}
+
+#[test]
+fn boto3() {
+    run_pytest("test_boto3.py");
+}
+
+#[test]
+fn terraform() {
+    run_pytest("test_terraform.py");
+}

@@ -1,0 +1,302 @@
+//! The request flow through `server::handle`, with requests signed by aws-sigv4 as a client
+//! would sign them: authentication codes, protocol errors, throttling, and account isolation.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use aws_credential_types::Credentials as AwsCredentials;
+use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SignatureLocation, SigningSettings};
+use aws_sigv4::sign::v4;
+use aws_smithy_runtime_api::client::identity::Identity;
+use backend::accounts::{Credentials, NewAccount};
+use backend::{Backend, Topology};
+use bytes::Bytes;
+use gateway::config::Limits;
+use gateway::server::{handle, AppState};
+use http::Request;
+use http_body_util::{BodyExt, Full};
+
+const HOST: &str = "127.0.0.1:8773";
+const FORM: &str = "application/x-www-form-urlencoded; charset=utf-8";
+
+struct Fixture {
+    state: Arc<AppState>,
+    admin: Credentials,
+}
+
+fn fixture_with(limits: Limits) -> Fixture {
+    let backend = Backend::new(storage::Store::in_memory().unwrap(), Topology::default());
+    let admin = backend.bootstrap_admin().unwrap().unwrap();
+    Fixture { state: Arc::new(AppState::new(Arc::new(backend), limits)), admin }
+}
+
+fn fixture() -> Fixture {
+    fixture_with(Limits::default())
+}
+
+struct Signing<'a> {
+    key: &'a str,
+    secret: &'a str,
+    region: &'a str,
+    time: SystemTime,
+}
+
+impl<'a> Signing<'a> {
+    fn of(c: &'a Credentials) -> Self {
+        Signing { key: &c.access_key_id, secret: &c.secret_access_key, region: "us-east-1", time: SystemTime::now() }
+    }
+}
+
+fn signed_post(body: &str, s: &Signing) -> Request<Full<Bytes>> {
+    let mut request = Request::post(format!("http://{HOST}/"))
+        .header("host", HOST)
+        .header("content-type", FORM)
+        .body(Full::new(Bytes::from(body.to_owned())))
+        .unwrap();
+    let identity: Identity = AwsCredentials::new(s.key, s.secret, None, None, "test").into();
+    let params = v4::SigningParams::builder()
+        .identity(&identity)
+        .region(s.region)
+        .name("ec2")
+        .time(s.time)
+        .settings(SigningSettings::default())
+        .build()
+        .unwrap()
+        .into();
+    let headers = [("host", HOST), ("content-type", FORM)];
+    let signable = SignableRequest::new(
+        "POST",
+        format!("http://{HOST}/"),
+        headers.into_iter(),
+        SignableBody::Bytes(body.as_bytes()),
+    )
+    .unwrap();
+    let (instructions, _) = sign(signable, &params).unwrap().into_parts();
+    instructions.apply_to_request_http1x(&mut request);
+    request
+}
+
+fn presigned_get(query: &str, s: &Signing, expires: Duration) -> Request<Full<Bytes>> {
+    let identity: Identity = AwsCredentials::new(s.key, s.secret, None, None, "test").into();
+    let mut settings = SigningSettings::default();
+    settings.signature_location = SignatureLocation::QueryParams;
+    settings.expires_in = Some(expires);
+    let params = v4::SigningParams::builder()
+        .identity(&identity)
+        .region(s.region)
+        .name("ec2")
+        .time(s.time)
+        .settings(settings)
+        .build()
+        .unwrap()
+        .into();
+    let uri = format!("http://{HOST}/?{query}");
+    let signable =
+        SignableRequest::new("GET", uri.clone(), [("host", HOST)].into_iter(), SignableBody::Bytes(b"")).unwrap();
+    let (instructions, _) = sign(signable, &params).unwrap().into_parts();
+    let mut request = Request::get(uri).header("host", HOST).body(Full::new(Bytes::new())).unwrap();
+    instructions.apply_to_request_http1x(&mut request);
+    request
+}
+
+async fn send(f: &Fixture, request: Request<Full<Bytes>>) -> (u16, String) {
+    let response = handle(Arc::clone(&f.state), request).await;
+    let status = response.status().as_u16();
+    assert_eq!(response.headers()["content-type"], "text/xml;charset=UTF-8");
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8(body.to_vec()).unwrap())
+}
+
+fn code(body: &str) -> &str {
+    body.split("<Code>").nth(1).and_then(|rest| rest.split("</Code>").next()).unwrap_or("")
+}
+
+async fn call(f: &Fixture, body: &str) -> (u16, String) {
+    send(f, signed_post(body, &Signing::of(&f.admin))).await
+}
+
+#[tokio::test]
+async fn a_signed_request_is_answered() {
+    let f = fixture();
+    let (status, body) = call(&f, "Action=DescribeRegions&Version=2016-11-15").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("<regionName>us-east-1</regionName>"));
+    assert!(body.contains("<requestId>"));
+}
+
+#[tokio::test]
+async fn auth_failures_have_their_own_codes() {
+    let f = fixture();
+    let body = "Action=DescribeRegions&Version=2016-11-15";
+    let mut wrong_secret = Signing::of(&f.admin);
+    wrong_secret.secret = "not-the-secret-at-all";
+    let (status, answer) = send(&f, signed_post(body, &wrong_secret)).await;
+    assert_eq!((status, code(&answer)), (403, "SignatureDoesNotMatch"));
+
+    let mut unknown = Signing::of(&f.admin);
+    unknown.key = "AKIAUNKNOWNUNKNOWN00";
+    let (status, answer) = send(&f, signed_post(body, &unknown)).await;
+    assert_eq!((status, code(&answer)), (401, "AuthFailure"));
+
+    let mut elsewhere = Signing::of(&f.admin);
+    elsewhere.region = "xx-nowhere-1";
+    let (status, answer) = send(&f, signed_post(body, &elsewhere)).await;
+    assert_eq!((status, code(&answer)), (401, "AuthFailure"));
+    assert!(answer.contains("xx-nowhere-1"));
+
+    let mut old = Signing::of(&f.admin);
+    old.time = SystemTime::now() - Duration::from_secs(600);
+    assert_eq!(code(&send(&f, signed_post(body, &old)).await.1), "RequestExpired");
+    let mut future = Signing::of(&f.admin);
+    future.time = SystemTime::now() + Duration::from_secs(600);
+    assert_eq!(code(&send(&f, signed_post(body, &future)).await.1), "RequestExpired");
+
+    let unsigned = Request::post("/").header("host", HOST).body(Full::new(Bytes::from(body))).unwrap();
+    let (status, answer) = send(&f, unsigned).await;
+    assert_eq!((status, code(&answer)), (401, "MissingAuthenticationToken"));
+
+    let garbled = Request::post("/")
+        .header("host", HOST)
+        .header("authorization", "AWS4-HMAC-SHA256 Credential=x")
+        .body(Full::new(Bytes::from(body)))
+        .unwrap();
+    assert_eq!(code(&send(&f, garbled).await.1), "IncompleteSignature");
+}
+
+#[tokio::test]
+async fn tampering_after_signing_is_detected() {
+    let f = fixture();
+    let s = Signing::of(&f.admin);
+    let request = signed_post("Action=DescribeRegions&Version=2016-11-15", &s);
+    let (parts, _) = request.into_parts();
+    let tampered_body = Request::from_parts(parts, Full::new(Bytes::from("Action=DescribeRegions&Version=2016-11-16")));
+    assert_eq!(code(&send(&f, tampered_body).await.1), "SignatureDoesNotMatch");
+
+    let mut request = signed_post("Action=DescribeRegions&Version=2016-11-15", &s);
+    request.headers_mut().insert("content-type", "text/plain".parse().unwrap());
+    assert_eq!(code(&send(&f, request).await.1), "SignatureDoesNotMatch");
+
+    let mut request = signed_post("Action=DescribeRegions&Version=2016-11-15", &s);
+    let date = request.headers()["x-amz-date"].to_str().unwrap().to_owned();
+    let shifted = format!("{}{}", &date[..14], if date.ends_with("0Z") { "1Z" } else { "0Z" });
+    request.headers_mut().insert("x-amz-date", shifted.parse().unwrap());
+    assert_eq!(code(&send(&f, request).await.1), "SignatureDoesNotMatch");
+}
+
+#[tokio::test]
+async fn presigned_urls_work_until_they_expire() {
+    let f = fixture();
+    let query = "Action=DescribeRegions&Version=2016-11-15";
+    let (status, body) = send(&f, presigned_get(query, &Signing::of(&f.admin), Duration::from_secs(300))).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("us-east-1"));
+
+    let mut old = Signing::of(&f.admin);
+    old.time = SystemTime::now() - Duration::from_secs(120);
+    assert_eq!(code(&send(&f, presigned_get(query, &old, Duration::from_secs(60))).await.1), "RequestExpired");
+
+    let request = presigned_get(query, &Signing::of(&f.admin), Duration::from_secs(300));
+    let uri = request.uri().to_string().replace("DescribeRegions", "DescribeAvailabilityZones");
+    let forged = Request::get(uri).header("host", HOST).body(Full::new(Bytes::new())).unwrap();
+    assert_eq!(code(&send(&f, forged).await.1), "SignatureDoesNotMatch");
+}
+
+#[tokio::test]
+async fn protocol_errors() {
+    let f = fixture();
+    for (body, expected, status) in [
+        ("Action=NoSuchThing&Version=2016-11-15", "InvalidAction", 400),
+        ("Version=2016-11-15", "MissingParameter", 400),
+        ("Action=DescribeRegions", "MissingParameter", 400),
+        ("Action=CreateKeyPair&Version=2016-11-15", "MissingParameter", 400),
+        ("Action=DescribeRegions&Version=2016-11-15&Foo=bar", "UnknownParameter", 400),
+        (
+            "Action=DescribeKeyPairs&Version=2016-11-15&Filter.1.Name=colour&Filter.1.Value.1=x",
+            "InvalidParameterValue",
+            400,
+        ),
+        ("Action=DescribeInstanceTypes&Version=2016-11-15&MaxResults=2", "InvalidParameterValue", 400),
+        ("Action=DescribeTags&Version=2016-11-15&NextToken=%21%21", "InvalidParameterValue", 400),
+        ("Action=CreateKeyPair&Version=2016-11-15&KeyName=k&DryRun=true", "DryRunOperation", 412),
+        ("Action=CreateTags&Version=2016-11-15&ResourceId.1=bogus&Tag.1.Key=a", "InvalidID", 400),
+        (
+            "Action=CreateTags&Version=2016-11-15&ResourceId.1=i-0123456789abcdef0&Tag.1.Key=a",
+            "InvalidInstanceID.NotFound",
+            400,
+        ),
+        ("Action=DescribeInstanceTypes&Version=2016-11-15&InstanceType.1=z9.huge", "InvalidInstanceType", 400),
+    ] {
+        let (got_status, answer) = call(&f, body).await;
+        assert_eq!((code(&answer), got_status), (expected, status), "{body}: {answer}");
+        assert!(answer.contains("<RequestID>"));
+    }
+    // The dry run created nothing.
+    let (_, answer) = call(&f, "Action=DescribeKeyPairs&Version=2016-11-15").await;
+    assert!(answer.contains("<keySet/>"), "{answer}");
+}
+
+#[tokio::test]
+async fn malformed_input_never_breaks_the_server() {
+    let f = fixture();
+    for body in [
+        "Action=DescribeKeyPairs&Version=2016-11-15&Filter.x.Name=a",
+        "Action=DescribeKeyPairs&Version=2016-11-15&Filter.1=a",
+        "Action=DescribeKeyPairs&Version=2016-11-15&Filter.1.Name.Deep.Deeper=a",
+        "Action=DescribeKeyPairs&Version=2016-11-15&KeyName.99999999999999999999=a",
+        "Action=DescribeKeyPairs&Version=2016-11-15&%FF%FE=%00",
+        "Action=ImportKeyPair&Version=2016-11-15&KeyName=k&PublicKeyMaterial=%%%",
+        "Action=ImportKeyPair&Version=2016-11-15&KeyName=k&PublicKeyMaterial=AAAA",
+        "Action=CreateKeyPair&Version=2016-11-15&KeyName=",
+        "Action=DescribeTags&Version=2016-11-15&MaxResults=-1",
+        "Action=DescribeTags&Version=2016-11-15&MaxResults=99999999999999",
+        "&&&==&",
+    ] {
+        let (status, answer) = call(&f, body).await;
+        assert!((400..500).contains(&status), "{body} → {status} {answer}");
+    }
+    assert_eq!(call(&f, "Action=DescribeRegions&Version=2016-11-15").await.0, 200);
+}
+
+#[tokio::test]
+async fn large_bodies_are_refused() {
+    let f = fixture_with(Limits { max_body_bytes: 1024, ..Limits::default() });
+    let body = format!("Action=DescribeRegions&Version=2016-11-15&Pad={}", "x".repeat(2048));
+    let (status, answer) = call(&f, &body).await;
+    assert_eq!((status, code(&answer)), (413, "RequestEntityTooLarge"));
+}
+
+#[tokio::test]
+async fn throttling_answers_503_request_limit_exceeded() {
+    let f = fixture_with(Limits { requests_per_second: 1, burst: 2, ..Limits::default() });
+    let mut codes = Vec::new();
+    for _ in 0..4 {
+        let (status, answer) = call(&f, "Action=DescribeRegions&Version=2016-11-15").await;
+        codes.push((status, code(&answer).to_owned()));
+    }
+    assert_eq!(codes[0].0, 200);
+    assert!(codes.contains(&(503, "RequestLimitExceeded".to_owned())), "{codes:?}");
+}
+
+#[tokio::test]
+async fn accounts_do_not_see_each_other() {
+    let f = fixture();
+    let other = f.state.backend.create_account(NewAccount { name: "other".into(), ..Default::default() }).unwrap();
+    let (status, created) = call(&f, "Action=CreateKeyPair&Version=2016-11-15&KeyName=mine&KeyType=ed25519").await;
+    assert_eq!(status, 200, "{created}");
+    let id = created.split("<keyPairId>").nth(1).unwrap().split('<').next().unwrap().to_owned();
+    let as_other = |body: String| signed_post(&body, &Signing::of(&other));
+    let (_, listing) = send(&f, as_other("Action=DescribeKeyPairs&Version=2016-11-15".into())).await;
+    assert!(listing.contains("<keySet/>"), "{listing}");
+    let (_, by_name) = send(&f, as_other("Action=DescribeKeyPairs&Version=2016-11-15&KeyName.1=mine".into())).await;
+    assert_eq!(code(&by_name), "InvalidKeyPair.NotFound");
+    let (_, tag) =
+        send(&f, as_other(format!("Action=CreateTags&Version=2016-11-15&ResourceId.1={id}&Tag.1.Key=a"))).await;
+    assert_eq!(code(&tag), "InvalidKeyPair.NotFound");
+    let (_, delete) = send(&f, as_other(format!("Action=DeleteKeyPair&Version=2016-11-15&KeyPairId={id}"))).await;
+    assert_eq!(code(&delete), "InvalidKeyPair.NotFound");
+    let (_, same_name) =
+        send(&f, as_other("Action=CreateKeyPair&Version=2016-11-15&KeyName=mine&KeyType=ed25519".into())).await;
+    assert!(same_name.contains("<keyName>mine</keyName>"), "{same_name}");
+    let (_, still) = call(&f, "Action=DescribeKeyPairs&Version=2016-11-15").await;
+    assert!(still.contains(&id));
+}
