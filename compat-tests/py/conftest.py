@@ -44,6 +44,11 @@ def wait_for_binary(timeout: float = 120.0) -> Path:
     return path
 
 
+def server_env() -> dict[str, str]:
+    """The environment for stratus itself: no STRATUS_* settings leaking in from the caller."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("STRATUS_")}
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -122,7 +127,8 @@ class Stratus:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._log_file = open(self.log_path, "ab")
         cmd = [str(self.bin), "serve", "--listen", f"127.0.0.1:{self.port}", "--data-dir", str(self.data_dir)]
-        self.proc = subprocess.Popen(cmd, stdout=self._log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(cmd, stdout=self._log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                     env=server_env())
         deadline = time.monotonic() + READY_TIMEOUT
         while True:
             if self.proc.poll() is not None:
@@ -278,7 +284,7 @@ def create_account(stratus: Stratus, name: str, admin: bool = False) -> Account:
     if admin:
         cmd.append("--admin")
     cmd += ["--data-dir", str(stratus.data_dir)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=server_env())
     assert proc.returncode == 0, f"{cmd} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
     values = dict(re.findall(r"^\s*(\w+)\s*=\s*(\S+)\s*$", proc.stdout, re.MULTILINE))
     for key in ("account_id", "aws_access_key_id", "aws_secret_access_key"):
@@ -289,7 +295,7 @@ def create_account(stratus: Stratus, name: str, admin: bool = False) -> Account:
 
 def list_accounts(stratus: Stratus) -> str:
     cmd = [str(stratus.bin), "account", "list", "--data-dir", str(stratus.data_dir)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=server_env())
     assert proc.returncode == 0, f"{cmd} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
     return proc.stdout
 
