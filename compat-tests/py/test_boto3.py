@@ -502,3 +502,11 @@ def test_second_server_on_same_data_dir_is_refused(server_factory, tmp_path):
     client.create_key_pair(KeyName=name, KeyType="ed25519")
     assert client.describe_key_pairs(KeyNames=[name])["KeyPairs"][0]["KeyName"] == name
     first.stop()
+
+
+def test_admin_credentials_file_is_private(stratus):
+    import os
+    import stat
+
+    mode = stat.S_IMODE(os.stat(stratus.creds_file).st_mode)
+    assert mode == 0o600, oct(mode)

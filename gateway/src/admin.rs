@@ -144,4 +144,25 @@ mod tests {
         assert!(matches!(run(dir.path(), dup, Default::default()).await.unwrap(), AdminAnswer::Error(_)));
         server.abort();
     }
+
+    #[tokio::test]
+    async fn without_a_server_the_cli_opens_the_database_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(storage::Store::open(&database_path(dir.path())).unwrap());
+        let create =
+            AdminRequest::CreateAccount { name: "solo".into(), admin: true, account_id: None, access_key: None };
+        let AdminAnswer::Account(created) = run(dir.path(), create, Default::default()).await.unwrap() else {
+            panic!("expected an account")
+        };
+        assert!(created.admin);
+        let store = storage::Store::open(&database_path(dir.path())).unwrap();
+        let backend = Backend::new(store, Default::default());
+        assert_eq!(backend.list_accounts().unwrap()[0].name, "solo");
+    }
+
+    #[tokio::test]
+    async fn an_empty_dir_is_not_a_data_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(run(dir.path(), AdminRequest::ListAccounts, Default::default()).await.is_err());
+    }
 }
