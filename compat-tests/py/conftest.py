@@ -125,7 +125,20 @@ class Stratus:
         wait_for_binary()
         _STARTED.append(self)
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        for attempt in range(3):
+            if self._launch():
+                break
+            # the free port was taken in between: try another one
+            self.port = free_port()
+        else:
+            pytest.fail(f"stratus serve could not bind a port:\n{self.log()}")
+        self.account_id = _account_id_from(self.creds_file)
+        return self
+
+    def _launch(self) -> bool:
+        """Starts the process and waits until it is ready; False if its port was taken."""
         self._log_file = open(self.log_path, "ab")
+        log_start = self._log_file.tell()
         cmd = [str(self.bin), "serve", "--listen", f"127.0.0.1:{self.port}", "--data-dir", str(self.data_dir)]
         self.proc = subprocess.Popen(cmd, stdout=self._log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                      env=server_env())
@@ -133,19 +146,24 @@ class Stratus:
         while True:
             if self.proc.poll() is not None:
                 self._close_log()
+                if b"address already in use" in self.log_path.read_bytes()[log_start:].lower():
+                    return False
                 pytest.fail(f"stratus serve exited early with {self.proc.returncode}:\n{self.log()}")
             if self.creds_file.exists() and port_open(self.port):
                 try:
                     self.access_key, self.secret_key = read_credentials(self.creds_file)
-                    break
                 except (KeyError, configparser.Error):
                     pass  # still being written
+                else:
+                    time.sleep(0.2)
+                    if self.proc.poll() is None:  # the port is ours, not someone else's
+                        return True
+                    continue
             if time.monotonic() > deadline:
                 self.kill()
+                self._close_log()
                 pytest.fail(f"stratus serve not ready within {READY_TIMEOUT}s:\n{self.log()}")
             time.sleep(0.1)
-        self.account_id = _account_id_from(self.creds_file)
-        return self
 
     def stop(self) -> int:
         """SIGTERM; asserts a clean exit (code 0) within STOP_TIMEOUT seconds."""
@@ -179,7 +197,7 @@ def _account_id_from(creds_file: Path) -> str | None:
         text = creds_file.read_text()
     except OSError:
         return None
-    m = re.search(r"account[_ ]?id\s*[=:]\s*(\d{12})", text, re.IGNORECASE)
+    m = re.search(r"account(?:[ _]?id)?\s*[=:]?\s*(\d{12})\b", text, re.IGNORECASE)
     return m.group(1) if m else None
 
 

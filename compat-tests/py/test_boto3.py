@@ -171,6 +171,22 @@ def test_account_list_shows_created_account(stratus, second_account):
         assert stratus.account_id != second_account.account_id
 
 
+def test_admin_credentials_name_the_admin_account(stratus):
+    assert stratus.account_id, f"no 12-digit account id in {stratus.creds_file}:\n{stratus.creds_file.read_text()}"
+    lines = [line for line in list_accounts(stratus).splitlines() if stratus.account_id in line]
+    assert len(lines) == 1, lines
+    assert stratus.access_key in lines[0], lines
+
+
+def test_create_admin_account(stratus):
+    admin = create_account(stratus, unique("adm"), admin=True)
+    client = ec2_client(stratus, admin.access_key, admin.secret_key)
+    assert "us-east-1" in {r["RegionName"] for r in client.describe_regions()["Regions"]}
+    assert client.describe_key_pairs()["KeyPairs"] == []
+    lines = [line for line in list_accounts(stratus).splitlines() if admin.account_id in line]
+    assert len(lines) == 1 and admin.name in lines[0], lines
+
+
 def test_accounts_are_isolated(stratus, ec2, second_account):
     other = ec2_client(stratus, second_account.access_key, second_account.secret_key)
     name = unique("iso")
@@ -321,6 +337,37 @@ def test_signed_request_succeeds(stratus):
     assert resp.status == 200, resp.body[:2000]
     root = strip_ns(resp.xml)
     assert "us-east-1" in [e.text for e in root.iter("regionName")]
+
+
+def test_reserved_and_non_ascii_characters_are_signed_correctly(ec2):
+    """SigV4 over percent-encoded bodies: the server hashes the raw bytes it got."""
+    odd = "a b/c+d=e&f~*\u00fc%20'\"<>"
+    assert ec2.describe_key_pairs(Filters=[{"Name": "key-name", "Values": [odd]}])["KeyPairs"] == []
+    name = unique("odd")
+    kp = ec2.create_key_pair(KeyName=name, KeyType="ed25519")
+    try:
+        value = "x y+z/\u00fc & <tag> \u2603"
+        ec2.create_tags(Resources=[kp["KeyPairId"]], Tags=[{"Key": "odd key/\u00e9", "Value": value}])
+        tags = ec2.describe_tags(Filters=[{"Name": "resource-id", "Values": [kp["KeyPairId"]]}])["Tags"]
+        assert [(t["Key"], t["Value"]) for t in tags] == [("odd key/\u00e9", value)]
+        found = ec2.describe_key_pairs(Filters=[{"Name": "tag:odd key/\u00e9", "Values": ["x y+z/*"]}])["KeyPairs"]
+        assert [k["KeyName"] for k in found] == [name]
+    finally:
+        ec2.delete_key_pair(KeyName=name)
+
+
+def test_parameter_order_does_not_matter(stratus):
+    """The Go SDK sorts keys (Action and Version land anywhere); botocore puts them first."""
+    resp = signed_request(stratus, "Filter.1.Name=zone-name&Filter.1.Value.1=us-east-1a&Version=2016-11-15"
+                                   "&Action=DescribeAvailabilityZones", content_type="application/x-www-form-urlencoded")
+    assert resp.status == 200, resp.body[:2000]
+    assert [e.text for e in strip_ns(resp.xml).iter("zoneName")] == ["us-east-1a"]
+
+
+def test_empty_next_token_is_absent(ec2):
+    """`--starting-token ''` sends `NextToken=`: treat it as no token."""
+    out = ec2.describe_instance_types(NextToken="")
+    assert {t["InstanceType"] for t in out["InstanceTypes"]} == ALL_TYPES
 
 
 # --- presigned URLs -------------------------------------------------------------------------
