@@ -69,10 +69,6 @@ impl FilterSet {
         Ok(Self { filters: compiled })
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.filters.is_empty()
-    }
-
     pub fn matches(&self, resource: &dyn Filterable) -> bool {
         self.filters.iter().all(|filter| {
             let p = &filter.patterns;

@@ -161,12 +161,13 @@ async fn run_server(listen: SocketAddr, common: Common) -> Result<()> {
         other => other.with_context(|| format!("opening the database in {}", data_dir.display()))?,
     };
     let backend = Arc::new(Backend::new(store, config.topology()));
+    // Bind first, so that a start that cannot listen leaves no admin keys behind.
+    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listening on {listen}"))?;
     let credentials_path = data_dir.join("admin-credentials");
     let bootstrap = Arc::clone(&backend);
     if let Some(admin) = tokio::task::spawn_blocking(move || bootstrap.bootstrap_admin()).await?? {
         write_credentials(&credentials_path, &admin).context("writing admin-credentials")?;
     }
-    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listening on {listen}"))?;
     let admin_socket = admin::bind(data_dir)?;
     let admin_task = tokio::spawn(admin::serve(admin_socket, Arc::clone(&backend)));
 

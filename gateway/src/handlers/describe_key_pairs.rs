@@ -37,18 +37,16 @@ pub async fn handle(ctx: &Ctx, req: DescribeKeyPairsRequest) -> Result<DescribeK
     let key_pairs = pairs
         .iter()
         .filter(|p| (names.is_empty() || names.contains(&p.name)) && (ids.is_empty() || ids.contains(&p.id)))
-        .filter(|p| {
-            let tags = tags.get(&p.id).map_or(NO_TAGS, Vec::as_slice);
-            filters.matches(&Row { item: *p, tags, fields })
-        })
-        .map(|p| KeyPairInfo {
+        .map(|p| (p, tags.get(&p.id).map_or(NO_TAGS, Vec::as_slice)))
+        .filter(|(p, tags)| filters.matches(&Row { item: *p, tags, fields }))
+        .map(|(p, tags)| KeyPairInfo {
             key_pair_id: Some(p.id.clone()),
             key_name: Some(p.name.clone()),
             key_fingerprint: Some(p.fingerprint.clone()),
             key_type: Some(p.key_type.clone()),
             public_key: include_public.then(|| p.public_key.clone()),
             create_time: Some(timestamp(p.created_ms)),
-            tags: Some(tag_list(tags.get(&p.id).map_or(NO_TAGS, Vec::as_slice))),
+            tags: Some(tag_list(tags)),
         })
         .collect();
     Ok(DescribeKeyPairsOutput { key_pairs: Some(key_pairs) })
