@@ -5,16 +5,36 @@
 //! typed [`Error`]. The gateway runs these calls off its async executor and maps [`Error`] to
 //! EC2 codes in one place.
 //!
-//! Areas so far: [`accounts`] (who may call, and with which keys), [`key_pairs`], [`tags`]
-//! (generic over resource ids) and the [`topology`] of regions, zones and instance types.
+//! Work on virtualisation hosts never happens inside a request: requests record the new
+//! state and kick the [`conductor`], which drives libvirt on blocking threads and keeps redb
+//! and the hosts reconciled.
+//!
+//! Areas: [`accounts`] (who may call, and with which keys), [`key_pairs`], [`tags`] (generic
+//! over resource ids), the [`topology`] of regions, zones, instance types and hosts,
+//! [`images`], [`instances`] and their [`network`], placement by the pure [`scheduler`], the
+//! [`hosts`] pool behind the [`hypervisor::Hypervisor`] contract and its [`libvirt`] driver.
 
 pub mod accounts;
+pub mod conductor;
+pub mod hosts;
+pub mod hypervisor;
 pub mod ids;
+pub mod images;
+pub mod instances;
 pub mod key_pairs;
+pub mod libvirt;
+pub mod network;
+pub mod scheduler;
 pub mod tags;
 pub mod topology;
 
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use hosts::HostPool;
 use storage::Store;
+use tokio::sync::mpsc;
 
 pub use topology::Topology;
 
@@ -102,6 +122,36 @@ pub enum Error {
     /// An account or access key that already exists
     #[error("{0} already exists")]
     AlreadyExists(String),
+    /// An image of that name exists already in the account
+    #[error("AMI name '{0}' is already in use by an AMI owned by this account")]
+    ImageNameDuplicate(String),
+    /// No host has room for the request
+    #[error("There is not enough capacity to fulfill your request for instance type '{0}'.")]
+    InsufficientCapacity(String),
+    /// A ClientToken reused with different parameters
+    #[error("The client token '{0}' was used before with different parameters")]
+    IdempotentParameterMismatch(String),
+    /// The subnet has no free address left
+    #[error("There are not enough free addresses in subnet '{0}' to satisfy the requested number of instances.")]
+    AddressesExhausted(String),
+    /// The instance's state does not allow the transition
+    #[error("The instance '{id}' is not in a state from which it can be {verb} ({state}).")]
+    IncorrectInstanceState { id: String, state: &'static str, verb: &'static str },
+    /// An attribute of the resource forbids the operation
+    #[error("{0}")]
+    OperationNotPermitted(String),
+    /// The caller's account may not do this
+    #[error("{0}")]
+    Unauthorized(String),
+    /// The instance's host is no longer in the configuration
+    #[error("host {0} is not configured")]
+    HostGone(String),
+    /// A virtualisation host failed
+    #[error("host: {0}")]
+    Driver(#[from] hypervisor::DriverError),
+    /// A file operation on the data dir failed
+    #[error("{0}")]
+    Io(String),
     /// storage failed
     #[error(transparent)]
     Storage(#[from] storage::Error),
@@ -112,11 +162,56 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub struct Backend {
     store: Store,
     topology: Topology,
+    hosts: HostPool,
+    data_dir: PathBuf,
+    stop_timeout: Duration,
+    kicks: OnceLock<mpsc::UnboundedSender<String>>,
 }
 
 impl Backend {
+    /// A backend whose hosts get libvirt drivers, which connect on first use.
     pub fn new(store: Store, topology: Topology) -> Self {
-        Self { store, topology }
+        let hosts = HostPool::from_config(&topology.hosts, topology.default_zone());
+        Self::with_hosts(store, topology, hosts)
+    }
+
+    pub fn with_hosts(store: Store, topology: Topology, hosts: HostPool) -> Self {
+        Self {
+            store,
+            topology,
+            hosts,
+            data_dir: PathBuf::from("stratus-data"),
+            stop_timeout: Duration::from_secs(60),
+            kicks: OnceLock::new(),
+        }
+    }
+
+    /// Where instance disks and imported images live; libvirt needs it absolute.
+    pub fn with_data_dir(mut self, data_dir: &Path) -> Self {
+        self.data_dir = std::path::absolute(data_dir).unwrap_or_else(|_| data_dir.to_owned());
+        self
+    }
+
+    /// How long a stop waits for the guest to power off before pulling the plug.
+    pub fn with_stop_timeout(mut self, timeout: Duration) -> Self {
+        self.stop_timeout = timeout;
+        self
+    }
+
+    pub fn hosts(&self) -> &HostPool {
+        &self.hosts
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    pub fn stop_timeout(&self) -> Duration {
+        self.stop_timeout
+    }
+
+    pub fn policy(&self) -> scheduler::Policy {
+        self.topology.placement
     }
 
     pub fn topology(&self) -> &Topology {
@@ -153,5 +248,18 @@ pub(crate) mod tests_support {
 
     pub fn backend() -> Backend {
         Backend::new(Store::in_memory().unwrap(), Topology::default())
+    }
+
+    /// A 64 MiB qcow2 disk in `dir`.
+    pub fn test_disk(dir: &std::path::Path) -> String {
+        let path = dir.join(format!("disk-{}.qcow2", rand::random::<u32>()));
+        let status = std::process::Command::new("qemu-img")
+            .args(["create", "-q", "-f", "qcow2"])
+            .arg(&path)
+            .arg("64M")
+            .status()
+            .unwrap();
+        assert!(status.success());
+        path.to_string_lossy().into_owned()
     }
 }

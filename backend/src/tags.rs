@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use storage::tables::{ACCOUNTS, KEY_PAIRS, TAGS};
+use storage::tables::{ACCOUNTS, IMAGES, INSTANCES, KEY_PAIRS, TAGS};
 use storage::{TagRecord, WriteTx};
 
 use crate::{Backend, Error, ResourceKind, Result};
@@ -82,6 +82,8 @@ fn ensure_exists(tx: &WriteTx, account: &str, id: &str) -> Result<()> {
     let exists = match kind {
         ResourceKind::KeyPair => tx.get(&KEY_PAIRS, &format!("{account}/{id}"))?.is_some(),
         ResourceKind::Vpc => tx.get(&ACCOUNTS, account)?.is_some_and(|a| a.default_vpc_id == id),
+        ResourceKind::Instance => tx.get(&INSTANCES, &format!("{account}/{id}"))?.is_some(),
+        ResourceKind::Image => tx.get(&IMAGES, &format!("{account}/{id}"))?.is_some(),
         _ => false,
     };
     if exists {

@@ -2,12 +2,24 @@
 
 use serde::Deserialize;
 
+use crate::hosts::HostConfig;
+use crate::scheduler::Policy;
+
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Topology {
     pub regions: Vec<Region>,
     #[serde(default = "default_instance_types")]
     pub instance_types: Vec<InstanceTypeSpec>,
+    /// The virtualisation hosts; one `qemu:///system` host when none are given.
+    #[serde(default = "default_hosts")]
+    pub hosts: Vec<HostConfig>,
+    #[serde(default)]
+    pub placement: Policy,
+}
+
+pub fn default_hosts() -> Vec<HostConfig> {
+    vec![HostConfig::new("qemu:///system")]
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -32,6 +44,8 @@ impl Default for Topology {
         Self {
             regions: vec![Region { name: "us-east-1".into(), zones: vec!["us-east-1a".into()] }],
             instance_types: default_instance_types(),
+            hosts: default_hosts(),
+            placement: Policy::default(),
         }
     }
 }
@@ -79,6 +93,11 @@ impl Topology {
         self.regions.iter().find(|r| r.name == name)
     }
 
+    /// The first zone of the first region: where hosts without a zone live.
+    pub fn default_zone(&self) -> &str {
+        self.regions.first().and_then(|r| r.zones.first()).map_or("", String::as_str)
+    }
+
     pub fn instance_type(&self, name: &str) -> Option<&InstanceTypeSpec> {
         self.instance_types.iter().find(|t| t.name == name)
     }
@@ -104,6 +123,23 @@ impl Topology {
         }
         if self.regions.iter().enumerate().any(|(i, r)| self.regions[..i].iter().any(|o| o.name == r.name)) {
             return Err("a region is listed twice".into());
+        }
+        if self.hosts.is_empty() {
+            return Err("at least one host is needed".into());
+        }
+        let mut uris = std::collections::BTreeSet::new();
+        for host in &self.hosts {
+            if !uris.insert(&host.uri) {
+                return Err(format!("host {} is listed twice", host.uri));
+            }
+            if let Some(zone) = &host.zone {
+                if !zones.contains(zone) {
+                    return Err(format!("host {} is in zone {zone}, which no region has", host.uri));
+                }
+            }
+            if !(host.cpu_ratio > 0.0 && host.memory_ratio > 0.0) {
+                return Err(format!("host {} needs positive overcommit ratios", host.uri));
+            }
         }
         let mut names = std::collections::BTreeSet::new();
         for t in &self.instance_types {

@@ -101,6 +101,7 @@ class Stratus:
     data_dir: Path
     port: int
     log_path: Path
+    config: Path | None = None
     proc: subprocess.Popen | None = None
     access_key: str | None = None
     secret_key: str | None = None
@@ -140,6 +141,8 @@ class Stratus:
         self._log_file = open(self.log_path, "ab")
         log_start = self._log_file.tell()
         cmd = [str(self.bin), "serve", "--listen", f"127.0.0.1:{self.port}", "--data-dir", str(self.data_dir)]
+        if self.config is not None:
+            cmd += ["--config", str(self.config)]
         self.proc = subprocess.Popen(cmd, stdout=self._log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                      env=server_env())
         deadline = time.monotonic() + READY_TIMEOUT
@@ -201,10 +204,15 @@ def _account_id_from(creds_file: Path) -> str | None:
     return m.group(1) if m else None
 
 
-def start_stratus(tmp_dir: Path, data_dir: Path | None = None) -> Stratus:
+def start_stratus(tmp_dir: Path, data_dir: Path | None = None, config: str | None = None) -> Stratus:
     tmp_dir.mkdir(parents=True, exist_ok=True)
     data_dir = data_dir or tmp_dir / "data"
-    server = Stratus(bin=wait_for_binary(), data_dir=data_dir, port=free_port(), log_path=tmp_dir / "stratus.log")
+    config_path = None
+    if config is not None:
+        config_path = tmp_dir / "stratus.toml"
+        config_path.write_text(config)
+    server = Stratus(bin=wait_for_binary(), data_dir=data_dir, port=free_port(), log_path=tmp_dir / "stratus.log",
+                     config=config_path)
     return server.start()
 
 
@@ -224,9 +232,9 @@ def server_factory(tmp_path):
     """Starts private servers (for restart and locking tests); all are stopped at teardown."""
     started: list[Stratus] = []
 
-    def make(data_dir: Path | None = None, name: str | None = None) -> Stratus:
+    def make(data_dir: Path | None = None, name: str | None = None, config: str | None = None) -> Stratus:
         sub = tmp_path / (name or f"srv{len(started)}")
-        server = start_stratus(sub, data_dir or tmp_path / "data")
+        server = start_stratus(sub, data_dir or tmp_path / "data", config)
         started.append(server)
         return server
 
@@ -257,6 +265,81 @@ def aws(stratus: Stratus, *args: str, creds: Path | str | None = None, timeout: 
     ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
     return proc.returncode, proc.stdout, proc.stderr
+
+
+# --- instances ----------------------------------------------------------------------------
+
+# A fast control plane for instance tests: libvirt's in-process test driver, quick sweeps.
+TEST_DRIVER_CONFIG = """
+[[hosts]]
+uri = "test:///default"
+vcpus = 32
+memory_mib = 16384
+cpu_ratio = 1.0
+
+[instances]
+stop_timeout_secs = 2
+sweep_interval_ms = 200
+"""
+
+# The real local QEMU daemon, as `scripts/setup-host` leaves it.
+QEMU_CONFIG = """
+[instances]
+stop_timeout_secs = 30
+sweep_interval_ms = 500
+"""
+
+BOOT_MARKER = "STRATUS-TEST-GUEST BOOTED"
+
+
+@dataclass
+class TestImage:
+    disk: str
+    kernel: str
+    initrd: str
+    cmdline: str
+
+
+@pytest.fixture(scope="session")
+def test_image() -> TestImage:
+    """The guest image `scripts/build-test-image` builds (cached after the first build)."""
+    proc = subprocess.run([str(REPO / "scripts" / "build-test-image")], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, f"build-test-image failed:\n{proc.stderr}"
+    fields = dict(kv.split("=", 1) for kv in proc.stdout.strip().splitlines()[-1].split())
+    return TestImage(fields["disk"], fields["kernel"], fields["initrd"], fields["cmdline"])
+
+
+def require_qemu() -> None:
+    """Real-QEMU tests need scripts/setup-host; under scripts/test (STRATUS_TEST_QEMU=1) a missing
+    daemon is a failure, elsewhere a skip."""
+    if not Path("/run/libvirt/libvirt-sock").exists():
+        if os.environ.get("STRATUS_TEST_QEMU") == "1":
+            pytest.fail("libvirtd is not running: run scripts/setup-host")
+        pytest.skip("libvirtd is not running: run scripts/setup-host")
+
+
+def import_image(stratus: Stratus, image: TestImage, name: str) -> str:
+    """`stratus image import` against a running server; returns the new image id."""
+    cmd = [str(stratus.bin), "image", "import", image.disk, "--name", name, "--kernel", image.kernel,
+           "--initrd", image.initrd, "--cmdline", image.cmdline, "--data-dir", str(stratus.data_dir)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=server_env())
+    assert proc.returncode == 0, f"image import failed:\n{proc.stdout}\n{proc.stderr}"
+    image_id = proc.stdout.strip().splitlines()[-1]
+    assert re.fullmatch(r"ami-[0-9a-f]{17}", image_id), proc.stdout
+    return image_id
+
+
+def wait_states(client, ids: list[str], wanted: str, timeout: float = 60.0) -> list[dict]:
+    """Polls DescribeInstances until every instance is in `wanted`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = [i for r in client.describe_instances(InstanceIds=ids)["Reservations"] for i in r["Instances"]]
+        states = {i["InstanceId"]: i["State"]["Name"] for i in found}
+        if len(found) == len(ids) and all(s == wanted for s in states.values()):
+            return found
+        if time.monotonic() > deadline:
+            pytest.fail(f"instances not {wanted} within {timeout}s: {states}")
+        time.sleep(0.2)
 
 
 # --- boto3 --------------------------------------------------------------------------------

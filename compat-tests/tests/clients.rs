@@ -16,3 +16,13 @@ fn boto3() {
 fn terraform() {
     run_pytest("test_terraform.py");
 }
+
+#[test]
+fn boto3_instances() {
+    run_pytest("test_instances_boto3.py");
+}
+
+#[test]
+fn aws_cli_instances() {
+    run_pytest("test_instances_aws_cli.py");
+}

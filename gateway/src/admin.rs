@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context, Result};
 use backend::accounts::{AccountSummary, Credentials, NewAccount};
+use backend::images::NewImage;
 use backend::Backend;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -18,8 +19,23 @@ use tokio::net::{UnixListener, UnixStream};
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum AdminRequest {
-    CreateAccount { name: String, admin: bool, account_id: Option<String>, access_key: Option<(String, String)> },
+    CreateAccount {
+        name: String,
+        admin: bool,
+        account_id: Option<String>,
+        access_key: Option<(String, String)>,
+    },
     ListAccounts,
+    /// Registers files already copied under the data dir as a public image.
+    ImportImage {
+        id: String,
+        name: String,
+        disk: String,
+        kernel: Option<String>,
+        initrd: Option<String>,
+        cmdline: Option<String>,
+        owned_files: Vec<String>,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -27,6 +43,7 @@ pub enum AdminRequest {
 pub enum AdminAnswer {
     Account(Credentials),
     Accounts(Vec<AccountSummary>),
+    Image { id: String, name: String, owner: String },
     Error(String),
 }
 
@@ -45,6 +62,18 @@ pub fn execute(backend: &Backend, request: AdminRequest) -> AdminAnswer {
             backend.create_account(NewAccount { name, admin, account_id, access_key }).map(AdminAnswer::Account)
         }
         AdminRequest::ListAccounts => backend.list_accounts().map(AdminAnswer::Accounts),
+        AdminRequest::ImportImage { id, name, disk, kernel, initrd, cmdline, owned_files } => backend
+            .import_image(NewImage {
+                id: Some(id),
+                name,
+                disk,
+                kernel,
+                initrd,
+                cmdline,
+                owned_files,
+                ..Default::default()
+            })
+            .map(|image| AdminAnswer::Image { id: image.id, name: image.name, owner: image.owner }),
     };
     result.unwrap_or_else(|e| AdminAnswer::Error(e.to_string()))
 }

@@ -11,6 +11,20 @@
 //! memory_mib = 1024
 //! burstable = true
 //!
+//! placement = "pack"          # or "spread", "load-aware"
+//!
+//! [[hosts]]                    # replaces the default single host `qemu:///system`
+//! uri = "qemu+tcp://10.0.0.2/system"
+//! zone = "us-east-1b"
+//! accelerator = "kvm"          # or "tcg"; the local default is what setup-host recorded
+//! cpu_ratio = 4.0
+//! memory_ratio = 1.0
+//! bridge = "stratus0"
+//!
+//! [instances]
+//! stop_timeout_secs = 60
+//! sweep_interval_ms = 1000
+//!
 //! [limits]
 //! max_body_bytes = 1048576
 //! request_timeout_secs = 30
@@ -21,7 +35,10 @@
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use backend::topology::{default_instance_types, InstanceTypeSpec, Region};
+use backend::hosts::HostConfig;
+use backend::hypervisor::Accelerator;
+use backend::scheduler::Policy;
+use backend::topology::{default_hosts, default_instance_types, InstanceTypeSpec, Region};
 use backend::Topology;
 use serde::Deserialize;
 
@@ -30,8 +47,40 @@ use serde::Deserialize;
 pub struct Config {
     pub regions: Option<Vec<Region>>,
     pub instance_types: Option<Vec<InstanceTypeSpec>>,
+    pub hosts: Option<Vec<HostConfig>>,
+    #[serde(default)]
+    pub placement: Policy,
+    #[serde(default)]
+    pub instances: InstanceSettings,
     #[serde(default)]
     pub limits: Limits,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InstanceSettings {
+    /// How long StopInstances waits for the guest before powering it off.
+    pub stop_timeout_secs: u64,
+    /// How often the conductor reconciles redb with the hosts.
+    pub sweep_interval_ms: u64,
+}
+
+impl Default for InstanceSettings {
+    fn default() -> Self {
+        Self { stop_timeout_secs: 60, sweep_interval_ms: 1000 }
+    }
+}
+
+/// Where `scripts/setup-host` records which accelerator boots guests on this machine.
+pub const ACCELERATOR_RECORD: &str = "/var/lib/stratus/accelerator";
+
+/// The accelerator of a local host without one configured: what setup-host found, else KVM.
+fn local_accelerator(record: &Path) -> Option<Accelerator> {
+    match std::fs::read_to_string(record).ok()?.trim() {
+        "tcg" => Some(Accelerator::Tcg),
+        "kvm" => Some(Accelerator::Kvm),
+        _ => None,
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -56,6 +105,7 @@ impl Config {
         let config: Config = toml::from_str(&text).with_context(|| format!("parsing config {}", path.display()))?;
         config.topology().validate().map_err(anyhow::Error::msg).context("invalid config")?;
         anyhow::ensure!(config.limits.requests_per_second > 0, "limits.requests_per_second must be positive");
+        anyhow::ensure!(config.instances.sweep_interval_ms > 0, "instances.sweep_interval_ms must be positive");
         Ok(config)
     }
 
@@ -64,7 +114,21 @@ impl Config {
         Topology {
             regions: self.regions.clone().unwrap_or(defaults.regions),
             instance_types: self.instance_types.clone().unwrap_or_else(default_instance_types),
+            hosts: self.hosts.clone().unwrap_or_else(default_hosts),
+            placement: self.placement,
         }
+    }
+
+    /// The topology with local hosts' accelerators filled in from setup-host's record.
+    pub fn resolved_topology(&self) -> Topology {
+        let mut topology = self.topology();
+        for host in &mut topology.hosts {
+            let local = host.uri.starts_with("qemu:///");
+            if host.accelerator.is_none() && local {
+                host.accelerator = local_accelerator(Path::new(ACCELERATOR_RECORD));
+            }
+        }
+        topology
     }
 }
 
@@ -97,5 +161,33 @@ mod tests {
         assert!(Config::load(Some(&path)).is_err());
         std::fs::write(&path, "colour = 1\n").unwrap();
         assert!(Config::load(Some(&path)).is_err());
+    }
+
+    #[test]
+    fn hosts_placement_and_instance_settings() {
+        let text = "placement = 'spread'\n[[hosts]]\nuri = 'test:///default'\ncpu_ratio = 2.0\n\
+                    [[hosts]]\nuri = 'qemu+tcp://10.1.0.2/system'\naccelerator = 'tcg'\n\
+                    [instances]\nstop_timeout_secs = 5\n";
+        let config: Config = toml::from_str(text).unwrap();
+        let topology = config.topology();
+        assert_eq!(topology.placement, Policy::Spread);
+        assert_eq!(topology.hosts.len(), 2);
+        assert_eq!(topology.hosts[1].accelerator, Some(Accelerator::Tcg));
+        assert_eq!(config.instances.stop_timeout_secs, 5);
+        assert_eq!(config.instances.sweep_interval_ms, 1000);
+        assert_eq!(Config::default().topology().hosts[0].uri, "qemu:///system");
+        let dup = "[[hosts]]\nuri = 'test:///default'\n[[hosts]]\nuri = 'test:///default'\n";
+        assert!(toml::from_str::<Config>(dup).unwrap().topology().validate().is_err());
+    }
+
+    #[test]
+    fn the_recorded_accelerator_applies_to_local_hosts_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let record = dir.path().join("accelerator");
+        assert_eq!(local_accelerator(&record), None);
+        std::fs::write(&record, "tcg\n").unwrap();
+        assert_eq!(local_accelerator(&record), Some(Accelerator::Tcg));
+        std::fs::write(&record, "kvm").unwrap();
+        assert_eq!(local_accelerator(&record), Some(Accelerator::Kvm));
     }
 }

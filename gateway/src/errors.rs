@@ -33,6 +33,17 @@ pub fn to_ec2(error: Error) -> Ec2Error {
         Error::InvalidParameter { .. } => Ec2Error::new("InvalidParameterValue", message),
         Error::TagLimitExceeded(_) => Ec2Error::new("TagLimitExceeded", message),
         Error::AlreadyExists(_) => Ec2Error::new("InvalidParameterValue", message),
+        Error::ImageNameDuplicate(_) => Ec2Error::new("InvalidAMIName.Duplicate", message),
+        Error::InsufficientCapacity(_) => Ec2Error::new("InsufficientInstanceCapacity", message),
+        Error::IdempotentParameterMismatch(_) => Ec2Error::new("IdempotentParameterMismatch", message),
+        Error::AddressesExhausted(_) => Ec2Error::new("InsufficientFreeAddressesInSubnet", message),
+        Error::IncorrectInstanceState { .. } => Ec2Error::new("IncorrectInstanceState", message),
+        Error::OperationNotPermitted(_) => Ec2Error::new("OperationNotPermitted", message),
+        Error::Unauthorized(_) => Ec2Error::new("UnauthorizedOperation", message),
+        Error::HostGone(_) | Error::Driver(_) | Error::Io(_) => {
+            tracing::error!(cause = %message, "host or file operation failed");
+            Ec2Error::internal()
+        }
         Error::Storage(cause) => {
             tracing::error!(%cause, "storage failed");
             Ec2Error::internal()
@@ -53,5 +64,11 @@ mod tests {
         let internal = to_ec2(Error::Storage(storage::Error::Db("disk on fire".into())));
         assert_eq!(internal.code(), "InternalError");
         assert!(!internal.message().contains("disk"), "causes stay in the log");
+        let state = Error::IncorrectInstanceState { id: "i-1".into(), state: "pending", verb: "stopped" };
+        assert_eq!(to_ec2(state).code(), "IncorrectInstanceState");
+        assert_eq!(to_ec2(Error::InsufficientCapacity("t3.micro".into())).code(), "InsufficientInstanceCapacity");
+        let driver = to_ec2(Error::Driver(backend::hypervisor::DriverError::Failed("qemu exploded".into())));
+        assert_eq!(driver.code(), "InternalError");
+        assert!(!driver.message().contains("qemu"));
     }
 }

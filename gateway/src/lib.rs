@@ -22,4 +22,5 @@ pub mod context;
 pub mod dispatch;
 pub mod errors;
 pub mod handlers;
+pub mod import;
 pub mod server;

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use backend::accounts::Credentials;
@@ -11,6 +12,7 @@ use backend::Backend;
 use clap::{Args, Parser, Subcommand};
 use gateway::admin::{self, AdminAnswer, AdminRequest};
 use gateway::config::Config;
+use gateway::import::ImportArgs;
 use gateway::server::{serve, AppState};
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -43,6 +45,29 @@ enum Command {
     /// Manage accounts.
     #[command(subcommand)]
     Account(AccountCommand),
+    /// Manage machine images.
+    #[command(subcommand)]
+    Image(ImageCommand),
+}
+
+#[derive(Subcommand)]
+enum ImageCommand {
+    /// Copy a root disk (qcow2 or raw) and optional kernel and initrd into the data dir and
+    /// register them as a public image; prints the image id.
+    Import {
+        file: PathBuf,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        kernel: Option<PathBuf>,
+        #[arg(long, requires = "kernel")]
+        initrd: Option<PathBuf>,
+        /// Kernel command line for direct boot (Stratus adds the network's `ip=`).
+        #[arg(long, requires = "kernel", allow_hyphen_values = true)]
+        cmdline: Option<String>,
+        #[command(flatten)]
+        common: Common,
+    },
 }
 
 #[derive(Subcommand)]
@@ -106,6 +131,13 @@ async fn run(cli: Cli) -> Result<()> {
                 other => unexpected(other),
             }
         }
+        Command::Image(ImageCommand::Import { file, name, kernel, initrd, cmdline, common }) => {
+            let config = Config::load(common.config.as_deref())?;
+            let args = ImportArgs { file, name, kernel, initrd, cmdline };
+            let id = gateway::import::import(&common.data_dir, args, config.topology()).await?;
+            println!("{id}");
+            Ok(())
+        }
         Command::Account(AccountCommand::List { common }) => {
             match admin_call(&common, AdminRequest::ListAccounts).await? {
                 AdminAnswer::Accounts(accounts) => {
@@ -160,13 +192,21 @@ async fn run_server(listen: SocketAddr, common: Common) -> Result<()> {
         ),
         other => other.with_context(|| format!("opening the database in {}", data_dir.display()))?,
     };
-    let backend = Arc::new(Backend::new(store, config.topology()));
+    let backend = Arc::new(
+        Backend::new(store, config.resolved_topology())
+            .with_data_dir(data_dir)
+            .with_stop_timeout(Duration::from_secs(config.instances.stop_timeout_secs)),
+    );
     // Bind first, so that a start that cannot listen leaves no admin keys behind.
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listening on {listen}"))?;
     let credentials_path = data_dir.join("admin-credentials");
     let bootstrap = Arc::clone(&backend);
     if let Some(admin) = tokio::task::spawn_blocking(move || bootstrap.bootstrap_admin()).await?? {
         write_credentials(&credentials_path, &admin).context("writing admin-credentials")?;
+    }
+    backend.start_conductor(Duration::from_millis(config.instances.sweep_interval_ms));
+    for host in backend.hosts().iter() {
+        tracing::info!(host = %host.id, uri = %host.config.uri, zone = %host.zone, accelerator = ?host.accelerator, "host");
     }
     let admin_socket = admin::bind(data_dir)?;
     let admin_task = tokio::spawn(admin::serve(admin_socket, Arc::clone(&backend)));

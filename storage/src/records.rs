@@ -69,3 +69,156 @@ pub struct TagRecord {
 impl Record for TagRecord {
     const VERSION: u8 = 1;
 }
+
+/// A machine image. Key: `{owner account}/{image id}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImageRecord {
+    pub id: String,
+    pub owner: String,
+    pub name: String,
+    pub description: String,
+    pub architecture: String,
+    /// The root disk, a path every host can read.
+    pub disk: String,
+    /// `qcow2` or `raw`.
+    pub disk_format: String,
+    pub virtual_size_bytes: u64,
+    /// Direct boot: kernel, initrd and command line, when the disk is not bootable by itself.
+    pub kernel: Option<String>,
+    pub initrd: Option<String>,
+    pub cmdline: Option<String>,
+    /// Launchable by every account.
+    pub public: bool,
+    /// Files under the data dir that go when the image is deregistered (imported images).
+    pub owned_files: Vec<String>,
+    pub created_ms: i64,
+}
+
+impl Record for ImageRecord {
+    const VERSION: u8 = 1;
+}
+
+/// An instance's lifecycle state, with EC2's names and codes. The transitional states
+/// (`Pending`, `Stopping`, `ShuttingDown`) are also the work still to do: whoever finds an
+/// instance in one of them, after a restart too, drives it on to the next stable state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum InstanceState {
+    Pending,
+    Running,
+    ShuttingDown,
+    Terminated,
+    Stopping,
+    Stopped,
+}
+
+impl InstanceState {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Running => "running",
+            Self::ShuttingDown => "shutting-down",
+            Self::Terminated => "terminated",
+            Self::Stopping => "stopping",
+            Self::Stopped => "stopped",
+        }
+    }
+
+    pub fn code(self) -> i32 {
+        match self {
+            Self::Pending => 0,
+            Self::Running => 16,
+            Self::ShuttingDown => 32,
+            Self::Terminated => 48,
+            Self::Stopping => 64,
+            Self::Stopped => 80,
+        }
+    }
+
+    /// Whether an instance in this state holds capacity on its host.
+    pub fn holds_capacity(self) -> bool {
+        matches!(self, Self::Pending | Self::Running | Self::Stopping | Self::ShuttingDown)
+    }
+}
+
+/// Why an instance is in its state (EC2's `StateReason`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StateReason {
+    pub code: String,
+    pub message: String,
+}
+
+/// Key: `{account}/{instance id}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InstanceRecord {
+    pub id: String,
+    pub account: String,
+    pub reservation_id: String,
+    pub image_id: String,
+    pub instance_type: String,
+    pub vcpus: u32,
+    pub memory_mib: u64,
+    pub zone: String,
+    /// The host that holds (or last held) the domain.
+    pub host_id: String,
+    /// The libvirt domain's UUID; the domain's name is the instance id.
+    pub domain_uuid: String,
+    pub state: InstanceState,
+    pub state_reason: Option<StateReason>,
+    pub state_transition_reason: String,
+    /// Stop without waiting for the guest (`Force`).
+    pub force_stop: bool,
+    /// Has run at least once: a failed restart leaves it stopped, not terminated.
+    pub booted: bool,
+    pub launch_time_ms: i64,
+    pub terminated_ms: Option<i64>,
+    pub ami_launch_index: u32,
+    pub key_name: Option<String>,
+    /// Base64, as the client sent it.
+    pub user_data: Option<String>,
+    pub vpc_id: String,
+    pub subnet_id: String,
+    pub network_interface_id: String,
+    pub private_ip: String,
+    pub mac: String,
+    pub security_group_ids: Vec<String>,
+    pub client_token: Option<String>,
+    pub disable_api_termination: bool,
+    pub disable_api_stop: bool,
+    /// `stop` or `terminate`: what a shutdown from inside the guest means.
+    pub shutdown_behavior: String,
+    pub ebs_optimized: bool,
+    pub monitoring: bool,
+    /// The instance's own files (root overlay, console log), under the data dir.
+    pub dir: String,
+    pub root_disk_bytes: u64,
+}
+
+impl Record for InstanceRecord {
+    const VERSION: u8 = 1;
+}
+
+/// A RunInstances `ClientToken`, remembered with a digest of the request it came with.
+/// Key: `{account}/{token}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClientTokenRecord {
+    pub reservation_id: String,
+    pub request_digest: String,
+    pub instance_ids: Vec<String>,
+}
+
+impl Record for ClientTokenRecord {
+    const VERSION: u8 = 1;
+}
+
+/// A private IP handed to an instance. All subnets share one L2 segment, so addresses are
+/// unique across accounts. Key: the address.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LeaseRecord {
+    pub instance_key: String,
+    pub mac: String,
+}
+
+impl Record for LeaseRecord {
+    const VERSION: u8 = 1;
+}

@@ -1,12 +1,29 @@
 //! Every table, in one place.
 
-use crate::{AccessKeyRecord, AccountRecord, KeyPairRecord, NameRecord, Table, TagRecord};
+use crate::{
+    AccessKeyRecord, AccountRecord, ClientTokenRecord, ImageRecord, InstanceRecord, KeyPairRecord, LeaseRecord,
+    NameRecord, Table, TagRecord,
+};
 
 pub const ACCOUNTS: Table<AccountRecord> = Table::new("accounts");
 pub const ACCESS_KEYS: Table<AccessKeyRecord> = Table::new("access_keys");
 pub const KEY_PAIRS: Table<KeyPairRecord> = Table::new("key_pairs");
 pub const KEY_PAIR_NAMES: Table<NameRecord> = Table::new("key_pair_names");
 pub const TAGS: Table<TagRecord> = Table::new("tags");
+pub const IMAGES: Table<ImageRecord> = Table::new("images");
+pub const INSTANCES: Table<InstanceRecord> = Table::new("instances");
+pub const CLIENT_TOKENS: Table<ClientTokenRecord> = Table::new("client_tokens");
+pub const LEASES: Table<LeaseRecord> = Table::new("leases");
 
 /// Created at open, so that readers never meet a missing table.
-pub const ALL: &[&str] = &["accounts", "access_keys", "key_pairs", "key_pair_names", "tags"];
+pub const ALL: &[&str] = &[
+    "accounts",
+    "access_keys",
+    "key_pairs",
+    "key_pair_names",
+    "tags",
+    "images",
+    "instances",
+    "client_tokens",
+    "leases",
+];

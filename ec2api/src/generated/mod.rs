@@ -46,8 +46,11 @@ impl XmlValue for AccountAttributeValue {
         w.end(name);
     }
 }
+pub type AmdSevSnpSpecification = String;
 pub type ArchitectureType = String;
+pub type ArchitectureValues = String;
 pub type AttachmentLimitType = String;
+pub type AttachmentStatus = String;
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct AvailabilityZone {
@@ -153,7 +156,236 @@ impl XmlValue for AvailabilityZoneSubGeography {
     }
 }
 pub type BandwidthWeightingType = String;
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BlockDeviceMapping {
+    pub device_name: Option<String>,
+    pub ebs: Option<EbsBlockDevice>,
+    pub no_device: Option<String>,
+    pub virtual_name: Option<String>,
+}
+
+impl FromQuery for BlockDeviceMapping {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            device_name: d.optional("DeviceName")?,
+            ebs: d.optional("Ebs")?,
+            no_device: d.optional("NoDevice")?,
+            virtual_name: d.optional("VirtualName")?,
+        };
+        d.finish(&["DeviceName", "Ebs", "NoDevice", "VirtualName"])?;
+        Ok(value)
+    }
+}
+
+impl XmlStruct for BlockDeviceMapping {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.device_name.write_xml(w, "deviceName");
+        self.ebs.write_xml(w, "ebs");
+        self.no_device.write_xml(w, "noDevice");
+        self.virtual_name.write_xml(w, "virtualName");
+    }
+}
+
+impl XmlValue for BlockDeviceMapping {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+pub type BlockPublicAccessMode = String;
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BlockPublicAccessStates {
+    pub internet_gateway_block_mode: Option<BlockPublicAccessMode>,
+}
+
+impl XmlStruct for BlockPublicAccessStates {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.internet_gateway_block_mode.write_xml(w, "internetGatewayBlockMode");
+    }
+}
+
+impl XmlValue for BlockPublicAccessStates {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
 pub type BootModeType = String;
+pub type BootModeValues = String;
+pub type CapacityReservationPreference = String;
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CapacityReservationSpecification {
+    pub capacity_reservation_preference: Option<CapacityReservationPreference>,
+    pub capacity_reservation_target: Option<CapacityReservationTarget>,
+}
+
+impl FromQuery for CapacityReservationSpecification {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            capacity_reservation_preference: d.optional("CapacityReservationPreference")?,
+            capacity_reservation_target: d.optional("CapacityReservationTarget")?,
+        };
+        d.finish(&["CapacityReservationPreference", "CapacityReservationTarget"])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CapacityReservationSpecificationResponse {
+    pub capacity_reservation_preference: Option<CapacityReservationPreference>,
+    pub capacity_reservation_target: Option<CapacityReservationTargetResponse>,
+}
+
+impl XmlStruct for CapacityReservationSpecificationResponse {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.capacity_reservation_preference.write_xml(w, "capacityReservationPreference");
+        self.capacity_reservation_target.write_xml(w, "capacityReservationTarget");
+    }
+}
+
+impl XmlValue for CapacityReservationSpecificationResponse {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CapacityReservationTarget {
+    pub capacity_reservation_id: Option<String>,
+    pub capacity_reservation_resource_group_arn: Option<String>,
+}
+
+impl FromQuery for CapacityReservationTarget {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            capacity_reservation_id: d.optional("CapacityReservationId")?,
+            capacity_reservation_resource_group_arn: d.optional("CapacityReservationResourceGroupArn")?,
+        };
+        d.finish(&["CapacityReservationId", "CapacityReservationResourceGroupArn"])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CapacityReservationTargetResponse {
+    pub capacity_reservation_id: Option<String>,
+    pub capacity_reservation_resource_group_arn: Option<String>,
+}
+
+impl XmlStruct for CapacityReservationTargetResponse {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.capacity_reservation_id.write_xml(w, "capacityReservationId");
+        self.capacity_reservation_resource_group_arn.write_xml(w, "capacityReservationResourceGroupArn");
+    }
+}
+
+impl XmlValue for CapacityReservationTargetResponse {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ConnectionTrackingSpecificationRequest {
+    pub tcp_established_timeout: Option<i32>,
+    pub udp_stream_timeout: Option<i32>,
+    pub udp_timeout: Option<i32>,
+}
+
+impl FromQuery for ConnectionTrackingSpecificationRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            tcp_established_timeout: d.optional("TcpEstablishedTimeout")?,
+            udp_stream_timeout: d.optional("UdpStreamTimeout")?,
+            udp_timeout: d.optional("UdpTimeout")?,
+        };
+        d.finish(&["TcpEstablishedTimeout", "UdpStreamTimeout", "UdpTimeout"])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ConnectionTrackingSpecificationResponse {
+    pub tcp_established_timeout: Option<i32>,
+    pub udp_stream_timeout: Option<i32>,
+    pub udp_timeout: Option<i32>,
+}
+
+impl XmlStruct for ConnectionTrackingSpecificationResponse {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.tcp_established_timeout.write_xml(w, "tcpEstablishedTimeout");
+        self.udp_stream_timeout.write_xml(w, "udpStreamTimeout");
+        self.udp_timeout.write_xml(w, "udpTimeout");
+    }
+}
+
+impl XmlValue for ConnectionTrackingSpecificationResponse {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CpuOptions {
+    pub amd_sev_snp: Option<AmdSevSnpSpecification>,
+    pub core_count: Option<i32>,
+    pub nested_virtualization: Option<NestedVirtualizationSpecification>,
+    pub threads_per_core: Option<i32>,
+}
+
+impl XmlStruct for CpuOptions {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.amd_sev_snp.write_xml(w, "amdSevSnp");
+        self.core_count.write_xml(w, "coreCount");
+        self.nested_virtualization.write_xml(w, "nestedVirtualization");
+        self.threads_per_core.write_xml(w, "threadsPerCore");
+    }
+}
+
+impl XmlValue for CpuOptions {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CpuOptionsRequest {
+    pub amd_sev_snp: Option<AmdSevSnpSpecification>,
+    pub core_count: Option<i32>,
+    pub nested_virtualization: Option<NestedVirtualizationSpecification>,
+    pub threads_per_core: Option<i32>,
+}
+
+impl FromQuery for CpuOptionsRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            amd_sev_snp: d.optional("AmdSevSnp")?,
+            core_count: d.optional("CoreCount")?,
+            nested_virtualization: d.optional("NestedVirtualization")?,
+            threads_per_core: d.optional("ThreadsPerCore")?,
+        };
+        d.finish(&["AmdSevSnp", "CoreCount", "NestedVirtualization", "ThreadsPerCore"])?;
+        Ok(value)
+    }
+}
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct CreateKeyPairRequest {
@@ -192,6 +424,20 @@ impl FromQuery for CreateTagsRequest {
         let value =
             Self { dry_run: d.optional("DryRun")?, resources: d.required("ResourceId")?, tags: d.required("Tag")? };
         d.finish(&["DryRun", "ResourceId", "Tag"])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CreditSpecificationRequest {
+    pub cpu_credits: String,
+}
+
+impl FromQuery for CreditSpecificationRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self { cpu_credits: d.required("CpuCredits")? };
+        d.finish(&["CpuCredits"])?;
         Ok(value)
     }
 }
@@ -261,6 +507,27 @@ impl XmlValue for DeleteKeyPairResult {
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
+pub struct DeleteSnapshotReturnCode {
+    pub return_code: Option<SnapshotReturnCodes>,
+    pub snapshot_id: Option<String>,
+}
+
+impl XmlStruct for DeleteSnapshotReturnCode {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.return_code.write_xml(w, "returnCode");
+        self.snapshot_id.write_xml(w, "snapshotId");
+    }
+}
+
+impl XmlValue for DeleteSnapshotReturnCode {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct DeleteTagsRequest {
     pub dry_run: Option<bool>,
     pub resources: Vec<String>,
@@ -274,6 +541,47 @@ impl FromQuery for DeleteTagsRequest {
             Self { dry_run: d.optional("DryRun")?, resources: d.required("ResourceId")?, tags: d.optional("Tag")? };
         d.finish(&["DryRun", "ResourceId", "Tag"])?;
         Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DeregisterImageRequest {
+    pub delete_associated_snapshots: Option<bool>,
+    pub dry_run: Option<bool>,
+    pub image_id: String,
+}
+
+impl FromQuery for DeregisterImageRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            delete_associated_snapshots: d.optional("DeleteAssociatedSnapshots")?,
+            dry_run: d.optional("DryRun")?,
+            image_id: d.required("ImageId")?,
+        };
+        d.finish(&["DeleteAssociatedSnapshots", "DryRun", "ImageId"])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DeregisterImageResult {
+    pub delete_snapshot_results: Option<Vec<DeleteSnapshotReturnCode>>,
+    pub r#return: Option<bool>,
+}
+
+impl XmlStruct for DeregisterImageResult {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.delete_snapshot_results.write_xml(w, "deleteSnapshotResultSet");
+        self.r#return.write_xml(w, "return");
+    }
+}
+
+impl XmlValue for DeregisterImageResult {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
     }
 }
 
@@ -347,6 +655,126 @@ impl XmlStruct for DescribeAvailabilityZonesResult {
 }
 
 impl XmlValue for DescribeAvailabilityZonesResult {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DescribeImagesRequest {
+    pub dry_run: Option<bool>,
+    pub executable_users: Option<Vec<String>>,
+    pub filters: Option<Vec<Filter>>,
+    pub image_ids: Option<Vec<String>>,
+    pub include_deprecated: Option<bool>,
+    pub include_disabled: Option<bool>,
+    pub max_results: Option<i32>,
+    pub next_token: Option<String>,
+    pub owners: Option<Vec<String>>,
+}
+
+impl FromQuery for DescribeImagesRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            dry_run: d.optional("DryRun")?,
+            executable_users: d.optional("ExecutableBy")?,
+            filters: d.optional("Filter")?,
+            image_ids: d.optional("ImageId")?,
+            include_deprecated: d.optional("IncludeDeprecated")?,
+            include_disabled: d.optional("IncludeDisabled")?,
+            max_results: d.optional("MaxResults")?,
+            next_token: d.optional("NextToken")?,
+            owners: d.optional("Owner")?,
+        };
+        d.finish(&[
+            "DryRun",
+            "ExecutableBy",
+            "Filter",
+            "ImageId",
+            "IncludeDeprecated",
+            "IncludeDisabled",
+            "MaxResults",
+            "NextToken",
+            "Owner",
+        ])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DescribeImagesResult {
+    pub images: Option<Vec<Image>>,
+    pub next_token: Option<String>,
+}
+
+impl XmlStruct for DescribeImagesResult {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.images.write_xml(w, "imagesSet");
+        self.next_token.write_xml(w, "nextToken");
+    }
+}
+
+impl XmlValue for DescribeImagesResult {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DescribeInstanceStatusRequest {
+    pub dry_run: Option<bool>,
+    pub filters: Option<Vec<Filter>>,
+    pub include_all_instances: Option<bool>,
+    pub include_managed_resources: Option<bool>,
+    pub instance_ids: Option<Vec<String>>,
+    pub max_results: Option<i32>,
+    pub next_token: Option<String>,
+}
+
+impl FromQuery for DescribeInstanceStatusRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            dry_run: d.optional("DryRun")?,
+            filters: d.optional("Filter")?,
+            include_all_instances: d.optional("IncludeAllInstances")?,
+            include_managed_resources: d.optional("IncludeManagedResources")?,
+            instance_ids: d.optional("InstanceId")?,
+            max_results: d.optional("MaxResults")?,
+            next_token: d.optional("NextToken")?,
+        };
+        d.finish(&[
+            "DryRun",
+            "Filter",
+            "IncludeAllInstances",
+            "IncludeManagedResources",
+            "InstanceId",
+            "MaxResults",
+            "NextToken",
+        ])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DescribeInstanceStatusResult {
+    pub instance_statuses: Option<Vec<InstanceStatus>>,
+    pub next_token: Option<String>,
+}
+
+impl XmlStruct for DescribeInstanceStatusResult {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.instance_statuses.write_xml(w, "instanceStatusSet");
+        self.next_token.write_xml(w, "nextToken");
+    }
+}
+
+impl XmlValue for DescribeInstanceStatusResult {
     fn write_xml(&self, w: &mut XmlWriter, name: &str) {
         w.start(name);
         self.write_members(w);
@@ -447,6 +875,53 @@ impl XmlValue for DescribeInstanceTypesResult {
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
+pub struct DescribeInstancesRequest {
+    pub dry_run: Option<bool>,
+    pub filters: Option<Vec<Filter>>,
+    pub include_managed_resources: Option<bool>,
+    pub instance_ids: Option<Vec<String>>,
+    pub max_results: Option<i32>,
+    pub next_token: Option<String>,
+}
+
+impl FromQuery for DescribeInstancesRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            dry_run: d.optional("DryRun")?,
+            filters: d.optional("Filter")?,
+            include_managed_resources: d.optional("IncludeManagedResources")?,
+            instance_ids: d.optional("InstanceId")?,
+            max_results: d.optional("MaxResults")?,
+            next_token: d.optional("NextToken")?,
+        };
+        d.finish(&["DryRun", "Filter", "IncludeManagedResources", "InstanceId", "MaxResults", "NextToken"])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DescribeInstancesResult {
+    pub next_token: Option<String>,
+    pub reservations: Option<Vec<Reservation>>,
+}
+
+impl XmlStruct for DescribeInstancesResult {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.next_token.write_xml(w, "nextToken");
+        self.reservations.write_xml(w, "reservationSet");
+    }
+}
+
+impl XmlValue for DescribeInstancesResult {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct DescribeKeyPairsRequest {
     pub dry_run: Option<bool>,
     pub filters: Option<Vec<Filter>>,
@@ -531,6 +1006,51 @@ impl XmlValue for DescribeRegionsResult {
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
+pub struct DescribeSubnetsRequest {
+    pub dry_run: Option<bool>,
+    pub filters: Option<Vec<Filter>>,
+    pub max_results: Option<i32>,
+    pub next_token: Option<String>,
+    pub subnet_ids: Option<Vec<String>>,
+}
+
+impl FromQuery for DescribeSubnetsRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            dry_run: d.optional("DryRun")?,
+            filters: d.optional("Filter")?,
+            max_results: d.optional("MaxResults")?.map(|v| d.in_range("MaxResults", v, 5, 1000)).transpose()?,
+            next_token: d.optional("NextToken")?,
+            subnet_ids: d.optional("SubnetId")?,
+        };
+        d.finish(&["DryRun", "Filter", "MaxResults", "NextToken", "SubnetId"])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DescribeSubnetsResult {
+    pub next_token: Option<String>,
+    pub subnets: Option<Vec<Subnet>>,
+}
+
+impl XmlStruct for DescribeSubnetsResult {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.next_token.write_xml(w, "nextToken");
+        self.subnets.write_xml(w, "subnetSet");
+    }
+}
+
+impl XmlValue for DescribeSubnetsResult {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct DescribeTagsRequest {
     pub dry_run: Option<bool>,
     pub filters: Option<Vec<Filter>>,
@@ -574,6 +1094,52 @@ impl XmlValue for DescribeTagsResult {
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
+pub struct DescribeVpcsRequest {
+    pub dry_run: Option<bool>,
+    pub filters: Option<Vec<Filter>>,
+    pub max_results: Option<i32>,
+    pub next_token: Option<String>,
+    pub vpc_ids: Option<Vec<String>>,
+}
+
+impl FromQuery for DescribeVpcsRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            dry_run: d.optional("DryRun")?,
+            filters: d.optional("Filter")?,
+            max_results: d.optional("MaxResults")?.map(|v| d.in_range("MaxResults", v, 5, 1000)).transpose()?,
+            next_token: d.optional("NextToken")?,
+            vpc_ids: d.optional("VpcId")?,
+        };
+        d.finish(&["DryRun", "Filter", "MaxResults", "NextToken", "VpcId"])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DescribeVpcsResult {
+    pub next_token: Option<String>,
+    pub vpcs: Option<Vec<Vpc>>,
+}
+
+impl XmlStruct for DescribeVpcsResult {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.next_token.write_xml(w, "nextToken");
+        self.vpcs.write_xml(w, "vpcSet");
+    }
+}
+
+impl XmlValue for DescribeVpcsResult {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+pub type DeviceType = String;
+
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct DiskInfo {
     pub count: Option<i32>,
     pub size_in_gb: Option<i64>,
@@ -596,6 +1162,86 @@ impl XmlValue for DiskInfo {
     }
 }
 pub type DiskType = String;
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EbsBlockDevice {
+    pub availability_zone: Option<String>,
+    pub availability_zone_id: Option<String>,
+    pub delete_on_termination: Option<bool>,
+    pub ebs_card_index: Option<i32>,
+    pub encrypted: Option<bool>,
+    pub iops: Option<i32>,
+    pub kms_key_id: Option<String>,
+    pub outpost_arn: Option<String>,
+    pub snapshot_id: Option<String>,
+    pub throughput: Option<i32>,
+    pub volume_initialization_rate: Option<i32>,
+    pub volume_size: Option<i32>,
+    pub volume_type: Option<VolumeType>,
+}
+
+impl FromQuery for EbsBlockDevice {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            availability_zone: d.optional("AvailabilityZone")?,
+            availability_zone_id: d.optional("AvailabilityZoneId")?,
+            delete_on_termination: d.optional("DeleteOnTermination")?,
+            ebs_card_index: d.optional("EbsCardIndex")?,
+            encrypted: d.optional("Encrypted")?,
+            iops: d.optional("Iops")?,
+            kms_key_id: d.optional("KmsKeyId")?,
+            outpost_arn: d.optional("OutpostArn")?,
+            snapshot_id: d.optional("SnapshotId")?,
+            throughput: d.optional("Throughput")?,
+            volume_initialization_rate: d.optional("VolumeInitializationRate")?,
+            volume_size: d.optional("VolumeSize")?,
+            volume_type: d.optional("VolumeType")?,
+        };
+        d.finish(&[
+            "AvailabilityZone",
+            "AvailabilityZoneId",
+            "DeleteOnTermination",
+            "EbsCardIndex",
+            "Encrypted",
+            "Iops",
+            "KmsKeyId",
+            "OutpostArn",
+            "SnapshotId",
+            "Throughput",
+            "VolumeInitializationRate",
+            "VolumeSize",
+            "VolumeType",
+        ])?;
+        Ok(value)
+    }
+}
+
+impl XmlStruct for EbsBlockDevice {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.availability_zone.write_xml(w, "availabilityZone");
+        self.availability_zone_id.write_xml(w, "AvailabilityZoneId");
+        self.delete_on_termination.write_xml(w, "deleteOnTermination");
+        self.ebs_card_index.write_xml(w, "EbsCardIndex");
+        self.encrypted.write_xml(w, "encrypted");
+        self.iops.write_xml(w, "iops");
+        self.kms_key_id.write_xml(w, "kmsKeyId");
+        self.outpost_arn.write_xml(w, "outpostArn");
+        self.snapshot_id.write_xml(w, "snapshotId");
+        self.throughput.write_xml(w, "throughput");
+        self.volume_initialization_rate.write_xml(w, "VolumeInitializationRate");
+        self.volume_size.write_xml(w, "volumeSize");
+        self.volume_type.write_xml(w, "volumeType");
+    }
+}
+
+impl XmlValue for EbsBlockDevice {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct EbsCardInfo {
@@ -661,6 +1307,39 @@ impl XmlValue for EbsInfo {
         w.end(name);
     }
 }
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EbsInstanceBlockDevice {
+    pub associated_resource: Option<String>,
+    pub attach_time: Option<Timestamp>,
+    pub delete_on_termination: Option<bool>,
+    pub ebs_card_index: Option<i32>,
+    pub operator: Option<OperatorResponse>,
+    pub status: Option<AttachmentStatus>,
+    pub volume_id: Option<String>,
+    pub volume_owner_id: Option<String>,
+}
+
+impl XmlStruct for EbsInstanceBlockDevice {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.associated_resource.write_xml(w, "associatedResource");
+        self.attach_time.write_xml(w, "attachTime");
+        self.delete_on_termination.write_xml(w, "deleteOnTermination");
+        self.ebs_card_index.write_xml(w, "ebsCardIndex");
+        self.operator.write_xml(w, "operator");
+        self.status.write_xml(w, "status");
+        self.volume_id.write_xml(w, "volumeId");
+        self.volume_owner_id.write_xml(w, "volumeOwnerId");
+    }
+}
+
+impl XmlValue for EbsInstanceBlockDevice {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
 pub type EbsNvmeSupport = String;
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -694,6 +1373,50 @@ impl XmlValue for EbsOptimizedInfo {
 pub type EbsOptimizedSupport = String;
 
 #[derive(Debug, Clone, Default, PartialEq)]
+pub struct EbsStatusDetails {
+    pub impaired_since: Option<Timestamp>,
+    pub name: Option<StatusName>,
+    pub status: Option<StatusType>,
+}
+
+impl XmlStruct for EbsStatusDetails {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.impaired_since.write_xml(w, "impairedSince");
+        self.name.write_xml(w, "name");
+        self.status.write_xml(w, "status");
+    }
+}
+
+impl XmlValue for EbsStatusDetails {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EbsStatusSummary {
+    pub details: Option<Vec<EbsStatusDetails>>,
+    pub status: Option<SummaryStatus>,
+}
+
+impl XmlStruct for EbsStatusSummary {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.details.write_xml(w, "details");
+        self.status.write_xml(w, "status");
+    }
+}
+
+impl XmlValue for EbsStatusSummary {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct EfaInfo {
     pub maximum_efa_interfaces: Option<i32>,
 }
@@ -711,8 +1434,157 @@ impl XmlValue for EfaInfo {
         w.end(name);
     }
 }
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ElasticGpuAssociation {
+    pub elastic_gpu_association_id: Option<String>,
+    pub elastic_gpu_association_state: Option<String>,
+    pub elastic_gpu_association_time: Option<String>,
+    pub elastic_gpu_id: Option<String>,
+}
+
+impl XmlStruct for ElasticGpuAssociation {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.elastic_gpu_association_id.write_xml(w, "elasticGpuAssociationId");
+        self.elastic_gpu_association_state.write_xml(w, "elasticGpuAssociationState");
+        self.elastic_gpu_association_time.write_xml(w, "elasticGpuAssociationTime");
+        self.elastic_gpu_id.write_xml(w, "elasticGpuId");
+    }
+}
+
+impl XmlValue for ElasticGpuAssociation {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ElasticGpuSpecification {
+    pub r#type: String,
+}
+
+impl FromQuery for ElasticGpuSpecification {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self { r#type: d.required("Type")? };
+        d.finish(&["Type"])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ElasticInferenceAccelerator {
+    pub count: Option<i32>,
+    pub r#type: String,
+}
+
+impl FromQuery for ElasticInferenceAccelerator {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            count: d.optional("Count")?.map(|v| d.in_range("Count", v, 1, 9223372036854775807)).transpose()?,
+            r#type: d.required("Type")?,
+        };
+        d.finish(&["Count", "Type"])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ElasticInferenceAcceleratorAssociation {
+    pub elastic_inference_accelerator_arn: Option<String>,
+    pub elastic_inference_accelerator_association_id: Option<String>,
+    pub elastic_inference_accelerator_association_state: Option<String>,
+    pub elastic_inference_accelerator_association_time: Option<Timestamp>,
+}
+
+impl XmlStruct for ElasticInferenceAcceleratorAssociation {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.elastic_inference_accelerator_arn.write_xml(w, "elasticInferenceAcceleratorArn");
+        self.elastic_inference_accelerator_association_id.write_xml(w, "elasticInferenceAcceleratorAssociationId");
+        self.elastic_inference_accelerator_association_state
+            .write_xml(w, "elasticInferenceAcceleratorAssociationState");
+        self.elastic_inference_accelerator_association_time.write_xml(w, "elasticInferenceAcceleratorAssociationTime");
+    }
+}
+
+impl XmlValue for ElasticInferenceAcceleratorAssociation {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EnaSrdSpecificationRequest {
+    pub ena_srd_enabled: Option<bool>,
+    pub ena_srd_udp_specification: Option<EnaSrdUdpSpecificationRequest>,
+}
+
+impl FromQuery for EnaSrdSpecificationRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            ena_srd_enabled: d.optional("EnaSrdEnabled")?,
+            ena_srd_udp_specification: d.optional("EnaSrdUdpSpecification")?,
+        };
+        d.finish(&["EnaSrdEnabled", "EnaSrdUdpSpecification"])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EnaSrdUdpSpecificationRequest {
+    pub ena_srd_udp_enabled: Option<bool>,
+}
+
+impl FromQuery for EnaSrdUdpSpecificationRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self { ena_srd_udp_enabled: d.optional("EnaSrdUdpEnabled")? };
+        d.finish(&["EnaSrdUdpEnabled"])?;
+        Ok(value)
+    }
+}
 pub type EnaSupport = String;
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EnclaveOptions {
+    pub enabled: Option<bool>,
+}
+
+impl XmlStruct for EnclaveOptions {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.enabled.write_xml(w, "enabled");
+    }
+}
+
+impl XmlValue for EnclaveOptions {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EnclaveOptionsRequest {
+    pub enabled: Option<bool>,
+}
+
+impl FromQuery for EnclaveOptionsRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self { enabled: d.optional("Enabled")? };
+        d.finish(&["Enabled"])?;
+        Ok(value)
+    }
+}
 pub type EphemeralNvmeSupport = String;
+pub type EventCode = String;
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Filter {
@@ -796,6 +1668,49 @@ impl XmlValue for FpgaInfo {
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
+pub struct GetConsoleOutputRequest {
+    pub dry_run: Option<bool>,
+    pub instance_id: String,
+    pub latest: Option<bool>,
+}
+
+impl FromQuery for GetConsoleOutputRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            dry_run: d.optional("DryRun")?,
+            instance_id: d.required("InstanceId")?,
+            latest: d.optional("Latest")?,
+        };
+        d.finish(&["DryRun", "InstanceId", "Latest"])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GetConsoleOutputResult {
+    pub instance_id: Option<String>,
+    pub output: Option<String>,
+    pub timestamp: Option<Timestamp>,
+}
+
+impl XmlStruct for GetConsoleOutputResult {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.instance_id.write_xml(w, "instanceId");
+        self.output.write_xml(w, "output");
+        self.timestamp.write_xml(w, "timestamp");
+    }
+}
+
+impl XmlValue for GetConsoleOutputResult {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct GpuDeviceInfo {
     pub count: Option<i32>,
     pub gpu_partition_size: Option<f64>,
@@ -865,6 +1780,193 @@ impl XmlValue for GpuInfo {
         w.end(name);
     }
 }
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GroupIdentifier {
+    pub group_id: Option<String>,
+    pub group_name: Option<String>,
+}
+
+impl XmlStruct for GroupIdentifier {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.group_id.write_xml(w, "groupId");
+        self.group_name.write_xml(w, "groupName");
+    }
+}
+
+impl XmlValue for GroupIdentifier {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HibernationOptions {
+    pub configured: Option<bool>,
+}
+
+impl XmlStruct for HibernationOptions {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.configured.write_xml(w, "configured");
+    }
+}
+
+impl XmlValue for HibernationOptions {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HibernationOptionsRequest {
+    pub configured: Option<bool>,
+}
+
+impl FromQuery for HibernationOptionsRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self { configured: d.optional("Configured")? };
+        d.finish(&["Configured"])?;
+        Ok(value)
+    }
+}
+pub type HostnameType = String;
+pub type HttpTokensState = String;
+pub type HypervisorType = String;
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct IamInstanceProfile {
+    pub arn: Option<String>,
+    pub id: Option<String>,
+}
+
+impl XmlStruct for IamInstanceProfile {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.arn.write_xml(w, "arn");
+        self.id.write_xml(w, "id");
+    }
+}
+
+impl XmlValue for IamInstanceProfile {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct IamInstanceProfileSpecification {
+    pub arn: Option<String>,
+    pub name: Option<String>,
+}
+
+impl FromQuery for IamInstanceProfileSpecification {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self { arn: d.optional("Arn")?, name: d.optional("Name")? };
+        d.finish(&["Arn", "Name"])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Image {
+    pub architecture: Option<ArchitectureValues>,
+    pub block_device_mappings: Option<Vec<BlockDeviceMapping>>,
+    pub boot_mode: Option<BootModeValues>,
+    pub creation_date: Option<String>,
+    pub deprecation_time: Option<String>,
+    pub deregistration_protection: Option<String>,
+    pub description: Option<String>,
+    pub ena_support: Option<bool>,
+    pub free_tier_eligible: Option<bool>,
+    pub hypervisor: Option<HypervisorType>,
+    pub image_allowed: Option<bool>,
+    pub image_id: Option<String>,
+    pub image_location: Option<String>,
+    pub image_owner_alias: Option<String>,
+    pub image_type: Option<ImageTypeValues>,
+    pub imds_support: Option<ImdsSupportValues>,
+    pub kernel_id: Option<String>,
+    pub last_launched_time: Option<String>,
+    pub name: Option<String>,
+    pub owner_id: Option<String>,
+    pub platform: Option<PlatformValues>,
+    pub platform_details: Option<String>,
+    pub product_codes: Option<Vec<ProductCode>>,
+    pub public: Option<bool>,
+    pub ramdisk_id: Option<String>,
+    pub root_device_name: Option<String>,
+    pub root_device_type: Option<DeviceType>,
+    pub source_image_id: Option<String>,
+    pub source_image_region: Option<String>,
+    pub source_instance_id: Option<String>,
+    pub sriov_net_support: Option<String>,
+    pub state: Option<ImageState>,
+    pub state_reason: Option<StateReason>,
+    pub tags: Option<Vec<Tag>>,
+    pub tpm_support: Option<TpmSupportValues>,
+    pub usage_operation: Option<String>,
+    pub virtualization_type: Option<VirtualizationType>,
+}
+
+impl XmlStruct for Image {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.architecture.write_xml(w, "architecture");
+        self.block_device_mappings.write_xml(w, "blockDeviceMapping");
+        self.boot_mode.write_xml(w, "bootMode");
+        self.creation_date.write_xml(w, "creationDate");
+        self.deprecation_time.write_xml(w, "deprecationTime");
+        self.deregistration_protection.write_xml(w, "deregistrationProtection");
+        self.description.write_xml(w, "description");
+        self.ena_support.write_xml(w, "enaSupport");
+        self.free_tier_eligible.write_xml(w, "freeTierEligible");
+        self.hypervisor.write_xml(w, "hypervisor");
+        self.image_allowed.write_xml(w, "imageAllowed");
+        self.image_id.write_xml(w, "imageId");
+        self.image_location.write_xml(w, "imageLocation");
+        self.image_owner_alias.write_xml(w, "imageOwnerAlias");
+        self.image_type.write_xml(w, "imageType");
+        self.imds_support.write_xml(w, "imdsSupport");
+        self.kernel_id.write_xml(w, "kernelId");
+        self.last_launched_time.write_xml(w, "lastLaunchedTime");
+        self.name.write_xml(w, "name");
+        self.owner_id.write_xml(w, "imageOwnerId");
+        self.platform.write_xml(w, "platform");
+        self.platform_details.write_xml(w, "platformDetails");
+        self.product_codes.write_xml(w, "productCodes");
+        self.public.write_xml(w, "isPublic");
+        self.ramdisk_id.write_xml(w, "ramdiskId");
+        self.root_device_name.write_xml(w, "rootDeviceName");
+        self.root_device_type.write_xml(w, "rootDeviceType");
+        self.source_image_id.write_xml(w, "sourceImageId");
+        self.source_image_region.write_xml(w, "sourceImageRegion");
+        self.source_instance_id.write_xml(w, "sourceInstanceId");
+        self.sriov_net_support.write_xml(w, "sriovNetSupport");
+        self.state.write_xml(w, "imageState");
+        self.state_reason.write_xml(w, "stateReason");
+        self.tags.write_xml(w, "tagSet");
+        self.tpm_support.write_xml(w, "tpmSupport");
+        self.usage_operation.write_xml(w, "usageOperation");
+        self.virtualization_type.write_xml(w, "virtualizationType");
+    }
+}
+
+impl XmlValue for Image {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+pub type ImageState = String;
+pub type ImageTypeValues = String;
+pub type ImdsSupportValues = String;
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ImportKeyPairRequest {
@@ -971,6 +2073,942 @@ impl XmlStruct for InferenceDeviceMemoryInfo {
 }
 
 impl XmlValue for InferenceDeviceMemoryInfo {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Instance {
+    pub ami_launch_index: Option<i32>,
+    pub architecture: Option<ArchitectureValues>,
+    pub block_device_mappings: Option<Vec<InstanceBlockDeviceMapping>>,
+    pub boot_mode: Option<BootModeValues>,
+    pub capacity_block_id: Option<String>,
+    pub capacity_reservation_id: Option<String>,
+    pub capacity_reservation_specification: Option<CapacityReservationSpecificationResponse>,
+    pub client_token: Option<String>,
+    pub cpu_options: Option<CpuOptions>,
+    pub current_instance_boot_mode: Option<InstanceBootModeValues>,
+    pub ebs_optimized: Option<bool>,
+    pub elastic_gpu_associations: Option<Vec<ElasticGpuAssociation>>,
+    pub elastic_inference_accelerator_associations: Option<Vec<ElasticInferenceAcceleratorAssociation>>,
+    pub ena_support: Option<bool>,
+    pub enclave_options: Option<EnclaveOptions>,
+    pub hibernation_options: Option<HibernationOptions>,
+    pub hypervisor: Option<HypervisorType>,
+    pub iam_instance_profile: Option<IamInstanceProfile>,
+    pub image_id: Option<String>,
+    pub instance_id: Option<String>,
+    pub instance_lifecycle: Option<InstanceLifecycleType>,
+    pub instance_type: Option<InstanceType>,
+    pub ipv6_address: Option<String>,
+    pub kernel_id: Option<String>,
+    pub key_name: Option<String>,
+    pub launch_time: Option<Timestamp>,
+    pub licenses: Option<Vec<LicenseConfiguration>>,
+    pub maintenance_options: Option<InstanceMaintenanceOptions>,
+    pub metadata_options: Option<InstanceMetadataOptionsResponse>,
+    pub monitoring: Option<Monitoring>,
+    pub network_interfaces: Option<Vec<InstanceNetworkInterface>>,
+    pub network_performance_options: Option<InstanceNetworkPerformanceOptions>,
+    pub operator: Option<OperatorResponse>,
+    pub outpost_arn: Option<String>,
+    pub placement: Option<Placement>,
+    pub platform: Option<PlatformValues>,
+    pub platform_details: Option<String>,
+    pub private_dns_name: Option<String>,
+    pub private_dns_name_options: Option<PrivateDnsNameOptionsResponse>,
+    pub private_ip_address: Option<String>,
+    pub product_codes: Option<Vec<ProductCode>>,
+    pub public_dns_name: Option<String>,
+    pub public_ip_address: Option<String>,
+    pub ramdisk_id: Option<String>,
+    pub root_device_name: Option<String>,
+    pub root_device_type: Option<DeviceType>,
+    pub secondary_interfaces: Option<Vec<InstanceSecondaryInterface>>,
+    pub security_groups: Option<Vec<GroupIdentifier>>,
+    pub source_dest_check: Option<bool>,
+    pub spot_instance_request_id: Option<String>,
+    pub sriov_net_support: Option<String>,
+    pub state: Option<InstanceState>,
+    pub state_reason: Option<StateReason>,
+    pub state_transition_reason: Option<String>,
+    pub subnet_id: Option<String>,
+    pub tags: Option<Vec<Tag>>,
+    pub tpm_support: Option<String>,
+    pub usage_operation: Option<String>,
+    pub usage_operation_update_time: Option<Timestamp>,
+    pub virtualization_type: Option<VirtualizationType>,
+    pub vpc_id: Option<String>,
+}
+
+impl XmlStruct for Instance {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.ami_launch_index.write_xml(w, "amiLaunchIndex");
+        self.architecture.write_xml(w, "architecture");
+        self.block_device_mappings.write_xml(w, "blockDeviceMapping");
+        self.boot_mode.write_xml(w, "bootMode");
+        self.capacity_block_id.write_xml(w, "capacityBlockId");
+        self.capacity_reservation_id.write_xml(w, "capacityReservationId");
+        self.capacity_reservation_specification.write_xml(w, "capacityReservationSpecification");
+        self.client_token.write_xml(w, "clientToken");
+        self.cpu_options.write_xml(w, "cpuOptions");
+        self.current_instance_boot_mode.write_xml(w, "currentInstanceBootMode");
+        self.ebs_optimized.write_xml(w, "ebsOptimized");
+        self.elastic_gpu_associations.write_xml(w, "elasticGpuAssociationSet");
+        self.elastic_inference_accelerator_associations.write_xml(w, "elasticInferenceAcceleratorAssociationSet");
+        self.ena_support.write_xml(w, "enaSupport");
+        self.enclave_options.write_xml(w, "enclaveOptions");
+        self.hibernation_options.write_xml(w, "hibernationOptions");
+        self.hypervisor.write_xml(w, "hypervisor");
+        self.iam_instance_profile.write_xml(w, "iamInstanceProfile");
+        self.image_id.write_xml(w, "imageId");
+        self.instance_id.write_xml(w, "instanceId");
+        self.instance_lifecycle.write_xml(w, "instanceLifecycle");
+        self.instance_type.write_xml(w, "instanceType");
+        self.ipv6_address.write_xml(w, "ipv6Address");
+        self.kernel_id.write_xml(w, "kernelId");
+        self.key_name.write_xml(w, "keyName");
+        self.launch_time.write_xml(w, "launchTime");
+        self.licenses.write_xml(w, "licenseSet");
+        self.maintenance_options.write_xml(w, "maintenanceOptions");
+        self.metadata_options.write_xml(w, "metadataOptions");
+        self.monitoring.write_xml(w, "monitoring");
+        self.network_interfaces.write_xml(w, "networkInterfaceSet");
+        self.network_performance_options.write_xml(w, "networkPerformanceOptions");
+        self.operator.write_xml(w, "operator");
+        self.outpost_arn.write_xml(w, "outpostArn");
+        self.placement.write_xml(w, "placement");
+        self.platform.write_xml(w, "platform");
+        self.platform_details.write_xml(w, "platformDetails");
+        self.private_dns_name.write_xml(w, "privateDnsName");
+        self.private_dns_name_options.write_xml(w, "privateDnsNameOptions");
+        self.private_ip_address.write_xml(w, "privateIpAddress");
+        self.product_codes.write_xml(w, "productCodes");
+        self.public_dns_name.write_xml(w, "dnsName");
+        self.public_ip_address.write_xml(w, "ipAddress");
+        self.ramdisk_id.write_xml(w, "ramdiskId");
+        self.root_device_name.write_xml(w, "rootDeviceName");
+        self.root_device_type.write_xml(w, "rootDeviceType");
+        self.secondary_interfaces.write_xml(w, "secondaryInterfaceSet");
+        self.security_groups.write_xml(w, "groupSet");
+        self.source_dest_check.write_xml(w, "sourceDestCheck");
+        self.spot_instance_request_id.write_xml(w, "spotInstanceRequestId");
+        self.sriov_net_support.write_xml(w, "sriovNetSupport");
+        self.state.write_xml(w, "instanceState");
+        self.state_reason.write_xml(w, "stateReason");
+        self.state_transition_reason.write_xml(w, "reason");
+        self.subnet_id.write_xml(w, "subnetId");
+        self.tags.write_xml(w, "tagSet");
+        self.tpm_support.write_xml(w, "tpmSupport");
+        self.usage_operation.write_xml(w, "usageOperation");
+        self.usage_operation_update_time.write_xml(w, "usageOperationUpdateTime");
+        self.virtualization_type.write_xml(w, "virtualizationType");
+        self.vpc_id.write_xml(w, "vpcId");
+    }
+}
+
+impl XmlValue for Instance {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct InstanceAttachmentEnaSrdSpecification {
+    pub ena_srd_enabled: Option<bool>,
+    pub ena_srd_udp_specification: Option<InstanceAttachmentEnaSrdUdpSpecification>,
+}
+
+impl XmlStruct for InstanceAttachmentEnaSrdSpecification {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.ena_srd_enabled.write_xml(w, "enaSrdEnabled");
+        self.ena_srd_udp_specification.write_xml(w, "enaSrdUdpSpecification");
+    }
+}
+
+impl XmlValue for InstanceAttachmentEnaSrdSpecification {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct InstanceAttachmentEnaSrdUdpSpecification {
+    pub ena_srd_udp_enabled: Option<bool>,
+}
+
+impl XmlStruct for InstanceAttachmentEnaSrdUdpSpecification {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.ena_srd_udp_enabled.write_xml(w, "enaSrdUdpEnabled");
+    }
+}
+
+impl XmlValue for InstanceAttachmentEnaSrdUdpSpecification {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+pub type InstanceAutoRecoveryState = String;
+pub type InstanceBandwidthWeighting = String;
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct InstanceBlockDeviceMapping {
+    pub device_name: Option<String>,
+    pub ebs: Option<EbsInstanceBlockDevice>,
+}
+
+impl XmlStruct for InstanceBlockDeviceMapping {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.device_name.write_xml(w, "deviceName");
+        self.ebs.write_xml(w, "ebs");
+    }
+}
+
+impl XmlValue for InstanceBlockDeviceMapping {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+pub type InstanceBootModeValues = String;
+pub type InstanceInterruptionBehavior = String;
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct InstanceIpv4Prefix {
+    pub ipv4_prefix: Option<String>,
+}
+
+impl XmlStruct for InstanceIpv4Prefix {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.ipv4_prefix.write_xml(w, "ipv4Prefix");
+    }
+}
+
+impl XmlValue for InstanceIpv4Prefix {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct InstanceIpv6Address {
+    pub ipv6_address: Option<String>,
+    pub is_primary_ipv6: Option<bool>,
+}
+
+impl FromQuery for InstanceIpv6Address {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self { ipv6_address: d.optional("Ipv6Address")?, is_primary_ipv6: d.optional("IsPrimaryIpv6")? };
+        d.finish(&["Ipv6Address", "IsPrimaryIpv6"])?;
+        Ok(value)
+    }
+}
+
+impl XmlStruct for InstanceIpv6Address {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.ipv6_address.write_xml(w, "ipv6Address");
+        self.is_primary_ipv6.write_xml(w, "isPrimaryIpv6");
+    }
+}
+
+impl XmlValue for InstanceIpv6Address {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct InstanceIpv6Prefix {
+    pub ipv6_prefix: Option<String>,
+}
+
+impl XmlStruct for InstanceIpv6Prefix {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.ipv6_prefix.write_xml(w, "ipv6Prefix");
+    }
+}
+
+impl XmlValue for InstanceIpv6Prefix {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+pub type InstanceLifecycleType = String;
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct InstanceMaintenanceOptions {
+    pub auto_recovery: Option<InstanceAutoRecoveryState>,
+    pub reboot_migration: Option<InstanceRebootMigrationState>,
+}
+
+impl XmlStruct for InstanceMaintenanceOptions {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.auto_recovery.write_xml(w, "autoRecovery");
+        self.reboot_migration.write_xml(w, "rebootMigration");
+    }
+}
+
+impl XmlValue for InstanceMaintenanceOptions {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct InstanceMaintenanceOptionsRequest {
+    pub auto_recovery: Option<InstanceAutoRecoveryState>,
+}
+
+impl FromQuery for InstanceMaintenanceOptionsRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self { auto_recovery: d.optional("AutoRecovery")? };
+        d.finish(&["AutoRecovery"])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct InstanceMarketOptionsRequest {
+    pub market_type: Option<MarketType>,
+    pub spot_options: Option<SpotMarketOptions>,
+}
+
+impl FromQuery for InstanceMarketOptionsRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self { market_type: d.optional("MarketType")?, spot_options: d.optional("SpotOptions")? };
+        d.finish(&["MarketType", "SpotOptions"])?;
+        Ok(value)
+    }
+}
+pub type InstanceMetadataEndpointState = String;
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct InstanceMetadataOptionsRequest {
+    pub http_endpoint: Option<InstanceMetadataEndpointState>,
+    pub http_protocol_ipv6: Option<InstanceMetadataProtocolState>,
+    pub http_put_response_hop_limit: Option<i32>,
+    pub http_tokens: Option<HttpTokensState>,
+    pub instance_metadata_tags: Option<InstanceMetadataTagsState>,
+}
+
+impl FromQuery for InstanceMetadataOptionsRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            http_endpoint: d.optional("HttpEndpoint")?,
+            http_protocol_ipv6: d.optional("HttpProtocolIpv6")?,
+            http_put_response_hop_limit: d.optional("HttpPutResponseHopLimit")?,
+            http_tokens: d.optional("HttpTokens")?,
+            instance_metadata_tags: d.optional("InstanceMetadataTags")?,
+        };
+        d.finish(&[
+            "HttpEndpoint",
+            "HttpProtocolIpv6",
+            "HttpPutResponseHopLimit",
+            "HttpTokens",
+            "InstanceMetadataTags",
+        ])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct InstanceMetadataOptionsResponse {
+    pub http_endpoint: Option<InstanceMetadataEndpointState>,
+    pub http_protocol_ipv6: Option<InstanceMetadataProtocolState>,
+    pub http_put_response_hop_limit: Option<i32>,
+    pub http_tokens: Option<HttpTokensState>,
+    pub instance_metadata_tags: Option<InstanceMetadataTagsState>,
+    pub state: Option<InstanceMetadataOptionsState>,
+}
+
+impl XmlStruct for InstanceMetadataOptionsResponse {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.http_endpoint.write_xml(w, "httpEndpoint");
+        self.http_protocol_ipv6.write_xml(w, "httpProtocolIpv6");
+        self.http_put_response_hop_limit.write_xml(w, "httpPutResponseHopLimit");
+        self.http_tokens.write_xml(w, "httpTokens");
+        self.instance_metadata_tags.write_xml(w, "instanceMetadataTags");
+        self.state.write_xml(w, "state");
+    }
+}
+
+impl XmlValue for InstanceMetadataOptionsResponse {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+pub type InstanceMetadataOptionsState = String;
+pub type InstanceMetadataProtocolState = String;
+pub type InstanceMetadataTagsState = String;
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct InstanceNetworkInterface {
+    pub association: Option<InstanceNetworkInterfaceAssociation>,
+    pub attachment: Option<InstanceNetworkInterfaceAttachment>,
+    pub connection_tracking_configuration: Option<ConnectionTrackingSpecificationResponse>,
+    pub description: Option<String>,
+    pub groups: Option<Vec<GroupIdentifier>>,
+    pub interface_type: Option<String>,
+    pub ipv4_prefixes: Option<Vec<InstanceIpv4Prefix>>,
+    pub ipv6_addresses: Option<Vec<InstanceIpv6Address>>,
+    pub ipv6_prefixes: Option<Vec<InstanceIpv6Prefix>>,
+    pub mac_address: Option<String>,
+    pub network_interface_id: Option<String>,
+    pub operator: Option<OperatorResponse>,
+    pub owner_id: Option<String>,
+    pub private_dns_name: Option<String>,
+    pub private_ip_address: Option<String>,
+    pub private_ip_addresses: Option<Vec<InstancePrivateIpAddress>>,
+    pub source_dest_check: Option<bool>,
+    pub status: Option<NetworkInterfaceStatus>,
+    pub subnet_id: Option<String>,
+    pub vpc_id: Option<String>,
+}
+
+impl XmlStruct for InstanceNetworkInterface {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.association.write_xml(w, "association");
+        self.attachment.write_xml(w, "attachment");
+        self.connection_tracking_configuration.write_xml(w, "connectionTrackingConfiguration");
+        self.description.write_xml(w, "description");
+        self.groups.write_xml(w, "groupSet");
+        self.interface_type.write_xml(w, "interfaceType");
+        self.ipv4_prefixes.write_xml(w, "ipv4PrefixSet");
+        self.ipv6_addresses.write_xml(w, "ipv6AddressesSet");
+        self.ipv6_prefixes.write_xml(w, "ipv6PrefixSet");
+        self.mac_address.write_xml(w, "macAddress");
+        self.network_interface_id.write_xml(w, "networkInterfaceId");
+        self.operator.write_xml(w, "operator");
+        self.owner_id.write_xml(w, "ownerId");
+        self.private_dns_name.write_xml(w, "privateDnsName");
+        self.private_ip_address.write_xml(w, "privateIpAddress");
+        self.private_ip_addresses.write_xml(w, "privateIpAddressesSet");
+        self.source_dest_check.write_xml(w, "sourceDestCheck");
+        self.status.write_xml(w, "status");
+        self.subnet_id.write_xml(w, "subnetId");
+        self.vpc_id.write_xml(w, "vpcId");
+    }
+}
+
+impl XmlValue for InstanceNetworkInterface {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct InstanceNetworkInterfaceAssociation {
+    pub carrier_ip: Option<String>,
+    pub customer_owned_ip: Option<String>,
+    pub ip_owner_id: Option<String>,
+    pub public_dns_name: Option<String>,
+    pub public_ip: Option<String>,
+}
+
+impl XmlStruct for InstanceNetworkInterfaceAssociation {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.carrier_ip.write_xml(w, "carrierIp");
+        self.customer_owned_ip.write_xml(w, "customerOwnedIp");
+        self.ip_owner_id.write_xml(w, "ipOwnerId");
+        self.public_dns_name.write_xml(w, "publicDnsName");
+        self.public_ip.write_xml(w, "publicIp");
+    }
+}
+
+impl XmlValue for InstanceNetworkInterfaceAssociation {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct InstanceNetworkInterfaceAttachment {
+    pub attach_time: Option<Timestamp>,
+    pub attachment_id: Option<String>,
+    pub delete_on_termination: Option<bool>,
+    pub device_index: Option<i32>,
+    pub ena_queue_count: Option<i32>,
+    pub ena_srd_specification: Option<InstanceAttachmentEnaSrdSpecification>,
+    pub network_card_index: Option<i32>,
+    pub status: Option<AttachmentStatus>,
+}
+
+impl XmlStruct for InstanceNetworkInterfaceAttachment {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.attach_time.write_xml(w, "attachTime");
+        self.attachment_id.write_xml(w, "attachmentId");
+        self.delete_on_termination.write_xml(w, "deleteOnTermination");
+        self.device_index.write_xml(w, "deviceIndex");
+        self.ena_queue_count.write_xml(w, "enaQueueCount");
+        self.ena_srd_specification.write_xml(w, "enaSrdSpecification");
+        self.network_card_index.write_xml(w, "networkCardIndex");
+        self.status.write_xml(w, "status");
+    }
+}
+
+impl XmlValue for InstanceNetworkInterfaceAttachment {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct InstanceNetworkInterfaceSpecification {
+    pub associate_carrier_ip_address: Option<bool>,
+    pub associate_public_ip_address: Option<bool>,
+    pub connection_tracking_specification: Option<ConnectionTrackingSpecificationRequest>,
+    pub delete_on_termination: Option<bool>,
+    pub description: Option<String>,
+    pub device_index: Option<i32>,
+    pub ena_queue_count: Option<i32>,
+    pub ena_srd_specification: Option<EnaSrdSpecificationRequest>,
+    pub groups: Option<Vec<String>>,
+    pub interface_type: Option<String>,
+    pub ipv4_prefix_count: Option<i32>,
+    pub ipv4_prefixes: Option<Vec<Ipv4PrefixSpecificationRequest>>,
+    pub ipv6_address_count: Option<i32>,
+    pub ipv6_addresses: Option<Vec<InstanceIpv6Address>>,
+    pub ipv6_prefix_count: Option<i32>,
+    pub ipv6_prefixes: Option<Vec<Ipv6PrefixSpecificationRequest>>,
+    pub network_card_index: Option<i32>,
+    pub network_interface_id: Option<String>,
+    pub primary_ipv6: Option<bool>,
+    pub private_ip_address: Option<String>,
+    pub private_ip_addresses: Option<Vec<PrivateIpAddressSpecification>>,
+    pub secondary_private_ip_address_count: Option<i32>,
+    pub subnet_id: Option<String>,
+}
+
+impl FromQuery for InstanceNetworkInterfaceSpecification {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            associate_carrier_ip_address: d.optional("AssociateCarrierIpAddress")?,
+            associate_public_ip_address: d.optional("AssociatePublicIpAddress")?,
+            connection_tracking_specification: d.optional("ConnectionTrackingSpecification")?,
+            delete_on_termination: d.optional("DeleteOnTermination")?,
+            description: d.optional("Description")?,
+            device_index: d.optional("DeviceIndex")?,
+            ena_queue_count: d.optional("EnaQueueCount")?,
+            ena_srd_specification: d.optional("EnaSrdSpecification")?,
+            groups: d.optional("SecurityGroupId")?,
+            interface_type: d.optional("InterfaceType")?,
+            ipv4_prefix_count: d.optional("Ipv4PrefixCount")?,
+            ipv4_prefixes: d.optional("Ipv4Prefix")?,
+            ipv6_address_count: d.optional("Ipv6AddressCount")?,
+            ipv6_addresses: d.optional("Ipv6Addresses")?,
+            ipv6_prefix_count: d.optional("Ipv6PrefixCount")?,
+            ipv6_prefixes: d.optional("Ipv6Prefix")?,
+            network_card_index: d.optional("NetworkCardIndex")?,
+            network_interface_id: d.optional("NetworkInterfaceId")?,
+            primary_ipv6: d.optional("PrimaryIpv6")?,
+            private_ip_address: d.optional("PrivateIpAddress")?,
+            private_ip_addresses: d.optional("PrivateIpAddresses")?,
+            secondary_private_ip_address_count: d.optional("SecondaryPrivateIpAddressCount")?,
+            subnet_id: d.optional("SubnetId")?,
+        };
+        d.finish(&[
+            "AssociateCarrierIpAddress",
+            "AssociatePublicIpAddress",
+            "ConnectionTrackingSpecification",
+            "DeleteOnTermination",
+            "Description",
+            "DeviceIndex",
+            "EnaQueueCount",
+            "EnaSrdSpecification",
+            "SecurityGroupId",
+            "InterfaceType",
+            "Ipv4PrefixCount",
+            "Ipv4Prefix",
+            "Ipv6AddressCount",
+            "Ipv6Addresses",
+            "Ipv6PrefixCount",
+            "Ipv6Prefix",
+            "NetworkCardIndex",
+            "NetworkInterfaceId",
+            "PrimaryIpv6",
+            "PrivateIpAddress",
+            "PrivateIpAddresses",
+            "SecondaryPrivateIpAddressCount",
+            "SubnetId",
+        ])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct InstanceNetworkPerformanceOptions {
+    pub bandwidth_weighting: Option<InstanceBandwidthWeighting>,
+}
+
+impl XmlStruct for InstanceNetworkPerformanceOptions {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.bandwidth_weighting.write_xml(w, "bandwidthWeighting");
+    }
+}
+
+impl XmlValue for InstanceNetworkPerformanceOptions {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct InstanceNetworkPerformanceOptionsRequest {
+    pub bandwidth_weighting: Option<InstanceBandwidthWeighting>,
+}
+
+impl FromQuery for InstanceNetworkPerformanceOptionsRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self { bandwidth_weighting: d.optional("BandwidthWeighting")? };
+        d.finish(&["BandwidthWeighting"])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct InstancePrivateIpAddress {
+    pub association: Option<InstanceNetworkInterfaceAssociation>,
+    pub primary: Option<bool>,
+    pub private_dns_name: Option<String>,
+    pub private_ip_address: Option<String>,
+}
+
+impl XmlStruct for InstancePrivateIpAddress {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.association.write_xml(w, "association");
+        self.primary.write_xml(w, "primary");
+        self.private_dns_name.write_xml(w, "privateDnsName");
+        self.private_ip_address.write_xml(w, "privateIpAddress");
+    }
+}
+
+impl XmlValue for InstancePrivateIpAddress {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+pub type InstanceRebootMigrationState = String;
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct InstanceSecondaryInterface {
+    pub attachment: Option<InstanceSecondaryInterfaceAttachment>,
+    pub interface_type: Option<SecondaryInterfaceType>,
+    pub mac_address: Option<String>,
+    pub owner_id: Option<String>,
+    pub private_ip_addresses: Option<Vec<InstanceSecondaryInterfacePrivateIpAddress>>,
+    pub secondary_interface_id: Option<String>,
+    pub secondary_network_id: Option<String>,
+    pub secondary_subnet_id: Option<String>,
+    pub source_dest_check: Option<bool>,
+    pub status: Option<SecondaryInterfaceStatus>,
+}
+
+impl XmlStruct for InstanceSecondaryInterface {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.attachment.write_xml(w, "attachment");
+        self.interface_type.write_xml(w, "interfaceType");
+        self.mac_address.write_xml(w, "macAddress");
+        self.owner_id.write_xml(w, "ownerId");
+        self.private_ip_addresses.write_xml(w, "privateIpAddressSet");
+        self.secondary_interface_id.write_xml(w, "secondaryInterfaceId");
+        self.secondary_network_id.write_xml(w, "secondaryNetworkId");
+        self.secondary_subnet_id.write_xml(w, "secondarySubnetId");
+        self.source_dest_check.write_xml(w, "sourceDestCheck");
+        self.status.write_xml(w, "status");
+    }
+}
+
+impl XmlValue for InstanceSecondaryInterface {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct InstanceSecondaryInterfaceAttachment {
+    pub attach_time: Option<Timestamp>,
+    pub attachment_id: Option<String>,
+    pub delete_on_termination: Option<bool>,
+    pub device_index: Option<i32>,
+    pub network_card_index: Option<i32>,
+    pub status: Option<AttachmentStatus>,
+}
+
+impl XmlStruct for InstanceSecondaryInterfaceAttachment {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.attach_time.write_xml(w, "attachTime");
+        self.attachment_id.write_xml(w, "attachmentId");
+        self.delete_on_termination.write_xml(w, "deleteOnTermination");
+        self.device_index.write_xml(w, "deviceIndex");
+        self.network_card_index.write_xml(w, "networkCardIndex");
+        self.status.write_xml(w, "status");
+    }
+}
+
+impl XmlValue for InstanceSecondaryInterfaceAttachment {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct InstanceSecondaryInterfacePrivateIpAddress {
+    pub private_ip_address: Option<String>,
+}
+
+impl XmlStruct for InstanceSecondaryInterfacePrivateIpAddress {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.private_ip_address.write_xml(w, "privateIpAddress");
+    }
+}
+
+impl XmlValue for InstanceSecondaryInterfacePrivateIpAddress {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct InstanceSecondaryInterfacePrivateIpAddressRequest {
+    pub private_ip_address: String,
+}
+
+impl FromQuery for InstanceSecondaryInterfacePrivateIpAddressRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self { private_ip_address: d.required("PrivateIpAddress")? };
+        d.finish(&["PrivateIpAddress"])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct InstanceSecondaryInterfaceSpecificationRequest {
+    pub delete_on_termination: Option<bool>,
+    pub device_index: Option<i32>,
+    pub interface_type: Option<SecondaryInterfaceType>,
+    pub network_card_index: Option<i32>,
+    pub private_ip_address_count: Option<i32>,
+    pub private_ip_addresses: Option<Vec<InstanceSecondaryInterfacePrivateIpAddressRequest>>,
+    pub secondary_subnet_id: Option<String>,
+}
+
+impl FromQuery for InstanceSecondaryInterfaceSpecificationRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            delete_on_termination: d.optional("DeleteOnTermination")?,
+            device_index: d.optional("DeviceIndex")?,
+            interface_type: d.optional("InterfaceType")?,
+            network_card_index: d.optional("NetworkCardIndex")?,
+            private_ip_address_count: d.optional("PrivateIpAddressCount")?,
+            private_ip_addresses: d.optional("PrivateIpAddress")?,
+            secondary_subnet_id: d.optional("SecondarySubnetId")?,
+        };
+        d.finish(&[
+            "DeleteOnTermination",
+            "DeviceIndex",
+            "InterfaceType",
+            "NetworkCardIndex",
+            "PrivateIpAddressCount",
+            "PrivateIpAddress",
+            "SecondarySubnetId",
+        ])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct InstanceState {
+    pub code: Option<i32>,
+    pub name: Option<InstanceStateName>,
+}
+
+impl XmlStruct for InstanceState {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.code.write_xml(w, "code");
+        self.name.write_xml(w, "name");
+    }
+}
+
+impl XmlValue for InstanceState {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct InstanceStateChange {
+    pub current_state: Option<InstanceState>,
+    pub instance_id: Option<String>,
+    pub previous_state: Option<InstanceState>,
+}
+
+impl XmlStruct for InstanceStateChange {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.current_state.write_xml(w, "currentState");
+        self.instance_id.write_xml(w, "instanceId");
+        self.previous_state.write_xml(w, "previousState");
+    }
+}
+
+impl XmlValue for InstanceStateChange {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+pub type InstanceStateName = String;
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct InstanceStatus {
+    pub attached_ebs_status: Option<EbsStatusSummary>,
+    pub availability_zone: Option<String>,
+    pub availability_zone_id: Option<String>,
+    pub events: Option<Vec<InstanceStatusEvent>>,
+    pub instance_id: Option<String>,
+    pub instance_state: Option<InstanceState>,
+    pub instance_status: Option<InstanceStatusSummary>,
+    pub operator: Option<OperatorResponse>,
+    pub outpost_arn: Option<String>,
+    pub system_status: Option<InstanceStatusSummary>,
+}
+
+impl XmlStruct for InstanceStatus {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.attached_ebs_status.write_xml(w, "attachedEbsStatus");
+        self.availability_zone.write_xml(w, "availabilityZone");
+        self.availability_zone_id.write_xml(w, "availabilityZoneId");
+        self.events.write_xml(w, "eventsSet");
+        self.instance_id.write_xml(w, "instanceId");
+        self.instance_state.write_xml(w, "instanceState");
+        self.instance_status.write_xml(w, "instanceStatus");
+        self.operator.write_xml(w, "operator");
+        self.outpost_arn.write_xml(w, "outpostArn");
+        self.system_status.write_xml(w, "systemStatus");
+    }
+}
+
+impl XmlValue for InstanceStatus {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct InstanceStatusDetails {
+    pub impaired_since: Option<Timestamp>,
+    pub name: Option<StatusName>,
+    pub status: Option<StatusType>,
+}
+
+impl XmlStruct for InstanceStatusDetails {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.impaired_since.write_xml(w, "impairedSince");
+        self.name.write_xml(w, "name");
+        self.status.write_xml(w, "status");
+    }
+}
+
+impl XmlValue for InstanceStatusDetails {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct InstanceStatusEvent {
+    pub code: Option<EventCode>,
+    pub description: Option<String>,
+    pub instance_event_id: Option<String>,
+    pub not_after: Option<Timestamp>,
+    pub not_before: Option<Timestamp>,
+    pub not_before_deadline: Option<Timestamp>,
+}
+
+impl XmlStruct for InstanceStatusEvent {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.code.write_xml(w, "code");
+        self.description.write_xml(w, "description");
+        self.instance_event_id.write_xml(w, "instanceEventId");
+        self.not_after.write_xml(w, "notAfter");
+        self.not_before.write_xml(w, "notBefore");
+        self.not_before_deadline.write_xml(w, "notBeforeDeadline");
+    }
+}
+
+impl XmlValue for InstanceStatusEvent {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct InstanceStatusSummary {
+    pub details: Option<Vec<InstanceStatusDetails>>,
+    pub status: Option<SummaryStatus>,
+}
+
+impl XmlStruct for InstanceStatusSummary {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.details.write_xml(w, "details");
+        self.status.write_xml(w, "status");
+    }
+}
+
+impl XmlValue for InstanceStatusSummary {
     fn write_xml(&self, w: &mut XmlWriter, name: &str) {
         w.start(name);
         self.write_members(w);
@@ -1109,6 +3147,36 @@ impl XmlValue for InstanceTypeOffering {
         w.end(name);
     }
 }
+pub type IpSource = String;
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Ipv4PrefixSpecificationRequest {
+    pub ipv4_prefix: Option<String>,
+}
+
+impl FromQuery for Ipv4PrefixSpecificationRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self { ipv4_prefix: d.optional("Ipv4Prefix")? };
+        d.finish(&["Ipv4Prefix"])?;
+        Ok(value)
+    }
+}
+pub type Ipv6AddressAttribute = String;
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Ipv6PrefixSpecificationRequest {
+    pub ipv6_prefix: Option<String>,
+}
+
+impl FromQuery for Ipv6PrefixSpecificationRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self { ipv6_prefix: d.optional("Ipv6Prefix")? };
+        d.finish(&["Ipv6Prefix"])?;
+        Ok(value)
+    }
+}
 pub type KeyFormat = String;
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -1169,7 +3237,61 @@ impl XmlValue for KeyPairInfo {
     }
 }
 pub type KeyType = String;
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LaunchTemplateSpecification {
+    pub launch_template_id: Option<String>,
+    pub launch_template_name: Option<String>,
+    pub version: Option<String>,
+}
+
+impl FromQuery for LaunchTemplateSpecification {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            launch_template_id: d.optional("LaunchTemplateId")?,
+            launch_template_name: d.optional("LaunchTemplateName")?,
+            version: d.optional("Version")?,
+        };
+        d.finish(&["LaunchTemplateId", "LaunchTemplateName", "Version"])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LicenseConfiguration {
+    pub license_configuration_arn: Option<String>,
+}
+
+impl XmlStruct for LicenseConfiguration {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.license_configuration_arn.write_xml(w, "licenseConfigurationArn");
+    }
+}
+
+impl XmlValue for LicenseConfiguration {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LicenseConfigurationRequest {
+    pub license_configuration_arn: Option<String>,
+}
+
+impl FromQuery for LicenseConfigurationRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self { license_configuration_arn: d.optional("LicenseConfigurationArn")? };
+        d.finish(&["LicenseConfigurationArn"])?;
+        Ok(value)
+    }
+}
 pub type LocationType = String;
+pub type MarketType = String;
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct MediaAcceleratorInfo {
@@ -1254,6 +3376,27 @@ impl XmlValue for MemoryInfo {
         w.end(name);
     }
 }
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Monitoring {
+    pub state: Option<MonitoringState>,
+}
+
+impl XmlStruct for Monitoring {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.state.write_xml(w, "state");
+    }
+}
+
+impl XmlValue for Monitoring {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+pub type MonitoringState = String;
+pub type NestedVirtualizationSpecification = String;
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct NetworkCardInfo {
@@ -1344,6 +3487,7 @@ impl XmlValue for NetworkInfo {
         w.end(name);
     }
 }
+pub type NetworkInterfaceStatus = String;
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct NeuronDeviceCoreInfo {
@@ -1451,7 +3595,112 @@ impl XmlValue for NitroTpmInfo {
     }
 }
 pub type NitroTpmSupport = String;
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct OperatorRequest {
+    pub principal: Option<String>,
+}
+
+impl FromQuery for OperatorRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self { principal: d.optional("Principal")? };
+        d.finish(&["Principal"])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct OperatorResponse {
+    pub hidden_by_default: Option<bool>,
+    pub managed: Option<bool>,
+    pub principal: Option<String>,
+}
+
+impl XmlStruct for OperatorResponse {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.hidden_by_default.write_xml(w, "hiddenByDefault");
+        self.managed.write_xml(w, "managed");
+        self.principal.write_xml(w, "principal");
+    }
+}
+
+impl XmlValue for OperatorResponse {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
 pub type PhcSupport = String;
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Placement {
+    pub affinity: Option<String>,
+    pub availability_zone: Option<String>,
+    pub availability_zone_id: Option<String>,
+    pub group_id: Option<String>,
+    pub group_name: Option<String>,
+    pub host_id: Option<String>,
+    pub host_resource_group_arn: Option<String>,
+    pub partition_number: Option<i32>,
+    pub spread_domain: Option<String>,
+    pub tenancy: Option<Tenancy>,
+}
+
+impl FromQuery for Placement {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            affinity: d.optional("Affinity")?,
+            availability_zone: d.optional("AvailabilityZone")?,
+            availability_zone_id: d.optional("AvailabilityZoneId")?,
+            group_id: d.optional("GroupId")?,
+            group_name: d.optional("GroupName")?,
+            host_id: d.optional("HostId")?,
+            host_resource_group_arn: d.optional("HostResourceGroupArn")?,
+            partition_number: d.optional("PartitionNumber")?,
+            spread_domain: d.optional("SpreadDomain")?,
+            tenancy: d.optional("Tenancy")?,
+        };
+        d.finish(&[
+            "Affinity",
+            "AvailabilityZone",
+            "AvailabilityZoneId",
+            "GroupId",
+            "GroupName",
+            "HostId",
+            "HostResourceGroupArn",
+            "PartitionNumber",
+            "SpreadDomain",
+            "Tenancy",
+        ])?;
+        Ok(value)
+    }
+}
+
+impl XmlStruct for Placement {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.affinity.write_xml(w, "affinity");
+        self.availability_zone.write_xml(w, "availabilityZone");
+        self.availability_zone_id.write_xml(w, "availabilityZoneId");
+        self.group_id.write_xml(w, "groupId");
+        self.group_name.write_xml(w, "groupName");
+        self.host_id.write_xml(w, "hostId");
+        self.host_resource_group_arn.write_xml(w, "hostResourceGroupArn");
+        self.partition_number.write_xml(w, "partitionNumber");
+        self.spread_domain.write_xml(w, "spreadDomain");
+        self.tenancy.write_xml(w, "tenancy");
+    }
+}
+
+impl XmlValue for Placement {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct PlacementGroupInfo {
@@ -1472,6 +3721,88 @@ impl XmlValue for PlacementGroupInfo {
     }
 }
 pub type PlacementGroupStrategy = String;
+pub type PlatformValues = String;
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PrivateDnsNameOptionsOnLaunch {
+    pub enable_resource_name_dns_aaaa_record: Option<bool>,
+    pub enable_resource_name_dns_a_record: Option<bool>,
+    pub hostname_type: Option<HostnameType>,
+}
+
+impl XmlStruct for PrivateDnsNameOptionsOnLaunch {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.enable_resource_name_dns_aaaa_record.write_xml(w, "enableResourceNameDnsAAAARecord");
+        self.enable_resource_name_dns_a_record.write_xml(w, "enableResourceNameDnsARecord");
+        self.hostname_type.write_xml(w, "hostnameType");
+    }
+}
+
+impl XmlValue for PrivateDnsNameOptionsOnLaunch {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PrivateDnsNameOptionsRequest {
+    pub enable_resource_name_dns_aaaa_record: Option<bool>,
+    pub enable_resource_name_dns_a_record: Option<bool>,
+    pub hostname_type: Option<HostnameType>,
+}
+
+impl FromQuery for PrivateDnsNameOptionsRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            enable_resource_name_dns_aaaa_record: d.optional("EnableResourceNameDnsAAAARecord")?,
+            enable_resource_name_dns_a_record: d.optional("EnableResourceNameDnsARecord")?,
+            hostname_type: d.optional("HostnameType")?,
+        };
+        d.finish(&["EnableResourceNameDnsAAAARecord", "EnableResourceNameDnsARecord", "HostnameType"])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PrivateDnsNameOptionsResponse {
+    pub enable_resource_name_dns_aaaa_record: Option<bool>,
+    pub enable_resource_name_dns_a_record: Option<bool>,
+    pub hostname_type: Option<HostnameType>,
+}
+
+impl XmlStruct for PrivateDnsNameOptionsResponse {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.enable_resource_name_dns_aaaa_record.write_xml(w, "enableResourceNameDnsAAAARecord");
+        self.enable_resource_name_dns_a_record.write_xml(w, "enableResourceNameDnsARecord");
+        self.hostname_type.write_xml(w, "hostnameType");
+    }
+}
+
+impl XmlValue for PrivateDnsNameOptionsResponse {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PrivateIpAddressSpecification {
+    pub primary: Option<bool>,
+    pub private_ip_address: Option<String>,
+}
+
+impl FromQuery for PrivateIpAddressSpecification {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self { primary: d.optional("Primary")?, private_ip_address: d.optional("PrivateIpAddress")? };
+        d.finish(&["Primary", "PrivateIpAddress"])?;
+        Ok(value)
+    }
+}
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ProcessorInfo {
@@ -1495,6 +3826,43 @@ impl XmlValue for ProcessorInfo {
         w.start(name);
         self.write_members(w);
         w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ProductCode {
+    pub product_code_id: Option<String>,
+    pub product_code_type: Option<ProductCodeValues>,
+}
+
+impl XmlStruct for ProductCode {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.product_code_id.write_xml(w, "productCode");
+        self.product_code_type.write_xml(w, "type");
+    }
+}
+
+impl XmlValue for ProductCode {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+pub type ProductCodeValues = String;
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RebootInstancesRequest {
+    pub dry_run: Option<bool>,
+    pub instance_ids: Vec<String>,
+}
+
+impl FromQuery for RebootInstancesRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self { dry_run: d.optional("DryRun")?, instance_ids: d.required("InstanceId")? };
+        d.finish(&["DryRun", "InstanceId"])?;
+        Ok(value)
     }
 }
 pub type RebootMigrationSupport = String;
@@ -1542,8 +3910,538 @@ impl XmlValue for RegionGeography {
         w.end(name);
     }
 }
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RegisterImageRequest {
+    pub architecture: Option<ArchitectureValues>,
+    pub billing_products: Option<Vec<String>>,
+    pub block_device_mappings: Option<Vec<BlockDeviceMapping>>,
+    pub boot_mode: Option<BootModeValues>,
+    pub description: Option<String>,
+    pub dry_run: Option<bool>,
+    pub ena_support: Option<bool>,
+    pub image_location: Option<String>,
+    pub imds_support: Option<ImdsSupportValues>,
+    pub kernel_id: Option<String>,
+    pub name: String,
+    pub ramdisk_id: Option<String>,
+    pub root_device_name: Option<String>,
+    pub sriov_net_support: Option<String>,
+    pub tag_specifications: Option<Vec<TagSpecification>>,
+    pub tpm_support: Option<TpmSupportValues>,
+    pub uefi_data: Option<String>,
+    pub virtualization_type: Option<String>,
+}
+
+impl FromQuery for RegisterImageRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            architecture: d.optional("Architecture")?,
+            billing_products: d.optional("BillingProduct")?,
+            block_device_mappings: d.optional("BlockDeviceMapping")?,
+            boot_mode: d.optional("BootMode")?,
+            description: d.optional("Description")?,
+            dry_run: d.optional("DryRun")?,
+            ena_support: d.optional("EnaSupport")?,
+            image_location: d.optional("ImageLocation")?,
+            imds_support: d.optional("ImdsSupport")?,
+            kernel_id: d.optional("KernelId")?,
+            name: d.required("Name")?,
+            ramdisk_id: d.optional("RamdiskId")?,
+            root_device_name: d.optional("RootDeviceName")?,
+            sriov_net_support: d.optional("SriovNetSupport")?,
+            tag_specifications: d.optional("TagSpecification")?,
+            tpm_support: d.optional("TpmSupport")?,
+            uefi_data: d.optional("UefiData")?,
+            virtualization_type: d.optional("VirtualizationType")?,
+        };
+        d.finish(&[
+            "Architecture",
+            "BillingProduct",
+            "BlockDeviceMapping",
+            "BootMode",
+            "Description",
+            "DryRun",
+            "EnaSupport",
+            "ImageLocation",
+            "ImdsSupport",
+            "KernelId",
+            "Name",
+            "RamdiskId",
+            "RootDeviceName",
+            "SriovNetSupport",
+            "TagSpecification",
+            "TpmSupport",
+            "UefiData",
+            "VirtualizationType",
+        ])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RegisterImageResult {
+    pub image_id: Option<String>,
+}
+
+impl XmlStruct for RegisterImageResult {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.image_id.write_xml(w, "imageId");
+    }
+}
+
+impl XmlValue for RegisterImageResult {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Reservation {
+    pub groups: Option<Vec<GroupIdentifier>>,
+    pub instances: Option<Vec<Instance>>,
+    pub owner_id: Option<String>,
+    pub requester_id: Option<String>,
+    pub reservation_id: Option<String>,
+}
+
+impl XmlStruct for Reservation {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.groups.write_xml(w, "groupSet");
+        self.instances.write_xml(w, "instancesSet");
+        self.owner_id.write_xml(w, "ownerId");
+        self.requester_id.write_xml(w, "requesterId");
+        self.reservation_id.write_xml(w, "reservationId");
+    }
+}
+
+impl XmlValue for Reservation {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
 pub type ResourceType = String;
 pub type RootDeviceType = String;
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunInstancesMonitoringEnabled {
+    pub enabled: bool,
+}
+
+impl FromQuery for RunInstancesMonitoringEnabled {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self { enabled: d.required("Enabled")? };
+        d.finish(&["Enabled"])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunInstancesRequest {
+    pub additional_info: Option<String>,
+    pub block_device_mappings: Option<Vec<BlockDeviceMapping>>,
+    pub capacity_reservation_specification: Option<CapacityReservationSpecification>,
+    pub client_token: Option<String>,
+    pub cpu_options: Option<CpuOptionsRequest>,
+    pub credit_specification: Option<CreditSpecificationRequest>,
+    pub disable_api_stop: Option<bool>,
+    pub disable_api_termination: Option<bool>,
+    pub dry_run: Option<bool>,
+    pub ebs_optimized: Option<bool>,
+    pub elastic_gpu_specification: Option<Vec<ElasticGpuSpecification>>,
+    pub elastic_inference_accelerators: Option<Vec<ElasticInferenceAccelerator>>,
+    pub enable_primary_ipv6: Option<bool>,
+    pub enclave_options: Option<EnclaveOptionsRequest>,
+    pub hibernation_options: Option<HibernationOptionsRequest>,
+    pub iam_instance_profile: Option<IamInstanceProfileSpecification>,
+    pub image_id: Option<String>,
+    pub instance_initiated_shutdown_behavior: Option<ShutdownBehavior>,
+    pub instance_market_options: Option<InstanceMarketOptionsRequest>,
+    pub instance_type: Option<InstanceType>,
+    pub ipv6_address_count: Option<i32>,
+    pub ipv6_addresses: Option<Vec<InstanceIpv6Address>>,
+    pub kernel_id: Option<String>,
+    pub key_name: Option<String>,
+    pub launch_template: Option<LaunchTemplateSpecification>,
+    pub license_specifications: Option<Vec<LicenseConfigurationRequest>>,
+    pub maintenance_options: Option<InstanceMaintenanceOptionsRequest>,
+    pub max_count: i32,
+    pub metadata_options: Option<InstanceMetadataOptionsRequest>,
+    pub min_count: i32,
+    pub monitoring: Option<RunInstancesMonitoringEnabled>,
+    pub network_interfaces: Option<Vec<InstanceNetworkInterfaceSpecification>>,
+    pub network_performance_options: Option<InstanceNetworkPerformanceOptionsRequest>,
+    pub operator: Option<OperatorRequest>,
+    pub placement: Option<Placement>,
+    pub private_dns_name_options: Option<PrivateDnsNameOptionsRequest>,
+    pub private_ip_address: Option<String>,
+    pub ramdisk_id: Option<String>,
+    pub secondary_interfaces: Option<Vec<InstanceSecondaryInterfaceSpecificationRequest>>,
+    pub security_group_ids: Option<Vec<String>>,
+    pub security_groups: Option<Vec<String>>,
+    pub subnet_id: Option<String>,
+    pub tag_specifications: Option<Vec<TagSpecification>>,
+    pub user_data: Option<String>,
+}
+
+impl FromQuery for RunInstancesRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            additional_info: d.optional("AdditionalInfo")?,
+            block_device_mappings: d.optional("BlockDeviceMapping")?,
+            capacity_reservation_specification: d.optional("CapacityReservationSpecification")?,
+            client_token: d.optional("ClientToken")?,
+            cpu_options: d.optional("CpuOptions")?,
+            credit_specification: d.optional("CreditSpecification")?,
+            disable_api_stop: d.optional("DisableApiStop")?,
+            disable_api_termination: d.optional("DisableApiTermination")?,
+            dry_run: d.optional("DryRun")?,
+            ebs_optimized: d.optional("EbsOptimized")?,
+            elastic_gpu_specification: d.optional("ElasticGpuSpecification")?,
+            elastic_inference_accelerators: d.optional("ElasticInferenceAccelerator")?,
+            enable_primary_ipv6: d.optional("EnablePrimaryIpv6")?,
+            enclave_options: d.optional("EnclaveOptions")?,
+            hibernation_options: d.optional("HibernationOptions")?,
+            iam_instance_profile: d.optional("IamInstanceProfile")?,
+            image_id: d.optional("ImageId")?,
+            instance_initiated_shutdown_behavior: d.optional("InstanceInitiatedShutdownBehavior")?,
+            instance_market_options: d.optional("InstanceMarketOptions")?,
+            instance_type: d.optional("InstanceType")?,
+            ipv6_address_count: d.optional("Ipv6AddressCount")?,
+            ipv6_addresses: d.optional("Ipv6Address")?,
+            kernel_id: d.optional("KernelId")?,
+            key_name: d.optional("KeyName")?,
+            launch_template: d.optional("LaunchTemplate")?,
+            license_specifications: d.optional("LicenseSpecification")?,
+            maintenance_options: d.optional("MaintenanceOptions")?,
+            max_count: d.required("MaxCount")?,
+            metadata_options: d.optional("MetadataOptions")?,
+            min_count: d.required("MinCount")?,
+            monitoring: d.optional("Monitoring")?,
+            network_interfaces: d.optional("NetworkInterface")?,
+            network_performance_options: d.optional("NetworkPerformanceOptions")?,
+            operator: d.optional("Operator")?,
+            placement: d.optional("Placement")?,
+            private_dns_name_options: d.optional("PrivateDnsNameOptions")?,
+            private_ip_address: d.optional("PrivateIpAddress")?,
+            ramdisk_id: d.optional("RamdiskId")?,
+            secondary_interfaces: d.optional("SecondaryInterface")?,
+            security_group_ids: d.optional("SecurityGroupId")?,
+            security_groups: d.optional("SecurityGroup")?,
+            subnet_id: d.optional("SubnetId")?,
+            tag_specifications: d.optional("TagSpecification")?,
+            user_data: d.optional("UserData")?,
+        };
+        d.finish(&[
+            "AdditionalInfo",
+            "BlockDeviceMapping",
+            "CapacityReservationSpecification",
+            "ClientToken",
+            "CpuOptions",
+            "CreditSpecification",
+            "DisableApiStop",
+            "DisableApiTermination",
+            "DryRun",
+            "EbsOptimized",
+            "ElasticGpuSpecification",
+            "ElasticInferenceAccelerator",
+            "EnablePrimaryIpv6",
+            "EnclaveOptions",
+            "HibernationOptions",
+            "IamInstanceProfile",
+            "ImageId",
+            "InstanceInitiatedShutdownBehavior",
+            "InstanceMarketOptions",
+            "InstanceType",
+            "Ipv6AddressCount",
+            "Ipv6Address",
+            "KernelId",
+            "KeyName",
+            "LaunchTemplate",
+            "LicenseSpecification",
+            "MaintenanceOptions",
+            "MaxCount",
+            "MetadataOptions",
+            "MinCount",
+            "Monitoring",
+            "NetworkInterface",
+            "NetworkPerformanceOptions",
+            "Operator",
+            "Placement",
+            "PrivateDnsNameOptions",
+            "PrivateIpAddress",
+            "RamdiskId",
+            "SecondaryInterface",
+            "SecurityGroupId",
+            "SecurityGroup",
+            "SubnetId",
+            "TagSpecification",
+            "UserData",
+        ])?;
+        Ok(value)
+    }
+}
+pub type SecondaryInterfaceStatus = String;
+pub type SecondaryInterfaceType = String;
+pub type ShutdownBehavior = String;
+pub type SnapshotReturnCodes = String;
+pub type SpotInstanceType = String;
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SpotMarketOptions {
+    pub block_duration_minutes: Option<i32>,
+    pub instance_interruption_behavior: Option<InstanceInterruptionBehavior>,
+    pub max_price: Option<String>,
+    pub spot_instance_type: Option<SpotInstanceType>,
+    pub valid_until: Option<Timestamp>,
+}
+
+impl FromQuery for SpotMarketOptions {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            block_duration_minutes: d.optional("BlockDurationMinutes")?,
+            instance_interruption_behavior: d.optional("InstanceInterruptionBehavior")?,
+            max_price: d.optional("MaxPrice")?,
+            spot_instance_type: d.optional("SpotInstanceType")?,
+            valid_until: d.optional("ValidUntil")?,
+        };
+        d.finish(&[
+            "BlockDurationMinutes",
+            "InstanceInterruptionBehavior",
+            "MaxPrice",
+            "SpotInstanceType",
+            "ValidUntil",
+        ])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StartInstancesRequest {
+    pub additional_info: Option<String>,
+    pub dry_run: Option<bool>,
+    pub instance_ids: Vec<String>,
+}
+
+impl FromQuery for StartInstancesRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            additional_info: d.optional("AdditionalInfo")?,
+            dry_run: d.optional("DryRun")?,
+            instance_ids: d.required("InstanceId")?,
+        };
+        d.finish(&["AdditionalInfo", "DryRun", "InstanceId"])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StartInstancesResult {
+    pub starting_instances: Option<Vec<InstanceStateChange>>,
+}
+
+impl XmlStruct for StartInstancesResult {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.starting_instances.write_xml(w, "instancesSet");
+    }
+}
+
+impl XmlValue for StartInstancesResult {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StateReason {
+    pub code: Option<String>,
+    pub message: Option<String>,
+}
+
+impl XmlStruct for StateReason {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.code.write_xml(w, "code");
+        self.message.write_xml(w, "message");
+    }
+}
+
+impl XmlValue for StateReason {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+pub type StatusName = String;
+pub type StatusType = String;
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StopInstancesRequest {
+    pub dry_run: Option<bool>,
+    pub force: Option<bool>,
+    pub hibernate: Option<bool>,
+    pub instance_ids: Vec<String>,
+    pub skip_os_shutdown: Option<bool>,
+}
+
+impl FromQuery for StopInstancesRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            dry_run: d.optional("DryRun")?,
+            force: d.optional("Force")?,
+            hibernate: d.optional("Hibernate")?,
+            instance_ids: d.required("InstanceId")?,
+            skip_os_shutdown: d.optional("SkipOsShutdown")?,
+        };
+        d.finish(&["DryRun", "Force", "Hibernate", "InstanceId", "SkipOsShutdown"])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StopInstancesResult {
+    pub stopping_instances: Option<Vec<InstanceStateChange>>,
+}
+
+impl XmlStruct for StopInstancesResult {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.stopping_instances.write_xml(w, "instancesSet");
+    }
+}
+
+impl XmlValue for StopInstancesResult {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Subnet {
+    pub assign_ipv6_address_on_creation: Option<bool>,
+    pub availability_zone: Option<String>,
+    pub availability_zone_id: Option<String>,
+    pub available_ip_address_count: Option<i32>,
+    pub block_public_access_states: Option<BlockPublicAccessStates>,
+    pub cidr_block: Option<String>,
+    pub customer_owned_ipv4_pool: Option<String>,
+    pub default_for_az: Option<bool>,
+    pub enable_dns64: Option<bool>,
+    pub enable_lni_at_device_index: Option<i32>,
+    pub ipv6_cidr_block_association_set: Option<Vec<SubnetIpv6CidrBlockAssociation>>,
+    pub ipv6_native: Option<bool>,
+    pub map_customer_owned_ip_on_launch: Option<bool>,
+    pub map_public_ip_on_launch: Option<bool>,
+    pub outpost_arn: Option<String>,
+    pub owner_id: Option<String>,
+    pub private_dns_name_options_on_launch: Option<PrivateDnsNameOptionsOnLaunch>,
+    pub state: Option<SubnetState>,
+    pub subnet_arn: Option<String>,
+    pub subnet_id: Option<String>,
+    pub tags: Option<Vec<Tag>>,
+    pub r#type: Option<String>,
+    pub vpc_id: Option<String>,
+}
+
+impl XmlStruct for Subnet {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.assign_ipv6_address_on_creation.write_xml(w, "assignIpv6AddressOnCreation");
+        self.availability_zone.write_xml(w, "availabilityZone");
+        self.availability_zone_id.write_xml(w, "availabilityZoneId");
+        self.available_ip_address_count.write_xml(w, "availableIpAddressCount");
+        self.block_public_access_states.write_xml(w, "blockPublicAccessStates");
+        self.cidr_block.write_xml(w, "cidrBlock");
+        self.customer_owned_ipv4_pool.write_xml(w, "customerOwnedIpv4Pool");
+        self.default_for_az.write_xml(w, "defaultForAz");
+        self.enable_dns64.write_xml(w, "enableDns64");
+        self.enable_lni_at_device_index.write_xml(w, "enableLniAtDeviceIndex");
+        self.ipv6_cidr_block_association_set.write_xml(w, "ipv6CidrBlockAssociationSet");
+        self.ipv6_native.write_xml(w, "ipv6Native");
+        self.map_customer_owned_ip_on_launch.write_xml(w, "mapCustomerOwnedIpOnLaunch");
+        self.map_public_ip_on_launch.write_xml(w, "mapPublicIpOnLaunch");
+        self.outpost_arn.write_xml(w, "outpostArn");
+        self.owner_id.write_xml(w, "ownerId");
+        self.private_dns_name_options_on_launch.write_xml(w, "privateDnsNameOptionsOnLaunch");
+        self.state.write_xml(w, "state");
+        self.subnet_arn.write_xml(w, "subnetArn");
+        self.subnet_id.write_xml(w, "subnetId");
+        self.tags.write_xml(w, "tagSet");
+        self.r#type.write_xml(w, "type");
+        self.vpc_id.write_xml(w, "vpcId");
+    }
+}
+
+impl XmlValue for Subnet {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SubnetCidrBlockState {
+    pub state: Option<SubnetCidrBlockStateCode>,
+    pub status_message: Option<String>,
+}
+
+impl XmlStruct for SubnetCidrBlockState {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.state.write_xml(w, "state");
+        self.status_message.write_xml(w, "statusMessage");
+    }
+}
+
+impl XmlValue for SubnetCidrBlockState {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+pub type SubnetCidrBlockStateCode = String;
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SubnetIpv6CidrBlockAssociation {
+    pub association_id: Option<String>,
+    pub ip_source: Option<IpSource>,
+    pub ipv6_address_attribute: Option<Ipv6AddressAttribute>,
+    pub ipv6_cidr_block: Option<String>,
+    pub ipv6_cidr_block_state: Option<SubnetCidrBlockState>,
+}
+
+impl XmlStruct for SubnetIpv6CidrBlockAssociation {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.association_id.write_xml(w, "associationId");
+        self.ip_source.write_xml(w, "ipSource");
+        self.ipv6_address_attribute.write_xml(w, "ipv6AddressAttribute");
+        self.ipv6_cidr_block.write_xml(w, "ipv6CidrBlock");
+        self.ipv6_cidr_block_state.write_xml(w, "ipv6CidrBlockState");
+    }
+}
+
+impl XmlValue for SubnetIpv6CidrBlockAssociation {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+pub type SubnetState = String;
+pub type SummaryStatus = String;
 pub type SupportedAdditionalProcessorFeature = String;
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -1615,6 +4513,49 @@ impl FromQuery for TagSpecification {
         Ok(value)
     }
 }
+pub type Tenancy = String;
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TerminateInstancesRequest {
+    pub dry_run: Option<bool>,
+    pub force: Option<bool>,
+    pub instance_ids: Vec<String>,
+    pub skip_os_shutdown: Option<bool>,
+}
+
+impl FromQuery for TerminateInstancesRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            dry_run: d.optional("DryRun")?,
+            force: d.optional("Force")?,
+            instance_ids: d.required("InstanceId")?,
+            skip_os_shutdown: d.optional("SkipOsShutdown")?,
+        };
+        d.finish(&["DryRun", "Force", "InstanceId", "SkipOsShutdown"])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TerminateInstancesResult {
+    pub terminating_instances: Option<Vec<InstanceStateChange>>,
+}
+
+impl XmlStruct for TerminateInstancesResult {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.terminating_instances.write_xml(w, "instancesSet");
+    }
+}
+
+impl XmlValue for TerminateInstancesResult {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+pub type TpmSupportValues = String;
 pub type UsageClassType = String;
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -1644,10 +4585,230 @@ impl XmlValue for VCpuInfo {
     }
 }
 pub type VirtualizationType = String;
+pub type VolumeType = String;
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Vpc {
+    pub block_public_access_states: Option<BlockPublicAccessStates>,
+    pub cidr_block: Option<String>,
+    pub cidr_block_association_set: Option<Vec<VpcCidrBlockAssociation>>,
+    pub dhcp_options_id: Option<String>,
+    pub encryption_control: Option<VpcEncryptionControl>,
+    pub instance_tenancy: Option<Tenancy>,
+    pub ipv6_cidr_block_association_set: Option<Vec<VpcIpv6CidrBlockAssociation>>,
+    pub is_default: Option<bool>,
+    pub owner_id: Option<String>,
+    pub state: Option<VpcState>,
+    pub tags: Option<Vec<Tag>>,
+    pub vpc_id: Option<String>,
+}
+
+impl XmlStruct for Vpc {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.block_public_access_states.write_xml(w, "blockPublicAccessStates");
+        self.cidr_block.write_xml(w, "cidrBlock");
+        self.cidr_block_association_set.write_xml(w, "cidrBlockAssociationSet");
+        self.dhcp_options_id.write_xml(w, "dhcpOptionsId");
+        self.encryption_control.write_xml(w, "encryptionControl");
+        self.instance_tenancy.write_xml(w, "instanceTenancy");
+        self.ipv6_cidr_block_association_set.write_xml(w, "ipv6CidrBlockAssociationSet");
+        self.is_default.write_xml(w, "isDefault");
+        self.owner_id.write_xml(w, "ownerId");
+        self.state.write_xml(w, "state");
+        self.tags.write_xml(w, "tagSet");
+        self.vpc_id.write_xml(w, "vpcId");
+    }
+}
+
+impl XmlValue for Vpc {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct VpcCidrBlockAssociation {
+    pub association_id: Option<String>,
+    pub cidr_block: Option<String>,
+    pub cidr_block_state: Option<VpcCidrBlockState>,
+}
+
+impl XmlStruct for VpcCidrBlockAssociation {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.association_id.write_xml(w, "associationId");
+        self.cidr_block.write_xml(w, "cidrBlock");
+        self.cidr_block_state.write_xml(w, "cidrBlockState");
+    }
+}
+
+impl XmlValue for VpcCidrBlockAssociation {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct VpcCidrBlockState {
+    pub state: Option<VpcCidrBlockStateCode>,
+    pub status_message: Option<String>,
+}
+
+impl XmlStruct for VpcCidrBlockState {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.state.write_xml(w, "state");
+        self.status_message.write_xml(w, "statusMessage");
+    }
+}
+
+impl XmlValue for VpcCidrBlockState {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+pub type VpcCidrBlockStateCode = String;
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct VpcEncryptionControl {
+    pub mode: Option<VpcEncryptionControlMode>,
+    pub resource_exclusions: Option<VpcEncryptionControlExclusions>,
+    pub state: Option<VpcEncryptionControlState>,
+    pub state_message: Option<String>,
+    pub tags: Option<Vec<Tag>>,
+    pub vpc_encryption_control_id: Option<String>,
+    pub vpc_id: Option<String>,
+}
+
+impl XmlStruct for VpcEncryptionControl {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.mode.write_xml(w, "mode");
+        self.resource_exclusions.write_xml(w, "resourceExclusions");
+        self.state.write_xml(w, "state");
+        self.state_message.write_xml(w, "stateMessage");
+        self.tags.write_xml(w, "tagSet");
+        self.vpc_encryption_control_id.write_xml(w, "vpcEncryptionControlId");
+        self.vpc_id.write_xml(w, "vpcId");
+    }
+}
+
+impl XmlValue for VpcEncryptionControl {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct VpcEncryptionControlExclusion {
+    pub state: Option<VpcEncryptionControlExclusionState>,
+    pub state_message: Option<String>,
+}
+
+impl XmlStruct for VpcEncryptionControlExclusion {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.state.write_xml(w, "state");
+        self.state_message.write_xml(w, "stateMessage");
+    }
+}
+
+impl XmlValue for VpcEncryptionControlExclusion {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+pub type VpcEncryptionControlExclusionState = String;
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct VpcEncryptionControlExclusions {
+    pub egress_only_internet_gateway: Option<VpcEncryptionControlExclusion>,
+    pub elastic_file_system: Option<VpcEncryptionControlExclusion>,
+    pub internet_gateway: Option<VpcEncryptionControlExclusion>,
+    pub lambda: Option<VpcEncryptionControlExclusion>,
+    pub nat_gateway: Option<VpcEncryptionControlExclusion>,
+    pub virtual_private_gateway: Option<VpcEncryptionControlExclusion>,
+    pub vpc_lattice: Option<VpcEncryptionControlExclusion>,
+    pub vpc_peering: Option<VpcEncryptionControlExclusion>,
+}
+
+impl XmlStruct for VpcEncryptionControlExclusions {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.egress_only_internet_gateway.write_xml(w, "egressOnlyInternetGateway");
+        self.elastic_file_system.write_xml(w, "elasticFileSystem");
+        self.internet_gateway.write_xml(w, "internetGateway");
+        self.lambda.write_xml(w, "lambda");
+        self.nat_gateway.write_xml(w, "natGateway");
+        self.virtual_private_gateway.write_xml(w, "virtualPrivateGateway");
+        self.vpc_lattice.write_xml(w, "vpcLattice");
+        self.vpc_peering.write_xml(w, "vpcPeering");
+    }
+}
+
+impl XmlValue for VpcEncryptionControlExclusions {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+pub type VpcEncryptionControlMode = String;
+pub type VpcEncryptionControlState = String;
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct VpcIpv6CidrBlockAssociation {
+    pub association_id: Option<String>,
+    pub ip_source: Option<IpSource>,
+    pub ipv6_address_attribute: Option<Ipv6AddressAttribute>,
+    pub ipv6_cidr_block: Option<String>,
+    pub ipv6_cidr_block_state: Option<VpcCidrBlockState>,
+    pub ipv6_pool: Option<String>,
+    pub network_border_group: Option<String>,
+}
+
+impl XmlStruct for VpcIpv6CidrBlockAssociation {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.association_id.write_xml(w, "associationId");
+        self.ip_source.write_xml(w, "ipSource");
+        self.ipv6_address_attribute.write_xml(w, "ipv6AddressAttribute");
+        self.ipv6_cidr_block.write_xml(w, "ipv6CidrBlock");
+        self.ipv6_cidr_block_state.write_xml(w, "ipv6CidrBlockState");
+        self.ipv6_pool.write_xml(w, "ipv6Pool");
+        self.network_border_group.write_xml(w, "networkBorderGroup");
+    }
+}
+
+impl XmlValue for VpcIpv6CidrBlockAssociation {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+pub type VpcState = String;
 
 /// Known values of the enumerations requests use (open: upstream keeps adding).
 pub mod values {
     pub const ACCOUNT_ATTRIBUTE_NAME: &[&str] = &["supported-platforms", "default-vpc"];
+    pub const AMD_SEV_SNP_SPECIFICATION: &[&str] = &["enabled", "disabled"];
+    pub const ARCHITECTURE_VALUES: &[&str] = &["i386", "x86_64", "arm64", "x86_64_mac", "arm64_mac"];
+    pub const BOOT_MODE_VALUES: &[&str] = &["legacy-bios", "uefi", "uefi-preferred"];
+    pub const CAPACITY_RESERVATION_PREFERENCE: &[&str] = &["capacity-reservations-only", "open", "none"];
+    pub const HOSTNAME_TYPE: &[&str] = &["ip-name", "resource-name"];
+    pub const HTTP_TOKENS_STATE: &[&str] = &["optional", "required"];
+    pub const IMDS_SUPPORT_VALUES: &[&str] = &["v2.0"];
+    pub const INSTANCE_AUTO_RECOVERY_STATE: &[&str] = &["disabled", "default"];
+    pub const INSTANCE_BANDWIDTH_WEIGHTING: &[&str] = &["default", "vpc-1", "ebs-1"];
+    pub const INSTANCE_INTERRUPTION_BEHAVIOR: &[&str] = &["hibernate", "stop", "terminate"];
+    pub const INSTANCE_METADATA_ENDPOINT_STATE: &[&str] = &["disabled", "enabled"];
+    pub const INSTANCE_METADATA_PROTOCOL_STATE: &[&str] = &["disabled", "enabled"];
+    pub const INSTANCE_METADATA_TAGS_STATE: &[&str] = &["disabled", "enabled"];
     pub const INSTANCE_TYPE: &[&str] = &[
         "a1.medium",
         "a1.large",
@@ -2865,6 +6026,8 @@ pub mod values {
     pub const KEY_FORMAT: &[&str] = &["pem", "ppk"];
     pub const KEY_TYPE: &[&str] = &["rsa", "ed25519"];
     pub const LOCATION_TYPE: &[&str] = &["region", "availability-zone", "availability-zone-id", "outpost"];
+    pub const MARKET_TYPE: &[&str] = &["spot", "capacity-block", "interruptible-capacity-reservation"];
+    pub const NESTED_VIRTUALIZATION_SPECIFICATION: &[&str] = &["enabled", "disabled"];
     pub const RESOURCE_TYPE: &[&str] = &[
         "capacity-reservation",
         "client-vpn-endpoint",
@@ -2975,6 +6138,12 @@ pub mod values {
         "vpn-concentrator",
         "ipam-pool-allocation",
     ];
+    pub const SECONDARY_INTERFACE_TYPE: &[&str] = &["secondary"];
+    pub const SHUTDOWN_BEHAVIOR: &[&str] = &["stop", "terminate"];
+    pub const SPOT_INSTANCE_TYPE: &[&str] = &["one-time", "persistent"];
+    pub const TENANCY: &[&str] = &["default", "dedicated", "host"];
+    pub const TPM_SUPPORT_VALUES: &[&str] = &["v2.0"];
+    pub const VOLUME_TYPE: &[&str] = &["standard", "io1", "io2", "gp2", "sc1", "st1", "gp3"];
 }
 
 /// Every action Stratus serves, with its decoded request.
@@ -2984,14 +6153,27 @@ pub enum Action {
     CreateTags(CreateTagsRequest),
     DeleteKeyPair(DeleteKeyPairRequest),
     DeleteTags(DeleteTagsRequest),
+    DeregisterImage(DeregisterImageRequest),
     DescribeAccountAttributes(DescribeAccountAttributesRequest),
     DescribeAvailabilityZones(DescribeAvailabilityZonesRequest),
+    DescribeImages(DescribeImagesRequest),
+    DescribeInstanceStatus(DescribeInstanceStatusRequest),
     DescribeInstanceTypeOfferings(DescribeInstanceTypeOfferingsRequest),
     DescribeInstanceTypes(DescribeInstanceTypesRequest),
+    DescribeInstances(DescribeInstancesRequest),
     DescribeKeyPairs(DescribeKeyPairsRequest),
     DescribeRegions(DescribeRegionsRequest),
+    DescribeSubnets(DescribeSubnetsRequest),
     DescribeTags(DescribeTagsRequest),
+    DescribeVpcs(DescribeVpcsRequest),
+    GetConsoleOutput(GetConsoleOutputRequest),
     ImportKeyPair(ImportKeyPairRequest),
+    RebootInstances(RebootInstancesRequest),
+    RegisterImage(RegisterImageRequest),
+    RunInstances(RunInstancesRequest),
+    StartInstances(StartInstancesRequest),
+    StopInstances(StopInstancesRequest),
+    TerminateInstances(TerminateInstancesRequest),
 }
 
 impl Action {
@@ -3000,14 +6182,27 @@ impl Action {
         "CreateTags",
         "DeleteKeyPair",
         "DeleteTags",
+        "DeregisterImage",
         "DescribeAccountAttributes",
         "DescribeAvailabilityZones",
+        "DescribeImages",
+        "DescribeInstanceStatus",
         "DescribeInstanceTypeOfferings",
         "DescribeInstanceTypes",
+        "DescribeInstances",
         "DescribeKeyPairs",
         "DescribeRegions",
+        "DescribeSubnets",
         "DescribeTags",
+        "DescribeVpcs",
+        "GetConsoleOutput",
         "ImportKeyPair",
+        "RebootInstances",
+        "RegisterImage",
+        "RunInstances",
+        "StartInstances",
+        "StopInstances",
+        "TerminateInstances",
     ];
 
     /// Decodes the request of `action` from the parameters (without `Action` and `Version`).
@@ -3017,16 +6212,29 @@ impl Action {
             "CreateTags" => FromQuery::from_query(params, "").map(Self::CreateTags),
             "DeleteKeyPair" => FromQuery::from_query(params, "").map(Self::DeleteKeyPair),
             "DeleteTags" => FromQuery::from_query(params, "").map(Self::DeleteTags),
+            "DeregisterImage" => FromQuery::from_query(params, "").map(Self::DeregisterImage),
             "DescribeAccountAttributes" => FromQuery::from_query(params, "").map(Self::DescribeAccountAttributes),
             "DescribeAvailabilityZones" => FromQuery::from_query(params, "").map(Self::DescribeAvailabilityZones),
+            "DescribeImages" => FromQuery::from_query(params, "").map(Self::DescribeImages),
+            "DescribeInstanceStatus" => FromQuery::from_query(params, "").map(Self::DescribeInstanceStatus),
             "DescribeInstanceTypeOfferings" => {
                 FromQuery::from_query(params, "").map(Self::DescribeInstanceTypeOfferings)
             }
             "DescribeInstanceTypes" => FromQuery::from_query(params, "").map(Self::DescribeInstanceTypes),
+            "DescribeInstances" => FromQuery::from_query(params, "").map(Self::DescribeInstances),
             "DescribeKeyPairs" => FromQuery::from_query(params, "").map(Self::DescribeKeyPairs),
             "DescribeRegions" => FromQuery::from_query(params, "").map(Self::DescribeRegions),
+            "DescribeSubnets" => FromQuery::from_query(params, "").map(Self::DescribeSubnets),
             "DescribeTags" => FromQuery::from_query(params, "").map(Self::DescribeTags),
+            "DescribeVpcs" => FromQuery::from_query(params, "").map(Self::DescribeVpcs),
+            "GetConsoleOutput" => FromQuery::from_query(params, "").map(Self::GetConsoleOutput),
             "ImportKeyPair" => FromQuery::from_query(params, "").map(Self::ImportKeyPair),
+            "RebootInstances" => FromQuery::from_query(params, "").map(Self::RebootInstances),
+            "RegisterImage" => FromQuery::from_query(params, "").map(Self::RegisterImage),
+            "RunInstances" => FromQuery::from_query(params, "").map(Self::RunInstances),
+            "StartInstances" => FromQuery::from_query(params, "").map(Self::StartInstances),
+            "StopInstances" => FromQuery::from_query(params, "").map(Self::StopInstances),
+            "TerminateInstances" => FromQuery::from_query(params, "").map(Self::TerminateInstances),
             _ => Err(Ec2Error::invalid_action(action)),
         }
     }
@@ -3037,14 +6245,27 @@ impl Action {
             Self::CreateTags(_) => "CreateTags",
             Self::DeleteKeyPair(_) => "DeleteKeyPair",
             Self::DeleteTags(_) => "DeleteTags",
+            Self::DeregisterImage(_) => "DeregisterImage",
             Self::DescribeAccountAttributes(_) => "DescribeAccountAttributes",
             Self::DescribeAvailabilityZones(_) => "DescribeAvailabilityZones",
+            Self::DescribeImages(_) => "DescribeImages",
+            Self::DescribeInstanceStatus(_) => "DescribeInstanceStatus",
             Self::DescribeInstanceTypeOfferings(_) => "DescribeInstanceTypeOfferings",
             Self::DescribeInstanceTypes(_) => "DescribeInstanceTypes",
+            Self::DescribeInstances(_) => "DescribeInstances",
             Self::DescribeKeyPairs(_) => "DescribeKeyPairs",
             Self::DescribeRegions(_) => "DescribeRegions",
+            Self::DescribeSubnets(_) => "DescribeSubnets",
             Self::DescribeTags(_) => "DescribeTags",
+            Self::DescribeVpcs(_) => "DescribeVpcs",
+            Self::GetConsoleOutput(_) => "GetConsoleOutput",
             Self::ImportKeyPair(_) => "ImportKeyPair",
+            Self::RebootInstances(_) => "RebootInstances",
+            Self::RegisterImage(_) => "RegisterImage",
+            Self::RunInstances(_) => "RunInstances",
+            Self::StartInstances(_) => "StartInstances",
+            Self::StopInstances(_) => "StopInstances",
+            Self::TerminateInstances(_) => "TerminateInstances",
         }
     }
 
@@ -3055,14 +6276,27 @@ impl Action {
             Self::CreateTags(r) => r.dry_run == Some(true),
             Self::DeleteKeyPair(r) => r.dry_run == Some(true),
             Self::DeleteTags(r) => r.dry_run == Some(true),
+            Self::DeregisterImage(r) => r.dry_run == Some(true),
             Self::DescribeAccountAttributes(r) => r.dry_run == Some(true),
             Self::DescribeAvailabilityZones(r) => r.dry_run == Some(true),
+            Self::DescribeImages(r) => r.dry_run == Some(true),
+            Self::DescribeInstanceStatus(r) => r.dry_run == Some(true),
             Self::DescribeInstanceTypeOfferings(r) => r.dry_run == Some(true),
             Self::DescribeInstanceTypes(r) => r.dry_run == Some(true),
+            Self::DescribeInstances(r) => r.dry_run == Some(true),
             Self::DescribeKeyPairs(r) => r.dry_run == Some(true),
             Self::DescribeRegions(r) => r.dry_run == Some(true),
+            Self::DescribeSubnets(r) => r.dry_run == Some(true),
             Self::DescribeTags(r) => r.dry_run == Some(true),
+            Self::DescribeVpcs(r) => r.dry_run == Some(true),
+            Self::GetConsoleOutput(r) => r.dry_run == Some(true),
             Self::ImportKeyPair(r) => r.dry_run == Some(true),
+            Self::RebootInstances(r) => r.dry_run == Some(true),
+            Self::RegisterImage(r) => r.dry_run == Some(true),
+            Self::RunInstances(r) => r.dry_run == Some(true),
+            Self::StartInstances(r) => r.dry_run == Some(true),
+            Self::StopInstances(r) => r.dry_run == Some(true),
+            Self::TerminateInstances(r) => r.dry_run == Some(true),
         }
     }
 }
@@ -3071,11 +6305,24 @@ pub type CreateKeyPairOutput = KeyPair;
 pub type CreateTagsOutput = ReturnTrue;
 pub type DeleteKeyPairOutput = DeleteKeyPairResult;
 pub type DeleteTagsOutput = ReturnTrue;
+pub type DeregisterImageOutput = DeregisterImageResult;
 pub type DescribeAccountAttributesOutput = DescribeAccountAttributesResult;
 pub type DescribeAvailabilityZonesOutput = DescribeAvailabilityZonesResult;
+pub type DescribeImagesOutput = DescribeImagesResult;
+pub type DescribeInstanceStatusOutput = DescribeInstanceStatusResult;
 pub type DescribeInstanceTypeOfferingsOutput = DescribeInstanceTypeOfferingsResult;
 pub type DescribeInstanceTypesOutput = DescribeInstanceTypesResult;
+pub type DescribeInstancesOutput = DescribeInstancesResult;
 pub type DescribeKeyPairsOutput = DescribeKeyPairsResult;
 pub type DescribeRegionsOutput = DescribeRegionsResult;
+pub type DescribeSubnetsOutput = DescribeSubnetsResult;
 pub type DescribeTagsOutput = DescribeTagsResult;
+pub type DescribeVpcsOutput = DescribeVpcsResult;
+pub type GetConsoleOutputOutput = GetConsoleOutputResult;
 pub type ImportKeyPairOutput = ImportKeyPairResult;
+pub type RebootInstancesOutput = ReturnTrue;
+pub type RegisterImageOutput = RegisterImageResult;
+pub type RunInstancesOutput = Reservation;
+pub type StartInstancesOutput = StartInstancesResult;
+pub type StopInstancesOutput = StopInstancesResult;
+pub type TerminateInstancesOutput = TerminateInstancesResult;

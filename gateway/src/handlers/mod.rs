@@ -4,14 +4,28 @@ pub mod create_key_pair;
 pub mod create_tags;
 pub mod delete_key_pair;
 pub mod delete_tags;
+pub mod deregister_image;
 pub mod describe_account_attributes;
 pub mod describe_availability_zones;
+pub mod describe_images;
+pub mod describe_instance_status;
 pub mod describe_instance_type_offerings;
 pub mod describe_instance_types;
+pub mod describe_instances;
 pub mod describe_key_pairs;
 pub mod describe_regions;
+pub mod describe_subnets;
 pub mod describe_tags;
+pub mod describe_vpcs;
+pub mod get_console_output;
 pub mod import_key_pair;
+pub mod reboot_instances;
+pub mod register_image;
+pub mod run_instances;
+mod shapes;
+pub mod start_instances;
+pub mod stop_instances;
+pub mod terminate_instances;
 
 use std::borrow::Cow;
 
@@ -82,4 +96,12 @@ pub fn timestamp(ms: i64) -> Timestamp {
 /// A filter field with one value.
 pub fn one<'a>(value: impl Into<Cow<'a, str>>) -> Vec<Cow<'a, str>> {
     vec![value.into()]
+}
+
+/// Instance ids must look like ids before they are looked up (EC2's `.Malformed`).
+pub fn check_instance_ids(ids: &[String]) -> Result<(), Ec2Error> {
+    match ids.iter().find(|id| backend::ResourceKind::of_id(id) != Some(backend::ResourceKind::Instance)) {
+        Some(bad) => Err(Ec2Error::new("InvalidInstanceID.Malformed", format!("Invalid id: \"{bad}\""))),
+        None => Ok(()),
+    }
 }

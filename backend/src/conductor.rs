@@ -1,0 +1,177 @@
+//! The conductor: background work that keeps libvirt and redb in step.
+//!
+//! 1. Requests kick instance keys into a channel; each kick runs [`Backend::converge`] for
+//!    that instance on a blocking thread. A key already in flight is marked to run once more
+//!    when it finishes, so no kick is lost and no instance is driven twice at once.
+//! 2. Every sweep interval, [`Backend::sweep`] probes the hosts and compares them with redb:
+//!    a running instance whose domain is off or gone was shut down from inside; instances
+//!    left in a transitional state (after a crash, or while their host was away) are kicked
+//!    again; domains that redb does not know are reported, never adopted or killed; long
+//!    terminated instances are forgotten.
+//!
+//! libvirt's event API has no safe binding in the `virt` crate; the sweep's polling is what
+//! notices guest-side changes, within one interval.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use storage::InstanceState;
+use tokio::sync::mpsc;
+
+use crate::hypervisor::PowerState;
+use crate::{Backend, Result};
+
+/// How long a terminated instance stays visible, as on EC2.
+pub const TERMINATED_RETENTION: Duration = Duration::from_secs(3600);
+
+/// What a sweep found that needs an operator's eye.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SweepReport {
+    /// `(host id, domain name)` of domains no instance accounts for.
+    pub unknown_domains: Vec<(String, String)>,
+    /// Hosts that did not answer.
+    pub unreachable_hosts: Vec<String>,
+    pub kicked: usize,
+    pub purged: usize,
+}
+
+impl Backend {
+    /// One pass of reconciliation. Blocks on every host in turn.
+    pub fn sweep(&self) -> Result<SweepReport> {
+        // Read redb before asking the hosts: an instance that became running after this read
+        // cannot be mistaken for one that stopped (its domain is seen running, or the
+        // conditional update below finds its state changed).
+        let records = self.all_instance_records()?;
+        let mut report = SweepReport::default();
+        let mut domains: HashMap<String, HashMap<String, PowerState>> = HashMap::new();
+        for host in self.hosts().iter() {
+            let status = host.probe();
+            if status.reachable == Some(true) {
+                domains.insert(host.id.clone(), status.domains.iter().map(|d| (d.name.clone(), d.state)).collect());
+            } else {
+                report.unreachable_hosts.push(host.id.clone());
+            }
+        }
+        for record in &records {
+            let key = format!("{}/{}", record.account, record.id);
+            match record.state {
+                InstanceState::Pending | InstanceState::Stopping | InstanceState::ShuttingDown => {
+                    self.kick(&key);
+                    report.kicked += 1;
+                }
+                InstanceState::Running => {
+                    let Some(on_host) = domains.get(&record.host_id) else { continue };
+                    let off =
+                        on_host.get(&record.id).is_none_or(|s| matches!(s, PowerState::ShutOff | PowerState::Crashed));
+                    if off {
+                        self.guest_powered_off(&key)?;
+                    }
+                }
+                InstanceState::Stopped | InstanceState::Terminated => {}
+            }
+        }
+        let known: BTreeSet<(&str, &str)> = records
+            .iter()
+            .filter(|r| r.state != InstanceState::Terminated)
+            .map(|r| (r.host_id.as_str(), r.id.as_str()))
+            .collect();
+        for (host_id, on_host) in &domains {
+            for name in on_host.keys() {
+                if !known.contains(&(host_id.as_str(), name.as_str())) {
+                    report.unknown_domains.push((host_id.clone(), name.clone()));
+                }
+            }
+        }
+        report.unknown_domains.sort();
+        report.purged = self.purge_terminated(TERMINATED_RETENTION)?;
+        Ok(report)
+    }
+
+    /// Starts the conductor on the current tokio runtime; it runs until the runtime stops.
+    pub fn start_conductor(self: &Arc<Self>, sweep_interval: Duration) {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        if self.kicks.set(sender).is_err() {
+            tracing::warn!("the conductor is already running");
+            return;
+        }
+        tokio::spawn(conduct(Arc::clone(self), receiver, sweep_interval));
+    }
+
+    /// Asks the conductor to drive an instance; a no-op when none runs (CLI, unit tests).
+    pub(crate) fn kick(&self, key: &str) {
+        if let Some(sender) = self.kicks.get() {
+            let _ = sender.send(key.to_owned());
+        }
+    }
+}
+
+/// Keys being converged, each with whether another kick came in meanwhile.
+type InFlight = Arc<Mutex<HashMap<String, bool>>>;
+
+async fn conduct(backend: Arc<Backend>, mut kicks: mpsc::UnboundedReceiver<String>, sweep_interval: Duration) {
+    let in_flight: InFlight = Arc::default();
+    let mut ticker = tokio::time::interval(sweep_interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let sweeping = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut reported: BTreeSet<(String, String)> = BTreeSet::new();
+    let (report_tx, mut report_rx) = mpsc::unbounded_channel::<SweepReport>();
+    loop {
+        tokio::select! {
+            Some(key) = kicks.recv() => {
+                let mut guard = in_flight.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(again) = guard.get_mut(&key) {
+                    *again = true;
+                    continue;
+                }
+                guard.insert(key.clone(), false);
+                drop(guard);
+                tokio::task::spawn_blocking({
+                    let backend = Arc::clone(&backend);
+                    let in_flight = Arc::clone(&in_flight);
+                    move || converge_until_quiet(&backend, &in_flight, key)
+                });
+            }
+            _ = ticker.tick() => {
+                if sweeping.swap(true, std::sync::atomic::Ordering::AcqRel) {
+                    continue;
+                }
+                let backend = Arc::clone(&backend);
+                let sweeping = Arc::clone(&sweeping);
+                let report_tx = report_tx.clone();
+                tokio::task::spawn_blocking(move || {
+                    match backend.sweep() {
+                        Ok(report) => { let _ = report_tx.send(report); }
+                        Err(error) => tracing::error!(%error, "sweep failed"),
+                    }
+                    sweeping.store(false, std::sync::atomic::Ordering::Release);
+                });
+            }
+            Some(report) = report_rx.recv() => {
+                // Say each unknown domain once, not on every sweep.
+                for domain in &report.unknown_domains {
+                    if reported.insert(domain.clone()) {
+                        tracing::warn!(host = %domain.0, domain = %domain.1, "domain unknown to Stratus; left alone");
+                    }
+                }
+                reported.retain(|d| report.unknown_domains.contains(d));
+            }
+        }
+    }
+}
+
+fn converge_until_quiet(backend: &Backend, in_flight: &InFlight, key: String) {
+    loop {
+        if let Err(error) = backend.converge(&key) {
+            tracing::warn!(instance = %key, %error, "instance work failed; the sweep will retry");
+        }
+        let mut guard = in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        match guard.get_mut(&key) {
+            Some(again) if *again => *again = false,
+            _ => {
+                guard.remove(&key);
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,200 @@
+//! The host pool: the configured libvirt hosts, their drivers, and what the last sweep saw.
+//!
+//! Hosts come from config (a libvirt URI in an availability zone, with overcommit ratios);
+//! a host's id is derived from its URI, so it stays the same across restarts. The sweep
+//! ([`crate::conductor`]) probes each host and records here whether it answers, its size,
+//! its CPU load and its domains; the scheduler reads snapshots of that.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::hypervisor::{Accelerator, DomainStatus, HostInfo, Hypervisor};
+use crate::libvirt::LibvirtDriver;
+
+/// One host as configured.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostConfig {
+    pub uri: String,
+    /// Defaults to the first zone of the first region.
+    pub zone: Option<String>,
+    /// Defaults to `test` for `test:` URIs, else to what `scripts/setup-host` recorded
+    /// (resolved by the gateway's config), else `kvm`.
+    pub accelerator: Option<Accelerator>,
+    #[serde(default = "default_cpu_ratio")]
+    pub cpu_ratio: f64,
+    #[serde(default = "default_memory_ratio")]
+    pub memory_ratio: f64,
+    /// The Linux bridge instance NICs join; the same L2 segment on every host.
+    #[serde(default = "default_bridge")]
+    pub bridge: String,
+    /// Override the size libvirt reports (to hold back part of a host, or in tests).
+    pub vcpus: Option<u32>,
+    pub memory_mib: Option<u64>,
+    /// Disk for instance files; unlimited when not given.
+    pub disk_mib: Option<u64>,
+}
+
+fn default_cpu_ratio() -> f64 {
+    4.0
+}
+
+fn default_memory_ratio() -> f64 {
+    1.0
+}
+
+pub fn default_bridge() -> String {
+    "stratus0".into()
+}
+
+impl HostConfig {
+    pub fn new(uri: &str) -> Self {
+        Self {
+            uri: uri.into(),
+            zone: None,
+            accelerator: None,
+            cpu_ratio: default_cpu_ratio(),
+            memory_ratio: default_memory_ratio(),
+            bridge: default_bridge(),
+            vcpus: None,
+            memory_mib: None,
+            disk_mib: None,
+        }
+    }
+
+    /// `h-` + 17 hex digits of the URI's SHA-256: stable, and never a libvirt detail.
+    pub fn host_id(&self) -> String {
+        let digest = Sha256::digest(self.uri.as_bytes());
+        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        format!("h-{}", &hex[..17])
+    }
+}
+
+/// What the last probe of a host found.
+#[derive(Debug, Clone, Default)]
+pub struct HostStatus {
+    /// `None` until the first probe.
+    pub reachable: Option<bool>,
+    pub info: Option<HostInfo>,
+    pub load: f64,
+    pub domains: Vec<DomainStatus>,
+    pub error: Option<String>,
+    last_cpu: Option<(Instant, u64)>,
+}
+
+pub struct Host {
+    pub id: String,
+    pub zone: String,
+    pub config: HostConfig,
+    pub accelerator: Accelerator,
+    pub driver: Arc<dyn Hypervisor>,
+    status: Mutex<HostStatus>,
+}
+
+impl Host {
+    pub fn new(config: HostConfig, zone: String, driver: Arc<dyn Hypervisor>) -> Self {
+        let accelerator = config.accelerator.unwrap_or(if config.uri.starts_with("test:") {
+            Accelerator::Test
+        } else {
+            Accelerator::Kvm
+        });
+        Self { id: config.host_id(), zone, config, accelerator, driver, status: Mutex::new(HostStatus::default()) }
+    }
+
+    pub fn status(&self) -> HostStatus {
+        self.status.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Size as configured, else as libvirt reported it.
+    pub fn capacity(&self) -> Option<HostInfo> {
+        let info = self.status().info;
+        match (self.config.vcpus, self.config.memory_mib) {
+            (Some(vcpus), Some(memory_mib)) => Some(HostInfo { vcpus, memory_mib }),
+            (vcpus, memory) => {
+                info.map(|i| HostInfo { vcpus: vcpus.unwrap_or(i.vcpus), memory_mib: memory.unwrap_or(i.memory_mib) })
+            }
+        }
+    }
+
+    /// Asks the host for its size and domains; records whether it answered. Blocks.
+    pub fn probe(&self) -> HostStatus {
+        let result = self.driver.host_info().and_then(|info| Ok((info, self.driver.domains()?)));
+        let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
+        match result {
+            Ok((info, domains)) => {
+                let now = Instant::now();
+                let cpu_total: u64 = domains.iter().map(|d| d.cpu_time_ns).sum();
+                if let Some((then, before)) = status.last_cpu {
+                    let elapsed_ns = now.duration_since(then).as_nanos() as f64 * f64::from(info.vcpus.max(1));
+                    if elapsed_ns > 0.0 {
+                        status.load = (cpu_total.saturating_sub(before) as f64 / elapsed_ns).clamp(0.0, 1.0);
+                    }
+                }
+                status.last_cpu = Some((now, cpu_total));
+                status.reachable = Some(true);
+                status.info = Some(info);
+                status.domains = domains;
+                status.error = None;
+            }
+            Err(error) => {
+                status.reachable = Some(false);
+                status.error = Some(error.to_string());
+                status.last_cpu = None;
+            }
+        }
+        status.clone()
+    }
+}
+
+/// Every configured host, by id.
+pub struct HostPool {
+    hosts: BTreeMap<String, Arc<Host>>,
+}
+
+impl HostPool {
+    pub fn new(hosts: impl IntoIterator<Item = Host>) -> Self {
+        Self { hosts: hosts.into_iter().map(|h| (h.id.clone(), Arc::new(h))).collect() }
+    }
+
+    /// Hosts from config, each with a libvirt driver (which connects on first use).
+    pub fn from_config(configs: &[HostConfig], default_zone: &str) -> Self {
+        Self::new(configs.iter().map(|c| {
+            let zone = c.zone.clone().unwrap_or_else(|| default_zone.to_owned());
+            Host::new(c.clone(), zone, Arc::new(LibvirtDriver::new(&c.uri)))
+        }))
+    }
+
+    pub fn get(&self, id: &str) -> Option<&Arc<Host>> {
+        self.hosts.get(id)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Host>> {
+        self.hosts.values()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_ids_are_stable_and_shaped_like_ec2_ids() {
+        let a = HostConfig::new("qemu:///system").host_id();
+        assert_eq!(a, HostConfig::new("qemu:///system").host_id());
+        assert_ne!(a, HostConfig::new("qemu+tcp://10.0.0.2/system").host_id());
+        assert_eq!(crate::ResourceKind::of_id(&a), Some(crate::ResourceKind::Host));
+    }
+
+    #[test]
+    fn config_defaults() {
+        let config: HostConfig = toml::from_str("uri = 'qemu:///system'").unwrap();
+        assert_eq!(config, HostConfig::new("qemu:///system"));
+        assert!(toml::from_str::<HostConfig>("uri = 'x'\nbogus = 1").is_err());
+        let test = Host::new(HostConfig::new("test:///default"), "z".into(), Arc::new(LibvirtDriver::new("x")));
+        assert_eq!(test.accelerator, Accelerator::Test);
+    }
+}

@@ -1,0 +1,207 @@
+//! The contract between the domain and a virtualisation host.
+//!
+//! A [`Hypervisor`] is synchronous, as libvirt's C API blocks on every call: callers run it on
+//! blocking threads, never on the async executor. Domains are named by instance id. Every
+//! operation is idempotent where the domain allows it (defining an existing domain redefines
+//! it, destroying a stopped one succeeds), so that interrupted work can simply be redone.
+
+use std::path::PathBuf;
+
+use quick_xml::escape::escape;
+
+/// How guests run on a host: hardware virtualisation, software emulation, or libvirt's test
+/// driver (which takes its own domain type).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Accelerator {
+    Kvm,
+    Tcg,
+    Test,
+}
+
+impl Accelerator {
+    /// The libvirt `<domain type=…>`.
+    pub fn domain_type(self) -> &'static str {
+        match self {
+            Self::Kvm => "kvm",
+            Self::Tcg => "qemu",
+            Self::Test => "test",
+        }
+    }
+}
+
+/// Everything a host needs to define an instance's domain.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DomainSpec {
+    pub name: String,
+    pub uuid: String,
+    pub vcpus: u32,
+    pub memory_mib: u64,
+    pub accelerator: Accelerator,
+    pub disk: PathBuf,
+    pub kernel: Option<String>,
+    pub initrd: Option<String>,
+    pub cmdline: Option<String>,
+    pub mac: String,
+    pub bridge: String,
+    pub console_log: PathBuf,
+}
+
+/// A domain's power state, as far as Stratus cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PowerState {
+    Running,
+    Paused,
+    /// Defined but not running.
+    ShutOff,
+    Crashed,
+    /// Between states (shutting down, blocked, no state).
+    Other,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DomainStatus {
+    pub name: String,
+    pub state: PowerState,
+    /// Cumulative CPU time of all vCPUs, in nanoseconds.
+    pub cpu_time_ns: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostInfo {
+    pub vcpus: u32,
+    pub memory_mib: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum DriverError {
+    /// The host does not answer
+    #[error("host unreachable: {0}")]
+    Unreachable(String),
+    /// The host has no domain of that name
+    #[error("no domain {0}")]
+    NoDomain(String),
+    /// The host refused or failed the operation
+    #[error("{0}")]
+    Failed(String),
+}
+
+pub trait Hypervisor: Send + Sync {
+    fn host_info(&self) -> Result<HostInfo, DriverError>;
+    /// Every domain the host knows, running or only defined.
+    fn domains(&self) -> Result<Vec<DomainStatus>, DriverError>;
+    /// Defines (or redefines) a persistent domain; does not start it.
+    fn define(&self, spec: &DomainSpec) -> Result<(), DriverError>;
+    /// Starts a defined domain; succeeds when it already runs.
+    fn start(&self, name: &str) -> Result<(), DriverError>;
+    /// Asks the guest to power off (ACPI power button); returns at once.
+    fn shutdown(&self, name: &str) -> Result<(), DriverError>;
+    /// Powers off at once; succeeds when it is not running.
+    fn destroy(&self, name: &str) -> Result<(), DriverError>;
+    fn reboot(&self, name: &str) -> Result<(), DriverError>;
+    /// Forgets the domain; succeeds when there is none.
+    fn undefine(&self, name: &str) -> Result<(), DriverError>;
+}
+
+fn esc(value: &str) -> std::borrow::Cow<'_, str> {
+    escape(value)
+}
+
+/// The libvirt domain XML for a spec: virtio disk and NIC on the host's bridge, the serial
+/// console logged to a file, and direct kernel boot when the image has a kernel.
+pub fn domain_xml(spec: &DomainSpec) -> String {
+    let mut os = String::from("<type arch='x86_64'>hvm</type>");
+    match &spec.kernel {
+        Some(kernel) => {
+            os.push_str(&format!("<kernel>{}</kernel>", esc(kernel)));
+            if let Some(initrd) = &spec.initrd {
+                os.push_str(&format!("<initrd>{}</initrd>", esc(initrd)));
+            }
+            if let Some(cmdline) = &spec.cmdline {
+                os.push_str(&format!("<cmdline>{}</cmdline>", esc(cmdline)));
+            }
+        }
+        None => os.push_str("<boot dev='hd'/>"),
+    }
+    // Test-driver domains carry no devices the driver would try to validate against files.
+    let cpu = if spec.accelerator == Accelerator::Kvm { "<cpu mode='host-model'/>" } else { "" };
+    let log = esc(&spec.console_log.to_string_lossy()).into_owned();
+    format!(
+        "<domain type='{kind}'>\
+<name>{name}</name><uuid>{uuid}</uuid>\
+<memory unit='MiB'>{mem}</memory><vcpu>{vcpus}</vcpu>\
+<os>{os}</os><features><acpi/></features>{cpu}\
+<on_poweroff>destroy</on_poweroff><on_reboot>restart</on_reboot><on_crash>destroy</on_crash>\
+<devices>\
+<disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='{disk}'/><target dev='vda' bus='virtio'/></disk>\
+<interface type='bridge'><source bridge='{bridge}'/><mac address='{mac}'/><model type='virtio'/></interface>\
+<serial type='file'><source path='{log}' append='on'/><target port='0'/></serial>\
+<console type='file'><source path='{log}' append='on'/><target type='serial' port='0'/></console>\
+</devices></domain>",
+        kind = spec.accelerator.domain_type(),
+        name = esc(&spec.name),
+        uuid = esc(&spec.uuid),
+        mem = spec.memory_mib,
+        vcpus = spec.vcpus,
+        disk = esc(&spec.disk.to_string_lossy()),
+        bridge = esc(&spec.bridge),
+        mac = esc(&spec.mac),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> DomainSpec {
+        DomainSpec {
+            name: "i-0123".into(),
+            uuid: "6f1c1c1e-0000-4000-8000-000000000001".into(),
+            vcpus: 2,
+            memory_mib: 512,
+            accelerator: Accelerator::Tcg,
+            disk: "/data/i-0123/root.qcow2".into(),
+            kernel: Some("/img/vmlinux".into()),
+            initrd: Some("/img/initrd.gz".into()),
+            cmdline: Some("console=ttyS0 ip=172.31.0.4::172.31.0.1:255.255.240.0:i-0123:eth0:off".into()),
+            mac: "52:54:00:aa:bb:cc".into(),
+            bridge: "stratus0".into(),
+            console_log: "/data/i-0123/console.log".into(),
+        }
+    }
+
+    #[test]
+    fn direct_boot_domain() {
+        let xml = domain_xml(&spec());
+        assert!(xml.starts_with("<domain type='qemu'>"));
+        for part in [
+            "<name>i-0123</name>",
+            "<memory unit='MiB'>512</memory><vcpu>2</vcpu>",
+            "<kernel>/img/vmlinux</kernel><initrd>/img/initrd.gz</initrd>",
+            "<source file='/data/i-0123/root.qcow2'/>",
+            "<source bridge='stratus0'/><mac address='52:54:00:aa:bb:cc'/>",
+            "<serial type='file'><source path='/data/i-0123/console.log' append='on'/>",
+        ] {
+            assert!(xml.contains(part), "{part} missing from {xml}");
+        }
+        assert!(!xml.contains("<cpu"), "TCG guests keep QEMU's default CPU model");
+    }
+
+    #[test]
+    fn disk_boot_and_kvm() {
+        let mut spec = spec();
+        spec.kernel = None;
+        spec.accelerator = Accelerator::Kvm;
+        let xml = domain_xml(&spec);
+        assert!(xml.starts_with("<domain type='kvm'>"));
+        assert!(xml.contains("<boot dev='hd'/>") && !xml.contains("<kernel>") && !xml.contains("<initrd>"));
+    }
+
+    #[test]
+    fn values_are_escaped() {
+        let mut spec = spec();
+        spec.cmdline = Some("a=<b>&'c'".into());
+        let xml = domain_xml(&spec);
+        assert!(xml.contains("<cmdline>a=&lt;b&gt;&amp;&apos;c&apos;</cmdline>"));
+    }
+}

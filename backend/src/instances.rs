@@ -1,0 +1,727 @@
+//! Instances: launch, stop, start, reboot, terminate.
+//!
+//! 1. A request (RunInstances, StopInstances…) validates, decides and writes the new state in
+//!    one redb transaction: placement, addresses and the `ClientToken` are taken atomically,
+//!    so concurrent launches never overfill a host or share an address, and a retried
+//!    request finds its first answer.
+//! 2. It answers at once with a transitional state (`pending`, `stopping`,
+//!    `shutting-down`) and kicks the conductor.
+//! 3. The conductor ([`crate::conductor`]) drives each transitional instance to its next
+//!    stable state through the host's driver ([`Backend::converge`]), and its sweep finds
+//!    any that were left behind by a crash.
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use sha2::{Digest, Sha256};
+use storage::tables::{CLIENT_TOKENS, IMAGES, INSTANCES, KEY_PAIR_NAMES, TAGS};
+use storage::{ClientTokenRecord, InstanceRecord, InstanceState, StateReason, WriteTx};
+
+use crate::hosts::Host;
+use crate::hypervisor::{DomainSpec, DriverError, PowerState};
+use crate::network::{self, Subnet};
+use crate::scheduler::{self, Demand, HostSnapshot};
+use crate::{ids, now_ms, tags, Backend, Error, ResourceKind, Result};
+
+/// Largest `UserData`, decoded, as in EC2.
+pub const MAX_USER_DATA: usize = 16 * 1024;
+
+/// A RunInstances request, as the domain sees it.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct LaunchRequest {
+    pub image_id: String,
+    pub instance_type: String,
+    pub min_count: u32,
+    pub max_count: u32,
+    pub key_name: Option<String>,
+    /// Base64.
+    pub user_data: Option<String>,
+    pub zone: Option<String>,
+    pub subnet_id: Option<String>,
+    pub security_group_ids: Vec<String>,
+    pub client_token: Option<String>,
+    pub disable_api_termination: bool,
+    pub disable_api_stop: bool,
+    pub shutdown_behavior: Option<String>,
+    pub ebs_optimized: bool,
+    pub monitoring: bool,
+    pub tags: Vec<(String, String)>,
+}
+
+/// A state change as Stop/Start/TerminateInstances report it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StateChange {
+    pub instance_id: String,
+    pub previous: InstanceState,
+    pub current: InstanceState,
+}
+
+fn invalid(name: &'static str, message: impl Into<String>) -> Error {
+    Error::InvalidParameter { name, message: message.into() }
+}
+
+fn not_found(id: &str) -> Error {
+    Error::ResourceNotFound { kind: ResourceKind::Instance, id: id.to_owned() }
+}
+
+fn instance_key(account: &str, id: &str) -> String {
+    format!("{account}/{id}")
+}
+
+fn validate_launch(req: &LaunchRequest) -> Result<()> {
+    if req.min_count < 1 || req.max_count < req.min_count {
+        return Err(invalid("MinCount", "MinCount must be at least 1 and no greater than MaxCount"));
+    }
+    if let Some(data) = &req.user_data {
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(data.trim())
+            .map_err(|_| invalid("UserData", "Invalid BASE64 encoding of user data."))?;
+        if decoded.len() > MAX_USER_DATA {
+            return Err(invalid("UserData", format!("User data is limited to {MAX_USER_DATA} bytes")));
+        }
+    }
+    match req.shutdown_behavior.as_deref() {
+        None | Some("stop") | Some("terminate") => {}
+        Some(other) => {
+            return Err(invalid(
+                "InstanceInitiatedShutdownBehavior",
+                format!("Value ({other}) for parameter instanceInitiatedShutdownBehavior is invalid. Expected: 'stop', 'terminate'."),
+            ))
+        }
+    }
+    tags::validate_tags(&req.tags)
+}
+
+fn digest(req: &LaunchRequest) -> String {
+    let mut canonical = req.clone();
+    canonical.client_token = None;
+    let json = serde_json::to_vec(&canonical).unwrap_or_default();
+    Sha256::digest(json).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// How much of each host the instances in `records` hold.
+fn charge_usage(snapshots: &mut [HostSnapshot], records: &[InstanceRecord], disk_mib: impl Fn(&InstanceRecord) -> u64) {
+    for record in records.iter().filter(|r| r.state.holds_capacity()) {
+        if let Some(host) = snapshots.iter_mut().find(|h| h.id == record.host_id) {
+            host.used_vcpus += record.vcpus;
+            host.used_memory_mib += record.memory_mib;
+            host.used_disk_mib += disk_mib(record);
+        }
+    }
+}
+
+fn disk_mib(record: &InstanceRecord) -> u64 {
+    record.root_disk_bytes.div_ceil(1 << 20)
+}
+
+impl Backend {
+    /// Host snapshots without usage: size, zone, ratios and whether the host answers. A host
+    /// that has never been probed is probed now (outside any transaction).
+    fn host_snapshots(&self) -> Vec<HostSnapshot> {
+        self.hosts()
+            .iter()
+            .map(|host| {
+                let mut status = host.status();
+                if status.reachable.is_none() {
+                    status = host.probe();
+                }
+                let capacity = host.capacity();
+                HostSnapshot {
+                    id: host.id.clone(),
+                    zone: host.zone.clone(),
+                    schedulable: status.reachable == Some(true) && capacity.is_some(),
+                    vcpus: capacity.map_or(0, |c| c.vcpus),
+                    memory_mib: capacity.map_or(0, |c| c.memory_mib),
+                    disk_mib: host.config.disk_mib,
+                    cpu_ratio: host.config.cpu_ratio,
+                    memory_ratio: host.config.memory_ratio,
+                    used_vcpus: 0,
+                    used_memory_mib: 0,
+                    used_disk_mib: 0,
+                    load: status.load,
+                }
+            })
+            .collect()
+    }
+
+    fn all_instances(tx: &WriteTx) -> Result<Vec<InstanceRecord>> {
+        Ok(tx.scan(&INSTANCES, "")?.into_iter().map(|(_, r)| r).collect())
+    }
+
+    /// RunInstances: places, records and kicks; answers the reservation's instances.
+    pub fn run_instances(&self, account: &str, vpc_id: &str, req: LaunchRequest) -> Result<Vec<InstanceRecord>> {
+        validate_launch(&req)?;
+        let image = self.image(account, &req.image_id)?;
+        let spec = self
+            .topology()
+            .instance_type(&req.instance_type)
+            .ok_or_else(|| invalid("InstanceType", format!("Invalid value '{}' for InstanceType.", req.instance_type)))?
+            .clone();
+        let subnets = self.subnets(account, vpc_id);
+        let subnet = match (&req.subnet_id, &req.zone) {
+            (Some(id), zone) => {
+                let subnet = subnets
+                    .iter()
+                    .find(|s| &s.id == id)
+                    .ok_or_else(|| Error::ResourceNotFound { kind: ResourceKind::Subnet, id: id.clone() })?;
+                if zone.as_ref().is_some_and(|z| *z != subnet.zone) {
+                    return Err(invalid("Placement.AvailabilityZone", "The subnet is in another availability zone"));
+                }
+                Some(subnet.clone())
+            }
+            (None, Some(zone)) => Some(
+                subnets
+                    .iter()
+                    .find(|s| &s.zone == zone)
+                    .ok_or_else(|| {
+                        invalid("Placement.AvailabilityZone", format!("Invalid availability zone: [{zone}]"))
+                    })?
+                    .clone(),
+            ),
+            (None, None) => None,
+        };
+        let base_snapshots = self.host_snapshots();
+        let demand_disk = image.virtual_size_bytes.div_ceil(1 << 20);
+        let records = self.store().write(|tx| {
+            if let Some(token) = &req.client_token {
+                if let Some(previous) = tx.get(&CLIENT_TOKENS, &format!("{account}/{token}"))? {
+                    if previous.request_digest != digest(&req) {
+                        return Err(Error::IdempotentParameterMismatch(token.clone()));
+                    }
+                    let mut records = Vec::new();
+                    for id in &previous.instance_ids {
+                        records.extend(tx.get(&INSTANCES, &instance_key(account, id))?);
+                    }
+                    return Ok((records, false));
+                }
+            }
+            if let Some(name) = &req.key_name {
+                if tx.get(&KEY_PAIR_NAMES, &format!("{account}/{name}"))?.is_none() {
+                    return Err(Error::KeyPairNotFound(name.clone()));
+                }
+            }
+            let mut snapshots = base_snapshots.clone();
+            charge_usage(&mut snapshots, &Self::all_instances(tx)?, disk_mib);
+            // One reservation lands in one zone: the asked one, else the one that takes most.
+            let zones: Vec<&Subnet> = match &subnet {
+                Some(s) => vec![s],
+                None => subnets.iter().collect(),
+            };
+            let (chosen_subnet, placed) = zones
+                .into_iter()
+                .map(|s| {
+                    let demand = Demand {
+                        vcpus: spec.vcpus,
+                        memory_mib: spec.memory_mib,
+                        disk_mib: demand_disk,
+                        zone: Some(s.zone.clone()),
+                    };
+                    (s, scheduler::place(&snapshots, &demand, req.max_count as usize, self.policy()))
+                })
+                .max_by_key(|(_, placed)| placed.len())
+                .ok_or_else(|| Error::InsufficientCapacity(req.instance_type.clone()))?;
+            if placed.len() < req.min_count as usize {
+                return Err(Error::InsufficientCapacity(req.instance_type.clone()));
+            }
+            let reservation_id = ids::resource_id("r");
+            let now = now_ms();
+            let mut records = Vec::new();
+            for (index, host_index) in placed.into_iter().enumerate() {
+                let id = ids::resource_id("i");
+                let key = instance_key(account, &id);
+                let mac = network::new_mac();
+                let ip = network::lease_address(tx, chosen_subnet, &key, &mac)?;
+                let record = InstanceRecord {
+                    id: id.clone(),
+                    account: account.to_owned(),
+                    reservation_id: reservation_id.clone(),
+                    image_id: image.id.clone(),
+                    instance_type: spec.name.clone(),
+                    vcpus: spec.vcpus,
+                    memory_mib: spec.memory_mib,
+                    zone: chosen_subnet.zone.clone(),
+                    host_id: snapshots[host_index].id.clone(),
+                    domain_uuid: uuid::Uuid::new_v4().to_string(),
+                    state: InstanceState::Pending,
+                    state_reason: Some(StateReason { code: "pending".into(), message: "pending".into() }),
+                    state_transition_reason: String::new(),
+                    force_stop: false,
+                    booted: false,
+                    launch_time_ms: now,
+                    terminated_ms: None,
+                    ami_launch_index: index as u32,
+                    key_name: req.key_name.clone(),
+                    user_data: req.user_data.clone(),
+                    vpc_id: vpc_id.to_owned(),
+                    subnet_id: chosen_subnet.id.clone(),
+                    network_interface_id: ids::resource_id("eni"),
+                    private_ip: ip.to_string(),
+                    mac,
+                    security_group_ids: req.security_group_ids.clone(),
+                    client_token: req.client_token.clone(),
+                    disable_api_termination: req.disable_api_termination,
+                    disable_api_stop: req.disable_api_stop,
+                    shutdown_behavior: req.shutdown_behavior.clone().unwrap_or_else(|| "stop".into()),
+                    ebs_optimized: req.ebs_optimized,
+                    monitoring: req.monitoring,
+                    dir: self.instance_dir(&id).to_string_lossy().into_owned(),
+                    root_disk_bytes: image.virtual_size_bytes,
+                };
+                tx.insert(&INSTANCES, &key, &record)?;
+                tags::put_tags(tx, account, &id, &req.tags)?;
+                records.push(record);
+            }
+            if let Some(token) = &req.client_token {
+                let remembered = ClientTokenRecord {
+                    reservation_id,
+                    request_digest: digest(&req),
+                    instance_ids: records.iter().map(|r| r.id.clone()).collect(),
+                };
+                tx.insert(&CLIENT_TOKENS, &format!("{account}/{token}"), &remembered)?;
+            }
+            Ok((records, true))
+        })?;
+        let (records, created) = records;
+        if created {
+            for record in &records {
+                self.kick(&instance_key(account, &record.id));
+            }
+        }
+        Ok(records)
+    }
+
+    /// Every instance of `account`, by id.
+    pub fn instances(&self, account: &str) -> Result<Vec<InstanceRecord>> {
+        Ok(self.store().read(|tx| tx.scan(&INSTANCES, &format!("{account}/")))?.into_iter().map(|(_, r)| r).collect())
+    }
+
+    /// Every instance of every account (for the conductor and host views).
+    pub fn all_instance_records(&self) -> Result<Vec<InstanceRecord>> {
+        Ok(self.store().read(|tx| tx.scan(&INSTANCES, ""))?.into_iter().map(|(_, r)| r).collect())
+    }
+
+    pub(crate) fn image_in_use(&self, image_id: &str) -> Result<bool> {
+        Ok(self.all_instance_records()?.iter().any(|r| r.image_id == image_id && r.state != InstanceState::Terminated))
+    }
+
+    /// Applies `change` to each named instance in one transaction, after checking that every
+    /// id exists; answers the state changes in request order and kicks the changed ones.
+    fn transition(
+        &self,
+        account: &str,
+        ids: &[String],
+        mut change: impl FnMut(&WriteTx, &mut InstanceRecord) -> Result<()>,
+    ) -> Result<Vec<StateChange>> {
+        let (changes, kicks) = self.store().write(|tx| {
+            let mut records = Vec::new();
+            for id in ids {
+                let record = tx.get(&INSTANCES, &instance_key(account, id))?.ok_or_else(|| not_found(id))?;
+                records.push(record);
+            }
+            let mut changes = Vec::new();
+            let mut kicks = Vec::new();
+            for mut record in records {
+                let previous = record.state;
+                change(tx, &mut record)?;
+                if record.state != previous || record.force_stop {
+                    tx.insert(&INSTANCES, &instance_key(account, &record.id), &record)?;
+                    kicks.push(instance_key(account, &record.id));
+                }
+                changes.push(StateChange { instance_id: record.id.clone(), previous, current: record.state });
+            }
+            Ok::<_, Error>((changes, kicks))
+        })?;
+        for key in kicks {
+            self.kick(&key);
+        }
+        Ok(changes)
+    }
+
+    pub fn stop_instances(&self, account: &str, ids: &[String], force: bool) -> Result<Vec<StateChange>> {
+        self.transition(account, ids, |_, r| {
+            match r.state {
+                InstanceState::Running => {
+                    if r.disable_api_stop {
+                        return Err(Error::OperationNotPermitted(format!(
+                            "The instance '{}' may not be stopped. Modify its 'disableApiStop' instance attribute and try again.",
+                            r.id
+                        )));
+                    }
+                    r.state = InstanceState::Stopping;
+                    r.force_stop = force;
+                    r.state_transition_reason = format!("User initiated ({})", timestamp_text(now_ms()));
+                    r.state_reason = Some(StateReason {
+                        code: "Client.UserInitiatedShutdown".into(),
+                        message: "Client.UserInitiatedShutdown: User initiated shutdown".into(),
+                    });
+                }
+                InstanceState::Stopping => r.force_stop |= force,
+                InstanceState::Stopped => {}
+                state => return Err(Error::IncorrectInstanceState { id: r.id.clone(), state: state.name(), verb: "stopped" }),
+            }
+            Ok(())
+        })
+    }
+
+    pub fn start_instances(&self, account: &str, ids: &[String]) -> Result<Vec<StateChange>> {
+        let base = self.host_snapshots();
+        self.transition(account, ids, |tx, r| {
+            match r.state {
+                InstanceState::Stopped => {
+                    // Back where it was if that host still has room; anywhere in its zone if not.
+                    let mut snapshots = base.clone();
+                    charge_usage(&mut snapshots, &Self::all_instances(tx)?, disk_mib);
+                    let demand = Demand {
+                        vcpus: r.vcpus,
+                        memory_mib: r.memory_mib,
+                        disk_mib: disk_mib(r),
+                        zone: Some(r.zone.clone()),
+                    };
+                    let home = snapshots.iter().position(|h| h.id == r.host_id);
+                    let placed = home
+                        .filter(|&i| !scheduler::place(&snapshots[i..=i], &demand, 1, self.policy()).is_empty())
+                        .or_else(|| scheduler::place(&snapshots, &demand, 1, self.policy()).first().copied())
+                        .ok_or_else(|| Error::InsufficientCapacity(r.instance_type.clone()))?;
+                    r.host_id = snapshots[placed].id.clone();
+                    r.state = InstanceState::Pending;
+                    r.force_stop = false;
+                    r.state_reason = None;
+                    r.state_transition_reason = String::new();
+                }
+                InstanceState::Pending | InstanceState::Running => {}
+                state => {
+                    return Err(Error::IncorrectInstanceState {
+                        id: r.id.clone(),
+                        state: state.name(),
+                        verb: "started",
+                    })
+                }
+            }
+            Ok(())
+        })
+    }
+
+    pub fn terminate_instances(&self, account: &str, ids: &[String]) -> Result<Vec<StateChange>> {
+        self.transition(account, ids, |_, r| {
+            if r.disable_api_termination && r.state != InstanceState::Terminated {
+                return Err(Error::OperationNotPermitted(format!(
+                    "The instance '{}' may not be terminated. Modify its 'disableApiTermination' instance attribute and try again.",
+                    r.id
+                )));
+            }
+            if !matches!(r.state, InstanceState::Terminated | InstanceState::ShuttingDown) {
+                r.state = InstanceState::ShuttingDown;
+                r.state_transition_reason = format!("User initiated ({})", timestamp_text(now_ms()));
+                r.state_reason = Some(StateReason {
+                    code: "Client.UserInitiatedShutdown".into(),
+                    message: "Client.UserInitiatedShutdown: User initiated shutdown".into(),
+                });
+            }
+            Ok(())
+        })
+    }
+
+    /// Reboots running instances at once (EC2 reports no state change for a reboot).
+    pub fn reboot_instances(&self, account: &str, ids: &[String]) -> Result<()> {
+        let records = self.store().read(|tx| {
+            ids.iter()
+                .map(|id| tx.get(&INSTANCES, &instance_key(account, id))?.ok_or_else(|| not_found(id)))
+                .collect::<Result<Vec<_>>>()
+        })?;
+        if let Some(r) = records.iter().find(|r| {
+            matches!(
+                r.state,
+                InstanceState::Terminated
+                    | InstanceState::ShuttingDown
+                    | InstanceState::Stopped
+                    | InstanceState::Stopping
+            )
+        }) {
+            return Err(Error::IncorrectInstanceState { id: r.id.clone(), state: r.state.name(), verb: "rebooted" });
+        }
+        for record in records.iter().filter(|r| r.state == InstanceState::Running) {
+            let host = self.host_of(record)?;
+            host.driver.reboot(&record.id).map_err(Error::Driver)?;
+        }
+        Ok(())
+    }
+
+    /// The tail of the instance's serial console log (EC2 keeps the last 64 KiB).
+    pub fn console_output(&self, account: &str, id: &str) -> Result<Vec<u8>> {
+        let record =
+            self.store().read(|tx| tx.get(&INSTANCES, &instance_key(account, id)))?.ok_or_else(|| not_found(id))?;
+        let bytes = std::fs::read(console_path(&record)).unwrap_or_default();
+        let start = bytes.len().saturating_sub(64 * 1024);
+        Ok(bytes[start..].to_vec())
+    }
+
+    /// Whether the instance's host is gone or stopped answering (its status is `impaired`).
+    pub fn host_impaired(&self, record: &InstanceRecord) -> bool {
+        self.hosts().get(&record.host_id).is_none_or(|h| h.status().reachable == Some(false))
+    }
+
+    fn host_of(&self, record: &InstanceRecord) -> Result<&std::sync::Arc<Host>> {
+        self.hosts().get(&record.host_id).ok_or_else(|| Error::HostGone(record.host_id.clone()))
+    }
+
+    pub fn instance_dir(&self, id: &str) -> PathBuf {
+        self.data_dir().join("instances").join(id)
+    }
+
+    /// Drives one instance from a transitional state to the next stable one. Blocks on the
+    /// host; safe to call again at any point (after a crash too).
+    pub fn converge(&self, key: &str) -> Result<()> {
+        let Some(record) = self.store().read(|tx| tx.get(&INSTANCES, key))? else { return Ok(()) };
+        match record.state {
+            InstanceState::Pending => self.launch(key, record),
+            InstanceState::Stopping => self.power_off(key, record),
+            InstanceState::ShuttingDown => self.tear_down(key, record),
+            InstanceState::Running | InstanceState::Stopped | InstanceState::Terminated => Ok(()),
+        }
+    }
+
+    /// Writes `f`'s change if the instance is still in state `expected`: a user's request
+    /// that came in meanwhile wins over the conductor's older view.
+    fn update_if(&self, key: &str, expected: InstanceState, f: impl FnOnce(&mut InstanceRecord)) -> Result<bool> {
+        self.store().write(|tx| {
+            let Some(mut record) = tx.get(&INSTANCES, key)? else { return Ok(false) };
+            if record.state != expected {
+                return Ok(false);
+            }
+            f(&mut record);
+            tx.insert(&INSTANCES, key, &record)?;
+            Ok::<_, Error>(true)
+        })
+    }
+
+    fn launch(&self, key: &str, record: InstanceRecord) -> Result<()> {
+        let result = self.boot(&record);
+        match result {
+            Ok(()) => {
+                self.update_if(key, InstanceState::Pending, |r| {
+                    r.state = InstanceState::Running;
+                    r.state_reason = None;
+                    r.booted = true;
+                })?;
+                Ok(())
+            }
+            // A host that does not answer may come back: the sweep retries.
+            Err(Error::Driver(DriverError::Unreachable(why))) => {
+                tracing::warn!(instance = %record.id, %why, "host unreachable, launch postponed");
+                Ok(())
+            }
+            Err(error) => {
+                tracing::warn!(instance = %record.id, %error, "launch failed");
+                let reason = StateReason {
+                    code: "Server.InternalError".into(),
+                    message: format!("Server.InternalError: {error}"),
+                };
+                if record.booted {
+                    // A restart that failed leaves the instance stopped, its disk intact.
+                    self.update_if(key, InstanceState::Pending, |r| {
+                        r.state = InstanceState::Stopped;
+                        r.state_reason = Some(reason);
+                    })?;
+                } else {
+                    self.update_if(key, InstanceState::Pending, |r| {
+                        r.state = InstanceState::ShuttingDown;
+                        r.state_reason = Some(reason);
+                    })?;
+                    self.kick(key);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn boot(&self, record: &InstanceRecord) -> Result<()> {
+        let host = self.host_of(record)?;
+        let image =
+            self.store().read(|tx| tx.scan(&IMAGES, ""))?.into_iter().map(|(_, i)| i).find(|i| i.id == record.image_id);
+        let dir = Path::new(&record.dir);
+        std::fs::create_dir_all(dir).map_err(|e| Error::Io(format!("creating {}: {e}", dir.display())))?;
+        let disk = root_disk_path(record);
+        if !disk.exists() {
+            let image = image.as_ref().ok_or_else(|| Error::Io(format!("image {} is gone", record.image_id)))?;
+            create_overlay(Path::new(&image.disk), &image.disk_format, &disk)?;
+        }
+        // The kernel and its arguments come from the image; a deregistered image's are gone,
+        // so such an instance boots from its disk.
+        let (kernel, initrd, cmdline) = match image {
+            Some(image) if image.kernel.is_some() => {
+                let subnet =
+                    self.subnets(&record.account, &record.vpc_id).into_iter().find(|s| s.id == record.subnet_id);
+                let mut cmdline = image.cmdline.unwrap_or_default();
+                if let Some(subnet) = subnet {
+                    cmdline.push_str(&format!(" {}", ip_argument(record, &subnet)));
+                }
+                (image.kernel, image.initrd, Some(cmdline))
+            }
+            _ => (None, None, None),
+        };
+        let spec = DomainSpec {
+            name: record.id.clone(),
+            uuid: record.domain_uuid.clone(),
+            vcpus: record.vcpus,
+            memory_mib: record.memory_mib,
+            accelerator: host.accelerator,
+            disk,
+            kernel,
+            initrd,
+            cmdline,
+            mac: record.mac.clone(),
+            bridge: host.config.bridge.clone(),
+            console_log: console_path(record),
+        };
+        host.driver.define(&spec).map_err(Error::Driver)?;
+        host.driver.start(&record.id).map_err(Error::Driver)
+    }
+
+    fn power_off(&self, key: &str, record: InstanceRecord) -> Result<()> {
+        let host = self.host_of(&record)?;
+        let driver = &host.driver;
+        if !record.force_stop {
+            match driver.shutdown(&record.id) {
+                Ok(()) | Err(DriverError::NoDomain(_)) => {}
+                Err(e @ DriverError::Unreachable(_)) => return Err(Error::Driver(e)),
+                Err(e) => tracing::warn!(instance = %record.id, error = %e, "ACPI shutdown refused; forcing"),
+            }
+            let started = Instant::now();
+            let mut asked = started;
+            while started.elapsed() < self.stop_timeout() && is_running(host, &record.id)? {
+                if self
+                    .store()
+                    .read(|tx| tx.get(&INSTANCES, key))?
+                    .is_some_and(|r| r.force_stop || r.state != InstanceState::Stopping)
+                {
+                    break;
+                }
+                // A guest still booting misses the power button: press it again now and then.
+                if asked.elapsed() >= Duration::from_secs(2) {
+                    let _ = driver.shutdown(&record.id);
+                    asked = Instant::now();
+                }
+                std::thread::sleep(Duration::from_millis(250));
+            }
+        }
+        tolerate_missing(driver.destroy(&record.id))?;
+        self.update_if(key, InstanceState::Stopping, |r| {
+            r.state = InstanceState::Stopped;
+            r.force_stop = false;
+        })?;
+        Ok(())
+    }
+
+    fn tear_down(&self, key: &str, record: InstanceRecord) -> Result<()> {
+        // A host removed from config has nothing left to tear down.
+        if let Ok(host) = self.host_of(&record) {
+            tolerate_missing(host.driver.destroy(&record.id))?;
+            tolerate_missing(host.driver.undefine(&record.id))?;
+        }
+        if let Err(error) = std::fs::remove_dir_all(&record.dir) {
+            if error.kind() != std::io::ErrorKind::NotFound {
+                return Err(Error::Io(format!("removing {}: {error}", record.dir)));
+            }
+        }
+        self.store().write(|tx| {
+            let Some(mut current) = tx.get(&INSTANCES, key)? else { return Ok(()) };
+            if current.state != InstanceState::ShuttingDown {
+                return Ok(());
+            }
+            network::release_address(tx, &current.private_ip, key)?;
+            current.state = InstanceState::Terminated;
+            current.terminated_ms = Some(now_ms());
+            tx.insert(&INSTANCES, key, &current)?;
+            Ok::<_, Error>(())
+        })
+    }
+
+    /// Forgets instances terminated longer than `retention` ago, with their tags.
+    pub(crate) fn purge_terminated(&self, retention: Duration) -> Result<usize> {
+        let cutoff = now_ms() - retention.as_millis() as i64;
+        self.store().write(|tx| {
+            let mut purged = 0;
+            for (key, record) in tx.scan(&INSTANCES, "")? {
+                if record.state == InstanceState::Terminated && record.terminated_ms.is_some_and(|t| t <= cutoff) {
+                    tx.remove(&INSTANCES, &key)?;
+                    for (tag_key, _) in tx.scan(&TAGS, &format!("{key}/"))? {
+                        tx.remove(&TAGS, &tag_key)?;
+                    }
+                    purged += 1;
+                }
+            }
+            Ok::<_, Error>(purged)
+        })
+    }
+
+    /// The sweep's verdict on a running instance whose domain is gone or off: the guest shut
+    /// itself down, so it becomes stopped, or is terminated if it asked for that.
+    pub(crate) fn guest_powered_off(&self, key: &str) -> Result<()> {
+        let mut terminate = false;
+        let changed = self.update_if(key, InstanceState::Running, |r| {
+            let reason = StateReason {
+                code: "Client.InstanceInitiatedShutdown".into(),
+                message: "Client.InstanceInitiatedShutdown: Instance initiated shutdown".into(),
+            };
+            r.state_reason = Some(reason);
+            r.state_transition_reason = format!("Instance initiated shutdown ({})", timestamp_text(now_ms()));
+            terminate = r.shutdown_behavior == "terminate";
+            r.state = if terminate { InstanceState::ShuttingDown } else { InstanceState::Stopped };
+        })?;
+        if changed && terminate {
+            self.kick(key);
+        }
+        Ok(())
+    }
+}
+
+/// A domain that is already gone is as good as one just removed.
+fn tolerate_missing(result: Result<(), DriverError>) -> Result<()> {
+    match result {
+        Ok(()) | Err(DriverError::NoDomain(_)) => Ok(()),
+        Err(e) => Err(Error::Driver(e)),
+    }
+}
+
+fn is_running(host: &Host, name: &str) -> Result<bool> {
+    let domains = host.driver.domains().map_err(Error::Driver)?;
+    Ok(domains.iter().any(|d| d.name == name && !matches!(d.state, PowerState::ShutOff | PowerState::Crashed)))
+}
+
+fn root_disk_path(record: &InstanceRecord) -> PathBuf {
+    Path::new(&record.dir).join("root.qcow2")
+}
+
+pub fn console_path(record: &InstanceRecord) -> PathBuf {
+    Path::new(&record.dir).join("console.log")
+}
+
+/// The kernel's `ip=` argument: address, router, netmask, hostname, device, no autoconf.
+fn ip_argument(record: &InstanceRecord, subnet: &Subnet) -> String {
+    let ip: Ipv4Addr = record.private_ip.parse().unwrap_or(Ipv4Addr::UNSPECIFIED);
+    format!("ip={ip}::{}:{}:{}:eth0:off", subnet.router(), subnet.netmask(), record.id)
+}
+
+/// A copy-on-write qcow2 over the image's disk, written under a temporary name and renamed,
+/// so that a crash never leaves a half-made overlay behind.
+fn create_overlay(base: &Path, base_format: &str, target: &Path) -> Result<()> {
+    let partial = target.with_extension("partial");
+    let output = Command::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2", "-F", base_format, "-b"])
+        .arg(base)
+        .arg(&partial)
+        .output()
+        .map_err(|e| Error::Io(format!("running qemu-img: {e}")))?;
+    if !output.status.success() {
+        return Err(Error::Io(format!("qemu-img create failed: {}", String::from_utf8_lossy(&output.stderr).trim())));
+    }
+    std::fs::rename(&partial, target).map_err(|e| Error::Io(format!("renaming the overlay: {e}")))
+}
+
+/// EC2's `StateTransitionReason` time format: `2026-11-25 10:00:00 GMT`.
+fn timestamp_text(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default().format("%Y-%m-%d %H:%M:%S GMT").to_string()
+}

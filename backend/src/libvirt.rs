@@ -1,0 +1,139 @@
+//! [`Hypervisor`] over libvirt, for any URI: `test:///default` in fast tests,
+//! `qemu:///system` for the local host, `qemu+tcp://…` and friends for remote ones.
+//!
+//! The connection opens lazily on first use and is reopened after it dies, so a host that
+//! comes back is picked up again without a restart. Every call blocks.
+
+use std::sync::{Mutex, Once};
+
+use virt::connect::Connect;
+use virt::domain::{Domain, DomainState};
+use virt::enumutil::Enum;
+use virt::error::ErrorNumber;
+
+use crate::hypervisor::{domain_xml, DomainSpec, DomainStatus, DriverError, HostInfo, Hypervisor, PowerState};
+
+pub struct LibvirtDriver {
+    uri: String,
+    conn: Mutex<Option<Connect>>,
+}
+
+fn quiet_libvirt() {
+    static ONCE: Once = Once::new();
+    // libvirt prints every error to stderr by default; ours are handled and logged.
+    ONCE.call_once(virt::error::clear_error_callback);
+}
+
+fn failed(e: virt::error::Error) -> DriverError {
+    match e.code() {
+        Enum::Known(ErrorNumber::NoDomain) => DriverError::NoDomain(e.message().to_owned()),
+        Enum::Known(ErrorNumber::NoConnect | ErrorNumber::SystemError | ErrorNumber::Rpc) => {
+            DriverError::Unreachable(e.message().to_owned())
+        }
+        _ => DriverError::Failed(e.message().to_owned()),
+    }
+}
+
+fn power_state(state: &virt::domain::DomainStateEnum) -> PowerState {
+    match state {
+        Enum::Known(DomainState::Running) => PowerState::Running,
+        Enum::Known(DomainState::Paused) => PowerState::Paused,
+        Enum::Known(DomainState::Shutoff) => PowerState::ShutOff,
+        Enum::Known(DomainState::Crashed) => PowerState::Crashed,
+        _ => PowerState::Other,
+    }
+}
+
+/// Whether an error says "the domain is (already) not running" or "already running".
+fn is_operation_invalid(e: &virt::error::Error) -> bool {
+    matches!(e.code(), Enum::Known(ErrorNumber::OperationInvalid))
+}
+
+impl LibvirtDriver {
+    pub fn new(uri: &str) -> Self {
+        quiet_libvirt();
+        Self { uri: uri.to_owned(), conn: Mutex::new(None) }
+    }
+
+    /// Runs `f` on a live connection, opening one if needed and dropping it when it broke.
+    fn with_conn<T>(&self, f: impl FnOnce(&Connect) -> Result<T, DriverError>) -> Result<T, DriverError> {
+        let mut guard = self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if guard.is_none() {
+            let conn = Connect::open(Some(&self.uri)).map_err(|e| DriverError::Unreachable(e.message().to_owned()))?;
+            *guard = Some(conn);
+        }
+        let Some(conn) = guard.as_ref() else { return Err(DriverError::Unreachable(self.uri.clone())) };
+        let result = f(conn);
+        if matches!(result, Err(DriverError::Unreachable(_))) || !conn.is_alive().unwrap_or(false) {
+            *guard = None;
+        }
+        result
+    }
+
+    fn with_domain<T>(&self, name: &str, f: impl FnOnce(&Domain) -> Result<T, DriverError>) -> Result<T, DriverError> {
+        self.with_conn(|conn| {
+            let domain = conn.lookup_domain_by_name(name).map_err(failed)?;
+            f(&domain)
+        })
+    }
+}
+
+impl Hypervisor for LibvirtDriver {
+    fn host_info(&self) -> Result<HostInfo, DriverError> {
+        self.with_conn(|conn| {
+            let info = conn.node_info().map_err(failed)?;
+            Ok(HostInfo { vcpus: info.cpus, memory_mib: info.memory / 1024 })
+        })
+    }
+
+    fn domains(&self) -> Result<Vec<DomainStatus>, DriverError> {
+        self.with_conn(|conn| {
+            let mut out = Vec::new();
+            for domain in conn.list_all_domains(0).map_err(failed)? {
+                // A domain can vanish between the listing and the lookup: skip it.
+                let (Ok(name), Ok(info)) = (domain.name(), domain.info()) else { continue };
+                out.push(DomainStatus { name, state: power_state(&info.state), cpu_time_ns: info.cpu_time });
+            }
+            Ok(out)
+        })
+    }
+
+    fn define(&self, spec: &DomainSpec) -> Result<(), DriverError> {
+        let xml = domain_xml(spec);
+        self.with_conn(|conn| conn.define_domain_xml(&xml).map(drop).map_err(failed))
+    }
+
+    fn start(&self, name: &str) -> Result<(), DriverError> {
+        self.with_domain(name, |domain| {
+            if domain.is_active().map_err(failed)? {
+                return Ok(());
+            }
+            domain.create().map(drop).map_err(failed)
+        })
+    }
+
+    fn shutdown(&self, name: &str) -> Result<(), DriverError> {
+        self.with_domain(name, |domain| match domain.shutdown() {
+            Err(e) if is_operation_invalid(&e) => Ok(()),
+            other => other.map(drop).map_err(failed),
+        })
+    }
+
+    fn destroy(&self, name: &str) -> Result<(), DriverError> {
+        self.with_domain(name, |domain| match domain.destroy() {
+            Err(e) if is_operation_invalid(&e) => Ok(()),
+            other => other.map_err(failed),
+        })
+    }
+
+    fn reboot(&self, name: &str) -> Result<(), DriverError> {
+        self.with_domain(name, |domain| domain.reboot(0).map_err(failed))
+    }
+
+    fn undefine(&self, name: &str) -> Result<(), DriverError> {
+        match self.with_domain(name, |domain| domain.undefine().map_err(failed)) {
+            Err(DriverError::NoDomain(_)) => Ok(()),
+            other => other,
+        }
+    }
+}

@@ -1,0 +1,164 @@
+//! The default VPC, its subnets, and the addresses instances get.
+//!
+//! Every account has one default VPC, `172.31.0.0/16` as on AWS, with one default subnet per
+//! availability zone: the n-th zone of the topology gets `172.31.(16·n).0/20`. Subnet ids are
+//! derived from the account and zone, so they need no table. All subnets share one L2 segment
+//! (the hosts' bridge), which is why an instance keeps its address when it moves host, and
+//! why addresses are unique across accounts ([`storage::tables::LEASES`]). As on AWS, the
+//! first four addresses of a subnet and its last are reserved; `.1` is the router, which is
+//! the hosts' bridge address.
+
+use std::net::Ipv4Addr;
+
+use sha2::{Digest, Sha256};
+use storage::tables::LEASES;
+use storage::{LeaseRecord, WriteTx};
+
+use crate::{Backend, Error, Result};
+
+pub const VPC_CIDR: &str = "172.31.0.0/16";
+const SUBNET_PREFIX: u8 = 20;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Subnet {
+    pub id: String,
+    pub vpc_id: String,
+    pub zone: String,
+    pub zone_index: usize,
+    pub network: Ipv4Addr,
+    pub prefix: u8,
+}
+
+impl Subnet {
+    pub fn cidr(&self) -> String {
+        format!("{}/{}", self.network, self.prefix)
+    }
+
+    fn size(&self) -> u32 {
+        1 << (32 - self.prefix)
+    }
+
+    pub fn router(&self) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.network) + 1)
+    }
+
+    pub fn netmask(&self) -> Ipv4Addr {
+        Ipv4Addr::from(u32::MAX << (32 - self.prefix))
+    }
+
+    /// Addresses instances may get: all but the first four and the last.
+    pub fn assignable(&self) -> impl Iterator<Item = Ipv4Addr> {
+        let base = u32::from(self.network);
+        (base + 4..base + self.size() - 1).map(Ipv4Addr::from)
+    }
+
+    pub fn contains(&self, address: Ipv4Addr) -> bool {
+        u32::from(address) & u32::from(self.netmask()) == u32::from(self.network)
+    }
+
+    /// How many addresses instances may get, for DescribeSubnets.
+    pub fn assignable_count(&self) -> u32 {
+        self.size() - 5
+    }
+}
+
+fn derived_id(prefix: &str, parts: &[&str]) -> String {
+    let digest = Sha256::digest(parts.join("/").as_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{prefix}-{}", &hex[..17])
+}
+
+/// A new locally administered MAC in QEMU's `52:54:00` range.
+pub fn new_mac() -> String {
+    let bytes: [u8; 3] = rand::random();
+    format!("52:54:00:{:02x}:{:02x}:{:02x}", bytes[0], bytes[1], bytes[2])
+}
+
+/// Takes the lowest free address of `subnet` for `instance_key`, inside the caller's
+/// transaction (so concurrent launches never share an address).
+pub(crate) fn lease_address(tx: &WriteTx, subnet: &Subnet, instance_key: &str, mac: &str) -> Result<Ipv4Addr> {
+    for address in subnet.assignable() {
+        let key = address.to_string();
+        if tx.get(&LEASES, &key)?.is_none() {
+            tx.insert(&LEASES, &key, &LeaseRecord { instance_key: instance_key.to_owned(), mac: mac.to_owned() })?;
+            return Ok(address);
+        }
+    }
+    Err(Error::AddressesExhausted(subnet.id.clone()))
+}
+
+pub(crate) fn release_address(tx: &WriteTx, address: &str, instance_key: &str) -> Result<()> {
+    if tx.get(&LEASES, address)?.is_some_and(|lease| lease.instance_key == instance_key) {
+        tx.remove(&LEASES, address)?;
+    }
+    Ok(())
+}
+
+impl Backend {
+    /// The default subnets of an account's default VPC, one per zone of the topology.
+    pub fn subnets(&self, account: &str, vpc_id: &str) -> Vec<Subnet> {
+        self.topology()
+            .regions
+            .iter()
+            .flat_map(|r| r.zones.iter())
+            .enumerate()
+            .map(|(index, zone)| Subnet {
+                id: derived_id("subnet", &[account, zone]),
+                vpc_id: vpc_id.to_owned(),
+                zone: zone.clone(),
+                zone_index: index,
+                network: Ipv4Addr::new(172, 31, (16 * index) as u8, 0),
+                prefix: SUBNET_PREFIX,
+            })
+            .collect()
+    }
+
+    /// Addresses of a subnet not leased to any instance.
+    pub fn free_addresses(&self, subnet: &Subnet) -> Result<u32> {
+        let leased = self.store().read(|tx| tx.scan(&LEASES, ""))?;
+        let used = leased.iter().filter(|(ip, _)| ip.parse::<Ipv4Addr>().is_ok_and(|a| subnet.contains(a))).count();
+        Ok(subnet.assignable_count().saturating_sub(used as u32))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tests_support::backend;
+
+    #[test]
+    fn one_subnet_per_zone_with_aws_reservations() {
+        let b = backend();
+        let subnets = b.subnets("111122223333", "vpc-1");
+        assert_eq!(subnets.len(), 1);
+        let s = &subnets[0];
+        assert_eq!(s.cidr(), "172.31.0.0/20");
+        assert_eq!(s.router(), Ipv4Addr::new(172, 31, 0, 1));
+        assert_eq!(s.netmask(), Ipv4Addr::new(255, 255, 240, 0));
+        assert_eq!(s.assignable().next(), Some(Ipv4Addr::new(172, 31, 0, 4)));
+        assert_eq!(s.assignable().last(), Some(Ipv4Addr::new(172, 31, 15, 254)));
+        assert_eq!(s.assignable_count() as usize, s.assignable().count());
+        assert_eq!(s.id, b.subnets("111122223333", "vpc-1")[0].id, "ids are stable");
+        assert_ne!(s.id, b.subnets("999922223333", "vpc-2")[0].id);
+    }
+
+    #[test]
+    fn leases_are_unique_and_reused_after_release() {
+        let b = backend();
+        let subnet = b.subnets("a", "vpc-1").remove(0);
+        let (first, second) = b
+            .store()
+            .write(|tx| {
+                Ok::<_, Error>((lease_address(tx, &subnet, "a/i-1", "m1")?, lease_address(tx, &subnet, "b/i-2", "m2")?))
+            })
+            .unwrap();
+        assert_eq!(first, Ipv4Addr::new(172, 31, 0, 4));
+        assert_eq!(second, Ipv4Addr::new(172, 31, 0, 5));
+        b.store().write(|tx| release_address(tx, "172.31.0.4", "someone/else")).unwrap();
+        b.store().write(|tx| release_address(tx, "172.31.0.4", "a/i-1")).unwrap();
+        let again = b.store().write(|tx| lease_address(tx, &subnet, "c/i-3", "m3")).unwrap();
+        assert_eq!(again, first);
+        let mac = new_mac();
+        assert!(mac.starts_with("52:54:00:") && mac.len() == 17);
+    }
+}

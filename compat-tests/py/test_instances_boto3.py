@@ -1,0 +1,270 @@
+"""Instances through boto3: launch, filters, pagination, idempotency, state errors, and a server
+killed in the middle of RunInstances.
+
+The control-plane tests run on libvirt's in-process test driver (fast, no guests); the
+kill-and-restart test runs on the real QEMU daemon, whose domains outlive the server.
+"""
+
+from __future__ import annotations
+
+import base64
+import subprocess
+import threading
+import time
+import uuid
+
+import pytest
+from botocore.exceptions import ClientError
+
+from conftest import (BOOT_MARKER, QEMU_CONFIG, TEST_DRIVER_CONFIG, ec2_client, import_image, require_qemu,
+                      wait_states)
+
+
+def error_code(excinfo) -> str:
+    return excinfo.value.response["Error"]["Code"]
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory, test_image):
+    """A server on the test driver with the test image imported."""
+    from conftest import start_stratus
+
+    server = start_stratus(tmp_path_factory.mktemp("fleet"), config=TEST_DRIVER_CONFIG)
+    image_id = import_image(server, test_image, "fleet image")
+    yield server, ec2_client(server), image_id
+    server.stop()
+
+
+def run(client, image_id, count=1, **extra):
+    return client.run_instances(ImageId=image_id, InstanceType="t3.nano", MinCount=count, MaxCount=count, **extra)
+
+
+def test_run_describe_and_the_fields_clients_read(fleet):
+    server, client, image_id = fleet
+    user_data = "#!/bin/sh\necho hello\n"
+    reservation = run(client, image_id, 2, UserData=user_data,
+                      TagSpecifications=[{"ResourceType": "instance", "Tags": [{"Key": "Name", "Value": "fields"}]}],
+                      CreditSpecification={"CpuCredits": "unlimited"}, EbsOptimized=False,
+                      Monitoring={"Enabled": False}, MetadataOptions={"HttpTokens": "optional"},
+                      HibernationOptions={"Configured": False})
+    assert reservation["ReservationId"].startswith("r-")
+    ids = [i["InstanceId"] for i in reservation["Instances"]]
+    assert len(ids) == 2 and all(i["State"]["Name"] == "pending" for i in reservation["Instances"])
+    instances = wait_states(client, ids, "running", timeout=30)
+    for i in instances:
+        assert i["ImageId"] == image_id and i["InstanceType"] == "t3.nano"
+        assert i["State"] == {"Code": 16, "Name": "running"}
+        assert i["Placement"]["AvailabilityZone"] == "us-east-1a"
+        assert i["PrivateIpAddress"].startswith("172.31.")
+        assert i["PrivateDnsName"] == "ip-" + i["PrivateIpAddress"].replace(".", "-") + ".ec2.internal"
+        assert i["SubnetId"].startswith("subnet-") and i["VpcId"].startswith("vpc-")
+        eni = i["NetworkInterfaces"][0]
+        assert eni["NetworkInterfaceId"].startswith("eni-") and eni["Attachment"]["DeviceIndex"] == 0
+        assert eni["MacAddress"].startswith("52:54:00:")
+        assert {"Key": "Name", "Value": "fields"} in i["Tags"]
+        assert i["Monitoring"]["State"] == "disabled"
+    assert len({i["PrivateIpAddress"] for i in instances}) == 2
+    subnets = client.describe_subnets()["Subnets"]
+    assert [s["SubnetId"] for s in subnets] == [instances[0]["SubnetId"]]
+    assert subnets[0]["CidrBlock"] == "172.31.0.0/20" and subnets[0]["DefaultForAz"] is True
+    vpcs = client.describe_vpcs()["Vpcs"]
+    assert vpcs[0]["VpcId"] == instances[0]["VpcId"] and vpcs[0]["IsDefault"] is True
+    client.terminate_instances(InstanceIds=ids)
+    wait_states(client, ids, "terminated")
+
+
+def test_filters(fleet):
+    server, client, image_id = fleet
+    tagged = run(client, image_id, TagSpecifications=[
+        {"ResourceType": "instance", "Tags": [{"Key": "role", "Value": "web-1"}]}])["Instances"][0]
+    other = run(client, image_id)["Instances"][0]
+    ids = [tagged["InstanceId"], other["InstanceId"]]
+    wait_states(client, ids, "running")
+    client.stop_instances(InstanceIds=[other["InstanceId"]])
+    wait_states(client, [other["InstanceId"]], "stopped")
+
+    def found(*filters):
+        response = client.describe_instances(Filters=[{"Name": n, "Values": v} for n, v in filters])
+        return sorted(i["InstanceId"] for r in response["Reservations"] for i in r["Instances"] if i["InstanceId"] in ids)
+
+    assert found(("tag:role", ["web-*"])) == [tagged["InstanceId"]]
+    assert found(("tag-key", ["role"])) == [tagged["InstanceId"]]
+    assert found(("instance-state-name", ["stopped"])) == [other["InstanceId"]]
+    assert found(("instance-state-name", ["running", "stopped"])) == sorted(ids)
+    assert found(("instance-state-code", ["80"])) == [other["InstanceId"]]
+    assert found(("instance-id", [tagged["InstanceId"]])) == [tagged["InstanceId"]]
+    assert found(("private-ip-address", [tagged["PrivateIpAddress"]])) == [tagged["InstanceId"]]
+    assert found(("availability-zone", ["us-east-1a"]), ("image-id", [image_id])) == sorted(ids)
+    assert found(("instance-type", ["m5.large"])) == []
+    with pytest.raises(ClientError) as e:
+        client.describe_instances(Filters=[{"Name": "no-such-filter", "Values": ["x"]}])
+    assert error_code(e) == "InvalidParameterValue"
+    status = client.describe_instance_status(InstanceIds=ids)["InstanceStatuses"]
+    assert [s["InstanceId"] for s in status] == [tagged["InstanceId"]], "only running ones by default"
+    assert status[0]["InstanceStatus"]["Status"] == "ok" and status[0]["SystemStatus"]["Status"] == "ok"
+    every = client.describe_instance_status(InstanceIds=ids, IncludeAllInstances=True)["InstanceStatuses"]
+    assert len(every) == 2
+    client.terminate_instances(InstanceIds=ids)
+    wait_states(client, ids, "terminated")
+
+
+def test_pagination_by_reservation(fleet):
+    server, client, image_id = fleet
+    tag = str(uuid.uuid4())
+    spec = [{"ResourceType": "instance", "Tags": [{"Key": "page", "Value": tag}]}]
+    reservations = [run(client, image_id, 1, TagSpecifications=spec)["ReservationId"] for _ in range(6)]
+    pages = client.get_paginator("describe_instances").paginate(
+        Filters=[{"Name": "tag:page", "Values": [tag]}], PaginationConfig={"PageSize": 5})
+    seen = [[r["ReservationId"] for r in page["Reservations"]] for page in pages]
+    assert [len(p) for p in seen] == [5, 1]
+    assert sorted(sum(seen, [])) == sorted(reservations)
+    with pytest.raises(ClientError) as e:
+        client.describe_instances(MaxResults=4)
+    assert error_code(e) == "InvalidParameterValue"
+    with pytest.raises(ClientError) as e:
+        client.describe_instances(MaxResults=5, InstanceIds=["i-0123456789abcdef0"])
+    assert error_code(e) == "InvalidParameterCombination"
+    ids = [i["InstanceId"] for r in client.describe_instances(Filters=[{"Name": "tag:page", "Values": [tag]}])
+           ["Reservations"] for i in r["Instances"]]
+    client.terminate_instances(InstanceIds=ids)
+
+
+def test_client_token_idempotency(fleet):
+    server, client, image_id = fleet
+    token = str(uuid.uuid4())
+    first = run(client, image_id, 2, ClientToken=token)
+    again = run(client, image_id, 2, ClientToken=token)
+    assert again["ReservationId"] == first["ReservationId"]
+    assert [i["InstanceId"] for i in again["Instances"]] == [i["InstanceId"] for i in first["Instances"]]
+    with pytest.raises(ClientError) as e:
+        client.run_instances(ImageId=image_id, InstanceType="t3.micro", MinCount=2, MaxCount=2, ClientToken=token)
+    assert error_code(e) == "IdempotentParameterMismatch"
+    client.terminate_instances(InstanceIds=[i["InstanceId"] for i in first["Instances"]])
+
+
+def test_state_and_parameter_errors(fleet):
+    server, client, image_id = fleet
+    cases = [
+        (dict(ImageId="ami-0123456789abcdef0", InstanceType="t3.nano", MinCount=1, MaxCount=1), "InvalidAMIID.NotFound"),
+        (dict(ImageId=image_id, InstanceType="x9.huge", MinCount=1, MaxCount=1), "InvalidParameterValue"),
+        (dict(ImageId=image_id, InstanceType="t3.nano", MinCount=1, MaxCount=1, KeyName="nope"), "InvalidKeyPair.NotFound"),
+        (dict(ImageId=image_id, InstanceType="t3.nano", MinCount=3, MaxCount=2), "InvalidParameterValue"),
+        (dict(ImageId=image_id, InstanceType="t3.nano", MinCount=1, MaxCount=1,
+              Placement={"AvailabilityZone": "us-east-1z"}), "InvalidParameterValue"),
+        (dict(ImageId=image_id, InstanceType="t3.nano", MinCount=1, MaxCount=1, SubnetId="subnet-0123456789abcdef0"),
+         "InvalidSubnetID.NotFound"),
+        (dict(ImageId=image_id, InstanceType="m5.4xlarge", MinCount=1, MaxCount=1), "InsufficientInstanceCapacity"),
+    ]
+    before = client.describe_instances()["Reservations"]
+    for params, code in cases:
+        with pytest.raises(ClientError) as e:
+            client.run_instances(**params)
+        assert error_code(e) == code, params
+    # botocore base64-encodes UserData itself: this is 16 KiB + 1 of user data.
+    big = "x" * (16 * 1024 + 1)
+    with pytest.raises(ClientError) as e:
+        client.run_instances(ImageId=image_id, InstanceType="t3.nano", MinCount=1, MaxCount=1, UserData=big)
+    assert error_code(e) == "InvalidParameterValue"
+    assert client.describe_instances()["Reservations"] == before, "refused launches leave nothing behind"
+
+    protected = run(client, image_id, DisableApiTermination=True, DisableApiStop=True)["Instances"][0]["InstanceId"]
+    with pytest.raises(ClientError) as e:
+        client.stop_instances(InstanceIds=[protected])
+    assert error_code(e) == "IncorrectInstanceState", "still pending"
+    wait_states(client, [protected], "running")
+    for call in (client.terminate_instances, client.stop_instances):
+        with pytest.raises(ClientError) as e:
+            call(InstanceIds=[protected])
+        assert error_code(e) == "OperationNotPermitted"
+    with pytest.raises(ClientError) as e:
+        client.describe_instances(InstanceIds=["i-0123456789abcdef0"])
+    assert error_code(e) == "InvalidInstanceID.NotFound"
+    with pytest.raises(ClientError) as e:
+        client.terminate_instances(InstanceIds=["bogus"])
+    assert error_code(e) == "InvalidInstanceID.Malformed"
+    with pytest.raises(ClientError) as e:
+        client.start_instances(InstanceIds=[protected, "i-0123456789abcdef0"])
+    assert error_code(e) == "InvalidInstanceID.NotFound"
+    assert client.describe_instances(InstanceIds=[protected])["Reservations"][0]["Instances"][0]["State"]["Name"] == "running"
+
+    plain = run(client, image_id)["Instances"][0]["InstanceId"]
+    wait_states(client, [plain], "running")
+    client.terminate_instances(InstanceIds=[plain])
+    wait_states(client, [plain], "terminated")
+    for call in (client.start_instances, client.stop_instances, client.reboot_instances):
+        with pytest.raises(ClientError) as e:
+            call(InstanceIds=[plain])
+        assert error_code(e) == "IncorrectInstanceState"
+
+
+def test_images(fleet, test_image):
+    server, client, image_id = fleet
+    images = client.describe_images(Owners=["self"])["Images"]
+    assert [i["ImageId"] for i in images] == [image_id]
+    assert images[0]["State"] == "available" and images[0]["Public"] is True
+    named = client.describe_images(Filters=[{"Name": "name", "Values": ["fleet*"]}])["Images"]
+    assert [i["ImageId"] for i in named] == [image_id]
+    assert client.describe_images(Filters=[{"Name": "name", "Values": ["nothing*"]}])["Images"] == []
+    with pytest.raises(ClientError) as e:
+        client.describe_images(ImageIds=["ami-0123456789abcdef0"])
+    assert error_code(e) == "InvalidAMIID.NotFound"
+    registered = client.register_image(Name="registered", ImageLocation=test_image.disk,
+                                       KernelId=test_image.kernel, RamdiskId=test_image.initrd)["ImageId"]
+    assert client.describe_images(ImageIds=[registered])["Images"][0]["Public"] is False
+    with pytest.raises(ClientError) as e:
+        client.register_image(Name="registered", ImageLocation=test_image.disk)
+    assert error_code(e) == "InvalidAMIName.Duplicate"
+    with pytest.raises(ClientError) as e:
+        client.register_image(Name="nowhere", ImageLocation="/nonexistent.qcow2")
+    assert error_code(e) == "InvalidParameterValue"
+    client.deregister_image(ImageId=registered)
+    with pytest.raises(ClientError) as e:
+        client.describe_images(ImageIds=[registered])
+    assert error_code(e) == "InvalidAMIID.NotFound"
+
+
+def test_a_server_killed_mid_run_instances_loses_and_duplicates_nothing(server_factory, test_image):
+    require_qemu()
+    server = server_factory(config=QEMU_CONFIG)
+    client = ec2_client(server)
+    image_id = import_image(server, test_image, "kill test")
+    token = str(uuid.uuid4())
+    answers: list = []
+
+    def launch():
+        try:
+            answers.append(client.run_instances(ImageId=image_id, InstanceType="t3.nano", MinCount=2, MaxCount=2,
+                                                ClientToken=token))
+        except Exception as e:  # the connection dies with the server
+            answers.append(e)
+
+    thread = threading.Thread(target=launch)
+    thread.start()
+    time.sleep(0.15)
+    server.proc.kill()
+    thread.join(timeout=30)
+    server.proc.wait(timeout=10)
+    restarted = server_factory(data_dir=server.data_dir, name="restarted", config=QEMU_CONFIG)
+    client = ec2_client(restarted)
+    # The client retries with its token, as SDKs do after a dropped connection.
+    reservation = client.run_instances(ImageId=image_id, InstanceType="t3.nano", MinCount=2, MaxCount=2,
+                                       ClientToken=token)
+    ids = sorted(i["InstanceId"] for i in reservation["Instances"])
+    if isinstance(answers[0], dict):
+        assert ids == sorted(i["InstanceId"] for i in answers[0]["Instances"]), "the retry found the first launch"
+    everything = [i["InstanceId"] for r in client.describe_instances()["Reservations"] for i in r["Instances"]]
+    assert sorted(everything) == ids, "exactly one reservation of two instances exists"
+    wait_states(client, ids, "running", timeout=120)
+    domains = subprocess.run(["virsh", "-c", "qemu:///system", "list", "--all", "--name"], capture_output=True,
+                             text=True, check=True).stdout.split()
+    assert all(domains.count(i) == 1 for i in ids), domains
+    deadline = time.monotonic() + 90
+    # botocore decodes the console's base64 itself.
+    while BOOT_MARKER not in client.get_console_output(InstanceId=ids[0]).get("Output", ""):
+        assert time.monotonic() < deadline, "no boot marker after restart"
+        time.sleep(1)
+    client.terminate_instances(InstanceIds=ids)
+    wait_states(client, ids, "terminated", timeout=60)
+    domains = subprocess.run(["virsh", "-c", "qemu:///system", "list", "--all", "--name"], capture_output=True,
+                             text=True, check=True).stdout.split()
+    assert not set(ids) & set(domains)

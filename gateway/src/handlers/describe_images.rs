@@ -1,0 +1,108 @@
+use std::borrow::Cow;
+
+use ec2api::filter::FilterSet;
+use ec2api::pagination::PageRequest;
+use ec2api::{DescribeImagesOutput, DescribeImagesRequest, Ec2Error, Image};
+use storage::ImageRecord;
+
+use super::{one, tag_list, timestamp, Row, NO_TAGS};
+use crate::context::Ctx;
+
+const FILTERS: &[&str] = &[
+    "image-id",
+    "name",
+    "state",
+    "architecture",
+    "owner-id",
+    "is-public",
+    "image-type",
+    "description",
+    "root-device-type",
+    "virtualization-type",
+    "hypervisor",
+    "kernel-id",
+    "ramdisk-id",
+];
+
+fn fields<'a>(image: &'a ImageRecord, name: &str) -> Vec<Cow<'a, str>> {
+    match name {
+        "image-id" => one(&image.id),
+        "name" => one(&image.name),
+        "state" => one("available"),
+        "architecture" => one(&image.architecture),
+        "owner-id" => one(&image.owner),
+        "is-public" => one(image.public.to_string()),
+        "image-type" => one("machine"),
+        "description" => one(&image.description),
+        "root-device-type" => one("ebs"),
+        "virtualization-type" => one("hvm"),
+        "hypervisor" => one("xen"),
+        "kernel-id" => image.kernel.as_deref().map(one).unwrap_or_default(),
+        "ramdisk-id" => image.initrd.as_deref().map(one).unwrap_or_default(),
+        _ => vec![],
+    }
+}
+
+/// `Owner.N`: `self`, or account ids. (`amazon` and `aws-marketplace` own nothing here.)
+fn owned_by(image: &ImageRecord, owners: &[String], caller: &str) -> bool {
+    owners.is_empty() || owners.iter().any(|o| if o == "self" { image.owner == caller } else { image.owner == *o })
+}
+
+/// `ExecutableBy.N`: `all` (public images), `self` (what the caller may launch), account ids.
+fn executable_by(image: &ImageRecord, users: &[String], caller: &str) -> bool {
+    users.is_empty()
+        || users.iter().any(|u| match u.as_str() {
+            "all" => image.public,
+            "self" => image.public || image.owner == caller,
+            account => image.public || image.owner == account,
+        })
+}
+
+pub async fn handle(ctx: &Ctx, req: DescribeImagesRequest) -> Result<DescribeImagesOutput, Ec2Error> {
+    let ids = req.image_ids.unwrap_or_default();
+    let filters = FilterSet::new(req.filters.as_deref(), FILTERS)?;
+    let page = PageRequest::new(req.max_results, req.next_token.as_deref(), 5, 1000)?;
+    let owners = req.owners.unwrap_or_default();
+    let users = req.executable_users.unwrap_or_default();
+    let account = ctx.account().to_owned();
+    let caller = account.clone();
+    let (images, tags) = ctx.call(move |b| Ok((b.images(&account)?, b.tags_by_resource(&account)?))).await?;
+    if let Some(missing) = ids.iter().find(|id| !images.iter().any(|i| &i.id == *id)) {
+        return Err(Ec2Error::new("InvalidAMIID.NotFound", format!("The image id '[{missing}]' does not exist")));
+    }
+    let matching: Vec<&ImageRecord> = images
+        .iter()
+        .filter(|i| ids.is_empty() || ids.contains(&i.id))
+        .filter(|i| owned_by(i, &owners, &caller) && executable_by(i, &users, &caller))
+        .filter(|i| filters.matches(&Row { item: *i, tags: tags.get(&i.id).map_or(NO_TAGS, Vec::as_slice), fields }))
+        .collect();
+    let (items, next_token) = page.page(matching, |i| &i.id);
+    let images = items
+        .into_iter()
+        .map(|i| Image {
+            image_id: Some(i.id.clone()),
+            name: Some(i.name.clone()),
+            description: Some(i.description.clone()),
+            image_location: Some(i.disk.clone()),
+            owner_id: Some(i.owner.clone()),
+            public: Some(i.public),
+            state: Some("available".into()),
+            architecture: Some(i.architecture.clone()),
+            image_type: Some("machine".into()),
+            kernel_id: i.kernel.clone(),
+            ramdisk_id: i.initrd.clone(),
+            creation_date: Some(ec2api::xml::format_timestamp(&timestamp(i.created_ms))),
+            root_device_type: Some("ebs".into()),
+            root_device_name: Some("/dev/vda".into()),
+            virtualization_type: Some("hvm".into()),
+            hypervisor: Some("xen".into()),
+            ena_support: Some(false),
+            block_device_mappings: Some(vec![]),
+            platform_details: Some("Linux/UNIX".into()),
+            usage_operation: Some("RunInstances".into()),
+            tags: tags.get(&i.id).map(|t| tag_list(t)),
+            ..Default::default()
+        })
+        .collect();
+    Ok(DescribeImagesOutput { images: Some(images), next_token })
+}

@@ -1,0 +1,109 @@
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use ec2api::filter::FilterSet;
+use ec2api::pagination::PageRequest;
+use ec2api::{DescribeInstancesOutput, DescribeInstancesRequest, Ec2Error, GroupIdentifier, Reservation};
+use storage::InstanceRecord;
+
+use super::shapes::{instance, private_dns_name};
+use super::{check_instance_ids, one, Row, NO_TAGS};
+use crate::context::Ctx;
+
+const FILTERS: &[&str] = &[
+    "instance-id",
+    "instance-state-name",
+    "instance-state-code",
+    "instance-type",
+    "image-id",
+    "availability-zone",
+    "key-name",
+    "private-ip-address",
+    "private-dns-name",
+    "subnet-id",
+    "vpc-id",
+    "reservation-id",
+    "owner-id",
+    "network-interface.network-interface-id",
+    "instance.group-id",
+    "launch-index",
+];
+
+/// A record with its region-dependent DNS name, for the filter engine.
+struct Item<'a> {
+    record: &'a InstanceRecord,
+    dns: String,
+}
+
+fn fields<'a>(item: &'a Item<'_>, name: &str) -> Vec<Cow<'a, str>> {
+    let r = item.record;
+    let live = r.state != storage::InstanceState::Terminated;
+    match name {
+        "instance-id" => one(&r.id),
+        "instance-state-name" => one(r.state.name()),
+        "instance-state-code" => one(r.state.code().to_string()),
+        "instance-type" => one(&r.instance_type),
+        "image-id" => one(&r.image_id),
+        "availability-zone" => one(&r.zone),
+        "key-name" => r.key_name.as_deref().map(one).unwrap_or_default(),
+        "private-ip-address" if live => one(&r.private_ip),
+        "private-dns-name" if live => one(&item.dns),
+        "subnet-id" if live => one(&r.subnet_id),
+        "vpc-id" if live => one(&r.vpc_id),
+        "reservation-id" => one(&r.reservation_id),
+        "owner-id" => one(&r.account),
+        "network-interface.network-interface-id" if live => one(&r.network_interface_id),
+        "instance.group-id" => r.security_group_ids.iter().map(|g| Cow::Borrowed(g.as_str())).collect(),
+        "launch-index" => one(r.ami_launch_index.to_string()),
+        _ => vec![],
+    }
+}
+
+pub async fn handle(ctx: &Ctx, req: DescribeInstancesRequest) -> Result<DescribeInstancesOutput, Ec2Error> {
+    let ids = req.instance_ids.unwrap_or_default();
+    if !ids.is_empty() && req.max_results.is_some() {
+        return Err(Ec2Error::new(
+            "InvalidParameterCombination",
+            "The parameter instancesSet cannot be used with the parameter maxResults",
+        ));
+    }
+    check_instance_ids(&ids)?;
+    let filters = FilterSet::new(req.filters.as_deref(), FILTERS)?;
+    let page = PageRequest::new(req.max_results, req.next_token.as_deref(), 5, 1000)?;
+    let account = ctx.account().to_owned();
+    let (records, tags) = ctx.call(move |b| Ok((b.instances(&account)?, b.tags_by_resource(&account)?))).await?;
+    if let Some(missing) = ids.iter().find(|id| !records.iter().any(|r| &r.id == *id)) {
+        return Err(Ec2Error::new("InvalidInstanceID.NotFound", format!("The instance ID '{missing}' does not exist")));
+    }
+    let region = ctx.region.as_str();
+    // Reservations keep their instances together and page as a whole, ordered by id.
+    let mut reservations: BTreeMap<String, Vec<&InstanceRecord>> = BTreeMap::new();
+    for record in &records {
+        let record_tags = tags.get(&record.id).map_or(NO_TAGS, Vec::as_slice);
+        let wanted = ids.is_empty() || ids.contains(&record.id);
+        let item = Item { record, dns: private_dns_name(&record.private_ip, region) };
+        if wanted && filters.matches(&Row { item: &item, tags: record_tags, fields }) {
+            reservations.entry(record.reservation_id.clone()).or_default().push(record);
+        }
+    }
+    let (items, next_token) = page.page(reservations.into_iter().collect(), |(id, _)| id);
+    let reservations = items
+        .into_iter()
+        .map(|(reservation_id, mut members)| {
+            members.sort_by_key(|r| r.ami_launch_index);
+            Reservation {
+                owner_id: members.first().map(|r| r.account.clone()),
+                reservation_id: Some(reservation_id),
+                groups: Some(Vec::<GroupIdentifier>::new()),
+                instances: Some(
+                    members
+                        .iter()
+                        .map(|r| instance(r, tags.get(&r.id).map_or(NO_TAGS, Vec::as_slice), region))
+                        .collect(),
+                ),
+                requester_id: None,
+            }
+        })
+        .collect();
+    Ok(DescribeInstancesOutput { reservations: Some(reservations), next_token })
+}

@@ -1,0 +1,60 @@
+use std::borrow::Cow;
+
+use backend::network::VPC_CIDR;
+use ec2api::filter::FilterSet;
+use ec2api::{DescribeVpcsOutput, DescribeVpcsRequest, Ec2Error, Vpc, VpcCidrBlockAssociation, VpcCidrBlockState};
+
+use super::{one, tag_list, Row, NO_TAGS};
+use crate::context::Ctx;
+
+const FILTERS: &[&str] = &["vpc-id", "cidr", "cidr-block-association.cidr-block", "is-default", "state", "owner-id"];
+
+/// Every account has exactly one VPC, its default one.
+struct DefaultVpc {
+    id: String,
+    owner: String,
+}
+
+fn fields<'a>(vpc: &'a DefaultVpc, name: &str) -> Vec<Cow<'a, str>> {
+    match name {
+        "vpc-id" => one(&vpc.id),
+        "cidr" | "cidr-block-association.cidr-block" => one(VPC_CIDR),
+        "is-default" => one("true"),
+        "state" => one("available"),
+        "owner-id" => one(&vpc.owner),
+        _ => vec![],
+    }
+}
+
+pub async fn handle(ctx: &Ctx, req: DescribeVpcsRequest) -> Result<DescribeVpcsOutput, Ec2Error> {
+    let filters = FilterSet::new(req.filters.as_deref(), FILTERS)?;
+    let vpc = DefaultVpc { id: ctx.principal.default_vpc_id.clone(), owner: ctx.account().to_owned() };
+    let ids = req.vpc_ids.unwrap_or_default();
+    if let Some(missing) = ids.iter().find(|id| **id != vpc.id) {
+        return Err(Ec2Error::new("InvalidVpcID.NotFound", format!("The vpc ID '{missing}' does not exist")));
+    }
+    let account = ctx.account().to_owned();
+    let tags = ctx.call(move |b| b.tags_by_resource(&account)).await?;
+    let vpc_tags = tags.get(&vpc.id).map_or(NO_TAGS, Vec::as_slice);
+    let vpcs = if filters.matches(&Row { item: &vpc, tags: vpc_tags, fields }) {
+        vec![Vpc {
+            vpc_id: Some(vpc.id.clone()),
+            owner_id: Some(vpc.owner.clone()),
+            cidr_block: Some(VPC_CIDR.into()),
+            cidr_block_association_set: Some(vec![VpcCidrBlockAssociation {
+                association_id: Some(format!("vpc-cidr-assoc-{}", &vpc.id[4..])),
+                cidr_block: Some(VPC_CIDR.into()),
+                cidr_block_state: Some(VpcCidrBlockState { state: Some("associated".into()), status_message: None }),
+            }]),
+            dhcp_options_id: Some("default".into()),
+            instance_tenancy: Some("default".into()),
+            is_default: Some(true),
+            state: Some("available".into()),
+            tags: (!vpc_tags.is_empty()).then(|| tag_list(vpc_tags)),
+            ..Default::default()
+        }]
+    } else {
+        vec![]
+    };
+    Ok(DescribeVpcsOutput { vpcs: Some(vpcs), next_token: None })
+}

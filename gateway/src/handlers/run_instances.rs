@@ -1,0 +1,67 @@
+use backend::instances::LaunchRequest;
+use ec2api::{Ec2Error, GroupIdentifier, Reservation, RunInstancesOutput, RunInstancesRequest};
+
+use super::shapes::instance;
+use super::tags_from_specs;
+use crate::context::Ctx;
+
+pub async fn handle(ctx: &Ctx, req: RunInstancesRequest) -> Result<RunInstancesOutput, Ec2Error> {
+    let image_id = req.image_id.ok_or_else(|| Ec2Error::missing_parameter("ImageId"))?;
+    if req.security_groups.as_ref().is_some_and(|g| !g.is_empty()) {
+        return Err(Ec2Error::new(
+            "InvalidParameterCombination",
+            "Security group names are for EC2-Classic; use SecurityGroupId.N in a VPC",
+        ));
+    }
+    for (index, count) in [("MinCount", req.min_count), ("MaxCount", req.max_count)] {
+        if count < 1 {
+            return Err(Ec2Error::invalid_value(index, &count.to_string(), "Expected a positive number."));
+        }
+    }
+    // Instance tags come from `ResourceType=instance`; volume tags are accepted for the
+    // volumes that a later issue brings.
+    let mut instance_specs = Vec::new();
+    for (index, spec) in req.tag_specifications.unwrap_or_default().into_iter().enumerate() {
+        match spec.resource_type.as_deref() {
+            Some("instance") => instance_specs.push(spec),
+            Some("volume" | "network-interface") => {}
+            other => {
+                return Err(Ec2Error::invalid_value(
+                    &format!("TagSpecification.{}.ResourceType", index + 1),
+                    other.unwrap_or_default(),
+                    "Expected 'instance', 'volume' or 'network-interface'.",
+                ))
+            }
+        }
+    }
+    let tags = tags_from_specs(Some(instance_specs), "instance")?;
+    let launch = LaunchRequest {
+        image_id,
+        instance_type: req.instance_type.unwrap_or_else(|| "m1.small".into()),
+        min_count: req.min_count as u32,
+        max_count: req.max_count as u32,
+        key_name: req.key_name,
+        user_data: req.user_data,
+        zone: req.placement.and_then(|p| p.availability_zone).filter(|z| !z.is_empty()),
+        subnet_id: req.subnet_id.filter(|s| !s.is_empty()),
+        security_group_ids: req.security_group_ids.unwrap_or_default(),
+        client_token: req.client_token.filter(|t| !t.is_empty()),
+        disable_api_termination: req.disable_api_termination.unwrap_or(false),
+        disable_api_stop: req.disable_api_stop.unwrap_or(false),
+        shutdown_behavior: req.instance_initiated_shutdown_behavior,
+        ebs_optimized: req.ebs_optimized.unwrap_or(false),
+        monitoring: req.monitoring.is_some_and(|m| m.enabled),
+        tags: tags.clone(),
+    };
+    let account = ctx.account().to_owned();
+    let vpc = ctx.principal.default_vpc_id.clone();
+    let records = ctx.call(move |b| b.run_instances(&account, &vpc, launch)).await?;
+    let first = records.first().ok_or_else(Ec2Error::internal)?;
+    Ok(Reservation {
+        reservation_id: Some(first.reservation_id.clone()),
+        owner_id: Some(first.account.clone()),
+        groups: Some(Vec::<GroupIdentifier>::new()),
+        instances: Some(records.iter().map(|r| instance(r, &tags, &ctx.region)).collect()),
+        requester_id: None,
+    })
+}

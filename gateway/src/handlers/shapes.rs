@@ -1,0 +1,133 @@
+//! Domain records as EC2 wire shapes, shared by the instance handlers.
+
+use ec2api::{
+    GroupIdentifier, Instance, InstanceMetadataOptionsResponse, InstanceNetworkInterface,
+    InstanceNetworkInterfaceAttachment, InstancePrivateIpAddress, InstanceState, InstanceStateChange, Monitoring,
+    Placement, StateReason,
+};
+use storage::InstanceRecord;
+
+use super::{tag_list, timestamp};
+use backend::instances::StateChange;
+
+pub fn state(s: storage::InstanceState) -> InstanceState {
+    InstanceState { code: Some(s.code()), name: Some(s.name().to_owned()) }
+}
+
+pub fn state_changes(changes: Vec<StateChange>) -> Vec<InstanceStateChange> {
+    changes
+        .into_iter()
+        .map(|c| InstanceStateChange {
+            instance_id: Some(c.instance_id),
+            previous_state: Some(state(c.previous)),
+            current_state: Some(state(c.current)),
+        })
+        .collect()
+}
+
+/// EC2's private DNS name for an address: `ip-172-31-0-4.ec2.internal` in us-east-1.
+pub fn private_dns_name(ip: &str, region: &str) -> String {
+    let host = format!("ip-{}", ip.replace('.', "-"));
+    if region == "us-east-1" {
+        format!("{host}.ec2.internal")
+    } else {
+        format!("{host}.{region}.compute.internal")
+    }
+}
+
+/// Security groups are stored by id; names arrive with the security-group issue.
+fn groups(record: &InstanceRecord) -> Vec<GroupIdentifier> {
+    record
+        .security_group_ids
+        .iter()
+        .map(|id| GroupIdentifier { group_id: Some(id.clone()), group_name: None })
+        .collect()
+}
+
+pub fn instance(record: &InstanceRecord, tags: &[(String, String)], region: &str) -> Instance {
+    let terminated = record.state == storage::InstanceState::Terminated;
+    // A terminated instance has given its address and interface back, as on EC2.
+    let (ip, dns) = if terminated {
+        (None, String::new())
+    } else {
+        (Some(record.private_ip.clone()), private_dns_name(&record.private_ip, region))
+    };
+    let interface = InstanceNetworkInterface {
+        network_interface_id: Some(record.network_interface_id.clone()),
+        mac_address: Some(record.mac.clone()),
+        private_ip_address: ip.clone(),
+        private_dns_name: Some(dns.clone()),
+        private_ip_addresses: Some(vec![InstancePrivateIpAddress {
+            primary: Some(true),
+            private_ip_address: ip.clone(),
+            private_dns_name: Some(dns.clone()),
+            association: None,
+        }]),
+        subnet_id: Some(record.subnet_id.clone()),
+        vpc_id: Some(record.vpc_id.clone()),
+        owner_id: Some(record.account.clone()),
+        source_dest_check: Some(true),
+        status: Some("in-use".into()),
+        interface_type: Some("interface".into()),
+        groups: Some(groups(record)),
+        attachment: Some(InstanceNetworkInterfaceAttachment {
+            attachment_id: Some(format!("eni-attach-{}", &record.network_interface_id[4..])),
+            attach_time: Some(timestamp(record.launch_time_ms)),
+            delete_on_termination: Some(true),
+            device_index: Some(0),
+            network_card_index: Some(0),
+            status: Some("attached".into()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    Instance {
+        instance_id: Some(record.id.clone()),
+        image_id: Some(record.image_id.clone()),
+        instance_type: Some(record.instance_type.clone()),
+        state: Some(state(record.state)),
+        state_reason: record
+            .state_reason
+            .as_ref()
+            .map(|r| StateReason { code: Some(r.code.clone()), message: Some(r.message.clone()) }),
+        state_transition_reason: Some(record.state_transition_reason.clone()),
+        ami_launch_index: Some(record.ami_launch_index as i32),
+        launch_time: Some(timestamp(record.launch_time_ms)),
+        placement: Some(Placement {
+            availability_zone: Some(record.zone.clone()),
+            group_name: Some(String::new()),
+            tenancy: Some("default".into()),
+            ..Default::default()
+        }),
+        key_name: record.key_name.clone(),
+        private_ip_address: ip,
+        private_dns_name: Some(dns),
+        public_dns_name: Some(String::new()),
+        subnet_id: (!terminated).then(|| record.subnet_id.clone()),
+        vpc_id: (!terminated).then(|| record.vpc_id.clone()),
+        network_interfaces: Some(if terminated { vec![] } else { vec![interface] }),
+        security_groups: Some(groups(record)),
+        architecture: Some("x86_64".into()),
+        // Nitro (KVM-based) instances report `xen` too; clients only read it.
+        hypervisor: Some("xen".into()),
+        virtualization_type: Some("hvm".into()),
+        root_device_type: Some("ebs".into()),
+        root_device_name: Some("/dev/vda".into()),
+        block_device_mappings: Some(vec![]),
+        ebs_optimized: Some(record.ebs_optimized),
+        ena_support: Some(false),
+        source_dest_check: Some(true),
+        client_token: record.client_token.clone().or(Some(String::new())),
+        monitoring: Some(Monitoring { state: Some(if record.monitoring { "enabled" } else { "disabled" }.into()) }),
+        metadata_options: Some(InstanceMetadataOptionsResponse {
+            state: Some("applied".into()),
+            http_tokens: Some("optional".into()),
+            http_put_response_hop_limit: Some(1),
+            http_endpoint: Some("enabled".into()),
+            http_protocol_ipv6: Some("disabled".into()),
+            instance_metadata_tags: Some("disabled".into()),
+        }),
+        tags: (!tags.is_empty()).then(|| tag_list(tags)),
+        ..Default::default()
+    }
+}

@@ -1,0 +1,12 @@
+use ec2api::{Ec2Error, TerminateInstancesOutput, TerminateInstancesRequest};
+
+use super::check_instance_ids;
+use super::shapes::state_changes;
+use crate::context::Ctx;
+
+pub async fn handle(ctx: &Ctx, req: TerminateInstancesRequest) -> Result<TerminateInstancesOutput, Ec2Error> {
+    check_instance_ids(&req.instance_ids)?;
+    let account = ctx.account().to_owned();
+    let changes = ctx.call(move |b| b.terminate_instances(&account, &req.instance_ids)).await?;
+    Ok(TerminateInstancesOutput { terminating_instances: Some(state_changes(changes)) })
+}
