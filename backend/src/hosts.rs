@@ -105,13 +105,27 @@ impl Host {
         Self { id: config.host_id(), zone, config, accelerator, driver, status: Mutex::new(HostStatus::default()) }
     }
 
+    /// Reads the last probe's findings without copying its domain list.
+    fn with_status<T>(&self, f: impl FnOnce(&HostStatus) -> T) -> T {
+        f(&self.status.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
     pub fn status(&self) -> HostStatus {
-        self.status.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.with_status(HostStatus::clone)
+    }
+
+    /// Whether the host answered its last probe; `None` before the first.
+    pub fn reachable(&self) -> Option<bool> {
+        self.with_status(|s| s.reachable)
+    }
+
+    pub fn load(&self) -> f64 {
+        self.with_status(|s| s.load)
     }
 
     /// Size as configured, else as libvirt reported it.
     pub fn capacity(&self) -> Option<HostInfo> {
-        let info = self.status().info;
+        let info = self.with_status(|s| s.info);
         match (self.config.vcpus, self.config.memory_mib) {
             (Some(vcpus), Some(memory_mib)) => Some(HostInfo { vcpus, memory_mib }),
             (vcpus, memory) => {

@@ -90,6 +90,8 @@ pub trait Hypervisor: Send + Sync {
     fn host_info(&self) -> Result<HostInfo, DriverError>;
     /// Every domain the host knows, running or only defined.
     fn domains(&self) -> Result<Vec<DomainStatus>, DriverError>;
+    /// One domain's power state; `None` when the host has no such domain.
+    fn state(&self, name: &str) -> Result<Option<PowerState>, DriverError>;
     /// Defines (or redefines) a persistent domain; does not start it.
     fn define(&self, spec: &DomainSpec) -> Result<(), DriverError>;
     /// Starts a defined domain; succeeds when it already runs.
@@ -103,29 +105,25 @@ pub trait Hypervisor: Send + Sync {
     fn undefine(&self, name: &str) -> Result<(), DriverError>;
 }
 
-fn esc(value: &str) -> std::borrow::Cow<'_, str> {
-    escape(value)
-}
-
 /// The libvirt domain XML for a spec: virtio disk and NIC on the host's bridge, the serial
 /// console logged to a file, and direct kernel boot when the image has a kernel.
 pub fn domain_xml(spec: &DomainSpec) -> String {
     let mut os = String::from("<type arch='x86_64'>hvm</type>");
     match &spec.kernel {
         Some(kernel) => {
-            os.push_str(&format!("<kernel>{}</kernel>", esc(kernel)));
+            os.push_str(&format!("<kernel>{}</kernel>", escape(kernel)));
             if let Some(initrd) = &spec.initrd {
-                os.push_str(&format!("<initrd>{}</initrd>", esc(initrd)));
+                os.push_str(&format!("<initrd>{}</initrd>", escape(initrd)));
             }
             if let Some(cmdline) = &spec.cmdline {
-                os.push_str(&format!("<cmdline>{}</cmdline>", esc(cmdline)));
+                os.push_str(&format!("<cmdline>{}</cmdline>", escape(cmdline)));
             }
         }
         None => os.push_str("<boot dev='hd'/>"),
     }
-    // Test-driver domains carry no devices the driver would try to validate against files.
+    // KVM guests get the host's CPU model; under TCG QEMU's default model is the safe one.
     let cpu = if spec.accelerator == Accelerator::Kvm { "<cpu mode='host-model'/>" } else { "" };
-    let log = esc(&spec.console_log.to_string_lossy()).into_owned();
+    let log = escape(spec.console_log.to_string_lossy()).into_owned();
     format!(
         "<domain type='{kind}'>\
 <name>{name}</name><uuid>{uuid}</uuid>\
@@ -139,13 +137,13 @@ pub fn domain_xml(spec: &DomainSpec) -> String {
 <console type='file'><source path='{log}' append='on'/><target type='serial' port='0'/></console>\
 </devices></domain>",
         kind = spec.accelerator.domain_type(),
-        name = esc(&spec.name),
-        uuid = esc(&spec.uuid),
+        name = escape(&spec.name),
+        uuid = escape(&spec.uuid),
         mem = spec.memory_mib,
         vcpus = spec.vcpus,
-        disk = esc(&spec.disk.to_string_lossy()),
-        bridge = esc(&spec.bridge),
-        mac = esc(&spec.mac),
+        disk = escape(spec.disk.to_string_lossy()),
+        bridge = escape(&spec.bridge),
+        mac = escape(&spec.mac),
     )
 }
 

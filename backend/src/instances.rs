@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use sha2::{Digest, Sha256};
-use storage::tables::{CLIENT_TOKENS, IMAGES, INSTANCES, KEY_PAIR_NAMES, TAGS};
+use storage::tables::{CLIENT_TOKENS, IMAGES, INSTANCES, KEY_PAIR_NAMES};
 use storage::{ClientTokenRecord, InstanceRecord, InstanceState, StateReason, WriteTx};
 
 use crate::hosts::Host;
@@ -103,13 +103,17 @@ fn digest(req: &LaunchRequest) -> String {
 }
 
 /// How much of each host the instances in `records` hold.
-fn charge_usage(snapshots: &mut [HostSnapshot], records: &[InstanceRecord], disk_mib: impl Fn(&InstanceRecord) -> u64) {
+fn charge_usage(snapshots: &mut [HostSnapshot], records: &[InstanceRecord]) {
     for record in records.iter().filter(|r| r.state.holds_capacity()) {
-        if let Some(host) = snapshots.iter_mut().find(|h| h.id == record.host_id) {
-            host.used_vcpus += record.vcpus;
-            host.used_memory_mib += record.memory_mib;
-            host.used_disk_mib += disk_mib(record);
-        }
+        charge(snapshots, record);
+    }
+}
+
+fn charge(snapshots: &mut [HostSnapshot], record: &InstanceRecord) {
+    if let Some(host) = snapshots.iter_mut().find(|h| h.id == record.host_id) {
+        host.used_vcpus += record.vcpus;
+        host.used_memory_mib += record.memory_mib;
+        host.used_disk_mib += disk_mib(record);
     }
 }
 
@@ -124,15 +128,15 @@ impl Backend {
         self.hosts()
             .iter()
             .map(|host| {
-                let mut status = host.status();
-                if status.reachable.is_none() {
-                    status = host.probe();
-                }
+                let reachable = match host.reachable() {
+                    None => host.probe().reachable,
+                    known => known,
+                };
                 let capacity = host.capacity();
                 HostSnapshot {
                     id: host.id.clone(),
                     zone: host.zone.clone(),
-                    schedulable: status.reachable == Some(true) && capacity.is_some(),
+                    schedulable: reachable == Some(true) && capacity.is_some(),
                     vcpus: capacity.map_or(0, |c| c.vcpus),
                     memory_mib: capacity.map_or(0, |c| c.memory_mib),
                     disk_mib: host.config.disk_mib,
@@ -141,7 +145,7 @@ impl Backend {
                     used_vcpus: 0,
                     used_memory_mib: 0,
                     used_disk_mib: 0,
-                    load: status.load,
+                    load: host.load(),
                 }
             })
             .collect()
@@ -204,7 +208,7 @@ impl Backend {
                 }
             }
             let mut snapshots = base_snapshots.clone();
-            charge_usage(&mut snapshots, &Self::all_instances(tx)?, disk_mib);
+            charge_usage(&mut snapshots, &Self::all_instances(tx)?);
             // One reservation lands in one zone: the asked one, else the one that takes most.
             let zones: Vec<&Subnet> = match &subnet {
                 Some(s) => vec![s],
@@ -368,12 +372,20 @@ impl Backend {
 
     pub fn start_instances(&self, account: &str, ids: &[String]) -> Result<Vec<StateChange>> {
         let base = self.host_snapshots();
+        // Usage is read once per request, then charged with each instance this request starts.
+        let mut usage: Option<Vec<HostSnapshot>> = None;
         self.transition(account, ids, |tx, r| {
             match r.state {
                 InstanceState::Stopped => {
                     // Back where it was if that host still has room; anywhere in its zone if not.
-                    let mut snapshots = base.clone();
-                    charge_usage(&mut snapshots, &Self::all_instances(tx)?, disk_mib);
+                    let snapshots = match &mut usage {
+                        Some(snapshots) => snapshots,
+                        None => {
+                            let mut snapshots = base.clone();
+                            charge_usage(&mut snapshots, &Self::all_instances(tx)?);
+                            usage.insert(snapshots)
+                        }
+                    };
                     let demand = Demand {
                         vcpus: r.vcpus,
                         memory_mib: r.memory_mib,
@@ -383,9 +395,10 @@ impl Backend {
                     let home = snapshots.iter().position(|h| h.id == r.host_id);
                     let placed = home
                         .filter(|&i| !scheduler::place(&snapshots[i..=i], &demand, 1, self.policy()).is_empty())
-                        .or_else(|| scheduler::place(&snapshots, &demand, 1, self.policy()).first().copied())
+                        .or_else(|| scheduler::place(snapshots, &demand, 1, self.policy()).first().copied())
                         .ok_or_else(|| Error::InsufficientCapacity(r.instance_type.clone()))?;
                     r.host_id = snapshots[placed].id.clone();
+                    charge(snapshots, r);
                     r.state = InstanceState::Pending;
                     r.force_stop = false;
                     r.state_reason = None;
@@ -460,7 +473,7 @@ impl Backend {
 
     /// Whether the instance's host is gone or stopped answering (its status is `impaired`).
     pub fn host_impaired(&self, record: &InstanceRecord) -> bool {
-        self.hosts().get(&record.host_id).is_none_or(|h| h.status().reachable == Some(false))
+        self.hosts().get(&record.host_id).is_none_or(|h| h.reachable() == Some(false))
     }
 
     fn host_of(&self, record: &InstanceRecord) -> Result<&std::sync::Arc<Host>> {
@@ -591,7 +604,7 @@ impl Backend {
             }
             let started = Instant::now();
             let mut asked = started;
-            while started.elapsed() < self.stop_timeout() && is_running(host, &record.id)? {
+            while started.elapsed() < self.stop_timeout() && is_running(driver.state(&record.id))? {
                 if self
                     .store()
                     .read(|tx| tx.get(&INSTANCES, key))?
@@ -642,18 +655,19 @@ impl Backend {
     /// Forgets instances terminated longer than `retention` ago, with their tags.
     pub(crate) fn purge_terminated(&self, retention: Duration) -> Result<usize> {
         let cutoff = now_ms() - retention.as_millis() as i64;
+        let expired =
+            |r: &InstanceRecord| r.state == InstanceState::Terminated && r.terminated_ms.is_some_and(|t| t <= cutoff);
+        // The sweep calls this every interval: commit only when something has expired.
+        let due: Vec<InstanceRecord> = self.all_instance_records()?.into_iter().filter(expired).collect();
+        if due.is_empty() {
+            return Ok(0);
+        }
         self.store().write(|tx| {
-            let mut purged = 0;
-            for (key, record) in tx.scan(&INSTANCES, "")? {
-                if record.state == InstanceState::Terminated && record.terminated_ms.is_some_and(|t| t <= cutoff) {
-                    tx.remove(&INSTANCES, &key)?;
-                    for (tag_key, _) in tx.scan(&TAGS, &format!("{key}/"))? {
-                        tx.remove(&TAGS, &tag_key)?;
-                    }
-                    purged += 1;
-                }
+            for record in &due {
+                tx.remove(&INSTANCES, &instance_key(&record.account, &record.id))?;
+                tags::drop_tags(tx, &record.account, &record.id)?;
             }
-            Ok::<_, Error>(purged)
+            Ok::<_, Error>(due.len())
         })
     }
 
@@ -686,9 +700,9 @@ fn tolerate_missing(result: Result<(), DriverError>) -> Result<()> {
     }
 }
 
-fn is_running(host: &Host, name: &str) -> Result<bool> {
-    let domains = host.driver.domains().map_err(Error::Driver)?;
-    Ok(domains.iter().any(|d| d.name == name && !matches!(d.state, PowerState::ShutOff | PowerState::Crashed)))
+fn is_running(state: Result<Option<PowerState>, DriverError>) -> Result<bool> {
+    let state = state.map_err(Error::Driver)?;
+    Ok(state.is_some_and(|s| !matches!(s, PowerState::ShutOff | PowerState::Crashed)))
 }
 
 fn root_disk_path(record: &InstanceRecord) -> PathBuf {

@@ -98,6 +98,14 @@ impl Hypervisor for LibvirtDriver {
         })
     }
 
+    fn state(&self, name: &str) -> Result<Option<PowerState>, DriverError> {
+        match self.with_domain(name, |domain| domain.info().map_err(failed)) {
+            Ok(info) => Ok(Some(power_state(&info.state))),
+            Err(DriverError::NoDomain(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     fn define(&self, spec: &DomainSpec) -> Result<(), DriverError> {
         let xml = domain_xml(spec);
         self.with_conn(|conn| conn.define_domain_xml(&xml).map(drop).map_err(failed))

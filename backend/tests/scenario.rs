@@ -143,7 +143,7 @@ async fn wait_console(b: &Arc<Backend>, id: &str, needle: &str, within: Duration
 }
 
 fn domain_state(uri: &str, name: &str) -> Option<PowerState> {
-    LibvirtDriver::new(uri).domains().unwrap().into_iter().find(|d| d.name == name).map(|d| d.state)
+    LibvirtDriver::new(uri).state(name).unwrap()
 }
 
 async fn lifecycle(target: Target) {
@@ -263,6 +263,23 @@ fn capacity_and_idempotency() {
         .collect();
     let launched = threads.into_iter().map(|t| t.join().unwrap()).filter(|ok| *ok).count();
     assert_eq!(launched, 2);
+
+    // Starting stopped instances charges each one: two cannot start where one fits.
+    let running: Vec<String> =
+        b.instances(ACCOUNT).unwrap().into_iter().filter(|r| r.state == InstanceState::Pending).map(|r| r.id).collect();
+    for id in &running {
+        b.converge(&format!("{ACCOUNT}/{id}")).unwrap();
+    }
+    b.stop_instances(ACCOUNT, &running, true).unwrap();
+    for id in &running {
+        b.converge(&format!("{ACCOUNT}/{id}")).unwrap();
+    }
+    let mut req = launch(1);
+    req.image_id = image.id.clone();
+    b.run_instances(ACCOUNT, VPC, req).unwrap();
+    assert!(matches!(b.start_instances(ACCOUNT, &running), Err(Error::InsufficientCapacity(_))));
+    assert!(running.iter().all(|id| instance(&b, id).state == InstanceState::Stopped), "all or nothing");
+    b.start_instances(ACCOUNT, &running[..1]).unwrap();
 }
 
 /// A server killed after recording a launch finishes it on restart, exactly once; domains it

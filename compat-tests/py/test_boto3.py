@@ -274,14 +274,19 @@ def test_unknown_scope_region(stratus):
     assert_raw_error(resp, "AuthFailure", 401)
 
 
-def test_old_request_date_is_expired(stratus, monkeypatch):
+def sign_with_skew(stratus, monkeypatch, skew: datetime.timedelta):
+    """Signs a DescribeRegions with botocore's clock moved by `skew`."""
     import botocore.auth
 
     real = botocore.auth.get_current_datetime
-    monkeypatch.setattr(botocore.auth, "get_current_datetime",
-                        lambda *a, **kw: real(*a, **kw) - datetime.timedelta(minutes=10))
-    url, data, headers = sign(stratus, f"Action=DescribeRegions&{VERSION}")
+    monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda *a, **kw: real(*a, **kw) + skew)
+    signed = sign(stratus, f"Action=DescribeRegions&{VERSION}")
     monkeypatch.undo()
+    return signed
+
+
+def test_old_request_date_is_expired(stratus, monkeypatch):
+    url, data, headers = sign_with_skew(stratus, monkeypatch, -datetime.timedelta(minutes=10))
     stamp = datetime.datetime.strptime(headers["X-Amz-Date"], "%Y%m%dT%H%M%SZ").replace(tzinfo=datetime.timezone.utc)
     age = datetime.datetime.now(datetime.timezone.utc) - stamp
     assert datetime.timedelta(minutes=9) < age < datetime.timedelta(minutes=11), headers  # the patch took
@@ -289,24 +294,12 @@ def test_old_request_date_is_expired(stratus, monkeypatch):
 
 
 def test_future_request_date_is_expired(stratus, monkeypatch):
-    import botocore.auth
-
-    real = botocore.auth.get_current_datetime
-    monkeypatch.setattr(botocore.auth, "get_current_datetime",
-                        lambda *a, **kw: real(*a, **kw) + datetime.timedelta(minutes=10))
-    url, data, headers = sign(stratus, f"Action=DescribeRegions&{VERSION}")
-    monkeypatch.undo()
+    url, data, headers = sign_with_skew(stratus, monkeypatch, datetime.timedelta(minutes=10))
     assert_raw_error(send(url, data, headers), "RequestExpired", 400)
 
 
 def test_slightly_skewed_date_is_accepted(stratus, monkeypatch):
-    import botocore.auth
-
-    real = botocore.auth.get_current_datetime
-    monkeypatch.setattr(botocore.auth, "get_current_datetime",
-                        lambda *a, **kw: real(*a, **kw) - datetime.timedelta(minutes=2))
-    url, data, headers = sign(stratus, f"Action=DescribeRegions&{VERSION}")
-    monkeypatch.undo()
+    url, data, headers = sign_with_skew(stratus, monkeypatch, -datetime.timedelta(minutes=2))
     resp = send(url, data, headers)
     assert resp.status == 200, resp.body[:2000]
 

@@ -42,7 +42,7 @@ pub async fn handle(ctx: &Ctx, req: DescribeVpcsRequest) -> Result<DescribeVpcsO
             owner_id: Some(vpc.owner.clone()),
             cidr_block: Some(VPC_CIDR.into()),
             cidr_block_association_set: Some(vec![VpcCidrBlockAssociation {
-                association_id: Some(format!("vpc-cidr-assoc-{}", &vpc.id[4..])),
+                association_id: vpc.id.strip_prefix("vpc-").map(|hex| format!("vpc-cidr-assoc-{hex}")),
                 cidr_block: Some(VPC_CIDR.into()),
                 cidr_block_state: Some(VpcCidrBlockState { state: Some("associated".into()), status_message: None }),
             }]),

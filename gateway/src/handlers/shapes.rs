@@ -71,7 +71,7 @@ pub fn instance(record: &InstanceRecord, tags: &[(String, String)], region: &str
         interface_type: Some("interface".into()),
         groups: Some(groups(record)),
         attachment: Some(InstanceNetworkInterfaceAttachment {
-            attachment_id: Some(format!("eni-attach-{}", &record.network_interface_id[4..])),
+            attachment_id: record.network_interface_id.strip_prefix("eni-").map(|hex| format!("eni-attach-{hex}")),
             attach_time: Some(timestamp(record.launch_time_ms)),
             delete_on_termination: Some(true),
             device_index: Some(0),
