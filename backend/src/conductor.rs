@@ -1,7 +1,7 @@
 //! The conductor: background work that keeps libvirt and redb in step.
 //!
-//! 1. Requests kick instance keys into a channel; each kick runs [`Backend::converge`] for
-//!    that instance on a blocking thread. A key already in flight is marked to run once more
+//! 1. Requests kick instance (or pending image) keys into a channel; each kick runs
+//!    [`Backend::converge`] for it on a blocking thread. A key already in flight is marked to run once more
 //!    when it finishes, so no kick is lost and no instance is driven twice at once.
 //! 2. Every sweep interval, [`Backend::sweep`] probes the hosts and compares them with redb:
 //!    a running instance whose domain is off or gone was shut down from inside; instances
@@ -9,14 +9,17 @@
 //!    again; domains that redb does not know are reported, never adopted or killed; long
 //!    terminated instances are forgotten.
 //!
-//! libvirt's event API has no safe binding in the `virt` crate; the sweep's polling is what
-//! notices guest-side changes, within one interval.
+//! 3. Hosts report domain lifecycle events (libvirt's, see [`crate::libvirt`]): each one
+//!    re-checks that domain's instance at once ([`Backend::domain_changed`]), so a guest that
+//!    powers itself off is recorded within moments; the sweep is the safety net for events
+//!    lost while a host was away.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use storage::InstanceState;
+use storage::tables::IMAGES;
+use storage::{ImageRecord, ImageState, InstanceRecord, InstanceState};
 use tokio::sync::mpsc;
 
 use crate::hypervisor::PowerState;
@@ -43,6 +46,7 @@ impl Backend {
         // cannot be mistaken for one that stopped (its domain is seen running, or the
         // conditional update below finds its state changed).
         let records = self.all_instance_records()?;
+        let images = self.store().read(|tx| tx.scan(&IMAGES, ""))?;
         let mut report = SweepReport::default();
         let mut domains: HashMap<String, HashMap<String, PowerState>> = HashMap::new();
         for host in self.hosts().iter() {
@@ -62,10 +66,12 @@ impl Backend {
                 }
                 InstanceState::Running => {
                     let Some(on_host) = domains.get(&record.host_id) else { continue };
-                    let off =
-                        on_host.get(&record.id).is_none_or(|s| matches!(s, PowerState::ShutOff | PowerState::Crashed));
-                    if off {
+                    let state = on_host.get(&record.id);
+                    if state.is_none_or(|s| matches!(s, PowerState::ShutOff | PowerState::Crashed)) {
                         self.guest_powered_off(&key)?;
+                    } else if state == Some(&PowerState::Paused) && !being_imaged(&images, record) {
+                        // Paused for an image copy that crashed before resuming it.
+                        self.resume_paused(record);
                     }
                 }
                 InstanceState::Stopped | InstanceState::Terminated => {}
@@ -84,8 +90,46 @@ impl Backend {
             }
         }
         report.unknown_domains.sort();
+        for (key, image) in &images {
+            if image.state == ImageState::Pending {
+                self.kick(key);
+                report.kicked += 1;
+            }
+        }
         report.purged = self.purge_terminated(TERMINATED_RETENTION)?;
         Ok(report)
+    }
+
+    fn resume_paused(&self, record: &InstanceRecord) {
+        if let Some(host) = self.hosts().get(&record.host_id) {
+            if let Err(error) = host.driver.resume(&record.id) {
+                tracing::warn!(instance = %record.id, %error, "could not resume a paused instance");
+            }
+        }
+    }
+
+    /// A host reported a lifecycle change of domain `name`: looks at its instance now
+    /// instead of at the next sweep. Blocks on the host.
+    pub fn domain_changed(&self, host_id: &str, name: &str) -> Result<()> {
+        let records = self.all_instance_records()?;
+        let Some(record) = records.iter().find(|r| r.id == name && r.host_id == host_id) else { return Ok(()) };
+        let key = format!("{}/{}", record.account, record.id);
+        match record.state {
+            InstanceState::Pending | InstanceState::Stopping | InstanceState::ShuttingDown => self.kick(&key),
+            InstanceState::Running => {
+                let Some(host) = self.hosts().get(host_id) else { return Ok(()) };
+                let off = match host.driver.state(name) {
+                    Ok(state) => state.is_none_or(|s| matches!(s, PowerState::ShutOff | PowerState::Crashed)),
+                    // The sweep will look again once the host answers.
+                    Err(_) => false,
+                };
+                if off {
+                    self.guest_powered_off(&key)?;
+                }
+            }
+            InstanceState::Stopped | InstanceState::Terminated => {}
+        }
+        Ok(())
     }
 
     /// Starts the conductor on the current tokio runtime; it runs until the runtime stops.
@@ -95,7 +139,15 @@ impl Backend {
             tracing::warn!("the conductor is already running");
             return;
         }
-        tokio::spawn(conduct(Arc::clone(self), receiver, sweep_interval));
+        let (event_tx, events) = mpsc::unbounded_channel();
+        for host in self.hosts().iter() {
+            let host_id = host.id.clone();
+            let event_tx = event_tx.clone();
+            host.driver.watch(Arc::new(move |name: &str| {
+                let _ = event_tx.send((host_id.clone(), name.to_owned()));
+            }));
+        }
+        tokio::spawn(conduct(Arc::clone(self), receiver, events, sweep_interval));
     }
 
     /// Asks the conductor to drive an instance; a no-op when none runs (CLI, unit tests).
@@ -106,10 +158,21 @@ impl Backend {
     }
 }
 
+fn being_imaged(images: &[(String, ImageRecord)], record: &InstanceRecord) -> bool {
+    images.iter().any(|(_, i)| {
+        i.state == ImageState::Pending && i.owner == record.account && i.source_instance.as_ref() == Some(&record.id)
+    })
+}
+
 /// Keys being converged, each with whether another kick came in meanwhile.
 type InFlight = Arc<Mutex<HashMap<String, bool>>>;
 
-async fn conduct(backend: Arc<Backend>, mut kicks: mpsc::UnboundedReceiver<String>, sweep_interval: Duration) {
+async fn conduct(
+    backend: Arc<Backend>,
+    mut kicks: mpsc::UnboundedReceiver<String>,
+    mut events: mpsc::UnboundedReceiver<(String, String)>,
+    sweep_interval: Duration,
+) {
     let in_flight: InFlight = Arc::default();
     let mut ticker = tokio::time::interval(sweep_interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -130,6 +193,14 @@ async fn conduct(backend: Arc<Backend>, mut kicks: mpsc::UnboundedReceiver<Strin
                     let backend = Arc::clone(&backend);
                     let in_flight = Arc::clone(&in_flight);
                     move || converge_until_quiet(&backend, &in_flight, key)
+                });
+            }
+            Some((host_id, name)) = events.recv() => {
+                let backend = Arc::clone(&backend);
+                tokio::task::spawn_blocking(move || {
+                    if let Err(error) = backend.domain_changed(&host_id, &name) {
+                        tracing::warn!(domain = %name, %error, "checking a domain event failed; the sweep will retry");
+                    }
                 });
             }
             _ = ticker.tick() => {

@@ -103,7 +103,21 @@ pub trait Hypervisor: Send + Sync {
     fn reboot(&self, name: &str) -> Result<(), DriverError>;
     /// Forgets the domain; succeeds when there is none.
     fn undefine(&self, name: &str) -> Result<(), DriverError>;
+    /// Pauses the vCPUs; QEMU drains and flushes the disks first, so the files on the host
+    /// hold a crash-consistent image of the guest until [`Hypervisor::resume`].
+    fn suspend(&self, name: &str) -> Result<(), DriverError>;
+    /// Resumes a paused domain; succeeds when it is not paused.
+    fn resume(&self, name: &str) -> Result<(), DriverError>;
+    /// Reports lifecycle changes of this host's domains (started, stopped, crashed…) to
+    /// `sink`, from now on and across reconnections. Hosts that cannot tell are polled.
+    fn watch(&self, sink: EventSink) {
+        let _ = sink;
+    }
 }
+
+/// Receives the name of a domain whose lifecycle changed. Called from the driver's event
+/// thread: it must not block.
+pub type EventSink = std::sync::Arc<dyn Fn(&str) + Send + Sync>;
 
 /// The libvirt domain XML for a spec: virtio disk and NIC on the host's bridge, the serial
 /// console logged to a file, and direct kernel boot when the image has a kernel.

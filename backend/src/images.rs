@@ -5,13 +5,23 @@
 //! them for the admin account, public to all; RegisterImage points at a file already on disk.
 //! Either way `qemu-img info` tells the format and size before anything is stored. Accounts
 //! see their own images and the public ones.
+//!
+//! CreateImage makes a third kind from an instance: it records a `pending` image and kicks
+//! the conductor, which copies the instance's root disk (its overlay and the image beneath,
+//! flattened into one standalone qcow2) plus the kernel and initrd it boots with, then marks
+//! the image `available`. A running guest is paused for the copy: QEMU drains and flushes its
+//! disk on pause, so the copy is crash-consistent, and the guest resumes where it was (it is
+//! not rebooted, whatever `NoReboot` says). A pending image found after a restart is copied
+//! again from the start.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use storage::tables::IMAGES;
-use storage::ImageRecord;
+use storage::tables::{IMAGES, INSTANCES};
+use storage::{ImageRecord, ImageState, InstanceState};
 
+use crate::hypervisor::{DriverError, PowerState};
+use crate::instances::root_disk_path;
 use crate::{ids, now_ms, tags, Backend, Error, ResourceKind, Result};
 
 /// What a new image is made of.
@@ -109,6 +119,9 @@ impl Backend {
             public: new.public,
             owned_files: new.owned_files,
             created_ms: now_ms(),
+            state: ImageState::Available,
+            source_instance: None,
+            state_message: None,
         };
         self.store().write(|tx| {
             if tx.scan(&IMAGES, &format!("{account}/"))?.iter().any(|(_, i)| i.name == record.name) {
@@ -191,10 +204,180 @@ impl Backend {
         Ok(())
     }
 
+    /// CreateImage: records a pending image of the instance's root disk and kicks the copy.
+    pub fn create_image(
+        &self,
+        account: &str,
+        instance_id: &str,
+        name: &str,
+        description: &str,
+        tags: &[(String, String)],
+    ) -> Result<ImageRecord> {
+        validate_name(name)?;
+        tags::validate_tags(tags)?;
+        let id = ids::resource_id("ami");
+        let dir = self.image_dir(&id);
+        let disk = dir.join("disk.qcow2").to_string_lossy().into_owned();
+        let record = self.store().write(|tx| {
+            let instance = tx
+                .get(&INSTANCES, &format!("{account}/{instance_id}"))?
+                .ok_or_else(|| Error::ResourceNotFound { kind: ResourceKind::Instance, id: instance_id.to_owned() })?;
+            if !matches!(instance.state, InstanceState::Running | InstanceState::Stopped) {
+                return Err(Error::IncorrectInstanceState {
+                    id: instance.id,
+                    state: instance.state.name(),
+                    verb: "imaged",
+                });
+            }
+            if tx.scan(&IMAGES, &format!("{account}/"))?.iter().any(|(_, i)| i.name == name) {
+                return Err(Error::ImageNameDuplicate(name.to_owned()));
+            }
+            let record = ImageRecord {
+                id: id.clone(),
+                owner: account.to_owned(),
+                name: name.to_owned(),
+                description: description.to_owned(),
+                architecture: "x86_64".into(),
+                disk: disk.clone(),
+                disk_format: "qcow2".into(),
+                virtual_size_bytes: instance.root_disk_bytes,
+                kernel: None,
+                initrd: None,
+                cmdline: None,
+                public: false,
+                owned_files: vec![disk.clone()],
+                created_ms: now_ms(),
+                state: ImageState::Pending,
+                source_instance: Some(instance.id),
+                state_message: None,
+            };
+            tx.insert(&IMAGES, &format!("{account}/{id}"), &record)?;
+            tags::put_tags(tx, account, &id, tags)?;
+            Ok(record)
+        })?;
+        self.kick(&format!("{account}/{id}"));
+        Ok(record)
+    }
+
+    /// The conductor's half of CreateImage: copies the files, then marks the image
+    /// available (or failed). Blocks on the host and on `qemu-img`.
+    pub(crate) fn capture_image(&self, key: &str) -> Result<()> {
+        let Some(image) = self.store().read(|tx| tx.get(&IMAGES, key))? else { return Ok(()) };
+        if image.state != ImageState::Pending {
+            return Ok(());
+        }
+        let source_key = format!("{}/{}", image.owner, image.source_instance.clone().unwrap_or_default());
+        let outcome = match self.store().read(|tx| tx.get(&INSTANCES, &source_key))? {
+            Some(instance) => self.copy_instance(&instance, &image),
+            None => Err(Error::Io("the instance is gone".into())),
+        };
+        let finished = match outcome {
+            // A host that does not answer may come back: the sweep retries.
+            Err(Error::Driver(DriverError::Unreachable(why))) => {
+                tracing::warn!(image = %image.id, %why, "host unreachable, image copy postponed");
+                return Ok(());
+            }
+            Ok(done) => done,
+            Err(error) => {
+                tracing::warn!(image = %image.id, %error, "CreateImage failed");
+                ImageRecord {
+                    state: ImageState::Failed,
+                    state_message: Some(format!("Server.InternalError: {error}")),
+                    ..image.clone()
+                }
+            }
+        };
+        let kept = self.store().write(|tx| {
+            let current = tx.get(&IMAGES, key)?;
+            if current.as_ref().is_none_or(|c| c.state != ImageState::Pending) {
+                return Ok(false);
+            }
+            tx.insert(&IMAGES, key, &finished)?;
+            Ok::<_, Error>(true)
+        })?;
+        // Deregistered while copying, or failed: nothing should stay on disk.
+        if !kept || finished.state == ImageState::Failed {
+            remove_owned_files(&finished.owned_files);
+        }
+        Ok(())
+    }
+
+    /// Copies an instance's boot files into the image's directory; answers the available
+    /// image.
+    fn copy_instance(&self, instance: &storage::InstanceRecord, image: &ImageRecord) -> Result<ImageRecord> {
+        let dir = self.image_dir(&image.id);
+        std::fs::create_dir_all(&dir).map_err(|e| Error::Io(format!("creating {}: {e}", dir.display())))?;
+        let mut done = image.clone();
+        // The kernel and initrd the instance boots with, when its image still exists.
+        let source = self
+            .store()
+            .read(|tx| tx.scan(&IMAGES, ""))?
+            .into_iter()
+            .map(|(_, i)| i)
+            .find(|i| i.id == instance.image_id);
+        if let Some(source) = source.filter(|s| s.kernel.is_some()) {
+            for (from, name, slot) in
+                [(&source.kernel, "kernel", &mut done.kernel), (&source.initrd, "initrd", &mut done.initrd)]
+            {
+                let Some(from) = from else { continue };
+                let to = dir.join(name);
+                copy_file(Path::new(from), &to)?;
+                *slot = Some(to.to_string_lossy().into_owned());
+                done.owned_files.push(to.to_string_lossy().into_owned());
+            }
+            done.cmdline = source.cmdline;
+        }
+        let host = self.hosts().get(&instance.host_id).ok_or_else(|| Error::HostGone(instance.host_id.clone()))?;
+        let active = host
+            .driver
+            .state(&instance.id)
+            .map_err(Error::Driver)?
+            .is_some_and(|s| matches!(s, PowerState::Running | PowerState::Paused | PowerState::Other));
+        if active {
+            host.driver.suspend(&instance.id).map_err(Error::Driver)?;
+        }
+        let copied = flatten_disk(&root_disk_path(instance), Path::new(&image.disk));
+        if active {
+            if let Err(error) = host.driver.resume(&instance.id) {
+                // The sweep resumes paused instances that no copy is waiting on.
+                tracing::warn!(instance = %instance.id, %error, "could not resume after the image copy");
+            }
+        }
+        copied?;
+        done.virtual_size_bytes = inspect_disk(Path::new(&image.disk))?.virtual_size_bytes;
+        done.state = ImageState::Available;
+        done.source_instance = None;
+        Ok(done)
+    }
+
     /// Where `stratus image import` puts an image's files.
     pub fn image_dir(&self, id: &str) -> PathBuf {
         self.data_dir().join("images").join(id)
     }
+}
+
+/// Copies a file under a temporary name and renames it, so a crash leaves no half file.
+fn copy_file(from: &Path, to: &Path) -> Result<()> {
+    let partial = to.with_extension("partial");
+    std::fs::copy(from, &partial).map_err(|e| Error::Io(format!("copying {}: {e}", from.display())))?;
+    std::fs::rename(&partial, to).map_err(|e| Error::Io(format!("renaming {}: {e}", partial.display())))
+}
+
+/// A standalone qcow2 of a disk and its backing chain. `-U` reads past the running QEMU's
+/// lock: the guest is paused (or off) while this runs, so nothing changes underneath.
+fn flatten_disk(from: &Path, to: &Path) -> Result<()> {
+    let partial = to.with_extension("partial");
+    let output = Command::new("qemu-img")
+        .args(["convert", "-U", "-O", "qcow2"])
+        .arg(from)
+        .arg(&partial)
+        .output()
+        .map_err(|e| Error::Io(format!("running qemu-img: {e}")))?;
+    if !output.status.success() {
+        let _ = std::fs::remove_file(&partial);
+        return Err(Error::Io(format!("qemu-img convert failed: {}", String::from_utf8_lossy(&output.stderr).trim())));
+    }
+    std::fs::rename(&partial, to).map_err(|e| Error::Io(format!("renaming the image disk: {e}")))
 }
 
 pub(crate) fn remove_owned_files(files: &[String]) {
@@ -251,6 +434,89 @@ mod tests {
         let image = b.register_image("admin", new).unwrap();
         assert_eq!(image.cmdline.as_deref(), Some("console=ttyS0"));
         assert_eq!(b.image("someone", &image.id).unwrap().id, image.id);
+    }
+
+    /// Runs one qemu-io command; reads share the lock (`-U`), which qemu-io allows only then.
+    fn qemu_io(disk: &Path, command: &str) -> bool {
+        let mut cmd = Command::new("qemu-io");
+        if command.starts_with("read") {
+            cmd.args(["-r", "-U"]);
+        }
+        cmd.args(["-c", command]).arg(disk).output().unwrap().status.success()
+    }
+
+    /// CreateImage copies what the instance wrote to its disk, with the kernel it boots,
+    /// from a stopped instance and from a running one (paused for the copy, then resumed).
+    #[test]
+    fn create_image_copies_the_instance_disk() {
+        use crate::hypervisor::PowerState;
+        use crate::instances::LaunchRequest;
+        use crate::tests_support::test_driver_backend;
+        use storage::InstanceState;
+
+        let dir = tempfile::tempdir().unwrap();
+        let b = test_driver_backend(dir.path());
+        let kernel = dir.path().join("vmlinux");
+        std::fs::write(&kernel, b"kernel bytes").unwrap();
+        let new = NewImage {
+            name: "base".into(),
+            disk: test_disk(dir.path()),
+            kernel: Some(kernel.to_string_lossy().into()),
+            cmdline: Some("console=ttyS0 quiet".into()),
+            ..Default::default()
+        };
+        let base = b.register_image("acct", new).unwrap();
+        let req = LaunchRequest {
+            image_id: base.id.clone(),
+            instance_type: "t3.nano".into(),
+            min_count: 1,
+            max_count: 1,
+            ..Default::default()
+        };
+        let instance = b.run_instances("acct", "vpc-1", req.clone()).unwrap().remove(0);
+        let key = format!("acct/{}", instance.id);
+        b.converge(&key).unwrap();
+        let overlay = Path::new(&instance.dir).join("root.qcow2");
+        assert!(qemu_io(&overlay, "write -P 0x5a 1M 64k"));
+
+        // Running: answered pending at once; the copy happens in the conductor's step.
+        let image = b.create_image("acct", &instance.id, "from running", "d", &[]).unwrap();
+        assert_eq!(image.state, ImageState::Pending);
+        let from_pending = LaunchRequest { image_id: image.id.clone(), ..req.clone() };
+        assert!(matches!(b.run_instances("acct", "vpc-1", from_pending), Err(Error::ImageUnavailable(_))));
+        b.converge(&format!("acct/{}", image.id)).unwrap();
+        let image = b.image("acct", &image.id).unwrap();
+        assert_eq!(image.state, ImageState::Available, "{:?}", image.state_message);
+        assert!(qemu_io(Path::new(&image.disk), "read -P 0x5a 1M 64k"), "the copy holds what the guest wrote");
+        let info = Command::new("qemu-img").args(["info", "--output=json", "-U", &image.disk]).output().unwrap();
+        let info: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
+        assert!(info.get("backing-filename").is_none(), "the image stands alone: {info}");
+        assert_eq!(std::fs::read(image.kernel.as_ref().unwrap()).unwrap(), b"kernel bytes");
+        assert_eq!(image.cmdline.as_deref(), Some("console=ttyS0 quiet"));
+        let host = b.hosts().iter().next().unwrap().clone();
+        assert_eq!(host.driver.state(&instance.id).unwrap(), Some(PowerState::Running), "resumed after the copy");
+
+        // Stopped; a name is unique per account; a terminated instance has nothing to copy.
+        b.stop_instances("acct", std::slice::from_ref(&instance.id), true).unwrap();
+        b.converge(&key).unwrap();
+        assert!(matches!(
+            b.create_image("acct", &instance.id, "from running", "", &[]),
+            Err(Error::ImageNameDuplicate(_))
+        ));
+        let stopped = b.create_image("acct", &instance.id, "from stopped", "", &[]).unwrap();
+        b.converge(&format!("acct/{}", stopped.id)).unwrap();
+        assert_eq!(b.image("acct", &stopped.id).unwrap().state, ImageState::Available);
+        b.terminate_instances("acct", std::slice::from_ref(&instance.id)).unwrap();
+        assert!(matches!(
+            b.create_image("acct", &instance.id, "from terminated", "", &[]),
+            Err(Error::IncorrectInstanceState { .. })
+        ));
+        b.converge(&key).unwrap();
+        assert_eq!(b.instance("acct", &instance.id).unwrap().state, InstanceState::Terminated);
+
+        // Deregistering removes the copied files.
+        b.deregister_image("acct", &image.id).unwrap();
+        assert!(!Path::new(&image.disk).exists() && !b.image_dir(&image.id).exists());
     }
 
     #[test]

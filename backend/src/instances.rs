@@ -159,6 +159,9 @@ impl Backend {
     pub fn run_instances(&self, account: &str, vpc_id: &str, req: LaunchRequest) -> Result<Vec<InstanceRecord>> {
         validate_launch(&req)?;
         let image = self.image(account, &req.image_id)?;
+        if image.state != storage::ImageState::Available {
+            return Err(Error::ImageUnavailable(image.id));
+        }
         let spec = self
             .topology()
             .instance_type(&req.instance_type)
@@ -487,6 +490,9 @@ impl Backend {
     /// Drives one instance from a transitional state to the next stable one. Blocks on the
     /// host; safe to call again at any point (after a crash too).
     pub fn converge(&self, key: &str) -> Result<()> {
+        if key.split_once('/').is_some_and(|(_, id)| id.starts_with("ami-")) {
+            return self.capture_image(key);
+        }
         let Some(record) = self.store().read(|tx| tx.get(&INSTANCES, key))? else { return Ok(()) };
         match record.state {
             InstanceState::Pending => self.launch(key, record),
@@ -705,7 +711,7 @@ fn is_running(state: Result<Option<PowerState>, DriverError>) -> Result<bool> {
     Ok(state.is_some_and(|s| !matches!(s, PowerState::ShutOff | PowerState::Crashed)))
 }
 
-fn root_disk_path(record: &InstanceRecord) -> PathBuf {
+pub(crate) fn root_disk_path(record: &InstanceRecord) -> PathBuf {
     Path::new(&record.dir).join("root.qcow2")
 }
 

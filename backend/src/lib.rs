@@ -15,6 +15,7 @@
 //! [`hosts`] pool behind the [`hypervisor::Hypervisor`] contract and its [`libvirt`] driver.
 
 pub mod accounts;
+pub mod attributes;
 pub mod conductor;
 pub mod hosts;
 pub mod hypervisor;
@@ -125,6 +126,9 @@ pub enum Error {
     /// An image of that name exists already in the account
     #[error("AMI name '{0}' is already in use by an AMI owned by this account")]
     ImageNameDuplicate(String),
+    /// The image exists but cannot be launched (still being made, or failed)
+    #[error("The image id '[{0}]' is not available yet")]
+    ImageUnavailable(String),
     /// No host has room for the request
     #[error("There is not enough capacity to fulfill your request for instance type '{0}'.")]
     InsufficientCapacity(String),
@@ -248,6 +252,16 @@ pub(crate) mod tests_support {
 
     pub fn backend() -> Backend {
         Backend::new(Store::in_memory().unwrap(), Topology::default())
+    }
+
+    /// One host on libvirt's in-process test driver, with its files under `dir`.
+    pub fn test_driver_backend(dir: &std::path::Path) -> Backend {
+        let mut host = hosts::HostConfig::new("test:///default");
+        (host.vcpus, host.memory_mib) = (Some(64), Some(65536));
+        let topology = Topology { hosts: vec![host], ..Topology::default() };
+        Backend::new(Store::in_memory().unwrap(), topology)
+            .with_data_dir(dir)
+            .with_stop_timeout(std::time::Duration::from_secs(1))
     }
 
     /// A 64 MiB qcow2 disk in `dir`.

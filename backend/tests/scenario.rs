@@ -16,7 +16,7 @@ use backend::images::NewImage;
 use backend::instances::LaunchRequest;
 use backend::libvirt::LibvirtDriver;
 use backend::{Backend, Error, Topology};
-use storage::{InstanceRecord, InstanceState, Store};
+use storage::{ImageState, InstanceRecord, InstanceState, Store};
 
 const ACCOUNT: &str = "123456789012";
 const VPC: &str = "vpc-0123456789abcdef0";
@@ -149,7 +149,9 @@ fn domain_state(uri: &str, name: &str) -> Option<PowerState> {
 async fn lifecycle(target: Target) {
     let dir = tempfile::tempdir().unwrap();
     let b = Arc::new(backend_for(&target, Store::open(&dir.path().join("db.redb")).unwrap(), dir.path()));
-    b.start_conductor(Duration::from_millis(250));
+    // The sweep runs once at start and then not within the test: whatever the guest does on
+    // its own is seen through libvirt's events or not at all.
+    b.start_conductor(Duration::from_secs(3600));
     let image = b.register_image(ACCOUNT, target.image.clone()).unwrap();
     let boot = if target.real { Duration::from_secs(90) } else { Duration::from_secs(10) };
 
@@ -186,13 +188,32 @@ async fn lifecycle(target: Target) {
     wait_for(&b, &ids[..1], InstanceState::Running, boot).await;
     b.reboot_instances(ACCOUNT, &ids[..1]).unwrap();
 
+    // An image of the running instance: the guest is paused for the copy and runs on; the
+    // image boots an instance of its own.
+    let captured = b.create_image(ACCOUNT, &ids[0], "captured", "from a running instance", &[]).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while b.image(ACCOUNT, &captured.id).unwrap().state == ImageState::Pending {
+        assert!(Instant::now() < deadline, "the image copy did not finish");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(b.image(ACCOUNT, &captured.id).unwrap().state, ImageState::Available);
+    assert_eq!(domain_state(target.uri, &ids[0]), Some(PowerState::Running), "resumed after the copy");
+    let mut req = launch(1);
+    req.image_id = captured.id.clone();
+    let copy = b.run_instances(ACCOUNT, VPC, req).unwrap().remove(0).id;
+    wait_for(&b, std::slice::from_ref(&copy), InstanceState::Running, boot).await;
+    if target.real {
+        wait_console(&b, &copy, "STRATUS-TEST-GUEST BOOTED", boot).await;
+    }
+
     // A guest that powers off by itself is recorded as stopped.
     LibvirtDriver::new(target.uri).destroy(&ids[1]).unwrap();
     wait_for(&b, &ids[1..], InstanceState::Stopped, Duration::from_secs(10)).await;
     let reason = instance(&b, &ids[1]).state_reason.unwrap();
     assert_eq!(reason.code, "Client.InstanceInitiatedShutdown");
 
-    // Terminate both: domains and disks go, the records stay visible as terminated.
+    // Terminate all: domains and disks go, the records stay visible as terminated.
+    let ids: Vec<String> = ids.iter().cloned().chain([copy]).collect();
     let changes = b.terminate_instances(ACCOUNT, &ids).unwrap();
     assert!(changes.iter().all(|c| c.current == InstanceState::ShuttingDown));
     wait_for(&b, &ids, InstanceState::Terminated, Duration::from_secs(30)).await;
@@ -282,32 +303,57 @@ fn capacity_and_idempotency() {
     b.start_instances(ACCOUNT, &running[..1]).unwrap();
 }
 
-/// A server killed after recording a launch finishes it on restart, exactly once; domains it
-/// does not know are reported and left alone.
+/// A server killed after recording a launch finishes it on restart, exactly once; one killed
+/// in the middle of an image copy (guest paused) copies again and resumes the guest; domains
+/// it does not know are reported and left alone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_resumes_pending_work_and_reports_strangers() {
     let dir = tempfile::tempdir().unwrap();
     let target = test_driver_target(dir.path());
     let db = dir.path().join("db.redb");
-    let launched = {
-        // No conductor: as if the process died right after answering RunInstances.
+    // The test driver forgets its domains when its last connection closes; this one stands
+    // for the host that outlives the process.
+    let host = LibvirtDriver::new(target.uri);
+    host.host_info().unwrap();
+    let (id, imaged, captured) = {
+        // No conductor: as if the process died right after answering RunInstances, and in
+        // the middle of a CreateImage copy.
         let b = backend_for(&target, Store::open(&db).unwrap(), dir.path());
         let image = b.register_image(ACCOUNT, target.image.clone()).unwrap();
         let mut req = launch(1);
         req.image_id = image.id;
-        b.run_instances(ACCOUNT, VPC, req).unwrap()
+        let id = b.run_instances(ACCOUNT, VPC, req.clone()).unwrap().remove(0).id;
+        let imaged = b.run_instances(ACCOUNT, VPC, req).unwrap().remove(0).id;
+        b.converge(&format!("{ACCOUNT}/{imaged}")).unwrap();
+        let captured = b.create_image(ACCOUNT, &imaged, "interrupted copy", "", &[]).unwrap();
+        host.suspend(&imaged).unwrap();
+        (id, imaged, captured)
     };
-    let id = launched[0].id.clone();
     let b = Arc::new(backend_for(&target, Store::open(&db).unwrap(), dir.path()));
     b.start_conductor(Duration::from_millis(100));
     wait_for(&b, std::slice::from_ref(&id), InstanceState::Running, Duration::from_secs(10)).await;
-    assert_eq!(b.instances(ACCOUNT).unwrap().len(), 1);
+    assert_eq!(b.instances(ACCOUNT).unwrap().len(), 2);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while b.image(ACCOUNT, &captured.id).unwrap().state != ImageState::Available {
+        assert!(Instant::now() < deadline, "the interrupted image copy was not redone");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(domain_state(target.uri, &imaged), Some(PowerState::Running), "the guest runs again");
+
+    // A guest left paused with no copy waiting on it is resumed by the sweep.
+    host.suspend(&imaged).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while domain_state(target.uri, &imaged) != Some(PowerState::Running) {
+        assert!(Instant::now() < deadline, "a stray pause was not undone");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     let report = b.sweep().unwrap();
     // The test driver starts with a domain named "test" that no instance accounts for.
     assert!(report.unknown_domains.iter().any(|(_, name)| name == "test"), "{report:?}");
     assert!(!report.unknown_domains.iter().any(|(_, name)| *name == id));
     assert_eq!(domain_state(target.uri, "test"), Some(PowerState::Running), "strangers are left alone");
-    b.terminate_instances(ACCOUNT, std::slice::from_ref(&id)).unwrap();
-    wait_for(&b, std::slice::from_ref(&id), InstanceState::Terminated, Duration::from_secs(10)).await;
+    let ids = [id, imaged];
+    b.terminate_instances(ACCOUNT, &ids).unwrap();
+    wait_for(&b, &ids, InstanceState::Terminated, Duration::from_secs(10)).await;
 }

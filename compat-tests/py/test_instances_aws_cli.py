@@ -1,5 +1,6 @@
 """The aws cli driving real QEMU guests: run 2 → wait running → console shows the boot marker →
-the host pings the guest → stop → start → terminate → wait terminated, disks gone."""
+the host pings the guest → stop → resize → start → image the running guest → terminate → wait
+terminated, disks gone."""
 
 from __future__ import annotations
 
@@ -46,8 +47,16 @@ def test_instance_lifecycle_on_real_qemu(server_factory, test_image):
 
     ok(server, "stop-instances", "--instance-ids", ids[0])
     ok(server, "wait", "instance-stopped", "--instance-ids", ids[0])
+    ok(server, "modify-instance-attribute", "--instance-id", ids[0], "--instance-type", "Value=t3.micro")
+    attribute = ok(server, "describe-instance-attribute", "--instance-id", ids[0], "--attribute", "instanceType")
+    assert attribute["InstanceType"] == {"Value": "t3.micro"}
     ok(server, "start-instances", "--instance-ids", ids[0])
     ok(server, "wait", "instance-running", "--instance-ids", ids[0])
+    # An image of the running guest, which runs on.
+    image = ok(server, "create-image", "--instance-id", ids[0], "--name", "cli image", "--no-reboot")["ImageId"]
+    ok(server, "wait", "image-available", "--image-ids", image)
+    ok(server, "wait", "instance-running", "--instance-ids", ids[0])
+    ok(server, "deregister-image", "--image-id", image)
     terminated = ok(server, "terminate-instances", "--instance-ids", *ids)
     assert all(c["CurrentState"]["Name"] == "shutting-down" for c in terminated["TerminatingInstances"])
     ok(server, "wait", "instance-terminated", "--instance-ids", *ids)

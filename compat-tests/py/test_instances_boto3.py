@@ -16,8 +16,8 @@ import uuid
 import pytest
 from botocore.exceptions import ClientError
 
-from conftest import (BOOT_MARKER, QEMU_CONFIG, TEST_DRIVER_CONFIG, ec2_client, import_image, require_qemu,
-                      wait_states)
+from conftest import (BOOT_MARKER, QEMU_CONFIG, TEST_DRIVER_CONFIG, create_account, ec2_client, import_image,
+                      require_qemu, wait_states)
 
 
 def error_code(excinfo) -> str:
@@ -224,6 +224,138 @@ def test_images(fleet, test_image):
     with pytest.raises(ClientError) as e:
         client.describe_images(ImageIds=[registered])
     assert error_code(e) == "InvalidAMIID.NotFound"
+
+
+def test_instance_attributes(fleet):
+    server, client, image_id = fleet
+    instance_id = run(client, image_id, UserData="#!/bin/sh\necho first\n")["Instances"][0]["InstanceId"]
+    wait_states(client, [instance_id], "running", timeout=30)
+
+    def attribute(name):
+        return client.describe_instance_attribute(InstanceId=instance_id, Attribute=name)
+
+    assert attribute("instanceType")["InstanceType"] == {"Value": "t3.nano"}
+    assert base64.b64decode(attribute("userData")["UserData"]["Value"]) == b"#!/bin/sh\necho first\n"
+    assert attribute("disableApiTermination")["DisableApiTermination"] == {"Value": False}
+    assert attribute("instanceInitiatedShutdownBehavior")["InstanceInitiatedShutdownBehavior"] == {"Value": "stop"}
+    assert attribute("rootDeviceName")["RootDeviceName"] == {"Value": "/dev/vda"}
+    with pytest.raises(ClientError) as e:
+        attribute("colour")
+    assert error_code(e) == "InvalidParameterValue"
+
+    # Protection applies at once; size and user data wait for the instance to stop.
+    client.modify_instance_attribute(InstanceId=instance_id, DisableApiTermination={"Value": True})
+    with pytest.raises(ClientError) as e:
+        client.terminate_instances(InstanceIds=[instance_id])
+    assert error_code(e) == "OperationNotPermitted"
+    client.modify_instance_attribute(InstanceId=instance_id, Attribute="disableApiTermination", Value="false")
+    with pytest.raises(ClientError) as e:
+        client.modify_instance_attribute(InstanceId=instance_id, InstanceType={"Value": "t3.small"})
+    assert error_code(e) == "IncorrectInstanceState"
+    with pytest.raises(ClientError) as e:
+        client.modify_instance_attribute(InstanceId=instance_id, DisableApiStop={"Value": True},
+                                         EbsOptimized={"Value": False})
+    assert error_code(e) == "InvalidParameterCombination"
+    with pytest.raises(ClientError) as e:
+        client.modify_instance_attribute(InstanceId=instance_id)
+    assert error_code(e) == "MissingParameter"
+
+    client.stop_instances(InstanceIds=[instance_id], Force=True)
+    wait_states(client, [instance_id], "stopped", timeout=30)
+    client.modify_instance_attribute(InstanceId=instance_id, InstanceType={"Value": "t3.small"})
+    client.modify_instance_attribute(InstanceId=instance_id, UserData={"Value": b"second"})
+    client.modify_instance_attribute(InstanceId=instance_id, InstanceInitiatedShutdownBehavior={"Value": "terminate"})
+    with pytest.raises(ClientError) as e:
+        client.modify_instance_attribute(InstanceId=instance_id, InstanceType={"Value": "z9.enormous"})
+    assert error_code(e) == "InvalidParameterValue"
+    assert base64.b64decode(attribute("userData")["UserData"]["Value"]) == b"second"
+    assert attribute("instanceInitiatedShutdownBehavior")["InstanceInitiatedShutdownBehavior"] == {
+        "Value": "terminate"}
+    client.start_instances(InstanceIds=[instance_id])
+    started = wait_states(client, [instance_id], "running", timeout=30)[0]
+    assert started["InstanceType"] == "t3.small"
+    client.terminate_instances(InstanceIds=[instance_id])
+    wait_states(client, [instance_id], "terminated")
+    with pytest.raises(ClientError) as e:
+        client.modify_instance_attribute(InstanceId=instance_id, DisableApiStop={"Value": True})
+    assert error_code(e) == "IncorrectInstanceState"
+
+
+def test_network_interfaces(fleet):
+    server, client, image_id = fleet
+    ids = [i["InstanceId"] for i in run(client, image_id, 2,
+                                        SecurityGroupIds=["sg-0123456789abcdef0"])["Instances"]]
+    instances = wait_states(client, ids, "running", timeout=30)
+    by_instance = client.describe_network_interfaces(
+        Filters=[{"Name": "attachment.instance-id", "Values": [ids[0]]}])["NetworkInterfaces"]
+    assert len(by_instance) == 1
+    eni = by_instance[0]
+    assert eni["NetworkInterfaceId"] == instances[0]["NetworkInterfaces"][0]["NetworkInterfaceId"]
+    assert eni["PrivateIpAddress"] == instances[0]["PrivateIpAddress"]
+    assert eni["MacAddress"] == instances[0]["NetworkInterfaces"][0]["MacAddress"]
+    assert eni["Status"] == "in-use" and eni["InterfaceType"] == "interface"
+    assert eni["Attachment"]["InstanceId"] == ids[0] and eni["Attachment"]["Status"] == "attached"
+    assert eni["SubnetId"] == instances[0]["SubnetId"] and eni["VpcId"] == instances[0]["VpcId"]
+    assert eni["Groups"] == [{"GroupId": "sg-0123456789abcdef0"}]
+    by_group = client.describe_network_interfaces(
+        Filters=[{"Name": "group-id", "Values": ["sg-0123456789abcdef0"]}])["NetworkInterfaces"]
+    assert {n["Attachment"]["InstanceId"] for n in by_group} == set(ids)
+    by_id = client.describe_network_interfaces(NetworkInterfaceIds=[eni["NetworkInterfaceId"]])["NetworkInterfaces"]
+    assert [n["NetworkInterfaceId"] for n in by_id] == [eni["NetworkInterfaceId"]]
+    with pytest.raises(ClientError) as e:
+        client.describe_network_interfaces(NetworkInterfaceIds=["eni-0123456789abcdef0"])
+    assert error_code(e) == "InvalidNetworkInterfaceID.NotFound"
+    with pytest.raises(ClientError) as e:
+        client.describe_network_interfaces(NetworkInterfaceIds=["i-0123456789abcdef0"])
+    assert error_code(e) == "InvalidNetworkInterfaceID.Malformed"
+    client.terminate_instances(InstanceIds=ids)
+    wait_states(client, ids, "terminated")
+    gone = client.describe_network_interfaces(
+        Filters=[{"Name": "attachment.instance-id", "Values": ids}])["NetworkInterfaces"]
+    assert gone == [], "a terminated instance's interface is deleted with it"
+
+
+def test_create_image_and_its_attributes(fleet):
+    server, client, image_id = fleet
+    instance_id = run(client, image_id)["Instances"][0]["InstanceId"]
+    wait_states(client, [instance_id], "running", timeout=30)
+    created = client.create_image(InstanceId=instance_id, Name="snapshot of a running instance",
+                                  Description="made by the compat tests", TagSpecifications=[
+                                      {"ResourceType": "image", "Tags": [{"Key": "purpose", "Value": "test"}]},
+                                      {"ResourceType": "snapshot", "Tags": [{"Key": "purpose", "Value": "test"}]}])
+    new_id = created["ImageId"]
+    client.get_waiter("image_available").wait(ImageIds=[new_id], WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+    image = client.describe_images(ImageIds=[new_id])["Images"][0]
+    assert image["State"] == "available" and image["Public"] is False and image["Name"] == "snapshot of a running instance"
+    assert {"Key": "purpose", "Value": "test"} in image["Tags"]
+    assert client.describe_image_attribute(ImageId=new_id, Attribute="description")["Description"] == {
+        "Value": "made by the compat tests"}
+    assert client.describe_image_attribute(ImageId=new_id, Attribute="launchPermission")["LaunchPermissions"] == []
+    assert client.describe_image_attribute(ImageId=image_id, Attribute="launchPermission")[
+        "LaunchPermissions"] == [{"Group": "all"}]
+    with pytest.raises(ClientError) as e:
+        client.create_image(InstanceId=instance_id, Name="snapshot of a running instance")
+    assert error_code(e) == "InvalidAMIName.Duplicate"
+    with pytest.raises(ClientError) as e:
+        client.create_image(InstanceId="i-0123456789abcdef0", Name="nobody")
+    assert error_code(e) == "InvalidInstanceID.NotFound"
+    # Another account sees the public image but not its attributes, nor this instance.
+    other = create_account(server, "image-outsider")
+    outsider = ec2_client(server, other.access_key, other.secret_key)
+    assert [i["ImageId"] for i in outsider.describe_images(ImageIds=[image_id])["Images"]] == [image_id]
+    with pytest.raises(ClientError) as e:
+        outsider.describe_image_attribute(ImageId=image_id, Attribute="launchPermission")
+    assert error_code(e) == "AuthFailure"
+    with pytest.raises(ClientError) as e:
+        outsider.create_image(InstanceId=instance_id, Name="not mine")
+    assert error_code(e) == "InvalidInstanceID.NotFound"
+    # The source runs on, and the image launches.
+    assert wait_states(client, [instance_id], "running")[0]["State"]["Name"] == "running"
+    copy_id = run(client, new_id)["Instances"][0]["InstanceId"]
+    wait_states(client, [copy_id], "running", timeout=30)
+    client.terminate_instances(InstanceIds=[instance_id, copy_id])
+    wait_states(client, [instance_id, copy_id], "terminated")
+    client.deregister_image(ImageId=new_id)
 
 
 def test_a_server_killed_mid_run_instances_loses_and_duplicates_nothing(server_factory, test_image):

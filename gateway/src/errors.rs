@@ -34,6 +34,7 @@ pub fn to_ec2(error: Error) -> Ec2Error {
         Error::TagLimitExceeded(_) => Ec2Error::new("TagLimitExceeded", message),
         Error::AlreadyExists(_) => Ec2Error::new("InvalidParameterValue", message),
         Error::ImageNameDuplicate(_) => Ec2Error::new("InvalidAMIName.Duplicate", message),
+        Error::ImageUnavailable(_) => Ec2Error::new("InvalidAMIID.Unavailable", message),
         Error::InsufficientCapacity(_) => Ec2Error::new("InsufficientInstanceCapacity", message),
         Error::IdempotentParameterMismatch(_) => Ec2Error::new("IdempotentParameterMismatch", message),
         Error::AddressesExhausted(_) => Ec2Error::new("InsufficientFreeAddressesInSubnet", message),
@@ -67,6 +68,7 @@ mod tests {
         let state = Error::IncorrectInstanceState { id: "i-1".into(), state: "pending", verb: "stopped" };
         assert_eq!(to_ec2(state).code(), "IncorrectInstanceState");
         assert_eq!(to_ec2(Error::InsufficientCapacity("t3.micro".into())).code(), "InsufficientInstanceCapacity");
+        assert_eq!(to_ec2(Error::ImageUnavailable("ami-1".into())).code(), "InvalidAMIID.Unavailable");
         let driver = to_ec2(Error::Driver(backend::hypervisor::DriverError::Failed("qemu exploded".into())));
         assert_eq!(driver.code(), "InternalError");
         assert!(!driver.message().contains("qemu"));

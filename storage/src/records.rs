@@ -92,6 +92,35 @@ pub struct ImageRecord {
     /// Files under the data dir that go when the image is deregistered (imported images).
     pub owned_files: Vec<String>,
     pub created_ms: i64,
+    /// Images made by CreateImage are `pending` until their disk is copied.
+    #[serde(default)]
+    pub state: ImageState,
+    /// The instance a CreateImage copies from, while pending.
+    #[serde(default)]
+    pub source_instance: Option<String>,
+    /// Why a CreateImage failed.
+    #[serde(default)]
+    pub state_message: Option<String>,
+}
+
+/// An image's state, with EC2's names.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ImageState {
+    Pending,
+    #[default]
+    Available,
+    Failed,
+}
+
+impl ImageState {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Available => "available",
+            Self::Failed => "failed",
+        }
+    }
 }
 
 impl Record for ImageRecord {

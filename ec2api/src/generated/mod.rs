@@ -49,8 +49,104 @@ impl XmlValue for AccountAttributeValue {
 pub type AmdSevSnpSpecification = String;
 pub type ArchitectureType = String;
 pub type ArchitectureValues = String;
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AttachmentEnaSrdSpecification {
+    pub ena_srd_enabled: Option<bool>,
+    pub ena_srd_udp_specification: Option<AttachmentEnaSrdUdpSpecification>,
+}
+
+impl XmlStruct for AttachmentEnaSrdSpecification {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.ena_srd_enabled.write_xml(w, "enaSrdEnabled");
+        self.ena_srd_udp_specification.write_xml(w, "enaSrdUdpSpecification");
+    }
+}
+
+impl XmlValue for AttachmentEnaSrdSpecification {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AttachmentEnaSrdUdpSpecification {
+    pub ena_srd_udp_enabled: Option<bool>,
+}
+
+impl XmlStruct for AttachmentEnaSrdUdpSpecification {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.ena_srd_udp_enabled.write_xml(w, "enaSrdUdpEnabled");
+    }
+}
+
+impl XmlValue for AttachmentEnaSrdUdpSpecification {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
 pub type AttachmentLimitType = String;
 pub type AttachmentStatus = String;
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AttributeBooleanValue {
+    pub value: Option<bool>,
+}
+
+impl FromQuery for AttributeBooleanValue {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self { value: d.optional("Value")? };
+        d.finish(&["Value"])?;
+        Ok(value)
+    }
+}
+
+impl XmlStruct for AttributeBooleanValue {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.value.write_xml(w, "value");
+    }
+}
+
+impl XmlValue for AttributeBooleanValue {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AttributeValue {
+    pub value: Option<String>,
+}
+
+impl FromQuery for AttributeValue {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self { value: d.optional("Value")? };
+        d.finish(&["Value"])?;
+        Ok(value)
+    }
+}
+
+impl XmlStruct for AttributeValue {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.value.write_xml(w, "value");
+    }
+}
+
+impl XmlValue for AttributeValue {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct AvailabilityZone {
@@ -156,6 +252,20 @@ impl XmlValue for AvailabilityZoneSubGeography {
     }
 }
 pub type BandwidthWeightingType = String;
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BlobAttributeValue {
+    pub value: Option<Blob>,
+}
+
+impl FromQuery for BlobAttributeValue {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self { value: d.optional("Value")? };
+        d.finish(&["Value"])?;
+        Ok(value)
+    }
+}
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct BlockDeviceMapping {
@@ -298,6 +408,29 @@ impl XmlValue for CapacityReservationTargetResponse {
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
+pub struct ConnectionTrackingConfiguration {
+    pub tcp_established_timeout: Option<i32>,
+    pub udp_stream_timeout: Option<i32>,
+    pub udp_timeout: Option<i32>,
+}
+
+impl XmlStruct for ConnectionTrackingConfiguration {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.tcp_established_timeout.write_xml(w, "tcpEstablishedTimeout");
+        self.udp_stream_timeout.write_xml(w, "udpStreamTimeout");
+        self.udp_timeout.write_xml(w, "udpTimeout");
+    }
+}
+
+impl XmlValue for ConnectionTrackingConfiguration {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct ConnectionTrackingSpecificationRequest {
     pub tcp_established_timeout: Option<i32>,
     pub udp_stream_timeout: Option<i32>,
@@ -384,6 +517,64 @@ impl FromQuery for CpuOptionsRequest {
         };
         d.finish(&["AmdSevSnp", "CoreCount", "NestedVirtualization", "ThreadsPerCore"])?;
         Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CreateImageRequest {
+    pub block_device_mappings: Option<Vec<BlockDeviceMapping>>,
+    pub description: Option<String>,
+    pub dry_run: Option<bool>,
+    pub instance_id: String,
+    pub name: String,
+    pub no_reboot: Option<bool>,
+    pub snapshot_location: Option<SnapshotLocationEnum>,
+    pub tag_specifications: Option<Vec<TagSpecification>>,
+}
+
+impl FromQuery for CreateImageRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            block_device_mappings: d.optional("BlockDeviceMapping")?,
+            description: d.optional("Description")?,
+            dry_run: d.optional("DryRun")?,
+            instance_id: d.required("InstanceId")?,
+            name: d.required("Name")?,
+            no_reboot: d.optional("NoReboot")?,
+            snapshot_location: d.optional("SnapshotLocation")?,
+            tag_specifications: d.optional("TagSpecification")?,
+        };
+        d.finish(&[
+            "BlockDeviceMapping",
+            "Description",
+            "DryRun",
+            "InstanceId",
+            "Name",
+            "NoReboot",
+            "SnapshotLocation",
+            "TagSpecification",
+        ])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CreateImageResult {
+    pub image_id: Option<String>,
+}
+
+impl XmlStruct for CreateImageResult {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.image_id.write_xml(w, "imageId");
+    }
+}
+
+impl XmlValue for CreateImageResult {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
     }
 }
 
@@ -663,6 +854,26 @@ impl XmlValue for DescribeAvailabilityZonesResult {
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
+pub struct DescribeImageAttributeRequest {
+    pub attribute: ImageAttributeName,
+    pub dry_run: Option<bool>,
+    pub image_id: String,
+}
+
+impl FromQuery for DescribeImageAttributeRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            attribute: d.required("Attribute")?,
+            dry_run: d.optional("DryRun")?,
+            image_id: d.required("ImageId")?,
+        };
+        d.finish(&["Attribute", "DryRun", "ImageId"])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct DescribeImagesRequest {
     pub dry_run: Option<bool>,
     pub executable_users: Option<Vec<String>>,
@@ -722,6 +933,26 @@ impl XmlValue for DescribeImagesResult {
         w.start(name);
         self.write_members(w);
         w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DescribeInstanceAttributeRequest {
+    pub attribute: InstanceAttributeName,
+    pub dry_run: Option<bool>,
+    pub instance_id: String,
+}
+
+impl FromQuery for DescribeInstanceAttributeRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            attribute: d.required("Attribute")?,
+            dry_run: d.optional("DryRun")?,
+            instance_id: d.required("InstanceId")?,
+        };
+        d.finish(&["Attribute", "DryRun", "InstanceId"])?;
+        Ok(value)
     }
 }
 
@@ -957,6 +1188,53 @@ impl XmlStruct for DescribeKeyPairsResult {
 }
 
 impl XmlValue for DescribeKeyPairsResult {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DescribeNetworkInterfacesRequest {
+    pub dry_run: Option<bool>,
+    pub filters: Option<Vec<Filter>>,
+    pub include_managed_resources: Option<bool>,
+    pub max_results: Option<i32>,
+    pub network_interface_ids: Option<Vec<String>>,
+    pub next_token: Option<String>,
+}
+
+impl FromQuery for DescribeNetworkInterfacesRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            dry_run: d.optional("DryRun")?,
+            filters: d.optional("Filter")?,
+            include_managed_resources: d.optional("IncludeManagedResources")?,
+            max_results: d.optional("MaxResults")?.map(|v| d.in_range("MaxResults", v, 5, 1000)).transpose()?,
+            network_interface_ids: d.optional("NetworkInterfaceId")?,
+            next_token: d.optional("NextToken")?,
+        };
+        d.finish(&["DryRun", "Filter", "IncludeManagedResources", "MaxResults", "NetworkInterfaceId", "NextToken"])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DescribeNetworkInterfacesResult {
+    pub network_interfaces: Option<Vec<NetworkInterface>>,
+    pub next_token: Option<String>,
+}
+
+impl XmlStruct for DescribeNetworkInterfacesResult {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.network_interfaces.write_xml(w, "networkInterfaceSet");
+        self.next_token.write_xml(w, "nextToken");
+    }
+}
+
+impl XmlValue for DescribeNetworkInterfacesResult {
     fn write_xml(&self, w: &mut XmlWriter, name: &str) {
         w.start(name);
         self.write_members(w);
@@ -1338,6 +1616,22 @@ impl XmlValue for EbsInstanceBlockDevice {
         w.start(name);
         self.write_members(w);
         w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EbsInstanceBlockDeviceSpecification {
+    pub delete_on_termination: Option<bool>,
+    pub volume_id: Option<String>,
+}
+
+impl FromQuery for EbsInstanceBlockDeviceSpecification {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value =
+            Self { delete_on_termination: d.optional("DeleteOnTermination")?, volume_id: d.optional("VolumeId")? };
+        d.finish(&["DeleteOnTermination", "VolumeId"])?;
+        Ok(value)
     }
 }
 pub type EbsNvmeSupport = String;
@@ -1964,6 +2258,52 @@ impl XmlValue for Image {
         w.end(name);
     }
 }
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ImageAttribute {
+    pub block_device_mappings: Option<Vec<BlockDeviceMapping>>,
+    pub boot_mode: Option<AttributeValue>,
+    pub deregistration_protection: Option<AttributeValue>,
+    pub description: Option<AttributeValue>,
+    pub image_id: Option<String>,
+    pub imds_support: Option<AttributeValue>,
+    pub kernel_id: Option<AttributeValue>,
+    pub last_launched_time: Option<AttributeValue>,
+    pub launch_permissions: Option<Vec<LaunchPermission>>,
+    pub product_codes: Option<Vec<ProductCode>>,
+    pub ramdisk_id: Option<AttributeValue>,
+    pub sriov_net_support: Option<AttributeValue>,
+    pub tpm_support: Option<AttributeValue>,
+    pub uefi_data: Option<AttributeValue>,
+}
+
+impl XmlStruct for ImageAttribute {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.block_device_mappings.write_xml(w, "blockDeviceMapping");
+        self.boot_mode.write_xml(w, "bootMode");
+        self.deregistration_protection.write_xml(w, "deregistrationProtection");
+        self.description.write_xml(w, "description");
+        self.image_id.write_xml(w, "imageId");
+        self.imds_support.write_xml(w, "imdsSupport");
+        self.kernel_id.write_xml(w, "kernel");
+        self.last_launched_time.write_xml(w, "lastLaunchedTime");
+        self.launch_permissions.write_xml(w, "launchPermission");
+        self.product_codes.write_xml(w, "productCodes");
+        self.ramdisk_id.write_xml(w, "ramdisk");
+        self.sriov_net_support.write_xml(w, "sriovNetSupport");
+        self.tpm_support.write_xml(w, "tpmSupport");
+        self.uefi_data.write_xml(w, "uefiData");
+    }
+}
+
+impl XmlValue for ImageAttribute {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+pub type ImageAttributeName = String;
 pub type ImageState = String;
 pub type ImageTypeValues = String;
 pub type ImdsSupportValues = String;
@@ -2258,6 +2598,58 @@ impl XmlValue for InstanceAttachmentEnaSrdUdpSpecification {
         w.end(name);
     }
 }
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct InstanceAttribute {
+    pub block_device_mappings: Option<Vec<InstanceBlockDeviceMapping>>,
+    pub disable_api_stop: Option<AttributeBooleanValue>,
+    pub disable_api_termination: Option<AttributeBooleanValue>,
+    pub ebs_optimized: Option<AttributeBooleanValue>,
+    pub ena_support: Option<AttributeBooleanValue>,
+    pub enclave_options: Option<EnclaveOptions>,
+    pub groups: Option<Vec<GroupIdentifier>>,
+    pub instance_id: Option<String>,
+    pub instance_initiated_shutdown_behavior: Option<AttributeValue>,
+    pub instance_type: Option<AttributeValue>,
+    pub kernel_id: Option<AttributeValue>,
+    pub product_codes: Option<Vec<ProductCode>>,
+    pub ramdisk_id: Option<AttributeValue>,
+    pub root_device_name: Option<AttributeValue>,
+    pub source_dest_check: Option<AttributeBooleanValue>,
+    pub sriov_net_support: Option<AttributeValue>,
+    pub user_data: Option<AttributeValue>,
+}
+
+impl XmlStruct for InstanceAttribute {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.block_device_mappings.write_xml(w, "blockDeviceMapping");
+        self.disable_api_stop.write_xml(w, "disableApiStop");
+        self.disable_api_termination.write_xml(w, "disableApiTermination");
+        self.ebs_optimized.write_xml(w, "ebsOptimized");
+        self.ena_support.write_xml(w, "enaSupport");
+        self.enclave_options.write_xml(w, "enclaveOptions");
+        self.groups.write_xml(w, "groupSet");
+        self.instance_id.write_xml(w, "instanceId");
+        self.instance_initiated_shutdown_behavior.write_xml(w, "instanceInitiatedShutdownBehavior");
+        self.instance_type.write_xml(w, "instanceType");
+        self.kernel_id.write_xml(w, "kernel");
+        self.product_codes.write_xml(w, "productCodes");
+        self.ramdisk_id.write_xml(w, "ramdisk");
+        self.root_device_name.write_xml(w, "rootDeviceName");
+        self.source_dest_check.write_xml(w, "sourceDestCheck");
+        self.sriov_net_support.write_xml(w, "sriovNetSupport");
+        self.user_data.write_xml(w, "userData");
+    }
+}
+
+impl XmlValue for InstanceAttribute {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+pub type InstanceAttributeName = String;
 pub type InstanceAutoRecoveryState = String;
 pub type InstanceBandwidthWeighting = String;
 
@@ -2279,6 +2671,28 @@ impl XmlValue for InstanceBlockDeviceMapping {
         w.start(name);
         self.write_members(w);
         w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct InstanceBlockDeviceMappingSpecification {
+    pub device_name: Option<String>,
+    pub ebs: Option<EbsInstanceBlockDeviceSpecification>,
+    pub no_device: Option<String>,
+    pub virtual_name: Option<String>,
+}
+
+impl FromQuery for InstanceBlockDeviceMappingSpecification {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            device_name: d.optional("DeviceName")?,
+            ebs: d.optional("Ebs")?,
+            no_device: d.optional("NoDevice")?,
+            virtual_name: d.optional("VirtualName")?,
+        };
+        d.finish(&["DeviceName", "Ebs", "NoDevice", "VirtualName"])?;
+        Ok(value)
     }
 }
 pub type InstanceBootModeValues = String;
@@ -3150,6 +3564,25 @@ impl XmlValue for InstanceTypeOffering {
 pub type IpSource = String;
 
 #[derive(Debug, Clone, Default, PartialEq)]
+pub struct Ipv4PrefixSpecification {
+    pub ipv4_prefix: Option<String>,
+}
+
+impl XmlStruct for Ipv4PrefixSpecification {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.ipv4_prefix.write_xml(w, "ipv4Prefix");
+    }
+}
+
+impl XmlValue for Ipv4PrefixSpecification {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Ipv4PrefixSpecificationRequest {
     pub ipv4_prefix: Option<String>,
 }
@@ -3163,6 +3596,25 @@ impl FromQuery for Ipv4PrefixSpecificationRequest {
     }
 }
 pub type Ipv6AddressAttribute = String;
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Ipv6PrefixSpecification {
+    pub ipv6_prefix: Option<String>,
+}
+
+impl XmlStruct for Ipv6PrefixSpecification {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.ipv6_prefix.write_xml(w, "ipv6Prefix");
+    }
+}
+
+impl XmlValue for Ipv6PrefixSpecification {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Ipv6PrefixSpecificationRequest {
@@ -3237,6 +3689,31 @@ impl XmlValue for KeyPairInfo {
     }
 }
 pub type KeyType = String;
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LaunchPermission {
+    pub group: Option<PermissionGroup>,
+    pub organization_arn: Option<String>,
+    pub organizational_unit_arn: Option<String>,
+    pub user_id: Option<String>,
+}
+
+impl XmlStruct for LaunchPermission {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.group.write_xml(w, "group");
+        self.organization_arn.write_xml(w, "organizationArn");
+        self.organizational_unit_arn.write_xml(w, "organizationalUnitArn");
+        self.user_id.write_xml(w, "userId");
+    }
+}
+
+impl XmlValue for LaunchPermission {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct LaunchTemplateSpecification {
@@ -3378,6 +3855,72 @@ impl XmlValue for MemoryInfo {
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
+pub struct ModifyInstanceAttributeRequest {
+    pub attribute: Option<InstanceAttributeName>,
+    pub block_device_mappings: Option<Vec<InstanceBlockDeviceMappingSpecification>>,
+    pub disable_api_stop: Option<AttributeBooleanValue>,
+    pub disable_api_termination: Option<AttributeBooleanValue>,
+    pub dry_run: Option<bool>,
+    pub ebs_optimized: Option<AttributeBooleanValue>,
+    pub ena_support: Option<AttributeBooleanValue>,
+    pub groups: Option<Vec<String>>,
+    pub instance_id: String,
+    pub instance_initiated_shutdown_behavior: Option<AttributeValue>,
+    pub instance_type: Option<AttributeValue>,
+    pub kernel: Option<AttributeValue>,
+    pub ramdisk: Option<AttributeValue>,
+    pub source_dest_check: Option<AttributeBooleanValue>,
+    pub sriov_net_support: Option<AttributeValue>,
+    pub user_data: Option<BlobAttributeValue>,
+    pub value: Option<String>,
+}
+
+impl FromQuery for ModifyInstanceAttributeRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            attribute: d.optional("Attribute")?,
+            block_device_mappings: d.optional("BlockDeviceMapping")?,
+            disable_api_stop: d.optional("DisableApiStop")?,
+            disable_api_termination: d.optional("DisableApiTermination")?,
+            dry_run: d.optional("DryRun")?,
+            ebs_optimized: d.optional("EbsOptimized")?,
+            ena_support: d.optional("EnaSupport")?,
+            groups: d.optional("GroupId")?,
+            instance_id: d.required("InstanceId")?,
+            instance_initiated_shutdown_behavior: d.optional("InstanceInitiatedShutdownBehavior")?,
+            instance_type: d.optional("InstanceType")?,
+            kernel: d.optional("Kernel")?,
+            ramdisk: d.optional("Ramdisk")?,
+            source_dest_check: d.optional("SourceDestCheck")?,
+            sriov_net_support: d.optional("SriovNetSupport")?,
+            user_data: d.optional("UserData")?,
+            value: d.optional("Value")?,
+        };
+        d.finish(&[
+            "Attribute",
+            "BlockDeviceMapping",
+            "DisableApiStop",
+            "DisableApiTermination",
+            "DryRun",
+            "EbsOptimized",
+            "EnaSupport",
+            "GroupId",
+            "InstanceId",
+            "InstanceInitiatedShutdownBehavior",
+            "InstanceType",
+            "Kernel",
+            "Ramdisk",
+            "SourceDestCheck",
+            "SriovNetSupport",
+            "UserData",
+            "Value",
+        ])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Monitoring {
     pub state: Option<MonitoringState>,
 }
@@ -3487,7 +4030,205 @@ impl XmlValue for NetworkInfo {
         w.end(name);
     }
 }
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NetworkInterface {
+    pub associated_subnets: Option<Vec<String>>,
+    pub association: Option<NetworkInterfaceAssociation>,
+    pub attachment: Option<NetworkInterfaceAttachment>,
+    pub availability_zone: Option<String>,
+    pub availability_zone_id: Option<String>,
+    pub connection_tracking_configuration: Option<ConnectionTrackingConfiguration>,
+    pub deny_all_igw_traffic: Option<bool>,
+    pub description: Option<String>,
+    pub groups: Option<Vec<GroupIdentifier>>,
+    pub interface_type: Option<NetworkInterfaceType>,
+    pub ipv4_prefixes: Option<Vec<Ipv4PrefixSpecification>>,
+    pub ipv6_address: Option<String>,
+    pub ipv6_addresses: Option<Vec<NetworkInterfaceIpv6Address>>,
+    pub ipv6_native: Option<bool>,
+    pub ipv6_prefixes: Option<Vec<Ipv6PrefixSpecification>>,
+    pub mac_address: Option<String>,
+    pub network_interface_id: Option<String>,
+    pub operator: Option<OperatorResponse>,
+    pub outpost_arn: Option<String>,
+    pub owner_id: Option<String>,
+    pub private_dns_name: Option<String>,
+    pub private_ip_address: Option<String>,
+    pub private_ip_addresses: Option<Vec<NetworkInterfacePrivateIpAddress>>,
+    pub public_dns_name: Option<String>,
+    pub public_ip_dns_name_options: Option<PublicIpDnsNameOptions>,
+    pub requester_id: Option<String>,
+    pub requester_managed: Option<bool>,
+    pub source_dest_check: Option<bool>,
+    pub status: Option<NetworkInterfaceStatus>,
+    pub subnet_id: Option<String>,
+    pub tag_set: Option<Vec<Tag>>,
+    pub vpc_id: Option<String>,
+}
+
+impl XmlStruct for NetworkInterface {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.associated_subnets.write_xml(w, "associatedSubnetSet");
+        self.association.write_xml(w, "association");
+        self.attachment.write_xml(w, "attachment");
+        self.availability_zone.write_xml(w, "availabilityZone");
+        self.availability_zone_id.write_xml(w, "availabilityZoneId");
+        self.connection_tracking_configuration.write_xml(w, "connectionTrackingConfiguration");
+        self.deny_all_igw_traffic.write_xml(w, "denyAllIgwTraffic");
+        self.description.write_xml(w, "description");
+        self.groups.write_xml(w, "groupSet");
+        self.interface_type.write_xml(w, "interfaceType");
+        self.ipv4_prefixes.write_xml(w, "ipv4PrefixSet");
+        self.ipv6_address.write_xml(w, "ipv6Address");
+        self.ipv6_addresses.write_xml(w, "ipv6AddressesSet");
+        self.ipv6_native.write_xml(w, "ipv6Native");
+        self.ipv6_prefixes.write_xml(w, "ipv6PrefixSet");
+        self.mac_address.write_xml(w, "macAddress");
+        self.network_interface_id.write_xml(w, "networkInterfaceId");
+        self.operator.write_xml(w, "operator");
+        self.outpost_arn.write_xml(w, "outpostArn");
+        self.owner_id.write_xml(w, "ownerId");
+        self.private_dns_name.write_xml(w, "privateDnsName");
+        self.private_ip_address.write_xml(w, "privateIpAddress");
+        self.private_ip_addresses.write_xml(w, "privateIpAddressesSet");
+        self.public_dns_name.write_xml(w, "publicDnsName");
+        self.public_ip_dns_name_options.write_xml(w, "publicIpDnsNameOptions");
+        self.requester_id.write_xml(w, "requesterId");
+        self.requester_managed.write_xml(w, "requesterManaged");
+        self.source_dest_check.write_xml(w, "sourceDestCheck");
+        self.status.write_xml(w, "status");
+        self.subnet_id.write_xml(w, "subnetId");
+        self.tag_set.write_xml(w, "tagSet");
+        self.vpc_id.write_xml(w, "vpcId");
+    }
+}
+
+impl XmlValue for NetworkInterface {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NetworkInterfaceAssociation {
+    pub allocation_id: Option<String>,
+    pub association_id: Option<String>,
+    pub carrier_ip: Option<String>,
+    pub customer_owned_ip: Option<String>,
+    pub ip_owner_id: Option<String>,
+    pub public_dns_name: Option<String>,
+    pub public_ip: Option<String>,
+}
+
+impl XmlStruct for NetworkInterfaceAssociation {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.allocation_id.write_xml(w, "allocationId");
+        self.association_id.write_xml(w, "associationId");
+        self.carrier_ip.write_xml(w, "carrierIp");
+        self.customer_owned_ip.write_xml(w, "customerOwnedIp");
+        self.ip_owner_id.write_xml(w, "ipOwnerId");
+        self.public_dns_name.write_xml(w, "publicDnsName");
+        self.public_ip.write_xml(w, "publicIp");
+    }
+}
+
+impl XmlValue for NetworkInterfaceAssociation {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NetworkInterfaceAttachment {
+    pub attach_time: Option<Timestamp>,
+    pub attachment_id: Option<String>,
+    pub delete_on_termination: Option<bool>,
+    pub device_index: Option<i32>,
+    pub ena_queue_count: Option<i32>,
+    pub ena_srd_specification: Option<AttachmentEnaSrdSpecification>,
+    pub instance_id: Option<String>,
+    pub instance_owner_id: Option<String>,
+    pub network_card_index: Option<i32>,
+    pub status: Option<AttachmentStatus>,
+}
+
+impl XmlStruct for NetworkInterfaceAttachment {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.attach_time.write_xml(w, "attachTime");
+        self.attachment_id.write_xml(w, "attachmentId");
+        self.delete_on_termination.write_xml(w, "deleteOnTermination");
+        self.device_index.write_xml(w, "deviceIndex");
+        self.ena_queue_count.write_xml(w, "enaQueueCount");
+        self.ena_srd_specification.write_xml(w, "enaSrdSpecification");
+        self.instance_id.write_xml(w, "instanceId");
+        self.instance_owner_id.write_xml(w, "instanceOwnerId");
+        self.network_card_index.write_xml(w, "networkCardIndex");
+        self.status.write_xml(w, "status");
+    }
+}
+
+impl XmlValue for NetworkInterfaceAttachment {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NetworkInterfaceIpv6Address {
+    pub ipv6_address: Option<String>,
+    pub is_primary_ipv6: Option<bool>,
+    pub public_ipv6_dns_name: Option<String>,
+}
+
+impl XmlStruct for NetworkInterfaceIpv6Address {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.ipv6_address.write_xml(w, "ipv6Address");
+        self.is_primary_ipv6.write_xml(w, "isPrimaryIpv6");
+        self.public_ipv6_dns_name.write_xml(w, "publicIpv6DnsName");
+    }
+}
+
+impl XmlValue for NetworkInterfaceIpv6Address {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NetworkInterfacePrivateIpAddress {
+    pub association: Option<NetworkInterfaceAssociation>,
+    pub primary: Option<bool>,
+    pub private_dns_name: Option<String>,
+    pub private_ip_address: Option<String>,
+}
+
+impl XmlStruct for NetworkInterfacePrivateIpAddress {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.association.write_xml(w, "association");
+        self.primary.write_xml(w, "primary");
+        self.private_dns_name.write_xml(w, "privateDnsName");
+        self.private_ip_address.write_xml(w, "privateIpAddress");
+    }
+}
+
+impl XmlValue for NetworkInterfacePrivateIpAddress {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
 pub type NetworkInterfaceStatus = String;
+pub type NetworkInterfaceType = String;
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct NeuronDeviceCoreInfo {
@@ -3632,6 +4373,7 @@ impl XmlValue for OperatorResponse {
         w.end(name);
     }
 }
+pub type PermissionGroup = String;
 pub type PhcSupport = String;
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -3850,6 +4592,31 @@ impl XmlValue for ProductCode {
     }
 }
 pub type ProductCodeValues = String;
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PublicIpDnsNameOptions {
+    pub dns_hostname_type: Option<String>,
+    pub public_dual_stack_dns_name: Option<String>,
+    pub public_ipv4_dns_name: Option<String>,
+    pub public_ipv6_dns_name: Option<String>,
+}
+
+impl XmlStruct for PublicIpDnsNameOptions {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.dns_hostname_type.write_xml(w, "dnsHostnameType");
+        self.public_dual_stack_dns_name.write_xml(w, "publicDualStackDnsName");
+        self.public_ipv4_dns_name.write_xml(w, "publicIpv4DnsName");
+        self.public_ipv6_dns_name.write_xml(w, "publicIpv6DnsName");
+    }
+}
+
+impl XmlValue for PublicIpDnsNameOptions {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RebootInstancesRequest {
@@ -4191,6 +4958,7 @@ impl FromQuery for RunInstancesRequest {
 pub type SecondaryInterfaceStatus = String;
 pub type SecondaryInterfaceType = String;
 pub type ShutdownBehavior = String;
+pub type SnapshotLocationEnum = String;
 pub type SnapshotReturnCodes = String;
 pub type SpotInstanceType = String;
 
@@ -4802,7 +5570,40 @@ pub mod values {
     pub const CAPACITY_RESERVATION_PREFERENCE: &[&str] = &["capacity-reservations-only", "open", "none"];
     pub const HOSTNAME_TYPE: &[&str] = &["ip-name", "resource-name"];
     pub const HTTP_TOKENS_STATE: &[&str] = &["optional", "required"];
+    pub const IMAGE_ATTRIBUTE_NAME: &[&str] = &[
+        "description",
+        "kernel",
+        "ramdisk",
+        "launchPermission",
+        "productCodes",
+        "blockDeviceMapping",
+        "sriovNetSupport",
+        "bootMode",
+        "tpmSupport",
+        "uefiData",
+        "lastLaunchedTime",
+        "imdsSupport",
+        "deregistrationProtection",
+    ];
     pub const IMDS_SUPPORT_VALUES: &[&str] = &["v2.0"];
+    pub const INSTANCE_ATTRIBUTE_NAME: &[&str] = &[
+        "instanceType",
+        "kernel",
+        "ramdisk",
+        "userData",
+        "disableApiTermination",
+        "instanceInitiatedShutdownBehavior",
+        "rootDeviceName",
+        "blockDeviceMapping",
+        "productCodes",
+        "sourceDestCheck",
+        "groupSet",
+        "ebsOptimized",
+        "sriovNetSupport",
+        "enaSupport",
+        "enclaveOptions",
+        "disableApiStop",
+    ];
     pub const INSTANCE_AUTO_RECOVERY_STATE: &[&str] = &["disabled", "default"];
     pub const INSTANCE_BANDWIDTH_WEIGHTING: &[&str] = &["default", "vpc-1", "ebs-1"];
     pub const INSTANCE_INTERRUPTION_BEHAVIOR: &[&str] = &["hibernate", "stop", "terminate"];
@@ -6140,6 +6941,7 @@ pub mod values {
     ];
     pub const SECONDARY_INTERFACE_TYPE: &[&str] = &["secondary"];
     pub const SHUTDOWN_BEHAVIOR: &[&str] = &["stop", "terminate"];
+    pub const SNAPSHOT_LOCATION_ENUM: &[&str] = &["regional", "local"];
     pub const SPOT_INSTANCE_TYPE: &[&str] = &["one-time", "persistent"];
     pub const TENANCY: &[&str] = &["default", "dedicated", "host"];
     pub const TPM_SUPPORT_VALUES: &[&str] = &["v2.0"];
@@ -6149,6 +6951,7 @@ pub mod values {
 /// Every action Stratus serves, with its decoded request.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
+    CreateImage(CreateImageRequest),
     CreateKeyPair(CreateKeyPairRequest),
     CreateTags(CreateTagsRequest),
     DeleteKeyPair(DeleteKeyPairRequest),
@@ -6156,18 +6959,22 @@ pub enum Action {
     DeregisterImage(DeregisterImageRequest),
     DescribeAccountAttributes(DescribeAccountAttributesRequest),
     DescribeAvailabilityZones(DescribeAvailabilityZonesRequest),
+    DescribeImageAttribute(DescribeImageAttributeRequest),
     DescribeImages(DescribeImagesRequest),
+    DescribeInstanceAttribute(DescribeInstanceAttributeRequest),
     DescribeInstanceStatus(DescribeInstanceStatusRequest),
     DescribeInstanceTypeOfferings(DescribeInstanceTypeOfferingsRequest),
     DescribeInstanceTypes(DescribeInstanceTypesRequest),
     DescribeInstances(DescribeInstancesRequest),
     DescribeKeyPairs(DescribeKeyPairsRequest),
+    DescribeNetworkInterfaces(DescribeNetworkInterfacesRequest),
     DescribeRegions(DescribeRegionsRequest),
     DescribeSubnets(DescribeSubnetsRequest),
     DescribeTags(DescribeTagsRequest),
     DescribeVpcs(DescribeVpcsRequest),
     GetConsoleOutput(GetConsoleOutputRequest),
     ImportKeyPair(ImportKeyPairRequest),
+    ModifyInstanceAttribute(ModifyInstanceAttributeRequest),
     RebootInstances(RebootInstancesRequest),
     RegisterImage(RegisterImageRequest),
     RunInstances(RunInstancesRequest),
@@ -6178,6 +6985,7 @@ pub enum Action {
 
 impl Action {
     pub const NAMES: &'static [&'static str] = &[
+        "CreateImage",
         "CreateKeyPair",
         "CreateTags",
         "DeleteKeyPair",
@@ -6185,18 +6993,22 @@ impl Action {
         "DeregisterImage",
         "DescribeAccountAttributes",
         "DescribeAvailabilityZones",
+        "DescribeImageAttribute",
         "DescribeImages",
+        "DescribeInstanceAttribute",
         "DescribeInstanceStatus",
         "DescribeInstanceTypeOfferings",
         "DescribeInstanceTypes",
         "DescribeInstances",
         "DescribeKeyPairs",
+        "DescribeNetworkInterfaces",
         "DescribeRegions",
         "DescribeSubnets",
         "DescribeTags",
         "DescribeVpcs",
         "GetConsoleOutput",
         "ImportKeyPair",
+        "ModifyInstanceAttribute",
         "RebootInstances",
         "RegisterImage",
         "RunInstances",
@@ -6208,6 +7020,7 @@ impl Action {
     /// Decodes the request of `action` from the parameters (without `Action` and `Version`).
     pub fn decode(action: &str, params: &Node) -> Result<Self, Ec2Error> {
         match action {
+            "CreateImage" => FromQuery::from_query(params, "").map(Self::CreateImage),
             "CreateKeyPair" => FromQuery::from_query(params, "").map(Self::CreateKeyPair),
             "CreateTags" => FromQuery::from_query(params, "").map(Self::CreateTags),
             "DeleteKeyPair" => FromQuery::from_query(params, "").map(Self::DeleteKeyPair),
@@ -6215,7 +7028,9 @@ impl Action {
             "DeregisterImage" => FromQuery::from_query(params, "").map(Self::DeregisterImage),
             "DescribeAccountAttributes" => FromQuery::from_query(params, "").map(Self::DescribeAccountAttributes),
             "DescribeAvailabilityZones" => FromQuery::from_query(params, "").map(Self::DescribeAvailabilityZones),
+            "DescribeImageAttribute" => FromQuery::from_query(params, "").map(Self::DescribeImageAttribute),
             "DescribeImages" => FromQuery::from_query(params, "").map(Self::DescribeImages),
+            "DescribeInstanceAttribute" => FromQuery::from_query(params, "").map(Self::DescribeInstanceAttribute),
             "DescribeInstanceStatus" => FromQuery::from_query(params, "").map(Self::DescribeInstanceStatus),
             "DescribeInstanceTypeOfferings" => {
                 FromQuery::from_query(params, "").map(Self::DescribeInstanceTypeOfferings)
@@ -6223,12 +7038,14 @@ impl Action {
             "DescribeInstanceTypes" => FromQuery::from_query(params, "").map(Self::DescribeInstanceTypes),
             "DescribeInstances" => FromQuery::from_query(params, "").map(Self::DescribeInstances),
             "DescribeKeyPairs" => FromQuery::from_query(params, "").map(Self::DescribeKeyPairs),
+            "DescribeNetworkInterfaces" => FromQuery::from_query(params, "").map(Self::DescribeNetworkInterfaces),
             "DescribeRegions" => FromQuery::from_query(params, "").map(Self::DescribeRegions),
             "DescribeSubnets" => FromQuery::from_query(params, "").map(Self::DescribeSubnets),
             "DescribeTags" => FromQuery::from_query(params, "").map(Self::DescribeTags),
             "DescribeVpcs" => FromQuery::from_query(params, "").map(Self::DescribeVpcs),
             "GetConsoleOutput" => FromQuery::from_query(params, "").map(Self::GetConsoleOutput),
             "ImportKeyPair" => FromQuery::from_query(params, "").map(Self::ImportKeyPair),
+            "ModifyInstanceAttribute" => FromQuery::from_query(params, "").map(Self::ModifyInstanceAttribute),
             "RebootInstances" => FromQuery::from_query(params, "").map(Self::RebootInstances),
             "RegisterImage" => FromQuery::from_query(params, "").map(Self::RegisterImage),
             "RunInstances" => FromQuery::from_query(params, "").map(Self::RunInstances),
@@ -6241,6 +7058,7 @@ impl Action {
 
     pub fn name(&self) -> &'static str {
         match self {
+            Self::CreateImage(_) => "CreateImage",
             Self::CreateKeyPair(_) => "CreateKeyPair",
             Self::CreateTags(_) => "CreateTags",
             Self::DeleteKeyPair(_) => "DeleteKeyPair",
@@ -6248,18 +7066,22 @@ impl Action {
             Self::DeregisterImage(_) => "DeregisterImage",
             Self::DescribeAccountAttributes(_) => "DescribeAccountAttributes",
             Self::DescribeAvailabilityZones(_) => "DescribeAvailabilityZones",
+            Self::DescribeImageAttribute(_) => "DescribeImageAttribute",
             Self::DescribeImages(_) => "DescribeImages",
+            Self::DescribeInstanceAttribute(_) => "DescribeInstanceAttribute",
             Self::DescribeInstanceStatus(_) => "DescribeInstanceStatus",
             Self::DescribeInstanceTypeOfferings(_) => "DescribeInstanceTypeOfferings",
             Self::DescribeInstanceTypes(_) => "DescribeInstanceTypes",
             Self::DescribeInstances(_) => "DescribeInstances",
             Self::DescribeKeyPairs(_) => "DescribeKeyPairs",
+            Self::DescribeNetworkInterfaces(_) => "DescribeNetworkInterfaces",
             Self::DescribeRegions(_) => "DescribeRegions",
             Self::DescribeSubnets(_) => "DescribeSubnets",
             Self::DescribeTags(_) => "DescribeTags",
             Self::DescribeVpcs(_) => "DescribeVpcs",
             Self::GetConsoleOutput(_) => "GetConsoleOutput",
             Self::ImportKeyPair(_) => "ImportKeyPair",
+            Self::ModifyInstanceAttribute(_) => "ModifyInstanceAttribute",
             Self::RebootInstances(_) => "RebootInstances",
             Self::RegisterImage(_) => "RegisterImage",
             Self::RunInstances(_) => "RunInstances",
@@ -6272,6 +7094,7 @@ impl Action {
     /// Whether the request asked for a dry run.
     pub fn dry_run(&self) -> bool {
         match self {
+            Self::CreateImage(r) => r.dry_run == Some(true),
             Self::CreateKeyPair(r) => r.dry_run == Some(true),
             Self::CreateTags(r) => r.dry_run == Some(true),
             Self::DeleteKeyPair(r) => r.dry_run == Some(true),
@@ -6279,18 +7102,22 @@ impl Action {
             Self::DeregisterImage(r) => r.dry_run == Some(true),
             Self::DescribeAccountAttributes(r) => r.dry_run == Some(true),
             Self::DescribeAvailabilityZones(r) => r.dry_run == Some(true),
+            Self::DescribeImageAttribute(r) => r.dry_run == Some(true),
             Self::DescribeImages(r) => r.dry_run == Some(true),
+            Self::DescribeInstanceAttribute(r) => r.dry_run == Some(true),
             Self::DescribeInstanceStatus(r) => r.dry_run == Some(true),
             Self::DescribeInstanceTypeOfferings(r) => r.dry_run == Some(true),
             Self::DescribeInstanceTypes(r) => r.dry_run == Some(true),
             Self::DescribeInstances(r) => r.dry_run == Some(true),
             Self::DescribeKeyPairs(r) => r.dry_run == Some(true),
+            Self::DescribeNetworkInterfaces(r) => r.dry_run == Some(true),
             Self::DescribeRegions(r) => r.dry_run == Some(true),
             Self::DescribeSubnets(r) => r.dry_run == Some(true),
             Self::DescribeTags(r) => r.dry_run == Some(true),
             Self::DescribeVpcs(r) => r.dry_run == Some(true),
             Self::GetConsoleOutput(r) => r.dry_run == Some(true),
             Self::ImportKeyPair(r) => r.dry_run == Some(true),
+            Self::ModifyInstanceAttribute(r) => r.dry_run == Some(true),
             Self::RebootInstances(r) => r.dry_run == Some(true),
             Self::RegisterImage(r) => r.dry_run == Some(true),
             Self::RunInstances(r) => r.dry_run == Some(true),
@@ -6301,6 +7128,7 @@ impl Action {
     }
 }
 
+pub type CreateImageOutput = CreateImageResult;
 pub type CreateKeyPairOutput = KeyPair;
 pub type CreateTagsOutput = ReturnTrue;
 pub type DeleteKeyPairOutput = DeleteKeyPairResult;
@@ -6308,18 +7136,22 @@ pub type DeleteTagsOutput = ReturnTrue;
 pub type DeregisterImageOutput = DeregisterImageResult;
 pub type DescribeAccountAttributesOutput = DescribeAccountAttributesResult;
 pub type DescribeAvailabilityZonesOutput = DescribeAvailabilityZonesResult;
+pub type DescribeImageAttributeOutput = ImageAttribute;
 pub type DescribeImagesOutput = DescribeImagesResult;
+pub type DescribeInstanceAttributeOutput = InstanceAttribute;
 pub type DescribeInstanceStatusOutput = DescribeInstanceStatusResult;
 pub type DescribeInstanceTypeOfferingsOutput = DescribeInstanceTypeOfferingsResult;
 pub type DescribeInstanceTypesOutput = DescribeInstanceTypesResult;
 pub type DescribeInstancesOutput = DescribeInstancesResult;
 pub type DescribeKeyPairsOutput = DescribeKeyPairsResult;
+pub type DescribeNetworkInterfacesOutput = DescribeNetworkInterfacesResult;
 pub type DescribeRegionsOutput = DescribeRegionsResult;
 pub type DescribeSubnetsOutput = DescribeSubnetsResult;
 pub type DescribeTagsOutput = DescribeTagsResult;
 pub type DescribeVpcsOutput = DescribeVpcsResult;
 pub type GetConsoleOutputOutput = GetConsoleOutputResult;
 pub type ImportKeyPairOutput = ImportKeyPairResult;
+pub type ModifyInstanceAttributeOutput = ReturnTrue;
 pub type RebootInstancesOutput = ReturnTrue;
 pub type RegisterImageOutput = RegisterImageResult;
 pub type RunInstancesOutput = Reservation;

@@ -2,7 +2,7 @@ use std::borrow::Cow;
 
 use ec2api::filter::FilterSet;
 use ec2api::pagination::PageRequest;
-use ec2api::{DescribeImagesOutput, DescribeImagesRequest, Ec2Error, Image};
+use ec2api::{DescribeImagesOutput, DescribeImagesRequest, Ec2Error, Image, StateReason};
 use storage::ImageRecord;
 
 use super::{one, tag_list, timestamp, Row, NO_TAGS};
@@ -28,7 +28,7 @@ fn fields<'a>(image: &'a ImageRecord, name: &str) -> Vec<Cow<'a, str>> {
     match name {
         "image-id" => one(&image.id),
         "name" => one(&image.name),
-        "state" => one("available"),
+        "state" => one(image.state.name()),
         "architecture" => one(&image.architecture),
         "owner-id" => one(&image.owner),
         "is-public" => one(image.public.to_string()),
@@ -86,7 +86,11 @@ pub async fn handle(ctx: &Ctx, req: DescribeImagesRequest) -> Result<DescribeIma
             image_location: Some(i.disk.clone()),
             owner_id: Some(i.owner.clone()),
             public: Some(i.public),
-            state: Some("available".into()),
+            state: Some(i.state.name().into()),
+            state_reason: i.state_message.as_ref().map(|m| StateReason {
+                code: Some(m.split(':').next().unwrap_or_default().to_owned()),
+                message: Some(m.clone()),
+            }),
             architecture: Some(i.architecture.clone()),
             image_type: Some("machine".into()),
             kernel_id: i.kernel.clone(),

@@ -1,5 +1,6 @@
 //! One file per action: the only place where wire shapes meet domain types.
 
+pub mod create_image;
 pub mod create_key_pair;
 pub mod create_tags;
 pub mod delete_key_pair;
@@ -7,18 +8,22 @@ pub mod delete_tags;
 pub mod deregister_image;
 pub mod describe_account_attributes;
 pub mod describe_availability_zones;
+pub mod describe_image_attribute;
 pub mod describe_images;
+pub mod describe_instance_attribute;
 pub mod describe_instance_status;
 pub mod describe_instance_type_offerings;
 pub mod describe_instance_types;
 pub mod describe_instances;
 pub mod describe_key_pairs;
+pub mod describe_network_interfaces;
 pub mod describe_regions;
 pub mod describe_subnets;
 pub mod describe_tags;
 pub mod describe_vpcs;
 pub mod get_console_output;
 pub mod import_key_pair;
+pub mod modify_instance_attribute;
 pub mod reboot_instances;
 pub mod register_image;
 pub mod run_instances;

@@ -36,7 +36,7 @@ pub fn private_dns_name(ip: &str, region: &str) -> String {
 }
 
 /// Security groups are stored by id; names arrive with the security-group issue.
-fn groups(record: &InstanceRecord) -> Vec<GroupIdentifier> {
+pub fn groups(record: &InstanceRecord) -> Vec<GroupIdentifier> {
     record
         .security_group_ids
         .iter()

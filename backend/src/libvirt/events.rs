@@ -1,0 +1,120 @@
+//! libvirt's domain lifecycle events, which the `virt` crate does not wrap.
+//!
+//! libvirt delivers events from an event loop that the client process runs:
+//! [`start_event_loop`] registers libvirt's default loop once per process, before any
+//! connection opens (remote connections only watch their socket when a loop exists), and
+//! runs it on a thread of its own. [`Subscription::new`] registers a lifecycle callback on one
+//! connection; the callback hands the domain's name to the sink. Dropping the subscription
+//! deregisters it, and libvirt then frees the boxed sink through [`free_sink`].
+//!
+//! This is the only module that calls libvirt's C API directly.
+#![allow(unsafe_code)]
+
+use std::ffi::{c_int, c_void, CStr};
+use std::panic::AssertUnwindSafe;
+use std::sync::Once;
+use std::time::Duration;
+
+use virt::connect::Connect;
+use virt::sys;
+
+use crate::hypervisor::EventSink;
+
+/// Starts libvirt's default event loop on a background thread, once per process.
+pub fn start_event_loop() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        if let Err(error) = virt::event::event_register_default_impl() {
+            tracing::warn!(%error, "libvirt event loop unavailable; domain changes are polled");
+            return;
+        }
+        let spawned = std::thread::Builder::new().name("libvirt-events".into()).spawn(|| loop {
+            if let Err(error) = virt::event::event_run_default_impl() {
+                tracing::warn!(%error, "libvirt event loop iteration failed");
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        });
+        if let Err(error) = spawned {
+            tracing::warn!(%error, "cannot start the libvirt event thread; domain changes are polled");
+        }
+    });
+}
+
+/// A lifecycle callback registered on one connection.
+pub struct Subscription {
+    conn: Connect,
+    id: c_int,
+}
+
+/// The lifecycle callback's real signature; libvirt registers every event kind through the
+/// generic one and casts back, as C's `VIR_DOMAIN_EVENT_CALLBACK` does.
+type LifecycleFn = unsafe extern "C" fn(sys::virConnectPtr, sys::virDomainPtr, c_int, c_int, *mut c_void) -> c_int;
+type GenericFn = unsafe extern "C" fn(sys::virConnectPtr, sys::virDomainPtr, *mut c_void);
+
+impl Subscription {
+    /// Registers `sink` for lifecycle events of every domain on `conn`; `None` when the
+    /// connection refuses (then the sweep's polling is all there is).
+    pub fn new(conn: &Connect, sink: EventSink) -> Option<Self> {
+        let opaque = Box::into_raw(Box::new(sink)).cast::<c_void>();
+        // SAFETY: both are `extern "C"` function pointers of the same ABI; libvirt calls a
+        // lifecycle callback with exactly `LifecycleFn`'s arguments whatever type it was
+        // registered under.
+        let callback = unsafe { std::mem::transmute::<LifecycleFn, GenericFn>(lifecycle) };
+        // SAFETY: `conn` is an open connection for the whole call; a null domain means every
+        // domain; libvirt owns `opaque` from here on and releases it with `free_sink`.
+        let id = unsafe {
+            sys::virConnectDomainEventRegisterAny(
+                conn.as_ptr(),
+                std::ptr::null_mut(),
+                sys::VIR_DOMAIN_EVENT_ID_LIFECYCLE as c_int,
+                Some(callback),
+                opaque,
+                Some(free_sink),
+            )
+        };
+        if id < 0 {
+            // libvirt does not call the free callback of a registration it refused.
+            // SAFETY: `opaque` came from `Box::into_raw` above and nothing else holds it.
+            drop(unsafe { Box::from_raw(opaque.cast::<EventSink>()) });
+            return None;
+        }
+        Some(Self { conn: conn.clone(), id })
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        // SAFETY: `self.conn` holds a reference to the connection, so it is still valid; `id`
+        // is the registration made on it in `new`, deregistered only here.
+        unsafe {
+            sys::virConnectDomainEventDeregisterAny(self.conn.as_ptr(), self.id);
+        }
+    }
+}
+
+unsafe extern "C" fn lifecycle(
+    _conn: sys::virConnectPtr,
+    dom: sys::virDomainPtr,
+    _event: c_int,
+    _detail: c_int,
+    opaque: *mut c_void,
+) -> c_int {
+    // SAFETY: `opaque` is the boxed sink registered in `Subscription::new`, which libvirt keeps
+    // alive until it calls `free_sink`; `dom` is valid for the duration of the callback, and
+    // the name it returns is a NUL-terminated string owned by it.
+    let (sink, name) = unsafe {
+        let name = sys::virDomainGetName(dom);
+        if name.is_null() {
+            return 0;
+        }
+        (&*opaque.cast::<EventSink>(), CStr::from_ptr(name).to_string_lossy().into_owned())
+    };
+    // A panic must not unwind into C.
+    let _ = std::panic::catch_unwind(AssertUnwindSafe(|| sink(&name)));
+    0
+}
+
+unsafe extern "C" fn free_sink(opaque: *mut c_void) {
+    // SAFETY: called once by libvirt with the pointer made by `Box::into_raw` in `new`.
+    drop(unsafe { Box::from_raw(opaque.cast::<EventSink>()) });
+}

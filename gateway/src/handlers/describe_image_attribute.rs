@@ -1,0 +1,65 @@
+use ec2api::{AttributeValue, DescribeImageAttributeOutput, DescribeImageAttributeRequest, Ec2Error, LaunchPermission};
+
+use crate::context::Ctx;
+
+const ATTRIBUTES: &[&str] = &[
+    "description",
+    "kernel",
+    "ramdisk",
+    "launchPermission",
+    "productCodes",
+    "blockDeviceMapping",
+    "sriovNetSupport",
+    "bootMode",
+    "tpmSupport",
+    "uefiData",
+    "lastLaunchedTime",
+    "imdsSupport",
+    "deregistrationProtection",
+];
+
+fn value(v: impl Into<String>) -> Option<AttributeValue> {
+    Some(AttributeValue { value: Some(v.into()) })
+}
+
+/// One attribute per call, of an image the caller owns (as on EC2, a public image of
+/// another account's is visible but its attributes are not).
+pub async fn handle(ctx: &Ctx, req: DescribeImageAttributeRequest) -> Result<DescribeImageAttributeOutput, Ec2Error> {
+    if !ATTRIBUTES.contains(&req.attribute.as_str()) {
+        return Err(Ec2Error::invalid_value(
+            "Attribute",
+            &req.attribute,
+            &format!("Expected one of: {}.", ATTRIBUTES.join(", ")),
+        ));
+    }
+    let account = ctx.account().to_owned();
+    let id = req.image_id.clone();
+    let image = ctx.call(move |b| b.image(&account, &id)).await?;
+    if image.owner != ctx.account() {
+        return Err(Ec2Error::new("AuthFailure", format!("Not authorized for image:{}", image.id)));
+    }
+    let mut out = DescribeImageAttributeOutput { image_id: Some(image.id.clone()), ..Default::default() };
+    match req.attribute.as_str() {
+        "description" => out.description = value(image.description),
+        "kernel" => {
+            out.kernel_id = image.kernel.map(|k| AttributeValue { value: Some(k) }).or(Some(Default::default()))
+        }
+        "ramdisk" => {
+            out.ramdisk_id = image.initrd.map(|r| AttributeValue { value: Some(r) }).or(Some(Default::default()))
+        }
+        "launchPermission" => {
+            let everyone = LaunchPermission { group: Some("all".into()), ..Default::default() };
+            out.launch_permissions = Some(if image.public { vec![everyone] } else { vec![] });
+        }
+        "productCodes" => out.product_codes = Some(vec![]),
+        "blockDeviceMapping" => out.block_device_mappings = Some(vec![]),
+        "sriovNetSupport" => out.sriov_net_support = Some(Default::default()),
+        "bootMode" => out.boot_mode = Some(Default::default()),
+        "tpmSupport" => out.tpm_support = Some(Default::default()),
+        "uefiData" => out.uefi_data = Some(Default::default()),
+        "lastLaunchedTime" => out.last_launched_time = Some(Default::default()),
+        "imdsSupport" => out.imds_support = Some(Default::default()),
+        _ => out.deregistration_protection = value("disabled"),
+    }
+    Ok(out)
+}

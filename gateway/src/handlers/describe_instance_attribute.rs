@@ -1,0 +1,72 @@
+use ec2api::{
+    AttributeBooleanValue, AttributeValue, DescribeInstanceAttributeOutput, DescribeInstanceAttributeRequest, Ec2Error,
+};
+
+use super::check_instance_ids;
+use super::shapes::groups;
+use crate::context::Ctx;
+
+const ATTRIBUTES: &[&str] = &[
+    "instanceType",
+    "kernel",
+    "ramdisk",
+    "userData",
+    "disableApiTermination",
+    "disableApiStop",
+    "instanceInitiatedShutdownBehavior",
+    "rootDeviceName",
+    "blockDeviceMapping",
+    "productCodes",
+    "sourceDestCheck",
+    "groupSet",
+    "ebsOptimized",
+    "sriovNetSupport",
+    "enaSupport",
+    "enclaveOptions",
+];
+
+fn value(v: impl Into<String>) -> Option<AttributeValue> {
+    Some(AttributeValue { value: Some(v.into()) })
+}
+
+fn flag(on: bool) -> Option<AttributeBooleanValue> {
+    Some(AttributeBooleanValue { value: Some(on) })
+}
+
+pub async fn handle(
+    ctx: &Ctx,
+    req: DescribeInstanceAttributeRequest,
+) -> Result<DescribeInstanceAttributeOutput, Ec2Error> {
+    check_instance_ids(std::slice::from_ref(&req.instance_id))?;
+    if !ATTRIBUTES.contains(&req.attribute.as_str()) {
+        return Err(Ec2Error::invalid_value(
+            "Attribute",
+            &req.attribute,
+            &format!("Expected one of: {}.", ATTRIBUTES.join(", ")),
+        ));
+    }
+    let account = ctx.account().to_owned();
+    let id = req.instance_id.clone();
+    let r = ctx.call(move |b| b.instance(&account, &id)).await?;
+    let mut out = DescribeInstanceAttributeOutput { instance_id: Some(r.id.clone()), ..Default::default() };
+    match req.attribute.as_str() {
+        "instanceType" => out.instance_type = value(&r.instance_type),
+        // Kernels are an image property here, not an AKI: EC2 answers empty for HVM instances.
+        "kernel" => out.kernel_id = Some(Default::default()),
+        "ramdisk" => out.ramdisk_id = Some(Default::default()),
+        "userData" => out.user_data = Some(AttributeValue { value: r.user_data.clone() }),
+        "disableApiTermination" => out.disable_api_termination = flag(r.disable_api_termination),
+        "disableApiStop" => out.disable_api_stop = flag(r.disable_api_stop),
+        "instanceInitiatedShutdownBehavior" => out.instance_initiated_shutdown_behavior = value(&r.shutdown_behavior),
+        "rootDeviceName" => out.root_device_name = value("/dev/vda"),
+        "blockDeviceMapping" => out.block_device_mappings = Some(vec![]),
+        "productCodes" => out.product_codes = Some(vec![]),
+        "sourceDestCheck" => out.source_dest_check = flag(true),
+        "groupSet" => out.groups = Some(groups(&r)),
+        "ebsOptimized" => out.ebs_optimized = flag(r.ebs_optimized),
+        "sriovNetSupport" => out.sriov_net_support = Some(Default::default()),
+        "enaSupport" => out.ena_support = flag(false),
+        _ => out.enclave_options = Some(ec2api::EnclaveOptions { enabled: Some(false) }),
+    }
+    Ok(out)
+}

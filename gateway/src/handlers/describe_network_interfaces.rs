@@ -1,0 +1,153 @@
+use std::borrow::Cow;
+
+use ec2api::filter::FilterSet;
+use ec2api::pagination::PageRequest;
+use ec2api::{
+    DescribeNetworkInterfacesOutput, DescribeNetworkInterfacesRequest, Ec2Error, NetworkInterface,
+    NetworkInterfaceAttachment, NetworkInterfacePrivateIpAddress,
+};
+use storage::{InstanceRecord, InstanceState};
+
+use super::shapes::{groups, private_dns_name};
+use super::{one, tag_list, timestamp, Row, NO_TAGS};
+use crate::context::Ctx;
+
+const FILTERS: &[&str] = &[
+    "network-interface-id",
+    "attachment.instance-id",
+    "attachment.instance-owner-id",
+    "attachment.attachment-id",
+    "attachment.device-index",
+    "attachment.status",
+    "attachment.delete-on-termination",
+    "availability-zone",
+    "group-id",
+    "mac-address",
+    "owner-id",
+    "private-ip-address",
+    "addresses.private-ip-address",
+    "private-dns-name",
+    "status",
+    "subnet-id",
+    "vpc-id",
+    "interface-type",
+    "source-dest-check",
+    "description",
+];
+
+/// An instance's primary interface, with its region-dependent DNS name.
+struct Item<'a> {
+    record: &'a InstanceRecord,
+    dns: String,
+}
+
+fn attachment_id(record: &InstanceRecord) -> String {
+    format!("eni-attach-{}", record.network_interface_id.trim_start_matches("eni-"))
+}
+
+fn fields<'a>(item: &'a Item<'_>, name: &str) -> Vec<Cow<'a, str>> {
+    let r = item.record;
+    match name {
+        "network-interface-id" => one(&r.network_interface_id),
+        "attachment.instance-id" => one(&r.id),
+        "attachment.instance-owner-id" | "owner-id" => one(&r.account),
+        "attachment.attachment-id" => one(attachment_id(r)),
+        "attachment.device-index" => one("0"),
+        "attachment.status" => one("attached"),
+        "attachment.delete-on-termination" | "source-dest-check" => one("true"),
+        "availability-zone" => one(&r.zone),
+        "group-id" => r.security_group_ids.iter().map(|g| Cow::Borrowed(g.as_str())).collect(),
+        "mac-address" => one(&r.mac),
+        "private-ip-address" | "addresses.private-ip-address" => one(&r.private_ip),
+        "private-dns-name" => one(&item.dns),
+        "status" => one("in-use"),
+        "subnet-id" => one(&r.subnet_id),
+        "vpc-id" => one(&r.vpc_id),
+        "interface-type" => one("interface"),
+        "description" => one(""),
+        _ => vec![],
+    }
+}
+
+/// Each instance has one interface, created and deleted with it; a terminated instance's
+/// interface is gone.
+pub async fn handle(
+    ctx: &Ctx,
+    req: DescribeNetworkInterfacesRequest,
+) -> Result<DescribeNetworkInterfacesOutput, Ec2Error> {
+    let ids = req.network_interface_ids.unwrap_or_default();
+    if !ids.is_empty() && req.max_results.is_some() {
+        return Err(Ec2Error::new(
+            "InvalidParameterCombination",
+            "The parameter NetworkInterfaceIds cannot be used with the parameter MaxResults",
+        ));
+    }
+    if let Some(bad) =
+        ids.iter().find(|id| backend::ResourceKind::of_id(id) != Some(backend::ResourceKind::NetworkInterface))
+    {
+        return Err(Ec2Error::new("InvalidNetworkInterfaceID.Malformed", format!("Invalid id: \"{bad}\"")));
+    }
+    let filters = FilterSet::new(req.filters.as_deref(), FILTERS)?;
+    let page = PageRequest::new(req.max_results, req.next_token.as_deref(), 5, 1000)?;
+    let account = ctx.account().to_owned();
+    let (records, tags) = ctx.call(move |b| Ok((b.instances(&account)?, b.tags_by_resource(&account)?))).await?;
+    let live: Vec<&InstanceRecord> = records.iter().filter(|r| r.state != InstanceState::Terminated).collect();
+    if let Some(missing) = ids.iter().find(|id| !live.iter().any(|r| &r.network_interface_id == *id)) {
+        return Err(Ec2Error::new(
+            "InvalidNetworkInterfaceID.NotFound",
+            format!("The networkInterface ID '{missing}' does not exist"),
+        ));
+    }
+    let region = ctx.region.as_str();
+    let mut matching: Vec<Item> = live
+        .into_iter()
+        .filter(|r| ids.is_empty() || ids.contains(&r.network_interface_id))
+        .map(|record| Item { record, dns: private_dns_name(&record.private_ip, region) })
+        .filter(|item| {
+            let eni_tags = tags.get(&item.record.network_interface_id).map_or(NO_TAGS, Vec::as_slice);
+            filters.matches(&Row { item, tags: eni_tags, fields })
+        })
+        .collect();
+    matching.sort_by(|a, b| a.record.network_interface_id.cmp(&b.record.network_interface_id));
+    let (items, next_token) = page.page(matching, |i| &i.record.network_interface_id);
+    let interfaces = items
+        .into_iter()
+        .map(|Item { record: r, dns }| NetworkInterface {
+            network_interface_id: Some(r.network_interface_id.clone()),
+            attachment: Some(NetworkInterfaceAttachment {
+                attachment_id: Some(attachment_id(r)),
+                attach_time: Some(timestamp(r.launch_time_ms)),
+                delete_on_termination: Some(true),
+                device_index: Some(0),
+                network_card_index: Some(0),
+                instance_id: Some(r.id.clone()),
+                instance_owner_id: Some(r.account.clone()),
+                status: Some("attached".into()),
+                ..Default::default()
+            }),
+            availability_zone: Some(r.zone.clone()),
+            description: Some(String::new()),
+            groups: Some(groups(r)),
+            interface_type: Some("interface".into()),
+            ipv6_addresses: Some(vec![]),
+            mac_address: Some(r.mac.clone()),
+            owner_id: Some(r.account.clone()),
+            private_dns_name: Some(dns.clone()),
+            private_ip_address: Some(r.private_ip.clone()),
+            private_ip_addresses: Some(vec![NetworkInterfacePrivateIpAddress {
+                primary: Some(true),
+                private_dns_name: Some(dns),
+                private_ip_address: Some(r.private_ip.clone()),
+                association: None,
+            }]),
+            requester_managed: Some(false),
+            source_dest_check: Some(true),
+            status: Some("in-use".into()),
+            subnet_id: Some(r.subnet_id.clone()),
+            vpc_id: Some(r.vpc_id.clone()),
+            tag_set: Some(tags.get(&r.network_interface_id).map(|t| tag_list(t)).unwrap_or_default()),
+            ..Default::default()
+        })
+        .collect();
+    Ok(DescribeNetworkInterfacesOutput { network_interfaces: Some(interfaces), next_token })
+}

@@ -1,0 +1,93 @@
+use backend::attributes::AttributeChange;
+use ec2api::{
+    AttributeBooleanValue, AttributeValue, Ec2Error, ModifyInstanceAttributeOutput, ModifyInstanceAttributeRequest,
+};
+
+use super::check_instance_ids;
+use crate::context::Ctx;
+
+fn text(v: Option<AttributeValue>) -> Option<String> {
+    v.and_then(|v| v.value)
+}
+
+fn flag(v: Option<AttributeBooleanValue>) -> Option<bool> {
+    v.and_then(|v| v.value)
+}
+
+fn boolean(name: &str, value: &str) -> Result<bool, Ec2Error> {
+    value.parse().map_err(|_| Ec2Error::invalid_value(name, value, "Expected true or false."))
+}
+
+/// Exactly one change per call, given either as `<Attribute>.Value=…` or as the older
+/// `Attribute=<name>&Value=…` pair.
+fn change(req: ModifyInstanceAttributeRequest) -> Result<AttributeChange, Ec2Error> {
+    let mut changes = Vec::new();
+    if let Some(v) = text(req.instance_type) {
+        changes.push(AttributeChange::InstanceType(v));
+    }
+    if let Some(v) = req.user_data {
+        changes.push(AttributeChange::UserData(v.value.map(|b| b.0).unwrap_or_default()));
+    }
+    if let Some(v) = flag(req.disable_api_termination) {
+        changes.push(AttributeChange::DisableApiTermination(v));
+    }
+    if let Some(v) = flag(req.disable_api_stop) {
+        changes.push(AttributeChange::DisableApiStop(v));
+    }
+    if let Some(v) = text(req.instance_initiated_shutdown_behavior) {
+        changes.push(AttributeChange::ShutdownBehavior(v));
+    }
+    if let Some(v) = flag(req.ebs_optimized) {
+        changes.push(AttributeChange::EbsOptimized(v));
+    }
+    if let Some(v) = flag(req.source_dest_check) {
+        changes.push(AttributeChange::SourceDestCheck(v));
+    }
+    let unsupported = [
+        ("Kernel", req.kernel.is_some()),
+        ("Ramdisk", req.ramdisk.is_some()),
+        ("SriovNetSupport", req.sriov_net_support.is_some()),
+        ("EnaSupport", req.ena_support.is_some()),
+        ("GroupId", req.groups.is_some()),
+        ("BlockDeviceMapping", req.block_device_mappings.is_some()),
+    ];
+    if let Some((name, _)) = unsupported.iter().find(|(_, given)| *given) {
+        return Err(Ec2Error::new("UnsupportedOperation", format!("Modifying {name} is not supported by Stratus")));
+    }
+    if let Some(attribute) = req.attribute {
+        let value = req.value.ok_or_else(|| Ec2Error::missing_parameter("Value"))?;
+        changes.push(match attribute.as_str() {
+            "instanceType" => AttributeChange::InstanceType(value),
+            "userData" => AttributeChange::UserData(value.into_bytes()),
+            "disableApiTermination" => AttributeChange::DisableApiTermination(boolean("Value", &value)?),
+            "disableApiStop" => AttributeChange::DisableApiStop(boolean("Value", &value)?),
+            "instanceInitiatedShutdownBehavior" => AttributeChange::ShutdownBehavior(value),
+            "ebsOptimized" => AttributeChange::EbsOptimized(boolean("Value", &value)?),
+            "sourceDestCheck" => AttributeChange::SourceDestCheck(boolean("Value", &value)?),
+            other => {
+                return Err(Ec2Error::invalid_value(
+                    "Attribute",
+                    other,
+                    "Expected instanceType, userData, disableApiTermination, disableApiStop, instanceInitiatedShutdownBehavior, ebsOptimized or sourceDestCheck.",
+                ))
+            }
+        });
+    }
+    match changes.len() {
+        0 => Err(Ec2Error::missing_parameter("Attribute")),
+        1 => Ok(changes.remove(0)),
+        _ => Err(Ec2Error::new(
+            "InvalidParameterCombination",
+            "Fields for multiple attribute types specified: modify one attribute per request",
+        )),
+    }
+}
+
+pub async fn handle(ctx: &Ctx, req: ModifyInstanceAttributeRequest) -> Result<ModifyInstanceAttributeOutput, Ec2Error> {
+    check_instance_ids(std::slice::from_ref(&req.instance_id))?;
+    let id = req.instance_id.clone();
+    let change = change(req)?;
+    let account = ctx.account().to_owned();
+    ctx.call(move |b| b.modify_instance_attribute(&account, &id, change)).await?;
+    Ok(ec2api::xml::ReturnTrue)
+}
