@@ -7,7 +7,7 @@
 use storage::tables::{ACCESS_KEYS, ACCOUNTS};
 use storage::{AccessKeyRecord, AccountRecord};
 
-use crate::{ids, now_ms, Backend, Error, Result};
+use crate::{ids, invalid, now_ms, Backend, Error, Result};
 
 /// What `stratus account create` asks for; ids and keys are minted unless given.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -43,10 +43,6 @@ pub struct Principal {
     pub admin: bool,
     pub secret_access_key: String,
     pub default_vpc_id: String,
-}
-
-fn invalid(name: &'static str, message: impl Into<String>) -> Error {
-    Error::InvalidParameter { name, message: message.into() }
 }
 
 fn validate(new: &NewAccount) -> Result<()> {

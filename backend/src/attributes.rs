@@ -11,7 +11,7 @@ use storage::tables::INSTANCES;
 use storage::{InstanceRecord, InstanceState};
 
 use crate::instances::MAX_USER_DATA;
-use crate::{Backend, Error, ResourceKind, Result};
+use crate::{invalid, Backend, Error, ResourceKind, Result};
 
 /// One ModifyInstanceAttribute change.
 #[derive(Debug, Clone, PartialEq)]
@@ -24,11 +24,8 @@ pub enum AttributeChange {
     /// `stop` or `terminate`.
     ShutdownBehavior(String),
     EbsOptimized(bool),
-    SourceDestCheck(bool),
-}
-
-fn invalid(name: &'static str, message: impl Into<String>) -> Error {
-    Error::InvalidParameter { name, message: message.into() }
+    /// Keeping the source/destination check on: nothing to change, but the instance must exist.
+    SourceDestCheck,
 }
 
 impl Backend {
@@ -99,8 +96,7 @@ impl Backend {
                 AttributeChange::DisableApiStop(on) => record.disable_api_stop = on,
                 AttributeChange::ShutdownBehavior(value) => record.shutdown_behavior = value,
                 AttributeChange::EbsOptimized(on) => record.ebs_optimized = on,
-                // Stratus's bridge does not filter by source address; the check stays on.
-                AttributeChange::SourceDestCheck(_) => {}
+                AttributeChange::SourceDestCheck => {}
             }
             tx.insert(&INSTANCES, &key, &record)?;
             Ok(())

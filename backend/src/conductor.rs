@@ -1,7 +1,8 @@
 //! The conductor: background work that keeps libvirt and redb in step.
 //!
-//! 1. Requests kick instance (or pending image) keys into a channel; each kick runs
-//!    [`Backend::converge`] for it on a blocking thread. A key already in flight is marked to run once more
+//! 1. Requests kick instance keys into a channel; each kick runs [`Backend::converge`] for
+//!    that instance on a blocking thread (copies for its pending images first, then its
+//!    state change). A key already in flight is marked to run once more
 //!    when it finishes, so no kick is lost and no instance is driven twice at once.
 //! 2. Every sweep interval, [`Backend::sweep`] probes the hosts and compares them with redb:
 //!    a running instance whose domain is off or gone was shut down from inside; instances
@@ -19,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use storage::tables::IMAGES;
-use storage::{ImageRecord, ImageState, InstanceRecord, InstanceState};
+use storage::{ImageState, InstanceState};
 use tokio::sync::mpsc;
 
 use crate::hypervisor::PowerState;
@@ -46,7 +47,6 @@ impl Backend {
         // cannot be mistaken for one that stopped (its domain is seen running, or the
         // conditional update below finds its state changed).
         let records = self.all_instance_records()?;
-        let images = self.store().read(|tx| tx.scan(&IMAGES, ""))?;
         let mut report = SweepReport::default();
         let mut domains: HashMap<String, HashMap<String, PowerState>> = HashMap::new();
         for host in self.hosts().iter() {
@@ -66,12 +66,8 @@ impl Backend {
                 }
                 InstanceState::Running => {
                     let Some(on_host) = domains.get(&record.host_id) else { continue };
-                    let state = on_host.get(&record.id);
-                    if state.is_none_or(|s| matches!(s, PowerState::ShutOff | PowerState::Crashed)) {
+                    if on_host.get(&record.id).is_none_or(|s| s.is_off()) {
                         self.guest_powered_off(&key)?;
-                    } else if state == Some(&PowerState::Paused) && !being_imaged(&images, record) {
-                        // Paused for an image copy that crashed before resuming it.
-                        self.resume_paused(record);
                     }
                 }
                 InstanceState::Stopped | InstanceState::Terminated => {}
@@ -90,22 +86,16 @@ impl Backend {
             }
         }
         report.unknown_domains.sort();
-        for (key, image) in &images {
-            if image.state == ImageState::Pending {
-                self.kick(key);
+        // Image copies left by a crash (their guest may still be paused) are redone by their
+        // instance's work.
+        for (_, image) in self.store().read(|tx| tx.scan(&IMAGES, ""))? {
+            if let (ImageState::Pending, Some(instance)) = (image.state, &image.source_instance) {
+                self.kick(&format!("{}/{instance}", image.owner));
                 report.kicked += 1;
             }
         }
         report.purged = self.purge_terminated(TERMINATED_RETENTION)?;
         Ok(report)
-    }
-
-    fn resume_paused(&self, record: &InstanceRecord) {
-        if let Some(host) = self.hosts().get(&record.host_id) {
-            if let Err(error) = host.driver.resume(&record.id) {
-                tracing::warn!(instance = %record.id, %error, "could not resume a paused instance");
-            }
-        }
     }
 
     /// A host reported a lifecycle change of domain `name`: looks at its instance now
@@ -119,7 +109,7 @@ impl Backend {
             InstanceState::Running => {
                 let Some(host) = self.hosts().get(host_id) else { return Ok(()) };
                 let off = match host.driver.state(name) {
-                    Ok(state) => state.is_none_or(|s| matches!(s, PowerState::ShutOff | PowerState::Crashed)),
+                    Ok(state) => state.is_none_or(PowerState::is_off),
                     // The sweep will look again once the host answers.
                     Err(_) => false,
                 };
@@ -140,13 +130,17 @@ impl Backend {
             return;
         }
         let (event_tx, events) = mpsc::unbounded_channel();
-        for host in self.hosts().iter() {
-            let host_id = host.id.clone();
-            let event_tx = event_tx.clone();
-            host.driver.watch(Arc::new(move |name: &str| {
-                let _ = event_tx.send((host_id.clone(), name.to_owned()));
-            }));
-        }
+        // Subscribing talks to the hosts, which may block.
+        let backend = Arc::clone(self);
+        tokio::task::spawn_blocking(move || {
+            for host in backend.hosts().iter() {
+                let host_id = host.id.clone();
+                let event_tx = event_tx.clone();
+                host.driver.watch(Arc::new(move |name: &str| {
+                    let _ = event_tx.send((host_id.clone(), name.to_owned()));
+                }));
+            }
+        });
         tokio::spawn(conduct(Arc::clone(self), receiver, events, sweep_interval));
     }
 
@@ -156,12 +150,6 @@ impl Backend {
             let _ = sender.send(key.to_owned());
         }
     }
-}
-
-fn being_imaged(images: &[(String, ImageRecord)], record: &InstanceRecord) -> bool {
-    images.iter().any(|(_, i)| {
-        i.state == ImageState::Pending && i.owner == record.account && i.source_instance.as_ref() == Some(&record.id)
-    })
 }
 
 /// Keys being converged, each with whether another kick came in meanwhile.

@@ -59,6 +59,13 @@ pub enum PowerState {
     Other,
 }
 
+impl PowerState {
+    /// Not running a guest: what a guest that powered itself off leaves behind.
+    pub fn is_off(self) -> bool {
+        matches!(self, Self::ShutOff | Self::Crashed)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DomainStatus {
     pub name: String,
@@ -110,9 +117,7 @@ pub trait Hypervisor: Send + Sync {
     fn resume(&self, name: &str) -> Result<(), DriverError>;
     /// Reports lifecycle changes of this host's domains (started, stopped, crashed…) to
     /// `sink`, from now on and across reconnections. Hosts that cannot tell are polled.
-    fn watch(&self, sink: EventSink) {
-        let _ = sink;
-    }
+    fn watch(&self, sink: EventSink);
 }
 
 /// Receives the name of a domain whose lifecycle changed. Called from the driver's event

@@ -7,7 +7,8 @@
 //! see their own images and the public ones.
 //!
 //! CreateImage makes a third kind from an instance: it records a `pending` image and kicks
-//! the conductor, which copies the instance's root disk (its overlay and the image beneath,
+//! the instance's conductor work, which (before anything else it does to that instance)
+//! copies the instance's root disk (its overlay and the image beneath,
 //! flattened into one standalone qcow2) plus the kernel and initrd it boots with, then marks
 //! the image `available`. A running guest is paused for the copy: QEMU drains and flushes its
 //! disk on pause, so the copy is crash-consistent, and the guest resumes where it was (it is
@@ -18,11 +19,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use storage::tables::{IMAGES, INSTANCES};
-use storage::{ImageRecord, ImageState, InstanceState};
+use storage::{ImageRecord, ImageState, InstanceRecord, InstanceState, StateReason};
 
-use crate::hypervisor::{DriverError, PowerState};
+use crate::hypervisor::DriverError;
 use crate::instances::root_disk_path;
-use crate::{ids, now_ms, tags, Backend, Error, ResourceKind, Result};
+use crate::{ids, invalid, now_ms, tags, Backend, Error, ResourceKind, Result};
 
 /// What a new image is made of.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -45,10 +46,6 @@ pub struct NewImage {
 pub struct DiskInfo {
     pub format: String,
     pub virtual_size_bytes: u64,
-}
-
-fn invalid(name: &'static str, message: impl Into<String>) -> Error {
-    Error::InvalidParameter { name, message: message.into() }
 }
 
 /// Asks `qemu-img` what a disk is; only qcow2 and raw are accepted.
@@ -121,15 +118,13 @@ impl Backend {
             created_ms: now_ms(),
             state: ImageState::Available,
             source_instance: None,
-            state_message: None,
+            state_reason: None,
         };
         self.store().write(|tx| {
-            if tx.scan(&IMAGES, &format!("{account}/"))?.iter().any(|(_, i)| i.name == record.name) {
-                return Err(Error::ImageNameDuplicate(record.name.clone()));
-            }
+            ensure_unique_name(tx, account, &record.name)?;
             tx.insert(&IMAGES, &format!("{account}/{}", record.id), &record)?;
             tags::put_tags(tx, account, &record.id, &new.tags)?;
-            Ok(())
+            Ok::<_, Error>(())
         })?;
         Ok(record)
     }
@@ -204,7 +199,9 @@ impl Backend {
         Ok(())
     }
 
-    /// CreateImage: records a pending image of the instance's root disk and kicks the copy.
+    /// CreateImage: records a pending image of the instance's root disk; the copy is done by
+    /// the instance's own conductor work ([`Backend::capture_pending_images`]), so it never
+    /// overlaps a start, stop or terminate of that instance.
     pub fn create_image(
         &self,
         account: &str,
@@ -216,22 +213,20 @@ impl Backend {
         validate_name(name)?;
         tags::validate_tags(tags)?;
         let id = ids::resource_id("ami");
-        let dir = self.image_dir(&id);
-        let disk = dir.join("disk.qcow2").to_string_lossy().into_owned();
+        let disk = self.image_dir(&id).join("disk.qcow2").to_string_lossy().into_owned();
         let record = self.store().write(|tx| {
-            let instance = tx
-                .get(&INSTANCES, &format!("{account}/{instance_id}"))?
-                .ok_or_else(|| Error::ResourceNotFound { kind: ResourceKind::Instance, id: instance_id.to_owned() })?;
-            if !matches!(instance.state, InstanceState::Running | InstanceState::Stopped) {
-                return Err(Error::IncorrectInstanceState {
-                    id: instance.id,
-                    state: instance.state.name(),
-                    verb: "imaged",
-                });
+            let instance = tx.get(&INSTANCES, &format!("{account}/{instance_id}"))?.ok_or_else(|| {
+                Error::ResourceNotFound { kind: ResourceKind::Instance, id: instance_id.to_owned() }
+            })?;
+            if !matches!(instance.state, InstanceState::Running | InstanceState::Stopping | InstanceState::Stopped) {
+                return Err(invalid(
+                    "InstanceId",
+                    format!(
+                        "Invalid value '{instance_id}' for instanceId. Instance is not in state 'running' or 'stopping' or 'stopped'"
+                    ),
+                ));
             }
-            if tx.scan(&IMAGES, &format!("{account}/"))?.iter().any(|(_, i)| i.name == name) {
-                return Err(Error::ImageNameDuplicate(name.to_owned()));
-            }
+            ensure_unique_name(tx, account, name)?;
             let record = ImageRecord {
                 id: id.clone(),
                 owner: account.to_owned(),
@@ -249,99 +244,88 @@ impl Backend {
                 created_ms: now_ms(),
                 state: ImageState::Pending,
                 source_instance: Some(instance.id),
-                state_message: None,
+                state_reason: None,
             };
             tx.insert(&IMAGES, &format!("{account}/{id}"), &record)?;
             tags::put_tags(tx, account, &id, tags)?;
             Ok(record)
         })?;
-        self.kick(&format!("{account}/{id}"));
+        self.kick(&format!("{account}/{instance_id}"));
         Ok(record)
     }
 
-    /// The conductor's half of CreateImage: copies the files, then marks the image
-    /// available (or failed). Blocks on the host and on `qemu-img`.
-    pub(crate) fn capture_image(&self, key: &str) -> Result<()> {
-        let Some(image) = self.store().read(|tx| tx.get(&IMAGES, key))? else { return Ok(()) };
-        if image.state != ImageState::Pending {
-            return Ok(());
-        }
-        let source_key = format!("{}/{}", image.owner, image.source_instance.clone().unwrap_or_default());
-        let outcome = match self.store().read(|tx| tx.get(&INSTANCES, &source_key))? {
-            Some(instance) => self.copy_instance(&instance, &image),
-            None => Err(Error::Io("the instance is gone".into())),
-        };
-        let finished = match outcome {
-            // A host that does not answer may come back: the sweep retries.
-            Err(Error::Driver(DriverError::Unreachable(why))) => {
-                tracing::warn!(image = %image.id, %why, "host unreachable, image copy postponed");
-                return Ok(());
-            }
-            Ok(done) => done,
-            Err(error) => {
-                tracing::warn!(image = %image.id, %error, "CreateImage failed");
-                ImageRecord {
-                    state: ImageState::Failed,
-                    state_message: Some(format!("Server.InternalError: {error}")),
-                    ..image.clone()
+    /// Copies the instance's disk for every pending image made from it, then marks each one
+    /// available (or failed). Runs as part of the instance's converge, before any state
+    /// change of the instance is carried out. Blocks on the host and on `qemu-img`.
+    pub(crate) fn capture_pending_images(&self, instance: &InstanceRecord) -> Result<()> {
+        let pending: Vec<(String, ImageRecord)> = self
+            .store()
+            .read(|tx| tx.scan(&IMAGES, &format!("{}/", instance.account)))?
+            .into_iter()
+            .filter(|(_, i)| i.state == ImageState::Pending && i.source_instance.as_ref() == Some(&instance.id))
+            .collect();
+        for (key, image) in pending {
+            let finished = match self.copy_instance(instance, &image) {
+                // A host that does not answer may come back: the sweep retries.
+                Err(error @ Error::Driver(DriverError::Unreachable(_))) => return Err(error),
+                Ok(done) => done,
+                Err(error) => {
+                    tracing::warn!(image = %image.id, %error, "CreateImage failed");
+                    let reason = StateReason {
+                        code: "Server.InternalError".into(),
+                        message: "Server.InternalError: Internal error on copying the instance's disk".into(),
+                    };
+                    ImageRecord { state: ImageState::Failed, state_reason: Some(reason), ..image.clone() }
                 }
+            };
+            let kept = self.store().write(|tx| {
+                if tx.get(&IMAGES, &key)?.is_none_or(|c| c.state != ImageState::Pending) {
+                    return Ok(false);
+                }
+                tx.insert(&IMAGES, &key, &finished)?;
+                Ok::<_, Error>(true)
+            })?;
+            // Deregistered while copying, or failed: nothing of it stays on disk.
+            if !kept || finished.state == ImageState::Failed {
+                let _ = std::fs::remove_dir_all(self.image_dir(&image.id));
             }
-        };
-        let kept = self.store().write(|tx| {
-            let current = tx.get(&IMAGES, key)?;
-            if current.as_ref().is_none_or(|c| c.state != ImageState::Pending) {
-                return Ok(false);
-            }
-            tx.insert(&IMAGES, key, &finished)?;
-            Ok::<_, Error>(true)
-        })?;
-        // Deregistered while copying, or failed: nothing should stay on disk.
-        if !kept || finished.state == ImageState::Failed {
-            remove_owned_files(&finished.owned_files);
         }
         Ok(())
     }
 
     /// Copies an instance's boot files into the image's directory; answers the available
-    /// image.
-    fn copy_instance(&self, instance: &storage::InstanceRecord, image: &ImageRecord) -> Result<ImageRecord> {
+    /// image. A running guest is paused for the disk copy and resumed after it.
+    fn copy_instance(&self, instance: &InstanceRecord, image: &ImageRecord) -> Result<ImageRecord> {
         let dir = self.image_dir(&image.id);
         std::fs::create_dir_all(&dir).map_err(|e| Error::Io(format!("creating {}: {e}", dir.display())))?;
         let mut done = image.clone();
-        // The kernel and initrd the instance boots with, when its image still exists.
-        let source = self
-            .store()
-            .read(|tx| tx.scan(&IMAGES, ""))?
-            .into_iter()
-            .map(|(_, i)| i)
-            .find(|i| i.id == instance.image_id);
-        if let Some(source) = source.filter(|s| s.kernel.is_some()) {
+        // The new image must boot after the source image is deregistered (which deletes
+        // imported files), so it gets its own kernel and initrd.
+        if let Some(source) = self.any_image(&instance.image_id)?.filter(|s| s.kernel.is_some()) {
             for (from, name, slot) in
                 [(&source.kernel, "kernel", &mut done.kernel), (&source.initrd, "initrd", &mut done.initrd)]
             {
                 let Some(from) = from else { continue };
                 let to = dir.join(name);
-                copy_file(Path::new(from), &to)?;
+                link_or_copy(Path::new(from), &to)?;
                 *slot = Some(to.to_string_lossy().into_owned());
                 done.owned_files.push(to.to_string_lossy().into_owned());
             }
             done.cmdline = source.cmdline;
         }
         let host = self.hosts().get(&instance.host_id).ok_or_else(|| Error::HostGone(instance.host_id.clone()))?;
-        let active = host
-            .driver
-            .state(&instance.id)
-            .map_err(Error::Driver)?
-            .is_some_and(|s| matches!(s, PowerState::Running | PowerState::Paused | PowerState::Other));
+        let active = host.driver.state(&instance.id).map_err(Error::Driver)?.is_some_and(|s| !s.is_off());
         if active {
             host.driver.suspend(&instance.id).map_err(Error::Driver)?;
         }
+        let paused = std::time::Instant::now();
         let copied = flatten_disk(&root_disk_path(instance), Path::new(&image.disk));
         if active {
-            if let Err(error) = host.driver.resume(&instance.id) {
-                // The sweep resumes paused instances that no copy is waiting on.
-                tracing::warn!(instance = %instance.id, %error, "could not resume after the image copy");
-            }
+            // A guest left paused would be down for good: failing here keeps the image
+            // pending, and the retry resumes it.
+            host.driver.resume(&instance.id).map_err(Error::Driver)?;
+            let paused_ms = paused.elapsed().as_millis() as u64;
+            tracing::info!(instance = %instance.id, image = %image.id, paused_ms, "guest paused for the image copy");
         }
         copied?;
         done.virtual_size_bytes = inspect_disk(Path::new(&image.disk))?.virtual_size_bytes;
@@ -350,14 +334,41 @@ impl Backend {
         Ok(done)
     }
 
+    /// An image by id, whoever owns it (an instance may run from another account's public
+    /// image).
+    pub(crate) fn any_image(&self, id: &str) -> Result<Option<ImageRecord>> {
+        Ok(self.store().read(|tx| tx.scan(&IMAGES, ""))?.into_iter().map(|(_, i)| i).find(|i| i.id == id))
+    }
+
+    /// DescribeImageAttribute's image: visible to the caller and owned by it.
+    pub fn owned_image(&self, account: &str, id: &str) -> Result<ImageRecord> {
+        let image = self.image(account, id)?;
+        if image.owner != account {
+            return Err(Error::NotImageOwner(image.id));
+        }
+        Ok(image)
+    }
+
     /// Where `stratus image import` puts an image's files.
     pub fn image_dir(&self, id: &str) -> PathBuf {
         self.data_dir().join("images").join(id)
     }
 }
 
-/// Copies a file under a temporary name and renames it, so a crash leaves no half file.
-fn copy_file(from: &Path, to: &Path) -> Result<()> {
+fn ensure_unique_name(tx: &storage::WriteTx, account: &str, name: &str) -> Result<()> {
+    if tx.scan(&IMAGES, &format!("{account}/"))?.iter().any(|(_, i)| i.name == name) {
+        return Err(Error::ImageNameDuplicate(name.to_owned()));
+    }
+    Ok(())
+}
+
+/// A hard link where the filesystem allows (kernels are large and never change), else a
+/// copy under a temporary name, renamed so that a crash leaves no half file.
+fn link_or_copy(from: &Path, to: &Path) -> Result<()> {
+    let _ = std::fs::remove_file(to);
+    if std::fs::hard_link(from, to).is_ok() {
+        return Ok(());
+    }
     let partial = to.with_extension("partial");
     std::fs::copy(from, &partial).map_err(|e| Error::Io(format!("copying {}: {e}", from.display())))?;
     std::fs::rename(&partial, to).map_err(|e| Error::Io(format!("renaming {}: {e}", partial.display())))
@@ -484,9 +495,9 @@ mod tests {
         assert_eq!(image.state, ImageState::Pending);
         let from_pending = LaunchRequest { image_id: image.id.clone(), ..req.clone() };
         assert!(matches!(b.run_instances("acct", "vpc-1", from_pending), Err(Error::ImageUnavailable(_))));
-        b.converge(&format!("acct/{}", image.id)).unwrap();
+        b.converge(&key).unwrap();
         let image = b.image("acct", &image.id).unwrap();
-        assert_eq!(image.state, ImageState::Available, "{:?}", image.state_message);
+        assert_eq!(image.state, ImageState::Available, "{:?}", image.state_reason);
         assert!(qemu_io(Path::new(&image.disk), "read -P 0x5a 1M 64k"), "the copy holds what the guest wrote");
         let info = Command::new("qemu-img").args(["info", "--output=json", "-U", &image.disk]).output().unwrap();
         let info: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
@@ -504,12 +515,12 @@ mod tests {
             Err(Error::ImageNameDuplicate(_))
         ));
         let stopped = b.create_image("acct", &instance.id, "from stopped", "", &[]).unwrap();
-        b.converge(&format!("acct/{}", stopped.id)).unwrap();
+        b.converge(&key).unwrap();
         assert_eq!(b.image("acct", &stopped.id).unwrap().state, ImageState::Available);
         b.terminate_instances("acct", std::slice::from_ref(&instance.id)).unwrap();
         assert!(matches!(
             b.create_image("acct", &instance.id, "from terminated", "", &[]),
-            Err(Error::IncorrectInstanceState { .. })
+            Err(Error::InvalidParameter { name: "InstanceId", .. })
         ));
         b.converge(&key).unwrap();
         assert_eq!(b.instance("acct", &instance.id).unwrap().state, InstanceState::Terminated);

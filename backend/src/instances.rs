@@ -17,14 +17,14 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use sha2::{Digest, Sha256};
-use storage::tables::{CLIENT_TOKENS, IMAGES, INSTANCES, KEY_PAIR_NAMES};
+use storage::tables::{CLIENT_TOKENS, INSTANCES, KEY_PAIR_NAMES};
 use storage::{ClientTokenRecord, InstanceRecord, InstanceState, StateReason, WriteTx};
 
 use crate::hosts::Host;
 use crate::hypervisor::{DomainSpec, DriverError, PowerState};
 use crate::network::{self, Subnet};
 use crate::scheduler::{self, Demand, HostSnapshot};
-use crate::{ids, now_ms, tags, Backend, Error, ResourceKind, Result};
+use crate::{ids, invalid, now_ms, tags, Backend, Error, ResourceKind, Result};
 
 /// Largest `UserData`, decoded, as in EC2.
 pub const MAX_USER_DATA: usize = 16 * 1024;
@@ -57,10 +57,6 @@ pub struct StateChange {
     pub instance_id: String,
     pub previous: InstanceState,
     pub current: InstanceState,
-}
-
-fn invalid(name: &'static str, message: impl Into<String>) -> Error {
-    Error::InvalidParameter { name, message: message.into() }
 }
 
 fn not_found(id: &str) -> Error {
@@ -490,9 +486,9 @@ impl Backend {
     /// Drives one instance from a transitional state to the next stable one. Blocks on the
     /// host; safe to call again at any point (after a crash too).
     pub fn converge(&self, key: &str) -> Result<()> {
-        if key.split_once('/').is_some_and(|(_, id)| id.starts_with("ami-")) {
-            return self.capture_image(key);
-        }
+        let Some(record) = self.store().read(|tx| tx.get(&INSTANCES, key))? else { return Ok(()) };
+        self.capture_pending_images(&record)?;
+        // The copy may have taken a while: act on the state as it is now.
         let Some(record) = self.store().read(|tx| tx.get(&INSTANCES, key))? else { return Ok(()) };
         match record.state {
             InstanceState::Pending => self.launch(key, record),
@@ -558,8 +554,7 @@ impl Backend {
 
     fn boot(&self, record: &InstanceRecord) -> Result<()> {
         let host = self.host_of(record)?;
-        let image =
-            self.store().read(|tx| tx.scan(&IMAGES, ""))?.into_iter().map(|(_, i)| i).find(|i| i.id == record.image_id);
+        let image = self.any_image(&record.image_id)?;
         let dir = Path::new(&record.dir);
         std::fs::create_dir_all(dir).map_err(|e| Error::Io(format!("creating {}: {e}", dir.display())))?;
         let disk = root_disk_path(record);
@@ -708,7 +703,7 @@ fn tolerate_missing(result: Result<(), DriverError>) -> Result<()> {
 
 fn is_running(state: Result<Option<PowerState>, DriverError>) -> Result<bool> {
     let state = state.map_err(Error::Driver)?;
-    Ok(state.is_some_and(|s| !matches!(s, PowerState::ShutOff | PowerState::Crashed)))
+    Ok(state.is_some_and(|s| !s.is_off()))
 }
 
 pub(crate) fn root_disk_path(record: &InstanceRecord) -> PathBuf {

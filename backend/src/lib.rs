@@ -127,8 +127,11 @@ pub enum Error {
     #[error("AMI name '{0}' is already in use by an AMI owned by this account")]
     ImageNameDuplicate(String),
     /// The image exists but cannot be launched (still being made, or failed)
-    #[error("The image id '[{0}]' is not available yet")]
+    #[error("The image id '[{0}]' is not available")]
     ImageUnavailable(String),
+    /// The image is visible to the caller (public) but belongs to another account
+    #[error("Not authorized for image:{0}")]
+    NotImageOwner(String),
     /// No host has room for the request
     #[error("There is not enough capacity to fulfill your request for instance type '{0}'.")]
     InsufficientCapacity(String),
@@ -162,6 +165,11 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// `InvalidParameterValue` for the named parameter.
+pub(crate) fn invalid(name: &'static str, message: impl Into<String>) -> Error {
+    Error::InvalidParameter { name, message: message.into() }
+}
 
 pub struct Backend {
     store: Store,

@@ -35,6 +35,7 @@ pub fn to_ec2(error: Error) -> Ec2Error {
         Error::AlreadyExists(_) => Ec2Error::new("InvalidParameterValue", message),
         Error::ImageNameDuplicate(_) => Ec2Error::new("InvalidAMIName.Duplicate", message),
         Error::ImageUnavailable(_) => Ec2Error::new("InvalidAMIID.Unavailable", message),
+        Error::NotImageOwner(_) => Ec2Error::new("AuthFailure", message),
         Error::InsufficientCapacity(_) => Ec2Error::new("InsufficientInstanceCapacity", message),
         Error::IdempotentParameterMismatch(_) => Ec2Error::new("IdempotentParameterMismatch", message),
         Error::AddressesExhausted(_) => Ec2Error::new("InsufficientFreeAddressesInSubnet", message),

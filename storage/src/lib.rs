@@ -60,6 +60,9 @@ impl From<redb::DatabaseError> for Error {
 /// A record type: serde for the body, a version byte for the layout.
 pub trait Record: Serialize + DeserializeOwned {
     const VERSION: u8;
+    /// Older layouts the current one reads as they are (it only added fields with defaults).
+    /// An older binary refuses the newer version instead of misreading it.
+    const READS: &'static [u8] = &[];
 }
 
 fn encode<V: Record>(value: &V) -> Vec<u8> {
@@ -72,7 +75,7 @@ fn encode<V: Record>(value: &V) -> Vec<u8> {
 fn decode<V: Record>(table: &'static str, key: &str, bytes: &[u8]) -> Result<V> {
     let corrupt = |why: String| Error::Corrupt { table, key: key.to_owned(), why };
     match bytes.split_first() {
-        Some((&version, body)) if version == V::VERSION => {
+        Some((&version, body)) if version == V::VERSION || V::READS.contains(&version) => {
             serde_json::from_slice(body).map_err(|e| corrupt(e.to_string()))
         }
         Some((&version, _)) => Err(corrupt(format!("layout version {version}, expected {}", V::VERSION))),
@@ -247,6 +250,16 @@ mod tests {
         assert!(matches!(decode::<TagRecord>("tags", "k", &future), Err(Error::Corrupt { .. })));
         assert!(matches!(decode::<TagRecord>("tags", "k", &[]), Err(Error::Corrupt { .. })));
         assert_eq!(decode::<TagRecord>("tags", "k", &bytes).unwrap().key, "k");
+    }
+
+    /// A version-1 image (before CreateImage) reads as an available image.
+    #[test]
+    fn older_image_layouts_are_read_with_defaults() {
+        let v1 = br#"{"id":"ami-1","owner":"a","name":"n","description":"","architecture":"x86_64","disk":"/d","disk_format":"raw","virtual_size_bytes":1,"kernel":null,"initrd":null,"cmdline":null,"public":false,"owned_files":[],"created_ms":0}"#;
+        let bytes: Vec<u8> = [&[1u8][..], &v1[..]].concat();
+        let image = decode::<ImageRecord>("images", "a/ami-1", &bytes).unwrap();
+        assert_eq!((image.state, &image.source_instance, &image.state_reason), (ImageState::Available, &None, &None));
+        assert_eq!(encode(&image)[0], 2);
     }
 
     #[test]

@@ -100,7 +100,7 @@ pub struct ImageRecord {
     pub source_instance: Option<String>,
     /// Why a CreateImage failed.
     #[serde(default)]
-    pub state_message: Option<String>,
+    pub state_reason: Option<StateReason>,
 }
 
 /// An image's state, with EC2's names.
@@ -123,8 +123,11 @@ impl ImageState {
     }
 }
 
+/// Version 2 added `state`, `source_instance` and `state_reason`: an older binary must not
+/// take a pending image for an available one.
 impl Record for ImageRecord {
-    const VERSION: u8 = 1;
+    const VERSION: u8 = 2;
+    const READS: &'static [u8] = &[1];
 }
 
 /// An instance's lifecycle state, with EC2's names and codes. The transitional states

@@ -7,10 +7,9 @@ use crate::context::Ctx;
 pub async fn handle(ctx: &Ctx, req: CreateImageRequest) -> Result<CreateImageOutput, Ec2Error> {
     check_instance_ids(std::slice::from_ref(&req.instance_id))?;
     if req.block_device_mappings.as_ref().is_some_and(|m| !m.is_empty()) {
-        return Err(Ec2Error::invalid_value(
-            "BlockDeviceMapping",
-            "…",
-            "An image holds the instance's root disk only; extra mappings are not supported.",
+        return Err(Ec2Error::new(
+            "UnsupportedOperation",
+            "An image holds the instance's root disk only; BlockDeviceMapping is not supported",
         ));
     }
     // Tags for `image` go on the image; `snapshot` tags have no snapshot to land on yet.

@@ -1,5 +1,6 @@
 use ec2api::{AttributeValue, DescribeImageAttributeOutput, DescribeImageAttributeRequest, Ec2Error, LaunchPermission};
 
+use super::attribute as value;
 use crate::context::Ctx;
 
 const ATTRIBUTES: &[&str] = &[
@@ -18,10 +19,6 @@ const ATTRIBUTES: &[&str] = &[
     "deregistrationProtection",
 ];
 
-fn value(v: impl Into<String>) -> Option<AttributeValue> {
-    Some(AttributeValue { value: Some(v.into()) })
-}
-
 /// One attribute per call, of an image the caller owns (as on EC2, a public image of
 /// another account's is visible but its attributes are not).
 pub async fn handle(ctx: &Ctx, req: DescribeImageAttributeRequest) -> Result<DescribeImageAttributeOutput, Ec2Error> {
@@ -32,12 +29,12 @@ pub async fn handle(ctx: &Ctx, req: DescribeImageAttributeRequest) -> Result<Des
             &format!("Expected one of: {}.", ATTRIBUTES.join(", ")),
         ));
     }
+    if backend::ResourceKind::of_id(&req.image_id) != Some(backend::ResourceKind::Image) {
+        return Err(Ec2Error::new("InvalidAMIID.Malformed", format!("Invalid id: \"{}\"", req.image_id)));
+    }
     let account = ctx.account().to_owned();
     let id = req.image_id.clone();
-    let image = ctx.call(move |b| b.image(&account, &id)).await?;
-    if image.owner != ctx.account() {
-        return Err(Ec2Error::new("AuthFailure", format!("Not authorized for image:{}", image.id)));
-    }
+    let image = ctx.call(move |b| b.owned_image(&account, &id)).await?;
     let mut out = DescribeImageAttributeOutput { image_id: Some(image.id.clone()), ..Default::default() };
     match req.attribute.as_str() {
         "description" => out.description = value(image.description),

@@ -87,17 +87,17 @@ pub async fn handle(ctx: &Ctx, req: DescribeImagesRequest) -> Result<DescribeIma
             owner_id: Some(i.owner.clone()),
             public: Some(i.public),
             state: Some(i.state.name().into()),
-            state_reason: i.state_message.as_ref().map(|m| StateReason {
-                code: Some(m.split(':').next().unwrap_or_default().to_owned()),
-                message: Some(m.clone()),
-            }),
+            state_reason: i
+                .state_reason
+                .as_ref()
+                .map(|r| StateReason { code: Some(r.code.clone()), message: Some(r.message.clone()) }),
             architecture: Some(i.architecture.clone()),
             image_type: Some("machine".into()),
             kernel_id: i.kernel.clone(),
             ramdisk_id: i.initrd.clone(),
             creation_date: Some(ec2api::xml::format_timestamp(&timestamp(i.created_ms))),
             root_device_type: Some("ebs".into()),
-            root_device_name: Some("/dev/vda".into()),
+            root_device_name: Some(super::shapes::ROOT_DEVICE.into()),
             virtualization_type: Some("hvm".into()),
             hypervisor: Some("xen".into()),
             ena_support: Some(false),

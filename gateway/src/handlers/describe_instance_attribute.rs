@@ -1,9 +1,7 @@
-use ec2api::{
-    AttributeBooleanValue, AttributeValue, DescribeInstanceAttributeOutput, DescribeInstanceAttributeRequest, Ec2Error,
-};
+use ec2api::{AttributeValue, DescribeInstanceAttributeOutput, DescribeInstanceAttributeRequest, Ec2Error};
 
-use super::check_instance_ids;
-use super::shapes::groups;
+use super::shapes::{groups, ROOT_DEVICE};
+use super::{attribute as value, check_instance_ids, flag};
 use crate::context::Ctx;
 
 const ATTRIBUTES: &[&str] = &[
@@ -24,14 +22,6 @@ const ATTRIBUTES: &[&str] = &[
     "enaSupport",
     "enclaveOptions",
 ];
-
-fn value(v: impl Into<String>) -> Option<AttributeValue> {
-    Some(AttributeValue { value: Some(v.into()) })
-}
-
-fn flag(on: bool) -> Option<AttributeBooleanValue> {
-    Some(AttributeBooleanValue { value: Some(on) })
-}
 
 pub async fn handle(
     ctx: &Ctx,
@@ -58,7 +48,7 @@ pub async fn handle(
         "disableApiTermination" => out.disable_api_termination = flag(r.disable_api_termination),
         "disableApiStop" => out.disable_api_stop = flag(r.disable_api_stop),
         "instanceInitiatedShutdownBehavior" => out.instance_initiated_shutdown_behavior = value(&r.shutdown_behavior),
-        "rootDeviceName" => out.root_device_name = value("/dev/vda"),
+        "rootDeviceName" => out.root_device_name = value(ROOT_DEVICE),
         "blockDeviceMapping" => out.block_device_mappings = Some(vec![]),
         "productCodes" => out.product_codes = Some(vec![]),
         "sourceDestCheck" => out.source_dest_check = flag(true),

@@ -8,7 +8,7 @@ use ec2api::{
 };
 use storage::{InstanceRecord, InstanceState};
 
-use super::shapes::{groups, private_dns_name};
+use super::shapes::{attachment_id, groups, private_dns_name};
 use super::{one, tag_list, timestamp, Row, NO_TAGS};
 use crate::context::Ctx;
 
@@ -39,10 +39,6 @@ const FILTERS: &[&str] = &[
 struct Item<'a> {
     record: &'a InstanceRecord,
     dns: String,
-}
-
-fn attachment_id(record: &InstanceRecord) -> String {
-    format!("eni-attach-{}", record.network_interface_id.trim_start_matches("eni-"))
 }
 
 fn fields<'a>(item: &'a Item<'_>, name: &str) -> Vec<Cow<'a, str>> {

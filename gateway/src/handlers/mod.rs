@@ -98,6 +98,16 @@ pub fn timestamp(ms: i64) -> Timestamp {
     Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
 }
 
+/// An `AttributeValue` holding `v`.
+pub fn attribute(v: impl Into<String>) -> Option<ec2api::AttributeValue> {
+    Some(ec2api::AttributeValue { value: Some(v.into()) })
+}
+
+/// An `AttributeBooleanValue` holding `on`.
+pub fn flag(on: bool) -> Option<ec2api::AttributeBooleanValue> {
+    Some(ec2api::AttributeBooleanValue { value: Some(on) })
+}
+
 /// A filter field with one value.
 pub fn one<'a>(value: impl Into<Cow<'a, str>>) -> Vec<Cow<'a, str>> {
     vec![value.into()]

@@ -1,4 +1,5 @@
 use backend::attributes::AttributeChange;
+use base64::Engine;
 use ec2api::{
     AttributeBooleanValue, AttributeValue, Ec2Error, ModifyInstanceAttributeOutput, ModifyInstanceAttributeRequest,
 };
@@ -16,6 +17,19 @@ fn flag(v: Option<AttributeBooleanValue>) -> Option<bool> {
 
 fn boolean(name: &str, value: &str) -> Result<bool, Ec2Error> {
     value.parse().map_err(|_| Ec2Error::invalid_value(name, value, "Expected true or false."))
+}
+
+fn unsupported(name: &str) -> Ec2Error {
+    Ec2Error::new("UnsupportedOperation", format!("Modifying {name} is not supported by Stratus"))
+}
+
+/// Stratus's bridge does not filter by source address, so the check cannot be turned off.
+fn source_dest_check(on: bool) -> Result<AttributeChange, Ec2Error> {
+    if on {
+        Ok(AttributeChange::SourceDestCheck)
+    } else {
+        Err(unsupported("SourceDestCheck"))
+    }
 }
 
 /// Exactly one change per call, given either as `<Attribute>.Value=…` or as the older
@@ -41,9 +55,9 @@ fn change(req: ModifyInstanceAttributeRequest) -> Result<AttributeChange, Ec2Err
         changes.push(AttributeChange::EbsOptimized(v));
     }
     if let Some(v) = flag(req.source_dest_check) {
-        changes.push(AttributeChange::SourceDestCheck(v));
+        changes.push(source_dest_check(v)?);
     }
-    let unsupported = [
+    let not_modifiable = [
         ("Kernel", req.kernel.is_some()),
         ("Ramdisk", req.ramdisk.is_some()),
         ("SriovNetSupport", req.sriov_net_support.is_some()),
@@ -51,19 +65,28 @@ fn change(req: ModifyInstanceAttributeRequest) -> Result<AttributeChange, Ec2Err
         ("GroupId", req.groups.is_some()),
         ("BlockDeviceMapping", req.block_device_mappings.is_some()),
     ];
-    if let Some((name, _)) = unsupported.iter().find(|(_, given)| *given) {
-        return Err(Ec2Error::new("UnsupportedOperation", format!("Modifying {name} is not supported by Stratus")));
+    if let Some((name, _)) = not_modifiable.iter().find(|(_, given)| *given) {
+        return Err(unsupported(name));
     }
     if let Some(attribute) = req.attribute {
         let value = req.value.ok_or_else(|| Ec2Error::missing_parameter("Value"))?;
         changes.push(match attribute.as_str() {
             "instanceType" => AttributeChange::InstanceType(value),
-            "userData" => AttributeChange::UserData(value.into_bytes()),
+            // The value form carries user data base64-encoded, as the `UserData.Value` blob does
+            // on the wire.
+            "userData" => AttributeChange::UserData(
+                base64::engine::general_purpose::STANDARD
+                    .decode(value.trim())
+                    .map_err(|_| Ec2Error::invalid_value("Value", "…", "Invalid BASE64 encoding of user data."))?,
+            ),
             "disableApiTermination" => AttributeChange::DisableApiTermination(boolean("Value", &value)?),
             "disableApiStop" => AttributeChange::DisableApiStop(boolean("Value", &value)?),
             "instanceInitiatedShutdownBehavior" => AttributeChange::ShutdownBehavior(value),
             "ebsOptimized" => AttributeChange::EbsOptimized(boolean("Value", &value)?),
-            "sourceDestCheck" => AttributeChange::SourceDestCheck(boolean("Value", &value)?),
+            "sourceDestCheck" => source_dest_check(boolean("Value", &value)?)?,
+            "kernel" | "ramdisk" | "sriovNetSupport" | "enaSupport" | "groupSet" | "blockDeviceMapping" => {
+                return Err(unsupported(&attribute))
+            }
             other => {
                 return Err(Ec2Error::invalid_value(
                     "Attribute",

@@ -25,6 +25,14 @@ pub fn state_changes(changes: Vec<StateChange>) -> Vec<InstanceStateChange> {
         .collect()
 }
 
+/// The device name of every instance's root disk (virtio).
+pub const ROOT_DEVICE: &str = "/dev/vda";
+
+/// The id of an instance's primary interface attachment: `eni-attach-` and the interface's hex.
+pub fn attachment_id(record: &InstanceRecord) -> String {
+    format!("eni-attach-{}", record.network_interface_id.trim_start_matches("eni-"))
+}
+
 /// EC2's private DNS name for an address: `ip-172-31-0-4.ec2.internal` in us-east-1.
 pub fn private_dns_name(ip: &str, region: &str) -> String {
     let host = format!("ip-{}", ip.replace('.', "-"));
@@ -71,7 +79,7 @@ pub fn instance(record: &InstanceRecord, tags: &[(String, String)], region: &str
         interface_type: Some("interface".into()),
         groups: Some(groups(record)),
         attachment: Some(InstanceNetworkInterfaceAttachment {
-            attachment_id: record.network_interface_id.strip_prefix("eni-").map(|hex| format!("eni-attach-{hex}")),
+            attachment_id: Some(attachment_id(record)),
             attach_time: Some(timestamp(record.launch_time_ms)),
             delete_on_termination: Some(true),
             device_index: Some(0),
@@ -112,7 +120,7 @@ pub fn instance(record: &InstanceRecord, tags: &[(String, String)], region: &str
         hypervisor: Some("xen".into()),
         virtualization_type: Some("hvm".into()),
         root_device_type: Some("ebs".into()),
-        root_device_name: Some("/dev/vda".into()),
+        root_device_name: Some(ROOT_DEVICE.into()),
         block_device_mappings: Some(vec![]),
         ebs_optimized: Some(record.ebs_optimized),
         ena_support: Some(false),
