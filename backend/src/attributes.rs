@@ -107,10 +107,7 @@ impl Backend {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::instances::LaunchRequest;
-    use crate::tests_support::{test_disk, test_driver_backend};
-
-    const VPC: &str = "vpc-0123456789abcdef0";
+    use crate::tests_support::{running_instance, test_disk, test_driver_backend};
 
     #[test]
     fn attributes_follow_the_instance_state() {
@@ -122,16 +119,8 @@ mod tests {
                 crate::images::NewImage { name: "img".into(), disk: test_disk(dir.path()), ..Default::default() },
             )
             .unwrap();
-        let req = LaunchRequest {
-            image_id: image.id,
-            instance_type: "t3.nano".into(),
-            min_count: 1,
-            max_count: 1,
-            ..Default::default()
-        };
-        let id = b.run_instances("acct", VPC, req).unwrap()[0].id.clone();
+        let id = running_instance(&b, "acct", &image.id).id;
         let key = format!("acct/{id}");
-        b.converge(&key).unwrap();
         assert_eq!(b.instance("acct", &id).unwrap().state, InstanceState::Running);
 
         // Switches apply while running; size and user data need the instance stopped.

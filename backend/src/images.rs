@@ -462,7 +462,7 @@ mod tests {
     fn create_image_copies_the_instance_disk() {
         use crate::hypervisor::PowerState;
         use crate::instances::LaunchRequest;
-        use crate::tests_support::test_driver_backend;
+        use crate::tests_support::{running_instance, test_driver_backend};
         use storage::InstanceState;
 
         let dir = tempfile::tempdir().unwrap();
@@ -477,23 +477,21 @@ mod tests {
             ..Default::default()
         };
         let base = b.register_image("acct", new).unwrap();
-        let req = LaunchRequest {
-            image_id: base.id.clone(),
-            instance_type: "t3.nano".into(),
-            min_count: 1,
-            max_count: 1,
-            ..Default::default()
-        };
-        let instance = b.run_instances("acct", "vpc-1", req.clone()).unwrap().remove(0);
+        let instance = running_instance(&b, "acct", &base.id);
         let key = format!("acct/{}", instance.id);
-        b.converge(&key).unwrap();
         let overlay = Path::new(&instance.dir).join("root.qcow2");
         assert!(qemu_io(&overlay, "write -P 0x5a 1M 64k"));
 
         // Running: answered pending at once; the copy happens in the conductor's step.
         let image = b.create_image("acct", &instance.id, "from running", "d", &[]).unwrap();
         assert_eq!(image.state, ImageState::Pending);
-        let from_pending = LaunchRequest { image_id: image.id.clone(), ..req.clone() };
+        let from_pending = LaunchRequest {
+            image_id: image.id.clone(),
+            instance_type: "t3.nano".into(),
+            min_count: 1,
+            max_count: 1,
+            ..Default::default()
+        };
         assert!(matches!(b.run_instances("acct", "vpc-1", from_pending), Err(Error::ImageUnavailable(_))));
         b.converge(&key).unwrap();
         let image = b.image("acct", &image.id).unwrap();

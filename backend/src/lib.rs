@@ -272,6 +272,20 @@ pub(crate) mod tests_support {
             .with_stop_timeout(std::time::Duration::from_secs(1))
     }
 
+    /// One t3.nano of `image_id`, launched and driven to running.
+    pub fn running_instance(b: &Backend, account: &str, image_id: &str) -> storage::InstanceRecord {
+        let req = instances::LaunchRequest {
+            image_id: image_id.to_owned(),
+            instance_type: "t3.nano".into(),
+            min_count: 1,
+            max_count: 1,
+            ..Default::default()
+        };
+        let record = b.run_instances(account, "vpc-1", req).unwrap().remove(0);
+        b.converge(&format!("{account}/{}", record.id)).unwrap();
+        record
+    }
+
     /// A 64 MiB qcow2 disk in `dir`.
     pub fn test_disk(dir: &std::path::Path) -> String {
         let path = dir.join(format!("disk-{}.qcow2", rand::random::<u32>()));

@@ -3,21 +3,8 @@ use ec2api::{AttributeValue, DescribeImageAttributeOutput, DescribeImageAttribut
 use super::attribute as value;
 use crate::context::Ctx;
 
-const ATTRIBUTES: &[&str] = &[
-    "description",
-    "kernel",
-    "ramdisk",
-    "launchPermission",
-    "productCodes",
-    "blockDeviceMapping",
-    "sriovNetSupport",
-    "bootMode",
-    "tpmSupport",
-    "uefiData",
-    "lastLaunchedTime",
-    "imdsSupport",
-    "deregistrationProtection",
-];
+/// Every attribute name EC2 defines, from botocore's model.
+const ATTRIBUTES: &[&str] = ec2api::values::IMAGE_ATTRIBUTE_NAME;
 
 /// One attribute per call, of an image the caller owns (as on EC2, a public image of
 /// another account's is visible but its attributes are not).

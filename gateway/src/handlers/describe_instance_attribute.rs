@@ -4,24 +4,8 @@ use super::shapes::{groups, ROOT_DEVICE};
 use super::{attribute as value, check_instance_ids, flag};
 use crate::context::Ctx;
 
-const ATTRIBUTES: &[&str] = &[
-    "instanceType",
-    "kernel",
-    "ramdisk",
-    "userData",
-    "disableApiTermination",
-    "disableApiStop",
-    "instanceInitiatedShutdownBehavior",
-    "rootDeviceName",
-    "blockDeviceMapping",
-    "productCodes",
-    "sourceDestCheck",
-    "groupSet",
-    "ebsOptimized",
-    "sriovNetSupport",
-    "enaSupport",
-    "enclaveOptions",
-];
+/// Every attribute name EC2 defines, from botocore's model.
+const ATTRIBUTES: &[&str] = ec2api::values::INSTANCE_ATTRIBUTE_NAME;
 
 pub async fn handle(
     ctx: &Ctx,

@@ -6,7 +6,7 @@ use ec2api::pagination::PageRequest;
 use ec2api::{DescribeInstancesOutput, DescribeInstancesRequest, Ec2Error, GroupIdentifier, Reservation};
 use storage::InstanceRecord;
 
-use super::shapes::{instance, private_dns_name};
+use super::shapes::{instance, WithDns};
 use super::{check_instance_ids, one, Row, NO_TAGS};
 use crate::context::Ctx;
 
@@ -29,13 +29,7 @@ const FILTERS: &[&str] = &[
     "launch-index",
 ];
 
-/// A record with its region-dependent DNS name, for the filter engine.
-struct Item<'a> {
-    record: &'a InstanceRecord,
-    dns: String,
-}
-
-fn fields<'a>(item: &'a Item<'_>, name: &str) -> Vec<Cow<'a, str>> {
+fn fields<'a>(item: &'a WithDns<'_>, name: &str) -> Vec<Cow<'a, str>> {
     let r = item.record;
     let live = r.state != storage::InstanceState::Terminated;
     match name {
@@ -81,7 +75,7 @@ pub async fn handle(ctx: &Ctx, req: DescribeInstancesRequest) -> Result<Describe
     for record in &records {
         let record_tags = tags.get(&record.id).map_or(NO_TAGS, Vec::as_slice);
         let wanted = ids.is_empty() || ids.contains(&record.id);
-        let item = Item { record, dns: private_dns_name(&record.private_ip, region) };
+        let item = WithDns::new(record, region);
         if wanted && filters.matches(&Row { item: &item, tags: record_tags, fields }) {
             reservations.entry(record.reservation_id.clone()).or_default().push(record);
         }

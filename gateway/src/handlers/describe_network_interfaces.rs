@@ -8,7 +8,7 @@ use ec2api::{
 };
 use storage::{InstanceRecord, InstanceState};
 
-use super::shapes::{attachment_id, groups, private_dns_name};
+use super::shapes::{attachment_id, groups, WithDns};
 use super::{one, tag_list, timestamp, Row, NO_TAGS};
 use crate::context::Ctx;
 
@@ -35,13 +35,7 @@ const FILTERS: &[&str] = &[
     "description",
 ];
 
-/// An instance's primary interface, with its region-dependent DNS name.
-struct Item<'a> {
-    record: &'a InstanceRecord,
-    dns: String,
-}
-
-fn fields<'a>(item: &'a Item<'_>, name: &str) -> Vec<Cow<'a, str>> {
+fn fields<'a>(item: &'a WithDns<'_>, name: &str) -> Vec<Cow<'a, str>> {
     let r = item.record;
     match name {
         "network-interface-id" => one(&r.network_interface_id),
@@ -95,10 +89,10 @@ pub async fn handle(
         ));
     }
     let region = ctx.region.as_str();
-    let mut matching: Vec<Item> = live
+    let mut matching: Vec<WithDns> = live
         .into_iter()
         .filter(|r| ids.is_empty() || ids.contains(&r.network_interface_id))
-        .map(|record| Item { record, dns: private_dns_name(&record.private_ip, region) })
+        .map(|record| WithDns::new(record, region))
         .filter(|item| {
             let eni_tags = tags.get(&item.record.network_interface_id).map_or(NO_TAGS, Vec::as_slice);
             filters.matches(&Row { item, tags: eni_tags, fields })
@@ -108,7 +102,7 @@ pub async fn handle(
     let (items, next_token) = page.page(matching, |i| &i.record.network_interface_id);
     let interfaces = items
         .into_iter()
-        .map(|Item { record: r, dns }| NetworkInterface {
+        .map(|WithDns { record: r, dns }| NetworkInterface {
             network_interface_id: Some(r.network_interface_id.clone()),
             attachment: Some(NetworkInterfaceAttachment {
                 attachment_id: Some(attachment_id(r)),

@@ -25,6 +25,18 @@ pub fn state_changes(changes: Vec<StateChange>) -> Vec<InstanceStateChange> {
         .collect()
 }
 
+/// An instance with its region-dependent DNS name, for the filter engine.
+pub struct WithDns<'a> {
+    pub record: &'a InstanceRecord,
+    pub dns: String,
+}
+
+impl<'a> WithDns<'a> {
+    pub fn new(record: &'a InstanceRecord, region: &str) -> Self {
+        Self { record, dns: private_dns_name(&record.private_ip, region) }
+    }
+}
+
 /// The device name of every instance's root disk (virtio).
 pub const ROOT_DEVICE: &str = "/dev/vda";
 
