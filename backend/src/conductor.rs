@@ -64,6 +64,9 @@ impl Backend {
                     self.kick(&key);
                     report.kicked += 1;
                 }
+                // A migrating guest leaves its host at switch-over, before redb says so; its
+                // migration's own work settles where it is.
+                InstanceState::Running if record.migration.is_some() => self.kick(&key),
                 InstanceState::Running => {
                     let Some(on_host) = domains.get(&record.host_id) else { continue };
                     if on_host.get(&record.id).is_none_or(|s| s.is_off()) {
@@ -76,7 +79,7 @@ impl Backend {
         let known: BTreeSet<(&str, &str)> = records
             .iter()
             .filter(|r| r.state != InstanceState::Terminated)
-            .map(|r| (r.host_id.as_str(), r.id.as_str()))
+            .flat_map(|r| std::iter::once(&r.host_id).chain(&r.migration_target).map(|h| (h.as_str(), r.id.as_str())))
             .collect();
         for (host_id, on_host) in &domains {
             for name in on_host.keys() {
@@ -106,6 +109,7 @@ impl Backend {
         let key = format!("{}/{}", record.account, record.id);
         match record.state {
             InstanceState::Pending | InstanceState::Stopping | InstanceState::ShuttingDown => self.kick(&key),
+            InstanceState::Running if record.migration.is_some() => {}
             InstanceState::Running => {
                 let Some(host) = self.hosts().get(host_id) else { return Ok(()) };
                 let off = match host.driver.state(name) {

@@ -118,7 +118,21 @@ pub trait Hypervisor: Send + Sync {
     /// Reports lifecycle changes of this host's domains (started, stopped, crashed…) to
     /// `sink`, from now on and across reconnections. Hosts that cannot tell are polled.
     fn watch(&self, sink: EventSink);
+    /// Live-migrates a running domain to the host at `target_uri`, peer to peer (the source
+    /// host talks to the target itself); the domain ends up persistent there and undefined
+    /// here. Blocks for the whole migration; on failure the guest runs on here.
+    fn migrate(&self, name: &str, target_uri: &str, options: &MigrationOptions) -> Result<(), DriverError>;
+    /// The domain's running job (a migration), or `None` when it has none.
+    fn job_progress(&self, name: &str) -> Result<Option<JobProgress>, DriverError>;
+    /// The statistics of the domain's last completed job, as kept by the host it now runs on.
+    fn completed_job(&self, name: &str) -> Result<Option<JobProgress>, DriverError>;
+    /// Aborts the domain's running job; a migration leaves the guest where it was.
+    fn abort_job(&self, name: &str) -> Result<(), DriverError>;
+    /// Switches a running migration (started with post-copy allowed) to post-copy.
+    fn start_post_copy(&self, name: &str) -> Result<(), DriverError>;
 }
+
+pub use storage::{JobProgress, MigrationOptions};
 
 /// Receives the name of a domain whose lifecycle changed. Called from the driver's event
 /// thread: it must not block.

@@ -99,17 +99,30 @@ fn digest(req: &LaunchRequest) -> String {
 }
 
 /// How much of each host the instances in `records` hold.
-fn charge_usage(snapshots: &mut [HostSnapshot], records: &[InstanceRecord]) {
+pub(crate) fn charge_usage(snapshots: &mut [HostSnapshot], records: &[InstanceRecord]) {
     for record in records.iter().filter(|r| r.state.holds_capacity()) {
         charge(snapshots, record);
     }
 }
 
+/// Charges the instance to its host, and to the host it is migrating to (both hold it until
+/// the switch-over).
 fn charge(snapshots: &mut [HostSnapshot], record: &InstanceRecord) {
-    if let Some(host) = snapshots.iter_mut().find(|h| h.id == record.host_id) {
-        host.used_vcpus += record.vcpus;
-        host.used_memory_mib += record.memory_mib;
-        host.used_disk_mib += disk_mib(record);
+    for host_id in std::iter::once(&record.host_id).chain(&record.migration_target) {
+        if let Some(host) = snapshots.iter_mut().find(|h| &h.id == host_id) {
+            host.used_vcpus += record.vcpus;
+            host.used_memory_mib += record.memory_mib;
+            host.used_disk_mib += disk_mib(record);
+        }
+    }
+}
+
+/// Stop, terminate and reboot wait for a live migration to end (or be cancelled): one host
+/// runs the guest at any time, and it is the one the record names.
+fn refuse_if_migrating(record: &InstanceRecord, verb: &'static str) -> Result<()> {
+    match &record.migration {
+        Some(_) => Err(Error::IncorrectInstanceState { id: record.id.clone(), state: "migrating", verb }),
+        None => Ok(()),
     }
 }
 
@@ -120,7 +133,7 @@ fn disk_mib(record: &InstanceRecord) -> u64 {
 impl Backend {
     /// Host snapshots without usage: size, zone, ratios and whether the host answers. A host
     /// that has never been probed is probed now (outside any transaction).
-    fn host_snapshots(&self) -> Vec<HostSnapshot> {
+    pub(crate) fn host_snapshots(&self) -> Vec<HostSnapshot> {
         self.hosts()
             .iter()
             .map(|host| {
@@ -147,7 +160,7 @@ impl Backend {
             .collect()
     }
 
-    fn all_instances(tx: &WriteTx) -> Result<Vec<InstanceRecord>> {
+    pub(crate) fn all_instances(tx: &WriteTx) -> Result<Vec<InstanceRecord>> {
         Ok(tx.scan(&INSTANCES, "")?.into_iter().map(|(_, r)| r).collect())
     }
 
@@ -272,6 +285,8 @@ impl Backend {
                     monitoring: req.monitoring,
                     dir: self.instance_dir(&id).to_string_lossy().into_owned(),
                     root_disk_bytes: image.virtual_size_bytes,
+                    migration: None,
+                    migration_target: None,
                 };
                 tx.insert(&INSTANCES, &key, &record)?;
                 tags::put_tags(tx, account, &id, &req.tags)?;
@@ -345,6 +360,7 @@ impl Backend {
 
     pub fn stop_instances(&self, account: &str, ids: &[String], force: bool) -> Result<Vec<StateChange>> {
         self.transition(account, ids, |_, r| {
+            refuse_if_migrating(r, "stopped")?;
             match r.state {
                 InstanceState::Running => {
                     if r.disable_api_stop {
@@ -418,6 +434,7 @@ impl Backend {
 
     pub fn terminate_instances(&self, account: &str, ids: &[String]) -> Result<Vec<StateChange>> {
         self.transition(account, ids, |_, r| {
+            refuse_if_migrating(r, "terminated")?;
             if r.disable_api_termination && r.state != InstanceState::Terminated {
                 return Err(Error::OperationNotPermitted(format!(
                     "The instance '{}' may not be terminated. Modify its 'disableApiTermination' instance attribute and try again.",
@@ -453,6 +470,9 @@ impl Backend {
             )
         }) {
             return Err(Error::IncorrectInstanceState { id: r.id.clone(), state: r.state.name(), verb: "rebooted" });
+        }
+        for record in &records {
+            refuse_if_migrating(record, "rebooted")?;
         }
         for record in records.iter().filter(|r| r.state == InstanceState::Running) {
             let host = self.host_of(record)?;
@@ -490,6 +510,9 @@ impl Backend {
         self.capture_pending_images(&record)?;
         // The copy may have taken a while: act on the state as it is now.
         let Some(record) = self.store().read(|tx| tx.get(&INSTANCES, key))? else { return Ok(()) };
+        if record.migration.is_some() {
+            return self.run_migration(key, &record);
+        }
         match record.state {
             InstanceState::Pending => self.launch(key, record),
             InstanceState::Stopping => self.power_off(key, record),

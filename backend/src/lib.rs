@@ -24,6 +24,7 @@ pub mod images;
 pub mod instances;
 pub mod key_pairs;
 pub mod libvirt;
+pub mod migration;
 pub mod network;
 pub mod scheduler;
 pub mod tags;
@@ -53,6 +54,7 @@ pub enum ResourceKind {
     NetworkInterface,
     Reservation,
     Host,
+    Migration,
 }
 
 impl ResourceKind {
@@ -68,6 +70,7 @@ impl ResourceKind {
         ("eni-", Self::NetworkInterface),
         ("r-", Self::Reservation),
         ("h-", Self::Host),
+        ("mig-", Self::Migration),
     ];
 
     /// The kind an id names, when it is well formed (`prefix` + hex).
@@ -92,6 +95,7 @@ impl ResourceKind {
             Self::NetworkInterface => "network-interface",
             Self::Reservation => "reservation",
             Self::Host => "dedicated-host",
+            Self::Migration => "migration",
         }
     }
 }
@@ -150,6 +154,9 @@ pub enum Error {
     /// The caller's account may not do this
     #[error("{0}")]
     Unauthorized(String),
+    /// The migration has already ended
+    #[error("The migration '{id}' has already ended ({status})")]
+    MigrationFinished { id: String, status: &'static str },
     /// The instance's host is no longer in the configuration
     #[error("host {0} is not configured")]
     HostGone(String),

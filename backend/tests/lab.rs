@@ -5,7 +5,7 @@
 //! `scripts/test`) makes a missing prerequisite a failure; without it the test is skipped.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,8 +14,8 @@ use backend::hypervisor::{Accelerator, PowerState};
 use backend::images::NewImage;
 use backend::instances::LaunchRequest;
 use backend::scheduler::Policy;
-use backend::{Backend, Topology};
-use storage::{InstanceState, Store};
+use backend::{Backend, Error, Topology};
+use storage::{InstanceRecord, InstanceState, MigrationOptions, MigrationRecord, MigrationStatus, Store};
 
 const ACCOUNT: &str = "123456789012";
 const VPC: &str = "vpc-0123456789abcdef0";
@@ -47,6 +47,100 @@ impl Drop for Lab {
 
 fn required() -> bool {
     std::env::var("STRATUS_TEST_QEMU").is_ok_and(|v| v == "1")
+}
+
+fn counter(console: &str) -> u64 {
+    console.lines().filter_map(|l| l.trim().strip_prefix("stratus-counter ")?.parse().ok()).max().unwrap_or(0)
+}
+
+async fn wait_migration(b: &Backend, id: &str, within: Duration) -> MigrationRecord {
+    let deadline = Instant::now() + within;
+    loop {
+        let record = b.migrations().unwrap().into_iter().find(|m| m.id == id).unwrap();
+        if record.status.is_final() {
+            return record;
+        }
+        assert!(Instant::now() < deadline, "migration {id} still {:?} after {within:?}", record.status);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The largest gap, in ms, in a `ping -D -i 0.01` transcript (by reply timestamps).
+fn largest_gap_ms(transcript: &str) -> f64 {
+    let times: Vec<f64> = transcript
+        .lines()
+        .filter(|l| l.contains("bytes from"))
+        .filter_map(|l| l.strip_prefix('[')?.split(']').next()?.parse().ok())
+        .collect();
+    times.windows(2).map(|w| (w[1] - w[0]) * 1000.0).fold(0.0, f64::max)
+}
+
+/// Live migration between the lab hosts: the guest moves without rebooting while a pinger
+/// runs; a second migration and a stop are refused meanwhile; a cancelled and a timed-out
+/// migration leave the guest where it was.
+async fn migrations(b: &Arc<Backend>, launched: &[InstanceRecord]) {
+    let (moving, other) = (&launched[0], &launched[1]);
+    let console = |id: &str| String::from_utf8_lossy(&b.console_output(ACCOUNT, id).unwrap()).into_owned();
+    let before = counter(&console(&moving.id));
+    let mut pinger =
+        Command::new("ping").args(["-D", "-i", "0.01", &moving.private_ip]).stdout(Stdio::piped()).spawn().unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let migration = b.migrate_instance(&moving.id, Some(&other.host_id), MigrationOptions::default()).unwrap();
+    assert_eq!(
+        (migration.source_host.as_str(), migration.target_host.as_str()),
+        (moving.host_id.as_str(), other.host_id.as_str())
+    );
+    let again = b.migrate_instance(&moving.id, None, MigrationOptions::default());
+    assert!(matches!(again, Err(Error::IncorrectInstanceState { state: "migrating", .. })), "{again:?}");
+    let stop = b.stop_instances(ACCOUNT, std::slice::from_ref(&moving.id), false);
+    assert!(matches!(stop, Err(Error::IncorrectInstanceState { .. })), "{stop:?}");
+    let done = wait_migration(b, &migration.id, Duration::from_secs(120)).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let _ = Command::new("kill").args(["-INT", &pinger.id().to_string()]).status();
+    let mut transcript = String::new();
+    std::io::Read::read_to_string(pinger.stdout.as_mut().unwrap(), &mut transcript).unwrap();
+    let _ = pinger.wait();
+    assert_eq!(done.status, MigrationStatus::Completed, "{:?}", done.error);
+    let p = &done.progress;
+    eprintln!(
+        "migration: total {} ms, downtime {} ms, setup {} ms, memory {} of {} bytes, largest ping gap {:.0} ms",
+        p.time_elapsed_ms,
+        p.downtime_ms,
+        p.setup_time_ms,
+        p.memory_processed_bytes,
+        p.memory_total_bytes,
+        largest_gap_ms(&transcript)
+    );
+    assert!(p.time_elapsed_ms > 0 && p.memory_total_bytes >= 256 << 20, "{p:?}");
+    assert!(p.time_elapsed_ms < 60_000 && p.downtime_ms < 10_000, "{p:?}");
+    assert!(largest_gap_ms(&transcript) < 5_000.0, "the guest stopped answering for too long");
+    let now = b.instance(ACCOUNT, &moving.id).unwrap();
+    assert_eq!(now.host_id, other.host_id, "the instance's host is the target");
+    assert_eq!((now.state, now.migration.as_deref()), (InstanceState::Running, None));
+    assert_eq!(b.hosts().get(&other.host_id).unwrap().driver.state(&moving.id).unwrap(), Some(PowerState::Running));
+    assert_eq!(b.hosts().get(&moving.host_id).unwrap().driver.state(&moving.id).unwrap(), None, "gone from the source");
+    let after = console(&moving.id);
+    assert_eq!(after.matches("STRATUS-TEST-GUEST BOOTED").count(), 1, "no reboot");
+    assert!(counter(&after) > before, "the counter went on: {before} → {}", counter(&after));
+
+    // Cancelled and timed out (bandwidth held to 1 MiB/s so that neither can finish first):
+    // the guest stays on the source, running.
+    let slow = MigrationOptions { bandwidth_mibps: Some(1), ..Default::default() };
+    let cancelled = b.migrate_instance(&other.id, None, slow.clone()).unwrap();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    b.cancel_migration(&cancelled.id).unwrap();
+    let cancelled = wait_migration(b, &cancelled.id, Duration::from_secs(30)).await;
+    assert_eq!(cancelled.status, MigrationStatus::Cancelled, "{:?}", cancelled.error);
+    let timeout = MigrationOptions { timeout_secs: Some(2), ..slow };
+    let timed_out = b.migrate_instance(&other.id, None, timeout).unwrap();
+    let timed_out = wait_migration(b, &timed_out.id, Duration::from_secs(30)).await;
+    assert_eq!(timed_out.status, MigrationStatus::Failed);
+    assert!(timed_out.error.as_deref().unwrap_or_default().contains("timed out"), "{:?}", timed_out.error);
+    let still = b.instance(ACCOUNT, &other.id).unwrap();
+    assert_eq!((still.host_id.as_str(), still.migration.as_deref()), (other.host_id.as_str(), None));
+    assert_eq!(b.hosts().get(&other.host_id).unwrap().driver.state(&other.id).unwrap(), Some(PowerState::Running));
+    assert!(matches!(b.cancel_migration(&cancelled.id), Err(Error::MigrationFinished { .. })));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -114,6 +208,8 @@ async fn instances_spread_over_two_lab_hosts() {
         let ping = Command::new("ping").args(["-c", "1", "-w", "20", &record.private_ip]).output().unwrap();
         assert!(ping.status.success(), "ping {}: {}", record.private_ip, String::from_utf8_lossy(&ping.stdout));
     }
+
+    migrations(&b, &launched).await;
 
     b.terminate_instances(ACCOUNT, &ids).unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);

@@ -17,6 +17,7 @@ fn not_found_code(kind: ResourceKind) -> &'static str {
         ResourceKind::NetworkInterface => "InvalidNetworkInterfaceID.NotFound",
         ResourceKind::Reservation => "InvalidReservationID.NotFound",
         ResourceKind::Host => "InvalidHostID.NotFound",
+        ResourceKind::Migration => "InvalidMigrationID.NotFound",
     }
 }
 
@@ -40,6 +41,7 @@ pub fn to_ec2(error: Error) -> Ec2Error {
         Error::IdempotentParameterMismatch(_) => Ec2Error::new("IdempotentParameterMismatch", message),
         Error::AddressesExhausted(_) => Ec2Error::new("InsufficientFreeAddressesInSubnet", message),
         Error::IncorrectInstanceState { .. } => Ec2Error::new("IncorrectInstanceState", message),
+        Error::MigrationFinished { .. } => Ec2Error::new("IncorrectState", message),
         Error::OperationNotPermitted(_) => Ec2Error::new("OperationNotPermitted", message),
         Error::Unauthorized(_) => Ec2Error::new("UnauthorizedOperation", message),
         Error::HostGone(_) | Error::Driver(_) | Error::Io(_) => {

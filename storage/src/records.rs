@@ -224,9 +224,107 @@ pub struct InstanceRecord {
     /// The instance's own files (root overlay, console log), under the data dir.
     pub dir: String,
     pub root_disk_bytes: u64,
+    /// The live migration under way, if any (its id).
+    #[serde(default)]
+    pub migration: Option<String>,
+    /// The host a migration under way is moving it to: it holds capacity there too.
+    #[serde(default)]
+    pub migration_target: Option<String>,
 }
 
+/// Version 2 added the migration fields: an older binary must not stop or move an instance
+/// that is migrating.
 impl Record for InstanceRecord {
+    const VERSION: u8 = 2;
+    const READS: &'static [u8] = &[1];
+}
+
+/// How a live migration may run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MigrationOptions {
+    /// The longest pause the switch-over may take.
+    pub max_downtime_ms: Option<u64>,
+    pub bandwidth_mibps: Option<u64>,
+    /// Slow the guest's vCPUs down until the copy converges.
+    pub auto_converge: bool,
+    /// Switch to post-copy (the guest runs on the target while memory follows) when
+    /// pre-copy does not converge.
+    pub allow_post_copy: bool,
+    /// Abort after this long; the guest stays on the source.
+    pub timeout_secs: Option<u64>,
+}
+
+/// A migration's progress as the host reports it; figures the host did not give are zero.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobProgress {
+    pub time_elapsed_ms: u64,
+    pub setup_time_ms: u64,
+    /// The guest's pause at switch-over (completed jobs).
+    pub downtime_ms: u64,
+    pub memory_total_bytes: u64,
+    pub memory_processed_bytes: u64,
+    pub memory_remaining_bytes: u64,
+    pub dirty_rate_bytes_per_sec: u64,
+    pub bandwidth_bytes_per_sec: u64,
+    /// Pre-copy passes over memory.
+    pub iterations: u64,
+    /// Pages the target asked for after switching to post-copy.
+    pub post_copy_requests: u64,
+}
+
+/// Where a live migration is, with the names the extension API reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MigrationStatus {
+    Queued,
+    Preparing,
+    Copying,
+    PostCopy,
+    Completing,
+    Completed,
+    Failed,
+    Cancelled,
+}
+
+impl MigrationStatus {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Preparing => "preparing",
+            Self::Copying => "copying",
+            Self::PostCopy => "post-copy",
+            Self::Completing => "completing",
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Completed | Self::Failed | Self::Cancelled)
+    }
+}
+
+/// One live migration of an instance between hosts. Key: the migration id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MigrationRecord {
+    pub id: String,
+    /// The instance's account and id.
+    pub account: String,
+    pub instance_id: String,
+    pub source_host: String,
+    pub target_host: String,
+    pub status: MigrationStatus,
+    pub options: MigrationOptions,
+    /// The latest progress (the final statistics once completed).
+    pub progress: JobProgress,
+    pub cancel_requested: bool,
+    pub error: Option<String>,
+    pub created_ms: i64,
+    pub finished_ms: Option<i64>,
+}
+
+impl Record for MigrationRecord {
     const VERSION: u8 = 1;
 }
 

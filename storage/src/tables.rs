@@ -2,7 +2,7 @@
 
 use crate::{
     AccessKeyRecord, AccountRecord, ClientTokenRecord, ImageRecord, InstanceRecord, KeyPairRecord, LeaseRecord,
-    NameRecord, Table, TagRecord,
+    MigrationRecord, NameRecord, Table, TagRecord,
 };
 
 pub const ACCOUNTS: Table<AccountRecord> = Table::new("accounts");
@@ -14,6 +14,7 @@ pub const IMAGES: Table<ImageRecord> = Table::new("images");
 pub const INSTANCES: Table<InstanceRecord> = Table::new("instances");
 pub const CLIENT_TOKENS: Table<ClientTokenRecord> = Table::new("client_tokens");
 pub const LEASES: Table<LeaseRecord> = Table::new("leases");
+pub const MIGRATIONS: Table<MigrationRecord> = Table::new("migrations");
 
 /// Created at open, so that readers never meet a missing table.
 pub const ALL: &[&str] = &[
@@ -26,4 +27,5 @@ pub const ALL: &[&str] = &[
     "instances",
     "client_tokens",
     "leases",
+    "migrations",
 ];

@@ -5,8 +5,9 @@
 //! comes back is picked up again without a restart. Every call blocks. Once watched, each
 //! connection carries a lifecycle-event subscription ([`events`]), renewed with it.
 
-mod events;
+mod ffi;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, Once};
 
 use virt::connect::Connect;
@@ -15,20 +16,25 @@ use virt::enumutil::Enum;
 use virt::error::ErrorNumber;
 
 use crate::hypervisor::{
-    domain_xml, DomainSpec, DomainStatus, DriverError, EventSink, HostInfo, Hypervisor, PowerState,
+    domain_xml, DomainSpec, DomainStatus, DriverError, EventSink, HostInfo, Hypervisor, JobProgress, MigrationOptions,
+    PowerState,
 };
-use events::Subscription;
+use ffi::Subscription;
 
 pub struct LibvirtDriver {
     uri: String,
     conn: Mutex<Option<Live>>,
     sink: Mutex<Option<EventSink>>,
+    opened: AtomicU64,
 }
 
 /// An open connection and its event subscription (dropped first, while the connection lives).
 struct Live {
     events: Option<Subscription>,
     conn: Connect,
+    /// Which opening this is: a failed call drops the connection only if it is still the
+    /// one the call used.
+    generation: u64,
 }
 
 /// Keepalive probes every 5 s, 3 unanswered ones close the connection: a remote host that
@@ -62,6 +68,22 @@ fn power_state(state: &virt::domain::DomainStateEnum) -> PowerState {
     }
 }
 
+fn progress(stats: &virt::domain::JobStats) -> JobProgress {
+    let page = stats.mem_page_size.unwrap_or(4096);
+    JobProgress {
+        time_elapsed_ms: stats.time_elapsed.unwrap_or(0),
+        setup_time_ms: stats.setup_time.unwrap_or(0),
+        downtime_ms: stats.downtime.unwrap_or(0),
+        memory_total_bytes: stats.mem_total.unwrap_or(0),
+        memory_processed_bytes: stats.mem_processed.unwrap_or(0),
+        memory_remaining_bytes: stats.mem_remaining.unwrap_or(0),
+        dirty_rate_bytes_per_sec: stats.mem_dirty_rate.unwrap_or(0).saturating_mul(page),
+        bandwidth_bytes_per_sec: stats.mem_bps.unwrap_or(0),
+        iterations: stats.mem_iteration.unwrap_or(0),
+        post_copy_requests: stats.mem_postcopy_reqs.unwrap_or(0),
+    }
+}
+
 /// Whether an error says "the domain is (already) not running" or "already running".
 fn is_operation_invalid(e: &virt::error::Error) -> bool {
     matches!(e.code(), Enum::Known(ErrorNumber::OperationInvalid))
@@ -70,8 +92,8 @@ fn is_operation_invalid(e: &virt::error::Error) -> bool {
 impl LibvirtDriver {
     pub fn new(uri: &str) -> Self {
         quiet_libvirt();
-        events::start_event_loop();
-        Self { uri: uri.to_owned(), conn: Mutex::new(None), sink: Mutex::new(None) }
+        ffi::start_event_loop();
+        Self { uri: uri.to_owned(), conn: Mutex::new(None), sink: Mutex::new(None), opened: AtomicU64::new(0) }
     }
 
     fn subscribe(&self, conn: &Connect) -> Option<Subscription> {
@@ -84,18 +106,27 @@ impl LibvirtDriver {
     }
 
     /// Runs `f` on a live connection, opening one if needed and dropping it when it broke.
+    /// The lock covers only the opening: a long call (a migration) does not hold up others.
     fn with_conn<T>(&self, f: impl FnOnce(&Connect) -> Result<T, DriverError>) -> Result<T, DriverError> {
-        let mut guard = self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if guard.is_none() {
-            let conn = Connect::open(Some(&self.uri)).map_err(|e| DriverError::Unreachable(e.message().to_owned()))?;
-            // Drivers without keepalive (the test driver) refuse it; nothing is lost.
-            let _ = conn.set_keep_alive(KEEPALIVE_INTERVAL_SECS, KEEPALIVE_COUNT);
-            *guard = Some(Live { events: self.subscribe(&conn), conn });
-        }
-        let Some(live) = guard.as_ref() else { return Err(DriverError::Unreachable(self.uri.clone())) };
-        let result = f(&live.conn);
-        if matches!(result, Err(DriverError::Unreachable(_))) || !live.conn.is_alive().unwrap_or(false) {
-            *guard = None;
+        let (conn, generation) = {
+            let mut guard = self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            if guard.is_none() {
+                let conn =
+                    Connect::open(Some(&self.uri)).map_err(|e| DriverError::Unreachable(e.message().to_owned()))?;
+                // Drivers without keepalive (the test driver) refuse it; nothing is lost.
+                let _ = conn.set_keep_alive(KEEPALIVE_INTERVAL_SECS, KEEPALIVE_COUNT);
+                let generation = self.opened.fetch_add(1, Ordering::Relaxed);
+                *guard = Some(Live { events: self.subscribe(&conn), conn, generation });
+            }
+            let Some(live) = guard.as_ref() else { return Err(DriverError::Unreachable(self.uri.clone())) };
+            (live.conn.clone(), live.generation)
+        };
+        let result = f(&conn);
+        if matches!(result, Err(DriverError::Unreachable(_))) || !conn.is_alive().unwrap_or(false) {
+            let mut guard = self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            if guard.as_ref().is_some_and(|live| live.generation == generation) {
+                *guard = None;
+            }
         }
         result
     }
@@ -187,6 +218,56 @@ impl Hypervisor for LibvirtDriver {
             Err(e) if is_operation_invalid(&e) => Ok(()),
             other => other.map_err(failed),
         })
+    }
+
+    fn migrate(&self, name: &str, target_uri: &str, options: &MigrationOptions) -> Result<(), DriverError> {
+        use virt::sys;
+        // Shared storage: the disk is the same file on both hosts, which libvirt cannot tell
+        // from a local one without being told (`UNSAFE`).
+        let mut flags = sys::VIR_MIGRATE_LIVE
+            | sys::VIR_MIGRATE_PEER2PEER
+            | sys::VIR_MIGRATE_PERSIST_DEST
+            | sys::VIR_MIGRATE_UNDEFINE_SOURCE
+            | sys::VIR_MIGRATE_UNSAFE;
+        if options.auto_converge {
+            flags |= sys::VIR_MIGRATE_AUTO_CONVERGE;
+        }
+        if options.allow_post_copy {
+            flags |= sys::VIR_MIGRATE_POSTCOPY;
+        }
+        let params = virt::domain::MigrateParameters { bandwidth: options.bandwidth_mibps, ..Default::default() };
+        self.with_domain(name, |domain| {
+            if let Some(ms) = options.max_downtime_ms {
+                domain.migrate_set_max_downtime(ms, 0).map_err(failed)?;
+            }
+            domain.migrate_to_uri3(Some(target_uri), params, flags).map_err(failed)
+        })
+    }
+
+    fn job_progress(&self, name: &str) -> Result<Option<JobProgress>, DriverError> {
+        self.with_domain(name, |domain| {
+            let stats = domain.job_stats(0).map_err(failed)?;
+            // VIR_DOMAIN_JOB_NONE: nothing running.
+            Ok((stats.r#type != 0).then(|| progress(&stats)))
+        })
+    }
+
+    fn completed_job(&self, name: &str) -> Result<Option<JobProgress>, DriverError> {
+        self.with_domain(name, |domain| {
+            let stats = domain.job_stats(virt::sys::VIR_DOMAIN_JOB_STATS_COMPLETED).map_err(failed)?;
+            Ok((stats.r#type != 0).then(|| progress(&stats)))
+        })
+    }
+
+    fn abort_job(&self, name: &str) -> Result<(), DriverError> {
+        self.with_domain(name, |domain| match ffi::abort_job(domain) {
+            Err(e) if is_operation_invalid(&e) => Ok(()),
+            other => other.map_err(failed),
+        })
+    }
+
+    fn start_post_copy(&self, name: &str) -> Result<(), DriverError> {
+        self.with_domain(name, |domain| ffi::start_post_copy(domain).map_err(failed))
     }
 
     fn watch(&self, sink: EventSink) {

@@ -1,4 +1,5 @@
-//! libvirt's domain lifecycle events, which the `virt` crate does not wrap.
+//! The libvirt calls the `virt` crate does not wrap: domain lifecycle events, aborting a
+//! job, and switching a migration to post-copy.
 //!
 //! libvirt delivers events from an event loop that the client process runs:
 //! [`start_event_loop`] registers libvirt's default loop once per process, before any
@@ -7,7 +8,7 @@
 //! connection; the callback hands the domain's name to the sink. Dropping the subscription
 //! deregisters it, and libvirt then frees the boxed sink through [`free_sink`].
 //!
-//! This is the only module that calls libvirt's C API directly.
+//! This is the only module that calls libvirt's C API directly (`scripts/test` checks it).
 #![allow(unsafe_code)]
 
 use std::ffi::{c_int, c_void, CStr};
@@ -16,6 +17,7 @@ use std::sync::Once;
 use std::time::Duration;
 
 use virt::connect::Connect;
+use virt::domain::Domain;
 use virt::sys;
 
 use crate::hypervisor::EventSink;
@@ -112,6 +114,26 @@ unsafe extern "C" fn lifecycle(
     // A panic must not unwind into C.
     let _ = std::panic::catch_unwind(AssertUnwindSafe(|| sink(&name)));
     0
+}
+
+/// Aborts the domain's current job (a migration: the guest stays where it was).
+pub fn abort_job(domain: &Domain) -> Result<(), virt::error::Error> {
+    // SAFETY: `domain` is a live domain handle for the whole call.
+    let rc = unsafe { sys::virDomainAbortJob(domain.as_ptr()) };
+    if rc < 0 {
+        return Err(virt::error::Error::last_error());
+    }
+    Ok(())
+}
+
+/// Switches a migration started with `VIR_MIGRATE_POSTCOPY` from pre-copy to post-copy.
+pub fn start_post_copy(domain: &Domain) -> Result<(), virt::error::Error> {
+    // SAFETY: `domain` is a live domain handle for the whole call; no flags are defined.
+    let rc = unsafe { sys::virDomainMigrateStartPostCopy(domain.as_ptr(), 0) };
+    if rc < 0 {
+        return Err(virt::error::Error::last_error());
+    }
+    Ok(())
 }
 
 unsafe extern "C" fn free_sink(opaque: *mut c_void) {
