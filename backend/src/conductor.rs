@@ -98,6 +98,7 @@ impl Backend {
             }
         }
         report.purged = self.purge_terminated(TERMINATED_RETENTION)?;
+        self.drain_step(&records)?;
         Ok(report)
     }
 

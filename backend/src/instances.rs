@@ -134,6 +134,8 @@ impl Backend {
     /// Host snapshots without usage: size, zone, ratios and whether the host answers. A host
     /// that has never been probed is probed now (outside any transaction).
     pub(crate) fn host_snapshots(&self) -> Vec<HostSnapshot> {
+        // A host in maintenance takes nothing new; if redb cannot say, assume none is.
+        let maintenance = self.maintenance_hosts().unwrap_or_default();
         self.hosts()
             .iter()
             .map(|host| {
@@ -145,7 +147,9 @@ impl Backend {
                 HostSnapshot {
                     id: host.id.clone(),
                     zone: host.zone.clone(),
-                    schedulable: reachable == Some(true) && capacity.is_some(),
+                    schedulable: reachable == Some(true)
+                        && capacity.is_some()
+                        && !maintenance.get(&host.id).copied().unwrap_or(false),
                     vcpus: capacity.map_or(0, |c| c.vcpus),
                     memory_mib: capacity.map_or(0, |c| c.memory_mib),
                     disk_mib: host.config.disk_mib,

@@ -24,6 +24,7 @@ pub mod images;
 pub mod instances;
 pub mod key_pairs;
 pub mod libvirt;
+pub mod maintenance;
 pub mod migration;
 pub mod network;
 pub mod scheduler;

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use storage::tables::{INSTANCES, MIGRATIONS};
 use storage::{InstanceRecord, InstanceState, JobProgress, MigrationOptions, MigrationRecord, MigrationStatus};
 
-use crate::hypervisor::PowerState;
+use crate::hypervisor::{DriverError, PowerState};
 use crate::scheduler::{self, Demand};
 use crate::{ids, invalid, now_ms, Backend, Error, ResourceKind, Result};
 
@@ -259,8 +259,13 @@ impl Backend {
         else {
             return Err(Error::HostGone(record.source_host.clone()));
         };
-        while source.driver.job_progress(&record.instance_id).map_err(Error::Driver)?.is_some() {
-            std::thread::sleep(POLL);
+        // A domain gone from the source has no job there either: it moved.
+        loop {
+            match source.driver.job_progress(&record.instance_id) {
+                Ok(Some(_)) => std::thread::sleep(POLL),
+                Ok(None) | Err(DriverError::NoDomain(_)) => break,
+                Err(error) => return Err(Error::Driver(error)),
+            }
         }
         let on_target =
             matches!(target.driver.state(&record.instance_id), Ok(Some(PowerState::Running | PowerState::Paused)));

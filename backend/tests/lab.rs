@@ -33,6 +33,10 @@ fn script(args: &[&str]) -> String {
 /// `key=value` from the last line a script printed.
 fn field(out: &str, name: &str) -> String {
     let last = out.lines().last().unwrap_or_default();
+    if name == "cmdline" {
+        // The command line has spaces and runs to the end of the line.
+        return last.split_once(" cmdline=").map(|(_, c)| c.to_owned()).unwrap_or_default();
+    }
     last.split_whitespace().find_map(|kv| kv.strip_prefix(&format!("{name}="))).unwrap_or_default().to_owned()
 }
 
@@ -120,6 +124,10 @@ async fn migrations(b: &Arc<Backend>, launched: &[InstanceRecord]) {
     assert_eq!((now.state, now.migration.as_deref()), (InstanceState::Running, None));
     assert_eq!(b.hosts().get(&other.host_id).unwrap().driver.state(&moving.id).unwrap(), Some(PowerState::Running));
     assert_eq!(b.hosts().get(&moving.host_id).unwrap().driver.state(&moving.id).unwrap(), None, "gone from the source");
+    // No job runs now (libvirt answers no statistics at all), and the finished one is kept.
+    let target = b.hosts().get(&other.host_id).unwrap();
+    assert_eq!(target.driver.job_progress(&moving.id).unwrap(), None);
+    assert!(target.driver.completed_job(&moving.id).unwrap().is_some_and(|j| j.time_elapsed_ms > 0));
     let after = console(&moving.id);
     assert_eq!(after.matches("STRATUS-TEST-GUEST BOOTED").count(), 1, "no reboot");
     assert!(counter(&after) > before, "the counter went on: {before} → {}", counter(&after));
@@ -141,6 +149,32 @@ async fn migrations(b: &Arc<Backend>, launched: &[InstanceRecord]) {
     assert_eq!((still.host_id.as_str(), still.migration.as_deref()), (other.host_id.as_str(), None));
     assert_eq!(b.hosts().get(&other.host_id).unwrap().driver.state(&other.id).unwrap(), Some(PowerState::Running));
     assert!(matches!(b.cancel_migration(&cancelled.id), Err(Error::MigrationFinished { .. })));
+
+    // The target's libvirtd dies mid-migration: the job fails and the guest runs on at the
+    // source. (`scripts/lab up` brings the daemon back afterwards.)
+    let target_id = moving.host_id.clone();
+    let slow = MigrationOptions { bandwidth_mibps: Some(2), ..Default::default() };
+    let doomed = b.migrate_instance(&other.id, Some(&target_id), slow).unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let target_index = if uris_index(b, &target_id) == 0 { "1" } else { "2" };
+    let pid = std::fs::read_to_string(format!("/var/lib/stratus/lab/h{target_index}/libvirtd.pid")).unwrap();
+    let killed = Command::new("kill").args(["-9", pid.trim()]).status().unwrap();
+    assert!(killed.success());
+    let doomed = wait_migration(b, &doomed.id, Duration::from_secs(90)).await;
+    assert_eq!(doomed.status, MigrationStatus::Failed, "{doomed:?}");
+    eprintln!("target killed mid-migration: {:?}", doomed.error);
+    let still = b.instance(ACCOUNT, &other.id).unwrap();
+    assert_eq!((still.host_id.as_str(), still.migration.as_deref()), (other.host_id.as_str(), None));
+    assert_eq!(b.hosts().get(&other.host_id).unwrap().driver.state(&other.id).unwrap(), Some(PowerState::Running));
+    script(&["lab", "up", "2"]);
+}
+
+/// Which lab host (0-based, in config order) has this id.
+fn uris_index(b: &Backend, host_id: &str) -> usize {
+    let text = std::fs::read_to_string("/var/lib/stratus/lab/stratus.toml").unwrap();
+    let uris: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("uri = \"")?.strip_suffix('"')).collect();
+    let uri = &b.hosts().get(host_id).unwrap().config.uri;
+    uris.iter().position(|u| u == uri).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -72,6 +72,13 @@ fn qemu_target() -> Option<Target> {
     let stdout = String::from_utf8_lossy(&output.stdout);
     let last = stdout.lines().last().unwrap_or_default();
     let field = |name: &str| {
+        if name == "cmdline" {
+            // The command line has spaces and runs to the end of the line.
+            return last
+                .split_once(" cmdline=")
+                .map(|(_, c)| c.to_owned())
+                .expect("build-test-image printed a cmdline");
+        }
         last.split_whitespace()
             .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
             .unwrap_or_else(|| panic!("build-test-image printed no {name}=: {last}"))

@@ -253,15 +253,19 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def aws(stratus: Stratus, *args: str, creds: Path | str | None = None, timeout: float = 120) -> tuple[int, str, str]:
-    """Runs `aws ... ec2 <args>` against the server; returns (returncode, stdout, stderr)."""
+def aws(stratus: Stratus, *args: str, creds: Path | str | None = None, timeout: float = 120, service: str = "ec2",
+        home: Path | None = None) -> tuple[int, str, str]:
+    """Runs `aws ... <service> <args>` against the server; returns (returncode, stdout, stderr).
+    `home` is the HOME the cli finds added models in (`aws configure add-model`)."""
     env = clean_env(
         AWS_SHARED_CREDENTIALS_FILE=str(creds or stratus.creds_file),
         AWS_CONFIG_FILE="/dev/null",
     )
+    if home is not None:
+        env["HOME"] = str(home)
     cmd = [
         "aws", "--profile", PROFILE, "--region", REGION, "--endpoint-url", stratus.endpoint,
-        "--output", "json", "ec2", *args,
+        "--output", "json", service, *args,
     ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
     return proc.returncode, proc.stdout, proc.stderr
@@ -305,8 +309,10 @@ def test_image() -> TestImage:
     """The guest image `scripts/build-test-image` builds (cached after the first build)."""
     proc = subprocess.run([str(REPO / "scripts" / "build-test-image")], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, f"build-test-image failed:\n{proc.stderr}"
-    fields = dict(kv.split("=", 1) for kv in proc.stdout.strip().splitlines()[-1].split())
-    return TestImage(fields["disk"], fields["kernel"], fields["initrd"], fields["cmdline"])
+    last = proc.stdout.strip().splitlines()[-1]
+    head, cmdline = last.split(" cmdline=", 1)  # the command line runs to the end of the line
+    fields = dict(kv.split("=", 1) for kv in head.split())
+    return TestImage(fields["disk"], fields["kernel"], fields["initrd"], cmdline)
 
 
 def require_qemu() -> None:

@@ -26,3 +26,8 @@ fn boto3_instances() {
 fn aws_cli_instances() {
     run_pytest("test_instances_aws_cli.py");
 }
+
+#[test]
+fn aws_cli_lab_migration() {
+    run_pytest("test_lab_aws_cli.py");
+}

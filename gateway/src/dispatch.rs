@@ -14,6 +14,7 @@ fn boxed<T: XmlStruct + Send + 'static>(result: Result<T, Ec2Error>) -> Result<O
 
 pub async fn dispatch(ctx: &Ctx, action: Action) -> Result<Output, Ec2Error> {
     match action {
+        Action::CancelInstanceMigration(r) => boxed(cancel_instance_migration::handle(ctx, r).await),
         Action::CreateImage(r) => boxed(create_image::handle(ctx, r).await),
         Action::CreateKeyPair(r) => boxed(create_key_pair::handle(ctx, r).await),
         Action::CreateTags(r) => boxed(create_tags::handle(ctx, r).await),
@@ -22,9 +23,11 @@ pub async fn dispatch(ctx: &Ctx, action: Action) -> Result<Output, Ec2Error> {
         Action::DeregisterImage(r) => boxed(deregister_image::handle(ctx, r).await),
         Action::DescribeAccountAttributes(r) => boxed(describe_account_attributes::handle(ctx, r).await),
         Action::DescribeAvailabilityZones(r) => boxed(describe_availability_zones::handle(ctx, r).await),
+        Action::DescribeHosts(r) => boxed(describe_hosts::handle(ctx, r).await),
         Action::DescribeImageAttribute(r) => boxed(describe_image_attribute::handle(ctx, r).await),
         Action::DescribeImages(r) => boxed(describe_images::handle(ctx, r).await),
         Action::DescribeInstanceAttribute(r) => boxed(describe_instance_attribute::handle(ctx, r).await),
+        Action::DescribeInstanceMigrations(r) => boxed(describe_instance_migrations::handle(ctx, r).await),
         Action::DescribeInstanceStatus(r) => boxed(describe_instance_status::handle(ctx, r).await),
         Action::DescribeInstanceTypeOfferings(r) => boxed(describe_instance_type_offerings::handle(ctx, r).await),
         Action::DescribeInstanceTypes(r) => boxed(describe_instance_types::handle(ctx, r).await),
@@ -37,6 +40,8 @@ pub async fn dispatch(ctx: &Ctx, action: Action) -> Result<Output, Ec2Error> {
         Action::DescribeVpcs(r) => boxed(describe_vpcs::handle(ctx, r).await),
         Action::GetConsoleOutput(r) => boxed(get_console_output::handle(ctx, r).await),
         Action::ImportKeyPair(r) => boxed(import_key_pair::handle(ctx, r).await),
+        Action::MigrateInstance(r) => boxed(migrate_instance::handle(ctx, r).await),
+        Action::ModifyHosts(r) => boxed(modify_hosts::handle(ctx, r).await),
         Action::ModifyInstanceAttribute(r) => boxed(modify_instance_attribute::handle(ctx, r).await),
         Action::RebootInstances(r) => boxed(reboot_instances::handle(ctx, r).await),
         Action::RegisterImage(r) => boxed(register_image::handle(ctx, r).await),

@@ -135,6 +135,12 @@ where
         return Err(Ec2Error::missing_parameter("Version"));
     }
     let action = Action::decode(&action_name, &params)?;
+    if crate::handlers::ADMIN_ONLY.contains(&action.name()) && !principal.admin {
+        return Err(Ec2Error::new(
+            "UnauthorizedOperation",
+            format!("You are not authorized to perform this operation: {} needs an admin account.", action.name()),
+        ));
+    }
     if action.dry_run() {
         return Err(Ec2Error::new("DryRunOperation", "Request would have succeeded, but DryRun flag is set."));
     }

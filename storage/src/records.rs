@@ -239,6 +239,18 @@ impl Record for InstanceRecord {
     const READS: &'static [u8] = &[1];
 }
 
+/// What an operator decided about a host. Key: host id.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct HostStateRecord {
+    /// Out of placement, and drained of running instances by live migration.
+    pub maintenance: bool,
+    pub changed_ms: i64,
+}
+
+impl Record for HostStateRecord {
+    const VERSION: u8 = 1;
+}
+
 /// How a live migration may run.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct MigrationOptions {

@@ -1,8 +1,8 @@
 //! Every table, in one place.
 
 use crate::{
-    AccessKeyRecord, AccountRecord, ClientTokenRecord, ImageRecord, InstanceRecord, KeyPairRecord, LeaseRecord,
-    MigrationRecord, NameRecord, Table, TagRecord,
+    AccessKeyRecord, AccountRecord, ClientTokenRecord, HostStateRecord, ImageRecord, InstanceRecord, KeyPairRecord,
+    LeaseRecord, MigrationRecord, NameRecord, Table, TagRecord,
 };
 
 pub const ACCOUNTS: Table<AccountRecord> = Table::new("accounts");
@@ -15,6 +15,7 @@ pub const INSTANCES: Table<InstanceRecord> = Table::new("instances");
 pub const CLIENT_TOKENS: Table<ClientTokenRecord> = Table::new("client_tokens");
 pub const LEASES: Table<LeaseRecord> = Table::new("leases");
 pub const MIGRATIONS: Table<MigrationRecord> = Table::new("migrations");
+pub const HOST_STATES: Table<HostStateRecord> = Table::new("host_states");
 
 /// Created at open, so that readers never meet a missing table.
 pub const ALL: &[&str] = &[
@@ -28,4 +29,5 @@ pub const ALL: &[&str] = &[
     "client_tokens",
     "leases",
     "migrations",
+    "host_states",
 ];

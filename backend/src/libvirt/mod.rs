@@ -245,17 +245,15 @@ impl Hypervisor for LibvirtDriver {
     }
 
     fn job_progress(&self, name: &str) -> Result<Option<JobProgress>, DriverError> {
-        self.with_domain(name, |domain| {
-            let stats = domain.job_stats(0).map_err(failed)?;
-            // VIR_DOMAIN_JOB_NONE: nothing running.
-            Ok((stats.r#type != 0).then(|| progress(&stats)))
-        })
+        self.with_domain(name, |domain| Ok(ffi::job_stats(domain, 0).map_err(failed)?.map(|s| progress(&s))))
     }
 
     fn completed_job(&self, name: &str) -> Result<Option<JobProgress>, DriverError> {
         self.with_domain(name, |domain| {
-            let stats = domain.job_stats(virt::sys::VIR_DOMAIN_JOB_STATS_COMPLETED).map_err(failed)?;
-            Ok((stats.r#type != 0).then(|| progress(&stats)))
+            // Kept for later readers (a restarted Stratus settling the migration).
+            let flags = virt::sys::VIR_DOMAIN_JOB_STATS_COMPLETED | virt::sys::VIR_DOMAIN_JOB_STATS_KEEP_COMPLETED;
+            let stats = ffi::job_stats(domain, flags).map_err(failed)?;
+            Ok(stats.map(|s| progress(&s)))
         })
     }
 

@@ -7,7 +7,13 @@
 //!    open, with their known values listed for validation), the `Action` enum with its decoder,
 //!    and one `…Output` alias per action.
 //!
-//! Usage: `ec2api-codegen MODEL.json.gz ACTIONS.txt OUT.rs` (see `scripts/regen-shapes`).
+//! Stratus's own actions come from a second model in botocore's format
+//! (`ec2api/model/stratus/…/service-2.json`, which clients load too): its operations are added
+//! to EC2's (replacing one of the same name), its shapes must not differ from EC2's shapes of
+//! the same name.
+//!
+//! Usage: `ec2api-codegen MODEL.json.gz EXTENSION.json ACTIONS.txt OUT.rs` (see
+//! `scripts/regen-shapes`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -45,8 +51,8 @@ impl Model {
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let [model_path, actions_path, out_path] = args.as_slice() else {
-        bail!("usage: ec2api-codegen MODEL.json.gz ACTIONS.txt OUT.rs");
+    let [model_path, extension_path, actions_path, out_path] = args.as_slice() else {
+        bail!("usage: ec2api-codegen MODEL.json.gz EXTENSION.json ACTIONS.txt OUT.rs");
     };
     let mut raw = String::new();
     flate2::read::GzDecoder::new(std::fs::File::open(model_path).context("open model")?)
@@ -59,11 +65,13 @@ fn main() -> Result<()> {
         .and_then(|init| init.lines().find(|l| l.starts_with("__version__")).map(str::to_owned))
         .map(|line| line.split('\'').nth(1).unwrap_or("unknown").to_owned())
         .unwrap_or_else(|| "unknown".into());
-    let model = Model {
+    let mut model = Model {
         shapes: json["shapes"].as_object().context("shapes")?.clone(),
         operations: json["operations"].as_object().context("operations")?.clone(),
         version,
     };
+    let extension: Value = serde_json::from_str(&std::fs::read_to_string(extension_path).context("read extension")?)?;
+    merge(&mut model, &extension)?;
     let actions: Vec<String> = std::fs::read_to_string(actions_path)?
         .lines()
         .map(str::trim)
@@ -73,6 +81,35 @@ fn main() -> Result<()> {
     let code = generate(&model, &actions)?;
     std::fs::write(out_path, code)?;
     Ok(())
+}
+
+/// Adds the extension's operations and shapes to EC2's model.
+fn merge(model: &mut Model, extension: &Value) -> Result<()> {
+    for (name, shape) in extension["shapes"].as_object().context("extension shapes")? {
+        match model.shapes.get(name) {
+            Some(ours) if undocumented(ours) != undocumented(shape) => {
+                bail!("extension shape {name} differs from EC2's shape of that name: rename it")
+            }
+            Some(_) => {}
+            None => {
+                model.shapes.insert(name.clone(), shape.clone());
+            }
+        }
+    }
+    for (name, op) in extension["operations"].as_object().context("extension operations")? {
+        model.operations.insert(name.clone(), op.clone());
+    }
+    Ok(())
+}
+
+/// A shape without its documentation, for comparing definitions.
+fn undocumented(shape: &Value) -> Value {
+    match shape {
+        Value::Object(map) => Value::Object(
+            map.iter().filter(|(k, _)| *k != "documentation").map(|(k, v)| (k.clone(), undocumented(v))).collect(),
+        ),
+        other => other.clone(),
+    }
 }
 
 fn collect(model: &Model, name: &str, into: &mut BTreeSet<String>) -> Result<()> {

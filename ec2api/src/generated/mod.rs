@@ -46,6 +46,7 @@ impl XmlValue for AccountAttributeValue {
         w.end(name);
     }
 }
+pub type AllocationState = String;
 pub type AmdSevSnpSpecification = String;
 pub type ArchitectureType = String;
 pub type ArchitectureValues = String;
@@ -147,6 +148,7 @@ impl XmlValue for AttributeValue {
         w.end(name);
     }
 }
+pub type AutoPlacement = String;
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct AvailabilityZone {
@@ -251,6 +253,27 @@ impl XmlValue for AvailabilityZoneSubGeography {
         w.end(name);
     }
 }
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AvailableCapacity {
+    pub available_instance_capacity: Option<Vec<InstanceCapacity>>,
+    pub available_v_cpus: Option<i32>,
+}
+
+impl XmlStruct for AvailableCapacity {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.available_instance_capacity.write_xml(w, "availableInstanceCapacity");
+        self.available_v_cpus.write_xml(w, "availableVCpus");
+    }
+}
+
+impl XmlValue for AvailableCapacity {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
 pub type BandwidthWeightingType = String;
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -327,6 +350,40 @@ impl XmlValue for BlockPublicAccessStates {
 }
 pub type BootModeType = String;
 pub type BootModeValues = String;
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CancelInstanceMigrationRequest {
+    pub dry_run: Option<bool>,
+    pub migration_id: String,
+}
+
+impl FromQuery for CancelInstanceMigrationRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self { dry_run: d.optional("DryRun")?, migration_id: d.required("MigrationId")? };
+        d.finish(&["DryRun", "MigrationId"])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CancelInstanceMigrationResult {
+    pub migration: Option<InstanceMigration>,
+}
+
+impl XmlStruct for CancelInstanceMigrationResult {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.migration.write_xml(w, "migration");
+    }
+}
+
+impl XmlValue for CancelInstanceMigrationResult {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
 pub type CapacityReservationPreference = String;
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -854,6 +911,28 @@ impl XmlValue for DescribeAvailabilityZonesResult {
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
+pub struct DescribeHostsRequest {
+    pub filter: Option<Vec<Filter>>,
+    pub host_ids: Option<Vec<String>>,
+    pub max_results: Option<i32>,
+    pub next_token: Option<String>,
+}
+
+impl FromQuery for DescribeHostsRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            filter: d.optional("Filter")?,
+            host_ids: d.optional("HostId")?,
+            max_results: d.optional("MaxResults")?,
+            next_token: d.optional("NextToken")?,
+        };
+        d.finish(&["Filter", "HostId", "MaxResults", "NextToken"])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct DescribeImageAttributeRequest {
     pub attribute: ImageAttributeName,
     pub dry_run: Option<bool>,
@@ -953,6 +1032,53 @@ impl FromQuery for DescribeInstanceAttributeRequest {
         };
         d.finish(&["Attribute", "DryRun", "InstanceId"])?;
         Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DescribeInstanceMigrationsRequest {
+    pub dry_run: Option<bool>,
+    pub filters: Option<Vec<Filter>>,
+    pub instance_ids: Option<Vec<String>>,
+    pub max_results: Option<i32>,
+    pub migration_ids: Option<Vec<String>>,
+    pub next_token: Option<String>,
+}
+
+impl FromQuery for DescribeInstanceMigrationsRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            dry_run: d.optional("DryRun")?,
+            filters: d.optional("Filter")?,
+            instance_ids: d.optional("InstanceId")?,
+            max_results: d.optional("MaxResults")?,
+            migration_ids: d.optional("MigrationId")?,
+            next_token: d.optional("NextToken")?,
+        };
+        d.finish(&["DryRun", "Filter", "InstanceId", "MaxResults", "MigrationId", "NextToken"])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DescribeInstanceMigrationsResult {
+    pub migrations: Option<Vec<InstanceMigration>>,
+    pub next_token: Option<String>,
+}
+
+impl XmlStruct for DescribeInstanceMigrationsResult {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.migrations.write_xml(w, "migrationSet");
+        self.next_token.write_xml(w, "nextToken");
+    }
+}
+
+impl XmlValue for DescribeInstanceMigrationsResult {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
     }
 }
 
@@ -2128,6 +2254,89 @@ impl FromQuery for HibernationOptionsRequest {
         Ok(value)
     }
 }
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HostInstance {
+    pub instance_id: Option<String>,
+    pub instance_type: Option<String>,
+    pub owner_id: Option<String>,
+}
+
+impl XmlStruct for HostInstance {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.instance_id.write_xml(w, "instanceId");
+        self.instance_type.write_xml(w, "instanceType");
+        self.owner_id.write_xml(w, "ownerId");
+    }
+}
+
+impl XmlValue for HostInstance {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+pub type HostMaintenance = String;
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HostProperties {
+    pub cores: Option<i32>,
+    pub instance_family: Option<String>,
+    pub instance_type: Option<String>,
+    pub sockets: Option<i32>,
+    pub total_v_cpus: Option<i32>,
+}
+
+impl XmlStruct for HostProperties {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.cores.write_xml(w, "cores");
+        self.instance_family.write_xml(w, "instanceFamily");
+        self.instance_type.write_xml(w, "instanceType");
+        self.sockets.write_xml(w, "sockets");
+        self.total_v_cpus.write_xml(w, "totalVCpus");
+    }
+}
+
+impl XmlValue for HostProperties {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+pub type HostRecovery = String;
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HostUtilization {
+    pub cpu_percent: Option<f64>,
+    pub disk_free_mi_b: Option<i64>,
+    pub disk_used_mi_b: Option<i64>,
+    pub instances_running: Option<i32>,
+    pub memory_free_mi_b: Option<i64>,
+    pub memory_used_mi_b: Option<i64>,
+    pub reachable: Option<bool>,
+}
+
+impl XmlStruct for HostUtilization {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.cpu_percent.write_xml(w, "cpuPercent");
+        self.disk_free_mi_b.write_xml(w, "diskFreeMiB");
+        self.disk_used_mi_b.write_xml(w, "diskUsedMiB");
+        self.instances_running.write_xml(w, "instancesRunning");
+        self.memory_free_mi_b.write_xml(w, "memoryFreeMiB");
+        self.memory_used_mi_b.write_xml(w, "memoryUsedMiB");
+        self.reachable.write_xml(w, "reachable");
+    }
+}
+
+impl XmlValue for HostUtilization {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
 pub type HostnameType = String;
 pub type HttpTokensState = String;
 pub type HypervisorType = String;
@@ -2696,6 +2905,29 @@ impl FromQuery for InstanceBlockDeviceMappingSpecification {
     }
 }
 pub type InstanceBootModeValues = String;
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct InstanceCapacity {
+    pub available_capacity: Option<i32>,
+    pub instance_type: Option<String>,
+    pub total_capacity: Option<i32>,
+}
+
+impl XmlStruct for InstanceCapacity {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.available_capacity.write_xml(w, "availableCapacity");
+        self.instance_type.write_xml(w, "instanceType");
+        self.total_capacity.write_xml(w, "totalCapacity");
+    }
+}
+
+impl XmlValue for InstanceCapacity {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
 pub type InstanceInterruptionBehavior = String;
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -2879,6 +3111,69 @@ impl XmlValue for InstanceMetadataOptionsResponse {
 pub type InstanceMetadataOptionsState = String;
 pub type InstanceMetadataProtocolState = String;
 pub type InstanceMetadataTagsState = String;
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct InstanceMigration {
+    pub allow_post_copy: Option<bool>,
+    pub auto_converge: Option<bool>,
+    pub bandwidth_bytes_per_second: Option<i64>,
+    pub bandwidth_mi_bps: Option<i64>,
+    pub dirty_rate_bytes_per_second: Option<i64>,
+    pub downtime_millis: Option<i64>,
+    pub end_time: Option<Timestamp>,
+    pub error_message: Option<String>,
+    pub instance_id: Option<String>,
+    pub iterations: Option<i64>,
+    pub max_downtime_millis: Option<i64>,
+    pub memory_processed_bytes: Option<i64>,
+    pub memory_remaining_bytes: Option<i64>,
+    pub memory_total_bytes: Option<i64>,
+    pub migration_id: Option<String>,
+    pub post_copy_requests: Option<i64>,
+    pub setup_time_millis: Option<i64>,
+    pub source_host_id: Option<String>,
+    pub start_time: Option<Timestamp>,
+    pub status: Option<MigrationStatus>,
+    pub target_host_id: Option<String>,
+    pub timeout_seconds: Option<i64>,
+    pub total_time_millis: Option<i64>,
+}
+
+impl XmlStruct for InstanceMigration {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.allow_post_copy.write_xml(w, "allowPostCopy");
+        self.auto_converge.write_xml(w, "autoConverge");
+        self.bandwidth_bytes_per_second.write_xml(w, "bandwidthBytesPerSecond");
+        self.bandwidth_mi_bps.write_xml(w, "bandwidthMiBps");
+        self.dirty_rate_bytes_per_second.write_xml(w, "dirtyRateBytesPerSecond");
+        self.downtime_millis.write_xml(w, "downtimeMillis");
+        self.end_time.write_xml(w, "endTime");
+        self.error_message.write_xml(w, "errorMessage");
+        self.instance_id.write_xml(w, "instanceId");
+        self.iterations.write_xml(w, "iterations");
+        self.max_downtime_millis.write_xml(w, "maxDowntimeMillis");
+        self.memory_processed_bytes.write_xml(w, "memoryProcessedBytes");
+        self.memory_remaining_bytes.write_xml(w, "memoryRemainingBytes");
+        self.memory_total_bytes.write_xml(w, "memoryTotalBytes");
+        self.migration_id.write_xml(w, "migrationId");
+        self.post_copy_requests.write_xml(w, "postCopyRequests");
+        self.setup_time_millis.write_xml(w, "setupTimeMillis");
+        self.source_host_id.write_xml(w, "sourceHostId");
+        self.start_time.write_xml(w, "startTime");
+        self.status.write_xml(w, "status");
+        self.target_host_id.write_xml(w, "targetHostId");
+        self.timeout_seconds.write_xml(w, "timeoutSeconds");
+        self.total_time_millis.write_xml(w, "totalTimeMillis");
+    }
+}
+
+impl XmlValue for InstanceMigration {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct InstanceNetworkInterface {
@@ -3847,6 +4142,112 @@ impl XmlStruct for MemoryInfo {
 }
 
 impl XmlValue for MemoryInfo {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MigrateInstanceRequest {
+    pub allow_post_copy: Option<bool>,
+    pub auto_converge: Option<bool>,
+    pub bandwidth_mi_bps: Option<i64>,
+    pub dry_run: Option<bool>,
+    pub instance_id: String,
+    pub max_downtime_millis: Option<i64>,
+    pub target_host_id: Option<String>,
+    pub timeout_seconds: Option<i64>,
+}
+
+impl FromQuery for MigrateInstanceRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            allow_post_copy: d.optional("AllowPostCopy")?,
+            auto_converge: d.optional("AutoConverge")?,
+            bandwidth_mi_bps: d.optional("BandwidthMiBps")?,
+            dry_run: d.optional("DryRun")?,
+            instance_id: d.required("InstanceId")?,
+            max_downtime_millis: d.optional("MaxDowntimeMillis")?,
+            target_host_id: d.optional("TargetHostId")?,
+            timeout_seconds: d.optional("TimeoutSeconds")?,
+        };
+        d.finish(&[
+            "AllowPostCopy",
+            "AutoConverge",
+            "BandwidthMiBps",
+            "DryRun",
+            "InstanceId",
+            "MaxDowntimeMillis",
+            "TargetHostId",
+            "TimeoutSeconds",
+        ])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MigrateInstanceResult {
+    pub migration: Option<InstanceMigration>,
+}
+
+impl XmlStruct for MigrateInstanceResult {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.migration.write_xml(w, "migration");
+    }
+}
+
+impl XmlValue for MigrateInstanceResult {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+pub type MigrationStatus = String;
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ModifyHostsRequest {
+    pub auto_placement: Option<AutoPlacement>,
+    pub host_ids: Vec<String>,
+    pub host_maintenance: Option<HostMaintenance>,
+    pub host_recovery: Option<HostRecovery>,
+    pub instance_family: Option<String>,
+    pub instance_type: Option<String>,
+}
+
+impl FromQuery for ModifyHostsRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            auto_placement: d.optional("AutoPlacement")?,
+            host_ids: d.required("HostId")?,
+            host_maintenance: d.optional("HostMaintenance")?,
+            host_recovery: d.optional("HostRecovery")?,
+            instance_family: d.optional("InstanceFamily")?,
+            instance_type: d.optional("InstanceType")?,
+        };
+        d.finish(&["AutoPlacement", "HostId", "HostMaintenance", "HostRecovery", "InstanceFamily", "InstanceType"])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ModifyHostsResult {
+    pub successful: Option<Vec<String>>,
+    pub unsuccessful: Option<Vec<UnsuccessfulItem>>,
+}
+
+impl XmlStruct for ModifyHostsResult {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.successful.write_xml(w, "successful");
+        self.unsuccessful.write_xml(w, "unsuccessful");
+    }
+}
+
+impl XmlValue for ModifyHostsResult {
     fn write_xml(&self, w: &mut XmlWriter, name: &str) {
         w.start(name);
         self.write_members(w);
@@ -5098,6 +5499,72 @@ impl XmlValue for StopInstancesResult {
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
+pub struct StratusDescribeHostsResult {
+    pub hosts: Option<Vec<StratusHost>>,
+    pub next_token: Option<String>,
+}
+
+impl XmlStruct for StratusDescribeHostsResult {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.hosts.write_xml(w, "hostSet");
+        self.next_token.write_xml(w, "nextToken");
+    }
+}
+
+impl XmlValue for StratusDescribeHostsResult {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StratusHost {
+    pub allocation_time: Option<Timestamp>,
+    pub auto_placement: Option<AutoPlacement>,
+    pub availability_zone: Option<String>,
+    pub available_capacity: Option<AvailableCapacity>,
+    pub host_id: Option<String>,
+    pub host_maintenance: Option<HostMaintenance>,
+    pub host_properties: Option<HostProperties>,
+    pub host_recovery: Option<HostRecovery>,
+    pub instances: Option<Vec<HostInstance>>,
+    pub owner_id: Option<String>,
+    pub state: Option<AllocationState>,
+    pub tags: Option<Vec<Tag>>,
+    pub uri: Option<String>,
+    pub utilization: Option<HostUtilization>,
+}
+
+impl XmlStruct for StratusHost {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.allocation_time.write_xml(w, "allocationTime");
+        self.auto_placement.write_xml(w, "autoPlacement");
+        self.availability_zone.write_xml(w, "availabilityZone");
+        self.available_capacity.write_xml(w, "availableCapacity");
+        self.host_id.write_xml(w, "hostId");
+        self.host_maintenance.write_xml(w, "hostMaintenance");
+        self.host_properties.write_xml(w, "hostProperties");
+        self.host_recovery.write_xml(w, "hostRecovery");
+        self.instances.write_xml(w, "instances");
+        self.owner_id.write_xml(w, "ownerId");
+        self.state.write_xml(w, "state");
+        self.tags.write_xml(w, "tagSet");
+        self.uri.write_xml(w, "uri");
+        self.utilization.write_xml(w, "utilization");
+    }
+}
+
+impl XmlValue for StratusHost {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Subnet {
     pub assign_ipv6_address_on_creation: Option<bool>,
     pub availability_zone: Option<String>,
@@ -5324,6 +5791,48 @@ impl XmlValue for TerminateInstancesResult {
     }
 }
 pub type TpmSupportValues = String;
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct UnsuccessfulItem {
+    pub error: Option<UnsuccessfulItemError>,
+    pub resource_id: Option<String>,
+}
+
+impl XmlStruct for UnsuccessfulItem {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.error.write_xml(w, "error");
+        self.resource_id.write_xml(w, "resourceId");
+    }
+}
+
+impl XmlValue for UnsuccessfulItem {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct UnsuccessfulItemError {
+    pub code: Option<String>,
+    pub message: Option<String>,
+}
+
+impl XmlStruct for UnsuccessfulItemError {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.code.write_xml(w, "code");
+        self.message.write_xml(w, "message");
+    }
+}
+
+impl XmlValue for UnsuccessfulItemError {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
 pub type UsageClassType = String;
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -5566,8 +6075,11 @@ pub mod values {
     pub const ACCOUNT_ATTRIBUTE_NAME: &[&str] = &["supported-platforms", "default-vpc"];
     pub const AMD_SEV_SNP_SPECIFICATION: &[&str] = &["enabled", "disabled"];
     pub const ARCHITECTURE_VALUES: &[&str] = &["i386", "x86_64", "arm64", "x86_64_mac", "arm64_mac"];
+    pub const AUTO_PLACEMENT: &[&str] = &["on", "off"];
     pub const BOOT_MODE_VALUES: &[&str] = &["legacy-bios", "uefi", "uefi-preferred"];
     pub const CAPACITY_RESERVATION_PREFERENCE: &[&str] = &["capacity-reservations-only", "open", "none"];
+    pub const HOST_MAINTENANCE: &[&str] = &["on", "off"];
+    pub const HOST_RECOVERY: &[&str] = &["on", "off"];
     pub const HOSTNAME_TYPE: &[&str] = &["ip-name", "resource-name"];
     pub const HTTP_TOKENS_STATE: &[&str] = &["optional", "required"];
     pub const IMAGE_ATTRIBUTE_NAME: &[&str] = &[
@@ -6951,6 +7463,7 @@ pub mod values {
 /// Every action Stratus serves, with its decoded request.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
+    CancelInstanceMigration(CancelInstanceMigrationRequest),
     CreateImage(CreateImageRequest),
     CreateKeyPair(CreateKeyPairRequest),
     CreateTags(CreateTagsRequest),
@@ -6959,9 +7472,11 @@ pub enum Action {
     DeregisterImage(DeregisterImageRequest),
     DescribeAccountAttributes(DescribeAccountAttributesRequest),
     DescribeAvailabilityZones(DescribeAvailabilityZonesRequest),
+    DescribeHosts(DescribeHostsRequest),
     DescribeImageAttribute(DescribeImageAttributeRequest),
     DescribeImages(DescribeImagesRequest),
     DescribeInstanceAttribute(DescribeInstanceAttributeRequest),
+    DescribeInstanceMigrations(DescribeInstanceMigrationsRequest),
     DescribeInstanceStatus(DescribeInstanceStatusRequest),
     DescribeInstanceTypeOfferings(DescribeInstanceTypeOfferingsRequest),
     DescribeInstanceTypes(DescribeInstanceTypesRequest),
@@ -6974,6 +7489,8 @@ pub enum Action {
     DescribeVpcs(DescribeVpcsRequest),
     GetConsoleOutput(GetConsoleOutputRequest),
     ImportKeyPair(ImportKeyPairRequest),
+    MigrateInstance(MigrateInstanceRequest),
+    ModifyHosts(ModifyHostsRequest),
     ModifyInstanceAttribute(ModifyInstanceAttributeRequest),
     RebootInstances(RebootInstancesRequest),
     RegisterImage(RegisterImageRequest),
@@ -6985,6 +7502,7 @@ pub enum Action {
 
 impl Action {
     pub const NAMES: &'static [&'static str] = &[
+        "CancelInstanceMigration",
         "CreateImage",
         "CreateKeyPair",
         "CreateTags",
@@ -6993,9 +7511,11 @@ impl Action {
         "DeregisterImage",
         "DescribeAccountAttributes",
         "DescribeAvailabilityZones",
+        "DescribeHosts",
         "DescribeImageAttribute",
         "DescribeImages",
         "DescribeInstanceAttribute",
+        "DescribeInstanceMigrations",
         "DescribeInstanceStatus",
         "DescribeInstanceTypeOfferings",
         "DescribeInstanceTypes",
@@ -7008,6 +7528,8 @@ impl Action {
         "DescribeVpcs",
         "GetConsoleOutput",
         "ImportKeyPair",
+        "MigrateInstance",
+        "ModifyHosts",
         "ModifyInstanceAttribute",
         "RebootInstances",
         "RegisterImage",
@@ -7020,6 +7542,7 @@ impl Action {
     /// Decodes the request of `action` from the parameters (without `Action` and `Version`).
     pub fn decode(action: &str, params: &Node) -> Result<Self, Ec2Error> {
         match action {
+            "CancelInstanceMigration" => FromQuery::from_query(params, "").map(Self::CancelInstanceMigration),
             "CreateImage" => FromQuery::from_query(params, "").map(Self::CreateImage),
             "CreateKeyPair" => FromQuery::from_query(params, "").map(Self::CreateKeyPair),
             "CreateTags" => FromQuery::from_query(params, "").map(Self::CreateTags),
@@ -7028,9 +7551,11 @@ impl Action {
             "DeregisterImage" => FromQuery::from_query(params, "").map(Self::DeregisterImage),
             "DescribeAccountAttributes" => FromQuery::from_query(params, "").map(Self::DescribeAccountAttributes),
             "DescribeAvailabilityZones" => FromQuery::from_query(params, "").map(Self::DescribeAvailabilityZones),
+            "DescribeHosts" => FromQuery::from_query(params, "").map(Self::DescribeHosts),
             "DescribeImageAttribute" => FromQuery::from_query(params, "").map(Self::DescribeImageAttribute),
             "DescribeImages" => FromQuery::from_query(params, "").map(Self::DescribeImages),
             "DescribeInstanceAttribute" => FromQuery::from_query(params, "").map(Self::DescribeInstanceAttribute),
+            "DescribeInstanceMigrations" => FromQuery::from_query(params, "").map(Self::DescribeInstanceMigrations),
             "DescribeInstanceStatus" => FromQuery::from_query(params, "").map(Self::DescribeInstanceStatus),
             "DescribeInstanceTypeOfferings" => {
                 FromQuery::from_query(params, "").map(Self::DescribeInstanceTypeOfferings)
@@ -7045,6 +7570,8 @@ impl Action {
             "DescribeVpcs" => FromQuery::from_query(params, "").map(Self::DescribeVpcs),
             "GetConsoleOutput" => FromQuery::from_query(params, "").map(Self::GetConsoleOutput),
             "ImportKeyPair" => FromQuery::from_query(params, "").map(Self::ImportKeyPair),
+            "MigrateInstance" => FromQuery::from_query(params, "").map(Self::MigrateInstance),
+            "ModifyHosts" => FromQuery::from_query(params, "").map(Self::ModifyHosts),
             "ModifyInstanceAttribute" => FromQuery::from_query(params, "").map(Self::ModifyInstanceAttribute),
             "RebootInstances" => FromQuery::from_query(params, "").map(Self::RebootInstances),
             "RegisterImage" => FromQuery::from_query(params, "").map(Self::RegisterImage),
@@ -7058,6 +7585,7 @@ impl Action {
 
     pub fn name(&self) -> &'static str {
         match self {
+            Self::CancelInstanceMigration(_) => "CancelInstanceMigration",
             Self::CreateImage(_) => "CreateImage",
             Self::CreateKeyPair(_) => "CreateKeyPair",
             Self::CreateTags(_) => "CreateTags",
@@ -7066,9 +7594,11 @@ impl Action {
             Self::DeregisterImage(_) => "DeregisterImage",
             Self::DescribeAccountAttributes(_) => "DescribeAccountAttributes",
             Self::DescribeAvailabilityZones(_) => "DescribeAvailabilityZones",
+            Self::DescribeHosts(_) => "DescribeHosts",
             Self::DescribeImageAttribute(_) => "DescribeImageAttribute",
             Self::DescribeImages(_) => "DescribeImages",
             Self::DescribeInstanceAttribute(_) => "DescribeInstanceAttribute",
+            Self::DescribeInstanceMigrations(_) => "DescribeInstanceMigrations",
             Self::DescribeInstanceStatus(_) => "DescribeInstanceStatus",
             Self::DescribeInstanceTypeOfferings(_) => "DescribeInstanceTypeOfferings",
             Self::DescribeInstanceTypes(_) => "DescribeInstanceTypes",
@@ -7081,6 +7611,8 @@ impl Action {
             Self::DescribeVpcs(_) => "DescribeVpcs",
             Self::GetConsoleOutput(_) => "GetConsoleOutput",
             Self::ImportKeyPair(_) => "ImportKeyPair",
+            Self::MigrateInstance(_) => "MigrateInstance",
+            Self::ModifyHosts(_) => "ModifyHosts",
             Self::ModifyInstanceAttribute(_) => "ModifyInstanceAttribute",
             Self::RebootInstances(_) => "RebootInstances",
             Self::RegisterImage(_) => "RegisterImage",
@@ -7094,6 +7626,7 @@ impl Action {
     /// Whether the request asked for a dry run.
     pub fn dry_run(&self) -> bool {
         match self {
+            Self::CancelInstanceMigration(r) => r.dry_run == Some(true),
             Self::CreateImage(r) => r.dry_run == Some(true),
             Self::CreateKeyPair(r) => r.dry_run == Some(true),
             Self::CreateTags(r) => r.dry_run == Some(true),
@@ -7102,9 +7635,11 @@ impl Action {
             Self::DeregisterImage(r) => r.dry_run == Some(true),
             Self::DescribeAccountAttributes(r) => r.dry_run == Some(true),
             Self::DescribeAvailabilityZones(r) => r.dry_run == Some(true),
+            Self::DescribeHosts(_) => false,
             Self::DescribeImageAttribute(r) => r.dry_run == Some(true),
             Self::DescribeImages(r) => r.dry_run == Some(true),
             Self::DescribeInstanceAttribute(r) => r.dry_run == Some(true),
+            Self::DescribeInstanceMigrations(r) => r.dry_run == Some(true),
             Self::DescribeInstanceStatus(r) => r.dry_run == Some(true),
             Self::DescribeInstanceTypeOfferings(r) => r.dry_run == Some(true),
             Self::DescribeInstanceTypes(r) => r.dry_run == Some(true),
@@ -7117,6 +7652,8 @@ impl Action {
             Self::DescribeVpcs(r) => r.dry_run == Some(true),
             Self::GetConsoleOutput(r) => r.dry_run == Some(true),
             Self::ImportKeyPair(r) => r.dry_run == Some(true),
+            Self::MigrateInstance(r) => r.dry_run == Some(true),
+            Self::ModifyHosts(_) => false,
             Self::ModifyInstanceAttribute(r) => r.dry_run == Some(true),
             Self::RebootInstances(r) => r.dry_run == Some(true),
             Self::RegisterImage(r) => r.dry_run == Some(true),
@@ -7128,6 +7665,7 @@ impl Action {
     }
 }
 
+pub type CancelInstanceMigrationOutput = CancelInstanceMigrationResult;
 pub type CreateImageOutput = CreateImageResult;
 pub type CreateKeyPairOutput = KeyPair;
 pub type CreateTagsOutput = ReturnTrue;
@@ -7136,9 +7674,11 @@ pub type DeleteTagsOutput = ReturnTrue;
 pub type DeregisterImageOutput = DeregisterImageResult;
 pub type DescribeAccountAttributesOutput = DescribeAccountAttributesResult;
 pub type DescribeAvailabilityZonesOutput = DescribeAvailabilityZonesResult;
+pub type DescribeHostsOutput = StratusDescribeHostsResult;
 pub type DescribeImageAttributeOutput = ImageAttribute;
 pub type DescribeImagesOutput = DescribeImagesResult;
 pub type DescribeInstanceAttributeOutput = InstanceAttribute;
+pub type DescribeInstanceMigrationsOutput = DescribeInstanceMigrationsResult;
 pub type DescribeInstanceStatusOutput = DescribeInstanceStatusResult;
 pub type DescribeInstanceTypeOfferingsOutput = DescribeInstanceTypeOfferingsResult;
 pub type DescribeInstanceTypesOutput = DescribeInstanceTypesResult;
@@ -7151,6 +7691,8 @@ pub type DescribeTagsOutput = DescribeTagsResult;
 pub type DescribeVpcsOutput = DescribeVpcsResult;
 pub type GetConsoleOutputOutput = GetConsoleOutputResult;
 pub type ImportKeyPairOutput = ImportKeyPairResult;
+pub type MigrateInstanceOutput = MigrateInstanceResult;
+pub type ModifyHostsOutput = ModifyHostsResult;
 pub type ModifyInstanceAttributeOutput = ReturnTrue;
 pub type RebootInstancesOutput = ReturnTrue;
 pub type RegisterImageOutput = RegisterImageResult;

@@ -1,5 +1,6 @@
 //! One file per action: the only place where wire shapes meet domain types.
 
+pub mod cancel_instance_migration;
 pub mod create_image;
 pub mod create_key_pair;
 pub mod create_tags;
@@ -8,9 +9,11 @@ pub mod delete_tags;
 pub mod deregister_image;
 pub mod describe_account_attributes;
 pub mod describe_availability_zones;
+pub mod describe_hosts;
 pub mod describe_image_attribute;
 pub mod describe_images;
 pub mod describe_instance_attribute;
+pub mod describe_instance_migrations;
 pub mod describe_instance_status;
 pub mod describe_instance_type_offerings;
 pub mod describe_instance_types;
@@ -23,6 +26,8 @@ pub mod describe_tags;
 pub mod describe_vpcs;
 pub mod get_console_output;
 pub mod import_key_pair;
+pub mod migrate_instance;
+pub mod modify_hosts;
 pub mod modify_instance_attribute;
 pub mod reboot_instances;
 pub mod register_image;
@@ -38,6 +43,10 @@ use chrono::{TimeZone, Utc};
 use ec2api::filter::Filterable;
 use ec2api::query::Timestamp;
 use ec2api::{Ec2Error, Tag, TagSpecification};
+
+/// Actions only admin accounts may call (Stratus's extensions, and changing hosts).
+pub const ADMIN_ONLY: &[&str] =
+    &["MigrateInstance", "DescribeInstanceMigrations", "CancelInstanceMigration", "ModifyHosts"];
 
 /// A resource under the filter engine: the item, its tags, and how it answers filter names.
 pub struct Row<'a, T> {

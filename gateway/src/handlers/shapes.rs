@@ -151,3 +151,34 @@ pub fn instance(record: &InstanceRecord, tags: &[(String, String)], region: &str
         ..Default::default()
     }
 }
+
+/// A live migration as the extension actions report it.
+pub fn migration(m: &storage::MigrationRecord) -> ec2api::InstanceMigration {
+    let p = &m.progress;
+    let long = |v: u64| Some(i64::try_from(v).unwrap_or(i64::MAX));
+    ec2api::InstanceMigration {
+        migration_id: Some(m.id.clone()),
+        instance_id: Some(m.instance_id.clone()),
+        status: Some(m.status.name().into()),
+        source_host_id: Some(m.source_host.clone()),
+        target_host_id: Some(m.target_host.clone()),
+        max_downtime_millis: m.options.max_downtime_ms.and_then(long),
+        bandwidth_mi_bps: m.options.bandwidth_mibps.and_then(long),
+        auto_converge: Some(m.options.auto_converge),
+        allow_post_copy: Some(m.options.allow_post_copy),
+        timeout_seconds: m.options.timeout_secs.and_then(long),
+        iterations: long(p.iterations),
+        memory_total_bytes: long(p.memory_total_bytes),
+        memory_processed_bytes: long(p.memory_processed_bytes),
+        memory_remaining_bytes: long(p.memory_remaining_bytes),
+        dirty_rate_bytes_per_second: long(p.dirty_rate_bytes_per_sec),
+        bandwidth_bytes_per_second: long(p.bandwidth_bytes_per_sec),
+        post_copy_requests: long(p.post_copy_requests),
+        downtime_millis: long(p.downtime_ms),
+        total_time_millis: long(p.time_elapsed_ms),
+        setup_time_millis: long(p.setup_time_ms),
+        error_message: m.error.clone(),
+        start_time: Some(timestamp(m.created_ms)),
+        end_time: m.finished_ms.map(timestamp),
+    }
+}
