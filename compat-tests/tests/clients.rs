@@ -31,3 +31,8 @@ fn aws_cli_instances() {
 fn aws_cli_lab_migration() {
     run_pytest("test_lab_aws_cli.py");
 }
+
+#[test]
+fn boto3_extensions() {
+    run_pytest("test_extensions_boto3.py");
+}
