@@ -29,6 +29,9 @@ use crate::{Backend, Result};
 /// How long a terminated instance stays visible, as on EC2.
 pub const TERMINATED_RETENTION: Duration = Duration::from_secs(3600);
 
+/// How long a finished migration stays visible to DescribeInstanceMigrations.
+pub const MIGRATION_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+
 /// What a sweep found that needs an operator's eye.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SweepReport {
@@ -66,11 +69,14 @@ impl Backend {
                 }
                 // A migrating guest leaves its host at switch-over, before redb says so; its
                 // migration's own work settles where it is.
-                InstanceState::Running if record.migration.is_some() => self.kick(&key),
+                InstanceState::Running if record.migration.is_some() => {
+                    self.kick(&key);
+                    report.kicked += 1;
+                }
                 InstanceState::Running => {
                     let Some(on_host) = domains.get(&record.host_id) else { continue };
                     if on_host.get(&record.id).is_none_or(|s| s.is_off()) {
-                        self.guest_powered_off(&key)?;
+                        self.guest_powered_off(&key, &record.host_id)?;
                     }
                 }
                 InstanceState::Stopped | InstanceState::Terminated => {}
@@ -98,6 +104,7 @@ impl Backend {
             }
         }
         report.purged = self.purge_terminated(TERMINATED_RETENTION)?;
+        self.purge_migrations(MIGRATION_RETENTION)?;
         self.drain_step(&records)?;
         Ok(report)
     }
@@ -119,7 +126,7 @@ impl Backend {
                     Err(_) => false,
                 };
                 if off {
-                    self.guest_powered_off(&key)?;
+                    self.guest_powered_off(&key, host_id)?;
                 }
             }
             InstanceState::Stopped | InstanceState::Terminated => {}

@@ -105,14 +105,16 @@ pub(crate) fn charge_usage(snapshots: &mut [HostSnapshot], records: &[InstanceRe
     }
 }
 
-/// Charges the instance to its host, and to the host it is migrating to (both hold it until
-/// the switch-over).
+/// Charges the instance to its host, and its vCPUs and memory to the host it is migrating to
+/// (both hold them until the switch-over; the disk is shared and stays where it is counted).
 fn charge(snapshots: &mut [HostSnapshot], record: &InstanceRecord) {
     for host_id in std::iter::once(&record.host_id).chain(&record.migration_target) {
         if let Some(host) = snapshots.iter_mut().find(|h| &h.id == host_id) {
             host.used_vcpus += record.vcpus;
             host.used_memory_mib += record.memory_mib;
-            host.used_disk_mib += disk_mib(record);
+            if *host_id == record.host_id {
+                host.used_disk_mib += disk_mib(record);
+            }
         }
     }
 }
@@ -528,12 +530,24 @@ impl Backend {
     /// Writes `f`'s change if the instance is still in state `expected`: a user's request
     /// that came in meanwhile wins over the conductor's older view.
     fn update_if(&self, key: &str, expected: InstanceState, f: impl FnOnce(&mut InstanceRecord)) -> Result<bool> {
+        self.update_when(key, expected, |r| {
+            f(r);
+            true
+        })
+    }
+
+    /// Like [`Backend::update_if`], where `f` may still decline (answer `false`) after a look.
+    fn update_when(
+        &self,
+        key: &str,
+        expected: InstanceState,
+        f: impl FnOnce(&mut InstanceRecord) -> bool,
+    ) -> Result<bool> {
         self.store().write(|tx| {
             let Some(mut record) = tx.get(&INSTANCES, key)? else { return Ok(false) };
-            if record.state != expected {
+            if record.state != expected || !f(&mut record) {
                 return Ok(false);
             }
-            f(&mut record);
             tx.insert(&INSTANCES, key, &record)?;
             Ok::<_, Error>(true)
         })
@@ -701,9 +715,14 @@ impl Backend {
 
     /// The sweep's verdict on a running instance whose domain is gone or off: the guest shut
     /// itself down, so it becomes stopped, or is terminated if it asked for that.
-    pub(crate) fn guest_powered_off(&self, key: &str) -> Result<()> {
+    /// `host_id` is the host that was seen without the guest: if the instance has moved (or
+    /// started moving) since, that proves nothing.
+    pub(crate) fn guest_powered_off(&self, key: &str, host_id: &str) -> Result<()> {
         let mut terminate = false;
-        let changed = self.update_if(key, InstanceState::Running, |r| {
+        let changed = self.update_when(key, InstanceState::Running, |r| {
+            if r.host_id != host_id || r.migration.is_some() {
+                return false;
+            }
             let reason = StateReason {
                 code: "Client.InstanceInitiatedShutdown".into(),
                 message: "Client.InstanceInitiatedShutdown: Instance initiated shutdown".into(),
@@ -712,6 +731,7 @@ impl Backend {
             r.state_transition_reason = format!("Instance initiated shutdown ({})", timestamp_text(now_ms()));
             terminate = r.shutdown_behavior == "terminate";
             r.state = if terminate { InstanceState::ShuttingDown } else { InstanceState::Stopped };
+            true
         })?;
         if changed && terminate {
             self.kick(key);

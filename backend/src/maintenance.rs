@@ -11,13 +11,20 @@
 use std::collections::BTreeMap;
 
 use storage::tables::HOST_STATES;
-use storage::{HostStateRecord, InstanceRecord, InstanceState, MigrationOptions};
+use storage::{HostStateRecord, InstanceRecord, InstanceState, MigrationOptions, MigrationStatus};
 
 use crate::hosts::Host;
 use crate::{now_ms, Backend, Error, ResourceKind, Result};
 
 /// Live migrations a drain runs at once per host.
 pub const DRAIN_CONCURRENCY: usize = 2;
+
+/// A drain's migrations throttle a guest that dirties memory faster than it can be copied,
+/// and give up after this long rather than hold a drain slot forever.
+pub const DRAIN_TIMEOUT_SECS: u64 = 600;
+
+/// After a failed drain migration, that instance waits this long before the next attempt.
+pub const DRAIN_RETRY_MS: i64 = 60_000;
 
 /// Which of a draining host's instances to migrate now: running ones not already moving, in
 /// id order, up to the room `concurrency` leaves beside those in flight.
@@ -83,13 +90,32 @@ impl Backend {
 
     /// One round of draining every host in maintenance (called by the sweep).
     pub(crate) fn drain_step(&self, records: &[InstanceRecord]) -> Result<()> {
-        for (host_id, on) in self.maintenance_hosts()? {
-            if !on {
+        let maintenance = self.maintenance_hosts()?;
+        if !maintenance.values().any(|on| *on) {
+            return Ok(());
+        }
+        // Instances whose last drain attempt failed recently sit this round out.
+        let now = now_ms();
+        let resting: std::collections::BTreeSet<String> = self
+            .migrations()?
+            .into_iter()
+            .filter(|m| m.status != MigrationStatus::Completed)
+            .filter(|m| m.finished_ms.is_some_and(|t| now - t < DRAIN_RETRY_MS))
+            .map(|m| m.instance_id)
+            .collect();
+        for (host_id, on) in maintenance {
+            if !on || self.hosts().get(&host_id).is_none() {
                 continue;
             }
-            let on_host: Vec<&InstanceRecord> = records.iter().filter(|r| r.host_id == host_id).collect();
+            let on_host: Vec<&InstanceRecord> =
+                records.iter().filter(|r| r.host_id == host_id && !resting.contains(&r.id)).collect();
             for id in drain_candidates(&on_host, DRAIN_CONCURRENCY) {
-                match self.migrate_instance(&id, None, MigrationOptions::default()) {
+                let options = MigrationOptions {
+                    auto_converge: true,
+                    timeout_secs: Some(DRAIN_TIMEOUT_SECS),
+                    ..Default::default()
+                };
+                match self.migrate_instance(&id, None, options) {
                     Ok(migration) => {
                         tracing::info!(host = %host_id, instance = %id, migration = %migration.id, "draining")
                     }

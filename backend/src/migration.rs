@@ -28,6 +28,9 @@ use crate::{ids, invalid, now_ms, Backend, Error, ResourceKind, Result};
 /// How often the monitor reads the source's job statistics.
 const POLL: Duration = Duration::from_millis(250);
 
+/// How long settling waits for a job libvirt still runs before leaving it to the next sweep.
+const SETTLE_WAIT: Duration = Duration::from_secs(30);
+
 /// Policy: switch a migration to post-copy once pre-copy has gone over memory this many times
 /// without finishing (each pass re-sends what the guest dirtied during the previous one).
 pub const POST_COPY_AFTER_ITERATIONS: u64 = 4;
@@ -73,17 +76,25 @@ impl Backend {
                 let state = if instance.migration.is_some() { "migrating" } else { instance.state.name() };
                 return Err(Error::IncorrectInstanceState { id: instance.id, state, verb: "migrated" });
             }
-            let mut snapshots = base.clone();
-            crate::instances::charge_usage(&mut snapshots, &Self::all_instances(tx)?);
-            // Anywhere but where it is: the chosen target, or the scheduler's pick in its zone.
-            let candidates: Vec<usize> = (0..snapshots.len())
-                .filter(|&i| snapshots[i].id != instance.host_id)
-                .filter(|&i| target.is_none_or(|t| snapshots[i].id == t))
-                .collect();
             if target == Some(instance.host_id.as_str()) {
                 return Err(invalid("TargetHostId", "The instance already runs on that host"));
             }
-            let pool: Vec<_> = candidates.iter().map(|&i| snapshots[i].clone()).collect();
+            let source =
+                self.hosts().get(&instance.host_id).ok_or_else(|| Error::HostGone(instance.host_id.clone()))?;
+            let mut snapshots = base.clone();
+            crate::instances::charge_usage(&mut snapshots, &Self::all_instances(tx)?);
+            // Anywhere but where it is: the chosen target, or the scheduler's pick in its zone,
+            // among hosts the domain's definition suits (same guest bridge and accelerator).
+            let suits = |id: &str| {
+                self.hosts()
+                    .get(id)
+                    .is_some_and(|h| h.config.bridge == source.config.bridge && h.accelerator == source.accelerator)
+            };
+            let pool: Vec<_> = snapshots
+                .iter()
+                .filter(|h| h.id != instance.host_id && target.is_none_or(|t| h.id == t) && suits(&h.id))
+                .cloned()
+                .collect();
             let demand = Demand {
                 vcpus: instance.vcpus,
                 memory_mib: instance.memory_mib,
@@ -119,16 +130,34 @@ impl Backend {
         Ok(record)
     }
 
-    /// Every migration, newest first.
-    pub fn migrations(&self) -> Result<Vec<MigrationRecord>> {
-        let mut all: Vec<MigrationRecord> =
-            self.store().read(|tx| tx.scan(&MIGRATIONS, ""))?.into_iter().map(|(_, m)| m).collect();
-        all.sort_by(|a, b| b.created_ms.cmp(&a.created_ms).then_with(|| a.id.cmp(&b.id)));
-        Ok(all)
+    /// Forgets migrations that ended longer than `retention` ago.
+    pub(crate) fn purge_migrations(&self, retention: Duration) -> Result<usize> {
+        let cutoff = now_ms() - retention.as_millis() as i64;
+        let due: Vec<String> = self
+            .migrations()?
+            .into_iter()
+            .filter(|m| m.finished_ms.is_some_and(|t| t <= cutoff))
+            .map(|m| m.id)
+            .collect();
+        if due.is_empty() {
+            return Ok(0);
+        }
+        self.store().write(|tx| {
+            for id in &due {
+                tx.remove(&MIGRATIONS, id)?;
+            }
+            Ok::<_, Error>(due.len())
+        })
     }
 
-    /// CancelInstanceMigration: a queued migration ends at once; a running one is aborted by
-    /// its monitor (the guest stays on the source). A finished one cannot be cancelled.
+    /// Every migration, by id.
+    pub fn migrations(&self) -> Result<Vec<MigrationRecord>> {
+        Ok(self.store().read(|tx| tx.scan(&MIGRATIONS, ""))?.into_iter().map(|(_, m)| m).collect())
+    }
+
+    /// CancelInstanceMigration: a queued migration ends at once; one in pre-copy is aborted by
+    /// its monitor (the guest stays on the source); one already switched over (post-copy)
+    /// runs to its end. A finished one cannot be cancelled.
     pub fn cancel_migration(&self, id: &str) -> Result<MigrationRecord> {
         self.store().write(|tx| {
             let mut record = tx
@@ -155,15 +184,16 @@ impl Backend {
                 Some("the migration record is gone".into()),
             );
         };
+        // A migration that never started ends without asking any host.
+        if record.status == MigrationStatus::Queued && record.cancel_requested {
+            return self.end_migration(key, id, MigrationStatus::Cancelled, None, None);
+        }
         let source =
             self.hosts().get(&record.source_host).ok_or_else(|| Error::HostGone(record.source_host.clone()))?;
         let target =
             self.hosts().get(&record.target_host).ok_or_else(|| Error::HostGone(record.target_host.clone()))?;
-        if record.cancel_requested {
-            return self.end_migration(key, id, MigrationStatus::Cancelled, None, None);
-        }
         if record.status != MigrationStatus::Queued {
-            return self.settle_interrupted(key, &record);
+            return self.settle(key, &record, Outcome::Interrupted);
         }
         self.set_status(id, MigrationStatus::Preparing)?;
         let done = AtomicBool::new(false);
@@ -179,24 +209,88 @@ impl Backend {
                 let progress = target.driver.completed_job(&instance.id).ok().flatten();
                 self.end_migration(key, id, MigrationStatus::Completed, progress, None)
             }
+            // Where the guest is decides, not what the call said: a failure after switch-over
+            // (post-copy) leaves it on the target.
             Err(error) => {
-                let (status, message) = match stopped_by {
-                    Some(Stop::Cancelled) => (MigrationStatus::Cancelled, None),
-                    Some(Stop::TimedOut) => (
-                        MigrationStatus::Failed,
-                        Some(format!("timed out after {} s", record.options.timeout_secs.unwrap_or_default())),
-                    ),
-                    None => (MigrationStatus::Failed, Some(error.to_string())),
-                };
-                // Pre-copy leaves the guest on the source; say so if it is not there.
-                let message = match source.driver.state(&instance.id) {
-                    Ok(Some(PowerState::Running)) => message,
-                    other => Some(format!(
-                        "{}; the guest is not running on the source ({other:?})",
-                        message.unwrap_or_default()
+                let outcome = match stopped_by {
+                    Some(Stop::Cancelled) => Outcome::Cancelled,
+                    Some(Stop::TimedOut) => Outcome::Failed(format!(
+                        "timed out after {} s",
+                        record.options.timeout_secs.unwrap_or_default()
                     )),
+                    None => Outcome::Failed(error.to_string()),
                 };
-                self.end_migration(key, id, status, None, message)
+                self.settle(key, &record, outcome)
+            }
+        }
+    }
+
+    /// Ends a migration that did not report success by where the guest runs: running on the
+    /// source, it stayed (`outcome`), whatever the target says; gone from the source and
+    /// running on the target, it moved (completed); on neither, it was lost (failed, recorded
+    /// on the source). Anything less certain (a paused guest, a host that does not answer
+    /// when its answer matters, a job still running past the wait, a guest on both hosts)
+    /// leaves the migration open for the next sweep.
+    fn settle(&self, key: &str, record: &MigrationRecord, outcome: Outcome) -> Result<()> {
+        let source =
+            self.hosts().get(&record.source_host).ok_or_else(|| Error::HostGone(record.source_host.clone()))?;
+        let target =
+            self.hosts().get(&record.target_host).ok_or_else(|| Error::HostGone(record.target_host.clone()))?;
+        let name = &record.instance_id;
+        // Wait out a job libvirt still runs (after a restart of Stratus, the source drives on).
+        let deadline = Instant::now() + SETTLE_WAIT;
+        loop {
+            match source.driver.job_progress(name) {
+                Ok(Some(_)) if Instant::now() < deadline => std::thread::sleep(POLL),
+                Ok(Some(_)) => return Err(Error::Io(format!("migration {} still has a job on the source", record.id))),
+                Err(error @ DriverError::Unreachable(_)) => return Err(Error::Driver(error)),
+                // No job, no domain, or a domain that has none to report.
+                _ => break,
+            }
+        }
+        // A source whose guest runs (not paused) with no job is the live copy: a switch-over
+        // stops it there. So it settles the case alone, even with the target unreachable.
+        let source_state = source.driver.state(name).map_err(Error::Driver)?;
+        let target_state = target.driver.state(name);
+        let target_runs = matches!(target_state, Ok(Some(PowerState::Running | PowerState::Paused)));
+        match source_state {
+            Some(PowerState::Running) if target_runs => Err(Error::Io(format!(
+                "migration {}: the guest runs on both hosts; left for an operator to resolve",
+                record.id
+            ))),
+            Some(PowerState::Running) => match outcome {
+                Outcome::Cancelled => self.end_migration(key, &record.id, MigrationStatus::Cancelled, None, None),
+                Outcome::Failed(message) => {
+                    self.end_migration(key, &record.id, MigrationStatus::Failed, None, Some(message))
+                }
+                Outcome::Interrupted => {
+                    let message = "interrupted by a restart of Stratus; the guest runs on the source".to_owned();
+                    self.end_migration(key, &record.id, MigrationStatus::Failed, None, Some(message))
+                }
+            },
+            // Gone from (or off on) the source: it moved if the target runs it…
+            None | Some(PowerState::ShutOff | PowerState::Crashed) => match target_state {
+                Ok(Some(PowerState::Running)) => {
+                    let progress = target.driver.completed_job(name).ok().flatten();
+                    self.end_migration(key, &record.id, MigrationStatus::Completed, progress, None)
+                }
+                // …and was lost if neither does: recorded on the source, where the sweep finds
+                // it off (stopped); its disk is whole on shared storage.
+                Ok(None | Some(PowerState::ShutOff | PowerState::Crashed)) => {
+                    let message = match outcome {
+                        Outcome::Failed(message) => format!("{message}; the guest runs on neither host"),
+                        _ => "the guest runs on neither host".to_owned(),
+                    };
+                    self.end_migration(key, &record.id, MigrationStatus::Failed, None, Some(message))
+                }
+                Ok(Some(state)) => Err(Error::Io(format!(
+                    "migration {}: the guest is {state:?} on the target; not settled",
+                    record.id
+                ))),
+                Err(error) => Err(Error::Driver(error)),
+            },
+            Some(state) => {
+                Err(Error::Io(format!("migration {}: the guest is {state:?} on the source; not settled", record.id)))
             }
         }
     }
@@ -219,14 +313,17 @@ impl Backend {
                 .ok()
                 .flatten()
                 .is_some_and(|m| m.cancel_requested);
-            if stop.is_none() {
-                if cancel {
-                    stop = Some(Stop::Cancelled);
-                } else if timed_out(&record.options, started.elapsed()) {
-                    stop = Some(Stop::TimedOut);
+            // Post-copy has no way back: once switched, the migration runs to its end.
+            if !post_copy {
+                if stop.is_none() {
+                    if cancel {
+                        stop = Some(Stop::Cancelled);
+                    } else if timed_out(&record.options, started.elapsed()) {
+                        stop = Some(Stop::TimedOut);
+                    }
                 }
-                // Post-copy has no way back: once switched, the migration runs to its end.
-                if stop.is_some() && !post_copy {
+                // Pressed again on every poll until the job ends, in case one abort is lost.
+                if stop.is_some() {
                     if let Err(error) = source.driver.abort_job(&record.instance_id) {
                         tracing::warn!(migration = %record.id, %error, "could not abort the migration");
                     }
@@ -249,35 +346,6 @@ impl Backend {
             }
         }
         stop
-    }
-
-    /// A migration found in flight after a restart: wait out any job libvirt still runs,
-    /// then read where the guest is.
-    fn settle_interrupted(&self, key: &str, record: &MigrationRecord) -> Result<()> {
-        let (Some(source), Some(target)) =
-            (self.hosts().get(&record.source_host), self.hosts().get(&record.target_host))
-        else {
-            return Err(Error::HostGone(record.source_host.clone()));
-        };
-        // A domain gone from the source has no job there either: it moved.
-        loop {
-            match source.driver.job_progress(&record.instance_id) {
-                Ok(Some(_)) => std::thread::sleep(POLL),
-                Ok(None) | Err(DriverError::NoDomain(_)) => break,
-                Err(error) => return Err(Error::Driver(error)),
-            }
-        }
-        let on_target =
-            matches!(target.driver.state(&record.instance_id), Ok(Some(PowerState::Running | PowerState::Paused)));
-        let on_source =
-            matches!(source.driver.state(&record.instance_id), Ok(Some(PowerState::Running | PowerState::Paused)));
-        if on_target && !on_source {
-            let progress = target.driver.completed_job(&record.instance_id).ok().flatten();
-            self.end_migration(key, &record.id, MigrationStatus::Completed, progress, None)
-        } else {
-            let message = "interrupted by a restart of Stratus; the guest runs on the source".to_owned();
-            self.end_migration(key, &record.id, MigrationStatus::Failed, None, Some(message))
-        }
     }
 
     fn set_status(&self, id: &str, status: MigrationStatus) -> Result<()> {
@@ -334,6 +402,14 @@ impl Backend {
             Ok::<_, Error>(())
         })
     }
+}
+
+/// How a migration that did not succeed ends if the guest is found on the source.
+enum Outcome {
+    Cancelled,
+    Failed(String),
+    /// Stratus restarted while it ran.
+    Interrupted,
 }
 
 /// Why the monitor stopped a migration.

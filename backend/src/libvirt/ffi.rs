@@ -138,8 +138,11 @@ pub fn job_stats(domain: &Domain, flags: u32) -> Result<Option<JobStats>, virt::
         // before it is freed).
         unsafe { std::slice::from_raw_parts(params, count as usize) }.to_vec()
     };
-    // VIR_DOMAIN_JOB_NONE: no job.
-    let stats = (kind != 0).then(|| JobStats::from((kind, copied)));
+    // `virt` panics on a parameter of an unexpected type; the job exists, its figures are lost.
+    let stats = (kind != sys::VIR_DOMAIN_JOB_NONE as c_int).then(|| {
+        std::panic::catch_unwind(move || JobStats::from((kind, copied)))
+            .unwrap_or(JobStats { r#type: kind, ..Default::default() })
+    });
     if !params.is_null() {
         // SAFETY: `params` and `count` are what libvirt returned, freed exactly once.
         unsafe { sys::virTypedParamsFree(params, count) };

@@ -236,11 +236,17 @@ impl Hypervisor for LibvirtDriver {
             flags |= sys::VIR_MIGRATE_POSTCOPY;
         }
         let params = virt::domain::MigrateParameters { bandwidth: options.bandwidth_mibps, ..Default::default() };
-        self.with_domain(name, |domain| {
+        self.with_conn(|conn| {
+            let domain = conn.lookup_domain_by_name(name).map_err(failed)?;
             if let Some(ms) = options.max_downtime_ms {
                 domain.migrate_set_max_downtime(ms, 0).map_err(failed)?;
             }
-            domain.migrate_to_uri3(Some(target_uri), params, flags).map_err(failed)
+            // The source reports the target's trouble (its RPC or system errors) as its own:
+            // that is a failed migration, not a source that went away.
+            domain.migrate_to_uri3(Some(target_uri), params, flags).map_err(|e| match failed(e) {
+                DriverError::Unreachable(message) if conn.is_alive().unwrap_or(false) => DriverError::Failed(message),
+                other => other,
+            })
         })
     }
 

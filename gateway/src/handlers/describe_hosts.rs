@@ -28,6 +28,7 @@ fn fields<'a>(view: &'a HostView, name: &str) -> Vec<Cow<'a, str>> {
         "state" => one(state(view)),
         "host-maintenance" => one(if view.maintenance { "on" } else { "off" }),
         "auto-placement" => one("on"),
+        "instance-type" => view.instances.iter().map(|r| Cow::Borrowed(r.instance_type.as_str())).collect(),
         _ => vec![],
     }
 }
@@ -94,6 +95,9 @@ pub async fn handle(ctx: &Ctx, req: DescribeHostsRequest) -> Result<DescribeHost
     let filters = FilterSet::new(req.filter.as_deref(), FILTERS)?;
     let page = PageRequest::new(req.max_results, req.next_token.as_deref(), 5, 500)?;
     if !ctx.principal.admin {
+        if let Some(id) = ids.first() {
+            return Err(Ec2Error::new("InvalidHostID.NotFound", format!("The host ID '{id}' does not exist")));
+        }
         return Ok(DescribeHostsOutput { hosts: Some(vec![]), next_token: None });
     }
     let views = ctx.call(|b| b.host_views()).await?;

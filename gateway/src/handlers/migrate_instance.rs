@@ -6,10 +6,11 @@ use super::shapes::migration;
 use crate::context::Ctx;
 
 /// A non-negative option, or `InvalidParameterValue` naming it.
-fn positive(name: &str, value: Option<i64>) -> Result<Option<u64>, Ec2Error> {
+fn non_negative(name: &str, value: Option<i64>) -> Result<Option<u64>, Ec2Error> {
     value
         .map(|v| {
-            u64::try_from(v).map_err(|_| Ec2Error::invalid_value(name, &v.to_string(), "Expected a positive number."))
+            u64::try_from(v)
+                .map_err(|_| Ec2Error::invalid_value(name, &v.to_string(), "Expected a number of at least 0."))
         })
         .transpose()
 }
@@ -18,11 +19,11 @@ fn positive(name: &str, value: Option<i64>) -> Result<Option<u64>, Ec2Error> {
 pub async fn handle(ctx: &Ctx, req: MigrateInstanceRequest) -> Result<MigrateInstanceOutput, Ec2Error> {
     check_instance_ids(std::slice::from_ref(&req.instance_id))?;
     let options = MigrationOptions {
-        max_downtime_ms: positive("MaxDowntimeMillis", req.max_downtime_millis)?,
-        bandwidth_mibps: positive("BandwidthMiBps", req.bandwidth_mi_bps)?,
+        max_downtime_ms: non_negative("MaxDowntimeMillis", req.max_downtime_millis)?,
+        bandwidth_mibps: non_negative("BandwidthMiBps", req.bandwidth_mi_bps)?,
         auto_converge: req.auto_converge.unwrap_or(false),
         allow_post_copy: req.allow_post_copy.unwrap_or(false),
-        timeout_secs: positive("TimeoutSeconds", req.timeout_seconds)?,
+        timeout_secs: non_negative("TimeoutSeconds", req.timeout_seconds)?,
     };
     let record =
         ctx.call(move |b| b.migrate_instance(&req.instance_id, req.target_host_id.as_deref(), options)).await?;

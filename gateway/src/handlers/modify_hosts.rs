@@ -5,16 +5,24 @@ use crate::context::Ctx;
 /// Stratus extension of EC2's action (admin): `HostMaintenance=on` takes hosts out of
 /// placement and drains them by live migration; `off` returns them. Per host, as EC2 answers.
 pub async fn handle(ctx: &Ctx, req: ModifyHostsRequest) -> Result<ModifyHostsOutput, Ec2Error> {
+    // Placement is always automatic and hosts carry any instance type: nothing else to change.
+    let others = [
+        ("AutoPlacement", req.auto_placement.is_some()),
+        ("HostRecovery", req.host_recovery.is_some()),
+        ("InstanceType", req.instance_type.is_some()),
+        ("InstanceFamily", req.instance_family.is_some()),
+    ];
+    if let Some((name, _)) = others.iter().find(|(_, given)| *given) {
+        return Err(Ec2Error::new(
+            "UnsupportedOperation",
+            format!("Stratus hosts take HostMaintenance only, not {name}"),
+        ));
+    }
     let on = match req.host_maintenance.as_deref() {
         Some("on") => true,
         Some("off") => false,
         Some(other) => return Err(Ec2Error::invalid_value("HostMaintenance", other, "Expected: 'on', 'off'.")),
-        None => {
-            return Err(Ec2Error::new(
-                "UnsupportedOperation",
-                "Stratus hosts take HostMaintenance only (placement is always automatic)",
-            ))
-        }
+        None => return Err(Ec2Error::missing_parameter("HostMaintenance")),
     };
     let ids = req.host_ids;
     let results = ctx
