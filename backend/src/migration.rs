@@ -40,6 +40,18 @@ pub fn post_copy_due(options: &MigrationOptions, progress: &JobProgress) -> bool
     options.allow_post_copy && progress.iterations >= POST_COPY_AFTER_ITERATIONS && progress.memory_remaining_bytes > 0
 }
 
+/// The phase a running migration reports: `completing` once pre-copy has nothing left to send
+/// (the switch-over is under way), `post-copy` after switching, else `copying`.
+pub fn phase(post_copy: bool, progress: &JobProgress) -> MigrationStatus {
+    if post_copy {
+        MigrationStatus::PostCopy
+    } else if progress.memory_total_bytes > 0 && progress.memory_remaining_bytes == 0 {
+        MigrationStatus::Completing
+    } else {
+        MigrationStatus::Copying
+    }
+}
+
 /// Whether a migration has run past its `TimeoutSeconds`.
 pub fn timed_out(options: &MigrationOptions, elapsed: Duration) -> bool {
     options.timeout_secs.is_some_and(|t| elapsed >= Duration::from_secs(t))
@@ -330,7 +342,7 @@ impl Backend {
                 }
             }
             if let Some(progress) = progress {
-                let status = if post_copy { MigrationStatus::PostCopy } else { MigrationStatus::Copying };
+                let status = phase(post_copy, &progress);
                 if !post_copy && stop.is_none() && post_copy_due(&record.options, &progress) {
                     match source.driver.start_post_copy(&record.instance_id) {
                         Ok(()) => post_copy = true,
@@ -438,6 +450,17 @@ mod tests {
         assert!(!post_copy_due(&options, &early), "pre-copy gets its passes first");
         let finishing = JobProgress { memory_remaining_bytes: 0, ..stuck };
         assert!(!post_copy_due(&options, &finishing), "nothing left to move");
+    }
+
+    #[test]
+    fn phases() {
+        let copying =
+            JobProgress { memory_total_bytes: 1 << 30, memory_remaining_bytes: 1 << 20, ..Default::default() };
+        assert_eq!(phase(false, &copying), MigrationStatus::Copying);
+        let done = JobProgress { memory_remaining_bytes: 0, ..copying.clone() };
+        assert_eq!(phase(false, &done), MigrationStatus::Completing);
+        assert_eq!(phase(true, &done), MigrationStatus::PostCopy);
+        assert_eq!(phase(false, &JobProgress::default()), MigrationStatus::Copying, "no figures yet");
     }
 
     #[test]
