@@ -49,6 +49,8 @@ pub struct LaunchRequest {
     pub ebs_optimized: bool,
     pub monitoring: bool,
     pub tags: Vec<(String, String)>,
+    /// Tags for each instance's network interface (`ResourceType=network-interface`).
+    pub interface_tags: Vec<(String, String)>,
 }
 
 /// A state change as Stop/Start/TerminateInstances report it.
@@ -88,7 +90,8 @@ fn validate_launch(req: &LaunchRequest) -> Result<()> {
             ))
         }
     }
-    tags::validate_tags(&req.tags)
+    tags::validate_tags(&req.tags)?;
+    tags::validate_tags(&req.interface_tags)
 }
 
 fn digest(req: &LaunchRequest) -> String {
@@ -296,6 +299,7 @@ impl Backend {
                 };
                 tx.insert(&INSTANCES, &key, &record)?;
                 tags::put_tags(tx, account, &id, &req.tags)?;
+                tags::put_tags(tx, account, &record.network_interface_id, &req.interface_tags)?;
                 records.push(record);
             }
             if let Some(token) = &req.client_token {
@@ -687,6 +691,8 @@ impl Backend {
                 return Ok(());
             }
             network::release_address(tx, &current.private_ip, key)?;
+            // The interface goes with the instance, and its tags with it.
+            tags::drop_tags(tx, &current.account, &current.network_interface_id)?;
             current.state = InstanceState::Terminated;
             current.terminated_ms = Some(now_ms());
             tx.insert(&INSTANCES, key, &current)?;

@@ -84,6 +84,11 @@ fn ensure_exists(tx: &WriteTx, account: &str, id: &str) -> Result<()> {
         ResourceKind::Vpc => tx.get(&ACCOUNTS, account)?.is_some_and(|a| a.default_vpc_id == id),
         ResourceKind::Instance => tx.get(&INSTANCES, &format!("{account}/{id}"))?.is_some(),
         ResourceKind::Image => tx.get(&IMAGES, &format!("{account}/{id}"))?.is_some(),
+        // An instance's interface lives as long as the instance is not terminated.
+        ResourceKind::NetworkInterface => tx
+            .scan(&INSTANCES, &format!("{account}/"))?
+            .iter()
+            .any(|(_, r)| r.network_interface_id == id && r.state != storage::InstanceState::Terminated),
         _ => false,
     };
     if exists {

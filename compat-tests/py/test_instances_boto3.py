@@ -290,8 +290,9 @@ def test_instance_attributes(fleet):
 
 def test_network_interfaces(fleet):
     server, client, image_id = fleet
-    ids = [i["InstanceId"] for i in run(client, image_id, 2,
-                                        SecurityGroupIds=["sg-0123456789abcdef0"])["Instances"]]
+    ids = [i["InstanceId"] for i in run(client, image_id, 2, SecurityGroupIds=["sg-0123456789abcdef0"],
+                                        TagSpecifications=[{"ResourceType": "network-interface",
+                                                            "Tags": [{"Key": "tier", "Value": "web"}]}])["Instances"]]
     instances = wait_states(client, ids, "running", timeout=30)
     by_instance = client.describe_network_interfaces(
         Filters=[{"Name": "attachment.instance-id", "Values": [ids[0]]}])["NetworkInterfaces"]
@@ -309,6 +310,13 @@ def test_network_interfaces(fleet):
     assert {n["Attachment"]["InstanceId"] for n in by_group} == set(ids)
     by_id = client.describe_network_interfaces(NetworkInterfaceIds=[eni["NetworkInterfaceId"]])["NetworkInterfaces"]
     assert [n["NetworkInterfaceId"] for n in by_id] == [eni["NetworkInterfaceId"]]
+    # Tags from TagSpecifications and CreateTags, read back and filtered on.
+    assert {"Key": "tier", "Value": "web"} in eni["TagSet"]
+    client.create_tags(Resources=[eni["NetworkInterfaceId"]], Tags=[{"Key": "only", "Value": "this-one"}])
+    tagged = client.describe_network_interfaces(Filters=[{"Name": "tag:only", "Values": ["this-one"]}])
+    assert [n["NetworkInterfaceId"] for n in tagged["NetworkInterfaces"]] == [eni["NetworkInterfaceId"]]
+    described = client.describe_tags(Filters=[{"Name": "resource-id", "Values": [eni["NetworkInterfaceId"]]}])
+    assert {t["ResourceType"] for t in described["Tags"]} == {"network-interface"}
     with pytest.raises(ClientError) as e:
         client.describe_network_interfaces(NetworkInterfaceIds=["eni-0123456789abcdef0"])
     assert error_code(e) == "InvalidNetworkInterfaceID.NotFound"
@@ -320,6 +328,10 @@ def test_network_interfaces(fleet):
     gone = client.describe_network_interfaces(
         Filters=[{"Name": "attachment.instance-id", "Values": ids}])["NetworkInterfaces"]
     assert gone == [], "a terminated instance's interface is deleted with it"
+    assert client.describe_tags(Filters=[{"Name": "resource-id", "Values": [eni["NetworkInterfaceId"]]}])["Tags"] == []
+    with pytest.raises(ClientError) as e:
+        client.create_tags(Resources=[eni["NetworkInterfaceId"]], Tags=[{"Key": "late", "Value": "x"}])
+    assert error_code(e) == "InvalidNetworkInterfaceID.NotFound"
 
 
 def test_create_image_and_its_attributes(fleet):

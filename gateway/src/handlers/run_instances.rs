@@ -18,13 +18,15 @@ pub async fn handle(ctx: &Ctx, req: RunInstancesRequest) -> Result<RunInstancesO
             return Err(Ec2Error::invalid_value(index, &count.to_string(), "Expected a positive number."));
         }
     }
-    // Instance tags come from `ResourceType=instance`; volume tags are accepted for the
-    // volumes that a later issue brings.
+    // Instance and interface tags land on those; volume tags are accepted for the volumes
+    // that a later issue brings.
     let mut instance_specs = Vec::new();
+    let mut interface_specs = Vec::new();
     for (index, spec) in req.tag_specifications.unwrap_or_default().into_iter().enumerate() {
         match spec.resource_type.as_deref() {
             Some("instance") => instance_specs.push(spec),
-            Some("volume" | "network-interface") => {}
+            Some("network-interface") => interface_specs.push(spec),
+            Some("volume") => {}
             other => {
                 return Err(Ec2Error::invalid_value(
                     &format!("TagSpecification.{}.ResourceType", index + 1),
@@ -35,6 +37,7 @@ pub async fn handle(ctx: &Ctx, req: RunInstancesRequest) -> Result<RunInstancesO
         }
     }
     let tags = tags_from_specs(Some(instance_specs), "instance")?;
+    let interface_tags = tags_from_specs(Some(interface_specs), "network-interface")?;
     let launch = LaunchRequest {
         image_id,
         instance_type: req.instance_type.unwrap_or_else(|| "m1.small".into()),
@@ -52,6 +55,7 @@ pub async fn handle(ctx: &Ctx, req: RunInstancesRequest) -> Result<RunInstancesO
         ebs_optimized: req.ebs_optimized.unwrap_or(false),
         monitoring: req.monitoring.is_some_and(|m| m.enabled),
         tags: tags.clone(),
+        interface_tags,
     };
     let account = ctx.account().to_owned();
     let vpc = ctx.principal.default_vpc_id.clone();
