@@ -131,6 +131,16 @@ fn refuse_if_migrating(record: &InstanceRecord, verb: &'static str) -> Result<()
     }
 }
 
+/// What an existing instance needs of a host, in its own zone.
+pub(crate) fn demand_of(record: &InstanceRecord) -> Demand {
+    Demand {
+        vcpus: record.vcpus,
+        memory_mib: record.memory_mib,
+        disk_mib: disk_mib(record),
+        zone: Some(record.zone.clone()),
+    }
+}
+
 fn disk_mib(record: &InstanceRecord) -> u64 {
     record.root_disk_bytes.div_ceil(1 << 20)
 }
@@ -411,12 +421,7 @@ impl Backend {
                             usage.insert(snapshots)
                         }
                     };
-                    let demand = Demand {
-                        vcpus: r.vcpus,
-                        memory_mib: r.memory_mib,
-                        disk_mib: disk_mib(r),
-                        zone: Some(r.zone.clone()),
-                    };
+                    let demand = demand_of(r);
                     let home = snapshots.iter().position(|h| h.id == r.host_id);
                     let placed = home
                         .filter(|&i| !scheduler::place(&snapshots[i..=i], &demand, 1, self.policy()).is_empty())

@@ -14,6 +14,7 @@ use storage::tables::HOST_STATES;
 use storage::{HostStateRecord, InstanceRecord, InstanceState, MigrationOptions, MigrationStatus};
 
 use crate::hosts::Host;
+use crate::scheduler::HostSnapshot;
 use crate::{now_ms, Backend, Error, ResourceKind, Result};
 
 /// Live migrations a drain runs at once per host.
@@ -45,6 +46,8 @@ pub struct HostView {
     pub maintenance: bool,
     /// Instances holding capacity on it (pending, running, stopping, shutting down).
     pub instances: Vec<InstanceRecord>,
+    /// Its size and use as placement counts them (instances migrating here included).
+    pub usage: HostSnapshot,
 }
 
 impl Backend {
@@ -73,10 +76,13 @@ impl Backend {
     pub fn host_views(&self) -> Result<Vec<HostView>> {
         let maintenance = self.maintenance_hosts()?;
         let records = self.all_instance_records()?;
+        let mut snapshots = self.host_snapshots();
+        crate::instances::charge_usage(&mut snapshots, &records);
         Ok(self
             .hosts()
             .iter()
-            .map(|host| HostView {
+            .zip(snapshots)
+            .map(|(host, usage)| HostView {
                 host: host.clone(),
                 maintenance: maintenance.get(&host.id).copied().unwrap_or(false),
                 instances: records
@@ -84,6 +90,7 @@ impl Backend {
                     .filter(|r| r.host_id == host.id && r.state.holds_capacity())
                     .cloned()
                     .collect(),
+                usage,
             })
             .collect())
     }

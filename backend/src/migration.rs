@@ -107,12 +107,8 @@ impl Backend {
                 .filter(|h| h.id != instance.host_id && target.is_none_or(|t| h.id == t) && suits(&h.id))
                 .cloned()
                 .collect();
-            let demand = Demand {
-                vcpus: instance.vcpus,
-                memory_mib: instance.memory_mib,
-                disk_mib: instance.root_disk_bytes.div_ceil(1 << 20),
-                zone: Some(instance.zone.clone()),
-            };
+            // The disk is shared: the target needs room for vCPUs and memory only.
+            let demand = Demand { disk_mib: 0, ..crate::instances::demand_of(&instance) };
             let placed = scheduler::place(&pool, &demand, 1, self.policy());
             let target_host = placed
                 .first()

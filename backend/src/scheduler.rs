@@ -52,9 +52,19 @@ pub struct Demand {
 }
 
 impl HostSnapshot {
+    /// vCPUs the host may hand out, overcommit included.
+    pub fn vcpu_capacity(&self) -> f64 {
+        f64::from(self.vcpus) * self.cpu_ratio
+    }
+
+    /// Memory the host may hand out, overcommit included.
+    pub fn memory_capacity_mib(&self) -> f64 {
+        self.memory_mib as f64 * self.memory_ratio
+    }
+
     fn fits(&self, demand: &Demand) -> bool {
-        let cpu_room = f64::from(self.vcpus) * self.cpu_ratio - f64::from(self.used_vcpus);
-        let memory_room = self.memory_mib as f64 * self.memory_ratio - self.used_memory_mib as f64;
+        let cpu_room = self.vcpu_capacity() - f64::from(self.used_vcpus);
+        let memory_room = self.memory_capacity_mib() - self.used_memory_mib as f64;
         let disk_ok = self.disk_mib.is_none_or(|disk| self.used_disk_mib + demand.disk_mib <= disk);
         self.schedulable
             && demand.zone.as_ref().is_none_or(|zone| *zone == self.zone)
@@ -65,8 +75,8 @@ impl HostSnapshot {
 
     /// How full the host is, by its scarcer resource, as a fraction of its capacity.
     fn fullness(&self) -> f64 {
-        let cpu = f64::from(self.used_vcpus) / (f64::from(self.vcpus) * self.cpu_ratio).max(1.0);
-        let memory = self.used_memory_mib as f64 / (self.memory_mib as f64 * self.memory_ratio).max(1.0);
+        let cpu = f64::from(self.used_vcpus) / self.vcpu_capacity().max(1.0);
+        let memory = self.used_memory_mib as f64 / self.memory_capacity_mib().max(1.0);
         cpu.max(memory)
     }
 

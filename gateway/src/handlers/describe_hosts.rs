@@ -8,7 +8,7 @@ use ec2api::{
     HostUtilization, StratusHost,
 };
 
-use super::{one, Row, NO_TAGS};
+use super::{int, long, one, Row, NO_TAGS};
 use crate::context::Ctx;
 
 const FILTERS: &[&str] = &["availability-zone", "state", "host-maintenance", "instance-type", "auto-placement"];
@@ -33,18 +33,10 @@ fn fields<'a>(view: &'a HostView, name: &str) -> Vec<Cow<'a, str>> {
     }
 }
 
-fn mib(v: u64) -> Option<i64> {
-    Some(i64::try_from(v).unwrap_or(i64::MAX))
-}
-
 fn shape(view: &HostView) -> StratusHost {
-    let host = &view.host;
-    let capacity = host.capacity().unwrap_or(backend::hypervisor::HostInfo { vcpus: 0, memory_mib: 0 });
-    let vcpu_room = (f64::from(capacity.vcpus) * host.config.cpu_ratio) as u64;
-    let memory_room = (capacity.memory_mib as f64 * host.config.memory_ratio) as u64;
-    let used_vcpus: u64 = view.instances.iter().map(|r| u64::from(r.vcpus)).sum();
-    let used_memory: u64 = view.instances.iter().map(|r| r.memory_mib).sum();
-    let used_disk: u64 = view.instances.iter().map(|r| r.root_disk_bytes.div_ceil(1 << 20)).sum();
+    let (host, usage) = (&view.host, &view.usage);
+    let vcpu_room = usage.vcpu_capacity() as u64;
+    let memory_room = usage.memory_capacity_mib() as u64;
     let running = view.instances.iter().filter(|r| r.state == storage::InstanceState::Running).count();
     StratusHost {
         host_id: Some(host.id.clone()),
@@ -54,14 +46,14 @@ fn shape(view: &HostView) -> StratusHost {
         auto_placement: Some("on".into()),
         host_recovery: Some("off".into()),
         host_properties: Some(HostProperties {
-            cores: Some(capacity.vcpus as i32),
+            cores: int(u64::from(usage.vcpus)),
             sockets: Some(1),
-            total_v_cpus: Some(vcpu_room.min(i32::MAX as u64) as i32),
+            total_v_cpus: int(vcpu_room),
             instance_family: None,
             instance_type: None,
         }),
         available_capacity: Some(AvailableCapacity {
-            available_v_cpus: Some(vcpu_room.saturating_sub(used_vcpus).min(i32::MAX as u64) as i32),
+            available_v_cpus: int(vcpu_room.saturating_sub(u64::from(usage.used_vcpus))),
             available_instance_capacity: Some(vec![]),
         }),
         instances: Some(
@@ -77,11 +69,11 @@ fn shape(view: &HostView) -> StratusHost {
         uri: Some(host.config.uri.clone()),
         utilization: Some(HostUtilization {
             cpu_percent: Some((host.load() * 1000.0).round() / 10.0),
-            memory_used_mi_b: mib(used_memory),
-            memory_free_mi_b: mib(memory_room.saturating_sub(used_memory)),
-            disk_used_mi_b: mib(used_disk),
-            disk_free_mi_b: host.config.disk_mib.map(|d| d.saturating_sub(used_disk)).and_then(mib),
-            instances_running: Some(running as i32),
+            memory_used_mi_b: long(usage.used_memory_mib),
+            memory_free_mi_b: long(memory_room.saturating_sub(usage.used_memory_mib)),
+            disk_used_mi_b: long(usage.used_disk_mib),
+            disk_free_mi_b: usage.disk_mib.and_then(|d| long(d.saturating_sub(usage.used_disk_mib))),
+            instances_running: int(running as u64),
             reachable: host.reachable(),
         }),
         ..Default::default()

@@ -107,6 +107,16 @@ pub fn timestamp(ms: i64) -> Timestamp {
     Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
 }
 
+/// A count for an EC2 `Long` (saturating: EC2 longs are signed).
+pub fn long(v: u64) -> Option<i64> {
+    Some(i64::try_from(v).unwrap_or(i64::MAX))
+}
+
+/// A count for an EC2 `Integer`.
+pub fn int(v: u64) -> Option<i32> {
+    Some(i32::try_from(v).unwrap_or(i32::MAX))
+}
+
 /// An `AttributeValue` holding `v`.
 pub fn attribute(v: impl Into<String>) -> Option<ec2api::AttributeValue> {
     Some(ec2api::AttributeValue { value: Some(v.into()) })

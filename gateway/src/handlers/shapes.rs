@@ -7,7 +7,7 @@ use ec2api::{
 };
 use storage::InstanceRecord;
 
-use super::{tag_list, timestamp};
+use super::{long, tag_list, timestamp};
 use backend::instances::StateChange;
 
 pub fn state(s: storage::InstanceState) -> InstanceState {
@@ -155,7 +155,6 @@ pub fn instance(record: &InstanceRecord, tags: &[(String, String)], region: &str
 /// A live migration as the extension actions report it.
 pub fn migration(m: &storage::MigrationRecord) -> ec2api::InstanceMigration {
     let p = &m.progress;
-    let long = |v: u64| Some(i64::try_from(v).unwrap_or(i64::MAX));
     ec2api::InstanceMigration {
         migration_id: Some(m.id.clone()),
         instance_id: Some(m.instance_id.clone()),
