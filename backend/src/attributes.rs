@@ -4,7 +4,8 @@
 //! Changes that need the guest off (type, user data, EBS optimisation) are refused with
 //! `IncorrectInstanceState` unless the instance is stopped; a new type takes effect at the
 //! next start, where placement charges the new size. The switches (termination and stop
-//! protection, shutdown behaviour) apply at once to any instance not yet terminated.
+//! protection, shutdown behaviour, security groups) apply at once to any instance not yet
+//! terminated.
 
 use base64::Engine;
 use storage::tables::INSTANCES;
@@ -24,6 +25,8 @@ pub enum AttributeChange {
     /// `stop` or `terminate`.
     ShutdownBehavior(String),
     EbsOptimized(bool),
+    /// The security groups, by id, replacing the instance's (in its VPC).
+    SecurityGroups(Vec<String>),
     /// Keeping the source/destination check on: nothing to change, but the instance must exist.
     SourceDestCheck,
 }
@@ -96,6 +99,10 @@ impl Backend {
                 AttributeChange::DisableApiStop(on) => record.disable_api_stop = on,
                 AttributeChange::ShutdownBehavior(value) => record.shutdown_behavior = value,
                 AttributeChange::EbsOptimized(on) => record.ebs_optimized = on,
+                AttributeChange::SecurityGroups(ids) => {
+                    record.security_group_ids =
+                        crate::security_groups::resolve_launch_groups(tx, account, &record.vpc_id, &ids, &[])?;
+                }
                 AttributeChange::SourceDestCheck => {}
             }
             tx.insert(&INSTANCES, &key, &record)?;

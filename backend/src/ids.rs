@@ -10,6 +10,15 @@ pub fn resource_id(prefix: &str) -> String {
     format!("{prefix}-{hex}")
 }
 
+/// An id in EC2's shape that is always the same for the same `parts`: for resources every
+/// account has one of (default subnets, default security groups), made when first needed.
+pub fn derived_id(prefix: &str, parts: &[&str]) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(parts.join("/").as_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{prefix}-{}", &hex[..17])
+}
+
 /// Twelve digits, not starting with 0.
 pub fn account_id() -> String {
     let mut rng = rand::thread_rng();

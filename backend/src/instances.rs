@@ -24,7 +24,7 @@ use crate::hosts::Host;
 use crate::hypervisor::{DomainSpec, DriverError, PowerState};
 use crate::network::{self, Subnet};
 use crate::scheduler::{self, Demand, HostSnapshot};
-use crate::{ids, invalid, now_ms, tags, Backend, Error, ResourceKind, Result};
+use crate::{ids, invalid, now_ms, security_groups, tags, Backend, Error, ResourceKind, Result};
 
 /// Largest `UserData`, decoded, as in EC2.
 pub const MAX_USER_DATA: usize = 16 * 1024;
@@ -42,6 +42,8 @@ pub struct LaunchRequest {
     pub zone: Option<String>,
     pub subnet_id: Option<String>,
     pub security_group_ids: Vec<String>,
+    /// Groups named instead (`SecurityGroup.N`), in the default VPC.
+    pub security_group_names: Vec<String>,
     pub client_token: Option<String>,
     pub disable_api_termination: bool,
     pub disable_api_stop: bool,
@@ -238,6 +240,13 @@ impl Backend {
                     return Err(Error::KeyPairNotFound(name.clone()));
                 }
             }
+            let group_ids = security_groups::resolve_launch_groups(
+                tx,
+                account,
+                vpc_id,
+                &req.security_group_ids,
+                &req.security_group_names,
+            )?;
             let mut snapshots = base_snapshots.clone();
             charge_usage(&mut snapshots, &Self::all_instances(tx)?);
             // One reservation lands in one zone: the asked one, else the one that takes most.
@@ -295,7 +304,7 @@ impl Backend {
                     network_interface_id: ids::resource_id("eni"),
                     private_ip: ip.to_string(),
                     mac,
-                    security_group_ids: req.security_group_ids.clone(),
+                    security_group_ids: group_ids.clone(),
                     client_token: req.client_token.clone(),
                     disable_api_termination: req.disable_api_termination,
                     disable_api_stop: req.disable_api_stop,

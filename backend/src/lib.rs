@@ -28,6 +28,7 @@ pub mod maintenance;
 pub mod migration;
 pub mod network;
 pub mod scheduler;
+pub mod security_groups;
 pub mod tags;
 pub mod topology;
 
@@ -49,6 +50,7 @@ pub enum ResourceKind {
     Volume,
     Snapshot,
     SecurityGroup,
+    SecurityGroupRule,
     KeyPair,
     Vpc,
     Subnet,
@@ -65,6 +67,7 @@ impl ResourceKind {
         ("vol-", Self::Volume),
         ("snap-", Self::Snapshot),
         ("sg-", Self::SecurityGroup),
+        ("sgr-", Self::SecurityGroupRule),
         ("key-", Self::KeyPair),
         ("vpc-", Self::Vpc),
         ("subnet-", Self::Subnet),
@@ -90,6 +93,7 @@ impl ResourceKind {
             Self::Volume => "volume",
             Self::Snapshot => "snapshot",
             Self::SecurityGroup => "security-group",
+            Self::SecurityGroupRule => "security-group-rule",
             Self::KeyPair => "key-pair",
             Self::Vpc => "vpc",
             Self::Subnet => "subnet",
@@ -116,6 +120,30 @@ pub enum Error {
     /// A resource named by id does not exist in the caller's account
     #[error("The {kind:?} '{id}' does not exist")]
     ResourceNotFound { kind: ResourceKind, id: String },
+    /// A security group named in a VPC that has none of that name
+    #[error("The security group '{name}' does not exist in VPC '{vpc_id}'")]
+    SecurityGroupNameNotFound { name: String, vpc_id: String },
+    /// A security group name taken in the VPC
+    #[error("The security group '{name}' already exists for VPC '{vpc_id}'")]
+    SecurityGroupDuplicate { name: String, vpc_id: String },
+    /// A rule that the group has already
+    #[error("the specified rule \"{0}\" already exists")]
+    PermissionDuplicate(String),
+    /// A rule to revoke that the group does not have
+    #[error("The specified rule does not exist in this security group ({0}).")]
+    PermissionNotFound(String),
+    /// Too many rules in one direction of a group
+    #[error("The maximum number of rules per security group has been reached.")]
+    RulesLimitExceeded,
+    /// Something still uses the resource
+    #[error("{0}")]
+    DependencyViolation(String),
+    /// A resource that may not be deleted by users
+    #[error("{0}")]
+    CannotDelete(String),
+    /// A parameter the request needs and did not carry
+    #[error("The request must contain the parameter {0}")]
+    MissingParameter(String),
     /// An id that names no kind of resource
     #[error("The ID '{0}' is not valid")]
     MalformedId(String),

@@ -10,7 +10,6 @@
 
 use std::net::Ipv4Addr;
 
-use sha2::{Digest, Sha256};
 use storage::tables::LEASES;
 use storage::{LeaseRecord, WriteTx};
 
@@ -62,12 +61,6 @@ impl Subnet {
     }
 }
 
-fn derived_id(prefix: &str, parts: &[&str]) -> String {
-    let digest = Sha256::digest(parts.join("/").as_bytes());
-    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    format!("{prefix}-{}", &hex[..17])
-}
-
 /// A new locally administered MAC in QEMU's `52:54:00` range.
 pub fn new_mac() -> String {
     let bytes: [u8; 3] = rand::random();
@@ -103,7 +96,7 @@ impl Backend {
             .flat_map(|r| r.zones.iter())
             .enumerate()
             .map(|(index, zone)| Subnet {
-                id: derived_id("subnet", &[account, zone]),
+                id: crate::ids::derived_id("subnet", &[account, zone]),
                 vpc_id: vpc_id.to_owned(),
                 zone: zone.clone(),
                 zone_index: index,

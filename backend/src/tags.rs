@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use storage::tables::{ACCOUNTS, IMAGES, INSTANCES, KEY_PAIRS, TAGS};
+use storage::tables::{ACCOUNTS, IMAGES, INSTANCES, KEY_PAIRS, SECURITY_GROUPS, TAGS};
 use storage::{TagRecord, WriteTx};
 
 use crate::{Backend, Error, ResourceKind, Result};
@@ -89,6 +89,10 @@ fn ensure_exists(tx: &WriteTx, account: &str, id: &str) -> Result<()> {
             .scan(&INSTANCES, &format!("{account}/"))?
             .iter()
             .any(|(_, r)| r.network_interface_id == id && r.state != storage::InstanceState::Terminated),
+        ResourceKind::SecurityGroup => tx.get(&SECURITY_GROUPS, &format!("{account}/{id}"))?.is_some(),
+        ResourceKind::SecurityGroupRule => {
+            tx.scan(&SECURITY_GROUPS, &format!("{account}/"))?.iter().any(|(_, g)| g.rules.iter().any(|r| r.id == id))
+        }
         _ => false,
     };
     if exists {

@@ -290,7 +290,8 @@ def test_instance_attributes(fleet):
 
 def test_network_interfaces(fleet):
     server, client, image_id = fleet
-    ids = [i["InstanceId"] for i in run(client, image_id, 2, SecurityGroupIds=["sg-0123456789abcdef0"],
+    group_id = client.create_security_group(GroupName="eni-test", Description="for interfaces")["GroupId"]
+    ids = [i["InstanceId"] for i in run(client, image_id, 2, SecurityGroupIds=[group_id],
                                         TagSpecifications=[{"ResourceType": "network-interface",
                                                             "Tags": [{"Key": "tier", "Value": "web"}]}])["Instances"]]
     instances = wait_states(client, ids, "running", timeout=30)
@@ -304,9 +305,9 @@ def test_network_interfaces(fleet):
     assert eni["Status"] == "in-use" and eni["InterfaceType"] == "interface"
     assert eni["Attachment"]["InstanceId"] == ids[0] and eni["Attachment"]["Status"] == "attached"
     assert eni["SubnetId"] == instances[0]["SubnetId"] and eni["VpcId"] == instances[0]["VpcId"]
-    assert eni["Groups"] == [{"GroupId": "sg-0123456789abcdef0"}]
+    assert eni["Groups"] == [{"GroupId": group_id, "GroupName": "eni-test"}]
     by_group = client.describe_network_interfaces(
-        Filters=[{"Name": "group-id", "Values": ["sg-0123456789abcdef0"]}])["NetworkInterfaces"]
+        Filters=[{"Name": "group-id", "Values": [group_id]}])["NetworkInterfaces"]
     assert {n["Attachment"]["InstanceId"] for n in by_group} == set(ids)
     by_id = client.describe_network_interfaces(NetworkInterfaceIds=[eni["NetworkInterfaceId"]])["NetworkInterfaces"]
     assert [n["NetworkInterfaceId"] for n in by_id] == [eni["NetworkInterfaceId"]]

@@ -36,3 +36,8 @@ fn aws_cli_lab_migration() {
 fn boto3_extensions() {
     run_pytest("test_extensions_boto3.py");
 }
+
+#[test]
+fn boto3_security_groups() {
+    run_pytest("test_security_groups_boto3.py");
+}

@@ -11,6 +11,7 @@ fn not_found_code(kind: ResourceKind) -> &'static str {
         ResourceKind::Volume => "InvalidVolume.NotFound",
         ResourceKind::Snapshot => "InvalidSnapshot.NotFound",
         ResourceKind::SecurityGroup => "InvalidGroup.NotFound",
+        ResourceKind::SecurityGroupRule => "InvalidSecurityGroupRuleId.NotFound",
         ResourceKind::KeyPair => "InvalidKeyPair.NotFound",
         ResourceKind::Vpc => "InvalidVpcID.NotFound",
         ResourceKind::Subnet => "InvalidSubnetID.NotFound",
@@ -30,6 +31,14 @@ pub fn to_ec2(error: Error) -> Ec2Error {
         Error::ResourceNotFound { kind, id } => {
             Ec2Error::new(not_found_code(kind), format!("The {} ID '{id}' does not exist", kind.resource_type()))
         }
+        Error::SecurityGroupNameNotFound { .. } => Ec2Error::new("InvalidGroup.NotFound", message),
+        Error::SecurityGroupDuplicate { .. } => Ec2Error::new("InvalidGroup.Duplicate", message),
+        Error::PermissionDuplicate(_) => Ec2Error::new("InvalidPermission.Duplicate", message),
+        Error::PermissionNotFound(_) => Ec2Error::new("InvalidPermission.NotFound", message),
+        Error::RulesLimitExceeded => Ec2Error::new("RulesPerSecurityGroupLimitExceeded", message),
+        Error::DependencyViolation(_) => Ec2Error::new("DependencyViolation", message),
+        Error::CannotDelete(_) => Ec2Error::new("CannotDelete", message),
+        Error::MissingParameter(_) => Ec2Error::new("MissingParameter", message),
         Error::MalformedId(_) => Ec2Error::new("InvalidID", message),
         Error::InvalidParameter { .. } => Ec2Error::new("InvalidParameterValue", message),
         Error::TagLimitExceeded(_) => Ec2Error::new("TagLimitExceeded", message),

@@ -364,3 +364,56 @@ pub struct LeaseRecord {
 impl Record for LeaseRecord {
     const VERSION: u8 = 1;
 }
+
+/// Where a security group rule lets traffic come from (ingress) or go to (egress).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum RulePeer {
+    Ipv4 {
+        cidr: String,
+    },
+    Ipv6 {
+        cidr: String,
+    },
+    /// Instances in another group (or this one), of `account`.
+    Group {
+        group_id: String,
+        account: String,
+    },
+    PrefixList {
+        id: String,
+    },
+}
+
+/// One rule: one protocol and port range, one peer (EC2's `SecurityGroupRule`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SecurityGroupRuleRecord {
+    pub id: String,
+    pub egress: bool,
+    /// `-1` (all), `tcp`, `udp`, `icmp`, `icmpv6`, or another protocol number.
+    pub protocol: String,
+    /// Ports for tcp and udp; ICMP type and code for icmp and icmpv6; none otherwise.
+    pub from_port: Option<i32>,
+    pub to_port: Option<i32>,
+    pub peer: RulePeer,
+    pub description: Option<String>,
+}
+
+/// Key: `{account}/{group id}`; names are unique per VPC (`SECURITY_GROUP_NAMES`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SecurityGroupRecord {
+    pub id: String,
+    pub account: String,
+    pub vpc_id: String,
+    pub name: String,
+    pub description: String,
+    /// The VPC's `default` group: it cannot be deleted.
+    pub default: bool,
+    /// Ingress and egress rules, in the order they were authorized.
+    pub rules: Vec<SecurityGroupRuleRecord>,
+    pub created_ms: i64,
+}
+
+impl Record for SecurityGroupRecord {
+    const VERSION: u8 = 1;
+}

@@ -2,7 +2,7 @@
 
 use crate::{
     AccessKeyRecord, AccountRecord, ClientTokenRecord, HostStateRecord, ImageRecord, InstanceRecord, KeyPairRecord,
-    LeaseRecord, MigrationRecord, NameRecord, Table, TagRecord,
+    LeaseRecord, MigrationRecord, NameRecord, SecurityGroupRecord, Table, TagRecord,
 };
 
 pub const ACCOUNTS: Table<AccountRecord> = Table::new("accounts");
@@ -16,6 +16,9 @@ pub const CLIENT_TOKENS: Table<ClientTokenRecord> = Table::new("client_tokens");
 pub const LEASES: Table<LeaseRecord> = Table::new("leases");
 pub const MIGRATIONS: Table<MigrationRecord> = Table::new("migrations");
 pub const HOST_STATES: Table<HostStateRecord> = Table::new("host_states");
+pub const SECURITY_GROUPS: Table<SecurityGroupRecord> = Table::new("security_groups");
+/// Key: `{account}/{vpc id}/{group name}`.
+pub const SECURITY_GROUP_NAMES: Table<NameRecord> = Table::new("security_group_names");
 
 /// Created at open, so that readers never meet a missing table.
 pub const ALL: &[&str] = &[
@@ -30,4 +33,6 @@ pub const ALL: &[&str] = &[
     "leases",
     "migrations",
     "host_states",
+    "security_groups",
+    "security_group_names",
 ];

@@ -148,6 +148,141 @@ impl XmlValue for AttributeValue {
         w.end(name);
     }
 }
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AuthorizeSecurityGroupEgressRequest {
+    pub cidr_ip: Option<String>,
+    pub dry_run: Option<bool>,
+    pub from_port: Option<i32>,
+    pub group_id: String,
+    pub ip_permissions: Option<Vec<IpPermission>>,
+    pub ip_protocol: Option<String>,
+    pub source_security_group_name: Option<String>,
+    pub source_security_group_owner_id: Option<String>,
+    pub tag_specifications: Option<Vec<TagSpecification>>,
+    pub to_port: Option<i32>,
+}
+
+impl FromQuery for AuthorizeSecurityGroupEgressRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            cidr_ip: d.optional("CidrIp")?,
+            dry_run: d.optional("DryRun")?,
+            from_port: d.optional("FromPort")?,
+            group_id: d.required("GroupId")?,
+            ip_permissions: d.optional("IpPermissions")?,
+            ip_protocol: d.optional("IpProtocol")?,
+            source_security_group_name: d.optional("SourceSecurityGroupName")?,
+            source_security_group_owner_id: d.optional("SourceSecurityGroupOwnerId")?,
+            tag_specifications: d.optional("TagSpecification")?,
+            to_port: d.optional("ToPort")?,
+        };
+        d.finish(&[
+            "CidrIp",
+            "DryRun",
+            "FromPort",
+            "GroupId",
+            "IpPermissions",
+            "IpProtocol",
+            "SourceSecurityGroupName",
+            "SourceSecurityGroupOwnerId",
+            "TagSpecification",
+            "ToPort",
+        ])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AuthorizeSecurityGroupEgressResult {
+    pub r#return: Option<bool>,
+    pub security_group_rules: Option<Vec<SecurityGroupRule>>,
+}
+
+impl XmlStruct for AuthorizeSecurityGroupEgressResult {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.r#return.write_xml(w, "return");
+        self.security_group_rules.write_xml(w, "securityGroupRuleSet");
+    }
+}
+
+impl XmlValue for AuthorizeSecurityGroupEgressResult {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AuthorizeSecurityGroupIngressRequest {
+    pub cidr_ip: Option<String>,
+    pub dry_run: Option<bool>,
+    pub from_port: Option<i32>,
+    pub group_id: Option<String>,
+    pub group_name: Option<String>,
+    pub ip_permissions: Option<Vec<IpPermission>>,
+    pub ip_protocol: Option<String>,
+    pub source_security_group_name: Option<String>,
+    pub source_security_group_owner_id: Option<String>,
+    pub tag_specifications: Option<Vec<TagSpecification>>,
+    pub to_port: Option<i32>,
+}
+
+impl FromQuery for AuthorizeSecurityGroupIngressRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            cidr_ip: d.optional("CidrIp")?,
+            dry_run: d.optional("DryRun")?,
+            from_port: d.optional("FromPort")?,
+            group_id: d.optional("GroupId")?,
+            group_name: d.optional("GroupName")?,
+            ip_permissions: d.optional("IpPermissions")?,
+            ip_protocol: d.optional("IpProtocol")?,
+            source_security_group_name: d.optional("SourceSecurityGroupName")?,
+            source_security_group_owner_id: d.optional("SourceSecurityGroupOwnerId")?,
+            tag_specifications: d.optional("TagSpecification")?,
+            to_port: d.optional("ToPort")?,
+        };
+        d.finish(&[
+            "CidrIp",
+            "DryRun",
+            "FromPort",
+            "GroupId",
+            "GroupName",
+            "IpPermissions",
+            "IpProtocol",
+            "SourceSecurityGroupName",
+            "SourceSecurityGroupOwnerId",
+            "TagSpecification",
+            "ToPort",
+        ])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AuthorizeSecurityGroupIngressResult {
+    pub r#return: Option<bool>,
+    pub security_group_rules: Option<Vec<SecurityGroupRule>>,
+}
+
+impl XmlStruct for AuthorizeSecurityGroupIngressResult {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.r#return.write_xml(w, "return");
+        self.security_group_rules.write_xml(w, "securityGroupRuleSet");
+    }
+}
+
+impl XmlValue for AuthorizeSecurityGroupIngressResult {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
 pub type AutoPlacement = String;
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -660,6 +795,53 @@ impl FromQuery for CreateKeyPairRequest {
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
+pub struct CreateSecurityGroupRequest {
+    pub description: String,
+    pub dry_run: Option<bool>,
+    pub group_name: String,
+    pub tag_specifications: Option<Vec<TagSpecification>>,
+    pub vpc_id: Option<String>,
+}
+
+impl FromQuery for CreateSecurityGroupRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            description: d.required("GroupDescription")?,
+            dry_run: d.optional("DryRun")?,
+            group_name: d.required("GroupName")?,
+            tag_specifications: d.optional("TagSpecification")?,
+            vpc_id: d.optional("VpcId")?,
+        };
+        d.finish(&["GroupDescription", "DryRun", "GroupName", "TagSpecification", "VpcId"])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CreateSecurityGroupResult {
+    pub group_id: Option<String>,
+    pub security_group_arn: Option<String>,
+    pub tags: Option<Vec<Tag>>,
+}
+
+impl XmlStruct for CreateSecurityGroupResult {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.group_id.write_xml(w, "groupId");
+        self.security_group_arn.write_xml(w, "securityGroupArn");
+        self.tags.write_xml(w, "tagSet");
+    }
+}
+
+impl XmlValue for CreateSecurityGroupResult {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct CreateTagsRequest {
     pub dry_run: Option<bool>,
     pub resources: Vec<String>,
@@ -747,6 +929,47 @@ impl XmlStruct for DeleteKeyPairResult {
 }
 
 impl XmlValue for DeleteKeyPairResult {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DeleteSecurityGroupRequest {
+    pub dry_run: Option<bool>,
+    pub group_id: Option<String>,
+    pub group_name: Option<String>,
+}
+
+impl FromQuery for DeleteSecurityGroupRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            dry_run: d.optional("DryRun")?,
+            group_id: d.optional("GroupId")?,
+            group_name: d.optional("GroupName")?,
+        };
+        d.finish(&["DryRun", "GroupId", "GroupName"])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DeleteSecurityGroupResult {
+    pub group_id: Option<String>,
+    pub r#return: Option<bool>,
+}
+
+impl XmlStruct for DeleteSecurityGroupResult {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.group_id.write_xml(w, "groupId");
+        self.r#return.write_xml(w, "return");
+    }
+}
+
+impl XmlValue for DeleteSecurityGroupResult {
     fn write_xml(&self, w: &mut XmlWriter, name: &str) {
         w.start(name);
         self.write_members(w);
@@ -1410,6 +1633,98 @@ impl XmlValue for DescribeRegionsResult {
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
+pub struct DescribeSecurityGroupRulesRequest {
+    pub dry_run: Option<bool>,
+    pub filters: Option<Vec<Filter>>,
+    pub max_results: Option<i32>,
+    pub next_token: Option<String>,
+    pub security_group_rule_ids: Option<Vec<String>>,
+}
+
+impl FromQuery for DescribeSecurityGroupRulesRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            dry_run: d.optional("DryRun")?,
+            filters: d.optional("Filter")?,
+            max_results: d.optional("MaxResults")?.map(|v| d.in_range("MaxResults", v, 5, 1000)).transpose()?,
+            next_token: d.optional("NextToken")?,
+            security_group_rule_ids: d.optional("SecurityGroupRuleId")?,
+        };
+        d.finish(&["DryRun", "Filter", "MaxResults", "NextToken", "SecurityGroupRuleId"])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DescribeSecurityGroupRulesResult {
+    pub next_token: Option<String>,
+    pub security_group_rules: Option<Vec<SecurityGroupRule>>,
+}
+
+impl XmlStruct for DescribeSecurityGroupRulesResult {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.next_token.write_xml(w, "nextToken");
+        self.security_group_rules.write_xml(w, "securityGroupRuleSet");
+    }
+}
+
+impl XmlValue for DescribeSecurityGroupRulesResult {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DescribeSecurityGroupsRequest {
+    pub dry_run: Option<bool>,
+    pub filters: Option<Vec<Filter>>,
+    pub group_ids: Option<Vec<String>>,
+    pub group_names: Option<Vec<String>>,
+    pub max_results: Option<i32>,
+    pub next_token: Option<String>,
+}
+
+impl FromQuery for DescribeSecurityGroupsRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            dry_run: d.optional("DryRun")?,
+            filters: d.optional("Filter")?,
+            group_ids: d.optional("GroupId")?,
+            group_names: d.optional("GroupName")?,
+            max_results: d.optional("MaxResults")?.map(|v| d.in_range("MaxResults", v, 5, 1000)).transpose()?,
+            next_token: d.optional("NextToken")?,
+        };
+        d.finish(&["DryRun", "Filter", "GroupId", "GroupName", "MaxResults", "NextToken"])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DescribeSecurityGroupsResult {
+    pub next_token: Option<String>,
+    pub security_groups: Option<Vec<SecurityGroup>>,
+}
+
+impl XmlStruct for DescribeSecurityGroupsResult {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.next_token.write_xml(w, "nextToken");
+        self.security_groups.write_xml(w, "securityGroupInfo");
+    }
+}
+
+impl XmlValue for DescribeSecurityGroupsResult {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct DescribeSubnetsRequest {
     pub dry_run: Option<bool>,
     pub filters: Option<Vec<Filter>>,
@@ -1490,6 +1805,48 @@ impl XmlStruct for DescribeTagsResult {
 }
 
 impl XmlValue for DescribeTagsResult {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DescribeVpcAttributeRequest {
+    pub attribute: VpcAttributeName,
+    pub dry_run: Option<bool>,
+    pub vpc_id: String,
+}
+
+impl FromQuery for DescribeVpcAttributeRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value =
+            Self { attribute: d.required("Attribute")?, dry_run: d.optional("DryRun")?, vpc_id: d.required("VpcId")? };
+        d.finish(&["Attribute", "DryRun", "VpcId"])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DescribeVpcAttributeResult {
+    pub enable_dns_hostnames: Option<AttributeBooleanValue>,
+    pub enable_dns_support: Option<AttributeBooleanValue>,
+    pub enable_network_address_usage_metrics: Option<AttributeBooleanValue>,
+    pub vpc_id: Option<String>,
+}
+
+impl XmlStruct for DescribeVpcAttributeResult {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.enable_dns_hostnames.write_xml(w, "enableDnsHostnames");
+        self.enable_dns_support.write_xml(w, "enableDnsSupport");
+        self.enable_network_address_usage_metrics.write_xml(w, "enableNetworkAddressUsageMetrics");
+        self.vpc_id.write_xml(w, "vpcId");
+    }
+}
+
+impl XmlValue for DescribeVpcAttributeResult {
     fn write_xml(&self, w: &mut XmlWriter, name: &str) {
         w.start(name);
         self.write_members(w);
@@ -2123,6 +2480,42 @@ impl XmlStruct for GetConsoleOutputResult {
 }
 
 impl XmlValue for GetConsoleOutputResult {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GetInstanceUefiDataRequest {
+    pub dry_run: Option<bool>,
+    pub instance_id: String,
+}
+
+impl FromQuery for GetInstanceUefiDataRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self { dry_run: d.optional("DryRun")?, instance_id: d.required("InstanceId")? };
+        d.finish(&["DryRun", "InstanceId"])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GetInstanceUefiDataResult {
+    pub instance_id: Option<String>,
+    pub uefi_data: Option<String>,
+}
+
+impl XmlStruct for GetInstanceUefiDataResult {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.instance_id.write_xml(w, "instanceId");
+        self.uefi_data.write_xml(w, "uefiData");
+    }
+}
+
+impl XmlValue for GetInstanceUefiDataResult {
     fn write_xml(&self, w: &mut XmlWriter, name: &str) {
         w.start(name);
         self.write_members(w);
@@ -3856,6 +4249,84 @@ impl XmlValue for InstanceTypeOffering {
         w.end(name);
     }
 }
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct IpPermission {
+    pub from_port: Option<i32>,
+    pub ip_protocol: Option<String>,
+    pub ip_ranges: Option<Vec<IpRange>>,
+    pub ipv6_ranges: Option<Vec<Ipv6Range>>,
+    pub prefix_list_ids: Option<Vec<PrefixListId>>,
+    pub to_port: Option<i32>,
+    pub user_id_group_pairs: Option<Vec<UserIdGroupPair>>,
+}
+
+impl FromQuery for IpPermission {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            from_port: d.optional("FromPort")?,
+            ip_protocol: d.optional("IpProtocol")?,
+            ip_ranges: d.optional("IpRanges")?,
+            ipv6_ranges: d.optional("Ipv6Ranges")?,
+            prefix_list_ids: d.optional("PrefixListIds")?,
+            to_port: d.optional("ToPort")?,
+            user_id_group_pairs: d.optional("Groups")?,
+        };
+        d.finish(&["FromPort", "IpProtocol", "IpRanges", "Ipv6Ranges", "PrefixListIds", "ToPort", "Groups"])?;
+        Ok(value)
+    }
+}
+
+impl XmlStruct for IpPermission {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.from_port.write_xml(w, "fromPort");
+        self.ip_protocol.write_xml(w, "ipProtocol");
+        self.ip_ranges.write_xml(w, "ipRanges");
+        self.ipv6_ranges.write_xml(w, "ipv6Ranges");
+        self.prefix_list_ids.write_xml(w, "prefixListIds");
+        self.to_port.write_xml(w, "toPort");
+        self.user_id_group_pairs.write_xml(w, "groups");
+    }
+}
+
+impl XmlValue for IpPermission {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct IpRange {
+    pub cidr_ip: Option<String>,
+    pub description: Option<String>,
+}
+
+impl FromQuery for IpRange {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self { cidr_ip: d.optional("CidrIp")?, description: d.optional("Description")? };
+        d.finish(&["CidrIp", "Description"])?;
+        Ok(value)
+    }
+}
+
+impl XmlStruct for IpRange {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.cidr_ip.write_xml(w, "cidrIp");
+        self.description.write_xml(w, "description");
+    }
+}
+
+impl XmlValue for IpRange {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
 pub type IpSource = String;
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -3922,6 +4393,36 @@ impl FromQuery for Ipv6PrefixSpecificationRequest {
         let value = Self { ipv6_prefix: d.optional("Ipv6Prefix")? };
         d.finish(&["Ipv6Prefix"])?;
         Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Ipv6Range {
+    pub cidr_ipv6: Option<String>,
+    pub description: Option<String>,
+}
+
+impl FromQuery for Ipv6Range {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self { cidr_ipv6: d.optional("CidrIpv6")?, description: d.optional("Description")? };
+        d.finish(&["CidrIpv6", "Description"])?;
+        Ok(value)
+    }
+}
+
+impl XmlStruct for Ipv6Range {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.cidr_ipv6.write_xml(w, "cidrIpv6");
+        self.description.write_xml(w, "description");
+    }
+}
+
+impl XmlValue for Ipv6Range {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
     }
 }
 pub type KeyFormat = String;
@@ -4867,6 +5368,36 @@ pub type PlacementGroupStrategy = String;
 pub type PlatformValues = String;
 
 #[derive(Debug, Clone, Default, PartialEq)]
+pub struct PrefixListId {
+    pub description: Option<String>,
+    pub prefix_list_id: Option<String>,
+}
+
+impl FromQuery for PrefixListId {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self { description: d.optional("Description")?, prefix_list_id: d.optional("PrefixListId")? };
+        d.finish(&["Description", "PrefixListId"])?;
+        Ok(value)
+    }
+}
+
+impl XmlStruct for PrefixListId {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.description.write_xml(w, "description");
+        self.prefix_list_id.write_xml(w, "prefixListId");
+    }
+}
+
+impl XmlValue for PrefixListId {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct PrivateDnsNameOptionsOnLaunch {
     pub enable_resource_name_dns_aaaa_record: Option<bool>,
     pub enable_resource_name_dns_a_record: Option<bool>,
@@ -5036,6 +5567,33 @@ impl FromQuery for RebootInstancesRequest {
 pub type RebootMigrationSupport = String;
 
 #[derive(Debug, Clone, Default, PartialEq)]
+pub struct ReferencedSecurityGroup {
+    pub group_id: Option<String>,
+    pub peering_status: Option<String>,
+    pub user_id: Option<String>,
+    pub vpc_id: Option<String>,
+    pub vpc_peering_connection_id: Option<String>,
+}
+
+impl XmlStruct for ReferencedSecurityGroup {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.group_id.write_xml(w, "groupId");
+        self.peering_status.write_xml(w, "peeringStatus");
+        self.user_id.write_xml(w, "userId");
+        self.vpc_id.write_xml(w, "vpcId");
+        self.vpc_peering_connection_id.write_xml(w, "vpcPeeringConnectionId");
+    }
+}
+
+impl XmlValue for ReferencedSecurityGroup {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Region {
     pub endpoint: Option<String>,
     pub geography: Option<Vec<RegionGeography>>,
@@ -5194,6 +5752,184 @@ impl XmlValue for Reservation {
     }
 }
 pub type ResourceType = String;
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RevokeSecurityGroupEgressRequest {
+    pub cidr_ip: Option<String>,
+    pub dry_run: Option<bool>,
+    pub from_port: Option<i32>,
+    pub group_id: String,
+    pub ip_permissions: Option<Vec<IpPermission>>,
+    pub ip_protocol: Option<String>,
+    pub security_group_rule_ids: Option<Vec<String>>,
+    pub source_security_group_name: Option<String>,
+    pub source_security_group_owner_id: Option<String>,
+    pub to_port: Option<i32>,
+}
+
+impl FromQuery for RevokeSecurityGroupEgressRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            cidr_ip: d.optional("CidrIp")?,
+            dry_run: d.optional("DryRun")?,
+            from_port: d.optional("FromPort")?,
+            group_id: d.required("GroupId")?,
+            ip_permissions: d.optional("IpPermissions")?,
+            ip_protocol: d.optional("IpProtocol")?,
+            security_group_rule_ids: d.optional("SecurityGroupRuleId")?,
+            source_security_group_name: d.optional("SourceSecurityGroupName")?,
+            source_security_group_owner_id: d.optional("SourceSecurityGroupOwnerId")?,
+            to_port: d.optional("ToPort")?,
+        };
+        d.finish(&[
+            "CidrIp",
+            "DryRun",
+            "FromPort",
+            "GroupId",
+            "IpPermissions",
+            "IpProtocol",
+            "SecurityGroupRuleId",
+            "SourceSecurityGroupName",
+            "SourceSecurityGroupOwnerId",
+            "ToPort",
+        ])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RevokeSecurityGroupEgressResult {
+    pub r#return: Option<bool>,
+    pub revoked_security_group_rules: Option<Vec<RevokedSecurityGroupRule>>,
+    pub unknown_ip_permissions: Option<Vec<IpPermission>>,
+}
+
+impl XmlStruct for RevokeSecurityGroupEgressResult {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.r#return.write_xml(w, "return");
+        self.revoked_security_group_rules.write_xml(w, "revokedSecurityGroupRuleSet");
+        self.unknown_ip_permissions.write_xml(w, "unknownIpPermissionSet");
+    }
+}
+
+impl XmlValue for RevokeSecurityGroupEgressResult {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RevokeSecurityGroupIngressRequest {
+    pub cidr_ip: Option<String>,
+    pub dry_run: Option<bool>,
+    pub from_port: Option<i32>,
+    pub group_id: Option<String>,
+    pub group_name: Option<String>,
+    pub ip_permissions: Option<Vec<IpPermission>>,
+    pub ip_protocol: Option<String>,
+    pub security_group_rule_ids: Option<Vec<String>>,
+    pub source_security_group_name: Option<String>,
+    pub source_security_group_owner_id: Option<String>,
+    pub to_port: Option<i32>,
+}
+
+impl FromQuery for RevokeSecurityGroupIngressRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            cidr_ip: d.optional("CidrIp")?,
+            dry_run: d.optional("DryRun")?,
+            from_port: d.optional("FromPort")?,
+            group_id: d.optional("GroupId")?,
+            group_name: d.optional("GroupName")?,
+            ip_permissions: d.optional("IpPermissions")?,
+            ip_protocol: d.optional("IpProtocol")?,
+            security_group_rule_ids: d.optional("SecurityGroupRuleId")?,
+            source_security_group_name: d.optional("SourceSecurityGroupName")?,
+            source_security_group_owner_id: d.optional("SourceSecurityGroupOwnerId")?,
+            to_port: d.optional("ToPort")?,
+        };
+        d.finish(&[
+            "CidrIp",
+            "DryRun",
+            "FromPort",
+            "GroupId",
+            "GroupName",
+            "IpPermissions",
+            "IpProtocol",
+            "SecurityGroupRuleId",
+            "SourceSecurityGroupName",
+            "SourceSecurityGroupOwnerId",
+            "ToPort",
+        ])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RevokeSecurityGroupIngressResult {
+    pub r#return: Option<bool>,
+    pub revoked_security_group_rules: Option<Vec<RevokedSecurityGroupRule>>,
+    pub unknown_ip_permissions: Option<Vec<IpPermission>>,
+}
+
+impl XmlStruct for RevokeSecurityGroupIngressResult {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.r#return.write_xml(w, "return");
+        self.revoked_security_group_rules.write_xml(w, "revokedSecurityGroupRuleSet");
+        self.unknown_ip_permissions.write_xml(w, "unknownIpPermissionSet");
+    }
+}
+
+impl XmlValue for RevokeSecurityGroupIngressResult {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RevokedSecurityGroupRule {
+    pub cidr_ipv4: Option<String>,
+    pub cidr_ipv6: Option<String>,
+    pub description: Option<String>,
+    pub from_port: Option<i32>,
+    pub group_id: Option<String>,
+    pub ip_protocol: Option<String>,
+    pub is_egress: Option<bool>,
+    pub prefix_list_id: Option<String>,
+    pub referenced_group_id: Option<String>,
+    pub security_group_rule_id: Option<String>,
+    pub to_port: Option<i32>,
+}
+
+impl XmlStruct for RevokedSecurityGroupRule {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.cidr_ipv4.write_xml(w, "cidrIpv4");
+        self.cidr_ipv6.write_xml(w, "cidrIpv6");
+        self.description.write_xml(w, "description");
+        self.from_port.write_xml(w, "fromPort");
+        self.group_id.write_xml(w, "groupId");
+        self.ip_protocol.write_xml(w, "ipProtocol");
+        self.is_egress.write_xml(w, "isEgress");
+        self.prefix_list_id.write_xml(w, "prefixListId");
+        self.referenced_group_id.write_xml(w, "referencedGroupId");
+        self.security_group_rule_id.write_xml(w, "securityGroupRuleId");
+        self.to_port.write_xml(w, "toPort");
+    }
+}
+
+impl XmlValue for RevokedSecurityGroupRule {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
 pub type RootDeviceType = String;
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -5358,6 +6094,86 @@ impl FromQuery for RunInstancesRequest {
 }
 pub type SecondaryInterfaceStatus = String;
 pub type SecondaryInterfaceType = String;
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SecurityGroup {
+    pub description: Option<String>,
+    pub group_id: Option<String>,
+    pub group_name: Option<String>,
+    pub ip_permissions: Option<Vec<IpPermission>>,
+    pub ip_permissions_egress: Option<Vec<IpPermission>>,
+    pub owner_id: Option<String>,
+    pub security_group_arn: Option<String>,
+    pub tags: Option<Vec<Tag>>,
+    pub vpc_id: Option<String>,
+}
+
+impl XmlStruct for SecurityGroup {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.description.write_xml(w, "groupDescription");
+        self.group_id.write_xml(w, "groupId");
+        self.group_name.write_xml(w, "groupName");
+        self.ip_permissions.write_xml(w, "ipPermissions");
+        self.ip_permissions_egress.write_xml(w, "ipPermissionsEgress");
+        self.owner_id.write_xml(w, "ownerId");
+        self.security_group_arn.write_xml(w, "securityGroupArn");
+        self.tags.write_xml(w, "tagSet");
+        self.vpc_id.write_xml(w, "vpcId");
+    }
+}
+
+impl XmlValue for SecurityGroup {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SecurityGroupRule {
+    pub cidr_ipv4: Option<String>,
+    pub cidr_ipv6: Option<String>,
+    pub description: Option<String>,
+    pub from_port: Option<i32>,
+    pub group_id: Option<String>,
+    pub group_owner_id: Option<String>,
+    pub ip_protocol: Option<String>,
+    pub is_egress: Option<bool>,
+    pub prefix_list_id: Option<String>,
+    pub referenced_group_info: Option<ReferencedSecurityGroup>,
+    pub security_group_rule_arn: Option<String>,
+    pub security_group_rule_id: Option<String>,
+    pub tags: Option<Vec<Tag>>,
+    pub to_port: Option<i32>,
+}
+
+impl XmlStruct for SecurityGroupRule {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.cidr_ipv4.write_xml(w, "cidrIpv4");
+        self.cidr_ipv6.write_xml(w, "cidrIpv6");
+        self.description.write_xml(w, "description");
+        self.from_port.write_xml(w, "fromPort");
+        self.group_id.write_xml(w, "groupId");
+        self.group_owner_id.write_xml(w, "groupOwnerId");
+        self.ip_protocol.write_xml(w, "ipProtocol");
+        self.is_egress.write_xml(w, "isEgress");
+        self.prefix_list_id.write_xml(w, "prefixListId");
+        self.referenced_group_info.write_xml(w, "referencedGroupInfo");
+        self.security_group_rule_arn.write_xml(w, "securityGroupRuleArn");
+        self.security_group_rule_id.write_xml(w, "securityGroupRuleId");
+        self.tags.write_xml(w, "tagSet");
+        self.to_port.write_xml(w, "toPort");
+    }
+}
+
+impl XmlValue for SecurityGroupRule {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
 pub type ShutdownBehavior = String;
 pub type SnapshotLocationEnum = String;
 pub type SnapshotReturnCodes = String;
@@ -5836,6 +6652,62 @@ impl XmlValue for UnsuccessfulItemError {
 pub type UsageClassType = String;
 
 #[derive(Debug, Clone, Default, PartialEq)]
+pub struct UserIdGroupPair {
+    pub description: Option<String>,
+    pub group_id: Option<String>,
+    pub group_name: Option<String>,
+    pub peering_status: Option<String>,
+    pub user_id: Option<String>,
+    pub vpc_id: Option<String>,
+    pub vpc_peering_connection_id: Option<String>,
+}
+
+impl FromQuery for UserIdGroupPair {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            description: d.optional("Description")?,
+            group_id: d.optional("GroupId")?,
+            group_name: d.optional("GroupName")?,
+            peering_status: d.optional("PeeringStatus")?,
+            user_id: d.optional("UserId")?,
+            vpc_id: d.optional("VpcId")?,
+            vpc_peering_connection_id: d.optional("VpcPeeringConnectionId")?,
+        };
+        d.finish(&[
+            "Description",
+            "GroupId",
+            "GroupName",
+            "PeeringStatus",
+            "UserId",
+            "VpcId",
+            "VpcPeeringConnectionId",
+        ])?;
+        Ok(value)
+    }
+}
+
+impl XmlStruct for UserIdGroupPair {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.description.write_xml(w, "description");
+        self.group_id.write_xml(w, "groupId");
+        self.group_name.write_xml(w, "groupName");
+        self.peering_status.write_xml(w, "peeringStatus");
+        self.user_id.write_xml(w, "userId");
+        self.vpc_id.write_xml(w, "vpcId");
+        self.vpc_peering_connection_id.write_xml(w, "vpcPeeringConnectionId");
+    }
+}
+
+impl XmlValue for UserIdGroupPair {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct VCpuInfo {
     pub default_cores: Option<i32>,
     pub default_threads_per_core: Option<i32>,
@@ -5904,6 +6776,7 @@ impl XmlValue for Vpc {
         w.end(name);
     }
 }
+pub type VpcAttributeName = String;
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct VpcCidrBlockAssociation {
@@ -7458,16 +8331,22 @@ pub mod values {
     pub const TENANCY: &[&str] = &["default", "dedicated", "host"];
     pub const TPM_SUPPORT_VALUES: &[&str] = &["v2.0"];
     pub const VOLUME_TYPE: &[&str] = &["standard", "io1", "io2", "gp2", "sc1", "st1", "gp3"];
+    pub const VPC_ATTRIBUTE_NAME: &[&str] =
+        &["enableDnsSupport", "enableDnsHostnames", "enableNetworkAddressUsageMetrics"];
 }
 
 /// Every action Stratus serves, with its decoded request.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
+    AuthorizeSecurityGroupEgress(AuthorizeSecurityGroupEgressRequest),
+    AuthorizeSecurityGroupIngress(AuthorizeSecurityGroupIngressRequest),
     CancelInstanceMigration(CancelInstanceMigrationRequest),
     CreateImage(CreateImageRequest),
     CreateKeyPair(CreateKeyPairRequest),
+    CreateSecurityGroup(CreateSecurityGroupRequest),
     CreateTags(CreateTagsRequest),
     DeleteKeyPair(DeleteKeyPairRequest),
+    DeleteSecurityGroup(DeleteSecurityGroupRequest),
     DeleteTags(DeleteTagsRequest),
     DeregisterImage(DeregisterImageRequest),
     DescribeAccountAttributes(DescribeAccountAttributesRequest),
@@ -7484,16 +8363,22 @@ pub enum Action {
     DescribeKeyPairs(DescribeKeyPairsRequest),
     DescribeNetworkInterfaces(DescribeNetworkInterfacesRequest),
     DescribeRegions(DescribeRegionsRequest),
+    DescribeSecurityGroupRules(DescribeSecurityGroupRulesRequest),
+    DescribeSecurityGroups(DescribeSecurityGroupsRequest),
     DescribeSubnets(DescribeSubnetsRequest),
     DescribeTags(DescribeTagsRequest),
+    DescribeVpcAttribute(DescribeVpcAttributeRequest),
     DescribeVpcs(DescribeVpcsRequest),
     GetConsoleOutput(GetConsoleOutputRequest),
+    GetInstanceUefiData(GetInstanceUefiDataRequest),
     ImportKeyPair(ImportKeyPairRequest),
     MigrateInstance(MigrateInstanceRequest),
     ModifyHosts(ModifyHostsRequest),
     ModifyInstanceAttribute(ModifyInstanceAttributeRequest),
     RebootInstances(RebootInstancesRequest),
     RegisterImage(RegisterImageRequest),
+    RevokeSecurityGroupEgress(RevokeSecurityGroupEgressRequest),
+    RevokeSecurityGroupIngress(RevokeSecurityGroupIngressRequest),
     RunInstances(RunInstancesRequest),
     StartInstances(StartInstancesRequest),
     StopInstances(StopInstancesRequest),
@@ -7502,11 +8387,15 @@ pub enum Action {
 
 impl Action {
     pub const NAMES: &'static [&'static str] = &[
+        "AuthorizeSecurityGroupEgress",
+        "AuthorizeSecurityGroupIngress",
         "CancelInstanceMigration",
         "CreateImage",
         "CreateKeyPair",
+        "CreateSecurityGroup",
         "CreateTags",
         "DeleteKeyPair",
+        "DeleteSecurityGroup",
         "DeleteTags",
         "DeregisterImage",
         "DescribeAccountAttributes",
@@ -7523,16 +8412,22 @@ impl Action {
         "DescribeKeyPairs",
         "DescribeNetworkInterfaces",
         "DescribeRegions",
+        "DescribeSecurityGroupRules",
+        "DescribeSecurityGroups",
         "DescribeSubnets",
         "DescribeTags",
+        "DescribeVpcAttribute",
         "DescribeVpcs",
         "GetConsoleOutput",
+        "GetInstanceUefiData",
         "ImportKeyPair",
         "MigrateInstance",
         "ModifyHosts",
         "ModifyInstanceAttribute",
         "RebootInstances",
         "RegisterImage",
+        "RevokeSecurityGroupEgress",
+        "RevokeSecurityGroupIngress",
         "RunInstances",
         "StartInstances",
         "StopInstances",
@@ -7542,11 +8437,17 @@ impl Action {
     /// Decodes the request of `action` from the parameters (without `Action` and `Version`).
     pub fn decode(action: &str, params: &Node) -> Result<Self, Ec2Error> {
         match action {
+            "AuthorizeSecurityGroupEgress" => FromQuery::from_query(params, "").map(Self::AuthorizeSecurityGroupEgress),
+            "AuthorizeSecurityGroupIngress" => {
+                FromQuery::from_query(params, "").map(Self::AuthorizeSecurityGroupIngress)
+            }
             "CancelInstanceMigration" => FromQuery::from_query(params, "").map(Self::CancelInstanceMigration),
             "CreateImage" => FromQuery::from_query(params, "").map(Self::CreateImage),
             "CreateKeyPair" => FromQuery::from_query(params, "").map(Self::CreateKeyPair),
+            "CreateSecurityGroup" => FromQuery::from_query(params, "").map(Self::CreateSecurityGroup),
             "CreateTags" => FromQuery::from_query(params, "").map(Self::CreateTags),
             "DeleteKeyPair" => FromQuery::from_query(params, "").map(Self::DeleteKeyPair),
+            "DeleteSecurityGroup" => FromQuery::from_query(params, "").map(Self::DeleteSecurityGroup),
             "DeleteTags" => FromQuery::from_query(params, "").map(Self::DeleteTags),
             "DeregisterImage" => FromQuery::from_query(params, "").map(Self::DeregisterImage),
             "DescribeAccountAttributes" => FromQuery::from_query(params, "").map(Self::DescribeAccountAttributes),
@@ -7565,16 +8466,22 @@ impl Action {
             "DescribeKeyPairs" => FromQuery::from_query(params, "").map(Self::DescribeKeyPairs),
             "DescribeNetworkInterfaces" => FromQuery::from_query(params, "").map(Self::DescribeNetworkInterfaces),
             "DescribeRegions" => FromQuery::from_query(params, "").map(Self::DescribeRegions),
+            "DescribeSecurityGroupRules" => FromQuery::from_query(params, "").map(Self::DescribeSecurityGroupRules),
+            "DescribeSecurityGroups" => FromQuery::from_query(params, "").map(Self::DescribeSecurityGroups),
             "DescribeSubnets" => FromQuery::from_query(params, "").map(Self::DescribeSubnets),
             "DescribeTags" => FromQuery::from_query(params, "").map(Self::DescribeTags),
+            "DescribeVpcAttribute" => FromQuery::from_query(params, "").map(Self::DescribeVpcAttribute),
             "DescribeVpcs" => FromQuery::from_query(params, "").map(Self::DescribeVpcs),
             "GetConsoleOutput" => FromQuery::from_query(params, "").map(Self::GetConsoleOutput),
+            "GetInstanceUefiData" => FromQuery::from_query(params, "").map(Self::GetInstanceUefiData),
             "ImportKeyPair" => FromQuery::from_query(params, "").map(Self::ImportKeyPair),
             "MigrateInstance" => FromQuery::from_query(params, "").map(Self::MigrateInstance),
             "ModifyHosts" => FromQuery::from_query(params, "").map(Self::ModifyHosts),
             "ModifyInstanceAttribute" => FromQuery::from_query(params, "").map(Self::ModifyInstanceAttribute),
             "RebootInstances" => FromQuery::from_query(params, "").map(Self::RebootInstances),
             "RegisterImage" => FromQuery::from_query(params, "").map(Self::RegisterImage),
+            "RevokeSecurityGroupEgress" => FromQuery::from_query(params, "").map(Self::RevokeSecurityGroupEgress),
+            "RevokeSecurityGroupIngress" => FromQuery::from_query(params, "").map(Self::RevokeSecurityGroupIngress),
             "RunInstances" => FromQuery::from_query(params, "").map(Self::RunInstances),
             "StartInstances" => FromQuery::from_query(params, "").map(Self::StartInstances),
             "StopInstances" => FromQuery::from_query(params, "").map(Self::StopInstances),
@@ -7585,11 +8492,15 @@ impl Action {
 
     pub fn name(&self) -> &'static str {
         match self {
+            Self::AuthorizeSecurityGroupEgress(_) => "AuthorizeSecurityGroupEgress",
+            Self::AuthorizeSecurityGroupIngress(_) => "AuthorizeSecurityGroupIngress",
             Self::CancelInstanceMigration(_) => "CancelInstanceMigration",
             Self::CreateImage(_) => "CreateImage",
             Self::CreateKeyPair(_) => "CreateKeyPair",
+            Self::CreateSecurityGroup(_) => "CreateSecurityGroup",
             Self::CreateTags(_) => "CreateTags",
             Self::DeleteKeyPair(_) => "DeleteKeyPair",
+            Self::DeleteSecurityGroup(_) => "DeleteSecurityGroup",
             Self::DeleteTags(_) => "DeleteTags",
             Self::DeregisterImage(_) => "DeregisterImage",
             Self::DescribeAccountAttributes(_) => "DescribeAccountAttributes",
@@ -7606,16 +8517,22 @@ impl Action {
             Self::DescribeKeyPairs(_) => "DescribeKeyPairs",
             Self::DescribeNetworkInterfaces(_) => "DescribeNetworkInterfaces",
             Self::DescribeRegions(_) => "DescribeRegions",
+            Self::DescribeSecurityGroupRules(_) => "DescribeSecurityGroupRules",
+            Self::DescribeSecurityGroups(_) => "DescribeSecurityGroups",
             Self::DescribeSubnets(_) => "DescribeSubnets",
             Self::DescribeTags(_) => "DescribeTags",
+            Self::DescribeVpcAttribute(_) => "DescribeVpcAttribute",
             Self::DescribeVpcs(_) => "DescribeVpcs",
             Self::GetConsoleOutput(_) => "GetConsoleOutput",
+            Self::GetInstanceUefiData(_) => "GetInstanceUefiData",
             Self::ImportKeyPair(_) => "ImportKeyPair",
             Self::MigrateInstance(_) => "MigrateInstance",
             Self::ModifyHosts(_) => "ModifyHosts",
             Self::ModifyInstanceAttribute(_) => "ModifyInstanceAttribute",
             Self::RebootInstances(_) => "RebootInstances",
             Self::RegisterImage(_) => "RegisterImage",
+            Self::RevokeSecurityGroupEgress(_) => "RevokeSecurityGroupEgress",
+            Self::RevokeSecurityGroupIngress(_) => "RevokeSecurityGroupIngress",
             Self::RunInstances(_) => "RunInstances",
             Self::StartInstances(_) => "StartInstances",
             Self::StopInstances(_) => "StopInstances",
@@ -7626,11 +8543,15 @@ impl Action {
     /// Whether the request asked for a dry run.
     pub fn dry_run(&self) -> bool {
         match self {
+            Self::AuthorizeSecurityGroupEgress(r) => r.dry_run == Some(true),
+            Self::AuthorizeSecurityGroupIngress(r) => r.dry_run == Some(true),
             Self::CancelInstanceMigration(r) => r.dry_run == Some(true),
             Self::CreateImage(r) => r.dry_run == Some(true),
             Self::CreateKeyPair(r) => r.dry_run == Some(true),
+            Self::CreateSecurityGroup(r) => r.dry_run == Some(true),
             Self::CreateTags(r) => r.dry_run == Some(true),
             Self::DeleteKeyPair(r) => r.dry_run == Some(true),
+            Self::DeleteSecurityGroup(r) => r.dry_run == Some(true),
             Self::DeleteTags(r) => r.dry_run == Some(true),
             Self::DeregisterImage(r) => r.dry_run == Some(true),
             Self::DescribeAccountAttributes(r) => r.dry_run == Some(true),
@@ -7647,16 +8568,22 @@ impl Action {
             Self::DescribeKeyPairs(r) => r.dry_run == Some(true),
             Self::DescribeNetworkInterfaces(r) => r.dry_run == Some(true),
             Self::DescribeRegions(r) => r.dry_run == Some(true),
+            Self::DescribeSecurityGroupRules(r) => r.dry_run == Some(true),
+            Self::DescribeSecurityGroups(r) => r.dry_run == Some(true),
             Self::DescribeSubnets(r) => r.dry_run == Some(true),
             Self::DescribeTags(r) => r.dry_run == Some(true),
+            Self::DescribeVpcAttribute(r) => r.dry_run == Some(true),
             Self::DescribeVpcs(r) => r.dry_run == Some(true),
             Self::GetConsoleOutput(r) => r.dry_run == Some(true),
+            Self::GetInstanceUefiData(r) => r.dry_run == Some(true),
             Self::ImportKeyPair(r) => r.dry_run == Some(true),
             Self::MigrateInstance(r) => r.dry_run == Some(true),
             Self::ModifyHosts(_) => false,
             Self::ModifyInstanceAttribute(r) => r.dry_run == Some(true),
             Self::RebootInstances(r) => r.dry_run == Some(true),
             Self::RegisterImage(r) => r.dry_run == Some(true),
+            Self::RevokeSecurityGroupEgress(r) => r.dry_run == Some(true),
+            Self::RevokeSecurityGroupIngress(r) => r.dry_run == Some(true),
             Self::RunInstances(r) => r.dry_run == Some(true),
             Self::StartInstances(r) => r.dry_run == Some(true),
             Self::StopInstances(r) => r.dry_run == Some(true),
@@ -7665,11 +8592,15 @@ impl Action {
     }
 }
 
+pub type AuthorizeSecurityGroupEgressOutput = AuthorizeSecurityGroupEgressResult;
+pub type AuthorizeSecurityGroupIngressOutput = AuthorizeSecurityGroupIngressResult;
 pub type CancelInstanceMigrationOutput = CancelInstanceMigrationResult;
 pub type CreateImageOutput = CreateImageResult;
 pub type CreateKeyPairOutput = KeyPair;
+pub type CreateSecurityGroupOutput = CreateSecurityGroupResult;
 pub type CreateTagsOutput = ReturnTrue;
 pub type DeleteKeyPairOutput = DeleteKeyPairResult;
+pub type DeleteSecurityGroupOutput = DeleteSecurityGroupResult;
 pub type DeleteTagsOutput = ReturnTrue;
 pub type DeregisterImageOutput = DeregisterImageResult;
 pub type DescribeAccountAttributesOutput = DescribeAccountAttributesResult;
@@ -7686,16 +8617,22 @@ pub type DescribeInstancesOutput = DescribeInstancesResult;
 pub type DescribeKeyPairsOutput = DescribeKeyPairsResult;
 pub type DescribeNetworkInterfacesOutput = DescribeNetworkInterfacesResult;
 pub type DescribeRegionsOutput = DescribeRegionsResult;
+pub type DescribeSecurityGroupRulesOutput = DescribeSecurityGroupRulesResult;
+pub type DescribeSecurityGroupsOutput = DescribeSecurityGroupsResult;
 pub type DescribeSubnetsOutput = DescribeSubnetsResult;
 pub type DescribeTagsOutput = DescribeTagsResult;
+pub type DescribeVpcAttributeOutput = DescribeVpcAttributeResult;
 pub type DescribeVpcsOutput = DescribeVpcsResult;
 pub type GetConsoleOutputOutput = GetConsoleOutputResult;
+pub type GetInstanceUefiDataOutput = GetInstanceUefiDataResult;
 pub type ImportKeyPairOutput = ImportKeyPairResult;
 pub type MigrateInstanceOutput = MigrateInstanceResult;
 pub type ModifyHostsOutput = ModifyHostsResult;
 pub type ModifyInstanceAttributeOutput = ReturnTrue;
 pub type RebootInstancesOutput = ReturnTrue;
 pub type RegisterImageOutput = RegisterImageResult;
+pub type RevokeSecurityGroupEgressOutput = RevokeSecurityGroupEgressResult;
+pub type RevokeSecurityGroupIngressOutput = RevokeSecurityGroupIngressResult;
 pub type RunInstancesOutput = Reservation;
 pub type StartInstancesOutput = StartInstancesResult;
 pub type StopInstancesOutput = StopInstancesResult;

@@ -1,6 +1,6 @@
 use ec2api::{AttributeValue, DescribeInstanceAttributeOutput, DescribeInstanceAttributeRequest, Ec2Error};
 
-use super::shapes::{groups, ROOT_DEVICE};
+use super::shapes::{Joins, ROOT_DEVICE};
 use super::{attribute as value, check_instance_ids, flag};
 use crate::context::Ctx;
 
@@ -21,7 +21,7 @@ pub async fn handle(
     }
     let account = ctx.account().to_owned();
     let id = req.instance_id.clone();
-    let r = ctx.call(move |b| b.instance(&account, &id)).await?;
+    let (r, joins) = ctx.call(move |b| Ok((b.instance(&account, &id)?, Joins::load(b, &account)?))).await?;
     let mut out = DescribeInstanceAttributeOutput { instance_id: Some(r.id.clone()), ..Default::default() };
     match req.attribute.as_str() {
         "instanceType" => out.instance_type = value(&r.instance_type),
@@ -36,7 +36,7 @@ pub async fn handle(
         "blockDeviceMapping" => out.block_device_mappings = Some(vec![]),
         "productCodes" => out.product_codes = Some(vec![]),
         "sourceDestCheck" => out.source_dest_check = flag(true),
-        "groupSet" => out.groups = Some(groups(&r)),
+        "groupSet" => out.groups = Some(joins.groups(&r)),
         "ebsOptimized" => out.ebs_optimized = flag(r.ebs_optimized),
         "sriovNetSupport" => out.sriov_net_support = Some(Default::default()),
         "enaSupport" => out.ena_support = flag(false),

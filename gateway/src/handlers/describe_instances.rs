@@ -6,7 +6,7 @@ use ec2api::pagination::PageRequest;
 use ec2api::{DescribeInstancesOutput, DescribeInstancesRequest, Ec2Error, GroupIdentifier, Reservation};
 use storage::InstanceRecord;
 
-use super::shapes::{instance, WithDns};
+use super::shapes::{instance, Joins, WithDns};
 use super::{check_instance_ids, one, Row, NO_TAGS};
 use crate::context::Ctx;
 
@@ -65,7 +65,9 @@ pub async fn handle(ctx: &Ctx, req: DescribeInstancesRequest) -> Result<Describe
     let filters = FilterSet::new(req.filters.as_deref(), FILTERS)?;
     let page = PageRequest::new(req.max_results, req.next_token.as_deref(), 5, 1000)?;
     let account = ctx.account().to_owned();
-    let (records, tags) = ctx.call(move |b| Ok((b.instances(&account)?, b.tags_by_resource(&account)?))).await?;
+    let (records, tags, joins) = ctx
+        .call(move |b| Ok((b.instances(&account)?, b.tags_by_resource(&account)?, Joins::load(b, &account)?)))
+        .await?;
     if let Some(missing) = ids.iter().find(|id| !records.iter().any(|r| &r.id == *id)) {
         return Err(Ec2Error::new("InvalidInstanceID.NotFound", format!("The instance ID '{missing}' does not exist")));
     }
@@ -92,7 +94,7 @@ pub async fn handle(ctx: &Ctx, req: DescribeInstancesRequest) -> Result<Describe
                 instances: Some(
                     members
                         .iter()
-                        .map(|r| instance(r, tags.get(&r.id).map_or(NO_TAGS, Vec::as_slice), region))
+                        .map(|r| instance(r, tags.get(&r.id).map_or(NO_TAGS, Vec::as_slice), region, &joins))
                         .collect(),
                 ),
                 requester_id: None,

@@ -8,7 +8,7 @@ use ec2api::{
 };
 use storage::{InstanceRecord, InstanceState};
 
-use super::shapes::{attachment_id, groups, WithDns};
+use super::shapes::{attachment_id, Joins, WithDns};
 use super::{one, tag_list, timestamp, Row, NO_TAGS};
 use crate::context::Ctx;
 
@@ -80,7 +80,9 @@ pub async fn handle(
     let filters = FilterSet::new(req.filters.as_deref(), FILTERS)?;
     let page = PageRequest::new(req.max_results, req.next_token.as_deref(), 5, 1000)?;
     let account = ctx.account().to_owned();
-    let (records, tags) = ctx.call(move |b| Ok((b.instances(&account)?, b.tags_by_resource(&account)?))).await?;
+    let (records, tags, joins) = ctx
+        .call(move |b| Ok((b.instances(&account)?, b.tags_by_resource(&account)?, Joins::load(b, &account)?)))
+        .await?;
     let live: Vec<&InstanceRecord> = records.iter().filter(|r| r.state != InstanceState::Terminated).collect();
     if let Some(missing) = ids.iter().find(|id| !live.iter().any(|r| &r.network_interface_id == *id)) {
         return Err(Ec2Error::new(
@@ -117,7 +119,7 @@ pub async fn handle(
             }),
             availability_zone: Some(r.zone.clone()),
             description: Some(String::new()),
-            groups: Some(groups(r)),
+            groups: Some(joins.groups(r)),
             interface_type: Some("interface".into()),
             ipv6_addresses: Some(vec![]),
             mac_address: Some(r.mac.clone()),

@@ -54,6 +54,9 @@ fn change(req: ModifyInstanceAttributeRequest) -> Result<AttributeChange, Ec2Err
     if let Some(v) = flag(req.ebs_optimized) {
         changes.push(AttributeChange::EbsOptimized(v));
     }
+    if let Some(groups) = req.groups.filter(|g| !g.is_empty()) {
+        changes.push(AttributeChange::SecurityGroups(groups));
+    }
     if let Some(v) = flag(req.source_dest_check) {
         changes.push(source_dest_check(v)?);
     }
@@ -62,7 +65,6 @@ fn change(req: ModifyInstanceAttributeRequest) -> Result<AttributeChange, Ec2Err
         ("Ramdisk", req.ramdisk.is_some()),
         ("SriovNetSupport", req.sriov_net_support.is_some()),
         ("EnaSupport", req.ena_support.is_some()),
-        ("GroupId", req.groups.is_some()),
         ("BlockDeviceMapping", req.block_device_mappings.is_some()),
     ];
     if let Some((name, _)) = not_modifiable.iter().find(|(_, given)| *given) {
@@ -84,7 +86,7 @@ fn change(req: ModifyInstanceAttributeRequest) -> Result<AttributeChange, Ec2Err
             "instanceInitiatedShutdownBehavior" => AttributeChange::ShutdownBehavior(value),
             "ebsOptimized" => AttributeChange::EbsOptimized(boolean("Value", &value)?),
             "sourceDestCheck" => source_dest_check(boolean("Value", &value)?)?,
-            "kernel" | "ramdisk" | "sriovNetSupport" | "enaSupport" | "groupSet" | "blockDeviceMapping" => {
+            "kernel" | "ramdisk" | "sriovNetSupport" | "enaSupport" | "blockDeviceMapping" => {
                 return Err(unsupported(&attribute))
             }
             other => {

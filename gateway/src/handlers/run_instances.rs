@@ -1,18 +1,12 @@
 use backend::instances::LaunchRequest;
 use ec2api::{Ec2Error, GroupIdentifier, Reservation, RunInstancesOutput, RunInstancesRequest};
 
-use super::shapes::instance;
+use super::shapes::{instance, Joins};
 use super::tags_from_specs;
 use crate::context::Ctx;
 
 pub async fn handle(ctx: &Ctx, req: RunInstancesRequest) -> Result<RunInstancesOutput, Ec2Error> {
     let image_id = req.image_id.ok_or_else(|| Ec2Error::missing_parameter("ImageId"))?;
-    if req.security_groups.as_ref().is_some_and(|g| !g.is_empty()) {
-        return Err(Ec2Error::new(
-            "InvalidParameterCombination",
-            "Security group names are for EC2-Classic; use SecurityGroupId.N in a VPC",
-        ));
-    }
     for (index, count) in [("MinCount", req.min_count), ("MaxCount", req.max_count)] {
         if count < 1 {
             return Err(Ec2Error::invalid_value(index, &count.to_string(), "Expected a positive number."));
@@ -48,6 +42,7 @@ pub async fn handle(ctx: &Ctx, req: RunInstancesRequest) -> Result<RunInstancesO
         zone: req.placement.and_then(|p| p.availability_zone).filter(|z| !z.is_empty()),
         subnet_id: req.subnet_id.filter(|s| !s.is_empty()),
         security_group_ids: req.security_group_ids.unwrap_or_default(),
+        security_group_names: req.security_groups.unwrap_or_default(),
         client_token: req.client_token.filter(|t| !t.is_empty()),
         disable_api_termination: req.disable_api_termination.unwrap_or(false),
         disable_api_stop: req.disable_api_stop.unwrap_or(false),
@@ -59,13 +54,18 @@ pub async fn handle(ctx: &Ctx, req: RunInstancesRequest) -> Result<RunInstancesO
     };
     let account = ctx.account().to_owned();
     let vpc = ctx.principal.default_vpc_id.clone();
-    let records = ctx.call(move |b| b.run_instances(&account, &vpc, launch)).await?;
+    let (records, joins) = ctx
+        .call(move |b| {
+            let records = b.run_instances(&account, &vpc, launch)?;
+            Ok((records, Joins::load(b, &account)?))
+        })
+        .await?;
     let first = records.first().ok_or_else(Ec2Error::internal)?;
     Ok(Reservation {
         reservation_id: Some(first.reservation_id.clone()),
         owner_id: Some(first.account.clone()),
         groups: Some(Vec::<GroupIdentifier>::new()),
-        instances: Some(records.iter().map(|r| instance(r, &tags, &ctx.region)).collect()),
+        instances: Some(records.iter().map(|r| instance(r, &tags, &ctx.region, &joins)).collect()),
         requester_id: None,
     })
 }

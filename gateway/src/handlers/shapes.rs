@@ -1,5 +1,7 @@
 //! Domain records as EC2 wire shapes, shared by the instance handlers.
 
+use std::collections::HashMap;
+
 use ec2api::{
     GroupIdentifier, Instance, InstanceMetadataOptionsResponse, InstanceNetworkInterface,
     InstanceNetworkInterfaceAttachment, InstancePrivateIpAddress, InstanceState, InstanceStateChange, Monitoring,
@@ -55,16 +57,29 @@ pub fn private_dns_name(ip: &str, region: &str) -> String {
     }
 }
 
-/// Security groups are stored by id; names arrive with the security-group issue.
-pub fn groups(record: &InstanceRecord) -> Vec<GroupIdentifier> {
-    record
-        .security_group_ids
-        .iter()
-        .map(|id| GroupIdentifier { group_id: Some(id.clone()), group_name: None })
-        .collect()
+/// What instance views take from other records of the account.
+#[derive(Debug, Default)]
+pub struct Joins {
+    /// Security group names by id.
+    pub group_names: HashMap<String, String>,
 }
 
-pub fn instance(record: &InstanceRecord, tags: &[(String, String)], region: &str) -> Instance {
+impl Joins {
+    pub fn load(b: &backend::Backend, account: &str) -> backend::Result<Self> {
+        Ok(Self { group_names: b.security_group_names(account)? })
+    }
+
+    /// The instance's groups, by id and name (a deleted group keeps its id only).
+    pub fn groups(&self, record: &InstanceRecord) -> Vec<GroupIdentifier> {
+        record
+            .security_group_ids
+            .iter()
+            .map(|id| GroupIdentifier { group_id: Some(id.clone()), group_name: self.group_names.get(id).cloned() })
+            .collect()
+    }
+}
+
+pub fn instance(record: &InstanceRecord, tags: &[(String, String)], region: &str, joins: &Joins) -> Instance {
     let terminated = record.state == storage::InstanceState::Terminated;
     // A terminated instance has given its address and interface back, as on EC2.
     let (ip, dns) = if terminated {
@@ -89,7 +104,7 @@ pub fn instance(record: &InstanceRecord, tags: &[(String, String)], region: &str
         source_dest_check: Some(true),
         status: Some("in-use".into()),
         interface_type: Some("interface".into()),
-        groups: Some(groups(record)),
+        groups: Some(joins.groups(record)),
         attachment: Some(InstanceNetworkInterfaceAttachment {
             attachment_id: Some(attachment_id(record)),
             attach_time: Some(timestamp(record.launch_time_ms)),
@@ -126,7 +141,7 @@ pub fn instance(record: &InstanceRecord, tags: &[(String, String)], region: &str
         subnet_id: (!terminated).then(|| record.subnet_id.clone()),
         vpc_id: (!terminated).then(|| record.vpc_id.clone()),
         network_interfaces: Some(if terminated { vec![] } else { vec![interface] }),
-        security_groups: Some(groups(record)),
+        security_groups: Some(joins.groups(record)),
         architecture: Some("x86_64".into()),
         // Nitro (KVM-based) instances report `xen` too; clients only read it.
         hypervisor: Some("xen".into()),

@@ -1,0 +1,59 @@
+use std::borrow::Cow;
+
+use ec2api::filter::FilterSet;
+use ec2api::pagination::PageRequest;
+use ec2api::{DescribeSecurityGroupRulesOutput, DescribeSecurityGroupRulesRequest, Ec2Error};
+use storage::{SecurityGroupRecord, SecurityGroupRuleRecord};
+
+use super::rules::rule_view;
+use super::{one, Row, NO_TAGS};
+use crate::context::Ctx;
+
+const FILTERS: &[&str] = &["group-id", "security-group-rule-id"];
+
+/// A rule with the group it belongs to, for the filter engine.
+struct InGroup<'a> {
+    group: &'a SecurityGroupRecord,
+    rule: &'a SecurityGroupRuleRecord,
+}
+
+fn fields<'a>(item: &'a InGroup<'_>, name: &str) -> Vec<Cow<'a, str>> {
+    match name {
+        "group-id" => one(&item.group.id),
+        "security-group-rule-id" => one(&item.rule.id),
+        _ => vec![],
+    }
+}
+
+pub async fn handle(
+    ctx: &Ctx,
+    req: DescribeSecurityGroupRulesRequest,
+) -> Result<DescribeSecurityGroupRulesOutput, Ec2Error> {
+    let ids = req.security_group_rule_ids.unwrap_or_default();
+    if let Some(bad) =
+        ids.iter().find(|id| backend::ResourceKind::of_id(id) != Some(backend::ResourceKind::SecurityGroupRule))
+    {
+        return Err(Ec2Error::new("InvalidSecurityGroupRuleId.Malformed", format!("Invalid id: \"{bad}\"")));
+    }
+    let filters = FilterSet::new(req.filters.as_deref(), FILTERS)?;
+    let page = PageRequest::new(req.max_results, req.next_token.as_deref(), 5, 1000)?;
+    let account = ctx.account().to_owned();
+    let vpc = ctx.principal.default_vpc_id.clone();
+    let (groups, tags) =
+        ctx.call(move |b| Ok((b.security_groups(&account, &vpc)?, b.tags_by_resource(&account)?))).await?;
+    let mut rules: Vec<InGroup> =
+        groups.iter().flat_map(|group| group.rules.iter().map(move |rule| InGroup { group, rule })).collect();
+    if let Some(missing) = ids.iter().find(|id| !rules.iter().any(|r| &r.rule.id == *id)) {
+        return Err(Ec2Error::new(
+            "InvalidSecurityGroupRuleId.NotFound",
+            format!("The security group rule ID '{missing}' does not exist"),
+        ));
+    }
+    let tags_of = |id: &str| tags.get(id).map_or(NO_TAGS, Vec::as_slice);
+    rules.retain(|r| ids.is_empty() || ids.contains(&r.rule.id));
+    rules.retain(|r| filters.matches(&Row { item: r, tags: tags_of(&r.rule.id), fields }));
+    rules.sort_by(|a, b| a.rule.id.cmp(&b.rule.id));
+    let (items, next_token) = page.page(rules, |r| &r.rule.id);
+    let views = items.iter().map(|r| rule_view(r.group, r.rule, tags_of(&r.rule.id))).collect();
+    Ok(DescribeSecurityGroupRulesOutput { security_group_rules: Some(views), next_token })
+}
