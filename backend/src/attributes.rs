@@ -39,6 +39,33 @@ impl Backend {
             .ok_or_else(|| Error::ResourceNotFound { kind: ResourceKind::Instance, id: id.to_owned() })
     }
 
+    /// ModifyInstanceCreditSpecification for one instance: burstable types only.
+    pub fn set_cpu_credits(&self, account: &str, id: &str, credits: &str) -> Result<()> {
+        if credits != "standard" && credits != "unlimited" {
+            return Err(invalid(
+                "CpuCredits",
+                format!("Value ({credits}) for parameter cpuCredits is invalid. Expected: 'standard', 'unlimited'."),
+            ));
+        }
+        let key = format!("{account}/{id}");
+        self.store().write(|tx| {
+            let mut record = tx
+                .get(&INSTANCES, &key)?
+                .ok_or_else(|| Error::ResourceNotFound { kind: ResourceKind::Instance, id: id.to_owned() })?;
+            if record.cpu_credits.is_none() {
+                return Err(Error::UnsupportedOperation(format!(
+                    "The instance '{id}' is not a burstable performance instance."
+                )));
+            }
+            if record.state == InstanceState::Terminated {
+                return Err(Error::IncorrectInstanceState { id: id.to_owned(), state: "terminated", verb: "modified" });
+            }
+            record.cpu_credits = Some(credits.to_owned());
+            tx.insert(&INSTANCES, &key, &record)?;
+            Ok(())
+        })
+    }
+
     pub fn modify_instance_attribute(&self, account: &str, id: &str, change: AttributeChange) -> Result<()> {
         let spec = match &change {
             AttributeChange::InstanceType(name) => Some(

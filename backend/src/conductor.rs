@@ -103,6 +103,10 @@ impl Backend {
                 report.kicked += 1;
             }
         }
+        for key in self.unfinished_volume_work()? {
+            self.kick(&key);
+            report.kicked += 1;
+        }
         report.purged = self.purge_terminated(TERMINATED_RETENTION)?;
         self.purge_migrations(MIGRATION_RETENTION)?;
         self.drain_step(&records)?;

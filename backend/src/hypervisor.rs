@@ -39,12 +39,22 @@ pub struct DomainSpec {
     pub memory_mib: u64,
     pub accelerator: Accelerator,
     pub disk: PathBuf,
+    /// Attached volumes, each a qcow2 file on its virtio target (`vdf`).
+    pub volumes: Vec<AttachedDisk>,
     pub kernel: Option<String>,
     pub initrd: Option<String>,
     pub cmdline: Option<String>,
     pub mac: String,
     pub bridge: String,
     pub console_log: PathBuf,
+}
+
+/// A volume as a guest disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttachedDisk {
+    /// The virtio target (`vdf`).
+    pub target: String,
+    pub path: PathBuf,
 }
 
 /// A domain's power state, as far as Stratus cares.
@@ -130,6 +140,24 @@ pub trait Hypervisor: Send + Sync {
     fn abort_job(&self, name: &str) -> Result<(), DriverError>;
     /// Switches a running migration (started with post-copy allowed) to post-copy.
     fn start_post_copy(&self, name: &str) -> Result<(), DriverError>;
+    /// Hot-plugs a disk into the running guest; succeeds when it is there already. The
+    /// persistent definition is not touched: every start redefines the domain with its
+    /// volumes.
+    fn attach_disk(&self, name: &str, disk: &AttachedDisk) -> Result<(), DriverError>;
+    /// Asks the running guest to release a disk and waits until it has; succeeds when it is
+    /// not there. A guest that does not let go within `wait` is a failure, tried again later.
+    fn detach_disk(&self, name: &str, target: &str, wait: std::time::Duration) -> Result<(), DriverError>;
+    /// Grows a disk of the running guest to `bytes`; the guest sees the new size.
+    fn resize_disk(&self, name: &str, target: &str, bytes: u64) -> Result<(), DriverError>;
+}
+
+/// The `<disk>` element of an attached volume.
+pub fn disk_xml(disk: &AttachedDisk) -> String {
+    format!(
+        "<disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='{}'/><target dev='{}' bus='virtio'/></disk>",
+        escape(disk.path.to_string_lossy()),
+        escape(&disk.target)
+    )
 }
 
 pub use storage::{JobProgress, MigrationOptions};
@@ -165,7 +193,7 @@ pub fn domain_xml(spec: &DomainSpec) -> String {
 <on_poweroff>destroy</on_poweroff><on_reboot>restart</on_reboot><on_crash>destroy</on_crash>\
 <devices>\
 <disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='{disk}'/><target dev='vda' bus='virtio'/></disk>\
-<interface type='bridge'><source bridge='{bridge}'/><mac address='{mac}'/><model type='virtio'/></interface>\
+{volumes}<interface type='bridge'><source bridge='{bridge}'/><mac address='{mac}'/><model type='virtio'/></interface>\
 <serial type='file'><source path='{log}' append='on'/><target port='0'/></serial>\
 <console type='file'><source path='{log}' append='on'/><target type='serial' port='0'/></console>\
 </devices></domain>",
@@ -175,6 +203,7 @@ pub fn domain_xml(spec: &DomainSpec) -> String {
         mem = spec.memory_mib,
         vcpus = spec.vcpus,
         disk = escape(spec.disk.to_string_lossy()),
+        volumes = spec.volumes.iter().map(disk_xml).collect::<String>(),
         bridge = escape(&spec.bridge),
         mac = escape(&spec.mac),
     )
@@ -192,6 +221,7 @@ mod tests {
             memory_mib: 512,
             accelerator: Accelerator::Tcg,
             disk: "/data/i-0123/root.qcow2".into(),
+            volumes: vec![AttachedDisk { target: "vdf".into(), path: "/data/volumes/vol-1.qcow2".into() }],
             kernel: Some("/img/vmlinux".into()),
             initrd: Some("/img/initrd.gz".into()),
             cmdline: Some("console=ttyS0 ip=172.31.0.4::172.31.0.1:255.255.240.0:i-0123:eth0:off".into()),
@@ -210,6 +240,7 @@ mod tests {
             "<memory unit='MiB'>512</memory><vcpu>2</vcpu>",
             "<kernel>/img/vmlinux</kernel><initrd>/img/initrd.gz</initrd>",
             "<source file='/data/i-0123/root.qcow2'/>",
+            "<source file='/data/volumes/vol-1.qcow2'/><target dev='vdf' bus='virtio'/>",
             "<source bridge='stratus0'/><mac address='52:54:00:aa:bb:cc'/>",
             "<serial type='file'><source path='/data/i-0123/console.log' append='on'/>",
         ] {

@@ -24,7 +24,7 @@ use crate::hosts::Host;
 use crate::hypervisor::{DomainSpec, DriverError, PowerState};
 use crate::network::{self, Subnet};
 use crate::scheduler::{self, Demand, HostSnapshot};
-use crate::{ids, invalid, now_ms, security_groups, tags, Backend, Error, ResourceKind, Result};
+use crate::{ids, invalid, now_ms, security_groups, tags, volumes, Backend, Error, ResourceKind, Result};
 
 /// Largest `UserData`, decoded, as in EC2.
 pub const MAX_USER_DATA: usize = 16 * 1024;
@@ -53,6 +53,27 @@ pub struct LaunchRequest {
     pub tags: Vec<(String, String)>,
     /// Tags for each instance's network interface (`ResourceType=network-interface`).
     pub interface_tags: Vec<(String, String)>,
+    /// Tags for each instance's root volume (`ResourceType=volume`).
+    pub volume_tags: Vec<(String, String)>,
+    /// The root volume as `BlockDeviceMapping` for the root device sets it.
+    pub root_volume: RootVolumeRequest,
+    /// `standard` or `unlimited` (burstable types only).
+    pub cpu_credits: Option<String>,
+}
+
+/// What RunInstances may say about the root volume; the rest comes from the image.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct RootVolumeRequest {
+    pub size_gib: Option<u64>,
+    pub volume_type: Option<String>,
+    pub iops: Option<u32>,
+    pub throughput: Option<u32>,
+    pub delete_on_termination: Option<bool>,
+}
+
+/// The credit specification EC2 gives a type when none is asked for.
+pub fn default_cpu_credits(spec: &crate::topology::InstanceTypeSpec) -> Option<String> {
+    spec.burstable.then(|| if spec.name.starts_with("t2.") { "standard" } else { "unlimited" }.to_owned())
 }
 
 /// A state change as Stop/Start/TerminateInstances report it.
@@ -92,7 +113,16 @@ fn validate_launch(req: &LaunchRequest) -> Result<()> {
             ))
         }
     }
+    if let Some(credits) = &req.cpu_credits {
+        if credits != "standard" && credits != "unlimited" {
+            return Err(invalid(
+                "CreditSpecification.CpuCredits",
+                format!("Value ({credits}) for parameter cpuCredits is invalid. Expected: 'standard', 'unlimited'."),
+            ));
+        }
+    }
     tags::validate_tags(&req.tags)?;
+    tags::validate_tags(&req.volume_tags)?;
     tags::validate_tags(&req.interface_tags)
 }
 
@@ -220,6 +250,26 @@ impl Backend {
             ),
             (None, None) => None,
         };
+        let image_gib = image.virtual_size_bytes.div_ceil(1 << 30).max(1);
+        let root_size = req.root_volume.size_gib.unwrap_or(image_gib);
+        if root_size < image_gib {
+            return Err(invalid(
+                "BlockDeviceMapping.Ebs.VolumeSize",
+                format!("Volume of size {root_size}GB is smaller than the image's {image_gib}GB."),
+            ));
+        }
+        let root_type = req.root_volume.volume_type.clone().unwrap_or_else(|| "gp2".into());
+        let (root_iops, root_throughput) =
+            volumes::volume_settings(&root_type, root_size, req.root_volume.iops, req.root_volume.throughput)?;
+        let root = volumes::RootVolume {
+            size_gib: root_size,
+            volume_type: root_type,
+            iops: root_iops,
+            throughput: root_throughput,
+            delete_on_termination: req.root_volume.delete_on_termination.unwrap_or(true),
+        };
+        let cpu_credits =
+            if spec.burstable { req.cpu_credits.clone().or_else(|| default_cpu_credits(&spec)) } else { None };
         let base_snapshots = self.host_snapshots();
         let demand_disk = image.virtual_size_bytes.div_ceil(1 << 20);
         let records = self.store().write(|tx| {
@@ -315,8 +365,10 @@ impl Backend {
                     root_disk_bytes: image.virtual_size_bytes,
                     migration: None,
                     migration_target: None,
+                    cpu_credits: cpu_credits.clone(),
                 };
                 tx.insert(&INSTANCES, &key, &record)?;
+                volumes::insert_root_volume(tx, &record, &root, &root_disk_path(&record), &req.volume_tags)?;
                 tags::put_tags(tx, account, &id, &req.tags)?;
                 tags::put_tags(tx, account, &record.network_interface_id, &req.interface_tags)?;
                 records.push(record);
@@ -530,8 +582,12 @@ impl Backend {
     /// Drives one instance from a transitional state to the next stable one. Blocks on the
     /// host; safe to call again at any point (after a crash too).
     pub fn converge(&self, key: &str) -> Result<()> {
+        if key.split_once('/').is_some_and(|(_, id)| id.starts_with("vol-")) {
+            return self.converge_volume(key);
+        }
         let Some(record) = self.store().read(|tx| tx.get(&INSTANCES, key))? else { return Ok(()) };
         self.capture_pending_images(&record)?;
+        self.settle_instance_volumes(&record)?;
         // The copy may have taken a while: act on the state as it is now.
         let Some(record) = self.store().read(|tx| tx.get(&INSTANCES, key))? else { return Ok(()) };
         if record.migration.is_some() {
@@ -617,9 +673,11 @@ impl Backend {
         let dir = Path::new(&record.dir);
         std::fs::create_dir_all(dir).map_err(|e| Error::Io(format!("creating {}: {e}", dir.display())))?;
         let disk = root_disk_path(record);
+        let volumes = self.instance_volumes(&record.account, &record.id)?;
         if !disk.exists() {
             let image = image.as_ref().ok_or_else(|| Error::Io(format!("image {} is gone", record.image_id)))?;
-            create_overlay(Path::new(&image.disk), &image.disk_format, &disk)?;
+            let size = volumes.iter().find(|v| v.root).map(|v| v.size_gib << 30);
+            create_overlay(Path::new(&image.disk), &image.disk_format, &disk, size)?;
         }
         // The kernel and its arguments come from the image; a deregistered image's are gone,
         // so such an instance boots from its disk.
@@ -642,6 +700,7 @@ impl Backend {
             memory_mib: record.memory_mib,
             accelerator: host.accelerator,
             disk,
+            volumes: self.boot_volumes(record)?,
             kernel,
             initrd,
             cmdline,
@@ -694,6 +753,7 @@ impl Backend {
             tolerate_missing(host.driver.destroy(&record.id))?;
             tolerate_missing(host.driver.undefine(&record.id))?;
         }
+        self.release_instance_volumes(&record)?;
         if let Err(error) = std::fs::remove_dir_all(&record.dir) {
             if error.kind() != std::io::ErrorKind::NotFound {
                 return Err(Error::Io(format!("removing {}: {error}", record.dir)));
@@ -789,14 +849,15 @@ fn ip_argument(record: &InstanceRecord, subnet: &Subnet) -> String {
 
 /// A copy-on-write qcow2 over the image's disk, written under a temporary name and renamed,
 /// so that a crash never leaves a half-made overlay behind.
-fn create_overlay(base: &Path, base_format: &str, target: &Path) -> Result<()> {
+/// `size_bytes` grows the disk past the image's size (a larger root volume).
+fn create_overlay(base: &Path, base_format: &str, target: &Path, size_bytes: Option<u64>) -> Result<()> {
     let partial = target.with_extension("partial");
-    let output = Command::new("qemu-img")
-        .args(["create", "-q", "-f", "qcow2", "-F", base_format, "-b"])
-        .arg(base)
-        .arg(&partial)
-        .output()
-        .map_err(|e| Error::Io(format!("running qemu-img: {e}")))?;
+    let mut command = Command::new("qemu-img");
+    command.args(["create", "-q", "-f", "qcow2", "-F", base_format, "-b"]).arg(base).arg(&partial);
+    if let Some(size) = size_bytes {
+        command.arg(size.to_string());
+    }
+    let output = command.output().map_err(|e| Error::Io(format!("running qemu-img: {e}")))?;
     if !output.status.success() {
         return Err(Error::Io(format!("qemu-img create failed: {}", String::from_utf8_lossy(&output.stderr).trim())));
     }

@@ -31,6 +31,7 @@ pub mod scheduler;
 pub mod security_groups;
 pub mod tags;
 pub mod topology;
+pub mod volumes;
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -144,6 +145,24 @@ pub enum Error {
     /// A parameter the request needs and did not carry
     #[error("The request must contain the parameter {0}")]
     MissingParameter(String),
+    /// The resource is not in a state that allows the operation
+    #[error("{0}")]
+    IncorrectState(String),
+    /// The volume is attached
+    #[error("{0}")]
+    VolumeInUse(String),
+    /// The volume and the instance are in different zones
+    #[error("{0}")]
+    ZoneMismatch(String),
+    /// No such attachment
+    #[error("{0}")]
+    AttachmentNotFound(String),
+    /// A modification is under way already
+    #[error("{0}")]
+    IncorrectModificationState(String),
+    /// The operation does not apply to this resource
+    #[error("{0}")]
+    UnsupportedOperation(String),
     /// An id that names no kind of resource
     #[error("The ID '{0}' is not valid")]
     MalformedId(String),

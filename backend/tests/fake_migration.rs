@@ -127,6 +127,19 @@ impl Hypervisor for FakeHost {
         self.world.lock().unwrap().post_copy = true;
         Ok(())
     }
+
+    // Migration is all these hosts know: disks are never plugged.
+    fn attach_disk(&self, _: &str, _: &backend::hypervisor::AttachedDisk) -> Result<(), DriverError> {
+        Err(DriverError::Failed("fake hosts have no disks".into()))
+    }
+
+    fn detach_disk(&self, _: &str, _: &str, _: Duration) -> Result<(), DriverError> {
+        Err(DriverError::Failed("fake hosts have no disks".into()))
+    }
+
+    fn resize_disk(&self, _: &str, _: &str, _: u64) -> Result<(), DriverError> {
+        Err(DriverError::Failed("fake hosts have no disks".into()))
+    }
 }
 
 impl FakeHost {

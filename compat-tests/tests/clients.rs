@@ -41,3 +41,8 @@ fn boto3_extensions() {
 fn boto3_security_groups() {
     run_pytest("test_security_groups_boto3.py");
 }
+
+#[test]
+fn boto3_volumes() {
+    run_pytest("test_volumes_boto3.py");
+}

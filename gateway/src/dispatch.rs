@@ -14,16 +14,21 @@ fn boxed<T: XmlStruct + Send + 'static>(result: Result<T, Ec2Error>) -> Result<O
 
 pub async fn dispatch(ctx: &Ctx, action: Action) -> Result<Output, Ec2Error> {
     match action {
+        Action::AttachVolume(r) => boxed(attach_volume::handle(ctx, r).await),
         Action::AuthorizeSecurityGroupEgress(r) => boxed(authorize_security_group_egress::handle(ctx, r).await),
         Action::AuthorizeSecurityGroupIngress(r) => boxed(authorize_security_group_ingress::handle(ctx, r).await),
         Action::CancelInstanceMigration(r) => boxed(cancel_instance_migration::handle(ctx, r).await),
         Action::CreateImage(r) => boxed(create_image::handle(ctx, r).await),
         Action::CreateKeyPair(r) => boxed(create_key_pair::handle(ctx, r).await),
         Action::CreateSecurityGroup(r) => boxed(create_security_group::handle(ctx, r).await),
+        Action::CreateSnapshot(r) => boxed(create_snapshot::handle(ctx, r).await),
         Action::CreateTags(r) => boxed(create_tags::handle(ctx, r).await),
+        Action::CreateVolume(r) => boxed(create_volume::handle(ctx, r).await),
         Action::DeleteKeyPair(r) => boxed(delete_key_pair::handle(ctx, r).await),
         Action::DeleteSecurityGroup(r) => boxed(delete_security_group::handle(ctx, r).await),
+        Action::DeleteSnapshot(r) => boxed(delete_snapshot::handle(ctx, r).await),
         Action::DeleteTags(r) => boxed(delete_tags::handle(ctx, r).await),
+        Action::DeleteVolume(r) => boxed(delete_volume::handle(ctx, r).await),
         Action::DeregisterImage(r) => boxed(deregister_image::handle(ctx, r).await),
         Action::DescribeAccountAttributes(r) => boxed(describe_account_attributes::handle(ctx, r).await),
         Action::DescribeAvailabilityZones(r) => boxed(describe_availability_zones::handle(ctx, r).await),
@@ -31,6 +36,9 @@ pub async fn dispatch(ctx: &Ctx, action: Action) -> Result<Output, Ec2Error> {
         Action::DescribeImageAttribute(r) => boxed(describe_image_attribute::handle(ctx, r).await),
         Action::DescribeImages(r) => boxed(describe_images::handle(ctx, r).await),
         Action::DescribeInstanceAttribute(r) => boxed(describe_instance_attribute::handle(ctx, r).await),
+        Action::DescribeInstanceCreditSpecifications(r) => {
+            boxed(describe_instance_credit_specifications::handle(ctx, r).await)
+        }
         Action::DescribeInstanceMigrations(r) => boxed(describe_instance_migrations::handle(ctx, r).await),
         Action::DescribeInstanceStatus(r) => boxed(describe_instance_status::handle(ctx, r).await),
         Action::DescribeInstanceTypeOfferings(r) => boxed(describe_instance_type_offerings::handle(ctx, r).await),
@@ -41,16 +49,24 @@ pub async fn dispatch(ctx: &Ctx, action: Action) -> Result<Output, Ec2Error> {
         Action::DescribeRegions(r) => boxed(describe_regions::handle(ctx, r).await),
         Action::DescribeSecurityGroupRules(r) => boxed(describe_security_group_rules::handle(ctx, r).await),
         Action::DescribeSecurityGroups(r) => boxed(describe_security_groups::handle(ctx, r).await),
+        Action::DescribeSnapshots(r) => boxed(describe_snapshots::handle(ctx, r).await),
         Action::DescribeSubnets(r) => boxed(describe_subnets::handle(ctx, r).await),
         Action::DescribeTags(r) => boxed(describe_tags::handle(ctx, r).await),
+        Action::DescribeVolumes(r) => boxed(describe_volumes::handle(ctx, r).await),
+        Action::DescribeVolumesModifications(r) => boxed(describe_volumes_modifications::handle(ctx, r).await),
         Action::DescribeVpcAttribute(r) => boxed(describe_vpc_attribute::handle(ctx, r).await),
         Action::DescribeVpcs(r) => boxed(describe_vpcs::handle(ctx, r).await),
+        Action::DetachVolume(r) => boxed(detach_volume::handle(ctx, r).await),
         Action::GetConsoleOutput(r) => boxed(get_console_output::handle(ctx, r).await),
         Action::GetInstanceUefiData(r) => boxed(get_instance_uefi_data::handle(ctx, r).await),
         Action::ImportKeyPair(r) => boxed(import_key_pair::handle(ctx, r).await),
         Action::MigrateInstance(r) => boxed(migrate_instance::handle(ctx, r).await),
         Action::ModifyHosts(r) => boxed(modify_hosts::handle(ctx, r).await),
         Action::ModifyInstanceAttribute(r) => boxed(modify_instance_attribute::handle(ctx, r).await),
+        Action::ModifyInstanceCreditSpecification(r) => {
+            boxed(modify_instance_credit_specification::handle(ctx, r).await)
+        }
+        Action::ModifyVolume(r) => boxed(modify_volume::handle(ctx, r).await),
         Action::RebootInstances(r) => boxed(reboot_instances::handle(ctx, r).await),
         Action::RegisterImage(r) => boxed(register_image::handle(ctx, r).await),
         Action::RevokeSecurityGroupEgress(r) => boxed(revoke_security_group_egress::handle(ctx, r).await),

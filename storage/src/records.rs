@@ -230,13 +230,16 @@ pub struct InstanceRecord {
     /// The host a migration under way is moving it to: it holds capacity there too.
     #[serde(default)]
     pub migration_target: Option<String>,
+    /// `standard` or `unlimited` for burstable types (EC2's credit specification).
+    #[serde(default)]
+    pub cpu_credits: Option<String>,
 }
 
 /// Version 2 added the migration fields: an older binary must not stop or move an instance
-/// that is migrating.
+/// that is migrating. Version 3 added the credit specification.
 impl Record for InstanceRecord {
-    const VERSION: u8 = 2;
-    const READS: &'static [u8] = &[1];
+    const VERSION: u8 = 3;
+    const READS: &'static [u8] = &[1, 2];
 }
 
 /// What an operator decided about a host. Key: host id.
@@ -415,5 +418,137 @@ pub struct SecurityGroupRecord {
 }
 
 impl Record for SecurityGroupRecord {
+    const VERSION: u8 = 1;
+}
+
+/// A volume's state, with EC2's names (`in-use` while attached).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum VolumeState {
+    /// Its file is being made.
+    Creating,
+    Available,
+    InUse,
+    Error,
+}
+
+impl VolumeState {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Creating => "creating",
+            Self::Available => "available",
+            Self::InUse => "in-use",
+            Self::Error => "error",
+        }
+    }
+}
+
+/// Where an attachment is; `attaching` and `detaching` are also the work still to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AttachmentState {
+    Attaching,
+    Attached,
+    Detaching,
+}
+
+impl AttachmentState {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Attaching => "attaching",
+            Self::Attached => "attached",
+            Self::Detaching => "detaching",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VolumeAttachmentRecord {
+    pub instance_id: String,
+    /// The device name the user gave (`/dev/sdf`); the guest sees a virtio disk.
+    pub device: String,
+    pub state: AttachmentState,
+    pub attach_time_ms: i64,
+    pub delete_on_termination: bool,
+}
+
+/// A ModifyVolume and how far it got (EC2's `VolumeModification`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VolumeModificationRecord {
+    /// `modifying`, `optimizing`, `completed` or `failed`.
+    pub state: String,
+    pub status_message: Option<String>,
+    pub original_size_gib: u64,
+    pub target_size_gib: u64,
+    pub original_type: String,
+    pub target_type: String,
+    pub original_iops: Option<u32>,
+    pub target_iops: Option<u32>,
+    pub original_throughput: Option<u32>,
+    pub target_throughput: Option<u32>,
+    pub start_ms: i64,
+    pub end_ms: Option<i64>,
+}
+
+/// A block volume: a qcow2 file every host can reach. Key: `{account}/{volume id}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VolumeRecord {
+    pub id: String,
+    pub account: String,
+    pub zone: String,
+    pub size_gib: u64,
+    /// `gp2`, `gp3`, `io1`, `io2`, `st1`, `sc1` or `standard`: recorded, not enforced.
+    pub volume_type: String,
+    pub iops: Option<u32>,
+    pub throughput: Option<u32>,
+    pub snapshot_id: Option<String>,
+    pub state: VolumeState,
+    pub attachment: Option<VolumeAttachmentRecord>,
+    /// An instance's root disk (made by RunInstances, attached as `vda`).
+    pub root: bool,
+    pub path: String,
+    pub client_token: Option<String>,
+    pub modification: Option<VolumeModificationRecord>,
+    pub created_ms: i64,
+}
+
+impl Record for VolumeRecord {
+    const VERSION: u8 = 1;
+}
+
+/// A snapshot's state, with EC2's names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SnapshotState {
+    Pending,
+    Completed,
+    Error,
+}
+
+impl SnapshotState {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Completed => "completed",
+            Self::Error => "error",
+        }
+    }
+}
+
+/// A point-in-time copy of a volume. Key: `{account}/{snapshot id}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SnapshotRecord {
+    pub id: String,
+    pub account: String,
+    pub volume_id: String,
+    pub volume_size_gib: u64,
+    pub description: String,
+    pub state: SnapshotState,
+    pub state_message: Option<String>,
+    pub path: String,
+    pub start_ms: i64,
+}
+
+impl Record for SnapshotRecord {
     const VERSION: u8 = 1;
 }

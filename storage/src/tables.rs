@@ -2,7 +2,7 @@
 
 use crate::{
     AccessKeyRecord, AccountRecord, ClientTokenRecord, HostStateRecord, ImageRecord, InstanceRecord, KeyPairRecord,
-    LeaseRecord, MigrationRecord, NameRecord, SecurityGroupRecord, Table, TagRecord,
+    LeaseRecord, MigrationRecord, NameRecord, SecurityGroupRecord, SnapshotRecord, Table, TagRecord, VolumeRecord,
 };
 
 pub const ACCOUNTS: Table<AccountRecord> = Table::new("accounts");
@@ -17,6 +17,8 @@ pub const LEASES: Table<LeaseRecord> = Table::new("leases");
 pub const MIGRATIONS: Table<MigrationRecord> = Table::new("migrations");
 pub const HOST_STATES: Table<HostStateRecord> = Table::new("host_states");
 pub const SECURITY_GROUPS: Table<SecurityGroupRecord> = Table::new("security_groups");
+pub const VOLUMES: Table<VolumeRecord> = Table::new("volumes");
+pub const SNAPSHOTS: Table<SnapshotRecord> = Table::new("snapshots");
 /// Key: `{account}/{vpc id}/{group name}`.
 pub const SECURITY_GROUP_NAMES: Table<NameRecord> = Table::new("security_group_names");
 
@@ -35,4 +37,6 @@ pub const ALL: &[&str] = &[
     "host_states",
     "security_groups",
     "security_group_names",
+    "volumes",
+    "snapshots",
 ];

@@ -16,8 +16,8 @@ use virt::enumutil::Enum;
 use virt::error::ErrorNumber;
 
 use crate::hypervisor::{
-    domain_xml, DomainSpec, DomainStatus, DriverError, EventSink, HostInfo, Hypervisor, JobProgress, MigrationOptions,
-    PowerState,
+    disk_xml, domain_xml, AttachedDisk, DomainSpec, DomainStatus, DriverError, EventSink, HostInfo, Hypervisor,
+    JobProgress, MigrationOptions, PowerState,
 };
 use ffi::Subscription;
 
@@ -85,6 +85,12 @@ fn progress(stats: &virt::domain::JobStats) -> JobProgress {
 }
 
 /// Whether an error says "the domain is (already) not running" or "already running".
+/// Whether the running domain has a disk on `target`.
+fn has_disk(domain: &Domain, target: &str) -> Result<bool, DriverError> {
+    let xml = domain.xml_desc(0).map_err(failed)?;
+    Ok(xml.contains(&format!("<target dev='{target}'")) || xml.contains(&format!("<target dev=\"{target}\"")))
+}
+
 fn is_operation_invalid(e: &virt::error::Error) -> bool {
     matches!(e.code(), Enum::Known(ErrorNumber::OperationInvalid))
 }
@@ -272,6 +278,41 @@ impl Hypervisor for LibvirtDriver {
 
     fn start_post_copy(&self, name: &str) -> Result<(), DriverError> {
         self.with_domain(name, |domain| ffi::start_post_copy(domain).map_err(failed))
+    }
+
+    fn attach_disk(&self, name: &str, disk: &AttachedDisk) -> Result<(), DriverError> {
+        self.with_domain(name, |domain| {
+            if has_disk(domain, &disk.target)? {
+                return Ok(());
+            }
+            domain.attach_device_flags(&disk_xml(disk), virt::sys::VIR_DOMAIN_AFFECT_LIVE).map_err(failed)
+        })
+    }
+
+    fn detach_disk(&self, name: &str, target: &str, wait: std::time::Duration) -> Result<(), DriverError> {
+        self.with_domain(name, |domain| {
+            if !has_disk(domain, target)? {
+                return Ok(());
+            }
+            // libvirt finds the disk by its target; the source may be left out.
+            let xml = format!("<disk type='file' device='disk'><target dev='{target}' bus='virtio'/></disk>");
+            domain.detach_device_flags(&xml, virt::sys::VIR_DOMAIN_AFFECT_LIVE).map_err(failed)?;
+            // The guest releases the device when it acknowledges the unplug, on its own time.
+            let deadline = std::time::Instant::now() + wait;
+            while has_disk(domain, target)? {
+                if std::time::Instant::now() >= deadline {
+                    return Err(DriverError::Failed(format!("the guest has not released {target}")));
+                }
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+            Ok(())
+        })
+    }
+
+    fn resize_disk(&self, name: &str, target: &str, bytes: u64) -> Result<(), DriverError> {
+        self.with_domain(name, |domain| {
+            domain.block_resize(target, bytes, virt::sys::VIR_DOMAIN_BLOCK_RESIZE_BYTES).map_err(failed)
+        })
     }
 
     fn watch(&self, sink: EventSink) {

@@ -52,6 +52,30 @@ pub type ArchitectureType = String;
 pub type ArchitectureValues = String;
 
 #[derive(Debug, Clone, Default, PartialEq)]
+pub struct AttachVolumeRequest {
+    pub device: String,
+    pub dry_run: Option<bool>,
+    pub ebs_card_index: Option<i32>,
+    pub instance_id: String,
+    pub volume_id: String,
+}
+
+impl FromQuery for AttachVolumeRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            device: d.required("Device")?,
+            dry_run: d.optional("DryRun")?,
+            ebs_card_index: d.optional("EbsCardIndex")?,
+            instance_id: d.required("InstanceId")?,
+            volume_id: d.required("VolumeId")?,
+        };
+        d.finish(&["Device", "DryRun", "EbsCardIndex", "InstanceId", "VolumeId"])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct AttachmentEnaSrdSpecification {
     pub ena_srd_enabled: Option<bool>,
     pub ena_srd_udp_specification: Option<AttachmentEnaSrdUdpSpecification>,
@@ -842,6 +866,32 @@ impl XmlValue for CreateSecurityGroupResult {
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
+pub struct CreateSnapshotRequest {
+    pub description: Option<String>,
+    pub dry_run: Option<bool>,
+    pub location: Option<SnapshotLocationEnum>,
+    pub outpost_arn: Option<String>,
+    pub tag_specifications: Option<Vec<TagSpecification>>,
+    pub volume_id: String,
+}
+
+impl FromQuery for CreateSnapshotRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            description: d.optional("Description")?,
+            dry_run: d.optional("DryRun")?,
+            location: d.optional("Location")?,
+            outpost_arn: d.optional("OutpostArn")?,
+            tag_specifications: d.optional("TagSpecification")?,
+            volume_id: d.required("VolumeId")?,
+        };
+        d.finish(&["Description", "DryRun", "Location", "OutpostArn", "TagSpecification", "VolumeId"])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct CreateTagsRequest {
     pub dry_run: Option<bool>,
     pub resources: Vec<String>,
@@ -854,6 +904,69 @@ impl FromQuery for CreateTagsRequest {
         let value =
             Self { dry_run: d.optional("DryRun")?, resources: d.required("ResourceId")?, tags: d.required("Tag")? };
         d.finish(&["DryRun", "ResourceId", "Tag"])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CreateVolumeRequest {
+    pub availability_zone: Option<String>,
+    pub availability_zone_id: Option<String>,
+    pub client_token: Option<String>,
+    pub dry_run: Option<bool>,
+    pub encrypted: Option<bool>,
+    pub iops: Option<i32>,
+    pub kms_key_id: Option<String>,
+    pub multi_attach_enabled: Option<bool>,
+    pub operator: Option<OperatorRequest>,
+    pub outpost_arn: Option<String>,
+    pub size: Option<i32>,
+    pub snapshot_id: Option<String>,
+    pub tag_specifications: Option<Vec<TagSpecification>>,
+    pub throughput: Option<i32>,
+    pub volume_initialization_rate: Option<i32>,
+    pub volume_type: Option<VolumeType>,
+}
+
+impl FromQuery for CreateVolumeRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            availability_zone: d.optional("AvailabilityZone")?,
+            availability_zone_id: d.optional("AvailabilityZoneId")?,
+            client_token: d.optional("ClientToken")?,
+            dry_run: d.optional("DryRun")?,
+            encrypted: d.optional("Encrypted")?,
+            iops: d.optional("Iops")?,
+            kms_key_id: d.optional("KmsKeyId")?,
+            multi_attach_enabled: d.optional("MultiAttachEnabled")?,
+            operator: d.optional("Operator")?,
+            outpost_arn: d.optional("OutpostArn")?,
+            size: d.optional("Size")?,
+            snapshot_id: d.optional("SnapshotId")?,
+            tag_specifications: d.optional("TagSpecification")?,
+            throughput: d.optional("Throughput")?,
+            volume_initialization_rate: d.optional("VolumeInitializationRate")?,
+            volume_type: d.optional("VolumeType")?,
+        };
+        d.finish(&[
+            "AvailabilityZone",
+            "AvailabilityZoneId",
+            "ClientToken",
+            "DryRun",
+            "Encrypted",
+            "Iops",
+            "KmsKeyId",
+            "MultiAttachEnabled",
+            "Operator",
+            "OutpostArn",
+            "Size",
+            "SnapshotId",
+            "TagSpecification",
+            "Throughput",
+            "VolumeInitializationRate",
+            "VolumeType",
+        ])?;
         Ok(value)
     }
 }
@@ -978,6 +1091,21 @@ impl XmlValue for DeleteSecurityGroupResult {
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
+pub struct DeleteSnapshotRequest {
+    pub dry_run: Option<bool>,
+    pub snapshot_id: String,
+}
+
+impl FromQuery for DeleteSnapshotRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self { dry_run: d.optional("DryRun")?, snapshot_id: d.required("SnapshotId")? };
+        d.finish(&["DryRun", "SnapshotId"])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct DeleteSnapshotReturnCode {
     pub return_code: Option<SnapshotReturnCodes>,
     pub snapshot_id: Option<String>,
@@ -1011,6 +1139,21 @@ impl FromQuery for DeleteTagsRequest {
         let value =
             Self { dry_run: d.optional("DryRun")?, resources: d.required("ResourceId")?, tags: d.optional("Tag")? };
         d.finish(&["DryRun", "ResourceId", "Tag"])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DeleteVolumeRequest {
+    pub dry_run: Option<bool>,
+    pub volume_id: String,
+}
+
+impl FromQuery for DeleteVolumeRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self { dry_run: d.optional("DryRun")?, volume_id: d.required("VolumeId")? };
+        d.finish(&["DryRun", "VolumeId"])?;
         Ok(value)
     }
 }
@@ -1255,6 +1398,51 @@ impl FromQuery for DescribeInstanceAttributeRequest {
         };
         d.finish(&["Attribute", "DryRun", "InstanceId"])?;
         Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DescribeInstanceCreditSpecificationsRequest {
+    pub dry_run: Option<bool>,
+    pub filters: Option<Vec<Filter>>,
+    pub instance_ids: Option<Vec<String>>,
+    pub max_results: Option<i32>,
+    pub next_token: Option<String>,
+}
+
+impl FromQuery for DescribeInstanceCreditSpecificationsRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            dry_run: d.optional("DryRun")?,
+            filters: d.optional("Filter")?,
+            instance_ids: d.optional("InstanceId")?,
+            max_results: d.optional("MaxResults")?.map(|v| d.in_range("MaxResults", v, 5, 1000)).transpose()?,
+            next_token: d.optional("NextToken")?,
+        };
+        d.finish(&["DryRun", "Filter", "InstanceId", "MaxResults", "NextToken"])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DescribeInstanceCreditSpecificationsResult {
+    pub instance_credit_specifications: Option<Vec<InstanceCreditSpecification>>,
+    pub next_token: Option<String>,
+}
+
+impl XmlStruct for DescribeInstanceCreditSpecificationsResult {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.instance_credit_specifications.write_xml(w, "instanceCreditSpecificationSet");
+        self.next_token.write_xml(w, "nextToken");
+    }
+}
+
+impl XmlValue for DescribeInstanceCreditSpecificationsResult {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
     }
 }
 
@@ -1725,6 +1913,55 @@ impl XmlValue for DescribeSecurityGroupsResult {
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
+pub struct DescribeSnapshotsRequest {
+    pub dry_run: Option<bool>,
+    pub filters: Option<Vec<Filter>>,
+    pub max_results: Option<i32>,
+    pub next_token: Option<String>,
+    pub owner_ids: Option<Vec<String>>,
+    pub restorable_by_user_ids: Option<Vec<String>>,
+    pub snapshot_ids: Option<Vec<String>>,
+}
+
+impl FromQuery for DescribeSnapshotsRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            dry_run: d.optional("DryRun")?,
+            filters: d.optional("Filter")?,
+            max_results: d.optional("MaxResults")?,
+            next_token: d.optional("NextToken")?,
+            owner_ids: d.optional("Owner")?,
+            restorable_by_user_ids: d.optional("RestorableBy")?,
+            snapshot_ids: d.optional("SnapshotId")?,
+        };
+        d.finish(&["DryRun", "Filter", "MaxResults", "NextToken", "Owner", "RestorableBy", "SnapshotId"])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DescribeSnapshotsResult {
+    pub next_token: Option<String>,
+    pub snapshots: Option<Vec<Snapshot>>,
+}
+
+impl XmlStruct for DescribeSnapshotsResult {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.next_token.write_xml(w, "nextToken");
+        self.snapshots.write_xml(w, "snapshotSet");
+    }
+}
+
+impl XmlValue for DescribeSnapshotsResult {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct DescribeSubnetsRequest {
     pub dry_run: Option<bool>,
     pub filters: Option<Vec<Filter>>,
@@ -1805,6 +2042,98 @@ impl XmlStruct for DescribeTagsResult {
 }
 
 impl XmlValue for DescribeTagsResult {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DescribeVolumesModificationsRequest {
+    pub dry_run: Option<bool>,
+    pub filters: Option<Vec<Filter>>,
+    pub max_results: Option<i32>,
+    pub next_token: Option<String>,
+    pub volume_ids: Option<Vec<String>>,
+}
+
+impl FromQuery for DescribeVolumesModificationsRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            dry_run: d.optional("DryRun")?,
+            filters: d.optional("Filter")?,
+            max_results: d.optional("MaxResults")?,
+            next_token: d.optional("NextToken")?,
+            volume_ids: d.optional("VolumeId")?,
+        };
+        d.finish(&["DryRun", "Filter", "MaxResults", "NextToken", "VolumeId"])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DescribeVolumesModificationsResult {
+    pub next_token: Option<String>,
+    pub volumes_modifications: Option<Vec<VolumeModification>>,
+}
+
+impl XmlStruct for DescribeVolumesModificationsResult {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.next_token.write_xml(w, "nextToken");
+        self.volumes_modifications.write_xml(w, "volumeModificationSet");
+    }
+}
+
+impl XmlValue for DescribeVolumesModificationsResult {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DescribeVolumesRequest {
+    pub dry_run: Option<bool>,
+    pub filters: Option<Vec<Filter>>,
+    pub include_managed_resources: Option<bool>,
+    pub max_results: Option<i32>,
+    pub next_token: Option<String>,
+    pub volume_ids: Option<Vec<String>>,
+}
+
+impl FromQuery for DescribeVolumesRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            dry_run: d.optional("DryRun")?,
+            filters: d.optional("Filter")?,
+            include_managed_resources: d.optional("IncludeManagedResources")?,
+            max_results: d.optional("MaxResults")?,
+            next_token: d.optional("NextToken")?,
+            volume_ids: d.optional("VolumeId")?,
+        };
+        d.finish(&["DryRun", "Filter", "IncludeManagedResources", "MaxResults", "NextToken", "VolumeId"])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DescribeVolumesResult {
+    pub next_token: Option<String>,
+    pub volumes: Option<Vec<Volume>>,
+}
+
+impl XmlStruct for DescribeVolumesResult {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.next_token.write_xml(w, "nextToken");
+        self.volumes.write_xml(w, "volumeSet");
+    }
+}
+
+impl XmlValue for DescribeVolumesResult {
     fn write_xml(&self, w: &mut XmlWriter, name: &str) {
         w.start(name);
         self.write_members(w);
@@ -1896,6 +2225,30 @@ impl XmlValue for DescribeVpcsResult {
         w.start(name);
         self.write_members(w);
         w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DetachVolumeRequest {
+    pub device: Option<String>,
+    pub dry_run: Option<bool>,
+    pub force: Option<bool>,
+    pub instance_id: Option<String>,
+    pub volume_id: String,
+}
+
+impl FromQuery for DetachVolumeRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            device: d.optional("Device")?,
+            dry_run: d.optional("DryRun")?,
+            force: d.optional("Force")?,
+            instance_id: d.optional("InstanceId")?,
+            volume_id: d.required("VolumeId")?,
+        };
+        d.finish(&["Device", "DryRun", "Force", "InstanceId", "VolumeId"])?;
+        Ok(value)
     }
 }
 pub type DeviceType = String;
@@ -3319,6 +3672,42 @@ impl XmlValue for InstanceCapacity {
         w.start(name);
         self.write_members(w);
         w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct InstanceCreditSpecification {
+    pub cpu_credits: Option<String>,
+    pub instance_id: Option<String>,
+}
+
+impl XmlStruct for InstanceCreditSpecification {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.cpu_credits.write_xml(w, "cpuCredits");
+        self.instance_id.write_xml(w, "instanceId");
+    }
+}
+
+impl XmlValue for InstanceCreditSpecification {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct InstanceCreditSpecificationRequest {
+    pub cpu_credits: Option<String>,
+    pub instance_id: String,
+}
+
+impl FromQuery for InstanceCreditSpecificationRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self { cpu_credits: d.optional("CpuCredits")?, instance_id: d.required("InstanceId")? };
+        d.finish(&["CpuCredits", "InstanceId"])?;
+        Ok(value)
     }
 }
 pub type InstanceInterruptionBehavior = String;
@@ -4823,6 +5212,94 @@ impl FromQuery for ModifyInstanceAttributeRequest {
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
+pub struct ModifyInstanceCreditSpecificationRequest {
+    pub client_token: Option<String>,
+    pub dry_run: Option<bool>,
+    pub instance_credit_specifications: Vec<InstanceCreditSpecificationRequest>,
+}
+
+impl FromQuery for ModifyInstanceCreditSpecificationRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            client_token: d.optional("ClientToken")?,
+            dry_run: d.optional("DryRun")?,
+            instance_credit_specifications: d.required("InstanceCreditSpecification")?,
+        };
+        d.finish(&["ClientToken", "DryRun", "InstanceCreditSpecification"])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ModifyInstanceCreditSpecificationResult {
+    pub successful_instance_credit_specifications: Option<Vec<SuccessfulInstanceCreditSpecificationItem>>,
+    pub unsuccessful_instance_credit_specifications: Option<Vec<UnsuccessfulInstanceCreditSpecificationItem>>,
+}
+
+impl XmlStruct for ModifyInstanceCreditSpecificationResult {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.successful_instance_credit_specifications.write_xml(w, "successfulInstanceCreditSpecificationSet");
+        self.unsuccessful_instance_credit_specifications.write_xml(w, "unsuccessfulInstanceCreditSpecificationSet");
+    }
+}
+
+impl XmlValue for ModifyInstanceCreditSpecificationResult {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ModifyVolumeRequest {
+    pub dry_run: Option<bool>,
+    pub iops: Option<i32>,
+    pub multi_attach_enabled: Option<bool>,
+    pub size: Option<i32>,
+    pub throughput: Option<i32>,
+    pub volume_id: String,
+    pub volume_type: Option<VolumeType>,
+}
+
+impl FromQuery for ModifyVolumeRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            dry_run: d.optional("DryRun")?,
+            iops: d.optional("Iops")?,
+            multi_attach_enabled: d.optional("MultiAttachEnabled")?,
+            size: d.optional("Size")?,
+            throughput: d.optional("Throughput")?,
+            volume_id: d.required("VolumeId")?,
+            volume_type: d.optional("VolumeType")?,
+        };
+        d.finish(&["DryRun", "Iops", "MultiAttachEnabled", "Size", "Throughput", "VolumeId", "VolumeType"])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ModifyVolumeResult {
+    pub volume_modification: Option<VolumeModification>,
+}
+
+impl XmlStruct for ModifyVolumeResult {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.volume_modification.write_xml(w, "volumeModification");
+    }
+}
+
+impl XmlValue for ModifyVolumeResult {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Monitoring {
     pub state: Option<MonitoringState>,
 }
@@ -6092,6 +6569,7 @@ impl FromQuery for RunInstancesRequest {
         Ok(value)
     }
 }
+pub type SSEType = String;
 pub type SecondaryInterfaceStatus = String;
 pub type SecondaryInterfaceType = String;
 
@@ -6175,8 +6653,72 @@ impl XmlValue for SecurityGroupRule {
     }
 }
 pub type ShutdownBehavior = String;
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Snapshot {
+    pub availability_zone: Option<String>,
+    pub completion_duration_minutes: Option<i32>,
+    pub completion_time: Option<Timestamp>,
+    pub data_encryption_key_id: Option<String>,
+    pub description: Option<String>,
+    pub encrypted: Option<bool>,
+    pub full_snapshot_size_in_bytes: Option<i64>,
+    pub kms_key_id: Option<String>,
+    pub outpost_arn: Option<String>,
+    pub owner_alias: Option<String>,
+    pub owner_id: Option<String>,
+    pub progress: Option<String>,
+    pub restore_expiry_time: Option<Timestamp>,
+    pub snapshot_id: Option<String>,
+    pub sse_type: Option<SSEType>,
+    pub start_time: Option<Timestamp>,
+    pub state: Option<SnapshotState>,
+    pub state_message: Option<String>,
+    pub storage_tier: Option<StorageTier>,
+    pub tags: Option<Vec<Tag>>,
+    pub transfer_type: Option<TransferType>,
+    pub volume_id: Option<String>,
+    pub volume_size: Option<i32>,
+}
+
+impl XmlStruct for Snapshot {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.availability_zone.write_xml(w, "availabilityZone");
+        self.completion_duration_minutes.write_xml(w, "completionDurationMinutes");
+        self.completion_time.write_xml(w, "completionTime");
+        self.data_encryption_key_id.write_xml(w, "dataEncryptionKeyId");
+        self.description.write_xml(w, "description");
+        self.encrypted.write_xml(w, "encrypted");
+        self.full_snapshot_size_in_bytes.write_xml(w, "fullSnapshotSizeInBytes");
+        self.kms_key_id.write_xml(w, "kmsKeyId");
+        self.outpost_arn.write_xml(w, "outpostArn");
+        self.owner_alias.write_xml(w, "ownerAlias");
+        self.owner_id.write_xml(w, "ownerId");
+        self.progress.write_xml(w, "progress");
+        self.restore_expiry_time.write_xml(w, "restoreExpiryTime");
+        self.snapshot_id.write_xml(w, "snapshotId");
+        self.sse_type.write_xml(w, "sseType");
+        self.start_time.write_xml(w, "startTime");
+        self.state.write_xml(w, "status");
+        self.state_message.write_xml(w, "statusMessage");
+        self.storage_tier.write_xml(w, "storageTier");
+        self.tags.write_xml(w, "tagSet");
+        self.transfer_type.write_xml(w, "transferType");
+        self.volume_id.write_xml(w, "volumeId");
+        self.volume_size.write_xml(w, "volumeSize");
+    }
+}
+
+impl XmlValue for Snapshot {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
 pub type SnapshotLocationEnum = String;
 pub type SnapshotReturnCodes = String;
+pub type SnapshotState = String;
 pub type SpotInstanceType = String;
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -6313,6 +6855,7 @@ impl XmlValue for StopInstancesResult {
         w.end(name);
     }
 }
+pub type StorageTier = String;
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct StratusDescribeHostsResult {
@@ -6492,6 +7035,25 @@ impl XmlValue for SubnetIpv6CidrBlockAssociation {
     }
 }
 pub type SubnetState = String;
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SuccessfulInstanceCreditSpecificationItem {
+    pub instance_id: Option<String>,
+}
+
+impl XmlStruct for SuccessfulInstanceCreditSpecificationItem {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.instance_id.write_xml(w, "instanceId");
+    }
+}
+
+impl XmlValue for SuccessfulInstanceCreditSpecificationItem {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
 pub type SummaryStatus = String;
 pub type SupportedAdditionalProcessorFeature = String;
 
@@ -6607,6 +7169,50 @@ impl XmlValue for TerminateInstancesResult {
     }
 }
 pub type TpmSupportValues = String;
+pub type TransferType = String;
+pub type UnsuccessfulInstanceCreditSpecificationErrorCode = String;
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct UnsuccessfulInstanceCreditSpecificationItem {
+    pub error: Option<UnsuccessfulInstanceCreditSpecificationItemError>,
+    pub instance_id: Option<String>,
+}
+
+impl XmlStruct for UnsuccessfulInstanceCreditSpecificationItem {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.error.write_xml(w, "error");
+        self.instance_id.write_xml(w, "instanceId");
+    }
+}
+
+impl XmlValue for UnsuccessfulInstanceCreditSpecificationItem {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct UnsuccessfulInstanceCreditSpecificationItemError {
+    pub code: Option<UnsuccessfulInstanceCreditSpecificationErrorCode>,
+    pub message: Option<String>,
+}
+
+impl XmlStruct for UnsuccessfulInstanceCreditSpecificationItemError {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.code.write_xml(w, "code");
+        self.message.write_xml(w, "message");
+    }
+}
+
+impl XmlValue for UnsuccessfulInstanceCreditSpecificationItemError {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct UnsuccessfulItem {
@@ -6734,6 +7340,154 @@ impl XmlValue for VCpuInfo {
     }
 }
 pub type VirtualizationType = String;
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Volume {
+    pub attachments: Option<Vec<VolumeAttachment>>,
+    pub availability_zone: Option<String>,
+    pub availability_zone_id: Option<String>,
+    pub create_time: Option<Timestamp>,
+    pub encrypted: Option<bool>,
+    pub fast_restored: Option<bool>,
+    pub iops: Option<i32>,
+    pub kms_key_id: Option<String>,
+    pub multi_attach_enabled: Option<bool>,
+    pub operator: Option<OperatorResponse>,
+    pub outpost_arn: Option<String>,
+    pub size: Option<i32>,
+    pub snapshot_id: Option<String>,
+    pub source_volume_id: Option<String>,
+    pub sse_type: Option<SSEType>,
+    pub state: Option<VolumeState>,
+    pub tags: Option<Vec<Tag>>,
+    pub throughput: Option<i32>,
+    pub volume_id: Option<String>,
+    pub volume_initialization_rate: Option<i32>,
+    pub volume_type: Option<VolumeType>,
+}
+
+impl XmlStruct for Volume {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.attachments.write_xml(w, "attachmentSet");
+        self.availability_zone.write_xml(w, "availabilityZone");
+        self.availability_zone_id.write_xml(w, "availabilityZoneId");
+        self.create_time.write_xml(w, "createTime");
+        self.encrypted.write_xml(w, "encrypted");
+        self.fast_restored.write_xml(w, "fastRestored");
+        self.iops.write_xml(w, "iops");
+        self.kms_key_id.write_xml(w, "kmsKeyId");
+        self.multi_attach_enabled.write_xml(w, "multiAttachEnabled");
+        self.operator.write_xml(w, "operator");
+        self.outpost_arn.write_xml(w, "outpostArn");
+        self.size.write_xml(w, "size");
+        self.snapshot_id.write_xml(w, "snapshotId");
+        self.source_volume_id.write_xml(w, "sourceVolumeId");
+        self.sse_type.write_xml(w, "sseType");
+        self.state.write_xml(w, "status");
+        self.tags.write_xml(w, "tagSet");
+        self.throughput.write_xml(w, "throughput");
+        self.volume_id.write_xml(w, "volumeId");
+        self.volume_initialization_rate.write_xml(w, "volumeInitializationRate");
+        self.volume_type.write_xml(w, "volumeType");
+    }
+}
+
+impl XmlValue for Volume {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct VolumeAttachment {
+    pub associated_resource: Option<String>,
+    pub attach_time: Option<Timestamp>,
+    pub delete_on_termination: Option<bool>,
+    pub device: Option<String>,
+    pub ebs_card_index: Option<i32>,
+    pub instance_id: Option<String>,
+    pub instance_owning_service: Option<String>,
+    pub state: Option<VolumeAttachmentState>,
+    pub volume_id: Option<String>,
+}
+
+impl XmlStruct for VolumeAttachment {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.associated_resource.write_xml(w, "associatedResource");
+        self.attach_time.write_xml(w, "attachTime");
+        self.delete_on_termination.write_xml(w, "deleteOnTermination");
+        self.device.write_xml(w, "device");
+        self.ebs_card_index.write_xml(w, "ebsCardIndex");
+        self.instance_id.write_xml(w, "instanceId");
+        self.instance_owning_service.write_xml(w, "instanceOwningService");
+        self.state.write_xml(w, "status");
+        self.volume_id.write_xml(w, "volumeId");
+    }
+}
+
+impl XmlValue for VolumeAttachment {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+pub type VolumeAttachmentState = String;
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct VolumeModification {
+    pub end_time: Option<Timestamp>,
+    pub modification_state: Option<VolumeModificationState>,
+    pub operator: Option<OperatorResponse>,
+    pub original_iops: Option<i32>,
+    pub original_multi_attach_enabled: Option<bool>,
+    pub original_size: Option<i32>,
+    pub original_throughput: Option<i32>,
+    pub original_volume_type: Option<VolumeType>,
+    pub progress: Option<i64>,
+    pub start_time: Option<Timestamp>,
+    pub status_message: Option<String>,
+    pub target_iops: Option<i32>,
+    pub target_multi_attach_enabled: Option<bool>,
+    pub target_size: Option<i32>,
+    pub target_throughput: Option<i32>,
+    pub target_volume_type: Option<VolumeType>,
+    pub volume_id: Option<String>,
+}
+
+impl XmlStruct for VolumeModification {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.end_time.write_xml(w, "endTime");
+        self.modification_state.write_xml(w, "modificationState");
+        self.operator.write_xml(w, "operator");
+        self.original_iops.write_xml(w, "originalIops");
+        self.original_multi_attach_enabled.write_xml(w, "originalMultiAttachEnabled");
+        self.original_size.write_xml(w, "originalSize");
+        self.original_throughput.write_xml(w, "originalThroughput");
+        self.original_volume_type.write_xml(w, "originalVolumeType");
+        self.progress.write_xml(w, "progress");
+        self.start_time.write_xml(w, "startTime");
+        self.status_message.write_xml(w, "statusMessage");
+        self.target_iops.write_xml(w, "targetIops");
+        self.target_multi_attach_enabled.write_xml(w, "targetMultiAttachEnabled");
+        self.target_size.write_xml(w, "targetSize");
+        self.target_throughput.write_xml(w, "targetThroughput");
+        self.target_volume_type.write_xml(w, "targetVolumeType");
+        self.volume_id.write_xml(w, "volumeId");
+    }
+}
+
+impl XmlValue for VolumeModification {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+pub type VolumeModificationState = String;
+pub type VolumeState = String;
 pub type VolumeType = String;
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -8338,16 +9092,21 @@ pub mod values {
 /// Every action Stratus serves, with its decoded request.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
+    AttachVolume(AttachVolumeRequest),
     AuthorizeSecurityGroupEgress(AuthorizeSecurityGroupEgressRequest),
     AuthorizeSecurityGroupIngress(AuthorizeSecurityGroupIngressRequest),
     CancelInstanceMigration(CancelInstanceMigrationRequest),
     CreateImage(CreateImageRequest),
     CreateKeyPair(CreateKeyPairRequest),
     CreateSecurityGroup(CreateSecurityGroupRequest),
+    CreateSnapshot(CreateSnapshotRequest),
     CreateTags(CreateTagsRequest),
+    CreateVolume(CreateVolumeRequest),
     DeleteKeyPair(DeleteKeyPairRequest),
     DeleteSecurityGroup(DeleteSecurityGroupRequest),
+    DeleteSnapshot(DeleteSnapshotRequest),
     DeleteTags(DeleteTagsRequest),
+    DeleteVolume(DeleteVolumeRequest),
     DeregisterImage(DeregisterImageRequest),
     DescribeAccountAttributes(DescribeAccountAttributesRequest),
     DescribeAvailabilityZones(DescribeAvailabilityZonesRequest),
@@ -8355,6 +9114,7 @@ pub enum Action {
     DescribeImageAttribute(DescribeImageAttributeRequest),
     DescribeImages(DescribeImagesRequest),
     DescribeInstanceAttribute(DescribeInstanceAttributeRequest),
+    DescribeInstanceCreditSpecifications(DescribeInstanceCreditSpecificationsRequest),
     DescribeInstanceMigrations(DescribeInstanceMigrationsRequest),
     DescribeInstanceStatus(DescribeInstanceStatusRequest),
     DescribeInstanceTypeOfferings(DescribeInstanceTypeOfferingsRequest),
@@ -8365,16 +9125,22 @@ pub enum Action {
     DescribeRegions(DescribeRegionsRequest),
     DescribeSecurityGroupRules(DescribeSecurityGroupRulesRequest),
     DescribeSecurityGroups(DescribeSecurityGroupsRequest),
+    DescribeSnapshots(DescribeSnapshotsRequest),
     DescribeSubnets(DescribeSubnetsRequest),
     DescribeTags(DescribeTagsRequest),
+    DescribeVolumes(DescribeVolumesRequest),
+    DescribeVolumesModifications(DescribeVolumesModificationsRequest),
     DescribeVpcAttribute(DescribeVpcAttributeRequest),
     DescribeVpcs(DescribeVpcsRequest),
+    DetachVolume(DetachVolumeRequest),
     GetConsoleOutput(GetConsoleOutputRequest),
     GetInstanceUefiData(GetInstanceUefiDataRequest),
     ImportKeyPair(ImportKeyPairRequest),
     MigrateInstance(MigrateInstanceRequest),
     ModifyHosts(ModifyHostsRequest),
     ModifyInstanceAttribute(ModifyInstanceAttributeRequest),
+    ModifyInstanceCreditSpecification(ModifyInstanceCreditSpecificationRequest),
+    ModifyVolume(ModifyVolumeRequest),
     RebootInstances(RebootInstancesRequest),
     RegisterImage(RegisterImageRequest),
     RevokeSecurityGroupEgress(RevokeSecurityGroupEgressRequest),
@@ -8387,16 +9153,21 @@ pub enum Action {
 
 impl Action {
     pub const NAMES: &'static [&'static str] = &[
+        "AttachVolume",
         "AuthorizeSecurityGroupEgress",
         "AuthorizeSecurityGroupIngress",
         "CancelInstanceMigration",
         "CreateImage",
         "CreateKeyPair",
         "CreateSecurityGroup",
+        "CreateSnapshot",
         "CreateTags",
+        "CreateVolume",
         "DeleteKeyPair",
         "DeleteSecurityGroup",
+        "DeleteSnapshot",
         "DeleteTags",
+        "DeleteVolume",
         "DeregisterImage",
         "DescribeAccountAttributes",
         "DescribeAvailabilityZones",
@@ -8404,6 +9175,7 @@ impl Action {
         "DescribeImageAttribute",
         "DescribeImages",
         "DescribeInstanceAttribute",
+        "DescribeInstanceCreditSpecifications",
         "DescribeInstanceMigrations",
         "DescribeInstanceStatus",
         "DescribeInstanceTypeOfferings",
@@ -8414,16 +9186,22 @@ impl Action {
         "DescribeRegions",
         "DescribeSecurityGroupRules",
         "DescribeSecurityGroups",
+        "DescribeSnapshots",
         "DescribeSubnets",
         "DescribeTags",
+        "DescribeVolumes",
+        "DescribeVolumesModifications",
         "DescribeVpcAttribute",
         "DescribeVpcs",
+        "DetachVolume",
         "GetConsoleOutput",
         "GetInstanceUefiData",
         "ImportKeyPair",
         "MigrateInstance",
         "ModifyHosts",
         "ModifyInstanceAttribute",
+        "ModifyInstanceCreditSpecification",
+        "ModifyVolume",
         "RebootInstances",
         "RegisterImage",
         "RevokeSecurityGroupEgress",
@@ -8437,6 +9215,7 @@ impl Action {
     /// Decodes the request of `action` from the parameters (without `Action` and `Version`).
     pub fn decode(action: &str, params: &Node) -> Result<Self, Ec2Error> {
         match action {
+            "AttachVolume" => FromQuery::from_query(params, "").map(Self::AttachVolume),
             "AuthorizeSecurityGroupEgress" => FromQuery::from_query(params, "").map(Self::AuthorizeSecurityGroupEgress),
             "AuthorizeSecurityGroupIngress" => {
                 FromQuery::from_query(params, "").map(Self::AuthorizeSecurityGroupIngress)
@@ -8445,10 +9224,14 @@ impl Action {
             "CreateImage" => FromQuery::from_query(params, "").map(Self::CreateImage),
             "CreateKeyPair" => FromQuery::from_query(params, "").map(Self::CreateKeyPair),
             "CreateSecurityGroup" => FromQuery::from_query(params, "").map(Self::CreateSecurityGroup),
+            "CreateSnapshot" => FromQuery::from_query(params, "").map(Self::CreateSnapshot),
             "CreateTags" => FromQuery::from_query(params, "").map(Self::CreateTags),
+            "CreateVolume" => FromQuery::from_query(params, "").map(Self::CreateVolume),
             "DeleteKeyPair" => FromQuery::from_query(params, "").map(Self::DeleteKeyPair),
             "DeleteSecurityGroup" => FromQuery::from_query(params, "").map(Self::DeleteSecurityGroup),
+            "DeleteSnapshot" => FromQuery::from_query(params, "").map(Self::DeleteSnapshot),
             "DeleteTags" => FromQuery::from_query(params, "").map(Self::DeleteTags),
+            "DeleteVolume" => FromQuery::from_query(params, "").map(Self::DeleteVolume),
             "DeregisterImage" => FromQuery::from_query(params, "").map(Self::DeregisterImage),
             "DescribeAccountAttributes" => FromQuery::from_query(params, "").map(Self::DescribeAccountAttributes),
             "DescribeAvailabilityZones" => FromQuery::from_query(params, "").map(Self::DescribeAvailabilityZones),
@@ -8456,6 +9239,9 @@ impl Action {
             "DescribeImageAttribute" => FromQuery::from_query(params, "").map(Self::DescribeImageAttribute),
             "DescribeImages" => FromQuery::from_query(params, "").map(Self::DescribeImages),
             "DescribeInstanceAttribute" => FromQuery::from_query(params, "").map(Self::DescribeInstanceAttribute),
+            "DescribeInstanceCreditSpecifications" => {
+                FromQuery::from_query(params, "").map(Self::DescribeInstanceCreditSpecifications)
+            }
             "DescribeInstanceMigrations" => FromQuery::from_query(params, "").map(Self::DescribeInstanceMigrations),
             "DescribeInstanceStatus" => FromQuery::from_query(params, "").map(Self::DescribeInstanceStatus),
             "DescribeInstanceTypeOfferings" => {
@@ -8468,16 +9254,24 @@ impl Action {
             "DescribeRegions" => FromQuery::from_query(params, "").map(Self::DescribeRegions),
             "DescribeSecurityGroupRules" => FromQuery::from_query(params, "").map(Self::DescribeSecurityGroupRules),
             "DescribeSecurityGroups" => FromQuery::from_query(params, "").map(Self::DescribeSecurityGroups),
+            "DescribeSnapshots" => FromQuery::from_query(params, "").map(Self::DescribeSnapshots),
             "DescribeSubnets" => FromQuery::from_query(params, "").map(Self::DescribeSubnets),
             "DescribeTags" => FromQuery::from_query(params, "").map(Self::DescribeTags),
+            "DescribeVolumes" => FromQuery::from_query(params, "").map(Self::DescribeVolumes),
+            "DescribeVolumesModifications" => FromQuery::from_query(params, "").map(Self::DescribeVolumesModifications),
             "DescribeVpcAttribute" => FromQuery::from_query(params, "").map(Self::DescribeVpcAttribute),
             "DescribeVpcs" => FromQuery::from_query(params, "").map(Self::DescribeVpcs),
+            "DetachVolume" => FromQuery::from_query(params, "").map(Self::DetachVolume),
             "GetConsoleOutput" => FromQuery::from_query(params, "").map(Self::GetConsoleOutput),
             "GetInstanceUefiData" => FromQuery::from_query(params, "").map(Self::GetInstanceUefiData),
             "ImportKeyPair" => FromQuery::from_query(params, "").map(Self::ImportKeyPair),
             "MigrateInstance" => FromQuery::from_query(params, "").map(Self::MigrateInstance),
             "ModifyHosts" => FromQuery::from_query(params, "").map(Self::ModifyHosts),
             "ModifyInstanceAttribute" => FromQuery::from_query(params, "").map(Self::ModifyInstanceAttribute),
+            "ModifyInstanceCreditSpecification" => {
+                FromQuery::from_query(params, "").map(Self::ModifyInstanceCreditSpecification)
+            }
+            "ModifyVolume" => FromQuery::from_query(params, "").map(Self::ModifyVolume),
             "RebootInstances" => FromQuery::from_query(params, "").map(Self::RebootInstances),
             "RegisterImage" => FromQuery::from_query(params, "").map(Self::RegisterImage),
             "RevokeSecurityGroupEgress" => FromQuery::from_query(params, "").map(Self::RevokeSecurityGroupEgress),
@@ -8492,16 +9286,21 @@ impl Action {
 
     pub fn name(&self) -> &'static str {
         match self {
+            Self::AttachVolume(_) => "AttachVolume",
             Self::AuthorizeSecurityGroupEgress(_) => "AuthorizeSecurityGroupEgress",
             Self::AuthorizeSecurityGroupIngress(_) => "AuthorizeSecurityGroupIngress",
             Self::CancelInstanceMigration(_) => "CancelInstanceMigration",
             Self::CreateImage(_) => "CreateImage",
             Self::CreateKeyPair(_) => "CreateKeyPair",
             Self::CreateSecurityGroup(_) => "CreateSecurityGroup",
+            Self::CreateSnapshot(_) => "CreateSnapshot",
             Self::CreateTags(_) => "CreateTags",
+            Self::CreateVolume(_) => "CreateVolume",
             Self::DeleteKeyPair(_) => "DeleteKeyPair",
             Self::DeleteSecurityGroup(_) => "DeleteSecurityGroup",
+            Self::DeleteSnapshot(_) => "DeleteSnapshot",
             Self::DeleteTags(_) => "DeleteTags",
+            Self::DeleteVolume(_) => "DeleteVolume",
             Self::DeregisterImage(_) => "DeregisterImage",
             Self::DescribeAccountAttributes(_) => "DescribeAccountAttributes",
             Self::DescribeAvailabilityZones(_) => "DescribeAvailabilityZones",
@@ -8509,6 +9308,7 @@ impl Action {
             Self::DescribeImageAttribute(_) => "DescribeImageAttribute",
             Self::DescribeImages(_) => "DescribeImages",
             Self::DescribeInstanceAttribute(_) => "DescribeInstanceAttribute",
+            Self::DescribeInstanceCreditSpecifications(_) => "DescribeInstanceCreditSpecifications",
             Self::DescribeInstanceMigrations(_) => "DescribeInstanceMigrations",
             Self::DescribeInstanceStatus(_) => "DescribeInstanceStatus",
             Self::DescribeInstanceTypeOfferings(_) => "DescribeInstanceTypeOfferings",
@@ -8519,16 +9319,22 @@ impl Action {
             Self::DescribeRegions(_) => "DescribeRegions",
             Self::DescribeSecurityGroupRules(_) => "DescribeSecurityGroupRules",
             Self::DescribeSecurityGroups(_) => "DescribeSecurityGroups",
+            Self::DescribeSnapshots(_) => "DescribeSnapshots",
             Self::DescribeSubnets(_) => "DescribeSubnets",
             Self::DescribeTags(_) => "DescribeTags",
+            Self::DescribeVolumes(_) => "DescribeVolumes",
+            Self::DescribeVolumesModifications(_) => "DescribeVolumesModifications",
             Self::DescribeVpcAttribute(_) => "DescribeVpcAttribute",
             Self::DescribeVpcs(_) => "DescribeVpcs",
+            Self::DetachVolume(_) => "DetachVolume",
             Self::GetConsoleOutput(_) => "GetConsoleOutput",
             Self::GetInstanceUefiData(_) => "GetInstanceUefiData",
             Self::ImportKeyPair(_) => "ImportKeyPair",
             Self::MigrateInstance(_) => "MigrateInstance",
             Self::ModifyHosts(_) => "ModifyHosts",
             Self::ModifyInstanceAttribute(_) => "ModifyInstanceAttribute",
+            Self::ModifyInstanceCreditSpecification(_) => "ModifyInstanceCreditSpecification",
+            Self::ModifyVolume(_) => "ModifyVolume",
             Self::RebootInstances(_) => "RebootInstances",
             Self::RegisterImage(_) => "RegisterImage",
             Self::RevokeSecurityGroupEgress(_) => "RevokeSecurityGroupEgress",
@@ -8543,16 +9349,21 @@ impl Action {
     /// Whether the request asked for a dry run.
     pub fn dry_run(&self) -> bool {
         match self {
+            Self::AttachVolume(r) => r.dry_run == Some(true),
             Self::AuthorizeSecurityGroupEgress(r) => r.dry_run == Some(true),
             Self::AuthorizeSecurityGroupIngress(r) => r.dry_run == Some(true),
             Self::CancelInstanceMigration(r) => r.dry_run == Some(true),
             Self::CreateImage(r) => r.dry_run == Some(true),
             Self::CreateKeyPair(r) => r.dry_run == Some(true),
             Self::CreateSecurityGroup(r) => r.dry_run == Some(true),
+            Self::CreateSnapshot(r) => r.dry_run == Some(true),
             Self::CreateTags(r) => r.dry_run == Some(true),
+            Self::CreateVolume(r) => r.dry_run == Some(true),
             Self::DeleteKeyPair(r) => r.dry_run == Some(true),
             Self::DeleteSecurityGroup(r) => r.dry_run == Some(true),
+            Self::DeleteSnapshot(r) => r.dry_run == Some(true),
             Self::DeleteTags(r) => r.dry_run == Some(true),
+            Self::DeleteVolume(r) => r.dry_run == Some(true),
             Self::DeregisterImage(r) => r.dry_run == Some(true),
             Self::DescribeAccountAttributes(r) => r.dry_run == Some(true),
             Self::DescribeAvailabilityZones(r) => r.dry_run == Some(true),
@@ -8560,6 +9371,7 @@ impl Action {
             Self::DescribeImageAttribute(r) => r.dry_run == Some(true),
             Self::DescribeImages(r) => r.dry_run == Some(true),
             Self::DescribeInstanceAttribute(r) => r.dry_run == Some(true),
+            Self::DescribeInstanceCreditSpecifications(r) => r.dry_run == Some(true),
             Self::DescribeInstanceMigrations(r) => r.dry_run == Some(true),
             Self::DescribeInstanceStatus(r) => r.dry_run == Some(true),
             Self::DescribeInstanceTypeOfferings(r) => r.dry_run == Some(true),
@@ -8570,16 +9382,22 @@ impl Action {
             Self::DescribeRegions(r) => r.dry_run == Some(true),
             Self::DescribeSecurityGroupRules(r) => r.dry_run == Some(true),
             Self::DescribeSecurityGroups(r) => r.dry_run == Some(true),
+            Self::DescribeSnapshots(r) => r.dry_run == Some(true),
             Self::DescribeSubnets(r) => r.dry_run == Some(true),
             Self::DescribeTags(r) => r.dry_run == Some(true),
+            Self::DescribeVolumes(r) => r.dry_run == Some(true),
+            Self::DescribeVolumesModifications(r) => r.dry_run == Some(true),
             Self::DescribeVpcAttribute(r) => r.dry_run == Some(true),
             Self::DescribeVpcs(r) => r.dry_run == Some(true),
+            Self::DetachVolume(r) => r.dry_run == Some(true),
             Self::GetConsoleOutput(r) => r.dry_run == Some(true),
             Self::GetInstanceUefiData(r) => r.dry_run == Some(true),
             Self::ImportKeyPair(r) => r.dry_run == Some(true),
             Self::MigrateInstance(r) => r.dry_run == Some(true),
             Self::ModifyHosts(_) => false,
             Self::ModifyInstanceAttribute(r) => r.dry_run == Some(true),
+            Self::ModifyInstanceCreditSpecification(r) => r.dry_run == Some(true),
+            Self::ModifyVolume(r) => r.dry_run == Some(true),
             Self::RebootInstances(r) => r.dry_run == Some(true),
             Self::RegisterImage(r) => r.dry_run == Some(true),
             Self::RevokeSecurityGroupEgress(r) => r.dry_run == Some(true),
@@ -8592,16 +9410,21 @@ impl Action {
     }
 }
 
+pub type AttachVolumeOutput = VolumeAttachment;
 pub type AuthorizeSecurityGroupEgressOutput = AuthorizeSecurityGroupEgressResult;
 pub type AuthorizeSecurityGroupIngressOutput = AuthorizeSecurityGroupIngressResult;
 pub type CancelInstanceMigrationOutput = CancelInstanceMigrationResult;
 pub type CreateImageOutput = CreateImageResult;
 pub type CreateKeyPairOutput = KeyPair;
 pub type CreateSecurityGroupOutput = CreateSecurityGroupResult;
+pub type CreateSnapshotOutput = Snapshot;
 pub type CreateTagsOutput = ReturnTrue;
+pub type CreateVolumeOutput = Volume;
 pub type DeleteKeyPairOutput = DeleteKeyPairResult;
 pub type DeleteSecurityGroupOutput = DeleteSecurityGroupResult;
+pub type DeleteSnapshotOutput = ReturnTrue;
 pub type DeleteTagsOutput = ReturnTrue;
+pub type DeleteVolumeOutput = ReturnTrue;
 pub type DeregisterImageOutput = DeregisterImageResult;
 pub type DescribeAccountAttributesOutput = DescribeAccountAttributesResult;
 pub type DescribeAvailabilityZonesOutput = DescribeAvailabilityZonesResult;
@@ -8609,6 +9432,7 @@ pub type DescribeHostsOutput = StratusDescribeHostsResult;
 pub type DescribeImageAttributeOutput = ImageAttribute;
 pub type DescribeImagesOutput = DescribeImagesResult;
 pub type DescribeInstanceAttributeOutput = InstanceAttribute;
+pub type DescribeInstanceCreditSpecificationsOutput = DescribeInstanceCreditSpecificationsResult;
 pub type DescribeInstanceMigrationsOutput = DescribeInstanceMigrationsResult;
 pub type DescribeInstanceStatusOutput = DescribeInstanceStatusResult;
 pub type DescribeInstanceTypeOfferingsOutput = DescribeInstanceTypeOfferingsResult;
@@ -8619,16 +9443,22 @@ pub type DescribeNetworkInterfacesOutput = DescribeNetworkInterfacesResult;
 pub type DescribeRegionsOutput = DescribeRegionsResult;
 pub type DescribeSecurityGroupRulesOutput = DescribeSecurityGroupRulesResult;
 pub type DescribeSecurityGroupsOutput = DescribeSecurityGroupsResult;
+pub type DescribeSnapshotsOutput = DescribeSnapshotsResult;
 pub type DescribeSubnetsOutput = DescribeSubnetsResult;
 pub type DescribeTagsOutput = DescribeTagsResult;
+pub type DescribeVolumesOutput = DescribeVolumesResult;
+pub type DescribeVolumesModificationsOutput = DescribeVolumesModificationsResult;
 pub type DescribeVpcAttributeOutput = DescribeVpcAttributeResult;
 pub type DescribeVpcsOutput = DescribeVpcsResult;
+pub type DetachVolumeOutput = VolumeAttachment;
 pub type GetConsoleOutputOutput = GetConsoleOutputResult;
 pub type GetInstanceUefiDataOutput = GetInstanceUefiDataResult;
 pub type ImportKeyPairOutput = ImportKeyPairResult;
 pub type MigrateInstanceOutput = MigrateInstanceResult;
 pub type ModifyHostsOutput = ModifyHostsResult;
 pub type ModifyInstanceAttributeOutput = ReturnTrue;
+pub type ModifyInstanceCreditSpecificationOutput = ModifyInstanceCreditSpecificationResult;
+pub type ModifyVolumeOutput = ModifyVolumeResult;
 pub type RebootInstancesOutput = ReturnTrue;
 pub type RegisterImageOutput = RegisterImageResult;
 pub type RevokeSecurityGroupEgressOutput = RevokeSecurityGroupEgressResult;

@@ -101,7 +101,17 @@ pub async fn handle(ctx: &Ctx, req: DescribeImagesRequest) -> Result<DescribeIma
             virtualization_type: Some("hvm".into()),
             hypervisor: Some("xen".into()),
             ena_support: Some(false),
-            block_device_mappings: Some(vec![]),
+            block_device_mappings: Some(vec![ec2api::BlockDeviceMapping {
+                device_name: Some(super::shapes::ROOT_DEVICE.into()),
+                ebs: Some(ec2api::EbsBlockDevice {
+                    delete_on_termination: Some(true),
+                    volume_size: super::int(i.virtual_size_bytes.div_ceil(1 << 30).max(1)),
+                    volume_type: Some("gp2".into()),
+                    encrypted: Some(false),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }]),
             platform_details: Some("Linux/UNIX".into()),
             usage_operation: Some("RunInstances".into()),
             tags: tags.get(&i.id).map(|t| tag_list(t)),

@@ -33,7 +33,7 @@ pub async fn handle(
         "disableApiStop" => out.disable_api_stop = flag(r.disable_api_stop),
         "instanceInitiatedShutdownBehavior" => out.instance_initiated_shutdown_behavior = value(&r.shutdown_behavior),
         "rootDeviceName" => out.root_device_name = value(ROOT_DEVICE),
-        "blockDeviceMapping" => out.block_device_mappings = Some(vec![]),
+        "blockDeviceMapping" => out.block_device_mappings = Some(joins.block_devices(&r)),
         "productCodes" => out.product_codes = Some(vec![]),
         "sourceDestCheck" => out.source_dest_check = flag(true),
         "groupSet" => out.groups = Some(joins.groups(&r)),

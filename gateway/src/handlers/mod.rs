@@ -1,15 +1,20 @@
 //! One file per action: the only place where wire shapes meet domain types.
 
+pub mod attach_volume;
 pub mod authorize_security_group_egress;
 pub mod authorize_security_group_ingress;
 pub mod cancel_instance_migration;
 pub mod create_image;
 pub mod create_key_pair;
 pub mod create_security_group;
+pub mod create_snapshot;
 pub mod create_tags;
+pub mod create_volume;
 pub mod delete_key_pair;
 pub mod delete_security_group;
+pub mod delete_snapshot;
 pub mod delete_tags;
+pub mod delete_volume;
 pub mod deregister_image;
 pub mod describe_account_attributes;
 pub mod describe_availability_zones;
@@ -17,6 +22,7 @@ pub mod describe_hosts;
 pub mod describe_image_attribute;
 pub mod describe_images;
 pub mod describe_instance_attribute;
+pub mod describe_instance_credit_specifications;
 pub mod describe_instance_migrations;
 pub mod describe_instance_status;
 pub mod describe_instance_type_offerings;
@@ -27,16 +33,22 @@ pub mod describe_network_interfaces;
 pub mod describe_regions;
 pub mod describe_security_group_rules;
 pub mod describe_security_groups;
+pub mod describe_snapshots;
 pub mod describe_subnets;
 pub mod describe_tags;
+pub mod describe_volumes;
+pub mod describe_volumes_modifications;
 pub mod describe_vpc_attribute;
 pub mod describe_vpcs;
+pub mod detach_volume;
 pub mod get_console_output;
 pub mod get_instance_uefi_data;
 pub mod import_key_pair;
 pub mod migrate_instance;
 pub mod modify_hosts;
 pub mod modify_instance_attribute;
+pub mod modify_instance_credit_specification;
+pub mod modify_volume;
 pub mod reboot_instances;
 pub mod register_image;
 pub mod revoke_security_group_egress;
@@ -146,6 +158,15 @@ pub fn flag(on: bool) -> Option<ec2api::AttributeBooleanValue> {
 /// A filter field with one value.
 pub fn one<'a>(value: impl Into<Cow<'a, str>>) -> Vec<Cow<'a, str>> {
     vec![value.into()]
+}
+
+/// Ids of one kind must look like ids of that kind before they are looked up (EC2's
+/// `.Malformed` codes).
+pub fn check_ids(ids: &[String], kind: backend::ResourceKind, code: &'static str) -> Result<(), Ec2Error> {
+    match ids.iter().find(|id| backend::ResourceKind::of_id(id) != Some(kind)) {
+        Some(bad) => Err(Ec2Error::new(code, format!("Invalid id: \"{bad}\""))),
+        None => Ok(()),
+    }
 }
 
 /// Instance ids must look like ids before they are looked up (EC2's `.Malformed`).

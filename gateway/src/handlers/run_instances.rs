@@ -1,5 +1,6 @@
-use backend::instances::LaunchRequest;
-use ec2api::{Ec2Error, GroupIdentifier, Reservation, RunInstancesOutput, RunInstancesRequest};
+use backend::instances::{LaunchRequest, RootVolumeRequest};
+use backend::volumes::ROOT_DEVICE;
+use ec2api::{BlockDeviceMapping, Ec2Error, GroupIdentifier, Reservation, RunInstancesOutput, RunInstancesRequest};
 
 use super::shapes::{instance, Joins};
 use super::tags_from_specs;
@@ -12,15 +13,15 @@ pub async fn handle(ctx: &Ctx, req: RunInstancesRequest) -> Result<RunInstancesO
             return Err(Ec2Error::invalid_value(index, &count.to_string(), "Expected a positive number."));
         }
     }
-    // Instance and interface tags land on those; volume tags are accepted for the volumes
-    // that a later issue brings.
+    let root_volume = root_volume(req.block_device_mappings.unwrap_or_default())?;
     let mut instance_specs = Vec::new();
     let mut interface_specs = Vec::new();
+    let mut volume_specs = Vec::new();
     for (index, spec) in req.tag_specifications.unwrap_or_default().into_iter().enumerate() {
         match spec.resource_type.as_deref() {
             Some("instance") => instance_specs.push(spec),
             Some("network-interface") => interface_specs.push(spec),
-            Some("volume") => {}
+            Some("volume") => volume_specs.push(spec),
             other => {
                 return Err(Ec2Error::invalid_value(
                     &format!("TagSpecification.{}.ResourceType", index + 1),
@@ -32,6 +33,7 @@ pub async fn handle(ctx: &Ctx, req: RunInstancesRequest) -> Result<RunInstancesO
     }
     let tags = tags_from_specs(Some(instance_specs), "instance")?;
     let interface_tags = tags_from_specs(Some(interface_specs), "network-interface")?;
+    let volume_tags = tags_from_specs(Some(volume_specs), "volume")?;
     let launch = LaunchRequest {
         image_id,
         instance_type: req.instance_type.unwrap_or_else(|| "m1.small".into()),
@@ -51,6 +53,9 @@ pub async fn handle(ctx: &Ctx, req: RunInstancesRequest) -> Result<RunInstancesO
         monitoring: req.monitoring.is_some_and(|m| m.enabled),
         tags: tags.clone(),
         interface_tags,
+        volume_tags,
+        root_volume,
+        cpu_credits: req.credit_specification.map(|c| c.cpu_credits),
     };
     let account = ctx.account().to_owned();
     let vpc = ctx.principal.default_vpc_id.clone();
@@ -68,4 +73,47 @@ pub async fn handle(ctx: &Ctx, req: RunInstancesRequest) -> Result<RunInstancesO
         instances: Some(records.iter().map(|r| instance(r, &tags, &ctx.region, &joins)).collect()),
         requester_id: None,
     })
+}
+
+/// The root volume's settings from `BlockDeviceMapping.N` for the root device. Other devices
+/// are refused: further volumes are attached with AttachVolume.
+fn root_volume(mappings: Vec<BlockDeviceMapping>) -> Result<RootVolumeRequest, Ec2Error> {
+    let mut root = RootVolumeRequest::default();
+    for (index, mapping) in mappings.into_iter().enumerate() {
+        let path = format!("BlockDeviceMapping.{}", index + 1);
+        let device = mapping.device_name.ok_or_else(|| Ec2Error::missing_parameter(&format!("{path}.DeviceName")))?;
+        if device != ROOT_DEVICE {
+            return Err(Ec2Error::new(
+                "InvalidBlockDeviceMapping",
+                format!("Only the root device {ROOT_DEVICE} can be mapped at launch; attach other volumes with AttachVolume ({device})."),
+            ));
+        }
+        let Some(ebs) = mapping.ebs else { continue };
+        if ebs.snapshot_id.is_some() || ebs.encrypted == Some(true) {
+            return Err(Ec2Error::new(
+                "InvalidBlockDeviceMapping",
+                "The root volume comes from the image: SnapshotId and Encrypted cannot be set",
+            ));
+        }
+        let non_negative = |v: Option<i32>, name: &str| -> Result<Option<u32>, Ec2Error> {
+            v.map(|n| {
+                u32::try_from(n).map_err(|_| {
+                    Ec2Error::invalid_value(
+                        &format!("{path}.Ebs.{name}"),
+                        &n.to_string(),
+                        "Expected a positive number.",
+                    )
+                })
+            })
+            .transpose()
+        };
+        root = RootVolumeRequest {
+            size_gib: non_negative(ebs.volume_size, "VolumeSize")?.map(u64::from),
+            volume_type: ebs.volume_type,
+            iops: non_negative(ebs.iops, "Iops")?,
+            throughput: non_negative(ebs.throughput, "Throughput")?,
+            delete_on_termination: ebs.delete_on_termination,
+        };
+    }
+    Ok(root)
 }

@@ -3,11 +3,11 @@
 use std::collections::HashMap;
 
 use ec2api::{
-    GroupIdentifier, Instance, InstanceMetadataOptionsResponse, InstanceNetworkInterface,
-    InstanceNetworkInterfaceAttachment, InstancePrivateIpAddress, InstanceState, InstanceStateChange, Monitoring,
-    Placement, StateReason,
+    EbsInstanceBlockDevice, GroupIdentifier, Instance, InstanceBlockDeviceMapping, InstanceMetadataOptionsResponse,
+    InstanceNetworkInterface, InstanceNetworkInterfaceAttachment, InstancePrivateIpAddress, InstanceState,
+    InstanceStateChange, Monitoring, Placement, StateReason,
 };
-use storage::InstanceRecord;
+use storage::{InstanceRecord, VolumeRecord};
 
 use super::{long, tag_list, timestamp};
 use backend::instances::StateChange;
@@ -39,8 +39,7 @@ impl<'a> WithDns<'a> {
     }
 }
 
-/// The device name of every instance's root disk (virtio).
-pub const ROOT_DEVICE: &str = "/dev/vda";
+pub use backend::volumes::ROOT_DEVICE;
 
 /// The id of an instance's primary interface attachment: `eni-attach-` and the interface's hex.
 pub fn attachment_id(record: &InstanceRecord) -> String {
@@ -62,11 +61,42 @@ pub fn private_dns_name(ip: &str, region: &str) -> String {
 pub struct Joins {
     /// Security group names by id.
     pub group_names: HashMap<String, String>,
+    /// Volumes by the instance they are attached to.
+    pub volumes: HashMap<String, Vec<VolumeRecord>>,
 }
 
 impl Joins {
     pub fn load(b: &backend::Backend, account: &str) -> backend::Result<Self> {
-        Ok(Self { group_names: b.security_group_names(account)? })
+        let mut volumes: HashMap<String, Vec<VolumeRecord>> = HashMap::new();
+        for volume in b.volumes(account)? {
+            if let Some(a) = &volume.attachment {
+                volumes.entry(a.instance_id.clone()).or_default().push(volume);
+            }
+        }
+        Ok(Self { group_names: b.security_group_names(account)?, volumes })
+    }
+
+    /// The instance's volumes as `blockDeviceMapping`: the root first, then by device.
+    pub fn block_devices(&self, record: &InstanceRecord) -> Vec<InstanceBlockDeviceMapping> {
+        let mut volumes: Vec<&VolumeRecord> =
+            self.volumes.get(&record.id).map(|v| v.iter().collect()).unwrap_or_default();
+        volumes.sort_by_key(|v| (!v.root, v.attachment.as_ref().map(|a| a.device.clone())));
+        volumes
+            .into_iter()
+            .filter_map(|v| {
+                let a = v.attachment.as_ref()?;
+                Some(InstanceBlockDeviceMapping {
+                    device_name: Some(a.device.clone()),
+                    ebs: Some(EbsInstanceBlockDevice {
+                        attach_time: Some(timestamp(a.attach_time_ms)),
+                        delete_on_termination: Some(a.delete_on_termination),
+                        status: Some(a.state.name().into()),
+                        volume_id: Some(v.id.clone()),
+                        ..Default::default()
+                    }),
+                })
+            })
+            .collect()
     }
 
     /// The instance's groups, by id and name (a deleted group keeps its id only).
@@ -148,7 +178,7 @@ pub fn instance(record: &InstanceRecord, tags: &[(String, String)], region: &str
         virtualization_type: Some("hvm".into()),
         root_device_type: Some("ebs".into()),
         root_device_name: Some(ROOT_DEVICE.into()),
-        block_device_mappings: Some(vec![]),
+        block_device_mappings: Some(joins.block_devices(record)),
         ebs_optimized: Some(record.ebs_optimized),
         ena_support: Some(false),
         source_dest_check: Some(true),
@@ -194,5 +224,81 @@ pub fn migration(m: &storage::MigrationRecord) -> ec2api::InstanceMigration {
         error_message: m.error.clone(),
         start_time: Some(timestamp(m.created_ms)),
         end_time: m.finished_ms.map(timestamp),
+    }
+}
+
+/// One volume as EC2 describes it; its attachment, if any, in `attachmentSet`.
+pub fn volume(v: &VolumeRecord, tags: &[(String, String)]) -> ec2api::Volume {
+    ec2api::Volume {
+        volume_id: Some(v.id.clone()),
+        size: super::int(v.size_gib),
+        volume_type: Some(v.volume_type.clone()),
+        iops: v.iops.and_then(|n| super::int(n.into())),
+        throughput: v.throughput.and_then(|n| super::int(n.into())),
+        availability_zone: Some(v.zone.clone()),
+        create_time: Some(timestamp(v.created_ms)),
+        encrypted: Some(false),
+        multi_attach_enabled: Some(false),
+        snapshot_id: Some(v.snapshot_id.clone().unwrap_or_default()),
+        state: Some(v.state.name().into()),
+        attachments: Some(volume_attachment(v).into_iter().collect()),
+        tags: (!tags.is_empty()).then(|| tag_list(tags)),
+        ..Default::default()
+    }
+}
+
+pub fn volume_attachment(v: &VolumeRecord) -> Option<ec2api::VolumeAttachment> {
+    let a = v.attachment.as_ref()?;
+    Some(ec2api::VolumeAttachment {
+        volume_id: Some(v.id.clone()),
+        instance_id: Some(a.instance_id.clone()),
+        device: Some(a.device.clone()),
+        state: Some(a.state.name().into()),
+        attach_time: Some(timestamp(a.attach_time_ms)),
+        delete_on_termination: Some(a.delete_on_termination),
+        ..Default::default()
+    })
+}
+
+pub fn modification(v: &VolumeRecord) -> Option<ec2api::VolumeModification> {
+    let m = v.modification.as_ref()?;
+    let number = |n: Option<u32>| n.and_then(|n| super::int(n.into()));
+    Some(ec2api::VolumeModification {
+        volume_id: Some(v.id.clone()),
+        modification_state: Some(m.state.clone()),
+        status_message: m.status_message.clone(),
+        original_size: super::int(m.original_size_gib),
+        target_size: super::int(m.target_size_gib),
+        original_volume_type: Some(m.original_type.clone()),
+        target_volume_type: Some(m.target_type.clone()),
+        original_iops: number(m.original_iops),
+        target_iops: number(m.target_iops),
+        original_throughput: number(m.original_throughput),
+        target_throughput: number(m.target_throughput),
+        original_multi_attach_enabled: Some(false),
+        target_multi_attach_enabled: Some(false),
+        progress: Some(if m.state == "modifying" { 0 } else { 100 }),
+        start_time: Some(timestamp(m.start_ms)),
+        end_time: m.end_ms.map(timestamp),
+        ..Default::default()
+    })
+}
+
+pub fn snapshot(s: &storage::SnapshotRecord, tags: &[(String, String)]) -> ec2api::Snapshot {
+    let done = s.state == storage::SnapshotState::Completed;
+    ec2api::Snapshot {
+        snapshot_id: Some(s.id.clone()),
+        volume_id: Some(s.volume_id.clone()),
+        volume_size: super::int(s.volume_size_gib),
+        description: Some(s.description.clone()),
+        state: Some(s.state.name().into()),
+        state_message: s.state_message.clone(),
+        progress: Some(if done { "100%" } else { "0%" }.into()),
+        start_time: Some(timestamp(s.start_ms)),
+        owner_id: Some(s.account.clone()),
+        encrypted: Some(false),
+        storage_tier: Some("standard".into()),
+        tags: (!tags.is_empty()).then(|| tag_list(tags)),
+        ..Default::default()
     }
 }

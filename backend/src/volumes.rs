@@ -1,0 +1,1026 @@
+//! Volumes and snapshots: qcow2 files under the data dir, attached to guests as virtio disks.
+//!
+//! 1. Requests record the change and kick the conductor, as instances do. The file work for a
+//!    volume is done by whoever owns it: the instance's work when it is attached (so it never
+//!    overlaps a start, stop, migration or terminate of that instance), the volume's own work
+//!    when it is not ([`Backend::converge_volume`]).
+//! 2. CreateVolume makes the file (empty, or a copy of a snapshot) and turns `available`.
+//!    AttachVolume records `attaching`; the instance's work hot-plugs the disk if the guest
+//!    runs, and a stopped instance gets it at its next start, since every start defines the
+//!    domain with its volumes. DetachVolume is the reverse and waits for the guest to let go.
+//! 3. Every instance's root disk is a volume too, made by RunInstances and attached as `vda`;
+//!    terminating the instance deletes it unless `DeleteOnTermination` is off, in which case
+//!    its file moves out of the instance's folder and it stays `available`.
+//! 4. CreateSnapshot copies the volume, flattened, into a standalone qcow2; a running guest is
+//!    paused for the copy (QEMU flushes its disks on pause), as CreateImage does.
+//! 5. ModifyVolume grows the file (`qemu-img resize`, or libvirt's block resize while the guest
+//!    runs, which the guest sees at once). Type, IOPS and throughput are recorded only.
+//!
+//! While a volume has a snapshot or a modification under way it is not attached or detached:
+//! one piece of work at a time touches its file.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use storage::tables::{INSTANCES, SNAPSHOTS, VOLUMES};
+use storage::{
+    AttachmentState, InstanceRecord, InstanceState, SnapshotRecord, SnapshotState, VolumeAttachmentRecord,
+    VolumeModificationRecord, VolumeRecord, VolumeState, WriteTx,
+};
+
+use crate::hypervisor::{AttachedDisk, PowerState};
+use crate::{ids, invalid, now_ms, tags, Backend, Error, ResourceKind, Result};
+
+/// The device name of every instance's root disk.
+pub const ROOT_DEVICE: &str = "/dev/vda";
+
+/// How long a guest gets to release a disk before the detach is tried again later.
+const DETACH_WAIT: Duration = Duration::from_secs(20);
+
+const GIB: u64 = 1 << 30;
+
+/// A CreateVolume request.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NewVolume {
+    pub zone: String,
+    pub size_gib: Option<u64>,
+    pub volume_type: Option<String>,
+    pub iops: Option<u32>,
+    pub throughput: Option<u32>,
+    pub snapshot_id: Option<String>,
+    pub client_token: Option<String>,
+    pub tags: Vec<(String, String)>,
+}
+
+/// A ModifyVolume request: what is not given stays as it is.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct VolumeChange {
+    pub size_gib: Option<u64>,
+    pub volume_type: Option<String>,
+    pub iops: Option<u32>,
+    pub throughput: Option<u32>,
+}
+
+/// A volume's performance settings after EC2's rules: sizes per type, IOPS and throughput
+/// where the type has them (gp3 defaults 3000 IOPS and 125 MiB/s; gp2 earns 3 IOPS per GiB,
+/// 100 to 16000; io1 and io2 need IOPS), nothing where it has not.
+pub fn volume_settings(
+    volume_type: &str,
+    size_gib: u64,
+    iops: Option<u32>,
+    throughput: Option<u32>,
+) -> Result<(Option<u32>, Option<u32>)> {
+    let (min, max) = match volume_type {
+        "gp2" | "gp3" => (1, 16384),
+        "io1" => (4, 16384),
+        "io2" => (4, 65536),
+        "st1" | "sc1" => (125, 16384),
+        "standard" => (1, 1024),
+        other => {
+            return Err(invalid(
+                "VolumeType",
+                format!("Value ({other}) for parameter volumeType is invalid. Expected: 'standard', 'io1', 'io2', 'gp2', 'sc1', 'st1', 'gp3'."),
+            ))
+        }
+    };
+    if !(min..=max).contains(&size_gib) {
+        return Err(invalid(
+            "Size",
+            format!("Volume of {size_gib}GiB is outside the range for {volume_type} volumes ({min} to {max} GiB)."),
+        ));
+    }
+    if throughput.is_some() && volume_type != "gp3" {
+        return Err(invalid("Throughput", format!("Throughput is not supported for {volume_type} volumes.")));
+    }
+    match volume_type {
+        "gp3" => {
+            let iops = iops.unwrap_or(3000);
+            let throughput = throughput.unwrap_or(125);
+            if !(3000..=16000).contains(&iops) || !(125..=1000).contains(&throughput) {
+                return Err(invalid("Iops", "gp3 volumes take 3000 to 16000 IOPS and 125 to 1000 MiB/s."));
+            }
+            Ok((Some(iops), Some(throughput)))
+        }
+        "io1" | "io2" => {
+            let iops = iops.ok_or_else(|| Error::MissingParameter("Iops".into()))?;
+            if !(100..=256_000).contains(&iops) {
+                return Err(invalid("Iops", "io1 and io2 volumes take 100 to 256000 IOPS."));
+            }
+            Ok((Some(iops), None))
+        }
+        "gp2" if iops.is_none() => Ok((Some((size_gib * 3).clamp(100, 16000) as u32), None)),
+        _ if iops.is_some() => Err(invalid("Iops", format!("IOPS cannot be set for {volume_type} volumes."))),
+        _ => Ok((None, None)),
+    }
+}
+
+/// The virtio target for a device name: `/dev/sdf`, `/dev/xvdf` and `/dev/vdf` are all `vdf`.
+/// `a` is the root disk's; names outside `b`–`z` are refused.
+pub fn guest_target(device: &str) -> Result<String> {
+    let letter = ["/dev/sd", "/dev/xvd", "/dev/vd"]
+        .iter()
+        .find_map(|prefix| device.strip_prefix(prefix))
+        .filter(|rest| rest.len() == 1 && ('b'..='z').contains(&rest.chars().next().unwrap_or('a')))
+        .ok_or_else(|| {
+            invalid(
+                "Device",
+                format!("Value ({device}) for parameter device is invalid. {device} is not a valid EBS device name."),
+            )
+        })?;
+    Ok(format!("vd{letter}"))
+}
+
+fn not_found(id: &str) -> Error {
+    Error::ResourceNotFound { kind: ResourceKind::Volume, id: id.to_owned() }
+}
+
+fn snapshot_not_found(id: &str) -> Error {
+    Error::ResourceNotFound { kind: ResourceKind::Snapshot, id: id.to_owned() }
+}
+
+fn key(account: &str, id: &str) -> String {
+    format!("{account}/{id}")
+}
+
+/// Who does a volume's file work: its instance when attached, itself when not.
+fn owner_key(volume: &VolumeRecord) -> String {
+    match &volume.attachment {
+        Some(a) => key(&volume.account, &a.instance_id),
+        None => key(&volume.account, &volume.id),
+    }
+}
+
+fn busy(volume: &VolumeRecord) -> bool {
+    volume.modification.as_ref().is_some_and(|m| m.state == "modifying")
+}
+
+fn run(command: &mut Command) -> Result<()> {
+    let output = command.output().map_err(|e| Error::Io(format!("running qemu-img: {e}")))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(Error::Io(format!("qemu-img failed: {}", String::from_utf8_lossy(&output.stderr).trim())))
+    }
+}
+
+/// An instance's root volume, made inside RunInstances's transaction.
+pub(crate) struct RootVolume {
+    pub size_gib: u64,
+    pub volume_type: String,
+    pub iops: Option<u32>,
+    pub throughput: Option<u32>,
+    pub delete_on_termination: bool,
+}
+
+pub(crate) fn insert_root_volume(
+    tx: &WriteTx,
+    instance: &InstanceRecord,
+    root: &RootVolume,
+    disk: &Path,
+    tags_: &[(String, String)],
+) -> Result<String> {
+    let id = ids::resource_id("vol");
+    let volume = VolumeRecord {
+        id: id.clone(),
+        account: instance.account.clone(),
+        zone: instance.zone.clone(),
+        size_gib: root.size_gib,
+        volume_type: root.volume_type.clone(),
+        iops: root.iops,
+        throughput: root.throughput,
+        snapshot_id: None,
+        state: VolumeState::InUse,
+        attachment: Some(VolumeAttachmentRecord {
+            instance_id: instance.id.clone(),
+            device: ROOT_DEVICE.into(),
+            state: AttachmentState::Attached,
+            attach_time_ms: instance.launch_time_ms,
+            delete_on_termination: root.delete_on_termination,
+        }),
+        root: true,
+        path: disk.to_string_lossy().into_owned(),
+        client_token: None,
+        modification: None,
+        created_ms: instance.launch_time_ms,
+    };
+    tx.insert(&VOLUMES, &key(&instance.account, &id), &volume)?;
+    tags::put_tags(tx, &instance.account, &id, tags_)?;
+    Ok(id)
+}
+
+impl Backend {
+    fn volume_path(&self, id: &str) -> PathBuf {
+        self.data_dir().join("volumes").join(format!("{id}.qcow2"))
+    }
+
+    fn snapshot_path(&self, id: &str) -> PathBuf {
+        self.data_dir().join("snapshots").join(format!("{id}.qcow2"))
+    }
+
+    /// Every volume of `account`, by id.
+    pub fn volumes(&self, account: &str) -> Result<Vec<VolumeRecord>> {
+        Ok(self.store().read(|tx| tx.scan(&VOLUMES, &format!("{account}/")))?.into_iter().map(|(_, v)| v).collect())
+    }
+
+    /// The volumes attached (or being attached or detached) to one instance.
+    pub fn instance_volumes(&self, account: &str, instance_id: &str) -> Result<Vec<VolumeRecord>> {
+        Ok(self
+            .volumes(account)?
+            .into_iter()
+            .filter(|v| v.attachment.as_ref().is_some_and(|a| a.instance_id == instance_id))
+            .collect())
+    }
+
+    pub fn create_volume(&self, account: &str, req: NewVolume) -> Result<VolumeRecord> {
+        if !self.topology().regions.iter().any(|r| r.zones.contains(&req.zone)) {
+            return Err(invalid("AvailabilityZone", format!("Invalid availability zone: [{}]", req.zone)));
+        }
+        tags::validate_tags(&req.tags)?;
+        let volume_type = req.volume_type.clone().unwrap_or_else(|| "gp2".into());
+        let volume = self.store().write(|tx| {
+            if let Some(token) = &req.client_token {
+                let earlier = tx
+                    .scan(&VOLUMES, &format!("{account}/"))?
+                    .into_iter()
+                    .map(|(_, v)| v)
+                    .find(|v| v.client_token.as_ref() == Some(token));
+                if let Some(earlier) = earlier {
+                    let same = earlier.zone == req.zone
+                        && req.size_gib.is_none_or(|s| s == earlier.size_gib)
+                        && earlier.volume_type == volume_type
+                        && earlier.snapshot_id == req.snapshot_id;
+                    return if same { Ok(earlier) } else { Err(Error::IdempotentParameterMismatch(token.clone())) };
+                }
+            }
+            let snapshot = match &req.snapshot_id {
+                Some(id) => {
+                    let snapshot = tx.get(&SNAPSHOTS, &key(account, id))?.ok_or_else(|| snapshot_not_found(id))?;
+                    if snapshot.state != SnapshotState::Completed {
+                        return Err(Error::IncorrectState(format!("Snapshot '{id}' is not completed.")));
+                    }
+                    Some(snapshot)
+                }
+                None => None,
+            };
+            let size_gib = match (req.size_gib, &snapshot) {
+                (Some(size), Some(s)) if size < s.volume_size_gib => {
+                    return Err(invalid(
+                        "Size",
+                        format!(
+                            "Volume of {size}GiB is smaller than snapshot '{}', expect size >= {}GiB",
+                            s.id, s.volume_size_gib
+                        ),
+                    ))
+                }
+                (Some(size), _) => size,
+                (None, Some(s)) => s.volume_size_gib,
+                (None, None) => return Err(Error::MissingParameter("Size".into())),
+            };
+            let (iops, throughput) = volume_settings(&volume_type, size_gib, req.iops, req.throughput)?;
+            let id = ids::resource_id("vol");
+            let volume = VolumeRecord {
+                id: id.clone(),
+                account: account.to_owned(),
+                zone: req.zone.clone(),
+                size_gib,
+                volume_type: volume_type.clone(),
+                iops,
+                throughput,
+                snapshot_id: req.snapshot_id.clone(),
+                state: VolumeState::Creating,
+                attachment: None,
+                root: false,
+                path: self.volume_path(&id).to_string_lossy().into_owned(),
+                client_token: req.client_token.clone(),
+                modification: None,
+                created_ms: now_ms(),
+            };
+            tx.insert(&VOLUMES, &key(account, &id), &volume)?;
+            tags::put_tags(tx, account, &id, &req.tags)?;
+            Ok(volume)
+        })?;
+        if volume.state == VolumeState::Creating {
+            self.kick(&key(account, &volume.id));
+        }
+        Ok(volume)
+    }
+
+    pub fn delete_volume(&self, account: &str, id: &str) -> Result<()> {
+        let volume = self.store().write(|tx| {
+            let volume = tx.get(&VOLUMES, &key(account, id))?.ok_or_else(|| not_found(id))?;
+            match volume.state {
+                VolumeState::Available | VolumeState::Error => {}
+                VolumeState::InUse => {
+                    return Err(Error::VolumeInUse(format!("Volume {id} is currently attached to an instance")))
+                }
+                VolumeState::Creating => {
+                    return Err(Error::IncorrectState(format!("The volume '{id}' is still being created.")))
+                }
+            }
+            if busy(&volume) {
+                return Err(Error::IncorrectState(format!("The volume '{id}' is being modified.")));
+            }
+            let snapshotting = tx
+                .scan(&SNAPSHOTS, &format!("{account}/"))?
+                .into_iter()
+                .any(|(_, s)| s.volume_id == id && s.state == SnapshotState::Pending);
+            if snapshotting {
+                return Err(Error::IncorrectState(format!("The volume '{id}' has a snapshot in progress.")));
+            }
+            tx.remove(&VOLUMES, &key(account, id))?;
+            tags::drop_tags(tx, account, id)?;
+            Ok::<_, Error>(volume)
+        })?;
+        remove_file(Path::new(&volume.path))
+    }
+
+    pub fn attach_volume(&self, account: &str, id: &str, instance_id: &str, device: &str) -> Result<VolumeRecord> {
+        let target = guest_target(device)?;
+        let volume = self.store().write(|tx| {
+            let mut volume = tx.get(&VOLUMES, &key(account, id))?.ok_or_else(|| not_found(id))?;
+            let instance = tx
+                .get(&INSTANCES, &key(account, instance_id))?
+                .ok_or_else(|| Error::ResourceNotFound { kind: ResourceKind::Instance, id: instance_id.to_owned() })?;
+            match volume.state {
+                VolumeState::Available => {}
+                VolumeState::InUse => {
+                    return Err(Error::VolumeInUse(format!("{id} is already attached to an instance")))
+                }
+                state => {
+                    return Err(Error::IncorrectState(format!(
+                        "The volume '{id}' is not 'available' ({}).",
+                        state.name()
+                    )))
+                }
+            }
+            if busy(&volume) {
+                return Err(Error::IncorrectState(format!("The volume '{id}' is being modified.")));
+            }
+            if !matches!(instance.state, InstanceState::Running | InstanceState::Stopped) {
+                return Err(Error::IncorrectInstanceState {
+                    id: instance.id,
+                    state: instance.state.name(),
+                    verb: "attached to",
+                });
+            }
+            if instance.migration.is_some() {
+                return Err(Error::IncorrectInstanceState { id: instance.id, state: "migrating", verb: "attached to" });
+            }
+            if volume.zone != instance.zone {
+                return Err(Error::ZoneMismatch(format!(
+                    "The volume '{id}' is not in the same availability zone as instance '{instance_id}'"
+                )));
+            }
+            let taken = tx.scan(&VOLUMES, &format!("{account}/"))?.into_iter().any(|(_, v)| {
+                v.attachment.as_ref().is_some_and(|a| {
+                    a.instance_id == instance_id && guest_target(&a.device).ok().as_deref() == Some(target.as_str())
+                })
+            });
+            if taken {
+                return Err(invalid(
+                    "Device",
+                    format!("Invalid value '{device}' for unixDevice. Attachment point {device} is already in use"),
+                ));
+            }
+            volume.state = VolumeState::InUse;
+            volume.attachment = Some(VolumeAttachmentRecord {
+                instance_id: instance_id.to_owned(),
+                device: device.to_owned(),
+                state: AttachmentState::Attaching,
+                attach_time_ms: now_ms(),
+                delete_on_termination: false,
+            });
+            tx.insert(&VOLUMES, &key(account, id), &volume)?;
+            Ok::<_, Error>(volume)
+        })?;
+        self.kick(&owner_key(&volume));
+        Ok(volume)
+    }
+
+    pub fn detach_volume(
+        &self,
+        account: &str,
+        id: &str,
+        instance_id: Option<&str>,
+        device: Option<&str>,
+    ) -> Result<VolumeRecord> {
+        let volume = self.store().write(|tx| {
+            let mut volume = tx.get(&VOLUMES, &key(account, id))?.ok_or_else(|| not_found(id))?;
+            let busy_now = busy(&volume);
+            let Some(attachment) = volume.attachment.as_mut() else {
+                return Err(Error::IncorrectState(format!("Volume '{id}' is in the 'available' state.")));
+            };
+            if instance_id.is_some_and(|i| i != attachment.instance_id)
+                || device.is_some_and(|d| d != attachment.device)
+            {
+                return Err(Error::AttachmentNotFound(format!(
+                    "The volume '{id}' is not attached to the instance and device given"
+                )));
+            }
+            if busy_now {
+                return Err(Error::IncorrectState(format!("The volume '{id}' is being modified.")));
+            }
+            let instance = tx.get(&INSTANCES, &key(account, &attachment.instance_id))?.ok_or_else(|| {
+                Error::ResourceNotFound { kind: ResourceKind::Instance, id: attachment.instance_id.clone() }
+            })?;
+            if volume.root && instance.state != InstanceState::Stopped {
+                return Err(Error::OperationNotPermitted(format!(
+                    "The root volume '{id}' can only be detached from a stopped instance."
+                )));
+            }
+            if instance.migration.is_some() {
+                return Err(Error::IncorrectInstanceState {
+                    id: instance.id,
+                    state: "migrating",
+                    verb: "detached from",
+                });
+            }
+            attachment.state = AttachmentState::Detaching;
+            tx.insert(&VOLUMES, &key(account, id), &volume)?;
+            Ok::<_, Error>(volume)
+        })?;
+        self.kick(&owner_key(&volume));
+        Ok(volume)
+    }
+
+    /// ModifyVolume: records the change as `modifying` and kicks whoever owns the file.
+    pub fn modify_volume(&self, account: &str, id: &str, change: VolumeChange) -> Result<VolumeRecord> {
+        let volume = self.store().write(|tx| {
+            let mut volume = tx.get(&VOLUMES, &key(account, id))?.ok_or_else(|| not_found(id))?;
+            if busy(&volume) {
+                return Err(Error::IncorrectModificationState(format!("Volume {id} is already being modified.")));
+            }
+            if !matches!(volume.state, VolumeState::Available | VolumeState::InUse) {
+                return Err(Error::IncorrectState(format!("The volume '{id}' is {}.", volume.state.name())));
+            }
+            if volume.attachment.as_ref().is_some_and(|a| a.state != AttachmentState::Attached) {
+                return Err(Error::IncorrectState(format!("The volume '{id}' is being attached or detached.")));
+            }
+            let size = change.size_gib.unwrap_or(volume.size_gib);
+            if size < volume.size_gib {
+                return Err(invalid(
+                    "Size",
+                    format!("New size cannot be smaller than existing size of {}GiB.", volume.size_gib),
+                ));
+            }
+            let volume_type = change.volume_type.clone().unwrap_or_else(|| volume.volume_type.clone());
+            // A new type takes that type's defaults unless the request says otherwise; gp2
+            // derives its IOPS from the size.
+            let keep = volume_type == volume.volume_type && volume_type != "gp2";
+            let (iops, throughput) = volume_settings(
+                &volume_type,
+                size,
+                change.iops.or(if keep { volume.iops } else { None }),
+                change.throughput.or(if keep { volume.throughput } else { None }),
+            )?;
+            volume.modification = Some(VolumeModificationRecord {
+                state: "modifying".into(),
+                status_message: None,
+                original_size_gib: volume.size_gib,
+                target_size_gib: size,
+                original_type: volume.volume_type.clone(),
+                target_type: volume_type,
+                original_iops: volume.iops,
+                target_iops: iops,
+                original_throughput: volume.throughput,
+                target_throughput: throughput,
+                start_ms: now_ms(),
+                end_ms: None,
+            });
+            tx.insert(&VOLUMES, &key(account, id), &volume)?;
+            Ok::<_, Error>(volume)
+        })?;
+        self.kick(&owner_key(&volume));
+        Ok(volume)
+    }
+
+    pub fn create_snapshot(
+        &self,
+        account: &str,
+        volume_id: &str,
+        description: &str,
+        tags_: &[(String, String)],
+    ) -> Result<SnapshotRecord> {
+        tags::validate_tags(tags_)?;
+        let (snapshot, owner) = self.store().write(|tx| {
+            let volume = tx.get(&VOLUMES, &key(account, volume_id))?.ok_or_else(|| not_found(volume_id))?;
+            if !matches!(volume.state, VolumeState::Available | VolumeState::InUse) || busy(&volume) {
+                return Err(Error::IncorrectState(format!(
+                    "The volume '{volume_id}' cannot be snapshotted while {}.",
+                    if busy(&volume) { "being modified" } else { volume.state.name() }
+                )));
+            }
+            let id = ids::resource_id("snap");
+            let snapshot = SnapshotRecord {
+                id: id.clone(),
+                account: account.to_owned(),
+                volume_id: volume_id.to_owned(),
+                volume_size_gib: volume.size_gib,
+                description: description.to_owned(),
+                state: SnapshotState::Pending,
+                state_message: None,
+                path: self.snapshot_path(&id).to_string_lossy().into_owned(),
+                start_ms: now_ms(),
+            };
+            tx.insert(&SNAPSHOTS, &key(account, &id), &snapshot)?;
+            tags::put_tags(tx, account, &id, tags_)?;
+            Ok::<_, Error>((snapshot, owner_key(&volume)))
+        })?;
+        self.kick(&owner);
+        Ok(snapshot)
+    }
+
+    pub fn snapshots(&self, account: &str) -> Result<Vec<SnapshotRecord>> {
+        Ok(self.store().read(|tx| tx.scan(&SNAPSHOTS, &format!("{account}/")))?.into_iter().map(|(_, s)| s).collect())
+    }
+
+    pub fn delete_snapshot(&self, account: &str, id: &str) -> Result<()> {
+        let snapshot = self.store().write(|tx| {
+            let snapshot = tx.get(&SNAPSHOTS, &key(account, id))?.ok_or_else(|| snapshot_not_found(id))?;
+            if snapshot.state == SnapshotState::Pending {
+                return Err(Error::IncorrectState(format!("Snapshot '{id}' is still being taken.")));
+            }
+            tx.remove(&SNAPSHOTS, &key(account, id))?;
+            tags::drop_tags(tx, account, id)?;
+            Ok::<_, Error>(snapshot)
+        })?;
+        remove_file(Path::new(&snapshot.path))
+    }
+
+    /// The disks a starting instance gets besides its root: its attached volumes (and those
+    /// being attached, which the start settles).
+    pub(crate) fn boot_volumes(&self, record: &InstanceRecord) -> Result<Vec<AttachedDisk>> {
+        Ok(self
+            .instance_volumes(&record.account, &record.id)?
+            .into_iter()
+            .filter(|v| !v.root && v.attachment.as_ref().is_some_and(|a| a.state != AttachmentState::Detaching))
+            .filter_map(|v| {
+                let target = guest_target(&v.attachment?.device).ok()?;
+                Some(AttachedDisk { target, path: PathBuf::from(v.path) })
+            })
+            .collect())
+    }
+
+    /// The conductor's work for a volume that is not attached: make its file, grow it, take
+    /// its snapshots. Safe to run again at any point.
+    pub(crate) fn converge_volume(&self, volume_key: &str) -> Result<()> {
+        let Some(volume) = self.store().read(|tx| tx.get(&VOLUMES, volume_key))? else { return Ok(()) };
+        if volume.attachment.is_some() {
+            // Its instance owns the file now.
+            return self.kick_owner(&volume);
+        }
+        if volume.state == VolumeState::Creating {
+            let result = self.make_volume_file(&volume);
+            self.store().write(|tx| {
+                let Some(mut current) = tx.get(&VOLUMES, volume_key)? else { return Ok(()) };
+                if current.state == VolumeState::Creating {
+                    current.state = if result.is_ok() { VolumeState::Available } else { VolumeState::Error };
+                    tx.insert(&VOLUMES, volume_key, &current)?;
+                }
+                Ok::<_, Error>(())
+            })?;
+            if let Err(error) = result {
+                tracing::warn!(volume = %volume.id, %error, "creating the volume failed");
+            }
+        }
+        self.volume_file_work(&volume, None)
+    }
+
+    /// The instance's part of its volumes' work, run inside the instance's converge: attach
+    /// and detach, growth and snapshots. `running` says whether its guest runs (hot-plug) or
+    /// not (only the records change; the next start defines the domain with them).
+    pub(crate) fn settle_instance_volumes(&self, record: &InstanceRecord) -> Result<()> {
+        let volumes = self.instance_volumes(&record.account, &record.id)?;
+        if volumes.is_empty() {
+            return Ok(());
+        }
+        let host = self.hosts().get(&record.host_id).cloned();
+        let running = match &host {
+            Some(host) if record.state != InstanceState::Terminated => {
+                host.driver.state(&record.id).map_err(Error::Driver)?.is_some_and(|s| !s.is_off())
+            }
+            _ => false,
+        };
+        for volume in volumes {
+            let Some(attachment) = volume.attachment.clone() else { continue };
+            let volume_key = key(&volume.account, &volume.id);
+            let live = running.then_some(()).and(host.as_ref());
+            match attachment.state {
+                AttachmentState::Attaching => {
+                    let target = guest_target(&attachment.device)?;
+                    let result = match live {
+                        Some(host) => host
+                            .driver
+                            .attach_disk(&record.id, &AttachedDisk { target, path: PathBuf::from(&volume.path) }),
+                        None => Ok(()),
+                    };
+                    self.store().write(|tx| {
+                        let Some(mut current) = tx.get(&VOLUMES, &volume_key)? else { return Ok(()) };
+                        let Some(a) = current.attachment.as_mut() else { return Ok(()) };
+                        if a.state != AttachmentState::Attaching {
+                            return Ok(());
+                        }
+                        match &result {
+                            Ok(()) => a.state = AttachmentState::Attached,
+                            // The attachment fails as on EC2: the volume is available again.
+                            Err(error) => {
+                                tracing::warn!(volume = %current.id, instance = %record.id, %error, "attach failed");
+                                current.attachment = None;
+                                current.state = VolumeState::Available;
+                            }
+                        }
+                        tx.insert(&VOLUMES, &volume_key, &current)?;
+                        Ok::<_, Error>(())
+                    })?;
+                }
+                AttachmentState::Detaching => {
+                    let target = guest_target(&attachment.device).unwrap_or_else(|_| "vda".into());
+                    if let Some(host) = live {
+                        if let Err(error) = host.driver.detach_disk(&record.id, &target, DETACH_WAIT) {
+                            // Still in the guest's hands: the sweep asks again.
+                            tracing::warn!(volume = %volume.id, instance = %record.id, %error, "detach pending");
+                            continue;
+                        }
+                    }
+                    self.store().write(|tx| {
+                        let Some(mut current) = tx.get(&VOLUMES, &volume_key)? else { return Ok(()) };
+                        if current.attachment.as_ref().is_some_and(|a| a.state == AttachmentState::Detaching) {
+                            current.attachment = None;
+                            current.state = VolumeState::Available;
+                            tx.insert(&VOLUMES, &volume_key, &current)?;
+                        }
+                        Ok::<_, Error>(())
+                    })?;
+                }
+                AttachmentState::Attached => {
+                    let target = guest_target(&attachment.device).unwrap_or_else(|_| "vda".into());
+                    let live = live.map(|host| (host.as_ref(), record.id.as_str(), target.as_str()));
+                    self.volume_file_work(&volume, live)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn kick_owner(&self, volume: &VolumeRecord) -> Result<()> {
+        self.kick(&owner_key(volume));
+        Ok(())
+    }
+
+    /// Growth and snapshots of one volume, by whoever owns it; `live` names the running
+    /// guest that has it as `target`, if any.
+    fn volume_file_work(&self, volume: &VolumeRecord, live: Option<(&crate::hosts::Host, &str, &str)>) -> Result<()> {
+        let volume_key = key(&volume.account, &volume.id);
+        if let Some(m) = volume.modification.as_ref().filter(|m| m.state == "modifying") {
+            let bytes = m.target_size_gib * GIB;
+            let result = if m.target_size_gib == m.original_size_gib {
+                Ok(())
+            } else {
+                match live {
+                    Some((host, domain, target)) => {
+                        host.driver.resize_disk(domain, target, bytes).map_err(Error::Driver)
+                    }
+                    None => run(Command::new("qemu-img")
+                        .args(["resize", "-q", "-f", "qcow2"])
+                        .arg(&volume.path)
+                        .arg(bytes.to_string())),
+                }
+            };
+            self.store().write(|tx| {
+                let Some(mut current) = tx.get(&VOLUMES, &volume_key)? else { return Ok(()) };
+                let Some(m) = current.modification.as_mut().filter(|m| m.state == "modifying") else { return Ok(()) };
+                m.end_ms = Some(now_ms());
+                match &result {
+                    Ok(()) => {
+                        m.state = "completed".into();
+                        current.size_gib = m.target_size_gib;
+                        current.volume_type = m.target_type.clone();
+                        current.iops = m.target_iops;
+                        current.throughput = m.target_throughput;
+                    }
+                    Err(error) => {
+                        m.state = "failed".into();
+                        m.status_message = Some(error.to_string());
+                    }
+                }
+                tx.insert(&VOLUMES, &volume_key, &current)?;
+                Ok::<_, Error>(())
+            })?;
+        }
+        let pending: Vec<SnapshotRecord> = self
+            .snapshots(&volume.account)?
+            .into_iter()
+            .filter(|s| s.volume_id == volume.id && s.state == SnapshotState::Pending)
+            .collect();
+        for snapshot in pending {
+            let result = self.copy_snapshot(volume, &snapshot, live.map(|(host, domain, _)| (host, domain)));
+            let snapshot_key = key(&snapshot.account, &snapshot.id);
+            self.store().write(|tx| {
+                let Some(mut current) = tx.get(&SNAPSHOTS, &snapshot_key)? else { return Ok(()) };
+                match &result {
+                    Ok(()) => current.state = SnapshotState::Completed,
+                    Err(error) => {
+                        current.state = SnapshotState::Error;
+                        current.state_message = Some(error.to_string());
+                    }
+                }
+                tx.insert(&SNAPSHOTS, &snapshot_key, &current)?;
+                Ok::<_, Error>(())
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Copies a volume into a standalone snapshot file, pausing a running guest meanwhile.
+    fn copy_snapshot(
+        &self,
+        volume: &VolumeRecord,
+        snapshot: &SnapshotRecord,
+        live: Option<(&crate::hosts::Host, &str)>,
+    ) -> Result<()> {
+        let target = Path::new(&snapshot.path);
+        if let Some(dir) = target.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| Error::Io(format!("creating {}: {e}", dir.display())))?;
+        }
+        let partial = target.with_extension("partial");
+        let paused = match live {
+            Some((host, domain)) => match host.driver.state(domain).map_err(Error::Driver)? {
+                Some(PowerState::Running) => {
+                    host.driver.suspend(domain).map_err(Error::Driver)?;
+                    true
+                }
+                _ => false,
+            },
+            None => false,
+        };
+        let copied =
+            run(Command::new("qemu-img").args(["convert", "-U", "-q", "-O", "qcow2"]).arg(&volume.path).arg(&partial));
+        if paused {
+            if let Some((host, domain)) = live {
+                host.driver.resume(domain).map_err(Error::Driver)?;
+            }
+        }
+        copied?;
+        std::fs::rename(&partial, target).map_err(|e| Error::Io(format!("renaming the snapshot: {e}")))
+    }
+
+    /// A new volume's file: empty, or the snapshot's disk grown to the volume's size; made
+    /// under a temporary name, so that a crash leaves nothing half made.
+    fn make_volume_file(&self, volume: &VolumeRecord) -> Result<()> {
+        let path = Path::new(&volume.path);
+        if path.exists() {
+            return Ok(());
+        }
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| Error::Io(format!("creating {}: {e}", dir.display())))?;
+        }
+        let partial = path.with_extension("partial");
+        let bytes = (volume.size_gib * GIB).to_string();
+        match &volume.snapshot_id {
+            Some(id) => {
+                let snapshot = self
+                    .store()
+                    .read(|tx| tx.get(&SNAPSHOTS, &key(&volume.account, id)))?
+                    .ok_or_else(|| snapshot_not_found(id))?;
+                run(Command::new("qemu-img").args(["convert", "-q", "-O", "qcow2"]).arg(&snapshot.path).arg(&partial))?;
+                run(Command::new("qemu-img").args(["resize", "-q", "-f", "qcow2"]).arg(&partial).arg(&bytes))?;
+            }
+            None => run(Command::new("qemu-img").args(["create", "-q", "-f", "qcow2"]).arg(&partial).arg(&bytes))?,
+        }
+        std::fs::rename(&partial, path).map_err(|e| Error::Io(format!("renaming the volume: {e}")))
+    }
+
+    /// A terminated instance's volumes: deleted when they say so, detached otherwise (a kept
+    /// root disk moves out of the instance's folder first). Runs before the folder goes.
+    pub(crate) fn release_instance_volumes(&self, record: &InstanceRecord) -> Result<()> {
+        for volume in self.instance_volumes(&record.account, &record.id)? {
+            let Some(attachment) = &volume.attachment else { continue };
+            let volume_key = key(&volume.account, &volume.id);
+            if attachment.delete_on_termination {
+                self.store().write(|tx| {
+                    tx.remove(&VOLUMES, &volume_key)?;
+                    tags::drop_tags(tx, &volume.account, &volume.id)
+                })?;
+                remove_file(Path::new(&volume.path))?;
+                continue;
+            }
+            let mut path = PathBuf::from(&volume.path);
+            if volume.root {
+                let kept = self.volume_path(&volume.id);
+                if let Some(dir) = kept.parent() {
+                    std::fs::create_dir_all(dir).map_err(|e| Error::Io(format!("creating {}: {e}", dir.display())))?;
+                }
+                if path.exists() {
+                    // The overlay's backing image may go with its AMI: keep a standalone copy.
+                    run(Command::new("qemu-img").args(["convert", "-q", "-O", "qcow2"]).arg(&path).arg(&kept))?;
+                }
+                path = kept;
+            }
+            self.store().write(|tx| {
+                let Some(mut current) = tx.get(&VOLUMES, &volume_key)? else { return Ok(()) };
+                current.attachment = None;
+                current.state = VolumeState::Available;
+                current.path = path.to_string_lossy().into_owned();
+                tx.insert(&VOLUMES, &volume_key, &current)?;
+                Ok::<_, Error>(())
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Keys of the work volumes left unfinished (after a crash, or a guest that held on to a
+    /// disk): their owners' keys.
+    pub(crate) fn unfinished_volume_work(&self) -> Result<Vec<String>> {
+        let volumes: Vec<VolumeRecord> =
+            self.store().read(|tx| tx.scan(&VOLUMES, ""))?.into_iter().map(|(_, v)| v).collect();
+        let snapshots: Vec<SnapshotRecord> =
+            self.store().read(|tx| tx.scan(&SNAPSHOTS, ""))?.into_iter().map(|(_, s)| s).collect();
+        let mut keys: Vec<String> = volumes
+            .iter()
+            .filter(|v| {
+                v.state == VolumeState::Creating
+                    || busy(v)
+                    || v.attachment.as_ref().is_some_and(|a| a.state != AttachmentState::Attached)
+                    || snapshots.iter().any(|s| s.volume_id == v.id && s.state == SnapshotState::Pending)
+            })
+            .map(owner_key)
+            .collect();
+        keys.sort();
+        keys.dedup();
+        Ok(keys)
+    }
+}
+
+fn remove_file(path: &Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(Error::Io(format!("removing {}: {e}", path.display())))
+        }
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::instances::{LaunchRequest, RootVolumeRequest};
+    use crate::tests_support::{test_disk, test_driver_backend};
+
+    fn virtual_size(path: &str) -> u64 {
+        let out = Command::new("qemu-img").args(["info", "--output=json", "-U", path]).output().unwrap();
+        let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        info["virtual-size"].as_u64().unwrap()
+    }
+
+    /// The whole life of volumes on the test driver, which cannot hot-plug: files, snapshots,
+    /// growth, attachments to a stopped instance, and root volumes.
+    #[test]
+    fn volumes_snapshots_and_root_disks() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = test_driver_backend(dir.path());
+        let zone = b.topology().default_zone().to_owned();
+        let image = b
+            .register_image(
+                "acct",
+                crate::images::NewImage { name: "img".into(), disk: test_disk(dir.path()), ..Default::default() },
+            )
+            .unwrap();
+        let new = |size: Option<u64>, snapshot_id: Option<String>| NewVolume {
+            zone: zone.clone(),
+            size_gib: size,
+            volume_type: Some("gp3".into()),
+            snapshot_id,
+            client_token: None,
+            ..Default::default()
+        };
+        let volume = b.create_volume("acct", new(Some(1), None)).unwrap();
+        assert_eq!((volume.state, volume.iops, volume.throughput), (VolumeState::Creating, Some(3000), Some(125)));
+        b.converge(&format!("acct/{}", volume.id)).unwrap();
+        let volume = b.volumes("acct").unwrap().remove(0);
+        assert_eq!(volume.state, VolumeState::Available);
+        assert_eq!(virtual_size(&volume.path), GIB);
+        assert!(matches!(b.create_volume("acct", new(None, None)), Err(Error::MissingParameter(_))));
+
+        // Snapshot, then a bigger volume from it.
+        let snapshot = b.create_snapshot("acct", &volume.id, "first", &[]).unwrap();
+        b.converge(&format!("acct/{}", volume.id)).unwrap();
+        let snapshot = b.snapshots("acct").unwrap().into_iter().find(|s| s.id == snapshot.id).unwrap();
+        assert_eq!(snapshot.state, SnapshotState::Completed);
+        assert!(matches!(
+            b.create_volume("acct", new(Some(0), Some(snapshot.id.clone()))),
+            Err(Error::InvalidParameter { .. })
+        ));
+        let copy = b.create_volume("acct", new(Some(2), Some(snapshot.id.clone()))).unwrap();
+        b.converge(&format!("acct/{}", copy.id)).unwrap();
+        assert_eq!(virtual_size(&copy.path), 2 * GIB);
+
+        // Growth; shrinking is refused.
+        b.modify_volume("acct", &copy.id, VolumeChange { size_gib: Some(3), ..Default::default() }).unwrap();
+        assert!(matches!(
+            b.modify_volume("acct", &copy.id, VolumeChange { size_gib: Some(4), ..Default::default() }),
+            Err(Error::IncorrectModificationState(_))
+        ));
+        b.converge(&format!("acct/{}", copy.id)).unwrap();
+        let grown = b.volumes("acct").unwrap().into_iter().find(|v| v.id == copy.id).unwrap();
+        assert_eq!((grown.size_gib, grown.modification.unwrap().state.as_str()), (3, "completed"));
+        assert_eq!(virtual_size(&copy.path), 3 * GIB);
+        assert!(matches!(
+            b.modify_volume("acct", &copy.id, VolumeChange { size_gib: Some(1), ..Default::default() }),
+            Err(Error::InvalidParameter { .. })
+        ));
+
+        // An instance with a 2 GiB root volume that outlives it.
+        let req = LaunchRequest {
+            image_id: image.id.clone(),
+            instance_type: "t3.nano".into(),
+            min_count: 1,
+            max_count: 1,
+            root_volume: RootVolumeRequest {
+                size_gib: Some(2),
+                delete_on_termination: Some(false),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let instance = b.run_instances("acct", "vpc-1", req).unwrap().remove(0);
+        let key = format!("acct/{}", instance.id);
+        b.converge(&key).unwrap();
+        let root = b.instance_volumes("acct", &instance.id).unwrap().remove(0);
+        assert!(root.root && root.attachment.as_ref().unwrap().device == ROOT_DEVICE);
+        assert_eq!(virtual_size(&root.path), 2 * GIB, "the root disk has the volume's size");
+
+        // The test driver cannot hot-plug: attaching to the running guest fails, as on EC2,
+        // and leaves the volume available.
+        b.attach_volume("acct", &volume.id, &instance.id, "/dev/sdf").unwrap();
+        b.converge(&key).unwrap();
+        assert_eq!(
+            b.volumes("acct").unwrap().into_iter().find(|v| v.id == volume.id).unwrap().state,
+            VolumeState::Available
+        );
+        assert!(b.attach_volume("acct", &volume.id, &instance.id, "/dev/sda").is_err());
+
+        // A stopped instance takes it, and boots with it.
+        b.stop_instances("acct", std::slice::from_ref(&instance.id), true).unwrap();
+        b.converge(&key).unwrap();
+        b.attach_volume("acct", &volume.id, &instance.id, "/dev/sdf").unwrap();
+        assert!(matches!(
+            b.attach_volume("acct", &copy.id, &instance.id, "/dev/xvdf"),
+            Err(Error::InvalidParameter { .. })
+        ));
+        assert!(matches!(b.delete_volume("acct", &volume.id), Err(Error::VolumeInUse(_))));
+        b.converge(&key).unwrap();
+        let attached = b.instance_volumes("acct", &instance.id).unwrap();
+        assert_eq!(attached.len(), 2);
+        let record = b.instance("acct", &instance.id).unwrap();
+        assert_eq!(
+            b.boot_volumes(&record).unwrap(),
+            [AttachedDisk { target: "vdf".into(), path: volume.path.clone().into() }]
+        );
+        b.start_instances("acct", std::slice::from_ref(&instance.id)).unwrap();
+        b.converge(&key).unwrap();
+        assert_eq!(b.instance("acct", &instance.id).unwrap().state, InstanceState::Running);
+
+        // Terminating keeps the root volume (as asked) and detaches the data volume.
+        b.terminate_instances("acct", std::slice::from_ref(&instance.id)).unwrap();
+        b.converge(&key).unwrap();
+        let after = b.volumes("acct").unwrap();
+        let kept_root = after.iter().find(|v| v.id == root.id).unwrap();
+        assert_eq!((kept_root.state, kept_root.attachment.is_none()), (VolumeState::Available, true));
+        assert!(kept_root.path.contains("/volumes/") && virtual_size(&kept_root.path) == 2 * GIB);
+        assert_eq!(after.iter().find(|v| v.id == volume.id).unwrap().state, VolumeState::Available);
+        assert!(!Path::new(&root.path).exists(), "the instance's folder is gone");
+
+        for v in &after {
+            b.delete_volume("acct", &v.id).unwrap();
+            assert!(!Path::new(&v.path).exists());
+        }
+        b.delete_snapshot("acct", &snapshot.id).unwrap();
+        assert!(!Path::new(&snapshot.path).exists());
+    }
+
+    #[test]
+    fn settings_follow_ec2s_rules_per_type() {
+        assert_eq!(volume_settings("gp3", 2, None, None).unwrap(), (Some(3000), Some(125)));
+        assert_eq!(volume_settings("gp2", 10, None, None).unwrap(), (Some(100), None));
+        assert_eq!(volume_settings("gp2", 1000, None, None).unwrap(), (Some(3000), None));
+        assert_eq!(volume_settings("io1", 10, Some(500), None).unwrap(), (Some(500), None));
+        assert_eq!(volume_settings("standard", 10, None, None).unwrap(), (None, None));
+        assert!(matches!(volume_settings("io2", 10, None, None), Err(Error::MissingParameter(_))));
+        assert!(volume_settings("st1", 10, None, None).is_err(), "st1 starts at 125 GiB");
+        assert!(volume_settings("gp2", 0, None, None).is_err());
+        assert!(volume_settings("gp2", 10, None, Some(200)).is_err());
+        assert!(volume_settings("standard", 10, Some(100), None).is_err());
+        assert!(volume_settings("fast", 10, None, None).is_err());
+    }
+
+    #[test]
+    fn device_names_map_to_virtio_targets() {
+        assert_eq!(guest_target("/dev/sdf").unwrap(), "vdf");
+        assert_eq!(guest_target("/dev/xvdh").unwrap(), "vdh");
+        assert_eq!(guest_target("/dev/vdz").unwrap(), "vdz");
+        for bad in ["/dev/sda", "/dev/vda", "/dev/sdf1", "sdf", "/dev/hdb", "/dev/sd"] {
+            assert!(guest_target(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,47 @@
+use backend::volumes::NewVolume;
+use ec2api::{CreateVolumeOutput, CreateVolumeRequest, Ec2Error};
+
+use super::shapes::volume;
+use super::tags_from_specs;
+use crate::context::Ctx;
+
+fn positive(value: Option<i32>, name: &str) -> Result<Option<u32>, Ec2Error> {
+    value
+        .map(|n| {
+            u32::try_from(n).map_err(|_| Ec2Error::invalid_value(name, &n.to_string(), "Expected a positive number."))
+        })
+        .transpose()
+}
+
+pub async fn handle(ctx: &Ctx, req: CreateVolumeRequest) -> Result<CreateVolumeOutput, Ec2Error> {
+    if req.encrypted == Some(true) || req.kms_key_id.is_some() {
+        return Err(Ec2Error::new("UnsupportedOperation", "Stratus volumes are not encrypted"));
+    }
+    if req.multi_attach_enabled == Some(true) {
+        return Err(Ec2Error::new("UnsupportedOperation", "Multi-Attach is not supported"));
+    }
+    let zone = req
+        .availability_zone
+        .filter(|z| !z.is_empty())
+        .ok_or_else(|| Ec2Error::missing_parameter("AvailabilityZone"))?;
+    let tags = tags_from_specs(req.tag_specifications, "volume")?;
+    let new = NewVolume {
+        zone,
+        size_gib: positive(req.size, "Size")?.map(u64::from),
+        volume_type: req.volume_type,
+        iops: positive(req.iops, "Iops")?,
+        throughput: positive(req.throughput, "Throughput")?,
+        snapshot_id: req.snapshot_id.filter(|s| !s.is_empty()),
+        client_token: req.client_token.filter(|t| !t.is_empty()),
+        tags,
+    };
+    let account = ctx.account().to_owned();
+    let (record, tags) = ctx
+        .call(move |b| {
+            let record = b.create_volume(&account, new)?;
+            let tags = b.tags_by_resource(&account)?.remove(&record.id).unwrap_or_default();
+            Ok((record, tags))
+        })
+        .await?;
+    Ok(volume(&record, &tags))
+}

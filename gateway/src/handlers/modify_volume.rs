@@ -1,0 +1,30 @@
+use backend::volumes::VolumeChange;
+use ec2api::{Ec2Error, ModifyVolumeOutput, ModifyVolumeRequest};
+
+use super::check_ids;
+use super::shapes::modification;
+use crate::context::Ctx;
+
+fn positive(value: Option<i32>, name: &str) -> Result<Option<u32>, Ec2Error> {
+    value
+        .map(|n| {
+            u32::try_from(n).map_err(|_| Ec2Error::invalid_value(name, &n.to_string(), "Expected a positive number."))
+        })
+        .transpose()
+}
+
+pub async fn handle(ctx: &Ctx, req: ModifyVolumeRequest) -> Result<ModifyVolumeOutput, Ec2Error> {
+    check_ids(std::slice::from_ref(&req.volume_id), backend::ResourceKind::Volume, "InvalidVolume.Malformed")?;
+    if req.multi_attach_enabled == Some(true) {
+        return Err(Ec2Error::new("UnsupportedOperation", "Multi-Attach is not supported"));
+    }
+    let change = VolumeChange {
+        size_gib: positive(req.size, "Size")?.map(u64::from),
+        volume_type: req.volume_type,
+        iops: positive(req.iops, "Iops")?,
+        throughput: positive(req.throughput, "Throughput")?,
+    };
+    let account = ctx.account().to_owned();
+    let record = ctx.call(move |b| b.modify_volume(&account, &req.volume_id, change)).await?;
+    Ok(ModifyVolumeOutput { volume_modification: modification(&record) })
+}
