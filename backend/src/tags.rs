@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use storage::tables::{ACCOUNTS, IMAGES, INSTANCES, KEY_PAIRS, SECURITY_GROUPS, TAGS};
+use storage::tables::{ACCOUNTS, IMAGES, INSTANCES, KEY_PAIRS, SECURITY_GROUPS, SNAPSHOTS, TAGS, VOLUMES};
 use storage::{TagRecord, WriteTx};
 
 use crate::{Backend, Error, ResourceKind, Result};
@@ -90,10 +90,12 @@ fn ensure_exists(tx: &WriteTx, account: &str, id: &str) -> Result<()> {
             .iter()
             .any(|(_, r)| r.network_interface_id == id && r.state != storage::InstanceState::Terminated),
         ResourceKind::SecurityGroup => tx.get(&SECURITY_GROUPS, &format!("{account}/{id}"))?.is_some(),
+        ResourceKind::Volume => tx.get(&VOLUMES, &format!("{account}/{id}"))?.is_some(),
+        ResourceKind::Snapshot => tx.get(&SNAPSHOTS, &format!("{account}/{id}"))?.is_some(),
         ResourceKind::SecurityGroupRule => {
             tx.scan(&SECURITY_GROUPS, &format!("{account}/"))?.iter().any(|(_, g)| g.rules.iter().any(|r| r.id == id))
         }
-        _ => false,
+        ResourceKind::Subnet | ResourceKind::Reservation | ResourceKind::Host | ResourceKind::Migration => false,
     };
     if exists {
         Ok(())

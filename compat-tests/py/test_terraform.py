@@ -1,4 +1,6 @@
-"""terraform + hashicorp/aws (from the local filesystem mirror) against a running stratus."""
+"""terraform + hashicorp/aws (from the local filesystem mirror) against a running stratus: a key
+pair and the zones on the test driver, then a whole web-server configuration (key pair,
+security group, instance, EBS volume and attachment, data sources) against real QEMU guests."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from pathlib import Path
 import pytest
 from botocore.exceptions import ClientError
 
-from conftest import clean_env
+from conftest import BOOT_MARKER, QEMU_CONFIG, clean_env, ec2_client, import_image, require_qemu
 
 PREFERRED_MIRROR = Path("/opt/tf-plugins")
 
@@ -91,46 +93,57 @@ output "fingerprint" {
 """
 
 
-def test_terraform_key_pair_and_zones(stratus, ec2, tmp_path):
-    terraform = shutil.which("terraform")
-    assert terraform, "terraform is not installed (it is needed for this test; nothing is skipped)"
-    mirror = find_mirror_root()
-    cli_config = tmp_path / "terraform.rc"
-    cli_config.write_text(
-        "provider_installation {\n"
-        f'  filesystem_mirror {{\n    path    = "{mirror}"\n    include = ["registry.terraform.io/hashicorp/*"]\n  }}\n'
-        '  direct {\n    exclude = ["registry.terraform.io/hashicorp/*"]\n  }\n'
-        "}\n"
-    )
-    work = tmp_path / "tf"
-    work.mkdir()
-    key_name = f"tf-{uuid.uuid4().hex[:10]}"
-    public_key = public_key_line(tmp_path)
-    (work / "main.tf").write_text(CONFIG % {
-        "access_key": stratus.access_key,
-        "secret_key": stratus.secret_key,
-        "endpoint": stratus.endpoint,
-        "key_name": key_name,
-        "public_key": public_key,
-    })
-    env = clean_env(
-        TF_CLI_CONFIG_FILE=str(cli_config),
-        CHECKPOINT_DISABLE="1",
-        TF_IN_AUTOMATION="1",
-        TF_INPUT="0",
-        AWS_EC2_METADATA_DISABLED="true",
-    )
-    env = {k: v for k, v in env.items() if not k.startswith("TF_") or k in
-           ("TF_CLI_CONFIG_FILE", "TF_IN_AUTOMATION", "TF_INPUT")}
+class Terraform:
+    """terraform in its own folder, with the provider from the mirror and no network."""
 
-    def tf(*args: str, expect: tuple[int, ...] = (0,), timeout: float = 600) -> subprocess.CompletedProcess:
-        proc = subprocess.run([terraform, *args], cwd=work, env=env, capture_output=True, text=True, timeout=timeout)
+    def __init__(self, tmp_path: Path, main_tf: str):
+        self.bin = shutil.which("terraform")
+        assert self.bin, "terraform is not installed (it is needed for this test; nothing is skipped)"
+        mirror = find_mirror_root()
+        cli_config = tmp_path / "terraform.rc"
+        cli_config.write_text(
+            "provider_installation {\n"
+            f'  filesystem_mirror {{\n    path    = "{mirror}"\n    include = ["registry.terraform.io/hashicorp/*"]\n  }}\n'
+            '  direct {\n    exclude = ["registry.terraform.io/hashicorp/*"]\n  }\n'
+            "}\n"
+        )
+        self.work = tmp_path / "tf"
+        self.work.mkdir()
+        (self.work / "main.tf").write_text(main_tf)
+        env = clean_env(
+            TF_CLI_CONFIG_FILE=str(cli_config),
+            CHECKPOINT_DISABLE="1",
+            TF_IN_AUTOMATION="1",
+            TF_INPUT="0",
+            AWS_EC2_METADATA_DISABLED="true",
+        )
+        self.env = {k: v for k, v in env.items() if not k.startswith("TF_") or k in
+                    ("TF_CLI_CONFIG_FILE", "TF_IN_AUTOMATION", "TF_INPUT")}
+
+    def __call__(self, *args: str, expect: tuple[int, ...] = (0,), timeout: float = 600) -> subprocess.CompletedProcess:
+        proc = subprocess.run([self.bin, *args], cwd=self.work, env=self.env, capture_output=True, text=True,
+                              timeout=timeout)
         assert proc.returncode in expect, (
             f"terraform {' '.join(args)} exited {proc.returncode} (expected {expect})\n"
             f"stdout:\n{proc.stdout[-6000:]}\nstderr:\n{proc.stderr[-6000:]}"
         )
         return proc
 
+    def destroy_quietly(self) -> None:
+        subprocess.run([self.bin, "destroy", "-auto-approve", "-input=false", "-no-color"],
+                       cwd=self.work, env=self.env, capture_output=True, timeout=600)
+
+
+def test_terraform_key_pair_and_zones(stratus, ec2, tmp_path):
+    key_name = f"tf-{uuid.uuid4().hex[:10]}"
+    public_key = public_key_line(tmp_path)
+    tf = Terraform(tmp_path, CONFIG % {
+        "access_key": stratus.access_key,
+        "secret_key": stratus.secret_key,
+        "endpoint": stratus.endpoint,
+        "key_name": key_name,
+        "public_key": public_key,
+    })
     tf("init", "-input=false", "-no-color")
     applied = False
     try:
@@ -161,5 +174,155 @@ def test_terraform_key_pair_and_zones(stratus, ec2, tmp_path):
         assert excinfo.value.response["Error"]["Code"] == "InvalidKeyPair.NotFound"
     finally:
         if applied:
-            subprocess.run([terraform, "destroy", "-auto-approve", "-input=false", "-no-color"],
-                           cwd=work, env=env, capture_output=True, timeout=600)
+            tf.destroy_quietly()
+
+
+WEB_CONFIG = CONFIG.split('resource "aws_key_pair"')[0] + """
+data "aws_ami" "guest" {
+  filter {
+    name   = "image-id"
+    values = ["%(image_id)s"]
+  }
+}
+
+resource "aws_key_pair" "deployer" {
+  key_name   = "%(key_name)s"
+  public_key = "%(public_key)s"
+}
+
+resource "aws_security_group" "web" {
+  name        = "%(key_name)s-web"
+  description = "web servers"
+
+  ingress {
+    description = "SSH"
+    from_port   = 22
+    to_port     = 22
+    protocol    = "tcp"
+    cidr_blocks = ["0.0.0.0/0"]
+  }
+
+  egress {
+    from_port   = 0
+    to_port     = 0
+    protocol    = "-1"
+    cidr_blocks = ["0.0.0.0/0"]
+  }
+
+  tags = {
+    Name = "web"
+  }
+}
+
+resource "aws_instance" "web" {
+  ami                    = data.aws_ami.guest.id
+  instance_type          = "t3.nano"
+  key_name               = aws_key_pair.deployer.key_name
+  vpc_security_group_ids = [aws_security_group.web.id]
+  user_data              = "#!/bin/sh\\necho hello from terraform\\n"
+
+  tags = {
+    Name    = "tf-web"
+    Role    = "web"
+    Project = "%(key_name)s"
+  }
+}
+
+resource "aws_ebs_volume" "data" {
+  availability_zone = aws_instance.web.availability_zone
+  size              = 2
+  type              = "gp3"
+
+  tags = {
+    Name = "tf-data"
+  }
+}
+
+resource "aws_volume_attachment" "data" {
+  device_name = "/dev/sdf"
+  volume_id   = aws_ebs_volume.data.id
+  instance_id = aws_instance.web.id
+}
+
+data "aws_instances" "web" {
+  instance_tags = {
+    Role    = "web"
+    Project = "%(key_name)s"
+  }
+  instance_state_names = ["running", "pending"]
+  depends_on           = [aws_instance.web]
+}
+
+output "instance_id" {
+  value = aws_instance.web.id
+}
+
+output "volume_id" {
+  value = aws_ebs_volume.data.id
+}
+
+output "group_id" {
+  value = aws_security_group.web.id
+}
+
+output "found_instances" {
+  value = data.aws_instances.web.ids
+}
+"""
+
+
+def test_terraform_web_server_on_real_guests(server_factory, test_image, tmp_path):
+    require_qemu()
+    server = server_factory(config=QEMU_CONFIG)
+    ec2 = ec2_client(server)
+    image_id = import_image(server, test_image, "terraform image")
+    key_name = f"tf-{uuid.uuid4().hex[:10]}"
+    tf = Terraform(tmp_path, WEB_CONFIG % {
+        "access_key": server.access_key,
+        "secret_key": server.secret_key,
+        "endpoint": server.endpoint,
+        "key_name": key_name,
+        "public_key": public_key_line(tmp_path),
+        "image_id": image_id,
+    })
+    tf("init", "-input=false", "-no-color")
+    applied = False
+    try:
+        tf("apply", "-auto-approve", "-input=false", "-no-color")
+        applied = True
+        outputs = {k: v["value"] for k, v in json.loads(tf("output", "-json").stdout).items()}
+        instance_id, volume_id, group_id = outputs["instance_id"], outputs["volume_id"], outputs["group_id"]
+        assert outputs["found_instances"] == [instance_id]
+
+        instance = ec2.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0]
+        assert instance["State"]["Name"] == "running" and instance["KeyName"] == key_name
+        assert instance["SecurityGroups"] == [{"GroupId": group_id, "GroupName": f"{key_name}-web"}]
+        assert [m["DeviceName"] for m in instance["BlockDeviceMappings"]] == ["/dev/vda", "/dev/sdf"]
+        attachment = ec2.describe_volumes(VolumeIds=[volume_id])["Volumes"][0]["Attachments"][0]
+        assert (attachment["InstanceId"], attachment["State"]) == (instance_id, "attached")
+        group = ec2.describe_security_groups(GroupIds=[group_id])["SecurityGroups"][0]
+        assert [(p["IpProtocol"], p.get("FromPort")) for p in group["IpPermissions"]] == [("tcp", 22)]
+        assert [p["IpProtocol"] for p in group["IpPermissionsEgress"]] == ["-1"]
+        # The guest runs and sees the attached volume as its second disk.
+        console = ec2.get_console_output(InstanceId=instance_id).get("Output", "")
+        assert BOOT_MARKER in console
+        assert f"vdb={2 << 30}" in console, console[-2000:]
+
+        plan = tf("plan", "-detailed-exitcode", "-input=false", "-no-color", expect=(0, 2))
+        assert plan.returncode == 0, f"second plan wants changes:\n{plan.stdout[-6000:]}"
+
+        tf("destroy", "-auto-approve", "-input=false", "-no-color")
+        applied = False
+        assert ec2.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0][
+            "State"]["Name"] == "terminated"
+        for call, kwargs, code in [
+            (ec2.describe_volumes, {"VolumeIds": [volume_id]}, "InvalidVolume.NotFound"),
+            (ec2.describe_security_groups, {"GroupIds": [group_id]}, "InvalidGroup.NotFound"),
+            (ec2.describe_key_pairs, {"KeyNames": [key_name]}, "InvalidKeyPair.NotFound"),
+        ]:
+            with pytest.raises(ClientError) as excinfo:
+                call(**kwargs)
+            assert excinfo.value.response["Error"]["Code"] == code
+    finally:
+        if applied:
+            tf.destroy_quietly()

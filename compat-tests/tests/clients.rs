@@ -46,3 +46,13 @@ fn boto3_security_groups() {
 fn boto3_volumes() {
     run_pytest("test_volumes_boto3.py");
 }
+
+#[test]
+fn aws_cli_volumes() {
+    run_pytest("test_volumes_aws_cli.py");
+}
+
+#[test]
+fn moto_differential() {
+    run_pytest("test_moto_differential.py");
+}

@@ -113,6 +113,8 @@ pub async fn handle(ctx: &Ctx, req: DescribeImagesRequest) -> Result<DescribeIma
                 ..Default::default()
             }]),
             platform_details: Some("Linux/UNIX".into()),
+            // Guests boot SeaBIOS, or their kernel directly: never UEFI.
+            boot_mode: Some("legacy-bios".into()),
             usage_operation: Some("RunInstances".into()),
             tags: tags.get(&i.id).map(|t| tag_list(t)),
             ..Default::default()

@@ -119,6 +119,7 @@ pub fn instance(record: &InstanceRecord, tags: &[(String, String)], region: &str
     };
     let interface = InstanceNetworkInterface {
         network_interface_id: Some(record.network_interface_id.clone()),
+        description: Some(String::new()),
         mac_address: Some(record.mac.clone()),
         private_ip_address: ip.clone(),
         private_dns_name: Some(dns.clone()),

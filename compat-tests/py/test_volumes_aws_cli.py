@@ -1,0 +1,102 @@
+"""The aws cli over security groups, volumes and snapshots, with its waiters (volume-available,
+volume-in-use, instance-stopped, snapshot-completed), on libvirt's test driver.
+
+The cli's waiters check once at once and then every 15 s, so each wait below follows a short
+poll that lets the first check succeed: the waiter still parses Stratus's answer."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from conftest import TEST_DRIVER_CONFIG, aws, import_image
+
+
+def ok(server, *args, timeout: float = 300) -> dict:
+    code, out, err = aws(server, *args, timeout=timeout)
+    assert code == 0, f"aws ec2 {' '.join(args)} failed ({code}):\n{err}"
+    return json.loads(out) if out.strip() else {}
+
+
+def fails(server, code: str, *args) -> None:
+    rc, _, err = aws(server, *args)
+    assert rc != 0 and f"({code})" in err, f"aws ec2 {' '.join(args)}: expected {code}, got {rc}:\n{err}"
+
+
+def settle(server, query: list[str], wanted: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        code, out, _ = aws(server, *query, "--output", "text")
+        if code == 0 and out.split() and set(out.split()) == {wanted}:
+            return
+        assert time.monotonic() < deadline, f"{query} never became {wanted}: {out}"
+        time.sleep(0.3)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, test_image):
+    from conftest import start_stratus
+
+    server = start_stratus(tmp_path_factory.mktemp("cli-volumes"), config=TEST_DRIVER_CONFIG)
+    server.image_id = import_image(server, test_image, "cli volumes image")
+    yield server
+    server.stop()
+
+
+def test_groups_volumes_and_snapshots(server):
+    group_id = ok(server, "create-security-group", "--group-name", "cli-web", "--description", "cli web")["GroupId"]
+    # The cli's shorthand sends the older top-level form (IpProtocol, FromPort, ToPort, CidrIp).
+    ok(server, "authorize-security-group-ingress", "--group-id", group_id, "--protocol", "tcp", "--port", "22",
+       "--cidr", "0.0.0.0/0")
+    fails(server, "InvalidPermission.Duplicate", "authorize-security-group-ingress", "--group-id", group_id,
+          "--protocol", "tcp", "--port", "22", "--cidr", "0.0.0.0/0")
+    [permission] = ok(server, "describe-security-groups", "--group-ids", group_id)["SecurityGroups"][0]["IpPermissions"]
+    assert (permission["IpProtocol"], permission["FromPort"], permission["ToPort"]) == ("tcp", 22, 22)
+    assert permission["IpRanges"] == [{"CidrIp": "0.0.0.0/0"}]
+
+    instance_id = ok(server, "run-instances", "--image-id", server.image_id, "--instance-type", "t3.nano",
+                     "--security-group-ids", group_id)["Instances"][0]["InstanceId"]
+    ok(server, "wait", "instance-running", "--instance-ids", instance_id)
+    fails(server, "DependencyViolation", "delete-security-group", "--group-id", group_id)
+
+    zone = ok(server, "describe-availability-zones")["AvailabilityZones"][0]["ZoneName"]
+    volume_id = ok(server, "create-volume", "--size", "1", "--availability-zone", zone,
+                   "--tag-specifications", "ResourceType=volume,Tags=[{Key=Name,Value=cli-data}]")["VolumeId"]
+    settle(server, ["describe-volumes", "--volume-ids", volume_id, "--query", "Volumes[].State"], "available")
+    ok(server, "wait", "volume-available", "--volume-ids", volume_id)
+
+    ok(server, "stop-instances", "--instance-ids", instance_id)
+    settle(server, ["describe-instances", "--instance-ids", instance_id, "--query",
+                    "Reservations[].Instances[].State.Name"], "stopped")
+    ok(server, "wait", "instance-stopped", "--instance-ids", instance_id)
+
+    attached = ok(server, "attach-volume", "--volume-id", volume_id, "--instance-id", instance_id,
+                  "--device", "/dev/sdf")
+    assert attached["Device"] == "/dev/sdf" and attached["InstanceId"] == instance_id
+    ok(server, "wait", "volume-in-use", "--volume-ids", volume_id)
+    settle(server, ["describe-volumes", "--volume-ids", volume_id, "--query", "Volumes[].Attachments[].State"],
+           "attached")
+    found = ok(server, "describe-volumes", "--filters", f"Name=attachment.instance-id,Values={instance_id}",
+               "Name=attachment.device,Values=/dev/sdf")["Volumes"]
+    assert [v["VolumeId"] for v in found] == [volume_id]
+    fails(server, "VolumeInUse", "delete-volume", "--volume-id", volume_id)
+
+    ok(server, "detach-volume", "--volume-id", volume_id)
+    settle(server, ["describe-volumes", "--volume-ids", volume_id, "--query", "Volumes[].State"], "available")
+    ok(server, "wait", "volume-available", "--volume-ids", volume_id)
+
+    snapshot_id = ok(server, "create-snapshot", "--volume-id", volume_id, "--description", "cli")["SnapshotId"]
+    settle(server, ["describe-snapshots", "--snapshot-ids", snapshot_id, "--query", "Snapshots[].State"], "completed")
+    ok(server, "wait", "snapshot-completed", "--snapshot-ids", snapshot_id)
+
+    ok(server, "delete-snapshot", "--snapshot-id", snapshot_id)
+    ok(server, "delete-volume", "--volume-id", volume_id)
+    fails(server, "InvalidVolume.NotFound", "describe-volumes", "--volume-ids", volume_id)
+    ok(server, "terminate-instances", "--instance-ids", instance_id)
+    settle(server, ["describe-instances", "--instance-ids", instance_id, "--query",
+                    "Reservations[].Instances[].State.Name"], "terminated")
+    ok(server, "wait", "instance-terminated", "--instance-ids", instance_id)
+    ok(server, "delete-security-group", "--group-id", group_id)
+    fails(server, "InvalidGroup.NotFound", "describe-security-groups", "--group-ids", group_id)
