@@ -412,6 +412,21 @@ impl Backend {
             .collect()
     }
 
+    /// The group a rule change names, with its key, inside the change's transaction.
+    fn group_for_change(
+        &self,
+        tx: &WriteTx,
+        account: &str,
+        default_vpc: &str,
+        group: &GroupRef,
+    ) -> Result<(String, SecurityGroupRecord)> {
+        ensure_default_group(tx, account, default_vpc)?;
+        let id = self.group_id_in(tx, account, default_vpc, group)?;
+        let key = group_key(account, &id);
+        let record = tx.get(&SECURITY_GROUPS, &key)?.ok_or_else(|| not_found(&id))?;
+        Ok((key, record))
+    }
+
     /// AuthorizeSecurityGroupIngress/Egress: adds every rule or none; answers the group as it
     /// is now and the new rules.
     pub fn authorize_security_group(
@@ -425,10 +440,7 @@ impl Backend {
     ) -> Result<(SecurityGroupRecord, Vec<SecurityGroupRuleRecord>)> {
         tags::validate_tags(rule_tags)?;
         self.store().write(|tx| {
-            ensure_default_group(tx, account, default_vpc)?;
-            let id = self.group_id_in(tx, account, default_vpc, group)?;
-            let key = group_key(account, &id);
-            let mut record = tx.get(&SECURITY_GROUPS, &key)?.ok_or_else(|| not_found(&id))?;
+            let (key, mut record) = self.group_for_change(tx, account, default_vpc, group)?;
             let added = self.rules_from_specs(tx, account, &record.vpc_id, egress, specs)?;
             for (index, rule) in added.iter().enumerate() {
                 if record.rules.iter().chain(&added[..index]).any(|r| same_rule(r, rule)) {
@@ -459,10 +471,7 @@ impl Backend {
         rule_ids: &[String],
     ) -> Result<(String, Vec<SecurityGroupRuleRecord>)> {
         self.store().write(|tx| {
-            ensure_default_group(tx, account, default_vpc)?;
-            let id = self.group_id_in(tx, account, default_vpc, group)?;
-            let key = group_key(account, &id);
-            let mut record = tx.get(&SECURITY_GROUPS, &key)?.ok_or_else(|| not_found(&id))?;
+            let (key, mut record) = self.group_for_change(tx, account, default_vpc, group)?;
             let mut revoked = Vec::new();
             if !specs.is_empty() {
                 for wanted in self.rules_from_specs(tx, account, &record.vpc_id, egress, specs)? {
@@ -488,7 +497,7 @@ impl Backend {
             for rule in &revoked {
                 tags::drop_tags(tx, account, &rule.id)?;
             }
-            Ok((id, revoked))
+            Ok((record.id, revoked))
         })
     }
 }

@@ -2,16 +2,8 @@ use backend::volumes::NewVolume;
 use ec2api::{CreateVolumeOutput, CreateVolumeRequest, Ec2Error};
 
 use super::shapes::volume;
-use super::tags_from_specs;
+use super::{positive, tags_from_specs};
 use crate::context::Ctx;
-
-fn positive(value: Option<i32>, name: &str) -> Result<Option<u32>, Ec2Error> {
-    value
-        .map(|n| {
-            u32::try_from(n).map_err(|_| Ec2Error::invalid_value(name, &n.to_string(), "Expected a positive number."))
-        })
-        .transpose()
-}
 
 pub async fn handle(ctx: &Ctx, req: CreateVolumeRequest) -> Result<CreateVolumeOutput, Ec2Error> {
     if req.encrypted == Some(true) || req.kms_key_id.is_some() {

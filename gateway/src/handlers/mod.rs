@@ -140,6 +140,15 @@ pub fn long(v: u64) -> Option<i64> {
     Some(i64::try_from(v).unwrap_or(i64::MAX))
 }
 
+/// An optional EC2 `Integer` parameter that must not be negative.
+pub fn positive(value: Option<i32>, name: &str) -> Result<Option<u32>, Ec2Error> {
+    value
+        .map(|n| {
+            u32::try_from(n).map_err(|_| Ec2Error::invalid_value(name, &n.to_string(), "Expected a positive number."))
+        })
+        .transpose()
+}
+
 /// A count for an EC2 `Integer`.
 pub fn int(v: u64) -> Option<i32> {
     Some(i32::try_from(v).unwrap_or(i32::MAX))

@@ -1,17 +1,9 @@
 use backend::volumes::VolumeChange;
 use ec2api::{Ec2Error, ModifyVolumeOutput, ModifyVolumeRequest};
 
-use super::check_ids;
 use super::shapes::modification;
+use super::{check_ids, positive};
 use crate::context::Ctx;
-
-fn positive(value: Option<i32>, name: &str) -> Result<Option<u32>, Ec2Error> {
-    value
-        .map(|n| {
-            u32::try_from(n).map_err(|_| Ec2Error::invalid_value(name, &n.to_string(), "Expected a positive number."))
-        })
-        .transpose()
-}
 
 pub async fn handle(ctx: &Ctx, req: ModifyVolumeRequest) -> Result<ModifyVolumeOutput, Ec2Error> {
     check_ids(std::slice::from_ref(&req.volume_id), backend::ResourceKind::Volume, "InvalidVolume.Malformed")?;

@@ -82,6 +82,20 @@ pub struct Legacy {
     pub source_group_name: Option<String>,
 }
 
+/// The older top-level rule of any Authorize/Revoke request (the four share these fields).
+macro_rules! legacy {
+    ($req:expr) => {
+        $crate::handlers::rules::Legacy {
+            ip_protocol: $req.ip_protocol,
+            from_port: $req.from_port,
+            to_port: $req.to_port,
+            cidr_ip: $req.cidr_ip,
+            source_group_name: $req.source_security_group_name,
+        }
+    };
+}
+pub(crate) use legacy;
+
 pub fn rule_specs(permissions: Option<Vec<IpPermission>>, legacy: Legacy) -> Result<Vec<RuleSpec>, Ec2Error> {
     let permissions = permissions.unwrap_or_default();
     if permissions.is_empty() {

@@ -3,7 +3,7 @@ use backend::volumes::ROOT_DEVICE;
 use ec2api::{BlockDeviceMapping, Ec2Error, GroupIdentifier, Reservation, RunInstancesOutput, RunInstancesRequest};
 
 use super::shapes::{instance, Joins};
-use super::tags_from_specs;
+use super::{positive, tags_from_specs};
 use crate::context::Ctx;
 
 pub async fn handle(ctx: &Ctx, req: RunInstancesRequest) -> Result<RunInstancesOutput, Ec2Error> {
@@ -95,23 +95,11 @@ fn root_volume(mappings: Vec<BlockDeviceMapping>) -> Result<RootVolumeRequest, E
                 "The root volume comes from the image: SnapshotId and Encrypted cannot be set",
             ));
         }
-        let non_negative = |v: Option<i32>, name: &str| -> Result<Option<u32>, Ec2Error> {
-            v.map(|n| {
-                u32::try_from(n).map_err(|_| {
-                    Ec2Error::invalid_value(
-                        &format!("{path}.Ebs.{name}"),
-                        &n.to_string(),
-                        "Expected a positive number.",
-                    )
-                })
-            })
-            .transpose()
-        };
         root = RootVolumeRequest {
-            size_gib: non_negative(ebs.volume_size, "VolumeSize")?.map(u64::from),
+            size_gib: positive(ebs.volume_size, &format!("{path}.Ebs.VolumeSize"))?.map(u64::from),
             volume_type: ebs.volume_type,
-            iops: non_negative(ebs.iops, "Iops")?,
-            throughput: non_negative(ebs.throughput, "Throughput")?,
+            iops: positive(ebs.iops, &format!("{path}.Ebs.Iops"))?,
+            throughput: positive(ebs.throughput, &format!("{path}.Ebs.Throughput"))?,
             delete_on_termination: ebs.delete_on_termination,
         };
     }
