@@ -39,30 +39,36 @@ impl Backend {
             .ok_or_else(|| Error::ResourceNotFound { kind: ResourceKind::Instance, id: id.to_owned() })
     }
 
-    /// ModifyInstanceCreditSpecification for one instance: burstable types only.
-    pub fn set_cpu_credits(&self, account: &str, id: &str, credits: &str) -> Result<()> {
-        if credits != "standard" && credits != "unlimited" {
-            return Err(invalid(
-                "CpuCredits",
-                format!("Value ({credits}) for parameter cpuCredits is invalid. Expected: 'standard', 'unlimited'."),
-            ));
-        }
-        let key = format!("{account}/{id}");
+    /// ModifyInstanceCreditSpecification: `(instance id, credits)` pairs in one transaction,
+    /// each succeeding or failing on its own (burstable types only), as EC2 reports them.
+    pub fn set_cpu_credits(&self, account: &str, changes: &[(String, String)]) -> Result<Vec<Result<()>>> {
         self.store().write(|tx| {
-            let mut record = tx
-                .get(&INSTANCES, &key)?
-                .ok_or_else(|| Error::ResourceNotFound { kind: ResourceKind::Instance, id: id.to_owned() })?;
-            if record.cpu_credits.is_none() {
-                return Err(Error::UnsupportedOperation(format!(
-                    "The instance '{id}' is not a burstable performance instance."
-                )));
+            let mut results = Vec::new();
+            for (id, credits) in changes {
+                let key = format!("{account}/{id}");
+                let result = match tx.get(&INSTANCES, &key)? {
+                    _ if credits != "standard" && credits != "unlimited" => Err(invalid(
+                        "CpuCredits",
+                        format!(
+                            "Value ({credits}) for parameter cpuCredits is invalid. Expected: 'standard', 'unlimited'."
+                        ),
+                    )),
+                    None => Err(Error::ResourceNotFound { kind: ResourceKind::Instance, id: id.clone() }),
+                    Some(r) if r.cpu_credits.is_none() => Err(Error::UnsupportedOperation(format!(
+                        "The instance '{id}' is not a burstable performance instance."
+                    ))),
+                    Some(r) if r.state == InstanceState::Terminated => {
+                        Err(Error::IncorrectInstanceState { id: id.clone(), state: "terminated", verb: "modified" })
+                    }
+                    Some(mut record) => {
+                        record.cpu_credits = Some(credits.clone());
+                        tx.insert(&INSTANCES, &key, &record)?;
+                        Ok(())
+                    }
+                };
+                results.push(result);
             }
-            if record.state == InstanceState::Terminated {
-                return Err(Error::IncorrectInstanceState { id: id.to_owned(), state: "terminated", verb: "modified" });
-            }
-            record.cpu_credits = Some(credits.to_owned());
-            tx.insert(&INSTANCES, &key, &record)?;
-            Ok(())
+            Ok::<_, Error>(results)
         })
     }
 

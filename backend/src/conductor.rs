@@ -1,14 +1,15 @@
 //! The conductor: background work that keeps libvirt and redb in step.
 //!
-//! 1. Requests kick instance keys into a channel; each kick runs [`Backend::converge`] for
-//!    that instance on a blocking thread (copies for its pending images first, then its
-//!    state change). A key already in flight is marked to run once more
-//!    when it finishes, so no kick is lost and no instance is driven twice at once.
+//! 1. Requests kick instance keys into a channel (and the keys of volumes no instance holds);
+//!    each kick runs [`Backend::converge`] for that key on a blocking thread: for an instance,
+//!    copies for its pending images first, then its volumes' work, then its state change. A
+//!    key already in flight is marked to run once more when it finishes, so no kick is lost
+//!    and no instance is driven twice at once.
 //! 2. Every sweep interval, [`Backend::sweep`] probes the hosts and compares them with redb:
 //!    a running instance whose domain is off or gone was shut down from inside; instances
 //!    left in a transitional state (after a crash, or while their host was away) are kicked
-//!    again; domains that redb does not know are reported, never adopted or killed; long
-//!    terminated instances are forgotten.
+//!    again, and so are the owners of unfinished volume work; domains that redb does not know
+//!    are reported, never adopted or killed; long terminated instances are forgotten.
 //!
 //! 3. Hosts report domain lifecycle events (libvirt's, see [`crate::libvirt`]): each one
 //!    re-checks that domain's instance at once ([`Backend::domain_changed`]), so a guest that

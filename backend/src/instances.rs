@@ -582,7 +582,8 @@ impl Backend {
     /// Drives one instance from a transitional state to the next stable one. Blocks on the
     /// host; safe to call again at any point (after a crash too).
     pub fn converge(&self, key: &str) -> Result<()> {
-        if key.split_once('/').is_some_and(|(_, id)| id.starts_with("vol-")) {
+        // Volumes that no instance holds are driven by their own key.
+        if key.split_once('/').and_then(|(_, id)| ResourceKind::of_id(id)) == Some(ResourceKind::Volume) {
             return self.converge_volume(key);
         }
         let Some(record) = self.store().read(|tx| tx.get(&INSTANCES, key))? else { return Ok(()) };
@@ -700,7 +701,7 @@ impl Backend {
             memory_mib: record.memory_mib,
             accelerator: host.accelerator,
             disk,
-            volumes: self.boot_volumes(record)?,
+            volumes: volumes::boot_disks(&volumes),
             kernel,
             initrd,
             cmdline,

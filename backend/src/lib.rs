@@ -11,7 +11,8 @@
 //!
 //! Areas: [`accounts`] (who may call, and with which keys), [`key_pairs`], [`tags`] (generic
 //! over resource ids), the [`topology`] of regions, zones, instance types and hosts,
-//! [`images`], [`instances`] and their [`network`], placement by the pure [`scheduler`], the
+//! [`images`], [`instances`] and their [`network`] and [`security_groups`], [`volumes`] and
+//! snapshots, placement by the pure [`scheduler`], the
 //! [`hosts`] pool behind the [`hypervisor::Hypervisor`] contract and its [`libvirt`] driver.
 
 pub mod accounts;

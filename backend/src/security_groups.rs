@@ -39,8 +39,7 @@ pub struct RuleSpec {
 pub enum PeerSpec {
     Ipv4(String),
     Ipv6(String),
-    GroupId(String),
-    GroupName(String),
+    Group(GroupRef),
     PrefixList(String),
 }
 
@@ -124,11 +123,7 @@ pub fn normalize_cidr(text: &str, v6: bool) -> Result<String> {
 
 /// Whether two rules allow the same thing (descriptions aside).
 fn same_rule(a: &SecurityGroupRuleRecord, b: &SecurityGroupRuleRecord) -> bool {
-    let peer = match (&a.peer, &b.peer) {
-        (RulePeer::Group { group_id: x, .. }, RulePeer::Group { group_id: y, .. }) => x == y,
-        (x, y) => x == y,
-    };
-    a.egress == b.egress && a.protocol == b.protocol && a.from_port == b.from_port && a.to_port == b.to_port && peer
+    (a.egress, &a.protocol, a.from_port, a.to_port, &a.peer) == (b.egress, &b.protocol, b.from_port, b.to_port, &b.peer)
 }
 
 /// EC2's wording of a rule in `InvalidPermission` messages.
@@ -246,17 +241,17 @@ pub enum GroupRef {
     Name(String),
 }
 
-impl Backend {
-    fn group_id_in(&self, tx: &WriteTx, account: &str, vpc_id: &str, group: &GroupRef) -> Result<String> {
-        match group {
-            GroupRef::Id(id) => Ok(id.clone()),
-            GroupRef::Name(name) => tx
-                .get(&SECURITY_GROUP_NAMES, &name_key(account, vpc_id, name))?
-                .map(|n| n.id)
-                .ok_or_else(|| Error::SecurityGroupNameNotFound { name: name.clone(), vpc_id: vpc_id.to_owned() }),
-        }
+fn group_id_in(tx: &WriteTx, account: &str, vpc_id: &str, group: &GroupRef) -> Result<String> {
+    match group {
+        GroupRef::Id(id) => Ok(id.clone()),
+        GroupRef::Name(name) => tx
+            .get(&SECURITY_GROUP_NAMES, &name_key(account, vpc_id, name))?
+            .map(|n| n.id)
+            .ok_or_else(|| Error::SecurityGroupNameNotFound { name: name.clone(), vpc_id: vpc_id.to_owned() }),
     }
+}
 
+impl Backend {
     /// CreateSecurityGroup, in the account's default VPC (the only VPC there is).
     pub fn create_security_group(
         &self,
@@ -331,7 +326,7 @@ impl Backend {
     /// DeleteSecurityGroup; answers the deleted group's id.
     pub fn delete_security_group(&self, account: &str, default_vpc: &str, group: &GroupRef) -> Result<String> {
         self.store().write(|tx| {
-            let id = self.group_id_in(tx, account, default_vpc, group)?;
+            let id = group_id_in(tx, account, default_vpc, group)?;
             let record = tx.get(&SECURITY_GROUPS, &group_key(account, &id))?.ok_or_else(|| not_found(&id))?;
             if record.default {
                 return Err(Error::CannotDelete(format!(
@@ -382,12 +377,8 @@ impl Backend {
                     PeerSpec::PrefixList(id) => {
                         return Err(invalid("PrefixListId", format!("The prefix list '{id}' does not exist.")))
                     }
-                    PeerSpec::GroupId(id) | PeerSpec::GroupName(id) => {
-                        let group = match &spec.peer {
-                            PeerSpec::GroupId(_) => GroupRef::Id(id.clone()),
-                            _ => GroupRef::Name(id.clone()),
-                        };
-                        let group_id = self.group_id_in(tx, account, vpc_id, &group)?;
+                    PeerSpec::Group(group) => {
+                        let group_id = group_id_in(tx, account, vpc_id, group)?;
                         if tx.get(&SECURITY_GROUPS, &group_key(account, &group_id))?.is_none() {
                             return Err(not_found(&group_id));
                         }
@@ -421,7 +412,7 @@ impl Backend {
         group: &GroupRef,
     ) -> Result<(String, SecurityGroupRecord)> {
         ensure_default_group(tx, account, default_vpc)?;
-        let id = self.group_id_in(tx, account, default_vpc, group)?;
+        let id = group_id_in(tx, account, default_vpc, group)?;
         let key = group_key(account, &id);
         let record = tx.get(&SECURITY_GROUPS, &key)?.ok_or_else(|| not_found(&id))?;
         Ok((key, record))
@@ -598,7 +589,7 @@ mod tests {
             protocol: "tcp".into(),
             from_port: Some(5432),
             to_port: Some(5432),
-            peer: PeerSpec::GroupName("web".into()),
+            peer: PeerSpec::Group(GroupRef::Name("web".into())),
             description: None,
         };
         let (_, rules) =

@@ -25,8 +25,8 @@ use std::time::Duration;
 
 use storage::tables::{INSTANCES, SNAPSHOTS, VOLUMES};
 use storage::{
-    AttachmentState, InstanceRecord, InstanceState, SnapshotRecord, SnapshotState, VolumeAttachmentRecord,
-    VolumeModificationRecord, VolumeRecord, VolumeState, WriteTx,
+    AttachmentState, InstanceRecord, InstanceState, ModificationState, SnapshotRecord, SnapshotState,
+    VolumeAttachmentRecord, VolumeModificationRecord, VolumeRecord, VolumeState, WriteTx,
 };
 
 use crate::hypervisor::{AttachedDisk, PowerState};
@@ -152,7 +152,38 @@ fn owner_key(volume: &VolumeRecord) -> String {
 }
 
 fn busy(volume: &VolumeRecord) -> bool {
-    volume.modification.as_ref().is_some_and(|m| m.state == "modifying")
+    volume.modification.as_ref().is_some_and(|m| m.state == ModificationState::Modifying)
+}
+
+/// Whether a volume has work waiting: a file to make, growth, an attach or detach, or one of
+/// `pending`'s snapshots.
+fn needs_work(volume: &VolumeRecord, pending: &[SnapshotRecord]) -> bool {
+    volume.state == VolumeState::Creating
+        || busy(volume)
+        || volume.attachment.as_ref().is_some_and(|a| a.state != AttachmentState::Attached)
+        || pending.iter().any(|s| s.volume_id == volume.id)
+}
+
+/// The virtio target of an attachment: `vda` for a root disk, the device name's otherwise.
+fn target_of(volume: &VolumeRecord, attachment: &VolumeAttachmentRecord) -> Result<String> {
+    if volume.root {
+        Ok("vda".into())
+    } else {
+        guest_target(&attachment.device)
+    }
+}
+
+/// The disks a starting instance gets besides its root, from its volumes: those attached and
+/// being attached (which the start settles), not those being detached.
+pub(crate) fn boot_disks(volumes: &[VolumeRecord]) -> Vec<AttachedDisk> {
+    volumes
+        .iter()
+        .filter(|v| !v.root)
+        .filter_map(|v| {
+            let a = v.attachment.as_ref().filter(|a| a.state != AttachmentState::Detaching)?;
+            Some(AttachedDisk { target: guest_target(&a.device).ok()?, path: PathBuf::from(&v.path) })
+        })
+        .collect()
 }
 
 fn run(command: &mut Command) -> Result<()> {
@@ -178,7 +209,7 @@ pub(crate) fn insert_root_volume(
     instance: &InstanceRecord,
     root: &RootVolume,
     disk: &Path,
-    tags_: &[(String, String)],
+    volume_tags: &[(String, String)],
 ) -> Result<String> {
     let id = ids::resource_id("vol");
     let volume = VolumeRecord {
@@ -205,7 +236,7 @@ pub(crate) fn insert_root_volume(
         created_ms: instance.launch_time_ms,
     };
     tx.insert(&VOLUMES, &key(&instance.account, &id), &volume)?;
-    tags::put_tags(tx, &instance.account, &id, tags_)?;
+    tags::put_tags(tx, &instance.account, &id, volume_tags)?;
     Ok(id)
 }
 
@@ -475,7 +506,7 @@ impl Backend {
                 change.throughput.or(if keep { volume.throughput } else { None }),
             )?;
             volume.modification = Some(VolumeModificationRecord {
-                state: "modifying".into(),
+                state: ModificationState::Modifying,
                 status_message: None,
                 original_size_gib: volume.size_gib,
                 target_size_gib: size,
@@ -548,27 +579,14 @@ impl Backend {
         remove_file(Path::new(&snapshot.path))
     }
 
-    /// The disks a starting instance gets besides its root: its attached volumes (and those
-    /// being attached, which the start settles).
-    pub(crate) fn boot_volumes(&self, record: &InstanceRecord) -> Result<Vec<AttachedDisk>> {
-        Ok(self
-            .instance_volumes(&record.account, &record.id)?
-            .into_iter()
-            .filter(|v| !v.root && v.attachment.as_ref().is_some_and(|a| a.state != AttachmentState::Detaching))
-            .filter_map(|v| {
-                let target = guest_target(&v.attachment?.device).ok()?;
-                Some(AttachedDisk { target, path: PathBuf::from(v.path) })
-            })
-            .collect())
-    }
-
     /// The conductor's work for a volume that is not attached: make its file, grow it, take
     /// its snapshots. Safe to run again at any point.
     pub(crate) fn converge_volume(&self, volume_key: &str) -> Result<()> {
         let Some(volume) = self.store().read(|tx| tx.get(&VOLUMES, volume_key))? else { return Ok(()) };
         if volume.attachment.is_some() {
             // Its instance owns the file now.
-            return self.kick_owner(&volume);
+            self.kick(&owner_key(&volume));
+            return Ok(());
         }
         if volume.state == VolumeState::Creating {
             let result = self.make_volume_file(&volume);
@@ -584,95 +602,92 @@ impl Backend {
                 tracing::warn!(volume = %volume.id, %error, "creating the volume failed");
             }
         }
-        self.volume_file_work(&volume, None)
+        self.volume_file_work(&volume, &self.pending_snapshots(&volume.account)?, None)
+    }
+
+    fn pending_snapshots(&self, account: &str) -> Result<Vec<SnapshotRecord>> {
+        Ok(self.snapshots(account)?.into_iter().filter(|s| s.state == SnapshotState::Pending).collect())
     }
 
     /// The instance's part of its volumes' work, run inside the instance's converge: attach
-    /// and detach, growth and snapshots. `running` says whether its guest runs (hot-plug) or
-    /// not (only the records change; the next start defines the domain with them).
+    /// and detach, growth and snapshots. A running guest gets its disks hot-plugged; for one
+    /// that does not run only the records change, and the next start defines the domain with
+    /// them. An instance with nothing waiting costs one read, and no call to its host.
     pub(crate) fn settle_instance_volumes(&self, record: &InstanceRecord) -> Result<()> {
-        let volumes = self.instance_volumes(&record.account, &record.id)?;
-        if volumes.is_empty() {
+        let pending = self.pending_snapshots(&record.account)?;
+        let waiting: Vec<VolumeRecord> = self
+            .instance_volumes(&record.account, &record.id)?
+            .into_iter()
+            .filter(|v| needs_work(v, &pending))
+            .collect();
+        if waiting.is_empty() {
             return Ok(());
         }
-        let host = self.hosts().get(&record.host_id).cloned();
-        let running = match &host {
+        let host = match self.hosts().get(&record.host_id) {
             Some(host) if record.state != InstanceState::Terminated => {
-                host.driver.state(&record.id).map_err(Error::Driver)?.is_some_and(|s| !s.is_off())
+                let running = host.driver.state(&record.id).map_err(Error::Driver)?.is_some_and(|s| !s.is_off());
+                running.then_some(host.as_ref())
             }
-            _ => false,
+            _ => None,
         };
-        for volume in volumes {
+        for volume in waiting {
             let Some(attachment) = volume.attachment.clone() else { continue };
+            let target = target_of(&volume, &attachment)?;
             let volume_key = key(&volume.account, &volume.id);
-            let live = running.then_some(()).and(host.as_ref());
             match attachment.state {
                 AttachmentState::Attaching => {
-                    let target = guest_target(&attachment.device)?;
-                    let result = match live {
-                        Some(host) => host
-                            .driver
-                            .attach_disk(&record.id, &AttachedDisk { target, path: PathBuf::from(&volume.path) }),
-                        None => Ok(()),
-                    };
-                    self.store().write(|tx| {
-                        let Some(mut current) = tx.get(&VOLUMES, &volume_key)? else { return Ok(()) };
-                        let Some(a) = current.attachment.as_mut() else { return Ok(()) };
-                        if a.state != AttachmentState::Attaching {
-                            return Ok(());
-                        }
-                        match &result {
-                            Ok(()) => a.state = AttachmentState::Attached,
-                            // The attachment fails as on EC2: the volume is available again.
-                            Err(error) => {
-                                tracing::warn!(volume = %current.id, instance = %record.id, %error, "attach failed");
-                                current.attachment = None;
-                                current.state = VolumeState::Available;
-                            }
-                        }
-                        tx.insert(&VOLUMES, &volume_key, &current)?;
-                        Ok::<_, Error>(())
-                    })?;
+                    let disk = AttachedDisk { target, path: PathBuf::from(&volume.path) };
+                    let result = host.map_or(Ok(()), |h| h.driver.attach_disk(&record.id, &disk));
+                    if let Err(error) = &result {
+                        tracing::warn!(volume = %volume.id, instance = %record.id, %error, "attach failed");
+                    }
+                    // A failed attachment ends as on EC2: the volume is available again.
+                    self.end_attachment_step(&volume_key, AttachmentState::Attaching, result.is_ok())?;
                 }
                 AttachmentState::Detaching => {
-                    let target = guest_target(&attachment.device).unwrap_or_else(|_| "vda".into());
-                    if let Some(host) = live {
-                        if let Err(error) = host.driver.detach_disk(&record.id, &target, DETACH_WAIT) {
-                            // Still in the guest's hands: the sweep asks again.
-                            tracing::warn!(volume = %volume.id, instance = %record.id, %error, "detach pending");
-                            continue;
-                        }
+                    if let Some(Err(error)) = host.map(|h| h.driver.detach_disk(&record.id, &target, DETACH_WAIT)) {
+                        // Still in the guest's hands: the sweep asks again.
+                        tracing::warn!(volume = %volume.id, instance = %record.id, %error, "detach pending");
+                        continue;
                     }
-                    self.store().write(|tx| {
-                        let Some(mut current) = tx.get(&VOLUMES, &volume_key)? else { return Ok(()) };
-                        if current.attachment.as_ref().is_some_and(|a| a.state == AttachmentState::Detaching) {
-                            current.attachment = None;
-                            current.state = VolumeState::Available;
-                            tx.insert(&VOLUMES, &volume_key, &current)?;
-                        }
-                        Ok::<_, Error>(())
-                    })?;
+                    self.end_attachment_step(&volume_key, AttachmentState::Detaching, false)?;
                 }
                 AttachmentState::Attached => {
-                    let target = guest_target(&attachment.device).unwrap_or_else(|_| "vda".into());
-                    let live = live.map(|host| (host.as_ref(), record.id.as_str(), target.as_str()));
-                    self.volume_file_work(&volume, live)?;
+                    self.volume_file_work(&volume, &pending, host.map(|h| (h, record.id.as_str(), target.as_str())))?
                 }
             }
         }
         Ok(())
     }
 
-    fn kick_owner(&self, volume: &VolumeRecord) -> Result<()> {
-        self.kick(&owner_key(volume));
-        Ok(())
+    /// Ends an attach or detach that is still at `step`: attached if `attached`, otherwise
+    /// the volume is detached and available.
+    fn end_attachment_step(&self, volume_key: &str, step: AttachmentState, attached: bool) -> Result<()> {
+        self.store().write(|tx| {
+            let Some(mut current) = tx.get(&VOLUMES, volume_key)? else { return Ok(()) };
+            match current.attachment.as_mut() {
+                Some(a) if a.state == step && attached => a.state = AttachmentState::Attached,
+                Some(a) if a.state == step => {
+                    current.attachment = None;
+                    current.state = VolumeState::Available;
+                }
+                _ => return Ok(()),
+            }
+            tx.insert(&VOLUMES, volume_key, &current)?;
+            Ok::<_, Error>(())
+        })
     }
 
     /// Growth and snapshots of one volume, by whoever owns it; `live` names the running
     /// guest that has it as `target`, if any.
-    fn volume_file_work(&self, volume: &VolumeRecord, live: Option<(&crate::hosts::Host, &str, &str)>) -> Result<()> {
+    fn volume_file_work(
+        &self,
+        volume: &VolumeRecord,
+        pending: &[SnapshotRecord],
+        live: Option<(&crate::hosts::Host, &str, &str)>,
+    ) -> Result<()> {
         let volume_key = key(&volume.account, &volume.id);
-        if let Some(m) = volume.modification.as_ref().filter(|m| m.state == "modifying") {
+        if let Some(m) = volume.modification.as_ref().filter(|_| busy(volume)) {
             let bytes = m.target_size_gib * GIB;
             let result = if m.target_size_gib == m.original_size_gib {
                 Ok(())
@@ -689,18 +704,20 @@ impl Backend {
             };
             self.store().write(|tx| {
                 let Some(mut current) = tx.get(&VOLUMES, &volume_key)? else { return Ok(()) };
-                let Some(m) = current.modification.as_mut().filter(|m| m.state == "modifying") else { return Ok(()) };
+                let Some(m) = current.modification.as_mut().filter(|m| m.state == ModificationState::Modifying) else {
+                    return Ok(());
+                };
                 m.end_ms = Some(now_ms());
                 match &result {
                     Ok(()) => {
-                        m.state = "completed".into();
+                        m.state = ModificationState::Completed;
                         current.size_gib = m.target_size_gib;
                         current.volume_type = m.target_type.clone();
                         current.iops = m.target_iops;
                         current.throughput = m.target_throughput;
                     }
                     Err(error) => {
-                        m.state = "failed".into();
+                        m.state = ModificationState::Failed;
                         m.status_message = Some(error.to_string());
                     }
                 }
@@ -708,13 +725,8 @@ impl Backend {
                 Ok::<_, Error>(())
             })?;
         }
-        let pending: Vec<SnapshotRecord> = self
-            .snapshots(&volume.account)?
-            .into_iter()
-            .filter(|s| s.volume_id == volume.id && s.state == SnapshotState::Pending)
-            .collect();
-        for snapshot in pending {
-            let result = self.copy_snapshot(volume, &snapshot, live.map(|(host, domain, _)| (host, domain)));
+        for snapshot in pending.iter().filter(|s| s.volume_id == volume.id) {
+            let result = self.copy_snapshot(volume, snapshot, live.map(|(host, domain, _)| (host, domain)));
             let snapshot_key = key(&snapshot.account, &snapshot.id);
             self.store().write(|tx| {
                 let Some(mut current) = tx.get(&SNAPSHOTS, &snapshot_key)? else { return Ok(()) };
@@ -832,19 +844,20 @@ impl Backend {
     /// Keys of the work volumes left unfinished (after a crash, or a guest that held on to a
     /// disk): their owners' keys.
     pub(crate) fn unfinished_volume_work(&self) -> Result<Vec<String>> {
-        let volumes: Vec<VolumeRecord> =
-            self.store().read(|tx| tx.scan(&VOLUMES, ""))?.into_iter().map(|(_, v)| v).collect();
-        let snapshots: Vec<SnapshotRecord> =
-            self.store().read(|tx| tx.scan(&SNAPSHOTS, ""))?.into_iter().map(|(_, s)| s).collect();
-        let mut keys: Vec<String> = volumes
-            .iter()
-            .filter(|v| {
-                v.state == VolumeState::Creating
-                    || busy(v)
-                    || v.attachment.as_ref().is_some_and(|a| a.state != AttachmentState::Attached)
-                    || snapshots.iter().any(|s| s.volume_id == v.id && s.state == SnapshotState::Pending)
-            })
-            .map(owner_key)
+        let pending: Vec<SnapshotRecord> = self
+            .store()
+            .read(|tx| tx.scan(&SNAPSHOTS, ""))?
+            .into_iter()
+            .map(|(_, s)| s)
+            .filter(|s| s.state == SnapshotState::Pending)
+            .collect();
+        let mut keys: Vec<String> = self
+            .store()
+            .read(|tx| tx.scan(&VOLUMES, ""))?
+            .into_iter()
+            .map(|(_, v)| v)
+            .filter(|v| needs_work(v, &pending))
+            .map(|v| owner_key(&v))
             .collect();
         keys.sort();
         keys.dedup();
@@ -923,7 +936,7 @@ mod tests {
         ));
         b.converge(&format!("acct/{}", copy.id)).unwrap();
         let grown = b.volumes("acct").unwrap().into_iter().find(|v| v.id == copy.id).unwrap();
-        assert_eq!((grown.size_gib, grown.modification.unwrap().state.as_str()), (3, "completed"));
+        assert_eq!((grown.size_gib, grown.modification.unwrap().state), (3, ModificationState::Completed));
         assert_eq!(virtual_size(&copy.path), 3 * GIB);
         assert!(matches!(
             b.modify_volume("acct", &copy.id, VolumeChange { size_gib: Some(1), ..Default::default() }),
@@ -972,11 +985,7 @@ mod tests {
         b.converge(&key).unwrap();
         let attached = b.instance_volumes("acct", &instance.id).unwrap();
         assert_eq!(attached.len(), 2);
-        let record = b.instance("acct", &instance.id).unwrap();
-        assert_eq!(
-            b.boot_volumes(&record).unwrap(),
-            [AttachedDisk { target: "vdf".into(), path: volume.path.clone().into() }]
-        );
+        assert_eq!(boot_disks(&attached), [AttachedDisk { target: "vdf".into(), path: volume.path.clone().into() }]);
         b.start_instances("acct", std::slice::from_ref(&instance.id)).unwrap();
         b.converge(&key).unwrap();
         assert_eq!(b.instance("acct", &instance.id).unwrap().state, InstanceState::Running);

@@ -472,11 +472,30 @@ pub struct VolumeAttachmentRecord {
     pub delete_on_termination: bool,
 }
 
+/// Where a ModifyVolume is, with EC2's names (Stratus has no `optimizing` phase: a grown
+/// file is done).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ModificationState {
+    Modifying,
+    Completed,
+    Failed,
+}
+
+impl ModificationState {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Modifying => "modifying",
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+        }
+    }
+}
+
 /// A ModifyVolume and how far it got (EC2's `VolumeModification`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VolumeModificationRecord {
-    /// `modifying`, `optimizing`, `completed` or `failed`.
-    pub state: String,
+    pub state: ModificationState,
     pub status_message: Option<String>,
     pub original_size_gib: u64,
     pub target_size_gib: u64,

@@ -7,7 +7,7 @@ pub async fn handle(
     ctx: &Ctx,
     req: AuthorizeSecurityGroupEgressRequest,
 ) -> Result<AuthorizeSecurityGroupEgressOutput, Ec2Error> {
-    let group = group_ref(Some(req.group_id), None)?;
+    let group = group_ref(Some(req.group_id), None, "GroupId")?;
     let specs = rule_specs(req.ip_permissions, legacy!(req))?;
     let rules = authorize(ctx, group, true, specs, req.tag_specifications).await?;
     Ok(AuthorizeSecurityGroupEgressOutput { r#return: Some(true), security_group_rules: Some(rules) })

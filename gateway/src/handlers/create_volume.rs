@@ -17,6 +17,8 @@ pub async fn handle(ctx: &Ctx, req: CreateVolumeRequest) -> Result<CreateVolumeO
         .filter(|z| !z.is_empty())
         .ok_or_else(|| Ec2Error::missing_parameter("AvailabilityZone"))?;
     let tags = tags_from_specs(req.tag_specifications, "volume")?;
+    // A retried request (same ClientToken) carries the same tags as the first.
+    let echoed = tags.clone();
     let new = NewVolume {
         zone,
         size_gib: positive(req.size, "Size")?.map(u64::from),
@@ -28,12 +30,6 @@ pub async fn handle(ctx: &Ctx, req: CreateVolumeRequest) -> Result<CreateVolumeO
         tags,
     };
     let account = ctx.account().to_owned();
-    let (record, tags) = ctx
-        .call(move |b| {
-            let record = b.create_volume(&account, new)?;
-            let tags = b.tags_by_resource(&account)?.remove(&record.id).unwrap_or_default();
-            Ok((record, tags))
-        })
-        .await?;
-    Ok(volume(&record, &tags))
+    let record = ctx.call(move |b| b.create_volume(&account, new)).await?;
+    Ok(volume(&record, &echoed))
 }

@@ -4,7 +4,7 @@ use super::rules::group_ref;
 use crate::context::Ctx;
 
 pub async fn handle(ctx: &Ctx, req: DeleteSecurityGroupRequest) -> Result<DeleteSecurityGroupOutput, Ec2Error> {
-    let group = group_ref(req.group_id, req.group_name)?;
+    let group = group_ref(req.group_id, req.group_name, "GroupId")?;
     let account = ctx.account().to_owned();
     let vpc = ctx.principal.default_vpc_id.clone();
     let id = ctx.call(move |b| b.delete_security_group(&account, &vpc, &group)).await?;

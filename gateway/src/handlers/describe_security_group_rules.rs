@@ -5,7 +5,7 @@ use ec2api::pagination::PageRequest;
 use ec2api::{DescribeSecurityGroupRulesOutput, DescribeSecurityGroupRulesRequest, Ec2Error};
 use storage::{SecurityGroupRecord, SecurityGroupRuleRecord};
 
-use super::rules::rule_view;
+use super::rules::{groups_and_tags, rule_view};
 use super::{one, Row, NO_TAGS};
 use crate::context::Ctx;
 
@@ -37,10 +37,7 @@ pub async fn handle(
     }
     let filters = FilterSet::new(req.filters.as_deref(), FILTERS)?;
     let page = PageRequest::new(req.max_results, req.next_token.as_deref(), 5, 1000)?;
-    let account = ctx.account().to_owned();
-    let vpc = ctx.principal.default_vpc_id.clone();
-    let (groups, tags) =
-        ctx.call(move |b| Ok((b.security_groups(&account, &vpc)?, b.tags_by_resource(&account)?))).await?;
+    let (groups, tags) = groups_and_tags(ctx).await?;
     let mut rules: Vec<InGroup> =
         groups.iter().flat_map(|group| group.rules.iter().map(move |rule| InGroup { group, rule })).collect();
     if let Some(missing) = ids.iter().find(|id| !rules.iter().any(|r| &r.rule.id == *id)) {

@@ -5,7 +5,7 @@ use ec2api::pagination::PageRequest;
 use ec2api::{DescribeSecurityGroupsOutput, DescribeSecurityGroupsRequest, Ec2Error, SecurityGroup};
 use storage::{RulePeer, SecurityGroupRecord, SecurityGroupRuleRecord};
 
-use super::rules::{check_group_id, permissions};
+use super::rules::{check_group_id, groups_and_tags, permissions};
 use super::{arn, one, tag_list, Row, NO_TAGS};
 use crate::context::Ctx;
 
@@ -84,10 +84,7 @@ pub async fn handle(ctx: &Ctx, req: DescribeSecurityGroupsRequest) -> Result<Des
     }
     let filters = FilterSet::new(req.filters.as_deref(), FILTERS)?;
     let page = PageRequest::new(req.max_results, req.next_token.as_deref(), 5, 1000)?;
-    let account = ctx.account().to_owned();
-    let vpc = ctx.principal.default_vpc_id.clone();
-    let (groups, tags) =
-        ctx.call(move |b| Ok((b.security_groups(&account, &vpc)?, b.tags_by_resource(&account)?))).await?;
+    let (groups, tags) = groups_and_tags(ctx).await?;
     if let Some(missing) = ids.iter().find(|id| !groups.iter().any(|g| &g.id == *id)) {
         return Err(Ec2Error::new("InvalidGroup.NotFound", format!("The security group '{missing}' does not exist")));
     }

@@ -15,7 +15,7 @@ fn fields<'a>(v: &'a VolumeRecord, name: &str) -> Vec<Cow<'a, str>> {
     let Some(m) = &v.modification else { return vec![] };
     match name {
         "volume-id" => one(&v.id),
-        "modification-state" => one(m.state.as_str()),
+        "modification-state" => one(m.state.name()),
         "target-size" => one(m.target_size_gib.to_string()),
         "original-size" => one(m.original_size_gib.to_string()),
         "target-volume-type" => one(m.target_type.as_str()),

@@ -13,24 +13,18 @@ pub async fn handle(
     req: ModifyInstanceCreditSpecificationRequest,
 ) -> Result<ModifyInstanceCreditSpecificationOutput, Ec2Error> {
     let account = ctx.account().to_owned();
-    let items = req.instance_credit_specifications;
-    let results = ctx
-        .call(move |b| {
-            Ok(items
-                .into_iter()
-                .map(|item| {
-                    let credits = item.cpu_credits.unwrap_or_default();
-                    let result = b.set_cpu_credits(&account, &item.instance_id, &credits);
-                    (item.instance_id, result)
-                })
-                .collect::<Vec<_>>())
-        })
-        .await?;
+    let changes: Vec<(String, String)> = req
+        .instance_credit_specifications
+        .into_iter()
+        .map(|item| (item.instance_id, item.cpu_credits.unwrap_or_default()))
+        .collect();
+    let ids: Vec<String> = changes.iter().map(|(id, _)| id.clone()).collect();
+    let results = ctx.call(move |b| b.set_cpu_credits(&account, &changes)).await?;
     let mut out = ModifyInstanceCreditSpecificationOutput {
         successful_instance_credit_specifications: Some(vec![]),
         unsuccessful_instance_credit_specifications: Some(vec![]),
     };
-    for (instance_id, result) in results {
+    for (instance_id, result) in ids.into_iter().zip(results) {
         match result {
             Ok(()) => out
                 .successful_instance_credit_specifications

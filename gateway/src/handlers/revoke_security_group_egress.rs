@@ -7,7 +7,7 @@ pub async fn handle(
     ctx: &Ctx,
     req: RevokeSecurityGroupEgressRequest,
 ) -> Result<RevokeSecurityGroupEgressOutput, Ec2Error> {
-    let group = group_ref(Some(req.group_id), None)?;
+    let group = group_ref(Some(req.group_id), None, "GroupId")?;
     let specs = rule_specs(req.ip_permissions, legacy!(req))?;
     let revoked = revoke(ctx, group, true, specs, req.security_group_rule_ids.unwrap_or_default()).await?;
     Ok(RevokeSecurityGroupEgressOutput {

@@ -7,7 +7,7 @@ pub async fn handle(
     ctx: &Ctx,
     req: RevokeSecurityGroupIngressRequest,
 ) -> Result<RevokeSecurityGroupIngressOutput, Ec2Error> {
-    let group = group_ref(req.group_id, req.group_name)?;
+    let group = group_ref(req.group_id, req.group_name, "GroupId")?;
     let specs = rule_specs(req.ip_permissions, legacy!(req))?;
     let revoked = revoke(ctx, group, false, specs, req.security_group_rule_ids.unwrap_or_default()).await?;
     Ok(RevokeSecurityGroupIngressOutput {

@@ -5,6 +5,7 @@
 //! flattened here and answers regrouped by protocol and ports, in the order first authorized.
 
 use backend::security_groups::{GroupRef, PeerSpec, RuleSpec};
+use backend::tags::TagsByResource;
 use ec2api::{
     Ec2Error, IpPermission, IpRange, Ipv6Range, PrefixListId, ReferencedSecurityGroup, SecurityGroupRule,
     UserIdGroupPair,
@@ -14,6 +15,13 @@ use storage::{RulePeer, SecurityGroupRecord, SecurityGroupRuleRecord};
 use super::{tag_list, tags_from_specs};
 use crate::context::Ctx;
 
+/// The caller's groups (its default group included) and its tags, for the Describe actions.
+pub async fn groups_and_tags(ctx: &Ctx) -> Result<(Vec<SecurityGroupRecord>, TagsByResource), Ec2Error> {
+    let account = ctx.account().to_owned();
+    let vpc = ctx.principal.default_vpc_id.clone();
+    ctx.call(move |b| Ok((b.security_groups(&account, &vpc)?, b.tags_by_resource(&account)?))).await
+}
+
 /// Authorize, either direction: adds the rules and answers them as `SecurityGroupRule`s.
 pub async fn authorize(
     ctx: &Ctx,
@@ -22,9 +30,6 @@ pub async fn authorize(
     specs: Vec<RuleSpec>,
     tag_specs: Option<Vec<ec2api::TagSpecification>>,
 ) -> Result<Vec<SecurityGroupRule>, Ec2Error> {
-    if specs.is_empty() {
-        return Err(Ec2Error::missing_parameter("IpPermissions"));
-    }
     let tags = tags_from_specs(tag_specs, "security-group-rule")?;
     let account = ctx.account().to_owned();
     let vpc = ctx.principal.default_vpc_id.clone();
@@ -42,9 +47,6 @@ pub async fn revoke(
     specs: Vec<RuleSpec>,
     rule_ids: Vec<String>,
 ) -> Result<Vec<ec2api::RevokedSecurityGroupRule>, Ec2Error> {
-    if specs.is_empty() && rule_ids.is_empty() {
-        return Err(Ec2Error::missing_parameter("IpPermissions"));
-    }
     let account = ctx.account().to_owned();
     let vpc = ctx.principal.default_vpc_id.clone();
     let (group_id, revoked) =
@@ -53,14 +55,15 @@ pub async fn revoke(
 }
 
 /// The group a request names, by `GroupId` or (default VPC) `GroupName`.
-pub fn group_ref(id: Option<String>, name: Option<String>) -> Result<GroupRef, Ec2Error> {
+/// `missing` names the parameter to report when neither is given.
+pub fn group_ref(id: Option<String>, name: Option<String>, missing: &str) -> Result<GroupRef, Ec2Error> {
     match (id.filter(|i| !i.is_empty()), name.filter(|n| !n.is_empty())) {
         (Some(id), _) => {
             check_group_id(&id)?;
             Ok(GroupRef::Id(id))
         }
         (None, Some(name)) => Ok(GroupRef::Name(name)),
-        (None, None) => Err(Ec2Error::missing_parameter("GroupId")),
+        (None, None) => Err(Ec2Error::missing_parameter(missing)),
     }
 }
 
@@ -101,7 +104,7 @@ pub fn rule_specs(permissions: Option<Vec<IpPermission>>, legacy: Legacy) -> Res
     if permissions.is_empty() {
         let peer = match (legacy.cidr_ip, legacy.source_group_name) {
             (Some(cidr), _) => PeerSpec::Ipv4(cidr),
-            (None, Some(name)) => PeerSpec::GroupName(name),
+            (None, Some(name)) => PeerSpec::Group(GroupRef::Name(name)),
             (None, None) => return Ok(vec![]),
         };
         return Ok(vec![RuleSpec {
@@ -130,14 +133,8 @@ pub fn rule_specs(permissions: Option<Vec<IpPermission>>, legacy: Legacy) -> Res
             peers.push((PeerSpec::Ipv6(cidr), range.description));
         }
         for (i, pair) in p.user_id_group_pairs.unwrap_or_default().into_iter().enumerate() {
-            let peer = match (pair.group_id, pair.group_name) {
-                (Some(id), _) => {
-                    check_group_id(&id)?;
-                    PeerSpec::GroupId(id)
-                }
-                (None, Some(name)) => PeerSpec::GroupName(name),
-                (None, None) => return Err(Ec2Error::missing_parameter(&format!("{path}.Groups.{}.GroupId", i + 1))),
-            };
+            let group = group_ref(pair.group_id, pair.group_name, &format!("{path}.Groups.{}.GroupId", i + 1))?;
+            let peer = PeerSpec::Group(group);
             peers.push((peer, pair.description));
         }
         for (i, list) in p.prefix_list_ids.unwrap_or_default().into_iter().enumerate() {
@@ -173,21 +170,19 @@ pub fn permissions<'a>(rules: impl Iterator<Item = &'a SecurityGroupRuleRecord>)
         let position = out.iter().position(|p| {
             p.ip_protocol.as_deref() == Some(rule.protocol.as_str()) && p.from_port == from && p.to_port == to
         });
-        let permission = match position {
-            Some(i) => &mut out[i],
-            None => {
-                out.push(IpPermission {
-                    ip_protocol: Some(rule.protocol.clone()),
-                    from_port: from,
-                    to_port: to,
-                    ip_ranges: Some(vec![]),
-                    ipv6_ranges: Some(vec![]),
-                    prefix_list_ids: Some(vec![]),
-                    user_id_group_pairs: Some(vec![]),
-                });
-                out.last_mut().expect("just pushed")
-            }
-        };
+        let index = position.unwrap_or_else(|| {
+            out.push(IpPermission {
+                ip_protocol: Some(rule.protocol.clone()),
+                from_port: from,
+                to_port: to,
+                ip_ranges: Some(vec![]),
+                ipv6_ranges: Some(vec![]),
+                prefix_list_ids: Some(vec![]),
+                user_id_group_pairs: Some(vec![]),
+            });
+            out.len() - 1
+        });
+        let permission = &mut out[index];
         let description = rule.description.clone();
         match &rule.peer {
             RulePeer::Ipv4 { cidr } => permission
@@ -319,7 +314,7 @@ mod tests {
         let specs = rule_specs(Some(vec![perm]), legacy()).unwrap();
         assert_eq!(specs.len(), 3);
         assert_eq!(specs[0].description.as_deref(), Some("lan"));
-        assert_eq!(specs[2].peer, PeerSpec::GroupName("web".into()));
+        assert_eq!(specs[2].peer, PeerSpec::Group(GroupRef::Name("web".into())));
         let empty = IpPermission { ip_protocol: Some("-1".into()), ..Default::default() };
         assert_eq!(rule_specs(Some(vec![empty]), legacy()).unwrap_err().code(), "InvalidParameterValue");
         let old = Legacy {

@@ -266,7 +266,7 @@ pub fn modification(v: &VolumeRecord) -> Option<ec2api::VolumeModification> {
     let number = |n: Option<u32>| n.and_then(|n| super::int(n.into()));
     Some(ec2api::VolumeModification {
         volume_id: Some(v.id.clone()),
-        modification_state: Some(m.state.clone()),
+        modification_state: Some(m.state.name().into()),
         status_message: m.status_message.clone(),
         original_size: super::int(m.original_size_gib),
         target_size: super::int(m.target_size_gib),
@@ -278,7 +278,7 @@ pub fn modification(v: &VolumeRecord) -> Option<ec2api::VolumeModification> {
         target_throughput: number(m.target_throughput),
         original_multi_attach_enabled: Some(false),
         target_multi_attach_enabled: Some(false),
-        progress: Some(if m.state == "modifying" { 0 } else { 100 }),
+        progress: Some(if m.state == storage::ModificationState::Modifying { 0 } else { 100 }),
         start_time: Some(timestamp(m.start_ms)),
         end_time: m.end_ms.map(timestamp),
         ..Default::default()
