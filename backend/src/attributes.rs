@@ -9,7 +9,7 @@
 
 use base64::Engine;
 use storage::tables::INSTANCES;
-use storage::{InstanceRecord, InstanceState};
+use storage::{InstanceRecord, InstanceState, MetadataOptions};
 
 use crate::instances::MAX_USER_DATA;
 use crate::{invalid, Backend, Error, ResourceKind, Result};
@@ -31,7 +31,70 @@ pub enum AttributeChange {
     SourceDestCheck,
 }
 
+/// EC2's `MetadataOptions` as sent (RunInstances, ModifyInstanceMetadataOptions); what is not
+/// given stays as in `base`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MetadataChange {
+    pub http_tokens: Option<String>,
+    pub http_endpoint: Option<String>,
+    pub hop_limit: Option<i32>,
+    pub instance_metadata_tags: Option<String>,
+}
+
+/// `base` with `change` applied, each value checked as EC2 does.
+pub fn apply_metadata_change(base: &MetadataOptions, change: &MetadataChange) -> Result<MetadataOptions> {
+    fn switch(value: &Option<String>, name: &'static str, on: &str, off: &str, current: bool) -> Result<bool> {
+        match value.as_deref() {
+            None => Ok(current),
+            Some(v) if v == on => Ok(true),
+            Some(v) if v == off => Ok(false),
+            Some(v) => {
+                Err(invalid(name, format!("Value ({v}) for parameter {name} is invalid. Expected: '{on}', '{off}'.")))
+            }
+        }
+    }
+    let hop_limit = match change.hop_limit {
+        None => base.hop_limit,
+        Some(hops @ 1..=64) => hops as u8,
+        Some(hops) => {
+            return Err(invalid(
+                "HttpPutResponseHopLimit",
+                format!("Value ({hops}) for parameter HttpPutResponseHopLimit is invalid. Expected: 1 to 64."),
+            ))
+        }
+    };
+    Ok(MetadataOptions {
+        tokens_required: switch(&change.http_tokens, "HttpTokens", "required", "optional", base.tokens_required)?,
+        endpoint_enabled: switch(&change.http_endpoint, "HttpEndpoint", "enabled", "disabled", base.endpoint_enabled)?,
+        hop_limit,
+        tags_enabled: switch(
+            &change.instance_metadata_tags,
+            "InstanceMetadataTags",
+            "enabled",
+            "disabled",
+            base.tags_enabled,
+        )?,
+    })
+}
+
 impl Backend {
+    /// ModifyInstanceMetadataOptions: applies at once (the metadata service reads redb on
+    /// every request); answers the instance as changed.
+    pub fn modify_metadata_options(&self, account: &str, id: &str, change: &MetadataChange) -> Result<InstanceRecord> {
+        self.store().write(|tx| {
+            let key = format!("{account}/{id}");
+            let mut record = tx
+                .get(&INSTANCES, &key)?
+                .ok_or_else(|| Error::ResourceNotFound { kind: ResourceKind::Instance, id: id.to_owned() })?;
+            if record.state == InstanceState::Terminated {
+                return Err(Error::IncorrectInstanceState { id: id.to_owned(), state: "terminated", verb: "modified" });
+            }
+            record.metadata = apply_metadata_change(&record.metadata, change)?;
+            tx.insert(&INSTANCES, &key, &record)?;
+            Ok(record)
+        })
+    }
+
     /// One instance of `account`'s, by id.
     pub fn instance(&self, account: &str, id: &str) -> Result<InstanceRecord> {
         self.store()
@@ -148,6 +211,28 @@ impl Backend {
 mod tests {
     use super::*;
     use crate::tests_support::{running_instance, test_disk, test_driver_backend};
+
+    #[test]
+    fn metadata_changes_keep_what_is_not_given_and_check_values() {
+        let base = MetadataOptions::default();
+        assert!(!base.tokens_required && base.endpoint_enabled && base.hop_limit == 1 && !base.tags_enabled);
+        let change = MetadataChange { http_tokens: Some("required".into()), hop_limit: Some(2), ..Default::default() };
+        let changed = apply_metadata_change(&base, &change).unwrap();
+        assert_eq!(changed, MetadataOptions { tokens_required: true, hop_limit: 2, ..base.clone() });
+        let off = MetadataChange { http_endpoint: Some("disabled".into()), ..Default::default() };
+        assert_eq!(
+            apply_metadata_change(&changed, &off).unwrap(),
+            MetadataOptions { endpoint_enabled: false, ..changed }
+        );
+        for bad in [
+            MetadataChange { http_tokens: Some("mandatory".into()), ..Default::default() },
+            MetadataChange { hop_limit: Some(0), ..Default::default() },
+            MetadataChange { hop_limit: Some(65), ..Default::default() },
+            MetadataChange { instance_metadata_tags: Some("on".into()), ..Default::default() },
+        ] {
+            assert!(matches!(apply_metadata_change(&base, &bad), Err(Error::InvalidParameter { .. })), "{bad:?}");
+        }
+    }
 
     #[test]
     fn attributes_follow_the_instance_state() {

@@ -111,6 +111,7 @@ impl Backend {
         report.purged = self.purge_terminated(TERMINATED_RETENTION)?;
         self.purge_migrations(MIGRATION_RETENTION)?;
         self.drain_step(&records)?;
+        self.sync_filters(&records)?;
         Ok(report)
     }
 

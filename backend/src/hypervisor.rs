@@ -47,6 +47,10 @@ pub struct DomainSpec {
     pub mac: String,
     pub bridge: String,
     pub console_log: PathBuf,
+    /// The nwfilter guarding the NIC (security groups); it must be defined before the start.
+    pub filter: Option<String>,
+    /// Shown to the guest as the SMBIOS product, as EC2 does.
+    pub instance_type: String,
 }
 
 /// A volume as a guest disk.
@@ -149,6 +153,11 @@ pub trait Hypervisor: Send + Sync {
     fn detach_disk(&self, name: &str, target: &str, wait: std::time::Duration) -> Result<(), DriverError>;
     /// Grows a disk of the running guest to `bytes`; the guest sees the new size.
     fn resize_disk(&self, name: &str, target: &str, bytes: u64) -> Result<(), DriverError>;
+    /// Defines (or redefines) a network filter; the guests that use it get its new rules at
+    /// once.
+    fn define_filter(&self, xml: &str) -> Result<(), DriverError>;
+    /// Forgets a network filter; succeeds when there is none.
+    fn undefine_filter(&self, name: &str) -> Result<(), DriverError>;
 }
 
 /// The `<disk>` element of an attached volume.
@@ -168,8 +177,12 @@ pub type EventSink = std::sync::Arc<dyn Fn(&str) + Send + Sync>;
 
 /// The libvirt domain XML for a spec: virtio disk and NIC on the host's bridge, the serial
 /// console logged to a file, and direct kernel boot when the image has a kernel.
+///
+/// The guest sees the platform as EC2 through SMBIOS (vendor `Amazon EC2`, a system UUID and
+/// serial starting with `ec2`, the instance type as product): that is how cloud-init and other
+/// tools tell that they run on EC2 and look for the metadata service.
 pub fn domain_xml(spec: &DomainSpec) -> String {
-    let mut os = String::from("<type arch='x86_64'>hvm</type>");
+    let mut os = String::from("<type arch='x86_64'>hvm</type><smbios mode='sysinfo'/>");
     match &spec.kernel {
         Some(kernel) => {
             os.push_str(&format!("<kernel>{}</kernel>", escape(kernel)));
@@ -185,15 +198,22 @@ pub fn domain_xml(spec: &DomainSpec) -> String {
     // KVM guests get the host's CPU model; under TCG QEMU's default model is the safe one.
     let cpu = if spec.accelerator == Accelerator::Kvm { "<cpu mode='host-model'/>" } else { "" };
     let log = escape(spec.console_log.to_string_lossy()).into_owned();
+    let filter = match &spec.filter {
+        Some(name) => format!("<filterref filter='{}'/>", escape(name)),
+        None => String::new(),
+    };
     format!(
         "<domain type='{kind}'>\
 <name>{name}</name><uuid>{uuid}</uuid>\
 <memory unit='MiB'>{mem}</memory><vcpu>{vcpus}</vcpu>\
+<sysinfo type='smbios'><bios><entry name='vendor'>Amazon EC2</entry></bios>\
+<system><entry name='manufacturer'>Amazon EC2</entry><entry name='product'>{product}</entry>\
+<entry name='serial'>{uuid}</entry><entry name='uuid'>{uuid}</entry></system></sysinfo>\
 <os>{os}</os><features><acpi/></features>{cpu}\
 <on_poweroff>destroy</on_poweroff><on_reboot>restart</on_reboot><on_crash>destroy</on_crash>\
 <devices>\
 <disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='{disk}'/><target dev='vda' bus='virtio'/></disk>\
-{volumes}<interface type='bridge'><source bridge='{bridge}'/><mac address='{mac}'/><model type='virtio'/></interface>\
+{volumes}<interface type='bridge'><source bridge='{bridge}'/><mac address='{mac}'/><model type='virtio'/>{filter}</interface>\
 <serial type='file'><source path='{log}' append='on'/><target port='0'/></serial>\
 <console type='file'><source path='{log}' append='on'/><target type='serial' port='0'/></console>\
 </devices></domain>",
@@ -206,6 +226,7 @@ pub fn domain_xml(spec: &DomainSpec) -> String {
         volumes = spec.volumes.iter().map(disk_xml).collect::<String>(),
         bridge = escape(&spec.bridge),
         mac = escape(&spec.mac),
+        product = escape(&spec.instance_type),
     )
 }
 
@@ -228,6 +249,8 @@ mod tests {
             mac: "52:54:00:aa:bb:cc".into(),
             bridge: "stratus0".into(),
             console_log: "/data/i-0123/console.log".into(),
+            filter: Some("stratus-i-0123".into()),
+            instance_type: "t3.micro".into(),
         }
     }
 
@@ -243,6 +266,10 @@ mod tests {
             "<source file='/data/volumes/vol-1.qcow2'/><target dev='vdf' bus='virtio'/>",
             "<source bridge='stratus0'/><mac address='52:54:00:aa:bb:cc'/>",
             "<serial type='file'><source path='/data/i-0123/console.log' append='on'/>",
+            "<model type='virtio'/><filterref filter='stratus-i-0123'/></interface>",
+            "<system><entry name='manufacturer'>Amazon EC2</entry><entry name='product'>t3.micro</entry>",
+            "<entry name='uuid'>6f1c1c1e-0000-4000-8000-000000000001</entry>",
+            "<os><type arch='x86_64'>hvm</type><smbios mode='sysinfo'/>",
         ] {
             assert!(xml.contains(part), "{part} missing from {xml}");
         }
@@ -257,6 +284,8 @@ mod tests {
         let xml = domain_xml(&spec);
         assert!(xml.starts_with("<domain type='kvm'>"));
         assert!(xml.contains("<boot dev='hd'/>") && !xml.contains("<kernel>") && !xml.contains("<initrd>"));
+        spec.filter = None;
+        assert!(!domain_xml(&spec).contains("filterref"), "no filter, no reference");
     }
 
     #[test]

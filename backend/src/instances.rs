@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use sha2::{Digest, Sha256};
-use storage::tables::{CLIENT_TOKENS, INSTANCES, KEY_PAIR_NAMES};
-use storage::{ClientTokenRecord, InstanceRecord, InstanceState, StateReason, WriteTx};
+use storage::tables::{CLIENT_TOKENS, INSTANCES};
+use storage::{ClientTokenRecord, InstanceRecord, InstanceState, MetadataOptions, StateReason, WriteTx};
 
 use crate::hosts::Host;
 use crate::hypervisor::{DomainSpec, DriverError, PowerState};
@@ -59,6 +59,9 @@ pub struct LaunchRequest {
     pub root_volume: RootVolumeRequest,
     /// `standard` or `unlimited` (burstable types only).
     pub cpu_credits: Option<String>,
+    /// `PrivateIpAddress`: this address instead of the subnet's lowest free one.
+    pub private_ip: Option<Ipv4Addr>,
+    pub metadata: MetadataOptions,
 }
 
 /// What RunInstances may say about the root volume; the rest comes from the image.
@@ -285,10 +288,12 @@ impl Backend {
                     return Ok((records, false));
                 }
             }
-            if let Some(name) = &req.key_name {
-                if tx.get(&KEY_PAIR_NAMES, &format!("{account}/{name}"))?.is_none() {
-                    return Err(Error::KeyPairNotFound(name.clone()));
-                }
+            let public_key = match &req.key_name {
+                Some(name) => Some(crate::key_pairs::public_key(tx, account, name)?),
+                None => None,
+            };
+            if req.private_ip.is_some() && req.max_count > 1 {
+                return Err(invalid("PrivateIpAddress", "A private address can be given for one instance only"));
             }
             let group_ids = security_groups::resolve_launch_groups(
                 tx,
@@ -327,7 +332,10 @@ impl Backend {
                 let id = ids::resource_id("i");
                 let key = instance_key(account, &id);
                 let mac = network::new_mac();
-                let ip = network::lease_address(tx, chosen_subnet, &key, &mac)?;
+                let ip = match req.private_ip {
+                    Some(ip) => network::lease_given_address(tx, chosen_subnet, ip, &key, &mac)?,
+                    None => network::lease_address(tx, chosen_subnet, &key, &mac)?,
+                };
                 let record = InstanceRecord {
                     id: id.clone(),
                     account: account.to_owned(),
@@ -338,7 +346,7 @@ impl Backend {
                     memory_mib: spec.memory_mib,
                     zone: chosen_subnet.zone.clone(),
                     host_id: snapshots[host_index].id.clone(),
-                    domain_uuid: uuid::Uuid::new_v4().to_string(),
+                    domain_uuid: ec2_uuid(),
                     state: InstanceState::Pending,
                     state_reason: Some(StateReason { code: "pending".into(), message: "pending".into() }),
                     state_transition_reason: String::new(),
@@ -366,6 +374,8 @@ impl Backend {
                     migration: None,
                     migration_target: None,
                     cpu_credits: cpu_credits.clone(),
+                    metadata: req.metadata.clone(),
+                    public_key: public_key.clone(),
                 };
                 tx.insert(&INSTANCES, &key, &record)?;
                 volumes::insert_root_volume(tx, &record, &root, &root_disk_path(&record), &req.volume_tags)?;
@@ -708,7 +718,10 @@ impl Backend {
             mac: record.mac.clone(),
             bridge: host.config.bridge.clone(),
             console_log: console_path(record),
+            filter: self.prepare_filter(host, record)?,
+            instance_type: record.instance_type.clone(),
         };
+        self.publish_dhcp_host(record);
         host.driver.define(&spec).map_err(Error::Driver)?;
         host.driver.start(&record.id).map_err(Error::Driver)
     }
@@ -753,7 +766,9 @@ impl Backend {
         if let Ok(host) = self.host_of(&record) {
             tolerate_missing(host.driver.destroy(&record.id))?;
             tolerate_missing(host.driver.undefine(&record.id))?;
+            self.drop_filter(host, &record.id);
         }
+        self.withdraw_dhcp_host(&record.id);
         self.release_instance_volumes(&record)?;
         if let Err(error) = std::fs::remove_dir_all(&record.dir) {
             if error.kind() != std::io::ErrorKind::NotFound {
@@ -840,6 +855,12 @@ pub(crate) fn root_disk_path(record: &InstanceRecord) -> PathBuf {
 
 pub fn console_path(record: &InstanceRecord) -> PathBuf {
     Path::new(&record.dir).join("console.log")
+}
+
+/// A random UUID that starts with `ec2`: the guest reads it as its SMBIOS system UUID, which
+/// is how software tells that it runs on EC2.
+fn ec2_uuid() -> String {
+    format!("ec2{}", &uuid::Uuid::new_v4().to_string()[3..])
 }
 
 /// The kernel's `ip=` argument: address, router, netmask, hostname, device, no autoconf.

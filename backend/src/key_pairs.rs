@@ -119,6 +119,13 @@ fn record_key(account: &str, id: &str) -> String {
     format!("{account}/{id}")
 }
 
+/// The OpenSSH public key of the account's key pair `name`, inside the caller's transaction.
+pub(crate) fn public_key(tx: &storage::WriteTx, account: &str, name: &str) -> Result<String> {
+    let missing = || Error::KeyPairNotFound(name.to_owned());
+    let id = tx.get(&KEY_PAIR_NAMES, &record_key(account, name))?.ok_or_else(missing)?.id;
+    Ok(tx.get(&KEY_PAIRS, &record_key(account, &id))?.ok_or_else(missing)?.public_key)
+}
+
 impl Backend {
     /// Creates a key pair; answers it with its private key, which Stratus does not keep.
     pub fn create_key_pair(

@@ -18,6 +18,7 @@
 pub mod accounts;
 pub mod attributes;
 pub mod conductor;
+pub mod firewall;
 pub mod hosts;
 pub mod hypervisor;
 pub mod ids;
@@ -194,6 +195,9 @@ pub enum Error {
     /// The subnet has no free address left
     #[error("There are not enough free addresses in subnet '{0}' to satisfy the requested number of instances.")]
     AddressesExhausted(String),
+    /// `PrivateIpAddress` names an address another instance holds
+    #[error("Address {0} is in use.")]
+    AddressInUse(String),
     /// The instance's state does not allow the transition
     #[error("The instance '{id}' is not in a state from which it can be {verb} ({state}).")]
     IncorrectInstanceState { id: String, state: &'static str, verb: &'static str },
@@ -234,6 +238,10 @@ pub struct Backend {
     data_dir: PathBuf,
     stop_timeout: Duration,
     kicks: OnceLock<mpsc::UnboundedSender<String>>,
+    /// Where the DHCP server (dnsmasq's `--dhcp-hostsdir`) finds each instance's address.
+    dhcp_hosts_dir: Option<PathBuf>,
+    /// The filter XML last defined for each `(host id, instance id)`.
+    applied_filters: std::sync::Mutex<std::collections::HashMap<(String, String), String>>,
 }
 
 impl Backend {
@@ -251,12 +259,21 @@ impl Backend {
             data_dir: PathBuf::from("stratus-data"),
             stop_timeout: Duration::from_secs(60),
             kicks: OnceLock::new(),
+            dhcp_hosts_dir: None,
+            applied_filters: Default::default(),
         }
     }
 
     /// Where instance disks and imported images live; libvirt needs it absolute.
     pub fn with_data_dir(mut self, data_dir: &Path) -> Self {
         self.data_dir = std::path::absolute(data_dir).unwrap_or_else(|_| data_dir.to_owned());
+        self
+    }
+
+    /// Publishes each instance's `mac,address` there for the DHCP server (see
+    /// [`network`]).
+    pub fn with_dhcp_hosts_dir(mut self, dir: &Path) -> Self {
+        self.dhcp_hosts_dir = Some(dir.to_owned());
         self
     }
 

@@ -203,6 +203,8 @@ impl Backend {
         if record.status != MigrationStatus::Queued {
             return self.settle(key, &record, Outcome::Interrupted);
         }
+        // The guest's security-group filter must be on the target before the guest is.
+        self.prepare_filter(target, instance)?;
         self.set_status(id, MigrationStatus::Preparing)?;
         let done = AtomicBool::new(false);
         let started = Instant::now();
@@ -215,7 +217,9 @@ impl Backend {
         match result {
             Ok(()) => {
                 let progress = target.driver.completed_job(&instance.id).ok().flatten();
-                self.end_migration(key, id, MigrationStatus::Completed, progress, None)
+                self.end_migration(key, id, MigrationStatus::Completed, progress, None)?;
+                self.drop_filter(source, &instance.id);
+                Ok(())
             }
             // Where the guest is decides, not what the call said: a failure after switch-over
             // (post-copy) leaves it on the target.

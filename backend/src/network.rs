@@ -7,6 +7,11 @@
 //! why addresses are unique across accounts ([`storage::tables::LEASES`]). As on AWS, the
 //! first four addresses of a subnet and its last are reserved; `.1` is the router, which is
 //! the hosts' bridge address.
+//!
+//! Guests that ask for an address by DHCP (cloud images) get theirs from a dnsmasq that
+//! `scripts/setup-host` runs on the segment: before each boot, Stratus writes the instance's
+//! `mac,address,hostname` into one file per instance in dnsmasq's `--dhcp-hostsdir`, which
+//! dnsmasq watches, and removes it when the instance is gone.
 
 use std::net::Ipv4Addr;
 
@@ -80,6 +85,28 @@ pub(crate) fn lease_address(tx: &WriteTx, subnet: &Subnet, instance_key: &str, m
     Err(Error::AddressesExhausted(subnet.id.clone()))
 }
 
+/// Takes `address` of `subnet` for `instance_key` (RunInstances' `PrivateIpAddress`).
+pub(crate) fn lease_given_address(
+    tx: &WriteTx,
+    subnet: &Subnet,
+    address: Ipv4Addr,
+    instance_key: &str,
+    mac: &str,
+) -> Result<Ipv4Addr> {
+    if !subnet.assignable().any(|a| a == address) {
+        return Err(crate::invalid(
+            "PrivateIpAddress",
+            format!("Address {address} is not an assignable address of subnet {} ({})", subnet.id, subnet.cidr()),
+        ));
+    }
+    let key = address.to_string();
+    if tx.get(&LEASES, &key)?.is_some() {
+        return Err(Error::AddressInUse(key));
+    }
+    tx.insert(&LEASES, &key, &LeaseRecord { instance_key: instance_key.to_owned(), mac: mac.to_owned() })?;
+    Ok(address)
+}
+
 pub(crate) fn release_address(tx: &WriteTx, address: &str, instance_key: &str) -> Result<()> {
     if tx.get(&LEASES, address)?.is_some_and(|lease| lease.instance_key == instance_key) {
         tx.remove(&LEASES, address)?;
@@ -88,6 +115,37 @@ pub(crate) fn release_address(tx: &WriteTx, address: &str, instance_key: &str) -
 }
 
 impl Backend {
+    /// Tells the DHCP server the instance's address (written whole, then renamed into place).
+    pub(crate) fn publish_dhcp_host(&self, record: &storage::InstanceRecord) {
+        let Some(dir) = self.dhcp_hosts_dir.as_ref().filter(|d| d.is_dir()) else { return };
+        let hostname = format!("ip-{}", record.private_ip.replace('.', "-"));
+        let line = format!("{},{},{hostname}\n", record.mac, record.private_ip);
+        let path = dir.join(&record.id);
+        let partial = dir.join(format!(".{}.partial", record.id));
+        let written = std::fs::write(&partial, line).and_then(|()| std::fs::rename(&partial, &path));
+        if let Err(error) = written {
+            tracing::warn!(instance = %record.id, %error, "could not publish the DHCP host entry");
+        }
+    }
+
+    pub(crate) fn withdraw_dhcp_host(&self, instance_id: &str) {
+        let Some(dir) = &self.dhcp_hosts_dir else { return };
+        match std::fs::remove_file(dir.join(instance_id)) {
+            Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+                tracing::warn!(instance = %instance_id, %error, "could not withdraw the DHCP host entry")
+            }
+            _ => {}
+        }
+    }
+
+    /// The instance that holds `address`, if any: the metadata service's way to tell who asks.
+    pub fn instance_at(&self, address: Ipv4Addr) -> Result<Option<storage::InstanceRecord>> {
+        self.store().read(|tx| {
+            let Some(lease) = tx.get(&LEASES, &address.to_string())? else { return Ok(None) };
+            Ok(tx.get(&storage::tables::INSTANCES, &lease.instance_key)?)
+        })
+    }
+
     /// The default subnets of an account's default VPC, one per zone of the topology.
     pub fn subnets(&self, account: &str, vpc_id: &str) -> Vec<Subnet> {
         self.topology()

@@ -140,6 +140,14 @@ impl Hypervisor for FakeHost {
     fn resize_disk(&self, _: &str, _: &str, _: u64) -> Result<(), DriverError> {
         Err(DriverError::Failed("fake hosts have no disks".into()))
     }
+
+    fn define_filter(&self, _: &str) -> Result<(), DriverError> {
+        Ok(())
+    }
+
+    fn undefine_filter(&self, _: &str) -> Result<(), DriverError> {
+        Ok(())
+    }
 }
 
 impl FakeHost {

@@ -102,6 +102,8 @@ class Stratus:
     port: int
     log_path: Path
     config: Path | None = None
+    # Serve the guests' metadata service on 169.254.169.254:80 (one server per machine can).
+    metadata: bool = False
     proc: subprocess.Popen | None = None
     access_key: str | None = None
     secret_key: str | None = None
@@ -143,6 +145,7 @@ class Stratus:
         cmd = [str(self.bin), "serve", "--listen", f"127.0.0.1:{self.port}", "--data-dir", str(self.data_dir)]
         if self.config is not None:
             cmd += ["--config", str(self.config)]
+        cmd += ["--metadata-listen", "169.254.169.254:80" if self.metadata else "off"]
         self.proc = subprocess.Popen(cmd, stdout=self._log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                      env=server_env())
         deadline = time.monotonic() + READY_TIMEOUT
@@ -204,7 +207,8 @@ def _account_id_from(creds_file: Path) -> str | None:
     return m.group(1) if m else None
 
 
-def start_stratus(tmp_dir: Path, data_dir: Path | None = None, config: str | None = None) -> Stratus:
+def start_stratus(tmp_dir: Path, data_dir: Path | None = None, config: str | None = None,
+                  metadata: bool = False) -> Stratus:
     tmp_dir.mkdir(parents=True, exist_ok=True)
     data_dir = data_dir or tmp_dir / "data"
     config_path = None
@@ -212,7 +216,7 @@ def start_stratus(tmp_dir: Path, data_dir: Path | None = None, config: str | Non
         config_path = tmp_dir / "stratus.toml"
         config_path.write_text(config)
     server = Stratus(bin=wait_for_binary(), data_dir=data_dir, port=free_port(), log_path=tmp_dir / "stratus.log",
-                     config=config_path)
+                     config=config_path, metadata=metadata)
     return server.start()
 
 
@@ -232,9 +236,10 @@ def server_factory(tmp_path):
     """Starts private servers (for restart and locking tests); all are stopped at teardown."""
     started: list[Stratus] = []
 
-    def make(data_dir: Path | None = None, name: str | None = None, config: str | None = None) -> Stratus:
+    def make(data_dir: Path | None = None, name: str | None = None, config: str | None = None,
+             metadata: bool = False) -> Stratus:
         sub = tmp_path / (name or f"srv{len(started)}")
-        server = start_stratus(sub, data_dir or tmp_path / "data", config)
+        server = start_stratus(sub, data_dir or tmp_path / "data", config, metadata)
         started.append(server)
         return server
 
@@ -304,15 +309,26 @@ class TestImage:
     cmdline: str
 
 
-@pytest.fixture(scope="session")
-def test_image() -> TestImage:
-    """The guest image `scripts/build-test-image` builds (cached after the first build)."""
-    proc = subprocess.run([str(REPO / "scripts" / "build-test-image")], capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, f"build-test-image failed:\n{proc.stderr}"
+def built_image(script: str, timeout: float) -> TestImage:
+    """Runs one of the image scripts (they cache their result) and reads its result line."""
+    proc = subprocess.run([str(REPO / "scripts" / script)], capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, f"{script} failed:\n{proc.stderr[-4000:]}"
     last = proc.stdout.strip().splitlines()[-1]
     head, cmdline = last.split(" cmdline=", 1)  # the command line runs to the end of the line
     fields = dict(kv.split("=", 1) for kv in head.split())
     return TestImage(fields["disk"], fields["kernel"], fields["initrd"], cmdline)
+
+
+@pytest.fixture(scope="session")
+def test_image() -> TestImage:
+    """The guest image `scripts/build-test-image` builds (cached after the first build)."""
+    return built_image("build-test-image", 600)
+
+
+@pytest.fixture(scope="session")
+def cloud_image() -> TestImage:
+    """The Debian cloud image `scripts/build-cloud-image` builds (cached after the first build)."""
+    return built_image("build-cloud-image", 1500)
 
 
 def require_qemu() -> None:

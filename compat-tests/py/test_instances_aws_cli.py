@@ -41,9 +41,17 @@ def test_instance_lifecycle_on_real_qemu(server_factory, test_image):
             break
         assert time.monotonic() < deadline, f"no boot marker on the console:\n{text[-2000:]}"
         time.sleep(2)
-    # `-c 1 -w 20`: done at the first reply; a TCG guest on a busy machine may answer late.
-    ping = subprocess.run(["ping", "-c", "1", "-w", "20", first["PrivateIpAddress"]], capture_output=True, text=True)
-    assert ping.returncode == 0, ping.stdout
+    # The default group lets in only its own members: the host's ping is dropped until the
+    # group allows ICMP (security groups are enforced on the host).
+    def ping(seconds: int) -> bool:
+        # `-c 1 -w N`: done at the first reply; a TCG guest on a busy machine may answer late.
+        return subprocess.run(["ping", "-c", "1", "-w", str(seconds), first["PrivateIpAddress"]],
+                              capture_output=True).returncode == 0
+
+    assert not ping(3), "the default group must not let the host's ping in"
+    ok(server, "authorize-security-group-ingress", "--group-name", "default", "--protocol", "icmp", "--port", "-1",
+       "--cidr", "0.0.0.0/0")
+    assert ping(20), "ICMP authorized, yet the guest does not answer"
 
     ok(server, "stop-instances", "--instance-ids", ids[0])
     ok(server, "wait", "instance-stopped", "--instance-ids", ids[0])

@@ -77,6 +77,16 @@ def test_migrate_and_drain_with_the_aws_cli(lab, server_factory, test_image, tmp
         assert time.monotonic() < deadline, "the guest did not boot"
         time.sleep(2)
     before = counter(console(lone))
+    address = ok("describe-instances", "--instance-ids", lone)["Reservations"][0]["Instances"][0]["PrivateIpAddress"]
+
+    def pings(seconds=5):
+        return subprocess.run(["ping", "-c", "1", "-w", str(seconds), address], capture_output=True).returncode == 0
+
+    # Security groups hold on the lab hosts too: the host's ping gets in once the group says so.
+    assert not pings(3), "the default group must keep the host's ping out"
+    ok("authorize-security-group-ingress", "--group-name", "default", "--protocol", "icmp", "--port", "-1",
+       "--cidr", "172.31.0.1/32")
+    assert pings(20), "ICMP authorized, yet no answer"
 
     # Move the lone instance over to the crowded host; the guest runs on without a reboot.
     migration = ok("migrate-instance", "--instance-id", lone, "--target-host-id", crowded,
@@ -90,6 +100,13 @@ def test_migrate_and_drain_with_the_aws_cli(lab, server_factory, test_image, tmp
     time.sleep(2.5)
     after = console(lone)
     assert after.count(BOOT_MARKER) == 1 and counter(after) > before, "the counter went on without a reboot"
+    # The same rules on the destination, and still kept up to date there.
+    assert pings(10), "the group's ICMP rule did not follow the guest"
+    ok("revoke-security-group-ingress", "--group-name", "default", "--protocol", "icmp", "--port", "-1",
+       "--cidr", "172.31.0.1/32")
+    deadline = time.monotonic() + 10
+    while pings(1):
+        assert time.monotonic() < deadline, "revoked on the destination, yet the guest still answers"
     # The stock EC2 model reads the same answer (without Stratus's fields).
     assert crowded in {h["HostId"] for h in ok("describe-hosts")["Hosts"]}
 

@@ -66,6 +66,7 @@ pub async fn dispatch(ctx: &Ctx, action: Action) -> Result<Output, Ec2Error> {
         Action::ModifyInstanceCreditSpecification(r) => {
             boxed(modify_instance_credit_specification::handle(ctx, r).await)
         }
+        Action::ModifyInstanceMetadataOptions(r) => boxed(modify_instance_metadata_options::handle(ctx, r).await),
         Action::ModifyVolume(r) => boxed(modify_volume::handle(ctx, r).await),
         Action::RebootInstances(r) => boxed(reboot_instances::handle(ctx, r).await),
         Action::RegisterImage(r) => boxed(register_image::handle(ctx, r).await),

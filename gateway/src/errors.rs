@@ -55,6 +55,7 @@ pub fn to_ec2(error: Error) -> Ec2Error {
         Error::InsufficientCapacity(_) => Ec2Error::new("InsufficientInstanceCapacity", message),
         Error::IdempotentParameterMismatch(_) => Ec2Error::new("IdempotentParameterMismatch", message),
         Error::AddressesExhausted(_) => Ec2Error::new("InsufficientFreeAddressesInSubnet", message),
+        Error::AddressInUse(_) => Ec2Error::new("InvalidIPAddress.InUse", message),
         Error::IncorrectInstanceState { .. } => Ec2Error::new("IncorrectInstanceState", message),
         Error::MigrationFinished { .. } => Ec2Error::new("IncorrectState", message),
         Error::OperationNotPermitted(_) => Ec2Error::new("OperationNotPermitted", message),

@@ -12,7 +12,7 @@
 //! 6. Render the typed output, or the error envelope; domain errors become EC2 codes in
 //!    exactly one place ([`errors`]).
 //!
-//! Beside the API, [`admin`] serves a unix socket in the data dir so that `stratus account …`
+//! Beside the API, [`metadata`] serves the instance metadata service to the guests, and [`admin`] serves a unix socket in the data dir so that `stratus account …`
 //! works while the server holds the database.
 
 pub mod admin;
@@ -23,4 +23,5 @@ pub mod dispatch;
 pub mod errors;
 pub mod handlers;
 pub mod import;
+pub mod metadata;
 pub mod server;

@@ -39,6 +39,10 @@ enum Command {
     Serve {
         #[arg(long, default_value = "127.0.0.1:8773")]
         listen: SocketAddr,
+        /// Where guests reach the instance metadata service (`off`: nowhere). The address must
+        /// be one of this machine's: `scripts/setup-host` puts it on the guests' router.
+        #[arg(long, default_value = "169.254.169.254:80")]
+        metadata_listen: String,
         #[command(flatten)]
         common: Common,
     },
@@ -109,7 +113,7 @@ async fn main() {
 
 async fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Serve { listen, common } => run_server(listen, common).await,
+        Command::Serve { listen, metadata_listen, common } => run_server(listen, &metadata_listen, common).await,
         Command::Account(AccountCommand::Create {
             name,
             admin,
@@ -177,7 +181,10 @@ fn write_credentials(path: &Path, credentials: &Credentials) -> Result<()> {
     Ok(())
 }
 
-async fn run_server(listen: SocketAddr, common: Common) -> Result<()> {
+/// Where `scripts/setup-host`'s dnsmasq reads the guests' addresses from.
+const DHCP_HOSTS_DIR: &str = "/run/stratus/dhcp-hosts";
+
+async fn run_server(listen: SocketAddr, metadata_listen: &str, common: Common) -> Result<()> {
     let config = Config::load(common.config.as_deref())?;
     let data_dir = &common.data_dir;
     std::fs::DirBuilder::new()
@@ -195,7 +202,8 @@ async fn run_server(listen: SocketAddr, common: Common) -> Result<()> {
     let backend = Arc::new(
         Backend::new(store, config.resolved_topology())
             .with_data_dir(data_dir)
-            .with_stop_timeout(Duration::from_secs(config.instances.stop_timeout_secs)),
+            .with_stop_timeout(Duration::from_secs(config.instances.stop_timeout_secs))
+            .with_dhcp_hosts_dir(Path::new(DHCP_HOSTS_DIR)),
     );
     // Bind first, so that a start that cannot listen leaves no admin keys behind.
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listening on {listen}"))?;
@@ -207,6 +215,21 @@ async fn run_server(listen: SocketAddr, common: Common) -> Result<()> {
     backend.start_conductor(Duration::from_millis(config.instances.sweep_interval_ms));
     for host in backend.hosts().iter() {
         tracing::info!(host = %host.id, uri = %host.config.uri, zone = %host.zone, accelerator = ?host.accelerator, "host");
+    }
+    let region = config.topology().regions[0].name.clone();
+    if metadata_listen != "off" {
+        let address: SocketAddr =
+            metadata_listen.parse().with_context(|| format!("--metadata-listen {metadata_listen}: not an address"))?;
+        // Only one Stratus on a machine can serve the guests' metadata; another one (or a
+        // machine not set up by setup-host) runs without it.
+        match tokio::net::TcpListener::bind(address).await {
+            Ok(listener) => {
+                let service = Arc::new(gateway::metadata::MetadataService::new(Arc::clone(&backend), region));
+                tokio::spawn(gateway::metadata::serve(listener, service));
+                tracing::info!(%address, "instance metadata service listening");
+            }
+            Err(error) => tracing::warn!(%address, %error, "instance metadata service not started"),
+        }
     }
     let admin_socket = admin::bind(data_dir)?;
     let admin_task = tokio::spawn(admin::serve(admin_socket, Arc::clone(&backend)));

@@ -233,13 +233,41 @@ pub struct InstanceRecord {
     /// `standard` or `unlimited` for burstable types (EC2's credit specification).
     #[serde(default)]
     pub cpu_credits: Option<String>,
+    /// How the guest may reach the instance metadata service.
+    #[serde(default)]
+    pub metadata: MetadataOptions,
+    /// The key pair's OpenSSH public key as it was at launch: the metadata service serves it
+    /// even if the key pair is deleted later, as EC2 does.
+    #[serde(default)]
+    pub public_key: Option<String>,
 }
 
 /// Version 2 added the migration fields: an older binary must not stop or move an instance
-/// that is migrating. Version 3 added the credit specification.
+/// that is migrating. Version 3 added the credit specification, version 4 the metadata
+/// options and the launch key.
 impl Record for InstanceRecord {
-    const VERSION: u8 = 3;
-    const READS: &'static [u8] = &[1, 2];
+    const VERSION: u8 = 4;
+    const READS: &'static [u8] = &[1, 2, 3];
+}
+
+/// EC2's `InstanceMetadataOptions`, as the metadata service applies them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetadataOptions {
+    /// Requests must carry an IMDSv2 session token (`HttpTokens=required`).
+    pub tokens_required: bool,
+    /// `HttpEndpoint`: the service answers this instance at all.
+    pub endpoint_enabled: bool,
+    /// `HttpPutResponseHopLimit`: the IP TTL of the service's answers, so a token cannot be
+    /// fetched from further away than this many hops (containers behind the guest).
+    pub hop_limit: u8,
+    /// `InstanceMetadataTags`: the instance's tags under `meta-data/tags/instance`.
+    pub tags_enabled: bool,
+}
+
+impl Default for MetadataOptions {
+    fn default() -> Self {
+        Self { tokens_required: false, endpoint_enabled: true, hop_limit: 1, tags_enabled: false }
+    }
 }
 
 /// What an operator decided about a host. Key: host id.

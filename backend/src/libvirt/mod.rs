@@ -315,6 +315,18 @@ impl Hypervisor for LibvirtDriver {
         })
     }
 
+    fn define_filter(&self, xml: &str) -> Result<(), DriverError> {
+        self.with_conn(|conn| conn.define_nwfilter_xml(xml).map(drop).map_err(failed))
+    }
+
+    fn undefine_filter(&self, name: &str) -> Result<(), DriverError> {
+        self.with_conn(|conn| match conn.lookup_nwfilter_by_name(name) {
+            Ok(filter) => filter.undefine().map_err(failed),
+            Err(e) if matches!(e.code(), Enum::Known(ErrorNumber::NoNwfilter)) => Ok(()),
+            Err(e) => Err(failed(e)),
+        })
+    }
+
     fn watch(&self, sink: EventSink) {
         *self.sink.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(sink);
         let mut guard = self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());

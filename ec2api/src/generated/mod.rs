@@ -5253,6 +5253,63 @@ impl XmlValue for ModifyInstanceCreditSpecificationResult {
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
+pub struct ModifyInstanceMetadataOptionsRequest {
+    pub dry_run: Option<bool>,
+    pub http_endpoint: Option<InstanceMetadataEndpointState>,
+    pub http_protocol_ipv6: Option<InstanceMetadataProtocolState>,
+    pub http_put_response_hop_limit: Option<i32>,
+    pub http_tokens: Option<HttpTokensState>,
+    pub instance_id: String,
+    pub instance_metadata_tags: Option<InstanceMetadataTagsState>,
+}
+
+impl FromQuery for ModifyInstanceMetadataOptionsRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            dry_run: d.optional("DryRun")?,
+            http_endpoint: d.optional("HttpEndpoint")?,
+            http_protocol_ipv6: d.optional("HttpProtocolIpv6")?,
+            http_put_response_hop_limit: d.optional("HttpPutResponseHopLimit")?,
+            http_tokens: d.optional("HttpTokens")?,
+            instance_id: d.required("InstanceId")?,
+            instance_metadata_tags: d.optional("InstanceMetadataTags")?,
+        };
+        d.finish(&[
+            "DryRun",
+            "HttpEndpoint",
+            "HttpProtocolIpv6",
+            "HttpPutResponseHopLimit",
+            "HttpTokens",
+            "InstanceId",
+            "InstanceMetadataTags",
+        ])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ModifyInstanceMetadataOptionsResult {
+    pub instance_id: Option<String>,
+    pub instance_metadata_options: Option<InstanceMetadataOptionsResponse>,
+}
+
+impl XmlStruct for ModifyInstanceMetadataOptionsResult {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.instance_id.write_xml(w, "instanceId");
+        self.instance_metadata_options.write_xml(w, "instanceMetadataOptions");
+    }
+}
+
+impl XmlValue for ModifyInstanceMetadataOptionsResult {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct ModifyVolumeRequest {
     pub dry_run: Option<bool>,
     pub iops: Option<i32>,
@@ -9140,6 +9197,7 @@ pub enum Action {
     ModifyHosts(ModifyHostsRequest),
     ModifyInstanceAttribute(ModifyInstanceAttributeRequest),
     ModifyInstanceCreditSpecification(ModifyInstanceCreditSpecificationRequest),
+    ModifyInstanceMetadataOptions(ModifyInstanceMetadataOptionsRequest),
     ModifyVolume(ModifyVolumeRequest),
     RebootInstances(RebootInstancesRequest),
     RegisterImage(RegisterImageRequest),
@@ -9201,6 +9259,7 @@ impl Action {
         "ModifyHosts",
         "ModifyInstanceAttribute",
         "ModifyInstanceCreditSpecification",
+        "ModifyInstanceMetadataOptions",
         "ModifyVolume",
         "RebootInstances",
         "RegisterImage",
@@ -9271,6 +9330,9 @@ impl Action {
             "ModifyInstanceCreditSpecification" => {
                 FromQuery::from_query(params, "").map(Self::ModifyInstanceCreditSpecification)
             }
+            "ModifyInstanceMetadataOptions" => {
+                FromQuery::from_query(params, "").map(Self::ModifyInstanceMetadataOptions)
+            }
             "ModifyVolume" => FromQuery::from_query(params, "").map(Self::ModifyVolume),
             "RebootInstances" => FromQuery::from_query(params, "").map(Self::RebootInstances),
             "RegisterImage" => FromQuery::from_query(params, "").map(Self::RegisterImage),
@@ -9334,6 +9396,7 @@ impl Action {
             Self::ModifyHosts(_) => "ModifyHosts",
             Self::ModifyInstanceAttribute(_) => "ModifyInstanceAttribute",
             Self::ModifyInstanceCreditSpecification(_) => "ModifyInstanceCreditSpecification",
+            Self::ModifyInstanceMetadataOptions(_) => "ModifyInstanceMetadataOptions",
             Self::ModifyVolume(_) => "ModifyVolume",
             Self::RebootInstances(_) => "RebootInstances",
             Self::RegisterImage(_) => "RegisterImage",
@@ -9397,6 +9460,7 @@ impl Action {
             Self::ModifyHosts(_) => false,
             Self::ModifyInstanceAttribute(r) => r.dry_run == Some(true),
             Self::ModifyInstanceCreditSpecification(r) => r.dry_run == Some(true),
+            Self::ModifyInstanceMetadataOptions(r) => r.dry_run == Some(true),
             Self::ModifyVolume(r) => r.dry_run == Some(true),
             Self::RebootInstances(r) => r.dry_run == Some(true),
             Self::RegisterImage(r) => r.dry_run == Some(true),
@@ -9458,6 +9522,7 @@ pub type MigrateInstanceOutput = MigrateInstanceResult;
 pub type ModifyHostsOutput = ModifyHostsResult;
 pub type ModifyInstanceAttributeOutput = ReturnTrue;
 pub type ModifyInstanceCreditSpecificationOutput = ModifyInstanceCreditSpecificationResult;
+pub type ModifyInstanceMetadataOptionsOutput = ModifyInstanceMetadataOptionsResult;
 pub type ModifyVolumeOutput = ModifyVolumeResult;
 pub type RebootInstancesOutput = ReturnTrue;
 pub type RegisterImageOutput = RegisterImageResult;

@@ -1,6 +1,8 @@
+use backend::attributes::{apply_metadata_change, MetadataChange};
 use backend::instances::{LaunchRequest, RootVolumeRequest};
 use backend::volumes::ROOT_DEVICE;
 use ec2api::{BlockDeviceMapping, Ec2Error, GroupIdentifier, Reservation, RunInstancesOutput, RunInstancesRequest};
+use storage::MetadataOptions;
 
 use super::shapes::{instance, Joins};
 use super::{positive, tags_from_specs};
@@ -56,6 +58,26 @@ pub async fn handle(ctx: &Ctx, req: RunInstancesRequest) -> Result<RunInstancesO
         volume_tags,
         root_volume,
         cpu_credits: req.credit_specification.map(|c| c.cpu_credits),
+        private_ip: match req.private_ip_address.filter(|a| !a.is_empty()) {
+            Some(text) => Some(
+                text.parse()
+                    .map_err(|_| Ec2Error::invalid_value("PrivateIpAddress", &text, "Expected an IPv4 address."))?,
+            ),
+            None => None,
+        },
+        metadata: match req.metadata_options {
+            Some(m) => apply_metadata_change(
+                &MetadataOptions::default(),
+                &MetadataChange {
+                    http_tokens: m.http_tokens,
+                    http_endpoint: m.http_endpoint,
+                    hop_limit: m.http_put_response_hop_limit,
+                    instance_metadata_tags: m.instance_metadata_tags,
+                },
+            )
+            .map_err(crate::errors::to_ec2)?,
+            None => MetadataOptions::default(),
+        },
     };
     let account = ctx.account().to_owned();
     let vpc = ctx.principal.default_vpc_id.clone();

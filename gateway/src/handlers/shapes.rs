@@ -7,7 +7,7 @@ use ec2api::{
     InstanceNetworkInterface, InstanceNetworkInterfaceAttachment, InstancePrivateIpAddress, InstanceState,
     InstanceStateChange, Monitoring, Placement, StateReason,
 };
-use storage::{InstanceRecord, VolumeRecord};
+use storage::{InstanceRecord, MetadataOptions, VolumeRecord};
 
 use super::{long, tag_list, timestamp};
 use backend::instances::StateChange;
@@ -44,6 +44,19 @@ pub use backend::volumes::ROOT_DEVICE;
 /// The id of an instance's primary interface attachment: `eni-attach-` and the interface's hex.
 pub fn attachment_id(record: &InstanceRecord) -> String {
     format!("eni-attach-{}", record.network_interface_id.trim_start_matches("eni-"))
+}
+
+/// `MetadataOptions` as EC2 shows them; changes apply at once, so they are always `applied`.
+pub fn metadata_options(options: &MetadataOptions) -> InstanceMetadataOptionsResponse {
+    let switch = |on: bool, yes: &str, no: &str| Some(if on { yes } else { no }.to_owned());
+    InstanceMetadataOptionsResponse {
+        state: Some("applied".into()),
+        http_tokens: switch(options.tokens_required, "required", "optional"),
+        http_put_response_hop_limit: Some(options.hop_limit.into()),
+        http_endpoint: switch(options.endpoint_enabled, "enabled", "disabled"),
+        http_protocol_ipv6: Some("disabled".into()),
+        instance_metadata_tags: switch(options.tags_enabled, "enabled", "disabled"),
+    }
 }
 
 /// EC2's private DNS name for an address: `ip-172-31-0-4.ec2.internal` in us-east-1.
@@ -185,14 +198,7 @@ pub fn instance(record: &InstanceRecord, tags: &[(String, String)], region: &str
         source_dest_check: Some(true),
         client_token: record.client_token.clone().or(Some(String::new())),
         monitoring: Some(Monitoring { state: Some(if record.monitoring { "enabled" } else { "disabled" }.into()) }),
-        metadata_options: Some(InstanceMetadataOptionsResponse {
-            state: Some("applied".into()),
-            http_tokens: Some("optional".into()),
-            http_put_response_hop_limit: Some(1),
-            http_endpoint: Some("enabled".into()),
-            http_protocol_ipv6: Some("disabled".into()),
-            instance_metadata_tags: Some("disabled".into()),
-        }),
+        metadata_options: Some(metadata_options(&record.metadata)),
         tags: (!tags.is_empty()).then(|| tag_list(tags)),
         ..Default::default()
     }

@@ -1,0 +1,394 @@
+//! Security groups, enforced on the hosts with libvirt's nwfilter.
+//!
+//! Every instance's NIC references a filter of its own, `stratus-<instance id>`, defined on the
+//! host it runs on. The filter is a pure function of redb ([`allowed`], then [`filter_xml`]):
+//! the instance's MAC and address, its groups' rules, and the addresses of the instances in the
+//! groups those rules name.
+//! - L2 (ebtables): frames from the guest must carry its MAC, IPv4 packets its address (DHCP's
+//!   `0.0.0.0` excepted) and ARP its own MAC and address, so that no guest passes for another
+//!   (the metadata service tells instances apart by their address). IPv6 is dropped: guests have
+//!   no IPv6 addresses.
+//! - L3 (iptables with conntrack; libvirt matches state on every accept): DHCP and the metadata
+//!   service are always reachable, as on EC2; then one accept per rule and peer address, ingress
+//!   rules as `in`, egress rules as `out`; the replies of an accepted connection pass both ways;
+//!   everything else is dropped.
+//!
+//! A boot defines the filter before the domain starts, a migration on the target before the
+//! guest moves. Every sweep recomputes the filters of the running instances and redefines the
+//! ones that changed, which libvirt applies to the running guest at once: rule and membership
+//! changes land within a sweep interval. Hosts on libvirt's test driver have no nwfilter, so
+//! nothing is enforced there.
+
+use std::collections::{BTreeSet, HashMap};
+use std::fmt::Write as _;
+use std::net::Ipv4Addr;
+
+use storage::tables::SECURITY_GROUPS;
+use storage::{InstanceRecord, InstanceState, RulePeer, SecurityGroupRecord};
+
+use crate::hosts::Host;
+use crate::hypervisor::Accelerator;
+use crate::{Backend, Error, Result};
+
+/// The metadata service's address; guests always reach it on port 80.
+pub const METADATA_ADDRESS: Ipv4Addr = Ipv4Addr::new(169, 254, 169, 254);
+
+/// What a rule lets through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Protocol {
+    All,
+    Tcp {
+        from: u16,
+        to: u16,
+    },
+    Udp {
+        from: u16,
+        to: u16,
+    },
+    /// ICMP type and code; `None` is any.
+    Icmp {
+        kind: Option<u8>,
+        code: Option<u8>,
+    },
+    /// Another IP protocol nwfilter knows by name (esp, ah, sctp, udplite).
+    Named(&'static str),
+}
+
+/// One accept: ingress from `peer`, or egress to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Allow {
+    pub ingress: bool,
+    pub protocol: Protocol,
+    pub peer: Ipv4Addr,
+    pub prefix: u8,
+}
+
+pub fn filter_name(instance_id: &str) -> String {
+    format!("stratus-{instance_id}")
+}
+
+/// The instances that count as members of each group: those that hold their address.
+pub fn group_members(records: &[InstanceRecord]) -> HashMap<String, Vec<Ipv4Addr>> {
+    let mut members: HashMap<String, Vec<Ipv4Addr>> = HashMap::new();
+    for record in records.iter().filter(|r| !matches!(r.state, InstanceState::Terminated)) {
+        let Ok(address) = record.private_ip.parse::<Ipv4Addr>() else { continue };
+        for group in &record.security_group_ids {
+            members.entry(group.clone()).or_default().push(address);
+        }
+    }
+    members
+}
+
+/// What `record`'s groups allow, ordered and without repeats. Rules nwfilter cannot express
+/// (IPv6 peers, prefix lists, protocols it has no name for) allow nothing.
+pub fn allowed(
+    record: &InstanceRecord,
+    groups: &HashMap<String, SecurityGroupRecord>,
+    members: &HashMap<String, Vec<Ipv4Addr>>,
+) -> Vec<Allow> {
+    let mut allows = BTreeSet::new();
+    for rule in record.security_group_ids.iter().filter_map(|id| groups.get(id)).flat_map(|g| &g.rules) {
+        let Some(protocol) = protocol(&rule.protocol, rule.from_port, rule.to_port) else { continue };
+        let peers: Vec<(Ipv4Addr, u8)> = match &rule.peer {
+            RulePeer::Ipv4 { cidr } => parse_cidr(cidr).into_iter().collect(),
+            RulePeer::Group { group_id, .. } => {
+                members.get(group_id).map(|m| m.iter().map(|a| (*a, 32)).collect()).unwrap_or_default()
+            }
+            RulePeer::Ipv6 { .. } | RulePeer::PrefixList { .. } => Vec::new(),
+        };
+        for (peer, prefix) in peers {
+            allows.insert(Allow { ingress: !rule.egress, protocol, peer, prefix });
+        }
+    }
+    allows.into_iter().collect()
+}
+
+fn protocol(name: &str, from: Option<i32>, to: Option<i32>) -> Option<Protocol> {
+    let port = |p: Option<i32>, default: u16| p.and_then(|p| u16::try_from(p).ok()).unwrap_or(default);
+    let icmp = |p: Option<i32>| p.and_then(|p| u8::try_from(p).ok());
+    Some(match name {
+        "-1" => Protocol::All,
+        "tcp" => Protocol::Tcp { from: port(from, 0), to: port(to, 65535) },
+        "udp" => Protocol::Udp { from: port(from, 0), to: port(to, 65535) },
+        "icmp" => Protocol::Icmp { kind: icmp(from), code: icmp(to) },
+        "50" => Protocol::Named("esp"),
+        "51" => Protocol::Named("ah"),
+        "132" => Protocol::Named("sctp"),
+        "136" => Protocol::Named("udplite"),
+        _ => return None,
+    })
+}
+
+fn parse_cidr(cidr: &str) -> Option<(Ipv4Addr, u8)> {
+    let (address, prefix) = cidr.split_once('/')?;
+    let prefix: u8 = prefix.parse().ok().filter(|p| *p <= 32)?;
+    Some((address.parse().ok()?, prefix))
+}
+
+/// The nwfilter XML for one instance. Priorities order the rules: anti-spoofing first, then
+/// the services every instance may use, then the groups' accepts, then the final drop.
+pub fn filter_xml(instance_id: &str, mac: &str, address: &str, allows: &[Allow]) -> String {
+    let name = filter_name(instance_id);
+    // libvirt redefines a filter only under the UUID it already has: derive it from the name.
+    let uuid = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, name.as_bytes());
+    let mut xml = format!("<filter name='{name}' chain='root'><uuid>{uuid}</uuid>");
+    let mut rule = |action: &str, direction: &str, priority: i32, body: String| {
+        let _ = write!(xml, "<rule action='{action}' direction='{direction}' priority='{priority}'>{body}</rule>");
+    };
+    // L2: the guest speaks only as itself.
+    rule("drop", "out", -900, format!("<mac match='no' srcmacaddr='{mac}'/>"));
+    rule("return", "out", -890, "<ip srcipaddr='0.0.0.0' protocol='udp' srcportstart='68' dstportstart='67'/>".into());
+    rule("drop", "out", -880, format!("<ip match='no' srcipaddr='{address}'/>"));
+    rule("return", "out", -870, "<arp arpsrcipaddr='0.0.0.0'/>".into());
+    rule("drop", "out", -860, format!("<arp match='no' arpsrcmacaddr='{mac}'/>"));
+    rule("drop", "out", -850, format!("<arp match='no' arpsrcipaddr='{address}'/>"));
+    rule("drop", "inout", -840, "<mac protocolid='ipv6'/>".into());
+    // L3: DHCP and the metadata service, whatever the groups say.
+    rule("accept", "out", -500, "<udp srcportstart='68' dstportstart='67' statematch='false'/>".into());
+    rule("accept", "in", -500, "<udp srcportstart='67' dstportstart='68' statematch='false'/>".into());
+    rule("accept", "out", -490, format!("<tcp dstipaddr='{METADATA_ADDRESS}' dstportstart='80'/>"));
+    for allow in allows {
+        let (direction, peer) = if allow.ingress { ("in", "src") } else { ("out", "dst") };
+        let peer = format!("{peer}ipaddr='{}' {peer}ipmask='{}'", allow.peer, allow.prefix);
+        let body = match allow.protocol {
+            Protocol::All => format!("<all {peer}/>"),
+            Protocol::Tcp { from, to } => format!("<tcp {peer} dstportstart='{from}' dstportend='{to}'/>"),
+            Protocol::Udp { from, to } => format!("<udp {peer} dstportstart='{from}' dstportend='{to}'/>"),
+            Protocol::Icmp { kind, code } => {
+                let kind = kind.map(|k| format!(" type='{k}'")).unwrap_or_default();
+                let code = code.map(|c| format!(" code='{c}'")).unwrap_or_default();
+                format!("<icmp {peer}{kind}{code}/>")
+            }
+            Protocol::Named(name) => format!("<{name} {peer}/>"),
+        };
+        rule("accept", direction, 0, body);
+    }
+    rule("drop", "inout", 900, "<all/>".into());
+    xml.push_str("</filter>");
+    xml
+}
+
+impl Backend {
+    /// Whether instances on `host` get filters (not on libvirt's test driver).
+    fn enforces(host: &Host) -> bool {
+        host.accelerator != Accelerator::Test
+    }
+
+    /// The filter of each instance in `records` that runs or is about to, by instance id.
+    fn desired_filters(&self, records: &[InstanceRecord]) -> Result<HashMap<String, String>> {
+        let groups: HashMap<String, SecurityGroupRecord> = self
+            .store()
+            .read(|tx| tx.scan(&SECURITY_GROUPS, ""))?
+            .into_iter()
+            .map(|(_, g)| (g.id.clone(), g))
+            .collect();
+        let members = group_members(records);
+        Ok(records
+            .iter()
+            .filter(|r| matches!(r.state, InstanceState::Pending | InstanceState::Running | InstanceState::Stopping))
+            .map(|r| (r.id.clone(), filter_xml(&r.id, &r.mac, &r.private_ip, &allowed(r, &groups, &members))))
+            .collect())
+    }
+
+    /// Defines `record`'s filter on `host` (before a boot or a migration there) and answers its
+    /// name, or `None` where filters are not enforced.
+    pub(crate) fn prepare_filter(&self, host: &Host, record: &InstanceRecord) -> Result<Option<String>> {
+        if !Self::enforces(host) {
+            return Ok(None);
+        }
+        let mut all = self.all_instance_records()?;
+        // The instance itself as about to run, whatever redb says yet.
+        if let Some(own) = all.iter_mut().find(|r| r.id == record.id && r.account == record.account) {
+            own.state = InstanceState::Pending;
+        }
+        let xml = self.desired_filters(&all)?.remove(&record.id).ok_or_else(|| Error::Io("no filter".into()))?;
+        host.driver.define_filter(&xml).map_err(Error::Driver)?;
+        self.applied_filters().insert((host.id.clone(), record.id.clone()), xml);
+        Ok(Some(filter_name(&record.id)))
+    }
+
+    /// Forgets `instance_id`'s filter on `host` once no domain there uses it.
+    pub(crate) fn drop_filter(&self, host: &Host, instance_id: &str) {
+        if !Self::enforces(host) {
+            return;
+        }
+        self.applied_filters().remove(&(host.id.clone(), instance_id.to_owned()));
+        if let Err(error) = host.driver.undefine_filter(&filter_name(instance_id)) {
+            tracing::warn!(instance = %instance_id, host = %host.id, %error, "could not remove the instance's filter");
+        }
+    }
+
+    /// Brings the filters of the running instances in `records` up to date with redb; called
+    /// by every sweep. Only filters that changed are redefined.
+    pub(crate) fn sync_filters(&self, records: &[InstanceRecord]) -> Result<()> {
+        let desired = self.desired_filters(records)?;
+        for record in records.iter().filter(|r| r.state == InstanceState::Running && r.migration.is_none()) {
+            let Some(host) = self.hosts().get(&record.host_id) else { continue };
+            let Some(xml) = desired.get(&record.id) else { continue };
+            if !Self::enforces(host) {
+                continue;
+            }
+            let key = (host.id.clone(), record.id.clone());
+            if self.applied_filters().get(&key) == Some(xml) {
+                continue;
+            }
+            match host.driver.define_filter(xml) {
+                Ok(()) => {
+                    tracing::info!(instance = %record.id, host = %host.id, "security group filter updated");
+                    self.applied_filters().insert(key, xml.clone());
+                }
+                Err(error) => {
+                    tracing::warn!(instance = %record.id, %error, "updating the filter failed; retried next sweep")
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn applied_filters(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), String>> {
+        self.applied_filters.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use storage::SecurityGroupRuleRecord;
+
+    fn rule(
+        egress: bool,
+        protocol: &str,
+        ports: (Option<i32>, Option<i32>),
+        peer: RulePeer,
+    ) -> SecurityGroupRuleRecord {
+        SecurityGroupRuleRecord {
+            id: "sgr-1".into(),
+            egress,
+            protocol: protocol.into(),
+            from_port: ports.0,
+            to_port: ports.1,
+            peer,
+            description: None,
+        }
+    }
+
+    fn group(id: &str, rules: Vec<SecurityGroupRuleRecord>) -> SecurityGroupRecord {
+        SecurityGroupRecord {
+            id: id.into(),
+            account: "a".into(),
+            vpc_id: "vpc-1".into(),
+            name: id.into(),
+            description: String::new(),
+            default: false,
+            rules,
+            created_ms: 0,
+        }
+    }
+
+    fn instance(id: &str, ip: &str, groups: &[&str], state: InstanceState) -> InstanceRecord {
+        let mut record: InstanceRecord = serde_json::from_value(serde_json::json!({
+            "id": id, "account": "a", "reservation_id": "r", "image_id": "ami", "instance_type": "t3.nano",
+            "vcpus": 2, "memory_mib": 512, "zone": "z", "host_id": "h", "domain_uuid": "u", "state": state,
+            "state_reason": null, "state_transition_reason": "", "force_stop": false, "booted": true,
+            "launch_time_ms": 0, "terminated_ms": null, "ami_launch_index": 0, "key_name": null, "user_data": null,
+            "vpc_id": "vpc-1", "subnet_id": "s", "network_interface_id": "eni", "private_ip": ip,
+            "mac": "52:54:00:00:00:01", "security_group_ids": [], "client_token": null,
+            "disable_api_termination": false, "disable_api_stop": false, "shutdown_behavior": "stop",
+            "ebs_optimized": false, "monitoring": false, "dir": "/d", "root_disk_bytes": 0
+        }))
+        .unwrap();
+        record.security_group_ids = groups.iter().map(|g| g.to_string()).collect();
+        record
+    }
+
+    #[test]
+    fn rules_become_accepts_per_peer_and_group_member() {
+        let web = group(
+            "sg-web",
+            vec![
+                rule(false, "tcp", (Some(22), Some(22)), RulePeer::Ipv4 { cidr: "0.0.0.0/0".into() }),
+                rule(false, "-1", (None, None), RulePeer::Group { group_id: "sg-app".into(), account: "a".into() }),
+                rule(false, "icmp", (Some(8), Some(-1)), RulePeer::Ipv4 { cidr: "10.0.0.0/8".into() }),
+                rule(true, "udp", (Some(53), Some(53)), RulePeer::Ipv4 { cidr: "172.31.0.2/32".into() }),
+                // Nothing nwfilter can enforce here: allows nothing.
+                rule(false, "tcp", (Some(80), Some(80)), RulePeer::Ipv6 { cidr: "::/0".into() }),
+                rule(false, "47", (None, None), RulePeer::Ipv4 { cidr: "0.0.0.0/0".into() }),
+            ],
+        );
+        let app = group("sg-app", vec![]);
+        let groups: HashMap<_, _> = [web, app].into_iter().map(|g| (g.id.clone(), g)).collect();
+        let records = vec![
+            instance("i-web", "172.31.0.4", &["sg-web"], InstanceState::Running),
+            instance("i-app1", "172.31.0.5", &["sg-app"], InstanceState::Running),
+            instance("i-app2", "172.31.0.6", &["sg-app"], InstanceState::Stopped),
+            instance("i-gone", "172.31.0.7", &["sg-app"], InstanceState::Terminated),
+        ];
+        let members = group_members(&records);
+        let allows = allowed(&records[0], &groups, &members);
+        let any = |a: [u8; 4]| Ipv4Addr::from(a);
+        assert_eq!(
+            allows,
+            vec![
+                Allow {
+                    ingress: false,
+                    protocol: Protocol::Udp { from: 53, to: 53 },
+                    peer: any([172, 31, 0, 2]),
+                    prefix: 32
+                },
+                Allow { ingress: true, protocol: Protocol::All, peer: any([172, 31, 0, 5]), prefix: 32 },
+                Allow { ingress: true, protocol: Protocol::All, peer: any([172, 31, 0, 6]), prefix: 32 },
+                Allow {
+                    ingress: true,
+                    protocol: Protocol::Tcp { from: 22, to: 22 },
+                    peer: any([0, 0, 0, 0]),
+                    prefix: 0
+                },
+                Allow {
+                    ingress: true,
+                    protocol: Protocol::Icmp { kind: Some(8), code: None },
+                    peer: any([10, 0, 0, 0]),
+                    prefix: 8
+                },
+            ]
+        );
+        // An instance of a group nobody references gets no accepts of its own.
+        assert!(allowed(&records[1], &groups, &members).is_empty());
+    }
+
+    #[test]
+    fn filter_guards_identity_then_allows_then_drops() {
+        let allows = [
+            Allow {
+                ingress: true,
+                protocol: Protocol::Tcp { from: 22, to: 22 },
+                peer: Ipv4Addr::UNSPECIFIED,
+                prefix: 0,
+            },
+            Allow {
+                ingress: false,
+                protocol: Protocol::Icmp { kind: None, code: None },
+                peer: Ipv4Addr::new(10, 1, 2, 3),
+                prefix: 32,
+            },
+        ];
+        let xml = filter_xml("i-1", "52:54:00:aa:bb:cc", "172.31.0.9", &allows);
+        assert!(xml.starts_with("<filter name='stratus-i-1' chain='root'><uuid>") && xml.ends_with("</filter>"));
+        assert_eq!(xml, filter_xml("i-1", "52:54:00:aa:bb:cc", "172.31.0.9", &allows), "one UUID per name");
+        let position = |part: &str| xml.find(part).unwrap_or_else(|| panic!("{part} missing from {xml}"));
+        let spoof_mac = position("<mac match='no' srcmacaddr='52:54:00:aa:bb:cc'/>");
+        let spoof_ip = position("<ip match='no' srcipaddr='172.31.0.9'/>");
+        let metadata = position("<tcp dstipaddr='169.254.169.254' dstportstart='80'/>");
+        let ssh = position(
+            "direction='in' priority='0'><tcp srcipaddr='0.0.0.0' srcipmask='0' dstportstart='22' dstportend='22'/>",
+        );
+        let icmp = position("direction='out' priority='0'><icmp dstipaddr='10.1.2.3' dstipmask='32'/>");
+        let drop = position("<rule action='drop' direction='inout' priority='900'><all/></rule>");
+        assert!(spoof_mac < spoof_ip && spoof_ip < metadata && metadata < ssh && ssh < icmp && icmp < drop);
+        // Priorities, not document order, decide for libvirt: check they agree.
+        let priorities: Vec<i32> = xml
+            .match_indices("priority='")
+            .map(|(i, m)| xml[i + m.len()..].split('\'').next().unwrap().parse().unwrap())
+            .collect();
+        assert!(priorities.windows(2).all(|w| w[0] <= w[1]), "{priorities:?}");
+    }
+}
