@@ -72,6 +72,33 @@ pub fn new_mac() -> String {
     format!("52:54:00:{:02x}:{:02x}:{:02x}", bytes[0], bytes[1], bytes[2])
 }
 
+/// dnsmasq's files beside its hosts dir, as `scripts/setup-host` lays them out.
+fn dnsmasq_file(hosts_dir: &std::path::Path, name: &str) -> std::path::PathBuf {
+    hosts_dir.parent().unwrap_or(hosts_dir).join(name)
+}
+
+/// Releases the leases (`address`, `mac`) that `which` picks, with dnsmasq's `dhcp_release`.
+fn release_leases(hosts_dir: &std::path::Path, which: impl Fn(&str, &str) -> bool) {
+    let Ok(leases) = std::fs::read_to_string(dnsmasq_file(hosts_dir, "dnsmasq.leases")) else { return };
+    let Ok(interface) = std::fs::read_to_string(dnsmasq_file(hosts_dir, "dnsmasq.interface")) else { return };
+    // A lease line: expiry, MAC, address, hostname, client id.
+    for line in leases.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let [_, mac, ip, ..] = fields[..] else { continue };
+        if which(ip, mac) {
+            let released = std::process::Command::new("dhcp_release").args([interface.trim(), ip, mac]).status();
+            if !released.is_ok_and(|s| s.success()) {
+                tracing::warn!(%ip, %mac, "dhcp_release failed; the lease runs out by itself");
+            }
+        }
+    }
+}
+
+fn reload_dnsmasq(hosts_dir: &std::path::Path) {
+    let Ok(pid) = std::fs::read_to_string(dnsmasq_file(hosts_dir, "dnsmasq.pid")) else { return };
+    let _ = std::process::Command::new("kill").args(["-HUP", pid.trim()]).status();
+}
+
 /// Takes the lowest free address of `subnet` for `instance_key`, inside the caller's
 /// transaction (so concurrent launches never share an address).
 pub(crate) fn lease_address(tx: &WriteTx, subnet: &Subnet, instance_key: &str, mac: &str) -> Result<Ipv4Addr> {
@@ -126,16 +153,24 @@ impl Backend {
         if let Err(error) = written {
             tracing::warn!(instance = %record.id, %error, "could not publish the DHCP host entry");
         }
+        // dnsmasq will not hand out a configured address leased to another MAC: a guest that
+        // held it before (and never released it) must not keep it from this one.
+        release_leases(dir, |ip, mac| ip == record.private_ip && mac != record.mac);
+        reload_dnsmasq(dir);
     }
 
-    pub(crate) fn withdraw_dhcp_host(&self, instance_id: &str) {
+    pub(crate) fn withdraw_dhcp_host(&self, record: &storage::InstanceRecord) {
         let Some(dir) = &self.dhcp_hosts_dir else { return };
-        match std::fs::remove_file(dir.join(instance_id)) {
+        match std::fs::remove_file(dir.join(&record.id)) {
             Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
-                tracing::warn!(instance = %instance_id, %error, "could not withdraw the DHCP host entry")
+                tracing::warn!(instance = %record.id, %error, "could not withdraw the DHCP host entry")
             }
-            _ => {}
+            Err(_) => return,
+            Ok(()) => {}
         }
+        release_leases(dir, |ip, mac| ip == record.private_ip && mac == record.mac);
+        // dnsmasq reads new files by itself but forgets removed ones only when told.
+        reload_dnsmasq(dir);
     }
 
     /// The instance that holds `address`, if any: the metadata service's way to tell who asks.

@@ -14,6 +14,7 @@ use backend::hypervisor::{Accelerator, PowerState};
 use backend::images::NewImage;
 use backend::instances::LaunchRequest;
 use backend::scheduler::Policy;
+use backend::security_groups::{GroupRef, PeerSpec, RuleSpec};
 use backend::{Backend, Error, Topology};
 use storage::{InstanceRecord, InstanceState, MigrationOptions, MigrationRecord, MigrationStatus, Store};
 
@@ -227,7 +228,16 @@ async fn instances_spread_over_two_lab_hosts() {
     assert_ne!(launched[0].host_id, launched[1].host_id, "spread puts one instance on each host");
     let ids: Vec<String> = launched.iter().map(|r| r.id.clone()).collect();
 
-    // Each boots on its own host, and the root namespace reaches both over the shared segment.
+    // Each boots on its own host, and the root namespace reaches both over the shared segment
+    // once their group lets ICMP in (security groups are enforced on the lab hosts too).
+    let icmp = RuleSpec {
+        protocol: "icmp".into(),
+        from_port: Some(-1),
+        to_port: Some(-1),
+        peer: PeerSpec::Ipv4("0.0.0.0/0".into()),
+        description: None,
+    };
+    b.authorize_security_group(ACCOUNT, VPC, &GroupRef::Name("default".into()), false, &[icmp], &[]).unwrap();
     let deadline = Instant::now() + Duration::from_secs(120);
     for record in &launched {
         loop {

@@ -16,6 +16,7 @@ use backend::hypervisor::{Accelerator, Hypervisor, PowerState};
 use backend::images::NewImage;
 use backend::instances::LaunchRequest;
 use backend::libvirt::LibvirtDriver;
+use backend::security_groups::{GroupRef, PeerSpec, RuleSpec};
 use backend::{Backend, Error, Topology};
 use storage::{ImageState, InstanceRecord, InstanceState, Store};
 
@@ -166,6 +167,16 @@ async fn lifecycle(target: Target) {
     // Launch two: pending at once, then running, each with its own address and disk.
     let mut req = launch(2);
     req.image_id = image.id.clone();
+    // The host pings the guest below: its group must let ICMP in, and the filter a boot
+    // defines carries the rules of that moment (no sweep runs here to update it).
+    let icmp = RuleSpec {
+        protocol: "icmp".into(),
+        from_port: Some(-1),
+        to_port: Some(-1),
+        peer: PeerSpec::Ipv4("0.0.0.0/0".into()),
+        description: None,
+    };
+    b.authorize_security_group(ACCOUNT, VPC, &GroupRef::Name("default".into()), false, &[icmp], &[]).unwrap();
     let launched = b.run_instances(ACCOUNT, VPC, req).unwrap();
     assert_eq!(launched.len(), 2);
     assert!(launched.iter().all(|r| r.state == InstanceState::Pending));

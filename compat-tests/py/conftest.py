@@ -7,6 +7,7 @@ The binary is `$STRATUS_BIN`, or `<repo>/target/debug/stratus`. Every server lis
 from __future__ import annotations
 
 import configparser
+import fcntl
 import os
 import re
 import signal
@@ -109,6 +110,7 @@ class Stratus:
     secret_key: str | None = None
     account_id: str | None = None
     _log_file: object = field(default=None, repr=False)
+    _metadata_lock: object = field(default=None, repr=False)
 
     @property
     def endpoint(self) -> str:
@@ -135,11 +137,17 @@ class Stratus:
             self.port = free_port()
         else:
             pytest.fail(f"stratus serve could not bind a port:\n{self.log()}")
+        if self.metadata and "instance metadata service listening" not in self.log():
+            pytest.fail(f"stratus serve did not start the metadata service:\n{self.log()[-3000:]}")
         self.account_id = _account_id_from(self.creds_file)
         return self
 
     def _launch(self) -> bool:
         """Starts the process and waits until it is ready; False if its port was taken."""
+        if self.metadata and self._metadata_lock is None:
+            # 169.254.169.254:80 is one per machine: servers that need it take turns.
+            self._metadata_lock = open("/run/stratus-metadata-test.lock", "w")
+            fcntl.flock(self._metadata_lock, fcntl.LOCK_EX)
         self._log_file = open(self.log_path, "ab")
         log_start = self._log_file.tell()
         cmd = [str(self.bin), "serve", "--listen", f"127.0.0.1:{self.port}", "--data-dir", str(self.data_dir)]
@@ -195,6 +203,9 @@ class Stratus:
         if self._log_file is not None:
             self._log_file.close()
             self._log_file = None
+        if self._metadata_lock is not None and (self.proc is None or self.proc.poll() is not None):
+            self._metadata_lock.close()  # releases the lock
+            self._metadata_lock = None
 
 
 def _account_id_from(creds_file: Path) -> str | None:

@@ -35,8 +35,14 @@ def counter(console: str) -> int:
     return max((int(n) for n in re.findall(r"stratus-counter (\d+)", console)), default=0)
 
 
+def imds_answers(console: str) -> list[tuple[int, str]]:
+    """The test guest's `stratus-imds n=N instance-id=ID` lines: (counter, id)."""
+    return [(int(n), i) for n, i in re.findall(r"stratus-imds n=(\d+) instance-id=(\S+)", console)]
+
+
 def test_migrate_and_drain_with_the_aws_cli(lab, server_factory, test_image, tmp_path):
-    server = server_factory(config=lab + "\n[instances]\nsweep_interval_ms = 500\nstop_timeout_secs = 20\n")
+    server = server_factory(config=lab + "\n[instances]\nsweep_interval_ms = 500\nstop_timeout_secs = 20\n",
+                            metadata=True)
     home = tmp_path / "home"
     home.mkdir()
     added = subprocess.run(["aws", "configure", "add-model", "--service-model", f"file://{MODEL}",
@@ -100,6 +106,13 @@ def test_migrate_and_drain_with_the_aws_cli(lab, server_factory, test_image, tmp
     time.sleep(2.5)
     after = console(lone)
     assert after.count(BOOT_MARKER) == 1 and counter(after) > before, "the counter went on without a reboot"
+    # The metadata service still knows the guest on its new host (the guest asks every 5 s).
+    moved_at = counter(after)
+    deadline = time.monotonic() + 30
+    while not any(n > moved_at for n, _ in imds_answers(console(lone))):
+        assert time.monotonic() < deadline, "no metadata answer after the migration"
+        time.sleep(2)
+    assert {i for _, i in imds_answers(console(lone))} == {lone}, "answered as another instance"
     # The same rules on the destination, and still kept up to date there.
     assert pings(10), "the group's ICMP rule did not follow the guest"
     ok("revoke-security-group-ingress", "--group-name", "default", "--protocol", "icmp", "--port", "-1",

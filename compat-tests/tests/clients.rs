@@ -56,3 +56,8 @@ fn aws_cli_volumes() {
 fn moto_differential() {
     run_pytest("test_moto_differential.py");
 }
+
+#[test]
+fn aws_cli_cloud_image() {
+    run_pytest("test_cloud_image.py");
+}

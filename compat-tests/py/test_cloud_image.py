@@ -1,0 +1,225 @@
+"""A Debian cloud image configures itself, the EC2 way, on real QEMU guests (issue 6):
+
+aws ec2 create-key-pair → run-instances with KeyName and `#cloud-config` user data → cloud-init
+finds Stratus's metadata service (DHCP, SMBIOS says EC2) → `ssh -i key.pem admin@…` works, the
+hostname and the user data's file are there. Then, from inside the guest: IMDSv1 and v2,
+ModifyInstanceMetadataOptions, and no way to pass for another instance. Security groups are
+enforced on the host: port 22 closed until authorized and closed again after revoke, a group-
+to-group rule lets a member in and keeps the host out.
+
+Guests take fixed high addresses (PrivateIpAddress) so that no parallel test's guest holds them.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import QEMU_CONFIG, aws, import_image, require_qemu
+
+DHCP_HOSTS = Path("/run/stratus/dhcp-hosts")
+LEASES = Path("/run/stratus/dnsmasq.leases")
+A_IP = "172.31.9.20"
+B_IP = "172.31.9.21"
+BOOT_TIMEOUT = 420.0
+USER_DATA = """#cloud-config
+write_files:
+  - path: /var/tmp/stratus-user-data
+    content: |
+      written by user data
+runcmd:
+  - [sh, -c, "echo ran > /var/tmp/stratus-runcmd"]
+"""
+
+
+def ok(server, *args, timeout: float = 300) -> dict:
+    code, out, err = aws(server, *args, timeout=timeout)
+    assert code == 0, f"aws ec2 {' '.join(args)} failed ({code}):\n{err}"
+    return json.loads(out) if out.strip() else {}
+
+
+def port_open(address: str, port: int = 22, timeout: float = 3.0) -> bool:
+    try:
+        with socket.create_connection((address, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def wait_for(predicate, timeout: float, what: str, step: float = 0.5) -> float:
+    """Polls until `predicate()`; answers how long it took."""
+    started = time.monotonic()
+    while not predicate():
+        assert time.monotonic() - started < timeout, f"{what}: not within {timeout:.0f} s"
+        time.sleep(step)
+    return time.monotonic() - started
+
+
+class Guest:
+    def __init__(self, address: str, key: Path):
+        self.address, self.key = address, key
+
+    def ssh(self, command: str, timeout: float = 60) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            ["ssh", "-i", str(self.key), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
+             "-o", "UserKnownHostsFile=/dev/null", "-o", "ConnectTimeout=5", "-o", "LogLevel=ERROR",
+             f"admin@{self.address}", command],
+            capture_output=True, text=True, timeout=timeout)
+
+    def run(self, command: str) -> str:
+        done = self.ssh(command)
+        assert done.returncode == 0, f"{command!r} failed on {self.address}: {done.stderr}"
+        return done.stdout
+
+    def can_log_in(self) -> bool:
+        try:
+            return self.ssh("true", timeout=20).returncode == 0
+        except subprocess.TimeoutExpired:
+            return False
+
+
+# Run in the guest as root: the IP TTLs of the metadata service's answer to a token request.
+TTL_PROBE = r"""
+import socket, subprocess
+raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_TCP)
+raw.settimeout(3)
+subprocess.run(["curl", "-s", "-o", "/dev/null", "-X", "PUT", "-H", "X-aws-ec2-metadata-token-ttl-seconds: 60",
+                "http://169.254.169.254/latest/api/token"], check=True)
+ttls = set()
+try:
+    while True:
+        packet = raw.recv(65535)
+        ip_header = (packet[0] & 0x0F) * 4
+        payload = int.from_bytes(packet[2:4], "big") - ip_header - (packet[ip_header + 12] >> 4) * 4
+        # Packets with data: the SYN-ACK leaves before the service knows who is asking.
+        if packet[12:16] == bytes([169, 254, 169, 254]) and payload > 0:
+            ttls.add(packet[8])
+except socket.timeout:
+    pass
+print(sorted(ttls))
+"""
+
+
+def console(server, instance_id: str) -> str:
+    return ok(server, "get-console-output", "--instance-id", instance_id, "--latest").get("Output", "")
+
+
+def test_cloud_image_key_user_data_metadata_and_security_groups(server_factory, cloud_image, tmp_path):
+    require_qemu()
+    server = server_factory(config=QEMU_CONFIG, metadata=True)
+    image_id = import_image(server, cloud_image, "debian-12-cloud")
+
+    code, material, err = aws(server, "create-key-pair", "--key-name", "cloud", "--query", "KeyMaterial",
+                              "--output", "text")
+    assert code == 0, err
+    key = tmp_path / "cloud.pem"
+    key.write_text(material.strip() + "\n")
+    key.chmod(0o600)
+
+    ssh_group = ok(server, "create-security-group", "--group-name", "ssh", "--description", "ssh from anywhere")["GroupId"]
+    ok(server, "authorize-security-group-ingress", "--group-id", ssh_group, "--protocol", "tcp", "--port", "22",
+       "--cidr", "0.0.0.0/0")
+    inner = ok(server, "create-security-group", "--group-name", "inner", "--description", "ssh from ssh")["GroupId"]
+    ok(server, "authorize-security-group-ingress", "--group-id", inner, "--protocol", "tcp", "--port", "22",
+       "--source-group", ssh_group)
+
+    user_data = tmp_path / "user-data"
+    user_data.write_text(USER_DATA)
+    started = time.monotonic()
+    a = ok(server, "run-instances", "--image-id", image_id, "--instance-type", "t3.micro", "--key-name", "cloud",
+           "--security-group-ids", ssh_group, "--user-data", f"file://{user_data}",
+           "--private-ip-address", A_IP)["Instances"][0]
+    b = ok(server, "run-instances", "--image-id", image_id, "--instance-type", "t3.micro", "--key-name", "cloud",
+           "--security-group-ids", inner, "--private-ip-address", B_IP,
+           "--metadata-options", "HttpTokens=required,HttpPutResponseHopLimit=2")["Instances"][0]
+    assert b["MetadataOptions"]["HttpTokens"] == "required" and b["MetadataOptions"]["HttpPutResponseHopLimit"] == 2
+
+    guest_a, guest_b = Guest(A_IP, key), Guest(B_IP, key)
+    try:
+        wait_for(guest_a.can_log_in, BOOT_TIMEOUT, f"ssh into {a['InstanceId']}", step=2)
+    except AssertionError:
+        pytest.fail(f"no ssh into the cloud guest; its console:\n{console(server, a['InstanceId'])[-6000:]}")
+    ssh_ready = time.monotonic() - started
+    print(f"\nRunInstances -> SSH ready: {ssh_ready:.1f} s")
+
+    # cloud-init ran the EC2 way: hostname from the metadata, user data's file and command.
+    assert guest_a.run("hostname").strip() == "ip-172-31-9-20"
+    wait_for(lambda: guest_a.ssh("test -e /var/tmp/stratus-runcmd").returncode == 0, 120, "user data's runcmd")
+    assert guest_a.run("cat /var/tmp/stratus-user-data") == "written by user data\n"
+    assert "Amazon EC2" in guest_a.run("cat /sys/class/dmi/id/sys_vendor")
+    assert "DataSourceEc2" in guest_a.run("cloud-id -l; cat /run/cloud-init/status.json") or \
+        "aws" in guest_a.run("cloud-id")
+
+    # The metadata service, from inside the guest.
+    imds = "http://169.254.169.254/latest"
+    assert guest_a.run(f"curl -sf {imds}/meta-data/instance-id") == a["InstanceId"]
+    assert guest_a.run(f"curl -sf {imds}/user-data") == USER_DATA
+    public_key = subprocess.run(["ssh-keygen", "-y", "-f", str(key)], capture_output=True, text=True).stdout.split()[:2]
+    assert guest_a.run(f"curl -sf {imds}/meta-data/public-keys/0/openssh-key").split()[:2] == public_key
+    assert guest_a.run(f"curl -sf {imds}/meta-data/security-groups").strip() == "ssh"
+    document = json.loads(guest_a.run(f"curl -sf {imds}/dynamic/instance-identity/document"))
+    assert document["instanceId"] == a["InstanceId"] and document["privateIp"] == A_IP
+    token = guest_a.run(f"curl -sf -X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: 60' {imds}/api/token")
+    with_token = f"curl -s -o /dev/null -w '%{{http_code}}' -H 'X-aws-ec2-metadata-token: {token}'"
+    without = "curl -s -o /dev/null -w '%{http_code}'"
+    assert guest_a.run(f"{with_token} {imds}/meta-data/instance-id") == "200"
+    assert guest_a.run(f"{without} -H 'X-aws-ec2-metadata-token: forged' {imds}/meta-data/instance-id") == "401"
+
+    ok(server, "modify-instance-metadata-options", "--instance-id", a["InstanceId"], "--http-tokens", "required")
+    assert guest_a.run(f"{without} {imds}/meta-data/instance-id") == "401", "IMDSv1 once tokens are required"
+    assert guest_a.run(f"{with_token} {imds}/meta-data/instance-id") == "200"
+    ok(server, "modify-instance-metadata-options", "--instance-id", a["InstanceId"], "--http-endpoint", "disabled")
+    assert guest_a.run(f"{with_token} {imds}/meta-data/instance-id") == "403"
+    ok(server, "modify-instance-metadata-options", "--instance-id", a["InstanceId"], "--http-endpoint", "enabled",
+       "--http-tokens", "optional")
+    # The hop limit is the IP TTL of the service's answers: 1 by default, what is asked after.
+    assert guest_a.run(f"sudo python3 -c {shlex.quote(TTL_PROBE)}").strip() == "[1]"
+    ok(server, "modify-instance-metadata-options", "--instance-id", a["InstanceId"],
+       "--http-put-response-hop-limit", "3")
+    assert guest_a.run(f"sudo python3 -c {shlex.quote(TTL_PROBE)}").strip() == "[3]"
+    described = ok(server, "describe-instances", "--instance-ids", a["InstanceId"])
+    options = described["Reservations"][0]["Instances"][0]["MetadataOptions"]
+    assert options["HttpTokens"] == "optional" and options["HttpEndpoint"] == "enabled"
+    assert options["HttpPutResponseHopLimit"] == 3
+
+    # A guest cannot pass for another: packets from B's address leave A's NIC nowhere.
+    spoof = guest_a.ssh(f"sudo ip addr add {B_IP}/32 dev eth0 && "
+                        f"curl -s -m 5 --interface {B_IP} {imds}/meta-data/instance-id; "
+                        f"echo rc=$?; sudo ip addr del {B_IP}/32 dev eth0")
+    assert b["InstanceId"] not in spoof.stdout and "rc=0" not in spoof.stdout, spoof.stdout
+
+    # Group to group: B lets in ssh from members of `ssh` (A), not from this host.
+    try:
+        wait_for(lambda: guest_a.ssh(f"timeout 3 bash -c '</dev/tcp/{B_IP}/22'").returncode == 0, BOOT_TIMEOUT,
+                 "A reaching B's port 22", step=2)
+    except AssertionError:
+        pytest.fail(f"A cannot reach B; B's console:\n{console(server, b['InstanceId'])[-6000:]}")
+    assert not port_open(B_IP), "the host is in no group B lets in"
+
+    # Port 22 on B: closed, authorized (open within seconds), revoked (closed within seconds).
+    ok(server, "authorize-security-group-ingress", "--group-id", inner, "--protocol", "tcp", "--port", "22",
+       "--cidr", "172.31.0.1/32")
+    opened = wait_for(lambda: port_open(B_IP), 10, "port 22 after authorize")
+    ok(server, "revoke-security-group-ingress", "--group-id", inner, "--protocol", "tcp", "--port", "22",
+       "--cidr", "172.31.0.1/32")
+    closed = wait_for(lambda: not port_open(B_IP, timeout=1), 10, "port 22 after revoke")
+    print(f"authorize -> open: {opened:.1f} s, revoke -> closed: {closed:.1f} s")
+
+    # The issue's last word: revoking A's port-22 rule cuts ssh within seconds.
+    ok(server, "revoke-security-group-ingress", "--group-id", ssh_group, "--protocol", "tcp", "--port", "22",
+       "--cidr", "0.0.0.0/0")
+    cut = wait_for(lambda: not port_open(A_IP, timeout=1), 10, "ssh cut after revoke")
+    assert not guest_a.can_log_in()
+    print(f"revoke -> ssh cut: {cut:.1f} s")
+
+    ok(server, "terminate-instances", "--instance-ids", a["InstanceId"], b["InstanceId"])
+    ok(server, "wait", "instance-terminated", "--instance-ids", a["InstanceId"], b["InstanceId"])
+    # The addresses are free for the next guests: no DHCP entry or lease left behind.
+    assert not (DHCP_HOSTS / a["InstanceId"]).exists() and not (DHCP_HOSTS / b["InstanceId"]).exists()
+    wait_for(lambda: not any(f" {ip} " in LEASES.read_text() for ip in (A_IP, B_IP)), 10, "leases released")
