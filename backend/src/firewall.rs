@@ -6,10 +6,11 @@
 //! groups those rules name.
 //! - L2 (ebtables): frames from the guest must carry its MAC, IPv4 packets its address (DHCP's
 //!   `0.0.0.0` excepted) and ARP its own MAC and address, so that no guest passes for another
-//!   (the metadata service tells instances apart by their address). IPv6 is dropped: guests have
-//!   no IPv6 addresses.
-//! - L3 (iptables with conntrack; libvirt matches state on every accept): DHCP and the metadata
-//!   service are always reachable, as on EC2; then one accept per rule and peer address, ingress
+//!   (the metadata service tells instances apart by their address); no guest answers DHCP.
+//!   Only IPv4 and ARP pass at all: guests have no IPv6, and a VLAN tag would hide a frame from
+//!   the checks.
+//! - L3 (iptables with conntrack; libvirt matches state on every accept): DHCP from the router
+//!   and the metadata service are always reachable, as on EC2; then one accept per rule and peer address, ingress
 //!   rules as `in`, egress rules as `out`; the replies of an accepted connection pass both ways;
 //!   everything else is dropped.
 //!
@@ -125,9 +126,10 @@ fn parse_cidr(cidr: &str) -> Option<(Ipv4Addr, u8)> {
     Some((address.parse().ok()?, prefix))
 }
 
-/// The nwfilter XML for one instance. Priorities order the rules: anti-spoofing first, then
-/// the services every instance may use, then the groups' accepts, then the final drop.
-pub fn filter_xml(instance_id: &str, mac: &str, address: &str, allows: &[Allow]) -> String {
+/// The nwfilter XML for one instance whose subnet's router (and DHCP server) is `router`.
+/// Priorities order the rules: anti-spoofing first, then the services every instance may use,
+/// then the groups' accepts, then the final drop.
+pub fn filter_xml(instance_id: &str, mac: &str, address: &str, router: Ipv4Addr, allows: &[Allow]) -> String {
     let name = filter_name(instance_id);
     // libvirt redefines a filter only under the UUID it already has: derive it from the name.
     let uuid = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, name.as_bytes());
@@ -135,17 +137,26 @@ pub fn filter_xml(instance_id: &str, mac: &str, address: &str, allows: &[Allow])
     let mut rule = |action: &str, direction: &str, priority: i32, body: String| {
         let _ = write!(xml, "<rule action='{action}' direction='{direction}' priority='{priority}'>{body}</rule>");
     };
-    // L2: the guest speaks only as itself.
+    // L2: the guest speaks only as itself, only IPv4 and ARP (no VLAN tags, no IPv6, nothing
+    // else the checks below would not look into), and serves no DHCP to others.
     rule("drop", "out", -900, format!("<mac match='no' srcmacaddr='{mac}'/>"));
+    rule("drop", "out", -895, "<ip protocol='udp' srcportstart='67'/>".into());
     rule("return", "out", -890, "<ip srcipaddr='0.0.0.0' protocol='udp' srcportstart='68' dstportstart='67'/>".into());
     rule("drop", "out", -880, format!("<ip match='no' srcipaddr='{address}'/>"));
     rule("return", "out", -870, "<arp arpsrcipaddr='0.0.0.0'/>".into());
     rule("drop", "out", -860, format!("<arp match='no' arpsrcmacaddr='{mac}'/>"));
     rule("drop", "out", -850, format!("<arp match='no' arpsrcipaddr='{address}'/>"));
-    rule("drop", "inout", -840, "<mac protocolid='ipv6'/>".into());
-    // L3: DHCP and the metadata service, whatever the groups say.
+    rule("return", "inout", -840, "<mac protocolid='ipv4'/>".into());
+    rule("return", "inout", -835, "<mac protocolid='arp'/>".into());
+    rule("drop", "inout", -830, "<mac/>".into());
+    // L3: DHCP from the router and the metadata service, whatever the groups say.
     rule("accept", "out", -500, "<udp srcportstart='68' dstportstart='67' statematch='false'/>".into());
-    rule("accept", "in", -500, "<udp srcportstart='67' dstportstart='68' statematch='false'/>".into());
+    rule(
+        "accept",
+        "in",
+        -500,
+        format!("<udp srcipaddr='{router}' srcportstart='67' dstportstart='68' statematch='false'/>"),
+    );
     rule("accept", "out", -490, format!("<tcp dstipaddr='{METADATA_ADDRESS}' dstportstart='80'/>"));
     for allow in allows {
         let (direction, peer) = if allow.ingress { ("in", "src") } else { ("out", "dst") };
@@ -168,6 +179,12 @@ pub fn filter_xml(instance_id: &str, mac: &str, address: &str, allows: &[Allow])
     xml
 }
 
+/// The router of the default subnet an address is in (one /20 per zone, router at `.1`).
+fn router_of(address: &str) -> Ipv4Addr {
+    let ip: Ipv4Addr = address.parse().unwrap_or(Ipv4Addr::UNSPECIFIED);
+    Ipv4Addr::from((u32::from(ip) & 0xffff_f000) + 1)
+}
+
 impl Backend {
     /// Whether instances on `host` get filters (not on libvirt's test driver).
     fn enforces(host: &Host) -> bool {
@@ -186,7 +203,11 @@ impl Backend {
         Ok(records
             .iter()
             .filter(|r| matches!(r.state, InstanceState::Pending | InstanceState::Running | InstanceState::Stopping))
-            .map(|r| (r.id.clone(), filter_xml(&r.id, &r.mac, &r.private_ip, &allowed(r, &groups, &members))))
+            .map(|r| {
+                let xml =
+                    filter_xml(&r.id, &r.mac, &r.private_ip, router_of(&r.private_ip), &allowed(r, &groups, &members));
+                (r.id.clone(), xml)
+            })
             .collect())
     }
 
@@ -371,19 +392,27 @@ mod tests {
                 prefix: 32,
             },
         ];
-        let xml = filter_xml("i-1", "52:54:00:aa:bb:cc", "172.31.0.9", &allows);
+        let router = router_of("172.31.0.9");
+        assert_eq!(router, Ipv4Addr::new(172, 31, 0, 1));
+        let xml = filter_xml("i-1", "52:54:00:aa:bb:cc", "172.31.0.9", router, &allows);
         assert!(xml.starts_with("<filter name='stratus-i-1' chain='root'><uuid>") && xml.ends_with("</filter>"));
-        assert_eq!(xml, filter_xml("i-1", "52:54:00:aa:bb:cc", "172.31.0.9", &allows), "one UUID per name");
+        assert_eq!(xml, filter_xml("i-1", "52:54:00:aa:bb:cc", "172.31.0.9", router, &allows), "one UUID per name");
         let position = |part: &str| xml.find(part).unwrap_or_else(|| panic!("{part} missing from {xml}"));
         let spoof_mac = position("<mac match='no' srcmacaddr='52:54:00:aa:bb:cc'/>");
         let spoof_ip = position("<ip match='no' srcipaddr='172.31.0.9'/>");
+        let other_l2 = position("<rule action='drop' direction='inout' priority='-830'><mac/></rule>");
+        let dhcp = position("<udp srcipaddr='172.31.0.1' srcportstart='67' dstportstart='68' statematch='false'/>");
         let metadata = position("<tcp dstipaddr='169.254.169.254' dstportstart='80'/>");
         let ssh = position(
             "direction='in' priority='0'><tcp srcipaddr='0.0.0.0' srcipmask='0' dstportstart='22' dstportend='22'/>",
         );
         let icmp = position("direction='out' priority='0'><icmp dstipaddr='10.1.2.3' dstipmask='32'/>");
         let drop = position("<rule action='drop' direction='inout' priority='900'><all/></rule>");
-        assert!(spoof_mac < spoof_ip && spoof_ip < metadata && metadata < ssh && ssh < icmp && icmp < drop);
+        assert!(spoof_mac < spoof_ip && spoof_ip < other_l2 && other_l2 < dhcp && dhcp < metadata);
+        assert!(metadata < ssh && ssh < icmp && icmp < drop);
+        assert!(
+            xml.contains("<rule action='drop' direction='out' priority='-895'><ip protocol='udp' srcportstart='67'/>")
+        );
         // Priorities, not document order, decide for libvirt: check they agree.
         let priorities: Vec<i32> = xml
             .match_indices("priority='")

@@ -305,10 +305,15 @@ impl Backend {
             let mut snapshots = base_snapshots.clone();
             charge_usage(&mut snapshots, &Self::all_instances(tx)?);
             // One reservation lands in one zone: the asked one, else the one that takes most.
-            let zones: Vec<&Subnet> = match &subnet {
-                Some(s) => vec![s],
-                None => subnets.iter().collect(),
+            let zones: Vec<&Subnet> = match (&subnet, req.private_ip) {
+                (Some(s), _) => vec![s],
+                // A given address decides the subnet, hence the zone.
+                (None, Some(ip)) => subnets.iter().filter(|s| s.contains(ip)).collect(),
+                (None, None) => subnets.iter().collect(),
             };
+            if let (true, Some(ip)) = (zones.is_empty(), req.private_ip) {
+                return Err(invalid("PrivateIpAddress", format!("Address {ip} is in none of the VPC's subnets")));
+            }
             let (chosen_subnet, placed) = zones
                 .into_iter()
                 .map(|s| {
@@ -790,7 +795,10 @@ impl Backend {
             current.terminated_ms = Some(now_ms());
             tx.insert(&INSTANCES, key, &current)?;
             Ok::<_, Error>(())
-        })
+        })?;
+        // Its address may go to another instance at once: the groups it was in must stop
+        // letting that address in now, not at the next sweep.
+        self.sync_filters(&self.all_instance_records()?)
     }
 
     /// Forgets instances terminated longer than `retention` ago, with their tags.

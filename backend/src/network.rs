@@ -96,7 +96,12 @@ fn release_leases(hosts_dir: &std::path::Path, which: impl Fn(&str, &str) -> boo
 
 fn reload_dnsmasq(hosts_dir: &std::path::Path) {
     let Ok(pid) = std::fs::read_to_string(dnsmasq_file(hosts_dir, "dnsmasq.pid")) else { return };
-    let _ = std::process::Command::new("kill").args(["-HUP", pid.trim()]).status();
+    let pid = pid.trim();
+    // A stale pid file must not make us signal whatever took that pid since.
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+    if comm.trim() == "dnsmasq" {
+        let _ = std::process::Command::new("kill").args(["-HUP", pid]).status();
+    }
 }
 
 /// Takes the lowest free address of `subnet` for `instance_key`, inside the caller's
@@ -246,5 +251,24 @@ mod tests {
         assert_eq!(again, first);
         let mac = new_mac();
         assert!(mac.starts_with("52:54:00:") && mac.len() == 17);
+    }
+
+    #[test]
+    fn a_given_address_is_taken_only_if_assignable_and_free() {
+        let b = backend();
+        let subnet = b.subnets("a", "vpc-1").remove(0);
+        let wanted = Ipv4Addr::new(172, 31, 9, 20);
+        let taken = b.store().write(|tx| lease_given_address(tx, &subnet, wanted, "a/i-1", "m1")).unwrap();
+        assert_eq!(taken, wanted);
+        let again = b.store().write(|tx| lease_given_address(tx, &subnet, wanted, "b/i-2", "m2"));
+        assert!(matches!(again, Err(Error::AddressInUse(ref a)) if a == "172.31.9.20"), "{again:?}");
+        for reserved in [[172, 31, 0, 1], [172, 31, 0, 3], [172, 31, 15, 255], [172, 31, 16, 4], [10, 0, 0, 4]] {
+            let refused = b.store().write(|tx| lease_given_address(tx, &subnet, reserved.into(), "c/i-3", "m3"));
+            assert!(matches!(refused, Err(Error::InvalidParameter { name: "PrivateIpAddress", .. })), "{reserved:?}");
+        }
+        // The lowest-free allocation steps around a given address.
+        let next = b.store().write(|tx| lease_address(tx, &subnet, "d/i-4", "m4")).unwrap();
+        assert_eq!(next, Ipv4Addr::new(172, 31, 0, 4));
+        assert_eq!(b.instance_at(wanted).unwrap(), None, "a lease without an instance record names no one");
     }
 }

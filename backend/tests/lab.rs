@@ -4,6 +4,8 @@
 //! Needs root and the packages `scripts/setup-host` installs. `STRATUS_TEST_QEMU=1` (set by
 //! `scripts/test`) makes a missing prerequisite a failure; without it the test is skipped.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -14,7 +16,6 @@ use backend::hypervisor::{Accelerator, PowerState};
 use backend::images::NewImage;
 use backend::instances::LaunchRequest;
 use backend::scheduler::Policy;
-use backend::security_groups::{GroupRef, PeerSpec, RuleSpec};
 use backend::{Backend, Error, Topology};
 use storage::{InstanceRecord, InstanceState, MigrationOptions, MigrationRecord, MigrationStatus, Store};
 
@@ -230,14 +231,7 @@ async fn instances_spread_over_two_lab_hosts() {
 
     // Each boots on its own host, and the root namespace reaches both over the shared segment
     // once their group lets ICMP in (security groups are enforced on the lab hosts too).
-    let icmp = RuleSpec {
-        protocol: "icmp".into(),
-        from_port: Some(-1),
-        to_port: Some(-1),
-        peer: PeerSpec::Ipv4("0.0.0.0/0".into()),
-        description: None,
-    };
-    b.authorize_security_group(ACCOUNT, VPC, &GroupRef::Name("default".into()), false, &[icmp], &[]).unwrap();
+    common::allow_ping(&b, ACCOUNT, VPC);
     let deadline = Instant::now() + Duration::from_secs(120);
     for record in &launched {
         loop {

@@ -5,6 +5,8 @@
 //! `scripts/test`) makes a missing daemon a failure; without it the run is skipped with a
 //! message, so that `cargo test` works on a laptop without libvirt.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
@@ -16,7 +18,6 @@ use backend::hypervisor::{Accelerator, Hypervisor, PowerState};
 use backend::images::NewImage;
 use backend::instances::LaunchRequest;
 use backend::libvirt::LibvirtDriver;
-use backend::security_groups::{GroupRef, PeerSpec, RuleSpec};
 use backend::{Backend, Error, Topology};
 use storage::{ImageState, InstanceRecord, InstanceState, Store};
 
@@ -169,14 +170,7 @@ async fn lifecycle(target: Target) {
     req.image_id = image.id.clone();
     // The host pings the guest below: its group must let ICMP in, and the filter a boot
     // defines carries the rules of that moment (no sweep runs here to update it).
-    let icmp = RuleSpec {
-        protocol: "icmp".into(),
-        from_port: Some(-1),
-        to_port: Some(-1),
-        peer: PeerSpec::Ipv4("0.0.0.0/0".into()),
-        description: None,
-    };
-    b.authorize_security_group(ACCOUNT, VPC, &GroupRef::Name("default".into()), false, &[icmp], &[]).unwrap();
+    common::allow_ping(&b, ACCOUNT, VPC);
     let launched = b.run_instances(ACCOUNT, VPC, req).unwrap();
     assert_eq!(launched.len(), 2);
     assert!(launched.iter().all(|r| r.state == InstanceState::Pending));

@@ -194,6 +194,14 @@ def test_cloud_image_key_user_data_metadata_and_security_groups(server_factory, 
                         f"echo rc=$?; sudo ip addr del {B_IP}/32 dev eth0")
     assert b["InstanceId"] not in spoof.stdout and "rc=0" not in spoof.stdout, spoof.stdout
 
+    # The router serves guests DHCP and metadata only: a port this machine opens for itself
+    # stays out of reach, though A's group lets all of A's traffic out.
+    with socket.socket() as listener:
+        listener.bind(("0.0.0.0", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        assert guest_a.ssh(f"timeout 3 bash -c '</dev/tcp/172.31.0.1/{port}'").returncode != 0
+
     # Group to group: B lets in ssh from members of `ssh` (A), not from this host.
     try:
         wait_for(lambda: guest_a.ssh(f"timeout 3 bash -c '</dev/tcp/{B_IP}/22'").returncode == 0, BOOT_TIMEOUT,

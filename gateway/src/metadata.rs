@@ -6,8 +6,9 @@
 //!    packet whose source is not the instance's own address and MAC. Nothing the guest sends
 //!    (headers, paths) says who it is. A migrated guest keeps its address, so it keeps its
 //!    metadata.
-//! 2. The connection's IP TTL is the instance's `HttpPutResponseHopLimit`: answers do not
-//!    reach further than that many routers behind the guest (its containers).
+//! 2. A token request's answer leaves with the instance's `HttpPutResponseHopLimit` as its IP
+//!    TTL: tokens do not reach further than that many routers behind the guest (its
+//!    containers). Each connection serves one request, so the TTL is set per request.
 //! 3. `PUT /latest/api/token` (IMDSv2) issues a session token: the instance id and an expiry,
 //!    signed with a key that lives as long as this process (after a restart, clients get 401
 //!    and ask for a new one, as they do when a token expires). A request carrying a token must
@@ -91,21 +92,22 @@ pub struct Facts {
     pub tags: Vec<(String, String)>,
 }
 
-/// An answer: status and plain-text body.
+/// An answer: status, plain-text body, and headers beyond the content type.
 #[derive(Debug, PartialEq)]
 pub struct Answer {
     pub status: StatusCode,
     pub body: Vec<u8>,
+    pub headers: Vec<(&'static str, String)>,
 }
 
 impl Answer {
     fn ok(body: impl Into<Vec<u8>>) -> Self {
-        Self { status: StatusCode::OK, body: body.into() }
+        Self { status: StatusCode::OK, body: body.into(), headers: Vec::new() }
     }
 
     fn status(status: StatusCode) -> Self {
         let reason = status.canonical_reason().unwrap_or_default();
-        Self { status, body: format!("{} - {reason}\n", status.as_u16()).into_bytes() }
+        Self { status, body: format!("{} - {reason}\n", status.as_u16()).into_bytes(), headers: Vec::new() }
     }
 }
 
@@ -174,7 +176,11 @@ impl MetadataService {
             }
             let ttl = headers.get(TOKEN_TTL_HEADER).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
             return match ttl {
-                Some(ttl @ 1..=MAX_TOKEN_TTL_SECS) => Answer::ok(self.issue_token(&record.id, now + ttl)),
+                // SDKs read the token's lifetime from the answer's header (the Go SDK insists).
+                Some(ttl @ 1..=MAX_TOKEN_TTL_SECS) => Answer {
+                    headers: vec![(TOKEN_TTL_HEADER, ttl.to_string())],
+                    ..Answer::ok(self.issue_token(&record.id, now + ttl))
+                },
                 _ => Answer::status(StatusCode::BAD_REQUEST),
             };
         }
@@ -236,13 +242,14 @@ fn lookup(tree: &BTreeMap<String, String>, path: &str) -> Answer {
         let rest = &key[prefix.len()..];
         let child = match rest.split_once('/') {
             Some((dir, _)) => format!("{dir}/"),
+            // A leaf that is also a directory (`public-keys`) is listed as the directory.
+            None if tree.keys().any(|k| k.starts_with(&format!("{key}/"))) => continue,
             None => rest.to_owned(),
         };
-        if children.last() != Some(&child) {
+        if !children.contains(&child) {
             children.push(child);
         }
     }
-    children.dedup();
     if children.is_empty() {
         return Answer::status(StatusCode::NOT_FOUND);
     }
@@ -348,28 +355,44 @@ fn dynamic(facts: &Facts) -> BTreeMap<String, String> {
     BTreeMap::from([("instance-identity/document".to_owned(), pretty)])
 }
 
-/// Serves the metadata service on `listener` until the process ends.
+/// Serves the metadata service on `listener` until the process ends. One request per
+/// connection: the hop limit (the IP TTL) applies to token answers only, and is set for each.
 pub async fn serve(listener: TcpListener, service: Arc<MetadataService>) {
     loop {
-        let Ok((stream, peer)) = listener.accept().await else { continue };
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                // Out of file descriptors, say: do not spin.
+                tracing::warn!(%error, "metadata service: accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
         let service = Arc::clone(&service);
         tokio::spawn(async move {
             let SocketAddr::V4(peer) = peer else { return };
             let address = *peer.ip();
-            // The hop limit of whoever this is, before the first byte of the answer.
-            let lookup = Arc::clone(&service);
-            let facts = tokio::task::spawn_blocking(move || lookup.facts(address)).await.ok().and_then(Result::ok);
-            if let Some(Some(facts)) = &facts {
-                let _ = stream.set_ttl(facts.record.metadata.hop_limit.into());
+            let mut method = [0u8; 4];
+            let peeked = tokio::time::timeout(Duration::from_secs(10), stream.peek(&mut method)).await;
+            if matches!(peeked, Ok(Ok(4))) && &method == b"PUT " {
+                let lookup = Arc::clone(&service);
+                let facts = tokio::task::spawn_blocking(move || lookup.facts(address)).await;
+                if let Ok(Ok(Some(facts))) = facts {
+                    let _ = stream.set_ttl(facts.record.metadata.hop_limit.into());
+                }
             }
-            let connection = hyper::server::conn::http1::Builder::new().serve_connection(
-                TokioIo::new(stream),
-                hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
-                    let service = Arc::clone(&service);
-                    async move { Ok::<_, Infallible>(service.handle(address, request).await) }
-                }),
-            );
-            let _ = tokio::time::timeout(Duration::from_secs(300), connection).await;
+            let connection = hyper::server::conn::http1::Builder::new()
+                .keep_alive(false)
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(10))
+                .serve_connection(
+                    TokioIo::new(stream),
+                    hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
+                        let service = Arc::clone(&service);
+                        async move { Ok::<_, Infallible>(service.handle(address, request).await) }
+                    }),
+                );
+            let _ = tokio::time::timeout(Duration::from_secs(30), connection).await;
         });
     }
 }
@@ -398,7 +421,13 @@ impl MetadataService {
         tracing::debug!(peer = %IpAddr::V4(address), path = %request.uri().path(), status = answer.status.as_u16(), "metadata");
         let mut response = Response::new(Full::new(Bytes::from(answer.body)));
         *response.status_mut() = answer.status;
-        response.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain"));
+        let headers = response.headers_mut();
+        headers.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain"));
+        for (name, value) in answer.headers {
+            if let Ok(value) = http::HeaderValue::from_str(&value) {
+                headers.insert(name, value);
+            }
+        }
         response
     }
 }
@@ -444,6 +473,7 @@ mod tests {
         assert_eq!(text(answer(&f, "/latest/meta-data/instance-id")), "i-0123456789abcdef0");
         assert_eq!(text(answer(&f, "/2009-04-04/meta-data/instance-id")), "i-0123456789abcdef0", "dated versions");
         assert_eq!(text(answer(&f, "/latest/meta-data/local-hostname")), "ip-172-31-0-9.ec2.internal");
+        assert!(!top.lines().any(|l| l == "public-keys"), "listed once, as a directory: {top}");
         assert_eq!(text(answer(&f, "/latest/meta-data/public-keys")), "0=laptop");
         assert_eq!(text(answer(&f, "/latest/meta-data/public-keys/0/")), "openssh-key");
         assert_eq!(text(answer(&f, "/latest/meta-data/public-keys/0/openssh-key")), "ssh-rsa AAAA laptop\n");
@@ -516,7 +546,9 @@ mod tests {
             assert_eq!(put(&f, bad, false).status, StatusCode::BAD_REQUEST, "ttl {bad}");
         }
         assert_eq!(put(&f, "60", true).status, StatusCode::FORBIDDEN);
-        let token = String::from_utf8(put(&f, "60", false).body).unwrap();
+        let issued = put(&f, "60", false);
+        assert_eq!(issued.headers, vec![(TOKEN_TTL_HEADER, "60".to_owned())], "the lifetime is echoed");
+        let token = String::from_utf8(issued.body).unwrap();
         let mut with_token = HeaderMap::new();
         with_token.insert(TOKEN_HEADER, token.parse().unwrap());
 
