@@ -29,6 +29,7 @@ use storage::{InstanceRecord, InstanceState, RulePeer, SecurityGroupRecord};
 
 use crate::hosts::Host;
 use crate::hypervisor::Accelerator;
+use crate::network::router_of;
 use crate::{Backend, Error, Result};
 
 /// The metadata service's address; guests always reach it on port 80.
@@ -179,10 +180,16 @@ pub fn filter_xml(instance_id: &str, mac: &str, address: &str, router: Ipv4Addr,
     xml
 }
 
-/// The router of the default subnet an address is in (one /20 per zone, router at `.1`).
-fn router_of(address: &str) -> Ipv4Addr {
-    let ip: Ipv4Addr = address.parse().unwrap_or(Ipv4Addr::UNSPECIFIED);
-    Ipv4Addr::from((u32::from(ip) & 0xffff_f000) + 1)
+/// The groups by id and their members' addresses: what [`instance_filter`] reads.
+struct FilterInputs {
+    groups: HashMap<String, SecurityGroupRecord>,
+    members: HashMap<String, Vec<Ipv4Addr>>,
+}
+
+fn instance_filter(record: &InstanceRecord, inputs: &FilterInputs) -> String {
+    let address: Ipv4Addr = record.private_ip.parse().unwrap_or(Ipv4Addr::UNSPECIFIED);
+    let allows = allowed(record, &inputs.groups, &inputs.members);
+    filter_xml(&record.id, &record.mac, &record.private_ip, router_of(address), &allows)
 }
 
 impl Backend {
@@ -191,24 +198,16 @@ impl Backend {
         host.accelerator != Accelerator::Test
     }
 
-    /// The filter of each instance in `records` that runs or is about to, by instance id.
-    fn desired_filters(&self, records: &[InstanceRecord]) -> Result<HashMap<String, String>> {
-        let groups: HashMap<String, SecurityGroupRecord> = self
+    /// What every filter is made of, read once for a batch: the groups by id, and their
+    /// members among `records`.
+    fn filter_inputs(&self, records: &[InstanceRecord]) -> Result<FilterInputs> {
+        let groups = self
             .store()
             .read(|tx| tx.scan(&SECURITY_GROUPS, ""))?
             .into_iter()
             .map(|(_, g)| (g.id.clone(), g))
             .collect();
-        let members = group_members(records);
-        Ok(records
-            .iter()
-            .filter(|r| matches!(r.state, InstanceState::Pending | InstanceState::Running | InstanceState::Stopping))
-            .map(|r| {
-                let xml =
-                    filter_xml(&r.id, &r.mac, &r.private_ip, router_of(&r.private_ip), &allowed(r, &groups, &members));
-                (r.id.clone(), xml)
-            })
-            .collect())
+        Ok(FilterInputs { groups, members: group_members(records) })
     }
 
     /// Defines `record`'s filter on `host` (before a boot or a migration there) and answers its
@@ -217,12 +216,7 @@ impl Backend {
         if !Self::enforces(host) {
             return Ok(None);
         }
-        let mut all = self.all_instance_records()?;
-        // The instance itself as about to run, whatever redb says yet.
-        if let Some(own) = all.iter_mut().find(|r| r.id == record.id && r.account == record.account) {
-            own.state = InstanceState::Pending;
-        }
-        let xml = self.desired_filters(&all)?.remove(&record.id).ok_or_else(|| Error::Io("no filter".into()))?;
+        let xml = instance_filter(record, &self.filter_inputs(&self.all_instance_records()?)?);
         host.driver.define_filter(&xml).map_err(Error::Driver)?;
         self.applied_filters().insert((host.id.clone(), record.id.clone()), xml);
         Ok(Some(filter_name(&record.id)))
@@ -242,21 +236,18 @@ impl Backend {
     /// Brings the filters of the running instances in `records` up to date with redb; called
     /// by every sweep. Only filters that changed are redefined.
     pub(crate) fn sync_filters(&self, records: &[InstanceRecord]) -> Result<()> {
-        let desired = self.desired_filters(records)?;
+        let inputs = self.filter_inputs(records)?;
         for record in records.iter().filter(|r| r.state == InstanceState::Running && r.migration.is_none()) {
-            let Some(host) = self.hosts().get(&record.host_id) else { continue };
-            let Some(xml) = desired.get(&record.id) else { continue };
-            if !Self::enforces(host) {
-                continue;
-            }
+            let Some(host) = self.hosts().get(&record.host_id).filter(|h| Self::enforces(h)) else { continue };
+            let xml = instance_filter(record, &inputs);
             let key = (host.id.clone(), record.id.clone());
-            if self.applied_filters().get(&key) == Some(xml) {
+            if self.applied_filters().get(&key) == Some(&xml) {
                 continue;
             }
-            match host.driver.define_filter(xml) {
+            match host.driver.define_filter(&xml) {
                 Ok(()) => {
                     tracing::info!(instance = %record.id, host = %host.id, "security group filter updated");
-                    self.applied_filters().insert(key, xml.clone());
+                    self.applied_filters().insert(key, xml);
                 }
                 Err(error) => {
                     tracing::warn!(instance = %record.id, %error, "updating the filter failed; retried next sweep")
@@ -392,7 +383,7 @@ mod tests {
                 prefix: 32,
             },
         ];
-        let router = router_of("172.31.0.9");
+        let router = router_of(Ipv4Addr::new(172, 31, 0, 9));
         assert_eq!(router, Ipv4Addr::new(172, 31, 0, 1));
         let xml = filter_xml("i-1", "52:54:00:aa:bb:cc", "172.31.0.9", router, &allows);
         assert!(xml.starts_with("<filter name='stratus-i-1' chain='root'><uuid>") && xml.ends_with("</filter>"));

@@ -66,6 +66,16 @@ impl Subnet {
     }
 }
 
+/// The default subnet an address of the VPC belongs to, as `network/prefix`.
+pub fn subnet_cidr_of(address: Ipv4Addr) -> String {
+    format!("{}/{SUBNET_PREFIX}", Ipv4Addr::from(u32::from(address) & (u32::MAX << (32 - SUBNET_PREFIX))))
+}
+
+/// The router (`.1`) of the default subnet an address of the VPC belongs to.
+pub fn router_of(address: Ipv4Addr) -> Ipv4Addr {
+    Ipv4Addr::from((u32::from(address) & (u32::MAX << (32 - SUBNET_PREFIX))) + 1)
+}
+
 /// A new locally administered MAC in QEMU's `52:54:00` range.
 pub fn new_mac() -> String {
     let bytes: [u8; 3] = rand::random();
@@ -229,6 +239,8 @@ mod tests {
         assert_eq!(s.assignable().next(), Some(Ipv4Addr::new(172, 31, 0, 4)));
         assert_eq!(s.assignable().last(), Some(Ipv4Addr::new(172, 31, 15, 254)));
         assert_eq!(s.assignable_count() as usize, s.assignable().count());
+        let last = s.assignable().last().unwrap();
+        assert_eq!((subnet_cidr_of(last), router_of(last)), (s.cidr(), s.router()), "derived from any address");
         assert_eq!(s.id, b.subnets("111122223333", "vpc-1")[0].id, "ids are stable");
         assert_ne!(s.id, b.subnets("999922223333", "vpc-2")[0].id);
     }

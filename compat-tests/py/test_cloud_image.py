@@ -189,9 +189,10 @@ def test_cloud_image_key_user_data_metadata_and_security_groups(server_factory, 
     assert options["HttpPutResponseHopLimit"] == 3
 
     # A guest cannot pass for another: packets from B's address leave A's NIC nowhere.
-    spoof = guest_a.ssh(f"sudo ip addr add {B_IP}/32 dev eth0 && "
+    spoof = guest_a.ssh(f"sudo ip addr add {B_IP}/32 dev eth0 && echo added && "
                         f"curl -s -m 5 --interface {B_IP} {imds}/meta-data/instance-id; "
                         f"echo rc=$?; sudo ip addr del {B_IP}/32 dev eth0")
+    assert "added" in spoof.stdout, f"the guest could not take the address to try: {spoof.stderr}"
     assert b["InstanceId"] not in spoof.stdout and "rc=0" not in spoof.stdout, spoof.stdout
 
     # The router serves guests DHCP and metadata only: a port this machine opens for itself

@@ -299,7 +299,7 @@ pub fn meta_data(facts: &Facts) -> BTreeMap<String, String> {
         put("public-keys", format!("0={name}"));
         put("public-keys/0/openssh-key", format!("{}\n", key.trim_end()));
     }
-    let subnet = subnet_cidr(&r.private_ip);
+    let subnet = r.private_ip.parse().map(backend::network::subnet_cidr_of).unwrap_or_default();
     let iface = format!("network/interfaces/macs/{}", r.mac);
     put(&format!("{iface}/device-number"), "0".into());
     put(&format!("{iface}/interface-id"), r.network_interface_id.clone());
@@ -321,14 +321,6 @@ pub fn meta_data(facts: &Facts) -> BTreeMap<String, String> {
         }
     }
     tree
-}
-
-/// The default subnet's CIDR for an address of the default VPC (one /20 per zone).
-fn subnet_cidr(address: &str) -> String {
-    match address.parse::<Ipv4Addr>() {
-        Ok(ip) => format!("{}/20", Ipv4Addr::from(u32::from(ip) & 0xffff_f000)),
-        Err(_) => String::new(),
-    }
 }
 
 fn dynamic(facts: &Facts) -> BTreeMap<String, String> {
@@ -375,10 +367,10 @@ pub async fn serve(listener: TcpListener, service: Arc<MetadataService>) {
             let mut method = [0u8; 4];
             let peeked = tokio::time::timeout(Duration::from_secs(10), stream.peek(&mut method)).await;
             if matches!(peeked, Ok(Ok(4))) && &method == b"PUT " {
-                let lookup = Arc::clone(&service);
-                let facts = tokio::task::spawn_blocking(move || lookup.facts(address)).await;
-                if let Ok(Ok(Some(facts))) = facts {
-                    let _ = stream.set_ttl(facts.record.metadata.hop_limit.into());
+                let backend = Arc::clone(&service.backend);
+                let record = tokio::task::spawn_blocking(move || backend.instance_at(address)).await;
+                if let Ok(Ok(Some(record))) = record {
+                    let _ = stream.set_ttl(record.metadata.hop_limit.into());
                 }
             }
             let connection = hyper::server::conn::http1::Builder::new()
