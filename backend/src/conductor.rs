@@ -4,8 +4,9 @@
 //!    each kick runs [`Backend::converge`] for that key on a blocking thread: for an instance,
 //!    copies for its pending images first, then its volumes' work, then its state change. A
 //!    key already in flight is marked to run once more when it finishes, so no kick is lost
-//!    and no instance is driven twice at once.
-//! 2. Every sweep interval, [`Backend::sweep`] probes the hosts and compares them with redb:
+//!    and no instance is driven twice at once. At most [`CONDUCTOR_WORKERS`] run at a time.
+//! 2. Every sweep interval (longer when sweeps get costly, see [`sweep_period`]),
+//!    [`Backend::sweep`] probes the hosts and compares them with redb:
 //!    a running instance whose domain is off or gone was shut down from inside; instances
 //!    left in a transitional state (after a crash, or while their host was away) are kicked
 //!    again, and so are the owners of unfinished volume work; domains that redb does not know
@@ -32,6 +33,19 @@ pub const TERMINATED_RETENTION: Duration = Duration::from_secs(3600);
 
 /// How long a finished migration stays visible to DescribeInstanceMigrations.
 pub const MIGRATION_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// At most this share of one CPU goes to sweeping: a sweep that takes longer than the
+/// interval allows (a very large store) delays the next one. Events still act at once.
+pub const SWEEP_DUTY: u32 = 20;
+
+/// Blocking threads the conductor's instance work and event checks use at most; the sweep
+/// runs beside them.
+pub const CONDUCTOR_WORKERS: usize = 32;
+
+/// How long from the start of a sweep that took `took` until the next may start.
+pub fn sweep_period(interval: Duration, took: Duration) -> Duration {
+    interval.max(took * SWEEP_DUTY)
+}
 
 /// What a sweep found that needs an operator's eye.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -108,7 +122,7 @@ impl Backend {
             self.kick(&key);
             report.kicked += 1;
         }
-        report.purged = self.purge_terminated(TERMINATED_RETENTION)?;
+        report.purged = self.purge_terminated(&records, TERMINATED_RETENTION)?;
         self.purge_migrations(MIGRATION_RETENTION)?;
         self.drain_step(&records)?;
         self.sync_filters(&records)?;
@@ -118,9 +132,8 @@ impl Backend {
     /// A host reported a lifecycle change of domain `name`: looks at its instance now
     /// instead of at the next sweep. Blocks on the host.
     pub fn domain_changed(&self, host_id: &str, name: &str) -> Result<()> {
-        let records = self.all_instance_records()?;
-        let Some(record) = records.iter().find(|r| r.id == name && r.host_id == host_id) else { return Ok(()) };
-        let key = format!("{}/{}", record.account, record.id);
+        let found = self.store().read(|tx| Self::find_instance(tx, name))?;
+        let Some((key, record)) = found.filter(|(_, r)| r.host_id == host_id) else { return Ok(()) };
         match record.state {
             InstanceState::Pending | InstanceState::Stopping | InstanceState::ShuttingDown => self.kick(&key),
             InstanceState::Running if record.migration.is_some() => {}
@@ -180,11 +193,14 @@ async fn conduct(
     sweep_interval: Duration,
 ) {
     let in_flight: InFlight = Arc::default();
+    // A burst of launches must not become a thread per instance: work waits for a worker.
+    let workers = Arc::new(tokio::sync::Semaphore::new(CONDUCTOR_WORKERS));
     let mut ticker = tokio::time::interval(sweep_interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let sweeping = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut next_sweep = tokio::time::Instant::now();
     let mut reported: BTreeSet<(String, String)> = BTreeSet::new();
-    let (report_tx, mut report_rx) = mpsc::unbounded_channel::<SweepReport>();
+    let (report_tx, mut report_rx) = mpsc::unbounded_channel::<(SweepReport, tokio::time::Instant)>();
     loop {
         tokio::select! {
             Some(key) = kicks.recv() => {
@@ -195,36 +211,44 @@ async fn conduct(
                 }
                 guard.insert(key.clone(), false);
                 drop(guard);
-                tokio::task::spawn_blocking({
-                    let backend = Arc::clone(&backend);
-                    let in_flight = Arc::clone(&in_flight);
-                    move || converge_until_quiet(&backend, &in_flight, key)
+                let (backend, in_flight) = (Arc::clone(&backend), Arc::clone(&in_flight));
+                let workers = Arc::clone(&workers);
+                tokio::spawn(async move {
+                    let Ok(_worker) = workers.acquire_owned().await else { return };
+                    let _ = tokio::task::spawn_blocking(move || converge_until_quiet(&backend, &in_flight, key)).await;
                 });
             }
             Some((host_id, name)) = events.recv() => {
                 let backend = Arc::clone(&backend);
-                tokio::task::spawn_blocking(move || {
-                    if let Err(error) = backend.domain_changed(&host_id, &name) {
-                        tracing::warn!(domain = %name, %error, "checking a domain event failed; the sweep will retry");
-                    }
+                let workers = Arc::clone(&workers);
+                tokio::spawn(async move {
+                    let Ok(_worker) = workers.acquire_owned().await else { return };
+                    let _ = tokio::task::spawn_blocking(move || {
+                        if let Err(error) = backend.domain_changed(&host_id, &name) {
+                            tracing::warn!(domain = %name, %error, "checking a domain event failed; the sweep will retry");
+                        }
+                    })
+                    .await;
                 });
             }
             _ = ticker.tick() => {
-                if sweeping.swap(true, std::sync::atomic::Ordering::AcqRel) {
+                if tokio::time::Instant::now() < next_sweep || sweeping.swap(true, std::sync::atomic::Ordering::AcqRel) {
                     continue;
                 }
                 let backend = Arc::clone(&backend);
                 let sweeping = Arc::clone(&sweeping);
                 let report_tx = report_tx.clone();
                 tokio::task::spawn_blocking(move || {
+                    let started = tokio::time::Instant::now();
                     match backend.sweep() {
-                        Ok(report) => { let _ = report_tx.send(report); }
+                        Ok(report) => { let _ = report_tx.send((report, started)); }
                         Err(error) => tracing::error!(%error, "sweep failed"),
                     }
                     sweeping.store(false, std::sync::atomic::Ordering::Release);
                 });
             }
-            Some(report) = report_rx.recv() => {
+            Some((report, started)) = report_rx.recv() => {
+                next_sweep = started + sweep_period(sweep_interval, started.elapsed());
                 // Say each unknown domain once, not on every sweep.
                 for domain in &report.unknown_domains {
                     if reported.insert(domain.clone()) {
@@ -250,5 +274,18 @@ fn converge_until_quiet(backend: &Backend, in_flight: &InFlight, key: String) {
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sweeps_keep_their_interval_until_they_grow_costly() {
+        let second = Duration::from_secs(1);
+        assert_eq!(sweep_period(second, Duration::from_millis(10)), second);
+        assert_eq!(sweep_period(second, Duration::from_millis(50)), second);
+        assert_eq!(sweep_period(second, Duration::from_millis(500)), Duration::from_secs(10));
     }
 }

@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use sha2::{Digest, Sha256};
-use storage::tables::{CLIENT_TOKENS, INSTANCES};
-use storage::{ClientTokenRecord, InstanceRecord, InstanceState, MetadataOptions, StateReason, WriteTx};
+use storage::tables::{CLIENT_TOKENS, HOST_USAGE, INSTANCES, INSTANCE_IDS};
+use storage::{ClientTokenRecord, InstanceRecord, InstanceState, MetadataOptions, Reads, StateReason, WriteTx};
 
 use crate::hosts::Host;
 use crate::hypervisor::{Accelerator, DomainSpec, DriverError, PowerState};
@@ -136,11 +136,17 @@ fn digest(req: &LaunchRequest) -> String {
     Sha256::digest(json).iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// How much of each host the instances in `records` hold.
-pub(crate) fn charge_usage(snapshots: &mut [HostSnapshot], records: &[InstanceRecord]) {
-    for record in records.iter().filter(|r| r.state.holds_capacity()) {
-        charge(snapshots, record);
+/// Charges each host with what its instances hold: storage keeps that total in step with
+/// every instance write ([`storage::derived`]), under the rule [`charge`] states.
+pub(crate) fn charge_usage(tx: &impl Reads, snapshots: &mut [HostSnapshot]) -> Result<()> {
+    for host in snapshots.iter_mut() {
+        if let Some(usage) = tx.get(&HOST_USAGE, &host.id)? {
+            host.used_vcpus = u32::try_from(usage.vcpus).unwrap_or(u32::MAX);
+            host.used_memory_mib = usage.memory_mib;
+            host.used_disk_mib = usage.disk_mib;
+        }
     }
+    Ok(())
 }
 
 /// Charges the instance to its host, and its vCPUs and memory to the host it is migrating to
@@ -212,10 +218,6 @@ impl Backend {
                 }
             })
             .collect()
-    }
-
-    pub(crate) fn all_instances(tx: &WriteTx) -> Result<Vec<InstanceRecord>> {
-        Ok(tx.scan(&INSTANCES, "")?.into_iter().map(|(_, r)| r).collect())
     }
 
     /// RunInstances: places, records and kicks; answers the reservation's instances.
@@ -303,7 +305,7 @@ impl Backend {
                 &req.security_group_names,
             )?;
             let mut snapshots = base_snapshots.clone();
-            charge_usage(&mut snapshots, &Self::all_instances(tx)?);
+            charge_usage(tx, &mut snapshots)?;
             // One reservation lands in one zone: the asked one, else the one that takes most.
             let zones: Vec<&Subnet> = match (&subnet, req.private_ip) {
                 (Some(s), _) => vec![s],
@@ -412,6 +414,26 @@ impl Backend {
         Ok(self.store().read(|tx| tx.scan(&INSTANCES, &format!("{account}/")))?.into_iter().map(|(_, r)| r).collect())
     }
 
+    /// The named instances of `account` that exist, each once, in the order named.
+    pub fn instances_by_id(&self, account: &str, ids: &[String]) -> Result<Vec<InstanceRecord>> {
+        let mut seen = std::collections::HashSet::new();
+        Ok(self.store().read(|tx| {
+            let mut records = Vec::new();
+            for id in ids.iter().filter(|id| seen.insert(id.as_str())) {
+                records.extend(tx.get(&INSTANCES, &instance_key(account, id))?);
+            }
+            Ok::<_, storage::Error>(records)
+        })?)
+    }
+
+    /// The instance with this id, whichever account holds it, with its key.
+    pub(crate) fn find_instance(tx: &impl Reads, id: &str) -> Result<Option<(String, InstanceRecord)>> {
+        let Some((entry, _)) = tx.scan(&INSTANCE_IDS, &format!("{id}/"))?.into_iter().next() else { return Ok(None) };
+        let account = &entry[id.len() + 1..];
+        let key = instance_key(account, id);
+        Ok(tx.get(&INSTANCES, &key)?.map(|r| (key, r)))
+    }
+
     /// Every instance of every account (for the conductor and host views).
     pub fn all_instance_records(&self) -> Result<Vec<InstanceRecord>> {
         Ok(self.store().read(|tx| tx.scan(&INSTANCES, ""))?.into_iter().map(|(_, r)| r).collect())
@@ -493,7 +515,7 @@ impl Backend {
                         Some(snapshots) => snapshots,
                         None => {
                             let mut snapshots = base.clone();
-                            charge_usage(&mut snapshots, &Self::all_instances(tx)?);
+                            charge_usage(tx, &mut snapshots)?;
                             usage.insert(snapshots)
                         }
                     };
@@ -801,19 +823,24 @@ impl Backend {
         self.sync_filters(&self.all_instance_records()?)
     }
 
-    /// Forgets instances terminated longer than `retention` ago, with their tags.
-    pub(crate) fn purge_terminated(&self, retention: Duration) -> Result<usize> {
+    /// Forgets the instances of `records` terminated longer than `retention` ago, with their tags.
+    pub(crate) fn purge_terminated(&self, records: &[InstanceRecord], retention: Duration) -> Result<usize> {
         let cutoff = now_ms() - retention.as_millis() as i64;
         let expired =
-            |r: &InstanceRecord| r.state == InstanceState::Terminated && r.terminated_ms.is_some_and(|t| t <= cutoff);
+            |r: &&InstanceRecord| r.state == InstanceState::Terminated && r.terminated_ms.is_some_and(|t| t <= cutoff);
         // The sweep calls this every interval: commit only when something has expired.
-        let due: Vec<InstanceRecord> = self.all_instance_records()?.into_iter().filter(expired).collect();
+        let due: Vec<&InstanceRecord> = records.iter().filter(expired).collect();
         if due.is_empty() {
             return Ok(0);
         }
         self.store().write(|tx| {
             for record in &due {
-                tx.remove(&INSTANCES, &instance_key(&record.account, &record.id))?;
+                // Gone already, or changed since the sweep read it: nothing to forget.
+                let key = instance_key(&record.account, &record.id);
+                if tx.get(&INSTANCES, &key)?.is_none_or(|r| !expired(&&r)) {
+                    continue;
+                }
+                tx.remove(&INSTANCES, &key)?;
                 tags::drop_tags(tx, &record.account, &record.id)?;
             }
             Ok::<_, Error>(due.len())

@@ -75,9 +75,11 @@ impl Backend {
     /// Every configured host with what runs on it.
     pub fn host_views(&self) -> Result<Vec<HostView>> {
         let maintenance = self.maintenance_hosts()?;
-        let records = self.all_instance_records()?;
         let mut snapshots = self.host_snapshots();
-        crate::instances::charge_usage(&mut snapshots, &records);
+        let records = self.store().read(|tx| {
+            crate::instances::charge_usage(tx, &mut snapshots)?;
+            Ok::<_, Error>(tx.scan(&storage::tables::INSTANCES, "")?.into_iter().map(|(_, r)| r).collect::<Vec<_>>())
+        })?;
         Ok(self
             .hosts()
             .iter()

@@ -58,9 +58,7 @@ pub fn timed_out(options: &MigrationOptions, elapsed: Duration) -> bool {
 }
 
 fn find_instance(tx: &storage::WriteTx, instance_id: &str) -> Result<(String, InstanceRecord)> {
-    tx.scan(&INSTANCES, "")?
-        .into_iter()
-        .find(|(_, r)| r.id == instance_id)
+    Backend::find_instance(tx, instance_id)?
         .ok_or_else(|| Error::ResourceNotFound { kind: ResourceKind::Instance, id: instance_id.to_owned() })
 }
 
@@ -94,7 +92,7 @@ impl Backend {
             let source =
                 self.hosts().get(&instance.host_id).ok_or_else(|| Error::HostGone(instance.host_id.clone()))?;
             let mut snapshots = base.clone();
-            crate::instances::charge_usage(&mut snapshots, &Self::all_instances(tx)?);
+            crate::instances::charge_usage(tx, &mut snapshots)?;
             // Anywhere but where it is: the chosen target, or the scheduler's pick in its zone,
             // among hosts the domain's definition suits (same guest bridge and accelerator).
             let suits = |id: &str| {

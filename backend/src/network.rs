@@ -15,8 +15,9 @@
 
 use std::net::Ipv4Addr;
 
-use storage::tables::LEASES;
-use storage::{LeaseRecord, WriteTx};
+use storage::derived::{lease_block_key, LEASE_BLOCK};
+use storage::tables::{LEASES, LEASE_BLOCKS};
+use storage::{LeaseBlockRecord, LeaseRecord, WriteTx};
 
 use crate::{Backend, Error, Result};
 
@@ -115,14 +116,23 @@ fn reload_dnsmasq(hosts_dir: &std::path::Path) {
 }
 
 /// Takes the lowest free address of `subnet` for `instance_key`, inside the caller's
-/// transaction (so concurrent launches never share an address).
+/// transaction (so concurrent launches never share an address). The leased addresses are
+/// found in storage's bitmaps of 4,096 ([`storage::derived`]), not by asking address by address.
 pub(crate) fn lease_address(tx: &WriteTx, subnet: &Subnet, instance_key: &str, mac: &str) -> Result<Ipv4Addr> {
-    for address in subnet.assignable() {
-        let key = address.to_string();
-        if tx.get(&LEASES, &key)?.is_none() {
+    let (first, end) = (u32::from(subnet.network) + 4, u32::from(subnet.network) + subnet.size() - 1);
+    let mut from = first;
+    while from < end {
+        let (block_key, offset) = lease_block_key(Ipv4Addr::from(from));
+        let block_start = from - offset as u32;
+        let block_end = (block_start + LEASE_BLOCK).min(end);
+        let block = tx.get(&LEASE_BLOCKS, &block_key)?.unwrap_or_else(LeaseBlockRecord::empty);
+        if let Some(bit) = block.first_free(offset, (block_end - block_start) as usize) {
+            let address = Ipv4Addr::from(block_start + bit as u32);
+            let key = address.to_string();
             tx.insert(&LEASES, &key, &LeaseRecord { instance_key: instance_key.to_owned(), mac: mac.to_owned() })?;
             return Ok(address);
         }
+        from = block_end;
     }
     Err(Error::AddressesExhausted(subnet.id.clone()))
 }
@@ -263,6 +273,26 @@ mod tests {
         assert_eq!(again, first);
         let mac = new_mac();
         assert!(mac.starts_with("52:54:00:") && mac.len() == 17);
+    }
+
+    #[test]
+    fn a_full_subnet_is_exhausted_until_an_address_comes_back() {
+        let b = backend();
+        let subnet = b.subnets("a", "vpc-1").remove(0);
+        let all = b
+            .store()
+            .write(|tx| {
+                (0..subnet.assignable_count())
+                    .map(|i| lease_address(tx, &subnet, &format!("a/i-{i}"), "m"))
+                    .collect::<Result<Vec<_>>>()
+            })
+            .unwrap();
+        assert_eq!(all, subnet.assignable().collect::<Vec<_>>(), "lowest first, every one once");
+        let full = b.store().write(|tx| lease_address(tx, &subnet, "a/i-x", "m"));
+        assert!(matches!(full, Err(Error::AddressesExhausted(_))), "{full:?}");
+        b.store().write(|tx| release_address(tx, "172.31.7.9", "a/i-1797")).unwrap();
+        let back = b.store().write(|tx| lease_address(tx, &subnet, "a/i-y", "m")).unwrap();
+        assert_eq!(back, Ipv4Addr::new(172, 31, 7, 9));
     }
 
     #[test]

@@ -5,7 +5,8 @@
 
 use std::collections::BTreeMap;
 
-use storage::tables::{ACCOUNTS, IMAGES, INSTANCES, KEY_PAIRS, SECURITY_GROUPS, SNAPSHOTS, TAGS, VOLUMES};
+use storage::derived::tag_index_prefix;
+use storage::tables::{ACCOUNTS, IMAGES, INSTANCES, KEY_PAIRS, SECURITY_GROUPS, SNAPSHOTS, TAGS, TAG_INDEX, VOLUMES};
 use storage::{TagRecord, WriteTx};
 
 use crate::{Backend, Error, ResourceKind, Result};
@@ -148,6 +149,41 @@ impl Backend {
     }
 
     /// The account's tags grouped by resource.
+    /// The tags of the named resources only (one short scan each).
+    pub fn tags_of<'a>(&self, account: &str, resources: impl IntoIterator<Item = &'a str>) -> Result<TagsByResource> {
+        let mut grouped = TagsByResource::new();
+        self.store().read(|tx| {
+            for resource in resources {
+                let tags: Vec<(String, String)> = tx
+                    .scan(&TAGS, &format!("{account}/{resource}/"))?
+                    .into_iter()
+                    .map(|(_, t)| (t.key, t.value))
+                    .collect();
+                if !tags.is_empty() {
+                    grouped.insert(resource.to_owned(), tags);
+                }
+            }
+            Ok::<_, Error>(())
+        })?;
+        Ok(grouped)
+    }
+
+    /// Ids of `account`'s resources tagged `key` with one of `values`, through storage's tag
+    /// index; each once, in id order.
+    pub fn tagged_resources(&self, account: &str, key: &str, values: &[&str]) -> Result<Vec<String>> {
+        let mut ids = std::collections::BTreeSet::new();
+        self.store().read(|tx| {
+            for value in values {
+                let prefix = tag_index_prefix(account, key, Some(value));
+                for (entry, _) in tx.scan(&TAG_INDEX, &prefix)? {
+                    ids.insert(entry[prefix.len()..].to_owned());
+                }
+            }
+            Ok::<_, Error>(())
+        })?;
+        Ok(ids.into_iter().collect())
+    }
+
     pub fn tags_by_resource(&self, account: &str) -> Result<TagsByResource> {
         let mut grouped = TagsByResource::new();
         for tag in self.tags(account)? {

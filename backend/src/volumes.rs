@@ -23,9 +23,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use storage::tables::{INSTANCES, SNAPSHOTS, VOLUMES};
+use storage::tables::{INSTANCES, SNAPSHOTS, VOLUMES, VOLUME_ATTACHMENTS};
 use storage::{
-    AttachmentState, InstanceRecord, InstanceState, ModificationState, SnapshotRecord, SnapshotState,
+    AttachmentState, InstanceRecord, InstanceState, ModificationState, Reads, SnapshotRecord, SnapshotState,
     VolumeAttachmentRecord, VolumeModificationRecord, VolumeRecord, VolumeState, WriteTx,
 };
 
@@ -240,6 +240,20 @@ pub(crate) fn insert_root_volume(
     Ok(id)
 }
 
+/// The volumes attached to one instance, through storage's attachment index.
+pub(crate) fn attached_volumes(
+    tx: &impl Reads,
+    account: &str,
+    instance_id: &str,
+) -> storage::Result<Vec<VolumeRecord>> {
+    let mut volumes = Vec::new();
+    for (entry, _) in tx.scan(&VOLUME_ATTACHMENTS, &format!("{account}/{instance_id}/"))? {
+        let volume_id = entry.rsplit('/').next().unwrap_or_default();
+        volumes.extend(tx.get(&VOLUMES, &key(account, volume_id))?);
+    }
+    Ok(volumes)
+}
+
 impl Backend {
     fn volume_path(&self, id: &str) -> PathBuf {
         self.data_dir().join("volumes").join(format!("{id}.qcow2"))
@@ -254,13 +268,27 @@ impl Backend {
         Ok(self.store().read(|tx| tx.scan(&VOLUMES, &format!("{account}/")))?.into_iter().map(|(_, v)| v).collect())
     }
 
+    /// The volumes attached to each of the named instances (those with any).
+    pub fn volumes_of_instances<'a>(
+        &self,
+        account: &str,
+        instance_ids: impl IntoIterator<Item = &'a str>,
+    ) -> Result<std::collections::HashMap<String, Vec<VolumeRecord>>> {
+        Ok(self.store().read(|tx| {
+            let mut by_instance = std::collections::HashMap::new();
+            for id in instance_ids {
+                let volumes = attached_volumes(tx, account, id)?;
+                if !volumes.is_empty() {
+                    by_instance.insert(id.to_owned(), volumes);
+                }
+            }
+            Ok::<_, storage::Error>(by_instance)
+        })?)
+    }
+
     /// The volumes attached (or being attached or detached) to one instance.
     pub fn instance_volumes(&self, account: &str, instance_id: &str) -> Result<Vec<VolumeRecord>> {
-        Ok(self
-            .volumes(account)?
-            .into_iter()
-            .filter(|v| v.attachment.as_ref().is_some_and(|a| a.instance_id == instance_id))
-            .collect())
+        Ok(self.store().read(|tx| attached_volumes(tx, account, instance_id))?)
     }
 
     pub fn create_volume(&self, account: &str, req: NewVolume) -> Result<VolumeRecord> {

@@ -88,6 +88,15 @@ def test_filters(fleet):
         return sorted(i["InstanceId"] for r in response["Reservations"] for i in r["Instances"] if i["InstanceId"] in ids)
 
     assert found(("tag:role", ["web-*"])) == [tagged["InstanceId"]]
+    # Exact tag and id filters are answered from storage's indexes; they must agree with a scan.
+    volume = client.create_volume(AvailabilityZone="us-east-1a", Size=1, TagSpecifications=[
+        {"ResourceType": "volume", "Tags": [{"Key": "role", "Value": "web-1"}]}])["VolumeId"]
+    assert found(("tag:role", ["web-1"])) == [tagged["InstanceId"]], "the volume's tag names no instance"
+    assert found(("tag:role", ["web-1", "nothing"])) == [tagged["InstanceId"]]
+    assert found(("tag:role", ["web-1"]), ("instance-state-name", ["stopped"])) == []
+    assert found(("tag:role", ["web-10"])) == []
+    assert found(("instance-id", [tagged["InstanceId"], "i-0123456789abcdef0"])) == [tagged["InstanceId"]]
+    client.delete_volume(VolumeId=volume)
     assert found(("tag-key", ["role"])) == [tagged["InstanceId"]]
     assert found(("instance-state-name", ["stopped"])) == [other["InstanceId"]]
     assert found(("instance-state-name", ["running", "stopped"])) == sorted(ids)

@@ -69,6 +69,24 @@ impl FilterSet {
         Ok(Self { filters: compiled })
     }
 
+    /// The values a resource must have for field `name` when that filter allows literal
+    /// values only (no wildcards): an index can then find every candidate. `None` when no such
+    /// filter narrows the field.
+    pub fn exact_values(&self, name: &str) -> Option<Vec<&str>> {
+        self.filters.iter().find_map(|f| match &f.target {
+            Target::Field(field) if field == name => literal_values(&f.patterns),
+            _ => None,
+        })
+    }
+
+    /// The first `tag:<key>` filter whose values are all literal, as (key, values).
+    pub fn exact_tag(&self) -> Option<(&str, Vec<&str>)> {
+        self.filters.iter().find_map(|f| match &f.target {
+            Target::Tag(key) => Some((key.as_str(), literal_values(&f.patterns)?)),
+            _ => None,
+        })
+    }
+
     pub fn matches(&self, resource: &dyn Filterable) -> bool {
         self.filters.iter().all(|filter| {
             let p = &filter.patterns;
@@ -81,6 +99,10 @@ impl FilterSet {
             }
         })
     }
+}
+
+fn literal_values(patterns: &[Pattern]) -> Option<Vec<&str>> {
+    patterns.iter().map(|p| p.literal.as_deref()).collect()
 }
 
 fn any_match<'a>(patterns: &[Pattern], mut candidates: impl Iterator<Item = &'a str>) -> bool {
@@ -190,6 +212,21 @@ mod tests {
             kinds: vec!["a", "b"],
             tags: vec![("Role".into(), "web".into()), ("Env".into(), "dev".into())],
         }
+    }
+
+    #[test]
+    fn literal_filters_tell_what_an_index_may_look_up() {
+        let set = FilterSet::new(
+            Some(&[filter("name", &["web-1", "web\\*"]), filter("kind", &["a*"]), filter("tag:Role", &["web", "db"])]),
+            &["name", "kind"],
+        )
+        .unwrap();
+        assert_eq!(set.exact_values("name"), Some(vec!["web-1", "web*"]), "escapes are literal");
+        assert_eq!(set.exact_values("kind"), None, "a wildcard needs a scan");
+        assert_eq!(set.exact_values("other"), None);
+        assert_eq!(set.exact_tag(), Some(("Role", vec!["web", "db"])));
+        let wild = FilterSet::new(Some(&[filter("tag:Role", &["w?b"])]), &[]).unwrap();
+        assert_eq!(wild.exact_tag(), None);
     }
 
     #[test]

@@ -176,6 +176,8 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>, shutdown: impl F
         tokio::select! {
             accepted = listener.accept() => {
                 let Ok((stream, _)) = accepted else { continue };
+                // Answers go out whole at once; Nagle would only hold back the last segment.
+                let _ = stream.set_nodelay(true);
                 let connection = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service.clone()));
                 let watched = graceful.watch(connection);

@@ -7,9 +7,13 @@
 //! 3. Values are typed [`Record`]s, stored as one version byte followed by JSON, so that a
 //!    later layout can be told apart from this one and migrated.
 //!
+//! 4. Some records have derived tables (indexes and aggregates, see [`derived`]) that every
+//!    insert and remove keeps in step, in the same transaction.
+//!
 //! Keys are strings; records of one account share the prefix `"{account}/"` so that listing an
 //! account's resources is one range scan.
 
+pub mod derived;
 mod records;
 pub mod tables;
 
@@ -20,6 +24,7 @@ use redb::{ReadableTable, TableDefinition};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+pub use derived::{HostUsageRecord, IndexEntry, LeaseBlockRecord, MetaRecord};
 pub use records::*;
 
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +68,14 @@ pub trait Record: Serialize + DeserializeOwned {
     /// Older layouts the current one reads as they are (it only added fields with defaults).
     /// An older binary refuses the newer version instead of misreading it.
     const READS: &'static [u8] = &[];
+    /// Whether writes of this record keep derived tables in step ([`Record::derive`]).
+    const DERIVED: bool = false;
+
+    /// Brings the derived tables in step with the record at `key` going from `old` to `new`
+    /// (`None`: absent), inside the writing transaction.
+    fn derive(_tx: &WriteTx, _key: &str, _old: Option<&Self>, _new: Option<&Self>) -> Result<()> {
+        Ok(())
+    }
 }
 
 fn encode<V: Record>(value: &V) -> Vec<u8> {
@@ -103,9 +116,17 @@ pub struct Store {
     db: redb::Database,
 }
 
+/// redb's page cache when none is asked for: pages beyond it are read again from the file
+/// (the kernel's page cache), so memory stays bounded however large the database grows.
+pub const DEFAULT_CACHE_MIB: usize = 64;
+
 impl Store {
     pub fn open(path: &Path) -> Result<Self> {
-        Self::init(redb::Database::create(path)?)
+        Self::open_with_cache(path, DEFAULT_CACHE_MIB)
+    }
+
+    pub fn open_with_cache(path: &Path, cache_mib: usize) -> Result<Self> {
+        Self::init(redb::Database::builder().set_cache_size(cache_mib << 20).create(path)?)
     }
 
     /// A store that lives in memory only, for tests.
@@ -114,11 +135,12 @@ impl Store {
     }
 
     fn init(db: redb::Database) -> Result<Self> {
-        let tx = db.begin_write()?;
+        let tx = WriteTx { tx: db.begin_write()? };
         for name in tables::ALL {
-            tx.open_table(TableDefinition::<&str, &[u8]>::new(name))?;
+            tx.tx.open_table(TableDefinition::<&str, &[u8]>::new(name))?;
         }
-        tx.commit()?;
+        derived::ensure(&tx)?;
+        tx.tx.commit()?;
         Ok(Self { db })
     }
 
@@ -163,6 +185,33 @@ fn scan_from<V: Record>(
     Ok(out)
 }
 
+/// What reading takes, in a snapshot or in a write transaction.
+pub trait Reads {
+    fn get<V: Record>(&self, t: &Table<V>, key: &str) -> Result<Option<V>>;
+    /// Every record whose key starts with `prefix`, in key order.
+    fn scan<V: Record>(&self, t: &Table<V>, prefix: &str) -> Result<Vec<(String, V)>>;
+}
+
+impl Reads for ReadTx {
+    fn get<V: Record>(&self, t: &Table<V>, key: &str) -> Result<Option<V>> {
+        ReadTx::get(self, t, key)
+    }
+
+    fn scan<V: Record>(&self, t: &Table<V>, prefix: &str) -> Result<Vec<(String, V)>> {
+        ReadTx::scan(self, t, prefix)
+    }
+}
+
+impl Reads for WriteTx {
+    fn get<V: Record>(&self, t: &Table<V>, key: &str) -> Result<Option<V>> {
+        WriteTx::get(self, t, key)
+    }
+
+    fn scan<V: Record>(&self, t: &Table<V>, prefix: &str) -> Result<Vec<(String, V)>> {
+        WriteTx::scan(self, t, prefix)
+    }
+}
+
 /// A consistent snapshot.
 pub struct ReadTx {
     tx: redb::ReadTransaction,
@@ -194,13 +243,43 @@ impl WriteTx {
     }
 
     pub fn insert<V: Record>(&self, t: &Table<V>, key: &str, value: &V) -> Result<()> {
-        self.tx.open_table(t.def())?.insert(key, encode(value).as_slice())?;
+        let old = {
+            let mut table = self.tx.open_table(t.def())?;
+            let old = table.insert(key, encode(value).as_slice())?;
+            if V::DERIVED {
+                old.map(|bytes| decode::<V>(t.name, key, bytes.value())).transpose()?
+            } else {
+                None
+            }
+        };
+        if V::DERIVED {
+            V::derive(self, key, old.as_ref(), Some(value))?;
+        }
         Ok(())
     }
 
     /// Removes `key`; whether it was there.
     pub fn remove<V: Record>(&self, t: &Table<V>, key: &str) -> Result<bool> {
-        Ok(self.tx.open_table(t.def())?.remove(key)?.is_some())
+        let old = {
+            let mut table = self.tx.open_table(t.def())?;
+            let old = table.remove(key)?;
+            match old {
+                Some(bytes) if V::DERIVED => Some(Some(decode::<V>(t.name, key, bytes.value())?)),
+                Some(_) => Some(None),
+                None => None,
+            }
+        };
+        if let Some(Some(old)) = &old {
+            V::derive(self, key, Some(old), None)?;
+        }
+        Ok(old.is_some())
+    }
+
+    /// Empties a table.
+    pub fn clear<V: Record>(&self, t: &Table<V>) -> Result<()> {
+        self.tx.delete_table(t.def())?;
+        self.tx.open_table(t.def())?;
+        Ok(())
     }
 }
 

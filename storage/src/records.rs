@@ -68,6 +68,11 @@ pub struct TagRecord {
 
 impl Record for TagRecord {
     const VERSION: u8 = 1;
+    const DERIVED: bool = true;
+
+    fn derive(tx: &crate::WriteTx, key: &str, old: Option<&Self>, new: Option<&Self>) -> crate::Result<()> {
+        crate::derived::derive_tag(tx, key, old, new)
+    }
 }
 
 /// A machine image. Key: `{owner account}/{image id}`.
@@ -248,6 +253,11 @@ pub struct InstanceRecord {
 impl Record for InstanceRecord {
     const VERSION: u8 = 4;
     const READS: &'static [u8] = &[1, 2, 3];
+    const DERIVED: bool = true;
+
+    fn derive(tx: &crate::WriteTx, _key: &str, old: Option<&Self>, new: Option<&Self>) -> crate::Result<()> {
+        crate::derived::derive_instance(tx, old, new)
+    }
 }
 
 /// EC2's `InstanceMetadataOptions`, as the metadata service applies them.
@@ -394,6 +404,11 @@ pub struct LeaseRecord {
 
 impl Record for LeaseRecord {
     const VERSION: u8 = 1;
+    const DERIVED: bool = true;
+
+    fn derive(tx: &crate::WriteTx, key: &str, _old: Option<&Self>, new: Option<&Self>) -> crate::Result<()> {
+        crate::derived::derive_lease(tx, key, new.is_some())
+    }
 }
 
 /// Where a security group rule lets traffic come from (ingress) or go to (egress).
@@ -561,6 +576,11 @@ pub struct VolumeRecord {
 
 impl Record for VolumeRecord {
     const VERSION: u8 = 1;
+    const DERIVED: bool = true;
+
+    fn derive(tx: &crate::WriteTx, _key: &str, old: Option<&Self>, new: Option<&Self>) -> crate::Result<()> {
+        crate::derived::derive_volume(tx, old, new)
+    }
 }
 
 /// A snapshot's state, with EC2's names.

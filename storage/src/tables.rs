@@ -1,8 +1,9 @@
 //! Every table, in one place.
 
 use crate::{
-    AccessKeyRecord, AccountRecord, ClientTokenRecord, HostStateRecord, ImageRecord, InstanceRecord, KeyPairRecord,
-    LeaseRecord, MigrationRecord, NameRecord, SecurityGroupRecord, SnapshotRecord, Table, TagRecord, VolumeRecord,
+    AccessKeyRecord, AccountRecord, ClientTokenRecord, HostStateRecord, HostUsageRecord, ImageRecord, IndexEntry,
+    InstanceRecord, KeyPairRecord, LeaseBlockRecord, LeaseRecord, MetaRecord, MigrationRecord, NameRecord,
+    SecurityGroupRecord, SnapshotRecord, Table, TagRecord, VolumeRecord,
 };
 
 pub const ACCOUNTS: Table<AccountRecord> = Table::new("accounts");
@@ -22,6 +23,19 @@ pub const SNAPSHOTS: Table<SnapshotRecord> = Table::new("snapshots");
 /// Key: `{account}/{vpc id}/{group name}`.
 pub const SECURITY_GROUP_NAMES: Table<NameRecord> = Table::new("security_group_names");
 
+/// The database's own facts (the derived tables' layout).
+pub const META: Table<MetaRecord> = Table::new("meta");
+/// Derived ([`crate::derived`]): key `{instance id}/{account}` for each instance.
+pub const INSTANCE_IDS: Table<IndexEntry> = Table::new("instance_ids");
+/// Derived: what each host's instances hold of it. Key: host id.
+pub const HOST_USAGE: Table<HostUsageRecord> = Table::new("host_usage");
+/// Derived: key [`crate::derived::tag_index_prefix`] + resource id.
+pub const TAG_INDEX: Table<IndexEntry> = Table::new("tag_index");
+/// Derived: key `{account}/{instance id}/{volume id}` for each attached volume.
+pub const VOLUME_ATTACHMENTS: Table<IndexEntry> = Table::new("volume_attachments");
+/// Derived: key [`crate::derived::lease_block_key`].
+pub const LEASE_BLOCKS: Table<LeaseBlockRecord> = Table::new("lease_blocks");
+
 /// Created at open, so that readers never meet a missing table.
 pub const ALL: &[&str] = &[
     "accounts",
@@ -39,4 +53,10 @@ pub const ALL: &[&str] = &[
     "security_group_names",
     "volumes",
     "snapshots",
+    "meta",
+    "instance_ids",
+    "host_usage",
+    "tag_index",
+    "volume_attachments",
+    "lease_blocks",
 ];

@@ -21,7 +21,13 @@ pub async fn handle(
     }
     let account = ctx.account().to_owned();
     let id = req.instance_id.clone();
-    let (r, joins) = ctx.call(move |b| Ok((b.instance(&account, &id)?, Joins::load(b, &account)?))).await?;
+    let (r, joins) = ctx
+        .call(move |b| {
+            let record = b.instance(&account, &id)?;
+            let joins = Joins::for_instances(b, &account, std::slice::from_ref(&record))?;
+            Ok((record, joins))
+        })
+        .await?;
     let mut out = DescribeInstanceAttributeOutput { instance_id: Some(r.id.clone()), ..Default::default() };
     match req.attribute.as_str() {
         "instanceType" => out.instance_type = value(&r.instance_type),

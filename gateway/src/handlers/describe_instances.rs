@@ -65,8 +65,38 @@ pub async fn handle(ctx: &Ctx, req: DescribeInstancesRequest) -> Result<Describe
     let filters = FilterSet::new(req.filters.as_deref(), FILTERS)?;
     let page = PageRequest::new(req.max_results, req.next_token.as_deref(), 5, 1000)?;
     let account = ctx.account().to_owned();
+    // Ids, given or filtered by exactly, and exact tag filters narrow what is read; any
+    // other query reads the account's instances and filters them all.
+    let tagged = filters
+        .exact_tag()
+        .map(|(key, values)| (key.to_owned(), values.iter().map(|v| v.to_string()).collect::<Vec<_>>()));
+    let named: Option<Vec<String>> = if !ids.is_empty() {
+        Some(ids.clone())
+    } else {
+        filters.exact_values("instance-id").map(|v| v.iter().map(|id| id.to_string()).collect())
+    };
     let (records, tags, joins) = ctx
-        .call(move |b| Ok((b.instances(&account)?, b.tags_by_resource(&account)?, Joins::load(b, &account)?)))
+        .call(move |b| {
+            let narrowed = match (named, tagged) {
+                (Some(ids), _) => Some(ids),
+                (None, Some((key, values))) => {
+                    let values: Vec<&str> = values.iter().map(String::as_str).collect();
+                    let mut ids = b.tagged_resources(&account, &key, &values)?;
+                    ids.retain(|id| id.starts_with("i-"));
+                    Some(ids)
+                }
+                (None, None) => None,
+            };
+            match narrowed {
+                Some(ids) => {
+                    let records = b.instances_by_id(&account, &ids)?;
+                    let tags = b.tags_of(&account, records.iter().map(|r| r.id.as_str()))?;
+                    let joins = Joins::for_instances(b, &account, &records)?;
+                    Ok((records, tags, joins))
+                }
+                None => Ok((b.instances(&account)?, b.tags_by_resource(&account)?, Joins::load(b, &account)?)),
+            }
+        })
         .await?;
     if let Some(missing) = ids.iter().find(|id| !records.iter().any(|r| &r.id == *id)) {
         return Err(Ec2Error::new("InvalidInstanceID.NotFound", format!("The instance ID '{missing}' does not exist")));

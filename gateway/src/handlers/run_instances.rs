@@ -84,7 +84,8 @@ pub async fn handle(ctx: &Ctx, req: RunInstancesRequest) -> Result<RunInstancesO
     let (records, joins) = ctx
         .call(move |b| {
             let records = b.run_instances(&account, &vpc, launch)?;
-            Ok((records, Joins::load(b, &account)?))
+            let joins = Joins::for_instances(b, &account, &records)?;
+            Ok((records, joins))
         })
         .await?;
     let first = records.first().ok_or_else(Ec2Error::internal)?;

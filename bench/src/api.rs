@@ -1,0 +1,533 @@
+//! The API benchmark: Stratus, moto_server and the bare hyper server, side by side in one run.
+//!
+//! 1. All three start at once on loopback ports. Stratus runs on libvirt test-driver hosts:
+//!    in lab daemons (`scripts/lab up 3`, one host per zone) for the full run, so that the
+//!    test driver's domains live outside Stratus's memory as real hosts' would; in-process
+//!    `test:///default` for `--quick`.
+//! 2. Stage by stage the store grows (1,000 → 10,000 → 100,000 instances; moto stops at
+//!    10,000). The first 1,000 are launched one RunInstances at a time (MaxCount 1, then 100):
+//!    those calls are the RunInstances measurements. Later stages launch in batches of 100;
+//!    at 10,000, ten instances get a `needle` tag for the tag-filter query. Stratus's
+//!    instances beyond 10,000 belong to other accounts (an account's default VPC has 3 × 4,091
+//!    addresses here), which is also how a real store of that size looks.
+//! 3. At each stage, once Stratus's background work has settled, each scenario runs against
+//!    each system in turn, at each concurrency, in the same order: bare, Stratus, moto.
+//! 4. Everything measured goes to `api.json`; [`crate::report`] turns it into tables and plots.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+
+use crate::load::{call, closed_loop, BodyFn, CheckFn, Signer, Summary, Window};
+use crate::systems::{self, Process};
+
+const VERSION: &str = "2016-11-15";
+const REGION: &str = "us-east-1";
+const ZONES: [&str; 3] = ["us-east-1a", "us-east-1b", "us-east-1c"];
+/// Instances an account holds at most here: 3 zones × (4,096 − 5) addresses, with room left.
+const PER_ACCOUNT: usize = 12_000;
+/// The measured account holds at most this many; the rest of a larger store is other accounts'.
+const MEASURED_ACCOUNT: usize = 10_000;
+/// moto is O(N) per request and holds everything in Python objects: it stops at this size.
+const MOTO_MAX: usize = 10_000;
+
+pub struct Options {
+    pub out: PathBuf,
+    pub stratus_bin: PathBuf,
+    pub quick: bool,
+    pub moto: bool,
+    pub stages: Vec<usize>,
+    pub measure: Duration,
+}
+
+#[derive(Serialize)]
+struct Run {
+    scenario: &'static str,
+    system: &'static str,
+    stored: usize,
+    #[serde(flatten)]
+    summary: Summary,
+}
+
+#[derive(Serialize)]
+struct Rss {
+    system: &'static str,
+    stored: usize,
+    rss_mib: f64,
+}
+
+#[derive(Serialize)]
+struct Seeding {
+    system: &'static str,
+    stored: usize,
+    seconds: f64,
+}
+
+#[derive(Serialize, Default)]
+struct Results {
+    kind: &'static str,
+    quick: bool,
+    machine: serde_json::Value,
+    hosts: String,
+    runs: Vec<Run>,
+    rss: Vec<Rss>,
+    seeding: Vec<Seeding>,
+}
+
+/// One system under test, with what the benchmark knows of it.
+struct Target {
+    name: &'static str,
+    process: Process,
+    signer: Signer,
+    image: String,
+    /// The measured account's instances, in launch order.
+    ids: Vec<String>,
+    /// Instances stored in all, the measured account's and others'.
+    stored: usize,
+    filler_accounts: usize,
+    /// Whether ten of the measured account's instances carry `needle=yes`.
+    needles: bool,
+    /// How many of [`ZONES`] have a host.
+    zones: usize,
+}
+
+impl Target {
+    /// The zone for the `n`th launch: round robin over the zones with hosts.
+    fn zone(&self, n: usize) -> &'static str {
+        ZONES[n % self.zones]
+    }
+}
+
+fn query<K: AsRef<str>, V: AsRef<str>>(pairs: &[(K, V)]) -> String {
+    form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs.iter().map(|(k, v)| (k.as_ref(), v.as_ref())))
+        .finish()
+}
+
+/// The text of every `<name>` element of an EC2 answer.
+pub fn texts_of(xml: &[u8], name: &str) -> Vec<String> {
+    use quick_xml::events::Event;
+    let mut reader = quick_xml::Reader::from_reader(xml);
+    let (mut inside, mut out, mut buf) = (false, Vec::new(), Vec::new());
+    loop {
+        match reader.read_event_into(&mut buf) {
+            Ok(Event::Start(e)) => inside = e.local_name().as_ref() == name.as_bytes(),
+            Ok(Event::Text(t)) if inside => {
+                if let Ok(text) = t.decode() {
+                    out.push(text.into_owned());
+                }
+            }
+            Ok(Event::End(_)) => inside = false,
+            Ok(Event::Eof) | Err(_) => break,
+            _ => {}
+        }
+        buf.clear();
+    }
+    out
+}
+
+fn count(xml: &[u8], needle: &str) -> usize {
+    let needle = needle.as_bytes();
+    xml.windows(needle.len()).filter(|w| *w == needle).count()
+}
+
+async fn run_instances(
+    signer: &Signer,
+    image: &str,
+    count: usize,
+    zone: &str,
+    tag: Option<&str>,
+) -> Result<Vec<String>> {
+    let count = count.to_string();
+    let mut pairs = vec![
+        ("Action", "RunInstances"),
+        ("Version", VERSION),
+        ("ImageId", image),
+        ("InstanceType", "t3.nano"),
+        ("MinCount", count.as_str()),
+        ("MaxCount", count.as_str()),
+        ("Placement.AvailabilityZone", zone),
+    ];
+    if let Some(tag) = tag {
+        pairs.extend([
+            ("TagSpecification.1.ResourceType", "instance"),
+            ("TagSpecification.1.Tag.1.Key", "batch"),
+            ("TagSpecification.1.Tag.1.Value", tag),
+        ]);
+    }
+    let answer = call(signer, query(&pairs)).await?;
+    let ids = texts_of(&answer, "instanceId");
+    if ids.len().to_string() != count {
+        bail!("RunInstances answered {} instances, not {count}", ids.len());
+    }
+    Ok(ids)
+}
+
+/// Waits until no instance of the signer's account is pending (Stratus's conductor has
+/// defined and started every domain), so that measurements do not share the CPU with it.
+async fn settle(signer: &Signer, timeout: Duration) -> Result<()> {
+    let started = Instant::now();
+    loop {
+        let answer = call(
+            signer,
+            query(&[
+                ("Action", "DescribeInstances"),
+                ("Version", VERSION),
+                ("Filter.1.Name", "instance-state-name"),
+                ("Filter.1.Value.1", "pending"),
+                ("MaxResults", "5"),
+            ]),
+        )
+        .await?;
+        if count(&answer, "<instanceState>") == 0 {
+            return Ok(());
+        }
+        if started.elapsed() > timeout {
+            bail!("instances still pending after {timeout:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+fn window(concurrency: usize, measure: Duration, max_requests: Option<u64>) -> Window {
+    Window { concurrency, warmup: Duration::from_secs(1).min(measure / 2), measure, max_requests }
+}
+
+/// Requests for instances picked at random from `ids`; a right answer carries one instance.
+fn describe_by_id(ids: &[String]) -> (BodyFn, CheckFn) {
+    let ids: Arc<Vec<String>> = Arc::new(ids.to_vec());
+    let body: BodyFn = Arc::new(move |n| {
+        let id = &ids[(n.wrapping_mul(2_654_435_761) % ids.len() as u64) as usize];
+        query(&[("Action", "DescribeInstances"), ("Version", VERSION), ("InstanceId.1", id)])
+    });
+    (body, Arc::new(|answer: &[u8]| count(answer, "<instanceState>") == 1))
+}
+
+fn fixed(pairs: &[(&str, &str)], expect_instances: usize) -> (BodyFn, CheckFn) {
+    let text = query(pairs);
+    let body: BodyFn = Arc::new(move |_| text.clone());
+    (body, Arc::new(move |answer: &[u8]| count(answer, "<instanceState>") == expect_instances))
+}
+
+fn report_line(scenario: &str, system: &str, stored: usize, s: &Summary) {
+    println!(
+        "{scenario:<22} {system:<12} stored {stored:>6}  c{:<3} {:>9.0} req/s  p50 {:>8} µs  p99 {:>8} µs  ({} requests, {} errors)",
+        s.concurrency, s.requests_per_sec, s.p50_us, s.p99_us, s.requests, s.errors
+    );
+    if let Some(error) = &s.first_error {
+        println!("    first error: {error}");
+    }
+}
+
+struct Bench {
+    options: Options,
+    results: Results,
+}
+
+impl Bench {
+    async fn measure(
+        &mut self,
+        scenario: &'static str,
+        target_name: &'static str,
+        signer: &Signer,
+        stored: usize,
+        window: Window,
+        (body, check): (BodyFn, CheckFn),
+    ) -> Result<()> {
+        let summary = closed_loop(signer, &window, body, check).await?;
+        report_line(scenario, target_name, stored, &summary);
+        self.results.runs.push(Run { scenario, system: target_name, stored, summary });
+        Ok(())
+    }
+
+    fn rss(&mut self, target: &Target) -> Result<()> {
+        let rss_mib = target.process.rss_mib()?;
+        println!("rss                    {:<12} stored {:>6}  {rss_mib:.1} MiB", target.name, target.stored);
+        self.results.rss.push(Rss { system: target.name, stored: target.stored, rss_mib });
+        Ok(())
+    }
+
+    fn save(&self) -> Result<()> {
+        let path = self.options.out.join("api.json");
+        std::fs::write(&path, serde_json::to_vec_pretty(&self.results)?)?;
+        Ok(())
+    }
+}
+
+/// RunInstances, measured: MaxCount 1 then MaxCount 100, until the target holds `upto`.
+async fn first_launches(bench: &mut Bench, target: &mut Target, upto: usize) -> Result<()> {
+    let singles = if bench.options.quick { upto.min(20) } else { upto.min(200) };
+    let hundreds = (upto - singles) / 100;
+    for (scenario, size, n) in [("run-instances-1", 1, singles), ("run-instances-100", 100, hundreds)] {
+        let mut histogram = hdrhistogram::Histogram::<u64>::new(3)?;
+        let started = Instant::now();
+        for i in 0..n {
+            let zone = target.zone(i);
+            let sent = Instant::now();
+            let ids = run_instances(&target.signer, &target.image, size, zone, Some("first")).await?;
+            histogram.record(sent.elapsed().as_micros() as u64)?;
+            target.ids.extend(ids);
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        target.stored += size * n;
+        let summary = Summary {
+            concurrency: 1,
+            requests: n as u64,
+            errors: 0,
+            seconds,
+            requests_per_sec: n as f64 / seconds,
+            p50_us: histogram.value_at_quantile(0.5),
+            p99_us: histogram.value_at_quantile(0.99),
+            max_us: histogram.max(),
+            mean_us: histogram.mean(),
+            first_error: None,
+        };
+        report_line(scenario, target.name, target.stored, &summary);
+        bench.results.runs.push(Run { scenario, system: target.name, stored: target.stored, summary });
+    }
+    Ok(())
+}
+
+/// Grows the measured account to `upto` instances in batches of 100, each batch tagged.
+async fn grow(target: &mut Target, upto: usize) -> Result<()> {
+    let mut batch = target.ids.len() / 100;
+    let upto = upto.min(MEASURED_ACCOUNT);
+    while target.ids.len() < upto {
+        let size = (upto - target.ids.len()).min(100);
+        let zone = target.zone(batch);
+        let ids = run_instances(&target.signer, &target.image, size, zone, Some(&format!("b{batch}"))).await?;
+        target.ids.extend(ids);
+        target.stored += size;
+        batch += 1;
+    }
+    Ok(())
+}
+
+/// Ten instances spread over the store get `needle=yes`.
+async fn tag_needles(target: &Target) -> Result<()> {
+    let step = target.ids.len() / 10;
+    let mut pairs = vec![("Action".to_owned(), "CreateTags".to_owned()), ("Version".to_owned(), VERSION.to_owned())];
+    for i in 0..10 {
+        pairs.push((format!("ResourceId.{}", i + 1), target.ids[i * step + step / 2].clone()));
+    }
+    pairs.extend([("Tag.1.Key".to_owned(), "needle".to_owned()), ("Tag.1.Value".to_owned(), "yes".to_owned())]);
+    call(&target.signer, query(&pairs)).await?;
+    Ok(())
+}
+
+/// Instances of other accounts, until Stratus stores `upto` in all.
+async fn fill_other_accounts(options: &Options, target: &mut Target, data_dir: &Path, upto: usize) -> Result<()> {
+    let mut account = target.filler_accounts;
+    while target.stored < upto {
+        let (key, secret) = (format!("AKIABENCHFILLER{account:05}"), format!("filler-secret-{account:05}"));
+        systems::stratus_account(&options.stratus_bin, data_dir, &format!("filler-{account}"), &key, &secret)?;
+        let signer = Signer::new(target.signer.addr, &key, &secret, REGION);
+        let mut held = 0;
+        while held < PER_ACCOUNT && target.stored < upto {
+            let size = (upto - target.stored).min(100);
+            run_instances(&signer, &target.image, size, target.zone(held / 100), None).await?;
+            held += size;
+            target.stored += size;
+        }
+        settle(&signer, Duration::from_secs(3600)).await?;
+        account += 1;
+    }
+    target.filler_accounts = account;
+    Ok(())
+}
+
+fn stratus_config(dir: &Path, hosts: &[String]) -> Result<PathBuf> {
+    let mut text = format!(
+        "[[regions]]\nname = \"{REGION}\"\nzones = [{}]\n\n[instances]\nsweep_interval_ms = 1000\n\n[limits]\nrequests_per_second = 1000000\nburst = 1000000\n",
+        ZONES.iter().map(|z| format!("\"{z}\"")).collect::<Vec<_>>().join(", ")
+    );
+    for (i, uri) in hosts.iter().enumerate() {
+        text.push_str(&format!(
+            "\n[[hosts]]\nuri = \"{uri}\"\nzone = \"{}\"\nvcpus = 1000000\nmemory_mib = 1000000000\n",
+            ZONES[i % ZONES.len()]
+        ));
+    }
+    let path = dir.join("stratus.toml");
+    std::fs::write(&path, text)?;
+    Ok(path)
+}
+
+/// A tiny qcow2 for Stratus's benchmark image (the test driver never reads it).
+fn bench_disk(dir: &Path) -> Result<PathBuf> {
+    let path = dir.join("bench-image.qcow2");
+    let status =
+        std::process::Command::new("qemu-img").args(["create", "-q", "-f", "qcow2"]).arg(&path).arg("64M").status()?;
+    if !status.success() {
+        bail!("qemu-img create failed");
+    }
+    Ok(path)
+}
+
+async fn register_image(signer: &Signer, disk: &Path) -> Result<String> {
+    let location = disk.to_string_lossy();
+    let answer = call(
+        signer,
+        query(&[("Action", "RegisterImage"), ("Version", VERSION), ("Name", "bench"), ("ImageLocation", &location)]),
+    )
+    .await?;
+    texts_of(&answer, "imageId").into_iter().next().context("RegisterImage answered no imageId")
+}
+
+async fn moto_image(signer: &Signer) -> Result<String> {
+    let answer = call(signer, query(&[("Action", "DescribeImages"), ("Version", VERSION)])).await?;
+    texts_of(&answer, "imageId").into_iter().next().context("moto has no images")
+}
+
+/// Brings up the lab's hosts for the test driver; answers their URIs.
+fn lab_hosts(n: usize) -> Result<Vec<String>> {
+    let script = systems::repo_root().join("scripts/lab");
+    let status = std::process::Command::new(&script)
+        .args(["up", &n.to_string()])
+        .stdout(std::process::Stdio::null())
+        .status()?;
+    if !status.success() {
+        bail!("scripts/lab up {n} failed");
+    }
+    Ok((1..=n).map(|i| format!("test+tcp://10.88.0.{}/default", 10 + i)).collect())
+}
+
+struct LabGuard(bool);
+
+impl Drop for LabGuard {
+    fn drop(&mut self) {
+        if self.0 {
+            let _ = std::process::Command::new(systems::repo_root().join("scripts/lab")).arg("down").output();
+        }
+    }
+}
+
+pub async fn run(options: Options) -> Result<()> {
+    std::fs::create_dir_all(&options.out)?;
+    let work = options.out.join("work");
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work)?;
+    let hosts = if options.quick { vec!["test:///default".to_owned()] } else { lab_hosts(ZONES.len())? };
+    let _lab = LabGuard(!options.quick);
+    let data_dir = work.join("stratus-data");
+    let config = stratus_config(&work, &hosts)?;
+
+    let bare = systems::bare(&work.join("bare.log"))?;
+    let (stratus, (key, secret)) =
+        systems::stratus(&options.stratus_bin, &config, &data_dir, &work.join("stratus.log"))?;
+    let stratus_signer = Signer::new(stratus.addr, &key, &secret, REGION);
+    let image = register_image(&stratus_signer, &bench_disk(&work)?).await?;
+    let mut targets = vec![Target {
+        name: "stratus",
+        process: stratus,
+        signer: stratus_signer,
+        image,
+        ids: vec![],
+        stored: 0,
+        filler_accounts: 0,
+        needles: false,
+        zones: hosts.len(),
+    }];
+    if options.moto {
+        let moto = systems::moto(&work.join("moto.log"))?;
+        let signer = Signer::new(moto.addr, "AKIAMOTOBENCH", "moto-secret", REGION);
+        let image = moto_image(&signer).await?;
+        targets.push(Target {
+            name: "moto",
+            process: moto,
+            signer,
+            image,
+            ids: vec![],
+            stored: 0,
+            filler_accounts: 0,
+            needles: false,
+            zones: hosts.len(),
+        });
+    }
+    let bare_signer = Signer::new(bare.addr, "AKIABARE", "bare-secret", REGION);
+
+    let mut bench = Bench {
+        results: Results {
+            kind: "api",
+            quick: options.quick,
+            machine: crate::machine(),
+            hosts: hosts.join(", "),
+            ..Default::default()
+        },
+        options,
+    };
+    for target in &targets {
+        bench.rss(target)?;
+    }
+    let stages = bench.options.stages.clone();
+    let concurrencies: &[usize] = if bench.options.quick { &[1, 8] } else { &[1, 8, 64] };
+    let measure = bench.options.measure;
+    let last_stage = stages.last().copied().unwrap_or(0);
+    for (stage_index, &stage) in stages.iter().enumerate() {
+        let live: Vec<usize> = (0..targets.len()).filter(|&i| targets[i].name != "moto" || stage <= MOTO_MAX).collect();
+        for &i in &live {
+            let target = &mut targets[i];
+            let started = Instant::now();
+            if stage_index == 0 {
+                first_launches(&mut bench, target, stage).await?;
+            }
+            grow(target, stage).await?;
+            // The tag-filter query looks for ten needles in the account's final haystack.
+            let account_full = target.ids.len() == PER_ACCOUNT.min(last_stage).min(MEASURED_ACCOUNT);
+            if account_full && !target.needles {
+                tag_needles(target).await?;
+                target.needles = true;
+            }
+            if target.name == "stratus" {
+                fill_other_accounts(&bench.options, target, &data_dir, stage).await?;
+                settle(&target.signer, Duration::from_secs(3600)).await?;
+            }
+            let seconds = started.elapsed().as_secs_f64();
+            println!("seeded                 {:<12} stored {:>6}  in {seconds:.1} s", target.name, target.stored);
+            bench.results.seeding.push(Seeding { system: target.name, stored: target.stored, seconds });
+            bench.rss(target)?;
+        }
+        for &c in concurrencies {
+            let probe = describe_by_id(&targets[0].ids);
+            bench.measure("describe-by-id", "bare-hyper", &bare_signer, 0, window(c, measure, None), probe).await?;
+            for &i in &live {
+                let t = &targets[i];
+                bench
+                    .measure(
+                        "describe-by-id",
+                        t.name,
+                        &t.signer,
+                        t.stored,
+                        window(c, measure, None),
+                        describe_by_id(&t.ids),
+                    )
+                    .await?;
+            }
+        }
+        for &i in &live {
+            let t = &targets[i];
+            // moto takes seconds to a minute for these: a few requests, one at a time.
+            let (patience, cap) = if t.name == "moto" { (Duration::from_secs(900), Some(3)) } else { (measure, None) };
+            if stage_index == 0 {
+                let all = fixed(&[("Action", "DescribeInstances"), ("Version", VERSION)], t.ids.len());
+                bench.measure("describe-all", t.name, &t.signer, t.stored, window(1, patience, cap), all).await?;
+            }
+            if t.needles {
+                let pairs = [
+                    ("Action", "DescribeInstances"),
+                    ("Version", VERSION),
+                    ("Filter.1.Name", "tag:needle"),
+                    ("Filter.1.Value.1", "yes"),
+                ];
+                let w = window(1, patience, cap);
+                bench.measure("describe-tag-filter", t.name, &t.signer, t.stored, w, fixed(&pairs, 10)).await?;
+            }
+        }
+        bench.save()?;
+    }
+    bench.save()?;
+    println!("results: {}", bench.options.out.join("api.json").display());
+    Ok(())
+}

@@ -1,0 +1,121 @@
+//! `stratus-bench`: Stratus measured against its peers, side by side, on one machine.
+//!
+//! - `api`: a SigV4 load generator ([`load`]) against Stratus, moto_server and a bare hyper
+//!   server ([`bare`]) as the store grows ([`api`]); writes `api.json`.
+//! - `scheduler`: one placement over 10,000 hosts holding 100,000 instances ([`scheduler`]);
+//!   writes `scheduler.json`.
+//! - `report`: tables and SVG plots from a results directory (`api.json`, `scheduler.json`,
+//!   and the `launch.json` / `migration.json` that `bench/launch.py` and `bench/migration.py`
+//!   write), for `docs/benchmarks.md` ([`report`]).
+//! - `bare-server`: the ceiling, as its own process.
+//!
+//! Nothing here passes or fails on a number: figures are printed and stored, and the targets
+//! are judged in the report.
+
+mod api;
+mod bare;
+mod load;
+mod report;
+mod scheduler;
+mod systems;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "stratus-bench", about = "Benchmarks Stratus against moto_server, a bare hyper server and virsh")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// The API benchmark (needs root for the lab hosts, unless --quick).
+    Api {
+        /// Where api.json and the systems' logs go.
+        #[arg(long, default_value = "bench/results/latest")]
+        out: PathBuf,
+        /// The Stratus binary (a release build).
+        #[arg(long, default_value = "target/release/stratus")]
+        stratus_bin: PathBuf,
+        /// A small run on the in-process test driver: 120 and 320 instances, moto included.
+        #[arg(long)]
+        quick: bool,
+        /// Leave moto_server out.
+        #[arg(long)]
+        no_moto: bool,
+        /// Store sizes to measure at (default 1000,10000,100000; --quick: 120,320).
+        #[arg(long, value_delimiter = ',')]
+        stages: Option<Vec<usize>>,
+        /// Seconds each measured window lasts (after one second of warm-up).
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+    },
+    /// One placement over many hosts and instances.
+    Scheduler {
+        #[arg(long, default_value = "bench/results/latest")]
+        out: PathBuf,
+        #[arg(long, default_value_t = 10_000)]
+        hosts: usize,
+        #[arg(long, default_value_t = 100_000)]
+        instances: usize,
+    },
+    /// Tables and plots from a results directory.
+    Report {
+        #[arg(long, default_value = "bench/results/latest")]
+        results: PathBuf,
+        /// Where the SVG plots and the tables (results.md) go.
+        #[arg(long, default_value = "docs/bench")]
+        out: PathBuf,
+    },
+    /// A bare hyper server answering a fixed ~1 KB body.
+    BareServer {
+        #[arg(long)]
+        listen: SocketAddr,
+    },
+}
+
+/// What machine the figures come from.
+pub fn machine() -> serde_json::Value {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model =
+        cpuinfo.lines().find_map(|l| l.strip_prefix("model name")?.split_once(':').map(|(_, m)| m.trim().to_owned()));
+    let memory_kib: Option<u64> = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| m.lines().find_map(|l| l.strip_prefix("MemTotal:")?.split_whitespace().next()?.parse().ok()));
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    serde_json::json!({
+        "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        "cpu_model": model,
+        "memory_gib": memory_kib.map(|k| (k as f64 / 1024.0 / 1024.0).round()),
+        "kernel": kernel.trim(),
+        "date": chrono::Utc::now().to_rfc3339(),
+    })
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    match cli.command {
+        Command::Api { out, stratus_bin, quick, no_moto, stages, seconds } => {
+            let stages = stages.unwrap_or_else(|| if quick { vec![120, 320] } else { vec![1_000, 10_000, 100_000] });
+            let options = api::Options {
+                out,
+                stratus_bin: std::path::absolute(stratus_bin)?,
+                quick,
+                moto: !no_moto,
+                stages,
+                measure: Duration::from_secs_f64(seconds),
+            };
+            runtime.block_on(api::run(options))
+        }
+        Command::Scheduler { out, hosts, instances } => scheduler::run(&out, hosts, instances),
+        Command::Report { results, out } => report::run(&results, &out),
+        Command::BareServer { listen } => runtime.block_on(bare::serve(listen)),
+    }
+}

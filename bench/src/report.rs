@@ -1,0 +1,459 @@
+//! The report: markdown tables and SVG plots from one results directory.
+//!
+//! Reads whichever of `api.json`, `scheduler.json`, `launch.json` and `migration.json` are
+//! there, writes `results.md` (the tables `docs/benchmarks.md` quotes) and one SVG per plot
+//! into the output directory, and prints the tables. Ratios are always taken between systems
+//! measured in the same run.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use plotters::prelude::*;
+use serde_json::Value;
+
+fn load(dir: &Path, name: &str) -> Result<Option<Value>> {
+    let path = dir.join(name);
+    if !path.exists() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(&path)?;
+    Ok(Some(serde_json::from_str(&text).with_context(|| format!("reading {}", path.display()))?))
+}
+
+fn f(v: &Value, key: &str) -> f64 {
+    v[key].as_f64().unwrap_or(f64::NAN)
+}
+
+fn s<'a>(v: &'a Value, key: &str) -> &'a str {
+    v[key].as_str().unwrap_or("")
+}
+
+fn u(v: &Value, key: &str) -> u64 {
+    v[key].as_u64().unwrap_or(0)
+}
+
+/// Median, min and max of some samples.
+pub fn spread(mut samples: Vec<f64>) -> Option<(f64, f64, f64)> {
+    samples.retain(|x| x.is_finite());
+    if samples.is_empty() {
+        return None;
+    }
+    samples.sort_by(f64::total_cmp);
+    let n = samples.len();
+    let median = if n % 2 == 1 { samples[n / 2] } else { (samples[n / 2 - 1] + samples[n / 2]) / 2.0 };
+    Some((median, samples[0], samples[n - 1]))
+}
+
+fn fmt_spread(samples: Vec<f64>, digits: usize) -> String {
+    match spread(samples) {
+        Some((m, lo, hi)) if lo == hi => format!("{m:.digits$}"),
+        Some((m, lo, hi)) => format!("{m:.digits$} ({lo:.digits$}–{hi:.digits$})"),
+        None => "–".into(),
+    }
+}
+
+fn ms(us: f64) -> String {
+    if us >= 10_000.0 {
+        format!("{:.0} ms", us / 1000.0)
+    } else if us >= 1000.0 {
+        format!("{:.1} ms", us / 1000.0)
+    } else {
+        format!("{us:.0} µs")
+    }
+}
+
+const COLORS: [RGBColor; 6] = [
+    RGBColor(31, 119, 180),
+    RGBColor(214, 39, 40),
+    RGBColor(44, 160, 44),
+    RGBColor(148, 103, 189),
+    RGBColor(255, 127, 14),
+    RGBColor(127, 127, 127),
+];
+
+fn api_tables(api: &Value, md: &mut String) -> Result<()> {
+    let runs = api["runs"].as_array().cloned().unwrap_or_default();
+    writeln!(md, "### API (SigV4 on every request)\n")?;
+    writeln!(md, "Hosts: `{}`.\n", s(api, "hosts"))?;
+    writeln!(md, "DescribeInstances by one random id, closed loop:\n")?;
+    writeln!(md, "| stored | concurrency | bare hyper req/s | Stratus req/s (p50 / p99) | moto req/s (p50 / p99) | Stratus / bare | Stratus / moto |")?;
+    writeln!(md, "|---|---|---|---|---|---|---|")?;
+    let by_id: Vec<&Value> = runs.iter().filter(|r| s(r, "scenario") == "describe-by-id").collect();
+    let mut rows: BTreeMap<(u64, u64), BTreeMap<String, &Value>> = BTreeMap::new();
+    for run in by_id.iter().filter(|r| s(r, "system") != "bare-hyper") {
+        rows.entry((u(run, "stored"), u(run, "concurrency"))).or_default().insert(s(run, "system").to_owned(), run);
+    }
+    // Each stage's bare runs precede its systems: key them by the stage they precede.
+    let mut bare_by_stage: BTreeMap<(u64, u64), f64> = BTreeMap::new();
+    {
+        let mut pending: Vec<(u64, f64)> = Vec::new();
+        for run in &by_id {
+            let c = u(run, "concurrency");
+            if s(run, "system") == "bare-hyper" {
+                pending.push((c, f(run, "requests_per_sec")));
+            } else if s(run, "system") == "stratus" {
+                if let Some(pos) = pending.iter().position(|(pc, _)| *pc == c) {
+                    let (_, rate) = pending.remove(pos);
+                    bare_by_stage.insert((u(run, "stored"), c), rate);
+                }
+            }
+        }
+    }
+    for ((stored, c), systems) in &rows {
+        let bare = bare_by_stage.get(&(*stored, *c)).copied().unwrap_or(f64::NAN);
+        let cell = |name: &str| {
+            systems.get(name).map_or("–".to_owned(), |r| {
+                format!("{:.0} ({} / {})", f(r, "requests_per_sec"), ms(f(r, "p50_us")), ms(f(r, "p99_us")))
+            })
+        };
+        let rate = |name: &str| systems.get(name).map_or(f64::NAN, |r| f(r, "requests_per_sec"));
+        let ratio =
+            |a: f64, b: f64| if a.is_finite() && b.is_finite() { format!("{:.2}", a / b) } else { "–".into() };
+        writeln!(
+            md,
+            "| {stored} | {c} | {bare:.0} | {} | {} | {} | {} |",
+            cell("stratus"),
+            cell("moto"),
+            ratio(rate("stratus"), bare),
+            ratio(rate("stratus"), rate("moto"))
+        )?;
+    }
+    writeln!(md, "\nOne request at a time:\n")?;
+    writeln!(md, "| scenario | stored | Stratus p50 / p99 | moto p50 / p99 | moto / Stratus (p50) |")?;
+    writeln!(md, "|---|---|---|---|---|")?;
+    let mut singles: BTreeMap<(String, u64), BTreeMap<String, &Value>> = BTreeMap::new();
+    for run in runs.iter().filter(|r| s(r, "scenario") != "describe-by-id") {
+        let stored = if s(run, "scenario").starts_with("run-instances") { 0 } else { u(run, "stored") };
+        singles.entry((s(run, "scenario").to_owned(), stored)).or_default().insert(s(run, "system").to_owned(), run);
+    }
+    for ((scenario, stored), systems) in &singles {
+        let cell = |name: &str| {
+            systems.get(name).map_or("–".to_owned(), |r| {
+                let errors = u(r, "errors");
+                let mut text = format!("{} / {}", ms(f(r, "p50_us")), ms(f(r, "p99_us")));
+                if errors > 0 {
+                    write!(text, " ({errors} errors)").ok();
+                }
+                text
+            })
+        };
+        let p50 = |name: &str| systems.get(name).map_or(f64::NAN, |r| f(r, "p50_us"));
+        let ratio = p50("moto") / p50("stratus");
+        let stored = if *stored == 0 { "–".to_owned() } else { stored.to_string() };
+        writeln!(
+            md,
+            "| {scenario} | {stored} | {} | {} | {} |",
+            cell("stratus"),
+            cell("moto"),
+            if ratio.is_finite() { format!("{ratio:.0}×") } else { "–".into() }
+        )?;
+    }
+    writeln!(md, "\nResident memory:\n")?;
+    writeln!(md, "| system | stored | RSS |")?;
+    writeln!(md, "|---|---|---|")?;
+    for rss in api["rss"].as_array().into_iter().flatten() {
+        writeln!(md, "| {} | {} | {:.0} MiB |", s(rss, "system"), u(rss, "stored"), f(rss, "rss_mib"))?;
+    }
+    writeln!(md, "\nSeeding (launching the instances of each stage, and waiting for Stratus's hosts to run them):\n")?;
+    writeln!(md, "| system | stored | seconds |")?;
+    writeln!(md, "|---|---|---|")?;
+    for seed in api["seeding"].as_array().into_iter().flatten() {
+        writeln!(md, "| {} | {} | {:.0} |", s(seed, "system"), u(seed, "stored"), f(seed, "seconds"))?;
+    }
+    writeln!(md)?;
+    Ok(())
+}
+
+fn api_plots(api: &Value, out: &Path) -> Result<()> {
+    let runs = api["runs"].as_array().cloned().unwrap_or_default();
+    let mut series: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
+    let mut bare: BTreeMap<u64, Vec<f64>> = BTreeMap::new();
+    for run in runs.iter().filter(|r| s(r, "scenario") == "describe-by-id") {
+        let c = u(run, "concurrency");
+        if s(run, "system") == "bare-hyper" {
+            bare.entry(c).or_default().push(f(run, "requests_per_sec"));
+        } else {
+            let name = format!("{} ({} stored)", s(run, "system"), u(run, "stored"));
+            series.entry(name).or_default().push((c as f64, f(run, "requests_per_sec")));
+        }
+    }
+    let bare_points: Vec<(f64, f64)> =
+        bare.into_iter().filter_map(|(c, rates)| Some((c as f64, spread(rates)?.0))).collect();
+    series.insert("bare hyper (median)".into(), bare_points);
+    let max_rate = series.values().flatten().map(|p| p.1).fold(10.0, f64::max);
+    let path = out.join("api-describe-by-id.svg");
+    let root = SVGBackend::new(&path, (860, 520)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption("DescribeInstances by id, SigV4: requests/s by concurrency", ("sans-serif", 20))
+        .margin(15)
+        .x_label_area_size(45)
+        .y_label_area_size(70)
+        .build_cartesian_2d((0.8f64..80f64).log_scale(), (1f64..max_rate * 2.0).log_scale())?;
+    chart.configure_mesh().x_desc("concurrent connections").y_desc("requests/s").draw()?;
+    for (i, (name, points)) in series.iter().enumerate() {
+        let color = COLORS[i % COLORS.len()];
+        chart
+            .draw_series(LineSeries::new(points.iter().copied(), color.stroke_width(2)))?
+            .label(name.as_str())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+        chart.draw_series(points.iter().map(|&p| Circle::new(p, 3, color.filled())))?;
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()?;
+    root.present()?;
+
+    let mut rss: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
+    for point in api["rss"].as_array().into_iter().flatten() {
+        rss.entry(s(point, "system").to_owned()).or_default().push((u(point, "stored") as f64, f(point, "rss_mib")));
+    }
+    let max_stored = rss.values().flatten().map(|p| p.0).fold(1.0, f64::max);
+    let max_rss = rss.values().flatten().map(|p| p.1).fold(1.0, f64::max);
+    let path = out.join("api-rss.svg");
+    let root = SVGBackend::new(&path, (860, 460)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption("Resident memory by instances stored", ("sans-serif", 20))
+        .margin(15)
+        .x_label_area_size(45)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0f64..max_stored * 1.05, 0f64..max_rss * 1.15)?;
+    chart.configure_mesh().x_desc("instances stored").y_desc("RSS (MiB)").draw()?;
+    for (i, (name, points)) in rss.iter().enumerate() {
+        let color = COLORS[i % COLORS.len()];
+        chart
+            .draw_series(LineSeries::new(points.iter().copied(), color.stroke_width(2)))?
+            .label(name.as_str())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+        chart.draw_series(points.iter().map(|&p| Circle::new(p, 3, color.filled())))?;
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()?;
+    root.present()?;
+    Ok(())
+}
+
+fn scheduler_table(sched: &Value, md: &mut String) -> Result<()> {
+    writeln!(
+        md,
+        "### Scheduler: one placement over {} hosts holding {} instances\n",
+        u(sched, "hosts"),
+        u(sched, "instances")
+    )?;
+    writeln!(md, "| policy | instances placed | median | min–max | repetitions |")?;
+    writeln!(md, "|---|---|---|---|---|")?;
+    for t in sched["timings"].as_array().into_iter().flatten() {
+        writeln!(
+            md,
+            "| {} | {} | {} | {}–{} | {} |",
+            s(t, "policy"),
+            u(t, "count"),
+            ms(f(t, "median_us")),
+            ms(f(t, "min_us")),
+            ms(f(t, "max_us")),
+            u(t, "repetitions")
+        )?;
+    }
+    writeln!(md)?;
+    Ok(())
+}
+
+fn launch_table(launch: &Value, md: &mut String) -> Result<()> {
+    let runs: Vec<&Value> = launch["runs"].as_array().into_iter().flatten().collect();
+    writeln!(md, "### Launch ({} repetitions, {})\n", u(launch, "repetitions"), s(launch, "accelerator"))?;
+    writeln!(md, "| via | to `running`, ms | to the boot marker, ms | failed runs |")?;
+    writeln!(md, "|---|---|---|---|")?;
+    let mut medians = BTreeMap::new();
+    for via in ["stratus", "virsh"] {
+        let ok: Vec<&&Value> = runs.iter().filter(|r| s(r, "via") == via && r["ok"].as_bool() == Some(true)).collect();
+        let failed = runs.iter().filter(|r| s(r, "via") == via && r["ok"].as_bool() != Some(true)).count();
+        let running: Vec<f64> = ok.iter().map(|r| f(r, "to_running_ms")).collect();
+        let marker: Vec<f64> = ok.iter().map(|r| f(r, "to_marker_ms")).collect();
+        medians.insert(via, (spread(running.clone()), spread(marker.clone())));
+        writeln!(md, "| {via} | {} | {} | {failed} |", fmt_spread(running, 0), fmt_spread(marker, 0))?;
+    }
+    if let (Some((Some(sr), Some(sm))), Some((Some(vr), Some(vm)))) = (medians.get("stratus"), medians.get("virsh")) {
+        writeln!(
+            md,
+            "\nStratus adds {:.0} ms to `running` and {:.0} ms to the boot marker (medians).",
+            sr.0 - vr.0,
+            sm.0 - vm.0
+        )?;
+    }
+    writeln!(md)?;
+    Ok(())
+}
+
+/// One migration table row group: experiment, memory, load, policy.
+type CellKey = (String, u64, String, String);
+
+fn migration_tables(migration: &Value, md: &mut String) -> Result<()> {
+    let runs: Vec<&Value> = migration["runs"].as_array().into_iter().flatten().collect();
+    writeln!(md, "### Live migration ({})\n", s(migration, "accelerator"))?;
+    writeln!(md, "Medians (min–max) of the runs that completed; the ratio is Stratus's median over virsh's.\n")?;
+    writeln!(md, "| experiment | memory | load | policy | via | total, ms | downtime, ms | largest ping gap, ms | data, MiB | runs ok / all | total ratio |")?;
+    writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|")?;
+    let mut cells: BTreeMap<CellKey, BTreeMap<String, Vec<&Value>>> = BTreeMap::new();
+    for run in &runs {
+        let key = (
+            s(run, "experiment").to_owned(),
+            u(run, "memory_mib"),
+            s(run, "load").to_owned(),
+            s(run, "policy").to_owned(),
+        );
+        cells.entry(key).or_default().entry(s(run, "via").to_owned()).or_default().push(run);
+    }
+    for ((experiment, memory, load, policy), by_via) in &cells {
+        let total_of = |via: &str| {
+            by_via.get(via).and_then(|rs| {
+                spread(rs.iter().filter(|r| r["ok"].as_bool() == Some(true)).map(|r| f(r, "total_ms")).collect())
+            })
+        };
+        let ratio = match (total_of("stratus"), total_of("virsh")) {
+            (Some(a), Some(b)) => format!("{:.2}", a.0 / b.0),
+            _ => "–".into(),
+        };
+        for (via, rs) in by_via {
+            let ok: Vec<&&Value> = rs.iter().filter(|r| r["ok"].as_bool() == Some(true)).collect();
+            let col = |key: &str| fmt_spread(ok.iter().map(|r| f(r, key)).collect(), 0);
+            writeln!(
+                md,
+                "| {experiment} | {memory} MiB | {load} | {policy} | {via} | {} | {} | {} | {} | {} / {} | {} |",
+                col("total_ms"),
+                col("downtime_ms"),
+                col("max_ping_gap_ms"),
+                col("data_mib"),
+                ok.len(),
+                rs.len(),
+                if via == "stratus" { ratio.as_str() } else { "" }
+            )?;
+        }
+    }
+    writeln!(md)?;
+    Ok(())
+}
+
+fn migration_plots(migration: &Value, out: &Path) -> Result<()> {
+    let runs: Vec<&Value> = migration["runs"].as_array().into_iter().flatten().collect();
+    let mut series: BTreeMap<String, BTreeMap<u64, Vec<f64>>> = BTreeMap::new();
+    for run in runs.iter().filter(|r| s(r, "experiment") == "memory" && r["ok"].as_bool() == Some(true)) {
+        for (metric, key) in [("total", "total_ms"), ("downtime", "downtime_ms")] {
+            series
+                .entry(format!("{} {metric}", s(run, "via")))
+                .or_default()
+                .entry(u(run, "memory_mib"))
+                .or_default()
+                .push(f(run, key));
+        }
+    }
+    if !series.is_empty() {
+        let points: BTreeMap<&String, Vec<(f64, f64, f64, f64)>> = series
+            .iter()
+            .map(|(name, by_memory)| {
+                let p = by_memory
+                    .iter()
+                    .filter_map(|(m, v)| spread(v.clone()).map(|(med, lo, hi)| (*m as f64, med, lo, hi)))
+                    .collect();
+                (name, p)
+            })
+            .collect();
+        let max_y = points.values().flatten().map(|p| p.3).fold(1.0, f64::max);
+        let path = out.join("migration-time-by-memory.svg");
+        let root = SVGBackend::new(&path, (860, 500)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption("Live migration of an idle guest: time by memory size (median, min–max)", ("sans-serif", 20))
+            .margin(15)
+            .x_label_area_size(45)
+            .y_label_area_size(70)
+            .build_cartesian_2d((200f64..2600f64).log_scale(), 0f64..max_y * 1.1)?;
+        chart.configure_mesh().x_desc("guest memory (MiB)").y_desc("ms").draw()?;
+        for (i, (name, pts)) in points.iter().enumerate() {
+            let color = COLORS[i % COLORS.len()];
+            chart
+                .draw_series(LineSeries::new(pts.iter().map(|p| (p.0, p.1)), color.stroke_width(2)))?
+                .label(name.as_str())
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+            chart.draw_series(pts.iter().map(|p| ErrorBar::new_vertical(p.0, p.2, p.1, p.3, color.filled(), 6)))?;
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()?;
+        root.present()?;
+    }
+    for trace in migration["ping_traces"].as_array().into_iter().flatten() {
+        let samples: Vec<(f64, Option<f64>)> = trace["samples"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| Some((p.get(0)?.as_f64()?, p.get(1).and_then(Value::as_f64))))
+            .collect();
+        if samples.is_empty() {
+            continue;
+        }
+        let via = s(trace, "via");
+        let t_max = samples.iter().map(|p| p.0).fold(1.0, f64::max);
+        let rtt_max = samples.iter().filter_map(|p| p.1).fold(1.0, f64::max);
+        let path = out.join(format!("migration-ping-{via}.svg"));
+        let root = SVGBackend::new(&path, (860, 420)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(
+                format!(
+                    "10 ms pinger across a live migration via {via} ({} MiB guest); red: lost",
+                    u(trace, "memory_mib")
+                ),
+                ("sans-serif", 18),
+            )
+            .margin(15)
+            .x_label_area_size(45)
+            .y_label_area_size(70)
+            .build_cartesian_2d(0f64..t_max * 1.02, 0f64..rtt_max * 1.2)?;
+        chart.configure_mesh().x_desc("ms since the migration started").y_desc("round trip (ms)").draw()?;
+        chart.draw_series(samples.iter().filter_map(|p| p.1.map(|r| Circle::new((p.0, r), 2, COLORS[0].filled()))))?;
+        chart.draw_series(
+            samples.iter().filter(|p| p.1.is_none()).map(|p| Circle::new((p.0, 0.0), 2, COLORS[1].filled())),
+        )?;
+        if let Some(switch) = trace["switchover_ms"].as_f64() {
+            chart.draw_series(LineSeries::new([(switch, 0.0), (switch, rtt_max * 1.2)], COLORS[5].stroke_width(1)))?;
+        }
+        root.present()?;
+    }
+    Ok(())
+}
+
+pub fn run(results: &Path, out: &Path) -> Result<()> {
+    std::fs::create_dir_all(out)?;
+    let mut md = String::new();
+    if let Some(api) = load(results, "api.json")? {
+        api_tables(&api, &mut md)?;
+        api_plots(&api, out)?;
+        writeln!(md, "Machine: {}\n", api["machine"])?;
+    }
+    if let Some(sched) = load(results, "scheduler.json")? {
+        scheduler_table(&sched, &mut md)?;
+    }
+    if let Some(launch) = load(results, "launch.json")? {
+        launch_table(&launch, &mut md)?;
+    }
+    if let Some(migration) = load(results, "migration.json")? {
+        migration_tables(&migration, &mut md)?;
+        migration_plots(&migration, out)?;
+    }
+    std::fs::write(out.join("results.md"), &md)?;
+    println!("{md}");
+    Ok(())
+}

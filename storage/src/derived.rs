@@ -1,0 +1,393 @@
+//! Derived tables: secondary indexes and aggregates of the primary records, kept in step by
+//! every write, in the same transaction, so they can never disagree with what they derive from.
+//!
+//! 1. A record type with derived data says so ([`Record::DERIVED`]) and implements
+//!    [`Record::derive`]; [`WriteTx::insert`] and [`WriteTx::remove`] hand it the record as it
+//!    was and as it becomes.
+//! 2. What is derived:
+//!    - [`INSTANCE_IDS`]: instances by id alone (ids are unique across accounts);
+//!    - [`HOST_USAGE`]: per host, the vCPUs, memory and disk its instances hold (the host
+//!      they run on holds all three; a host they are migrating to holds vCPUs and memory);
+//!    - [`TAG_INDEX`]: resources by account, tag key and value;
+//!    - [`VOLUME_ATTACHMENTS`]: volumes by the instance they are attached to;
+//!    - [`LEASE_BLOCKS`]: a bitmap of leased addresses per block of 4,096.
+//! 3. [`DERIVED_VERSION`] names the layout. A database opened with another version (older
+//!    data, or a binary that derives differently) has its derived tables rebuilt from the
+//!    primary ones, in one transaction, before anything else runs.
+//!
+//! [`WriteTx::insert`]: crate::WriteTx::insert
+//! [`WriteTx::remove`]: crate::WriteTx::remove
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::tables::{
+    HOST_USAGE, INSTANCES, INSTANCE_IDS, LEASES, LEASE_BLOCKS, META, TAGS, TAG_INDEX, VOLUMES, VOLUME_ATTACHMENTS,
+};
+use crate::{InstanceRecord, LeaseRecord, Record, Result, TagRecord, VolumeRecord, WriteTx};
+
+/// The layout of the derived tables; bump it whenever what they hold changes.
+pub const DERIVED_VERSION: u32 = 1;
+
+/// A key-only entry of an index.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct IndexEntry {}
+
+impl Record for IndexEntry {
+    const VERSION: u8 = 1;
+}
+
+/// What a host's instances hold of it. Key: host id.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct HostUsageRecord {
+    pub vcpus: u64,
+    pub memory_mib: u64,
+    pub disk_mib: u64,
+}
+
+impl Record for HostUsageRecord {
+    const VERSION: u8 = 1;
+}
+
+/// Which addresses of one block of 4,096 are leased, a bit each. Key: [`lease_block_key`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LeaseBlockRecord {
+    pub leased: Vec<u64>,
+}
+
+impl Record for LeaseBlockRecord {
+    const VERSION: u8 = 1;
+}
+
+/// Addresses per lease block.
+pub const LEASE_BLOCK: u32 = 4096;
+
+/// The database's own facts. Key: `derived` for the derived tables' layout.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MetaRecord {
+    pub version: u32,
+}
+
+impl Record for MetaRecord {
+    const VERSION: u8 = 1;
+}
+
+/// The block of `address` and the address's bit in it.
+pub fn lease_block_key(address: Ipv4Addr) -> (String, usize) {
+    let bits = u32::from(address);
+    (format!("{:08x}", bits & !(LEASE_BLOCK - 1)), (bits & (LEASE_BLOCK - 1)) as usize)
+}
+
+impl LeaseBlockRecord {
+    pub fn empty() -> Self {
+        Self { leased: vec![0; LEASE_BLOCK as usize / 64] }
+    }
+
+    pub fn is_leased(&self, bit: usize) -> bool {
+        self.leased.get(bit / 64).is_some_and(|w| w & (1 << (bit % 64)) != 0)
+    }
+
+    /// The first bit in `from..to` that is free.
+    pub fn first_free(&self, from: usize, to: usize) -> Option<usize> {
+        let mut bit = from;
+        while bit < to {
+            let word = self.leased.get(bit / 64).copied().unwrap_or(0) | ((1u64 << (bit % 64)) - 1);
+            if word == u64::MAX {
+                bit = (bit / 64 + 1) * 64;
+                continue;
+            }
+            let free = (bit / 64) * 64 + word.trailing_ones() as usize;
+            return (free < to).then_some(free);
+        }
+        None
+    }
+
+    fn set(&mut self, bit: usize, leased: bool) {
+        if let Some(word) = self.leased.get_mut(bit / 64) {
+            if leased {
+                *word |= 1 << (bit % 64);
+            } else {
+                *word &= !(1 << (bit % 64));
+            }
+        }
+    }
+}
+
+/// The `TAG_INDEX` key prefix of `account`'s resources tagged `key` (and `value`, if given).
+/// Lengths go first so that no key or value can run into the next.
+pub fn tag_index_prefix(account: &str, key: &str, value: Option<&str>) -> String {
+    match value {
+        Some(value) => format!("{account}/{}:{key}/{}:{value}/", key.len(), value.len()),
+        None => format!("{account}/{}:{key}/", key.len()),
+    }
+}
+
+fn account_of(key: &str) -> &str {
+    key.split_once('/').map_or(key, |(account, _)| account)
+}
+
+/// `(host id, vCPUs, memory, disk)` that the instance holds, per host.
+fn holdings(record: &InstanceRecord) -> Vec<(&str, u64, u64, u64)> {
+    if !record.state.holds_capacity() {
+        return Vec::new();
+    }
+    let (vcpus, memory) = (u64::from(record.vcpus), record.memory_mib);
+    let mut held = vec![(record.host_id.as_str(), vcpus, memory, record.root_disk_bytes.div_ceil(1 << 20))];
+    if let Some(target) = &record.migration_target {
+        held.push((target.as_str(), vcpus, memory, 0));
+    }
+    held
+}
+
+pub(crate) fn derive_instance(tx: &WriteTx, old: Option<&InstanceRecord>, new: Option<&InstanceRecord>) -> Result<()> {
+    match (old, new) {
+        (None, Some(r)) => tx.insert(&INSTANCE_IDS, &format!("{}/{}", r.id, r.account), &IndexEntry {})?,
+        (Some(r), None) => drop(tx.remove(&INSTANCE_IDS, &format!("{}/{}", r.id, r.account))?),
+        _ => {}
+    }
+    // Net change per host, so an update that keeps the holdings writes nothing.
+    let mut delta: BTreeMap<&str, [i128; 3]> = BTreeMap::new();
+    for (record, sign) in [(old, -1i128), (new, 1)] {
+        for (host, vcpus, memory, disk) in record.map(holdings).unwrap_or_default() {
+            let entry = delta.entry(host).or_default();
+            for (slot, amount) in entry.iter_mut().zip([vcpus, memory, disk]) {
+                *slot += sign * i128::from(amount);
+            }
+        }
+    }
+    for (host, change) in delta.into_iter().filter(|(_, d)| d.iter().any(|x| *x != 0)) {
+        let mut usage = tx.get(&HOST_USAGE, host)?.unwrap_or_default();
+        let apply = |held: u64, change: i128| (i128::from(held) + change).clamp(0, i128::from(u64::MAX)) as u64;
+        usage.vcpus = apply(usage.vcpus, change[0]);
+        usage.memory_mib = apply(usage.memory_mib, change[1]);
+        usage.disk_mib = apply(usage.disk_mib, change[2]);
+        tx.insert(&HOST_USAGE, host, &usage)?;
+    }
+    Ok(())
+}
+
+pub(crate) fn derive_tag(tx: &WriteTx, key: &str, old: Option<&TagRecord>, new: Option<&TagRecord>) -> Result<()> {
+    let account = account_of(key);
+    let entry = |t: &TagRecord| format!("{}{}", tag_index_prefix(account, &t.key, Some(&t.value)), t.resource_id);
+    let (old, new) = (old.map(entry), new.map(entry));
+    if old == new {
+        return Ok(());
+    }
+    if let Some(old) = old {
+        tx.remove(&TAG_INDEX, &old)?;
+    }
+    if let Some(new) = new {
+        tx.insert(&TAG_INDEX, &new, &IndexEntry {})?;
+    }
+    Ok(())
+}
+
+pub(crate) fn derive_volume(tx: &WriteTx, old: Option<&VolumeRecord>, new: Option<&VolumeRecord>) -> Result<()> {
+    let entry = |v: &VolumeRecord| v.attachment.as_ref().map(|a| format!("{}/{}/{}", v.account, a.instance_id, v.id));
+    let (old, new) = (old.and_then(entry), new.and_then(entry));
+    if old == new {
+        return Ok(());
+    }
+    if let Some(old) = old {
+        tx.remove(&VOLUME_ATTACHMENTS, &old)?;
+    }
+    if let Some(new) = new {
+        tx.insert(&VOLUME_ATTACHMENTS, &new, &IndexEntry {})?;
+    }
+    Ok(())
+}
+
+pub(crate) fn derive_lease(tx: &WriteTx, key: &str, leased: bool) -> Result<()> {
+    // Lease keys are addresses; anything else has no bit to keep.
+    let Ok(address) = key.parse::<Ipv4Addr>() else { return Ok(()) };
+    let (block_key, bit) = lease_block_key(address);
+    let mut block = tx.get(&LEASE_BLOCKS, &block_key)?.unwrap_or_else(LeaseBlockRecord::empty);
+    if block.is_leased(bit) != leased {
+        block.set(bit, leased);
+        tx.insert(&LEASE_BLOCKS, &block_key, &block)?;
+    }
+    Ok(())
+}
+
+/// Rebuilds every derived table from the primary ones unless they are of [`DERIVED_VERSION`].
+pub(crate) fn ensure(tx: &WriteTx) -> Result<bool> {
+    if tx.get(&META, "derived")?.is_some_and(|m| m.version == DERIVED_VERSION) {
+        return Ok(false);
+    }
+    tx.clear(&INSTANCE_IDS)?;
+    tx.clear(&HOST_USAGE)?;
+    tx.clear(&TAG_INDEX)?;
+    tx.clear(&VOLUME_ATTACHMENTS)?;
+    tx.clear(&LEASE_BLOCKS)?;
+    for (_, record) in tx.scan(&INSTANCES, "")? {
+        derive_instance(tx, None, Some(&record))?;
+    }
+    for (key, record) in tx.scan(&TAGS, "")? {
+        derive_tag(tx, &key, None, Some(&record))?;
+    }
+    for (_, record) in tx.scan(&VOLUMES, "")? {
+        derive_volume(tx, None, Some(&record))?;
+    }
+    for (key, _) in tx.scan::<LeaseRecord>(&LEASES, "")? {
+        derive_lease(tx, &key, true)?;
+    }
+    tx.insert(&META, "derived", &MetaRecord { version: DERIVED_VERSION })?;
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tables::META;
+    use crate::{InstanceState, Store, VolumeAttachmentRecord};
+
+    fn instance(id: &str, host: &str, state: InstanceState, target: Option<&str>) -> InstanceRecord {
+        serde_json::from_value(serde_json::json!({
+            "id": id, "account": "a", "reservation_id": "r", "image_id": "ami", "instance_type": "t3.nano",
+            "vcpus": 2, "memory_mib": 512, "zone": "z", "host_id": host, "domain_uuid": "u", "state": state,
+            "state_reason": null, "state_transition_reason": "", "force_stop": false, "booted": true,
+            "launch_time_ms": 0, "terminated_ms": null, "ami_launch_index": 0, "key_name": null, "user_data": null,
+            "vpc_id": "v", "subnet_id": "s", "network_interface_id": "eni", "private_ip": "172.31.0.4",
+            "mac": "52:54:00:00:00:01", "security_group_ids": [], "client_token": null,
+            "disable_api_termination": false, "disable_api_stop": false, "shutdown_behavior": "stop",
+            "ebs_optimized": false, "monitoring": false, "dir": "/d", "root_disk_bytes": 3 << 20,
+            "migration_target": target,
+        }))
+        .unwrap()
+    }
+
+    fn usage(store: &Store, host: &str) -> (u64, u64, u64) {
+        let u = store.read(|tx| tx.get(&HOST_USAGE, host)).unwrap().unwrap_or_default();
+        (u.vcpus, u.memory_mib, u.disk_mib)
+    }
+
+    #[test]
+    fn host_usage_follows_every_instance_write() {
+        let store = Store::in_memory().unwrap();
+        let put = |r: &InstanceRecord| store.write(|tx| tx.insert(&INSTANCES, &format!("a/{}", r.id), r)).unwrap();
+        put(&instance("i-1", "h1", InstanceState::Pending, None));
+        put(&instance("i-2", "h1", InstanceState::Running, None));
+        assert_eq!(usage(&store, "h1"), (4, 1024, 6));
+        // Migrating: the target holds vCPUs and memory, the disk stays counted where it is.
+        put(&instance("i-2", "h1", InstanceState::Running, Some("h2")));
+        assert_eq!((usage(&store, "h1"), usage(&store, "h2")), ((4, 1024, 6), (2, 512, 0)));
+        // Switched over.
+        put(&instance("i-2", "h2", InstanceState::Running, None));
+        assert_eq!((usage(&store, "h1"), usage(&store, "h2")), ((2, 512, 3), (2, 512, 3)));
+        put(&instance("i-1", "h1", InstanceState::Stopped, None));
+        assert_eq!(usage(&store, "h1"), (0, 0, 0));
+        let ids = |s: &Store| {
+            s.read(|tx| tx.scan(&INSTANCE_IDS, "")).unwrap().into_iter().map(|(k, _)| k).collect::<Vec<_>>()
+        };
+        assert_eq!(ids(&store), ["i-1/a", "i-2/a"]);
+        store.write(|tx| tx.remove(&INSTANCES, "a/i-2")).unwrap();
+        assert_eq!(usage(&store, "h2"), (0, 0, 0));
+        assert_eq!(ids(&store), ["i-1/a"]);
+        // A write that fails leaves the usage as it was.
+        let failed: Result<()> = store.write(|tx| {
+            tx.insert(&INSTANCES, "a/i-3", &instance("i-3", "h1", InstanceState::Running, None))?;
+            Err(crate::Error::Db("boom".into()))
+        });
+        assert!(failed.is_err());
+        assert_eq!(usage(&store, "h1"), (0, 0, 0));
+    }
+
+    #[test]
+    fn tags_volumes_and_leases_are_indexed() {
+        let store = Store::in_memory().unwrap();
+        let tag = |v: &str| TagRecord { resource_id: "i-1".into(), key: "env".into(), value: v.into() };
+        store.write(|tx| tx.insert(&TAGS, "a/i-1/env", &tag("prod"))).unwrap();
+        store.write(|tx| tx.insert(&TAGS, "a/i-1/env", &tag("dev"))).unwrap();
+        let found = |prefix: String| -> Vec<String> {
+            store.read(|tx| tx.scan(&TAG_INDEX, &prefix)).unwrap().into_iter().map(|(k, _)| k).collect()
+        };
+        assert!(found(tag_index_prefix("a", "env", Some("prod"))).is_empty());
+        assert_eq!(
+            found(tag_index_prefix("a", "env", Some("dev"))),
+            [format!("{}i-1", tag_index_prefix("a", "env", Some("dev")))]
+        );
+        store.write(|tx| tx.remove(&TAGS, "a/i-1/env")).unwrap();
+        assert!(found(tag_index_prefix("a", "env", None)).is_empty());
+
+        let mut volume: VolumeRecord = serde_json::from_value(serde_json::json!({
+            "id": "vol-1", "account": "a", "zone": "z", "size_gib": 1, "volume_type": "gp2", "iops": null,
+            "throughput": null, "snapshot_id": null, "state": "available", "attachment": null, "root": false,
+            "path": "/v", "client_token": null, "modification": null, "created_ms": 0,
+        }))
+        .unwrap();
+        store.write(|tx| tx.insert(&VOLUMES, "a/vol-1", &volume)).unwrap();
+        assert!(store.read(|tx| tx.scan(&VOLUME_ATTACHMENTS, "a/i-1/")).unwrap().is_empty());
+        volume.attachment = Some(VolumeAttachmentRecord {
+            instance_id: "i-1".into(),
+            device: "/dev/sdf".into(),
+            state: crate::AttachmentState::Attached,
+            attach_time_ms: 0,
+            delete_on_termination: false,
+        });
+        store.write(|tx| tx.insert(&VOLUMES, "a/vol-1", &volume)).unwrap();
+        assert_eq!(store.read(|tx| tx.scan(&VOLUME_ATTACHMENTS, "a/i-1/")).unwrap().len(), 1);
+        store.write(|tx| tx.remove(&VOLUMES, "a/vol-1")).unwrap();
+        assert!(store.read(|tx| tx.scan(&VOLUME_ATTACHMENTS, "a/")).unwrap().is_empty());
+
+        let lease = LeaseRecord { instance_key: "a/i-1".into(), mac: "m".into() };
+        store.write(|tx| tx.insert(&LEASES, "172.31.0.4", &lease)).unwrap();
+        let block = |s: &Store| s.read(|tx| tx.get(&LEASE_BLOCKS, "ac1f0000")).unwrap().unwrap();
+        assert!(block(&store).is_leased(4));
+        store.write(|tx| tx.remove(&LEASES, "172.31.0.4")).unwrap();
+        assert!(!block(&store).is_leased(4));
+    }
+
+    #[test]
+    fn derived_tables_of_another_layout_are_rebuilt_at_open() {
+        let dir = std::env::temp_dir().join(format!("stratus-derived-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("state.redb");
+        {
+            let store = Store::open(&path).unwrap();
+            store
+                .write(|tx| tx.insert(&INSTANCES, "a/i-1", &instance("i-1", "h1", InstanceState::Running, None)))
+                .unwrap();
+            // As a database written before the derived tables existed would be.
+            store
+                .write(|tx| {
+                    tx.clear(&HOST_USAGE)?;
+                    tx.remove(&META, "derived")
+                })
+                .unwrap();
+            assert_eq!(usage(&store, "h1"), (0, 0, 0));
+        }
+        let store = Store::open(&path).unwrap();
+        assert_eq!(usage(&store, "h1"), (2, 512, 3));
+        drop(store);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn first_free_skips_full_words_and_stops_at_the_end() {
+        let mut block = LeaseBlockRecord::empty();
+        for bit in 0..130 {
+            block.set(bit, true);
+        }
+        assert_eq!(block.first_free(4, 4096), Some(130));
+        assert_eq!(block.first_free(4, 130), None);
+        block.set(70, false);
+        assert_eq!(block.first_free(4, 4096), Some(70));
+        assert_eq!(block.first_free(71, 4096), Some(130));
+        assert_eq!(block.first_free(200, 201), Some(200));
+    }
+
+    #[test]
+    fn lease_blocks_split_at_4096_addresses() {
+        assert_eq!(lease_block_key("172.31.0.4".parse().unwrap()), ("ac1f0000".into(), 4));
+        assert_eq!(lease_block_key("172.31.16.5".parse().unwrap()), ("ac1f1000".into(), 5));
+        assert_eq!(lease_block_key("172.31.31.255".parse().unwrap()), ("ac1f1000".into(), 4095));
+    }
+
+    #[test]
+    fn tag_prefixes_cannot_run_into_each_other() {
+        assert_ne!(tag_index_prefix("a", "k", Some("v/1")), tag_index_prefix("a", "k", Some("v")));
+        assert!(!tag_index_prefix("a", "ab", None).starts_with(&tag_index_prefix("a", "a", None)));
+    }
+}
