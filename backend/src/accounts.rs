@@ -36,6 +36,9 @@ pub struct AccountSummary {
     pub access_key_ids: Vec<String>,
 }
 
+/// How long [`Backend::principal`] trusts what it read.
+pub const PRINCIPAL_TTL: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Who signed a request.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Principal {
@@ -141,7 +144,26 @@ impl Backend {
     }
 
     /// The principal an access key belongs to, if any.
+    /// Who holds `access_key_id`. Every request asks, so answers are kept for
+    /// [`PRINCIPAL_TTL`]: keys are only ever added, and a later change would show within it.
     pub fn principal(&self, access_key_id: &str) -> Result<Option<Principal>> {
+        let now = std::time::Instant::now();
+        let cache = self.principals.read().unwrap_or_else(|p| p.into_inner());
+        if let Some((principal, _)) = cache.get(access_key_id).filter(|(_, at)| now.duration_since(*at) < PRINCIPAL_TTL)
+        {
+            return Ok(Some(principal.clone()));
+        }
+        drop(cache);
+        let found = self.lookup_principal(access_key_id)?;
+        if let Some(principal) = &found {
+            let mut cache = self.principals.write().unwrap_or_else(|p| p.into_inner());
+            // Unknown keys are never kept, so the map holds at most the keys that exist.
+            cache.insert(access_key_id.to_owned(), (principal.clone(), now));
+        }
+        Ok(found)
+    }
+
+    fn lookup_principal(&self, access_key_id: &str) -> Result<Option<Principal>> {
         self.store().read(|tx| {
             let Some(key) = tx.get(&ACCESS_KEYS, access_key_id)? else { return Ok(None) };
             let Some(account) = tx.get(&ACCOUNTS, &key.account_id)? else { return Ok(None) };

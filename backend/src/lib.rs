@@ -242,6 +242,8 @@ pub struct Backend {
     dhcp_hosts_dir: Option<PathBuf>,
     /// The filter XML last defined for each `(host id, instance id)`.
     applied_filters: std::sync::Mutex<std::collections::HashMap<(String, String), String>>,
+    /// Access keys recently looked up, with when ([`accounts::PRINCIPAL_TTL`]).
+    principals: std::sync::RwLock<std::collections::HashMap<String, (accounts::Principal, std::time::Instant)>>,
 }
 
 impl Backend {
@@ -261,6 +263,7 @@ impl Backend {
             kicks: OnceLock::new(),
             dhcp_hosts_dir: None,
             applied_filters: Default::default(),
+            principals: Default::default(),
         }
     }
 

@@ -61,50 +61,111 @@ impl HostSnapshot {
     pub fn memory_capacity_mib(&self) -> f64 {
         self.memory_mib as f64 * self.memory_ratio
     }
+}
+
+/// A host as one request sees it: its snapshot plus the `placed` instances this request has
+/// put there so far (the snapshots themselves are never copied or changed).
+struct Charged<'a> {
+    host: &'a HostSnapshot,
+    vcpus: f64,
+    memory_mib: f64,
+    disk_mib: u64,
+}
+
+impl<'a> Charged<'a> {
+    fn new(host: &'a HostSnapshot, demand: &Demand, placed: u32) -> Self {
+        Self {
+            host,
+            vcpus: f64::from(host.used_vcpus) + f64::from(placed) * f64::from(demand.vcpus),
+            memory_mib: host.used_memory_mib as f64 + f64::from(placed) * demand.memory_mib as f64,
+            disk_mib: host.used_disk_mib + u64::from(placed) * demand.disk_mib,
+        }
+    }
 
     fn fits(&self, demand: &Demand) -> bool {
-        let cpu_room = self.vcpu_capacity() - f64::from(self.used_vcpus);
-        let memory_room = self.memory_capacity_mib() - self.used_memory_mib as f64;
-        let disk_ok = self.disk_mib.is_none_or(|disk| self.used_disk_mib + demand.disk_mib <= disk);
-        self.schedulable
-            && demand.zone.as_ref().is_none_or(|zone| *zone == self.zone)
-            && f64::from(demand.vcpus) <= cpu_room
-            && demand.memory_mib as f64 <= memory_room
+        let h = self.host;
+        let disk_ok = h.disk_mib.is_none_or(|disk| self.disk_mib + demand.disk_mib <= disk);
+        h.schedulable
+            && demand.zone.as_ref().is_none_or(|zone| *zone == h.zone)
+            && f64::from(demand.vcpus) <= h.vcpu_capacity() - self.vcpus
+            && demand.memory_mib as f64 <= h.memory_capacity_mib() - self.memory_mib
             && disk_ok
     }
 
     /// How full the host is, by its scarcer resource, as a fraction of its capacity.
     fn fullness(&self) -> f64 {
-        let cpu = f64::from(self.used_vcpus) / self.vcpu_capacity().max(1.0);
-        let memory = self.used_memory_mib as f64 / self.memory_capacity_mib().max(1.0);
+        let cpu = self.vcpus / self.host.vcpu_capacity().max(1.0);
+        let memory = self.memory_mib / self.host.memory_capacity_mib().max(1.0);
         cpu.max(memory)
     }
+}
 
-    fn charge(&mut self, demand: &Demand) {
-        self.used_vcpus += demand.vcpus;
-        self.used_memory_mib += demand.memory_mib;
-        self.used_disk_mib += demand.disk_mib;
+/// Orders two hosts that fit: `Less` when `a` is the better choice under `policy`.
+fn rank(policy: Policy, a: &Charged<'_>, b: &Charged<'_>) -> std::cmp::Ordering {
+    let by_policy = match policy {
+        Policy::Pack => b.fullness().total_cmp(&a.fullness()),
+        Policy::Spread => a.fullness().total_cmp(&b.fullness()),
+        Policy::LoadAware => a.host.load.total_cmp(&b.host.load).then(a.fullness().total_cmp(&b.fullness())),
+    };
+    // Ties go to the lower id, so that equal hosts are chosen predictably.
+    by_policy.then_with(|| a.host.id.cmp(&b.host.id))
+}
+
+/// A candidate in the heap of [`place`]: the best one compares greatest.
+struct Candidate<'a> {
+    index: usize,
+    placed: u32,
+    charged: Charged<'a>,
+    policy: Policy,
+}
+
+impl PartialEq for Candidate<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other).is_eq()
+    }
+}
+
+impl Eq for Candidate<'_> {}
+
+impl PartialOrd for Candidate<'_> {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Candidate<'_> {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        rank(self.policy, &other.charged, &self.charged)
     }
 }
 
 /// Places up to `count` instances; the answer holds an index into `hosts` per placed
 /// instance, in order, and is shorter than `count` when the pool runs out of room.
+///
+/// For several, the hosts that fit go into a heap ordered by the policy; each choice takes the
+/// best, charges it, and puts it back if it still fits: only the chosen host's rank changes.
 pub fn place(hosts: &[HostSnapshot], demand: &Demand, count: usize, policy: Policy) -> Vec<usize> {
-    let mut hosts = hosts.to_vec();
+    if count == 1 {
+        // One choice needs no heap: the best of one pass.
+        let fitting =
+            hosts.iter().enumerate().map(|(i, h)| (i, Charged::new(h, demand, 0))).filter(|(_, c)| c.fits(demand));
+        return fitting.min_by(|(_, a), (_, b)| rank(policy, a, b)).map(|(i, _)| i).into_iter().collect();
+    }
+    let mut heap: std::collections::BinaryHeap<Candidate<'_>> = hosts
+        .iter()
+        .enumerate()
+        .map(|(index, host)| Candidate { index, placed: 0, charged: Charged::new(host, demand, 0), policy })
+        .filter(|c| c.charged.fits(demand))
+        .collect();
     let mut chosen = Vec::with_capacity(count);
-    for _ in 0..count {
-        let best = hosts.iter().enumerate().filter(|(_, h)| h.fits(demand)).min_by(|(_, a), (_, b)| {
-            let rank = match policy {
-                Policy::Pack => b.fullness().total_cmp(&a.fullness()),
-                Policy::Spread => a.fullness().total_cmp(&b.fullness()),
-                Policy::LoadAware => a.load.total_cmp(&b.load).then(a.fullness().total_cmp(&b.fullness())),
-            };
-            // Ties go to the lower id, so that equal hosts are chosen predictably.
-            rank.then_with(|| a.id.cmp(&b.id))
-        });
-        let Some((index, _)) = best else { break };
-        hosts[index].charge(demand);
-        chosen.push(index);
+    while chosen.len() < count {
+        let Some(mut best) = heap.pop() else { break };
+        chosen.push(best.index);
+        best.placed += 1;
+        best.charged = Charged::new(best.charged.host, demand, best.placed);
+        if best.charged.fits(demand) {
+            heap.push(best);
+        }
     }
     chosen
 }
@@ -195,5 +256,42 @@ mod tests {
         let hosts = [host("h-a", "z", 2, 1024)];
         assert!(place(&hosts, &demand(4, 512), 1, Policy::Pack).is_empty());
         assert!(place(&hosts, &demand(1, 2048), 1, Policy::Pack).is_empty());
+    }
+
+    /// The plain statement of the policy: charge a copy, take the best, again.
+    fn one_at_a_time(hosts: &[HostSnapshot], demand: &Demand, count: usize, policy: Policy) -> Vec<usize> {
+        let mut hosts = hosts.to_vec();
+        let mut chosen = Vec::new();
+        for _ in 0..count {
+            let Some(best) = place(&hosts, demand, 1, policy).first().copied() else { break };
+            hosts[best].used_vcpus += demand.vcpus;
+            hosts[best].used_memory_mib += demand.memory_mib;
+            hosts[best].used_disk_mib += demand.disk_mib;
+            chosen.push(best);
+        }
+        chosen
+    }
+
+    #[test]
+    fn a_batch_places_as_one_instance_at_a_time_would() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        let hosts: Vec<HostSnapshot> = (0..60)
+            .map(|i| {
+                let mut h =
+                    host(&format!("h{i:02}"), ["a", "b"][i % 2], rng.gen_range(2..16), rng.gen_range(1..32) * 1024);
+                h.used_vcpus = rng.gen_range(0..h.vcpus);
+                h.load = f64::from(rng.gen_range(0..4u8)) / 4.0;
+                h.schedulable = rng.gen_ratio(9, 10);
+                h.disk_mib = rng.gen_ratio(1, 2).then(|| rng.gen_range(0..8) * 1024);
+                h
+            })
+            .collect();
+        let demand = Demand { vcpus: 1, memory_mib: 1024, disk_mib: 512, zone: Some("a".into()) };
+        for policy in [Policy::Pack, Policy::Spread, Policy::LoadAware] {
+            let batch = place(&hosts, &demand, 400, policy);
+            assert!(!batch.is_empty() && batch.len() < 400, "the pool runs out part way");
+            assert_eq!(batch, one_at_a_time(&hosts, &demand, 400, policy), "{policy:?}");
+        }
     }
 }

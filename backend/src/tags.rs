@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use storage::derived::tag_index_prefix;
 use storage::tables::{ACCOUNTS, IMAGES, INSTANCES, KEY_PAIRS, SECURITY_GROUPS, SNAPSHOTS, TAGS, TAG_INDEX, VOLUMES};
-use storage::{TagRecord, WriteTx};
+use storage::{Reads, TagRecord, WriteTx};
 
 use crate::{Backend, Error, ResourceKind, Result};
 
@@ -25,6 +25,33 @@ pub struct TagView {
 
 /// Tags grouped by resource id, for joining into Describe answers.
 pub type TagsByResource = BTreeMap<String, Vec<(String, String)>>;
+
+/// Tag records grouped by resource.
+pub(crate) fn grouped(records: impl IntoIterator<Item = TagRecord>) -> TagsByResource {
+    let mut grouped = TagsByResource::new();
+    for tag in records {
+        grouped.entry(tag.resource_id).or_default().push((tag.key, tag.value));
+    }
+    grouped
+}
+
+/// One resource's tags, by key.
+pub(crate) fn of_resource(tx: &impl Reads, account: &str, resource: &str) -> storage::Result<Vec<(String, String)>> {
+    Ok(tx.scan(&TAGS, &format!("{account}/{resource}/"))?.into_iter().map(|(_, t)| (t.key, t.value)).collect())
+}
+
+/// Ids of `account`'s resources tagged `key` with one of `values`, through storage's tag
+/// index; each once, in id order.
+pub(crate) fn tagged(tx: &impl Reads, account: &str, key: &str, values: &[&str]) -> storage::Result<Vec<String>> {
+    let mut ids = std::collections::BTreeSet::new();
+    for value in values {
+        let prefix = tag_index_prefix(account, key, Some(value));
+        for (entry, _) in tx.scan(&TAG_INDEX, &prefix)? {
+            ids.insert(entry[prefix.len()..].to_owned());
+        }
+    }
+    Ok(ids.into_iter().collect())
+}
 
 /// Checks tags as EC2 does: key 1–128 characters, not `aws:`-prefixed; value at most 256.
 pub fn validate_tags(tags: &[(String, String)]) -> Result<()> {
@@ -149,47 +176,8 @@ impl Backend {
     }
 
     /// The account's tags grouped by resource.
-    /// The tags of the named resources only (one short scan each).
-    pub fn tags_of<'a>(&self, account: &str, resources: impl IntoIterator<Item = &'a str>) -> Result<TagsByResource> {
-        let mut grouped = TagsByResource::new();
-        self.store().read(|tx| {
-            for resource in resources {
-                let tags: Vec<(String, String)> = tx
-                    .scan(&TAGS, &format!("{account}/{resource}/"))?
-                    .into_iter()
-                    .map(|(_, t)| (t.key, t.value))
-                    .collect();
-                if !tags.is_empty() {
-                    grouped.insert(resource.to_owned(), tags);
-                }
-            }
-            Ok::<_, Error>(())
-        })?;
-        Ok(grouped)
-    }
-
-    /// Ids of `account`'s resources tagged `key` with one of `values`, through storage's tag
-    /// index; each once, in id order.
-    pub fn tagged_resources(&self, account: &str, key: &str, values: &[&str]) -> Result<Vec<String>> {
-        let mut ids = std::collections::BTreeSet::new();
-        self.store().read(|tx| {
-            for value in values {
-                let prefix = tag_index_prefix(account, key, Some(value));
-                for (entry, _) in tx.scan(&TAG_INDEX, &prefix)? {
-                    ids.insert(entry[prefix.len()..].to_owned());
-                }
-            }
-            Ok::<_, Error>(())
-        })?;
-        Ok(ids.into_iter().collect())
-    }
-
     pub fn tags_by_resource(&self, account: &str) -> Result<TagsByResource> {
-        let mut grouped = TagsByResource::new();
-        for tag in self.tags(account)? {
-            grouped.entry(tag.resource_id).or_default().push((tag.key, tag.value));
-        }
-        Ok(grouped)
+        Ok(grouped(self.store().read(|tx| tx.scan(&TAGS, &format!("{account}/")))?.into_iter().map(|(_, t)| t)))
     }
 }
 

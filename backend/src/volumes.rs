@@ -19,6 +19,7 @@
 //! While a volume has a snapshot or a modification under way it is not attached or detached:
 //! one piece of work at a time touches its file.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -240,6 +241,17 @@ pub(crate) fn insert_root_volume(
     Ok(id)
 }
 
+/// Attached volumes grouped by their instance.
+pub(crate) fn by_instance(volumes: impl IntoIterator<Item = VolumeRecord>) -> HashMap<String, Vec<VolumeRecord>> {
+    let mut grouped: HashMap<String, Vec<VolumeRecord>> = HashMap::new();
+    for volume in volumes {
+        if let Some(a) = &volume.attachment {
+            grouped.entry(a.instance_id.clone()).or_default().push(volume);
+        }
+    }
+    grouped
+}
+
 /// The volumes attached to one instance, through storage's attachment index.
 pub(crate) fn attached_volumes(
     tx: &impl Reads,
@@ -273,9 +285,9 @@ impl Backend {
         &self,
         account: &str,
         instance_ids: impl IntoIterator<Item = &'a str>,
-    ) -> Result<std::collections::HashMap<String, Vec<VolumeRecord>>> {
+    ) -> Result<HashMap<String, Vec<VolumeRecord>>> {
         Ok(self.store().read(|tx| {
-            let mut by_instance = std::collections::HashMap::new();
+            let mut by_instance = HashMap::new();
             for id in instance_ids {
                 let volumes = attached_volumes(tx, account, id)?;
                 if !volumes.is_empty() {

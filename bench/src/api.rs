@@ -48,6 +48,9 @@ struct Run {
     scenario: &'static str,
     system: &'static str,
     stored: usize,
+    /// The server's own CPU time per answered request (warm-up included): what the load
+    /// generator's share of the machine cannot blur.
+    server_cpu_us: Option<f64>,
     #[serde(flatten)]
     summary: Summary,
 }
@@ -95,6 +98,10 @@ struct Target {
 }
 
 impl Target {
+    fn endpoint(&self) -> (&'static str, &Signer, &Process) {
+        (self.name, &self.signer, &self.process)
+    }
+
     /// The zone for the `n`th launch: round robin over the zones with hosts.
     fn zone(&self, n: usize) -> &'static str {
         ZONES[n % self.zones]
@@ -212,9 +219,10 @@ fn fixed(pairs: &[(&str, &str)], expect_instances: usize) -> (BodyFn, CheckFn) {
     (body, Arc::new(move |answer: &[u8]| count(answer, "<instanceState>") == expect_instances))
 }
 
-fn report_line(scenario: &str, system: &str, stored: usize, s: &Summary) {
+fn report_line(scenario: &str, system: &str, stored: usize, s: &Summary, cpu_us: Option<f64>) {
+    let cpu = cpu_us.map_or(String::new(), |c| format!("  server CPU {c:.0} µs/req"));
     println!(
-        "{scenario:<22} {system:<12} stored {stored:>6}  c{:<3} {:>9.0} req/s  p50 {:>8} µs  p99 {:>8} µs  ({} requests, {} errors)",
+        "{scenario:<22} {system:<12} stored {stored:>6}  c{:<3} {:>9.0} req/s  p50 {:>8} µs  p99 {:>8} µs{cpu}  ({} requests, {} errors)",
         s.concurrency, s.requests_per_sec, s.p50_us, s.p99_us, s.requests, s.errors
     );
     if let Some(error) = &s.first_error {
@@ -231,15 +239,19 @@ impl Bench {
     async fn measure(
         &mut self,
         scenario: &'static str,
-        target_name: &'static str,
-        signer: &Signer,
+        (target_name, signer, process): (&'static str, &Signer, &Process),
         stored: usize,
         window: Window,
         (body, check): (BodyFn, CheckFn),
     ) -> Result<()> {
+        let cpu_before = process.cpu_seconds()?;
         let summary = closed_loop(signer, &window, body, check).await?;
-        report_line(scenario, target_name, stored, &summary);
-        self.results.runs.push(Run { scenario, system: target_name, stored, summary });
+        let cpu = process.cpu_seconds()? - cpu_before;
+        let answered = summary.requests + summary.errors;
+        let warmup_share = 1.0 + window.warmup.as_secs_f64() / summary.seconds.max(1e-9);
+        let server_cpu_us = (answered > 0).then(|| cpu * 1e6 / (answered as f64 * warmup_share));
+        report_line(scenario, target_name, stored, &summary, server_cpu_us);
+        self.results.runs.push(Run { scenario, system: target_name, stored, server_cpu_us, summary });
         Ok(())
     }
 
@@ -285,8 +297,14 @@ async fn first_launches(bench: &mut Bench, target: &mut Target, upto: usize) -> 
             mean_us: histogram.mean(),
             first_error: None,
         };
-        report_line(scenario, target.name, target.stored, &summary);
-        bench.results.runs.push(Run { scenario, system: target.name, stored: target.stored, summary });
+        report_line(scenario, target.name, target.stored, &summary, None);
+        bench.results.runs.push(Run {
+            scenario,
+            system: target.name,
+            stored: target.stored,
+            server_cpu_us: None,
+            summary,
+        });
     }
     Ok(())
 }
@@ -491,19 +509,12 @@ pub async fn run(options: Options) -> Result<()> {
         }
         for &c in concurrencies {
             let probe = describe_by_id(&targets[0].ids);
-            bench.measure("describe-by-id", "bare-hyper", &bare_signer, 0, window(c, measure, None), probe).await?;
+            let w = window(c, measure, None);
+            bench.measure("describe-by-id", ("bare-hyper", &bare_signer, &bare), 0, w, probe).await?;
             for &i in &live {
                 let t = &targets[i];
-                bench
-                    .measure(
-                        "describe-by-id",
-                        t.name,
-                        &t.signer,
-                        t.stored,
-                        window(c, measure, None),
-                        describe_by_id(&t.ids),
-                    )
-                    .await?;
+                let w = window(c, measure, None);
+                bench.measure("describe-by-id", t.endpoint(), t.stored, w, describe_by_id(&t.ids)).await?;
             }
         }
         for &i in &live {
@@ -512,7 +523,7 @@ pub async fn run(options: Options) -> Result<()> {
             let (patience, cap) = if t.name == "moto" { (Duration::from_secs(900), Some(3)) } else { (measure, None) };
             if stage_index == 0 {
                 let all = fixed(&[("Action", "DescribeInstances"), ("Version", VERSION)], t.ids.len());
-                bench.measure("describe-all", t.name, &t.signer, t.stored, window(1, patience, cap), all).await?;
+                bench.measure("describe-all", t.endpoint(), t.stored, window(1, patience, cap), all).await?;
             }
             if t.needles {
                 let pairs = [
@@ -522,7 +533,7 @@ pub async fn run(options: Options) -> Result<()> {
                     ("Filter.1.Value.1", "yes"),
                 ];
                 let w = window(1, patience, cap);
-                bench.measure("describe-tag-filter", t.name, &t.signer, t.stored, w, fixed(&pairs, 10)).await?;
+                bench.measure("describe-tag-filter", t.endpoint(), t.stored, w, fixed(&pairs, 10)).await?;
             }
         }
         bench.save()?;

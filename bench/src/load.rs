@@ -44,11 +44,16 @@ impl Signer {
 
     /// A POST of `body` (form-encoded EC2 Query parameters), signed now.
     pub fn request(&self, body: String) -> Result<http::Request<Full<Bytes>>> {
+        self.request_at(body, SystemTime::now())
+    }
+
+    /// The same, signed as of `time`.
+    pub fn request_at(&self, body: String, time: SystemTime) -> Result<http::Request<Full<Bytes>>> {
         let params = v4::SigningParams::builder()
             .identity(&self.identity)
             .region(&self.region)
             .name("ec2")
-            .time(SystemTime::now())
+            .time(time)
             .settings(SigningSettings::default())
             .build()?
             .into();

@@ -4,6 +4,8 @@
 //!   server ([`bare`]) as the store grows ([`api`]); writes `api.json`.
 //! - `scheduler`: one placement over 10,000 hosts holding 100,000 instances ([`scheduler`]);
 //!   writes `scheduler.json`.
+//! - `inproc`: the gateway's request handler in a loop, over an in-memory store ([`inproc`]):
+//!   Stratus's CPU per request with nothing else on the path; writes `inproc-N.json`.
 //! - `report`: tables and SVG plots from a results directory (`api.json`, `scheduler.json`,
 //!   and the `launch.json` / `migration.json` that `bench/launch.py` and `bench/migration.py`
 //!   write), for `docs/benchmarks.md` ([`report`]).
@@ -14,6 +16,7 @@
 
 mod api;
 mod bare;
+mod inproc;
 mod load;
 mod report;
 mod scheduler;
@@ -65,6 +68,18 @@ enum Command {
         #[arg(long, default_value_t = 100_000)]
         instances: usize,
     },
+    /// Stratus's own CPU cost per request: the request handler in a loop, no network.
+    Inproc {
+        #[arg(long, default_value = "bench/results/latest")]
+        out: PathBuf,
+        #[arg(long, default_value_t = 1_000)]
+        instances: usize,
+        #[arg(long, default_value_t = 20_000)]
+        iterations: usize,
+        /// Only the requests whose name holds this text.
+        #[arg(long)]
+        only: Option<String>,
+    },
     /// Tables and plots from a results directory.
     Report {
         #[arg(long, default_value = "bench/results/latest")]
@@ -115,6 +130,9 @@ fn main() -> Result<()> {
             runtime.block_on(api::run(options))
         }
         Command::Scheduler { out, hosts, instances } => scheduler::run(&out, hosts, instances),
+        Command::Inproc { out, instances, iterations, only } => {
+            inproc::run(&out, instances, iterations, only.as_deref())
+        }
         Command::Report { results, out } => report::run(&results, &out),
         Command::BareServer { listen } => runtime.block_on(bare::serve(listen)),
     }

@@ -19,6 +19,20 @@ impl Process {
         self.child.id()
     }
 
+    /// CPU time the process has used so far (all its threads, user and system), in seconds.
+    pub fn cpu_seconds(&self) -> Result<f64> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid()))?;
+        // The command name may hold spaces; the fields after it are plain numbers.
+        let fields: Vec<&str> = stat.rsplit_once(')').context("odd /proc stat")?.1.split_whitespace().collect();
+        let ticks: f64 = fields
+            .get(11)
+            .zip(fields.get(12))
+            .and_then(|(u, s)| Some(u.parse::<f64>().ok()? + s.parse::<f64>().ok()?))
+            .context("no CPU times")?;
+        // SAFETY-free: sysconf(_SC_CLK_TCK) is 100 on Linux for every architecture we run on.
+        Ok(ticks / 100.0)
+    }
+
     /// Resident memory now, from /proc, in MiB.
     pub fn rss_mib(&self) -> Result<f64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))?;

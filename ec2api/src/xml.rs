@@ -5,48 +5,51 @@
 //! nothing else); an empty list is written as `<name/>`, which SDKs read as `[]`.
 
 use base64::Engine;
-use quick_xml::events::{BytesDecl, BytesEnd, BytesStart, BytesText, Event};
-use quick_xml::Writer;
+use chrono::SecondsFormat;
+use quick_xml::escape::escape;
 
 use crate::query::{Blob, Timestamp};
 use crate::{Ec2Error, XML_NAMESPACE};
 
+/// Writes straight into the body: element names are the model's plain ASCII names, so only
+/// text needs escaping (quick-xml's).
 pub struct XmlWriter {
-    inner: Writer<Vec<u8>>,
+    out: Vec<u8>,
 }
 
 impl XmlWriter {
     fn new() -> Self {
-        let mut w = Self { inner: Writer::new(Vec::with_capacity(1024)) };
-        w.emit(Event::Decl(BytesDecl::new("1.0", Some("UTF-8"), None)));
-        w
-    }
-
-    fn emit(&mut self, event: Event<'_>) {
-        // Writing into a Vec cannot fail.
-        let _ = self.inner.write_event(event);
+        let mut out = Vec::with_capacity(2048);
+        out.extend_from_slice(br#"<?xml version="1.0" encoding="UTF-8"?>"#);
+        Self { out }
     }
 
     pub fn start(&mut self, name: &str) {
-        self.emit(Event::Start(BytesStart::new(name)));
+        self.out.push(b'<');
+        self.out.extend_from_slice(name.as_bytes());
+        self.out.push(b'>');
     }
 
     pub fn end(&mut self, name: &str) {
-        self.emit(Event::End(BytesEnd::new(name)));
+        self.out.extend_from_slice(b"</");
+        self.out.extend_from_slice(name.as_bytes());
+        self.out.push(b'>');
     }
 
     pub fn empty(&mut self, name: &str) {
-        self.emit(Event::Empty(BytesStart::new(name)));
+        self.out.push(b'<');
+        self.out.extend_from_slice(name.as_bytes());
+        self.out.extend_from_slice(b"/>");
     }
 
     pub fn text_element(&mut self, name: &str, text: &str) {
         self.start(name);
-        self.emit(Event::Text(BytesText::new(text)));
+        self.out.extend_from_slice(escape(text).as_bytes());
         self.end(name);
     }
 
     fn finish(self) -> Vec<u8> {
-        self.inner.into_inner()
+        self.out
     }
 }
 
@@ -85,7 +88,7 @@ impl XmlValue for Timestamp {
 
 /// `2026-11-25T02:19:25.000Z`, as EC2 writes it.
 pub fn format_timestamp(t: &Timestamp) -> String {
-    t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
 impl XmlValue for Blob {
@@ -135,7 +138,11 @@ impl XmlStruct for ReturnTrue {
 pub fn render_response(action: &str, output: &dyn XmlStruct, request_id: &str) -> Vec<u8> {
     let root = format!("{action}Response");
     let mut w = XmlWriter::new();
-    w.emit(Event::Start(BytesStart::new(root.as_str()).with_attributes([("xmlns", XML_NAMESPACE)])));
+    w.out.push(b'<');
+    w.out.extend_from_slice(root.as_bytes());
+    w.out.extend_from_slice(br#" xmlns=""#);
+    w.out.extend_from_slice(XML_NAMESPACE.as_bytes());
+    w.out.extend_from_slice(br#"">"#);
     output.write_members(&mut w);
     w.text_element("requestId", request_id);
     w.end(&root);

@@ -23,6 +23,13 @@ impl Ctx {
         &self.principal.account_id
     }
 
+    /// Runs a backend call that only reads redb snapshots (no host, no file, no write) where
+    /// the request already runs: such reads take microseconds, less than handing them to
+    /// another thread and back. Domain errors become EC2 errors here.
+    pub fn read<T>(&self, f: impl FnOnce(&Backend) -> backend::Result<T>) -> Result<T, Ec2Error> {
+        f(&self.backend).map_err(to_ec2)
+    }
+
     /// Runs a backend call on the blocking pool; domain errors become EC2 errors here.
     pub async fn call<T: Send + 'static>(
         &self,

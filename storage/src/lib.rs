@@ -145,7 +145,7 @@ impl Store {
     }
 
     pub fn read<T, E: From<Error>>(&self, f: impl FnOnce(&ReadTx) -> Result<T, E>) -> Result<T, E> {
-        let tx = ReadTx { tx: self.db.begin_read().map_err(Error::from)? };
+        let tx = ReadTx { tx: self.db.begin_read().map_err(Error::from)?, open: Default::default() };
         f(&tx)
     }
 
@@ -212,19 +212,32 @@ impl Reads for WriteTx {
     }
 }
 
-/// A consistent snapshot.
+type ReadTable = redb::ReadOnlyTable<&'static str, &'static [u8]>;
+
+/// A consistent snapshot. Tables open on first use and stay open for the snapshot's life:
+/// opening one is a lookup of its own.
 pub struct ReadTx {
     tx: redb::ReadTransaction,
+    open: std::cell::RefCell<Vec<(&'static str, std::rc::Rc<ReadTable>)>>,
 }
 
 impl ReadTx {
+    fn table<V: Record>(&self, t: &Table<V>) -> Result<std::rc::Rc<ReadTable>> {
+        if let Some((_, table)) = self.open.borrow().iter().find(|(name, _)| *name == t.name) {
+            return Ok(std::rc::Rc::clone(table));
+        }
+        let table = std::rc::Rc::new(self.tx.open_table(t.def())?);
+        self.open.borrow_mut().push((t.name, std::rc::Rc::clone(&table)));
+        Ok(table)
+    }
+
     pub fn get<V: Record>(&self, t: &Table<V>, key: &str) -> Result<Option<V>> {
-        get_from(&self.tx.open_table(t.def())?, t, key)
+        get_from(&*self.table(t)?, t, key)
     }
 
     /// Every record whose key starts with `prefix`, in key order.
     pub fn scan<V: Record>(&self, t: &Table<V>, prefix: &str) -> Result<Vec<(String, V)>> {
-        scan_from(&self.tx.open_table(t.def())?, t, prefix)
+        scan_from(&*self.table(t)?, t, prefix)
     }
 }
 

@@ -1,6 +1,7 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
+use backend::instances::Selection;
 use ec2api::filter::FilterSet;
 use ec2api::pagination::PageRequest;
 use ec2api::{DescribeInstancesOutput, DescribeInstancesRequest, Ec2Error, GroupIdentifier, Reservation};
@@ -64,47 +65,27 @@ pub async fn handle(ctx: &Ctx, req: DescribeInstancesRequest) -> Result<Describe
     check_instance_ids(&ids)?;
     let filters = FilterSet::new(req.filters.as_deref(), FILTERS)?;
     let page = PageRequest::new(req.max_results, req.next_token.as_deref(), 5, 1000)?;
-    let account = ctx.account().to_owned();
     // Ids, given or filtered by exactly, and exact tag filters narrow what is read; any
     // other query reads the account's instances and filters them all.
-    let tagged = filters
-        .exact_tag()
-        .map(|(key, values)| (key.to_owned(), values.iter().map(|v| v.to_string()).collect::<Vec<_>>()));
-    let named: Option<Vec<String>> = if !ids.is_empty() {
-        Some(ids.clone())
-    } else {
-        filters.exact_values("instance-id").map(|v| v.iter().map(|id| id.to_string()).collect())
+    let named: Option<Vec<String>> =
+        filters.exact_values("instance-id").map(|v| v.iter().map(|id| id.to_string()).collect());
+    let tagged = filters.exact_tag();
+    let selection = match (&named, &tagged) {
+        _ if !ids.is_empty() => Selection::Ids(&ids),
+        (Some(named), _) => Selection::Ids(named),
+        (None, Some((key, values))) => Selection::Tagged { key, values },
+        (None, None) => Selection::Account,
     };
-    let (records, tags, joins) = ctx
-        .call(move |b| {
-            let narrowed = match (named, tagged) {
-                (Some(ids), _) => Some(ids),
-                (None, Some((key, values))) => {
-                    let values: Vec<&str> = values.iter().map(String::as_str).collect();
-                    let mut ids = b.tagged_resources(&account, &key, &values)?;
-                    ids.retain(|id| id.starts_with("i-"));
-                    Some(ids)
-                }
-                (None, None) => None,
-            };
-            match narrowed {
-                Some(ids) => {
-                    let records = b.instances_by_id(&account, &ids)?;
-                    let tags = b.tags_of(&account, records.iter().map(|r| r.id.as_str()))?;
-                    let joins = Joins::for_instances(b, &account, &records)?;
-                    Ok((records, tags, joins))
-                }
-                None => Ok((b.instances(&account)?, b.tags_by_resource(&account)?, Joins::load(b, &account)?)),
-            }
-        })
-        .await?;
+    let views = ctx.read(|b| b.instance_views(ctx.account(), selection))?;
+    let (records, tags) = (&views.records, &views.tags);
+    let joins = Joins { group_names: views.group_names, volumes: views.volumes };
     if let Some(missing) = ids.iter().find(|id| !records.iter().any(|r| &r.id == *id)) {
         return Err(Ec2Error::new("InvalidInstanceID.NotFound", format!("The instance ID '{missing}' does not exist")));
     }
     let region = ctx.region.as_str();
     // Reservations keep their instances together and page as a whole, ordered by id.
     let mut reservations: BTreeMap<String, Vec<&InstanceRecord>> = BTreeMap::new();
-    for record in &records {
+    for record in records {
         let record_tags = tags.get(&record.id).map_or(NO_TAGS, Vec::as_slice);
         let wanted = ids.is_empty() || ids.contains(&record.id);
         let item = WithDns::new(record, region);
