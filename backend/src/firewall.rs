@@ -198,16 +198,22 @@ impl Backend {
         host.accelerator != Accelerator::Test
     }
 
-    /// What every filter is made of, read once for a batch: the groups by id, and their
-    /// members among `records`.
-    fn filter_inputs(&self, records: &[InstanceRecord]) -> Result<FilterInputs> {
+    /// What every filter is made of, read once for a batch: the groups (of `account`, or of
+    /// all) by id, and their members among `records`.
+    fn filter_inputs(&self, account: Option<&str>, records: &[InstanceRecord]) -> Result<FilterInputs> {
+        let prefix = account.map(|a| format!("{a}/")).unwrap_or_default();
         let groups = self
             .store()
-            .read(|tx| tx.scan(&SECURITY_GROUPS, ""))?
+            .read(|tx| tx.scan(&SECURITY_GROUPS, &prefix))?
             .into_iter()
             .map(|(_, g)| (g.id.clone(), g))
             .collect();
         Ok(FilterInputs { groups, members: group_members(records) })
+    }
+
+    /// Whether any host enforces filters (a pool of test-driver hosts has none to keep).
+    pub(crate) fn enforces_anywhere(&self) -> bool {
+        self.hosts().iter().any(|h| Self::enforces(h))
     }
 
     /// Defines `record`'s filter on `host` (before a boot or a migration there) and answers its
@@ -216,7 +222,9 @@ impl Backend {
         if !Self::enforces(host) {
             return Ok(None);
         }
-        let xml = instance_filter(record, &self.filter_inputs(&self.all_instance_records()?)?);
+        // Groups and their members belong to one account: the instance's is all it can name.
+        let xml =
+            instance_filter(record, &self.filter_inputs(Some(&record.account), &self.instances(&record.account)?)?);
         host.driver.define_filter(&xml).map_err(Error::Driver)?;
         self.applied_filters().insert((host.id.clone(), record.id.clone()), xml);
         Ok(Some(filter_name(&record.id)))
@@ -236,7 +244,10 @@ impl Backend {
     /// Brings the filters of the running instances in `records` up to date with redb; called
     /// by every sweep. Only filters that changed are redefined.
     pub(crate) fn sync_filters(&self, records: &[InstanceRecord]) -> Result<()> {
-        let inputs = self.filter_inputs(records)?;
+        if !self.enforces_anywhere() {
+            return Ok(());
+        }
+        let inputs = self.filter_inputs(None, records)?;
         for record in records.iter().filter(|r| r.state == InstanceState::Running && r.migration.is_none()) {
             let Some(host) = self.hosts().get(&record.host_id).filter(|h| Self::enforces(h)) else { continue };
             let xml = instance_filter(record, &inputs);

@@ -890,7 +890,10 @@ impl Backend {
         })?;
         // Its address may go to another instance at once: the groups it was in must stop
         // letting that address in now, not at the next sweep.
-        self.sync_filters(&self.all_instance_records()?)
+        if self.enforces_anywhere() {
+            self.sync_filters(&self.instances(&record.account)?)?;
+        }
+        Ok(())
     }
 
     /// Forgets the instances of `records` terminated longer than `retention` ago, with their tags.

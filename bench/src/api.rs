@@ -274,6 +274,9 @@ async fn first_launches(bench: &mut Bench, target: &mut Target, upto: usize) -> 
     let singles = if bench.options.quick { upto.min(20) } else { upto.min(200) };
     let hundreds = (upto - singles) / 100;
     for (scenario, size, n) in [("run-instances-1", 1, singles), ("run-instances-100", 100, hundreds)] {
+        if n == 0 {
+            continue;
+        }
         let mut histogram = hdrhistogram::Histogram::<u64>::new(3)?;
         let started = Instant::now();
         for i in 0..n {

@@ -1,0 +1,112 @@
+//! The harness itself works: every benchmark runs at a tiny size and writes what the report
+//! reads, and the report renders tables and plots from it. Figures are not judged here (a
+//! benchmark never fails on a number); wrong answers are, since the load generator counts
+//! them as errors.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+fn bench() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_stratus-bench"))
+}
+
+/// The `stratus` binary of the profile these tests were built with (`cargo build --bins`).
+fn stratus_bin() -> PathBuf {
+    let exe = PathBuf::from(env!("CARGO_BIN_EXE_stratus-bench"));
+    let bin = exe.with_file_name("stratus");
+    assert!(bin.exists(), "{} is missing: build it first (cargo build --workspace --bins)", bin.display());
+    bin
+}
+
+fn run(command: &mut Command) {
+    let output = command.output().expect("stratus-bench runs");
+    assert!(
+        output.status.success(),
+        "{command:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+fn json(path: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap()
+}
+
+#[test]
+fn scheduler_inproc_api_and_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("results");
+
+    run(bench().args(["scheduler", "--hosts", "300", "--instances", "3000", "--out"]).arg(&out));
+    let scheduler = json(&out.join("scheduler.json"));
+    let timings = scheduler["timings"].as_array().unwrap();
+    assert_eq!(timings.len(), 6, "three policies, one and a hundred instances");
+    assert!(timings.iter().all(|t| t["placed"].as_u64() == t["count"].as_u64()), "{timings:?}");
+
+    run(bench().args(["inproc", "--instances", "40", "--iterations", "200", "--out"]).arg(&out));
+    let costs = json(&out.join("inproc-40.json"));
+    assert_eq!(costs["costs"].as_array().unwrap().len(), 4);
+
+    run(bench()
+        .args(["api", "--quick", "--stages", "30", "--seconds", "0.5", "--stratus-bin"])
+        .arg(stratus_bin())
+        .arg("--out")
+        .arg(&out));
+    let api = json(&out.join("api.json"));
+    let runs = api["runs"].as_array().unwrap();
+    for (scenario, system) in [
+        ("run-instances-1", "stratus"),
+        ("run-instances-1", "moto"),
+        ("describe-by-id", "bare-hyper"),
+        ("describe-by-id", "stratus"),
+        ("describe-by-id", "moto"),
+        ("describe-all", "stratus"),
+        ("describe-tag-filter", "stratus"),
+        ("describe-tag-filter", "moto"),
+    ] {
+        let found: Vec<&Value> = runs.iter().filter(|r| r["scenario"] == scenario && r["system"] == system).collect();
+        assert!(!found.is_empty(), "no {scenario} run against {system}");
+        for run in found {
+            assert!(run["requests"].as_u64().unwrap() > 0, "{run}");
+            assert_eq!(run["errors"].as_u64(), Some(0), "wrong answers: {run}");
+        }
+    }
+    assert!(api["rss"].as_array().unwrap().iter().any(|r| r["system"] == "stratus" && r["stored"] == 30));
+
+    // The helper scripts' results, in the shapes they write.
+    std::fs::write(
+        out.join("launch.json"),
+        r#"{"kind": "launch", "repetitions": 2, "accelerator": "tcg", "runs": [
+            {"via": "stratus", "rep": 0, "to_running_ms": 900, "to_marker_ms": 3100, "ok": true, "note": ""},
+            {"via": "virsh", "rep": 0, "to_running_ms": 700, "to_marker_ms": 2900, "ok": true, "note": ""}]}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        out.join("migration.json"),
+        r#"{"kind": "migration", "accelerator": "tcg", "runs": [
+            {"experiment": "memory", "memory_mib": 256, "load": "idle", "policy": "default", "via": "stratus", "rep": 0,
+             "total_ms": 900, "downtime_ms": 60, "wall_ms": 1000, "data_mib": 70, "max_ping_gap_ms": 120, "ping_replies": 150, "ok": true, "note": ""},
+            {"experiment": "memory", "memory_mib": 256, "load": "idle", "policy": "default", "via": "virsh", "rep": 0,
+             "total_ms": 850, "downtime_ms": 55, "wall_ms": 950, "data_mib": 70, "max_ping_gap_ms": 110, "ping_replies": 140, "ok": true, "note": ""}],
+          "ping_traces": [{"via": "stratus", "memory_mib": 256, "interval_ms": 10,
+             "samples": [[0, 0.4], [10, 0.5], [20, null], [130, 0.6]], "switchover_ms": 25}]}"#,
+    )
+    .unwrap();
+    let plots = dir.path().join("plots");
+    run(bench().args(["report", "--results"]).arg(&out).arg("--out").arg(&plots));
+    let tables = std::fs::read_to_string(plots.join("results.md")).unwrap();
+    for heading in ["### API", "### Scheduler", "### Launch", "### Live migration"] {
+        assert!(tables.contains(heading), "{heading} missing from:\n{tables}");
+    }
+    assert!(
+        tables.contains("| memory | 256 MiB | idle | default | stratus | 900 | 60 | 120 | 70 | 1 / 1 | 1.06 |"),
+        "{tables}"
+    );
+    for plot in ["api-describe-by-id.svg", "api-rss.svg", "migration-time-by-memory.svg", "migration-ping-stratus.svg"]
+    {
+        let svg = std::fs::read_to_string(plots.join(plot)).unwrap_or_else(|e| panic!("{plot}: {e}"));
+        assert!(svg.starts_with("<svg") && svg.contains("<text"), "{plot} is not a labelled SVG");
+    }
+}
