@@ -21,12 +21,12 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use storage::tables::IMAGES;
-use storage::{ImageState, InstanceState};
+use storage::tables::{IMAGES, INSTANCES};
+use storage::{ImageState, InstanceRecord, InstanceState};
 use tokio::sync::mpsc;
 
 use crate::hypervisor::PowerState;
-use crate::{Backend, Result};
+use crate::{now_ms, Backend, Result};
 
 /// How long a terminated instance stays visible, as on EC2.
 pub const TERMINATED_RETENTION: Duration = Duration::from_secs(3600);
@@ -47,6 +47,32 @@ pub fn sweep_period(interval: Duration, took: Duration) -> Duration {
     interval.max(took * SWEEP_DUTY)
 }
 
+/// What the sweep keeps of each instance that is not terminated.
+struct Seen {
+    /// `{account}/{id}`.
+    key: String,
+    host_id: String,
+    state: InstanceState,
+    migrating: bool,
+    migration_target: Option<String>,
+}
+
+impl Seen {
+    fn of(key: &str, record: &InstanceRecord) -> Self {
+        Self {
+            key: key.to_owned(),
+            host_id: record.host_id.clone(),
+            state: record.state,
+            migrating: record.migration.is_some(),
+            migration_target: record.migration_target.clone(),
+        }
+    }
+
+    fn id(&self) -> &str {
+        self.key.split_once('/').map_or(self.key.as_str(), |(_, id)| id)
+    }
+}
+
 /// What a sweep found that needs an operator's eye.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SweepReport {
@@ -61,10 +87,29 @@ pub struct SweepReport {
 impl Backend {
     /// One pass of reconciliation. Blocks on every host in turn.
     pub fn sweep(&self) -> Result<SweepReport> {
+        // Whole records are kept only where the drain or the filters need them; of the rest, a
+        // few fields: a large store is read in one pass without holding it all.
+        let maintenance = self.maintenance_hosts()?;
+        let enforcing = self.enforces_anywhere();
+        let cutoff = now_ms() - TERMINATED_RETENTION.as_millis() as i64;
+        let (mut seen, mut whole, mut expired) = (Vec::new(), Vec::new(), Vec::new());
         // Read redb before asking the hosts: an instance that became running after this read
         // cannot be mistaken for one that stopped (its domain is seen running, or the
         // conditional update below finds its state changed).
-        let records = self.all_instance_records()?;
+        self.store().read(|tx| {
+            tx.for_each(&INSTANCES, "", |key, record: InstanceRecord| {
+                if record.state == InstanceState::Terminated {
+                    if record.terminated_ms.is_some_and(|t| t <= cutoff) {
+                        expired.push(key.to_owned());
+                    }
+                    return;
+                }
+                seen.push(Seen::of(key, &record));
+                if enforcing || maintenance.get(&record.host_id).copied().unwrap_or(false) {
+                    whole.push(record);
+                }
+            })
+        })?;
         let mut report = SweepReport::default();
         let mut domains: HashMap<String, HashMap<String, PowerState>> = HashMap::new();
         for host in self.hosts().iter() {
@@ -75,32 +120,30 @@ impl Backend {
                 report.unreachable_hosts.push(host.id.clone());
             }
         }
-        for record in &records {
-            let key = format!("{}/{}", record.account, record.id);
-            match record.state {
+        for instance in &seen {
+            match instance.state {
                 InstanceState::Pending | InstanceState::Stopping | InstanceState::ShuttingDown => {
-                    self.kick(&key);
+                    self.kick(&instance.key);
                     report.kicked += 1;
                 }
                 // A migrating guest leaves its host at switch-over, before redb says so; its
                 // migration's own work settles where it is.
-                InstanceState::Running if record.migration.is_some() => {
-                    self.kick(&key);
+                InstanceState::Running if instance.migrating => {
+                    self.kick(&instance.key);
                     report.kicked += 1;
                 }
                 InstanceState::Running => {
-                    let Some(on_host) = domains.get(&record.host_id) else { continue };
-                    if on_host.get(&record.id).is_none_or(|s| s.is_off()) {
-                        self.guest_powered_off(&key, &record.host_id)?;
+                    let Some(on_host) = domains.get(&instance.host_id) else { continue };
+                    if on_host.get(instance.id()).is_none_or(|s| s.is_off()) {
+                        self.guest_powered_off(&instance.key, &instance.host_id)?;
                     }
                 }
                 InstanceState::Stopped | InstanceState::Terminated => {}
             }
         }
-        let known: BTreeSet<(&str, &str)> = records
+        let known: BTreeSet<(&str, &str)> = seen
             .iter()
-            .filter(|r| r.state != InstanceState::Terminated)
-            .flat_map(|r| std::iter::once(&r.host_id).chain(&r.migration_target).map(|h| (h.as_str(), r.id.as_str())))
+            .flat_map(|i| std::iter::once(&i.host_id).chain(&i.migration_target).map(|h| (h.as_str(), i.id())))
             .collect();
         for (host_id, on_host) in &domains {
             for name in on_host.keys() {
@@ -122,10 +165,10 @@ impl Backend {
             self.kick(&key);
             report.kicked += 1;
         }
-        report.purged = self.purge_terminated(&records, TERMINATED_RETENTION)?;
+        report.purged = self.purge_terminated(&expired, TERMINATED_RETENTION)?;
         self.purge_migrations(MIGRATION_RETENTION)?;
-        self.drain_step(&records)?;
-        self.sync_filters(&records)?;
+        self.drain_step(&whole)?;
+        self.sync_filters(&whole)?;
         Ok(report)
     }
 

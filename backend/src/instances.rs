@@ -896,27 +896,27 @@ impl Backend {
         Ok(())
     }
 
-    /// Forgets the instances of `records` terminated longer than `retention` ago, with their tags.
-    pub(crate) fn purge_terminated(&self, records: &[InstanceRecord], retention: Duration) -> Result<usize> {
-        let cutoff = now_ms() - retention.as_millis() as i64;
-        let expired =
-            |r: &&InstanceRecord| r.state == InstanceState::Terminated && r.terminated_ms.is_some_and(|t| t <= cutoff);
+    /// Forgets the instances at `keys` (the sweep found them terminated longer than
+    /// `retention` ago), with their tags.
+    pub(crate) fn purge_terminated(&self, keys: &[String], retention: Duration) -> Result<usize> {
         // The sweep calls this every interval: commit only when something has expired.
-        let due: Vec<&InstanceRecord> = records.iter().filter(expired).collect();
-        if due.is_empty() {
+        if keys.is_empty() {
             return Ok(0);
         }
+        let cutoff = now_ms() - retention.as_millis() as i64;
         self.store().write(|tx| {
-            for record in &due {
+            let mut purged = 0;
+            for key in keys {
                 // Gone already, or changed since the sweep read it: nothing to forget.
-                let key = instance_key(&record.account, &record.id);
-                if tx.get(&INSTANCES, &key)?.is_none_or(|r| !expired(&&r)) {
+                let Some(record) = tx.get(&INSTANCES, key)? else { continue };
+                if record.state != InstanceState::Terminated || record.terminated_ms.is_none_or(|t| t > cutoff) {
                     continue;
                 }
-                tx.remove(&INSTANCES, &key)?;
+                tx.remove(&INSTANCES, key)?;
                 tags::drop_tags(tx, &record.account, &record.id)?;
+                purged += 1;
             }
-            Ok::<_, Error>(due.len())
+            Ok::<_, Error>(purged)
         })
     }
 

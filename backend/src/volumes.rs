@@ -891,14 +891,14 @@ impl Backend {
             .map(|(_, s)| s)
             .filter(|s| s.state == SnapshotState::Pending)
             .collect();
-        let mut keys: Vec<String> = self
-            .store()
-            .read(|tx| tx.scan(&VOLUMES, ""))?
-            .into_iter()
-            .map(|(_, v)| v)
-            .filter(|v| needs_work(v, &pending))
-            .map(|v| owner_key(&v))
-            .collect();
+        let mut keys: Vec<String> = Vec::new();
+        self.store().read(|tx| {
+            tx.for_each(&VOLUMES, "", |_, v: VolumeRecord| {
+                if needs_work(&v, &pending) {
+                    keys.push(owner_key(&v));
+                }
+            })
+        })?;
         keys.sort();
         keys.dedup();
         Ok(keys)

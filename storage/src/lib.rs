@@ -135,12 +135,12 @@ impl Store {
     }
 
     fn init(db: redb::Database) -> Result<Self> {
-        let tx = WriteTx { tx: db.begin_write()? };
+        let tx = db.begin_write()?;
         for name in tables::ALL {
-            tx.tx.open_table(TableDefinition::<&str, &[u8]>::new(name))?;
+            tx.open_table(TableDefinition::<&str, &[u8]>::new(name))?;
         }
-        derived::ensure(&tx)?;
-        tx.tx.commit()?;
+        derived::ensure(&WriteTx::new(&tx))?;
+        tx.commit()?;
         Ok(Self { db })
     }
 
@@ -150,9 +150,10 @@ impl Store {
     }
 
     pub fn write<T, E: From<Error>>(&self, f: impl FnOnce(&WriteTx) -> Result<T, E>) -> Result<T, E> {
-        let tx = WriteTx { tx: self.db.begin_write().map_err(Error::from)? };
-        let value = f(&tx)?;
-        tx.tx.commit().map_err(Error::from)?;
+        let tx = self.db.begin_write().map_err(Error::from)?;
+        // The tables the closure opened close with `WriteTx` before the commit.
+        let value = f(&WriteTx::new(&tx))?;
+        tx.commit().map_err(Error::from)?;
         Ok(value)
     }
 }
@@ -202,7 +203,7 @@ impl Reads for ReadTx {
     }
 }
 
-impl Reads for WriteTx {
+impl Reads for WriteTx<'_> {
     fn get<V: Record>(&self, t: &Table<V>, key: &str) -> Result<Option<V>> {
         WriteTx::get(self, t, key)
     }
@@ -239,25 +240,59 @@ impl ReadTx {
     pub fn scan<V: Record>(&self, t: &Table<V>, prefix: &str) -> Result<Vec<(String, V)>> {
         scan_from(&*self.table(t)?, t, prefix)
     }
+
+    /// Hands `f` every record whose key starts with `prefix`, in key order, one at a time:
+    /// a pass over a large table that keeps only what `f` keeps.
+    pub fn for_each<V: Record>(&self, t: &Table<V>, prefix: &str, mut f: impl FnMut(&str, V)) -> Result<()> {
+        let table = self.table(t)?;
+        for entry in table.range(prefix..)? {
+            let (key, value) = entry?;
+            let key = key.value();
+            if !key.starts_with(prefix) {
+                break;
+            }
+            f(key, decode(t.name, key, value.value())?);
+        }
+        Ok(())
+    }
 }
 
 /// A write transaction; it sees its own writes.
-pub struct WriteTx {
-    tx: redb::WriteTransaction,
+type WriteTable<'a> = redb::Table<'a, &'static str, &'static [u8]>;
+
+/// A write transaction; it sees its own writes. Tables open on first use and stay open until
+/// the transaction commits: a launch writes a dozen records to a handful of tables.
+pub struct WriteTx<'a> {
+    tx: &'a redb::WriteTransaction,
+    open: std::cell::RefCell<Vec<(&'static str, std::rc::Rc<std::cell::RefCell<WriteTable<'a>>>)>>,
 }
 
-impl WriteTx {
+impl<'a> WriteTx<'a> {
+    fn new(tx: &'a redb::WriteTransaction) -> Self {
+        Self { tx, open: Default::default() }
+    }
+
+    fn table<V: Record>(&self, t: &Table<V>) -> Result<std::rc::Rc<std::cell::RefCell<WriteTable<'a>>>> {
+        if let Some((_, table)) = self.open.borrow().iter().find(|(name, _)| *name == t.name) {
+            return Ok(std::rc::Rc::clone(table));
+        }
+        let table = std::rc::Rc::new(std::cell::RefCell::new(self.tx.open_table(t.def())?));
+        self.open.borrow_mut().push((t.name, std::rc::Rc::clone(&table)));
+        Ok(table)
+    }
+
     pub fn get<V: Record>(&self, t: &Table<V>, key: &str) -> Result<Option<V>> {
-        get_from(&self.tx.open_table(t.def())?, t, key)
+        get_from(&*self.table(t)?.borrow(), t, key)
     }
 
     pub fn scan<V: Record>(&self, t: &Table<V>, prefix: &str) -> Result<Vec<(String, V)>> {
-        scan_from(&self.tx.open_table(t.def())?, t, prefix)
+        scan_from(&*self.table(t)?.borrow(), t, prefix)
     }
 
     pub fn insert<V: Record>(&self, t: &Table<V>, key: &str, value: &V) -> Result<()> {
         let old = {
-            let mut table = self.tx.open_table(t.def())?;
+            let table = self.table(t)?;
+            let mut table = table.borrow_mut();
             let old = table.insert(key, encode(value).as_slice())?;
             if V::DERIVED {
                 old.map(|bytes| decode::<V>(t.name, key, bytes.value())).transpose()?
@@ -265,6 +300,7 @@ impl WriteTx {
                 None
             }
         };
+        // Derived tables are others than `t`: its borrow has ended.
         if V::DERIVED {
             V::derive(self, key, old.as_ref(), Some(value))?;
         }
@@ -274,7 +310,8 @@ impl WriteTx {
     /// Removes `key`; whether it was there.
     pub fn remove<V: Record>(&self, t: &Table<V>, key: &str) -> Result<bool> {
         let old = {
-            let mut table = self.tx.open_table(t.def())?;
+            let table = self.table(t)?;
+            let mut table = table.borrow_mut();
             let old = table.remove(key)?;
             match old {
                 Some(bytes) if V::DERIVED => Some(Some(decode::<V>(t.name, key, bytes.value())?)),
@@ -290,6 +327,8 @@ impl WriteTx {
 
     /// Empties a table.
     pub fn clear<V: Record>(&self, t: &Table<V>) -> Result<()> {
+        // redb deletes only a table that is not open.
+        self.open.borrow_mut().retain(|(name, _)| *name != t.name);
         self.tx.delete_table(t.def())?;
         self.tx.open_table(t.def())?;
         Ok(())
