@@ -53,9 +53,11 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-def terminate_on_sigterm() -> None:
-    """SIGTERM unwinds like Ctrl-C, so that every `finally` cleans up."""
-    signal.signal(signal.SIGTERM, _interrupt)
+def interrupt_on_signals() -> None:
+    """SIGTERM, and SIGINT even where the shell had it ignored (a background job), unwind like
+    Ctrl-C, so that every `finally` cleans up."""
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _interrupt)
 
 
 @dataclass

@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 from common import (BOOT_MARKER, REPO, Stratus, Watch, build_test_image, cell, instance, log, remove_domain, run,
-                    standalone_xml, summary, table, terminate, terminate_on_sigterm, virsh)
+                    standalone_xml, summary, table, terminate, interrupt_on_signals, virsh)
 
 URI = "qemu:///system"
 INSTANCE_TYPE = "t3.nano"
@@ -109,7 +109,7 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--stratus-bin", type=Path, default=REPO / "target/release/stratus")
     args = parser.parse_args()
-    terminate_on_sigterm()
+    interrupt_on_signals()
     args.out.mkdir(parents=True, exist_ok=True)
 
     run(str(REPO / "scripts/setup-host"), timeout=600)
@@ -174,4 +174,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:
+        log("interrupted; cleaned up")
+        raise SystemExit(130)
