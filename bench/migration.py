@@ -26,7 +26,10 @@
    (the job seen final / virsh exited). A run is `ok` only if the migration completed, the
    guest runs on the target, it went on counting on its console without rebooting or
    printing a kernel error, QEMU logged no device error, the pinger had replies in both
-   the second before and the last second after (and a download kept its connection).
+   the second before and the last second after, a download kept its connection, and the
+   dirtier found every page holding what it wrote (two passes after the switch-over).
+   A broken run keeps its console and QEMU logs in <out>/broken/; a lab host that stops
+   answering ends the benchmark (every run after would fail the same way).
 4. `migration.json` in --out (the first repetition of the 512 MiB idle case keeps its ping
    trace), and a table on stdout. Lab, server, domains and files are removed at the end,
    also on failure or Ctrl-C.
@@ -43,6 +46,7 @@ import os
 import random
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -101,7 +105,7 @@ class Pinger:
                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
 
     def stop(self) -> "PingTrace":
-        self.proc.send_signal(2)  # SIGINT: ping prints its summary and exits
+        self.proc.send_signal(signal.SIGINT)  # ping prints its summary and exits
         out, _ = self.proc.communicate(timeout=10)
         return PingTrace(out)
 
@@ -271,6 +275,9 @@ class Lab:
             finally:
                 guest.remove()
         return self.templates[key]
+
+    def silent_hosts(self) -> list[str]:
+        return [uri for uri in self.uris if virsh(uri, "list", check=False, timeout=15).returncode != 0]
 
     def close(self) -> None:
         self.stratus.stop()
@@ -520,9 +527,18 @@ def measure(lab: Lab, guest, case: Case, rep: int) -> tuple[dict, dict | None]:
         pings = pinger.stop()
         pinger = None
         if case.load == "dirty" and migrated.ok:
-            # Two more passes of the dirtier after the switch-over read every page it wrote.
+            # Two more passes of the dirtier after the switch-over read every page it wrote;
+            # no use waiting for them from a guest that already broke or stopped counting.
             deadline = time.monotonic() + DIRTY_CHECK_TIMEOUT
-            while guest.console.read_text(errors="replace").count("stratus-dirty pass=") < passes + 2:
+            counted, counted_at = counter(guest.console.read_text(errors="replace")), time.monotonic()
+            while (text := guest.console.read_text(errors="replace")).count("stratus-dirty pass=") < passes + 2:
+                if counter(text) > counted:
+                    counted, counted_at = counter(text), time.monotonic()
+                if GUEST_BROKEN.search(text):
+                    break
+                if time.monotonic() - counted_at > 5:
+                    problems.append("the guest stopped counting on its console")
+                    break
                 if time.monotonic() > deadline:
                     problems.append(f"the dirtier did not finish two passes within {DIRTY_CHECK_TIMEOUT} s")
                     break
@@ -645,6 +661,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="stratus-bench-migration-"))
     runs, traces = [], []
     lab = None
+    aborted = None
     started = time.monotonic()
     try:
         lab = Lab(args, work)
@@ -664,16 +681,27 @@ def main() -> None:
                         f"gap {record['max_ping_gap_ms']} ms; {'ok' if record['ok'] else 'BROKEN'}: {record['note']}")
                     if not lab.stratus.alive():
                         raise RuntimeError(f"stratus serve died (see {lab.stratus.log_path})")
+                    # Every run after would fail the same way: stop, keeping what was measured.
+                    # (The lab is one per machine: another `scripts/lab down`, as the test
+                    # suite's lab tests run, takes ours down too.)
+                    if not record["ok"] and (silent := lab.silent_hosts()):
+                        raise RuntimeError(f"lab host(s) {', '.join(silent)} stopped answering")
+    except RuntimeError as e:
+        aborted = str(e)
+        log(f"aborted: {aborted}")
     finally:
         if lab is not None:
             lab.close()
             shutil.copyfile(lab.stratus.log_path, args.out / "stratus-migration.log")
         run(str(REPO / "scripts/lab"), "down", timeout=300, check=False)
         shutil.rmtree(work, ignore_errors=True)
-        report = {"kind": "migration", "accelerator": accelerator, "runs": runs, "ping_traces": traces}
+        report = {"kind": "migration", "accelerator": accelerator, "aborted": aborted, "runs": runs,
+                  "ping_traces": traces}
         (args.out / "migration.json").write_text(json.dumps(report, indent=2) + "\n")
         log(f"{len(runs)} runs in {time.monotonic() - started:.0f} s; written {args.out / 'migration.json'}")
     print_table(runs)
+    if aborted:
+        raise SystemExit(f"aborted after {len(runs)} runs: {aborted}")
 
 
 if __name__ == "__main__":
