@@ -1,0 +1,291 @@
+"""Helpers shared by the launch and migration benchmarks.
+
+- `Stratus` runs one `stratus serve` on a free loopback port with a fresh data dir, imports
+  images into it and hands out boto3 clients (`ec2`, and `stratus` for the extension API).
+- `virsh`, `standalone_xml`: the same guest without Stratus, from the XML Stratus defined.
+- `Watch` notices a line appearing in a console log (polled every 5 ms, in a thread).
+- `summary`, `table`: medians with min and max, for the results and the printed tables.
+
+All timings use `time.monotonic()`.
+"""
+
+from __future__ import annotations
+
+import configparser
+import os
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+import urllib.request
+import uuid
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+BOOT_MARKER = "STRATUS-TEST-GUEST BOOTED"
+REGION = "us-east-1"
+# Signs of a guest that a migration broke (a TCG/QEMU 7.2 effect under heavy load, see
+# shared/design/libvirt-and-qemu.md), in its console or in QEMU's own log: kernel errors, and
+# the memory dirtier finding pages that lost what it wrote (scripts/build-test-image).
+GUEST_BROKEN = re.compile(r"soft lockup|Kernel panic|BUG: |Oops|is not a head|hung_task|rcu_sched self-detected"
+                          r"|stratus-dirty pass=\d+ lost=[1-9]\d*")
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def run(*cmd: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr.strip() or proc.stdout.strip()}")
+    return proc
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def interrupt_on_signals() -> None:
+    """SIGTERM, and SIGINT even where the shell had it ignored (a background job), unwind like
+    Ctrl-C, so that every `finally` cleans up."""
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _interrupt)
+
+
+@dataclass
+class TestImage:
+    disk: str
+    kernel: str
+    initrd: str
+    cmdline: str
+
+
+def build_test_image() -> TestImage:
+    """scripts/build-test-image (cached after its first build); its last line is the result."""
+    last = run(str(REPO / "scripts/build-test-image"), timeout=600).stdout.strip().splitlines()[-1]
+    head, cmdline = last.split(" cmdline=", 1)  # the command line runs to the end of the line
+    fields = dict(kv.split("=", 1) for kv in head.split())
+    return TestImage(fields["disk"], fields["kernel"], fields["initrd"], cmdline)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Stratus:
+    """One `stratus serve` (no metadata service: benchmarks do not need it, and only one
+    server per machine can have its address)."""
+
+    def __init__(self, binary: Path, data_dir: Path, config: str | None = None):
+        self.binary, self.data_dir = binary, data_dir
+        self.data_dir.mkdir(parents=True)
+        self.log_path = data_dir.parent / f"{data_dir.name}.log"
+        cmd = [str(binary), "serve", "--data-dir", str(data_dir), "--metadata-listen", "off"]
+        if config is not None:
+            config_path = data_dir.parent / f"{data_dir.name}.toml"
+            config_path.write_text(config)
+            cmd += ["--config", str(config_path)]
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("STRATUS_", "AWS_"))}
+        for _ in range(3):  # a free port may be taken before the server binds it
+            self.port = free_port()
+            with open(self.log_path, "ab") as out:
+                self.proc = subprocess.Popen(cmd + ["--listen", f"127.0.0.1:{self.port}"], stdout=out,
+                                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+            if self._wait_ready():
+                break
+        else:
+            raise RuntimeError(f"stratus serve could not bind a port (see {self.log_path})")
+        creds = configparser.ConfigParser()
+        creds.read(data_dir / "admin-credentials")
+        self.access_key = creds["stratus"]["aws_access_key_id"].strip()
+        self.secret_key = creds["stratus"]["aws_secret_access_key"].strip()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        log(f"stratus serve on {self.endpoint}, data {data_dir}, log {self.log_path}")
+
+    def _wait_ready(self, timeout: float = 30) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                if b"address already in use" in self.log_path.read_bytes().lower():
+                    return False
+                raise RuntimeError(f"stratus serve exited with {self.proc.returncode} (see {self.log_path})")
+            creds = self.data_dir / "admin-credentials"
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    if creds.exists() and "aws_secret_access_key" in creds.read_text():
+                        return True
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"stratus serve not ready within {timeout} s (see {self.log_path})")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def import_image(self, image: TestImage, name: str, extra_cmdline: str = "") -> str:
+        cmdline = f"{image.cmdline} {extra_cmdline}".strip()
+        out = run(str(self.binary), "image", "import", image.disk, "--name", name, "--kernel", image.kernel,
+                  "--initrd", image.initrd, "--cmdline", cmdline, "--data-dir", str(self.data_dir)).stdout
+        return out.strip().splitlines()[-1]
+
+    def client(self, service: str = "ec2"):
+        import boto3
+        from botocore.config import Config
+
+        # The extension's model is found through AWS_DATA_PATH, read when a session is made.
+        os.environ["AWS_DATA_PATH"] = str(REPO / "ec2api/model")
+        session = boto3.session.Session(aws_access_key_id=self.access_key, aws_secret_access_key=self.secret_key,
+                                        region_name=REGION)
+        return session.client(service, endpoint_url=self.endpoint,
+                              config=Config(retries={"max_attempts": 2, "mode": "standard"}, read_timeout=60))
+
+    def query(self, params: dict[str, str]) -> str:
+        """One signed Query API call, answered as raw XML: far less CPU than a boto3 call, for
+        the tight polling loops (the guests being measured share the machine's 2 cores)."""
+        from botocore.auth import SigV4Auth
+        from botocore.awsrequest import AWSRequest
+        from botocore.credentials import Credentials
+
+        body = urllib.parse.urlencode({"Version": "2016-11-15", **params}).encode()
+        req = AWSRequest(method="POST", url=self.endpoint + "/", data=body,
+                         headers={"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"})
+        SigV4Auth(Credentials(self.access_key, self.secret_key), "ec2", REGION).add_auth(req)
+        request = urllib.request.Request(self.endpoint + "/", data=body, headers=dict(req.headers.items()))
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return answer.read().decode()
+
+    def console_path(self, instance_id: str) -> Path:
+        # backend/src/instances.rs: console_path(record) is <instance dir>/console.log, and the
+        # instance dir is <data dir>/instances/<id>.
+        return self.data_dir / "instances" / instance_id / "console.log"
+
+
+def instance(ec2, instance_id: str) -> dict:
+    return ec2.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0]
+
+
+def wait_state(ec2, instance_id: str, wanted: str, timeout: float = 120, poll: float = 0.1) -> None:
+    deadline = time.monotonic() + timeout
+    while (state := instance(ec2, instance_id)["State"]["Name"]) != wanted:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{instance_id} still {state} after {timeout} s (waiting for {wanted})")
+        time.sleep(poll)
+
+
+def terminate(ec2, instance_id: str) -> None:
+    ec2.terminate_instances(InstanceIds=[instance_id])
+    wait_state(ec2, instance_id, "terminated", timeout=90, poll=0.2)
+
+
+def virsh(uri: str, *args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess:
+    return run("virsh", "-q", "-c", uri, *args, timeout=timeout, check=check)
+
+
+def remove_domain(uri: str, name: str) -> None:
+    """Stops and undefines a domain of ours, whatever state it is in (or none)."""
+    virsh(uri, "destroy", name, check=False, timeout=60)
+    virsh(uri, "undefine", name, check=False, timeout=60)
+
+
+def standalone_xml(stratus_xml: str, name: str, disk: Path, console: Path, mac: str, address: str) -> str:
+    """The domain Stratus defined, as one of our own: another name, UUID (in the SMBIOS too),
+    MAC, disk and console log; no security-group filter; `address` in the kernel's `ip=`."""
+    root = ET.fromstring(stratus_xml)
+    old_name, old_uuid = root.findtext("name"), root.findtext("uuid")
+    new_uuid = str(uuid.uuid4())
+    root.find("name").text = name
+    root.find("uuid").text = new_uuid
+    for entry in root.iter("entry"):
+        if entry.text == old_uuid:
+            entry.text = new_uuid
+    root.find("./devices/disk/source").set("file", str(disk))
+    for source in root.findall("./devices/serial/source") + root.findall("./devices/console/source"):
+        source.set("path", str(console))
+    nic = root.find("./devices/interface")
+    nic.find("mac").set("address", mac)
+    for filterref in nic.findall("filterref"):
+        nic.remove(filterref)
+    cmdline = root.find("./os/cmdline")
+    cmdline.text = re.sub(r"\bip=[^: ]*:", f"ip={address}:", cmdline.text).replace(old_name, name)
+    return ET.tostring(root, encoding="unicode")
+
+
+class Watch:
+    """Notes when a line matching `pattern` first appears in a growing file (read every 5 ms
+    from where the last read stopped, so a long console log costs nothing)."""
+
+    def __init__(self, path: Path, pattern: str, poll: float = 0.005):
+        self.path, self.pattern, self.poll = path, re.compile(pattern), poll
+        self.found_at: float | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        offset, tail = 0, ""
+        while not self._stop.is_set():
+            try:
+                with open(self.path, "rb") as f:
+                    f.seek(offset)
+                    chunk = f.read()
+            except FileNotFoundError:
+                chunk = b""
+            if chunk:
+                now = time.monotonic()
+                offset += len(chunk)
+                text = tail + chunk.decode(errors="replace")
+                if self.pattern.search(text):
+                    self.found_at = now
+                    return
+                tail = text[-200:]  # a line may arrive in two reads
+            time.sleep(self.poll)
+
+    def wait(self, timeout: float) -> float | None:
+        self._thread.join(timeout)
+        self._stop.set()
+        return self.found_at
+
+
+def summary(values: list[float]) -> dict:
+    values = [v for v in values if v is not None]
+    if not values:
+        return {"n": 0, "median": None, "min": None, "max": None}
+    return {"n": len(values), "median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def cell(s: dict, digits: int = 0) -> str:
+    """`median (min–max)` of a summary, or `-`."""
+    if not s["n"]:
+        return "-"
+    return f"{s['median']:.{digits}f} ({s['min']:.{digits}f}–{s['max']:.{digits}f})"
+
+
+def ratio(a: dict, b: dict) -> str:
+    if not a["n"] or not b["n"] or not b["median"]:
+        return "-"
+    return f"{a['median'] / b['median']:.2f}"
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
+    line = lambda r: "  ".join(str(v).ljust(w) for v, w in zip(r, widths)).rstrip()
+    return "\n".join([line(header), line(["-" * w for w in widths])] + [line(r) for r in rows])

@@ -1,0 +1,181 @@
+#!/usr/bin/env python3
+"""Launch benchmark: what Stratus adds to starting a guest, against libvirt driven by hand.
+
+1. `scripts/setup-host` (idempotent), `scripts/build-test-image`, then `stratus serve` on a
+   free loopback port with a fresh data dir and its embedded defaults (the local
+   qemu:///system host), and the test image imported.
+2. Warm-up, untimed: one instance through Stratus, whose domain XML (`virsh dumpxml
+   --inactive`) becomes the template of the virsh runs, and one virsh run.
+3. R repetitions, the order alternating (stratus first, then virsh first, ...):
+   - stratus: RunInstances, then DescribeInstances every 15 ms until `running` (signed
+     requests read as raw XML: a boto3 call costs more CPU than the guest can spare); the boot
+     marker is watched for in the instance's console log (every 5 ms). Then TerminateInstances.
+   - virsh: the template made standalone (own name, UUID, MAC, qcow2 overlay over the same
+     image, console log; no nwfilter), its overlay made beforehand (untimed), then one `virsh`
+     process runs `define` and `start` (one connection, as Stratus keeps one): `running` is
+     when it returns, the marker as above. Then destroy and undefine.
+   Both clocks start when the request leaves (RunInstances sent / virsh spawned).
+4. `launch.json` in --out, and a table on stdout.
+
+    bench/launch.py [--out DIR] [--reps 5] [--stratus-bin target/release/stratus]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from common import (BOOT_MARKER, REPO, Stratus, Watch, build_test_image, cell, instance, log, remove_domain, run,
+                    standalone_xml, summary, table, terminate, interrupt_on_signals, virsh)
+
+URI = "qemu:///system"
+INSTANCE_TYPE = "t3.nano"
+# Outside what Stratus hands out first (it leases from 172.31.0.4 up): never in use by an instance.
+VIRSH_ADDRESS = "172.31.15.250"
+MARKER_TIMEOUT = 120.0
+RUNNING_POLL = 0.015
+
+
+def launch_stratus(stratus: Stratus, ec2, image_id: str) -> dict:
+    t0 = time.monotonic()
+    instance_id = ec2.run_instances(ImageId=image_id, InstanceType=INSTANCE_TYPE, MinCount=1,
+                                    MaxCount=1)["Instances"][0]["InstanceId"]
+    marker = Watch(stratus.console_path(instance_id), BOOT_MARKER)
+    running, note = None, ""
+    try:
+        deadline = t0 + MARKER_TIMEOUT
+        while running is None and time.monotonic() < deadline:
+            answer = stratus.query({"Action": "DescribeInstances", "InstanceId.1": instance_id})
+            state = re.search(r"<instanceState>\s*<code>\d+</code>\s*<name>([\w-]+)</name>", answer).group(1)
+            if state == "running":
+                running = time.monotonic()
+            elif state != "pending":
+                note = f"instance became {state}"
+                break
+            else:
+                time.sleep(RUNNING_POLL)
+        booted = marker.wait(max(0.0, deadline - time.monotonic())) if running else None
+        if running and booted is None:
+            note = f"no boot marker within {MARKER_TIMEOUT:.0f} s"
+        elif running is None and not note:
+            note = f"not running within {MARKER_TIMEOUT:.0f} s"
+    finally:
+        marker.wait(0)
+        terminate(ec2, instance_id)
+    return result("stratus", t0, running, booted, note or instance_id)
+
+
+def launch_virsh(template: str, base_disk: str, work: Path, name: str) -> dict:
+    base = work / name
+    base.mkdir()
+    disk, console = base / "root.qcow2", base / "console.log"
+    run("qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", base_disk, str(disk))
+    xml = base / "domain.xml"
+    xml.write_text(standalone_xml(template, name, disk, console, "52:54:00:be:0c:01", VIRSH_ADDRESS))
+    marker = Watch(console, BOOT_MARKER)
+    booted, running, note = None, None, ""
+    try:
+        t0 = time.monotonic()
+        proc = virsh(URI, f"define {xml} ; start {name}", check=False)
+        if proc.returncode == 0:
+            running = time.monotonic()
+            booted = marker.wait(MARKER_TIMEOUT - (time.monotonic() - t0))
+            if booted is None:
+                note = f"no boot marker within {MARKER_TIMEOUT:.0f} s"
+        else:
+            note = f"virsh failed: {proc.stderr.strip()}"
+    finally:
+        marker.wait(0)
+        remove_domain(URI, name)
+        shutil.rmtree(base, ignore_errors=True)
+    return result("virsh", t0, running, booted, note or name)
+
+
+def result(via: str, t0: float, running: float | None, booted: float | None, note: str) -> dict:
+    ms = lambda t: None if t is None else round((t - t0) * 1000, 1)
+    return {"via": via, "to_running_ms": ms(running), "to_marker_ms": ms(booted),
+            "ok": running is not None and booted is not None, "note": note}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=Path("bench-results"))
+    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--stratus-bin", type=Path, default=REPO / "target/release/stratus")
+    args = parser.parse_args()
+    interrupt_on_signals()
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    run(str(REPO / "scripts/setup-host"), timeout=600)
+    image = build_test_image()
+    accelerator = Path("/var/lib/stratus/accelerator").read_text().strip()
+    work = Path(tempfile.mkdtemp(prefix="stratus-bench-launch-"))
+    stratus = None
+    runs = []
+    try:
+        stratus = Stratus(args.stratus_bin.resolve(), work / "data")
+        ec2 = stratus.client()
+        image_id = stratus.import_image(image, "bench-launch")
+
+        log("warm-up: one instance through Stratus (its domain XML is the virsh template), one virsh run")
+        instance_id = ec2.run_instances(ImageId=image_id, InstanceType=INSTANCE_TYPE, MinCount=1,
+                                        MaxCount=1)["Instances"][0]["InstanceId"]
+        try:
+            deadline = time.monotonic() + MARKER_TIMEOUT
+            while instance(ec2, instance_id)["State"]["Name"] != "running":
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the warm-up instance did not start")
+                time.sleep(0.1)
+            template = virsh(URI, "dumpxml", "--inactive", instance_id).stdout
+        finally:
+            terminate(ec2, instance_id)
+        launch_virsh(template, image.disk, work, f"bench-launch-{os.getpid()}-warmup")
+
+        for rep in range(args.reps):
+            order = ["stratus", "virsh"] if rep % 2 == 0 else ["virsh", "stratus"]
+            for via in order:
+                if via == "stratus":
+                    r = launch_stratus(stratus, ec2, image_id)
+                else:
+                    r = launch_virsh(template, image.disk, work, f"bench-launch-{os.getpid()}-{rep}")
+                r["rep"] = rep
+                runs.append(r)
+                log(f"rep {rep} {via}: running {r['to_running_ms']} ms, marker {r['to_marker_ms']} ms"
+                    f"{'' if r['ok'] else '  BROKEN: ' + r['note']}")
+            if not stratus.alive():
+                raise RuntimeError(f"stratus serve died (see {stratus.log_path})")
+    finally:
+        if stratus is not None:
+            stratus.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+    summaries = {via: {metric: summary([r[metric] for r in runs if r["via"] == via and r["ok"]])
+                       for metric in ("to_running_ms", "to_marker_ms")} for via in ("stratus", "virsh")}
+    report = {"kind": "launch", "repetitions": args.reps, "accelerator": accelerator, "runs": runs,
+              "summary": summaries}
+    (args.out / "launch.json").write_text(json.dumps(report, indent=2) + "\n")
+
+    rows = []
+    for metric in ("to_running_ms", "to_marker_ms"):
+        s, v = summaries["stratus"][metric], summaries["virsh"][metric]
+        added = f"{s['median'] - v['median']:+.0f}" if s["n"] and v["n"] else "-"
+        rows.append([metric, cell(s), cell(v), added])
+    broken = [r for r in runs if not r["ok"]]
+    print(f"\nLaunch ({accelerator}, {args.reps} repetitions, ms: median (min–max))\n")
+    print(table(["metric", "stratus", "virsh", "stratus − virsh (medians)"], rows))
+    print(f"\n{len(broken)} broken run(s)" + "".join(f"\n  {r['via']} rep {r['rep']}: {r['note']}" for r in broken))
+    print(f"written: {args.out / 'launch.json'}")
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except KeyboardInterrupt:
+        log("interrupted; cleaned up")
+        raise SystemExit(130)
