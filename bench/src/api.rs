@@ -98,6 +98,10 @@ struct Target {
 }
 
 impl Target {
+    fn new(name: &'static str, process: Process, signer: Signer, image: String, zones: usize) -> Self {
+        Self { name, process, signer, image, ids: Vec::new(), stored: 0, filler_accounts: 0, needles: false, zones }
+    }
+
     fn endpoint(&self) -> (&'static str, &Signer, &Process) {
         (self.name, &self.signer, &self.process)
     }
@@ -448,32 +452,12 @@ pub async fn run(options: Options) -> Result<()> {
         systems::stratus(&options.stratus_bin, &config, &data_dir, &work.join("stratus.log"))?;
     let stratus_signer = Signer::new(stratus.addr, &key, &secret, REGION);
     let image = register_image(&stratus_signer, &bench_disk(&work)?).await?;
-    let mut targets = vec![Target {
-        name: "stratus",
-        process: stratus,
-        signer: stratus_signer,
-        image,
-        ids: vec![],
-        stored: 0,
-        filler_accounts: 0,
-        needles: false,
-        zones: hosts.len(),
-    }];
+    let mut targets = vec![Target::new("stratus", stratus, stratus_signer, image, hosts.len())];
     if options.moto {
         let moto = systems::moto(&work.join("moto.log"))?;
         let signer = Signer::new(moto.addr, "AKIAMOTOBENCH", "moto-secret", REGION);
         let image = moto_image(&signer).await?;
-        targets.push(Target {
-            name: "moto",
-            process: moto,
-            signer,
-            image,
-            ids: vec![],
-            stored: 0,
-            filler_accounts: 0,
-            needles: false,
-            zones: hosts.len(),
-        });
+        targets.push(Target::new("moto", moto, signer, image, hosts.len()));
     }
     let bare_signer = Signer::new(bare.addr, "AKIABARE", "bare-secret", REGION);
 

@@ -166,6 +166,28 @@ fn api_tables(api: &Value, md: &mut String) -> Result<()> {
     Ok(())
 }
 
+/// Each series as a line with its points marked, and a legend.
+fn draw_lines<'a, X, Y>(
+    chart: &mut ChartContext<'a, SVGBackend<'a>, Cartesian2d<X, Y>>,
+    series: &BTreeMap<String, Vec<(f64, f64)>>,
+    legend: SeriesLabelPosition,
+) -> Result<()>
+where
+    X: Ranged<ValueType = f64>,
+    Y: Ranged<ValueType = f64>,
+{
+    for (i, (name, points)) in series.iter().enumerate() {
+        let color = COLORS[i % COLORS.len()];
+        chart
+            .draw_series(LineSeries::new(points.iter().copied(), color.stroke_width(2)))?
+            .label(name.as_str())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+        chart.draw_series(points.iter().map(|&p| Circle::new(p, 3, color.filled())))?;
+    }
+    chart.configure_series_labels().position(legend).background_style(WHITE.mix(0.8)).border_style(BLACK).draw()?;
+    Ok(())
+}
+
 fn api_plots(api: &Value, out: &Path) -> Result<()> {
     let runs = api["runs"].as_array().cloned().unwrap_or_default();
     let mut series: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
@@ -193,20 +215,7 @@ fn api_plots(api: &Value, out: &Path) -> Result<()> {
         .y_label_area_size(70)
         .build_cartesian_2d((0.8f64..80f64).log_scale(), (1f64..max_rate * 2.0).log_scale())?;
     chart.configure_mesh().x_desc("concurrent connections").y_desc("requests/s").draw()?;
-    for (i, (name, points)) in series.iter().enumerate() {
-        let color = COLORS[i % COLORS.len()];
-        chart
-            .draw_series(LineSeries::new(points.iter().copied(), color.stroke_width(2)))?
-            .label(name.as_str())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
-        chart.draw_series(points.iter().map(|&p| Circle::new(p, 3, color.filled())))?;
-    }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()?;
+    draw_lines(&mut chart, &series, SeriesLabelPosition::LowerRight)?;
     root.present()?;
 
     let mut rss: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
@@ -225,21 +234,28 @@ fn api_plots(api: &Value, out: &Path) -> Result<()> {
         .y_label_area_size(70)
         .build_cartesian_2d(0f64..max_stored * 1.05, 0f64..max_rss * 1.15)?;
     chart.configure_mesh().x_desc("instances stored").y_desc("RSS (MiB)").draw()?;
-    for (i, (name, points)) in rss.iter().enumerate() {
-        let color = COLORS[i % COLORS.len()];
-        chart
-            .draw_series(LineSeries::new(points.iter().copied(), color.stroke_width(2)))?
-            .label(name.as_str())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
-        chart.draw_series(points.iter().map(|&p| Circle::new(p, 3, color.filled())))?;
-    }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()?;
+    draw_lines(&mut chart, &rss, SeriesLabelPosition::UpperLeft)?;
     root.present()?;
+    Ok(())
+}
+
+fn inproc_table(costs: &[Value], md: &mut String) -> Result<()> {
+    writeln!(md, "### Stratus's own CPU per request (the request handler in a loop, no network)\n")?;
+    writeln!(md, "| request | instances stored | µs per request | calls |")?;
+    writeln!(md, "|---|---|---|---|")?;
+    for run in costs {
+        for c in run["costs"].as_array().into_iter().flatten() {
+            writeln!(
+                md,
+                "| {} | {} | {:.1} | {} |",
+                s(c, "request"),
+                u(c, "instances"),
+                f(c, "micros_per_request"),
+                u(c, "iterations")
+            )?;
+        }
+    }
+    writeln!(md)?;
     Ok(())
 }
 
@@ -268,13 +284,20 @@ fn scheduler_table(sched: &Value, md: &mut String) -> Result<()> {
     Ok(())
 }
 
+/// The paths the helper scripts measure: Stratus, the same domain (and filter) by virsh, and
+/// the domain without its security-group filter by virsh.
+const VIAS: [&str; 3] = ["stratus", "virsh-filtered", "virsh"];
+
 fn launch_table(launch: &Value, md: &mut String) -> Result<()> {
     let runs: Vec<&Value> = launch["runs"].as_array().into_iter().flatten().collect();
     writeln!(md, "### Launch ({} repetitions, {})\n", u(launch, "repetitions"), s(launch, "accelerator"))?;
     writeln!(md, "| via | to `running`, ms | to the boot marker, ms | failed runs |")?;
     writeln!(md, "|---|---|---|---|")?;
     let mut medians = BTreeMap::new();
-    for via in ["stratus", "virsh"] {
+    for via in VIAS {
+        if !runs.iter().any(|r| s(r, "via") == via) {
+            continue;
+        }
         let ok: Vec<&&Value> = runs.iter().filter(|r| s(r, "via") == via && r["ok"].as_bool() == Some(true)).collect();
         let failed = runs.iter().filter(|r| s(r, "via") == via && r["ok"].as_bool() != Some(true)).count();
         let running: Vec<f64> = ok.iter().map(|r| f(r, "to_running_ms")).collect();
@@ -282,15 +305,22 @@ fn launch_table(launch: &Value, md: &mut String) -> Result<()> {
         medians.insert(via, (spread(running.clone()), spread(marker.clone())));
         writeln!(md, "| {via} | {} | {} | {failed} |", fmt_spread(running, 0), fmt_spread(marker, 0))?;
     }
-    if let (Some((Some(sr), Some(sm))), Some((Some(vr), Some(vm)))) = (medians.get("stratus"), medians.get("virsh")) {
-        writeln!(
-            md,
-            "\nStratus adds {:.0} ms to `running` and {:.0} ms to the boot marker (medians).",
-            sr.0 - vr.0,
-            sm.0 - vm.0
-        )?;
-    }
     writeln!(md)?;
+    if let Some((Some(sr), Some(sm))) = medians.get("stratus") {
+        for (via, what) in
+            [("virsh-filtered", "the same domain and filter by virsh"), ("virsh", "virsh without the filter")]
+        {
+            if let Some((Some(vr), Some(vm))) = medians.get(via) {
+                writeln!(
+                    md,
+                    "Stratus adds {:.0} ms to `running` and {:.0} ms to the boot marker over {what} (medians).",
+                    sr.0 - vr.0,
+                    sm.0 - vm.0
+                )?;
+            }
+        }
+        writeln!(md)?;
+    }
     Ok(())
 }
 
@@ -300,9 +330,12 @@ type CellKey = (String, u64, String, String);
 fn migration_tables(migration: &Value, md: &mut String) -> Result<()> {
     let runs: Vec<&Value> = migration["runs"].as_array().into_iter().flatten().collect();
     writeln!(md, "### Live migration ({})\n", s(migration, "accelerator"))?;
-    writeln!(md, "Medians (min–max) of the runs that completed; the ratio is Stratus's median over virsh's.\n")?;
-    writeln!(md, "| experiment | memory | load | policy | via | total, ms | downtime, ms | largest ping gap, ms | data, MiB | runs ok / all | total ratio |")?;
-    writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|")?;
+    writeln!(
+        md,
+        "Medians (min–max) of the runs that completed whole; the ratios are Stratus's median total time over each virsh path's.\n"
+    )?;
+    writeln!(md, "| experiment | memory | load | policy | via | total, ms | downtime, ms | largest ping gap, ms | data, MiB | runs ok / all | ÷ virsh-filtered | ÷ virsh |")?;
+    writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|---|")?;
     let mut cells: BTreeMap<CellKey, BTreeMap<String, Vec<&Value>>> = BTreeMap::new();
     for run in &runs {
         let key = (
@@ -319,23 +352,28 @@ fn migration_tables(migration: &Value, md: &mut String) -> Result<()> {
                 spread(rs.iter().filter(|r| r["ok"].as_bool() == Some(true)).map(|r| f(r, "total_ms")).collect())
             })
         };
-        let ratio = match (total_of("stratus"), total_of("virsh")) {
+        let ratio = |via: &str| match (total_of("stratus"), total_of(via)) {
             (Some(a), Some(b)) => format!("{:.2}", a.0 / b.0),
             _ => "–".into(),
         };
-        for (via, rs) in by_via {
+        for via in VIAS {
+            let Some(rs) = by_via.get(via) else { continue };
             let ok: Vec<&&Value> = rs.iter().filter(|r| r["ok"].as_bool() == Some(true)).collect();
             let col = |key: &str| fmt_spread(ok.iter().map(|r| f(r, key)).collect(), 0);
+            let (vs_filtered, vs_plain) = if via == "stratus" {
+                (ratio("virsh-filtered"), ratio("virsh"))
+            } else {
+                (String::new(), String::new())
+            };
             writeln!(
                 md,
-                "| {experiment} | {memory} MiB | {load} | {policy} | {via} | {} | {} | {} | {} | {} / {} | {} |",
+                "| {experiment} | {memory} MiB | {load} | {policy} | {via} | {} | {} | {} | {} | {} / {} | {vs_filtered} | {vs_plain} |",
                 col("total_ms"),
                 col("downtime_ms"),
                 col("max_ping_gap_ms"),
                 col("data_mib"),
                 ok.len(),
                 rs.len(),
-                if via == "stratus" { ratio.as_str() } else { "" }
             )?;
         }
     }
@@ -442,6 +480,17 @@ pub fn run(results: &Path, out: &Path) -> Result<()> {
         api_tables(&api, &mut md)?;
         api_plots(&api, out)?;
         writeln!(md, "Machine: {}\n", api["machine"])?;
+    }
+    let mut inproc: Vec<(u64, Value)> = Vec::new();
+    for entry in std::fs::read_dir(results)? {
+        let name = entry?.file_name().to_string_lossy().into_owned();
+        if let Some(n) = name.strip_prefix("inproc-").and_then(|n| n.strip_suffix(".json")?.parse().ok()) {
+            inproc.extend(load(results, &name)?.map(|v| (n, v)));
+        }
+    }
+    inproc.sort_by_key(|(n, _)| *n);
+    if !inproc.is_empty() {
+        inproc_table(&inproc.into_iter().map(|(_, v)| v).collect::<Vec<_>>(), &mut md)?;
     }
     if let Some(sched) = load(results, "scheduler.json")? {
         scheduler_table(&sched, &mut md)?;

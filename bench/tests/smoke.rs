@@ -97,11 +97,11 @@ fn scheduler_inproc_api_and_report() {
     let plots = dir.path().join("plots");
     run(bench().args(["report", "--results"]).arg(&out).arg("--out").arg(&plots));
     let tables = std::fs::read_to_string(plots.join("results.md")).unwrap();
-    for heading in ["### API", "### Scheduler", "### Launch", "### Live migration"] {
+    for heading in ["### API", "### Stratus's own CPU", "### Scheduler", "### Launch", "### Live migration"] {
         assert!(tables.contains(heading), "{heading} missing from:\n{tables}");
     }
     assert!(
-        tables.contains("| memory | 256 MiB | idle | default | stratus | 900 | 60 | 120 | 70 | 1 / 1 | 1.06 |"),
+        tables.contains("| memory | 256 MiB | idle | default | stratus | 900 | 60 | 120 | 70 | 1 / 1 | – | 1.06 |"),
         "{tables}"
     );
     for plot in ["api-describe-by-id.svg", "api-rss.svg", "migration-time-by-memory.svg", "migration-ping-stratus.svg"]

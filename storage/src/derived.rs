@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use crate::tables::{
     HOST_USAGE, INSTANCES, INSTANCE_IDS, LEASES, LEASE_BLOCKS, META, TAGS, TAG_INDEX, VOLUMES, VOLUME_ATTACHMENTS,
 };
-use crate::{InstanceRecord, LeaseRecord, Record, Result, TagRecord, VolumeRecord, WriteTx};
+use crate::{InstanceRecord, LeaseRecord, Record, Result, Table, TagRecord, VolumeRecord, WriteTx};
 
 /// The layout of the derived tables; bump it whenever what they hold changes.
 pub const DERIVED_VERSION: u32 = 1;
@@ -168,35 +168,29 @@ pub(crate) fn derive_instance(tx: &WriteTx, old: Option<&InstanceRecord>, new: O
     Ok(())
 }
 
-pub(crate) fn derive_tag(tx: &WriteTx, key: &str, old: Option<&TagRecord>, new: Option<&TagRecord>) -> Result<()> {
-    let account = account_of(key);
-    let entry = |t: &TagRecord| format!("{}{}", tag_index_prefix(account, &t.key, Some(&t.value)), t.resource_id);
-    let (old, new) = (old.map(entry), new.map(entry));
+/// Moves a record's entry in `index` from `old` to `new` (`None`: the record has none).
+fn move_entry(tx: &WriteTx, index: &Table<IndexEntry>, old: Option<String>, new: Option<String>) -> Result<()> {
     if old == new {
         return Ok(());
     }
     if let Some(old) = old {
-        tx.remove(&TAG_INDEX, &old)?;
+        tx.remove(index, &old)?;
     }
     if let Some(new) = new {
-        tx.insert(&TAG_INDEX, &new, &IndexEntry {})?;
+        tx.insert(index, &new, &IndexEntry {})?;
     }
     Ok(())
 }
 
+pub(crate) fn derive_tag(tx: &WriteTx, key: &str, old: Option<&TagRecord>, new: Option<&TagRecord>) -> Result<()> {
+    let account = account_of(key);
+    let entry = |t: &TagRecord| format!("{}{}", tag_index_prefix(account, &t.key, Some(&t.value)), t.resource_id);
+    move_entry(tx, &TAG_INDEX, old.map(entry), new.map(entry))
+}
+
 pub(crate) fn derive_volume(tx: &WriteTx, old: Option<&VolumeRecord>, new: Option<&VolumeRecord>) -> Result<()> {
     let entry = |v: &VolumeRecord| v.attachment.as_ref().map(|a| format!("{}/{}/{}", v.account, a.instance_id, v.id));
-    let (old, new) = (old.and_then(entry), new.and_then(entry));
-    if old == new {
-        return Ok(());
-    }
-    if let Some(old) = old {
-        tx.remove(&VOLUME_ATTACHMENTS, &old)?;
-    }
-    if let Some(new) = new {
-        tx.insert(&VOLUME_ATTACHMENTS, &new, &IndexEntry {})?;
-    }
-    Ok(())
+    move_entry(tx, &VOLUME_ATTACHMENTS, old.and_then(entry), new.and_then(entry))
 }
 
 pub(crate) fn derive_lease(tx: &WriteTx, key: &str, leased: bool) -> Result<()> {

@@ -259,12 +259,14 @@ impl ReadTx {
 
 /// A write transaction; it sees its own writes.
 type WriteTable<'a> = redb::Table<'a, &'static str, &'static [u8]>;
+/// The tables a write transaction has open, by name.
+type OpenTables<'a> = std::cell::RefCell<Vec<(&'static str, std::rc::Rc<std::cell::RefCell<WriteTable<'a>>>)>>;
 
 /// A write transaction; it sees its own writes. Tables open on first use and stay open until
 /// the transaction commits: a launch writes a dozen records to a handful of tables.
 pub struct WriteTx<'a> {
     tx: &'a redb::WriteTransaction,
-    open: std::cell::RefCell<Vec<(&'static str, std::rc::Rc<std::cell::RefCell<WriteTable<'a>>>)>>,
+    open: OpenTables<'a>,
 }
 
 impl<'a> WriteTx<'a> {
