@@ -8,8 +8,9 @@
 //!    10,000). The first 1,000 are launched one RunInstances at a time (MaxCount 1, then 100):
 //!    those calls are the RunInstances measurements. Later stages launch in batches of 100;
 //!    at 10,000, ten instances get a `needle` tag for the tag-filter query. Stratus's
-//!    instances beyond 10,000 belong to other accounts (an account's default VPC has 3 × 4,091
-//!    addresses here), which is also how a real store of that size looks.
+//!    instances beyond 10,000 belong to other accounts and are terminated as soon as launched
+//!    (all guests share 3 × 4,091 addresses here): they stay stored, as terminated instances
+//!    do for an hour.
 //! 3. At each stage, once Stratus's background work has settled, each scenario runs against
 //!    each system in turn, at each concurrency, in the same order: bare, Stratus, moto.
 //! 4. Everything measured goes to `api.json`; [`crate::report`] turns it into tables and plots.
@@ -29,8 +30,6 @@ const REGION: &str = "us-east-1";
 const ZONES: [&str; 3] = ["us-east-1a", "us-east-1b", "us-east-1c"];
 /// Instances an account holds at most here: 3 zones × (4,096 − 5) addresses, with room left.
 const PER_ACCOUNT: usize = 12_000;
-/// The measured account holds at most this many; the rest of a larger store is other accounts'.
-const MEASURED_ACCOUNT: usize = 10_000;
 /// moto is O(N) per request and holds everything in Python objects: it stops at this size.
 const MOTO_MAX: usize = 10_000;
 
@@ -40,6 +39,9 @@ pub struct Options {
     pub quick: bool,
     pub moto: bool,
     pub stages: Vec<usize>,
+    /// The measured account holds at most this many; the rest of a larger store is other
+    /// accounts'.
+    pub account_size: usize,
     pub measure: Duration,
 }
 
@@ -177,8 +179,8 @@ async fn run_instances(
     Ok(ids)
 }
 
-/// Waits until no instance of the signer's account is pending (Stratus's conductor has
-/// defined and started every domain), so that measurements do not share the CPU with it.
+/// Waits until no instance of the signer's account is pending or shutting down (Stratus's
+/// conductor has finished its work on them), so that measurements do not share the CPU with it.
 async fn settle(signer: &Signer, timeout: Duration) -> Result<()> {
     let started = Instant::now();
     loop {
@@ -189,6 +191,7 @@ async fn settle(signer: &Signer, timeout: Duration) -> Result<()> {
                 ("Version", VERSION),
                 ("Filter.1.Name", "instance-state-name"),
                 ("Filter.1.Value.1", "pending"),
+                ("Filter.1.Value.2", "shutting-down"),
                 ("MaxResults", "5"),
             ]),
         )
@@ -325,9 +328,9 @@ async fn first_launches(bench: &mut Bench, target: &mut Target, upto: usize) -> 
 }
 
 /// Grows the measured account to `upto` instances in batches of 100, each batch tagged.
-async fn grow(target: &mut Target, upto: usize) -> Result<()> {
+async fn grow(target: &mut Target, upto: usize, account_size: usize) -> Result<()> {
     let mut batch = target.ids.len() / 100;
-    let upto = upto.min(MEASURED_ACCOUNT);
+    let upto = upto.min(account_size);
     while target.ids.len() < upto {
         let size = (upto - target.ids.len()).min(100);
         let zone = target.zone(batch);
@@ -351,7 +354,10 @@ async fn tag_needles(target: &Target) -> Result<()> {
     Ok(())
 }
 
-/// Instances of other accounts, until Stratus stores `upto` in all.
+/// Instances of other accounts, until Stratus stores `upto` in all. All guests share one
+/// address space (one L2 segment, 3 × 4,091 addresses here) and the measured account holds
+/// most of it, so these are launched and terminated at once: they stay stored, as EC2 keeps
+/// terminated instances visible for an hour, and give their addresses back.
 async fn fill_other_accounts(options: &Options, target: &mut Target, data_dir: &Path, upto: usize) -> Result<()> {
     let mut account = target.filler_accounts;
     while target.stored < upto {
@@ -361,9 +367,19 @@ async fn fill_other_accounts(options: &Options, target: &mut Target, data_dir: &
         let mut held = 0;
         while held < PER_ACCOUNT && target.stored < upto {
             let size = (upto - target.stored).min(100);
-            run_instances(&signer, &target.image, size, target.zone(held / 100), None).await?;
+            let ids = run_instances(&signer, &target.image, size, target.zone(held / 100), None).await?;
+            let mut pairs = vec![
+                ("Action".to_owned(), "TerminateInstances".to_owned()),
+                ("Version".to_owned(), VERSION.to_owned()),
+            ];
+            pairs.extend(ids.iter().enumerate().map(|(i, id)| (format!("InstanceId.{}", i + 1), id.clone())));
+            call(&signer, query(&pairs)).await?;
             held += size;
             target.stored += size;
+            // A thousand or so in flight at most, so that the address space never runs out.
+            if held % 1000 == 0 {
+                settle(&signer, Duration::from_secs(3600)).await?;
+            }
         }
         settle(&signer, Duration::from_secs(3600)).await?;
         account += 1;
@@ -399,14 +415,18 @@ fn bench_disk(dir: &Path) -> Result<PathBuf> {
     Ok(path)
 }
 
-async fn register_image(signer: &Signer, disk: &Path) -> Result<String> {
-    let location = disk.to_string_lossy();
-    let answer = call(
-        signer,
-        query(&[("Action", "RegisterImage"), ("Version", VERSION), ("Name", "bench"), ("ImageLocation", &location)]),
-    )
-    .await?;
-    texts_of(&answer, "imageId").into_iter().next().context("RegisterImage answered no imageId")
+/// The benchmark's image, imported as a public one so that every account can launch it.
+fn import_image(bin: &Path, data_dir: &Path, disk: &Path) -> Result<String> {
+    let output = std::process::Command::new(bin)
+        .args(["image", "import", "--name", "bench", "--data-dir"])
+        .arg(data_dir)
+        .arg(disk)
+        .output()?;
+    if !output.status.success() {
+        bail!("stratus image import: {}", String::from_utf8_lossy(&output.stderr));
+    }
+    let text = String::from_utf8_lossy(&output.stdout);
+    text.split_whitespace().find(|w| w.starts_with("ami-")).map(str::to_owned).context("no image id printed")
 }
 
 async fn moto_image(signer: &Signer) -> Result<String> {
@@ -451,7 +471,7 @@ pub async fn run(options: Options) -> Result<()> {
     let (stratus, (key, secret)) =
         systems::stratus(&options.stratus_bin, &config, &data_dir, &work.join("stratus.log"))?;
     let stratus_signer = Signer::new(stratus.addr, &key, &secret, REGION);
-    let image = register_image(&stratus_signer, &bench_disk(&work)?).await?;
+    let image = import_image(&options.stratus_bin, &data_dir, &bench_disk(&work)?)?;
     let mut targets = vec![Target::new("stratus", stratus, stratus_signer, image, hosts.len())];
     if options.moto {
         let moto = systems::moto(&work.join("moto.log"))?;
@@ -486,9 +506,9 @@ pub async fn run(options: Options) -> Result<()> {
             if stage_index == 0 {
                 first_launches(&mut bench, target, stage).await?;
             }
-            grow(target, stage).await?;
+            grow(target, stage, bench.options.account_size).await?;
             // The tag-filter query looks for ten needles in the account's final haystack.
-            let account_full = target.ids.len() == PER_ACCOUNT.min(last_stage).min(MEASURED_ACCOUNT);
+            let account_full = target.ids.len() == PER_ACCOUNT.min(last_stage).min(bench.options.account_size);
             if account_full && !target.needles {
                 tag_needles(target).await?;
                 target.needles = true;

@@ -55,6 +55,10 @@ enum Command {
         /// Store sizes to measure at (default 1000,10000,100000; --quick: 120,320).
         #[arg(long, value_delimiter = ',')]
         stages: Option<Vec<usize>>,
+        /// Instances the measured account holds at most; a larger store is filled by other
+        /// accounts (Stratus only).
+        #[arg(long, default_value_t = 10_000)]
+        account_size: usize,
         /// Seconds each measured window lasts (after one second of warm-up).
         #[arg(long, default_value_t = 5.0)]
         seconds: f64,
@@ -117,7 +121,7 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.command {
-        Command::Api { out, stratus_bin, quick, no_moto, stages, seconds } => {
+        Command::Api { out, stratus_bin, quick, no_moto, stages, account_size, seconds } => {
             let stages = stages.unwrap_or_else(|| if quick { vec![120, 320] } else { vec![1_000, 10_000, 100_000] });
             let options = api::Options {
                 out,
@@ -125,6 +129,7 @@ fn main() -> Result<()> {
                 quick,
                 moto: !no_moto,
                 stages,
+                account_size,
                 measure: Duration::from_secs_f64(seconds),
             };
             runtime.block_on(api::run(options))
