@@ -54,6 +54,21 @@ pub struct Config {
     pub instances: InstanceSettings,
     #[serde(default)]
     pub limits: Limits,
+    #[serde(default)]
+    pub storage: StorageSettings,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageSettings {
+    /// redb's page cache, in MiB: what of the database stays in Stratus's memory.
+    pub cache_mib: usize,
+}
+
+impl Default for StorageSettings {
+    fn default() -> Self {
+        Self { cache_mib: storage::DEFAULT_CACHE_MIB }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -167,7 +182,7 @@ mod tests {
     fn hosts_placement_and_instance_settings() {
         let text = "placement = 'spread'\n[[hosts]]\nuri = 'test:///default'\ncpu_ratio = 2.0\n\
                     [[hosts]]\nuri = 'qemu+tcp://10.1.0.2/system'\naccelerator = 'tcg'\n\
-                    [instances]\nstop_timeout_secs = 5\n";
+                    [instances]\nstop_timeout_secs = 5\n[storage]\ncache_mib = 16\n";
         let config: Config = toml::from_str(text).unwrap();
         let topology = config.topology();
         assert_eq!(topology.placement, Policy::Spread);
@@ -175,6 +190,8 @@ mod tests {
         assert_eq!(topology.hosts[1].accelerator, Some(Accelerator::Tcg));
         assert_eq!(config.instances.stop_timeout_secs, 5);
         assert_eq!(config.instances.sweep_interval_ms, 1000);
+        assert_eq!(config.storage.cache_mib, 16);
+        assert_eq!(Config::default().storage.cache_mib, storage::DEFAULT_CACHE_MIB);
         assert_eq!(Config::default().topology().hosts[0].uri, "qemu:///system");
         let dup = "[[hosts]]\nuri = 'test:///default'\n[[hosts]]\nuri = 'test:///default'\n";
         assert!(toml::from_str::<Config>(dup).unwrap().topology().validate().is_err());

@@ -192,7 +192,7 @@ async fn run_server(listen: SocketAddr, metadata_listen: &str, common: Common) -
         .mode(0o700)
         .create(data_dir)
         .with_context(|| format!("creating data dir {}", data_dir.display()))?;
-    let store = match storage::Store::open(&admin::database_path(data_dir)) {
+    let store = match storage::Store::open_with_cache(&admin::database_path(data_dir), config.storage.cache_mib) {
         Err(storage::Error::Locked) => bail!(
             "another Stratus process is using the data dir {}; stop it first or choose another --data-dir",
             data_dir.display()
