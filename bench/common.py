@@ -2,7 +2,10 @@
 
 - `Stratus` runs one `stratus serve` on a free loopback port with a fresh data dir, imports
   images into it and hands out boto3 clients (`ec2`, and `stratus` for the extension API).
-- `virsh`, `standalone_xml`: the same guest without Stratus, from the XML Stratus defined.
+- `VIAS`, `rotation`: the three paths compared, and their order in each repetition.
+- `virsh`, `standalone_xml`, `filter_copy`: the same guest without Stratus, from the domain
+  XML Stratus defined and, for `virsh-filtered`, a copy of the security-group filter Stratus
+  defined for it.
 - `Watch` notices a line appearing in a console log (polled every 5 ms, in a thread).
 - `summary`, `table`: medians with min and max, for the results and the printed tables.
 
@@ -36,6 +39,18 @@ REGION = "us-east-1"
 # the memory dirtier finding pages that lost what it wrote (scripts/build-test-image).
 GUEST_BROKEN = re.compile(r"soft lockup|Kernel panic|BUG: |Oops|is not a head|hung_task|rcu_sched self-detected"
                           r"|stratus-dirty pass=\d+ lost=[1-9]\d*")
+# The paths compared, in the tables' order: Stratus; the same domain with a copy of its
+# security-group filter, by virsh; the domain without the filter, by virsh. The first two
+# differ by what Stratus's orchestration adds, the last two by what nwfilter costs.
+VIAS = ("stratus", "virsh-filtered", "virsh")
+SHORT = {"stratus": "S", "virsh-filtered": "F", "virsh": "V"}
+
+
+def rotation(vias: list[str], rep: int) -> list[str]:
+    """The order of the paths in repetition `rep`: rotated by one each time, so that every
+    path takes every place once in len(vias) repetitions."""
+    k = rep % len(vias)
+    return vias[k:] + vias[:k]
 
 
 def log(message: str) -> None:
@@ -197,6 +212,9 @@ def terminate(ec2, instance_id: str) -> None:
 
 
 def virsh(uri: str, *args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess:
+    """One `virsh` process. A single argument may hold several commands separated by ` ; `
+    (one process, one connection); virsh then runs each, even past a failure, and exits with
+    the last one's status: end such a list with the command that needs all the others."""
     return run("virsh", "-q", "-c", uri, *args, timeout=timeout, check=check)
 
 
@@ -206,9 +224,16 @@ def remove_domain(uri: str, name: str) -> None:
     virsh(uri, "undefine", name, check=False, timeout=60)
 
 
-def standalone_xml(stratus_xml: str, name: str, disk: Path, console: Path, mac: str, address: str) -> str:
+def remove_filter(uri: str, name: str) -> None:
+    """Undefines a filter of ours, if it is there (once no domain uses it)."""
+    virsh(uri, "nwfilter-undefine", name, check=False, timeout=60)
+
+
+def standalone_xml(stratus_xml: str, name: str, disk: Path, console: Path, mac: str, address: str,
+                   filter_name: str | None = None) -> str:
     """The domain Stratus defined, as one of our own: another name, UUID (in the SMBIOS too),
-    MAC, disk and console log; no security-group filter; `address` in the kernel's `ip=`."""
+    MAC, disk and console log; `address` in the kernel's `ip=`; its NIC's security-group
+    filter replaced by `filter_name`, or none."""
     root = ET.fromstring(stratus_xml)
     old_name, old_uuid = root.findtext("name"), root.findtext("uuid")
     new_uuid = str(uuid.uuid4())
@@ -223,9 +248,38 @@ def standalone_xml(stratus_xml: str, name: str, disk: Path, console: Path, mac: 
     nic = root.find("./devices/interface")
     nic.find("mac").set("address", mac)
     for filterref in nic.findall("filterref"):
-        nic.remove(filterref)
+        if filter_name is None:
+            nic.remove(filterref)
+        else:
+            filterref.set("filter", filter_name)
     cmdline = root.find("./os/cmdline")
     cmdline.text = re.sub(r"\bip=[^: ]*:", f"ip={address}:", cmdline.text).replace(old_name, name)
+    return ET.tostring(root, encoding="unicode")
+
+
+def filter_copy(stratus_filter: str, stratus_xml: str, name: str, mac: str, address: str) -> str:
+    """The security-group filter Stratus defined for the instance of `stratus_xml`
+    (`nwfilter-dumpxml stratus-<id>`, see backend/src/firewall.rs `filter_xml`), as the filter
+    of a guest of our own: named `name`, without its UUID (libvirt gives the copy one), and the
+    instance's MAC and address replaced by `mac` and `address` in every rule: the
+    anti-spoofing checks, and the accepts of its groups' members (itself among them)."""
+    domain = ET.fromstring(stratus_xml)
+    old_mac = domain.find("./devices/interface/mac").get("address").lower()
+    old_address = re.search(r"\bip=([^: ]+):", domain.findtext("./os/cmdline")).group(1)
+    new = {old_mac: mac, old_address: address}
+    root = ET.fromstring(stratus_filter)
+    root.set("name", name)
+    for element in root.findall("uuid"):
+        root.remove(element)
+    replaced = set()
+    for element in root.iter():
+        for key, value in list(element.attrib.items()):
+            if value.lower() in new:
+                element.set(key, new[value.lower()])
+                replaced.add(value.lower())
+    # Without them the copy would drop all the guest's traffic: the filter is not what we think.
+    if replaced != new.keys():
+        raise RuntimeError(f"the filter of the instance does not name its MAC and address ({old_mac}, {old_address})")
     return ET.tostring(root, encoding="unicode")
 
 

@@ -1,40 +1,53 @@
 #!/usr/bin/env python3
-"""Migration benchmark: live migration through Stratus against the same migration by virsh.
+"""Migration benchmark: live migration through Stratus against the same migration by virsh,
+with and without the guest's security-group filter.
 
 1. `scripts/lab up 2` (two libvirt hosts in network namespaces, shared storage, one guest L2
    segment), then `stratus serve` on the lab's config plus one instance type per memory size,
    and the test image imported three times: idle, dirtying memory (`stratus.dirty=`), and
    with a TCP sink (`stratus.sink=`). The default security group lets the root namespace's
-   router address (172.31.0.1) ping the guests and reach the sink.
+   router address (172.31.0.1) ping the guests and reach the sink (the virsh-filtered guests'
+   filters are copies of a Stratus guest's: they let the same in).
 2. Cases: (memory) idle guests of 256, 512, 1024 and 2048 MiB; (dirty) and (download) one size
    under a memory-dirtying load or a download pushed into the guest, each with the policies
-   default, auto-converge and post-copy. Each case runs R repetitions of a pair, stratus and
-   virsh, the order alternating (S V, V S, S V, ...).
+   default, auto-converge and post-copy. Each case runs R repetitions of the paths of
+   --vias (all three by default), their order rotated by one each time (S F V, F V S, V S F).
 3. One run: a fresh guest boots (on the host Stratus placed it, for virsh the same host as the
    last Stratus guest), its load gets going, a 10 ms pinger (`ping -i 0.01 -D -O`) runs for
    1 s, then the migration to the other host, then 1.5 s more of pinging, then checks:
    - stratus: MigrateInstance, then DescribeInstanceMigrations every 20 ms until it is final;
      the figures are Stratus's (libvirt's completed job on the target).
-   - virsh: the domain Stratus defined for the same type and image (`dumpxml --inactive`)
-     made standalone (own name, UUID, MAC, overlay, console log, address; no nwfilter), and
-     `virsh migrate --live --p2p --persistent --undefinesource --unsafe` with the flags Stratus
-     adds for the policy (backend/src/libvirt: --auto-converge, --postcopy); for post-copy
-     the switch is made as Stratus's monitor makes it (polled every 250 ms, after 4
-     iterations with memory left: backend/src/migration.rs). Figures from `virsh domjobinfo
-     --completed` on the target.
-   The wall time runs from the request (MigrateInstance sent / virsh spawned) to the end
-   (the job seen final / virsh exited). A run is `ok` only if the migration completed, the
-   guest runs on the target, it went on counting on its console without rebooting or
-   printing a kernel error, QEMU logged no device error, the pinger had replies in both
-   the second before and the last second after, a download kept its connection, and the
-   dirtier found every page holding what it wrote (two passes after the switch-over).
+   - virsh: the domain Stratus defined for the same type and image (`dumpxml --inactive`, from
+     an instance launched for the purpose) made standalone (own name, UUID, MAC, overlay,
+     console log, address; no nwfilter), and `virsh migrate --live --p2p --persistent
+     --undefinesource --unsafe` with the flags Stratus adds for the policy
+     (backend/src/libvirt: --auto-converge, --postcopy); for post-copy the switch is made as
+     Stratus's monitor makes it (polled every 250 ms, after 4 iterations with memory left:
+     backend/src/migration.rs). Figures from `virsh domjobinfo --completed` on the target.
+   - virsh-filtered: the same, but the domain keeps a filter of its own (named as the domain):
+     the filter Stratus defined for the template's instance (`nwfilter-dumpxml`), with its MAC
+     and address replaced by the guest's, so it allows what a Stratus guest is allowed.
+     It is defined on the source with the domain, and on the target just before the
+     migration, within the wall time, as Stratus defines it there between MigrateInstance
+     and the migration (backend/src/migration.rs, `prepare_filter`); it costs one `virsh`
+     process and connection more than Stratus's open one. Undefined on both after the domain.
+   The wall time runs from the request (MigrateInstance sent / the target's filter or the
+   migration spawned) to the end (the job seen final / virsh exited); the total time is
+   libvirt's job alone on every path. Stratus against virsh-filtered is what Stratus's
+   orchestration adds; virsh-filtered against virsh is what the filter costs.
+   A run is `ok` only if the migration completed, the guest runs on the target, it went on
+   counting on its console without rebooting or printing a kernel error, QEMU logged no
+   device error, the pinger had replies in both the second before and the last second
+   after, a download kept its connection, and the dirtier found every page holding what it
+   wrote (two passes after the switch-over).
    A broken run keeps its console and QEMU logs in <out>/broken/; a lab host that stops
    answering ends the benchmark (every run after would fail the same way).
 4. `migration.json` in --out (the first repetition of the 512 MiB idle case keeps its ping
-   trace), and a table on stdout. Lab, server, domains and files are removed at the end,
-   also on failure or Ctrl-C.
+   trace), and a table on stdout. Lab, server, domains, filters and files are removed at the
+   end, also on failure or Ctrl-C.
 
-    bench/migration.py [--quick] [--reps 3] [--out DIR] [--stratus-bin target/release/stratus]
+    bench/migration.py [--quick] [--reps 3] [--vias stratus,virsh-filtered,virsh] [--out DIR]
+                       [--stratus-bin target/release/stratus]
 """
 
 from __future__ import annotations
@@ -57,8 +70,9 @@ from pathlib import Path
 
 from botocore.exceptions import ClientError
 
-from common import (BOOT_MARKER, GUEST_BROKEN, REPO, Stratus, Watch, build_test_image, cell, log, ratio,
-                    remove_domain, run, standalone_xml, summary, table, terminate, interrupt_on_signals, virsh)
+from common import (BOOT_MARKER, GUEST_BROKEN, REPO, SHORT, VIAS, Stratus, Watch, build_test_image, cell,
+                    filter_copy, interrupt_on_signals, log, ratio, remove_domain, remove_filter, rotation, run,
+                    standalone_xml, summary, table, terminate, virsh)
 
 PING_INTERVAL_MS = 10
 PRE_SECONDS, POST_SECONDS = 1.0, 1.5
@@ -200,7 +214,7 @@ class Download:
         self.sock.close()
 
 
-# --- the two ways to run a guest and migrate it ---------------------------------------------------
+# --- the ways to run a guest and migrate it -----------------------------------------------------
 
 
 @dataclass
@@ -252,7 +266,7 @@ class Lab:
                 GroupName="default", IpPermissions=[{**perm, "IpRanges": [{"CidrIp": f"{ROUTER}/32"}]}])
         self.hosts = {h["HostId"]: h["Uri"] for h in self.ext.describe_hosts()["Hosts"]}
         self.uris = sorted(self.hosts.values())
-        self.templates: dict[tuple[str, int], str] = {}
+        self.templates: dict[tuple[str, int], tuple[str, str]] = {}
         self.last_source = self.uris[0]
 
     def other(self, uri: str) -> str:
@@ -263,15 +277,16 @@ class Lab:
         host = int(re.search(r"10\.88\.0\.1(\d+)", uri).group(1))
         return self.lab_dir / f"h{host}" / "log" / "qemu" / f"{name}.log"
 
-    def template(self, load: str, memory_mib: int) -> str:
-        """The domain XML Stratus writes for this image and size (from an instance launched
-        for the purpose, the first time)."""
+    def template(self, load: str, memory_mib: int) -> tuple[str, str]:
+        """The domain XML Stratus writes for this image and size, and the security-group filter
+        it defines for the instance (from an instance launched for the purpose, the first time)."""
         key = (load, memory_mib)
         if key not in self.templates:
             guest = StratusGuest(self, Case("template", memory_mib, load, "default"))
             try:
                 guest.launch(wait_boot=False)
-                self.templates[key] = virsh(guest.source, "dumpxml", "--inactive", guest.name).stdout
+                self.templates[key] = (virsh(guest.source, "dumpxml", "--inactive", guest.name).stdout,
+                                       virsh(guest.source, "nwfilter-dumpxml", f"stratus-{guest.name}").stdout)
             finally:
                 guest.remove()
         return self.templates[key]
@@ -364,18 +379,22 @@ class StratusGuest:
 
 
 class VirshGuest:
-    via = "virsh"
+    """The virsh path, or virsh-filtered (`filtered`): the domain's filter is then a copy of
+    the template's, named as the domain."""
 
-    def __init__(self, lab: Lab, case: Case, name: str):
-        self.lab, self.case, self.name = lab, case, name
+    def __init__(self, lab: Lab, case: Case, name: str, filtered: bool):
+        self.lab, self.case, self.name, self.filtered = lab, case, name, filtered
+        self.via = "virsh-filtered" if filtered else "virsh"
         self.dir = lab.work / name
         self.console = self.dir / "console.log"
+        self.filter_xml = self.dir / "filter.xml"
         self.address = VIRSH_ADDRESS
         self.source = self.target = None
         self.defined = False
+        self.filter_hosts: list[str] = []  # where the filter may be defined
 
     def launch(self) -> None:
-        template = self.lab.template(self.case.load, self.case.memory_mib)
+        template, template_filter = self.lab.template(self.case.load, self.case.memory_mib)
         # From where the last Stratus guest started (the template's, if none yet), the same way.
         self.source = self.lab.last_source
         self.target = self.lab.other(self.source)
@@ -384,10 +403,16 @@ class VirshGuest:
         run("qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", self.lab.base_disk, str(disk))
         mac = "52:54:00:be:%02x:%02x" % (random.randrange(256), random.randrange(256))
         xml = self.dir / "domain.xml"
-        xml.write_text(standalone_xml(template, self.name, disk, self.console, mac, self.address))
+        xml.write_text(standalone_xml(template, self.name, disk, self.console, mac, self.address,
+                                      self.name if self.filtered else None))
+        commands = f"define {xml} ; start {self.name}"
+        if self.filtered:
+            self.filter_xml.write_text(filter_copy(template_filter, template, self.name, mac, self.address))
+            self.filter_hosts.append(self.source)
+            commands = f"nwfilter-define {self.filter_xml} ; {commands}"
         ready = Watch(self.console, ready_pattern(self.case.load))
         self.defined = True
-        virsh(self.source, f"define {xml} ; start {self.name}")
+        virsh(self.source, commands)
         if ready.wait(BOOT_TIMEOUT) is None:
             raise RuntimeError(f"{self.name} did not boot (or its load did not start)")
 
@@ -414,6 +439,12 @@ class VirshGuest:
         timer = threading.Timer(self.lab.args.timeout, abort)
         monitor = threading.Thread(target=switch_to_post_copy, daemon=True) if policy == "post-copy" else None
         t0 = time.monotonic()
+        if self.filtered:  # the filter must be on the target before the guest is
+            self.filter_hosts.append(self.target)
+            answer = virsh(self.target, "nwfilter-define", str(self.filter_xml), check=False)
+            if answer.returncode != 0:
+                return Migrated(ok=False, wall_ms=(time.monotonic() - t0) * 1000,
+                                error=f"could not define the filter on the target: {answer.stderr.strip()}")
         proc = subprocess.Popen(["virsh", "-q", "-c", self.source, "migrate", *flags, self.name, self.target],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         timer.start()
@@ -448,6 +479,8 @@ class VirshGuest:
         if self.defined:
             for uri in self.lab.uris:
                 remove_domain(uri, self.name)
+        for uri in self.filter_hosts:
+            remove_filter(uri, self.name)
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
@@ -609,31 +642,31 @@ def measure(lab: Lab, guest, case: Case, rep: int) -> tuple[dict, dict | None]:
 
 
 def print_table(runs: list[dict]) -> None:
-    """One row per case over its ok runs; where some guests broke after a completed
-    migration, a second row (`+broken`) over all completed migrations, without the ping gap."""
+    """Per case, one row per path over its ok runs; where some of its guests broke after a
+    completed migration, a second row (`+broken`) over all its completed migrations, without
+    the ping gap; then the ratios of the medians of successive paths (S/F, F/V; S/V without F)."""
     metrics = ("total_ms", "downtime_ms", "wall_ms", "max_ping_gap_ms")
-    header = ["case", "runs ok S V"]
-    for metric in ("total", "downtime", "wall", "ping gap"):
-        header += [f"{metric} S", f"{metric} V", "S/V"]
+    vias = [via for via in VIAS if any(r["via"] == via for r in runs)]
+    pairs = list(zip(vias, vias[1:]))
     rows = []
     for key in dict.fromkeys((r["experiment"], r["memory_mib"], r["load"], r["policy"]) for r in runs):
         of = {via: [r for r in runs if (r["experiment"], r["memory_mib"], r["load"], r["policy"]) == key
-                    and r["via"] == via] for via in ("stratus", "virsh")}
-        counts = " ".join(f"{sum(r['ok'] for r in of[via])}/{len(of[via])}" for via in ("stratus", "virsh"))
-        for label, keep, shown in ((f"{key[0]} {key[1]} MiB {key[3]}", "ok", metrics),
-                                   ("  +broken guests", "migration_completed", metrics[:3])):
-            if keep == "migration_completed" and all(r["ok"] == r["migration_completed"] for v in of.values() for r in v):
-                continue
-            row = [label, counts if keep == "ok" else ""]
-            for metric in metrics:
-                if metric not in shown:
-                    row += ["", "", ""]
-                    continue
-                s, v = (summary([r[metric] for r in of[via] if r[keep]]) for via in ("stratus", "virsh"))
-                row += [cell(s), cell(v), ratio(s, v)]
-            rows.append(row)
-    print("\nMigration (ms: median (min–max); S = stratus, V = virsh; S/V = ratio of medians)\n")
-    print(table(header, rows))
+                    and r["via"] == via] for via in vias}
+        ok = {via: {metric: summary([r[metric] for r in of[via] if r["ok"]]) for metric in metrics} for via in vias}
+        label = f"{key[0]} {key[1]} MiB {key[3]}"
+        for via in vias:
+            rows.append([label, via, f"{sum(r['ok'] for r in of[via])}/{len(of[via])}"]
+                        + [cell(ok[via][metric]) for metric in metrics])
+            label = ""
+            if any(r["migration_completed"] and not r["ok"] for r in of[via]):
+                rows.append(["", "  +broken guests", ""]
+                            + [cell(summary([r[metric] for r in of[via] if r["migration_completed"]]))
+                               for metric in metrics[:3]] + [""])
+        for a, b in pairs:
+            rows.append(["", f"{SHORT[a]}/{SHORT[b]}", ""] + [ratio(ok[a][m], ok[b][m]) for m in metrics])
+    print("\nMigration (ms: median (min–max); S = stratus, F = virsh-filtered, V = virsh; "
+          "X/Y = ratio of medians)\n")
+    print(table(["case", "via", "runs ok", "total", "downtime", "wall", "ping gap"], rows))
     broken = [r for r in runs if not r["ok"]]
     print(f"\n{len(broken)} broken run(s)" + "".join(
         f"\n  {r['experiment']} {r['memory_mib']} {r['policy']} {r['via']} rep {r['rep']}: {r['note']}"
@@ -645,6 +678,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("bench-results"))
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="one repetition; 256 and 512 MiB; one load case")
+    parser.add_argument("--vias", default=",".join(VIAS), help="the paths to run, comma-separated")
     parser.add_argument("--stratus-bin", type=Path, default=REPO / "target/release/stratus")
     parser.add_argument("--load-memory", type=int, default=1024, help="guest MiB of the load cases")
     parser.add_argument("--dirty-mib", type=int, default=256, help="MiB the dirtying load keeps writing")
@@ -653,6 +687,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.reps = 1
+    vias = args.vias.split(",")
+    if not set(vias) <= set(VIAS):
+        parser.error(f"--vias: a comma-separated choice of {', '.join(VIAS)}")
     interrupt_on_signals()
     args.out.mkdir(parents=True, exist_ok=True)
     accelerator = Path("/var/lib/stratus/accelerator").read_text().strip() if Path(
@@ -668,10 +705,10 @@ def main() -> None:
         n = 0
         for case in cases(args.quick, args.load_memory):
             for rep in range(args.reps):
-                for via in (["stratus", "virsh"] if rep % 2 == 0 else ["virsh", "stratus"]):
+                for via in rotation(vias, rep):
                     n += 1
                     guest = StratusGuest(lab, case) if via == "stratus" else \
-                        VirshGuest(lab, case, f"bench-mig-{os.getpid()}-{n}")
+                        VirshGuest(lab, case, f"bench-mig-{os.getpid()}-{n}", filtered=via == "virsh-filtered")
                     record, trace = measure(lab, guest, case, rep)
                     runs.append(record)
                     if trace is not None:
