@@ -206,16 +206,21 @@ impl Backend {
         self.set_status(id, MigrationStatus::Preparing)?;
         let done = AtomicBool::new(false);
         let started = Instant::now();
-        let (result, stopped_by) = std::thread::scope(|scope| {
+        let (result, completed, stopped_by) = std::thread::scope(|scope| {
             let monitor = scope.spawn(|| self.monitor(&record, &done, started));
             let result = source.driver.migrate(&instance.id, &target.config.uri, &record.options);
             done.store(true, Ordering::Release);
-            (result, monitor.join().unwrap_or(None))
+            // Recorded before the monitor is waited for: its last progress query may sit in a
+            // busy QEMU for a second, and the guest has moved already.
+            let completed = result.is_ok().then(|| {
+                let progress = target.driver.completed_job(&instance.id).ok().flatten();
+                self.end_migration(key, id, MigrationStatus::Completed, progress, None)
+            });
+            (result, completed, monitor.join().unwrap_or(None))
         });
         match result {
             Ok(()) => {
-                let progress = target.driver.completed_job(&instance.id).ok().flatten();
-                self.end_migration(key, id, MigrationStatus::Completed, progress, None)?;
+                completed.unwrap_or(Ok(()))?;
                 self.drop_filter(source, &instance.id);
                 Ok(())
             }
