@@ -82,6 +82,8 @@ pub struct SweepReport {
     pub unreachable_hosts: Vec<String>,
     pub kicked: usize,
     pub purged: usize,
+    /// How long reading the instances took.
+    pub read_took: Duration,
 }
 
 impl Backend {
@@ -93,6 +95,7 @@ impl Backend {
         let enforcing = self.enforces_anywhere();
         let cutoff = now_ms() - TERMINATED_RETENTION.as_millis() as i64;
         let (mut seen, mut whole, mut expired) = (Vec::new(), Vec::new(), Vec::new());
+        let reading = std::time::Instant::now();
         // Read redb before asking the hosts: an instance that became running after this read
         // cannot be mistaken for one that stopped (its domain is seen running, or the
         // conditional update below finds its state changed).
@@ -110,7 +113,7 @@ impl Backend {
                 }
             })
         })?;
-        let mut report = SweepReport::default();
+        let mut report = SweepReport { read_took: reading.elapsed(), ..Default::default() };
         let mut domains: HashMap<String, HashMap<String, PowerState>> = HashMap::new();
         for host in self.hosts().iter() {
             let status = host.probe();
@@ -291,7 +294,7 @@ async fn conduct(
                 });
             }
             Some((report, started)) = report_rx.recv() => {
-                next_sweep = started + sweep_period(sweep_interval, started.elapsed());
+                next_sweep = started + sweep_period(sweep_interval, report.read_took);
                 // Say each unknown domain once, not on every sweep.
                 for domain in &report.unknown_domains {
                     if reported.insert(domain.clone()) {

@@ -22,7 +22,7 @@ pub struct HostConfig {
     pub uri: String,
     /// Defaults to the first zone of the first region.
     pub zone: Option<String>,
-    /// Defaults to `test` for `test:` URIs, else to what `scripts/setup-host` recorded
+    /// Defaults to `test` for the test driver's URIs (`test:`, `test+tcp:`…), else to what `scripts/setup-host` recorded
     /// (resolved by the gateway's config), else `kvm`.
     pub accelerator: Option<Accelerator>,
     #[serde(default = "default_cpu_ratio")]
@@ -97,11 +97,9 @@ pub struct Host {
 
 impl Host {
     pub fn new(config: HostConfig, zone: String, driver: Arc<dyn Hypervisor>) -> Self {
-        let accelerator = config.accelerator.unwrap_or(if config.uri.starts_with("test:") {
-            Accelerator::Test
-        } else {
-            Accelerator::Kvm
-        });
+        // `test:///…` in process, or `test+tcp://…` and the like: libvirt's test driver either way.
+        let test_driver = config.uri.starts_with("test:") || config.uri.starts_with("test+");
+        let accelerator = config.accelerator.unwrap_or(if test_driver { Accelerator::Test } else { Accelerator::Kvm });
         Self { id: config.host_id(), zone, config, accelerator, driver, status: Mutex::new(HostStatus::default()) }
     }
 
@@ -208,7 +206,12 @@ mod tests {
         let config: HostConfig = toml::from_str("uri = 'qemu:///system'").unwrap();
         assert_eq!(config, HostConfig::new("qemu:///system"));
         assert!(toml::from_str::<HostConfig>("uri = 'x'\nbogus = 1").is_err());
-        let test = Host::new(HostConfig::new("test:///default"), "z".into(), Arc::new(LibvirtDriver::new("x")));
-        assert_eq!(test.accelerator, Accelerator::Test);
+        for uri in ["test:///default", "test+tcp://10.88.0.11/default"] {
+            let test = Host::new(HostConfig::new(uri), "z".into(), Arc::new(LibvirtDriver::new("x")));
+            assert_eq!(test.accelerator, Accelerator::Test, "{uri}");
+        }
+        let remote =
+            Host::new(HostConfig::new("qemu+tcp://10.88.0.11/system"), "z".into(), Arc::new(LibvirtDriver::new("x")));
+        assert_eq!(remote.accelerator, Accelerator::Kvm);
     }
 }
