@@ -133,6 +133,31 @@ pub struct Summary {
     pub first_error: Option<String>,
 }
 
+impl Summary {
+    /// What `histogram` (microseconds of the answers that were right) says of a window.
+    pub fn of(
+        concurrency: usize,
+        histogram: &Histogram<u64>,
+        errors: u64,
+        seconds: f64,
+        first_error: Option<String>,
+    ) -> Self {
+        let seconds = seconds.max(1e-9);
+        Self {
+            concurrency,
+            requests: histogram.len(),
+            errors,
+            seconds,
+            requests_per_sec: histogram.len() as f64 / seconds,
+            p50_us: histogram.value_at_quantile(0.5),
+            p99_us: histogram.value_at_quantile(0.99),
+            max_us: histogram.max(),
+            mean_us: histogram.mean(),
+            first_error,
+        }
+    }
+}
+
 /// Makes the body of the `n`th request of a worker.
 pub type BodyFn = Arc<dyn Fn(u64) -> String + Send + Sync>;
 /// Whether an answer's body is right.
@@ -152,7 +177,7 @@ struct WorkerResult {
     first_error: Option<String>,
 }
 
-fn histogram() -> Histogram<u64> {
+pub fn histogram() -> Histogram<u64> {
     // 1 µs to 10 minutes, 3 significant digits.
     Histogram::new_with_bounds(1, 600_000_000, 3).unwrap_or_else(|_| Histogram::new(3).expect("3 digits is valid"))
 }
@@ -217,18 +242,6 @@ pub async fn closed_loop(signer: &Signer, window: &Window, body: BodyFn, check: 
             first_error = result.first_error;
         }
     }
-    let seconds = Instant::now().min(deadline).saturating_duration_since(measure_from).as_secs_f64().max(1e-9);
-    let requests = merged.len();
-    Ok(Summary {
-        concurrency: window.concurrency,
-        requests,
-        errors,
-        seconds,
-        requests_per_sec: requests as f64 / seconds,
-        p50_us: merged.value_at_quantile(0.5),
-        p99_us: merged.value_at_quantile(0.99),
-        max_us: merged.max(),
-        mean_us: merged.mean(),
-        first_error,
-    })
+    let seconds = Instant::now().min(deadline).saturating_duration_since(measure_from).as_secs_f64();
+    Ok(Summary::of(window.concurrency, &merged, errors, seconds, first_error))
 }
