@@ -1,5 +1,6 @@
 //! `stratus`: serve the EC2 API, or administer a data dir.
 
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -15,6 +16,8 @@ use gateway::config::Config;
 use gateway::import::ImportArgs;
 use gateway::server::{serve, AppState};
 use tokio::signal::unix::{signal, SignalKind};
+
+mod malloc;
 
 #[derive(Parser)]
 #[command(name = "stratus", version, about = "An EC2-compatible control plane for KVM clouds")]
@@ -99,13 +102,24 @@ enum AccountCommand {
     },
 }
 
-#[tokio::main]
-async fn main() {
+fn main() {
+    malloc::limit_arenas();
+    // Every request logs a line: writing it from a worker thread keeps the write syscall off
+    // the request path. Lines are never dropped: a full buffer makes the logging request wait.
+    let (writer, flush_guard) =
+        tracing_appender::non_blocking::NonBlockingBuilder::default().lossy(false).finish(std::io::stderr());
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(writer)
         .init();
-    if let Err(error) = run(Cli::parse()).await {
+    let outcome = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+        .and_then(|runtime| runtime.block_on(run(Cli::parse())));
+    drop(flush_guard);
+    if let Err(error) = outcome {
         eprintln!("stratus: {error:#}");
         std::process::exit(1);
     }
