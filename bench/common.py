@@ -68,11 +68,16 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-def interrupt_on_signals() -> None:
-    """SIGTERM, and SIGINT even where the shell had it ignored (a background job), unwind like
-    Ctrl-C, so that every `finally` cleans up."""
+def run_main(main) -> None:
+    """Runs a benchmark's main. SIGTERM, and SIGINT even where the shell had it ignored (a
+    background job), unwind like Ctrl-C, so that every `finally` cleans up."""
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, _interrupt)
+    try:
+        main()
+    except KeyboardInterrupt:
+        log("interrupted; cleaned up")
+        raise SystemExit(130)
 
 
 @dataclass

@@ -43,7 +43,7 @@ import time
 from pathlib import Path
 
 from common import (BOOT_MARKER, REPO, SHORT, VIAS, Stratus, Watch, build_test_image, cell, filter_copy, instance,
-                    interrupt_on_signals, log, ratio, remove_domain, remove_filter, rotation, run, standalone_xml,
+                    log, ratio, remove_domain, remove_filter, rotation, run, run_main, standalone_xml,
                     summary, table, terminate, virsh)
 
 URI = "qemu:///system"
@@ -131,7 +131,6 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--stratus-bin", type=Path, default=REPO / "target/release/stratus")
     args = parser.parse_args()
-    interrupt_on_signals()
     args.out.mkdir(parents=True, exist_ok=True)
 
     run(str(REPO / "scripts/setup-host"), timeout=600)
@@ -204,8 +203,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except KeyboardInterrupt:
-        log("interrupted; cleaned up")
-        raise SystemExit(130)
+    run_main(main)

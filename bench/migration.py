@@ -71,7 +71,7 @@ from pathlib import Path
 from botocore.exceptions import ClientError
 
 from common import (BOOT_MARKER, GUEST_BROKEN, REPO, SHORT, VIAS, Stratus, Watch, build_test_image, cell,
-                    filter_copy, interrupt_on_signals, log, ratio, remove_domain, remove_filter, rotation, run,
+                    filter_copy, log, ratio, remove_domain, remove_filter, rotation, run, run_main,
                     standalone_xml, summary, table, terminate, virsh)
 
 PING_INTERVAL_MS = 10
@@ -690,7 +690,6 @@ def main() -> None:
     vias = args.vias.split(",")
     if not set(vias) <= set(VIAS):
         parser.error(f"--vias: a comma-separated choice of {', '.join(VIAS)}")
-    interrupt_on_signals()
     args.out.mkdir(parents=True, exist_ok=True)
     accelerator = Path("/var/lib/stratus/accelerator").read_text().strip() if Path(
         "/var/lib/stratus/accelerator").exists() else "unknown"
@@ -742,8 +741,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except KeyboardInterrupt:
-        log("interrupted; cleaned up")
-        raise SystemExit(130)
+    run_main(main)

@@ -42,6 +42,7 @@ pub struct Options {
     /// The measured account holds at most this many; the rest of a larger store is other
     /// accounts'.
     pub account_size: usize,
+    pub concurrencies: Vec<usize>,
     pub measure: Duration,
 }
 
@@ -537,7 +538,7 @@ pub async fn run(options: Options) -> Result<()> {
         bench.rss(target)?;
     }
     let stages = bench.options.stages.clone();
-    let concurrencies: &[usize] = if bench.options.quick { &[1, 8] } else { &[1, 8, 64] };
+    let concurrencies = bench.options.concurrencies.clone();
     let measure = bench.options.measure;
     let last_stage = stages.last().copied().unwrap_or(0);
     for (stage_index, &stage) in stages.iter().enumerate() {
@@ -564,7 +565,7 @@ pub async fn run(options: Options) -> Result<()> {
             bench.results.seeding.push(Seeding { system: target.name, stored: target.stored, seconds });
             bench.rss(target)?;
         }
-        for &c in concurrencies {
+        for &c in &concurrencies {
             let probe = describe_by_id(&targets[0].ids);
             let w = window(c, measure, None);
             bench.measure("describe-by-id", ("bare-hyper", &bare_signer, &bare), 0, w, probe).await?;

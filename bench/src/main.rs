@@ -62,6 +62,9 @@ enum Command {
         /// Seconds each measured window lasts (after one second of warm-up).
         #[arg(long, default_value_t = 5.0)]
         seconds: f64,
+        /// Concurrencies of the by-id runs (default 1,8,64; --quick: 1,8).
+        #[arg(long, value_delimiter = ',')]
+        concurrency: Option<Vec<usize>>,
     },
     /// One placement over many hosts and instances.
     Scheduler {
@@ -121,8 +124,9 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.command {
-        Command::Api { out, stratus_bin, quick, no_moto, stages, account_size, seconds } => {
+        Command::Api { out, stratus_bin, quick, no_moto, stages, account_size, seconds, concurrency } => {
             let stages = stages.unwrap_or_else(|| if quick { vec![120, 320] } else { vec![1_000, 10_000, 100_000] });
+            let concurrencies = concurrency.unwrap_or_else(|| if quick { vec![1, 8] } else { vec![1, 8, 64] });
             let options = api::Options {
                 out,
                 stratus_bin: std::path::absolute(stratus_bin)?,
@@ -130,6 +134,7 @@ fn main() -> Result<()> {
                 moto: !no_moto,
                 stages,
                 account_size,
+                concurrencies,
                 measure: Duration::from_secs_f64(seconds),
             };
             runtime.block_on(api::run(options))

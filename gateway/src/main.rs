@@ -103,7 +103,6 @@ enum AccountCommand {
 }
 
 fn main() {
-    malloc::limit_arenas();
     // Every request logs a line: writing it from a worker thread keeps the write syscall off
     // the request path. Lines are never dropped: a full buffer makes the logging request wait.
     let (writer, flush_guard) =
@@ -199,6 +198,7 @@ fn write_credentials(path: &Path, credentials: &Credentials) -> Result<()> {
 const DHCP_HOSTS_DIR: &str = "/run/stratus/dhcp-hosts";
 
 async fn run_server(listen: SocketAddr, metadata_listen: &str, common: Common) -> Result<()> {
+    malloc::spawn_trimmer(Duration::from_secs(5));
     let config = Config::load(common.config.as_deref())?;
     let data_dir = &common.data_dir;
     std::fs::DirBuilder::new()
