@@ -96,6 +96,8 @@ def test_filters(fleet):
     assert found(("tag:role", ["web-1"]), ("instance-state-name", ["stopped"])) == []
     assert found(("tag:role", ["web-10"])) == []
     assert found(("instance-id", [tagged["InstanceId"], "i-0123456789abcdef0"])) == [tagged["InstanceId"]]
+    # Creating the volume's file is background work; a `creating` volume refuses deletion.
+    client.get_waiter("volume_available").wait(VolumeIds=[volume], WaiterConfig={"Delay": 1, "MaxAttempts": 60})
     client.delete_volume(VolumeId=volume)
     assert found(("tag-key", ["role"])) == [tagged["InstanceId"]]
     assert found(("instance-state-name", ["stopped"])) == [other["InstanceId"]]
