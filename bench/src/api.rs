@@ -580,8 +580,7 @@ pub async fn run(options: Options) -> Result<()> {
             // moto takes seconds to a minute for these: a few requests, one at a time.
             let (patience, cap) = if t.name == "moto" { (Duration::from_secs(900), Some(3)) } else { (measure, None) };
             if stage_index == 0 {
-                let n = if t.name == "moto" { 3 } else { 50 };
-                describe_all(&mut bench, t, n, patience).await?;
+                describe_all(&mut bench, t, cap.map_or(50, |c| c as usize), patience).await?;
             }
             if t.needles {
                 let pairs = [
