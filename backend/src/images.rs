@@ -140,26 +140,6 @@ impl Backend {
         self.register_image(&admin.account_id, new)
     }
 
-    /// Non-admin accounts may register only files under the data dir's `images/` folder
-    /// (symlinks resolved), so that no one boots a host file they could not read otherwise.
-    pub fn check_user_image_paths(&self, new: &NewImage) -> Result<()> {
-        let root = self.data_dir().join("images");
-        let root = root.canonicalize().unwrap_or(root);
-        let paths =
-            [("ImageLocation", Some(&new.disk)), ("KernelId", new.kernel.as_ref()), ("RamdiskId", new.initrd.as_ref())];
-        for (name, path) in paths {
-            let Some(path) = path else { continue };
-            let inside = Path::new(path).canonicalize().is_ok_and(|p| p.starts_with(&root));
-            if !inside {
-                return Err(Error::Unauthorized(format!(
-                    "{name} '{path}' is outside {}; only admin accounts may register other paths",
-                    root.display()
-                )));
-            }
-        }
-        Ok(())
-    }
-
     /// Images `account` may see and launch: its own and the public ones, by id.
     pub fn images(&self, account: &str) -> Result<Vec<ImageRecord>> {
         let mut images: Vec<ImageRecord> = self

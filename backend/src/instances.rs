@@ -752,10 +752,11 @@ impl Backend {
                 Ok(())
             }
             Err(error) => {
+                // The cause (driver or qemu-img text, host paths) is for the operator's log only.
                 tracing::warn!(instance = %record.id, %error, "launch failed");
                 let reason = StateReason {
                     code: "Server.InternalError".into(),
-                    message: format!("Server.InternalError: {error}"),
+                    message: "Server.InternalError: Internal error on launch".into(),
                 };
                 if record.booted {
                     // A restart that failed leaves the instance stopped, its disk intact.

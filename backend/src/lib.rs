@@ -204,9 +204,6 @@ pub enum Error {
     /// An attribute of the resource forbids the operation
     #[error("{0}")]
     OperationNotPermitted(String),
-    /// The caller's account may not do this
-    #[error("{0}")]
-    Unauthorized(String),
     /// The migration has already ended
     #[error("The migration '{id}' has already ended ({status})")]
     MigrationFinished { id: String, status: &'static str },

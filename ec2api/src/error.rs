@@ -49,16 +49,19 @@ impl Ec2Error {
     }
 
     pub fn missing_parameter(name: &str) -> Self {
-        Self::new("MissingParameter", format!("The request must contain the parameter {name}"))
+        Self::new("MissingParameter", format!("The request must contain the parameter {}", echo(name)))
     }
 
     pub fn unknown_parameter(name: &str) -> Self {
-        Self::new("UnknownParameter", format!("The parameter {name} is not recognized"))
+        Self::new("UnknownParameter", format!("The parameter {} is not recognized", echo(name)))
     }
 
     /// `InvalidParameterValue` naming the parameter, the value, and why it is wrong.
     pub fn invalid_value(name: &str, value: &str, why: &str) -> Self {
-        Self::new("InvalidParameterValue", format!("Value ({value}) for parameter {name} is invalid. {why}"))
+        Self::new(
+            "InvalidParameterValue",
+            format!("Value ({}) for parameter {} is invalid. {why}", echo(value), echo(name)),
+        )
     }
 
     pub fn invalid_action(action: &str) -> Self {
@@ -71,6 +74,18 @@ impl Ec2Error {
             "InternalError",
             "An internal error has occurred. Please try again; if it persists, contact your administrator.",
         )
+    }
+}
+
+/// The longest piece of a request an error message repeats: enough to recognise it, never a
+/// megabyte echoed back (or logged) because a client sent one.
+const MAX_ECHO_CHARS: usize = 128;
+
+/// `text` as an error message repeats it: cut at [`MAX_ECHO_CHARS`] with `...` after.
+pub fn echo(text: &str) -> Cow<'_, str> {
+    match text.char_indices().nth(MAX_ECHO_CHARS) {
+        Some((cut, _)) => Cow::Owned(format!("{}...", &text[..cut])),
+        None => Cow::Borrowed(text),
     }
 }
 
@@ -99,6 +114,15 @@ mod tests {
         assert_eq!(Ec2Error::new("AuthFailure", "").status(), 401);
         assert_eq!(Ec2Error::missing_parameter("KeyName").status(), 400);
         assert_eq!(Ec2Error::new("InvalidKeyPair.NotFound", "").status(), 400);
+    }
+
+    #[test]
+    fn messages_repeat_at_most_a_little_of_the_request() {
+        let huge = "x".repeat(100_000);
+        let err = Ec2Error::invalid_value(&huge, &huge, "Expected less.");
+        assert!(err.message().len() < 400, "{}", err.message().len());
+        assert!(Ec2Error::unknown_parameter(&huge).message().ends_with("... is not recognized"));
+        assert_eq!(echo("ü".repeat(200).as_str()).chars().count(), MAX_ECHO_CHARS + 3);
     }
 
     #[test]

@@ -19,22 +19,32 @@ pub struct Node {
     children: BTreeMap<String, Node>,
 }
 
+/// The longest parameter name accepted, in bytes; EC2's longest names are a fraction of it.
+pub const MAX_PARAMETER_NAME_BYTES: usize = 256;
+
 impl Node {
     /// Builds the tree from decoded form pairs. A repeated key keeps its last value.
-    pub fn parse<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+    ///
+    /// A name longer than [`MAX_PARAMETER_NAME_BYTES`] or with more segments than the deepest
+    /// parameter of any served action ([`crate::MAX_PARAMETER_DEPTH`]) cannot be recognised:
+    /// it is refused here, so the tree (and every walk over it) stays as shallow as the model.
+    pub fn parse<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<Self, Ec2Error> {
         let mut root = Node::default();
         for (key, value) in pairs {
+            if key.len() > MAX_PARAMETER_NAME_BYTES || key.split('.').nth(crate::MAX_PARAMETER_DEPTH).is_some() {
+                return Err(Ec2Error::unknown_parameter(key));
+            }
             let mut node = &mut root;
             for segment in key.split('.') {
                 node = node.children.entry(segment.to_owned()).or_default();
             }
             node.value = Some(value.to_owned());
         }
-        root
+        Ok(root)
     }
 
     /// Parses an `application/x-www-form-urlencoded` body or query string.
-    pub fn parse_form(form: &[u8]) -> Self {
+    pub fn parse_form(form: &[u8]) -> Result<Self, Ec2Error> {
         let pairs: Vec<(String, String)> = form_urlencoded::parse(form).into_owned().collect();
         Self::parse(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
     }
@@ -220,12 +230,31 @@ mod tests {
     use super::*;
 
     fn tree(pairs: &[(&str, &str)]) -> Node {
-        Node::parse(pairs.iter().copied())
+        Node::parse(pairs.iter().copied()).unwrap()
+    }
+
+    #[test]
+    fn names_deeper_or_longer_than_the_model_are_refused_before_the_tree_is_built() {
+        // 14,000 levels once overflowed the stack (dropping and walking the tree recursed).
+        let deep = format!("Filter.1{}", ".a".repeat(14_000));
+        let err = Node::parse([("Action", "DescribeRegions"), (deep.as_str(), "x")]).unwrap_err();
+        assert_eq!(err.code(), "UnknownParameter");
+        assert!(err.message().len() < 400, "the echoed name is cut short: {}", err.message().len());
+
+        let deepest_allowed = ["a"; crate::MAX_PARAMETER_DEPTH].join(".");
+        assert!(Node::parse([(deepest_allowed.as_str(), "x")]).is_ok());
+        let one_deeper = format!("{deepest_allowed}.a");
+        assert_eq!(Node::parse([(one_deeper.as_str(), "x")]).unwrap_err().code(), "UnknownParameter");
+
+        let long = "A".repeat(MAX_PARAMETER_NAME_BYTES + 1);
+        assert_eq!(Node::parse([(long.as_str(), "x")]).unwrap_err().code(), "UnknownParameter");
+        let ok = "A".repeat(MAX_PARAMETER_NAME_BYTES);
+        assert!(Node::parse([(ok.as_str(), "x")]).is_ok());
     }
 
     #[test]
     fn form_bodies_decode_percent_and_plus() {
-        let node = Node::parse_form(b"Action=X&Filter.1.Value.1=a+b%2Fc%C3%BC");
+        let node = Node::parse_form(b"Action=X&Filter.1.Value.1=a+b%2Fc%C3%BC").unwrap();
         let value = node.child("Filter").and_then(|f| f.child("1")).and_then(|f| f.child("Value"));
         let list: Vec<String> = FromQuery::from_query(value.unwrap(), "Filter.1.Value").unwrap();
         assert_eq!(list, ["a b/cü"]);

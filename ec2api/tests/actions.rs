@@ -5,7 +5,7 @@ use ec2api::xml::render_response;
 use ec2api::Action;
 
 fn decode(action: &str, pairs: &[(&str, &str)]) -> Result<Action, ec2api::Ec2Error> {
-    Action::decode(action, &Node::parse(pairs.iter().copied()))
+    Action::decode(action, &Node::parse(pairs.iter().copied())?)
 }
 
 #[test]
@@ -70,4 +70,25 @@ fn outputs_use_location_names_and_item_lists() {
     };
     let body = String::from_utf8(render_response("DescribeKeyPairs", &out, "r")).unwrap();
     assert!(body.contains("<keySet><item><keyName>k1</keyName><tagSet/></item></keySet>"), "{body}");
+}
+
+#[test]
+fn the_deepest_names_of_the_model_still_decode() {
+    // Five segments: the model's deepest, so the parser's bound is exactly the model's.
+    let deepest = "NetworkInterface.1.PrivateIpAddresses.1.PrivateIpAddress";
+    assert_eq!(deepest.split('.').count(), ec2api::MAX_PARAMETER_DEPTH);
+    let action = decode(
+        "RunInstances",
+        &[
+            ("ImageId", "ami-1"),
+            ("MinCount", "1"),
+            ("MaxCount", "1"),
+            ("NetworkInterface.1.DeviceIndex", "0"),
+            (deepest, "10.0.0.9"),
+        ],
+    );
+    assert!(action.is_ok(), "{action:?}");
+    let deeper = format!("{deepest}.X");
+    let err = decode("RunInstances", &[(deeper.as_str(), "x")]).unwrap_err();
+    assert_eq!(err.code(), "UnknownParameter");
 }

@@ -27,9 +27,15 @@
 //!
 //! [limits]
 //! max_body_bytes = 1048576
-//! request_timeout_secs = 30
-//! requests_per_second = 1000
+//! request_timeout_secs = 30      # a whole request, once its headers are in
+//! header_timeout_secs = 20       # to send a request's headers; idle keep-alive connections too
+//! body_timeout_secs = 20         # to send a request's body (then 400 RequestTimeout)
+//! max_connections = 4096
+//! max_connections_per_address = 256
+//! requests_per_second = 1000     # per account and class of action (read, mutate)
 //! burst = 2000
+//! anonymous_per_second = 20      # unsigned or failed-auth requests, per source address
+//! anonymous_burst = 40
 //! ```
 
 use std::path::Path;
@@ -103,13 +109,30 @@ fn local_accelerator(record: &Path) -> Option<Accelerator> {
 pub struct Limits {
     pub max_body_bytes: usize,
     pub request_timeout_secs: u64,
+    pub header_timeout_secs: u64,
+    pub body_timeout_secs: u64,
+    pub max_connections: usize,
+    pub max_connections_per_address: usize,
     pub requests_per_second: u32,
     pub burst: u32,
+    pub anonymous_per_second: u32,
+    pub anonymous_burst: u32,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { max_body_bytes: 1 << 20, request_timeout_secs: 30, requests_per_second: 1000, burst: 2000 }
+        Self {
+            max_body_bytes: 1 << 20,
+            request_timeout_secs: 30,
+            header_timeout_secs: 20,
+            body_timeout_secs: 20,
+            max_connections: 4096,
+            max_connections_per_address: 256,
+            requests_per_second: 1000,
+            burst: 2000,
+            anonymous_per_second: 20,
+            anonymous_burst: 40,
+        }
     }
 }
 
@@ -119,7 +142,13 @@ impl Config {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading config {}", path.display()))?;
         let config: Config = toml::from_str(&text).with_context(|| format!("parsing config {}", path.display()))?;
         config.topology().validate().map_err(anyhow::Error::msg).context("invalid config")?;
-        anyhow::ensure!(config.limits.requests_per_second > 0, "limits.requests_per_second must be positive");
+        let limits = &config.limits;
+        anyhow::ensure!(limits.requests_per_second > 0, "limits.requests_per_second must be positive");
+        anyhow::ensure!(limits.anonymous_per_second > 0, "limits.anonymous_per_second must be positive");
+        anyhow::ensure!(
+            limits.max_connections > 0 && limits.max_connections_per_address > 0,
+            "limits.max_connections and limits.max_connections_per_address must be positive"
+        );
         anyhow::ensure!(config.instances.sweep_interval_ms > 0, "instances.sweep_interval_ms must be positive");
         Ok(config)
     }

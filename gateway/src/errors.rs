@@ -59,7 +59,6 @@ pub fn to_ec2(error: Error) -> Ec2Error {
         Error::IncorrectInstanceState { .. } => Ec2Error::new("IncorrectInstanceState", message),
         Error::MigrationFinished { .. } => Ec2Error::new("IncorrectState", message),
         Error::OperationNotPermitted(_) => Ec2Error::new("OperationNotPermitted", message),
-        Error::Unauthorized(_) => Ec2Error::new("UnauthorizedOperation", message),
         Error::HostGone(_) | Error::Driver(_) | Error::Io(_) => {
             tracing::error!(cause = %message, "host or file operation failed");
             Ec2Error::internal()

@@ -1,15 +1,19 @@
 //! The `stratus` gateway: the EC2 Query API over HTTP, and the admin CLI.
 //!
 //! One request, end to end ([`server`]):
-//! 1. Assign a request id; refuse at once when the throttle is empty (`RequestLimitExceeded`).
-//! 2. Read the body, bounded by `max_body_bytes`.
-//! 3. Verify SigV4 ([`auth`]) against the access key's secret, with exactly the signed headers
-//!    and the raw body bytes; this names the caller's account and region.
-//! 4. Decode `Action` and its typed request ([`ec2api::Action::decode`]); answer `DryRun`
+//! 1. Admit the connection (caps in all and per source address) with timeouts for headers,
+//!    body and the whole request; assign a request id.
+//! 2. An unsigned request draws from its source address's bucket ([`throttle`]) and is refused
+//!    at once when it is empty (`RequestLimitExceeded`).
+//! 3. Read the body, bounded by `max_body_bytes` and `body_timeout_secs`.
+//! 4. Verify SigV4 ([`auth`]) against the access key's secret, with exactly the signed headers
+//!    and the raw body bytes; this names the caller's account and region. A failure draws from
+//!    the address's bucket too; success draws from the account's bucket for the action's class.
+//! 5. Decode `Action` and its typed request ([`ec2api::Action::decode`]); answer `DryRun`
 //!    centrally.
-//! 5. [`dispatch`] hands the request to its handler (one file per action in [`handlers`]),
+//! 6. [`dispatch`] hands the request to its handler (one file per action in [`handlers`]),
 //!    which calls the backend off the async executor and maps back to the wire shape.
-//! 6. Render the typed output, or the error envelope; domain errors become EC2 codes in
+//! 7. Render the typed output, or the error envelope; domain errors become EC2 codes in
 //!    exactly one place ([`errors`]).
 //!
 //! Beside the API, [`metadata`] serves the instance metadata service to the guests, and [`admin`] serves a unix socket in the data dir so that `stratus account …`
@@ -25,3 +29,4 @@ pub mod handlers;
 pub mod import;
 pub mod metadata;
 pub mod server;
+pub mod throttle;

@@ -1,20 +1,21 @@
 //! The HTTP server: hyper connections, a tower stack, and the request flow of the crate docs.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
-use std::num::NonZeroU32;
-use std::sync::Arc;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
+use backend::accounts::Principal;
 use backend::Backend;
 use bytes::Bytes;
 use ec2api::query::Node;
 use ec2api::xml::{render_error, render_response};
 use ec2api::{Action, Ec2Error};
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
@@ -23,21 +24,25 @@ use crate::auth;
 use crate::config::Limits;
 use crate::context::Ctx;
 use crate::dispatch::dispatch;
+use crate::throttle::{ActionClass, Throttle};
 
 pub struct AppState {
     pub backend: Arc<Backend>,
     pub limits: Limits,
-    limiter: DefaultDirectRateLimiter,
+    throttle: Throttle,
 }
 
 impl AppState {
     pub fn new(backend: Arc<Backend>, limits: Limits) -> Self {
-        let rate = NonZeroU32::new(limits.requests_per_second).unwrap_or(NonZeroU32::MIN);
-        let burst = NonZeroU32::new(limits.burst).unwrap_or(rate);
-        let limiter = RateLimiter::direct(Quota::per_second(rate).allow_burst(burst));
-        Self { backend, limits, limiter }
+        let throttle = Throttle::new(&limits);
+        Self { backend, limits, throttle }
     }
 }
+
+/// The address a request came from, put in its extensions by [`serve`]; a request without one
+/// (in-process callers) counts as coming from the unspecified address.
+#[derive(Debug, Clone, Copy)]
+pub struct PeerAddr(pub SocketAddr);
 
 pub type HttpResponse = Response<Full<Bytes>>;
 
@@ -62,7 +67,14 @@ where
     B: hyper::body::Body<Data = Bytes>,
     B::Error: Into<tower::BoxError>,
 {
-    let request_id = uuid::Uuid::new_v4().to_string();
+    handle_with_id(state, request, uuid::Uuid::new_v4().to_string()).await
+}
+
+async fn handle_with_id<B>(state: Arc<AppState>, request: Request<B>, request_id: String) -> HttpResponse
+where
+    B: hyper::body::Body<Data = Bytes>,
+    B::Error: Into<tower::BoxError>,
+{
     let started = Instant::now();
     let outcome = answer(&state, request, &request_id).await;
     let (status, action, account) = match &outcome {
@@ -72,8 +84,19 @@ where
     tracing::info!(%request_id, action, account, status, micros = started.elapsed().as_micros() as u64, error = ?outcome.as_ref().err());
     match outcome {
         Ok((action, _, body)) => xml_response(200, render_response(action, body.as_ref(), &request_id), &request_id),
-        Err(error) => error_response(&error, &request_id),
+        Err(error) => {
+            let mut response = error_response(&error, &request_id);
+            if error.code() == "RequestTimeout" {
+                // The rest of a body that did not come in time is not worth waiting for.
+                response.headers_mut().insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            response
+        }
     }
+}
+
+fn throttled() -> Ec2Error {
+    Ec2Error::new("RequestLimitExceeded", "Request limit exceeded.")
 }
 
 type Answer = (&'static str, String, crate::dispatch::Output);
@@ -83,10 +106,16 @@ where
     B: hyper::body::Body<Data = Bytes>,
     B::Error: Into<tower::BoxError>,
 {
-    if state.limiter.check().is_err() {
-        return Err(Ec2Error::new("RequestLimitExceeded", "Request limit exceeded."));
-    }
+    let source = request.extensions().get::<PeerAddr>().map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |p| p.0.ip());
     let (parts, body) = request.into_parts();
+    let query: Vec<(String, String)> =
+        form_urlencoded::parse(parts.uri.query().unwrap_or_default().as_bytes()).into_owned().collect();
+    // Unsigned requests are refused from their address's bucket before anything else is done.
+    let signed =
+        parts.headers.contains_key(http::header::AUTHORIZATION) || query.iter().any(|(k, _)| k == "X-Amz-Signature");
+    if !signed && !state.throttle.anonymous(source) {
+        return Err(throttled());
+    }
     let too_large = || {
         Ec2Error::new(
             "RequestEntityTooLarge",
@@ -97,24 +126,26 @@ where
     if declared.is_some_and(|len| len > state.limits.max_body_bytes) {
         return Err(too_large());
     }
-    let body = Limited::new(body, state.limits.max_body_bytes).collect().await.map_err(|_| too_large())?.to_bytes();
+    let body_timeout = Duration::from_secs(state.limits.body_timeout_secs.max(1));
+    let body = tokio::time::timeout(body_timeout, Limited::new(body, state.limits.max_body_bytes).collect())
+        .await
+        .map_err(|_| {
+            Ec2Error::new(
+                "RequestTimeout",
+                "Your socket connection to the server was not read from or written to within the timeout period.",
+            )
+        })?
+        .map_err(|_| too_large())?
+        .to_bytes();
 
-    let query: Vec<(String, String)> =
-        form_urlencoded::parse(parts.uri.query().unwrap_or_default().as_bytes()).into_owned().collect();
-    let claim = auth::claim(&parts, &query)?;
-    if state.backend.topology().region(&claim.region).is_none() {
-        return Err(Ec2Error::new(
-            "AuthFailure",
-            format!("Credential should be scoped to a valid region, not '{}'", claim.region),
-        ));
-    }
-    auth::check_time(&claim, SystemTime::now())?;
-    // Two point reads of a redb snapshot: cheaper here than on another thread.
-    let principal =
-        state.backend.principal(&claim.access_key_id).map_err(crate::errors::to_ec2)?.ok_or_else(|| {
-            Ec2Error::new("AuthFailure", "AWS was not able to validate the provided access credentials")
-        })?;
-    auth::verify(&claim, &principal.secret_access_key, &parts, &query, &body)?;
+    let (principal, region) = authenticate(state, &parts, &query, &body).map_err(|error| {
+        // A failed signature proves no account: it is charged to its address, like no signature.
+        if signed && !state.throttle.anonymous(source) {
+            throttled()
+        } else {
+            error
+        }
+    })?;
 
     let is_form = parts
         .headers
@@ -126,9 +157,13 @@ where
     if is_form || (parts.method == http::Method::POST && !body.is_empty()) {
         pairs.extend(form_urlencoded::parse(&body).into_owned());
     }
-    let mut params = Node::parse(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-    let action_name = params.take("Action").and_then(|n| n.value().map(str::to_owned));
+    let action_name = pairs.iter().rev().find(|(k, _)| k == "Action").map(|(_, v)| v.clone());
     let action_name = action_name.ok_or_else(|| Ec2Error::missing_parameter("Action"))?;
+    if !state.throttle.account(&principal.account_id, ActionClass::of(&action_name)) {
+        return Err(throttled());
+    }
+    let mut params = Node::parse(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
+    params.take("Action");
     if params.take("Version").and_then(|n| n.value().map(str::to_owned)).is_none() {
         return Err(Ec2Error::missing_parameter("Version"));
     }
@@ -146,7 +181,7 @@ where
     let ctx = Ctx {
         request_id: request_id.to_owned(),
         endpoint: format!("http://{host}"),
-        region: claim.region,
+        region,
         principal,
         backend: Arc::clone(&state.backend),
     };
@@ -155,31 +190,140 @@ where
     Ok((name, ctx.principal.account_id, output))
 }
 
-/// Serves until `shutdown` resolves, then lets open requests finish (up to 10 s).
-pub async fn serve(listener: TcpListener, state: Arc<AppState>, shutdown: impl Future<Output = ()>) {
-    let timeout = Duration::from_secs(state.limits.request_timeout_secs.max(1));
-    let service = tower::service_fn(move |request: Request<hyper::body::Incoming>| {
-        let state = Arc::clone(&state);
-        async move {
-            let answered = tokio::time::timeout(timeout, handle(state, request)).await;
-            Ok::<_, Infallible>(answered.unwrap_or_else(|_| {
-                let error = Ec2Error::new("InternalError", "The request did not finish in time.");
-                error_response(&error, &uuid::Uuid::new_v4().to_string())
-            }))
+/// Verifies the request's SigV4 signature: the caller and the region it signed for.
+fn authenticate(
+    state: &AppState,
+    parts: &http::request::Parts,
+    query: &[(String, String)],
+    body: &[u8],
+) -> Result<(Principal, String), Ec2Error> {
+    let claim = auth::claim(parts, query)?;
+    if state.backend.topology().region(&claim.region).is_none() {
+        return Err(Ec2Error::new(
+            "AuthFailure",
+            format!("Credential should be scoped to a valid region, not '{}'", ec2api::error::echo(&claim.region)),
+        ));
+    }
+    auth::check_time(&claim, SystemTime::now())?;
+    // Two point reads of a redb snapshot: cheaper here than on another thread.
+    let principal =
+        state.backend.principal(&claim.access_key_id).map_err(crate::errors::to_ec2)?.ok_or_else(|| {
+            Ec2Error::new("AuthFailure", "AWS was not able to validate the provided access credentials")
+        })?;
+    auth::verify(&claim, &principal.secret_access_key, parts, query, body)?;
+    Ok((principal, claim.region))
+}
+
+/// Open connections, in all and per source address: a connection over either cap is closed as
+/// soon as it is accepted, so that no one address can hold every file descriptor.
+struct Connections {
+    open: Mutex<(usize, HashMap<IpAddr, usize>)>,
+    max: usize,
+    max_per_address: usize,
+}
+
+/// One admitted connection; dropping it gives its place back.
+struct Admitted {
+    connections: Arc<Connections>,
+    address: IpAddr,
+}
+
+impl Connections {
+    fn admit(self: &Arc<Self>, address: IpAddr) -> Option<Admitted> {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let (total, by_address) = &mut *open;
+        let here = by_address.entry(address).or_default();
+        if *total >= self.max || *here >= self.max_per_address {
+            if *here == 0 {
+                by_address.remove(&address);
+            }
+            return None;
         }
+        *here += 1;
+        *total += 1;
+        Some(Admitted { connections: Arc::clone(self), address })
+    }
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        let mut open = self.connections.open.lock().unwrap_or_else(|p| p.into_inner());
+        let (total, by_address) = &mut *open;
+        *total -= 1;
+        if let Some(here) = by_address.get_mut(&self.address) {
+            *here -= 1;
+            if *here == 0 {
+                by_address.remove(&self.address);
+            }
+        }
+    }
+}
+
+/// Serves until `shutdown` resolves, then lets open requests finish (up to 10 s).
+///
+/// Every connection must send a request's headers within `header_timeout_secs` of opening or
+/// of its previous answer (which also closes idle keep-alive connections), its body within
+/// `body_timeout_secs` (`400 RequestTimeout`), and the request must be answered within
+/// `request_timeout_secs`; connections are capped in all and per source address.
+pub async fn serve(listener: TcpListener, state: Arc<AppState>, shutdown: impl Future<Output = ()>) {
+    let limits = state.limits.clone();
+    let timeout = Duration::from_secs(limits.request_timeout_secs.max(1));
+    let connections = Arc::new(Connections {
+        open: Mutex::new((0, HashMap::new())),
+        max: limits.max_connections,
+        max_per_address: limits.max_connections_per_address,
     });
+    let forget = {
+        let state = Arc::clone(&state);
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(10));
+            loop {
+                every.tick().await;
+                state.throttle.forget_idle();
+            }
+        })
+    };
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(limits.header_timeout_secs.max(1)));
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let Ok((stream, _)) = accepted else { continue };
+                let (stream, peer) = match accepted {
+                    Ok(accepted) => accepted,
+                    Err(error) => {
+                        // Out of descriptors (or a connection reset before it was taken): retrying
+                        // at once would spin; the caps keep this rare.
+                        tracing::warn!(%error, "accept failed; pausing 100 ms");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                let Some(admitted) = connections.admit(peer.ip()) else {
+                    tracing::debug!(%peer, "connection refused: too many open");
+                    continue;
+                };
                 // Answers go out whole at once; Nagle would only hold back the last segment.
                 let _ = stream.set_nodelay(true);
-                let connection = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service.clone()));
+                let state = Arc::clone(&state);
+                let service = tower::service_fn(move |mut request: Request<hyper::body::Incoming>| {
+                    let state = Arc::clone(&state);
+                    request.extensions_mut().insert(PeerAddr(peer));
+                    async move {
+                        let request_id = uuid::Uuid::new_v4().to_string();
+                        let answered = tokio::time::timeout(timeout, handle_with_id(state, request, request_id.clone())).await;
+                        Ok::<_, Infallible>(answered.unwrap_or_else(|_| {
+                            tracing::warn!(%request_id, "request did not finish in time");
+                            let error = Ec2Error::new("InternalError", "The request did not finish in time.");
+                            error_response(&error, &request_id)
+                        }))
+                    }
+                });
+                let connection = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
                 let watched = graceful.watch(connection);
                 tokio::spawn(async move {
+                    let _admitted = admitted;
                     if let Err(error) = watched.await {
                         tracing::debug!(%error, "connection ended with an error");
                     }
@@ -188,6 +332,7 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>, shutdown: impl F
             () = &mut shutdown => break,
         }
     }
+    forget.abort();
     tokio::select! {
         () = graceful.shutdown() => {}
         () = tokio::time::sleep(Duration::from_secs(10)) => tracing::warn!("connections still open at shutdown"),

@@ -130,6 +130,32 @@ fn collect(model: &Model, name: &str, into: &mut BTreeSet<String>) -> Result<()>
     Ok(())
 }
 
+/// How many dotted segments the deepest parameter name below `shape` has: a structure's member
+/// adds one (`Name`), a list adds one for the index (`Name.1`), a scalar adds none.
+fn parameter_depth(model: &Model, shape: &str, path: &mut Vec<String>) -> Result<usize> {
+    if path.iter().any(|s| s == shape) {
+        bail!("recursive input shape {shape} ({}): its parameter names have no depth bound", path.join(" > "));
+    }
+    path.push(shape.to_owned());
+    let depth = match model.kind(shape)? {
+        "structure" => {
+            let mut deepest = 0;
+            for member in model.shape(shape)?["members"].as_object().context("members")?.values() {
+                let member_shape = member["shape"].as_str().context("member shape")?;
+                deepest = deepest.max(1 + parameter_depth(model, member_shape, path)?);
+            }
+            deepest
+        }
+        "list" => {
+            let member_shape = model.shape(shape)?["member"]["shape"].as_str().context("list member")?;
+            1 + parameter_depth(model, member_shape, path)?
+        }
+        _ => 0,
+    };
+    path.pop();
+    Ok(depth)
+}
+
 fn field_name(member: &str) -> String {
     let snake = member.to_snake_case();
     if RUST_KEYWORDS.contains(&snake.as_str()) {
@@ -199,6 +225,12 @@ fn generate(model: &Model, actions: &[String]) -> Result<String> {
         }
     }
     let all: BTreeSet<&String> = inputs.iter().chain(outputs.iter()).collect();
+    let mut deepest = 1;
+    for action in actions {
+        if let Some(input) = model.operations[action.as_str()]["input"]["shape"].as_str() {
+            deepest = deepest.max(parameter_depth(model, input, &mut Vec::new())?);
+        }
+    }
 
     let mut out = String::new();
     writeln!(
@@ -241,6 +273,12 @@ fn generate(model: &Model, actions: &[String]) -> Result<String> {
     writeln!(out, "\n/// Known values of the enumerations requests use (open: upstream keeps adding).\npub mod values {{\n{enum_values}}}")?;
 
     // The action enum.
+    writeln!(
+        out,
+        "\n/// The most dotted segments a parameter name of any served action has (`Filter.1.Value.2` has\n\
+         /// four): a deeper name cannot be recognised, so it is refused before any tree is built.\n\
+         pub const MAX_PARAMETER_DEPTH: usize = {deepest};"
+    )?;
     writeln!(out, "\n/// Every action Stratus serves, with its decoded request.\n#[derive(Debug, Clone, PartialEq)]\npub enum Action {{")?;
     for action in actions {
         let input = model.operations[action.as_str()]["input"]["shape"].as_str().context("input")?;

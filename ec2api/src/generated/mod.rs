@@ -9146,6 +9146,10 @@ pub mod values {
         &["enableDnsSupport", "enableDnsHostnames", "enableNetworkAddressUsageMetrics"];
 }
 
+/// The most dotted segments a parameter name of any served action has (`Filter.1.Value.2` has
+/// four): a deeper name cannot be recognised, so it is refused before any tree is built.
+pub const MAX_PARAMETER_DEPTH: usize = 5;
+
 /// Every action Stratus serves, with its decoded request.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
