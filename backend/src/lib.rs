@@ -80,6 +80,27 @@ impl ResourceKind {
         ("mig-", Self::Migration),
     ];
 
+    pub const ALL: &'static [ResourceKind] = &[
+        Self::Instance,
+        Self::Image,
+        Self::Volume,
+        Self::Snapshot,
+        Self::SecurityGroup,
+        Self::SecurityGroupRule,
+        Self::KeyPair,
+        Self::Vpc,
+        Self::Subnet,
+        Self::NetworkInterface,
+        Self::Reservation,
+        Self::Host,
+        Self::Migration,
+    ];
+
+    /// What ids of this kind start with (`vol-`).
+    pub fn prefix(self) -> &'static str {
+        Self::PREFIXES.iter().find(|(_, kind)| *kind == self).map_or("", |(prefix, _)| prefix)
+    }
+
     /// The kind an id names, when it is well formed (`prefix` + hex).
     pub fn of_id(id: &str) -> Option<Self> {
         Self::PREFIXES.iter().find_map(|(prefix, kind)| {

@@ -83,7 +83,7 @@ def test_volume_lifecycle_and_errors(cloud):
     assert error_code(e) == "InvalidVolume.NotFound"
     with pytest.raises(ClientError) as e:
         client.describe_volumes(VolumeIds=["i-0123456789abcdef0"])
-    assert error_code(e) == "InvalidVolume.Malformed"
+    assert error_code(e) == "InvalidVolumeID.Malformed"
 
     # Growth, with its modification record.
     modified = client.modify_volume(VolumeId=volume_id, Size=4)["VolumeModification"]

@@ -1,7 +1,8 @@
 //! The wire error: an EC2 error code and a message shown to users verbatim.
 //!
-//! The HTTP status of a code is data ([`STATUS_BY_CODE`]); every code not listed is a 400,
-//! as with EC2. The request id is attached when the envelope is rendered.
+//! Every code Stratus answers with is a [`Code`]: its wire name and HTTP status are data in one
+//! table, and each variant's doc says when it is answered. The request id is attached when the
+//! envelope is rendered.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -12,32 +13,198 @@ pub struct Ec2Error(Box<Inner>);
 
 #[derive(Clone, PartialEq, Eq)]
 struct Inner {
-    code: Cow<'static, str>,
+    code: Code,
     message: String,
 }
 
-/// HTTP status for the codes that are not a plain 400.
-pub const STATUS_BY_CODE: &[(&str, u16)] = &[
-    ("AuthFailure", 401),
-    ("MissingAuthenticationToken", 401),
-    ("SignatureDoesNotMatch", 403),
-    ("UnauthorizedOperation", 403),
-    ("OptInRequired", 403),
-    ("DryRunOperation", 412),
-    ("RequestEntityTooLarge", 413),
-    ("InternalError", 500),
-    ("RequestLimitExceeded", 503),
-    ("ServiceUnavailable", 503),
-    ("Unavailable", 503),
-];
+macro_rules! codes {
+    ($($(#[doc = $doc:literal])+ $variant:ident = $wire:literal, $status:literal;)+) => {
+        /// The error codes Stratus answers with, as EC2 names them.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum Code {
+            $($(#[doc = $doc])+ $variant,)+
+        }
+
+        impl Code {
+            /// Every code, for tests that walk the table.
+            pub const ALL: &'static [Code] = &[$(Code::$variant,)+];
+
+            /// The code as it goes on the wire (`InvalidInstanceID.NotFound`).
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Code::$variant => $wire,)+
+                }
+            }
+
+            /// The HTTP status EC2 answers the code with.
+            pub fn status(self) -> u16 {
+                match self {
+                    $(Code::$variant => $status,)+
+                }
+            }
+        }
+    };
+}
+
+codes! {
+    /// The access key is unknown, or the request is signed for a region Stratus does not serve.
+    AuthFailure = "AuthFailure", 401;
+    /// The request carries no signature at all.
+    MissingAuthenticationToken = "MissingAuthenticationToken", 401;
+    /// The signature is not the one the access key's secret gives.
+    SignatureDoesNotMatch = "SignatureDoesNotMatch", 403;
+    /// The signature's parts cannot be read.
+    IncompleteSignature = "IncompleteSignature", 400;
+    /// The request's time is too far from the server's, or a presigned URL has expired.
+    RequestExpired = "RequestExpired", 400;
+    /// The caller's account may not do this.
+    UnauthorizedOperation = "UnauthorizedOperation", 403;
+    /// `DryRun` was set and the request would have succeeded.
+    DryRunOperation = "DryRunOperation", 412;
+    /// The body is larger than `max_body_bytes`.
+    RequestEntityTooLarge = "RequestEntityTooLarge", 413;
+    /// The body did not arrive within `body_timeout_secs`.
+    RequestTimeout = "RequestTimeout", 400;
+    /// Anything unexpected; the cause is in the log, never on the wire.
+    InternalError = "InternalError", 500;
+    /// The caller's bucket (its account's, or its address's when unsigned) is empty.
+    RequestLimitExceeded = "RequestLimitExceeded", 503;
+    /// `Action` names no action Stratus serves.
+    InvalidAction = "InvalidAction", 400;
+    /// A required parameter is absent.
+    MissingParameter = "MissingParameter", 400;
+    /// A parameter the action does not have.
+    UnknownParameter = "UnknownParameter", 400;
+    /// A parameter's value is not acceptable.
+    InvalidParameterValue = "InvalidParameterValue", 400;
+    /// Parameters that cannot be given together.
+    InvalidParameterCombination = "InvalidParameterCombination", 400;
+    /// A block device mapping Stratus cannot honour.
+    InvalidBlockDeviceMapping = "InvalidBlockDeviceMapping", 400;
+    /// An instance type that is not offered.
+    InvalidInstanceType = "InvalidInstanceType", 400;
+    /// An id of no known kind.
+    InvalidId = "InvalidID", 400;
+    /// What EC2 could do and Stratus does not.
+    UnsupportedOperation = "UnsupportedOperation", 400;
+    /// Hibernation, which Stratus instances do not do.
+    UnsupportedHibernationConfiguration = "UnsupportedHibernationConfiguration", 400;
+    /// An attribute of the resource forbids the operation.
+    OperationNotPermitted = "OperationNotPermitted", 400;
+    /// The resource's state does not allow the operation.
+    IncorrectState = "IncorrectState", 400;
+    /// The instance's state does not allow the operation.
+    IncorrectInstanceState = "IncorrectInstanceState", 400;
+    /// The volume's modification state does not allow another one.
+    IncorrectModificationState = "IncorrectModificationState", 400;
+    /// Something still uses the resource.
+    DependencyViolation = "DependencyViolation", 400;
+    /// The resource is one that cannot be deleted (a default group).
+    CannotDelete = "CannotDelete", 400;
+    /// The volume is attached.
+    VolumeInUse = "VolumeInUse", 400;
+    /// Too many tags on one resource.
+    TagLimitExceeded = "TagLimitExceeded", 400;
+    /// Too many rules in one security group.
+    RulesPerSecurityGroupLimitExceeded = "RulesPerSecurityGroupLimitExceeded", 400;
+    /// A client token reused with other parameters.
+    IdempotentParameterMismatch = "IdempotentParameterMismatch", 400;
+    /// No host can hold the instances.
+    InsufficientInstanceCapacity = "InsufficientInstanceCapacity", 400;
+    /// The subnet has no free address.
+    InsufficientFreeAddressesInSubnet = "InsufficientFreeAddressesInSubnet", 400;
+    /// The private address asked for is taken.
+    InvalidIpAddressInUse = "InvalidIPAddress.InUse", 400;
+    /// Public key material that cannot be read.
+    InvalidKeyFormat = "InvalidKey.Format", 400;
+    /// A key pair of that name exists.
+    InvalidKeyPairDuplicate = "InvalidKeyPair.Duplicate", 400;
+    /// A security group of that name exists in the VPC.
+    InvalidGroupDuplicate = "InvalidGroup.Duplicate", 400;
+    /// The rule is in the group already.
+    InvalidPermissionDuplicate = "InvalidPermission.Duplicate", 400;
+    /// The rule is not in the group.
+    InvalidPermissionNotFound = "InvalidPermission.NotFound", 400;
+    /// An image of that name exists in the account.
+    InvalidAmiNameDuplicate = "InvalidAMIName.Duplicate", 400;
+    /// The image is not available (yet).
+    InvalidAmiIdUnavailable = "InvalidAMIID.Unavailable", 400;
+    /// The volume and the instance are in different zones.
+    InvalidVolumeZoneMismatch = "InvalidVolume.ZoneMismatch", 400;
+    /// The volume is not attached there.
+    InvalidAttachmentNotFound = "InvalidAttachment.NotFound", 400;
+    /// No instance of that id (in the caller's account).
+    InvalidInstanceIdNotFound = "InvalidInstanceID.NotFound", 400;
+    /// No image of that id the caller may see.
+    InvalidAmiIdNotFound = "InvalidAMIID.NotFound", 400;
+    /// No volume of that id.
+    InvalidVolumeNotFound = "InvalidVolume.NotFound", 400;
+    /// No snapshot of that id.
+    InvalidSnapshotNotFound = "InvalidSnapshot.NotFound", 400;
+    /// No security group of that id or name.
+    InvalidGroupNotFound = "InvalidGroup.NotFound", 400;
+    /// No security group rule of that id.
+    InvalidSecurityGroupRuleIdNotFound = "InvalidSecurityGroupRuleId.NotFound", 400;
+    /// No key pair of that name or id.
+    InvalidKeyPairNotFound = "InvalidKeyPair.NotFound", 400;
+    /// No VPC of that id.
+    InvalidVpcIdNotFound = "InvalidVpcID.NotFound", 400;
+    /// No subnet of that id.
+    InvalidSubnetIdNotFound = "InvalidSubnetID.NotFound", 400;
+    /// No network interface of that id.
+    InvalidNetworkInterfaceIdNotFound = "InvalidNetworkInterfaceID.NotFound", 400;
+    /// No reservation of that id.
+    InvalidReservationIdNotFound = "InvalidReservationID.NotFound", 400;
+    /// No host of that id.
+    InvalidHostIdNotFound = "InvalidHostID.NotFound", 400;
+    /// No migration of that id.
+    InvalidMigrationIdNotFound = "InvalidMigrationID.NotFound", 400;
+    /// Not an instance id.
+    InvalidInstanceIdMalformed = "InvalidInstanceID.Malformed", 400;
+    /// Not an image id.
+    InvalidAmiIdMalformed = "InvalidAMIID.Malformed", 400;
+    /// Not a volume id.
+    InvalidVolumeIdMalformed = "InvalidVolumeID.Malformed", 400;
+    /// Not a snapshot id.
+    InvalidSnapshotIdMalformed = "InvalidSnapshotID.Malformed", 400;
+    /// Not a security group id.
+    InvalidGroupIdMalformed = "InvalidGroupId.Malformed", 400;
+    /// Not a security group rule id.
+    InvalidSecurityGroupRuleIdMalformed = "InvalidSecurityGroupRuleId.Malformed", 400;
+    /// Not a key pair id.
+    InvalidKeyPairIdMalformed = "InvalidKeyPairId.Malformed", 400;
+    /// Not a VPC id.
+    InvalidVpcIdMalformed = "InvalidVpcID.Malformed", 400;
+    /// Not a subnet id.
+    InvalidSubnetIdMalformed = "InvalidSubnetID.Malformed", 400;
+    /// Not a network interface id.
+    InvalidNetworkInterfaceIdMalformed = "InvalidNetworkInterfaceID.Malformed", 400;
+    /// Not a reservation id.
+    InvalidReservationIdMalformed = "InvalidReservationID.Malformed", 400;
+    /// Not a host id.
+    InvalidHostIdMalformed = "InvalidHostID.Malformed", 400;
+    /// Not a migration id.
+    InvalidMigrationIdMalformed = "InvalidMigrationID.Malformed", 400;
+}
+
+impl fmt::Display for Code {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 impl Ec2Error {
-    pub fn new(code: impl Into<Cow<'static, str>>, message: impl Into<String>) -> Self {
-        Self(Box::new(Inner { code: code.into(), message: message.into() }))
+    pub fn new(code: Code, message: impl Into<String>) -> Self {
+        Self(Box::new(Inner { code, message: message.into() }))
     }
 
-    pub fn code(&self) -> &str {
-        &self.0.code
+    /// The code as it goes on the wire.
+    pub fn code(&self) -> &'static str {
+        self.0.code.as_str()
+    }
+
+    pub fn kind(&self) -> Code {
+        self.0.code
     }
 
     pub fn message(&self) -> &str {
@@ -45,33 +212,33 @@ impl Ec2Error {
     }
 
     pub fn status(&self) -> u16 {
-        STATUS_BY_CODE.iter().find(|(code, _)| *code == self.code()).map_or(400, |(_, status)| *status)
+        self.0.code.status()
     }
 
     pub fn missing_parameter(name: &str) -> Self {
-        Self::new("MissingParameter", format!("The request must contain the parameter {}", echo(name)))
+        Self::new(Code::MissingParameter, format!("The request must contain the parameter {}", echo(name)))
     }
 
     pub fn unknown_parameter(name: &str) -> Self {
-        Self::new("UnknownParameter", format!("The parameter {} is not recognized", echo(name)))
+        Self::new(Code::UnknownParameter, format!("The parameter {} is not recognized", echo(name)))
     }
 
     /// `InvalidParameterValue` naming the parameter, the value, and why it is wrong.
     pub fn invalid_value(name: &str, value: &str, why: &str) -> Self {
         Self::new(
-            "InvalidParameterValue",
+            Code::InvalidParameterValue,
             format!("Value ({}) for parameter {} is invalid. {why}", echo(value), echo(name)),
         )
     }
 
     pub fn invalid_action(action: &str) -> Self {
-        Self::new("InvalidAction", format!("The action {action} is not valid for this web service."))
+        Self::new(Code::InvalidAction, format!("The action {action} is not valid for this web service."))
     }
 
     /// The answer to anything unexpected; the cause goes to the log, never to the wire.
     pub fn internal() -> Self {
         Self::new(
-            "InternalError",
+            Code::InternalError,
             "An internal error has occurred. Please try again; if it persists, contact your administrator.",
         )
     }
@@ -108,12 +275,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn status_comes_from_the_table_and_defaults_to_400() {
-        assert_eq!(Ec2Error::new("DryRunOperation", "").status(), 412);
-        assert_eq!(Ec2Error::new("RequestLimitExceeded", "").status(), 503);
-        assert_eq!(Ec2Error::new("AuthFailure", "").status(), 401);
+    fn status_comes_from_the_table() {
+        assert_eq!(Ec2Error::new(Code::DryRunOperation, "").status(), 412);
+        assert_eq!(Ec2Error::new(Code::RequestLimitExceeded, "").status(), 503);
+        assert_eq!(Ec2Error::new(Code::AuthFailure, "").status(), 401);
         assert_eq!(Ec2Error::missing_parameter("KeyName").status(), 400);
-        assert_eq!(Ec2Error::new("InvalidKeyPair.NotFound", "").status(), 400);
+        assert_eq!(Ec2Error::new(Code::InvalidKeyPairNotFound, "").code(), "InvalidKeyPair.NotFound");
+    }
+
+    #[test]
+    fn wire_names_are_unique_and_shaped_like_ec2s() {
+        let mut seen = std::collections::HashSet::new();
+        for code in Code::ALL {
+            assert!(seen.insert(code.as_str()), "{code} twice");
+            assert!(code.as_str().chars().all(|c| c.is_ascii_alphabetic() || c == '.'), "{code}");
+            assert!((400..600).contains(&code.status()), "{code}");
+        }
     }
 
     #[test]

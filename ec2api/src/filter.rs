@@ -7,7 +7,7 @@
 use std::borrow::Cow;
 
 use crate::generated::Filter;
-use crate::Ec2Error;
+use crate::{Code, Ec2Error};
 
 /// A resource the engine can test: the values it has for a filter name, and its tags.
 pub trait Filterable {
@@ -55,12 +55,12 @@ impl FilterSet {
             } else if known.contains(&name) {
                 Target::Field(name.to_owned())
             } else {
-                return Err(Ec2Error::new("InvalidParameterValue", format!("The filter '{name}' is invalid")));
+                return Err(Ec2Error::new(Code::InvalidParameterValue, format!("The filter '{name}' is invalid")));
             };
             let values = filter.values.as_deref().unwrap_or_default();
             if values.is_empty() {
                 return Err(Ec2Error::new(
-                    "InvalidParameterValue",
+                    Code::InvalidParameterValue,
                     format!("The filter '{name}' requires at least one value"),
                 ));
             }

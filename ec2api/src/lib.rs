@@ -20,7 +20,7 @@ pub mod pagination;
 pub mod query;
 pub mod xml;
 
-pub use error::Ec2Error;
+pub use error::{Code, Ec2Error};
 pub use generated::*;
 
 /// The API version every request names and every response carries.

@@ -8,7 +8,7 @@
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 
-use crate::Ec2Error;
+use crate::{Code, Ec2Error};
 
 const TOKEN_PREFIX: &str = "1:";
 
@@ -70,7 +70,9 @@ fn decode_token(token: &str) -> Result<String, Ec2Error> {
         .ok()
         .and_then(|bytes| String::from_utf8(bytes).ok())
         .and_then(|text| text.strip_prefix(TOKEN_PREFIX).map(str::to_owned))
-        .ok_or_else(|| Ec2Error::new("InvalidParameterValue", format!("The NextToken value '{token}' is not valid")))
+        .ok_or_else(|| {
+            Ec2Error::new(Code::InvalidParameterValue, format!("The NextToken value '{token}' is not valid"))
+        })
 }
 
 #[cfg(test)]

@@ -209,7 +209,7 @@ mod tests {
 
     #[test]
     fn golden_error_envelope() {
-        let body = render_error(&Ec2Error::new("AuthFailure", "no <such> key"), "r-1");
+        let body = render_error(&Ec2Error::new(crate::Code::AuthFailure, "no <such> key"), "r-1");
         assert_eq!(
             String::from_utf8(body).unwrap(),
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Errors><Error><Code>AuthFailure</Code>\

@@ -16,6 +16,7 @@ use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SignatureLoca
 use aws_sigv4::sign::v4;
 use aws_smithy_runtime_api::client::identity::Identity;
 use chrono::{NaiveDateTime, TimeZone, Utc};
+use ec2api::Code;
 use ec2api::Ec2Error;
 use http::request::Parts;
 use subtle::ConstantTimeEq;
@@ -41,7 +42,7 @@ pub struct Claim {
 }
 
 fn incomplete(why: &str) -> Ec2Error {
-    Ec2Error::new("IncompleteSignature", why.to_owned())
+    Ec2Error::new(Code::IncompleteSignature, why.to_owned())
 }
 
 fn parse_amz_date(text: &str) -> Result<SystemTime, Ec2Error> {
@@ -61,13 +62,13 @@ fn parse_scope(credential: &str, amz_date: &str) -> Result<(String, String), Ec2
     }
     if *service != "ec2" {
         return Err(Ec2Error::new(
-            "SignatureDoesNotMatch",
+            Code::SignatureDoesNotMatch,
             format!("Credential should be scoped to correct service: 'ec2', not '{service}'"),
         ));
     }
     if !amz_date.starts_with(date) {
         return Err(Ec2Error::new(
-            "SignatureDoesNotMatch",
+            Code::SignatureDoesNotMatch,
             "Date in Credential scope does not match YYYYMMDD from X-Amz-Date",
         ));
     }
@@ -111,7 +112,7 @@ pub fn claim(parts: &Parts, query: &[(String, String)]) -> Result<Claim, Ec2Erro
     }
     let get = |name: &str| query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
     let Some(signature) = get("X-Amz-Signature") else {
-        return Err(Ec2Error::new("MissingAuthenticationToken", "Request is missing Authentication Token"));
+        return Err(Ec2Error::new(Code::MissingAuthenticationToken, "Request is missing Authentication Token"));
     };
     if get("X-Amz-Algorithm") != Some(ALGORITHM) {
         return Err(incomplete("X-Amz-Algorithm must be AWS4-HMAC-SHA256"));
@@ -125,7 +126,7 @@ pub fn claim(parts: &Parts, query: &[(String, String)]) -> Result<Claim, Ec2Erro
     };
     let expires: u64 = expires.parse().map_err(|_| incomplete("X-Amz-Expires must be a number of seconds"))?;
     if expires > MAX_PRESIGN_EXPIRY_SECS {
-        return Err(Ec2Error::new("AuthFailure", "X-Amz-Expires must be at most 604800 seconds"));
+        return Err(Ec2Error::new(Code::AuthFailure, "X-Amz-Expires must be at most 604800 seconds"));
     }
     let (access_key_id, region) = parse_scope(credential, amz_date)?;
     Ok(Claim {
@@ -140,7 +141,7 @@ pub fn claim(parts: &Parts, query: &[(String, String)]) -> Result<Claim, Ec2Erro
 
 /// Checks the time of the claim against `now`.
 pub fn check_time(claim: &Claim, now: SystemTime) -> Result<(), Ec2Error> {
-    let expired = || Ec2Error::new("RequestExpired", "Request has expired.");
+    let expired = || Ec2Error::new(Code::RequestExpired, "Request has expired.");
     let too_new = claim.time.duration_since(now).is_ok_and(|ahead| ahead > MAX_SKEW);
     let age = now.duration_since(claim.time).unwrap_or_default();
     let too_old = match claim.expires {
@@ -163,7 +164,7 @@ pub fn verify(
 ) -> Result<(), Ec2Error> {
     let mismatch = || {
         Ec2Error::new(
-            "SignatureDoesNotMatch",
+            Code::SignatureDoesNotMatch,
             "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method.",
         )
     };

@@ -1,64 +1,96 @@
 //! The one place where domain errors become EC2 codes.
 
 use backend::{Error, ResourceKind};
-use ec2api::Ec2Error;
+use ec2api::error::echo;
+use ec2api::{Code, Ec2Error};
 
-/// The `…NotFound` code EC2 uses for a missing resource of each kind.
-fn not_found_code(kind: ResourceKind) -> &'static str {
+/// The `…NotFound` and `….Malformed` codes EC2 uses for each kind of resource.
+fn codes(kind: ResourceKind) -> (Code, Code) {
     match kind {
-        ResourceKind::Instance => "InvalidInstanceID.NotFound",
-        ResourceKind::Image => "InvalidAMIID.NotFound",
-        ResourceKind::Volume => "InvalidVolume.NotFound",
-        ResourceKind::Snapshot => "InvalidSnapshot.NotFound",
-        ResourceKind::SecurityGroup => "InvalidGroup.NotFound",
-        ResourceKind::SecurityGroupRule => "InvalidSecurityGroupRuleId.NotFound",
-        ResourceKind::KeyPair => "InvalidKeyPair.NotFound",
-        ResourceKind::Vpc => "InvalidVpcID.NotFound",
-        ResourceKind::Subnet => "InvalidSubnetID.NotFound",
-        ResourceKind::NetworkInterface => "InvalidNetworkInterfaceID.NotFound",
-        ResourceKind::Reservation => "InvalidReservationID.NotFound",
-        ResourceKind::Host => "InvalidHostID.NotFound",
-        ResourceKind::Migration => "InvalidMigrationID.NotFound",
+        ResourceKind::Instance => (Code::InvalidInstanceIdNotFound, Code::InvalidInstanceIdMalformed),
+        ResourceKind::Image => (Code::InvalidAmiIdNotFound, Code::InvalidAmiIdMalformed),
+        ResourceKind::Volume => (Code::InvalidVolumeNotFound, Code::InvalidVolumeIdMalformed),
+        ResourceKind::Snapshot => (Code::InvalidSnapshotNotFound, Code::InvalidSnapshotIdMalformed),
+        ResourceKind::SecurityGroup => (Code::InvalidGroupNotFound, Code::InvalidGroupIdMalformed),
+        ResourceKind::SecurityGroupRule => {
+            (Code::InvalidSecurityGroupRuleIdNotFound, Code::InvalidSecurityGroupRuleIdMalformed)
+        }
+        ResourceKind::KeyPair => (Code::InvalidKeyPairNotFound, Code::InvalidKeyPairIdMalformed),
+        ResourceKind::Vpc => (Code::InvalidVpcIdNotFound, Code::InvalidVpcIdMalformed),
+        ResourceKind::Subnet => (Code::InvalidSubnetIdNotFound, Code::InvalidSubnetIdMalformed),
+        ResourceKind::NetworkInterface => {
+            (Code::InvalidNetworkInterfaceIdNotFound, Code::InvalidNetworkInterfaceIdMalformed)
+        }
+        ResourceKind::Reservation => (Code::InvalidReservationIdNotFound, Code::InvalidReservationIdMalformed),
+        ResourceKind::Host => (Code::InvalidHostIdNotFound, Code::InvalidHostIdMalformed),
+        ResourceKind::Migration => (Code::InvalidMigrationIdNotFound, Code::InvalidMigrationIdMalformed),
     }
+}
+
+/// EC2's answer for ids (or key pair names) that name nothing the caller may see, worded as EC2
+/// words it for each kind. Another account's resource gets exactly this answer too.
+pub fn not_found<S: AsRef<str>>(kind: ResourceKind, ids: &[S]) -> Ec2Error {
+    let list = ids.iter().map(|id| echo(id.as_ref()).into_owned()).collect::<Vec<_>>().join(", ");
+    let several = ids.len() > 1;
+    let message = match kind {
+        ResourceKind::Instance if several => format!("The instance IDs '{list}' do not exist"),
+        ResourceKind::Image => format!("The image id '[{list}]' does not exist"),
+        ResourceKind::Volume => format!("The volume '{list}' does not exist."),
+        ResourceKind::Snapshot => format!("The snapshot '{list}' does not exist."),
+        ResourceKind::SecurityGroup => format!("The security group '{list}' does not exist"),
+        ResourceKind::KeyPair => format!("The key pair '{list}' does not exist"),
+        ResourceKind::NetworkInterface => format!("The networkInterface ID '{list}' does not exist"),
+        ResourceKind::SecurityGroupRule => format!("The security group rule ID '{list}' does not exist"),
+        ResourceKind::Host => format!("The host ID '{list}' does not exist"),
+        other => format!("The {} ID '{list}' does not exist", other.resource_type()),
+    };
+    Ec2Error::new(codes(kind).0, message)
+}
+
+/// EC2's answer for an id that is not an id of `kind` at all.
+pub fn malformed(kind: ResourceKind, id: &str) -> Ec2Error {
+    let message = match kind {
+        ResourceKind::Instance => format!("Invalid id: \"{}\"", echo(id)),
+        other => format!("Invalid id: \"{}\" (expecting \"{}...\")", echo(id), other.prefix()),
+    };
+    Ec2Error::new(codes(kind).1, message)
 }
 
 pub fn to_ec2(error: Error) -> Ec2Error {
     let message = error.to_string();
     match error {
-        Error::KeyPairNotFound(_) => Ec2Error::new("InvalidKeyPair.NotFound", message),
-        Error::KeyPairDuplicate(_) => Ec2Error::new("InvalidKeyPair.Duplicate", message),
-        Error::InvalidKeyFormat(_) => Ec2Error::new("InvalidKey.Format", message),
-        Error::ResourceNotFound { kind, id } => {
-            Ec2Error::new(not_found_code(kind), format!("The {} ID '{id}' does not exist", kind.resource_type()))
-        }
-        Error::SecurityGroupNameNotFound { .. } => Ec2Error::new("InvalidGroup.NotFound", message),
-        Error::SecurityGroupDuplicate { .. } => Ec2Error::new("InvalidGroup.Duplicate", message),
-        Error::PermissionDuplicate(_) => Ec2Error::new("InvalidPermission.Duplicate", message),
-        Error::PermissionNotFound(_) => Ec2Error::new("InvalidPermission.NotFound", message),
-        Error::RulesLimitExceeded => Ec2Error::new("RulesPerSecurityGroupLimitExceeded", message),
-        Error::DependencyViolation(_) => Ec2Error::new("DependencyViolation", message),
-        Error::CannotDelete(_) => Ec2Error::new("CannotDelete", message),
-        Error::MissingParameter(_) => Ec2Error::new("MissingParameter", message),
-        Error::IncorrectState(_) => Ec2Error::new("IncorrectState", message),
-        Error::VolumeInUse(_) => Ec2Error::new("VolumeInUse", message),
-        Error::ZoneMismatch(_) => Ec2Error::new("InvalidVolume.ZoneMismatch", message),
-        Error::AttachmentNotFound(_) => Ec2Error::new("InvalidAttachment.NotFound", message),
-        Error::IncorrectModificationState(_) => Ec2Error::new("IncorrectModificationState", message),
-        Error::UnsupportedOperation(_) => Ec2Error::new("UnsupportedOperation", message),
-        Error::MalformedId(_) => Ec2Error::new("InvalidID", message),
-        Error::InvalidParameter { .. } => Ec2Error::new("InvalidParameterValue", message),
-        Error::TagLimitExceeded(_) => Ec2Error::new("TagLimitExceeded", message),
-        Error::AlreadyExists(_) => Ec2Error::new("InvalidParameterValue", message),
-        Error::ImageNameDuplicate(_) => Ec2Error::new("InvalidAMIName.Duplicate", message),
-        Error::ImageUnavailable(_) => Ec2Error::new("InvalidAMIID.Unavailable", message),
-        Error::NotImageOwner(_) => Ec2Error::new("AuthFailure", message),
-        Error::InsufficientCapacity(_) => Ec2Error::new("InsufficientInstanceCapacity", message),
-        Error::IdempotentParameterMismatch(_) => Ec2Error::new("IdempotentParameterMismatch", message),
-        Error::AddressesExhausted(_) => Ec2Error::new("InsufficientFreeAddressesInSubnet", message),
-        Error::AddressInUse(_) => Ec2Error::new("InvalidIPAddress.InUse", message),
-        Error::IncorrectInstanceState { .. } => Ec2Error::new("IncorrectInstanceState", message),
-        Error::MigrationFinished { .. } => Ec2Error::new("IncorrectState", message),
-        Error::OperationNotPermitted(_) => Ec2Error::new("OperationNotPermitted", message),
+        Error::KeyPairNotFound(_) => Ec2Error::new(Code::InvalidKeyPairNotFound, message),
+        Error::KeyPairDuplicate(_) => Ec2Error::new(Code::InvalidKeyPairDuplicate, message),
+        Error::InvalidKeyFormat(_) => Ec2Error::new(Code::InvalidKeyFormat, message),
+        Error::ResourceNotFound { kind, id } => not_found(kind, &[id]),
+        Error::SecurityGroupNameNotFound { .. } => Ec2Error::new(Code::InvalidGroupNotFound, message),
+        Error::SecurityGroupDuplicate { .. } => Ec2Error::new(Code::InvalidGroupDuplicate, message),
+        Error::PermissionDuplicate(_) => Ec2Error::new(Code::InvalidPermissionDuplicate, message),
+        Error::PermissionNotFound(_) => Ec2Error::new(Code::InvalidPermissionNotFound, message),
+        Error::RulesLimitExceeded => Ec2Error::new(Code::RulesPerSecurityGroupLimitExceeded, message),
+        Error::DependencyViolation(_) => Ec2Error::new(Code::DependencyViolation, message),
+        Error::CannotDelete(_) => Ec2Error::new(Code::CannotDelete, message),
+        Error::MissingParameter(_) => Ec2Error::new(Code::MissingParameter, message),
+        Error::IncorrectState(_) => Ec2Error::new(Code::IncorrectState, message),
+        Error::VolumeInUse(_) => Ec2Error::new(Code::VolumeInUse, message),
+        Error::ZoneMismatch(_) => Ec2Error::new(Code::InvalidVolumeZoneMismatch, message),
+        Error::AttachmentNotFound(_) => Ec2Error::new(Code::InvalidAttachmentNotFound, message),
+        Error::IncorrectModificationState(_) => Ec2Error::new(Code::IncorrectModificationState, message),
+        Error::UnsupportedOperation(_) => Ec2Error::new(Code::UnsupportedOperation, message),
+        Error::MalformedId(_) => Ec2Error::new(Code::InvalidId, message),
+        Error::InvalidParameter { .. } => Ec2Error::new(Code::InvalidParameterValue, message),
+        Error::TagLimitExceeded(_) => Ec2Error::new(Code::TagLimitExceeded, message),
+        Error::AlreadyExists(_) => Ec2Error::new(Code::InvalidParameterValue, message),
+        Error::ImageNameDuplicate(_) => Ec2Error::new(Code::InvalidAmiNameDuplicate, message),
+        Error::ImageUnavailable(_) => Ec2Error::new(Code::InvalidAmiIdUnavailable, message),
+        Error::NotImageOwner(_) => Ec2Error::new(Code::AuthFailure, message),
+        Error::InsufficientCapacity(_) => Ec2Error::new(Code::InsufficientInstanceCapacity, message),
+        Error::IdempotentParameterMismatch(_) => Ec2Error::new(Code::IdempotentParameterMismatch, message),
+        Error::AddressesExhausted(_) => Ec2Error::new(Code::InsufficientFreeAddressesInSubnet, message),
+        Error::AddressInUse(_) => Ec2Error::new(Code::InvalidIpAddressInUse, message),
+        Error::IncorrectInstanceState { .. } => Ec2Error::new(Code::IncorrectInstanceState, message),
+        Error::MigrationFinished { .. } => Ec2Error::new(Code::IncorrectState, message),
+        Error::OperationNotPermitted(_) => Ec2Error::new(Code::OperationNotPermitted, message),
         Error::HostGone(_) | Error::Driver(_) | Error::Io(_) => {
             tracing::error!(cause = %message, "host or file operation failed");
             Ec2Error::internal()
@@ -73,6 +105,28 @@ pub fn to_ec2(error: Error) -> Ec2Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn not_found_and_malformed_speak_as_ec2_does() {
+        assert_eq!(not_found(ResourceKind::Instance, &["i-1"]).message(), "The instance ID 'i-1' does not exist");
+        assert_eq!(
+            not_found(ResourceKind::Instance, &["i-1", "i-2"]).message(),
+            "The instance IDs 'i-1, i-2' do not exist"
+        );
+        assert_eq!(not_found(ResourceKind::Volume, &["vol-1"]).message(), "The volume 'vol-1' does not exist.");
+        assert_eq!(not_found(ResourceKind::Image, &["ami-1"]).message(), "The image id '[ami-1]' does not exist");
+        assert_eq!(not_found(ResourceKind::Vpc, &["vpc-1"]).code(), "InvalidVpcID.NotFound");
+        let bad = malformed(ResourceKind::Volume, "disk");
+        assert_eq!(
+            (bad.code(), bad.message()),
+            ("InvalidVolumeID.Malformed", "Invalid id: \"disk\" (expecting \"vol-...\")")
+        );
+        assert_eq!(malformed(ResourceKind::Instance, "x").message(), "Invalid id: \"x\"");
+        for kind in ResourceKind::ALL {
+            assert!(not_found(*kind, &["x"]).code().ends_with(".NotFound"), "{kind:?}");
+            assert!(malformed(*kind, "x").code().ends_with(".Malformed"), "{kind:?}");
+        }
+    }
 
     #[test]
     fn codes_clients_depend_on() {

@@ -12,7 +12,7 @@ use backend::Backend;
 use bytes::Bytes;
 use ec2api::query::Node;
 use ec2api::xml::{render_error, render_response};
-use ec2api::{Action, Ec2Error};
+use ec2api::{Action, Code, Ec2Error};
 use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -96,7 +96,7 @@ where
 }
 
 fn throttled() -> Ec2Error {
-    Ec2Error::new("RequestLimitExceeded", "Request limit exceeded.")
+    Ec2Error::new(Code::RequestLimitExceeded, "Request limit exceeded.")
 }
 
 type Answer = (&'static str, String, crate::dispatch::Output);
@@ -118,7 +118,7 @@ where
     }
     let too_large = || {
         Ec2Error::new(
-            "RequestEntityTooLarge",
+            Code::RequestEntityTooLarge,
             format!("The request body is larger than {} bytes", state.limits.max_body_bytes),
         )
     };
@@ -131,7 +131,7 @@ where
         .await
         .map_err(|_| {
             Ec2Error::new(
-                "RequestTimeout",
+                Code::RequestTimeout,
                 "Your socket connection to the server was not read from or written to within the timeout period.",
             )
         })?
@@ -170,12 +170,12 @@ where
     let action = Action::decode(&action_name, &params)?;
     if crate::handlers::ADMIN_ONLY.contains(&action.name()) && !principal.admin {
         return Err(Ec2Error::new(
-            "UnauthorizedOperation",
+            Code::UnauthorizedOperation,
             format!("You are not authorized to perform this operation: {} needs an admin account.", action.name()),
         ));
     }
     if action.dry_run() {
-        return Err(Ec2Error::new("DryRunOperation", "Request would have succeeded, but DryRun flag is set."));
+        return Err(Ec2Error::new(Code::DryRunOperation, "Request would have succeeded, but DryRun flag is set."));
     }
     let host = parts.headers.get(http::header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("localhost");
     let ctx = Ctx {
@@ -200,16 +200,15 @@ fn authenticate(
     let claim = auth::claim(parts, query)?;
     if state.backend.topology().region(&claim.region).is_none() {
         return Err(Ec2Error::new(
-            "AuthFailure",
+            Code::AuthFailure,
             format!("Credential should be scoped to a valid region, not '{}'", ec2api::error::echo(&claim.region)),
         ));
     }
     auth::check_time(&claim, SystemTime::now())?;
     // Two point reads of a redb snapshot: cheaper here than on another thread.
-    let principal =
-        state.backend.principal(&claim.access_key_id).map_err(crate::errors::to_ec2)?.ok_or_else(|| {
-            Ec2Error::new("AuthFailure", "AWS was not able to validate the provided access credentials")
-        })?;
+    let principal = state.backend.principal(&claim.access_key_id).map_err(crate::errors::to_ec2)?.ok_or_else(|| {
+        Ec2Error::new(Code::AuthFailure, "AWS was not able to validate the provided access credentials")
+    })?;
     auth::verify(&claim, &principal.secret_access_key, parts, query, body)?;
     Ok((principal, claim.region))
 }
@@ -315,7 +314,7 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>, shutdown: impl F
                         let answered = tokio::time::timeout(timeout, handle_with_id(state, request, request_id.clone())).await;
                         Ok::<_, Infallible>(answered.unwrap_or_else(|_| {
                             tracing::warn!(%request_id, "request did not finish in time");
-                            let error = Ec2Error::new("InternalError", "The request did not finish in time.");
+                            let error = Ec2Error::new(Code::InternalError, "The request did not finish in time.");
                             error_response(&error, &request_id)
                         }))
                     }

@@ -1,12 +1,12 @@
 use ec2api::{AttachVolumeOutput, AttachVolumeRequest, Ec2Error};
 
+use super::check_ids;
 use super::shapes::volume_attachment;
-use super::{check_ids, check_instance_ids};
 use crate::context::Ctx;
 
 pub async fn handle(ctx: &Ctx, req: AttachVolumeRequest) -> Result<AttachVolumeOutput, Ec2Error> {
-    check_ids(std::slice::from_ref(&req.volume_id), backend::ResourceKind::Volume, "InvalidVolume.Malformed")?;
-    check_instance_ids(std::slice::from_ref(&req.instance_id))?;
+    check_ids(std::slice::from_ref(&req.volume_id), backend::ResourceKind::Volume)?;
+    check_ids(std::slice::from_ref(&req.instance_id), backend::ResourceKind::Instance)?;
     let account = ctx.account().to_owned();
     let record = ctx.call(move |b| b.attach_volume(&account, &req.volume_id, &req.instance_id, &req.device)).await?;
     volume_attachment(&record).ok_or_else(Ec2Error::internal)

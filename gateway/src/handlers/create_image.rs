@@ -1,14 +1,15 @@
+use ec2api::Code;
 use ec2api::{CreateImageOutput, CreateImageRequest, Ec2Error};
 
-use super::{check_instance_ids, tag_pairs};
+use super::{check_ids, tag_pairs};
 use crate::context::Ctx;
 
 /// Answers at once with the new image id; the image is `pending` until its disk is copied.
 pub async fn handle(ctx: &Ctx, req: CreateImageRequest) -> Result<CreateImageOutput, Ec2Error> {
-    check_instance_ids(std::slice::from_ref(&req.instance_id))?;
+    check_ids(std::slice::from_ref(&req.instance_id), backend::ResourceKind::Instance)?;
     if req.block_device_mappings.as_ref().is_some_and(|m| !m.is_empty()) {
         return Err(Ec2Error::new(
-            "UnsupportedOperation",
+            Code::UnsupportedOperation,
             "An image holds the instance's root disk only; BlockDeviceMapping is not supported",
         ));
     }

@@ -5,7 +5,7 @@ use super::{check_ids, tags_from_specs};
 use crate::context::Ctx;
 
 pub async fn handle(ctx: &Ctx, req: CreateSnapshotRequest) -> Result<CreateSnapshotOutput, Ec2Error> {
-    check_ids(std::slice::from_ref(&req.volume_id), backend::ResourceKind::Volume, "InvalidVolume.Malformed")?;
+    check_ids(std::slice::from_ref(&req.volume_id), backend::ResourceKind::Volume)?;
     let tags = tags_from_specs(req.tag_specifications, "snapshot")?;
     let description = req.description.unwrap_or_default();
     let account = ctx.account().to_owned();

@@ -1,4 +1,5 @@
 use backend::volumes::NewVolume;
+use ec2api::Code;
 use ec2api::{CreateVolumeOutput, CreateVolumeRequest, Ec2Error};
 
 use super::shapes::volume;
@@ -7,10 +8,10 @@ use crate::context::Ctx;
 
 pub async fn handle(ctx: &Ctx, req: CreateVolumeRequest) -> Result<CreateVolumeOutput, Ec2Error> {
     if req.encrypted == Some(true) || req.kms_key_id.is_some() {
-        return Err(Ec2Error::new("UnsupportedOperation", "Stratus volumes are not encrypted"));
+        return Err(Ec2Error::new(Code::UnsupportedOperation, "Stratus volumes are not encrypted"));
     }
     if req.multi_attach_enabled == Some(true) {
-        return Err(Ec2Error::new("UnsupportedOperation", "Multi-Attach is not supported"));
+        return Err(Ec2Error::new(Code::UnsupportedOperation, "Multi-Attach is not supported"));
     }
     let zone = req
         .availability_zone

@@ -4,7 +4,7 @@ use super::check_ids;
 use crate::context::Ctx;
 
 pub async fn handle(ctx: &Ctx, req: DeleteVolumeRequest) -> Result<DeleteVolumeOutput, Ec2Error> {
-    check_ids(std::slice::from_ref(&req.volume_id), backend::ResourceKind::Volume, "InvalidVolume.Malformed")?;
+    check_ids(std::slice::from_ref(&req.volume_id), backend::ResourceKind::Volume)?;
     let account = ctx.account().to_owned();
     ctx.call(move |b| b.delete_volume(&account, &req.volume_id)).await?;
     Ok(ec2api::xml::ReturnTrue)

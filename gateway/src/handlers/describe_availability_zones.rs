@@ -2,6 +2,7 @@ use std::borrow::Cow;
 
 use backend::topology::zone_id;
 use ec2api::filter::FilterSet;
+use ec2api::Code;
 use ec2api::{AvailabilityZone, DescribeAvailabilityZonesOutput, DescribeAvailabilityZonesRequest, Ec2Error};
 
 use super::{one, Row, NO_TAGS};
@@ -68,7 +69,7 @@ pub async fn handle(
         .find(|n| !zones.iter().any(|z| z.zone_name.as_ref() == Some(*n)))
         .or_else(|| ids.iter().find(|id| !zones.iter().any(|z| z.zone_id.as_ref() == Some(*id))));
     if let Some(unknown) = unknown {
-        return Err(Ec2Error::new("InvalidParameterValue", format!("The zone '{unknown}' does not exist")));
+        return Err(Ec2Error::new(Code::InvalidParameterValue, format!("The zone '{unknown}' does not exist")));
     }
     let zones = zones
         .into_iter()

@@ -87,15 +87,11 @@ pub async fn handle(ctx: &Ctx, req: DescribeHostsRequest) -> Result<DescribeHost
     let filters = FilterSet::new(req.filter.as_deref(), FILTERS)?;
     let page = PageRequest::new(req.max_results, req.next_token.as_deref(), 5, 500)?;
     if !ctx.principal.admin {
-        if let Some(id) = ids.first() {
-            return Err(Ec2Error::new("InvalidHostID.NotFound", format!("The host ID '{id}' does not exist")));
-        }
+        super::ensure_found(backend::ResourceKind::Host, &ids, |_| false)?;
         return Ok(DescribeHostsOutput { hosts: Some(vec![]), next_token: None });
     }
     let views = ctx.call(|b| b.host_views()).await?;
-    if let Some(missing) = ids.iter().find(|id| !views.iter().any(|v| &v.host.id == *id)) {
-        return Err(Ec2Error::new("InvalidHostID.NotFound", format!("The host ID '{missing}' does not exist")));
-    }
+    super::ensure_found(backend::ResourceKind::Host, &ids, |id| views.iter().any(|v| &v.host.id == id))?;
     let matching: Vec<&HostView> = views
         .iter()
         .filter(|v| ids.is_empty() || ids.contains(&v.host.id))

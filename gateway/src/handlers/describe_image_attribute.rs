@@ -16,9 +16,7 @@ pub async fn handle(ctx: &Ctx, req: DescribeImageAttributeRequest) -> Result<Des
             &format!("Expected one of: {}.", ATTRIBUTES.join(", ")),
         ));
     }
-    if backend::ResourceKind::of_id(&req.image_id) != Some(backend::ResourceKind::Image) {
-        return Err(Ec2Error::new("InvalidAMIID.Malformed", format!("Invalid id: \"{}\"", req.image_id)));
-    }
+    super::check_ids(std::slice::from_ref(&req.image_id), backend::ResourceKind::Image)?;
     let account = ctx.account().to_owned();
     let id = req.image_id.clone();
     let image = ctx.call(move |b| b.owned_image(&account, &id)).await?;

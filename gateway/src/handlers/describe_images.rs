@@ -67,9 +67,7 @@ pub async fn handle(ctx: &Ctx, req: DescribeImagesRequest) -> Result<DescribeIma
     let account = ctx.account().to_owned();
     let caller = account.clone();
     let (images, tags) = ctx.call(move |b| Ok((b.images(&account)?, b.tags_by_resource(&account)?))).await?;
-    if let Some(missing) = ids.iter().find(|id| !images.iter().any(|i| &i.id == *id)) {
-        return Err(Ec2Error::new("InvalidAMIID.NotFound", format!("The image id '[{missing}]' does not exist")));
-    }
+    super::ensure_found(backend::ResourceKind::Image, &ids, |id| images.iter().any(|i| &i.id == id))?;
     let matching: Vec<&ImageRecord> = images
         .iter()
         .filter(|i| ids.is_empty() || ids.contains(&i.id))

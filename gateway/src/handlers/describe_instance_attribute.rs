@@ -1,7 +1,7 @@
 use ec2api::{AttributeValue, DescribeInstanceAttributeOutput, DescribeInstanceAttributeRequest, Ec2Error};
 
 use super::shapes::{Joins, ROOT_DEVICE};
-use super::{attribute as value, check_instance_ids, flag};
+use super::{attribute as value, check_ids, flag};
 use crate::context::Ctx;
 
 /// Every attribute name EC2 defines, from botocore's model.
@@ -11,7 +11,7 @@ pub async fn handle(
     ctx: &Ctx,
     req: DescribeInstanceAttributeRequest,
 ) -> Result<DescribeInstanceAttributeOutput, Ec2Error> {
-    check_instance_ids(std::slice::from_ref(&req.instance_id))?;
+    check_ids(std::slice::from_ref(&req.instance_id), backend::ResourceKind::Instance)?;
     if !ATTRIBUTES.contains(&req.attribute.as_str()) {
         return Err(Ec2Error::invalid_value(
             "Attribute",

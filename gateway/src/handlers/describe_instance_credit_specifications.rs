@@ -8,7 +8,7 @@ use ec2api::{
 };
 use storage::{InstanceRecord, InstanceState};
 
-use super::{check_instance_ids, one, Row, NO_TAGS};
+use super::{check_ids, one, Row, NO_TAGS};
 use crate::context::Ctx;
 
 fn fields<'a>(r: &'a InstanceRecord, name: &str) -> Vec<Cow<'a, str>> {
@@ -25,14 +25,12 @@ pub async fn handle(
     req: DescribeInstanceCreditSpecificationsRequest,
 ) -> Result<DescribeInstanceCreditSpecificationsOutput, Ec2Error> {
     let ids = req.instance_ids.unwrap_or_default();
-    check_instance_ids(&ids)?;
+    check_ids(&ids, backend::ResourceKind::Instance)?;
     let filters = FilterSet::new(req.filters.as_deref(), &["instance-id"])?;
     let page = PageRequest::new(req.max_results, req.next_token.as_deref(), 5, 1000)?;
     let account = ctx.account().to_owned();
     let records = ctx.call(move |b| b.instances(&account)).await?;
-    if let Some(missing) = ids.iter().find(|id| !records.iter().any(|r| &r.id == *id)) {
-        return Err(Ec2Error::new("InvalidInstanceID.NotFound", format!("The instance ID '{missing}' does not exist")));
-    }
+    super::ensure_found(backend::ResourceKind::Instance, &ids, |id| records.iter().any(|r| &r.id == id))?;
     let matching: Vec<&InstanceRecord> = records
         .iter()
         .filter(|r| r.state != InstanceState::Terminated && r.cpu_credits.is_some())

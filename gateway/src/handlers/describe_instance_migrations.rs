@@ -32,12 +32,7 @@ pub async fn handle(
     let filters = FilterSet::new(req.filters.as_deref(), FILTERS)?;
     let page = PageRequest::new(req.max_results, req.next_token.as_deref(), 5, 1000)?;
     let all = ctx.call(|b| b.migrations()).await?;
-    if let Some(missing) = ids.iter().find(|id| !all.iter().any(|m| &m.id == *id)) {
-        return Err(Ec2Error::new(
-            "InvalidMigrationID.NotFound",
-            format!("The migration ID '{missing}' does not exist"),
-        ));
-    }
+    super::ensure_found(backend::ResourceKind::Migration, &ids, |id| all.iter().any(|m| &m.id == id))?;
     let mut matching: Vec<&MigrationRecord> = all
         .iter()
         .filter(|m| ids.is_empty() || ids.contains(&m.id))

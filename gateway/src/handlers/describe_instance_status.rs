@@ -9,7 +9,7 @@ use ec2api::{
 use storage::{InstanceRecord, InstanceState};
 
 use super::shapes::state;
-use super::{check_instance_ids, one, Row, NO_TAGS};
+use super::{check_ids, one, Row, NO_TAGS};
 use crate::context::Ctx;
 
 const FILTERS: &[&str] = &[
@@ -70,7 +70,7 @@ fn summary(status: &str, check: &str) -> InstanceStatusSummary {
 
 pub async fn handle(ctx: &Ctx, req: DescribeInstanceStatusRequest) -> Result<DescribeInstanceStatusOutput, Ec2Error> {
     let ids = req.instance_ids.unwrap_or_default();
-    check_instance_ids(&ids)?;
+    check_ids(&ids, backend::ResourceKind::Instance)?;
     let filters = FilterSet::new(req.filters.as_deref(), FILTERS)?;
     let page = PageRequest::new(req.max_results, req.next_token.as_deref(), 5, 1000)?;
     let all = req.include_all_instances.unwrap_or(false);
@@ -86,9 +86,7 @@ pub async fn handle(ctx: &Ctx, req: DescribeInstanceStatusRequest) -> Result<Des
                 .collect::<Vec<_>>())
         })
         .await?;
-    if let Some(missing) = ids.iter().find(|id| !items.iter().any(|i| &i.record.id == *id)) {
-        return Err(Ec2Error::new("InvalidInstanceID.NotFound", format!("The instance ID '{missing}' does not exist")));
-    }
+    super::ensure_found(backend::ResourceKind::Instance, &ids, |id| items.iter().any(|i| &i.record.id == id))?;
     let matching: Vec<Item> = items
         .into_iter()
         .filter(|i| ids.is_empty() || ids.contains(&i.record.id))

@@ -3,6 +3,7 @@ use std::borrow::Cow;
 use backend::topology::InstanceTypeSpec;
 use ec2api::filter::FilterSet;
 use ec2api::pagination::PageRequest;
+use ec2api::Code;
 use ec2api::{
     DescribeInstanceTypesOutput, DescribeInstanceTypesRequest, EbsInfo, Ec2Error, InstanceTypeInfo, MemoryInfo,
     NetworkInfo, PlacementGroupInfo, ProcessorInfo, VCpuInfo,
@@ -113,7 +114,7 @@ pub async fn handle(ctx: &Ctx, req: DescribeInstanceTypesRequest) -> Result<Desc
     if !unknown.is_empty() {
         let list = unknown.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ");
         return Err(Ec2Error::new(
-            "InvalidInstanceType",
+            Code::InvalidInstanceType,
             format!("The following supplied instance types do not exist: [{list}]"),
         ));
     }

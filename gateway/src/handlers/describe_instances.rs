@@ -4,11 +4,12 @@ use std::collections::BTreeMap;
 use backend::instances::Selection;
 use ec2api::filter::FilterSet;
 use ec2api::pagination::PageRequest;
+use ec2api::Code;
 use ec2api::{DescribeInstancesOutput, DescribeInstancesRequest, Ec2Error, GroupIdentifier, Reservation};
 use storage::InstanceRecord;
 
 use super::shapes::{instance, Joins, WithDns};
-use super::{check_instance_ids, one, Row, NO_TAGS};
+use super::{check_ids, one, Row, NO_TAGS};
 use crate::context::Ctx;
 
 const FILTERS: &[&str] = &[
@@ -58,11 +59,11 @@ pub async fn handle(ctx: &Ctx, req: DescribeInstancesRequest) -> Result<Describe
     let ids = req.instance_ids.unwrap_or_default();
     if !ids.is_empty() && req.max_results.is_some() {
         return Err(Ec2Error::new(
-            "InvalidParameterCombination",
+            Code::InvalidParameterCombination,
             "The parameter instancesSet cannot be used with the parameter maxResults",
         ));
     }
-    check_instance_ids(&ids)?;
+    check_ids(&ids, backend::ResourceKind::Instance)?;
     let filters = FilterSet::new(req.filters.as_deref(), FILTERS)?;
     let page = PageRequest::new(req.max_results, req.next_token.as_deref(), 5, 1000)?;
     // Ids, given or filtered by exactly, and exact tag filters narrow what is read; any
@@ -79,9 +80,7 @@ pub async fn handle(ctx: &Ctx, req: DescribeInstancesRequest) -> Result<Describe
     let views = ctx.read(|b| b.instance_views(ctx.account(), selection))?;
     let (records, tags) = (&views.records, &views.tags);
     let joins = Joins { group_names: views.group_names, volumes: views.volumes };
-    if let Some(missing) = ids.iter().find(|id| !records.iter().any(|r| &r.id == *id)) {
-        return Err(Ec2Error::new("InvalidInstanceID.NotFound", format!("The instance ID '{missing}' does not exist")));
-    }
+    super::ensure_found(backend::ResourceKind::Instance, &ids, |id| records.iter().any(|r| &r.id == id))?;
     let region = ctx.region.as_str();
     // Reservations keep their instances together and page as a whole, ordered by id.
     let mut reservations: BTreeMap<String, Vec<&InstanceRecord>> = BTreeMap::new();

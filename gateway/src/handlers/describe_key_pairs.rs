@@ -26,13 +26,8 @@ pub async fn handle(ctx: &Ctx, req: DescribeKeyPairsRequest) -> Result<DescribeK
 
     let names = req.key_names.unwrap_or_default();
     let ids = req.key_pair_ids.unwrap_or_default();
-    let missing = names
-        .iter()
-        .find(|n| !pairs.iter().any(|p| &p.name == *n))
-        .or_else(|| ids.iter().find(|id| !pairs.iter().any(|p| &p.id == *id)));
-    if let Some(missing) = missing {
-        return Err(Ec2Error::new("InvalidKeyPair.NotFound", format!("The key pair '{missing}' does not exist")));
-    }
+    super::ensure_found(backend::ResourceKind::KeyPair, &names, |name| pairs.iter().any(|p| &p.name == name))?;
+    super::ensure_found(backend::ResourceKind::KeyPair, &ids, |id| pairs.iter().any(|p| &p.id == id))?;
     let include_public = req.include_public_key == Some(true);
     let key_pairs = pairs
         .iter()

@@ -2,6 +2,7 @@ use std::borrow::Cow;
 
 use ec2api::filter::FilterSet;
 use ec2api::pagination::PageRequest;
+use ec2api::Code;
 use ec2api::{
     DescribeNetworkInterfacesOutput, DescribeNetworkInterfacesRequest, Ec2Error, NetworkInterface,
     NetworkInterfaceAttachment, NetworkInterfacePrivateIpAddress,
@@ -68,15 +69,11 @@ pub async fn handle(
     let ids = req.network_interface_ids.unwrap_or_default();
     if !ids.is_empty() && req.max_results.is_some() {
         return Err(Ec2Error::new(
-            "InvalidParameterCombination",
+            Code::InvalidParameterCombination,
             "The parameter NetworkInterfaceIds cannot be used with the parameter MaxResults",
         ));
     }
-    if let Some(bad) =
-        ids.iter().find(|id| backend::ResourceKind::of_id(id) != Some(backend::ResourceKind::NetworkInterface))
-    {
-        return Err(Ec2Error::new("InvalidNetworkInterfaceID.Malformed", format!("Invalid id: \"{bad}\"")));
-    }
+    super::check_ids(&ids, backend::ResourceKind::NetworkInterface)?;
     let filters = FilterSet::new(req.filters.as_deref(), FILTERS)?;
     let page = PageRequest::new(req.max_results, req.next_token.as_deref(), 5, 1000)?;
     let account = ctx.account().to_owned();
@@ -84,12 +81,9 @@ pub async fn handle(
         .call(move |b| Ok((b.instances(&account)?, b.tags_by_resource(&account)?, Joins::load(b, &account)?)))
         .await?;
     let live: Vec<&InstanceRecord> = records.iter().filter(|r| r.state != InstanceState::Terminated).collect();
-    if let Some(missing) = ids.iter().find(|id| !live.iter().any(|r| &r.network_interface_id == *id)) {
-        return Err(Ec2Error::new(
-            "InvalidNetworkInterfaceID.NotFound",
-            format!("The networkInterface ID '{missing}' does not exist"),
-        ));
-    }
+    super::ensure_found(backend::ResourceKind::NetworkInterface, &ids, |id| {
+        live.iter().any(|r| &r.network_interface_id == id)
+    })?;
     let region = ctx.region.as_str();
     let mut matching: Vec<WithDns> = live
         .into_iter()

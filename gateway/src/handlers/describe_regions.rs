@@ -1,6 +1,7 @@
 use std::borrow::Cow;
 
 use ec2api::filter::FilterSet;
+use ec2api::Code;
 use ec2api::{DescribeRegionsOutput, DescribeRegionsRequest, Ec2Error, Region};
 
 use super::{one, Row, NO_TAGS};
@@ -23,7 +24,7 @@ pub async fn handle(ctx: &Ctx, req: DescribeRegionsRequest) -> Result<DescribeRe
     let topology = ctx.backend.topology();
     let names = req.region_names.unwrap_or_default();
     if let Some(unknown) = names.iter().find(|n| topology.region(n).is_none()) {
-        return Err(Ec2Error::new("InvalidParameterValue", format!("Invalid region: {unknown}")));
+        return Err(Ec2Error::new(Code::InvalidParameterValue, format!("Invalid region: {unknown}")));
     }
     let regions = topology
         .regions

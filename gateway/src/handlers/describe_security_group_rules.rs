@@ -30,22 +30,13 @@ pub async fn handle(
     req: DescribeSecurityGroupRulesRequest,
 ) -> Result<DescribeSecurityGroupRulesOutput, Ec2Error> {
     let ids = req.security_group_rule_ids.unwrap_or_default();
-    if let Some(bad) =
-        ids.iter().find(|id| backend::ResourceKind::of_id(id) != Some(backend::ResourceKind::SecurityGroupRule))
-    {
-        return Err(Ec2Error::new("InvalidSecurityGroupRuleId.Malformed", format!("Invalid id: \"{bad}\"")));
-    }
+    super::check_ids(&ids, backend::ResourceKind::SecurityGroupRule)?;
     let filters = FilterSet::new(req.filters.as_deref(), FILTERS)?;
     let page = PageRequest::new(req.max_results, req.next_token.as_deref(), 5, 1000)?;
     let (groups, tags) = groups_and_tags(ctx).await?;
     let mut rules: Vec<InGroup> =
         groups.iter().flat_map(|group| group.rules.iter().map(move |rule| InGroup { group, rule })).collect();
-    if let Some(missing) = ids.iter().find(|id| !rules.iter().any(|r| &r.rule.id == *id)) {
-        return Err(Ec2Error::new(
-            "InvalidSecurityGroupRuleId.NotFound",
-            format!("The security group rule ID '{missing}' does not exist"),
-        ));
-    }
+    super::ensure_found(backend::ResourceKind::SecurityGroupRule, &ids, |id| rules.iter().any(|r| &r.rule.id == id))?;
     let tags_of = |id: &str| tags.get(id).map_or(NO_TAGS, Vec::as_slice);
     rules.retain(|r| ids.is_empty() || ids.contains(&r.rule.id));
     rules.retain(|r| filters.matches(&Row { item: r, tags: tags_of(&r.rule.id), fields }));

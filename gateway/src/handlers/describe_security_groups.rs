@@ -2,6 +2,7 @@ use std::borrow::Cow;
 
 use ec2api::filter::FilterSet;
 use ec2api::pagination::PageRequest;
+use ec2api::Code;
 use ec2api::{DescribeSecurityGroupsOutput, DescribeSecurityGroupsRequest, Ec2Error, SecurityGroup};
 use storage::{RulePeer, SecurityGroupRecord, SecurityGroupRuleRecord};
 
@@ -85,13 +86,11 @@ pub async fn handle(ctx: &Ctx, req: DescribeSecurityGroupsRequest) -> Result<Des
     let filters = FilterSet::new(req.filters.as_deref(), FILTERS)?;
     let page = PageRequest::new(req.max_results, req.next_token.as_deref(), 5, 1000)?;
     let (groups, tags) = groups_and_tags(ctx).await?;
-    if let Some(missing) = ids.iter().find(|id| !groups.iter().any(|g| &g.id == *id)) {
-        return Err(Ec2Error::new("InvalidGroup.NotFound", format!("The security group '{missing}' does not exist")));
-    }
+    super::ensure_found(backend::ResourceKind::SecurityGroup, &ids, |id| groups.iter().any(|g| &g.id == id))?;
     let default_vpc = &ctx.principal.default_vpc_id;
     if let Some(missing) = names.iter().find(|n| !groups.iter().any(|g| &g.name == *n && &g.vpc_id == default_vpc)) {
         return Err(Ec2Error::new(
-            "InvalidGroup.NotFound",
+            Code::InvalidGroupNotFound,
             format!("The security group '{missing}' does not exist in default VPC '{default_vpc}'"),
         ));
     }

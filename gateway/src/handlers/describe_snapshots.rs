@@ -40,16 +40,14 @@ fn fields<'a>(s: &'a SnapshotRecord, name: &str) -> Vec<Cow<'a, str>> {
 /// finds nothing.
 pub async fn handle(ctx: &Ctx, req: DescribeSnapshotsRequest) -> Result<DescribeSnapshotsOutput, Ec2Error> {
     let ids = req.snapshot_ids.unwrap_or_default();
-    check_ids(&ids, backend::ResourceKind::Snapshot, "InvalidSnapshotID.Malformed")?;
+    check_ids(&ids, backend::ResourceKind::Snapshot)?;
     let filters = FilterSet::new(req.filters.as_deref(), FILTERS)?;
     let page = PageRequest::new(req.max_results, req.next_token.as_deref(), 5, 1000)?;
     let owners = req.owner_ids.unwrap_or_default();
     let account = ctx.account().to_owned();
     let caller = account.clone();
     let (snapshots, tags) = ctx.call(move |b| Ok((b.snapshots(&account)?, b.tags_by_resource(&account)?))).await?;
-    if let Some(missing) = ids.iter().find(|id| !snapshots.iter().any(|s| &s.id == *id)) {
-        return Err(Ec2Error::new("InvalidSnapshot.NotFound", format!("The snapshot '{missing}' does not exist.")));
-    }
+    super::ensure_found(backend::ResourceKind::Snapshot, &ids, |id| snapshots.iter().any(|s| &s.id == id))?;
     let tags_of = |id: &str| tags.get(id).map_or(NO_TAGS, Vec::as_slice);
     let owned = owners.is_empty() || owners.iter().any(|o| o == "self" || *o == caller);
     let matching: Vec<&SnapshotRecord> = snapshots

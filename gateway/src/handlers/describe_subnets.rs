@@ -67,9 +67,7 @@ pub async fn handle(ctx: &Ctx, req: DescribeSubnetsRequest) -> Result<DescribeSu
             Ok((items, b.tags_by_resource(&account)?))
         })
         .await?;
-    if let Some(missing) = ids.iter().find(|id| !items.iter().any(|i| &i.subnet.id == *id)) {
-        return Err(Ec2Error::new("InvalidSubnetID.NotFound", format!("The subnet ID '{missing}' does not exist")));
-    }
+    super::ensure_found(backend::ResourceKind::Subnet, &ids, |id| items.iter().any(|i| &i.subnet.id == id))?;
     let subnets = items
         .iter()
         .filter(|i| ids.is_empty() || ids.contains(&i.subnet.id))

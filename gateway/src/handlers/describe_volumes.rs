@@ -50,14 +50,12 @@ fn fields<'a>(v: &'a VolumeRecord, name: &str) -> Vec<Cow<'a, str>> {
 
 pub async fn handle(ctx: &Ctx, req: DescribeVolumesRequest) -> Result<DescribeVolumesOutput, Ec2Error> {
     let ids = req.volume_ids.unwrap_or_default();
-    check_ids(&ids, backend::ResourceKind::Volume, "InvalidVolume.Malformed")?;
+    check_ids(&ids, backend::ResourceKind::Volume)?;
     let filters = FilterSet::new(req.filters.as_deref(), FILTERS)?;
     let page = PageRequest::new(req.max_results, req.next_token.as_deref(), 5, 500)?;
     let account = ctx.account().to_owned();
     let (volumes, tags) = ctx.call(move |b| Ok((b.volumes(&account)?, b.tags_by_resource(&account)?))).await?;
-    if let Some(missing) = ids.iter().find(|id| !volumes.iter().any(|v| &v.id == *id)) {
-        return Err(Ec2Error::new("InvalidVolume.NotFound", format!("The volume '{missing}' does not exist.")));
-    }
+    super::ensure_found(backend::ResourceKind::Volume, &ids, |id| volumes.iter().any(|v| &v.id == id))?;
     let tags_of = |id: &str| tags.get(id).map_or(NO_TAGS, Vec::as_slice);
     let matching: Vec<&VolumeRecord> = volumes
         .iter()

@@ -29,14 +29,12 @@ pub async fn handle(
     req: DescribeVolumesModificationsRequest,
 ) -> Result<DescribeVolumesModificationsOutput, Ec2Error> {
     let ids = req.volume_ids.unwrap_or_default();
-    check_ids(&ids, backend::ResourceKind::Volume, "InvalidVolume.Malformed")?;
+    check_ids(&ids, backend::ResourceKind::Volume)?;
     let filters = FilterSet::new(req.filters.as_deref(), FILTERS)?;
     let page = PageRequest::new(req.max_results, req.next_token.as_deref(), 5, 500)?;
     let account = ctx.account().to_owned();
     let volumes = ctx.call(move |b| b.volumes(&account)).await?;
-    if let Some(missing) = ids.iter().find(|id| !volumes.iter().any(|v| &v.id == *id)) {
-        return Err(Ec2Error::new("InvalidVolume.NotFound", format!("The volume '{missing}' does not exist.")));
-    }
+    super::ensure_found(backend::ResourceKind::Volume, &ids, |id| volumes.iter().any(|v| &v.id == id))?;
     let matching: Vec<&VolumeRecord> = volumes
         .iter()
         .filter(|v| v.modification.is_some() && (ids.is_empty() || ids.contains(&v.id)))

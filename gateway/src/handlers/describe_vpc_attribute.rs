@@ -5,9 +5,8 @@ use crate::context::Ctx;
 
 /// The default VPC resolves names and gives instances DNS hostnames, as AWS's does.
 pub async fn handle(ctx: &Ctx, req: DescribeVpcAttributeRequest) -> Result<DescribeVpcAttributeOutput, Ec2Error> {
-    if req.vpc_id != ctx.principal.default_vpc_id {
-        return Err(Ec2Error::new("InvalidVpcID.NotFound", format!("The vpc ID '{}' does not exist", req.vpc_id)));
-    }
+    let vpc = std::slice::from_ref(&req.vpc_id);
+    super::ensure_found(backend::ResourceKind::Vpc, vpc, |id| *id == ctx.principal.default_vpc_id)?;
     let mut out = DescribeVpcAttributeOutput { vpc_id: Some(req.vpc_id), ..Default::default() };
     match req.attribute.as_str() {
         "enableDnsSupport" => out.enable_dns_support = flag(true),

@@ -30,9 +30,7 @@ pub async fn handle(ctx: &Ctx, req: DescribeVpcsRequest) -> Result<DescribeVpcsO
     let filters = FilterSet::new(req.filters.as_deref(), FILTERS)?;
     let vpc = DefaultVpc { id: ctx.principal.default_vpc_id.clone(), owner: ctx.account().to_owned() };
     let ids = req.vpc_ids.unwrap_or_default();
-    if let Some(missing) = ids.iter().find(|id| **id != vpc.id) {
-        return Err(Ec2Error::new("InvalidVpcID.NotFound", format!("The vpc ID '{missing}' does not exist")));
-    }
+    super::ensure_found(backend::ResourceKind::Vpc, &ids, |id| *id == vpc.id)?;
     let account = ctx.account().to_owned();
     let tags = ctx.call(move |b| b.tags_by_resource(&account)).await?;
     let vpc_tags = tags.get(&vpc.id).map_or(NO_TAGS, Vec::as_slice);

@@ -1,16 +1,16 @@
 use ec2api::{DetachVolumeOutput, DetachVolumeRequest, Ec2Error};
 
+use super::check_ids;
 use super::shapes::volume_attachment;
-use super::{check_ids, check_instance_ids};
 use crate::context::Ctx;
 
 /// `Force` is accepted and changes nothing: a disk is only forgotten once the guest has let
 /// go of it, so that no two guests ever write to one volume.
 pub async fn handle(ctx: &Ctx, req: DetachVolumeRequest) -> Result<DetachVolumeOutput, Ec2Error> {
-    check_ids(std::slice::from_ref(&req.volume_id), backend::ResourceKind::Volume, "InvalidVolume.Malformed")?;
+    check_ids(std::slice::from_ref(&req.volume_id), backend::ResourceKind::Volume)?;
     let instance_id = req.instance_id.filter(|i| !i.is_empty());
     if let Some(id) = &instance_id {
-        check_instance_ids(std::slice::from_ref(id))?;
+        check_ids(std::slice::from_ref(id), backend::ResourceKind::Instance)?;
     }
     let device = req.device.filter(|d| !d.is_empty());
     let account = ctx.account().to_owned();

@@ -1,7 +1,7 @@
 use backend::hypervisor::MigrationOptions;
 use ec2api::{Ec2Error, MigrateInstanceOutput, MigrateInstanceRequest};
 
-use super::check_instance_ids;
+use super::check_ids;
 use super::shapes::migration;
 use crate::context::Ctx;
 
@@ -17,7 +17,7 @@ fn non_negative(name: &str, value: Option<i64>) -> Result<Option<u64>, Ec2Error>
 
 /// Stratus extension (admin): answers the queued migration at once.
 pub async fn handle(ctx: &Ctx, req: MigrateInstanceRequest) -> Result<MigrateInstanceOutput, Ec2Error> {
-    check_instance_ids(std::slice::from_ref(&req.instance_id))?;
+    check_ids(std::slice::from_ref(&req.instance_id), backend::ResourceKind::Instance)?;
     let options = MigrationOptions {
         max_downtime_ms: non_negative("MaxDowntimeMillis", req.max_downtime_millis)?,
         bandwidth_mibps: non_negative("BandwidthMiBps", req.bandwidth_mi_bps)?,

@@ -172,17 +172,24 @@ pub fn one<'a>(value: impl Into<Cow<'a, str>>) -> Vec<Cow<'a, str>> {
 
 /// Ids of one kind must look like ids of that kind before they are looked up (EC2's
 /// `.Malformed` codes).
-pub fn check_ids(ids: &[String], kind: backend::ResourceKind, code: &'static str) -> Result<(), Ec2Error> {
+pub fn check_ids(ids: &[String], kind: backend::ResourceKind) -> Result<(), Ec2Error> {
     match ids.iter().find(|id| backend::ResourceKind::of_id(id) != Some(kind)) {
-        Some(bad) => Err(Ec2Error::new(code, format!("Invalid id: \"{bad}\""))),
+        Some(bad) => Err(crate::errors::malformed(kind, bad)),
         None => Ok(()),
     }
 }
 
-/// Instance ids must look like ids before they are looked up (EC2's `.Malformed`).
-pub fn check_instance_ids(ids: &[String]) -> Result<(), Ec2Error> {
-    match ids.iter().find(|id| backend::ResourceKind::of_id(id) != Some(backend::ResourceKind::Instance)) {
-        Some(bad) => Err(Ec2Error::new("InvalidInstanceID.Malformed", format!("Invalid id: \"{bad}\""))),
-        None => Ok(()),
+/// Every requested id must name something the caller may see; the ones that do not are named
+/// in one `…NotFound`, as EC2 answers (another account's resource among them, indistinguishably).
+pub fn ensure_found(
+    kind: backend::ResourceKind,
+    ids: &[String],
+    found: impl Fn(&String) -> bool,
+) -> Result<(), Ec2Error> {
+    let missing: Vec<&String> = ids.iter().filter(|id| !found(id)).collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(crate::errors::not_found(kind, &missing))
     }
 }

@@ -1,3 +1,4 @@
+use ec2api::Code;
 use ec2api::{Ec2Error, ModifyHostsOutput, ModifyHostsRequest, UnsuccessfulItem, UnsuccessfulItemError};
 
 use crate::context::Ctx;
@@ -14,7 +15,7 @@ pub async fn handle(ctx: &Ctx, req: ModifyHostsRequest) -> Result<ModifyHostsOut
     ];
     if let Some((name, _)) = others.iter().find(|(_, given)| *given) {
         return Err(Ec2Error::new(
-            "UnsupportedOperation",
+            Code::UnsupportedOperation,
             format!("Stratus hosts take HostMaintenance only, not {name}"),
         ));
     }

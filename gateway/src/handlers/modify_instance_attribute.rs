@@ -1,10 +1,11 @@
 use backend::attributes::AttributeChange;
 use base64::Engine;
+use ec2api::Code;
 use ec2api::{
     AttributeBooleanValue, AttributeValue, Ec2Error, ModifyInstanceAttributeOutput, ModifyInstanceAttributeRequest,
 };
 
-use super::check_instance_ids;
+use super::check_ids;
 use crate::context::Ctx;
 
 fn text(v: Option<AttributeValue>) -> Option<String> {
@@ -20,7 +21,7 @@ fn boolean(name: &str, value: &str) -> Result<bool, Ec2Error> {
 }
 
 fn unsupported(name: &str) -> Ec2Error {
-    Ec2Error::new("UnsupportedOperation", format!("Modifying {name} is not supported by Stratus"))
+    Ec2Error::new(Code::UnsupportedOperation, format!("Modifying {name} is not supported by Stratus"))
 }
 
 /// Stratus's bridge does not filter by source address, so the check cannot be turned off.
@@ -102,14 +103,14 @@ fn change(req: ModifyInstanceAttributeRequest) -> Result<AttributeChange, Ec2Err
         0 => Err(Ec2Error::missing_parameter("Attribute")),
         1 => Ok(changes.remove(0)),
         _ => Err(Ec2Error::new(
-            "InvalidParameterCombination",
+            Code::InvalidParameterCombination,
             "Fields for multiple attribute types specified: modify one attribute per request",
         )),
     }
 }
 
 pub async fn handle(ctx: &Ctx, req: ModifyInstanceAttributeRequest) -> Result<ModifyInstanceAttributeOutput, Ec2Error> {
-    check_instance_ids(std::slice::from_ref(&req.instance_id))?;
+    check_ids(std::slice::from_ref(&req.instance_id), backend::ResourceKind::Instance)?;
     let id = req.instance_id.clone();
     let change = change(req)?;
     let account = ctx.account().to_owned();

@@ -1,4 +1,5 @@
 use backend::volumes::VolumeChange;
+use ec2api::Code;
 use ec2api::{Ec2Error, ModifyVolumeOutput, ModifyVolumeRequest};
 
 use super::shapes::modification;
@@ -6,9 +7,9 @@ use super::{check_ids, positive};
 use crate::context::Ctx;
 
 pub async fn handle(ctx: &Ctx, req: ModifyVolumeRequest) -> Result<ModifyVolumeOutput, Ec2Error> {
-    check_ids(std::slice::from_ref(&req.volume_id), backend::ResourceKind::Volume, "InvalidVolume.Malformed")?;
+    check_ids(std::slice::from_ref(&req.volume_id), backend::ResourceKind::Volume)?;
     if req.multi_attach_enabled == Some(true) {
-        return Err(Ec2Error::new("UnsupportedOperation", "Multi-Attach is not supported"));
+        return Err(Ec2Error::new(Code::UnsupportedOperation, "Multi-Attach is not supported"));
     }
     let change = VolumeChange {
         size_gib: positive(req.size, "Size")?.map(u64::from),

@@ -1,4 +1,5 @@
 use backend::images::NewImage;
+use ec2api::Code;
 use ec2api::{Ec2Error, RegisterImageOutput, RegisterImageRequest};
 
 use super::tags_from_specs;
@@ -12,7 +13,7 @@ use crate::context::Ctx;
 pub async fn handle(ctx: &Ctx, req: RegisterImageRequest) -> Result<RegisterImageOutput, Ec2Error> {
     if !ctx.principal.admin {
         return Err(Ec2Error::new(
-            "UnauthorizedOperation",
+            Code::UnauthorizedOperation,
             "You are not authorized to perform this operation: only admin accounts may register host files \
              (ImageLocation, KernelId, RamdiskId) as images; make an image of an instance with CreateImage.",
         ));

@@ -6,6 +6,7 @@
 
 use backend::security_groups::{GroupRef, PeerSpec, RuleSpec};
 use backend::tags::TagsByResource;
+use ec2api::Code;
 use ec2api::{
     Ec2Error, IpPermission, IpRange, Ipv6Range, PrefixListId, ReferencedSecurityGroup, SecurityGroupRule,
     UserIdGroupPair,
@@ -71,7 +72,7 @@ pub fn group_ref(id: Option<String>, name: Option<String>, missing: &str) -> Res
 pub fn check_group_id(id: &str) -> Result<(), Ec2Error> {
     match backend::ResourceKind::of_id(id) {
         Some(backend::ResourceKind::SecurityGroup) => Ok(()),
-        _ => Err(Ec2Error::new("InvalidGroupId.Malformed", format!("Invalid id: \"{id}\" (expecting \"sg-...\")"))),
+        _ => Err(crate::errors::malformed(backend::ResourceKind::SecurityGroup, id)),
     }
 }
 
@@ -145,7 +146,7 @@ pub fn rule_specs(permissions: Option<Vec<IpPermission>>, legacy: Legacy) -> Res
         }
         if peers.is_empty() {
             return Err(Ec2Error::new(
-                "InvalidParameterValue",
+                Code::InvalidParameterValue,
                 format!("{path} names no source or destination (IpRanges, Ipv6Ranges, Groups or PrefixListIds)."),
             ));
         }

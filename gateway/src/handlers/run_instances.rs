@@ -1,6 +1,7 @@
 use backend::attributes::{apply_metadata_change, MetadataChange};
 use backend::instances::{LaunchRequest, RootVolumeRequest};
 use backend::volumes::ROOT_DEVICE;
+use ec2api::Code;
 use ec2api::{BlockDeviceMapping, Ec2Error, GroupIdentifier, Reservation, RunInstancesOutput, RunInstancesRequest};
 use storage::MetadataOptions;
 
@@ -107,14 +108,14 @@ fn root_volume(mappings: Vec<BlockDeviceMapping>) -> Result<RootVolumeRequest, E
         let device = mapping.device_name.ok_or_else(|| Ec2Error::missing_parameter(&format!("{path}.DeviceName")))?;
         if device != ROOT_DEVICE {
             return Err(Ec2Error::new(
-                "InvalidBlockDeviceMapping",
+                Code::InvalidBlockDeviceMapping,
                 format!("Only the root device {ROOT_DEVICE} can be mapped at launch; attach other volumes with AttachVolume ({device})."),
             ));
         }
         let Some(ebs) = mapping.ebs else { continue };
         if ebs.snapshot_id.is_some() || ebs.encrypted == Some(true) {
             return Err(Ec2Error::new(
-                "InvalidBlockDeviceMapping",
+                Code::InvalidBlockDeviceMapping,
                 "The root volume comes from the image: SnapshotId and Encrypted cannot be set",
             ));
         }

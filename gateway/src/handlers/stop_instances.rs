@@ -1,13 +1,14 @@
+use ec2api::Code;
 use ec2api::{Ec2Error, StopInstancesOutput, StopInstancesRequest};
 
-use super::check_instance_ids;
+use super::check_ids;
 use super::shapes::state_changes;
 use crate::context::Ctx;
 
 pub async fn handle(ctx: &Ctx, req: StopInstancesRequest) -> Result<StopInstancesOutput, Ec2Error> {
-    check_instance_ids(&req.instance_ids)?;
+    check_ids(&req.instance_ids, backend::ResourceKind::Instance)?;
     if req.hibernate == Some(true) {
-        return Err(Ec2Error::new("UnsupportedHibernationConfiguration", "Stratus instances do not hibernate"));
+        return Err(Ec2Error::new(Code::UnsupportedHibernationConfiguration, "Stratus instances do not hibernate"));
     }
     let account = ctx.account().to_owned();
     let force = req.force.unwrap_or(false) || req.skip_os_shutdown.unwrap_or(false);
