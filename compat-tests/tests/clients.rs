@@ -61,3 +61,8 @@ fn moto_differential() {
 fn aws_cli_cloud_image() {
     run_pytest("test_cloud_image.py");
 }
+
+#[test]
+fn boto3_cross_account() {
+    run_pytest("test_cross_account.py");
+}

@@ -44,13 +44,41 @@ impl XmlWriter {
 
     pub fn text_element(&mut self, name: &str, text: &str) {
         self.start(name);
-        self.out.extend_from_slice(escape(text).as_bytes());
+        self.text(text);
         self.end(name);
+    }
+
+    /// Text as XML 1.0 can carry it: quick-xml escapes the markup characters; a carriage return
+    /// is written as a reference (a parser would turn a raw one into a newline); characters
+    /// XML 1.0 cannot hold at all (most C0 controls, U+FFFE, U+FFFF) become U+FFFD, so that
+    /// whatever a client stored (a tag value, a description) never makes a listing unreadable.
+    fn text(&mut self, text: &str) {
+        if !text.chars().any(needs_care) {
+            self.out.extend_from_slice(escape(text).as_bytes());
+            return;
+        }
+        for piece in text.split_inclusive(needs_care) {
+            let (plain, last) = match piece.chars().next_back() {
+                Some(c) if needs_care(c) => (&piece[..piece.len() - c.len_utf8()], Some(c)),
+                _ => (piece, None),
+            };
+            self.out.extend_from_slice(escape(plain).as_bytes());
+            match last {
+                Some('\r') => self.out.extend_from_slice(b"&#xD;"),
+                Some(_) => self.out.extend_from_slice("\u{FFFD}".as_bytes()),
+                None => {}
+            }
+        }
     }
 
     fn finish(self) -> Vec<u8> {
         self.out
     }
+}
+
+/// A character the text writer must not pass to quick-xml's escaping as it is.
+fn needs_care(c: char) -> bool {
+    matches!(c, '\u{0}'..='\u{8}' | '\u{B}' | '\u{C}' | '\u{D}' | '\u{E}'..='\u{1F}' | '\u{FFFE}' | '\u{FFFF}')
 }
 
 /// A value that can be written as the element `name`.

@@ -63,7 +63,7 @@ fn parse_scope(credential: &str, amz_date: &str) -> Result<(String, String), Ec2
     if *service != "ec2" {
         return Err(Ec2Error::new(
             Code::SignatureDoesNotMatch,
-            format!("Credential should be scoped to correct service: 'ec2', not '{service}'"),
+            format!("Credential should be scoped to correct service: 'ec2', not '{}'", ec2api::error::echo(service)),
         ));
     }
     if !amz_date.starts_with(date) {

@@ -3,119 +3,17 @@
 //! and through `server::serve` on a real socket: connection caps, idle, slow-header and
 //! slow-body clients.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use aws_credential_types::Credentials as AwsCredentials;
-use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SignatureLocation, SigningSettings};
-use aws_sigv4::sign::v4;
-use aws_smithy_runtime_api::client::identity::Identity;
-use backend::accounts::{Credentials, NewAccount};
-use backend::{Backend, Topology};
+use backend::accounts::NewAccount;
 use bytes::Bytes;
+use common::*;
 use gateway::config::Limits;
-use gateway::server::{handle, AppState};
 use http::Request;
-use http_body_util::{BodyExt, Full};
-
-const HOST: &str = "127.0.0.1:8773";
-const FORM: &str = "application/x-www-form-urlencoded; charset=utf-8";
-
-struct Fixture {
-    state: Arc<AppState>,
-    admin: Credentials,
-}
-
-fn fixture_with(limits: Limits) -> Fixture {
-    let backend = Backend::new(storage::Store::in_memory().unwrap(), Topology::default());
-    let admin = backend.bootstrap_admin().unwrap().unwrap();
-    Fixture { state: Arc::new(AppState::new(Arc::new(backend), limits)), admin }
-}
-
-fn fixture() -> Fixture {
-    fixture_with(Limits::default())
-}
-
-struct Signing<'a> {
-    key: &'a str,
-    secret: &'a str,
-    region: &'a str,
-    time: SystemTime,
-}
-
-impl<'a> Signing<'a> {
-    fn of(c: &'a Credentials) -> Self {
-        Signing { key: &c.access_key_id, secret: &c.secret_access_key, region: "us-east-1", time: SystemTime::now() }
-    }
-}
-
-fn signed_post(body: &str, s: &Signing) -> Request<Full<Bytes>> {
-    let mut request = Request::post(format!("http://{HOST}/"))
-        .header("host", HOST)
-        .header("content-type", FORM)
-        .body(Full::new(Bytes::from(body.to_owned())))
-        .unwrap();
-    let identity: Identity = AwsCredentials::new(s.key, s.secret, None, None, "test").into();
-    let params = v4::SigningParams::builder()
-        .identity(&identity)
-        .region(s.region)
-        .name("ec2")
-        .time(s.time)
-        .settings(SigningSettings::default())
-        .build()
-        .unwrap()
-        .into();
-    let headers = [("host", HOST), ("content-type", FORM)];
-    let signable = SignableRequest::new(
-        "POST",
-        format!("http://{HOST}/"),
-        headers.into_iter(),
-        SignableBody::Bytes(body.as_bytes()),
-    )
-    .unwrap();
-    let (instructions, _) = sign(signable, &params).unwrap().into_parts();
-    instructions.apply_to_request_http1x(&mut request);
-    request
-}
-
-fn presigned_get(query: &str, s: &Signing, expires: Duration) -> Request<Full<Bytes>> {
-    let identity: Identity = AwsCredentials::new(s.key, s.secret, None, None, "test").into();
-    let mut settings = SigningSettings::default();
-    settings.signature_location = SignatureLocation::QueryParams;
-    settings.expires_in = Some(expires);
-    let params = v4::SigningParams::builder()
-        .identity(&identity)
-        .region(s.region)
-        .name("ec2")
-        .time(s.time)
-        .settings(settings)
-        .build()
-        .unwrap()
-        .into();
-    let uri = format!("http://{HOST}/?{query}");
-    let signable =
-        SignableRequest::new("GET", uri.clone(), [("host", HOST)].into_iter(), SignableBody::Bytes(b"")).unwrap();
-    let (instructions, _) = sign(signable, &params).unwrap().into_parts();
-    let mut request = Request::get(uri).header("host", HOST).body(Full::new(Bytes::new())).unwrap();
-    instructions.apply_to_request_http1x(&mut request);
-    request
-}
-
-async fn send(f: &Fixture, request: Request<Full<Bytes>>) -> (u16, String) {
-    let response = handle(Arc::clone(&f.state), request).await;
-    let status = response.status().as_u16();
-    assert_eq!(response.headers()["content-type"], "text/xml;charset=UTF-8");
-    let body = response.into_body().collect().await.unwrap().to_bytes();
-    (status, String::from_utf8(body.to_vec()).unwrap())
-}
-
-fn code(body: &str) -> &str {
-    body.split("<Code>").nth(1).and_then(|rest| rest.split("</Code>").next()).unwrap_or("")
-}
-
-async fn call(f: &Fixture, body: &str) -> (u16, String) {
-    send(f, signed_post(body, &Signing::of(&f.admin))).await
-}
+use http_body_util::Full;
 
 #[tokio::test]
 async fn a_signed_request_is_answered() {
