@@ -7,11 +7,12 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
+use crate::bridge::HostBridge;
 use crate::hypervisor::{Accelerator, DomainStatus, HostInfo, Hypervisor};
 use crate::libvirt::LibvirtDriver;
 
@@ -37,6 +38,22 @@ pub struct HostConfig {
     pub memory_mib: Option<u64>,
     /// Disk for instance files; unlimited when not given.
     pub disk_mib: Option<u64>,
+    /// Calls to the host in flight at once ([`crate::bridge`]); libvirtd itself serves five
+    /// per client by default and queues the rest.
+    #[serde(default = "default_max_calls")]
+    pub max_calls: usize,
+    /// How long a call may take before the host counts as unreachable for it (a migration
+    /// is bounded by its own policy instead).
+    #[serde(default = "default_call_timeout_secs")]
+    pub call_timeout_secs: u64,
+}
+
+fn default_max_calls() -> usize {
+    8
+}
+
+fn default_call_timeout_secs() -> u64 {
+    60
 }
 
 fn default_cpu_ratio() -> f64 {
@@ -63,6 +80,8 @@ impl HostConfig {
             vcpus: None,
             memory_mib: None,
             disk_mib: None,
+            max_calls: default_max_calls(),
+            call_timeout_secs: default_call_timeout_secs(),
         }
     }
 
@@ -96,10 +115,13 @@ pub struct Host {
 }
 
 impl Host {
+    /// A host whose every driver call goes through a bridge ([`crate::bridge`]).
     pub fn new(config: HostConfig, zone: String, driver: Arc<dyn Hypervisor>) -> Self {
         // `test:///…` in process, or `test+tcp://…` and the like: libvirt's test driver either way.
         let test_driver = config.uri.starts_with("test:") || config.uri.starts_with("test+");
         let accelerator = config.accelerator.unwrap_or(if test_driver { Accelerator::Test } else { Accelerator::Kvm });
+        let timeout = Duration::from_secs(config.call_timeout_secs.max(1));
+        let driver = Arc::new(HostBridge::new(&config.uri, driver, config.max_calls, timeout));
         Self { id: config.host_id(), zone, config, accelerator, driver, status: Mutex::new(HostStatus::default()) }
     }
 

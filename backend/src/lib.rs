@@ -17,7 +17,9 @@
 
 pub mod accounts;
 pub mod attributes;
+pub mod bridge;
 pub mod conductor;
+pub mod fake;
 pub mod firewall;
 pub mod hosts;
 pub mod hypervisor;

@@ -1,0 +1,500 @@
+//! The fake hypervisor: a pool of hosts held in memory, and the contract every driver honours.
+//!
+//! Stratus drives hosts through [`Hypervisor`] and relies on these promises of every
+//! implementation (libvirt on a real daemon, libvirt's test driver, and this one) and on
+//! nothing else:
+//! 1. Domains are named by instance id, unique per host; [`Hypervisor::state`] answers `None`
+//!    for a name the host does not know, and [`Hypervisor::domains`] lists every domain it
+//!    knows, running or only defined.
+//! 2. Every call can be redone: `define` creates or replaces the definition (a running domain
+//!    keeps running), `start` of a running domain, `destroy` of a stopped one, `undefine` of an
+//!    unknown one, `attach_disk` of a disk already there and `detach_disk` of one that is not
+//!    all succeed. Interrupted work is finished by doing it again.
+//! 3. `shutdown` only asks (the guest powers off when it will); `destroy` powers off at once.
+//! 4. A change no call made (a guest that powers itself off, crashes, is started by someone
+//!    else) is reported by name to every [`Hypervisor::watch`] sink, soon after; the name is
+//!    all an event carries, so receivers read the state again.
+//! 5. `migrate` blocks for the whole migration. On success the domain is on the target and
+//!    gone from the source; on failure it still runs on the source, unless the host reports
+//!    otherwise in its error, which callers confirm by reading both hosts. `job_progress`
+//!    answers `None` when no job runs.
+//! 6. Disk calls act on a running domain; its persistent definition is not touched.
+//! 7. A host that cannot be reached fails with [`DriverError::Unreachable`]; the call may be
+//!    retried later. Any call may also take as long as the host takes: callers bound it
+//!    ([`crate::bridge`]).
+//!
+//! The fake keeps these promises in memory (it never reads a disk or starts a guest) and adds
+//! what tests need and libvirt cannot do on demand: a guest that powers itself off
+//! ([`FakeCloud::power_off`]), a host that fails or hangs ([`HostMode`]), and scripted
+//! migrations ([`MigrationScript`]). Hosts of one [`FakeCloud`] share one world, so that a
+//! migration moves a domain from one to the other.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use crate::hypervisor::{
+    AttachedDisk, DomainSpec, DomainStatus, DriverError, EventSink, HostInfo, Hypervisor, JobProgress,
+    MigrationOptions, PowerState,
+};
+
+/// How a fake host answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HostMode {
+    #[default]
+    Answering,
+    /// Every call fails with `Unreachable` at once.
+    Unreachable,
+    /// Every call blocks until the mode changes (a host whose daemon hangs).
+    Hanging,
+}
+
+/// How the fake's migrations go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MigrationScript {
+    /// Pre-copy converges after a few progress reports.
+    #[default]
+    Converges,
+    /// Pre-copy never converges: only a switch to post-copy or an abort ends it.
+    NeverConverges,
+    /// The copy fails and the source loses the guest.
+    FailsAndLosesGuest,
+}
+
+/// A domain as the fake holds it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FakeDomain {
+    pub spec: DomainSpec,
+    pub state: PowerState,
+    /// Disks hot-plugged into the running guest, by target.
+    pub plugged: BTreeMap<String, AttachedDisk>,
+}
+
+#[derive(Default)]
+struct FakeHostState {
+    mode: HostMode,
+    domains: BTreeMap<String, FakeDomain>,
+    filters: BTreeSet<String>,
+    sinks: Vec<EventSink>,
+}
+
+#[derive(Default)]
+struct World {
+    hosts: HashMap<String, FakeHostState>,
+    script: MigrationScript,
+    /// The domain a migration is under way for, and how often its progress was read.
+    migrating: Option<String>,
+    polls: u64,
+    post_copy: bool,
+    aborted: bool,
+}
+
+#[derive(Default)]
+struct Shared {
+    world: Mutex<World>,
+    /// Signalled whenever a host's mode changes, for calls that hang.
+    mode_changed: Condvar,
+}
+
+/// A pool of fake hosts sharing one world.
+#[derive(Clone, Default)]
+pub struct FakeCloud(Arc<Shared>);
+
+impl FakeCloud {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The driver of the host at `uri` (created on first use).
+    pub fn host(&self, uri: &str) -> Arc<FakeHost> {
+        self.world().hosts.entry(uri.to_owned()).or_default();
+        Arc::new(FakeHost { uri: uri.to_owned(), cloud: self.clone() })
+    }
+
+    fn world(&self) -> MutexGuard<'_, World> {
+        self.0.world.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn set_mode(&self, uri: &str, mode: HostMode) {
+        self.world().hosts.entry(uri.to_owned()).or_default().mode = mode;
+        self.0.mode_changed.notify_all();
+    }
+
+    pub fn set_migration_script(&self, script: MigrationScript) {
+        self.world().script = script;
+    }
+
+    /// The guest powers itself off, as from inside; the host's watchers hear of it.
+    pub fn power_off(&self, uri: &str, name: &str) {
+        let sinks = {
+            let mut world = self.world();
+            let Some(host) = world.hosts.get_mut(uri) else { return };
+            let Some(domain) = host.domains.get_mut(name) else { return };
+            domain.state = PowerState::ShutOff;
+            domain.plugged.clear();
+            host.sinks.clone()
+        };
+        for sink in sinks {
+            sink(name);
+        }
+    }
+
+    pub fn domain(&self, uri: &str, name: &str) -> Option<FakeDomain> {
+        self.world().hosts.get(uri)?.domains.get(name).cloned()
+    }
+
+    pub fn filters(&self, uri: &str) -> BTreeSet<String> {
+        self.world().hosts.get(uri).map(|h| h.filters.clone()).unwrap_or_default()
+    }
+
+    /// Whether a migration was switched to post-copy, and whether one was aborted.
+    pub fn migration_outcome(&self) -> (bool, bool) {
+        let world = self.world();
+        (world.post_copy, world.aborted)
+    }
+}
+
+/// One fake host: a [`Hypervisor`].
+pub struct FakeHost {
+    uri: String,
+    cloud: FakeCloud,
+}
+
+impl FakeHost {
+    /// The world, once the host answers: waits while it hangs, fails while it is unreachable.
+    fn answering(&self) -> Result<MutexGuard<'_, World>, DriverError> {
+        let mut world = self.cloud.world();
+        loop {
+            match world.hosts.get(&self.uri).map(|h| h.mode).unwrap_or_default() {
+                HostMode::Answering => return Ok(world),
+                HostMode::Unreachable => return Err(DriverError::Unreachable(format!("{} is down", self.uri))),
+                HostMode::Hanging => {
+                    world = self.cloud.0.mode_changed.wait(world).unwrap_or_else(|p| p.into_inner());
+                }
+            }
+        }
+    }
+
+    /// Runs `f` on this host's state, once it answers.
+    fn with_host<T>(&self, f: impl FnOnce(&mut FakeHostState) -> Result<T, DriverError>) -> Result<T, DriverError> {
+        let mut world = self.answering()?;
+        f(world.hosts.entry(self.uri.clone()).or_default())
+    }
+
+    fn with_domain<T>(
+        &self,
+        name: &str,
+        f: impl FnOnce(&mut FakeDomain) -> Result<T, DriverError>,
+    ) -> Result<T, DriverError> {
+        self.with_host(|host| f(host.domains.get_mut(name).ok_or_else(|| DriverError::NoDomain(name.to_owned()))?))
+    }
+
+    fn running_domain<T>(
+        &self,
+        name: &str,
+        f: impl FnOnce(&mut FakeDomain) -> Result<T, DriverError>,
+    ) -> Result<T, DriverError> {
+        self.with_domain(name, |domain| {
+            if domain.state != PowerState::Running {
+                return Err(DriverError::Failed(format!("domain {name} is not running")));
+            }
+            f(domain)
+        })
+    }
+
+    fn set_state(&self, name: &str, state: PowerState) -> Result<(), DriverError> {
+        self.with_domain(name, |domain| {
+            domain.state = state;
+            if state.is_off() {
+                domain.plugged.clear();
+            }
+            Ok(())
+        })
+    }
+
+    /// The migration call itself, as scripted; ends by the script, post-copy or an abort.
+    fn run_migration(&self, name: &str, target_uri: &str) -> Result<(), DriverError> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            std::thread::sleep(Duration::from_millis(50));
+            let mut world = self.answering()?;
+            let converged = world.script == MigrationScript::Converges && world.polls >= 2;
+            if world.script == MigrationScript::FailsAndLosesGuest && world.polls >= 2 {
+                world.hosts.entry(self.uri.clone()).or_default().domains.remove(name);
+                return Err(DriverError::Failed("the target went away".into()));
+            }
+            if world.aborted {
+                return Err(DriverError::Failed("operation aborted".into()));
+            }
+            if converged || world.post_copy {
+                let domain = world.hosts.entry(self.uri.clone()).or_default().domains.remove(name);
+                let domain = domain.ok_or_else(|| DriverError::NoDomain(name.to_owned()))?;
+                world.hosts.entry(target_uri.to_owned()).or_default().domains.insert(name.to_owned(), domain);
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(DriverError::Failed("the fake migration was never ended".into()));
+            }
+        }
+    }
+}
+
+impl Hypervisor for FakeHost {
+    fn host_info(&self) -> Result<HostInfo, DriverError> {
+        self.with_host(|_| Ok(HostInfo { vcpus: 8, memory_mib: 16384 }))
+    }
+
+    fn domains(&self) -> Result<Vec<DomainStatus>, DriverError> {
+        self.with_host(|host| {
+            Ok(host
+                .domains
+                .iter()
+                .map(|(name, d)| DomainStatus { name: name.clone(), state: d.state, cpu_time_ns: 0 })
+                .collect())
+        })
+    }
+
+    fn state(&self, name: &str) -> Result<Option<PowerState>, DriverError> {
+        self.with_host(|host| Ok(host.domains.get(name).map(|d| d.state)))
+    }
+
+    fn define(&self, spec: &DomainSpec) -> Result<(), DriverError> {
+        if let Some(filter) = &spec.filter {
+            if !self.with_host(|host| Ok(host.filters.contains(filter)))? {
+                return Err(DriverError::Failed(format!("no network filter {filter}")));
+            }
+        }
+        self.with_host(|host| {
+            let domain = host.domains.entry(spec.name.clone()).or_insert_with(|| FakeDomain {
+                spec: spec.clone(),
+                state: PowerState::ShutOff,
+                plugged: BTreeMap::new(),
+            });
+            domain.spec = spec.clone();
+            Ok(())
+        })
+    }
+
+    fn start(&self, name: &str) -> Result<(), DriverError> {
+        self.with_domain(name, |domain| {
+            if domain.state != PowerState::Running {
+                domain.state = PowerState::Running;
+                domain.plugged.clear();
+            }
+            Ok(())
+        })
+    }
+
+    fn shutdown(&self, name: &str) -> Result<(), DriverError> {
+        // The fake's guests always heed the power button at once; they are heard of as events.
+        self.set_state(name, PowerState::ShutOff)?;
+        let sinks = self.with_host(|host| Ok(host.sinks.clone()))?;
+        for sink in sinks {
+            sink(name);
+        }
+        Ok(())
+    }
+
+    fn destroy(&self, name: &str) -> Result<(), DriverError> {
+        self.set_state(name, PowerState::ShutOff)
+    }
+
+    fn reboot(&self, name: &str) -> Result<(), DriverError> {
+        self.running_domain(name, |_| Ok(()))
+    }
+
+    fn undefine(&self, name: &str) -> Result<(), DriverError> {
+        self.with_host(|host| {
+            host.domains.remove(name);
+            Ok(())
+        })
+    }
+
+    fn suspend(&self, name: &str) -> Result<(), DriverError> {
+        self.running_domain(name, |domain| {
+            domain.state = PowerState::Paused;
+            Ok(())
+        })
+    }
+
+    fn resume(&self, name: &str) -> Result<(), DriverError> {
+        self.with_domain(name, |domain| {
+            if domain.state == PowerState::Paused {
+                domain.state = PowerState::Running;
+            }
+            Ok(())
+        })
+    }
+
+    fn watch(&self, sink: EventSink) {
+        self.cloud.world().hosts.entry(self.uri.clone()).or_default().sinks.push(sink);
+    }
+
+    fn migrate(&self, name: &str, target_uri: &str, _: &MigrationOptions) -> Result<(), DriverError> {
+        {
+            let mut world = self.answering()?;
+            world.migrating = Some(name.to_owned());
+            (world.polls, world.post_copy, world.aborted) = (0, false, false);
+        }
+        let result = self.run_migration(name, target_uri);
+        self.cloud.world().migrating = None;
+        result
+    }
+
+    fn job_progress(&self, name: &str) -> Result<Option<JobProgress>, DriverError> {
+        let mut world = self.answering()?;
+        if world.migrating.as_deref() != Some(name) {
+            return Ok(None);
+        }
+        world.polls += 1;
+        Ok(Some(JobProgress {
+            time_elapsed_ms: world.polls * 250,
+            memory_total_bytes: 512 << 20,
+            memory_remaining_bytes: 64 << 20,
+            iterations: world.polls,
+            ..Default::default()
+        }))
+    }
+
+    fn completed_job(&self, _: &str) -> Result<Option<JobProgress>, DriverError> {
+        drop(self.answering()?);
+        Ok(Some(JobProgress { time_elapsed_ms: 1234, downtime_ms: 56, ..Default::default() }))
+    }
+
+    fn abort_job(&self, _: &str) -> Result<(), DriverError> {
+        self.answering()?.aborted = true;
+        Ok(())
+    }
+
+    fn start_post_copy(&self, _: &str) -> Result<(), DriverError> {
+        self.answering()?.post_copy = true;
+        Ok(())
+    }
+
+    fn attach_disk(&self, name: &str, disk: &AttachedDisk) -> Result<(), DriverError> {
+        self.running_domain(name, |domain| {
+            domain.plugged.insert(disk.target.clone(), disk.clone());
+            Ok(())
+        })
+    }
+
+    fn detach_disk(&self, name: &str, target: &str, _: Duration) -> Result<(), DriverError> {
+        self.running_domain(name, |domain| {
+            domain.plugged.remove(target);
+            domain.spec.volumes.retain(|v| v.target != target);
+            Ok(())
+        })
+    }
+
+    fn resize_disk(&self, name: &str, target: &str, _: u64) -> Result<(), DriverError> {
+        self.running_domain(name, |domain| {
+            let present = domain.plugged.contains_key(target) || domain.spec.volumes.iter().any(|v| v.target == target);
+            if present {
+                Ok(())
+            } else {
+                Err(DriverError::Failed(format!("domain {name} has no disk {target}")))
+            }
+        })
+    }
+
+    fn define_filter(&self, xml: &str) -> Result<(), DriverError> {
+        let name = xml
+            .split_once("name='")
+            .and_then(|(_, rest)| rest.split_once('\''))
+            .map(|(name, _)| name.to_owned())
+            .ok_or_else(|| DriverError::Failed("filter XML without a name".into()))?;
+        self.with_host(|host| {
+            host.filters.insert(name);
+            Ok(())
+        })
+    }
+
+    fn undefine_filter(&self, name: &str) -> Result<(), DriverError> {
+        self.with_host(|host| {
+            host.filters.remove(name);
+            Ok(())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(name: &str) -> DomainSpec {
+        DomainSpec {
+            name: name.into(),
+            uuid: "u".into(),
+            vcpus: 1,
+            memory_mib: 256,
+            accelerator: crate::hypervisor::Accelerator::Test,
+            disk: "/nowhere.qcow2".into(),
+            volumes: vec![],
+            kernel: None,
+            initrd: None,
+            cmdline: None,
+            mac: "52:54:00:00:00:01".into(),
+            bridge: "br".into(),
+            console_log: "/nowhere.log".into(),
+            filter: None,
+            instance_type: "t3.nano".into(),
+        }
+    }
+
+    #[test]
+    fn calls_can_be_redone() {
+        let cloud = FakeCloud::new();
+        let host = cloud.host("fake://a");
+        host.define(&spec("i-1")).unwrap();
+        host.define(&spec("i-1")).unwrap();
+        host.start("i-1").unwrap();
+        host.start("i-1").unwrap();
+        assert_eq!(host.state("i-1").unwrap(), Some(PowerState::Running));
+        host.destroy("i-1").unwrap();
+        host.destroy("i-1").unwrap();
+        host.undefine("i-1").unwrap();
+        host.undefine("i-1").unwrap();
+        assert_eq!(host.state("i-1").unwrap(), None);
+        assert_eq!(host.destroy("i-1"), Err(DriverError::NoDomain("i-1".into())));
+    }
+
+    #[test]
+    fn a_guest_that_powers_off_is_reported() {
+        let cloud = FakeCloud::new();
+        let host = cloud.host("fake://a");
+        let heard = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&heard);
+        host.watch(Arc::new(move |name: &str| sink.lock().unwrap().push(name.to_owned())));
+        host.define(&spec("i-1")).unwrap();
+        host.start("i-1").unwrap();
+        cloud.power_off("fake://a", "i-1");
+        assert_eq!(*heard.lock().unwrap(), ["i-1"]);
+        assert_eq!(host.state("i-1").unwrap(), Some(PowerState::ShutOff));
+    }
+
+    #[test]
+    fn unreachable_and_hanging_hosts() {
+        let cloud = FakeCloud::new();
+        let host = cloud.host("fake://a");
+        cloud.set_mode("fake://a", HostMode::Unreachable);
+        assert!(matches!(host.host_info(), Err(DriverError::Unreachable(_))));
+        cloud.set_mode("fake://a", HostMode::Hanging);
+        let waiting = std::thread::spawn(move || host.host_info());
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(!waiting.is_finished(), "a hanging host does not answer");
+        cloud.set_mode("fake://a", HostMode::Answering);
+        assert!(waiting.join().unwrap().is_ok());
+    }
+
+    #[test]
+    fn a_filter_must_exist_before_a_domain_uses_it() {
+        let cloud = FakeCloud::new();
+        let host = cloud.host("fake://a");
+        let mut guarded = spec("i-1");
+        guarded.filter = Some("stratus-i-1".into());
+        assert!(host.define(&guarded).is_err());
+        host.define_filter("<filter name='stratus-i-1' chain='root'/>").unwrap();
+        host.define(&guarded).unwrap();
+        assert!(cloud.filters("fake://a").contains("stratus-i-1"));
+    }
+}
