@@ -1,5 +1,6 @@
-//! One instance-lifecycle scenario, run against libvirt's in-process test driver and against
-//! a real QEMU daemon booting the project's test image.
+//! One instance-lifecycle scenario, run against every driver: the fake hypervisor
+//! ([`backend::fake`]), libvirt's in-process test driver, and a real QEMU daemon booting the
+//! project's test image.
 //!
 //! The real-QEMU run needs `scripts/setup-host` to have run. `STRATUS_TEST_QEMU=1` (set by
 //! `scripts/test`) makes a missing daemon a failure; without it the run is skipped with a
@@ -13,7 +14,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use backend::attributes::AttributeChange;
-use backend::hosts::HostConfig;
+use backend::fake::FakeCloud;
+use backend::hosts::{Host, HostConfig, HostPool};
 use backend::hypervisor::{Accelerator, Hypervisor, PowerState};
 use backend::images::NewImage;
 use backend::instances::LaunchRequest;
@@ -31,6 +33,26 @@ struct Target {
     /// Whether guests really boot (console output, ping).
     real: bool,
     stop_timeout: Duration,
+    /// The fake hosts' world, for the fake target; the others are libvirt.
+    fake: Option<FakeCloud>,
+}
+
+impl Target {
+    /// The domain's state as the host has it, read beside Stratus.
+    fn domain_state(&self, name: &str) -> Option<PowerState> {
+        match &self.fake {
+            Some(cloud) => cloud.domain(self.uri, name).map(|d| d.state),
+            None => LibvirtDriver::new(self.uri).state(name).unwrap(),
+        }
+    }
+
+    /// The guest powers off as if from inside (for libvirt: destroyed through another connection).
+    fn power_off(&self, name: &str) {
+        match &self.fake {
+            Some(cloud) => cloud.power_off(self.uri, name),
+            None => LibvirtDriver::new(self.uri).destroy(name).unwrap(),
+        }
+    }
 }
 
 fn repo_root() -> PathBuf {
@@ -58,6 +80,16 @@ fn test_driver_target(dir: &Path) -> Target {
         },
         real: false,
         stop_timeout: Duration::from_secs(2),
+        fake: None,
+    }
+}
+
+fn fake_target(dir: &Path) -> Target {
+    Target {
+        uri: "fake://scenario",
+        accelerator: Some(Accelerator::Test),
+        fake: Some(FakeCloud::new()),
+        ..test_driver_target(dir)
     }
 }
 
@@ -103,14 +135,23 @@ fn qemu_target() -> Option<Target> {
         },
         real: true,
         stop_timeout: Duration::from_secs(30),
+        fake: None,
     })
 }
 
 fn backend_for(target: &Target, store: Store, data_dir: &Path) -> Backend {
     let mut host = HostConfig::new(target.uri);
     host.accelerator = target.accelerator;
-    let topology = Topology { hosts: vec![host], ..Topology::default() };
-    Backend::new(store, topology).with_data_dir(data_dir).with_stop_timeout(target.stop_timeout)
+    let topology = Topology { hosts: vec![host.clone()], ..Topology::default() };
+    let backend = match &target.fake {
+        Some(cloud) => {
+            let zone = topology.default_zone().to_owned();
+            let pool = HostPool::new([Host::new(host, zone, cloud.host(target.uri))]);
+            Backend::with_hosts(store, topology, pool)
+        }
+        None => Backend::new(store, topology),
+    };
+    backend.with_data_dir(data_dir).with_stop_timeout(target.stop_timeout)
 }
 
 fn launch(count: u32) -> LaunchRequest {
@@ -152,10 +193,6 @@ async fn wait_console(b: &Arc<Backend>, id: &str, needle: &str, within: Duration
     }
 }
 
-fn domain_state(uri: &str, name: &str) -> Option<PowerState> {
-    LibvirtDriver::new(uri).state(name).unwrap()
-}
-
 async fn lifecycle(target: Target) {
     let dir = tempfile::tempdir().unwrap();
     let b = Arc::new(backend_for(&target, Store::open(&dir.path().join("db.redb")).unwrap(), dir.path()));
@@ -179,7 +216,7 @@ async fn lifecycle(target: Target) {
     let ids: Vec<String> = launched.iter().map(|r| r.id.clone()).collect();
     wait_for(&b, &ids, InstanceState::Running, boot).await;
     for id in &ids {
-        assert_eq!(domain_state(target.uri, id), Some(PowerState::Running));
+        assert_eq!(target.domain_state(id), Some(PowerState::Running));
         assert!(Path::new(&instance(&b, id).dir).join("root.qcow2").exists());
     }
     if target.real {
@@ -195,7 +232,7 @@ async fn lifecycle(target: Target) {
     let stopped = b.stop_instances(ACCOUNT, &ids[..1], false).unwrap();
     assert_eq!((stopped[0].previous, stopped[0].current), (InstanceState::Running, InstanceState::Stopping));
     wait_for(&b, &ids[..1], InstanceState::Stopped, target.stop_timeout + Duration::from_secs(10)).await;
-    assert_eq!(domain_state(target.uri, &ids[0]), Some(PowerState::ShutOff));
+    assert_eq!(target.domain_state(&ids[0]), Some(PowerState::ShutOff));
     assert!(matches!(b.reboot_instances(ACCOUNT, &ids[..1]), Err(Error::IncorrectInstanceState { .. })));
     b.start_instances(ACCOUNT, &ids[..1]).unwrap();
     wait_for(&b, &ids[..1], InstanceState::Running, boot).await;
@@ -210,7 +247,7 @@ async fn lifecycle(target: Target) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(b.image(ACCOUNT, &captured.id).unwrap().state, ImageState::Available);
-    assert_eq!(domain_state(target.uri, &ids[0]), Some(PowerState::Running), "resumed after the copy");
+    assert_eq!(target.domain_state(&ids[0]), Some(PowerState::Running), "resumed after the copy");
     let mut req = launch(1);
     req.image_id = captured.id.clone();
     let copy = b.run_instances(ACCOUNT, VPC, req).unwrap().remove(0).id;
@@ -220,13 +257,13 @@ async fn lifecycle(target: Target) {
     }
 
     // A guest that powers off by itself is recorded as stopped.
-    LibvirtDriver::new(target.uri).destroy(&ids[1]).unwrap();
+    target.power_off(&ids[1]);
     wait_for(&b, &ids[1..], InstanceState::Stopped, Duration::from_secs(10)).await;
     let reason = instance(&b, &ids[1]).state_reason.unwrap();
     assert_eq!(reason.code, "Client.InstanceInitiatedShutdown");
     // One that asked to be terminated on shutdown is terminated.
     b.modify_instance_attribute(ACCOUNT, &copy, AttributeChange::ShutdownBehavior("terminate".into())).unwrap();
-    LibvirtDriver::new(target.uri).destroy(&copy).unwrap();
+    target.power_off(&copy);
     wait_for(&b, std::slice::from_ref(&copy), InstanceState::Terminated, Duration::from_secs(10)).await;
 
     // Terminate all: domains and disks go, the records stay visible as terminated.
@@ -234,12 +271,18 @@ async fn lifecycle(target: Target) {
     assert!(changes.iter().all(|c| c.current == InstanceState::ShuttingDown));
     wait_for(&b, &ids, InstanceState::Terminated, Duration::from_secs(30)).await;
     for id in &ids {
-        assert_eq!(domain_state(target.uri, id), None, "{id}'s domain is undefined");
+        assert_eq!(target.domain_state(id), None, "{id}'s domain is undefined");
         assert!(!Path::new(&instance(&b, id).dir).exists(), "{id}'s files are removed");
     }
     assert!(matches!(b.start_instances(ACCOUNT, &ids[..1]), Err(Error::IncorrectInstanceState { .. })));
     let again = b.terminate_instances(ACCOUNT, &ids[..1]).unwrap();
     assert_eq!((again[0].previous, again[0].current), (InstanceState::Terminated, InstanceState::Terminated));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lifecycle_on_the_fake_hypervisor() {
+    let dir = tempfile::tempdir().unwrap();
+    lifecycle(fake_target(dir.path())).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -354,12 +397,12 @@ async fn restart_resumes_pending_work_and_reports_strangers() {
         assert!(Instant::now() < deadline, "the interrupted image copy was not redone");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(domain_state(target.uri, &imaged), Some(PowerState::Running), "the guest runs again");
+    assert_eq!(target.domain_state(&imaged), Some(PowerState::Running), "the guest runs again");
 
     // An operator's pause (or QEMU's, on an I/O error) is not Stratus's to undo.
     host.suspend(&imaged).unwrap();
     b.sweep().unwrap();
-    assert_eq!(domain_state(target.uri, &imaged), Some(PowerState::Paused));
+    assert_eq!(target.domain_state(&imaged), Some(PowerState::Paused));
     assert_eq!(instance(&b, &imaged).state, InstanceState::Running);
     host.resume(&imaged).unwrap();
 
@@ -367,7 +410,7 @@ async fn restart_resumes_pending_work_and_reports_strangers() {
     // The test driver starts with a domain named "test" that no instance accounts for.
     assert!(report.unknown_domains.iter().any(|(_, name)| name == "test"), "{report:?}");
     assert!(!report.unknown_domains.iter().any(|(_, name)| *name == id));
-    assert_eq!(domain_state(target.uri, "test"), Some(PowerState::Running), "strangers are left alone");
+    assert_eq!(target.domain_state("test"), Some(PowerState::Running), "strangers are left alone");
     let ids = [id, imaged];
     b.terminate_instances(ACCOUNT, &ids).unwrap();
     wait_for(&b, &ids, InstanceState::Terminated, Duration::from_secs(10)).await;
