@@ -26,7 +26,11 @@ pub struct Fixture {
 }
 
 pub fn fixture_with(limits: Limits) -> Fixture {
-    let backend = Backend::new(storage::Store::in_memory().unwrap(), Topology::default());
+    fixture_on(Backend::new(storage::Store::in_memory().unwrap(), Topology::default()), limits)
+}
+
+/// A fixture on a backend of the test's making (fake hosts, a data dir).
+pub fn fixture_on(backend: Backend, limits: Limits) -> Fixture {
     let admin = backend.bootstrap_admin().unwrap().unwrap();
     Fixture { state: Arc::new(AppState::new(Arc::new(backend), limits)), admin }
 }
