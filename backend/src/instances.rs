@@ -10,7 +10,6 @@
 //!    stable state through the host's driver ([`Backend::converge`]), and its sweep finds
 //!    any that were left behind by a crash.
 
-use std::collections::{HashMap, HashSet};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -18,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use sha2::{Digest, Sha256};
-use storage::tables::{CLIENT_TOKENS, HOST_USAGE, INSTANCES, INSTANCE_IDS, SECURITY_GROUPS, TAGS, VOLUMES};
+use storage::tables::{CLIENT_TOKENS, HOST_USAGE, INSTANCES, INSTANCE_IDS};
 use storage::{ClientTokenRecord, InstanceRecord, InstanceState, MetadataOptions, Reads, StateReason, WriteTx};
 
 use crate::hosts::Host;
@@ -78,29 +77,6 @@ pub struct RootVolumeRequest {
 /// The credit specification EC2 gives a type when none is asked for.
 pub fn default_cpu_credits(spec: &crate::topology::InstanceTypeSpec) -> Option<String> {
     spec.burstable.then(|| if spec.name.starts_with("t2.") { "standard" } else { "unlimited" }.to_owned())
-}
-
-/// Which of an account's instances to read.
-#[derive(Debug, Clone, Copy)]
-pub enum Selection<'a> {
-    Account,
-    /// These ids, each once; ids of no instance are left out.
-    Ids(&'a [String]),
-    /// Those tagged `key` with one of `values`.
-    Tagged {
-        key: &'a str,
-        values: &'a [&'a str],
-    },
-}
-
-/// Instances and what their views join: tags and attached volumes by instance id, group
-/// names by group id.
-#[derive(Debug, Default)]
-pub struct InstanceViews {
-    pub records: Vec<InstanceRecord>,
-    pub tags: tags::TagsByResource,
-    pub volumes: HashMap<String, Vec<storage::VolumeRecord>>,
-    pub group_names: HashMap<String, String>,
 }
 
 /// A state change as Stop/Start/TerminateInstances report it.
@@ -436,64 +412,6 @@ impl Backend {
     /// Every instance of `account`, by id.
     pub fn instances(&self, account: &str) -> Result<Vec<InstanceRecord>> {
         Ok(self.store().read(|tx| tx.scan(&INSTANCES, &format!("{account}/")))?.into_iter().map(|(_, r)| r).collect())
-    }
-
-    /// Instances of `account` as DescribeInstances shows them, with what their views join,
-    /// read from one snapshot. Named or tagged selections read only what they name.
-    pub fn instance_views(&self, account: &str, selection: Selection<'_>) -> Result<InstanceViews> {
-        Ok(self.store().read(|tx| {
-            let records: Vec<InstanceRecord> = match selection {
-                Selection::Account => {
-                    return Ok::<_, storage::Error>(InstanceViews {
-                        records: tx.scan(&INSTANCES, &format!("{account}/"))?.into_iter().map(|(_, r)| r).collect(),
-                        tags: tags::grouped(tx.scan(&TAGS, &format!("{account}/"))?.into_iter().map(|(_, t)| t)),
-                        volumes: volumes::by_instance(
-                            tx.scan(&VOLUMES, &format!("{account}/"))?.into_iter().map(|(_, v)| v),
-                        ),
-                        group_names: tx
-                            .scan(&SECURITY_GROUPS, &format!("{account}/"))?
-                            .into_iter()
-                            .map(|(_, g)| (g.id, g.name))
-                            .collect(),
-                    });
-                }
-                Selection::Ids(ids) => {
-                    let mut seen = HashSet::new();
-                    let mut records = Vec::new();
-                    for id in ids.iter().filter(|id| seen.insert(id.as_str())) {
-                        records.extend(tx.get(&INSTANCES, &instance_key(account, id))?);
-                    }
-                    records
-                }
-                Selection::Tagged { key, values } => {
-                    let mut records = Vec::new();
-                    for id in tags::tagged(tx, account, key, values)?.iter().filter(|id| id.starts_with("i-")) {
-                        records.extend(tx.get(&INSTANCES, &instance_key(account, id))?);
-                    }
-                    records
-                }
-            };
-            let mut views = InstanceViews { records: Vec::new(), ..Default::default() };
-            for record in &records {
-                let record_tags = tags::of_resource(tx, account, &record.id)?;
-                if !record_tags.is_empty() {
-                    views.tags.insert(record.id.clone(), record_tags);
-                }
-                let attached = volumes::attached_volumes(tx, account, &record.id)?;
-                if !attached.is_empty() {
-                    views.volumes.insert(record.id.clone(), attached);
-                }
-                for group in &record.security_group_ids {
-                    if !views.group_names.contains_key(group) {
-                        if let Some(g) = tx.get(&SECURITY_GROUPS, &format!("{account}/{group}"))? {
-                            views.group_names.insert(g.id, g.name);
-                        }
-                    }
-                }
-            }
-            views.records = records;
-            Ok(views)
-        })?)
     }
 
     /// The instance with this id, whichever account holds it, with its key.

@@ -28,6 +28,7 @@ pub mod images;
 pub mod instances;
 pub mod key_pairs;
 pub mod libvirt;
+pub mod listing;
 pub mod maintenance;
 pub mod migration;
 pub mod network;
@@ -258,6 +259,7 @@ pub struct Backend {
     data_dir: PathBuf,
     stop_timeout: Duration,
     kicks: OnceLock<mpsc::UnboundedSender<String>>,
+    paging_secret: OnceLock<String>,
     /// Where the DHCP server (dnsmasq's `--dhcp-hostsdir`) finds each instance's address.
     dhcp_hosts_dir: Option<PathBuf>,
     /// The filter XML last defined for each `(host id, instance id)`.
@@ -281,6 +283,7 @@ impl Backend {
             data_dir: PathBuf::from("stratus-data"),
             stop_timeout: Duration::from_secs(60),
             kicks: OnceLock::new(),
+            paging_secret: OnceLock::new(),
             dhcp_hosts_dir: None,
             applied_filters: Default::default(),
             principals: Default::default(),
@@ -312,6 +315,23 @@ impl Backend {
 
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
+    }
+
+    /// What Describe page tokens are sealed with: made once per store and kept in it, so that
+    /// tokens outlive restarts and no client can forge or alter one.
+    pub fn paging_secret(&self) -> Result<&str> {
+        if let Some(secret) = self.paging_secret.get() {
+            return Ok(secret);
+        }
+        let secret = self.store().write(|tx| {
+            if let Some(existing) = tx.get(&storage::tables::SECRETS, "paging")? {
+                return Ok::<_, Error>(existing.value);
+            }
+            let value: String = (0..32).map(|_| format!("{:02x}", rand::random::<u8>())).collect();
+            tx.insert(&storage::tables::SECRETS, "paging", &storage::SecretRecord { value: value.clone() })?;
+            Ok(value)
+        })?;
+        Ok(self.paging_secret.get_or_init(|| secret))
     }
 
     pub fn stop_timeout(&self) -> Duration {

@@ -26,15 +26,6 @@ pub struct TagView {
 /// Tags grouped by resource id, for joining into Describe answers.
 pub type TagsByResource = BTreeMap<String, Vec<(String, String)>>;
 
-/// Tag records grouped by resource.
-pub(crate) fn grouped(records: impl IntoIterator<Item = TagRecord>) -> TagsByResource {
-    let mut grouped = TagsByResource::new();
-    for tag in records {
-        grouped.entry(tag.resource_id).or_default().push((tag.key, tag.value));
-    }
-    grouped
-}
-
 /// One resource's tags, by key.
 pub(crate) fn of_resource(tx: &impl Reads, account: &str, resource: &str) -> storage::Result<Vec<(String, String)>> {
     Ok(tx.scan(&TAGS, &format!("{account}/{resource}/"))?.into_iter().map(|(_, t)| (t.key, t.value)).collect())
@@ -175,9 +166,18 @@ impl Backend {
             .collect())
     }
 
-    /// The account's tags grouped by resource.
-    pub fn tags_by_resource(&self, account: &str) -> Result<TagsByResource> {
-        Ok(grouped(self.store().read(|tx| tx.scan(&TAGS, &format!("{account}/")))?.into_iter().map(|(_, t)| t)))
+    /// The account's tags of these resources alone (those that have any).
+    pub fn tags_of<'a>(&self, account: &str, resources: impl IntoIterator<Item = &'a str>) -> Result<TagsByResource> {
+        Ok(self.store().read(|tx| {
+            let mut found = TagsByResource::new();
+            for resource in resources {
+                let tags = of_resource(tx, account, resource)?;
+                if !tags.is_empty() {
+                    found.insert(resource.to_owned(), tags);
+                }
+            }
+            Ok::<_, storage::Error>(found)
+        })?)
     }
 }
 

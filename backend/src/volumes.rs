@@ -241,17 +241,6 @@ pub(crate) fn insert_root_volume(
     Ok(id)
 }
 
-/// Attached volumes grouped by their instance.
-pub(crate) fn by_instance(volumes: impl IntoIterator<Item = VolumeRecord>) -> HashMap<String, Vec<VolumeRecord>> {
-    let mut grouped: HashMap<String, Vec<VolumeRecord>> = HashMap::new();
-    for volume in volumes {
-        if let Some(a) = &volume.attachment {
-            grouped.entry(a.instance_id.clone()).or_default().push(volume);
-        }
-    }
-    grouped
-}
-
 /// The volumes attached to one instance, through storage's attachment index.
 pub(crate) fn attached_volumes(
     tx: &impl Reads,

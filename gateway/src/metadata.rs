@@ -153,7 +153,7 @@ impl MetadataService {
         let group_names = record.security_group_ids.iter().filter_map(|id| names.get(id).cloned()).collect();
         let volumes = self.backend.instance_volumes(&record.account, &record.id)?;
         let tags = if record.metadata.tags_enabled {
-            self.backend.tags_by_resource(&record.account)?.remove(&record.id).unwrap_or_default()
+            self.backend.tags_of(&record.account, [record.id.as_str()])?.remove(&record.id).unwrap_or_default()
         } else {
             Vec::new()
         };

@@ -6,6 +6,8 @@
 //!    was and as it becomes.
 //! 2. What is derived:
 //!    - [`INSTANCE_IDS`]: instances by id alone (ids are unique across accounts);
+//!    - [`RESERVATIONS`]: an account's instances by reservation, in order (DescribeInstances
+//!      pages by reservation);
 //!    - [`HOST_USAGE`]: per host, the vCPUs, memory and disk its instances hold (the host
 //!      they run on holds all three; a host they are migrating to holds vCPUs and memory);
 //!    - [`TAG_INDEX`]: resources by account, tag key and value;
@@ -24,12 +26,13 @@ use std::net::Ipv4Addr;
 use serde::{Deserialize, Serialize};
 
 use crate::tables::{
-    HOST_USAGE, INSTANCES, INSTANCE_IDS, LEASES, LEASE_BLOCKS, META, TAGS, TAG_INDEX, VOLUMES, VOLUME_ATTACHMENTS,
+    HOST_USAGE, INSTANCES, INSTANCE_IDS, LEASES, LEASE_BLOCKS, META, RESERVATIONS, TAGS, TAG_INDEX, VOLUMES,
+    VOLUME_ATTACHMENTS,
 };
 use crate::{InstanceRecord, LeaseRecord, Record, Result, Table, TagRecord, VolumeRecord, WriteTx};
 
 /// The layout of the derived tables; bump it whenever what they hold changes.
-pub const DERIVED_VERSION: u32 = 1;
+pub const DERIVED_VERSION: u32 = 2;
 
 /// A key-only entry of an index.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -142,9 +145,16 @@ fn holdings(record: &InstanceRecord) -> Vec<(&str, u64, u64, u64)> {
 }
 
 pub(crate) fn derive_instance(tx: &WriteTx, old: Option<&InstanceRecord>, new: Option<&InstanceRecord>) -> Result<()> {
+    let reservation = |r: &InstanceRecord| format!("{}/{}/{}", r.account, r.reservation_id, r.id);
     match (old, new) {
-        (None, Some(r)) => tx.insert(&INSTANCE_IDS, &format!("{}/{}", r.id, r.account), &IndexEntry {})?,
-        (Some(r), None) => drop(tx.remove(&INSTANCE_IDS, &format!("{}/{}", r.id, r.account))?),
+        (None, Some(r)) => {
+            tx.insert(&INSTANCE_IDS, &format!("{}/{}", r.id, r.account), &IndexEntry {})?;
+            tx.insert(&RESERVATIONS, &reservation(r), &IndexEntry {})?;
+        }
+        (Some(r), None) => {
+            tx.remove(&INSTANCE_IDS, &format!("{}/{}", r.id, r.account))?;
+            tx.remove(&RESERVATIONS, &reservation(r))?;
+        }
         _ => {}
     }
     // Net change per host, so an update that keeps the holdings writes nothing.
@@ -211,6 +221,7 @@ pub(crate) fn ensure(tx: &WriteTx) -> Result<bool> {
         return Ok(false);
     }
     tx.clear(&INSTANCE_IDS)?;
+    tx.clear(&RESERVATIONS)?;
     tx.clear(&HOST_USAGE)?;
     tx.clear(&TAG_INDEX)?;
     tx.clear(&VOLUME_ATTACHMENTS)?;
@@ -276,7 +287,12 @@ mod tests {
             s.read(|tx| tx.scan(&INSTANCE_IDS, "")).unwrap().into_iter().map(|(k, _)| k).collect::<Vec<_>>()
         };
         assert_eq!(ids(&store), ["i-1/a", "i-2/a"]);
+        let reservations = |s: &Store| {
+            s.read(|tx| tx.scan(&RESERVATIONS, "a/")).unwrap().into_iter().map(|(k, _)| k).collect::<Vec<_>>()
+        };
+        assert_eq!(reservations(&store), ["a/r/i-1", "a/r/i-2"]);
         store.write(|tx| tx.remove(&INSTANCES, "a/i-2")).unwrap();
+        assert_eq!(reservations(&store), ["a/r/i-1"]);
         assert_eq!(usage(&store, "h2"), (0, 0, 0));
         assert_eq!(ids(&store), ["i-1/a"]);
         // A write that fails leaves the usage as it was.

@@ -241,6 +241,50 @@ impl ReadTx {
         scan_from(&*self.table(t)?, t, prefix)
     }
 
+    /// Hands `f` the records whose key starts with `prefix`, in key order from just after
+    /// `prefix` + `after` (from the first, without), until `f` answers `false`: a page reads
+    /// what it needs and no more.
+    pub fn walk<V: Record>(
+        &self,
+        t: &Table<V>,
+        prefix: &str,
+        after: Option<&str>,
+        mut f: impl FnMut(&str, V) -> bool,
+    ) -> Result<()> {
+        self.walk_keys(t, prefix, after, |key, bytes| Ok(f(key, decode(t.name, key, bytes)?)))
+    }
+
+    /// As [`ReadTx::walk`], handing `f` each key with the record's undecoded bytes (an index
+    /// entry needs no decoding; a record `f` can judge by its key need not be decoded).
+    pub fn walk_keys<V: Record>(
+        &self,
+        t: &Table<V>,
+        prefix: &str,
+        after: Option<&str>,
+        mut f: impl FnMut(&str, &[u8]) -> Result<bool>,
+    ) -> Result<()> {
+        use std::ops::Bound;
+        let table = self.table(t)?;
+        let start = after.map(|a| format!("{prefix}{a}"));
+        let range = match &start {
+            Some(start) => table.range::<&str>((Bound::Excluded(start.as_str()), Bound::Unbounded))?,
+            None => table.range::<&str>(prefix..)?,
+        };
+        for entry in range {
+            let (key, value) = entry?;
+            let key = key.value();
+            if !key.starts_with(prefix) || !f(key, value.value())? {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Decodes one record's bytes as [`ReadTx::walk_keys`] handed them.
+    pub fn decode<V: Record>(&self, t: &Table<V>, key: &str, bytes: &[u8]) -> Result<V> {
+        decode(t.name, key, bytes)
+    }
+
     /// Hands `f` every record whose key starts with `prefix`, in key order, one at a time:
     /// a pass over a large table that keeps only what `f` keeps.
     pub fn for_each<V: Record>(&self, t: &Table<V>, prefix: &str, mut f: impl FnMut(&str, V)) -> Result<()> {
@@ -341,6 +385,35 @@ impl<'a> WriteTx<'a> {
 mod tests {
     use super::*;
     use crate::tables::TAGS;
+
+    #[test]
+    fn walks_start_after_a_key_and_stop_when_told() {
+        let store = Store::in_memory().unwrap();
+        store
+            .write(|tx| {
+                for key in ["a/1", "a/2", "a/3", "a/4", "b/1"] {
+                    tx.insert(&TAGS, key, &tag(key))?;
+                }
+                Ok::<_, Error>(())
+            })
+            .unwrap();
+        let walk = |after: Option<&str>, stop_after: usize| {
+            let mut seen = Vec::new();
+            store
+                .read(|tx| {
+                    tx.walk(&TAGS, "a/", after, |key, _| {
+                        seen.push(key.to_owned());
+                        seen.len() < stop_after
+                    })
+                })
+                .unwrap();
+            seen
+        };
+        assert_eq!(walk(None, 10), ["a/1", "a/2", "a/3", "a/4"]);
+        assert_eq!(walk(Some("2"), 10), ["a/3", "a/4"], "after is exclusive, within the prefix");
+        assert_eq!(walk(Some("1"), 2), ["a/2", "a/3"]);
+        assert_eq!(walk(Some("9"), 10), Vec::<String>::new());
+    }
 
     fn tag(key: &str) -> TagRecord {
         TagRecord { resource_id: "key-1".into(), key: key.into(), value: "v".into() }

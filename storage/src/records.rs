@@ -619,3 +619,15 @@ pub struct SnapshotRecord {
 impl Record for SnapshotRecord {
     const VERSION: u8 = 1;
 }
+
+/// A secret of this installation's, made once and kept with the data. Key: what it is for
+/// (`paging`: what Describe page tokens are sealed with).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SecretRecord {
+    /// Hex.
+    pub value: String,
+}
+
+impl Record for SecretRecord {
+    const VERSION: u8 = 1;
+}

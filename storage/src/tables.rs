@@ -3,7 +3,7 @@
 use crate::{
     AccessKeyRecord, AccountRecord, ClientTokenRecord, HostStateRecord, HostUsageRecord, ImageRecord, IndexEntry,
     InstanceRecord, KeyPairRecord, LeaseBlockRecord, LeaseRecord, MetaRecord, MigrationRecord, NameRecord,
-    SecurityGroupRecord, SnapshotRecord, Table, TagRecord, VolumeRecord,
+    SecretRecord, SecurityGroupRecord, SnapshotRecord, Table, TagRecord, VolumeRecord,
 };
 
 pub const ACCOUNTS: Table<AccountRecord> = Table::new("accounts");
@@ -23,10 +23,14 @@ pub const SNAPSHOTS: Table<SnapshotRecord> = Table::new("snapshots");
 /// Key: `{account}/{vpc id}/{group name}`.
 pub const SECURITY_GROUP_NAMES: Table<NameRecord> = Table::new("security_group_names");
 
+/// The installation's secrets, by purpose.
+pub const SECRETS: Table<SecretRecord> = Table::new("secrets");
 /// The database's own facts (the derived tables' layout).
 pub const META: Table<MetaRecord> = Table::new("meta");
 /// Derived ([`crate::derived`]): key `{instance id}/{account}` for each instance.
 pub const INSTANCE_IDS: Table<IndexEntry> = Table::new("instance_ids");
+/// Derived: key `{account}/{reservation id}/{instance id}` for each instance.
+pub const RESERVATIONS: Table<IndexEntry> = Table::new("reservations");
 /// Derived: what each host's instances hold of it. Key: host id.
 pub const HOST_USAGE: Table<HostUsageRecord> = Table::new("host_usage");
 /// Derived: key [`crate::derived::tag_index_prefix`] + resource id.
@@ -54,7 +58,9 @@ pub const ALL: &[&str] = &[
     "volumes",
     "snapshots",
     "meta",
+    "secrets",
     "instance_ids",
+    "reservations",
     "host_usage",
     "tag_index",
     "volume_attachments",

@@ -1,14 +1,13 @@
 use std::borrow::Cow;
 
 use backend::maintenance::HostView;
-use ec2api::filter::FilterSet;
-use ec2api::pagination::PageRequest;
 use ec2api::{
     AvailableCapacity, DescribeHostsOutput, DescribeHostsRequest, Ec2Error, HostInstance, HostProperties,
     HostUtilization, StratusHost,
 };
 
-use super::{int, long, one, Row, NO_TAGS};
+use super::describe::Describe;
+use super::{int, long, one, NO_TAGS};
 use crate::context::Ctx;
 
 const FILTERS: &[&str] = &["availability-zone", "state", "host-maintenance", "instance-type", "auto-placement"];
@@ -83,20 +82,11 @@ fn shape(view: &HostView) -> StratusHost {
 /// The pool's hosts for admin accounts (EC2's shape plus utilization and URI); other accounts
 /// have no dedicated hosts, as on EC2.
 pub async fn handle(ctx: &Ctx, req: DescribeHostsRequest) -> Result<DescribeHostsOutput, Ec2Error> {
-    let ids = req.host_ids.unwrap_or_default();
-    let filters = FilterSet::new(req.filter.as_deref(), FILTERS)?;
-    let page = PageRequest::new(req.max_results, req.next_token.as_deref(), 5, 500)?;
-    if !ctx.principal.admin {
-        super::ensure_found(backend::ResourceKind::Host, &ids, |_| false)?;
-        return Ok(DescribeHostsOutput { hosts: Some(vec![]), next_token: None });
-    }
-    let views = ctx.call(|b| b.host_views()).await?;
-    super::ensure_found(backend::ResourceKind::Host, &ids, |id| views.iter().any(|v| &v.host.id == id))?;
-    let matching: Vec<&HostView> = views
-        .iter()
-        .filter(|v| ids.is_empty() || ids.contains(&v.host.id))
-        .filter(|v| filters.matches(&Row { item: *v, tags: NO_TAGS, fields }))
-        .collect();
-    let (items, next_token) = page.page(matching, |v| &v.host.id);
-    Ok(DescribeHostsOutput { hosts: Some(items.into_iter().map(shape).collect()), next_token })
+    let describe = Describe::of(ctx, "DescribeHosts")
+        .ids(req.host_ids, backend::ResourceKind::Host)?
+        .filters(req.filter.as_deref(), FILTERS)?
+        .paged(req.max_results, req.next_token.as_deref(), 5, 500)?;
+    let views = if ctx.principal.admin { ctx.call(|b| b.host_views()).await? } else { vec![] };
+    let (items, next_token) = describe.page(views.iter().map(|v| (v, NO_TAGS)), |v| &v.host.id, fields, |_| true)?;
+    Ok(DescribeHostsOutput { hosts: Some(items.into_iter().map(|(v, _)| shape(v)).collect()), next_token })
 }

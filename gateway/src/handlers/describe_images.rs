@@ -1,11 +1,10 @@
 use std::borrow::Cow;
 
-use ec2api::filter::FilterSet;
-use ec2api::pagination::PageRequest;
 use ec2api::{DescribeImagesOutput, DescribeImagesRequest, Ec2Error, Image, StateReason};
 use storage::ImageRecord;
 
-use super::{one, tag_list, timestamp, Row, NO_TAGS};
+use super::describe::Describe;
+use super::{one, tag_list, timestamp, NO_TAGS};
 use crate::context::Ctx;
 
 const FILTERS: &[&str] = &[
@@ -59,25 +58,34 @@ fn executable_by(image: &ImageRecord, users: &[String], caller: &str) -> bool {
 }
 
 pub async fn handle(ctx: &Ctx, req: DescribeImagesRequest) -> Result<DescribeImagesOutput, Ec2Error> {
-    let ids = req.image_ids.unwrap_or_default();
-    let filters = FilterSet::new(req.filters.as_deref(), FILTERS)?;
-    let page = PageRequest::new(req.max_results, req.next_token.as_deref(), 5, 1000)?;
     let owners = req.owners.unwrap_or_default();
     let users = req.executable_users.unwrap_or_default();
+    let mut describe = Describe::of(ctx, "DescribeImages")
+        .ids(req.image_ids, backend::ResourceKind::Image)?
+        .filters(req.filters.as_deref(), FILTERS)?;
+    describe.narrowed_by("owners", &owners);
+    describe.narrowed_by("users", &users);
+    let describe = describe.paged(req.max_results, req.next_token.as_deref(), 5, 1000)?;
+    // Images are few beside instances: all the caller may see are read, their tags alone.
     let account = ctx.account().to_owned();
-    let caller = account.clone();
-    let (images, tags) = ctx.call(move |b| Ok((b.images(&account)?, b.tags_by_resource(&account)?))).await?;
-    super::ensure_found(backend::ResourceKind::Image, &ids, |id| images.iter().any(|i| &i.id == id))?;
-    let matching: Vec<&ImageRecord> = images
-        .iter()
-        .filter(|i| ids.is_empty() || ids.contains(&i.id))
-        .filter(|i| owned_by(i, &owners, &caller) && executable_by(i, &users, &caller))
-        .filter(|i| filters.matches(&Row { item: *i, tags: tags.get(&i.id).map_or(NO_TAGS, Vec::as_slice), fields }))
-        .collect();
-    let (items, next_token) = page.page(matching, |i| &i.id);
+    let (images, tags) = ctx
+        .call(move |b| {
+            let images = b.images(&account)?;
+            let tags = b.tags_of(&account, images.iter().map(|i| i.id.as_str()))?;
+            Ok((images, tags))
+        })
+        .await?;
+    let caller = ctx.account();
+    let with_tags = images.iter().map(|i| (i, tags.get(&i.id).map_or(NO_TAGS, Vec::as_slice)));
+    let (items, next_token) = describe.page(
+        with_tags,
+        |i| &i.id,
+        fields,
+        |i| owned_by(i, &owners, caller) && executable_by(i, &users, caller),
+    )?;
     let images = items
         .into_iter()
-        .map(|i| Image {
+        .map(|(i, _)| Image {
             image_id: Some(i.id.clone()),
             name: Some(i.name.clone()),
             description: Some(i.description.clone()),

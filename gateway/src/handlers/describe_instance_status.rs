@@ -1,15 +1,14 @@
 use std::borrow::Cow;
 
-use ec2api::filter::FilterSet;
-use ec2api::pagination::PageRequest;
 use ec2api::{
     DescribeInstanceStatusOutput, DescribeInstanceStatusRequest, Ec2Error, InstanceStatus, InstanceStatusDetails,
     InstanceStatusSummary,
 };
 use storage::{InstanceRecord, InstanceState};
 
+use super::describe::Describe;
 use super::shapes::state;
-use super::{check_ids, one, Row, NO_TAGS};
+use super::{one, Row, NO_TAGS};
 use crate::context::Ctx;
 
 const FILTERS: &[&str] = &[
@@ -21,13 +20,13 @@ const FILTERS: &[&str] = &[
 ];
 
 /// A record with its computed statuses.
-struct Item {
-    record: InstanceRecord,
+struct Statuses<'r> {
+    record: &'r InstanceRecord,
     system: &'static str,
     instance: &'static str,
 }
 
-fn fields<'a>(item: &'a Item, name: &str) -> Vec<Cow<'a, str>> {
+fn fields<'a>(item: &'a Statuses<'_>, name: &str) -> Vec<Cow<'a, str>> {
     match name {
         "availability-zone" => one(&item.record.zone),
         "instance-state-name" => one(item.record.state.name()),
@@ -69,41 +68,31 @@ fn summary(status: &str, check: &str) -> InstanceStatusSummary {
 }
 
 pub async fn handle(ctx: &Ctx, req: DescribeInstanceStatusRequest) -> Result<DescribeInstanceStatusOutput, Ec2Error> {
-    let ids = req.instance_ids.unwrap_or_default();
-    check_ids(&ids, backend::ResourceKind::Instance)?;
-    let filters = FilterSet::new(req.filters.as_deref(), FILTERS)?;
-    let page = PageRequest::new(req.max_results, req.next_token.as_deref(), 5, 1000)?;
     let all = req.include_all_instances.unwrap_or(false);
-    let account = ctx.account().to_owned();
-    let items = ctx
-        .call(move |b| {
-            Ok(b.instances(&account)?
-                .into_iter()
-                .map(|record| {
-                    let (system, instance) = statuses(&record, b.host_impaired(&record));
-                    Item { record, system, instance }
-                })
-                .collect::<Vec<_>>())
+    let (items, next_token) = Describe::of(ctx, "DescribeInstanceStatus")
+        .ids(req.instance_ids, backend::ResourceKind::Instance)?
+        .filters(req.filters.as_deref(), FILTERS)?
+        .paged(req.max_results, req.next_token.as_deref(), 5, 1000)?
+        .list_by::<InstanceRecord>(ctx, move |b, filters, record, _| {
+            let (system, instance) = statuses(record, b.host_impaired(record));
+            let item = Statuses { record, system, instance };
+            (all || record.state == InstanceState::Running)
+                && filters.matches(&Row { item: &item, tags: NO_TAGS, fields })
         })
         .await?;
-    super::ensure_found(backend::ResourceKind::Instance, &ids, |id| items.iter().any(|i| &i.record.id == id))?;
-    let matching: Vec<Item> = items
-        .into_iter()
-        .filter(|i| ids.is_empty() || ids.contains(&i.record.id))
-        .filter(|i| all || i.record.state == InstanceState::Running)
-        .filter(|i| filters.matches(&Row { item: i, tags: NO_TAGS, fields }))
-        .collect();
-    let (items, next_token) = page.page(matching, |i| &i.record.id);
     let instance_statuses = items
         .into_iter()
-        .map(|i| InstanceStatus {
-            instance_id: Some(i.record.id.clone()),
-            availability_zone: Some(i.record.zone.clone()),
-            instance_state: Some(state(i.record.state)),
-            system_status: Some(summary(i.system, "reachability")),
-            instance_status: Some(summary(i.instance, "reachability")),
-            events: Some(vec![]),
-            ..Default::default()
+        .map(|i| {
+            let (system, instance) = statuses(&i.record, ctx.backend.host_impaired(&i.record));
+            InstanceStatus {
+                instance_id: Some(i.record.id.clone()),
+                availability_zone: Some(i.record.zone.clone()),
+                instance_state: Some(state(i.record.state)),
+                system_status: Some(summary(system, "reachability")),
+                instance_status: Some(summary(instance, "reachability")),
+                events: Some(vec![]),
+                ..Default::default()
+            }
         })
         .collect();
     Ok(DescribeInstanceStatusOutput { instance_statuses: Some(instance_statuses), next_token })

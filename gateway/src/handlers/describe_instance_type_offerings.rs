@@ -1,12 +1,11 @@
 use std::borrow::Cow;
 
 use backend::topology::zone_id;
-use ec2api::filter::FilterSet;
-use ec2api::pagination::PageRequest;
 use ec2api::{
     DescribeInstanceTypeOfferingsOutput, DescribeInstanceTypeOfferingsRequest, Ec2Error, InstanceTypeOffering,
 };
 
+use super::describe::Describe;
 use super::{one, Row, NO_TAGS};
 use crate::context::Ctx;
 
@@ -25,9 +24,10 @@ pub async fn handle(
     ctx: &Ctx,
     req: DescribeInstanceTypeOfferingsRequest,
 ) -> Result<DescribeInstanceTypeOfferingsOutput, Ec2Error> {
-    let filters = FilterSet::new(req.filters.as_deref(), FILTERS)?;
-    let page = PageRequest::new(req.max_results, req.next_token.as_deref(), 5, 1000)?;
     let location_type = req.location_type.unwrap_or_else(|| "region".into());
+    let mut describe = Describe::of(ctx, "DescribeInstanceTypeOfferings").filters(req.filters.as_deref(), FILTERS)?;
+    describe.narrowed_by("location-type", std::slice::from_ref(&location_type));
+    let Describe { filters, page, .. } = describe.paged(req.max_results, req.next_token.as_deref(), 5, 1000)?;
     let topology = ctx.backend.topology();
     let region = topology.region(&ctx.region).ok_or_else(Ec2Error::internal)?;
     let locations: Vec<String> = match location_type.as_str() {

@@ -1,14 +1,13 @@
 use std::borrow::Cow;
 
 use backend::topology::InstanceTypeSpec;
-use ec2api::filter::FilterSet;
-use ec2api::pagination::PageRequest;
 use ec2api::Code;
 use ec2api::{
     DescribeInstanceTypesOutput, DescribeInstanceTypesRequest, EbsInfo, Ec2Error, InstanceTypeInfo, MemoryInfo,
     NetworkInfo, PlacementGroupInfo, ProcessorInfo, VCpuInfo,
 };
 
+use super::describe::Describe;
 use super::{one, Row, NO_TAGS};
 use crate::context::Ctx;
 
@@ -106,10 +105,11 @@ fn info(spec: &InstanceTypeSpec) -> InstanceTypeInfo {
 }
 
 pub async fn handle(ctx: &Ctx, req: DescribeInstanceTypesRequest) -> Result<DescribeInstanceTypesOutput, Ec2Error> {
-    let filters = FilterSet::new(req.filters.as_deref(), FILTERS)?;
-    let page = PageRequest::new(req.max_results, req.next_token.as_deref(), 5, 100)?;
-    let topology = ctx.backend.topology();
     let wanted = req.instance_types.unwrap_or_default();
+    let mut describe = Describe::of(ctx, "DescribeInstanceTypes").filters(req.filters.as_deref(), FILTERS)?;
+    describe.narrowed_by("types", &wanted);
+    let Describe { filters, page, .. } = describe.paged(req.max_results, req.next_token.as_deref(), 5, 100)?;
+    let topology = ctx.backend.topology();
     let unknown: Vec<&String> = wanted.iter().filter(|w| topology.instance_type(w).is_none()).collect();
     if !unknown.is_empty() {
         let list = unknown.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ");

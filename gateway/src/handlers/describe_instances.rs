@@ -1,15 +1,12 @@
 use std::borrow::Cow;
-use std::collections::BTreeMap;
 
-use backend::instances::Selection;
-use ec2api::filter::FilterSet;
-use ec2api::pagination::PageRequest;
 use ec2api::Code;
 use ec2api::{DescribeInstancesOutput, DescribeInstancesRequest, Ec2Error, GroupIdentifier, Reservation};
 use storage::InstanceRecord;
 
+use super::describe::Describe;
 use super::shapes::{instance, Joins, WithDns};
-use super::{check_ids, one, Row, NO_TAGS};
+use super::{one, Row};
 use crate::context::Ctx;
 
 const FILTERS: &[&str] = &[
@@ -55,58 +52,49 @@ fn fields<'a>(item: &'a WithDns<'_>, name: &str) -> Vec<Cow<'a, str>> {
     }
 }
 
+/// Pages are reservations, in reservation id order, each with its matching instances; the
+/// page reads the reservations it holds and joins their volumes and groups alone.
 pub async fn handle(ctx: &Ctx, req: DescribeInstancesRequest) -> Result<DescribeInstancesOutput, Ec2Error> {
-    let ids = req.instance_ids.unwrap_or_default();
-    if !ids.is_empty() && req.max_results.is_some() {
+    if req.instance_ids.as_ref().is_some_and(|ids| !ids.is_empty()) && req.max_results.is_some() {
         return Err(Ec2Error::new(
             Code::InvalidParameterCombination,
             "The parameter instancesSet cannot be used with the parameter maxResults",
         ));
     }
-    check_ids(&ids, backend::ResourceKind::Instance)?;
-    let filters = FilterSet::new(req.filters.as_deref(), FILTERS)?;
-    let page = PageRequest::new(req.max_results, req.next_token.as_deref(), 5, 1000)?;
-    // Ids, given or filtered by exactly, and exact tag filters narrow what is read; any
-    // other query reads the account's instances and filters them all.
-    let named: Option<Vec<String>> =
-        filters.exact_values("instance-id").map(|v| v.iter().map(|id| id.to_string()).collect());
-    let tagged = filters.exact_tag();
-    let selection = match (&named, &tagged) {
-        _ if !ids.is_empty() => Selection::Ids(&ids),
-        (Some(named), _) => Selection::Ids(named),
-        (None, Some((key, values))) => Selection::Tagged { key, values },
-        (None, None) => Selection::Account,
-    };
-    let views = ctx.read(|b| b.instance_views(ctx.account(), selection))?;
-    let (records, tags) = (&views.records, &views.tags);
-    let joins = Joins { group_names: views.group_names, volumes: views.volumes };
-    super::ensure_found(backend::ResourceKind::Instance, &ids, |id| records.iter().any(|r| &r.id == id))?;
-    let region = ctx.region.as_str();
-    // Reservations keep their instances together and page as a whole, ordered by id.
-    let mut reservations: BTreeMap<String, Vec<&InstanceRecord>> = BTreeMap::new();
-    for record in records {
-        let record_tags = tags.get(&record.id).map_or(NO_TAGS, Vec::as_slice);
-        let wanted = ids.is_empty() || ids.contains(&record.id);
-        let item = WithDns::new(record, region);
-        if wanted && filters.matches(&Row { item: &item, tags: record_tags, fields }) {
-            reservations.entry(record.reservation_id.clone()).or_default().push(record);
-        }
+    let describe = Describe::of(ctx, "DescribeInstances")
+        .ids(req.instance_ids, backend::ResourceKind::Instance)?
+        .filters(req.filters.as_deref(), FILTERS)?
+        .paged(req.max_results, req.next_token.as_deref(), 5, 1000)?;
+    let query = describe.list_query();
+    let Describe { filters, page, .. } = describe;
+    let account = ctx.account().to_owned();
+    let region = ctx.region.clone();
+    let (listed, joins) = ctx
+        .call(move |b| {
+            let listed = b.list_reservations(&account, &query, |record, tags| {
+                filters.matches(&Row { item: &WithDns::new(record, &region), tags, fields })
+            })?;
+            let records: Vec<InstanceRecord> =
+                listed.items.iter().flat_map(|(_, members)| members.iter().map(|i| i.record.clone())).collect();
+            let joins = Joins::for_instances(b, &account, &records)?;
+            Ok((listed, joins))
+        })
+        .await?;
+    if !listed.missing.is_empty() {
+        return Err(crate::errors::not_found(backend::ResourceKind::Instance, &listed.missing));
     }
-    let (items, next_token) = page.page(reservations.into_iter().collect(), |(id, _)| id);
-    let reservations = items
+    let next_token = listed.more.then(|| listed.items.last().map(|(r, _)| page.token_after(r))).flatten();
+    let region = ctx.region.as_str();
+    let reservations = listed
+        .items
         .into_iter()
         .map(|(reservation_id, mut members)| {
-            members.sort_by_key(|r| r.ami_launch_index);
+            members.sort_by_key(|i| i.record.ami_launch_index);
             Reservation {
-                owner_id: members.first().map(|r| r.account.clone()),
+                owner_id: members.first().map(|i| i.record.account.clone()),
                 reservation_id: Some(reservation_id),
                 groups: Some(Vec::<GroupIdentifier>::new()),
-                instances: Some(
-                    members
-                        .iter()
-                        .map(|r| instance(r, tags.get(&r.id).map_or(NO_TAGS, Vec::as_slice), region, &joins))
-                        .collect(),
-                ),
+                instances: Some(members.iter().map(|i| instance(&i.record, &i.tags, region, &joins)).collect()),
                 requester_id: None,
             }
         })

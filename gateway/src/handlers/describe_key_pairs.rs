@@ -22,7 +22,13 @@ fn fields<'a>(pair: &'a KeyPair, name: &str) -> Vec<Cow<'a, str>> {
 pub async fn handle(ctx: &Ctx, req: DescribeKeyPairsRequest) -> Result<DescribeKeyPairsOutput, Ec2Error> {
     let filters = FilterSet::new(req.filters.as_deref(), FILTERS)?;
     let account = ctx.account().to_owned();
-    let (pairs, tags) = ctx.call(move |b| Ok((b.key_pairs(&account)?, b.tags_by_resource(&account)?))).await?;
+    let (pairs, tags) = ctx
+        .call(move |b| {
+            let pairs = b.key_pairs(&account)?;
+            let tags = b.tags_of(&account, pairs.iter().map(|p| p.id.as_str()))?;
+            Ok((pairs, tags))
+        })
+        .await?;
 
     let names = req.key_names.unwrap_or_default();
     let ids = req.key_pair_ids.unwrap_or_default();

@@ -1,7 +1,5 @@
 use std::borrow::Cow;
 
-use ec2api::filter::FilterSet;
-use ec2api::pagination::PageRequest;
 use ec2api::Code;
 use ec2api::{
     DescribeNetworkInterfacesOutput, DescribeNetworkInterfacesRequest, Ec2Error, NetworkInterface,
@@ -9,8 +7,9 @@ use ec2api::{
 };
 use storage::{InstanceRecord, InstanceState};
 
+use super::describe::Describe;
 use super::shapes::{attachment_id, Joins, WithDns};
-use super::{one, tag_list, timestamp, Row, NO_TAGS};
+use super::{one, tag_list, timestamp, NO_TAGS};
 use crate::context::Ctx;
 
 const FILTERS: &[&str] = &[
@@ -66,39 +65,33 @@ pub async fn handle(
     ctx: &Ctx,
     req: DescribeNetworkInterfacesRequest,
 ) -> Result<DescribeNetworkInterfacesOutput, Ec2Error> {
-    let ids = req.network_interface_ids.unwrap_or_default();
-    if !ids.is_empty() && req.max_results.is_some() {
+    if req.network_interface_ids.as_ref().is_some_and(|ids| !ids.is_empty()) && req.max_results.is_some() {
         return Err(Ec2Error::new(
             Code::InvalidParameterCombination,
             "The parameter NetworkInterfaceIds cannot be used with the parameter MaxResults",
         ));
     }
-    super::check_ids(&ids, backend::ResourceKind::NetworkInterface)?;
-    let filters = FilterSet::new(req.filters.as_deref(), FILTERS)?;
-    let page = PageRequest::new(req.max_results, req.next_token.as_deref(), 5, 1000)?;
+    let describe = Describe::of(ctx, "DescribeNetworkInterfaces")
+        .ids(req.network_interface_ids, backend::ResourceKind::NetworkInterface)?
+        .filters(req.filters.as_deref(), FILTERS)?
+        .paged(req.max_results, req.next_token.as_deref(), 5, 1000)?;
+    // Interfaces are the instances' own until VPC networking makes them resources of their own.
     let account = ctx.account().to_owned();
     let (records, tags, joins) = ctx
-        .call(move |b| Ok((b.instances(&account)?, b.tags_by_resource(&account)?, Joins::load(b, &account)?)))
-        .await?;
-    let live: Vec<&InstanceRecord> = records.iter().filter(|r| r.state != InstanceState::Terminated).collect();
-    super::ensure_found(backend::ResourceKind::NetworkInterface, &ids, |id| {
-        live.iter().any(|r| &r.network_interface_id == id)
-    })?;
-    let region = ctx.region.as_str();
-    let mut matching: Vec<WithDns> = live
-        .into_iter()
-        .filter(|r| ids.is_empty() || ids.contains(&r.network_interface_id))
-        .map(|record| WithDns::new(record, region))
-        .filter(|item| {
-            let eni_tags = tags.get(&item.record.network_interface_id).map_or(NO_TAGS, Vec::as_slice);
-            filters.matches(&Row { item, tags: eni_tags, fields })
+        .call(move |b| {
+            let live: Vec<InstanceRecord> =
+                b.instances(&account)?.into_iter().filter(|r| r.state != InstanceState::Terminated).collect();
+            let tags = b.tags_of(&account, live.iter().map(|r| r.network_interface_id.as_str()))?;
+            Ok((live, tags, Joins::load(b, &account)?))
         })
-        .collect();
-    matching.sort_by(|a, b| a.record.network_interface_id.cmp(&b.record.network_interface_id));
-    let (items, next_token) = page.page(matching, |i| &i.record.network_interface_id);
+        .await?;
+    let region = ctx.region.as_str();
+    let items: Vec<WithDns> = records.iter().map(|record| WithDns::new(record, region)).collect();
+    let with_tags = items.iter().map(|i| (i, tags.get(&i.record.network_interface_id).map_or(NO_TAGS, Vec::as_slice)));
+    let (items, next_token) = describe.page(with_tags, |i| &i.record.network_interface_id, fields, |_| true)?;
     let interfaces = items
         .into_iter()
-        .map(|WithDns { record: r, dns }| NetworkInterface {
+        .map(|(WithDns { record: r, dns }, _)| NetworkInterface {
             network_interface_id: Some(r.network_interface_id.clone()),
             attachment: Some(NetworkInterfaceAttachment {
                 attachment_id: Some(attachment_id(r)),
@@ -122,7 +115,7 @@ pub async fn handle(
             private_ip_address: Some(r.private_ip.clone()),
             private_ip_addresses: Some(vec![NetworkInterfacePrivateIpAddress {
                 primary: Some(true),
-                private_dns_name: Some(dns),
+                private_dns_name: Some(dns.clone()),
                 private_ip_address: Some(r.private_ip.clone()),
                 association: None,
             }]),

@@ -1,13 +1,12 @@
 use std::borrow::Cow;
 
-use ec2api::filter::FilterSet;
-use ec2api::pagination::PageRequest;
 use ec2api::Code;
 use ec2api::{DescribeSecurityGroupsOutput, DescribeSecurityGroupsRequest, Ec2Error, SecurityGroup};
 use storage::{RulePeer, SecurityGroupRecord, SecurityGroupRuleRecord};
 
-use super::rules::{check_group_id, groups_and_tags, permissions};
-use super::{arn, one, tag_list, Row, NO_TAGS};
+use super::describe::Describe;
+use super::rules::{groups_and_tags, permissions};
+use super::{arn, one, tag_list, NO_TAGS};
 use crate::context::Ctx;
 
 const FILTERS: &[&str] = &[
@@ -78,15 +77,13 @@ fn fields<'a>(g: &'a SecurityGroupRecord, name: &str) -> Vec<Cow<'a, str>> {
 }
 
 pub async fn handle(ctx: &Ctx, req: DescribeSecurityGroupsRequest) -> Result<DescribeSecurityGroupsOutput, Ec2Error> {
-    let ids = req.group_ids.unwrap_or_default();
     let names = req.group_names.unwrap_or_default();
-    for id in &ids {
-        check_group_id(id)?;
-    }
-    let filters = FilterSet::new(req.filters.as_deref(), FILTERS)?;
-    let page = PageRequest::new(req.max_results, req.next_token.as_deref(), 5, 1000)?;
+    let mut describe = Describe::of(ctx, "DescribeSecurityGroups")
+        .ids(req.group_ids, backend::ResourceKind::SecurityGroup)?
+        .filters(req.filters.as_deref(), FILTERS)?;
+    describe.narrowed_by("names", &names);
+    let describe = describe.paged(req.max_results, req.next_token.as_deref(), 5, 1000)?;
     let (groups, tags) = groups_and_tags(ctx).await?;
-    super::ensure_found(backend::ResourceKind::SecurityGroup, &ids, |id| groups.iter().any(|g| &g.id == id))?;
     let default_vpc = &ctx.principal.default_vpc_id;
     if let Some(missing) = names.iter().find(|n| !groups.iter().any(|g| &g.name == *n && &g.vpc_id == default_vpc)) {
         return Err(Ec2Error::new(
@@ -94,16 +91,12 @@ pub async fn handle(ctx: &Ctx, req: DescribeSecurityGroupsRequest) -> Result<Des
             format!("The security group '{missing}' does not exist in default VPC '{default_vpc}'"),
         ));
     }
-    let matching: Vec<&SecurityGroupRecord> = groups
-        .iter()
-        .filter(|g| ids.is_empty() || ids.contains(&g.id))
-        .filter(|g| names.is_empty() || names.contains(&g.name))
-        .filter(|g| filters.matches(&Row { item: *g, tags: tags.get(&g.id).map_or(NO_TAGS, Vec::as_slice), fields }))
-        .collect();
-    let (items, next_token) = page.page(matching, |g| &g.id);
+    let with_tags = groups.iter().map(|g| (g, tags.get(&g.id).map_or(NO_TAGS, Vec::as_slice)));
+    let (items, next_token) =
+        describe.page(with_tags, |g| &g.id, fields, |g| names.is_empty() || names.contains(&g.name))?;
     let security_groups = items
         .into_iter()
-        .map(|g| SecurityGroup {
+        .map(|(g, tags)| SecurityGroup {
             group_id: Some(g.id.clone()),
             group_name: Some(g.name.clone()),
             description: Some(g.description.clone()),
@@ -112,7 +105,7 @@ pub async fn handle(ctx: &Ctx, req: DescribeSecurityGroupsRequest) -> Result<Des
             ip_permissions: Some(permissions(g.rules.iter().filter(|r| !r.egress))),
             ip_permissions_egress: Some(permissions(g.rules.iter().filter(|r| r.egress))),
             security_group_arn: Some(arn(&ctx.region, &g.account, "security-group", &g.id)),
-            tags: Some(tag_list(tags.get(&g.id).map_or(NO_TAGS, Vec::as_slice))),
+            tags: Some(tag_list(tags)),
         })
         .collect();
     Ok(DescribeSecurityGroupsOutput { security_groups: Some(security_groups), next_token })

@@ -1,12 +1,11 @@
 use std::borrow::Cow;
 
-use ec2api::filter::FilterSet;
-use ec2api::pagination::PageRequest;
 use ec2api::{DescribeSnapshotsOutput, DescribeSnapshotsRequest, Ec2Error};
 use storage::SnapshotRecord;
 
+use super::describe::Describe;
+use super::one;
 use super::shapes::snapshot;
-use super::{check_ids, one, Row, NO_TAGS};
 use crate::context::Ctx;
 
 const FILTERS: &[&str] = &[
@@ -39,26 +38,18 @@ fn fields<'a>(s: &'a SnapshotRecord, name: &str) -> Vec<Cow<'a, str>> {
 /// Snapshots are private to their account: `OwnerId.N` other than the caller (or `self`)
 /// finds nothing.
 pub async fn handle(ctx: &Ctx, req: DescribeSnapshotsRequest) -> Result<DescribeSnapshotsOutput, Ec2Error> {
-    let ids = req.snapshot_ids.unwrap_or_default();
-    check_ids(&ids, backend::ResourceKind::Snapshot)?;
-    let filters = FilterSet::new(req.filters.as_deref(), FILTERS)?;
-    let page = PageRequest::new(req.max_results, req.next_token.as_deref(), 5, 1000)?;
     let owners = req.owner_ids.unwrap_or_default();
-    let account = ctx.account().to_owned();
-    let caller = account.clone();
-    let (snapshots, tags) = ctx.call(move |b| Ok((b.snapshots(&account)?, b.tags_by_resource(&account)?))).await?;
-    super::ensure_found(backend::ResourceKind::Snapshot, &ids, |id| snapshots.iter().any(|s| &s.id == id))?;
-    let tags_of = |id: &str| tags.get(id).map_or(NO_TAGS, Vec::as_slice);
-    let owned = owners.is_empty() || owners.iter().any(|o| o == "self" || *o == caller);
-    let matching: Vec<&SnapshotRecord> = snapshots
-        .iter()
-        .filter(|_| owned)
-        .filter(|s| ids.is_empty() || ids.contains(&s.id))
-        .filter(|s| filters.matches(&Row { item: *s, tags: tags_of(&s.id), fields }))
-        .collect();
-    let (items, next_token) = page.page(matching, |s| &s.id);
+    let mut describe = Describe::of(ctx, "DescribeSnapshots")
+        .ids(req.snapshot_ids, backend::ResourceKind::Snapshot)?
+        .filters(req.filters.as_deref(), FILTERS)?;
+    describe.narrowed_by("owners", &owners);
+    let describe = describe.paged(req.max_results, req.next_token.as_deref(), 5, 1000)?;
+    let owned = owners.is_empty() || owners.iter().any(|o| o == "self" || o == ctx.account());
+    // Named ids are checked either way.
+    let (items, next_token) = describe.list::<SnapshotRecord>(ctx, fields, |_| true).await?;
+    let (items, next_token) = if owned { (items, next_token) } else { (vec![], None) };
     Ok(DescribeSnapshotsOutput {
-        snapshots: Some(items.into_iter().map(|s| snapshot(s, tags_of(&s.id))).collect()),
+        snapshots: Some(items.iter().map(|i| snapshot(&i.record, &i.tags)).collect()),
         next_token,
     })
 }

@@ -64,7 +64,8 @@ pub async fn handle(ctx: &Ctx, req: DescribeSubnetsRequest) -> Result<DescribeSu
                     })
                 })
                 .collect::<backend::Result<Vec<_>>>()?;
-            Ok((items, b.tags_by_resource(&account)?))
+            let tags = b.tags_of(&account, items.iter().map(|i| i.subnet.id.as_str()))?;
+            Ok((items, tags))
         })
         .await?;
     super::ensure_found(backend::ResourceKind::Subnet, &ids, |id| items.iter().any(|i| &i.subnet.id == id))?;

@@ -1,10 +1,10 @@
 use std::borrow::Cow;
 
+use backend::listing::tag_page_key;
 use backend::tags::TagView;
-use ec2api::filter::FilterSet;
-use ec2api::pagination::PageRequest;
 use ec2api::{DescribeTagsOutput, DescribeTagsRequest, Ec2Error, TagDescription};
 
+use super::describe::Describe;
 use super::{one, Row, NO_TAGS};
 use crate::context::Ctx;
 
@@ -20,28 +20,29 @@ fn fields<'a>(tag: &'a TagView, name: &str) -> Vec<Cow<'a, str>> {
     }
 }
 
-/// Tags page by resource id and key, joined by a character no id contains.
-fn page_key(tag: &TagView) -> String {
-    format!("{}\u{1}{}", tag.resource_id, tag.key)
-}
-
 pub async fn handle(ctx: &Ctx, req: DescribeTagsRequest) -> Result<DescribeTagsOutput, Ec2Error> {
-    let filters = FilterSet::new(req.filters.as_deref(), FILTERS)?;
-    let page = PageRequest::new(req.max_results, req.next_token.as_deref(), 5, 1000)?;
+    let describe = Describe::of(ctx, "DescribeTags").filters(req.filters.as_deref(), FILTERS)?.paged(
+        req.max_results,
+        req.next_token.as_deref(),
+        5,
+        1000,
+    )?;
+    // An exact resource-id filter reads those resources' tags alone.
+    let mut query = describe.list_query();
+    query.ids =
+        describe.filters.exact_values("resource-id").unwrap_or_default().into_iter().map(str::to_owned).collect();
+    let Describe { filters, page, .. } = describe;
     let account = ctx.account().to_owned();
-    let tags = ctx.call(move |b| b.tags(&account)).await?;
-    let mut matching: Vec<(String, TagView)> = tags
-        .into_iter()
-        .filter(|t| filters.matches(&Row { item: t, tags: NO_TAGS, fields }))
-        .map(|t| (page_key(&t), t))
-        .collect();
-    matching.sort_by(|a, b| a.0.cmp(&b.0));
-    let (items, next_token) = page.page(matching, |(key, _)| key);
+    let listed = ctx
+        .call(move |b| b.list_tags(&account, &query, |tag| filters.matches(&Row { item: tag, tags: NO_TAGS, fields })))
+        .await?;
+    let next_token = listed.more.then(|| listed.items.last().map(|t| page.token_after(&tag_page_key(t)))).flatten();
     Ok(DescribeTagsOutput {
         tags: Some(
-            items
+            listed
+                .items
                 .into_iter()
-                .map(|(_, t)| TagDescription {
+                .map(|t| TagDescription {
                     resource_type: Some(t.resource_kind.resource_type().to_owned()),
                     resource_id: Some(t.resource_id),
                     key: Some(t.key),

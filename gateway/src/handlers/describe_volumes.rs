@@ -1,12 +1,11 @@
 use std::borrow::Cow;
 
-use ec2api::filter::FilterSet;
-use ec2api::pagination::PageRequest;
 use ec2api::{DescribeVolumesOutput, DescribeVolumesRequest, Ec2Error};
 use storage::VolumeRecord;
 
+use super::describe::Describe;
+use super::one;
 use super::shapes::volume;
-use super::{check_ids, one, Row, NO_TAGS};
 use crate::context::Ctx;
 
 const FILTERS: &[&str] = &[
@@ -49,22 +48,11 @@ fn fields<'a>(v: &'a VolumeRecord, name: &str) -> Vec<Cow<'a, str>> {
 }
 
 pub async fn handle(ctx: &Ctx, req: DescribeVolumesRequest) -> Result<DescribeVolumesOutput, Ec2Error> {
-    let ids = req.volume_ids.unwrap_or_default();
-    check_ids(&ids, backend::ResourceKind::Volume)?;
-    let filters = FilterSet::new(req.filters.as_deref(), FILTERS)?;
-    let page = PageRequest::new(req.max_results, req.next_token.as_deref(), 5, 500)?;
-    let account = ctx.account().to_owned();
-    let (volumes, tags) = ctx.call(move |b| Ok((b.volumes(&account)?, b.tags_by_resource(&account)?))).await?;
-    super::ensure_found(backend::ResourceKind::Volume, &ids, |id| volumes.iter().any(|v| &v.id == id))?;
-    let tags_of = |id: &str| tags.get(id).map_or(NO_TAGS, Vec::as_slice);
-    let matching: Vec<&VolumeRecord> = volumes
-        .iter()
-        .filter(|v| ids.is_empty() || ids.contains(&v.id))
-        .filter(|v| filters.matches(&Row { item: *v, tags: tags_of(&v.id), fields }))
-        .collect();
-    let (items, next_token) = page.page(matching, |v| &v.id);
-    Ok(DescribeVolumesOutput {
-        volumes: Some(items.into_iter().map(|v| volume(v, tags_of(&v.id))).collect()),
-        next_token,
-    })
+    let (items, next_token) = Describe::of(ctx, "DescribeVolumes")
+        .ids(req.volume_ids, backend::ResourceKind::Volume)?
+        .filters(req.filters.as_deref(), FILTERS)?
+        .paged(req.max_results, req.next_token.as_deref(), 5, 500)?
+        .list::<VolumeRecord>(ctx, fields, |_| true)
+        .await?;
+    Ok(DescribeVolumesOutput { volumes: Some(items.iter().map(|i| volume(&i.record, &i.tags)).collect()), next_token })
 }

@@ -1,12 +1,11 @@
 use std::borrow::Cow;
 
-use ec2api::filter::FilterSet;
-use ec2api::pagination::PageRequest;
 use ec2api::{DescribeVolumesModificationsOutput, DescribeVolumesModificationsRequest, Ec2Error};
 use storage::VolumeRecord;
 
+use super::describe::Describe;
+use super::one;
 use super::shapes::modification;
-use super::{check_ids, one, Row, NO_TAGS};
 use crate::context::Ctx;
 
 const FILTERS: &[&str] = &["volume-id", "modification-state", "target-size", "target-volume-type", "original-size"];
@@ -28,21 +27,14 @@ pub async fn handle(
     ctx: &Ctx,
     req: DescribeVolumesModificationsRequest,
 ) -> Result<DescribeVolumesModificationsOutput, Ec2Error> {
-    let ids = req.volume_ids.unwrap_or_default();
-    check_ids(&ids, backend::ResourceKind::Volume)?;
-    let filters = FilterSet::new(req.filters.as_deref(), FILTERS)?;
-    let page = PageRequest::new(req.max_results, req.next_token.as_deref(), 5, 500)?;
-    let account = ctx.account().to_owned();
-    let volumes = ctx.call(move |b| b.volumes(&account)).await?;
-    super::ensure_found(backend::ResourceKind::Volume, &ids, |id| volumes.iter().any(|v| &v.id == id))?;
-    let matching: Vec<&VolumeRecord> = volumes
-        .iter()
-        .filter(|v| v.modification.is_some() && (ids.is_empty() || ids.contains(&v.id)))
-        .filter(|v| filters.matches(&Row { item: *v, tags: NO_TAGS, fields }))
-        .collect();
-    let (items, next_token) = page.page(matching, |v| &v.id);
+    let (items, next_token) = Describe::of(ctx, "DescribeVolumesModifications")
+        .ids(req.volume_ids, backend::ResourceKind::Volume)?
+        .filters(req.filters.as_deref(), FILTERS)?
+        .paged(req.max_results, req.next_token.as_deref(), 5, 500)?
+        .list::<VolumeRecord>(ctx, fields, |v| v.modification.is_some())
+        .await?;
     Ok(DescribeVolumesModificationsOutput {
-        volumes_modifications: Some(items.into_iter().filter_map(modification).collect()),
+        volumes_modifications: Some(items.iter().filter_map(|i| modification(&i.record)).collect()),
         next_token,
     })
 }

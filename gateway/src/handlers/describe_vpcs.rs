@@ -31,8 +31,8 @@ pub async fn handle(ctx: &Ctx, req: DescribeVpcsRequest) -> Result<DescribeVpcsO
     let vpc = DefaultVpc { id: ctx.principal.default_vpc_id.clone(), owner: ctx.account().to_owned() };
     let ids = req.vpc_ids.unwrap_or_default();
     super::ensure_found(backend::ResourceKind::Vpc, &ids, |id| *id == vpc.id)?;
-    let account = ctx.account().to_owned();
-    let tags = ctx.call(move |b| b.tags_by_resource(&account)).await?;
+    let (account, id) = (ctx.account().to_owned(), vpc.id.clone());
+    let tags = ctx.call(move |b| b.tags_of(&account, [id.as_str()])).await?;
     let vpc_tags = tags.get(&vpc.id).map_or(NO_TAGS, Vec::as_slice);
     let vpcs = if filters.matches(&Row { item: &vpc, tags: vpc_tags, fields }) {
         vec![Vpc {

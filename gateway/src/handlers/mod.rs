@@ -16,6 +16,7 @@ pub mod delete_snapshot;
 pub mod delete_tags;
 pub mod delete_volume;
 pub mod deregister_image;
+pub mod describe;
 pub mod describe_account_attributes;
 pub mod describe_availability_zones;
 pub mod describe_hosts;

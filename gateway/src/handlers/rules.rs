@@ -20,7 +20,14 @@ use crate::context::Ctx;
 pub async fn groups_and_tags(ctx: &Ctx) -> Result<(Vec<SecurityGroupRecord>, TagsByResource), Ec2Error> {
     let account = ctx.account().to_owned();
     let vpc = ctx.principal.default_vpc_id.clone();
-    ctx.call(move |b| Ok((b.security_groups(&account, &vpc)?, b.tags_by_resource(&account)?))).await
+    ctx.call(move |b| {
+        let groups = b.security_groups(&account, &vpc)?;
+        let ids =
+            groups.iter().flat_map(|g| std::iter::once(g.id.as_str()).chain(g.rules.iter().map(|r| r.id.as_str())));
+        let tags = b.tags_of(&account, ids)?;
+        Ok((groups, tags))
+    })
+    .await
 }
 
 /// Authorize, either direction: adds the rules and answers them as `SecurityGroupRule`s.

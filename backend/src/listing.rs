@@ -1,0 +1,336 @@
+//! Listings: one Describe page, read for what it holds and not for what the store holds.
+//!
+//! 1. Candidates come in id order from the cheapest source the query allows: the ids it names
+//!    (point reads), an exact tag filter (the tag index), or else the account's range of the
+//!    resource's table, starting just after the id the page token carries.
+//! 2. Each candidate is decoded and tested, with its tags, by the caller's predicate (the
+//!    Describe filters). A page stops once it holds `limit` matches and one more match shows
+//!    that a next page exists; nothing past that is read.
+//! 3. What the page's records join (their tags here; an instance's volumes and group names in
+//!    [`crate::instances`]) is read for those records alone.
+//!
+//! DescribeInstances pages by reservation: [`Backend::list_reservations`] walks the
+//! reservation index the same way, a reservation counting once however many instances it has.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use storage::tables::{INSTANCES, KEY_PAIRS, RESERVATIONS, SECURITY_GROUPS, SNAPSHOTS, TAGS, VOLUMES};
+use storage::{
+    InstanceRecord, KeyPairRecord, ReadTx, Record, SecurityGroupRecord, SnapshotRecord, Table, TagRecord, VolumeRecord,
+};
+
+use crate::tags::TagView;
+use crate::{tags, Backend, ResourceKind, Result};
+
+/// A record Describe lists: kept under `{account}/{id}` in its table.
+pub trait Listed: Record + Send + 'static {
+    const TABLE: Table<Self>;
+    const KIND: ResourceKind;
+    fn id(&self) -> &str;
+}
+
+macro_rules! listed {
+    ($($record:ty => $table:expr, $kind:expr;)*) => {$(
+        impl Listed for $record {
+            const TABLE: Table<Self> = $table;
+            const KIND: ResourceKind = $kind;
+            fn id(&self) -> &str {
+                &self.id
+            }
+        }
+    )*};
+}
+
+listed! {
+    VolumeRecord => VOLUMES, ResourceKind::Volume;
+    SnapshotRecord => SNAPSHOTS, ResourceKind::Snapshot;
+    KeyPairRecord => KEY_PAIRS, ResourceKind::KeyPair;
+    SecurityGroupRecord => SECURITY_GROUPS, ResourceKind::SecurityGroup;
+    InstanceRecord => INSTANCES, ResourceKind::Instance;
+}
+
+/// What one page asks for.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ListQuery {
+    /// Only these ids (each once); those that name nothing come back as `missing`.
+    pub ids: Vec<String>,
+    /// Only these ids, as an exact id filter narrows: ids of nothing are simply not listed.
+    pub only_ids: Vec<String>,
+    /// Resume after this id (for reservations: this reservation id).
+    pub after: Option<String>,
+    /// Matches per page; `None`: all of them.
+    pub limit: Option<usize>,
+    /// An exact `tag:<key>` filter: only resources tagged `key` with one of the values.
+    pub tagged: Option<(String, Vec<String>)>,
+}
+
+/// One listed record and its tags.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Item<V> {
+    pub record: V,
+    pub tags: Vec<(String, String)>,
+}
+
+/// One page: its items in id order, whether more match past them, and the named ids that
+/// name nothing the account has.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub more: bool,
+    pub missing: Vec<String>,
+}
+
+/// The predicate a page tests each candidate with.
+pub type Keep<'a, V> = dyn FnMut(&V, &[(String, String)]) -> bool + 'a;
+
+/// Collects matches until the page is full and one more shows there is a next page.
+struct Filling<'k, 'a, V> {
+    items: Vec<Item<V>>,
+    more: bool,
+    limit: Option<usize>,
+    keep: &'k mut Keep<'a, V>,
+}
+
+impl<V> Filling<'_, '_, V> {
+    /// Offers one candidate; answers whether the page wants more.
+    fn offer(&mut self, record: V, tags: Vec<(String, String)>) -> bool {
+        if !(self.keep)(&record, &tags) {
+            return true;
+        }
+        if self.limit.is_some_and(|n| self.items.len() >= n) {
+            self.more = true;
+            return false;
+        }
+        self.items.push(Item { record, tags });
+        true
+    }
+}
+
+/// The ids of `kind` an exact tag filter finds, in order.
+fn tagged_ids(tx: &ReadTx, account: &str, kind: ResourceKind, key: &str, values: &[String]) -> Result<Vec<String>> {
+    let values: Vec<&str> = values.iter().map(String::as_str).collect();
+    let ids = tags::tagged(tx, account, key, &values)?;
+    Ok(ids.into_iter().filter(|id| ResourceKind::of_id(id) == Some(kind)).collect())
+}
+
+/// The ids a query names, sorted, each once, when it names any: the client's, an exact id
+/// filter's, or an exact tag filter's; `None` when the account's whole range is to be walked.
+fn named_ids(tx: &ReadTx, account: &str, kind: ResourceKind, query: &ListQuery) -> Result<Option<Vec<String>>> {
+    let sorted = |ids: &[String]| ids.iter().collect::<BTreeSet<_>>().into_iter().cloned().collect();
+    Ok(if !query.ids.is_empty() {
+        Some(sorted(&query.ids))
+    } else if !query.only_ids.is_empty() {
+        Some(sorted(&query.only_ids))
+    } else if let Some((key, values)) = &query.tagged {
+        Some(tagged_ids(tx, account, kind, key, values)?)
+    } else {
+        None
+    })
+}
+
+/// One page of `account`'s records of `V`, in id order, within a snapshot.
+pub(crate) fn list_in<V: Listed>(
+    tx: &ReadTx,
+    account: &str,
+    query: &ListQuery,
+    keep: &mut Keep<'_, V>,
+) -> Result<Page<Item<V>>> {
+    let after = query.after.as_deref();
+    let mut missing = Vec::new();
+    let mut filling = Filling { items: Vec::new(), more: false, limit: query.limit, keep };
+    let named = named_ids(tx, account, V::KIND, query)?;
+    match named {
+        Some(ids) => {
+            let mut found = Vec::new();
+            for id in &ids {
+                match tx.get(&V::TABLE, &format!("{account}/{id}"))? {
+                    Some(record) => found.push(record),
+                    None => missing.push(id.clone()),
+                }
+            }
+            for record in found.into_iter().filter(|r| after.is_none_or(|a| r.id() > a)) {
+                let tags = tags::of_resource(tx, account, record.id())?;
+                if !filling.offer(record, tags) {
+                    break;
+                }
+            }
+            if query.ids.is_empty() {
+                // Only the ids a client named can be missing, not those a filter or a tag found.
+                missing.clear();
+            }
+        }
+        None => {
+            let mut failed = None;
+            tx.walk(&V::TABLE, &format!("{account}/"), after, |_, record: V| {
+                match tags::of_resource(tx, account, record.id()) {
+                    Ok(tags) => filling.offer(record, tags),
+                    Err(error) => {
+                        failed = Some(error);
+                        false
+                    }
+                }
+            })?;
+            if let Some(error) = failed {
+                return Err(error.into());
+            }
+        }
+    }
+    Ok(Page { items: filling.items, more: filling.more, missing })
+}
+
+/// The page key of a tag: its resource id and its key, in the tag table's order.
+pub fn tag_page_key(tag: &TagView) -> String {
+    format!("{}/{}", tag.resource_id, tag.key)
+}
+
+/// One reservation of a DescribeInstances page: its id and its matching instances.
+pub type ReservationItem = (String, Vec<Item<InstanceRecord>>);
+
+impl Backend {
+    /// One page of `account`'s tags in (resource id, key) order; `query.ids` are resource ids
+    /// to read the tags of alone, `after` a [`tag_page_key`].
+    pub fn list_tags(
+        &self,
+        account: &str,
+        query: &ListQuery,
+        mut keep: impl FnMut(&TagView) -> bool,
+    ) -> Result<Page<TagView>> {
+        self.store().read(|tx| {
+            let mut page = Page { items: Vec::new(), more: false, missing: Vec::new() };
+            let mut offer = |record: TagRecord| {
+                let Some(resource_kind) = ResourceKind::of_id(&record.resource_id) else { return true };
+                let view =
+                    TagView { resource_kind, resource_id: record.resource_id, key: record.key, value: record.value };
+                if !keep(&view) {
+                    return true;
+                }
+                if query.limit.is_some_and(|n| page.items.len() >= n) {
+                    page.more = true;
+                    return false;
+                }
+                page.items.push(view);
+                true
+            };
+            let prefix = format!("{account}/");
+            if query.ids.is_empty() {
+                tx.walk(&TAGS, &prefix, query.after.as_deref(), |_, record| offer(record))?;
+                return Ok(page);
+            }
+            let resources: BTreeSet<&String> = query.ids.iter().collect();
+            for resource in resources {
+                let own = format!("{resource}/");
+                // Resume within this resource's tags, skip it if the token is past it.
+                let after = match query.after.as_deref() {
+                    Some(after) if after.starts_with(&own) => Some(&after[own.len()..]),
+                    Some(after) if after > own.as_str() => continue,
+                    _ => None,
+                };
+                let mut more = true;
+                tx.walk(&TAGS, &format!("{prefix}{own}"), after, |_, record| {
+                    more = offer(record);
+                    more
+                })?;
+                if !more {
+                    break;
+                }
+            }
+            Ok(page)
+        })
+    }
+
+    /// One page of `account`'s records of `V` (see the module doc).
+    pub fn list<V: Listed>(
+        &self,
+        account: &str,
+        query: &ListQuery,
+        mut keep: impl FnMut(&V, &[(String, String)]) -> bool,
+    ) -> Result<Page<Item<V>>> {
+        self.store().read(|tx| list_in(tx, account, query, &mut keep))
+    }
+
+    /// One page of `account`'s reservations, in reservation id order, each with the instances
+    /// that `keep` keeps (a reservation with none is not listed); `limit` counts reservations.
+    pub fn list_reservations(
+        &self,
+        account: &str,
+        query: &ListQuery,
+        mut keep: impl FnMut(&InstanceRecord, &[(String, String)]) -> bool,
+    ) -> Result<Page<ReservationItem>> {
+        self.store().read(|tx| {
+            let mut page = Page { items: Vec::new(), more: false, missing: Vec::new() };
+            // Offers one reservation's instances; answers whether the page wants more.
+            let mut offer = |page: &mut Page<ReservationItem>, reservation: String, members: Vec<InstanceRecord>| {
+                let mut kept = Vec::new();
+                for record in members {
+                    let tags = tags::of_resource(tx, account, &record.id)?;
+                    if keep(&record, &tags) {
+                        kept.push(Item { record, tags });
+                    }
+                }
+                if kept.is_empty() {
+                    return Ok::<_, crate::Error>(true);
+                }
+                if query.limit.is_some_and(|n| page.items.len() >= n) {
+                    page.more = true;
+                    return Ok(false);
+                }
+                page.items.push((reservation, kept));
+                Ok(true)
+            };
+            if let Some(ids) = named_ids(tx, account, ResourceKind::Instance, query)? {
+                let mut grouped: BTreeMap<String, Vec<InstanceRecord>> = BTreeMap::new();
+                for id in &ids {
+                    match tx.get(&INSTANCES, &format!("{account}/{id}"))? {
+                        Some(record) => grouped.entry(record.reservation_id.clone()).or_default().push(record),
+                        None if !query.ids.is_empty() => page.missing.push(id.clone()),
+                        None => {}
+                    }
+                }
+                let after = query.after.as_deref();
+                for (reservation, members) in grouped.into_iter().filter(|(r, _)| after.is_none_or(|a| r.as_str() > a))
+                {
+                    if !offer(&mut page, reservation, members)? {
+                        break;
+                    }
+                }
+                return Ok(page);
+            }
+            // Keys are `{account}/{reservation}/{instance}`; `{reservation}0` sorts after every
+            // key of that reservation ('/' < '0') and before the next reservation's.
+            let prefix = format!("{account}/");
+            let after = query.after.as_ref().map(|r| format!("{r}0"));
+            let mut current: Option<(String, Vec<String>)> = None;
+            let mut flush = |current: &mut Option<(String, Vec<String>)>, page: &mut Page<ReservationItem>| {
+                let Some((reservation, ids)) = current.take() else { return Ok::<_, crate::Error>(true) };
+                let mut members = Vec::with_capacity(ids.len());
+                for id in ids {
+                    members.extend(tx.get(&INSTANCES, &format!("{account}/{id}"))?);
+                }
+                offer(page, reservation, members)
+            };
+            let mut failed = None;
+            tx.walk_keys(&RESERVATIONS, &prefix, after.as_deref(), |key, _| {
+                let Some((reservation, id)) = key[prefix.len()..].split_once('/') else { return Ok(true) };
+                if current.as_ref().is_some_and(|(r, _)| r != reservation) {
+                    match flush(&mut current, &mut page) {
+                        Ok(true) => {}
+                        Ok(false) => return Ok(false),
+                        Err(error) => {
+                            failed = Some(error);
+                            return Ok(false);
+                        }
+                    }
+                }
+                current.get_or_insert_with(|| (reservation.to_owned(), Vec::new())).1.push(id.to_owned());
+                Ok(true)
+            })?;
+            if let Some(error) = failed {
+                return Err(error);
+            }
+            if !page.more {
+                flush(&mut current, &mut page)?;
+            }
+            Ok(page)
+        })
+    }
+}

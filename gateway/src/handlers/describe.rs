@@ -1,0 +1,185 @@
+//! The one outline of every Describe action: ids checked, filters compiled, a page read, ids of
+//! nothing answered as EC2 answers them, and the token for the next page.
+//!
+//! 1. [`Describe::of`] starts from the action's name; `.ids(…)` checks that the ids look like
+//!    ids of their kind (`….Malformed`), `.filters(…)` compiles the filters
+//!    (`InvalidParameterValue` for a name the action does not know), `.paged(…)` checks
+//!    `MaxResults` and reads `NextToken`, which must have been made for this caller and this
+//!    query: tokens are sealed with the query's scope, a digest of the installation's secret,
+//!    the account, the action, the ids and the filters.
+//! 2. Records kept in the store come a page at a time from the backend ([`Describe::list`]):
+//!    the filters are tested there, as the records are read, and the read stops when the page
+//!    is full ([`backend::listing`]). What is computed in memory (instance types, hosts,
+//!    migrations, rules…) is cut into pages by [`Describe::page`].
+//! 3. Ids that name nothing the caller may see are one `…NotFound` naming them all.
+
+use std::borrow::Cow;
+
+use backend::listing::{Item, ListQuery, Listed, Page};
+use backend::ResourceKind;
+use ec2api::filter::FilterSet;
+use ec2api::pagination::PageRequest;
+use ec2api::{Ec2Error, Filter};
+use sha2::{Digest, Sha256};
+
+use super::{check_ids, ensure_found, Row};
+use crate::context::Ctx;
+
+/// A Describe request on its way to a page.
+pub struct Describe {
+    backend: std::sync::Arc<backend::Backend>,
+    account: String,
+    action: &'static str,
+    kind: Option<ResourceKind>,
+    pub ids: Vec<String>,
+    pub filters: FilterSet,
+    /// What the scope digests: ids, filters and whatever else narrows the query.
+    query: String,
+    pub page: PageRequest,
+}
+
+/// A record computed in memory, with its tags.
+pub type Tagged<'a, T> = (&'a T, &'a [(String, String)]);
+
+/// How a resource answers filter names.
+pub type Fields<T> = for<'x> fn(&'x T, &str) -> Vec<Cow<'x, str>>;
+
+impl Describe {
+    pub fn of(ctx: &Ctx, action: &'static str) -> Self {
+        Self {
+            backend: std::sync::Arc::clone(&ctx.backend),
+            account: ctx.account().to_owned(),
+            action,
+            kind: None,
+            ids: Vec::new(),
+            filters: FilterSet::default(),
+            query: String::new(),
+            page: PageRequest::default(),
+        }
+    }
+
+    /// The ids the request names, which must be ids of `kind`.
+    pub fn ids(mut self, ids: Option<Vec<String>>, kind: ResourceKind) -> Result<Self, Ec2Error> {
+        self.ids = ids.unwrap_or_default();
+        check_ids(&self.ids, kind)?;
+        self.kind = Some(kind);
+        self.narrowed_by("ids", &self.ids.clone());
+        Ok(self)
+    }
+
+    pub fn filters(mut self, filters: Option<&[Filter]>, known: &[&str]) -> Result<Self, Ec2Error> {
+        self.filters = FilterSet::new(filters, known)?;
+        for filter in filters.unwrap_or_default() {
+            let name = filter.name.as_deref().unwrap_or_default();
+            self.narrowed_by(name, filter.values.as_deref().unwrap_or_default());
+        }
+        Ok(self)
+    }
+
+    /// Something else the request narrows the listing by (owners, names…): part of the scope.
+    pub fn narrowed_by(&mut self, what: &str, values: &[String]) {
+        // Lengths first: no value can run into the next.
+        self.query.push_str(&format!("{}:{what}", what.len()));
+        for value in values {
+            self.query.push_str(&format!("|{}:{value}", value.len()));
+        }
+        self.query.push('\n');
+    }
+
+    pub fn paged(
+        mut self,
+        max_results: Option<i32>,
+        next_token: Option<&str>,
+        min: i32,
+        max: i32,
+    ) -> Result<Self, Ec2Error> {
+        let secret = self.backend.paging_secret().map_err(crate::errors::to_ec2)?;
+        let digest = Sha256::digest(format!("{secret}\n{}\n{}\n{}", self.account, self.action, self.query));
+        let scope: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        self.page = PageRequest::new(max_results, next_token, min, max, &scope)?;
+        Ok(self)
+    }
+
+    /// What the backend reads for the page.
+    pub fn list_query(&self) -> ListQuery {
+        let id_filter = match self.kind {
+            Some(ResourceKind::Instance) => Some("instance-id"),
+            Some(ResourceKind::Volume) => Some("volume-id"),
+            Some(ResourceKind::Snapshot) => Some("snapshot-id"),
+            Some(ResourceKind::SecurityGroup) => Some("group-id"),
+            Some(ResourceKind::KeyPair) => Some("key-pair-id"),
+            _ => None,
+        };
+        let only_ids = id_filter.and_then(|name| self.filters.exact_values(name)).unwrap_or_default();
+        ListQuery {
+            ids: self.ids.clone(),
+            only_ids: only_ids.into_iter().map(str::to_owned).collect(),
+            after: self.page.after.clone(),
+            limit: self.page.max_results,
+            tagged: self
+                .filters
+                .exact_tag()
+                .map(|(key, values)| (key.to_owned(), values.into_iter().map(str::to_owned).collect())),
+        }
+    }
+
+    /// One page of the caller's records of `V`, read by the backend, filtered as it reads.
+    /// `only` leaves out what the action never lists (terminated instances, say).
+    pub async fn list<V: Listed>(
+        self,
+        ctx: &Ctx,
+        fields: Fields<V>,
+        only: impl Fn(&V) -> bool + Send + 'static,
+    ) -> Result<(Vec<Item<V>>, Option<String>), Ec2Error> {
+        self.list_by(ctx, move |_, filters, record, tags| {
+            only(record) && filters.matches(&Row { item: record, tags, fields })
+        })
+        .await
+    }
+
+    /// As [`Describe::list`], with the test of each record in the caller's hands (for filters
+    /// on what is computed from the record and the backend, not stored in it).
+    pub async fn list_by<V: Listed>(
+        self,
+        ctx: &Ctx,
+        keep: impl Fn(&backend::Backend, &FilterSet, &V, &[(String, String)]) -> bool + Send + 'static,
+    ) -> Result<(Vec<Item<V>>, Option<String>), Ec2Error> {
+        let query = self.list_query();
+        let filters = self.filters;
+        let account = self.account.clone();
+        let page =
+            ctx.call(move |b| b.list::<V>(&account, &query, |record, tags| keep(b, &filters, record, tags))).await?;
+        let Page { items, more, missing } = page;
+        if !missing.is_empty() {
+            return Err(crate::errors::not_found(V::KIND, &missing));
+        }
+        let last = items.last().map(|i| i.record.id().to_owned());
+        Ok((items, more.then_some(last).flatten().map(|last| self.page.token_after(&last))))
+    }
+
+    /// One page of records computed in memory, each with its tags, in `key` order: the named
+    /// ids must all be among them, and what `only` and the filters keep is listed.
+    pub fn page<'a, T>(
+        &self,
+        records: impl IntoIterator<Item = Tagged<'a, T>>,
+        key: impl Fn(&T) -> &str,
+        fields: Fields<T>,
+        only: impl Fn(&T) -> bool,
+    ) -> Result<(Vec<Tagged<'a, T>>, Option<String>), Ec2Error>
+    where
+        T: 'a,
+    {
+        let mut records: Vec<Tagged<'a, T>> = records.into_iter().collect();
+        records.sort_by(|a, b| key(a.0).cmp(key(b.0)));
+        if let Some(kind) = self.kind {
+            ensure_found(kind, &self.ids, |id| records.iter().any(|(r, _)| key(r) == id))?;
+        }
+        let matching = records
+            .into_iter()
+            .filter(|(r, _)| self.ids.is_empty() || self.ids.iter().any(|id| key(r) == id))
+            .filter(|(r, _)| only(r))
+            .filter(|(r, tags)| self.filters.matches(&Row { item: *r, tags, fields }))
+            .collect();
+        Ok(self.page.page(matching, |(r, _)| key(r)))
+    }
+}

@@ -1,0 +1,209 @@
+//! Paging through Describe actions against a reference: across pages every matching resource
+//! comes exactly once and in id order, whatever the page size and filters, while resources
+//! are created and deleted between pages; tokens work only for the caller and the query they
+//! were made for.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use backend::fake::FakeCloud;
+use backend::hosts::{Host, HostConfig, HostPool};
+use backend::hypervisor::Accelerator;
+use backend::{Backend, Topology};
+use common::*;
+use gateway::config::Limits;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+fn world() -> (Fixture, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let cloud = FakeCloud::new();
+    let mut config = HostConfig::new("fake://paging");
+    config.accelerator = Some(Accelerator::Test);
+    (config.vcpus, config.memory_mib) = (Some(4096), Some(1 << 22));
+    let topology = Topology { hosts: vec![config.clone()], ..Topology::default() };
+    let zone = topology.default_zone().to_owned();
+    let pool = HostPool::new([Host::new(config, zone, cloud.host("fake://paging"))]);
+    let backend = Backend::with_hosts(storage::Store::in_memory().unwrap(), topology, pool).with_data_dir(dir.path());
+    // No conductor: records stay as the requests left them, which is all a listing reads.
+    (fixture_on(backend, Limits { requests_per_second: 100_000, burst: 100_000, ..Limits::default() }), dir)
+}
+
+fn all<'a>(body: &'a str, name: &str) -> Vec<&'a str> {
+    body.split(&format!("<{name}>")).skip(1).filter_map(|rest| rest.split(&format!("</{name}>")).next()).collect()
+}
+
+async fn ok(f: &Fixture, body: &str) -> String {
+    let (status, answer) = call(f, body).await;
+    assert_eq!(status, 200, "{body}: {answer}");
+    answer
+}
+
+const ENVS: [&str; 3] = ["prod", "dev", "test"];
+
+async fn create_volume(f: &Fixture, rng: &mut StdRng) -> String {
+    let env = ENVS[rng.gen_range(0..ENVS.len())];
+    let body = format!(
+        "Action=CreateVolume&Version=2016-11-15&AvailabilityZone=us-east-1a&Size={}&TagSpecification.1.ResourceType=volume&TagSpecification.1.Tag.1.Key=env&TagSpecification.1.Tag.1.Value={env}",
+        rng.gen_range(1..4)
+    );
+    all(&ok(f, &body).await, "volumeId")[0].to_owned()
+}
+
+/// The filters a walk uses, as form parameters.
+fn filters(rng: &mut StdRng, some_ids: &[String]) -> String {
+    match rng.gen_range(0..6) {
+        0 => String::new(),
+        1 => format!("&Filter.1.Name=tag:env&Filter.1.Value.1={}", ENVS[rng.gen_range(0..3)]),
+        2 => "&Filter.1.Name=tag:env&Filter.1.Value.1=prod&Filter.1.Value.2=test".into(),
+        3 => format!("&Filter.1.Name=size&Filter.1.Value.1={}", rng.gen_range(1..4)),
+        4 => "&Filter.1.Name=tag-value&Filter.1.Value.1=d*".into(),
+        _ => {
+            let mut body = "&Filter.1.Name=volume-id".to_owned();
+            for (n, id) in some_ids.iter().enumerate() {
+                body.push_str(&format!("&Filter.1.Value.{}={id}", n + 1));
+            }
+            body
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn volume_pages_return_every_match_once_in_order_while_the_store_changes() {
+    let (f, _dir) = world();
+    let mut rng = StdRng::seed_from_u64(23);
+    let mut live: BTreeSet<String> = BTreeSet::new();
+    for _ in 0..60 {
+        live.insert(create_volume(&f, &mut rng).await);
+    }
+    for walk in 0..24 {
+        let ids: Vec<String> = live.iter().filter(|_| rng.gen_bool(0.2)).cloned().collect();
+        let filter = filters(&mut rng, &ids);
+        let reference = |body: String| all(&body, "volumeId").into_iter().map(str::to_owned).collect::<BTreeSet<_>>();
+        let before = reference(ok(&f, &format!("Action=DescribeVolumes&Version=2016-11-15{filter}")).await);
+        let page_size = rng.gen_range(5..=20);
+        let (mut seen, mut token, mut pages) = (Vec::<String>::new(), None::<String>, 0);
+        loop {
+            let next = token.as_ref().map(|t| format!("&NextToken={t}")).unwrap_or_default();
+            let body = format!("Action=DescribeVolumes&Version=2016-11-15&MaxResults={page_size}{filter}{next}");
+            let answer = ok(&f, &body).await;
+            let page = all(&answer, "volumeId");
+            assert!(page.len() <= page_size, "walk {walk}: {} > {page_size}", page.len());
+            seen.extend(page.iter().map(|s| s.to_string()));
+            pages += 1;
+            // Between pages: another volume, or one fewer.
+            if rng.gen_bool(0.5) {
+                live.insert(create_volume(&f, &mut rng).await);
+            } else if let Some(gone) = live.iter().nth(rng.gen_range(0..live.len())).cloned() {
+                // Volumes are still `creating` here (no conductor runs): they go from the store
+                // directly, as a crash between creation and the file's making would leave them.
+                let account = f.state.backend.list_accounts().unwrap()[0].account_id.clone();
+                let key = format!("{account}/{gone}");
+                f.state.backend.store().write(|tx| tx.remove(&storage::tables::VOLUMES, &key)).unwrap();
+                live.remove(&gone);
+            }
+            match all(&answer, "nextToken").first() {
+                Some(t) => token = Some(t.to_string()),
+                None => break,
+            }
+            assert!(pages < 100, "walk {walk} does not end");
+        }
+        let after = reference(ok(&f, &format!("Action=DescribeVolumes&Version=2016-11-15{filter}")).await);
+        let unique: BTreeSet<&String> = seen.iter().collect();
+        assert_eq!(unique.len(), seen.len(), "walk {walk} ({filter}): a volume came twice: {seen:?}");
+        assert!(seen.windows(2).all(|w| w[0] < w[1]), "walk {walk}: not in id order");
+        for id in before.intersection(&after) {
+            assert!(
+                unique.contains(id),
+                "walk {walk} ({filter}, {page_size} a page): {id} was there throughout, not listed"
+            );
+        }
+        for id in &seen {
+            assert!(before.contains(id) || after.contains(id), "walk {walk}: {id} matches neither before nor after");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instance_pages_are_whole_reservations_each_once() {
+    let (f, dir) = world();
+    let disk = dir.path().join("disk.qcow2");
+    let made =
+        std::process::Command::new("qemu-img").args(["create", "-q", "-f", "qcow2"]).arg(&disk).arg("64M").status();
+    assert!(made.unwrap().success());
+    let new =
+        backend::images::NewImage { name: "paging".into(), disk: disk.to_string_lossy().into(), ..Default::default() };
+    let admin = f.state.backend.list_accounts().unwrap()[0].account_id.clone();
+    let ami = f.state.backend.register_image(&admin, new).unwrap().id;
+    let mut rng = StdRng::seed_from_u64(24);
+    let mut reservations: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for _ in 0..30 {
+        let count = rng.gen_range(1..4);
+        let env = ENVS[rng.gen_range(0..3)];
+        let body = format!("Action=RunInstances&Version=2016-11-15&ImageId={ami}&InstanceType=t3.nano&MinCount={count}&MaxCount={count}&TagSpecification.1.ResourceType=instance&TagSpecification.1.Tag.1.Key=env&TagSpecification.1.Tag.1.Value={env}");
+        let answer = ok(&f, &body).await;
+        let reservation = all(&answer, "reservationId")[0].to_owned();
+        reservations.insert(reservation, all(&answer, "instanceId").into_iter().map(str::to_owned).collect());
+    }
+    for (page_size, filter) in [
+        (5, ""),
+        (7, "&Filter.1.Name=tag:env&Filter.1.Value.1=prod"),
+        (13, "&Filter.1.Name=instance-state-name&Filter.1.Value.1=pending"),
+    ] {
+        let (mut seen, mut token) = (Vec::<String>::new(), None::<String>);
+        loop {
+            let next = token.as_ref().map(|t| format!("&NextToken={t}")).unwrap_or_default();
+            let answer =
+                ok(&f, &format!("Action=DescribeInstances&Version=2016-11-15&MaxResults={page_size}{filter}{next}"))
+                    .await;
+            assert!(all(&answer, "reservationId").len() <= page_size);
+            // A reservation's instances come before its id; each comes whole (its instances
+            // share their tag and state).
+            let sections: Vec<&str> = answer.split("</reservationId>").collect();
+            for section in &sections[..sections.len() - 1] {
+                let (members, reservation) = section.rsplit_once("<reservationId>").unwrap();
+                let ids: BTreeSet<String> = all(members, "instanceId").into_iter().map(str::to_owned).collect();
+                assert_eq!(Some(&ids), reservations.get(reservation), "{reservation}");
+                seen.push(reservation.to_owned());
+            }
+            match all(&answer, "nextToken").first() {
+                Some(t) => token = Some(t.to_string()),
+                None => break,
+            }
+        }
+        assert!(seen.windows(2).all(|w| w[0] < w[1]), "reservations in id order, each once");
+        if filter.is_empty() || filter.contains("pending") {
+            assert_eq!(seen.len(), reservations.len());
+        }
+    }
+}
+
+#[tokio::test]
+async fn tokens_serve_only_their_caller_and_query() {
+    let (f, _dir) = world();
+    let mut rng = StdRng::seed_from_u64(25);
+    for _ in 0..12 {
+        create_volume(&f, &mut rng).await;
+    }
+    let first = ok(&f, "Action=DescribeVolumes&Version=2016-11-15&MaxResults=5").await;
+    let token = all(&first, "nextToken")[0].to_owned();
+    ok(&f, &format!("Action=DescribeVolumes&Version=2016-11-15&MaxResults=5&NextToken={token}")).await;
+
+    let other =
+        f.state.backend.create_account(backend::accounts::NewAccount { name: "other".into(), ..Default::default() });
+    let other = other.unwrap();
+    let as_other = signed_post(
+        &format!("Action=DescribeVolumes&Version=2016-11-15&MaxResults=5&NextToken={token}"),
+        &Signing::of(&other),
+    );
+    let refused = [
+        send(&f, as_other).await,
+        call(&f, &format!("Action=DescribeVolumes&Version=2016-11-15&MaxResults=5&NextToken={token}&Filter.1.Name=size&Filter.1.Value.1=1")).await,
+        call(&f, &format!("Action=DescribeSnapshots&Version=2016-11-15&MaxResults=5&NextToken={token}")).await,
+        call(&f, &format!("Action=DescribeVolumes&Version=2016-11-15&MaxResults=5&NextToken={}A", &token[..token.len() - 1])).await,
+    ];
+    for (status, answer) in refused {
+        assert_eq!((status, code(&answer)), (400, "InvalidParameterValue"), "{answer}");
+    }
+}
