@@ -26,7 +26,7 @@ use storage::{ImageState, InstanceRecord, InstanceState};
 use tokio::sync::mpsc;
 
 use crate::hypervisor::PowerState;
-use crate::{now_ms, Backend, Result};
+use crate::{now_ms, Backend, ResourceKind, Result};
 
 /// How long a terminated instance stays visible, as on EC2.
 pub const TERMINATED_RETENTION: Duration = Duration::from_secs(3600);
@@ -87,6 +87,29 @@ pub struct SweepReport {
 }
 
 impl Backend {
+    /// Drives one instance from a transitional state to the next stable one. Blocks on the
+    /// host; safe to call again at any point (after a crash too).
+    pub fn converge(&self, key: &str) -> Result<()> {
+        // Volumes that no instance holds are driven by their own key.
+        if key.split_once('/').and_then(|(_, id)| ResourceKind::of_id(id)) == Some(ResourceKind::Volume) {
+            return self.converge_volume(key);
+        }
+        let Some(record) = self.store().read(|tx| tx.get(&INSTANCES, key))? else { return Ok(()) };
+        self.capture_pending_images(&record)?;
+        self.settle_instance_volumes(&record)?;
+        // The copy may have taken a while: act on the state as it is now.
+        let Some(record) = self.store().read(|tx| tx.get(&INSTANCES, key))? else { return Ok(()) };
+        if record.migration.is_some() {
+            return self.run_migration(key, &record);
+        }
+        match record.state {
+            InstanceState::Pending => self.launch(key, record),
+            InstanceState::Stopping => self.power_off(key, record),
+            InstanceState::ShuttingDown => self.tear_down(key, record),
+            InstanceState::Running | InstanceState::Stopped | InstanceState::Terminated => Ok(()),
+        }
+    }
+
     /// One pass of reconciliation. Blocks on every host in turn.
     pub fn sweep(&self) -> Result<SweepReport> {
         // Whole records are kept only where the drain or the filters need them; of the rest, a
@@ -154,6 +177,22 @@ impl Backend {
                     report.unknown_domains.push((host_id.clone(), name.clone()));
                 }
             }
+        }
+        // Instances recorded after the store was read above have domains by now: read again
+        // for the names the hosts showed and redb did not, so that those are not reported.
+        if !report.unknown_domains.is_empty() {
+            let recorded = self.store().read(|tx| {
+                let mut recorded = Vec::new();
+                for (host_id, name) in &report.unknown_domains {
+                    if Self::find_instance(tx, name)?
+                        .is_some_and(|(_, r)| &r.host_id == host_id || r.migration_target.as_ref() == Some(host_id))
+                    {
+                        recorded.push((host_id.clone(), name.clone()));
+                    }
+                }
+                Ok::<_, crate::Error>(recorded)
+            })?;
+            report.unknown_domains.retain(|d| !recorded.contains(d));
         }
         report.unknown_domains.sort();
         let reading = std::time::Instant::now();

@@ -3,7 +3,7 @@
 //!
 //! Images come two ways: `stratus image import` copies files into the data dir and registers
 //! them for the admin account, public to all; RegisterImage points at a file already on disk.
-//! Either way `qemu-img info` tells the format and size before anything is stored. Accounts
+//! Either way `qemu-img info` ([`crate::disk`]) tells the format and size before anything is stored. Accounts
 //! see their own images and the public ones.
 //!
 //! CreateImage makes a third kind from an instance: it records a `pending` image and kicks
@@ -16,14 +16,13 @@
 //! again from the start.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use storage::tables::{IMAGES, INSTANCES};
 use storage::{ImageRecord, ImageState, InstanceRecord, InstanceState, StateReason};
 
 use crate::hypervisor::DriverError;
 use crate::instances::root_disk_path;
-use crate::{ids, invalid, now_ms, tags, Backend, Error, ResourceKind, Result};
+use crate::{disk, ids, invalid, now_ms, tags, Backend, Error, ResourceKind, Result};
 
 /// What a new image is made of.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -39,33 +38,6 @@ pub struct NewImage {
     pub public: bool,
     pub owned_files: Vec<String>,
     pub tags: Vec<(String, String)>,
-}
-
-/// What `qemu-img info` says of a disk.
-#[derive(Debug, Clone, PartialEq)]
-pub struct DiskInfo {
-    pub format: String,
-    pub virtual_size_bytes: u64,
-}
-
-/// Asks `qemu-img` what a disk is; only qcow2 and raw are accepted.
-pub fn inspect_disk(path: &Path) -> Result<DiskInfo> {
-    let output = Command::new("qemu-img")
-        .args(["info", "--output=json", "-U"])
-        .arg(path)
-        .output()
-        .map_err(|e| invalid("ImageLocation", format!("cannot run qemu-img: {e}")))?;
-    if !output.status.success() {
-        return Err(invalid("ImageLocation", format!("'{}' is not a readable disk image", path.display())));
-    }
-    let info: serde_json::Value = serde_json::from_slice(&output.stdout)
-        .map_err(|e| invalid("ImageLocation", format!("qemu-img answered oddly: {e}")))?;
-    let format = info["format"].as_str().unwrap_or_default().to_owned();
-    if format != "qcow2" && format != "raw" {
-        return Err(invalid("ImageLocation", format!("disk format '{format}' is not supported (qcow2, raw)")));
-    }
-    let virtual_size_bytes = info["virtual-size"].as_u64().unwrap_or_default();
-    Ok(DiskInfo { format, virtual_size_bytes })
 }
 
 fn check_file(name: &'static str, path: &str) -> Result<()> {
@@ -100,7 +72,7 @@ impl Backend {
         if new.initrd.is_some() && new.kernel.is_none() {
             return Err(invalid("RamdiskId", "A ramdisk needs a kernel"));
         }
-        let disk = inspect_disk(Path::new(&new.disk))?;
+        let disk = disk::inspect(Path::new(&new.disk))?;
         let record = ImageRecord {
             id: new.id.unwrap_or_else(|| ids::resource_id("ami")),
             owner: account.to_owned(),
@@ -299,7 +271,7 @@ impl Backend {
             host.driver.suspend(&instance.id).map_err(Error::Driver)?;
         }
         let paused = std::time::Instant::now();
-        let copied = flatten_disk(&root_disk_path(instance), Path::new(&image.disk));
+        let copied = disk::flatten(&root_disk_path(instance), Path::new(&image.disk));
         if active {
             // A guest left paused would be down for good: failing here keeps the image
             // pending, and the retry resumes it.
@@ -308,7 +280,7 @@ impl Backend {
             tracing::info!(instance = %instance.id, image = %image.id, paused_ms, "guest paused for the image copy");
         }
         copied?;
-        done.virtual_size_bytes = inspect_disk(Path::new(&image.disk))?.virtual_size_bytes;
+        done.virtual_size_bytes = disk::inspect(Path::new(&image.disk))?.virtual_size_bytes;
         done.state = ImageState::Available;
         done.source_instance = None;
         Ok(done)
@@ -354,23 +326,6 @@ fn link_or_copy(from: &Path, to: &Path) -> Result<()> {
     std::fs::rename(&partial, to).map_err(|e| Error::Io(format!("renaming {}: {e}", partial.display())))
 }
 
-/// A standalone qcow2 of a disk and its backing chain. `-U` reads past the running QEMU's
-/// lock: the guest is paused (or off) while this runs, so nothing changes underneath.
-fn flatten_disk(from: &Path, to: &Path) -> Result<()> {
-    let partial = to.with_extension("partial");
-    let output = Command::new("qemu-img")
-        .args(["convert", "-U", "-O", "qcow2"])
-        .arg(from)
-        .arg(&partial)
-        .output()
-        .map_err(|e| Error::Io(format!("running qemu-img: {e}")))?;
-    if !output.status.success() {
-        let _ = std::fs::remove_file(&partial);
-        return Err(Error::Io(format!("qemu-img convert failed: {}", String::from_utf8_lossy(&output.stderr).trim())));
-    }
-    std::fs::rename(&partial, to).map_err(|e| Error::Io(format!("renaming the image disk: {e}")))
-}
-
 pub(crate) fn remove_owned_files(files: &[String]) {
     for file in files {
         let path = Path::new(file);
@@ -388,6 +343,7 @@ pub(crate) fn remove_owned_files(files: &[String]) {
 mod tests {
     use super::*;
     use crate::tests_support::{backend, test_disk};
+    use std::process::Command;
 
     #[test]
     fn register_describe_deregister() {

@@ -12,7 +12,6 @@
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -604,29 +603,6 @@ impl Backend {
         self.data_dir().join("instances").join(id)
     }
 
-    /// Drives one instance from a transitional state to the next stable one. Blocks on the
-    /// host; safe to call again at any point (after a crash too).
-    pub fn converge(&self, key: &str) -> Result<()> {
-        // Volumes that no instance holds are driven by their own key.
-        if key.split_once('/').and_then(|(_, id)| ResourceKind::of_id(id)) == Some(ResourceKind::Volume) {
-            return self.converge_volume(key);
-        }
-        let Some(record) = self.store().read(|tx| tx.get(&INSTANCES, key))? else { return Ok(()) };
-        self.capture_pending_images(&record)?;
-        self.settle_instance_volumes(&record)?;
-        // The copy may have taken a while: act on the state as it is now.
-        let Some(record) = self.store().read(|tx| tx.get(&INSTANCES, key))? else { return Ok(()) };
-        if record.migration.is_some() {
-            return self.run_migration(key, &record);
-        }
-        match record.state {
-            InstanceState::Pending => self.launch(key, record),
-            InstanceState::Stopping => self.power_off(key, record),
-            InstanceState::ShuttingDown => self.tear_down(key, record),
-            InstanceState::Running | InstanceState::Stopped | InstanceState::Terminated => Ok(()),
-        }
-    }
-
     /// Writes `f`'s change if the instance is still in state `expected`: a user's request
     /// that came in meanwhile wins over the conductor's older view.
     fn update_if(&self, key: &str, expected: InstanceState, f: impl FnOnce(&mut InstanceRecord)) -> Result<bool> {
@@ -653,7 +629,7 @@ impl Backend {
         })
     }
 
-    fn launch(&self, key: &str, record: InstanceRecord) -> Result<()> {
+    pub(crate) fn launch(&self, key: &str, record: InstanceRecord) -> Result<()> {
         let result = self.boot(&record);
         match result {
             Ok(()) => {
@@ -704,7 +680,7 @@ impl Backend {
         if !disk.exists() {
             let image = image.as_ref().ok_or_else(|| Error::Io(format!("image {} is gone", record.image_id)))?;
             let size = volumes.iter().find(|v| v.root).map(|v| v.size_gib << 30);
-            create_overlay(Path::new(&image.disk), &image.disk_format, &disk, size)?;
+            crate::disk::create_overlay(Path::new(&image.disk), &image.disk_format, &disk, size)?;
         }
         // The kernel and its arguments come from the image; a deregistered image's are gone,
         // so such an instance boots from its disk.
@@ -745,7 +721,7 @@ impl Backend {
         host.driver.start(&record.id).map_err(Error::Driver)
     }
 
-    fn power_off(&self, key: &str, record: InstanceRecord) -> Result<()> {
+    pub(crate) fn power_off(&self, key: &str, record: InstanceRecord) -> Result<()> {
         let host = self.host_of(&record)?;
         let driver = &host.driver;
         if !record.force_stop {
@@ -780,7 +756,7 @@ impl Backend {
         Ok(())
     }
 
-    fn tear_down(&self, key: &str, record: InstanceRecord) -> Result<()> {
+    pub(crate) fn tear_down(&self, key: &str, record: InstanceRecord) -> Result<()> {
         // A host removed from config has nothing left to tear down.
         if let Ok(host) = self.host_of(&record) {
             tolerate_missing(host.driver.destroy(&record.id))?;
@@ -897,23 +873,6 @@ fn ec2_uuid() -> String {
 fn ip_argument(record: &InstanceRecord, subnet: &Subnet) -> String {
     let ip: Ipv4Addr = record.private_ip.parse().unwrap_or(Ipv4Addr::UNSPECIFIED);
     format!("ip={ip}::{}:{}:{}:eth0:off", subnet.router(), subnet.netmask(), record.id)
-}
-
-/// A copy-on-write qcow2 over the image's disk, written under a temporary name and renamed,
-/// so that a crash never leaves a half-made overlay behind.
-/// `size_bytes` grows the disk past the image's size (a larger root volume).
-fn create_overlay(base: &Path, base_format: &str, target: &Path, size_bytes: Option<u64>) -> Result<()> {
-    let partial = target.with_extension("partial");
-    let mut command = Command::new("qemu-img");
-    command.args(["create", "-q", "-f", "qcow2", "-F", base_format, "-b"]).arg(base).arg(&partial);
-    if let Some(size) = size_bytes {
-        command.arg(size.to_string());
-    }
-    let output = command.output().map_err(|e| Error::Io(format!("running qemu-img: {e}")))?;
-    if !output.status.success() {
-        return Err(Error::Io(format!("qemu-img create failed: {}", String::from_utf8_lossy(&output.stderr).trim())));
-    }
-    std::fs::rename(&partial, target).map_err(|e| Error::Io(format!("renaming the overlay: {e}")))
 }
 
 /// EC2's `StateTransitionReason` time format: `2026-11-25 10:00:00 GMT`.

@@ -19,6 +19,7 @@ pub mod accounts;
 pub mod attributes;
 pub mod bridge;
 pub mod conductor;
+pub mod disk;
 pub mod fake;
 pub mod firewall;
 pub mod hosts;

@@ -21,7 +21,6 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use storage::tables::{INSTANCES, SNAPSHOTS, VOLUMES, VOLUME_ATTACHMENTS};
@@ -31,7 +30,7 @@ use storage::{
 };
 
 use crate::hypervisor::{AttachedDisk, PowerState};
-use crate::{ids, invalid, now_ms, tags, Backend, Error, ResourceKind, Result};
+use crate::{disk, ids, invalid, now_ms, tags, Backend, Error, ResourceKind, Result};
 
 /// The device name of every instance's root disk.
 pub const ROOT_DEVICE: &str = "/dev/vda";
@@ -185,15 +184,6 @@ pub(crate) fn boot_disks(volumes: &[VolumeRecord]) -> Vec<AttachedDisk> {
             Some(AttachedDisk { target: guest_target(&a.device).ok()?, path: PathBuf::from(&v.path) })
         })
         .collect()
-}
-
-fn run(command: &mut Command) -> Result<()> {
-    let output = command.output().map_err(|e| Error::Io(format!("running qemu-img: {e}")))?;
-    if output.status.success() {
-        Ok(())
-    } else {
-        Err(Error::Io(format!("qemu-img failed: {}", String::from_utf8_lossy(&output.stderr).trim())))
-    }
 }
 
 /// An instance's root volume, made inside RunInstances's transaction.
@@ -725,10 +715,7 @@ impl Backend {
                     Some((host, domain, target)) => {
                         host.driver.resize_disk(domain, target, bytes).map_err(Error::Driver)
                     }
-                    None => run(Command::new("qemu-img")
-                        .args(["resize", "-q", "-f", "qcow2"])
-                        .arg(&volume.path)
-                        .arg(bytes.to_string())),
+                    None => disk::grow(Path::new(&volume.path), bytes),
                 }
             };
             self.store().write(|tx| {
@@ -784,7 +771,6 @@ impl Backend {
         if let Some(dir) = target.parent() {
             std::fs::create_dir_all(dir).map_err(|e| Error::Io(format!("creating {}: {e}", dir.display())))?;
         }
-        let partial = target.with_extension("partial");
         let paused = match live {
             Some((host, domain)) => match host.driver.state(domain).map_err(Error::Driver)? {
                 Some(PowerState::Running) => {
@@ -795,15 +781,13 @@ impl Backend {
             },
             None => false,
         };
-        let copied =
-            run(Command::new("qemu-img").args(["convert", "-U", "-q", "-O", "qcow2"]).arg(&volume.path).arg(&partial));
+        let copied = disk::flatten(Path::new(&volume.path), target);
         if paused {
             if let Some((host, domain)) = live {
                 host.driver.resume(domain).map_err(Error::Driver)?;
             }
         }
-        copied?;
-        std::fs::rename(&partial, target).map_err(|e| Error::Io(format!("renaming the snapshot: {e}")))
+        copied
     }
 
     /// A new volume's file: empty, or the snapshot's disk grown to the volume's size; made
@@ -816,20 +800,17 @@ impl Backend {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| Error::Io(format!("creating {}: {e}", dir.display())))?;
         }
-        let partial = path.with_extension("partial");
-        let bytes = (volume.size_gib * GIB).to_string();
+        let bytes = volume.size_gib * GIB;
         match &volume.snapshot_id {
             Some(id) => {
                 let snapshot = self
                     .store()
                     .read(|tx| tx.get(&SNAPSHOTS, &key(&volume.account, id)))?
                     .ok_or_else(|| snapshot_not_found(id))?;
-                run(Command::new("qemu-img").args(["convert", "-q", "-O", "qcow2"]).arg(&snapshot.path).arg(&partial))?;
-                run(Command::new("qemu-img").args(["resize", "-q", "-f", "qcow2"]).arg(&partial).arg(&bytes))?;
+                disk::copy_grown(Path::new(&snapshot.path), path, bytes)
             }
-            None => run(Command::new("qemu-img").args(["create", "-q", "-f", "qcow2"]).arg(&partial).arg(&bytes))?,
+            None => disk::create_blank(path, bytes),
         }
-        std::fs::rename(&partial, path).map_err(|e| Error::Io(format!("renaming the volume: {e}")))
     }
 
     /// A terminated instance's volumes: deleted when they say so, detached otherwise (a kept
@@ -854,7 +835,7 @@ impl Backend {
                 }
                 if path.exists() {
                     // The overlay's backing image may go with its AMI: keep a standalone copy.
-                    run(Command::new("qemu-img").args(["convert", "-q", "-O", "qcow2"]).arg(&path).arg(&kept))?;
+                    disk::flatten(&path, &kept)?;
                 }
                 path = kept;
             }
@@ -910,9 +891,7 @@ mod tests {
     use crate::tests_support::{test_disk, test_driver_backend};
 
     fn virtual_size(path: &str) -> u64 {
-        let out = Command::new("qemu-img").args(["info", "--output=json", "-U", path]).output().unwrap();
-        let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        info["virtual-size"].as_u64().unwrap()
+        disk::inspect(Path::new(path)).unwrap().virtual_size_bytes
     }
 
     /// The whole life of volumes on the test driver, which cannot hot-plug: files, snapshots,

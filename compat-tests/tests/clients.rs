@@ -66,3 +66,8 @@ fn aws_cli_cloud_image() {
 fn boto3_cross_account() {
     run_pytest("test_cross_account.py");
 }
+
+#[test]
+fn boto3_kill_campaign() {
+    run_pytest("test_kill_campaign.py");
+}

@@ -220,7 +220,7 @@ async fn run_server(listen: SocketAddr, metadata_listen: &str, common: Common) -
             .with_dhcp_hosts_dir(Path::new(DHCP_HOSTS_DIR)),
     );
     // Bind first, so that a start that cannot listen leaves no admin keys behind.
-    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listening on {listen}"))?;
+    let listener = gateway::server::listen(listen).with_context(|| format!("listening on {listen}"))?;
     let credentials_path = data_dir.join("admin-credentials");
     let bootstrap = Arc::clone(&backend);
     if let Some(admin) = tokio::task::spawn_blocking(move || bootstrap.bootstrap_admin()).await?? {

@@ -213,48 +213,86 @@ fn authenticate(
     Ok((principal, claim.region))
 }
 
-/// Open connections, in all and per source address: a connection over either cap is closed as
-/// soon as it is accepted, so that no one address can hold every file descriptor.
+/// How many connections the kernel may queue for `accept` (std's default of 128 overflows
+/// under a burst of connects, and every overflow costs a client a one-second SYN retry).
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// A listening socket with [`LISTEN_BACKLOG`].
+pub fn listen(address: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if address.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(address)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
+/// Open connections by source address, each with the means to close it.
+///
+/// A connection past its address's cap is closed as soon as it is accepted. At the total cap,
+/// a newcomer whose address holds fewer connections than the address holding the most takes
+/// the place of that address's oldest connection: many addresses together cannot lock out one
+/// that holds few, and one address can never hold more than `max_per_address`.
 struct Connections {
-    open: Mutex<(usize, HashMap<IpAddr, usize>)>,
+    open: Mutex<Open>,
     max: usize,
     max_per_address: usize,
+}
+
+#[derive(Default)]
+struct Open {
+    total: usize,
+    next_id: u64,
+    /// Per address, its connections oldest first: (id, the signal that closes it).
+    by_address: HashMap<IpAddr, Vec<(u64, Arc<tokio::sync::Notify>)>>,
 }
 
 /// One admitted connection; dropping it gives its place back.
 struct Admitted {
     connections: Arc<Connections>,
     address: IpAddr,
+    id: u64,
+    /// Notified when a newcomer takes this connection's place.
+    evicted: Arc<tokio::sync::Notify>,
 }
 
 impl Connections {
     fn admit(self: &Arc<Self>, address: IpAddr) -> Option<Admitted> {
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        let (total, by_address) = &mut *open;
-        let here = by_address.entry(address).or_default();
-        if *total >= self.max || *here >= self.max_per_address {
-            if *here == 0 {
-                by_address.remove(&address);
-            }
+        let here = open.by_address.get(&address).map_or(0, Vec::len);
+        if here >= self.max_per_address {
             return None;
         }
-        *here += 1;
-        *total += 1;
-        Some(Admitted { connections: Arc::clone(self), address })
+        if open.total >= self.max {
+            let (&busiest, held) = open.by_address.iter().max_by_key(|(_, held)| held.len())?;
+            if held.len() <= here + 1 {
+                return None;
+            }
+            let held = open.by_address.get_mut(&busiest)?;
+            let (_, close) = held.remove(0);
+            if held.is_empty() {
+                open.by_address.remove(&busiest);
+            }
+            open.total -= 1;
+            close.notify_one();
+        }
+        let (id, evicted) = (open.next_id, Arc::new(tokio::sync::Notify::new()));
+        open.next_id += 1;
+        open.total += 1;
+        open.by_address.entry(address).or_default().push((id, Arc::clone(&evicted)));
+        Some(Admitted { connections: Arc::clone(self), address, id, evicted })
     }
 }
 
 impl Drop for Admitted {
     fn drop(&mut self) {
         let mut open = self.connections.open.lock().unwrap_or_else(|p| p.into_inner());
-        let (total, by_address) = &mut *open;
-        *total -= 1;
-        if let Some(here) = by_address.get_mut(&self.address) {
-            *here -= 1;
-            if *here == 0 {
-                by_address.remove(&self.address);
-            }
+        let Some(held) = open.by_address.get_mut(&self.address) else { return };
+        // An evicted connection gave its place back when it was evicted.
+        let Some(at) = held.iter().position(|(id, _)| *id == self.id) else { return };
+        held.remove(at);
+        if held.is_empty() {
+            open.by_address.remove(&self.address);
         }
+        open.total -= 1;
     }
 }
 
@@ -263,12 +301,13 @@ impl Drop for Admitted {
 /// Every connection must send a request's headers within `header_timeout_secs` of opening or
 /// of its previous answer (which also closes idle keep-alive connections), its body within
 /// `body_timeout_secs` (`400 RequestTimeout`), and the request must be answered within
-/// `request_timeout_secs`; connections are capped in all and per source address.
+/// `request_timeout_secs`; connections are capped in all and per source address
+/// ([`Connections`]).
 pub async fn serve(listener: TcpListener, state: Arc<AppState>, shutdown: impl Future<Output = ()>) {
     let limits = state.limits.clone();
     let timeout = Duration::from_secs(limits.request_timeout_secs.max(1));
     let connections = Arc::new(Connections {
-        open: Mutex::new((0, HashMap::new())),
+        open: Mutex::new(Open::default()),
         max: limits.max_connections,
         max_per_address: limits.max_connections_per_address,
     });
@@ -322,10 +361,13 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>, shutdown: impl F
                 let connection = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
                 let watched = graceful.watch(connection);
                 tokio::spawn(async move {
-                    let _admitted = admitted;
-                    if let Err(error) = watched.await {
-                        tracing::debug!(%error, "connection ended with an error");
+                    tokio::select! {
+                        ended = watched => if let Err(error) = ended {
+                            tracing::debug!(%error, "connection ended with an error");
+                        },
+                        () = admitted.evicted.notified() => tracing::debug!(%peer, "connection closed for a newcomer"),
                     }
+                    drop(admitted);
                 });
             }
             () = &mut shutdown => break,

@@ -299,7 +299,7 @@ async fn tenants_cannot_register_host_files_and_cannot_tell_which_exist() {
 /// A server on a loopback port of its own, with `limits`; stops when the test's runtime does.
 async fn listening(limits: Limits) -> (Fixture, std::net::SocketAddr) {
     let f = fixture_with(limits);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let listener = gateway::server::listen("127.0.0.1:0".parse().unwrap()).unwrap();
     let address = listener.local_addr().unwrap();
     tokio::spawn(gateway::server::serve(listener, Arc::clone(&f.state), std::future::pending()));
     (f, address)
@@ -414,4 +414,31 @@ async fn connections_held_open_from_one_address_do_not_lock_others_out() {
         }
     }
     assert!(closed >= 250, "connections past the cap are closed at once: {closed} of 300");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_addresses_filling_every_place_do_not_lock_a_newcomer_out() {
+    let limits = Limits { max_connections_per_address: 40, max_connections: 120, ..Limits::default() };
+    let (f, server) = listening(limits).await;
+    // Ten addresses hold every place there is between them (and try for more).
+    let mut held = Vec::new();
+    for n in 2..12 {
+        for _ in 0..40 {
+            held.push(connect_from(&format!("127.0.0.{n}"), server).await);
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // A newcomer holding nothing takes the place of a connection of the busiest address.
+    for _ in 0..3 {
+        let (status, took) = signed_request_over_tcp(&f, server).await;
+        assert!(status.starts_with("HTTP/1.1 200"), "{status:?}");
+        assert!(took < Duration::from_secs(1), "{took:?}");
+    }
+    let mut closed = 0;
+    for stream in &mut held {
+        if read_until_closed(stream, Duration::from_millis(10)).await.1 {
+            closed += 1;
+        }
+    }
+    assert!(closed >= 400 - 120, "at most the total cap stays open: {closed} of 400 closed");
 }
