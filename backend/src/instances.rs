@@ -128,6 +128,58 @@ fn validate_launch(req: &LaunchRequest) -> Result<()> {
     tags::validate_tags(&req.interface_tags)
 }
 
+/// A launch as checked before its transaction.
+struct Launch {
+    vpc_id: String,
+    image: storage::ImageRecord,
+    spec: crate::topology::InstanceTypeSpec,
+    subnets: Vec<Subnet>,
+    /// The subnet asked for (by id or zone), if any.
+    subnet: Option<Subnet>,
+    root: volumes::RootVolume,
+    cpu_credits: Option<String>,
+    /// The hosts as last probed; the transaction charges them with what the store holds.
+    hosts: Vec<HostSnapshot>,
+}
+
+/// What a launch names that must exist in the account: its key pair and groups.
+struct Named {
+    public_key: Option<String>,
+    group_ids: Vec<String>,
+}
+
+impl Named {
+    fn resolve(tx: &WriteTx, account: &str, vpc_id: &str, req: &LaunchRequest) -> Result<Self> {
+        let public_key = match &req.key_name {
+            Some(name) => Some(crate::key_pairs::public_key(tx, account, name)?),
+            None => None,
+        };
+        let group_ids = security_groups::resolve_launch_groups(
+            tx,
+            account,
+            vpc_id,
+            &req.security_group_ids,
+            &req.security_group_names,
+        )?;
+        Ok(Self { public_key, group_ids })
+    }
+}
+
+/// The reservation an earlier request with the same client token made (`IdempotentParameterMismatch`
+/// when the request differs).
+fn earlier_launch(tx: &WriteTx, account: &str, req: &LaunchRequest) -> Result<Option<Vec<InstanceRecord>>> {
+    let Some(token) = &req.client_token else { return Ok(None) };
+    let Some(previous) = tx.get(&CLIENT_TOKENS, &format!("{account}/{token}"))? else { return Ok(None) };
+    if previous.request_digest != digest(req) {
+        return Err(Error::IdempotentParameterMismatch(token.clone()));
+    }
+    let mut records = Vec::new();
+    for id in &previous.instance_ids {
+        records.extend(tx.get(&INSTANCES, &instance_key(account, id))?);
+    }
+    Ok(Some(records))
+}
+
 fn digest(req: &LaunchRequest) -> String {
     let mut canonical = req.clone();
     canonical.client_token = None;
@@ -221,7 +273,28 @@ impl Backend {
 
     /// RunInstances: places, records and kicks; answers the reservation's instances.
     pub fn run_instances(&self, account: &str, vpc_id: &str, req: LaunchRequest) -> Result<Vec<InstanceRecord>> {
-        validate_launch(&req)?;
+        let launch = self.prepare_launch(account, vpc_id, &req)?;
+        let (records, created) = self.store().write(|tx| {
+            if let Some(earlier) = earlier_launch(tx, account, &req)? {
+                return Ok((earlier, false));
+            }
+            let named = Named::resolve(tx, account, vpc_id, &req)?;
+            let (subnet, hosts) = self.place_launch(tx, &launch, &req)?;
+            let records = self.record_launch(tx, account, &launch, &req, &named, (&subnet, &hosts))?;
+            Ok::<_, Error>((records, true))
+        })?;
+        if created {
+            for record in &records {
+                self.kick(&instance_key(account, &record.id));
+            }
+        }
+        Ok(records)
+    }
+
+    /// What a launch needs before its transaction, checked: the image, the type, the subnet
+    /// asked for, the root volume and the hosts as last seen.
+    fn prepare_launch(&self, account: &str, vpc_id: &str, req: &LaunchRequest) -> Result<Launch> {
+        validate_launch(req)?;
         let image = self.image(account, &req.image_id)?;
         if image.state != storage::ImageState::Available {
             return Err(Error::ImageUnavailable(image.id));
@@ -254,6 +327,9 @@ impl Backend {
             ),
             (None, None) => None,
         };
+        if req.private_ip.is_some() && req.max_count > 1 {
+            return Err(invalid("PrivateIpAddress", "A private address can be given for one instance only"));
+        }
         let image_gib = image.virtual_size_bytes.div_ceil(1 << 30).max(1);
         let root_size = req.root_volume.size_gib.unwrap_or(image_gib);
         if root_size < image_gib {
@@ -274,136 +350,120 @@ impl Backend {
         };
         let cpu_credits =
             if spec.burstable { req.cpu_credits.clone().or_else(|| default_cpu_credits(&spec)) } else { None };
-        let base_snapshots = self.host_snapshots();
-        let demand_disk = image.virtual_size_bytes.div_ceil(1 << 20);
-        let records = self.store().write(|tx| {
-            if let Some(token) = &req.client_token {
-                if let Some(previous) = tx.get(&CLIENT_TOKENS, &format!("{account}/{token}"))? {
-                    if previous.request_digest != digest(&req) {
-                        return Err(Error::IdempotentParameterMismatch(token.clone()));
-                    }
-                    let mut records = Vec::new();
-                    for id in &previous.instance_ids {
-                        records.extend(tx.get(&INSTANCES, &instance_key(account, id))?);
-                    }
-                    return Ok((records, false));
-                }
-            }
-            let public_key = match &req.key_name {
-                Some(name) => Some(crate::key_pairs::public_key(tx, account, name)?),
-                None => None,
+        let vpc_id = vpc_id.to_owned();
+        Ok(Launch { vpc_id, image, spec, subnets, subnet, root, cpu_credits, hosts: self.host_snapshots() })
+    }
+
+    /// Picks the subnet (one reservation lands in one zone: the one asked for, else the one that
+    /// takes most) and a host for each instance, charging the hosts with what the store holds.
+    fn place_launch(&self, tx: &WriteTx, launch: &Launch, req: &LaunchRequest) -> Result<(Subnet, Vec<String>)> {
+        let mut snapshots = launch.hosts.clone();
+        charge_usage(tx, &mut snapshots)?;
+        let zones: Vec<&Subnet> = match (&launch.subnet, req.private_ip) {
+            (Some(s), _) => vec![s],
+            // A given address decides the subnet, hence the zone.
+            (None, Some(ip)) => launch.subnets.iter().filter(|s| s.contains(ip)).collect(),
+            (None, None) => launch.subnets.iter().collect(),
+        };
+        if let (true, Some(ip)) = (zones.is_empty(), req.private_ip) {
+            return Err(invalid("PrivateIpAddress", format!("Address {ip} is in none of the VPC's subnets")));
+        }
+        let disk_mib = launch.image.virtual_size_bytes.div_ceil(1 << 20);
+        let (subnet, placed) = zones
+            .into_iter()
+            .map(|s| {
+                let demand = Demand {
+                    vcpus: launch.spec.vcpus,
+                    memory_mib: launch.spec.memory_mib,
+                    disk_mib,
+                    zone: Some(s.zone.clone()),
+                };
+                (s, scheduler::place(&snapshots, &demand, req.max_count as usize, self.policy()))
+            })
+            .max_by_key(|(_, placed)| placed.len())
+            .ok_or_else(|| Error::InsufficientCapacity(req.instance_type.clone()))?;
+        if placed.len() < req.min_count as usize {
+            return Err(Error::InsufficientCapacity(req.instance_type.clone()));
+        }
+        Ok((subnet.clone(), placed.into_iter().map(|i| snapshots[i].id.clone()).collect()))
+    }
+
+    /// Records one reservation of pending instances on `hosts`: addresses leased, root volumes,
+    /// tags, and the client token that makes a retry find them.
+    fn record_launch(
+        &self,
+        tx: &WriteTx,
+        account: &str,
+        launch: &Launch,
+        req: &LaunchRequest,
+        named: &Named,
+        (subnet, hosts): (&Subnet, &[String]),
+    ) -> Result<Vec<InstanceRecord>> {
+        let reservation_id = ids::resource_id("r");
+        let now = now_ms();
+        let mut records = Vec::new();
+        for (index, host_id) in hosts.iter().enumerate() {
+            let id = ids::resource_id("i");
+            let key = instance_key(account, &id);
+            let mac = network::new_mac();
+            let ip = match req.private_ip {
+                Some(ip) => network::lease_given_address(tx, subnet, ip, &key, &mac)?,
+                None => network::lease_address(tx, subnet, &key, &mac)?,
             };
-            if req.private_ip.is_some() && req.max_count > 1 {
-                return Err(invalid("PrivateIpAddress", "A private address can be given for one instance only"));
-            }
-            let group_ids = security_groups::resolve_launch_groups(
-                tx,
-                account,
-                vpc_id,
-                &req.security_group_ids,
-                &req.security_group_names,
-            )?;
-            let mut snapshots = base_snapshots.clone();
-            charge_usage(tx, &mut snapshots)?;
-            // One reservation lands in one zone: the asked one, else the one that takes most.
-            let zones: Vec<&Subnet> = match (&subnet, req.private_ip) {
-                (Some(s), _) => vec![s],
-                // A given address decides the subnet, hence the zone.
-                (None, Some(ip)) => subnets.iter().filter(|s| s.contains(ip)).collect(),
-                (None, None) => subnets.iter().collect(),
+            let record = InstanceRecord {
+                id: id.clone(),
+                account: account.to_owned(),
+                reservation_id: reservation_id.clone(),
+                image_id: launch.image.id.clone(),
+                instance_type: launch.spec.name.clone(),
+                vcpus: launch.spec.vcpus,
+                memory_mib: launch.spec.memory_mib,
+                zone: subnet.zone.clone(),
+                host_id: host_id.clone(),
+                domain_uuid: ec2_uuid(),
+                state: InstanceState::Pending,
+                state_reason: Some(StateReason { code: "pending".into(), message: "pending".into() }),
+                state_transition_reason: String::new(),
+                force_stop: false,
+                booted: false,
+                launch_time_ms: now,
+                terminated_ms: None,
+                ami_launch_index: index as u32,
+                key_name: req.key_name.clone(),
+                user_data: req.user_data.clone(),
+                vpc_id: launch.vpc_id.clone(),
+                subnet_id: subnet.id.clone(),
+                network_interface_id: ids::resource_id("eni"),
+                private_ip: ip.to_string(),
+                mac,
+                security_group_ids: named.group_ids.clone(),
+                client_token: req.client_token.clone(),
+                disable_api_termination: req.disable_api_termination,
+                disable_api_stop: req.disable_api_stop,
+                shutdown_behavior: req.shutdown_behavior.clone().unwrap_or_else(|| "stop".into()),
+                ebs_optimized: req.ebs_optimized,
+                monitoring: req.monitoring,
+                dir: self.instance_dir(&id).to_string_lossy().into_owned(),
+                root_disk_bytes: launch.image.virtual_size_bytes,
+                migration: None,
+                migration_target: None,
+                cpu_credits: launch.cpu_credits.clone(),
+                metadata: req.metadata.clone(),
+                public_key: named.public_key.clone(),
             };
-            if let (true, Some(ip)) = (zones.is_empty(), req.private_ip) {
-                return Err(invalid("PrivateIpAddress", format!("Address {ip} is in none of the VPC's subnets")));
-            }
-            let (chosen_subnet, placed) = zones
-                .into_iter()
-                .map(|s| {
-                    let demand = Demand {
-                        vcpus: spec.vcpus,
-                        memory_mib: spec.memory_mib,
-                        disk_mib: demand_disk,
-                        zone: Some(s.zone.clone()),
-                    };
-                    (s, scheduler::place(&snapshots, &demand, req.max_count as usize, self.policy()))
-                })
-                .max_by_key(|(_, placed)| placed.len())
-                .ok_or_else(|| Error::InsufficientCapacity(req.instance_type.clone()))?;
-            if placed.len() < req.min_count as usize {
-                return Err(Error::InsufficientCapacity(req.instance_type.clone()));
-            }
-            let reservation_id = ids::resource_id("r");
-            let now = now_ms();
-            let mut records = Vec::new();
-            for (index, host_index) in placed.into_iter().enumerate() {
-                let id = ids::resource_id("i");
-                let key = instance_key(account, &id);
-                let mac = network::new_mac();
-                let ip = match req.private_ip {
-                    Some(ip) => network::lease_given_address(tx, chosen_subnet, ip, &key, &mac)?,
-                    None => network::lease_address(tx, chosen_subnet, &key, &mac)?,
-                };
-                let record = InstanceRecord {
-                    id: id.clone(),
-                    account: account.to_owned(),
-                    reservation_id: reservation_id.clone(),
-                    image_id: image.id.clone(),
-                    instance_type: spec.name.clone(),
-                    vcpus: spec.vcpus,
-                    memory_mib: spec.memory_mib,
-                    zone: chosen_subnet.zone.clone(),
-                    host_id: snapshots[host_index].id.clone(),
-                    domain_uuid: ec2_uuid(),
-                    state: InstanceState::Pending,
-                    state_reason: Some(StateReason { code: "pending".into(), message: "pending".into() }),
-                    state_transition_reason: String::new(),
-                    force_stop: false,
-                    booted: false,
-                    launch_time_ms: now,
-                    terminated_ms: None,
-                    ami_launch_index: index as u32,
-                    key_name: req.key_name.clone(),
-                    user_data: req.user_data.clone(),
-                    vpc_id: vpc_id.to_owned(),
-                    subnet_id: chosen_subnet.id.clone(),
-                    network_interface_id: ids::resource_id("eni"),
-                    private_ip: ip.to_string(),
-                    mac,
-                    security_group_ids: group_ids.clone(),
-                    client_token: req.client_token.clone(),
-                    disable_api_termination: req.disable_api_termination,
-                    disable_api_stop: req.disable_api_stop,
-                    shutdown_behavior: req.shutdown_behavior.clone().unwrap_or_else(|| "stop".into()),
-                    ebs_optimized: req.ebs_optimized,
-                    monitoring: req.monitoring,
-                    dir: self.instance_dir(&id).to_string_lossy().into_owned(),
-                    root_disk_bytes: image.virtual_size_bytes,
-                    migration: None,
-                    migration_target: None,
-                    cpu_credits: cpu_credits.clone(),
-                    metadata: req.metadata.clone(),
-                    public_key: public_key.clone(),
-                };
-                tx.insert(&INSTANCES, &key, &record)?;
-                volumes::insert_root_volume(tx, &record, &root, &root_disk_path(&record), &req.volume_tags)?;
-                tags::put_tags(tx, account, &id, &req.tags)?;
-                tags::put_tags(tx, account, &record.network_interface_id, &req.interface_tags)?;
-                records.push(record);
-            }
-            if let Some(token) = &req.client_token {
-                let remembered = ClientTokenRecord {
-                    reservation_id,
-                    request_digest: digest(&req),
-                    instance_ids: records.iter().map(|r| r.id.clone()).collect(),
-                };
-                tx.insert(&CLIENT_TOKENS, &format!("{account}/{token}"), &remembered)?;
-            }
-            Ok((records, true))
-        })?;
-        let (records, created) = records;
-        if created {
-            for record in &records {
-                self.kick(&instance_key(account, &record.id));
-            }
+            tx.insert(&INSTANCES, &key, &record)?;
+            volumes::insert_root_volume(tx, &record, &launch.root, &root_disk_path(&record), &req.volume_tags)?;
+            tags::put_tags(tx, account, &id, &req.tags)?;
+            tags::put_tags(tx, account, &record.network_interface_id, &req.interface_tags)?;
+            records.push(record);
+        }
+        if let Some(token) = &req.client_token {
+            let remembered = ClientTokenRecord {
+                reservation_id,
+                request_digest: digest(req),
+                instance_ids: records.iter().map(|r| r.id.clone()).collect(),
+            };
+            tx.insert(&CLIENT_TOKENS, &format!("{account}/{token}"), &remembered)?;
         }
         Ok(records)
     }

@@ -6,6 +6,8 @@
 //!   writes `scheduler.json`.
 //! - `inproc`: the gateway's request handler in a loop, over an in-memory store ([`inproc`]):
 //!   Stratus's CPU per request with nothing else on the path; writes `inproc-N.json`.
+//! - `pages`: what one Describe page costs as one account grows ([`pages`]); writes
+//!   `pages.json`.
 //! - `report`: tables and SVG plots from a results directory (`api.json`, `scheduler.json`,
 //!   and the `launch.json` / `migration.json` that `bench/launch.py` and `bench/migration.py`
 //!   write), for `docs/benchmarks.md` ([`report`]).
@@ -18,6 +20,7 @@ mod api;
 mod bare;
 mod inproc;
 mod load;
+mod pages;
 mod report;
 mod scheduler;
 mod systems;
@@ -87,6 +90,17 @@ enum Command {
         #[arg(long)]
         only: Option<String>,
     },
+    /// What one Describe page costs as one account grows (the handler in a loop, no network).
+    Pages {
+        #[arg(long, default_value = "bench/results/latest")]
+        out: PathBuf,
+        /// Instances the account holds at each stage (volumes: a tenth of that).
+        #[arg(long, value_delimiter = ',', default_value = "1000,10000,100000")]
+        sizes: Vec<usize>,
+        /// Calls per timed page.
+        #[arg(long, default_value_t = 200)]
+        calls: usize,
+    },
     /// Tables and plots from a results directory.
     Report {
         #[arg(long, default_value = "bench/results/latest")]
@@ -140,6 +154,7 @@ fn main() -> Result<()> {
             runtime.block_on(api::run(options))
         }
         Command::Scheduler { out, hosts, instances } => scheduler::run(&out, hosts, instances),
+        Command::Pages { out, sizes, calls } => pages::run(&out, &sizes, calls),
         Command::Inproc { out, instances, iterations, only } => {
             inproc::run(&out, instances, iterations, only.as_deref())
         }

@@ -1,0 +1,291 @@
+//! What one Describe page costs as the account grows: the gateway's request handler called in a
+//! loop (no network, as in [`crate::inproc`]) over a file store holding one account's
+//! `N` instances (reservations of four; 2 of 3 pending, 1 of 3 shutting down; each tagged with
+//! its batch of 100) and `N / 10` volumes. For each size: DescribeInstances, DescribeVolumes and
+//! DescribeTags with `MaxResults` 5, 50 and the action's largest (1000; 500 for volumes), the
+//! first page and one from the middle, with no filter, a state (or status) filter and an exact
+//! tag filter; and the time to walk every page of the largest size.
+//!
+//! Every page is checked before it is timed: a fast error is no measurement.
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use anyhow::{bail, Context, Result};
+use backend::hosts::HostConfig;
+use backend::instances::LaunchRequest;
+use backend::volumes::NewVolume;
+use backend::{Backend, Topology};
+use gateway::config::Limits;
+use gateway::server::{handle, AppState};
+use http_body_util::BodyExt;
+use serde::Serialize;
+
+use crate::load::Signer;
+
+#[derive(Serialize)]
+struct PageCost {
+    action: &'static str,
+    filter: &'static str,
+    max_results: usize,
+    /// `first` or `middle`.
+    page: &'static str,
+    stored: usize,
+    p50_micros: f64,
+    p90_micros: f64,
+    items: usize,
+}
+
+#[derive(Serialize)]
+struct WalkCost {
+    action: &'static str,
+    stored: usize,
+    pages: usize,
+    items: usize,
+    millis: f64,
+    micros_per_item: f64,
+}
+
+struct Fixture {
+    state: Arc<AppState>,
+    signer: Signer,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl Fixture {
+    /// One call: its status, body and time.
+    fn call(&self, pairs: &[(&str, &str)]) -> Result<(String, f64)> {
+        let body = form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish();
+        let request = self.signer.request_at(body, SystemTime::now())?;
+        self.runtime.block_on(async {
+            let started = Instant::now();
+            let response = handle(Arc::clone(&self.state), request).await;
+            let status = response.status();
+            let body = response.into_body().collect().await?.to_bytes();
+            let micros = started.elapsed().as_secs_f64() * 1e6;
+            if status != 200 {
+                bail!("HTTP {status}: {}", String::from_utf8_lossy(&body));
+            }
+            Ok((String::from_utf8_lossy(&body).into_owned(), micros))
+        })
+    }
+}
+
+fn count(body: &str, element: &str) -> usize {
+    body.matches(&format!("<{element}>")).count()
+}
+
+fn token(body: &str) -> Option<String> {
+    Some(body.split("<nextToken>").nth(1)?.split("</nextToken>").next()?.to_owned())
+}
+
+fn fill(dir: &std::path::Path, instances: usize) -> Result<Fixture> {
+    let mut host = HostConfig::new("test:///default");
+    (host.vcpus, host.memory_mib) = (Some(10_000_000), Some(10_000_000_000));
+    let topology = Topology { hosts: vec![host], ..Topology::default() };
+    let store = storage::Store::open(&dir.join("state.redb"))?;
+    let b = Backend::new(store, topology).with_data_dir(dir);
+    let admin = b.bootstrap_admin()?.context("a fresh store has no admin yet")?;
+    let principal = b.principal(&admin.access_key_id)?.context("the admin exists")?;
+    let account = principal.account_id.clone();
+    let disk = dir.join("image.qcow2");
+    let created =
+        std::process::Command::new("qemu-img").args(["create", "-q", "-f", "qcow2"]).arg(&disk).arg("64M").status()?;
+    if !created.success() {
+        bail!("qemu-img create failed");
+    }
+    let new = backend::images::NewImage {
+        name: "pages".into(),
+        disk: disk.to_string_lossy().into_owned(),
+        ..Default::default()
+    };
+    let image = b.register_image(&account, new)?;
+    let started = Instant::now();
+    let mut launched = 0;
+    while launched < instances {
+        // Reservations of four: a page of reservations holds about four times its size.
+        let n = (instances - launched).min(4) as u32;
+        let launch = LaunchRequest {
+            image_id: image.id.clone(),
+            instance_type: "t3.nano".into(),
+            min_count: n,
+            max_count: n,
+            tags: vec![("batch".into(), format!("b{}", launched / 100))],
+            ..Default::default()
+        };
+        let ids: Vec<String> =
+            b.run_instances(&account, &principal.default_vpc_id, launch)?.into_iter().map(|r| r.id).collect();
+        // One in three goes on to shut down: a state filter then keeps two in three.
+        let ending: Vec<String> = ids.iter().step_by(3).cloned().collect();
+        b.terminate_instances(&account, &ending)?;
+        launched += ids.len();
+        if launched % 10_000 == 0 {
+            eprintln!("  {launched} instances ({:.0} s)", started.elapsed().as_secs_f64());
+        }
+    }
+    for n in 0..instances / 10 {
+        let tags = vec![("batch".into(), format!("b{}", n / 100))];
+        b.create_volume(
+            &account,
+            NewVolume { zone: "us-east-1a".into(), size_gib: Some(1), tags, ..Default::default() },
+        )?;
+    }
+    eprintln!("  filled in {:.0} s", started.elapsed().as_secs_f64());
+    let state = Arc::new(AppState::new(
+        Arc::new(b),
+        Limits { requests_per_second: 1_000_000_000, burst: 1_000_000_000, ..Limits::default() },
+    ));
+    let signer = Signer::new("127.0.0.1:8773".parse()?, &admin.access_key_id, &admin.secret_access_key, "us-east-1");
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    Ok(Fixture { state, signer, runtime })
+}
+
+/// The largest `MaxResults` an action takes.
+fn largest(action: &str) -> &'static str {
+    if action == "DescribeVolumes" {
+        "500"
+    } else {
+        "1000"
+    }
+}
+
+/// p50 and p90 of `calls` runs of one request, and the items its answer holds.
+fn time(f: &Fixture, pairs: &[(&str, &str)], element: &str, calls: usize) -> Result<(f64, f64, usize)> {
+    let (body, _) = f.call(pairs)?;
+    let items = count(&body, element);
+    let mut micros: Vec<f64> = (0..calls).map(|_| f.call(pairs).map(|(_, t)| t)).collect::<Result<_>>()?;
+    micros.sort_by(f64::total_cmp);
+    Ok((micros[micros.len() / 2], micros[micros.len() * 9 / 10], items))
+}
+
+pub fn run(out: &std::path::Path, sizes: &[usize], calls: usize) -> Result<()> {
+    let v = "2016-11-15";
+    let mut pages = Vec::new();
+    let mut walks = Vec::new();
+    for &stored in sizes {
+        let dir = std::env::temp_dir().join(format!("stratus-pages-{}-{stored}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        eprintln!("filling {stored} instances");
+        let f = fill(&dir, stored)?;
+        // (action, item element, filter name, filter pairs)
+        let cases: [(&'static str, &str, &'static str, Vec<(&str, &str)>); 8] = [
+            ("DescribeInstances", "reservationId", "none", vec![]),
+            (
+                "DescribeInstances",
+                "reservationId",
+                "state",
+                vec![("Filter.1.Name", "instance-state-name"), ("Filter.1.Value.1", "pending")],
+            ),
+            (
+                "DescribeInstances",
+                "reservationId",
+                "tag",
+                vec![("Filter.1.Name", "tag:batch"), ("Filter.1.Value.1", "b7")],
+            ),
+            ("DescribeVolumes", "volumeType", "none", vec![]),
+            (
+                "DescribeVolumes",
+                "volumeType",
+                "status",
+                vec![("Filter.1.Name", "status"), ("Filter.1.Value.1", "creating")],
+            ),
+            ("DescribeVolumes", "volumeType", "tag", vec![("Filter.1.Name", "tag:batch"), ("Filter.1.Value.1", "b7")]),
+            ("DescribeTags", "resourceId", "none", vec![]),
+            (
+                "DescribeTags",
+                "resourceId",
+                "resource-type",
+                vec![("Filter.1.Name", "resource-type"), ("Filter.1.Value.1", "volume")],
+            ),
+        ];
+        for (action, element, filter, filter_pairs) in &cases {
+            let base: Vec<(&str, &str)> =
+                [("Action", *action), ("Version", v)].into_iter().chain(filter_pairs.iter().copied()).collect();
+            // A token from the middle: walk half way with pages of 1000 (tokens do not depend on
+            // the page size).
+            let largest = largest(action);
+            let (first, _) = f.call(&[base.clone(), vec![("MaxResults", largest)]].concat())?;
+            let mut middle = token(&first);
+            let total_pages = (stored / largest.parse::<usize>()?).max(1);
+            for _ in 1..total_pages / 2 {
+                let Some(t) = &middle else { break };
+                let (body, _) = f.call(&[base.clone(), vec![("MaxResults", largest), ("NextToken", t)]].concat())?;
+                middle = token(&body).or(middle);
+            }
+            for max in [5usize, 50, largest.parse()?] {
+                let max_text = max.to_string();
+                let mut pairs = base.clone();
+                pairs.push(("MaxResults", &max_text));
+                let n = if max > 50 { (calls / 10).max(5) } else { calls };
+                let (p50, p90, items) = time(&f, &pairs, element, n)?;
+                pages.push(PageCost {
+                    action,
+                    filter,
+                    max_results: max,
+                    page: "first",
+                    stored,
+                    p50_micros: p50,
+                    p90_micros: p90,
+                    items,
+                });
+                if let Some(t) = &middle {
+                    pairs.push(("NextToken", t));
+                    let (p50, p90, items) = time(&f, &pairs, element, n)?;
+                    pages.push(PageCost {
+                        action,
+                        filter,
+                        max_results: max,
+                        page: "middle",
+                        stored,
+                        p50_micros: p50,
+                        p90_micros: p90,
+                        items,
+                    });
+                }
+                println!(
+                    "{action:<18} {filter:<13} {max:>5} a page  {stored:>7} stored  first p50 {:>9.0} µs",
+                    pages.iter().rev().find(|p| p.page == "first").map_or(0.0, |p| p.p50_micros)
+                );
+            }
+        }
+        for (action, element) in
+            [("DescribeInstances", "instanceId"), ("DescribeVolumes", "volumeType"), ("DescribeTags", "resourceId")]
+        {
+            let started = Instant::now();
+            let (mut token_now, mut pages_walked, mut items) = (None::<String>, 0, 0);
+            loop {
+                let mut pairs = vec![("Action", action), ("Version", v), ("MaxResults", largest(action))];
+                if let Some(t) = &token_now {
+                    pairs.push(("NextToken", t));
+                }
+                let (body, _) = f.call(&pairs)?;
+                items += count(&body, element);
+                pages_walked += 1;
+                match token(&body) {
+                    Some(t) => token_now = Some(t),
+                    None => break,
+                }
+            }
+            let millis = started.elapsed().as_secs_f64() * 1e3;
+            println!("walk {action:<18} {stored:>7} stored: {pages_walked} pages, {items} items, {millis:.0} ms");
+            walks.push(WalkCost {
+                action,
+                stored,
+                pages: pages_walked,
+                items,
+                millis,
+                micros_per_item: millis * 1e3 / items.max(1) as f64,
+            });
+        }
+        drop(f);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    std::fs::create_dir_all(out)?;
+    std::fs::write(
+        out.join("pages.json"),
+        serde_json::to_vec_pretty(&serde_json::json!({
+            "kind": "pages", "machine": crate::machine(), "pages": pages, "walks": walks,
+        }))?,
+    )?;
+    Ok(())
+}
