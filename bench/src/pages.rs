@@ -1,7 +1,7 @@
 //! What one Describe page costs as the account grows: the gateway's request handler called in a
 //! loop (no network, as in [`crate::inproc`]) over a file store holding one account's
-//! `N` instances (reservations of four; 2 of 3 pending, 1 of 3 shutting down; each tagged with
-//! its batch of 100) and `N / 10` volumes. For each size: DescribeInstances, DescribeVolumes and
+//! `N` instances (one a reservation; 1 of 3 pending, 2 of 3 terminated, which stay listed as on
+//! EC2; each tagged with its batch of 100) and `N / 10` volumes. For each size: DescribeInstances, DescribeVolumes and
 //! DescribeTags with `MaxResults` 5, 50 and the action's largest (1000; 500 for volumes), the
 //! first page and one from the middle, with no filter, a state (or status) filter and an exact
 //! tag filter; and the time to walk every page of the largest size.
@@ -79,12 +79,33 @@ fn token(body: &str) -> Option<String> {
     Some(body.split("<nextToken>").nth(1)?.split("</nextToken>").next()?.to_owned())
 }
 
+/// Zones of the benchmark's region: each has a /20 subnet in the default VPC, and a third of
+/// 100,000 instances stays pending, holding addresses.
+const ZONES: usize = 16;
+
 fn fill(dir: &std::path::Path, instances: usize) -> Result<Fixture> {
-    let mut host = HostConfig::new("test:///default");
-    (host.vcpus, host.memory_mib) = (Some(10_000_000), Some(10_000_000_000));
-    let topology = Topology { hosts: vec![host], ..Topology::default() };
+    // Fake hosts (no libvirt), one a zone: terminations are driven to their end here.
+    let cloud = backend::fake::FakeCloud::new();
+    let zones: Vec<String> = (0..ZONES).map(|n| format!("us-east-1-z{n:02}")).collect();
+    let configs: Vec<HostConfig> = zones
+        .iter()
+        .map(|zone| {
+            let mut host = HostConfig::new(&format!("fake://{zone}"));
+            host.zone = Some(zone.clone());
+            host.accelerator = Some(backend::hypervisor::Accelerator::Test);
+            (host.vcpus, host.memory_mib) = (Some(10_000_000), Some(10_000_000_000));
+            host
+        })
+        .collect();
+    let pool = backend::hosts::HostPool::new(
+        configs
+            .iter()
+            .map(|c| backend::hosts::Host::new(c.clone(), c.zone.clone().unwrap_or_default(), cloud.host(&c.uri))),
+    );
+    let region = backend::topology::Region { name: "us-east-1".into(), zones: zones.clone() };
+    let topology = Topology { regions: vec![region], hosts: configs, ..Topology::default() };
     let store = storage::Store::open(&dir.join("state.redb"))?;
-    let b = Backend::new(store, topology).with_data_dir(dir);
+    let b = Backend::with_hosts(store, topology, pool).with_data_dir(dir);
     let admin = b.bootstrap_admin()?.context("a fresh store has no admin yet")?;
     let principal = b.principal(&admin.access_key_id)?.context("the admin exists")?;
     let account = principal.account_id.clone();
@@ -103,21 +124,28 @@ fn fill(dir: &std::path::Path, instances: usize) -> Result<Fixture> {
     let started = Instant::now();
     let mut launched = 0;
     while launched < instances {
-        // Reservations of four: a page of reservations holds about four times its size.
-        let n = (instances - launched).min(4) as u32;
+        // One instance a reservation, as in the figures: a page of N reservations is N
+        // instances.
+        let n = 1;
         let launch = LaunchRequest {
             image_id: image.id.clone(),
             instance_type: "t3.nano".into(),
             min_count: n,
             max_count: n,
+            zone: Some(zones[launched % ZONES].clone()),
             tags: vec![("batch".into(), format!("b{}", launched / 100))],
             ..Default::default()
         };
         let ids: Vec<String> =
             b.run_instances(&account, &principal.default_vpc_id, launch)?.into_iter().map(|r| r.id).collect();
-        // One in three goes on to shut down: a state filter then keeps two in three.
-        let ending: Vec<String> = ids.iter().step_by(3).cloned().collect();
-        b.terminate_instances(&account, &ending)?;
+        // Two in three are terminated (and stay listed, as on EC2): a state filter for
+        // `pending` keeps one in three.
+        if launched % 3 != 0 {
+            b.terminate_instances(&account, &ids)?;
+            for id in &ids {
+                b.converge(&format!("{account}/{id}"))?;
+            }
+        }
         launched += ids.len();
         if launched % 10_000 == 0 {
             eprintln!("  {launched} instances ({:.0} s)", started.elapsed().as_secs_f64());
@@ -127,7 +155,7 @@ fn fill(dir: &std::path::Path, instances: usize) -> Result<Fixture> {
         let tags = vec![("batch".into(), format!("b{}", n / 100))];
         b.create_volume(
             &account,
-            NewVolume { zone: "us-east-1a".into(), size_gib: Some(1), tags, ..Default::default() },
+            NewVolume { zone: zones[n % ZONES].clone(), size_gib: Some(1), tags, ..Default::default() },
         )?;
     }
     eprintln!("  filled in {:.0} s", started.elapsed().as_secs_f64());
