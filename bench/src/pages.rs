@@ -168,6 +168,9 @@ fn fill(dir: &std::path::Path, instances: usize) -> Result<Fixture> {
     Ok(Fixture { state, signer, runtime })
 }
 
+/// (action, the element each item has once, filter name, filter parameters).
+type Case = (&'static str, &'static str, &'static str, Vec<(&'static str, &'static str)>);
+
 /// The largest `MaxResults` an action takes.
 fn largest(action: &str) -> &'static str {
     if action == "DescribeVolumes" {
@@ -196,7 +199,7 @@ pub fn run(out: &std::path::Path, sizes: &[usize], calls: usize) -> Result<()> {
         eprintln!("filling {stored} instances");
         let f = fill(&dir, stored)?;
         // (action, item element, filter name, filter pairs)
-        let cases: [(&'static str, &str, &'static str, Vec<(&str, &str)>); 8] = [
+        let cases: [Case; 8] = [
             ("DescribeInstances", "reservationId", "none", vec![]),
             (
                 "DescribeInstances",
