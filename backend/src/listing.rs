@@ -14,10 +14,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use storage::tables::{INSTANCES, KEY_PAIRS, RESERVATIONS, SECURITY_GROUPS, SNAPSHOTS, TAGS, VOLUMES};
-use storage::{
-    InstanceRecord, KeyPairRecord, ReadTx, Record, SecurityGroupRecord, SnapshotRecord, Table, TagRecord, VolumeRecord,
-};
+use storage::tables::{INSTANCES, RESERVATIONS, SNAPSHOTS, TAGS, VOLUMES};
+use storage::{InstanceRecord, ReadTx, Record, SnapshotRecord, Table, TagRecord, VolumeRecord};
 
 use crate::tags::TagView;
 use crate::{tags, Backend, ResourceKind, Result};
@@ -44,8 +42,6 @@ macro_rules! listed {
 listed! {
     VolumeRecord => VOLUMES, ResourceKind::Volume;
     SnapshotRecord => SNAPSHOTS, ResourceKind::Snapshot;
-    KeyPairRecord => KEY_PAIRS, ResourceKind::KeyPair;
-    SecurityGroupRecord => SECURITY_GROUPS, ResourceKind::SecurityGroup;
     InstanceRecord => INSTANCES, ResourceKind::Instance;
 }
 

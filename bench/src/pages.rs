@@ -110,11 +110,7 @@ fn fill(dir: &std::path::Path, instances: usize) -> Result<Fixture> {
     let principal = b.principal(&admin.access_key_id)?.context("the admin exists")?;
     let account = principal.account_id.clone();
     let disk = dir.join("image.qcow2");
-    let created =
-        std::process::Command::new("qemu-img").args(["create", "-q", "-f", "qcow2"]).arg(&disk).arg("64M").status()?;
-    if !created.success() {
-        bail!("qemu-img create failed");
-    }
+    backend::disk::create_blank(&disk, 64 << 20)?;
     let new = backend::images::NewImage {
         name: "pages".into(),
         disk: disk.to_string_lossy().into_owned(),

@@ -45,7 +45,7 @@ from pathlib import Path
 
 from botocore.exceptions import ClientError
 
-from conftest import REGION, Stratus, import_image, start_stratus
+from conftest import REGION, TEST_DRIVER_CONFIG, Stratus, import_image, start_stratus
 
 MODELS = Path(__file__).resolve().parents[2] / "ec2api/model"
 ROUNDS = int(os.environ.get("STRATUS_KILL_ROUNDS", "10"))
@@ -68,26 +68,10 @@ NODE_XML = """<node>
 
 
 def campaign_config(node_xml: Path) -> str:
-    # Two test-driver hosts: the shared `test:///default` and a private one from a node file.
-    return f"""
-placement = "spread"
-
-[[hosts]]
-uri = "test:///default"
-vcpus = 32
-memory_mib = 16384
-cpu_ratio = 1.0
-
-[[hosts]]
-uri = "test://{node_xml}"
-vcpus = 32
-memory_mib = 16384
-cpu_ratio = 1.0
-
-[instances]
-stop_timeout_secs = 2
-sweep_interval_ms = 200
-"""
+    """conftest's test-driver config with a second host, a private one from a node file."""
+    hosts, rest = TEST_DRIVER_CONFIG.split("[instances]")
+    second = hosts.replace("test:///default", f"test://{node_xml}")
+    return f'placement = "spread"\n{hosts}{second}[instances]{rest}'
 
 
 def clients(server: Stratus):

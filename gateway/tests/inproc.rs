@@ -62,9 +62,7 @@ async fn until(f: &Fixture, body: &str, needle: &str) -> String {
 
 fn image(w: &World) -> String {
     let disk = w._dir.path().join("disk.qcow2");
-    let made =
-        std::process::Command::new("qemu-img").args(["create", "-q", "-f", "qcow2"]).arg(&disk).arg("64M").status();
-    assert!(made.unwrap().success());
+    backend::disk::create_blank(&disk, 64 << 20).unwrap();
     let new =
         backend::images::NewImage { name: "inproc".into(), disk: disk.to_string_lossy().into(), ..Default::default() };
     w.f.state.backend.register_image(&w.f.state.backend.list_accounts().unwrap()[0].account_id, new).unwrap().id

@@ -129,9 +129,7 @@ async fn volume_pages_return_every_match_once_in_order_while_the_store_changes()
 async fn instance_pages_are_whole_reservations_each_once() {
     let (f, dir) = world();
     let disk = dir.path().join("disk.qcow2");
-    let made =
-        std::process::Command::new("qemu-img").args(["create", "-q", "-f", "qcow2"]).arg(&disk).arg("64M").status();
-    assert!(made.unwrap().success());
+    backend::disk::create_blank(&disk, 64 << 20).unwrap();
     let new =
         backend::images::NewImage { name: "paging".into(), disk: disk.to_string_lossy().into(), ..Default::default() };
     let admin = f.state.backend.list_accounts().unwrap()[0].account_id.clone();

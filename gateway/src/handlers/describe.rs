@@ -106,8 +106,6 @@ impl Describe {
             Some(ResourceKind::Instance) => Some("instance-id"),
             Some(ResourceKind::Volume) => Some("volume-id"),
             Some(ResourceKind::Snapshot) => Some("snapshot-id"),
-            Some(ResourceKind::SecurityGroup) => Some("group-id"),
-            Some(ResourceKind::KeyPair) => Some("key-pair-id"),
             _ => None,
         };
         let only_ids = id_filter.and_then(|name| self.filters.exact_values(name)).unwrap_or_default();
