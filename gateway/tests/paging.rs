@@ -84,6 +84,8 @@ async fn volume_pages_return_every_match_once_in_order_while_the_store_changes()
         let before = reference(ok(&f, &format!("Action=DescribeVolumes&Version=2016-11-15{filter}")).await);
         let page_size = rng.gen_range(5..=20);
         let (mut seen, mut token, mut pages) = (Vec::<String>::new(), None::<String>, 0);
+        // Made during the walk: such a volume may be listed and deleted again before it ends.
+        let mut created = BTreeSet::new();
         loop {
             let next = token.as_ref().map(|t| format!("&NextToken={t}")).unwrap_or_default();
             let body = format!("Action=DescribeVolumes&Version=2016-11-15&MaxResults={page_size}{filter}{next}");
@@ -94,7 +96,9 @@ async fn volume_pages_return_every_match_once_in_order_while_the_store_changes()
             pages += 1;
             // Between pages: another volume, or one fewer.
             if rng.gen_bool(0.5) {
-                live.insert(create_volume(&f, &mut rng).await);
+                let made = create_volume(&f, &mut rng).await;
+                created.insert(made.clone());
+                live.insert(made);
             } else if let Some(gone) = live.iter().nth(rng.gen_range(0..live.len())).cloned() {
                 // Volumes are still `creating` here (no conductor runs): they go from the store
                 // directly, as a crash between creation and the file's making would leave them.
@@ -120,7 +124,11 @@ async fn volume_pages_return_every_match_once_in_order_while_the_store_changes()
             );
         }
         for id in &seen {
-            assert!(before.contains(id) || after.contains(id), "walk {walk}: {id} matches neither before nor after");
+            let existed = before.contains(id) || after.contains(id) || created.contains(id);
+            assert!(
+                existed,
+                "walk {walk}: {id} was listed but matched neither before nor after, nor was made meanwhile"
+            );
         }
     }
 }
