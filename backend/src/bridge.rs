@@ -16,7 +16,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::hypervisor::{
-    AttachedDisk, DomainSpec, DomainStatus, DriverError, EventSink, HostInfo, Hypervisor, JobProgress,
+    AttachedDisk, DomainSpec, DomainStatus, DriverError, EventSink, FilterStatus, HostInfo, Hypervisor, JobProgress,
     MigrationOptions, PowerState,
 };
 
@@ -195,5 +195,12 @@ impl Hypervisor for HostBridge {
     fn undefine_filter(&self, name: &str) -> Result<(), DriverError> {
         let name = name.to_owned();
         self.timed("undefine_filter", move |d| d.undefine_filter(&name))
+    }
+    fn definition(&self, name: &str) -> Result<Option<String>, DriverError> {
+        let name = name.to_owned();
+        self.timed("definition", move |d| d.definition(&name))
+    }
+    fn filters(&self) -> Result<Vec<FilterStatus>, DriverError> {
+        self.timed("filters", |d| d.filters())
     }
 }

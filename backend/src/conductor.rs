@@ -10,7 +10,8 @@
 //!    a running instance whose domain is off or gone was shut down from inside; instances
 //!    left in a transitional state (after a crash, or while their host was away) are kicked
 //!    again, and so are the owners of unfinished volume work; domains that redb does not know
-//!    are reported, never adopted or killed; long terminated instances are forgotten.
+//!    are reported, never adopted or killed (when they change, the hosts' inventory is taken
+//!    again, [`crate::ownership`]); long terminated instances are forgotten.
 //!
 //! 3. Hosts report domain lifecycle events (libvirt's, see [`crate::libvirt`]): each one
 //!    re-checks that domain's instance at once ([`Backend::domain_changed`]), so a guest that
@@ -195,6 +196,8 @@ impl Backend {
             report.unknown_domains.retain(|d| !recorded.contains(d));
         }
         report.unknown_domains.sort();
+        // Other installations' guests come and go: their addresses stay out of allocation.
+        self.note_unknown_domains(&report.unknown_domains);
         let reading = std::time::Instant::now();
         // Image copies left by a crash (their guest may still be paused) are redone by their
         // instance's work.
@@ -339,7 +342,7 @@ async fn conduct(
                 // Say each unknown domain once, not on every sweep.
                 for domain in &report.unknown_domains {
                     if reported.insert(domain.clone()) {
-                        tracing::warn!(host = %domain.0, domain = %domain.1, "domain unknown to Stratus; left alone");
+                        tracing::warn!(host = %domain.0, domain = %domain.1, "domain not of this installation; left alone (see `stratus doctor`)");
                     }
                 }
                 reported.retain(|d| report.unknown_domains.contains(d));

@@ -22,6 +22,9 @@
 //! 7. A host that cannot be reached fails with [`DriverError::Unreachable`]; the call may be
 //!    retried later. Any call may also take as long as the host takes: callers bound it
 //!    ([`crate::bridge`]).
+//! 8. [`Hypervisor::definition`] renders a domain with the `<metadata>` it was defined with
+//!    (its owner, [`crate::ownership`]). A filter keeps the UUID it was first defined with:
+//!    redefining it under another fails; undefining one that a running domain uses fails.
 //!
 //! The fake keeps these promises in memory (it never reads a disk or starts a guest) and adds
 //! what tests need and libvirt cannot do on demand: a guest that powers itself off
@@ -34,7 +37,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::hypervisor::{
-    AttachedDisk, DomainSpec, DomainStatus, DriverError, EventSink, HostInfo, Hypervisor, JobProgress,
+    AttachedDisk, DomainSpec, DomainStatus, DriverError, EventSink, FilterStatus, HostInfo, Hypervisor, JobProgress,
     MigrationOptions, PowerState,
 };
 
@@ -74,7 +77,8 @@ pub struct FakeDomain {
 struct FakeHostState {
     mode: HostMode,
     domains: BTreeMap<String, FakeDomain>,
-    filters: BTreeSet<String>,
+    /// Filters by name, with their UUID.
+    filters: BTreeMap<String, String>,
     sinks: Vec<EventSink>,
 }
 
@@ -144,7 +148,7 @@ impl FakeCloud {
     }
 
     pub fn filters(&self, uri: &str) -> BTreeSet<String> {
-        self.world().hosts.get(uri).map(|h| h.filters.clone()).unwrap_or_default()
+        self.world().hosts.get(uri).map(|h| h.filters.keys().cloned().collect()).unwrap_or_default()
     }
 
     /// Whether a migration was switched to post-copy, and whether one was aborted.
@@ -260,7 +264,7 @@ impl Hypervisor for FakeHost {
 
     fn define(&self, spec: &DomainSpec) -> Result<(), DriverError> {
         if let Some(filter) = &spec.filter {
-            if !self.with_host(|host| Ok(host.filters.contains(filter)))? {
+            if !self.with_host(|host| Ok(host.filters.contains_key(filter)))? {
                 return Err(DriverError::Failed(format!("no network filter {filter}")));
             }
         }
@@ -398,21 +402,44 @@ impl Hypervisor for FakeHost {
     }
 
     fn define_filter(&self, xml: &str) -> Result<(), DriverError> {
-        let name = xml
-            .split_once("name='")
-            .and_then(|(_, rest)| rest.split_once('\''))
-            .map(|(name, _)| name.to_owned())
-            .ok_or_else(|| DriverError::Failed("filter XML without a name".into()))?;
-        self.with_host(|host| {
-            host.filters.insert(name);
-            Ok(())
+        let between = |open: &str, close: char| {
+            xml.split_once(open).and_then(|(_, rest)| rest.split_once(close)).map(|(value, _)| value.to_owned())
+        };
+        let name = between("name='", '\'').ok_or_else(|| DriverError::Failed("filter XML without a name".into()))?;
+        let uuid = between("<uuid>", '<').unwrap_or_default();
+        self.with_host(|host| match host.filters.get(&name) {
+            // As libvirt: a filter keeps the UUID it was first defined with.
+            Some(existing) if !uuid.is_empty() && *existing != uuid => {
+                Err(DriverError::Failed(format!("filter '{name}' already exists with uuid {existing}")))
+            }
+            _ => {
+                host.filters.insert(name, uuid);
+                Ok(())
+            }
         })
     }
 
     fn undefine_filter(&self, name: &str) -> Result<(), DriverError> {
         self.with_host(|host| {
+            if host.domains.values().any(|d| d.state != PowerState::ShutOff && d.spec.filter.as_deref() == Some(name)) {
+                return Err(DriverError::Failed(format!("nwfilter '{name}' is in use")));
+            }
             host.filters.remove(name);
             Ok(())
+        })
+    }
+
+    fn definition(&self, name: &str) -> Result<Option<String>, DriverError> {
+        self.with_host(|host| Ok(host.domains.get(name).map(|d| crate::hypervisor::domain_xml(&d.spec))))
+    }
+
+    fn filters(&self) -> Result<Vec<FilterStatus>, DriverError> {
+        self.with_host(|host| {
+            Ok(host
+                .filters
+                .iter()
+                .map(|(name, uuid)| FilterStatus { name: name.clone(), uuid: uuid.clone() })
+                .collect())
         })
     }
 }
@@ -438,6 +465,7 @@ mod tests {
             console_log: "/nowhere.log".into(),
             filter: None,
             instance_type: "t3.nano".into(),
+            metadata: None,
         }
     }
 

@@ -130,10 +130,17 @@ fn parse_cidr(cidr: &str) -> Option<(Ipv4Addr, u8)> {
 /// The nwfilter XML for one instance whose subnet's router (and DHCP server) is `router`.
 /// Priorities order the rules: anti-spoofing first, then the services every instance may use,
 /// then the groups' accepts, then the final drop.
-pub fn filter_xml(instance_id: &str, mac: &str, address: &str, router: Ipv4Addr, allows: &[Allow]) -> String {
+/// Its UUID names the installation that made it ([`crate::ownership::filter_uuid`]).
+pub fn filter_xml(
+    installation: &str,
+    instance_id: &str,
+    mac: &str,
+    address: &str,
+    router: Ipv4Addr,
+    allows: &[Allow],
+) -> String {
     let name = filter_name(instance_id);
-    // libvirt redefines a filter only under the UUID it already has: derive it from the name.
-    let uuid = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, name.as_bytes());
+    let uuid = crate::ownership::filter_uuid(installation, &name);
     let mut xml = format!("<filter name='{name}' chain='root'><uuid>{uuid}</uuid>");
     let mut rule = |action: &str, direction: &str, priority: i32, body: String| {
         let _ = write!(xml, "<rule action='{action}' direction='{direction}' priority='{priority}'>{body}</rule>");
@@ -186,15 +193,38 @@ struct FilterInputs {
     members: HashMap<String, Vec<Ipv4Addr>>,
 }
 
-fn instance_filter(record: &InstanceRecord, inputs: &FilterInputs) -> String {
+fn instance_filter(installation: &str, record: &InstanceRecord, inputs: &FilterInputs) -> String {
     let address: Ipv4Addr = record.private_ip.parse().unwrap_or(Ipv4Addr::UNSPECIFIED);
     let allows = allowed(record, &inputs.groups, &inputs.members);
-    filter_xml(&record.id, &record.mac, &record.private_ip, router_of(address), &allows)
+    filter_xml(installation, &record.id, &record.mac, &record.private_ip, router_of(address), &allows)
+}
+
+/// Whether two definitions of a filter hold the same rules, whatever their UUIDs.
+fn same_rules(a: &str, b: &str) -> bool {
+    let rules = |xml: &str| xml.split_once("</uuid>").map_or(xml, |(_, rules)| rules).to_owned();
+    rules(a) == rules(b)
+}
+
+/// Defines a filter on `host` and answers the XML defined. A filter defined before filters
+/// carried their installation keeps its old UUID, which libvirt insists on: such a filter is
+/// redefined under that one.
+fn define_on(host: &Host, xml: String) -> Result<String> {
+    match host.driver.define_filter(&xml) {
+        Err(crate::hypervisor::DriverError::Failed(message)) if message.contains("already exists with uuid") => {
+            let name = xml.split_once("name='").and_then(|(_, r)| r.split_once('\'')).map_or("", |(n, _)| n);
+            let marked = xml.split_once("<uuid>").and_then(|(_, r)| r.split_once("</uuid>")).map_or("", |(u, _)| u);
+            let legacy = xml.replacen(marked, &crate::ownership::legacy_filter_uuid(name), 1);
+            host.driver.define_filter(&legacy).map_err(Error::Driver)?;
+            Ok(legacy)
+        }
+        Err(error) => Err(Error::Driver(error)),
+        Ok(()) => Ok(xml),
+    }
 }
 
 impl Backend {
     /// Whether instances on `host` get filters (not on libvirt's test driver).
-    fn enforces(host: &Host) -> bool {
+    pub(crate) fn enforces(host: &Host) -> bool {
         host.accelerator != Accelerator::Test
     }
 
@@ -223,9 +253,8 @@ impl Backend {
             return Ok(None);
         }
         // Groups and their members belong to one account: the instance's is all it can name.
-        let xml =
-            instance_filter(record, &self.filter_inputs(Some(&record.account), &self.instances(&record.account)?)?);
-        host.driver.define_filter(&xml).map_err(Error::Driver)?;
+        let inputs = self.filter_inputs(Some(&record.account), &self.instances(&record.account)?)?;
+        let xml = define_on(host, instance_filter(self.installation()?, record, &inputs))?;
         self.applied_filters().insert((host.id.clone(), record.id.clone()), xml);
         Ok(Some(filter_name(&record.id)))
     }
@@ -248,15 +277,16 @@ impl Backend {
             return Ok(());
         }
         let inputs = self.filter_inputs(None, records)?;
+        let installation = self.installation()?;
         for record in records.iter().filter(|r| r.state == InstanceState::Running && r.migration.is_none()) {
             let Some(host) = self.hosts().get(&record.host_id).filter(|h| Self::enforces(h)) else { continue };
-            let xml = instance_filter(record, &inputs);
+            let xml = instance_filter(installation, record, &inputs);
             let key = (host.id.clone(), record.id.clone());
-            if self.applied_filters().get(&key) == Some(&xml) {
+            if self.applied_filters().get(&key).is_some_and(|applied| same_rules(applied, &xml)) {
                 continue;
             }
-            match host.driver.define_filter(&xml) {
-                Ok(()) => {
+            match define_on(host, xml) {
+                Ok(xml) => {
                     tracing::info!(instance = %record.id, host = %host.id, "security group filter updated");
                     self.applied_filters().insert(key, xml);
                 }
@@ -378,6 +408,8 @@ mod tests {
         assert!(allowed(&records[1], &groups, &members).is_empty());
     }
 
+    const ID: &str = "0123456789abcdef";
+
     #[test]
     fn filter_guards_identity_then_allows_then_drops() {
         let allows = [
@@ -396,9 +428,12 @@ mod tests {
         ];
         let router = router_of(Ipv4Addr::new(172, 31, 0, 9));
         assert_eq!(router, Ipv4Addr::new(172, 31, 0, 1));
-        let xml = filter_xml("i-1", "52:54:00:aa:bb:cc", "172.31.0.9", router, &allows);
+        let xml = filter_xml(ID, "i-1", "52:54:00:aa:bb:cc", "172.31.0.9", router, &allows);
         assert!(xml.starts_with("<filter name='stratus-i-1' chain='root'><uuid>") && xml.ends_with("</filter>"));
-        assert_eq!(xml, filter_xml("i-1", "52:54:00:aa:bb:cc", "172.31.0.9", router, &allows), "one UUID per name");
+        assert_eq!(xml, filter_xml(ID, "i-1", "52:54:00:aa:bb:cc", "172.31.0.9", router, &allows), "one UUID per name");
+        assert!(xml.contains("<uuid>01234567-89ab-cdef-"), "the installation's mark: {xml}");
+        let other = filter_xml("fedcba9876543210", "i-1", "52:54:00:aa:bb:cc", "172.31.0.9", router, &allows);
+        assert!(same_rules(&xml, &other) && xml != other, "rules compare without the UUID");
         let position = |part: &str| xml.find(part).unwrap_or_else(|| panic!("{part} missing from {xml}"));
         let spoof_mac = position("<mac match='no' srcmacaddr='52:54:00:aa:bb:cc'/>");
         let spoof_ip = position("<ip match='no' srcipaddr='172.31.0.9'/>");

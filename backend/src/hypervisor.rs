@@ -51,6 +51,8 @@ pub struct DomainSpec {
     pub filter: Option<String>,
     /// Shown to the guest as the SMBIOS product, as EC2 does.
     pub instance_type: String,
+    /// The domain's `<metadata>` element: whose it is ([`crate::ownership`]).
+    pub metadata: Option<String>,
 }
 
 /// A volume as a guest disk.
@@ -86,6 +88,13 @@ pub struct DomainStatus {
     pub state: PowerState,
     /// Cumulative CPU time of all vCPUs, in nanoseconds.
     pub cpu_time_ns: u64,
+}
+
+/// A network filter as the host holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FilterStatus {
+    pub name: String,
+    pub uuid: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -158,6 +167,11 @@ pub trait Hypervisor: Send + Sync {
     fn define_filter(&self, xml: &str) -> Result<(), DriverError>;
     /// Forgets a network filter; succeeds when there is none.
     fn undefine_filter(&self, name: &str) -> Result<(), DriverError>;
+    /// The domain's definition as the host renders it (libvirt's domain XML, with the
+    /// `<metadata>` it was given); `None` when the host has no such domain.
+    fn definition(&self, name: &str) -> Result<Option<String>, DriverError>;
+    /// Every network filter the host knows.
+    fn filters(&self) -> Result<Vec<FilterStatus>, DriverError>;
 }
 
 /// The `<disk>` element of an attached volume.
@@ -177,6 +191,10 @@ pub type EventSink = std::sync::Arc<dyn Fn(&str) + Send + Sync>;
 
 /// The libvirt domain XML for a spec: virtio disk and NIC on the host's bridge, the serial
 /// console logged to a file, and direct kernel boot when the image has a kernel.
+///
+/// A virtio RNG feeds the guest's entropy pool from the host, as EC2's Nitro card does: without
+/// it, a TCG guest's kernel waits tens of seconds for enough entropy before sshd and
+/// cloud-init can go on.
 ///
 /// The guest sees the platform as EC2 through SMBIOS (vendor `Amazon EC2`, a system UUID and
 /// serial starting with `ec2`, the instance type as product): that is how cloud-init and other
@@ -204,7 +222,7 @@ pub fn domain_xml(spec: &DomainSpec) -> String {
     };
     format!(
         "<domain type='{kind}'>\
-<name>{name}</name><uuid>{uuid}</uuid>\
+<name>{name}</name><uuid>{uuid}</uuid>{metadata}\
 <memory unit='MiB'>{mem}</memory><vcpu>{vcpus}</vcpu>\
 <sysinfo type='smbios'><bios><entry name='vendor'>Amazon EC2</entry></bios>\
 <system><entry name='manufacturer'>Amazon EC2</entry><entry name='product'>{product}</entry>\
@@ -216,6 +234,7 @@ pub fn domain_xml(spec: &DomainSpec) -> String {
 {volumes}<interface type='bridge'><source bridge='{bridge}'/><mac address='{mac}'/><model type='virtio'/>{filter}</interface>\
 <serial type='file'><source path='{log}' append='on'/><target port='0'/></serial>\
 <console type='file'><source path='{log}' append='on'/><target type='serial' port='0'/></console>\
+<rng model='virtio'><backend model='random'>/dev/urandom</backend></rng>\
 </devices></domain>",
         kind = spec.accelerator.domain_type(),
         name = escape(&spec.name),
@@ -227,6 +246,7 @@ pub fn domain_xml(spec: &DomainSpec) -> String {
         bridge = escape(&spec.bridge),
         mac = escape(&spec.mac),
         product = escape(&spec.instance_type),
+        metadata = spec.metadata.as_deref().unwrap_or_default(),
     )
 }
 
@@ -251,6 +271,7 @@ mod tests {
             console_log: "/data/i-0123/console.log".into(),
             filter: Some("stratus-i-0123".into()),
             instance_type: "t3.micro".into(),
+            metadata: Some(crate::ownership::owner_metadata("0123456789abcdef", "/data".as_ref(), "172.31.0.4")),
         }
     }
 
@@ -270,6 +291,8 @@ mod tests {
             "<system><entry name='manufacturer'>Amazon EC2</entry><entry name='product'>t3.micro</entry>",
             "<entry name='uuid'>6f1c1c1e-0000-4000-8000-000000000001</entry>",
             "<os><type arch='x86_64'>hvm</type><smbios mode='sysinfo'/>",
+            "</uuid><metadata><stratus:owner ",
+            "<rng model='virtio'><backend model='random'>/dev/urandom</backend></rng>",
         ] {
             assert!(xml.contains(part), "{part} missing from {xml}");
         }

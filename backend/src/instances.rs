@@ -401,14 +401,15 @@ impl Backend {
     ) -> Result<Vec<InstanceRecord>> {
         let reservation_id = ids::resource_id("r");
         let now = now_ms();
+        let held_elsewhere = self.foreign_addresses();
         let mut records = Vec::new();
         for (index, host_id) in hosts.iter().enumerate() {
             let id = ids::resource_id("i");
             let key = instance_key(account, &id);
             let mac = network::new_mac();
             let ip = match req.private_ip {
-                Some(ip) => network::lease_given_address(tx, subnet, ip, &key, &mac)?,
-                None => network::lease_address(tx, subnet, &key, &mac)?,
+                Some(ip) => network::lease_given_address(tx, subnet, ip, &key, &mac, &held_elsewhere)?,
+                None => network::lease_address(tx, subnet, &key, &mac, &held_elsewhere)?,
             };
             let record = InstanceRecord {
                 id: id.clone(),
@@ -770,13 +771,17 @@ impl Backend {
             mac: record.mac.clone(),
             bridge: host.config.bridge.clone(),
             console_log: console_path(record),
-            filter: self.prepare_filter(host, record)?,
+            filter: None,
             instance_type: record.instance_type.clone(),
+            metadata: Some(self.domain_mark(record)?),
         };
-        // libvirt's test driver runs no guest that could ask for an address.
+        // libvirt's test driver runs no guest that could ask for an address. The entry goes
+        // first: it names this installation's data dir, which tells another installation's
+        // `host clean` that the filter defined next is not an orphan.
         if host.accelerator != Accelerator::Test {
-            self.publish_dhcp_host(record);
+            self.publish_dhcp_host(record)?;
         }
+        let spec = DomainSpec { filter: self.prepare_filter(host, record)?, ..spec };
         host.driver.define(&spec).map_err(Error::Driver)?;
         host.driver.start(&record.id).map_err(Error::Driver)
     }

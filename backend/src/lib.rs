@@ -33,6 +33,7 @@ pub mod listing;
 pub mod maintenance;
 pub mod migration;
 pub mod network;
+pub mod ownership;
 pub mod scheduler;
 pub mod security_groups;
 pub mod tags;
@@ -261,6 +262,10 @@ pub struct Backend {
     stop_timeout: Duration,
     kicks: OnceLock<mpsc::UnboundedSender<String>>,
     paging_secret: OnceLock<String>,
+    /// This data dir's installation id ([`ownership`]).
+    installation: OnceLock<String>,
+    /// What the last inventory found of other installations.
+    foreign: std::sync::RwLock<ownership::Foreign>,
     /// Where the DHCP server (dnsmasq's `--dhcp-hostsdir`) finds each instance's address.
     dhcp_hosts_dir: Option<PathBuf>,
     /// The filter XML last defined for each `(host id, instance id)`.
@@ -285,6 +290,8 @@ impl Backend {
             stop_timeout: Duration::from_secs(60),
             kicks: OnceLock::new(),
             paging_secret: OnceLock::new(),
+            installation: OnceLock::new(),
+            foreign: Default::default(),
             dhcp_hosts_dir: None,
             applied_filters: Default::default(),
             principals: Default::default(),
@@ -321,18 +328,31 @@ impl Backend {
     /// What Describe page tokens are sealed with: made once per store and kept in it, so that
     /// tokens outlive restarts and no client can forge or alter one.
     pub fn paging_secret(&self) -> Result<&str> {
-        if let Some(secret) = self.paging_secret.get() {
-            return Ok(secret);
+        self.kept_value(&self.paging_secret, "paging", || {
+            (0..32).map(|_| format!("{:02x}", rand::random::<u8>())).collect()
+        })
+    }
+
+    /// The value kept under `key` in the store's secrets, made by `make` the first time and
+    /// cached in `cell`.
+    pub(crate) fn kept_value<'a>(
+        &self,
+        cell: &'a OnceLock<String>,
+        key: &str,
+        make: impl FnOnce() -> String,
+    ) -> Result<&'a str> {
+        if let Some(value) = cell.get() {
+            return Ok(value);
         }
-        let secret = self.store().write(|tx| {
-            if let Some(existing) = tx.get(&storage::tables::SECRETS, "paging")? {
+        let value = self.store().write(|tx| {
+            if let Some(existing) = tx.get(&storage::tables::SECRETS, key)? {
                 return Ok::<_, Error>(existing.value);
             }
-            let value: String = (0..32).map(|_| format!("{:02x}", rand::random::<u8>())).collect();
-            tx.insert(&storage::tables::SECRETS, "paging", &storage::SecretRecord { value: value.clone() })?;
+            let value = make();
+            tx.insert(&storage::tables::SECRETS, key, &storage::SecretRecord { value: value.clone() })?;
             Ok(value)
         })?;
-        Ok(self.paging_secret.get_or_init(|| secret))
+        Ok(cell.get_or_init(|| value))
     }
 
     pub fn stop_timeout(&self) -> Duration {

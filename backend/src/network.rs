@@ -13,6 +13,7 @@
 //! `mac,address,hostname` into one file per instance in dnsmasq's `--dhcp-hostsdir`, which
 //! dnsmasq watches, and removes it when the instance is gone.
 
+use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 
 use storage::derived::{lease_block_key, LEASE_BLOCK};
@@ -89,7 +90,7 @@ fn dnsmasq_file(hosts_dir: &std::path::Path, name: &str) -> std::path::PathBuf {
 }
 
 /// Releases the leases (`address`, `mac`) that `which` picks, with dnsmasq's `dhcp_release`.
-fn release_leases(hosts_dir: &std::path::Path, which: impl Fn(&str, &str) -> bool) {
+pub(crate) fn release_leases(hosts_dir: &std::path::Path, which: impl Fn(&str, &str) -> bool) {
     let Ok(leases) = std::fs::read_to_string(dnsmasq_file(hosts_dir, "dnsmasq.leases")) else { return };
     let Ok(interface) = std::fs::read_to_string(dnsmasq_file(hosts_dir, "dnsmasq.interface")) else { return };
     // A lease line: expiry, MAC, address, hostname, client id.
@@ -105,7 +106,7 @@ fn release_leases(hosts_dir: &std::path::Path, which: impl Fn(&str, &str) -> boo
     }
 }
 
-fn reload_dnsmasq(hosts_dir: &std::path::Path) {
+pub(crate) fn reload_dnsmasq(hosts_dir: &std::path::Path) {
     let Ok(pid) = std::fs::read_to_string(dnsmasq_file(hosts_dir, "dnsmasq.pid")) else { return };
     let pid = pid.trim();
     // A stale pid file must not make us signal whatever took that pid since.
@@ -116,9 +117,17 @@ fn reload_dnsmasq(hosts_dir: &std::path::Path) {
 }
 
 /// Takes the lowest free address of `subnet` for `instance_key`, inside the caller's
-/// transaction (so concurrent launches never share an address). The leased addresses are
-/// found in storage's bitmaps of 4,096 ([`storage::derived`]), not by asking address by address.
-pub(crate) fn lease_address(tx: &WriteTx, subnet: &Subnet, instance_key: &str, mac: &str) -> Result<Ipv4Addr> {
+/// transaction (so concurrent launches never share an address), stepping over the addresses
+/// in `held_elsewhere` (leftovers of other installations, [`crate::ownership`]). The leased
+/// addresses are found in storage's bitmaps of 4,096 ([`storage::derived`]), not by asking
+/// address by address.
+pub(crate) fn lease_address(
+    tx: &WriteTx,
+    subnet: &Subnet,
+    instance_key: &str,
+    mac: &str,
+    held_elsewhere: &BTreeSet<Ipv4Addr>,
+) -> Result<Ipv4Addr> {
     let (first, end) = (u32::from(subnet.network) + 4, u32::from(subnet.network) + subnet.size() - 1);
     let mut from = first;
     while from < end {
@@ -126,8 +135,13 @@ pub(crate) fn lease_address(tx: &WriteTx, subnet: &Subnet, instance_key: &str, m
         let block_start = from - offset as u32;
         let block_end = (block_start + LEASE_BLOCK).min(end);
         let block = tx.get(&LEASE_BLOCKS, &block_key)?.unwrap_or_else(LeaseBlockRecord::empty);
-        if let Some(bit) = block.first_free(offset, (block_end - block_start) as usize) {
+        let mut offset = offset;
+        while let Some(bit) = block.first_free(offset, (block_end - block_start) as usize) {
             let address = Ipv4Addr::from(block_start + bit as u32);
+            if held_elsewhere.contains(&address) {
+                offset = bit + 1;
+                continue;
+            }
             let key = address.to_string();
             tx.insert(&LEASES, &key, &LeaseRecord { instance_key: instance_key.to_owned(), mac: mac.to_owned() })?;
             return Ok(address);
@@ -144,6 +158,7 @@ pub(crate) fn lease_given_address(
     address: Ipv4Addr,
     instance_key: &str,
     mac: &str,
+    held_elsewhere: &BTreeSet<Ipv4Addr>,
 ) -> Result<Ipv4Addr> {
     if !subnet.assignable().any(|a| a == address) {
         return Err(crate::invalid(
@@ -152,7 +167,7 @@ pub(crate) fn lease_given_address(
         ));
     }
     let key = address.to_string();
-    if tx.get(&LEASES, &key)?.is_some() {
+    if held_elsewhere.contains(&address) || tx.get(&LEASES, &key)?.is_some() {
         return Err(Error::AddressInUse(key));
     }
     tx.insert(&LEASES, &key, &LeaseRecord { instance_key: instance_key.to_owned(), mac: mac.to_owned() })?;
@@ -167,11 +182,11 @@ pub(crate) fn release_address(tx: &WriteTx, address: &str, instance_key: &str) -
 }
 
 impl Backend {
-    /// Tells the DHCP server the instance's address (written whole, then renamed into place).
-    pub(crate) fn publish_dhcp_host(&self, record: &storage::InstanceRecord) {
-        let Some(dir) = self.dhcp_hosts_dir.as_ref().filter(|d| d.is_dir()) else { return };
-        let hostname = format!("ip-{}", record.private_ip.replace('.', "-"));
-        let line = format!("{},{},{hostname}\n", record.mac, record.private_ip);
+    /// Tells the DHCP server the instance's address (written whole, then renamed into place),
+    /// marked as this installation's ([`crate::ownership`]).
+    pub(crate) fn publish_dhcp_host(&self, record: &storage::InstanceRecord) -> Result<()> {
+        let Some(dir) = self.dhcp_hosts_dir.as_ref().filter(|d| d.is_dir()) else { return Ok(()) };
+        let line = crate::ownership::dhcp_entry(self.installation()?, self.data_dir(), &record.mac, &record.private_ip);
         let path = dir.join(&record.id);
         let partial = dir.join(format!(".{}.partial", record.id));
         let written = std::fs::write(&partial, line).and_then(|()| std::fs::rename(&partial, &path));
@@ -182,6 +197,7 @@ impl Backend {
         // held it before (and never released it) must not keep it from this one.
         release_leases(dir, |ip, mac| ip == record.private_ip && mac != record.mac);
         reload_dnsmasq(dir);
+        Ok(())
     }
 
     pub(crate) fn withdraw_dhcp_host(&self, record: &storage::InstanceRecord) {
@@ -237,6 +253,9 @@ mod tests {
     use super::*;
     use crate::tests_support::backend;
 
+    /// No other installation holds anything.
+    const NONE: BTreeSet<Ipv4Addr> = BTreeSet::new();
+
     #[test]
     fn one_subnet_per_zone_with_aws_reservations() {
         let b = backend();
@@ -262,14 +281,17 @@ mod tests {
         let (first, second) = b
             .store()
             .write(|tx| {
-                Ok::<_, Error>((lease_address(tx, &subnet, "a/i-1", "m1")?, lease_address(tx, &subnet, "b/i-2", "m2")?))
+                Ok::<_, Error>((
+                    lease_address(tx, &subnet, "a/i-1", "m1", &NONE)?,
+                    lease_address(tx, &subnet, "b/i-2", "m2", &NONE)?,
+                ))
             })
             .unwrap();
         assert_eq!(first, Ipv4Addr::new(172, 31, 0, 4));
         assert_eq!(second, Ipv4Addr::new(172, 31, 0, 5));
         b.store().write(|tx| release_address(tx, "172.31.0.4", "someone/else")).unwrap();
         b.store().write(|tx| release_address(tx, "172.31.0.4", "a/i-1")).unwrap();
-        let again = b.store().write(|tx| lease_address(tx, &subnet, "c/i-3", "m3")).unwrap();
+        let again = b.store().write(|tx| lease_address(tx, &subnet, "c/i-3", "m3", &NONE)).unwrap();
         assert_eq!(again, first);
         let mac = new_mac();
         assert!(mac.starts_with("52:54:00:") && mac.len() == 17);
@@ -283,15 +305,15 @@ mod tests {
             .store()
             .write(|tx| {
                 (0..subnet.assignable_count())
-                    .map(|i| lease_address(tx, &subnet, &format!("a/i-{i}"), "m"))
+                    .map(|i| lease_address(tx, &subnet, &format!("a/i-{i}"), "m", &NONE))
                     .collect::<Result<Vec<_>>>()
             })
             .unwrap();
         assert_eq!(all, subnet.assignable().collect::<Vec<_>>(), "lowest first, every one once");
-        let full = b.store().write(|tx| lease_address(tx, &subnet, "a/i-x", "m"));
+        let full = b.store().write(|tx| lease_address(tx, &subnet, "a/i-x", "m", &NONE));
         assert!(matches!(full, Err(Error::AddressesExhausted(_))), "{full:?}");
         b.store().write(|tx| release_address(tx, "172.31.7.9", "a/i-1797")).unwrap();
-        let back = b.store().write(|tx| lease_address(tx, &subnet, "a/i-y", "m")).unwrap();
+        let back = b.store().write(|tx| lease_address(tx, &subnet, "a/i-y", "m", &NONE)).unwrap();
         assert_eq!(back, Ipv4Addr::new(172, 31, 7, 9));
     }
 
@@ -300,17 +322,37 @@ mod tests {
         let b = backend();
         let subnet = b.subnets("a", "vpc-1").remove(0);
         let wanted = Ipv4Addr::new(172, 31, 9, 20);
-        let taken = b.store().write(|tx| lease_given_address(tx, &subnet, wanted, "a/i-1", "m1")).unwrap();
+        let taken = b.store().write(|tx| lease_given_address(tx, &subnet, wanted, "a/i-1", "m1", &NONE)).unwrap();
         assert_eq!(taken, wanted);
-        let again = b.store().write(|tx| lease_given_address(tx, &subnet, wanted, "b/i-2", "m2"));
+        let again = b.store().write(|tx| lease_given_address(tx, &subnet, wanted, "b/i-2", "m2", &NONE));
         assert!(matches!(again, Err(Error::AddressInUse(ref a)) if a == "172.31.9.20"), "{again:?}");
         for reserved in [[172, 31, 0, 1], [172, 31, 0, 3], [172, 31, 15, 255], [172, 31, 16, 4], [10, 0, 0, 4]] {
-            let refused = b.store().write(|tx| lease_given_address(tx, &subnet, reserved.into(), "c/i-3", "m3"));
+            let refused = b.store().write(|tx| lease_given_address(tx, &subnet, reserved.into(), "c/i-3", "m3", &NONE));
             assert!(matches!(refused, Err(Error::InvalidParameter { name: "PrivateIpAddress", .. })), "{reserved:?}");
         }
         // The lowest-free allocation steps around a given address.
-        let next = b.store().write(|tx| lease_address(tx, &subnet, "d/i-4", "m4")).unwrap();
+        let next = b.store().write(|tx| lease_address(tx, &subnet, "d/i-4", "m4", &NONE)).unwrap();
         assert_eq!(next, Ipv4Addr::new(172, 31, 0, 4));
         assert_eq!(b.instance_at(wanted).unwrap(), None, "a lease without an instance record names no one");
+    }
+
+    #[test]
+    fn addresses_held_elsewhere_are_never_handed_out() {
+        let b = backend();
+        let subnet = b.subnets("a", "vpc-1").remove(0);
+        let held: BTreeSet<Ipv4Addr> = [[172, 31, 0, 4], [172, 31, 0, 5], [172, 31, 0, 7]].map(Ipv4Addr::from).into();
+        let taken = b
+            .store()
+            .write(|tx| {
+                (0..3).map(|i| lease_address(tx, &subnet, &format!("a/i-{i}"), "m", &held)).collect::<Result<Vec<_>>>()
+            })
+            .unwrap();
+        assert_eq!(taken, [[172, 31, 0, 6], [172, 31, 0, 8], [172, 31, 0, 9]].map(Ipv4Addr::from));
+        let asked =
+            b.store().write(|tx| lease_given_address(tx, &subnet, Ipv4Addr::new(172, 31, 0, 7), "a/i-9", "m", &held));
+        assert!(matches!(asked, Err(Error::AddressInUse(ref a)) if a == "172.31.0.7"), "{asked:?}");
+        // Once the leftover is gone, the address is an address like any other.
+        let freed = b.store().write(|tx| lease_address(tx, &subnet, "a/i-10", "m", &NONE)).unwrap();
+        assert_eq!(freed, Ipv4Addr::new(172, 31, 0, 4));
     }
 }

@@ -1,4 +1,11 @@
-"""A Debian cloud image configures itself, the EC2 way, on real QEMU guests (issue 6):
+"""A Debian cloud image configures itself, the EC2 way, on real QEMU guests (issue 6), in an
+installation started over beside a killed one (issue 24):
+
+a Stratus is killed (-9) with a test guest running at A's address; a fresh data dir started on
+the same host names that guest (its log and `stratus doctor`), refuses its address, and the
+old data dir, started again, still knows the guest as its own. Once the old data dir is gone,
+`stratus host clean --orphans` removes the guest, its nwfilter and its DHCP entry, and the
+cloud guest below gets that very address by DHCP.
 
 aws ec2 create-key-pair → run-instances with KeyName and `#cloud-config` user data → cloud-init
 finds Stratus's metadata service (DHCP, SMBIOS says EC2) → `ssh -i key.pem admin@…` works, the
@@ -21,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import QEMU_CONFIG, aws, import_image, require_qemu
+from conftest import QEMU_CONFIG, aws, import_image, require_qemu, server_env
 
 DHCP_HOSTS = Path("/run/stratus/dhcp-hosts")
 LEASES = Path("/run/stratus/dnsmasq.leases")
@@ -110,9 +117,62 @@ def console(server, instance_id: str) -> str:
     return ok(server, "get-console-output", "--instance-id", instance_id, "--latest").get("Output", "")
 
 
-def test_cloud_image_key_user_data_metadata_and_security_groups(server_factory, cloud_image, tmp_path):
+def stratus_cli(server, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(server.bin), *args, "--data-dir", str(server.data_dir)], capture_output=True, text=True,
+                          timeout=120, env=server_env())
+
+
+def virsh(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["virsh", "-c", "qemu:///system", *args], capture_output=True, text=True, timeout=60)
+
+
+def started_over_beside_a_killed_installation(server_factory, test_image, tmp_path):
+    """The fresh installation the cloud guests run in; see the module's doc."""
+    old_dir, new_dir = tmp_path / "old-data", tmp_path / "new-data"
+    old = server_factory(data_dir=old_dir, name="old", config=QEMU_CONFIG)
+    old_image = import_image(old, test_image, "old-test-image")
+    guest = ok(old, "run-instances", "--image-id", old_image, "--instance-type", "t3.nano",
+               "--private-ip-address", A_IP)["Instances"][0]["InstanceId"]
+    ok(old, "wait", "instance-running", "--instance-ids", guest)
+    old_id = (old_dir / "installation").read_text().strip()
+    assert f"installation={old_id}" in (DHCP_HOSTS / guest).read_text()
+    assert f"installation='{old_id}'" in virsh("dumpxml", guest).stdout.replace('"', "'")
+    old.kill()
+
+    new = server_factory(data_dir=new_dir, name="new", config=QEMU_CONFIG, metadata=True)
+    assert guest in new.log() and f"stratus host clean --installation {old_id}" in new.log(), new.log()[-3000:]
+    doctor = stratus_cli(new, "doctor")
+    assert doctor.returncode == 1 and guest in doctor.stdout and f"installation {old_id} (live" in doctor.stdout, \
+        doctor.stdout + doctor.stderr
+    code, _, err = aws(new, "run-instances", "--image-id", import_image(new, test_image, "probe"),
+                       "--instance-type", "t3.nano", "--private-ip-address", A_IP)
+    assert code != 0 and "InvalidIPAddress.InUse" in err, err
+    new.stop()
+
+    # The old data dir started again: its guest is its own, running, and no leftover.
+    old = server_factory(data_dir=old_dir, name="old-again", config=QEMU_CONFIG)
+    state = ok(old, "describe-instances", "--instance-ids", guest)["Reservations"][0]["Instances"][0]["State"]
+    assert state["Name"] == "running"
+    assert guest not in stratus_cli(old, "doctor").stdout
+    old.kill()
+
+    # It is gone for good: its objects are orphans, removed when asked (a dry run first).
+    subprocess.run(["rm", "-rf", str(old_dir)], check=True)
+    new = server_factory(data_dir=new_dir, name="new-again", config=QEMU_CONFIG, metadata=True)
+    dry = stratus_cli(new, "host", "clean", "--orphans", "--dry-run")
+    assert dry.returncode == 0 and dry.stdout.count(guest) == 3, dry.stdout + dry.stderr
+    assert virsh("dominfo", guest).returncode == 0, "a dry run removes nothing"
+    cleaned = stratus_cli(new, "host", "clean", "--orphans")
+    assert cleaned.returncode == 0 and cleaned.stdout.count("removed ") >= 3, cleaned.stdout + cleaned.stderr
+    assert virsh("dominfo", guest).returncode != 0
+    assert f"stratus-{guest}" not in virsh("nwfilter-list").stdout
+    assert not (DHCP_HOSTS / guest).exists()
+    return new
+
+
+def test_cloud_image_key_user_data_metadata_and_security_groups(server_factory, cloud_image, test_image, tmp_path):
     require_qemu()
-    server = server_factory(config=QEMU_CONFIG, metadata=True)
+    server = started_over_beside_a_killed_installation(server_factory, test_image, tmp_path)
     image_id = import_image(server, cloud_image, "debian-12-cloud")
 
     code, material, err = aws(server, "create-key-pair", "--key-name", "cloud", "--query", "KeyMaterial",

@@ -16,8 +16,8 @@ and checks:
   available/in-use with settled attachments, every image available/failed, every migration
   final; cleanup (terminate, delete, deregister) then completes too;
 - orphans: the test driver lives inside the server (its domains die with it and cannot be listed
-  from outside), so orphan domains are read from the server's log ("domain unknown to
-  Stratus", other than the driver's own `test` domain: an instance launched while a sweep ran
+  from outside), so orphan domains are read from the server's log ("domain not of this
+  installation", other than the driver's own `test` domain: an instance launched while a sweep ran
   must not show up there either); orphan files from the data dir once a round is cleaned up.
 
 What the test driver cannot show: its domains vanish with the process, so every instance
@@ -271,7 +271,7 @@ class LogReader:
         text = self.since(self.checked)
         self.checked += len(text.encode())
         unknown = [line for line in text.splitlines()
-                   if "domain unknown to Stratus" in line and not line.rstrip().endswith("domain=test")]
+                   if "domain not of this installation" in line and not line.rstrip().endswith("domain=test")]
         panics = [line for line in text.splitlines() if "panicked" in line or "RUST_BACKTRACE" in line]
         return unknown, panics
 
@@ -622,7 +622,7 @@ def test_kill_campaign(tmp_path):
             time.sleep(0.5)  # a couple of sweeps, to see any domain left behind
             unknown, panics = log.unread_problems()
             for line in unknown:
-                rnd.check(False, "orphans", f"domain unknown to Stratus: {line}")
+                rnd.check(False, "orphans", f"domain not of this installation: {line}")
             rnd.check(not panics, "other", f"panics in the log: {panics}")
 
             outcomes = Counter(op.outcome for op in ops)

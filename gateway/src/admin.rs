@@ -11,6 +11,7 @@ use std::sync::Arc;
 use anyhow::{anyhow, bail, Context, Result};
 use backend::accounts::{AccountSummary, Credentials, NewAccount};
 use backend::images::NewImage;
+use backend::ownership::{CleanStep, Inventory, Selection};
 use backend::Backend;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -36,6 +37,13 @@ pub enum AdminRequest {
         cmdline: Option<String>,
         owned_files: Vec<String>,
     },
+    /// What the hosts hold that is not this installation's, and how the hosts answer.
+    Doctor,
+    /// Removes leftovers of other installations (`stratus host clean`).
+    Clean {
+        selection: Selection,
+        dry_run: bool,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -44,7 +52,48 @@ pub enum AdminAnswer {
     Account(Credentials),
     Accounts(Vec<AccountSummary>),
     Image { id: String, name: String, owner: String },
+    Doctor(HostsReport),
+    Cleaned(Vec<CleanStep>),
     Error(String),
+}
+
+/// One host as `stratus doctor` sees it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HostCheck {
+    pub id: String,
+    pub uri: String,
+    pub accelerator: String,
+    pub bridge: String,
+    /// `None` when it answered; else why not.
+    pub error: Option<String>,
+    pub domains: usize,
+}
+
+/// What the backend tells `stratus doctor`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HostsReport {
+    pub data_dir: String,
+    pub hosts: Vec<HostCheck>,
+    pub inventory: Inventory,
+}
+
+fn hosts_report(backend: &Backend) -> backend::Result<HostsReport> {
+    let hosts = backend
+        .hosts()
+        .iter()
+        .map(|host| {
+            let answer = host.driver.host_info().and_then(|_| host.driver.domains());
+            HostCheck {
+                id: host.id.clone(),
+                uri: host.config.uri.clone(),
+                accelerator: format!("{:?}", host.accelerator).to_lowercase(),
+                bridge: host.config.bridge.clone(),
+                error: answer.as_ref().err().map(ToString::to_string),
+                domains: answer.map_or(0, |d| d.len()),
+            }
+        })
+        .collect();
+    Ok(HostsReport { data_dir: backend.data_dir().display().to_string(), hosts, inventory: backend.inventory()? })
 }
 
 pub fn socket_path(data_dir: &Path) -> PathBuf {
@@ -74,6 +123,8 @@ pub fn execute(backend: &Backend, request: AdminRequest) -> AdminAnswer {
                 ..Default::default()
             })
             .map(|image| AdminAnswer::Image { id: image.id, name: image.name, owner: image.owner }),
+        AdminRequest::Doctor => hosts_report(backend).map(AdminAnswer::Doctor),
+        AdminRequest::Clean { selection, dry_run } => backend.clean(&selection, dry_run).map(AdminAnswer::Cleaned),
     };
     result.unwrap_or_else(|e| AdminAnswer::Error(e.to_string()))
 }
@@ -121,7 +172,9 @@ pub async fn run(data_dir: &Path, request: AdminRequest, topology: backend::Topo
     if db.exists() {
         match storage::Store::open(&db) {
             Ok(store) => {
-                let backend = Backend::new(store, topology);
+                let backend = Backend::new(store, topology)
+                    .with_data_dir(data_dir)
+                    .with_dhcp_hosts_dir(Path::new(crate::config::DHCP_HOSTS_DIR));
                 return Ok(tokio::task::spawn_blocking(move || execute(&backend, request)).await?);
             }
             Err(storage::Error::Locked) => {}

@@ -92,6 +92,9 @@ impl Default for InstanceSettings {
     }
 }
 
+/// Where `scripts/setup-host`'s dnsmasq reads the guests' addresses from.
+pub const DHCP_HOSTS_DIR: &str = "/run/stratus/dhcp-hosts";
+
 /// Where `scripts/setup-host` records which accelerator boots guests on this machine.
 pub const ACCELERATOR_RECORD: &str = "/var/lib/stratus/accelerator";
 

@@ -24,6 +24,7 @@ pub mod auth;
 pub mod config;
 pub mod context;
 pub mod dispatch;
+pub mod doctor;
 pub mod errors;
 pub mod handlers;
 pub mod import;

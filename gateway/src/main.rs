@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use backend::accounts::Credentials;
+use backend::ownership::Selection;
 use backend::Backend;
 use clap::{Args, Parser, Subcommand};
 use gateway::admin::{self, AdminAnswer, AdminRequest};
@@ -55,6 +56,37 @@ enum Command {
     /// Manage machine images.
     #[command(subcommand)]
     Image(ImageCommand),
+    /// Check this machine and the hosts: daemons, accelerator, bridge, DHCP, and what other
+    /// installations left on the hosts; prints what to do. Exits 1 when something needs it.
+    Doctor {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Look after the hosts.
+    #[command(subcommand)]
+    Host(HostCommand),
+}
+
+#[derive(Subcommand)]
+enum HostCommand {
+    /// Remove what other Stratus installations left on the hosts: their domains (guests are
+    /// powered off), network filters and DHCP entries. This installation's objects are never
+    /// touched.
+    #[command(group(clap::ArgGroup::new("which").required(true).args(["orphans", "installation"])))]
+    Clean {
+        /// Objects without a mark, and those of installations whose data dir is gone.
+        #[arg(long)]
+        orphans: bool,
+        /// Everything of this other installation, even if its data dir still exists (its
+        /// running guests are destroyed).
+        #[arg(long, value_name = "ID")]
+        installation: Option<String>,
+        /// Only say what would be removed.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        common: Common,
+    },
 }
 
 #[derive(Subcommand)]
@@ -155,6 +187,31 @@ async fn run(cli: Cli) -> Result<()> {
             println!("{id}");
             Ok(())
         }
+        Command::Doctor { common } => {
+            let answer = admin_call(&common, AdminRequest::Doctor).await?;
+            let AdminAnswer::Doctor(report) = answer else { return unexpected(answer) };
+            let checks = gateway::doctor::checks(&report, &gateway::doctor::Machine::this());
+            let (text, problems) = gateway::doctor::render(&report, &checks);
+            print!("{text}");
+            if problems > 0 {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
+        Command::Host(HostCommand::Clean { orphans, installation, dry_run, common }) => {
+            let selection = match (orphans, installation) {
+                (_, Some(id)) => Selection::Installation(id),
+                (true, None) => Selection::Orphans,
+                (false, None) => bail!("say what to clean: --orphans or --installation ID"),
+            };
+            let answer = admin_call(&common, AdminRequest::Clean { selection, dry_run }).await?;
+            let AdminAnswer::Cleaned(steps) = answer else { return unexpected(answer) };
+            print!("{}", gateway::doctor::render_clean(&steps, dry_run));
+            if steps.iter().any(|s| s.error.is_some()) {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
         Command::Account(AccountCommand::List { common }) => {
             match admin_call(&common, AdminRequest::ListAccounts).await? {
                 AdminAnswer::Accounts(accounts) => {
@@ -179,7 +236,7 @@ fn unexpected(answer: AdminAnswer) -> Result<()> {
 
 async fn admin_call(common: &Common, request: AdminRequest) -> Result<AdminAnswer> {
     let config = Config::load(common.config.as_deref())?;
-    admin::run(&common.data_dir, request, config.topology()).await
+    admin::run(&common.data_dir, request, config.resolved_topology()).await
 }
 
 /// Writes the admin keys as an aws credentials file (profile `stratus`), readable by us only.
@@ -194,8 +251,8 @@ fn write_credentials(path: &Path, credentials: &Credentials) -> Result<()> {
     Ok(())
 }
 
-/// Where `scripts/setup-host`'s dnsmasq reads the guests' addresses from.
-const DHCP_HOSTS_DIR: &str = "/run/stratus/dhcp-hosts";
+/// How long a start waits for the hosts' inventory before it serves anyway.
+const INVENTORY_WAIT: Duration = Duration::from_secs(15);
 
 async fn run_server(listen: SocketAddr, metadata_listen: &str, common: Common) -> Result<()> {
     malloc::spawn_trimmer(Duration::from_secs(5));
@@ -217,7 +274,7 @@ async fn run_server(listen: SocketAddr, metadata_listen: &str, common: Common) -
         Backend::new(store, config.resolved_topology())
             .with_data_dir(data_dir)
             .with_stop_timeout(Duration::from_secs(config.instances.stop_timeout_secs))
-            .with_dhcp_hosts_dir(Path::new(DHCP_HOSTS_DIR)),
+            .with_dhcp_hosts_dir(Path::new(gateway::config::DHCP_HOSTS_DIR)),
     );
     // Bind first, so that a start that cannot listen leaves no admin keys behind.
     let listener = gateway::server::listen(listen).with_context(|| format!("listening on {listen}"))?;
@@ -225,6 +282,26 @@ async fn run_server(listen: SocketAddr, metadata_listen: &str, common: Common) -
     let bootstrap = Arc::clone(&backend);
     if let Some(admin) = tokio::task::spawn_blocking(move || bootstrap.bootstrap_admin()).await?? {
         write_credentials(&credentials_path, &admin).context("writing admin-credentials")?;
+    }
+    // What other installations left on the hosts stays out of the way (their addresses are
+    // not handed out) and is said once, before the first request.
+    // A host that hangs must not keep the API down: after a while the inventory finishes in
+    // the background, and the sweep's keeps the addresses out of allocation.
+    let taking = Arc::clone(&backend);
+    let inventory = tokio::task::spawn_blocking(move || {
+        taking.publish_installation()?;
+        taking.inventory()
+    });
+    let inventory = match tokio::time::timeout(INVENTORY_WAIT, inventory).await {
+        Ok(taken) => Some(taken?.context("taking the inventory of the hosts")?),
+        Err(_) => {
+            tracing::warn!("the hosts are slow to answer; their inventory goes on in the background");
+            None
+        }
+    };
+    tracing::info!(installation = %backend.installation()?, "installation");
+    if let Some(report) = inventory.as_ref().and_then(|i| i.report()) {
+        tracing::warn!("{report}");
     }
     backend.start_conductor(Duration::from_millis(config.instances.sweep_interval_ms));
     for host in backend.hosts().iter() {
@@ -255,6 +332,13 @@ async fn run_server(listen: SocketAddr, metadata_listen: &str, common: Common) -
         "Try: AWS_SHARED_CREDENTIALS_FILE={} aws --profile stratus --region {region} --endpoint-url http://{listen} ec2 describe-regions",
         credentials_path.display()
     );
+    if let Some(inventory) = inventory.filter(|i| !i.leftovers.is_empty()) {
+        println!(
+            "The hosts hold {} object(s) of other Stratus installations (see the log above, or `stratus doctor`):\n{}",
+            inventory.leftovers.len(),
+            inventory.hint()
+        );
+    }
 
     let mut terminate = signal(SignalKind::terminate())?;
     let shutdown = async move {

@@ -17,8 +17,8 @@ use virt::error::ErrorNumber;
 use virt::sys;
 
 use crate::hypervisor::{
-    disk_xml, domain_xml, AttachedDisk, DomainSpec, DomainStatus, DriverError, EventSink, HostInfo, Hypervisor,
-    JobProgress, MigrationOptions, PowerState,
+    disk_xml, domain_xml, AttachedDisk, DomainSpec, DomainStatus, DriverError, EventSink, FilterStatus, HostInfo,
+    Hypervisor, JobProgress, MigrationOptions, PowerState,
 };
 use ffi::Subscription;
 
@@ -340,6 +340,26 @@ impl Hypervisor for LibvirtDriver {
             Ok(filter) => filter.undefine().map_err(failed),
             Err(e) if matches!(e.code(), Enum::Known(ErrorNumber::NoNwfilter)) => Ok(()),
             Err(e) => Err(failed(e)),
+        })
+    }
+
+    fn definition(&self, name: &str) -> Result<Option<String>, DriverError> {
+        match self.with_domain(name, |domain| domain.xml_desc(0).map_err(failed)) {
+            Ok(xml) => Ok(Some(xml)),
+            Err(DriverError::NoDomain(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn filters(&self) -> Result<Vec<FilterStatus>, DriverError> {
+        self.with_conn(|conn| {
+            let mut out = Vec::new();
+            for filter in conn.list_all_nw_filters(0).map_err(failed)? {
+                // A filter can vanish between the listing and the reads: skip it.
+                let (Ok(name), Ok(uuid)) = (filter.name(), filter.uuid_string()) else { continue };
+                out.push(FilterStatus { name, uuid });
+            }
+            Ok(out)
         })
     }
 

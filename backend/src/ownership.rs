@@ -1,0 +1,840 @@
+//! Whose objects are on a host, and cleaning up those that nobody will come back for.
+//!
+//! Every data dir is one *installation*, with an id made at its first start (16 hex digits,
+//! kept in its store and mirrored in `<data dir>/installation` for other processes to read).
+//! Everything Stratus leaves outside its data dir carries that id, and where it can, the data
+//! dir's path:
+//! - a domain: `<metadata><stratus:owner xmlns:stratus='…' installation='…' data-dir='…'
+//!   address='…'/></metadata>` ([`owner_metadata`]);
+//! - an instance's nwfilter, whose XML has no room for metadata: its UUID starts with the id
+//!   (`iiiiiiii-iiii-iiii-…`, [`filter_uuid`]);
+//! - a DHCP host entry: a first line `# stratus installation=… data-dir=…`, a comment to
+//!   dnsmasq ([`dhcp_entry`]).
+//!
+//! Instance disks, console logs and images live in the data dir: removing the data dir
+//! removes them, so they need no mark.
+//!
+//! The inventory ([`Backend::inventory`]) lists what the hosts hold that is not this
+//! installation's: objects marked by another installation, and objects without a mark (from a
+//! Stratus older than the marks) that this installation's store does not know. Only names
+//! Stratus gives are looked at (`i-…` domains and DHCP entries, `stratus-i-…` filters): an
+//! operator's own domains are never listed, let alone touched. Another installation is *live*
+//! while its data dir still holds its id, and *gone* once the data dir was removed or reused;
+//! the objects of gone installations and unmarked ones are **orphans**.
+//!
+//! What the leftovers hold stays out of this installation's way: the addresses foreign guests
+//! use or foreign DHCP entries claim on the shared segment are never handed out
+//! ([`Backend::foreign_addresses`]); the set is made at start and renewed whenever the sweep
+//! sees the hosts' unknown domains change.
+//!
+//! Cleaning ([`Backend::clean`]) is always asked for by an operator (`stratus host clean`), for
+//! the orphans or for one named installation, and never touches this installation's objects:
+//! a domain is powered off and undefined, then its filter and its DHCP entry go (releasing the
+//! lease). Files in another installation's data dir are left alone.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use quick_xml::events::Event;
+use serde::{Deserialize, Serialize};
+
+use crate::hypervisor::PowerState;
+use crate::{Backend, Error, ResourceKind, Result};
+
+/// The XML namespace of Stratus's domain metadata.
+pub const OWNER_NS: &str = "https://stratus.dev/xmlns/owner/1";
+
+/// The file in a data dir that tells other processes which installation it holds.
+pub const INSTALLATION_FILE: &str = "installation";
+
+/// The mark an object carries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mark {
+    pub installation: String,
+    /// Where the installation keeps its data (absent on filters).
+    pub data_dir: Option<String>,
+}
+
+/// What Stratus learns from a domain's definition.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DomainFacts {
+    pub mark: Option<Mark>,
+    /// The guest's address: from the mark, else from the kernel's `ip=` argument.
+    pub address: Option<Ipv4Addr>,
+}
+
+/// A new installation id: 16 lowercase hex digits.
+pub fn new_installation_id() -> String {
+    format!("{:016x}", rand::random::<u64>())
+}
+
+fn is_installation_id(id: &str) -> bool {
+    id.len() == 16 && id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// The `<metadata>` element of a domain made by `installation`.
+pub fn owner_metadata(installation: &str, data_dir: &Path, address: &str) -> String {
+    use quick_xml::escape::escape;
+    format!(
+        "<metadata><stratus:owner xmlns:stratus='{OWNER_NS}' installation='{}' data-dir='{}' address='{}'/></metadata>",
+        escape(installation),
+        escape(data_dir.to_string_lossy()),
+        escape(address)
+    )
+}
+
+/// Reads the mark and the address out of a domain's XML (libvirt's rendering of what
+/// [`owner_metadata`] put there). Anything unreadable is simply not a mark.
+pub fn domain_facts(xml: &str) -> DomainFacts {
+    let mut reader = quick_xml::Reader::from_str(xml);
+    let mut facts = DomainFacts::default();
+    let mut in_cmdline = false;
+    let mut cmdline_address = None;
+    loop {
+        match reader.read_event() {
+            Ok(Event::Start(e)) | Ok(Event::Empty(e)) if e.local_name().as_ref() == b"owner" => {
+                let mut attributes = HashMap::new();
+                for attribute in e.attributes().flatten() {
+                    let Ok(value) = attribute.unescape_value() else { continue };
+                    attributes.insert(String::from_utf8_lossy(attribute.key.as_ref()).into_owned(), value.into_owned());
+                }
+                let ours = attributes.iter().any(|(k, v)| k.starts_with("xmlns") && v == OWNER_NS);
+                match attributes.get("installation") {
+                    Some(installation) if ours && is_installation_id(installation) => {
+                        facts.mark = Some(Mark {
+                            installation: installation.clone(),
+                            data_dir: attributes.get("data-dir").cloned(),
+                        });
+                        facts.address = attributes.get("address").and_then(|a| a.parse().ok());
+                    }
+                    _ => {}
+                }
+            }
+            Ok(Event::Start(e)) => in_cmdline = e.local_name().as_ref() == b"cmdline",
+            Ok(Event::Text(text)) if in_cmdline => {
+                // Entities split the text into several events: the `ip=` argument is in one.
+                let text = text.decode().unwrap_or_default();
+                let found = text
+                    .split_whitespace()
+                    .find_map(|arg| arg.strip_prefix("ip="))
+                    .and_then(|value| value.split(':').next())
+                    .and_then(|a| a.parse().ok());
+                cmdline_address = cmdline_address.or(found);
+            }
+            Ok(Event::End(_)) => in_cmdline = false,
+            Ok(Event::Eof) | Err(_) => break,
+            Ok(_) => {}
+        }
+    }
+    if facts.address.is_none() {
+        facts.address = cmdline_address;
+    }
+    facts
+}
+
+/// The UUID of `installation`'s filter `name`: the installation id, then the tail of a UUID
+/// derived from the name (libvirt redefines a filter only under the UUID it already has, so
+/// it must not change between definitions).
+pub fn filter_uuid(installation: &str, name: &str) -> String {
+    let derived = legacy_filter_uuid(name);
+    if !is_installation_id(installation) {
+        return derived;
+    }
+    format!("{}-{}-{}{}", &installation[..8], &installation[8..12], &installation[12..16], &derived[18..])
+}
+
+/// The UUID filters got before they carried their installation.
+pub fn legacy_filter_uuid(name: &str) -> String {
+    uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, name.as_bytes()).to_string()
+}
+
+/// The installation a filter's UUID names; `None` for a filter from before the marks.
+pub fn filter_installation(name: &str, uuid: &str) -> Option<String> {
+    if uuid.len() != 36 || uuid.eq_ignore_ascii_case(&legacy_filter_uuid(name)) {
+        return None;
+    }
+    let id = format!("{}{}{}", &uuid[..8], &uuid[9..13], &uuid[14..18]).to_ascii_lowercase();
+    is_installation_id(&id).then_some(id)
+}
+
+/// A DHCP host entry for dnsmasq's hosts dir, marked as `installation`'s.
+pub fn dhcp_entry(installation: &str, data_dir: &Path, mac: &str, address: &str) -> String {
+    // One line per field: a data dir with a line break in its name must not end the comment.
+    let data_dir = data_dir.to_string_lossy().replace(['\n', '\r'], "?");
+    let hostname = format!("ip-{}", address.replace('.', "-"));
+    format!("# stratus installation={installation} data-dir={data_dir}\n{mac},{address},{hostname}\n")
+}
+
+/// The mark and the claimed address of a DHCP host entry.
+pub fn dhcp_entry_facts(text: &str) -> (Option<Mark>, Option<Ipv4Addr>) {
+    let mut mark = None;
+    let mut address = None;
+    for line in text.lines() {
+        if let Some(comment) = line.strip_prefix("# stratus ") {
+            let (ids, data_dir) = match comment.split_once(" data-dir=") {
+                Some((ids, dir)) => (ids, Some(dir.to_owned())),
+                None => (comment, None),
+            };
+            if let Some(id) = ids.strip_prefix("installation=").filter(|id| is_installation_id(id)) {
+                mark = Some(Mark { installation: id.to_owned(), data_dir });
+            }
+        } else if !line.starts_with('#') {
+            // `mac,address,hostname`
+            address = address.or_else(|| line.split(',').nth(1).and_then(|a| a.trim().parse().ok()));
+        }
+    }
+    (mark, address)
+}
+
+/// What kind of object a leftover is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ObjectKind {
+    Domain,
+    Filter,
+    DhcpEntry,
+}
+
+impl ObjectKind {
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Domain => "domain",
+            Self::Filter => "nwfilter",
+            Self::DhcpEntry => "DHCP entry",
+        }
+    }
+}
+
+/// Whose a leftover is.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Owner {
+    /// Another installation, whose data dir still holds its id.
+    Live { installation: String, data_dir: String },
+    /// Another installation whose data dir is gone (or holds another installation now).
+    Gone { installation: String },
+    /// No mark and unknown to this installation's store.
+    Unmarked,
+}
+
+impl Owner {
+    pub fn is_orphan(&self) -> bool {
+        !matches!(self, Self::Live { .. })
+    }
+
+    pub fn installation(&self) -> Option<&str> {
+        match self {
+            Self::Live { installation, .. } | Self::Gone { installation } => Some(installation),
+            Self::Unmarked => None,
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Live { installation, data_dir } => format!("installation {installation} (live, data dir {data_dir})"),
+            Self::Gone { installation } => format!("installation {installation} (its data dir is gone)"),
+            Self::Unmarked => "no installation (unmarked)".into(),
+        }
+    }
+}
+
+/// One object on a host that is not this installation's.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Leftover {
+    /// The host id; DHCP entries are this machine's (`local`).
+    pub host: String,
+    pub kind: ObjectKind,
+    pub name: String,
+    pub owner: Owner,
+    /// A domain that runs a guest.
+    pub running: bool,
+    pub address: Option<Ipv4Addr>,
+}
+
+impl Leftover {
+    pub fn line(&self) -> String {
+        let mut line =
+            format!("{:<10} {:<28} on {:<18} {}", self.kind.label(), self.name, self.host, self.owner.describe());
+        if self.running {
+            line.push_str(", running");
+        }
+        if let Some(address) = self.address {
+            line.push_str(&format!(", holds {address}"));
+        }
+        line
+    }
+}
+
+/// One of this installation's addresses that a leftover claims too.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Conflict {
+    pub address: Ipv4Addr,
+    /// `{account}/{instance id}` of ours.
+    pub instance: String,
+    /// The leftover's name.
+    pub leftover: String,
+}
+
+/// What the hosts hold that is not this installation's.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Inventory {
+    pub installation: String,
+    pub leftovers: Vec<Leftover>,
+    pub conflicts: Vec<Conflict>,
+    /// Hosts that did not answer, with why: what they hold is unknown.
+    pub unreachable: Vec<(String, String)>,
+}
+
+impl Inventory {
+    pub fn orphans(&self) -> impl Iterator<Item = &Leftover> {
+        self.leftovers.iter().filter(|l| l.owner.is_orphan())
+    }
+
+    /// Addresses the leftovers hold or claim on the shared segment.
+    pub fn addresses(&self) -> BTreeSet<Ipv4Addr> {
+        self.leftovers.iter().filter_map(|l| l.address).collect()
+    }
+
+    /// The log block said at start: what is in the way and how to remove it; `None` when
+    /// nothing is.
+    pub fn report(&self) -> Option<String> {
+        if self.leftovers.is_empty() && self.conflicts.is_empty() {
+            return None;
+        }
+        let mut text = format!(
+            "the hosts hold {} object(s) that are not this installation's ({}); their addresses are not handed out:",
+            self.leftovers.len(),
+            self.installation
+        );
+        for leftover in &self.leftovers {
+            text.push_str("\n  ");
+            text.push_str(&leftover.line());
+        }
+        for conflict in &self.conflicts {
+            text.push_str(&format!(
+                "\n  address conflict: {} is {}'s here and claimed by {}",
+                conflict.address, conflict.instance, conflict.leftover
+            ));
+        }
+        text.push('\n');
+        text.push_str(&self.hint());
+        Some(text)
+    }
+
+    /// What to run about the leftovers.
+    pub fn hint(&self) -> String {
+        let orphans = self.orphans().count();
+        let mut live: Vec<&str> =
+            self.leftovers.iter().filter(|l| !l.owner.is_orphan()).filter_map(|l| l.owner.installation()).collect();
+        live.dedup();
+        let mut hint = String::new();
+        if orphans > 0 {
+            hint.push_str(&format!(
+                "  {orphans} are orphans: see them with `stratus host clean --orphans --dry-run`, remove them with `stratus host clean --orphans`"
+            ));
+        }
+        for installation in live {
+            if !hint.is_empty() {
+                hint.push('\n');
+            }
+            hint.push_str(&format!(
+                "  installation {installation} still has its data dir: stop it there, or remove its objects with `stratus host clean --installation {installation}`"
+            ));
+        }
+        hint
+    }
+}
+
+/// Which leftovers to clean.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Selection {
+    /// Unmarked objects and those of installations whose data dir is gone.
+    Orphans,
+    /// Everything of one other installation, live or not (its guests are destroyed).
+    Installation(String),
+}
+
+impl Selection {
+    pub fn picks(&self, leftover: &Leftover) -> bool {
+        match self {
+            Self::Orphans => leftover.owner.is_orphan(),
+            Self::Installation(id) => leftover.owner.installation() == Some(id.as_str()),
+        }
+    }
+}
+
+/// One cleaning step, done or (in a dry run) to be done.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CleanStep {
+    pub leftover: Leftover,
+    /// `None` when done (or in a dry run); else what went wrong.
+    pub error: Option<String>,
+}
+
+/// Whether the data dir at `data_dir` still holds `installation`.
+pub fn installation_is_live(installation: &str, data_dir: &str) -> bool {
+    std::fs::read_to_string(Path::new(data_dir).join(INSTALLATION_FILE)).is_ok_and(|id| id.trim() == installation)
+}
+
+/// Decides whose each found object is. `marks` gives each object's mark; `known` says
+/// whether this installation's store knows an instance id; objects of this installation are
+/// dropped. An installation's data dir is learnt from any of its objects that names it.
+pub(crate) fn classify(
+    ours: &str,
+    found: Vec<(Leftover, Option<Mark>)>,
+    known: impl Fn(&str) -> bool,
+    is_live: impl Fn(&str, &str) -> bool,
+) -> Vec<Leftover> {
+    let mut data_dirs: BTreeMap<String, String> = BTreeMap::new();
+    for (_, mark) in &found {
+        if let Some(Mark { installation, data_dir: Some(dir) }) = mark {
+            data_dirs.entry(installation.clone()).or_insert_with(|| dir.clone());
+        }
+    }
+    let mut leftovers: Vec<Leftover> = found
+        .into_iter()
+        .filter_map(|(mut leftover, mark)| {
+            let instance = leftover.name.strip_prefix("stratus-").unwrap_or(&leftover.name);
+            leftover.owner = match mark {
+                Some(mark) if mark.installation == ours => return None,
+                Some(Mark { installation, .. }) => match data_dirs.get(&installation) {
+                    Some(dir) if is_live(&installation, dir) => Owner::Live { installation, data_dir: dir.clone() },
+                    _ => Owner::Gone { installation },
+                },
+                None if known(instance) => return None,
+                None => Owner::Unmarked,
+            };
+            Some(leftover)
+        })
+        .collect();
+    leftovers.sort();
+    leftovers
+}
+
+fn is_instance_name(name: &str) -> bool {
+    ResourceKind::of_id(name) == Some(ResourceKind::Instance)
+}
+
+/// The host id DHCP entries are listed under: they live on the machine Stratus runs on.
+pub const LOCAL: &str = "local";
+
+impl Backend {
+    /// This installation's id: made at the first call and kept in the store.
+    pub fn installation(&self) -> Result<&str> {
+        self.kept_value(&self.installation, "installation", new_installation_id)
+    }
+
+    /// Writes `<data dir>/installation` (whole, then renamed into place), so that other
+    /// installations can tell that this one is live. Called at every start.
+    pub fn publish_installation(&self) -> Result<()> {
+        let id = self.installation()?;
+        let path = self.data_dir().join(INSTALLATION_FILE);
+        if std::fs::read_to_string(&path).is_ok_and(|existing| existing.trim() == id) {
+            return Ok(());
+        }
+        let partial = self.data_dir().join(".installation.partial");
+        std::fs::write(&partial, format!("{id}\n"))
+            .and_then(|()| std::fs::rename(&partial, &path))
+            .map_err(|e| Error::Io(format!("writing {}: {e}", path.display())))
+    }
+
+    /// The `<metadata>` this installation puts on an instance's domain.
+    pub(crate) fn domain_mark(&self, record: &storage::InstanceRecord) -> Result<String> {
+        Ok(owner_metadata(self.installation()?, self.data_dir(), &record.private_ip))
+    }
+
+    /// Addresses that leftovers of other installations hold or claim: never handed out.
+    pub fn foreign_addresses(&self) -> BTreeSet<Ipv4Addr> {
+        self.foreign.read().unwrap_or_else(|p| p.into_inner()).addresses.clone()
+    }
+
+    /// Lists what the hosts (and this machine's DHCP entries) hold that is not this
+    /// installation's, and renews the addresses kept out of allocation. Blocks on the hosts.
+    pub fn inventory(&self) -> Result<Inventory> {
+        let ours = self.installation()?.to_owned();
+        let mut unreachable = Vec::new();
+        // What the hosts hold under names Stratus gives, before reading any definition.
+        let mut domains = Vec::new();
+        let mut filters = Vec::new();
+        for host in self.hosts().iter() {
+            match host.driver.domains() {
+                Ok(list) => domains.extend(list.into_iter().filter(|d| is_instance_name(&d.name)).map(|d| (host, d))),
+                Err(error) => {
+                    unreachable.push((host.id.clone(), error.to_string()));
+                    continue;
+                }
+            }
+            // Hosts without filters (libvirt's test driver) are not asked for them.
+            if Self::enforces(host) {
+                match host.driver.filters() {
+                    Ok(list) => filters.extend(
+                        list.into_iter()
+                            .filter(|f| f.name.strip_prefix("stratus-").is_some_and(is_instance_name))
+                            .map(|f| (host, f)),
+                    ),
+                    Err(error) => tracing::warn!(host = %host.id, %error, "could not list the host's network filters"),
+                }
+            }
+        }
+        let mut entries = Vec::new();
+        if let Some(Ok(dir)) = self.dhcp_hosts_dir.as_ref().map(std::fs::read_dir) {
+            for entry in dir.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if is_instance_name(&name) {
+                    entries.push((name, entry.path()));
+                }
+            }
+        }
+        // Instance ids are random and never reused: a name this store knows is this
+        // installation's, whatever (or whether) it is marked. Only the others are read.
+        let names: BTreeSet<&str> = domains
+            .iter()
+            .map(|(_, d)| d.name.as_str())
+            .chain(filters.iter().filter_map(|(_, f)| f.name.strip_prefix("stratus-")))
+            .chain(entries.iter().map(|(name, _)| name.as_str()))
+            .collect();
+        let known: BTreeSet<String> = self.store().read(|tx| {
+            let mut known = BTreeSet::new();
+            for name in names {
+                if Self::find_instance(tx, name)?.is_some() {
+                    known.insert(name.to_owned());
+                }
+            }
+            Ok::<_, Error>(known)
+        })?;
+        let mut found: Vec<(Leftover, Option<Mark>)> = Vec::new();
+        let mut foreign_domains = BTreeSet::new();
+        for (host, domain) in domains.into_iter().filter(|(_, d)| !known.contains(&d.name)) {
+            let facts = match host.driver.definition(&domain.name) {
+                Ok(Some(xml)) => domain_facts(&xml),
+                // Gone since the listing.
+                Ok(None) => continue,
+                Err(error) => {
+                    tracing::warn!(host = %host.id, domain = %domain.name, %error, "could not read the domain's definition");
+                    continue;
+                }
+            };
+            foreign_domains.insert(domain.name.clone());
+            let leftover = Leftover {
+                host: host.id.clone(),
+                kind: ObjectKind::Domain,
+                running: matches!(domain.state, PowerState::Running | PowerState::Paused | PowerState::Other),
+                name: domain.name,
+                owner: Owner::Unmarked,
+                address: facts.address,
+            };
+            found.push((leftover, facts.mark));
+        }
+        for (host, filter) in filters {
+            if filter.name.strip_prefix("stratus-").is_some_and(|i| known.contains(i)) {
+                continue;
+            }
+            let mark = filter_installation(&filter.name, &filter.uuid)
+                .map(|installation| Mark { installation, data_dir: None });
+            let leftover = Leftover {
+                host: host.id.clone(),
+                kind: ObjectKind::Filter,
+                name: filter.name,
+                owner: Owner::Unmarked,
+                running: false,
+                address: None,
+            };
+            found.push((leftover, mark));
+        }
+        for (name, path) in entries.into_iter().filter(|(name, _)| !known.contains(name)) {
+            let Ok(text) = std::fs::read_to_string(path) else { continue };
+            let (mark, address) = dhcp_entry_facts(&text);
+            let leftover = Leftover {
+                host: LOCAL.into(),
+                kind: ObjectKind::DhcpEntry,
+                name,
+                owner: Owner::Unmarked,
+                running: false,
+                address,
+            };
+            found.push((leftover, mark));
+        }
+        let leftovers = classify(&ours, found, |name| known.contains(name), installation_is_live);
+        let conflicts = self.conflicts(&leftovers)?;
+        let inventory = Inventory { installation: ours, leftovers, conflicts, unreachable };
+        let mut foreign = self.foreign.write().unwrap_or_else(|p| p.into_inner());
+        foreign.addresses = inventory.addresses();
+        foreign.domains = foreign_domains;
+        foreign.taken = true;
+        Ok(inventory)
+    }
+
+    /// This installation's leased addresses that leftovers claim too.
+    fn conflicts(&self, leftovers: &[Leftover]) -> Result<Vec<Conflict>> {
+        let claims: Vec<(Ipv4Addr, &str)> =
+            leftovers.iter().filter_map(|l| l.address.map(|a| (a, l.name.as_str()))).collect();
+        if claims.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.store().read(|tx| {
+            let mut conflicts = Vec::new();
+            for (address, leftover) in claims {
+                if let Some(lease) = tx.get(&storage::tables::LEASES, &address.to_string())? {
+                    conflicts.push(Conflict { address, instance: lease.instance_key, leftover: leftover.to_owned() });
+                }
+            }
+            Ok::<_, Error>(conflicts)
+        })
+    }
+
+    /// Called by each sweep with the domains no instance of this store accounts for: when
+    /// that set changed, the inventory is taken again so that new foreign guests' addresses
+    /// are kept out of allocation (and gone ones come back).
+    pub(crate) fn note_unknown_domains(&self, unknown: &[(String, String)]) {
+        let names: BTreeSet<String> =
+            unknown.iter().map(|(_, name)| name.clone()).filter(|n| is_instance_name(n)).collect();
+        let changed = {
+            let foreign = self.foreign.read().unwrap_or_else(|p| p.into_inner());
+            foreign.domains != names || !foreign.taken
+        };
+        if !changed {
+            return;
+        }
+        match self.inventory() {
+            Ok(inventory) => {
+                if let Some(report) = inventory.report() {
+                    tracing::warn!("{report}");
+                }
+            }
+            Err(error) => tracing::warn!(%error, "taking the inventory of the hosts failed"),
+        }
+        let mut foreign = self.foreign.write().unwrap_or_else(|p| p.into_inner());
+        // Whatever the outcome, ask again only when the set changes.
+        foreign.domains = names;
+        foreign.taken = true;
+    }
+
+    /// Removes the leftovers `selection` picks (or, with `dry_run`, only says which). Never
+    /// touches this installation's objects. Blocks on the hosts.
+    pub fn clean(&self, selection: &Selection, dry_run: bool) -> Result<Vec<CleanStep>> {
+        let ours = self.installation()?.to_owned();
+        if let Selection::Installation(id) = selection {
+            if *id == ours {
+                return Err(crate::invalid("installation", format!("{id} is this installation; it is never cleaned")));
+            }
+        }
+        let inventory = self.inventory()?;
+        let mut picked: Vec<Leftover> = inventory.leftovers.into_iter().filter(|l| selection.picks(l)).collect();
+        // Domains first: a filter in use cannot go, and a DHCP entry goes with its guest.
+        picked.sort_by_key(|l| l.kind);
+        let mut steps = Vec::new();
+        let mut released = false;
+        for leftover in picked {
+            let error = if dry_run { None } else { self.remove_leftover(&leftover, &mut released).err() };
+            steps.push(CleanStep { leftover, error });
+        }
+        if released {
+            if let Some(dir) = &self.dhcp_hosts_dir {
+                crate::network::reload_dnsmasq(dir);
+            }
+        }
+        if !dry_run {
+            self.inventory()?;
+        }
+        Ok(steps)
+    }
+
+    fn remove_leftover(&self, leftover: &Leftover, released: &mut bool) -> std::result::Result<(), String> {
+        let host = || self.hosts().get(&leftover.host).ok_or_else(|| format!("no host {}", leftover.host));
+        match leftover.kind {
+            ObjectKind::Domain => {
+                let host = host()?;
+                host.driver.destroy(&leftover.name).or_else(tolerate_gone).map_err(|e| e.to_string())?;
+                host.driver.undefine(&leftover.name).map_err(|e| e.to_string())
+            }
+            ObjectKind::Filter => host()?.driver.undefine_filter(&leftover.name).map_err(|e| e.to_string()),
+            ObjectKind::DhcpEntry => {
+                let Some(dir) = &self.dhcp_hosts_dir else { return Ok(()) };
+                let path = dir.join(&leftover.name);
+                let text = std::fs::read_to_string(&path).unwrap_or_default();
+                match std::fs::remove_file(&path) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.to_string()),
+                    _ => {}
+                }
+                // The guest is gone: its lease may go to the next one at once.
+                let mac =
+                    text.lines().find(|l| !l.starts_with('#')).and_then(|l| l.split(',').next()).map(str::to_owned);
+                if let (Some(address), Some(mac)) = (leftover.address, mac) {
+                    crate::network::release_leases(dir, |ip, m| ip == address.to_string() && m == mac);
+                }
+                *released = true;
+                Ok(())
+            }
+        }
+    }
+
+    /// Where DHCP host entries are published, if anywhere.
+    pub fn dhcp_hosts_dir(&self) -> Option<&PathBuf> {
+        self.dhcp_hosts_dir.as_ref()
+    }
+}
+
+fn tolerate_gone(error: crate::hypervisor::DriverError) -> std::result::Result<(), crate::hypervisor::DriverError> {
+    match error {
+        crate::hypervisor::DriverError::NoDomain(_) => Ok(()),
+        other => Err(other),
+    }
+}
+
+/// What the inventory keeps between sweeps.
+#[derive(Debug, Default)]
+pub(crate) struct Foreign {
+    /// Addresses leftovers hold or claim.
+    pub addresses: BTreeSet<Ipv4Addr>,
+    /// The `i-…` domains not of this store that the last look saw.
+    pub domains: BTreeSet<String>,
+    /// Whether an inventory was taken at all.
+    pub taken: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ID: &str = "0123456789abcdef";
+    const OTHER: &str = "fedcba9876543210";
+
+    #[test]
+    fn a_domain_mark_survives_libvirts_rendering() {
+        let metadata = owner_metadata(ID, Path::new("/srv/it's data"), "172.31.0.4");
+        assert!(domain_facts(&format!("<domain><name>i-1</name>{metadata}</domain>")).mark.is_some());
+        // libvirt writes its own rendering back: double quotes, its indentation.
+        let rendered = format!(
+            "<domain type=\"qemu\">\n  <name>i-1</name>\n  <metadata>\n    <stratus:owner xmlns:stratus=\"{OWNER_NS}\" installation=\"{ID}\" data-dir=\"/srv/it&apos;s data\" address=\"172.31.0.4\"/>\n  </metadata>\n  <os><cmdline>console=ttyS0 ip=172.31.0.9::172.31.0.1:255.255.240.0:i-1:eth0:off</cmdline></os>\n</domain>"
+        );
+        let facts = domain_facts(&rendered);
+        assert_eq!(facts.mark, Some(Mark { installation: ID.into(), data_dir: Some("/srv/it's data".into()) }));
+        assert_eq!(facts.address, Some(Ipv4Addr::new(172, 31, 0, 4)), "the mark's address first");
+    }
+
+    #[test]
+    fn an_unmarked_domain_still_tells_its_kernel_address() {
+        let xml = "<domain><name>i-1</name><os><cmdline>console=ttyS0 ip=172.31.0.9::172.31.0.1:255.255.240.0:i-1:eth0:off</cmdline></os></domain>";
+        let facts = domain_facts(xml);
+        assert_eq!(facts.mark, None);
+        assert_eq!(facts.address, Some(Ipv4Addr::new(172, 31, 0, 9)));
+        // Another tool's metadata, or a forged id, is no mark.
+        for other in [
+            "<metadata><x:owner xmlns:x='urn:other' installation='0123456789abcdef'/></metadata>",
+            &format!("<metadata><s:owner xmlns:s='{OWNER_NS}' installation='../../etc'/></metadata>"),
+        ] {
+            assert_eq!(domain_facts(&format!("<domain>{other}</domain>")).mark, None, "{other}");
+        }
+        assert_eq!(domain_facts("<domain><unclosed").mark, None);
+    }
+
+    #[test]
+    fn filter_uuids_carry_their_installation_and_stay_stable() {
+        let uuid = filter_uuid(ID, "stratus-i-1");
+        assert!(uuid.starts_with("01234567-89ab-cdef-"), "{uuid}");
+        assert_eq!(uuid, filter_uuid(ID, "stratus-i-1"));
+        assert_ne!(uuid, filter_uuid(ID, "stratus-i-2"));
+        assert!(uuid::Uuid::parse_str(&uuid).is_ok());
+        assert_eq!(filter_installation("stratus-i-1", &uuid).as_deref(), Some(ID));
+        assert_eq!(filter_installation("stratus-i-1", &uuid.to_uppercase()).as_deref(), Some(ID));
+        assert_eq!(filter_installation("stratus-i-1", &legacy_filter_uuid("stratus-i-1")), None, "from before marks");
+        assert_eq!(filter_installation("stratus-i-1", "short"), None);
+    }
+
+    #[test]
+    fn dhcp_entries_are_marked_in_a_comment() {
+        let text = dhcp_entry(ID, Path::new("/srv/data\nx"), "52:54:00:aa:bb:cc", "172.31.0.4");
+        assert_eq!(text.lines().count(), 2, "a line break in the path cannot end the comment: {text}");
+        assert!(text.ends_with("52:54:00:aa:bb:cc,172.31.0.4,ip-172-31-0-4\n"));
+        let (mark, address) = dhcp_entry_facts(&text);
+        assert_eq!(mark, Some(Mark { installation: ID.into(), data_dir: Some("/srv/data?x".into()) }));
+        assert_eq!(address, Some(Ipv4Addr::new(172, 31, 0, 4)));
+        assert_eq!(
+            dhcp_entry_facts("52:54:00:aa:bb:cc,172.31.0.7,ip-172-31-0-7\n"),
+            (None, Some(Ipv4Addr::new(172, 31, 0, 7)))
+        );
+    }
+
+    fn found(kind: ObjectKind, name: &str, mark: Option<(&str, Option<&str>)>) -> (Leftover, Option<Mark>) {
+        let leftover = Leftover {
+            host: "h".into(),
+            kind,
+            name: name.into(),
+            owner: Owner::Unmarked,
+            running: false,
+            address: None,
+        };
+        let mark = mark.map(|(id, dir)| Mark { installation: id.into(), data_dir: dir.map(str::to_owned) });
+        (leftover, mark)
+    }
+
+    #[test]
+    fn classification_keeps_ours_out_and_tells_live_from_gone() {
+        let objects = vec![
+            found(ObjectKind::Domain, "i-1", Some((ID, Some("/ours")))),
+            found(ObjectKind::Filter, "stratus-i-1", Some((ID, None))),
+            found(ObjectKind::Domain, "i-2", Some((OTHER, Some("/live")))),
+            // A filter names no data dir: its installation's domain does.
+            found(ObjectKind::Filter, "stratus-i-2", Some((OTHER, None))),
+            found(ObjectKind::Domain, "i-3", Some(("aaaaaaaaaaaaaaaa", Some("/removed")))),
+            found(ObjectKind::Filter, "stratus-i-4", Some(("bbbbbbbbbbbbbbbb", None))),
+            // Unmarked: ours if the store knows the instance.
+            found(ObjectKind::Domain, "i-5", None),
+            found(ObjectKind::DhcpEntry, "i-6", None),
+        ];
+        let live = |id: &str, dir: &str| id == OTHER && dir == "/live";
+        let leftovers = classify(ID, objects, |name| name == "i-5", live);
+        let owners: Vec<(&str, &Owner)> = leftovers.iter().map(|l| (l.name.as_str(), &l.owner)).collect();
+        let live_owner = Owner::Live { installation: OTHER.into(), data_dir: "/live".into() };
+        assert_eq!(
+            owners,
+            vec![
+                ("i-2", &live_owner),
+                ("i-3", &Owner::Gone { installation: "aaaaaaaaaaaaaaaa".into() }),
+                ("stratus-i-2", &live_owner),
+                ("stratus-i-4", &Owner::Gone { installation: "bbbbbbbbbbbbbbbb".into() }),
+                ("i-6", &Owner::Unmarked),
+            ]
+        );
+        let orphans: Vec<&str> =
+            leftovers.iter().filter(|l| Selection::Orphans.picks(l)).map(|l| l.name.as_str()).collect();
+        assert_eq!(orphans, ["i-3", "stratus-i-4", "i-6"]);
+        let named: Vec<&str> = leftovers
+            .iter()
+            .filter(|l| Selection::Installation(OTHER.into()).picks(l))
+            .map(|l| l.name.as_str())
+            .collect();
+        assert_eq!(named, ["i-2", "stratus-i-2"]);
+    }
+
+    #[test]
+    fn the_report_says_what_to_run() {
+        let leftover = |name: &str, owner: Owner| Leftover {
+            host: "h-1".into(),
+            kind: ObjectKind::Domain,
+            name: name.into(),
+            owner,
+            running: true,
+            address: Some(Ipv4Addr::new(172, 31, 0, 4)),
+        };
+        assert_eq!(Inventory::default().report(), None, "nothing to say");
+        let inventory = Inventory {
+            installation: ID.into(),
+            leftovers: vec![
+                leftover("i-1", Owner::Gone { installation: OTHER.into() }),
+                leftover("i-2", Owner::Live { installation: OTHER.into(), data_dir: "/d".into() }),
+            ],
+            conflicts: vec![],
+            unreachable: vec![],
+        };
+        let report = inventory.report().unwrap();
+        assert!(
+            report.contains("i-1") && report.contains("holds 172.31.0.4") && report.contains(", running"),
+            "{report}"
+        );
+        assert!(report.contains("stratus host clean --orphans --dry-run"), "{report}");
+        assert!(report.contains(&format!("stratus host clean --installation {OTHER}")), "{report}");
+    }
+}
