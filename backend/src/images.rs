@@ -125,10 +125,10 @@ impl Backend {
         Ok(images)
     }
 
+    /// One image `account` may see (its own or a public one).
     pub fn image(&self, account: &str, id: &str) -> Result<ImageRecord> {
-        self.images(account)?
-            .into_iter()
-            .find(|i| i.id == id)
+        self.store()
+            .read(|tx| <ImageRecord as crate::listing::Listed>::fetch(tx, account, id))?
             .ok_or_else(|| Error::ResourceNotFound { kind: ResourceKind::Image, id: id.to_owned() })
     }
 

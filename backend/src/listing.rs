@@ -14,17 +14,100 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use storage::tables::{INSTANCES, RESERVATIONS, SNAPSHOTS, TAGS, VOLUMES};
-use storage::{InstanceRecord, ReadTx, Record, SnapshotRecord, Table, TagRecord, VolumeRecord};
+use storage::tables::{
+    IMAGES, IMAGE_IDS, INSTANCES, MIGRATIONS, RESERVATIONS, SECURITY_GROUPS, SNAPSHOTS, TAGS, VOLUMES,
+};
+use storage::{
+    ImageRecord, InstanceRecord, MigrationRecord, ReadTx, Record, SecurityGroupRecord, SnapshotRecord, Table,
+    TagRecord, VolumeRecord,
+};
 
 use crate::tags::TagView;
 use crate::{tags, Backend, ResourceKind, Result};
 
-/// A record Describe lists: kept under `{account}/{id}` in its table.
+/// A record Describe lists: kept under `{account}/{id}` in its table, unless it says otherwise.
 pub trait Listed: Record + Send + 'static {
     const TABLE: Table<Self>;
     const KIND: ResourceKind;
     fn id(&self) -> &str;
+
+    /// The record `id` as `account` may see it.
+    fn fetch(tx: &ReadTx, account: &str, id: &str) -> Result<Option<Self>> {
+        Ok(tx.get(&Self::TABLE, &format!("{account}/{id}"))?)
+    }
+
+    /// Hands `f` the records `account` may see, in id order, from just after `after`, until
+    /// `f` answers false.
+    fn walk(tx: &ReadTx, account: &str, after: Option<&str>, f: &mut dyn FnMut(Self) -> bool) -> Result<()> {
+        Ok(tx.walk(&Self::TABLE, &format!("{account}/"), after, |_, record| f(record))?)
+    }
+}
+
+/// Images are kept by owner and listed across owners (an account sees its own and every
+/// public one), in id order through their id index.
+impl Listed for ImageRecord {
+    const TABLE: Table<Self> = IMAGES;
+    const KIND: ResourceKind = ResourceKind::Image;
+
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn fetch(tx: &ReadTx, account: &str, id: &str) -> Result<Option<Self>> {
+        let Some(owner) = image_owner(tx, id)? else { return Ok(None) };
+        let image = tx.get(&IMAGES, &format!("{owner}/{id}"))?;
+        Ok(image.filter(|i| i.owner == account || i.public))
+    }
+
+    fn walk(tx: &ReadTx, account: &str, after: Option<&str>, f: &mut dyn FnMut(Self) -> bool) -> Result<()> {
+        // Index keys are `{id}/{owner}`: resume past every key of the last id listed.
+        let after = after.map(|id| format!("{id}/\u{10ffff}"));
+        let mut failed = None;
+        tx.walk_keys(&IMAGE_IDS, "", after.as_deref(), |key, _| {
+            let Some((id, owner)) = key.split_once('/') else { return Ok(true) };
+            match tx.get(&IMAGES, &format!("{owner}/{id}")) {
+                Ok(Some(image)) if image.owner == account || image.public => Ok(f(image)),
+                Ok(_) => Ok(true),
+                Err(error) => {
+                    failed = Some(error);
+                    Ok(false)
+                }
+            }
+        })?;
+        match failed {
+            Some(error) => Err(error.into()),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Migrations are the operator's: kept and listed by id alone (admins see all of them).
+impl Listed for MigrationRecord {
+    const TABLE: Table<Self> = MIGRATIONS;
+    const KIND: ResourceKind = ResourceKind::Migration;
+
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn fetch(tx: &ReadTx, _: &str, id: &str) -> Result<Option<Self>> {
+        Ok(tx.get(&MIGRATIONS, id)?)
+    }
+
+    fn walk(tx: &ReadTx, _: &str, after: Option<&str>, f: &mut dyn FnMut(Self) -> bool) -> Result<()> {
+        Ok(tx.walk(&MIGRATIONS, "", after, |_, record| f(record))?)
+    }
+}
+
+/// Who owns image `id` (ids are unique across owners).
+pub(crate) fn image_owner(tx: &ReadTx, id: &str) -> Result<Option<String>> {
+    let prefix = format!("{id}/");
+    let mut owner = None;
+    tx.walk_keys(&IMAGE_IDS, &prefix, None, |key, _| {
+        owner = Some(key[prefix.len()..].to_owned());
+        Ok(false)
+    })?;
+    Ok(owner)
 }
 
 macro_rules! listed {
@@ -43,6 +126,7 @@ listed! {
     VolumeRecord => VOLUMES, ResourceKind::Volume;
     SnapshotRecord => SNAPSHOTS, ResourceKind::Snapshot;
     InstanceRecord => INSTANCES, ResourceKind::Instance;
+    SecurityGroupRecord => SECURITY_GROUPS, ResourceKind::SecurityGroup;
 }
 
 /// What one page asks for.
@@ -58,6 +142,8 @@ pub struct ListQuery {
     pub limit: Option<usize>,
     /// An exact `tag:<key>` filter: only resources tagged `key` with one of the values.
     pub tagged: Option<(String, Vec<String>)>,
+    /// Only resources whose ids start with one of these (DescribeTags' `resource-type`).
+    pub id_prefixes: Option<Vec<String>>,
 }
 
 /// One listed record and its tags.
@@ -139,7 +225,7 @@ pub(crate) fn list_in<V: Listed>(
         Some(ids) => {
             let mut found = Vec::new();
             for id in &ids {
-                match tx.get(&V::TABLE, &format!("{account}/{id}"))? {
+                match V::fetch(tx, account, id)? {
                     Some(record) => found.push(record),
                     None => missing.push(id.clone()),
                 }
@@ -157,13 +243,11 @@ pub(crate) fn list_in<V: Listed>(
         }
         None => {
             let mut failed = None;
-            tx.walk(&V::TABLE, &format!("{account}/"), after, |_, record: V| {
-                match tags::of_resource(tx, account, record.id()) {
-                    Ok(tags) => filling.offer(record, tags),
-                    Err(error) => {
-                        failed = Some(error);
-                        false
-                    }
+            V::walk(tx, account, after, &mut |record: V| match tags::of_resource(tx, account, record.id()) {
+                Ok(tags) => filling.offer(record, tags),
+                Err(error) => {
+                    failed = Some(error);
+                    false
                 }
             })?;
             if let Some(error) = failed {
@@ -208,21 +292,25 @@ impl Backend {
                 true
             };
             let prefix = format!("{account}/");
-            if query.ids.is_empty() {
+            // The ranges of the table to walk, in key order: each named resource's tags, or
+            // the tags of each kind asked for, or the account's.
+            let ranges: BTreeSet<String> = if !query.ids.is_empty() {
+                query.ids.iter().map(|id| format!("{id}/")).collect()
+            } else if let Some(prefixes) = &query.id_prefixes {
+                prefixes.iter().cloned().collect()
+            } else {
                 tx.walk(&TAGS, &prefix, query.after.as_deref(), |_, record| offer(record))?;
                 return Ok(page);
-            }
-            let resources: BTreeSet<&String> = query.ids.iter().collect();
-            for resource in resources {
-                let own = format!("{resource}/");
-                // Resume within this resource's tags, skip it if the token is past it.
+            };
+            for range in &ranges {
+                // Resume within this range, skip it if the token is past it.
                 let after = match query.after.as_deref() {
-                    Some(after) if after.starts_with(&own) => Some(&after[own.len()..]),
-                    Some(after) if after > own.as_str() => continue,
+                    Some(after) if after.starts_with(range.as_str()) => Some(&after[range.len()..]),
+                    Some(after) if after > range.as_str() => continue,
                     _ => None,
                 };
                 let mut more = true;
-                tx.walk(&TAGS, &format!("{prefix}{own}"), after, |_, record| {
+                tx.walk(&TAGS, &format!("{prefix}{range}"), after, |_, record| {
                     more = offer(record);
                     more
                 })?;
@@ -328,5 +416,86 @@ impl Backend {
             }
             Ok(page)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tests_support::{backend, test_disk};
+
+    #[test]
+    fn images_page_across_owners_in_id_order_showing_own_and_public_only() {
+        let b = backend();
+        let dir = tempfile::tempdir().unwrap();
+        let disk = test_disk(dir.path());
+        let mut visible = BTreeSet::new();
+        let mut hidden = Vec::new();
+        for n in 0..18 {
+            let (owner, public) = [("a", false), ("b", true), ("b", false), ("c", true)][n % 4];
+            let new =
+                crate::images::NewImage { name: format!("img-{n}"), disk: disk.clone(), public, ..Default::default() };
+            let image = b.register_image(owner, new).unwrap();
+            if owner == "a" || public {
+                visible.insert(image.id);
+            } else {
+                hidden.push(image.id);
+            }
+        }
+        let mut query = ListQuery { limit: Some(4), ..Default::default() };
+        let mut listed = Vec::new();
+        loop {
+            let page = b.list::<ImageRecord>("a", &query, |_, _| true).unwrap();
+            listed.extend(page.items.iter().map(|i| i.record.id.clone()));
+            match page.items.last().filter(|_| page.more) {
+                Some(last) => query.after = Some(last.record.id.clone()),
+                None => break,
+            }
+        }
+        assert_eq!(listed, visible.iter().cloned().collect::<Vec<_>>(), "own and public, each once, in id order");
+        let named = ListQuery { ids: vec![hidden[0].clone(), listed[0].clone()], ..Default::default() };
+        let page = b.list::<ImageRecord>("a", &named, |_, _| true).unwrap();
+        assert_eq!(page.missing, vec![hidden[0].clone()], "another's private image is nothing to this account");
+        assert!(b.image("a", &hidden[0]).is_err() && b.image("b", &hidden[0]).is_ok());
+    }
+
+    #[test]
+    fn tags_of_some_kinds_are_read_from_their_ranges_alone() {
+        let b = backend();
+        let tag = vec![("k".to_owned(), "v".to_owned())];
+        b.store()
+            .write(|tx| {
+                for n in 0..50 {
+                    for prefix in ["i-", "vol-", "sg-", "snap-"] {
+                        tags::put_tags(tx, "a", &format!("{prefix}{n:04x}"), &tag)?;
+                    }
+                }
+                tags::put_tags(tx, "b", "vol-0001", &tag)
+            })
+            .unwrap();
+        let mut query =
+            ListQuery { id_prefixes: Some(vec!["vol-".into(), "sg-".into()]), limit: Some(30), ..Default::default() };
+        let mut tested = 0;
+        let mut walked = Vec::new();
+        loop {
+            let page = b
+                .list_tags("a", &query, |_| {
+                    tested += 1;
+                    true
+                })
+                .unwrap();
+            walked.extend(page.items.iter().map(|t| t.resource_id.clone()));
+            match page.items.last().filter(|_| page.more) {
+                Some(last) => query.after = Some(tag_page_key(last)),
+                None => break,
+            }
+        }
+        assert_eq!(walked.len(), 100, "every sg- and vol- tag of the account, no other");
+        assert!(walked.iter().all(|id| id.starts_with("vol-") || id.starts_with("sg-")));
+        assert!(walked.windows(2).all(|w| w[0] < w[1]), "in order");
+        // Four pages of up to 30 (plus one look past each full page): only those ranges were read.
+        assert!(tested <= 104, "{tested} tags were tested for 100 listed");
+        query = ListQuery { id_prefixes: Some(vec![]), ..Default::default() };
+        assert!(b.list_tags("a", &query, |_| true).unwrap().items.is_empty(), "a type no kind has lists nothing");
     }
 }

@@ -309,12 +309,32 @@ impl Backend {
 
     /// Every group of the account, its default group included, by id.
     pub fn security_groups(&self, account: &str, default_vpc: &str) -> Result<Vec<SecurityGroupRecord>> {
+        self.ensure_default_security_group(account, default_vpc)?;
+        let groups = self.store().read(|tx| tx.scan(&SECURITY_GROUPS, &format!("{account}/")))?;
+        Ok(groups.into_iter().map(|(_, g)| g).collect())
+    }
+
+    /// Makes the VPC's `default` group on first need, as every VPC has one.
+    pub fn ensure_default_security_group(&self, account: &str, default_vpc: &str) -> Result<()> {
         let default_id = default_group_id(account, default_vpc);
         if self.store().read(|tx| tx.get(&SECURITY_GROUPS, &group_key(account, &default_id)))?.is_none() {
             self.store().write(|tx| ensure_default_group(tx, account, default_vpc))?;
         }
-        let groups = self.store().read(|tx| tx.scan(&SECURITY_GROUPS, &format!("{account}/")))?;
-        Ok(groups.into_iter().map(|(_, g)| g).collect())
+        Ok(())
+    }
+
+    /// The ids of the VPC's groups named `names`, as asked; a name of no group is an error.
+    pub fn security_group_ids_named(&self, account: &str, vpc_id: &str, names: &[String]) -> Result<Vec<String>> {
+        self.store().read(|tx| {
+            names
+                .iter()
+                .map(|name| {
+                    tx.get(&SECURITY_GROUP_NAMES, &name_key(account, vpc_id, name))?.map(|n| n.id).ok_or_else(|| {
+                        Error::SecurityGroupNameNotFound { name: name.clone(), vpc_id: vpc_id.to_owned() }
+                    })
+                })
+                .collect()
+        })
     }
 
     /// Group names by id, for instance views.

@@ -213,3 +213,58 @@ async fn tokens_serve_only_their_caller_and_query() {
         assert_eq!((status, code(&answer)), (400, "InvalidParameterValue"), "{answer}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tag_pages_by_resource_type_return_each_tag_once_in_order() {
+    let (f, _dir) = world();
+    let mut rng = StdRng::seed_from_u64(24);
+    let mut volumes = BTreeSet::new();
+    let mut groups = BTreeSet::new();
+    for n in 0..40 {
+        if n % 2 == 0 {
+            volumes.insert(create_volume(&f, &mut rng).await);
+        } else {
+            let body = format!(
+                "Action=CreateSecurityGroup&Version=2016-11-15&GroupName=g{n}&GroupDescription=d&TagSpecification.1.ResourceType=security-group&TagSpecification.1.Tag.1.Key=env&TagSpecification.1.Tag.1.Value=prod&TagSpecification.1.Tag.2.Key=team&TagSpecification.1.Tag.2.Value=t{n}"
+            );
+            groups.insert(all(&ok(&f, &body).await, "groupId")[0].to_owned());
+        }
+    }
+    // (filter, the resources whose tags it lists, tags per resource)
+    let cases: [(&str, Vec<&String>, usize); 5] = [
+        ("&Filter.1.Name=resource-type&Filter.1.Value.1=volume", volumes.iter().collect(), 1),
+        ("&Filter.1.Name=resource-type&Filter.1.Value.1=security-group", groups.iter().collect(), 2),
+        (
+            "&Filter.1.Name=resource-type&Filter.1.Value.1=security-group&Filter.1.Value.2=volume",
+            volumes.iter().chain(&groups).collect(),
+            0,
+        ),
+        ("&Filter.1.Name=resource-type&Filter.1.Value.1=image", vec![], 0),
+        ("&Filter.1.Name=resource-type&Filter.1.Value.1=vol*", volumes.iter().collect(), 1),
+    ];
+    for (filter, resources, per) in cases {
+        for page_size in [5, 7, 1000] {
+            let (mut seen, mut token) = (Vec::<(String, String)>::new(), None::<String>);
+            loop {
+                let next = token.as_ref().map(|t| format!("&NextToken={t}")).unwrap_or_default();
+                let answer =
+                    ok(&f, &format!("Action=DescribeTags&Version=2016-11-15&MaxResults={page_size}{filter}{next}"))
+                        .await;
+                let ids = all(&answer, "resourceId");
+                let keys = all(&answer, "key");
+                assert!(ids.len() <= page_size && ids.len() == keys.len(), "{answer}");
+                seen.extend(ids.iter().zip(&keys).map(|(i, k)| (i.to_string(), k.to_string())));
+                match all(&answer, "nextToken").first() {
+                    Some(t) => token = Some(t.to_string()),
+                    None => break,
+                }
+            }
+            let listed: BTreeSet<&String> = seen.iter().map(|(id, _)| id).collect();
+            assert_eq!(listed, resources.iter().copied().collect(), "{filter}, {page_size} a page");
+            assert!(seen.windows(2).all(|w| w[0] < w[1]), "{filter}: each tag once, in order: {seen:?}");
+            if per > 0 {
+                assert_eq!(seen.len(), resources.len() * per, "{filter}: every tag of each resource");
+            }
+        }
+    }
+}

@@ -12,7 +12,9 @@
 //!      they run on holds all three; a host they are migrating to holds vCPUs and memory);
 //!    - [`TAG_INDEX`]: resources by account, tag key and value;
 //!    - [`VOLUME_ATTACHMENTS`]: volumes by the instance they are attached to;
-//!    - [`LEASE_BLOCKS`]: a bitmap of leased addresses per block of 4,096.
+//!    - [`LEASE_BLOCKS`]: a bitmap of leased addresses per block of 4,096;
+//!    - [`IMAGE_IDS`]: images by id alone, across owners (DescribeImages lists an account's
+//!      own and every public one, in id order).
 //! 3. [`DERIVED_VERSION`] names the layout. A database opened with another version (older
 //!    data, or a binary that derives differently) has its derived tables rebuilt from the
 //!    primary ones, in one transaction, before anything else runs.
@@ -26,13 +28,13 @@ use std::net::Ipv4Addr;
 use serde::{Deserialize, Serialize};
 
 use crate::tables::{
-    HOST_USAGE, INSTANCES, INSTANCE_IDS, LEASES, LEASE_BLOCKS, META, RESERVATIONS, TAGS, TAG_INDEX, VOLUMES,
-    VOLUME_ATTACHMENTS,
+    HOST_USAGE, IMAGES, IMAGE_IDS, INSTANCES, INSTANCE_IDS, LEASES, LEASE_BLOCKS, META, RESERVATIONS, TAGS, TAG_INDEX,
+    VOLUMES, VOLUME_ATTACHMENTS,
 };
-use crate::{InstanceRecord, LeaseRecord, Record, Result, Table, TagRecord, VolumeRecord, WriteTx};
+use crate::{ImageRecord, InstanceRecord, LeaseRecord, Record, Result, Table, TagRecord, VolumeRecord, WriteTx};
 
 /// The layout of the derived tables; bump it whenever what they hold changes.
-pub const DERIVED_VERSION: u32 = 2;
+pub const DERIVED_VERSION: u32 = 3;
 
 /// A key-only entry of an index.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -203,6 +205,11 @@ pub(crate) fn derive_volume(tx: &WriteTx, old: Option<&VolumeRecord>, new: Optio
     move_entry(tx, &VOLUME_ATTACHMENTS, old.and_then(entry), new.and_then(entry))
 }
 
+pub(crate) fn derive_image(tx: &WriteTx, old: Option<&ImageRecord>, new: Option<&ImageRecord>) -> Result<()> {
+    let entry = |i: &ImageRecord| format!("{}/{}", i.id, i.owner);
+    move_entry(tx, &IMAGE_IDS, old.map(entry), new.map(entry))
+}
+
 pub(crate) fn derive_lease(tx: &WriteTx, key: &str, leased: bool) -> Result<()> {
     // Lease keys are addresses; anything else has no bit to keep.
     let Ok(address) = key.parse::<Ipv4Addr>() else { return Ok(()) };
@@ -226,6 +233,7 @@ pub(crate) fn ensure(tx: &WriteTx) -> Result<bool> {
     tx.clear(&TAG_INDEX)?;
     tx.clear(&VOLUME_ATTACHMENTS)?;
     tx.clear(&LEASE_BLOCKS)?;
+    tx.clear(&IMAGE_IDS)?;
     for (_, record) in tx.scan(&INSTANCES, "")? {
         derive_instance(tx, None, Some(&record))?;
     }
@@ -237,6 +245,9 @@ pub(crate) fn ensure(tx: &WriteTx) -> Result<bool> {
     }
     for (key, _) in tx.scan::<LeaseRecord>(&LEASES, "")? {
         derive_lease(tx, &key, true)?;
+    }
+    for (_, record) in tx.scan(&IMAGES, "")? {
+        derive_image(tx, None, Some(&record))?;
     }
     tx.insert(&META, "derived", &MetaRecord { version: DERIVED_VERSION })?;
     Ok(true)

@@ -133,6 +133,11 @@ impl ImageState {
 impl Record for ImageRecord {
     const VERSION: u8 = 2;
     const READS: &'static [u8] = &[1];
+    const DERIVED: bool = true;
+
+    fn derive(tx: &crate::WriteTx, _key: &str, old: Option<&Self>, new: Option<&Self>) -> crate::Result<()> {
+        crate::derived::derive_image(tx, old, new)
+    }
 }
 
 /// An instance's lifecycle state, with EC2's names and codes. The transitional states

@@ -39,6 +39,8 @@ pub const TAG_INDEX: Table<IndexEntry> = Table::new("tag_index");
 pub const VOLUME_ATTACHMENTS: Table<IndexEntry> = Table::new("volume_attachments");
 /// Derived: key [`crate::derived::lease_block_key`].
 pub const LEASE_BLOCKS: Table<LeaseBlockRecord> = Table::new("lease_blocks");
+/// Derived: key `{image id}/{owner}` for each image (images are listed across owners).
+pub const IMAGE_IDS: Table<IndexEntry> = Table::new("image_ids");
 
 /// Created at open, so that readers never meet a missing table.
 pub const ALL: &[&str] = &[
@@ -65,4 +67,5 @@ pub const ALL: &[&str] = &[
     "tag_index",
     "volume_attachments",
     "lease_blocks",
+    "image_ids",
 ];

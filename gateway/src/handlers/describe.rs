@@ -106,6 +106,8 @@ impl Describe {
             Some(ResourceKind::Instance) => Some("instance-id"),
             Some(ResourceKind::Volume) => Some("volume-id"),
             Some(ResourceKind::Snapshot) => Some("snapshot-id"),
+            Some(ResourceKind::SecurityGroup) => Some("group-id"),
+            Some(ResourceKind::Image) => Some("image-id"),
             _ => None,
         };
         let only_ids = id_filter.and_then(|name| self.filters.exact_values(name)).unwrap_or_default();
@@ -118,6 +120,7 @@ impl Describe {
                 .filters
                 .exact_tag()
                 .map(|(key, values)| (key.to_owned(), values.into_iter().map(str::to_owned).collect())),
+            id_prefixes: None,
         }
     }
 

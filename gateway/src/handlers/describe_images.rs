@@ -1,10 +1,11 @@
 use std::borrow::Cow;
 
+use backend::listing::Item;
 use ec2api::{DescribeImagesOutput, DescribeImagesRequest, Ec2Error, Image, StateReason};
 use storage::ImageRecord;
 
 use super::describe::Describe;
-use super::{one, tag_list, timestamp, NO_TAGS};
+use super::{one, tag_list, timestamp};
 use crate::context::Ctx;
 
 const FILTERS: &[&str] = &[
@@ -66,26 +67,13 @@ pub async fn handle(ctx: &Ctx, req: DescribeImagesRequest) -> Result<DescribeIma
     describe.narrowed_by("owners", &owners);
     describe.narrowed_by("users", &users);
     let describe = describe.paged(req.max_results, req.next_token.as_deref(), 5, 1000)?;
-    // Images are few beside instances: all the caller may see are read, their tags alone.
-    let account = ctx.account().to_owned();
-    let (images, tags) = ctx
-        .call(move |b| {
-            let images = b.images(&account)?;
-            let tags = b.tags_of(&account, images.iter().map(|i| i.id.as_str()))?;
-            Ok((images, tags))
-        })
+    let caller = ctx.account().to_owned();
+    let (items, next_token) = describe
+        .list(ctx, fields, move |i: &ImageRecord| owned_by(i, &owners, &caller) && executable_by(i, &users, &caller))
         .await?;
-    let caller = ctx.account();
-    let with_tags = images.iter().map(|i| (i, tags.get(&i.id).map_or(NO_TAGS, Vec::as_slice)));
-    let (items, next_token) = describe.page(
-        with_tags,
-        |i| &i.id,
-        fields,
-        |i| owned_by(i, &owners, caller) && executable_by(i, &users, caller),
-    )?;
     let images = items
         .into_iter()
-        .map(|(i, _)| Image {
+        .map(|Item { record: i, tags }| Image {
             image_id: Some(i.id.clone()),
             name: Some(i.name.clone()),
             description: Some(i.description.clone()),
@@ -122,7 +110,7 @@ pub async fn handle(ctx: &Ctx, req: DescribeImagesRequest) -> Result<DescribeIma
             // Guests boot SeaBIOS, or their kernel directly: never UEFI.
             boot_mode: Some("legacy-bios".into()),
             usage_operation: Some("RunInstances".into()),
-            tags: tags.get(&i.id).map(|t| tag_list(t)),
+            tags: (!tags.is_empty()).then(|| tag_list(&tags)),
             ..Default::default()
         })
         .collect();

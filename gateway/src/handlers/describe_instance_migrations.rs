@@ -4,8 +4,8 @@ use ec2api::{DescribeInstanceMigrationsOutput, DescribeInstanceMigrationsRequest
 use storage::MigrationRecord;
 
 use super::describe::Describe;
+use super::one;
 use super::shapes::migration;
-use super::{one, NO_TAGS};
 use crate::context::Ctx;
 
 const FILTERS: &[&str] = &["migration-id", "instance-id", "status", "source-host-id", "target-host-id"];
@@ -32,11 +32,11 @@ pub async fn handle(
         .filters(req.filters.as_deref(), FILTERS)?;
     describe.narrowed_by("instances", &instances);
     let describe = describe.paged(req.max_results, req.next_token.as_deref(), 5, 1000)?;
-    let all = ctx.call(|b| b.migrations()).await?;
-    let of_instances = all.iter().filter(|m| instances.is_empty() || instances.contains(&m.instance_id));
-    let (items, next_token) = describe.page(of_instances.map(|m| (m, NO_TAGS)), |m| &m.id, fields, |_| true)?;
+    let (items, next_token) = describe
+        .list(ctx, fields, move |m: &MigrationRecord| instances.is_empty() || instances.contains(&m.instance_id))
+        .await?;
     Ok(DescribeInstanceMigrationsOutput {
-        migrations: Some(items.into_iter().map(|(m, _)| migration(m)).collect()),
+        migrations: Some(items.iter().map(|item| migration(&item.record)).collect()),
         next_token,
     })
 }

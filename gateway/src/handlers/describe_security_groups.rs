@@ -1,12 +1,12 @@
 use std::borrow::Cow;
 
-use ec2api::Code;
+use backend::listing::Item;
 use ec2api::{DescribeSecurityGroupsOutput, DescribeSecurityGroupsRequest, Ec2Error, SecurityGroup};
 use storage::{RulePeer, SecurityGroupRecord, SecurityGroupRuleRecord};
 
 use super::describe::Describe;
-use super::rules::{groups_and_tags, permissions};
-use super::{arn, one, tag_list, NO_TAGS};
+use super::rules::permissions;
+use super::{arn, one, tag_list};
 use crate::context::Ctx;
 
 const FILTERS: &[&str] = &[
@@ -82,30 +82,32 @@ pub async fn handle(ctx: &Ctx, req: DescribeSecurityGroupsRequest) -> Result<Des
         .ids(req.group_ids, backend::ResourceKind::SecurityGroup)?
         .filters(req.filters.as_deref(), FILTERS)?;
     describe.narrowed_by("names", &names);
-    let describe = describe.paged(req.max_results, req.next_token.as_deref(), 5, 1000)?;
-    let (groups, tags) = groups_and_tags(ctx).await?;
-    let default_vpc = &ctx.principal.default_vpc_id;
-    if let Some(missing) = names.iter().find(|n| !groups.iter().any(|g| &g.name == *n && &g.vpc_id == default_vpc)) {
-        return Err(Ec2Error::new(
-            Code::InvalidGroupNotFound,
-            format!("The security group '{missing}' does not exist in default VPC '{default_vpc}'"),
-        ));
+    let mut describe = describe.paged(req.max_results, req.next_token.as_deref(), 5, 1000)?;
+    let (account, vpc, asked) = (ctx.account().to_owned(), ctx.principal.default_vpc_id.clone(), names.clone());
+    let named = ctx
+        .call(move |b| {
+            b.ensure_default_security_group(&account, &vpc)?;
+            b.security_group_ids_named(&account, &vpc, &asked)
+        })
+        .await?;
+    // Names are looked up in the default VPC: the page reads those groups alone.
+    if describe.ids.is_empty() {
+        describe.ids = named;
     }
-    let with_tags = groups.iter().map(|g| (g, tags.get(&g.id).map_or(NO_TAGS, Vec::as_slice)));
     let (items, next_token) =
-        describe.page(with_tags, |g| &g.id, fields, |g| names.is_empty() || names.contains(&g.name))?;
+        describe.list(ctx, fields, move |g: &SecurityGroupRecord| names.is_empty() || names.contains(&g.name)).await?;
     let security_groups = items
         .into_iter()
-        .map(|(g, tags)| SecurityGroup {
-            group_id: Some(g.id.clone()),
-            group_name: Some(g.name.clone()),
-            description: Some(g.description.clone()),
-            owner_id: Some(g.account.clone()),
-            vpc_id: Some(g.vpc_id.clone()),
+        .map(|Item { record: g, tags }| SecurityGroup {
+            security_group_arn: Some(arn(&ctx.region, &g.account, "security-group", &g.id)),
+            group_id: Some(g.id),
+            group_name: Some(g.name),
+            description: Some(g.description),
+            owner_id: Some(g.account),
+            vpc_id: Some(g.vpc_id),
             ip_permissions: Some(permissions(g.rules.iter().filter(|r| !r.egress))),
             ip_permissions_egress: Some(permissions(g.rules.iter().filter(|r| r.egress))),
-            security_group_arn: Some(arn(&ctx.region, &g.account, "security-group", &g.id)),
-            tags: Some(tag_list(tags)),
+            tags: Some(tag_list(&tags)),
         })
         .collect();
     Ok(DescribeSecurityGroupsOutput { security_groups: Some(security_groups), next_token })

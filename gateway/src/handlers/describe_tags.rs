@@ -31,6 +31,15 @@ pub async fn handle(ctx: &Ctx, req: DescribeTagsRequest) -> Result<DescribeTagsO
     let mut query = describe.list_query();
     query.ids =
         describe.filters.exact_values("resource-id").unwrap_or_default().into_iter().map(str::to_owned).collect();
+    // An exact resource-type filter reads the tags of those kinds alone (ids start with their
+    // kind's prefix); a type no kind has reads nothing.
+    query.id_prefixes = describe.filters.exact_values("resource-type").map(|types| {
+        backend::ResourceKind::ALL
+            .iter()
+            .filter(|kind| types.contains(&kind.resource_type()))
+            .map(|kind| kind.prefix().to_owned())
+            .collect()
+    });
     let Describe { filters, page, .. } = describe;
     let account = ctx.account().to_owned();
     let listed = ctx

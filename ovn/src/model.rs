@@ -1,0 +1,101 @@
+//! What Stratus wants OVN to hold for one installation: the logical network its store
+//! describes. Names are OVN's row names (unique in the database); owners are the Stratus
+//! resources the rows stand for.
+
+/// Everything one installation wants in OVN's northbound database.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Desired {
+    pub installation: String,
+    pub routers: Vec<Router>,
+    pub switches: Vec<Switch>,
+}
+
+/// A logical router: one VPC's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Router {
+    pub name: String,
+    pub owner: String,
+    pub ports: Vec<RouterPort>,
+}
+
+/// A router's leg into one subnet: its gateway address there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouterPort {
+    pub name: String,
+    pub mac: String,
+    /// `10.0.1.1/24`.
+    pub networks: Vec<String>,
+}
+
+/// A logical switch: one subnet's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Switch {
+    pub name: String,
+    pub owner: String,
+    /// The router port this switch is joined to (a switch port of type `router` is made for it).
+    pub router_port: Option<String>,
+    /// OVN answers DHCP on this switch with these options.
+    pub dhcp: Option<Dhcp>,
+    pub ports: Vec<SwitchPort>,
+}
+
+impl Switch {
+    /// The name of the switch port joining this switch to its router.
+    pub fn router_leg(&self) -> String {
+        format!("{}-router", self.name)
+    }
+}
+
+/// DHCP as OVN serves it on one subnet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dhcp {
+    /// `10.0.1.0/24`.
+    pub cidr: String,
+    /// The router's address, which also answers as the DHCP server.
+    pub router: String,
+    /// The MAC the DHCP server answers from (the router port's).
+    pub server_mac: String,
+    /// What fits in the overlay's packets.
+    pub mtu: u32,
+    pub dns_server: String,
+    pub lease_secs: u32,
+}
+
+impl Dhcp {
+    /// OVN's `DHCP_Options.options`, in key order.
+    pub fn options(&self) -> Vec<(&'static str, String)> {
+        let mut options = vec![
+            ("dns_server", self.dns_server.clone()),
+            ("lease_time", self.lease_secs.to_string()),
+            ("mtu", self.mtu.to_string()),
+            ("router", self.router.clone()),
+            ("server_id", self.router.clone()),
+            ("server_mac", self.server_mac.clone()),
+        ];
+        options.sort();
+        options
+    }
+}
+
+/// A switch port: one network interface's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SwitchPort {
+    /// Also the `external_ids:iface-id` of the host's OVS interface that plugs the guest.
+    pub name: String,
+    pub owner: String,
+    pub mac: String,
+    /// Its IPv4 addresses.
+    pub addresses: Vec<String>,
+    /// Whether frames must come from its MAC and addresses (EC2's source/destination check).
+    pub port_security: bool,
+}
+
+impl SwitchPort {
+    /// OVN's `addresses` entry: `"MAC IP…"`.
+    pub fn address_entry(&self) -> String {
+        std::iter::once(self.mac.as_str())
+            .chain(self.addresses.iter().map(String::as_str))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}

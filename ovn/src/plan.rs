@@ -1,0 +1,428 @@
+//! From what is wanted and what is there to the `ovn-nbctl` commands that close the gap.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::model::{Desired, Switch};
+use crate::state::{Current, Row};
+use crate::{quote, INSTALLATION, OWNER, PARENT};
+
+/// One `ovn-nbctl` command and its arguments.
+pub type Command = Vec<String>;
+
+fn command(parts: &[&str]) -> Command {
+    parts.iter().map(|p| (*p).to_owned()).collect()
+}
+
+/// `external_ids:"key"="value"` arguments marking a row as `installation`'s.
+fn marks(installation: &str, owner: &str, parent: Option<&str>) -> Vec<String> {
+    let mut marks = vec![
+        format!("external_ids:{}={}", quote(INSTALLATION), quote(installation)),
+        format!("external_ids:{}={}", quote(OWNER), quote(owner)),
+    ];
+    if let Some(parent) = parent {
+        marks.push(format!("external_ids:{}={}", quote(PARENT), quote(parent)));
+    }
+    marks
+}
+
+fn marked(row: &Row, owner: &str, parent: Option<&str>) -> bool {
+    row.external(OWNER) == Some(owner) && row.external(PARENT) == parent
+}
+
+fn set_marks(table: &str, name: &str, installation: &str, owner: &str, parent: Option<&str>) -> Command {
+    let mut command = command(&["set", table, name]);
+    command.extend(marks(installation, owner, parent));
+    command
+}
+
+/// Marks an existing row again when its marks drifted.
+fn remark(
+    out: &mut Vec<Command>,
+    table: &str,
+    row: &Row,
+    name: &str,
+    installation: &str,
+    owner: &str,
+    parent: Option<&str>,
+) {
+    if !marked(row, owner, parent) {
+        out.push(set_marks(table, name, installation, owner, parent));
+    }
+}
+
+fn by_name(rows: &[Row]) -> BTreeMap<&str, &Row> {
+    rows.iter().map(|r| (r.name.as_str(), r)).collect()
+}
+
+/// An OVSDB map value: `{"k"="v",…}`.
+fn map_value(pairs: &[(&str, String)]) -> String {
+    let inner: Vec<String> = pairs.iter().map(|(k, v)| format!("{}={}", quote(k), quote(v))).collect();
+    format!("{{{}}}", inner.join(","))
+}
+
+/// The commands that make `current` hold what `desired` describes. Creations come before the
+/// rows that refer to them; deletions of ports before their routers and switches.
+pub fn plan(desired: &Desired, current: &Current) -> Vec<Command> {
+    let installation = desired.installation.as_str();
+    let mut out = Vec::new();
+
+    let routers = by_name(&current.routers);
+    let router_ports = by_name(&current.router_ports);
+    for router in &desired.routers {
+        match routers.get(router.name.as_str()) {
+            None => {
+                out.push(command(&["lr-add", &router.name]));
+                out.push(set_marks("Logical_Router", &router.name, installation, &router.owner, None));
+            }
+            Some(row) if !marked(row, &router.owner, None) => {
+                out.push(set_marks("Logical_Router", &router.name, installation, &router.owner, None));
+            }
+            Some(_) => {}
+        }
+        for port in &router.ports {
+            match router_ports.get(port.name.as_str()) {
+                Some(row) if row.external(PARENT) == Some(router.name.as_str()) => {
+                    let networks: BTreeSet<&String> = row.set("networks").iter().collect();
+                    if row.set("mac") != [port.mac.clone()] || networks != port.networks.iter().collect() {
+                        let networks: Vec<String> = port.networks.iter().map(|n| quote(n)).collect();
+                        out.push(vec![
+                            "set".into(),
+                            "Logical_Router_Port".into(),
+                            port.name.clone(),
+                            format!("mac={}", quote(&port.mac)),
+                            format!("networks=[{}]", networks.join(",")),
+                        ]);
+                    }
+                    remark(
+                        &mut out,
+                        "Logical_Router_Port",
+                        row,
+                        &port.name,
+                        installation,
+                        &port.name,
+                        Some(&router.name),
+                    );
+                }
+                existing => {
+                    if existing.is_some() {
+                        // On another router: a port belongs to one router, so it moves.
+                        out.push(command(&["lrp-del", &port.name]));
+                    }
+                    let mut add = command(&["lrp-add", &router.name, &port.name, &port.mac]);
+                    add.extend(port.networks.iter().cloned());
+                    out.push(add);
+                    out.push(set_marks(
+                        "Logical_Router_Port",
+                        &port.name,
+                        installation,
+                        &port.name,
+                        Some(&router.name),
+                    ));
+                }
+            }
+        }
+    }
+
+    let switches = by_name(&current.switches);
+    let switch_ports = by_name(&current.switch_ports);
+    let dhcp_rows: BTreeMap<&str, &Row> = current.dhcp.iter().filter_map(|r| Some((r.external(OWNER)?, r))).collect();
+    for (index, switch) in desired.switches.iter().enumerate() {
+        match switches.get(switch.name.as_str()) {
+            None => {
+                out.push(command(&["ls-add", &switch.name]));
+                out.push(set_marks("Logical_Switch", &switch.name, installation, &switch.owner, None));
+            }
+            Some(row) if !marked(row, &switch.owner, None) => {
+                out.push(set_marks("Logical_Switch", &switch.name, installation, &switch.owner, None));
+            }
+            Some(_) => {}
+        }
+        // The DHCP options: referred to by UUID, or by the name of the row this transaction
+        // creates.
+        let dhcp_ref = switch.dhcp.as_ref().map(|dhcp| {
+            let options = dhcp.options();
+            let wanted: BTreeMap<String, String> = options.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect();
+            match dhcp_rows.get(switch.name.as_str()) {
+                Some(row) => {
+                    if row.set("cidr") != [dhcp.cidr.clone()] || row.map("options") != Some(&wanted) {
+                        out.push(vec![
+                            "set".into(),
+                            "DHCP_Options".into(),
+                            row.uuid.clone(),
+                            format!("cidr={}", quote(&dhcp.cidr)),
+                            format!("options={}", map_value(&options)),
+                        ]);
+                    }
+                    row.uuid.clone()
+                }
+                None => {
+                    let id = format!("@dhcp{index}");
+                    let mut create = vec![
+                        format!("--id={id}"),
+                        "create".into(),
+                        "DHCP_Options".into(),
+                        format!("cidr={}", quote(&dhcp.cidr)),
+                        format!("options={}", map_value(&options)),
+                    ];
+                    create.extend(marks(installation, &switch.name, None));
+                    out.push(create);
+                    id
+                }
+            }
+        });
+        plan_router_leg(&mut out, installation, switch, switch_ports.get(switch.router_leg().as_str()).copied());
+        for port in &switch.ports {
+            let entry = port.address_entry();
+            let security: Vec<String> = if port.port_security { vec![entry.clone()] } else { Vec::new() };
+            match switch_ports.get(port.name.as_str()) {
+                Some(row) if row.external(PARENT) == Some(switch.name.as_str()) => {
+                    if row.set("addresses") != [entry.clone()] {
+                        out.push(command(&["lsp-set-addresses", &port.name, &entry]));
+                    }
+                    if row.set("port_security") != security.as_slice() {
+                        let mut set = command(&["lsp-set-port-security", &port.name]);
+                        set.extend(security.iter().cloned());
+                        out.push(set);
+                    }
+                    let has = row.set("dhcpv4_options").first().cloned();
+                    if has.as_ref() != dhcp_ref.as_ref() {
+                        out.push(dhcp_reference(&port.name, dhcp_ref.as_deref()));
+                    }
+                    remark(
+                        &mut out,
+                        "Logical_Switch_Port",
+                        row,
+                        &port.name,
+                        installation,
+                        &port.owner,
+                        Some(&switch.name),
+                    );
+                }
+                existing => {
+                    if existing.is_some() {
+                        out.push(command(&["lsp-del", &port.name]));
+                    }
+                    out.push(command(&["lsp-add", &switch.name, &port.name]));
+                    out.push(command(&["lsp-set-addresses", &port.name, &entry]));
+                    if port.port_security {
+                        out.push(command(&["lsp-set-port-security", &port.name, &entry]));
+                    }
+                    if dhcp_ref.is_some() {
+                        out.push(dhcp_reference(&port.name, dhcp_ref.as_deref()));
+                    }
+                    out.push(set_marks(
+                        "Logical_Switch_Port",
+                        &port.name,
+                        installation,
+                        &port.owner,
+                        Some(&switch.name),
+                    ));
+                }
+            }
+        }
+    }
+
+    // What is no longer wanted: ports first, then what held them.
+    let wanted_switch_ports: BTreeSet<String> = desired
+        .switches
+        .iter()
+        .flat_map(|s| s.ports.iter().map(|p| p.name.clone()).chain(s.router_port.as_ref().map(|_| s.router_leg())))
+        .collect();
+    let wanted_switches: BTreeSet<&str> = desired.switches.iter().map(|s| s.name.as_str()).collect();
+    for row in &current.switch_ports {
+        let parent_goes = row.external(PARENT).is_some_and(|p| !wanted_switches.contains(p));
+        if !wanted_switch_ports.contains(&row.name) && !parent_goes {
+            out.push(command(&["lsp-del", &row.name]));
+        }
+    }
+    for row in &current.dhcp {
+        let wanted = row
+            .external(OWNER)
+            .is_some_and(|owner| desired.switches.iter().any(|s| s.name == owner && s.dhcp.is_some()));
+        if !wanted {
+            out.push(command(&["destroy", "DHCP_Options", &row.uuid]));
+        }
+    }
+    for row in &current.switches {
+        if !wanted_switches.contains(row.name.as_str()) {
+            out.push(command(&["ls-del", &row.name]));
+        }
+    }
+    let wanted_routers: BTreeSet<&str> = desired.routers.iter().map(|r| r.name.as_str()).collect();
+    let wanted_router_ports: BTreeSet<&str> =
+        desired.routers.iter().flat_map(|r| r.ports.iter().map(|p| p.name.as_str())).collect();
+    for row in &current.router_ports {
+        let parent_goes = row.external(PARENT).is_some_and(|p| !wanted_routers.contains(p));
+        if !wanted_router_ports.contains(row.name.as_str()) && !parent_goes {
+            out.push(command(&["lrp-del", &row.name]));
+        }
+    }
+    for row in &current.routers {
+        if !wanted_routers.contains(row.name.as_str()) {
+            out.push(command(&["lr-del", &row.name]));
+        }
+    }
+    out
+}
+
+/// `dhcpv4_options` of a port: the options' UUID (or named UUID), or none.
+fn dhcp_reference(port: &str, reference: Option<&str>) -> Command {
+    match reference {
+        Some(reference) => command(&["set", "Logical_Switch_Port", port, &format!("dhcpv4_options={reference}")]),
+        None => command(&["clear", "Logical_Switch_Port", port, "dhcpv4_options"]),
+    }
+}
+
+/// The switch port of type `router` that joins `switch` to its router port.
+fn plan_router_leg(out: &mut Vec<Command>, installation: &str, switch: &Switch, row: Option<&Row>) {
+    let Some(router_port) = &switch.router_port else { return };
+    let leg = switch.router_leg();
+    let wanted_options: BTreeMap<String, String> = [("router-port".to_owned(), router_port.clone())].into();
+    let in_step = row.is_some_and(|row| {
+        row.external(PARENT) == Some(switch.name.as_str())
+            && row.set("type") == ["router"]
+            && row.set("addresses") == ["router"]
+            && row.map("options") == Some(&wanted_options)
+    });
+    if in_step {
+        if row.is_some_and(|row| !marked(row, &switch.owner, Some(&switch.name))) {
+            out.push(set_marks("Logical_Switch_Port", &leg, installation, &switch.owner, Some(&switch.name)));
+        }
+        return;
+    }
+    if row.is_some() {
+        out.push(command(&["lsp-del", &leg]));
+    }
+    out.push(command(&["lsp-add", &switch.name, &leg]));
+    out.push(command(&["lsp-set-type", &leg, "router"]));
+    out.push(command(&["lsp-set-addresses", &leg, "router"]));
+    out.push(command(&["lsp-set-options", &leg, &format!("router-port={router_port}")]));
+    out.push(set_marks("Logical_Switch_Port", &leg, installation, &switch.owner, Some(&switch.name)));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Dhcp, Router, RouterPort, SwitchPort};
+
+    pub(crate) fn vpc(installation: &str) -> Desired {
+        Desired {
+            installation: installation.into(),
+            routers: vec![Router {
+                name: "stratus-vpc-1".into(),
+                owner: "vpc-1".into(),
+                ports: vec![RouterPort {
+                    name: "stratus-subnet-1-rtr".into(),
+                    mac: "02:00:0a:00:01:01".into(),
+                    networks: vec!["10.0.1.1/24".into()],
+                }],
+            }],
+            switches: vec![Switch {
+                name: "stratus-subnet-1".into(),
+                owner: "subnet-1".into(),
+                router_port: Some("stratus-subnet-1-rtr".into()),
+                dhcp: Some(Dhcp {
+                    cidr: "10.0.1.0/24".into(),
+                    router: "10.0.1.1".into(),
+                    server_mac: "02:00:0a:00:01:01".into(),
+                    mtu: 1400,
+                    dns_server: "10.0.0.2".into(),
+                    lease_secs: 3600,
+                }),
+                ports: vec![SwitchPort {
+                    name: "eni-1".into(),
+                    owner: "eni-1".into(),
+                    mac: "02:00:00:00:00:10".into(),
+                    addresses: vec!["10.0.1.10".into()],
+                    port_security: true,
+                }],
+            }],
+        }
+    }
+
+    fn verbs(commands: &[Command]) -> Vec<String> {
+        commands.iter().map(|c| c.iter().find(|a| !a.starts_with("--")).cloned().unwrap_or_default()).collect()
+    }
+
+    #[test]
+    fn an_empty_database_gets_everything_in_reference_order() {
+        let commands = plan(&vpc("i1"), &Current::default());
+        let verbs = verbs(&commands);
+        let position = |verb: &str| verbs.iter().position(|v| v == verb).unwrap_or_else(|| panic!("{verb}: {verbs:?}"));
+        assert!(position("lr-add") < position("lrp-add") && position("ls-add") < position("lsp-add"));
+        assert!(
+            position("create") < verbs.iter().rposition(|v| v == "set").unwrap(),
+            "options before the port names them"
+        );
+        let text = format!("{commands:?}");
+        assert!(text.contains("router-port=stratus-subnet-1-rtr") && text.contains("dhcpv4_options=@dhcp0"), "{text}");
+        assert!(text.contains(r#"external_ids:\"stratus-installation\"=\"i1\""#), "{text}");
+        assert!(!verbs.iter().any(|v| v.ends_with("-del") || v == "destroy"), "nothing to delete");
+    }
+
+    fn row(name: &str, installation: &str, owner: &str, parent: Option<&str>) -> Row {
+        let mut external_ids: BTreeMap<String, String> =
+            [(INSTALLATION.to_owned(), installation.to_owned()), (OWNER.to_owned(), owner.to_owned())].into();
+        if let Some(parent) = parent {
+            external_ids.insert(PARENT.into(), parent.into());
+        }
+        Row { uuid: format!("uuid-{name}"), name: name.into(), external_ids, ..Default::default() }
+    }
+
+    /// What OVN holds once `vpc("i1")` was applied.
+    fn applied() -> Current {
+        let mut rp = row("stratus-subnet-1-rtr", "i1", "stratus-subnet-1-rtr", Some("stratus-vpc-1"));
+        rp.sets.insert("mac".into(), vec!["02:00:0a:00:01:01".into()]);
+        rp.sets.insert("networks".into(), vec!["10.0.1.1/24".into()]);
+        let mut leg = row("stratus-subnet-1-router", "i1", "subnet-1", Some("stratus-subnet-1"));
+        leg.sets.insert("type".into(), vec!["router".into()]);
+        leg.sets.insert("addresses".into(), vec!["router".into()]);
+        leg.maps.insert("options".into(), [("router-port".to_owned(), "stratus-subnet-1-rtr".to_owned())].into());
+        let mut port = row("eni-1", "i1", "eni-1", Some("stratus-subnet-1"));
+        port.sets.insert("addresses".into(), vec!["02:00:00:00:00:10 10.0.1.10".into()]);
+        port.sets.insert("port_security".into(), vec!["02:00:00:00:00:10 10.0.1.10".into()]);
+        port.sets.insert("dhcpv4_options".into(), vec!["uuid-dhcp".into()]);
+        let mut dhcp = row("", "i1", "stratus-subnet-1", None);
+        dhcp.uuid = "uuid-dhcp".into();
+        dhcp.sets.insert("cidr".into(), vec!["10.0.1.0/24".into()]);
+        let options = vpc("i1").switches[0].dhcp.as_ref().unwrap().options();
+        dhcp.maps.insert("options".into(), options.into_iter().map(|(k, v)| (k.to_owned(), v)).collect());
+        Current {
+            routers: vec![row("stratus-vpc-1", "i1", "vpc-1", None)],
+            router_ports: vec![rp],
+            switches: vec![row("stratus-subnet-1", "i1", "subnet-1", None)],
+            switch_ports: vec![leg, port],
+            dhcp: vec![dhcp],
+        }
+    }
+
+    #[test]
+    fn in_step_plans_nothing_and_drift_plans_its_repair() {
+        assert_eq!(plan(&vpc("i1"), &applied()), Vec::<Command>::new());
+        let mut drifted = applied();
+        drifted.switch_ports[1].sets.insert("port_security".into(), vec![]);
+        drifted.dhcp[0].maps.get_mut("options").unwrap().insert("mtu".into(), "9000".into());
+        let commands = plan(&vpc("i1"), &drifted);
+        assert_eq!(verbs(&commands), ["set", "lsp-set-port-security"], "{commands:?}");
+        assert_eq!(commands[0][2], "uuid-dhcp");
+    }
+
+    #[test]
+    fn what_is_no_longer_wanted_goes_ports_first() {
+        let commands = plan(&Desired { installation: "i1".into(), ..Default::default() }, &applied());
+        // The switch's ports go with it, the router's with it: no separate deletes.
+        assert_eq!(verbs(&commands), ["destroy", "ls-del", "lr-del"], "{commands:?}");
+        let mut one_port_less = vpc("i1");
+        one_port_less.switches[0].ports.clear();
+        one_port_less.switches[0].dhcp = None;
+        let commands = plan(&one_port_less, &applied());
+        assert_eq!(verbs(&commands), ["lsp-del", "destroy"], "{commands:?}");
+        assert_eq!(commands[0][1], "eni-1");
+    }
+
+    #[test]
+    fn values_are_quoted_whatever_they_hold() {
+        assert_eq!(quote(r#"a"b\c"#), r#""a\"b\\c""#);
+        assert_eq!(map_value(&[("k", "v 1".into())]), r#"{"k"="v 1"}"#);
+    }
+}

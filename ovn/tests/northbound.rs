@@ -1,0 +1,74 @@
+//! Reconciliation against a real OVN northbound database: what is wanted is built in one go,
+//! a second pass changes nothing, drift is repaired, what is no longer wanted goes without a
+//! trace, and rows of other installations or of the operator are never touched.
+
+mod common;
+
+use common::*;
+use ovn::Northbound;
+
+#[test]
+fn reconciliation_builds_repairs_and_removes_only_its_own_rows() {
+    if !ovn_present() {
+        eprintln!("skipped: OVN is not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::start(dir.path(), "nb", NB_SCHEMA, &[]);
+    let nb = Northbound::new(db.socket());
+    let nbctl = |args: &[&str]| nb.nbctl(args).unwrap();
+
+    // Another installation's VPC with the very same addresses, and an operator's own switch.
+    let theirs = vpc("2222222222222222", "vpc-b", "subnet-b", "10.0.1", &[("eni-b", "02:00:00:00:0b:10", "10.0.1.10")]);
+    nb.reconcile(&theirs).unwrap();
+    nbctl(&["ls-add", "operator-switch"]);
+
+    let ours = vpc(
+        "1111111111111111",
+        "vpc-a",
+        "subnet-a",
+        "10.0.1",
+        &[("eni-a1", "02:00:00:00:0a:10", "10.0.1.10"), ("eni-a2", "02:00:00:00:0a:11", "10.0.1.11")],
+    );
+    let first = nb.reconcile(&ours).unwrap();
+    assert!(first.commands > 0);
+    assert_eq!(nb.reconcile(&ours).unwrap().commands, 0, "a second pass finds everything in step");
+    assert_eq!(nbctl(&["lsp-get-addresses", "eni-a1"]).trim(), "02:00:00:00:0a:10 10.0.1.10");
+    assert_eq!(nbctl(&["lsp-get-port-security", "eni-a2"]).trim(), "02:00:00:00:0a:11 10.0.1.11");
+    let dhcp = nbctl(&["lsp-get-dhcpv4-options", "eni-a1"]);
+    assert!(dhcp.contains("10.0.1.0/24"), "{dhcp}");
+    assert_eq!(nbctl(&["lsp-get-type", "stratus-subnet-a-router"]).trim(), "router");
+    assert!(nbctl(&["show", "stratus-vpc-a"]).contains("10.0.1.1/24"));
+
+    // Drift: a port deleted and an option changed by hand come back as they were.
+    nbctl(&["lsp-del", "eni-a2"]);
+    let uuid =
+        nbctl(&["--bare", "--columns=_uuid", "find", "DHCP_Options", "external_ids:stratus-owner=stratus-subnet-a"]);
+    nbctl(&["set", "DHCP_Options", uuid.trim(), "options:mtu=9000"]);
+    assert!(nb.reconcile(&ours).unwrap().commands > 0);
+    assert_eq!(nbctl(&["lsp-get-addresses", "eni-a2"]).trim(), "02:00:00:00:0a:11 10.0.1.11");
+    assert!(nbctl(&["get", "DHCP_Options", uuid.trim(), "options:mtu"]).contains("1400"));
+    assert_eq!(nb.reconcile(&ours).unwrap().commands, 0);
+
+    // A port goes, then the whole VPC: nothing of ours is left, everything else is.
+    let mut fewer = ours.clone();
+    fewer.switches[0].ports.pop();
+    nb.reconcile(&fewer).unwrap();
+    assert!(nb.nbctl(&["lsp-get-addresses", "eni-a2"]).is_err(), "the port is gone");
+    nb.reconcile(&ovn::Desired { installation: ours.installation.clone(), ..Default::default() }).unwrap();
+    assert!(nb.current(&ours.installation).unwrap().is_empty(), "nothing of ours is left");
+    let remaining = nb.current("2222222222222222").unwrap();
+    assert_eq!((remaining.routers.len(), remaining.switch_ports.len(), remaining.dhcp.len()), (1, 2, 1));
+    assert!(nbctl(&["ls-list"]).contains("operator-switch"));
+    assert_eq!(nb.reconcile(&theirs).unwrap().commands, 0, "theirs was never touched");
+}
+
+#[test]
+fn an_absent_database_is_unavailable_not_refused() {
+    let nb = Northbound::new("unix:/nonexistent/ovnnb_db.sock").with_timeout(std::time::Duration::from_secs(1));
+    if !ovn_present() {
+        return;
+    }
+    let error = nb.current("1111111111111111").unwrap_err();
+    assert!(matches!(error, ovn::Error::Unavailable(_)), "{error:?}");
+}
