@@ -119,6 +119,8 @@ impl Backend {
         let enforcing = self.enforces_anywhere();
         let cutoff = now_ms() - TERMINATED_RETENTION.as_millis() as i64;
         let (mut seen, mut whole, mut expired) = (Vec::new(), Vec::new(), Vec::new());
+        let mut interfaces = Vec::new();
+        let networked = self.ovn.is_some();
         let reading = std::time::Instant::now();
         // Read redb before asking the hosts: an instance that became running after this read
         // cannot be mistaken for one that stopped (its domain is seen running, or the
@@ -132,6 +134,9 @@ impl Backend {
                     return;
                 }
                 seen.push(Seen::of(key, &record));
+                if networked {
+                    interfaces.extend(crate::vpc_network::Interface::of(&record));
+                }
                 if enforcing || maintenance.get(&record.host_id).copied().unwrap_or(false) {
                     whole.push(record);
                 }
@@ -216,6 +221,7 @@ impl Backend {
         self.purge_migrations(MIGRATION_RETENTION)?;
         self.drain_step(&whole)?;
         self.sync_filters(&whole)?;
+        self.sync_ovn(&interfaces)?;
         Ok(report)
     }
 

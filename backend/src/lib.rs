@@ -39,6 +39,7 @@ pub mod security_groups;
 pub mod tags;
 pub mod topology;
 pub mod volumes;
+pub mod vpc_network;
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -266,6 +267,8 @@ pub struct Backend {
     installation: OnceLock<String>,
     /// What the last inventory found of other installations.
     foreign: std::sync::RwLock<ownership::Foreign>,
+    /// The OVN whose northbound state follows the store, if one is configured.
+    ovn: Option<vpc_network::OvnSync>,
     /// Where the DHCP server (dnsmasq's `--dhcp-hostsdir`) finds each instance's address.
     dhcp_hosts_dir: Option<PathBuf>,
     /// The filter XML last defined for each `(host id, instance id)`.
@@ -292,6 +295,7 @@ impl Backend {
             paging_secret: OnceLock::new(),
             installation: OnceLock::new(),
             foreign: Default::default(),
+            ovn: None,
             dhcp_hosts_dir: None,
             applied_filters: Default::default(),
             principals: Default::default(),

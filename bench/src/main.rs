@@ -100,6 +100,9 @@ enum Command {
         /// Calls per timed page.
         #[arg(long, default_value_t = 200)]
         calls: usize,
+        /// redb's page cache, as `[storage] cache_mib` sets it for `stratus serve`.
+        #[arg(long, default_value_t = storage::DEFAULT_CACHE_MIB)]
+        cache_mib: usize,
     },
     /// Tables and plots from a results directory.
     Report {
@@ -154,7 +157,7 @@ fn main() -> Result<()> {
             runtime.block_on(api::run(options))
         }
         Command::Scheduler { out, hosts, instances } => scheduler::run(&out, hosts, instances),
-        Command::Pages { out, sizes, calls } => pages::run(&out, &sizes, calls),
+        Command::Pages { out, sizes, calls, cache_mib } => pages::run(&out, &sizes, calls, cache_mib),
         Command::Inproc { out, instances, iterations, only } => {
             inproc::run(&out, instances, iterations, only.as_deref())
         }

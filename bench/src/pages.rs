@@ -83,7 +83,7 @@ fn token(body: &str) -> Option<String> {
 /// 100,000 instances stays pending, holding addresses.
 const ZONES: usize = 16;
 
-fn fill(dir: &std::path::Path, instances: usize) -> Result<Fixture> {
+fn fill(dir: &std::path::Path, instances: usize, cache_mib: usize) -> Result<Fixture> {
     // Fake hosts (no libvirt), one a zone: terminations are driven to their end here.
     let cloud = backend::fake::FakeCloud::new();
     let zones: Vec<String> = (0..ZONES).map(|n| format!("us-east-1-z{n:02}")).collect();
@@ -104,7 +104,7 @@ fn fill(dir: &std::path::Path, instances: usize) -> Result<Fixture> {
     );
     let region = backend::topology::Region { name: "us-east-1".into(), zones: zones.clone() };
     let topology = Topology { regions: vec![region], hosts: configs, ..Topology::default() };
-    let store = storage::Store::open(&dir.join("state.redb"))?;
+    let store = storage::Store::open_with_cache(&dir.join("state.redb"), cache_mib)?;
     let b = Backend::with_hosts(store, topology, pool).with_data_dir(dir);
     let admin = b.bootstrap_admin()?.context("a fresh store has no admin yet")?;
     let principal = b.principal(&admin.access_key_id)?.context("the admin exists")?;
@@ -185,7 +185,7 @@ fn time(f: &Fixture, pairs: &[(&str, &str)], element: &str, calls: usize) -> Res
     Ok((micros[micros.len() / 2], micros[micros.len() * 9 / 10], items))
 }
 
-pub fn run(out: &std::path::Path, sizes: &[usize], calls: usize) -> Result<()> {
+pub fn run(out: &std::path::Path, sizes: &[usize], calls: usize, cache_mib: usize) -> Result<()> {
     let v = "2016-11-15";
     let mut pages = Vec::new();
     let mut walks = Vec::new();
@@ -193,7 +193,7 @@ pub fn run(out: &std::path::Path, sizes: &[usize], calls: usize) -> Result<()> {
         let dir = std::env::temp_dir().join(format!("stratus-pages-{}-{stored}", std::process::id()));
         std::fs::create_dir_all(&dir)?;
         eprintln!("filling {stored} instances");
-        let f = fill(&dir, stored)?;
+        let f = fill(&dir, stored, cache_mib)?;
         // (action, item element, filter name, filter pairs)
         let cases: [Case; 8] = [
             ("DescribeInstances", "reservationId", "none", vec![]),

@@ -36,6 +36,9 @@
 //! burst = 2000
 //! anonymous_per_second = 20      # unsigned or failed-auth requests, per source address
 //! anonymous_burst = 40
+//!
+//! [network]
+//! ovn_northbound = "unix:/run/ovn/ovnnb_db.sock"   # keep OVN's northbound state in step (issue 16, in progress)
 //! ```
 
 use std::path::Path;
@@ -62,6 +65,17 @@ pub struct Config {
     pub limits: Limits,
     #[serde(default)]
     pub storage: StorageSettings,
+    #[serde(default)]
+    pub network: NetworkSettings,
+}
+
+/// Where the accounts' VPCs are built (issue 16, in progress).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkSettings {
+    /// The OVN northbound database (`unix:/path`, `tcp:host:6641`) whose routers, switches,
+    /// ports and DHCP options Stratus keeps in step with its store; none by default.
+    pub ovn_northbound: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -214,7 +228,8 @@ mod tests {
     fn hosts_placement_and_instance_settings() {
         let text = "placement = 'spread'\n[[hosts]]\nuri = 'test:///default'\ncpu_ratio = 2.0\n\
                     [[hosts]]\nuri = 'qemu+tcp://10.1.0.2/system'\naccelerator = 'tcg'\n\
-                    [instances]\nstop_timeout_secs = 5\n[storage]\ncache_mib = 16\n";
+                    [instances]\nstop_timeout_secs = 5\n[storage]\ncache_mib = 16\n\
+                    [network]\novn_northbound = 'unix:/run/ovn/ovnnb_db.sock'\n";
         let config: Config = toml::from_str(text).unwrap();
         let topology = config.topology();
         assert_eq!(topology.placement, Policy::Spread);
@@ -223,6 +238,8 @@ mod tests {
         assert_eq!(config.instances.stop_timeout_secs, 5);
         assert_eq!(config.instances.sweep_interval_ms, 1000);
         assert_eq!(config.storage.cache_mib, 16);
+        assert_eq!(config.network.ovn_northbound.as_deref(), Some("unix:/run/ovn/ovnnb_db.sock"));
+        assert_eq!(Config::default().network.ovn_northbound, None, "no OVN unless configured");
         assert_eq!(Config::default().storage.cache_mib, storage::DEFAULT_CACHE_MIB);
         assert_eq!(Config::default().topology().hosts[0].uri, "qemu:///system");
         let dup = "[[hosts]]\nuri = 'test:///default'\n[[hosts]]\nuri = 'test:///default'\n";

@@ -270,12 +270,14 @@ async fn run_server(listen: SocketAddr, metadata_listen: &str, common: Common) -
         ),
         other => other.with_context(|| format!("opening the database in {}", data_dir.display()))?,
     };
-    let backend = Arc::new(
-        Backend::new(store, config.resolved_topology())
-            .with_data_dir(data_dir)
-            .with_stop_timeout(Duration::from_secs(config.instances.stop_timeout_secs))
-            .with_dhcp_hosts_dir(Path::new(gateway::config::DHCP_HOSTS_DIR)),
-    );
+    let mut backend = Backend::new(store, config.resolved_topology())
+        .with_data_dir(data_dir)
+        .with_stop_timeout(Duration::from_secs(config.instances.stop_timeout_secs))
+        .with_dhcp_hosts_dir(Path::new(gateway::config::DHCP_HOSTS_DIR));
+    if let Some(db) = &config.network.ovn_northbound {
+        backend = backend.with_ovn(db);
+    }
+    let backend = Arc::new(backend);
     // Bind first, so that a start that cannot listen leaves no admin keys behind.
     let listener = gateway::server::listen(listen).with_context(|| format!("listening on {listen}"))?;
     let credentials_path = data_dir.join("admin-credentials");

@@ -22,6 +22,8 @@
 mod model;
 mod plan;
 mod state;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 use std::path::PathBuf;
 use std::process::Command;

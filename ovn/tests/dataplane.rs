@@ -19,8 +19,6 @@ use std::time::{Duration, Instant};
 use common::*;
 use ovn::{Northbound, RouterPort, SwitchPort};
 
-const VSWITCH_SCHEMA: &str = "/usr/share/openvswitch/vswitch.ovsschema";
-
 /// Everything started for the test; stopped and removed when dropped.
 struct Lab {
     dir: PathBuf,
