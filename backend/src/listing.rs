@@ -15,11 +15,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use storage::tables::{
-    IMAGES, IMAGE_IDS, INSTANCES, MIGRATIONS, RESERVATIONS, SECURITY_GROUPS, SNAPSHOTS, TAGS, VOLUMES,
+    GROUP_RULES, IMAGES, IMAGE_IDS, INSTANCES, INTERFACES, MIGRATIONS, RESERVATIONS, SECURITY_GROUPS, SNAPSHOTS, TAGS,
+    VOLUMES,
 };
 use storage::{
-    ImageRecord, InstanceRecord, MigrationRecord, ReadTx, Record, SecurityGroupRecord, SnapshotRecord, Table,
-    TagRecord, VolumeRecord,
+    ImageRecord, InstanceRecord, MigrationRecord, ReadTx, Record, SecurityGroupRecord, SecurityGroupRuleRecord,
+    SnapshotRecord, Table, TagRecord, VolumeRecord,
 };
 
 use crate::tags::TagView;
@@ -60,24 +61,14 @@ impl Listed for ImageRecord {
     }
 
     fn walk(tx: &ReadTx, account: &str, after: Option<&str>, f: &mut dyn FnMut(Self) -> bool) -> Result<()> {
-        // Index keys are `{id}/{owner}`: resume past every key of the last id listed.
-        let after = after.map(|id| format!("{id}/\u{10ffff}"));
-        let mut failed = None;
-        tx.walk_keys(&IMAGE_IDS, "", after.as_deref(), |key, _| {
+        // Index keys are `{id}/{owner}`.
+        walk_index(tx, &IMAGE_IDS, "", after, |key| {
             let Some((id, owner)) = key.split_once('/') else { return Ok(true) };
-            match tx.get(&IMAGES, &format!("{owner}/{id}")) {
-                Ok(Some(image)) if image.owner == account || image.public => Ok(f(image)),
-                Ok(_) => Ok(true),
-                Err(error) => {
-                    failed = Some(error);
-                    Ok(false)
-                }
+            match tx.get(&IMAGES, &format!("{owner}/{id}"))? {
+                Some(image) if image.owner == account || image.public => Ok(f(image)),
+                _ => Ok(true),
             }
-        })?;
-        match failed {
-            Some(error) => Err(error.into()),
-            None => Ok(()),
-        }
+        })
     }
 }
 
@@ -102,12 +93,38 @@ impl Listed for MigrationRecord {
 /// Who owns image `id` (ids are unique across owners).
 pub(crate) fn image_owner(tx: &ReadTx, id: &str) -> Result<Option<String>> {
     let prefix = format!("{id}/");
-    let mut owner = None;
-    tx.walk_keys(&IMAGE_IDS, &prefix, None, |key, _| {
-        owner = Some(key[prefix.len()..].to_owned());
+    Ok(first_key(tx, &IMAGE_IDS, &prefix)?.map(|key| key[prefix.len()..].to_owned()))
+}
+
+/// The first key of an index under `prefix`.
+fn first_key(tx: &ReadTx, index: &Table<storage::IndexEntry>, prefix: &str) -> Result<Option<String>> {
+    let mut found = None;
+    tx.walk_keys(index, prefix, None, |key, _| {
+        found = Some(key.to_owned());
         Ok(false)
     })?;
-    Ok(owner)
+    Ok(found)
+}
+
+/// Walks an index whose keys are `{prefix}{id}/{…}` in order, from past every key of the id
+/// `after`, until `f` answers false or fails.
+fn walk_index(
+    tx: &ReadTx,
+    index: &Table<storage::IndexEntry>,
+    prefix: &str,
+    after: Option<&str>,
+    mut f: impl FnMut(&str) -> Result<bool>,
+) -> Result<()> {
+    let after = after.map(|id| format!("{id}/\u{10ffff}"));
+    let mut failed = None;
+    tx.walk_keys(index, prefix, after.as_deref(), |key, _| match f(key) {
+        Ok(more) => Ok(more),
+        Err(error) => {
+            failed = Some(error);
+            Ok(false)
+        }
+    })?;
+    failed.map_or(Ok(()), Err)
 }
 
 macro_rules! listed {
@@ -263,6 +280,14 @@ pub fn tag_page_key(tag: &TagView) -> String {
     format!("{}/{}", tag.resource_id, tag.key)
 }
 
+/// One rule of a DescribeSecurityGroupRules page, with its group and its tags.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuleItem {
+    pub group: std::sync::Arc<SecurityGroupRecord>,
+    pub rule: SecurityGroupRuleRecord,
+    pub tags: Vec<(String, String)>,
+}
+
 /// One reservation of a DescribeInstances page: its id and its matching instances.
 pub type ReservationItem = (String, Vec<Item<InstanceRecord>>);
 
@@ -318,6 +343,118 @@ impl Backend {
                     break;
                 }
             }
+            Ok(page)
+        })
+    }
+
+    /// One page of `account`'s network interfaces, in interface id order: each is its
+    /// instance's (terminated instances have none), with the interface's tags. `query.ids` and
+    /// `query.only_ids` are interface ids; `after` is the last interface id of the page before.
+    pub fn list_interfaces(
+        &self,
+        account: &str,
+        query: &ListQuery,
+        mut keep: impl FnMut(&InstanceRecord, &[(String, String)]) -> bool,
+    ) -> Result<Page<Item<InstanceRecord>>> {
+        self.store().read(|tx| {
+            let prefix = format!("{account}/");
+            let mut filling = Filling { items: Vec::new(), more: false, limit: query.limit, keep: &mut keep };
+            let mut missing = Vec::new();
+            // Hands one index key's instance to the page; answers whether the page wants more.
+            let offer = |filling: &mut Filling<'_, '_, InstanceRecord>, key: &str| -> Result<Option<bool>> {
+                let Some((eni, id)) = key[prefix.len()..].split_once('/') else { return Ok(Some(true)) };
+                let Some(record) = tx.get(&INSTANCES, &format!("{account}/{id}"))? else { return Ok(None) };
+                if record.state == storage::InstanceState::Terminated {
+                    return Ok(None);
+                }
+                let tags = tags::of_resource(tx, account, eni)?;
+                Ok(Some(filling.offer(record, tags)))
+            };
+            let named = if !query.ids.is_empty() { &query.ids } else { &query.only_ids };
+            if !named.is_empty() {
+                let after = query.after.as_deref();
+                for eni in named.iter().collect::<BTreeSet<_>>() {
+                    let found = first_key(tx, &INTERFACES, &format!("{prefix}{eni}/"))?;
+                    let wanted = after.is_none_or(|a| eni.as_str() > a);
+                    match found {
+                        Some(key) if wanted => match offer(&mut filling, &key)? {
+                            Some(false) => break,
+                            Some(true) => {}
+                            None => missing.push(eni.clone()),
+                        },
+                        Some(_) => {}
+                        None => missing.push(eni.clone()),
+                    }
+                }
+                if query.ids.is_empty() {
+                    missing.clear();
+                }
+                return Ok(Page { items: filling.items, more: filling.more, missing });
+            }
+            // Keys are `{account}/{eni}/{instance}`.
+            walk_index(tx, &INTERFACES, &prefix, query.after.as_deref(), |key| {
+                Ok(offer(&mut filling, key)?.unwrap_or(true))
+            })?;
+            Ok(Page { items: filling.items, more: filling.more, missing })
+        })
+    }
+
+    /// One page of `account`'s security group rules, in rule id order, each with its group
+    /// (read once a page) and the rule's tags. `query.ids` are rule ids; `after` is the last
+    /// rule id of the page before.
+    pub fn list_group_rules(
+        &self,
+        account: &str,
+        query: &ListQuery,
+        mut keep: impl FnMut(&SecurityGroupRecord, &SecurityGroupRuleRecord, &[(String, String)]) -> bool,
+    ) -> Result<Page<RuleItem>> {
+        self.store().read(|tx| {
+            let prefix = format!("{account}/");
+            let mut groups: BTreeMap<String, Option<std::sync::Arc<SecurityGroupRecord>>> = BTreeMap::new();
+            let mut page = Page { items: Vec::new(), more: false, missing: Vec::new() };
+            // Offers the rule an index key names; answers whether the page wants more, or None
+            // when the key names nothing (a group changed under the index: not possible within
+            // one snapshot, but never trusted).
+            let mut offer = |page: &mut Page<RuleItem>, key: &str| -> Result<Option<bool>> {
+                let Some((rule_id, group_id)) = key[prefix.len()..].split_once('/') else { return Ok(None) };
+                if !groups.contains_key(group_id) {
+                    let group = tx.get(&SECURITY_GROUPS, &format!("{account}/{group_id}"))?.map(std::sync::Arc::new);
+                    groups.insert(group_id.to_owned(), group);
+                }
+                let Some(group) = groups[group_id].clone() else { return Ok(None) };
+                let Some(rule) = group.rules.iter().find(|r| r.id == rule_id).cloned() else { return Ok(None) };
+                let tags = tags::of_resource(tx, account, rule_id)?;
+                if !keep(&group, &rule, &tags) {
+                    return Ok(Some(true));
+                }
+                if query.limit.is_some_and(|n| page.items.len() >= n) {
+                    page.more = true;
+                    return Ok(Some(false));
+                }
+                page.items.push(RuleItem { group, rule, tags });
+                Ok(Some(true))
+            };
+            if !query.ids.is_empty() {
+                let after = query.after.as_deref();
+                for rule in query.ids.iter().collect::<BTreeSet<_>>() {
+                    let found = first_key(tx, &GROUP_RULES, &format!("{prefix}{rule}/"))?;
+                    let outcome = match &found {
+                        Some(key) if after.is_none_or(|a| rule.as_str() > a) => offer(&mut page, key)?,
+                        Some(_) => Some(true),
+                        None => None,
+                    };
+                    match outcome {
+                        Some(false) => break,
+                        Some(true) => {}
+                        None => page.missing.push(rule.clone()),
+                    }
+                }
+                return Ok(page);
+            }
+            // Keys are `{account}/{rule}/{group}`.
+            walk_index(tx, &GROUP_RULES, &prefix, query.after.as_deref(), |key| {
+                Ok(offer(&mut page, key)?.unwrap_or(true))
+            })?;
             Ok(page)
         })
     }

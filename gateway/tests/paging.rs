@@ -40,6 +40,32 @@ async fn ok(f: &Fixture, body: &str) -> String {
     answer
 }
 
+/// Every page of `action` with `filter`, `page_size` a page: the `element` values, in order.
+async fn walk(f: &Fixture, action: &str, page_size: usize, filter: &str, element: &str) -> Vec<String> {
+    let (mut seen, mut token) = (Vec::<String>::new(), None::<String>);
+    loop {
+        let next = token.as_ref().map(|t| format!("&NextToken={t}")).unwrap_or_default();
+        let answer = ok(f, &format!("Action={action}&Version=2016-11-15&MaxResults={page_size}{filter}{next}")).await;
+        let page = all(&answer, element);
+        assert!(page.len() <= page_size, "{action}: {} > {page_size}", page.len());
+        seen.extend(page.into_iter().map(str::to_owned));
+        match all(&answer, "nextToken").first() {
+            Some(t) => token = Some(t.to_string()),
+            None => return seen,
+        }
+    }
+}
+
+/// An image the admin can launch.
+fn image(f: &Fixture, dir: &std::path::Path) -> String {
+    let disk = dir.join("disk.qcow2");
+    backend::disk::create_blank(&disk, 64 << 20).unwrap();
+    let new =
+        backend::images::NewImage { name: "paging".into(), disk: disk.to_string_lossy().into(), ..Default::default() };
+    let admin = f.state.backend.list_accounts().unwrap()[0].account_id.clone();
+    f.state.backend.register_image(&admin, new).unwrap().id
+}
+
 const ENVS: [&str; 3] = ["prod", "dev", "test"];
 
 async fn create_volume(f: &Fixture, rng: &mut StdRng) -> String {
@@ -136,12 +162,7 @@ async fn volume_pages_return_every_match_once_in_order_while_the_store_changes()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn instance_pages_are_whole_reservations_each_once() {
     let (f, dir) = world();
-    let disk = dir.path().join("disk.qcow2");
-    backend::disk::create_blank(&disk, 64 << 20).unwrap();
-    let new =
-        backend::images::NewImage { name: "paging".into(), disk: disk.to_string_lossy().into(), ..Default::default() };
-    let admin = f.state.backend.list_accounts().unwrap()[0].account_id.clone();
-    let ami = f.state.backend.register_image(&admin, new).unwrap().id;
+    let ami = image(&f, dir.path());
     let mut rng = StdRng::seed_from_u64(24);
     let mut reservations: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for _ in 0..30 {
@@ -267,4 +288,84 @@ async fn tag_pages_by_resource_type_return_each_tag_once_in_order() {
             }
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interface_pages_walk_the_interface_index_each_once_in_order() {
+    let (f, dir) = world();
+    let ami = image(&f, dir.path());
+    let body =
+        format!("Action=RunInstances&Version=2016-11-15&ImageId={ami}&InstanceType=t3.nano&MinCount=23&MaxCount=23");
+    ok(&f, &body).await;
+    let all_enis: BTreeSet<String> =
+        all(&ok(&f, "Action=DescribeNetworkInterfaces&Version=2016-11-15").await, "networkInterfaceId")
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+    assert_eq!(all_enis.len(), 23);
+    let some: Vec<&String> = all_enis.iter().step_by(3).collect();
+    let mut by_id = String::from("&Filter.1.Name=network-interface-id");
+    for (n, id) in some.iter().enumerate() {
+        by_id.push_str(&format!("&Filter.1.Value.{}={id}", n + 1));
+    }
+    for (page_size, filter, expected) in [
+        (5, String::new(), all_enis.iter().collect::<Vec<_>>()),
+        (6, by_id, some.clone()),
+        (1000, "&Filter.1.Name=status&Filter.1.Value.1=available".into(), vec![]),
+    ] {
+        let seen = walk(&f, "DescribeNetworkInterfaces", page_size, &filter, "networkInterfaceId").await;
+        assert_eq!(seen.iter().collect::<Vec<_>>(), expected, "{filter}, {page_size} a page");
+    }
+    // A named interface of nothing is not found, as EC2 answers.
+    let (status, answer) =
+        call(&f, "Action=DescribeNetworkInterfaces&Version=2016-11-15&NetworkInterfaceId.1=eni-0123456789abcdef0")
+            .await;
+    assert_eq!((status, code(&answer)), (400, "InvalidNetworkInterfaceID.NotFound"), "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rule_pages_walk_the_rule_index_each_once_in_order() {
+    let (f, _dir) = world();
+    let mut groups = Vec::new();
+    for n in 0..6 {
+        let body = format!("Action=CreateSecurityGroup&Version=2016-11-15&GroupName=r{n}&GroupDescription=d");
+        let group = all(&ok(&f, &body).await, "groupId")[0].to_owned();
+        let mut authorize = format!("Action=AuthorizeSecurityGroupIngress&Version=2016-11-15&GroupId={group}");
+        for port in 0..(n + 1) {
+            let p = port + 1;
+            authorize.push_str(&format!(
+                "&IpPermissions.{p}.IpProtocol=tcp&IpPermissions.{p}.FromPort={}&IpPermissions.{p}.ToPort={}&IpPermissions.{p}.IpRanges.1.CidrIp=10.0.0.0/8",
+                1000 + port,
+                1000 + port
+            ));
+        }
+        ok(&f, &authorize).await;
+        groups.push(group);
+    }
+    let every: Vec<String> =
+        all(&ok(&f, "Action=DescribeSecurityGroupRules&Version=2016-11-15").await, "securityGroupRuleId")
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+    // Each new group's egress rule, the default group's two, and 1+2+…+6 ingress rules.
+    assert_eq!(every.len(), 6 + 2 + 21, "{every:?}");
+    let mut sorted = every.clone();
+    sorted.sort();
+    assert_eq!(every, sorted, "in rule id order");
+    for (page_size, filter, expected) in [
+        (5, String::new(), every.len()),
+        (7, format!("&Filter.1.Name=group-id&Filter.1.Value.1={}", groups[5]), 7),
+        (1000, "&Filter.1.Name=group-id&Filter.1.Value.1=sg-0123456789abcdef0".into(), 0),
+    ] {
+        let seen = walk(&f, "DescribeSecurityGroupRules", page_size, &filter, "securityGroupRuleId").await;
+        assert_eq!(seen.len(), expected, "{filter}, {page_size} a page: {seen:?}");
+        assert!(seen.windows(2).all(|w| w[0] < w[1]), "each once, in order");
+        assert!(seen.iter().all(|id| every.contains(id)));
+    }
+    let named = format!("Action=DescribeSecurityGroupRules&Version=2016-11-15&SecurityGroupRuleId.1={}", every[3]);
+    assert_eq!(all(&ok(&f, &named).await, "securityGroupRuleId"), [every[3].as_str()]);
+    let (status, answer) =
+        call(&f, "Action=DescribeSecurityGroupRules&Version=2016-11-15&SecurityGroupRuleId.1=sgr-0123456789abcdef0")
+            .await;
+    assert_eq!((status, code(&answer)), (400, "InvalidSecurityGroupRuleId.NotFound"), "{answer}");
 }

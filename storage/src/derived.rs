@@ -8,6 +8,9 @@
 //!    - [`INSTANCE_IDS`]: instances by id alone (ids are unique across accounts);
 //!    - [`RESERVATIONS`]: an account's instances by reservation, in order (DescribeInstances
 //!      pages by reservation);
+//!    - [`GROUP_RULES`]: an account's security group rules by rule id, with their group;
+//!    - [`INTERFACES`]: an account's instances by network interface id (each has one, until
+//!      VPC networking makes interfaces resources of their own);
 //!    - [`HOST_USAGE`]: per host, the vCPUs, memory and disk its instances hold (the host
 //!      they run on holds all three; a host they are migrating to holds vCPUs and memory);
 //!    - [`TAG_INDEX`]: resources by account, tag key and value;
@@ -28,13 +31,16 @@ use std::net::Ipv4Addr;
 use serde::{Deserialize, Serialize};
 
 use crate::tables::{
-    HOST_USAGE, IMAGES, IMAGE_IDS, INSTANCES, INSTANCE_IDS, LEASES, LEASE_BLOCKS, META, RESERVATIONS, TAGS, TAG_INDEX,
-    VOLUMES, VOLUME_ATTACHMENTS,
+    GROUP_RULES, HOST_USAGE, IMAGES, IMAGE_IDS, INSTANCES, INSTANCE_IDS, INTERFACES, LEASES, LEASE_BLOCKS, META,
+    RESERVATIONS, SECURITY_GROUPS, TAGS, TAG_INDEX, VOLUMES, VOLUME_ATTACHMENTS,
 };
-use crate::{ImageRecord, InstanceRecord, LeaseRecord, Record, Result, Table, TagRecord, VolumeRecord, WriteTx};
+use crate::{
+    ImageRecord, InstanceRecord, LeaseRecord, Record, Result, SecurityGroupRecord, Table, TagRecord, VolumeRecord,
+    WriteTx,
+};
 
 /// The layout of the derived tables; bump it whenever what they hold changes.
-pub const DERIVED_VERSION: u32 = 3;
+pub const DERIVED_VERSION: u32 = 5;
 
 /// A key-only entry of an index.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -148,14 +154,17 @@ fn holdings(record: &InstanceRecord) -> Vec<(&str, u64, u64, u64)> {
 
 pub(crate) fn derive_instance(tx: &WriteTx, old: Option<&InstanceRecord>, new: Option<&InstanceRecord>) -> Result<()> {
     let reservation = |r: &InstanceRecord| format!("{}/{}/{}", r.account, r.reservation_id, r.id);
+    let interface = |r: &InstanceRecord| format!("{}/{}/{}", r.account, r.network_interface_id, r.id);
     match (old, new) {
         (None, Some(r)) => {
             tx.insert(&INSTANCE_IDS, &format!("{}/{}", r.id, r.account), &IndexEntry {})?;
             tx.insert(&RESERVATIONS, &reservation(r), &IndexEntry {})?;
+            tx.insert(&INTERFACES, &interface(r), &IndexEntry {})?;
         }
         (Some(r), None) => {
             tx.remove(&INSTANCE_IDS, &format!("{}/{}", r.id, r.account))?;
             tx.remove(&RESERVATIONS, &reservation(r))?;
+            tx.remove(&INTERFACES, &interface(r))?;
         }
         _ => {}
     }
@@ -210,6 +219,24 @@ pub(crate) fn derive_image(tx: &WriteTx, old: Option<&ImageRecord>, new: Option<
     move_entry(tx, &IMAGE_IDS, old.map(entry), new.map(entry))
 }
 
+pub(crate) fn derive_security_group(
+    tx: &WriteTx,
+    old: Option<&SecurityGroupRecord>,
+    new: Option<&SecurityGroupRecord>,
+) -> Result<()> {
+    let entries = |g: Option<&SecurityGroupRecord>| -> std::collections::BTreeSet<String> {
+        g.map(|g| g.rules.iter().map(|r| format!("{}/{}/{}", g.account, r.id, g.id)).collect()).unwrap_or_default()
+    };
+    let (before, after) = (entries(old), entries(new));
+    for gone in before.difference(&after) {
+        tx.remove(&GROUP_RULES, gone)?;
+    }
+    for added in after.difference(&before) {
+        tx.insert(&GROUP_RULES, added, &IndexEntry {})?;
+    }
+    Ok(())
+}
+
 pub(crate) fn derive_lease(tx: &WriteTx, key: &str, leased: bool) -> Result<()> {
     // Lease keys are addresses; anything else has no bit to keep.
     let Ok(address) = key.parse::<Ipv4Addr>() else { return Ok(()) };
@@ -234,6 +261,8 @@ pub(crate) fn ensure(tx: &WriteTx) -> Result<bool> {
     tx.clear(&VOLUME_ATTACHMENTS)?;
     tx.clear(&LEASE_BLOCKS)?;
     tx.clear(&IMAGE_IDS)?;
+    tx.clear(&INTERFACES)?;
+    tx.clear(&GROUP_RULES)?;
     for (_, record) in tx.scan(&INSTANCES, "")? {
         derive_instance(tx, None, Some(&record))?;
     }
@@ -248,6 +277,9 @@ pub(crate) fn ensure(tx: &WriteTx) -> Result<bool> {
     }
     for (_, record) in tx.scan(&IMAGES, "")? {
         derive_image(tx, None, Some(&record))?;
+    }
+    for (_, record) in tx.scan(&SECURITY_GROUPS, "")? {
+        derive_security_group(tx, None, Some(&record))?;
     }
     tx.insert(&META, "derived", &MetaRecord { version: DERIVED_VERSION })?;
     Ok(true)
@@ -358,6 +390,46 @@ mod tests {
         assert!(block(&store).is_leased(4));
         store.write(|tx| tx.remove(&LEASES, "172.31.0.4")).unwrap();
         assert!(!block(&store).is_leased(4));
+    }
+
+    #[test]
+    fn rules_and_interfaces_are_indexed_as_they_change() {
+        let store = Store::in_memory().unwrap();
+        let rule = |id: &str| crate::SecurityGroupRuleRecord {
+            id: id.into(),
+            egress: false,
+            protocol: "tcp".into(),
+            from_port: Some(22),
+            to_port: Some(22),
+            peer: crate::RulePeer::Ipv4 { cidr: "0.0.0.0/0".into() },
+            description: None,
+        };
+        let mut group = SecurityGroupRecord {
+            id: "sg-1".into(),
+            account: "a".into(),
+            vpc_id: "vpc-1".into(),
+            name: "g".into(),
+            description: "d".into(),
+            default: false,
+            rules: vec![rule("sgr-1"), rule("sgr-2")],
+            created_ms: 0,
+        };
+        let rules = |s: &Store| -> Vec<String> {
+            s.read(|tx| tx.scan(&GROUP_RULES, "")).unwrap().into_iter().map(|(k, _)| k).collect()
+        };
+        store.write(|tx| tx.insert(&SECURITY_GROUPS, "a/sg-1", &group)).unwrap();
+        assert_eq!(rules(&store), ["a/sgr-1/sg-1", "a/sgr-2/sg-1"]);
+        group.rules = vec![rule("sgr-2"), rule("sgr-3")];
+        store.write(|tx| tx.insert(&SECURITY_GROUPS, "a/sg-1", &group)).unwrap();
+        assert_eq!(rules(&store), ["a/sgr-2/sg-1", "a/sgr-3/sg-1"], "a revoked rule leaves the index");
+        store.write(|tx| tx.remove(&SECURITY_GROUPS, "a/sg-1")).unwrap();
+        assert!(rules(&store).is_empty());
+
+        store.write(|tx| tx.insert(&INSTANCES, "a/i-1", &instance("i-1", "h1", InstanceState::Running, None))).unwrap();
+        let interfaces = store.read(|tx| tx.scan(&INTERFACES, "a/")).unwrap();
+        assert_eq!(interfaces.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(), ["a/eni/i-1"]);
+        store.write(|tx| tx.remove(&INSTANCES, "a/i-1")).unwrap();
+        assert!(store.read(|tx| tx.scan(&INTERFACES, "")).unwrap().is_empty());
     }
 
     #[test]

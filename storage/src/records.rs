@@ -467,6 +467,11 @@ pub struct SecurityGroupRecord {
 
 impl Record for SecurityGroupRecord {
     const VERSION: u8 = 1;
+    const DERIVED: bool = true;
+
+    fn derive(tx: &crate::WriteTx, _key: &str, old: Option<&Self>, new: Option<&Self>) -> crate::Result<()> {
+        crate::derived::derive_security_group(tx, old, new)
+    }
 }
 
 /// A volume's state, with EC2's names (`in-use` while attached).

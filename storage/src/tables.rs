@@ -41,6 +41,10 @@ pub const VOLUME_ATTACHMENTS: Table<IndexEntry> = Table::new("volume_attachments
 pub const LEASE_BLOCKS: Table<LeaseBlockRecord> = Table::new("lease_blocks");
 /// Derived: key `{image id}/{owner}` for each image (images are listed across owners).
 pub const IMAGE_IDS: Table<IndexEntry> = Table::new("image_ids");
+/// Derived: key `{account}/{network interface id}/{instance id}` for each instance.
+pub const INTERFACES: Table<IndexEntry> = Table::new("interfaces");
+/// Derived: key `{account}/{rule id}/{group id}` for each security group rule.
+pub const GROUP_RULES: Table<IndexEntry> = Table::new("group_rules");
 
 /// Created at open, so that readers never meet a missing table.
 pub const ALL: &[&str] = &[
@@ -68,4 +72,6 @@ pub const ALL: &[&str] = &[
     "volume_attachments",
     "lease_blocks",
     "image_ids",
+    "interfaces",
+    "group_rules",
 ];

@@ -9,8 +9,11 @@
 //!    the account, the action, the ids and the filters.
 //! 2. Records kept in the store come a page at a time from the backend ([`Describe::list`]):
 //!    the filters are tested there, as the records are read, and the read stops when the page
-//!    is full ([`backend::listing`]). What is computed in memory (instance types, hosts,
-//!    migrations, rules…) is cut into pages by [`Describe::page`].
+//!    is full ([`backend::listing`]): volumes, snapshots, instances (by reservation), images
+//!    (across owners, by the image index), security groups, their rules (by the rule index),
+//!    network interfaces (by the interface index), tags and migrations. What is not kept in the
+//!    store but in the config (instance types, offerings, hosts) is cut into pages by
+//!    [`Describe::page`].
 //! 3. Ids that name nothing the caller may see are one `…NotFound` naming them all.
 
 use std::borrow::Cow;

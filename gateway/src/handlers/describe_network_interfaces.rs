@@ -5,11 +5,11 @@ use ec2api::{
     DescribeNetworkInterfacesOutput, DescribeNetworkInterfacesRequest, Ec2Error, NetworkInterface,
     NetworkInterfaceAttachment, NetworkInterfacePrivateIpAddress,
 };
-use storage::{InstanceRecord, InstanceState};
+use storage::InstanceRecord;
 
 use super::describe::Describe;
 use super::shapes::{attachment_id, Joins, WithDns};
-use super::{one, tag_list, timestamp, NO_TAGS};
+use super::{one, tag_list, timestamp, Row};
 use crate::context::Ctx;
 
 const FILTERS: &[&str] = &[
@@ -75,23 +75,39 @@ pub async fn handle(
         .ids(req.network_interface_ids, backend::ResourceKind::NetworkInterface)?
         .filters(req.filters.as_deref(), FILTERS)?
         .paged(req.max_results, req.next_token.as_deref(), 5, 1000)?;
-    // Interfaces are the instances' own until VPC networking makes them resources of their own.
-    let account = ctx.account().to_owned();
-    let (records, tags, joins) = ctx
+    // Interfaces are the instances' own until VPC networking makes them resources of their own:
+    // a page walks the account's interface index and reads those instances alone.
+    let mut query = describe.list_query();
+    query.only_ids = describe
+        .filters
+        .exact_values("network-interface-id")
+        .unwrap_or_default()
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    let Describe { filters, page, .. } = describe;
+    let (account, region) = (ctx.account().to_owned(), ctx.region.clone());
+    let (listed, joins) = ctx
         .call(move |b| {
-            let live: Vec<InstanceRecord> =
-                b.instances(&account)?.into_iter().filter(|r| r.state != InstanceState::Terminated).collect();
-            let tags = b.tags_of(&account, live.iter().map(|r| r.network_interface_id.as_str()))?;
-            Ok((live, tags, Joins::load(b, &account)?))
+            let listed = b.list_interfaces(&account, &query, |record, tags| {
+                let item = WithDns::new(record, &region);
+                filters.matches(&Row { item: &item, tags, fields })
+            })?;
+            let records: Vec<InstanceRecord> = listed.items.iter().map(|i| i.record.clone()).collect();
+            Ok((listed, Joins::for_instances(b, &account, &records)?))
         })
         .await?;
+    if !listed.missing.is_empty() {
+        return Err(crate::errors::not_found(backend::ResourceKind::NetworkInterface, &listed.missing));
+    }
+    let next_token =
+        listed.more.then(|| listed.items.last().map(|i| page.token_after(&i.record.network_interface_id))).flatten();
     let region = ctx.region.as_str();
-    let items: Vec<WithDns> = records.iter().map(|record| WithDns::new(record, region)).collect();
-    let with_tags = items.iter().map(|i| (i, tags.get(&i.record.network_interface_id).map_or(NO_TAGS, Vec::as_slice)));
-    let (items, next_token) = describe.page(with_tags, |i| &i.record.network_interface_id, fields, |_| true)?;
+    let items: Vec<(WithDns, &[(String, String)])> =
+        listed.items.iter().map(|i| (WithDns::new(&i.record, region), i.tags.as_slice())).collect();
     let interfaces = items
         .into_iter()
-        .map(|(WithDns { record: r, dns }, _)| NetworkInterface {
+        .map(|(WithDns { record: r, dns }, tags)| NetworkInterface {
             network_interface_id: Some(r.network_interface_id.clone()),
             attachment: Some(NetworkInterfaceAttachment {
                 attachment_id: Some(attachment_id(r)),
@@ -124,7 +140,7 @@ pub async fn handle(
             status: Some("in-use".into()),
             subnet_id: Some(r.subnet_id.clone()),
             vpc_id: Some(r.vpc_id.clone()),
-            tag_set: Some(tags.get(&r.network_interface_id).map(|t| tag_list(t)).unwrap_or_default()),
+            tag_set: Some(tag_list(tags)),
             ..Default::default()
         })
         .collect();

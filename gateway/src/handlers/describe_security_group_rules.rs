@@ -4,8 +4,8 @@ use ec2api::{DescribeSecurityGroupRulesOutput, DescribeSecurityGroupRulesRequest
 use storage::{SecurityGroupRecord, SecurityGroupRuleRecord};
 
 use super::describe::Describe;
-use super::rules::{groups_and_tags, rule_view};
-use super::{one, NO_TAGS};
+use super::rules::rule_view;
+use super::{one, Row};
 use crate::context::Ctx;
 
 const FILTERS: &[&str] = &["group-id", "security-group-rule-id"];
@@ -32,11 +32,22 @@ pub async fn handle(
         .ids(req.security_group_rule_ids, backend::ResourceKind::SecurityGroupRule)?
         .filters(req.filters.as_deref(), FILTERS)?
         .paged(req.max_results, req.next_token.as_deref(), 5, 1000)?;
-    let (groups, tags) = groups_and_tags(ctx).await?;
-    let rules: Vec<InGroup> =
-        groups.iter().flat_map(|group| group.rules.iter().map(move |rule| InGroup { group, rule })).collect();
-    let with_tags = rules.iter().map(|r| (r, tags.get(&r.rule.id).map_or(NO_TAGS, Vec::as_slice)));
-    let (items, next_token) = describe.page(with_tags, |r| &r.rule.id, fields, |_| true)?;
-    let views = items.iter().map(|(r, tags)| rule_view(r.group, r.rule, tags)).collect();
+    // A page walks the account's rule index and reads the groups of its rules alone.
+    let query = describe.list_query();
+    let Describe { filters, page, .. } = describe;
+    let (account, vpc) = (ctx.account().to_owned(), ctx.principal.default_vpc_id.clone());
+    let listed = ctx
+        .call(move |b| {
+            b.ensure_default_security_group(&account, &vpc)?;
+            b.list_group_rules(&account, &query, |group, rule, tags| {
+                filters.matches(&Row { item: &InGroup { group, rule }, tags, fields })
+            })
+        })
+        .await?;
+    if !listed.missing.is_empty() {
+        return Err(crate::errors::not_found(backend::ResourceKind::SecurityGroupRule, &listed.missing));
+    }
+    let next_token = listed.more.then(|| listed.items.last().map(|i| page.token_after(&i.rule.id))).flatten();
+    let views = listed.items.iter().map(|i| rule_view(&i.group, &i.rule, &i.tags)).collect();
     Ok(DescribeSecurityGroupRulesOutput { security_group_rules: Some(views), next_token })
 }

@@ -5,7 +5,6 @@
 //! flattened here and answers regrouped by protocol and ports, in the order first authorized.
 
 use backend::security_groups::{GroupRef, PeerSpec, RuleSpec};
-use backend::tags::TagsByResource;
 use ec2api::Code;
 use ec2api::{
     Ec2Error, IpPermission, IpRange, Ipv6Range, PrefixListId, ReferencedSecurityGroup, SecurityGroupRule,
@@ -15,20 +14,6 @@ use storage::{RulePeer, SecurityGroupRecord, SecurityGroupRuleRecord};
 
 use super::{tag_list, tags_from_specs};
 use crate::context::Ctx;
-
-/// The caller's groups (its default group included) and its tags, for the Describe actions.
-pub async fn groups_and_tags(ctx: &Ctx) -> Result<(Vec<SecurityGroupRecord>, TagsByResource), Ec2Error> {
-    let account = ctx.account().to_owned();
-    let vpc = ctx.principal.default_vpc_id.clone();
-    ctx.call(move |b| {
-        let groups = b.security_groups(&account, &vpc)?;
-        let ids =
-            groups.iter().flat_map(|g| std::iter::once(g.id.as_str()).chain(g.rules.iter().map(|r| r.id.as_str())));
-        let tags = b.tags_of(&account, ids)?;
-        Ok((groups, tags))
-    })
-    .await
-}
 
 /// Authorize, either direction: adds the rules and answers them as `SecurityGroupRule`s.
 pub async fn authorize(

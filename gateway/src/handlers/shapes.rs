@@ -79,17 +79,6 @@ pub struct Joins {
 }
 
 impl Joins {
-    /// For views of any of the account's instances.
-    pub fn load(b: &backend::Backend, account: &str) -> backend::Result<Self> {
-        let mut volumes: HashMap<String, Vec<VolumeRecord>> = HashMap::new();
-        for volume in b.volumes(account)? {
-            if let Some(a) = &volume.attachment {
-                volumes.entry(a.instance_id.clone()).or_default().push(volume);
-            }
-        }
-        Ok(Self { group_names: b.security_group_names(account)?, volumes })
-    }
-
     /// For views of these instances only: their volumes are looked up, not the account's.
     pub fn for_instances(b: &backend::Backend, account: &str, records: &[InstanceRecord]) -> backend::Result<Self> {
         let volumes = b.volumes_of_instances(account, records.iter().map(|r| r.id.as_str()))?;
