@@ -127,6 +127,14 @@ impl Backend {
         self
     }
 
+    /// The configured OVN northbound database and, when it does not answer, why. `None`
+    /// without OVN. Blocks.
+    pub fn ovn_check(&self) -> Option<(String, Option<String>)> {
+        let sync = self.ovn.as_ref()?;
+        let answer = sync.northbound.nbctl(&["ls-list"]);
+        Some((sync.northbound.db().to_owned(), answer.err().map(|e| e.to_string())))
+    }
+
     /// What OVN should hold for this installation now.
     pub fn desired_network(&self, interfaces: &[Interface]) -> Result<Desired> {
         let accounts = self.store().read(|tx| tx.scan(&ACCOUNTS, ""))?;

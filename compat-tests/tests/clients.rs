@@ -71,3 +71,8 @@ fn boto3_cross_account() {
 fn boto3_kill_campaign() {
     run_pytest("test_kill_campaign.py");
 }
+
+#[test]
+fn boto3_ovn() {
+    run_pytest("test_ovn_boto3.py");
+}

@@ -75,6 +75,9 @@ pub struct HostsReport {
     pub data_dir: String,
     pub hosts: Vec<HostCheck>,
     pub inventory: Inventory,
+    /// The OVN northbound database, when configured, and why it does not answer.
+    #[serde(default)]
+    pub ovn: Option<(String, Option<String>)>,
 }
 
 fn hosts_report(backend: &Backend) -> backend::Result<HostsReport> {
@@ -93,7 +96,12 @@ fn hosts_report(backend: &Backend) -> backend::Result<HostsReport> {
             }
         })
         .collect();
-    Ok(HostsReport { data_dir: backend.data_dir().display().to_string(), hosts, inventory: backend.inventory()? })
+    Ok(HostsReport {
+        data_dir: backend.data_dir().display().to_string(),
+        hosts,
+        inventory: backend.inventory()?,
+        ovn: backend.ovn_check(),
+    })
 }
 
 pub fn socket_path(data_dir: &Path) -> PathBuf {

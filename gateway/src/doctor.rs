@@ -122,6 +122,13 @@ pub fn checks(report: &HostsReport, machine: &Machine) -> Vec<Check> {
         };
         out.push(check(format!("host {}", host.id), host.error.is_none(), detail, Some(fix)));
     }
+    if let Some((db, error)) = &report.ovn {
+        let detail = match error {
+            None => format!("{db} answers"),
+            Some(error) => format!("{db}: {error}"),
+        };
+        out.push(check("OVN northbound", error.is_none(), detail, Some(setup.clone())));
+    }
     let inventory = &report.inventory;
     for (host, error) in &inventory.unreachable {
         out.push(check(format!("leftovers on {host}"), false, format!("unknown: {error}"), None));
@@ -221,6 +228,7 @@ mod tests {
                 domains: 3,
             }],
             inventory: Inventory { installation: "0123456789abcdef".into(), leftovers, conflicts, unreachable: vec![] },
+            ovn: None,
         }
     }
 
@@ -259,8 +267,14 @@ mod tests {
         let mut machine = healthy();
         machine.processes.remove("dnsmasq");
         machine.interfaces.clear();
+        let mut report = report;
+        report.ovn = Some(("unix:/run/stratus/ovn/ovnnb_db.sock".into(), Some("connection refused".into())));
         let (text, problems) = render(&report, &checks(&report, &machine));
-        assert_eq!(problems, 4, "bridge, DHCP, leftovers, conflicts: {text}");
+        assert_eq!(problems, 5, "bridge, DHCP, OVN, leftovers, conflicts: {text}");
+        assert!(
+            text.contains("[FAIL] OVN northbound: unix:/run/stratus/ovn/ovnnb_db.sock: connection refused"),
+            "{text}"
+        );
         assert!(text.contains("[FAIL] bridge stratus0: missing"), "{text}");
         assert!(text.contains("scripts/setup-host"), "{text}");
         assert!(text.contains("i-0aaa") && text.contains("stratus host clean --orphans"), "{text}");
