@@ -325,9 +325,8 @@ impl Inventory {
     /// What to run about the leftovers.
     pub fn hint(&self) -> String {
         let orphans = self.orphans().count();
-        let mut live: Vec<&str> =
+        let live: BTreeSet<&str> =
             self.leftovers.iter().filter(|l| !l.owner.is_orphan()).filter_map(|l| l.owner.installation()).collect();
-        live.dedup();
         let mut hint = String::new();
         if orphans > 0 {
             hint.push_str(&format!(
@@ -836,5 +835,11 @@ mod tests {
         );
         assert!(report.contains("stratus host clean --orphans --dry-run"), "{report}");
         assert!(report.contains(&format!("stratus host clean --installation {OTHER}")), "{report}");
+        let live = |name: &str, installation: &str| {
+            leftover(name, Owner::Live { installation: installation.into(), data_dir: "/d".into() })
+        };
+        let several =
+            Inventory { leftovers: vec![live("i-1", OTHER), live("i-2", ID), live("i-3", OTHER)], ..inventory };
+        assert_eq!(several.hint().matches(&format!("--installation {OTHER}")).count(), 1, "one line per installation");
     }
 }
