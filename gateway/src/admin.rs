@@ -176,13 +176,26 @@ pub fn bind(data_dir: &Path) -> Result<UnixListener> {
 
 /// Runs a request from the CLI: on the database directly if free, else through the server.
 pub async fn run(data_dir: &Path, request: AdminRequest, topology: backend::Topology) -> Result<AdminAnswer> {
+    run_with(data_dir, request, topology, None).await
+}
+
+/// As [`run`], with the OVN northbound database the config names (`stratus doctor` checks it).
+pub async fn run_with(
+    data_dir: &Path,
+    request: AdminRequest,
+    topology: backend::Topology,
+    ovn_northbound: Option<&str>,
+) -> Result<AdminAnswer> {
     let db = database_path(data_dir);
     if db.exists() {
         match storage::Store::open(&db) {
             Ok(store) => {
-                let backend = Backend::new(store, topology)
+                let mut backend = Backend::new(store, topology)
                     .with_data_dir(data_dir)
                     .with_dhcp_hosts_dir(Path::new(crate::config::DHCP_HOSTS_DIR));
+                if let Some(ovn) = ovn_northbound {
+                    backend = backend.with_ovn(ovn);
+                }
                 return Ok(tokio::task::spawn_blocking(move || execute(&backend, request)).await?);
             }
             Err(storage::Error::Locked) => {}
@@ -248,6 +261,25 @@ mod tests {
         let store = storage::Store::open(&database_path(dir.path())).unwrap();
         let backend = Backend::new(store, Default::default());
         assert_eq!(backend.list_accounts().unwrap()[0].name, "solo");
+    }
+
+    #[tokio::test]
+    async fn without_a_server_the_doctor_still_checks_the_configured_ovn() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(storage::Store::open(&database_path(dir.path())).unwrap());
+        let mut host = backend::hosts::HostConfig::new("test:///default");
+        host.accelerator = Some(backend::hypervisor::Accelerator::Test);
+        let topology = backend::Topology { hosts: vec![host], ..Default::default() };
+        let absent = "unix:/nonexistent/ovnnb_db.sock";
+        let AdminAnswer::Doctor(report) =
+            run_with(dir.path(), AdminRequest::Doctor, topology, Some(absent)).await.unwrap()
+        else {
+            panic!("expected a report")
+        };
+        let (db, error) = report.ovn.expect("a configured OVN is checked");
+        assert_eq!(db, absent);
+        assert!(error.is_some(), "a database that is not there does not answer");
+        assert_eq!(report.hosts.len(), 1);
     }
 
     #[tokio::test]

@@ -236,7 +236,8 @@ fn unexpected(answer: AdminAnswer) -> Result<()> {
 
 async fn admin_call(common: &Common, request: AdminRequest) -> Result<AdminAnswer> {
     let config = Config::load(common.config.as_deref())?;
-    admin::run(&common.data_dir, request, config.resolved_topology()).await
+    admin::run_with(&common.data_dir, request, config.resolved_topology(), config.network.ovn_northbound.as_deref())
+        .await
 }
 
 /// Writes the admin keys as an aws credentials file (profile `stratus`), readable by us only.
