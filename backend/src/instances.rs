@@ -908,7 +908,7 @@ impl Backend {
 }
 
 /// A domain that is already gone is as good as one just removed.
-fn tolerate_missing(result: Result<(), DriverError>) -> Result<()> {
+pub(crate) fn tolerate_missing(result: Result<(), DriverError>) -> Result<()> {
     match result {
         Ok(()) | Err(DriverError::NoDomain(_)) => Ok(()),
         Err(e) => Err(Error::Driver(e)),

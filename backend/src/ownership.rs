@@ -34,7 +34,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use quick_xml::events::Event;
 use serde::{Deserialize, Serialize};
@@ -169,22 +169,23 @@ pub fn dhcp_entry(installation: &str, data_dir: &Path, mac: &str, address: &str)
 /// The mark and the claimed address of a DHCP host entry.
 pub fn dhcp_entry_facts(text: &str) -> (Option<Mark>, Option<Ipv4Addr>) {
     let mut mark = None;
-    let mut address = None;
-    for line in text.lines() {
-        if let Some(comment) = line.strip_prefix("# stratus ") {
-            let (ids, data_dir) = match comment.split_once(" data-dir=") {
-                Some((ids, dir)) => (ids, Some(dir.to_owned())),
-                None => (comment, None),
-            };
-            if let Some(id) = ids.strip_prefix("installation=").filter(|id| is_installation_id(id)) {
-                mark = Some(Mark { installation: id.to_owned(), data_dir });
-            }
-        } else if !line.starts_with('#') {
-            // `mac,address,hostname`
-            address = address.or_else(|| line.split(',').nth(1).and_then(|a| a.trim().parse().ok()));
+    for comment in text.lines().filter_map(|line| line.strip_prefix("# stratus ")) {
+        let (ids, data_dir) = match comment.split_once(" data-dir=") {
+            Some((ids, dir)) => (ids, Some(dir.to_owned())),
+            None => (comment, None),
+        };
+        if let Some(id) = ids.strip_prefix("installation=").filter(|id| is_installation_id(id)) {
+            mark = Some(Mark { installation: id.to_owned(), data_dir });
         }
     }
-    (mark, address)
+    (mark, dhcp_host_line(text).and_then(|(_, address)| address.trim().parse().ok()))
+}
+
+/// The `(mac, address)` of an entry's first host line (`mac,address,hostname`).
+fn dhcp_host_line(text: &str) -> Option<(&str, &str)> {
+    let line = text.lines().find(|line| !line.starts_with('#'))?;
+    let mut fields = line.split(',');
+    Some((fields.next()?, fields.next()?))
 }
 
 /// What kind of object a leftover is.
@@ -377,13 +378,12 @@ pub fn installation_is_live(installation: &str, data_dir: &str) -> bool {
     std::fs::read_to_string(Path::new(data_dir).join(INSTALLATION_FILE)).is_ok_and(|id| id.trim() == installation)
 }
 
-/// Decides whose each found object is. `marks` gives each object's mark; `known` says
-/// whether this installation's store knows an instance id; objects of this installation are
-/// dropped. An installation's data dir is learnt from any of its objects that names it.
+/// Decides whose each found object is, from its mark; objects marked as this installation's
+/// are dropped (the caller has left out the names this installation's store knows). An
+/// installation's data dir is learnt from any of its objects that names it.
 pub(crate) fn classify(
     ours: &str,
     found: Vec<(Leftover, Option<Mark>)>,
-    known: impl Fn(&str) -> bool,
     is_live: impl Fn(&str, &str) -> bool,
 ) -> Vec<Leftover> {
     let mut data_dirs: BTreeMap<String, String> = BTreeMap::new();
@@ -395,14 +395,12 @@ pub(crate) fn classify(
     let mut leftovers: Vec<Leftover> = found
         .into_iter()
         .filter_map(|(mut leftover, mark)| {
-            let instance = leftover.name.strip_prefix("stratus-").unwrap_or(&leftover.name);
             leftover.owner = match mark {
                 Some(mark) if mark.installation == ours => return None,
                 Some(Mark { installation, .. }) => match data_dirs.get(&installation) {
                     Some(dir) if is_live(&installation, dir) => Owner::Live { installation, data_dir: dir.clone() },
                     _ => Owner::Gone { installation },
                 },
-                None if known(instance) => return None,
                 None => Owner::Unmarked,
             };
             Some(leftover)
@@ -555,7 +553,7 @@ impl Backend {
             };
             found.push((leftover, mark));
         }
-        let leftovers = classify(&ours, found, |name| known.contains(name), installation_is_live);
+        let leftovers = classify(&ours, found, installation_is_live);
         let conflicts = self.conflicts(&leftovers)?;
         let inventory = Inventory { installation: ours, leftovers, conflicts, unreachable };
         let mut foreign = self.foreign.write().unwrap_or_else(|p| p.into_inner());
@@ -645,7 +643,7 @@ impl Backend {
         match leftover.kind {
             ObjectKind::Domain => {
                 let host = host()?;
-                host.driver.destroy(&leftover.name).or_else(tolerate_gone).map_err(|e| e.to_string())?;
+                crate::instances::tolerate_missing(host.driver.destroy(&leftover.name)).map_err(|e| e.to_string())?;
                 host.driver.undefine(&leftover.name).map_err(|e| e.to_string())
             }
             ObjectKind::Filter => host()?.driver.undefine_filter(&leftover.name).map_err(|e| e.to_string()),
@@ -658,27 +656,13 @@ impl Backend {
                     _ => {}
                 }
                 // The guest is gone: its lease may go to the next one at once.
-                let mac =
-                    text.lines().find(|l| !l.starts_with('#')).and_then(|l| l.split(',').next()).map(str::to_owned);
-                if let (Some(address), Some(mac)) = (leftover.address, mac) {
+                if let (Some(address), Some((mac, _))) = (leftover.address, dhcp_host_line(&text)) {
                     crate::network::release_leases(dir, |ip, m| ip == address.to_string() && m == mac);
                 }
                 *released = true;
                 Ok(())
             }
         }
-    }
-
-    /// Where DHCP host entries are published, if anywhere.
-    pub fn dhcp_hosts_dir(&self) -> Option<&PathBuf> {
-        self.dhcp_hosts_dir.as_ref()
-    }
-}
-
-fn tolerate_gone(error: crate::hypervisor::DriverError) -> std::result::Result<(), crate::hypervisor::DriverError> {
-    match error {
-        crate::hypervisor::DriverError::NoDomain(_) => Ok(()),
-        other => Err(other),
     }
 }
 
@@ -779,12 +763,10 @@ mod tests {
             found(ObjectKind::Filter, "stratus-i-2", Some((OTHER, None))),
             found(ObjectKind::Domain, "i-3", Some(("aaaaaaaaaaaaaaaa", Some("/removed")))),
             found(ObjectKind::Filter, "stratus-i-4", Some(("bbbbbbbbbbbbbbbb", None))),
-            // Unmarked: ours if the store knows the instance.
-            found(ObjectKind::Domain, "i-5", None),
             found(ObjectKind::DhcpEntry, "i-6", None),
         ];
         let live = |id: &str, dir: &str| id == OTHER && dir == "/live";
-        let leftovers = classify(ID, objects, |name| name == "i-5", live);
+        let leftovers = classify(ID, objects, live);
         let owners: Vec<(&str, &Owner)> = leftovers.iter().map(|l| (l.name.as_str(), &l.owner)).collect();
         let live_owner = Owner::Live { installation: OTHER.into(), data_dir: "/live".into() };
         assert_eq!(

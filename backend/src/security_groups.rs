@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use storage::tables::{INSTANCES, SECURITY_GROUPS, SECURITY_GROUP_NAMES};
-use storage::{InstanceState, NameRecord, RulePeer, SecurityGroupRecord, SecurityGroupRuleRecord, WriteTx};
+use storage::{InstanceState, NameRecord, Reads, RulePeer, SecurityGroupRecord, SecurityGroupRuleRecord, WriteTx};
 
 use crate::{ids, invalid, now_ms, tags, Backend, Error, ResourceKind, Result};
 
@@ -241,7 +241,7 @@ pub enum GroupRef {
     Name(String),
 }
 
-fn group_id_in(tx: &WriteTx, account: &str, vpc_id: &str, group: &GroupRef) -> Result<String> {
+fn group_id_in(tx: &impl Reads, account: &str, vpc_id: &str, group: &GroupRef) -> Result<String> {
     match group {
         GroupRef::Id(id) => Ok(id.clone()),
         GroupRef::Name(name) => tx
@@ -326,14 +326,7 @@ impl Backend {
     /// The ids of the VPC's groups named `names`, as asked; a name of no group is an error.
     pub fn security_group_ids_named(&self, account: &str, vpc_id: &str, names: &[String]) -> Result<Vec<String>> {
         self.store().read(|tx| {
-            names
-                .iter()
-                .map(|name| {
-                    tx.get(&SECURITY_GROUP_NAMES, &name_key(account, vpc_id, name))?.map(|n| n.id).ok_or_else(|| {
-                        Error::SecurityGroupNameNotFound { name: name.clone(), vpc_id: vpc_id.to_owned() }
-                    })
-                })
-                .collect()
+            names.iter().map(|name| group_id_in(tx, account, vpc_id, &GroupRef::Name(name.clone()))).collect()
         })
     }
 

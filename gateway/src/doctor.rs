@@ -95,8 +95,7 @@ pub fn checks(report: &HostsReport, machine: &Machine) -> Vec<Check> {
             (None, _) => "not recorded".into(),
         };
         out.push(check("accelerator", recorded.is_some(), detail, Some(setup.clone())));
-        let mut bridges: Vec<&str> = local.iter().map(|h| h.bridge.as_str()).collect();
-        bridges.dedup();
+        let bridges: BTreeSet<&str> = local.iter().map(|h| h.bridge.as_str()).collect();
         for bridge in bridges {
             let state = machine.interfaces.iter().find(|(name, _)| name == bridge).map(|(_, up)| *up);
             let detail = match state {

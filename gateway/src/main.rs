@@ -198,11 +198,11 @@ async fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Host(HostCommand::Clean { orphans, installation, dry_run, common }) => {
-            let selection = match (orphans, installation) {
-                (_, Some(id)) => Selection::Installation(id),
-                (true, None) => Selection::Orphans,
-                (false, None) => bail!("say what to clean: --orphans or --installation ID"),
+        Command::Host(HostCommand::Clean { orphans: _, installation, dry_run, common }) => {
+            // clap requires exactly one of the two.
+            let selection = match installation {
+                Some(id) => Selection::Installation(id),
+                None => Selection::Orphans,
             };
             let answer = admin_call(&common, AdminRequest::Clean { selection, dry_run }).await?;
             let AdminAnswer::Cleaned(steps) = answer else { return unexpected(answer) };

@@ -5,7 +5,6 @@ use ec2api::{
     DescribeNetworkInterfacesOutput, DescribeNetworkInterfacesRequest, Ec2Error, NetworkInterface,
     NetworkInterfaceAttachment, NetworkInterfacePrivateIpAddress,
 };
-use storage::InstanceRecord;
 
 use super::describe::Describe;
 use super::shapes::{attachment_id, Joins, WithDns};
@@ -93,8 +92,8 @@ pub async fn handle(
                 let item = WithDns::new(record, &region);
                 filters.matches(&Row { item: &item, tags, fields })
             })?;
-            let records: Vec<InstanceRecord> = listed.items.iter().map(|i| i.record.clone()).collect();
-            Ok((listed, Joins::for_instances(b, &account, &records)?))
+            // An interface view names its groups; it has no block devices to join.
+            Ok((listed, Joins { group_names: b.security_group_names(&account)?, volumes: Default::default() }))
         })
         .await?;
     if !listed.missing.is_empty() {
