@@ -100,6 +100,7 @@ impl Backend {
                     created_ms,
                 },
             )?;
+            crate::vpcs::ensure_default_network(tx, self.topology(), &account_id, "")?;
             tx.insert(
                 &ACCESS_KEYS,
                 &access_key_id,
@@ -161,6 +162,11 @@ impl Backend {
             cache.insert(access_key_id.to_owned(), (principal.clone(), now));
         }
         Ok(found)
+    }
+
+    /// Drops the remembered principals (their default VPC changed).
+    pub(crate) fn forget_principals(&self) {
+        self.principals.write().unwrap_or_else(|p| p.into_inner()).clear();
     }
 
     fn lookup_principal(&self, access_key_id: &str) -> Result<Option<Principal>> {

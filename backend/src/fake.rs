@@ -462,6 +462,7 @@ mod tests {
             cmdline: None,
             mac: "52:54:00:00:00:01".into(),
             bridge: "br".into(),
+            ovs_port: None,
             console_log: "/nowhere.log".into(),
             filter: None,
             instance_type: "t3.nano".into(),

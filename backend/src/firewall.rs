@@ -249,7 +249,8 @@ impl Backend {
     /// Defines `record`'s filter on `host` (before a boot or a migration there) and answers its
     /// name, or `None` where filters are not enforced.
     pub(crate) fn prepare_filter(&self, host: &Host, record: &InstanceRecord) -> Result<Option<String>> {
-        if !Self::enforces(host) {
+        // A VPC of its own is OVN's to guard, not nwfilter's.
+        if !Self::enforces(host) || self.ovn_port(record)?.is_some() {
             return Ok(None);
         }
         // Groups and their members belong to one account: the instance's is all it can name.
@@ -278,7 +279,17 @@ impl Backend {
         }
         let inputs = self.filter_inputs(None, records)?;
         let installation = self.installation()?;
-        for record in records.iter().filter(|r| r.state == InstanceState::Running && r.migration.is_none()) {
+        let own_vpcs: std::collections::BTreeSet<String> = self
+            .store()
+            .read(|tx| tx.scan(&storage::tables::VPCS, ""))?
+            .into_iter()
+            .filter(|(_, vpc)| !vpc.default)
+            .map(|(key, _)| key)
+            .collect();
+        let on_bridge = |r: &&InstanceRecord| !own_vpcs.contains(&format!("{}/{}", r.account, r.vpc_id));
+        for record in
+            records.iter().filter(|r| r.state == InstanceState::Running && r.migration.is_none()).filter(on_bridge)
+        {
             let Some(host) = self.hosts().get(&record.host_id).filter(|h| Self::enforces(h)) else { continue };
             let xml = instance_filter(installation, record, &inputs);
             let key = (host.id.clone(), record.id.clone());

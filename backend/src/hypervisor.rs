@@ -46,6 +46,9 @@ pub struct DomainSpec {
     pub cmdline: Option<String>,
     pub mac: String,
     pub bridge: String,
+    /// The OVN logical port (a UUID, as libvirt wants it) when the NIC goes into Open vSwitch's
+    /// integration bridge (`bridge`) instead of a Linux bridge: instances of VPCs of their own.
+    pub ovs_port: Option<String>,
     pub console_log: PathBuf,
     /// The nwfilter guarding the NIC (security groups); it must be defined before the start.
     pub filter: Option<String>,
@@ -220,6 +223,16 @@ pub fn domain_xml(spec: &DomainSpec) -> String {
         Some(name) => format!("<filterref filter='{}'/>", escape(name)),
         None => String::new(),
     };
+    // Open vSwitch's userspace datapath drops a virtio guest's TCP unless checksum offload is
+    // off on both sides (../shared/design/networking.md).
+    let port = match &spec.ovs_port {
+        Some(id) => format!(
+            "<virtualport type='openvswitch'><parameters interfaceid='{}'/></virtualport>\
+<driver name='qemu'><host csum='off'/><guest csum='off'/></driver>",
+            escape(id)
+        ),
+        None => String::new(),
+    };
     format!(
         "<domain type='{kind}'>\
 <name>{name}</name><uuid>{uuid}</uuid>{metadata}\
@@ -231,7 +244,7 @@ pub fn domain_xml(spec: &DomainSpec) -> String {
 <on_poweroff>destroy</on_poweroff><on_reboot>restart</on_reboot><on_crash>destroy</on_crash>\
 <devices>\
 <disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='{disk}'/><target dev='vda' bus='virtio'/></disk>\
-{volumes}<interface type='bridge'><source bridge='{bridge}'/><mac address='{mac}'/><model type='virtio'/>{filter}</interface>\
+{volumes}<interface type='bridge'><source bridge='{bridge}'/><mac address='{mac}'/><model type='virtio'/>{port}{filter}</interface>\
 <serial type='file'><source path='{log}' append='on'/><target port='0'/></serial>\
 <console type='file'><source path='{log}' append='on'/><target type='serial' port='0'/></console>\
 <rng model='virtio'><backend model='random'>/dev/urandom</backend></rng>\
@@ -268,6 +281,7 @@ mod tests {
             cmdline: Some("console=ttyS0 ip=172.31.0.4::172.31.0.1:255.255.240.0:i-0123:eth0:off".into()),
             mac: "52:54:00:aa:bb:cc".into(),
             bridge: "stratus0".into(),
+            ovs_port: None,
             console_log: "/data/i-0123/console.log".into(),
             filter: Some("stratus-i-0123".into()),
             instance_type: "t3.micro".into(),

@@ -272,13 +272,14 @@ impl Backend {
     }
 
     /// RunInstances: places, records and kicks; answers the reservation's instances.
-    pub fn run_instances(&self, account: &str, vpc_id: &str, req: LaunchRequest) -> Result<Vec<InstanceRecord>> {
-        let launch = self.prepare_launch(account, vpc_id, &req)?;
+    /// `default_vpc` is the account's default VPC as its principal last said.
+    pub fn run_instances(&self, account: &str, default_vpc: &str, req: LaunchRequest) -> Result<Vec<InstanceRecord>> {
+        let launch = self.prepare_launch(account, default_vpc, &req)?;
         let (records, created) = self.store().write(|tx| {
             if let Some(earlier) = earlier_launch(tx, account, &req)? {
                 return Ok((earlier, false));
             }
-            let named = Named::resolve(tx, account, vpc_id, &req)?;
+            let named = Named::resolve(tx, account, &launch.vpc_id, &req)?;
             let (subnet, hosts) = self.place_launch(tx, &launch, &req)?;
             let records = self.record_launch(tx, account, &launch, &req, &named, (&subnet, &hosts))?;
             Ok::<_, Error>((records, true))
@@ -293,7 +294,7 @@ impl Backend {
 
     /// What a launch needs before its transaction, checked: the image, the type, the subnet
     /// asked for, the root volume and the hosts as last seen.
-    fn prepare_launch(&self, account: &str, vpc_id: &str, req: &LaunchRequest) -> Result<Launch> {
+    fn prepare_launch(&self, account: &str, default_vpc: &str, req: &LaunchRequest) -> Result<Launch> {
         validate_launch(req)?;
         let image = self.image(account, &req.image_id)?;
         if image.state != storage::ImageState::Available {
@@ -304,13 +305,25 @@ impl Backend {
             .instance_type(&req.instance_type)
             .ok_or_else(|| invalid("InstanceType", format!("Invalid value '{}' for InstanceType.", req.instance_type)))?
             .clone();
-        let subnets = self.subnets(account, vpc_id);
+        // A subnet named by id decides the VPC; otherwise the launch goes to the default VPC's
+        // default subnets (EC2's `VPCIdNotSpecified` when the account has no default VPC).
+        let (vpc_id, subnets) = match &req.subnet_id {
+            Some(id) => {
+                let subnet = self.subnet(account, id)?;
+                if !subnet.lease_scope.is_empty() {
+                    self.ensure_vpc_networking(&subnet.vpc_id)?;
+                }
+                (subnet.vpc_id.clone(), vec![subnet])
+            }
+            None => {
+                let vpc_id = self.default_vpc(account, default_vpc)?.ok_or(Error::NoDefaultVpc)?;
+                let subnets = self.subnets(account, &vpc_id)?.into_iter().filter(|s| s.default_for_az).collect();
+                (vpc_id, subnets)
+            }
+        };
         let subnet = match (&req.subnet_id, &req.zone) {
-            (Some(id), zone) => {
-                let subnet = subnets
-                    .iter()
-                    .find(|s| &s.id == id)
-                    .ok_or_else(|| Error::ResourceNotFound { kind: ResourceKind::Subnet, id: id.clone() })?;
+            (Some(_), zone) => {
+                let subnet = &subnets[0];
                 if zone.as_ref().is_some_and(|z| *z != subnet.zone) {
                     return Err(invalid("Placement.AvailabilityZone", "The subnet is in another availability zone"));
                 }
@@ -350,7 +363,6 @@ impl Backend {
         };
         let cpu_credits =
             if spec.burstable { req.cpu_credits.clone().or_else(|| default_cpu_credits(&spec)) } else { None };
-        let vpc_id = vpc_id.to_owned();
         Ok(Launch { vpc_id, image, spec, subnets, subnet, root, cpu_credits, hosts: self.host_snapshots() })
     }
 
@@ -747,8 +759,7 @@ impl Backend {
         // so such an instance boots from its disk.
         let (kernel, initrd, cmdline) = match image {
             Some(image) if image.kernel.is_some() => {
-                let subnet =
-                    self.subnets(&record.account, &record.vpc_id).into_iter().find(|s| s.id == record.subnet_id);
+                let subnet = self.subnet(&record.account, &record.subnet_id).ok();
                 let mut cmdline = image.cmdline.unwrap_or_default();
                 if let Some(subnet) = subnet {
                     cmdline.push_str(&format!(" {}", ip_argument(record, &subnet)));
@@ -757,6 +768,9 @@ impl Backend {
             }
             _ => (None, None, None),
         };
+        // A VPC of its own: OVN serves the NIC (addresses, DHCP, routing); otherwise the
+        // hosts' bridge, dnsmasq and nwfilter do.
+        let ovs_port = self.ovn_port(record)?;
         let spec = DomainSpec {
             name: record.id.clone(),
             uuid: record.domain_uuid.clone(),
@@ -769,7 +783,11 @@ impl Backend {
             initrd,
             cmdline,
             mac: record.mac.clone(),
-            bridge: host.config.bridge.clone(),
+            bridge: match &ovs_port {
+                Some(_) => crate::vpc_network::INTEGRATION_BRIDGE.to_owned(),
+                None => host.config.bridge.clone(),
+            },
+            ovs_port: ovs_port.clone(),
             console_log: console_path(record),
             filter: None,
             instance_type: record.instance_type.clone(),
@@ -778,6 +796,10 @@ impl Backend {
         // libvirt's test driver runs no guest that could ask for an address. The entry goes
         // first: it names this installation's data dir, which tells another installation's
         // `host clean` that the filter defined next is not an orphan.
+        if ovs_port.is_some() {
+            host.driver.define(&spec).map_err(Error::Driver)?;
+            return host.driver.start(&record.id).map_err(Error::Driver);
+        }
         if host.accelerator != Accelerator::Test {
             self.publish_dhcp_host(record)?;
         }
@@ -840,7 +862,8 @@ impl Backend {
             if current.state != InstanceState::ShuttingDown {
                 return Ok(());
             }
-            network::release_address(tx, &current.private_ip, key)?;
+            let vpc = tx.get(&storage::tables::VPCS, &format!("{}/{}", current.account, current.vpc_id))?;
+            network::release_address(tx, &network::lease_scope(vpc.as_ref()), &current.private_ip, key)?;
             // The interface goes with the instance, and its tags with it.
             tags::drop_tags(tx, &current.account, &current.network_interface_id)?;
             current.state = InstanceState::Terminated;

@@ -40,6 +40,7 @@ pub mod tags;
 pub mod topology;
 pub mod volumes;
 pub mod vpc_network;
+pub mod vpcs;
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -67,6 +68,11 @@ pub enum ResourceKind {
     Reservation,
     Host,
     Migration,
+    InternetGateway,
+    RouteTable,
+    NatGateway,
+    NetworkAcl,
+    DhcpOptions,
 }
 
 impl ResourceKind {
@@ -84,6 +90,11 @@ impl ResourceKind {
         ("r-", Self::Reservation),
         ("h-", Self::Host),
         ("mig-", Self::Migration),
+        ("igw-", Self::InternetGateway),
+        ("rtb-", Self::RouteTable),
+        ("nat-", Self::NatGateway),
+        ("acl-", Self::NetworkAcl),
+        ("dopt-", Self::DhcpOptions),
     ];
 
     pub const ALL: &'static [ResourceKind] = &[
@@ -100,6 +111,11 @@ impl ResourceKind {
         Self::Reservation,
         Self::Host,
         Self::Migration,
+        Self::InternetGateway,
+        Self::RouteTable,
+        Self::NatGateway,
+        Self::NetworkAcl,
+        Self::DhcpOptions,
     ];
 
     /// What ids of this kind start with (`vol-`).
@@ -131,6 +147,11 @@ impl ResourceKind {
             Self::Reservation => "reservation",
             Self::Host => "dedicated-host",
             Self::Migration => "migration",
+            Self::InternetGateway => "internet-gateway",
+            Self::RouteTable => "route-table",
+            Self::NatGateway => "natgateway",
+            Self::NetworkAcl => "network-acl",
+            Self::DhcpOptions => "dhcp-options",
         }
     }
 }
@@ -195,6 +216,39 @@ pub enum Error {
     /// An id that names no kind of resource
     #[error("The ID '{0}' is not valid")]
     MalformedId(String),
+    /// A VPC block outside what EC2 allows
+    #[error("The CIDR '{0}' is invalid.")]
+    VpcRange(String),
+    /// A subnet block outside its VPC or of a size EC2 does not allow
+    #[error("The CIDR '{0}' is invalid.")]
+    SubnetRange(String),
+    /// A subnet block overlapping another subnet of the VPC
+    #[error("The CIDR '{0}' conflicts with another subnet")]
+    SubnetConflict(String),
+    /// The account has no default VPC
+    #[error("No default VPC for this user")]
+    NoDefaultVpc,
+    /// CreateDefaultVpc while there is one
+    #[error("A Default VPC already exists for this account in this region.")]
+    DefaultVpcExists,
+    /// CreateDefaultSubnet where the zone has one
+    #[error("A Default Subnet already exists in availability zone {0}.")]
+    DefaultSubnetExists(String),
+    /// An attachment or association that exists already
+    #[error("Resource {0} is already associated.")]
+    AlreadyAssociated(String),
+    /// A gateway detached from a VPC it is not attached to
+    #[error("resource {gateway} is not attached to network {vpc}")]
+    GatewayNotAttached { gateway: String, vpc: String },
+    /// A route whose destination the table has already
+    #[error("The route identified by {0} already exists.")]
+    RouteAlreadyExists(String),
+    /// No route of that destination in the table
+    #[error("no route with destination-cidr-block {destination} in route table {table}")]
+    RouteNotFound { destination: String, table: String },
+    /// No route table association of that id
+    #[error("The association ID '{0}' does not exist")]
+    AssociationNotFound(String),
     /// A parameter value the domain rejects
     #[error("{message}")]
     InvalidParameter { name: &'static str, message: String },

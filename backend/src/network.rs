@@ -1,12 +1,11 @@
-//! The default VPC, its subnets, and the addresses instances get.
+//! Subnets as launches see them, and the addresses instances get.
 //!
-//! Every account has one default VPC, `172.31.0.0/16` as on AWS, with one default subnet per
-//! availability zone: the n-th zone of the topology gets `172.31.(16·n).0/20`. Subnet ids are
-//! derived from the account and zone, so they need no table. All subnets share one L2 segment
-//! (the hosts' bridge), which is why an instance keeps its address when it moves host, and
-//! why addresses are unique across accounts ([`storage::tables::LEASES`]). As on AWS, the
-//! first four addresses of a subnet and its last are reserved; `.1` is the router, which is
-//! the hosts' bridge address.
+//! The VPCs and subnets themselves are records ([`crate::vpcs`]). The default VPCs' subnets
+//! share one L2 segment (the hosts' bridge), which is why an instance keeps its address when it
+//! moves host, and why their addresses are unique across accounts ([`storage::tables::LEASES`]).
+//! Every other VPC is an address space of its own (its leases are keyed by the VPC), so two
+//! VPCs may hold the same address. As on AWS, the first four addresses of a subnet and its last
+//! are reserved; `.1` is the router (on the shared segment, the hosts' bridge address).
 //!
 //! Guests that ask for an address by DHCP (cloud images) get theirs from a dnsmasq that
 //! `scripts/setup-host` runs on the segment: before each boot, Stratus writes the instance's
@@ -22,7 +21,7 @@ use storage::{LeaseBlockRecord, LeaseRecord, WriteTx};
 
 use crate::{Backend, Error, Result};
 
-pub const VPC_CIDR: &str = "172.31.0.0/16";
+pub const VPC_CIDR: &str = crate::vpcs::DEFAULT_VPC_CIDR;
 const SUBNET_PREFIX: u8 = 20;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -33,9 +32,34 @@ pub struct Subnet {
     pub zone_index: usize,
     pub network: Ipv4Addr,
     pub prefix: u8,
+    /// One of the default VPC's subnets, where launches without a subnet land.
+    pub default_for_az: bool,
+    /// Where its addresses are leased: empty for the default VPCs' shared segment, `{vpc id}/`
+    /// for a VPC of its own.
+    pub lease_scope: String,
 }
 
 impl Subnet {
+    /// A subnet record as launches use it; `vpc` is its VPC's record.
+    pub fn of(record: &storage::SubnetRecord, vpc: Option<&storage::VpcRecord>, zone_index: usize) -> Self {
+        let cidr = crate::vpcs::Cidr::parse(&record.cidr);
+        Self {
+            id: record.id.clone(),
+            vpc_id: record.vpc_id.clone(),
+            zone: record.zone.clone(),
+            zone_index,
+            network: cidr.map_or(Ipv4Addr::UNSPECIFIED, |c| c.network),
+            prefix: cidr.map_or(32, |c| c.prefix),
+            default_for_az: record.default_for_az,
+            lease_scope: lease_scope(vpc),
+        }
+    }
+
+    /// The key of this subnet's lease of `address`.
+    pub fn lease_key(&self, address: Ipv4Addr) -> String {
+        format!("{}{address}", self.lease_scope)
+    }
+
     pub fn cidr(&self) -> String {
         format!("{}/{}", self.network, self.prefix)
     }
@@ -65,6 +89,15 @@ impl Subnet {
     /// How many addresses instances may get, for DescribeSubnets.
     pub fn assignable_count(&self) -> u32 {
         self.size() - 5
+    }
+}
+
+/// Where a VPC's addresses are leased ([`Subnet::lease_scope`]); a VPC without a record is a
+/// default one.
+pub fn lease_scope(vpc: Option<&storage::VpcRecord>) -> String {
+    match vpc {
+        Some(vpc) if !vpc.default => format!("{}/", vpc.id),
+        _ => String::new(),
     }
 }
 
@@ -131,7 +164,7 @@ pub(crate) fn lease_address(
     let (first, end) = (u32::from(subnet.network) + 4, u32::from(subnet.network) + subnet.size() - 1);
     let mut from = first;
     while from < end {
-        let (block_key, offset) = lease_block_key(Ipv4Addr::from(from));
+        let (block_key, offset) = lease_block_key(&subnet.lease_scope, Ipv4Addr::from(from));
         let block_start = from - offset as u32;
         let block_end = (block_start + LEASE_BLOCK).min(end);
         let block = tx.get(&LEASE_BLOCKS, &block_key)?.unwrap_or_else(LeaseBlockRecord::empty);
@@ -142,7 +175,7 @@ pub(crate) fn lease_address(
                 offset = bit + 1;
                 continue;
             }
-            let key = address.to_string();
+            let key = subnet.lease_key(address);
             tx.insert(&LEASES, &key, &LeaseRecord { instance_key: instance_key.to_owned(), mac: mac.to_owned() })?;
             return Ok(address);
         }
@@ -166,17 +199,19 @@ pub(crate) fn lease_given_address(
             format!("Address {address} is not an assignable address of subnet {} ({})", subnet.id, subnet.cidr()),
         ));
     }
-    let key = address.to_string();
+    let key = subnet.lease_key(address);
     if held_elsewhere.contains(&address) || tx.get(&LEASES, &key)?.is_some() {
-        return Err(Error::AddressInUse(key));
+        return Err(Error::AddressInUse(address.to_string()));
     }
     tx.insert(&LEASES, &key, &LeaseRecord { instance_key: instance_key.to_owned(), mac: mac.to_owned() })?;
     Ok(address)
 }
 
-pub(crate) fn release_address(tx: &WriteTx, address: &str, instance_key: &str) -> Result<()> {
-    if tx.get(&LEASES, address)?.is_some_and(|lease| lease.instance_key == instance_key) {
-        tx.remove(&LEASES, address)?;
+/// Gives back `address` (in the VPC `scope`, [`lease_scope`]) if `instance_key` holds it.
+pub(crate) fn release_address(tx: &WriteTx, scope: &str, address: &str, instance_key: &str) -> Result<()> {
+    let key = format!("{scope}{address}");
+    if tx.get(&LEASES, &key)?.is_some_and(|lease| lease.instance_key == instance_key) {
+        tx.remove(&LEASES, &key)?;
     }
     Ok(())
 }
@@ -214,7 +249,8 @@ impl Backend {
         reload_dnsmasq(dir);
     }
 
-    /// The instance that holds `address`, if any: the metadata service's way to tell who asks.
+    /// The instance that holds `address` on the shared segment, if any: the metadata service's
+    /// way to tell who asks.
     pub fn instance_at(&self, address: Ipv4Addr) -> Result<Option<storage::InstanceRecord>> {
         self.store().read(|tx| {
             let Some(lease) = tx.get(&LEASES, &address.to_string())? else { return Ok(None) };
@@ -222,28 +258,43 @@ impl Backend {
         })
     }
 
-    /// The default subnets of an account's default VPC, one per zone of the topology.
-    pub fn subnets(&self, account: &str, vpc_id: &str) -> Vec<Subnet> {
-        self.topology()
-            .regions
-            .iter()
-            .flat_map(|r| r.zones.iter())
-            .enumerate()
-            .map(|(index, zone)| Subnet {
-                id: crate::ids::derived_id("subnet", &[account, zone]),
-                vpc_id: vpc_id.to_owned(),
-                zone: zone.clone(),
-                zone_index: index,
-                network: Ipv4Addr::new(172, 31, (16 * index) as u8, 0),
-                prefix: SUBNET_PREFIX,
-            })
-            .collect()
+    /// One subnet of the account, by id.
+    pub fn subnet(&self, account: &str, id: &str) -> Result<Subnet> {
+        let zones: Vec<&String> = self.topology().regions.iter().flat_map(|r| r.zones.iter()).collect();
+        self.store().read(|tx| {
+            let record = crate::vpcs::subnet_in(tx, account, id)?;
+            let vpc = tx.get(&storage::tables::VPCS, &format!("{account}/{}", record.vpc_id))?;
+            let index = zones.iter().position(|z| **z == record.zone).unwrap_or(usize::MAX);
+            Ok(Subnet::of(&record, vpc.as_ref(), index))
+        })
+    }
+
+    /// The subnets of `vpc_id` (in the account), zone by zone.
+    pub fn subnets(&self, account: &str, vpc_id: &str) -> Result<Vec<Subnet>> {
+        let zones: Vec<&String> = self.topology().regions.iter().flat_map(|r| r.zones.iter()).collect();
+        self.store().read(|tx| {
+            let vpc = tx.get(&storage::tables::VPCS, &format!("{account}/{vpc_id}"))?;
+            let mut subnets: Vec<Subnet> = tx
+                .scan(&storage::tables::SUBNETS, &format!("{account}/"))?
+                .iter()
+                .filter(|(_, s)| s.vpc_id == vpc_id)
+                .map(|(_, s)| {
+                    Subnet::of(s, vpc.as_ref(), zones.iter().position(|z| **z == s.zone).unwrap_or(usize::MAX))
+                })
+                .collect();
+            subnets.sort_by_key(|a| (a.zone_index, a.network));
+            Ok(subnets)
+        })
     }
 
     /// Addresses of a subnet not leased to any instance.
     pub fn free_addresses(&self, subnet: &Subnet) -> Result<u32> {
-        let leased = self.store().read(|tx| tx.scan(&LEASES, ""))?;
-        let used = leased.iter().filter(|(ip, _)| ip.parse::<Ipv4Addr>().is_ok_and(|a| subnet.contains(a))).count();
+        let leased = self.store().read(|tx| tx.scan(&LEASES, &subnet.lease_scope))?;
+        let used = leased
+            .iter()
+            .filter_map(|(key, _)| key.strip_prefix(subnet.lease_scope.as_str()))
+            .filter(|ip| ip.parse::<Ipv4Addr>().is_ok_and(|a| subnet.contains(a)))
+            .count();
         Ok(subnet.assignable_count().saturating_sub(used as u32))
     }
 }
@@ -256,10 +307,40 @@ mod tests {
     /// No other installation holds anything.
     const NONE: BTreeSet<Ipv4Addr> = BTreeSet::new();
 
+    /// The default VPC's subnets of an account without a record, made on first use.
+    fn default_subnets(b: &Backend, account: &str, vpc: &str) -> Vec<Subnet> {
+        assert_eq!(b.default_vpc(account, vpc).unwrap().as_deref(), Some(vpc));
+        b.subnets(account, vpc).unwrap()
+    }
+
+    #[test]
+    fn vpcs_of_their_own_lease_the_same_addresses_apart() {
+        let b = backend();
+        let vpcs = ["a", "b"].map(|account| b.create_vpc(account, "10.0.0.0/16", None, &[]).unwrap());
+        let subnets = vpcs.each_ref().map(|v| {
+            let record = b.create_subnet(&v.account, &v.id, "10.0.1.0/24", None, None, &[]).unwrap();
+            b.subnets(&v.account, &v.id).unwrap().into_iter().find(|s| s.id == record.id).unwrap()
+        });
+        let wanted = Ipv4Addr::new(10, 0, 1, 10);
+        for (subnet, who) in subnets.iter().zip(["a/i-1", "b/i-2"]) {
+            let taken = b.store().write(|tx| lease_given_address(tx, subnet, wanted, who, "m", &NONE)).unwrap();
+            assert_eq!(taken, wanted);
+        }
+        let again = b.store().write(|tx| lease_given_address(tx, &subnets[0], wanted, "a/i-3", "m", &NONE));
+        assert!(matches!(again, Err(Error::AddressInUse(_))), "{again:?}");
+        assert_eq!(b.free_addresses(&subnets[0]).unwrap(), 250);
+        let lowest = b.store().write(|tx| lease_address(tx, &subnets[1], "b/i-4", "m", &NONE)).unwrap();
+        assert_eq!(lowest, Ipv4Addr::new(10, 0, 1, 4));
+        assert_eq!(b.instance_at(wanted).unwrap(), None, "the shared segment's lookup never sees a VPC's own");
+        b.store().write(|tx| release_address(tx, &subnets[0].lease_scope, "10.0.1.10", "a/i-1")).unwrap();
+        assert_eq!(b.free_addresses(&subnets[0]).unwrap(), 251);
+        assert_eq!(b.free_addresses(&subnets[1]).unwrap(), 249);
+    }
+
     #[test]
     fn one_subnet_per_zone_with_aws_reservations() {
         let b = backend();
-        let subnets = b.subnets("111122223333", "vpc-1");
+        let subnets = default_subnets(&b, "111122223333", "vpc-1");
         assert_eq!(subnets.len(), 1);
         let s = &subnets[0];
         assert_eq!(s.cidr(), "172.31.0.0/20");
@@ -270,14 +351,14 @@ mod tests {
         assert_eq!(s.assignable_count() as usize, s.assignable().count());
         let last = s.assignable().last().unwrap();
         assert_eq!((subnet_cidr_of(last), router_of(last)), (s.cidr(), s.router()), "derived from any address");
-        assert_eq!(s.id, b.subnets("111122223333", "vpc-1")[0].id, "ids are stable");
-        assert_ne!(s.id, b.subnets("999922223333", "vpc-2")[0].id);
+        assert_eq!(s.id, default_subnets(&b, "111122223333", "vpc-1")[0].id, "ids are stable");
+        assert_ne!(s.id, default_subnets(&b, "999922223333", "vpc-2")[0].id);
     }
 
     #[test]
     fn leases_are_unique_and_reused_after_release() {
         let b = backend();
-        let subnet = b.subnets("a", "vpc-1").remove(0);
+        let subnet = default_subnets(&b, "a", "vpc-1").remove(0);
         let (first, second) = b
             .store()
             .write(|tx| {
@@ -289,8 +370,8 @@ mod tests {
             .unwrap();
         assert_eq!(first, Ipv4Addr::new(172, 31, 0, 4));
         assert_eq!(second, Ipv4Addr::new(172, 31, 0, 5));
-        b.store().write(|tx| release_address(tx, "172.31.0.4", "someone/else")).unwrap();
-        b.store().write(|tx| release_address(tx, "172.31.0.4", "a/i-1")).unwrap();
+        b.store().write(|tx| release_address(tx, "", "172.31.0.4", "someone/else")).unwrap();
+        b.store().write(|tx| release_address(tx, "", "172.31.0.4", "a/i-1")).unwrap();
         let again = b.store().write(|tx| lease_address(tx, &subnet, "c/i-3", "m3", &NONE)).unwrap();
         assert_eq!(again, first);
         let mac = new_mac();
@@ -300,7 +381,7 @@ mod tests {
     #[test]
     fn a_full_subnet_is_exhausted_until_an_address_comes_back() {
         let b = backend();
-        let subnet = b.subnets("a", "vpc-1").remove(0);
+        let subnet = default_subnets(&b, "a", "vpc-1").remove(0);
         let all = b
             .store()
             .write(|tx| {
@@ -312,7 +393,7 @@ mod tests {
         assert_eq!(all, subnet.assignable().collect::<Vec<_>>(), "lowest first, every one once");
         let full = b.store().write(|tx| lease_address(tx, &subnet, "a/i-x", "m", &NONE));
         assert!(matches!(full, Err(Error::AddressesExhausted(_))), "{full:?}");
-        b.store().write(|tx| release_address(tx, "172.31.7.9", "a/i-1797")).unwrap();
+        b.store().write(|tx| release_address(tx, "", "172.31.7.9", "a/i-1797")).unwrap();
         let back = b.store().write(|tx| lease_address(tx, &subnet, "a/i-y", "m", &NONE)).unwrap();
         assert_eq!(back, Ipv4Addr::new(172, 31, 7, 9));
     }
@@ -320,7 +401,7 @@ mod tests {
     #[test]
     fn a_given_address_is_taken_only_if_assignable_and_free() {
         let b = backend();
-        let subnet = b.subnets("a", "vpc-1").remove(0);
+        let subnet = default_subnets(&b, "a", "vpc-1").remove(0);
         let wanted = Ipv4Addr::new(172, 31, 9, 20);
         let taken = b.store().write(|tx| lease_given_address(tx, &subnet, wanted, "a/i-1", "m1", &NONE)).unwrap();
         assert_eq!(taken, wanted);
@@ -339,7 +420,7 @@ mod tests {
     #[test]
     fn addresses_held_elsewhere_are_never_handed_out() {
         let b = backend();
-        let subnet = b.subnets("a", "vpc-1").remove(0);
+        let subnet = default_subnets(&b, "a", "vpc-1").remove(0);
         let held: BTreeSet<Ipv4Addr> = [[172, 31, 0, 4], [172, 31, 0, 5], [172, 31, 0, 7]].map(Ipv4Addr::from).into();
         let taken = b
             .store()

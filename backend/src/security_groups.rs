@@ -262,10 +262,11 @@ impl Backend {
         description: &str,
         tags: &[(String, String)],
     ) -> Result<SecurityGroupRecord> {
-        let vpc_id = vpc_id.unwrap_or(default_vpc);
-        if vpc_id != default_vpc {
-            return Err(Error::ResourceNotFound { kind: ResourceKind::Vpc, id: vpc_id.to_owned() });
-        }
+        let vpc_id = match vpc_id {
+            Some(id) => self.vpc(account, id)?.id,
+            None => self.default_vpc(account, default_vpc)?.ok_or(Error::NoDefaultVpc)?,
+        };
+        let vpc_id = vpc_id.as_str();
         for (field, value) in [("GroupName", name), ("GroupDescription", description)] {
             if value.is_empty() || value.chars().count() > 255 {
                 return Err(invalid(field, format!("Value for {field} must be 1 to 255 characters long.")));
@@ -316,6 +317,9 @@ impl Backend {
 
     /// Makes the VPC's `default` group on first need, as every VPC has one.
     pub fn ensure_default_security_group(&self, account: &str, default_vpc: &str) -> Result<()> {
+        // An account whose default VPC was deleted has no default group to make.
+        let Some(default_vpc) = self.default_vpc(account, default_vpc)? else { return Ok(()) };
+        let default_vpc = default_vpc.as_str();
         let default_id = default_group_id(account, default_vpc);
         if self.store().read(|tx| tx.get(&SECURITY_GROUPS, &group_key(account, &default_id)))?.is_none() {
             self.store().write(|tx| ensure_default_group(tx, account, default_vpc))?;

@@ -6,7 +6,10 @@
 use std::collections::BTreeMap;
 
 use storage::derived::tag_index_prefix;
-use storage::tables::{ACCOUNTS, IMAGES, INSTANCES, KEY_PAIRS, SECURITY_GROUPS, SNAPSHOTS, TAGS, TAG_INDEX, VOLUMES};
+use storage::tables::{
+    IMAGES, INSTANCES, INTERNET_GATEWAYS, KEY_PAIRS, ROUTE_TABLES, SECURITY_GROUPS, SNAPSHOTS, SUBNETS, TAGS,
+    TAG_INDEX, VOLUMES, VPCS,
+};
 use storage::{Reads, TagRecord, WriteTx};
 
 use crate::{Backend, Error, ResourceKind, Result};
@@ -100,7 +103,10 @@ fn ensure_exists(tx: &WriteTx, account: &str, id: &str) -> Result<()> {
     let kind = ResourceKind::of_id(id).ok_or_else(|| Error::MalformedId(id.to_owned()))?;
     let exists = match kind {
         ResourceKind::KeyPair => tx.get(&KEY_PAIRS, &format!("{account}/{id}"))?.is_some(),
-        ResourceKind::Vpc => tx.get(&ACCOUNTS, account)?.is_some_and(|a| a.default_vpc_id == id),
+        ResourceKind::Vpc => tx.get(&VPCS, &format!("{account}/{id}"))?.is_some(),
+        ResourceKind::Subnet => tx.get(&SUBNETS, &format!("{account}/{id}"))?.is_some(),
+        ResourceKind::InternetGateway => tx.get(&INTERNET_GATEWAYS, &format!("{account}/{id}"))?.is_some(),
+        ResourceKind::RouteTable => tx.get(&ROUTE_TABLES, &format!("{account}/{id}"))?.is_some(),
         ResourceKind::Instance => tx.get(&INSTANCES, &format!("{account}/{id}"))?.is_some(),
         ResourceKind::Image => tx.get(&IMAGES, &format!("{account}/{id}"))?.is_some(),
         // An instance's interface lives as long as the instance is not terminated.
@@ -114,7 +120,12 @@ fn ensure_exists(tx: &WriteTx, account: &str, id: &str) -> Result<()> {
         ResourceKind::SecurityGroupRule => {
             tx.scan(&SECURITY_GROUPS, &format!("{account}/"))?.iter().any(|(_, g)| g.rules.iter().any(|r| r.id == id))
         }
-        ResourceKind::Subnet | ResourceKind::Reservation | ResourceKind::Host | ResourceKind::Migration => false,
+        ResourceKind::Reservation
+        | ResourceKind::Host
+        | ResourceKind::Migration
+        | ResourceKind::NatGateway
+        | ResourceKind::NetworkAcl
+        | ResourceKind::DhcpOptions => false,
     };
     if exists {
         Ok(())

@@ -1,16 +1,20 @@
 //! The accounts' networks as OVN should hold them (issue 16, in progress).
 //!
-//! Every account's default VPC becomes a logical router, each of its default subnets (one per
-//! zone, [`crate::network`]) a logical switch on that router with OVN's DHCP, and every
-//! instance that is not terminated a switch port named by its network interface id, with its
-//! MAC and address and port security. VPCs of different accounts are different routers, so the
+//! Every VPC ([`crate::vpcs`]) becomes a logical router, each of its subnets a logical switch
+//! on that router with OVN's DHCP, and every
+//! instance that is not terminated a switch port (named by a UUID derived from its network
+//! interface id, [`port_name`]), with its MAC and address and port security. VPCs of different accounts are different routers, so the
 //! same address in two accounts never meets.
 //!
 //! [`desired`] is a pure function of the store's records. When a northbound database is
 //! configured ([`Backend::with_ovn`]), each sweep reconciles OVN with it ([`Backend::sync_ovn`]):
 //! at once when the wanted network changed, and every [`FULL_RECONCILE`] anyway, which repairs
-//! drift and finishes whatever a crash interrupted. Guests are not plugged into OVN yet: their
-//! NICs stay on the hosts' bridge until the data-plane increment.
+//! drift and finishes whatever a crash interrupted.
+//!
+//! Guests of a VPC of their own are plugged into OVN: their NIC goes into the host's
+//! integration bridge as their logical port ([`Backend::ovn_port`]), and OVN's DHCP, router and
+//! port security serve them. The default VPCs' guests still sit on the hosts' Linux bridge
+//! (their addresses are unique across accounts there), guarded by nwfilter.
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -18,11 +22,11 @@ use std::time::{Duration, Instant};
 
 use ovn::{Desired, Dhcp, Router, RouterPort, Switch, SwitchPort};
 use sha2::{Digest, Sha256};
-use storage::tables::ACCOUNTS;
+use storage::tables::VPCS;
 use storage::{InstanceRecord, InstanceState};
 
 use crate::network::Subnet;
-use crate::{Backend, Result};
+use crate::{Backend, Error, Result};
 
 /// How often OVN is reconciled even when nothing changed here.
 pub const FULL_RECONCILE: Duration = Duration::from_secs(30);
@@ -48,6 +52,17 @@ impl Interface {
             address: record.private_ip.clone(),
         })
     }
+}
+
+/// Open vSwitch's integration bridge on every host, which `ovn-controller` programs.
+pub const INTEGRATION_BRIDGE: &str = "br-int";
+
+/// The logical switch port of an interface: a UUID, since libvirt's `<virtualport>` names the
+/// port it plugs by UUID (`interfaceid`); the interface's id is the row's owner mark.
+pub fn port_name(installation: &str, interface_id: &str) -> String {
+    let d = Sha256::digest(format!("{installation}/{interface_id}").as_bytes());
+    let hex: String = d.iter().take(16).map(|b| format!("{b:02x}")).collect();
+    format!("{}-{}-{}-{}-{}", &hex[..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
 }
 
 /// A stable locally administered MAC for a router port, from what it serves.
@@ -85,7 +100,7 @@ pub fn desired(installation: &str, vpcs: &[(String, String, Vec<Subnet>)], inter
                 .into_iter()
                 .flatten()
                 .map(|i| SwitchPort {
-                    name: i.id.clone(),
+                    name: port_name(installation, &i.id),
                     owner: i.id.clone(),
                     mac: i.mac.clone(),
                     addresses: vec![i.address.clone()],
@@ -127,6 +142,29 @@ impl Backend {
         self
     }
 
+    /// The OVN logical port an instance's NIC is plugged in as, when its VPC is one of its own
+    /// (not a default VPC, whose guests share the hosts' bridge).
+    pub fn ovn_port(&self, record: &InstanceRecord) -> Result<Option<String>> {
+        let vpc = self.store().read(|tx| tx.get(&VPCS, &format!("{}/{}", record.account, record.vpc_id)))?;
+        if crate::network::lease_scope(vpc.as_ref()).is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(port_name(self.installation()?, &record.network_interface_id)))
+    }
+
+    /// Whether instances can be given a VPC of their own here: OVN is configured, or no host
+    /// runs guests that could use a network (libvirt's test driver).
+    pub(crate) fn ensure_vpc_networking(&self, vpc_id: &str) -> Result<()> {
+        let runs_guests = self.hosts().iter().any(|h| h.accelerator != crate::hypervisor::Accelerator::Test);
+        if self.ovn.is_some() || !runs_guests {
+            return Ok(());
+        }
+        Err(Error::UnsupportedOperation(format!(
+            "Instances in {vpc_id} need OVN, which this Stratus is not configured with: run scripts/setup-host \
+             and set [network] ovn_northbound (see the README's VPC networking section)."
+        )))
+    }
+
     /// The configured OVN northbound database and, when it does not answer, why. `None`
     /// without OVN. Blocks.
     pub fn ovn_check(&self) -> Option<(String, Option<String>)> {
@@ -135,16 +173,13 @@ impl Backend {
         Some((sync.northbound.db().to_owned(), answer.err().map(|e| e.to_string())))
     }
 
-    /// What OVN should hold for this installation now.
+    /// What OVN should hold for this installation now: every VPC of every account.
     pub fn desired_network(&self, interfaces: &[Interface]) -> Result<Desired> {
-        let accounts = self.store().read(|tx| tx.scan(&ACCOUNTS, ""))?;
-        let vpcs: Vec<(String, String, Vec<Subnet>)> = accounts
+        let vpcs = self.store().read(|tx| tx.scan(&VPCS, ""))?;
+        let vpcs: Vec<(String, String, Vec<Subnet>)> = vpcs
             .into_iter()
-            .map(|(_, a)| {
-                let subnets = self.subnets(&a.id, &a.default_vpc_id);
-                (a.default_vpc_id, crate::network::VPC_CIDR.to_owned(), subnets)
-            })
-            .collect();
+            .map(|(_, v)| Ok((v.id.clone(), v.cidr.clone(), self.subnets(&v.account, &v.id)?)))
+            .collect::<Result<_>>()?;
         Ok(desired(self.installation()?, &vpcs, interfaces))
     }
 
@@ -187,7 +222,9 @@ mod tests {
     #[test]
     fn each_account_is_a_router_each_subnet_a_switch_each_interface_a_port() {
         let b = backend();
-        let (a, z) = (b.subnets("111111111111", "vpc-a"), b.subnets("222222222222", "vpc-z"));
+        b.default_vpc("111111111111", "vpc-a").unwrap();
+        b.default_vpc("222222222222", "vpc-z").unwrap();
+        let (a, z) = (b.subnets("111111111111", "vpc-a").unwrap(), b.subnets("222222222222", "vpc-z").unwrap());
         let vpcs = vec![
             ("vpc-a".to_owned(), "172.31.0.0/16".to_owned(), a.clone()),
             ("vpc-z".to_owned(), "172.31.0.0/16".to_owned(), z.clone()),
@@ -207,7 +244,10 @@ mod tests {
         );
         assert_eq!(dhcp.server_mac, d.routers[0].ports[0].mac, "DHCP answers from the router's port");
         assert_ne!(d.routers[0].ports[0].mac, d.routers[1].ports[0].mac);
-        assert_eq!(d.switches[1].ports[0].name, "eni-2");
+        assert_eq!(d.switches[1].ports[0].name, port_name("0123456789abcdef", "eni-2"));
+        assert_eq!(d.switches[1].ports[0].owner, "eni-2");
+        assert_eq!(port_name("0123456789abcdef", "eni-2").len(), 36, "a UUID, as libvirt names ports");
+        assert_ne!(port_name("0123456789abcdef", "eni-2"), port_name("fedcba9876543210", "eni-2"));
         // An interface of a subnet no VPC lists is not wanted anywhere.
         let stray = desired("0123456789abcdef", &vpcs[..1], &interfaces);
         assert_eq!(stray.switches.iter().map(|s| s.ports.len()).sum::<usize>(), 1);

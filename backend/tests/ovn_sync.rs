@@ -8,6 +8,7 @@ use backend::fake::FakeCloud;
 use backend::hosts::{Host, HostConfig, HostPool};
 use backend::hypervisor::Accelerator;
 use backend::instances::LaunchRequest;
+use backend::vpc_network::port_name;
 use backend::{Backend, Topology};
 use ovn::testing::{ovn_present, Db};
 use ovn::Northbound;
@@ -77,12 +78,14 @@ fn the_sweep_keeps_ovn_in_step_with_the_store() {
     for account in [&admin.account_id, &other.account_id] {
         assert!(routers.contains(&format!("stratus-{}", vpc_of(account))), "{routers}");
     }
-    for record in [&mine, &theirs] {
-        let addresses = nbctl(&["lsp-get-addresses", &record.network_interface_id]);
-        assert_eq!(addresses.trim(), format!("{} {}", record.mac, record.private_ip));
-        assert!(nbctl(&["lsp-get-dhcpv4-options", &record.network_interface_id]).contains("172.31.0.0/20"));
-    }
     let installation = b.installation().unwrap().to_owned();
+    // Ports are named by a UUID derived from the interface (libvirt's `interfaceid`).
+    let port = |record: &storage::InstanceRecord| port_name(&installation, &record.network_interface_id);
+    for record in [&mine, &theirs] {
+        let addresses = nbctl(&["lsp-get-addresses", &port(record)]);
+        assert_eq!(addresses.trim(), format!("{} {}", record.mac, record.private_ip));
+        assert!(nbctl(&["lsp-get-dhcpv4-options", &port(record)]).contains("172.31.0.0/20"));
+    }
     let names = |current: ovn::Current| {
         let mut names: Vec<String> = [current.routers, current.router_ports, current.switches, current.switch_ports]
             .into_iter()
@@ -97,22 +100,22 @@ fn the_sweep_keeps_ovn_in_step_with_the_store() {
     let before = names(before);
 
     // Drift is repaired within a full reconciliation; a sweep with nothing new writes nothing.
-    nbctl(&["lsp-del", &mine.network_interface_id]);
+    nbctl(&["lsp-del", &port(&mine)]);
     assert_eq!(b.sync_ovn(&interfaces(&b)).unwrap(), None, "nothing changed here: no write before the full pass");
     drop(b);
 
     // A restart (a crash, even) reconciles at once: the port comes back.
     let b = backend(Store::open(&store_path).unwrap(), dir.path(), &db.socket());
     b.sweep().unwrap();
-    assert!(nb.nbctl(&["lsp-get-addresses", &mine.network_interface_id]).is_ok(), "the deleted port is back");
+    assert!(nb.nbctl(&["lsp-get-addresses", &port(&mine)]).is_ok(), "the deleted port is back");
     assert_eq!(names(nb.current(&installation).unwrap()), before);
 
     // A terminated instance's port goes; nothing else does.
     b.terminate_instances(&other.account_id, std::slice::from_ref(&theirs.id)).unwrap();
     b.converge(&format!("{}/{}", other.account_id, theirs.id)).unwrap();
     b.sweep().unwrap();
-    assert!(nb.nbctl(&["lsp-get-addresses", &theirs.network_interface_id]).is_err(), "its port is gone");
-    assert!(nb.nbctl(&["lsp-get-addresses", &mine.network_interface_id]).is_ok());
+    assert!(nb.nbctl(&["lsp-get-addresses", &port(&theirs)]).is_err(), "its port is gone");
+    assert!(nb.nbctl(&["lsp-get-addresses", &port(&mine)]).is_ok());
     assert!(nbctl(&["ls-list"]).contains("operator-switch"), "another tool's row is never touched");
 }
 

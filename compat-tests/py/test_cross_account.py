@@ -1,8 +1,9 @@
 """Cross-account isolation, as a matrix over every action that takes a resource id.
 
 Account A owns a key pair, a security group with a rule, a running instance, an attached and an
-unattached volume, a snapshot and a private image (all tagged), and a default VPC and subnet of
-its own. Account B, for every row of `ROWS`, calls the action once with A's id and once with a
+unattached volume, a snapshot and a private image (all tagged), a default VPC and subnet of its
+own, and a VPC it made (10.0.0.0/16, as B's) with a subnet, an attached internet gateway and a
+route table associated with the subnet. Account B, for every row of `ROWS`, calls the action once with A's id and once with a
 fresh id of the same shape that names nothing at all. The two answers must be indistinguishable
 (HTTP status, error Code, and the message once the id itself is replaced by a placeholder), B's
 answer must name none of A's resources, and A's own view of its resources must be unchanged
@@ -136,8 +137,26 @@ def _build_world(server, test_image) -> World:
     a["attached_volume"] = ca.create_volume(AvailabilityZone=zone, Size=1,
                                             TagSpecifications=spec("volume"))["VolumeId"]
 
-    # B's own resources: a group, a running instance, an available volume.
+    # A VPC of A's own with its subnet, gateway and route table.
+    a["own_vpc"] = ca.create_vpc(CidrBlock="10.0.0.0/16", TagSpecifications=spec("vpc"))["Vpc"]["VpcId"]
+    a["own_subnet"] = ca.create_subnet(VpcId=a["own_vpc"], CidrBlock="10.0.1.0/24",
+                                       TagSpecifications=spec("subnet"))["Subnet"]["SubnetId"]
+    a["igw"] = ca.create_internet_gateway(
+        TagSpecifications=spec("internet-gateway"))["InternetGateway"]["InternetGatewayId"]
+    ca.attach_internet_gateway(InternetGatewayId=a["igw"], VpcId=a["own_vpc"])
+    a["rtb"] = ca.create_route_table(VpcId=a["own_vpc"],
+                                     TagSpecifications=spec("route-table"))["RouteTable"]["RouteTableId"]
+    ca.create_route(RouteTableId=a["rtb"], DestinationCidrBlock="0.0.0.0/0", GatewayId=a["igw"])
+    a["rtbassoc"] = ca.associate_route_table(RouteTableId=a["rtb"], SubnetId=a["own_subnet"])["AssociationId"]
+    a["acl"] = ca.describe_network_acls(**_f("vpc-id", a["own_vpc"]))["NetworkAcls"][0]["NetworkAclId"]
+    a["dopt"] = ca.describe_dhcp_options()["DhcpOptions"][0]["DhcpOptionsId"]
+
+    # B's own resources: a group, a running instance, an available volume, a VPC like A's.
     b: dict[str, str] = {}
+    b["vpc"] = cb.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    b["subnet"] = cb.create_subnet(VpcId=b["vpc"], CidrBlock="10.0.1.0/24")["Subnet"]["SubnetId"]
+    b["rtb"] = cb.create_route_table(VpcId=b["vpc"])["RouteTable"]["RouteTableId"]
+    b["igw"] = cb.create_internet_gateway()["InternetGateway"]["InternetGatewayId"]
     b["group_id"] = cb.create_security_group(GroupName=f"b-sg-{secrets.token_hex(6)}",
                                              Description="group of B")["GroupId"]
     b["instance"] = cb.run_instances(ImageId=public_image, InstanceType="t3.nano", MinCount=1,
@@ -245,7 +264,15 @@ def a_state(w: World) -> dict:
         "all_images": sorted(i["ImageId"] for i in ca.describe_images(Owners=["self"])["Images"]),
         "all_keys": sorted(k["KeyPairId"] for k in ca.describe_key_pairs()["KeyPairs"]),
         "all_groups": _try(lambda: ca.describe_security_groups()),
+        "vpcs": _try(lambda: ca.describe_vpcs()),
+        "subnets": _try(lambda: ca.describe_subnets()),
+        "gateways": _try(lambda: ca.describe_internet_gateways()),
+        "route_tables": _try(lambda: ca.describe_route_tables()),
+        "acls": _try(lambda: ca.describe_network_acls()),
+        "dhcp": _try(lambda: ca.describe_dhcp_options()),
     }
+    for attribute in ("enableDnsSupport", "enableDnsHostnames"):
+        state[f"vpc:{attribute}"] = _try(lambda: ca.describe_vpc_attribute(VpcId=a["own_vpc"], Attribute=attribute))
     for attribute in ("instanceType", "userData", "disableApiTermination", "disableApiStop",
                       "instanceInitiatedShutdownBehavior", "groupSet", "sourceDestCheck"):
         state[f"attr:{attribute}"] = _try(
@@ -383,7 +410,8 @@ def _name():
 PERM_NEW = [{"IpProtocol": "tcp", "FromPort": 8443, "ToPort": 8443, "IpRanges": [{"CidrIp": "10.9.0.0/16"}]}]
 ALL_EGRESS = [{"IpProtocol": "-1", "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}]
 TAG_B = [{"Key": "set-by", "Value": "b"}]
-ALL_TAGGABLE = "instance volume attached_volume root_volume snapshot image key_id group_id rule_id eni"
+ALL_TAGGABLE = ("instance volume attached_volume root_volume snapshot image key_id group_id rule_id eni own_vpc "
+                "own_subnet igw rtb")
 
 ROWS: list[Row] = [
     # Reads.
@@ -439,11 +467,24 @@ ROWS: list[Row] = [
       lambda c, x, w: c.describe_network_interfaces(Filters=[{"Name": "group-id", "Values": [x]}])),
     R("DescribeTags(filter resource-id)", ALL_TAGGABLE,
       lambda c, x, w: c.describe_tags(Filters=[{"Name": "resource-id", "Values": [x]}])),
-    R("DescribeSubnets", "subnet", lambda c, x, w: c.describe_subnets(SubnetIds=[x])),
+    R("DescribeSubnets", "subnet own_subnet", lambda c, x, w: c.describe_subnets(SubnetIds=[x])),
     R("DescribeSubnets(filter vpc-id)", "vpc", lambda c, x, w: c.describe_subnets(Filters=[{"Name": "vpc-id",
                                                                                             "Values": [x]}])),
-    R("DescribeVpcs", "vpc", lambda c, x, w: c.describe_vpcs(VpcIds=[x])),
-    R("DescribeVpcAttribute", "vpc", lambda c, x, w: c.describe_vpc_attribute(VpcId=x, Attribute="enableDnsSupport")),
+    R("DescribeVpcs", "vpc own_vpc", lambda c, x, w: c.describe_vpcs(VpcIds=[x])),
+    R("DescribeVpcAttribute", "vpc own_vpc",
+      lambda c, x, w: c.describe_vpc_attribute(VpcId=x, Attribute="enableDnsSupport")),
+    R("DescribeInternetGateways", "igw", lambda c, x, w: c.describe_internet_gateways(InternetGatewayIds=[x])),
+    R("DescribeInternetGateways(filter attachment.vpc-id)", "own_vpc vpc",
+      lambda c, x, w: c.describe_internet_gateways(**_f("attachment.vpc-id", x))),
+    R("DescribeRouteTables", "rtb", lambda c, x, w: c.describe_route_tables(RouteTableIds=[x])),
+    R("DescribeRouteTables(filter vpc-id)", "own_vpc vpc", lambda c, x, w: c.describe_route_tables(**_f("vpc-id", x))),
+    R("DescribeRouteTables(filter association id)", "rtbassoc",
+      lambda c, x, w: c.describe_route_tables(**_f("association.route-table-association-id", x))),
+    R("DescribeRouteTables(filter route.gateway-id)", "igw",
+      lambda c, x, w: c.describe_route_tables(**_f("route.gateway-id", x))),
+    R("DescribeNetworkAcls", "acl", lambda c, x, w: c.describe_network_acls(NetworkAclIds=[x])),
+    R("DescribeNetworkAcls(filter vpc-id)", "own_vpc vpc", lambda c, x, w: c.describe_network_acls(**_f("vpc-id", x))),
+    R("DescribeDhcpOptions", "dopt", lambda c, x, w: c.describe_dhcp_options(DhcpOptionsIds=[x])),
     R("DescribeSecurityGroups(filter vpc-id)", "vpc",
       lambda c, x, w: c.describe_security_groups(Filters=[{"Name": "vpc-id", "Values": [x]}])),
     R("DescribeInstances(filter subnet-id)", "subnet",
@@ -556,6 +597,38 @@ ROWS: list[Row] = [
       lambda c, x, w: c.revoke_security_group_ingress(GroupId=w.b["group_id"], SecurityGroupRuleIds=[x])),
     R("RevokeSecurityGroupEgress", "group_id",
       lambda c, x, w: c.revoke_security_group_egress(GroupId=x, IpPermissions=ALL_EGRESS)),
+    R("ModifyVpcAttribute", "vpc own_vpc",
+      lambda c, x, w: c.modify_vpc_attribute(VpcId=x, EnableDnsHostnames={"Value": False})),
+    R("ModifySubnetAttribute", "subnet own_subnet",
+      lambda c, x, w: c.modify_subnet_attribute(SubnetId=x, MapPublicIpOnLaunch={"Value": True})),
+    R("CreateSubnet(in A's VPC)", "own_vpc vpc", lambda c, x, w: c.create_subnet(VpcId=x, CidrBlock="10.0.9.0/24")),
+    R("CreateRouteTable(in A's VPC)", "own_vpc vpc", lambda c, x, w: c.create_route_table(VpcId=x)),
+    R("CreateSecurityGroup(in A's own VPC)", "own_vpc",
+      lambda c, x, w: _create_group_and_delete(c, _name(), w, VpcId=x), normalize=keys_only),
+    R("RunInstances(A's own SubnetId)", "own_subnet", lambda c, x, w: _run(c, w, SubnetId=x)),
+    R("AttachInternetGateway(A's gateway, B's VPC)", "igw",
+      lambda c, x, w: c.attach_internet_gateway(InternetGatewayId=x, VpcId=w.b["vpc"])),
+    R("AttachInternetGateway(B's gateway, A's VPC)", "own_vpc vpc",
+      lambda c, x, w: c.attach_internet_gateway(InternetGatewayId=w.b["igw"], VpcId=x)),
+    R("DetachInternetGateway", "igw",
+      lambda c, x, w: c.detach_internet_gateway(InternetGatewayId=x, VpcId=w.a["own_vpc"])),
+    R("AssociateRouteTable(A's table, B's subnet)", "rtb",
+      lambda c, x, w: c.associate_route_table(RouteTableId=x, SubnetId=w.b["subnet"])),
+    R("AssociateRouteTable(B's table, A's subnet)", "own_subnet subnet",
+      lambda c, x, w: c.associate_route_table(RouteTableId=w.b["rtb"], SubnetId=x)),
+    R("ReplaceRouteTableAssociation", "rtbassoc",
+      lambda c, x, w: c.replace_route_table_association(AssociationId=x, RouteTableId=w.b["rtb"])),
+    R("CreateRoute(A's table)", "rtb", lambda c, x, w: c.create_route(
+        RouteTableId=x, DestinationCidrBlock="192.0.2.0/24", GatewayId=w.b["igw"])),
+    R("CreateRoute(B's table, A's gateway)", "igw", lambda c, x, w: c.create_route(
+        RouteTableId=w.b["rtb"], DestinationCidrBlock="192.0.2.0/24", GatewayId=x)),
+    R("CreateRoute(B's table, A's instance)", "instance", lambda c, x, w: c.create_route(
+        RouteTableId=w.b["rtb"], DestinationCidrBlock="192.0.2.0/24", InstanceId=x)),
+    R("CreateRoute(B's table, A's interface)", "eni", lambda c, x, w: c.create_route(
+        RouteTableId=w.b["rtb"], DestinationCidrBlock="192.0.2.0/24", NetworkInterfaceId=x)),
+    R("ReplaceRoute(A's table)", "rtb", lambda c, x, w: c.replace_route(
+        RouteTableId=x, DestinationCidrBlock="0.0.0.0/0", GatewayId=w.b["igw"])),
+    R("DeleteRoute(A's table)", "rtb", lambda c, x, w: c.delete_route(RouteTableId=x, DestinationCidrBlock="0.0.0.0/0")),
     R("StartInstances", "instance", lambda c, x, w: c.start_instances(InstanceIds=[x])),
     R("RebootInstances", "instance", lambda c, x, w: c.reboot_instances(InstanceIds=[x])),
     R("StopInstances(DryRun)", "instance", lambda c, x, w: c.stop_instances(InstanceIds=[x], DryRun=True)),
@@ -577,6 +650,11 @@ ROWS: list[Row] = [
     R("DeleteSecurityGroup(DryRun)", "group_id", lambda c, x, w: c.delete_security_group(GroupId=x, DryRun=True)),
     R("DeleteSecurityGroup(by id)", "group_id", lambda c, x, w: c.delete_security_group(GroupId=x)),
     R("DeleteSecurityGroup(by name)", "group_name", lambda c, x, w: c.delete_security_group(GroupName=x)),
+    R("DisassociateRouteTable", "rtbassoc", lambda c, x, w: c.disassociate_route_table(AssociationId=x)),
+    R("DeleteSubnet", "own_subnet subnet", lambda c, x, w: c.delete_subnet(SubnetId=x)),
+    R("DeleteRouteTable", "rtb", lambda c, x, w: c.delete_route_table(RouteTableId=x)),
+    R("DeleteInternetGateway", "igw", lambda c, x, w: c.delete_internet_gateway(InternetGatewayId=x)),
+    R("DeleteVpc", "own_vpc vpc", lambda c, x, w: c.delete_vpc(VpcId=x)),
     R("TerminateInstances(DryRun)", "instance", lambda c, x, w: c.terminate_instances(InstanceIds=[x], DryRun=True)),
     R("TerminateInstances(B's and A's)", "instance",
       lambda c, x, w: c.terminate_instances(InstanceIds=[w.b["instance"], x])),
@@ -684,6 +762,23 @@ LISTINGS: list[tuple[str, Callable[[World], Any]]] = [
     ("DescribeSubnets", lambda w: w.cb.describe_subnets()["Subnets"]),
     ("DescribeSubnets(vpc-id)", lambda w: w.cb.describe_subnets(**_f("vpc-id", w.a["vpc"]))["Subnets"]),
     ("DescribeVpcs(owner-id)", lambda w: w.cb.describe_vpcs(**_f("owner-id", w.a_acct.account_id))["Vpcs"]),
+    ("DescribeVpcs(cidr)", lambda w: w.cb.describe_vpcs(**_f("cidr", "10.0.0.0/16"))["Vpcs"]),
+    ("DescribeVpcs(tag-key)", lambda w: w.cb.describe_vpcs(**_f("tag-key", w.forbidden_tag_key))["Vpcs"]),
+    ("DescribeSubnets(cidr-block)", lambda w: w.cb.describe_subnets(**_f("cidr-block", "10.0.1.0/24"))["Subnets"]),
+    ("DescribeInternetGateways", lambda w: _all(w.cb, "describe_internet_gateways", "InternetGateways")),
+    ("DescribeInternetGateways(attachment.vpc-id)", lambda w: _all(
+        w.cb, "describe_internet_gateways", "InternetGateways", **_f("attachment.vpc-id", w.a["own_vpc"]))),
+    ("DescribeRouteTables", lambda w: _all(w.cb, "describe_route_tables", "RouteTables")),
+    ("DescribeRouteTables(association.subnet-id)", lambda w: _all(
+        w.cb, "describe_route_tables", "RouteTables", **_f("association.subnet-id", w.a["own_subnet"]))),
+    ("DescribeRouteTables(route.destination-cidr-block)", lambda w: _all(
+        w.cb, "describe_route_tables", "RouteTables", **_f("route.destination-cidr-block", "0.0.0.0/0"))),
+    ("DescribeNetworkAcls", lambda w: _all(w.cb, "describe_network_acls", "NetworkAcls")),
+    ("DescribeNetworkAcls(association.subnet-id)", lambda w: _all(
+        w.cb, "describe_network_acls", "NetworkAcls", **_f("association.subnet-id", w.a["own_subnet"]))),
+    ("DescribeDhcpOptions", lambda w: _all(w.cb, "describe_dhcp_options", "DhcpOptions")),
+    ("DescribeDhcpOptions(owner-id)", lambda w: _all(
+        w.cb, "describe_dhcp_options", "DhcpOptions", **_f("owner-id", w.a_acct.account_id))),
 ]
 
 

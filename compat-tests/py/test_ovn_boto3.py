@@ -36,9 +36,16 @@ def nbctl(*args: str) -> subprocess.CompletedProcess:
                           timeout=30)
 
 
-def port_addresses(name: str) -> str | None:
-    done = nbctl("lsp-get-addresses", name)
-    return done.stdout.strip() if done.returncode == 0 else None
+def port_of(eni: str) -> str | None:
+    """The switch port of a network interface: named by a UUID, the interface its owner mark."""
+    done = nbctl("--bare", "--columns=name", "find", "Logical_Switch_Port", f"external_ids:stratus-owner={eni}")
+    return done.stdout.strip() or None
+
+
+def port_addresses(eni: str) -> str | None:
+    port = port_of(eni)
+    done = nbctl("lsp-get-addresses", port) if port else None
+    return done.stdout.strip() if done and done.returncode == 0 else None
 
 
 def eventually(what: str, check, timeout: float = 20.0) -> None:
@@ -75,7 +82,7 @@ def test_instances_get_ovn_ports_and_lose_them(server_factory, tmp_path, test_im
                         f"external_ids:stratus-installation={installation}").stdout.split()
         vpcs = {mine[0]["VpcId"], theirs[0]["VpcId"]}
         assert sorted(routers) == sorted(f"stratus-{v}" for v in vpcs), routers
-        dhcp = nbctl("lsp-get-dhcpv4-options", mine[0]["NetworkInterfaces"][0]["NetworkInterfaceId"]).stdout
+        dhcp = nbctl("lsp-get-dhcpv4-options", port_of(mine[0]["NetworkInterfaces"][0]["NetworkInterfaceId"])).stdout
         assert "172.31.0.0/20" in dhcp, dhcp
 
         # A terminated instance's port goes.
@@ -88,7 +95,7 @@ def test_instances_get_ovn_ports_and_lose_them(server_factory, tmp_path, test_im
         # kill -9, a row deleted meanwhile, a restart: OVN is as it should be again.
         server.kill()
         kept = mine[0]["NetworkInterfaces"][0]["NetworkInterfaceId"]
-        assert nbctl("lsp-del", kept).returncode == 0
+        assert nbctl("lsp-del", port_of(kept)).returncode == 0
         server = server_factory(data_dir=data, name="again", config=CONFIG)
         admin = ec2_client(server)
         eventually("the deleted port back", lambda: port_addresses(kept) is not None)

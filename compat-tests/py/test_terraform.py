@@ -326,3 +326,215 @@ def test_terraform_web_server_on_real_guests(server_factory, test_image, tmp_pat
     finally:
         if applied:
             tf.destroy_quietly()
+
+
+VPC_CONFIG = CONFIG.split('resource "aws_key_pair"')[0] + """
+data "aws_ami" "guest" {
+  filter {
+    name   = "image-id"
+    values = ["%(image_id)s"]
+  }
+}
+
+resource "aws_vpc" "main" {
+  cidr_block           = "10.0.0.0/16"
+  enable_dns_hostnames = true
+
+  tags = {
+    Name = "%(name)s"
+  }
+}
+
+resource "aws_subnet" "public" {
+  vpc_id                  = aws_vpc.main.id
+  cidr_block              = "10.0.1.0/24"
+  availability_zone       = "us-east-1a"
+  map_public_ip_on_launch = true
+
+  tags = {
+    Name = "%(name)s-public"
+    Tier = "public"
+  }
+}
+
+resource "aws_subnet" "private" {
+  vpc_id            = aws_vpc.main.id
+  cidr_block        = "10.0.2.0/24"
+  availability_zone = "us-east-1a"
+
+  tags = {
+    Name = "%(name)s-private"
+    Tier = "private"
+  }
+}
+
+resource "aws_internet_gateway" "gw" {
+  vpc_id = aws_vpc.main.id
+
+  tags = {
+    Name = "%(name)s"
+  }
+}
+
+resource "aws_route_table" "public" {
+  vpc_id = aws_vpc.main.id
+
+  tags = {
+    Name = "%(name)s-public"
+  }
+}
+
+resource "aws_route" "internet" {
+  route_table_id         = aws_route_table.public.id
+  destination_cidr_block = "0.0.0.0/0"
+  gateway_id             = aws_internet_gateway.gw.id
+}
+
+resource "aws_route_table_association" "public" {
+  subnet_id      = aws_subnet.public.id
+  route_table_id = aws_route_table.public.id
+}
+
+resource "aws_security_group" "web" {
+  name        = "%(name)s-web"
+  description = "web servers"
+  vpc_id      = aws_vpc.main.id
+
+  ingress {
+    from_port   = 80
+    to_port     = 80
+    protocol    = "tcp"
+    cidr_blocks = ["0.0.0.0/0"]
+  }
+
+  egress {
+    from_port   = 0
+    to_port     = 0
+    protocol    = "-1"
+    cidr_blocks = ["0.0.0.0/0"]
+  }
+}
+
+resource "aws_security_group" "app" {
+  name        = "%(name)s-app"
+  description = "application servers, reached from the web tier"
+  vpc_id      = aws_vpc.main.id
+
+  ingress {
+    from_port       = 8080
+    to_port         = 8080
+    protocol        = "tcp"
+    security_groups = [aws_security_group.web.id]
+  }
+}
+
+resource "aws_instance" "app" {
+  ami                    = data.aws_ami.guest.id
+  instance_type          = "t3.nano"
+  subnet_id              = aws_subnet.private.id
+  private_ip             = "10.0.2.10"
+  vpc_security_group_ids = [aws_security_group.app.id]
+
+  tags = {
+    Name = "%(name)s-app"
+  }
+}
+
+data "aws_subnets" "private" {
+  filter {
+    name   = "vpc-id"
+    values = [aws_vpc.main.id]
+  }
+
+  tags = {
+    Tier = "private"
+  }
+
+  depends_on = [aws_subnet.private]
+}
+
+output "vpc_id" {
+  value = aws_vpc.main.id
+}
+
+output "main_route_table" {
+  value = aws_vpc.main.main_route_table_id
+}
+
+output "default_network_acl" {
+  value = aws_vpc.main.default_network_acl_id
+}
+
+output "default_security_group" {
+  value = aws_vpc.main.default_security_group_id
+}
+
+output "private_subnets" {
+  value = data.aws_subnets.private.ids
+}
+
+output "app_ip" {
+  value = aws_instance.app.private_ip
+}
+"""
+
+
+def test_terraform_vpc_network(server_factory, test_image, tmp_path):
+    """A VPC with public and private subnets, an internet gateway, a route table with its route
+    and association, two groups (one referring to the other) and an instance at a fixed private
+    address in the private subnet: apply, a second plan with no changes, destroy (test driver)."""
+    from conftest import TEST_DRIVER_CONFIG
+
+    server = server_factory(config=TEST_DRIVER_CONFIG)
+    ec2 = ec2_client(server)
+    image_id = import_image(server, test_image, "tf vpc image")
+    name = f"tf-vpc-{uuid.uuid4().hex[:8]}"
+    tf = Terraform(tmp_path, VPC_CONFIG % {
+        "access_key": server.access_key,
+        "secret_key": server.secret_key,
+        "endpoint": server.endpoint,
+        "image_id": image_id,
+        "name": name,
+    })
+    tf("init", "-input=false", "-no-color")
+    applied = False
+    try:
+        tf("apply", "-auto-approve", "-input=false", "-no-color")
+        applied = True
+        outputs = {k: v["value"] for k, v in json.loads(tf("output", "-json").stdout).items()}
+        vpc_id = outputs["vpc_id"]
+        [vpc] = ec2.describe_vpcs(VpcIds=[vpc_id])["Vpcs"]
+        assert (vpc["CidrBlock"], vpc["IsDefault"]) == ("10.0.0.0/16", False)
+        assert ec2.describe_vpc_attribute(VpcId=vpc_id, Attribute="enableDnsHostnames")["EnableDnsHostnames"] == {
+            "Value": True}
+        [main] = ec2.describe_route_tables(RouteTableIds=[outputs["main_route_table"]])["RouteTables"]
+        assert main["VpcId"] == vpc_id and main["Associations"][0]["Main"]
+        assert outputs["default_network_acl"].startswith("acl-")
+        [default_group] = ec2.describe_security_groups(GroupIds=[outputs["default_security_group"]])["SecurityGroups"]
+        assert (default_group["GroupName"], default_group["VpcId"]) == ("default", vpc_id)
+        subnets = {s["CidrBlock"]: s for s in ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc_id]}])["Subnets"]}
+        assert subnets["10.0.1.0/24"]["MapPublicIpOnLaunch"] and not subnets["10.0.2.0/24"]["MapPublicIpOnLaunch"]
+        assert outputs["private_subnets"] == [subnets["10.0.2.0/24"]["SubnetId"]]
+        [routed] = ec2.describe_route_tables(Filters=[{"Name": "association.subnet-id",
+                                                       "Values": [subnets["10.0.1.0/24"]["SubnetId"]]}])["RouteTables"]
+        gateway = ec2.describe_internet_gateways(Filters=[{"Name": "attachment.vpc-id", "Values": [vpc_id]}])
+        [gateway] = gateway["InternetGateways"]
+        assert {r["DestinationCidrBlock"]: r.get("GatewayId") for r in routed["Routes"]} == {
+            "10.0.0.0/16": "local", "0.0.0.0/0": gateway["InternetGatewayId"]}
+        [instance] = [i for r in ec2.describe_instances(Filters=[{"Name": "vpc-id", "Values": [vpc_id]}])["Reservations"]
+                      for i in r["Instances"]]
+        assert (instance["PrivateIpAddress"], instance["SubnetId"]) == ("10.0.2.10", subnets["10.0.2.0/24"]["SubnetId"])
+        assert outputs["app_ip"] == "10.0.2.10"
+
+        plan = tf("plan", "-detailed-exitcode", "-input=false", "-no-color", expect=(0, 2))
+        assert plan.returncode == 0, f"second plan wants changes:\n{plan.stdout[-6000:]}"
+
+        tf("destroy", "-auto-approve", "-input=false", "-no-color")
+        applied = False
+        with pytest.raises(ClientError) as excinfo:
+            ec2.describe_vpcs(VpcIds=[vpc_id])
+        assert excinfo.value.response["Error"]["Code"] == "InvalidVpcID.NotFound"
+        assert not ec2.describe_internet_gateways(Filters=[{"Name": "tag:Name", "Values": [name]}])["InternetGateways"]
+    finally:
+        if applied:
+            tf.destroy_quietly()

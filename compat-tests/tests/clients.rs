@@ -76,3 +76,8 @@ fn boto3_kill_campaign() {
 fn boto3_ovn() {
     run_pytest("test_ovn_boto3.py");
 }
+
+#[test]
+fn boto3_vpcs() {
+    run_pytest("test_vpc_boto3.py");
+}

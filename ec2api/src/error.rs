@@ -159,6 +159,38 @@ codes! {
     InvalidHostIdNotFound = "InvalidHostID.NotFound", 400;
     /// No migration of that id.
     InvalidMigrationIdNotFound = "InvalidMigrationID.NotFound", 400;
+    /// No internet gateway of that id.
+    InvalidInternetGatewayIdNotFound = "InvalidInternetGatewayID.NotFound", 400;
+    /// No route table of that id.
+    InvalidRouteTableIdNotFound = "InvalidRouteTableID.NotFound", 400;
+    /// No NAT gateway of that id.
+    NatGatewayNotFound = "NatGatewayNotFound", 400;
+    /// No network ACL of that id.
+    InvalidNetworkAclIdNotFound = "InvalidNetworkAclID.NotFound", 400;
+    /// No DHCP options set of that id.
+    InvalidDhcpOptionIdNotFound = "InvalidDhcpOptionID.NotFound", 400;
+    /// No route table association of that id.
+    InvalidAssociationIdNotFound = "InvalidAssociationID.NotFound", 400;
+    /// A VPC block of a size EC2 does not allow.
+    InvalidVpcRange = "InvalidVpc.Range", 400;
+    /// A subnet block outside its VPC or of a size EC2 does not allow.
+    InvalidSubnetRange = "InvalidSubnet.Range", 400;
+    /// A subnet block overlapping another subnet.
+    InvalidSubnetConflict = "InvalidSubnet.Conflict", 400;
+    /// The account has no default VPC to put the resource in.
+    VpcIdNotSpecified = "VPCIdNotSpecified", 400;
+    /// The account has a default VPC already.
+    DefaultVpcAlreadyExists = "DefaultVpcAlreadyExists", 400;
+    /// The zone has a default subnet already.
+    DefaultSubnetAlreadyExistsInAvailabilityZone = "DefaultSubnetAlreadyExistsInAvailabilityZone", 400;
+    /// The attachment or association exists already.
+    ResourceAlreadyAssociated = "Resource.AlreadyAssociated", 400;
+    /// The gateway is not attached to that VPC.
+    GatewayNotAttached = "Gateway.NotAttached", 400;
+    /// The table has a route for that destination.
+    RouteAlreadyExists = "RouteAlreadyExists", 400;
+    /// The table has no route for that destination.
+    InvalidRouteNotFound = "InvalidRoute.NotFound", 400;
     /// Not an instance id.
     InvalidInstanceIdMalformed = "InvalidInstanceID.Malformed", 400;
     /// Not an image id.
@@ -185,6 +217,16 @@ codes! {
     InvalidHostIdMalformed = "InvalidHostID.Malformed", 400;
     /// Not a migration id.
     InvalidMigrationIdMalformed = "InvalidMigrationID.Malformed", 400;
+    /// Not an internet gateway id.
+    InvalidInternetGatewayIdMalformed = "InvalidInternetGatewayId.Malformed", 400;
+    /// Not a route table id.
+    InvalidRouteTableIdMalformed = "InvalidRouteTableId.Malformed", 400;
+    /// Not a NAT gateway id.
+    InvalidNatGatewayIdMalformed = "InvalidNatGatewayID.Malformed", 400;
+    /// Not a network ACL id.
+    InvalidNetworkAclIdMalformed = "InvalidNetworkAclID.Malformed", 400;
+    /// Not a DHCP options set id.
+    InvalidDhcpOptionsIdMalformed = "InvalidDhcpOptionsId.Malformed", 400;
 }
 
 impl fmt::Display for Code {

@@ -24,6 +24,13 @@ fn codes(kind: ResourceKind) -> (Code, Code) {
         ResourceKind::Reservation => (Code::InvalidReservationIdNotFound, Code::InvalidReservationIdMalformed),
         ResourceKind::Host => (Code::InvalidHostIdNotFound, Code::InvalidHostIdMalformed),
         ResourceKind::Migration => (Code::InvalidMigrationIdNotFound, Code::InvalidMigrationIdMalformed),
+        ResourceKind::InternetGateway => {
+            (Code::InvalidInternetGatewayIdNotFound, Code::InvalidInternetGatewayIdMalformed)
+        }
+        ResourceKind::RouteTable => (Code::InvalidRouteTableIdNotFound, Code::InvalidRouteTableIdMalformed),
+        ResourceKind::NatGateway => (Code::NatGatewayNotFound, Code::InvalidNatGatewayIdMalformed),
+        ResourceKind::NetworkAcl => (Code::InvalidNetworkAclIdNotFound, Code::InvalidNetworkAclIdMalformed),
+        ResourceKind::DhcpOptions => (Code::InvalidDhcpOptionIdNotFound, Code::InvalidDhcpOptionsIdMalformed),
     }
 }
 
@@ -42,6 +49,13 @@ pub fn not_found<S: AsRef<str>>(kind: ResourceKind, ids: &[S]) -> Ec2Error {
         ResourceKind::NetworkInterface => format!("The networkInterface ID '{list}' does not exist"),
         ResourceKind::SecurityGroupRule => format!("The security group rule ID '{list}' does not exist"),
         ResourceKind::Host => format!("The host ID '{list}' does not exist"),
+        ResourceKind::Vpc => format!("The vpc ID '{list}' does not exist"),
+        ResourceKind::Subnet => format!("The subnet ID '{list}' does not exist"),
+        ResourceKind::InternetGateway => format!("The internetGateway ID '{list}' does not exist"),
+        ResourceKind::RouteTable => format!("The routeTable ID '{list}' does not exist"),
+        ResourceKind::NatGateway => format!("NAT gateway {list} was not found"),
+        ResourceKind::NetworkAcl => format!("The networkAcl ID '{list}' does not exist"),
+        ResourceKind::DhcpOptions => format!("The dhcpOption ID '{list}' does not exist"),
         other => format!("The {} ID '{list}' does not exist", other.resource_type()),
     };
     Ec2Error::new(codes(kind).0, message)
@@ -78,6 +92,17 @@ pub fn to_ec2(error: Error) -> Ec2Error {
         Error::IncorrectModificationState(_) => Ec2Error::new(Code::IncorrectModificationState, message),
         Error::UnsupportedOperation(_) => Ec2Error::new(Code::UnsupportedOperation, message),
         Error::MalformedId(_) => Ec2Error::new(Code::InvalidId, message),
+        Error::VpcRange(_) => Ec2Error::new(Code::InvalidVpcRange, message),
+        Error::SubnetRange(_) => Ec2Error::new(Code::InvalidSubnetRange, message),
+        Error::SubnetConflict(_) => Ec2Error::new(Code::InvalidSubnetConflict, message),
+        Error::NoDefaultVpc => Ec2Error::new(Code::VpcIdNotSpecified, message),
+        Error::DefaultVpcExists => Ec2Error::new(Code::DefaultVpcAlreadyExists, message),
+        Error::DefaultSubnetExists(_) => Ec2Error::new(Code::DefaultSubnetAlreadyExistsInAvailabilityZone, message),
+        Error::AlreadyAssociated(_) => Ec2Error::new(Code::ResourceAlreadyAssociated, message),
+        Error::GatewayNotAttached { .. } => Ec2Error::new(Code::GatewayNotAttached, message),
+        Error::RouteAlreadyExists(_) => Ec2Error::new(Code::RouteAlreadyExists, message),
+        Error::RouteNotFound { .. } => Ec2Error::new(Code::InvalidRouteNotFound, message),
+        Error::AssociationNotFound(_) => Ec2Error::new(Code::InvalidAssociationIdNotFound, message),
         Error::InvalidParameter { .. } => Ec2Error::new(Code::InvalidParameterValue, message),
         Error::TagLimitExceeded(_) => Ec2Error::new(Code::TagLimitExceeded, message),
         Error::AlreadyExists(_) => Ec2Error::new(Code::InvalidParameterValue, message),
@@ -122,10 +147,13 @@ mod tests {
             ("InvalidVolumeID.Malformed", "Invalid id: \"disk\" (expecting \"vol-...\")")
         );
         assert_eq!(malformed(ResourceKind::Instance, "x").message(), "Invalid id: \"x\"");
-        for kind in ResourceKind::ALL {
+        // EC2 names a missing NAT gateway without the dot.
+        assert_eq!(not_found(ResourceKind::NatGateway, &["nat-1"]).code(), "NatGatewayNotFound");
+        for kind in ResourceKind::ALL.iter().filter(|k| **k != ResourceKind::NatGateway) {
             assert!(not_found(*kind, &["x"]).code().ends_with(".NotFound"), "{kind:?}");
             assert!(malformed(*kind, "x").code().ends_with(".Malformed"), "{kind:?}");
         }
+        assert_eq!(malformed(ResourceKind::NatGateway, "x").code(), "InvalidNatGatewayID.Malformed");
     }
 
     #[test]

@@ -286,6 +286,11 @@ async fn run_server(listen: SocketAddr, metadata_listen: &str, common: Common) -
     if let Some(admin) = tokio::task::spawn_blocking(move || bootstrap.bootstrap_admin()).await?? {
         write_credentials(&credentials_path, &admin).context("writing admin-credentials")?;
     }
+    // Accounts made before VPCs were records get their default VPC's records now.
+    let upgrading = Arc::clone(&backend);
+    tokio::task::spawn_blocking(move || upgrading.ensure_default_networks())
+        .await?
+        .context("making the accounts' default VPCs")?;
     // What other installations left on the hosts stays out of the way (their addresses are
     // not handed out) and is said once, before the first request.
     // A host that hangs must not keep the API down: after a while the inventory finishes in

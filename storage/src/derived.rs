@@ -85,10 +85,11 @@ impl Record for MetaRecord {
     const VERSION: u8 = 1;
 }
 
-/// The block of `address` and the address's bit in it.
-pub fn lease_block_key(address: Ipv4Addr) -> (String, usize) {
+/// The block of `address` in the address space `scope` (empty for the shared one, `{vpc id}/`
+/// for a VPC of its own) and the address's bit in it.
+pub fn lease_block_key(scope: &str, address: Ipv4Addr) -> (String, usize) {
     let bits = u32::from(address);
-    (format!("{:08x}", bits & !(LEASE_BLOCK - 1)), (bits & (LEASE_BLOCK - 1)) as usize)
+    (format!("{scope}{:08x}", bits & !(LEASE_BLOCK - 1)), (bits & (LEASE_BLOCK - 1)) as usize)
 }
 
 impl LeaseBlockRecord {
@@ -238,9 +239,10 @@ pub(crate) fn derive_security_group(
 }
 
 pub(crate) fn derive_lease(tx: &WriteTx, key: &str, leased: bool) -> Result<()> {
-    // Lease keys are addresses; anything else has no bit to keep.
-    let Ok(address) = key.parse::<Ipv4Addr>() else { return Ok(()) };
-    let (block_key, bit) = lease_block_key(address);
+    // Lease keys are addresses, after their scope; anything else has no bit to keep.
+    let (scope, address) = key.rsplit_once('/').map_or(("", key), |(vpc, _)| key.split_at(vpc.len() + 1));
+    let Ok(address) = address.parse::<Ipv4Addr>() else { return Ok(()) };
+    let (block_key, bit) = lease_block_key(scope, address);
     let mut block = tx.get(&LEASE_BLOCKS, &block_key)?.unwrap_or_else(LeaseBlockRecord::empty);
     if block.is_leased(bit) != leased {
         block.set(bit, leased);
@@ -390,6 +392,11 @@ mod tests {
         assert!(block(&store).is_leased(4));
         store.write(|tx| tx.remove(&LEASES, "172.31.0.4")).unwrap();
         assert!(!block(&store).is_leased(4));
+        // A VPC's own address space has its own blocks: the same address is another lease.
+        store.write(|tx| tx.insert(&LEASES, "vpc-1/172.31.0.4", &lease)).unwrap();
+        assert!(!block(&store).is_leased(4));
+        let scoped = store.read(|tx| tx.get(&LEASE_BLOCKS, "vpc-1/ac1f0000")).unwrap().unwrap();
+        assert!(scoped.is_leased(4));
     }
 
     #[test]
@@ -473,9 +480,9 @@ mod tests {
 
     #[test]
     fn lease_blocks_split_at_4096_addresses() {
-        assert_eq!(lease_block_key("172.31.0.4".parse().unwrap()), ("ac1f0000".into(), 4));
-        assert_eq!(lease_block_key("172.31.16.5".parse().unwrap()), ("ac1f1000".into(), 5));
-        assert_eq!(lease_block_key("172.31.31.255".parse().unwrap()), ("ac1f1000".into(), 4095));
+        assert_eq!(lease_block_key("", "172.31.0.4".parse().unwrap()), ("ac1f0000".into(), 4));
+        assert_eq!(lease_block_key("", "172.31.16.5".parse().unwrap()), ("ac1f1000".into(), 5));
+        assert_eq!(lease_block_key("", "172.31.31.255".parse().unwrap()), ("ac1f1000".into(), 4095));
     }
 
     #[test]

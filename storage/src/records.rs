@@ -399,8 +399,9 @@ impl Record for ClientTokenRecord {
     const VERSION: u8 = 1;
 }
 
-/// A private IP handed to an instance. All subnets share one L2 segment, so addresses are
-/// unique across accounts. Key: the address.
+/// A private IP handed to an instance. The default VPCs' subnets share one L2 segment (the
+/// hosts' bridge), so their addresses are unique across accounts: key, the address. Every
+/// other VPC is an address space of its own: key `{vpc id}/{address}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LeaseRecord {
     pub instance_key: String,
@@ -639,5 +640,109 @@ pub struct SecretRecord {
 }
 
 impl Record for SecretRecord {
+    const VERSION: u8 = 1;
+}
+
+/// A VPC. Key: `{account}/{vpc id}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VpcRecord {
+    pub id: String,
+    pub account: String,
+    /// Its primary IPv4 CIDR block, canonical (`10.0.0.0/16`).
+    pub cidr: String,
+    /// The account's default VPC (at most one at a time).
+    pub default: bool,
+    pub dns_support: bool,
+    pub dns_hostnames: bool,
+    pub address_usage_metrics: bool,
+    /// `default` or `dedicated`.
+    pub tenancy: String,
+    pub created_ms: i64,
+}
+
+impl Record for VpcRecord {
+    const VERSION: u8 = 1;
+}
+
+/// A subnet of a VPC, in one zone. Key: `{account}/{subnet id}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SubnetRecord {
+    pub id: String,
+    pub account: String,
+    pub vpc_id: String,
+    pub cidr: String,
+    pub zone: String,
+    /// One of the default VPC's subnets, the one instances of its zone land in.
+    pub default_for_az: bool,
+    pub map_public_ip_on_launch: bool,
+    pub created_ms: i64,
+}
+
+impl Record for SubnetRecord {
+    const VERSION: u8 = 1;
+}
+
+/// An internet gateway, attached to at most one VPC. Key: `{account}/{igw id}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InternetGatewayRecord {
+    pub id: String,
+    pub account: String,
+    pub vpc_id: Option<String>,
+    pub created_ms: i64,
+}
+
+impl Record for InternetGatewayRecord {
+    const VERSION: u8 = 1;
+}
+
+/// Where a route sends what matches it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "id", rename_all = "kebab-case")]
+pub enum RouteTarget {
+    /// Inside the VPC: the route every table has for the VPC's own CIDR.
+    Local,
+    InternetGateway(String),
+    NatGateway(String),
+    NetworkInterface(String),
+    Instance(String),
+}
+
+/// One route: a destination CIDR and where it goes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RouteRecord {
+    pub destination: String,
+    pub target: RouteTarget,
+    /// `CreateRouteTable` (made with the table) or `CreateRoute`.
+    pub origin: String,
+}
+
+/// A table's association: the VPC's main one (no subnet), or one subnet.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RouteTableAssociationRecord {
+    pub id: String,
+    pub subnet_id: Option<String>,
+}
+
+/// A route table of a VPC. Key: `{account}/{route table id}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RouteTableRecord {
+    pub id: String,
+    pub account: String,
+    pub vpc_id: String,
+    /// The local route first, then the others in the order they were made.
+    pub routes: Vec<RouteRecord>,
+    /// The main association (if this is the VPC's main table) and the subnets'.
+    pub associations: Vec<RouteTableAssociationRecord>,
+    pub created_ms: i64,
+}
+
+impl RouteTableRecord {
+    /// Whether this is its VPC's main table.
+    pub fn main(&self) -> bool {
+        self.associations.iter().any(|a| a.subnet_id.is_none())
+    }
+}
+
+impl Record for RouteTableRecord {
     const VERSION: u8 = 1;
 }

@@ -2,8 +2,9 @@
 
 use crate::{
     AccessKeyRecord, AccountRecord, ClientTokenRecord, HostStateRecord, HostUsageRecord, ImageRecord, IndexEntry,
-    InstanceRecord, KeyPairRecord, LeaseBlockRecord, LeaseRecord, MetaRecord, MigrationRecord, NameRecord,
-    SecretRecord, SecurityGroupRecord, SnapshotRecord, Table, TagRecord, VolumeRecord,
+    InstanceRecord, InternetGatewayRecord, KeyPairRecord, LeaseBlockRecord, LeaseRecord, MetaRecord, MigrationRecord,
+    NameRecord, RouteTableRecord, SecretRecord, SecurityGroupRecord, SnapshotRecord, SubnetRecord, Table, TagRecord,
+    VolumeRecord, VpcRecord,
 };
 
 pub const ACCOUNTS: Table<AccountRecord> = Table::new("accounts");
@@ -22,6 +23,15 @@ pub const VOLUMES: Table<VolumeRecord> = Table::new("volumes");
 pub const SNAPSHOTS: Table<SnapshotRecord> = Table::new("snapshots");
 /// Key: `{account}/{vpc id}/{group name}`.
 pub const SECURITY_GROUP_NAMES: Table<NameRecord> = Table::new("security_group_names");
+
+/// Key: `{account}/{vpc id}`.
+pub const VPCS: Table<VpcRecord> = Table::new("vpcs");
+/// Key: `{account}/{subnet id}`.
+pub const SUBNETS: Table<SubnetRecord> = Table::new("subnets");
+/// Key: `{account}/{internet gateway id}`.
+pub const INTERNET_GATEWAYS: Table<InternetGatewayRecord> = Table::new("internet_gateways");
+/// Key: `{account}/{route table id}`.
+pub const ROUTE_TABLES: Table<RouteTableRecord> = Table::new("route_tables");
 
 /// The installation's secrets, by purpose.
 pub const SECRETS: Table<SecretRecord> = Table::new("secrets");
@@ -74,4 +84,8 @@ pub const ALL: &[&str] = &[
     "image_ids",
     "interfaces",
     "group_rules",
+    "vpcs",
+    "subnets",
+    "internet_gateways",
+    "route_tables",
 ];

@@ -52,6 +52,71 @@ pub type ArchitectureType = String;
 pub type ArchitectureValues = String;
 
 #[derive(Debug, Clone, Default, PartialEq)]
+pub struct AssociateRouteTableRequest {
+    pub dry_run: Option<bool>,
+    pub gateway_id: Option<String>,
+    pub public_ipv4_pool: Option<String>,
+    pub route_table_id: String,
+    pub subnet_id: Option<String>,
+}
+
+impl FromQuery for AssociateRouteTableRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            dry_run: d.optional("DryRun")?,
+            gateway_id: d.optional("GatewayId")?,
+            public_ipv4_pool: d.optional("PublicIpv4Pool")?,
+            route_table_id: d.required("RouteTableId")?,
+            subnet_id: d.optional("SubnetId")?,
+        };
+        d.finish(&["DryRun", "GatewayId", "PublicIpv4Pool", "RouteTableId", "SubnetId"])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AssociateRouteTableResult {
+    pub association_id: Option<String>,
+    pub association_state: Option<RouteTableAssociationState>,
+}
+
+impl XmlStruct for AssociateRouteTableResult {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.association_id.write_xml(w, "associationId");
+        self.association_state.write_xml(w, "associationState");
+    }
+}
+
+impl XmlValue for AssociateRouteTableResult {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AttachInternetGatewayRequest {
+    pub dry_run: Option<bool>,
+    pub internet_gateway_id: String,
+    pub vpc_id: String,
+}
+
+impl FromQuery for AttachInternetGatewayRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            dry_run: d.optional("DryRun")?,
+            internet_gateway_id: d.required("InternetGatewayId")?,
+            vpc_id: d.required("VpcId")?,
+        };
+        d.finish(&["DryRun", "InternetGatewayId", "VpcId"])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct AttachVolumeRequest {
     pub device: String,
     pub dry_run: Option<bool>,
@@ -737,6 +802,80 @@ impl FromQuery for CpuOptionsRequest {
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
+pub struct CreateDefaultSubnetRequest {
+    pub availability_zone: Option<String>,
+    pub availability_zone_id: Option<String>,
+    pub dry_run: Option<bool>,
+    pub ipv6_native: Option<bool>,
+}
+
+impl FromQuery for CreateDefaultSubnetRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            availability_zone: d.optional("AvailabilityZone")?,
+            availability_zone_id: d.optional("AvailabilityZoneId")?,
+            dry_run: d.optional("DryRun")?,
+            ipv6_native: d.optional("Ipv6Native")?,
+        };
+        d.finish(&["AvailabilityZone", "AvailabilityZoneId", "DryRun", "Ipv6Native"])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CreateDefaultSubnetResult {
+    pub subnet: Option<Subnet>,
+}
+
+impl XmlStruct for CreateDefaultSubnetResult {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.subnet.write_xml(w, "subnet");
+    }
+}
+
+impl XmlValue for CreateDefaultSubnetResult {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CreateDefaultVpcRequest {
+    pub dry_run: Option<bool>,
+}
+
+impl FromQuery for CreateDefaultVpcRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self { dry_run: d.optional("DryRun")? };
+        d.finish(&["DryRun"])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CreateDefaultVpcResult {
+    pub vpc: Option<Vpc>,
+}
+
+impl XmlStruct for CreateDefaultVpcResult {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.vpc.write_xml(w, "vpc");
+    }
+}
+
+impl XmlValue for CreateDefaultVpcResult {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct CreateImageRequest {
     pub block_device_mappings: Option<Vec<BlockDeviceMapping>>,
     pub description: Option<String>,
@@ -795,6 +934,40 @@ impl XmlValue for CreateImageResult {
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
+pub struct CreateInternetGatewayRequest {
+    pub dry_run: Option<bool>,
+    pub tag_specifications: Option<Vec<TagSpecification>>,
+}
+
+impl FromQuery for CreateInternetGatewayRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self { dry_run: d.optional("DryRun")?, tag_specifications: d.optional("TagSpecification")? };
+        d.finish(&["DryRun", "TagSpecification"])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CreateInternetGatewayResult {
+    pub internet_gateway: Option<InternetGateway>,
+}
+
+impl XmlStruct for CreateInternetGatewayResult {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.internet_gateway.write_xml(w, "internetGateway");
+    }
+}
+
+impl XmlValue for CreateInternetGatewayResult {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct CreateKeyPairRequest {
     pub dry_run: Option<bool>,
     pub key_format: Option<KeyFormat>,
@@ -815,6 +988,134 @@ impl FromQuery for CreateKeyPairRequest {
         };
         d.finish(&["DryRun", "KeyFormat", "KeyName", "KeyType", "TagSpecification"])?;
         Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CreateRouteRequest {
+    pub carrier_gateway_id: Option<String>,
+    pub core_network_arn: Option<String>,
+    pub destination_cidr_block: Option<String>,
+    pub destination_ipv6_cidr_block: Option<String>,
+    pub destination_prefix_list_id: Option<String>,
+    pub dry_run: Option<bool>,
+    pub egress_only_internet_gateway_id: Option<String>,
+    pub gateway_id: Option<String>,
+    pub instance_id: Option<String>,
+    pub local_gateway_id: Option<String>,
+    pub nat_gateway_id: Option<String>,
+    pub network_interface_id: Option<String>,
+    pub odb_network_arn: Option<String>,
+    pub route_table_id: String,
+    pub transit_gateway_id: Option<String>,
+    pub vpc_endpoint_id: Option<String>,
+    pub vpc_peering_connection_id: Option<String>,
+}
+
+impl FromQuery for CreateRouteRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            carrier_gateway_id: d.optional("CarrierGatewayId")?,
+            core_network_arn: d.optional("CoreNetworkArn")?,
+            destination_cidr_block: d.optional("DestinationCidrBlock")?,
+            destination_ipv6_cidr_block: d.optional("DestinationIpv6CidrBlock")?,
+            destination_prefix_list_id: d.optional("DestinationPrefixListId")?,
+            dry_run: d.optional("DryRun")?,
+            egress_only_internet_gateway_id: d.optional("EgressOnlyInternetGatewayId")?,
+            gateway_id: d.optional("GatewayId")?,
+            instance_id: d.optional("InstanceId")?,
+            local_gateway_id: d.optional("LocalGatewayId")?,
+            nat_gateway_id: d.optional("NatGatewayId")?,
+            network_interface_id: d.optional("NetworkInterfaceId")?,
+            odb_network_arn: d.optional("OdbNetworkArn")?,
+            route_table_id: d.required("RouteTableId")?,
+            transit_gateway_id: d.optional("TransitGatewayId")?,
+            vpc_endpoint_id: d.optional("VpcEndpointId")?,
+            vpc_peering_connection_id: d.optional("VpcPeeringConnectionId")?,
+        };
+        d.finish(&[
+            "CarrierGatewayId",
+            "CoreNetworkArn",
+            "DestinationCidrBlock",
+            "DestinationIpv6CidrBlock",
+            "DestinationPrefixListId",
+            "DryRun",
+            "EgressOnlyInternetGatewayId",
+            "GatewayId",
+            "InstanceId",
+            "LocalGatewayId",
+            "NatGatewayId",
+            "NetworkInterfaceId",
+            "OdbNetworkArn",
+            "RouteTableId",
+            "TransitGatewayId",
+            "VpcEndpointId",
+            "VpcPeeringConnectionId",
+        ])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CreateRouteResult {
+    pub r#return: Option<bool>,
+}
+
+impl XmlStruct for CreateRouteResult {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.r#return.write_xml(w, "return");
+    }
+}
+
+impl XmlValue for CreateRouteResult {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CreateRouteTableRequest {
+    pub client_token: Option<String>,
+    pub dry_run: Option<bool>,
+    pub tag_specifications: Option<Vec<TagSpecification>>,
+    pub vpc_id: String,
+}
+
+impl FromQuery for CreateRouteTableRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            client_token: d.optional("ClientToken")?,
+            dry_run: d.optional("DryRun")?,
+            tag_specifications: d.optional("TagSpecification")?,
+            vpc_id: d.required("VpcId")?,
+        };
+        d.finish(&["ClientToken", "DryRun", "TagSpecification", "VpcId"])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CreateRouteTableResult {
+    pub client_token: Option<String>,
+    pub route_table: Option<RouteTable>,
+}
+
+impl XmlStruct for CreateRouteTableResult {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.client_token.write_xml(w, "clientToken");
+        self.route_table.write_xml(w, "routeTable");
+    }
+}
+
+impl XmlValue for CreateRouteTableResult {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
     }
 }
 
@@ -888,6 +1189,79 @@ impl FromQuery for CreateSnapshotRequest {
         };
         d.finish(&["Description", "DryRun", "Location", "OutpostArn", "TagSpecification", "VolumeId"])?;
         Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CreateSubnetRequest {
+    pub availability_zone: Option<String>,
+    pub availability_zone_id: Option<String>,
+    pub cidr_block: Option<String>,
+    pub dry_run: Option<bool>,
+    pub ipv4_ipam_pool_id: Option<String>,
+    pub ipv4_netmask_length: Option<i32>,
+    pub ipv6_cidr_block: Option<String>,
+    pub ipv6_ipam_pool_id: Option<String>,
+    pub ipv6_native: Option<bool>,
+    pub ipv6_netmask_length: Option<i32>,
+    pub outpost_arn: Option<String>,
+    pub tag_specifications: Option<Vec<TagSpecification>>,
+    pub vpc_id: String,
+}
+
+impl FromQuery for CreateSubnetRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            availability_zone: d.optional("AvailabilityZone")?,
+            availability_zone_id: d.optional("AvailabilityZoneId")?,
+            cidr_block: d.optional("CidrBlock")?,
+            dry_run: d.optional("DryRun")?,
+            ipv4_ipam_pool_id: d.optional("Ipv4IpamPoolId")?,
+            ipv4_netmask_length: d.optional("Ipv4NetmaskLength")?,
+            ipv6_cidr_block: d.optional("Ipv6CidrBlock")?,
+            ipv6_ipam_pool_id: d.optional("Ipv6IpamPoolId")?,
+            ipv6_native: d.optional("Ipv6Native")?,
+            ipv6_netmask_length: d.optional("Ipv6NetmaskLength")?,
+            outpost_arn: d.optional("OutpostArn")?,
+            tag_specifications: d.optional("TagSpecification")?,
+            vpc_id: d.required("VpcId")?,
+        };
+        d.finish(&[
+            "AvailabilityZone",
+            "AvailabilityZoneId",
+            "CidrBlock",
+            "DryRun",
+            "Ipv4IpamPoolId",
+            "Ipv4NetmaskLength",
+            "Ipv6CidrBlock",
+            "Ipv6IpamPoolId",
+            "Ipv6Native",
+            "Ipv6NetmaskLength",
+            "OutpostArn",
+            "TagSpecification",
+            "VpcId",
+        ])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CreateSubnetResult {
+    pub subnet: Option<Subnet>,
+}
+
+impl XmlStruct for CreateSubnetResult {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.subnet.write_xml(w, "subnet");
+    }
+}
+
+impl XmlValue for CreateSubnetResult {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
     }
 }
 
@@ -972,6 +1346,79 @@ impl FromQuery for CreateVolumeRequest {
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
+pub struct CreateVpcRequest {
+    pub amazon_provided_ipv6_cidr_block: Option<bool>,
+    pub cidr_block: Option<String>,
+    pub dry_run: Option<bool>,
+    pub instance_tenancy: Option<Tenancy>,
+    pub ipv4_ipam_pool_id: Option<String>,
+    pub ipv4_netmask_length: Option<i32>,
+    pub ipv6_cidr_block: Option<String>,
+    pub ipv6_cidr_block_network_border_group: Option<String>,
+    pub ipv6_ipam_pool_id: Option<String>,
+    pub ipv6_netmask_length: Option<i32>,
+    pub ipv6_pool: Option<String>,
+    pub tag_specifications: Option<Vec<TagSpecification>>,
+    pub vpc_encryption_control: Option<VpcEncryptionControlConfiguration>,
+}
+
+impl FromQuery for CreateVpcRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            amazon_provided_ipv6_cidr_block: d.optional("AmazonProvidedIpv6CidrBlock")?,
+            cidr_block: d.optional("CidrBlock")?,
+            dry_run: d.optional("DryRun")?,
+            instance_tenancy: d.optional("InstanceTenancy")?,
+            ipv4_ipam_pool_id: d.optional("Ipv4IpamPoolId")?,
+            ipv4_netmask_length: d.optional("Ipv4NetmaskLength")?,
+            ipv6_cidr_block: d.optional("Ipv6CidrBlock")?,
+            ipv6_cidr_block_network_border_group: d.optional("Ipv6CidrBlockNetworkBorderGroup")?,
+            ipv6_ipam_pool_id: d.optional("Ipv6IpamPoolId")?,
+            ipv6_netmask_length: d.optional("Ipv6NetmaskLength")?,
+            ipv6_pool: d.optional("Ipv6Pool")?,
+            tag_specifications: d.optional("TagSpecification")?,
+            vpc_encryption_control: d.optional("VpcEncryptionControl")?,
+        };
+        d.finish(&[
+            "AmazonProvidedIpv6CidrBlock",
+            "CidrBlock",
+            "DryRun",
+            "InstanceTenancy",
+            "Ipv4IpamPoolId",
+            "Ipv4NetmaskLength",
+            "Ipv6CidrBlock",
+            "Ipv6CidrBlockNetworkBorderGroup",
+            "Ipv6IpamPoolId",
+            "Ipv6NetmaskLength",
+            "Ipv6Pool",
+            "TagSpecification",
+            "VpcEncryptionControl",
+        ])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CreateVpcResult {
+    pub vpc: Option<Vpc>,
+}
+
+impl XmlStruct for CreateVpcResult {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.vpc.write_xml(w, "vpc");
+    }
+}
+
+impl XmlValue for CreateVpcResult {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct CreditSpecificationRequest {
     pub cpu_credits: String,
 }
@@ -1005,6 +1452,21 @@ impl XmlValue for DefaultConnectionTrackingConfiguration {
         w.start(name);
         self.write_members(w);
         w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DeleteInternetGatewayRequest {
+    pub dry_run: Option<bool>,
+    pub internet_gateway_id: String,
+}
+
+impl FromQuery for DeleteInternetGatewayRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self { dry_run: d.optional("DryRun")?, internet_gateway_id: d.required("InternetGatewayId")? };
+        d.finish(&["DryRun", "InternetGatewayId"])?;
+        Ok(value)
     }
 }
 
@@ -1046,6 +1508,51 @@ impl XmlValue for DeleteKeyPairResult {
         w.start(name);
         self.write_members(w);
         w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DeleteRouteRequest {
+    pub destination_cidr_block: Option<String>,
+    pub destination_ipv6_cidr_block: Option<String>,
+    pub destination_prefix_list_id: Option<String>,
+    pub dry_run: Option<bool>,
+    pub route_table_id: String,
+}
+
+impl FromQuery for DeleteRouteRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            destination_cidr_block: d.optional("DestinationCidrBlock")?,
+            destination_ipv6_cidr_block: d.optional("DestinationIpv6CidrBlock")?,
+            destination_prefix_list_id: d.optional("DestinationPrefixListId")?,
+            dry_run: d.optional("DryRun")?,
+            route_table_id: d.required("RouteTableId")?,
+        };
+        d.finish(&[
+            "DestinationCidrBlock",
+            "DestinationIpv6CidrBlock",
+            "DestinationPrefixListId",
+            "DryRun",
+            "RouteTableId",
+        ])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DeleteRouteTableRequest {
+    pub dry_run: Option<bool>,
+    pub route_table_id: String,
+}
+
+impl FromQuery for DeleteRouteTableRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self { dry_run: d.optional("DryRun")?, route_table_id: d.required("RouteTableId")? };
+        d.finish(&["DryRun", "RouteTableId"])?;
+        Ok(value)
     }
 }
 
@@ -1127,6 +1634,21 @@ impl XmlValue for DeleteSnapshotReturnCode {
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
+pub struct DeleteSubnetRequest {
+    pub dry_run: Option<bool>,
+    pub subnet_id: String,
+}
+
+impl FromQuery for DeleteSubnetRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self { dry_run: d.optional("DryRun")?, subnet_id: d.required("SubnetId")? };
+        d.finish(&["DryRun", "SubnetId"])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct DeleteTagsRequest {
     pub dry_run: Option<bool>,
     pub resources: Vec<String>,
@@ -1154,6 +1676,21 @@ impl FromQuery for DeleteVolumeRequest {
         let d = StructDecoder::new(node, path)?;
         let value = Self { dry_run: d.optional("DryRun")?, volume_id: d.required("VolumeId")? };
         d.finish(&["DryRun", "VolumeId"])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DeleteVpcRequest {
+    pub dry_run: Option<bool>,
+    pub vpc_id: String,
+}
+
+impl FromQuery for DeleteVpcRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self { dry_run: d.optional("DryRun")?, vpc_id: d.required("VpcId")? };
+        d.finish(&["DryRun", "VpcId"])?;
         Ok(value)
     }
 }
@@ -1269,6 +1806,51 @@ impl XmlStruct for DescribeAvailabilityZonesResult {
 }
 
 impl XmlValue for DescribeAvailabilityZonesResult {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DescribeDhcpOptionsRequest {
+    pub dhcp_options_ids: Option<Vec<String>>,
+    pub dry_run: Option<bool>,
+    pub filters: Option<Vec<Filter>>,
+    pub max_results: Option<i32>,
+    pub next_token: Option<String>,
+}
+
+impl FromQuery for DescribeDhcpOptionsRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            dhcp_options_ids: d.optional("DhcpOptionsId")?,
+            dry_run: d.optional("DryRun")?,
+            filters: d.optional("Filter")?,
+            max_results: d.optional("MaxResults")?.map(|v| d.in_range("MaxResults", v, 5, 1000)).transpose()?,
+            next_token: d.optional("NextToken")?,
+        };
+        d.finish(&["DhcpOptionsId", "DryRun", "Filter", "MaxResults", "NextToken"])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DescribeDhcpOptionsResult {
+    pub dhcp_options: Option<Vec<DhcpOptions>>,
+    pub next_token: Option<String>,
+}
+
+impl XmlStruct for DescribeDhcpOptionsResult {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.dhcp_options.write_xml(w, "dhcpOptionsSet");
+        self.next_token.write_xml(w, "nextToken");
+    }
+}
+
+impl XmlValue for DescribeDhcpOptionsResult {
     fn write_xml(&self, w: &mut XmlWriter, name: &str) {
         w.start(name);
         self.write_members(w);
@@ -1690,6 +2272,51 @@ impl XmlValue for DescribeInstancesResult {
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
+pub struct DescribeInternetGatewaysRequest {
+    pub dry_run: Option<bool>,
+    pub filters: Option<Vec<Filter>>,
+    pub internet_gateway_ids: Option<Vec<String>>,
+    pub max_results: Option<i32>,
+    pub next_token: Option<String>,
+}
+
+impl FromQuery for DescribeInternetGatewaysRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            dry_run: d.optional("DryRun")?,
+            filters: d.optional("Filter")?,
+            internet_gateway_ids: d.optional("InternetGatewayId")?,
+            max_results: d.optional("MaxResults")?.map(|v| d.in_range("MaxResults", v, 5, 1000)).transpose()?,
+            next_token: d.optional("NextToken")?,
+        };
+        d.finish(&["DryRun", "Filter", "InternetGatewayId", "MaxResults", "NextToken"])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DescribeInternetGatewaysResult {
+    pub internet_gateways: Option<Vec<InternetGateway>>,
+    pub next_token: Option<String>,
+}
+
+impl XmlStruct for DescribeInternetGatewaysResult {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.internet_gateways.write_xml(w, "internetGatewaySet");
+        self.next_token.write_xml(w, "nextToken");
+    }
+}
+
+impl XmlValue for DescribeInternetGatewaysResult {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct DescribeKeyPairsRequest {
     pub dry_run: Option<bool>,
     pub filters: Option<Vec<Filter>>,
@@ -1725,6 +2352,51 @@ impl XmlStruct for DescribeKeyPairsResult {
 }
 
 impl XmlValue for DescribeKeyPairsResult {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DescribeNetworkAclsRequest {
+    pub dry_run: Option<bool>,
+    pub filters: Option<Vec<Filter>>,
+    pub max_results: Option<i32>,
+    pub network_acl_ids: Option<Vec<String>>,
+    pub next_token: Option<String>,
+}
+
+impl FromQuery for DescribeNetworkAclsRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            dry_run: d.optional("DryRun")?,
+            filters: d.optional("Filter")?,
+            max_results: d.optional("MaxResults")?.map(|v| d.in_range("MaxResults", v, 5, 1000)).transpose()?,
+            network_acl_ids: d.optional("NetworkAclId")?,
+            next_token: d.optional("NextToken")?,
+        };
+        d.finish(&["DryRun", "Filter", "MaxResults", "NetworkAclId", "NextToken"])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DescribeNetworkAclsResult {
+    pub network_acls: Option<Vec<NetworkAcl>>,
+    pub next_token: Option<String>,
+}
+
+impl XmlStruct for DescribeNetworkAclsResult {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.network_acls.write_xml(w, "networkAclSet");
+        self.next_token.write_xml(w, "nextToken");
+    }
+}
+
+impl XmlValue for DescribeNetworkAclsResult {
     fn write_xml(&self, w: &mut XmlWriter, name: &str) {
         w.start(name);
         self.write_members(w);
@@ -1813,6 +2485,51 @@ impl XmlStruct for DescribeRegionsResult {
 }
 
 impl XmlValue for DescribeRegionsResult {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DescribeRouteTablesRequest {
+    pub dry_run: Option<bool>,
+    pub filters: Option<Vec<Filter>>,
+    pub max_results: Option<i32>,
+    pub next_token: Option<String>,
+    pub route_table_ids: Option<Vec<String>>,
+}
+
+impl FromQuery for DescribeRouteTablesRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            dry_run: d.optional("DryRun")?,
+            filters: d.optional("Filter")?,
+            max_results: d.optional("MaxResults")?.map(|v| d.in_range("MaxResults", v, 5, 100)).transpose()?,
+            next_token: d.optional("NextToken")?,
+            route_table_ids: d.optional("RouteTableId")?,
+        };
+        d.finish(&["DryRun", "Filter", "MaxResults", "NextToken", "RouteTableId"])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DescribeRouteTablesResult {
+    pub next_token: Option<String>,
+    pub route_tables: Option<Vec<RouteTable>>,
+}
+
+impl XmlStruct for DescribeRouteTablesResult {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.next_token.write_xml(w, "nextToken");
+        self.route_tables.write_xml(w, "routeTableSet");
+    }
+}
+
+impl XmlValue for DescribeRouteTablesResult {
     fn write_xml(&self, w: &mut XmlWriter, name: &str) {
         w.start(name);
         self.write_members(w);
@@ -2229,6 +2946,26 @@ impl XmlValue for DescribeVpcsResult {
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
+pub struct DetachInternetGatewayRequest {
+    pub dry_run: Option<bool>,
+    pub internet_gateway_id: String,
+    pub vpc_id: String,
+}
+
+impl FromQuery for DetachInternetGatewayRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            dry_run: d.optional("DryRun")?,
+            internet_gateway_id: d.required("InternetGatewayId")?,
+            vpc_id: d.required("VpcId")?,
+        };
+        d.finish(&["DryRun", "InternetGatewayId", "VpcId"])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct DetachVolumeRequest {
     pub device: Option<String>,
     pub dry_run: Option<bool>,
@@ -2252,6 +2989,67 @@ impl FromQuery for DetachVolumeRequest {
     }
 }
 pub type DeviceType = String;
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DhcpConfiguration {
+    pub key: Option<String>,
+    pub values: Option<Vec<AttributeValue>>,
+}
+
+impl XmlStruct for DhcpConfiguration {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.key.write_xml(w, "key");
+        self.values.write_xml(w, "valueSet");
+    }
+}
+
+impl XmlValue for DhcpConfiguration {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DhcpOptions {
+    pub dhcp_configurations: Option<Vec<DhcpConfiguration>>,
+    pub dhcp_options_id: Option<String>,
+    pub owner_id: Option<String>,
+    pub tags: Option<Vec<Tag>>,
+}
+
+impl XmlStruct for DhcpOptions {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.dhcp_configurations.write_xml(w, "dhcpConfigurationSet");
+        self.dhcp_options_id.write_xml(w, "dhcpOptionsId");
+        self.owner_id.write_xml(w, "ownerId");
+        self.tags.write_xml(w, "tagSet");
+    }
+}
+
+impl XmlValue for DhcpOptions {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DisassociateRouteTableRequest {
+    pub association_id: String,
+    pub dry_run: Option<bool>,
+}
+
+impl FromQuery for DisassociateRouteTableRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self { association_id: d.required("AssociationId")?, dry_run: d.optional("DryRun")? };
+        d.finish(&["AssociationId", "DryRun"])?;
+        Ok(value)
+    }
+}
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct DiskInfo {
@@ -3120,6 +3918,27 @@ impl FromQuery for IamInstanceProfileSpecification {
         let value = Self { arn: d.optional("Arn")?, name: d.optional("Name")? };
         d.finish(&["Arn", "Name"])?;
         Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct IcmpTypeCode {
+    pub code: Option<i32>,
+    pub r#type: Option<i32>,
+}
+
+impl XmlStruct for IcmpTypeCode {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.code.write_xml(w, "code");
+        self.r#type.write_xml(w, "type");
+    }
+}
+
+impl XmlValue for IcmpTypeCode {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
     }
 }
 
@@ -4640,6 +5459,52 @@ impl XmlValue for InstanceTypeOffering {
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
+pub struct InternetGateway {
+    pub attachments: Option<Vec<InternetGatewayAttachment>>,
+    pub internet_gateway_id: Option<String>,
+    pub owner_id: Option<String>,
+    pub tags: Option<Vec<Tag>>,
+}
+
+impl XmlStruct for InternetGateway {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.attachments.write_xml(w, "attachmentSet");
+        self.internet_gateway_id.write_xml(w, "internetGatewayId");
+        self.owner_id.write_xml(w, "ownerId");
+        self.tags.write_xml(w, "tagSet");
+    }
+}
+
+impl XmlValue for InternetGateway {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct InternetGatewayAttachment {
+    pub state: Option<AttachmentStatus>,
+    pub vpc_id: Option<String>,
+}
+
+impl XmlStruct for InternetGatewayAttachment {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.state.write_xml(w, "state");
+        self.vpc_id.write_xml(w, "vpcId");
+    }
+}
+
+impl XmlValue for InternetGatewayAttachment {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct IpPermission {
     pub from_port: Option<i32>,
     pub ip_protocol: Option<String>,
@@ -5310,6 +6175,54 @@ impl XmlValue for ModifyInstanceMetadataOptionsResult {
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
+pub struct ModifySubnetAttributeRequest {
+    pub assign_ipv6_address_on_creation: Option<AttributeBooleanValue>,
+    pub customer_owned_ipv4_pool: Option<String>,
+    pub disable_lni_at_device_index: Option<AttributeBooleanValue>,
+    pub enable_dns64: Option<AttributeBooleanValue>,
+    pub enable_lni_at_device_index: Option<i32>,
+    pub enable_resource_name_dns_aaaa_record_on_launch: Option<AttributeBooleanValue>,
+    pub enable_resource_name_dns_a_record_on_launch: Option<AttributeBooleanValue>,
+    pub map_customer_owned_ip_on_launch: Option<AttributeBooleanValue>,
+    pub map_public_ip_on_launch: Option<AttributeBooleanValue>,
+    pub private_dns_hostname_type_on_launch: Option<HostnameType>,
+    pub subnet_id: String,
+}
+
+impl FromQuery for ModifySubnetAttributeRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            assign_ipv6_address_on_creation: d.optional("AssignIpv6AddressOnCreation")?,
+            customer_owned_ipv4_pool: d.optional("CustomerOwnedIpv4Pool")?,
+            disable_lni_at_device_index: d.optional("DisableLniAtDeviceIndex")?,
+            enable_dns64: d.optional("EnableDns64")?,
+            enable_lni_at_device_index: d.optional("EnableLniAtDeviceIndex")?,
+            enable_resource_name_dns_aaaa_record_on_launch: d.optional("EnableResourceNameDnsAAAARecordOnLaunch")?,
+            enable_resource_name_dns_a_record_on_launch: d.optional("EnableResourceNameDnsARecordOnLaunch")?,
+            map_customer_owned_ip_on_launch: d.optional("MapCustomerOwnedIpOnLaunch")?,
+            map_public_ip_on_launch: d.optional("MapPublicIpOnLaunch")?,
+            private_dns_hostname_type_on_launch: d.optional("PrivateDnsHostnameTypeOnLaunch")?,
+            subnet_id: d.required("SubnetId")?,
+        };
+        d.finish(&[
+            "AssignIpv6AddressOnCreation",
+            "CustomerOwnedIpv4Pool",
+            "DisableLniAtDeviceIndex",
+            "EnableDns64",
+            "EnableLniAtDeviceIndex",
+            "EnableResourceNameDnsAAAARecordOnLaunch",
+            "EnableResourceNameDnsARecordOnLaunch",
+            "MapCustomerOwnedIpOnLaunch",
+            "MapPublicIpOnLaunch",
+            "PrivateDnsHostnameTypeOnLaunch",
+            "SubnetId",
+        ])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct ModifyVolumeRequest {
     pub dry_run: Option<bool>,
     pub iops: Option<i32>,
@@ -5357,6 +6270,28 @@ impl XmlValue for ModifyVolumeResult {
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
+pub struct ModifyVpcAttributeRequest {
+    pub enable_dns_hostnames: Option<AttributeBooleanValue>,
+    pub enable_dns_support: Option<AttributeBooleanValue>,
+    pub enable_network_address_usage_metrics: Option<AttributeBooleanValue>,
+    pub vpc_id: String,
+}
+
+impl FromQuery for ModifyVpcAttributeRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            enable_dns_hostnames: d.optional("EnableDnsHostnames")?,
+            enable_dns_support: d.optional("EnableDnsSupport")?,
+            enable_network_address_usage_metrics: d.optional("EnableNetworkAddressUsageMetrics")?,
+            vpc_id: d.required("VpcId")?,
+        };
+        d.finish(&["EnableDnsHostnames", "EnableDnsSupport", "EnableNetworkAddressUsageMetrics", "VpcId"])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Monitoring {
     pub state: Option<MonitoringState>,
 }
@@ -5376,6 +6311,93 @@ impl XmlValue for Monitoring {
 }
 pub type MonitoringState = String;
 pub type NestedVirtualizationSpecification = String;
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NetworkAcl {
+    pub associations: Option<Vec<NetworkAclAssociation>>,
+    pub entries: Option<Vec<NetworkAclEntry>>,
+    pub is_default: Option<bool>,
+    pub network_acl_id: Option<String>,
+    pub owner_id: Option<String>,
+    pub tags: Option<Vec<Tag>>,
+    pub vpc_id: Option<String>,
+}
+
+impl XmlStruct for NetworkAcl {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.associations.write_xml(w, "associationSet");
+        self.entries.write_xml(w, "entrySet");
+        self.is_default.write_xml(w, "default");
+        self.network_acl_id.write_xml(w, "networkAclId");
+        self.owner_id.write_xml(w, "ownerId");
+        self.tags.write_xml(w, "tagSet");
+        self.vpc_id.write_xml(w, "vpcId");
+    }
+}
+
+impl XmlValue for NetworkAcl {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NetworkAclAssociation {
+    pub network_acl_association_id: Option<String>,
+    pub network_acl_id: Option<String>,
+    pub subnet_id: Option<String>,
+}
+
+impl XmlStruct for NetworkAclAssociation {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.network_acl_association_id.write_xml(w, "networkAclAssociationId");
+        self.network_acl_id.write_xml(w, "networkAclId");
+        self.subnet_id.write_xml(w, "subnetId");
+    }
+}
+
+impl XmlValue for NetworkAclAssociation {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NetworkAclEntry {
+    pub cidr_block: Option<String>,
+    pub egress: Option<bool>,
+    pub icmp_type_code: Option<IcmpTypeCode>,
+    pub ipv6_cidr_block: Option<String>,
+    pub port_range: Option<PortRange>,
+    pub protocol: Option<String>,
+    pub rule_action: Option<RuleAction>,
+    pub rule_number: Option<i32>,
+}
+
+impl XmlStruct for NetworkAclEntry {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.cidr_block.write_xml(w, "cidrBlock");
+        self.egress.write_xml(w, "egress");
+        self.icmp_type_code.write_xml(w, "icmpTypeCode");
+        self.ipv6_cidr_block.write_xml(w, "ipv6CidrBlock");
+        self.port_range.write_xml(w, "portRange");
+        self.protocol.write_xml(w, "protocol");
+        self.rule_action.write_xml(w, "ruleAction");
+        self.rule_number.write_xml(w, "ruleNumber");
+    }
+}
+
+impl XmlValue for NetworkAclEntry {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct NetworkCardInfo {
@@ -5902,6 +6924,27 @@ pub type PlacementGroupStrategy = String;
 pub type PlatformValues = String;
 
 #[derive(Debug, Clone, Default, PartialEq)]
+pub struct PortRange {
+    pub from: Option<i32>,
+    pub to: Option<i32>,
+}
+
+impl XmlStruct for PortRange {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.from.write_xml(w, "from");
+        self.to.write_xml(w, "to");
+    }
+}
+
+impl XmlValue for PortRange {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct PrefixListId {
     pub description: Option<String>,
     pub prefix_list_id: Option<String>,
@@ -6058,6 +7101,25 @@ impl XmlValue for ProductCode {
     }
 }
 pub type ProductCodeValues = String;
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PropagatingVgw {
+    pub gateway_id: Option<String>,
+}
+
+impl XmlStruct for PropagatingVgw {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.gateway_id.write_xml(w, "gatewayId");
+    }
+}
+
+impl XmlValue for PropagatingVgw {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct PublicIpDnsNameOptions {
@@ -6252,6 +7314,116 @@ impl XmlStruct for RegisterImageResult {
 }
 
 impl XmlValue for RegisterImageResult {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ReplaceRouteRequest {
+    pub carrier_gateway_id: Option<String>,
+    pub core_network_arn: Option<String>,
+    pub destination_cidr_block: Option<String>,
+    pub destination_ipv6_cidr_block: Option<String>,
+    pub destination_prefix_list_id: Option<String>,
+    pub dry_run: Option<bool>,
+    pub egress_only_internet_gateway_id: Option<String>,
+    pub gateway_id: Option<String>,
+    pub instance_id: Option<String>,
+    pub local_gateway_id: Option<String>,
+    pub local_target: Option<bool>,
+    pub nat_gateway_id: Option<String>,
+    pub network_interface_id: Option<String>,
+    pub odb_network_arn: Option<String>,
+    pub route_table_id: String,
+    pub transit_gateway_id: Option<String>,
+    pub vpc_endpoint_id: Option<String>,
+    pub vpc_peering_connection_id: Option<String>,
+}
+
+impl FromQuery for ReplaceRouteRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            carrier_gateway_id: d.optional("CarrierGatewayId")?,
+            core_network_arn: d.optional("CoreNetworkArn")?,
+            destination_cidr_block: d.optional("DestinationCidrBlock")?,
+            destination_ipv6_cidr_block: d.optional("DestinationIpv6CidrBlock")?,
+            destination_prefix_list_id: d.optional("DestinationPrefixListId")?,
+            dry_run: d.optional("DryRun")?,
+            egress_only_internet_gateway_id: d.optional("EgressOnlyInternetGatewayId")?,
+            gateway_id: d.optional("GatewayId")?,
+            instance_id: d.optional("InstanceId")?,
+            local_gateway_id: d.optional("LocalGatewayId")?,
+            local_target: d.optional("LocalTarget")?,
+            nat_gateway_id: d.optional("NatGatewayId")?,
+            network_interface_id: d.optional("NetworkInterfaceId")?,
+            odb_network_arn: d.optional("OdbNetworkArn")?,
+            route_table_id: d.required("RouteTableId")?,
+            transit_gateway_id: d.optional("TransitGatewayId")?,
+            vpc_endpoint_id: d.optional("VpcEndpointId")?,
+            vpc_peering_connection_id: d.optional("VpcPeeringConnectionId")?,
+        };
+        d.finish(&[
+            "CarrierGatewayId",
+            "CoreNetworkArn",
+            "DestinationCidrBlock",
+            "DestinationIpv6CidrBlock",
+            "DestinationPrefixListId",
+            "DryRun",
+            "EgressOnlyInternetGatewayId",
+            "GatewayId",
+            "InstanceId",
+            "LocalGatewayId",
+            "LocalTarget",
+            "NatGatewayId",
+            "NetworkInterfaceId",
+            "OdbNetworkArn",
+            "RouteTableId",
+            "TransitGatewayId",
+            "VpcEndpointId",
+            "VpcPeeringConnectionId",
+        ])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ReplaceRouteTableAssociationRequest {
+    pub association_id: String,
+    pub dry_run: Option<bool>,
+    pub route_table_id: String,
+}
+
+impl FromQuery for ReplaceRouteTableAssociationRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            association_id: d.required("AssociationId")?,
+            dry_run: d.optional("DryRun")?,
+            route_table_id: d.required("RouteTableId")?,
+        };
+        d.finish(&["AssociationId", "DryRun", "RouteTableId"])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ReplaceRouteTableAssociationResult {
+    pub association_state: Option<RouteTableAssociationState>,
+    pub new_association_id: Option<String>,
+}
+
+impl XmlStruct for ReplaceRouteTableAssociationResult {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.association_state.write_xml(w, "associationState");
+        self.new_association_id.write_xml(w, "newAssociationId");
+    }
+}
+
+impl XmlValue for ReplaceRouteTableAssociationResult {
     fn write_xml(&self, w: &mut XmlWriter, name: &str) {
         w.start(name);
         self.write_members(w);
@@ -6465,6 +7637,146 @@ impl XmlValue for RevokedSecurityGroupRule {
     }
 }
 pub type RootDeviceType = String;
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Route {
+    pub carrier_gateway_id: Option<String>,
+    pub core_network_arn: Option<String>,
+    pub destination_cidr_block: Option<String>,
+    pub destination_ipv6_cidr_block: Option<String>,
+    pub destination_prefix_list_id: Option<String>,
+    pub egress_only_internet_gateway_id: Option<String>,
+    pub gateway_id: Option<String>,
+    pub instance_id: Option<String>,
+    pub instance_owner_id: Option<String>,
+    pub ip_address: Option<String>,
+    pub local_gateway_id: Option<String>,
+    pub nat_gateway_id: Option<String>,
+    pub network_interface_id: Option<String>,
+    pub odb_network_arn: Option<String>,
+    pub origin: Option<RouteOrigin>,
+    pub state: Option<RouteState>,
+    pub transit_gateway_id: Option<String>,
+    pub vpc_peering_connection_id: Option<String>,
+}
+
+impl XmlStruct for Route {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.carrier_gateway_id.write_xml(w, "carrierGatewayId");
+        self.core_network_arn.write_xml(w, "coreNetworkArn");
+        self.destination_cidr_block.write_xml(w, "destinationCidrBlock");
+        self.destination_ipv6_cidr_block.write_xml(w, "destinationIpv6CidrBlock");
+        self.destination_prefix_list_id.write_xml(w, "destinationPrefixListId");
+        self.egress_only_internet_gateway_id.write_xml(w, "egressOnlyInternetGatewayId");
+        self.gateway_id.write_xml(w, "gatewayId");
+        self.instance_id.write_xml(w, "instanceId");
+        self.instance_owner_id.write_xml(w, "instanceOwnerId");
+        self.ip_address.write_xml(w, "ipAddress");
+        self.local_gateway_id.write_xml(w, "localGatewayId");
+        self.nat_gateway_id.write_xml(w, "natGatewayId");
+        self.network_interface_id.write_xml(w, "networkInterfaceId");
+        self.odb_network_arn.write_xml(w, "odbNetworkArn");
+        self.origin.write_xml(w, "origin");
+        self.state.write_xml(w, "state");
+        self.transit_gateway_id.write_xml(w, "transitGatewayId");
+        self.vpc_peering_connection_id.write_xml(w, "vpcPeeringConnectionId");
+    }
+}
+
+impl XmlValue for Route {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+pub type RouteOrigin = String;
+pub type RouteState = String;
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RouteTable {
+    pub associations: Option<Vec<RouteTableAssociation>>,
+    pub owner_id: Option<String>,
+    pub propagating_vgws: Option<Vec<PropagatingVgw>>,
+    pub route_table_id: Option<String>,
+    pub routes: Option<Vec<Route>>,
+    pub tags: Option<Vec<Tag>>,
+    pub vpc_id: Option<String>,
+}
+
+impl XmlStruct for RouteTable {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.associations.write_xml(w, "associationSet");
+        self.owner_id.write_xml(w, "ownerId");
+        self.propagating_vgws.write_xml(w, "propagatingVgwSet");
+        self.route_table_id.write_xml(w, "routeTableId");
+        self.routes.write_xml(w, "routeSet");
+        self.tags.write_xml(w, "tagSet");
+        self.vpc_id.write_xml(w, "vpcId");
+    }
+}
+
+impl XmlValue for RouteTable {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RouteTableAssociation {
+    pub association_state: Option<RouteTableAssociationState>,
+    pub gateway_id: Option<String>,
+    pub main: Option<bool>,
+    pub public_ipv4_pool: Option<String>,
+    pub route_table_association_id: Option<String>,
+    pub route_table_id: Option<String>,
+    pub subnet_id: Option<String>,
+}
+
+impl XmlStruct for RouteTableAssociation {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.association_state.write_xml(w, "associationState");
+        self.gateway_id.write_xml(w, "gatewayId");
+        self.main.write_xml(w, "main");
+        self.public_ipv4_pool.write_xml(w, "publicIpv4Pool");
+        self.route_table_association_id.write_xml(w, "routeTableAssociationId");
+        self.route_table_id.write_xml(w, "routeTableId");
+        self.subnet_id.write_xml(w, "subnetId");
+    }
+}
+
+impl XmlValue for RouteTableAssociation {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RouteTableAssociationState {
+    pub state: Option<RouteTableAssociationStateCode>,
+    pub status_message: Option<String>,
+}
+
+impl XmlStruct for RouteTableAssociationState {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.state.write_xml(w, "state");
+        self.status_message.write_xml(w, "statusMessage");
+    }
+}
+
+impl XmlValue for RouteTableAssociationState {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+pub type RouteTableAssociationStateCode = String;
+pub type RuleAction = String;
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RunInstancesMonitoringEnabled {
@@ -7666,6 +8978,48 @@ impl XmlValue for VpcEncryptionControl {
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
+pub struct VpcEncryptionControlConfiguration {
+    pub egress_only_internet_gateway_exclusion: Option<VpcEncryptionControlExclusionStateInput>,
+    pub elastic_file_system_exclusion: Option<VpcEncryptionControlExclusionStateInput>,
+    pub internet_gateway_exclusion: Option<VpcEncryptionControlExclusionStateInput>,
+    pub lambda_exclusion: Option<VpcEncryptionControlExclusionStateInput>,
+    pub mode: VpcEncryptionControlMode,
+    pub nat_gateway_exclusion: Option<VpcEncryptionControlExclusionStateInput>,
+    pub virtual_private_gateway_exclusion: Option<VpcEncryptionControlExclusionStateInput>,
+    pub vpc_lattice_exclusion: Option<VpcEncryptionControlExclusionStateInput>,
+    pub vpc_peering_exclusion: Option<VpcEncryptionControlExclusionStateInput>,
+}
+
+impl FromQuery for VpcEncryptionControlConfiguration {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            egress_only_internet_gateway_exclusion: d.optional("EgressOnlyInternetGatewayExclusion")?,
+            elastic_file_system_exclusion: d.optional("ElasticFileSystemExclusion")?,
+            internet_gateway_exclusion: d.optional("InternetGatewayExclusion")?,
+            lambda_exclusion: d.optional("LambdaExclusion")?,
+            mode: d.required("Mode")?,
+            nat_gateway_exclusion: d.optional("NatGatewayExclusion")?,
+            virtual_private_gateway_exclusion: d.optional("VirtualPrivateGatewayExclusion")?,
+            vpc_lattice_exclusion: d.optional("VpcLatticeExclusion")?,
+            vpc_peering_exclusion: d.optional("VpcPeeringExclusion")?,
+        };
+        d.finish(&[
+            "EgressOnlyInternetGatewayExclusion",
+            "ElasticFileSystemExclusion",
+            "InternetGatewayExclusion",
+            "LambdaExclusion",
+            "Mode",
+            "NatGatewayExclusion",
+            "VirtualPrivateGatewayExclusion",
+            "VpcLatticeExclusion",
+            "VpcPeeringExclusion",
+        ])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct VpcEncryptionControlExclusion {
     pub state: Option<VpcEncryptionControlExclusionState>,
     pub state_message: Option<String>,
@@ -7686,6 +9040,7 @@ impl XmlValue for VpcEncryptionControlExclusion {
     }
 }
 pub type VpcEncryptionControlExclusionState = String;
+pub type VpcEncryptionControlExclusionStateInput = String;
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct VpcEncryptionControlExclusions {
@@ -9144,6 +10499,8 @@ pub mod values {
     pub const VOLUME_TYPE: &[&str] = &["standard", "io1", "io2", "gp2", "sc1", "st1", "gp3"];
     pub const VPC_ATTRIBUTE_NAME: &[&str] =
         &["enableDnsSupport", "enableDnsHostnames", "enableNetworkAddressUsageMetrics"];
+    pub const VPC_ENCRYPTION_CONTROL_EXCLUSION_STATE_INPUT: &[&str] = &["enable", "disable"];
+    pub const VPC_ENCRYPTION_CONTROL_MODE: &[&str] = &["monitor", "enforce"];
 }
 
 /// The most dotted segments a parameter name of any served action has (`Filter.1.Value.2` has
@@ -9153,24 +10510,39 @@ pub const MAX_PARAMETER_DEPTH: usize = 5;
 /// Every action Stratus serves, with its decoded request.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
+    AssociateRouteTable(AssociateRouteTableRequest),
+    AttachInternetGateway(AttachInternetGatewayRequest),
     AttachVolume(AttachVolumeRequest),
     AuthorizeSecurityGroupEgress(AuthorizeSecurityGroupEgressRequest),
     AuthorizeSecurityGroupIngress(AuthorizeSecurityGroupIngressRequest),
     CancelInstanceMigration(CancelInstanceMigrationRequest),
+    CreateDefaultSubnet(CreateDefaultSubnetRequest),
+    CreateDefaultVpc(CreateDefaultVpcRequest),
     CreateImage(CreateImageRequest),
+    CreateInternetGateway(CreateInternetGatewayRequest),
     CreateKeyPair(CreateKeyPairRequest),
+    CreateRoute(CreateRouteRequest),
+    CreateRouteTable(CreateRouteTableRequest),
     CreateSecurityGroup(CreateSecurityGroupRequest),
     CreateSnapshot(CreateSnapshotRequest),
+    CreateSubnet(CreateSubnetRequest),
     CreateTags(CreateTagsRequest),
     CreateVolume(CreateVolumeRequest),
+    CreateVpc(CreateVpcRequest),
+    DeleteInternetGateway(DeleteInternetGatewayRequest),
     DeleteKeyPair(DeleteKeyPairRequest),
+    DeleteRoute(DeleteRouteRequest),
+    DeleteRouteTable(DeleteRouteTableRequest),
     DeleteSecurityGroup(DeleteSecurityGroupRequest),
     DeleteSnapshot(DeleteSnapshotRequest),
+    DeleteSubnet(DeleteSubnetRequest),
     DeleteTags(DeleteTagsRequest),
     DeleteVolume(DeleteVolumeRequest),
+    DeleteVpc(DeleteVpcRequest),
     DeregisterImage(DeregisterImageRequest),
     DescribeAccountAttributes(DescribeAccountAttributesRequest),
     DescribeAvailabilityZones(DescribeAvailabilityZonesRequest),
+    DescribeDhcpOptions(DescribeDhcpOptionsRequest),
     DescribeHosts(DescribeHostsRequest),
     DescribeImageAttribute(DescribeImageAttributeRequest),
     DescribeImages(DescribeImagesRequest),
@@ -9181,9 +10553,12 @@ pub enum Action {
     DescribeInstanceTypeOfferings(DescribeInstanceTypeOfferingsRequest),
     DescribeInstanceTypes(DescribeInstanceTypesRequest),
     DescribeInstances(DescribeInstancesRequest),
+    DescribeInternetGateways(DescribeInternetGatewaysRequest),
     DescribeKeyPairs(DescribeKeyPairsRequest),
+    DescribeNetworkAcls(DescribeNetworkAclsRequest),
     DescribeNetworkInterfaces(DescribeNetworkInterfacesRequest),
     DescribeRegions(DescribeRegionsRequest),
+    DescribeRouteTables(DescribeRouteTablesRequest),
     DescribeSecurityGroupRules(DescribeSecurityGroupRulesRequest),
     DescribeSecurityGroups(DescribeSecurityGroupsRequest),
     DescribeSnapshots(DescribeSnapshotsRequest),
@@ -9193,7 +10568,9 @@ pub enum Action {
     DescribeVolumesModifications(DescribeVolumesModificationsRequest),
     DescribeVpcAttribute(DescribeVpcAttributeRequest),
     DescribeVpcs(DescribeVpcsRequest),
+    DetachInternetGateway(DetachInternetGatewayRequest),
     DetachVolume(DetachVolumeRequest),
+    DisassociateRouteTable(DisassociateRouteTableRequest),
     GetConsoleOutput(GetConsoleOutputRequest),
     GetInstanceUefiData(GetInstanceUefiDataRequest),
     ImportKeyPair(ImportKeyPairRequest),
@@ -9202,9 +10579,13 @@ pub enum Action {
     ModifyInstanceAttribute(ModifyInstanceAttributeRequest),
     ModifyInstanceCreditSpecification(ModifyInstanceCreditSpecificationRequest),
     ModifyInstanceMetadataOptions(ModifyInstanceMetadataOptionsRequest),
+    ModifySubnetAttribute(ModifySubnetAttributeRequest),
     ModifyVolume(ModifyVolumeRequest),
+    ModifyVpcAttribute(ModifyVpcAttributeRequest),
     RebootInstances(RebootInstancesRequest),
     RegisterImage(RegisterImageRequest),
+    ReplaceRoute(ReplaceRouteRequest),
+    ReplaceRouteTableAssociation(ReplaceRouteTableAssociationRequest),
     RevokeSecurityGroupEgress(RevokeSecurityGroupEgressRequest),
     RevokeSecurityGroupIngress(RevokeSecurityGroupIngressRequest),
     RunInstances(RunInstancesRequest),
@@ -9215,24 +10596,39 @@ pub enum Action {
 
 impl Action {
     pub const NAMES: &'static [&'static str] = &[
+        "AssociateRouteTable",
+        "AttachInternetGateway",
         "AttachVolume",
         "AuthorizeSecurityGroupEgress",
         "AuthorizeSecurityGroupIngress",
         "CancelInstanceMigration",
+        "CreateDefaultSubnet",
+        "CreateDefaultVpc",
         "CreateImage",
+        "CreateInternetGateway",
         "CreateKeyPair",
+        "CreateRoute",
+        "CreateRouteTable",
         "CreateSecurityGroup",
         "CreateSnapshot",
+        "CreateSubnet",
         "CreateTags",
         "CreateVolume",
+        "CreateVpc",
+        "DeleteInternetGateway",
         "DeleteKeyPair",
+        "DeleteRoute",
+        "DeleteRouteTable",
         "DeleteSecurityGroup",
         "DeleteSnapshot",
+        "DeleteSubnet",
         "DeleteTags",
         "DeleteVolume",
+        "DeleteVpc",
         "DeregisterImage",
         "DescribeAccountAttributes",
         "DescribeAvailabilityZones",
+        "DescribeDhcpOptions",
         "DescribeHosts",
         "DescribeImageAttribute",
         "DescribeImages",
@@ -9243,9 +10639,12 @@ impl Action {
         "DescribeInstanceTypeOfferings",
         "DescribeInstanceTypes",
         "DescribeInstances",
+        "DescribeInternetGateways",
         "DescribeKeyPairs",
+        "DescribeNetworkAcls",
         "DescribeNetworkInterfaces",
         "DescribeRegions",
+        "DescribeRouteTables",
         "DescribeSecurityGroupRules",
         "DescribeSecurityGroups",
         "DescribeSnapshots",
@@ -9255,7 +10654,9 @@ impl Action {
         "DescribeVolumesModifications",
         "DescribeVpcAttribute",
         "DescribeVpcs",
+        "DetachInternetGateway",
         "DetachVolume",
+        "DisassociateRouteTable",
         "GetConsoleOutput",
         "GetInstanceUefiData",
         "ImportKeyPair",
@@ -9264,9 +10665,13 @@ impl Action {
         "ModifyInstanceAttribute",
         "ModifyInstanceCreditSpecification",
         "ModifyInstanceMetadataOptions",
+        "ModifySubnetAttribute",
         "ModifyVolume",
+        "ModifyVpcAttribute",
         "RebootInstances",
         "RegisterImage",
+        "ReplaceRoute",
+        "ReplaceRouteTableAssociation",
         "RevokeSecurityGroupEgress",
         "RevokeSecurityGroupIngress",
         "RunInstances",
@@ -9278,26 +10683,41 @@ impl Action {
     /// Decodes the request of `action` from the parameters (without `Action` and `Version`).
     pub fn decode(action: &str, params: &Node) -> Result<Self, Ec2Error> {
         match action {
+            "AssociateRouteTable" => FromQuery::from_query(params, "").map(Self::AssociateRouteTable),
+            "AttachInternetGateway" => FromQuery::from_query(params, "").map(Self::AttachInternetGateway),
             "AttachVolume" => FromQuery::from_query(params, "").map(Self::AttachVolume),
             "AuthorizeSecurityGroupEgress" => FromQuery::from_query(params, "").map(Self::AuthorizeSecurityGroupEgress),
             "AuthorizeSecurityGroupIngress" => {
                 FromQuery::from_query(params, "").map(Self::AuthorizeSecurityGroupIngress)
             }
             "CancelInstanceMigration" => FromQuery::from_query(params, "").map(Self::CancelInstanceMigration),
+            "CreateDefaultSubnet" => FromQuery::from_query(params, "").map(Self::CreateDefaultSubnet),
+            "CreateDefaultVpc" => FromQuery::from_query(params, "").map(Self::CreateDefaultVpc),
             "CreateImage" => FromQuery::from_query(params, "").map(Self::CreateImage),
+            "CreateInternetGateway" => FromQuery::from_query(params, "").map(Self::CreateInternetGateway),
             "CreateKeyPair" => FromQuery::from_query(params, "").map(Self::CreateKeyPair),
+            "CreateRoute" => FromQuery::from_query(params, "").map(Self::CreateRoute),
+            "CreateRouteTable" => FromQuery::from_query(params, "").map(Self::CreateRouteTable),
             "CreateSecurityGroup" => FromQuery::from_query(params, "").map(Self::CreateSecurityGroup),
             "CreateSnapshot" => FromQuery::from_query(params, "").map(Self::CreateSnapshot),
+            "CreateSubnet" => FromQuery::from_query(params, "").map(Self::CreateSubnet),
             "CreateTags" => FromQuery::from_query(params, "").map(Self::CreateTags),
             "CreateVolume" => FromQuery::from_query(params, "").map(Self::CreateVolume),
+            "CreateVpc" => FromQuery::from_query(params, "").map(Self::CreateVpc),
+            "DeleteInternetGateway" => FromQuery::from_query(params, "").map(Self::DeleteInternetGateway),
             "DeleteKeyPair" => FromQuery::from_query(params, "").map(Self::DeleteKeyPair),
+            "DeleteRoute" => FromQuery::from_query(params, "").map(Self::DeleteRoute),
+            "DeleteRouteTable" => FromQuery::from_query(params, "").map(Self::DeleteRouteTable),
             "DeleteSecurityGroup" => FromQuery::from_query(params, "").map(Self::DeleteSecurityGroup),
             "DeleteSnapshot" => FromQuery::from_query(params, "").map(Self::DeleteSnapshot),
+            "DeleteSubnet" => FromQuery::from_query(params, "").map(Self::DeleteSubnet),
             "DeleteTags" => FromQuery::from_query(params, "").map(Self::DeleteTags),
             "DeleteVolume" => FromQuery::from_query(params, "").map(Self::DeleteVolume),
+            "DeleteVpc" => FromQuery::from_query(params, "").map(Self::DeleteVpc),
             "DeregisterImage" => FromQuery::from_query(params, "").map(Self::DeregisterImage),
             "DescribeAccountAttributes" => FromQuery::from_query(params, "").map(Self::DescribeAccountAttributes),
             "DescribeAvailabilityZones" => FromQuery::from_query(params, "").map(Self::DescribeAvailabilityZones),
+            "DescribeDhcpOptions" => FromQuery::from_query(params, "").map(Self::DescribeDhcpOptions),
             "DescribeHosts" => FromQuery::from_query(params, "").map(Self::DescribeHosts),
             "DescribeImageAttribute" => FromQuery::from_query(params, "").map(Self::DescribeImageAttribute),
             "DescribeImages" => FromQuery::from_query(params, "").map(Self::DescribeImages),
@@ -9312,9 +10732,12 @@ impl Action {
             }
             "DescribeInstanceTypes" => FromQuery::from_query(params, "").map(Self::DescribeInstanceTypes),
             "DescribeInstances" => FromQuery::from_query(params, "").map(Self::DescribeInstances),
+            "DescribeInternetGateways" => FromQuery::from_query(params, "").map(Self::DescribeInternetGateways),
             "DescribeKeyPairs" => FromQuery::from_query(params, "").map(Self::DescribeKeyPairs),
+            "DescribeNetworkAcls" => FromQuery::from_query(params, "").map(Self::DescribeNetworkAcls),
             "DescribeNetworkInterfaces" => FromQuery::from_query(params, "").map(Self::DescribeNetworkInterfaces),
             "DescribeRegions" => FromQuery::from_query(params, "").map(Self::DescribeRegions),
+            "DescribeRouteTables" => FromQuery::from_query(params, "").map(Self::DescribeRouteTables),
             "DescribeSecurityGroupRules" => FromQuery::from_query(params, "").map(Self::DescribeSecurityGroupRules),
             "DescribeSecurityGroups" => FromQuery::from_query(params, "").map(Self::DescribeSecurityGroups),
             "DescribeSnapshots" => FromQuery::from_query(params, "").map(Self::DescribeSnapshots),
@@ -9324,7 +10747,9 @@ impl Action {
             "DescribeVolumesModifications" => FromQuery::from_query(params, "").map(Self::DescribeVolumesModifications),
             "DescribeVpcAttribute" => FromQuery::from_query(params, "").map(Self::DescribeVpcAttribute),
             "DescribeVpcs" => FromQuery::from_query(params, "").map(Self::DescribeVpcs),
+            "DetachInternetGateway" => FromQuery::from_query(params, "").map(Self::DetachInternetGateway),
             "DetachVolume" => FromQuery::from_query(params, "").map(Self::DetachVolume),
+            "DisassociateRouteTable" => FromQuery::from_query(params, "").map(Self::DisassociateRouteTable),
             "GetConsoleOutput" => FromQuery::from_query(params, "").map(Self::GetConsoleOutput),
             "GetInstanceUefiData" => FromQuery::from_query(params, "").map(Self::GetInstanceUefiData),
             "ImportKeyPair" => FromQuery::from_query(params, "").map(Self::ImportKeyPair),
@@ -9337,9 +10762,13 @@ impl Action {
             "ModifyInstanceMetadataOptions" => {
                 FromQuery::from_query(params, "").map(Self::ModifyInstanceMetadataOptions)
             }
+            "ModifySubnetAttribute" => FromQuery::from_query(params, "").map(Self::ModifySubnetAttribute),
             "ModifyVolume" => FromQuery::from_query(params, "").map(Self::ModifyVolume),
+            "ModifyVpcAttribute" => FromQuery::from_query(params, "").map(Self::ModifyVpcAttribute),
             "RebootInstances" => FromQuery::from_query(params, "").map(Self::RebootInstances),
             "RegisterImage" => FromQuery::from_query(params, "").map(Self::RegisterImage),
+            "ReplaceRoute" => FromQuery::from_query(params, "").map(Self::ReplaceRoute),
+            "ReplaceRouteTableAssociation" => FromQuery::from_query(params, "").map(Self::ReplaceRouteTableAssociation),
             "RevokeSecurityGroupEgress" => FromQuery::from_query(params, "").map(Self::RevokeSecurityGroupEgress),
             "RevokeSecurityGroupIngress" => FromQuery::from_query(params, "").map(Self::RevokeSecurityGroupIngress),
             "RunInstances" => FromQuery::from_query(params, "").map(Self::RunInstances),
@@ -9352,24 +10781,39 @@ impl Action {
 
     pub fn name(&self) -> &'static str {
         match self {
+            Self::AssociateRouteTable(_) => "AssociateRouteTable",
+            Self::AttachInternetGateway(_) => "AttachInternetGateway",
             Self::AttachVolume(_) => "AttachVolume",
             Self::AuthorizeSecurityGroupEgress(_) => "AuthorizeSecurityGroupEgress",
             Self::AuthorizeSecurityGroupIngress(_) => "AuthorizeSecurityGroupIngress",
             Self::CancelInstanceMigration(_) => "CancelInstanceMigration",
+            Self::CreateDefaultSubnet(_) => "CreateDefaultSubnet",
+            Self::CreateDefaultVpc(_) => "CreateDefaultVpc",
             Self::CreateImage(_) => "CreateImage",
+            Self::CreateInternetGateway(_) => "CreateInternetGateway",
             Self::CreateKeyPair(_) => "CreateKeyPair",
+            Self::CreateRoute(_) => "CreateRoute",
+            Self::CreateRouteTable(_) => "CreateRouteTable",
             Self::CreateSecurityGroup(_) => "CreateSecurityGroup",
             Self::CreateSnapshot(_) => "CreateSnapshot",
+            Self::CreateSubnet(_) => "CreateSubnet",
             Self::CreateTags(_) => "CreateTags",
             Self::CreateVolume(_) => "CreateVolume",
+            Self::CreateVpc(_) => "CreateVpc",
+            Self::DeleteInternetGateway(_) => "DeleteInternetGateway",
             Self::DeleteKeyPair(_) => "DeleteKeyPair",
+            Self::DeleteRoute(_) => "DeleteRoute",
+            Self::DeleteRouteTable(_) => "DeleteRouteTable",
             Self::DeleteSecurityGroup(_) => "DeleteSecurityGroup",
             Self::DeleteSnapshot(_) => "DeleteSnapshot",
+            Self::DeleteSubnet(_) => "DeleteSubnet",
             Self::DeleteTags(_) => "DeleteTags",
             Self::DeleteVolume(_) => "DeleteVolume",
+            Self::DeleteVpc(_) => "DeleteVpc",
             Self::DeregisterImage(_) => "DeregisterImage",
             Self::DescribeAccountAttributes(_) => "DescribeAccountAttributes",
             Self::DescribeAvailabilityZones(_) => "DescribeAvailabilityZones",
+            Self::DescribeDhcpOptions(_) => "DescribeDhcpOptions",
             Self::DescribeHosts(_) => "DescribeHosts",
             Self::DescribeImageAttribute(_) => "DescribeImageAttribute",
             Self::DescribeImages(_) => "DescribeImages",
@@ -9380,9 +10824,12 @@ impl Action {
             Self::DescribeInstanceTypeOfferings(_) => "DescribeInstanceTypeOfferings",
             Self::DescribeInstanceTypes(_) => "DescribeInstanceTypes",
             Self::DescribeInstances(_) => "DescribeInstances",
+            Self::DescribeInternetGateways(_) => "DescribeInternetGateways",
             Self::DescribeKeyPairs(_) => "DescribeKeyPairs",
+            Self::DescribeNetworkAcls(_) => "DescribeNetworkAcls",
             Self::DescribeNetworkInterfaces(_) => "DescribeNetworkInterfaces",
             Self::DescribeRegions(_) => "DescribeRegions",
+            Self::DescribeRouteTables(_) => "DescribeRouteTables",
             Self::DescribeSecurityGroupRules(_) => "DescribeSecurityGroupRules",
             Self::DescribeSecurityGroups(_) => "DescribeSecurityGroups",
             Self::DescribeSnapshots(_) => "DescribeSnapshots",
@@ -9392,7 +10839,9 @@ impl Action {
             Self::DescribeVolumesModifications(_) => "DescribeVolumesModifications",
             Self::DescribeVpcAttribute(_) => "DescribeVpcAttribute",
             Self::DescribeVpcs(_) => "DescribeVpcs",
+            Self::DetachInternetGateway(_) => "DetachInternetGateway",
             Self::DetachVolume(_) => "DetachVolume",
+            Self::DisassociateRouteTable(_) => "DisassociateRouteTable",
             Self::GetConsoleOutput(_) => "GetConsoleOutput",
             Self::GetInstanceUefiData(_) => "GetInstanceUefiData",
             Self::ImportKeyPair(_) => "ImportKeyPair",
@@ -9401,9 +10850,13 @@ impl Action {
             Self::ModifyInstanceAttribute(_) => "ModifyInstanceAttribute",
             Self::ModifyInstanceCreditSpecification(_) => "ModifyInstanceCreditSpecification",
             Self::ModifyInstanceMetadataOptions(_) => "ModifyInstanceMetadataOptions",
+            Self::ModifySubnetAttribute(_) => "ModifySubnetAttribute",
             Self::ModifyVolume(_) => "ModifyVolume",
+            Self::ModifyVpcAttribute(_) => "ModifyVpcAttribute",
             Self::RebootInstances(_) => "RebootInstances",
             Self::RegisterImage(_) => "RegisterImage",
+            Self::ReplaceRoute(_) => "ReplaceRoute",
+            Self::ReplaceRouteTableAssociation(_) => "ReplaceRouteTableAssociation",
             Self::RevokeSecurityGroupEgress(_) => "RevokeSecurityGroupEgress",
             Self::RevokeSecurityGroupIngress(_) => "RevokeSecurityGroupIngress",
             Self::RunInstances(_) => "RunInstances",
@@ -9416,24 +10869,39 @@ impl Action {
     /// Whether the request asked for a dry run.
     pub fn dry_run(&self) -> bool {
         match self {
+            Self::AssociateRouteTable(r) => r.dry_run == Some(true),
+            Self::AttachInternetGateway(r) => r.dry_run == Some(true),
             Self::AttachVolume(r) => r.dry_run == Some(true),
             Self::AuthorizeSecurityGroupEgress(r) => r.dry_run == Some(true),
             Self::AuthorizeSecurityGroupIngress(r) => r.dry_run == Some(true),
             Self::CancelInstanceMigration(r) => r.dry_run == Some(true),
+            Self::CreateDefaultSubnet(r) => r.dry_run == Some(true),
+            Self::CreateDefaultVpc(r) => r.dry_run == Some(true),
             Self::CreateImage(r) => r.dry_run == Some(true),
+            Self::CreateInternetGateway(r) => r.dry_run == Some(true),
             Self::CreateKeyPair(r) => r.dry_run == Some(true),
+            Self::CreateRoute(r) => r.dry_run == Some(true),
+            Self::CreateRouteTable(r) => r.dry_run == Some(true),
             Self::CreateSecurityGroup(r) => r.dry_run == Some(true),
             Self::CreateSnapshot(r) => r.dry_run == Some(true),
+            Self::CreateSubnet(r) => r.dry_run == Some(true),
             Self::CreateTags(r) => r.dry_run == Some(true),
             Self::CreateVolume(r) => r.dry_run == Some(true),
+            Self::CreateVpc(r) => r.dry_run == Some(true),
+            Self::DeleteInternetGateway(r) => r.dry_run == Some(true),
             Self::DeleteKeyPair(r) => r.dry_run == Some(true),
+            Self::DeleteRoute(r) => r.dry_run == Some(true),
+            Self::DeleteRouteTable(r) => r.dry_run == Some(true),
             Self::DeleteSecurityGroup(r) => r.dry_run == Some(true),
             Self::DeleteSnapshot(r) => r.dry_run == Some(true),
+            Self::DeleteSubnet(r) => r.dry_run == Some(true),
             Self::DeleteTags(r) => r.dry_run == Some(true),
             Self::DeleteVolume(r) => r.dry_run == Some(true),
+            Self::DeleteVpc(r) => r.dry_run == Some(true),
             Self::DeregisterImage(r) => r.dry_run == Some(true),
             Self::DescribeAccountAttributes(r) => r.dry_run == Some(true),
             Self::DescribeAvailabilityZones(r) => r.dry_run == Some(true),
+            Self::DescribeDhcpOptions(r) => r.dry_run == Some(true),
             Self::DescribeHosts(_) => false,
             Self::DescribeImageAttribute(r) => r.dry_run == Some(true),
             Self::DescribeImages(r) => r.dry_run == Some(true),
@@ -9444,9 +10912,12 @@ impl Action {
             Self::DescribeInstanceTypeOfferings(r) => r.dry_run == Some(true),
             Self::DescribeInstanceTypes(r) => r.dry_run == Some(true),
             Self::DescribeInstances(r) => r.dry_run == Some(true),
+            Self::DescribeInternetGateways(r) => r.dry_run == Some(true),
             Self::DescribeKeyPairs(r) => r.dry_run == Some(true),
+            Self::DescribeNetworkAcls(r) => r.dry_run == Some(true),
             Self::DescribeNetworkInterfaces(r) => r.dry_run == Some(true),
             Self::DescribeRegions(r) => r.dry_run == Some(true),
+            Self::DescribeRouteTables(r) => r.dry_run == Some(true),
             Self::DescribeSecurityGroupRules(r) => r.dry_run == Some(true),
             Self::DescribeSecurityGroups(r) => r.dry_run == Some(true),
             Self::DescribeSnapshots(r) => r.dry_run == Some(true),
@@ -9456,7 +10927,9 @@ impl Action {
             Self::DescribeVolumesModifications(r) => r.dry_run == Some(true),
             Self::DescribeVpcAttribute(r) => r.dry_run == Some(true),
             Self::DescribeVpcs(r) => r.dry_run == Some(true),
+            Self::DetachInternetGateway(r) => r.dry_run == Some(true),
             Self::DetachVolume(r) => r.dry_run == Some(true),
+            Self::DisassociateRouteTable(r) => r.dry_run == Some(true),
             Self::GetConsoleOutput(r) => r.dry_run == Some(true),
             Self::GetInstanceUefiData(r) => r.dry_run == Some(true),
             Self::ImportKeyPair(r) => r.dry_run == Some(true),
@@ -9465,9 +10938,13 @@ impl Action {
             Self::ModifyInstanceAttribute(r) => r.dry_run == Some(true),
             Self::ModifyInstanceCreditSpecification(r) => r.dry_run == Some(true),
             Self::ModifyInstanceMetadataOptions(r) => r.dry_run == Some(true),
+            Self::ModifySubnetAttribute(_) => false,
             Self::ModifyVolume(r) => r.dry_run == Some(true),
+            Self::ModifyVpcAttribute(_) => false,
             Self::RebootInstances(r) => r.dry_run == Some(true),
             Self::RegisterImage(r) => r.dry_run == Some(true),
+            Self::ReplaceRoute(r) => r.dry_run == Some(true),
+            Self::ReplaceRouteTableAssociation(r) => r.dry_run == Some(true),
             Self::RevokeSecurityGroupEgress(r) => r.dry_run == Some(true),
             Self::RevokeSecurityGroupIngress(r) => r.dry_run == Some(true),
             Self::RunInstances(r) => r.dry_run == Some(true),
@@ -9478,24 +10955,39 @@ impl Action {
     }
 }
 
+pub type AssociateRouteTableOutput = AssociateRouteTableResult;
+pub type AttachInternetGatewayOutput = ReturnTrue;
 pub type AttachVolumeOutput = VolumeAttachment;
 pub type AuthorizeSecurityGroupEgressOutput = AuthorizeSecurityGroupEgressResult;
 pub type AuthorizeSecurityGroupIngressOutput = AuthorizeSecurityGroupIngressResult;
 pub type CancelInstanceMigrationOutput = CancelInstanceMigrationResult;
+pub type CreateDefaultSubnetOutput = CreateDefaultSubnetResult;
+pub type CreateDefaultVpcOutput = CreateDefaultVpcResult;
 pub type CreateImageOutput = CreateImageResult;
+pub type CreateInternetGatewayOutput = CreateInternetGatewayResult;
 pub type CreateKeyPairOutput = KeyPair;
+pub type CreateRouteOutput = CreateRouteResult;
+pub type CreateRouteTableOutput = CreateRouteTableResult;
 pub type CreateSecurityGroupOutput = CreateSecurityGroupResult;
 pub type CreateSnapshotOutput = Snapshot;
+pub type CreateSubnetOutput = CreateSubnetResult;
 pub type CreateTagsOutput = ReturnTrue;
 pub type CreateVolumeOutput = Volume;
+pub type CreateVpcOutput = CreateVpcResult;
+pub type DeleteInternetGatewayOutput = ReturnTrue;
 pub type DeleteKeyPairOutput = DeleteKeyPairResult;
+pub type DeleteRouteOutput = ReturnTrue;
+pub type DeleteRouteTableOutput = ReturnTrue;
 pub type DeleteSecurityGroupOutput = DeleteSecurityGroupResult;
 pub type DeleteSnapshotOutput = ReturnTrue;
+pub type DeleteSubnetOutput = ReturnTrue;
 pub type DeleteTagsOutput = ReturnTrue;
 pub type DeleteVolumeOutput = ReturnTrue;
+pub type DeleteVpcOutput = ReturnTrue;
 pub type DeregisterImageOutput = DeregisterImageResult;
 pub type DescribeAccountAttributesOutput = DescribeAccountAttributesResult;
 pub type DescribeAvailabilityZonesOutput = DescribeAvailabilityZonesResult;
+pub type DescribeDhcpOptionsOutput = DescribeDhcpOptionsResult;
 pub type DescribeHostsOutput = StratusDescribeHostsResult;
 pub type DescribeImageAttributeOutput = ImageAttribute;
 pub type DescribeImagesOutput = DescribeImagesResult;
@@ -9506,9 +10998,12 @@ pub type DescribeInstanceStatusOutput = DescribeInstanceStatusResult;
 pub type DescribeInstanceTypeOfferingsOutput = DescribeInstanceTypeOfferingsResult;
 pub type DescribeInstanceTypesOutput = DescribeInstanceTypesResult;
 pub type DescribeInstancesOutput = DescribeInstancesResult;
+pub type DescribeInternetGatewaysOutput = DescribeInternetGatewaysResult;
 pub type DescribeKeyPairsOutput = DescribeKeyPairsResult;
+pub type DescribeNetworkAclsOutput = DescribeNetworkAclsResult;
 pub type DescribeNetworkInterfacesOutput = DescribeNetworkInterfacesResult;
 pub type DescribeRegionsOutput = DescribeRegionsResult;
+pub type DescribeRouteTablesOutput = DescribeRouteTablesResult;
 pub type DescribeSecurityGroupRulesOutput = DescribeSecurityGroupRulesResult;
 pub type DescribeSecurityGroupsOutput = DescribeSecurityGroupsResult;
 pub type DescribeSnapshotsOutput = DescribeSnapshotsResult;
@@ -9518,7 +11013,9 @@ pub type DescribeVolumesOutput = DescribeVolumesResult;
 pub type DescribeVolumesModificationsOutput = DescribeVolumesModificationsResult;
 pub type DescribeVpcAttributeOutput = DescribeVpcAttributeResult;
 pub type DescribeVpcsOutput = DescribeVpcsResult;
+pub type DetachInternetGatewayOutput = ReturnTrue;
 pub type DetachVolumeOutput = VolumeAttachment;
+pub type DisassociateRouteTableOutput = ReturnTrue;
 pub type GetConsoleOutputOutput = GetConsoleOutputResult;
 pub type GetInstanceUefiDataOutput = GetInstanceUefiDataResult;
 pub type ImportKeyPairOutput = ImportKeyPairResult;
@@ -9527,9 +11024,13 @@ pub type ModifyHostsOutput = ModifyHostsResult;
 pub type ModifyInstanceAttributeOutput = ReturnTrue;
 pub type ModifyInstanceCreditSpecificationOutput = ModifyInstanceCreditSpecificationResult;
 pub type ModifyInstanceMetadataOptionsOutput = ModifyInstanceMetadataOptionsResult;
+pub type ModifySubnetAttributeOutput = ReturnTrue;
 pub type ModifyVolumeOutput = ModifyVolumeResult;
+pub type ModifyVpcAttributeOutput = ReturnTrue;
 pub type RebootInstancesOutput = ReturnTrue;
 pub type RegisterImageOutput = RegisterImageResult;
+pub type ReplaceRouteOutput = ReturnTrue;
+pub type ReplaceRouteTableAssociationOutput = ReplaceRouteTableAssociationResult;
 pub type RevokeSecurityGroupEgressOutput = RevokeSecurityGroupEgressResult;
 pub type RevokeSecurityGroupIngressOutput = RevokeSecurityGroupIngressResult;
 pub type RunInstancesOutput = Reservation;

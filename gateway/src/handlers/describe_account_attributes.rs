@@ -9,9 +9,11 @@ pub async fn handle(
     ctx: &Ctx,
     req: DescribeAccountAttributesRequest,
 ) -> Result<DescribeAccountAttributesOutput, Ec2Error> {
+    let (account, hint) = (ctx.account().to_owned(), ctx.principal.default_vpc_id.clone());
+    let default_vpc = ctx.call(move |b| b.default_vpc(&account, &hint)).await?;
     let known: [(&str, Vec<String>); 6] = [
         ("supported-platforms", vec!["VPC".into()]),
-        ("default-vpc", vec![ctx.principal.default_vpc_id.clone()]),
+        ("default-vpc", vec![default_vpc.unwrap_or_else(|| "none".into())]),
         ("max-instances", vec!["20".into()]),
         ("vpc-max-security-groups-per-interface", vec!["5".into()]),
         ("max-elastic-ips", vec!["5".into()]),

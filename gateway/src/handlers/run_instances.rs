@@ -9,7 +9,8 @@ use super::shapes::{instance, Joins};
 use super::{positive, tags_from_specs};
 use crate::context::Ctx;
 
-pub async fn handle(ctx: &Ctx, req: RunInstancesRequest) -> Result<RunInstancesOutput, Ec2Error> {
+pub async fn handle(ctx: &Ctx, mut req: RunInstancesRequest) -> Result<RunInstancesOutput, Ec2Error> {
+    let primary = primary_interface(req.network_interfaces.take(), &req)?;
     let image_id = req.image_id.ok_or_else(|| Ec2Error::missing_parameter("ImageId"))?;
     for (index, count) in [("MinCount", req.min_count), ("MaxCount", req.max_count)] {
         if count < 1 {
@@ -37,6 +38,10 @@ pub async fn handle(ctx: &Ctx, req: RunInstancesRequest) -> Result<RunInstancesO
     let tags = tags_from_specs(Some(instance_specs), "instance")?;
     let interface_tags = tags_from_specs(Some(interface_specs), "network-interface")?;
     let volume_tags = tags_from_specs(Some(volume_specs), "volume")?;
+    let (subnet_id, private_ip, security_group_ids) = match primary {
+        Some(p) => (p.subnet_id, p.private_ip, p.groups),
+        None => (req.subnet_id, req.private_ip_address, req.security_group_ids.unwrap_or_default()),
+    };
     let launch = LaunchRequest {
         image_id,
         instance_type: req.instance_type.unwrap_or_else(|| "m1.small".into()),
@@ -45,8 +50,8 @@ pub async fn handle(ctx: &Ctx, req: RunInstancesRequest) -> Result<RunInstancesO
         key_name: req.key_name,
         user_data: req.user_data,
         zone: req.placement.and_then(|p| p.availability_zone).filter(|z| !z.is_empty()),
-        subnet_id: req.subnet_id.filter(|s| !s.is_empty()),
-        security_group_ids: req.security_group_ids.unwrap_or_default(),
+        subnet_id: subnet_id.filter(|s| !s.is_empty()),
+        security_group_ids,
         security_group_names: req.security_groups.unwrap_or_default(),
         client_token: req.client_token.filter(|t| !t.is_empty()),
         disable_api_termination: req.disable_api_termination.unwrap_or(false),
@@ -59,7 +64,7 @@ pub async fn handle(ctx: &Ctx, req: RunInstancesRequest) -> Result<RunInstancesO
         volume_tags,
         root_volume,
         cpu_credits: req.credit_specification.map(|c| c.cpu_credits),
-        private_ip: match req.private_ip_address.filter(|a| !a.is_empty()) {
+        private_ip: match private_ip.filter(|a| !a.is_empty()) {
             Some(text) => Some(
                 text.parse()
                     .map_err(|_| Ec2Error::invalid_value("PrivateIpAddress", &text, "Expected an IPv4 address."))?,
@@ -97,6 +102,65 @@ pub async fn handle(ctx: &Ctx, req: RunInstancesRequest) -> Result<RunInstancesO
         instances: Some(records.iter().map(|r| instance(r, &tags, &ctx.region, &joins)).collect()),
         requester_id: None,
     })
+}
+
+/// What `NetworkInterface.1` says of the instance's one interface.
+struct PrimaryInterface {
+    subnet_id: Option<String>,
+    private_ip: Option<String>,
+    groups: Vec<String>,
+}
+
+/// `NetworkInterface.N`: an instance has one interface here, at device index 0, whose subnet,
+/// address and groups stand for the instance-level ones (which may then not be given as well,
+/// as on EC2). What Stratus cannot do yet is refused by name.
+fn primary_interface(
+    specs: Option<Vec<ec2api::InstanceNetworkInterfaceSpecification>>,
+    req: &RunInstancesRequest,
+) -> Result<Option<PrimaryInterface>, Ec2Error> {
+    let Some(mut specs) = specs.filter(|s| !s.is_empty()) else { return Ok(None) };
+    let unsupported = |what: &str| Ec2Error::new(Code::UnsupportedOperation, format!("{what} is not supported yet."));
+    let combined = |what: &str| {
+        Ec2Error::new(
+            Code::InvalidParameterCombination,
+            format!("Network interfaces and an instance-level {what} may not be specified on the same request"),
+        )
+    };
+    if specs.len() > 1 || specs[0].device_index.unwrap_or(0) != 0 {
+        return Err(unsupported("More than one network interface (or one at a device index other than 0)"));
+    }
+    let spec = specs.remove(0);
+    if spec.network_interface_id.is_some() {
+        return Err(unsupported("Launching with an existing network interface (NetworkInterfaceId)"));
+    }
+    if spec.associate_public_ip_address == Some(true) {
+        return Err(unsupported("AssociatePublicIpAddress"));
+    }
+    if spec.ipv6_address_count.unwrap_or(0) > 0
+        || spec.ipv6_addresses.as_ref().is_some_and(|a| !a.is_empty())
+        || spec.secondary_private_ip_address_count.unwrap_or(0) > 0
+        || spec.ipv4_prefix_count.unwrap_or(0) > 0
+        || spec.ipv6_prefix_count.unwrap_or(0) > 0
+    {
+        return Err(unsupported("IPv6 addresses, secondary private addresses and prefixes"));
+    }
+    if req.subnet_id.as_deref().is_some_and(|s| !s.is_empty()) {
+        return Err(combined("subnet ID"));
+    }
+    if req.security_group_ids.as_ref().is_some_and(|g| !g.is_empty())
+        || req.security_groups.as_ref().is_some_and(|g| !g.is_empty())
+    {
+        return Err(combined("security groups"));
+    }
+    if req.private_ip_address.as_deref().is_some_and(|a| !a.is_empty()) {
+        return Err(combined("private IP address"));
+    }
+    let listed = spec.private_ip_addresses.unwrap_or_default();
+    if listed.len() > 1 {
+        return Err(unsupported("More than one private address per interface"));
+    }
+    let private_ip = spec.private_ip_address.or_else(|| listed.into_iter().next().and_then(|a| a.private_ip_address));
+    Ok(Some(PrimaryInterface { subnet_id: spec.subnet_id, private_ip, groups: spec.groups.unwrap_or_default() }))
 }
 
 /// The root volume's settings from `BlockDeviceMapping.N` for the root device. Other devices

@@ -1,0 +1,316 @@
+"""VPCs, subnets, internet gateways, route tables, network ACLs and DHCP options through boto3
+(issue 16, the API's first part), on the test driver: every action, its filters and its
+errors as EC2 words them, the default VPC each account has, and launches into a VPC of one's
+own whose addresses overlap another account's."""
+
+from __future__ import annotations
+
+import pytest
+from botocore.exceptions import ClientError
+
+from conftest import TEST_DRIVER_CONFIG, create_account, ec2_client, import_image, wait_states
+
+
+@pytest.fixture(scope="module")
+def cloud(tmp_path_factory, test_image):
+    from conftest import start_stratus
+
+    server = start_stratus(tmp_path_factory.mktemp("vpcs"), config=TEST_DRIVER_CONFIG)
+    image_id = import_image(server, test_image, "vpc image")
+    yield server, ec2_client(server), image_id
+    server.stop()
+
+
+def fails(code: str, message: str | None, call, *args, **kwargs) -> dict:
+    with pytest.raises(ClientError) as excinfo:
+        call(*args, **kwargs)
+    error = excinfo.value.response["Error"]
+    assert error["Code"] == code, error
+    if message is not None:
+        assert error["Message"] == message, error
+    return error
+
+
+def tags(resource: dict) -> dict[str, str]:
+    return {t["Key"]: t["Value"] for t in resource.get("Tags", [])}
+
+
+def test_the_default_vpc_is_made_as_aws_makes_it(cloud):
+    _, client, _ = cloud
+    [vpc] = client.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])["Vpcs"]
+    assert (vpc["CidrBlock"], vpc["IsDefault"], vpc["State"]) == ("172.31.0.0/16", True, "available")
+    vpc_id = vpc["VpcId"]
+    subnets = client.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc_id]}])["Subnets"]
+    assert subnets and all(s["DefaultForAz"] for s in subnets)
+    assert subnets[0]["CidrBlock"] == "172.31.0.0/20" and subnets[0]["AvailableIpAddressCount"] == 4091
+    [gateway] = client.describe_internet_gateways(
+        Filters=[{"Name": "attachment.vpc-id", "Values": [vpc_id]}])["InternetGateways"]
+    assert gateway["Attachments"] == [{"State": "available", "VpcId": vpc_id}]
+    [main] = client.describe_route_tables(Filters=[{"Name": "vpc-id", "Values": [vpc_id]},
+                                                   {"Name": "association.main", "Values": ["true"]}])["RouteTables"]
+    routes = {r["DestinationCidrBlock"]: r for r in main["Routes"]}
+    assert routes["172.31.0.0/16"]["GatewayId"] == "local"
+    assert routes["0.0.0.0/0"]["GatewayId"] == gateway["InternetGatewayId"]
+    assert routes["0.0.0.0/0"]["State"] == "active"
+    [acl] = client.describe_network_acls(Filters=[{"Name": "default", "Values": ["true"]},
+                                                  {"Name": "vpc-id", "Values": [vpc_id]}])["NetworkAcls"]
+    assert {a["SubnetId"] for a in acl["Associations"]} == {s["SubnetId"] for s in subnets}
+    assert {(e["RuleNumber"], e["Egress"], e["RuleAction"]) for e in acl["Entries"]} == {
+        (100, False, "allow"), (32767, False, "deny"), (100, True, "allow"), (32767, True, "deny")}
+    [dhcp] = client.describe_dhcp_options()["DhcpOptions"]
+    assert dhcp["DhcpOptionsId"] == vpc["DhcpOptionsId"]
+    assert {c["Key"] for c in dhcp["DhcpConfigurations"]} == {"domain-name", "domain-name-servers"}
+    for attribute, key, value in [("enableDnsSupport", "EnableDnsSupport", True),
+                                  ("enableDnsHostnames", "EnableDnsHostnames", True)]:
+        answer = client.describe_vpc_attribute(VpcId=vpc_id, Attribute=attribute)
+        assert answer[key] == {"Value": value}
+    attributes = client.describe_account_attributes(AttributeNames=["default-vpc"])["AccountAttributes"]
+    assert attributes[0]["AttributeValues"] == [{"AttributeValue": vpc_id}]
+
+
+def test_a_vpc_with_subnets_gateway_and_routes(cloud):
+    _, client, _ = cloud
+    vpc = client.create_vpc(CidrBlock="10.0.0.0/16", TagSpecifications=[
+        {"ResourceType": "vpc", "Tags": [{"Key": "Name", "Value": "mine"}]}])["Vpc"]
+    vpc_id = vpc["VpcId"]
+    assert (vpc["CidrBlock"], vpc["IsDefault"], tags(vpc)) == ("10.0.0.0/16", False, {"Name": "mine"})
+    assert client.describe_vpc_attribute(VpcId=vpc_id, Attribute="enableDnsHostnames")["EnableDnsHostnames"] == {
+        "Value": False}
+    client.modify_vpc_attribute(VpcId=vpc_id, EnableDnsHostnames={"Value": True})
+    assert client.describe_vpc_attribute(VpcId=vpc_id, Attribute="enableDnsHostnames")["EnableDnsHostnames"] == {
+        "Value": True}
+    fails("InvalidParameterValue", None, client.modify_vpc_attribute, VpcId=vpc_id,
+          EnableDnsSupport={"Value": False})
+    [found] = client.describe_vpcs(Filters=[{"Name": "tag:Name", "Values": ["mine"]}])["Vpcs"]
+    assert found["VpcId"] == vpc_id
+    # Its default group and main table came with it.
+    [group] = client.describe_security_groups(Filters=[{"Name": "vpc-id", "Values": [vpc_id]},
+                                                       {"Name": "group-name", "Values": ["default"]}])["SecurityGroups"]
+    [main] = client.describe_route_tables(Filters=[{"Name": "vpc-id", "Values": [vpc_id]}])["RouteTables"]
+    assert [(r["DestinationCidrBlock"], r["GatewayId"]) for r in main["Routes"]] == [("10.0.0.0/16", "local")]
+    assert main["Associations"][0]["Main"] is True
+
+    public = client.create_subnet(VpcId=vpc_id, CidrBlock="10.0.1.0/24", AvailabilityZone="us-east-1a")["Subnet"]
+    private = client.create_subnet(VpcId=vpc_id, CidrBlock="10.0.2.0/24")["Subnet"]
+    assert (public["AvailableIpAddressCount"], public["DefaultForAz"], public["MapPublicIpOnLaunch"]) == (
+        251, False, False)
+    client.modify_subnet_attribute(SubnetId=public["SubnetId"], MapPublicIpOnLaunch={"Value": True})
+    [shown] = client.describe_subnets(Filters=[{"Name": "map-public-ip-on-launch", "Values": ["true"]},
+                                               {"Name": "vpc-id", "Values": [vpc_id]}])["Subnets"]
+    assert shown["SubnetId"] == public["SubnetId"]
+
+    gateway = client.create_internet_gateway()["InternetGateway"]
+    gateway_id = gateway["InternetGatewayId"]
+    assert gateway["Attachments"] == []
+    client.attach_internet_gateway(InternetGatewayId=gateway_id, VpcId=vpc_id)
+    table = client.create_route_table(VpcId=vpc_id)["RouteTable"]
+    table_id = table["RouteTableId"]
+    assert client.create_route(RouteTableId=table_id, DestinationCidrBlock="0.0.0.0/0",
+                               GatewayId=gateway_id)["Return"] is True
+    association = client.associate_route_table(RouteTableId=table_id, SubnetId=public["SubnetId"])
+    assert association["AssociationState"]["State"] == "associated"
+    [routed] = client.describe_route_tables(Filters=[{"Name": "association.subnet-id",
+                                                      "Values": [public["SubnetId"]]}])["RouteTables"]
+    assert routed["RouteTableId"] == table_id
+    assert {r["DestinationCidrBlock"]: r["State"] for r in routed["Routes"]} == {
+        "10.0.0.0/16": "active", "0.0.0.0/0": "active"}
+
+    # What depends on something keeps it.
+    dependency = "DependencyViolation"
+    fails(dependency, f"The vpc '{vpc_id}' has dependencies and cannot be deleted.", client.delete_vpc, VpcId=vpc_id)
+    fails(dependency, f"The internetGateway '{gateway_id}' has dependencies and cannot be deleted.",
+          client.delete_internet_gateway, InternetGatewayId=gateway_id)
+    fails(dependency, f"The routeTable '{table_id}' has dependencies and cannot be deleted.",
+          client.delete_route_table, RouteTableId=table_id)
+
+    # A detached gateway leaves its routes blackholed, as on AWS.
+    client.detach_internet_gateway(InternetGatewayId=gateway_id, VpcId=vpc_id)
+    [routed] = client.describe_route_tables(RouteTableIds=[table_id])["RouteTables"]
+    assert {r["DestinationCidrBlock"]: r["State"] for r in routed["Routes"]}["0.0.0.0/0"] == "blackhole"
+    fails("Gateway.NotAttached", None, client.detach_internet_gateway, InternetGatewayId=gateway_id, VpcId=vpc_id)
+    client.attach_internet_gateway(InternetGatewayId=gateway_id, VpcId=vpc_id)
+    fails("Resource.AlreadyAssociated", None, client.attach_internet_gateway, InternetGatewayId=gateway_id,
+          VpcId=vpc_id)
+
+    # Routes: duplicates, replacement, the local route, deletion.
+    fails("RouteAlreadyExists", "The route identified by 0.0.0.0/0 already exists.", client.create_route,
+          RouteTableId=table_id, DestinationCidrBlock="0.0.0.0/0", GatewayId=gateway_id)
+    client.replace_route(RouteTableId=table_id, DestinationCidrBlock="0.0.0.0/0", GatewayId=gateway_id)
+    fails("InvalidRoute.NotFound", f"no route with destination-cidr-block 192.0.2.0/24 in route table {table_id}",
+          client.replace_route, RouteTableId=table_id, DestinationCidrBlock="192.0.2.0/24", GatewayId=gateway_id)
+    fails("InvalidParameterValue", f"cannot remove local route 10.0.0.0/16 in route table {table_id}",
+          client.delete_route, RouteTableId=table_id, DestinationCidrBlock="10.0.0.0/16")
+    fails("NatGatewayNotFound", None, client.create_route, RouteTableId=table_id,
+          DestinationCidrBlock="198.51.100.0/24", NatGatewayId="nat-0123456789abcdef0")
+    fails("MissingParameter", None, client.create_route, RouteTableId=table_id, DestinationCidrBlock="192.0.2.0/24")
+    client.delete_route(RouteTableId=table_id, DestinationCidrBlock="0.0.0.0/0")
+
+    # Associations move and go; the main one moves too, under a new id.
+    replaced = client.replace_route_table_association(AssociationId=association["AssociationId"],
+                                                      RouteTableId=main["RouteTableId"])
+    [moved] = client.describe_route_tables(Filters=[{"Name": "association.route-table-association-id",
+                                                     "Values": [replaced["NewAssociationId"]]}])["RouteTables"]
+    assert moved["RouteTableId"] == main["RouteTableId"]
+    client.disassociate_route_table(AssociationId=replaced["NewAssociationId"])
+    fails("InvalidAssociationID.NotFound", None, client.disassociate_route_table,
+          AssociationId=replaced["NewAssociationId"])
+    main_association = main["Associations"][0]["RouteTableAssociationId"]
+    new_main = client.replace_route_table_association(AssociationId=main_association, RouteTableId=table_id)
+    [now_main] = client.describe_route_tables(Filters=[{"Name": "association.main", "Values": ["true"]},
+                                                       {"Name": "vpc-id", "Values": [vpc_id]}])["RouteTables"]
+    assert now_main["RouteTableId"] == table_id
+    client.replace_route_table_association(AssociationId=new_main["NewAssociationId"],
+                                           RouteTableId=main["RouteTableId"])
+
+    # Taken apart in order, the VPC goes, and its default group and main table with it.
+    client.delete_route_table(RouteTableId=table_id)
+    client.detach_internet_gateway(InternetGatewayId=gateway_id, VpcId=vpc_id)
+    client.delete_internet_gateway(InternetGatewayId=gateway_id)
+    for subnet in (public, private):
+        client.delete_subnet(SubnetId=subnet["SubnetId"])
+    client.delete_vpc(VpcId=vpc_id)
+    fails("InvalidVpcID.NotFound", f"The vpc ID '{vpc_id}' does not exist", client.describe_vpcs, VpcIds=[vpc_id])
+    fails("InvalidGroup.NotFound", None, client.describe_security_groups, GroupIds=[group["GroupId"]])
+    fails("InvalidRouteTableID.NotFound", None, client.describe_route_tables, RouteTableIds=[main["RouteTableId"]])
+
+
+def test_ranges_and_conflicts_are_refused_as_ec2_refuses_them(cloud):
+    _, client, _ = cloud
+    fails("InvalidVpc.Range", "The CIDR '10.0.0.0/8' is invalid.", client.create_vpc, CidrBlock="10.0.0.0/8")
+    fails("InvalidVpc.Range", None, client.create_vpc, CidrBlock="10.0.0.0/29")
+    fails("InvalidParameterValue",
+          "Value (10.0.0.1/16) for parameter cidrBlock is invalid. This is not a valid CIDR block.",
+          client.create_vpc, CidrBlock="10.0.0.1/16")
+    fails("InvalidParameterValue", None, client.create_vpc, CidrBlock="not a cidr")
+    vpc_id = client.create_vpc(CidrBlock="10.9.0.0/16")["Vpc"]["VpcId"]
+    try:
+        client.create_subnet(VpcId=vpc_id, CidrBlock="10.9.0.0/24")
+        fails("InvalidSubnet.Conflict", "The CIDR '10.9.0.128/25' conflicts with another subnet", client.create_subnet,
+              VpcId=vpc_id, CidrBlock="10.9.0.128/25")
+        fails("InvalidSubnet.Range", "The CIDR '10.8.0.0/24' is invalid.", client.create_subnet, VpcId=vpc_id,
+              CidrBlock="10.8.0.0/24")
+        fails("InvalidSubnet.Range", None, client.create_subnet, VpcId=vpc_id, CidrBlock="10.9.1.0/29")
+        error = fails("InvalidParameterValue", None, client.create_subnet, VpcId=vpc_id, CidrBlock="10.9.1.0/24",
+                      AvailabilityZone="us-east-1z")
+        assert "Subnets can currently only be created in the following availability zones" in error["Message"]
+        fails("InvalidVpcID.NotFound", None, client.create_subnet, VpcId="vpc-0123456789abcdef0",
+              CidrBlock="10.9.1.0/24")
+        fails("InvalidVpcID.Malformed", None, client.create_subnet, VpcId="bogus", CidrBlock="10.9.1.0/24")
+        fails("InvalidRouteTableID.NotFound", "The routeTable ID 'rtb-0123456789abcdef0' does not exist",
+              client.describe_route_tables, RouteTableIds=["rtb-0123456789abcdef0"])
+        fails("InvalidInternetGatewayID.NotFound", "The internetGateway ID 'igw-0123456789abcdef0' does not exist",
+              client.describe_internet_gateways, InternetGatewayIds=["igw-0123456789abcdef0"])
+        fails("InvalidParameterValue", None, client.describe_vpcs, Filters=[{"Name": "no-such", "Values": ["x"]}])
+        fails("DefaultVpcAlreadyExists", "A Default VPC already exists for this account in this region.",
+              client.create_default_vpc)
+        fails("DefaultSubnetAlreadyExistsInAvailabilityZone", None, client.create_default_subnet,
+              AvailabilityZone="us-east-1a")
+    finally:
+        for subnet in client.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc_id]}])["Subnets"]:
+            client.delete_subnet(SubnetId=subnet["SubnetId"])
+        client.delete_vpc(VpcId=vpc_id)
+
+
+def test_pages_of_vpcs_follow_their_tokens(cloud):
+    _, client, _ = cloud
+    made = [client.create_vpc(CidrBlock=f"10.{20 + i}.0.0/16")["Vpc"]["VpcId"] for i in range(6)]
+    try:
+        seen, token = [], None
+        while True:
+            page = client.describe_vpcs(MaxResults=5, **({"NextToken": token} if token else {}))
+            seen += [v["VpcId"] for v in page["Vpcs"]]
+            token = page.get("NextToken")
+            if not token:
+                break
+        assert set(made) <= set(seen) and len(seen) == len(set(seen))
+    finally:
+        for vpc_id in made:
+            client.delete_vpc(VpcId=vpc_id)
+
+
+def test_two_accounts_launch_the_same_address_in_their_own_vpcs(cloud):
+    server, client, image_id = cloud
+    other = create_account(server, "vpc-neighbour")
+    neighbour = ec2_client(server, other.access_key, other.secret_key)
+    launched = []
+    for who in (client, neighbour):
+        vpc_id = who.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+        subnet_id = who.create_subnet(VpcId=vpc_id, CidrBlock="10.0.1.0/24")["Subnet"]["SubnetId"]
+        launched.append((who, vpc_id, subnet_id))
+    [(_, vpc_id, subnet_id), (_, other_vpc, other_subnet)] = launched
+    # Imported images are public: both accounts launch the same address in their own VPC.
+    [instance] = client.run_instances(ImageId=image_id, InstanceType="t3.nano", MinCount=1, MaxCount=1,
+                                      SubnetId=subnet_id, PrivateIpAddress="10.0.1.10")["Instances"]
+    assert (instance["VpcId"], instance["SubnetId"], instance["PrivateIpAddress"]) == (vpc_id, subnet_id, "10.0.1.10")
+    [theirs] = neighbour.run_instances(ImageId=image_id, InstanceType="t3.nano", MinCount=1, MaxCount=1,
+                                       SubnetId=other_subnet, PrivateIpAddress="10.0.1.10")["Instances"]
+    assert (theirs["VpcId"], theirs["PrivateIpAddress"]) == (other_vpc, "10.0.1.10")
+    # Without a given address, the lowest free one, in each VPC on its own.
+    [lowest] = neighbour.run_instances(ImageId=image_id, InstanceType="t3.nano", MinCount=1, MaxCount=1,
+                                       SubnetId=other_subnet)["Instances"]
+    assert lowest["PrivateIpAddress"] == "10.0.1.4"
+    fails("InvalidIPAddress.InUse", None, client.run_instances, ImageId=image_id, InstanceType="t3.nano",
+          MinCount=1, MaxCount=1, SubnetId=subnet_id, PrivateIpAddress="10.0.1.10")
+    fails("InvalidSubnetID.NotFound", None, neighbour.run_instances, ImageId=image_id, InstanceType="t3.nano",
+          MinCount=1, MaxCount=1, SubnetId=subnet_id)
+    [group] = client.describe_security_groups(Filters=[{"Name": "vpc-id", "Values": [vpc_id]}])["SecurityGroups"]
+    assert [g["GroupId"] for g in instance["SecurityGroups"]] == [group["GroupId"]], "the VPC's own default group"
+    wait_states(client, [instance["InstanceId"]], "running")
+    fails("DependencyViolation", None, client.delete_subnet, SubnetId=subnet_id)
+    client.terminate_instances(InstanceIds=[instance["InstanceId"]])
+    wait_states(client, [instance["InstanceId"]], "terminated")
+    again = client.run_instances(ImageId=image_id, InstanceType="t3.nano", MinCount=1, MaxCount=1,
+                                 SubnetId=subnet_id, PrivateIpAddress="10.0.1.10")["Instances"][0]
+    client.terminate_instances(InstanceIds=[again["InstanceId"]])
+    wait_states(client, [again["InstanceId"]], "terminated")
+    client.delete_subnet(SubnetId=subnet_id)
+    client.delete_vpc(VpcId=vpc_id)
+    neighbour.terminate_instances(InstanceIds=[theirs["InstanceId"], lowest["InstanceId"]])
+    wait_states(neighbour, [theirs["InstanceId"], lowest["InstanceId"]], "terminated")
+    neighbour.delete_subnet(SubnetId=other_subnet)
+    neighbour.delete_vpc(VpcId=other_vpc)
+
+
+def test_launching_with_a_network_interface_specification(cloud):
+    _, client, image_id = cloud
+    vpc_id = client.create_vpc(CidrBlock="10.3.0.0/16")["Vpc"]["VpcId"]
+    subnet_id = client.create_subnet(VpcId=vpc_id, CidrBlock="10.3.1.0/24")["Subnet"]["SubnetId"]
+    group_id = client.create_security_group(GroupName="eni-spec", Description="d", VpcId=vpc_id)["GroupId"]
+    base = dict(ImageId=image_id, InstanceType="t3.nano", MinCount=1, MaxCount=1)
+    spec = {"DeviceIndex": 0, "SubnetId": subnet_id, "PrivateIpAddress": "10.3.1.20", "Groups": [group_id]}
+    [instance] = client.run_instances(**base, NetworkInterfaces=[spec])["Instances"]
+    assert (instance["SubnetId"], instance["PrivateIpAddress"]) == (subnet_id, "10.3.1.20")
+    assert [g["GroupId"] for g in instance["SecurityGroups"]] == [group_id]
+    combination = "InvalidParameterCombination"
+    fails(combination, "Network interfaces and an instance-level subnet ID may not be specified on the same request",
+          client.run_instances, **base, SubnetId=subnet_id, NetworkInterfaces=[{"DeviceIndex": 0}])
+    fails(combination, None, client.run_instances, **base, SecurityGroupIds=[group_id],
+          NetworkInterfaces=[{"DeviceIndex": 0, "SubnetId": subnet_id}])
+    fails("UnsupportedOperation", None, client.run_instances, **base,
+          NetworkInterfaces=[{"DeviceIndex": 0, "SubnetId": subnet_id}, {"DeviceIndex": 1, "SubnetId": subnet_id}])
+    client.terminate_instances(InstanceIds=[instance["InstanceId"]])
+    wait_states(client, [instance["InstanceId"]], "terminated")
+    client.delete_security_group(GroupId=group_id)
+    client.delete_subnet(SubnetId=subnet_id)
+    client.delete_vpc(VpcId=vpc_id)
+
+
+def test_deleting_the_default_vpc_and_making_it_again(cloud):
+    server, _, image_id = cloud
+    account = create_account(server, "vpc-starter")
+    client = ec2_client(server, account.access_key, account.secret_key)
+    [vpc] = client.describe_vpcs()["Vpcs"]
+    vpc_id = vpc["VpcId"]
+    for subnet in client.describe_subnets()["Subnets"]:
+        client.delete_subnet(SubnetId=subnet["SubnetId"])
+    [gateway] = client.describe_internet_gateways()["InternetGateways"]
+    client.detach_internet_gateway(InternetGatewayId=gateway["InternetGatewayId"], VpcId=vpc_id)
+    client.delete_internet_gateway(InternetGatewayId=gateway["InternetGatewayId"])
+    client.delete_vpc(VpcId=vpc_id)
+    assert client.describe_vpcs()["Vpcs"] == []
+    fails("VPCIdNotSpecified", None, client.run_instances, ImageId=image_id, InstanceType="t3.nano", MinCount=1,
+          MaxCount=1)
+    made = client.create_default_vpc()["Vpc"]
+    assert made["IsDefault"] and made["CidrBlock"] == "172.31.0.0/16" and made["VpcId"] != vpc_id
+    assert {s["VpcId"] for s in client.describe_subnets()["Subnets"]} == {made["VpcId"]}
+    fails("DefaultVpcAlreadyExists", None, client.create_default_vpc)

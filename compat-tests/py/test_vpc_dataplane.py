@@ -1,0 +1,154 @@
+"""VPCs of their own on real guests (QEMU, libvirt, the OVN that `scripts/setup-host` starts):
+each instance's NIC is its VPC's logical switch port, plugged by libvirt into `br-int`.
+
+Two accounts each make a VPC 10.0.0.0/16 with a subnet 10.0.1.0/24 and an instance at
+10.0.1.10; account A also has a subnet 10.0.2.0/24 with an instance at 10.0.2.10. A probe (a
+network namespace plugged into a subnet's switch, as a guest would be) shows what each VPC
+holds: A's probe reaches A's 10.0.1.10 (A's MAC answers), and A's 10.0.2.10 through the VPC's
+router; B's probe reaches B's 10.0.1.10 (B's MAC) and nothing of A's; once A's 10.0.1.10 is
+terminated, A's probe no longer reaches that address, although B's guest still holds it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import (BOOT_MARKER, QEMU_CONFIG, create_account, ec2_client, import_image, require_qemu,
+                      wait_states)
+
+NB = "unix:/run/stratus/ovn/ovnnb_db.sock"
+CONF = "unix:/run/stratus/ovn/conf.sock"
+CONFIG = QEMU_CONFIG + f'\n[network]\novn_northbound = "{NB}"\n'
+
+
+def require_ovn() -> None:
+    if not Path(NB.removeprefix("unix:")).exists() or not shutil.which("ovn-nbctl"):
+        if os.environ.get("STRATUS_TEST_QEMU") == "1":
+            pytest.fail("OVN is not running: run scripts/setup-host")
+        pytest.skip("OVN is not running: run scripts/setup-host")
+
+
+def run(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    done = subprocess.run(list(args), capture_output=True, text=True, timeout=60)
+    if check:
+        assert done.returncode == 0, f"{' '.join(args)}: {done.stderr}"
+    return done
+
+
+def nbctl(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return run("ovn-nbctl", f"--db={NB}", "--timeout=10", *args, check=check)
+
+
+class Probe:
+    """A namespace on a subnet's logical switch: a port the test adds, unmarked, so Stratus's
+    reconciliation leaves it alone."""
+
+    def __init__(self, name: str, switch: str, mac: str, address: str, router: str):
+        self.name, self.ns = name, f"stratus-probe-{name}"
+        run("ip", "netns", "add", self.ns)
+        run("ip", "link", "add", name, "type", "veth", "peer", "name", "eth0", "netns", self.ns)
+        run("ip", "link", "set", name, "up")
+        run("ip", "netns", "exec", self.ns, "ethtool", "-K", "eth0", "tx", "off")
+        for command in (["link", "set", "lo", "up"], ["link", "set", "eth0", "address", mac],
+                        ["addr", "add", f"{address}/24", "dev", "eth0"], ["link", "set", "eth0", "up"],
+                        ["route", "add", "default", "via", router]):
+            run("ip", "-n", self.ns, *command)
+        nbctl("lsp-add", switch, name, "--", "lsp-set-addresses", name, f"{mac} {address}")
+        run("ovs-vsctl", f"--db={CONF}", "--timeout=10", "add-port", "br-int", name, "--",
+            "set", "Interface", name, f"external_ids:iface-id={name}")
+
+    def reaches(self, address: str, tries: int = 1) -> bool:
+        for _ in range(tries):
+            done = run("ip", "netns", "exec", self.ns, "ping", "-c", "2", "-i", "0.3", "-W", "1", "-n", "-q",
+                       address, check=False)
+            if done.returncode == 0:
+                return True
+        return False
+
+    def mac_of(self, address: str) -> str | None:
+        words = run("ip", "-n", self.ns, "neigh", "show", address).stdout.split()
+        return words[words.index("lladdr") + 1] if "lladdr" in words else None
+
+    def close(self) -> None:
+        run("ovs-vsctl", f"--db={CONF}", "--timeout=10", "--if-exists", "del-port", "br-int", self.name, check=False)
+        nbctl("--if-exists", "lsp-del", self.name, check=False)
+        run("ip", "netns", "del", self.ns, check=False)
+        run("ip", "link", "del", self.name, check=False)
+
+
+def booted(client, instance_id: str, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while BOOT_MARKER not in client.get_console_output(InstanceId=instance_id).get("Output", ""):
+        assert time.monotonic() < deadline, f"{instance_id} did not boot"
+        time.sleep(1)
+
+
+def test_same_addresses_in_two_accounts_vpcs_never_meet(server_factory, test_image):
+    require_qemu()
+    require_ovn()
+    server = server_factory(config=CONFIG)
+    image_id = import_image(server, test_image, "vpc data plane")
+    other = create_account(server, "dataplane-b")
+    clients = {"a": ec2_client(server), "b": ec2_client(server, other.access_key, other.secret_key)}
+    made: dict[str, dict] = {}
+    probes: list[Probe] = []
+    try:
+        for who, client in clients.items():
+            vpc = client.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+            cidrs = ["10.0.1.0/24", "10.0.2.0/24"] if who == "a" else ["10.0.1.0/24"]
+            subnets = [client.create_subnet(VpcId=vpc, CidrBlock=c)["Subnet"]["SubnetId"] for c in cidrs]
+            instances = {}
+            for subnet, cidr in zip(subnets, cidrs):
+                address = cidr.replace(".0/24", ".10")
+                [instance] = client.run_instances(ImageId=image_id, InstanceType="t3.nano", MinCount=1, MaxCount=1,
+                                                  SubnetId=subnet, PrivateIpAddress=address)["Instances"]
+                instances[address] = instance
+            made[who] = {"vpc": vpc, "subnets": subnets, "instances": instances}
+        for who, client in clients.items():
+            ids = [i["InstanceId"] for i in made[who]["instances"].values()]
+            wait_states(client, ids, "running", timeout=120)
+            for instance_id in ids:
+                booted(client, instance_id)
+        for who in clients:
+            switch = f"stratus-{made[who]['subnets'][0]}"
+            mac = "02:00:00:00:0a:01" if who == "a" else "02:00:00:00:0b:01"
+            probes.append(Probe(f"sp{os.getpid() % 10000}{who}", switch, mac, "10.0.1.200", "10.0.1.1"))
+        probe_a, probe_b = probes
+        a_guest = made["a"]["instances"]["10.0.1.10"]
+        b_guest = made["b"]["instances"]["10.0.1.10"]
+
+        # libvirt plugged the guest into br-int as its logical port, checksum offload off.
+        xml = run("virsh", "-c", "qemu:///system", "dumpxml", a_guest["InstanceId"]).stdout
+        assert "<virtualport type='openvswitch'>" in xml and "csum='off'" in xml, xml
+        bound = run("ovs-vsctl", f"--db={CONF}", "--bare", "--columns=external_ids", "find", "Interface",
+                    "external_ids:attached-mac=\"" + a_guest["NetworkInterfaces"][0]["MacAddress"] + "\"").stdout
+        port = nbctl("--bare", "--columns=name", "find", "Logical_Switch_Port",
+                     f"external_ids:stratus-owner={a_guest['NetworkInterfaces'][0]['NetworkInterfaceId']}").stdout.strip()
+        assert port and f"iface-id={port}" in bound, (port, bound)
+        assert probe_a.reaches("10.0.1.10", tries=20), "A's probe does not reach A's guest"
+        assert probe_a.mac_of("10.0.1.10") == a_guest["NetworkInterfaces"][0]["MacAddress"]
+        assert probe_a.reaches("10.0.2.10", tries=10), "A's subnets are not routed to each other"
+        assert probe_b.reaches("10.0.1.10", tries=20), "B's probe does not reach B's guest"
+        assert probe_b.mac_of("10.0.1.10") == b_guest["NetworkInterfaces"][0]["MacAddress"]
+        assert not probe_b.reaches("10.0.2.10"), "B reaches A's other subnet"
+
+        clients["a"].terminate_instances(InstanceIds=[a_guest["InstanceId"]])
+        wait_states(clients["a"], [a_guest["InstanceId"]], "terminated", timeout=120)
+        deadline = time.monotonic() + 30
+        while probe_a.reaches("10.0.1.10"):
+            assert time.monotonic() < deadline, "A's probe still reaches 10.0.1.10 after A's guest went"
+        assert probe_b.reaches("10.0.1.10", tries=5), "B's guest is gone with A's"
+    finally:
+        for probe in probes:
+            probe.close()
+        for who, client in clients.items():
+            ids = [i["InstanceId"] for i in made.get(who, {}).get("instances", {}).values()]
+            if ids:
+                client.terminate_instances(InstanceIds=ids)
+                wait_states(client, ids, "terminated", timeout=120)

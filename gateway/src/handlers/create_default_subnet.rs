@@ -1,0 +1,29 @@
+use backend::topology::zone_id;
+use ec2api::{CreateDefaultSubnetOutput, CreateDefaultSubnetRequest, Ec2Error};
+
+use super::networks::{subnet, SubnetView};
+use crate::context::Ctx;
+
+pub async fn handle(ctx: &Ctx, req: CreateDefaultSubnetRequest) -> Result<CreateDefaultSubnetOutput, Ec2Error> {
+    if req.ipv6_native == Some(true) {
+        return Err(Ec2Error::new(ec2api::Code::UnsupportedOperation, "IPv6-only subnets are not supported."));
+    }
+    let (account, region) = (ctx.account().to_owned(), ctx.region.clone());
+    let view = ctx
+        .call(move |b| {
+            let record = b.create_default_subnet(
+                &account,
+                req.availability_zone.as_deref(),
+                req.availability_zone_id.as_deref(),
+            )?;
+            let free = b.free_addresses(&b.subnet(&account, &record.id)?)?;
+            Ok(SubnetView {
+                zone_id: zone_id(&region, &record.zone),
+                arn: super::arn(&region, &account, "subnet", &record.id),
+                free,
+                record,
+            })
+        })
+        .await?;
+    Ok(CreateDefaultSubnetOutput { subnet: Some(subnet(&view, &[])) })
+}
