@@ -20,10 +20,10 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use ovn::{Desired, Dhcp, Router, RouterPort, Switch, SwitchPort};
+use ovn::{Acl, Desired, Dhcp, PortGroup, Router, RouterPort, Switch, SwitchPort};
 use sha2::{Digest, Sha256};
-use storage::tables::VPCS;
-use storage::{InstanceRecord, InstanceState};
+use storage::tables::{SECURITY_GROUPS, VPCS};
+use storage::{InstanceRecord, InstanceState, RulePeer, SecurityGroupRecord};
 
 use crate::network::Subnet;
 use crate::{Backend, Error, Result};
@@ -41,6 +41,8 @@ pub struct Interface {
     pub subnet_id: String,
     pub mac: String,
     pub address: String,
+    /// Its security groups, which OVN enforces in VPCs of their own.
+    pub groups: Vec<String>,
 }
 
 impl Interface {
@@ -50,8 +52,92 @@ impl Interface {
             subnet_id: record.subnet_id.clone(),
             mac: record.mac.clone(),
             address: record.private_ip.clone(),
+            groups: record.security_group_ids.clone(),
         })
     }
+}
+
+/// ACL priorities, as Neutron's OVN driver sets them: what a group allows above the drop.
+const DROP_PRIORITY: u16 = 1001;
+const ALLOW_PRIORITY: u16 = 1002;
+
+/// A security group's port group: an identifier, as ACL matches refer to it.
+pub fn group_port_group(group_id: &str) -> String {
+    format!("stratus_{}", group_id.replace('-', "_"))
+}
+
+/// The port group of every guarded port of an installation: what no group allows is dropped.
+fn guarded_port_group(installation: &str) -> String {
+    format!("stratus_{installation}_guarded")
+}
+
+/// Drop IP both ways unless a group allows it; a guest's DHCP requests always pass (OVN answers
+/// them after the ACL stage).
+fn guard_acls(group: &str) -> Vec<Acl> {
+    vec![
+        Acl {
+            direction: "from-lport",
+            priority: DROP_PRIORITY,
+            matches: format!("inport == @{group} && ip"),
+            action: "drop",
+        },
+        Acl {
+            direction: "to-lport",
+            priority: DROP_PRIORITY,
+            matches: format!("outport == @{group} && ip"),
+            action: "drop",
+        },
+        Acl {
+            direction: "from-lport",
+            priority: ALLOW_PRIORITY,
+            matches: format!("inport == @{group} && udp && udp.src == 68 && udp.dst == 67"),
+            action: "allow",
+        },
+    ]
+}
+
+/// One security group rule as the ACL that allows it on its group's port group (`group`), or
+/// `None` for what has no meaning on an IPv4 overlay (IPv6 ranges, prefix lists, ICMPv6) or a
+/// peer group that OVN does not hold. Stateful: replies to what it allows pass too.
+pub fn rule_acl(
+    group: &str,
+    rule: &storage::SecurityGroupRuleRecord,
+    peer_group: impl Fn(&str) -> Option<String>,
+) -> Option<Acl> {
+    let (direction, port, peer_field) =
+        if rule.egress { ("from-lport", "inport", "ip4.dst") } else { ("to-lport", "outport", "ip4.src") };
+    let mut parts = vec![format!("{port} == @{group}"), "ip4".to_owned()];
+    match &rule.peer {
+        RulePeer::Ipv4 { cidr } if cidr == "0.0.0.0/0" => {}
+        RulePeer::Ipv4 { cidr } => parts.push(format!("{peer_field} == {cidr}")),
+        RulePeer::Group { group_id, .. } => parts.push(format!("{peer_field} == ${}_ip4", peer_group(group_id)?)),
+        RulePeer::Ipv6 { .. } | RulePeer::PrefixList { .. } => return None,
+    }
+    match (rule.protocol.as_str(), rule.from_port, rule.to_port) {
+        ("-1", _, _) => {}
+        (protocol @ ("tcp" | "udp"), Some(from), Some(to)) => {
+            parts.push(protocol.to_owned());
+            if (from, to) != (0, 65535) {
+                parts.push(if from == to {
+                    format!("{protocol}.dst == {from}")
+                } else {
+                    format!("{protocol}.dst >= {from} && {protocol}.dst <= {to}")
+                });
+            }
+        }
+        ("icmp", kind, code) => {
+            parts.push("icmp4".to_owned());
+            if let Some(kind) = kind.filter(|k| *k >= 0) {
+                parts.push(format!("icmp4.type == {kind}"));
+                if let Some(code) = code.filter(|c| *c >= 0) {
+                    parts.push(format!("icmp4.code == {code}"));
+                }
+            }
+        }
+        ("icmpv6", _, _) => return None,
+        (number, _, _) => parts.push(format!("ip.proto == {}", number.parse::<u8>().ok()?)),
+    }
+    Some(Acl { direction, priority: ALLOW_PRIORITY, matches: parts.join(" && "), action: "allow-related" })
 }
 
 /// Open vSwitch's integration bridge on every host, which `ovn-controller` programs.
@@ -79,7 +165,16 @@ fn dns_server(vpc_cidr: &str) -> String {
 
 /// What OVN should hold for `installation`: each VPC (its id and CIDR) with its subnets, and
 /// the interfaces in them. Interfaces of subnets not listed are left out.
-pub fn desired(installation: &str, vpcs: &[(String, String, Vec<Subnet>)], interfaces: &[Interface]) -> Desired {
+///
+/// The interfaces of VPCs of their own are guarded: every one is in the installation's drop
+/// group, and in the port group of each of its security groups (`groups`: those of VPCs of
+/// their own), whose rules become the ACLs that let traffic through ([`rule_acl`]).
+pub fn desired(
+    installation: &str,
+    vpcs: &[(String, String, Vec<Subnet>)],
+    interfaces: &[Interface],
+    groups: &[SecurityGroupRecord],
+) -> Desired {
     let mut by_subnet: BTreeMap<&str, Vec<&Interface>> = BTreeMap::new();
     for interface in interfaces {
         by_subnet.entry(interface.subnet_id.as_str()).or_default().push(interface);
@@ -124,6 +219,35 @@ pub fn desired(installation: &str, vpcs: &[(String, String, Vec<Subnet>)], inter
             });
         }
         out.routers.push(router);
+    }
+    let own_subnets: std::collections::BTreeSet<&str> = vpcs
+        .iter()
+        .flat_map(|(_, _, subnets)| subnets.iter().filter(|s| !s.lease_scope.is_empty()).map(|s| s.id.as_str()))
+        .collect();
+    let guarded: Vec<&Interface> = interfaces.iter().filter(|i| own_subnets.contains(i.subnet_id.as_str())).collect();
+    if guarded.is_empty() && groups.is_empty() {
+        return out;
+    }
+    let port_of = |i: &&Interface| port_name(installation, &i.id);
+    let known: std::collections::BTreeSet<&str> = groups.iter().map(|g| g.id.as_str()).collect();
+    let guard = guarded_port_group(installation);
+    let mut all_ports: Vec<String> = guarded.iter().map(port_of).collect();
+    all_ports.sort();
+    out.port_groups.push(PortGroup {
+        name: guard.clone(),
+        owner: guard.clone(),
+        ports: all_ports,
+        acls: guard_acls(&guard),
+    });
+    for group in groups {
+        let name = group_port_group(&group.id);
+        let mut ports: Vec<String> = guarded.iter().filter(|i| i.groups.contains(&group.id)).map(port_of).collect();
+        ports.sort();
+        let peer = |id: &str| known.contains(id).then(|| group_port_group(id));
+        let mut acls: Vec<Acl> = group.rules.iter().filter_map(|rule| rule_acl(&name, rule, peer)).collect();
+        acls.sort();
+        acls.dedup();
+        out.port_groups.push(PortGroup { name, owner: group.id.clone(), ports, acls });
     }
     out
 }
@@ -175,12 +299,20 @@ impl Backend {
 
     /// What OVN should hold for this installation now: every VPC of every account.
     pub fn desired_network(&self, interfaces: &[Interface]) -> Result<Desired> {
-        let vpcs = self.store().read(|tx| tx.scan(&VPCS, ""))?;
+        let (vpcs, groups) =
+            self.store().read(|tx| Ok::<_, Error>((tx.scan(&VPCS, "")?, tx.scan(&SECURITY_GROUPS, "")?)))?;
+        let own: std::collections::BTreeSet<String> =
+            vpcs.iter().filter(|(_, v)| !v.default).map(|(_, v)| format!("{}/{}", v.account, v.id)).collect();
+        let groups: Vec<SecurityGroupRecord> = groups
+            .into_iter()
+            .map(|(_, g)| g)
+            .filter(|g| own.contains(&format!("{}/{}", g.account, g.vpc_id)))
+            .collect();
         let vpcs: Vec<(String, String, Vec<Subnet>)> = vpcs
             .into_iter()
             .map(|(_, v)| Ok((v.id.clone(), v.cidr.clone(), self.subnets(&v.account, &v.id)?)))
             .collect::<Result<_>>()?;
-        Ok(desired(self.installation()?, &vpcs, interfaces))
+        Ok(desired(self.installation()?, &vpcs, interfaces, &groups))
     }
 
     /// Reconciles OVN with the store when what is wanted changed or [`FULL_RECONCILE`] passed;
@@ -216,7 +348,13 @@ mod tests {
     use crate::tests_support::backend;
 
     fn interface(id: &str, subnet: &str, address: &str) -> Interface {
-        Interface { id: id.into(), subnet_id: subnet.into(), mac: "52:54:00:00:00:01".into(), address: address.into() }
+        Interface {
+            id: id.into(),
+            subnet_id: subnet.into(),
+            mac: "52:54:00:00:00:01".into(),
+            address: address.into(),
+            groups: vec!["sg-web".into()],
+        }
     }
 
     #[test]
@@ -231,7 +369,7 @@ mod tests {
         ];
         // The same address in both accounts: two ports on two switches of two routers.
         let interfaces = [interface("eni-1", &a[0].id, "172.31.0.4"), interface("eni-2", &z[0].id, "172.31.0.4")];
-        let d = desired("0123456789abcdef", &vpcs, &interfaces);
+        let d = desired("0123456789abcdef", &vpcs, &interfaces, &[]);
         assert_eq!(d.routers.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), ["stratus-vpc-a", "stratus-vpc-z"]);
         assert_eq!(d.routers[0].ports[0].networks, ["172.31.0.1/20"]);
         let switch = &d.switches[0];
@@ -249,7 +387,95 @@ mod tests {
         assert_eq!(port_name("0123456789abcdef", "eni-2").len(), 36, "a UUID, as libvirt names ports");
         assert_ne!(port_name("0123456789abcdef", "eni-2"), port_name("fedcba9876543210", "eni-2"));
         // An interface of a subnet no VPC lists is not wanted anywhere.
-        let stray = desired("0123456789abcdef", &vpcs[..1], &interfaces);
+        let stray = desired("0123456789abcdef", &vpcs[..1], &interfaces, &[]);
+        assert!(d.port_groups.is_empty(), "default VPCs' ports are nwfilter's to guard");
         assert_eq!(stray.switches.iter().map(|s| s.ports.len()).sum::<usize>(), 1);
+    }
+
+    fn rule(
+        egress: bool,
+        protocol: &str,
+        ports: (Option<i32>, Option<i32>),
+        peer: RulePeer,
+    ) -> storage::SecurityGroupRuleRecord {
+        storage::SecurityGroupRuleRecord {
+            id: "sgr-1".into(),
+            egress,
+            protocol: protocol.into(),
+            from_port: ports.0,
+            to_port: ports.1,
+            peer,
+            description: None,
+        }
+    }
+
+    #[test]
+    fn rules_compile_to_stateful_acls_on_their_group() {
+        let cidr = |c: &str| RulePeer::Ipv4 { cidr: c.into() };
+        let known = |id: &str| (id == "sg-app").then(|| group_port_group(id));
+        let matches = |r: storage::SecurityGroupRuleRecord| rule_acl("stratus_sg_web", &r, known).map(|a| a.matches);
+        let ssh =
+            rule_acl("stratus_sg_web", &rule(false, "tcp", (Some(22), Some(22)), cidr("10.0.0.0/16")), known).unwrap();
+        assert_eq!((ssh.direction, ssh.action, ssh.priority), ("to-lport", "allow-related", 1002));
+        assert_eq!(ssh.matches, "outport == @stratus_sg_web && ip4 && ip4.src == 10.0.0.0/16 && tcp && tcp.dst == 22");
+        assert_eq!(
+            matches(rule(false, "udp", (Some(1000), Some(2000)), cidr("0.0.0.0/0"))).unwrap(),
+            "outport == @stratus_sg_web && ip4 && udp && udp.dst >= 1000 && udp.dst <= 2000"
+        );
+        assert_eq!(
+            matches(rule(true, "-1", (None, None), cidr("0.0.0.0/0"))).unwrap(),
+            "inport == @stratus_sg_web && ip4",
+            "all traffic out"
+        );
+        assert_eq!(
+            matches(rule(
+                false,
+                "icmp",
+                (Some(8), Some(-1)),
+                RulePeer::Group { group_id: "sg-app".into(), account: "a".into() }
+            ))
+            .unwrap(),
+            "outport == @stratus_sg_web && ip4 && ip4.src == $stratus_sg_app_ip4 && icmp4 && icmp4.type == 8"
+        );
+        assert_eq!(
+            matches(rule(false, "47", (None, None), cidr("192.0.2.0/24"))).unwrap(),
+            "outport == @stratus_sg_web && ip4 && ip4.src == 192.0.2.0/24 && ip.proto == 47"
+        );
+        assert_eq!(
+            matches(rule(false, "tcp", (Some(0), Some(65535)), cidr("0.0.0.0/0"))).unwrap(),
+            "outport == @stratus_sg_web && ip4 && tcp"
+        );
+        // Nothing an IPv4 overlay could enforce, or a group OVN does not hold: no ACL (denied).
+        assert_eq!(matches(rule(false, "tcp", (Some(22), Some(22)), RulePeer::Ipv6 { cidr: "::/0".into() })), None);
+        assert_eq!(matches(rule(false, "icmpv6", (None, None), cidr("0.0.0.0/0"))), None);
+        let elsewhere = RulePeer::Group { group_id: "sg-gone".into(), account: "a".into() };
+        assert_eq!(matches(rule(false, "-1", (None, None), elsewhere)), None);
+    }
+
+    #[test]
+    fn interfaces_of_own_vpcs_are_guarded_by_their_groups() {
+        let b = backend();
+        let vpc = b.create_vpc("111111111111", "10.0.0.0/16", None, &[]).unwrap();
+        let record = b.create_subnet("111111111111", &vpc.id, "10.0.1.0/24", None, None, &[]).unwrap();
+        let subnets = b.subnets("111111111111", &vpc.id).unwrap();
+        let vpcs = vec![(vpc.id.clone(), vpc.cidr.clone(), subnets)];
+        let web = SecurityGroupRecord {
+            id: "sg-web".into(),
+            account: "111111111111".into(),
+            vpc_id: vpc.id.clone(),
+            name: "web".into(),
+            description: "d".into(),
+            default: false,
+            rules: vec![rule(false, "tcp", (Some(80), Some(80)), RulePeer::Ipv4 { cidr: "0.0.0.0/0".into() })],
+            created_ms: 0,
+        };
+        let d = desired("0123456789abcdef", &vpcs, &[interface("eni-1", &record.id, "10.0.1.10")], &[web]);
+        let port = port_name("0123456789abcdef", "eni-1");
+        let [guard, web] = &d.port_groups[..] else { panic!("{:?}", d.port_groups) };
+        assert_eq!((guard.name.as_str(), &guard.ports), ("stratus_0123456789abcdef_guarded", &vec![port.clone()]));
+        assert!(guard.acls.iter().any(|a| a.action == "drop" && a.direction == "to-lport"));
+        assert!(guard.acls.iter().any(|a| a.action == "allow" && a.matches.contains("udp.dst == 67")), "DHCP passes");
+        assert_eq!((web.name.as_str(), &web.ports), ("stratus_sg_web", &vec![port]));
+        assert_eq!(web.acls.len(), 1);
     }
 }

@@ -4,9 +4,12 @@ each instance's NIC is its VPC's logical switch port, plugged by libvirt into `b
 Two accounts each make a VPC 10.0.0.0/16 with a subnet 10.0.1.0/24 and an instance at
 10.0.1.10; account A also has a subnet 10.0.2.0/24 with an instance at 10.0.2.10. A probe (a
 network namespace plugged into a subnet's switch, as a guest would be) shows what each VPC
-holds: A's probe reaches A's 10.0.1.10 (A's MAC answers), and A's 10.0.2.10 through the VPC's
-router; B's probe reaches B's 10.0.1.10 (B's MAC) and nothing of A's; once A's 10.0.1.10 is
-terminated, A's probe no longer reaches that address, although B's guest still holds it.
+holds. Security groups are OVN's ACLs: at first no probe reaches anything (a VPC's `default`
+group lets in its own members only); once each account's group allows ICMP from its probe, A's
+probe reaches A's 10.0.1.10 (A's MAC answers) and A's 10.0.2.10 through the VPC's router, B's
+probe reaches B's 10.0.1.10 (B's MAC) and nothing of A's; a rule revoked takes effect on the
+running guests at once; once A's 10.0.1.10 is terminated, A's probe no longer reaches that
+address, although B's guest still holds it.
 """
 
 from __future__ import annotations
@@ -62,6 +65,11 @@ class Probe:
         nbctl("lsp-add", switch, name, "--", "lsp-set-addresses", name, f"{mac} {address}")
         run("ovs-vsctl", f"--db={CONF}", "--timeout=10", "add-port", "br-int", name, "--",
             "set", "Interface", name, f"external_ids:iface-id={name}")
+
+    def answers(self, address: str) -> bool:
+        """One ping, one second to answer."""
+        done = run("ip", "netns", "exec", self.ns, "ping", "-c", "1", "-W", "1", "-n", "-q", address, check=False)
+        return done.returncode == 0
 
     def reaches(self, address: str, tries: int = 1) -> bool:
         for _ in range(tries):
@@ -131,12 +139,35 @@ def test_same_addresses_in_two_accounts_vpcs_never_meet(server_factory, test_ima
         port = nbctl("--bare", "--columns=name", "find", "Logical_Switch_Port",
                      f"external_ids:stratus-owner={a_guest['NetworkInterfaces'][0]['NetworkInterfaceId']}").stdout.strip()
         assert port and f"iface-id={port}" in bound, (port, bound)
+        # Only members of a VPC's default group get in: the probes are not.
+        assert not probe_a.reaches("10.0.1.10") and not probe_b.reaches("10.0.1.10"), "the default group lets in anyone"
+        icmp = [{"IpProtocol": "icmp", "FromPort": -1, "ToPort": -1, "IpRanges": [{"CidrIp": "10.0.1.200/32"}]}]
+        groups = {}
+        for who, client in clients.items():
+            [group] = client.describe_security_groups(Filters=[{"Name": "vpc-id", "Values": [made[who]["vpc"]]},
+                                                               {"Name": "group-name", "Values": ["default"]}])["SecurityGroups"]
+            groups[who] = group["GroupId"]
+        started = time.monotonic()
+        clients["a"].authorize_security_group_ingress(GroupId=groups["a"], IpPermissions=icmp)
+        while not probe_a.answers("10.0.1.10"):
+            assert time.monotonic() - started < 20, "the rule never took effect"
+        print(f"rule authorized -> enforced in {time.monotonic() - started:.2f} s")  # shown with -s
+        clients["b"].authorize_security_group_ingress(GroupId=groups["b"], IpPermissions=icmp)
         assert probe_a.reaches("10.0.1.10", tries=20), "A's probe does not reach A's guest"
         assert probe_a.mac_of("10.0.1.10") == a_guest["NetworkInterfaces"][0]["MacAddress"]
         assert probe_a.reaches("10.0.2.10", tries=10), "A's subnets are not routed to each other"
         assert probe_b.reaches("10.0.1.10", tries=20), "B's probe does not reach B's guest"
         assert probe_b.mac_of("10.0.1.10") == b_guest["NetworkInterfaces"][0]["MacAddress"]
         assert not probe_b.reaches("10.0.2.10"), "B reaches A's other subnet"
+
+        # Revoked: the running guest stops answering at once; authorized again, it answers.
+        started = time.monotonic()
+        clients["a"].revoke_security_group_ingress(GroupId=groups["a"], IpPermissions=icmp)
+        while probe_a.answers("10.0.1.10"):
+            assert time.monotonic() - started < 20, "the revoked rule still lets pings in"
+        print(f"rule revoked -> enforced in {time.monotonic() - started:.2f} s")
+        clients["a"].authorize_security_group_ingress(GroupId=groups["a"], IpPermissions=icmp)
+        assert probe_a.reaches("10.0.1.10", tries=20), "authorized again, A's guest does not answer"
 
         clients["a"].terminate_instances(InstanceIds=[a_guest["InstanceId"]])
         wait_states(clients["a"], [a_guest["InstanceId"]], "terminated", timeout=120)

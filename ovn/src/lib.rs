@@ -29,7 +29,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-pub use model::{Desired, Dhcp, Router, RouterPort, Switch, SwitchPort};
+pub use model::{Acl, Desired, Dhcp, PortGroup, Router, RouterPort, Switch, SwitchPort};
 pub use plan::plan;
 pub use state::{Current, Row};
 

@@ -8,6 +8,8 @@ pub struct Desired {
     pub installation: String,
     pub routers: Vec<Router>,
     pub switches: Vec<Switch>,
+    /// Port groups with their ACLs (security groups), made after the ports they hold.
+    pub port_groups: Vec<PortGroup>,
 }
 
 /// A logical router: one VPC's.
@@ -98,4 +100,26 @@ impl SwitchPort {
             .collect::<Vec<_>>()
             .join(" ")
     }
+}
+
+/// A port group: a set of switch ports (by name) and the ACLs that apply to them. Its name is
+/// what ACL matches refer to (`@name`, and `$name_ip4` for its members' addresses, which OVN
+/// keeps by itself), so it must be an identifier: letters, digits and `_`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortGroup {
+    pub name: String,
+    pub owner: String,
+    pub ports: Vec<String>,
+    pub acls: Vec<Acl>,
+}
+
+/// One ACL row, as OVN evaluates it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Acl {
+    /// `from-lport` (what a port sends) or `to-lport` (what it receives).
+    pub direction: &'static str,
+    pub priority: u16,
+    pub matches: String,
+    /// `allow-related`, `allow` or `drop`.
+    pub action: &'static str,
 }

@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::model::{Desired, Switch};
+use crate::model::{Acl, Desired, PortGroup, Switch};
 use crate::state::{Current, Row};
 use crate::{quote, INSTALLATION, OWNER, PARENT};
 
@@ -222,7 +222,15 @@ pub fn plan(desired: &Desired, current: &Current) -> Vec<Command> {
         }
     }
 
-    // What is no longer wanted: ports first, then what held them.
+    plan_port_groups(&mut out, desired, current);
+
+    // What is no longer wanted: port groups and ports first, then what held them.
+    let wanted_groups: BTreeSet<&str> = desired.port_groups.iter().map(|g| g.name.as_str()).collect();
+    for row in &current.port_groups {
+        if !wanted_groups.contains(row.name.as_str()) {
+            out.push(command(&["pg-del", &row.name]));
+        }
+    }
     let wanted_switch_ports: BTreeSet<String> = desired
         .switches
         .iter()
@@ -265,6 +273,84 @@ pub fn plan(desired: &Desired, current: &Current) -> Vec<Command> {
     out
 }
 
+/// An ACL as its row reads: (direction, priority, match, action).
+type AclKey = (String, String, String, String);
+
+fn acl_key(acl: &Acl) -> AclKey {
+    (acl.direction.to_owned(), acl.priority.to_string(), acl.matches.clone(), acl.action.to_owned())
+}
+
+fn row_acl_key(row: &Row) -> AclKey {
+    let first = |column: &str| row.set(column).first().cloned().unwrap_or_default();
+    (first("direction"), first("priority"), first("match"), first("action"))
+}
+
+/// Port groups: made with their ports, their ports set again when membership changed, and
+/// their ACLs replaced as a whole (in the same transaction, so no packet sees a gap) when any
+/// differs. An ACL row belongs to its group (not a root row): cleared from the group, it goes.
+fn plan_port_groups(out: &mut Vec<Command>, desired: &Desired, current: &Current) {
+    let installation = desired.installation.as_str();
+    let port_names: BTreeMap<&str, &str> =
+        current.switch_ports.iter().map(|r| (r.uuid.as_str(), r.name.as_str())).collect();
+    let acls: BTreeMap<&str, &Row> = current.acls.iter().map(|r| (r.uuid.as_str(), r)).collect();
+    let groups = by_name(&current.port_groups);
+    for (index, group) in desired.port_groups.iter().enumerate() {
+        let wanted_acls: BTreeSet<AclKey> = group.acls.iter().map(acl_key).collect();
+        let acls_in_step = match groups.get(group.name.as_str()) {
+            None => {
+                let mut add = command(&["pg-add", &group.name]);
+                add.extend(group.ports.iter().cloned());
+                out.push(add);
+                out.push(set_marks("Port_Group", &group.name, installation, &group.owner, None));
+                false
+            }
+            Some(row) => {
+                remark(out, "Port_Group", row, &group.name, installation, &group.owner, None);
+                let held: Vec<Option<&&str>> = row.set("ports").iter().map(|u| port_names.get(u.as_str())).collect();
+                let held_names: BTreeSet<&str> = held.iter().flatten().map(|n| **n).collect();
+                let wanted: BTreeSet<&str> = group.ports.iter().map(String::as_str).collect();
+                if held.iter().any(Option::is_none) || held_names != wanted {
+                    out.push(set_ports(group));
+                }
+                let have: Vec<Option<AclKey>> =
+                    row.set("acls").iter().map(|u| acls.get(u.as_str()).map(|r| row_acl_key(r))).collect();
+                let have_keys: BTreeSet<AclKey> = have.iter().flatten().cloned().collect();
+                have.iter().all(Option::is_some) && have.len() == wanted_acls.len() && have_keys == wanted_acls
+            }
+        };
+        if !acls_in_step {
+            if groups.contains_key(group.name.as_str()) {
+                out.push(command(&["clear", "Port_Group", &group.name, "acls"]));
+            }
+            for (number, acl) in group.acls.iter().enumerate() {
+                let id = format!("@acl{index}x{number}");
+                let mut create = vec![
+                    format!("--id={id}"),
+                    "create".into(),
+                    "ACL".into(),
+                    format!("direction={}", acl.direction),
+                    format!("priority={}", acl.priority),
+                    format!("match={}", quote(&acl.matches)),
+                    format!("action={}", acl.action),
+                ];
+                create.extend(marks(installation, &group.name, None));
+                out.push(create);
+                out.push(command(&["add", "Port_Group", &group.name, "acls", &id]));
+            }
+        }
+    }
+}
+
+/// Sets a port group's ports to exactly `group.ports`.
+fn set_ports(group: &PortGroup) -> Command {
+    if group.ports.is_empty() {
+        return command(&["clear", "Port_Group", &group.name, "ports"]);
+    }
+    let mut set = command(&["pg-set-ports", &group.name]);
+    set.extend(group.ports.iter().cloned());
+    set
+}
+
 /// `dhcpv4_options` of a port: the options' UUID (or named UUID), or none.
 fn dhcp_reference(port: &str, reference: Option<&str>) -> Command {
     match reference {
@@ -303,7 +389,7 @@ fn plan_router_leg(out: &mut Vec<Command>, installation: &str, switch: &Switch, 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Dhcp, Router, RouterPort, SwitchPort};
+    use crate::model::{Dhcp, PortGroup, Router, RouterPort, SwitchPort};
 
     pub(crate) fn vpc(installation: &str) -> Desired {
         Desired {
@@ -337,7 +423,73 @@ mod tests {
                     port_security: true,
                 }],
             }],
+            port_groups: Vec::new(),
         }
+    }
+
+    fn acl(direction: &'static str, matches: &str, action: &'static str) -> Acl {
+        Acl { direction, priority: 1002, matches: matches.into(), action }
+    }
+
+    /// `vpc` with a group holding its port, and the ACLs of that group.
+    fn guarded(installation: &str) -> Desired {
+        let mut d = vpc(installation);
+        d.port_groups.push(PortGroup {
+            name: "stratus_sg_1".into(),
+            owner: "sg-1".into(),
+            ports: vec!["eni-1".into()],
+            acls: vec![
+                acl("to-lport", "outport == @stratus_sg_1 && ip4 && ip4.src == $stratus_sg_1_ip4", "allow-related"),
+                acl("from-lport", "inport == @stratus_sg_1 && ip4", "allow-related"),
+            ],
+        });
+        d
+    }
+
+    /// The rows `guarded("i1")` leaves, on top of `applied()`.
+    fn guarded_rows(current: &mut Current) {
+        let mut group = row("stratus_sg_1", "i1", "sg-1", None);
+        group.sets.insert("ports".into(), vec!["uuid-eni-1".into()]);
+        group.sets.insert("acls".into(), vec!["acl-a".into(), "acl-b".into()]);
+        current.port_groups.push(group);
+        for (uuid, acl) in ["acl-a", "acl-b"].iter().zip(&guarded("i1").port_groups[0].acls) {
+            let mut r = row("", "i1", "stratus_sg_1", None);
+            r.uuid = (*uuid).into();
+            for (column, value) in [
+                ("direction", acl.direction.to_owned()),
+                ("priority", acl.priority.to_string()),
+                ("match", acl.matches.clone()),
+                ("action", acl.action.to_owned()),
+            ] {
+                r.sets.insert(column.into(), vec![value]);
+            }
+            current.acls.push(r);
+        }
+    }
+
+    #[test]
+    fn port_groups_come_after_their_ports_with_their_acls() {
+        let commands = plan(&guarded("i1"), &applied());
+        assert_eq!(verbs(&commands), ["pg-add", "set", "create", "add", "create", "add"], "{commands:?}");
+        assert_eq!(commands[0][1..], ["stratus_sg_1", "eni-1"]);
+        let text = format!("{commands:?}");
+        assert!(
+            text.contains(r#"match=\"outport == @stratus_sg_1 && ip4 && ip4.src == $stratus_sg_1_ip4\""#),
+            "{text}"
+        );
+        let mut current = applied();
+        guarded_rows(&mut current);
+        assert_eq!(plan(&guarded("i1"), &current), Vec::<Command>::new(), "in step");
+        // A rule changes: the group's ACLs are replaced in one go; membership is left alone.
+        let mut changed = guarded("i1");
+        changed.port_groups[0].acls[1].matches = "inport == @stratus_sg_1 && ip4 && tcp".into();
+        assert_eq!(verbs(&plan(&changed, &current)), ["clear", "create", "add", "create", "add"]);
+        // A member leaves: only the ports are set again.
+        let mut emptied = guarded("i1");
+        emptied.port_groups[0].ports.clear();
+        assert_eq!(plan(&emptied, &current), vec![command(&["clear", "Port_Group", "stratus_sg_1", "ports"])]);
+        // The group is no longer wanted: it goes (its ACLs with it).
+        assert_eq!(verbs(&plan(&vpc("i1"), &current)), ["pg-del"]);
     }
 
     fn verbs(commands: &[Command]) -> Vec<String> {
@@ -393,6 +545,7 @@ mod tests {
             switches: vec![row("stratus-subnet-1", "i1", "subnet-1", None)],
             switch_ports: vec![leg, port],
             dhcp: vec![dhcp],
+            ..Default::default()
         }
     }
 

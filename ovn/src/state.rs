@@ -40,6 +40,9 @@ pub struct Current {
     pub switch_ports: Vec<Row>,
     /// DHCP option sets (no name: their owner is the switch's name).
     pub dhcp: Vec<Row>,
+    pub port_groups: Vec<Row>,
+    /// The ACLs of the installation's port groups (no name: their owner is the group's name).
+    pub acls: Vec<Row>,
 }
 
 impl Current {
@@ -49,15 +52,19 @@ impl Current {
             && self.switches.is_empty()
             && self.switch_ports.is_empty()
             && self.dhcp.is_empty()
+            && self.port_groups.is_empty()
+            && self.acls.is_empty()
     }
 }
 
-const TABLES: [(&str, &str); 5] = [
+const TABLES: [(&str, &str); 7] = [
     ("Logical_Router", "_uuid,name,external_ids"),
     ("Logical_Router_Port", "_uuid,name,external_ids,mac,networks"),
     ("Logical_Switch", "_uuid,name,external_ids"),
     ("Logical_Switch_Port", "_uuid,name,external_ids,type,addresses,port_security,options,dhcpv4_options"),
     ("DHCP_Options", "_uuid,external_ids,cidr,options"),
+    ("Port_Group", "_uuid,name,external_ids,ports,acls"),
+    ("ACL", "_uuid,external_ids,direction,priority,match,action"),
 ];
 
 pub(crate) fn read(nb: &Northbound, installation: &str) -> Result<Current> {
@@ -67,9 +74,9 @@ pub(crate) fn read(nb: &Northbound, installation: &str) -> Result<Current> {
         let text = nb.nbctl(&["--format=json", &format!("--columns={columns}"), "find", table, &condition])?;
         tables.push(parse(&text)?);
     }
-    let [routers, router_ports, switches, switch_ports, dhcp]: [Vec<Row>; 5] =
+    let [routers, router_ports, switches, switch_ports, dhcp, port_groups, acls]: [Vec<Row>; 7] =
         tables.try_into().map_err(|_| Error::Unreadable("table count".into()))?;
-    Ok(Current { routers, router_ports, switches, switch_ports, dhcp })
+    Ok(Current { routers, router_ports, switches, switch_ports, dhcp, port_groups, acls })
 }
 
 /// Rows out of `{"headings": [...], "data": [[...], ...]}`.

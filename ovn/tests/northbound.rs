@@ -72,3 +72,53 @@ fn an_absent_database_is_unavailable_not_refused() {
     let error = nb.current("1111111111111111").unwrap_err();
     assert!(matches!(error, ovn::Error::Unavailable(_)), "{error:?}");
 }
+
+#[test]
+fn port_groups_and_their_acls_are_reconciled_as_a_whole() {
+    if !ovn_present() {
+        eprintln!("skipped: OVN is not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::start(dir.path(), "nb", NB_SCHEMA, &[]);
+    let nb = Northbound::new(db.socket());
+    let nbctl = |args: &[&str]| nb.nbctl(args).unwrap();
+    let mut ours = vpc(
+        "1111111111111111",
+        "vpc-a",
+        "subnet-a",
+        "10.0.1",
+        &[("eni-a1", "02:00:00:00:0a:10", "10.0.1.10"), ("eni-a2", "02:00:00:00:0a:11", "10.0.1.11")],
+    );
+    let acl =
+        |direction, matches: &str, action| ovn::Acl { direction, priority: 1002, matches: matches.into(), action };
+    ours.port_groups.push(ovn::PortGroup {
+        name: "stratus_sg_a".into(),
+        owner: "sg-a".into(),
+        ports: vec!["eni-a1".into(), "eni-a2".into()],
+        acls: vec![
+            acl("to-lport", "outport == @stratus_sg_a && ip4 && ip4.src == $stratus_sg_a_ip4", "allow-related"),
+            acl("from-lport", "inport == @stratus_sg_a && ip4", "allow-related"),
+        ],
+    });
+    // Made with the ports it holds, in one transaction; a second pass has nothing to do.
+    nb.reconcile(&ours).unwrap();
+    assert_eq!(nb.reconcile(&ours).unwrap().commands, 0, "a second pass finds everything in step");
+    let acls = nbctl(&["acl-list", "stratus_sg_a"]);
+    assert!(acls.contains("ip4.src == $stratus_sg_a_ip4") && acls.contains("allow-related"), "{acls}");
+    let ports = nbctl(&["--bare", "--columns=ports", "list", "Port_Group", "stratus_sg_a"]);
+    assert_eq!(ports.split_whitespace().count(), 2, "{ports}");
+
+    // A rule changed by hand is put back; a member leaves; the group goes with nothing left.
+    nbctl(&["--type=port-group", "acl-del", "stratus_sg_a"]);
+    assert!(nb.reconcile(&ours).unwrap().commands > 0);
+    assert_eq!(nbctl(&["acl-list", "stratus_sg_a"]).lines().count(), 2);
+    ours.port_groups[0].ports.pop();
+    nb.reconcile(&ours).unwrap();
+    let ports = nbctl(&["--bare", "--columns=ports", "list", "Port_Group", "stratus_sg_a"]);
+    assert_eq!(ports.split_whitespace().count(), 1, "{ports}");
+    ours.port_groups.clear();
+    nb.reconcile(&ours).unwrap();
+    assert!(nb.nbctl(&["list", "Port_Group", "stratus_sg_a"]).is_err(), "the group is gone");
+    assert!(nbctl(&["--bare", "--columns=_uuid", "list", "ACL"]).trim().is_empty(), "and its ACLs with it");
+}

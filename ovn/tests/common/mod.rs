@@ -44,5 +44,6 @@ pub fn vpc(installation: &str, vpc: &str, subnet: &str, net: &str, ports: &[(&st
                 })
                 .collect(),
         }],
+        port_groups: Vec::new(),
     }
 }
