@@ -864,6 +864,7 @@ impl Backend {
             }
             let vpc = tx.get(&storage::tables::VPCS, &format!("{}/{}", current.account, current.vpc_id))?;
             network::release_address(tx, &network::lease_scope(vpc.as_ref()), &current.private_ip, key)?;
+            crate::addresses::release_instance_addresses(tx, &current.account, &current.id)?;
             // The interface goes with the instance, and its tags with it.
             tags::drop_tags(tx, &current.account, &current.network_interface_id)?;
             current.state = InstanceState::Terminated;

@@ -16,6 +16,7 @@
 //! [`hosts`] pool behind the [`hypervisor::Hypervisor`] contract and its [`libvirt`] driver.
 
 pub mod accounts;
+pub mod addresses;
 pub mod attributes;
 pub mod bridge;
 pub mod conductor;
@@ -73,6 +74,7 @@ pub enum ResourceKind {
     NatGateway,
     NetworkAcl,
     DhcpOptions,
+    ElasticIp,
 }
 
 impl ResourceKind {
@@ -95,6 +97,7 @@ impl ResourceKind {
         ("nat-", Self::NatGateway),
         ("acl-", Self::NetworkAcl),
         ("dopt-", Self::DhcpOptions),
+        ("eipalloc-", Self::ElasticIp),
     ];
 
     pub const ALL: &'static [ResourceKind] = &[
@@ -116,6 +119,7 @@ impl ResourceKind {
         Self::NatGateway,
         Self::NetworkAcl,
         Self::DhcpOptions,
+        Self::ElasticIp,
     ];
 
     /// What ids of this kind start with (`vol-`).
@@ -152,6 +156,7 @@ impl ResourceKind {
             Self::NatGateway => "natgateway",
             Self::NetworkAcl => "network-acl",
             Self::DhcpOptions => "dhcp-options",
+            Self::ElasticIp => "elastic-ip",
         }
     }
 }
@@ -246,6 +251,18 @@ pub enum Error {
     /// No route of that destination in the table
     #[error("no route with destination-cidr-block {destination} in route table {table}")]
     RouteNotFound { destination: String, table: String },
+    /// The public address pool has no free address
+    #[error("The maximum number of addresses has been reached.")]
+    AddressLimitExceeded,
+    /// A public address the account does not hold
+    #[error("Address {0} not found.")]
+    AddressNotFound(String),
+    /// An address pointed into a VPC that has no internet gateway
+    #[error("Network {0} is not attached to any internet gateway")]
+    VpcWithoutGateway(String),
+    /// An address released while something points at it
+    #[error("The address {allocation} is associated ({association}): disassociate it first.")]
+    AddressAssociated { allocation: String, association: String },
     /// No route table association of that id
     #[error("The association ID '{0}' does not exist")]
     AssociationNotFound(String),
@@ -321,6 +338,8 @@ pub struct Backend {
     installation: OnceLock<String>,
     /// What the last inventory found of other installations.
     foreign: std::sync::RwLock<ownership::Foreign>,
+    /// Where Elastic IPs come from.
+    public_network: addresses::PublicNetwork,
     /// The OVN whose northbound state follows the store, if one is configured.
     ovn: Option<vpc_network::OvnSync>,
     /// Where the DHCP server (dnsmasq's `--dhcp-hostsdir`) finds each instance's address.
@@ -349,6 +368,7 @@ impl Backend {
             paging_secret: OnceLock::new(),
             installation: OnceLock::new(),
             foreign: Default::default(),
+            public_network: Default::default(),
             ovn: None,
             dhcp_hosts_dir: None,
             applied_filters: Default::default(),

@@ -602,6 +602,11 @@ impl Backend {
             if gateway.vpc_id.as_deref() != Some(vpc_id) {
                 return Err(Error::GatewayNotAttached { gateway: gateway_id.to_owned(), vpc: vpc_id.to_owned() });
             }
+            if crate::addresses::mapped_into(tx, account, vpc_id)? {
+                return Err(Error::DependencyViolation(format!(
+                    "Network {vpc_id} has some mapped public address(es). Please unmap those public address(es) before detaching the gateway."
+                )));
+            }
             gateway.vpc_id = None;
             tx.insert(&INTERNET_GATEWAYS, &key(account, gateway_id), &gateway)?;
             Ok(())

@@ -149,6 +149,10 @@ def _build_world(server, test_image) -> World:
     ca.create_route(RouteTableId=a["rtb"], DestinationCidrBlock="0.0.0.0/0", GatewayId=a["igw"])
     a["rtbassoc"] = ca.associate_route_table(RouteTableId=a["rtb"], SubnetId=a["own_subnet"])["AssociationId"]
     a["acl"] = ca.describe_network_acls(**_f("vpc-id", a["own_vpc"]))["NetworkAcls"][0]["NetworkAclId"]
+    # An Elastic IP pointed at A's instance (in the default VPC, which has its gateway).
+    eip = ca.allocate_address(Domain="vpc", TagSpecifications=spec("elastic-ip"))
+    a["eip"], a["public_ip"] = eip["AllocationId"], eip["PublicIp"]
+    a["eipassoc"] = ca.associate_address(AllocationId=a["eip"], InstanceId=a["instance"])["AssociationId"]
     a["dopt"] = ca.describe_dhcp_options()["DhcpOptions"][0]["DhcpOptionsId"]
 
     # B's own resources: a group, a running instance, an available volume, a VPC like A's.
@@ -270,6 +274,7 @@ def a_state(w: World) -> dict:
         "route_tables": _try(lambda: ca.describe_route_tables()),
         "acls": _try(lambda: ca.describe_network_acls()),
         "dhcp": _try(lambda: ca.describe_dhcp_options()),
+        "addresses": _try(lambda: ca.describe_addresses()),
     }
     for attribute in ("enableDnsSupport", "enableDnsHostnames"):
         state[f"vpc:{attribute}"] = _try(lambda: ca.describe_vpc_attribute(VpcId=a["own_vpc"], Attribute=attribute))
@@ -300,6 +305,8 @@ def fresh(value: str, kind: str = "") -> str:
     """A value of the same shape that names nothing: every run of 8+ hex digits redrawn."""
     if kind == "private_ip":  # a free address of the default subnet (172.31.0.0/20), far from the used ones
         return f"172.31.15.{100 + secrets.randbelow(150)}"
+    if kind == "public_ip":  # an address of the public pool nobody holds (few are allocated, from the bottom)
+        return f"203.0.113.{200 + secrets.randbelow(50)}"
     out = re.sub(r"[0-9a-f]{8,}", lambda m: secrets.token_hex(len(m.group()))[:len(m.group())], value)
     assert out != value, value
     return out
@@ -411,7 +418,7 @@ PERM_NEW = [{"IpProtocol": "tcp", "FromPort": 8443, "ToPort": 8443, "IpRanges": 
 ALL_EGRESS = [{"IpProtocol": "-1", "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}]
 TAG_B = [{"Key": "set-by", "Value": "b"}]
 ALL_TAGGABLE = ("instance volume attached_volume root_volume snapshot image key_id group_id rule_id eni own_vpc "
-                "own_subnet igw rtb")
+                "own_subnet igw rtb eip")
 
 ROWS: list[Row] = [
     # Reads.
@@ -485,6 +492,20 @@ ROWS: list[Row] = [
     R("DescribeNetworkAcls", "acl", lambda c, x, w: c.describe_network_acls(NetworkAclIds=[x])),
     R("DescribeNetworkAcls(filter vpc-id)", "own_vpc vpc", lambda c, x, w: c.describe_network_acls(**_f("vpc-id", x))),
     R("DescribeDhcpOptions", "dopt", lambda c, x, w: c.describe_dhcp_options(DhcpOptionsIds=[x])),
+    R("DescribeAddresses", "eip", lambda c, x, w: c.describe_addresses(AllocationIds=[x])),
+    R("DescribeAddresses(PublicIps)", "public_ip", lambda c, x, w: c.describe_addresses(PublicIps=[x])),
+    R("DescribeAddresses(filter instance-id)", "instance",
+      lambda c, x, w: c.describe_addresses(**_f("instance-id", x))),
+    R("DescribeAddressesAttribute", "eip",
+      lambda c, x, w: c.describe_addresses_attribute(AllocationIds=[x], Attribute="domain-name")),
+    R("AssociateAddress(A's address, B's instance)", "eip",
+      lambda c, x, w: c.associate_address(AllocationId=x, InstanceId=w.b["instance"])),
+    R("AssociateAddress(A's public IP, B's instance)", "public_ip",
+      lambda c, x, w: c.associate_address(PublicIp=x, InstanceId=w.b["instance"])),
+    R("DisassociateAddress", "eipassoc", lambda c, x, w: c.disassociate_address(AssociationId=x)),
+    R("DisassociateAddress(PublicIp)", "public_ip", lambda c, x, w: c.disassociate_address(PublicIp=x)),
+    R("ReleaseAddress", "eip", lambda c, x, w: c.release_address(AllocationId=x)),
+    R("ReleaseAddress(PublicIp)", "public_ip", lambda c, x, w: c.release_address(PublicIp=x)),
     R("DescribeSecurityGroups(filter vpc-id)", "vpc",
       lambda c, x, w: c.describe_security_groups(Filters=[{"Name": "vpc-id", "Values": [x]}])),
     R("DescribeInstances(filter subnet-id)", "subnet",
@@ -777,6 +798,9 @@ LISTINGS: list[tuple[str, Callable[[World], Any]]] = [
     ("DescribeNetworkAcls(association.subnet-id)", lambda w: _all(
         w.cb, "describe_network_acls", "NetworkAcls", **_f("association.subnet-id", w.a["own_subnet"]))),
     ("DescribeDhcpOptions", lambda w: _all(w.cb, "describe_dhcp_options", "DhcpOptions")),
+    ("DescribeAddresses", lambda w: w.cb.describe_addresses()["Addresses"]),
+    ("DescribeAddresses(public-ip)", lambda w: w.cb.describe_addresses(**_f("public-ip", w.a["public_ip"]))["Addresses"]),
+    ("DescribeAddresses(instance-id)", lambda w: w.cb.describe_addresses(**_f("instance-id", w.a["instance"]))["Addresses"]),
     ("DescribeDhcpOptions(owner-id)", lambda w: _all(
         w.cb, "describe_dhcp_options", "DhcpOptions", **_f("owner-id", w.a_acct.account_id))),
 ]

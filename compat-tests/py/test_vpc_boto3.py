@@ -314,3 +314,67 @@ def test_deleting_the_default_vpc_and_making_it_again(cloud):
     assert made["IsDefault"] and made["CidrBlock"] == "172.31.0.0/16" and made["VpcId"] != vpc_id
     assert {s["VpcId"] for s in client.describe_subnets()["Subnets"]} == {made["VpcId"]}
     fails("DefaultVpcAlreadyExists", None, client.create_default_vpc)
+
+
+def test_elastic_ips(cloud):
+    server, client, image_id = cloud
+    vpc_id = client.create_vpc(CidrBlock="10.4.0.0/16")["Vpc"]["VpcId"]
+    subnet_id = client.create_subnet(VpcId=vpc_id, CidrBlock="10.4.1.0/24")["Subnet"]["SubnetId"]
+    [instance] = client.run_instances(ImageId=image_id, InstanceType="t3.nano", MinCount=1, MaxCount=1,
+                                      SubnetId=subnet_id)["Instances"]
+    instance_id, eni = instance["InstanceId"], instance["NetworkInterfaces"][0]["NetworkInterfaceId"]
+    allocated = client.allocate_address(Domain="vpc", TagSpecifications=[
+        {"ResourceType": "elastic-ip", "Tags": [{"Key": "Name", "Value": "web"}]}])
+    allocation, public_ip = allocated["AllocationId"], allocated["PublicIp"]
+    assert public_ip.startswith("203.0.113.") and allocated["Domain"] == "vpc"
+    # No internet gateway in the VPC: no public address, as on EC2.
+    fails("Gateway.NotAttached", f"Network {vpc_id} is not attached to any internet gateway", client.associate_address,
+          AllocationId=allocation, InstanceId=instance_id)
+    gateway = client.create_internet_gateway()["InternetGateway"]["InternetGatewayId"]
+    client.attach_internet_gateway(InternetGatewayId=gateway, VpcId=vpc_id)
+    association = client.associate_address(AllocationId=allocation, InstanceId=instance_id)["AssociationId"]
+    [shown] = client.describe_addresses(AllocationIds=[allocation])["Addresses"]
+    assert (shown["AssociationId"], shown["InstanceId"], shown["NetworkInterfaceId"], shown["PrivateIpAddress"]) == (
+        association, instance_id, eni, instance["PrivateIpAddress"])
+    assert tags(shown) == {"Name": "web"}
+    [by_filter] = client.describe_addresses(Filters=[{"Name": "instance-id", "Values": [instance_id]}])["Addresses"]
+    assert by_filter["PublicIp"] == public_ip
+    described = client.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0]
+    assert described["PublicIpAddress"] == public_ip
+    assert described["PublicDnsName"] == f"ec2-{public_ip.replace('.', '-')}.compute-1.amazonaws.com"
+    interface = client.describe_network_interfaces(NetworkInterfaceIds=[eni])["NetworkInterfaces"][0]
+    assert interface["Association"]["PublicIp"] == public_ip and interface["Association"]["AllocationId"] == allocation
+
+    # What depends on the address keeps it; another address needs AllowReassociation.
+    fails("InvalidIPAddress.InUse", None, client.release_address, AllocationId=allocation)
+    fails("DependencyViolation", None, client.detach_internet_gateway, InternetGatewayId=gateway, VpcId=vpc_id)
+    second = client.allocate_address(Domain="vpc")
+    fails("Resource.AlreadyAssociated", None, client.associate_address, AllocationId=second["AllocationId"],
+          NetworkInterfaceId=eni)
+    moved = client.associate_address(AllocationId=second["AllocationId"], NetworkInterfaceId=eni,
+                                     AllowReassociation=True)["AssociationId"]
+    assert "AssociationId" not in client.describe_addresses(AllocationIds=[allocation])["Addresses"][0]
+    fails("InvalidAssociationID.NotFound", None, client.disassociate_address, AssociationId=association)
+    fails("InvalidAllocationID.NotFound", "The allocation ID 'eipalloc-0123456789abcdef0' does not exist",
+          client.describe_addresses, AllocationIds=["eipalloc-0123456789abcdef0"])
+    fails("InvalidAddress.NotFound", None, client.describe_addresses, PublicIps=["198.51.100.7"])
+    assert client.describe_addresses_attribute(AllocationIds=[allocation], Attribute="domain-name")["Addresses"][0][
+        "PublicIp"] == public_ip
+    # A chosen address would tell whether another account holds it: addresses come from the pool.
+    fails("UnsupportedOperation", None, client.allocate_address, Domain="vpc", Address=public_ip)
+
+    # The instance goes: its address stays allocated, unassociated.
+    client.terminate_instances(InstanceIds=[instance_id])
+    wait_states(client, [instance_id], "terminated")
+    assert "AssociationId" not in client.describe_addresses(AllocationIds=[second["AllocationId"]])["Addresses"][0]
+    del moved
+    for allocation_id in (allocation, second["AllocationId"]):
+        client.release_address(AllocationId=allocation_id)
+    assert client.describe_addresses(Filters=[{"Name": "public-ip", "Values": [public_ip]}])["Addresses"] == []
+    again = client.allocate_address(Domain="vpc")
+    assert again["PublicIp"] == public_ip, "the lowest free address again"
+    client.release_address(PublicIp=again["PublicIp"])
+    client.detach_internet_gateway(InternetGatewayId=gateway, VpcId=vpc_id)
+    client.delete_internet_gateway(InternetGatewayId=gateway)
+    client.delete_subnet(SubnetId=subnet_id)
+    client.delete_vpc(VpcId=vpc_id)

@@ -191,6 +191,12 @@ codes! {
     RouteAlreadyExists = "RouteAlreadyExists", 400;
     /// The table has no route for that destination.
     InvalidRouteNotFound = "InvalidRoute.NotFound", 400;
+    /// No Elastic IP of that allocation id.
+    InvalidAllocationIdNotFound = "InvalidAllocationID.NotFound", 400;
+    /// No Elastic IP of that address held by the account.
+    InvalidAddressNotFound = "InvalidAddress.NotFound", 400;
+    /// The public address pool is used up.
+    AddressLimitExceeded = "AddressLimitExceeded", 400;
     /// Not an instance id.
     InvalidInstanceIdMalformed = "InvalidInstanceID.Malformed", 400;
     /// Not an image id.
@@ -225,6 +231,8 @@ codes! {
     InvalidNatGatewayIdMalformed = "InvalidNatGatewayID.Malformed", 400;
     /// Not a network ACL id.
     InvalidNetworkAclIdMalformed = "InvalidNetworkAclID.Malformed", 400;
+    /// Not an allocation id.
+    InvalidAllocationIdMalformed = "InvalidAllocationID.Malformed", 400;
     /// Not a DHCP options set id.
     InvalidDhcpOptionsIdMalformed = "InvalidDhcpOptionsId.Malformed", 400;
 }

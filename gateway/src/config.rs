@@ -39,6 +39,8 @@
 //!
 //! [network]
 //! ovn_northbound = "unix:/run/ovn/ovnnb_db.sock"   # keep OVN's northbound state in step (issue 16, in progress)
+//! public_cidr = "203.0.113.0/24"                   # the public network Elastic IPs come from
+//! public_gateway = "203.0.113.1"                   # its router (default: the block's first address)
 //! ```
 
 use std::path::Path;
@@ -76,6 +78,26 @@ pub struct NetworkSettings {
     /// The OVN northbound database (`unix:/path`, `tcp:host:6641`) whose routers, switches,
     /// ports and DHCP options Stratus keeps in step with its store; none by default.
     pub ovn_northbound: Option<String>,
+    /// The operator's public network, where Elastic IPs come from (default: the documentation
+    /// range `203.0.113.0/24`).
+    pub public_cidr: Option<String>,
+    /// The public network's router; default: the block's first address.
+    pub public_gateway: Option<String>,
+}
+
+impl NetworkSettings {
+    /// The public network as the backend takes it.
+    pub fn public_network(&self) -> Result<backend::addresses::PublicNetwork> {
+        match &self.public_cidr {
+            Some(cidr) => backend::addresses::PublicNetwork::parse(cidr, self.public_gateway.as_deref())
+                .map_err(anyhow::Error::msg)
+                .context("invalid [network] public_cidr / public_gateway"),
+            None if self.public_gateway.is_some() => {
+                anyhow::bail!("[network] public_gateway needs public_cidr")
+            }
+            None => Ok(Default::default()),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -159,6 +181,7 @@ impl Config {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading config {}", path.display()))?;
         let config: Config = toml::from_str(&text).with_context(|| format!("parsing config {}", path.display()))?;
         config.topology().validate().map_err(anyhow::Error::msg).context("invalid config")?;
+        config.network.public_network()?;
         let limits = &config.limits;
         anyhow::ensure!(limits.requests_per_second > 0, "limits.requests_per_second must be positive");
         anyhow::ensure!(limits.anonymous_per_second > 0, "limits.anonymous_per_second must be positive");
@@ -240,6 +263,16 @@ mod tests {
         assert_eq!(config.storage.cache_mib, 16);
         assert_eq!(config.network.ovn_northbound.as_deref(), Some("unix:/run/ovn/ovnnb_db.sock"));
         assert_eq!(Config::default().network.ovn_northbound, None, "no OVN unless configured");
+        let public: Config = toml::from_str("[network]\npublic_cidr = '198.51.100.0/28'\n").unwrap();
+        let network = public.network.public_network().unwrap();
+        assert_eq!(
+            (network.cidr.to_string(), network.gateway.to_string()),
+            ("198.51.100.0/28".into(), "198.51.100.1".into())
+        );
+        assert_eq!(Config::default().network.public_network().unwrap(), Default::default());
+        let bad: Config =
+            toml::from_str("[network]\npublic_cidr = '198.51.100.0/28'\npublic_gateway = '10.0.0.1'\n").unwrap();
+        assert!(bad.network.public_network().is_err());
         assert_eq!(Config::default().storage.cache_mib, storage::DEFAULT_CACHE_MIB);
         assert_eq!(Config::default().topology().hosts[0].uri, "qemu:///system");
         let dup = "[[hosts]]\nuri = 'test:///default'\n[[hosts]]\nuri = 'test:///default'\n";

@@ -14,6 +14,12 @@ fn boxed<T: XmlStruct + Send + 'static>(result: Result<T, Ec2Error>) -> Result<O
 
 pub async fn dispatch(ctx: &Ctx, action: Action) -> Result<Output, Ec2Error> {
     match action {
+        Action::AllocateAddress(r) => boxed(allocate_address::handle(ctx, r).await),
+        Action::AssociateAddress(r) => boxed(associate_address::handle(ctx, r).await),
+        Action::DescribeAddresses(r) => boxed(describe_addresses::handle(ctx, r).await),
+        Action::DescribeAddressesAttribute(r) => boxed(describe_addresses_attribute::handle(ctx, r).await),
+        Action::DisassociateAddress(r) => boxed(disassociate_address::handle(ctx, r).await),
+        Action::ReleaseAddress(r) => boxed(release_address::handle(ctx, r).await),
         Action::AssociateRouteTable(r) => boxed(associate_route_table::handle(ctx, r).await),
         Action::AttachInternetGateway(r) => boxed(attach_internet_gateway::handle(ctx, r).await),
         Action::CreateDefaultSubnet(r) => boxed(create_default_subnet::handle(ctx, r).await),

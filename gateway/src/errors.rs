@@ -31,6 +31,7 @@ fn codes(kind: ResourceKind) -> (Code, Code) {
         ResourceKind::NatGateway => (Code::NatGatewayNotFound, Code::InvalidNatGatewayIdMalformed),
         ResourceKind::NetworkAcl => (Code::InvalidNetworkAclIdNotFound, Code::InvalidNetworkAclIdMalformed),
         ResourceKind::DhcpOptions => (Code::InvalidDhcpOptionIdNotFound, Code::InvalidDhcpOptionsIdMalformed),
+        ResourceKind::ElasticIp => (Code::InvalidAllocationIdNotFound, Code::InvalidAllocationIdMalformed),
     }
 }
 
@@ -56,6 +57,7 @@ pub fn not_found<S: AsRef<str>>(kind: ResourceKind, ids: &[S]) -> Ec2Error {
         ResourceKind::NatGateway => format!("NAT gateway {list} was not found"),
         ResourceKind::NetworkAcl => format!("The networkAcl ID '{list}' does not exist"),
         ResourceKind::DhcpOptions => format!("The dhcpOption ID '{list}' does not exist"),
+        ResourceKind::ElasticIp => format!("The allocation ID '{list}' does not exist"),
         other => format!("The {} ID '{list}' does not exist", other.resource_type()),
     };
     Ec2Error::new(codes(kind).0, message)
@@ -102,6 +104,10 @@ pub fn to_ec2(error: Error) -> Ec2Error {
         Error::GatewayNotAttached { .. } => Ec2Error::new(Code::GatewayNotAttached, message),
         Error::RouteAlreadyExists(_) => Ec2Error::new(Code::RouteAlreadyExists, message),
         Error::RouteNotFound { .. } => Ec2Error::new(Code::InvalidRouteNotFound, message),
+        Error::AddressLimitExceeded => Ec2Error::new(Code::AddressLimitExceeded, message),
+        Error::AddressNotFound(_) => Ec2Error::new(Code::InvalidAddressNotFound, message),
+        Error::VpcWithoutGateway(_) => Ec2Error::new(Code::GatewayNotAttached, message),
+        Error::AddressAssociated { .. } => Ec2Error::new(Code::InvalidIpAddressInUse, message),
         Error::AssociationNotFound(_) => Ec2Error::new(Code::InvalidAssociationIdNotFound, message),
         Error::InvalidParameter { .. } => Ec2Error::new(Code::InvalidParameterValue, message),
         Error::TagLimitExceeded(_) => Ec2Error::new(Code::TagLimitExceeded, message),

@@ -278,6 +278,7 @@ async fn run_server(listen: SocketAddr, metadata_listen: &str, common: Common) -
     if let Some(db) = &config.network.ovn_northbound {
         backend = backend.with_ovn(db);
     }
+    backend = backend.with_public_network(config.network.public_network()?);
     let backend = Arc::new(backend);
     // Bind first, so that a start that cannot listen leaves no admin keys behind.
     let listener = gateway::server::listen(listen).with_context(|| format!("listening on {listen}"))?;

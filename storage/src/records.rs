@@ -746,3 +746,30 @@ impl RouteTableRecord {
 impl Record for RouteTableRecord {
     const VERSION: u8 = 1;
 }
+
+/// Where an Elastic IP points: an instance's network interface and its private address.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AddressAssociationRecord {
+    pub id: String,
+    pub instance_id: Option<String>,
+    pub network_interface_id: String,
+    pub private_ip: String,
+    pub vpc_id: String,
+    pub subnet_id: String,
+}
+
+/// An Elastic IP of an account, from the installation's public pool. Key:
+/// `{account}/{allocation id}`; the address itself is unique across accounts
+/// (`PUBLIC_ADDRESSES`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AddressRecord {
+    pub allocation_id: String,
+    pub account: String,
+    pub public_ip: String,
+    pub association: Option<AddressAssociationRecord>,
+    pub created_ms: i64,
+}
+
+impl Record for AddressRecord {
+    const VERSION: u8 = 1;
+}

@@ -1,10 +1,10 @@
 //! Every table, in one place.
 
 use crate::{
-    AccessKeyRecord, AccountRecord, ClientTokenRecord, HostStateRecord, HostUsageRecord, ImageRecord, IndexEntry,
-    InstanceRecord, InternetGatewayRecord, KeyPairRecord, LeaseBlockRecord, LeaseRecord, MetaRecord, MigrationRecord,
-    NameRecord, RouteTableRecord, SecretRecord, SecurityGroupRecord, SnapshotRecord, SubnetRecord, Table, TagRecord,
-    VolumeRecord, VpcRecord,
+    AccessKeyRecord, AccountRecord, AddressRecord, ClientTokenRecord, HostStateRecord, HostUsageRecord, ImageRecord,
+    IndexEntry, InstanceRecord, InternetGatewayRecord, KeyPairRecord, LeaseBlockRecord, LeaseRecord, MetaRecord,
+    MigrationRecord, NameRecord, RouteTableRecord, SecretRecord, SecurityGroupRecord, SnapshotRecord, SubnetRecord,
+    Table, TagRecord, VolumeRecord, VpcRecord,
 };
 
 pub const ACCOUNTS: Table<AccountRecord> = Table::new("accounts");
@@ -32,6 +32,12 @@ pub const SUBNETS: Table<SubnetRecord> = Table::new("subnets");
 pub const INTERNET_GATEWAYS: Table<InternetGatewayRecord> = Table::new("internet_gateways");
 /// Key: `{account}/{route table id}`.
 pub const ROUTE_TABLES: Table<RouteTableRecord> = Table::new("route_tables");
+
+/// Key: `{account}/{allocation id}`.
+pub const ADDRESSES: Table<AddressRecord> = Table::new("addresses");
+/// Who holds each public address of the pool. Key: the address; the value names
+/// `{account}/{allocation id}`.
+pub const PUBLIC_ADDRESSES: Table<NameRecord> = Table::new("public_addresses");
 
 /// The installation's secrets, by purpose.
 pub const SECRETS: Table<SecretRecord> = Table::new("secrets");
@@ -88,4 +94,6 @@ pub const ALL: &[&str] = &[
     "subnets",
     "internet_gateways",
     "route_tables",
+    "addresses",
+    "public_addresses",
 ];

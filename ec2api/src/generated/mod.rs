@@ -46,10 +46,212 @@ impl XmlValue for AccountAttributeValue {
         w.end(name);
     }
 }
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Address {
+    pub allocation_id: Option<String>,
+    pub association_id: Option<String>,
+    pub carrier_ip: Option<String>,
+    pub customer_owned_ip: Option<String>,
+    pub customer_owned_ipv4_pool: Option<String>,
+    pub domain: Option<DomainType>,
+    pub instance_id: Option<String>,
+    pub network_border_group: Option<String>,
+    pub network_interface_id: Option<String>,
+    pub network_interface_owner_id: Option<String>,
+    pub private_ip_address: Option<String>,
+    pub public_ip: Option<String>,
+    pub public_ipv4_pool: Option<String>,
+    pub service_managed: Option<ServiceManaged>,
+    pub subnet_id: Option<String>,
+    pub tags: Option<Vec<Tag>>,
+}
+
+impl XmlStruct for Address {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.allocation_id.write_xml(w, "allocationId");
+        self.association_id.write_xml(w, "associationId");
+        self.carrier_ip.write_xml(w, "carrierIp");
+        self.customer_owned_ip.write_xml(w, "customerOwnedIp");
+        self.customer_owned_ipv4_pool.write_xml(w, "customerOwnedIpv4Pool");
+        self.domain.write_xml(w, "domain");
+        self.instance_id.write_xml(w, "instanceId");
+        self.network_border_group.write_xml(w, "networkBorderGroup");
+        self.network_interface_id.write_xml(w, "networkInterfaceId");
+        self.network_interface_owner_id.write_xml(w, "networkInterfaceOwnerId");
+        self.private_ip_address.write_xml(w, "privateIpAddress");
+        self.public_ip.write_xml(w, "publicIp");
+        self.public_ipv4_pool.write_xml(w, "publicIpv4Pool");
+        self.service_managed.write_xml(w, "serviceManaged");
+        self.subnet_id.write_xml(w, "subnetId");
+        self.tags.write_xml(w, "tagSet");
+    }
+}
+
+impl XmlValue for Address {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AddressAttribute {
+    pub allocation_id: Option<String>,
+    pub ptr_record: Option<String>,
+    pub ptr_record_update: Option<PtrUpdateStatus>,
+    pub public_ip: Option<String>,
+}
+
+impl XmlStruct for AddressAttribute {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.allocation_id.write_xml(w, "allocationId");
+        self.ptr_record.write_xml(w, "ptrRecord");
+        self.ptr_record_update.write_xml(w, "ptrRecordUpdate");
+        self.public_ip.write_xml(w, "publicIp");
+    }
+}
+
+impl XmlValue for AddressAttribute {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+pub type AddressAttributeName = String;
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AllocateAddressRequest {
+    pub address: Option<String>,
+    pub customer_owned_ipv4_pool: Option<String>,
+    pub domain: Option<DomainType>,
+    pub dry_run: Option<bool>,
+    pub ipam_pool_id: Option<String>,
+    pub network_border_group: Option<String>,
+    pub public_ipv4_pool: Option<String>,
+    pub tag_specifications: Option<Vec<TagSpecification>>,
+}
+
+impl FromQuery for AllocateAddressRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            address: d.optional("Address")?,
+            customer_owned_ipv4_pool: d.optional("CustomerOwnedIpv4Pool")?,
+            domain: d.optional("Domain")?,
+            dry_run: d.optional("DryRun")?,
+            ipam_pool_id: d.optional("IpamPoolId")?,
+            network_border_group: d.optional("NetworkBorderGroup")?,
+            public_ipv4_pool: d.optional("PublicIpv4Pool")?,
+            tag_specifications: d.optional("TagSpecification")?,
+        };
+        d.finish(&[
+            "Address",
+            "CustomerOwnedIpv4Pool",
+            "Domain",
+            "DryRun",
+            "IpamPoolId",
+            "NetworkBorderGroup",
+            "PublicIpv4Pool",
+            "TagSpecification",
+        ])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AllocateAddressResult {
+    pub allocation_id: Option<String>,
+    pub carrier_ip: Option<String>,
+    pub customer_owned_ip: Option<String>,
+    pub customer_owned_ipv4_pool: Option<String>,
+    pub domain: Option<DomainType>,
+    pub network_border_group: Option<String>,
+    pub public_ip: Option<String>,
+    pub public_ipv4_pool: Option<String>,
+}
+
+impl XmlStruct for AllocateAddressResult {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.allocation_id.write_xml(w, "allocationId");
+        self.carrier_ip.write_xml(w, "carrierIp");
+        self.customer_owned_ip.write_xml(w, "customerOwnedIp");
+        self.customer_owned_ipv4_pool.write_xml(w, "customerOwnedIpv4Pool");
+        self.domain.write_xml(w, "domain");
+        self.network_border_group.write_xml(w, "networkBorderGroup");
+        self.public_ip.write_xml(w, "publicIp");
+        self.public_ipv4_pool.write_xml(w, "publicIpv4Pool");
+    }
+}
+
+impl XmlValue for AllocateAddressResult {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
 pub type AllocationState = String;
 pub type AmdSevSnpSpecification = String;
 pub type ArchitectureType = String;
 pub type ArchitectureValues = String;
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AssociateAddressRequest {
+    pub allocation_id: Option<String>,
+    pub allow_reassociation: Option<bool>,
+    pub dry_run: Option<bool>,
+    pub instance_id: Option<String>,
+    pub network_interface_id: Option<String>,
+    pub private_ip_address: Option<String>,
+    pub public_ip: Option<String>,
+}
+
+impl FromQuery for AssociateAddressRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            allocation_id: d.optional("AllocationId")?,
+            allow_reassociation: d.optional("AllowReassociation")?,
+            dry_run: d.optional("DryRun")?,
+            instance_id: d.optional("InstanceId")?,
+            network_interface_id: d.optional("NetworkInterfaceId")?,
+            private_ip_address: d.optional("PrivateIpAddress")?,
+            public_ip: d.optional("PublicIp")?,
+        };
+        d.finish(&[
+            "AllocationId",
+            "AllowReassociation",
+            "DryRun",
+            "InstanceId",
+            "NetworkInterfaceId",
+            "PrivateIpAddress",
+            "PublicIp",
+        ])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AssociateAddressResult {
+    pub association_id: Option<String>,
+}
+
+impl XmlStruct for AssociateAddressResult {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.association_id.write_xml(w, "associationId");
+    }
+}
+
+impl XmlValue for AssociateAddressResult {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct AssociateRouteTableRequest {
@@ -1771,6 +1973,92 @@ impl XmlValue for DescribeAccountAttributesResult {
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
+pub struct DescribeAddressesAttributeRequest {
+    pub allocation_ids: Option<Vec<String>>,
+    pub attribute: Option<AddressAttributeName>,
+    pub dry_run: Option<bool>,
+    pub max_results: Option<i32>,
+    pub next_token: Option<String>,
+}
+
+impl FromQuery for DescribeAddressesAttributeRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            allocation_ids: d.optional("AllocationId")?,
+            attribute: d.optional("Attribute")?,
+            dry_run: d.optional("DryRun")?,
+            max_results: d.optional("MaxResults")?.map(|v| d.in_range("MaxResults", v, 1, 1000)).transpose()?,
+            next_token: d.optional("NextToken")?,
+        };
+        d.finish(&["AllocationId", "Attribute", "DryRun", "MaxResults", "NextToken"])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DescribeAddressesAttributeResult {
+    pub addresses: Option<Vec<AddressAttribute>>,
+    pub next_token: Option<String>,
+}
+
+impl XmlStruct for DescribeAddressesAttributeResult {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.addresses.write_xml(w, "addressSet");
+        self.next_token.write_xml(w, "nextToken");
+    }
+}
+
+impl XmlValue for DescribeAddressesAttributeResult {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DescribeAddressesRequest {
+    pub allocation_ids: Option<Vec<String>>,
+    pub dry_run: Option<bool>,
+    pub filters: Option<Vec<Filter>>,
+    pub public_ips: Option<Vec<String>>,
+}
+
+impl FromQuery for DescribeAddressesRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            allocation_ids: d.optional("AllocationId")?,
+            dry_run: d.optional("DryRun")?,
+            filters: d.optional("Filter")?,
+            public_ips: d.optional("PublicIp")?,
+        };
+        d.finish(&["AllocationId", "DryRun", "Filter", "PublicIp"])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DescribeAddressesResult {
+    pub addresses: Option<Vec<Address>>,
+}
+
+impl XmlStruct for DescribeAddressesResult {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.addresses.write_xml(w, "addressesSet");
+    }
+}
+
+impl XmlValue for DescribeAddressesResult {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct DescribeAvailabilityZonesRequest {
     pub all_availability_zones: Option<bool>,
     pub dry_run: Option<bool>,
@@ -3037,6 +3325,26 @@ impl XmlValue for DhcpOptions {
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
+pub struct DisassociateAddressRequest {
+    pub association_id: Option<String>,
+    pub dry_run: Option<bool>,
+    pub public_ip: Option<String>,
+}
+
+impl FromQuery for DisassociateAddressRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            association_id: d.optional("AssociationId")?,
+            dry_run: d.optional("DryRun")?,
+            public_ip: d.optional("PublicIp")?,
+        };
+        d.finish(&["AssociationId", "DryRun", "PublicIp"])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct DisassociateRouteTableRequest {
     pub association_id: String,
     pub dry_run: Option<bool>,
@@ -3074,6 +3382,7 @@ impl XmlValue for DiskInfo {
     }
 }
 pub type DiskType = String;
+pub type DomainType = String;
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct EbsBlockDevice {
@@ -7122,6 +7431,29 @@ impl XmlValue for PropagatingVgw {
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
+pub struct PtrUpdateStatus {
+    pub reason: Option<String>,
+    pub status: Option<String>,
+    pub value: Option<String>,
+}
+
+impl XmlStruct for PtrUpdateStatus {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.reason.write_xml(w, "reason");
+        self.status.write_xml(w, "status");
+        self.value.write_xml(w, "value");
+    }
+}
+
+impl XmlValue for PtrUpdateStatus {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct PublicIpDnsNameOptions {
     pub dns_hostname_type: Option<String>,
     pub public_dual_stack_dns_name: Option<String>,
@@ -7318,6 +7650,28 @@ impl XmlValue for RegisterImageResult {
         w.start(name);
         self.write_members(w);
         w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ReleaseAddressRequest {
+    pub allocation_id: Option<String>,
+    pub dry_run: Option<bool>,
+    pub network_border_group: Option<String>,
+    pub public_ip: Option<String>,
+}
+
+impl FromQuery for ReleaseAddressRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            allocation_id: d.optional("AllocationId")?,
+            dry_run: d.optional("DryRun")?,
+            network_border_group: d.optional("NetworkBorderGroup")?,
+            public_ip: d.optional("PublicIp")?,
+        };
+        d.finish(&["AllocationId", "DryRun", "NetworkBorderGroup", "PublicIp"])?;
+        Ok(value)
     }
 }
 
@@ -8021,6 +8375,7 @@ impl XmlValue for SecurityGroupRule {
         w.end(name);
     }
 }
+pub type ServiceManaged = String;
 pub type ShutdownBehavior = String;
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -9112,11 +9467,13 @@ pub type VpcState = String;
 /// Known values of the enumerations requests use (open: upstream keeps adding).
 pub mod values {
     pub const ACCOUNT_ATTRIBUTE_NAME: &[&str] = &["supported-platforms", "default-vpc"];
+    pub const ADDRESS_ATTRIBUTE_NAME: &[&str] = &["domain-name"];
     pub const AMD_SEV_SNP_SPECIFICATION: &[&str] = &["enabled", "disabled"];
     pub const ARCHITECTURE_VALUES: &[&str] = &["i386", "x86_64", "arm64", "x86_64_mac", "arm64_mac"];
     pub const AUTO_PLACEMENT: &[&str] = &["on", "off"];
     pub const BOOT_MODE_VALUES: &[&str] = &["legacy-bios", "uefi", "uefi-preferred"];
     pub const CAPACITY_RESERVATION_PREFERENCE: &[&str] = &["capacity-reservations-only", "open", "none"];
+    pub const DOMAIN_TYPE: &[&str] = &["vpc", "standard"];
     pub const HOST_MAINTENANCE: &[&str] = &["on", "off"];
     pub const HOST_RECOVERY: &[&str] = &["on", "off"];
     pub const HOSTNAME_TYPE: &[&str] = &["ip-name", "resource-name"];
@@ -10510,6 +10867,8 @@ pub const MAX_PARAMETER_DEPTH: usize = 5;
 /// Every action Stratus serves, with its decoded request.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
+    AllocateAddress(AllocateAddressRequest),
+    AssociateAddress(AssociateAddressRequest),
     AssociateRouteTable(AssociateRouteTableRequest),
     AttachInternetGateway(AttachInternetGatewayRequest),
     AttachVolume(AttachVolumeRequest),
@@ -10541,6 +10900,8 @@ pub enum Action {
     DeleteVpc(DeleteVpcRequest),
     DeregisterImage(DeregisterImageRequest),
     DescribeAccountAttributes(DescribeAccountAttributesRequest),
+    DescribeAddresses(DescribeAddressesRequest),
+    DescribeAddressesAttribute(DescribeAddressesAttributeRequest),
     DescribeAvailabilityZones(DescribeAvailabilityZonesRequest),
     DescribeDhcpOptions(DescribeDhcpOptionsRequest),
     DescribeHosts(DescribeHostsRequest),
@@ -10570,6 +10931,7 @@ pub enum Action {
     DescribeVpcs(DescribeVpcsRequest),
     DetachInternetGateway(DetachInternetGatewayRequest),
     DetachVolume(DetachVolumeRequest),
+    DisassociateAddress(DisassociateAddressRequest),
     DisassociateRouteTable(DisassociateRouteTableRequest),
     GetConsoleOutput(GetConsoleOutputRequest),
     GetInstanceUefiData(GetInstanceUefiDataRequest),
@@ -10584,6 +10946,7 @@ pub enum Action {
     ModifyVpcAttribute(ModifyVpcAttributeRequest),
     RebootInstances(RebootInstancesRequest),
     RegisterImage(RegisterImageRequest),
+    ReleaseAddress(ReleaseAddressRequest),
     ReplaceRoute(ReplaceRouteRequest),
     ReplaceRouteTableAssociation(ReplaceRouteTableAssociationRequest),
     RevokeSecurityGroupEgress(RevokeSecurityGroupEgressRequest),
@@ -10596,6 +10959,8 @@ pub enum Action {
 
 impl Action {
     pub const NAMES: &'static [&'static str] = &[
+        "AllocateAddress",
+        "AssociateAddress",
         "AssociateRouteTable",
         "AttachInternetGateway",
         "AttachVolume",
@@ -10627,6 +10992,8 @@ impl Action {
         "DeleteVpc",
         "DeregisterImage",
         "DescribeAccountAttributes",
+        "DescribeAddresses",
+        "DescribeAddressesAttribute",
         "DescribeAvailabilityZones",
         "DescribeDhcpOptions",
         "DescribeHosts",
@@ -10656,6 +11023,7 @@ impl Action {
         "DescribeVpcs",
         "DetachInternetGateway",
         "DetachVolume",
+        "DisassociateAddress",
         "DisassociateRouteTable",
         "GetConsoleOutput",
         "GetInstanceUefiData",
@@ -10670,6 +11038,7 @@ impl Action {
         "ModifyVpcAttribute",
         "RebootInstances",
         "RegisterImage",
+        "ReleaseAddress",
         "ReplaceRoute",
         "ReplaceRouteTableAssociation",
         "RevokeSecurityGroupEgress",
@@ -10683,6 +11052,8 @@ impl Action {
     /// Decodes the request of `action` from the parameters (without `Action` and `Version`).
     pub fn decode(action: &str, params: &Node) -> Result<Self, Ec2Error> {
         match action {
+            "AllocateAddress" => FromQuery::from_query(params, "").map(Self::AllocateAddress),
+            "AssociateAddress" => FromQuery::from_query(params, "").map(Self::AssociateAddress),
             "AssociateRouteTable" => FromQuery::from_query(params, "").map(Self::AssociateRouteTable),
             "AttachInternetGateway" => FromQuery::from_query(params, "").map(Self::AttachInternetGateway),
             "AttachVolume" => FromQuery::from_query(params, "").map(Self::AttachVolume),
@@ -10716,6 +11087,8 @@ impl Action {
             "DeleteVpc" => FromQuery::from_query(params, "").map(Self::DeleteVpc),
             "DeregisterImage" => FromQuery::from_query(params, "").map(Self::DeregisterImage),
             "DescribeAccountAttributes" => FromQuery::from_query(params, "").map(Self::DescribeAccountAttributes),
+            "DescribeAddresses" => FromQuery::from_query(params, "").map(Self::DescribeAddresses),
+            "DescribeAddressesAttribute" => FromQuery::from_query(params, "").map(Self::DescribeAddressesAttribute),
             "DescribeAvailabilityZones" => FromQuery::from_query(params, "").map(Self::DescribeAvailabilityZones),
             "DescribeDhcpOptions" => FromQuery::from_query(params, "").map(Self::DescribeDhcpOptions),
             "DescribeHosts" => FromQuery::from_query(params, "").map(Self::DescribeHosts),
@@ -10749,6 +11122,7 @@ impl Action {
             "DescribeVpcs" => FromQuery::from_query(params, "").map(Self::DescribeVpcs),
             "DetachInternetGateway" => FromQuery::from_query(params, "").map(Self::DetachInternetGateway),
             "DetachVolume" => FromQuery::from_query(params, "").map(Self::DetachVolume),
+            "DisassociateAddress" => FromQuery::from_query(params, "").map(Self::DisassociateAddress),
             "DisassociateRouteTable" => FromQuery::from_query(params, "").map(Self::DisassociateRouteTable),
             "GetConsoleOutput" => FromQuery::from_query(params, "").map(Self::GetConsoleOutput),
             "GetInstanceUefiData" => FromQuery::from_query(params, "").map(Self::GetInstanceUefiData),
@@ -10767,6 +11141,7 @@ impl Action {
             "ModifyVpcAttribute" => FromQuery::from_query(params, "").map(Self::ModifyVpcAttribute),
             "RebootInstances" => FromQuery::from_query(params, "").map(Self::RebootInstances),
             "RegisterImage" => FromQuery::from_query(params, "").map(Self::RegisterImage),
+            "ReleaseAddress" => FromQuery::from_query(params, "").map(Self::ReleaseAddress),
             "ReplaceRoute" => FromQuery::from_query(params, "").map(Self::ReplaceRoute),
             "ReplaceRouteTableAssociation" => FromQuery::from_query(params, "").map(Self::ReplaceRouteTableAssociation),
             "RevokeSecurityGroupEgress" => FromQuery::from_query(params, "").map(Self::RevokeSecurityGroupEgress),
@@ -10781,6 +11156,8 @@ impl Action {
 
     pub fn name(&self) -> &'static str {
         match self {
+            Self::AllocateAddress(_) => "AllocateAddress",
+            Self::AssociateAddress(_) => "AssociateAddress",
             Self::AssociateRouteTable(_) => "AssociateRouteTable",
             Self::AttachInternetGateway(_) => "AttachInternetGateway",
             Self::AttachVolume(_) => "AttachVolume",
@@ -10812,6 +11189,8 @@ impl Action {
             Self::DeleteVpc(_) => "DeleteVpc",
             Self::DeregisterImage(_) => "DeregisterImage",
             Self::DescribeAccountAttributes(_) => "DescribeAccountAttributes",
+            Self::DescribeAddresses(_) => "DescribeAddresses",
+            Self::DescribeAddressesAttribute(_) => "DescribeAddressesAttribute",
             Self::DescribeAvailabilityZones(_) => "DescribeAvailabilityZones",
             Self::DescribeDhcpOptions(_) => "DescribeDhcpOptions",
             Self::DescribeHosts(_) => "DescribeHosts",
@@ -10841,6 +11220,7 @@ impl Action {
             Self::DescribeVpcs(_) => "DescribeVpcs",
             Self::DetachInternetGateway(_) => "DetachInternetGateway",
             Self::DetachVolume(_) => "DetachVolume",
+            Self::DisassociateAddress(_) => "DisassociateAddress",
             Self::DisassociateRouteTable(_) => "DisassociateRouteTable",
             Self::GetConsoleOutput(_) => "GetConsoleOutput",
             Self::GetInstanceUefiData(_) => "GetInstanceUefiData",
@@ -10855,6 +11235,7 @@ impl Action {
             Self::ModifyVpcAttribute(_) => "ModifyVpcAttribute",
             Self::RebootInstances(_) => "RebootInstances",
             Self::RegisterImage(_) => "RegisterImage",
+            Self::ReleaseAddress(_) => "ReleaseAddress",
             Self::ReplaceRoute(_) => "ReplaceRoute",
             Self::ReplaceRouteTableAssociation(_) => "ReplaceRouteTableAssociation",
             Self::RevokeSecurityGroupEgress(_) => "RevokeSecurityGroupEgress",
@@ -10869,6 +11250,8 @@ impl Action {
     /// Whether the request asked for a dry run.
     pub fn dry_run(&self) -> bool {
         match self {
+            Self::AllocateAddress(r) => r.dry_run == Some(true),
+            Self::AssociateAddress(r) => r.dry_run == Some(true),
             Self::AssociateRouteTable(r) => r.dry_run == Some(true),
             Self::AttachInternetGateway(r) => r.dry_run == Some(true),
             Self::AttachVolume(r) => r.dry_run == Some(true),
@@ -10900,6 +11283,8 @@ impl Action {
             Self::DeleteVpc(r) => r.dry_run == Some(true),
             Self::DeregisterImage(r) => r.dry_run == Some(true),
             Self::DescribeAccountAttributes(r) => r.dry_run == Some(true),
+            Self::DescribeAddresses(r) => r.dry_run == Some(true),
+            Self::DescribeAddressesAttribute(r) => r.dry_run == Some(true),
             Self::DescribeAvailabilityZones(r) => r.dry_run == Some(true),
             Self::DescribeDhcpOptions(r) => r.dry_run == Some(true),
             Self::DescribeHosts(_) => false,
@@ -10929,6 +11314,7 @@ impl Action {
             Self::DescribeVpcs(r) => r.dry_run == Some(true),
             Self::DetachInternetGateway(r) => r.dry_run == Some(true),
             Self::DetachVolume(r) => r.dry_run == Some(true),
+            Self::DisassociateAddress(r) => r.dry_run == Some(true),
             Self::DisassociateRouteTable(r) => r.dry_run == Some(true),
             Self::GetConsoleOutput(r) => r.dry_run == Some(true),
             Self::GetInstanceUefiData(r) => r.dry_run == Some(true),
@@ -10943,6 +11329,7 @@ impl Action {
             Self::ModifyVpcAttribute(_) => false,
             Self::RebootInstances(r) => r.dry_run == Some(true),
             Self::RegisterImage(r) => r.dry_run == Some(true),
+            Self::ReleaseAddress(r) => r.dry_run == Some(true),
             Self::ReplaceRoute(r) => r.dry_run == Some(true),
             Self::ReplaceRouteTableAssociation(r) => r.dry_run == Some(true),
             Self::RevokeSecurityGroupEgress(r) => r.dry_run == Some(true),
@@ -10955,6 +11342,8 @@ impl Action {
     }
 }
 
+pub type AllocateAddressOutput = AllocateAddressResult;
+pub type AssociateAddressOutput = AssociateAddressResult;
 pub type AssociateRouteTableOutput = AssociateRouteTableResult;
 pub type AttachInternetGatewayOutput = ReturnTrue;
 pub type AttachVolumeOutput = VolumeAttachment;
@@ -10986,6 +11375,8 @@ pub type DeleteVolumeOutput = ReturnTrue;
 pub type DeleteVpcOutput = ReturnTrue;
 pub type DeregisterImageOutput = DeregisterImageResult;
 pub type DescribeAccountAttributesOutput = DescribeAccountAttributesResult;
+pub type DescribeAddressesOutput = DescribeAddressesResult;
+pub type DescribeAddressesAttributeOutput = DescribeAddressesAttributeResult;
 pub type DescribeAvailabilityZonesOutput = DescribeAvailabilityZonesResult;
 pub type DescribeDhcpOptionsOutput = DescribeDhcpOptionsResult;
 pub type DescribeHostsOutput = StratusDescribeHostsResult;
@@ -11015,6 +11406,7 @@ pub type DescribeVpcAttributeOutput = DescribeVpcAttributeResult;
 pub type DescribeVpcsOutput = DescribeVpcsResult;
 pub type DetachInternetGatewayOutput = ReturnTrue;
 pub type DetachVolumeOutput = VolumeAttachment;
+pub type DisassociateAddressOutput = ReturnTrue;
 pub type DisassociateRouteTableOutput = ReturnTrue;
 pub type GetConsoleOutputOutput = GetConsoleOutputResult;
 pub type GetInstanceUefiDataOutput = GetInstanceUefiDataResult;
@@ -11029,6 +11421,7 @@ pub type ModifyVolumeOutput = ModifyVolumeResult;
 pub type ModifyVpcAttributeOutput = ReturnTrue;
 pub type RebootInstancesOutput = ReturnTrue;
 pub type RegisterImageOutput = RegisterImageResult;
+pub type ReleaseAddressOutput = ReturnTrue;
 pub type ReplaceRouteOutput = ReturnTrue;
 pub type ReplaceRouteTableAssociationOutput = ReplaceRouteTableAssociationResult;
 pub type RevokeSecurityGroupEgressOutput = RevokeSecurityGroupEgressResult;

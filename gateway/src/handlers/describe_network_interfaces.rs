@@ -3,7 +3,7 @@ use std::borrow::Cow;
 use ec2api::Code;
 use ec2api::{
     DescribeNetworkInterfacesOutput, DescribeNetworkInterfacesRequest, Ec2Error, NetworkInterface,
-    NetworkInterfaceAttachment, NetworkInterfacePrivateIpAddress,
+    NetworkInterfaceAssociation, NetworkInterfaceAttachment, NetworkInterfacePrivateIpAddress,
 };
 
 use super::describe::Describe;
@@ -86,14 +86,27 @@ pub async fn handle(
         .collect();
     let Describe { filters, page, .. } = describe;
     let (account, region) = (ctx.account().to_owned(), ctx.region.clone());
-    let (listed, joins) = ctx
+    let (listed, (joins, public_ips)) = ctx
         .call(move |b| {
             let listed = b.list_interfaces(&account, &query, |record, tags| {
                 let item = WithDns::new(record, &region);
                 filters.matches(&Row { item: &item, tags, fields })
             })?;
             // An interface view names its groups; it has no block devices to join.
-            Ok((listed, Joins { group_names: b.security_group_names(&account)?, volumes: Default::default() }))
+            let public_ips = b
+                .addresses(&account)?
+                .into_iter()
+                .filter_map(|a| {
+                    let association = a.association?;
+                    Some((association.network_interface_id, (a.public_ip, a.allocation_id, association.id)))
+                })
+                .collect::<std::collections::HashMap<_, _>>();
+            let joins = Joins {
+                group_names: b.security_group_names(&account)?,
+                volumes: Default::default(),
+                public_ips: Default::default(),
+            };
+            Ok((listed, (joins, public_ips)))
         })
         .await?;
     if !listed.missing.is_empty() {
@@ -106,41 +119,53 @@ pub async fn handle(
         listed.items.iter().map(|i| (WithDns::new(&i.record, region), i.tags.as_slice())).collect();
     let interfaces = items
         .into_iter()
-        .map(|(WithDns { record: r, dns }, tags)| NetworkInterface {
-            network_interface_id: Some(r.network_interface_id.clone()),
-            attachment: Some(NetworkInterfaceAttachment {
-                attachment_id: Some(attachment_id(r)),
-                attach_time: Some(timestamp(r.launch_time_ms)),
-                delete_on_termination: Some(true),
-                device_index: Some(0),
-                network_card_index: Some(0),
-                instance_id: Some(r.id.clone()),
-                instance_owner_id: Some(r.account.clone()),
-                status: Some("attached".into()),
-                ..Default::default()
-            }),
-            availability_zone: Some(r.zone.clone()),
-            description: Some(String::new()),
-            groups: Some(joins.groups(r)),
-            interface_type: Some("interface".into()),
-            ipv6_addresses: Some(vec![]),
-            mac_address: Some(r.mac.clone()),
-            owner_id: Some(r.account.clone()),
-            private_dns_name: Some(dns.clone()),
-            private_ip_address: Some(r.private_ip.clone()),
-            private_ip_addresses: Some(vec![NetworkInterfacePrivateIpAddress {
-                primary: Some(true),
+        .map(|(WithDns { record: r, dns }, tags)| {
+            let association =
+                public_ips.get(&r.network_interface_id).map(|(ip, allocation, id)| NetworkInterfaceAssociation {
+                    public_ip: Some(ip.clone()),
+                    public_dns_name: Some(super::shapes::public_dns_name(ip, region)),
+                    ip_owner_id: Some(r.account.clone()),
+                    allocation_id: Some(allocation.clone()),
+                    association_id: Some(id.clone()),
+                    ..Default::default()
+                });
+            NetworkInterface {
+                network_interface_id: Some(r.network_interface_id.clone()),
+                attachment: Some(NetworkInterfaceAttachment {
+                    attachment_id: Some(attachment_id(r)),
+                    attach_time: Some(timestamp(r.launch_time_ms)),
+                    delete_on_termination: Some(true),
+                    device_index: Some(0),
+                    network_card_index: Some(0),
+                    instance_id: Some(r.id.clone()),
+                    instance_owner_id: Some(r.account.clone()),
+                    status: Some("attached".into()),
+                    ..Default::default()
+                }),
+                availability_zone: Some(r.zone.clone()),
+                description: Some(String::new()),
+                groups: Some(joins.groups(r)),
+                interface_type: Some("interface".into()),
+                ipv6_addresses: Some(vec![]),
+                mac_address: Some(r.mac.clone()),
+                owner_id: Some(r.account.clone()),
                 private_dns_name: Some(dns.clone()),
                 private_ip_address: Some(r.private_ip.clone()),
-                association: None,
-            }]),
-            requester_managed: Some(false),
-            source_dest_check: Some(true),
-            status: Some("in-use".into()),
-            subnet_id: Some(r.subnet_id.clone()),
-            vpc_id: Some(r.vpc_id.clone()),
-            tag_set: Some(tag_list(tags)),
-            ..Default::default()
+                private_ip_addresses: Some(vec![NetworkInterfacePrivateIpAddress {
+                    primary: Some(true),
+                    private_dns_name: Some(dns.clone()),
+                    private_ip_address: Some(r.private_ip.clone()),
+                    association: association.clone(),
+                }]),
+                association,
+                requester_managed: Some(false),
+                source_dest_check: Some(true),
+                status: Some("in-use".into()),
+                subnet_id: Some(r.subnet_id.clone()),
+                vpc_id: Some(r.vpc_id.clone()),
+                tag_set: Some(tag_list(tags)),
+                ..Default::default()
+            }
         })
         .collect();
     Ok(DescribeNetworkInterfacesOutput { network_interfaces: Some(interfaces), next_token })

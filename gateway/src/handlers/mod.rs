@@ -1,5 +1,7 @@
 //! One file per action: the only place where wire shapes meet domain types.
 
+pub mod allocate_address;
+pub mod associate_address;
 pub mod associate_route_table;
 pub mod attach_internet_gateway;
 pub mod attach_volume;
@@ -32,6 +34,8 @@ pub mod delete_vpc;
 pub mod deregister_image;
 pub mod describe;
 pub mod describe_account_attributes;
+pub mod describe_addresses;
+pub mod describe_addresses_attribute;
 pub mod describe_availability_zones;
 pub mod describe_dhcp_options;
 pub mod describe_hosts;
@@ -61,6 +65,7 @@ pub mod describe_vpc_attribute;
 pub mod describe_vpcs;
 pub mod detach_internet_gateway;
 pub mod detach_volume;
+pub mod disassociate_address;
 pub mod disassociate_route_table;
 pub mod get_console_output;
 pub mod get_instance_uefi_data;
@@ -76,6 +81,7 @@ pub mod modify_vpc_attribute;
 mod networks;
 pub mod reboot_instances;
 pub mod register_image;
+pub mod release_address;
 pub mod replace_route;
 pub mod replace_route_table_association;
 pub mod revoke_security_group_egress;

@@ -69,6 +69,17 @@ pub fn private_dns_name(ip: &str, region: &str) -> String {
     }
 }
 
+/// EC2's public DNS name for a public address: `ec2-203-0-113-5.compute-1.amazonaws.com` in
+/// us-east-1.
+pub fn public_dns_name(ip: &str, region: &str) -> String {
+    let host = format!("ec2-{}", ip.replace('.', "-"));
+    if region == "us-east-1" {
+        format!("{host}.compute-1.amazonaws.com")
+    } else {
+        format!("{host}.{region}.compute.amazonaws.com")
+    }
+}
+
 /// What instance views take from other records of the account.
 #[derive(Debug, Default)]
 pub struct Joins {
@@ -76,13 +87,20 @@ pub struct Joins {
     pub group_names: HashMap<String, String>,
     /// Volumes by the instance they are attached to.
     pub volumes: HashMap<String, Vec<VolumeRecord>>,
+    /// Elastic IPs by the network interface they point at.
+    pub public_ips: HashMap<String, String>,
 }
 
 impl Joins {
     /// For views of these instances only: their volumes are looked up, not the account's.
     pub fn for_instances(b: &backend::Backend, account: &str, records: &[InstanceRecord]) -> backend::Result<Self> {
         let volumes = b.volumes_of_instances(account, records.iter().map(|r| r.id.as_str()))?;
-        Ok(Self { group_names: b.security_group_names(account)?, volumes })
+        let public_ips = b
+            .addresses(account)?
+            .into_iter()
+            .filter_map(|a| Some((a.association?.network_interface_id, a.public_ip)))
+            .collect();
+        Ok(Self { group_names: b.security_group_names(account)?, volumes, public_ips })
     }
 
     /// The instance's volumes as `blockDeviceMapping`: the root first, then by device.
@@ -126,6 +144,14 @@ pub fn instance(record: &InstanceRecord, tags: &[(String, String)], region: &str
     } else {
         (Some(record.private_ip.clone()), private_dns_name(&record.private_ip, region))
     };
+    let public_ip = joins.public_ips.get(&record.network_interface_id).filter(|_| !terminated);
+    let public_dns = public_ip.map(|p| public_dns_name(p, region));
+    let association = public_ip.map(|p| ec2api::InstanceNetworkInterfaceAssociation {
+        public_ip: Some(p.clone()),
+        public_dns_name: public_dns.clone(),
+        ip_owner_id: Some(record.account.clone()),
+        ..Default::default()
+    });
     let interface = InstanceNetworkInterface {
         network_interface_id: Some(record.network_interface_id.clone()),
         description: Some(String::new()),
@@ -136,8 +162,9 @@ pub fn instance(record: &InstanceRecord, tags: &[(String, String)], region: &str
             primary: Some(true),
             private_ip_address: ip.clone(),
             private_dns_name: Some(dns.clone()),
-            association: None,
+            association: association.clone(),
         }]),
+        association,
         subnet_id: Some(record.subnet_id.clone()),
         vpc_id: Some(record.vpc_id.clone()),
         owner_id: Some(record.account.clone()),
@@ -177,7 +204,8 @@ pub fn instance(record: &InstanceRecord, tags: &[(String, String)], region: &str
         key_name: record.key_name.clone(),
         private_ip_address: ip,
         private_dns_name: Some(dns),
-        public_dns_name: Some(String::new()),
+        public_ip_address: public_ip.cloned(),
+        public_dns_name: Some(public_dns.unwrap_or_default()),
         subnet_id: (!terminated).then(|| record.subnet_id.clone()),
         vpc_id: (!terminated).then(|| record.vpc_id.clone()),
         network_interfaces: Some(if terminated { vec![] } else { vec![interface] }),

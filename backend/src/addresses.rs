@@ -1,0 +1,282 @@
+//! Elastic IPs: public addresses from the installation's pool, held by accounts and pointed at
+//! their instances' network interfaces (issue 16).
+//!
+//! 1. The pool is one IPv4 block on the operator's public network ([`PublicNetwork`]; by
+//!    default the documentation range `203.0.113.0/24` with its gateway at `.1`). Each address
+//!    is held by at most one account at a time ([`storage::tables::PUBLIC_ADDRESSES`]);
+//!    AllocateAddress takes the lowest free one.
+//! 2. An address is associated with an instance (its primary interface) or an interface, in a
+//!    VPC with an internet gateway attached, as on EC2; another association needs
+//!    `AllowReassociation`. An instance that goes keeps nothing: its association goes with it.
+//! 3. An associated address cannot be released, and a VPC's gateway cannot be detached while
+//!    addresses are mapped into it.
+//!
+//! What OVN makes of an association (1:1 NAT on the VPC's router) is [`crate::vpc_network`].
+
+use std::net::Ipv4Addr;
+
+use storage::tables::{ADDRESSES, INSTANCES, INTERNET_GATEWAYS, PUBLIC_ADDRESSES};
+use storage::{AddressAssociationRecord, AddressRecord, InstanceState, NameRecord, Reads, WriteTx};
+
+use crate::vpcs::Cidr;
+use crate::{ids, invalid, now_ms, tags, Backend, Error, ResourceKind, Result};
+
+/// The operator's public network: where Elastic IPs come from and where their traffic goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PublicNetwork {
+    pub cidr: Cidr,
+    /// The public network's router (the way to the internet).
+    pub gateway: Ipv4Addr,
+}
+
+impl Default for PublicNetwork {
+    fn default() -> Self {
+        Self {
+            cidr: Cidr { network: Ipv4Addr::new(203, 0, 113, 0), prefix: 24 },
+            gateway: Ipv4Addr::new(203, 0, 113, 1),
+        }
+    }
+}
+
+impl PublicNetwork {
+    /// Reads `cidr` and `gateway` as the operator configures them.
+    pub fn parse(cidr: &str, gateway: Option<&str>) -> std::result::Result<Self, String> {
+        let cidr = Cidr::parse(cidr).filter(|c| c.prefix <= 30).ok_or_else(|| {
+            format!("public network {cidr}: expected a CIDR block of at least 4 addresses, host bits clear")
+        })?;
+        let gateway = match gateway {
+            Some(text) => text.parse().map_err(|_| format!("public gateway {text}: expected an IPv4 address"))?,
+            None => Ipv4Addr::from(u32::from(cidr.network) + 1),
+        };
+        let network = Self { cidr, gateway };
+        if !network.contains(gateway) {
+            return Err(format!("public gateway {gateway} is outside {}", network.cidr));
+        }
+        Ok(network)
+    }
+
+    fn contains(&self, address: Ipv4Addr) -> bool {
+        self.cidr.contains(Cidr { network: address, prefix: 32 })
+    }
+
+    /// The addresses that can be handed out: all but the network's own, its broadcast address
+    /// and the gateway.
+    pub fn pool(&self) -> impl Iterator<Item = Ipv4Addr> + '_ {
+        let first = u32::from(self.cidr.network);
+        let size = 1u32 << (32 - self.cidr.prefix);
+        (first + 1..first + size - 1).map(Ipv4Addr::from).filter(move |a| *a != self.gateway)
+    }
+}
+
+fn key(account: &str, id: &str) -> String {
+    format!("{account}/{id}")
+}
+
+pub(crate) fn address_in(tx: &impl Reads, account: &str, allocation_id: &str) -> Result<AddressRecord> {
+    tx.get(&ADDRESSES, &key(account, allocation_id))?
+        .ok_or_else(|| Error::ResourceNotFound { kind: ResourceKind::ElasticIp, id: allocation_id.to_owned() })
+}
+
+/// The account's address whose association is `association_id`.
+fn address_associated(tx: &impl Reads, account: &str, association_id: &str) -> Result<AddressRecord> {
+    tx.scan(&ADDRESSES, &format!("{account}/"))?
+        .into_iter()
+        .map(|(_, a)| a)
+        .find(|a| a.association.as_ref().is_some_and(|x| x.id == association_id))
+        .ok_or_else(|| Error::AssociationNotFound(association_id.to_owned()))
+}
+
+/// Drops the associations that point at `instance_id` (it is going).
+pub(crate) fn release_instance_addresses(tx: &WriteTx, account: &str, instance_id: &str) -> Result<()> {
+    for (address_key, mut address) in tx.scan(&ADDRESSES, &format!("{account}/"))? {
+        if address.association.as_ref().is_some_and(|a| a.instance_id.as_deref() == Some(instance_id)) {
+            address.association = None;
+            tx.insert(&ADDRESSES, &address_key, &address)?;
+        }
+    }
+    Ok(())
+}
+
+/// Whether any address of the account is mapped into `vpc_id`.
+pub(crate) fn mapped_into(tx: &impl Reads, account: &str, vpc_id: &str) -> Result<bool> {
+    Ok(tx
+        .scan(&ADDRESSES, &format!("{account}/"))?
+        .iter()
+        .any(|(_, a)| a.association.as_ref().is_some_and(|x| x.vpc_id == vpc_id)))
+}
+
+/// What AssociateAddress points the address at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    Instance(String),
+    NetworkInterface(String),
+}
+
+impl Backend {
+    pub fn public_network(&self) -> PublicNetwork {
+        self.public_network
+    }
+
+    /// Takes addresses for Elastic IPs from `network`.
+    pub fn with_public_network(mut self, network: PublicNetwork) -> Self {
+        self.public_network = network;
+        self
+    }
+
+    pub fn addresses(&self, account: &str) -> Result<Vec<AddressRecord>> {
+        Ok(self.store().read(|tx| tx.scan(&ADDRESSES, &format!("{account}/")))?.into_iter().map(|(_, a)| a).collect())
+    }
+
+    /// AllocateAddress: the lowest free address of the pool. (A chosen address is not offered:
+    /// whether it is free would tell what other accounts hold.)
+    pub fn allocate_address(&self, account: &str, tags: &[(String, String)]) -> Result<AddressRecord> {
+        tags::validate_tags(tags)?;
+        let network = self.public_network;
+        let allocation_id = ids::resource_id("eipalloc");
+        self.store().write(|tx| {
+            let mut free = None;
+            for address in network.pool() {
+                if tx.get(&PUBLIC_ADDRESSES, &address.to_string())?.is_none() {
+                    free = Some(address);
+                    break;
+                }
+            }
+            let address = free.ok_or(Error::AddressLimitExceeded)?;
+            let record = AddressRecord {
+                allocation_id: allocation_id.clone(),
+                account: account.to_owned(),
+                public_ip: address.to_string(),
+                association: None,
+                created_ms: now_ms(),
+            };
+            tx.insert(&PUBLIC_ADDRESSES, &record.public_ip, &NameRecord { id: key(account, &allocation_id) })?;
+            tx.insert(&ADDRESSES, &key(account, &allocation_id), &record)?;
+            tags::put_tags(tx, account, &allocation_id, tags)?;
+            Ok(record)
+        })
+    }
+
+    /// The allocation id of the account's address `public_ip` (requests may name it so).
+    pub fn allocation_of(&self, account: &str, public_ip: &str) -> Result<String> {
+        self.store().read(|tx| {
+            let holder = tx.get(&PUBLIC_ADDRESSES, public_ip)?.map(|n| n.id);
+            match holder.as_deref().and_then(|h| h.split_once('/')) {
+                Some((owner, allocation)) if owner == account => Ok(allocation.to_owned()),
+                _ => Err(Error::AddressNotFound(public_ip.to_owned())),
+            }
+        })
+    }
+
+    /// AssociateAddress: answers the association id.
+    pub fn associate_address(
+        &self,
+        account: &str,
+        allocation_id: &str,
+        target: &Target,
+        private_ip: Option<&str>,
+        allow_reassociation: bool,
+    ) -> Result<String> {
+        self.store().write(|tx| {
+            let mut address = address_in(tx, account, allocation_id)?;
+            let instances = tx.scan(&INSTANCES, &format!("{account}/"))?;
+            let live = |i: &&storage::InstanceRecord| i.state != InstanceState::Terminated;
+            let instance = match target {
+                Target::Instance(id) => instances.iter().map(|(_, i)| i).filter(live).find(|i| i.id == *id),
+                Target::NetworkInterface(id) => {
+                    instances.iter().map(|(_, i)| i).filter(live).find(|i| i.network_interface_id == *id)
+                }
+            };
+            let instance = instance.ok_or_else(|| match target {
+                Target::Instance(id) => Error::ResourceNotFound { kind: ResourceKind::Instance, id: id.clone() },
+                Target::NetworkInterface(id) => {
+                    Error::ResourceNotFound { kind: ResourceKind::NetworkInterface, id: id.clone() }
+                }
+            })?;
+            if let Some(asked) = private_ip.filter(|a| *a != instance.private_ip) {
+                return Err(invalid(
+                    "PrivateIpAddress",
+                    format!("The private address {asked} is not an address of {}", instance.network_interface_id),
+                ));
+            }
+            let gateways = tx.scan(&INTERNET_GATEWAYS, &format!("{account}/"))?;
+            if !gateways.iter().any(|(_, g)| g.vpc_id.as_deref() == Some(instance.vpc_id.as_str())) {
+                return Err(Error::VpcWithoutGateway(instance.vpc_id.clone()));
+            }
+            if let Some(current) = &address.association {
+                let same = current.network_interface_id == instance.network_interface_id;
+                if !same && !allow_reassociation {
+                    return Err(Error::AlreadyAssociated(format!("{allocation_id} (associated with {})", current.id)));
+                }
+                if same {
+                    return Ok(current.id.clone());
+                }
+            }
+            // One public address per interface: another address of the account moves off.
+            for (other_key, mut other) in tx.scan(&ADDRESSES, &format!("{account}/"))? {
+                let holds =
+                    other.association.as_ref().is_some_and(|a| a.network_interface_id == instance.network_interface_id);
+                if holds && other.allocation_id != allocation_id {
+                    if !allow_reassociation {
+                        return Err(Error::AlreadyAssociated(instance.network_interface_id.clone()));
+                    }
+                    other.association = None;
+                    tx.insert(&ADDRESSES, &other_key, &other)?;
+                }
+            }
+            let association = AddressAssociationRecord {
+                id: ids::resource_id("eipassoc"),
+                instance_id: Some(instance.id.clone()),
+                network_interface_id: instance.network_interface_id.clone(),
+                private_ip: instance.private_ip.clone(),
+                vpc_id: instance.vpc_id.clone(),
+                subnet_id: instance.subnet_id.clone(),
+            };
+            address.association = Some(association.clone());
+            tx.insert(&ADDRESSES, &key(account, allocation_id), &address)?;
+            Ok(association.id)
+        })
+    }
+
+    /// DisassociateAddress.
+    pub fn disassociate_address(&self, account: &str, association_id: &str) -> Result<()> {
+        self.store().write(|tx| {
+            let mut address = address_associated(tx, account, association_id)?;
+            address.association = None;
+            tx.insert(&ADDRESSES, &key(account, &address.allocation_id), &address)?;
+            Ok(())
+        })
+    }
+
+    /// ReleaseAddress: back to the pool, once nothing points at it.
+    pub fn release_address(&self, account: &str, allocation_id: &str) -> Result<()> {
+        self.store().write(|tx| {
+            let address = address_in(tx, account, allocation_id)?;
+            if let Some(association) = &address.association {
+                return Err(Error::AddressAssociated {
+                    allocation: allocation_id.to_owned(),
+                    association: association.id.clone(),
+                });
+            }
+            tx.remove(&ADDRESSES, &key(account, allocation_id))?;
+            tx.remove(&PUBLIC_ADDRESSES, &address.public_ip)?;
+            tags::drop_tags(tx, account, allocation_id)?;
+            Ok(())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pool_leaves_out_the_network_broadcast_and_gateway() {
+        let network = PublicNetwork::parse("198.51.100.0/29", Some("198.51.100.6")).unwrap();
+        let pool: Vec<String> = network.pool().map(|a| a.to_string()).collect();
+        assert_eq!(pool, ["198.51.100.1", "198.51.100.2", "198.51.100.3", "198.51.100.4", "198.51.100.5"]);
+        assert_eq!(PublicNetwork::default().pool().next(), Some(Ipv4Addr::new(203, 0, 113, 2)));
+        assert!(PublicNetwork::parse("198.51.100.0/24", Some("192.0.2.1")).is_err());
+        assert!(PublicNetwork::parse("198.51.100.1/24", None).is_err());
+        assert!(PublicNetwork::parse("198.51.100.0/31", None).is_err());
+    }
+}
