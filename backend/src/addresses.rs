@@ -10,6 +10,8 @@
 //!    `AllowReassociation`. An instance that goes keeps nothing: its association goes with it.
 //! 3. An associated address cannot be released, and a VPC's gateway cannot be detached while
 //!    addresses are mapped into it.
+//! 4. A VPC of its own with an internet gateway attached takes one address of the pool too: its
+//!    router's on the public network, which answers for the VPC's Elastic IPs (AWS hides it).
 //!
 //! What OVN makes of an association (1:1 NAT on the VPC's router) is [`crate::vpc_network`].
 
@@ -86,6 +88,25 @@ fn address_associated(tx: &impl Reads, account: &str, association_id: &str) -> R
         .ok_or_else(|| Error::AssociationNotFound(association_id.to_owned()))
 }
 
+/// Takes the lowest free address of the pool for `holder` (`{account}/{id}`).
+pub(crate) fn take_public_address(tx: &WriteTx, network: &PublicNetwork, holder: &str) -> Result<Ipv4Addr> {
+    for address in network.pool() {
+        if tx.get(&PUBLIC_ADDRESSES, &address.to_string())?.is_none() {
+            tx.insert(&PUBLIC_ADDRESSES, &address.to_string(), &NameRecord { id: holder.to_owned() })?;
+            return Ok(address);
+        }
+    }
+    Err(Error::AddressLimitExceeded)
+}
+
+/// Gives `address` back to the pool if `holder` holds it.
+pub(crate) fn give_back_public_address(tx: &WriteTx, address: &str, holder: &str) -> Result<()> {
+    if tx.get(&PUBLIC_ADDRESSES, address)?.is_some_and(|n| n.id == holder) {
+        tx.remove(&PUBLIC_ADDRESSES, address)?;
+    }
+    Ok(())
+}
+
 /// Drops the associations that point at `instance_id` (it is going).
 pub(crate) fn release_instance_addresses(tx: &WriteTx, account: &str, instance_id: &str) -> Result<()> {
     for (address_key, mut address) in tx.scan(&ADDRESSES, &format!("{account}/"))? {
@@ -134,14 +155,7 @@ impl Backend {
         let network = self.public_network;
         let allocation_id = ids::resource_id("eipalloc");
         self.store().write(|tx| {
-            let mut free = None;
-            for address in network.pool() {
-                if tx.get(&PUBLIC_ADDRESSES, &address.to_string())?.is_none() {
-                    free = Some(address);
-                    break;
-                }
-            }
-            let address = free.ok_or(Error::AddressLimitExceeded)?;
+            let address = take_public_address(tx, &network, &key(account, &allocation_id))?;
             let record = AddressRecord {
                 allocation_id: allocation_id.clone(),
                 account: account.to_owned(),
@@ -149,7 +163,6 @@ impl Backend {
                 association: None,
                 created_ms: now_ms(),
             };
-            tx.insert(&PUBLIC_ADDRESSES, &record.public_ip, &NameRecord { id: key(account, &allocation_id) })?;
             tx.insert(&ADDRESSES, &key(account, &allocation_id), &record)?;
             tags::put_tags(tx, account, &allocation_id, tags)?;
             Ok(record)
@@ -258,7 +271,7 @@ impl Backend {
                 });
             }
             tx.remove(&ADDRESSES, &key(account, allocation_id))?;
-            tx.remove(&PUBLIC_ADDRESSES, &address.public_ip)?;
+            give_back_public_address(tx, &address.public_ip, &key(account, allocation_id))?;
             tags::drop_tags(tx, account, allocation_id)?;
             Ok(())
         })

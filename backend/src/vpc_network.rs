@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use ovn::{Acl, Desired, Dhcp, PortGroup, Router, RouterPort, Switch, SwitchPort};
 use sha2::{Digest, Sha256};
-use storage::tables::{SECURITY_GROUPS, VPCS};
+use storage::tables::{ADDRESSES, INTERNET_GATEWAYS, ROUTE_TABLES, SECURITY_GROUPS, VPCS};
 use storage::{InstanceRecord, InstanceState, RulePeer, SecurityGroupRecord};
 
 use crate::network::Subnet;
@@ -55,6 +55,78 @@ impl Interface {
             groups: record.security_group_ids.clone(),
         })
     }
+}
+
+/// The physical network name of the public network in each chassis's bridge mappings
+/// (`ovn-bridge-mappings=public:br-ex`, which `scripts/setup-host` sets).
+pub const PUBLIC_NETWORK_NAME: &str = "public";
+
+/// The public network as the routers' gateway ports need it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Public {
+    pub network: crate::addresses::PublicNetwork,
+    /// The chassis that carries gateway traffic (NAT happens there).
+    pub chassis: String,
+}
+
+/// A VPC as OVN needs it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct VpcView {
+    pub id: String,
+    pub cidr: String,
+    pub subnets: Vec<Subnet>,
+    /// Its router's address on the public network while an internet gateway is attached (VPCs
+    /// of their own).
+    pub public_ip: Option<String>,
+    /// Elastic IPs mapped into it: (public, private).
+    pub elastic_ips: Vec<(String, String)>,
+    /// For each subnet id, the destinations its route table sends to the internet gateway.
+    pub internet_routes: BTreeMap<String, Vec<String>>,
+}
+
+/// Policy priorities: a route to the gateway lets a subnet's traffic out; anything else that
+/// leaves the VPC is dropped (no route, no internet, even with an Elastic IP, as on EC2).
+const ROUTE_ALLOW_PRIORITY: u16 = 100;
+const ROUTE_DROP_PRIORITY: u16 = 50;
+
+/// The router's way out: its gateway port on the public network (bound to the gateway
+/// chassis), the default route to the public network's router, 1:1 NAT for each Elastic IP,
+/// and the route tables as policies.
+fn plan_internet(router: &mut Router, public: &Public, vpc: &VpcView, address: &str) {
+    router.ports.push(RouterPort {
+        name: format!("stratus-{}-gw", vpc.id),
+        mac: router_mac(&format!("{}/gateway", vpc.id)),
+        networks: vec![format!("{address}/{}", public.network.cidr.prefix)],
+        gateway_chassis: Some(public.chassis.clone()),
+    });
+    router
+        .static_routes
+        .push(ovn::StaticRoute { prefix: "0.0.0.0/0".into(), nexthop: public.network.gateway.to_string() });
+    for (external, logical) in &vpc.elastic_ips {
+        router.nats.push(ovn::Nat {
+            kind: "dnat_and_snat",
+            external_ip: external.clone(),
+            logical_ip: logical.clone(),
+        });
+    }
+    router.nats.sort();
+    for subnet in &vpc.subnets {
+        let cidr = subnet.cidr();
+        for destination in vpc.internet_routes.get(&subnet.id).into_iter().flatten() {
+            let matches = if destination == "0.0.0.0/0" {
+                format!("ip4.src == {cidr}")
+            } else {
+                format!("ip4.src == {cidr} && ip4.dst == {destination}")
+            };
+            router.policies.push(ovn::Policy { priority: ROUTE_ALLOW_PRIORITY, matches, action: "allow" });
+        }
+        router.policies.push(ovn::Policy {
+            priority: ROUTE_DROP_PRIORITY,
+            matches: format!("ip4.src == {cidr} && !(ip4.dst == {})", vpc.cidr),
+            action: "drop",
+        });
+    }
+    router.policies.sort();
 }
 
 /// ACL priorities, as Neutron's OVN driver sets them: what a group allows above the drop.
@@ -171,7 +243,8 @@ fn dns_server(vpc_cidr: &str) -> String {
 /// their own), whose rules become the ACLs that let traffic through ([`rule_acl`]).
 pub fn desired(
     installation: &str,
-    vpcs: &[(String, String, Vec<Subnet>)],
+    public: Option<&Public>,
+    vpcs: &[VpcView],
     interfaces: &[Interface],
     groups: &[SecurityGroupRecord],
 ) -> Desired {
@@ -180,15 +253,29 @@ pub fn desired(
         by_subnet.entry(interface.subnet_id.as_str()).or_default().push(interface);
     }
     let mut out = Desired { installation: installation.to_owned(), ..Default::default() };
-    for (vpc_id, vpc_cidr, subnets) in vpcs {
-        let mut router = Router { name: format!("stratus-{vpc_id}"), owner: vpc_id.clone(), ports: Vec::new() };
-        for subnet in subnets {
+    let mut gateway_legs = Vec::new();
+    for vpc in vpcs {
+        let (vpc_id, vpc_cidr) = (&vpc.id, &vpc.cidr);
+        let mut router = Router {
+            name: format!("stratus-{vpc_id}"),
+            owner: vpc_id.clone(),
+            ports: Vec::new(),
+            static_routes: Vec::new(),
+            nats: Vec::new(),
+            policies: Vec::new(),
+        };
+        if let (Some(public), Some(address)) = (public, &vpc.public_ip) {
+            plan_internet(&mut router, public, vpc, address);
+            gateway_legs.push(format!("stratus-{vpc_id}-gw"));
+        }
+        for subnet in &vpc.subnets {
             let router_port = format!("stratus-{}-rtr", subnet.id);
             let mac = router_mac(&subnet.id);
             router.ports.push(RouterPort {
                 name: router_port.clone(),
                 mac: mac.clone(),
                 networks: vec![format!("{}/{}", subnet.router(), subnet.prefix)],
+                gateway_chassis: None,
             });
             let mut ports: Vec<SwitchPort> = by_subnet
                 .get(subnet.id.as_str())
@@ -207,6 +294,8 @@ pub fn desired(
                 name: format!("stratus-{}", subnet.id),
                 owner: subnet.id.clone(),
                 router_port: Some(router_port),
+                gateway_legs: Vec::new(),
+                localnet: None,
                 dhcp: Some(Dhcp {
                     cidr: subnet.cidr(),
                     router: subnet.router().to_string(),
@@ -220,9 +309,20 @@ pub fn desired(
         }
         out.routers.push(router);
     }
+    if !gateway_legs.is_empty() {
+        out.switches.push(Switch {
+            name: format!("stratus-{installation}-public"),
+            owner: "public".into(),
+            router_port: None,
+            gateway_legs,
+            localnet: Some(PUBLIC_NETWORK_NAME.into()),
+            dhcp: None,
+            ports: Vec::new(),
+        });
+    }
     let own_subnets: std::collections::BTreeSet<&str> = vpcs
         .iter()
-        .flat_map(|(_, _, subnets)| subnets.iter().filter(|s| !s.lease_scope.is_empty()).map(|s| s.id.as_str()))
+        .flat_map(|v| v.subnets.iter().filter(|s| !s.lease_scope.is_empty()).map(|s| s.id.as_str()))
         .collect();
     let guarded: Vec<&Interface> = interfaces.iter().filter(|i| own_subnets.contains(i.subnet_id.as_str())).collect();
     if guarded.is_empty() && groups.is_empty() {
@@ -257,13 +357,37 @@ pub(crate) struct OvnSync {
     pub northbound: ovn::Northbound,
     /// What the last successful reconciliation made OVN hold, and when.
     pub last: std::sync::Mutex<Option<(Desired, Instant)>>,
+    /// The gateway chassis.
+    pub chassis: String,
+}
+
+/// This machine's hostname: the chassis name `scripts/setup-host` gives it.
+fn default_chassis() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_owned()).unwrap_or_default()
 }
 
 impl Backend {
     /// Keeps OVN's northbound database at `db` (`unix:/…/ovnnb_db.sock`) in step with the store.
     pub fn with_ovn(mut self, db: &str) -> Self {
-        self.ovn = Some(OvnSync { northbound: ovn::Northbound::new(db), last: Default::default() });
+        self.ovn = Some(OvnSync {
+            northbound: ovn::Northbound::new(db),
+            last: Default::default(),
+            chassis: default_chassis(),
+        });
         self
+    }
+
+    /// The chassis whose gateway ports carry the VPCs' public traffic (default: this
+    /// machine, whose `system-id` `scripts/setup-host` sets to its hostname).
+    pub fn with_gateway_chassis(mut self, chassis: &str) -> Self {
+        if let Some(sync) = &mut self.ovn {
+            sync.chassis = chassis.to_owned();
+        }
+        self
+    }
+
+    fn gateway_chassis(&self) -> String {
+        self.ovn.as_ref().map_or_else(default_chassis, |s| s.chassis.clone())
     }
 
     /// The OVN logical port an instance's NIC is plugged in as, when its VPC is one of its own
@@ -299,8 +423,15 @@ impl Backend {
 
     /// What OVN should hold for this installation now: every VPC of every account.
     pub fn desired_network(&self, interfaces: &[Interface]) -> Result<Desired> {
-        let (vpcs, groups) =
-            self.store().read(|tx| Ok::<_, Error>((tx.scan(&VPCS, "")?, tx.scan(&SECURITY_GROUPS, "")?)))?;
+        let (vpcs, groups, gateways, tables, addresses) = self.store().read(|tx| {
+            Ok::<_, Error>((
+                tx.scan(&VPCS, "")?,
+                tx.scan(&SECURITY_GROUPS, "")?,
+                tx.scan(&INTERNET_GATEWAYS, "")?,
+                tx.scan(&ROUTE_TABLES, "")?,
+                tx.scan(&ADDRESSES, "")?,
+            ))
+        })?;
         let own: std::collections::BTreeSet<String> =
             vpcs.iter().filter(|(_, v)| !v.default).map(|(_, v)| format!("{}/{}", v.account, v.id)).collect();
         let groups: Vec<SecurityGroupRecord> = groups
@@ -308,11 +439,44 @@ impl Backend {
             .map(|(_, g)| g)
             .filter(|g| own.contains(&format!("{}/{}", g.account, g.vpc_id)))
             .collect();
-        let vpcs: Vec<(String, String, Vec<Subnet>)> = vpcs
-            .into_iter()
-            .map(|(_, v)| Ok((v.id.clone(), v.cidr.clone(), self.subnets(&v.account, &v.id)?)))
-            .collect::<Result<_>>()?;
-        Ok(desired(self.installation()?, &vpcs, interfaces, &groups))
+        let mut views = Vec::new();
+        for (key, vpc) in vpcs {
+            let subnets = self.subnets(&vpc.account, &vpc.id)?;
+            let mine =
+                |account: &str, id: &Option<String>| account == vpc.account && id.as_deref() == Some(vpc.id.as_str());
+            let gateway = gateways.iter().map(|(_, g)| g).find(|g| mine(&g.account, &g.vpc_id));
+            let public_ip = gateway.filter(|_| own.contains(&key)).and_then(|g| g.public_ip.clone());
+            let elastic_ips = addresses
+                .iter()
+                .filter_map(|(_, a)| {
+                    let association = a.association.as_ref()?;
+                    (a.account == vpc.account && association.vpc_id == vpc.id)
+                        .then(|| (a.public_ip.clone(), association.private_ip.clone()))
+                })
+                .collect();
+            let vpc_tables: Vec<&storage::RouteTableRecord> =
+                tables.iter().map(|(_, t)| t).filter(|t| t.account == vpc.account && t.vpc_id == vpc.id).collect();
+            let main = vpc_tables.iter().find(|t| t.main());
+            let mut internet_routes = BTreeMap::new();
+            for subnet in &subnets {
+                let own_table = vpc_tables
+                    .iter()
+                    .find(|t| t.associations.iter().any(|a| a.subnet_id.as_deref() == Some(subnet.id.as_str())));
+                let Some(table) = own_table.or(main) else { continue };
+                let destinations: Vec<String> = table
+                    .routes
+                    .iter()
+                    .filter(|r| {
+                        gateway.is_some_and(|g| r.target == storage::RouteTarget::InternetGateway(g.id.clone()))
+                    })
+                    .map(|r| r.destination.clone())
+                    .collect();
+                internet_routes.insert(subnet.id.clone(), destinations);
+            }
+            views.push(VpcView { id: vpc.id, cidr: vpc.cidr, subnets, public_ip, elastic_ips, internet_routes });
+        }
+        let public = Public { network: self.public_network(), chassis: self.gateway_chassis() };
+        Ok(desired(self.installation()?, Some(&public), &views, interfaces, &groups))
     }
 
     /// Reconciles OVN with the store when what is wanted changed or [`FULL_RECONCILE`] passed;
@@ -363,13 +527,16 @@ mod tests {
         b.default_vpc("111111111111", "vpc-a").unwrap();
         b.default_vpc("222222222222", "vpc-z").unwrap();
         let (a, z) = (b.subnets("111111111111", "vpc-a").unwrap(), b.subnets("222222222222", "vpc-z").unwrap());
-        let vpcs = vec![
-            ("vpc-a".to_owned(), "172.31.0.0/16".to_owned(), a.clone()),
-            ("vpc-z".to_owned(), "172.31.0.0/16".to_owned(), z.clone()),
-        ];
+        let view = |id: &str, subnets: &Vec<Subnet>| VpcView {
+            id: id.into(),
+            cidr: "172.31.0.0/16".into(),
+            subnets: subnets.clone(),
+            ..Default::default()
+        };
+        let vpcs = vec![view("vpc-a", &a), view("vpc-z", &z)];
         // The same address in both accounts: two ports on two switches of two routers.
         let interfaces = [interface("eni-1", &a[0].id, "172.31.0.4"), interface("eni-2", &z[0].id, "172.31.0.4")];
-        let d = desired("0123456789abcdef", &vpcs, &interfaces, &[]);
+        let d = desired("0123456789abcdef", None, &vpcs, &interfaces, &[]);
         assert_eq!(d.routers.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), ["stratus-vpc-a", "stratus-vpc-z"]);
         assert_eq!(d.routers[0].ports[0].networks, ["172.31.0.1/20"]);
         let switch = &d.switches[0];
@@ -387,7 +554,7 @@ mod tests {
         assert_eq!(port_name("0123456789abcdef", "eni-2").len(), 36, "a UUID, as libvirt names ports");
         assert_ne!(port_name("0123456789abcdef", "eni-2"), port_name("fedcba9876543210", "eni-2"));
         // An interface of a subnet no VPC lists is not wanted anywhere.
-        let stray = desired("0123456789abcdef", &vpcs[..1], &interfaces, &[]);
+        let stray = desired("0123456789abcdef", None, &vpcs[..1], &interfaces, &[]);
         assert!(d.port_groups.is_empty(), "default VPCs' ports are nwfilter's to guard");
         assert_eq!(stray.switches.iter().map(|s| s.ports.len()).sum::<usize>(), 1);
     }
@@ -458,7 +625,7 @@ mod tests {
         let vpc = b.create_vpc("111111111111", "10.0.0.0/16", None, &[]).unwrap();
         let record = b.create_subnet("111111111111", &vpc.id, "10.0.1.0/24", None, None, &[]).unwrap();
         let subnets = b.subnets("111111111111", &vpc.id).unwrap();
-        let vpcs = vec![(vpc.id.clone(), vpc.cidr.clone(), subnets)];
+        let vpcs = vec![VpcView { id: vpc.id.clone(), cidr: vpc.cidr.clone(), subnets, ..Default::default() }];
         let web = SecurityGroupRecord {
             id: "sg-web".into(),
             account: "111111111111".into(),
@@ -469,7 +636,7 @@ mod tests {
             rules: vec![rule(false, "tcp", (Some(80), Some(80)), RulePeer::Ipv4 { cidr: "0.0.0.0/0".into() })],
             created_ms: 0,
         };
-        let d = desired("0123456789abcdef", &vpcs, &[interface("eni-1", &record.id, "10.0.1.10")], &[web]);
+        let d = desired("0123456789abcdef", None, &vpcs, &[interface("eni-1", &record.id, "10.0.1.10")], &[web]);
         let port = port_name("0123456789abcdef", "eni-1");
         let [guard, web] = &d.port_groups[..] else { panic!("{:?}", d.port_groups) };
         assert_eq!((guard.name.as_str(), &guard.ports), ("stratus_0123456789abcdef_guarded", &vec![port.clone()]));
@@ -477,5 +644,51 @@ mod tests {
         assert!(guard.acls.iter().any(|a| a.action == "allow" && a.matches.contains("udp.dst == 67")), "DHCP passes");
         assert_eq!((web.name.as_str(), &web.ports), ("stratus_sg_web", &vec![port]));
         assert_eq!(web.acls.len(), 1);
+    }
+
+    #[test]
+    fn a_gateway_brings_nat_a_default_route_and_the_route_tables_as_policies() {
+        let b = backend();
+        let vpc = b.create_vpc("111111111111", "10.0.0.0/16", None, &[]).unwrap();
+        let public = b.create_subnet("111111111111", &vpc.id, "10.0.1.0/24", None, None, &[]).unwrap();
+        let private = b.create_subnet("111111111111", &vpc.id, "10.0.2.0/24", None, None, &[]).unwrap();
+        let view = VpcView {
+            id: vpc.id.clone(),
+            cidr: vpc.cidr.clone(),
+            subnets: b.subnets("111111111111", &vpc.id).unwrap(),
+            public_ip: Some("203.0.113.2".into()),
+            elastic_ips: vec![("203.0.113.3".into(), "10.0.1.10".into())],
+            internet_routes: [(public.id.clone(), vec!["0.0.0.0/0".into()]), (private.id.clone(), vec![])].into(),
+        };
+        let net = Public { network: Default::default(), chassis: "host-1".into() };
+        let d = desired("0123456789abcdef", Some(&net), std::slice::from_ref(&view), &[], &[]);
+        let router = &d.routers[0];
+        let gateway = router.ports.iter().find(|p| p.gateway_chassis.is_some()).unwrap();
+        assert_eq!(
+            (gateway.networks.as_slice(), gateway.gateway_chassis.as_deref()),
+            (&["203.0.113.2/24".to_owned()][..], Some("host-1"))
+        );
+        assert_eq!(
+            router.static_routes,
+            [ovn::StaticRoute { prefix: "0.0.0.0/0".into(), nexthop: "203.0.113.1".into() }]
+        );
+        assert_eq!(router.nats[0].kind, "dnat_and_snat");
+        let policies: Vec<(u16, &str, &str)> =
+            router.policies.iter().map(|p| (p.priority, p.matches.as_str(), p.action)).collect();
+        assert_eq!(
+            policies,
+            [
+                (50, "ip4.src == 10.0.1.0/24 && !(ip4.dst == 10.0.0.0/16)", "drop"),
+                (50, "ip4.src == 10.0.2.0/24 && !(ip4.dst == 10.0.0.0/16)", "drop"),
+                (100, "ip4.src == 10.0.1.0/24", "allow"),
+            ],
+            "only the subnet routed to the gateway gets out"
+        );
+        let public_switch = d.switches.iter().find(|s| s.localnet.is_some()).unwrap();
+        assert_eq!((public_switch.localnet.as_deref(), public_switch.gateway_legs.len()), (Some("public"), 1));
+        // Without a gateway: no way out at all, and no public switch.
+        let closed = desired("0123456789abcdef", Some(&net), &[VpcView { public_ip: None, ..view }], &[], &[]);
+        assert!(closed.routers[0].nats.is_empty() && closed.routers[0].static_routes.is_empty());
+        assert!(closed.switches.iter().all(|s| s.localnet.is_none()));
     }
 }

@@ -160,6 +160,7 @@ fn make_default_network(tx: &WriteTx, topology: &Topology, account: &str, vpc_id
             account: account.to_owned(),
             vpc_id: Some(vpc_id.to_owned()),
             created_ms,
+            public_ip: None,
         },
     )?;
     let table_key = key(account, &ids::derived_id("rtb", &[account, vpc_id]));
@@ -568,6 +569,7 @@ impl Backend {
             account: account.to_owned(),
             vpc_id: None,
             created_ms: now_ms(),
+            public_ip: None,
         };
         self.store().write(|tx| {
             tx.insert(&INTERNET_GATEWAYS, &key(account, &gateway.id), &gateway)?;
@@ -589,6 +591,12 @@ impl Backend {
                 return Err(Error::AlreadyAssociated(format!("{vpc_id} (it has {})", other.id)));
             }
             gateway.vpc_id = Some(vpc_id.to_owned());
+            // A VPC of its own reaches the public network through its router's own address.
+            if !vpc_in(tx, account, vpc_id)?.default {
+                let holder = key(account, gateway_id);
+                let address = crate::addresses::take_public_address(tx, &self.public_network(), &holder)?;
+                gateway.public_ip = Some(address.to_string());
+            }
             tx.insert(&INTERNET_GATEWAYS, &key(account, gateway_id), &gateway)?;
             Ok(())
         })
@@ -608,6 +616,9 @@ impl Backend {
                 )));
             }
             gateway.vpc_id = None;
+            if let Some(address) = gateway.public_ip.take() {
+                crate::addresses::give_back_public_address(tx, &address, &key(account, gateway_id))?;
+            }
             tx.insert(&INTERNET_GATEWAYS, &key(account, gateway_id), &gateway)?;
             Ok(())
         })

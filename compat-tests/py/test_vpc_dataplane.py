@@ -183,3 +183,92 @@ def test_same_addresses_in_two_accounts_vpcs_never_meet(server_factory, test_ima
             if ids:
                 client.terminate_instances(InstanceIds=ids)
                 wait_states(client, ids, "terminated", timeout=120)
+
+
+class Internet:
+    """The public network's far side: a namespace on br-ex holding its router's address
+    (203.0.113.1, Stratus's default public gateway), as an uplink would."""
+
+    def __init__(self):
+        self.link, self.ns = f"si{os.getpid() % 100000}", f"stratus-internet-{os.getpid()}"
+        run("ip", "netns", "add", self.ns)
+        run("ip", "link", "add", self.link, "type", "veth", "peer", "name", "eth0", "netns", self.ns)
+        run("ip", "link", "set", self.link, "up")
+        run("ethtool", "-K", self.link, "tx", "off")
+        run("ip", "netns", "exec", self.ns, "ethtool", "-K", "eth0", "tx", "off")
+        for command in (["link", "set", "lo", "up"], ["addr", "add", "203.0.113.1/24", "dev", "eth0"],
+                        ["link", "set", "eth0", "up"]):
+            run("ip", "-n", self.ns, *command)
+        run("ovs-vsctl", f"--db={CONF}", "--timeout=10", "add-port", "br-ex", self.link)
+
+    def answers(self, address: str) -> bool:
+        done = run("ip", "netns", "exec", self.ns, "ping", "-c", "1", "-W", "1", "-n", "-q", address, check=False)
+        return done.returncode == 0
+
+    def close(self) -> None:
+        run("ovs-vsctl", f"--db={CONF}", "--timeout=10", "--if-exists", "del-port", "br-ex", self.link, check=False)
+        run("ip", "netns", "del", self.ns, check=False)
+        run("ip", "link", "del", self.link, check=False)
+
+
+def eventually(what: str, check, timeout: float = 30.0) -> float:
+    started = time.monotonic()
+    while not check():
+        assert time.monotonic() - started < timeout, f"{what}: not within {timeout:.0f} s"
+    return time.monotonic() - started
+
+
+def test_an_elastic_ip_is_reached_from_the_internet_only_through_a_route(server_factory, test_image):
+    """An Elastic IP is 1:1 NAT on the VPC's router; the route table decides (no route to the
+    internet gateway, no internet, even with an Elastic IP), and so do the groups."""
+    require_qemu()
+    require_ovn()
+    server = server_factory(config=CONFIG)
+    image_id = import_image(server, test_image, "vpc internet")
+    client = ec2_client(server)
+    internet = Internet()
+    instance_id = None
+    try:
+        vpc = client.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+        subnet = client.create_subnet(VpcId=vpc, CidrBlock="10.0.1.0/24")["Subnet"]["SubnetId"]
+        gateway = client.create_internet_gateway()["InternetGateway"]["InternetGatewayId"]
+        client.attach_internet_gateway(InternetGatewayId=gateway, VpcId=vpc)
+        table = client.create_route_table(VpcId=vpc)["RouteTable"]["RouteTableId"]
+        client.create_route(RouteTableId=table, DestinationCidrBlock="0.0.0.0/0", GatewayId=gateway)
+        client.associate_route_table(RouteTableId=table, SubnetId=subnet)
+        [group] = client.describe_security_groups(Filters=[{"Name": "vpc-id", "Values": [vpc]},
+                                                           {"Name": "group-name", "Values": ["default"]}])["SecurityGroups"]
+        client.authorize_security_group_ingress(GroupId=group["GroupId"], IpPermissions=[
+            {"IpProtocol": "icmp", "FromPort": -1, "ToPort": -1, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}])
+        [instance] = client.run_instances(ImageId=image_id, InstanceType="t3.nano", MinCount=1, MaxCount=1,
+                                          SubnetId=subnet, PrivateIpAddress="10.0.1.10")["Instances"]
+        instance_id = instance["InstanceId"]
+        allocation = client.allocate_address(Domain="vpc")
+        public_ip = allocation["PublicIp"]
+        wait_states(client, [instance_id], "running", timeout=120)
+        booted(client, instance_id)
+        association = client.associate_address(AllocationId=allocation["AllocationId"],
+                                               InstanceId=instance_id)["AssociationId"]
+        took = eventually("the Elastic IP answering from the internet", lambda: internet.answers(public_ip), 60)
+        print(f"associated -> reachable in {took:.2f} s")
+
+        # No route to the gateway: no internet, Elastic IP or not.
+        client.delete_route(RouteTableId=table, DestinationCidrBlock="0.0.0.0/0")
+        eventually("the route's removal cutting the way", lambda: not internet.answers(public_ip))
+        client.create_route(RouteTableId=table, DestinationCidrBlock="0.0.0.0/0", GatewayId=gateway)
+        eventually("the route's return", lambda: internet.answers(public_ip))
+        # No group rule: nothing gets in either.
+        client.revoke_security_group_ingress(GroupId=group["GroupId"], IpPermissions=[
+            {"IpProtocol": "icmp", "FromPort": -1, "ToPort": -1, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}])
+        eventually("the group closing", lambda: not internet.answers(public_ip))
+        client.authorize_security_group_ingress(GroupId=group["GroupId"], IpPermissions=[
+            {"IpProtocol": "icmp", "FromPort": -1, "ToPort": -1, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}])
+        eventually("the group opening", lambda: internet.answers(public_ip))
+        # Disassociated, the address answers for nothing.
+        client.disassociate_address(AssociationId=association)
+        eventually("the disassociation", lambda: not internet.answers(public_ip))
+    finally:
+        internet.close()
+        if instance_id:
+            client.terminate_instances(InstanceIds=[instance_id])
+            wait_states(client, [instance_id], "terminated", timeout=120)

@@ -41,6 +41,7 @@
 //! ovn_northbound = "unix:/run/ovn/ovnnb_db.sock"   # keep OVN's northbound state in step (issue 16, in progress)
 //! public_cidr = "203.0.113.0/24"                   # the public network Elastic IPs come from
 //! public_gateway = "203.0.113.1"                   # its router (default: the block's first address)
+//! gateway_chassis = "host-1"                       # where NAT happens (default: this machine)
 //! ```
 
 use std::path::Path;
@@ -83,6 +84,9 @@ pub struct NetworkSettings {
     pub public_cidr: Option<String>,
     /// The public network's router; default: the block's first address.
     pub public_gateway: Option<String>,
+    /// The OVN chassis whose gateway ports carry the VPCs' public traffic; default: this
+    /// machine (`scripts/setup-host` names its chassis after the hostname).
+    pub gateway_chassis: Option<String>,
 }
 
 impl NetworkSettings {

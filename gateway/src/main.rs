@@ -278,6 +278,9 @@ async fn run_server(listen: SocketAddr, metadata_listen: &str, common: Common) -
     if let Some(db) = &config.network.ovn_northbound {
         backend = backend.with_ovn(db);
     }
+    if let Some(chassis) = &config.network.gateway_chassis {
+        backend = backend.with_gateway_chassis(chassis);
+    }
     backend = backend.with_public_network(config.network.public_network()?);
     let backend = Arc::new(backend);
     // Bind first, so that a start that cannot listen leaves no admin keys behind.

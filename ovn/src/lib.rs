@@ -29,7 +29,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-pub use model::{Acl, Desired, Dhcp, PortGroup, Router, RouterPort, Switch, SwitchPort};
+pub use model::{Acl, Desired, Dhcp, Nat, Policy, PortGroup, Router, RouterPort, StaticRoute, Switch, SwitchPort};
 pub use plan::plan;
 pub use state::{Current, Row};
 

@@ -18,6 +18,35 @@ pub struct Router {
     pub name: String,
     pub owner: String,
     pub ports: Vec<RouterPort>,
+    pub static_routes: Vec<StaticRoute>,
+    pub nats: Vec<Nat>,
+    pub policies: Vec<Policy>,
+}
+
+/// A route of a router: `prefix` via `nexthop`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct StaticRoute {
+    pub prefix: String,
+    pub nexthop: String,
+}
+
+/// A NAT rule of a router: `dnat_and_snat` (1:1, an Elastic IP) or `snat` (many to one).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Nat {
+    pub kind: &'static str,
+    pub external_ip: String,
+    /// An address (`dnat_and_snat`) or a CIDR (`snat`).
+    pub logical_ip: String,
+}
+
+/// A routing policy of a router: what it does with packets that match, above ordinary
+/// routing.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Policy {
+    pub priority: u16,
+    pub matches: String,
+    /// `allow` or `drop`.
+    pub action: &'static str,
 }
 
 /// A router's leg into one subnet: its gateway address there.
@@ -27,6 +56,9 @@ pub struct RouterPort {
     pub mac: String,
     /// `10.0.1.1/24`.
     pub networks: Vec<String>,
+    /// The chassis that carries this port's traffic when it is a gateway port (the router's
+    /// leg into a public network, where NAT happens).
+    pub gateway_chassis: Option<String>,
 }
 
 /// A logical switch: one subnet's.
@@ -36,6 +68,11 @@ pub struct Switch {
     pub owner: String,
     /// The router port this switch is joined to (a switch port of type `router` is made for it).
     pub router_port: Option<String>,
+    /// Gateway ports of routers that join this (public) switch.
+    pub gateway_legs: Vec<String>,
+    /// The physical network this switch reaches through each chassis's bridge mapping
+    /// (a `localnet` port).
+    pub localnet: Option<String>,
     /// OVN answers DHCP on this switch with these options.
     pub dhcp: Option<Dhcp>,
     pub ports: Vec<SwitchPort>,
@@ -45,6 +82,17 @@ impl Switch {
     /// The name of the switch port joining this switch to its router.
     pub fn router_leg(&self) -> String {
         format!("{}-router", self.name)
+    }
+
+    /// Every switch port of type `router` this switch has: its name and its router port.
+    pub fn legs(&self) -> Vec<(String, String)> {
+        let main = self.router_port.iter().map(|p| (self.router_leg(), p.clone()));
+        main.chain(self.gateway_legs.iter().map(|p| (format!("{p}-leg"), p.clone()))).collect()
+    }
+
+    /// The name of its `localnet` port.
+    pub fn localnet_port(&self) -> String {
+        format!("{}-localnet", self.name)
     }
 }
 

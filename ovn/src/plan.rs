@@ -68,7 +68,7 @@ pub fn plan(desired: &Desired, current: &Current) -> Vec<Command> {
 
     let routers = by_name(&current.routers);
     let router_ports = by_name(&current.router_ports);
-    for router in &desired.routers {
+    for (index, router) in desired.routers.iter().enumerate() {
         match routers.get(router.name.as_str()) {
             None => {
                 out.push(command(&["lr-add", &router.name]));
@@ -102,6 +102,7 @@ pub fn plan(desired: &Desired, current: &Current) -> Vec<Command> {
                         &port.name,
                         Some(&router.name),
                     );
+                    plan_gateway_chassis(&mut out, port, Some(row), current);
                 }
                 existing => {
                     if existing.is_some() {
@@ -118,9 +119,43 @@ pub fn plan(desired: &Desired, current: &Current) -> Vec<Command> {
                         &port.name,
                         Some(&router.name),
                     ));
+                    plan_gateway_chassis(&mut out, port, None, current);
                 }
             }
         }
+        let row = routers.get(router.name.as_str()).copied();
+        let mut children =
+            Children { out: &mut out, installation, table: "Logical_Router", parent: &router.name, row, index };
+        let routes: Vec<Vec<(&str, String)>> = router
+            .static_routes
+            .iter()
+            .map(|r| vec![("ip_prefix", r.prefix.clone()), ("nexthop", r.nexthop.clone())])
+            .collect();
+        children.plan("static_routes", "Logical_Router_Static_Route", &routes, &current.static_routes, "route");
+        let nats: Vec<Vec<(&str, String)>> = router
+            .nats
+            .iter()
+            .map(|n| {
+                vec![
+                    ("type", n.kind.to_owned()),
+                    ("external_ip", n.external_ip.clone()),
+                    ("logical_ip", n.logical_ip.clone()),
+                ]
+            })
+            .collect();
+        children.plan("nat", "NAT", &nats, &current.nats, "nat");
+        let policies: Vec<Vec<(&str, String)>> = router
+            .policies
+            .iter()
+            .map(|p| {
+                vec![
+                    ("priority", p.priority.to_string()),
+                    ("match", p.matches.clone()),
+                    ("action", p.action.to_owned()),
+                ]
+            })
+            .collect();
+        children.plan("policies", "Logical_Router_Policy", &policies, &current.policies, "policy");
     }
 
     let switches = by_name(&current.switches);
@@ -170,7 +205,17 @@ pub fn plan(desired: &Desired, current: &Current) -> Vec<Command> {
                 }
             }
         });
-        plan_router_leg(&mut out, installation, switch, switch_ports.get(switch.router_leg().as_str()).copied());
+        for (leg, router_port) in switch.legs() {
+            plan_router_leg(
+                &mut out,
+                installation,
+                switch,
+                &leg,
+                &router_port,
+                switch_ports.get(leg.as_str()).copied(),
+            );
+        }
+        plan_localnet(&mut out, installation, switch, switch_ports.get(switch.localnet_port().as_str()).copied());
         for port in &switch.ports {
             let entry = port.address_entry();
             let security: Vec<String> = if port.port_security { vec![entry.clone()] } else { Vec::new() };
@@ -234,7 +279,10 @@ pub fn plan(desired: &Desired, current: &Current) -> Vec<Command> {
     let wanted_switch_ports: BTreeSet<String> = desired
         .switches
         .iter()
-        .flat_map(|s| s.ports.iter().map(|p| p.name.clone()).chain(s.router_port.as_ref().map(|_| s.router_leg())))
+        .flat_map(|s| {
+            let legs = s.legs().into_iter().map(|(leg, _)| leg);
+            s.ports.iter().map(|p| p.name.clone()).chain(legs).chain(s.localnet.as_ref().map(|_| s.localnet_port()))
+        })
         .collect();
     let wanted_switches: BTreeSet<&str> = desired.switches.iter().map(|s| s.name.as_str()).collect();
     for row in &current.switch_ports {
@@ -359,11 +407,16 @@ fn dhcp_reference(port: &str, reference: Option<&str>) -> Command {
     }
 }
 
-/// The switch port of type `router` that joins `switch` to its router port.
-fn plan_router_leg(out: &mut Vec<Command>, installation: &str, switch: &Switch, row: Option<&Row>) {
-    let Some(router_port) = &switch.router_port else { return };
-    let leg = switch.router_leg();
-    let wanted_options: BTreeMap<String, String> = [("router-port".to_owned(), router_port.clone())].into();
+/// The switch port `leg` of type `router` that joins `switch` to `router_port`.
+fn plan_router_leg(
+    out: &mut Vec<Command>,
+    installation: &str,
+    switch: &Switch,
+    leg: &str,
+    router_port: &str,
+    row: Option<&Row>,
+) {
+    let wanted_options: BTreeMap<String, String> = [("router-port".to_owned(), router_port.to_owned())].into();
     let in_step = row.is_some_and(|row| {
         row.external(PARENT) == Some(switch.name.as_str())
             && row.set("type") == ["router"]
@@ -372,18 +425,124 @@ fn plan_router_leg(out: &mut Vec<Command>, installation: &str, switch: &Switch, 
     });
     if in_step {
         if row.is_some_and(|row| !marked(row, &switch.owner, Some(&switch.name))) {
-            out.push(set_marks("Logical_Switch_Port", &leg, installation, &switch.owner, Some(&switch.name)));
+            out.push(set_marks("Logical_Switch_Port", leg, installation, &switch.owner, Some(&switch.name)));
         }
         return;
     }
     if row.is_some() {
-        out.push(command(&["lsp-del", &leg]));
+        out.push(command(&["lsp-del", leg]));
     }
-    out.push(command(&["lsp-add", &switch.name, &leg]));
-    out.push(command(&["lsp-set-type", &leg, "router"]));
-    out.push(command(&["lsp-set-addresses", &leg, "router"]));
-    out.push(command(&["lsp-set-options", &leg, &format!("router-port={router_port}")]));
-    out.push(set_marks("Logical_Switch_Port", &leg, installation, &switch.owner, Some(&switch.name)));
+    out.push(command(&["lsp-add", &switch.name, leg]));
+    out.push(command(&["lsp-set-type", leg, "router"]));
+    out.push(command(&["lsp-set-addresses", leg, "router"]));
+    out.push(command(&["lsp-set-options", leg, &format!("router-port={router_port}")]));
+    out.push(set_marks("Logical_Switch_Port", leg, installation, &switch.owner, Some(&switch.name)));
+}
+
+/// The `localnet` port through which `switch` reaches its physical network.
+fn plan_localnet(out: &mut Vec<Command>, installation: &str, switch: &Switch, row: Option<&Row>) {
+    let Some(network) = &switch.localnet else { return };
+    let port = switch.localnet_port();
+    let wanted_options: BTreeMap<String, String> = [("network_name".to_owned(), network.clone())].into();
+    let in_step = row.is_some_and(|row| {
+        row.external(PARENT) == Some(switch.name.as_str())
+            && row.set("type") == ["localnet"]
+            && row.set("addresses") == ["unknown"]
+            && row.map("options") == Some(&wanted_options)
+    });
+    if in_step {
+        return;
+    }
+    if row.is_some() {
+        out.push(command(&["lsp-del", &port]));
+    }
+    out.push(command(&["lsp-add", &switch.name, &port]));
+    out.push(command(&["lsp-set-type", &port, "localnet"]));
+    out.push(command(&["lsp-set-addresses", &port, "unknown"]));
+    out.push(command(&["lsp-set-options", &port, &format!("network_name={network}")]));
+    out.push(set_marks("Logical_Switch_Port", &port, installation, &switch.owner, Some(&switch.name)));
+}
+
+/// Binds a gateway port to its chassis (or unbinds it).
+fn plan_gateway_chassis(out: &mut Vec<Command>, port: &crate::model::RouterPort, row: Option<&Row>, current: &Current) {
+    let bound: Vec<&Row> = row
+        .map(|row| current.gateway_chassis.iter().filter(|g| row.set("gateway_chassis").contains(&g.uuid)).collect())
+        .unwrap_or_default();
+    let chassis_of = |g: &Row| g.set("chassis_name").first().cloned().unwrap_or_default();
+    match &port.gateway_chassis {
+        Some(wanted) => {
+            if bound.len() != 1 || chassis_of(bound[0]) != *wanted {
+                for g in &bound {
+                    out.push(command(&["lrp-del-gateway-chassis", &port.name, &chassis_of(g)]));
+                }
+                out.push(command(&["lrp-set-gateway-chassis", &port.name, wanted, "1"]));
+            }
+        }
+        None => {
+            for g in &bound {
+                out.push(command(&["lrp-del-gateway-chassis", &port.name, &chassis_of(g)]));
+            }
+        }
+    }
+}
+
+/// Rows a parent refers to in one column (a router's routes, NAT rules, policies), each owned
+/// by the parent: replaced as a whole, in the same transaction, when any differs.
+struct Children<'a> {
+    out: &'a mut Vec<Command>,
+    installation: &'a str,
+    table: &'static str,
+    parent: &'a str,
+    /// The parent's row, when it exists already.
+    row: Option<&'a Row>,
+    /// The parent's place among its kind: what keeps the new rows' names apart.
+    index: usize,
+}
+
+impl Children<'_> {
+    fn plan(&mut self, column: &str, child_table: &str, wanted: &[Vec<(&str, String)>], rows: &[Row], id: &str) {
+        let key = |pairs: &[(&str, String)]| {
+            let mut key: Vec<String> = pairs.iter().map(|(c, v)| format!("{c}={v}")).collect();
+            key.sort();
+            key
+        };
+        let wanted_keys: BTreeSet<Vec<String>> = wanted.iter().map(|w| key(w)).collect();
+        let referenced = self.row.map(|r| r.set(column).to_vec()).unwrap_or_default();
+        let have: Vec<Option<Vec<String>>> = referenced
+            .iter()
+            .map(|uuid| {
+                let row = rows.iter().find(|r| &r.uuid == uuid)?;
+                let columns: Vec<&str> =
+                    wanted.first().map(|w| w.iter().map(|(c, _)| *c).collect()).unwrap_or_default();
+                let pairs: Vec<(&str, String)> =
+                    columns.iter().map(|c| (*c, row.set(c).first().cloned().unwrap_or_default())).collect();
+                Some(key(&pairs))
+            })
+            .collect();
+        let have_keys: BTreeSet<Vec<String>> = have.iter().flatten().cloned().collect();
+        let in_step = have.iter().all(Option::is_some) && have.len() == wanted.len() && have_keys == wanted_keys;
+        if in_step || (referenced.is_empty() && wanted.is_empty()) {
+            return;
+        }
+        if !referenced.is_empty() {
+            self.out.push(command(&["clear", self.table, self.parent, column]));
+        }
+        for (number, pairs) in wanted.iter().enumerate() {
+            let name = format!("@{id}{}x{number}", self.index);
+            let mut create = vec![format!("--id={name}"), "create".into(), child_table.to_owned()];
+            // Integers go bare; everything else is a quoted string.
+            create.extend(pairs.iter().map(|(c, v)| {
+                if *c == "priority" {
+                    format!("{c}={v}")
+                } else {
+                    format!("{c}={}", quote(v))
+                }
+            }));
+            create.extend(marks(self.installation, self.parent, None));
+            self.out.push(create);
+            self.out.push(command(&["add", self.table, self.parent, column, &name]));
+        }
+    }
 }
 
 #[cfg(test)]
@@ -401,12 +560,18 @@ mod tests {
                     name: "stratus-subnet-1-rtr".into(),
                     mac: "02:00:0a:00:01:01".into(),
                     networks: vec!["10.0.1.1/24".into()],
+                    gateway_chassis: None,
                 }],
+                static_routes: Vec::new(),
+                nats: Vec::new(),
+                policies: Vec::new(),
             }],
             switches: vec![Switch {
                 name: "stratus-subnet-1".into(),
                 owner: "subnet-1".into(),
                 router_port: Some("stratus-subnet-1-rtr".into()),
+                gateway_legs: Vec::new(),
+                localnet: None,
                 dhcp: Some(Dhcp {
                     cidr: "10.0.1.0/24".into(),
                     router: "10.0.1.1".into(),

@@ -43,6 +43,12 @@ pub struct Current {
     pub port_groups: Vec<Row>,
     /// The ACLs of the installation's port groups (no name: their owner is the group's name).
     pub acls: Vec<Row>,
+    /// Routers' static routes, NAT rules and policies (no name: their owner is the router's).
+    pub static_routes: Vec<Row>,
+    pub nats: Vec<Row>,
+    pub policies: Vec<Row>,
+    /// Every gateway chassis binding of the database (they carry no marks; few exist).
+    pub gateway_chassis: Vec<Row>,
 }
 
 impl Current {
@@ -54,17 +60,23 @@ impl Current {
             && self.dhcp.is_empty()
             && self.port_groups.is_empty()
             && self.acls.is_empty()
+            && self.static_routes.is_empty()
+            && self.nats.is_empty()
+            && self.policies.is_empty()
     }
 }
 
-const TABLES: [(&str, &str); 7] = [
-    ("Logical_Router", "_uuid,name,external_ids"),
-    ("Logical_Router_Port", "_uuid,name,external_ids,mac,networks"),
+const TABLES: [(&str, &str); 10] = [
+    ("Logical_Router", "_uuid,name,external_ids,static_routes,nat,policies"),
+    ("Logical_Router_Port", "_uuid,name,external_ids,mac,networks,gateway_chassis"),
     ("Logical_Switch", "_uuid,name,external_ids"),
     ("Logical_Switch_Port", "_uuid,name,external_ids,type,addresses,port_security,options,dhcpv4_options"),
     ("DHCP_Options", "_uuid,external_ids,cidr,options"),
     ("Port_Group", "_uuid,name,external_ids,ports,acls"),
     ("ACL", "_uuid,external_ids,direction,priority,match,action"),
+    ("Logical_Router_Static_Route", "_uuid,external_ids,ip_prefix,nexthop"),
+    ("NAT", "_uuid,external_ids,type,external_ip,logical_ip"),
+    ("Logical_Router_Policy", "_uuid,external_ids,priority,match,action"),
 ];
 
 pub(crate) fn read(nb: &Northbound, installation: &str) -> Result<Current> {
@@ -74,9 +86,29 @@ pub(crate) fn read(nb: &Northbound, installation: &str) -> Result<Current> {
         let text = nb.nbctl(&["--format=json", &format!("--columns={columns}"), "find", table, &condition])?;
         tables.push(parse(&text)?);
     }
-    let [routers, router_ports, switches, switch_ports, dhcp, port_groups, acls]: [Vec<Row>; 7] =
-        tables.try_into().map_err(|_| Error::Unreadable("table count".into()))?;
-    Ok(Current { routers, router_ports, switches, switch_ports, dhcp, port_groups, acls })
+    let [routers, router_ports, switches, switch_ports, dhcp, port_groups, acls, static_routes, nats, policies]: [Vec<
+        Row,
+    >;
+        10] = tables.try_into().map_err(|_| Error::Unreadable("table count".into()))?;
+    let gateway_chassis = parse(&nb.nbctl(&[
+        "--format=json",
+        "--columns=_uuid,name,chassis_name,priority",
+        "list",
+        "Gateway_Chassis",
+    ])?)?;
+    Ok(Current {
+        routers,
+        router_ports,
+        switches,
+        switch_ports,
+        dhcp,
+        port_groups,
+        acls,
+        static_routes,
+        nats,
+        policies,
+        gateway_chassis,
+    })
 }
 
 /// Rows out of `{"headings": [...], "data": [[...], ...]}`.

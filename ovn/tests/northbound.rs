@@ -122,3 +122,61 @@ fn port_groups_and_their_acls_are_reconciled_as_a_whole() {
     assert!(nb.nbctl(&["list", "Port_Group", "stratus_sg_a"]).is_err(), "the group is gone");
     assert!(nbctl(&["--bare", "--columns=_uuid", "list", "ACL"]).trim().is_empty(), "and its ACLs with it");
 }
+
+#[test]
+fn a_public_switch_gateway_ports_nat_routes_and_policies_settle_in_one_pass() {
+    if !ovn_present() {
+        eprintln!("skipped: OVN is not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::start(dir.path(), "nb", NB_SCHEMA, &[]);
+    let nb = Northbound::new(db.socket());
+    let nbctl = |args: &[&str]| nb.nbctl(args).unwrap();
+    let mut ours =
+        vpc("1111111111111111", "vpc-a", "subnet-a", "10.0.1", &[("eni-a1", "02:00:00:00:0a:10", "10.0.1.10")]);
+    let router = &mut ours.routers[0];
+    router.ports.push(ovn::RouterPort {
+        name: "stratus-vpc-a-gw".into(),
+        mac: "02:00:00:00:0a:fe".into(),
+        networks: vec!["203.0.113.5/24".into()],
+        gateway_chassis: Some("chassis-1".into()),
+    });
+    router.static_routes.push(ovn::StaticRoute { prefix: "0.0.0.0/0".into(), nexthop: "203.0.113.1".into() });
+    router.nats.push(ovn::Nat {
+        kind: "dnat_and_snat",
+        external_ip: "203.0.113.9".into(),
+        logical_ip: "10.0.1.10".into(),
+    });
+    router.policies.push(ovn::Policy { priority: 100, matches: "ip4.src == 10.0.1.0/24".into(), action: "allow" });
+    router.policies.push(ovn::Policy {
+        priority: 50,
+        matches: "ip4.src == 10.0.1.0/24 && !(ip4.dst == 10.0.0.0/16)".into(),
+        action: "drop",
+    });
+    ours.switches.push(ovn::Switch {
+        name: "stratus-1111111111111111-public".into(),
+        owner: "public".into(),
+        router_port: None,
+        gateway_legs: vec!["stratus-vpc-a-gw".into()],
+        localnet: Some("public".into()),
+        dhcp: None,
+        ports: Vec::new(),
+    });
+    nb.reconcile(&ours).unwrap();
+    assert_eq!(nb.reconcile(&ours).unwrap().commands, 0, "a second pass finds everything in step");
+    assert!(nbctl(&["lr-nat-list", "stratus-vpc-a"]).contains("203.0.113.9"));
+    assert!(nbctl(&["lr-route-list", "stratus-vpc-a"]).contains("203.0.113.1"));
+    assert_eq!(nbctl(&["lr-policy-list", "stratus-vpc-a"]).matches("ip4.src == 10.0.1.0/24").count(), 2);
+    assert!(nbctl(&["lrp-get-gateway-chassis", "stratus-vpc-a-gw"]).contains("chassis-1"));
+    assert_eq!(nbctl(&["lsp-get-type", "stratus-1111111111111111-public-localnet"]).trim(), "localnet");
+    assert_eq!(nbctl(&["lsp-get-type", "stratus-vpc-a-gw-leg"]).trim(), "router");
+
+    // The address moves: one NAT row is replaced, nothing else is touched; then all of it goes.
+    ours.routers[0].nats[0].logical_ip = "10.0.1.11".into();
+    assert!(nb.reconcile(&ours).unwrap().commands > 0);
+    assert!(nbctl(&["lr-nat-list", "stratus-vpc-a"]).contains("10.0.1.11"));
+    assert_eq!(nb.reconcile(&ours).unwrap().commands, 0);
+    nb.reconcile(&ovn::Desired { installation: ours.installation.clone(), ..Default::default() }).unwrap();
+    assert!(nb.current(&ours.installation).unwrap().is_empty(), "nothing of ours is left");
+}

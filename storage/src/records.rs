@@ -689,10 +689,15 @@ pub struct InternetGatewayRecord {
     pub account: String,
     pub vpc_id: Option<String>,
     pub created_ms: i64,
+    /// While attached to a VPC of its own: the public address of that VPC's router on the
+    /// public network (held in `PUBLIC_ADDRESSES` under `{account}/{gateway id}`).
+    #[serde(default)]
+    pub public_ip: Option<String>,
 }
 
 impl Record for InternetGatewayRecord {
-    const VERSION: u8 = 1;
+    const VERSION: u8 = 2;
+    const READS: &'static [u8] = &[1];
 }
 
 /// Where a route sends what matches it.

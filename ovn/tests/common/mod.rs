@@ -19,12 +19,18 @@ pub fn vpc(installation: &str, vpc: &str, subnet: &str, net: &str, ports: &[(&st
                 name: router_port.clone(),
                 mac: gateway_mac.clone(),
                 networks: vec![format!("{net}.1/24")],
+                gateway_chassis: None,
             }],
+            static_routes: Vec::new(),
+            nats: Vec::new(),
+            policies: Vec::new(),
         }],
         switches: vec![Switch {
             name: format!("stratus-{subnet}"),
             owner: subnet.into(),
             router_port: Some(router_port),
+            gateway_legs: Vec::new(),
+            localnet: None,
             dhcp: Some(Dhcp {
                 cidr: format!("{net}.0/24"),
                 router: format!("{net}.1"),
