@@ -118,12 +118,18 @@ pub(crate) fn release_instance_addresses(tx: &WriteTx, account: &str, instance_i
     Ok(())
 }
 
-/// Whether any address of the account is mapped into `vpc_id`.
+/// Whether any public address of the account is mapped into `vpc_id` (an Elastic IP, or an
+/// instance's own).
 pub(crate) fn mapped_into(tx: &impl Reads, account: &str, vpc_id: &str) -> Result<bool> {
-    Ok(tx
+    let elastic = tx
         .scan(&ADDRESSES, &format!("{account}/"))?
         .iter()
-        .any(|(_, a)| a.association.as_ref().is_some_and(|x| x.vpc_id == vpc_id)))
+        .any(|(_, a)| a.association.as_ref().is_some_and(|x| x.vpc_id == vpc_id));
+    let own = tx
+        .scan(&INSTANCES, &format!("{account}/"))?
+        .iter()
+        .any(|(_, i)| i.vpc_id == vpc_id && i.public_ip.is_some() && i.state != InstanceState::Terminated);
+    Ok(elastic || own)
 }
 
 /// What AssociateAddress points the address at.

@@ -40,6 +40,10 @@ pub struct LaunchRequest {
     pub user_data: Option<String>,
     pub zone: Option<String>,
     pub subnet_id: Option<String>,
+    /// `AssociatePublicIpAddress`: a public address at launch (default: the subnet's
+    /// `MapPublicIpOnLaunch`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub associate_public_ip: Option<bool>,
     pub security_group_ids: Vec<String>,
     /// Groups named instead (`SecurityGroup.N`), in the default VPC.
     pub security_group_names: Vec<String>,
@@ -321,6 +325,12 @@ impl Backend {
                 (vpc_id, subnets)
             }
         };
+        if req.associate_public_ip == Some(true) && subnets.iter().all(|s| s.lease_scope.is_empty()) {
+            return Err(Error::UnsupportedOperation(
+                "Public addresses at launch need a subnet of a VPC of your own (on OVN); the default VPC's guests share the hosts' bridge."
+                    .into(),
+            ));
+        }
         let subnet = match (&req.subnet_id, &req.zone) {
             (Some(_), zone) => {
                 let subnet = &subnets[0];
@@ -463,6 +473,14 @@ impl Backend {
                 cpu_credits: launch.cpu_credits.clone(),
                 metadata: req.metadata.clone(),
                 public_key: named.public_key.clone(),
+                public_ip: match req.associate_public_ip.unwrap_or(subnet.map_public_ip) {
+                    // Public addresses lead somewhere only from a VPC of its own (on OVN).
+                    true if !subnet.lease_scope.is_empty() => {
+                        let network = self.public_network();
+                        Some(crate::addresses::take_public_address(tx, &network, &key)?.to_string())
+                    }
+                    _ => None,
+                },
             };
             tx.insert(&INSTANCES, &key, &record)?;
             volumes::insert_root_volume(tx, &record, &launch.root, &root_disk_path(&record), &req.volume_tags)?;
@@ -865,6 +883,9 @@ impl Backend {
             let vpc = tx.get(&storage::tables::VPCS, &format!("{}/{}", current.account, current.vpc_id))?;
             network::release_address(tx, &network::lease_scope(vpc.as_ref()), &current.private_ip, key)?;
             crate::addresses::release_instance_addresses(tx, &current.account, &current.id)?;
+            if let Some(address) = current.public_ip.take() {
+                crate::addresses::give_back_public_address(tx, &address, key)?;
+            }
             // The interface goes with the instance, and its tags with it.
             tags::drop_tags(tx, &current.account, &current.network_interface_id)?;
             current.state = InstanceState::Terminated;

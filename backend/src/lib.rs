@@ -33,6 +33,7 @@ pub mod libvirt;
 pub mod listing;
 pub mod maintenance;
 pub mod migration;
+pub mod nat_gateways;
 pub mod network;
 pub mod ownership;
 pub mod scheduler;

@@ -34,6 +34,8 @@ pub struct Subnet {
     pub prefix: u8,
     /// One of the default VPC's subnets, where launches without a subnet land.
     pub default_for_az: bool,
+    /// Instances launched here get a public address unless asked otherwise.
+    pub map_public_ip: bool,
     /// Where its addresses are leased: empty for the default VPCs' shared segment, `{vpc id}/`
     /// for a VPC of its own.
     pub lease_scope: String,
@@ -51,6 +53,7 @@ impl Subnet {
             network: cidr.map_or(Ipv4Addr::UNSPECIFIED, |c| c.network),
             prefix: cidr.map_or(32, |c| c.prefix),
             default_for_az: record.default_for_az,
+            map_public_ip: record.map_public_ip_on_launch,
             lease_scope: lease_scope(vpc),
         }
     }
@@ -252,8 +255,13 @@ impl Backend {
     /// The instance that holds `address` on the shared segment, if any: the metadata service's
     /// way to tell who asks.
     pub fn instance_at(&self, address: Ipv4Addr) -> Result<Option<storage::InstanceRecord>> {
+        self.instance_in("", address)
+    }
+
+    /// The instance that holds `address` in the address space `scope` ([`lease_scope`]).
+    pub fn instance_in(&self, scope: &str, address: Ipv4Addr) -> Result<Option<storage::InstanceRecord>> {
         self.store().read(|tx| {
-            let Some(lease) = tx.get(&LEASES, &address.to_string())? else { return Ok(None) };
+            let Some(lease) = tx.get(&LEASES, &format!("{scope}{address}"))? else { return Ok(None) };
             Ok(tx.get(&storage::tables::INSTANCES, &lease.instance_key)?)
         })
     }

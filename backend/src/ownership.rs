@@ -195,6 +195,8 @@ pub enum ObjectKind {
     Domain,
     Filter,
     DhcpEntry,
+    /// An installation's rows in OVN's northbound database (routers, switches, port groups…).
+    OvnNetwork,
 }
 
 impl ObjectKind {
@@ -203,6 +205,7 @@ impl ObjectKind {
             Self::Domain => "domain",
             Self::Filter => "nwfilter",
             Self::DhcpEntry => "DHCP entry",
+            Self::OvnNetwork => "OVN rows",
         }
     }
 }
@@ -632,6 +635,29 @@ impl Backend {
                 crate::network::reload_dnsmasq(dir);
             }
         }
+        // Another installation's logical network goes with it (its guests are gone above).
+        if let (Selection::Installation(id), Some(sync)) = (selection, &self.ovn) {
+            let current = sync.northbound.current(id).map_err(|e| Error::Io(format!("OVN: {e}")))?;
+            if !current.is_empty() {
+                let leftover = Leftover {
+                    host: "ovn".into(),
+                    kind: ObjectKind::OvnNetwork,
+                    name: format!(
+                        "{} routers, {} switches, {} port groups",
+                        current.routers.len(),
+                        current.switches.len(),
+                        current.port_groups.len()
+                    ),
+                    owner: Owner::Gone { installation: id.clone() },
+                    running: false,
+                    address: None,
+                };
+                let forget = ovn::Desired { installation: id.clone(), ..Default::default() };
+                let error =
+                    if dry_run { None } else { sync.northbound.reconcile(&forget).err().map(|e| e.to_string()) };
+                steps.push(CleanStep { leftover, error });
+            }
+        }
         if !dry_run {
             self.inventory()?;
         }
@@ -647,6 +673,8 @@ impl Backend {
                 host.driver.undefine(&leftover.name).map_err(|e| e.to_string())
             }
             ObjectKind::Filter => host()?.driver.undefine_filter(&leftover.name).map_err(|e| e.to_string()),
+            // Removed as a whole in `clean`.
+            ObjectKind::OvnNetwork => Ok(()),
             ObjectKind::DhcpEntry => {
                 let Some(dir) = &self.dhcp_hosts_dir else { return Ok(()) };
                 let path = dir.join(&leftover.name);

@@ -108,6 +108,7 @@ fn ensure_exists(tx: &WriteTx, account: &str, id: &str) -> Result<()> {
         ResourceKind::InternetGateway => tx.get(&INTERNET_GATEWAYS, &format!("{account}/{id}"))?.is_some(),
         ResourceKind::RouteTable => tx.get(&ROUTE_TABLES, &format!("{account}/{id}"))?.is_some(),
         ResourceKind::ElasticIp => tx.get(&storage::tables::ADDRESSES, &format!("{account}/{id}"))?.is_some(),
+        ResourceKind::NatGateway => tx.get(&storage::tables::NAT_GATEWAYS, &format!("{account}/{id}"))?.is_some(),
         ResourceKind::Instance => tx.get(&INSTANCES, &format!("{account}/{id}"))?.is_some(),
         ResourceKind::Image => tx.get(&IMAGES, &format!("{account}/{id}"))?.is_some(),
         // An instance's interface lives as long as the instance is not terminated.
@@ -124,7 +125,6 @@ fn ensure_exists(tx: &WriteTx, account: &str, id: &str) -> Result<()> {
         ResourceKind::Reservation
         | ResourceKind::Host
         | ResourceKind::Migration
-        | ResourceKind::NatGateway
         | ResourceKind::NetworkAcl
         | ResourceKind::DhcpOptions => false,
     };

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use ovn::{Acl, Desired, Dhcp, PortGroup, Router, RouterPort, Switch, SwitchPort};
 use sha2::{Digest, Sha256};
-use storage::tables::{ADDRESSES, INTERNET_GATEWAYS, ROUTE_TABLES, SECURITY_GROUPS, VPCS};
+use storage::tables::{ADDRESSES, INTERNET_GATEWAYS, NAT_GATEWAYS, ROUTE_TABLES, SECURITY_GROUPS, VPCS};
 use storage::{InstanceRecord, InstanceState, RulePeer, SecurityGroupRecord};
 
 use crate::network::Subnet;
@@ -82,11 +82,50 @@ pub struct VpcView {
     pub elastic_ips: Vec<(String, String)>,
     /// For each subnet id, the destinations its route table sends to the internet gateway.
     pub internet_routes: BTreeMap<String, Vec<String>>,
+    /// For each subnet id, the destinations its route table sends to a working NAT gateway, with
+    /// that gateway's public address.
+    pub nat_routes: BTreeMap<String, Vec<(String, String)>>,
+}
+
+/// Where guests reach the instance metadata service.
+pub const METADATA_ADDRESS: Ipv4Addr = Ipv4Addr::new(169, 254, 169, 254);
+
+/// A VPC's way to the metadata service: a `localport` on its first subnet, at that subnet's
+/// fourth address (the one AWS keeps for future use), behind which each host answers in a
+/// namespace of its own; the VPC's router sends `169.254.169.254` there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetadataPort {
+    pub vpc_id: String,
+    /// The logical switch port (and the OVS interface's `iface-id`).
+    pub name: String,
+    pub switch: String,
+    pub mac: String,
+    pub address: Ipv4Addr,
+    pub prefix: u8,
+    /// The subnet's router, the way back to the VPC's other subnets.
+    pub router: Ipv4Addr,
+}
+
+/// The metadata port of a VPC of its own with at least one subnet; `None` otherwise (default
+/// VPCs' guests reach the service on the hosts' bridge).
+pub fn metadata_port(vpc_id: &str, subnets: &[Subnet]) -> Option<MetadataPort> {
+    let subnet = subnets.iter().filter(|s| !s.lease_scope.is_empty()).min_by_key(|s| (s.zone_index, s.network))?;
+    Some(MetadataPort {
+        vpc_id: vpc_id.to_owned(),
+        name: format!("stratus-{vpc_id}-meta"),
+        switch: format!("stratus-{}", subnet.id),
+        mac: router_mac(&format!("{vpc_id}/metadata")),
+        address: Ipv4Addr::from(u32::from(subnet.network) + 3),
+        prefix: subnet.prefix,
+        router: subnet.router(),
+    })
 }
 
 /// Policy priorities: a route to the gateway lets a subnet's traffic out; anything else that
 /// leaves the VPC is dropped (no route, no internet, even with an Elastic IP, as on EC2).
 const ROUTE_ALLOW_PRIORITY: u16 = 100;
+/// The metadata service is reached whatever the route tables say.
+const METADATA_PRIORITY: u16 = 110;
 const ROUTE_DROP_PRIORITY: u16 = 50;
 
 /// The router's way out: its gateway port on the public network (bound to the gateway
@@ -109,7 +148,6 @@ fn plan_internet(router: &mut Router, public: &Public, vpc: &VpcView, address: &
             logical_ip: logical.clone(),
         });
     }
-    router.nats.sort();
     for subnet in &vpc.subnets {
         let cidr = subnet.cidr();
         for destination in vpc.internet_routes.get(&subnet.id).into_iter().flatten() {
@@ -120,6 +158,18 @@ fn plan_internet(router: &mut Router, public: &Public, vpc: &VpcView, address: &
             };
             router.policies.push(ovn::Policy { priority: ROUTE_ALLOW_PRIORITY, matches, action: "allow" });
         }
+        for (destination, external) in vpc.nat_routes.get(&subnet.id).into_iter().flatten() {
+            let matches = if destination == "0.0.0.0/0" {
+                format!("ip4.src == {cidr}")
+            } else {
+                format!("ip4.src == {cidr} && ip4.dst == {destination}")
+            };
+            router.policies.push(ovn::Policy { priority: ROUTE_ALLOW_PRIORITY, matches, action: "allow" });
+            let snat = ovn::Nat { kind: "snat", external_ip: external.clone(), logical_ip: cidr.clone() };
+            if !router.nats.contains(&snat) {
+                router.nats.push(snat);
+            }
+        }
         router.policies.push(ovn::Policy {
             priority: ROUTE_DROP_PRIORITY,
             matches: format!("ip4.src == {cidr} && !(ip4.dst == {})", vpc.cidr),
@@ -127,6 +177,8 @@ fn plan_internet(router: &mut Router, public: &Public, vpc: &VpcView, address: &
         });
     }
     router.policies.sort();
+    router.policies.dedup();
+    router.nats.sort();
 }
 
 /// ACL priorities, as Neutron's OVN driver sets them: what a group allows above the drop.
@@ -164,6 +216,13 @@ fn guard_acls(group: &str) -> Vec<Acl> {
             priority: ALLOW_PRIORITY,
             matches: format!("inport == @{group} && udp && udp.src == 68 && udp.dst == 67"),
             action: "allow",
+        },
+        // The metadata service, whatever the groups say, as on AWS.
+        Acl {
+            direction: "from-lport",
+            priority: ALLOW_PRIORITY,
+            matches: format!("inport == @{group} && ip4.dst == {METADATA_ADDRESS} && tcp && tcp.dst == 80"),
+            action: "allow-related",
         },
     ]
 }
@@ -268,6 +327,21 @@ pub fn desired(
             plan_internet(&mut router, public, vpc, address);
             gateway_legs.push(format!("stratus-{vpc_id}-gw"));
         }
+        let metadata = metadata_port(vpc_id, &vpc.subnets);
+        if let Some(port) = &metadata {
+            router
+                .static_routes
+                .push(ovn::StaticRoute { prefix: format!("{METADATA_ADDRESS}/32"), nexthop: port.address.to_string() });
+            router.static_routes.sort();
+            if !router.policies.is_empty() {
+                router.policies.push(ovn::Policy {
+                    priority: METADATA_PRIORITY,
+                    matches: format!("ip4.dst == {METADATA_ADDRESS}"),
+                    action: "allow",
+                });
+                router.policies.sort();
+            }
+        }
         for subnet in &vpc.subnets {
             let router_port = format!("stratus-{}-rtr", subnet.id);
             let mac = router_mac(&subnet.id);
@@ -287,8 +361,19 @@ pub fn desired(
                     mac: i.mac.clone(),
                     addresses: vec![i.address.clone()],
                     port_security: true,
+                    localport: false,
                 })
                 .collect();
+            if let Some(port) = metadata.as_ref().filter(|p| p.switch == format!("stratus-{}", subnet.id)) {
+                ports.push(SwitchPort {
+                    name: port.name.clone(),
+                    owner: vpc_id.clone(),
+                    mac: port.mac.clone(),
+                    addresses: vec![port.address.to_string()],
+                    port_security: false,
+                    localport: true,
+                });
+            }
             ports.sort_by(|a, b| a.name.cmp(&b.name));
             out.switches.push(Switch {
                 name: format!("stratus-{}", subnet.id),
@@ -308,6 +393,23 @@ pub fn desired(
             });
         }
         out.routers.push(router);
+    }
+    // The public network reaches a VPC only through its Elastic IPs: whatever comes to the
+    // router's gateway addressed to the VPC's private addresses is dropped on the public
+    // switch, before the router (NAT-ed traffic still carries its public address there).
+    for vpc in vpcs.iter().filter(|v| public.is_some() && v.public_ip.is_some()) {
+        let name = format!("stratus_{}_gw", vpc.id.replace('-', "_"));
+        out.port_groups.push(PortGroup {
+            acls: vec![Acl {
+                direction: "to-lport",
+                priority: DROP_PRIORITY,
+                matches: format!("outport == @{name} && ip4.dst == {}", vpc.cidr),
+                action: "drop",
+            }],
+            name,
+            owner: vpc.id.clone(),
+            ports: vec![format!("stratus-{}-gw-leg", vpc.id)],
+        });
     }
     if !gateway_legs.is_empty() {
         out.switches.push(Switch {
@@ -413,6 +515,16 @@ impl Backend {
         )))
     }
 
+    /// The metadata ports of every VPC of its own (what the hosts' metadata namespaces serve).
+    pub fn metadata_ports(&self) -> Result<Vec<MetadataPort>> {
+        let vpcs = self.store().read(|tx| tx.scan(&VPCS, ""))?;
+        let mut ports = Vec::new();
+        for (_, vpc) in vpcs.into_iter().filter(|(_, v)| !v.default) {
+            ports.extend(metadata_port(&vpc.id, &self.subnets(&vpc.account, &vpc.id)?));
+        }
+        Ok(ports)
+    }
+
     /// The configured OVN northbound database and, when it does not answer, why. `None`
     /// without OVN. Blocks.
     pub fn ovn_check(&self) -> Option<(String, Option<String>)> {
@@ -423,15 +535,25 @@ impl Backend {
 
     /// What OVN should hold for this installation now: every VPC of every account.
     pub fn desired_network(&self, interfaces: &[Interface]) -> Result<Desired> {
-        let (vpcs, groups, gateways, tables, addresses) = self.store().read(|tx| {
+        let (vpcs, groups, gateways, tables, addresses, nats) = self.store().read(|tx| {
             Ok::<_, Error>((
                 tx.scan(&VPCS, "")?,
                 tx.scan(&SECURITY_GROUPS, "")?,
                 tx.scan(&INTERNET_GATEWAYS, "")?,
                 tx.scan(&ROUTE_TABLES, "")?,
                 tx.scan(&ADDRESSES, "")?,
+                tx.scan(&NAT_GATEWAYS, "")?,
             ))
         })?;
+        // A NAT gateway's Elastic IP translates its subnets' traffic (SNAT), never the way in.
+        let nat_interfaces: std::collections::BTreeSet<&str> =
+            nats.iter().map(|(_, n)| n.network_interface_id.as_str()).collect();
+        // Instances' own public addresses, where no Elastic IP stands in front of them.
+        let instances = self.store().read(|tx| tx.scan(&storage::tables::INSTANCES, ""))?;
+        let elastic: std::collections::BTreeSet<&str> = addresses
+            .iter()
+            .filter_map(|(_, a)| a.association.as_ref().map(|x| x.network_interface_id.as_str()))
+            .collect();
         let own: std::collections::BTreeSet<String> =
             vpcs.iter().filter(|(_, v)| !v.default).map(|(_, v)| format!("{}/{}", v.account, v.id)).collect();
         let groups: Vec<SecurityGroupRecord> = groups
@@ -450,19 +572,29 @@ impl Backend {
                 .iter()
                 .filter_map(|(_, a)| {
                     let association = a.association.as_ref()?;
-                    (a.account == vpc.account && association.vpc_id == vpc.id)
-                        .then(|| (a.public_ip.clone(), association.private_ip.clone()))
+                    (a.account == vpc.account
+                        && association.vpc_id == vpc.id
+                        && !nat_interfaces.contains(association.network_interface_id.as_str()))
+                    .then(|| (a.public_ip.clone(), association.private_ip.clone()))
                 })
+                .chain(instances.iter().map(|(_, i)| i).filter_map(|i| {
+                    let mine = i.account == vpc.account && i.vpc_id == vpc.id && i.state != InstanceState::Terminated;
+                    let shown = mine && !elastic.contains(i.network_interface_id.as_str());
+                    shown.then(|| Some((i.public_ip.clone()?, i.private_ip.clone()))).flatten()
+                }))
                 .collect();
             let vpc_tables: Vec<&storage::RouteTableRecord> =
                 tables.iter().map(|(_, t)| t).filter(|t| t.account == vpc.account && t.vpc_id == vpc.id).collect();
             let main = vpc_tables.iter().find(|t| t.main());
-            let mut internet_routes = BTreeMap::new();
-            for subnet in &subnets {
+            let table_of = |subnet_id: &str| {
                 let own_table = vpc_tables
                     .iter()
-                    .find(|t| t.associations.iter().any(|a| a.subnet_id.as_deref() == Some(subnet.id.as_str())));
-                let Some(table) = own_table.or(main) else { continue };
+                    .find(|t| t.associations.iter().any(|a| a.subnet_id.as_deref() == Some(subnet_id)));
+                own_table.or(main).copied()
+            };
+            let mut internet_routes = BTreeMap::new();
+            for subnet in &subnets {
+                let Some(table) = table_of(&subnet.id) else { continue };
                 let destinations: Vec<String> = table
                     .routes
                     .iter()
@@ -473,7 +605,40 @@ impl Backend {
                     .collect();
                 internet_routes.insert(subnet.id.clone(), destinations);
             }
-            views.push(VpcView { id: vpc.id, cidr: vpc.cidr, subnets, public_ip, elastic_ips, internet_routes });
+            // A NAT gateway works when its own subnet is routed to the internet gateway.
+            let working: BTreeMap<&str, &str> = nats
+                .iter()
+                .map(|(_, n)| n)
+                .filter(|n| n.account == vpc.account && n.vpc_id == vpc.id)
+                .filter(|n| {
+                    internet_routes.get(&n.subnet_id).is_some_and(|d: &Vec<String>| d.iter().any(|d| d == "0.0.0.0/0"))
+                })
+                .map(|n| (n.id.as_str(), n.public_ip.as_str()))
+                .collect();
+            let mut nat_routes = BTreeMap::new();
+            for subnet in &subnets {
+                let Some(table) = table_of(&subnet.id) else { continue };
+                let routes: Vec<(String, String)> = table
+                    .routes
+                    .iter()
+                    .filter_map(|r| match &r.target {
+                        storage::RouteTarget::NatGateway(id) => {
+                            working.get(id.as_str()).map(|ip| (r.destination.clone(), (*ip).to_owned()))
+                        }
+                        _ => None,
+                    })
+                    .collect();
+                nat_routes.insert(subnet.id.clone(), routes);
+            }
+            views.push(VpcView {
+                id: vpc.id,
+                cidr: vpc.cidr,
+                subnets,
+                public_ip,
+                elastic_ips,
+                internet_routes,
+                nat_routes,
+            });
         }
         let public = Public { network: self.public_network(), chassis: self.gateway_chassis() };
         Ok(desired(self.installation()?, Some(&public), &views, interfaces, &groups))
@@ -659,6 +824,7 @@ mod tests {
             public_ip: Some("203.0.113.2".into()),
             elastic_ips: vec![("203.0.113.3".into(), "10.0.1.10".into())],
             internet_routes: [(public.id.clone(), vec!["0.0.0.0/0".into()]), (private.id.clone(), vec![])].into(),
+            nat_routes: [(private.id.clone(), vec![("0.0.0.0/0".to_owned(), "203.0.113.4".to_owned())])].into(),
         };
         let net = Public { network: Default::default(), chassis: "host-1".into() };
         let d = desired("0123456789abcdef", Some(&net), std::slice::from_ref(&view), &[], &[]);
@@ -670,9 +836,20 @@ mod tests {
         );
         assert_eq!(
             router.static_routes,
-            [ovn::StaticRoute { prefix: "0.0.0.0/0".into(), nexthop: "203.0.113.1".into() }]
+            [
+                ovn::StaticRoute { prefix: "0.0.0.0/0".into(), nexthop: "203.0.113.1".into() },
+                ovn::StaticRoute { prefix: "169.254.169.254/32".into(), nexthop: "10.0.1.3".into() },
+            ],
+            "the way out, and the way to the metadata service's port on the first subnet"
         );
-        assert_eq!(router.nats[0].kind, "dnat_and_snat");
+        assert_eq!(
+            router.nats,
+            [
+                ovn::Nat { kind: "dnat_and_snat", external_ip: "203.0.113.3".into(), logical_ip: "10.0.1.10".into() },
+                ovn::Nat { kind: "snat", external_ip: "203.0.113.4".into(), logical_ip: "10.0.2.0/24".into() },
+            ],
+            "the Elastic IP both ways, the NAT gateway's subnet out only"
+        );
         let policies: Vec<(u16, &str, &str)> =
             router.policies.iter().map(|p| (p.priority, p.matches.as_str(), p.action)).collect();
         assert_eq!(
@@ -681,14 +858,23 @@ mod tests {
                 (50, "ip4.src == 10.0.1.0/24 && !(ip4.dst == 10.0.0.0/16)", "drop"),
                 (50, "ip4.src == 10.0.2.0/24 && !(ip4.dst == 10.0.0.0/16)", "drop"),
                 (100, "ip4.src == 10.0.1.0/24", "allow"),
+                (100, "ip4.src == 10.0.2.0/24", "allow"),
+                (110, "ip4.dst == 169.254.169.254", "allow"),
             ],
-            "only the subnet routed to the gateway gets out"
+            "each subnet gets out through its table's route: the gateway, or the NAT gateway"
         );
+        let meta = d.switches.iter().flat_map(|s| &s.ports).find(|p| p.localport).expect("a metadata localport");
+        assert_eq!((meta.addresses.as_slice(), meta.port_security), (&["10.0.1.3".to_owned()][..], false));
+        let [fence] = &d.port_groups[..] else { panic!("{:?}", d.port_groups) };
+        assert_eq!(fence.ports, [format!("stratus-{}-gw-leg", vpc.id)]);
+        assert_eq!(fence.acls[0].matches, format!("outport == @{} && ip4.dst == 10.0.0.0/16", fence.name));
         let public_switch = d.switches.iter().find(|s| s.localnet.is_some()).unwrap();
         assert_eq!((public_switch.localnet.as_deref(), public_switch.gateway_legs.len()), (Some("public"), 1));
         // Without a gateway: no way out at all, and no public switch.
         let closed = desired("0123456789abcdef", Some(&net), &[VpcView { public_ip: None, ..view }], &[], &[]);
-        assert!(closed.routers[0].nats.is_empty() && closed.routers[0].static_routes.is_empty());
+        assert!(closed.routers[0].nats.is_empty() && closed.routers[0].policies.is_empty());
+        let routes: Vec<&str> = closed.routers[0].static_routes.iter().map(|r| r.prefix.as_str()).collect();
+        assert_eq!(routes, ["169.254.169.254/32"], "only the way to the metadata service");
         assert!(closed.switches.iter().all(|s| s.localnet.is_none()));
     }
 }

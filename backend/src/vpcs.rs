@@ -527,7 +527,9 @@ impl Backend {
         self.store().write(|tx| {
             subnet_in(tx, account, id)?;
             let instances = tx.scan(&INSTANCES, &format!("{account}/"))?;
-            if instances.iter().any(|(_, i)| i.subnet_id == id && i.state != InstanceState::Terminated) {
+            if instances.iter().any(|(_, i)| i.subnet_id == id && i.state != InstanceState::Terminated)
+                || crate::nat_gateways::in_subnet(tx, account, id)?
+            {
                 return Err(dependency("subnet", id));
             }
             for (table_key, mut table) in tx.scan(&ROUTE_TABLES, &format!("{account}/"))? {
@@ -785,7 +787,14 @@ impl Backend {
                 Ok(RouteTarget::InternetGateway(id.clone()))
             }
             TargetSpec::NatGateway(id) => {
-                Err(Error::ResourceNotFound { kind: ResourceKind::NatGateway, id: id.clone() })
+                let nat = crate::nat_gateways::nat_gateway_in(tx, account, id)?;
+                if nat.vpc_id != table.vpc_id {
+                    return Err(invalid(
+                        "NatGatewayId",
+                        format!("route table {} and NAT gateway {id} belong to different networks", table.id),
+                    ));
+                }
+                Ok(RouteTarget::NatGateway(id.clone()))
             }
             TargetSpec::Instance(id) => {
                 let instance = tx

@@ -7,6 +7,7 @@ The binary is `$STRATUS_BIN`, or `<repo>/target/debug/stratus`. Every server lis
 from __future__ import annotations
 
 import configparser
+import hashlib
 import fcntl
 import os
 import re
@@ -513,3 +514,28 @@ def send(url: str, data: bytes | None, headers: dict[str, str], method: str = "P
 def signed_request(stratus: Stratus, body: str | bytes, **kw) -> RawResponse:
     url, data, headers = sign(stratus, body, **kw)
     return send(url, data, headers)
+
+
+OVN_NB = "unix:/run/stratus/ovn/ovnnb_db.sock"
+
+
+def forget_ovn_installation(installation: str) -> None:
+    """Removes what an installation (whose data dir goes with its test) left in OVN's northbound
+    database: its routers (with their ports, routes, NAT and policies), switches (with their
+    ports), port groups (with their ACLs) and DHCP options. Otherwise a later test's
+    installation would meet them: gateway ports still answering for the same public addresses."""
+    def nbctl(*args: str) -> str:
+        done = subprocess.run(["ovn-nbctl", f"--db={OVN_NB}", "--timeout=10", *args], capture_output=True,
+                              text=True, timeout=30)
+        return done.stdout
+    # Each VPC of its own also has a metadata namespace on this machine, plugged into br-int.
+    for router in nbctl("--bare", "--columns=name", "find", "Logical_Router",
+                        f"external_ids:stratus-installation={installation}").split():
+        vpc = router.removeprefix("stratus-")
+        link = "sm" + hashlib.sha256(vpc.encode()).hexdigest()[:13]
+        subprocess.run(["ovs-vsctl", "--timeout=10", "--if-exists", "del-port", "br-int", link], capture_output=True)
+        subprocess.run(["ip", "netns", "del", f"stratus-meta-{vpc}"], capture_output=True)
+    for table in ("Logical_Router", "Logical_Switch", "Port_Group", "DHCP_Options"):
+        for uuid in nbctl("--bare", "--columns=_uuid", "find", table,
+                          f"external_ids:stratus-installation={installation}").split():
+            nbctl("destroy", table, uuid)

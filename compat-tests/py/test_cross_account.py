@@ -153,6 +153,10 @@ def _build_world(server, test_image) -> World:
     eip = ca.allocate_address(Domain="vpc", TagSpecifications=spec("elastic-ip"))
     a["eip"], a["public_ip"] = eip["AllocationId"], eip["PublicIp"]
     a["eipassoc"] = ca.associate_address(AllocationId=a["eip"], InstanceId=a["instance"])["AssociationId"]
+    # A NAT gateway in A's own VPC, with an Elastic IP of its own.
+    nat_eip = ca.allocate_address(Domain="vpc")["AllocationId"]
+    a["nat"] = ca.create_nat_gateway(SubnetId=a["own_subnet"], AllocationId=nat_eip,
+                                     TagSpecifications=spec("natgateway"))["NatGateway"]["NatGatewayId"]
     a["dopt"] = ca.describe_dhcp_options()["DhcpOptions"][0]["DhcpOptionsId"]
 
     # B's own resources: a group, a running instance, an available volume, a VPC like A's.
@@ -161,6 +165,7 @@ def _build_world(server, test_image) -> World:
     b["subnet"] = cb.create_subnet(VpcId=b["vpc"], CidrBlock="10.0.1.0/24")["Subnet"]["SubnetId"]
     b["rtb"] = cb.create_route_table(VpcId=b["vpc"])["RouteTable"]["RouteTableId"]
     b["igw"] = cb.create_internet_gateway()["InternetGateway"]["InternetGatewayId"]
+    b["eip"] = cb.allocate_address(Domain="vpc")["AllocationId"]
     b["group_id"] = cb.create_security_group(GroupName=f"b-sg-{secrets.token_hex(6)}",
                                              Description="group of B")["GroupId"]
     b["instance"] = cb.run_instances(ImageId=public_image, InstanceType="t3.nano", MinCount=1,
@@ -275,6 +280,7 @@ def a_state(w: World) -> dict:
         "acls": _try(lambda: ca.describe_network_acls()),
         "dhcp": _try(lambda: ca.describe_dhcp_options()),
         "addresses": _try(lambda: ca.describe_addresses()),
+        "nat_gateways": _try(lambda: ca.describe_nat_gateways()),
     }
     for attribute in ("enableDnsSupport", "enableDnsHostnames"):
         state[f"vpc:{attribute}"] = _try(lambda: ca.describe_vpc_attribute(VpcId=a["own_vpc"], Attribute=attribute))
@@ -418,7 +424,7 @@ PERM_NEW = [{"IpProtocol": "tcp", "FromPort": 8443, "ToPort": 8443, "IpRanges": 
 ALL_EGRESS = [{"IpProtocol": "-1", "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}]
 TAG_B = [{"Key": "set-by", "Value": "b"}]
 ALL_TAGGABLE = ("instance volume attached_volume root_volume snapshot image key_id group_id rule_id eni own_vpc "
-                "own_subnet igw rtb eip")
+                "own_subnet igw rtb eip nat")
 
 ROWS: list[Row] = [
     # Reads.
@@ -492,6 +498,15 @@ ROWS: list[Row] = [
     R("DescribeNetworkAcls", "acl", lambda c, x, w: c.describe_network_acls(NetworkAclIds=[x])),
     R("DescribeNetworkAcls(filter vpc-id)", "own_vpc vpc", lambda c, x, w: c.describe_network_acls(**_f("vpc-id", x))),
     R("DescribeDhcpOptions", "dopt", lambda c, x, w: c.describe_dhcp_options(DhcpOptionsIds=[x])),
+    R("DescribeNatGateways", "nat", lambda c, x, w: c.describe_nat_gateways(NatGatewayIds=[x])),
+    R("DescribeNatGateways(filter subnet-id)", "own_subnet",
+      lambda c, x, w: c.describe_nat_gateways(Filter=[{"Name": "subnet-id", "Values": [x]}])),
+    R("CreateNatGateway(A's subnet, B's address)", "own_subnet subnet",
+      lambda c, x, w: c.create_nat_gateway(SubnetId=x, AllocationId=w.b["eip"])),
+    R("CreateNatGateway(B's subnet, A's address)", "eip",
+      lambda c, x, w: c.create_nat_gateway(SubnetId=w.b["subnet"], AllocationId=x)),
+    R("CreateRoute(B's table, A's NAT gateway)", "nat", lambda c, x, w: c.create_route(
+        RouteTableId=w.b["rtb"], DestinationCidrBlock="192.0.2.0/24", NatGatewayId=x)),
     R("DescribeAddresses", "eip", lambda c, x, w: c.describe_addresses(AllocationIds=[x])),
     R("DescribeAddresses(PublicIps)", "public_ip", lambda c, x, w: c.describe_addresses(PublicIps=[x])),
     R("DescribeAddresses(filter instance-id)", "instance",
@@ -672,6 +687,7 @@ ROWS: list[Row] = [
     R("DeleteSecurityGroup(by id)", "group_id", lambda c, x, w: c.delete_security_group(GroupId=x)),
     R("DeleteSecurityGroup(by name)", "group_name", lambda c, x, w: c.delete_security_group(GroupName=x)),
     R("DisassociateRouteTable", "rtbassoc", lambda c, x, w: c.disassociate_route_table(AssociationId=x)),
+    R("DeleteNatGateway", "nat", lambda c, x, w: c.delete_nat_gateway(NatGatewayId=x)),
     R("DeleteSubnet", "own_subnet subnet", lambda c, x, w: c.delete_subnet(SubnetId=x)),
     R("DeleteRouteTable", "rtb", lambda c, x, w: c.delete_route_table(RouteTableId=x)),
     R("DeleteInternetGateway", "igw", lambda c, x, w: c.delete_internet_gateway(InternetGatewayId=x)),
@@ -798,6 +814,9 @@ LISTINGS: list[tuple[str, Callable[[World], Any]]] = [
     ("DescribeNetworkAcls(association.subnet-id)", lambda w: _all(
         w.cb, "describe_network_acls", "NetworkAcls", **_f("association.subnet-id", w.a["own_subnet"]))),
     ("DescribeDhcpOptions", lambda w: _all(w.cb, "describe_dhcp_options", "DhcpOptions")),
+    ("DescribeNatGateways", lambda w: _all(w.cb, "describe_nat_gateways", "NatGateways")),
+    ("DescribeNatGateways(vpc-id)", lambda w: _all(w.cb, "describe_nat_gateways", "NatGateways",
+                                                  Filter=[{"Name": "vpc-id", "Values": [w.a["own_vpc"]]}])),
     ("DescribeAddresses", lambda w: w.cb.describe_addresses()["Addresses"]),
     ("DescribeAddresses(public-ip)", lambda w: w.cb.describe_addresses(**_f("public-ip", w.a["public_ip"]))["Addresses"]),
     ("DescribeAddresses(instance-id)", lambda w: w.cb.describe_addresses(**_f("instance-id", w.a["instance"]))["Addresses"]),

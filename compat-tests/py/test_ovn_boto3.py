@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TEST_DRIVER_CONFIG, create_account, ec2_client, import_image, server_env, wait_states
+from conftest import (TEST_DRIVER_CONFIG, create_account, ec2_client, forget_ovn_installation, import_image, server_env,
+                      wait_states)
 
 NB = "unix:/run/stratus/ovn/ovnnb_db.sock"
 CONFIG = TEST_DRIVER_CONFIG + f'\n[network]\novn_northbound = "{NB}"\n'
@@ -109,17 +110,25 @@ def test_instances_get_ovn_ports_and_lose_them(server_factory, tmp_path, test_im
                                      f"external_ids:stratus-installation={installation}",
                                      "type=\"\"").stdout.split())
         server.stop()
+
+        # Another installation removes this one's logical network when asked by its id (a dry
+        # run first), and nothing of its own.
+        other = server_factory(data_dir=tmp_path / "other", name="other", config=CONFIG)
+        clean = [str(other.bin), "host", "clean", "--installation", installation, "--data-dir", str(other.data_dir)]
+        dry = subprocess.run([*clean, "--dry-run"], capture_output=True, text=True, timeout=120, env=server_env())
+        assert dry.returncode == 0 and "OVN rows" in dry.stdout, dry.stdout + dry.stderr
+        assert nbctl("--bare", "--columns=name", "find", "Logical_Router",
+                     f"external_ids:stratus-installation={installation}").stdout.split(), "a dry run removes nothing"
+        done = subprocess.run(clean, capture_output=True, text=True, timeout=120, env=server_env())
+        assert done.returncode == 0, done.stdout + done.stderr
+        for table in ("Logical_Router", "Logical_Switch", "DHCP_Options"):
+            assert not nbctl("--bare", "--columns=_uuid", "find", table,
+                             f"external_ids:stratus-installation={installation}").stdout.split(), table
+        assert nbctl("ls-list").stdout.count(operator_switch) == 1, "the operator's switch is untouched"
     finally:
         nbctl("ls-del", operator_switch)
         if installation is None:
             return
         # The installation's rows are left for the next reconciliation of this data dir, which
-        # is gone with the test: remove them as `stratus host clean` will for OVN.
-        for table in ("Logical_Router", "Logical_Switch"):
-            names = nbctl("--bare", "--columns=name", "find", table,
-                          f"external_ids:stratus-installation={installation}").stdout.split()
-            for name in names:
-                nbctl("lr-del" if table == "Logical_Router" else "ls-del", name)
-        for uuid in nbctl("--bare", "--columns=_uuid", "find", "DHCP_Options",
-                          f"external_ids:stratus-installation={installation}").stdout.split():
-            nbctl("destroy", "DHCP_Options", uuid)
+        # is gone with the test.
+        forget_ovn_installation(installation)

@@ -1,6 +1,8 @@
-"""terraform + hashicorp/aws (from the local filesystem mirror) against a running stratus: a key
-pair and the zones on the test driver, then a whole web-server configuration (key pair,
-security group, instance, EBS volume and attachment, data sources) against real QEMU guests."""
+"""terraform + hashicorp/aws (from the local filesystem mirror) against a running stratus: a whole
+web-server configuration (key pair, security group, instance, EBS volume and attachment, data
+sources) against real QEMU guests, and a VPC configuration (key pair and zones, VPC, subnets,
+internet and NAT gateways, route tables, groups, an instance with an Elastic IP) on the test
+driver."""
 
 from __future__ import annotations
 
@@ -132,49 +134,6 @@ class Terraform:
     def destroy_quietly(self) -> None:
         subprocess.run([self.bin, "destroy", "-auto-approve", "-input=false", "-no-color"],
                        cwd=self.work, env=self.env, capture_output=True, timeout=600)
-
-
-def test_terraform_key_pair_and_zones(stratus, ec2, tmp_path):
-    key_name = f"tf-{uuid.uuid4().hex[:10]}"
-    public_key = public_key_line(tmp_path)
-    tf = Terraform(tmp_path, CONFIG % {
-        "access_key": stratus.access_key,
-        "secret_key": stratus.secret_key,
-        "endpoint": stratus.endpoint,
-        "key_name": key_name,
-        "public_key": public_key,
-    })
-    tf("init", "-input=false", "-no-color")
-    applied = False
-    try:
-        tf("apply", "-auto-approve", "-input=false", "-no-color")
-        applied = True
-
-        outputs = json.loads(tf("output", "-json").stdout)
-        assert "us-east-1a" in outputs["zone_names"]["value"], outputs
-
-        pairs = ec2.describe_key_pairs(KeyNames=[key_name])["KeyPairs"]
-        assert len(pairs) == 1, pairs
-        kp = pairs[0]
-        assert kp["KeyPairId"] == outputs["key_pair_id"]["value"]
-        assert kp["KeyFingerprint"] == outputs["fingerprint"]["value"]
-        assert kp["KeyType"] == "ed25519"
-        assert sorted((t["Key"], t["Value"]) for t in kp.get("Tags", [])) == [("Env", "compat"), ("Name", key_name)]
-        with_pub = ec2.describe_key_pairs(KeyNames=[key_name], IncludePublicKey=True)["KeyPairs"][0]
-        assert with_pub["PublicKey"].split()[:2] == public_key.split()[:2]
-
-        # a second plan sees no changes
-        plan = tf("plan", "-detailed-exitcode", "-input=false", "-no-color", expect=(0, 2))
-        assert plan.returncode == 0, f"second plan wants changes:\n{plan.stdout[-6000:]}"
-
-        tf("destroy", "-auto-approve", "-input=false", "-no-color")
-        applied = False
-        with pytest.raises(ClientError) as excinfo:
-            ec2.describe_key_pairs(KeyNames=[key_name])
-        assert excinfo.value.response["Error"]["Code"] == "InvalidKeyPair.NotFound"
-    finally:
-        if applied:
-            tf.destroy_quietly()
 
 
 WEB_CONFIG = CONFIG.split('resource "aws_key_pair"')[0] + """
@@ -336,6 +295,18 @@ data "aws_ami" "guest" {
   }
 }
 
+resource "aws_key_pair" "deployer" {
+  key_name   = "%(name)s"
+  public_key = "%(public_key)s"
+
+  tags = {
+    Name = "%(name)s"
+    Env  = "compat"
+  }
+}
+
+data "aws_availability_zones" "all" {}
+
 resource "aws_vpc" "main" {
   cidr_block           = "10.0.0.0/16"
   enable_dns_hostnames = true
@@ -433,11 +404,55 @@ resource "aws_instance" "app" {
   instance_type          = "t3.nano"
   subnet_id              = aws_subnet.private.id
   private_ip             = "10.0.2.10"
+  key_name               = aws_key_pair.deployer.key_name
   vpc_security_group_ids = [aws_security_group.app.id]
 
   tags = {
     Name = "%(name)s-app"
   }
+}
+
+resource "aws_eip" "nat" {
+  domain     = "vpc"
+  depends_on = [aws_internet_gateway.gw]
+}
+
+resource "aws_nat_gateway" "out" {
+  allocation_id = aws_eip.nat.id
+  subnet_id     = aws_subnet.public.id
+
+  tags = {
+    Name = "%(name)s"
+  }
+
+  depends_on = [aws_internet_gateway.gw]
+}
+
+resource "aws_route_table" "private" {
+  vpc_id = aws_vpc.main.id
+
+  route {
+    cidr_block     = "0.0.0.0/0"
+    nat_gateway_id = aws_nat_gateway.out.id
+  }
+}
+
+resource "aws_route_table_association" "private" {
+  subnet_id      = aws_subnet.private.id
+  route_table_id = aws_route_table.private.id
+}
+
+resource "aws_eip" "app" {
+  domain = "vpc"
+
+  tags = {
+    Name = "%(name)s-app"
+  }
+}
+
+resource "aws_eip_association" "app" {
+  instance_id   = aws_instance.app.id
+  allocation_id = aws_eip.app.id
 }
 
 data "aws_subnets" "private" {
@@ -451,6 +466,18 @@ data "aws_subnets" "private" {
   }
 
   depends_on = [aws_subnet.private]
+}
+
+output "zone_names" {
+  value = data.aws_availability_zones.all.names
+}
+
+output "key_pair_id" {
+  value = aws_key_pair.deployer.key_pair_id
+}
+
+output "fingerprint" {
+  value = aws_key_pair.deployer.fingerprint
 }
 
 output "vpc_id" {
@@ -476,25 +503,37 @@ output "private_subnets" {
 output "app_ip" {
   value = aws_instance.app.private_ip
 }
+
+output "app_public_ip" {
+  value = aws_eip.app.public_ip
+}
+
+output "nat_gateway" {
+  value = aws_nat_gateway.out.id
+}
 """
 
 
 def test_terraform_vpc_network(server_factory, test_image, tmp_path):
-    """A VPC with public and private subnets, an internet gateway, a route table with its route
-    and association, two groups (one referring to the other) and an instance at a fixed private
-    address in the private subnet: apply, a second plan with no changes, destroy (test driver)."""
+    """A key pair and the zones, and a VPC with public and private subnets, an internet gateway, a route table with its route
+    and association, a NAT gateway with its Elastic IP and the private subnet's table routed to
+    it, two groups (one referring to the other), an instance at a fixed private address in the
+    private subnet with an Elastic IP of its own: apply, a second plan with no changes, destroy
+    (test driver)."""
     from conftest import TEST_DRIVER_CONFIG
 
     server = server_factory(config=TEST_DRIVER_CONFIG)
     ec2 = ec2_client(server)
     image_id = import_image(server, test_image, "tf vpc image")
     name = f"tf-vpc-{uuid.uuid4().hex[:8]}"
+    public_key = public_key_line(tmp_path)
     tf = Terraform(tmp_path, VPC_CONFIG % {
         "access_key": server.access_key,
         "secret_key": server.secret_key,
         "endpoint": server.endpoint,
         "image_id": image_id,
         "name": name,
+        "public_key": public_key,
     })
     tf("init", "-input=false", "-no-color")
     applied = False
@@ -502,6 +541,14 @@ def test_terraform_vpc_network(server_factory, test_image, tmp_path):
         tf("apply", "-auto-approve", "-input=false", "-no-color")
         applied = True
         outputs = {k: v["value"] for k, v in json.loads(tf("output", "-json").stdout).items()}
+        # The key pair and the zones, as Terraform made and read them.
+        assert "us-east-1a" in outputs["zone_names"], outputs
+        [pair] = ec2.describe_key_pairs(KeyNames=[name])["KeyPairs"]
+        assert (pair["KeyPairId"], pair["KeyFingerprint"], pair["KeyType"]) == (
+            outputs["key_pair_id"], outputs["fingerprint"], "ed25519")
+        assert sorted((t["Key"], t["Value"]) for t in pair.get("Tags", [])) == [("Env", "compat"), ("Name", name)]
+        with_public = ec2.describe_key_pairs(KeyNames=[name], IncludePublicKey=True)["KeyPairs"][0]
+        assert with_public["PublicKey"].split()[:2] == public_key.split()[:2]
         vpc_id = outputs["vpc_id"]
         [vpc] = ec2.describe_vpcs(VpcIds=[vpc_id])["Vpcs"]
         assert (vpc["CidrBlock"], vpc["IsDefault"]) == ("10.0.0.0/16", False)
@@ -525,6 +572,14 @@ def test_terraform_vpc_network(server_factory, test_image, tmp_path):
                       for i in r["Instances"]]
         assert (instance["PrivateIpAddress"], instance["SubnetId"]) == ("10.0.2.10", subnets["10.0.2.0/24"]["SubnetId"])
         assert outputs["app_ip"] == "10.0.2.10"
+        described = ec2.describe_instances(InstanceIds=[instance["InstanceId"]])["Reservations"][0]["Instances"][0]
+        assert described["PublicIpAddress"] == outputs["app_public_ip"]
+        [nat] = ec2.describe_nat_gateways(NatGatewayIds=[outputs["nat_gateway"]])["NatGateways"]
+        assert (nat["State"], nat["SubnetId"]) == ("available", subnets["10.0.1.0/24"]["SubnetId"])
+        [private_table] = ec2.describe_route_tables(Filters=[{"Name": "association.subnet-id",
+                                                              "Values": [subnets["10.0.2.0/24"]["SubnetId"]]}])["RouteTables"]
+        assert {r["DestinationCidrBlock"]: r.get("NatGatewayId") for r in private_table["Routes"]}["0.0.0.0/0"] == nat[
+            "NatGatewayId"]
 
         plan = tf("plan", "-detailed-exitcode", "-input=false", "-no-color", expect=(0, 2))
         assert plan.returncode == 0, f"second plan wants changes:\n{plan.stdout[-6000:]}"
@@ -535,6 +590,9 @@ def test_terraform_vpc_network(server_factory, test_image, tmp_path):
             ec2.describe_vpcs(VpcIds=[vpc_id])
         assert excinfo.value.response["Error"]["Code"] == "InvalidVpcID.NotFound"
         assert not ec2.describe_internet_gateways(Filters=[{"Name": "tag:Name", "Values": [name]}])["InternetGateways"]
+        with pytest.raises(ClientError) as excinfo:
+            ec2.describe_key_pairs(KeyNames=[name])
+        assert excinfo.value.response["Error"]["Code"] == "InvalidKeyPair.NotFound"
     finally:
         if applied:
             tf.destroy_quietly()

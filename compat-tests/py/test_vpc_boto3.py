@@ -378,3 +378,79 @@ def test_elastic_ips(cloud):
     client.delete_internet_gateway(InternetGatewayId=gateway)
     client.delete_subnet(SubnetId=subnet_id)
     client.delete_vpc(VpcId=vpc_id)
+
+
+def test_nat_gateways(cloud):
+    _, client, _ = cloud
+    vpc_id = client.create_vpc(CidrBlock="10.5.0.0/16")["Vpc"]["VpcId"]
+    public = client.create_subnet(VpcId=vpc_id, CidrBlock="10.5.1.0/24")["Subnet"]["SubnetId"]
+    private = client.create_subnet(VpcId=vpc_id, CidrBlock="10.5.2.0/24")["Subnet"]["SubnetId"]
+    allocation = client.allocate_address(Domain="vpc")
+    fails("Gateway.NotAttached", None, client.create_nat_gateway, SubnetId=public,
+          AllocationId=allocation["AllocationId"])
+    gateway = client.create_internet_gateway()["InternetGateway"]["InternetGatewayId"]
+    client.attach_internet_gateway(InternetGatewayId=gateway, VpcId=vpc_id)
+    token = "nat-token-1"
+    nat = client.create_nat_gateway(SubnetId=public, AllocationId=allocation["AllocationId"], ClientToken=token,
+                                    TagSpecifications=[{"ResourceType": "natgateway",
+                                                        "Tags": [{"Key": "Name", "Value": "out"}]}])["NatGateway"]
+    nat_id = nat["NatGatewayId"]
+    [address] = nat["NatGatewayAddresses"]
+    assert (nat["State"], nat["VpcId"], address["PublicIp"]) == ("available", vpc_id, allocation["PublicIp"])
+    assert address["PrivateIp"] == "10.5.1.4", "the subnet's lowest free address, leased as an instance's"
+    again = client.create_nat_gateway(SubnetId=public, AllocationId=allocation["AllocationId"], ClientToken=token)
+    assert again["NatGateway"]["NatGatewayId"] == nat_id, "a retry with the token makes no second gateway"
+    [shown] = client.describe_nat_gateways(Filters=[{"Name": "vpc-id", "Values": [vpc_id]}])["NatGateways"]
+    assert shown["NatGatewayId"] == nat_id and tags(shown) == {"Name": "out"}
+    [eip] = client.describe_addresses(AllocationIds=[allocation["AllocationId"]])["Addresses"]
+    assert eip["NetworkInterfaceId"] == address["NetworkInterfaceId"] and "InstanceId" not in eip
+    table = client.create_route_table(VpcId=vpc_id)["RouteTable"]["RouteTableId"]
+    client.create_route(RouteTableId=table, DestinationCidrBlock="0.0.0.0/0", NatGatewayId=nat_id)
+    client.associate_route_table(RouteTableId=table, SubnetId=private)
+    [routed] = client.describe_route_tables(RouteTableIds=[table])["RouteTables"]
+    route = next(r for r in routed["Routes"] if r["DestinationCidrBlock"] == "0.0.0.0/0")
+    assert (route["NatGatewayId"], route["State"]) == (nat_id, "active")
+    fails("DependencyViolation", None, client.delete_subnet, SubnetId=public)
+    fails("InvalidIPAddress.InUse", None, client.release_address, AllocationId=allocation["AllocationId"])
+    fails("NatGatewayNotFound", None, client.describe_nat_gateways, NatGatewayIds=["nat-0123456789abcdef0"])
+    assert client.delete_nat_gateway(NatGatewayId=nat_id)["NatGatewayId"] == nat_id
+    [routed] = client.describe_route_tables(RouteTableIds=[table])["RouteTables"]
+    assert next(r for r in routed["Routes"] if r["DestinationCidrBlock"] == "0.0.0.0/0")["State"] == "blackhole"
+    client.release_address(AllocationId=allocation["AllocationId"])
+    client.disassociate_route_table(AssociationId=routed["Associations"][0]["RouteTableAssociationId"])
+    client.delete_route_table(RouteTableId=table)
+    client.detach_internet_gateway(InternetGatewayId=gateway, VpcId=vpc_id)
+    client.delete_internet_gateway(InternetGatewayId=gateway)
+    for subnet in (public, private):
+        client.delete_subnet(SubnetId=subnet)
+    client.delete_vpc(VpcId=vpc_id)
+
+
+def test_public_addresses_at_launch(cloud):
+    _, client, image_id = cloud
+    vpc_id = client.create_vpc(CidrBlock="10.6.0.0/16")["Vpc"]["VpcId"]
+    subnet = client.create_subnet(VpcId=vpc_id, CidrBlock="10.6.1.0/24")["Subnet"]["SubnetId"]
+    client.modify_subnet_attribute(SubnetId=subnet, MapPublicIpOnLaunch={"Value": True})
+    base = dict(ImageId=image_id, InstanceType="t3.nano", MinCount=1, MaxCount=1)
+    [mapped] = client.run_instances(**base, SubnetId=subnet)["Instances"]
+    public_ip = mapped.get("PublicIpAddress")
+    assert public_ip and public_ip.startswith("203.0.113."), mapped
+    assert mapped["PublicDnsName"] == f"ec2-{public_ip.replace('.', '-')}.compute-1.amazonaws.com"
+    [declined] = client.run_instances(**base, NetworkInterfaces=[
+        {"DeviceIndex": 0, "SubnetId": subnet, "AssociatePublicIpAddress": False}])["Instances"]
+    assert "PublicIpAddress" not in declined
+    assert client.describe_addresses()["Addresses"] == [] or all(
+        a["PublicIp"] != public_ip for a in client.describe_addresses()["Addresses"]), "not an Elastic IP"
+    # The default VPC's guests share the hosts' bridge: no public address there.
+    fails("UnsupportedOperation", None, client.run_instances, **base,
+          NetworkInterfaces=[{"DeviceIndex": 0, "AssociatePublicIpAddress": True}])
+    ids = [mapped["InstanceId"], declined["InstanceId"]]
+    client.terminate_instances(InstanceIds=ids)
+    wait_states(client, ids, "terminated")
+    # Its address went back to the pool: the next allocation may take it.
+    allocations = [client.allocate_address(Domain="vpc") for _ in range(3)]
+    assert public_ip in [a["PublicIp"] for a in allocations]
+    for allocation in allocations:
+        client.release_address(AllocationId=allocation["AllocationId"])
+    client.delete_subnet(SubnetId=subnet)
+    client.delete_vpc(VpcId=vpc_id)

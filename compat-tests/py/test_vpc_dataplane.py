@@ -4,7 +4,8 @@ each instance's NIC is its VPC's logical switch port, plugged by libvirt into `b
 Two accounts each make a VPC 10.0.0.0/16 with a subnet 10.0.1.0/24 and an instance at
 10.0.1.10; account A also has a subnet 10.0.2.0/24 with an instance at 10.0.2.10. A probe (a
 network namespace plugged into a subnet's switch, as a guest would be) shows what each VPC
-holds. Security groups are OVN's ACLs: at first no probe reaches anything (a VPC's `default`
+holds. Each guest reaches the metadata service in its own VPC, which tells it its own instance
+id although both accounts' guests have the same address. Security groups are OVN's ACLs: at first no probe reaches anything (a VPC's `default`
 group lets in its own members only); once each account's group allows ICMP from its probe, A's
 probe reaches A's 10.0.1.10 (A's MAC answers) and A's 10.0.2.10 through the VPC's router, B's
 probe reaches B's 10.0.1.10 (B's MAC) and nothing of A's; a rule revoked takes effect on the
@@ -22,8 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (BOOT_MARKER, QEMU_CONFIG, create_account, ec2_client, import_image, require_qemu,
-                      wait_states)
+from conftest import (BOOT_MARKER, QEMU_CONFIG, create_account, ec2_client, forget_ovn_installation, import_image,
+                      require_qemu, wait_states)
 
 NB = "unix:/run/stratus/ovn/ovnnb_db.sock"
 CONF = "unix:/run/stratus/ovn/conf.sock"
@@ -123,6 +124,15 @@ def test_same_addresses_in_two_accounts_vpcs_never_meet(server_factory, test_ima
             wait_states(client, ids, "running", timeout=120)
             for instance_id in ids:
                 booted(client, instance_id)
+        # Each guest reaches the metadata service in its own VPC, which knows it by (VPC,
+        # address): A's and B's 10.0.1.10 are told their own instance ids.
+        for who, client in clients.items():
+            for instance in made[who]["instances"].values():
+                marker = f"instance-id={instance['InstanceId']}"
+                deadline = time.monotonic() + 90
+                while marker not in client.get_console_output(InstanceId=instance["InstanceId"]).get("Output", ""):
+                    assert time.monotonic() < deadline, f"{who}'s {instance['PrivateIpAddress']} never reached its metadata"
+                    time.sleep(1)
         for who in clients:
             switch = f"stratus-{made[who]['subnets'][0]}"
             mac = "02:00:00:00:0a:01" if who == "a" else "02:00:00:00:0b:01"
@@ -175,6 +185,23 @@ def test_same_addresses_in_two_accounts_vpcs_never_meet(server_factory, test_ima
         while probe_a.reaches("10.0.1.10"):
             assert time.monotonic() < deadline, "A's probe still reaches 10.0.1.10 after A's guest went"
         assert probe_b.reaches("10.0.1.10", tries=5), "B's guest is gone with A's"
+
+        # B's VPC goes: its metadata namespace on this machine goes with it.
+        probe_b.close()
+        probes.remove(probe_b)
+        b_ids = [i["InstanceId"] for i in made["b"]["instances"].values()]
+        clients["b"].terminate_instances(InstanceIds=b_ids)
+        wait_states(clients["b"], b_ids, "terminated", timeout=120)
+        made["b"]["instances"] = {}
+        namespace = f"stratus-meta-{made['b']['vpc']}"
+        assert namespace in run("ip", "netns", "list").stdout
+        for subnet in made["b"]["subnets"]:
+            clients["b"].delete_subnet(SubnetId=subnet)
+        clients["b"].delete_vpc(VpcId=made["b"]["vpc"])
+        deadline = time.monotonic() + 20
+        while namespace in run("ip", "netns", "list").stdout:
+            assert time.monotonic() < deadline, "the deleted VPC's metadata namespace is still there"
+            time.sleep(0.5)
     finally:
         for probe in probes:
             probe.close()
@@ -183,6 +210,8 @@ def test_same_addresses_in_two_accounts_vpcs_never_meet(server_factory, test_ima
             if ids:
                 client.terminate_instances(InstanceIds=ids)
                 wait_states(client, ids, "terminated", timeout=120)
+        server.stop()
+        forget_ovn_installation((server.data_dir / "installation").read_text().strip())
 
 
 class Internet:
@@ -220,7 +249,9 @@ def eventually(what: str, check, timeout: float = 30.0) -> float:
 
 def test_an_elastic_ip_is_reached_from_the_internet_only_through_a_route(server_factory, test_image):
     """An Elastic IP is 1:1 NAT on the VPC's router; the route table decides (no route to the
-    internet gateway, no internet, even with an Elastic IP), and so do the groups."""
+    internet gateway, no internet, even with an Elastic IP), and so do the groups; private
+    addresses stay out of reach from the public side; a NAT gateway lets a private subnet out
+    and nothing in."""
     require_qemu()
     require_ovn()
     server = server_factory(config=CONFIG)
@@ -228,6 +259,8 @@ def test_an_elastic_ip_is_reached_from_the_internet_only_through_a_route(server_
     client = ec2_client(server)
     internet = Internet()
     instance_id = None
+    probes: list[Probe] = []
+    made_private: list[str] = []
     try:
         vpc = client.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
         subnet = client.create_subnet(VpcId=vpc, CidrBlock="10.0.1.0/24")["Subnet"]["SubnetId"]
@@ -251,6 +284,32 @@ def test_an_elastic_ip_is_reached_from_the_internet_only_through_a_route(server_
                                                InstanceId=instance_id)["AssociationId"]
         took = eventually("the Elastic IP answering from the internet", lambda: internet.answers(public_ip), 60)
         print(f"associated -> reachable in {took:.2f} s")
+        # Even routed straight at the VPC's router, the public side never reaches a private
+        # address: only the Elastic IP leads in.
+        router_ip = nbctl("--bare", "--columns=networks", "list", "Logical_Router_Port",
+                          f"stratus-{vpc}-gw").stdout.strip().split("/")[0]
+        run("ip", "-n", internet.ns, "route", "add", "10.0.0.0/16", "via", router_ip)
+        assert not internet.answers("10.0.1.10"), "the public network reaches a private address"
+        run("ip", "-n", internet.ns, "route", "del", "10.0.0.0/16")
+
+        # A private subnet goes out through a NAT gateway and nothing comes in: a probe there
+        # reaches the internet, which has no route back to 10.0.0.0/16, so the answer comes
+        # back only because the NAT gateway's address stood in for the probe's.
+        private = client.create_subnet(VpcId=vpc, CidrBlock="10.0.2.0/24")["Subnet"]["SubnetId"]
+        made_private.append(private)
+        nat_address = client.allocate_address(Domain="vpc")["AllocationId"]
+        nat = client.create_nat_gateway(SubnetId=subnet, AllocationId=nat_address)["NatGateway"]["NatGatewayId"]
+        private_table = client.create_route_table(VpcId=vpc)["RouteTable"]["RouteTableId"]
+        client.associate_route_table(RouteTableId=private_table, SubnetId=private)
+        eventually("the private subnet's switch", lambda: nbctl("ls-list", check=False).stdout.count(private) == 1)
+        probe = Probe(f"sn{os.getpid() % 10000}", f"stratus-{private}", "02:00:00:00:0c:01", "10.0.2.200", "10.0.2.1")
+        probes.append(probe)
+        assert not probe.reaches("203.0.113.1"), "a private subnet without a route gets out"
+        client.create_route(RouteTableId=private_table, DestinationCidrBlock="0.0.0.0/0", NatGatewayId=nat)
+        took = eventually("the NAT gateway's way out", lambda: probe.answers("203.0.113.1"))
+        print(f"NAT route -> out in {took:.2f} s")
+        client.delete_nat_gateway(NatGatewayId=nat)
+        eventually("the NAT gateway gone", lambda: not probe.answers("203.0.113.1"))
 
         # No route to the gateway: no internet, Elastic IP or not.
         client.delete_route(RouteTableId=table, DestinationCidrBlock="0.0.0.0/0")
@@ -268,7 +327,11 @@ def test_an_elastic_ip_is_reached_from_the_internet_only_through_a_route(server_
         client.disassociate_address(AssociationId=association)
         eventually("the disassociation", lambda: not internet.answers(public_ip))
     finally:
+        for probe in probes:
+            probe.close()
         internet.close()
         if instance_id:
             client.terminate_instances(InstanceIds=[instance_id])
             wait_states(client, [instance_id], "terminated", timeout=120)
+        server.stop()
+        forget_ovn_installation((server.data_dir / "installation").read_text().strip())

@@ -81,3 +81,8 @@ fn boto3_ovn() {
 fn boto3_vpcs() {
     run_pytest("test_vpc_boto3.py");
 }
+
+#[test]
+fn boto3_vpc_dataplane() {
+    run_pytest("test_vpc_dataplane.py");
+}

@@ -14,6 +14,9 @@ fn boxed<T: XmlStruct + Send + 'static>(result: Result<T, Ec2Error>) -> Result<O
 
 pub async fn dispatch(ctx: &Ctx, action: Action) -> Result<Output, Ec2Error> {
     match action {
+        Action::CreateNatGateway(r) => boxed(create_nat_gateway::handle(ctx, r).await),
+        Action::DeleteNatGateway(r) => boxed(delete_nat_gateway::handle(ctx, r).await),
+        Action::DescribeNatGateways(r) => boxed(describe_nat_gateways::handle(ctx, r).await),
         Action::AllocateAddress(r) => boxed(allocate_address::handle(ctx, r).await),
         Action::AssociateAddress(r) => boxed(associate_address::handle(ctx, r).await),
         Action::DescribeAddresses(r) => boxed(describe_addresses::handle(ctx, r).await),

@@ -31,3 +31,4 @@ pub mod import;
 pub mod metadata;
 pub mod server;
 pub mod throttle;
+pub mod vpc_metadata;

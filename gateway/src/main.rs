@@ -320,6 +320,12 @@ async fn run_server(listen: SocketAddr, metadata_listen: &str, common: Common) -
         tracing::info!(host = %host.id, uri = %host.config.uri, zone = %host.zone, accelerator = ?host.accelerator, "host");
     }
     let region = config.topology().regions[0].name.clone();
+    let metadata = Arc::new(gateway::metadata::MetadataService::new(Arc::clone(&backend), region));
+    // Guests of VPCs of their own reach the service in their VPC's namespace (with OVN).
+    if config.network.ovn_northbound.is_some() {
+        let plane = gateway::vpc_metadata::MetadataPlane::new(Arc::clone(&backend), Arc::clone(&metadata));
+        tokio::spawn(Arc::new(plane).run());
+    }
     if metadata_listen != "off" {
         let address: SocketAddr =
             metadata_listen.parse().with_context(|| format!("--metadata-listen {metadata_listen}: not an address"))?;
@@ -327,8 +333,7 @@ async fn run_server(listen: SocketAddr, metadata_listen: &str, common: Common) -
         // machine not set up by setup-host) runs without it.
         match tokio::net::TcpListener::bind(address).await {
             Ok(listener) => {
-                let service = Arc::new(gateway::metadata::MetadataService::new(Arc::clone(&backend), region));
-                tokio::spawn(gateway::metadata::serve(listener, service));
+                tokio::spawn(gateway::metadata::serve(listener, Arc::clone(&metadata)));
                 tracing::info!(%address, "instance metadata service listening");
             }
             Err(error) => tracing::warn!(%address, %error, "instance metadata service not started"),

@@ -145,10 +145,11 @@ impl MetadataService {
         id == instance_id && expires.parse::<u64>().is_ok_and(|e| e > now)
     }
 
-    /// Reads what a request of the instance at `address` needs; `None` for an address no
-    /// instance holds.
-    fn facts(&self, address: Ipv4Addr) -> backend::Result<Option<Facts>> {
-        let Some(record) = self.backend.instance_at(address)? else { return Ok(None) };
+    /// Reads what a request of the instance at `address` in the address space `scope` needs
+    /// (`""`: the hosts' shared segment; `{vpc id}/`: that VPC); `None` for an address no
+    /// instance holds there.
+    fn facts(&self, scope: &str, address: Ipv4Addr) -> backend::Result<Option<Facts>> {
+        let Some(record) = self.backend.instance_in(scope, address)? else { return Ok(None) };
         let names = self.backend.security_group_names(&record.account)?;
         let group_names = record.security_group_ids.iter().filter_map(|id| names.get(id).cloned()).collect();
         let volumes = self.backend.instance_volumes(&record.account, &record.id)?;
@@ -350,6 +351,12 @@ fn dynamic(facts: &Facts) -> BTreeMap<String, String> {
 /// Serves the metadata service on `listener` until the process ends. One request per
 /// connection: the hop limit (the IP TTL) applies to token answers only, and is set for each.
 pub async fn serve(listener: TcpListener, service: Arc<MetadataService>) {
+    serve_in(listener, service, String::new()).await
+}
+
+/// As [`serve`], for callers in the address space `scope` (a VPC's, [`crate::vpc_metadata`]).
+pub async fn serve_in(listener: TcpListener, service: Arc<MetadataService>, scope: String) {
+    let scope: Arc<str> = scope.into();
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -361,6 +368,7 @@ pub async fn serve(listener: TcpListener, service: Arc<MetadataService>) {
             }
         };
         let service = Arc::clone(&service);
+        let scope = Arc::clone(&scope);
         tokio::spawn(async move {
             let SocketAddr::V4(peer) = peer else { return };
             let address = *peer.ip();
@@ -368,7 +376,8 @@ pub async fn serve(listener: TcpListener, service: Arc<MetadataService>) {
             let peeked = tokio::time::timeout(Duration::from_secs(10), stream.peek(&mut method)).await;
             if matches!(peeked, Ok(Ok(4))) && &method == b"PUT " {
                 let backend = Arc::clone(&service.backend);
-                let record = tokio::task::spawn_blocking(move || backend.instance_at(address)).await;
+                let in_scope = Arc::clone(&scope);
+                let record = tokio::task::spawn_blocking(move || backend.instance_in(&in_scope, address)).await;
                 if let Ok(Ok(Some(record))) = record {
                     let _ = stream.set_ttl(record.metadata.hop_limit.into());
                 }
@@ -380,8 +389,8 @@ pub async fn serve(listener: TcpListener, service: Arc<MetadataService>) {
                 .serve_connection(
                     TokioIo::new(stream),
                     hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
-                        let service = Arc::clone(&service);
-                        async move { Ok::<_, Infallible>(service.handle(address, request).await) }
+                        let (service, scope) = (Arc::clone(&service), Arc::clone(&scope));
+                        async move { Ok::<_, Infallible>(service.handle(&scope, address, request).await) }
                     }),
                 );
             let _ = tokio::time::timeout(Duration::from_secs(30), connection).await;
@@ -392,12 +401,13 @@ pub async fn serve(listener: TcpListener, service: Arc<MetadataService>) {
 impl MetadataService {
     async fn handle(
         self: Arc<Self>,
+        scope: &str,
         address: Ipv4Addr,
         request: Request<hyper::body::Incoming>,
     ) -> Response<Full<Bytes>> {
         // Options and data may change between requests of one connection: read them afresh.
-        let lookup = Arc::clone(&self);
-        let facts = tokio::task::spawn_blocking(move || lookup.facts(address)).await;
+        let (lookup, scope) = (Arc::clone(&self), scope.to_owned());
+        let facts = tokio::task::spawn_blocking(move || lookup.facts(&scope, address)).await;
         let answer = match facts {
             Ok(Ok(Some(facts))) => {
                 let now = chrono::Utc::now().timestamp().max(0) as u64;

@@ -138,6 +138,9 @@ pub struct SwitchPort {
     pub addresses: Vec<String>,
     /// Whether frames must come from its MAC and addresses (EC2's source/destination check).
     pub port_security: bool,
+    /// A `localport`: present on every chassis, its traffic never leaves the one it comes from
+    /// (a per-host service such as the metadata service). It gets no DHCP.
+    pub localport: bool,
 }
 
 impl SwitchPort {

@@ -219,8 +219,13 @@ pub fn plan(desired: &Desired, current: &Current) -> Vec<Command> {
         for port in &switch.ports {
             let entry = port.address_entry();
             let security: Vec<String> = if port.port_security { vec![entry.clone()] } else { Vec::new() };
+            let dhcp_ref = if port.localport { None } else { dhcp_ref.clone() };
+            let kind = if port.localport { "localport" } else { "" };
             match switch_ports.get(port.name.as_str()) {
                 Some(row) if row.external(PARENT) == Some(switch.name.as_str()) => {
+                    if row.set("type").first().map_or("", String::as_str) != kind {
+                        out.push(command(&["lsp-set-type", &port.name, kind]));
+                    }
                     if row.set("addresses") != [entry.clone()] {
                         out.push(command(&["lsp-set-addresses", &port.name, &entry]));
                     }
@@ -248,6 +253,9 @@ pub fn plan(desired: &Desired, current: &Current) -> Vec<Command> {
                         out.push(command(&["lsp-del", &port.name]));
                     }
                     out.push(command(&["lsp-add", &switch.name, &port.name]));
+                    if port.localport {
+                        out.push(command(&["lsp-set-type", &port.name, kind]));
+                    }
                     out.push(command(&["lsp-set-addresses", &port.name, &entry]));
                     if port.port_security {
                         out.push(command(&["lsp-set-port-security", &port.name, &entry]));
@@ -586,6 +594,7 @@ mod tests {
                     mac: "02:00:00:00:00:10".into(),
                     addresses: vec!["10.0.1.10".into()],
                     port_security: true,
+                    localport: false,
                 }],
             }],
             port_groups: Vec::new(),

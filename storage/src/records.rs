@@ -250,14 +250,19 @@ pub struct InstanceRecord {
     /// even if the key pair is deleted later, as EC2 does.
     #[serde(default)]
     pub public_key: Option<String>,
+    /// The public address it was given at launch (`MapPublicIpOnLaunch`,
+    /// `AssociatePublicIpAddress`), held in the pool until it is terminated; an Elastic IP
+    /// associated with it stands in front of this one.
+    #[serde(default)]
+    pub public_ip: Option<String>,
 }
 
 /// Version 2 added the migration fields: an older binary must not stop or move an instance
 /// that is migrating. Version 3 added the credit specification, version 4 the metadata
-/// options and the launch key.
+/// options and the launch key, version 5 the public address.
 impl Record for InstanceRecord {
-    const VERSION: u8 = 4;
-    const READS: &'static [u8] = &[1, 2, 3];
+    const VERSION: u8 = 5;
+    const READS: &'static [u8] = &[1, 2, 3, 4];
     const DERIVED: bool = true;
 
     fn derive(tx: &crate::WriteTx, _key: &str, old: Option<&Self>, new: Option<&Self>) -> crate::Result<()> {
@@ -776,5 +781,26 @@ pub struct AddressRecord {
 }
 
 impl Record for AddressRecord {
+    const VERSION: u8 = 1;
+}
+
+/// A NAT gateway: one Elastic IP, one address of its subnet; private subnets routed to it get
+/// out through it, and nothing gets in. Key: `{account}/{nat gateway id}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NatGatewayRecord {
+    pub id: String,
+    pub account: String,
+    pub vpc_id: String,
+    pub subnet_id: String,
+    pub allocation_id: String,
+    pub public_ip: String,
+    /// Its (requester-managed) network interface and address in the subnet.
+    pub network_interface_id: String,
+    pub private_ip: String,
+    pub client_token: Option<String>,
+    pub created_ms: i64,
+}
+
+impl Record for NatGatewayRecord {
     const VERSION: u8 = 1;
 }

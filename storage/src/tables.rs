@@ -3,8 +3,8 @@
 use crate::{
     AccessKeyRecord, AccountRecord, AddressRecord, ClientTokenRecord, HostStateRecord, HostUsageRecord, ImageRecord,
     IndexEntry, InstanceRecord, InternetGatewayRecord, KeyPairRecord, LeaseBlockRecord, LeaseRecord, MetaRecord,
-    MigrationRecord, NameRecord, RouteTableRecord, SecretRecord, SecurityGroupRecord, SnapshotRecord, SubnetRecord,
-    Table, TagRecord, VolumeRecord, VpcRecord,
+    MigrationRecord, NameRecord, NatGatewayRecord, RouteTableRecord, SecretRecord, SecurityGroupRecord, SnapshotRecord,
+    SubnetRecord, Table, TagRecord, VolumeRecord, VpcRecord,
 };
 
 pub const ACCOUNTS: Table<AccountRecord> = Table::new("accounts");
@@ -35,6 +35,8 @@ pub const ROUTE_TABLES: Table<RouteTableRecord> = Table::new("route_tables");
 
 /// Key: `{account}/{allocation id}`.
 pub const ADDRESSES: Table<AddressRecord> = Table::new("addresses");
+/// Key: `{account}/{nat gateway id}`.
+pub const NAT_GATEWAYS: Table<NatGatewayRecord> = Table::new("nat_gateways");
 /// Who holds each public address of the pool. Key: the address; the value names
 /// `{account}/{allocation id}`.
 pub const PUBLIC_ADDRESSES: Table<NameRecord> = Table::new("public_addresses");
@@ -96,4 +98,5 @@ pub const ALL: &[&str] = &[
     "route_tables",
     "addresses",
     "public_addresses",
+    "nat_gateways",
 ];

@@ -575,6 +575,9 @@ impl XmlValue for AuthorizeSecurityGroupIngressResult {
     }
 }
 pub type AutoPlacement = String;
+pub type AutoProvisionZonesState = String;
+pub type AutoScalingIpsState = String;
+pub type AvailabilityMode = String;
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct AvailabilityZone {
@@ -618,6 +621,26 @@ impl XmlValue for AvailabilityZone {
         w.start(name);
         self.write_members(w);
         w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AvailabilityZoneAddress {
+    pub allocation_ids: Option<Vec<String>>,
+    pub availability_zone: Option<String>,
+    pub availability_zone_id: Option<String>,
+}
+
+impl FromQuery for AvailabilityZoneAddress {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            allocation_ids: d.optional("AllocationId")?,
+            availability_zone: d.optional("AvailabilityZone")?,
+            availability_zone_id: d.optional("AvailabilityZoneId")?,
+        };
+        d.finish(&["AllocationId", "AvailabilityZone", "AvailabilityZoneId"])?;
+        Ok(value)
     }
 }
 
@@ -955,6 +978,7 @@ impl XmlValue for ConnectionTrackingSpecificationResponse {
         w.end(name);
     }
 }
+pub type ConnectivityType = String;
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct CpuOptions {
@@ -1190,6 +1214,84 @@ impl FromQuery for CreateKeyPairRequest {
         };
         d.finish(&["DryRun", "KeyFormat", "KeyName", "KeyType", "TagSpecification"])?;
         Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CreateNatGatewayRequest {
+    pub allocation_id: Option<String>,
+    pub availability_mode: Option<AvailabilityMode>,
+    pub availability_zone_addresses: Option<Vec<AvailabilityZoneAddress>>,
+    pub client_token: Option<String>,
+    pub connectivity_type: Option<ConnectivityType>,
+    pub dry_run: Option<bool>,
+    pub private_ip_address: Option<String>,
+    pub secondary_allocation_ids: Option<Vec<String>>,
+    pub secondary_private_ip_address_count: Option<i32>,
+    pub secondary_private_ip_addresses: Option<Vec<String>>,
+    pub subnet_id: Option<String>,
+    pub tag_specifications: Option<Vec<TagSpecification>>,
+    pub vpc_id: Option<String>,
+}
+
+impl FromQuery for CreateNatGatewayRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            allocation_id: d.optional("AllocationId")?,
+            availability_mode: d.optional("AvailabilityMode")?,
+            availability_zone_addresses: d.optional("AvailabilityZoneAddress")?,
+            client_token: d.optional("ClientToken")?,
+            connectivity_type: d.optional("ConnectivityType")?,
+            dry_run: d.optional("DryRun")?,
+            private_ip_address: d.optional("PrivateIpAddress")?,
+            secondary_allocation_ids: d.optional("SecondaryAllocationId")?,
+            secondary_private_ip_address_count: d
+                .optional("SecondaryPrivateIpAddressCount")?
+                .map(|v| d.in_range("SecondaryPrivateIpAddressCount", v, 1, 31))
+                .transpose()?,
+            secondary_private_ip_addresses: d.optional("SecondaryPrivateIpAddress")?,
+            subnet_id: d.optional("SubnetId")?,
+            tag_specifications: d.optional("TagSpecification")?,
+            vpc_id: d.optional("VpcId")?,
+        };
+        d.finish(&[
+            "AllocationId",
+            "AvailabilityMode",
+            "AvailabilityZoneAddress",
+            "ClientToken",
+            "ConnectivityType",
+            "DryRun",
+            "PrivateIpAddress",
+            "SecondaryAllocationId",
+            "SecondaryPrivateIpAddressCount",
+            "SecondaryPrivateIpAddress",
+            "SubnetId",
+            "TagSpecification",
+            "VpcId",
+        ])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CreateNatGatewayResult {
+    pub client_token: Option<String>,
+    pub nat_gateway: Option<NatGateway>,
+}
+
+impl XmlStruct for CreateNatGatewayResult {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.client_token.write_xml(w, "clientToken");
+        self.nat_gateway.write_xml(w, "natGateway");
+    }
+}
+
+impl XmlValue for CreateNatGatewayResult {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
     }
 }
 
@@ -1706,6 +1808,40 @@ impl XmlStruct for DeleteKeyPairResult {
 }
 
 impl XmlValue for DeleteKeyPairResult {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DeleteNatGatewayRequest {
+    pub dry_run: Option<bool>,
+    pub nat_gateway_id: String,
+}
+
+impl FromQuery for DeleteNatGatewayRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self { dry_run: d.optional("DryRun")?, nat_gateway_id: d.required("NatGatewayId")? };
+        d.finish(&["DryRun", "NatGatewayId"])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DeleteNatGatewayResult {
+    pub nat_gateway_id: Option<String>,
+}
+
+impl XmlStruct for DeleteNatGatewayResult {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.nat_gateway_id.write_xml(w, "natGatewayId");
+    }
+}
+
+impl XmlValue for DeleteNatGatewayResult {
     fn write_xml(&self, w: &mut XmlWriter, name: &str) {
         w.start(name);
         self.write_members(w);
@@ -2640,6 +2776,51 @@ impl XmlStruct for DescribeKeyPairsResult {
 }
 
 impl XmlValue for DescribeKeyPairsResult {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DescribeNatGatewaysRequest {
+    pub dry_run: Option<bool>,
+    pub filter: Option<Vec<Filter>>,
+    pub max_results: Option<i32>,
+    pub nat_gateway_ids: Option<Vec<String>>,
+    pub next_token: Option<String>,
+}
+
+impl FromQuery for DescribeNatGatewaysRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            dry_run: d.optional("DryRun")?,
+            filter: d.optional("Filter")?,
+            max_results: d.optional("MaxResults")?.map(|v| d.in_range("MaxResults", v, 5, 1000)).transpose()?,
+            nat_gateway_ids: d.optional("NatGatewayId")?,
+            next_token: d.optional("NextToken")?,
+        };
+        d.finish(&["DryRun", "Filter", "MaxResults", "NatGatewayId", "NextToken"])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DescribeNatGatewaysResult {
+    pub nat_gateways: Option<Vec<NatGateway>>,
+    pub next_token: Option<String>,
+}
+
+impl XmlStruct for DescribeNatGatewaysResult {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.nat_gateways.write_xml(w, "natGatewaySet");
+        self.next_token.write_xml(w, "nextToken");
+    }
+}
+
+impl XmlValue for DescribeNatGatewaysResult {
     fn write_xml(&self, w: &mut XmlWriter, name: &str) {
         w.start(name);
         self.write_members(w);
@@ -6619,6 +6800,130 @@ impl XmlValue for Monitoring {
     }
 }
 pub type MonitoringState = String;
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NatGateway {
+    pub attached_appliances: Option<Vec<NatGatewayAttachedAppliance>>,
+    pub auto_provision_zones: Option<AutoProvisionZonesState>,
+    pub auto_scaling_ips: Option<AutoScalingIpsState>,
+    pub availability_mode: Option<AvailabilityMode>,
+    pub connectivity_type: Option<ConnectivityType>,
+    pub create_time: Option<Timestamp>,
+    pub delete_time: Option<Timestamp>,
+    pub failure_code: Option<String>,
+    pub failure_message: Option<String>,
+    pub nat_gateway_addresses: Option<Vec<NatGatewayAddress>>,
+    pub nat_gateway_id: Option<String>,
+    pub provisioned_bandwidth: Option<ProvisionedBandwidth>,
+    pub route_table_id: Option<String>,
+    pub state: Option<NatGatewayState>,
+    pub subnet_id: Option<String>,
+    pub tags: Option<Vec<Tag>>,
+    pub vpc_id: Option<String>,
+}
+
+impl XmlStruct for NatGateway {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.attached_appliances.write_xml(w, "attachedApplianceSet");
+        self.auto_provision_zones.write_xml(w, "autoProvisionZones");
+        self.auto_scaling_ips.write_xml(w, "autoScalingIps");
+        self.availability_mode.write_xml(w, "availabilityMode");
+        self.connectivity_type.write_xml(w, "connectivityType");
+        self.create_time.write_xml(w, "createTime");
+        self.delete_time.write_xml(w, "deleteTime");
+        self.failure_code.write_xml(w, "failureCode");
+        self.failure_message.write_xml(w, "failureMessage");
+        self.nat_gateway_addresses.write_xml(w, "natGatewayAddressSet");
+        self.nat_gateway_id.write_xml(w, "natGatewayId");
+        self.provisioned_bandwidth.write_xml(w, "provisionedBandwidth");
+        self.route_table_id.write_xml(w, "routeTableId");
+        self.state.write_xml(w, "state");
+        self.subnet_id.write_xml(w, "subnetId");
+        self.tags.write_xml(w, "tagSet");
+        self.vpc_id.write_xml(w, "vpcId");
+    }
+}
+
+impl XmlValue for NatGateway {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NatGatewayAddress {
+    pub allocation_id: Option<String>,
+    pub association_id: Option<String>,
+    pub availability_zone: Option<String>,
+    pub availability_zone_id: Option<String>,
+    pub failure_message: Option<String>,
+    pub is_primary: Option<bool>,
+    pub network_interface_id: Option<String>,
+    pub private_ip: Option<String>,
+    pub public_ip: Option<String>,
+    pub status: Option<NatGatewayAddressStatus>,
+}
+
+impl XmlStruct for NatGatewayAddress {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.allocation_id.write_xml(w, "allocationId");
+        self.association_id.write_xml(w, "associationId");
+        self.availability_zone.write_xml(w, "availabilityZone");
+        self.availability_zone_id.write_xml(w, "availabilityZoneId");
+        self.failure_message.write_xml(w, "failureMessage");
+        self.is_primary.write_xml(w, "isPrimary");
+        self.network_interface_id.write_xml(w, "networkInterfaceId");
+        self.private_ip.write_xml(w, "privateIp");
+        self.public_ip.write_xml(w, "publicIp");
+        self.status.write_xml(w, "status");
+    }
+}
+
+impl XmlValue for NatGatewayAddress {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+pub type NatGatewayAddressStatus = String;
+pub type NatGatewayApplianceModifyState = String;
+pub type NatGatewayApplianceState = String;
+pub type NatGatewayApplianceType = String;
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NatGatewayAttachedAppliance {
+    pub appliance_arn: Option<String>,
+    pub attachment_state: Option<NatGatewayApplianceState>,
+    pub failure_code: Option<String>,
+    pub failure_message: Option<String>,
+    pub modification_state: Option<NatGatewayApplianceModifyState>,
+    pub r#type: Option<NatGatewayApplianceType>,
+    pub vpc_endpoint_id: Option<String>,
+}
+
+impl XmlStruct for NatGatewayAttachedAppliance {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.appliance_arn.write_xml(w, "applianceArn");
+        self.attachment_state.write_xml(w, "attachmentState");
+        self.failure_code.write_xml(w, "failureCode");
+        self.failure_message.write_xml(w, "failureMessage");
+        self.modification_state.write_xml(w, "modificationState");
+        self.r#type.write_xml(w, "type");
+        self.vpc_endpoint_id.write_xml(w, "vpcEndpointId");
+    }
+}
+
+impl XmlValue for NatGatewayAttachedAppliance {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+pub type NatGatewayState = String;
 pub type NestedVirtualizationSpecification = String;
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -7423,6 +7728,33 @@ impl XmlStruct for PropagatingVgw {
 }
 
 impl XmlValue for PropagatingVgw {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ProvisionedBandwidth {
+    pub provision_time: Option<Timestamp>,
+    pub provisioned: Option<String>,
+    pub request_time: Option<Timestamp>,
+    pub requested: Option<String>,
+    pub status: Option<String>,
+}
+
+impl XmlStruct for ProvisionedBandwidth {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.provision_time.write_xml(w, "provisionTime");
+        self.provisioned.write_xml(w, "provisioned");
+        self.request_time.write_xml(w, "requestTime");
+        self.requested.write_xml(w, "requested");
+        self.status.write_xml(w, "status");
+    }
+}
+
+impl XmlValue for ProvisionedBandwidth {
     fn write_xml(&self, w: &mut XmlWriter, name: &str) {
         w.start(name);
         self.write_members(w);
@@ -9471,8 +9803,10 @@ pub mod values {
     pub const AMD_SEV_SNP_SPECIFICATION: &[&str] = &["enabled", "disabled"];
     pub const ARCHITECTURE_VALUES: &[&str] = &["i386", "x86_64", "arm64", "x86_64_mac", "arm64_mac"];
     pub const AUTO_PLACEMENT: &[&str] = &["on", "off"];
+    pub const AVAILABILITY_MODE: &[&str] = &["zonal", "regional"];
     pub const BOOT_MODE_VALUES: &[&str] = &["legacy-bios", "uefi", "uefi-preferred"];
     pub const CAPACITY_RESERVATION_PREFERENCE: &[&str] = &["capacity-reservations-only", "open", "none"];
+    pub const CONNECTIVITY_TYPE: &[&str] = &["private", "public"];
     pub const DOMAIN_TYPE: &[&str] = &["vpc", "standard"];
     pub const HOST_MAINTENANCE: &[&str] = &["on", "off"];
     pub const HOST_RECOVERY: &[&str] = &["on", "off"];
@@ -10880,6 +11214,7 @@ pub enum Action {
     CreateImage(CreateImageRequest),
     CreateInternetGateway(CreateInternetGatewayRequest),
     CreateKeyPair(CreateKeyPairRequest),
+    CreateNatGateway(CreateNatGatewayRequest),
     CreateRoute(CreateRouteRequest),
     CreateRouteTable(CreateRouteTableRequest),
     CreateSecurityGroup(CreateSecurityGroupRequest),
@@ -10890,6 +11225,7 @@ pub enum Action {
     CreateVpc(CreateVpcRequest),
     DeleteInternetGateway(DeleteInternetGatewayRequest),
     DeleteKeyPair(DeleteKeyPairRequest),
+    DeleteNatGateway(DeleteNatGatewayRequest),
     DeleteRoute(DeleteRouteRequest),
     DeleteRouteTable(DeleteRouteTableRequest),
     DeleteSecurityGroup(DeleteSecurityGroupRequest),
@@ -10916,6 +11252,7 @@ pub enum Action {
     DescribeInstances(DescribeInstancesRequest),
     DescribeInternetGateways(DescribeInternetGatewaysRequest),
     DescribeKeyPairs(DescribeKeyPairsRequest),
+    DescribeNatGateways(DescribeNatGatewaysRequest),
     DescribeNetworkAcls(DescribeNetworkAclsRequest),
     DescribeNetworkInterfaces(DescribeNetworkInterfacesRequest),
     DescribeRegions(DescribeRegionsRequest),
@@ -10972,6 +11309,7 @@ impl Action {
         "CreateImage",
         "CreateInternetGateway",
         "CreateKeyPair",
+        "CreateNatGateway",
         "CreateRoute",
         "CreateRouteTable",
         "CreateSecurityGroup",
@@ -10982,6 +11320,7 @@ impl Action {
         "CreateVpc",
         "DeleteInternetGateway",
         "DeleteKeyPair",
+        "DeleteNatGateway",
         "DeleteRoute",
         "DeleteRouteTable",
         "DeleteSecurityGroup",
@@ -11008,6 +11347,7 @@ impl Action {
         "DescribeInstances",
         "DescribeInternetGateways",
         "DescribeKeyPairs",
+        "DescribeNatGateways",
         "DescribeNetworkAcls",
         "DescribeNetworkInterfaces",
         "DescribeRegions",
@@ -11067,6 +11407,7 @@ impl Action {
             "CreateImage" => FromQuery::from_query(params, "").map(Self::CreateImage),
             "CreateInternetGateway" => FromQuery::from_query(params, "").map(Self::CreateInternetGateway),
             "CreateKeyPair" => FromQuery::from_query(params, "").map(Self::CreateKeyPair),
+            "CreateNatGateway" => FromQuery::from_query(params, "").map(Self::CreateNatGateway),
             "CreateRoute" => FromQuery::from_query(params, "").map(Self::CreateRoute),
             "CreateRouteTable" => FromQuery::from_query(params, "").map(Self::CreateRouteTable),
             "CreateSecurityGroup" => FromQuery::from_query(params, "").map(Self::CreateSecurityGroup),
@@ -11077,6 +11418,7 @@ impl Action {
             "CreateVpc" => FromQuery::from_query(params, "").map(Self::CreateVpc),
             "DeleteInternetGateway" => FromQuery::from_query(params, "").map(Self::DeleteInternetGateway),
             "DeleteKeyPair" => FromQuery::from_query(params, "").map(Self::DeleteKeyPair),
+            "DeleteNatGateway" => FromQuery::from_query(params, "").map(Self::DeleteNatGateway),
             "DeleteRoute" => FromQuery::from_query(params, "").map(Self::DeleteRoute),
             "DeleteRouteTable" => FromQuery::from_query(params, "").map(Self::DeleteRouteTable),
             "DeleteSecurityGroup" => FromQuery::from_query(params, "").map(Self::DeleteSecurityGroup),
@@ -11107,6 +11449,7 @@ impl Action {
             "DescribeInstances" => FromQuery::from_query(params, "").map(Self::DescribeInstances),
             "DescribeInternetGateways" => FromQuery::from_query(params, "").map(Self::DescribeInternetGateways),
             "DescribeKeyPairs" => FromQuery::from_query(params, "").map(Self::DescribeKeyPairs),
+            "DescribeNatGateways" => FromQuery::from_query(params, "").map(Self::DescribeNatGateways),
             "DescribeNetworkAcls" => FromQuery::from_query(params, "").map(Self::DescribeNetworkAcls),
             "DescribeNetworkInterfaces" => FromQuery::from_query(params, "").map(Self::DescribeNetworkInterfaces),
             "DescribeRegions" => FromQuery::from_query(params, "").map(Self::DescribeRegions),
@@ -11169,6 +11512,7 @@ impl Action {
             Self::CreateImage(_) => "CreateImage",
             Self::CreateInternetGateway(_) => "CreateInternetGateway",
             Self::CreateKeyPair(_) => "CreateKeyPair",
+            Self::CreateNatGateway(_) => "CreateNatGateway",
             Self::CreateRoute(_) => "CreateRoute",
             Self::CreateRouteTable(_) => "CreateRouteTable",
             Self::CreateSecurityGroup(_) => "CreateSecurityGroup",
@@ -11179,6 +11523,7 @@ impl Action {
             Self::CreateVpc(_) => "CreateVpc",
             Self::DeleteInternetGateway(_) => "DeleteInternetGateway",
             Self::DeleteKeyPair(_) => "DeleteKeyPair",
+            Self::DeleteNatGateway(_) => "DeleteNatGateway",
             Self::DeleteRoute(_) => "DeleteRoute",
             Self::DeleteRouteTable(_) => "DeleteRouteTable",
             Self::DeleteSecurityGroup(_) => "DeleteSecurityGroup",
@@ -11205,6 +11550,7 @@ impl Action {
             Self::DescribeInstances(_) => "DescribeInstances",
             Self::DescribeInternetGateways(_) => "DescribeInternetGateways",
             Self::DescribeKeyPairs(_) => "DescribeKeyPairs",
+            Self::DescribeNatGateways(_) => "DescribeNatGateways",
             Self::DescribeNetworkAcls(_) => "DescribeNetworkAcls",
             Self::DescribeNetworkInterfaces(_) => "DescribeNetworkInterfaces",
             Self::DescribeRegions(_) => "DescribeRegions",
@@ -11263,6 +11609,7 @@ impl Action {
             Self::CreateImage(r) => r.dry_run == Some(true),
             Self::CreateInternetGateway(r) => r.dry_run == Some(true),
             Self::CreateKeyPair(r) => r.dry_run == Some(true),
+            Self::CreateNatGateway(r) => r.dry_run == Some(true),
             Self::CreateRoute(r) => r.dry_run == Some(true),
             Self::CreateRouteTable(r) => r.dry_run == Some(true),
             Self::CreateSecurityGroup(r) => r.dry_run == Some(true),
@@ -11273,6 +11620,7 @@ impl Action {
             Self::CreateVpc(r) => r.dry_run == Some(true),
             Self::DeleteInternetGateway(r) => r.dry_run == Some(true),
             Self::DeleteKeyPair(r) => r.dry_run == Some(true),
+            Self::DeleteNatGateway(r) => r.dry_run == Some(true),
             Self::DeleteRoute(r) => r.dry_run == Some(true),
             Self::DeleteRouteTable(r) => r.dry_run == Some(true),
             Self::DeleteSecurityGroup(r) => r.dry_run == Some(true),
@@ -11299,6 +11647,7 @@ impl Action {
             Self::DescribeInstances(r) => r.dry_run == Some(true),
             Self::DescribeInternetGateways(r) => r.dry_run == Some(true),
             Self::DescribeKeyPairs(r) => r.dry_run == Some(true),
+            Self::DescribeNatGateways(r) => r.dry_run == Some(true),
             Self::DescribeNetworkAcls(r) => r.dry_run == Some(true),
             Self::DescribeNetworkInterfaces(r) => r.dry_run == Some(true),
             Self::DescribeRegions(r) => r.dry_run == Some(true),
@@ -11355,6 +11704,7 @@ pub type CreateDefaultVpcOutput = CreateDefaultVpcResult;
 pub type CreateImageOutput = CreateImageResult;
 pub type CreateInternetGatewayOutput = CreateInternetGatewayResult;
 pub type CreateKeyPairOutput = KeyPair;
+pub type CreateNatGatewayOutput = CreateNatGatewayResult;
 pub type CreateRouteOutput = CreateRouteResult;
 pub type CreateRouteTableOutput = CreateRouteTableResult;
 pub type CreateSecurityGroupOutput = CreateSecurityGroupResult;
@@ -11365,6 +11715,7 @@ pub type CreateVolumeOutput = Volume;
 pub type CreateVpcOutput = CreateVpcResult;
 pub type DeleteInternetGatewayOutput = ReturnTrue;
 pub type DeleteKeyPairOutput = DeleteKeyPairResult;
+pub type DeleteNatGatewayOutput = DeleteNatGatewayResult;
 pub type DeleteRouteOutput = ReturnTrue;
 pub type DeleteRouteTableOutput = ReturnTrue;
 pub type DeleteSecurityGroupOutput = DeleteSecurityGroupResult;
@@ -11391,6 +11742,7 @@ pub type DescribeInstanceTypesOutput = DescribeInstanceTypesResult;
 pub type DescribeInstancesOutput = DescribeInstancesResult;
 pub type DescribeInternetGatewaysOutput = DescribeInternetGatewaysResult;
 pub type DescribeKeyPairsOutput = DescribeKeyPairsResult;
+pub type DescribeNatGatewaysOutput = DescribeNatGatewaysResult;
 pub type DescribeNetworkAclsOutput = DescribeNetworkAclsResult;
 pub type DescribeNetworkInterfacesOutput = DescribeNetworkInterfacesResult;
 pub type DescribeRegionsOutput = DescribeRegionsResult;

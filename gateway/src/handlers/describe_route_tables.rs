@@ -16,6 +16,7 @@ pub fn views(
 ) -> backend::Result<Vec<RouteTableView>> {
     let gateways = b.internet_gateways(account)?;
     let live = b.live_interfaces(account)?;
+    let nats = b.nat_gateways(account)?;
     Ok(tables
         .into_iter()
         .map(|record| {
@@ -29,7 +30,7 @@ pub fn views(
                     }
                     RouteTarget::Instance(id) => live.iter().any(|(instance, _)| instance == id),
                     RouteTarget::NetworkInterface(id) => live.iter().any(|(_, eni)| eni == id),
-                    RouteTarget::NatGateway(_) => false,
+                    RouteTarget::NatGateway(id) => nats.iter().any(|n| n.id == *id),
                 })
                 .collect();
             RouteTableView { record, active }

@@ -38,9 +38,9 @@ pub async fn handle(ctx: &Ctx, mut req: RunInstancesRequest) -> Result<RunInstan
     let tags = tags_from_specs(Some(instance_specs), "instance")?;
     let interface_tags = tags_from_specs(Some(interface_specs), "network-interface")?;
     let volume_tags = tags_from_specs(Some(volume_specs), "volume")?;
-    let (subnet_id, private_ip, security_group_ids) = match primary {
-        Some(p) => (p.subnet_id, p.private_ip, p.groups),
-        None => (req.subnet_id, req.private_ip_address, req.security_group_ids.unwrap_or_default()),
+    let (subnet_id, private_ip, security_group_ids, associate_public_ip) = match primary {
+        Some(p) => (p.subnet_id, p.private_ip, p.groups, p.associate_public_ip),
+        None => (req.subnet_id, req.private_ip_address, req.security_group_ids.unwrap_or_default(), None),
     };
     let launch = LaunchRequest {
         image_id,
@@ -51,6 +51,7 @@ pub async fn handle(ctx: &Ctx, mut req: RunInstancesRequest) -> Result<RunInstan
         user_data: req.user_data,
         zone: req.placement.and_then(|p| p.availability_zone).filter(|z| !z.is_empty()),
         subnet_id: subnet_id.filter(|s| !s.is_empty()),
+        associate_public_ip,
         security_group_ids,
         security_group_names: req.security_groups.unwrap_or_default(),
         client_token: req.client_token.filter(|t| !t.is_empty()),
@@ -109,6 +110,7 @@ struct PrimaryInterface {
     subnet_id: Option<String>,
     private_ip: Option<String>,
     groups: Vec<String>,
+    associate_public_ip: Option<bool>,
 }
 
 /// `NetworkInterface.N`: an instance has one interface here, at device index 0, whose subnet,
@@ -132,9 +134,6 @@ fn primary_interface(
     let spec = specs.remove(0);
     if spec.network_interface_id.is_some() {
         return Err(unsupported("Launching with an existing network interface (NetworkInterfaceId)"));
-    }
-    if spec.associate_public_ip_address == Some(true) {
-        return Err(unsupported("AssociatePublicIpAddress"));
     }
     if spec.ipv6_address_count.unwrap_or(0) > 0
         || spec.ipv6_addresses.as_ref().is_some_and(|a| !a.is_empty())
@@ -160,7 +159,12 @@ fn primary_interface(
         return Err(unsupported("More than one private address per interface"));
     }
     let private_ip = spec.private_ip_address.or_else(|| listed.into_iter().next().and_then(|a| a.private_ip_address));
-    Ok(Some(PrimaryInterface { subnet_id: spec.subnet_id, private_ip, groups: spec.groups.unwrap_or_default() }))
+    Ok(Some(PrimaryInterface {
+        subnet_id: spec.subnet_id,
+        private_ip,
+        groups: spec.groups.unwrap_or_default(),
+        associate_public_ip: spec.associate_public_ip_address,
+    }))
 }
 
 /// The root volume's settings from `BlockDeviceMapping.N` for the root device. Other devices

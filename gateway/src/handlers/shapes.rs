@@ -144,7 +144,8 @@ pub fn instance(record: &InstanceRecord, tags: &[(String, String)], region: &str
     } else {
         (Some(record.private_ip.clone()), private_dns_name(&record.private_ip, region))
     };
-    let public_ip = joins.public_ips.get(&record.network_interface_id).filter(|_| !terminated);
+    let public_ip =
+        joins.public_ips.get(&record.network_interface_id).or(record.public_ip.as_ref()).filter(|_| !terminated);
     let public_dns = public_ip.map(|p| public_dns_name(p, region));
     let association = public_ip.map(|p| ec2api::InstanceNetworkInterfaceAssociation {
         public_ip: Some(p.clone()),

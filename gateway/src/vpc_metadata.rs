@@ -1,0 +1,223 @@
+//! The instance metadata service inside VPCs of their own (issue 16).
+//!
+//! 1. A guest of a VPC of its own sends `169.254.169.254` to its router, which routes it to the
+//!    VPC's metadata port ([`backend::vpc_network::MetadataPort`]): a `localport`, so on every
+//!    host it leads to that host's own end of it and nowhere else.
+//! 2. That end is a network namespace of this machine, `stratus-meta-<vpc>`, plugged into the
+//!    integration bridge as the port (a veth whose OVS interface carries the port's name as
+//!    `iface-id`), holding the port's address and `169.254.169.254`.
+//! 3. Stratus listens on `169.254.169.254:80` inside each namespace (the socket is bound from a
+//!    thread that entered it; sockets keep the namespace they were made in), so whoever
+//!    connects is known by (VPC, source address): addresses overlap between VPCs, never within
+//!    one, and OVN's port security keeps a guest from using another's. The answers are the
+//!    metadata service's ([`crate::metadata`]), looked up in the VPC's address space.
+//! 4. [`MetadataPlane::run`] keeps one namespace and one listener per VPC that has a subnet:
+//!    made when it gets one, moved when its first subnet changes, removed with it. A restart
+//!    finds the namespaces there and binds again.
+//!
+//! One host for now: the namespaces are made on the machine Stratus runs on.
+
+use std::collections::HashMap;
+use std::os::fd::AsFd;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use backend::vpc_network::{MetadataPort, METADATA_ADDRESS};
+use backend::Backend;
+use sha2::{Digest, Sha256};
+use tokio::task::JoinHandle;
+
+use crate::metadata::MetadataService;
+
+/// How often the namespaces are compared with the VPCs.
+const RECONCILE_EVERY: Duration = Duration::from_secs(1);
+
+/// A VPC's namespace and the listener that serves it.
+struct Served {
+    port: MetadataPort,
+    task: JoinHandle<()>,
+}
+
+pub struct MetadataPlane {
+    backend: Arc<Backend>,
+    service: Arc<MetadataService>,
+    served: tokio::sync::Mutex<HashMap<String, Served>>,
+}
+
+/// The namespace of a VPC's metadata port.
+pub fn namespace(vpc_id: &str) -> String {
+    format!("stratus-meta-{vpc_id}")
+}
+
+/// The host end of the veth (interface names are at most 15 bytes).
+fn link(vpc_id: &str) -> String {
+    let digest = Sha256::digest(vpc_id.as_bytes());
+    let hex: String = digest.iter().take(7).map(|b| format!("{b:02x}")).collect();
+    format!("sm{}", &hex[..13])
+}
+
+fn run(program: &str, args: &[&str]) -> Result<(), String> {
+    let output = Command::new(program).args(args).output().map_err(|e| format!("{program}: {e}"))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(format!("{program} {}: {}", args.join(" "), String::from_utf8_lossy(&output.stderr).trim()))
+    }
+}
+
+/// Makes (or mends) a VPC's namespace and its plug into the integration bridge. Blocks.
+fn set_up(port: &MetadataPort) -> Result<(), String> {
+    let (ns, link) = (namespace(&port.vpc_id), link(&port.vpc_id));
+    if !std::path::Path::new("/run/netns").join(&ns).exists() {
+        run("ip", &["netns", "add", &ns])?;
+    }
+    if run("ip", &["link", "show", &link]).is_err() {
+        run("ip", &["link", "add", &link, "type", "veth", "peer", "name", "eth0", "netns", &ns])?;
+    }
+    // Open vSwitch's userspace datapath needs checksums filled in (see networking.md).
+    run("ethtool", &["-K", &link, "tx", "off"])?;
+    run("ip", &["netns", "exec", &ns, "ethtool", "-K", "eth0", "tx", "off"])?;
+    run("ip", &["link", "set", &link, "up"])?;
+    let address = format!("{}/{}", port.address, port.prefix);
+    let metadata = format!("{METADATA_ADDRESS}/32");
+    let router = port.router.to_string();
+    for args in [
+        vec!["link", "set", "lo", "up"],
+        vec!["link", "set", "eth0", "address", &port.mac],
+        vec!["addr", "flush", "dev", "eth0"],
+        vec!["addr", "add", &address, "dev", "eth0"],
+        vec!["addr", "add", &metadata, "dev", "eth0"],
+        vec!["link", "set", "eth0", "up"],
+        // Guests of the VPC's other subnets are answered through its router.
+        vec!["route", "replace", "default", "via", &router],
+    ] {
+        let mut full = vec!["-n", ns.as_str()];
+        full.extend(args);
+        run("ip", &full)?;
+    }
+    run(
+        "ovs-vsctl",
+        &[
+            "--timeout=10",
+            "--may-exist",
+            "add-port",
+            backend::vpc_network::INTEGRATION_BRIDGE,
+            &link,
+            "--",
+            "set",
+            "Interface",
+            &link,
+            &format!("external_ids:iface-id={}", port.name),
+        ],
+    )
+}
+
+/// Removes a VPC's namespace and plug. Blocks.
+fn tear_down(vpc_id: &str) {
+    let (ns, link) = (namespace(vpc_id), link(vpc_id));
+    let bridge = backend::vpc_network::INTEGRATION_BRIDGE;
+    let steps = [
+        run("ovs-vsctl", &["--timeout=10", "--if-exists", "del-port", bridge, &link]),
+        run("ip", &["netns", "del", &ns]),
+    ];
+    for error in steps.into_iter().filter_map(Result::err) {
+        tracing::warn!(vpc = %vpc_id, %error, "removing the VPC's metadata namespace");
+    }
+}
+
+/// A socket on `169.254.169.254:80` inside namespace `ns`, bound from a thread that entered it.
+fn bind_in(ns: &str) -> std::io::Result<std::net::TcpListener> {
+    let path = std::path::Path::new("/run/netns").join(ns);
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let file = std::fs::File::open(&path)?;
+                rustix::thread::move_into_link_name_space(
+                    file.as_fd(),
+                    Some(rustix::thread::LinkNameSpaceType::Network),
+                )?;
+                let listener = std::net::TcpListener::bind((METADATA_ADDRESS, 80))?;
+                listener.set_nonblocking(true)?;
+                Ok(listener)
+            })
+            .join()
+            .unwrap_or_else(|_| Err(std::io::Error::other("the binding thread panicked")))
+    })
+}
+
+impl MetadataPlane {
+    pub fn new(backend: Arc<Backend>, service: Arc<MetadataService>) -> Self {
+        Self { backend, service, served: Default::default() }
+    }
+
+    /// Keeps the namespaces in step with the VPCs until the process ends.
+    pub async fn run(self: Arc<Self>) {
+        loop {
+            self.reconcile().await;
+            tokio::time::sleep(RECONCILE_EVERY).await;
+        }
+    }
+
+    async fn reconcile(&self) {
+        let backend = Arc::clone(&self.backend);
+        let wanted = match tokio::task::spawn_blocking(move || backend.metadata_ports()).await {
+            Ok(Ok(ports)) => ports,
+            Ok(Err(error)) => return tracing::warn!(%error, "reading the VPCs' metadata ports"),
+            Err(_) => return,
+        };
+        let mut served = self.served.lock().await;
+        let gone: Vec<String> =
+            served.keys().filter(|vpc| !wanted.iter().any(|p| &p.vpc_id == *vpc)).cloned().collect();
+        for vpc in gone {
+            if let Some(old) = served.remove(&vpc) {
+                old.task.abort();
+            }
+            let _ = tokio::task::spawn_blocking(move || tear_down(&vpc)).await;
+        }
+        for port in wanted {
+            let current = served.get(&port.vpc_id);
+            if current.is_some_and(|s| s.port == port && !s.task.is_finished()) {
+                continue;
+            }
+            if let Some(old) = served.remove(&port.vpc_id) {
+                old.task.abort();
+            }
+            let made = port.clone();
+            let ready = tokio::task::spawn_blocking(move || {
+                set_up(&made).map_err(std::io::Error::other)?;
+                bind_in(&namespace(&made.vpc_id))
+            })
+            .await;
+            let listener = match ready {
+                Ok(Ok(listener)) => tokio::net::TcpListener::from_std(listener),
+                Ok(Err(error)) => Err(error),
+                Err(error) => Err(std::io::Error::other(error)),
+            };
+            match listener {
+                Ok(listener) => {
+                    let scope = format!("{}/", port.vpc_id);
+                    let task = tokio::spawn(crate::metadata::serve_in(listener, Arc::clone(&self.service), scope));
+                    tracing::info!(vpc = %port.vpc_id, address = %port.address, "metadata service in the VPC");
+                    served.insert(port.vpc_id.clone(), Served { port, task });
+                }
+                Err(error) => {
+                    tracing::warn!(vpc = %port.vpc_id, %error, "metadata service in the VPC not ready; retried")
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_fit_the_kernel() {
+        let vpc = "vpc-0123456789abcdef0";
+        assert_eq!(link(vpc).len(), 15, "interface names are at most 15 bytes");
+        assert_ne!(link(vpc), link("vpc-0123456789abcdef1"));
+        assert_eq!(namespace(vpc), "stratus-meta-vpc-0123456789abcdef0");
+    }
+}
