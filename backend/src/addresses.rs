@@ -17,7 +17,7 @@
 
 use std::net::Ipv4Addr;
 
-use storage::tables::{ADDRESSES, INSTANCES, INTERNET_GATEWAYS, PUBLIC_ADDRESSES};
+use storage::tables::{ADDRESSES, INSTANCES, INTERNET_GATEWAYS, NAT_GATEWAYS, PUBLIC_ADDRESSES};
 use storage::{AddressAssociationRecord, AddressRecord, InstanceState, NameRecord, Reads, WriteTx};
 
 use crate::vpcs::Cidr;
@@ -107,6 +107,17 @@ pub(crate) fn give_back_public_address(tx: &WriteTx, address: &str, holder: &str
     Ok(())
 }
 
+/// The NAT gateway whose address `allocation_id` is, if any: that association is the NAT
+/// gateway's for as long as it exists.
+fn held_by_nat(tx: &impl Reads, account: &str, allocation_id: &str) -> Result<Option<String>> {
+    Ok(tx
+        .scan(&NAT_GATEWAYS, &format!("{account}/"))?
+        .into_iter()
+        .map(|(_, n)| n)
+        .find(|n| n.allocation_id == allocation_id)
+        .map(|n| n.id))
+}
+
 /// Drops the associations that point at `instance_id` (it is going).
 pub(crate) fn release_instance_addresses(tx: &WriteTx, account: &str, instance_id: &str) -> Result<()> {
     for (address_key, mut address) in tx.scan(&ADDRESSES, &format!("{account}/"))? {
@@ -177,10 +188,16 @@ impl Backend {
 
     /// The allocation id of the account's address `public_ip` (requests may name it so).
     pub fn allocation_of(&self, account: &str, public_ip: &str) -> Result<String> {
+        // Addresses the pool lent to something else (a gateway, an instance's own) are no
+        // Elastic IPs: not found.
         self.store().read(|tx| {
             let holder = tx.get(&PUBLIC_ADDRESSES, public_ip)?.map(|n| n.id);
             match holder.as_deref().and_then(|h| h.split_once('/')) {
-                Some((owner, allocation)) if owner == account => Ok(allocation.to_owned()),
+                Some((owner, allocation))
+                    if owner == account && tx.get(&ADDRESSES, &key(account, allocation))?.is_some() =>
+                {
+                    Ok(allocation.to_owned())
+                }
                 _ => Err(Error::AddressNotFound(public_ip.to_owned())),
             }
         })
@@ -221,6 +238,17 @@ impl Backend {
             if !gateways.iter().any(|(_, g)| g.vpc_id.as_deref() == Some(instance.vpc_id.as_str())) {
                 return Err(Error::VpcWithoutGateway(instance.vpc_id.clone()));
             }
+            // Public addresses lead somewhere only from a VPC of its own (on OVN).
+            let vpc = tx.get(&storage::tables::VPCS, &key(account, &instance.vpc_id))?;
+            if crate::network::lease_scope(vpc.as_ref()).is_empty() {
+                return Err(Error::UnsupportedOperation(format!(
+                    "Elastic IPs need an instance in a VPC of your own (on OVN); {} is in the default VPC, whose guests share the hosts' bridge.",
+                    instance.id
+                )));
+            }
+            if let Some(nat) = held_by_nat(tx, account, allocation_id)? {
+                return Err(Error::AddressInUseBy { allocation: allocation_id.to_owned(), user: nat });
+            }
             if let Some(current) = &address.association {
                 let same = current.network_interface_id == instance.network_interface_id;
                 if !same && !allow_reassociation {
@@ -230,14 +258,12 @@ impl Backend {
                     return Ok(current.id.clone());
                 }
             }
-            // One public address per interface: another address of the account moves off.
+            // One Elastic IP per interface: one it has already is disassociated (and stays the
+            // account's), as EC2 does.
             for (other_key, mut other) in tx.scan(&ADDRESSES, &format!("{account}/"))? {
                 let holds =
                     other.association.as_ref().is_some_and(|a| a.network_interface_id == instance.network_interface_id);
                 if holds && other.allocation_id != allocation_id {
-                    if !allow_reassociation {
-                        return Err(Error::AlreadyAssociated(instance.network_interface_id.clone()));
-                    }
                     other.association = None;
                     tx.insert(&ADDRESSES, &other_key, &other)?;
                 }
@@ -260,6 +286,9 @@ impl Backend {
     pub fn disassociate_address(&self, account: &str, association_id: &str) -> Result<()> {
         self.store().write(|tx| {
             let mut address = address_associated(tx, account, association_id)?;
+            if let Some(nat) = held_by_nat(tx, account, &address.allocation_id)? {
+                return Err(Error::AddressInUseBy { allocation: address.allocation_id, user: nat });
+            }
             address.association = None;
             tx.insert(&ADDRESSES, &key(account, &address.allocation_id), &address)?;
             Ok(())

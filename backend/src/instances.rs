@@ -421,9 +421,13 @@ impl Backend {
         named: &Named,
         (subnet, hosts): (&Subnet, &[String]),
     ) -> Result<Vec<InstanceRecord>> {
+        // The subnet (and its VPC) may have gone since the launch was checked.
+        crate::vpcs::subnet_in(tx, account, &subnet.id)?;
+        crate::vpcs::vpc_in(tx, account, &subnet.vpc_id)?;
         let reservation_id = ids::resource_id("r");
         let now = now_ms();
-        let held_elsewhere = self.foreign_addresses();
+        // Other installations' leftovers hold addresses of the shared segment only.
+        let held_elsewhere = if subnet.lease_scope.is_empty() { self.foreign_addresses() } else { Default::default() };
         let mut records = Vec::new();
         for (index, host_id) in hosts.iter().enumerate() {
             let id = ids::resource_id("i");

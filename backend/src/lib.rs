@@ -261,6 +261,9 @@ pub enum Error {
     /// An address pointed into a VPC that has no internet gateway
     #[error("Network {0} is not attached to any internet gateway")]
     VpcWithoutGateway(String),
+    /// An address that a NAT gateway uses
+    #[error("The address {allocation} is in use by {user}.")]
+    AddressInUseBy { allocation: String, user: String },
     /// An address released while something points at it
     #[error("The address {allocation} is associated ({association}): disassociate it first.")]
     AddressAssociated { allocation: String, association: String },

@@ -62,6 +62,7 @@ impl Backend {
                     return Ok(nat);
                 }
             }
+            crate::vpcs::subnet_in(tx, account, subnet_id)?;
             let mut address = crate::addresses::address_in(tx, account, allocation_id)?;
             if let Some(association) = &address.association {
                 return Err(Error::AlreadyAssociated(format!("{allocation_id} (associated with {})", association.id)));

@@ -396,8 +396,17 @@ impl Backend {
                     }
                     PeerSpec::Group(group) => {
                         let group_id = group_id_in(tx, account, vpc_id, group)?;
-                        if tx.get(&SECURITY_GROUPS, &group_key(account, &group_id))?.is_none() {
-                            return Err(not_found(&group_id));
+                        let peer = tx.get(&SECURITY_GROUPS, &group_key(account, &group_id))?;
+                        let peer = peer.ok_or_else(|| not_found(&group_id))?;
+                        // A group's members are addresses of its VPC: in another VPC the same
+                        // addresses are other guests (another account's, on the shared bridge).
+                        if peer.vpc_id != vpc_id {
+                            return Err(invalid(
+                                "GroupId",
+                                format!(
+                                    "You have specified two resources that belong to different networks ({group_id})."
+                                ),
+                            ));
                         }
                         RulePeer::Group { group_id, account: account.to_owned() }
                     }

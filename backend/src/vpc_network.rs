@@ -400,12 +400,23 @@ pub fn desired(
     for vpc in vpcs.iter().filter(|v| public.is_some() && v.public_ip.is_some()) {
         let name = format!("stratus_{}_gw", vpc.id.replace('-', "_"));
         out.port_groups.push(PortGroup {
-            acls: vec![Acl {
-                direction: "to-lport",
-                priority: DROP_PRIORITY,
-                matches: format!("outport == @{name} && ip4.dst == {}", vpc.cidr),
-                action: "drop",
-            }],
+            acls: vec![
+                // In: nothing addressed to a private address or the metadata service.
+                Acl {
+                    direction: "to-lport",
+                    priority: DROP_PRIORITY,
+                    matches: format!("outport == @{name} && ip4.dst == {{{}, {METADATA_ADDRESS}}}", vpc.cidr),
+                    action: "drop",
+                },
+                // Out: nothing the router did not translate (a guest without a public address
+                // whose subnet is routed to the gateway must not speak with its private one).
+                Acl {
+                    direction: "from-lport",
+                    priority: DROP_PRIORITY,
+                    matches: format!("inport == @{name} && ip4.src == {}", vpc.cidr),
+                    action: "drop",
+                },
+            ],
             name,
             owner: vpc.id.clone(),
             ports: vec![format!("stratus-{}-gw-leg", vpc.id)],
@@ -867,7 +878,11 @@ mod tests {
         assert_eq!((meta.addresses.as_slice(), meta.port_security), (&["10.0.1.3".to_owned()][..], false));
         let [fence] = &d.port_groups[..] else { panic!("{:?}", d.port_groups) };
         assert_eq!(fence.ports, [format!("stratus-{}-gw-leg", vpc.id)]);
-        assert_eq!(fence.acls[0].matches, format!("outport == @{} && ip4.dst == 10.0.0.0/16", fence.name));
+        assert_eq!(
+            fence.acls[0].matches,
+            format!("outport == @{} && ip4.dst == {{10.0.0.0/16, 169.254.169.254}}", fence.name)
+        );
+        assert_eq!(fence.acls[1].matches, format!("inport == @{} && ip4.src == 10.0.0.0/16", fence.name));
         let public_switch = d.switches.iter().find(|s| s.localnet.is_some()).unwrap();
         assert_eq!((public_switch.localnet.as_deref(), public_switch.gateway_legs.len()), (Some("public"), 1));
         // Without a gateway: no way out at all, and no public switch.

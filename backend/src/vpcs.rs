@@ -251,6 +251,12 @@ fn table_with_association(tx: &impl Reads, account: &str, id: &str) -> Result<Ro
         .ok_or_else(|| Error::AssociationNotFound(id.to_owned()))
 }
 
+/// OVN is not told to send a VPC's traffic through one of its guests yet: such a route would
+/// show `active` and lead nowhere.
+fn not_routed_through_guests() -> Error {
+    Error::UnsupportedOperation("Routes to an instance or a network interface are not supported yet.".into())
+}
+
 fn dependency(kind: &str, id: &str) -> Error {
     Error::DependencyViolation(format!("The {kind} '{id}' has dependencies and cannot be deleted."))
 }
@@ -317,7 +323,11 @@ impl Backend {
         tags: &[(String, String)],
     ) -> Result<VpcRecord> {
         let block = cidr_parameter(cidr, "CidrBlock", "cidrBlock")?;
-        if !PREFIXES.contains(&block.prefix) {
+        // Neither the public network's addresses nor link-local ones (the metadata service's)
+        // may be a VPC's private addresses.
+        let link_local = Cidr { network: Ipv4Addr::new(169, 254, 0, 0), prefix: 16 };
+        if !PREFIXES.contains(&block.prefix) || block.overlaps(self.public_network().cidr) || block.overlaps(link_local)
+        {
             return Err(Error::VpcRange(block.to_string()));
         }
         let tenancy = tenancy.unwrap_or("default");
@@ -387,6 +397,9 @@ impl Backend {
                 tx.remove(&SECURITY_GROUPS, group_key)?;
                 tx.remove(&SECURITY_GROUP_NAMES, &format!("{account}/{id}/{}", group.name))?;
                 tags::drop_tags(tx, account, &group.id)?;
+                for rule in &group.rules {
+                    tags::drop_tags(tx, account, &rule.id)?;
+                }
             }
             tx.remove(&VPCS, &key(account, id))?;
             tags::drop_tags(tx, account, id)?;
@@ -807,7 +820,7 @@ impl Backend {
                         format!("route table {} and instance {id} belong to different networks", table.id),
                     ));
                 }
-                Ok(RouteTarget::Instance(id.clone()))
+                Err(not_routed_through_guests())
             }
             TargetSpec::NetworkInterface(id) => {
                 let instances = tx.scan(&INSTANCES, &format!("{account}/"))?;
@@ -822,7 +835,7 @@ impl Backend {
                         format!("route table {} and interface {id} belong to different networks", table.id),
                     ));
                 }
-                Ok(RouteTarget::NetworkInterface(id.clone()))
+                Err(not_routed_through_guests())
             }
         }
     }
@@ -846,11 +859,22 @@ impl Backend {
                 (Some(_), false) => return Err(Error::RouteAlreadyExists(destination)),
                 (None, true) => return Err(Error::RouteNotFound { destination, table: table_id.to_owned() }),
                 (Some(at), true) => {
+                    // The local route stays local; only a route inside the VPC may go back to it.
                     let local = table.routes[at].target == RouteTarget::Local;
-                    if local != (stored == RouteTarget::Local) && local {
+                    let inside = vpc_in(tx, account, &table.vpc_id)
+                        .ok()
+                        .and_then(|v| Cidr::parse(&v.cidr))
+                        .is_some_and(|vpc| vpc.contains(block));
+                    if local && stored != RouteTarget::Local {
                         return Err(invalid(
                             "DestinationCidrBlock",
                             format!("The local route {destination} of route table {table_id} can only point to local"),
+                        ));
+                    }
+                    if stored == RouteTarget::Local && !inside {
+                        return Err(invalid(
+                            "LocalTarget",
+                            format!("Only destinations inside the VPC may route to local, not {destination}"),
                         ));
                     }
                     table.routes[at].target = stored;

@@ -149,10 +149,12 @@ def _build_world(server, test_image) -> World:
     ca.create_route(RouteTableId=a["rtb"], DestinationCidrBlock="0.0.0.0/0", GatewayId=a["igw"])
     a["rtbassoc"] = ca.associate_route_table(RouteTableId=a["rtb"], SubnetId=a["own_subnet"])["AssociationId"]
     a["acl"] = ca.describe_network_acls(**_f("vpc-id", a["own_vpc"]))["NetworkAcls"][0]["NetworkAclId"]
-    # An Elastic IP pointed at A's instance (in the default VPC, which has its gateway).
+    # An instance in A's own VPC, with an Elastic IP.
+    a["own_instance"] = ca.run_instances(ImageId=public_image, InstanceType="t3.nano", MinCount=1, MaxCount=1,
+                                         SubnetId=a["own_subnet"])["Instances"][0]["InstanceId"]
     eip = ca.allocate_address(Domain="vpc", TagSpecifications=spec("elastic-ip"))
     a["eip"], a["public_ip"] = eip["AllocationId"], eip["PublicIp"]
-    a["eipassoc"] = ca.associate_address(AllocationId=a["eip"], InstanceId=a["instance"])["AssociationId"]
+    a["eipassoc"] = ca.associate_address(AllocationId=a["eip"], InstanceId=a["own_instance"])["AssociationId"]
     # A NAT gateway in A's own VPC, with an Elastic IP of its own.
     nat_eip = ca.allocate_address(Domain="vpc")["AllocationId"]
     a["nat"] = ca.create_nat_gateway(SubnetId=a["own_subnet"], AllocationId=nat_eip,
@@ -274,7 +276,10 @@ def a_state(w: World) -> dict:
         "all_keys": sorted(k["KeyPairId"] for k in ca.describe_key_pairs()["KeyPairs"]),
         "all_groups": _try(lambda: ca.describe_security_groups()),
         "vpcs": _try(lambda: ca.describe_vpcs()),
-        "subnets": _try(lambda: ca.describe_subnets()),
+        # Free addresses of the default subnets count every account's leases on the shared
+        # bridge: that is the known hole test_b_cannot_count_a_s_addresses shows, not a change.
+        "subnets": _try(lambda: {"Subnets": [{k: v for k, v in subnet.items() if k != "AvailableIpAddressCount"}
+                                             for subnet in ca.describe_subnets()["Subnets"]]}),
         "gateways": _try(lambda: ca.describe_internet_gateways()),
         "route_tables": _try(lambda: ca.describe_route_tables()),
         "acls": _try(lambda: ca.describe_network_acls()),
@@ -509,7 +514,7 @@ ROWS: list[Row] = [
         RouteTableId=w.b["rtb"], DestinationCidrBlock="192.0.2.0/24", NatGatewayId=x)),
     R("DescribeAddresses", "eip", lambda c, x, w: c.describe_addresses(AllocationIds=[x])),
     R("DescribeAddresses(PublicIps)", "public_ip", lambda c, x, w: c.describe_addresses(PublicIps=[x])),
-    R("DescribeAddresses(filter instance-id)", "instance",
+    R("DescribeAddresses(filter instance-id)", "own_instance",
       lambda c, x, w: c.describe_addresses(**_f("instance-id", x))),
     R("DescribeAddressesAttribute", "eip",
       lambda c, x, w: c.describe_addresses_attribute(AllocationIds=[x], Attribute="domain-name")),
@@ -819,7 +824,8 @@ LISTINGS: list[tuple[str, Callable[[World], Any]]] = [
                                                   Filter=[{"Name": "vpc-id", "Values": [w.a["own_vpc"]]}])),
     ("DescribeAddresses", lambda w: w.cb.describe_addresses()["Addresses"]),
     ("DescribeAddresses(public-ip)", lambda w: w.cb.describe_addresses(**_f("public-ip", w.a["public_ip"]))["Addresses"]),
-    ("DescribeAddresses(instance-id)", lambda w: w.cb.describe_addresses(**_f("instance-id", w.a["instance"]))["Addresses"]),
+    ("DescribeAddresses(instance-id)",
+     lambda w: w.cb.describe_addresses(**_f("instance-id", w.a["own_instance"]))["Addresses"]),
     ("DescribeDhcpOptions(owner-id)", lambda w: _all(
         w.cb, "describe_dhcp_options", "DhcpOptions", **_f("owner-id", w.a_acct.account_id))),
 ]

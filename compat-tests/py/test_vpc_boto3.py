@@ -345,15 +345,19 @@ def test_elastic_ips(cloud):
     interface = client.describe_network_interfaces(NetworkInterfaceIds=[eni])["NetworkInterfaces"][0]
     assert interface["Association"]["PublicIp"] == public_ip and interface["Association"]["AllocationId"] == allocation
 
-    # What depends on the address keeps it; another address needs AllowReassociation.
+    # What depends on the address keeps it. Another address for the same interface takes its
+    # place (the first stays the account's); moving an associated address needs
+    # AllowReassociation.
     fails("InvalidIPAddress.InUse", None, client.release_address, AllocationId=allocation)
     fails("DependencyViolation", None, client.detach_internet_gateway, InternetGatewayId=gateway, VpcId=vpc_id)
     second = client.allocate_address(Domain="vpc")
-    fails("Resource.AlreadyAssociated", None, client.associate_address, AllocationId=second["AllocationId"],
-          NetworkInterfaceId=eni)
-    moved = client.associate_address(AllocationId=second["AllocationId"], NetworkInterfaceId=eni,
-                                     AllowReassociation=True)["AssociationId"]
+    moved = client.associate_address(AllocationId=second["AllocationId"], NetworkInterfaceId=eni)["AssociationId"]
     assert "AssociationId" not in client.describe_addresses(AllocationIds=[allocation])["Addresses"][0]
+    [other] = client.run_instances(ImageId=image_id, InstanceType="t3.nano", MinCount=1, MaxCount=1,
+                                   SubnetId=subnet_id)["Instances"]
+    fails("Resource.AlreadyAssociated", None, client.associate_address, AllocationId=second["AllocationId"],
+          InstanceId=other["InstanceId"])
+    client.terminate_instances(InstanceIds=[other["InstanceId"]])
     fails("InvalidAssociationID.NotFound", None, client.disassociate_address, AssociationId=association)
     fails("InvalidAllocationID.NotFound", "The allocation ID 'eipalloc-0123456789abcdef0' does not exist",
           client.describe_addresses, AllocationIds=["eipalloc-0123456789abcdef0"])
@@ -452,5 +456,45 @@ def test_public_addresses_at_launch(cloud):
     assert public_ip in [a["PublicIp"] for a in allocations]
     for allocation in allocations:
         client.release_address(AllocationId=allocation["AllocationId"])
+    client.delete_subnet(SubnetId=subnet)
+    client.delete_vpc(VpcId=vpc_id)
+
+
+def test_what_a_vpc_may_not_hold(cloud):
+    """Public-pool and link-local blocks are no VPC's; a group names only groups of its own VPC;
+    routes through guests are refused; a NAT gateway's address stays with it."""
+    _, client, _ = cloud
+    fails("InvalidVpc.Range", "The CIDR '203.0.113.0/24' is invalid.", client.create_vpc, CidrBlock="203.0.113.0/24")
+    fails("InvalidVpc.Range", None, client.create_vpc, CidrBlock="169.254.0.0/16")
+    vpc_id = client.create_vpc(CidrBlock="10.7.0.0/16")["Vpc"]["VpcId"]
+    subnet = client.create_subnet(VpcId=vpc_id, CidrBlock="10.7.1.0/24")["Subnet"]["SubnetId"]
+    mine = client.create_security_group(GroupName="own-vpc", Description="d", VpcId=vpc_id)["GroupId"]
+    elsewhere = client.create_security_group(GroupName="default-vpc", Description="d")["GroupId"]
+    error = fails("InvalidParameterValue", None, client.authorize_security_group_ingress, GroupId=mine, IpPermissions=[
+        {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "UserIdGroupPairs": [{"GroupId": elsewhere}]}])
+    assert "different networks" in error["Message"]
+    table = client.create_route_table(VpcId=vpc_id)["RouteTable"]["RouteTableId"]
+    gateway = client.create_internet_gateway()["InternetGateway"]["InternetGatewayId"]
+    client.attach_internet_gateway(InternetGatewayId=gateway, VpcId=vpc_id)
+    fails("InvalidParameterValue", None, client.replace_route, RouteTableId=table, DestinationCidrBlock="10.7.0.0/16",
+          GatewayId=gateway)
+    client.create_route(RouteTableId=table, DestinationCidrBlock="0.0.0.0/0", GatewayId=gateway)
+    fails("InvalidParameterValue", None, client.replace_route, RouteTableId=table, DestinationCidrBlock="0.0.0.0/0",
+          LocalTarget=True)
+    allocation = client.allocate_address(Domain="vpc")
+    nat = client.create_nat_gateway(SubnetId=subnet, AllocationId=allocation["AllocationId"])["NatGateway"]
+    association = client.describe_addresses(AllocationIds=[allocation["AllocationId"]])["Addresses"][0]["AssociationId"]
+    fails("InvalidIPAddress.InUse", None, client.disassociate_address, AssociationId=association)
+    # Only Elastic IPs answer to their address: the NAT gateway's router address does not.
+    [eni] = [a["NetworkInterfaceId"] for a in nat["NatGatewayAddresses"]]
+    assert eni.startswith("eni-")
+    client.delete_nat_gateway(NatGatewayId=nat["NatGatewayId"])
+    client.release_address(AllocationId=allocation["AllocationId"])
+    client.delete_route(RouteTableId=table, DestinationCidrBlock="0.0.0.0/0")
+    client.delete_route_table(RouteTableId=table)
+    client.detach_internet_gateway(InternetGatewayId=gateway, VpcId=vpc_id)
+    client.delete_internet_gateway(InternetGatewayId=gateway)
+    for group in (mine, elsewhere):
+        client.delete_security_group(GroupId=group)
     client.delete_subnet(SubnetId=subnet)
     client.delete_vpc(VpcId=vpc_id)

@@ -214,6 +214,21 @@ def test_same_addresses_in_two_accounts_vpcs_never_meet(server_factory, test_ima
         forget_ovn_installation((server.data_dir / "installation").read_text().strip())
 
 
+# Prints the source address of every ICMP packet the namespace receives for three seconds.
+SNIFF = """
+import socket, time
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+s.settimeout(0.2)
+end = time.monotonic() + 3
+while time.monotonic() < end:
+    try:
+        packet = s.recv(2048)
+    except socket.timeout:
+        continue
+    print(socket.inet_ntoa(packet[12:16]), flush=True)
+"""
+
+
 class Internet:
     """The public network's far side: a namespace on br-ex holding its router's address
     (203.0.113.1, Stratus's default public gateway), as an uplink would."""
@@ -233,6 +248,16 @@ class Internet:
     def answers(self, address: str) -> bool:
         done = run("ip", "netns", "exec", self.ns, "ping", "-c", "1", "-W", "1", "-n", "-q", address, check=False)
         return done.returncode == 0
+
+    def sources_seen(self, while_doing) -> set[str]:
+        """The source addresses of the ICMP packets that reach the internet while `while_doing()`
+        runs (a raw socket in the namespace sees every one)."""
+        listener = subprocess.Popen(
+            ["ip", "netns", "exec", self.ns, "python3", "-c", SNIFF], stdout=subprocess.PIPE, text=True)
+        time.sleep(0.5)
+        while_doing()
+        out, _ = listener.communicate(timeout=30)
+        return set(out.split())
 
     def close(self) -> None:
         run("ovs-vsctl", f"--db={CONF}", "--timeout=10", "--if-exists", "del-port", "br-ex", self.link, check=False)
@@ -291,6 +316,14 @@ def test_an_elastic_ip_is_reached_from_the_internet_only_through_a_route(server_
         run("ip", "-n", internet.ns, "route", "add", "10.0.0.0/16", "via", router_ip)
         assert not internet.answers("10.0.1.10"), "the public network reaches a private address"
         run("ip", "-n", internet.ns, "route", "del", "10.0.0.0/16")
+        # And nothing leaves with a private address: what a port of the public subnet without a
+        # public address sends never shows on the public network.
+        eventually("the public subnet's switch", lambda: nbctl("ls-list", check=False).stdout.count(subnet) == 1)
+        bare = Probe(f"sb{os.getpid() % 10000}", f"stratus-{subnet}", "02:00:00:00:0d:01", "10.0.1.201", "10.0.1.1")
+        probes.append(bare)
+        assert public_ip in internet.sources_seen(lambda: internet.answers(public_ip)), "the sniffer sees nothing"
+        seen = internet.sources_seen(lambda: bare.reaches("203.0.113.1"))
+        assert "10.0.1.201" not in seen, f"a private address left for the public network: {seen}"
 
         # A private subnet goes out through a NAT gateway and nothing comes in: a probe there
         # reaches the internet, which has no route back to 10.0.0.0/16, so the answer comes

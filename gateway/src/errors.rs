@@ -107,7 +107,9 @@ pub fn to_ec2(error: Error) -> Ec2Error {
         Error::AddressLimitExceeded => Ec2Error::new(Code::AddressLimitExceeded, message),
         Error::AddressNotFound(_) => Ec2Error::new(Code::InvalidAddressNotFound, message),
         Error::VpcWithoutGateway(_) => Ec2Error::new(Code::GatewayNotAttached, message),
-        Error::AddressAssociated { .. } => Ec2Error::new(Code::InvalidIpAddressInUse, message),
+        Error::AddressAssociated { .. } | Error::AddressInUseBy { .. } => {
+            Ec2Error::new(Code::InvalidIpAddressInUse, message)
+        }
         Error::AssociationNotFound(_) => Ec2Error::new(Code::InvalidAssociationIdNotFound, message),
         Error::InvalidParameter { .. } => Ec2Error::new(Code::InvalidParameterValue, message),
         Error::TagLimitExceeded(_) => Ec2Error::new(Code::TagLimitExceeded, message),

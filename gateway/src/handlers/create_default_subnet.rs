@@ -1,4 +1,3 @@
-use backend::topology::zone_id;
 use ec2api::{CreateDefaultSubnetOutput, CreateDefaultSubnetRequest, Ec2Error};
 
 use super::networks::{subnet, SubnetView};
@@ -16,13 +15,7 @@ pub async fn handle(ctx: &Ctx, req: CreateDefaultSubnetRequest) -> Result<Create
                 req.availability_zone.as_deref(),
                 req.availability_zone_id.as_deref(),
             )?;
-            let free = b.free_addresses(&b.subnet(&account, &record.id)?)?;
-            Ok(SubnetView {
-                zone_id: zone_id(&region, &record.zone),
-                arn: super::arn(&region, &account, "subnet", &record.id),
-                free,
-                record,
-            })
+            SubnetView::of(b, &region, record)
         })
         .await?;
     Ok(CreateDefaultSubnetOutput { subnet: Some(subnet(&view, &[])) })

@@ -1,4 +1,3 @@
-use backend::topology::zone_id;
 use ec2api::{CreateSubnetOutput, CreateSubnetRequest, Ec2Error};
 
 use super::networks::{subnet, SubnetView};
@@ -26,13 +25,7 @@ pub async fn handle(ctx: &Ctx, req: CreateSubnetRequest) -> Result<CreateSubnetO
                 req.availability_zone_id.as_deref(),
                 &tags,
             )?;
-            let free = b.free_addresses(&b.subnet(&account, &record.id)?)?;
-            Ok(SubnetView {
-                zone_id: zone_id(&region, &record.zone),
-                arn: super::arn(&region, &account, "subnet", &record.id),
-                free,
-                record,
-            })
+            SubnetView::of(b, &region, record)
         })
         .await?;
     Ok(CreateSubnetOutput { subnet: Some(subnet(&view, &shown)) })

@@ -1,4 +1,3 @@
-use backend::topology::zone_id;
 use backend::ResourceKind;
 use ec2api::{DescribeSubnetsOutput, DescribeSubnetsRequest, Ec2Error};
 
@@ -9,18 +8,7 @@ use crate::context::Ctx;
 
 /// The account's subnets as Describe shows them (free addresses counted from the leases).
 pub fn views(b: &backend::Backend, account: &str, region: &str) -> backend::Result<Vec<SubnetView>> {
-    b.subnet_records(account)?
-        .into_iter()
-        .map(|record| {
-            let free = b.free_addresses(&b.subnet(account, &record.id)?)?;
-            Ok(SubnetView {
-                zone_id: zone_id(region, &record.zone),
-                arn: super::arn(region, account, "subnet", &record.id),
-                free,
-                record,
-            })
-        })
-        .collect()
+    b.subnet_records(account)?.into_iter().map(|record| SubnetView::of(b, region, record)).collect()
 }
 
 pub async fn handle(ctx: &Ctx, req: DescribeSubnetsRequest) -> Result<DescribeSubnetsOutput, Ec2Error> {

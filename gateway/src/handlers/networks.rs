@@ -127,6 +127,19 @@ pub struct SubnetView {
     pub arn: String,
 }
 
+impl SubnetView {
+    /// A subnet with its zone id, ARN and free addresses.
+    pub fn of(b: &backend::Backend, region: &str, record: SubnetRecord) -> backend::Result<Self> {
+        let free = b.free_addresses(&b.subnet(&record.account, &record.id)?)?;
+        Ok(Self {
+            zone_id: backend::topology::zone_id(region, &record.zone),
+            arn: super::arn(region, &record.account, "subnet", &record.id),
+            free,
+            record,
+        })
+    }
+}
+
 pub fn subnet_fields<'a>(s: &'a SubnetView, name: &str) -> Vec<Cow<'a, str>> {
     let r = &s.record;
     match name {

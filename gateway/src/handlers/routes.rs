@@ -1,5 +1,39 @@
 //! What CreateRoute, ReplaceRoute and DeleteRoute share: the destination and the one target.
 
+/// The destination and the one target of a CreateRoute or ReplaceRoute request (the two carry
+/// the same fields; `local` is ReplaceRoute's `LocalTarget`).
+macro_rules! route_of {
+    ($req:expr, $local:expr) => {{
+        let req = &mut $req;
+        let destination = $crate::handlers::routes::destination(
+            req.destination_cidr_block.take(),
+            req.destination_ipv6_cidr_block.take(),
+            req.destination_prefix_list_id.take(),
+        );
+        let target = $crate::handlers::routes::target($crate::handlers::routes::Targets {
+            gateway_id: req.gateway_id.take(),
+            nat_gateway_id: req.nat_gateway_id.take(),
+            network_interface_id: req.network_interface_id.take(),
+            instance_id: req.instance_id.take(),
+            local: $local,
+            others: vec![
+                ("TransitGatewayId", req.transit_gateway_id.is_some()),
+                ("VpcPeeringConnectionId", req.vpc_peering_connection_id.is_some()),
+                ("EgressOnlyInternetGatewayId", req.egress_only_internet_gateway_id.is_some()),
+                ("CarrierGatewayId", req.carrier_gateway_id.is_some()),
+                ("LocalGatewayId", req.local_gateway_id.is_some()),
+                ("VpcEndpointId", req.vpc_endpoint_id.is_some()),
+                ("CoreNetworkArn", req.core_network_arn.is_some()),
+            ],
+        });
+        match (destination, target) {
+            (Ok(destination), Ok(target)) => Ok((destination, target)),
+            (Err(error), _) | (_, Err(error)) => Err(error),
+        }
+    }};
+}
+pub(crate) use route_of;
+
 use backend::vpcs::TargetSpec;
 use backend::ResourceKind;
 use ec2api::{Code, Ec2Error};
