@@ -43,6 +43,8 @@ pub struct Interface {
     pub address: String,
     /// Its security groups, which OVN enforces in VPCs of their own.
     pub groups: Vec<String>,
+    /// The public address it was given at launch, if any.
+    pub public_ip: Option<String>,
 }
 
 impl Interface {
@@ -53,6 +55,7 @@ impl Interface {
             mac: record.mac.clone(),
             address: record.private_ip.clone(),
             groups: record.security_group_ids.clone(),
+            public_ip: record.public_ip.clone(),
         })
     }
 }
@@ -128,6 +131,15 @@ const ROUTE_ALLOW_PRIORITY: u16 = 100;
 const METADATA_PRIORITY: u16 = 110;
 const ROUTE_DROP_PRIORITY: u16 = 50;
 
+/// What a subnet's route to `destination` lets through the router.
+fn route_match(cidr: &str, destination: &str) -> String {
+    if destination == "0.0.0.0/0" {
+        format!("ip4.src == {cidr}")
+    } else {
+        format!("ip4.src == {cidr} && ip4.dst == {destination}")
+    }
+}
+
 /// The router's way out: its gateway port on the public network (bound to the gateway
 /// chassis), the default route to the public network's router, 1:1 NAT for each Elastic IP,
 /// and the route tables as policies.
@@ -151,19 +163,11 @@ fn plan_internet(router: &mut Router, public: &Public, vpc: &VpcView, address: &
     for subnet in &vpc.subnets {
         let cidr = subnet.cidr();
         for destination in vpc.internet_routes.get(&subnet.id).into_iter().flatten() {
-            let matches = if destination == "0.0.0.0/0" {
-                format!("ip4.src == {cidr}")
-            } else {
-                format!("ip4.src == {cidr} && ip4.dst == {destination}")
-            };
+            let matches = route_match(&cidr, destination);
             router.policies.push(ovn::Policy { priority: ROUTE_ALLOW_PRIORITY, matches, action: "allow" });
         }
         for (destination, external) in vpc.nat_routes.get(&subnet.id).into_iter().flatten() {
-            let matches = if destination == "0.0.0.0/0" {
-                format!("ip4.src == {cidr}")
-            } else {
-                format!("ip4.src == {cidr} && ip4.dst == {destination}")
-            };
+            let matches = route_match(&cidr, destination);
             router.policies.push(ovn::Policy { priority: ROUTE_ALLOW_PRIORITY, matches, action: "allow" });
             let snat = ovn::Nat { kind: "snat", external_ip: external.clone(), logical_ip: cidr.clone() };
             if !router.nats.contains(&snat) {
@@ -559,8 +563,8 @@ impl Backend {
         // A NAT gateway's Elastic IP translates its subnets' traffic (SNAT), never the way in.
         let nat_interfaces: std::collections::BTreeSet<&str> =
             nats.iter().map(|(_, n)| n.network_interface_id.as_str()).collect();
-        // Instances' own public addresses, where no Elastic IP stands in front of them.
-        let instances = self.store().read(|tx| tx.scan(&storage::tables::INSTANCES, ""))?;
+        // Instances' own public addresses, where no Elastic IP stands in front of them (from the
+        // sweep's interfaces: no second read of every instance).
         let elastic: std::collections::BTreeSet<&str> = addresses
             .iter()
             .filter_map(|(_, a)| a.association.as_ref().map(|x| x.network_interface_id.as_str()))
@@ -588,10 +592,10 @@ impl Backend {
                         && !nat_interfaces.contains(association.network_interface_id.as_str()))
                     .then(|| (a.public_ip.clone(), association.private_ip.clone()))
                 })
-                .chain(instances.iter().map(|(_, i)| i).filter_map(|i| {
-                    let mine = i.account == vpc.account && i.vpc_id == vpc.id && i.state != InstanceState::Terminated;
-                    let shown = mine && !elastic.contains(i.network_interface_id.as_str());
-                    shown.then(|| Some((i.public_ip.clone()?, i.private_ip.clone()))).flatten()
+                .chain(interfaces.iter().filter_map(|i| {
+                    let mine = subnets.iter().any(|s| s.id == i.subnet_id);
+                    let shown = mine && !elastic.contains(i.id.as_str());
+                    shown.then(|| Some((i.public_ip.clone()?, i.address.clone()))).flatten()
                 }))
                 .collect();
             let vpc_tables: Vec<&storage::RouteTableRecord> =
@@ -694,6 +698,7 @@ mod tests {
             mac: "52:54:00:00:00:01".into(),
             address: address.into(),
             groups: vec!["sg-web".into()],
+            public_ip: None,
         }
     }
 

@@ -351,7 +351,7 @@ def test_elastic_ips(cloud):
     fails("InvalidIPAddress.InUse", None, client.release_address, AllocationId=allocation)
     fails("DependencyViolation", None, client.detach_internet_gateway, InternetGatewayId=gateway, VpcId=vpc_id)
     second = client.allocate_address(Domain="vpc")
-    moved = client.associate_address(AllocationId=second["AllocationId"], NetworkInterfaceId=eni)["AssociationId"]
+    client.associate_address(AllocationId=second["AllocationId"], NetworkInterfaceId=eni)
     assert "AssociationId" not in client.describe_addresses(AllocationIds=[allocation])["Addresses"][0]
     [other] = client.run_instances(ImageId=image_id, InstanceType="t3.nano", MinCount=1, MaxCount=1,
                                    SubnetId=subnet_id)["Instances"]
@@ -371,7 +371,6 @@ def test_elastic_ips(cloud):
     client.terminate_instances(InstanceIds=[instance_id])
     wait_states(client, [instance_id], "terminated")
     assert "AssociationId" not in client.describe_addresses(AllocationIds=[second["AllocationId"]])["Addresses"][0]
-    del moved
     for allocation_id in (allocation, second["AllocationId"]):
         client.release_address(AllocationId=allocation_id)
     assert client.describe_addresses(Filters=[{"Name": "public-ip", "Values": [public_ip]}])["Addresses"] == []
@@ -443,8 +442,7 @@ def test_public_addresses_at_launch(cloud):
     [declined] = client.run_instances(**base, NetworkInterfaces=[
         {"DeviceIndex": 0, "SubnetId": subnet, "AssociatePublicIpAddress": False}])["Instances"]
     assert "PublicIpAddress" not in declined
-    assert client.describe_addresses()["Addresses"] == [] or all(
-        a["PublicIp"] != public_ip for a in client.describe_addresses()["Addresses"]), "not an Elastic IP"
+    assert all(a["PublicIp"] != public_ip for a in client.describe_addresses()["Addresses"]), "not an Elastic IP"
     # The default VPC's guests share the hosts' bridge: no public address there.
     fails("UnsupportedOperation", None, client.run_instances, **base,
           NetworkInterfaces=[{"DeviceIndex": 0, "AssociatePublicIpAddress": True}])
