@@ -4,6 +4,7 @@
 //! `stratus serve` on a free loopback port and a fresh data dir); each test here runs one file
 //! so that a failure names the client. `scripts/test` builds the binary before the tests run.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -28,12 +29,16 @@ pub fn stratus_bin() -> PathBuf {
 /// Runs one pytest file of `compat-tests/py` and fails with its exit status.
 pub fn run_pytest(file: &str) {
     let root = repo_root();
+    let started = std::time::Instant::now();
+    // The slowest steps of each file are printed, so a slow suite shows where its time went.
     let status = Command::new("python3")
-        .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "-x"])
+        .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "-x", "--durations=5"])
         .arg(root.join("compat-tests/py").join(file))
         .env("STRATUS_BIN", stratus_bin())
         .current_dir(&root)
         .status()
         .expect("python3 runs");
+    // Straight to stderr: the test harness would swallow an `eprintln!` of a passing test.
+    let _ = writeln!(std::io::stderr(), "{file}: {:.0} s", started.elapsed().as_secs_f64());
     assert!(status.success(), "pytest {file} failed: {status}");
 }
