@@ -129,6 +129,79 @@ pub(crate) fn release_instance_addresses(tx: &WriteTx, account: &str, instance_i
     Ok(())
 }
 
+/// Drops the associations that point at the interface `interface_id` (it is going).
+pub(crate) fn release_interface_addresses(tx: &WriteTx, account: &str, interface_id: &str) -> Result<()> {
+    for (address_key, mut address) in tx.scan(&ADDRESSES, &format!("{account}/"))? {
+        if address.association.as_ref().is_some_and(|a| a.network_interface_id == interface_id) {
+            address.association = None;
+            tx.insert(&ADDRESSES, &address_key, &address)?;
+        }
+    }
+    Ok(())
+}
+
+/// Drops the association that points at `private_ip` of `interface_id` (the address is going).
+pub(crate) fn release_private_address(tx: &WriteTx, account: &str, interface_id: &str, private_ip: &str) -> Result<()> {
+    for (address_key, mut address) in tx.scan(&ADDRESSES, &format!("{account}/"))? {
+        let points = address
+            .association
+            .as_ref()
+            .is_some_and(|a| a.network_interface_id == interface_id && a.private_ip == private_ip);
+        if points {
+            address.association = None;
+            tx.insert(&ADDRESSES, &address_key, &address)?;
+        }
+    }
+    Ok(())
+}
+
+/// What an association points at: an instance's primary interface, or an interface of its own
+/// (with the instance it is attached to, if any).
+struct Pointee {
+    instance_id: Option<String>,
+    network_interface_id: String,
+    /// Its private addresses, the primary first.
+    addresses: Vec<String>,
+    vpc_id: String,
+    subnet_id: String,
+}
+
+fn pointee(tx: &impl Reads, account: &str, target: &Target) -> Result<Pointee> {
+    let live = |i: &storage::InstanceRecord| i.state != InstanceState::Terminated;
+    let of_instance = |i: &storage::InstanceRecord| Pointee {
+        instance_id: Some(i.id.clone()),
+        network_interface_id: i.network_interface_id.clone(),
+        addresses: vec![i.private_ip.clone()],
+        vpc_id: i.vpc_id.clone(),
+        subnet_id: i.subnet_id.clone(),
+    };
+    match target {
+        Target::Instance(id) => tx
+            .get(&INSTANCES, &key(account, id))?
+            .filter(live)
+            .map(|i| of_instance(&i))
+            .ok_or_else(|| Error::ResourceNotFound { kind: ResourceKind::Instance, id: id.clone() }),
+        Target::NetworkInterface(id) => {
+            if let Some(interface) = tx.get(&storage::tables::NETWORK_INTERFACES, &key(account, id))? {
+                return Ok(Pointee {
+                    instance_id: None,
+                    network_interface_id: interface.id.clone(),
+                    addresses: interface.addresses().cloned().collect(),
+                    vpc_id: interface.vpc_id.clone(),
+                    subnet_id: interface.subnet_id.clone(),
+                });
+            }
+            let owner = crate::listing::primary_interface_owner(tx, account, id)?;
+            owner
+                .and_then(|instance_key| tx.get(&INSTANCES, &instance_key).transpose())
+                .transpose()?
+                .filter(live)
+                .map(|i| of_instance(&i))
+                .ok_or_else(|| Error::ResourceNotFound { kind: ResourceKind::NetworkInterface, id: id.clone() })
+        }
+    }
+}
+
 /// Whether any public address of the account is mapped into `vpc_id` (an Elastic IP, or an
 /// instance's own).
 pub(crate) fn mapped_into(tx: &impl Reads, account: &str, vpc_id: &str) -> Result<bool> {
@@ -214,26 +287,17 @@ impl Backend {
     ) -> Result<String> {
         self.store().write(|tx| {
             let mut address = address_in(tx, account, allocation_id)?;
-            let instances = tx.scan(&INSTANCES, &format!("{account}/"))?;
-            let live = |i: &&storage::InstanceRecord| i.state != InstanceState::Terminated;
-            let instance = match target {
-                Target::Instance(id) => instances.iter().map(|(_, i)| i).filter(live).find(|i| i.id == *id),
-                Target::NetworkInterface(id) => {
-                    instances.iter().map(|(_, i)| i).filter(live).find(|i| i.network_interface_id == *id)
+            let instance = pointee(tx, account, target)?;
+            let private_ip = match private_ip {
+                Some(asked) if !instance.addresses.iter().any(|a| a == asked) => {
+                    return Err(invalid(
+                        "PrivateIpAddress",
+                        format!("The private address {asked} is not an address of {}", instance.network_interface_id),
+                    ))
                 }
+                Some(asked) => asked.to_owned(),
+                None => instance.addresses[0].clone(),
             };
-            let instance = instance.ok_or_else(|| match target {
-                Target::Instance(id) => Error::ResourceNotFound { kind: ResourceKind::Instance, id: id.clone() },
-                Target::NetworkInterface(id) => {
-                    Error::ResourceNotFound { kind: ResourceKind::NetworkInterface, id: id.clone() }
-                }
-            })?;
-            if let Some(asked) = private_ip.filter(|a| *a != instance.private_ip) {
-                return Err(invalid(
-                    "PrivateIpAddress",
-                    format!("The private address {asked} is not an address of {}", instance.network_interface_id),
-                ));
-            }
             let gateways = tx.scan(&INTERNET_GATEWAYS, &format!("{account}/"))?;
             if !gateways.iter().any(|(_, g)| g.vpc_id.as_deref() == Some(instance.vpc_id.as_str())) {
                 return Err(Error::VpcWithoutGateway(instance.vpc_id.clone()));
@@ -243,14 +307,15 @@ impl Backend {
             if crate::network::lease_scope(vpc.as_ref()).is_empty() {
                 return Err(Error::UnsupportedOperation(format!(
                     "Elastic IPs need an instance in a VPC of your own (on OVN); {} is in the default VPC, whose guests share the hosts' bridge.",
-                    instance.id
+                    instance.instance_id.as_deref().unwrap_or(&instance.network_interface_id)
                 )));
             }
             if let Some(nat) = held_by_nat(tx, account, allocation_id)? {
                 return Err(Error::AddressInUseBy { allocation: allocation_id.to_owned(), user: nat });
             }
             if let Some(current) = &address.association {
-                let same = current.network_interface_id == instance.network_interface_id;
+                let same =
+                    current.network_interface_id == instance.network_interface_id && current.private_ip == private_ip;
                 if !same && !allow_reassociation {
                     return Err(Error::AlreadyAssociated(format!("{allocation_id} (associated with {})", current.id)));
                 }
@@ -258,11 +323,12 @@ impl Backend {
                     return Ok(current.id.clone());
                 }
             }
-            // One Elastic IP per interface: one it has already is disassociated (and stays the
-            // account's), as EC2 does.
+            // One Elastic IP per private address: one it has already is disassociated (and stays
+            // the account's), as EC2 does.
             for (other_key, mut other) in tx.scan(&ADDRESSES, &format!("{account}/"))? {
-                let holds =
-                    other.association.as_ref().is_some_and(|a| a.network_interface_id == instance.network_interface_id);
+                let holds = other.association.as_ref().is_some_and(|a| {
+                    a.network_interface_id == instance.network_interface_id && a.private_ip == private_ip
+                });
                 if holds && other.allocation_id != allocation_id {
                     other.association = None;
                     tx.insert(&ADDRESSES, &other_key, &other)?;
@@ -270,9 +336,9 @@ impl Backend {
             }
             let association = AddressAssociationRecord {
                 id: ids::resource_id("eipassoc"),
-                instance_id: Some(instance.id.clone()),
+                instance_id: instance.instance_id.clone(),
                 network_interface_id: instance.network_interface_id.clone(),
-                private_ip: instance.private_ip.clone(),
+                private_ip,
                 vpc_id: instance.vpc_id.clone(),
                 subnet_id: instance.subnet_id.clone(),
             };

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use crate::hypervisor::{
     AttachedDisk, DomainSpec, DomainStatus, DriverError, EventSink, FilterStatus, HostInfo, Hypervisor, JobProgress,
-    MigrationOptions, PowerState,
+    MigrationOptions, Nic, PowerState,
 };
 
 /// How long a call waits for a place when the host is at its limit.
@@ -183,6 +183,14 @@ impl Hypervisor for HostBridge {
     fn detach_disk(&self, name: &str, target: &str, wait: Duration) -> Result<(), DriverError> {
         let (name, target) = (name.to_owned(), target.to_owned());
         self.call("detach_disk", Some(self.call_timeout + wait), move |d| d.detach_disk(&name, &target, wait))
+    }
+    fn attach_interface(&self, name: &str, nic: &Nic) -> Result<(), DriverError> {
+        let (name, nic) = (name.to_owned(), nic.clone());
+        self.timed("attach_interface", move |d| d.attach_interface(&name, &nic))
+    }
+    fn detach_interface(&self, name: &str, nic: &Nic) -> Result<(), DriverError> {
+        let (name, nic) = (name.to_owned(), nic.clone());
+        self.timed("detach_interface", move |d| d.detach_interface(&name, &nic))
     }
     fn resize_disk(&self, name: &str, target: &str, bytes: u64) -> Result<(), DriverError> {
         let (name, target) = (name.to_owned(), target.to_owned());

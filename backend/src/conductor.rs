@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use storage::tables::{IMAGES, INSTANCES};
-use storage::{ImageState, InstanceRecord, InstanceState};
+use storage::{AttachmentState, ImageState, InstanceRecord, InstanceState};
 use tokio::sync::mpsc;
 
 use crate::hypervisor::PowerState;
@@ -98,6 +98,7 @@ impl Backend {
         let Some(record) = self.store().read(|tx| tx.get(&INSTANCES, key))? else { return Ok(()) };
         self.capture_pending_images(&record)?;
         self.settle_instance_volumes(&record)?;
+        self.settle_instance_interfaces(&record)?;
         // The copy may have taken a while: act on the state as it is now.
         let Some(record) = self.store().read(|tx| tx.get(&INSTANCES, key))? else { return Ok(()) };
         if record.migration.is_some() {
@@ -142,7 +143,19 @@ impl Backend {
                 }
             })
         })?;
+        // Interfaces of their own: a plug or unplug a crash interrupted is finished by their
+        // instance's converge; OVN holds a port for each.
+        let own = self.store().read(|tx| tx.scan(&storage::tables::NETWORK_INTERFACES, ""))?;
         let mut report = SweepReport { read_took: reading.elapsed(), ..Default::default() };
+        for (_, interface) in &own {
+            if let Some(attachment) = interface.attachment.as_ref().filter(|a| a.state != AttachmentState::Attached) {
+                self.kick(&format!("{}/{}", interface.account, attachment.instance_id));
+                report.kicked += 1;
+            }
+        }
+        if networked {
+            interfaces.extend(own.iter().map(|(_, i)| crate::vpc_network::Interface::of_own(i)));
+        }
         let mut domains: HashMap<String, HashMap<String, PowerState>> = HashMap::new();
         for host in self.hosts().iter() {
             let status = host.probe();

@@ -8,8 +8,9 @@
 //!    knows, running or only defined.
 //! 2. Every call can be redone: `define` creates or replaces the definition (a running domain
 //!    keeps running), `start` of a running domain, `destroy` of a stopped one, `undefine` of an
-//!    unknown one, `attach_disk` of a disk already there and `detach_disk` of one that is not
-//!    all succeed. Interrupted work is finished by doing it again.
+//!    unknown one, `attach_disk` of a disk already there and `detach_disk` of one that is not,
+//!    `attach_interface` of a MAC already there and `detach_interface` of one that is not, all
+//!    succeed. Interrupted work is finished by doing it again.
 //! 3. `shutdown` only asks (the guest powers off when it will); `destroy` powers off at once.
 //! 4. A change no call made (a guest that powers itself off, crashes, is started by someone
 //!    else) is reported by name to every [`Hypervisor::watch`] sink, soon after; the name is
@@ -18,7 +19,7 @@
 //!    gone from the source; on failure it still runs on the source, unless the host reports
 //!    otherwise in its error, which callers confirm by reading both hosts. `job_progress`
 //!    answers `None` when no job runs.
-//! 6. Disk calls act on a running domain; its persistent definition is not touched.
+//! 6. Disk and NIC calls act on a running domain; its persistent definition is not touched.
 //! 7. A host that cannot be reached fails with [`DriverError::Unreachable`]; the call may be
 //!    retried later. Any call may also take as long as the host takes: callers bound it
 //!    ([`crate::bridge`]).
@@ -38,7 +39,7 @@ use std::time::{Duration, Instant};
 
 use crate::hypervisor::{
     AttachedDisk, DomainSpec, DomainStatus, DriverError, EventSink, FilterStatus, HostInfo, Hypervisor, JobProgress,
-    MigrationOptions, PowerState,
+    MigrationOptions, Nic, PowerState,
 };
 
 /// How a fake host answers.
@@ -71,6 +72,8 @@ pub struct FakeDomain {
     pub state: PowerState,
     /// Disks hot-plugged into the running guest, by target.
     pub plugged: BTreeMap<String, AttachedDisk>,
+    /// NICs hot-plugged into the running guest, by MAC.
+    pub plugged_nics: BTreeMap<String, Nic>,
 }
 
 #[derive(Default)]
@@ -136,6 +139,7 @@ impl FakeCloud {
             let Some(domain) = host.domains.get_mut(name) else { return };
             domain.state = PowerState::ShutOff;
             domain.plugged.clear();
+            domain.plugged_nics.clear();
             host.sinks.clone()
         };
         for sink in sinks {
@@ -211,6 +215,7 @@ impl FakeHost {
             domain.state = state;
             if state.is_off() {
                 domain.plugged.clear();
+                domain.plugged_nics.clear();
             }
             Ok(())
         })
@@ -273,6 +278,7 @@ impl Hypervisor for FakeHost {
                 spec: spec.clone(),
                 state: PowerState::ShutOff,
                 plugged: BTreeMap::new(),
+                plugged_nics: BTreeMap::new(),
             });
             domain.spec = spec.clone();
             Ok(())
@@ -284,6 +290,7 @@ impl Hypervisor for FakeHost {
             if domain.state != PowerState::Running {
                 domain.state = PowerState::Running;
                 domain.plugged.clear();
+                domain.plugged_nics.clear();
             }
             Ok(())
         })
@@ -390,6 +397,23 @@ impl Hypervisor for FakeHost {
         })
     }
 
+    fn attach_interface(&self, name: &str, nic: &Nic) -> Result<(), DriverError> {
+        self.running_domain(name, |domain| {
+            if domain.spec.mac != nic.mac && !domain.spec.nics.iter().any(|n| n.mac == nic.mac) {
+                domain.plugged_nics.insert(nic.mac.clone(), nic.clone());
+            }
+            Ok(())
+        })
+    }
+
+    fn detach_interface(&self, name: &str, nic: &Nic) -> Result<(), DriverError> {
+        self.running_domain(name, |domain| {
+            domain.plugged_nics.remove(&nic.mac);
+            domain.spec.nics.retain(|n| n.mac != nic.mac);
+            Ok(())
+        })
+    }
+
     fn resize_disk(&self, name: &str, target: &str, _: u64) -> Result<(), DriverError> {
         self.running_domain(name, |domain| {
             let present = domain.plugged.contains_key(target) || domain.spec.volumes.iter().any(|v| v.target == target);
@@ -463,6 +487,7 @@ mod tests {
             mac: "52:54:00:00:00:01".into(),
             bridge: "br".into(),
             ovs_port: None,
+            nics: Vec::new(),
             console_log: "/nowhere.log".into(),
             filter: None,
             instance_type: "t3.nano".into(),

@@ -69,6 +69,11 @@ pub fn default_bridge() -> String {
 }
 
 impl HostConfig {
+    /// `test:///…` in process, or `test+tcp://…` and the like: libvirt's test driver either way.
+    pub fn is_test_driver(&self) -> bool {
+        self.uri.starts_with("test:") || self.uri.starts_with("test+")
+    }
+
     pub fn new(uri: &str) -> Self {
         Self {
             uri: uri.into(),
@@ -117,8 +122,7 @@ pub struct Host {
 impl Host {
     /// A host whose every driver call goes through a bridge ([`crate::bridge`]).
     pub fn new(config: HostConfig, zone: String, driver: Arc<dyn Hypervisor>) -> Self {
-        // `test:///…` in process, or `test+tcp://…` and the like: libvirt's test driver either way.
-        let test_driver = config.uri.starts_with("test:") || config.uri.starts_with("test+");
+        let test_driver = config.is_test_driver();
         let accelerator = config.accelerator.unwrap_or(if test_driver { Accelerator::Test } else { Accelerator::Kvm });
         let timeout = Duration::from_secs(config.call_timeout_secs.max(1));
         let driver = Arc::new(HostBridge::new(&config.uri, driver, config.max_calls, timeout));

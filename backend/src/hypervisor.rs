@@ -49,6 +49,8 @@ pub struct DomainSpec {
     /// The OVN logical port (a UUID, as libvirt wants it) when the NIC goes into Open vSwitch's
     /// integration bridge (`bridge`) instead of a Linux bridge: instances of VPCs of their own.
     pub ovs_port: Option<String>,
+    /// More NICs after the primary one: the network interfaces attached to the instance.
+    pub nics: Vec<Nic>,
     pub console_log: PathBuf,
     /// The nwfilter guarding the NIC (security groups); it must be defined before the start.
     pub filter: Option<String>,
@@ -56,6 +58,15 @@ pub struct DomainSpec {
     pub instance_type: String,
     /// The domain's `<metadata>` element: whose it is ([`crate::ownership`]).
     pub metadata: Option<String>,
+}
+
+/// A guest NIC beyond the primary one (an attached network interface).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Nic {
+    pub mac: String,
+    pub bridge: String,
+    /// Its OVN logical port when `bridge` is Open vSwitch's integration bridge.
+    pub ovs_port: Option<String>,
 }
 
 /// A volume as a guest disk.
@@ -165,6 +176,10 @@ pub trait Hypervisor: Send + Sync {
     fn detach_disk(&self, name: &str, target: &str, wait: std::time::Duration) -> Result<(), DriverError>;
     /// Grows a disk of the running guest to `bytes`; the guest sees the new size.
     fn resize_disk(&self, name: &str, target: &str, bytes: u64) -> Result<(), DriverError>;
+    /// Plugs a NIC into a running domain; one of that MAC is there already: nothing to do.
+    fn attach_interface(&self, name: &str, nic: &Nic) -> Result<(), DriverError>;
+    /// Unplugs the NIC (found by its MAC) from a running domain; none there: nothing to do.
+    fn detach_interface(&self, name: &str, nic: &Nic) -> Result<(), DriverError>;
     /// Defines (or redefines) a network filter; the guests that use it get its new rules at
     /// once.
     fn define_filter(&self, xml: &str) -> Result<(), DriverError>;
@@ -183,6 +198,29 @@ pub fn disk_xml(disk: &AttachedDisk) -> String {
         "<disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='{}'/><target dev='{}' bus='virtio'/></disk>",
         escape(disk.path.to_string_lossy()),
         escape(&disk.target)
+    )
+}
+
+/// The `<interface>` element of a NIC, guarded by `filter` (an nwfilter) if given.
+pub fn nic_xml(nic: &Nic, filter: Option<&str>) -> String {
+    let filter = match filter {
+        Some(name) => format!("<filterref filter='{}'/>", escape(name)),
+        None => String::new(),
+    };
+    // Open vSwitch's userspace datapath drops a virtio guest's TCP unless checksum offload is
+    // off on both sides (../shared/design/networking.md).
+    let port = match &nic.ovs_port {
+        Some(id) => format!(
+            "<virtualport type='openvswitch'><parameters interfaceid='{}'/></virtualport>\
+<driver name='qemu'><host csum='off'/><guest csum='off'/></driver>",
+            escape(id)
+        ),
+        None => String::new(),
+    };
+    format!(
+        "<interface type='bridge'><source bridge='{}'/><mac address='{}'/><model type='virtio'/>{port}{filter}</interface>",
+        escape(&nic.bridge),
+        escape(&nic.mac)
     )
 }
 
@@ -219,20 +257,7 @@ pub fn domain_xml(spec: &DomainSpec) -> String {
     // KVM guests get the host's CPU model; under TCG QEMU's default model is the safe one.
     let cpu = if spec.accelerator == Accelerator::Kvm { "<cpu mode='host-model'/>" } else { "" };
     let log = escape(spec.console_log.to_string_lossy()).into_owned();
-    let filter = match &spec.filter {
-        Some(name) => format!("<filterref filter='{}'/>", escape(name)),
-        None => String::new(),
-    };
-    // Open vSwitch's userspace datapath drops a virtio guest's TCP unless checksum offload is
-    // off on both sides (../shared/design/networking.md).
-    let port = match &spec.ovs_port {
-        Some(id) => format!(
-            "<virtualport type='openvswitch'><parameters interfaceid='{}'/></virtualport>\
-<driver name='qemu'><host csum='off'/><guest csum='off'/></driver>",
-            escape(id)
-        ),
-        None => String::new(),
-    };
+    let primary = Nic { mac: spec.mac.clone(), bridge: spec.bridge.clone(), ovs_port: spec.ovs_port.clone() };
     format!(
         "<domain type='{kind}'>\
 <name>{name}</name><uuid>{uuid}</uuid>{metadata}\
@@ -244,7 +269,7 @@ pub fn domain_xml(spec: &DomainSpec) -> String {
 <on_poweroff>destroy</on_poweroff><on_reboot>restart</on_reboot><on_crash>destroy</on_crash>\
 <devices>\
 <disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='{disk}'/><target dev='vda' bus='virtio'/></disk>\
-{volumes}<interface type='bridge'><source bridge='{bridge}'/><mac address='{mac}'/><model type='virtio'/>{port}{filter}</interface>\
+{volumes}{primary}{nics}\
 <serial type='file'><source path='{log}' append='on'/><target port='0'/></serial>\
 <console type='file'><source path='{log}' append='on'/><target type='serial' port='0'/></console>\
 <rng model='virtio'><backend model='random'>/dev/urandom</backend></rng>\
@@ -256,8 +281,8 @@ pub fn domain_xml(spec: &DomainSpec) -> String {
         vcpus = spec.vcpus,
         disk = escape(spec.disk.to_string_lossy()),
         volumes = spec.volumes.iter().map(disk_xml).collect::<String>(),
-        bridge = escape(&spec.bridge),
-        mac = escape(&spec.mac),
+        primary = nic_xml(&primary, spec.filter.as_deref()),
+        nics = spec.nics.iter().map(|n| nic_xml(n, None)).collect::<String>(),
         product = escape(&spec.instance_type),
         metadata = spec.metadata.as_deref().unwrap_or_default(),
     )
@@ -282,6 +307,7 @@ mod tests {
             mac: "52:54:00:aa:bb:cc".into(),
             bridge: "stratus0".into(),
             ovs_port: None,
+            nics: Vec::new(),
             console_log: "/data/i-0123/console.log".into(),
             filter: Some("stratus-i-0123".into()),
             instance_type: "t3.micro".into(),

@@ -810,6 +810,7 @@ impl Backend {
                 None => host.config.bridge.clone(),
             },
             ovs_port: ovs_port.clone(),
+            nics: self.extra_nics(record)?,
             console_log: console_path(record),
             filter: None,
             instance_type: record.instance_type.clone(),
@@ -887,6 +888,7 @@ impl Backend {
             let vpc = tx.get(&storage::tables::VPCS, &format!("{}/{}", current.account, current.vpc_id))?;
             network::release_address(tx, &network::lease_scope(vpc.as_ref()), &current.private_ip, key)?;
             crate::addresses::release_instance_addresses(tx, &current.account, &current.id)?;
+            self.release_instance_interfaces(tx, &current)?;
             if let Some(address) = current.public_ip.take() {
                 crate::addresses::give_back_public_address(tx, &address, key)?;
             }

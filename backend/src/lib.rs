@@ -28,6 +28,7 @@ pub mod hypervisor;
 pub mod ids;
 pub mod images;
 pub mod instances;
+pub mod interfaces;
 pub mod key_pairs;
 pub mod libvirt;
 pub mod listing;
@@ -267,6 +268,18 @@ pub enum Error {
     /// An address released while something points at it
     #[error("The address {allocation} is associated ({association}): disassociate it first.")]
     AddressAssociated { allocation: String, association: String },
+    /// A network interface attached (or an instance's own) where a detached one is needed
+    #[error("{0}")]
+    InterfaceInUse(String),
+    /// No network interface attachment of that id
+    #[error("The attachment ID '{0}' does not exist")]
+    AttachmentIdNotFound(String),
+    /// An instance has as many attachments as it may
+    #[error("{0}")]
+    AttachmentLimitExceeded(String),
+    /// An interface would hold more private addresses than it may
+    #[error("{0}")]
+    AddressLimit(String),
     /// No route table association of that id
     #[error("The association ID '{0}' does not exist")]
     AssociationNotFound(String),

@@ -15,8 +15,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use storage::tables::{
-    GROUP_RULES, IMAGES, IMAGE_IDS, INSTANCES, INTERFACES, MIGRATIONS, RESERVATIONS, SECURITY_GROUPS, SNAPSHOTS, TAGS,
-    VOLUMES,
+    GROUP_RULES, IMAGES, IMAGE_IDS, INSTANCES, INTERFACES, MIGRATIONS, NETWORK_INTERFACES, RESERVATIONS,
+    SECURITY_GROUPS, SNAPSHOTS, TAGS, VOLUMES,
 };
 use storage::{
     ImageRecord, InstanceRecord, MigrationRecord, ReadTx, Record, SecurityGroupRecord, SecurityGroupRuleRecord,
@@ -94,6 +94,127 @@ impl Listed for MigrationRecord {
 pub(crate) fn image_owner(tx: &ReadTx, id: &str) -> Result<Option<String>> {
     let prefix = format!("{id}/");
     Ok(first_key(tx, &IMAGE_IDS, &prefix)?.map(|key| key[prefix.len()..].to_owned()))
+}
+
+/// The key of the live instance whose primary interface is `interface_id`, if any.
+pub(crate) fn primary_interface_owner(
+    tx: &impl storage::Reads,
+    account: &str,
+    interface_id: &str,
+) -> Result<Option<String>> {
+    let prefix = format!("{account}/{interface_id}/");
+    for (key, _) in tx.scan(&INTERFACES, &prefix)? {
+        let instance = &key[prefix.len()..];
+        if instance.is_empty() {
+            continue;
+        }
+        let instance_key = format!("{account}/{instance}");
+        let live = tx.get(&INSTANCES, &instance_key)?.is_some_and(|i| i.state != storage::InstanceState::Terminated);
+        return Ok(live.then_some(instance_key));
+    }
+    Ok(None)
+}
+
+/// A network interface as Describe shows it: an instance's primary one, or one of its own.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InterfaceView {
+    pub id: String,
+    pub account: String,
+    pub vpc_id: String,
+    pub subnet_id: String,
+    pub zone: String,
+    pub mac: String,
+    pub private_ip: String,
+    pub secondary_ips: Vec<String>,
+    pub security_group_ids: Vec<String>,
+    pub description: String,
+    pub source_dest_check: bool,
+    pub attachment: Option<InterfaceAttachmentView>,
+    /// Made with CreateNetworkInterface (it outlives its attachments).
+    pub own: bool,
+    /// The public address its instance was given at launch (primary interfaces only).
+    pub public_ip: Option<String>,
+}
+
+/// Where an interface is attached.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InterfaceAttachmentView {
+    pub id: String,
+    pub instance_id: String,
+    pub device_index: u32,
+    /// `attaching`, `attached` or `detaching`.
+    pub state: &'static str,
+    pub attach_time_ms: i64,
+    pub delete_on_termination: bool,
+}
+
+impl InterfaceView {
+    /// An instance's own interface, attached at device index 0 since its launch.
+    pub fn primary(record: &InstanceRecord) -> Self {
+        Self {
+            id: record.network_interface_id.clone(),
+            account: record.account.clone(),
+            vpc_id: record.vpc_id.clone(),
+            subnet_id: record.subnet_id.clone(),
+            zone: record.zone.clone(),
+            mac: record.mac.clone(),
+            private_ip: record.private_ip.clone(),
+            secondary_ips: Vec::new(),
+            security_group_ids: record.security_group_ids.clone(),
+            description: String::new(),
+            source_dest_check: true,
+            attachment: Some(InterfaceAttachmentView {
+                id: primary_attachment_id(record),
+                instance_id: record.id.clone(),
+                device_index: 0,
+                state: "attached",
+                attach_time_ms: record.launch_time_ms,
+                delete_on_termination: true,
+            }),
+            own: false,
+            public_ip: record.public_ip.clone(),
+        }
+    }
+
+    pub fn of_own(record: &storage::NetworkInterfaceRecord) -> Self {
+        Self {
+            id: record.id.clone(),
+            account: record.account.clone(),
+            vpc_id: record.vpc_id.clone(),
+            subnet_id: record.subnet_id.clone(),
+            zone: record.zone.clone(),
+            mac: record.mac.clone(),
+            private_ip: record.private_ip.clone(),
+            secondary_ips: record.secondary_ips.clone(),
+            security_group_ids: record.security_group_ids.clone(),
+            description: record.description.clone(),
+            source_dest_check: record.source_dest_check,
+            attachment: record.attachment.as_ref().map(|a| InterfaceAttachmentView {
+                id: a.id.clone(),
+                instance_id: a.instance_id.clone(),
+                device_index: a.device_index,
+                state: a.state.name(),
+                attach_time_ms: a.attach_time_ms,
+                delete_on_termination: a.delete_on_termination,
+            }),
+            own: true,
+            public_ip: None,
+        }
+    }
+
+    /// `in-use` while attached, `available` otherwise.
+    pub fn status(&self) -> &'static str {
+        if self.attachment.is_some() {
+            "in-use"
+        } else {
+            "available"
+        }
+    }
+}
+
+/// The id of an instance's primary interface attachment: `eni-attach-` and the interface's hex.
+pub fn primary_attachment_id(record: &InstanceRecord) -> String {
+    format!("eni-attach-{}", record.network_interface_id.trim_start_matches("eni-"))
 }
 
 /// The first key of an index under `prefix`.
@@ -347,28 +468,37 @@ impl Backend {
         })
     }
 
-    /// One page of `account`'s network interfaces, in interface id order: each is its
-    /// instance's (terminated instances have none), with the interface's tags. `query.ids` and
-    /// `query.only_ids` are interface ids; `after` is the last interface id of the page before.
+    /// One page of `account`'s network interfaces, in interface id order: instances' primary
+    /// ones (terminated instances have none) and those of their own, with the interface's
+    /// tags. `query.ids` and `query.only_ids` are interface ids; `after` is the last interface
+    /// id of the page before.
     pub fn list_interfaces(
         &self,
         account: &str,
         query: &ListQuery,
-        mut keep: impl FnMut(&InstanceRecord, &[(String, String)]) -> bool,
-    ) -> Result<Page<Item<InstanceRecord>>> {
+        mut keep: impl FnMut(&InterfaceView, &[(String, String)]) -> bool,
+    ) -> Result<Page<Item<InterfaceView>>> {
         self.store().read(|tx| {
             let prefix = format!("{account}/");
             let mut filling = Filling { items: Vec::new(), more: false, limit: query.limit, keep: &mut keep };
             let mut missing = Vec::new();
-            // Hands one index key's instance to the page; answers whether the page wants more.
-            let offer = |filling: &mut Filling<'_, '_, InstanceRecord>, key: &str| -> Result<Option<bool>> {
+            // Hands one index key's interface to the page; answers whether the page wants more.
+            let offer = |filling: &mut Filling<'_, '_, InterfaceView>, key: &str| -> Result<Option<bool>> {
                 let Some((eni, id)) = key[prefix.len()..].split_once('/') else { return Ok(Some(true)) };
-                let Some(record) = tx.get(&INSTANCES, &format!("{account}/{id}"))? else { return Ok(None) };
-                if record.state == storage::InstanceState::Terminated {
-                    return Ok(None);
-                }
+                let view = if id.is_empty() {
+                    let Some(record) = tx.get(&NETWORK_INTERFACES, &format!("{account}/{eni}"))? else {
+                        return Ok(None);
+                    };
+                    InterfaceView::of_own(&record)
+                } else {
+                    let Some(record) = tx.get(&INSTANCES, &format!("{account}/{id}"))? else { return Ok(None) };
+                    if record.state == storage::InstanceState::Terminated {
+                        return Ok(None);
+                    }
+                    InterfaceView::primary(&record)
+                };
                 let tags = tags::of_resource(tx, account, eni)?;
-                Ok(Some(filling.offer(record, tags)))
+                Ok(Some(filling.offer(view, tags)))
             };
             let named = if !query.ids.is_empty() { &query.ids } else { &query.only_ids };
             if !named.is_empty() {
@@ -391,7 +521,7 @@ impl Backend {
                 }
                 return Ok(Page { items: filling.items, more: filling.more, missing });
             }
-            // Keys are `{account}/{eni}/{instance}`.
+            // Keys are `{account}/{eni}/{instance}`, or `{account}/{eni}/` for one of its own.
             walk_index(tx, &INTERFACES, &prefix, query.after.as_deref(), |key| {
                 Ok(offer(&mut filling, key)?.unwrap_or(true))
             })?;

@@ -358,7 +358,7 @@ impl Backend {
                 g.id != id
                     && g.rules.iter().any(|r| matches!(&r.peer, RulePeer::Group { group_id, .. } if *group_id == id))
             });
-            if in_use || referenced {
+            if in_use || referenced || crate::interfaces::in_group(tx, account, &id)? {
                 return Err(Error::DependencyViolation(format!("resource {id} has a dependent object")));
             }
             tx.remove(&SECURITY_GROUPS, &group_key(account, &id))?;

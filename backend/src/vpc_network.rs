@@ -45,9 +45,14 @@ pub struct Interface {
     pub groups: Vec<String>,
     /// The public address it was given at launch, if any.
     pub public_ip: Option<String>,
+    /// Its secondary private addresses.
+    pub secondary: Vec<String>,
+    /// EC2's `SourceDestCheck`: OVN's port security holds it to its MAC and addresses.
+    pub source_dest_check: bool,
 }
 
 impl Interface {
+    /// An instance's primary interface, while the instance is not terminated.
     pub fn of(record: &InstanceRecord) -> Option<Self> {
         (record.state != InstanceState::Terminated).then(|| Self {
             id: record.network_interface_id.clone(),
@@ -56,7 +61,23 @@ impl Interface {
             address: record.private_ip.clone(),
             groups: record.security_group_ids.clone(),
             public_ip: record.public_ip.clone(),
+            secondary: Vec::new(),
+            source_dest_check: true,
         })
+    }
+
+    /// An interface of its own, attached or not (its port waits unbound until a guest plugs it).
+    pub fn of_own(record: &storage::NetworkInterfaceRecord) -> Self {
+        Self {
+            id: record.id.clone(),
+            subnet_id: record.subnet_id.clone(),
+            mac: record.mac.clone(),
+            address: record.private_ip.clone(),
+            groups: record.security_group_ids.clone(),
+            public_ip: None,
+            secondary: record.secondary_ips.clone(),
+            source_dest_check: record.source_dest_check,
+        }
     }
 }
 
@@ -363,8 +384,8 @@ pub fn desired(
                     name: port_name(installation, &i.id),
                     owner: i.id.clone(),
                     mac: i.mac.clone(),
-                    addresses: vec![i.address.clone()],
-                    port_security: true,
+                    addresses: std::iter::once(&i.address).chain(&i.secondary).cloned().collect(),
+                    port_security: i.source_dest_check,
                     localport: false,
                 })
                 .collect();
@@ -699,6 +720,8 @@ mod tests {
             address: address.into(),
             groups: vec!["sg-web".into()],
             public_ip: None,
+            secondary: Vec::new(),
+            source_dest_check: true,
         }
     }
 

@@ -542,6 +542,7 @@ impl Backend {
             let instances = tx.scan(&INSTANCES, &format!("{account}/"))?;
             if instances.iter().any(|(_, i)| i.subnet_id == id && i.state != InstanceState::Terminated)
                 || crate::nat_gateways::in_subnet(tx, account, id)?
+                || crate::interfaces::in_subnet(tx, account, id)?
             {
                 return Err(dependency("subnet", id));
             }

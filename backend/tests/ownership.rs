@@ -171,6 +171,7 @@ fn sample_spec(name: &str) -> DomainSpec {
         mac: "52:54:00:00:00:99".into(),
         bridge: "stratus0".into(),
         ovs_port: None,
+        nics: Vec::new(),
         console_log: "/elsewhere/console.log".into(),
         filter: None,
         instance_type: "t3.nano".into(),

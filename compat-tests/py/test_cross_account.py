@@ -160,6 +160,16 @@ def _build_world(server, test_image) -> World:
     a["nat"] = ca.create_nat_gateway(SubnetId=a["own_subnet"], AllocationId=nat_eip,
                                      TagSpecifications=spec("natgateway"))["NatGateway"]["NatGatewayId"]
     a["dopt"] = ca.describe_dhcp_options()["DhcpOptions"][0]["DhcpOptionsId"]
+    # A network interface of A's own, with a secondary address, attached to A's own instance.
+    a["own_eni"] = ca.create_network_interface(
+        SubnetId=a["own_subnet"], PrivateIpAddresses=[{"PrivateIpAddress": "10.0.1.30", "Primary": True},
+                                                      {"PrivateIpAddress": "10.0.1.31", "Primary": False}],
+        TagSpecifications=spec("network-interface"))["NetworkInterface"]["NetworkInterfaceId"]
+    wait_states(ca, [a["own_instance"]], "running", timeout=60)
+    a["eni_attach"] = ca.attach_network_interface(NetworkInterfaceId=a["own_eni"], InstanceId=a["own_instance"],
+                                                  DeviceIndex=1)["AttachmentId"]
+    _wait(lambda: ca.describe_network_interfaces(NetworkInterfaceIds=[a["own_eni"]])["NetworkInterfaces"][0]
+          .get("Attachment", {}).get("Status") == "attached", "A's interface to attach")
 
     # B's own resources: a group, a running instance, an available volume, a VPC like A's.
     b: dict[str, str] = {}
@@ -168,6 +178,7 @@ def _build_world(server, test_image) -> World:
     b["rtb"] = cb.create_route_table(VpcId=b["vpc"])["RouteTable"]["RouteTableId"]
     b["igw"] = cb.create_internet_gateway()["InternetGateway"]["InternetGatewayId"]
     b["eip"] = cb.allocate_address(Domain="vpc")["AllocationId"]
+    b["eni"] = cb.create_network_interface(SubnetId=b["subnet"])["NetworkInterface"]["NetworkInterfaceId"]
     b["group_id"] = cb.create_security_group(GroupName=f"b-sg-{secrets.token_hex(6)}",
                                              Description="group of B")["GroupId"]
     b["instance"] = cb.run_instances(ImageId=public_image, InstanceType="t3.nano", MinCount=1,
@@ -266,6 +277,8 @@ def a_state(w: World) -> dict:
         "rules": _try(lambda: ca.describe_security_group_rules(
             Filters=[{"Name": "group-id", "Values": [a["group_id"]]}])),
         "eni": _try(lambda: ca.describe_network_interfaces(NetworkInterfaceIds=[a["eni"]])),
+        "own_eni": _try(lambda: ca.describe_network_interfaces(NetworkInterfaceIds=[a["own_eni"]])),
+        "all_enis": _try(lambda: ca.describe_network_interfaces()),
         "tags": _try(lambda: ca.describe_tags(MaxResults=1000)),
         # Which resources A has: nothing B does may add one to A's account.
         "all_instances": sorted(i["InstanceId"] for r in ca.describe_instances()["Reservations"]
@@ -293,6 +306,9 @@ def a_state(w: World) -> dict:
                       "instanceInitiatedShutdownBehavior", "groupSet", "sourceDestCheck"):
         state[f"attr:{attribute}"] = _try(
             lambda: ca.describe_instance_attribute(InstanceId=a["instance"], Attribute=attribute))
+    for attribute in ("description", "groupSet", "sourceDestCheck", "attachment"):
+        state[f"eni:{attribute}"] = _try(
+            lambda: ca.describe_network_interface_attribute(NetworkInterfaceId=a["own_eni"], Attribute=attribute))
     for attribute in ("launchPermission", "description"):
         state[f"image:{attribute}"] = _try(lambda: ca.describe_image_attribute(ImageId=a["image"],
                                                                                Attribute=attribute))
@@ -429,7 +445,7 @@ PERM_NEW = [{"IpProtocol": "tcp", "FromPort": 8443, "ToPort": 8443, "IpRanges": 
 ALL_EGRESS = [{"IpProtocol": "-1", "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}]
 TAG_B = [{"Key": "set-by", "Value": "b"}]
 ALL_TAGGABLE = ("instance volume attached_volume root_volume snapshot image key_id group_id rule_id eni own_vpc "
-                "own_subnet igw rtb eip nat")
+                "own_subnet igw rtb eip nat own_eni")
 
 ROWS: list[Row] = [
     # Reads.
@@ -478,7 +494,14 @@ ROWS: list[Row] = [
       lambda c, x, w: c.describe_security_group_rules(SecurityGroupRuleIds=[x])),
     R("DescribeSecurityGroupRules(filter group-id)", "group_id",
       lambda c, x, w: c.describe_security_group_rules(Filters=[{"Name": "group-id", "Values": [x]}])),
-    R("DescribeNetworkInterfaces", "eni", lambda c, x, w: c.describe_network_interfaces(NetworkInterfaceIds=[x])),
+    R("DescribeNetworkInterfaces", "eni own_eni",
+      lambda c, x, w: c.describe_network_interfaces(NetworkInterfaceIds=[x])),
+    R("DescribeNetworkInterfaces(filter attachment.attachment-id)", "eni_attach",
+      lambda c, x, w: c.describe_network_interfaces(Filters=[{"Name": "attachment.attachment-id", "Values": [x]}])),
+    *[R(f"DescribeNetworkInterfaceAttribute({attribute})", "eni own_eni",
+        (lambda attribute: lambda c, x, w: c.describe_network_interface_attribute(
+            NetworkInterfaceId=x, Attribute=attribute))(attribute))
+      for attribute in ("description", "groupSet", "sourceDestCheck", "attachment")],
     R("DescribeNetworkInterfaces(filter attachment.instance-id)", "instance",
       lambda c, x, w: c.describe_network_interfaces(Filters=[{"Name": "attachment.instance-id", "Values": [x]}])),
     R("DescribeNetworkInterfaces(filter group-id)", "group_id",
@@ -667,6 +690,27 @@ ROWS: list[Row] = [
         RouteTableId=w.b["rtb"], DestinationCidrBlock="192.0.2.0/24", InstanceId=x)),
     R("CreateRoute(B's table, A's interface)", "eni", lambda c, x, w: c.create_route(
         RouteTableId=w.b["rtb"], DestinationCidrBlock="192.0.2.0/24", NetworkInterfaceId=x)),
+    R("CreateNetworkInterface(in A's subnet)", "own_subnet subnet",
+      lambda c, x, w: c.create_network_interface(SubnetId=x)),
+    R("CreateNetworkInterface(A's group)", "group_id",
+      lambda c, x, w: c.create_network_interface(SubnetId=w.b["subnet"], Groups=[x])),
+    R("AttachNetworkInterface(A's interface, B's instance)", "eni own_eni",
+      lambda c, x, w: c.attach_network_interface(NetworkInterfaceId=x, InstanceId=w.b["instance"], DeviceIndex=1)),
+    R("AttachNetworkInterface(B's interface, A's instance)", "instance own_instance",
+      lambda c, x, w: c.attach_network_interface(NetworkInterfaceId=w.b["eni"], InstanceId=x, DeviceIndex=3)),
+    R("ModifyNetworkInterfaceAttribute(description)", "eni own_eni",
+      lambda c, x, w: c.modify_network_interface_attribute(NetworkInterfaceId=x, Description={"Value": "b"})),
+    R("ModifyNetworkInterfaceAttribute(groups)", "eni own_eni",
+      lambda c, x, w: c.modify_network_interface_attribute(NetworkInterfaceId=x, Groups=[w.b["default_group"]])),
+    R("ModifyNetworkInterfaceAttribute(B's interface, A's group)", "group_id",
+      lambda c, x, w: c.modify_network_interface_attribute(NetworkInterfaceId=w.b["eni"], Groups=[x])),
+    R("ModifyNetworkInterfaceAttribute(A's attachment)", "eni_attach",
+      lambda c, x, w: c.modify_network_interface_attribute(
+          NetworkInterfaceId=w.b["eni"], Attachment={"AttachmentId": x, "DeleteOnTermination": True})),
+    R("AssignPrivateIpAddresses", "eni own_eni",
+      lambda c, x, w: c.assign_private_ip_addresses(NetworkInterfaceId=x, SecondaryPrivateIpAddressCount=1)),
+    R("UnassignPrivateIpAddresses", "own_eni",
+      lambda c, x, w: c.unassign_private_ip_addresses(NetworkInterfaceId=x, PrivateIpAddresses=["10.0.1.31"])),
     R("ReplaceRoute(A's table)", "rtb", lambda c, x, w: c.replace_route(
         RouteTableId=x, DestinationCidrBlock="0.0.0.0/0", GatewayId=w.b["igw"])),
     R("DeleteRoute(A's table)", "rtb", lambda c, x, w: c.delete_route(RouteTableId=x, DestinationCidrBlock="0.0.0.0/0")),
@@ -692,6 +736,8 @@ ROWS: list[Row] = [
     R("DeleteSecurityGroup(by id)", "group_id", lambda c, x, w: c.delete_security_group(GroupId=x)),
     R("DeleteSecurityGroup(by name)", "group_name", lambda c, x, w: c.delete_security_group(GroupName=x)),
     R("DisassociateRouteTable", "rtbassoc", lambda c, x, w: c.disassociate_route_table(AssociationId=x)),
+    R("DetachNetworkInterface", "eni_attach", lambda c, x, w: c.detach_network_interface(AttachmentId=x, Force=True)),
+    R("DeleteNetworkInterface", "eni own_eni", lambda c, x, w: c.delete_network_interface(NetworkInterfaceId=x)),
     R("DeleteNatGateway", "nat", lambda c, x, w: c.delete_nat_gateway(NatGatewayId=x)),
     R("DeleteSubnet", "own_subnet subnet", lambda c, x, w: c.delete_subnet(SubnetId=x)),
     R("DeleteRouteTable", "rtb", lambda c, x, w: c.delete_route_table(RouteTableId=x)),

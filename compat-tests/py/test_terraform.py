@@ -412,6 +412,23 @@ resource "aws_instance" "app" {
   }
 }
 
+resource "aws_network_interface" "second" {
+  subnet_id       = aws_subnet.private.id
+  private_ips     = ["10.0.2.20", "10.0.2.21"]
+  security_groups = [aws_security_group.web.id]
+  description     = "second leg"
+
+  tags = {
+    Name = "%(name)s-second"
+  }
+}
+
+resource "aws_network_interface_attachment" "second" {
+  instance_id          = aws_instance.app.id
+  network_interface_id = aws_network_interface.second.id
+  device_index         = 1
+}
+
 resource "aws_eip" "nat" {
   domain     = "vpc"
   depends_on = [aws_internet_gateway.gw]
@@ -508,6 +525,14 @@ output "app_public_ip" {
   value = aws_eip.app.public_ip
 }
 
+output "second_interface" {
+  value = aws_network_interface.second.id
+}
+
+output "second_attachment" {
+  value = aws_network_interface_attachment.second.attachment_id
+}
+
 output "nat_gateway" {
   value = aws_nat_gateway.out.id
 }
@@ -518,8 +543,8 @@ def test_terraform_vpc_network(server_factory, test_image, tmp_path):
     """A key pair and the zones, and a VPC with public and private subnets, an internet gateway, a route table with its route
     and association, a NAT gateway with its Elastic IP and the private subnet's table routed to
     it, two groups (one referring to the other), an instance at a fixed private address in the
-    private subnet with an Elastic IP of its own: apply, a second plan with no changes, destroy
-    (test driver)."""
+    private subnet with an Elastic IP of its own and a second network interface attached: apply,
+    a second plan with no changes, destroy (test driver)."""
     from conftest import TEST_DRIVER_CONFIG
 
     server = server_factory(config=TEST_DRIVER_CONFIG)
@@ -581,11 +606,21 @@ def test_terraform_vpc_network(server_factory, test_image, tmp_path):
         assert {r["DestinationCidrBlock"]: r.get("NatGatewayId") for r in private_table["Routes"]}["0.0.0.0/0"] == nat[
             "NatGatewayId"]
 
+        [second] = ec2.describe_network_interfaces(NetworkInterfaceIds=[outputs["second_interface"]])["NetworkInterfaces"]
+        assert [a["PrivateIpAddress"] for a in second["PrivateIpAddresses"]] == ["10.0.2.20", "10.0.2.21"]
+        assert (second["Attachment"]["InstanceId"], second["Attachment"]["DeviceIndex"]) == (
+            instance["InstanceId"], 1)
+        assert second["Attachment"]["AttachmentId"] == outputs["second_attachment"]
+        assert second["Description"] == "second leg" and second["Status"] == "in-use"
+
         plan = tf("plan", "-detailed-exitcode", "-input=false", "-no-color", expect=(0, 2))
         assert plan.returncode == 0, f"second plan wants changes:\n{plan.stdout[-6000:]}"
 
         tf("destroy", "-auto-approve", "-input=false", "-no-color")
         applied = False
+        with pytest.raises(ClientError) as excinfo:
+            ec2.describe_network_interfaces(NetworkInterfaceIds=[outputs["second_interface"]])
+        assert excinfo.value.response["Error"]["Code"] == "InvalidNetworkInterfaceID.NotFound"
         with pytest.raises(ClientError) as excinfo:
             ec2.describe_vpcs(VpcIds=[vpc_id])
         assert excinfo.value.response["Error"]["Code"] == "InvalidVpcID.NotFound"

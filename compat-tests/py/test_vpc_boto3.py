@@ -496,3 +496,201 @@ def test_what_a_vpc_may_not_hold(cloud):
         client.delete_security_group(GroupId=group)
     client.delete_subnet(SubnetId=subnet)
     client.delete_vpc(VpcId=vpc_id)
+
+
+def wait_attachment(client, eni_id: str, wanted: str | None, timeout: float = 30.0) -> dict:
+    """Polls DescribeNetworkInterfaces until the interface's attachment is `wanted` (`None`:
+    detached)."""
+    import time
+    deadline = time.monotonic() + timeout
+    while True:
+        [eni] = client.describe_network_interfaces(NetworkInterfaceIds=[eni_id])["NetworkInterfaces"]
+        state = eni.get("Attachment", {}).get("Status")
+        if state == wanted:
+            return eni
+        assert time.monotonic() < deadline, f"{eni_id}: attachment {state}, not {wanted}"
+        time.sleep(0.2)
+
+
+def test_network_interfaces_of_their_own(cloud):
+    server, client, image_id = cloud
+    vpc_id = client.create_vpc(CidrBlock="10.6.0.0/16")["Vpc"]["VpcId"]
+    subnet_id = client.create_subnet(VpcId=vpc_id, CidrBlock="10.6.1.0/24")["Subnet"]["SubnetId"]
+    other_subnet = client.create_subnet(VpcId=vpc_id, CidrBlock="10.6.2.0/24")["Subnet"]["SubnetId"]
+    web = client.create_security_group(GroupName="eni-web", Description="d", VpcId=vpc_id)["GroupId"]
+    [default_group] = client.describe_security_groups(
+        Filters=[{"Name": "vpc-id", "Values": [vpc_id]}, {"Name": "group-name", "Values": ["default"]}])["SecurityGroups"]
+
+    # Create: a given address, secondary ones by value and by count, the VPC's default group.
+    eni = client.create_network_interface(
+        SubnetId=subnet_id, PrivateIpAddress="10.6.1.50", Description="second leg",
+        PrivateIpAddresses=[{"PrivateIpAddress": "10.6.1.51", "Primary": False}], SecondaryPrivateIpAddressCount=1,
+        TagSpecifications=[{"ResourceType": "network-interface", "Tags": [{"Key": "role", "Value": "leg"}]}],
+    )["NetworkInterface"]
+    eni_id = eni["NetworkInterfaceId"]
+    assert (eni["Status"], eni["SubnetId"], eni["VpcId"], eni["PrivateIpAddress"]) == (
+        "available", subnet_id, vpc_id, "10.6.1.50")
+    assert [(a["PrivateIpAddress"], a["Primary"]) for a in eni["PrivateIpAddresses"]] == [
+        ("10.6.1.50", True), ("10.6.1.51", False), ("10.6.1.4", False)]
+    assert [g["GroupId"] for g in eni["Groups"]] == [default_group["GroupId"]]
+    assert (eni["Description"], eni["SourceDestCheck"], eni["InterfaceType"]) == ("second leg", True, "interface")
+    assert eni["TagSet"] == [{"Key": "role", "Value": "leg"}]
+    assert "Attachment" not in eni
+    # Its addresses are the subnet's: no instance gets them.
+    base = dict(ImageId=image_id, InstanceType="t3.nano", MinCount=1, MaxCount=1)
+    fails("InvalidIPAddress.InUse", None, client.run_instances, **base, SubnetId=subnet_id,
+          PrivateIpAddress="10.6.1.51")
+    fails("InvalidIPAddress.InUse", None, client.create_network_interface, SubnetId=subnet_id,
+          PrivateIpAddress="10.6.1.4")
+    # A retry with its client token answers the same interface.
+    first = client.create_network_interface(SubnetId=other_subnet, ClientToken="eni-token-1")["NetworkInterface"]
+    again = client.create_network_interface(SubnetId=other_subnet, ClientToken="eni-token-1")["NetworkInterface"]
+    assert first["NetworkInterfaceId"] == again["NetworkInterfaceId"]
+    fails("IdempotentParameterMismatch", None, client.create_network_interface, SubnetId=subnet_id,
+          ClientToken="eni-token-1")
+
+    # Described with the instances' own interfaces, by id, filter and page.
+    [instance] = client.run_instances(**base, SubnetId=subnet_id, PrivateIpAddress="10.6.1.10")["Instances"]
+    instance_id = instance["InstanceId"]
+    wait_states(client, [instance_id], "running")
+    in_vpc = client.describe_network_interfaces(Filters=[{"Name": "vpc-id", "Values": [vpc_id]}])["NetworkInterfaces"]
+    assert {e["NetworkInterfaceId"] for e in in_vpc} == {
+        eni_id, first["NetworkInterfaceId"], instance["NetworkInterfaces"][0]["NetworkInterfaceId"]}
+    assert [e["NetworkInterfaceId"] for e in client.describe_network_interfaces(
+        Filters=[{"Name": "status", "Values": ["available"]}, {"Name": "vpc-id", "Values": [vpc_id]}])[
+        "NetworkInterfaces"]] == sorted([eni_id, first["NetworkInterfaceId"]])
+    assert [e["NetworkInterfaceId"] for e in client.describe_network_interfaces(
+        Filters=[{"Name": "addresses.private-ip-address", "Values": ["10.6.1.51"]}])["NetworkInterfaces"]] == [eni_id]
+    assert [e["NetworkInterfaceId"] for e in client.describe_network_interfaces(
+        Filters=[{"Name": "tag:role", "Values": ["leg"]}])["NetworkInterfaces"]] == [eni_id]
+    pages = client.get_paginator("describe_network_interfaces").paginate(
+        Filters=[{"Name": "vpc-id", "Values": [vpc_id]}], PaginationConfig={"PageSize": 5})
+    assert sum(len(p["NetworkInterfaces"]) for p in pages) == 3
+
+    # Attach at device index 1: attaching, then attached; shown on the instance too.
+    fails("InvalidParameterValue", f"Instance '{instance_id}' already has an interface attached at device index '0'.",
+          client.attach_network_interface, NetworkInterfaceId=eni_id, InstanceId=instance_id, DeviceIndex=0)
+    attachment_id = client.attach_network_interface(NetworkInterfaceId=eni_id, InstanceId=instance_id,
+                                                     DeviceIndex=1)["AttachmentId"]
+    assert attachment_id.startswith("eni-attach-")
+    attached = wait_attachment(client, eni_id, "attached")
+    assert (attached["Status"], attached["Attachment"]["InstanceId"], attached["Attachment"]["DeviceIndex"],
+            attached["Attachment"]["DeleteOnTermination"]) == ("in-use", instance_id, 1, False)
+    shown = client.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0]
+    assert [(n["NetworkInterfaceId"], n["Attachment"]["DeviceIndex"]) for n in shown["NetworkInterfaces"]] == [
+        (instance["NetworkInterfaces"][0]["NetworkInterfaceId"], 0), (eni_id, 1)]
+    fails("InvalidNetworkInterface.InUse", None, client.attach_network_interface, NetworkInterfaceId=eni_id,
+          InstanceId=instance_id, DeviceIndex=2)
+    fails("InvalidNetworkInterface.InUse", None, client.delete_network_interface, NetworkInterfaceId=eni_id)
+    fails("DependencyViolation", None, client.delete_subnet, SubnetId=other_subnet)
+
+    # Attributes: one per call.
+    client.modify_network_interface_attribute(NetworkInterfaceId=eni_id, Groups=[web])
+    client.modify_network_interface_attribute(NetworkInterfaceId=eni_id, SourceDestCheck={"Value": False})
+    client.modify_network_interface_attribute(NetworkInterfaceId=eni_id, Description={"Value": "router leg"})
+    client.modify_network_interface_attribute(NetworkInterfaceId=eni_id, Attachment={
+        "AttachmentId": attachment_id, "DeleteOnTermination": True})
+    fails("InvalidParameterCombination", None, client.modify_network_interface_attribute,
+          NetworkInterfaceId=eni_id, Groups=[web], Description={"Value": "x"})
+    described = client.describe_network_interface_attribute(NetworkInterfaceId=eni_id, Attribute="groupSet")
+    assert described["Groups"] == [{"GroupId": web, "GroupName": "eni-web"}]
+    assert client.describe_network_interface_attribute(
+        NetworkInterfaceId=eni_id, Attribute="sourceDestCheck")["SourceDestCheck"] == {"Value": False}
+    assert client.describe_network_interface_attribute(
+        NetworkInterfaceId=eni_id, Attribute="description")["Description"] == {"Value": "router leg"}
+    assert client.describe_network_interface_attribute(
+        NetworkInterfaceId=eni_id, Attribute="attachment")["Attachment"]["DeleteOnTermination"] is True
+    fails("DependencyViolation", None, client.delete_security_group, GroupId=web)
+
+    # Secondary addresses: by value, by count, given back.
+    assigned = client.assign_private_ip_addresses(NetworkInterfaceId=eni_id, PrivateIpAddresses=["10.6.1.60"])
+    assert [a["PrivateIpAddress"] for a in assigned["AssignedPrivateIpAddresses"]] == ["10.6.1.60"]
+    counted = client.assign_private_ip_addresses(NetworkInterfaceId=eni_id, SecondaryPrivateIpAddressCount=1)
+    assert [a["PrivateIpAddress"] for a in counted["AssignedPrivateIpAddresses"]] == ["10.6.1.5"]
+    fails("InvalidIPAddress.InUse", None, client.assign_private_ip_addresses, NetworkInterfaceId=eni_id,
+          PrivateIpAddresses=["10.6.1.10"])
+    client.unassign_private_ip_addresses(NetworkInterfaceId=eni_id, PrivateIpAddresses=["10.6.1.60", "10.6.1.5"])
+    fails("InvalidParameterValue", None, client.unassign_private_ip_addresses, NetworkInterfaceId=eni_id,
+          PrivateIpAddresses=["10.6.1.50"])
+    [now] = client.describe_network_interfaces(NetworkInterfaceIds=[eni_id])["NetworkInterfaces"]
+    assert [a["PrivateIpAddress"] for a in now["PrivateIpAddresses"]] == ["10.6.1.50", "10.6.1.51", "10.6.1.4"]
+    assert now["SourceDestCheck"] is False and now["Description"] == "router leg"
+
+    # The instance's own interface: groups change, it is not detached or deleted.
+    primary = instance["NetworkInterfaces"][0]
+    client.modify_network_interface_attribute(NetworkInterfaceId=primary["NetworkInterfaceId"], Groups=[web])
+    shown = client.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0]
+    assert [g["GroupId"] for g in shown["SecurityGroups"]] == [web]
+    fails("OperationNotPermitted", None, client.detach_network_interface,
+          AttachmentId=primary["Attachment"]["AttachmentId"])
+    fails("InvalidNetworkInterface.InUse", None, client.delete_network_interface,
+          NetworkInterfaceId=primary["NetworkInterfaceId"])
+    fails("InvalidAttachmentID.NotFound", None, client.detach_network_interface, AttachmentId="eni-attach-0123abcd")
+
+    # Detach: detaching, then available again; attach again, then the instance's end takes
+    # it along (DeleteOnTermination).
+    client.detach_network_interface(AttachmentId=attachment_id)
+    detached = wait_attachment(client, eni_id, None)
+    assert detached["Status"] == "available"
+    client.attach_network_interface(NetworkInterfaceId=eni_id, InstanceId=instance_id, DeviceIndex=1)
+    wait_attachment(client, eni_id, "attached")
+    keep = client.attach_network_interface(NetworkInterfaceId=first["NetworkInterfaceId"], InstanceId=instance_id,
+                                           DeviceIndex=2)["AttachmentId"]
+    wait_attachment(client, first["NetworkInterfaceId"], "attached")
+    client.modify_network_interface_attribute(NetworkInterfaceId=eni_id, Attachment={
+        "AttachmentId": wait_attachment(client, eni_id, "attached")["Attachment"]["AttachmentId"],
+        "DeleteOnTermination": True})
+    assert keep.startswith("eni-attach-")
+    client.terminate_instances(InstanceIds=[instance_id])
+    wait_states(client, [instance_id], "terminated")
+    fails("InvalidNetworkInterfaceID.NotFound", None, client.describe_network_interfaces, NetworkInterfaceIds=[eni_id])
+    survivor = wait_attachment(client, first["NetworkInterfaceId"], None)
+    assert survivor["Status"] == "available"
+    # Its addresses went back: the next interface may take them.
+    reused = client.create_network_interface(SubnetId=subnet_id, PrivateIpAddress="10.6.1.51")["NetworkInterface"]
+    for gone in (reused, survivor):
+        client.delete_network_interface(NetworkInterfaceId=gone["NetworkInterfaceId"])
+    fails("InvalidNetworkInterfaceID.NotFound", None, client.delete_network_interface,
+          NetworkInterfaceId=survivor["NetworkInterfaceId"])
+    fails("InvalidNetworkInterfaceID.Malformed", None, client.delete_network_interface, NetworkInterfaceId="eni-zz")
+    client.delete_security_group(GroupId=web)
+    for subnet in (subnet_id, other_subnet):
+        client.delete_subnet(SubnetId=subnet)
+    client.delete_vpc(VpcId=vpc_id)
+
+
+def test_network_interfaces_stay_in_their_account(cloud):
+    server, client, image_id = cloud
+    other = create_account(server, "eni-neighbour")
+    neighbour = ec2_client(server, other.access_key, other.secret_key)
+    vpc_id = client.create_vpc(CidrBlock="10.7.0.0/16")["Vpc"]["VpcId"]
+    subnet_id = client.create_subnet(VpcId=vpc_id, CidrBlock="10.7.1.0/24")["Subnet"]["SubnetId"]
+    eni_id = client.create_network_interface(SubnetId=subnet_id)["NetworkInterface"]["NetworkInterfaceId"]
+    their_vpc = neighbour.create_vpc(CidrBlock="10.7.0.0/16")["Vpc"]["VpcId"]
+    their_subnet = neighbour.create_subnet(VpcId=their_vpc, CidrBlock="10.7.1.0/24")["Subnet"]["SubnetId"]
+    [theirs] = neighbour.run_instances(ImageId=image_id, InstanceType="t3.nano", MinCount=1, MaxCount=1,
+                                       SubnetId=their_subnet)["Instances"]
+    # The same address in the neighbour's own VPC is theirs to take.
+    assert theirs["PrivateIpAddress"] == "10.7.1.4"
+    missing = f"The networkInterface ID '{eni_id}' does not exist"
+    fails("InvalidNetworkInterfaceID.NotFound", missing, neighbour.describe_network_interfaces,
+          NetworkInterfaceIds=[eni_id])
+    assert neighbour.describe_network_interfaces(
+        Filters=[{"Name": "network-interface-id", "Values": [eni_id]}])["NetworkInterfaces"] == []
+    fails("InvalidNetworkInterfaceID.NotFound", missing, neighbour.attach_network_interface,
+          NetworkInterfaceId=eni_id, InstanceId=theirs["InstanceId"], DeviceIndex=1)
+    fails("InvalidNetworkInterfaceID.NotFound", missing, neighbour.delete_network_interface, NetworkInterfaceId=eni_id)
+    fails("InvalidSubnetID.NotFound", None, neighbour.create_network_interface, SubnetId=subnet_id)
+    # Nor may an interface of one VPC go onto an instance of another.
+    wait_states(neighbour, [theirs["InstanceId"]], "running")
+    foreign = neighbour.create_network_interface(SubnetId=their_subnet)["NetworkInterface"]["NetworkInterfaceId"]
+    fails("InvalidInstanceID.NotFound", None, client.attach_network_interface, NetworkInterfaceId=eni_id,
+          InstanceId=theirs["InstanceId"], DeviceIndex=1)
+    neighbour.terminate_instances(InstanceIds=[theirs["InstanceId"]])
+    wait_states(neighbour, [theirs["InstanceId"]], "terminated")
+    neighbour.delete_network_interface(NetworkInterfaceId=foreign)
+    neighbour.delete_subnet(SubnetId=their_subnet)
+    neighbour.delete_vpc(VpcId=their_vpc)
+    client.delete_network_interface(NetworkInterfaceId=eni_id)
+    client.delete_subnet(SubnetId=subnet_id)
+    client.delete_vpc(VpcId=vpc_id)

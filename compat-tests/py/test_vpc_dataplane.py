@@ -9,8 +9,10 @@ id although both accounts' guests have the same address. Security groups are OVN
 group lets in its own members only); once each account's group allows ICMP from its probe, A's
 probe reaches A's 10.0.1.10 (A's MAC answers) and A's 10.0.2.10 through the VPC's router, B's
 probe reaches B's 10.0.1.10 (B's MAC) and nothing of A's; a rule revoked takes effect on the
-running guests at once; once A's 10.0.1.10 is terminated, A's probe no longer reaches that
-address, although B's guest still holds it.
+running guests at once; a network interface attached to A's running 10.0.1.10 is hot-plugged,
+takes its address by DHCP and answers on its own subnet until it is detached; once A's
+10.0.1.10 is terminated, A's probe no longer reaches that address, although B's guest still
+holds it.
 """
 
 from __future__ import annotations
@@ -178,6 +180,43 @@ def test_same_addresses_in_two_accounts_vpcs_never_meet(server_factory, test_ima
         print(f"rule revoked -> enforced in {time.monotonic() - started:.2f} s")
         clients["a"].authorize_security_group_ingress(GroupId=groups["a"], IpPermissions=icmp)
         assert probe_a.reaches("10.0.1.10", tries=20), "authorized again, A's guest does not answer"
+
+        # A second network interface, in A's other subnet, hot-plugged into the running guest:
+        # the guest gets its address from OVN's DHCP and answers on it (to a probe of that
+        # subnet, which its group lets in); detached, it is gone from the guest and the network.
+        probe_c = Probe(f"sp{os.getpid() % 10000}c", f"stratus-{made['a']['subnets'][1]}", "02:00:00:00:0a:02",
+                        "10.0.2.200", "10.0.2.1")
+        probes.append(probe_c)
+        clients["a"].authorize_security_group_ingress(GroupId=groups["a"], IpPermissions=[
+            {"IpProtocol": "icmp", "FromPort": -1, "ToPort": -1, "IpRanges": [{"CidrIp": "10.0.2.200/32"}]}])
+        eni = clients["a"].create_network_interface(SubnetId=made["a"]["subnets"][1], PrivateIpAddress="10.0.2.20",
+                                                    Groups=[groups["a"]])["NetworkInterface"]
+        started = time.monotonic()
+        attachment = clients["a"].attach_network_interface(
+            NetworkInterfaceId=eni["NetworkInterfaceId"], InstanceId=a_guest["InstanceId"], DeviceIndex=1)["AttachmentId"]
+        plugged = f"eth1={eni['MacAddress']}/10.0.2.20"
+        while plugged not in clients["a"].get_console_output(InstanceId=a_guest["InstanceId"]).get("Output", ""):
+            assert time.monotonic() - started < 90, "the hot-plugged NIC never got its address"
+            time.sleep(1)
+        print(f"interface attached -> its address in the guest in {time.monotonic() - started:.1f} s")
+        xml = run("virsh", "-c", "qemu:///system", "dumpxml", a_guest["InstanceId"]).stdout
+        assert xml.count("<virtualport type='openvswitch'>") == 2, xml
+        assert probe_c.reaches("10.0.2.20", tries=20), "the second interface does not answer"
+        assert probe_c.mac_of("10.0.2.20") == eni["MacAddress"]
+        [shown] = clients["a"].describe_network_interfaces(
+            NetworkInterfaceIds=[eni["NetworkInterfaceId"]])["NetworkInterfaces"]
+        assert (shown["Status"], shown["Attachment"]["Status"]) == ("in-use", "attached")
+        clients["a"].detach_network_interface(AttachmentId=attachment)
+        deadline = time.monotonic() + 60
+        while clients["a"].describe_network_interfaces(
+                NetworkInterfaceIds=[eni["NetworkInterfaceId"]])["NetworkInterfaces"][0]["Status"] != "available":
+            assert time.monotonic() < deadline, "the interface was never detached"
+            time.sleep(0.5)
+        assert eni["MacAddress"] not in run("virsh", "-c", "qemu:///system", "dumpxml", a_guest["InstanceId"]).stdout
+        deadline = time.monotonic() + 30
+        while probe_c.answers("10.0.2.20"):
+            assert time.monotonic() < deadline, "the detached interface still answers"
+        clients["a"].delete_network_interface(NetworkInterfaceId=eni["NetworkInterfaceId"])
 
         clients["a"].terminate_instances(InstanceIds=[a_guest["InstanceId"]])
         wait_states(clients["a"], [a_guest["InstanceId"]], "terminated", timeout=120)

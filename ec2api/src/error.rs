@@ -103,6 +103,14 @@ codes! {
     CannotDelete = "CannotDelete", 400;
     /// The volume is attached.
     VolumeInUse = "VolumeInUse", 400;
+    /// The network interface is attached (or is an instance's own).
+    InvalidNetworkInterfaceInUse = "InvalidNetworkInterface.InUse", 400;
+    /// No network interface attachment of that id.
+    InvalidAttachmentIdNotFound = "InvalidAttachmentID.NotFound", 400;
+    /// The instance has as many attachments as it may.
+    AttachmentLimitExceeded = "AttachmentLimitExceeded", 400;
+    /// The interface would hold more private addresses than it may.
+    PrivateIpAddressLimitExceeded = "PrivateIpAddressLimitExceeded", 400;
     /// Too many tags on one resource.
     TagLimitExceeded = "TagLimitExceeded", 400;
     /// Too many rules in one security group.

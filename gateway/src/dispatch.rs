@@ -14,6 +14,16 @@ fn boxed<T: XmlStruct + Send + 'static>(result: Result<T, Ec2Error>) -> Result<O
 
 pub async fn dispatch(ctx: &Ctx, action: Action) -> Result<Output, Ec2Error> {
     match action {
+        Action::AssignPrivateIpAddresses(r) => boxed(assign_private_ip_addresses::handle(ctx, r).await),
+        Action::AttachNetworkInterface(r) => boxed(attach_network_interface::handle(ctx, r).await),
+        Action::CreateNetworkInterface(r) => boxed(create_network_interface::handle(ctx, r).await),
+        Action::DeleteNetworkInterface(r) => boxed(delete_network_interface::handle(ctx, r).await),
+        Action::DescribeNetworkInterfaceAttribute(r) => {
+            boxed(describe_network_interface_attribute::handle(ctx, r).await)
+        }
+        Action::DetachNetworkInterface(r) => boxed(detach_network_interface::handle(ctx, r).await),
+        Action::ModifyNetworkInterfaceAttribute(r) => boxed(modify_network_interface_attribute::handle(ctx, r).await),
+        Action::UnassignPrivateIpAddresses(r) => boxed(unassign_private_ip_addresses::handle(ctx, r).await),
         Action::CreateNatGateway(r) => boxed(create_nat_gateway::handle(ctx, r).await),
         Action::DeleteNatGateway(r) => boxed(delete_nat_gateway::handle(ctx, r).await),
         Action::DescribeNatGateways(r) => boxed(describe_nat_gateways::handle(ctx, r).await),

@@ -110,6 +110,10 @@ pub fn to_ec2(error: Error) -> Ec2Error {
         Error::AddressAssociated { .. } | Error::AddressInUseBy { .. } => {
             Ec2Error::new(Code::InvalidIpAddressInUse, message)
         }
+        Error::InterfaceInUse(_) => Ec2Error::new(Code::InvalidNetworkInterfaceInUse, message),
+        Error::AttachmentIdNotFound(_) => Ec2Error::new(Code::InvalidAttachmentIdNotFound, message),
+        Error::AttachmentLimitExceeded(_) => Ec2Error::new(Code::AttachmentLimitExceeded, message),
+        Error::AddressLimit(_) => Ec2Error::new(Code::PrivateIpAddressLimitExceeded, message),
         Error::AssociationNotFound(_) => Ec2Error::new(Code::InvalidAssociationIdNotFound, message),
         Error::InvalidParameter { .. } => Ec2Error::new(Code::InvalidParameterValue, message),
         Error::TagLimitExceeded(_) => Ec2Error::new(Code::TagLimitExceeded, message),

@@ -9,8 +9,9 @@
 //!    - [`RESERVATIONS`]: an account's instances by reservation, in order (DescribeInstances
 //!      pages by reservation);
 //!    - [`GROUP_RULES`]: an account's security group rules by rule id, with their group;
-//!    - [`INTERFACES`]: an account's instances by network interface id (each has one, until
-//!      VPC networking makes interfaces resources of their own);
+//!    - [`INTERFACES`]: an account's network interfaces by id, whether an instance's primary
+//!      one or one of its own ([`crate::NetworkInterfaceRecord`]);
+//!    - [`INTERFACE_ATTACHMENTS`]: interfaces of their own by the instance they are attached to;
 //!    - [`HOST_USAGE`]: per host, the vCPUs, memory and disk its instances hold (the host
 //!      they run on holds all three; a host they are migrating to holds vCPUs and memory);
 //!    - [`TAG_INDEX`]: resources by account, tag key and value;
@@ -31,16 +32,17 @@ use std::net::Ipv4Addr;
 use serde::{Deserialize, Serialize};
 
 use crate::tables::{
-    GROUP_RULES, HOST_USAGE, IMAGES, IMAGE_IDS, INSTANCES, INSTANCE_IDS, INTERFACES, LEASES, LEASE_BLOCKS, META,
-    RESERVATIONS, SECURITY_GROUPS, TAGS, TAG_INDEX, VOLUMES, VOLUME_ATTACHMENTS,
+    GROUP_RULES, HOST_USAGE, IMAGES, IMAGE_IDS, INSTANCES, INSTANCE_IDS, INTERFACES, INTERFACE_ATTACHMENTS, LEASES,
+    LEASE_BLOCKS, META, NETWORK_INTERFACES, RESERVATIONS, SECURITY_GROUPS, TAGS, TAG_INDEX, VOLUMES,
+    VOLUME_ATTACHMENTS,
 };
 use crate::{
-    ImageRecord, InstanceRecord, LeaseRecord, Record, Result, SecurityGroupRecord, Table, TagRecord, VolumeRecord,
-    WriteTx,
+    ImageRecord, InstanceRecord, LeaseRecord, NetworkInterfaceRecord, Record, Result, SecurityGroupRecord, Table,
+    TagRecord, VolumeRecord, WriteTx,
 };
 
 /// The layout of the derived tables; bump it whenever what they hold changes.
-pub const DERIVED_VERSION: u32 = 5;
+pub const DERIVED_VERSION: u32 = 6;
 
 /// A key-only entry of an index.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -215,6 +217,18 @@ pub(crate) fn derive_volume(tx: &WriteTx, old: Option<&VolumeRecord>, new: Optio
     move_entry(tx, &VOLUME_ATTACHMENTS, old.and_then(entry), new.and_then(entry))
 }
 
+pub(crate) fn derive_network_interface(
+    tx: &WriteTx,
+    old: Option<&NetworkInterfaceRecord>,
+    new: Option<&NetworkInterfaceRecord>,
+) -> Result<()> {
+    let listed = |i: &NetworkInterfaceRecord| format!("{}/{}/", i.account, i.id);
+    move_entry(tx, &INTERFACES, old.map(listed), new.map(listed))?;
+    let attached =
+        |i: &NetworkInterfaceRecord| i.attachment.as_ref().map(|a| format!("{}/{}/{}", i.account, a.instance_id, i.id));
+    move_entry(tx, &INTERFACE_ATTACHMENTS, old.and_then(attached), new.and_then(attached))
+}
+
 pub(crate) fn derive_image(tx: &WriteTx, old: Option<&ImageRecord>, new: Option<&ImageRecord>) -> Result<()> {
     let entry = |i: &ImageRecord| format!("{}/{}", i.id, i.owner);
     move_entry(tx, &IMAGE_IDS, old.map(entry), new.map(entry))
@@ -264,6 +278,7 @@ pub(crate) fn ensure(tx: &WriteTx) -> Result<bool> {
     tx.clear(&LEASE_BLOCKS)?;
     tx.clear(&IMAGE_IDS)?;
     tx.clear(&INTERFACES)?;
+    tx.clear(&INTERFACE_ATTACHMENTS)?;
     tx.clear(&GROUP_RULES)?;
     for (_, record) in tx.scan(&INSTANCES, "")? {
         derive_instance(tx, None, Some(&record))?;
@@ -282,6 +297,9 @@ pub(crate) fn ensure(tx: &WriteTx) -> Result<bool> {
     }
     for (_, record) in tx.scan(&SECURITY_GROUPS, "")? {
         derive_security_group(tx, None, Some(&record))?;
+    }
+    for (_, record) in tx.scan(&NETWORK_INTERFACES, "")? {
+        derive_network_interface(tx, None, Some(&record))?;
     }
     tx.insert(&META, "derived", &MetaRecord { version: DERIVED_VERSION })?;
     Ok(true)

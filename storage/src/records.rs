@@ -784,6 +784,61 @@ impl Record for AddressRecord {
     const VERSION: u8 = 1;
 }
 
+/// A network interface made with CreateNetworkInterface; an instance's primary interface is
+/// part of its [`InstanceRecord`]. Attached to an instance, it is one more NIC of its guest
+/// (hot-plugged while the guest runs). Key: `{account}/{network interface id}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NetworkInterfaceRecord {
+    pub id: String,
+    pub account: String,
+    pub vpc_id: String,
+    pub subnet_id: String,
+    pub zone: String,
+    pub mac: String,
+    /// Its primary private address, leased in its VPC like an instance's.
+    pub private_ip: String,
+    /// Secondary private addresses (AssignPrivateIpAddresses), leased too.
+    pub secondary_ips: Vec<String>,
+    pub security_group_ids: Vec<String>,
+    pub description: String,
+    /// Off: the interface may send and receive for addresses that are not its own (a NAT
+    /// instance, a router), as EC2's `SourceDestCheck`.
+    pub source_dest_check: bool,
+    pub attachment: Option<InterfaceAttachmentRecord>,
+    pub created_ms: i64,
+    /// CreateNetworkInterface's `ClientToken`: a retry answers this interface.
+    pub client_token: Option<String>,
+}
+
+impl NetworkInterfaceRecord {
+    /// Every private address it holds, the primary first.
+    pub fn addresses(&self) -> impl Iterator<Item = &String> {
+        std::iter::once(&self.private_ip).chain(&self.secondary_ips)
+    }
+}
+
+impl Record for NetworkInterfaceRecord {
+    const VERSION: u8 = 1;
+    const DERIVED: bool = true;
+
+    fn derive(tx: &crate::WriteTx, _key: &str, old: Option<&Self>, new: Option<&Self>) -> crate::Result<()> {
+        crate::derived::derive_network_interface(tx, old, new)
+    }
+}
+
+/// A network interface's attachment to an instance; `attaching` and `detaching` are also the
+/// work its instance still has to do.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InterfaceAttachmentRecord {
+    /// `eni-attach-…`.
+    pub id: String,
+    pub instance_id: String,
+    pub device_index: u32,
+    pub state: AttachmentState,
+    pub attach_time_ms: i64,
+    pub delete_on_termination: bool,
+}
+
 /// A NAT gateway: one Elastic IP, one address of its subnet; private subnets routed to it get
 /// out through it, and nothing gets in. Key: `{account}/{nat gateway id}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -3,8 +3,8 @@
 use crate::{
     AccessKeyRecord, AccountRecord, AddressRecord, ClientTokenRecord, HostStateRecord, HostUsageRecord, ImageRecord,
     IndexEntry, InstanceRecord, InternetGatewayRecord, KeyPairRecord, LeaseBlockRecord, LeaseRecord, MetaRecord,
-    MigrationRecord, NameRecord, NatGatewayRecord, RouteTableRecord, SecretRecord, SecurityGroupRecord, SnapshotRecord,
-    SubnetRecord, Table, TagRecord, VolumeRecord, VpcRecord,
+    MigrationRecord, NameRecord, NatGatewayRecord, NetworkInterfaceRecord, RouteTableRecord, SecretRecord,
+    SecurityGroupRecord, SnapshotRecord, SubnetRecord, Table, TagRecord, VolumeRecord, VpcRecord,
 };
 
 pub const ACCOUNTS: Table<AccountRecord> = Table::new("accounts");
@@ -37,6 +37,8 @@ pub const ROUTE_TABLES: Table<RouteTableRecord> = Table::new("route_tables");
 pub const ADDRESSES: Table<AddressRecord> = Table::new("addresses");
 /// Key: `{account}/{nat gateway id}`.
 pub const NAT_GATEWAYS: Table<NatGatewayRecord> = Table::new("nat_gateways");
+/// Key: `{account}/{network interface id}` (interfaces made with CreateNetworkInterface).
+pub const NETWORK_INTERFACES: Table<NetworkInterfaceRecord> = Table::new("network_interfaces");
 /// Who holds each public address of the pool. Key: the address; the value names
 /// `{account}/{allocation id}`.
 pub const PUBLIC_ADDRESSES: Table<NameRecord> = Table::new("public_addresses");
@@ -59,8 +61,11 @@ pub const VOLUME_ATTACHMENTS: Table<IndexEntry> = Table::new("volume_attachments
 pub const LEASE_BLOCKS: Table<LeaseBlockRecord> = Table::new("lease_blocks");
 /// Derived: key `{image id}/{owner}` for each image (images are listed across owners).
 pub const IMAGE_IDS: Table<IndexEntry> = Table::new("image_ids");
-/// Derived: key `{account}/{network interface id}/{instance id}` for each instance.
+/// Derived: key `{account}/{network interface id}/{instance id}` for each instance's primary
+/// interface, `{account}/{network interface id}/` for each interface of its own.
 pub const INTERFACES: Table<IndexEntry> = Table::new("interfaces");
+/// Derived: key `{account}/{instance id}/{network interface id}` for each attached interface.
+pub const INTERFACE_ATTACHMENTS: Table<IndexEntry> = Table::new("interface_attachments");
 /// Derived: key `{account}/{rule id}/{group id}` for each security group rule.
 pub const GROUP_RULES: Table<IndexEntry> = Table::new("group_rules");
 
@@ -99,4 +104,6 @@ pub const ALL: &[&str] = &[
     "addresses",
     "public_addresses",
     "nat_gateways",
+    "network_interfaces",
+    "interface_attachments",
 ];

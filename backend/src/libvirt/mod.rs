@@ -17,8 +17,8 @@ use virt::error::ErrorNumber;
 use virt::sys;
 
 use crate::hypervisor::{
-    disk_xml, domain_xml, AttachedDisk, DomainSpec, DomainStatus, DriverError, EventSink, FilterStatus, HostInfo,
-    Hypervisor, JobProgress, MigrationOptions, PowerState,
+    disk_xml, domain_xml, nic_xml, AttachedDisk, DomainSpec, DomainStatus, DriverError, EventSink, FilterStatus,
+    HostInfo, Hypervisor, JobProgress, MigrationOptions, Nic, PowerState,
 };
 use ffi::Subscription;
 
@@ -90,6 +90,15 @@ fn progress(stats: &virt::domain::JobStats) -> JobProgress {
 fn has_disk(domain: &Domain, target: &str) -> Result<bool, DriverError> {
     let xml = domain.xml_desc(0).map_err(failed)?;
     Ok(xml.contains(&format!("<target dev='{target}'")) || xml.contains(&format!("<target dev=\"{target}\"")))
+}
+
+/// How long an unplugged NIC may take to leave the guest before the converge asks again.
+const NIC_UNPLUG_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+fn has_nic(domain: &Domain, mac: &str) -> Result<bool, DriverError> {
+    let xml = domain.xml_desc(0).map_err(failed)?.to_ascii_lowercase();
+    let mac = mac.to_ascii_lowercase();
+    Ok(xml.contains(&format!("<mac address='{mac}'")) || xml.contains(&format!("<mac address=\"{mac}\"")))
 }
 
 fn is_operation_invalid(e: &virt::error::Error) -> bool {
@@ -318,6 +327,35 @@ impl Hypervisor for LibvirtDriver {
             while has_disk(domain, target)? {
                 if std::time::Instant::now() >= deadline {
                     return Err(DriverError::Failed(format!("the guest has not released {target}")));
+                }
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+            Ok(())
+        })
+    }
+
+    fn attach_interface(&self, name: &str, nic: &Nic) -> Result<(), DriverError> {
+        self.with_domain(name, |domain| {
+            if has_nic(domain, &nic.mac)? {
+                return Ok(());
+            }
+            domain.attach_device_flags(&nic_xml(nic, None), virt::sys::VIR_DOMAIN_AFFECT_LIVE).map_err(failed)
+        })
+    }
+
+    fn detach_interface(&self, name: &str, nic: &Nic) -> Result<(), DriverError> {
+        let mac = nic.mac.as_str();
+        self.with_domain(name, |domain| {
+            if !has_nic(domain, mac)? {
+                return Ok(());
+            }
+            // libvirt finds the NIC by its MAC, but parses the whole element first.
+            domain.detach_device_flags(&nic_xml(nic, None), virt::sys::VIR_DOMAIN_AFFECT_LIVE).map_err(failed)?;
+            // QEMU removes the device once the guest acknowledges the unplug.
+            let deadline = std::time::Instant::now() + NIC_UNPLUG_WAIT;
+            while has_nic(domain, mac)? {
+                if std::time::Instant::now() >= deadline {
+                    return Err(DriverError::Failed(format!("the guest has not released the NIC {mac}")));
                 }
                 std::thread::sleep(std::time::Duration::from_millis(200));
             }

@@ -199,6 +199,81 @@ pub type ArchitectureType = String;
 pub type ArchitectureValues = String;
 
 #[derive(Debug, Clone, Default, PartialEq)]
+pub struct AssignPrivateIpAddressesRequest {
+    pub allow_reassignment: Option<bool>,
+    pub ipv4_prefix_count: Option<i32>,
+    pub ipv4_prefixes: Option<Vec<String>>,
+    pub network_interface_id: String,
+    pub private_ip_addresses: Option<Vec<String>>,
+    pub secondary_private_ip_address_count: Option<i32>,
+}
+
+impl FromQuery for AssignPrivateIpAddressesRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            allow_reassignment: d.optional("AllowReassignment")?,
+            ipv4_prefix_count: d.optional("Ipv4PrefixCount")?,
+            ipv4_prefixes: d.optional("Ipv4Prefix")?,
+            network_interface_id: d.required("NetworkInterfaceId")?,
+            private_ip_addresses: d.optional("PrivateIpAddress")?,
+            secondary_private_ip_address_count: d.optional("SecondaryPrivateIpAddressCount")?,
+        };
+        d.finish(&[
+            "AllowReassignment",
+            "Ipv4PrefixCount",
+            "Ipv4Prefix",
+            "NetworkInterfaceId",
+            "PrivateIpAddress",
+            "SecondaryPrivateIpAddressCount",
+        ])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AssignPrivateIpAddressesResult {
+    pub assigned_ipv4_prefixes: Option<Vec<Ipv4PrefixSpecification>>,
+    pub assigned_private_ip_addresses: Option<Vec<AssignedPrivateIpAddress>>,
+    pub network_interface_id: Option<String>,
+}
+
+impl XmlStruct for AssignPrivateIpAddressesResult {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.assigned_ipv4_prefixes.write_xml(w, "assignedIpv4PrefixSet");
+        self.assigned_private_ip_addresses.write_xml(w, "assignedPrivateIpAddressesSet");
+        self.network_interface_id.write_xml(w, "networkInterfaceId");
+    }
+}
+
+impl XmlValue for AssignPrivateIpAddressesResult {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AssignedPrivateIpAddress {
+    pub private_ip_address: Option<String>,
+}
+
+impl XmlStruct for AssignedPrivateIpAddress {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.private_ip_address.write_xml(w, "privateIpAddress");
+    }
+}
+
+impl XmlValue for AssignedPrivateIpAddress {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct AssociateAddressRequest {
     pub allocation_id: Option<String>,
     pub allow_reassociation: Option<bool>,
@@ -315,6 +390,63 @@ impl FromQuery for AttachInternetGatewayRequest {
         };
         d.finish(&["DryRun", "InternetGatewayId", "VpcId"])?;
         Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AttachNetworkInterfaceRequest {
+    pub device_index: i32,
+    pub dry_run: Option<bool>,
+    pub ena_queue_count: Option<i32>,
+    pub ena_srd_specification: Option<EnaSrdSpecification>,
+    pub instance_id: String,
+    pub network_card_index: Option<i32>,
+    pub network_interface_id: String,
+}
+
+impl FromQuery for AttachNetworkInterfaceRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            device_index: d.required("DeviceIndex")?,
+            dry_run: d.optional("DryRun")?,
+            ena_queue_count: d.optional("EnaQueueCount")?,
+            ena_srd_specification: d.optional("EnaSrdSpecification")?,
+            instance_id: d.required("InstanceId")?,
+            network_card_index: d.optional("NetworkCardIndex")?,
+            network_interface_id: d.required("NetworkInterfaceId")?,
+        };
+        d.finish(&[
+            "DeviceIndex",
+            "DryRun",
+            "EnaQueueCount",
+            "EnaSrdSpecification",
+            "InstanceId",
+            "NetworkCardIndex",
+            "NetworkInterfaceId",
+        ])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AttachNetworkInterfaceResult {
+    pub attachment_id: Option<String>,
+    pub network_card_index: Option<i32>,
+}
+
+impl XmlStruct for AttachNetworkInterfaceResult {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.attachment_id.write_xml(w, "attachmentId");
+        self.network_card_index.write_xml(w, "networkCardIndex");
+    }
+}
+
+impl XmlValue for AttachNetworkInterfaceResult {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
     }
 }
 
@@ -1296,6 +1428,99 @@ impl XmlValue for CreateNatGatewayResult {
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
+pub struct CreateNetworkInterfaceRequest {
+    pub client_token: Option<String>,
+    pub connection_tracking_specification: Option<ConnectionTrackingSpecificationRequest>,
+    pub description: Option<String>,
+    pub dry_run: Option<bool>,
+    pub enable_primary_ipv6: Option<bool>,
+    pub groups: Option<Vec<String>>,
+    pub interface_type: Option<NetworkInterfaceCreationType>,
+    pub ipv4_prefix_count: Option<i32>,
+    pub ipv4_prefixes: Option<Vec<Ipv4PrefixSpecificationRequest>>,
+    pub ipv6_address_count: Option<i32>,
+    pub ipv6_addresses: Option<Vec<InstanceIpv6Address>>,
+    pub ipv6_prefix_count: Option<i32>,
+    pub ipv6_prefixes: Option<Vec<Ipv6PrefixSpecificationRequest>>,
+    pub operator: Option<OperatorRequest>,
+    pub private_ip_address: Option<String>,
+    pub private_ip_addresses: Option<Vec<PrivateIpAddressSpecification>>,
+    pub secondary_private_ip_address_count: Option<i32>,
+    pub subnet_id: String,
+    pub tag_specifications: Option<Vec<TagSpecification>>,
+}
+
+impl FromQuery for CreateNetworkInterfaceRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            client_token: d.optional("ClientToken")?,
+            connection_tracking_specification: d.optional("ConnectionTrackingSpecification")?,
+            description: d.optional("Description")?,
+            dry_run: d.optional("DryRun")?,
+            enable_primary_ipv6: d.optional("EnablePrimaryIpv6")?,
+            groups: d.optional("SecurityGroupId")?,
+            interface_type: d.optional("InterfaceType")?,
+            ipv4_prefix_count: d.optional("Ipv4PrefixCount")?,
+            ipv4_prefixes: d.optional("Ipv4Prefix")?,
+            ipv6_address_count: d.optional("Ipv6AddressCount")?,
+            ipv6_addresses: d.optional("Ipv6Addresses")?,
+            ipv6_prefix_count: d.optional("Ipv6PrefixCount")?,
+            ipv6_prefixes: d.optional("Ipv6Prefix")?,
+            operator: d.optional("Operator")?,
+            private_ip_address: d.optional("PrivateIpAddress")?,
+            private_ip_addresses: d.optional("PrivateIpAddresses")?,
+            secondary_private_ip_address_count: d.optional("SecondaryPrivateIpAddressCount")?,
+            subnet_id: d.required("SubnetId")?,
+            tag_specifications: d.optional("TagSpecification")?,
+        };
+        d.finish(&[
+            "ClientToken",
+            "ConnectionTrackingSpecification",
+            "Description",
+            "DryRun",
+            "EnablePrimaryIpv6",
+            "SecurityGroupId",
+            "InterfaceType",
+            "Ipv4PrefixCount",
+            "Ipv4Prefix",
+            "Ipv6AddressCount",
+            "Ipv6Addresses",
+            "Ipv6PrefixCount",
+            "Ipv6Prefix",
+            "Operator",
+            "PrivateIpAddress",
+            "PrivateIpAddresses",
+            "SecondaryPrivateIpAddressCount",
+            "SubnetId",
+            "TagSpecification",
+        ])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CreateNetworkInterfaceResult {
+    pub client_token: Option<String>,
+    pub network_interface: Option<NetworkInterface>,
+}
+
+impl XmlStruct for CreateNetworkInterfaceResult {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.client_token.write_xml(w, "clientToken");
+        self.network_interface.write_xml(w, "networkInterface");
+    }
+}
+
+impl XmlValue for CreateNetworkInterfaceResult {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct CreateRouteRequest {
     pub carrier_gateway_id: Option<String>,
     pub core_network_arn: Option<String>,
@@ -1846,6 +2071,21 @@ impl XmlValue for DeleteNatGatewayResult {
         w.start(name);
         self.write_members(w);
         w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DeleteNetworkInterfaceRequest {
+    pub dry_run: Option<bool>,
+    pub network_interface_id: String,
+}
+
+impl FromQuery for DeleteNetworkInterfaceRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self { dry_run: d.optional("DryRun")?, network_interface_id: d.required("NetworkInterfaceId")? };
+        d.finish(&["DryRun", "NetworkInterfaceId"])?;
+        Ok(value)
     }
 }
 
@@ -2874,6 +3114,55 @@ impl XmlValue for DescribeNetworkAclsResult {
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
+pub struct DescribeNetworkInterfaceAttributeRequest {
+    pub attribute: Option<NetworkInterfaceAttribute>,
+    pub dry_run: Option<bool>,
+    pub network_interface_id: String,
+}
+
+impl FromQuery for DescribeNetworkInterfaceAttributeRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            attribute: d.optional("Attribute")?,
+            dry_run: d.optional("DryRun")?,
+            network_interface_id: d.required("NetworkInterfaceId")?,
+        };
+        d.finish(&["Attribute", "DryRun", "NetworkInterfaceId"])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DescribeNetworkInterfaceAttributeResult {
+    pub associate_public_ip_address: Option<bool>,
+    pub attachment: Option<NetworkInterfaceAttachment>,
+    pub description: Option<AttributeValue>,
+    pub groups: Option<Vec<GroupIdentifier>>,
+    pub network_interface_id: Option<String>,
+    pub source_dest_check: Option<AttributeBooleanValue>,
+}
+
+impl XmlStruct for DescribeNetworkInterfaceAttributeResult {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.associate_public_ip_address.write_xml(w, "associatePublicIpAddress");
+        self.attachment.write_xml(w, "attachment");
+        self.description.write_xml(w, "description");
+        self.groups.write_xml(w, "groupSet");
+        self.network_interface_id.write_xml(w, "networkInterfaceId");
+        self.source_dest_check.write_xml(w, "sourceDestCheck");
+    }
+}
+
+impl XmlValue for DescribeNetworkInterfaceAttributeResult {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct DescribeNetworkInterfacesRequest {
     pub dry_run: Option<bool>,
     pub filters: Option<Vec<Filter>>,
@@ -3435,6 +3724,26 @@ impl FromQuery for DetachInternetGatewayRequest {
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
+pub struct DetachNetworkInterfaceRequest {
+    pub attachment_id: String,
+    pub dry_run: Option<bool>,
+    pub force: Option<bool>,
+}
+
+impl FromQuery for DetachNetworkInterfaceRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            attachment_id: d.required("AttachmentId")?,
+            dry_run: d.optional("DryRun")?,
+            force: d.optional("Force")?,
+        };
+        d.finish(&["AttachmentId", "DryRun", "Force"])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct DetachVolumeRequest {
     pub device: Option<String>,
     pub dry_run: Option<bool>,
@@ -3937,6 +4246,24 @@ impl XmlValue for ElasticInferenceAcceleratorAssociation {
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
+pub struct EnaSrdSpecification {
+    pub ena_srd_enabled: Option<bool>,
+    pub ena_srd_udp_specification: Option<EnaSrdUdpSpecification>,
+}
+
+impl FromQuery for EnaSrdSpecification {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            ena_srd_enabled: d.optional("EnaSrdEnabled")?,
+            ena_srd_udp_specification: d.optional("EnaSrdUdpSpecification")?,
+        };
+        d.finish(&["EnaSrdEnabled", "EnaSrdUdpSpecification"])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct EnaSrdSpecificationRequest {
     pub ena_srd_enabled: Option<bool>,
     pub ena_srd_udp_specification: Option<EnaSrdUdpSpecificationRequest>,
@@ -3950,6 +4277,20 @@ impl FromQuery for EnaSrdSpecificationRequest {
             ena_srd_udp_specification: d.optional("EnaSrdUdpSpecification")?,
         };
         d.finish(&["EnaSrdEnabled", "EnaSrdUdpSpecification"])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EnaSrdUdpSpecification {
+    pub ena_srd_udp_enabled: Option<bool>,
+}
+
+impl FromQuery for EnaSrdUdpSpecification {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self { ena_srd_udp_enabled: d.optional("EnaSrdUdpEnabled")? };
+        d.finish(&["EnaSrdUdpEnabled"])?;
         Ok(value)
     }
 }
@@ -6665,6 +7006,54 @@ impl XmlValue for ModifyInstanceMetadataOptionsResult {
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
+pub struct ModifyNetworkInterfaceAttributeRequest {
+    pub associate_public_ip_address: Option<bool>,
+    pub associated_subnet_ids: Option<Vec<String>>,
+    pub attachment: Option<NetworkInterfaceAttachmentChanges>,
+    pub connection_tracking_specification: Option<ConnectionTrackingSpecificationRequest>,
+    pub description: Option<AttributeValue>,
+    pub dry_run: Option<bool>,
+    pub ena_srd_specification: Option<EnaSrdSpecification>,
+    pub enable_primary_ipv6: Option<bool>,
+    pub groups: Option<Vec<String>>,
+    pub network_interface_id: String,
+    pub source_dest_check: Option<AttributeBooleanValue>,
+}
+
+impl FromQuery for ModifyNetworkInterfaceAttributeRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            associate_public_ip_address: d.optional("AssociatePublicIpAddress")?,
+            associated_subnet_ids: d.optional("AssociatedSubnetId")?,
+            attachment: d.optional("Attachment")?,
+            connection_tracking_specification: d.optional("ConnectionTrackingSpecification")?,
+            description: d.optional("Description")?,
+            dry_run: d.optional("DryRun")?,
+            ena_srd_specification: d.optional("EnaSrdSpecification")?,
+            enable_primary_ipv6: d.optional("EnablePrimaryIpv6")?,
+            groups: d.optional("SecurityGroupId")?,
+            network_interface_id: d.required("NetworkInterfaceId")?,
+            source_dest_check: d.optional("SourceDestCheck")?,
+        };
+        d.finish(&[
+            "AssociatePublicIpAddress",
+            "AssociatedSubnetId",
+            "Attachment",
+            "ConnectionTrackingSpecification",
+            "Description",
+            "DryRun",
+            "EnaSrdSpecification",
+            "EnablePrimaryIpv6",
+            "SecurityGroupId",
+            "NetworkInterfaceId",
+            "SourceDestCheck",
+        ])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct ModifySubnetAttributeRequest {
     pub assign_ipv6_address_on_creation: Option<AttributeBooleanValue>,
     pub customer_owned_ipv4_pool: Option<String>,
@@ -7251,6 +7640,30 @@ impl XmlValue for NetworkInterfaceAttachment {
         w.end(name);
     }
 }
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NetworkInterfaceAttachmentChanges {
+    pub attachment_id: Option<String>,
+    pub default_ena_queue_count: Option<bool>,
+    pub delete_on_termination: Option<bool>,
+    pub ena_queue_count: Option<i32>,
+}
+
+impl FromQuery for NetworkInterfaceAttachmentChanges {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            attachment_id: d.optional("AttachmentId")?,
+            default_ena_queue_count: d.optional("DefaultEnaQueueCount")?,
+            delete_on_termination: d.optional("DeleteOnTermination")?,
+            ena_queue_count: d.optional("EnaQueueCount")?,
+        };
+        d.finish(&["AttachmentId", "DefaultEnaQueueCount", "DeleteOnTermination", "EnaQueueCount"])?;
+        Ok(value)
+    }
+}
+pub type NetworkInterfaceAttribute = String;
+pub type NetworkInterfaceCreationType = String;
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct NetworkInterfaceIpv6Address {
@@ -9226,6 +9639,26 @@ impl XmlValue for TerminateInstancesResult {
 }
 pub type TpmSupportValues = String;
 pub type TransferType = String;
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct UnassignPrivateIpAddressesRequest {
+    pub ipv4_prefixes: Option<Vec<String>>,
+    pub network_interface_id: String,
+    pub private_ip_addresses: Option<Vec<String>>,
+}
+
+impl FromQuery for UnassignPrivateIpAddressesRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            ipv4_prefixes: d.optional("Ipv4Prefix")?,
+            network_interface_id: d.required("NetworkInterfaceId")?,
+            private_ip_addresses: d.optional("PrivateIpAddress")?,
+        };
+        d.finish(&["Ipv4Prefix", "NetworkInterfaceId", "PrivateIpAddress"])?;
+        Ok(value)
+    }
+}
 pub type UnsuccessfulInstanceCreditSpecificationErrorCode = String;
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -11071,6 +11504,9 @@ pub mod values {
     pub const LOCATION_TYPE: &[&str] = &["region", "availability-zone", "availability-zone-id", "outpost"];
     pub const MARKET_TYPE: &[&str] = &["spot", "capacity-block", "interruptible-capacity-reservation"];
     pub const NESTED_VIRTUALIZATION_SPECIFICATION: &[&str] = &["enabled", "disabled"];
+    pub const NETWORK_INTERFACE_ATTRIBUTE: &[&str] =
+        &["description", "groupSet", "sourceDestCheck", "attachment", "associatePublicIpAddress"];
+    pub const NETWORK_INTERFACE_CREATION_TYPE: &[&str] = &["efa", "efa-only", "branch", "trunk"];
     pub const RESOURCE_TYPE: &[&str] = &[
         "capacity-reservation",
         "client-vpn-endpoint",
@@ -11202,9 +11638,11 @@ pub const MAX_PARAMETER_DEPTH: usize = 5;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
     AllocateAddress(AllocateAddressRequest),
+    AssignPrivateIpAddresses(AssignPrivateIpAddressesRequest),
     AssociateAddress(AssociateAddressRequest),
     AssociateRouteTable(AssociateRouteTableRequest),
     AttachInternetGateway(AttachInternetGatewayRequest),
+    AttachNetworkInterface(AttachNetworkInterfaceRequest),
     AttachVolume(AttachVolumeRequest),
     AuthorizeSecurityGroupEgress(AuthorizeSecurityGroupEgressRequest),
     AuthorizeSecurityGroupIngress(AuthorizeSecurityGroupIngressRequest),
@@ -11215,6 +11653,7 @@ pub enum Action {
     CreateInternetGateway(CreateInternetGatewayRequest),
     CreateKeyPair(CreateKeyPairRequest),
     CreateNatGateway(CreateNatGatewayRequest),
+    CreateNetworkInterface(CreateNetworkInterfaceRequest),
     CreateRoute(CreateRouteRequest),
     CreateRouteTable(CreateRouteTableRequest),
     CreateSecurityGroup(CreateSecurityGroupRequest),
@@ -11226,6 +11665,7 @@ pub enum Action {
     DeleteInternetGateway(DeleteInternetGatewayRequest),
     DeleteKeyPair(DeleteKeyPairRequest),
     DeleteNatGateway(DeleteNatGatewayRequest),
+    DeleteNetworkInterface(DeleteNetworkInterfaceRequest),
     DeleteRoute(DeleteRouteRequest),
     DeleteRouteTable(DeleteRouteTableRequest),
     DeleteSecurityGroup(DeleteSecurityGroupRequest),
@@ -11254,6 +11694,7 @@ pub enum Action {
     DescribeKeyPairs(DescribeKeyPairsRequest),
     DescribeNatGateways(DescribeNatGatewaysRequest),
     DescribeNetworkAcls(DescribeNetworkAclsRequest),
+    DescribeNetworkInterfaceAttribute(DescribeNetworkInterfaceAttributeRequest),
     DescribeNetworkInterfaces(DescribeNetworkInterfacesRequest),
     DescribeRegions(DescribeRegionsRequest),
     DescribeRouteTables(DescribeRouteTablesRequest),
@@ -11267,6 +11708,7 @@ pub enum Action {
     DescribeVpcAttribute(DescribeVpcAttributeRequest),
     DescribeVpcs(DescribeVpcsRequest),
     DetachInternetGateway(DetachInternetGatewayRequest),
+    DetachNetworkInterface(DetachNetworkInterfaceRequest),
     DetachVolume(DetachVolumeRequest),
     DisassociateAddress(DisassociateAddressRequest),
     DisassociateRouteTable(DisassociateRouteTableRequest),
@@ -11278,6 +11720,7 @@ pub enum Action {
     ModifyInstanceAttribute(ModifyInstanceAttributeRequest),
     ModifyInstanceCreditSpecification(ModifyInstanceCreditSpecificationRequest),
     ModifyInstanceMetadataOptions(ModifyInstanceMetadataOptionsRequest),
+    ModifyNetworkInterfaceAttribute(ModifyNetworkInterfaceAttributeRequest),
     ModifySubnetAttribute(ModifySubnetAttributeRequest),
     ModifyVolume(ModifyVolumeRequest),
     ModifyVpcAttribute(ModifyVpcAttributeRequest),
@@ -11292,14 +11735,17 @@ pub enum Action {
     StartInstances(StartInstancesRequest),
     StopInstances(StopInstancesRequest),
     TerminateInstances(TerminateInstancesRequest),
+    UnassignPrivateIpAddresses(UnassignPrivateIpAddressesRequest),
 }
 
 impl Action {
     pub const NAMES: &'static [&'static str] = &[
         "AllocateAddress",
+        "AssignPrivateIpAddresses",
         "AssociateAddress",
         "AssociateRouteTable",
         "AttachInternetGateway",
+        "AttachNetworkInterface",
         "AttachVolume",
         "AuthorizeSecurityGroupEgress",
         "AuthorizeSecurityGroupIngress",
@@ -11310,6 +11756,7 @@ impl Action {
         "CreateInternetGateway",
         "CreateKeyPair",
         "CreateNatGateway",
+        "CreateNetworkInterface",
         "CreateRoute",
         "CreateRouteTable",
         "CreateSecurityGroup",
@@ -11321,6 +11768,7 @@ impl Action {
         "DeleteInternetGateway",
         "DeleteKeyPair",
         "DeleteNatGateway",
+        "DeleteNetworkInterface",
         "DeleteRoute",
         "DeleteRouteTable",
         "DeleteSecurityGroup",
@@ -11349,6 +11797,7 @@ impl Action {
         "DescribeKeyPairs",
         "DescribeNatGateways",
         "DescribeNetworkAcls",
+        "DescribeNetworkInterfaceAttribute",
         "DescribeNetworkInterfaces",
         "DescribeRegions",
         "DescribeRouteTables",
@@ -11362,6 +11811,7 @@ impl Action {
         "DescribeVpcAttribute",
         "DescribeVpcs",
         "DetachInternetGateway",
+        "DetachNetworkInterface",
         "DetachVolume",
         "DisassociateAddress",
         "DisassociateRouteTable",
@@ -11373,6 +11823,7 @@ impl Action {
         "ModifyInstanceAttribute",
         "ModifyInstanceCreditSpecification",
         "ModifyInstanceMetadataOptions",
+        "ModifyNetworkInterfaceAttribute",
         "ModifySubnetAttribute",
         "ModifyVolume",
         "ModifyVpcAttribute",
@@ -11387,15 +11838,18 @@ impl Action {
         "StartInstances",
         "StopInstances",
         "TerminateInstances",
+        "UnassignPrivateIpAddresses",
     ];
 
     /// Decodes the request of `action` from the parameters (without `Action` and `Version`).
     pub fn decode(action: &str, params: &Node) -> Result<Self, Ec2Error> {
         match action {
             "AllocateAddress" => FromQuery::from_query(params, "").map(Self::AllocateAddress),
+            "AssignPrivateIpAddresses" => FromQuery::from_query(params, "").map(Self::AssignPrivateIpAddresses),
             "AssociateAddress" => FromQuery::from_query(params, "").map(Self::AssociateAddress),
             "AssociateRouteTable" => FromQuery::from_query(params, "").map(Self::AssociateRouteTable),
             "AttachInternetGateway" => FromQuery::from_query(params, "").map(Self::AttachInternetGateway),
+            "AttachNetworkInterface" => FromQuery::from_query(params, "").map(Self::AttachNetworkInterface),
             "AttachVolume" => FromQuery::from_query(params, "").map(Self::AttachVolume),
             "AuthorizeSecurityGroupEgress" => FromQuery::from_query(params, "").map(Self::AuthorizeSecurityGroupEgress),
             "AuthorizeSecurityGroupIngress" => {
@@ -11408,6 +11862,7 @@ impl Action {
             "CreateInternetGateway" => FromQuery::from_query(params, "").map(Self::CreateInternetGateway),
             "CreateKeyPair" => FromQuery::from_query(params, "").map(Self::CreateKeyPair),
             "CreateNatGateway" => FromQuery::from_query(params, "").map(Self::CreateNatGateway),
+            "CreateNetworkInterface" => FromQuery::from_query(params, "").map(Self::CreateNetworkInterface),
             "CreateRoute" => FromQuery::from_query(params, "").map(Self::CreateRoute),
             "CreateRouteTable" => FromQuery::from_query(params, "").map(Self::CreateRouteTable),
             "CreateSecurityGroup" => FromQuery::from_query(params, "").map(Self::CreateSecurityGroup),
@@ -11419,6 +11874,7 @@ impl Action {
             "DeleteInternetGateway" => FromQuery::from_query(params, "").map(Self::DeleteInternetGateway),
             "DeleteKeyPair" => FromQuery::from_query(params, "").map(Self::DeleteKeyPair),
             "DeleteNatGateway" => FromQuery::from_query(params, "").map(Self::DeleteNatGateway),
+            "DeleteNetworkInterface" => FromQuery::from_query(params, "").map(Self::DeleteNetworkInterface),
             "DeleteRoute" => FromQuery::from_query(params, "").map(Self::DeleteRoute),
             "DeleteRouteTable" => FromQuery::from_query(params, "").map(Self::DeleteRouteTable),
             "DeleteSecurityGroup" => FromQuery::from_query(params, "").map(Self::DeleteSecurityGroup),
@@ -11451,6 +11907,9 @@ impl Action {
             "DescribeKeyPairs" => FromQuery::from_query(params, "").map(Self::DescribeKeyPairs),
             "DescribeNatGateways" => FromQuery::from_query(params, "").map(Self::DescribeNatGateways),
             "DescribeNetworkAcls" => FromQuery::from_query(params, "").map(Self::DescribeNetworkAcls),
+            "DescribeNetworkInterfaceAttribute" => {
+                FromQuery::from_query(params, "").map(Self::DescribeNetworkInterfaceAttribute)
+            }
             "DescribeNetworkInterfaces" => FromQuery::from_query(params, "").map(Self::DescribeNetworkInterfaces),
             "DescribeRegions" => FromQuery::from_query(params, "").map(Self::DescribeRegions),
             "DescribeRouteTables" => FromQuery::from_query(params, "").map(Self::DescribeRouteTables),
@@ -11464,6 +11923,7 @@ impl Action {
             "DescribeVpcAttribute" => FromQuery::from_query(params, "").map(Self::DescribeVpcAttribute),
             "DescribeVpcs" => FromQuery::from_query(params, "").map(Self::DescribeVpcs),
             "DetachInternetGateway" => FromQuery::from_query(params, "").map(Self::DetachInternetGateway),
+            "DetachNetworkInterface" => FromQuery::from_query(params, "").map(Self::DetachNetworkInterface),
             "DetachVolume" => FromQuery::from_query(params, "").map(Self::DetachVolume),
             "DisassociateAddress" => FromQuery::from_query(params, "").map(Self::DisassociateAddress),
             "DisassociateRouteTable" => FromQuery::from_query(params, "").map(Self::DisassociateRouteTable),
@@ -11479,6 +11939,9 @@ impl Action {
             "ModifyInstanceMetadataOptions" => {
                 FromQuery::from_query(params, "").map(Self::ModifyInstanceMetadataOptions)
             }
+            "ModifyNetworkInterfaceAttribute" => {
+                FromQuery::from_query(params, "").map(Self::ModifyNetworkInterfaceAttribute)
+            }
             "ModifySubnetAttribute" => FromQuery::from_query(params, "").map(Self::ModifySubnetAttribute),
             "ModifyVolume" => FromQuery::from_query(params, "").map(Self::ModifyVolume),
             "ModifyVpcAttribute" => FromQuery::from_query(params, "").map(Self::ModifyVpcAttribute),
@@ -11493,6 +11956,7 @@ impl Action {
             "StartInstances" => FromQuery::from_query(params, "").map(Self::StartInstances),
             "StopInstances" => FromQuery::from_query(params, "").map(Self::StopInstances),
             "TerminateInstances" => FromQuery::from_query(params, "").map(Self::TerminateInstances),
+            "UnassignPrivateIpAddresses" => FromQuery::from_query(params, "").map(Self::UnassignPrivateIpAddresses),
             _ => Err(Ec2Error::invalid_action(action)),
         }
     }
@@ -11500,9 +11964,11 @@ impl Action {
     pub fn name(&self) -> &'static str {
         match self {
             Self::AllocateAddress(_) => "AllocateAddress",
+            Self::AssignPrivateIpAddresses(_) => "AssignPrivateIpAddresses",
             Self::AssociateAddress(_) => "AssociateAddress",
             Self::AssociateRouteTable(_) => "AssociateRouteTable",
             Self::AttachInternetGateway(_) => "AttachInternetGateway",
+            Self::AttachNetworkInterface(_) => "AttachNetworkInterface",
             Self::AttachVolume(_) => "AttachVolume",
             Self::AuthorizeSecurityGroupEgress(_) => "AuthorizeSecurityGroupEgress",
             Self::AuthorizeSecurityGroupIngress(_) => "AuthorizeSecurityGroupIngress",
@@ -11513,6 +11979,7 @@ impl Action {
             Self::CreateInternetGateway(_) => "CreateInternetGateway",
             Self::CreateKeyPair(_) => "CreateKeyPair",
             Self::CreateNatGateway(_) => "CreateNatGateway",
+            Self::CreateNetworkInterface(_) => "CreateNetworkInterface",
             Self::CreateRoute(_) => "CreateRoute",
             Self::CreateRouteTable(_) => "CreateRouteTable",
             Self::CreateSecurityGroup(_) => "CreateSecurityGroup",
@@ -11524,6 +11991,7 @@ impl Action {
             Self::DeleteInternetGateway(_) => "DeleteInternetGateway",
             Self::DeleteKeyPair(_) => "DeleteKeyPair",
             Self::DeleteNatGateway(_) => "DeleteNatGateway",
+            Self::DeleteNetworkInterface(_) => "DeleteNetworkInterface",
             Self::DeleteRoute(_) => "DeleteRoute",
             Self::DeleteRouteTable(_) => "DeleteRouteTable",
             Self::DeleteSecurityGroup(_) => "DeleteSecurityGroup",
@@ -11552,6 +12020,7 @@ impl Action {
             Self::DescribeKeyPairs(_) => "DescribeKeyPairs",
             Self::DescribeNatGateways(_) => "DescribeNatGateways",
             Self::DescribeNetworkAcls(_) => "DescribeNetworkAcls",
+            Self::DescribeNetworkInterfaceAttribute(_) => "DescribeNetworkInterfaceAttribute",
             Self::DescribeNetworkInterfaces(_) => "DescribeNetworkInterfaces",
             Self::DescribeRegions(_) => "DescribeRegions",
             Self::DescribeRouteTables(_) => "DescribeRouteTables",
@@ -11565,6 +12034,7 @@ impl Action {
             Self::DescribeVpcAttribute(_) => "DescribeVpcAttribute",
             Self::DescribeVpcs(_) => "DescribeVpcs",
             Self::DetachInternetGateway(_) => "DetachInternetGateway",
+            Self::DetachNetworkInterface(_) => "DetachNetworkInterface",
             Self::DetachVolume(_) => "DetachVolume",
             Self::DisassociateAddress(_) => "DisassociateAddress",
             Self::DisassociateRouteTable(_) => "DisassociateRouteTable",
@@ -11576,6 +12046,7 @@ impl Action {
             Self::ModifyInstanceAttribute(_) => "ModifyInstanceAttribute",
             Self::ModifyInstanceCreditSpecification(_) => "ModifyInstanceCreditSpecification",
             Self::ModifyInstanceMetadataOptions(_) => "ModifyInstanceMetadataOptions",
+            Self::ModifyNetworkInterfaceAttribute(_) => "ModifyNetworkInterfaceAttribute",
             Self::ModifySubnetAttribute(_) => "ModifySubnetAttribute",
             Self::ModifyVolume(_) => "ModifyVolume",
             Self::ModifyVpcAttribute(_) => "ModifyVpcAttribute",
@@ -11590,6 +12061,7 @@ impl Action {
             Self::StartInstances(_) => "StartInstances",
             Self::StopInstances(_) => "StopInstances",
             Self::TerminateInstances(_) => "TerminateInstances",
+            Self::UnassignPrivateIpAddresses(_) => "UnassignPrivateIpAddresses",
         }
     }
 
@@ -11597,9 +12069,11 @@ impl Action {
     pub fn dry_run(&self) -> bool {
         match self {
             Self::AllocateAddress(r) => r.dry_run == Some(true),
+            Self::AssignPrivateIpAddresses(_) => false,
             Self::AssociateAddress(r) => r.dry_run == Some(true),
             Self::AssociateRouteTable(r) => r.dry_run == Some(true),
             Self::AttachInternetGateway(r) => r.dry_run == Some(true),
+            Self::AttachNetworkInterface(r) => r.dry_run == Some(true),
             Self::AttachVolume(r) => r.dry_run == Some(true),
             Self::AuthorizeSecurityGroupEgress(r) => r.dry_run == Some(true),
             Self::AuthorizeSecurityGroupIngress(r) => r.dry_run == Some(true),
@@ -11610,6 +12084,7 @@ impl Action {
             Self::CreateInternetGateway(r) => r.dry_run == Some(true),
             Self::CreateKeyPair(r) => r.dry_run == Some(true),
             Self::CreateNatGateway(r) => r.dry_run == Some(true),
+            Self::CreateNetworkInterface(r) => r.dry_run == Some(true),
             Self::CreateRoute(r) => r.dry_run == Some(true),
             Self::CreateRouteTable(r) => r.dry_run == Some(true),
             Self::CreateSecurityGroup(r) => r.dry_run == Some(true),
@@ -11621,6 +12096,7 @@ impl Action {
             Self::DeleteInternetGateway(r) => r.dry_run == Some(true),
             Self::DeleteKeyPair(r) => r.dry_run == Some(true),
             Self::DeleteNatGateway(r) => r.dry_run == Some(true),
+            Self::DeleteNetworkInterface(r) => r.dry_run == Some(true),
             Self::DeleteRoute(r) => r.dry_run == Some(true),
             Self::DeleteRouteTable(r) => r.dry_run == Some(true),
             Self::DeleteSecurityGroup(r) => r.dry_run == Some(true),
@@ -11649,6 +12125,7 @@ impl Action {
             Self::DescribeKeyPairs(r) => r.dry_run == Some(true),
             Self::DescribeNatGateways(r) => r.dry_run == Some(true),
             Self::DescribeNetworkAcls(r) => r.dry_run == Some(true),
+            Self::DescribeNetworkInterfaceAttribute(r) => r.dry_run == Some(true),
             Self::DescribeNetworkInterfaces(r) => r.dry_run == Some(true),
             Self::DescribeRegions(r) => r.dry_run == Some(true),
             Self::DescribeRouteTables(r) => r.dry_run == Some(true),
@@ -11662,6 +12139,7 @@ impl Action {
             Self::DescribeVpcAttribute(r) => r.dry_run == Some(true),
             Self::DescribeVpcs(r) => r.dry_run == Some(true),
             Self::DetachInternetGateway(r) => r.dry_run == Some(true),
+            Self::DetachNetworkInterface(r) => r.dry_run == Some(true),
             Self::DetachVolume(r) => r.dry_run == Some(true),
             Self::DisassociateAddress(r) => r.dry_run == Some(true),
             Self::DisassociateRouteTable(r) => r.dry_run == Some(true),
@@ -11673,6 +12151,7 @@ impl Action {
             Self::ModifyInstanceAttribute(r) => r.dry_run == Some(true),
             Self::ModifyInstanceCreditSpecification(r) => r.dry_run == Some(true),
             Self::ModifyInstanceMetadataOptions(r) => r.dry_run == Some(true),
+            Self::ModifyNetworkInterfaceAttribute(r) => r.dry_run == Some(true),
             Self::ModifySubnetAttribute(_) => false,
             Self::ModifyVolume(r) => r.dry_run == Some(true),
             Self::ModifyVpcAttribute(_) => false,
@@ -11687,14 +12166,17 @@ impl Action {
             Self::StartInstances(r) => r.dry_run == Some(true),
             Self::StopInstances(r) => r.dry_run == Some(true),
             Self::TerminateInstances(r) => r.dry_run == Some(true),
+            Self::UnassignPrivateIpAddresses(_) => false,
         }
     }
 }
 
 pub type AllocateAddressOutput = AllocateAddressResult;
+pub type AssignPrivateIpAddressesOutput = AssignPrivateIpAddressesResult;
 pub type AssociateAddressOutput = AssociateAddressResult;
 pub type AssociateRouteTableOutput = AssociateRouteTableResult;
 pub type AttachInternetGatewayOutput = ReturnTrue;
+pub type AttachNetworkInterfaceOutput = AttachNetworkInterfaceResult;
 pub type AttachVolumeOutput = VolumeAttachment;
 pub type AuthorizeSecurityGroupEgressOutput = AuthorizeSecurityGroupEgressResult;
 pub type AuthorizeSecurityGroupIngressOutput = AuthorizeSecurityGroupIngressResult;
@@ -11705,6 +12187,7 @@ pub type CreateImageOutput = CreateImageResult;
 pub type CreateInternetGatewayOutput = CreateInternetGatewayResult;
 pub type CreateKeyPairOutput = KeyPair;
 pub type CreateNatGatewayOutput = CreateNatGatewayResult;
+pub type CreateNetworkInterfaceOutput = CreateNetworkInterfaceResult;
 pub type CreateRouteOutput = CreateRouteResult;
 pub type CreateRouteTableOutput = CreateRouteTableResult;
 pub type CreateSecurityGroupOutput = CreateSecurityGroupResult;
@@ -11716,6 +12199,7 @@ pub type CreateVpcOutput = CreateVpcResult;
 pub type DeleteInternetGatewayOutput = ReturnTrue;
 pub type DeleteKeyPairOutput = DeleteKeyPairResult;
 pub type DeleteNatGatewayOutput = DeleteNatGatewayResult;
+pub type DeleteNetworkInterfaceOutput = ReturnTrue;
 pub type DeleteRouteOutput = ReturnTrue;
 pub type DeleteRouteTableOutput = ReturnTrue;
 pub type DeleteSecurityGroupOutput = DeleteSecurityGroupResult;
@@ -11744,6 +12228,7 @@ pub type DescribeInternetGatewaysOutput = DescribeInternetGatewaysResult;
 pub type DescribeKeyPairsOutput = DescribeKeyPairsResult;
 pub type DescribeNatGatewaysOutput = DescribeNatGatewaysResult;
 pub type DescribeNetworkAclsOutput = DescribeNetworkAclsResult;
+pub type DescribeNetworkInterfaceAttributeOutput = DescribeNetworkInterfaceAttributeResult;
 pub type DescribeNetworkInterfacesOutput = DescribeNetworkInterfacesResult;
 pub type DescribeRegionsOutput = DescribeRegionsResult;
 pub type DescribeRouteTablesOutput = DescribeRouteTablesResult;
@@ -11757,6 +12242,7 @@ pub type DescribeVolumesModificationsOutput = DescribeVolumesModificationsResult
 pub type DescribeVpcAttributeOutput = DescribeVpcAttributeResult;
 pub type DescribeVpcsOutput = DescribeVpcsResult;
 pub type DetachInternetGatewayOutput = ReturnTrue;
+pub type DetachNetworkInterfaceOutput = ReturnTrue;
 pub type DetachVolumeOutput = VolumeAttachment;
 pub type DisassociateAddressOutput = ReturnTrue;
 pub type DisassociateRouteTableOutput = ReturnTrue;
@@ -11768,6 +12254,7 @@ pub type ModifyHostsOutput = ModifyHostsResult;
 pub type ModifyInstanceAttributeOutput = ReturnTrue;
 pub type ModifyInstanceCreditSpecificationOutput = ModifyInstanceCreditSpecificationResult;
 pub type ModifyInstanceMetadataOptionsOutput = ModifyInstanceMetadataOptionsResult;
+pub type ModifyNetworkInterfaceAttributeOutput = ReturnTrue;
 pub type ModifySubnetAttributeOutput = ReturnTrue;
 pub type ModifyVolumeOutput = ModifyVolumeResult;
 pub type ModifyVpcAttributeOutput = ReturnTrue;
@@ -11782,3 +12269,4 @@ pub type RunInstancesOutput = Reservation;
 pub type StartInstancesOutput = StartInstancesResult;
 pub type StopInstancesOutput = StopInstancesResult;
 pub type TerminateInstancesOutput = TerminateInstancesResult;
+pub type UnassignPrivateIpAddressesOutput = ReturnTrue;

@@ -41,10 +41,7 @@ impl<'a> WithDns<'a> {
 
 pub use backend::volumes::ROOT_DEVICE;
 
-/// The id of an instance's primary interface attachment: `eni-attach-` and the interface's hex.
-pub fn attachment_id(record: &InstanceRecord) -> String {
-    format!("eni-attach-{}", record.network_interface_id.trim_start_matches("eni-"))
-}
+pub use backend::listing::primary_attachment_id as attachment_id;
 
 /// `MetadataOptions` as EC2 shows them; changes apply at once, so they are always `applied`.
 pub fn metadata_options(options: &MetadataOptions) -> InstanceMetadataOptionsResponse {
@@ -89,6 +86,8 @@ pub struct Joins {
     pub volumes: HashMap<String, Vec<VolumeRecord>>,
     /// Elastic IPs by the network interface they point at.
     pub public_ips: HashMap<String, String>,
+    /// Network interfaces of their own attached, by instance.
+    pub interfaces: HashMap<String, Vec<storage::NetworkInterfaceRecord>>,
 }
 
 impl Joins {
@@ -100,7 +99,8 @@ impl Joins {
             .into_iter()
             .filter_map(|a| Some((a.association?.network_interface_id, a.public_ip)))
             .collect();
-        Ok(Self { group_names: b.security_group_names(account)?, volumes, public_ips })
+        let interfaces = b.interfaces_of_instances(account, records.iter().map(|r| r.id.as_str()))?;
+        Ok(Self { group_names: b.security_group_names(account)?, volumes, public_ips, interfaces })
     }
 
     /// The instance's volumes as `blockDeviceMapping`: the root first, then by device.
@@ -209,7 +209,13 @@ pub fn instance(record: &InstanceRecord, tags: &[(String, String)], region: &str
         public_dns_name: Some(public_dns.unwrap_or_default()),
         subnet_id: (!terminated).then(|| record.subnet_id.clone()),
         vpc_id: (!terminated).then(|| record.vpc_id.clone()),
-        network_interfaces: Some(if terminated { vec![] } else { vec![interface] }),
+        network_interfaces: Some(if terminated {
+            vec![]
+        } else {
+            let more =
+                joins.interfaces.get(&record.id).into_iter().flatten().map(|i| attached_interface(i, region, joins));
+            std::iter::once(interface).chain(more).collect()
+        }),
         security_groups: Some(joins.groups(record)),
         architecture: Some("x86_64".into()),
         // Nitro (KVM-based) instances report `xen` too; clients only read it.
@@ -225,6 +231,64 @@ pub fn instance(record: &InstanceRecord, tags: &[(String, String)], region: &str
         monitoring: Some(Monitoring { state: Some(if record.monitoring { "enabled" } else { "disabled" }.into()) }),
         metadata_options: Some(metadata_options(&record.metadata)),
         tags: (!tags.is_empty()).then(|| tag_list(tags)),
+        ..Default::default()
+    }
+}
+
+/// An attached interface of its own, as DescribeInstances lists it after the primary one.
+fn attached_interface(i: &storage::NetworkInterfaceRecord, region: &str, joins: &Joins) -> InstanceNetworkInterface {
+    let association = |address: &str| {
+        joins.public_ips.get(&i.id).filter(|_| address == i.private_ip).map(|p| {
+            ec2api::InstanceNetworkInterfaceAssociation {
+                public_ip: Some(p.clone()),
+                public_dns_name: Some(public_dns_name(p, region)),
+                ip_owner_id: Some(i.account.clone()),
+                ..Default::default()
+            }
+        })
+    };
+    InstanceNetworkInterface {
+        network_interface_id: Some(i.id.clone()),
+        description: Some(i.description.clone()),
+        mac_address: Some(i.mac.clone()),
+        private_ip_address: Some(i.private_ip.clone()),
+        private_dns_name: Some(private_dns_name(&i.private_ip, region)),
+        private_ip_addresses: Some(
+            i.addresses()
+                .enumerate()
+                .map(|(index, a)| InstancePrivateIpAddress {
+                    primary: Some(index == 0),
+                    private_ip_address: Some(a.clone()),
+                    private_dns_name: Some(private_dns_name(a, region)),
+                    association: association(a),
+                })
+                .collect(),
+        ),
+        association: association(&i.private_ip),
+        subnet_id: Some(i.subnet_id.clone()),
+        vpc_id: Some(i.vpc_id.clone()),
+        owner_id: Some(i.account.clone()),
+        source_dest_check: Some(i.source_dest_check),
+        status: Some("in-use".into()),
+        interface_type: Some("interface".into()),
+        groups: Some(
+            i.security_group_ids
+                .iter()
+                .map(|id| GroupIdentifier {
+                    group_id: Some(id.clone()),
+                    group_name: joins.group_names.get(id).cloned(),
+                })
+                .collect(),
+        ),
+        attachment: i.attachment.as_ref().map(|a| InstanceNetworkInterfaceAttachment {
+            attachment_id: Some(a.id.clone()),
+            attach_time: Some(timestamp(a.attach_time_ms)),
+            delete_on_termination: Some(a.delete_on_termination),
+            device_index: Some(a.device_index as i32),
+            network_card_index: Some(0),
+            status: Some(a.state.name().into()),
+            ..Default::default()
+        }),
         ..Default::default()
     }
 }

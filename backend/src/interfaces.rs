@@ -1,0 +1,627 @@
+//! Network interfaces of their own (issue 16): CreateNetworkInterface and what follows it.
+//!
+//! An instance's primary interface lives in its [`InstanceRecord`]; an interface made with
+//! CreateNetworkInterface is a record of its own ([`NetworkInterfaceRecord`]) in one subnet, with
+//! addresses leased in its VPC exactly like an instance's (so no instance or other interface
+//! gets them), its security groups and a MAC. The flow:
+//!
+//! 1. Create leases its primary address (given or the lowest free) and any secondary ones.
+//! 2. Attach records an attachment `attaching` at a device index (1 and up; 0 is the
+//!    instance's own) and kicks the instance. The instance's converge
+//!    ([`Backend::settle_instance_interfaces`]) hot-plugs the NIC into a running guest (or only
+//!    settles the record for a stopped one, whose next start defines the domain with it) and
+//!    marks it `attached`. Detach is the same the other way; a failed plug leaves the interface
+//!    available again, as EC2 does.
+//! 3. OVN gets a switch port per interface ([`crate::vpc_network`]): its addresses, its groups,
+//!    and port security unless `SourceDestCheck` is off. Only instances of VPCs of their own
+//!    take one (the default VPCs' guests sit on the hosts' bridge, guarded by nwfilter).
+//! 4. An instance that terminates detaches its interfaces, or deletes those attached with
+//!    `DeleteOnTermination`.
+
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+
+use storage::tables::{INSTANCES, INTERFACE_ATTACHMENTS, NETWORK_INTERFACES};
+use storage::{
+    AttachmentState, InstanceRecord, InstanceState, InterfaceAttachmentRecord, NetworkInterfaceRecord, Reads, WriteTx,
+};
+
+use crate::hypervisor::Nic;
+use crate::network::{self, Subnet};
+use crate::{ids, invalid, now_ms, tags, Backend, Error, ResourceKind, Result};
+
+/// How many interfaces an instance may have, its own included (EC2's smallest types allow 2;
+/// Stratus allows what a small guest's PCI slots comfortably take).
+pub const MAX_INTERFACES: u32 = 8;
+/// How many private addresses one interface may hold, its primary included.
+pub const MAX_ADDRESSES: usize = 10;
+
+fn key(account: &str, id: &str) -> String {
+    format!("{account}/{id}")
+}
+
+fn not_found(id: &str) -> Error {
+    Error::ResourceNotFound { kind: ResourceKind::NetworkInterface, id: id.to_owned() }
+}
+
+pub(crate) fn interface_in(tx: &impl Reads, account: &str, id: &str) -> Result<NetworkInterfaceRecord> {
+    tx.get(&NETWORK_INTERFACES, &key(account, id))?.ok_or_else(|| not_found(id))
+}
+
+/// The interfaces of its own attached to an instance, by device index.
+pub(crate) fn attached_to(tx: &impl Reads, account: &str, instance_id: &str) -> Result<Vec<NetworkInterfaceRecord>> {
+    let prefix = format!("{account}/{instance_id}/");
+    let mut attached = Vec::new();
+    for (index_key, _) in tx.scan(&INTERFACE_ATTACHMENTS, &prefix)? {
+        if let Some(record) = tx.get(&NETWORK_INTERFACES, &key(account, &index_key[prefix.len()..]))? {
+            attached.push(record);
+        }
+    }
+    attached.sort_by_key(|i| i.attachment.as_ref().map_or(0, |a| a.device_index));
+    Ok(attached)
+}
+
+/// Whether an interface of its own sits in `subnet_id` (which may then not go).
+pub(crate) fn in_subnet(tx: &impl Reads, account: &str, subnet_id: &str) -> Result<bool> {
+    Ok(tx.scan(&NETWORK_INTERFACES, &format!("{account}/"))?.iter().any(|(_, i)| i.subnet_id == subnet_id))
+}
+
+/// Whether an interface of its own is in `group_id` (which may then not go).
+pub(crate) fn in_group(tx: &impl Reads, account: &str, group_id: &str) -> Result<bool> {
+    Ok(tx
+        .scan(&NETWORK_INTERFACES, &format!("{account}/"))?
+        .iter()
+        .any(|(_, i)| i.security_group_ids.iter().any(|g| g == group_id)))
+}
+
+/// The groups an interface of `vpc_id` is put in: those named (each of that VPC), or the VPC's
+/// default group when none is.
+fn groups_of(tx: &WriteTx, account: &str, vpc_id: &str, ids: &[String]) -> Result<Vec<String>> {
+    crate::security_groups::resolve_launch_groups(tx, account, vpc_id, ids, &[])
+}
+
+/// Gives back every address `record` holds.
+fn release_addresses(tx: &WriteTx, scope: &str, record: &NetworkInterfaceRecord) -> Result<()> {
+    let holder = key(&record.account, &record.id);
+    for address in record.addresses() {
+        network::release_address(tx, scope, address, &holder)?;
+    }
+    Ok(())
+}
+
+fn scope_of(tx: &impl Reads, account: &str, vpc_id: &str) -> Result<String> {
+    let vpc = tx.get(&storage::tables::VPCS, &key(account, vpc_id))?;
+    Ok(network::lease_scope(vpc.as_ref()))
+}
+
+/// What CreateNetworkInterface asks for.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NewInterface {
+    pub subnet_id: String,
+    pub private_ip: Option<Ipv4Addr>,
+    /// Secondary addresses asked by value.
+    pub secondary: Vec<Ipv4Addr>,
+    /// How many more secondary addresses to take, lowest free first.
+    pub secondary_count: u32,
+    pub groups: Vec<String>,
+    pub description: String,
+    /// A retry with the same token answers the interface the first request made.
+    pub client_token: Option<String>,
+}
+
+/// What ModifyNetworkInterfaceAttribute changes (one attribute per call on EC2).
+#[derive(Debug, Clone, PartialEq)]
+pub enum InterfaceChange {
+    Groups(Vec<String>),
+    Description(String),
+    SourceDestCheck(bool),
+    DeleteOnTermination { attachment_id: String, delete: bool },
+}
+
+/// Takes the addresses `wanted` (by value) and `count` more for `holder` in `subnet`.
+fn lease_more(
+    tx: &WriteTx,
+    subnet: &Subnet,
+    holder: &str,
+    mac: &str,
+    wanted: &[Ipv4Addr],
+    count: u32,
+    held_elsewhere: &BTreeSet<Ipv4Addr>,
+) -> Result<Vec<String>> {
+    let mut taken = Vec::new();
+    for address in wanted {
+        taken.push(network::lease_given_address(tx, subnet, *address, holder, mac, held_elsewhere)?.to_string());
+    }
+    for _ in 0..count {
+        taken.push(network::lease_address(tx, subnet, holder, mac, held_elsewhere)?.to_string());
+    }
+    Ok(taken)
+}
+
+impl Backend {
+    /// Every interface of its own of the account.
+    pub fn network_interfaces(&self, account: &str) -> Result<Vec<NetworkInterfaceRecord>> {
+        Ok(self
+            .store()
+            .read(|tx| tx.scan(&NETWORK_INTERFACES, &format!("{account}/")))?
+            .into_iter()
+            .map(|(_, i)| i)
+            .collect())
+    }
+
+    /// The interfaces of their own attached to these instances, by instance id.
+    pub fn interfaces_of_instances<'a>(
+        &self,
+        account: &str,
+        instance_ids: impl IntoIterator<Item = &'a str>,
+    ) -> Result<std::collections::HashMap<String, Vec<NetworkInterfaceRecord>>> {
+        self.store().read(|tx| {
+            let mut found = std::collections::HashMap::new();
+            for id in instance_ids {
+                let attached = attached_to(tx, account, id)?;
+                if !attached.is_empty() {
+                    found.insert(id.to_owned(), attached);
+                }
+            }
+            Ok(found)
+        })
+    }
+
+    /// CreateNetworkInterface.
+    pub fn create_network_interface(
+        &self,
+        account: &str,
+        req: NewInterface,
+        tags: &[(String, String)],
+    ) -> Result<NetworkInterfaceRecord> {
+        tags::validate_tags(tags)?;
+        let subnet = self.subnet(account, &req.subnet_id)?;
+        let asked = 1 + req.secondary.len() + req.secondary_count as usize;
+        if asked > MAX_ADDRESSES {
+            return Err(Error::InvalidParameter {
+                name: "SecondaryPrivateIpAddressCount",
+                message: format!(
+                    "Network interfaces hold at most {MAX_ADDRESSES} private addresses here ({asked} asked)."
+                ),
+            });
+        }
+        let held_elsewhere = if subnet.lease_scope.is_empty() { self.foreign_addresses() } else { BTreeSet::new() };
+        self.store().write(|tx| {
+            if let Some(token) = &req.client_token {
+                let earlier = tx.scan(&NETWORK_INTERFACES, &format!("{account}/"))?;
+                if let Some((_, made)) = earlier.into_iter().find(|(_, i)| i.client_token.as_ref() == Some(token)) {
+                    if made.subnet_id != req.subnet_id {
+                        return Err(Error::IdempotentParameterMismatch(token.clone()));
+                    }
+                    return Ok(made);
+                }
+            }
+            // The subnet (and its VPC) may have gone since it was read.
+            crate::vpcs::subnet_in(tx, account, &subnet.id)?;
+            let groups = groups_of(tx, account, &subnet.vpc_id, &req.groups)?;
+            let id = ids::resource_id("eni");
+            let holder = key(account, &id);
+            let mac = network::new_mac();
+            let primary = match req.private_ip {
+                Some(ip) => network::lease_given_address(tx, &subnet, ip, &holder, &mac, &held_elsewhere)?,
+                None => network::lease_address(tx, &subnet, &holder, &mac, &held_elsewhere)?,
+            };
+            let secondary_ips =
+                lease_more(tx, &subnet, &holder, &mac, &req.secondary, req.secondary_count, &held_elsewhere)?;
+            let record = NetworkInterfaceRecord {
+                id: id.clone(),
+                account: account.to_owned(),
+                vpc_id: subnet.vpc_id.clone(),
+                subnet_id: subnet.id.clone(),
+                zone: subnet.zone.clone(),
+                mac,
+                private_ip: primary.to_string(),
+                secondary_ips,
+                security_group_ids: groups,
+                description: req.description.clone(),
+                source_dest_check: true,
+                attachment: None,
+                created_ms: now_ms(),
+                client_token: req.client_token.clone(),
+            };
+            tx.insert(&NETWORK_INTERFACES, &holder, &record)?;
+            tags::put_tags(tx, account, &id, tags)?;
+            Ok(record)
+        })
+    }
+
+    /// DeleteNetworkInterface: only a detached one; its addresses go back to its subnet and an
+    /// Elastic IP on it is disassociated (it stays the account's).
+    pub fn delete_network_interface(&self, account: &str, id: &str) -> Result<()> {
+        self.store().write(|tx| {
+            let record = match tx.get(&NETWORK_INTERFACES, &key(account, id))? {
+                Some(record) => record,
+                None => {
+                    // An instance's own interface goes with its instance.
+                    if crate::listing::primary_interface_owner(tx, account, id)?.is_some() {
+                        return Err(Error::InterfaceInUse(format!(
+                            "The network interface '{id}' is currently in use."
+                        )));
+                    }
+                    return Err(not_found(id));
+                }
+            };
+            if record.attachment.is_some() {
+                return Err(Error::InterfaceInUse(format!("The network interface '{id}' is currently in use.")));
+            }
+            self.drop_interface(tx, &record)
+        })
+    }
+
+    /// Removes a detached interface: addresses, Elastic IP associations, tags.
+    fn drop_interface(&self, tx: &WriteTx, record: &NetworkInterfaceRecord) -> Result<()> {
+        let account = &record.account;
+        release_addresses(tx, &scope_of(tx, account, &record.vpc_id)?, record)?;
+        crate::addresses::release_interface_addresses(tx, account, &record.id)?;
+        tags::drop_tags(tx, account, &record.id)?;
+        tx.remove(&NETWORK_INTERFACES, &key(account, &record.id))?;
+        Ok(())
+    }
+
+    /// AttachNetworkInterface: answers the attachment id. The NIC is plugged by the instance's
+    /// converge.
+    pub fn attach_network_interface(
+        &self,
+        account: &str,
+        id: &str,
+        instance_id: &str,
+        device_index: u32,
+    ) -> Result<String> {
+        let attachment = self.store().write(|tx| {
+            let mut record = interface_in(tx, account, id)?;
+            let instance = tx
+                .get(&INSTANCES, &key(account, instance_id))?
+                .filter(|i| i.state != InstanceState::Terminated)
+                .ok_or_else(|| Error::ResourceNotFound { kind: ResourceKind::Instance, id: instance_id.to_owned() })?;
+            if let Some(current) = &record.attachment {
+                return Err(Error::InterfaceInUse(format!(
+                    "Interface: {id} in use (attached to {} as {}).",
+                    current.instance_id, current.id
+                )));
+            }
+            if !matches!(instance.state, InstanceState::Running | InstanceState::Stopped) {
+                return Err(Error::IncorrectInstanceState {
+                    id: instance.id,
+                    state: instance.state.name(),
+                    verb: "attached to",
+                });
+            }
+            if instance.migration.is_some() {
+                return Err(Error::IncorrectInstanceState { id: instance.id, state: "migrating", verb: "attached to" });
+            }
+            if instance.vpc_id != record.vpc_id {
+                return Err(invalid(
+                    "NetworkInterfaceId",
+                    format!("The network interface {id} and instance {instance_id} are in different VPCs."),
+                ));
+            }
+            if instance.zone != record.zone {
+                return Err(invalid(
+                    "NetworkInterfaceId",
+                    format!("The network interface {id} and instance {instance_id} are in different availability zones."),
+                ));
+            }
+            if scope_of(tx, account, &instance.vpc_id)?.is_empty() {
+                return Err(Error::UnsupportedOperation(format!(
+                    "More network interfaces need an instance in a VPC of your own (on OVN); {instance_id} is in \
+                     the default VPC, whose guests share the hosts' bridge."
+                )));
+            }
+            let others = attached_to(tx, account, instance_id)?;
+            let taken = device_index == 0 || others.iter().any(|o| o.attachment.as_ref().is_some_and(|a| a.device_index == device_index));
+            if taken {
+                return Err(invalid(
+                    "DeviceIndex",
+                    format!("Instance '{instance_id}' already has an interface attached at device index '{device_index}'."),
+                ));
+            }
+            if device_index >= MAX_INTERFACES || others.len() as u32 + 1 >= MAX_INTERFACES {
+                return Err(Error::AttachmentLimitExceeded(format!(
+                    "Instance '{instance_id}' may have at most {MAX_INTERFACES} network interfaces (device indexes 0 to {}).",
+                    MAX_INTERFACES - 1
+                )));
+            }
+            let attachment = InterfaceAttachmentRecord {
+                id: ids::resource_id("eni-attach"),
+                instance_id: instance_id.to_owned(),
+                device_index,
+                state: AttachmentState::Attaching,
+                attach_time_ms: now_ms(),
+                delete_on_termination: false,
+            };
+            record.attachment = Some(attachment.clone());
+            tx.insert(&NETWORK_INTERFACES, &key(account, id), &record)?;
+            Ok::<_, Error>(attachment)
+        })?;
+        self.kick(&key(account, instance_id));
+        Ok(attachment.id)
+    }
+
+    /// DetachNetworkInterface, by attachment id. `force` is accepted: the NIC is pulled from
+    /// the guest either way (a guest cannot refuse a NIC's unplug as it can a disk's).
+    pub fn detach_network_interface(&self, account: &str, attachment_id: &str) -> Result<()> {
+        let instance_id = self.store().write(|tx| {
+            let found = tx
+                .scan(&NETWORK_INTERFACES, &format!("{account}/"))?
+                .into_iter()
+                .find(|(_, i)| i.attachment.as_ref().is_some_and(|a| a.id == attachment_id));
+            let Some((record_key, mut record)) = found else {
+                // An instance's own interface stays with it.
+                let primary = attachment_id.strip_prefix("eni-attach-").map(|hex| format!("eni-{hex}"));
+                if let Some(eni) = primary {
+                    if crate::listing::primary_interface_owner(tx, account, &eni)?.is_some() {
+                        return Err(Error::OperationNotPermitted(
+                            "The network interface at device index 0 cannot be detached.".into(),
+                        ));
+                    }
+                }
+                return Err(Error::AttachmentIdNotFound(attachment_id.to_owned()));
+            };
+            let Some(attachment) = record.attachment.as_mut() else { unreachable!("found by its attachment") };
+            let instance = tx.get(&INSTANCES, &key(account, &attachment.instance_id))?;
+            if instance.as_ref().is_some_and(|i| i.migration.is_some()) {
+                return Err(Error::IncorrectInstanceState {
+                    id: attachment.instance_id.clone(),
+                    state: "migrating",
+                    verb: "detached from",
+                });
+            }
+            attachment.state = AttachmentState::Detaching;
+            let instance_id = attachment.instance_id.clone();
+            tx.insert(&NETWORK_INTERFACES, &record_key, &record)?;
+            Ok::<_, Error>(instance_id)
+        })?;
+        self.kick(&key(account, &instance_id));
+        Ok(())
+    }
+
+    /// ModifyNetworkInterfaceAttribute. An instance's own interface takes new groups (they are
+    /// its instance's); its other attributes are fixed here.
+    pub fn modify_network_interface(&self, account: &str, id: &str, change: InterfaceChange) -> Result<()> {
+        self.store().write(|tx| {
+            let Some(mut record) = tx.get(&NETWORK_INTERFACES, &key(account, id))? else {
+                let Some(instance_key) = crate::listing::primary_interface_owner(tx, account, id)? else {
+                    return Err(not_found(id));
+                };
+                let Some(mut instance) = tx.get(&INSTANCES, &instance_key)? else { return Err(not_found(id)) };
+                return match change {
+                    InterfaceChange::Groups(groups) => {
+                        instance.security_group_ids = groups_of(tx, account, &instance.vpc_id, &groups)?;
+                        tx.insert(&INSTANCES, &instance_key, &instance)?;
+                        Ok(())
+                    }
+                    _ => Err(Error::UnsupportedOperation(format!(
+                        "{id} is the primary interface of {}: only its security groups can change here.",
+                        instance.id
+                    ))),
+                };
+            };
+            match change {
+                InterfaceChange::Groups(groups) => {
+                    record.security_group_ids = groups_of(tx, account, &record.vpc_id, &groups)?;
+                }
+                InterfaceChange::Description(description) => record.description = description,
+                InterfaceChange::SourceDestCheck(check) => record.source_dest_check = check,
+                InterfaceChange::DeleteOnTermination { attachment_id, delete } => match record.attachment.as_mut() {
+                    Some(a) if a.id == attachment_id => a.delete_on_termination = delete,
+                    _ => return Err(Error::AttachmentIdNotFound(attachment_id)),
+                },
+            }
+            tx.insert(&NETWORK_INTERFACES, &key(account, id), &record)?;
+            Ok(())
+        })
+    }
+
+    /// AssignPrivateIpAddresses: `addresses` by value and `count` more of the interface's
+    /// subnet. With `allow_reassignment`, an address another interface of the account holds as
+    /// a secondary one moves here. Answers the addresses assigned.
+    pub fn assign_private_addresses(
+        &self,
+        account: &str,
+        id: &str,
+        addresses: &[Ipv4Addr],
+        count: u32,
+        allow_reassignment: bool,
+    ) -> Result<Vec<String>> {
+        let record = self.store().read(|tx| tx.get(&NETWORK_INTERFACES, &key(account, id)))?;
+        let Some(record) = record else {
+            return Err(self.primary_or_missing(account, id, "Secondary private addresses"));
+        };
+        let subnet = self.subnet(account, &record.subnet_id)?;
+        let held_elsewhere = if subnet.lease_scope.is_empty() { self.foreign_addresses() } else { BTreeSet::new() };
+        self.store().write(|tx| {
+            let mut record = interface_in(tx, account, id)?;
+            let wanted: Vec<Ipv4Addr> =
+                addresses.iter().copied().filter(|a| !record.addresses().any(|h| *h == a.to_string())).collect();
+            if record.addresses().count() + wanted.len() + count as usize > MAX_ADDRESSES {
+                return Err(Error::AddressLimit(format!(
+                    "Number of private addresses will exceed limit. {id} may hold {MAX_ADDRESSES}."
+                )));
+            }
+            if allow_reassignment {
+                for address in &wanted {
+                    self.take_secondary_from_others(tx, &subnet, &record, *address)?;
+                }
+            }
+            let holder = key(account, id);
+            let taken = lease_more(tx, &subnet, &holder, &record.mac, &wanted, count, &held_elsewhere)?;
+            record.secondary_ips.extend(taken.iter().cloned());
+            tx.insert(&NETWORK_INTERFACES, &holder, &record)?;
+            Ok(taken)
+        })
+    }
+
+    /// With `AllowReassignment`: another interface of the account that holds `address` as a
+    /// secondary address of the same subnet lets it go.
+    fn take_secondary_from_others(
+        &self,
+        tx: &WriteTx,
+        subnet: &Subnet,
+        record: &NetworkInterfaceRecord,
+        address: Ipv4Addr,
+    ) -> Result<()> {
+        let text = address.to_string();
+        for (other_key, mut other) in tx.scan(&NETWORK_INTERFACES, &format!("{}/", record.account))? {
+            if other.id == record.id || other.subnet_id != subnet.id || !other.secondary_ips.contains(&text) {
+                continue;
+            }
+            other.secondary_ips.retain(|a| *a != text);
+            network::release_address(tx, &subnet.lease_scope, &text, &other_key)?;
+            tx.insert(&NETWORK_INTERFACES, &other_key, &other)?;
+        }
+        Ok(())
+    }
+
+    /// UnassignPrivateIpAddresses: secondary addresses only.
+    pub fn unassign_private_addresses(&self, account: &str, id: &str, addresses: &[String]) -> Result<()> {
+        let exists = self.store().read(|tx| tx.get(&NETWORK_INTERFACES, &key(account, id)))?.is_some();
+        if !exists {
+            return Err(self.primary_or_missing(account, id, "Secondary private addresses"));
+        }
+        self.store().write(|tx| {
+            let mut record = interface_in(tx, account, id)?;
+            if let Some(stranger) = addresses.iter().find(|a| !record.secondary_ips.contains(a)) {
+                return Err(invalid(
+                    "PrivateIpAddress",
+                    format!("Some of the specified addresses are not assigned to interface {id} ({stranger})."),
+                ));
+            }
+            let scope = scope_of(tx, account, &record.vpc_id)?;
+            let holder = key(account, id);
+            for address in addresses {
+                network::release_address(tx, &scope, address, &holder)?;
+                crate::addresses::release_private_address(tx, account, id, address)?;
+            }
+            record.secondary_ips.retain(|a| !addresses.contains(a));
+            tx.insert(&NETWORK_INTERFACES, &holder, &record)?;
+            Ok(())
+        })
+    }
+
+    /// The error for an interface that is not one of its own: an instance's primary interface
+    /// cannot do `what` here; anything else does not exist.
+    fn primary_or_missing(&self, account: &str, id: &str, what: &str) -> Error {
+        match self.store().read(|tx| crate::listing::primary_interface_owner(tx, account, id)) {
+            Ok(Some(instance_key)) => Error::UnsupportedOperation(format!(
+                "{what} are for network interfaces made with CreateNetworkInterface; {id} is the primary interface \
+                 of {}.",
+                instance_key.split_once('/').map_or(instance_key.as_str(), |(_, i)| i)
+            )),
+            Ok(None) => not_found(id),
+            Err(error) => error,
+        }
+    }
+
+    /// The NICs an instance's domain is defined with beyond its own: its attached interfaces
+    /// (those being plugged too, so that a start in between defines them).
+    pub(crate) fn extra_nics(&self, record: &InstanceRecord) -> Result<Vec<Nic>> {
+        let attached = self.store().read(|tx| attached_to(tx, &record.account, &record.id))?;
+        let installation = self.installation()?;
+        Ok(attached
+            .iter()
+            .filter(|i| i.attachment.as_ref().is_some_and(|a| a.state != AttachmentState::Detaching))
+            .map(|i| nic_of(installation, i))
+            .collect())
+    }
+
+    /// The instance's part of its interfaces' work, run inside the instance's converge: plug
+    /// and unplug. A running guest gets its NICs hot-plugged; for one that does not run only
+    /// the records change. An instance with nothing waiting costs one read.
+    pub(crate) fn settle_instance_interfaces(&self, record: &InstanceRecord) -> Result<()> {
+        let waiting: Vec<NetworkInterfaceRecord> = self
+            .store()
+            .read(|tx| attached_to(tx, &record.account, &record.id))?
+            .into_iter()
+            .filter(|i| i.attachment.as_ref().is_some_and(|a| a.state != AttachmentState::Attached))
+            .collect();
+        if waiting.is_empty() {
+            return Ok(());
+        }
+        // libvirt's test driver cannot hot-plug a NIC (and runs no guest that could use one):
+        // there, as for a guest that does not run, only the records change.
+        let host = match self.hosts().get(&record.host_id) {
+            Some(host) if record.state != InstanceState::Terminated && !host.config.is_test_driver() => {
+                let running = host.driver.state(&record.id).map_err(Error::Driver)?.is_some_and(|s| !s.is_off());
+                running.then_some(host.as_ref())
+            }
+            _ => None,
+        };
+        let installation = self.installation()?.to_owned();
+        for interface in waiting {
+            let Some(attachment) = interface.attachment.clone() else { continue };
+            let record_key = key(&interface.account, &interface.id);
+            match attachment.state {
+                AttachmentState::Attaching => {
+                    let nic = nic_of(&installation, &interface);
+                    let result = host.map_or(Ok(()), |h| h.driver.attach_interface(&record.id, &nic));
+                    if let Err(error) = &result {
+                        tracing::warn!(interface = %interface.id, instance = %record.id, %error, "plugging the NIC failed");
+                    }
+                    self.end_interface_step(&record_key, &attachment.id, AttachmentState::Attaching, result.is_ok())?;
+                }
+                AttachmentState::Detaching => {
+                    let nic = nic_of(&installation, &interface);
+                    if let Some(Err(error)) = host.map(|h| h.driver.detach_interface(&record.id, &nic)) {
+                        tracing::warn!(interface = %interface.id, instance = %record.id, %error, "unplug pending");
+                        continue;
+                    }
+                    self.end_interface_step(&record_key, &attachment.id, AttachmentState::Detaching, false)?;
+                }
+                AttachmentState::Attached => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends a plug or unplug of attachment `attachment_id` that is still at `step`: attached if
+    /// `attached`, otherwise the interface is detached and available. A detach asked while the
+    /// plug ran finds the attachment at `detaching` and is left for the next converge.
+    fn end_interface_step(
+        &self,
+        record_key: &str,
+        attachment_id: &str,
+        step: AttachmentState,
+        attached: bool,
+    ) -> Result<()> {
+        self.store().write(|tx| {
+            let Some(mut current) = tx.get(&NETWORK_INTERFACES, record_key)? else { return Ok(()) };
+            match current.attachment.as_mut() {
+                Some(a) if a.id == attachment_id && a.state == step && attached => a.state = AttachmentState::Attached,
+                Some(a) if a.id == attachment_id && a.state == step => current.attachment = None,
+                _ => return Ok(()),
+            }
+            tx.insert(&NETWORK_INTERFACES, record_key, &current)?;
+            Ok::<_, Error>(())
+        })
+    }
+
+    /// A terminating instance's interfaces: detached, or deleted when attached with
+    /// `DeleteOnTermination`. Runs inside the tear-down's transaction.
+    pub(crate) fn release_instance_interfaces(&self, tx: &WriteTx, record: &InstanceRecord) -> Result<()> {
+        for mut interface in attached_to(tx, &record.account, &record.id)? {
+            if interface.attachment.as_ref().is_some_and(|a| a.delete_on_termination) {
+                interface.attachment = None;
+                self.drop_interface(tx, &interface)?;
+            } else {
+                interface.attachment = None;
+                tx.insert(&NETWORK_INTERFACES, &key(&record.account, &interface.id), &interface)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An interface as a guest NIC: always into OVN's integration bridge (interfaces are attached
+/// only to instances of VPCs of their own).
+pub(crate) fn nic_of(installation: &str, interface: &NetworkInterfaceRecord) -> Nic {
+    Nic {
+        mac: interface.mac.clone(),
+        bridge: crate::vpc_network::INTEGRATION_BRIDGE.to_owned(),
+        ovs_port: Some(crate::vpc_network::port_name(installation, &interface.id)),
+    }
+}

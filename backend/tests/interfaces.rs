@@ -1,0 +1,184 @@
+//! Network interfaces of their own on a fake host ([`backend::fake`]): plugged into a running
+//! guest and pulled out again by the instance's converge, defined with the domain when the
+//! guest starts, and let go (or deleted) when the instance terminates.
+
+use std::sync::Arc;
+
+use backend::fake::FakeCloud;
+use backend::hosts::{Host, HostConfig, HostPool};
+use backend::hypervisor::Accelerator;
+use backend::instances::LaunchRequest;
+use backend::interfaces::{InterfaceChange, NewInterface};
+use backend::{Backend, Error, Topology};
+use storage::{AttachmentState, InstanceState, Store};
+
+const ACCOUNT: &str = "123456789012";
+const URI: &str = "fake://eni";
+
+struct Setup {
+    b: Arc<Backend>,
+    cloud: FakeCloud,
+    subnet: String,
+    instance: String,
+    _dir: tempfile::TempDir,
+}
+
+/// A fake host that runs guests (so the NICs are plugged), a VPC of its own with a subnet, and
+/// a running instance in it.
+fn setup() -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let cloud = FakeCloud::new();
+    let mut config = HostConfig::new(URI);
+    config.accelerator = Some(Accelerator::Tcg);
+    let topology = Topology { hosts: vec![config.clone()], ..Topology::default() };
+    let zone = topology.default_zone().to_owned();
+    let pool = HostPool::new([Host::new(config, zone, cloud.host(URI))]);
+    // VPCs of their own need OVN; none answers here, and nothing in this test asks it.
+    let b = Backend::with_hosts(Store::in_memory().unwrap(), topology, pool)
+        .with_data_dir(dir.path())
+        .with_ovn("unix:/nonexistent/ovnnb_db.sock");
+    let b = Arc::new(b);
+    let disk = dir.path().join("disk.qcow2");
+    let made = std::process::Command::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2"])
+        .arg(&disk)
+        .arg("64M")
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let new =
+        backend::images::NewImage { name: "img".into(), disk: disk.to_string_lossy().into(), ..Default::default() };
+    let image_id = b.register_image(ACCOUNT, new).unwrap().id;
+    let vpc = b.create_vpc(ACCOUNT, "10.0.0.0/16", None, &[]).unwrap();
+    let subnet = b.create_subnet(ACCOUNT, &vpc.id, "10.0.1.0/24", None, None, &[]).unwrap().id;
+    let req = LaunchRequest {
+        image_id,
+        instance_type: "t3.nano".into(),
+        min_count: 1,
+        max_count: 1,
+        subnet_id: Some(subnet.clone()),
+        ..Default::default()
+    };
+    let instance = b.run_instances(ACCOUNT, &vpc.id, req).unwrap().remove(0).id;
+    b.converge(&key(&instance)).unwrap();
+    assert_eq!(b.instance(ACCOUNT, &instance).unwrap().state, InstanceState::Running);
+    Setup { b, cloud, subnet, instance, _dir: dir }
+}
+
+fn key(id: &str) -> String {
+    format!("{ACCOUNT}/{id}")
+}
+
+fn new_interface(subnet: &str) -> NewInterface {
+    NewInterface { subnet_id: subnet.to_owned(), ..Default::default() }
+}
+
+fn attachment_state(b: &Backend, id: &str) -> Option<AttachmentState> {
+    let own = b.network_interfaces(ACCOUNT).unwrap();
+    own.into_iter().find(|i| i.id == id).unwrap().attachment.map(|a| a.state)
+}
+
+#[test]
+fn a_running_guest_gets_its_nic_plugged_and_pulled() {
+    let s = setup();
+    let eni = s.b.create_network_interface(ACCOUNT, new_interface(&s.subnet), &[]).unwrap();
+    assert_eq!(eni.private_ip, "10.0.1.5", "after the instance's 10.0.1.4");
+    s.b.attach_network_interface(ACCOUNT, &eni.id, &s.instance, 1).unwrap();
+    assert_eq!(attachment_state(&s.b, &eni.id), Some(AttachmentState::Attaching));
+    s.b.converge(&key(&s.instance)).unwrap();
+    assert_eq!(attachment_state(&s.b, &eni.id), Some(AttachmentState::Attached));
+    let domain = s.cloud.domain(URI, &s.instance).unwrap();
+    let plugged = domain.plugged_nics.get(&eni.mac).expect("the NIC is in the running guest");
+    assert_eq!(plugged.bridge, "br-int");
+    assert!(plugged.ovs_port.is_some(), "an OVN port");
+
+    // Stopped and started: the domain is defined with it.
+    s.b.stop_instances(ACCOUNT, std::slice::from_ref(&s.instance), true).unwrap();
+    s.b.converge(&key(&s.instance)).unwrap();
+    s.b.start_instances(ACCOUNT, std::slice::from_ref(&s.instance)).unwrap();
+    s.b.converge(&key(&s.instance)).unwrap();
+    let domain = s.cloud.domain(URI, &s.instance).unwrap();
+    assert!(domain.plugged_nics.is_empty());
+    assert_eq!(domain.spec.nics.iter().map(|n| n.mac.as_str()).collect::<Vec<_>>(), vec![eni.mac.as_str()]);
+
+    // Detached: pulled from the guest, available again.
+    let attachment = s.b.network_interfaces(ACCOUNT).unwrap()[0].attachment.clone().unwrap();
+    s.b.detach_network_interface(ACCOUNT, &attachment.id).unwrap();
+    assert_eq!(attachment_state(&s.b, &eni.id), Some(AttachmentState::Detaching));
+    s.b.converge(&key(&s.instance)).unwrap();
+    assert_eq!(attachment_state(&s.b, &eni.id), None);
+    assert!(s.cloud.domain(URI, &s.instance).unwrap().spec.nics.is_empty());
+}
+
+#[test]
+fn a_host_that_does_not_answer_leaves_the_plug_for_later() {
+    let s = setup();
+    let eni = s.b.create_network_interface(ACCOUNT, new_interface(&s.subnet), &[]).unwrap();
+    s.b.attach_network_interface(ACCOUNT, &eni.id, &s.instance, 1).unwrap();
+    s.cloud.set_mode(URI, backend::fake::HostMode::Unreachable);
+    assert!(s.b.converge(&key(&s.instance)).is_err());
+    assert_eq!(attachment_state(&s.b, &eni.id), Some(AttachmentState::Attaching), "not attached without the guest");
+    s.cloud.set_mode(URI, backend::fake::HostMode::Answering);
+    s.b.converge(&key(&s.instance)).unwrap();
+    assert_eq!(attachment_state(&s.b, &eni.id), Some(AttachmentState::Attached));
+    assert!(s.cloud.domain(URI, &s.instance).unwrap().plugged_nics.contains_key(&eni.mac));
+}
+
+#[test]
+fn addresses_attachments_and_termination() {
+    let s = setup();
+    let b = &s.b;
+    let asked = NewInterface {
+        private_ip: Some("10.0.1.20".parse().unwrap()),
+        secondary: vec!["10.0.1.21".parse().unwrap()],
+        secondary_count: 2,
+        ..new_interface(&s.subnet)
+    };
+    let eni = b.create_network_interface(ACCOUNT, asked, &[]).unwrap();
+    assert_eq!(eni.secondary_ips, vec!["10.0.1.21", "10.0.1.5", "10.0.1.6"]);
+    // Every address is leased: a given one is refused elsewhere, the lowest free skips them.
+    let taken = NewInterface { private_ip: Some("10.0.1.21".parse().unwrap()), ..new_interface(&s.subnet) };
+    assert!(matches!(b.create_network_interface(ACCOUNT, taken, &[]), Err(Error::AddressInUse(_))));
+    let next = b.create_network_interface(ACCOUNT, new_interface(&s.subnet), &[]).unwrap();
+    assert_eq!(next.private_ip, "10.0.1.7");
+    // Secondary addresses come and go; the primary stays.
+    assert_eq!(b.assign_private_addresses(ACCOUNT, &eni.id, &[], 1, false).unwrap(), vec!["10.0.1.8"]);
+    b.unassign_private_addresses(ACCOUNT, &eni.id, &["10.0.1.8".into(), "10.0.1.5".into()]).unwrap();
+    assert!(b.unassign_private_addresses(ACCOUNT, &eni.id, &["10.0.1.20".into()]).is_err());
+    assert_eq!(b.assign_private_addresses(ACCOUNT, &next.id, &[], 1, false).unwrap(), vec!["10.0.1.5"]);
+    // With AllowReassignment a secondary address moves between interfaces.
+    b.assign_private_addresses(ACCOUNT, &eni.id, &["10.0.1.5".parse().unwrap()], 0, true).unwrap();
+    let own = b.network_interfaces(ACCOUNT).unwrap();
+    let moved_from = own.iter().find(|i| i.id == next.id).unwrap();
+    assert!(moved_from.secondary_ips.is_empty());
+    assert!(own.iter().find(|i| i.id == eni.id).unwrap().secondary_ips.contains(&"10.0.1.5".to_owned()));
+
+    // Device index 0 is the instance's own; an index is taken once.
+    assert!(matches!(
+        b.attach_network_interface(ACCOUNT, &eni.id, &s.instance, 0),
+        Err(Error::InvalidParameter { .. })
+    ));
+    b.attach_network_interface(ACCOUNT, &eni.id, &s.instance, 1).unwrap();
+    assert!(matches!(
+        b.attach_network_interface(ACCOUNT, &next.id, &s.instance, 1),
+        Err(Error::InvalidParameter { .. })
+    ));
+    assert!(matches!(b.delete_network_interface(ACCOUNT, &eni.id), Err(Error::InterfaceInUse(_))));
+    let kept = b.attach_network_interface(ACCOUNT, &next.id, &s.instance, 2).unwrap();
+    let deleted_with = b.network_interfaces(ACCOUNT).unwrap().into_iter().find(|i| i.id == eni.id).unwrap();
+    let change =
+        InterfaceChange::DeleteOnTermination { attachment_id: deleted_with.attachment.unwrap().id, delete: true };
+    b.modify_network_interface(ACCOUNT, &eni.id, change).unwrap();
+    b.converge(&key(&s.instance)).unwrap();
+    assert_eq!(s.cloud.domain(URI, &s.instance).unwrap().plugged_nics.len(), 2);
+
+    // The instance terminates: one interface goes with it, the other stays, detached.
+    b.terminate_instances(ACCOUNT, std::slice::from_ref(&s.instance)).unwrap();
+    b.converge(&key(&s.instance)).unwrap();
+    let own = b.network_interfaces(ACCOUNT).unwrap();
+    assert_eq!(own.iter().map(|i| i.id.as_str()).collect::<Vec<_>>(), vec![next.id.as_str()]);
+    assert!(own[0].attachment.is_none(), "{kept} ended with the instance");
+    // The deleted interface's addresses are free again.
+    let reuse = NewInterface { private_ip: Some("10.0.1.20".parse().unwrap()), ..new_interface(&s.subnet) };
+    b.create_network_interface(ACCOUNT, reuse, &[]).unwrap();
+}
