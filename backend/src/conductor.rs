@@ -123,6 +123,13 @@ impl Backend {
         let mut interfaces = Vec::new();
         let networked = self.ovn.is_some();
         let reading = std::time::Instant::now();
+        // Interfaces of their own: a plug or unplug a crash interrupted is finished by their
+        // instance's converge; OVN holds a port for each, bound where their instance runs.
+        let own = self.store().read(|tx| tx.scan(&storage::tables::NETWORK_INTERFACES, ""))?;
+        let mut bound: HashMap<String, Vec<String>> = own
+            .iter()
+            .filter_map(|(_, i)| Some((format!("{}/{}", i.account, i.attachment.as_ref()?.instance_id), Vec::new())))
+            .collect();
         // Read redb before asking the hosts: an instance that became running after this read
         // cannot be mistaken for one that stopped (its domain is seen running, or the
         // conditional update below finds its state changed).
@@ -136,16 +143,17 @@ impl Backend {
                 }
                 seen.push(Seen::of(key, &record));
                 if networked {
-                    interfaces.extend(crate::vpc_network::Interface::of(&record));
+                    let chassis = self.requested_chassis(&record);
+                    if let Some(held) = bound.get_mut(key) {
+                        held.clone_from(&chassis);
+                    }
+                    interfaces.extend(crate::vpc_network::Interface::of(&record).map(|i| i.with_chassis(chassis)));
                 }
                 if enforcing || maintenance.get(&record.host_id).copied().unwrap_or(false) {
                     whole.push(record);
                 }
             })
         })?;
-        // Interfaces of their own: a plug or unplug a crash interrupted is finished by their
-        // instance's converge; OVN holds a port for each.
-        let own = self.store().read(|tx| tx.scan(&storage::tables::NETWORK_INTERFACES, ""))?;
         let mut report = SweepReport { read_took: reading.elapsed(), ..Default::default() };
         for (_, interface) in &own {
             if let Some(attachment) = interface.attachment.as_ref().filter(|a| a.state != AttachmentState::Attached) {
@@ -154,7 +162,11 @@ impl Backend {
             }
         }
         if networked {
-            interfaces.extend(own.iter().map(|(_, i)| crate::vpc_network::Interface::of_own(i)));
+            interfaces.extend(own.iter().map(|(_, i)| {
+                let instance = i.attachment.as_ref().map(|a| format!("{}/{}", i.account, a.instance_id));
+                let chassis = instance.and_then(|k| bound.get(&k).cloned()).unwrap_or_default();
+                crate::vpc_network::Interface::of_own(i).with_chassis(chassis)
+            }));
         }
         let mut domains: HashMap<String, HashMap<String, PowerState>> = HashMap::new();
         for host in self.hosts().iter() {

@@ -46,6 +46,10 @@ pub struct HostConfig {
     /// is bounded by its own policy instead).
     #[serde(default = "default_call_timeout_secs")]
     pub call_timeout_secs: u64,
+    /// The host's OVN chassis (its Open vSwitch `system-id`), which VPC guests' ports are bound
+    /// to; a local host's is this machine's hostname, as `scripts/setup-host` sets it. Unknown:
+    /// OVN binds a port wherever it is plugged.
+    pub chassis: Option<String>,
 }
 
 fn default_max_calls() -> usize {
@@ -87,6 +91,7 @@ impl HostConfig {
             disk_mib: None,
             max_calls: default_max_calls(),
             call_timeout_secs: default_call_timeout_secs(),
+            chassis: None,
         }
     }
 

@@ -201,8 +201,11 @@ impl Backend {
         if record.status != MigrationStatus::Queued {
             return self.settle(key, &record, Outcome::Interrupted);
         }
-        // The guest's security-group filter must be on the target before the guest is.
+        // The guest's security-group filter must be on the target before the guest is, and its
+        // OVN ports (VPCs of their own) bound on both hosts, the target's taking over when the
+        // guest announces itself there.
         self.prepare_filter(target, instance)?;
+        self.sync_ovn_now();
         self.set_status(id, MigrationStatus::Preparing)?;
         let done = AtomicBool::new(false);
         let started = Instant::now();
@@ -415,7 +418,10 @@ impl Backend {
                 }
             }
             Ok::<_, Error>(())
-        })
+        })?;
+        // The ports are bound where the guest is now, alone.
+        self.sync_ovn_now();
+        Ok(())
     }
 }
 

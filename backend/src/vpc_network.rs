@@ -49,6 +49,9 @@ pub struct Interface {
     pub secondary: Vec<String>,
     /// EC2's `SourceDestCheck`: OVN's port security holds it to its MAC and addresses.
     pub source_dest_check: bool,
+    /// The chassis its port is bound to: its guest's host's, and while the guest migrates the
+    /// target's too ([`ovn::SwitchPort::requested_chassis`]); empty where a host's is unknown.
+    pub chassis: Vec<String>,
 }
 
 impl Interface {
@@ -63,7 +66,12 @@ impl Interface {
             public_ip: record.public_ip.clone(),
             secondary: Vec::new(),
             source_dest_check: true,
+            chassis: Vec::new(),
         })
+    }
+
+    pub fn with_chassis(self, chassis: Vec<String>) -> Self {
+        Self { chassis, ..self }
     }
 
     /// An interface of its own, attached or not (its port waits unbound until a guest plugs it).
@@ -77,6 +85,7 @@ impl Interface {
             public_ip: None,
             secondary: record.secondary_ips.clone(),
             source_dest_check: record.source_dest_check,
+            chassis: Vec::new(),
         }
     }
 }
@@ -387,6 +396,7 @@ pub fn desired(
                     addresses: std::iter::once(&i.address).chain(&i.secondary).cloned().collect(),
                     port_security: i.source_dest_check,
                     localport: false,
+                    requested_chassis: i.chassis.clone(),
                 })
                 .collect();
             if let Some(port) = metadata.as_ref().filter(|p| p.switch == format!("stratus-{}", subnet.id)) {
@@ -397,6 +407,7 @@ pub fn desired(
                     addresses: vec![port.address.to_string()],
                     port_security: false,
                     localport: true,
+                    requested_chassis: Vec::new(),
                 });
             }
             ports.sort_by(|a, b| a.name.cmp(&b.name));
@@ -526,6 +537,57 @@ impl Backend {
 
     fn gateway_chassis(&self) -> String {
         self.ovn.as_ref().map_or_else(default_chassis, |s| s.chassis.clone())
+    }
+
+    /// The chassis a host's guests' ports are bound to: the configured one, or this machine's
+    /// for a local libvirt.
+    fn chassis_of_host(&self, host_id: &str) -> Option<String> {
+        let host = self.hosts().get(host_id)?;
+        host.config.chassis.clone().or_else(|| host.config.uri.starts_with("qemu:///").then(default_chassis))
+    }
+
+    /// Where an instance's ports are bound: its host's chassis, and while it migrates the
+    /// target's after it; nothing when a host's chassis is unknown.
+    pub(crate) fn requested_chassis(&self, record: &InstanceRecord) -> Vec<String> {
+        let hosts = std::iter::once(&record.host_id).chain(&record.migration_target);
+        hosts.map(|h| self.chassis_of_host(h)).collect::<Option<Vec<_>>>().unwrap_or_default()
+    }
+
+    /// Every interface OVN should hold ports for now, read from the store: instances that are
+    /// not terminated, and the interfaces of their own (attached ones bound where their
+    /// instance runs).
+    pub fn interfaces_now(&self) -> Result<Vec<Interface>> {
+        let (instances, own) = self.store().read(|tx| {
+            Ok::<_, Error>((
+                tx.scan(&storage::tables::INSTANCES, "")?,
+                tx.scan(&storage::tables::NETWORK_INTERFACES, "")?,
+            ))
+        })?;
+        let mut chassis = std::collections::HashMap::new();
+        let mut interfaces = Vec::new();
+        for (key, record) in &instances {
+            let Some(interface) = Interface::of(record) else { continue };
+            let bound = self.requested_chassis(record);
+            chassis.insert(key.as_str(), bound.clone());
+            interfaces.push(interface.with_chassis(bound));
+        }
+        interfaces.extend(own.iter().map(|(_, i)| {
+            let bound =
+                i.attachment.as_ref().and_then(|a| chassis.get(format!("{}/{}", i.account, a.instance_id).as_str()));
+            Interface::of_own(i).with_chassis(bound.cloned().unwrap_or_default())
+        }));
+        Ok(interfaces)
+    }
+
+    /// Reconciles OVN with the store at once (when a port's binding must change now: a
+    /// migration starts or ends). A no-op without OVN; failures are logged, the sweep retries.
+    pub(crate) fn sync_ovn_now(&self) {
+        if self.ovn.is_none() {
+            return;
+        }
+        if let Err(error) = self.interfaces_now().and_then(|interfaces| self.sync_ovn(&interfaces)) {
+            tracing::warn!(%error, "reconciling OVN failed; the next sweep tries again");
+        }
     }
 
     /// The OVN logical port an instance's NIC is plugged in as, when its VPC is one of its own
@@ -722,6 +784,7 @@ mod tests {
             public_ip: None,
             secondary: Vec::new(),
             source_dest_check: true,
+            chassis: Vec::new(),
         }
     }
 

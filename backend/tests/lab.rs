@@ -42,8 +42,23 @@ fn field(out: &str, name: &str) -> String {
     last.split_whitespace().find_map(|kv| kv.strip_prefix(&format!("{name}="))).unwrap_or_default().to_owned()
 }
 
-/// Takes the lab down when the test ends, passed or not.
-struct Lab;
+/// The machine has one lab, and other tests (the clients' scenarios, which `scripts/test` runs
+/// beside these) use it too: each holds this lock from `up` to `down`.
+const LAB_LOCK: &str = "/run/stratus/lab.lock";
+
+/// Holds the lab, and takes it down when the test ends, passed or not.
+struct Lab {
+    _lock: std::fs::File,
+}
+
+impl Lab {
+    fn hold() -> Self {
+        std::fs::create_dir_all("/run/stratus").unwrap();
+        let lock = std::fs::File::create(LAB_LOCK).unwrap();
+        rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive).unwrap();
+        Self { _lock: lock }
+    }
+}
 
 impl Drop for Lab {
     fn drop(&mut self) {
@@ -190,8 +205,8 @@ async fn instances_spread_over_two_lab_hosts() {
         eprintln!("skipping the lab test: it needs root and libvirtd");
         return;
     }
+    let _lab = Lab::hold();
     let config = field(&script(&["lab", "up", "2"]), "config");
-    let _lab = Lab;
     let text = std::fs::read_to_string(&config).unwrap();
     let uris: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("uri = \"")?.strip_suffix('"')).collect();
     assert_eq!(uris.len(), 2, "the lab config names two hosts:\n{text}");

@@ -94,14 +94,26 @@ pub fn stratus(bin: &Path, config: &Path, data_dir: &Path, log: &Path) -> Result
         .arg(config)
         .env("RUST_LOG", std::env::var("STRATUS_BENCH_LOG").unwrap_or_else(|_| "info".into()));
     let process = Process::spawn("stratus", command, addr, log)?;
-    let credentials = std::fs::read_to_string(data_dir.join("admin-credentials"))?;
-    let field = |name: &str| {
+    // Stratus listens before it writes the admin keys (a start that cannot listen leaves none):
+    // a busy machine can show the port open first.
+    let field = |credentials: &str, name: &str| {
         credentials
             .lines()
             .find_map(|l| l.split_once('=').filter(|(k, _)| k.trim() == name).map(|(_, v)| v.trim().to_owned()))
-            .with_context(|| format!("{name} missing from admin-credentials"))
     };
-    Ok((process, (field("aws_access_key_id")?, field("aws_secret_access_key")?)))
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let credentials = std::fs::read_to_string(data_dir.join("admin-credentials")).unwrap_or_default();
+        if let (Some(key), Some(secret)) =
+            (field(&credentials, "aws_access_key_id"), field(&credentials, "aws_secret_access_key"))
+        {
+            return Ok((process, (key, secret)));
+        }
+        if Instant::now() > deadline {
+            bail!("no admin keys in {} 30 s after Stratus listened", data_dir.join("admin-credentials").display());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// Another account on a running Stratus, with keys of our choosing.

@@ -11,25 +11,15 @@ of other installations or of the operator is touched. Guests are not plugged int
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import time
-from pathlib import Path
-
-import pytest
 
 from conftest import (TEST_DRIVER_CONFIG, create_account, ec2_client, forget_ovn_installation, import_image, server_env,
                       wait_states)
 
-NB = "unix:/run/stratus/ovn/ovnnb_db.sock"
+from ovn_helpers import NB, require_ovn
+
 CONFIG = TEST_DRIVER_CONFIG + f'\n[network]\novn_northbound = "{NB}"\n'
-
-
-def require_ovn() -> None:
-    if not Path(NB.removeprefix("unix:")).exists() or not shutil.which("ovn-nbctl"):
-        if os.environ.get("STRATUS_TEST_QEMU") == "1":
-            pytest.fail("OVN is not running: run scripts/setup-host")
-        pytest.skip("OVN is not running: run scripts/setup-host")
 
 
 def nbctl(*args: str) -> subprocess.CompletedProcess:

@@ -18,86 +18,12 @@ holds it.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import time
-from pathlib import Path
 
-import pytest
-
-from conftest import (BOOT_MARKER, QEMU_CONFIG, create_account, ec2_client, forget_ovn_installation, import_image,
-                      require_qemu, wait_states)
-
-NB = "unix:/run/stratus/ovn/ovnnb_db.sock"
-CONF = "unix:/run/stratus/ovn/conf.sock"
-CONFIG = QEMU_CONFIG + f'\n[network]\novn_northbound = "{NB}"\n'
-
-
-def require_ovn() -> None:
-    if not Path(NB.removeprefix("unix:")).exists() or not shutil.which("ovn-nbctl"):
-        if os.environ.get("STRATUS_TEST_QEMU") == "1":
-            pytest.fail("OVN is not running: run scripts/setup-host")
-        pytest.skip("OVN is not running: run scripts/setup-host")
-
-
-def run(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    done = subprocess.run(list(args), capture_output=True, text=True, timeout=60)
-    if check:
-        assert done.returncode == 0, f"{' '.join(args)}: {done.stderr}"
-    return done
-
-
-def nbctl(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    return run("ovn-nbctl", f"--db={NB}", "--timeout=10", *args, check=check)
-
-
-class Probe:
-    """A namespace on a subnet's logical switch: a port the test adds, unmarked, so Stratus's
-    reconciliation leaves it alone."""
-
-    def __init__(self, name: str, switch: str, mac: str, address: str, router: str):
-        self.name, self.ns = name, f"stratus-probe-{name}"
-        run("ip", "netns", "add", self.ns)
-        run("ip", "link", "add", name, "type", "veth", "peer", "name", "eth0", "netns", self.ns)
-        run("ip", "link", "set", name, "up")
-        run("ip", "netns", "exec", self.ns, "ethtool", "-K", "eth0", "tx", "off")
-        for command in (["link", "set", "lo", "up"], ["link", "set", "eth0", "address", mac],
-                        ["addr", "add", f"{address}/24", "dev", "eth0"], ["link", "set", "eth0", "up"],
-                        ["route", "add", "default", "via", router]):
-            run("ip", "-n", self.ns, *command)
-        nbctl("lsp-add", switch, name, "--", "lsp-set-addresses", name, f"{mac} {address}")
-        run("ovs-vsctl", f"--db={CONF}", "--timeout=10", "add-port", "br-int", name, "--",
-            "set", "Interface", name, f"external_ids:iface-id={name}")
-
-    def answers(self, address: str) -> bool:
-        """One ping, one second to answer."""
-        done = run("ip", "netns", "exec", self.ns, "ping", "-c", "1", "-W", "1", "-n", "-q", address, check=False)
-        return done.returncode == 0
-
-    def reaches(self, address: str, tries: int = 1) -> bool:
-        for _ in range(tries):
-            done = run("ip", "netns", "exec", self.ns, "ping", "-c", "2", "-i", "0.3", "-W", "1", "-n", "-q",
-                       address, check=False)
-            if done.returncode == 0:
-                return True
-        return False
-
-    def mac_of(self, address: str) -> str | None:
-        words = run("ip", "-n", self.ns, "neigh", "show", address).stdout.split()
-        return words[words.index("lladdr") + 1] if "lladdr" in words else None
-
-    def close(self) -> None:
-        run("ovs-vsctl", f"--db={CONF}", "--timeout=10", "--if-exists", "del-port", "br-int", self.name, check=False)
-        nbctl("--if-exists", "lsp-del", self.name, check=False)
-        run("ip", "netns", "del", self.ns, check=False)
-        run("ip", "link", "del", self.name, check=False)
-
-
-def booted(client, instance_id: str, timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while BOOT_MARKER not in client.get_console_output(InstanceId=instance_id).get("Output", ""):
-        assert time.monotonic() < deadline, f"{instance_id} did not boot"
-        time.sleep(1)
+from conftest import (create_account, ec2_client, forget_ovn_installation, import_image, require_qemu,
+                      wait_states)
+from ovn_helpers import CONF, CONFIG, Probe, booted, nbctl, require_ovn, run, tear_down
 
 
 def test_same_addresses_in_two_accounts_vpcs_never_meet(server_factory, test_image):
@@ -242,15 +168,7 @@ def test_same_addresses_in_two_accounts_vpcs_never_meet(server_factory, test_ima
             assert time.monotonic() < deadline, "the deleted VPC's metadata namespace is still there"
             time.sleep(0.5)
     finally:
-        for probe in probes:
-            probe.close()
-        for who, client in clients.items():
-            ids = [i["InstanceId"] for i in made.get(who, {}).get("instances", {}).values()]
-            if ids:
-                client.terminate_instances(InstanceIds=ids)
-                wait_states(client, ids, "terminated", timeout=120)
-        server.stop()
-        forget_ovn_installation((server.data_dir / "installation").read_text().strip())
+        tear_down(server, clients, made, probes)
 
 
 # Prints the source address of every ICMP packet the namespace receives for three seconds.

@@ -141,9 +141,26 @@ pub struct SwitchPort {
     /// A `localport`: present on every chassis, its traffic never leaves the one it comes from
     /// (a per-host service such as the metadata service). It gets no DHCP.
     pub localport: bool,
+    /// The chassis the port is bound on (`options:requested-chassis`): none, any that plugs it;
+    /// two while its guest migrates, the first still active and the second taking over when the
+    /// guest announces itself there (`activation-strategy=rarp`), so that the switch-over does
+    /// not wait for the old binding to be torn down.
+    pub requested_chassis: Vec<String>,
 }
 
 impl SwitchPort {
+    /// The port's `options`, as OVN should hold them.
+    pub fn options(&self) -> std::collections::BTreeMap<String, String> {
+        let mut options = std::collections::BTreeMap::new();
+        if !self.requested_chassis.is_empty() {
+            options.insert("requested-chassis".to_owned(), self.requested_chassis.join(","));
+        }
+        if self.requested_chassis.len() > 1 {
+            options.insert("activation-strategy".to_owned(), "rarp".to_owned());
+        }
+        options
+    }
+
     /// OVN's `addresses` entry: `"MAC IP…"`.
     pub fn address_entry(&self) -> String {
         std::iter::once(self.mac.as_str())

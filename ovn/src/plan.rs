@@ -54,6 +54,13 @@ fn by_name(rows: &[Row]) -> BTreeMap<&str, &Row> {
     rows.iter().map(|r| (r.name.as_str(), r)).collect()
 }
 
+/// `lsp-set-options`: the port's options become exactly these (none: cleared).
+fn port_options(port: &str, options: &std::collections::BTreeMap<String, String>) -> Command {
+    let mut set = command(&["lsp-set-options", port]);
+    set.extend(options.iter().map(|(k, v)| format!("{k}={v}")));
+    set
+}
+
 /// An OVSDB map value: `{"k"="v",…}`.
 fn map_value(pairs: &[(&str, String)]) -> String {
     let inner: Vec<String> = pairs.iter().map(|(k, v)| format!("{}={}", quote(k), quote(v))).collect();
@@ -238,6 +245,9 @@ pub fn plan(desired: &Desired, current: &Current) -> Vec<Command> {
                     if has.as_ref() != dhcp_ref.as_ref() {
                         out.push(dhcp_reference(&port.name, dhcp_ref.as_deref()));
                     }
+                    if row.map("options").cloned().unwrap_or_default() != port.options() {
+                        out.push(port_options(&port.name, &port.options()));
+                    }
                     remark(
                         &mut out,
                         "Logical_Switch_Port",
@@ -262,6 +272,9 @@ pub fn plan(desired: &Desired, current: &Current) -> Vec<Command> {
                     }
                     if dhcp_ref.is_some() {
                         out.push(dhcp_reference(&port.name, dhcp_ref.as_deref()));
+                    }
+                    if !port.options().is_empty() {
+                        out.push(port_options(&port.name, &port.options()));
                     }
                     out.push(set_marks(
                         "Logical_Switch_Port",
@@ -595,6 +608,7 @@ mod tests {
                     addresses: vec!["10.0.1.10".into()],
                     port_security: true,
                     localport: false,
+                    requested_chassis: Vec::new(),
                 }],
             }],
             port_groups: Vec::new(),
@@ -732,6 +746,26 @@ mod tests {
         let commands = plan(&vpc("i1"), &drifted);
         assert_eq!(verbs(&commands), ["set", "lsp-set-port-security"], "{commands:?}");
         assert_eq!(commands[0][2], "uuid-dhcp");
+    }
+
+    #[test]
+    fn a_migrating_port_is_bound_on_two_chassis_then_on_the_new_one() {
+        let mut migrating = vpc("i1");
+        migrating.switches[0].ports[0].requested_chassis = vec!["h1".into(), "h2".into()];
+        let commands = plan(&migrating, &applied());
+        assert_eq!(
+            commands,
+            vec![command(&["lsp-set-options", "eni-1", "activation-strategy=rarp", "requested-chassis=h1,h2"])]
+        );
+        let mut during = applied();
+        let options = [("requested-chassis", "h1,h2"), ("activation-strategy", "rarp")];
+        during.switch_ports[1].maps.insert("options".into(), options.map(|(k, v)| (k.into(), v.into())).into());
+        assert_eq!(plan(&migrating, &during), Vec::<Command>::new(), "in step");
+        let mut moved = vpc("i1");
+        moved.switches[0].ports[0].requested_chassis = vec!["h2".into()];
+        assert_eq!(plan(&moved, &during), vec![command(&["lsp-set-options", "eni-1", "requested-chassis=h2"])]);
+        // A host whose chassis is unknown: no binding asked, none kept.
+        assert_eq!(plan(&vpc("i1"), &during), vec![command(&["lsp-set-options", "eni-1"])]);
     }
 
     #[test]

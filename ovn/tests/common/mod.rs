@@ -48,6 +48,7 @@ pub fn vpc(installation: &str, vpc: &str, subnet: &str, net: &str, ports: &[(&st
                     addresses: vec![(*address).into()],
                     port_security: true,
                     localport: false,
+                    requested_chassis: Vec::new(),
                 })
                 .collect(),
         }],
