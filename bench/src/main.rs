@@ -8,6 +8,8 @@
 //!   Stratus's CPU per request with nothing else on the path; writes `inproc-N.json`.
 //! - `pages`: what one Describe page costs as one account grows ([`pages`]); writes
 //!   `pages.json`.
+//! - `ovn`: Stratus's reconciliation of 1,000 OVN ports against the northbound database
+//!   `scripts/setup-host` runs, beside a bare `ovn-nbctl` batch ([`ovn`]); writes `ovn.json`.
 //! - `report`: tables and SVG plots from a results directory (`api.json`, `scheduler.json`,
 //!   and the `launch.json` / `migration.json` that `bench/launch.py` and `bench/migration.py`
 //!   write), for `docs/benchmarks.md` ([`report`]).
@@ -20,6 +22,7 @@ mod api;
 mod bare;
 mod inproc;
 mod load;
+mod ovn;
 mod pages;
 mod report;
 mod scheduler;
@@ -104,6 +107,18 @@ enum Command {
         #[arg(long, default_value_t = storage::DEFAULT_CACHE_MIB)]
         cache_mib: usize,
     },
+    /// Stratus's reconciliation of many OVN ports, beside a bare ovn-nbctl batch (needs OVN:
+    /// scripts/setup-host).
+    Ovn {
+        #[arg(long, default_value = "bench/results/latest")]
+        out: PathBuf,
+        #[arg(long, default_value = "unix:/run/stratus/ovn/ovnnb_db.sock")]
+        northbound: String,
+        #[arg(long, default_value_t = 1_000)]
+        ports: usize,
+        #[arg(long, default_value_t = 5)]
+        repetitions: usize,
+    },
     /// Tables and plots from a results directory.
     Report {
         #[arg(long, default_value = "bench/results/latest")]
@@ -161,6 +176,7 @@ fn main() -> Result<()> {
         Command::Inproc { out, instances, iterations, only } => {
             inproc::run(&out, instances, iterations, only.as_deref())
         }
+        Command::Ovn { out, northbound, ports, repetitions } => ovn::run(&out, &northbound, ports, repetitions),
         Command::Report { results, out } => report::run(&results, &out),
         Command::BareServer { listen } => runtime.block_on(bare::serve(listen)),
     }

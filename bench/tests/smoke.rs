@@ -110,3 +110,25 @@ fn scheduler_inproc_api_and_report() {
         assert!(svg.starts_with("<svg") && svg.contains("<text"), "{plot} is not a labelled SVG");
     }
 }
+
+/// The OVN reconciliation benchmark at 20 ports, against the northbound database
+/// `scripts/setup-host` runs (required under `scripts/test`, skipped elsewhere without it).
+#[test]
+fn ovn_reconciliation() {
+    let nb = Path::new("/run/stratus/ovn/ovnnb_db.sock");
+    if !nb.exists() {
+        assert!(std::env::var("STRATUS_TEST_QEMU").as_deref() != Ok("1"), "OVN is not running: run scripts/setup-host");
+        eprintln!("skipping: OVN is not running");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("results");
+    run(bench().args(["ovn", "--ports", "20", "--repetitions", "1", "--out"]).arg(&out));
+    let ovn = json(&out.join("ovn.json"));
+    assert_eq!((ovn["ports"].as_u64(), ovn["subnets"].as_u64()), (Some(20), Some(1)));
+    // Subnet, router, router port, DHCP options, 20 ports and their port group: many commands.
+    assert!(ovn["commands_first_apply"].as_u64().unwrap() > 20, "{ovn}");
+    for timing in ["first_apply", "in_step", "one_port_added", "one_port_changed", "bare_nbctl_create"] {
+        assert!(ovn["median_ms"][timing].as_f64().is_some_and(|t| t > 0.0), "{timing}: {ovn}");
+    }
+}

@@ -79,23 +79,31 @@ const TABLES: [(&str, &str); 10] = [
     ("Logical_Router_Policy", "_uuid,external_ids,priority,match,action"),
 ];
 
+/// Reads every table in one `ovn-nbctl` call: each call fetches the whole database before it
+/// runs its commands, so one call per table cost as many full reads (a third of a second per
+/// sweep at 1,000 ports).
 pub(crate) fn read(nb: &Northbound, installation: &str) -> Result<Current> {
     let condition = format!("external_ids:{INSTALLATION}={}", crate::quote(installation));
-    let mut tables = Vec::new();
+    let mut args: Vec<String> = vec!["--format=json".into()];
     for (table, columns) in TABLES {
-        let text = nb.nbctl(&["--format=json", &format!("--columns={columns}"), "find", table, &condition])?;
-        tables.push(parse(&text)?);
+        args.extend(["--".into(), format!("--columns={columns}"), "find".into(), table.into(), condition.clone()]);
     }
+    args.extend(["--".into(), "--columns=_uuid,name,chassis_name,priority".into(), "list".into()]);
+    args.push("Gateway_Chassis".into());
+    let text = nb.nbctl(&args)?;
+    // One JSON document per command, in order.
+    let mut tables = serde_json::Deserializer::from_str(&text)
+        .into_iter::<Value>()
+        .map(|document| parse_value(&document.map_err(|e| Error::Unreadable(e.to_string()))?))
+        .collect::<Result<Vec<_>>>()?;
+    if tables.len() != TABLES.len() + 1 {
+        return Err(Error::Unreadable(format!("{} answers to {} reads", tables.len(), TABLES.len() + 1)));
+    }
+    let gateway_chassis = tables.pop().unwrap_or_default();
     let [routers, router_ports, switches, switch_ports, dhcp, port_groups, acls, static_routes, nats, policies]: [Vec<
         Row,
     >;
         10] = tables.try_into().map_err(|_| Error::Unreadable("table count".into()))?;
-    let gateway_chassis = parse(&nb.nbctl(&[
-        "--format=json",
-        "--columns=_uuid,name,chassis_name,priority",
-        "list",
-        "Gateway_Chassis",
-    ])?)?;
     Ok(Current {
         routers,
         router_ports,
@@ -112,10 +120,16 @@ pub(crate) fn read(nb: &Northbound, installation: &str) -> Result<Current> {
 }
 
 /// Rows out of `{"headings": [...], "data": [[...], ...]}`.
-pub(crate) fn parse(text: &str) -> Result<Vec<Row>> {
-    let unreadable =
-        |what: &str| Error::Unreadable(format!("{what} in {}", text.chars().take(200).collect::<String>()));
-    let value: Value = serde_json::from_str(text).map_err(|e| Error::Unreadable(e.to_string()))?;
+#[cfg(test)]
+fn parse(text: &str) -> Result<Vec<Row>> {
+    parse_value(&serde_json::from_str(text).map_err(|e| Error::Unreadable(e.to_string()))?)
+}
+
+/// Rows out of one parsed answer: `{"headings": [...], "data": [[...], ...]}`.
+fn parse_value(value: &Value) -> Result<Vec<Row>> {
+    let unreadable = |what: &str| {
+        Error::Unreadable(format!("{what} in {}", value.to_string().chars().take(200).collect::<String>()))
+    };
     let headings: Vec<&str> = value["headings"]
         .as_array()
         .ok_or_else(|| unreadable("no headings"))?
