@@ -234,8 +234,30 @@ impl Backend {
         self
     }
 
+    /// The account's Elastic IPs. One pointed at an interface of its own shows the instance
+    /// that interface is attached to now (the association itself names the interface alone, as
+    /// the interface may move between instances).
     pub fn addresses(&self, account: &str) -> Result<Vec<AddressRecord>> {
-        Ok(self.store().read(|tx| tx.scan(&ADDRESSES, &format!("{account}/")))?.into_iter().map(|(_, a)| a).collect())
+        let (addresses, interfaces) = self.store().read(|tx| {
+            let prefix = format!("{account}/");
+            Ok::<_, Error>((tx.scan(&ADDRESSES, &prefix)?, tx.scan(&storage::tables::NETWORK_INTERFACES, &prefix)?))
+        })?;
+        let attached: std::collections::HashMap<&str, &str> = interfaces
+            .iter()
+            .filter_map(|(_, i)| {
+                let a = i.attachment.as_ref().filter(|a| a.state == storage::AttachmentState::Attached)?;
+                Some((i.id.as_str(), a.instance_id.as_str()))
+            })
+            .collect();
+        Ok(addresses
+            .into_iter()
+            .map(|(_, mut a)| {
+                if let Some(x) = a.association.as_mut().filter(|x| x.instance_id.is_none()) {
+                    x.instance_id = attached.get(x.network_interface_id.as_str()).map(|i| (*i).to_owned());
+                }
+                a
+            })
+            .collect())
     }
 
     /// AllocateAddress: the lowest free address of the pool. (A chosen address is not offered:

@@ -579,6 +579,20 @@ def test_network_interfaces_of_their_own(cloud):
     shown = client.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0]
     assert [(n["NetworkInterfaceId"], n["Attachment"]["DeviceIndex"]) for n in shown["NetworkInterfaces"]] == [
         (instance["NetworkInterfaces"][0]["NetworkInterfaceId"], 0), (eni_id, 1)]
+    # An Elastic IP on the interface's secondary address: shown there, and on the instance it is
+    # attached to.
+    igw = client.create_internet_gateway()["InternetGateway"]["InternetGatewayId"]
+    client.attach_internet_gateway(InternetGatewayId=igw, VpcId=vpc_id)
+    eip = client.allocate_address(Domain="vpc")
+    client.associate_address(AllocationId=eip["AllocationId"], NetworkInterfaceId=eni_id, PrivateIpAddress="10.6.1.51")
+    [address] = client.describe_addresses(AllocationIds=[eip["AllocationId"]])["Addresses"]
+    assert (address["NetworkInterfaceId"], address["PrivateIpAddress"], address["InstanceId"]) == (
+        eni_id, "10.6.1.51", instance_id)
+    [with_eip] = client.describe_network_interfaces(NetworkInterfaceIds=[eni_id])["NetworkInterfaces"]
+    mapped = {a["PrivateIpAddress"]: a.get("Association", {}).get("PublicIp") for a in with_eip["PrivateIpAddresses"]}
+    assert mapped == {"10.6.1.50": None, "10.6.1.51": eip["PublicIp"], "10.6.1.4": None}
+    fails("InvalidParameterValue", None, client.associate_address, AllocationId=eip["AllocationId"],
+          NetworkInterfaceId=eni_id, PrivateIpAddress="10.6.1.99", AllowReassociation=True)
     fails("InvalidNetworkInterface.InUse", None, client.attach_network_interface, NetworkInterfaceId=eni_id,
           InstanceId=instance_id, DeviceIndex=2)
     fails("InvalidNetworkInterface.InUse", None, client.delete_network_interface, NetworkInterfaceId=eni_id)
@@ -653,6 +667,11 @@ def test_network_interfaces_of_their_own(cloud):
     fails("InvalidNetworkInterfaceID.NotFound", None, client.delete_network_interface,
           NetworkInterfaceId=survivor["NetworkInterfaceId"])
     fails("InvalidNetworkInterfaceID.Malformed", None, client.delete_network_interface, NetworkInterfaceId="eni-zz")
+    # The interface went with its instance, and its Elastic IP's association with it.
+    assert "AssociationId" not in client.describe_addresses(AllocationIds=[eip["AllocationId"]])["Addresses"][0]
+    client.release_address(AllocationId=eip["AllocationId"])
+    client.detach_internet_gateway(InternetGatewayId=igw, VpcId=vpc_id)
+    client.delete_internet_gateway(InternetGatewayId=igw)
     client.delete_security_group(GroupId=web)
     for subnet in (subnet_id, other_subnet):
         client.delete_subnet(SubnetId=subnet)

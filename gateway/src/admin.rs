@@ -7,6 +7,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use backend::accounts::{AccountSummary, Credentials, NewAccount};
@@ -180,6 +181,9 @@ pub async fn run(data_dir: &Path, request: AdminRequest, topology: backend::Topo
 }
 
 /// As [`run`], with the OVN northbound database the config names (`stratus doctor` checks it).
+/// How long a command waits for a server that holds the data dir to open its admin socket.
+const ADMIN_SOCKET_WAIT: Duration = Duration::from_secs(30);
+
 pub async fn run_with(
     data_dir: &Path,
     request: AdminRequest,
@@ -209,9 +213,28 @@ pub async fn run_with(
         );
     }
     let path = socket_path(data_dir);
-    let stream = UnixStream::connect(&path).await.with_context(|| {
-        format!("the data dir is held by another process, but its admin socket {} does not answer", path.display())
-    })?;
+    // A server that is still starting holds the database before it opens its socket (it takes
+    // the hosts' inventory first): wait for it a while.
+    let deadline = tokio::time::Instant::now() + ADMIN_SOCKET_WAIT;
+    let stream = loop {
+        match UnixStream::connect(&path).await {
+            Ok(stream) => break stream,
+            Err(error) if tokio::time::Instant::now() < deadline => {
+                tracing::debug!(%error, "the server's admin socket does not answer yet");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(error) => {
+                return Err(error).with_context(|| {
+                    format!(
+                        "the data dir is held by another process, but its admin socket {} did not answer within {} s: \
+                         if a `stratus serve` is still starting, try again; otherwise stop the process that holds it",
+                        path.display(),
+                        ADMIN_SOCKET_WAIT.as_secs()
+                    )
+                })
+            }
+        }
+    };
     let (read, mut write) = stream.into_split();
     let mut text = serde_json::to_string(&request)?;
     text.push('\n');
