@@ -162,11 +162,7 @@ impl Backend {
             }
         }
         if networked {
-            interfaces.extend(own.iter().map(|(_, i)| {
-                let instance = i.attachment.as_ref().map(|a| format!("{}/{}", i.account, a.instance_id));
-                let chassis = instance.and_then(|k| bound.get(&k).cloned()).unwrap_or_default();
-                crate::vpc_network::Interface::of_own(i).with_chassis(chassis)
-            }));
+            interfaces.extend(crate::vpc_network::own_interfaces(&own, |key| bound.get(key).cloned()));
         }
         let mut domains: HashMap<String, HashMap<String, PowerState>> = HashMap::new();
         for host in self.hosts().iter() {

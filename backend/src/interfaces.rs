@@ -284,16 +284,7 @@ impl Backend {
                     current.instance_id, current.id
                 )));
             }
-            if !matches!(instance.state, InstanceState::Running | InstanceState::Stopped) {
-                return Err(Error::IncorrectInstanceState {
-                    id: instance.id,
-                    state: instance.state.name(),
-                    verb: "attached to",
-                });
-            }
-            if instance.migration.is_some() {
-                return Err(Error::IncorrectInstanceState { id: instance.id, state: "migrating", verb: "attached to" });
-            }
+            crate::volumes::check_attachable(&instance)?;
             if instance.vpc_id != record.vpc_id {
                 return Err(invalid(
                     "NetworkInterfaceId",

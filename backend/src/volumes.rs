@@ -131,6 +131,22 @@ pub fn guest_target(device: &str) -> Result<String> {
     Ok(format!("vd{letter}"))
 }
 
+/// Whether something may be attached to `instance` now (a volume, a network interface): it
+/// runs or is stopped, and is not migrating.
+pub(crate) fn check_attachable(instance: &InstanceRecord) -> Result<()> {
+    if !matches!(instance.state, InstanceState::Running | InstanceState::Stopped) {
+        return Err(Error::IncorrectInstanceState {
+            id: instance.id.clone(),
+            state: instance.state.name(),
+            verb: "attached to",
+        });
+    }
+    if instance.migration.is_some() {
+        return Err(Error::IncorrectInstanceState { id: instance.id.clone(), state: "migrating", verb: "attached to" });
+    }
+    Ok(())
+}
+
 fn not_found(id: &str) -> Error {
     Error::ResourceNotFound { kind: ResourceKind::Volume, id: id.to_owned() }
 }
@@ -407,16 +423,7 @@ impl Backend {
             if busy(&volume) {
                 return Err(Error::IncorrectState(format!("The volume '{id}' is being modified.")));
             }
-            if !matches!(instance.state, InstanceState::Running | InstanceState::Stopped) {
-                return Err(Error::IncorrectInstanceState {
-                    id: instance.id,
-                    state: instance.state.name(),
-                    verb: "attached to",
-                });
-            }
-            if instance.migration.is_some() {
-                return Err(Error::IncorrectInstanceState { id: instance.id, state: "migrating", verb: "attached to" });
-            }
+            crate::volumes::check_attachable(&instance)?;
             if volume.zone != instance.zone {
                 return Err(Error::ZoneMismatch(format!(
                     "The volume '{id}' is not in the same availability zone as instance '{instance_id}'"

@@ -90,6 +90,18 @@ impl Interface {
     }
 }
 
+/// The ports of interfaces of their own, each bound where the instance it is attached to runs
+/// (`chassis_of` answers by the instance's `{account}/{id}` key).
+pub(crate) fn own_interfaces<'a>(
+    own: &'a [(String, storage::NetworkInterfaceRecord)],
+    chassis_of: impl Fn(&str) -> Option<Vec<String>> + 'a,
+) -> impl Iterator<Item = Interface> + 'a {
+    own.iter().map(move |(_, i)| {
+        let instance = i.attachment.as_ref().map(|a| format!("{}/{}", i.account, a.instance_id));
+        Interface::of_own(i).with_chassis(instance.and_then(|k| chassis_of(&k)).unwrap_or_default())
+    })
+}
+
 /// The physical network name of the public network in each chassis's bridge mappings
 /// (`ovn-bridge-mappings=public:br-ex`, which `scripts/setup-host` sets).
 pub const PUBLIC_NETWORK_NAME: &str = "public";
@@ -571,11 +583,7 @@ impl Backend {
             chassis.insert(key.as_str(), bound.clone());
             interfaces.push(interface.with_chassis(bound));
         }
-        interfaces.extend(own.iter().map(|(_, i)| {
-            let bound =
-                i.attachment.as_ref().and_then(|a| chassis.get(format!("{}/{}", i.account, a.instance_id).as_str()));
-            Interface::of_own(i).with_chassis(bound.cloned().unwrap_or_default())
-        }));
+        interfaces.extend(own_interfaces(&own, |key| chassis.get(key).cloned()));
         Ok(interfaces)
     }
 

@@ -3,7 +3,7 @@ use backend::listing::InterfaceView;
 use backend::ResourceKind;
 use ec2api::{Code, CreateNetworkInterfaceOutput, CreateNetworkInterfaceRequest, Ec2Error};
 
-use super::network_interface_shape::{address, public_ips, secondary_count, shape};
+use super::network_interface_shape::{address, secondary_count, shape};
 use super::{check_ids, tags_from_specs};
 use crate::context::Ctx;
 
@@ -69,9 +69,14 @@ pub async fn handle(ctx: &Ctx, req: CreateNetworkInterfaceRequest) -> Result<Cre
             Ok((record, shown, b.security_group_names(&account)?))
         })
         .await?;
-    let public = public_ips(Vec::new());
     Ok(CreateNetworkInterfaceOutput {
-        network_interface: Some(shape(&InterfaceView::of_own(&record), &tags, &ctx.region, &names, &public)),
+        network_interface: Some(shape(
+            &InterfaceView::of_own(&record),
+            &tags,
+            &ctx.region,
+            &names,
+            &Default::default(),
+        )),
         client_token: req.client_token,
     })
 }
