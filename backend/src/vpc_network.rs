@@ -135,9 +135,10 @@ pub struct VpcView {
 /// Where guests reach the instance metadata service.
 pub const METADATA_ADDRESS: Ipv4Addr = Ipv4Addr::new(169, 254, 169, 254);
 
-/// A VPC's way to the metadata service: a `localport` on its first subnet, at that subnet's
-/// fourth address (the one AWS keeps for future use), behind which each host answers in a
-/// namespace of its own; the VPC's router sends `169.254.169.254` there.
+/// A VPC's way to the metadata service: a port on its first subnet, at that subnet's fourth
+/// address (the one AWS keeps for future use), behind which the machine Stratus runs on answers
+/// in a namespace of its own; the VPC's router sends `169.254.169.254` there. Guests on other
+/// hosts reach it across the overlay (see [`crate::vpc_network`]'s module doc).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MetadataPort {
     pub vpc_id: String,
@@ -407,7 +408,7 @@ pub fn desired(
                     mac: i.mac.clone(),
                     addresses: std::iter::once(&i.address).chain(&i.secondary).cloned().collect(),
                     port_security: i.source_dest_check,
-                    localport: false,
+                    service: false,
                     requested_chassis: i.chassis.clone(),
                 })
                 .collect();
@@ -418,7 +419,7 @@ pub fn desired(
                     mac: port.mac.clone(),
                     addresses: vec![port.address.to_string()],
                     port_security: false,
-                    localport: true,
+                    service: true,
                     requested_chassis: Vec::new(),
                 });
             }
@@ -973,7 +974,7 @@ mod tests {
             ],
             "each subnet gets out through its table's route: the gateway, or the NAT gateway"
         );
-        let meta = d.switches.iter().flat_map(|s| &s.ports).find(|p| p.localport).expect("a metadata localport");
+        let meta = d.switches.iter().flat_map(|s| &s.ports).find(|p| p.service).expect("a metadata port");
         assert_eq!((meta.addresses.as_slice(), meta.port_security), (&["10.0.1.3".to_owned()][..], false));
         let [fence] = &d.port_groups[..] else { panic!("{:?}", d.port_groups) };
         assert_eq!(fence.ports, [format!("stratus-{}-gw-leg", vpc.id)]);

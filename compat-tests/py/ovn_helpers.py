@@ -91,6 +91,57 @@ class Probe:
         run(*self.in_host("ip", "link", "del", self.name), check=False)
 
 
+# Prints the source address of every ICMP packet the namespace receives for three seconds.
+SNIFF = """
+import socket, time
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+s.settimeout(0.2)
+end = time.monotonic() + 3
+while time.monotonic() < end:
+    try:
+        packet = s.recv(2048)
+    except socket.timeout:
+        continue
+    print(socket.inet_ntoa(packet[12:16]), flush=True)
+"""
+
+
+class Internet:
+    """The public network's far side: a namespace on br-ex holding its router's address
+    (`gateway`: by default 203.0.113.1, Stratus's default public gateway), as an uplink would."""
+
+    def __init__(self, gateway: str = "203.0.113.1/24"):
+        self.link, self.ns = f"si{os.getpid() % 100000}", f"stratus-internet-{os.getpid()}"
+        run("ip", "netns", "add", self.ns)
+        run("ip", "link", "add", self.link, "type", "veth", "peer", "name", "eth0", "netns", self.ns)
+        run("ip", "link", "set", self.link, "up")
+        run("ethtool", "-K", self.link, "tx", "off")
+        run("ip", "netns", "exec", self.ns, "ethtool", "-K", "eth0", "tx", "off")
+        for command in (["link", "set", "lo", "up"], ["addr", "add", gateway, "dev", "eth0"],
+                        ["link", "set", "eth0", "up"]):
+            run("ip", "-n", self.ns, *command)
+        run("ovs-vsctl", f"--db={CONF}", "--timeout=10", "add-port", "br-ex", self.link)
+
+    def answers(self, address: str) -> bool:
+        done = run("ip", "netns", "exec", self.ns, "ping", "-c", "1", "-W", "1", "-n", "-q", address, check=False)
+        return done.returncode == 0
+
+    def sources_seen(self, while_doing) -> set[str]:
+        """The source addresses of the ICMP packets that reach the internet while `while_doing()`
+        runs (a raw socket in the namespace sees every one)."""
+        listener = subprocess.Popen(
+            ["ip", "netns", "exec", self.ns, "python3", "-c", SNIFF], stdout=subprocess.PIPE, text=True)
+        time.sleep(0.5)
+        while_doing()
+        out, _ = listener.communicate(timeout=30)
+        return set(out.split())
+
+    def close(self) -> None:
+        run("ovs-vsctl", f"--db={CONF}", "--timeout=10", "--if-exists", "del-port", "br-ex", self.link, check=False)
+        run("ip", "netns", "del", self.ns, check=False)
+        run("ip", "link", "del", self.link, check=False)
+
+
 def booted(client, instance_id: str, timeout: float = 180) -> None:
     """Waits for the test guest's boot marker on its console."""
     deadline = time.monotonic() + timeout

@@ -197,14 +197,20 @@ def test_vpcs_of_two_accounts_across_lab_hosts(lab, server_factory, test_image):
     on the other lab host. Each lab host is an OVN chassis with its own Open vSwitch; Geneve joins
     them. A probe in each VPC (on the first guest's host, both at 10.0.1.200) reaches its own
     VPC's guests, on its host and across the tunnel, and never the other account's, although the
-    addresses are the same; A's 10.0.1.11 moves to the other host by live migration (its port
+    addresses are the same. A's 10.0.1.11 has an Elastic IP, reached from the lab's "internet"
+    through the gateway chassis (this machine) across the tunnel, and asks the metadata service,
+    whose port is on this machine too. It moves to the other host by live migration (its port
     bound on both chassis meanwhile, the new one taking over when the guest announces itself) and
-    keeps its address, its MAC and its rules, with the gap in a 50 ms ping trace measured."""
-    from ovn_helpers import NB, Probe, booted, require_ovn, run, tear_down
+    keeps its address, its MAC, its Elastic IP, its rules and its metadata, with the gaps in two
+    50 ms ping traces (from its VPC and from the internet) measured."""
+    from ovn_helpers import NB, Internet, Probe, booted, require_ovn, run, tear_down
     from test_extensions_boto3 import stratus_client
 
     require_ovn()
+    # A public network of its own (another documentation range), so that the single-host VPC
+    # scenarios' "internet" on 203.0.113.0/24 may run beside it.
     server = server_factory(config=lab + f'\n[network]\novn_northbound = "{NB}"\n'
+                            'public_cidr = "198.51.100.0/24"\n'
                             "\n[instances]\nsweep_interval_ms = 500\n")
     ext = stratus_client(server)
     other = create_account(server, "lab-vpc-b")
@@ -212,7 +218,9 @@ def test_vpcs_of_two_accounts_across_lab_hosts(lab, server_factory, test_image):
     image_id = import_image(server, test_image, "lab vpc image")
     made: dict[str, dict] = {}
     probes: list[Probe] = []
-    icmp = [{"IpProtocol": "icmp", "FromPort": -1, "ToPort": -1, "IpRanges": [{"CidrIp": "10.0.1.200/32"}]}]
+    icmp = [{"IpProtocol": "icmp", "FromPort": -1, "ToPort": -1,
+             "IpRanges": [{"CidrIp": "10.0.1.200/32"}, {"CidrIp": "198.51.100.1/32"}]}]
+    internet = None
     try:
         for who, client in clients.items():
             vpc = client.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
@@ -261,9 +269,34 @@ def test_vpcs_of_two_accounts_across_lab_hosts(lab, server_factory, test_image):
         assert probe_b.mac_of("10.0.1.10") == b10["NetworkInterfaces"][0]["MacAddress"]
         assert not probe_b.reaches("10.0.1.11"), "B's probe reaches A's guest"
 
-        # A's 10.0.1.11 moves to the probe's host while the probe pings it every 50 ms.
+        # A's 10.0.1.11 gets an Elastic IP behind A's internet gateway: the gateway chassis (this
+        # machine) translates, the tunnel carries it to the lab host.
+        internet = Internet("198.51.100.1/24")
+        a = clients["a"]
+        gateway = a.create_internet_gateway()["InternetGateway"]["InternetGatewayId"]
+        a.attach_internet_gateway(InternetGatewayId=gateway, VpcId=made["a"]["vpc"])
+        [table] = a.describe_route_tables(Filters=[{"Name": "vpc-id", "Values": [made["a"]["vpc"]]}])["RouteTables"]
+        a.create_route(RouteTableId=table["RouteTableId"], DestinationCidrBlock="0.0.0.0/0", GatewayId=gateway)
+        allocation = a.allocate_address(Domain="vpc")
+        public_ip = allocation["PublicIp"]
+        assert public_ip.startswith("198.51.100."), allocation
+        a.associate_address(AllocationId=allocation["AllocationId"], InstanceId=a11["InstanceId"])
+        deadline = time.monotonic() + 60
+        while not internet.answers(public_ip):
+            assert time.monotonic() < deadline, "A's Elastic IP does not answer from the internet"
+        # Its metadata port is on this machine too: the guest across the tunnel is told its id.
+        deadline = time.monotonic() + 60
+        while not imds_answers(console := a.get_console_output(InstanceId=a11["InstanceId"]).get("Output", "")):
+            assert time.monotonic() < deadline, "A's guest on a lab host never reached its metadata"
+            time.sleep(1)
+        assert {i for _, i in imds_answers(console)} == {a11["InstanceId"]}, console[-2000:]
+
+        # A's 10.0.1.11 moves to the probe's host while the probe and the internet ping it every
+        # 50 ms.
         trace = subprocess.Popen(["ip", "netns", "exec", probe_a.ns, "ping", "-D", "-n", "-i", "0.05", "-W", "1",
                                   "10.0.1.11"], stdout=subprocess.PIPE, text=True)
+        public_trace = subprocess.Popen(["ip", "netns", "exec", internet.ns, "ping", "-D", "-n", "-i", "0.05", "-W",
+                                         "1", public_ip], stdout=subprocess.PIPE, text=True)
         migration = ext.migrate_instance(InstanceId=a11["InstanceId"], TargetHostId=here)["Migration"]
         deadline = time.monotonic() + 180
         while (m := ext.describe_instance_migrations(MigrationIds=[migration["MigrationId"]])["Migrations"][0])[
@@ -272,12 +305,28 @@ def test_vpcs_of_two_accounts_across_lab_hosts(lab, server_factory, test_image):
             time.sleep(0.5)
         assert m["Status"] == "completed", m
         assert probe_a.reaches("10.0.1.11", tries=40), "A's guest does not answer after its migration"
+        assert any(internet.answers(public_ip) for _ in range(40)), "the Elastic IP does not follow the guest"
         time.sleep(1)
-        trace.terminate()
-        stamps = [float(t) for t in re.findall(r"^\[(\d+\.\d+)\] \d+ bytes from", trace.communicate()[0], re.MULTILINE)]
-        gap = max((b - a for a, b in zip(stamps, stamps[1:])), default=0.0)
+        gaps = {}
+        for name, pinger in (("probe", trace), ("internet", public_trace)):
+            pinger.terminate()
+            stamps = [float(t) for t in re.findall(r"^\[(\d+\.\d+)\] \d+ bytes from", pinger.communicate()[0],
+                                                   re.MULTILINE)]
+            assert len(stamps) > 10, f"the {name}'s trace holds no replies"
+            gaps[name] = max((b - a for a, b in zip(stamps, stamps[1:])), default=0.0)
         print(f"lab migration of a VPC guest: total {m['TotalTimeMillis']} ms, downtime {m['DowntimeMillis']} ms, "
-              f"largest gap in the probe's replies {gap * 1000:.0f} ms")
+              f"largest gap in the replies to its VPC's probe {gaps['probe'] * 1000:.0f} ms, "
+              f"to the internet {gaps['internet'] * 1000:.0f} ms")
+        # The metadata service still knows it on its new host (the guest asks every 5 s).
+        def console_of_a11() -> str:
+            return a.get_console_output(InstanceId=a11["InstanceId"]).get("Output", "")
+
+        moved_at = counter(console_of_a11())
+        deadline = time.monotonic() + 60
+        while not any(n > moved_at for n, _ in imds_answers(console_of_a11())):
+            assert time.monotonic() < deadline, "no metadata answer after the migration"
+            time.sleep(2)
+        assert {i for _, i in imds_answers(console_of_a11())} == {a11["InstanceId"]}, "answered as another instance"
         assert probe_a.mac_of("10.0.1.11") == a11["NetworkInterfaces"][0]["MacAddress"]
         # Bound on the new host's chassis alone once the migration is over.
         port = run("ovn-nbctl", f"--db={NB}", "--bare", "--columns=name", "find", "Logical_Switch_Port",
@@ -290,4 +339,6 @@ def test_vpcs_of_two_accounts_across_lab_hosts(lab, server_factory, test_image):
             a10["InstanceId"], a11["InstanceId"]}
         assert not probe_b.reaches("10.0.1.11"), "after the move B's probe reaches A's guest"
     finally:
+        if internet:
+            internet.close()
         tear_down(server, clients, made, probes)

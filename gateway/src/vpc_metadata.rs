@@ -1,8 +1,11 @@
 //! The instance metadata service inside VPCs of their own (issue 16).
 //!
 //! 1. A guest of a VPC of its own sends `169.254.169.254` to its router, which routes it to the
-//!    VPC's metadata port ([`backend::vpc_network::MetadataPort`]): a `localport`, so on every
-//!    host it leads to that host's own end of it and nowhere else.
+//!    VPC's metadata port ([`backend::vpc_network::MetadataPort`]), bound on this machine's
+//!    chassis: guests on other hosts reach it through the Geneve tunnels. (Neutron puts a
+//!    `localport` with an agent on every host instead; Stratus drives its hosts through libvirt
+//!    alone and has no agent there, while this machine is in the overlay anyway as the gateway
+//!    chassis, so one end per VPC here serves every host, a tunnel hop away.)
 //! 2. That end is a network namespace of this machine, `stratus-meta-<vpc>`, plugged into the
 //!    integration bridge as the port (a veth whose OVS interface carries the port's name as
 //!    `iface-id`), holding the port's address and `169.254.169.254`.
@@ -14,8 +17,6 @@
 //! 4. [`MetadataPlane::run`] keeps one namespace and one listener per VPC that has a subnet:
 //!    made when it gets one, moved when its first subnet changes, removed with it. A restart
 //!    finds the namespaces there and binds again.
-//!
-//! One host for now: the namespaces are made on the machine Stratus runs on.
 
 use std::collections::HashMap;
 use std::os::fd::AsFd;

@@ -138,9 +138,9 @@ pub struct SwitchPort {
     pub addresses: Vec<String>,
     /// Whether frames must come from its MAC and addresses (EC2's source/destination check).
     pub port_security: bool,
-    /// A `localport`: present on every chassis, its traffic never leaves the one it comes from
-    /// (a per-host service such as the metadata service). It gets no DHCP.
-    pub localport: bool,
+    /// A port of one of the installation's own services (the metadata service), not a guest's:
+    /// OVN's DHCP leaves it alone.
+    pub service: bool,
     /// The chassis the port is bound on (`options:requested-chassis`): none, any that plugs it;
     /// two while its guest migrates, the first still active and the second taking over when the
     /// guest announces itself there (`activation-strategy=rarp`), so that the switch-over does

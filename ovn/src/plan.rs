@@ -226,12 +226,12 @@ pub fn plan(desired: &Desired, current: &Current) -> Vec<Command> {
         for port in &switch.ports {
             let entry = port.address_entry();
             let security: Vec<String> = if port.port_security { vec![entry.clone()] } else { Vec::new() };
-            let dhcp_ref = if port.localport { None } else { dhcp_ref.clone() };
-            let kind = if port.localport { "localport" } else { "" };
+            let dhcp_ref = if port.service { None } else { dhcp_ref.clone() };
             match switch_ports.get(port.name.as_str()) {
                 Some(row) if row.external(PARENT) == Some(switch.name.as_str()) => {
-                    if row.set("type").first().map_or("", String::as_str) != kind {
-                        out.push(command(&["lsp-set-type", &port.name, kind]));
+                    // Every port is a plain one (earlier versions made metadata ports localports).
+                    if !row.set("type").first().map_or("", String::as_str).is_empty() {
+                        out.push(command(&["lsp-set-type", &port.name, ""]));
                     }
                     if row.set("addresses") != [entry.clone()] {
                         out.push(command(&["lsp-set-addresses", &port.name, &entry]));
@@ -263,9 +263,6 @@ pub fn plan(desired: &Desired, current: &Current) -> Vec<Command> {
                         out.push(command(&["lsp-del", &port.name]));
                     }
                     out.push(command(&["lsp-add", &switch.name, &port.name]));
-                    if port.localport {
-                        out.push(command(&["lsp-set-type", &port.name, kind]));
-                    }
                     out.push(command(&["lsp-set-addresses", &port.name, &entry]));
                     if port.port_security {
                         out.push(command(&["lsp-set-port-security", &port.name, &entry]));
@@ -607,7 +604,7 @@ mod tests {
                     mac: "02:00:00:00:00:10".into(),
                     addresses: vec!["10.0.1.10".into()],
                     port_security: true,
-                    localport: false,
+                    service: false,
                     requested_chassis: Vec::new(),
                 }],
             }],

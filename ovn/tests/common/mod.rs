@@ -47,7 +47,7 @@ pub fn vpc(installation: &str, vpc: &str, subnet: &str, net: &str, ports: &[(&st
                     mac: (*mac).into(),
                     addresses: vec![(*address).into()],
                     port_security: true,
-                    localport: false,
+                    service: false,
                     requested_chassis: Vec::new(),
                 })
                 .collect(),
