@@ -328,7 +328,7 @@ impl Backend {
             let vpc = tx.get(&storage::tables::VPCS, &key(account, &instance.vpc_id))?;
             if crate::network::lease_scope(vpc.as_ref()).is_empty() {
                 return Err(Error::UnsupportedOperation(format!(
-                    "Elastic IPs need an instance in a VPC of your own (on OVN); {} is in the default VPC, whose guests share the hosts' bridge.",
+                    "Elastic IPs need an instance in a VPC on OVN; {} is in a default VPC whose guests share the hosts' bridge (configure [network] ovn_northbound).",
                     instance.instance_id.as_deref().unwrap_or(&instance.network_interface_id)
                 )));
             }

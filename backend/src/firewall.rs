@@ -283,7 +283,7 @@ impl Backend {
             .store()
             .read(|tx| tx.scan(&storage::tables::VPCS, ""))?
             .into_iter()
-            .filter(|(_, vpc)| !vpc.default)
+            .filter(|(_, vpc)| !vpc.shares_bridge())
             .map(|(key, _)| key)
             .collect();
         let on_bridge = |r: &&InstanceRecord| !own_vpcs.contains(&format!("{}/{}", r.account, r.vpc_id));

@@ -327,7 +327,7 @@ impl Backend {
         };
         if req.associate_public_ip == Some(true) && subnets.iter().all(|s| s.lease_scope.is_empty()) {
             return Err(Error::UnsupportedOperation(
-                "Public addresses at launch need a subnet of a VPC of your own (on OVN); the default VPC's guests share the hosts' bridge."
+                "Public addresses at launch need a subnet on OVN; this default VPC's guests share the hosts' bridge (configure [network] ovn_northbound, see the README's VPC networking section)."
                     .into(),
             ));
         }

@@ -13,8 +13,9 @@
 //!    marks it `attached`. Detach is the same the other way; a failed plug leaves the interface
 //!    available again, as EC2 does.
 //! 3. OVN gets a switch port per interface ([`crate::vpc_network`]): its addresses, its groups,
-//!    and port security unless `SourceDestCheck` is off. Only instances of VPCs of their own
-//!    take one (the default VPCs' guests sit on the hosts' bridge, guarded by nwfilter).
+//!    and port security unless `SourceDestCheck` is off. Only instances of VPCs on OVN take one
+//!    (a default VPC made without OVN keeps its guests on the hosts' bridge, guarded by
+//!    nwfilter).
 //! 4. An instance that terminates detaches its interfaces, or deletes those attached with
 //!    `DeleteOnTermination`.
 
@@ -299,8 +300,8 @@ impl Backend {
             }
             if scope_of(tx, account, &instance.vpc_id)?.is_empty() {
                 return Err(Error::UnsupportedOperation(format!(
-                    "More network interfaces need an instance in a VPC of your own (on OVN); {instance_id} is in \
-                     the default VPC, whose guests share the hosts' bridge."
+                    "More network interfaces need an instance in a VPC on OVN; {instance_id} is in a default VPC \
+                     whose guests share the hosts' bridge (configure [network] ovn_northbound)."
                 )));
             }
             let others = attached_to(tx, account, instance_id)?;

@@ -1,10 +1,10 @@
 //! Subnets as launches see them, and the addresses instances get.
 //!
-//! The VPCs and subnets themselves are records ([`crate::vpcs`]). The default VPCs' subnets
-//! share one L2 segment (the hosts' bridge), which is why an instance keeps its address when it
-//! moves host, and why their addresses are unique across accounts ([`storage::tables::LEASES`]).
-//! Every other VPC is an address space of its own (its leases are keyed by the VPC), so two
-//! VPCs may hold the same address. As on AWS, the first four addresses of a subnet and its last
+//! The VPCs and subnets themselves are records ([`crate::vpcs`]). Where OVN is not configured,
+//! the default VPCs' subnets share one L2 segment (the hosts' bridge), which is why their
+//! addresses are unique across accounts ([`storage::tables::LEASES`]). Every VPC on OVN is an
+//! address space of its own (its leases are keyed by the VPC), so two VPCs, default ones
+//! included, may hold the same address. As on AWS, the first four addresses of a subnet and its last
 //! are reserved; `.1` is the router (on the shared segment, the hosts' bridge address).
 //!
 //! Guests that ask for an address by DHCP (cloud images) get theirs from a dnsmasq that
@@ -36,7 +36,7 @@ pub struct Subnet {
     pub default_for_az: bool,
     /// Instances launched here get a public address unless asked otherwise.
     pub map_public_ip: bool,
-    /// Where its addresses are leased: empty for the default VPCs' shared segment, `{vpc id}/`
+    /// Where its addresses are leased: empty for the hosts' shared segment, `{vpc id}/`
     /// for a VPC of its own.
     pub lease_scope: String,
 }
@@ -95,11 +95,11 @@ impl Subnet {
     }
 }
 
-/// Where a VPC's addresses are leased ([`Subnet::lease_scope`]); a VPC without a record is a
-/// default one.
+/// Where a VPC's addresses are leased ([`Subnet::lease_scope`]): its own space on OVN, the one
+/// space of the hosts' shared bridge otherwise (a VPC without a record is an old default one).
 pub fn lease_scope(vpc: Option<&storage::VpcRecord>) -> String {
     match vpc {
-        Some(vpc) if !vpc.default => format!("{}/", vpc.id),
+        Some(vpc) if !vpc.shares_bridge() => format!("{}/", vpc.id),
         _ => String::new(),
     }
 }

@@ -13,7 +13,8 @@
 //!
 //! Guests of a VPC of their own are plugged into OVN: their NIC goes into the host's
 //! integration bridge as their logical port ([`Backend::ovn_port`]), and OVN's DHCP, router and
-//! port security serve them. The default VPCs' guests still sit on the hosts' Linux bridge
+//! port security serve them. So do default VPCs' guests, unless their VPC was made where OVN
+//! was not configured ([`storage::VpcRecord::on_bridge`]): those sit on the hosts' Linux bridge
 //! (their addresses are unique across accounts there), guarded by nwfilter.
 
 use std::collections::BTreeMap;
@@ -153,7 +154,7 @@ pub struct MetadataPort {
 }
 
 /// The metadata port of a VPC of its own with at least one subnet; `None` otherwise (default
-/// VPCs' guests reach the service on the hosts' bridge).
+/// VPCs on the hosts' bridge reach the service there).
 pub fn metadata_port(vpc_id: &str, subnets: &[Subnet]) -> Option<MetadataPort> {
     let subnet = subnets.iter().filter(|s| !s.lease_scope.is_empty()).min_by_key(|s| (s.zone_index, s.network))?;
     Some(MetadataPort {
@@ -600,7 +601,7 @@ impl Backend {
     }
 
     /// The OVN logical port an instance's NIC is plugged in as, when its VPC is one of its own
-    /// (not a default VPC, whose guests share the hosts' bridge).
+    /// (on OVN, not on the hosts' shared bridge).
     pub fn ovn_port(&self, record: &InstanceRecord) -> Result<Option<String>> {
         let vpc = self.store().read(|tx| tx.get(&VPCS, &format!("{}/{}", record.account, record.vpc_id)))?;
         if crate::network::lease_scope(vpc.as_ref()).is_empty() {
@@ -626,7 +627,7 @@ impl Backend {
     pub fn metadata_ports(&self) -> Result<Vec<MetadataPort>> {
         let vpcs = self.store().read(|tx| tx.scan(&VPCS, ""))?;
         let mut ports = Vec::new();
-        for (_, vpc) in vpcs.into_iter().filter(|(_, v)| !v.default) {
+        for (_, vpc) in vpcs.into_iter().filter(|(_, v)| !v.shares_bridge()) {
             ports.extend(metadata_port(&vpc.id, &self.subnets(&vpc.account, &vpc.id)?));
         }
         Ok(ports)
@@ -662,7 +663,7 @@ impl Backend {
             .filter_map(|(_, a)| a.association.as_ref().map(|x| x.network_interface_id.as_str()))
             .collect();
         let own: std::collections::BTreeSet<String> =
-            vpcs.iter().filter(|(_, v)| !v.default).map(|(_, v)| format!("{}/{}", v.account, v.id)).collect();
+            vpcs.iter().filter(|(_, v)| !v.shares_bridge()).map(|(_, v)| format!("{}/{}", v.account, v.id)).collect();
         let groups: Vec<SecurityGroupRecord> = groups
             .into_iter()
             .map(|(_, g)| g)

@@ -25,13 +25,15 @@
 use std::net::Ipv4Addr;
 
 use storage::tables::{
-    ACCOUNTS, INSTANCES, INTERNET_GATEWAYS, ROUTE_TABLES, SECURITY_GROUPS, SECURITY_GROUP_NAMES, SUBNETS, VPCS,
+    ACCOUNTS, INSTANCES, INTERNET_GATEWAYS, NAT_GATEWAYS, NETWORK_INTERFACES, ROUTE_TABLES, SECURITY_GROUPS,
+    SECURITY_GROUP_NAMES, SUBNETS, VPCS,
 };
 use storage::{
     InstanceState, InternetGatewayRecord, Reads, RouteRecord, RouteTableAssociationRecord, RouteTableRecord,
     RouteTarget, SubnetRecord, VpcRecord, WriteTx,
 };
 
+use crate::addresses::PublicNetwork;
 use crate::topology::Topology;
 use crate::{ids, invalid, now_ms, security_groups, tags, Backend, Error, ResourceKind, Result};
 
@@ -113,12 +115,14 @@ fn local_route(cidr: &str) -> RouteRecord {
 
 /// The default VPC's id of `account`, making the VPC (and its subnets, gateway and main route
 /// table) if the account should have one and has none yet. An account that deleted its default
-/// VPC has none (`None`). Accounts without a record (tests, benchmarks) get `hint`.
+/// VPC has none (`None`). Accounts without a record (tests, benchmarks) get `hint`. With
+/// `ovn` (the public network, where OVN is configured) a new one is a network of its own.
 pub(crate) fn ensure_default_network(
     tx: &WriteTx,
     topology: &Topology,
     account: &str,
     hint: &str,
+    ovn: Option<PublicNetwork>,
 ) -> Result<Option<String>> {
     let vpc_id = match tx.get(&ACCOUNTS, account)? {
         Some(record) if record.default_vpc_id.is_empty() => return Ok(None),
@@ -126,12 +130,21 @@ pub(crate) fn ensure_default_network(
         None => hint.to_owned(),
     };
     if tx.get(&VPCS, &key(account, &vpc_id))?.is_none() {
-        make_default_network(tx, topology, account, &vpc_id)?;
+        make_default_network(tx, topology, account, &vpc_id, ovn)?;
     }
     Ok(Some(vpc_id))
 }
 
-fn make_default_network(tx: &WriteTx, topology: &Topology, account: &str, vpc_id: &str) -> Result<()> {
+/// A default VPC as AWS makes it. On OVN (`ovn`) its guests get public addresses by default
+/// and its gateway takes one for the VPC's router, when the public pool has one left (without
+/// it the VPC works, but nothing of it reaches the public network).
+fn make_default_network(
+    tx: &WriteTx,
+    topology: &Topology,
+    account: &str,
+    vpc_id: &str,
+    ovn: Option<PublicNetwork>,
+) -> Result<()> {
     let created_ms = now_ms();
     insert_vpc(
         tx,
@@ -145,6 +158,7 @@ fn make_default_network(tx: &WriteTx, topology: &Topology, account: &str, vpc_id
             address_usage_metrics: false,
             tenancy: "default".into(),
             created_ms,
+            on_bridge: Some(ovn.is_none()),
         },
         Some(ids::derived_id("rtb", &[account, vpc_id])),
     )?;
@@ -152,6 +166,10 @@ fn make_default_network(tx: &WriteTx, topology: &Topology, account: &str, vpc_id
         make_default_subnet(tx, account, vpc_id, zone, index)?;
     }
     let gateway = ids::derived_id("igw", &[account, vpc_id]);
+    let public_ip = match ovn {
+        Some(network) => gateway_address(tx, &network, &key(account, &gateway))?,
+        None => None,
+    };
     tx.insert(
         &INTERNET_GATEWAYS,
         &key(account, &gateway),
@@ -160,7 +178,7 @@ fn make_default_network(tx: &WriteTx, topology: &Topology, account: &str, vpc_id
             account: account.to_owned(),
             vpc_id: Some(vpc_id.to_owned()),
             created_ms,
-            public_ip: None,
+            public_ip,
         },
     )?;
     let table_key = key(account, &ids::derived_id("rtb", &[account, vpc_id]));
@@ -185,8 +203,9 @@ fn make_default_subnet(tx: &WriteTx, account: &str, vpc_id: &str, zone: &str, in
         cidr: cidr.to_string(),
         zone: zone.to_owned(),
         default_for_az: true,
-        // AWS maps public addresses in default subnets; Stratus has no public pool yet.
-        map_public_ip_on_launch: false,
+        // AWS maps public addresses in default subnets; on the hosts' bridge they would lead
+        // nowhere.
+        map_public_ip_on_launch: !vpc_in(tx, account, vpc_id)?.shares_bridge(),
         created_ms: now_ms(),
     };
     tx.insert(&SUBNETS, &key(account, &subnet.id), &subnet)?;
@@ -211,6 +230,59 @@ fn insert_vpc(tx: &WriteTx, vpc: VpcRecord, table_id: Option<String>) -> Result<
     security_groups::ensure_default_group(tx, &vpc.account, &vpc.id)?;
     tx.insert(&VPCS, &key(&vpc.account, &vpc.id), &vpc)?;
     Ok(())
+}
+
+/// Moves a default VPC that nothing uses (no instance that is not terminated, no interface,
+/// NAT gateway or Elastic IP in it) onto OVN (`ovn`) or onto the hosts' bridge, with its
+/// gateway's public address and its default subnets' public addresses at launch.
+fn move_idle_default_vpc(tx: &WriteTx, account: &str, vpc_id: &str, ovn: Option<PublicNetwork>) -> Result<()> {
+    let mut vpc = vpc_in(tx, account, vpc_id)?;
+    if vpc.shares_bridge() == ovn.is_none() {
+        return Ok(());
+    }
+    let prefix = format!("{account}/");
+    let busy =
+        tx.scan(&INSTANCES, &prefix)?.iter().any(|(_, i)| i.vpc_id == vpc_id && i.state != InstanceState::Terminated)
+            || tx.scan(&NETWORK_INTERFACES, &prefix)?.iter().any(|(_, i)| i.vpc_id == vpc_id)
+            || tx.scan(&NAT_GATEWAYS, &prefix)?.iter().any(|(_, n)| n.vpc_id == vpc_id)
+            || crate::addresses::mapped_into(tx, account, vpc_id)?;
+    if busy {
+        tracing::warn!(account, vpc_id, "a default VPC in use stays where it is: on the hosts' bridge or on OVN");
+        return Ok(());
+    }
+    vpc.on_bridge = Some(ovn.is_none());
+    tx.insert(&VPCS, &key(account, vpc_id), &vpc)?;
+    for (subnet_key, mut subnet) in tx.scan(&SUBNETS, &prefix)? {
+        if subnet.vpc_id == vpc_id && subnet.default_for_az {
+            subnet.map_public_ip_on_launch = ovn.is_some();
+            tx.insert(&SUBNETS, &subnet_key, &subnet)?;
+        }
+    }
+    for (gateway_key, mut gateway) in tx.scan(&INTERNET_GATEWAYS, &prefix)? {
+        if gateway.vpc_id.as_deref() != Some(vpc_id) {
+            continue;
+        }
+        match (ovn, gateway.public_ip.take()) {
+            (Some(network), None) => gateway.public_ip = gateway_address(tx, &network, &gateway_key)?,
+            (None, Some(address)) => crate::addresses::give_back_public_address(tx, &address, &gateway_key)?,
+            (_, kept) => gateway.public_ip = kept,
+        }
+        tx.insert(&INTERNET_GATEWAYS, &gateway_key, &gateway)?;
+    }
+    tracing::info!(account, vpc_id, on_ovn = ovn.is_some(), "an idle default VPC moved to where new ones go");
+    Ok(())
+}
+
+/// A public address for a default VPC's router, or `None` (logged) when the pool has none left.
+fn gateway_address(tx: &WriteTx, network: &PublicNetwork, holder: &str) -> Result<Option<String>> {
+    match crate::addresses::take_public_address(tx, network, holder) {
+        Ok(address) => Ok(Some(address.to_string())),
+        Err(Error::AddressLimitExceeded) => {
+            tracing::warn!(holder, "the public pool is exhausted: a default VPC's router has no public address");
+            Ok(None)
+        }
+        Err(other) => Err(other),
+    }
 }
 
 pub(crate) fn vpc_in(tx: &impl Reads, account: &str, id: &str) -> Result<VpcRecord> {
@@ -281,12 +353,26 @@ pub enum TargetSpec {
 }
 
 impl Backend {
+    /// Where new default VPCs go: on OVN when it is configured (with the public network their
+    /// gateways take addresses from), else on the hosts' bridge (`None`).
+    pub(crate) fn default_vpc_network(&self) -> Option<PublicNetwork> {
+        self.ovn.as_ref().map(|_| self.public_network())
+    }
+
     /// Makes sure every account that should have a default VPC has its records (accounts made
-    /// before VPCs were records). Run once at start.
+    /// before VPCs were records), and moves every idle default VPC to where new ones go: onto
+    /// OVN once it is configured, back onto the hosts' bridge without it. Run once at start.
     pub fn ensure_default_networks(&self) -> Result<()> {
         let accounts = self.store().read(|tx| tx.scan(&ACCOUNTS, ""))?;
+        let ovn = self.default_vpc_network();
         for (id, account) in accounts {
-            self.store().write(|tx| ensure_default_network(tx, self.topology(), &id, &account.default_vpc_id))?;
+            self.store().write(|tx| {
+                let Some(vpc_id) = ensure_default_network(tx, self.topology(), &id, &account.default_vpc_id, ovn)?
+                else {
+                    return Ok(());
+                };
+                move_idle_default_vpc(tx, &id, &vpc_id, ovn)
+            })?;
         }
         Ok(())
     }
@@ -302,7 +388,9 @@ impl Backend {
         })?;
         match known {
             Some(answer) => Ok(answer),
-            None => self.store().write(|tx| ensure_default_network(tx, self.topology(), account, hint)),
+            None => self
+                .store()
+                .write(|tx| ensure_default_network(tx, self.topology(), account, hint, self.default_vpc_network())),
         }
     }
 
@@ -350,6 +438,7 @@ impl Backend {
             address_usage_metrics: false,
             tenancy: tenancy.to_owned(),
             created_ms: now_ms(),
+            on_bridge: None,
         };
         self.store().write(|tx| {
             insert_vpc(tx, vpc.clone(), None)?;
@@ -367,7 +456,7 @@ impl Backend {
             }
             record.default_vpc_id = ids::resource_id("vpc");
             tx.insert(&ACCOUNTS, account, &record)?;
-            make_default_network(tx, self.topology(), account, &record.default_vpc_id)?;
+            make_default_network(tx, self.topology(), account, &record.default_vpc_id, self.default_vpc_network())?;
             Ok(record.default_vpc_id)
         })?;
         self.forget_principals();
@@ -607,8 +696,8 @@ impl Backend {
                 return Err(Error::AlreadyAssociated(format!("{vpc_id} (it has {})", other.id)));
             }
             gateway.vpc_id = Some(vpc_id.to_owned());
-            // A VPC of its own reaches the public network through its router's own address.
-            if !vpc_in(tx, account, vpc_id)?.default {
+            // A VPC on OVN reaches the public network through its router's own address.
+            if !vpc_in(tx, account, vpc_id)?.shares_bridge() {
                 let holder = key(account, gateway_id);
                 let address = crate::addresses::take_public_address(tx, &self.public_network(), &holder)?;
                 gateway.public_ip = Some(address.to_string());
@@ -933,6 +1022,61 @@ mod tests {
         assert!(a.overlaps(Cidr::parse("10.0.1.128/25").unwrap()));
         assert!(a.overlaps(vpc));
         assert!(!a.overlaps(Cidr::parse("10.0.2.0/24").unwrap()));
+    }
+
+    #[test]
+    fn on_ovn_default_vpcs_are_networks_of_their_own_and_idle_ones_follow_the_installation() {
+        let dir = tempfile::tempdir().unwrap();
+        let open = |ovn: bool| {
+            let b = Backend::new(storage::Store::open(&dir.path().join("db")).unwrap(), Topology::default());
+            if ovn {
+                b.with_ovn("unix:/nonexistent/ovnnb_db.sock")
+            } else {
+                b
+            }
+        };
+        let account = |b: &Backend, name: &str, id: &str| {
+            let new = crate::accounts::NewAccount {
+                name: name.into(),
+                admin: false,
+                account_id: Some(id.into()),
+                access_key: None,
+            };
+            b.create_account(new).unwrap();
+            b.default_vpc(id, "").unwrap().unwrap()
+        };
+        let (a, z) = ("111111111111", "222222222222");
+        // Made without OVN: on the hosts' bridge, one address space for all, no public addresses.
+        let b = open(false);
+        let vpc_a = account(&b, "a", a);
+        assert!(b.vpc(a, &vpc_a).unwrap().shares_bridge());
+        assert!(b.subnets(a, &vpc_a).unwrap().iter().all(|s| s.lease_scope.is_empty()));
+        assert!(b.subnet_records(a).unwrap().iter().all(|s| !s.map_public_ip_on_launch));
+        assert_eq!(b.internet_gateways(a).unwrap()[0].public_ip, None);
+        drop(b);
+        // With OVN: a new account's default VPC is a network of its own, as AWS makes it, and the
+        // idle one moves there at the start.
+        let b = open(true);
+        let vpc_z = account(&b, "z", z);
+        b.ensure_default_networks().unwrap();
+        for (account, vpc) in [(a, &vpc_a), (z, &vpc_z)] {
+            assert!(!b.vpc(account, vpc).unwrap().shares_bridge(), "{account}");
+            assert!(b.subnets(account, vpc).unwrap().iter().all(|s| s.lease_scope == format!("{vpc}/")));
+            assert!(b.subnet_records(account).unwrap().iter().all(|s| s.map_public_ip_on_launch));
+            let gateway = &b.internet_gateways(account).unwrap()[0];
+            assert!(gateway.public_ip.as_deref().is_some_and(|ip| ip.starts_with("203.0.113.")), "{gateway:?}");
+        }
+        let gateways = [a, z].map(|account| b.internet_gateways(account).unwrap()[0].public_ip.clone());
+        assert_ne!(gateways[0], gateways[1], "each router has an address of its own");
+        drop(b);
+        // Without OVN again, idle ones go back onto the bridge and give their addresses back.
+        let b = open(false);
+        b.ensure_default_networks().unwrap();
+        for (account, vpc) in [(a, &vpc_a), (z, &vpc_z)] {
+            assert!(b.vpc(account, vpc).unwrap().shares_bridge());
+            assert!(b.subnet_records(account).unwrap().iter().all(|s| !s.map_public_ip_on_launch));
+            assert_eq!(b.internet_gateways(account).unwrap()[0].public_ip, None);
+        }
     }
 
     #[test]

@@ -96,7 +96,14 @@ fn the_sweep_keeps_ovn_in_step_with_the_store() {
         names
     };
     let before = nb.current(&installation).unwrap();
-    assert_eq!((before.routers.len(), before.switch_ports.len()), (2, 4), "2 routers; 2 router legs and 2 ports");
+    // The default VPCs are networks of their own on OVN: each subnet's switch holds its router
+    // leg, the instance's port and the VPC's metadata port; the public switch holds each
+    // router's gateway leg and its uplink.
+    assert_eq!(
+        (before.routers.len(), before.switch_ports.len()),
+        (2, 9),
+        "2 routers; 2 × (router leg, instance, metadata) + 2 gateway legs + localnet"
+    );
     let before = names(before);
 
     // Drift is repaired within a full reconciliation; a sweep with nothing new writes nothing.

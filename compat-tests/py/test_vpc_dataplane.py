@@ -178,6 +178,61 @@ def eventually(what: str, check, timeout: float = 30.0) -> float:
     return time.monotonic() - started
 
 
+def test_default_vpcs_on_ovn_are_each_accounts_own(server_factory, test_image):
+    """With OVN, every account's default VPC is a network of its own, as on AWS: 172.31.0.0/16 in
+    each account, so two accounts' guests hold the same address; the guests are plugged into
+    br-int (no nwfilter, no shared bridge), get a public address at launch from their default
+    subnet, are reached from the internet once their default group allows it (and only then),
+    and are each told their own id by the metadata service."""
+    require_qemu()
+    require_ovn()
+    server = server_factory(config=CONFIG)
+    image_id = import_image(server, test_image, "default vpcs on ovn")
+    other = create_account(server, "default-vpc-b")
+    clients = {"a": ec2_client(server), "b": ec2_client(server, other.access_key, other.secret_key)}
+    internet = Internet()
+    made: dict[str, dict] = {}
+    try:
+        for who, client in clients.items():
+            subnets = client.describe_subnets(Filters=[{"Name": "default-for-az", "Values": ["true"]}])["Subnets"]
+            [subnet] = [s for s in subnets if s["CidrBlock"] == "172.31.0.0/20"]
+            assert subnet["MapPublicIpOnLaunch"] is True, subnet
+            [instance] = client.run_instances(ImageId=image_id, InstanceType="t3.nano", MinCount=1, MaxCount=1,
+                                              SubnetId=subnet["SubnetId"], PrivateIpAddress="172.31.0.10")["Instances"]
+            made[who] = {"vpc": subnet["VpcId"], "instances": {"172.31.0.10": instance}}
+        public = {}
+        for who, client in clients.items():
+            [instance] = made[who]["instances"].values()
+            wait_states(client, [instance["InstanceId"]], "running", timeout=120)
+            booted(client, instance["InstanceId"])
+            [described] = client.describe_instances(InstanceIds=[instance["InstanceId"]])["Reservations"][0]["Instances"]
+            assert described["PrivateIpAddress"] == "172.31.0.10"
+            public[who] = described.get("PublicIpAddress", "")
+            assert public[who].startswith("203.0.113."), described
+            xml = run("virsh", "-c", "qemu:///system", "dumpxml", instance["InstanceId"]).stdout
+            assert "<virtualport type='openvswitch'>" in xml and "filterref" not in xml, xml
+            marker = f"instance-id={instance['InstanceId']}"
+            deadline = time.monotonic() + 90
+            while marker not in (console := client.get_console_output(InstanceId=instance["InstanceId"]).get(
+                    "Output", "")):
+                assert time.monotonic() < deadline, f"{who}'s guest never reached its metadata: {console[-1500:]}"
+                time.sleep(1)
+        assert public["a"] != public["b"], public
+        # The default group lets in its own members only; once A's allows the internet, A's
+        # guest answers there and B's still does not.
+        assert not internet.answers(public["a"]) and not internet.answers(public["b"])
+        [group] = clients["a"].describe_security_groups(Filters=[
+            {"Name": "vpc-id", "Values": [made["a"]["vpc"]]}, {"Name": "group-name", "Values": ["default"]}])["SecurityGroups"]
+        clients["a"].authorize_security_group_ingress(GroupId=group["GroupId"], IpPermissions=[
+            {"IpProtocol": "icmp", "FromPort": -1, "ToPort": -1, "IpRanges": [{"CidrIp": "203.0.113.1/32"}]}])
+        took = eventually("A's public address answering", lambda: internet.answers(public["a"]), 60)
+        print(f"default VPC guest's public address reachable {took:.2f} s after the rule")
+        assert not internet.answers(public["b"]), "B's guest answers without a rule of B's"
+    finally:
+        internet.close()
+        tear_down(server, clients, made, [])
+
+
 def test_an_elastic_ip_is_reached_from_the_internet_only_through_a_route(server_factory, test_image):
     """An Elastic IP is 1:1 NAT on the VPC's router; the route table decides (no route to the
     internet gateway, no internet, even with an Elastic IP), and so do the groups; private

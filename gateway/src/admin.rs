@@ -180,6 +180,10 @@ pub async fn run(data_dir: &Path, request: AdminRequest, topology: backend::Topo
     run_with(data_dir, request, topology, None).await
 }
 
+/// The network settings an offline admin command needs: the OVN northbound database, and the
+/// public network new default VPCs' gateways take addresses from.
+pub type OfflineNetwork<'a> = Option<(&'a str, backend::addresses::PublicNetwork)>;
+
 /// As [`run`], with the OVN northbound database the config names (`stratus doctor` checks it).
 /// How long a command waits for a server that holds the data dir to open its admin socket.
 const ADMIN_SOCKET_WAIT: Duration = Duration::from_secs(30);
@@ -188,7 +192,7 @@ pub async fn run_with(
     data_dir: &Path,
     request: AdminRequest,
     topology: backend::Topology,
-    ovn_northbound: Option<&str>,
+    ovn: OfflineNetwork<'_>,
 ) -> Result<AdminAnswer> {
     let db = database_path(data_dir);
     if db.exists() {
@@ -197,8 +201,8 @@ pub async fn run_with(
                 let mut backend = Backend::new(store, topology)
                     .with_data_dir(data_dir)
                     .with_dhcp_hosts_dir(Path::new(crate::config::DHCP_HOSTS_DIR));
-                if let Some(ovn) = ovn_northbound {
-                    backend = backend.with_ovn(ovn);
+                if let Some((db, public)) = ovn {
+                    backend = backend.with_ovn(db).with_public_network(public);
                 }
                 return Ok(tokio::task::spawn_blocking(move || execute(&backend, request)).await?);
             }
@@ -295,7 +299,7 @@ mod tests {
         let topology = backend::Topology { hosts: vec![host], ..Default::default() };
         let absent = "unix:/nonexistent/ovnnb_db.sock";
         let AdminAnswer::Doctor(report) =
-            run_with(dir.path(), AdminRequest::Doctor, topology, Some(absent)).await.unwrap()
+            run_with(dir.path(), AdminRequest::Doctor, topology, Some((absent, Default::default()))).await.unwrap()
         else {
             panic!("expected a report")
         };

@@ -236,8 +236,9 @@ fn unexpected(answer: AdminAnswer) -> Result<()> {
 
 async fn admin_call(common: &Common, request: AdminRequest) -> Result<AdminAnswer> {
     let config = Config::load(common.config.as_deref())?;
-    admin::run_with(&common.data_dir, request, config.resolved_topology(), config.network.ovn_northbound.as_deref())
-        .await
+    let public = config.network.public_network()?;
+    let ovn = config.network.ovn_northbound.as_deref().map(|db| (db, public));
+    admin::run_with(&common.data_dir, request, config.resolved_topology(), ovn).await
 }
 
 /// Writes the admin keys as an aws credentials file (profile `stratus`), readable by us only.

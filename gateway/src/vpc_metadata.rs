@@ -79,6 +79,11 @@ fn set_up(port: &MetadataPort) -> Result<(), String> {
     // Open vSwitch's userspace datapath needs checksums filled in (see networking.md).
     run("ethtool", &["-K", &link, "tx", "off"])?;
     run("ip", &["netns", "exec", &ns, "ethtool", "-K", "eth0", "tx", "off"])?;
+    // The userspace datapath reads the port beside the kernel, which would answer the
+    // namespace's ARP for its router when this machine holds the same address (a default VPC's
+    // 172.31.0.1 is stratus0's): only OVN may answer.
+    std::fs::write(format!("/proc/sys/net/ipv4/conf/{link}/arp_ignore"), "1")
+        .map_err(|e| format!("arp_ignore on {link}: {e}"))?;
     run("ip", &["link", "set", &link, "up"])?;
     let address = format!("{}/{}", port.address, port.prefix);
     let metadata = format!("{METADATA_ADDRESS}/32");

@@ -663,6 +663,18 @@ pub struct VpcRecord {
     /// `default` or `dedicated`.
     pub tenancy: String,
     pub created_ms: i64,
+    /// Whether its guests share the hosts' Linux bridge (guarded by nwfilter, addresses unique
+    /// across accounts) instead of having a network of their own on OVN: a default VPC made
+    /// where OVN is not configured. `None` in records older than the field: a default VPC's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_bridge: Option<bool>,
+}
+
+impl VpcRecord {
+    /// Whether its guests sit on the hosts' shared bridge ([`VpcRecord::on_bridge`]).
+    pub fn shares_bridge(&self) -> bool {
+        self.on_bridge.unwrap_or(self.default)
+    }
 }
 
 impl Record for VpcRecord {
