@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use ovn::{Acl, Desired, Dhcp, PortGroup, Router, RouterPort, Switch, SwitchPort};
 use sha2::{Digest, Sha256};
-use storage::tables::{ADDRESSES, INTERNET_GATEWAYS, NAT_GATEWAYS, ROUTE_TABLES, SECURITY_GROUPS, VPCS};
+use storage::tables::{ADDRESSES, INSTANCES, INTERNET_GATEWAYS, NAT_GATEWAYS, ROUTE_TABLES, SECURITY_GROUPS, VPCS};
 use storage::{InstanceRecord, InstanceState, RulePeer, SecurityGroupRecord};
 
 use crate::network::Subnet;
@@ -131,6 +131,9 @@ pub struct VpcView {
     /// For each subnet id, the destinations its route table sends to a working NAT gateway, with
     /// that gateway's public address.
     pub nat_routes: BTreeMap<String, Vec<(String, String)>>,
+    /// For each subnet id, the destinations its route table sends through a guest (an instance
+    /// or a network interface), with the address they go to.
+    pub guest_routes: BTreeMap<String, Vec<(String, String)>>,
 }
 
 /// Where guests reach the instance metadata service.
@@ -168,12 +171,20 @@ pub fn metadata_port(vpc_id: &str, subnets: &[Subnet]) -> Option<MetadataPort> {
     })
 }
 
-/// Policy priorities: a route to the gateway lets a subnet's traffic out; anything else that
-/// leaves the VPC is dropped (no route, no internet, even with an Elastic IP, as on EC2).
-const ROUTE_ALLOW_PRIORITY: u16 = 100;
+/// Policy priorities: a subnet's route becomes a policy at this base plus its destination's
+/// prefix length, so that the most specific route wins, as in an EC2 route table. A route to
+/// the gateway lets the subnet's traffic out, one through a guest reroutes it to that guest's
+/// address; with a gateway, anything else that leaves the VPC is dropped (no route, no
+/// internet, even with an Elastic IP, as on EC2).
+const ROUTE_PRIORITY: u16 = 200;
 /// The metadata service is reached whatever the route tables say.
-const METADATA_PRIORITY: u16 = 110;
+const METADATA_PRIORITY: u16 = 300;
 const ROUTE_DROP_PRIORITY: u16 = 50;
+
+/// The policy priority of a route to `destination` (a CIDR).
+fn route_priority(destination: &str) -> u16 {
+    ROUTE_PRIORITY + destination.rsplit_once('/').and_then(|(_, p)| p.parse::<u16>().ok()).unwrap_or(0)
+}
 
 /// What a subnet's route to `destination` lets through the router.
 fn route_match(cidr: &str, destination: &str) -> String {
@@ -208,25 +219,56 @@ fn plan_internet(router: &mut Router, public: &Public, vpc: &VpcView, address: &
         let cidr = subnet.cidr();
         for destination in vpc.internet_routes.get(&subnet.id).into_iter().flatten() {
             let matches = route_match(&cidr, destination);
-            router.policies.push(ovn::Policy { priority: ROUTE_ALLOW_PRIORITY, matches, action: "allow" });
+            let priority = route_priority(destination);
+            router.policies.push(ovn::Policy { priority, matches, action: "allow", nexthop: None });
         }
         for (destination, external) in vpc.nat_routes.get(&subnet.id).into_iter().flatten() {
             let matches = route_match(&cidr, destination);
-            router.policies.push(ovn::Policy { priority: ROUTE_ALLOW_PRIORITY, matches, action: "allow" });
+            let priority = route_priority(destination);
+            router.policies.push(ovn::Policy { priority, matches, action: "allow", nexthop: None });
             let snat = ovn::Nat { kind: "snat", external_ip: external.clone(), logical_ip: cidr.clone() };
             if !router.nats.contains(&snat) {
                 router.nats.push(snat);
             }
         }
+    }
+    router.nats.sort();
+}
+
+/// Routes through guests: what a subnet sends to a destination outside the VPC (its own
+/// addresses stay local, as the local route is the most specific there) goes to the guest's
+/// address instead, whose port lets it in only with `SourceDestCheck` off, as on EC2. OVN
+/// applies policies after routing, which drops what no route covers, so each destination also
+/// gets a static route (to the first guest named for it, unless the router has one already);
+/// subnets whose tables do not route there are held back by the drop below.
+fn plan_guest_routes(router: &mut Router, vpc: &VpcView) {
+    for subnet in &vpc.subnets {
+        let cidr = subnet.cidr();
+        for (destination, nexthop) in vpc.guest_routes.get(&subnet.id).into_iter().flatten() {
+            router.policies.push(ovn::Policy {
+                priority: route_priority(destination),
+                matches: format!("{} && !(ip4.dst == {})", route_match(&cidr, destination), vpc.cidr),
+                action: "reroute",
+                nexthop: Some(nexthop.clone()),
+            });
+            if !router.static_routes.iter().any(|r| r.prefix == *destination) {
+                router.static_routes.push(ovn::StaticRoute { prefix: destination.clone(), nexthop: nexthop.clone() });
+            }
+        }
+    }
+}
+
+/// With a way out of the VPC (a gateway, or a route through a guest), whatever a subnet sends
+/// out of it that its table does not route is dropped: no route, no way, as on EC2.
+fn plan_route_drops(router: &mut Router, vpc: &VpcView) {
+    for subnet in &vpc.subnets {
         router.policies.push(ovn::Policy {
             priority: ROUTE_DROP_PRIORITY,
-            matches: format!("ip4.src == {cidr} && !(ip4.dst == {})", vpc.cidr),
+            matches: format!("ip4.src == {} && !(ip4.dst == {})", subnet.cidr(), vpc.cidr),
             action: "drop",
+            nexthop: None,
         });
     }
-    router.policies.sort();
-    router.policies.dedup();
-    router.nats.sort();
 }
 
 /// ACL priorities, as Neutron's OVN driver sets them: what a group allows above the drop.
@@ -375,6 +417,12 @@ pub fn desired(
             plan_internet(&mut router, public, vpc, address);
             gateway_legs.push(format!("stratus-{vpc_id}-gw"));
         }
+        plan_guest_routes(&mut router, vpc);
+        if vpc.public_ip.is_some() && public.is_some() || !router.policies.is_empty() {
+            plan_route_drops(&mut router, vpc);
+        }
+        router.policies.sort();
+        router.policies.dedup();
         let metadata = metadata_port(vpc_id, &vpc.subnets);
         if let Some(port) = &metadata {
             router
@@ -386,6 +434,7 @@ pub fn desired(
                     priority: METADATA_PRIORITY,
                     matches: format!("ip4.dst == {METADATA_ADDRESS}"),
                     action: "allow",
+                    nexthop: None,
                 });
                 router.policies.sort();
             }
@@ -738,6 +787,32 @@ impl Backend {
                     .collect();
                 nat_routes.insert(subnet.id.clone(), routes);
             }
+            // Routes through guests lead to the address of the interface they name (an
+            // instance's: its primary one), wherever that interface is plugged.
+            let address_of = |target: &storage::RouteTarget| -> Result<Option<String>> {
+                Ok(match target {
+                    storage::RouteTarget::NetworkInterface(id) => {
+                        interfaces.iter().find(|i| i.id == *id).map(|i| i.address.clone())
+                    }
+                    storage::RouteTarget::Instance(id) => self
+                        .store()
+                        .read(|tx| tx.get(&INSTANCES, &format!("{}/{id}", vpc.account)))?
+                        .filter(|i| i.vpc_id == vpc.id && i.state != InstanceState::Terminated)
+                        .map(|i| i.private_ip),
+                    _ => None,
+                })
+            };
+            let mut guest_routes = BTreeMap::new();
+            for subnet in &subnets {
+                let Some(table) = table_of(&subnet.id) else { continue };
+                let mut routes = Vec::new();
+                for route in &table.routes {
+                    if let Some(address) = address_of(&route.target)? {
+                        routes.push((route.destination.clone(), address));
+                    }
+                }
+                guest_routes.insert(subnet.id.clone(), routes);
+            }
             views.push(VpcView {
                 id: vpc.id,
                 cidr: vpc.cidr,
@@ -746,6 +821,7 @@ impl Backend {
                 elastic_ips,
                 internet_routes,
                 nat_routes,
+                guest_routes,
             });
         }
         let public = Public { network: self.public_network(), chassis: self.gateway_chassis() };
@@ -937,6 +1013,7 @@ mod tests {
             elastic_ips: vec![("203.0.113.3".into(), "10.0.1.10".into())],
             internet_routes: [(public.id.clone(), vec!["0.0.0.0/0".into()]), (private.id.clone(), vec![])].into(),
             nat_routes: [(private.id.clone(), vec![("0.0.0.0/0".to_owned(), "203.0.113.4".to_owned())])].into(),
+            guest_routes: [(public.id.clone(), vec![("192.168.7.0/24".to_owned(), "10.0.2.50".to_owned())])].into(),
         };
         let net = Public { network: Default::default(), chassis: "host-1".into() };
         let d = desired("0123456789abcdef", Some(&net), std::slice::from_ref(&view), &[], &[]);
@@ -951,8 +1028,10 @@ mod tests {
             [
                 ovn::StaticRoute { prefix: "0.0.0.0/0".into(), nexthop: "203.0.113.1".into() },
                 ovn::StaticRoute { prefix: "169.254.169.254/32".into(), nexthop: "10.0.1.3".into() },
+                ovn::StaticRoute { prefix: "192.168.7.0/24".into(), nexthop: "10.0.2.50".into() },
             ],
-            "the way out, and the way to the metadata service's port on the first subnet"
+            "the way out, the way to the metadata service's port on the first subnet, and a route for \
+             what goes through a guest (without which OVN drops it before its policies)"
         );
         assert_eq!(
             router.nats,
@@ -962,18 +1041,25 @@ mod tests {
             ],
             "the Elastic IP both ways, the NAT gateway's subnet out only"
         );
-        let policies: Vec<(u16, &str, &str)> =
-            router.policies.iter().map(|p| (p.priority, p.matches.as_str(), p.action)).collect();
+        let policies: Vec<(u16, &str, &str, Option<&str>)> =
+            router.policies.iter().map(|p| (p.priority, p.matches.as_str(), p.action, p.nexthop.as_deref())).collect();
         assert_eq!(
             policies,
             [
-                (50, "ip4.src == 10.0.1.0/24 && !(ip4.dst == 10.0.0.0/16)", "drop"),
-                (50, "ip4.src == 10.0.2.0/24 && !(ip4.dst == 10.0.0.0/16)", "drop"),
-                (100, "ip4.src == 10.0.1.0/24", "allow"),
-                (100, "ip4.src == 10.0.2.0/24", "allow"),
-                (110, "ip4.dst == 169.254.169.254", "allow"),
+                (50, "ip4.src == 10.0.1.0/24 && !(ip4.dst == 10.0.0.0/16)", "drop", None),
+                (50, "ip4.src == 10.0.2.0/24 && !(ip4.dst == 10.0.0.0/16)", "drop", None),
+                (200, "ip4.src == 10.0.1.0/24", "allow", None),
+                (200, "ip4.src == 10.0.2.0/24", "allow", None),
+                (
+                    224,
+                    "ip4.src == 10.0.1.0/24 && ip4.dst == 192.168.7.0/24 && !(ip4.dst == 10.0.0.0/16)",
+                    "reroute",
+                    Some("10.0.2.50")
+                ),
+                (300, "ip4.dst == 169.254.169.254", "allow", None),
             ],
-            "each subnet gets out through its table's route: the gateway, or the NAT gateway"
+            "each subnet gets out through its table's route: the gateway, the NAT gateway, or a guest \
+             for a more specific destination"
         );
         let meta = d.switches.iter().flat_map(|s| &s.ports).find(|p| p.service).expect("a metadata port");
         assert_eq!((meta.addresses.as_slice(), meta.port_security), (&["10.0.1.3".to_owned()][..], false));
@@ -987,10 +1073,21 @@ mod tests {
         let public_switch = d.switches.iter().find(|s| s.localnet.is_some()).unwrap();
         assert_eq!((public_switch.localnet.as_deref(), public_switch.gateway_legs.len()), (Some("public"), 1));
         // Without a gateway: no way out at all, and no public switch.
-        let closed = desired("0123456789abcdef", Some(&net), &[VpcView { public_ip: None, ..view }], &[], &[]);
+        let closed = desired(
+            "0123456789abcdef",
+            Some(&net),
+            &[VpcView { public_ip: None, guest_routes: Default::default(), ..view.clone() }],
+            &[],
+            &[],
+        );
         assert!(closed.routers[0].nats.is_empty() && closed.routers[0].policies.is_empty());
         let routes: Vec<&str> = closed.routers[0].static_routes.iter().map(|r| r.prefix.as_str()).collect();
         assert_eq!(routes, ["169.254.169.254/32"], "only the way to the metadata service");
         assert!(closed.switches.iter().all(|s| s.localnet.is_none()));
+        // Without a gateway, a route through a guest is a way out too: the other subnet, whose
+        // table has no such route, is held back.
+        let through = desired("0123456789abcdef", Some(&net), &[VpcView { public_ip: None, ..view }], &[], &[]);
+        let actions: Vec<(u16, &str)> = through.routers[0].policies.iter().map(|p| (p.priority, p.action)).collect();
+        assert_eq!(actions, [(50, "drop"), (50, "drop"), (224, "reroute"), (300, "allow")]);
     }
 }

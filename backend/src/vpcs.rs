@@ -323,12 +323,6 @@ fn table_with_association(tx: &impl Reads, account: &str, id: &str) -> Result<Ro
         .ok_or_else(|| Error::AssociationNotFound(id.to_owned()))
 }
 
-/// OVN is not told to send a VPC's traffic through one of its guests yet: such a route would
-/// show `active` and lead nowhere.
-fn not_routed_through_guests() -> Error {
-    Error::UnsupportedOperation("Routes to an instance or a network interface are not supported yet.".into())
-}
-
 fn dependency(kind: &str, id: &str) -> Error {
     Error::DependencyViolation(format!("The {kind} '{id}' has dependencies and cannot be deleted."))
 }
@@ -741,15 +735,27 @@ impl Backend {
         })
     }
 
-    /// The account's instances that are not terminated, with their network interface:
-    /// `(instance id, interface id)`, what routes may point at.
+    /// The account's instances that are not terminated, with each network interface attached
+    /// to them (their primary ones first, then those of their own): `(instance id, interface
+    /// id)`, what routes lead to while they are active.
     pub fn live_interfaces(&self, account: &str) -> Result<Vec<(String, String)>> {
-        let instances = self.store().read(|tx| tx.scan(&INSTANCES, &format!("{account}/")))?;
-        Ok(instances
+        let prefix = format!("{account}/");
+        let (instances, own) = self
+            .store()
+            .read(|tx| Ok::<_, Error>((tx.scan(&INSTANCES, &prefix)?, tx.scan(&NETWORK_INTERFACES, &prefix)?)))?;
+        let live: Vec<(String, String)> = instances
             .into_iter()
             .filter(|(_, i)| i.state != InstanceState::Terminated)
             .map(|(_, i)| (i.id, i.network_interface_id))
-            .collect())
+            .collect();
+        let attached: Vec<(String, String)> = own
+            .into_iter()
+            .filter_map(|(_, i)| {
+                let instance = i.attachment?.instance_id;
+                live.iter().any(|(id, _)| *id == instance).then_some((instance, i.id))
+            })
+            .collect();
+        Ok(live.into_iter().chain(attached).collect())
     }
 
     pub fn route_tables(&self, account: &str) -> Result<Vec<RouteTableRecord>> {
@@ -910,22 +916,29 @@ impl Backend {
                         format!("route table {} and instance {id} belong to different networks", table.id),
                     ));
                 }
-                Err(not_routed_through_guests())
+                Ok(RouteTarget::Instance(id.clone()))
             }
             TargetSpec::NetworkInterface(id) => {
+                // An instance's primary interface, or one of its own.
                 let instances = tx.scan(&INSTANCES, &format!("{account}/"))?;
-                let instance = instances
+                let primary = instances
                     .iter()
                     .map(|(_, i)| i)
                     .find(|i| i.network_interface_id == *id && i.state != InstanceState::Terminated)
-                    .ok_or_else(|| Error::ResourceNotFound { kind: ResourceKind::NetworkInterface, id: id.clone() })?;
-                if instance.vpc_id != table.vpc_id {
+                    .map(|i| i.vpc_id.clone());
+                let vpc_id = match primary {
+                    Some(vpc_id) => vpc_id,
+                    None => tx.get(&NETWORK_INTERFACES, &key(account, id))?.map(|i| i.vpc_id).ok_or_else(|| {
+                        Error::ResourceNotFound { kind: ResourceKind::NetworkInterface, id: id.clone() }
+                    })?,
+                };
+                if vpc_id != table.vpc_id {
                     return Err(invalid(
                         "NetworkInterfaceId",
                         format!("route table {} and interface {id} belong to different networks", table.id),
                     ));
                 }
-                Err(not_routed_through_guests())
+                Ok(RouteTarget::NetworkInterface(id.clone()))
             }
         }
     }

@@ -40,11 +40,13 @@ def nbctl(*args: str, check: bool = True) -> subprocess.CompletedProcess:
 class Probe:
     """A namespace on a subnet's logical switch: a port the test adds, unmarked, so Stratus's
     reconciliation leaves it alone. Plugged into this machine's br-int, or into a lab host's
-    (`host`: its namespace and Open vSwitch database)."""
+    (`host`: its namespace and Open vSwitch database). With `port`, it plugs in as that existing
+    logical port of Stratus's instead (a network interface's, as its guest would)."""
 
     def __init__(self, name: str, switch: str, mac: str, address: str, router: str,
-                 host: tuple[str, str] | None = None):
+                 host: tuple[str, str] | None = None, port: str | None = None):
         self.name, self.ns = name, f"stratus-probe-{name}"
+        self.port = port or name
         self.host_ns, self.db = host if host else (None, CONF)
         run("ip", "netns", "add", self.ns)
         run("ip", "link", "add", name, "type", "veth", "peer", "name", "eth0", "netns", self.ns)
@@ -58,9 +60,10 @@ class Probe:
                         ["addr", "add", f"{address}/24", "dev", "eth0"], ["link", "set", "eth0", "up"],
                         ["route", "add", "default", "via", router]):
             run("ip", "-n", self.ns, *command)
-        nbctl("lsp-add", switch, name, "--", "lsp-set-addresses", name, f"{mac} {address}")
+        if not port:
+            nbctl("lsp-add", switch, name, "--", "lsp-set-addresses", name, f"{mac} {address}")
         run("ovs-vsctl", f"--db={self.db}", "--timeout=10", "add-port", "br-int", name, "--",
-            "set", "Interface", name, f"external_ids:iface-id={name}")
+            "set", "Interface", name, f"external_ids:iface-id={self.port}")
 
     def in_host(self, *command: str) -> tuple[str, ...]:
         """`command` in the namespace the probe's host end lives in."""
@@ -86,7 +89,8 @@ class Probe:
     def close(self) -> None:
         run("ovs-vsctl", f"--db={self.db}", "--timeout=10", "--if-exists", "del-port", "br-int", self.name,
             check=False)
-        nbctl("--if-exists", "lsp-del", self.name, check=False)
+        if self.port == self.name:
+            nbctl("--if-exists", "lsp-del", self.name, check=False)
         run("ip", "netns", "del", self.ns, check=False)
         run(*self.in_host("ip", "link", "del", self.name), check=False)
 

@@ -124,3 +124,52 @@ def test_instances_get_ovn_ports_and_lose_them(server_factory, tmp_path, test_im
         # The installation's rows are left for the next reconciliation of this data dir, which
         # is gone with the test.
         forget_ovn_installation(installation)
+
+
+def test_a_route_through_a_network_interface_leads_to_it(server_factory):
+    """A route to a network interface sends what its subnet addresses there to that interface,
+    which takes it in only with its source/destination check off, as on EC2. The interface's end
+    is a namespace plugged in as its port (as its guest would be) holding the routed address; a
+    probe on a subnet the route table serves pings that address."""
+    from ovn_helpers import Probe, run
+
+    require_ovn()
+    server = server_factory(config=CONFIG)
+    client = ec2_client(server)
+    probes: list[Probe] = []
+    try:
+        vpc = client.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+        near = client.create_subnet(VpcId=vpc, CidrBlock="10.0.1.0/24")["Subnet"]["SubnetId"]
+        far = client.create_subnet(VpcId=vpc, CidrBlock="10.0.2.0/24")["Subnet"]["SubnetId"]
+        group = client.create_security_group(GroupName="appliance", Description="routed", VpcId=vpc)["GroupId"]
+        client.authorize_security_group_ingress(GroupId=group, IpPermissions=[
+            {"IpProtocol": "icmp", "FromPort": -1, "ToPort": -1, "IpRanges": [{"CidrIp": "10.0.1.0/24"}]}])
+        eni = client.create_network_interface(SubnetId=far, PrivateIpAddress="10.0.2.50", Groups=[group])[
+            "NetworkInterface"]
+        eventually("the interface's port", lambda: port_of(eni["NetworkInterfaceId"]) is not None)
+        table = client.create_route_table(VpcId=vpc)["RouteTable"]["RouteTableId"]
+        client.associate_route_table(RouteTableId=table, SubnetId=near)
+        client.create_route(RouteTableId=table, DestinationCidrBlock="192.168.77.0/24",
+                            NetworkInterfaceId=eni["NetworkInterfaceId"])
+        tag = os.getpid() % 10000
+        appliance = Probe(f"ra{tag}", f"stratus-{far}", eni["MacAddress"], "10.0.2.50", "10.0.2.1",
+                          port=port_of(eni["NetworkInterfaceId"]))
+        probes.append(appliance)
+        run("ip", "-n", appliance.ns, "addr", "add", "192.168.77.9/32", "dev", "lo")
+        source = Probe(f"rs{tag}", f"stratus-{near}", "02:00:00:00:0c:01", "10.0.1.200", "10.0.1.1")
+        probes.append(source)
+        eventually("the route as a policy", lambda: "192.168.77.0/24" in nbctl("lr-policy-list", f"stratus-{vpc}").stdout)
+        # The interface itself answers; what is routed through it does not while its check holds.
+        eventually("the appliance's own address", lambda: source.answers("10.0.2.50"), timeout=30)
+        assert not any(source.answers("192.168.77.9") for _ in range(3)), "the check let routed traffic in"
+        client.modify_network_interface_attribute(NetworkInterfaceId=eni["NetworkInterfaceId"],
+                                                  SourceDestCheck={"Value": False})
+        eventually("the routed address through the appliance", lambda: source.answers("192.168.77.9"), timeout=30)
+        # Replaced by a route to nowhere in particular, and gone: nothing gets there.
+        client.delete_route(RouteTableId=table, DestinationCidrBlock="192.168.77.0/24")
+        eventually("the route's removal", lambda: not source.answers("192.168.77.9"), timeout=30)
+    finally:
+        for probe in probes:
+            probe.close()
+        server.stop()
+        forget_ovn_installation((server.data_dir / "installation").read_text().strip())

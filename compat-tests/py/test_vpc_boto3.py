@@ -579,6 +579,27 @@ def test_network_interfaces_of_their_own(cloud):
     shown = client.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0]
     assert [(n["NetworkInterfaceId"], n["Attachment"]["DeviceIndex"]) for n in shown["NetworkInterfaces"]] == [
         (instance["NetworkInterfaces"][0]["NetworkInterfaceId"], 0), (eni_id, 1)]
+    # Routes through a guest: to the attached interface (shown with its instance) and to the
+    # instance (shown with its primary interface); another VPC's interface is refused.
+    through = client.create_route_table(VpcId=vpc_id)["RouteTable"]["RouteTableId"]
+    client.create_route(RouteTableId=through, DestinationCidrBlock="192.168.50.0/24", NetworkInterfaceId=eni_id)
+    client.create_route(RouteTableId=through, DestinationCidrBlock="192.168.60.0/24", InstanceId=instance_id)
+    elsewhere = client.create_vpc(CidrBlock="10.7.0.0/16")["Vpc"]["VpcId"]
+    elsewhere_subnet = client.create_subnet(VpcId=elsewhere, CidrBlock="10.7.1.0/24")["Subnet"]["SubnetId"]
+    stray = client.create_network_interface(SubnetId=elsewhere_subnet)["NetworkInterface"]["NetworkInterfaceId"]
+    fails("InvalidParameterValue", None, client.create_route, RouteTableId=through,
+          DestinationCidrBlock="192.168.70.0/24", NetworkInterfaceId=stray)
+
+    def routes_through():
+        [table] = client.describe_route_tables(RouteTableIds=[through])["RouteTables"]
+        return {r["DestinationCidrBlock"]: (r["State"], r.get("InstanceId"), r.get("NetworkInterfaceId"))
+                for r in table["Routes"] if r["DestinationCidrBlock"].startswith("192.168.")}
+
+    assert routes_through() == {
+        "192.168.50.0/24": ("active", instance_id, eni_id),
+        "192.168.60.0/24": ("active", instance_id, instance["NetworkInterfaces"][0]["NetworkInterfaceId"])}
+    assert [t["RouteTableId"] for t in client.describe_route_tables(
+        Filters=[{"Name": "route.instance-id", "Values": [instance_id]}])["RouteTables"]] == [through]
     # An Elastic IP on the interface's secondary address: shown there, and on the instance it is
     # attached to.
     igw = client.create_internet_gateway()["InternetGateway"]["InternetGatewayId"]
@@ -646,6 +667,11 @@ def test_network_interfaces_of_their_own(cloud):
     client.detach_network_interface(AttachmentId=attachment_id)
     detached = wait_attachment(client, eni_id, None)
     assert detached["Status"] == "available"
+    assert routes_through()["192.168.50.0/24"] == ("blackhole", None, eni_id), "a detached interface leads nowhere"
+    client.delete_route_table(RouteTableId=through)
+    client.delete_network_interface(NetworkInterfaceId=stray)
+    client.delete_subnet(SubnetId=elsewhere_subnet)
+    client.delete_vpc(VpcId=elsewhere)
     client.attach_network_interface(NetworkInterfaceId=eni_id, InstanceId=instance_id, DeviceIndex=1)
     wait_attachment(client, eni_id, "attached")
     keep = client.attach_network_interface(NetworkInterfaceId=first["NetworkInterfaceId"], InstanceId=instance_id,

@@ -45,8 +45,10 @@ pub struct Nat {
 pub struct Policy {
     pub priority: u16,
     pub matches: String,
-    /// `allow` or `drop`.
+    /// `allow`, `drop` or `reroute` (to [`Policy::nexthop`]).
     pub action: &'static str,
+    /// Where `reroute` sends what matches: an address on one of the router's subnets.
+    pub nexthop: Option<String>,
 }
 
 /// A router's leg into one subnet: its gateway address there.

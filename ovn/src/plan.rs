@@ -159,6 +159,7 @@ pub fn plan(desired: &Desired, current: &Current) -> Vec<Command> {
                     ("priority", p.priority.to_string()),
                     ("match", p.matches.clone()),
                     ("action", p.action.to_owned()),
+                    ("nexthops", p.nexthop.clone().unwrap_or_default()),
                 ]
             })
             .collect();
@@ -548,8 +549,9 @@ impl Children<'_> {
         for (number, pairs) in wanted.iter().enumerate() {
             let name = format!("@{id}{}x{number}", self.index);
             let mut create = vec![format!("--id={name}"), "create".into(), child_table.to_owned()];
-            // Integers go bare; everything else is a quoted string.
-            create.extend(pairs.iter().map(|(c, v)| {
+            // Integers go bare; everything else is a quoted string; an empty value leaves the
+            // column at its default (an empty set).
+            create.extend(pairs.iter().filter(|(_, v)| !v.is_empty()).map(|(c, v)| {
                 if *c == "priority" {
                     format!("{c}={v}")
                 } else {

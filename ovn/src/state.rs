@@ -76,7 +76,7 @@ const TABLES: [(&str, &str); 10] = [
     ("ACL", "_uuid,external_ids,direction,priority,match,action"),
     ("Logical_Router_Static_Route", "_uuid,external_ids,ip_prefix,nexthop"),
     ("NAT", "_uuid,external_ids,type,external_ip,logical_ip"),
-    ("Logical_Router_Policy", "_uuid,external_ids,priority,match,action"),
+    ("Logical_Router_Policy", "_uuid,external_ids,priority,match,action,nexthops"),
 ];
 
 /// Reads every table in one `ovn-nbctl` call: each call fetches the whole database before it

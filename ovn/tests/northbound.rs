@@ -148,11 +148,24 @@ fn a_public_switch_gateway_ports_nat_routes_and_policies_settle_in_one_pass() {
         external_ip: "203.0.113.9".into(),
         logical_ip: "10.0.1.10".into(),
     });
-    router.policies.push(ovn::Policy { priority: 100, matches: "ip4.src == 10.0.1.0/24".into(), action: "allow" });
+    router.policies.push(ovn::Policy {
+        priority: 100,
+        matches: "ip4.src == 10.0.1.0/24".into(),
+        action: "allow",
+        nexthop: None,
+    });
     router.policies.push(ovn::Policy {
         priority: 50,
         matches: "ip4.src == 10.0.1.0/24 && !(ip4.dst == 10.0.0.0/16)".into(),
         action: "drop",
+        nexthop: None,
+    });
+    // A route through a guest (an appliance's interface).
+    router.policies.push(ovn::Policy {
+        priority: 224,
+        matches: "ip4.src == 10.0.1.0/24 && ip4.dst == 192.168.7.0/24".into(),
+        action: "reroute",
+        nexthop: Some("10.0.1.10".into()),
     });
     ours.switches.push(ovn::Switch {
         name: "stratus-1111111111111111-public".into(),
@@ -167,7 +180,9 @@ fn a_public_switch_gateway_ports_nat_routes_and_policies_settle_in_one_pass() {
     assert_eq!(nb.reconcile(&ours).unwrap().commands, 0, "a second pass finds everything in step");
     assert!(nbctl(&["lr-nat-list", "stratus-vpc-a"]).contains("203.0.113.9"));
     assert!(nbctl(&["lr-route-list", "stratus-vpc-a"]).contains("203.0.113.1"));
-    assert_eq!(nbctl(&["lr-policy-list", "stratus-vpc-a"]).matches("ip4.src == 10.0.1.0/24").count(), 2);
+    let policies = nbctl(&["lr-policy-list", "stratus-vpc-a"]);
+    assert_eq!(policies.matches("ip4.src == 10.0.1.0/24").count(), 3, "{policies}");
+    assert!(policies.contains("reroute") && policies.contains("10.0.1.10"), "{policies}");
     assert!(nbctl(&["lrp-get-gateway-chassis", "stratus-vpc-a-gw"]).contains("chassis-1"));
     assert_eq!(nbctl(&["lsp-get-type", "stratus-1111111111111111-public-localnet"]).trim(), "localnet");
     assert_eq!(nbctl(&["lsp-get-type", "stratus-vpc-a-gw-leg"]).trim(), "router");

@@ -33,7 +33,21 @@ pub fn views(
                     RouteTarget::NatGateway(id) => nats.iter().any(|n| n.id == *id),
                 })
                 .collect();
-            RouteTableView { record, active }
+            let through = record
+                .routes
+                .iter()
+                .map(|route| {
+                    live.iter()
+                        .find(|(instance, eni)| match &route.target {
+                            // An instance's route leads to its primary interface, listed first.
+                            RouteTarget::Instance(id) => instance == id,
+                            RouteTarget::NetworkInterface(id) => eni == id,
+                            _ => false,
+                        })
+                        .cloned()
+                })
+                .collect();
+            RouteTableView { record, active, through }
         })
         .collect())
 }

@@ -244,6 +244,9 @@ pub const ROUTE_TABLE_FILTERS: &[&str] = &[
 pub struct RouteTableView {
     pub record: RouteTableRecord,
     pub active: Vec<bool>,
+    /// For each route to an instance or a network interface that is active: the instance and
+    /// the interface it leads to, both shown as EC2 does.
+    pub through: Vec<Option<(String, String)>>,
 }
 
 fn route_gateway(target: &RouteTarget) -> Option<&str> {
@@ -299,7 +302,8 @@ pub fn route_table(t: &RouteTableView, tags: &[(String, String)]) -> RouteTable 
         .routes
         .iter()
         .zip(&t.active)
-        .map(|(route, active)| {
+        .zip(&t.through)
+        .map(|((route, active), through)| {
             let mut out = Route {
                 destination_cidr_block: Some(route.destination.clone()),
                 origin: Some(route.origin.clone()),
@@ -310,11 +314,13 @@ pub fn route_table(t: &RouteTableView, tags: &[(String, String)]) -> RouteTable 
             match &route.target {
                 RouteTarget::NatGateway(id) => out.nat_gateway_id = Some(id.clone()),
                 RouteTarget::NetworkInterface(id) => out.network_interface_id = Some(id.clone()),
-                RouteTarget::Instance(id) => {
-                    out.instance_id = Some(id.clone());
-                    out.instance_owner_id = Some(r.account.clone());
-                }
+                RouteTarget::Instance(id) => out.instance_id = Some(id.clone()),
                 RouteTarget::Local | RouteTarget::InternetGateway(_) => {}
+            }
+            if let Some((instance, interface)) = through {
+                out.instance_id = Some(instance.clone());
+                out.instance_owner_id = Some(r.account.clone());
+                out.network_interface_id = Some(interface.clone());
             }
             out
         })
