@@ -485,6 +485,7 @@ impl Backend {
                     }
                     _ => None,
                 },
+                source_dest_check: true,
             };
             tx.insert(&INSTANCES, &key, &record)?;
             volumes::insert_root_volume(tx, &record, &launch.root, &root_disk_path(&record), &req.volume_tags)?;

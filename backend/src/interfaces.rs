@@ -387,8 +387,14 @@ impl Backend {
                         tx.insert(&INSTANCES, &instance_key, &instance)?;
                         Ok(())
                     }
+                    InterfaceChange::SourceDestCheck(on) => {
+                        crate::attributes::set_source_dest_check(tx, account, &mut instance, on)?;
+                        tx.insert(&INSTANCES, &instance_key, &instance)?;
+                        Ok(())
+                    }
                     _ => Err(Error::UnsupportedOperation(format!(
-                        "{id} is the primary interface of {}: only its security groups can change here.",
+                        "{id} is the primary interface of {}: only its security groups and its \
+                         source/destination check can change here.",
                         instance.id
                     ))),
                 };

@@ -162,7 +162,7 @@ impl InterfaceView {
             secondary_ips: Vec::new(),
             security_group_ids: record.security_group_ids.clone(),
             description: String::new(),
-            source_dest_check: true,
+            source_dest_check: record.source_dest_check,
             attachment: Some(InterfaceAttachmentView {
                 id: primary_attachment_id(record),
                 instance_id: record.id.clone(),

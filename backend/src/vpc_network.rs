@@ -66,7 +66,7 @@ impl Interface {
             groups: record.security_group_ids.clone(),
             public_ip: record.public_ip.clone(),
             secondary: Vec::new(),
-            source_dest_check: true,
+            source_dest_check: record.source_dest_check,
             chassis: Vec::new(),
         })
     }

@@ -126,11 +126,12 @@ def test_instances_get_ovn_ports_and_lose_them(server_factory, tmp_path, test_im
         forget_ovn_installation(installation)
 
 
-def test_a_route_through_a_network_interface_leads_to_it(server_factory):
+def test_routes_through_an_interface_and_an_instance_lead_to_them(server_factory, test_image):
     """A route to a network interface sends what its subnet addresses there to that interface,
-    which takes it in only with its source/destination check off, as on EC2. The interface's end
-    is a namespace plugged in as its port (as its guest would be) holding the routed address; a
-    probe on a subnet the route table serves pings that address."""
+    which takes it in only with its source/destination check off, as on EC2; so does a route to
+    an instance, through its primary interface. Each end is a namespace plugged in as the port
+    (as a guest would be) holding the routed address; a probe on a subnet the route table serves
+    pings that address."""
     from ovn_helpers import Probe, run
 
     require_ovn()
@@ -168,6 +169,22 @@ def test_a_route_through_a_network_interface_leads_to_it(server_factory):
         # Replaced by a route to nowhere in particular, and gone: nothing gets there.
         client.delete_route(RouteTableId=table, DestinationCidrBlock="192.168.77.0/24")
         eventually("the route's removal", lambda: not source.answers("192.168.77.9"), timeout=30)
+
+        # Through an instance (on libvirt's test driver: its port waits for whoever plugs it).
+        image = import_image(server, test_image, "router image")
+        [router] = client.run_instances(ImageId=image, InstanceType="t3.nano", MinCount=1, MaxCount=1, SubnetId=far,
+                                        PrivateIpAddress="10.0.2.60", SecurityGroupIds=[group])["Instances"]
+        primary = router["NetworkInterfaces"][0]
+        client.create_route(RouteTableId=table, DestinationCidrBlock="192.168.78.0/24", InstanceId=router["InstanceId"])
+        eventually("the instance's port", lambda: port_of(primary["NetworkInterfaceId"]) is not None)
+        instance_end = Probe(f"ri{tag}", f"stratus-{far}", primary["MacAddress"], "10.0.2.60", "10.0.2.1",
+                             port=port_of(primary["NetworkInterfaceId"]))
+        probes.append(instance_end)
+        run("ip", "-n", instance_end.ns, "addr", "add", "192.168.78.9/32", "dev", "lo")
+        eventually("the instance's own address", lambda: source.answers("10.0.2.60"), timeout=30)
+        assert not any(source.answers("192.168.78.9") for _ in range(3)), "the instance's check let routed traffic in"
+        client.modify_instance_attribute(InstanceId=router["InstanceId"], SourceDestCheck={"Value": False})
+        eventually("the routed address through the instance", lambda: source.answers("192.168.78.9"), timeout=30)
     finally:
         for probe in probes:
             probe.close()

@@ -656,6 +656,17 @@ def test_network_interfaces_of_their_own(cloud):
     client.modify_network_interface_attribute(NetworkInterfaceId=primary["NetworkInterfaceId"], Groups=[web])
     shown = client.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0]
     assert [g["GroupId"] for g in shown["SecurityGroups"]] == [web]
+    # Its source/destination check (a routing instance's), through the instance or the interface.
+    client.modify_instance_attribute(InstanceId=instance_id, SourceDestCheck={"Value": False})
+    shown = client.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0]
+    assert shown["SourceDestCheck"] is False and shown["NetworkInterfaces"][0]["SourceDestCheck"] is False
+    assert client.describe_instance_attribute(InstanceId=instance_id, Attribute="sourceDestCheck")[
+        "SourceDestCheck"] == {"Value": False}
+    client.modify_network_interface_attribute(NetworkInterfaceId=primary["NetworkInterfaceId"],
+                                              SourceDestCheck={"Value": True})
+    [again] = client.describe_network_interfaces(NetworkInterfaceIds=[primary["NetworkInterfaceId"]])[
+        "NetworkInterfaces"]
+    assert again["SourceDestCheck"] is True
     fails("OperationNotPermitted", None, client.detach_network_interface,
           AttachmentId=primary["Attachment"]["AttachmentId"])
     fails("InvalidNetworkInterface.InUse", None, client.delete_network_interface,

@@ -255,14 +255,23 @@ pub struct InstanceRecord {
     /// associated with it stands in front of this one.
     #[serde(default)]
     pub public_ip: Option<String>,
+    /// EC2's `SourceDestCheck` of its primary interface: OVN's port security holds the guest
+    /// to its MAC and address unless it is off (a NAT or routing instance).
+    #[serde(default = "checked")]
+    pub source_dest_check: bool,
+}
+
+fn checked() -> bool {
+    true
 }
 
 /// Version 2 added the migration fields: an older binary must not stop or move an instance
 /// that is migrating. Version 3 added the credit specification, version 4 the metadata
-/// options and the launch key, version 5 the public address.
+/// options and the launch key, version 5 the public address, version 6 the source/destination
+/// check.
 impl Record for InstanceRecord {
-    const VERSION: u8 = 5;
-    const READS: &'static [u8] = &[1, 2, 3, 4];
+    const VERSION: u8 = 6;
+    const READS: &'static [u8] = &[1, 2, 3, 4, 5];
     const DERIVED: bool = true;
 
     fn derive(tx: &crate::WriteTx, _key: &str, old: Option<&Self>, new: Option<&Self>) -> crate::Result<()> {

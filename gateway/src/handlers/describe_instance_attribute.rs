@@ -41,7 +41,7 @@ pub async fn handle(
         "rootDeviceName" => out.root_device_name = value(ROOT_DEVICE),
         "blockDeviceMapping" => out.block_device_mappings = Some(joins.block_devices(&r)),
         "productCodes" => out.product_codes = Some(vec![]),
-        "sourceDestCheck" => out.source_dest_check = flag(true),
+        "sourceDestCheck" => out.source_dest_check = flag(r.source_dest_check),
         "groupSet" => out.groups = Some(joins.groups(&r)),
         "ebsOptimized" => out.ebs_optimized = flag(r.ebs_optimized),
         "sriovNetSupport" => out.sriov_net_support = Some(Default::default()),

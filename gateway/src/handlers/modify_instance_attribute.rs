@@ -24,13 +24,8 @@ fn unsupported(name: &str) -> Ec2Error {
     Ec2Error::new(Code::UnsupportedOperation, format!("Modifying {name} is not supported by Stratus"))
 }
 
-/// Stratus's bridge does not filter by source address, so the check cannot be turned off.
 fn source_dest_check(on: bool) -> Result<AttributeChange, Ec2Error> {
-    if on {
-        Ok(AttributeChange::SourceDestCheck)
-    } else {
-        Err(unsupported("SourceDestCheck"))
-    }
+    Ok(AttributeChange::SourceDestCheck(on))
 }
 
 /// Exactly one change per call, given either as `<Attribute>.Value=…` or as the older
