@@ -65,6 +65,29 @@ pub struct LaunchRequest {
     /// `PrivateIpAddress`: this address instead of the subnet's lowest free one.
     pub private_ip: Option<Ipv4Addr>,
     pub metadata: MetadataOptions,
+    /// `NetworkInterface.N` at device index 1 and up (left out of the client token's digest
+    /// when there are none, as requests were before them).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub extra_interfaces: Vec<ExtraInterface>,
+}
+
+/// A further network interface of each instance launched (`NetworkInterface.N` at device
+/// index 1 and up): one of the account's own, or a new one in a subnet of the instance's VPC
+/// and zone. Either is attached in the launch's own transaction and defined with the guest's
+/// first start.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct ExtraInterface {
+    pub device_index: u32,
+    /// `NetworkInterfaceId`: an interface of the account's own, available.
+    pub existing: Option<String>,
+    /// Where a new one is made.
+    pub subnet_id: Option<String>,
+    pub private_ip: Option<Ipv4Addr>,
+    pub secondary_count: u32,
+    pub groups: Vec<String>,
+    pub description: String,
+    /// Default: a new interface goes with the instance, an existing one stays.
+    pub delete_on_termination: Option<bool>,
 }
 
 /// What RunInstances may say about the root volume; the rest comes from the image.
@@ -144,6 +167,8 @@ struct Launch {
     cpu_credits: Option<String>,
     /// The hosts as last probed; the transaction charges them with what the store holds.
     hosts: Vec<HostSnapshot>,
+    /// The subnet of each new further interface ([`LaunchRequest::extra_interfaces`]).
+    extra_subnets: Vec<Option<Subnet>>,
 }
 
 /// What a launch names that must exist in the account: its key pair and groups.
@@ -353,6 +378,7 @@ impl Backend {
         if req.private_ip.is_some() && req.max_count > 1 {
             return Err(invalid("PrivateIpAddress", "A private address can be given for one instance only"));
         }
+        let extra_subnets = self.check_extra_interfaces(account, req, &vpc_id)?;
         let image_gib = image.virtual_size_bytes.div_ceil(1 << 30).max(1);
         let root_size = req.root_volume.size_gib.unwrap_or(image_gib);
         if root_size < image_gib {
@@ -373,7 +399,17 @@ impl Backend {
         };
         let cpu_credits =
             if spec.burstable { req.cpu_credits.clone().or_else(|| default_cpu_credits(&spec)) } else { None };
-        Ok(Launch { vpc_id, image, spec, subnets, subnet, root, cpu_credits, hosts: self.host_snapshots() })
+        Ok(Launch {
+            vpc_id,
+            image,
+            spec,
+            subnets,
+            subnet,
+            root,
+            cpu_credits,
+            hosts: self.host_snapshots(),
+            extra_subnets,
+        })
     }
 
     /// Picks the subnet (one reservation lands in one zone: the one asked for, else the one that
@@ -491,6 +527,9 @@ impl Backend {
             volumes::insert_root_volume(tx, &record, &launch.root, &root_disk_path(&record), &req.volume_tags)?;
             tags::put_tags(tx, account, &id, &req.tags)?;
             tags::put_tags(tx, account, &record.network_interface_id, &req.interface_tags)?;
+            for (extra, extra_subnet) in req.extra_interfaces.iter().zip(&launch.extra_subnets) {
+                self.attach_at_launch(tx, &record, subnet, extra, extra_subnet.as_ref(), &req.interface_tags)?;
+            }
             records.push(record);
         }
         if let Some(token) = &req.client_token {

@@ -119,6 +119,61 @@ pub enum InterfaceChange {
     DeleteOnTermination { attachment_id: String, delete: bool },
 }
 
+/// A new interface of its own in `subnet` as `req` asks: its groups resolved, its addresses
+/// leased (not yet stored).
+fn new_interface(
+    tx: &WriteTx,
+    account: &str,
+    subnet: &Subnet,
+    req: &NewInterface,
+    held_elsewhere: &BTreeSet<Ipv4Addr>,
+) -> Result<NetworkInterfaceRecord> {
+    let groups = groups_of(tx, account, &subnet.vpc_id, &req.groups)?;
+    let id = ids::resource_id("eni");
+    let holder = key(account, &id);
+    let mac = network::new_mac();
+    let primary = match req.private_ip {
+        Some(ip) => network::lease_given_address(tx, subnet, ip, &holder, &mac, held_elsewhere)?,
+        None => network::lease_address(tx, subnet, &holder, &mac, held_elsewhere)?,
+    };
+    let secondary_ips = lease_more(tx, subnet, &holder, &mac, &req.secondary, req.secondary_count, held_elsewhere)?;
+    Ok(NetworkInterfaceRecord {
+        id,
+        account: account.to_owned(),
+        vpc_id: subnet.vpc_id.clone(),
+        subnet_id: subnet.id.clone(),
+        zone: subnet.zone.clone(),
+        mac,
+        private_ip: primary.to_string(),
+        secondary_ips,
+        security_group_ids: groups,
+        description: req.description.clone(),
+        source_dest_check: true,
+        attachment: None,
+        created_ms: now_ms(),
+        client_token: req.client_token.clone(),
+    })
+}
+
+/// Checks how many addresses an interface asks for.
+fn check_address_count(asked: usize) -> Result<()> {
+    if asked > MAX_ADDRESSES {
+        return Err(Error::InvalidParameter {
+            name: "SecondaryPrivateIpAddressCount",
+            message: format!("Network interfaces hold at most {MAX_ADDRESSES} private addresses here ({asked} asked)."),
+        });
+    }
+    Ok(())
+}
+
+/// Instances of a default VPC on the hosts' bridge have one NIC.
+fn bridge_refusal(instance_id: &str) -> Error {
+    Error::UnsupportedOperation(format!(
+        "More network interfaces need an instance in a VPC on OVN; {instance_id} is in a default VPC \
+         whose guests share the hosts' bridge (configure [network] ovn_northbound)."
+    ))
+}
+
 /// Takes the addresses `wanted` (by value) and `count` more for `holder` in `subnet`.
 fn lease_more(
     tx: &WriteTx,
@@ -177,15 +232,7 @@ impl Backend {
     ) -> Result<NetworkInterfaceRecord> {
         tags::validate_tags(tags)?;
         let subnet = self.subnet(account, &req.subnet_id)?;
-        let asked = 1 + req.secondary.len() + req.secondary_count as usize;
-        if asked > MAX_ADDRESSES {
-            return Err(Error::InvalidParameter {
-                name: "SecondaryPrivateIpAddressCount",
-                message: format!(
-                    "Network interfaces hold at most {MAX_ADDRESSES} private addresses here ({asked} asked)."
-                ),
-            });
-        }
+        check_address_count(1 + req.secondary.len() + req.secondary_count as usize)?;
         let held_elsewhere = if subnet.lease_scope.is_empty() { self.foreign_addresses() } else { BTreeSet::new() };
         self.store().write(|tx| {
             if let Some(token) = &req.client_token {
@@ -199,34 +246,9 @@ impl Backend {
             }
             // The subnet (and its VPC) may have gone since it was read.
             crate::vpcs::subnet_in(tx, account, &subnet.id)?;
-            let groups = groups_of(tx, account, &subnet.vpc_id, &req.groups)?;
-            let id = ids::resource_id("eni");
-            let holder = key(account, &id);
-            let mac = network::new_mac();
-            let primary = match req.private_ip {
-                Some(ip) => network::lease_given_address(tx, &subnet, ip, &holder, &mac, &held_elsewhere)?,
-                None => network::lease_address(tx, &subnet, &holder, &mac, &held_elsewhere)?,
-            };
-            let secondary_ips =
-                lease_more(tx, &subnet, &holder, &mac, &req.secondary, req.secondary_count, &held_elsewhere)?;
-            let record = NetworkInterfaceRecord {
-                id: id.clone(),
-                account: account.to_owned(),
-                vpc_id: subnet.vpc_id.clone(),
-                subnet_id: subnet.id.clone(),
-                zone: subnet.zone.clone(),
-                mac,
-                private_ip: primary.to_string(),
-                secondary_ips,
-                security_group_ids: groups,
-                description: req.description.clone(),
-                source_dest_check: true,
-                attachment: None,
-                created_ms: now_ms(),
-                client_token: req.client_token.clone(),
-            };
-            tx.insert(&NETWORK_INTERFACES, &holder, &record)?;
-            tags::put_tags(tx, account, &id, tags)?;
+            let record = new_interface(tx, account, &subnet, &req, &held_elsewhere)?;
+            tx.insert(&NETWORK_INTERFACES, &key(account, &record.id), &record)?;
+            tags::put_tags(tx, account, &record.id, tags)?;
             Ok(record)
         })
     }
@@ -299,10 +321,7 @@ impl Backend {
                 ));
             }
             if scope_of(tx, account, &instance.vpc_id)?.is_empty() {
-                return Err(Error::UnsupportedOperation(format!(
-                    "More network interfaces need an instance in a VPC on OVN; {instance_id} is in a default VPC \
-                     whose guests share the hosts' bridge (configure [network] ovn_northbound)."
-                )));
+                return Err(bridge_refusal(instance_id));
             }
             let others = attached_to(tx, account, instance_id)?;
             let taken = device_index == 0 || others.iter().any(|o| o.attachment.as_ref().is_some_and(|a| a.device_index == device_index));
@@ -621,5 +640,126 @@ pub(crate) fn nic_of(installation: &str, interface: &NetworkInterfaceRecord) -> 
         mac: interface.mac.clone(),
         bridge: crate::vpc_network::INTEGRATION_BRIDGE.to_owned(),
         ovs_port: Some(crate::vpc_network::port_name(installation, &interface.id)),
+    }
+}
+
+impl Backend {
+    /// Checks a launch's further interfaces ([`crate::instances::ExtraInterface`]) before its transaction:
+    /// device indexes, what may go to several instances, and each new one's subnet (in the
+    /// launch's VPC), which it answers in order.
+    pub(crate) fn check_extra_interfaces(
+        &self,
+        account: &str,
+        req: &crate::instances::LaunchRequest,
+        vpc_id: &str,
+    ) -> Result<Vec<Option<Subnet>>> {
+        let mut subnets = Vec::new();
+        for (n, extra) in req.extra_interfaces.iter().enumerate() {
+            let path = |field: &str| format!("NetworkInterface.{}.{field}", n + 1);
+            if extra.device_index == 0 || extra.device_index >= MAX_INTERFACES {
+                return Err(Error::AttachmentLimitExceeded(format!(
+                    "Instances may have at most {MAX_INTERFACES} network interfaces here (device indexes 0 to {}).",
+                    MAX_INTERFACES - 1
+                )));
+            }
+            if req.extra_interfaces[..n].iter().any(|e| e.device_index == extra.device_index) {
+                return Err(invalid(
+                    "NetworkInterface.N.DeviceIndex",
+                    "Each network interface requires a unique device index.",
+                ));
+            }
+            if req.max_count > 1 && (extra.existing.is_some() || extra.private_ip.is_some()) {
+                return Err(Error::InvalidParameter {
+                    name: "NetworkInterface.N",
+                    message: format!(
+                        "{} names one interface or address, which only one instance can have: launch one instance.",
+                        path(if extra.existing.is_some() { "NetworkInterfaceId" } else { "PrivateIpAddress" })
+                    ),
+                });
+            }
+            check_address_count(1 + extra.secondary_count as usize)?;
+            let subnet = match (&extra.existing, &extra.subnet_id) {
+                (None, Some(id)) => {
+                    let subnet = self.subnet(account, id)?;
+                    if subnet.vpc_id != vpc_id {
+                        return Err(Error::InvalidParameter {
+                            name: "NetworkInterface.N.SubnetId",
+                            message: format!("The subnet {id} is not in the instance's VPC {vpc_id}."),
+                        });
+                    }
+                    Some(subnet)
+                }
+                (None, None) => return Err(Error::MissingParameter(path("SubnetId"))),
+                (Some(_), _) => None,
+            };
+            subnets.push(subnet);
+        }
+        Ok(subnets)
+    }
+
+    /// Gives an instance being launched one of its further interfaces, in the launch's
+    /// transaction: an available one of the account's (`extra.existing`) or a new one in
+    /// `subnet`, attached at its device index as `attaching`. The instance's first converge
+    /// settles the attachment before the guest is defined, with the NIC.
+    pub(crate) fn attach_at_launch(
+        &self,
+        tx: &WriteTx,
+        instance: &InstanceRecord,
+        instance_subnet: &Subnet,
+        extra: &crate::instances::ExtraInterface,
+        subnet: Option<&Subnet>,
+        tags: &[(String, String)],
+    ) -> Result<()> {
+        let account = &instance.account;
+        if instance_subnet.lease_scope.is_empty() {
+            return Err(bridge_refusal(&instance.id));
+        }
+        let mut record = match (&extra.existing, subnet) {
+            (Some(id), _) => {
+                let record = interface_in(tx, account, id)?;
+                if let Some(current) = &record.attachment {
+                    return Err(Error::InterfaceInUse(format!(
+                        "Interface: {id} in use (attached to {} as {}).",
+                        current.instance_id, current.id
+                    )));
+                }
+                record
+            }
+            (None, Some(subnet)) => {
+                // The subnet may have gone since it was read.
+                crate::vpcs::subnet_in(tx, account, &subnet.id)?;
+                let req = NewInterface {
+                    subnet_id: subnet.id.clone(),
+                    private_ip: extra.private_ip,
+                    secondary_count: extra.secondary_count,
+                    groups: extra.groups.clone(),
+                    description: extra.description.clone(),
+                    ..Default::default()
+                };
+                let record = new_interface(tx, account, subnet, &req, &BTreeSet::new())?;
+                tags::put_tags(tx, account, &record.id, tags)?;
+                record
+            }
+            (None, None) => return Err(Error::MissingParameter("NetworkInterface.N.SubnetId".into())),
+        };
+        if record.vpc_id != instance.vpc_id || record.zone != instance.zone {
+            return Err(invalid(
+                "NetworkInterface.N",
+                format!(
+                    "The network interface {} ({}, {}) and instance {} ({}, {}) must share a VPC and an availability zone.",
+                    record.id, record.vpc_id, record.zone, instance.id, instance.vpc_id, instance.zone
+                ),
+            ));
+        }
+        record.attachment = Some(InterfaceAttachmentRecord {
+            id: ids::resource_id("eni-attach"),
+            instance_id: instance.id.clone(),
+            device_index: extra.device_index,
+            state: AttachmentState::Attaching,
+            attach_time_ms: now_ms(),
+            delete_on_termination: extra.delete_on_termination.unwrap_or(extra.existing.is_none()),
+        });
+        tx.insert(&NETWORK_INTERFACES, &key(account, &record.id), &record)?;
+        Ok(())
     }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use backend::fake::FakeCloud;
 use backend::hosts::{Host, HostConfig, HostPool};
 use backend::hypervisor::Accelerator;
-use backend::instances::LaunchRequest;
+use backend::instances::{ExtraInterface, LaunchRequest};
 use backend::interfaces::{InterfaceChange, NewInterface};
 use backend::{Backend, Error, Topology};
 use storage::{AttachmentState, InstanceState, Store};
@@ -108,6 +108,50 @@ fn a_running_guest_gets_its_nic_plugged_and_pulled() {
     s.b.converge(&key(&s.instance)).unwrap();
     assert_eq!(attachment_state(&s.b, &eni.id), None);
     assert!(s.cloud.domain(URI, &s.instance).unwrap().spec.nics.is_empty());
+}
+
+#[test]
+fn an_instance_launched_with_further_interfaces_is_defined_with_their_nics() {
+    let s = setup();
+    let spare = s.b.create_network_interface(ACCOUNT, new_interface(&s.subnet), &[]).unwrap();
+    let instance = s.b.instance(ACCOUNT, &s.instance).unwrap();
+    let req = LaunchRequest {
+        image_id: instance.image_id.clone(),
+        instance_type: "t3.nano".into(),
+        min_count: 1,
+        max_count: 1,
+        subnet_id: Some(s.subnet.clone()),
+        extra_interfaces: vec![
+            ExtraInterface { device_index: 1, subnet_id: Some(s.subnet.clone()), ..Default::default() },
+            ExtraInterface { device_index: 2, existing: Some(spare.id.clone()), ..Default::default() },
+        ],
+        ..Default::default()
+    };
+    let launched = s.b.run_instances(ACCOUNT, &instance.vpc_id, req.clone()).unwrap().remove(0);
+    let attached: Vec<_> =
+        s.b.network_interfaces(ACCOUNT)
+            .unwrap()
+            .into_iter()
+            .filter(|i| i.attachment.as_ref().is_some_and(|a| a.instance_id == launched.id))
+            .collect();
+    assert_eq!(attached.len(), 2);
+    assert!(attached.iter().all(|i| i.attachment.as_ref().unwrap().state == AttachmentState::Attaching));
+    // The first converge settles the attachments (no guest runs yet), then defines the guest
+    // with both NICs: nothing is hot-plugged.
+    s.b.converge(&key(&launched.id)).unwrap();
+    assert!(attached.iter().all(|i| attachment_state(&s.b, &i.id) == Some(AttachmentState::Attached)));
+    let domain = s.cloud.domain(URI, &launched.id).unwrap();
+    assert!(domain.plugged_nics.is_empty(), "{:?}", domain.plugged_nics);
+    let mut defined: Vec<&str> = domain.spec.nics.iter().map(|n| n.mac.as_str()).collect();
+    let mut wanted: Vec<&str> = attached.iter().map(|i| i.mac.as_str()).collect();
+    defined.sort();
+    wanted.sort();
+    assert_eq!(defined, wanted);
+    // An interface in use goes to no other launch, and that launch leaves nothing behind.
+    let before = s.b.network_interfaces(ACCOUNT).unwrap().len();
+    let again = s.b.run_instances(ACCOUNT, &instance.vpc_id, LaunchRequest { client_token: None, ..req });
+    assert!(matches!(again, Err(Error::InterfaceInUse(_))), "{again:?}");
+    assert_eq!(s.b.network_interfaces(ACCOUNT).unwrap().len(), before);
 }
 
 #[test]

@@ -583,6 +583,10 @@ ROWS: list[Row] = [
     R("RunInstances(SubnetId)", "subnet", lambda c, x, w: _run(c, w, SubnetId=x)),
     R("RunInstances(SecurityGroupIds)", "group_id", lambda c, x, w: _run(c, w, SecurityGroupIds=[x])),
     R("RunInstances(SecurityGroups by name)", "group_name", lambda c, x, w: _run(c, w, SecurityGroups=[x])),
+    R("RunInstances(a further interface: A's)", "eni own_eni", lambda c, x, w: _run(c, w, NetworkInterfaces=[
+        {"DeviceIndex": 0, "SubnetId": w.b["subnet"]}, {"DeviceIndex": 1, "NetworkInterfaceId": x}])),
+    R("RunInstances(a further interface in A's subnet)", "own_subnet subnet", lambda c, x, w: _run(
+        c, w, NetworkInterfaces=[{"DeviceIndex": 0, "SubnetId": w.b["subnet"]}, {"DeviceIndex": 1, "SubnetId": x}])),
     R("RunInstances(ImageId, DryRun)", "image", lambda c, x, w: _run(c, w, ImageId=x, DryRun=True)),
     R("RunInstances(A's ClientToken)", "run_token", _run_and_terminate, normalize=keys_only),
     R("RunInstances(BlockDeviceMappings SnapshotId)", "snapshot", lambda c, x, w: _run(

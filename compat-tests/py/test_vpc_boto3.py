@@ -286,8 +286,8 @@ def test_launching_with_a_network_interface_specification(cloud):
           client.run_instances, **base, SubnetId=subnet_id, NetworkInterfaces=[{"DeviceIndex": 0}])
     fails(combination, None, client.run_instances, **base, SecurityGroupIds=[group_id],
           NetworkInterfaces=[{"DeviceIndex": 0, "SubnetId": subnet_id}])
-    fails("UnsupportedOperation", None, client.run_instances, **base,
-          NetworkInterfaces=[{"DeviceIndex": 0, "SubnetId": subnet_id}, {"DeviceIndex": 1, "SubnetId": subnet_id}])
+    fails("InvalidParameterValue", None, client.run_instances, **base,
+          NetworkInterfaces=[{"DeviceIndex": 0, "SubnetId": subnet_id}, {"DeviceIndex": 0, "SubnetId": subnet_id}])
     client.terminate_instances(InstanceIds=[instance["InstanceId"]])
     wait_states(client, [instance["InstanceId"]], "terminated")
     client.delete_security_group(GroupId=group_id)
@@ -750,3 +750,83 @@ def test_network_interfaces_stay_in_their_account(cloud):
     client.delete_network_interface(NetworkInterfaceId=eni_id)
     client.delete_subnet(SubnetId=subnet_id)
     client.delete_vpc(VpcId=vpc_id)
+
+
+def test_instances_launch_with_further_interfaces(cloud):
+    """RunInstances with `NetworkInterface.N` at device indexes 1 and up: a new interface in
+    another subnet of the VPC and zone (its address, secondary addresses, description, tags,
+    gone with the instance) and an available one of the account's (kept), attached in the
+    launch's own transaction; what cannot be done fails whole, leaving nothing behind."""
+    server, client, image_id = cloud
+    vpc_id = client.create_vpc(CidrBlock="10.8.0.0/16")["Vpc"]["VpcId"]
+    front = client.create_subnet(VpcId=vpc_id, CidrBlock="10.8.1.0/24")["Subnet"]
+    back = client.create_subnet(VpcId=vpc_id, CidrBlock="10.8.2.0/24",
+                                AvailabilityZone=front["AvailabilityZone"])["Subnet"]["SubnetId"]
+    web = client.create_security_group(GroupName="multi-web", Description="d", VpcId=vpc_id)["GroupId"]
+    spare = client.create_network_interface(SubnetId=back, PrivateIpAddress="10.8.2.30")["NetworkInterface"][
+        "NetworkInterfaceId"]
+    base = dict(ImageId=image_id, InstanceType="t3.nano", MinCount=1, MaxCount=1)
+    primary = {"DeviceIndex": 0, "SubnetId": front["SubnetId"], "PrivateIpAddress": "10.8.1.10", "Groups": [web]}
+
+    def interfaces_in_vpc() -> list[str]:
+        return sorted(e["NetworkInterfaceId"] for e in client.describe_network_interfaces(
+            Filters=[{"Name": "vpc-id", "Values": [vpc_id]}])["NetworkInterfaces"])
+
+    # What cannot be done fails before anything is made.
+    before = interfaces_in_vpc()
+    fails("MissingParameter", None, client.run_instances, **base,
+          NetworkInterfaces=[primary, {"SubnetId": back}])
+    fails("InvalidParameterCombination", None, client.run_instances, **base,
+          NetworkInterfaces=[{**primary, "AssociatePublicIpAddress": True}, {"DeviceIndex": 1, "SubnetId": back}])
+    fails("InvalidParameterCombination", None, client.run_instances, **base,
+          NetworkInterfaces=[primary, {"DeviceIndex": 1, "NetworkInterfaceId": spare, "SubnetId": back}])
+    fails("InvalidParameterValue", None, client.run_instances, **{**base, "MaxCount": 2},
+          NetworkInterfaces=[{"DeviceIndex": 0, "SubnetId": front["SubnetId"]},
+                             {"DeviceIndex": 1, "NetworkInterfaceId": spare}])
+    fails("InvalidParameterValue", None, client.run_instances, **base,
+          NetworkInterfaces=[primary, {"DeviceIndex": 1, "SubnetId": cloud_default_subnet(client)}])
+    fails("AttachmentLimitExceeded", None, client.run_instances, **base,
+          NetworkInterfaces=[primary, {"DeviceIndex": 8, "SubnetId": back}])
+    # An address already held fails the launch in its transaction: no instance, no interface.
+    fails("InvalidIPAddress.InUse", None, client.run_instances, **base,
+          NetworkInterfaces=[primary, {"DeviceIndex": 1, "SubnetId": back, "PrivateIpAddress": "10.8.2.30"}])
+    assert interfaces_in_vpc() == before, "a failed launch left an interface behind"
+
+    [instance] = client.run_instances(**base, NetworkInterfaces=[
+        primary,
+        {"DeviceIndex": 1, "SubnetId": back, "PrivateIpAddress": "10.8.2.20", "Description": "backend leg",
+         "SecondaryPrivateIpAddressCount": 1},
+        {"DeviceIndex": 2, "NetworkInterfaceId": spare}],
+        TagSpecifications=[{"ResourceType": "network-interface", "Tags": [{"Key": "role", "Value": "multi"}]}],
+    )["Instances"]
+    instance_id = instance["InstanceId"]
+    assert sorted(n["Attachment"]["DeviceIndex"] for n in instance["NetworkInterfaces"]) == [0, 1, 2]
+    wait_states(client, [instance_id], "running")
+    shown = client.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0]
+    nics = {n["Attachment"]["DeviceIndex"]: n for n in shown["NetworkInterfaces"]}
+    assert nics[0]["PrivateIpAddress"] == "10.8.1.10" and shown["SubnetId"] == front["SubnetId"]
+    made = nics[1]["NetworkInterfaceId"]
+    assert (nics[1]["PrivateIpAddress"], nics[1]["SubnetId"], nics[1]["Description"],
+            nics[1]["Attachment"]["DeleteOnTermination"], len(nics[1]["PrivateIpAddresses"])) == (
+        "10.8.2.20", back, "backend leg", True, 2)
+    assert (nics[2]["NetworkInterfaceId"], nics[2]["Attachment"]["DeleteOnTermination"]) == (spare, False)
+    for eni in (made, spare):
+        assert wait_attachment(client, eni, "attached")["Attachment"]["InstanceId"] == instance_id
+    [tagged] = client.describe_network_interfaces(NetworkInterfaceIds=[made])["NetworkInterfaces"]
+    assert {t["Key"]: t["Value"] for t in tagged["TagSet"]} == {"role": "multi"}
+    # An interface in use cannot go to another launch.
+    fails("InvalidNetworkInterface.InUse", None, client.run_instances, **base,
+          NetworkInterfaces=[{"DeviceIndex": 0, "SubnetId": front["SubnetId"]},
+                             {"DeviceIndex": 1, "NetworkInterfaceId": spare}])
+
+    # The one made with the instance goes with it; the account's own stays, available.
+    client.terminate_instances(InstanceIds=[instance_id])
+    wait_states(client, [instance_id], "terminated")
+    fails("InvalidNetworkInterfaceID.NotFound", None, client.describe_network_interfaces, NetworkInterfaceIds=[made])
+    assert wait_attachment(client, spare, None)["Status"] == "available"
+    client.delete_network_interface(NetworkInterfaceId=spare)
+
+
+def cloud_default_subnet(client) -> str:
+    """A default subnet: of the default VPC, another VPC than the tests' own."""
+    return client.describe_subnets(Filters=[{"Name": "default-for-az", "Values": ["true"]}])["Subnets"][0]["SubnetId"]

@@ -1,5 +1,5 @@
 use backend::attributes::{apply_metadata_change, MetadataChange};
-use backend::instances::{LaunchRequest, RootVolumeRequest};
+use backend::instances::{ExtraInterface, LaunchRequest, RootVolumeRequest};
 use backend::volumes::ROOT_DEVICE;
 use ec2api::Code;
 use ec2api::{BlockDeviceMapping, Ec2Error, GroupIdentifier, Reservation, RunInstancesOutput, RunInstancesRequest};
@@ -10,7 +10,7 @@ use super::{positive, tags_from_specs};
 use crate::context::Ctx;
 
 pub async fn handle(ctx: &Ctx, mut req: RunInstancesRequest) -> Result<RunInstancesOutput, Ec2Error> {
-    let primary = primary_interface(req.network_interfaces.take(), &req)?;
+    let (primary, extra_interfaces) = launch_interfaces(req.network_interfaces.take(), &req)?;
     let image_id = req.image_id.ok_or_else(|| Ec2Error::missing_parameter("ImageId"))?;
     for (index, count) in [("MinCount", req.min_count), ("MaxCount", req.max_count)] {
         if count < 1 {
@@ -65,6 +65,7 @@ pub async fn handle(ctx: &Ctx, mut req: RunInstancesRequest) -> Result<RunInstan
         volume_tags,
         root_volume,
         cpu_credits: req.credit_specification.map(|c| c.cpu_credits),
+        extra_interfaces,
         private_ip: match private_ip.filter(|a| !a.is_empty()) {
             Some(text) => Some(
                 text.parse()
@@ -105,7 +106,7 @@ pub async fn handle(ctx: &Ctx, mut req: RunInstancesRequest) -> Result<RunInstan
     })
 }
 
-/// What `NetworkInterface.1` says of the instance's one interface.
+/// What `NetworkInterface.N` at device index 0 says of the instance's primary interface.
 struct PrimaryInterface {
     subnet_id: Option<String>,
     private_ip: Option<String>,
@@ -113,36 +114,23 @@ struct PrimaryInterface {
     associate_public_ip: Option<bool>,
 }
 
-/// `NetworkInterface.N`: an instance has one interface here, at device index 0, whose subnet,
-/// address and groups stand for the instance-level ones (which may then not be given as well,
-/// as on EC2). What Stratus cannot do yet is refused by name.
-fn primary_interface(
+/// `NetworkInterface.N`: the one at device index 0 is the instance's primary interface, whose
+/// subnet, address and groups stand for the instance-level ones (which may then not be given
+/// as well, as on EC2); those at device index 1 and up are further interfaces, made in their
+/// subnet or, by `NetworkInterfaceId`, ones of the account's own. What Stratus cannot do yet
+/// is refused by name.
+fn launch_interfaces(
     specs: Option<Vec<ec2api::InstanceNetworkInterfaceSpecification>>,
     req: &RunInstancesRequest,
-) -> Result<Option<PrimaryInterface>, Ec2Error> {
-    let Some(mut specs) = specs.filter(|s| !s.is_empty()) else { return Ok(None) };
+) -> Result<(Option<PrimaryInterface>, Vec<ExtraInterface>), Ec2Error> {
+    let Some(specs) = specs.filter(|s| !s.is_empty()) else { return Ok((None, Vec::new())) };
     let unsupported = |what: &str| Ec2Error::new(Code::UnsupportedOperation, format!("{what} is not supported yet."));
+    let combination = |message: &str| Ec2Error::new(Code::InvalidParameterCombination, message.to_owned());
     let combined = |what: &str| {
-        Ec2Error::new(
-            Code::InvalidParameterCombination,
-            format!("Network interfaces and an instance-level {what} may not be specified on the same request"),
-        )
+        combination(&format!(
+            "Network interfaces and an instance-level {what} may not be specified on the same request"
+        ))
     };
-    if specs.len() > 1 || specs[0].device_index.unwrap_or(0) != 0 {
-        return Err(unsupported("More than one network interface (or one at a device index other than 0)"));
-    }
-    let spec = specs.remove(0);
-    if spec.network_interface_id.is_some() {
-        return Err(unsupported("Launching with an existing network interface (NetworkInterfaceId)"));
-    }
-    if spec.ipv6_address_count.unwrap_or(0) > 0
-        || spec.ipv6_addresses.as_ref().is_some_and(|a| !a.is_empty())
-        || spec.secondary_private_ip_address_count.unwrap_or(0) > 0
-        || spec.ipv4_prefix_count.unwrap_or(0) > 0
-        || spec.ipv6_prefix_count.unwrap_or(0) > 0
-    {
-        return Err(unsupported("IPv6 addresses, secondary private addresses and prefixes"));
-    }
     if req.subnet_id.as_deref().is_some_and(|s| !s.is_empty()) {
         return Err(combined("subnet ID"));
     }
@@ -154,17 +142,111 @@ fn primary_interface(
     if req.private_ip_address.as_deref().is_some_and(|a| !a.is_empty()) {
         return Err(combined("private IP address"));
     }
-    let listed = spec.private_ip_addresses.unwrap_or_default();
-    if listed.len() > 1 {
-        return Err(unsupported("More than one private address per interface"));
+    let several = specs.len() > 1;
+    if several && specs.iter().any(|s| s.associate_public_ip_address.is_some()) {
+        return Err(combination(
+            "The associatePublicIPAddress parameter cannot be specified when launching with multiple network interfaces.",
+        ));
     }
-    let private_ip = spec.private_ip_address.or_else(|| listed.into_iter().next().and_then(|a| a.private_ip_address));
-    Ok(Some(PrimaryInterface {
-        subnet_id: spec.subnet_id,
-        private_ip,
-        groups: spec.groups.unwrap_or_default(),
-        associate_public_ip: spec.associate_public_ip_address,
-    }))
+    let mut primary = None;
+    let mut extras: Vec<ExtraInterface> = Vec::new();
+    for (n, spec) in specs.into_iter().enumerate() {
+        let path = format!("NetworkInterface.{}", n + 1);
+        if spec.ipv6_address_count.unwrap_or(0) > 0
+            || spec.ipv6_addresses.as_ref().is_some_and(|a| !a.is_empty())
+            || spec.ipv4_prefix_count.unwrap_or(0) > 0
+            || spec.ipv6_prefix_count.unwrap_or(0) > 0
+        {
+            return Err(unsupported("IPv6 addresses and prefixes"));
+        }
+        let index = match spec.device_index {
+            Some(index) => index,
+            None if !several => 0,
+            None => return Err(Ec2Error::missing_parameter(&format!("{path}.DeviceIndex"))),
+        };
+        let listed = spec.private_ip_addresses.unwrap_or_default();
+        if listed.len() > 1 {
+            return Err(unsupported("More than one private address per interface at launch"));
+        }
+        let private_ip =
+            spec.private_ip_address.or_else(|| listed.into_iter().next().and_then(|a| a.private_ip_address));
+        let secondary = u32::try_from(spec.secondary_private_ip_address_count.unwrap_or(0)).map_err(|_| {
+            Ec2Error::invalid_value(
+                &format!("{path}.SecondaryPrivateIpAddressCount"),
+                "negative",
+                "Expected 0 or more.",
+            )
+        })?;
+        if index == 0 {
+            if primary.is_some() {
+                return Err(duplicate_index(0));
+            }
+            if spec.network_interface_id.is_some() {
+                return Err(unsupported("Launching with an existing network interface as the primary one (NetworkInterfaceId at device index 0)"));
+            }
+            if secondary > 0 {
+                return Err(unsupported("Secondary private addresses on the primary interface at launch"));
+            }
+            primary = Some(PrimaryInterface {
+                subnet_id: spec.subnet_id,
+                private_ip,
+                groups: spec.groups.unwrap_or_default(),
+                associate_public_ip: spec.associate_public_ip_address,
+            });
+            continue;
+        }
+        let device_index = u32::try_from(index).map_err(|_| {
+            Ec2Error::invalid_value(&format!("{path}.DeviceIndex"), &index.to_string(), "Expected 0 or more.")
+        })?;
+        if extras.iter().any(|e| e.device_index == device_index) {
+            return Err(duplicate_index(device_index));
+        }
+        let existing = spec.network_interface_id.filter(|id| !id.is_empty());
+        if existing.is_some()
+            && (spec.subnet_id.is_some()
+                || private_ip.is_some()
+                || spec.groups.is_some()
+                || secondary > 0
+                || spec.description.is_some())
+        {
+            return Err(combination(
+                "A network interface ID may not be specified with a subnet, addresses, groups or a description: they are the interface's own.",
+            ));
+        }
+        if existing.is_none() && spec.subnet_id.as_deref().is_none_or(str::is_empty) {
+            return Err(Ec2Error::missing_parameter(&format!("{path}.SubnetId")));
+        }
+        extras.push(ExtraInterface {
+            device_index,
+            existing,
+            subnet_id: spec.subnet_id,
+            private_ip: match private_ip.filter(|a| !a.is_empty()) {
+                Some(text) => Some(text.parse().map_err(|_| {
+                    Ec2Error::invalid_value(&format!("{path}.PrivateIpAddress"), &text, "Expected an IPv4 address.")
+                })?),
+                None => None,
+            },
+            secondary_count: secondary,
+            groups: spec.groups.unwrap_or_default(),
+            description: spec.description.unwrap_or_default(),
+            delete_on_termination: spec.delete_on_termination,
+        });
+    }
+    if primary.is_none() {
+        return Err(Ec2Error::invalid_value(
+            "NetworkInterface.N.DeviceIndex",
+            "none at 0",
+            "The instance's primary network interface (device index 0) must be among the network interfaces.",
+        ));
+    }
+    Ok((primary, extras))
+}
+
+fn duplicate_index(index: u32) -> Ec2Error {
+    Ec2Error::new(
+        Code::InvalidParameterValue,
+        format!("Each network interface requires a unique device index; {index} is given twice."),
+    )
 }
 
 /// The root volume's settings from `BlockDeviceMapping.N` for the root device. Other devices
