@@ -152,6 +152,7 @@ fn new_interface(
         attachment: None,
         created_ms: now_ms(),
         client_token: req.client_token.clone(),
+        ended_attachment: None,
     })
 }
 
@@ -609,7 +610,12 @@ impl Backend {
             let Some(mut current) = tx.get(&NETWORK_INTERFACES, record_key)? else { return Ok(()) };
             match current.attachment.as_mut() {
                 Some(a) if a.id == attachment_id && a.state == step && attached => a.state = AttachmentState::Attached,
-                Some(a) if a.id == attachment_id && a.state == step => current.attachment = None,
+                Some(a) if a.id == attachment_id && a.state == step => {
+                    let ended = current.attachment.take();
+                    if step == AttachmentState::Detaching {
+                        current.ended_attachment = ended;
+                    }
+                }
                 _ => return Ok(()),
             }
             tx.insert(&NETWORK_INTERFACES, record_key, &current)?;
@@ -625,7 +631,7 @@ impl Backend {
                 interface.attachment = None;
                 self.drop_interface(tx, &interface)?;
             } else {
-                interface.attachment = None;
+                interface.ended_attachment = interface.attachment.take();
                 tx.insert(&NETWORK_INTERFACES, &key(&record.account, &interface.id), &interface)?;
             }
         }

@@ -130,6 +130,8 @@ pub struct InterfaceView {
     pub description: String,
     pub source_dest_check: bool,
     pub attachment: Option<InterfaceAttachmentView>,
+    /// The attachment that ended last (`detached`), for whoever asks for it by its id.
+    pub ended_attachment: Option<InterfaceAttachmentView>,
     /// Made with CreateNetworkInterface (it outlives its attachments).
     pub own: bool,
     /// The public address its instance was given at launch (primary interfaces only).
@@ -142,10 +144,21 @@ pub struct InterfaceAttachmentView {
     pub id: String,
     pub instance_id: String,
     pub device_index: u32,
-    /// `attaching`, `attached` or `detaching`.
+    /// `attaching`, `attached`, `detaching` or (an ended one) `detached`.
     pub state: &'static str,
     pub attach_time_ms: i64,
     pub delete_on_termination: bool,
+}
+
+fn attachment_view(a: &storage::InterfaceAttachmentRecord, state: &'static str) -> InterfaceAttachmentView {
+    InterfaceAttachmentView {
+        id: a.id.clone(),
+        instance_id: a.instance_id.clone(),
+        device_index: a.device_index,
+        state,
+        attach_time_ms: a.attach_time_ms,
+        delete_on_termination: a.delete_on_termination,
+    }
 }
 
 impl InterfaceView {
@@ -171,6 +184,7 @@ impl InterfaceView {
                 attach_time_ms: record.launch_time_ms,
                 delete_on_termination: true,
             }),
+            ended_attachment: None,
             own: false,
             public_ip: record.public_ip.clone(),
         }
@@ -189,14 +203,8 @@ impl InterfaceView {
             security_group_ids: record.security_group_ids.clone(),
             description: record.description.clone(),
             source_dest_check: record.source_dest_check,
-            attachment: record.attachment.as_ref().map(|a| InterfaceAttachmentView {
-                id: a.id.clone(),
-                instance_id: a.instance_id.clone(),
-                device_index: a.device_index,
-                state: a.state.name(),
-                attach_time_ms: a.attach_time_ms,
-                delete_on_termination: a.delete_on_termination,
-            }),
+            attachment: record.attachment.as_ref().map(|a| attachment_view(a, a.state.name())),
+            ended_attachment: record.ended_attachment.as_ref().map(|a| attachment_view(a, "detached")),
             own: true,
             public_ip: None,
         }
@@ -204,7 +212,7 @@ impl InterfaceView {
 
     /// `in-use` while attached, `available` otherwise.
     pub fn status(&self) -> &'static str {
-        if self.attachment.is_some() {
+        if self.attachment.as_ref().is_some_and(|a| a.state != "detached") {
             "in-use"
         } else {
             "available"

@@ -7,6 +7,7 @@ driver."""
 from __future__ import annotations
 
 import json
+import re
 import os
 import shutil
 import subprocess
@@ -125,6 +126,11 @@ class Terraform:
     def __call__(self, *args: str, expect: tuple[int, ...] = (0,), timeout: float = 600) -> subprocess.CompletedProcess:
         proc = subprocess.run([self.bin, *args], cwd=self.work, env=self.env, capture_output=True, text=True,
                               timeout=timeout)
+        # What took long, for a slow run to show where its time went (with pytest -s).
+        for line in proc.stdout.splitlines():
+            took = re.search(r"(?:Creation|Destruction|Modifications) complete after (?:(\d+)m)?(\d+)s", line)
+            if took and int(took.group(1) or 0) * 60 + int(took.group(2)) >= 5:
+                print(f"terraform {args[0]}: {line.strip()}", flush=True)
         assert proc.returncode in expect, (
             f"terraform {' '.join(args)} exited {proc.returncode} (expected {expect})\n"
             f"stdout:\n{proc.stdout[-6000:]}\nstderr:\n{proc.stderr[-6000:]}"

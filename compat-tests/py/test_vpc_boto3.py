@@ -678,6 +678,11 @@ def test_network_interfaces_of_their_own(cloud):
     client.detach_network_interface(AttachmentId=attachment_id)
     detached = wait_attachment(client, eni_id, None)
     assert detached["Status"] == "available"
+    # Asked for by its id, the ended attachment shows as detached (what Terraform waits for).
+    [ended] = client.describe_network_interfaces(
+        Filters=[{"Name": "attachment.attachment-id", "Values": [attachment_id]}])["NetworkInterfaces"]
+    assert (ended["NetworkInterfaceId"], ended["Attachment"]["Status"], ended["Status"]) == (
+        eni_id, "detached", "available")
     assert routes_through()["192.168.50.0/24"] == ("blackhole", None, eni_id), "a detached interface leads nowhere"
     client.delete_route_table(RouteTableId=through)
     client.delete_network_interface(NetworkInterfaceId=stray)

@@ -829,6 +829,10 @@ pub struct NetworkInterfaceRecord {
     pub created_ms: i64,
     /// CreateNetworkInterface's `ClientToken`: a retry answers this interface.
     pub client_token: Option<String>,
+    /// The attachment that ended last, shown as `detached` to whoever asks for it by its id,
+    /// as EC2 answers for a while after a detach (Terraform waits for that status).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_attachment: Option<InterfaceAttachmentRecord>,
 }
 
 impl NetworkInterfaceRecord {

@@ -1,3 +1,6 @@
+use std::borrow::Cow;
+
+use backend::listing::InterfaceView;
 use ec2api::Code;
 use ec2api::{DescribeNetworkInterfacesOutput, DescribeNetworkInterfacesRequest, Ec2Error};
 
@@ -31,13 +34,24 @@ pub async fn handle(
         .into_iter()
         .map(str::to_owned)
         .collect();
+    // Attachments asked for by id: one that ended shows as `detached` (what Terraform waits
+    // for after DetachNetworkInterface), as EC2 answers for a while after a detach.
+    let asked: Vec<String> = describe
+        .filters
+        .exact_values("attachment.attachment-id")
+        .unwrap_or_default()
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
     let Describe { filters, page, .. } = describe;
     let (account, region) = (ctx.account().to_owned(), ctx.region.clone());
+    let asked_here = asked.clone();
     let (listed, names, public) = ctx
         .call(move |b| {
             let public = public_ips(b.addresses(&account)?);
             let listed = b.list_interfaces(&account, &query, |view, tags| {
-                let candidate = Candidate { view, region: &region, public: &public };
+                let view = as_asked(view, &asked_here);
+                let candidate = Candidate { view: &view, region: &region, public: &public };
                 filters.matches(&Row { item: &candidate, tags, fields: candidate_fields })
             })?;
             Ok((listed, b.security_group_names(&account)?, public))
@@ -47,6 +61,21 @@ pub async fn handle(
         return Err(crate::errors::not_found(backend::ResourceKind::NetworkInterface, &listed.missing));
     }
     let next_token = listed.more.then(|| listed.items.last().map(|i| page.token_after(&i.record.id))).flatten();
-    let interfaces = listed.items.iter().map(|i| shape(&i.record, &i.tags, &ctx.region, &names, &public)).collect();
+    let interfaces = listed
+        .items
+        .iter()
+        .map(|i| shape(&as_asked(&i.record, &asked), &i.tags, &ctx.region, &names, &public))
+        .collect();
     Ok(DescribeNetworkInterfacesOutput { network_interfaces: Some(interfaces), next_token })
+}
+
+/// The interface as shown to a request that asks for `asked` attachments by id: its ended
+/// attachment, if asked for, stands where its current one would be.
+fn as_asked<'a>(view: &'a InterfaceView, asked: &[String]) -> Cow<'a, InterfaceView> {
+    match &view.ended_attachment {
+        Some(ended) if view.attachment.is_none() && asked.contains(&ended.id) => {
+            Cow::Owned(InterfaceView { attachment: Some(ended.clone()), ..view.clone() })
+        }
+        _ => Cow::Borrowed(view),
+    }
 }
