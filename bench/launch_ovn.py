@@ -83,18 +83,20 @@ class Pinger:
     def start(self, address: str) -> None:
         run("ip", "-n", self.ns, "neigh", "flush", "all")
         self.proc = subprocess.Popen(["ip", "netns", "exec", self.ns, "ping", "-n", "-D", "-i", "0.01", address],
-                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        os.set_blocking(self.proc.stdout.fileno(), False)
 
     def first_answer(self, timeout: float) -> float | None:
         """The wall-clock time (`time.time()`) of the first answer, or None."""
         assert self.proc is not None and self.proc.stdout is not None
         deadline = time.monotonic() + timeout
         found = None
-        os.set_blocking(self.proc.stdout.fileno(), False)
         buffered = ""
         while found is None and time.monotonic() < deadline:
-            chunk = self.proc.stdout.read() or ""
-            buffered += chunk
+            try:
+                buffered += os.read(self.proc.stdout.fileno(), 65536).decode(errors="replace")
+            except BlockingIOError:
+                pass
             match = re.search(r"^\[(\d+\.\d+)\] \d+ bytes from", buffered, re.MULTILINE)
             if match:
                 found = float(match.group(1))
@@ -160,7 +162,9 @@ def launch_virsh(template: str, switch: str, base_disk: str, work: Path, name: s
     port = str(uuid.uuid4())
     nbctl("lsp-add", switch, port, "--", "lsp-set-addresses", port, f"{VIRSH_MAC} {VIRSH_ADDRESS}")
     domain = standalone_xml(template, name, disk, console, VIRSH_MAC, VIRSH_ADDRESS)
-    domain = re.sub(r"interfaceid='[0-9a-f-]+'", f"interfaceid='{port}'", domain)
+    domain, plugged = re.subn(r"interfaceid=(['\"])[0-9a-f-]+\1", f"interfaceid='{port}'", domain)
+    if plugged != 1:
+        raise RuntimeError("the template's NIC names no OVN port (interfaceid)")
     xml.write_text(domain)
     marker = Watch(console, BOOT_MARKER)
     running = booted = answered = None

@@ -68,7 +68,8 @@ fn map_value(pairs: &[(&str, String)]) -> String {
 }
 
 /// The commands that make `current` hold what `desired` describes. Creations come before the
-/// rows that refer to them; deletions of ports before their routers and switches.
+/// rows that refer to them; deletions of switch ports before anything is added (their
+/// addresses may be taken by new ports), of router ports before their routers.
 pub fn plan(desired: &Desired, current: &Current) -> Vec<Command> {
     let installation = desired.installation.as_str();
     let mut out = Vec::new();
@@ -169,6 +170,36 @@ pub fn plan(desired: &Desired, current: &Current) -> Vec<Command> {
     let switches = by_name(&current.switches);
     let switch_ports = by_name(&current.switch_ports);
     let dhcp_rows: BTreeMap<&str, &Row> = current.dhcp.iter().filter_map(|r| Some((r.external(OWNER)?, r))).collect();
+    // Addresses move between ports (a terminated instance's goes to the next launch, a
+    // secondary address is reassigned), and ovn-nbctl refuses any command that would leave
+    // two ports of a switch with one address, even for a moment of the batch: ports that go
+    // lose their addresses and are deleted first (ovn-nbctl's check still sees a port deleted
+    // earlier in the same batch, but not the addresses it had), and ports whose addresses
+    // change hold their MAC alone until every port has its new addresses.
+    let wanted_switch_ports: BTreeSet<String> = desired
+        .switches
+        .iter()
+        .flat_map(|s| {
+            let legs = s.legs().into_iter().map(|(leg, _)| leg);
+            s.ports.iter().map(|p| p.name.clone()).chain(legs).chain(s.localnet.as_ref().map(|_| s.localnet_port()))
+        })
+        .collect();
+    let wanted_switches: BTreeSet<&str> = desired.switches.iter().map(|s| s.name.as_str()).collect();
+    for row in &current.switch_ports {
+        let parent_goes = row.external(PARENT).is_some_and(|p| !wanted_switches.contains(p));
+        if !wanted_switch_ports.contains(&row.name) && !parent_goes {
+            out.push(command(&["lsp-set-addresses", &row.name]));
+            out.push(command(&["lsp-del", &row.name]));
+        }
+    }
+    for switch in &desired.switches {
+        for port in &switch.ports {
+            let Some(row) = switch_ports.get(port.name.as_str()) else { continue };
+            if row.external(PARENT) == Some(switch.name.as_str()) && row.set("addresses") != [port.address_entry()] {
+                out.push(command(&["lsp-set-addresses", &port.name, &port.mac]));
+            }
+        }
+    }
     for (index, switch) in desired.switches.iter().enumerate() {
         match switches.get(switch.name.as_str()) {
             None => {
@@ -288,26 +319,11 @@ pub fn plan(desired: &Desired, current: &Current) -> Vec<Command> {
 
     plan_port_groups(&mut out, desired, current);
 
-    // What is no longer wanted: port groups and ports first, then what held them.
+    // What is no longer wanted (switch ports went first): port groups, then what held them.
     let wanted_groups: BTreeSet<&str> = desired.port_groups.iter().map(|g| g.name.as_str()).collect();
     for row in &current.port_groups {
         if !wanted_groups.contains(row.name.as_str()) {
             out.push(command(&["pg-del", &row.name]));
-        }
-    }
-    let wanted_switch_ports: BTreeSet<String> = desired
-        .switches
-        .iter()
-        .flat_map(|s| {
-            let legs = s.legs().into_iter().map(|(leg, _)| leg);
-            s.ports.iter().map(|p| p.name.clone()).chain(legs).chain(s.localnet.as_ref().map(|_| s.localnet_port()))
-        })
-        .collect();
-    let wanted_switches: BTreeSet<&str> = desired.switches.iter().map(|s| s.name.as_str()).collect();
-    for row in &current.switch_ports {
-        let parent_goes = row.external(PARENT).is_some_and(|p| !wanted_switches.contains(p));
-        if !wanted_switch_ports.contains(&row.name) && !parent_goes {
-            out.push(command(&["lsp-del", &row.name]));
         }
     }
     for row in &current.dhcp {
@@ -776,8 +792,10 @@ mod tests {
         one_port_less.switches[0].ports.clear();
         one_port_less.switches[0].dhcp = None;
         let commands = plan(&one_port_less, &applied());
-        assert_eq!(verbs(&commands), ["lsp-del", "destroy"], "{commands:?}");
-        assert_eq!(commands[0][1], "eni-1");
+        // A port that goes gives its addresses up first, in the same batch (a new port may take
+        // them), then goes.
+        assert_eq!(verbs(&commands), ["lsp-set-addresses", "lsp-del", "destroy"], "{commands:?}");
+        assert_eq!((commands[0].len(), commands[1][1].as_str()), (2, "eni-1"));
     }
 
     #[test]
