@@ -1,0 +1,234 @@
+#!/usr/bin/env python3
+"""VPC migration benchmark (issue 16): a live migration of a guest on OVN through Stratus,
+against the same migration by virsh with the port binding moved by hand as Stratus moves it.
+
+1. `scripts/lab up 2` (two libvirt hosts, each an OVN chassis with its own Open vSwitch,
+   Geneve between them and to this machine), `stratus serve` on the lab's config with
+   `[network] ovn_northbound`, so that the account's default VPC is a network of its own, and
+   the test image imported.
+2. A pinger on this machine's chassis: a namespace plugged into the default subnet's switch as
+   a port of our own at 172.31.15.200 (the default group lets ICMP in from it), so that it
+   stays put while the guests move between the lab hosts.
+3. R repetitions of both paths, their order rotated; each boots a fresh idle guest, pings it
+   every 10 ms from one second before the migration to 1.5 s after, then:
+   - stratus: MigrateInstance to the other host, then DescribeInstanceMigrations every 20 ms
+     until it is final; the figures are Stratus's (libvirt's completed job).
+   - virsh: the domain Stratus defined (`dumpxml --inactive`, from an instance launched for the
+     purpose) made standalone with a logical switch port of its own bound to the source's
+     chassis; within the timed migration, as Stratus does it: the port bound to both chassis
+     (`requested-chassis=src,dst`, `activation-strategy=rarp`), `virsh migrate --live --p2p
+     --persistent --undefinesource --unsafe`, then bound to the target alone. Figures from
+     `virsh domjobinfo --completed` on the target.
+   The wall time runs from the request to the end (the job seen final / the binding moved);
+   the total time and the downtime are libvirt's on both paths; the largest gap between two
+   answers of the pinger is what the network saw.
+4. `migration-ovn.json` in --out, and a table on stdout.
+
+    bench/migration_ovn.py [--out DIR] [--reps 3] [--stratus-bin target/release/stratus]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from common import (BOOT_MARKER, REPO, Stratus, Watch, build_test_image, cell, instance, log, ratio, remove_domain,
+                    rotation, run, run_main, standalone_xml, summary, table, terminate, virsh)
+from launch_ovn import NB, PINGER_ADDRESS, Pinger, nbctl
+from migration import jobinfo
+
+INSTANCE_TYPE = "t3.nano"
+VIRSH_ADDRESS = "172.31.15.251"
+VIRSH_MAC = "52:54:00:be:0c:03"
+BOOT_TIMEOUT = 120.0
+PATHS = ("stratus", "virsh")
+
+
+def chassis_of(uri: str) -> str:
+    """A lab host's chassis (scripts/lab: host i at 10.88.0.(10+i) is lab-h<i>)."""
+    index = int(re.search(r"10\.88\.0\.(\d+)", uri).group(1)) - 10
+    return f"lab-h{index}"
+
+
+def trace_gap(pinger: Pinger) -> tuple[float | None, int]:
+    """Stops the pinger's trace: the largest gap between two answers (ms), and how many came."""
+    assert pinger.proc is not None
+    pinger.proc.terminate()
+    out = pinger.proc.communicate()[0].decode(errors="replace")
+    pinger.proc = None
+    stamps = [float(t) for t in re.findall(r"^\[(\d+\.\d+)\] \d+ bytes from", out, re.MULTILINE)]
+    gap = max((b - a for a, b in zip(stamps, stamps[1:])), default=None)
+    return (None if gap is None else round(gap * 1000, 1)), len(stamps)
+
+
+def record(path: str, ok: bool, wall_ms: float | None, job: dict, gap: tuple[float | None, int], note: str) -> dict:
+    return {"via": path, "ok": ok and gap[0] is not None, "wall_ms": wall_ms, "total_ms": job.get("total"),
+            "downtime_ms": job.get("downtime"), "largest_gap_ms": gap[0], "answers": gap[1], "note": note}
+
+
+def migrate_stratus(stratus: Stratus, ec2, ext, image_id: str, pinger: Pinger, hosts: dict[str, str]) -> dict:
+    [launched] = ec2.run_instances(ImageId=image_id, InstanceType=INSTANCE_TYPE, MinCount=1, MaxCount=1)["Instances"]
+    instance_id = launched["InstanceId"]
+    try:
+        marker = Watch(stratus.console_path(instance_id), BOOT_MARKER)
+        if marker.wait(BOOT_TIMEOUT) is None:
+            return record("stratus", False, None, {}, (None, 0), "no boot marker")
+        source = next(h for h, v in hosts.items()
+                      if instance_id in {i["InstanceId"] for i in ext.describe_hosts(HostIds=[h])["Hosts"][0]["Instances"]})
+        target = next(h for h in hosts if h != source)
+        pinger.start(launched["PrivateIpAddress"])
+        time.sleep(1.0)
+        t0 = time.monotonic()
+        migration = ext.migrate_instance(InstanceId=instance_id, TargetHostId=target)["Migration"]
+        while (m := ext.describe_instance_migrations(MigrationIds=[migration["MigrationId"]])["Migrations"][0])[
+                "Status"] not in ("completed", "failed", "cancelled"):
+            time.sleep(0.02)
+        wall = round((time.monotonic() - t0) * 1000, 1)
+        time.sleep(1.5)
+        gap = trace_gap(pinger)
+        job = {"total": m.get("TotalTimeMillis"), "downtime": m.get("DowntimeMillis")}
+        return record("stratus", m["Status"] == "completed", wall, job, gap, m.get("ErrorMessage") or instance_id)
+    finally:
+        if pinger.proc is not None:
+            trace_gap(pinger)
+        terminate(ec2, instance_id)
+
+
+def migrate_virsh(template: str, switch: str, base_disk: str, work: Path, name: str, pinger: Pinger,
+                  source: str, target: str) -> dict:
+    base = work / name
+    base.mkdir()
+    disk, console, xml = base / "root.qcow2", base / "console.log", base / "domain.xml"
+    run("qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", base_disk, str(disk))
+    port = str(uuid.uuid4())
+    src, dst = chassis_of(source), chassis_of(target)
+    nbctl("lsp-add", switch, port, "--", "lsp-set-addresses", port, f"{VIRSH_MAC} {VIRSH_ADDRESS}",
+          "--", "lsp-set-options", port, f"requested-chassis={src}")
+    domain, plugged = re.subn(r"interfaceid=(['\"])[0-9a-f-]+\1", f"interfaceid='{port}'",
+                              standalone_xml(template, name, disk, console, VIRSH_MAC, VIRSH_ADDRESS))
+    if plugged != 1:
+        raise RuntimeError("the template's NIC names no OVN port (interfaceid)")
+    xml.write_text(domain)
+    try:
+        virsh(source, f"define {xml} ; start {name}")
+        if Watch(console, BOOT_MARKER).wait(BOOT_TIMEOUT) is None:
+            return record("virsh", False, None, {}, (None, 0), "no boot marker")
+        pinger.start(VIRSH_ADDRESS)
+        time.sleep(1.0)
+        t0 = time.monotonic()
+        nbctl("lsp-set-options", port, f"requested-chassis={src},{dst}", "activation-strategy=rarp")
+        done = virsh(source, "migrate", "--live", "--p2p", "--persistent", "--undefinesource", "--unsafe", name,
+                     target, check=False, timeout=300)
+        nbctl("lsp-set-options", port, f"requested-chassis={dst}")
+        wall = round((time.monotonic() - t0) * 1000, 1)
+        time.sleep(1.5)
+        gap = trace_gap(pinger)
+        job = jobinfo(target, name, completed=True)
+        figures = {"total": job.get("time_elapsed_ms"), "downtime": job.get("total_downtime_ms")}
+        return record("virsh", done.returncode == 0, wall, figures, gap, done.stderr.strip() or name)
+    finally:
+        if pinger.proc is not None:
+            trace_gap(pinger)
+        remove_domain(source, name)
+        remove_domain(target, name)
+        run("ovn-nbctl", f"--db={NB}", "--timeout=10", "--if-exists", "lsp-del", port, check=False)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=Path("bench-results"))
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--stratus-bin", type=Path, default=REPO / "target/release/stratus")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    lab = run(str(REPO / "scripts/lab"), "up", "2", timeout=600).stdout
+    config = Path(re.search(r"^config=(\S+)$", lab, re.MULTILINE).group(1)).read_text()
+    image = build_test_image()
+    accelerator = Path("/var/lib/stratus/accelerator").read_text().strip()
+    work = Path(tempfile.mkdtemp(prefix="stratus-bench-migration-ovn-"))
+    stratus = pinger = None
+    runs = []
+    try:
+        stratus = Stratus(args.stratus_bin.resolve(), work / "data",
+                          config=config + f'\n[network]\novn_northbound = "{NB}"\n\n[instances]\nsweep_interval_ms = 500\n')
+        ec2, ext = stratus.client(), stratus.client("stratus")
+        image_id = stratus.import_image(image, "bench-migration-ovn")
+        hosts = {h["HostId"]: h["Uri"] for h in ext.describe_hosts()["Hosts"]}
+        [subnet] = [s for s in ec2.describe_subnets(Filters=[{"Name": "default-for-az", "Values": ["true"]}])["Subnets"]
+                    if s["CidrBlock"] == "172.31.0.0/20"]
+        switch = f"stratus-{subnet['SubnetId']}"
+        deadline = time.monotonic() + 30
+        while switch not in nbctl("ls-list"):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"Stratus did not make {switch} in OVN")
+            time.sleep(0.2)
+        pinger = Pinger(switch)
+        [group] = ec2.describe_security_groups(Filters=[{"Name": "vpc-id", "Values": [subnet["VpcId"]]},
+                                                        {"Name": "group-name", "Values": ["default"]}])["SecurityGroups"]
+        ec2.authorize_security_group_ingress(GroupId=group["GroupId"], IpPermissions=[
+            {"IpProtocol": "icmp", "FromPort": -1, "ToPort": -1, "IpRanges": [{"CidrIp": f"{PINGER_ADDRESS}/32"}]}])
+
+        log("a template for the virsh runs: the domain Stratus defines for this type and image")
+        [launched] = ec2.run_instances(ImageId=image_id, InstanceType=INSTANCE_TYPE, MinCount=1,
+                                       MaxCount=1)["Instances"]
+        try:
+            while instance(ec2, launched["InstanceId"])["State"]["Name"] != "running":
+                time.sleep(0.1)
+            where = next(h for h in hosts if launched["InstanceId"] in
+                         {i["InstanceId"] for i in ext.describe_hosts(HostIds=[h])["Hosts"][0]["Instances"]})
+            template = virsh(hosts[where], "dumpxml", "--inactive", launched["InstanceId"]).stdout
+        finally:
+            terminate(ec2, launched["InstanceId"])
+        uris = sorted(hosts.values())
+        for rep in range(args.reps):
+            for path in rotation(list(PATHS), rep):
+                if path == "stratus":
+                    r = migrate_stratus(stratus, ec2, ext, image_id, pinger, hosts)
+                else:
+                    source, target = (uris[0], uris[1]) if rep % 2 == 0 else (uris[1], uris[0])
+                    r = migrate_virsh(template, switch, image.disk, work, f"bench-migration-ovn-{os.getpid()}-{rep}",
+                                      pinger, source, target)
+                r["rep"] = rep
+                runs.append(r)
+                log(f"rep {rep} {path}: total {r['total_ms']} ms, downtime {r['downtime_ms']} ms, wall {r['wall_ms']} ms, "
+                    f"largest gap {r['largest_gap_ms']} ms{'' if r['ok'] else '  BROKEN: ' + r['note']}")
+            if not stratus.alive():
+                raise RuntimeError(f"stratus serve died (see {stratus.log_path})")
+    finally:
+        if pinger is not None:
+            pinger.close()
+        if stratus is not None:
+            stratus.stop()
+        shutil.rmtree(work, ignore_errors=True)
+        run(str(REPO / "scripts/lab"), "down", timeout=300, check=False)
+
+    metrics = ("total_ms", "downtime_ms", "wall_ms", "largest_gap_ms")
+    summaries = {p: {m: summary([r[m] for r in runs if r["via"] == p and r["ok"]]) for m in metrics} for p in PATHS}
+    report = {"kind": "migration-ovn", "repetitions": args.reps, "accelerator": accelerator, "runs": runs,
+              "summary": summaries}
+    (args.out / "migration-ovn.json").write_text(json.dumps(report, indent=2) + "\n")
+    rows = []
+    for metric in metrics:
+        s, v = summaries["stratus"][metric], summaries["virsh"][metric]
+        rows.append([metric, cell(s), cell(v), ratio(s, v),
+                     f"{s['median'] - v['median']:+.0f}" if s["n"] and v["n"] else "-"])
+    broken = [r for r in runs if not r["ok"]]
+    print(f"\nLive migration on OVN between two lab hosts ({accelerator}, an idle t3.nano guest (512 MiB), {args.reps} "
+          "repetitions, ms: median (min–max); S = stratus, V = virsh with the binding moved by hand)\n")
+    print(table(["metric", "stratus", "virsh", "S/V", "S − V"], rows))
+    print(f"\n{len(broken)} broken run(s)" + "".join(f"\n  {r['via']} rep {r['rep']}: {r['note']}" for r in broken))
+    print(f"written: {args.out / 'migration-ovn.json'}")
+
+
+if __name__ == "__main__":
+    run_main(main)
