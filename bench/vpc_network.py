@@ -16,16 +16,22 @@ VPC, on one host and across two lab hosts, against the underlay the tunnels ride
    - `across hosts`: lab host 1 to lab host 2 (Geneve over the underlay);
    - `underlay`: lab host 1's tunnel endpoint to lab host 2's, with no OVN in the way (the
      physical path the tunnel rides on): the baseline.
-4. `vpc-network.json` in --out, and a table on stdout. The datapath is reported as found
+4. Security-group changes: a fourth interface on lab host 2, in a group of its own with no
+   ingress rule, pinged every 10 ms from lab host 1 while a rule letting that ping in is
+   authorized and revoked --rule-changes times (Stratus's default sweep): from the request to
+   the first answer after an authorize, and to the last answer after a revoke (p50, p99).
+5. `vpc-network.json` in --out, and tables on stdout. The datapath is reported as found
    (`ovs-vsctl get bridge br-int datapath_type` on a lab host).
 
-    bench/vpc_network.py [--out DIR] [--seconds 10] [--stratus-bin target/release/stratus]
+    bench/vpc_network.py [--out DIR] [--seconds 10] [--rule-changes 20]
+                         [--stratus-bin target/release/stratus]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shutil
 import statistics
@@ -93,10 +99,70 @@ def measure(client_ns: str, server_ns: str, server_address: str, seconds: int) -
             "rtt_ms_mean": round(statistics.mean(rtts), 3) if rtts else None, "pings_answered": len(rtts)}
 
 
+class Trace:
+    """A ping every 10 ms, its answers' wall-clock stamps read as they come."""
+
+    def __init__(self, ns: str, address: str):
+        self.proc = subprocess.Popen(["ip", "netns", "exec", ns, "ping", "-n", "-D", "-i", "0.01", address],
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        os.set_blocking(self.proc.stdout.fileno(), False)
+        self.buffered = ""
+        self.stamps: list[float] = []
+
+    def poll(self) -> None:
+        try:
+            self.buffered += os.read(self.proc.stdout.fileno(), 65536).decode(errors="replace")
+        except BlockingIOError:
+            return
+        lines = self.buffered.split("\n")
+        self.buffered = lines.pop()
+        for line in lines:
+            if found := re.match(r"^\[(\d+\.\d+)\] \d+ bytes from", line):
+                self.stamps.append(float(found.group(1)))
+
+    def stop(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+
+
+def rule_changes(ec2, group: str, client_ns: str, address: str, source: str, cycles: int) -> dict:
+    """Authorize and revoke a rule letting `source` ping `address`, `cycles` times: how long
+    until the first answer after each authorize and the last after each revoke (ms)."""
+    permission = [{"IpProtocol": "icmp", "FromPort": -1, "ToPort": -1, "IpRanges": [{"CidrIp": f"{source}/32"}]}]
+    trace = Trace(client_ns, address)
+    opened, closed = [], []
+    try:
+        for _ in range(cycles):
+            t0 = time.time()
+            ec2.authorize_security_group_ingress(GroupId=group, IpPermissions=permission)
+            while not any(s > t0 for s in trace.stamps):
+                if time.time() - t0 > 30:
+                    raise RuntimeError("an authorized rule was not enforced within 30 s")
+                time.sleep(0.01)
+                trace.poll()
+            opened.append((min(s for s in trace.stamps if s > t0) - t0) * 1000)
+            time.sleep(0.3)
+            t1 = time.time()
+            ec2.revoke_security_group_ingress(GroupId=group, IpPermissions=permission)
+            # Enforced once no answer came for a second.
+            while time.time() - max([t1] + trace.stamps) < 1.0:
+                if time.time() - t1 > 30:
+                    raise RuntimeError("a revoked rule was still let through after 30 s")
+                time.sleep(0.01)
+                trace.poll()
+            closed.append((max([t1] + trace.stamps) - t1) * 1000)
+    finally:
+        trace.stop()
+    q = lambda values, f: round(sorted(values)[min(len(values) - 1, int(f * len(values)))], 1)
+    return {"authorize_ms": {"p50": q(opened, 0.5), "p99": q(opened, 0.99), "all": [round(v, 1) for v in opened]},
+            "revoke_ms": {"p50": q(closed, 0.5), "p99": q(closed, 0.99), "all": [round(v, 1) for v in closed]}}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path("bench-results"))
     parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--rule-changes", type=int, default=20)
     parser.add_argument("--stratus-bin", type=Path, default=REPO / "target/release/stratus")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -110,6 +176,7 @@ def main() -> None:
     stratus = None
     ends: list[End] = []
     results = {}
+    rules: dict = {}
     try:
         stratus = Stratus(args.stratus_bin.resolve(), work / "data", config=config + f'\n[network]\novn_northbound = "{NB}"\n')
         ec2 = stratus.client()
@@ -118,11 +185,13 @@ def main() -> None:
         group = ec2.create_security_group(GroupName="bench", Description="the VPC", VpcId=vpc)["GroupId"]
         ec2.authorize_security_group_ingress(GroupId=group, IpPermissions=[
             {"IpProtocol": "-1", "IpRanges": [{"CidrIp": "10.0.0.0/16"}]}])
+        ruled = ec2.create_security_group(GroupName="ruled", Description="no ingress yet", VpcId=vpc)["GroupId"]
         interfaces = [ec2.create_network_interface(SubnetId=subnet, PrivateIpAddress=f"10.0.1.{20 + i}",
-                                                   Groups=[group])["NetworkInterface"] for i in range(3)]
+                                                   Groups=[ruled if i == 3 else group])["NetworkInterface"]
+                      for i in range(4)]
         ports = {}
         deadline = time.monotonic() + 30
-        while len(ports) < 3:
+        while len(ports) < 4:
             if time.monotonic() > deadline:
                 raise RuntimeError("Stratus did not make the interfaces' ports in OVN")
             for eni in interfaces:
@@ -131,7 +200,7 @@ def main() -> None:
                 if found:
                     ports[eni["NetworkInterfaceId"]] = found
             time.sleep(0.2)
-        for n, (eni, host) in enumerate(zip(interfaces, (1, 1, 2))):
+        for n, (eni, host) in enumerate(zip(interfaces, (1, 1, 2, 2))):
             ends.append(End(f"bv{n}", host, ports[eni["NetworkInterfaceId"]], eni["MacAddress"],
                             eni["PrivateIpAddress"], "10.0.1.1"))
         deadline = time.monotonic() + 60
@@ -148,6 +217,9 @@ def main() -> None:
             log(f"{name}: iperf3 {args.seconds} s and 200 pings to {address}")
             results[name] = measure(client, server, address, args.seconds)
             log(f"{name}: {results[name]}")
+        log(f"security-group changes: {args.rule_changes} authorizations and revocations")
+        rules = rule_changes(ec2, ruled, ends[0].ns, "10.0.1.23", "10.0.1.20", args.rule_changes)
+        log(f"rules: {rules}")
     finally:
         for end in ends:
             end.close()
@@ -156,7 +228,8 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
         run(str(REPO / "scripts/lab"), "down", timeout=300, check=False)
 
-    report = {"kind": "vpc-network", "datapath": datapath, "seconds": args.seconds, "paths": results}
+    report = {"kind": "vpc-network", "datapath": datapath, "seconds": args.seconds, "paths": results,
+              "rule_changes": rules}
     (args.out / "vpc-network.json").write_text(json.dumps(report, indent=2) + "\n")
     base = results["underlay"]["gbit_per_s"]
     rows = [[name, f"{r['gbit_per_s']:.2f}", f"{r['gbit_per_s'] / base:.2f}" if base else "-",
@@ -164,6 +237,9 @@ def main() -> None:
     print(f"\nVPC data plane (Open vSwitch datapath: {datapath}; iperf3 one TCP stream for {args.seconds} s; "
           "200 pings 10 ms apart)\n")
     print(table(["path", "Gbit/s", "of underlay", "retransmits", "RTT p50 ms", "RTT p99 ms"], rows))
+    print(f"\nSecurity-group change to enforced across hosts ({args.rule_changes} of each, ms)\n")
+    print(table(["change", "p50", "p99"], [[k.removesuffix("_ms"), str(v["p50"]), str(v["p99"])]
+                                           for k, v in rules.items()]))
     print(f"written: {args.out / 'vpc-network.json'}")
 
 

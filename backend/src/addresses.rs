@@ -307,7 +307,7 @@ impl Backend {
         private_ip: Option<&str>,
         allow_reassociation: bool,
     ) -> Result<String> {
-        self.store().write(|tx| {
+        self.network_changed_after(self.store().write(|tx| {
             let mut address = address_in(tx, account, allocation_id)?;
             let instance = pointee(tx, account, target)?;
             let private_ip = match private_ip {
@@ -367,12 +367,12 @@ impl Backend {
             address.association = Some(association.clone());
             tx.insert(&ADDRESSES, &key(account, allocation_id), &address)?;
             Ok(association.id)
-        })
+        }))
     }
 
     /// DisassociateAddress.
     pub fn disassociate_address(&self, account: &str, association_id: &str) -> Result<()> {
-        self.store().write(|tx| {
+        self.network_changed_after(self.store().write(|tx| {
             let mut address = address_associated(tx, account, association_id)?;
             if let Some(nat) = held_by_nat(tx, account, &address.allocation_id)? {
                 return Err(Error::AddressInUseBy { allocation: address.allocation_id, user: nat });
@@ -380,7 +380,7 @@ impl Backend {
             address.association = None;
             tx.insert(&ADDRESSES, &key(account, &address.allocation_id), &address)?;
             Ok(())
-        })
+        }))
     }
 
     /// ReleaseAddress: back to the pool, once nothing points at it.

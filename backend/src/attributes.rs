@@ -160,7 +160,7 @@ impl Backend {
             }
         }
         let key = format!("{account}/{id}");
-        self.store().write(|tx| {
+        self.network_changed_after(self.store().write(|tx| {
             let mut record = tx
                 .get(&INSTANCES, &key)?
                 .ok_or_else(|| Error::ResourceNotFound { kind: ResourceKind::Instance, id: id.to_owned() })?;
@@ -206,7 +206,7 @@ impl Backend {
             }
             tx.insert(&INSTANCES, &key, &record)?;
             Ok(())
-        })
+        }))
     }
 }
 

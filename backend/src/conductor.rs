@@ -87,10 +87,18 @@ pub struct SweepReport {
     pub read_took: Duration,
 }
 
+/// The conductor's key for reconciling OVN at once ([`Backend::network_changed`]): no record
+/// has it (ids have no `!`).
+const NETWORK_KEY: &str = "!network";
+
 impl Backend {
     /// Drives one instance from a transitional state to the next stable one. Blocks on the
     /// host; safe to call again at any point (after a crash too).
     pub fn converge(&self, key: &str) -> Result<()> {
+        if key == NETWORK_KEY {
+            self.sync_ovn_now();
+            return Ok(());
+        }
         // Volumes that no instance holds are driven by their own key.
         if key.split_once('/').and_then(|(_, id)| ResourceKind::of_id(id)) == Some(ResourceKind::Volume) {
             return self.converge_volume(key);
@@ -290,6 +298,23 @@ impl Backend {
             }
         });
         tokio::spawn(conduct(Arc::clone(self), receiver, events, sweep_interval));
+    }
+
+    /// Says that what OVN should hold changed in a way guests feel at once (a group's rules,
+    /// routes, an Elastic IP): the conductor reconciles OVN now rather than at the next sweep.
+    /// Kicks that come while it runs are coalesced into one more pass.
+    pub(crate) fn network_changed(&self) {
+        if self.ovn.is_some() {
+            self.kick(NETWORK_KEY);
+        }
+    }
+
+    /// `result`, after [`Backend::network_changed`] when it is a success.
+    pub(crate) fn network_changed_after<T>(&self, result: Result<T>) -> Result<T> {
+        if result.is_ok() {
+            self.network_changed();
+        }
+        result
     }
 
     /// Asks the conductor to drive an instance; a no-op when none runs (CLI, unit tests).

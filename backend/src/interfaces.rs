@@ -395,7 +395,7 @@ impl Backend {
     /// ModifyNetworkInterfaceAttribute. An instance's own interface takes new groups (they are
     /// its instance's); its other attributes are fixed here.
     pub fn modify_network_interface(&self, account: &str, id: &str, change: InterfaceChange) -> Result<()> {
-        self.store().write(|tx| {
+        self.network_changed_after(self.store().write(|tx| {
             let Some(mut record) = tx.get(&NETWORK_INTERFACES, &key(account, id))? else {
                 let Some(instance_key) = crate::listing::primary_interface_owner(tx, account, id)? else {
                     return Err(not_found(id));
@@ -432,7 +432,7 @@ impl Backend {
             }
             tx.insert(&NETWORK_INTERFACES, &key(account, id), &record)?;
             Ok(())
-        })
+        }))
     }
 
     /// AssignPrivateIpAddresses: `addresses` by value and `count` more of the interface's

@@ -456,7 +456,7 @@ impl Backend {
         rule_tags: &[(String, String)],
     ) -> Result<(SecurityGroupRecord, Vec<SecurityGroupRuleRecord>)> {
         tags::validate_tags(rule_tags)?;
-        self.store().write(|tx| {
+        self.network_changed_after(self.store().write(|tx| {
             let (key, mut record) = self.group_for_change(tx, account, default_vpc, group)?;
             let added = self.rules_from_specs(tx, account, &record.vpc_id, egress, specs)?;
             for (index, rule) in added.iter().enumerate() {
@@ -473,7 +473,7 @@ impl Backend {
                 tags::put_tags(tx, account, &rule.id, rule_tags)?;
             }
             Ok((record, added))
-        })
+        }))
     }
 
     /// RevokeSecurityGroupIngress/Egress, by rule or by rule id: removes every one or none;
@@ -487,7 +487,7 @@ impl Backend {
         specs: &[RuleSpec],
         rule_ids: &[String],
     ) -> Result<(String, Vec<SecurityGroupRuleRecord>)> {
-        self.store().write(|tx| {
+        self.network_changed_after(self.store().write(|tx| {
             let (key, mut record) = self.group_for_change(tx, account, default_vpc, group)?;
             let mut revoked = Vec::new();
             if !specs.is_empty() {
@@ -515,7 +515,7 @@ impl Backend {
                 tags::drop_tags(tx, account, &rule.id)?;
             }
             Ok((record.id, revoked))
-        })
+        }))
     }
 }
 

@@ -571,6 +571,9 @@ pub(crate) struct OvnSync {
     pub last: std::sync::Mutex<Option<(Desired, Instant)>>,
     /// The gateway chassis.
     pub chassis: String,
+    /// Held while a reconciliation reads and writes: the sweep's and an immediate one
+    /// ([`Backend::sync_ovn_now`]) would otherwise plan from the same state and collide.
+    pub reconciling: std::sync::Mutex<()>,
 }
 
 /// This machine's hostname: the chassis name `scripts/setup-host` gives it.
@@ -585,6 +588,7 @@ impl Backend {
             northbound: ovn::Northbound::new(db),
             last: Default::default(),
             chassis: default_chassis(),
+            reconciling: Default::default(),
         });
         self
     }
@@ -832,6 +836,7 @@ impl Backend {
     /// a no-op without a configured OVN. Blocks on `ovn-nbctl`. Called by every sweep.
     pub fn sync_ovn(&self, interfaces: &[Interface]) -> Result<Option<ovn::Applied>> {
         let Some(sync) = &self.ovn else { return Ok(None) };
+        let _one_at_a_time = sync.reconciling.lock().unwrap_or_else(|p| p.into_inner());
         let wanted = self.desired_network(interfaces)?;
         {
             let last = sync.last.lock().unwrap_or_else(|p| p.into_inner());

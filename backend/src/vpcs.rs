@@ -679,7 +679,7 @@ impl Backend {
 
     /// AttachInternetGateway: one gateway per VPC, one VPC per gateway.
     pub fn attach_internet_gateway(&self, account: &str, gateway_id: &str, vpc_id: &str) -> Result<()> {
-        self.store().write(|tx| {
+        self.network_changed_after(self.store().write(|tx| {
             let mut gateway = gateway_in(tx, account, gateway_id)?;
             vpc_in(tx, account, vpc_id)?;
             if gateway.vpc_id.is_some() {
@@ -698,12 +698,12 @@ impl Backend {
             }
             tx.insert(&INTERNET_GATEWAYS, &key(account, gateway_id), &gateway)?;
             Ok(())
-        })
+        }))
     }
 
     /// DetachInternetGateway. Routes through it stay, blackholed, as on AWS.
     pub fn detach_internet_gateway(&self, account: &str, gateway_id: &str, vpc_id: &str) -> Result<()> {
-        self.store().write(|tx| {
+        self.network_changed_after(self.store().write(|tx| {
             let mut gateway = gateway_in(tx, account, gateway_id)?;
             vpc_in(tx, account, vpc_id)?;
             if gateway.vpc_id.as_deref() != Some(vpc_id) {
@@ -720,7 +720,7 @@ impl Backend {
             }
             tx.insert(&INTERNET_GATEWAYS, &key(account, gateway_id), &gateway)?;
             Ok(())
-        })
+        }))
     }
 
     pub fn delete_internet_gateway(&self, account: &str, gateway_id: &str) -> Result<()> {
@@ -804,7 +804,7 @@ impl Backend {
 
     /// AssociateRouteTable: a subnet of the table's VPC, which has no table of its own yet.
     pub fn associate_route_table(&self, account: &str, table_id: &str, subnet_id: &str) -> Result<String> {
-        self.store().write(|tx| {
+        self.network_changed_after(self.store().write(|tx| {
             let mut table = table_in(tx, account, table_id)?;
             let subnet = subnet_in(tx, account, subnet_id)?;
             if subnet.vpc_id != table.vpc_id {
@@ -822,13 +822,13 @@ impl Backend {
             table.associations.push(association.clone());
             tx.insert(&ROUTE_TABLES, &key(account, table_id), &table)?;
             Ok(association.id)
-        })
+        }))
     }
 
     /// DisassociateRouteTable: the subnet follows the main table again. The main association
     /// itself cannot go.
     pub fn disassociate_route_table(&self, account: &str, association_id: &str) -> Result<()> {
-        self.store().write(|tx| {
+        self.network_changed_after(self.store().write(|tx| {
             let mut table = table_with_association(tx, account, association_id)?;
             if table.associations.iter().any(|a| a.id == association_id && a.subnet_id.is_none()) {
                 return Err(invalid(
@@ -839,7 +839,7 @@ impl Backend {
             table.associations.retain(|a| a.id != association_id);
             tx.insert(&ROUTE_TABLES, &key(account, &table.id), &table)?;
             Ok(())
-        })
+        }))
     }
 
     /// ReplaceRouteTableAssociation: the subnet (or the VPC's main role) moves to `table_id`
@@ -850,7 +850,7 @@ impl Backend {
         association_id: &str,
         table_id: &str,
     ) -> Result<String> {
-        self.store().write(|tx| {
+        self.network_changed_after(self.store().write(|tx| {
             let mut from = table_with_association(tx, account, association_id)?;
             let mut to = table_in(tx, account, table_id)?;
             if to.vpc_id != from.vpc_id {
@@ -873,7 +873,7 @@ impl Backend {
             to.associations.push(RouteTableAssociationRecord { id: new_id.clone(), subnet_id });
             tx.insert(&ROUTE_TABLES, &key(account, table_id), &to)?;
             Ok(new_id)
-        })
+        }))
     }
 
     /// The stored target a request's target names, checked against the table's VPC.
@@ -954,7 +954,7 @@ impl Backend {
     ) -> Result<()> {
         let block = cidr_parameter(destination, "DestinationCidrBlock", "destinationCidrBlock")?;
         let destination = block.to_string();
-        self.store().write(|tx| {
+        self.network_changed_after(self.store().write(|tx| {
             let mut table = table_in(tx, account, table_id)?;
             let stored = Self::route_target(tx, account, &table, target)?;
             let existing = table.routes.iter().position(|r| r.destination == destination);
@@ -991,13 +991,13 @@ impl Backend {
             }
             tx.insert(&ROUTE_TABLES, &key(account, table_id), &table)?;
             Ok(())
-        })
+        }))
     }
 
     pub fn delete_route(&self, account: &str, table_id: &str, destination: &str) -> Result<()> {
         let block = cidr_parameter(destination, "DestinationCidrBlock", "destinationCidrBlock")?;
         let destination = block.to_string();
-        self.store().write(|tx| {
+        self.network_changed_after(self.store().write(|tx| {
             let mut table = table_in(tx, account, table_id)?;
             let at = table
                 .routes
@@ -1013,7 +1013,7 @@ impl Backend {
             table.routes.remove(at);
             tx.insert(&ROUTE_TABLES, &key(account, table_id), &table)?;
             Ok(())
-        })
+        }))
     }
 }
 
