@@ -15,6 +15,8 @@ All timings use `time.monotonic()`.
 from __future__ import annotations
 
 import configparser
+import contextlib
+import fcntl
 import os
 import re
 import signal
@@ -94,6 +96,17 @@ def build_test_image() -> TestImage:
     head, cmdline = last.split(" cmdline=", 1)  # the command line runs to the end of the line
     fields = dict(kv.split("=", 1) for kv in head.split())
     return TestImage(fields["disk"], fields["kernel"], fields["initrd"], cmdline)
+
+
+@contextlib.contextmanager
+def lab_lock():
+    """The machine's one lab (`scripts/lab`), which the test suite uses too: held from `up` to
+    `down`, as the tests hold it (compat-tests/py/test_lab_aws_cli.py, backend/tests/lab.rs)."""
+    path = Path("/run/stratus/lab.lock")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 def free_port() -> int:

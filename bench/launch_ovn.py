@@ -116,6 +116,43 @@ class Pinger:
         run("ip", "link", "del", self.name, check=False)
 
 
+def pinger_on_default_subnet(ec2) -> tuple[str, Pinger]:
+    """The logical switch of the account's default subnet in the first zone (once Stratus made
+    it), a pinger on it, and the default group letting its pings in."""
+    [subnet] = [s for s in ec2.describe_subnets(Filters=[{"Name": "default-for-az", "Values": ["true"]}])["Subnets"]
+                if s["CidrBlock"] == "172.31.0.0/20"]
+    switch = f"stratus-{subnet['SubnetId']}"
+    deadline = time.monotonic() + 30
+    while switch not in nbctl("ls-list"):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"Stratus did not make {switch} in OVN")
+        time.sleep(0.2)
+    pinger = Pinger(switch)
+    [group] = ec2.describe_security_groups(Filters=[{"Name": "vpc-id", "Values": [subnet["VpcId"]]},
+                                                    {"Name": "group-name", "Values": ["default"]}])["SecurityGroups"]
+    ec2.authorize_security_group_ingress(GroupId=group["GroupId"], IpPermissions=[
+        {"IpProtocol": "icmp", "FromPort": -1, "ToPort": -1, "IpRanges": [{"CidrIp": f"{PINGER_ADDRESS}/32"}]}])
+    return switch, pinger
+
+
+def report_paths(path: Path, kind: str, reps: int, accelerator: str, runs: list[dict], metrics: tuple[str, ...],
+                 title: str) -> None:
+    """Writes the runs and their medians to `path`, and a table of Stratus beside virsh."""
+    summaries = {p: {m: summary([r[m] for r in runs if r["via"] == p and r["ok"]]) for m in metrics} for p in PATHS}
+    report = {"kind": kind, "repetitions": reps, "accelerator": accelerator, "runs": runs, "summary": summaries}
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    rows = []
+    for metric in metrics:
+        s, v = summaries["stratus"][metric], summaries["virsh"][metric]
+        rows.append([metric, cell(s), cell(v), ratio(s, v),
+                     f"{s['median'] - v['median']:+.0f}" if s["n"] and v["n"] else "-"])
+    broken = [r for r in runs if not r["ok"]]
+    print(f"\n{title}\n")
+    print(table(["metric", "stratus", "virsh", "S/V", "S − V"], rows))
+    print(f"\n{len(broken)} broken run(s)" + "".join(f"\n  {r['via']} rep {r['rep']}: {r['note']}" for r in broken))
+    print(f"written: {path}")
+
+
 def result(path: str, t0: float, wall0: float, running: float | None, booted: float | None,
            answered: float | None, note: str) -> dict:
     ms = lambda t: None if t is None else round((t - t0) * 1000, 1)
@@ -206,19 +243,7 @@ def main() -> None:
                           config=f'[network]\novn_northbound = "{NB}"\n\n[instances]\nsweep_interval_ms = 500\n')
         ec2 = stratus.client()
         image_id = stratus.import_image(image, "bench-launch-ovn")
-        [subnet] = [s for s in ec2.describe_subnets(Filters=[{"Name": "default-for-az", "Values": ["true"]}])["Subnets"]
-                    if s["CidrBlock"] == "172.31.0.0/20"]
-        switch = f"stratus-{subnet['SubnetId']}"
-        deadline = time.monotonic() + 30
-        while switch not in nbctl("ls-list"):
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"Stratus did not make {switch} in OVN")
-            time.sleep(0.2)
-        pinger = Pinger(switch)
-        [group] = ec2.describe_security_groups(Filters=[{"Name": "vpc-id", "Values": [subnet["VpcId"]]},
-                                                        {"Name": "group-name", "Values": ["default"]}])["SecurityGroups"]
-        ec2.authorize_security_group_ingress(GroupId=group["GroupId"], IpPermissions=[
-            {"IpProtocol": "icmp", "FromPort": -1, "ToPort": -1, "IpRanges": [{"CidrIp": f"{PINGER_ADDRESS}/32"}]}])
+        switch, pinger = pinger_on_default_subnet(ec2)
 
         log("warm-up: one instance through Stratus (its domain XML is the virsh template), one virsh run")
         warm = launch_stratus(stratus, ec2, image_id, pinger)
@@ -253,22 +278,10 @@ def main() -> None:
             stratus.stop()
         shutil.rmtree(work, ignore_errors=True)
 
-    metrics = ("to_running_ms", "to_marker_ms", "to_network_ms")
-    summaries = {p: {m: summary([r[m] for r in runs if r["via"] == p and r["ok"]]) for m in metrics} for p in PATHS}
-    report = {"kind": "launch-ovn", "repetitions": args.reps, "accelerator": accelerator, "runs": runs,
-              "summary": summaries}
-    (args.out / "launch-ovn.json").write_text(json.dumps(report, indent=2) + "\n")
-    rows = []
-    for metric in metrics:
-        s, v = summaries["stratus"][metric], summaries["virsh"][metric]
-        rows.append([metric, cell(s), cell(v), ratio(s, v),
-                     f"{s['median'] - v['median']:+.0f}" if s["n"] and v["n"] else "-"])
-    broken = [r for r in runs if not r["ok"]]
-    print(f"\nLaunch on OVN ({accelerator}, {args.reps} repetitions, ms: median (min–max); S = stratus, "
-          "V = virsh on the same logical switch; ratio and difference of medians)\n")
-    print(table(["metric", "stratus", "virsh", "S/V", "S − V"], rows))
-    print(f"\n{len(broken)} broken run(s)" + "".join(f"\n  {r['via']} rep {r['rep']}: {r['note']}" for r in broken))
-    print(f"written: {args.out / 'launch-ovn.json'}")
+    report_paths(args.out / "launch-ovn.json", "launch-ovn", args.reps, accelerator, runs,
+                 ("to_running_ms", "to_marker_ms", "to_network_ms"),
+                 f"Launch on OVN ({accelerator}, {args.reps} repetitions, ms: median (min–max); S = stratus, "
+                 "V = virsh on the same logical switch; ratio and difference of medians)")
 
 
 if __name__ == "__main__":

@@ -71,7 +71,7 @@ from pathlib import Path
 from botocore.exceptions import ClientError
 
 from common import (BOOT_MARKER, GUEST_BROKEN, REPO, SHORT, VIAS, Stratus, Watch, build_test_image, cell,
-                    filter_copy, log, ratio, remove_domain, remove_filter, rotation, run, run_main,
+                    filter_copy, lab_lock, log, ratio, remove_domain, remove_filter, rotation, run, run_main,
                     standalone_xml, summary, table, terminate, virsh)
 
 PING_INTERVAL_MS = 10
@@ -673,7 +673,7 @@ def print_table(runs: list[dict]) -> None:
         for r in broken))
 
 
-def main() -> None:
+def measure_all() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path("bench-results"))
     parser.add_argument("--reps", type=int, default=3)
@@ -738,6 +738,11 @@ def main() -> None:
     print_table(runs)
     if aborted:
         raise SystemExit(f"aborted after {len(runs)} runs: {aborted}")
+
+
+def main() -> None:
+    with lab_lock():
+        measure_all()
 
 
 if __name__ == "__main__":

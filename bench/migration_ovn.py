@@ -30,26 +30,23 @@ against the same migration by virsh with the port binding moved by hand as Strat
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import shutil
-import subprocess
 import tempfile
 import time
 import uuid
 from pathlib import Path
 
-from common import (BOOT_MARKER, REPO, Stratus, Watch, build_test_image, cell, instance, log, ratio, remove_domain,
-                    rotation, run, run_main, standalone_xml, summary, table, terminate, virsh)
-from launch_ovn import NB, PINGER_ADDRESS, Pinger, nbctl
+from common import (BOOT_MARKER, REPO, Stratus, Watch, build_test_image, instance, lab_lock, log, remove_domain,
+                    rotation, run, run_main, standalone_xml, terminate, virsh)
+from launch_ovn import NB, PATHS, Pinger, nbctl, pinger_on_default_subnet, report_paths
 from migration import jobinfo
 
 INSTANCE_TYPE = "t3.nano"
 VIRSH_ADDRESS = "172.31.15.251"
 VIRSH_MAC = "52:54:00:be:0c:03"
 BOOT_TIMEOUT = 120.0
-PATHS = ("stratus", "virsh")
 
 
 def chassis_of(uri: str) -> str:
@@ -143,7 +140,7 @@ def migrate_virsh(template: str, switch: str, base_disk: str, work: Path, name: 
         shutil.rmtree(base, ignore_errors=True)
 
 
-def main() -> None:
+def measure_all() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path("bench-results"))
     parser.add_argument("--reps", type=int, default=3)
@@ -164,19 +161,7 @@ def main() -> None:
         ec2, ext = stratus.client(), stratus.client("stratus")
         image_id = stratus.import_image(image, "bench-migration-ovn")
         hosts = {h["HostId"]: h["Uri"] for h in ext.describe_hosts()["Hosts"]}
-        [subnet] = [s for s in ec2.describe_subnets(Filters=[{"Name": "default-for-az", "Values": ["true"]}])["Subnets"]
-                    if s["CidrBlock"] == "172.31.0.0/20"]
-        switch = f"stratus-{subnet['SubnetId']}"
-        deadline = time.monotonic() + 30
-        while switch not in nbctl("ls-list"):
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"Stratus did not make {switch} in OVN")
-            time.sleep(0.2)
-        pinger = Pinger(switch)
-        [group] = ec2.describe_security_groups(Filters=[{"Name": "vpc-id", "Values": [subnet["VpcId"]]},
-                                                        {"Name": "group-name", "Values": ["default"]}])["SecurityGroups"]
-        ec2.authorize_security_group_ingress(GroupId=group["GroupId"], IpPermissions=[
-            {"IpProtocol": "icmp", "FromPort": -1, "ToPort": -1, "IpRanges": [{"CidrIp": f"{PINGER_ADDRESS}/32"}]}])
+        switch, pinger = pinger_on_default_subnet(ec2)
 
         log("a template for the virsh runs: the domain Stratus defines for this type and image")
         [launched] = ec2.run_instances(ImageId=image_id, InstanceType=INSTANCE_TYPE, MinCount=1,
@@ -212,22 +197,16 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
         run(str(REPO / "scripts/lab"), "down", timeout=300, check=False)
 
-    metrics = ("total_ms", "downtime_ms", "wall_ms", "largest_gap_ms")
-    summaries = {p: {m: summary([r[m] for r in runs if r["via"] == p and r["ok"]]) for m in metrics} for p in PATHS}
-    report = {"kind": "migration-ovn", "repetitions": args.reps, "accelerator": accelerator, "runs": runs,
-              "summary": summaries}
-    (args.out / "migration-ovn.json").write_text(json.dumps(report, indent=2) + "\n")
-    rows = []
-    for metric in metrics:
-        s, v = summaries["stratus"][metric], summaries["virsh"][metric]
-        rows.append([metric, cell(s), cell(v), ratio(s, v),
-                     f"{s['median'] - v['median']:+.0f}" if s["n"] and v["n"] else "-"])
-    broken = [r for r in runs if not r["ok"]]
-    print(f"\nLive migration on OVN between two lab hosts ({accelerator}, an idle t3.nano guest (512 MiB), {args.reps} "
-          "repetitions, ms: median (min–max); S = stratus, V = virsh with the binding moved by hand)\n")
-    print(table(["metric", "stratus", "virsh", "S/V", "S − V"], rows))
-    print(f"\n{len(broken)} broken run(s)" + "".join(f"\n  {r['via']} rep {r['rep']}: {r['note']}" for r in broken))
-    print(f"written: {args.out / 'migration-ovn.json'}")
+    report_paths(args.out / "migration-ovn.json", "migration-ovn", args.reps, accelerator, runs,
+                 ("total_ms", "downtime_ms", "wall_ms", "largest_gap_ms"),
+                 f"Live migration on OVN between two lab hosts ({accelerator}, an idle t3.nano guest (512 MiB), "
+                 f"{args.reps} repetitions, ms: median (min–max); S = stratus, V = virsh with the binding moved by "
+                 "hand)")
+
+
+def main() -> None:
+    with lab_lock():
+        measure_all()
 
 
 if __name__ == "__main__":

@@ -40,7 +40,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import REPO, Stratus, log, run, run_main, table
+from common import REPO, Stratus, lab_lock, log, run, run_main, table
 
 NB = "unix:/run/stratus/ovn/ovnnb_db.sock"
 LAB_DIR = Path("/var/lib/stratus/lab")
@@ -158,7 +158,7 @@ def rule_changes(ec2, group: str, client_ns: str, address: str, source: str, cyc
             "revoke_ms": {"p50": q(closed, 0.5), "p99": q(closed, 0.99), "all": [round(v, 1) for v in closed]}}
 
 
-def main() -> None:
+def measure_all() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path("bench-results"))
     parser.add_argument("--seconds", type=int, default=10)
@@ -241,6 +241,11 @@ def main() -> None:
     print(table(["change", "p50", "p99"], [[k.removesuffix("_ms"), str(v["p50"]), str(v["p99"])]
                                            for k, v in rules.items()]))
     print(f"written: {args.out / 'vpc-network.json'}")
+
+
+def main() -> None:
+    with lab_lock():
+        measure_all()
 
 
 if __name__ == "__main__":

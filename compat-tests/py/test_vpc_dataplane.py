@@ -18,7 +18,6 @@ holds it.
 from __future__ import annotations
 
 import os
-import subprocess
 import time
 
 from conftest import (create_account, ec2_client, forget_ovn_installation, import_image, require_qemu,

@@ -206,32 +206,14 @@ fn an_address_moves_to_another_port_in_one_pass() {
     let db = Db::start(dir.path(), "nb", NB_SCHEMA, &[]);
     let nb = Northbound::new(db.socket());
     let installation = "3333333333333333";
-    let before = vpc(
-        installation,
-        "vpc-c",
-        "subnet-c",
-        "10.0.1",
-        &[("eni-c1", "02:00:00:00:0c:10", "10.0.1.4"), ("eni-c2", "02:00:00:00:0c:11", "10.0.1.5")],
-    );
-    nb.reconcile(&before).unwrap();
+    let with = |ports: &[(&str, &str, &str)]| vpc(installation, "vpc-c", "subnet-c", "10.0.1", ports);
+    let (c1, c2, c3) = ("02:00:00:00:0c:10", "02:00:00:00:0c:11", "02:00:00:00:0c:12");
+    nb.reconcile(&with(&[("eni-c1", c1, "10.0.1.4"), ("eni-c2", c2, "10.0.1.5")])).unwrap();
     // A terminated instance's address goes to the next one launched, and two ports trade
     // addresses (a secondary address reassigned): both in the same reconciliation, which
     // ovn-nbctl would refuse if a port took an address another still held in its batch.
-    let after = vpc(
-        installation,
-        "vpc-c",
-        "subnet-c",
-        "10.0.1",
-        &[("eni-c2", "02:00:00:00:0c:11", "10.0.1.6"), ("eni-c3", "02:00:00:00:0c:12", "10.0.1.4")],
-    );
-    nb.reconcile(&after).unwrap();
-    let swapped = vpc(
-        installation,
-        "vpc-c",
-        "subnet-c",
-        "10.0.1",
-        &[("eni-c2", "02:00:00:00:0c:11", "10.0.1.4"), ("eni-c3", "02:00:00:00:0c:12", "10.0.1.6")],
-    );
+    nb.reconcile(&with(&[("eni-c2", c2, "10.0.1.6"), ("eni-c3", c3, "10.0.1.4")])).unwrap();
+    let swapped = with(&[("eni-c2", c2, "10.0.1.4"), ("eni-c3", c3, "10.0.1.6")]);
     nb.reconcile(&swapped).unwrap();
     assert_eq!(nb.reconcile(&swapped).unwrap().commands, 0, "in step after the swap");
     let addresses = |port: &str| nb.nbctl(&["lsp-get-addresses", port]).unwrap().trim().to_owned();
