@@ -250,7 +250,7 @@ impl Backend {
         self.purge_migrations(MIGRATION_RETENTION)?;
         self.drain_step(&whole)?;
         self.sync_filters(&whole)?;
-        self.sync_ovn(&interfaces)?;
+        self.sync_ovn(&interfaces, reading)?;
         Ok(report)
     }
 

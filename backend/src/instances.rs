@@ -379,6 +379,11 @@ impl Backend {
             return Err(invalid("PrivateIpAddress", "A private address can be given for one instance only"));
         }
         let extra_subnets = self.check_extra_interfaces(account, req, &vpc_id)?;
+        // Without a subnet asked for, a further interface's subnet decides the zone, as on EC2.
+        let subnet = match (subnet, extra_subnets.iter().flatten().next()) {
+            (None, Some(extra)) => subnets.iter().find(|s| s.zone == extra.zone).cloned(),
+            (subnet, _) => subnet,
+        };
         let image_gib = image.virtual_size_bytes.div_ceil(1 << 30).max(1);
         let root_size = req.root_volume.size_gib.unwrap_or(image_gib);
         if root_size < image_gib {
@@ -444,6 +449,32 @@ impl Backend {
             return Err(Error::InsufficientCapacity(req.instance_type.clone()));
         }
         Ok((subnet.clone(), placed.into_iter().map(|i| snapshots[i].id.clone()).collect()))
+    }
+
+    /// The public address an instance launched into `subnet` gets: when asked for
+    /// (`AssociatePublicIpAddress`), or by the subnet's `MapPublicIpOnLaunch` for an instance
+    /// with one interface, as on EC2; only on OVN, where it leads somewhere. One the subnet's
+    /// default asks for is given up when the shared pool is empty (the launch goes on without
+    /// it), so that no account can stop others' launches by holding every address.
+    fn public_address_at_launch(
+        &self,
+        tx: &WriteTx,
+        req: &LaunchRequest,
+        subnet: &Subnet,
+        holder: &str,
+    ) -> Result<Option<String>> {
+        let wanted = req.associate_public_ip.unwrap_or(subnet.map_public_ip && req.extra_interfaces.is_empty());
+        if !wanted || subnet.lease_scope.is_empty() {
+            return Ok(None);
+        }
+        match crate::addresses::take_public_address(tx, &self.public_network(), holder) {
+            Ok(address) => Ok(Some(address.to_string())),
+            Err(Error::AddressLimitExceeded) if req.associate_public_ip.is_none() => {
+                tracing::warn!(holder, "the public pool is empty: an instance launched without a public address");
+                Ok(None)
+            }
+            Err(other) => Err(other),
+        }
     }
 
     /// Records one reservation of pending instances on `hosts`: addresses leased, root volumes,
@@ -513,14 +544,7 @@ impl Backend {
                 cpu_credits: launch.cpu_credits.clone(),
                 metadata: req.metadata.clone(),
                 public_key: named.public_key.clone(),
-                public_ip: match req.associate_public_ip.unwrap_or(subnet.map_public_ip) {
-                    // Public addresses lead somewhere only from a VPC of its own (on OVN).
-                    true if !subnet.lease_scope.is_empty() => {
-                        let network = self.public_network();
-                        Some(crate::addresses::take_public_address(tx, &network, &key)?.to_string())
-                    }
-                    _ => None,
-                },
+                public_ip: self.public_address_at_launch(tx, req, subnet, &key)?,
                 source_dest_check: true,
             };
             tx.insert(&INSTANCES, &key, &record)?;

@@ -179,6 +179,8 @@ pub fn metadata_port(vpc_id: &str, subnets: &[Subnet]) -> Option<MetadataPort> {
 const ROUTE_PRIORITY: u16 = 200;
 /// The metadata service is reached whatever the route tables say.
 const METADATA_PRIORITY: u16 = 300;
+/// Above every route: nothing leaves the VPC with a source that is not the VPC's.
+const SPOOF_DROP_PRIORITY: u16 = 299;
 const ROUTE_DROP_PRIORITY: u16 = 50;
 
 /// The policy priority of a route to `destination` (a CIDR).
@@ -238,10 +240,13 @@ fn plan_internet(router: &mut Router, public: &Public, vpc: &VpcView, address: &
 /// Routes through guests: what a subnet sends to a destination outside the VPC (its own
 /// addresses stay local, as the local route is the most specific there) goes to the guest's
 /// address instead, whose port lets it in only with `SourceDestCheck` off, as on EC2. OVN
-/// applies policies after routing, which drops what no route covers, so each destination also
-/// gets a static route (to the first guest named for it, unless the router has one already);
-/// subnets whose tables do not route there are held back by the drop below.
+/// applies policies after routing, which drops what no route covers: without a default route
+/// (no gateway) each destination also gets a static route (to the first guest named for it),
+/// and subnets whose tables do not route there are held back by the drop below. With the
+/// gateway's default route no static route is added: one would lead every subnet's traffic
+/// there, whatever its table says (policies that allow keep the routing's choice).
 fn plan_guest_routes(router: &mut Router, vpc: &VpcView) {
+    let default_route = router.static_routes.iter().any(|r| r.prefix == "0.0.0.0/0");
     for subnet in &vpc.subnets {
         let cidr = subnet.cidr();
         for (destination, nexthop) in vpc.guest_routes.get(&subnet.id).into_iter().flatten() {
@@ -251,7 +256,7 @@ fn plan_guest_routes(router: &mut Router, vpc: &VpcView) {
                 action: "reroute",
                 nexthop: Some(nexthop.clone()),
             });
-            if !router.static_routes.iter().any(|r| r.prefix == *destination) {
+            if !default_route && !router.static_routes.iter().any(|r| r.prefix == *destination) {
                 router.static_routes.push(ovn::StaticRoute { prefix: destination.clone(), nexthop: nexthop.clone() });
             }
         }
@@ -259,8 +264,16 @@ fn plan_guest_routes(router: &mut Router, vpc: &VpcView) {
 }
 
 /// With a way out of the VPC (a gateway, or a route through a guest), whatever a subnet sends
-/// out of it that its table does not route is dropped: no route, no way, as on EC2.
+/// out of it that its table does not route is dropped: no route, no way, as on EC2. So is
+/// whatever leaves with a source outside the VPC (a guest without its source/destination
+/// check may send any): the gateway translates only the VPC's own addresses, as AWS's does.
 fn plan_route_drops(router: &mut Router, vpc: &VpcView) {
+    router.policies.push(ovn::Policy {
+        priority: SPOOF_DROP_PRIORITY,
+        matches: format!("!(ip4.src == {cidr}) && !(ip4.dst == {cidr})", cidr = vpc.cidr),
+        action: "drop",
+        nexthop: None,
+    });
     for subnet in &vpc.subnets {
         router.policies.push(ovn::Policy {
             priority: ROUTE_DROP_PRIORITY,
@@ -648,7 +661,8 @@ impl Backend {
         if self.ovn.is_none() {
             return;
         }
-        if let Err(error) = self.interfaces_now().and_then(|interfaces| self.sync_ovn(&interfaces)) {
+        let read_at = Instant::now();
+        if let Err(error) = self.interfaces_now().and_then(|interfaces| self.sync_ovn(&interfaces, read_at)) {
             tracing::warn!(%error, "reconciling OVN failed; the next sweep tries again");
         }
     }
@@ -834,12 +848,18 @@ impl Backend {
 
     /// Reconciles OVN with the store when what is wanted changed or [`FULL_RECONCILE`] passed;
     /// a no-op without a configured OVN. Blocks on `ovn-nbctl`. Called by every sweep.
-    pub fn sync_ovn(&self, interfaces: &[Interface]) -> Result<Option<ovn::Applied>> {
+    /// `interfaces` were read at `read_at`: a reconciliation from a later read (an immediate
+    /// one, [`Backend::sync_ovn_now`]) wins, and this one does nothing rather than put back
+    /// what it had changed.
+    pub fn sync_ovn(&self, interfaces: &[Interface], read_at: Instant) -> Result<Option<ovn::Applied>> {
         let Some(sync) = &self.ovn else { return Ok(None) };
         let _one_at_a_time = sync.reconciling.lock().unwrap_or_else(|p| p.into_inner());
         let wanted = self.desired_network(interfaces)?;
         {
             let last = sync.last.lock().unwrap_or_else(|p| p.into_inner());
+            if last.as_ref().is_some_and(|(_, at)| *at > read_at) {
+                return Ok(None);
+            }
             if last.as_ref().is_some_and(|(applied, at)| *applied == wanted && at.elapsed() < FULL_RECONCILE) {
                 return Ok(None);
             }
@@ -1033,10 +1053,9 @@ mod tests {
             [
                 ovn::StaticRoute { prefix: "0.0.0.0/0".into(), nexthop: "203.0.113.1".into() },
                 ovn::StaticRoute { prefix: "169.254.169.254/32".into(), nexthop: "10.0.1.3".into() },
-                ovn::StaticRoute { prefix: "192.168.7.0/24".into(), nexthop: "10.0.2.50".into() },
             ],
-            "the way out, the way to the metadata service's port on the first subnet, and a route for \
-             what goes through a guest (without which OVN drops it before its policies)"
+            "the way out and the way to the metadata service's port on the first subnet (what goes \
+             through a guest rides the default route to its policy)"
         );
         assert_eq!(
             router.nats,
@@ -1061,6 +1080,7 @@ mod tests {
                     "reroute",
                     Some("10.0.2.50")
                 ),
+                (299, "!(ip4.src == 10.0.0.0/16) && !(ip4.dst == 10.0.0.0/16)", "drop", None),
                 (300, "ip4.dst == 169.254.169.254", "allow", None),
             ],
             "each subnet gets out through its table's route: the gateway, the NAT gateway, or a guest \
@@ -1093,6 +1113,10 @@ mod tests {
         // table has no such route, is held back.
         let through = desired("0123456789abcdef", Some(&net), &[VpcView { public_ip: None, ..view }], &[], &[]);
         let actions: Vec<(u16, &str)> = through.routers[0].policies.iter().map(|p| (p.priority, p.action)).collect();
-        assert_eq!(actions, [(50, "drop"), (50, "drop"), (224, "reroute"), (300, "allow")]);
+        assert_eq!(actions, [(50, "drop"), (50, "drop"), (224, "reroute"), (299, "drop"), (300, "allow")]);
+        // Without a default route, the destination needs one of its own to reach the policies.
+        assert!(through.routers[0]
+            .static_routes
+            .contains(&ovn::StaticRoute { prefix: "192.168.7.0/24".into(), nexthop: "10.0.2.50".into() }));
     }
 }

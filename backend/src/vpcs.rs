@@ -237,10 +237,19 @@ fn insert_vpc(tx: &WriteTx, vpc: VpcRecord, table_id: Option<String>) -> Result<
 /// gateway's public address and its default subnets' public addresses at launch.
 fn move_idle_default_vpc(tx: &WriteTx, account: &str, vpc_id: &str, ovn: Option<PublicNetwork>) -> Result<()> {
     let mut vpc = vpc_in(tx, account, vpc_id)?;
+    let prefix = format!("{account}/");
     if vpc.shares_bridge() == ovn.is_none() {
+        // Already where new ones go. On OVN, a gateway made while the public pool was empty
+        // tries again for its address.
+        let Some(network) = ovn else { return Ok(()) };
+        for (gateway_key, mut gateway) in tx.scan(&INTERNET_GATEWAYS, &prefix)? {
+            if gateway.vpc_id.as_deref() == Some(vpc_id) && gateway.public_ip.is_none() {
+                gateway.public_ip = gateway_address(tx, &network, &gateway_key)?;
+                tx.insert(&INTERNET_GATEWAYS, &gateway_key, &gateway)?;
+            }
+        }
         return Ok(());
     }
-    let prefix = format!("{account}/");
     let busy =
         tx.scan(&INSTANCES, &prefix)?.iter().any(|(_, i)| i.vpc_id == vpc_id && i.state != InstanceState::Terminated)
             || tx.scan(&NETWORK_INTERFACES, &prefix)?.iter().any(|(_, i)| i.vpc_id == vpc_id)
@@ -957,6 +966,17 @@ impl Backend {
         self.network_changed_after(self.store().write(|tx| {
             let mut table = table_in(tx, account, table_id)?;
             let stored = Self::route_target(tx, account, &table, target)?;
+            // Through a guest, only what leaves the VPC: OVN keeps the VPC's own addresses on
+            // their subnets (EC2's routes more specific than the local route are not here).
+            if matches!(stored, RouteTarget::Instance(_) | RouteTarget::NetworkInterface(_)) {
+                let vpc = Cidr::parse(&vpc_in(tx, account, &table.vpc_id)?.cidr);
+                if vpc.is_some_and(|vpc| vpc.overlaps(block)) {
+                    return Err(Error::UnsupportedOperation(format!(
+                        "Routes through an instance or a network interface to the VPC's own addresses \
+                         ({destination}) are not supported: only destinations outside the VPC."
+                    )));
+                }
+            }
             let existing = table.routes.iter().position(|r| r.destination == destination);
             match (existing, replace) {
                 (Some(_), false) => return Err(Error::RouteAlreadyExists(destination)),

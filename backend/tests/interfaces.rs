@@ -226,3 +226,24 @@ fn addresses_attachments_and_termination() {
     let reuse = NewInterface { private_ip: Some("10.0.1.20".parse().unwrap()), ..new_interface(&s.subnet) };
     b.create_network_interface(ACCOUNT, reuse, &[]).unwrap();
 }
+
+#[test]
+fn an_empty_public_pool_stops_no_launch_that_did_not_ask_for_an_address() {
+    let s = setup();
+    let instance = s.b.instance(ACCOUNT, &s.instance).unwrap();
+    s.b.modify_subnet(ACCOUNT, &s.subnet, true).unwrap();
+    // Another account holds every public address.
+    while s.b.allocate_address("999999999999", &[]).is_ok() {}
+    let req = LaunchRequest {
+        image_id: instance.image_id.clone(),
+        instance_type: "t3.nano".into(),
+        min_count: 1,
+        max_count: 1,
+        subnet_id: Some(s.subnet.clone()),
+        ..Default::default()
+    };
+    let launched = s.b.run_instances(ACCOUNT, &instance.vpc_id, req.clone()).unwrap().remove(0);
+    assert_eq!(launched.public_ip, None, "launched without the subnet's default public address");
+    let asked = s.b.run_instances(ACCOUNT, &instance.vpc_id, LaunchRequest { associate_public_ip: Some(true), ..req });
+    assert!(matches!(asked, Err(Error::AddressLimitExceeded)), "{asked:?}");
+}

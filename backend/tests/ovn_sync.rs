@@ -108,7 +108,11 @@ fn the_sweep_keeps_ovn_in_step_with_the_store() {
 
     // Drift is repaired within a full reconciliation; a sweep with nothing new writes nothing.
     nbctl(&["lsp-del", &port(&mine)]);
-    assert_eq!(b.sync_ovn(&interfaces(&b)).unwrap(), None, "nothing changed here: no write before the full pass");
+    assert_eq!(
+        b.sync_ovn(&interfaces(&b), std::time::Instant::now()).unwrap(),
+        None,
+        "nothing changed here: no write before the full pass"
+    );
     drop(b);
 
     // A restart (a crash, even) reconciles at once: the port comes back.

@@ -589,6 +589,9 @@ def test_network_interfaces_of_their_own(cloud):
     stray = client.create_network_interface(SubnetId=elsewhere_subnet)["NetworkInterface"]["NetworkInterfaceId"]
     fails("InvalidParameterValue", None, client.create_route, RouteTableId=through,
           DestinationCidrBlock="192.168.70.0/24", NetworkInterfaceId=stray)
+    # Only what leaves the VPC goes through a guest here.
+    fails("UnsupportedOperation", None, client.create_route, RouteTableId=through,
+          DestinationCidrBlock="10.6.9.0/24", NetworkInterfaceId=eni_id)
 
     def routes_through():
         [table] = client.describe_route_tables(RouteTableIds=[through])["RouteTables"]
