@@ -208,12 +208,15 @@ pub fn nic_xml(nic: &Nic, filter: Option<&str>) -> String {
         None => String::new(),
     };
     // Open vSwitch's userspace datapath drops a virtio guest's TCP unless checksum offload is
-    // off on both sides (../shared/design/networking.md).
+    // off on both sides (../shared/design/networking.md). The MTU that fits the overlay is told
+    // to the guest by virtio itself (QEMU's `host_mtu`), so that a guest configured without
+    // DHCP (a kernel `ip=` line) does not send what Geneve cannot carry between hosts.
     let port = match &nic.ovs_port {
         Some(id) => format!(
             "<virtualport type='openvswitch'><parameters interfaceid='{}'/></virtualport>\
-<driver name='qemu'><host csum='off'/><guest csum='off'/></driver>",
-            escape(id)
+<driver name='qemu'><host csum='off'/><guest csum='off'/></driver><mtu size='{}'/>",
+            escape(id),
+            crate::vpc_network::OVERLAY_MTU
         ),
         None => String::new(),
     };
@@ -337,6 +340,22 @@ mod tests {
             assert!(xml.contains(part), "{part} missing from {xml}");
         }
         assert!(!xml.contains("<cpu"), "TCG guests keep QEMU's default CPU model");
+    }
+
+    #[test]
+    fn an_ovn_nic_is_an_ovs_port_with_the_overlay_mtu() {
+        let ovn = Nic { mac: "52:54:00:00:00:02".into(), bridge: "br-int".into(), ovs_port: Some("u-1".into()) };
+        let xml = nic_xml(&ovn, None);
+        for part in [
+            "<source bridge='br-int'/>",
+            "<virtualport type='openvswitch'><parameters interfaceid='u-1'/></virtualport>",
+            "<host csum='off'/><guest csum='off'/>",
+            "<mtu size='1400'/>",
+        ] {
+            assert!(xml.contains(part), "{part} missing from {xml}");
+        }
+        let bridged = Nic { ovs_port: None, bridge: "stratus0".into(), ..ovn };
+        assert!(!nic_xml(&bridged, None).contains("<mtu"), "the hosts' bridge keeps its MTU");
     }
 
     #[test]
