@@ -212,6 +212,53 @@ class Stratus:
         return self.data_dir / "instances" / instance_id / "console.log"
 
 
+class Trace:
+    """A ping every 10 ms from a namespace, its answers' wall-clock stamps (`ping -D`) read as
+    they come."""
+
+    def __init__(self, ns: str, address: str):
+        self.proc = subprocess.Popen(["ip", "netns", "exec", ns, "ping", "-n", "-D", "-i", "0.01", address],
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        os.set_blocking(self.proc.stdout.fileno(), False)
+        self.buffered = ""
+        self.stamps: list[float] = []
+
+    def _take(self, text: str) -> None:
+        lines = (self.buffered + text).split("\n")
+        self.buffered = lines.pop()
+        for line in lines:
+            if found := re.match(r"^\[(\d+\.\d+)\] \d+ bytes from", line):
+                self.stamps.append(float(found.group(1)))
+
+    def poll(self) -> None:
+        """Reads what came since the last call, without waiting."""
+        try:
+            self._take(os.read(self.proc.stdout.fileno(), 65536).decode(errors="replace"))
+        except BlockingIOError:
+            pass
+
+    def stop(self) -> list[float]:
+        """Ends the pinger; answers every stamp it saw."""
+        self.proc.terminate()
+        os.set_blocking(self.proc.stdout.fileno(), True)
+        self._take(self.proc.communicate()[0].decode(errors="replace") + "\n")
+        return self.stamps
+
+
+def wait_running(stratus: "Stratus", instance_id: str, deadline: float, poll: float) -> tuple[float | None, str]:
+    """DescribeInstances (raw XML) every `poll` s until the instance is `running`: when it was
+    seen so (`time.monotonic()`), or None and why."""
+    while time.monotonic() < deadline:
+        answer = stratus.query({"Action": "DescribeInstances", "InstanceId.1": instance_id})
+        state = re.search(r"<instanceState>\s*<code>\d+</code>\s*<name>([\w-]+)</name>", answer).group(1)
+        if state == "running":
+            return time.monotonic(), ""
+        if state != "pending":
+            return None, f"instance became {state}"
+        time.sleep(poll)
+    return None, "not running in time"
+
+
 def instance(ec2, instance_id: str) -> dict:
     return ec2.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0]
 

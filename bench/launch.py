@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
 import tempfile
 import time
@@ -44,7 +43,7 @@ from pathlib import Path
 
 from common import (BOOT_MARKER, REPO, SHORT, VIAS, Stratus, Watch, build_test_image, cell, filter_copy, instance,
                     log, ratio, remove_domain, remove_filter, rotation, run, run_main, standalone_xml,
-                    summary, table, terminate, virsh)
+                    summary, table, terminate, virsh, wait_running)
 
 URI = "qemu:///system"
 INSTANCE_TYPE = "t3.nano"
@@ -59,24 +58,12 @@ def launch_stratus(stratus: Stratus, ec2, image_id: str) -> dict:
     instance_id = ec2.run_instances(ImageId=image_id, InstanceType=INSTANCE_TYPE, MinCount=1,
                                     MaxCount=1)["Instances"][0]["InstanceId"]
     marker = Watch(stratus.console_path(instance_id), BOOT_MARKER)
-    running, note = None, ""
     try:
         deadline = t0 + MARKER_TIMEOUT
-        while running is None and time.monotonic() < deadline:
-            answer = stratus.query({"Action": "DescribeInstances", "InstanceId.1": instance_id})
-            state = re.search(r"<instanceState>\s*<code>\d+</code>\s*<name>([\w-]+)</name>", answer).group(1)
-            if state == "running":
-                running = time.monotonic()
-            elif state != "pending":
-                note = f"instance became {state}"
-                break
-            else:
-                time.sleep(RUNNING_POLL)
+        running, note = wait_running(stratus, instance_id, deadline, RUNNING_POLL)
         booted = marker.wait(max(0.0, deadline - time.monotonic())) if running else None
         if running and booted is None:
             note = f"no boot marker within {MARKER_TIMEOUT:.0f} s"
-        elif running is None and not note:
-            note = f"not running within {MARKER_TIMEOUT:.0f} s"
     finally:
         marker.wait(0)
         terminate(ec2, instance_id)

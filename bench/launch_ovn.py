@@ -33,14 +33,14 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import tempfile
 import time
 import uuid
 from pathlib import Path
 
-from common import (BOOT_MARKER, REPO, Stratus, Watch, build_test_image, cell, instance, log, ratio,
-                    remove_domain, rotation, run, run_main, standalone_xml, summary, table, terminate, virsh)
+from common import (BOOT_MARKER, REPO, Stratus, Trace, Watch, build_test_image, cell, instance, log, ratio,
+                    remove_domain, rotation, run, run_main, standalone_xml, summary, table, terminate, virsh,
+                    wait_running)
 
 URI = "qemu:///system"
 NB = "unix:/run/stratus/ovn/ovnnb_db.sock"
@@ -78,38 +78,31 @@ class Pinger:
         nbctl("lsp-add", switch, self.name, "--", "lsp-set-addresses", self.name, f"02:00:00:00:be:01 {PINGER_ADDRESS}")
         run("ovs-vsctl", f"--db={CONF}", "--timeout=10", "add-port", "br-int", self.name, "--",
             "set", "Interface", self.name, f"external_ids:iface-id={self.name}")
-        self.proc: subprocess.Popen | None = None
+        self.trace: Trace | None = None
 
     def start(self, address: str) -> None:
         run("ip", "-n", self.ns, "neigh", "flush", "all")
-        self.proc = subprocess.Popen(["ip", "netns", "exec", self.ns, "ping", "-n", "-D", "-i", "0.01", address],
-                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-        os.set_blocking(self.proc.stdout.fileno(), False)
+        self.trace = Trace(self.ns, address)
+
+    def stop(self) -> list[float]:
+        """Ends the pinging; answers the stamps of every answer."""
+        assert self.trace is not None
+        stamps, self.trace = self.trace.stop(), None
+        return stamps
 
     def first_answer(self, timeout: float) -> float | None:
-        """The wall-clock time (`time.time()`) of the first answer, or None."""
-        assert self.proc is not None and self.proc.stdout is not None
+        """The wall-clock time (`time.time()`) of the first answer, or None; then stops."""
+        assert self.trace is not None
         deadline = time.monotonic() + timeout
-        found = None
-        buffered = ""
-        while found is None and time.monotonic() < deadline:
-            try:
-                buffered += os.read(self.proc.stdout.fileno(), 65536).decode(errors="replace")
-            except BlockingIOError:
-                pass
-            match = re.search(r"^\[(\d+\.\d+)\] \d+ bytes from", buffered, re.MULTILINE)
-            if match:
-                found = float(match.group(1))
-            else:
-                time.sleep(0.02)
-        self.proc.kill()
-        self.proc.wait()
-        self.proc = None
-        return found
+        while not self.trace.stamps and time.monotonic() < deadline:
+            time.sleep(0.02)
+            self.trace.poll()
+        stamps = self.stop()
+        return stamps[0] if stamps else None
 
     def close(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()
+        if self.trace is not None:
+            self.stop()
         run("ovs-vsctl", f"--db={CONF}", "--timeout=10", "--if-exists", "del-port", "br-int", self.name, check=False)
         run("ovn-nbctl", f"--db={NB}", "--timeout=10", "--if-exists", "lsp-del", self.name, check=False)
         run("ip", "netns", "del", self.ns, check=False)
@@ -167,20 +160,10 @@ def launch_stratus(stratus: Stratus, ec2, image_id: str, pinger: Pinger) -> dict
     instance_id = launched["InstanceId"]
     pinger.start(launched["PrivateIpAddress"])
     marker = Watch(stratus.console_path(instance_id), BOOT_MARKER)
-    running = booted = answered = None
-    note = ""
+    booted = answered = None
     try:
         deadline = t0 + MARKER_TIMEOUT
-        while running is None and time.monotonic() < deadline:
-            answer = stratus.query({"Action": "DescribeInstances", "InstanceId.1": instance_id})
-            state = re.search(r"<instanceState>\s*<code>\d+</code>\s*<name>([\w-]+)</name>", answer).group(1)
-            if state == "running":
-                running = time.monotonic()
-            elif state != "pending":
-                note = f"instance became {state}"
-                break
-            else:
-                time.sleep(RUNNING_POLL)
+        running, note = wait_running(stratus, instance_id, deadline, RUNNING_POLL)
         if running is not None:
             booted = marker.wait(max(0.0, deadline - time.monotonic()))
             answered = pinger.first_answer(max(1.0, deadline - time.monotonic()))

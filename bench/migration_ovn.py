@@ -57,11 +57,7 @@ def chassis_of(uri: str) -> str:
 
 def trace_gap(pinger: Pinger) -> tuple[float | None, int]:
     """Stops the pinger's trace: the largest gap between two answers (ms), and how many came."""
-    assert pinger.proc is not None
-    pinger.proc.terminate()
-    out = pinger.proc.communicate()[0].decode(errors="replace")
-    pinger.proc = None
-    stamps = [float(t) for t in re.findall(r"^\[(\d+\.\d+)\] \d+ bytes from", out, re.MULTILINE)]
+    stamps = pinger.stop()
     gap = max((b - a for a, b in zip(stamps, stamps[1:])), default=None)
     return (None if gap is None else round(gap * 1000, 1)), len(stamps)
 
@@ -94,8 +90,8 @@ def migrate_stratus(stratus: Stratus, ec2, ext, image_id: str, pinger: Pinger, h
         job = {"total": m.get("TotalTimeMillis"), "downtime": m.get("DowntimeMillis")}
         return record("stratus", m["Status"] == "completed", wall, job, gap, m.get("ErrorMessage") or instance_id)
     finally:
-        if pinger.proc is not None:
-            trace_gap(pinger)
+        if pinger.trace is not None:
+            pinger.stop()
         terminate(ec2, instance_id)
 
 
@@ -132,8 +128,8 @@ def migrate_virsh(template: str, switch: str, base_disk: str, work: Path, name: 
         figures = {"total": job.get("time_elapsed_ms"), "downtime": job.get("total_downtime_ms")}
         return record("virsh", done.returncode == 0, wall, figures, gap, done.stderr.strip() or name)
     finally:
-        if pinger.proc is not None:
-            trace_gap(pinger)
+        if pinger.trace is not None:
+            pinger.stop()
         remove_domain(source, name)
         remove_domain(target, name)
         run("ovn-nbctl", f"--db={NB}", "--timeout=10", "--if-exists", "lsp-del", port, check=False)

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import shutil
 import statistics
@@ -40,7 +39,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import REPO, Stratus, lab_lock, log, run, run_main, table
+from common import REPO, Stratus, Trace, lab_lock, log, run, run_main, table
 
 NB = "unix:/run/stratus/ovn/ovnnb_db.sock"
 LAB_DIR = Path("/var/lib/stratus/lab")
@@ -97,32 +96,6 @@ def measure(client_ns: str, server_ns: str, server_address: str, seconds: int) -
     p = lambda q: rtts[min(len(rtts) - 1, int(q * len(rtts)))] if rtts else None
     return {"gbit_per_s": round(gbits, 3), "retransmits": retransmits, "rtt_ms_p50": p(0.5), "rtt_ms_p99": p(0.99),
             "rtt_ms_mean": round(statistics.mean(rtts), 3) if rtts else None, "pings_answered": len(rtts)}
-
-
-class Trace:
-    """A ping every 10 ms, its answers' wall-clock stamps read as they come."""
-
-    def __init__(self, ns: str, address: str):
-        self.proc = subprocess.Popen(["ip", "netns", "exec", ns, "ping", "-n", "-D", "-i", "0.01", address],
-                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-        os.set_blocking(self.proc.stdout.fileno(), False)
-        self.buffered = ""
-        self.stamps: list[float] = []
-
-    def poll(self) -> None:
-        try:
-            self.buffered += os.read(self.proc.stdout.fileno(), 65536).decode(errors="replace")
-        except BlockingIOError:
-            return
-        lines = self.buffered.split("\n")
-        self.buffered = lines.pop()
-        for line in lines:
-            if found := re.match(r"^\[(\d+\.\d+)\] \d+ bytes from", line):
-                self.stamps.append(float(found.group(1)))
-
-    def stop(self) -> None:
-        self.proc.kill()
-        self.proc.wait()
 
 
 def rule_changes(ec2, group: str, client_ns: str, address: str, source: str, cycles: int) -> dict:

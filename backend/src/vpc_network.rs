@@ -820,16 +820,21 @@ impl Backend {
                     _ => None,
                 })
             };
+            // Each table once, whichever subnets follow it.
+            let mut by_table: BTreeMap<&str, Vec<(String, String)>> = BTreeMap::new();
             let mut guest_routes = BTreeMap::new();
             for subnet in &subnets {
                 let Some(table) = table_of(&subnet.id) else { continue };
-                let mut routes = Vec::new();
-                for route in &table.routes {
-                    if let Some(address) = address_of(&route.target)? {
-                        routes.push((route.destination.clone(), address));
+                if !by_table.contains_key(table.id.as_str()) {
+                    let mut routes = Vec::new();
+                    for route in &table.routes {
+                        if let Some(address) = address_of(&route.target)? {
+                            routes.push((route.destination.clone(), address));
+                        }
                     }
+                    by_table.insert(table.id.as_str(), routes);
                 }
-                guest_routes.insert(subnet.id.clone(), routes);
+                guest_routes.insert(subnet.id.clone(), by_table[table.id.as_str()].clone());
             }
             views.push(VpcView {
                 id: vpc.id,

@@ -51,18 +51,22 @@ fn setup() -> Setup {
     let image_id = b.register_image(ACCOUNT, new).unwrap().id;
     let vpc = b.create_vpc(ACCOUNT, "10.0.0.0/16", None, &[]).unwrap();
     let subnet = b.create_subnet(ACCOUNT, &vpc.id, "10.0.1.0/24", None, None, &[]).unwrap().id;
-    let req = LaunchRequest {
-        image_id,
-        instance_type: "t3.nano".into(),
-        min_count: 1,
-        max_count: 1,
-        subnet_id: Some(subnet.clone()),
-        ..Default::default()
-    };
-    let instance = b.run_instances(ACCOUNT, &vpc.id, req).unwrap().remove(0).id;
+    let instance = b.run_instances(ACCOUNT, &vpc.id, one_instance(&image_id, &subnet)).unwrap().remove(0).id;
     b.converge(&key(&instance)).unwrap();
     assert_eq!(b.instance(ACCOUNT, &instance).unwrap().state, InstanceState::Running);
     Setup { b, cloud, subnet, instance, _dir: dir }
+}
+
+/// One t3.nano of `image_id` in `subnet`.
+fn one_instance(image_id: &str, subnet: &str) -> LaunchRequest {
+    LaunchRequest {
+        image_id: image_id.to_owned(),
+        instance_type: "t3.nano".into(),
+        min_count: 1,
+        max_count: 1,
+        subnet_id: Some(subnet.to_owned()),
+        ..Default::default()
+    }
 }
 
 fn key(id: &str) -> String {
@@ -116,16 +120,11 @@ fn an_instance_launched_with_further_interfaces_is_defined_with_their_nics() {
     let spare = s.b.create_network_interface(ACCOUNT, new_interface(&s.subnet), &[]).unwrap();
     let instance = s.b.instance(ACCOUNT, &s.instance).unwrap();
     let req = LaunchRequest {
-        image_id: instance.image_id.clone(),
-        instance_type: "t3.nano".into(),
-        min_count: 1,
-        max_count: 1,
-        subnet_id: Some(s.subnet.clone()),
         extra_interfaces: vec![
             ExtraInterface { device_index: 1, subnet_id: Some(s.subnet.clone()), ..Default::default() },
             ExtraInterface { device_index: 2, existing: Some(spare.id.clone()), ..Default::default() },
         ],
-        ..Default::default()
+        ..one_instance(&instance.image_id, &s.subnet)
     };
     let launched = s.b.run_instances(ACCOUNT, &instance.vpc_id, req.clone()).unwrap().remove(0);
     let attached: Vec<_> =
@@ -234,14 +233,7 @@ fn an_empty_public_pool_stops_no_launch_that_did_not_ask_for_an_address() {
     s.b.modify_subnet(ACCOUNT, &s.subnet, true).unwrap();
     // Another account holds every public address.
     while s.b.allocate_address("999999999999", &[]).is_ok() {}
-    let req = LaunchRequest {
-        image_id: instance.image_id.clone(),
-        instance_type: "t3.nano".into(),
-        min_count: 1,
-        max_count: 1,
-        subnet_id: Some(s.subnet.clone()),
-        ..Default::default()
-    };
+    let req = one_instance(&instance.image_id, &s.subnet);
     let launched = s.b.run_instances(ACCOUNT, &instance.vpc_id, req.clone()).unwrap().remove(0);
     assert_eq!(launched.public_ip, None, "launched without the subnet's default public address");
     let asked = s.b.run_instances(ACCOUNT, &instance.vpc_id, LaunchRequest { associate_public_ip: Some(true), ..req });
