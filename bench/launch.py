@@ -4,7 +4,8 @@ with and without the guest's security-group filter.
 
 1. `scripts/setup-host` (idempotent), `scripts/build-test-image`, then `stratus serve` on a
    free loopback port with a fresh data dir and its embedded defaults (the local
-   qemu:///system host), and the test image imported.
+   qemu:///system host) but for the network: `ovn_northbound = "none"`, the hosts' bridge and
+   nwfilter (`launch_ovn.py` measures the default, OVN), and the test image imported.
 2. Warm-up, untimed: one instance through Stratus, whose domain XML (`virsh dumpxml
    --inactive`) becomes the template of the virsh runs and whose security-group filter
    (`virsh nwfilter-dumpxml stratus-<id>`) that of the virsh-filtered runs; then one run of
@@ -127,7 +128,8 @@ def main() -> None:
     stratus = None
     runs = []
     try:
-        stratus = Stratus(args.stratus_bin.resolve(), work / "data")
+        # The hosts' bridge and nwfilter, which this benchmark measures (launch_ovn.py: OVN's).
+        stratus = Stratus(args.stratus_bin.resolve(), work / "data", config='[network]\novn_northbound = "none"\n')
         ec2 = stratus.client()
         image_id = stratus.import_image(image, "bench-launch")
 

@@ -242,7 +242,9 @@ class Lab:
         memories = sorted({c.memory_mib for c in cases(args.quick, args.load_memory)})
         types = "".join(f'\n[[instance_types]]\nname = "{type_name(m)}"\nvcpus = 1\nmemory_mib = {m}\n'
                         for m in memories)
-        self.stratus = Stratus(args.stratus_bin.resolve(), work / "data", config_path.read_text() + types)
+        # The hosts' bridge, as the virsh baseline's guests (migration_ovn.py: OVN's network).
+        self.stratus = Stratus(args.stratus_bin.resolve(), work / "data",
+                               config_path.read_text() + types + '\n[network]\novn_northbound = "none"\n')
         try:
             self._prepare(args)
         except BaseException:

@@ -2,7 +2,7 @@
 //! their instances' network interfaces (issue 16).
 //!
 //! 1. The pool is one IPv4 block on the operator's public network ([`PublicNetwork`]; by
-//!    default the documentation range `203.0.113.0/24` with its gateway at `.1`). Each address
+//!    default the documentation range `198.51.100.0/24` with its gateway at `.1`). Each address
 //!    is held by at most one account at a time ([`storage::tables::PUBLIC_ADDRESSES`]);
 //!    AllocateAddress takes the lowest free one.
 //! 2. An address is associated with an instance (its primary interface) or an interface, in a
@@ -34,8 +34,8 @@ pub struct PublicNetwork {
 impl Default for PublicNetwork {
     fn default() -> Self {
         Self {
-            cidr: Cidr { network: Ipv4Addr::new(203, 0, 113, 0), prefix: 24 },
-            gateway: Ipv4Addr::new(203, 0, 113, 1),
+            cidr: Cidr { network: Ipv4Addr::new(198, 51, 100, 0), prefix: 24 },
+            gateway: Ipv4Addr::new(198, 51, 100, 1),
         }
     }
 }
@@ -410,7 +410,7 @@ mod tests {
         let network = PublicNetwork::parse("198.51.100.0/29", Some("198.51.100.6")).unwrap();
         let pool: Vec<String> = network.pool().map(|a| a.to_string()).collect();
         assert_eq!(pool, ["198.51.100.1", "198.51.100.2", "198.51.100.3", "198.51.100.4", "198.51.100.5"]);
-        assert_eq!(PublicNetwork::default().pool().next(), Some(Ipv4Addr::new(203, 0, 113, 2)));
+        assert_eq!(PublicNetwork::default().pool().next(), Some(Ipv4Addr::new(198, 51, 100, 2)));
         assert!(PublicNetwork::parse("198.51.100.0/24", Some("192.0.2.1")).is_err());
         assert!(PublicNetwork::parse("198.51.100.1/24", None).is_err());
         assert!(PublicNetwork::parse("198.51.100.0/31", None).is_err());

@@ -197,6 +197,8 @@ pub enum ObjectKind {
     DhcpEntry,
     /// An installation's rows in OVN's northbound database (routers, switches, port groups…).
     OvnNetwork,
+    /// A VPC's metadata namespace on this machine, with its plug into the integration bridge.
+    MetadataNamespace,
 }
 
 impl ObjectKind {
@@ -206,6 +208,7 @@ impl ObjectKind {
             Self::Filter => "nwfilter",
             Self::DhcpEntry => "DHCP entry",
             Self::OvnNetwork => "OVN rows",
+            Self::MetadataNamespace => "metadata namespace",
         }
     }
 }
@@ -657,6 +660,19 @@ impl Backend {
                     if dry_run { None } else { sync.northbound.reconcile(&forget).err().map(|e| e.to_string()) };
                 steps.push(CleanStep { leftover, error });
             }
+            // Its VPCs' metadata namespaces on this machine, found by their plugs' marks.
+            for vpc in crate::vpc_network::marked_metadata_ends(id).unwrap_or_default() {
+                let leftover = Leftover {
+                    host: LOCAL.into(),
+                    kind: ObjectKind::MetadataNamespace,
+                    name: crate::vpc_network::metadata_namespace(&vpc),
+                    owner: Owner::Gone { installation: id.clone() },
+                    running: false,
+                    address: None,
+                };
+                let error = if dry_run { None } else { crate::vpc_network::remove_metadata_end(&vpc).err() };
+                steps.push(CleanStep { leftover, error });
+            }
         }
         if !dry_run {
             self.inventory()?;
@@ -674,7 +690,7 @@ impl Backend {
             }
             ObjectKind::Filter => host()?.driver.undefine_filter(&leftover.name).map_err(|e| e.to_string()),
             // Removed as a whole in `clean`.
-            ObjectKind::OvnNetwork => Ok(()),
+            ObjectKind::OvnNetwork | ObjectKind::MetadataNamespace => Ok(()),
             ObjectKind::DhcpEntry => {
                 let Some(dir) = &self.dhcp_hosts_dir else { return Ok(()) };
                 let path = dir.join(&leftover.name);

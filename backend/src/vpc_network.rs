@@ -377,6 +377,61 @@ pub fn rule_acl(
 /// Open vSwitch's integration bridge on every host, which `ovn-controller` programs.
 pub const INTEGRATION_BRIDGE: &str = "br-int";
 
+/// The network namespace of this machine that is a VPC's metadata port (made and served by the
+/// gateway's metadata plane).
+pub fn metadata_namespace(vpc_id: &str) -> String {
+    format!("stratus-meta-{vpc_id}")
+}
+
+/// The host end of the veth into [`metadata_namespace`], the port plugged into
+/// [`INTEGRATION_BRIDGE`] (interface names are at most 15 bytes). Its Open vSwitch interface
+/// carries `external_ids:stratus-installation` and `stratus-vpc`, so that what an installation
+/// left here is found without its data dir.
+pub fn metadata_link(vpc_id: &str) -> String {
+    let digest = Sha256::digest(vpc_id.as_bytes());
+    let hex: String = digest.iter().take(7).map(|b| format!("{b:02x}")).collect();
+    format!("sm{}", &hex[..13])
+}
+
+/// The VPCs whose metadata ends on this machine carry `installation`'s mark. Blocks.
+pub fn marked_metadata_ends(installation: &str) -> std::result::Result<Vec<String>, String> {
+    let output = std::process::Command::new("ovs-vsctl")
+        .args(["--timeout=10", "--bare", "--columns=external_ids", "find", "Interface"])
+        .arg(format!("external_ids:stratus-installation={installation}"))
+        .output()
+        .map_err(|e| format!("ovs-vsctl: {e}"))?;
+    if !output.status.success() {
+        return Err(format!("ovs-vsctl find: {}", String::from_utf8_lossy(&output.stderr).trim()));
+    }
+    // `--bare` prints a map as `key=value key=value`, one row per line.
+    Ok(String::from_utf8_lossy(&output.stdout)
+        .split_whitespace()
+        .filter_map(|pair| pair.strip_prefix("stratus-vpc="))
+        .map(|vpc| vpc.trim_matches('"').to_owned())
+        .collect())
+}
+
+/// Removes a VPC's metadata end from this machine: its plug and its namespace. Blocks.
+pub fn remove_metadata_end(vpc_id: &str) -> std::result::Result<(), String> {
+    let run = |program: &str, args: &[&str]| {
+        let output = std::process::Command::new(program).args(args).output().map_err(|e| format!("{program}: {e}"))?;
+        if output.status.success() {
+            Ok(())
+        } else {
+            Err(format!("{program} {}: {}", args.join(" "), String::from_utf8_lossy(&output.stderr).trim()))
+        }
+    };
+    let link = metadata_link(vpc_id);
+    let plug = run("ovs-vsctl", &["--timeout=10", "--if-exists", "del-port", INTEGRATION_BRIDGE, &link]);
+    let namespace = metadata_namespace(vpc_id);
+    let gone = if std::path::Path::new("/run/netns").join(&namespace).exists() {
+        run("ip", &["netns", "del", &namespace])
+    } else {
+        Ok(())
+    };
+    plug.and(gone)
+}
+
 /// The logical switch port of an interface: a UUID, since libvirt's `<virtualport>` names the
 /// port it plugs by UUID (`interfaceid`); the interface's id is the row's owner mark.
 pub fn port_name(installation: &str, interface_id: &str) -> String {
@@ -685,8 +740,9 @@ impl Backend {
             return Ok(());
         }
         Err(Error::UnsupportedOperation(format!(
-            "Instances in {vpc_id} need OVN, which this Stratus is not configured with: run scripts/setup-host \
-             and set [network] ovn_northbound (see the README's VPC networking section)."
+            "Instances in {vpc_id} need OVN, which this Stratus runs without: run scripts/setup-host (it \
+             starts OVN) and restart Stratus, or name your OVN in [network] ovn_northbound (see the README's \
+             VPC networking section)."
         )))
     }
 
@@ -1039,10 +1095,10 @@ mod tests {
             id: vpc.id.clone(),
             cidr: vpc.cidr.clone(),
             subnets: b.subnets("111111111111", &vpc.id).unwrap(),
-            public_ip: Some("203.0.113.2".into()),
-            elastic_ips: vec![("203.0.113.3".into(), "10.0.1.10".into())],
+            public_ip: Some("198.51.100.2".into()),
+            elastic_ips: vec![("198.51.100.3".into(), "10.0.1.10".into())],
             internet_routes: [(public.id.clone(), vec!["0.0.0.0/0".into()]), (private.id.clone(), vec![])].into(),
-            nat_routes: [(private.id.clone(), vec![("0.0.0.0/0".to_owned(), "203.0.113.4".to_owned())])].into(),
+            nat_routes: [(private.id.clone(), vec![("0.0.0.0/0".to_owned(), "198.51.100.4".to_owned())])].into(),
             guest_routes: [(public.id.clone(), vec![("192.168.7.0/24".to_owned(), "10.0.2.50".to_owned())])].into(),
         };
         let net = Public { network: Default::default(), chassis: "host-1".into() };
@@ -1051,12 +1107,12 @@ mod tests {
         let gateway = router.ports.iter().find(|p| p.gateway_chassis.is_some()).unwrap();
         assert_eq!(
             (gateway.networks.as_slice(), gateway.gateway_chassis.as_deref()),
-            (&["203.0.113.2/24".to_owned()][..], Some("host-1"))
+            (&["198.51.100.2/24".to_owned()][..], Some("host-1"))
         );
         assert_eq!(
             router.static_routes,
             [
-                ovn::StaticRoute { prefix: "0.0.0.0/0".into(), nexthop: "203.0.113.1".into() },
+                ovn::StaticRoute { prefix: "0.0.0.0/0".into(), nexthop: "198.51.100.1".into() },
                 ovn::StaticRoute { prefix: "169.254.169.254/32".into(), nexthop: "10.0.1.3".into() },
             ],
             "the way out and the way to the metadata service's port on the first subnet (what goes \
@@ -1065,8 +1121,8 @@ mod tests {
         assert_eq!(
             router.nats,
             [
-                ovn::Nat { kind: "dnat_and_snat", external_ip: "203.0.113.3".into(), logical_ip: "10.0.1.10".into() },
-                ovn::Nat { kind: "snat", external_ip: "203.0.113.4".into(), logical_ip: "10.0.2.0/24".into() },
+                ovn::Nat { kind: "dnat_and_snat", external_ip: "198.51.100.3".into(), logical_ip: "10.0.1.10".into() },
+                ovn::Nat { kind: "snat", external_ip: "198.51.100.4".into(), logical_ip: "10.0.2.0/24".into() },
             ],
             "the Elastic IP both ways, the NAT gateway's subnet out only"
         );

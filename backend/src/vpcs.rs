@@ -1097,7 +1097,7 @@ mod tests {
             assert!(b.subnets(account, vpc).unwrap().iter().all(|s| s.lease_scope == format!("{vpc}/")));
             assert!(b.subnet_records(account).unwrap().iter().all(|s| s.map_public_ip_on_launch));
             let gateway = &b.internet_gateways(account).unwrap()[0];
-            assert!(gateway.public_ip.as_deref().is_some_and(|ip| ip.starts_with("203.0.113.")), "{gateway:?}");
+            assert!(gateway.public_ip.as_deref().is_some_and(|ip| ip.starts_with("198.51.100.")), "{gateway:?}");
         }
         let gateways = [a, z].map(|account| b.internet_gateways(account).unwrap()[0].public_ip.clone());
         assert_ne!(gateways[0], gateways[1], "each router has an address of its own");

@@ -77,6 +77,11 @@ def write_credentials(path: Path, access_key: str, secret_key: str, profile: str
     return path
 
 
+# The embedded default's public network: this machine holds its router address (198.51.100.1 on
+# br-ex, by scripts/setup-host), so it reaches the guests' public addresses.
+DEFAULT_PUBLIC_CIDR = "198.51.100.0/24"
+
+
 _STARTED: list["Stratus"] = []
 
 
@@ -106,12 +111,15 @@ class Stratus:
     config: Path | None = None
     # Serve the guests' metadata service on 169.254.169.254:80 (one server per machine can).
     metadata: bool = False
+    # The public network (`[network] public_cidr`) its VPCs' routers and guests take addresses of.
+    public_cidr: str = DEFAULT_PUBLIC_CIDR
     proc: subprocess.Popen | None = None
     access_key: str | None = None
     secret_key: str | None = None
     account_id: str | None = None
     _log_file: object = field(default=None, repr=False)
     _metadata_lock: object = field(default=None, repr=False)
+    _public_lock: object = field(default=None, repr=False)
 
     @property
     def endpoint(self) -> str:
@@ -219,17 +227,82 @@ def _account_id_from(creds_file: Path) -> str | None:
     return m.group(1) if m else None
 
 
+_PUBLIC_NETWORKS = iter(range(1 << 30))
+
+
+def private_public_network() -> str:
+    """A public network no other running test's server uses: servers on the machine's OVN share
+    br-ex, where two installations handing out the same addresses would answer for each other.
+    A /24 of 100.65.0.0–100.127.255.0, picked by process and turn (two pytest processes run at
+    once; 100.64.0.0/24 and the documentation ranges are the tests' fixed choices)."""
+    n = (os.getpid() * 16 + next(_PUBLIC_NETWORKS)) % (63 * 256) + 256
+    return f"100.{64 + n // 256}.{n % 256}.0/24"
+
+
+def with_public_network(config: str, cidr: str) -> str:
+    """`config` with `[network] public_cidr = cidr` unless it names one itself."""
+    if "public_cidr" in config:
+        return config
+    line = f'public_cidr = "{cidr}"\n'
+    if re.search(r"^\[network\]\s*$", config, re.MULTILINE):
+        return re.sub(r"^\[network\]\s*$\n?", lambda m: "[network]\n" + line, config, count=1, flags=re.MULTILINE)
+    return config + f"\n[network]\n{line}"
+
+
 def start_stratus(tmp_dir: Path, data_dir: Path | None = None, config: str | None = None,
-                  metadata: bool = False) -> Stratus:
+                  metadata: bool = False, public: str | None = None) -> Stratus:
+    """Starts a server on its own public network unless `public` names one (the default's,
+    `DEFAULT_PUBLIC_CIDR`, is this machine's: only one test's server uses it at a time)."""
     tmp_dir.mkdir(parents=True, exist_ok=True)
     data_dir = data_dir or tmp_dir / "data"
-    config_path = None
-    if config is not None:
-        config_path = tmp_dir / "stratus.toml"
-        config_path.write_text(config)
+    config = config or ""
+    found = re.search(r'public_cidr\s*=\s*"([^"]+)"', config)
+    # Without a network engine nothing of the public network reaches br-ex: no need to share.
+    engine = 'ovn_northbound = "none"' not in config
+    cidr = found.group(1) if found else public or (private_public_network() if engine else DEFAULT_PUBLIC_CIDR)
+    config_path = tmp_dir / "stratus.toml"
+    config_path.write_text(with_public_network(config, cidr) if engine else config)
     server = Stratus(bin=wait_for_binary(), data_dir=data_dir, port=free_port(), log_path=tmp_dir / "stratus.log",
-                     config=config_path, metadata=metadata)
+                     config=config_path, metadata=metadata, public_cidr=cidr)
+    if engine and cidr == DEFAULT_PUBLIC_CIDR:
+        _take_default_public_network(server)
     return server.start()
+
+
+_DEFAULT_PUBLIC_HOLDERS: list[Stratus] = []
+_DEFAULT_PUBLIC_LOCK: list = []
+
+
+def _take_default_public_network(server: Stratus) -> None:
+    """Servers of this process share the default public network (one started again on its data
+    dir); those of another process wait for it."""
+    if not _DEFAULT_PUBLIC_HOLDERS:
+        lock = open("/run/stratus-public-test.lock", "w")
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        _DEFAULT_PUBLIC_LOCK.append(lock)
+    _DEFAULT_PUBLIC_HOLDERS.append(server)
+    server._public_lock = True
+
+
+def _give_back_default_public_network(server: Stratus) -> None:
+    _DEFAULT_PUBLIC_HOLDERS.remove(server)
+    server._public_lock = None
+    if not _DEFAULT_PUBLIC_HOLDERS:
+        _DEFAULT_PUBLIC_LOCK.pop().close()
+
+
+def retire(server: Stratus) -> None:
+    """Ends a test's server for good: killed if still running, and what its installation put in
+    OVN gone with its data dir (the embedded default keeps every account's default VPC there)."""
+    server.kill()
+    server._close_log()
+    if server._public_lock is not None:
+        _give_back_default_public_network(server)
+    try:
+        installation = (server.data_dir / "installation").read_text().strip()
+    except OSError:
+        return
+    forget_ovn_installation(installation)
 
 
 @pytest.fixture(scope="session")
@@ -241,6 +314,7 @@ def stratus(tmp_path_factory):
         if server.proc is not None and server.proc.poll() is not None:
             pytest.fail(f"stratus died during the session (code {server.proc.returncode}):\n{server.log()}")
         server.stop()
+        retire(server)
 
 
 @pytest.fixture
@@ -249,16 +323,18 @@ def server_factory(tmp_path):
     started: list[Stratus] = []
 
     def make(data_dir: Path | None = None, name: str | None = None, config: str | None = None,
-             metadata: bool = False) -> Stratus:
+             metadata: bool = False, public: str | None = None) -> Stratus:
         sub = tmp_path / (name or f"srv{len(started)}")
-        server = start_stratus(sub, data_dir or tmp_path / "data", config, metadata)
+        # A server started again on a data dir keeps its public network.
+        earlier = [s for s in started if s.data_dir == (data_dir or tmp_path / "data")]
+        server = start_stratus(sub, data_dir or tmp_path / "data", config, metadata,
+                               public or (earlier[-1].public_cidr if earlier else None))
         started.append(server)
         return server
 
     yield make
-    for server in started:
-        server.kill()
-        server._close_log()
+    for server in reversed(started):
+        retire(server)
 
 
 # --- aws cli ------------------------------------------------------------------------------
@@ -291,7 +367,7 @@ def aws(stratus: Stratus, *args: str, creds: Path | str | None = None, timeout: 
 # --- instances ----------------------------------------------------------------------------
 
 # A fast control plane for instance tests: libvirt's in-process test driver, quick sweeps.
-TEST_DRIVER_CONFIG = """
+TEST_DRIVER_HOSTS = """
 [[hosts]]
 uri = "test:///default"
 vcpus = 32
@@ -302,6 +378,10 @@ cpu_ratio = 1.0
 stop_timeout_secs = 2
 sweep_interval_ms = 200
 """
+# The OVN `scripts/setup-host` runs (the embedded default's, named: test-driver hosts with it).
+OVN_NETWORK = '\n[network]\novn_northbound = "unix:/run/stratus/ovn/ovnnb_db.sock"\n'
+# Its guests plug into nothing: no network engine (default VPCs on the hosts' bridge, as records).
+TEST_DRIVER_CONFIG = TEST_DRIVER_HOSTS + '\n[network]\novn_northbound = "none"\n'
 
 # The real local QEMU daemon, as `scripts/setup-host` leaves it.
 QEMU_CONFIG = """
@@ -528,10 +608,15 @@ def forget_ovn_installation(installation: str) -> None:
         done = subprocess.run(["ovn-nbctl", f"--db={OVN_NB}", "--timeout=10", *args], capture_output=True,
                               text=True, timeout=30)
         return done.stdout
-    # Each VPC of its own also has a metadata namespace on this machine, plugged into br-int.
-    for router in nbctl("--bare", "--columns=name", "find", "Logical_Router",
-                        f"external_ids:stratus-installation={installation}").split():
-        vpc = router.removeprefix("stratus-")
+    # Each VPC of its own also has a metadata namespace on this machine, plugged into br-int by
+    # a port marked with the installation and the VPC.
+    marked = subprocess.run(["ovs-vsctl", "--timeout=10", "--bare", "--columns=external_ids", "find", "Interface",
+                             f"external_ids:stratus-installation={installation}"], capture_output=True, text=True,
+                            timeout=30).stdout
+    vpcs = {pair.split("=", 1)[1].strip('"') for pair in marked.split() if pair.startswith("stratus-vpc=")}
+    vpcs |= {router.removeprefix("stratus-") for router in nbctl(
+        "--bare", "--columns=name", "find", "Logical_Router", f"external_ids:stratus-installation={installation}").split()}
+    for vpc in vpcs:
         link = "sm" + hashlib.sha256(vpc.encode()).hexdigest()[:13]
         subprocess.run(["ovs-vsctl", "--timeout=10", "--if-exists", "del-port", "br-int", link], capture_output=True)
         subprocess.run(["ip", "netns", "del", f"stratus-meta-{vpc}"], capture_output=True)

@@ -4,6 +4,7 @@ lab host's (`scripts/lab`)."""
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import shutil
 import subprocess
@@ -112,9 +113,11 @@ while time.monotonic() < end:
 
 class Internet:
     """The public network's far side: a namespace on br-ex holding its router's address
-    (`gateway`: by default 203.0.113.1, Stratus's default public gateway), as an uplink would."""
+    (`gateway`, as `a.b.c.d/len`), as an uplink would. Not the default public network's: this
+    machine holds 198.51.100.1 on br-ex itself."""
 
-    def __init__(self, gateway: str = "203.0.113.1/24"):
+    def __init__(self, gateway: str):
+        self.gateway = gateway
         self.link, self.ns = f"si{os.getpid() % 100000}", f"stratus-internet-{os.getpid()}"
         run("ip", "netns", "add", self.ns)
         run("ip", "link", "add", self.link, "type", "veth", "peer", "name", "eth0", "netns", self.ns)
@@ -126,9 +129,29 @@ class Internet:
             run("ip", "-n", self.ns, *command)
         run("ovs-vsctl", f"--db={CONF}", "--timeout=10", "add-port", "br-ex", self.link)
 
+    @classmethod
+    def of(cls, server) -> "Internet":
+        """The far side of a test server's own public network (conftest gives each one)."""
+        network = ipaddress.ip_network(server.public_cidr)
+        return cls(f"{network[1]}/{network.prefixlen}")
+
+    @property
+    def address(self) -> str:
+        return self.gateway.split("/")[0]
+
     def answers(self, address: str) -> bool:
         done = run("ip", "netns", "exec", self.ns, "ping", "-c", "1", "-W", "1", "-n", "-q", address, check=False)
         return done.returncode == 0
+
+    def connects(self, address: str, port: int, timeout: float = 3.0) -> bool:
+        """Whether a TCP connection from the internet to `address:port` is accepted."""
+        done = run("ip", "netns", "exec", self.ns, "timeout", str(timeout), "bash", "-c",
+                   f"</dev/tcp/{address}/{port}", check=False)
+        return done.returncode == 0
+
+    def command(self, *args: str) -> list[str]:
+        """`args` run from the internet's side."""
+        return ["ip", "netns", "exec", self.ns, *args]
 
     def sources_seen(self, while_doing) -> set[str]:
         """The source addresses of the ICMP packets that reach the internet while `while_doing()`

@@ -1,21 +1,24 @@
-"""A Debian cloud image configures itself, the EC2 way, on real QEMU guests (issue 6), in an
-installation started over beside a killed one (issue 24):
-
-a Stratus is killed (-9) with a test guest running at A's address; a fresh data dir started on
-the same host names that guest (its log and `stratus doctor`), refuses its address, and the
-old data dir, started again, still knows the guest as its own. Once the old data dir is gone,
-`stratus host clean --orphans` removes the guest, its nwfilter and its DHCP entry, and the
-cloud guest below gets that very address by DHCP.
+"""A Debian cloud image configures itself, the EC2 way, on real QEMU guests (issue 6), on the
+embedded default's network: the account's default VPC on this machine's OVN (issue 16).
 
 aws ec2 create-key-pair → run-instances with KeyName and `#cloud-config` user data → cloud-init
-finds Stratus's metadata service (DHCP, SMBIOS says EC2) → `ssh -i key.pem admin@…` works, the
-hostname and the user data's file are there. Then, from inside the guest: IMDSv1 and v2,
-ModifyInstanceMetadataOptions, and no way to pass for another instance. Security groups are
-enforced on the host: port 22 closed until authorized and closed again after revoke, a group-
-to-group rule lets a member in and keeps the host out (B, the guest behind that rule, is the
-tiny test guest listening on port 22).
+finds Stratus's metadata service (OVN's DHCP, SMBIOS says EC2) → `ssh -i key.pem admin@<public
+address>` from the "internet" (a namespace on the public network) works, the hostname and the
+user data's file are there. Then, from inside the guest: IMDSv1 and v2,
+ModifyInstanceMetadataOptions, no way to pass for another instance, and the way out through the
+internet gateway under the guest's public address. Security groups are OVN's ACLs: port 22 closed
+until authorized and closed again after revoke, a group-to-group rule lets a member in and keeps
+the internet out (B, the guest behind that rule, is the tiny test guest listening on port 22).
 
-Guests take fixed high addresses (PrivateIpAddress) so that no parallel test's guest holds them.
+Also an installation started over beside a killed one (issue 24), on the hosts' bridge (its last
+user; `ovn_northbound = "none"`): a Stratus is killed (-9) with a test guest running at A's
+address; a fresh data dir started on the same host names that guest (its log and `stratus
+doctor`), refuses its address, and the old data dir, started again, still knows the guest as its
+own. Once the old data dir is gone, `stratus host clean --orphans` removes the guest, its
+nwfilter and its DHCP entry.
+
+Guests take fixed high addresses (PrivateIpAddress) so that no parallel test's guest on the
+bridge holds them.
 """
 
 from __future__ import annotations
@@ -23,7 +26,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import shlex
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -31,9 +33,12 @@ from pathlib import Path
 import pytest
 
 from conftest import QEMU_CONFIG, aws, import_image, require_qemu, server_env
+from ovn_helpers import Internet, require_ovn
+
+# The hosts' bridge and nwfilter, for what is about them.
+BRIDGE_CONFIG = QEMU_CONFIG + '\n[network]\novn_northbound = "none"\n'
 
 DHCP_HOSTS = Path("/run/stratus/dhcp-hosts")
-LEASES = Path("/run/stratus/dnsmasq.leases")
 A_IP = "172.31.9.20"
 B_IP = "172.31.9.21"
 BOOT_TIMEOUT = 420.0
@@ -53,14 +58,6 @@ def ok(server, *args, timeout: float = 300) -> dict:
     return json.loads(out) if out.strip() else {}
 
 
-def port_open(address: str, port: int = 22, timeout: float = 3.0) -> bool:
-    try:
-        with socket.create_connection((address, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
 def wait_for(predicate, timeout: float, what: str, step: float = 0.5) -> float:
     """Polls until `predicate()`; answers how long it took."""
     started = time.monotonic()
@@ -71,12 +68,14 @@ def wait_for(predicate, timeout: float, what: str, step: float = 0.5) -> float:
 
 
 class Guest:
-    def __init__(self, address: str, key: Path):
-        self.address, self.key = address, key
+    """A guest reached by ssh from `via` (a command prefix: the internet's namespace)."""
+
+    def __init__(self, address: str, key: Path, via: list[str]):
+        self.address, self.key, self.via = address, key, via
 
     def ssh(self, command: str, timeout: float = 60) -> subprocess.CompletedProcess:
         return subprocess.run(
-            ["ssh", "-i", str(self.key), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
+            [*self.via, "ssh", "-i", str(self.key), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
              "-o", "UserKnownHostsFile=/dev/null", "-o", "ConnectTimeout=5", "-o", "LogLevel=ERROR",
              f"admin@{self.address}", command],
             capture_output=True, text=True, timeout=timeout)
@@ -128,10 +127,11 @@ def virsh(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(["virsh", "-c", "qemu:///system", *args], capture_output=True, text=True, timeout=60)
 
 
-def started_over_beside_a_killed_installation(server_factory, test_image, tmp_path):
-    """The fresh installation the cloud guests run in; see the module's doc."""
+def test_an_installation_started_over_beside_a_killed_one(server_factory, test_image, tmp_path):
+    """See the module's doc: on the hosts' bridge, where installations share one segment."""
+    require_qemu()
     old_dir, new_dir = tmp_path / "old-data", tmp_path / "new-data"
-    old = server_factory(data_dir=old_dir, name="old", config=QEMU_CONFIG)
+    old = server_factory(data_dir=old_dir, name="old", config=BRIDGE_CONFIG)
     old_image = import_image(old, test_image, "old-test-image")
     guest = ok(old, "run-instances", "--image-id", old_image, "--instance-type", "t3.nano",
                "--private-ip-address", A_IP)["Instances"][0]["InstanceId"]
@@ -141,7 +141,7 @@ def started_over_beside_a_killed_installation(server_factory, test_image, tmp_pa
     assert f"installation='{old_id}'" in virsh("dumpxml", guest).stdout.replace('"', "'")
     old.kill()
 
-    new = server_factory(data_dir=new_dir, name="new", config=QEMU_CONFIG, metadata=True)
+    new = server_factory(data_dir=new_dir, name="new", config=BRIDGE_CONFIG)
     assert guest in new.log() and f"stratus host clean --installation {old_id}" in new.log(), new.log()[-3000:]
     doctor = stratus_cli(new, "doctor")
     assert doctor.returncode == 1 and guest in doctor.stdout and f"installation {old_id} (live" in doctor.stdout, \
@@ -152,7 +152,7 @@ def started_over_beside_a_killed_installation(server_factory, test_image, tmp_pa
     new.stop()
 
     # The old data dir started again: its guest is its own, running, and no leftover.
-    old = server_factory(data_dir=old_dir, name="old-again", config=QEMU_CONFIG)
+    old = server_factory(data_dir=old_dir, name="old-again", config=BRIDGE_CONFIG)
     state = ok(old, "describe-instances", "--instance-ids", guest)["Reservations"][0]["Instances"][0]["State"]
     assert state["Name"] == "running"
     assert guest not in stratus_cli(old, "doctor").stdout
@@ -160,7 +160,7 @@ def started_over_beside_a_killed_installation(server_factory, test_image, tmp_pa
 
     # It is gone for good: its objects are orphans, removed when asked (a dry run first).
     subprocess.run(["rm", "-rf", str(old_dir)], check=True)
-    new = server_factory(data_dir=new_dir, name="new-again", config=QEMU_CONFIG, metadata=True)
+    new = server_factory(data_dir=new_dir, name="new-again", config=BRIDGE_CONFIG)
     dry = stratus_cli(new, "host", "clean", "--orphans", "--dry-run")
     assert dry.returncode == 0 and dry.stdout.count(guest) == 3, dry.stdout + dry.stderr
     assert virsh("dominfo", guest).returncode == 0, "a dry run removes nothing"
@@ -169,12 +169,20 @@ def started_over_beside_a_killed_installation(server_factory, test_image, tmp_pa
     assert virsh("dominfo", guest).returncode != 0
     assert f"stratus-{guest}" not in virsh("nwfilter-list").stdout
     assert not (DHCP_HOSTS / guest).exists()
-    return new
 
 
 def test_cloud_image_key_user_data_metadata_and_security_groups(server_factory, cloud_image, test_image, tmp_path):
     require_qemu()
-    server = started_over_beside_a_killed_installation(server_factory, test_image, tmp_path)
+    require_ovn()
+    server = server_factory(config=QEMU_CONFIG)
+    internet = Internet.of(server)
+    try:
+        cloud_guests(server, internet, cloud_image, test_image, tmp_path)
+    finally:
+        internet.close()
+
+
+def cloud_guests(server, internet: Internet, cloud_image, test_image, tmp_path):
     image_id = import_image(server, cloud_image, "debian-12-cloud")
     # B only has to accept TCP on port 22: the tiny test guest with a listener there boots in
     # seconds where a second Debian guest would take minutes of the machine's CPU.
@@ -206,7 +214,10 @@ def test_cloud_image_key_user_data_metadata_and_security_groups(server_factory, 
            "--metadata-options", "HttpTokens=required,HttpPutResponseHopLimit=2")["Instances"][0]
     assert b["MetadataOptions"]["HttpTokens"] == "required" and b["MetadataOptions"]["HttpPutResponseHopLimit"] == 2
 
-    guest_a = Guest(A_IP, key)
+    # The default subnet maps public addresses at launch; the internet reaches A by its own.
+    a_public, b_public = (ok(server, "describe-instances", "--instance-ids", i["InstanceId"])["Reservations"][0]
+                          ["Instances"][0]["PublicIpAddress"] for i in (a, b))
+    guest_a = Guest(a_public, key, internet.command())
     try:
         wait_for(guest_a.can_log_in, BOOT_TIMEOUT, f"ssh into {a['InstanceId']}", step=2)
     except AssertionError:
@@ -261,40 +272,33 @@ def test_cloud_image_key_user_data_metadata_and_security_groups(server_factory, 
     assert "added" in spoof.stdout, f"the guest could not take the address to try: {spoof.stderr}"
     assert b["InstanceId"] not in spoof.stdout and "rc=0" not in spoof.stdout, spoof.stdout
 
-    # The router serves guests DHCP and metadata only: a port this machine opens for itself
-    # stays out of reach, though A's group lets all of A's traffic out.
-    with socket.socket() as listener:
-        listener.bind(("0.0.0.0", 0))
-        listener.listen()
-        port = listener.getsockname()[1]
-        assert guest_a.ssh(f"timeout 3 bash -c '</dev/tcp/172.31.0.1/{port}'").returncode != 0
+    # Out through the internet gateway, under A's public address (1:1 NAT).
+    seen = internet.sources_seen(lambda: guest_a.run(f"ping -c 2 -W 2 {internet.address}"))
+    assert a_public in seen and A_IP not in seen, seen
 
-    # Group to group: B lets in ssh from members of `ssh` (A), not from this host.
+    # Group to group: B lets in ssh from members of `ssh` (A), not from the internet.
     try:
         wait_for(lambda: guest_a.ssh(f"timeout 3 bash -c '</dev/tcp/{B_IP}/22'").returncode == 0, BOOT_TIMEOUT,
                  "A reaching B's port 22", step=2)
     except AssertionError:
         pytest.fail(f"A cannot reach B; B's console:\n{console(server, b['InstanceId'])[-6000:]}")
-    assert not port_open(B_IP), "the host is in no group B lets in"
+    assert not internet.connects(b_public, 22), "the internet is in no group B lets in"
 
-    # Port 22 on B: closed, authorized (open within seconds), revoked (closed within seconds).
+    # Port 22 on B: closed, authorized (open within a second or so), revoked (closed as soon).
     ok(server, "authorize-security-group-ingress", "--group-id", inner, "--protocol", "tcp", "--port", "22",
-       "--cidr", "172.31.0.1/32")
-    opened = wait_for(lambda: port_open(B_IP), 10, "port 22 after authorize")
+       "--cidr", f"{internet.address}/32")
+    opened = wait_for(lambda: internet.connects(b_public, 22), 10, "port 22 after authorize")
     ok(server, "revoke-security-group-ingress", "--group-id", inner, "--protocol", "tcp", "--port", "22",
-       "--cidr", "172.31.0.1/32")
-    closed = wait_for(lambda: not port_open(B_IP, timeout=1), 10, "port 22 after revoke")
+       "--cidr", f"{internet.address}/32")
+    closed = wait_for(lambda: not internet.connects(b_public, 22, timeout=1), 10, "port 22 after revoke")
     print(f"authorize -> open: {opened:.1f} s, revoke -> closed: {closed:.1f} s")
 
     # The issue's last word: revoking A's port-22 rule cuts ssh within seconds.
     ok(server, "revoke-security-group-ingress", "--group-id", ssh_group, "--protocol", "tcp", "--port", "22",
        "--cidr", "0.0.0.0/0")
-    cut = wait_for(lambda: not port_open(A_IP, timeout=1), 10, "ssh cut after revoke")
+    cut = wait_for(lambda: not internet.connects(a_public, 22, timeout=1), 10, "ssh cut after revoke")
     assert not guest_a.can_log_in()
     print(f"revoke -> ssh cut: {cut:.1f} s")
 
     ok(server, "terminate-instances", "--instance-ids", a["InstanceId"], b["InstanceId"])
     ok(server, "wait", "instance-terminated", "--instance-ids", a["InstanceId"], b["InstanceId"])
-    # The addresses are free for the next guests: no DHCP entry or lease left behind.
-    assert not (DHCP_HOSTS / a["InstanceId"]).exists() and not (DHCP_HOSTS / b["InstanceId"]).exists()
-    wait_for(lambda: not any(f" {ip} " in LEASES.read_text() for ip in (A_IP, B_IP)), 10, "leases released")

@@ -1,15 +1,17 @@
-"""The aws cli driving real QEMU guests: run 2 → wait running → console shows the boot marker →
-the host pings the guest → stop → resize → start → image the running guest → terminate → wait
-terminated, disks gone."""
+"""The aws cli driving real QEMU guests on the embedded default (each account's default VPC on
+the machine's OVN, the machine itself the public network's router): run 2 → wait running →
+console shows the boot marker → the host pings the guest's public address → stop → resize →
+start → image the running guest → terminate → wait terminated, disks gone."""
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import subprocess
 import time
 from pathlib import Path
 
-from conftest import BOOT_MARKER, QEMU_CONFIG, aws, import_image, require_qemu
+from conftest import BOOT_MARKER, DEFAULT_PUBLIC_CIDR, QEMU_CONFIG, aws, import_image, require_qemu
 
 
 def ok(server, *args, timeout: float = 300) -> dict:
@@ -20,7 +22,8 @@ def ok(server, *args, timeout: float = 300) -> dict:
 
 def test_instance_lifecycle_on_real_qemu(server_factory, test_image):
     require_qemu()
-    server = server_factory(config=QEMU_CONFIG)
+    # The public network this machine is the router of (203.0.113.1 on br-ex): as in the README.
+    server = server_factory(config=QEMU_CONFIG, public=DEFAULT_PUBLIC_CIDR)
     image_id = import_image(server, test_image, "cli test image")
     launched = ok(server, "run-instances", "--image-id", image_id, "--count", "2", "--instance-type", "t3.nano",
                   "--tag-specifications", "ResourceType=instance,Tags=[{Key=Name,Value=cli-test}]")
@@ -41,11 +44,15 @@ def test_instance_lifecycle_on_real_qemu(server_factory, test_image):
             break
         assert time.monotonic() < deadline, f"no boot marker on the console:\n{text[-2000:]}"
         time.sleep(2)
+    # The default subnet maps a public address at launch, as EC2's does.
+    assert ipaddress.ip_address(first["PublicIpAddress"]) in ipaddress.ip_network(DEFAULT_PUBLIC_CIDR), first
+    assert first["PrivateIpAddress"].startswith("172.31."), first
+
     # The default group lets in only its own members: the host's ping is dropped until the
-    # group allows ICMP (security groups are enforced on the host).
+    # group allows ICMP (security groups are OVN's ACLs).
     def ping(seconds: int) -> bool:
         # `-c 1 -w N`: done at the first reply; a TCG guest on a busy machine may answer late.
-        return subprocess.run(["ping", "-c", "1", "-w", str(seconds), first["PrivateIpAddress"]],
+        return subprocess.run(["ping", "-c", "1", "-w", str(seconds), first["PublicIpAddress"]],
                               capture_output=True).returncode == 0
 
     assert not ping(3), "the default group must not let the host's ping in"

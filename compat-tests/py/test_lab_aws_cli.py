@@ -10,6 +10,7 @@ accounts with the same addresses span both hosts, and a VPC guest migrates betwe
 from __future__ import annotations
 
 import fcntl
+import ipaddress
 import json
 import os
 import re
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (BOOT_MARKER, aws, clean_env, create_account, ec2_client, import_image, require_qemu, wait_states,
+from conftest import (BOOT_MARKER, DEFAULT_PUBLIC_CIDR, aws, clean_env, create_account, ec2_client, import_image, require_qemu, wait_states,
                       write_credentials)
 
 REPO = Path(__file__).resolve().parents[2]
@@ -57,8 +58,11 @@ def imds_answers(console: str) -> list[tuple[int, str]]:
 
 
 def test_migrate_and_drain_with_the_aws_cli(lab, server_factory, test_image, tmp_path):
+    # The embedded default's network: the default VPC on OVN, each lab host a chassis, this
+    # machine the gateway chassis and the public network's router (as in the README).
     server = server_factory(config=lab + "\n[instances]\nsweep_interval_ms = 500\nstop_timeout_secs = 20\n",
-                            metadata=True)
+                            public=DEFAULT_PUBLIC_CIDR)
+    here = f"{ipaddress.ip_network(DEFAULT_PUBLIC_CIDR)[1]}/32"
     home = tmp_path / "home"
     home.mkdir()
     added = subprocess.run(["aws", "configure", "add-model", "--service-model", f"file://{MODEL}",
@@ -99,15 +103,16 @@ def test_migrate_and_drain_with_the_aws_cli(lab, server_factory, test_image, tmp
         assert time.monotonic() < deadline, "the guest did not boot"
         time.sleep(2)
     before = counter(console(lone))
-    address = ok("describe-instances", "--instance-ids", lone)["Reservations"][0]["Instances"][0]["PrivateIpAddress"]
+    address = ok("describe-instances", "--instance-ids", lone)["Reservations"][0]["Instances"][0]["PublicIpAddress"]
 
     def pings(seconds=5):
         return subprocess.run(["ping", "-c", "1", "-w", str(seconds), address], capture_output=True).returncode == 0
 
-    # Security groups hold on the lab hosts too: the host's ping gets in once the group says so.
+    # Security groups hold on the lab hosts too: this machine's ping to the guest's public
+    # address (through the gateway chassis and the tunnel) gets in once the group says so.
     assert not pings(3), "the default group must keep the host's ping out"
     ok("authorize-security-group-ingress", "--group-name", "default", "--protocol", "icmp", "--port", "-1",
-       "--cidr", "172.31.0.1/32")
+       "--cidr", here)
     assert pings(20), "ICMP authorized, yet no answer"
 
     # Move the lone instance over to the crowded host; the guest runs on without a reboot.
@@ -132,7 +137,7 @@ def test_migrate_and_drain_with_the_aws_cli(lab, server_factory, test_image, tmp
     # The same rules on the destination, and still kept up to date there.
     assert pings(10), "the group's ICMP rule did not follow the guest"
     ok("revoke-security-group-ingress", "--group-name", "default", "--protocol", "icmp", "--port", "-1",
-       "--cidr", "172.31.0.1/32")
+       "--cidr", here)
     deadline = time.monotonic() + 10
     while pings(1):
         assert time.monotonic() < deadline, "revoked on the destination, yet the guest still answers"
@@ -207,11 +212,10 @@ def test_vpcs_of_two_accounts_across_lab_hosts(lab, server_factory, test_image):
     from test_extensions_boto3 import stratus_client
 
     require_ovn()
-    # A public network of its own (another documentation range), so that the single-host VPC
-    # scenarios' "internet" on 203.0.113.0/24 may run beside it.
+    # On a public network of its own (conftest's), whose far side is the lab's "internet".
     server = server_factory(config=lab + f'\n[network]\novn_northbound = "{NB}"\n'
-                            'public_cidr = "198.51.100.0/24"\n'
                             "\n[instances]\nsweep_interval_ms = 500\n")
+    internet_address = str(ipaddress.ip_network(server.public_cidr)[1])
     ext = stratus_client(server)
     other = create_account(server, "lab-vpc-b")
     clients = {"a": ec2_client(server), "b": ec2_client(server, other.access_key, other.secret_key)}
@@ -219,7 +223,7 @@ def test_vpcs_of_two_accounts_across_lab_hosts(lab, server_factory, test_image):
     made: dict[str, dict] = {}
     probes: list[Probe] = []
     icmp = [{"IpProtocol": "icmp", "FromPort": -1, "ToPort": -1,
-             "IpRanges": [{"CidrIp": "10.0.1.200/32"}, {"CidrIp": "198.51.100.1/32"}]}]
+             "IpRanges": [{"CidrIp": "10.0.1.200/32"}, {"CidrIp": f"{internet_address}/32"}]}]
     internet = None
     try:
         for who, client in clients.items():
@@ -271,7 +275,7 @@ def test_vpcs_of_two_accounts_across_lab_hosts(lab, server_factory, test_image):
 
         # A's 10.0.1.11 gets an Elastic IP behind A's internet gateway: the gateway chassis (this
         # machine) translates, the tunnel carries it to the lab host.
-        internet = Internet("198.51.100.1/24")
+        internet = Internet.of(server)
         a = clients["a"]
         gateway = a.create_internet_gateway()["InternetGateway"]["InternetGatewayId"]
         a.attach_internet_gateway(InternetGatewayId=gateway, VpcId=made["a"]["vpc"])
@@ -279,7 +283,7 @@ def test_vpcs_of_two_accounts_across_lab_hosts(lab, server_factory, test_image):
         a.create_route(RouteTableId=table["RouteTableId"], DestinationCidrBlock="0.0.0.0/0", GatewayId=gateway)
         allocation = a.allocate_address(Domain="vpc")
         public_ip = allocation["PublicIp"]
-        assert public_ip.startswith("198.51.100."), allocation
+        assert ipaddress.ip_address(public_ip) in ipaddress.ip_network(server.public_cidr), allocation
         a.associate_address(AllocationId=allocation["AllocationId"], InstanceId=a11["InstanceId"])
         deadline = time.monotonic() + 60
         while not internet.answers(public_ip):

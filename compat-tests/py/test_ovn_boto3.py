@@ -13,15 +13,16 @@ from __future__ import annotations
 import os
 import subprocess
 import time
+from pathlib import Path
 
-from conftest import (TEST_DRIVER_CONFIG, create_account, ec2_client, forget_ovn_installation, import_image, server_env,
+from conftest import (TEST_DRIVER_HOSTS, create_account, ec2_client, forget_ovn_installation, import_image, server_env,
                       wait_states)
 
 from ovn_helpers import NB, require_ovn
 
 # A public network of its own (TEST-NET-1): its default VPCs' routers take public addresses,
 # which must not meet those of the real-guest scenarios that may run beside it.
-CONFIG = TEST_DRIVER_CONFIG + f'\n[network]\novn_northbound = "{NB}"\npublic_cidr = "192.0.2.0/24"\n'
+CONFIG = TEST_DRIVER_HOSTS + f'\n[network]\novn_northbound = "{NB}"\npublic_cidr = "192.0.2.0/24"\n'
 
 
 def nbctl(*args: str) -> subprocess.CompletedProcess:
@@ -116,6 +117,9 @@ def test_instances_get_ovn_ports_and_lose_them(server_factory, tmp_path, test_im
         for table in ("Logical_Router", "Logical_Switch", "DHCP_Options"):
             assert not nbctl("--bare", "--columns=_uuid", "find", table,
                              f"external_ids:stratus-installation={installation}").stdout.split(), table
+        # And its VPCs' metadata namespaces on this machine (a stopped Stratus leaves them up).
+        assert all(f"metadata namespace stratus-meta-{v}" in dry.stdout for v in vpcs), dry.stdout
+        assert not [v for v in vpcs if Path(f"/run/netns/stratus-meta-{v}").exists()], done.stdout
         assert nbctl("ls-list").stdout.count(operator_switch) == 1, "the operator's switch is untouched"
     finally:
         nbctl("ls-del", operator_switch)

@@ -326,7 +326,7 @@ def test_elastic_ips(cloud):
     allocated = client.allocate_address(Domain="vpc", TagSpecifications=[
         {"ResourceType": "elastic-ip", "Tags": [{"Key": "Name", "Value": "web"}]}])
     allocation, public_ip = allocated["AllocationId"], allocated["PublicIp"]
-    assert public_ip.startswith("203.0.113.") and allocated["Domain"] == "vpc"
+    assert public_ip.startswith("198.51.100.") and allocated["Domain"] == "vpc"
     # No internet gateway in the VPC: no public address, as on EC2.
     fails("Gateway.NotAttached", f"Network {vpc_id} is not attached to any internet gateway", client.associate_address,
           AllocationId=allocation, InstanceId=instance_id)
@@ -437,7 +437,7 @@ def test_public_addresses_at_launch(cloud):
     base = dict(ImageId=image_id, InstanceType="t3.nano", MinCount=1, MaxCount=1)
     [mapped] = client.run_instances(**base, SubnetId=subnet)["Instances"]
     public_ip = mapped.get("PublicIpAddress")
-    assert public_ip and public_ip.startswith("203.0.113."), mapped
+    assert public_ip and public_ip.startswith("198.51.100."), mapped
     assert mapped["PublicDnsName"] == f"ec2-{public_ip.replace('.', '-')}.compute-1.amazonaws.com"
     [declined] = client.run_instances(**base, NetworkInterfaces=[
         {"DeviceIndex": 0, "SubnetId": subnet, "AssociatePublicIpAddress": False}])["Instances"]
@@ -461,8 +461,9 @@ def test_public_addresses_at_launch(cloud):
 def test_what_a_vpc_may_not_hold(cloud):
     """Public-pool and link-local blocks are no VPC's; a group names only groups of its own VPC;
     routes through guests are refused; a NAT gateway's address stays with it."""
-    _, client, _ = cloud
-    fails("InvalidVpc.Range", "The CIDR '203.0.113.0/24' is invalid.", client.create_vpc, CidrBlock="203.0.113.0/24")
+    server, client, _ = cloud
+    public = server.public_cidr
+    fails("InvalidVpc.Range", f"The CIDR '{public}' is invalid.", client.create_vpc, CidrBlock=public)
     fails("InvalidVpc.Range", None, client.create_vpc, CidrBlock="169.254.0.0/16")
     vpc_id = client.create_vpc(CidrBlock="10.7.0.0/16")["Vpc"]["VpcId"]
     subnet = client.create_subnet(VpcId=vpc_id, CidrBlock="10.7.1.0/24")["Subnet"]["SubnetId"]

@@ -17,6 +17,7 @@ holds it.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import time
 
@@ -189,7 +190,7 @@ def test_default_vpcs_on_ovn_are_each_accounts_own(server_factory, test_image):
     image_id = import_image(server, test_image, "default vpcs on ovn")
     other = create_account(server, "default-vpc-b")
     clients = {"a": ec2_client(server), "b": ec2_client(server, other.access_key, other.secret_key)}
-    internet = Internet()
+    internet = Internet.of(server)
     made: dict[str, dict] = {}
     try:
         for who, client in clients.items():
@@ -207,7 +208,7 @@ def test_default_vpcs_on_ovn_are_each_accounts_own(server_factory, test_image):
             [described] = client.describe_instances(InstanceIds=[instance["InstanceId"]])["Reservations"][0]["Instances"]
             assert described["PrivateIpAddress"] == "172.31.0.10"
             public[who] = described.get("PublicIpAddress", "")
-            assert public[who].startswith("203.0.113."), described
+            assert ipaddress.ip_address(public[who]) in ipaddress.ip_network(server.public_cidr), described
             xml = run("virsh", "-c", "qemu:///system", "dumpxml", instance["InstanceId"]).stdout
             assert "<virtualport type='openvswitch'>" in xml and "filterref" not in xml, xml
             marker = f"instance-id={instance['InstanceId']}"
@@ -223,7 +224,7 @@ def test_default_vpcs_on_ovn_are_each_accounts_own(server_factory, test_image):
         [group] = clients["a"].describe_security_groups(Filters=[
             {"Name": "vpc-id", "Values": [made["a"]["vpc"]]}, {"Name": "group-name", "Values": ["default"]}])["SecurityGroups"]
         clients["a"].authorize_security_group_ingress(GroupId=group["GroupId"], IpPermissions=[
-            {"IpProtocol": "icmp", "FromPort": -1, "ToPort": -1, "IpRanges": [{"CidrIp": "203.0.113.1/32"}]}])
+            {"IpProtocol": "icmp", "FromPort": -1, "ToPort": -1, "IpRanges": [{"CidrIp": f"{internet.address}/32"}]}])
         took = eventually("A's public address answering", lambda: internet.answers(public["a"]), 60)
         print(f"default VPC guest's public address reachable {took:.2f} s after the rule")
         assert not internet.answers(public["b"]), "B's guest answers without a rule of B's"
@@ -242,7 +243,7 @@ def test_an_elastic_ip_is_reached_from_the_internet_only_through_a_route(server_
     server = server_factory(config=CONFIG)
     image_id = import_image(server, test_image, "vpc internet")
     client = ec2_client(server)
-    internet = Internet()
+    internet = Internet.of(server)
     instance_id = None
     probes: list[Probe] = []
     made_private: list[str] = []
@@ -282,7 +283,7 @@ def test_an_elastic_ip_is_reached_from_the_internet_only_through_a_route(server_
         bare = Probe(f"sb{os.getpid() % 10000}", f"stratus-{subnet}", "02:00:00:00:0d:01", "10.0.1.201", "10.0.1.1")
         probes.append(bare)
         assert public_ip in internet.sources_seen(lambda: internet.answers(public_ip)), "the sniffer sees nothing"
-        seen = internet.sources_seen(lambda: bare.reaches("203.0.113.1"))
+        seen = internet.sources_seen(lambda: bare.reaches(internet.address))
         assert "10.0.1.201" not in seen, f"a private address left for the public network: {seen}"
 
         # A private subnet goes out through a NAT gateway and nothing comes in: a probe there
@@ -297,12 +298,12 @@ def test_an_elastic_ip_is_reached_from_the_internet_only_through_a_route(server_
         eventually("the private subnet's switch", lambda: nbctl("ls-list", check=False).stdout.count(private) == 1)
         probe = Probe(f"sn{os.getpid() % 10000}", f"stratus-{private}", "02:00:00:00:0c:01", "10.0.2.200", "10.0.2.1")
         probes.append(probe)
-        assert not probe.reaches("203.0.113.1"), "a private subnet without a route gets out"
+        assert not probe.reaches(internet.address), "a private subnet without a route gets out"
         client.create_route(RouteTableId=private_table, DestinationCidrBlock="0.0.0.0/0", NatGatewayId=nat)
-        took = eventually("the NAT gateway's way out", lambda: probe.answers("203.0.113.1"))
+        took = eventually("the NAT gateway's way out", lambda: probe.answers(internet.address))
         print(f"NAT route -> out in {took:.2f} s")
         client.delete_nat_gateway(NatGatewayId=nat)
-        eventually("the NAT gateway gone", lambda: not probe.answers("203.0.113.1"))
+        eventually("the NAT gateway gone", lambda: not probe.answers(internet.address))
 
         # No route to the gateway: no internet, Elastic IP or not.
         client.delete_route(RouteTableId=table, DestinationCidrBlock="0.0.0.0/0")

@@ -38,9 +38,9 @@
 //! anonymous_burst = 40
 //!
 //! [network]
-//! ovn_northbound = "unix:/run/ovn/ovnnb_db.sock"   # keep OVN's northbound state in step (issue 16, in progress)
-//! public_cidr = "203.0.113.0/24"                   # the public network Elastic IPs come from
-//! public_gateway = "203.0.113.1"                   # its router (default: the block's first address)
+//! ovn_northbound = "unix:/run/ovn/ovnnb_db.sock"   # default: setup-host's OVN; "none": the hosts' bridge
+//! public_cidr = "198.51.100.0/24"                  # the public network Elastic IPs come from
+//! public_gateway = "198.51.100.1"                  # its router (default: the block's first address)
 //! gateway_chassis = "host-1"                       # where NAT happens (default: this machine)
 //! ```
 
@@ -72,15 +72,21 @@ pub struct Config {
     pub network: NetworkSettings,
 }
 
-/// Where the accounts' VPCs are built (issue 16, in progress).
+/// Where `scripts/setup-host` runs OVN's northbound database: the embedded default's network.
+pub const DEFAULT_OVN_NORTHBOUND: &str = "unix:/run/stratus/ovn/ovnnb_db.sock";
+
+/// Where the accounts' VPCs are built.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NetworkSettings {
     /// The OVN northbound database (`unix:/path`, `tcp:host:6641`) whose routers, switches,
-    /// ports and DHCP options Stratus keeps in step with its store; none by default.
+    /// ports and DHCP options Stratus keeps in step with its store. Unset: the one
+    /// `scripts/setup-host` starts ([`DEFAULT_OVN_NORTHBOUND`]) when it runs. `"none"`: no
+    /// network engine; default VPCs share the hosts' Linux bridge (the libvirt test driver's
+    /// configurations, and the bridge's last users until it goes).
     pub ovn_northbound: Option<String>,
     /// The operator's public network, where Elastic IPs come from (default: the documentation
-    /// range `203.0.113.0/24`).
+    /// range `198.51.100.0/24`; `scripts/setup-host` gives this machine its router address).
     pub public_cidr: Option<String>,
     /// The public network's router; default: the block's first address.
     pub public_gateway: Option<String>,
@@ -90,6 +96,11 @@ pub struct NetworkSettings {
 }
 
 impl NetworkSettings {
+    /// The OVN northbound database Stratus keeps in step, if any (see `ovn_northbound`).
+    pub fn ovn(&self) -> Option<String> {
+        resolve_ovn(self.ovn_northbound.as_deref(), |path| Path::new(path).exists())
+    }
+
     /// The public network as the backend takes it.
     pub fn public_network(&self) -> Result<backend::addresses::PublicNetwork> {
         match &self.public_cidr {
@@ -100,6 +111,28 @@ impl NetworkSettings {
                 anyhow::bail!("[network] public_gateway needs public_cidr")
             }
             None => Ok(Default::default()),
+        }
+    }
+}
+
+/// `ovn_northbound` as configured (`None`: unset) to the database used; `socket_exists` says
+/// whether a `unix:` path is there.
+fn resolve_ovn(configured: Option<&str>, socket_exists: impl Fn(&str) -> bool) -> Option<String> {
+    match configured {
+        Some("none") => None,
+        Some(db) => Some(db.to_owned()),
+        None => {
+            let path = DEFAULT_OVN_NORTHBOUND.trim_start_matches("unix:");
+            if socket_exists(path) {
+                Some(DEFAULT_OVN_NORTHBOUND.to_owned())
+            } else {
+                tracing::warn!(
+                    "OVN is not running here ({DEFAULT_OVN_NORTHBOUND} is missing): default VPCs share the \
+                     hosts' bridge, and VPCs of their own get no guests. Run scripts/setup-host (it starts \
+                     OVN), or set [network] ovn_northbound."
+                );
+                None
+            }
         }
     }
 }
@@ -266,7 +299,16 @@ mod tests {
         assert_eq!(config.instances.sweep_interval_ms, 1000);
         assert_eq!(config.storage.cache_mib, 16);
         assert_eq!(config.network.ovn_northbound.as_deref(), Some("unix:/run/ovn/ovnnb_db.sock"));
-        assert_eq!(Config::default().network.ovn_northbound, None, "no OVN unless configured");
+        assert_eq!(resolve_ovn(Some("tcp:10.0.0.1:6641"), |_| false).as_deref(), Some("tcp:10.0.0.1:6641"));
+        assert_eq!(resolve_ovn(Some("none"), |_| true), None, "the hosts' bridge when asked");
+        let seen = std::cell::Cell::new(None);
+        let unset = resolve_ovn(None, |path| {
+            seen.set(Some(path.to_owned()));
+            true
+        });
+        assert_eq!(unset.as_deref(), Some(DEFAULT_OVN_NORTHBOUND), "setup-host's OVN by default");
+        assert_eq!(seen.take().as_deref(), Some("/run/stratus/ovn/ovnnb_db.sock"));
+        assert_eq!(resolve_ovn(None, |_| false), None, "without OVN running, the embedded default still starts");
         let public: Config = toml::from_str("[network]\npublic_cidr = '198.51.100.0/28'\n").unwrap();
         let network = public.network.public_network().unwrap();
         assert_eq!(

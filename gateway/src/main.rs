@@ -237,7 +237,8 @@ fn unexpected(answer: AdminAnswer) -> Result<()> {
 async fn admin_call(common: &Common, request: AdminRequest) -> Result<AdminAnswer> {
     let config = Config::load(common.config.as_deref())?;
     let public = config.network.public_network()?;
-    let ovn = config.network.ovn_northbound.as_deref().map(|db| (db, public));
+    let db = config.network.ovn();
+    let ovn = db.as_deref().map(|db| (db, public));
     admin::run_with(&common.data_dir, request, config.resolved_topology(), ovn).await
 }
 
@@ -276,7 +277,8 @@ async fn run_server(listen: SocketAddr, metadata_listen: &str, common: Common) -
         .with_data_dir(data_dir)
         .with_stop_timeout(Duration::from_secs(config.instances.stop_timeout_secs))
         .with_dhcp_hosts_dir(Path::new(gateway::config::DHCP_HOSTS_DIR));
-    if let Some(db) = &config.network.ovn_northbound {
+    let ovn = config.network.ovn();
+    if let Some(db) = &ovn {
         backend = backend.with_ovn(db);
     }
     if let Some(chassis) = &config.network.gateway_chassis {
@@ -323,7 +325,7 @@ async fn run_server(listen: SocketAddr, metadata_listen: &str, common: Common) -
     let region = config.topology().regions[0].name.clone();
     let metadata = Arc::new(gateway::metadata::MetadataService::new(Arc::clone(&backend), region));
     // Guests of VPCs of their own reach the service in their VPC's namespace (with OVN).
-    if config.network.ovn_northbound.is_some() {
+    if ovn.is_some() {
         let plane = gateway::vpc_metadata::MetadataPlane::new(Arc::clone(&backend), Arc::clone(&metadata));
         tokio::spawn(Arc::new(plane).run());
     }

@@ -26,7 +26,6 @@ use std::time::Duration;
 
 use backend::vpc_network::{MetadataPort, METADATA_ADDRESS};
 use backend::Backend;
-use sha2::{Digest, Sha256};
 use tokio::task::JoinHandle;
 
 use crate::metadata::MetadataService;
@@ -46,17 +45,7 @@ pub struct MetadataPlane {
     served: tokio::sync::Mutex<HashMap<String, Served>>,
 }
 
-/// The namespace of a VPC's metadata port.
-pub fn namespace(vpc_id: &str) -> String {
-    format!("stratus-meta-{vpc_id}")
-}
-
-/// The host end of the veth (interface names are at most 15 bytes).
-fn link(vpc_id: &str) -> String {
-    let digest = Sha256::digest(vpc_id.as_bytes());
-    let hex: String = digest.iter().take(7).map(|b| format!("{b:02x}")).collect();
-    format!("sm{}", &hex[..13])
-}
+use backend::vpc_network::{metadata_link as link, metadata_namespace as namespace};
 
 fn run(program: &str, args: &[&str]) -> Result<(), String> {
     let output = Command::new(program).args(args).output().map_err(|e| format!("{program}: {e}"))?;
@@ -67,8 +56,9 @@ fn run(program: &str, args: &[&str]) -> Result<(), String> {
     }
 }
 
-/// Makes (or mends) a VPC's namespace and its plug into the integration bridge. Blocks.
-fn set_up(port: &MetadataPort) -> Result<(), String> {
+/// Makes (or mends) a VPC's namespace and its plug into the integration bridge, marked as
+/// `installation`'s. Blocks.
+fn set_up(port: &MetadataPort, installation: &str) -> Result<(), String> {
     let (ns, link) = (namespace(&port.vpc_id), link(&port.vpc_id));
     if !std::path::Path::new("/run/netns").join(&ns).exists() {
         run("ip", &["netns", "add", &ns])?;
@@ -115,21 +105,31 @@ fn set_up(port: &MetadataPort) -> Result<(), String> {
             "Interface",
             &link,
             &format!("external_ids:iface-id={}", port.name),
+            &format!("external_ids:stratus-installation={installation}"),
+            &format!("external_ids:stratus-vpc={}", port.vpc_id),
         ],
     )
 }
 
 /// Removes a VPC's namespace and plug. Blocks.
 fn tear_down(vpc_id: &str) {
-    let (ns, link) = (namespace(vpc_id), link(vpc_id));
-    let bridge = backend::vpc_network::INTEGRATION_BRIDGE;
-    let steps = [
-        run("ovs-vsctl", &["--timeout=10", "--if-exists", "del-port", bridge, &link]),
-        run("ip", &["netns", "del", &ns]),
-    ];
-    for error in steps.into_iter().filter_map(Result::err) {
+    if let Err(error) = backend::vpc_network::remove_metadata_end(vpc_id) {
         tracing::warn!(vpc = %vpc_id, %error, "removing the VPC's metadata namespace");
     }
+}
+
+/// Removes this installation's metadata ends whose VPC is gone (deleted while Stratus was
+/// down: the plane only tears down what it serves). Blocks.
+fn remove_ends_of_gone_vpcs(backend: &Backend) -> Result<(), String> {
+    let installation = backend.installation().map_err(|e| e.to_string())?;
+    let wanted = backend.metadata_ports().map_err(|e| e.to_string())?;
+    for vpc in backend::vpc_network::marked_metadata_ends(installation)? {
+        if !wanted.iter().any(|p| p.vpc_id == vpc) {
+            tracing::info!(%vpc, "removing the metadata namespace of a VPC that is gone");
+            tear_down(&vpc);
+        }
+    }
+    Ok(())
 }
 
 /// A socket on `169.254.169.254:80` inside namespace `ns`, bound from a thread that entered it.
@@ -159,6 +159,10 @@ impl MetadataPlane {
 
     /// Keeps the namespaces in step with the VPCs until the process ends.
     pub async fn run(self: Arc<Self>) {
+        let backend = Arc::clone(&self.backend);
+        if let Ok(Err(error)) = tokio::task::spawn_blocking(move || remove_ends_of_gone_vpcs(&backend)).await {
+            tracing::warn!(%error, "looking for the metadata namespaces of VPCs deleted while Stratus was down");
+        }
         loop {
             self.reconcile().await;
             tokio::time::sleep(RECONCILE_EVERY).await;
@@ -190,8 +194,10 @@ impl MetadataPlane {
                 old.task.abort();
             }
             let made = port.clone();
+            let backend = Arc::clone(&self.backend);
             let ready = tokio::task::spawn_blocking(move || {
-                set_up(&made).map_err(std::io::Error::other)?;
+                let installation = backend.installation().map_err(std::io::Error::other)?.to_owned();
+                set_up(&made, &installation).map_err(std::io::Error::other)?;
                 bind_in(&namespace(&made.vpc_id))
             })
             .await;
