@@ -171,7 +171,7 @@ fn pointee(tx: &impl Reads, account: &str, target: &Target) -> Result<Pointee> {
     let of_instance = |i: &storage::InstanceRecord| Pointee {
         instance_id: Some(i.id.clone()),
         network_interface_id: i.network_interface_id.clone(),
-        addresses: vec![i.private_ip.clone()],
+        addresses: std::iter::once(&i.private_ip).chain(&i.secondary_ips).cloned().collect(),
         vpc_id: i.vpc_id.clone(),
         subnet_id: i.subnet_id.clone(),
     };

@@ -64,11 +64,23 @@ pub struct LaunchRequest {
     pub cpu_credits: Option<String>,
     /// `PrivateIpAddress`: this address instead of the subnet's lowest free one.
     pub private_ip: Option<Ipv4Addr>,
+    /// Secondary addresses of the primary interface (`NetworkInterface.N` at device index 0:
+    /// `PrivateIpAddresses` not primary), and how many more of its subnet, lowest free first
+    /// (`SecondaryPrivateIpAddressCount`). Both left out of the client token's digest when
+    /// none are asked, as requests were before them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub secondary_ips: Vec<Ipv4Addr>,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub secondary_count: u32,
     pub metadata: MetadataOptions,
     /// `NetworkInterface.N` at device index 1 and up (left out of the client token's digest
     /// when there are none, as requests were before them).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub extra_interfaces: Vec<ExtraInterface>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// A further network interface of each instance launched (`NetworkInterface.N` at device
@@ -83,6 +95,9 @@ pub struct ExtraInterface {
     /// Where a new one is made.
     pub subnet_id: Option<String>,
     pub private_ip: Option<Ipv4Addr>,
+    /// Secondary addresses asked by value (`PrivateIpAddresses` not primary).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub secondary_ips: Vec<Ipv4Addr>,
     pub secondary_count: u32,
     pub groups: Vec<String>,
     pub description: String,
@@ -378,6 +393,13 @@ impl Backend {
         if req.private_ip.is_some() && req.max_count > 1 {
             return Err(invalid("PrivateIpAddress", "A private address can be given for one instance only"));
         }
+        if !req.secondary_ips.is_empty() && req.max_count > 1 {
+            return Err(invalid(
+                "NetworkInterface.N.PrivateIpAddresses",
+                "Secondary private addresses can be given for one instance only",
+            ));
+        }
+        crate::interfaces::check_address_count(1 + req.secondary_ips.len() + req.secondary_count as usize)?;
         let extra_subnets = self.check_extra_interfaces(account, req, &vpc_id)?;
         // Without a subnet asked for, a further interface's subnet decides the zone, as on EC2.
         let subnet = match (subnet, extra_subnets.iter().flatten().next()) {
@@ -504,6 +526,25 @@ impl Backend {
                 Some(ip) => network::lease_given_address(tx, subnet, ip, &key, &mac, &held_elsewhere)?,
                 None => network::lease_address(tx, subnet, &key, &mac, &held_elsewhere)?,
             };
+            let secondary_ips = if req.secondary_ips.is_empty() && req.secondary_count == 0 {
+                Vec::new()
+            } else if subnet.lease_scope.is_empty() {
+                return Err(Error::UnsupportedOperation(
+                    "Secondary private addresses need a subnet on OVN; this default VPC's guests share the hosts' \
+                     bridge (see the README's VPC networking section)."
+                        .into(),
+                ));
+            } else {
+                crate::interfaces::lease_more(
+                    tx,
+                    subnet,
+                    &key,
+                    &mac,
+                    &req.secondary_ips,
+                    req.secondary_count,
+                    &held_elsewhere,
+                )?
+            };
             let record = InstanceRecord {
                 id: id.clone(),
                 account: account.to_owned(),
@@ -546,6 +587,7 @@ impl Backend {
                 public_key: named.public_key.clone(),
                 public_ip: self.public_address_at_launch(tx, req, subnet, &key)?,
                 source_dest_check: true,
+                secondary_ips,
             };
             tx.insert(&INSTANCES, &key, &record)?;
             volumes::insert_root_volume(tx, &record, &launch.root, &root_disk_path(&record), &req.volume_tags)?;
@@ -950,7 +992,10 @@ impl Backend {
                 return Ok(());
             }
             let vpc = tx.get(&storage::tables::VPCS, &format!("{}/{}", current.account, current.vpc_id))?;
-            network::release_address(tx, &network::lease_scope(vpc.as_ref()), &current.private_ip, key)?;
+            let scope = network::lease_scope(vpc.as_ref());
+            for address in std::iter::once(&current.private_ip).chain(&current.secondary_ips) {
+                network::release_address(tx, &scope, address, key)?;
+            }
             crate::addresses::release_instance_addresses(tx, &current.account, &current.id)?;
             self.release_instance_interfaces(tx, &current)?;
             if let Some(address) = current.public_ip.take() {

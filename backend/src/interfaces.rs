@@ -157,7 +157,7 @@ fn new_interface(
 }
 
 /// Checks how many addresses an interface asks for.
-fn check_address_count(asked: usize) -> Result<()> {
+pub(crate) fn check_address_count(asked: usize) -> Result<()> {
     if asked > MAX_ADDRESSES {
         return Err(Error::InvalidParameter {
             name: "SecondaryPrivateIpAddressCount",
@@ -175,8 +175,102 @@ fn bridge_refusal(instance_id: &str) -> Error {
     ))
 }
 
+/// Whose addresses AssignPrivateIpAddresses changes: an interface of its own, or an instance
+/// (its primary interface), by its record's key, which is also what holds their leases.
+struct Holder {
+    lease_key: String,
+    subnet_id: String,
+    instance: bool,
+}
+
+/// The addresses of a [`Holder`], as read in a transaction.
+struct HeldAddresses {
+    interface_id: String,
+    own: Option<NetworkInterfaceRecord>,
+    instance: Option<InstanceRecord>,
+    vpc_id: String,
+    mac: String,
+    private_ip: String,
+    secondary_ips: Vec<String>,
+}
+
+impl Holder {
+    fn read(&self, tx: &impl Reads, id: &str) -> Result<HeldAddresses> {
+        if self.instance {
+            let record = tx
+                .get(&INSTANCES, &self.lease_key)?
+                .filter(|i| i.state != InstanceState::Terminated)
+                .ok_or_else(|| not_found(id))?;
+            return Ok(HeldAddresses {
+                interface_id: record.network_interface_id.clone(),
+                vpc_id: record.vpc_id.clone(),
+                mac: record.mac.clone(),
+                private_ip: record.private_ip.clone(),
+                secondary_ips: record.secondary_ips.clone(),
+                own: None,
+                instance: Some(record),
+            });
+        }
+        let record = tx.get(&NETWORK_INTERFACES, &self.lease_key)?.ok_or_else(|| not_found(id))?;
+        Ok(HeldAddresses {
+            interface_id: record.id.clone(),
+            vpc_id: record.vpc_id.clone(),
+            mac: record.mac.clone(),
+            private_ip: record.private_ip.clone(),
+            secondary_ips: record.secondary_ips.clone(),
+            own: Some(record),
+            instance: None,
+        })
+    }
+}
+
+impl HeldAddresses {
+    fn holds(&self, address: &str) -> bool {
+        self.private_ip == address || self.secondary_ips.iter().any(|a| a == address)
+    }
+
+    fn write(self, tx: &WriteTx, key: &str) -> Result<()> {
+        if let Some(mut own) = self.own {
+            own.secondary_ips = self.secondary_ips;
+            tx.insert(&NETWORK_INTERFACES, key, &own)?;
+        } else if let Some(mut instance) = self.instance {
+            instance.secondary_ips = self.secondary_ips;
+            tx.insert(&INSTANCES, key, &instance)?;
+        }
+        Ok(())
+    }
+}
+
+/// With `AllowReassignment`: another interface of the account (of its own, or an instance's
+/// primary one) that holds `address` as a secondary address of `subnet` lets it go. The lease
+/// names the holder; a primary address never moves.
+fn take_secondary_from_others(
+    tx: &WriteTx,
+    subnet: &Subnet,
+    account: &str,
+    taker_key: &str,
+    address: Ipv4Addr,
+) -> Result<()> {
+    let Some(lease) = tx.get(&storage::tables::LEASES, &subnet.lease_key(address))? else { return Ok(()) };
+    let holder_key = lease.instance_key;
+    if holder_key == taker_key || !holder_key.starts_with(&format!("{account}/")) {
+        return Ok(());
+    }
+    let own = tx.get(&NETWORK_INTERFACES, &holder_key)?.is_some();
+    let holder = Holder { lease_key: holder_key.clone(), subnet_id: subnet.id.clone(), instance: !own };
+    let Ok(mut held) = holder.read(tx, &holder_key) else { return Ok(()) };
+    let text = address.to_string();
+    if !held.secondary_ips.contains(&text) {
+        return Ok(());
+    }
+    held.secondary_ips.retain(|a| *a != text);
+    network::release_address(tx, &subnet.lease_scope, &text, &holder_key)?;
+    crate::addresses::release_private_address(tx, account, &held.interface_id, &text)?;
+    held.write(tx, &holder_key)
+}
+
 /// Takes the addresses `wanted` (by value) and `count` more for `holder` in `subnet`.
-fn lease_more(
+pub(crate) fn lease_more(
     tx: &WriteTx,
     subnet: &Subnet,
     holder: &str,
@@ -436,8 +530,9 @@ impl Backend {
     }
 
     /// AssignPrivateIpAddresses: `addresses` by value and `count` more of the interface's
-    /// subnet. With `allow_reassignment`, an address another interface of the account holds as
-    /// a secondary one moves here. Answers the addresses assigned.
+    /// subnet, on an interface of its own or an instance's primary one (in a VPC on OVN). With
+    /// `allow_reassignment`, an address another interface of the account holds as a secondary
+    /// one moves here. Answers the addresses assigned.
     pub fn assign_private_addresses(
         &self,
         account: &str,
@@ -446,93 +541,73 @@ impl Backend {
         count: u32,
         allow_reassignment: bool,
     ) -> Result<Vec<String>> {
-        let record = self.store().read(|tx| tx.get(&NETWORK_INTERFACES, &key(account, id)))?;
-        let Some(record) = record else {
-            return Err(self.primary_or_missing(account, id, "Secondary private addresses"));
-        };
-        let subnet = self.subnet(account, &record.subnet_id)?;
+        let holder = self.address_holder(account, id)?;
+        let subnet = self.subnet(account, &holder.subnet_id)?;
         let held_elsewhere = if subnet.lease_scope.is_empty() { self.foreign_addresses() } else { BTreeSet::new() };
-        self.store().write(|tx| {
-            let mut record = interface_in(tx, account, id)?;
-            let wanted: Vec<Ipv4Addr> =
-                addresses.iter().copied().filter(|a| !record.addresses().any(|h| *h == a.to_string())).collect();
-            if record.addresses().count() + wanted.len() + count as usize > MAX_ADDRESSES {
+        self.network_changed_after(self.store().write(|tx| {
+            let mut current = holder.read(tx, id)?;
+            let wanted: Vec<Ipv4Addr> = addresses.iter().copied().filter(|a| !current.holds(&a.to_string())).collect();
+            if 1 + current.secondary_ips.len() + wanted.len() + count as usize > MAX_ADDRESSES {
                 return Err(Error::AddressLimit(format!(
                     "Number of private addresses will exceed limit. {id} may hold {MAX_ADDRESSES}."
                 )));
             }
             if allow_reassignment {
                 for address in &wanted {
-                    self.take_secondary_from_others(tx, &subnet, &record, *address)?;
+                    take_secondary_from_others(tx, &subnet, account, &holder.lease_key, *address)?;
                 }
             }
-            let holder = key(account, id);
-            let taken = lease_more(tx, &subnet, &holder, &record.mac, &wanted, count, &held_elsewhere)?;
-            record.secondary_ips.extend(taken.iter().cloned());
-            tx.insert(&NETWORK_INTERFACES, &holder, &record)?;
+            let taken = lease_more(tx, &subnet, &holder.lease_key, &current.mac, &wanted, count, &held_elsewhere)?;
+            current.secondary_ips.extend(taken.iter().cloned());
+            current.write(tx, &holder.lease_key)?;
             Ok(taken)
-        })
-    }
-
-    /// With `AllowReassignment`: another interface of the account that holds `address` as a
-    /// secondary address of the same subnet lets it go.
-    fn take_secondary_from_others(
-        &self,
-        tx: &WriteTx,
-        subnet: &Subnet,
-        record: &NetworkInterfaceRecord,
-        address: Ipv4Addr,
-    ) -> Result<()> {
-        let text = address.to_string();
-        for (other_key, mut other) in tx.scan(&NETWORK_INTERFACES, &format!("{}/", record.account))? {
-            if other.id == record.id || other.subnet_id != subnet.id || !other.secondary_ips.contains(&text) {
-                continue;
-            }
-            other.secondary_ips.retain(|a| *a != text);
-            network::release_address(tx, &subnet.lease_scope, &text, &other_key)?;
-            tx.insert(&NETWORK_INTERFACES, &other_key, &other)?;
-        }
-        Ok(())
+        }))
     }
 
     /// UnassignPrivateIpAddresses: secondary addresses only.
     pub fn unassign_private_addresses(&self, account: &str, id: &str, addresses: &[String]) -> Result<()> {
-        let exists = self.store().read(|tx| tx.get(&NETWORK_INTERFACES, &key(account, id)))?.is_some();
-        if !exists {
-            return Err(self.primary_or_missing(account, id, "Secondary private addresses"));
-        }
-        self.store().write(|tx| {
-            let mut record = interface_in(tx, account, id)?;
-            if let Some(stranger) = addresses.iter().find(|a| !record.secondary_ips.contains(a)) {
+        let holder = self.address_holder(account, id)?;
+        self.network_changed_after(self.store().write(|tx| {
+            let mut current = holder.read(tx, id)?;
+            if let Some(stranger) = addresses.iter().find(|a| !current.secondary_ips.contains(a)) {
                 return Err(invalid(
                     "PrivateIpAddress",
                     format!("Some of the specified addresses are not assigned to interface {id} ({stranger})."),
                 ));
             }
-            let scope = scope_of(tx, account, &record.vpc_id)?;
-            let holder = key(account, id);
+            let scope = scope_of(tx, account, &current.vpc_id)?;
             for address in addresses {
-                network::release_address(tx, &scope, address, &holder)?;
+                network::release_address(tx, &scope, address, &holder.lease_key)?;
                 crate::addresses::release_private_address(tx, account, id, address)?;
             }
-            record.secondary_ips.retain(|a| !addresses.contains(a));
-            tx.insert(&NETWORK_INTERFACES, &holder, &record)?;
+            current.secondary_ips.retain(|a| !addresses.contains(a));
+            current.write(tx, &holder.lease_key)?;
             Ok(())
-        })
+        }))
     }
 
-    /// The error for an interface that is not one of its own: an instance's primary interface
-    /// cannot do `what` here; anything else does not exist.
-    fn primary_or_missing(&self, account: &str, id: &str, what: &str) -> Error {
-        match self.store().read(|tx| crate::listing::primary_interface_owner(tx, account, id)) {
-            Ok(Some(instance_key)) => Error::UnsupportedOperation(format!(
-                "{what} are for network interfaces made with CreateNetworkInterface; {id} is the primary interface \
-                 of {}.",
-                instance_key.split_once('/').map_or(instance_key.as_str(), |(_, i)| i)
-            )),
-            Ok(None) => not_found(id),
-            Err(error) => error,
-        }
+    /// Who holds the addresses of interface `id`: an interface of its own, or the instance
+    /// whose primary interface it is (in a VPC on OVN: on the hosts' bridge a guest holds one
+    /// address).
+    fn address_holder(&self, account: &str, id: &str) -> Result<Holder> {
+        self.store().read(|tx| {
+            if let Some(own) = tx.get(&NETWORK_INTERFACES, &key(account, id))? {
+                return Ok(Holder { lease_key: key(account, id), subnet_id: own.subnet_id, instance: false });
+            }
+            let Some(instance_key) = crate::listing::primary_interface_owner(tx, account, id)? else {
+                return Err(not_found(id));
+            };
+            let instance = tx.get(&INSTANCES, &instance_key)?.filter(|i| i.state != InstanceState::Terminated);
+            let Some(instance) = instance else { return Err(not_found(id)) };
+            if scope_of(tx, account, &instance.vpc_id)?.is_empty() {
+                return Err(Error::UnsupportedOperation(format!(
+                    "Secondary private addresses need a VPC on OVN; {id} is the primary interface of {}, in a \
+                     default VPC whose guests share the hosts' bridge.",
+                    instance.id
+                )));
+            }
+            Ok(Holder { lease_key: instance_key, subnet_id: instance.subnet_id, instance: true })
+        })
     }
 
     /// The NICs an instance's domain is defined with beyond its own: its attached interfaces
@@ -674,7 +749,9 @@ impl Backend {
                     "Each network interface requires a unique device index.",
                 ));
             }
-            if req.max_count > 1 && (extra.existing.is_some() || extra.private_ip.is_some()) {
+            if req.max_count > 1
+                && (extra.existing.is_some() || extra.private_ip.is_some() || !extra.secondary_ips.is_empty())
+            {
                 return Err(Error::InvalidParameter {
                     name: "NetworkInterface.N",
                     message: format!(
@@ -683,7 +760,7 @@ impl Backend {
                     ),
                 });
             }
-            check_address_count(1 + extra.secondary_count as usize)?;
+            check_address_count(1 + extra.secondary_ips.len() + extra.secondary_count as usize)?;
             let subnet = match (&extra.existing, &extra.subnet_id) {
                 (None, Some(id)) => {
                     let subnet = self.subnet(account, id)?;
@@ -737,6 +814,7 @@ impl Backend {
                 let req = NewInterface {
                     subnet_id: subnet.id.clone(),
                     private_ip: extra.private_ip,
+                    secondary: extra.secondary_ips.clone(),
                     secondary_count: extra.secondary_count,
                     groups: extra.groups.clone(),
                     description: extra.description.clone(),

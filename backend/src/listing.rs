@@ -172,7 +172,7 @@ impl InterfaceView {
             zone: record.zone.clone(),
             mac: record.mac.clone(),
             private_ip: record.private_ip.clone(),
-            secondary_ips: Vec::new(),
+            secondary_ips: record.secondary_ips.clone(),
             security_group_ids: record.security_group_ids.clone(),
             description: String::new(),
             source_dest_check: record.source_dest_check,

@@ -65,7 +65,7 @@ impl Interface {
             address: record.private_ip.clone(),
             groups: record.security_group_ids.clone(),
             public_ip: record.public_ip.clone(),
-            secondary: Vec::new(),
+            secondary: record.secondary_ips.clone(),
             source_dest_check: record.source_dest_check,
             chassis: Vec::new(),
         })

@@ -717,7 +717,7 @@ ROWS: list[Row] = [
           NetworkInterfaceId=w.b["eni"], Attachment={"AttachmentId": x, "DeleteOnTermination": True})),
     R("AssignPrivateIpAddresses", "eni own_eni",
       lambda c, x, w: c.assign_private_ip_addresses(NetworkInterfaceId=x, SecondaryPrivateIpAddressCount=1)),
-    R("UnassignPrivateIpAddresses", "own_eni",
+    R("UnassignPrivateIpAddresses", "eni own_eni",
       lambda c, x, w: c.unassign_private_ip_addresses(NetworkInterfaceId=x, PrivateIpAddresses=["10.0.1.31"])),
     R("ReplaceRoute(A's table)", "rtb", lambda c, x, w: c.replace_route(
         RouteTableId=x, DestinationCidrBlock="0.0.0.0/0", GatewayId=w.b["igw"])),

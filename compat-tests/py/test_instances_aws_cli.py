@@ -25,7 +25,9 @@ def test_instance_lifecycle_on_real_qemu(server_factory, test_image):
     # The public network this machine is the router of (203.0.113.1 on br-ex): as in the README.
     server = server_factory(config=QEMU_CONFIG, public=DEFAULT_PUBLIC_CIDR)
     image_id = import_image(server, test_image, "cli test image")
+    # The cli's own `--secondary-private-ip-address-count` asks through NetworkInterface.1.
     launched = ok(server, "run-instances", "--image-id", image_id, "--count", "2", "--instance-type", "t3.nano",
+                  "--secondary-private-ip-address-count", "1",
                   "--tag-specifications", "ResourceType=instance,Tags=[{Key=Name,Value=cli-test}]")
     ids = [i["InstanceId"] for i in launched["Instances"]]
     assert len(ids) == 2
@@ -44,6 +46,9 @@ def test_instance_lifecycle_on_real_qemu(server_factory, test_image):
             break
         assert time.monotonic() < deadline, f"no boot marker on the console:\n{text[-2000:]}"
         time.sleep(2)
+    for i in instances:
+        held = [(a["PrivateIpAddress"], a["Primary"]) for a in i["NetworkInterfaces"][0]["PrivateIpAddresses"]]
+        assert len(held) == 2 and held[0] == (i["PrivateIpAddress"], True) and not held[1][1], held
     # The default subnet maps a public address at launch, as EC2's does.
     assert ipaddress.ip_address(first["PublicIpAddress"]) in ipaddress.ip_network(DEFAULT_PUBLIC_CIDR), first
     assert first["PrivateIpAddress"].startswith("172.31."), first

@@ -71,6 +71,11 @@ def test_instances_get_ovn_ports_and_lose_them(server_factory, tmp_path, test_im
             eni = instance["NetworkInterfaces"][0]["NetworkInterfaceId"]
             wanted = f"{instance['NetworkInterfaces'][0]['MacAddress']} {instance['PrivateIpAddress']}"
             eventually(f"{eni}'s port", lambda: port_addresses(eni) == wanted)
+        # A secondary address of an instance's own interface is on its port too (port security).
+        eni0, mac0 = mine[0]["NetworkInterfaces"][0]["NetworkInterfaceId"], mine[0]["NetworkInterfaces"][0]["MacAddress"]
+        admin.assign_private_ip_addresses(NetworkInterfaceId=eni0, PrivateIpAddresses=["172.31.9.99"])
+        eventually("the secondary address on the port",
+                   lambda: port_addresses(eni0) == f"{mac0} {mine[0]['PrivateIpAddress']} 172.31.9.99")
         # One router per account's VPC, marked as this installation's.
         routers = nbctl("--bare", "--columns=name", "find", "Logical_Router",
                         f"external_ids:stratus-installation={installation}").stdout.split()

@@ -839,3 +839,105 @@ def test_instances_launch_with_further_interfaces(cloud):
 def cloud_default_subnet(client) -> str:
     """A default subnet: of the default VPC, another VPC than the tests' own."""
     return client.describe_subnets(Filters=[{"Name": "default-for-az", "Values": ["true"]}])["Subnets"][0]["SubnetId"]
+
+
+def private_addresses(interface: dict) -> list[tuple[str, bool]]:
+    return [(a["PrivateIpAddress"], a["Primary"]) for a in interface["PrivateIpAddresses"]]
+
+
+def test_secondary_addresses_of_an_instance_s_primary_interface(cloud):
+    """An instance's own interface holds secondary addresses as EC2's does: given at launch
+    (`PrivateIpAddresses`, `SecondaryPrivateIpAddressCount`), assigned and unassigned later
+    (AssignPrivateIpAddresses on the instance's interface), leased in the VPC (no other launch
+    takes them), an Elastic IP in front of one, and all given back with the instance."""
+    _, client, image_id = cloud
+    vpc_id = client.create_vpc(CidrBlock="10.8.0.0/16")["Vpc"]["VpcId"]
+    subnet_id = client.create_subnet(VpcId=vpc_id, CidrBlock="10.8.1.0/24")["Subnet"]["SubnetId"]
+    base = dict(ImageId=image_id, InstanceType="t3.nano", MinCount=1, MaxCount=1)
+    spec = {"DeviceIndex": 0, "SubnetId": subnet_id, "SecondaryPrivateIpAddressCount": 1,
+            "PrivateIpAddresses": [{"PrivateIpAddress": "10.8.1.11", "Primary": False},
+                                   {"PrivateIpAddress": "10.8.1.10", "Primary": True}]}
+    [instance] = client.run_instances(**base, NetworkInterfaces=[spec])["Instances"]
+    instance_id, eni = instance["InstanceId"], instance["NetworkInterfaces"][0]["NetworkInterfaceId"]
+    assert instance["PrivateIpAddress"] == "10.8.1.10"
+    assert private_addresses(instance["NetworkInterfaces"][0]) == [
+        ("10.8.1.10", True), ("10.8.1.11", False), ("10.8.1.4", False)], instance["NetworkInterfaces"][0]
+    # The secondary addresses are the instance's: no other launch takes one.
+    fails("InvalidIPAddress.InUse", None, client.run_instances, **base, SubnetId=subnet_id,
+          PrivateIpAddress="10.8.1.11")
+
+    # Assigned and unassigned on the instance's interface, as on one of its own.
+    assigned = client.assign_private_ip_addresses(NetworkInterfaceId=eni, PrivateIpAddresses=["10.8.1.12"])
+    assert [a["PrivateIpAddress"] for a in assigned["AssignedPrivateIpAddresses"]] == ["10.8.1.12"]
+    [described] = client.describe_network_interfaces(NetworkInterfaceIds=[eni])["NetworkInterfaces"]
+    assert private_addresses(described) == [
+        ("10.8.1.10", True), ("10.8.1.11", False), ("10.8.1.4", False), ("10.8.1.12", False)], described
+    found = client.describe_network_interfaces(
+        Filters=[{"Name": "addresses.private-ip-address", "Values": ["10.8.1.12"]}])["NetworkInterfaces"]
+    assert [i["NetworkInterfaceId"] for i in found] == [eni]
+    client.unassign_private_ip_addresses(NetworkInterfaceId=eni, PrivateIpAddresses=["10.8.1.4"])
+    fails("InvalidParameterValue", None, client.unassign_private_ip_addresses, NetworkInterfaceId=eni,
+          PrivateIpAddresses=["10.8.1.10"])
+    fails("PrivateIpAddressLimitExceeded", None, client.assign_private_ip_addresses, NetworkInterfaceId=eni,
+          SecondaryPrivateIpAddressCount=8)
+    # With AllowReassignment, another interface's secondary address moves here.
+    other = client.create_network_interface(SubnetId=subnet_id, PrivateIpAddress="10.8.1.20")["NetworkInterface"]
+    client.assign_private_ip_addresses(NetworkInterfaceId=other["NetworkInterfaceId"],
+                                       PrivateIpAddresses=["10.8.1.21"])
+    fails("InvalidIPAddress.InUse", None, client.assign_private_ip_addresses, NetworkInterfaceId=eni,
+          PrivateIpAddresses=["10.8.1.21"])
+    client.assign_private_ip_addresses(NetworkInterfaceId=eni, PrivateIpAddresses=["10.8.1.21"],
+                                       AllowReassignment=True)
+    [moved_from] = client.describe_network_interfaces(
+        NetworkInterfaceIds=[other["NetworkInterfaceId"]])["NetworkInterfaces"]
+    assert private_addresses(moved_from) == [("10.8.1.20", True)]
+
+    # An Elastic IP in front of a secondary address.
+    gateway = client.create_internet_gateway()["InternetGateway"]["InternetGatewayId"]
+    client.attach_internet_gateway(InternetGatewayId=gateway, VpcId=vpc_id)
+    allocation = client.allocate_address(Domain="vpc")
+    client.associate_address(AllocationId=allocation["AllocationId"], InstanceId=instance_id,
+                             PrivateIpAddress="10.8.1.11")
+    [shown] = client.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"]
+    by_address = {a["PrivateIpAddress"]: a for a in shown["NetworkInterfaces"][0]["PrivateIpAddresses"]}
+    assert by_address["10.8.1.11"]["Association"]["PublicIp"] == allocation["PublicIp"], by_address
+    assert "Association" not in by_address["10.8.1.10"] and "PublicIpAddress" not in shown, shown
+    [address] = client.describe_addresses(AllocationIds=[allocation["AllocationId"]])["Addresses"]
+    assert (address["InstanceId"], address["PrivateIpAddress"]) == (instance_id, "10.8.1.11")
+    # Unassigning the address ends its association; the Elastic IP stays the account's.
+    client.unassign_private_ip_addresses(NetworkInterfaceId=eni, PrivateIpAddresses=["10.8.1.11"])
+    [address] = client.describe_addresses(AllocationIds=[allocation["AllocationId"]])["Addresses"]
+    assert "AssociationId" not in address, address
+
+    # The instance goes, its addresses with it.
+    client.terminate_instances(InstanceIds=[instance_id])
+    wait_states(client, [instance_id], "terminated")
+    [again] = client.run_instances(**base, SubnetId=subnet_id, PrivateIpAddress="10.8.1.21")["Instances"]
+    client.terminate_instances(InstanceIds=[again["InstanceId"]])
+    wait_states(client, [again["InstanceId"]], "terminated")
+
+    # Asking both ways for different primaries, or two primaries, is refused; so is one
+    # instance's address list for many.
+    fails("InvalidParameterCombination", None, client.run_instances, **base, NetworkInterfaces=[
+        {"DeviceIndex": 0, "SubnetId": subnet_id, "PrivateIpAddress": "10.8.1.30",
+         "PrivateIpAddresses": [{"PrivateIpAddress": "10.8.1.31", "Primary": True}]}])
+    fails("InvalidParameterValue", None, client.run_instances, **base, NetworkInterfaces=[
+        {"DeviceIndex": 0, "SubnetId": subnet_id, "PrivateIpAddresses": [
+            {"PrivateIpAddress": "10.8.1.30", "Primary": True}, {"PrivateIpAddress": "10.8.1.31", "Primary": True}]}])
+    fails("InvalidParameterValue", None, client.run_instances, ImageId=image_id, InstanceType="t3.nano",
+          MinCount=2, MaxCount=2, NetworkInterfaces=[
+              {"DeviceIndex": 0, "SubnetId": subnet_id,
+               "PrivateIpAddresses": [{"PrivateIpAddress": "10.8.1.31", "Primary": False}]}])
+
+    # On the hosts' bridge (this server's default VPC, no network engine) a guest has one address.
+    [plain] = client.run_instances(**base)["Instances"]
+    fails("UnsupportedOperation", None, client.assign_private_ip_addresses,
+          NetworkInterfaceId=plain["NetworkInterfaces"][0]["NetworkInterfaceId"], SecondaryPrivateIpAddressCount=1)
+    client.terminate_instances(InstanceIds=[plain["InstanceId"]])
+    wait_states(client, [plain["InstanceId"]], "terminated")
+    client.delete_network_interface(NetworkInterfaceId=other["NetworkInterfaceId"])
+    client.release_address(AllocationId=allocation["AllocationId"])
+    client.detach_internet_gateway(InternetGatewayId=gateway, VpcId=vpc_id)
+    client.delete_internet_gateway(InternetGatewayId=gateway)
+    client.delete_subnet(SubnetId=subnet_id)
+    client.delete_vpc(VpcId=vpc_id)

@@ -305,7 +305,8 @@ pub fn meta_data(facts: &Facts) -> BTreeMap<String, String> {
     put(&format!("{iface}/device-number"), "0".into());
     put(&format!("{iface}/interface-id"), r.network_interface_id.clone());
     put(&format!("{iface}/local-hostname"), hostname);
-    put(&format!("{iface}/local-ipv4s"), r.private_ip.clone());
+    let addresses: Vec<&str> = std::iter::once(&r.private_ip).chain(&r.secondary_ips).map(String::as_str).collect();
+    put(&format!("{iface}/local-ipv4s"), addresses.join("\n"));
     put(&format!("{iface}/mac"), r.mac.clone());
     put(&format!("{iface}/owner-id"), r.account.clone());
     put(&format!("{iface}/security-group-ids"), r.security_group_ids.join("\n"));
@@ -484,6 +485,10 @@ mod tests {
         let iface = "/latest/meta-data/network/interfaces/macs/52:54:00:aa:bb:cc";
         assert_eq!(text(answer(&f, &format!("{iface}/subnet-ipv4-cidr-block"))), "172.31.0.0/20");
         assert_eq!(text(answer(&f, &format!("{iface}/local-ipv4s"))), "172.31.0.9");
+        let mut secondary = facts();
+        secondary.record.secondary_ips = vec!["172.31.0.10".into(), "172.31.0.11".into()];
+        assert_eq!(text(answer(&secondary, &format!("{iface}/local-ipv4s"))), "172.31.0.9\n172.31.0.10\n172.31.0.11");
+        assert_eq!(text(answer(&secondary, "/latest/meta-data/local-ipv4")), "172.31.0.9", "the primary alone");
         assert_eq!(text(answer(&f, "/latest/meta-data/network/interfaces/macs/")), "52:54:00:aa:bb:cc/");
         assert_eq!(text(answer(&f, "/latest/user-data")), "#cloud-config\nhostname: x\n");
         let document: serde_json::Value =

@@ -259,6 +259,10 @@ pub struct InstanceRecord {
     /// to its MAC and address unless it is off (a NAT or routing instance).
     #[serde(default = "checked")]
     pub source_dest_check: bool,
+    /// Secondary private addresses of its primary interface (at launch, or
+    /// AssignPrivateIpAddresses), leased in its VPC like the primary one (VPCs on OVN only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secondary_ips: Vec<String>,
 }
 
 fn checked() -> bool {
@@ -268,10 +272,10 @@ fn checked() -> bool {
 /// Version 2 added the migration fields: an older binary must not stop or move an instance
 /// that is migrating. Version 3 added the credit specification, version 4 the metadata
 /// options and the launch key, version 5 the public address, version 6 the source/destination
-/// check.
+/// check, version 7 the primary interface's secondary addresses.
 impl Record for InstanceRecord {
-    const VERSION: u8 = 6;
-    const READS: &'static [u8] = &[1, 2, 3, 4, 5];
+    const VERSION: u8 = 7;
+    const READS: &'static [u8] = &[1, 2, 3, 4, 5, 6];
     const DERIVED: bool = true;
 
     fn derive(tx: &crate::WriteTx, _key: &str, old: Option<&Self>, new: Option<&Self>) -> crate::Result<()> {

@@ -1,3 +1,5 @@
+use std::net::Ipv4Addr;
+
 use backend::attributes::{apply_metadata_change, MetadataChange};
 use backend::instances::{ExtraInterface, LaunchRequest, RootVolumeRequest};
 use backend::volumes::ROOT_DEVICE;
@@ -38,9 +40,10 @@ pub async fn handle(ctx: &Ctx, mut req: RunInstancesRequest) -> Result<RunInstan
     let tags = tags_from_specs(Some(instance_specs), "instance")?;
     let interface_tags = tags_from_specs(Some(interface_specs), "network-interface")?;
     let volume_tags = tags_from_specs(Some(volume_specs), "volume")?;
-    let (subnet_id, private_ip, security_group_ids, associate_public_ip) = match primary {
-        Some(p) => (p.subnet_id, p.private_ip, p.groups, p.associate_public_ip),
-        None => (req.subnet_id, req.private_ip_address, req.security_group_ids.unwrap_or_default(), None),
+    let (subnet_id, private_ip, security_group_ids, associate_public_ip, secondary_ips, secondary_count) = match primary
+    {
+        Some(p) => (p.subnet_id, p.private_ip, p.groups, p.associate_public_ip, p.secondary_ips, p.secondary_count),
+        None => (req.subnet_id, req.private_ip_address, req.security_group_ids.unwrap_or_default(), None, vec![], 0),
     };
     let launch = LaunchRequest {
         image_id,
@@ -66,6 +69,8 @@ pub async fn handle(ctx: &Ctx, mut req: RunInstancesRequest) -> Result<RunInstan
         root_volume,
         cpu_credits: req.credit_specification.map(|c| c.cpu_credits),
         extra_interfaces,
+        secondary_ips,
+        secondary_count,
         private_ip: match private_ip.filter(|a| !a.is_empty()) {
             Some(text) => Some(
                 text.parse()
@@ -110,6 +115,8 @@ pub async fn handle(ctx: &Ctx, mut req: RunInstancesRequest) -> Result<RunInstan
 struct PrimaryInterface {
     subnet_id: Option<String>,
     private_ip: Option<String>,
+    secondary_ips: Vec<Ipv4Addr>,
+    secondary_count: u32,
     groups: Vec<String>,
     associate_public_ip: Option<bool>,
 }
@@ -164,12 +171,8 @@ fn launch_interfaces(
             None if !several => 0,
             None => return Err(Ec2Error::missing_parameter(&format!("{path}.DeviceIndex"))),
         };
-        let listed = spec.private_ip_addresses.unwrap_or_default();
-        if listed.len() > 1 {
-            return Err(unsupported("More than one private address per interface at launch"));
-        }
-        let private_ip =
-            spec.private_ip_address.or_else(|| listed.into_iter().next().and_then(|a| a.private_ip_address));
+        let (private_ip, secondary_ips) =
+            interface_addresses(&path, spec.private_ip_address, spec.private_ip_addresses.unwrap_or_default())?;
         let secondary = u32::try_from(spec.secondary_private_ip_address_count.unwrap_or(0)).map_err(|_| {
             Ec2Error::invalid_value(
                 &format!("{path}.SecondaryPrivateIpAddressCount"),
@@ -184,12 +187,11 @@ fn launch_interfaces(
             if spec.network_interface_id.is_some() {
                 return Err(unsupported("Launching with an existing network interface as the primary one (NetworkInterfaceId at device index 0)"));
             }
-            if secondary > 0 {
-                return Err(unsupported("Secondary private addresses on the primary interface at launch"));
-            }
             primary = Some(PrimaryInterface {
                 subnet_id: spec.subnet_id,
                 private_ip,
+                secondary_ips,
+                secondary_count: secondary,
                 groups: spec.groups.unwrap_or_default(),
                 associate_public_ip: spec.associate_public_ip_address,
             });
@@ -205,6 +207,7 @@ fn launch_interfaces(
         if existing.is_some()
             && (spec.subnet_id.is_some()
                 || private_ip.is_some()
+                || !secondary_ips.is_empty()
                 || spec.groups.is_some()
                 || secondary > 0
                 || spec.description.is_some())
@@ -226,6 +229,7 @@ fn launch_interfaces(
                 })?),
                 None => None,
             },
+            secondary_ips,
             secondary_count: secondary,
             groups: spec.groups.unwrap_or_default(),
             description: spec.description.unwrap_or_default(),
@@ -240,6 +244,59 @@ fn launch_interfaces(
         ));
     }
     Ok((primary, extras))
+}
+
+/// One interface's `PrivateIpAddress` and `PrivateIpAddresses`: its primary address (the one
+/// marked `Primary`, else the one given alone, else the first listed; a different one given both
+/// ways is refused) and its secondary addresses.
+fn interface_addresses(
+    path: &str,
+    given: Option<String>,
+    listed: Vec<ec2api::PrivateIpAddressSpecification>,
+) -> Result<(Option<String>, Vec<Ipv4Addr>), Ec2Error> {
+    let parse = |text: &str| {
+        text.parse::<Ipv4Addr>().map_err(|_| {
+            Ec2Error::invalid_value(&format!("{path}.PrivateIpAddresses"), text, "Expected an IPv4 address.")
+        })
+    };
+    let given = given.filter(|a| !a.is_empty());
+    let mut marked: Option<String> = None;
+    let mut others = Vec::new();
+    for entry in listed {
+        let Some(address) = entry.private_ip_address.filter(|a| !a.is_empty()) else { continue };
+        parse(&address)?;
+        if entry.primary == Some(true) {
+            if marked.is_some() {
+                return Err(Ec2Error::new(
+                    Code::InvalidParameterValue,
+                    format!("{path}: only one private IP address can be designated as primary."),
+                ));
+            }
+            marked = Some(address);
+        } else {
+            others.push(address);
+        }
+    }
+    let primary = match (given, marked) {
+        (Some(given), Some(marked)) if given != marked => {
+            return Err(Ec2Error::new(
+                Code::InvalidParameterCombination,
+                format!("{path}: the primary private IP address {marked} differs from PrivateIpAddress {given}."),
+            ))
+        }
+        (Some(address), _) | (None, Some(address)) => Some(address),
+        (None, None) if !others.is_empty() => Some(others.remove(0)),
+        (None, None) => None,
+    };
+    others.retain(|a| Some(a) != primary.as_ref());
+    let mut secondary = Vec::new();
+    for address in others {
+        let address = parse(&address)?;
+        if !secondary.contains(&address) {
+            secondary.push(address);
+        }
+    }
+    Ok((primary, secondary))
 }
 
 fn duplicate_index(index: u32) -> Ec2Error {

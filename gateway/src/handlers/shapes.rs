@@ -84,7 +84,7 @@ pub struct Joins {
     pub group_names: HashMap<String, String>,
     /// Volumes by the instance they are attached to.
     pub volumes: HashMap<String, Vec<VolumeRecord>>,
-    /// Elastic IPs by the network interface they point at.
+    /// Elastic IPs by what they point at: `{network interface id}/{private address}`.
     pub public_ips: HashMap<String, String>,
     /// Network interfaces of their own attached, by instance.
     pub interfaces: HashMap<String, Vec<storage::NetworkInterfaceRecord>>,
@@ -97,10 +97,18 @@ impl Joins {
         let public_ips = b
             .addresses(account)?
             .into_iter()
-            .filter_map(|a| Some((a.association?.network_interface_id, a.public_ip)))
+            .filter_map(|a| {
+                let to = a.association?;
+                Some((format!("{}/{}", to.network_interface_id, to.private_ip), a.public_ip))
+            })
             .collect();
         let interfaces = b.interfaces_of_instances(account, records.iter().map(|r| r.id.as_str()))?;
         Ok(Self { group_names: b.security_group_names(account)?, volumes, public_ips, interfaces })
+    }
+
+    /// The Elastic IP associated with `private_ip` of interface `interface_id`, if any.
+    pub fn elastic_ip(&self, interface_id: &str, private_ip: &str) -> Option<&String> {
+        self.public_ips.get(&format!("{interface_id}/{private_ip}"))
     }
 
     /// The instance's volumes as `blockDeviceMapping`: the root first, then by device.
@@ -144,8 +152,10 @@ pub fn instance(record: &InstanceRecord, tags: &[(String, String)], region: &str
     } else {
         (Some(record.private_ip.clone()), private_dns_name(&record.private_ip, region))
     };
-    let public_ip =
-        joins.public_ips.get(&record.network_interface_id).or(record.public_ip.as_ref()).filter(|_| !terminated);
+    let public_ip = joins
+        .elastic_ip(&record.network_interface_id, &record.private_ip)
+        .or(record.public_ip.as_ref())
+        .filter(|_| !terminated);
     let public_dns = public_ip.map(|p| public_dns_name(p, region));
     let association = public_ip.map(|p| ec2api::InstanceNetworkInterfaceAssociation {
         public_ip: Some(p.clone()),
@@ -159,12 +169,28 @@ pub fn instance(record: &InstanceRecord, tags: &[(String, String)], region: &str
         mac_address: Some(record.mac.clone()),
         private_ip_address: ip.clone(),
         private_dns_name: Some(dns.clone()),
-        private_ip_addresses: Some(vec![InstancePrivateIpAddress {
-            primary: Some(true),
-            private_ip_address: ip.clone(),
-            private_dns_name: Some(dns.clone()),
-            association: association.clone(),
-        }]),
+        private_ip_addresses: Some(
+            std::iter::once(InstancePrivateIpAddress {
+                primary: Some(true),
+                private_ip_address: ip.clone(),
+                private_dns_name: Some(dns.clone()),
+                association: association.clone(),
+            })
+            .chain(record.secondary_ips.iter().filter(|_| !terminated).map(|address| InstancePrivateIpAddress {
+                primary: Some(false),
+                private_ip_address: Some(address.clone()),
+                private_dns_name: Some(private_dns_name(address, region)),
+                association: joins.elastic_ip(&record.network_interface_id, address).map(|p| {
+                    ec2api::InstanceNetworkInterfaceAssociation {
+                        public_ip: Some(p.clone()),
+                        public_dns_name: Some(public_dns_name(p, region)),
+                        ip_owner_id: Some(record.account.clone()),
+                        ..Default::default()
+                    }
+                }),
+            }))
+            .collect(),
+        ),
         association,
         subnet_id: Some(record.subnet_id.clone()),
         vpc_id: Some(record.vpc_id.clone()),
@@ -238,13 +264,11 @@ pub fn instance(record: &InstanceRecord, tags: &[(String, String)], region: &str
 /// An attached interface of its own, as DescribeInstances lists it after the primary one.
 fn attached_interface(i: &storage::NetworkInterfaceRecord, region: &str, joins: &Joins) -> InstanceNetworkInterface {
     let association = |address: &str| {
-        joins.public_ips.get(&i.id).filter(|_| address == i.private_ip).map(|p| {
-            ec2api::InstanceNetworkInterfaceAssociation {
-                public_ip: Some(p.clone()),
-                public_dns_name: Some(public_dns_name(p, region)),
-                ip_owner_id: Some(i.account.clone()),
-                ..Default::default()
-            }
+        joins.elastic_ip(&i.id, address).map(|p| ec2api::InstanceNetworkInterfaceAssociation {
+            public_ip: Some(p.clone()),
+            public_dns_name: Some(public_dns_name(p, region)),
+            ip_owner_id: Some(i.account.clone()),
+            ..Default::default()
         })
     };
     InstanceNetworkInterface {
