@@ -129,6 +129,23 @@ pub(crate) fn release_instance_addresses(tx: &WriteTx, account: &str, instance_i
     Ok(())
 }
 
+/// The associations that point at interface `interface_id` name `instance_id` as theirs: the
+/// instance it became the primary interface of, or none once it outlives that instance.
+pub(crate) fn name_interface_instance(
+    tx: &WriteTx,
+    account: &str,
+    interface_id: &str,
+    instance_id: Option<&str>,
+) -> Result<()> {
+    for (address_key, mut address) in tx.scan(&ADDRESSES, &format!("{account}/"))? {
+        if let Some(association) = address.association.as_mut().filter(|a| a.network_interface_id == interface_id) {
+            association.instance_id = instance_id.map(str::to_owned);
+            tx.insert(&ADDRESSES, &address_key, &address)?;
+        }
+    }
+    Ok(())
+}
+
 /// Drops the associations that point at the interface `interface_id` (it is going).
 pub(crate) fn release_interface_addresses(tx: &WriteTx, account: &str, interface_id: &str) -> Result<()> {
     for (address_key, mut address) in tx.scan(&ADDRESSES, &format!("{account}/"))? {

@@ -72,6 +72,17 @@ pub struct LaunchRequest {
     pub secondary_ips: Vec<Ipv4Addr>,
     #[serde(skip_serializing_if = "is_zero")]
     pub secondary_count: u32,
+    /// `NetworkInterfaceId` at device index 0: an available interface of the account's own
+    /// becomes the instance's primary one, with its subnet, addresses and groups (one
+    /// instance).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub primary_interface: Option<String>,
+    /// The primary interface's `Description` (a new one) and `DeleteOnTermination` (default:
+    /// one made at launch goes with the instance, one the account had stays).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub primary_description: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub primary_delete_on_termination: Option<bool>,
     pub metadata: MetadataOptions,
     /// `NetworkInterface.N` at device index 1 and up (left out of the client token's digest
     /// when there are none, as requests were before them).
@@ -184,6 +195,18 @@ struct Launch {
     hosts: Vec<HostSnapshot>,
     /// The subnet of each new further interface ([`LaunchRequest::extra_interfaces`]).
     extra_subnets: Vec<Option<Subnet>>,
+}
+
+/// An instance's primary interface as its launch makes or adopts it.
+pub(crate) struct PrimaryNic {
+    pub id: String,
+    pub mac: String,
+    pub private_ip: String,
+    pub secondary_ips: Vec<String>,
+    pub groups: Vec<String>,
+    pub source_dest_check: bool,
+    pub public_ip: Option<String>,
+    pub kept: Option<storage::KeptInterface>,
 }
 
 /// What a launch names that must exist in the account: its key pair and groups.
@@ -336,6 +359,31 @@ impl Backend {
         Ok(records)
     }
 
+    /// The subnet of the interface a launch takes as its primary one: an interface of the
+    /// account's own; or, for a retry of the launch that took it, its instance's subnet (the
+    /// transaction then finds the earlier launch, or answers that the interface is in use).
+    fn primary_interface_subnet(&self, account: &str, id: &str, req: &LaunchRequest) -> Result<String> {
+        if req.max_count > 1 {
+            return Err(Error::InvalidParameter {
+                name: "NetworkInterface.N",
+                message:
+                    "NetworkInterface.1.NetworkInterfaceId names one interface, which only one instance can have: \
+                          launch one instance."
+                        .into(),
+            });
+        }
+        self.store().read(|tx| {
+            if let Some(own) = tx.get(&storage::tables::NETWORK_INTERFACES, &instance_key(account, id))? {
+                return Ok(own.subnet_id);
+            }
+            let holder = crate::listing::primary_interface_owner(tx, account, id)?;
+            match holder.map(|key| tx.get(&INSTANCES, &key)).transpose()?.flatten() {
+                Some(instance) => Ok(instance.subnet_id),
+                None => Err(Error::ResourceNotFound { kind: ResourceKind::NetworkInterface, id: id.to_owned() }),
+            }
+        })
+    }
+
     /// What a launch needs before its transaction, checked: the image, the type, the subnet
     /// asked for, the root volume and the hosts as last seen.
     fn prepare_launch(&self, account: &str, default_vpc: &str, req: &LaunchRequest) -> Result<Launch> {
@@ -349,9 +397,14 @@ impl Backend {
             .instance_type(&req.instance_type)
             .ok_or_else(|| invalid("InstanceType", format!("Invalid value '{}' for InstanceType.", req.instance_type)))?
             .clone();
-        // A subnet named by id decides the VPC; otherwise the launch goes to the default VPC's
-        // default subnets (EC2's `VPCIdNotSpecified` when the account has no default VPC).
-        let (vpc_id, subnets) = match &req.subnet_id {
+        // A subnet named by id (or the primary interface's) decides the VPC; otherwise the
+        // launch goes to the default VPC's default subnets (EC2's `VPCIdNotSpecified` when the
+        // account has no default VPC).
+        let subnet_id = match &req.primary_interface {
+            Some(id) => Some(self.primary_interface_subnet(account, id, req)?),
+            None => req.subnet_id.clone(),
+        };
+        let (vpc_id, subnets) = match &subnet_id {
             Some(id) => {
                 let subnet = self.subnet(account, id)?;
                 if !subnet.lease_scope.is_empty() {
@@ -371,7 +424,7 @@ impl Backend {
                     .into(),
             ));
         }
-        let subnet = match (&req.subnet_id, &req.zone) {
+        let subnet = match (&subnet_id, &req.zone) {
             (Some(_), zone) => {
                 let subnet = &subnets[0];
                 if zone.as_ref().is_some_and(|z| *z != subnet.zone) {
@@ -478,6 +531,62 @@ impl Backend {
     /// with one interface, as on EC2; only on OVN, where it leads somewhere. One the subnet's
     /// default asks for is given up when the shared pool is empty (the launch goes on without
     /// it), so that no account can stop others' launches by holding every address.
+    /// A launch's new primary interface: its addresses leased in `subnet` for the instance at
+    /// `key`, the groups named, a public address when the subnet or the request says so.
+    #[allow(clippy::too_many_arguments)]
+    fn new_primary(
+        &self,
+        tx: &WriteTx,
+        req: &LaunchRequest,
+        subnet: &Subnet,
+        key: &str,
+        held_elsewhere: &std::collections::BTreeSet<Ipv4Addr>,
+        named: &Named,
+        now: i64,
+    ) -> Result<PrimaryNic> {
+        let mac = network::new_mac();
+        let ip = match req.private_ip {
+            Some(ip) => network::lease_given_address(tx, subnet, ip, key, &mac, held_elsewhere)?,
+            None => network::lease_address(tx, subnet, key, &mac, held_elsewhere)?,
+        };
+        let secondary_ips = if req.secondary_ips.is_empty() && req.secondary_count == 0 {
+            Vec::new()
+        } else if subnet.lease_scope.is_empty() {
+            return Err(Error::UnsupportedOperation(
+                "Secondary private addresses need a subnet on OVN; this default VPC's guests share the hosts' \
+                 bridge (see the README's VPC networking section)."
+                    .into(),
+            ));
+        } else {
+            crate::interfaces::lease_more(
+                tx,
+                subnet,
+                key,
+                &mac,
+                &req.secondary_ips,
+                req.secondary_count,
+                held_elsewhere,
+            )?
+        };
+        Ok(PrimaryNic {
+            id: ids::resource_id("eni"),
+            mac,
+            private_ip: ip.to_string(),
+            secondary_ips,
+            groups: named.group_ids.clone(),
+            source_dest_check: true,
+            public_ip: self.public_address_at_launch(tx, req, subnet, key)?,
+            kept: (req.primary_description.is_some() || req.primary_delete_on_termination == Some(false)).then(|| {
+                storage::KeptInterface {
+                    description: req.primary_description.clone().unwrap_or_default(),
+                    created_ms: now,
+                    client_token: None,
+                    delete_on_termination: req.primary_delete_on_termination.unwrap_or(true),
+                }
+            }),
+        })
+    }
+
     fn public_address_at_launch(
         &self,
         tx: &WriteTx,
@@ -521,29 +630,9 @@ impl Backend {
         for (index, host_id) in hosts.iter().enumerate() {
             let id = ids::resource_id("i");
             let key = instance_key(account, &id);
-            let mac = network::new_mac();
-            let ip = match req.private_ip {
-                Some(ip) => network::lease_given_address(tx, subnet, ip, &key, &mac, &held_elsewhere)?,
-                None => network::lease_address(tx, subnet, &key, &mac, &held_elsewhere)?,
-            };
-            let secondary_ips = if req.secondary_ips.is_empty() && req.secondary_count == 0 {
-                Vec::new()
-            } else if subnet.lease_scope.is_empty() {
-                return Err(Error::UnsupportedOperation(
-                    "Secondary private addresses need a subnet on OVN; this default VPC's guests share the hosts' \
-                     bridge (see the README's VPC networking section)."
-                        .into(),
-                ));
-            } else {
-                crate::interfaces::lease_more(
-                    tx,
-                    subnet,
-                    &key,
-                    &mac,
-                    &req.secondary_ips,
-                    req.secondary_count,
-                    &held_elsewhere,
-                )?
+            let nic = match &req.primary_interface {
+                Some(interface_id) => crate::interfaces::adopt_interface(tx, account, interface_id, subnet, &key, req)?,
+                None => self.new_primary(tx, req, subnet, &key, &held_elsewhere, named, now)?,
             };
             let record = InstanceRecord {
                 id: id.clone(),
@@ -568,10 +657,10 @@ impl Backend {
                 user_data: req.user_data.clone(),
                 vpc_id: launch.vpc_id.clone(),
                 subnet_id: subnet.id.clone(),
-                network_interface_id: ids::resource_id("eni"),
-                private_ip: ip.to_string(),
-                mac,
-                security_group_ids: named.group_ids.clone(),
+                network_interface_id: nic.id,
+                private_ip: nic.private_ip,
+                mac: nic.mac,
+                security_group_ids: nic.groups,
                 client_token: req.client_token.clone(),
                 disable_api_termination: req.disable_api_termination,
                 disable_api_stop: req.disable_api_stop,
@@ -585,14 +674,17 @@ impl Backend {
                 cpu_credits: launch.cpu_credits.clone(),
                 metadata: req.metadata.clone(),
                 public_key: named.public_key.clone(),
-                public_ip: self.public_address_at_launch(tx, req, subnet, &key)?,
-                source_dest_check: true,
-                secondary_ips,
+                public_ip: nic.public_ip,
+                source_dest_check: nic.source_dest_check,
+                secondary_ips: nic.secondary_ips,
+                kept_interface: nic.kept,
             };
             tx.insert(&INSTANCES, &key, &record)?;
             volumes::insert_root_volume(tx, &record, &launch.root, &root_disk_path(&record), &req.volume_tags)?;
             tags::put_tags(tx, account, &id, &req.tags)?;
-            tags::put_tags(tx, account, &record.network_interface_id, &req.interface_tags)?;
+            if req.primary_interface.is_none() {
+                tags::put_tags(tx, account, &record.network_interface_id, &req.interface_tags)?;
+            }
             for (extra, extra_subnet) in req.extra_interfaces.iter().zip(&launch.extra_subnets) {
                 self.attach_at_launch(tx, &record, subnet, extra, extra_subnet.as_ref(), &req.interface_tags)?;
             }
@@ -993,16 +1085,21 @@ impl Backend {
             }
             let vpc = tx.get(&storage::tables::VPCS, &format!("{}/{}", current.account, current.vpc_id))?;
             let scope = network::lease_scope(vpc.as_ref());
-            for address in std::iter::once(&current.private_ip).chain(&current.secondary_ips) {
-                network::release_address(tx, &scope, address, key)?;
+            if current.kept_interface.as_ref().is_some_and(|k| !k.delete_on_termination) {
+                // The interface stays, available, with its addresses, tags and Elastic IPs.
+                crate::interfaces::give_back_primary_interface(tx, &current, &scope)?;
+            } else {
+                for address in std::iter::once(&current.private_ip).chain(&current.secondary_ips) {
+                    network::release_address(tx, &scope, address, key)?;
+                }
+                // The interface goes with the instance, and its tags with it.
+                tags::drop_tags(tx, &current.account, &current.network_interface_id)?;
             }
             crate::addresses::release_instance_addresses(tx, &current.account, &current.id)?;
             self.release_instance_interfaces(tx, &current)?;
             if let Some(address) = current.public_ip.take() {
                 crate::addresses::give_back_public_address(tx, &address, key)?;
             }
-            // The interface goes with the instance, and its tags with it.
-            tags::drop_tags(tx, &current.account, &current.network_interface_id)?;
             current.state = InstanceState::Terminated;
             current.terminated_ms = Some(now_ms());
             tx.insert(&INSTANCES, key, &current)?;

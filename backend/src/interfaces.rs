@@ -18,6 +18,12 @@
 //!    nwfilter).
 //! 4. An instance that terminates detaches its interfaces, or deletes those attached with
 //!    `DeleteOnTermination`.
+//! 5. A launch may take an available interface as the instance's primary one
+//!    ([`adopt_interface`]): the interface's record goes, its leases pass to the instance, and
+//!    the instance record holds it (`kept_interface`) until the instance goes, when it comes
+//!    back available with its addresses, tags and Elastic IPs ([`give_back_primary_interface`])
+//!    unless `DeleteOnTermination`. One reader of an interface's state, the instance record,
+//!    while it is the primary one: no two records to keep in step.
 
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
@@ -712,6 +718,100 @@ impl Backend {
         }
         Ok(())
     }
+}
+
+/// Takes interface `id` of the account's own as the primary one of the instance at `key`
+/// being launched in `subnet`: its record goes (the instance's holds it meanwhile, see
+/// [`storage::InstanceRecord::kept_interface`]) and its addresses' leases pass to the instance.
+pub(crate) fn adopt_interface(
+    tx: &WriteTx,
+    account: &str,
+    id: &str,
+    subnet: &Subnet,
+    instance_key: &str,
+    req: &crate::instances::LaunchRequest,
+) -> Result<crate::instances::PrimaryNic> {
+    let Some(record) = tx.get(&NETWORK_INTERFACES, &key(account, id))? else {
+        // Another instance's primary interface (it took it first), or gone.
+        return Err(match crate::listing::primary_interface_owner(tx, account, id)? {
+            Some(_) => Error::InterfaceInUse(format!("Interface: {id} in use.")),
+            None => not_found(id),
+        });
+    };
+    if let Some(current) = &record.attachment {
+        return Err(Error::InterfaceInUse(format!(
+            "Interface: {id} in use (attached to {} as {}).",
+            current.instance_id, current.id
+        )));
+    }
+    if record.subnet_id != subnet.id {
+        return Err(not_found(id));
+    }
+    let holder = key(account, id);
+    for address in record.addresses() {
+        let lease_key = format!("{}{address}", subnet.lease_scope);
+        if let Some(mut lease) = tx.get(&storage::tables::LEASES, &lease_key)?.filter(|l| l.instance_key == holder) {
+            lease.instance_key = instance_key.to_owned();
+            tx.insert(&storage::tables::LEASES, &lease_key, &lease)?;
+        }
+    }
+    tx.remove(&NETWORK_INTERFACES, &holder)?;
+    let instance_id = instance_key.split_once('/').map_or(instance_key, |(_, id)| id);
+    crate::addresses::name_interface_instance(tx, account, id, Some(instance_id))?;
+    Ok(crate::instances::PrimaryNic {
+        id: record.id,
+        mac: record.mac,
+        private_ip: record.private_ip,
+        secondary_ips: record.secondary_ips,
+        groups: record.security_group_ids,
+        source_dest_check: record.source_dest_check,
+        public_ip: None,
+        kept: Some(storage::KeptInterface {
+            description: record.description,
+            created_ms: record.created_ms,
+            client_token: record.client_token,
+            delete_on_termination: req.primary_delete_on_termination.unwrap_or(false),
+        }),
+    })
+}
+
+/// An instance that goes gives its kept primary interface back: a record of its own again,
+/// available, holding the addresses' leases (in the VPC `scope`), its tags, and its Elastic
+/// IPs (no longer the instance's).
+pub(crate) fn give_back_primary_interface(tx: &WriteTx, instance: &InstanceRecord, scope: &str) -> Result<()> {
+    let Some(kept) = &instance.kept_interface else { return Ok(()) };
+    let account = &instance.account;
+    let holder = key(account, &instance.network_interface_id);
+    let instance_key = key(account, &instance.id);
+    for address in std::iter::once(&instance.private_ip).chain(&instance.secondary_ips) {
+        let lease_key = format!("{scope}{address}");
+        if let Some(mut lease) =
+            tx.get(&storage::tables::LEASES, &lease_key)?.filter(|l| l.instance_key == instance_key)
+        {
+            lease.instance_key = holder.clone();
+            tx.insert(&storage::tables::LEASES, &lease_key, &lease)?;
+        }
+    }
+    crate::addresses::name_interface_instance(tx, account, &instance.network_interface_id, None)?;
+    let record = NetworkInterfaceRecord {
+        id: instance.network_interface_id.clone(),
+        account: account.clone(),
+        vpc_id: instance.vpc_id.clone(),
+        subnet_id: instance.subnet_id.clone(),
+        zone: instance.zone.clone(),
+        mac: instance.mac.clone(),
+        private_ip: instance.private_ip.clone(),
+        secondary_ips: instance.secondary_ips.clone(),
+        security_group_ids: instance.security_group_ids.clone(),
+        description: kept.description.clone(),
+        source_dest_check: instance.source_dest_check,
+        attachment: None,
+        created_ms: kept.created_ms,
+        client_token: kept.client_token.clone(),
+        ended_attachment: None,
+    };
+    tx.insert(&NETWORK_INTERFACES, &holder, &record)?;
+    Ok(())
 }
 
 /// An interface as a guest NIC: always into OVN's integration bridge (interfaces are attached

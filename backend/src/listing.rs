@@ -174,7 +174,7 @@ impl InterfaceView {
             private_ip: record.private_ip.clone(),
             secondary_ips: record.secondary_ips.clone(),
             security_group_ids: record.security_group_ids.clone(),
-            description: String::new(),
+            description: record.kept_interface.as_ref().map(|k| k.description.clone()).unwrap_or_default(),
             source_dest_check: record.source_dest_check,
             attachment: Some(InterfaceAttachmentView {
                 id: primary_attachment_id(record),
@@ -182,7 +182,7 @@ impl InterfaceView {
                 device_index: 0,
                 state: "attached",
                 attach_time_ms: record.launch_time_ms,
-                delete_on_termination: true,
+                delete_on_termination: record.kept_interface.as_ref().is_none_or(|k| k.delete_on_termination),
             }),
             ended_attachment: None,
             own: false,

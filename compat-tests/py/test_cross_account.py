@@ -590,6 +590,8 @@ ROWS: list[Row] = [
     R("RunInstances(SecurityGroups by name)", "group_name", lambda c, x, w: _run(c, w, SecurityGroups=[x])),
     R("RunInstances(a further interface: A's)", "eni own_eni", lambda c, x, w: _run(c, w, NetworkInterfaces=[
         {"DeviceIndex": 0, "SubnetId": w.b["subnet"]}, {"DeviceIndex": 1, "NetworkInterfaceId": x}])),
+    R("RunInstances(A's interface as the primary one)", "eni own_eni", lambda c, x, w: _run(
+        c, w, NetworkInterfaces=[{"DeviceIndex": 0, "NetworkInterfaceId": x}])),
     R("RunInstances(a further interface in A's subnet)", "own_subnet subnet", lambda c, x, w: _run(
         c, w, NetworkInterfaces=[{"DeviceIndex": 0, "SubnetId": w.b["subnet"]}, {"DeviceIndex": 1, "SubnetId": x}])),
     R("RunInstances(ImageId, DryRun)", "image", lambda c, x, w: _run(c, w, ImageId=x, DryRun=True)),

@@ -941,3 +941,93 @@ def test_secondary_addresses_of_an_instance_s_primary_interface(cloud):
     client.delete_internet_gateway(InternetGatewayId=gateway)
     client.delete_subnet(SubnetId=subnet_id)
     client.delete_vpc(VpcId=vpc_id)
+
+
+def test_an_interface_of_one_s_own_as_an_instance_s_primary_one(cloud):
+    """RunInstances with `NetworkInterfaceId` at device index 0, as Terraform's `network_interface`
+    block sends it: the instance takes the interface's subnet, addresses, MAC and groups; the
+    interface is in use meanwhile, and comes back available with its addresses, tags and Elastic
+    IP when the instance goes (EC2 keeps an interface it did not make, unless
+    `DeleteOnTermination` says otherwise). A primary interface made at launch with
+    `DeleteOnTermination=false` stays too."""
+    _, client, image_id = cloud
+    vpc_id = client.create_vpc(CidrBlock="10.9.0.0/16")["Vpc"]["VpcId"]
+    subnet_id = client.create_subnet(VpcId=vpc_id, CidrBlock="10.9.1.0/24")["Subnet"]["SubnetId"]
+    group_id = client.create_security_group(GroupName="front", Description="d", VpcId=vpc_id)["GroupId"]
+    made = client.create_network_interface(
+        SubnetId=subnet_id, PrivateIpAddress="10.9.1.50", Groups=[group_id], Description="front",
+        TagSpecifications=[{"ResourceType": "network-interface", "Tags": [{"Key": "Name", "Value": "front"}]}],
+    )["NetworkInterface"]
+    eni, mac = made["NetworkInterfaceId"], made["MacAddress"]
+    client.assign_private_ip_addresses(NetworkInterfaceId=eni, PrivateIpAddresses=["10.9.1.51"])
+    gateway = client.create_internet_gateway()["InternetGateway"]["InternetGatewayId"]
+    client.attach_internet_gateway(InternetGatewayId=gateway, VpcId=vpc_id)
+    allocation = client.allocate_address(Domain="vpc")["AllocationId"]
+    client.associate_address(AllocationId=allocation, NetworkInterfaceId=eni)
+    base = dict(ImageId=image_id, InstanceType="t3.nano", MinCount=1, MaxCount=1)
+
+    [instance] = client.run_instances(**base, NetworkInterfaces=[{"DeviceIndex": 0, "NetworkInterfaceId": eni}])[
+        "Instances"]
+    instance_id = instance["InstanceId"]
+    primary = instance["NetworkInterfaces"][0]
+    assert (instance["SubnetId"], instance["VpcId"], instance["PrivateIpAddress"]) == (subnet_id, vpc_id, "10.9.1.50")
+    assert [g["GroupId"] for g in instance["SecurityGroups"]] == [group_id]
+    assert (primary["NetworkInterfaceId"], primary["MacAddress"], primary["Description"]) == (eni, mac, "front")
+    assert primary["Attachment"]["DeleteOnTermination"] is False and primary["Attachment"]["DeviceIndex"] == 0
+    assert private_addresses(primary) == [("10.9.1.50", True), ("10.9.1.51", False)]
+    [in_use] = client.describe_network_interfaces(NetworkInterfaceIds=[eni])["NetworkInterfaces"]
+    assert (in_use["Status"], in_use["Attachment"]["InstanceId"], in_use["Attachment"]["DeviceIndex"]) == (
+        "in-use", instance_id, 0), in_use
+    assert in_use["TagSet"] == [{"Key": "Name", "Value": "front"}], in_use
+    [address] = client.describe_addresses(AllocationIds=[allocation])["Addresses"]
+    assert (address["InstanceId"], address["NetworkInterfaceId"]) == (instance_id, eni), address
+    # In use: no second instance takes it, nor any launch that names more than the interface.
+    fails("InvalidNetworkInterface.InUse", None, client.run_instances, **base,
+          NetworkInterfaces=[{"DeviceIndex": 0, "NetworkInterfaceId": eni}])
+    fails("InvalidParameterCombination", None, client.run_instances, **base,
+          NetworkInterfaces=[{"DeviceIndex": 0, "NetworkInterfaceId": eni, "SubnetId": subnet_id}])
+    fails("InvalidParameterValue", None, client.run_instances, ImageId=image_id, InstanceType="t3.nano",
+          MinCount=2, MaxCount=2, NetworkInterfaces=[{"DeviceIndex": 0, "NetworkInterfaceId": eni}])
+    fails("InvalidNetworkInterfaceID.NotFound", None, client.run_instances, **base,
+          NetworkInterfaces=[{"DeviceIndex": 0, "NetworkInterfaceId": "eni-0123456789abcdef0"}])
+
+    client.terminate_instances(InstanceIds=[instance_id])
+    wait_states(client, [instance_id], "terminated")
+    [back] = client.describe_network_interfaces(NetworkInterfaceIds=[eni])["NetworkInterfaces"]
+    assert (back["Status"], back["MacAddress"], back["Description"], back["TagSet"]) == (
+        "available", mac, "front", [{"Key": "Name", "Value": "front"}]), back
+    assert "Attachment" not in back and private_addresses(back) == [("10.9.1.50", True), ("10.9.1.51", False)]
+    assert [g["GroupId"] for g in back["Groups"]] == [group_id]
+    [address] = client.describe_addresses(AllocationIds=[allocation])["Addresses"]
+    assert address["NetworkInterfaceId"] == eni and "InstanceId" not in address, address
+    # Its addresses are still its own: no launch takes them.
+    fails("InvalidIPAddress.InUse", None, client.run_instances, **base, SubnetId=subnet_id,
+          PrivateIpAddress="10.9.1.51")
+
+    # Taken again, to go with the instance this time.
+    client.disassociate_address(AssociationId=address["AssociationId"])
+    [again] = client.run_instances(**base, NetworkInterfaces=[
+        {"DeviceIndex": 0, "NetworkInterfaceId": eni, "DeleteOnTermination": True}])["Instances"]
+    client.terminate_instances(InstanceIds=[again["InstanceId"]])
+    wait_states(client, [again["InstanceId"]], "terminated")
+    fails("InvalidNetworkInterfaceID.NotFound", None, client.describe_network_interfaces, NetworkInterfaceIds=[eni])
+    [reused] = client.run_instances(**base, SubnetId=subnet_id, PrivateIpAddress="10.9.1.51")["Instances"]
+
+    # A primary interface made at launch and kept.
+    [kept] = client.run_instances(**base, NetworkInterfaces=[
+        {"DeviceIndex": 0, "SubnetId": subnet_id, "DeleteOnTermination": False, "Description": "kept"}])["Instances"]
+    kept_eni = kept["NetworkInterfaces"][0]["NetworkInterfaceId"]
+    assert kept["NetworkInterfaces"][0]["Attachment"]["DeleteOnTermination"] is False
+    client.terminate_instances(InstanceIds=[kept["InstanceId"], reused["InstanceId"]])
+    wait_states(client, [kept["InstanceId"], reused["InstanceId"]], "terminated")
+    [left] = client.describe_network_interfaces(NetworkInterfaceIds=[kept_eni])["NetworkInterfaces"]
+    assert (left["Status"], left["Description"], left["PrivateIpAddress"]) == (
+        "available", "kept", kept["PrivateIpAddress"]), left
+
+    client.delete_network_interface(NetworkInterfaceId=kept_eni)
+    client.release_address(AllocationId=allocation)
+    client.detach_internet_gateway(InternetGatewayId=gateway, VpcId=vpc_id)
+    client.delete_internet_gateway(InternetGatewayId=gateway)
+    client.delete_security_group(GroupId=group_id)
+    client.delete_subnet(SubnetId=subnet_id)
+    client.delete_vpc(VpcId=vpc_id)

@@ -2,7 +2,8 @@
 each instance's NIC is its VPC's logical switch port, plugged by libvirt into `br-int`.
 
 Two accounts each make a VPC 10.0.0.0/16 with a subnet 10.0.1.0/24 and an instance at
-10.0.1.10; account A also has a subnet 10.0.2.0/24 with an instance at 10.0.2.10. A probe (a
+10.0.1.10 (B's launched on a network interface B made first, `NetworkInterfaceId` at device
+index 0); account A also has a subnet 10.0.2.0/24 with an instance at 10.0.2.10. A probe (a
 network namespace plugged into a subnet's switch, as a guest would be) shows what each VPC
 holds. Each guest reaches the metadata service in its own VPC, which tells it its own instance
 id although both accounts' guests have the same address. Security groups are OVN's ACLs: at first no probe reaches anything (a VPC's `default`
@@ -43,8 +44,15 @@ def test_same_addresses_in_two_accounts_vpcs_never_meet(server_factory, test_ima
             instances = {}
             for subnet, cidr in zip(subnets, cidrs):
                 address = cidr.replace(".0/24", ".10")
-                [instance] = client.run_instances(ImageId=image_id, InstanceType="t3.nano", MinCount=1, MaxCount=1,
-                                                  SubnetId=subnet, PrivateIpAddress=address)["Instances"]
+                base = dict(ImageId=image_id, InstanceType="t3.nano", MinCount=1, MaxCount=1)
+                if who == "a":
+                    [instance] = client.run_instances(**base, SubnetId=subnet, PrivateIpAddress=address)["Instances"]
+                else:
+                    # B's guest runs on an interface B made first (NetworkInterfaceId at index 0).
+                    eni = client.create_network_interface(SubnetId=subnet, PrivateIpAddress=address)
+                    [instance] = client.run_instances(**base, NetworkInterfaces=[
+                        {"DeviceIndex": 0, "NetworkInterfaceId": eni["NetworkInterface"]["NetworkInterfaceId"]}])[
+                        "Instances"]
                 instances[address] = instance
             made[who] = {"vpc": vpc, "subnets": subnets, "instances": instances}
         for who, client in clients.items():
@@ -158,6 +166,11 @@ def test_same_addresses_in_two_accounts_vpcs_never_meet(server_factory, test_ima
         clients["b"].terminate_instances(InstanceIds=b_ids)
         wait_states(clients["b"], b_ids, "terminated", timeout=120)
         made["b"]["instances"] = {}
+        # B's guest gave its interface back, available, holding 10.0.1.10 still.
+        b_eni = b_guest["NetworkInterfaces"][0]["NetworkInterfaceId"]
+        [kept] = clients["b"].describe_network_interfaces(NetworkInterfaceIds=[b_eni])["NetworkInterfaces"]
+        assert (kept["Status"], kept["PrivateIpAddress"]) == ("available", "10.0.1.10"), kept
+        clients["b"].delete_network_interface(NetworkInterfaceId=b_eni)
         namespace = f"stratus-meta-{made['b']['vpc']}"
         assert namespace in run("ip", "netns", "list").stdout
         for subnet in made["b"]["subnets"]:

@@ -263,6 +263,25 @@ pub struct InstanceRecord {
     /// AssignPrivateIpAddresses), leased in its VPC like the primary one (VPCs on OVN only).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub secondary_ips: Vec<String>,
+    /// Its primary interface is an interface of its own (one the account had, named by
+    /// `NetworkInterfaceId` at device index 0, or one made at launch with a description or
+    /// `DeleteOnTermination=false`): what that interface's record holds beyond the instance's
+    /// fields, so that it comes back, available, when the instance goes (unless
+    /// `delete_on_termination`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kept_interface: Option<KeptInterface>,
+}
+
+/// See [`InstanceRecord::kept_interface`]; the instance record holds the interface's id, MAC,
+/// addresses, groups and source/destination check meanwhile.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeptInterface {
+    pub description: String,
+    pub created_ms: i64,
+    pub client_token: Option<String>,
+    /// It goes with the instance (EC2's default for an interface made at launch; an
+    /// interface the account had is kept by default).
+    pub delete_on_termination: bool,
 }
 
 fn checked() -> bool {
@@ -272,10 +291,11 @@ fn checked() -> bool {
 /// Version 2 added the migration fields: an older binary must not stop or move an instance
 /// that is migrating. Version 3 added the credit specification, version 4 the metadata
 /// options and the launch key, version 5 the public address, version 6 the source/destination
-/// check, version 7 the primary interface's secondary addresses.
+/// check, version 7 the primary interface's secondary addresses, version 8 the kept primary
+/// interface (an older binary would delete it with the instance).
 impl Record for InstanceRecord {
-    const VERSION: u8 = 7;
-    const READS: &'static [u8] = &[1, 2, 3, 4, 5, 6];
+    const VERSION: u8 = 8;
+    const READS: &'static [u8] = &[1, 2, 3, 4, 5, 6, 7];
     const DERIVED: bool = true;
 
     fn derive(tx: &crate::WriteTx, _key: &str, old: Option<&Self>, new: Option<&Self>) -> crate::Result<()> {

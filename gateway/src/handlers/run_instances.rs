@@ -40,6 +40,10 @@ pub async fn handle(ctx: &Ctx, mut req: RunInstancesRequest) -> Result<RunInstan
     let tags = tags_from_specs(Some(instance_specs), "instance")?;
     let interface_tags = tags_from_specs(Some(interface_specs), "network-interface")?;
     let volume_tags = tags_from_specs(Some(volume_specs), "volume")?;
+    let (primary_interface, primary_description, primary_delete_on_termination) = match &primary {
+        Some(p) => (p.existing.clone(), p.description.clone(), p.delete_on_termination),
+        None => (None, None, None),
+    };
     let (subnet_id, private_ip, security_group_ids, associate_public_ip, secondary_ips, secondary_count) = match primary
     {
         Some(p) => (p.subnet_id, p.private_ip, p.groups, p.associate_public_ip, p.secondary_ips, p.secondary_count),
@@ -71,6 +75,9 @@ pub async fn handle(ctx: &Ctx, mut req: RunInstancesRequest) -> Result<RunInstan
         extra_interfaces,
         secondary_ips,
         secondary_count,
+        primary_interface,
+        primary_description,
+        primary_delete_on_termination,
         private_ip: match private_ip.filter(|a| !a.is_empty()) {
             Some(text) => Some(
                 text.parse()
@@ -113,6 +120,10 @@ pub async fn handle(ctx: &Ctx, mut req: RunInstancesRequest) -> Result<RunInstan
 
 /// What `NetworkInterface.N` at device index 0 says of the instance's primary interface.
 struct PrimaryInterface {
+    /// `NetworkInterfaceId`: an interface of the account's own (then nothing else is given).
+    existing: Option<String>,
+    description: Option<String>,
+    delete_on_termination: Option<bool>,
     subnet_id: Option<String>,
     private_ip: Option<String>,
     secondary_ips: Vec<Ipv4Addr>,
@@ -121,11 +132,12 @@ struct PrimaryInterface {
     associate_public_ip: Option<bool>,
 }
 
-/// `NetworkInterface.N`: the one at device index 0 is the instance's primary interface, whose
-/// subnet, address and groups stand for the instance-level ones (which may then not be given
-/// as well, as on EC2); those at device index 1 and up are further interfaces, made in their
-/// subnet or, by `NetworkInterfaceId`, ones of the account's own. What Stratus cannot do yet
-/// is refused by name.
+/// `NetworkInterface.N`: the one at device index 0 is the instance's primary interface, a new
+/// one whose subnet, addresses and groups stand for the instance-level ones (which may then not
+/// be given as well, as on EC2), or one of the account's own by `NetworkInterfaceId`; those at
+/// device index 1 and up are further interfaces, made in their subnet or, by
+/// `NetworkInterfaceId`, ones of the account's own. What Stratus cannot do yet is refused by
+/// name.
 fn launch_interfaces(
     specs: Option<Vec<ec2api::InstanceNetworkInterfaceSpecification>>,
     req: &RunInstancesRequest,
@@ -184,10 +196,22 @@ fn launch_interfaces(
             if primary.is_some() {
                 return Err(duplicate_index(0));
             }
-            if spec.network_interface_id.is_some() {
-                return Err(unsupported("Launching with an existing network interface as the primary one (NetworkInterfaceId at device index 0)"));
+            let existing = spec.network_interface_id.filter(|id| !id.is_empty());
+            if existing.is_some()
+                && (spec.subnet_id.is_some()
+                    || private_ip.is_some()
+                    || !secondary_ips.is_empty()
+                    || secondary > 0
+                    || spec.groups.is_some()
+                    || spec.description.is_some()
+                    || spec.associate_public_ip_address.is_some())
+            {
+                return Err(existing_with_more());
             }
             primary = Some(PrimaryInterface {
+                existing,
+                description: spec.description,
+                delete_on_termination: spec.delete_on_termination,
                 subnet_id: spec.subnet_id,
                 private_ip,
                 secondary_ips,
@@ -212,9 +236,7 @@ fn launch_interfaces(
                 || secondary > 0
                 || spec.description.is_some())
         {
-            return Err(combination(
-                "A network interface ID may not be specified with a subnet, addresses, groups or a description: they are the interface's own.",
-            ));
+            return Err(existing_with_more());
         }
         if existing.is_none() && spec.subnet_id.as_deref().is_none_or(str::is_empty) {
             return Err(Ec2Error::missing_parameter(&format!("{path}.SubnetId")));
@@ -297,6 +319,13 @@ fn interface_addresses(
         }
     }
     Ok((primary, secondary))
+}
+
+fn existing_with_more() -> Ec2Error {
+    Ec2Error::new(
+        Code::InvalidParameterCombination,
+        "A network interface ID may not be specified with a subnet, addresses, groups, a description or a public address: they are the interface's own.".to_owned(),
+    )
 }
 
 fn duplicate_index(index: u32) -> Ec2Error {

@@ -165,7 +165,7 @@ pub fn instance(record: &InstanceRecord, tags: &[(String, String)], region: &str
     });
     let interface = InstanceNetworkInterface {
         network_interface_id: Some(record.network_interface_id.clone()),
-        description: Some(String::new()),
+        description: Some(record.kept_interface.as_ref().map(|k| k.description.clone()).unwrap_or_default()),
         mac_address: Some(record.mac.clone()),
         private_ip_address: ip.clone(),
         private_dns_name: Some(dns.clone()),
@@ -202,7 +202,7 @@ pub fn instance(record: &InstanceRecord, tags: &[(String, String)], region: &str
         attachment: Some(InstanceNetworkInterfaceAttachment {
             attachment_id: Some(attachment_id(record)),
             attach_time: Some(timestamp(record.launch_time_ms)),
-            delete_on_termination: Some(true),
+            delete_on_termination: Some(record.kept_interface.as_ref().is_none_or(|k| k.delete_on_termination)),
             device_index: Some(0),
             network_card_index: Some(0),
             status: Some("attached".into()),
