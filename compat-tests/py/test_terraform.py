@@ -651,3 +651,89 @@ def test_terraform_vpc_network(server_factory, test_image, tmp_path):
             tf.destroy_quietly()
         server.stop()
         forget_ovn_installation((server.data_dir / "installation").read_text().strip())
+
+
+ENI_CONFIG = CONFIG.split('resource "aws_key_pair"')[0] + """
+resource "aws_vpc" "main" {
+  cidr_block = "10.20.0.0/16"
+}
+
+resource "aws_subnet" "a" {
+  vpc_id            = aws_vpc.main.id
+  cidr_block        = "10.20.1.0/24"
+  availability_zone = "us-east-1a"
+}
+
+resource "aws_network_interface" "front" {
+  subnet_id   = aws_subnet.a.id
+  private_ips = ["10.20.1.50", "10.20.1.51"]
+  description = "front"
+
+  tags = {
+    Name = "front"
+  }
+}
+
+resource "aws_instance" "on_interface" {
+  ami           = "%(image_id)s"
+  instance_type = "t3.nano"
+
+  network_interface {
+    network_interface_id = aws_network_interface.front.id
+    device_index         = 0
+  }
+}
+
+resource "aws_instance" "with_secondaries" {
+  ami                   = "%(image_id)s"
+  instance_type         = "t3.nano"
+  subnet_id             = aws_subnet.a.id
+  private_ip            = "10.20.1.60"
+  secondary_private_ips = ["10.20.1.61", "10.20.1.62"]
+}
+
+output "on_interface" {
+  value = aws_instance.on_interface.id
+}
+
+output "with_secondaries" {
+  value = aws_instance.with_secondaries.id
+}
+"""
+
+
+def test_terraform_instances_on_an_interface_and_with_secondary_addresses(server_factory, test_image, tmp_path):
+    """`aws_instance` with a `network_interface` block (an `aws_network_interface` at device
+    index 0) and one with `secondary_private_ips`, on libvirt's test driver: apply, a second plan
+    with no changes, destroy (the interface outlives its instance until Terraform deletes it)."""
+    from conftest import TEST_DRIVER_CONFIG
+
+    server = server_factory(config=TEST_DRIVER_CONFIG)
+    ec2 = ec2_client(server)
+    tf = Terraform(tmp_path, ENI_CONFIG % {
+        "access_key": server.access_key,
+        "secret_key": server.secret_key,
+        "endpoint": server.endpoint,
+        "image_id": import_image(server, test_image, "tf eni image"),
+    })
+    tf("init", "-input=false", "-no-color")
+    applied = False
+    try:
+        tf("apply", "-auto-approve", "-input=false", "-no-color")
+        applied = True
+        outputs = {k: v["value"] for k, v in json.loads(tf("output", "-json").stdout).items()}
+        [on_interface] = ec2.describe_instances(InstanceIds=[outputs["on_interface"]])["Reservations"][0]["Instances"]
+        primary = on_interface["NetworkInterfaces"][0]
+        assert (on_interface["PrivateIpAddress"], primary["Description"]) == ("10.20.1.50", "front"), primary
+        assert [a["PrivateIpAddress"] for a in primary["PrivateIpAddresses"]] == ["10.20.1.50", "10.20.1.51"]
+        [secondaries] = ec2.describe_instances(
+            InstanceIds=[outputs["with_secondaries"]])["Reservations"][0]["Instances"]
+        held = sorted(a["PrivateIpAddress"] for a in secondaries["NetworkInterfaces"][0]["PrivateIpAddresses"])
+        assert held == ["10.20.1.60", "10.20.1.61", "10.20.1.62"], held
+        plan = tf("plan", "-detailed-exitcode", "-input=false", "-no-color", expect=(0, 2))
+        assert plan.returncode == 0, f"second plan wants changes:\n{plan.stdout[-6000:]}"
+    finally:
+        if applied:
+            tf("destroy", "-auto-approve", "-input=false", "-no-color")
+    assert not ec2.describe_network_interfaces(
+        Filters=[{"Name": "description", "Values": ["front"]}])["NetworkInterfaces"], "destroyed"
