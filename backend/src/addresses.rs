@@ -57,7 +57,7 @@ impl PublicNetwork {
         Ok(network)
     }
 
-    fn contains(&self, address: Ipv4Addr) -> bool {
+    pub(crate) fn contains(&self, address: Ipv4Addr) -> bool {
         self.cidr.contains(Cidr { network: address, prefix: 32 })
     }
 

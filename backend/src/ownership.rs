@@ -291,6 +291,11 @@ pub struct Inventory {
     pub conflicts: Vec<Conflict>,
     /// Hosts that did not answer, with why: what they hold is unknown.
     pub unreachable: Vec<(String, String)>,
+    /// Other installations' logical networks in OVN, with the public addresses their gateway
+    /// ports and NAT rules hold (never handed out here: both would answer for them on the
+    /// public network).
+    #[serde(default)]
+    pub ovn_networks: BTreeMap<String, BTreeSet<Ipv4Addr>>,
 }
 
 impl Inventory {
@@ -306,8 +311,9 @@ impl Inventory {
     /// The log block said at start: what is in the way and how to remove it; `None` when
     /// nothing is.
     pub fn report(&self) -> Option<String> {
+        let networks = self.ovn_networks_report();
         if self.leftovers.is_empty() && self.conflicts.is_empty() {
-            return None;
+            return networks;
         }
         let mut text = format!(
             "the hosts hold {} object(s) that are not this installation's ({}); their addresses are not handed out:",
@@ -326,6 +332,29 @@ impl Inventory {
         }
         text.push('\n');
         text.push_str(&self.hint());
+        if let Some(networks) = networks {
+            text.push('\n');
+            text.push_str(&networks);
+        }
+        Some(text)
+    }
+
+    /// Other installations' logical networks in OVN, and what to do about them.
+    fn ovn_networks_report(&self) -> Option<String> {
+        if self.ovn_networks.is_empty() {
+            return None;
+        }
+        let mut text = String::from(
+            "OVN holds the logical networks of other installations; their public addresses are not handed out:",
+        );
+        for (installation, addresses) in &self.ovn_networks {
+            let listed: Vec<String> = addresses.iter().map(Ipv4Addr::to_string).collect();
+            text.push_str(&format!(
+                "\n  installation {installation}: public addresses {}; once it is gone for good, remove its \
+                 network with `stratus host clean --installation {installation}`",
+                if listed.is_empty() { "none".to_owned() } else { listed.join(", ") }
+            ));
+        }
         Some(text)
     }
 
@@ -453,6 +482,50 @@ impl Backend {
         self.foreign.read().unwrap_or_else(|p| p.into_inner()).addresses.clone()
     }
 
+    /// Reads other installations' logical networks in OVN and reserves the public addresses
+    /// they hold in this pool (`PUBLIC_ADDRESSES`, under [`OTHER_INSTALLATION`]), so that none
+    /// is handed out here while two routers would answer for it; reservations they gave up go.
+    /// Called at start, before the first default VPC takes an address, and with each
+    /// inventory. Answers the networks found. Without OVN, nothing.
+    pub fn reserve_public_addresses_of_others(&self) -> Result<BTreeMap<String, BTreeSet<Ipv4Addr>>> {
+        let Some(sync) = &self.ovn else { return Ok(BTreeMap::new()) };
+        let ours = self.installation()?.to_owned();
+        let networks = match other_installations_in_ovn(&sync.northbound, &ours, &self.public_network()) {
+            Ok(networks) => networks,
+            Err(error) => {
+                tracing::warn!(%error, "could not read other installations' networks in OVN");
+                return Ok(BTreeMap::new());
+            }
+        };
+        let held: BTreeMap<String, String> = networks
+            .iter()
+            .flat_map(|(installation, addresses)| {
+                addresses.iter().map(move |a| (a.to_string(), format!("{OTHER_INSTALLATION}{installation}")))
+            })
+            .collect();
+        self.store().write(|tx| {
+            for (address, holder) in tx.scan(&storage::tables::PUBLIC_ADDRESSES, "")? {
+                if holder.id.starts_with(OTHER_INSTALLATION) && !held.contains_key(&address) {
+                    tx.remove(&storage::tables::PUBLIC_ADDRESSES, &address)?;
+                }
+            }
+            for (address, holder) in &held {
+                match tx.get(&storage::tables::PUBLIC_ADDRESSES, address)? {
+                    None => {
+                        let record = storage::NameRecord { id: holder.clone() };
+                        tx.insert(&storage::tables::PUBLIC_ADDRESSES, address, &record)?;
+                    }
+                    Some(mine) if !mine.id.starts_with(OTHER_INSTALLATION) => {
+                        tracing::warn!(%address, holder = %mine.id, other = %holder, "a public address is held here and by another installation's network in OVN");
+                    }
+                    Some(_) => {}
+                }
+            }
+            Ok::<_, Error>(())
+        })?;
+        Ok(networks)
+    }
+
     /// Lists what the hosts (and this machine's DHCP entries) hold that is not this
     /// installation's, and renews the addresses kept out of allocation. Blocks on the hosts.
     pub fn inventory(&self) -> Result<Inventory> {
@@ -561,7 +634,8 @@ impl Backend {
         }
         let leftovers = classify(&ours, found, installation_is_live);
         let conflicts = self.conflicts(&leftovers)?;
-        let inventory = Inventory { installation: ours, leftovers, conflicts, unreachable };
+        let ovn_networks = self.reserve_public_addresses_of_others()?;
+        let inventory = Inventory { installation: ours, leftovers, conflicts, unreachable, ovn_networks };
         let mut foreign = self.foreign.write().unwrap_or_else(|p| p.into_inner());
         foreign.addresses = inventory.addresses();
         foreign.domains = foreign_domains;
@@ -721,6 +795,44 @@ pub(crate) struct Foreign {
     pub taken: bool,
 }
 
+/// How `PUBLIC_ADDRESSES` names the holder of an address another installation's network in OVN
+/// holds: `installation:{id}` (no account's, so never an Elastic IP here).
+const OTHER_INSTALLATION: &str = "installation:";
+
+/// Other installations' logical networks in OVN (rows marked with another installation), each
+/// with the addresses of `public` its gateway ports and NAT rules hold. One `ovn-nbctl` call.
+fn other_installations_in_ovn(
+    northbound: &ovn::Northbound,
+    ours: &str,
+    public: &crate::addresses::PublicNetwork,
+) -> std::result::Result<BTreeMap<String, BTreeSet<Ipv4Addr>>, String> {
+    let condition = format!("external_ids:{}!=\"{ours}\"", ovn::INSTALLATION);
+    let columns = ["--format=csv", "--data=bare", "--no-heading"];
+    let mut args: Vec<&str> = columns.to_vec();
+    args.extend(["--columns=external_ids", "find", "Logical_Router", &condition]);
+    args.extend(["--", "--columns=external_ids,networks", "find", "Logical_Router_Port", &condition]);
+    args.extend(["--", "--columns=external_ids,external_ip", "find", "NAT", &condition]);
+    let output = northbound.nbctl(&args).map_err(|e| e.to_string())?;
+    Ok(other_networks(&output, public))
+}
+
+/// [`other_installations_in_ovn`]'s reading of `ovn-nbctl`'s CSV rows (external ids, then
+/// addresses), each marked with its installation.
+fn other_networks(output: &str, public: &crate::addresses::PublicNetwork) -> BTreeMap<String, BTreeSet<Ipv4Addr>> {
+    let mark = format!("{}=", ovn::INSTALLATION);
+    let mut found: BTreeMap<String, BTreeSet<Ipv4Addr>> = BTreeMap::new();
+    for line in output.lines() {
+        // Rows without the mark are not Stratus's (`!=` matches them too).
+        let Some(installation) = line.split([' ', ',', '"']).find_map(|word| word.strip_prefix(mark.as_str())) else {
+            continue;
+        };
+        let held = found.entry(installation.to_owned()).or_default();
+        let addresses = line.split([' ', ',', '"', '/']);
+        held.extend(addresses.filter_map(|word| word.parse::<Ipv4Addr>().ok()).filter(|a| public.contains(*a)));
+    }
+    found
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -845,6 +957,26 @@ mod tests {
             address: Some(Ipv4Addr::new(172, 31, 0, 4)),
         };
         assert_eq!(Inventory::default().report(), None, "nothing to say");
+        let public = crate::addresses::PublicNetwork::default();
+        let rows = "stratus-installation=aaaaaaaaaaaaaaaa stratus-owner=vpc-1\n\
+                    \"stratus-installation=aaaaaaaaaaaaaaaa stratus-owner=vpc-1\",198.51.100.2/24\n\
+                    stratus-installation=aaaaaaaaaaaaaaaa,\"10.0.1.1/24\"\n\
+                    \"stratus-owner=eipassoc-1 stratus-installation=bbbbbbbbbbbbbbbb\",198.51.100.7\n\
+                    operator=mine,198.51.100.9\n";
+        let networks = other_networks(rows, &public);
+        let addresses = |list: &[[u8; 4]]| list.iter().map(|a| Ipv4Addr::from(*a)).collect::<BTreeSet<_>>();
+        assert_eq!(
+            networks,
+            BTreeMap::from([
+                ("aaaaaaaaaaaaaaaa".to_owned(), addresses(&[[198, 51, 100, 2]])),
+                ("bbbbbbbbbbbbbbbb".to_owned(), addresses(&[[198, 51, 100, 7]])),
+            ]),
+            "public addresses only, rows of Stratus's only"
+        );
+        let only_networks = Inventory { ovn_networks: networks, ..Default::default() };
+        let report = only_networks.report().expect("other installations' networks are said");
+        assert!(report.contains("installation aaaaaaaaaaaaaaaa: public addresses 198.51.100.2;"), "{report}");
+        assert!(report.contains("`stratus host clean --installation bbbbbbbbbbbbbbbb`"), "{report}");
         let inventory = Inventory {
             installation: ID.into(),
             leftovers: vec![
@@ -853,6 +985,7 @@ mod tests {
             ],
             conflicts: vec![],
             unreachable: vec![],
+            ovn_networks: Default::default(),
         };
         let report = inventory.report().unwrap();
         assert!(

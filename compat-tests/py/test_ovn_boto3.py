@@ -11,6 +11,7 @@ of other installations or of the operator is touched. Guests are not plugged int
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -109,9 +110,18 @@ def test_instances_get_ovn_ports_and_lose_them(server_factory, tmp_path, test_im
                                                  "type=\"\"").stdout.split() if not p.endswith("-meta")])
         server.stop()
 
-        # Another installation removes this one's logical network when asked by its id (a dry
-        # run first), and nothing of its own.
+        # The public addresses this installation's routers hold stay its own: another
+        # installation started here hands none of them out (both would answer for it on the
+        # public network), and says why.
+        held = set(re.findall(r"(192\.0\.2\.\d+)/", nbctl(
+            "--bare", "--columns=networks", "find", "Logical_Router_Port",
+            f"external_ids:stratus-installation={installation}").stdout))
+        assert held, "the default VPCs' routers hold public addresses"
         other = server_factory(data_dir=tmp_path / "other", name="other", config=CONFIG)
+        assert f"installation {installation}: public addresses" in other.log(), other.log()[-3000:]
+        other_client = ec2_client(other)
+        taken = {other_client.allocate_address(Domain="vpc")["PublicIp"] for _ in range(3)}
+        assert not taken & held, (taken, held)
         clean = [str(other.bin), "host", "clean", "--installation", installation, "--data-dir", str(other.data_dir)]
         dry = subprocess.run([*clean, "--dry-run"], capture_output=True, text=True, timeout=120, env=server_env())
         assert dry.returncode == 0 and "OVN rows" in dry.stdout, dry.stdout + dry.stderr
@@ -126,6 +136,9 @@ def test_instances_get_ovn_ports_and_lose_them(server_factory, tmp_path, test_im
         assert all(f"metadata namespace stratus-meta-{v}" in dry.stdout for v in vpcs), dry.stdout
         assert not [v for v in vpcs if Path(f"/run/netns/stratus-meta-{v}").exists()], done.stdout
         assert nbctl("ls-list").stdout.count(operator_switch) == 1, "the operator's switch is untouched"
+        # Its addresses are free again: the next allocations take them, lowest first.
+        freed = {other_client.allocate_address(Domain="vpc")["PublicIp"] for _ in range(len(held))}
+        assert freed == held, (freed, held)
     finally:
         nbctl("ls-del", operator_switch)
         if installation is None:

@@ -226,7 +226,13 @@ mod tests {
                 error: None,
                 domains: 3,
             }],
-            inventory: Inventory { installation: "0123456789abcdef".into(), leftovers, conflicts, unreachable: vec![] },
+            inventory: Inventory {
+                installation: "0123456789abcdef".into(),
+                leftovers,
+                conflicts,
+                unreachable: vec![],
+                ovn_networks: Default::default(),
+            },
             ovn: None,
         }
     }

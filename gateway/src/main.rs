@@ -289,6 +289,12 @@ async fn run_server(listen: SocketAddr, metadata_listen: &str, common: Common) -
     // Bind first, so that a start that cannot listen leaves no admin keys behind.
     let listener = gateway::server::listen(listen).with_context(|| format!("listening on {listen}"))?;
     let credentials_path = data_dir.join("admin-credentials");
+    // Another installation's network in OVN keeps its public addresses: none is handed out
+    // here (the first default VPC's router takes one), or both routers would answer for it.
+    let reserving = Arc::clone(&backend);
+    tokio::task::spawn_blocking(move || reserving.reserve_public_addresses_of_others())
+        .await?
+        .context("reading other installations' networks in OVN")?;
     let bootstrap = Arc::clone(&backend);
     if let Some(admin) = tokio::task::spawn_blocking(move || bootstrap.bootstrap_admin()).await?? {
         write_credentials(&credentials_path, &admin).context("writing admin-credentials")?;
