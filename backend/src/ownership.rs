@@ -799,8 +799,9 @@ pub(crate) struct Foreign {
 /// holds: `installation:{id}` (no account's, so never an Elastic IP here).
 const OTHER_INSTALLATION: &str = "installation:";
 
-/// Other installations' logical networks in OVN (rows marked with another installation), each
-/// with the addresses of `public` its gateway ports and NAT rules hold. One `ovn-nbctl` call.
+/// Other installations' logical networks in OVN (rows marked with another installation) that
+/// hold addresses of `public` on their gateway ports and NAT rules, with those addresses. One
+/// `ovn-nbctl` call.
 fn other_installations_in_ovn(
     northbound: &ovn::Northbound,
     ours: &str,
@@ -817,7 +818,7 @@ fn other_installations_in_ovn(
 }
 
 /// [`other_installations_in_ovn`]'s reading of `ovn-nbctl`'s CSV rows (external ids, then
-/// addresses), each marked with its installation.
+/// addresses), each marked with its installation: those that hold addresses of `public`.
 fn other_networks(output: &str, public: &crate::addresses::PublicNetwork) -> BTreeMap<String, BTreeSet<Ipv4Addr>> {
     let mark = format!("{}=", ovn::INSTALLATION);
     let mut found: BTreeMap<String, BTreeSet<Ipv4Addr>> = BTreeMap::new();
@@ -830,6 +831,9 @@ fn other_networks(output: &str, public: &crate::addresses::PublicNetwork) -> BTr
         let addresses = line.split([' ', ',', '"', '/']);
         held.extend(addresses.filter_map(|word| word.parse::<Ipv4Addr>().ok()).filter(|a| public.contains(*a)));
     }
+    // Networks on other public networks (other tests' servers, an operator's second pool)
+    // share nothing with this one.
+    found.retain(|_, held| !held.is_empty());
     found
 }
 
@@ -962,7 +966,8 @@ mod tests {
                     \"stratus-installation=aaaaaaaaaaaaaaaa stratus-owner=vpc-1\",198.51.100.2/24\n\
                     stratus-installation=aaaaaaaaaaaaaaaa,\"10.0.1.1/24\"\n\
                     \"stratus-owner=eipassoc-1 stratus-installation=bbbbbbbbbbbbbbbb\",198.51.100.7\n\
-                    operator=mine,198.51.100.9\n";
+                    operator=mine,198.51.100.9\n\
+                    stratus-installation=cccccccccccccccc,203.0.113.2/24\n";
         let networks = other_networks(rows, &public);
         let addresses = |list: &[[u8; 4]]| list.iter().map(|a| Ipv4Addr::from(*a)).collect::<BTreeSet<_>>();
         assert_eq!(
@@ -971,7 +976,7 @@ mod tests {
                 ("aaaaaaaaaaaaaaaa".to_owned(), addresses(&[[198, 51, 100, 2]])),
                 ("bbbbbbbbbbbbbbbb".to_owned(), addresses(&[[198, 51, 100, 7]])),
             ]),
-            "public addresses only, rows of Stratus's only"
+            "public addresses of this pool only, rows of Stratus's only"
         );
         let only_networks = Inventory { ovn_networks: networks, ..Default::default() };
         let report = only_networks.report().expect("other installations' networks are said");
