@@ -482,21 +482,37 @@ impl Backend {
         self.foreign.read().unwrap_or_else(|p| p.into_inner()).addresses.clone()
     }
 
+    /// Other installations' logical networks in OVN (none without OVN, or when it does not
+    /// answer: said in the log).
+    fn other_networks_in_ovn(&self) -> BTreeMap<String, OtherNetwork> {
+        let Some(sync) = &self.ovn else { return BTreeMap::new() };
+        let ours = match self.installation() {
+            Ok(ours) => ours,
+            Err(_) => return BTreeMap::new(),
+        };
+        other_installations_in_ovn(&sync.northbound, ours, &self.public_network()).unwrap_or_else(|error| {
+            tracing::warn!(%error, "could not read other installations' networks in OVN");
+            BTreeMap::new()
+        })
+    }
+
     /// Reads other installations' logical networks in OVN and reserves the public addresses
     /// they hold in this pool (`PUBLIC_ADDRESSES`, under [`OTHER_INSTALLATION`]), so that none
     /// is handed out here while two routers would answer for it; reservations they gave up go.
     /// Called at start, before the first default VPC takes an address, and with each
     /// inventory. Answers the networks found. Without OVN, nothing.
     pub fn reserve_public_addresses_of_others(&self) -> Result<BTreeMap<String, BTreeSet<Ipv4Addr>>> {
-        let Some(sync) = &self.ovn else { return Ok(BTreeMap::new()) };
-        let ours = self.installation()?.to_owned();
-        let networks = match other_installations_in_ovn(&sync.northbound, &ours, &self.public_network()) {
-            Ok(networks) => networks,
-            Err(error) => {
-                tracing::warn!(%error, "could not read other installations' networks in OVN");
-                return Ok(BTreeMap::new());
-            }
-        };
+        if self.ovn.is_none() {
+            return Ok(BTreeMap::new());
+        }
+        let networks: BTreeMap<String, BTreeSet<Ipv4Addr>> = self
+            .other_networks_in_ovn()
+            .into_iter()
+            // Networks on other public networks (other tests' servers, an operator's second
+            // pool) share nothing with this one.
+            .filter(|(_, network)| !network.public.is_empty())
+            .map(|(installation, network)| (installation, network.public))
+            .collect();
         let held: BTreeMap<String, String> = networks
             .iter()
             .flat_map(|(installation, addresses)| {
@@ -632,6 +648,20 @@ impl Backend {
             };
             found.push((leftover, mark));
         }
+        // Other installations' networks in OVN whose routers name their data dir: orphans once
+        // it is gone. (Rows older than that mark are removed by `--installation` only.)
+        for (installation, network) in self.other_networks_in_ovn() {
+            let Some(data_dir) = network.data_dir else { continue };
+            let leftover = Leftover {
+                host: "ovn".into(),
+                kind: ObjectKind::OvnNetwork,
+                name: format!("network-of-{installation}"),
+                owner: Owner::Unmarked,
+                running: false,
+                address: None,
+            };
+            found.push((leftover, Some(Mark { installation, data_dir: Some(data_dir) })));
+        }
         let leftovers = classify(&ours, found, installation_is_live);
         let conflicts = self.conflicts(&leftovers)?;
         let ovn_networks = self.reserve_public_addresses_of_others()?;
@@ -699,6 +729,13 @@ impl Backend {
         }
         let inventory = self.inventory()?;
         let mut picked: Vec<Leftover> = inventory.leftovers.into_iter().filter(|l| selection.picks(l)).collect();
+        // The installations whose networks in OVN go: their VPCs' metadata namespaces go too.
+        let mut networks_going: BTreeSet<String> = picked
+            .iter()
+            .filter(|l| l.kind == ObjectKind::OvnNetwork)
+            .filter_map(|l| l.owner.installation().map(str::to_owned))
+            .collect();
+        let network_picked = !networks_going.is_empty();
         // Domains first: a filter in use cannot go, and a DHCP entry goes with its guest.
         picked.sort_by_key(|l| l.kind);
         let mut steps = Vec::new();
@@ -713,7 +750,7 @@ impl Backend {
             }
         }
         // Another installation's logical network goes with it (its guests are gone above).
-        if let (Selection::Installation(id), Some(sync)) = (selection, &self.ovn) {
+        if let (Selection::Installation(id), Some(sync), false) = (selection, &self.ovn, network_picked) {
             let current = sync.northbound.current(id).map_err(|e| Error::Io(format!("OVN: {e}")))?;
             if !current.is_empty() {
                 let leftover = Leftover {
@@ -734,13 +771,18 @@ impl Backend {
                     if dry_run { None } else { sync.northbound.reconcile(&forget).err().map(|e| e.to_string()) };
                 steps.push(CleanStep { leftover, error });
             }
-            // Its VPCs' metadata namespaces on this machine, found by their plugs' marks.
-            for vpc in crate::vpc_network::marked_metadata_ends(id).unwrap_or_default() {
+        }
+        if let (Selection::Installation(id), Some(_)) = (selection, &self.ovn) {
+            networks_going.insert(id.clone());
+        }
+        // Their VPCs' metadata namespaces on this machine, found by their plugs' marks.
+        for installation in &networks_going {
+            for vpc in crate::vpc_network::marked_metadata_ends(installation).unwrap_or_default() {
                 let leftover = Leftover {
                     host: LOCAL.into(),
                     kind: ObjectKind::MetadataNamespace,
                     name: crate::vpc_network::metadata_namespace(&vpc),
-                    owner: Owner::Gone { installation: id.clone() },
+                    owner: Owner::Gone { installation: installation.clone() },
                     running: false,
                     address: None,
                 };
@@ -763,8 +805,16 @@ impl Backend {
                 host.driver.undefine(&leftover.name).map_err(|e| e.to_string())
             }
             ObjectKind::Filter => host()?.driver.undefine_filter(&leftover.name).map_err(|e| e.to_string()),
-            // Removed as a whole in `clean`.
-            ObjectKind::OvnNetwork | ObjectKind::MetadataNamespace => Ok(()),
+            // Another installation's whole network in OVN (its namespaces: in `clean`).
+            ObjectKind::OvnNetwork => {
+                let (Some(sync), Some(installation)) = (&self.ovn, leftover.owner.installation()) else {
+                    return Ok(());
+                };
+                let forget = ovn::Desired { installation: installation.to_owned(), ..Default::default() };
+                sync.northbound.reconcile(&forget).map(|_| ()).map_err(|e| e.to_string())
+            }
+            // Removed in `clean`.
+            ObjectKind::MetadataNamespace => Ok(()),
             ObjectKind::DhcpEntry => {
                 let Some(dir) = &self.dhcp_hosts_dir else { return Ok(()) };
                 let path = dir.join(&leftover.name);
@@ -806,7 +856,7 @@ fn other_installations_in_ovn(
     northbound: &ovn::Northbound,
     ours: &str,
     public: &crate::addresses::PublicNetwork,
-) -> std::result::Result<BTreeMap<String, BTreeSet<Ipv4Addr>>, String> {
+) -> std::result::Result<BTreeMap<String, OtherNetwork>, String> {
     let condition = format!("external_ids:{}!=\"{ours}\"", ovn::INSTALLATION);
     let columns = ["--format=csv", "--data=bare", "--no-heading"];
     let mut args: Vec<&str> = columns.to_vec();
@@ -817,23 +867,39 @@ fn other_installations_in_ovn(
     Ok(other_networks(&output, public))
 }
 
+/// Another installation's logical network in OVN, as its rows say.
+#[derive(Debug, Default, PartialEq)]
+struct OtherNetwork {
+    /// The data dir its routers name (none on rows older than the mark).
+    data_dir: Option<String>,
+    /// The addresses of this public network its gateway ports and NAT rules hold.
+    public: BTreeSet<Ipv4Addr>,
+}
+
 /// [`other_installations_in_ovn`]'s reading of `ovn-nbctl`'s CSV rows (external ids, then
-/// addresses), each marked with its installation: those that hold addresses of `public`.
-fn other_networks(output: &str, public: &crate::addresses::PublicNetwork) -> BTreeMap<String, BTreeSet<Ipv4Addr>> {
+/// addresses), each marked with its installation.
+fn other_networks(output: &str, public: &crate::addresses::PublicNetwork) -> BTreeMap<String, OtherNetwork> {
     let mark = format!("{}=", ovn::INSTALLATION);
-    let mut found: BTreeMap<String, BTreeSet<Ipv4Addr>> = BTreeMap::new();
+    let dir_mark = format!("{}=", ovn::DATA_DIR);
+    let mut found: BTreeMap<String, OtherNetwork> = BTreeMap::new();
     for line in output.lines() {
         // Rows without the mark are not Stratus's (`!=` matches them too).
         let Some(installation) = line.split([' ', ',', '"']).find_map(|word| word.strip_prefix(mark.as_str())) else {
             continue;
         };
-        let held = found.entry(installation.to_owned()).or_default();
+        let network = found.entry(installation.to_owned()).or_default();
+        // A data dir is a path, spaces and all: it runs to the next of the row's keys (all
+        // Stratus's start `stratus-`; OVSDB lists a map's keys in order) or the field's end.
+        if let Some(start) = line.find(dir_mark.as_str()) {
+            let rest = line[start + dir_mark.len()..].trim_start_matches('"');
+            let end = [rest.find(" stratus-"), rest.find(['"', ','])].into_iter().flatten().min().unwrap_or(rest.len());
+            network.data_dir = Some(rest[..end].to_owned());
+        }
         let addresses = line.split([' ', ',', '"', '/']);
-        held.extend(addresses.filter_map(|word| word.parse::<Ipv4Addr>().ok()).filter(|a| public.contains(*a)));
+        network
+            .public
+            .extend(addresses.filter_map(|word| word.parse::<Ipv4Addr>().ok()).filter(|a| public.contains(*a)));
     }
-    // Networks on other public networks (other tests' servers, an operator's second pool)
-    // share nothing with this one.
-    found.retain(|_, held| !held.is_empty());
     found
 }
 
@@ -962,22 +1028,30 @@ mod tests {
         };
         assert_eq!(Inventory::default().report(), None, "nothing to say");
         let public = crate::addresses::PublicNetwork::default();
-        let rows = "stratus-installation=aaaaaaaaaaaaaaaa stratus-owner=vpc-1\n\
+        let rows = "\"stratus-data-dir=/srv/old data stratus-installation=aaaaaaaaaaaaaaaa stratus-owner=vpc-1\"\n\
                     \"stratus-installation=aaaaaaaaaaaaaaaa stratus-owner=vpc-1\",198.51.100.2/24\n\
                     stratus-installation=aaaaaaaaaaaaaaaa,\"10.0.1.1/24\"\n\
                     \"stratus-owner=eipassoc-1 stratus-installation=bbbbbbbbbbbbbbbb\",198.51.100.7\n\
                     operator=mine,198.51.100.9\n\
                     stratus-installation=cccccccccccccccc,203.0.113.2/24\n";
-        let networks = other_networks(rows, &public);
+        let found = other_networks(rows, &public);
         let addresses = |list: &[[u8; 4]]| list.iter().map(|a| Ipv4Addr::from(*a)).collect::<BTreeSet<_>>();
         assert_eq!(
-            networks,
+            found,
             BTreeMap::from([
-                ("aaaaaaaaaaaaaaaa".to_owned(), addresses(&[[198, 51, 100, 2]])),
-                ("bbbbbbbbbbbbbbbb".to_owned(), addresses(&[[198, 51, 100, 7]])),
+                (
+                    "aaaaaaaaaaaaaaaa".to_owned(),
+                    OtherNetwork { data_dir: Some("/srv/old data".into()), public: addresses(&[[198, 51, 100, 2]]) }
+                ),
+                (
+                    "bbbbbbbbbbbbbbbb".to_owned(),
+                    OtherNetwork { data_dir: None, public: addresses(&[[198, 51, 100, 7]]) }
+                ),
+                ("cccccccccccccccc".to_owned(), OtherNetwork::default()),
             ]),
-            "public addresses of this pool only, rows of Stratus's only"
+            "rows of Stratus's only, public addresses of this pool only, the data dir whole"
         );
+        let networks = found.into_iter().filter(|(_, n)| !n.public.is_empty()).map(|(i, n)| (i, n.public)).collect();
         let only_networks = Inventory { ovn_networks: networks, ..Default::default() };
         let report = only_networks.report().expect("other installations' networks are said");
         assert!(report.contains("installation aaaaaaaaaaaaaaaa: public addresses 198.51.100.2;"), "{report}");

@@ -904,7 +904,10 @@ impl Backend {
             });
         }
         let public = Public { network: self.public_network(), chassis: self.gateway_chassis() };
-        Ok(desired(self.installation()?, Some(&public), &views, interfaces, &groups))
+        let mut wanted = desired(self.installation()?, Some(&public), &views, interfaces, &groups);
+        // Its routers name the data dir: another installation can tell whether this one is gone.
+        wanted.data_dir = self.data_dir().to_string_lossy().into_owned();
+        Ok(wanted)
     }
 
     /// Reconciles OVN with the store when what is wanted changed or [`FULL_RECONCILE`] passed;

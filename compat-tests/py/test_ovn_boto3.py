@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -212,3 +213,42 @@ def test_routes_through_an_interface_and_an_instance_lead_to_them(server_factory
             probe.close()
         server.stop()
         forget_ovn_installation((server.data_dir / "installation").read_text().strip())
+
+
+def test_a_gone_installation_s_network_is_an_orphan(server_factory, tmp_path):
+    """An installation's routers name its data dir: while that data dir holds it, another
+    installation leaves its network alone; once it is gone, `stratus host clean --orphans`
+    removes the network from OVN and its VPCs' metadata namespaces from this machine (a dry
+    run first), as it removes a gone installation's guests."""
+    require_ovn()
+    first_dir = tmp_path / "first"
+    first = server_factory(data_dir=first_dir, name="first", config=CONFIG)
+    installation = (first_dir / "installation").read_text().strip()
+    routers = f"external_ids:stratus-installation={installation}"
+    eventually("the first installation's routers, marked with its data dir", lambda: str(first_dir) in nbctl(
+        "--bare", "--columns=external_ids", "find", "Logical_Router", routers).stdout)
+    vpc = nbctl("--bare", "--columns=name", "find", "Logical_Router", routers).stdout.split()[0].removeprefix(
+        "stratus-")
+    eventually("its metadata namespace", lambda: Path(f"/run/netns/stratus-meta-{vpc}").exists())
+    first.kill()
+    second = server_factory(data_dir=tmp_path / "second", name="second", config=CONFIG)
+    clean = [str(second.bin), "host", "clean", "--orphans", "--data-dir", str(second.data_dir)]
+
+    def dry_run() -> str:
+        done = subprocess.run([*clean, "--dry-run"], capture_output=True, text=True, timeout=120, env=server_env())
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+    assert f"network-of-{installation}" not in dry_run(), "a live installation's network is no orphan"
+    shutil.rmtree(first_dir)
+    listed = dry_run()
+    assert f"network-of-{installation}" in listed and f"stratus-meta-{vpc}" in listed, listed
+    assert nbctl("--bare", "--columns=name", "find", "Logical_Router", routers).stdout.split(), "a dry run removes nothing"
+    done = subprocess.run(clean, capture_output=True, text=True, timeout=120, env=server_env())
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert not nbctl("--bare", "--columns=name", "find", "Logical_Router", routers).stdout.split(), done.stdout
+    assert not Path(f"/run/netns/stratus-meta-{vpc}").exists(), done.stdout
+    # The second installation's own network is untouched.
+    own = (second.data_dir / "installation").read_text().strip()
+    assert nbctl("--bare", "--columns=name", "find", "Logical_Router",
+                 f"external_ids:stratus-installation={own}").stdout.split()

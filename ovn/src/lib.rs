@@ -40,6 +40,9 @@ pub const INSTALLATION: &str = "stratus-installation";
 pub const OWNER: &str = "stratus-owner";
 /// The `external_ids` key naming the router or switch a port belongs to.
 pub const PARENT: &str = "stratus-parent";
+/// The `external_ids` key of a router naming its installation's data dir: whether that
+/// installation is gone can be told without it (`backend::ownership`).
+pub const DATA_DIR: &str = "stratus-data-dir";
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

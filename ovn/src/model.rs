@@ -6,6 +6,8 @@
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Desired {
     pub installation: String,
+    /// The installation's data dir, marked on its routers ([`crate::DATA_DIR`]); empty: none.
+    pub data_dir: String,
     pub routers: Vec<Router>,
     pub switches: Vec<Switch>,
     /// Port groups with their ACLs (security groups), made after the ports they hold.

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::model::{Acl, Desired, PortGroup, Switch};
 use crate::state::{Current, Row};
-use crate::{quote, INSTALLATION, OWNER, PARENT};
+use crate::{quote, DATA_DIR, INSTALLATION, OWNER, PARENT};
 
 /// One `ovn-nbctl` command and its arguments.
 pub type Command = Vec<String>;
@@ -76,14 +76,24 @@ pub fn plan(desired: &Desired, current: &Current) -> Vec<Command> {
 
     let routers = by_name(&current.routers);
     let router_ports = by_name(&current.router_ports);
+    let data_dir = (!desired.data_dir.is_empty()).then_some(desired.data_dir.as_str());
     for (index, router) in desired.routers.iter().enumerate() {
+        let mark_router = |out: &mut Vec<Command>| {
+            let mut marking = set_marks("Logical_Router", &router.name, installation, &router.owner, None);
+            if let Some(dir) = data_dir {
+                marking.push(format!("external_ids:{}={}", quote(DATA_DIR), quote(dir)));
+            }
+            out.push(marking);
+        };
         match routers.get(router.name.as_str()) {
             None => {
                 out.push(command(&["lr-add", &router.name]));
-                out.push(set_marks("Logical_Router", &router.name, installation, &router.owner, None));
+                mark_router(&mut out);
             }
-            Some(row) if !marked(row, &router.owner, None) => {
-                out.push(set_marks("Logical_Router", &router.name, installation, &router.owner, None));
+            Some(row)
+                if !marked(row, &router.owner, None) || (data_dir.is_some() && row.external(DATA_DIR) != data_dir) =>
+            {
+                mark_router(&mut out);
             }
             Some(_) => {}
         }
@@ -589,6 +599,7 @@ mod tests {
     pub(crate) fn vpc(installation: &str) -> Desired {
         Desired {
             installation: installation.into(),
+            data_dir: String::new(),
             routers: vec![Router {
                 name: "stratus-vpc-1".into(),
                 owner: "vpc-1".into(),

@@ -39,6 +39,13 @@ fn reconciliation_builds_repairs_and_removes_only_its_own_rows() {
     assert!(dhcp.contains("10.0.1.0/24"), "{dhcp}");
     assert_eq!(nbctl(&["lsp-get-type", "stratus-subnet-a-router"]).trim(), "router");
     assert!(nbctl(&["show", "stratus-vpc-a"]).contains("10.0.1.1/24"));
+    // The router names the installation's data dir (spaces and all), so that another
+    // installation can tell whether this one is gone; a router that lost the mark gets it back.
+    let dir = || nbctl(&["get", "Logical_Router", "stratus-vpc-a", "external_ids:stratus-data-dir"]);
+    assert_eq!(dir().trim(), "\"/srv/1111111111111111 data\"");
+    nbctl(&["remove", "Logical_Router", "stratus-vpc-a", "external_ids", "stratus-data-dir"]);
+    assert!(nb.reconcile(&ours).unwrap().commands > 0);
+    assert_eq!(dir().trim(), "\"/srv/1111111111111111 data\"");
 
     // Drift: a port deleted and an option changed by hand come back as they were.
     nbctl(&["lsp-del", "eni-a2"]);

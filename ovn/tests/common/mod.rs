@@ -12,6 +12,7 @@ pub fn vpc(installation: &str, vpc: &str, subnet: &str, net: &str, ports: &[(&st
     let gateway_mac = format!("02:00:00:{:02x}:01:01", vpc.len() + subnet.len());
     Desired {
         installation: installation.into(),
+        data_dir: format!("/srv/{installation} data"),
         routers: vec![Router {
             name: format!("stratus-{vpc}"),
             owner: vpc.into(),
