@@ -189,59 +189,70 @@ struct Holder {
     instance: bool,
 }
 
-/// The addresses of a [`Holder`], as read in a transaction.
-struct HeldAddresses {
-    interface_id: String,
-    own: Option<NetworkInterfaceRecord>,
-    instance: Option<InstanceRecord>,
-    vpc_id: String,
-    mac: String,
-    private_ip: String,
-    secondary_ips: Vec<String>,
+/// The record of a [`Holder`], as read in a transaction.
+enum Held {
+    Own(Box<NetworkInterfaceRecord>),
+    Instance(Box<InstanceRecord>),
 }
 
 impl Holder {
-    fn read(&self, tx: &impl Reads, id: &str) -> Result<HeldAddresses> {
+    fn read(&self, tx: &impl Reads, id: &str) -> Result<Held> {
         if self.instance {
-            let record = tx
-                .get(&INSTANCES, &self.lease_key)?
-                .filter(|i| i.state != InstanceState::Terminated)
-                .ok_or_else(|| not_found(id))?;
-            return Ok(HeldAddresses {
-                interface_id: record.network_interface_id.clone(),
-                vpc_id: record.vpc_id.clone(),
-                mac: record.mac.clone(),
-                private_ip: record.private_ip.clone(),
-                secondary_ips: record.secondary_ips.clone(),
-                own: None,
-                instance: Some(record),
-            });
+            let record = tx.get(&INSTANCES, &self.lease_key)?.filter(|i| i.state != InstanceState::Terminated);
+            return record.map(|r| Held::Instance(Box::new(r))).ok_or_else(|| not_found(id));
         }
-        let record = tx.get(&NETWORK_INTERFACES, &self.lease_key)?.ok_or_else(|| not_found(id))?;
-        Ok(HeldAddresses {
-            interface_id: record.id.clone(),
-            vpc_id: record.vpc_id.clone(),
-            mac: record.mac.clone(),
-            private_ip: record.private_ip.clone(),
-            secondary_ips: record.secondary_ips.clone(),
-            own: Some(record),
-            instance: None,
-        })
+        tx.get(&NETWORK_INTERFACES, &self.lease_key)?.map(|r| Held::Own(Box::new(r))).ok_or_else(|| not_found(id))
     }
 }
 
-impl HeldAddresses {
-    fn holds(&self, address: &str) -> bool {
-        self.private_ip == address || self.secondary_ips.iter().any(|a| a == address)
+impl Held {
+    fn interface_id(&self) -> &str {
+        match self {
+            Self::Own(own) => &own.id,
+            Self::Instance(instance) => &instance.network_interface_id,
+        }
     }
 
-    fn write(self, tx: &WriteTx, key: &str) -> Result<()> {
-        if let Some(mut own) = self.own {
-            own.secondary_ips = self.secondary_ips;
-            tx.insert(&NETWORK_INTERFACES, key, &own)?;
-        } else if let Some(mut instance) = self.instance {
-            instance.secondary_ips = self.secondary_ips;
-            tx.insert(&INSTANCES, key, &instance)?;
+    fn vpc_id(&self) -> &str {
+        match self {
+            Self::Own(own) => &own.vpc_id,
+            Self::Instance(instance) => &instance.vpc_id,
+        }
+    }
+
+    fn mac(&self) -> &str {
+        match self {
+            Self::Own(own) => &own.mac,
+            Self::Instance(instance) => &instance.mac,
+        }
+    }
+
+    fn primary(&self) -> &str {
+        match self {
+            Self::Own(own) => &own.private_ip,
+            Self::Instance(instance) => &instance.private_ip,
+        }
+    }
+
+    fn secondary(&mut self) -> &mut Vec<String> {
+        match self {
+            Self::Own(own) => &mut own.secondary_ips,
+            Self::Instance(instance) => &mut instance.secondary_ips,
+        }
+    }
+
+    fn holds(&self, address: &str) -> bool {
+        let secondary = match self {
+            Self::Own(own) => &own.secondary_ips,
+            Self::Instance(instance) => &instance.secondary_ips,
+        };
+        self.primary() == address || secondary.iter().any(|a| a == address)
+    }
+
+    fn write(&self, tx: &WriteTx, key: &str) -> Result<()> {
+        match self {
+            Self::Own(own) => tx.insert(&NETWORK_INTERFACES, key, own.as_ref())?,
+            Self::Instance(instance) => tx.insert(&INSTANCES, key, instance.as_ref())?,
         }
         Ok(())
     }
@@ -266,12 +277,12 @@ fn take_secondary_from_others(
     let holder = Holder { lease_key: holder_key.clone(), subnet_id: subnet.id.clone(), instance: !own };
     let Ok(mut held) = holder.read(tx, &holder_key) else { return Ok(()) };
     let text = address.to_string();
-    if !held.secondary_ips.contains(&text) {
+    if !held.secondary().contains(&text) {
         return Ok(());
     }
-    held.secondary_ips.retain(|a| *a != text);
+    held.secondary().retain(|a| *a != text);
     network::release_address(tx, &subnet.lease_scope, &text, &holder_key)?;
-    crate::addresses::release_private_address(tx, account, &held.interface_id, &text)?;
+    crate::addresses::release_private_address(tx, account, held.interface_id(), &text)?;
     held.write(tx, &holder_key)
 }
 
@@ -553,7 +564,7 @@ impl Backend {
         self.network_changed_after(self.store().write(|tx| {
             let mut current = holder.read(tx, id)?;
             let wanted: Vec<Ipv4Addr> = addresses.iter().copied().filter(|a| !current.holds(&a.to_string())).collect();
-            if 1 + current.secondary_ips.len() + wanted.len() + count as usize > MAX_ADDRESSES {
+            if 1 + current.secondary().len() + wanted.len() + count as usize > MAX_ADDRESSES {
                 return Err(Error::AddressLimit(format!(
                     "Number of private addresses will exceed limit. {id} may hold {MAX_ADDRESSES}."
                 )));
@@ -563,8 +574,9 @@ impl Backend {
                     take_secondary_from_others(tx, &subnet, account, &holder.lease_key, *address)?;
                 }
             }
-            let taken = lease_more(tx, &subnet, &holder.lease_key, &current.mac, &wanted, count, &held_elsewhere)?;
-            current.secondary_ips.extend(taken.iter().cloned());
+            let mac = current.mac().to_owned();
+            let taken = lease_more(tx, &subnet, &holder.lease_key, &mac, &wanted, count, &held_elsewhere)?;
+            current.secondary().extend(taken.iter().cloned());
             current.write(tx, &holder.lease_key)?;
             Ok(taken)
         }))
@@ -575,18 +587,18 @@ impl Backend {
         let holder = self.address_holder(account, id)?;
         self.network_changed_after(self.store().write(|tx| {
             let mut current = holder.read(tx, id)?;
-            if let Some(stranger) = addresses.iter().find(|a| !current.secondary_ips.contains(a)) {
+            if let Some(stranger) = addresses.iter().find(|a| !current.secondary().contains(a)) {
                 return Err(invalid(
                     "PrivateIpAddress",
                     format!("Some of the specified addresses are not assigned to interface {id} ({stranger})."),
                 ));
             }
-            let scope = scope_of(tx, account, &current.vpc_id)?;
+            let scope = scope_of(tx, account, current.vpc_id())?;
             for address in addresses {
                 network::release_address(tx, &scope, address, &holder.lease_key)?;
                 crate::addresses::release_private_address(tx, account, id, address)?;
             }
-            current.secondary_ips.retain(|a| !addresses.contains(a));
+            current.secondary().retain(|a| !addresses.contains(a));
             current.write(tx, &holder.lease_key)?;
             Ok(())
         }))

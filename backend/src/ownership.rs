@@ -482,36 +482,38 @@ impl Backend {
         self.foreign.read().unwrap_or_else(|p| p.into_inner()).addresses.clone()
     }
 
-    /// Other installations' logical networks in OVN (none without OVN, or when it does not
-    /// answer: said in the log).
-    fn other_networks_in_ovn(&self) -> BTreeMap<String, OtherNetwork> {
-        let Some(sync) = &self.ovn else { return BTreeMap::new() };
-        let ours = match self.installation() {
-            Ok(ours) => ours,
-            Err(_) => return BTreeMap::new(),
-        };
-        other_installations_in_ovn(&sync.northbound, ours, &self.public_network()).unwrap_or_else(|error| {
-            tracing::warn!(%error, "could not read other installations' networks in OVN");
-            BTreeMap::new()
-        })
+    /// Other installations' logical networks in OVN; `None` without OVN, or when it does not
+    /// answer (said in the log): then the reservations stay as they are.
+    fn other_networks_in_ovn(&self) -> Option<BTreeMap<String, OtherNetwork>> {
+        let sync = self.ovn.as_ref()?;
+        let ours = self.installation().ok()?;
+        other_installations_in_ovn(&sync.northbound, ours, &self.public_network())
+            .map_err(|error| tracing::warn!(%error, "could not read other installations' networks in OVN"))
+            .ok()
     }
 
     /// Reads other installations' logical networks in OVN and reserves the public addresses
-    /// they hold in this pool (`PUBLIC_ADDRESSES`, under [`OTHER_INSTALLATION`]), so that none
-    /// is handed out here while two routers would answer for it; reservations they gave up go.
-    /// Called at start, before the first default VPC takes an address, and with each
-    /// inventory. Answers the networks found. Without OVN, nothing.
+    /// they hold ([`Self::reserve_public_addresses`]). Called at start, before the first
+    /// default VPC takes an address; each inventory does the same with what it read.
     pub fn reserve_public_addresses_of_others(&self) -> Result<BTreeMap<String, BTreeSet<Ipv4Addr>>> {
-        if self.ovn.is_none() {
-            return Ok(BTreeMap::new());
+        match self.other_networks_in_ovn() {
+            Some(others) => self.reserve_public_addresses(&others),
+            None => Ok(BTreeMap::new()),
         }
-        let networks: BTreeMap<String, BTreeSet<Ipv4Addr>> = self
-            .other_networks_in_ovn()
-            .into_iter()
-            // Networks on other public networks (other tests' servers, an operator's second
-            // pool) share nothing with this one.
+    }
+
+    /// Reserves in this pool (`PUBLIC_ADDRESSES`, under [`OTHER_INSTALLATION`]) the public
+    /// addresses `others` hold, so that none is handed out here while two routers would answer
+    /// for it; reservations they gave up go. Writes only when something changes. Answers the
+    /// networks that hold addresses of this pool (others share nothing with it).
+    fn reserve_public_addresses(
+        &self,
+        others: &BTreeMap<String, OtherNetwork>,
+    ) -> Result<BTreeMap<String, BTreeSet<Ipv4Addr>>> {
+        let networks: BTreeMap<String, BTreeSet<Ipv4Addr>> = others
+            .iter()
             .filter(|(_, network)| !network.public.is_empty())
-            .map(|(installation, network)| (installation, network.public))
+            .map(|(installation, network)| (installation.clone(), network.public.clone()))
             .collect();
         let held: BTreeMap<String, String> = networks
             .iter()
@@ -519,22 +521,39 @@ impl Backend {
                 addresses.iter().map(move |a| (a.to_string(), format!("{OTHER_INSTALLATION}{installation}")))
             })
             .collect();
-        self.store().write(|tx| {
-            for (address, holder) in tx.scan(&storage::tables::PUBLIC_ADDRESSES, "")? {
-                if holder.id.starts_with(OTHER_INSTALLATION) && !held.contains_key(&address) {
-                    tx.remove(&storage::tables::PUBLIC_ADDRESSES, &address)?;
-                }
-            }
+        let table = &storage::tables::PUBLIC_ADDRESSES;
+        let (gone, new) = self.store().read(|tx| {
+            let current = tx.scan(table, "")?;
+            let gone: Vec<String> = current
+                .iter()
+                .filter(|(address, holder)| holder.id.starts_with(OTHER_INSTALLATION) && !held.contains_key(address))
+                .map(|(address, _)| address.clone())
+                .collect();
+            let mut new = Vec::new();
             for (address, holder) in &held {
-                match tx.get(&storage::tables::PUBLIC_ADDRESSES, address)? {
-                    None => {
-                        let record = storage::NameRecord { id: holder.clone() };
-                        tx.insert(&storage::tables::PUBLIC_ADDRESSES, address, &record)?;
-                    }
-                    Some(mine) if !mine.id.starts_with(OTHER_INSTALLATION) => {
-                        tracing::warn!(%address, holder = %mine.id, other = %holder, "a public address is held here and by another installation's network in OVN");
+                match current.iter().find(|(a, _)| a == address).map(|(_, h)| &h.id) {
+                    None => new.push((address.clone(), holder.clone())),
+                    Some(mine) if !mine.starts_with(OTHER_INSTALLATION) => {
+                        tracing::warn!(%address, holder = %mine, other = %holder, "a public address is held here and by another installation's network in OVN");
                     }
                     Some(_) => {}
+                }
+            }
+            Ok::<_, Error>((gone, new))
+        })?;
+        if gone.is_empty() && new.is_empty() {
+            return Ok(networks);
+        }
+        self.store().write(|tx| {
+            for address in &gone {
+                if tx.get(table, address)?.is_some_and(|h| h.id.starts_with(OTHER_INSTALLATION)) {
+                    tx.remove(table, address)?;
+                }
+            }
+            // Taken meanwhile by this installation: left to it (and said at the next look).
+            for (address, holder) in &new {
+                if tx.get(table, address)?.is_none() {
+                    tx.insert(table, address, &storage::NameRecord { id: holder.clone() })?;
                 }
             }
             Ok::<_, Error>(())
@@ -650,8 +669,10 @@ impl Backend {
         }
         // Other installations' networks in OVN whose routers name their data dir: orphans once
         // it is gone. (Rows older than that mark are removed by `--installation` only.)
-        for (installation, network) in self.other_networks_in_ovn() {
-            let Some(data_dir) = network.data_dir else { continue };
+        let others = self.other_networks_in_ovn();
+        for (installation, network) in others.iter().flatten() {
+            let Some(data_dir) = network.data_dir.clone() else { continue };
+            let installation = installation.clone();
             let leftover = Leftover {
                 host: "ovn".into(),
                 kind: ObjectKind::OvnNetwork,
@@ -664,7 +685,10 @@ impl Backend {
         }
         let leftovers = classify(&ours, found, installation_is_live);
         let conflicts = self.conflicts(&leftovers)?;
-        let ovn_networks = self.reserve_public_addresses_of_others()?;
+        let ovn_networks = match &others {
+            Some(others) => self.reserve_public_addresses(others)?,
+            None => BTreeMap::new(),
+        };
         let inventory = Inventory { installation: ours, leftovers, conflicts, unreachable, ovn_networks };
         let mut foreign = self.foreign.write().unwrap_or_else(|p| p.into_inner());
         foreign.addresses = inventory.addresses();

@@ -138,6 +138,15 @@ class Terraform:
         )
         return proc
 
+    def outputs(self) -> dict:
+        """The applied configuration's outputs, by name."""
+        return {k: v["value"] for k, v in json.loads(self("output", "-json").stdout).items()}
+
+    def assert_no_changes(self) -> None:
+        """A second plan finds everything as applied."""
+        plan = self("plan", "-detailed-exitcode", "-input=false", "-no-color", expect=(0, 2))
+        assert plan.returncode == 0, f"second plan wants changes:\n{plan.stdout[-6000:]}"
+
     def destroy_quietly(self) -> None:
         subprocess.run([self.bin, "destroy", "-auto-approve", "-input=false", "-no-color"],
                        cwd=self.work, env=self.env, capture_output=True, timeout=600)
@@ -256,7 +265,7 @@ def test_terraform_web_server_on_real_guests(server_factory, test_image, tmp_pat
     try:
         tf("apply", "-auto-approve", "-input=false", "-no-color")
         applied = True
-        outputs = {k: v["value"] for k, v in json.loads(tf("output", "-json").stdout).items()}
+        outputs = tf.outputs()
         instance_id, volume_id, group_id = outputs["instance_id"], outputs["volume_id"], outputs["group_id"]
         assert outputs["found_instances"] == [instance_id]
 
@@ -274,8 +283,7 @@ def test_terraform_web_server_on_real_guests(server_factory, test_image, tmp_pat
         assert BOOT_MARKER in console
         assert f"vdb={2 << 30}" in console, console[-2000:]
 
-        plan = tf("plan", "-detailed-exitcode", "-input=false", "-no-color", expect=(0, 2))
-        assert plan.returncode == 0, f"second plan wants changes:\n{plan.stdout[-6000:]}"
+        tf.assert_no_changes()
 
         tf("destroy", "-auto-approve", "-input=false", "-no-color")
         applied = False
@@ -577,7 +585,7 @@ def test_terraform_vpc_network(server_factory, test_image, tmp_path):
     try:
         tf("apply", "-auto-approve", "-input=false", "-no-color")
         applied = True
-        outputs = {k: v["value"] for k, v in json.loads(tf("output", "-json").stdout).items()}
+        outputs = tf.outputs()
         # The key pair and the zones, as Terraform made and read them.
         assert "us-east-1a" in outputs["zone_names"], outputs
         [pair] = ec2.describe_key_pairs(KeyNames=[name])["KeyPairs"]
@@ -631,8 +639,7 @@ def test_terraform_vpc_network(server_factory, test_image, tmp_path):
             assert time.monotonic() < deadline, f"the guest never had its second NIC's address: {console[-1500:]}"
             time.sleep(2)
 
-        plan = tf("plan", "-detailed-exitcode", "-input=false", "-no-color", expect=(0, 2))
-        assert plan.returncode == 0, f"second plan wants changes:\n{plan.stdout[-6000:]}"
+        tf.assert_no_changes()
 
         tf("destroy", "-auto-approve", "-input=false", "-no-color")
         applied = False
@@ -721,7 +728,7 @@ def test_terraform_instances_on_an_interface_and_with_secondary_addresses(server
     try:
         tf("apply", "-auto-approve", "-input=false", "-no-color")
         applied = True
-        outputs = {k: v["value"] for k, v in json.loads(tf("output", "-json").stdout).items()}
+        outputs = tf.outputs()
         [on_interface] = ec2.describe_instances(InstanceIds=[outputs["on_interface"]])["Reservations"][0]["Instances"]
         primary = on_interface["NetworkInterfaces"][0]
         assert (on_interface["PrivateIpAddress"], primary["Description"]) == ("10.20.1.50", "front"), primary
@@ -730,8 +737,7 @@ def test_terraform_instances_on_an_interface_and_with_secondary_addresses(server
             InstanceIds=[outputs["with_secondaries"]])["Reservations"][0]["Instances"]
         held = sorted(a["PrivateIpAddress"] for a in secondaries["NetworkInterfaces"][0]["PrivateIpAddresses"])
         assert held == ["10.20.1.60", "10.20.1.61", "10.20.1.62"], held
-        plan = tf("plan", "-detailed-exitcode", "-input=false", "-no-color", expect=(0, 2))
-        assert plan.returncode == 0, f"second plan wants changes:\n{plan.stdout[-6000:]}"
+        tf.assert_no_changes()
     finally:
         if applied:
             tf("destroy", "-auto-approve", "-input=false", "-no-color")

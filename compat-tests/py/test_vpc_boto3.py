@@ -35,6 +35,18 @@ def tags(resource: dict) -> dict[str, str]:
     return {t["Key"]: t["Value"] for t in resource.get("Tags", [])}
 
 
+def delete_vpc(client, vpc_id: str, gateway: str | None = None, subnets=(), groups=()) -> None:
+    """Takes a test's VPC down in the order EC2 allows: its gateway, groups, subnets, then it."""
+    if gateway:
+        client.detach_internet_gateway(InternetGatewayId=gateway, VpcId=vpc_id)
+        client.delete_internet_gateway(InternetGatewayId=gateway)
+    for group in groups:
+        client.delete_security_group(GroupId=group)
+    for subnet in subnets:
+        client.delete_subnet(SubnetId=subnet)
+    client.delete_vpc(VpcId=vpc_id)
+
+
 def test_the_default_vpc_is_made_as_aws_makes_it(cloud):
     _, client, _ = cloud
     [vpc] = client.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])["Vpcs"]
@@ -377,10 +389,7 @@ def test_elastic_ips(cloud):
     again = client.allocate_address(Domain="vpc")
     assert again["PublicIp"] == public_ip, "the lowest free address again"
     client.release_address(PublicIp=again["PublicIp"])
-    client.detach_internet_gateway(InternetGatewayId=gateway, VpcId=vpc_id)
-    client.delete_internet_gateway(InternetGatewayId=gateway)
-    client.delete_subnet(SubnetId=subnet_id)
-    client.delete_vpc(VpcId=vpc_id)
+    delete_vpc(client, vpc_id, gateway, subnets=[subnet_id])
 
 
 def test_nat_gateways(cloud):
@@ -422,11 +431,7 @@ def test_nat_gateways(cloud):
     client.release_address(AllocationId=allocation["AllocationId"])
     client.disassociate_route_table(AssociationId=routed["Associations"][0]["RouteTableAssociationId"])
     client.delete_route_table(RouteTableId=table)
-    client.detach_internet_gateway(InternetGatewayId=gateway, VpcId=vpc_id)
-    client.delete_internet_gateway(InternetGatewayId=gateway)
-    for subnet in (public, private):
-        client.delete_subnet(SubnetId=subnet)
-    client.delete_vpc(VpcId=vpc_id)
+    delete_vpc(client, vpc_id, gateway, subnets=[public, private])
 
 
 def test_public_addresses_at_launch(cloud):
@@ -491,12 +496,7 @@ def test_what_a_vpc_may_not_hold(cloud):
     client.release_address(AllocationId=allocation["AllocationId"])
     client.delete_route(RouteTableId=table, DestinationCidrBlock="0.0.0.0/0")
     client.delete_route_table(RouteTableId=table)
-    client.detach_internet_gateway(InternetGatewayId=gateway, VpcId=vpc_id)
-    client.delete_internet_gateway(InternetGatewayId=gateway)
-    for group in (mine, elsewhere):
-        client.delete_security_group(GroupId=group)
-    client.delete_subnet(SubnetId=subnet)
-    client.delete_vpc(VpcId=vpc_id)
+    delete_vpc(client, vpc_id, gateway, subnets=[subnet], groups=[mine, elsewhere])
 
 
 def wait_attachment(client, eni_id: str, wanted: str | None, timeout: float = 30.0) -> dict:
@@ -937,10 +937,7 @@ def test_secondary_addresses_of_an_instance_s_primary_interface(cloud):
     wait_states(client, [plain["InstanceId"]], "terminated")
     client.delete_network_interface(NetworkInterfaceId=other["NetworkInterfaceId"])
     client.release_address(AllocationId=allocation["AllocationId"])
-    client.detach_internet_gateway(InternetGatewayId=gateway, VpcId=vpc_id)
-    client.delete_internet_gateway(InternetGatewayId=gateway)
-    client.delete_subnet(SubnetId=subnet_id)
-    client.delete_vpc(VpcId=vpc_id)
+    delete_vpc(client, vpc_id, gateway, subnets=[subnet_id])
 
 
 def test_an_interface_of_one_s_own_as_an_instance_s_primary_one(cloud):
@@ -1026,8 +1023,4 @@ def test_an_interface_of_one_s_own_as_an_instance_s_primary_one(cloud):
 
     client.delete_network_interface(NetworkInterfaceId=kept_eni)
     client.release_address(AllocationId=allocation)
-    client.detach_internet_gateway(InternetGatewayId=gateway, VpcId=vpc_id)
-    client.delete_internet_gateway(InternetGatewayId=gateway)
-    client.delete_security_group(GroupId=group_id)
-    client.delete_subnet(SubnetId=subnet_id)
-    client.delete_vpc(VpcId=vpc_id)
+    delete_vpc(client, vpc_id, gateway, subnets=[subnet_id], groups=[group_id])

@@ -40,15 +40,13 @@ pub async fn handle(ctx: &Ctx, mut req: RunInstancesRequest) -> Result<RunInstan
     let tags = tags_from_specs(Some(instance_specs), "instance")?;
     let interface_tags = tags_from_specs(Some(interface_specs), "network-interface")?;
     let volume_tags = tags_from_specs(Some(volume_specs), "volume")?;
-    let (primary_interface, primary_description, primary_delete_on_termination) = match &primary {
-        Some(p) => (p.existing.clone(), p.description.clone(), p.delete_on_termination),
-        None => (None, None, None),
-    };
-    let (subnet_id, private_ip, security_group_ids, associate_public_ip, secondary_ips, secondary_count) = match primary
-    {
-        Some(p) => (p.subnet_id, p.private_ip, p.groups, p.associate_public_ip, p.secondary_ips, p.secondary_count),
-        None => (req.subnet_id, req.private_ip_address, req.security_group_ids.unwrap_or_default(), None, vec![], 0),
-    };
+    // Without `NetworkInterface.N`, the instance-level subnet, address and groups say it.
+    let primary = primary.unwrap_or_else(|| PrimaryInterface {
+        subnet_id: req.subnet_id,
+        private_ip: req.private_ip_address,
+        groups: req.security_group_ids.unwrap_or_default(),
+        ..Default::default()
+    });
     let launch = LaunchRequest {
         image_id,
         instance_type: req.instance_type.unwrap_or_else(|| "m1.small".into()),
@@ -57,9 +55,9 @@ pub async fn handle(ctx: &Ctx, mut req: RunInstancesRequest) -> Result<RunInstan
         key_name: req.key_name,
         user_data: req.user_data,
         zone: req.placement.and_then(|p| p.availability_zone).filter(|z| !z.is_empty()),
-        subnet_id: subnet_id.filter(|s| !s.is_empty()),
-        associate_public_ip,
-        security_group_ids,
+        subnet_id: primary.subnet_id.filter(|s| !s.is_empty()),
+        associate_public_ip: primary.associate_public_ip,
+        security_group_ids: primary.groups,
         security_group_names: req.security_groups.unwrap_or_default(),
         client_token: req.client_token.filter(|t| !t.is_empty()),
         disable_api_termination: req.disable_api_termination.unwrap_or(false),
@@ -73,12 +71,12 @@ pub async fn handle(ctx: &Ctx, mut req: RunInstancesRequest) -> Result<RunInstan
         root_volume,
         cpu_credits: req.credit_specification.map(|c| c.cpu_credits),
         extra_interfaces,
-        secondary_ips,
-        secondary_count,
-        primary_interface,
-        primary_description,
-        primary_delete_on_termination,
-        private_ip: match private_ip.filter(|a| !a.is_empty()) {
+        secondary_ips: primary.secondary_ips,
+        secondary_count: primary.secondary_count,
+        primary_interface: primary.existing,
+        primary_description: primary.description,
+        primary_delete_on_termination: primary.delete_on_termination,
+        private_ip: match primary.private_ip.filter(|a| !a.is_empty()) {
             Some(text) => Some(
                 text.parse()
                     .map_err(|_| Ec2Error::invalid_value("PrivateIpAddress", &text, "Expected an IPv4 address."))?,
@@ -119,6 +117,7 @@ pub async fn handle(ctx: &Ctx, mut req: RunInstancesRequest) -> Result<RunInstan
 }
 
 /// What `NetworkInterface.N` at device index 0 says of the instance's primary interface.
+#[derive(Default)]
 struct PrimaryInterface {
     /// `NetworkInterfaceId`: an interface of the account's own (then nothing else is given).
     existing: Option<String>,
