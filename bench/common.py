@@ -1,11 +1,11 @@
-"""Helpers shared by the launch and migration benchmarks.
+"""Helpers shared by the Python benchmarks (launch_ovn.py, migration_ovn.py, vpc_network.py,
+pages_moto.py).
 
 - `Stratus` runs one `stratus serve` on a free loopback port with a fresh data dir, imports
   images into it and hands out boto3 clients (`ec2`, and `stratus` for the extension API).
-- `VIAS`, `rotation`: the three paths compared, and their order in each repetition.
-- `virsh`, `standalone_xml`, `filter_copy`: the same guest without Stratus, from the domain
-  XML Stratus defined and, for `virsh-filtered`, a copy of the security-group filter Stratus
-  defined for it.
+- `rotation`: the order of the paths compared in each repetition.
+- `virsh`, `standalone_xml`, `jobinfo`: the same guest without Stratus, from the domain XML
+  Stratus defined, and libvirt's figures for its migration job.
 - `Watch` notices a line appearing in a console log (polled every 5 ms, in a thread).
 - `summary`, `table`: medians with min and max, for the results and the printed tables.
 
@@ -36,16 +36,6 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 BOOT_MARKER = "STRATUS-TEST-GUEST BOOTED"
 REGION = "us-east-1"
-# Signs of a guest that a migration broke (a TCG/QEMU 7.2 effect under heavy load, see
-# shared/design/libvirt-and-qemu.md), in its console or in QEMU's own log: kernel errors, and
-# the memory dirtier finding pages that lost what it wrote (scripts/build-test-image).
-GUEST_BROKEN = re.compile(r"soft lockup|Kernel panic|BUG: |Oops|is not a head|hung_task|rcu_sched self-detected"
-                          r"|stratus-dirty pass=\d+ lost=[1-9]\d*")
-# The paths compared, in the tables' order: Stratus; the same domain with a copy of its
-# security-group filter, by virsh; the domain without the filter, by virsh. The first two
-# differ by what Stratus's orchestration adds, the last two by what nwfilter costs.
-VIAS = ("stratus", "virsh-filtered", "virsh")
-SHORT = {"stratus": "S", "virsh-filtered": "F", "virsh": "V"}
 
 
 def rotation(vias: list[str], rep: int) -> list[str]:
@@ -116,14 +106,13 @@ def free_port() -> int:
 
 
 class Stratus:
-    """One `stratus serve` (no metadata service: benchmarks do not need it, and only one
-    server per machine can have its address)."""
+    """One `stratus serve`, on its embedded defaults unless `config` (TOML) says otherwise."""
 
     def __init__(self, binary: Path, data_dir: Path, config: str | None = None):
         self.binary, self.data_dir = binary, data_dir
         self.data_dir.mkdir(parents=True)
         self.log_path = data_dir.parent / f"{data_dir.name}.log"
-        cmd = [str(binary), "serve", "--data-dir", str(data_dir), "--metadata-listen", "off"]
+        cmd = [str(binary), "serve", "--data-dir", str(data_dir)]
         if config is not None:
             config_path = data_dir.parent / f"{data_dir.name}.toml"
             config_path.write_text(config)
@@ -289,16 +278,9 @@ def remove_domain(uri: str, name: str) -> None:
     virsh(uri, "undefine", name, check=False, timeout=60)
 
 
-def remove_filter(uri: str, name: str) -> None:
-    """Undefines a filter of ours, if it is there (once no domain uses it)."""
-    virsh(uri, "nwfilter-undefine", name, check=False, timeout=60)
-
-
-def standalone_xml(stratus_xml: str, name: str, disk: Path, console: Path, mac: str, address: str,
-                   filter_name: str | None = None) -> str:
+def standalone_xml(stratus_xml: str, name: str, disk: Path, console: Path, mac: str, address: str) -> str:
     """The domain Stratus defined, as one of our own: another name, UUID (in the SMBIOS too),
-    MAC, disk and console log; `address` in the kernel's `ip=`; its NIC's security-group
-    filter replaced by `filter_name`, or none."""
+    MAC, disk and console log; `address` in the kernel's `ip=`."""
     root = ET.fromstring(stratus_xml)
     old_name, old_uuid = root.findtext("name"), root.findtext("uuid")
     new_uuid = str(uuid.uuid4())
@@ -312,40 +294,36 @@ def standalone_xml(stratus_xml: str, name: str, disk: Path, console: Path, mac: 
         source.set("path", str(console))
     nic = root.find("./devices/interface")
     nic.find("mac").set("address", mac)
-    for filterref in nic.findall("filterref"):
-        if filter_name is None:
-            nic.remove(filterref)
-        else:
-            filterref.set("filter", filter_name)
     cmdline = root.find("./os/cmdline")
     cmdline.text = re.sub(r"\bip=[^: ]*:", f"ip={address}:", cmdline.text).replace(old_name, name)
     return ET.tostring(root, encoding="unicode")
 
 
-def filter_copy(stratus_filter: str, stratus_xml: str, name: str, mac: str, address: str) -> str:
-    """The security-group filter Stratus defined for the instance of `stratus_xml`
-    (`nwfilter-dumpxml stratus-<id>`, see backend/src/firewall.rs `filter_xml`), as the filter
-    of a guest of our own: named `name`, without its UUID (libvirt gives the copy one), and the
-    instance's MAC and address replaced by `mac` and `address` in every rule: the
-    anti-spoofing checks, and the accepts of its groups' members (itself among them)."""
-    domain = ET.fromstring(stratus_xml)
-    old_mac = domain.find("./devices/interface/mac").get("address").lower()
-    old_address = re.search(r"\bip=([^: ]+):", domain.findtext("./os/cmdline")).group(1)
-    new = {old_mac: mac, old_address: address}
-    root = ET.fromstring(stratus_filter)
-    root.set("name", name)
-    for element in root.findall("uuid"):
-        root.remove(element)
-    replaced = set()
-    for element in root.iter():
-        for key, value in list(element.attrib.items()):
-            if value.lower() in new:
-                element.set(key, new[value.lower()])
-                replaced.add(value.lower())
-    # Without them the copy would drop all the guest's traffic: the filter is not what we think.
-    if replaced != new.keys():
-        raise RuntimeError(f"the filter of the instance does not name its MAC and address ({old_mac}, {old_address})")
-    return ET.tostring(root, encoding="unicode")
+UNITS = {"B": 1 / 2**20, "KiB": 1 / 1024, "MiB": 1, "GiB": 1024, "TiB": 2**20}
+
+
+def jobinfo(uri: str, name: str, completed: bool = False) -> dict:
+    """`virsh domjobinfo`, the fields used here: time_elapsed_ms, total_downtime_ms,
+    memory_processed_mib, memory_remaining_mib, iteration."""
+    proc = virsh(uri, "domjobinfo", *(["--completed"] if completed else []), name, check=False)
+    job = {}
+    for line in proc.stdout.splitlines():
+        key, _, value = line.partition(":")
+        key = re.sub(r"\W+", "_", key.strip().lower())
+        parts = value.split()
+        if not parts:
+            continue
+        try:
+            number = float(parts[0])
+        except ValueError:
+            continue
+        if key == "iteration":
+            job[key] = int(number)
+        elif len(parts) > 1 and parts[1] == "ms":
+            job[f"{key}_ms"] = number
+        elif len(parts) > 1 and parts[1] in UNITS:
+            job[f"{key}_mib"] = number * UNITS[parts[1]]
+    return job
 
 
 class Watch:

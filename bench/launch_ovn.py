@@ -3,8 +3,8 @@
 same guest plugged into the same logical switch by hand with virsh.
 
 1. `scripts/setup-host` (idempotent: OVN under /run/stratus/ovn), `scripts/build-test-image`,
-   then `stratus serve` with `[network] ovn_northbound`, so that the account's default VPC is
-   a network of its own on OVN, and the test image imported.
+   then `stratus serve` with `[network] ovn_northbound` naming that OVN (where the account's
+   default VPC is a network of its own, as every VPC is), and the test image imported.
 2. A pinger's end: a namespace plugged into the default subnet's logical switch as a port of
    our own (unmarked: Stratus's reconciliation leaves it alone) at 172.31.15.200. The default
    security group lets ICMP in from it.

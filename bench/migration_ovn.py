@@ -4,8 +4,8 @@ against the same migration by virsh with the port binding moved by hand as Strat
 
 1. `scripts/lab up 2` (two libvirt hosts, each an OVN chassis with its own Open vSwitch,
    Geneve between them and to this machine), `stratus serve` on the lab's config with
-   `[network] ovn_northbound`, so that the account's default VPC is a network of its own, and
-   the test image imported.
+   `[network] ovn_northbound` naming this machine's OVN (where the account's default VPC is a
+   network of its own, as every VPC is), and the test image imported.
 2. A pinger on this machine's chassis: a namespace plugged into the default subnet's switch as
    a port of our own at 172.31.15.200 (the default group lets ICMP in from it), so that it
    stays put while the guests move between the lab hosts.
@@ -38,10 +38,9 @@ import time
 import uuid
 from pathlib import Path
 
-from common import (BOOT_MARKER, REPO, Stratus, Watch, build_test_image, instance, lab_lock, log, remove_domain,
-                    rotation, run, run_main, standalone_xml, terminate, virsh)
+from common import (BOOT_MARKER, REPO, Stratus, Watch, build_test_image, instance, jobinfo, lab_lock, log,
+                    remove_domain, rotation, run, run_main, standalone_xml, terminate, virsh)
 from launch_ovn import NB, PATHS, Pinger, nbctl, pinger_on_default_subnet, report_paths
-from migration import jobinfo
 
 INSTANCE_TYPE = "t3.nano"
 VIRSH_ADDRESS = "172.31.15.251"

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import socket
 import statistics
@@ -83,7 +82,7 @@ def start_stratus(binary: str, work: Path):
     port = free_port()
     log = open(work / "stratus.log", "wb")
     proc = subprocess.Popen([binary, "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", str(data),
-                             "--config", str(config), "--metadata-listen", "off"], stdout=log, stderr=subprocess.STDOUT)
+                             "--config", str(config)], stdout=log, stderr=subprocess.STDOUT)
     wait_port(port, proc, "stratus serve")
     creds = data / "admin-credentials"
     for _ in range(100):

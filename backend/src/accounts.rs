@@ -100,7 +100,7 @@ impl Backend {
                     created_ms,
                 },
             )?;
-            crate::vpcs::ensure_default_network(tx, self.topology(), &account_id, "", self.default_vpc_network())?;
+            crate::vpcs::ensure_default_network(tx, self.topology(), &account_id, "", self.public_network())?;
             tx.insert(
                 &ACCESS_KEYS,
                 &access_key_id,

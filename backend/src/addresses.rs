@@ -341,14 +341,6 @@ impl Backend {
             if !gateways.iter().any(|(_, g)| g.vpc_id.as_deref() == Some(instance.vpc_id.as_str())) {
                 return Err(Error::VpcWithoutGateway(instance.vpc_id.clone()));
             }
-            // Public addresses lead somewhere only from a VPC of its own (on OVN).
-            let vpc = tx.get(&storage::tables::VPCS, &key(account, &instance.vpc_id))?;
-            if crate::network::lease_scope(vpc.as_ref()).is_empty() {
-                return Err(Error::UnsupportedOperation(format!(
-                    "Elastic IPs need an instance in a VPC on OVN; {} is in a default VPC whose guests share the hosts' bridge (configure [network] ovn_northbound).",
-                    instance.instance_id.as_deref().unwrap_or(&instance.network_interface_id)
-                )));
-            }
             if let Some(nat) = held_by_nat(tx, account, allocation_id)? {
                 return Err(Error::AddressInUseBy { allocation: allocation_id.to_owned(), user: nat });
             }

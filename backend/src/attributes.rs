@@ -9,7 +9,7 @@
 
 use base64::Engine;
 use storage::tables::INSTANCES;
-use storage::{InstanceRecord, InstanceState, MetadataOptions, WriteTx};
+use storage::{InstanceRecord, InstanceState, MetadataOptions};
 
 use crate::instances::MAX_USER_DATA;
 use crate::{invalid, Backend, Error, ResourceKind, Result};
@@ -27,8 +27,7 @@ pub enum AttributeChange {
     EbsOptimized(bool),
     /// The security groups, by id, replacing the instance's (in its VPC).
     SecurityGroups(Vec<String>),
-    /// The primary interface's source/destination check. Only OVN can let a guest forward
-    /// (port security); on the hosts' shared bridge it stays on.
+    /// The primary interface's source/destination check: OVN's port security on its port.
     SourceDestCheck(bool),
 }
 
@@ -201,7 +200,7 @@ impl Backend {
                         crate::security_groups::resolve_launch_groups(tx, account, &record.vpc_id, &ids, &[])?;
                 }
                 AttributeChange::SourceDestCheck(on) => {
-                    set_source_dest_check(tx, account, &mut record, on)?;
+                    set_source_dest_check(&mut record, on);
                 }
             }
             tx.insert(&INSTANCES, &key, &record)?;
@@ -210,20 +209,9 @@ impl Backend {
     }
 }
 
-/// Sets an instance's source/destination check, which can be off only on OVN.
-pub(crate) fn set_source_dest_check(tx: &WriteTx, account: &str, record: &mut InstanceRecord, on: bool) -> Result<()> {
-    if !on {
-        let vpc = tx.get(&storage::tables::VPCS, &format!("{account}/{}", record.vpc_id))?;
-        if crate::network::lease_scope(vpc.as_ref()).is_empty() {
-            return Err(Error::UnsupportedOperation(format!(
-                "{} shares the hosts' bridge, where the source/destination check cannot be turned off: \
-                 that needs a VPC on OVN ([network] ovn_northbound).",
-                record.id
-            )));
-        }
-    }
+/// Sets an instance's source/destination check (OVN's port security on its port).
+pub(crate) fn set_source_dest_check(record: &mut InstanceRecord, on: bool) {
     record.source_dest_check = on;
-    Ok(())
 }
 
 #[cfg(test)]

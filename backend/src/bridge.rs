@@ -16,7 +16,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::hypervisor::{
-    AttachedDisk, DomainSpec, DomainStatus, DriverError, EventSink, FilterStatus, HostInfo, Hypervisor, JobProgress,
+    AttachedDisk, DomainSpec, DomainStatus, DriverError, EventSink, HostInfo, Hypervisor, JobProgress,
     MigrationOptions, Nic, PowerState,
 };
 
@@ -196,19 +196,8 @@ impl Hypervisor for HostBridge {
         let (name, target) = (name.to_owned(), target.to_owned());
         self.timed("resize_disk", move |d| d.resize_disk(&name, &target, bytes))
     }
-    fn define_filter(&self, xml: &str) -> Result<(), DriverError> {
-        let xml = xml.to_owned();
-        self.timed("define_filter", move |d| d.define_filter(&xml))
-    }
-    fn undefine_filter(&self, name: &str) -> Result<(), DriverError> {
-        let name = name.to_owned();
-        self.timed("undefine_filter", move |d| d.undefine_filter(&name))
-    }
     fn definition(&self, name: &str) -> Result<Option<String>, DriverError> {
         let name = name.to_owned();
         self.timed("definition", move |d| d.definition(&name))
-    }
-    fn filters(&self) -> Result<Vec<FilterStatus>, DriverError> {
-        self.timed("filters", |d| d.filters())
     }
 }

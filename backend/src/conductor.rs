@@ -122,10 +122,9 @@ impl Backend {
 
     /// One pass of reconciliation. Blocks on every host in turn.
     pub fn sweep(&self) -> Result<SweepReport> {
-        // Whole records are kept only where the drain or the filters need them; of the rest, a
-        // few fields: a large store is read in one pass without holding it all.
+        // Whole records are kept only where the drain needs them; of the rest, a few fields: a
+        // large store is read in one pass without holding it all.
         let maintenance = self.maintenance_hosts()?;
-        let enforcing = self.enforces_anywhere();
         let cutoff = now_ms() - TERMINATED_RETENTION.as_millis() as i64;
         let (mut seen, mut whole, mut expired) = (Vec::new(), Vec::new(), Vec::new());
         let mut interfaces = Vec::new();
@@ -157,7 +156,7 @@ impl Backend {
                     }
                     interfaces.extend(crate::vpc_network::Interface::of(&record).map(|i| i.with_chassis(chassis)));
                 }
-                if enforcing || maintenance.get(&record.host_id).copied().unwrap_or(false) {
+                if maintenance.get(&record.host_id).copied().unwrap_or(false) {
                     whole.push(record);
                 }
             })
@@ -249,7 +248,6 @@ impl Backend {
         report.purged = self.purge_terminated(&expired, TERMINATED_RETENTION)?;
         self.purge_migrations(MIGRATION_RETENTION)?;
         self.drain_step(&whole)?;
-        self.sync_filters(&whole)?;
         self.sync_ovn(&interfaces, reading)?;
         Ok(report)
     }

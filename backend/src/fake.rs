@@ -24,8 +24,7 @@
 //!    retried later. Any call may also take as long as the host takes: callers bound it
 //!    ([`crate::bridge`]).
 //! 8. [`Hypervisor::definition`] renders a domain with the `<metadata>` it was defined with
-//!    (its owner, [`crate::ownership`]). A filter keeps the UUID it was first defined with:
-//!    redefining it under another fails; undefining one that a running domain uses fails.
+//!    (its owner, [`crate::ownership`]).
 //!
 //! The fake keeps these promises in memory (it never reads a disk or starts a guest) and adds
 //! what tests need and libvirt cannot do on demand: a guest that powers itself off
@@ -33,12 +32,12 @@
 //! migrations ([`MigrationScript`]). Hosts of one [`FakeCloud`] share one world, so that a
 //! migration moves a domain from one to the other.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::hypervisor::{
-    AttachedDisk, DomainSpec, DomainStatus, DriverError, EventSink, FilterStatus, HostInfo, Hypervisor, JobProgress,
+    AttachedDisk, DomainSpec, DomainStatus, DriverError, EventSink, HostInfo, Hypervisor, JobProgress,
     MigrationOptions, Nic, PowerState,
 };
 
@@ -80,8 +79,6 @@ pub struct FakeDomain {
 struct FakeHostState {
     mode: HostMode,
     domains: BTreeMap<String, FakeDomain>,
-    /// Filters by name, with their UUID.
-    filters: BTreeMap<String, String>,
     sinks: Vec<EventSink>,
 }
 
@@ -149,10 +146,6 @@ impl FakeCloud {
 
     pub fn domain(&self, uri: &str, name: &str) -> Option<FakeDomain> {
         self.world().hosts.get(uri)?.domains.get(name).cloned()
-    }
-
-    pub fn filters(&self, uri: &str) -> BTreeSet<String> {
-        self.world().hosts.get(uri).map(|h| h.filters.keys().cloned().collect()).unwrap_or_default()
     }
 
     /// Whether a migration was switched to post-copy, and whether one was aborted.
@@ -268,11 +261,6 @@ impl Hypervisor for FakeHost {
     }
 
     fn define(&self, spec: &DomainSpec) -> Result<(), DriverError> {
-        if let Some(filter) = &spec.filter {
-            if !self.with_host(|host| Ok(host.filters.contains_key(filter)))? {
-                return Err(DriverError::Failed(format!("no network filter {filter}")));
-            }
-        }
         self.with_host(|host| {
             let domain = host.domains.entry(spec.name.clone()).or_insert_with(|| FakeDomain {
                 spec: spec.clone(),
@@ -425,46 +413,8 @@ impl Hypervisor for FakeHost {
         })
     }
 
-    fn define_filter(&self, xml: &str) -> Result<(), DriverError> {
-        let between = |open: &str, close: char| {
-            xml.split_once(open).and_then(|(_, rest)| rest.split_once(close)).map(|(value, _)| value.to_owned())
-        };
-        let name = between("name='", '\'').ok_or_else(|| DriverError::Failed("filter XML without a name".into()))?;
-        let uuid = between("<uuid>", '<').unwrap_or_default();
-        self.with_host(|host| match host.filters.get(&name) {
-            // As libvirt: a filter keeps the UUID it was first defined with.
-            Some(existing) if !uuid.is_empty() && *existing != uuid => {
-                Err(DriverError::Failed(format!("filter '{name}' already exists with uuid {existing}")))
-            }
-            _ => {
-                host.filters.insert(name, uuid);
-                Ok(())
-            }
-        })
-    }
-
-    fn undefine_filter(&self, name: &str) -> Result<(), DriverError> {
-        self.with_host(|host| {
-            if host.domains.values().any(|d| d.state != PowerState::ShutOff && d.spec.filter.as_deref() == Some(name)) {
-                return Err(DriverError::Failed(format!("nwfilter '{name}' is in use")));
-            }
-            host.filters.remove(name);
-            Ok(())
-        })
-    }
-
     fn definition(&self, name: &str) -> Result<Option<String>, DriverError> {
         self.with_host(|host| Ok(host.domains.get(name).map(|d| crate::hypervisor::domain_xml(&d.spec))))
-    }
-
-    fn filters(&self) -> Result<Vec<FilterStatus>, DriverError> {
-        self.with_host(|host| {
-            Ok(host
-                .filters
-                .iter()
-                .map(|(name, uuid)| FilterStatus { name: name.clone(), uuid: uuid.clone() })
-                .collect())
-        })
     }
 }
 
@@ -485,11 +435,9 @@ mod tests {
             initrd: None,
             cmdline: None,
             mac: "52:54:00:00:00:01".into(),
-            bridge: "br".into(),
-            ovs_port: None,
+            port: "p-1".into(),
             nics: Vec::new(),
             console_log: "/nowhere.log".into(),
-            filter: None,
             instance_type: "t3.nano".into(),
             metadata: None,
         }
@@ -538,17 +486,5 @@ mod tests {
         assert!(!waiting.is_finished(), "a hanging host does not answer");
         cloud.set_mode("fake://a", HostMode::Answering);
         assert!(waiting.join().unwrap().is_ok());
-    }
-
-    #[test]
-    fn a_filter_must_exist_before_a_domain_uses_it() {
-        let cloud = FakeCloud::new();
-        let host = cloud.host("fake://a");
-        let mut guarded = spec("i-1");
-        guarded.filter = Some("stratus-i-1".into());
-        assert!(host.define(&guarded).is_err());
-        host.define_filter("<filter name='stratus-i-1' chain='root'/>").unwrap();
-        host.define(&guarded).unwrap();
-        assert!(cloud.filters("fake://a").contains("stratus-i-1"));
     }
 }

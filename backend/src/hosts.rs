@@ -30,9 +30,6 @@ pub struct HostConfig {
     pub cpu_ratio: f64,
     #[serde(default = "default_memory_ratio")]
     pub memory_ratio: f64,
-    /// The Linux bridge instance NICs join; the same L2 segment on every host.
-    #[serde(default = "default_bridge")]
-    pub bridge: String,
     /// Override the size libvirt reports (to hold back part of a host, or in tests).
     pub vcpus: Option<u32>,
     pub memory_mib: Option<u64>,
@@ -68,10 +65,6 @@ fn default_memory_ratio() -> f64 {
     1.0
 }
 
-pub fn default_bridge() -> String {
-    "stratus0".into()
-}
-
 impl HostConfig {
     /// `test:///…` in process, or `test+tcp://…` and the like: libvirt's test driver either way.
     pub fn is_test_driver(&self) -> bool {
@@ -85,7 +78,6 @@ impl HostConfig {
             accelerator: None,
             cpu_ratio: default_cpu_ratio(),
             memory_ratio: default_memory_ratio(),
-            bridge: default_bridge(),
             vcpus: None,
             memory_mib: None,
             disk_mib: None,

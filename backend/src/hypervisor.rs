@@ -45,28 +45,25 @@ pub struct DomainSpec {
     pub initrd: Option<String>,
     pub cmdline: Option<String>,
     pub mac: String,
-    pub bridge: String,
-    /// The OVN logical port (a UUID, as libvirt wants it) when the NIC goes into Open vSwitch's
-    /// integration bridge (`bridge`) instead of a Linux bridge: instances of VPCs of their own.
-    pub ovs_port: Option<String>,
+    /// The primary NIC's OVN logical port (a UUID, as libvirt wants it): the NIC goes into Open
+    /// vSwitch's integration bridge as that port.
+    pub port: String,
     /// More NICs after the primary one: the network interfaces attached to the instance.
     pub nics: Vec<Nic>,
     pub console_log: PathBuf,
-    /// The nwfilter guarding the NIC (security groups); it must be defined before the start.
-    pub filter: Option<String>,
     /// Shown to the guest as the SMBIOS product, as EC2 does.
     pub instance_type: String,
     /// The domain's `<metadata>` element: whose it is ([`crate::ownership`]).
     pub metadata: Option<String>,
 }
 
-/// A guest NIC beyond the primary one (an attached network interface).
+/// A guest NIC: a port of Open vSwitch's integration bridge
+/// ([`crate::vpc_network::INTEGRATION_BRIDGE`]) that OVN knows as `port`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Nic {
     pub mac: String,
-    pub bridge: String,
-    /// Its OVN logical port when `bridge` is Open vSwitch's integration bridge.
-    pub ovs_port: Option<String>,
+    /// Its OVN logical port.
+    pub port: String,
 }
 
 /// A volume as a guest disk.
@@ -102,13 +99,6 @@ pub struct DomainStatus {
     pub state: PowerState,
     /// Cumulative CPU time of all vCPUs, in nanoseconds.
     pub cpu_time_ns: u64,
-}
-
-/// A network filter as the host holds it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FilterStatus {
-    pub name: String,
-    pub uuid: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -180,16 +170,9 @@ pub trait Hypervisor: Send + Sync {
     fn attach_interface(&self, name: &str, nic: &Nic) -> Result<(), DriverError>;
     /// Unplugs the NIC (found by its MAC) from a running domain; none there: nothing to do.
     fn detach_interface(&self, name: &str, nic: &Nic) -> Result<(), DriverError>;
-    /// Defines (or redefines) a network filter; the guests that use it get its new rules at
-    /// once.
-    fn define_filter(&self, xml: &str) -> Result<(), DriverError>;
-    /// Forgets a network filter; succeeds when there is none.
-    fn undefine_filter(&self, name: &str) -> Result<(), DriverError>;
     /// The domain's definition as the host renders it (libvirt's domain XML, with the
     /// `<metadata>` it was given); `None` when the host has no such domain.
     fn definition(&self, name: &str) -> Result<Option<String>, DriverError>;
-    /// Every network filter the host knows.
-    fn filters(&self) -> Result<Vec<FilterStatus>, DriverError>;
 }
 
 /// The `<disk>` element of an attached volume.
@@ -201,29 +184,22 @@ pub fn disk_xml(disk: &AttachedDisk) -> String {
     )
 }
 
-/// The `<interface>` element of a NIC, guarded by `filter` (an nwfilter) if given.
-pub fn nic_xml(nic: &Nic, filter: Option<&str>) -> String {
-    let filter = match filter {
-        Some(name) => format!("<filterref filter='{}'/>", escape(name)),
-        None => String::new(),
-    };
-    // Open vSwitch's userspace datapath drops a virtio guest's TCP unless checksum offload is
-    // off on both sides (../shared/design/networking.md). The MTU that fits the overlay is told
-    // to the guest by virtio itself (QEMU's `host_mtu`), so that a guest configured without
-    // DHCP (a kernel `ip=` line) does not send what Geneve cannot carry between hosts.
-    let port = match &nic.ovs_port {
-        Some(id) => format!(
-            "<virtualport type='openvswitch'><parameters interfaceid='{}'/></virtualport>\
-<driver name='qemu'><host csum='off'/><guest csum='off'/></driver><mtu size='{}'/>",
-            escape(id),
-            crate::vpc_network::OVERLAY_MTU
-        ),
-        None => String::new(),
-    };
+/// The `<interface>` element of a NIC: a port of the integration bridge that OVN knows by its
+/// interface id.
+///
+/// Open vSwitch's userspace datapath drops a virtio guest's TCP unless checksum offload is off
+/// on both sides (../shared/design/networking.md). The MTU that fits the overlay is told to the
+/// guest by virtio itself (QEMU's `host_mtu`), so that a guest configured without DHCP (a
+/// kernel `ip=` line) does not send what Geneve cannot carry between hosts.
+pub fn nic_xml(nic: &Nic) -> String {
     format!(
-        "<interface type='bridge'><source bridge='{}'/><mac address='{}'/><model type='virtio'/>{port}{filter}</interface>",
-        escape(&nic.bridge),
-        escape(&nic.mac)
+        "<interface type='bridge'><source bridge='{}'/><mac address='{}'/><model type='virtio'/>\
+<virtualport type='openvswitch'><parameters interfaceid='{}'/></virtualport>\
+<driver name='qemu'><host csum='off'/><guest csum='off'/></driver><mtu size='{}'/></interface>",
+        crate::vpc_network::INTEGRATION_BRIDGE,
+        escape(&nic.mac),
+        escape(&nic.port),
+        crate::vpc_network::OVERLAY_MTU
     )
 }
 
@@ -233,7 +209,7 @@ pub use storage::{JobProgress, MigrationOptions};
 /// thread: it must not block.
 pub type EventSink = std::sync::Arc<dyn Fn(&str) + Send + Sync>;
 
-/// The libvirt domain XML for a spec: virtio disk and NIC on the host's bridge, the serial
+/// The libvirt domain XML for a spec: virtio disk and NIC on the integration bridge, the serial
 /// console logged to a file, and direct kernel boot when the image has a kernel.
 ///
 /// A virtio RNG feeds the guest's entropy pool from the host, as EC2's Nitro card does: without
@@ -260,7 +236,7 @@ pub fn domain_xml(spec: &DomainSpec) -> String {
     // KVM guests get the host's CPU model; under TCG QEMU's default model is the safe one.
     let cpu = if spec.accelerator == Accelerator::Kvm { "<cpu mode='host-model'/>" } else { "" };
     let log = escape(spec.console_log.to_string_lossy()).into_owned();
-    let primary = Nic { mac: spec.mac.clone(), bridge: spec.bridge.clone(), ovs_port: spec.ovs_port.clone() };
+    let primary = Nic { mac: spec.mac.clone(), port: spec.port.clone() };
     format!(
         "<domain type='{kind}'>\
 <name>{name}</name><uuid>{uuid}</uuid>{metadata}\
@@ -284,8 +260,8 @@ pub fn domain_xml(spec: &DomainSpec) -> String {
         vcpus = spec.vcpus,
         disk = escape(spec.disk.to_string_lossy()),
         volumes = spec.volumes.iter().map(disk_xml).collect::<String>(),
-        primary = nic_xml(&primary, spec.filter.as_deref()),
-        nics = spec.nics.iter().map(|n| nic_xml(n, None)).collect::<String>(),
+        primary = nic_xml(&primary),
+        nics = spec.nics.iter().map(nic_xml).collect::<String>(),
         product = escape(&spec.instance_type),
         metadata = spec.metadata.as_deref().unwrap_or_default(),
     )
@@ -308,11 +284,9 @@ mod tests {
             initrd: Some("/img/initrd.gz".into()),
             cmdline: Some("console=ttyS0 ip=172.31.0.4::172.31.0.1:255.255.240.0:i-0123:eth0:off".into()),
             mac: "52:54:00:aa:bb:cc".into(),
-            bridge: "stratus0".into(),
-            ovs_port: None,
+            port: "6f1c1c1e-0000-4000-8000-0000000000aa".into(),
             nics: Vec::new(),
             console_log: "/data/i-0123/console.log".into(),
-            filter: Some("stratus-i-0123".into()),
             instance_type: "t3.micro".into(),
             metadata: Some(crate::ownership::owner_metadata("0123456789abcdef", "/data".as_ref(), "172.31.0.4")),
         }
@@ -328,9 +302,9 @@ mod tests {
             "<kernel>/img/vmlinux</kernel><initrd>/img/initrd.gz</initrd>",
             "<source file='/data/i-0123/root.qcow2'/>",
             "<source file='/data/volumes/vol-1.qcow2'/><target dev='vdf' bus='virtio'/>",
-            "<source bridge='stratus0'/><mac address='52:54:00:aa:bb:cc'/>",
+            "<source bridge='br-int'/><mac address='52:54:00:aa:bb:cc'/>",
             "<serial type='file'><source path='/data/i-0123/console.log' append='on'/>",
-            "<model type='virtio'/><filterref filter='stratus-i-0123'/></interface>",
+            "<parameters interfaceid='6f1c1c1e-0000-4000-8000-0000000000aa'/>",
             "<system><entry name='manufacturer'>Amazon EC2</entry><entry name='product'>t3.micro</entry>",
             "<entry name='uuid'>6f1c1c1e-0000-4000-8000-000000000001</entry>",
             "<os><type arch='x86_64'>hvm</type><smbios mode='sysinfo'/>",
@@ -344,8 +318,8 @@ mod tests {
 
     #[test]
     fn an_ovn_nic_is_an_ovs_port_with_the_overlay_mtu() {
-        let ovn = Nic { mac: "52:54:00:00:00:02".into(), bridge: "br-int".into(), ovs_port: Some("u-1".into()) };
-        let xml = nic_xml(&ovn, None);
+        let ovn = Nic { mac: "52:54:00:00:00:02".into(), port: "u-1".into() };
+        let xml = nic_xml(&ovn);
         for part in [
             "<source bridge='br-int'/>",
             "<virtualport type='openvswitch'><parameters interfaceid='u-1'/></virtualport>",
@@ -354,8 +328,6 @@ mod tests {
         ] {
             assert!(xml.contains(part), "{part} missing from {xml}");
         }
-        let bridged = Nic { ovs_port: None, bridge: "stratus0".into(), ..ovn };
-        assert!(!nic_xml(&bridged, None).contains("<mtu"), "the hosts' bridge keeps its MTU");
     }
 
     #[test]
@@ -366,8 +338,6 @@ mod tests {
         let xml = domain_xml(&spec);
         assert!(xml.starts_with("<domain type='kvm'>"));
         assert!(xml.contains("<boot dev='hd'/>") && !xml.contains("<kernel>") && !xml.contains("<initrd>"));
-        spec.filter = None;
-        assert!(!domain_xml(&spec).contains("filterref"), "no filter, no reference");
     }
 
     #[test]

@@ -20,7 +20,7 @@ use storage::tables::{CLIENT_TOKENS, HOST_USAGE, INSTANCES, INSTANCE_IDS};
 use storage::{ClientTokenRecord, InstanceRecord, InstanceState, MetadataOptions, Reads, StateReason, WriteTx};
 
 use crate::hosts::Host;
-use crate::hypervisor::{Accelerator, DomainSpec, DriverError, PowerState};
+use crate::hypervisor::{DomainSpec, DriverError, PowerState};
 use crate::network::{self, Subnet};
 use crate::scheduler::{self, Demand, HostSnapshot};
 use crate::{ids, invalid, now_ms, security_groups, tags, volumes, Backend, Error, ResourceKind, Result};
@@ -352,6 +352,8 @@ impl Backend {
             Ok::<_, Error>((records, true))
         })?;
         if created {
+            // Their ports in OVN now, not at the next sweep: the guests boot meanwhile.
+            self.network_changed();
             for record in &records {
                 self.kick(&instance_key(account, &record.id));
             }
@@ -407,9 +409,6 @@ impl Backend {
         let (vpc_id, subnets) = match &subnet_id {
             Some(id) => {
                 let subnet = self.subnet(account, id)?;
-                if !subnet.lease_scope.is_empty() {
-                    self.ensure_vpc_networking(&subnet.vpc_id)?;
-                }
                 (subnet.vpc_id.clone(), vec![subnet])
             }
             None => {
@@ -418,12 +417,7 @@ impl Backend {
                 (vpc_id, subnets)
             }
         };
-        if req.associate_public_ip == Some(true) && subnets.iter().all(|s| s.lease_scope.is_empty()) {
-            return Err(Error::UnsupportedOperation(
-                "Public addresses at launch need a subnet on OVN; this default VPC's guests share the hosts' bridge (configure [network] ovn_northbound, see the README's VPC networking section)."
-                    .into(),
-            ));
-        }
+        self.ensure_vpc_networking(&vpc_id)?;
         let subnet = match (&subnet_id, &req.zone) {
             (Some(_), zone) => {
                 let subnet = &subnets[0];
@@ -526,11 +520,6 @@ impl Backend {
         Ok((subnet.clone(), placed.into_iter().map(|i| snapshots[i].id.clone()).collect()))
     }
 
-    /// The public address an instance launched into `subnet` gets: when asked for
-    /// (`AssociatePublicIpAddress`), or by the subnet's `MapPublicIpOnLaunch` for an instance
-    /// with one interface, as on EC2; only on OVN, where it leads somewhere. One the subnet's
-    /// default asks for is given up when the shared pool is empty (the launch goes on without
-    /// it), so that no account can stop others' launches by holding every address.
     /// A launch's new primary interface: its addresses leased in `subnet` for the instance at
     /// `key`, the groups named, a public address when the subnet or the request says so.
     #[allow(clippy::too_many_arguments)]
@@ -540,34 +529,16 @@ impl Backend {
         req: &LaunchRequest,
         subnet: &Subnet,
         key: &str,
-        held_elsewhere: &std::collections::BTreeSet<Ipv4Addr>,
         named: &Named,
         now: i64,
     ) -> Result<PrimaryNic> {
         let mac = network::new_mac();
         let ip = match req.private_ip {
-            Some(ip) => network::lease_given_address(tx, subnet, ip, key, &mac, held_elsewhere)?,
-            None => network::lease_address(tx, subnet, key, &mac, held_elsewhere)?,
+            Some(ip) => network::lease_given_address(tx, subnet, ip, key, &mac)?,
+            None => network::lease_address(tx, subnet, key, &mac)?,
         };
-        let secondary_ips = if req.secondary_ips.is_empty() && req.secondary_count == 0 {
-            Vec::new()
-        } else if subnet.lease_scope.is_empty() {
-            return Err(Error::UnsupportedOperation(
-                "Secondary private addresses need a subnet on OVN; this default VPC's guests share the hosts' \
-                 bridge (see the README's VPC networking section)."
-                    .into(),
-            ));
-        } else {
-            crate::interfaces::lease_more(
-                tx,
-                subnet,
-                key,
-                &mac,
-                &req.secondary_ips,
-                req.secondary_count,
-                held_elsewhere,
-            )?
-        };
+        let secondary_ips =
+            crate::interfaces::lease_more(tx, subnet, key, &mac, &req.secondary_ips, req.secondary_count)?;
         Ok(PrimaryNic {
             id: ids::resource_id("eni"),
             mac,
@@ -587,6 +558,11 @@ impl Backend {
         })
     }
 
+    /// The public address an instance launched into `subnet` gets: when asked for
+    /// (`AssociatePublicIpAddress`), or by the subnet's `MapPublicIpOnLaunch` for an instance
+    /// with one interface, as on EC2. One the subnet's default asks for is given up when the
+    /// shared pool is empty (the launch goes on without it), so that no account can stop
+    /// others' launches by holding every address.
     fn public_address_at_launch(
         &self,
         tx: &WriteTx,
@@ -595,7 +571,7 @@ impl Backend {
         holder: &str,
     ) -> Result<Option<String>> {
         let wanted = req.associate_public_ip.unwrap_or(subnet.map_public_ip && req.extra_interfaces.is_empty());
-        if !wanted || subnet.lease_scope.is_empty() {
+        if !wanted {
             return Ok(None);
         }
         match crate::addresses::take_public_address(tx, &self.public_network(), holder) {
@@ -624,15 +600,13 @@ impl Backend {
         crate::vpcs::vpc_in(tx, account, &subnet.vpc_id)?;
         let reservation_id = ids::resource_id("r");
         let now = now_ms();
-        // Other installations' leftovers hold addresses of the shared segment only.
-        let held_elsewhere = if subnet.lease_scope.is_empty() { self.foreign_addresses() } else { Default::default() };
         let mut records = Vec::new();
         for (index, host_id) in hosts.iter().enumerate() {
             let id = ids::resource_id("i");
             let key = instance_key(account, &id);
             let nic = match &req.primary_interface {
                 Some(interface_id) => crate::interfaces::adopt_interface(tx, account, interface_id, subnet, &key, req)?,
-                None => self.new_primary(tx, req, subnet, &key, &held_elsewhere, named, now)?,
+                None => self.new_primary(tx, req, subnet, &key, named, now)?,
             };
             let record = InstanceRecord {
                 id: id.clone(),
@@ -686,7 +660,7 @@ impl Backend {
                 tags::put_tags(tx, account, &record.network_interface_id, &req.interface_tags)?;
             }
             for (extra, extra_subnet) in req.extra_interfaces.iter().zip(&launch.extra_subnets) {
-                self.attach_at_launch(tx, &record, subnet, extra, extra_subnet.as_ref(), &req.interface_tags)?;
+                self.attach_at_launch(tx, &record, extra, extra_subnet.as_ref(), &req.interface_tags)?;
             }
             records.push(record);
         }
@@ -988,9 +962,7 @@ impl Backend {
             }
             _ => (None, None, None),
         };
-        // A VPC of its own: OVN serves the NIC (addresses, DHCP, routing); otherwise the
-        // hosts' bridge, dnsmasq and nwfilter do.
-        let ovs_port = self.ovn_port(record)?;
+        // OVN serves the NIC: addresses, DHCP, routing, security groups.
         let spec = DomainSpec {
             name: record.id.clone(),
             uuid: record.domain_uuid.clone(),
@@ -1003,28 +975,12 @@ impl Backend {
             initrd,
             cmdline,
             mac: record.mac.clone(),
-            bridge: match &ovs_port {
-                Some(_) => crate::vpc_network::INTEGRATION_BRIDGE.to_owned(),
-                None => host.config.bridge.clone(),
-            },
-            ovs_port: ovs_port.clone(),
+            port: self.ovn_port(record)?,
             nics: self.extra_nics(record)?,
             console_log: console_path(record),
-            filter: None,
             instance_type: record.instance_type.clone(),
             metadata: Some(self.domain_mark(record)?),
         };
-        // libvirt's test driver runs no guest that could ask for an address. The entry goes
-        // first: it names this installation's data dir, which tells another installation's
-        // `host clean` that the filter defined next is not an orphan.
-        if ovs_port.is_some() {
-            host.driver.define(&spec).map_err(Error::Driver)?;
-            return host.driver.start(&record.id).map_err(Error::Driver);
-        }
-        if host.accelerator != Accelerator::Test {
-            self.publish_dhcp_host(record)?;
-        }
-        let spec = DomainSpec { filter: self.prepare_filter(host, record)?, ..spec };
         host.driver.define(&spec).map_err(Error::Driver)?;
         host.driver.start(&record.id).map_err(Error::Driver)
     }
@@ -1069,9 +1025,7 @@ impl Backend {
         if let Ok(host) = self.host_of(&record) {
             tolerate_missing(host.driver.destroy(&record.id))?;
             tolerate_missing(host.driver.undefine(&record.id))?;
-            self.drop_filter(host, &record.id);
         }
-        self.withdraw_dhcp_host(&record);
         self.release_instance_volumes(&record)?;
         if let Err(error) = std::fs::remove_dir_all(&record.dir) {
             if error.kind() != std::io::ErrorKind::NotFound {
@@ -1083,8 +1037,7 @@ impl Backend {
             if current.state != InstanceState::ShuttingDown {
                 return Ok(());
             }
-            let vpc = tx.get(&storage::tables::VPCS, &format!("{}/{}", current.account, current.vpc_id))?;
-            let scope = network::lease_scope(vpc.as_ref());
+            let scope = network::lease_scope(&current.vpc_id);
             if current.kept_interface.as_ref().is_some_and(|k| !k.delete_on_termination) {
                 // The interface stays, available, with its addresses, tags and Elastic IPs.
                 crate::interfaces::give_back_primary_interface(tx, &current, &scope)?;
@@ -1105,11 +1058,6 @@ impl Backend {
             tx.insert(&INSTANCES, key, &current)?;
             Ok::<_, Error>(())
         })?;
-        // Its address may go to another instance at once: the groups it was in must stop
-        // letting that address in now, not at the next sweep.
-        if self.enforces_anywhere() {
-            self.sync_filters(&self.instances(&record.account)?)?;
-        }
         Ok(())
     }
 

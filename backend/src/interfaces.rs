@@ -13,9 +13,7 @@
 //!    marks it `attached`. Detach is the same the other way; a failed plug leaves the interface
 //!    available again, as EC2 does.
 //! 3. OVN gets a switch port per interface ([`crate::vpc_network`]): its addresses, its groups,
-//!    and port security unless `SourceDestCheck` is off. Only instances of VPCs on OVN take one
-//!    (a default VPC made without OVN keeps its guests on the hosts' bridge, guarded by
-//!    nwfilter).
+//!    and port security unless `SourceDestCheck` is off.
 //! 4. An instance that terminates detaches its interfaces, or deletes those attached with
 //!    `DeleteOnTermination`.
 //! 5. A launch may take an available interface as the instance's primary one
@@ -25,7 +23,6 @@
 //!    unless `DeleteOnTermination`. One reader of an interface's state, the instance record,
 //!    while it is the primary one: no two records to keep in step.
 
-use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 
 use storage::tables::{INSTANCES, INTERFACE_ATTACHMENTS, NETWORK_INTERFACES};
@@ -96,11 +93,6 @@ fn release_addresses(tx: &WriteTx, scope: &str, record: &NetworkInterfaceRecord)
     Ok(())
 }
 
-fn scope_of(tx: &impl Reads, account: &str, vpc_id: &str) -> Result<String> {
-    let vpc = tx.get(&storage::tables::VPCS, &key(account, vpc_id))?;
-    Ok(network::lease_scope(vpc.as_ref()))
-}
-
 /// What CreateNetworkInterface asks for.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct NewInterface {
@@ -127,22 +119,16 @@ pub enum InterfaceChange {
 
 /// A new interface of its own in `subnet` as `req` asks: its groups resolved, its addresses
 /// leased (not yet stored).
-fn new_interface(
-    tx: &WriteTx,
-    account: &str,
-    subnet: &Subnet,
-    req: &NewInterface,
-    held_elsewhere: &BTreeSet<Ipv4Addr>,
-) -> Result<NetworkInterfaceRecord> {
+fn new_interface(tx: &WriteTx, account: &str, subnet: &Subnet, req: &NewInterface) -> Result<NetworkInterfaceRecord> {
     let groups = groups_of(tx, account, &subnet.vpc_id, &req.groups)?;
     let id = ids::resource_id("eni");
     let holder = key(account, &id);
     let mac = network::new_mac();
     let primary = match req.private_ip {
-        Some(ip) => network::lease_given_address(tx, subnet, ip, &holder, &mac, held_elsewhere)?,
-        None => network::lease_address(tx, subnet, &holder, &mac, held_elsewhere)?,
+        Some(ip) => network::lease_given_address(tx, subnet, ip, &holder, &mac)?,
+        None => network::lease_address(tx, subnet, &holder, &mac)?,
     };
-    let secondary_ips = lease_more(tx, subnet, &holder, &mac, &req.secondary, req.secondary_count, held_elsewhere)?;
+    let secondary_ips = lease_more(tx, subnet, &holder, &mac, &req.secondary, req.secondary_count)?;
     Ok(NetworkInterfaceRecord {
         id,
         account: account.to_owned(),
@@ -171,14 +157,6 @@ pub(crate) fn check_address_count(asked: usize) -> Result<()> {
         });
     }
     Ok(())
-}
-
-/// Instances of a default VPC on the hosts' bridge have one NIC.
-fn bridge_refusal(instance_id: &str) -> Error {
-    Error::UnsupportedOperation(format!(
-        "More network interfaces need an instance in a VPC on OVN; {instance_id} is in a default VPC \
-         whose guests share the hosts' bridge (configure [network] ovn_northbound)."
-    ))
 }
 
 /// Whose addresses AssignPrivateIpAddresses changes: an interface of its own, or an instance
@@ -294,14 +272,13 @@ pub(crate) fn lease_more(
     mac: &str,
     wanted: &[Ipv4Addr],
     count: u32,
-    held_elsewhere: &BTreeSet<Ipv4Addr>,
 ) -> Result<Vec<String>> {
     let mut taken = Vec::new();
     for address in wanted {
-        taken.push(network::lease_given_address(tx, subnet, *address, holder, mac, held_elsewhere)?.to_string());
+        taken.push(network::lease_given_address(tx, subnet, *address, holder, mac)?.to_string());
     }
     for _ in 0..count {
-        taken.push(network::lease_address(tx, subnet, holder, mac, held_elsewhere)?.to_string());
+        taken.push(network::lease_address(tx, subnet, holder, mac)?.to_string());
     }
     Ok(taken)
 }
@@ -345,7 +322,6 @@ impl Backend {
         tags::validate_tags(tags)?;
         let subnet = self.subnet(account, &req.subnet_id)?;
         check_address_count(1 + req.secondary.len() + req.secondary_count as usize)?;
-        let held_elsewhere = if subnet.lease_scope.is_empty() { self.foreign_addresses() } else { BTreeSet::new() };
         self.store().write(|tx| {
             if let Some(token) = &req.client_token {
                 let earlier = tx.scan(&NETWORK_INTERFACES, &format!("{account}/"))?;
@@ -358,7 +334,7 @@ impl Backend {
             }
             // The subnet (and its VPC) may have gone since it was read.
             crate::vpcs::subnet_in(tx, account, &subnet.id)?;
-            let record = new_interface(tx, account, &subnet, &req, &held_elsewhere)?;
+            let record = new_interface(tx, account, &subnet, &req)?;
             tx.insert(&NETWORK_INTERFACES, &key(account, &record.id), &record)?;
             tags::put_tags(tx, account, &record.id, tags)?;
             Ok(record)
@@ -391,7 +367,7 @@ impl Backend {
     /// Removes a detached interface: addresses, Elastic IP associations, tags.
     fn drop_interface(&self, tx: &WriteTx, record: &NetworkInterfaceRecord) -> Result<()> {
         let account = &record.account;
-        release_addresses(tx, &scope_of(tx, account, &record.vpc_id)?, record)?;
+        release_addresses(tx, &network::lease_scope(&record.vpc_id), record)?;
         crate::addresses::release_interface_addresses(tx, account, &record.id)?;
         tags::drop_tags(tx, account, &record.id)?;
         tx.remove(&NETWORK_INTERFACES, &key(account, &record.id))?;
@@ -431,9 +407,6 @@ impl Backend {
                     "NetworkInterfaceId",
                     format!("The network interface {id} and instance {instance_id} are in different availability zones."),
                 ));
-            }
-            if scope_of(tx, account, &instance.vpc_id)?.is_empty() {
-                return Err(bridge_refusal(instance_id));
             }
             let others = attached_to(tx, account, instance_id)?;
             let taken = device_index == 0 || others.iter().any(|o| o.attachment.as_ref().is_some_and(|a| a.device_index == device_index));
@@ -519,7 +492,7 @@ impl Backend {
                         Ok(())
                     }
                     InterfaceChange::SourceDestCheck(on) => {
-                        crate::attributes::set_source_dest_check(tx, account, &mut instance, on)?;
+                        crate::attributes::set_source_dest_check(&mut instance, on);
                         tx.insert(&INSTANCES, &instance_key, &instance)?;
                         Ok(())
                     }
@@ -547,7 +520,7 @@ impl Backend {
     }
 
     /// AssignPrivateIpAddresses: `addresses` by value and `count` more of the interface's
-    /// subnet, on an interface of its own or an instance's primary one (in a VPC on OVN). With
+    /// subnet, on an interface of its own or an instance's primary one. With
     /// `allow_reassignment`, an address another interface of the account holds as a secondary
     /// one moves here. Answers the addresses assigned.
     pub fn assign_private_addresses(
@@ -560,7 +533,6 @@ impl Backend {
     ) -> Result<Vec<String>> {
         let holder = self.address_holder(account, id)?;
         let subnet = self.subnet(account, &holder.subnet_id)?;
-        let held_elsewhere = if subnet.lease_scope.is_empty() { self.foreign_addresses() } else { BTreeSet::new() };
         self.network_changed_after(self.store().write(|tx| {
             let mut current = holder.read(tx, id)?;
             let wanted: Vec<Ipv4Addr> = addresses.iter().copied().filter(|a| !current.holds(&a.to_string())).collect();
@@ -575,7 +547,7 @@ impl Backend {
                 }
             }
             let mac = current.mac().to_owned();
-            let taken = lease_more(tx, &subnet, &holder.lease_key, &mac, &wanted, count, &held_elsewhere)?;
+            let taken = lease_more(tx, &subnet, &holder.lease_key, &mac, &wanted, count)?;
             current.secondary().extend(taken.iter().cloned());
             current.write(tx, &holder.lease_key)?;
             Ok(taken)
@@ -593,7 +565,7 @@ impl Backend {
                     format!("Some of the specified addresses are not assigned to interface {id} ({stranger})."),
                 ));
             }
-            let scope = scope_of(tx, account, current.vpc_id())?;
+            let scope = network::lease_scope(current.vpc_id());
             for address in addresses {
                 network::release_address(tx, &scope, address, &holder.lease_key)?;
                 crate::addresses::release_private_address(tx, account, id, address)?;
@@ -605,8 +577,7 @@ impl Backend {
     }
 
     /// Who holds the addresses of interface `id`: an interface of its own, or the instance
-    /// whose primary interface it is (in a VPC on OVN: on the hosts' bridge a guest holds one
-    /// address).
+    /// whose primary interface it is.
     fn address_holder(&self, account: &str, id: &str) -> Result<Holder> {
         self.store().read(|tx| {
             if let Some(own) = tx.get(&NETWORK_INTERFACES, &key(account, id))? {
@@ -617,13 +588,6 @@ impl Backend {
             };
             let instance = tx.get(&INSTANCES, &instance_key)?.filter(|i| i.state != InstanceState::Terminated);
             let Some(instance) = instance else { return Err(not_found(id)) };
-            if scope_of(tx, account, &instance.vpc_id)?.is_empty() {
-                return Err(Error::UnsupportedOperation(format!(
-                    "Secondary private addresses need a VPC on OVN; {id} is the primary interface of {}, in a \
-                     default VPC whose guests share the hosts' bridge.",
-                    instance.id
-                )));
-            }
             Ok(Holder { lease_key: instance_key, subnet_id: instance.subnet_id, instance: true })
         })
     }
@@ -826,14 +790,9 @@ pub(crate) fn give_back_primary_interface(tx: &WriteTx, instance: &InstanceRecor
     Ok(())
 }
 
-/// An interface as a guest NIC: always into OVN's integration bridge (interfaces are attached
-/// only to instances of VPCs of their own).
+/// An interface as a guest NIC: a port of OVN's integration bridge.
 pub(crate) fn nic_of(installation: &str, interface: &NetworkInterfaceRecord) -> Nic {
-    Nic {
-        mac: interface.mac.clone(),
-        bridge: crate::vpc_network::INTEGRATION_BRIDGE.to_owned(),
-        ovs_port: Some(crate::vpc_network::port_name(installation, &interface.id)),
-    }
+    Nic { mac: interface.mac.clone(), port: crate::vpc_network::port_name(installation, &interface.id) }
 }
 
 impl Backend {
@@ -900,15 +859,11 @@ impl Backend {
         &self,
         tx: &WriteTx,
         instance: &InstanceRecord,
-        instance_subnet: &Subnet,
         extra: &crate::instances::ExtraInterface,
         subnet: Option<&Subnet>,
         tags: &[(String, String)],
     ) -> Result<()> {
         let account = &instance.account;
-        if instance_subnet.lease_scope.is_empty() {
-            return Err(bridge_refusal(&instance.id));
-        }
         let mut record = match (&extra.existing, subnet) {
             (Some(id), _) => {
                 let record = interface_in(tx, account, id)?;
@@ -932,7 +887,7 @@ impl Backend {
                     description: extra.description.clone(),
                     ..Default::default()
                 };
-                let record = new_interface(tx, account, subnet, &req, &BTreeSet::new())?;
+                let record = new_interface(tx, account, subnet, &req)?;
                 tags::put_tags(tx, account, &record.id, tags)?;
                 record
             }

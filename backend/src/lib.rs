@@ -22,7 +22,6 @@ pub mod bridge;
 pub mod conductor;
 pub mod disk;
 pub mod fake;
-pub mod firewall;
 pub mod hosts;
 pub mod hypervisor;
 pub mod ids;
@@ -359,10 +358,6 @@ pub struct Backend {
     public_network: addresses::PublicNetwork,
     /// The OVN whose northbound state follows the store, if one is configured.
     ovn: Option<vpc_network::OvnSync>,
-    /// Where the DHCP server (dnsmasq's `--dhcp-hostsdir`) finds each instance's address.
-    dhcp_hosts_dir: Option<PathBuf>,
-    /// The filter XML last defined for each `(host id, instance id)`.
-    applied_filters: std::sync::Mutex<std::collections::HashMap<(String, String), String>>,
     /// Access keys recently looked up, with when ([`accounts::PRINCIPAL_TTL`]).
     principals: std::sync::RwLock<std::collections::HashMap<String, (accounts::Principal, std::time::Instant)>>,
 }
@@ -387,8 +382,6 @@ impl Backend {
             foreign: Default::default(),
             public_network: Default::default(),
             ovn: None,
-            dhcp_hosts_dir: None,
-            applied_filters: Default::default(),
             principals: Default::default(),
         }
     }
@@ -396,13 +389,6 @@ impl Backend {
     /// Where instance disks and imported images live; libvirt needs it absolute.
     pub fn with_data_dir(mut self, data_dir: &Path) -> Self {
         self.data_dir = std::path::absolute(data_dir).unwrap_or_else(|_| data_dir.to_owned());
-        self
-    }
-
-    /// Publishes each instance's `mac,address` there for the DHCP server (see
-    /// [`network`]).
-    pub fn with_dhcp_hosts_dir(mut self, dir: &Path) -> Self {
-        self.dhcp_hosts_dir = Some(dir.to_owned());
         self
     }
 

@@ -94,12 +94,8 @@ impl Backend {
             let mut snapshots = base.clone();
             crate::instances::charge_usage(tx, &mut snapshots)?;
             // Anywhere but where it is: the chosen target, or the scheduler's pick in its zone,
-            // among hosts the domain's definition suits (same guest bridge and accelerator).
-            let suits = |id: &str| {
-                self.hosts()
-                    .get(id)
-                    .is_some_and(|h| h.config.bridge == source.config.bridge && h.accelerator == source.accelerator)
-            };
+            // among hosts the domain's definition suits (same accelerator).
+            let suits = |id: &str| self.hosts().get(id).is_some_and(|h| h.accelerator == source.accelerator);
             let pool: Vec<_> = snapshots
                 .iter()
                 .filter(|h| h.id != instance.host_id && target.is_none_or(|t| h.id == t) && suits(&h.id))
@@ -201,10 +197,8 @@ impl Backend {
         if record.status != MigrationStatus::Queued {
             return self.settle(key, &record, Outcome::Interrupted);
         }
-        // The guest's security-group filter must be on the target before the guest is, and its
-        // OVN ports (VPCs of their own) bound on both hosts, the target's taking over when the
-        // guest announces itself there.
-        self.prepare_filter(target, instance)?;
+        // The guest's OVN ports are bound on both hosts, the target's taking over when the guest
+        // announces itself there.
         self.sync_ovn_now();
         self.set_status(id, MigrationStatus::Preparing)?;
         let done = AtomicBool::new(false);
@@ -222,11 +216,7 @@ impl Backend {
             (result, completed, monitor.join().unwrap_or(None))
         });
         match result {
-            Ok(()) => {
-                completed.unwrap_or(Ok(()))?;
-                self.drop_filter(source, &instance.id);
-                Ok(())
-            }
+            Ok(()) => completed.unwrap_or(Ok(())),
             // Where the guest is decides, not what the call said: a failure after switch-over
             // (post-copy) leaves it on the target.
             Err(error) => {

@@ -7,10 +7,8 @@
 //! nothing from outside reaches them through it ([`crate::vpc_network`]). As on AWS, it works
 //! when its own subnet is routed to the internet gateway.
 
-use std::collections::BTreeSet;
-
 use storage::tables::{ADDRESSES, INTERNET_GATEWAYS, LEASES, NAT_GATEWAYS};
-use storage::{AddressAssociationRecord, NatGatewayRecord, Reads, WriteTx};
+use storage::{AddressAssociationRecord, NatGatewayRecord, Reads};
 
 use crate::network::{self, Subnet};
 use crate::{ids, invalid, now_ms, tags, Backend, Error, ResourceKind, Result};
@@ -51,7 +49,6 @@ impl Backend {
     ) -> Result<NatGatewayRecord> {
         tags::validate_tags(tags)?;
         let subnet: Subnet = self.subnet(account, subnet_id)?;
-        let held_elsewhere = if subnet.lease_scope.is_empty() { self.foreign_addresses() } else { BTreeSet::new() };
         self.store().write(|tx| {
             if let Some(token) = client_token {
                 let earlier = tx.scan(&NAT_GATEWAYS, &format!("{account}/"))?;
@@ -73,8 +70,7 @@ impl Backend {
             }
             let id = ids::resource_id("nat");
             let interface = ids::resource_id("eni");
-            let private_ip =
-                network::lease_address(tx, &subnet, &key(account, &id), &network::new_mac(), &held_elsewhere)?;
+            let private_ip = network::lease_address(tx, &subnet, &key(account, &id), &network::new_mac())?;
             let nat = NatGatewayRecord {
                 id: id.clone(),
                 account: account.to_owned(),
@@ -105,10 +101,6 @@ impl Backend {
     /// DeleteNatGateway: its Elastic IP is disassociated (kept by the account), its address goes
     /// back to the subnet, routes through it turn `blackhole`.
     pub fn delete_nat_gateway(&self, account: &str, id: &str) -> Result<NatGatewayRecord> {
-        let subnet_scope = |tx: &WriteTx, nat: &NatGatewayRecord| -> Result<String> {
-            let vpc = tx.get(&storage::tables::VPCS, &key(account, &nat.vpc_id))?;
-            Ok(network::lease_scope(vpc.as_ref()))
-        };
         self.store().write(|tx| {
             let nat = nat_gateway_in(tx, account, id)?;
             if let Some(mut address) = tx.get(&ADDRESSES, &key(account, &nat.allocation_id))? {
@@ -117,7 +109,7 @@ impl Backend {
                     tx.insert(&ADDRESSES, &key(account, &nat.allocation_id), &address)?;
                 }
             }
-            let lease = format!("{}{}", subnet_scope(tx, &nat)?, nat.private_ip);
+            let lease = format!("{}{}", network::lease_scope(&nat.vpc_id), nat.private_ip);
             if tx.get(&LEASES, &lease)?.is_some_and(|l| l.instance_key == key(account, id)) {
                 tx.remove(&LEASES, &lease)?;
             }

@@ -6,10 +6,10 @@
 //! dir's path:
 //! - a domain: `<metadata><stratus:owner xmlns:stratus='…' installation='…' data-dir='…'
 //!   address='…'/></metadata>` ([`owner_metadata`]);
-//! - an instance's nwfilter, whose XML has no room for metadata: its UUID starts with the id
-//!   (`iiiiiiii-iiii-iiii-…`, [`filter_uuid`]);
-//! - a DHCP host entry: a first line `# stratus installation=… data-dir=…`, a comment to
-//!   dnsmasq ([`dhcp_entry`]).
+//! - its rows in OVN's northbound database: `external_ids:stratus-installation` on every row,
+//!   `stratus-data-dir` on its routers ([`crate::vpc_network`]);
+//! - its VPCs' metadata namespaces on this machine: their plugs into the integration bridge
+//!   carry the installation and the VPC.
 //!
 //! Instance disks, console logs and images live in the data dir: removing the data dir
 //! removes them, so they need no mark.
@@ -17,20 +17,22 @@
 //! The inventory ([`Backend::inventory`]) lists what the hosts hold that is not this
 //! installation's: objects marked by another installation, and objects without a mark (from a
 //! Stratus older than the marks) that this installation's store does not know. Only names
-//! Stratus gives are looked at (`i-…` domains and DHCP entries, `stratus-i-…` filters): an
-//! operator's own domains are never listed, let alone touched. Another installation is *live*
+//! Stratus gives are looked at (`i-…` domains, rows marked as Stratus's): an operator's own
+//! domains are never listed, let alone touched. Another installation is *live*
 //! while its data dir still holds its id, and *gone* once the data dir was removed or reused;
 //! the objects of gone installations and unmarked ones are **orphans**.
 //!
-//! What the leftovers hold stays out of this installation's way: the addresses foreign guests
-//! use or foreign DHCP entries claim on the shared segment are never handed out
-//! ([`Backend::foreign_addresses`]); the set is made at start and renewed whenever the sweep
-//! sees the hosts' unknown domains change.
+//! What the leftovers hold stays out of this installation's way: every installation's VPCs are
+//! networks of their own in OVN, so their private addresses never meet; the public addresses
+//! other installations' networks hold are never handed out here
+//! ([`Backend::reserve_public_addresses_of_others`]). The inventory is taken at start and again
+//! whenever the sweep sees the hosts' unknown domains change.
 //!
 //! Cleaning ([`Backend::clean`]) is always asked for by an operator (`stratus host clean`), for
 //! the orphans or for one named installation, and never touches this installation's objects:
-//! a domain is powered off and undefined, then its filter and its DHCP entry go (releasing the
-//! lease). Files in another installation's data dir are left alone.
+//! a domain is powered off and undefined; another installation's OVN rows and its VPCs'
+//! metadata namespaces go with `--installation` (or once its data dir is gone). Files in another
+//! installation's data dir are left alone.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::Ipv4Addr;
@@ -52,7 +54,7 @@ pub const INSTALLATION_FILE: &str = "installation";
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Mark {
     pub installation: String,
-    /// Where the installation keeps its data (absent on filters).
+    /// Where the installation keeps its data (absent on rows older than that part of the mark).
     pub data_dir: Option<String>,
 }
 
@@ -133,68 +135,11 @@ pub fn domain_facts(xml: &str) -> DomainFacts {
     facts
 }
 
-/// The UUID of `installation`'s filter `name`: the installation id, then the tail of a UUID
-/// derived from the name (libvirt redefines a filter only under the UUID it already has, so
-/// it must not change between definitions).
-pub fn filter_uuid(installation: &str, name: &str) -> String {
-    let derived = legacy_filter_uuid(name);
-    if !is_installation_id(installation) {
-        return derived;
-    }
-    format!("{}-{}-{}{}", &installation[..8], &installation[8..12], &installation[12..16], &derived[18..])
-}
-
-/// The UUID filters got before they carried their installation.
-pub fn legacy_filter_uuid(name: &str) -> String {
-    uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, name.as_bytes()).to_string()
-}
-
-/// The installation a filter's UUID names; `None` for a filter from before the marks.
-pub fn filter_installation(name: &str, uuid: &str) -> Option<String> {
-    if uuid.len() != 36 || uuid.eq_ignore_ascii_case(&legacy_filter_uuid(name)) {
-        return None;
-    }
-    let id = format!("{}{}{}", &uuid[..8], &uuid[9..13], &uuid[14..18]).to_ascii_lowercase();
-    is_installation_id(&id).then_some(id)
-}
-
-/// A DHCP host entry for dnsmasq's hosts dir, marked as `installation`'s.
-pub fn dhcp_entry(installation: &str, data_dir: &Path, mac: &str, address: &str) -> String {
-    // One line per field: a data dir with a line break in its name must not end the comment.
-    let data_dir = data_dir.to_string_lossy().replace(['\n', '\r'], "?");
-    let hostname = format!("ip-{}", address.replace('.', "-"));
-    format!("# stratus installation={installation} data-dir={data_dir}\n{mac},{address},{hostname}\n")
-}
-
-/// The mark and the claimed address of a DHCP host entry.
-pub fn dhcp_entry_facts(text: &str) -> (Option<Mark>, Option<Ipv4Addr>) {
-    let mut mark = None;
-    for comment in text.lines().filter_map(|line| line.strip_prefix("# stratus ")) {
-        let (ids, data_dir) = match comment.split_once(" data-dir=") {
-            Some((ids, dir)) => (ids, Some(dir.to_owned())),
-            None => (comment, None),
-        };
-        if let Some(id) = ids.strip_prefix("installation=").filter(|id| is_installation_id(id)) {
-            mark = Some(Mark { installation: id.to_owned(), data_dir });
-        }
-    }
-    (mark, dhcp_host_line(text).and_then(|(_, address)| address.trim().parse().ok()))
-}
-
-/// The `(mac, address)` of an entry's first host line (`mac,address,hostname`).
-fn dhcp_host_line(text: &str) -> Option<(&str, &str)> {
-    let line = text.lines().find(|line| !line.starts_with('#'))?;
-    let mut fields = line.split(',');
-    Some((fields.next()?, fields.next()?))
-}
-
 /// What kind of object a leftover is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ObjectKind {
     Domain,
-    Filter,
-    DhcpEntry,
     /// An installation's rows in OVN's northbound database (routers, switches, port groups…).
     OvnNetwork,
     /// A VPC's metadata namespace on this machine, with its plug into the integration bridge.
@@ -205,8 +150,6 @@ impl ObjectKind {
     pub fn label(self) -> &'static str {
         match self {
             Self::Domain => "domain",
-            Self::Filter => "nwfilter",
-            Self::DhcpEntry => "DHCP entry",
             Self::OvnNetwork => "OVN rows",
             Self::MetadataNamespace => "metadata namespace",
         }
@@ -249,7 +192,7 @@ impl Owner {
 /// One object on a host that is not this installation's.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Leftover {
-    /// The host id; DHCP entries are this machine's (`local`).
+    /// The host id; `ovn` for OVN's rows, `local` for this machine's namespaces.
     pub host: String,
     pub kind: ObjectKind,
     pub name: String,
@@ -273,22 +216,11 @@ impl Leftover {
     }
 }
 
-/// One of this installation's addresses that a leftover claims too.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Conflict {
-    pub address: Ipv4Addr,
-    /// `{account}/{instance id}` of ours.
-    pub instance: String,
-    /// The leftover's name.
-    pub leftover: String,
-}
-
 /// What the hosts hold that is not this installation's.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Inventory {
     pub installation: String,
     pub leftovers: Vec<Leftover>,
-    pub conflicts: Vec<Conflict>,
     /// Hosts that did not answer, with why: what they hold is unknown.
     pub unreachable: Vec<(String, String)>,
     /// Other installations' logical networks in OVN, with the public addresses their gateway
@@ -303,32 +235,21 @@ impl Inventory {
         self.leftovers.iter().filter(|l| l.owner.is_orphan())
     }
 
-    /// Addresses the leftovers hold or claim on the shared segment.
-    pub fn addresses(&self) -> BTreeSet<Ipv4Addr> {
-        self.leftovers.iter().filter_map(|l| l.address).collect()
-    }
-
     /// The log block said at start: what is in the way and how to remove it; `None` when
     /// nothing is.
     pub fn report(&self) -> Option<String> {
         let networks = self.ovn_networks_report();
-        if self.leftovers.is_empty() && self.conflicts.is_empty() {
+        if self.leftovers.is_empty() {
             return networks;
         }
         let mut text = format!(
-            "the hosts hold {} object(s) that are not this installation's ({}); their addresses are not handed out:",
+            "the hosts hold {} object(s) that are not this installation's ({}):",
             self.leftovers.len(),
             self.installation
         );
         for leftover in &self.leftovers {
             text.push_str("\n  ");
             text.push_str(&leftover.line());
-        }
-        for conflict in &self.conflicts {
-            text.push_str(&format!(
-                "\n  address conflict: {} is {}'s here and claimed by {}",
-                conflict.address, conflict.instance, conflict.leftover
-            ));
         }
         text.push('\n');
         text.push_str(&self.hint());
@@ -449,7 +370,7 @@ fn is_instance_name(name: &str) -> bool {
     ResourceKind::of_id(name) == Some(ResourceKind::Instance)
 }
 
-/// The host id DHCP entries are listed under: they live on the machine Stratus runs on.
+/// The host id this machine's own objects (metadata namespaces) are listed under.
 pub const LOCAL: &str = "local";
 
 impl Backend {
@@ -475,11 +396,6 @@ impl Backend {
     /// The `<metadata>` this installation puts on an instance's domain.
     pub(crate) fn domain_mark(&self, record: &storage::InstanceRecord) -> Result<String> {
         Ok(owner_metadata(self.installation()?, self.data_dir(), &record.private_ip))
-    }
-
-    /// Addresses that leftovers of other installations hold or claim: never handed out.
-    pub fn foreign_addresses(&self) -> BTreeSet<Ipv4Addr> {
-        self.foreign.read().unwrap_or_else(|p| p.into_inner()).addresses.clone()
     }
 
     /// Other installations' logical networks in OVN; `None` without OVN, or when it does not
@@ -561,51 +477,22 @@ impl Backend {
         Ok(networks)
     }
 
-    /// Lists what the hosts (and this machine's DHCP entries) hold that is not this
-    /// installation's, and renews the addresses kept out of allocation. Blocks on the hosts.
+    /// Lists what the hosts and OVN hold that is not this installation's, and renews the public
+    /// addresses kept out of allocation. Blocks on the hosts.
     pub fn inventory(&self) -> Result<Inventory> {
         let ours = self.installation()?.to_owned();
         let mut unreachable = Vec::new();
         // What the hosts hold under names Stratus gives, before reading any definition.
         let mut domains = Vec::new();
-        let mut filters = Vec::new();
         for host in self.hosts().iter() {
             match host.driver.domains() {
                 Ok(list) => domains.extend(list.into_iter().filter(|d| is_instance_name(&d.name)).map(|d| (host, d))),
-                Err(error) => {
-                    unreachable.push((host.id.clone(), error.to_string()));
-                    continue;
-                }
-            }
-            // Hosts without filters (libvirt's test driver) are not asked for them.
-            if Self::enforces(host) {
-                match host.driver.filters() {
-                    Ok(list) => filters.extend(
-                        list.into_iter()
-                            .filter(|f| f.name.strip_prefix("stratus-").is_some_and(is_instance_name))
-                            .map(|f| (host, f)),
-                    ),
-                    Err(error) => tracing::warn!(host = %host.id, %error, "could not list the host's network filters"),
-                }
-            }
-        }
-        let mut entries = Vec::new();
-        if let Some(Ok(dir)) = self.dhcp_hosts_dir.as_ref().map(std::fs::read_dir) {
-            for entry in dir.flatten() {
-                let name = entry.file_name().to_string_lossy().into_owned();
-                if is_instance_name(&name) {
-                    entries.push((name, entry.path()));
-                }
+                Err(error) => unreachable.push((host.id.clone(), error.to_string())),
             }
         }
         // Instance ids are random and never reused: a name this store knows is this
         // installation's, whatever (or whether) it is marked. Only the others are read.
-        let names: BTreeSet<&str> = domains
-            .iter()
-            .map(|(_, d)| d.name.as_str())
-            .chain(filters.iter().filter_map(|(_, f)| f.name.strip_prefix("stratus-")))
-            .chain(entries.iter().map(|(name, _)| name.as_str()))
-            .collect();
+        let names: BTreeSet<&str> = domains.iter().map(|(_, d)| d.name.as_str()).collect();
         let known: BTreeSet<String> = self.store().read(|tx| {
             let mut known = BTreeSet::new();
             for name in names {
@@ -638,35 +525,6 @@ impl Backend {
             };
             found.push((leftover, facts.mark));
         }
-        for (host, filter) in filters {
-            if filter.name.strip_prefix("stratus-").is_some_and(|i| known.contains(i)) {
-                continue;
-            }
-            let mark = filter_installation(&filter.name, &filter.uuid)
-                .map(|installation| Mark { installation, data_dir: None });
-            let leftover = Leftover {
-                host: host.id.clone(),
-                kind: ObjectKind::Filter,
-                name: filter.name,
-                owner: Owner::Unmarked,
-                running: false,
-                address: None,
-            };
-            found.push((leftover, mark));
-        }
-        for (name, path) in entries.into_iter().filter(|(name, _)| !known.contains(name)) {
-            let Ok(text) = std::fs::read_to_string(path) else { continue };
-            let (mark, address) = dhcp_entry_facts(&text);
-            let leftover = Leftover {
-                host: LOCAL.into(),
-                kind: ObjectKind::DhcpEntry,
-                name,
-                owner: Owner::Unmarked,
-                running: false,
-                address,
-            };
-            found.push((leftover, mark));
-        }
         // Other installations' networks in OVN whose routers name their data dir: orphans once
         // it is gone. (Rows older than that mark are removed by `--installation` only.)
         let others = self.other_networks_in_ovn();
@@ -684,40 +542,19 @@ impl Backend {
             found.push((leftover, Some(Mark { installation, data_dir: Some(data_dir) })));
         }
         let leftovers = classify(&ours, found, installation_is_live);
-        let conflicts = self.conflicts(&leftovers)?;
         let ovn_networks = match &others {
             Some(others) => self.reserve_public_addresses(others)?,
             None => BTreeMap::new(),
         };
-        let inventory = Inventory { installation: ours, leftovers, conflicts, unreachable, ovn_networks };
+        let inventory = Inventory { installation: ours, leftovers, unreachable, ovn_networks };
         let mut foreign = self.foreign.write().unwrap_or_else(|p| p.into_inner());
-        foreign.addresses = inventory.addresses();
         foreign.domains = foreign_domains;
         foreign.taken = true;
         Ok(inventory)
     }
 
-    /// This installation's leased addresses that leftovers claim too.
-    fn conflicts(&self, leftovers: &[Leftover]) -> Result<Vec<Conflict>> {
-        let claims: Vec<(Ipv4Addr, &str)> =
-            leftovers.iter().filter_map(|l| l.address.map(|a| (a, l.name.as_str()))).collect();
-        if claims.is_empty() {
-            return Ok(Vec::new());
-        }
-        self.store().read(|tx| {
-            let mut conflicts = Vec::new();
-            for (address, leftover) in claims {
-                if let Some(lease) = tx.get(&storage::tables::LEASES, &address.to_string())? {
-                    conflicts.push(Conflict { address, instance: lease.instance_key, leftover: leftover.to_owned() });
-                }
-            }
-            Ok::<_, Error>(conflicts)
-        })
-    }
-
     /// Called by each sweep with the domains no instance of this store accounts for: when
-    /// that set changed, the inventory is taken again so that new foreign guests' addresses
-    /// are kept out of allocation (and gone ones come back).
+    /// that set changed, the inventory is taken again (and said in the log).
     pub(crate) fn note_unknown_domains(&self, unknown: &[(String, String)]) {
         let names: BTreeSet<String> =
             unknown.iter().map(|(_, name)| name.clone()).filter(|n| is_instance_name(n)).collect();
@@ -760,18 +597,12 @@ impl Backend {
             .filter_map(|l| l.owner.installation().map(str::to_owned))
             .collect();
         let network_picked = !networks_going.is_empty();
-        // Domains first: a filter in use cannot go, and a DHCP entry goes with its guest.
+        // Domains first: their guests go before their network does.
         picked.sort_by_key(|l| l.kind);
         let mut steps = Vec::new();
-        let mut released = false;
         for leftover in picked {
-            let error = if dry_run { None } else { self.remove_leftover(&leftover, &mut released).err() };
+            let error = if dry_run { None } else { self.remove_leftover(&leftover).err() };
             steps.push(CleanStep { leftover, error });
-        }
-        if released {
-            if let Some(dir) = &self.dhcp_hosts_dir {
-                crate::network::reload_dnsmasq(dir);
-            }
         }
         // Another installation's logical network goes with it (its guests are gone above).
         if let (Selection::Installation(id), Some(sync), false) = (selection, &self.ovn, network_picked) {
@@ -820,7 +651,7 @@ impl Backend {
         Ok(steps)
     }
 
-    fn remove_leftover(&self, leftover: &Leftover, released: &mut bool) -> std::result::Result<(), String> {
+    fn remove_leftover(&self, leftover: &Leftover) -> std::result::Result<(), String> {
         let host = || self.hosts().get(&leftover.host).ok_or_else(|| format!("no host {}", leftover.host));
         match leftover.kind {
             ObjectKind::Domain => {
@@ -828,7 +659,6 @@ impl Backend {
                 crate::instances::tolerate_missing(host.driver.destroy(&leftover.name)).map_err(|e| e.to_string())?;
                 host.driver.undefine(&leftover.name).map_err(|e| e.to_string())
             }
-            ObjectKind::Filter => host()?.driver.undefine_filter(&leftover.name).map_err(|e| e.to_string()),
             // Another installation's whole network in OVN (its namespaces: in `clean`).
             ObjectKind::OvnNetwork => {
                 let (Some(sync), Some(installation)) = (&self.ovn, leftover.owner.installation()) else {
@@ -839,21 +669,6 @@ impl Backend {
             }
             // Removed in `clean`.
             ObjectKind::MetadataNamespace => Ok(()),
-            ObjectKind::DhcpEntry => {
-                let Some(dir) = &self.dhcp_hosts_dir else { return Ok(()) };
-                let path = dir.join(&leftover.name);
-                let text = std::fs::read_to_string(&path).unwrap_or_default();
-                match std::fs::remove_file(&path) {
-                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.to_string()),
-                    _ => {}
-                }
-                // The guest is gone: its lease may go to the next one at once.
-                if let (Some(address), Some((mac, _))) = (leftover.address, dhcp_host_line(&text)) {
-                    crate::network::release_leases(dir, |ip, m| ip == address.to_string() && m == mac);
-                }
-                *released = true;
-                Ok(())
-            }
         }
     }
 }
@@ -861,8 +676,6 @@ impl Backend {
 /// What the inventory keeps between sweeps.
 #[derive(Debug, Default)]
 pub(crate) struct Foreign {
-    /// Addresses leftovers hold or claim.
-    pub addresses: BTreeSet<Ipv4Addr>,
     /// The `i-…` domains not of this store that the last look saw.
     pub domains: BTreeSet<String>,
     /// Whether an inventory was taken at all.
@@ -963,33 +776,6 @@ mod tests {
         assert_eq!(domain_facts("<domain><unclosed").mark, None);
     }
 
-    #[test]
-    fn filter_uuids_carry_their_installation_and_stay_stable() {
-        let uuid = filter_uuid(ID, "stratus-i-1");
-        assert!(uuid.starts_with("01234567-89ab-cdef-"), "{uuid}");
-        assert_eq!(uuid, filter_uuid(ID, "stratus-i-1"));
-        assert_ne!(uuid, filter_uuid(ID, "stratus-i-2"));
-        assert!(uuid::Uuid::parse_str(&uuid).is_ok());
-        assert_eq!(filter_installation("stratus-i-1", &uuid).as_deref(), Some(ID));
-        assert_eq!(filter_installation("stratus-i-1", &uuid.to_uppercase()).as_deref(), Some(ID));
-        assert_eq!(filter_installation("stratus-i-1", &legacy_filter_uuid("stratus-i-1")), None, "from before marks");
-        assert_eq!(filter_installation("stratus-i-1", "short"), None);
-    }
-
-    #[test]
-    fn dhcp_entries_are_marked_in_a_comment() {
-        let text = dhcp_entry(ID, Path::new("/srv/data\nx"), "52:54:00:aa:bb:cc", "172.31.0.4");
-        assert_eq!(text.lines().count(), 2, "a line break in the path cannot end the comment: {text}");
-        assert!(text.ends_with("52:54:00:aa:bb:cc,172.31.0.4,ip-172-31-0-4\n"));
-        let (mark, address) = dhcp_entry_facts(&text);
-        assert_eq!(mark, Some(Mark { installation: ID.into(), data_dir: Some("/srv/data?x".into()) }));
-        assert_eq!(address, Some(Ipv4Addr::new(172, 31, 0, 4)));
-        assert_eq!(
-            dhcp_entry_facts("52:54:00:aa:bb:cc,172.31.0.7,ip-172-31-0-7\n"),
-            (None, Some(Ipv4Addr::new(172, 31, 0, 7)))
-        );
-    }
-
     fn found(kind: ObjectKind, name: &str, mark: Option<(&str, Option<&str>)>) -> (Leftover, Option<Mark>) {
         let leftover = Leftover {
             host: "h".into(),
@@ -1007,13 +793,13 @@ mod tests {
     fn classification_keeps_ours_out_and_tells_live_from_gone() {
         let objects = vec![
             found(ObjectKind::Domain, "i-1", Some((ID, Some("/ours")))),
-            found(ObjectKind::Filter, "stratus-i-1", Some((ID, None))),
+            found(ObjectKind::OvnNetwork, "network-of-ours", Some((ID, None))),
             found(ObjectKind::Domain, "i-2", Some((OTHER, Some("/live")))),
-            // A filter names no data dir: its installation's domain does.
-            found(ObjectKind::Filter, "stratus-i-2", Some((OTHER, None))),
+            // Rows older than the data-dir mark name none: their installation's domain does.
+            found(ObjectKind::OvnNetwork, "network-of-other", Some((OTHER, None))),
             found(ObjectKind::Domain, "i-3", Some(("aaaaaaaaaaaaaaaa", Some("/removed")))),
-            found(ObjectKind::Filter, "stratus-i-4", Some(("bbbbbbbbbbbbbbbb", None))),
-            found(ObjectKind::DhcpEntry, "i-6", None),
+            found(ObjectKind::OvnNetwork, "network-of-b", Some(("bbbbbbbbbbbbbbbb", None))),
+            found(ObjectKind::Domain, "i-6", None),
         ];
         let live = |id: &str, dir: &str| id == OTHER && dir == "/live";
         let leftovers = classify(ID, objects, live);
@@ -1024,20 +810,20 @@ mod tests {
             vec![
                 ("i-2", &live_owner),
                 ("i-3", &Owner::Gone { installation: "aaaaaaaaaaaaaaaa".into() }),
-                ("stratus-i-2", &live_owner),
-                ("stratus-i-4", &Owner::Gone { installation: "bbbbbbbbbbbbbbbb".into() }),
                 ("i-6", &Owner::Unmarked),
+                ("network-of-b", &Owner::Gone { installation: "bbbbbbbbbbbbbbbb".into() }),
+                ("network-of-other", &live_owner),
             ]
         );
         let orphans: Vec<&str> =
             leftovers.iter().filter(|l| Selection::Orphans.picks(l)).map(|l| l.name.as_str()).collect();
-        assert_eq!(orphans, ["i-3", "stratus-i-4", "i-6"]);
+        assert_eq!(orphans, ["i-3", "i-6", "network-of-b"]);
         let named: Vec<&str> = leftovers
             .iter()
             .filter(|l| Selection::Installation(OTHER.into()).picks(l))
             .map(|l| l.name.as_str())
             .collect();
-        assert_eq!(named, ["i-2", "stratus-i-2"]);
+        assert_eq!(named, ["i-2", "network-of-other"]);
     }
 
     #[test]
@@ -1086,7 +872,6 @@ mod tests {
                 leftover("i-1", Owner::Gone { installation: OTHER.into() }),
                 leftover("i-2", Owner::Live { installation: OTHER.into(), data_dir: "/d".into() }),
             ],
-            conflicts: vec![],
             unreachable: vec![],
             ovn_networks: Default::default(),
         };

@@ -399,7 +399,7 @@ impl Backend {
                         let peer = tx.get(&SECURITY_GROUPS, &group_key(account, &group_id))?;
                         let peer = peer.ok_or_else(|| not_found(&group_id))?;
                         // A group's members are addresses of its VPC: in another VPC the same
-                        // addresses are other guests (another account's, on the shared bridge).
+                        // addresses are other guests, maybe another account's.
                         if peer.vpc_id != vpc_id {
                             return Err(invalid(
                                 "GroupId",

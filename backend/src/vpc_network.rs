@@ -1,21 +1,22 @@
-//! The accounts' networks as OVN should hold them (issue 16, in progress).
+//! The accounts' networks as OVN should hold them.
 //!
-//! Every VPC ([`crate::vpcs`]) becomes a logical router, each of its subnets a logical switch
-//! on that router with OVN's DHCP, and every
-//! instance that is not terminated a switch port (named by a UUID derived from its network
-//! interface id, [`port_name`]), with its MAC and address and port security. VPCs of different accounts are different routers, so the
-//! same address in two accounts never meets.
+//! Every VPC ([`crate::vpcs`]), each account's default one included, becomes a logical router,
+//! each of its subnets a logical switch on that router with OVN's DHCP, and every instance that
+//! is not terminated a switch port (named by a UUID derived from its network interface id,
+//! [`port_name`]), with its MAC and addresses and port security. VPCs of different accounts are
+//! different routers, so the same address in two accounts never meets. Security groups are port
+//! groups with ACLs.
 //!
 //! [`desired`] is a pure function of the store's records. When a northbound database is
 //! configured ([`Backend::with_ovn`]), each sweep reconciles OVN with it ([`Backend::sync_ovn`]):
 //! at once when the wanted network changed, and every [`FULL_RECONCILE`] anyway, which repairs
-//! drift and finishes whatever a crash interrupted.
+//! drift and finishes whatever a crash interrupted. Without one (libvirt's test driver, the
+//! fake) the network is records only, and launches onto hosts that run real guests are refused
+//! ([`Backend::ensure_vpc_networking`]).
 //!
-//! Guests of a VPC of their own are plugged into OVN: their NIC goes into the host's
-//! integration bridge as their logical port ([`Backend::ovn_port`]), and OVN's DHCP, router and
-//! port security serve them. So do default VPCs' guests, unless their VPC was made where OVN
-//! was not configured ([`storage::VpcRecord::on_bridge`]): those sit on the hosts' Linux bridge
-//! (their addresses are unique across accounts there), guarded by nwfilter.
+//! Guests are plugged into OVN: their NIC goes into the host's integration bridge as their
+//! logical port ([`Backend::ovn_port`]), and OVN's DHCP, router, ACLs and port security serve
+//! them.
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -42,7 +43,7 @@ pub struct Interface {
     pub subnet_id: String,
     pub mac: String,
     pub address: String,
-    /// Its security groups, which OVN enforces in VPCs of their own.
+    /// Its security groups, which OVN enforces.
     pub groups: Vec<String>,
     /// The public address it was given at launch, if any.
     pub public_ip: Option<String>,
@@ -156,10 +157,9 @@ pub struct MetadataPort {
     pub router: Ipv4Addr,
 }
 
-/// The metadata port of a VPC of its own with at least one subnet; `None` otherwise (default
-/// VPCs on the hosts' bridge reach the service there).
+/// The metadata port of a VPC with at least one subnet; `None` for one without.
 pub fn metadata_port(vpc_id: &str, subnets: &[Subnet]) -> Option<MetadataPort> {
-    let subnet = subnets.iter().filter(|s| !s.lease_scope.is_empty()).min_by_key(|s| (s.zone_index, s.network))?;
+    let subnet = subnets.iter().min_by_key(|s| (s.zone_index, s.network))?;
     Some(MetadataPort {
         vpc_id: vpc_id.to_owned(),
         name: format!("stratus-{vpc_id}-meta"),
@@ -455,7 +455,7 @@ fn dns_server(vpc_cidr: &str) -> String {
 /// What OVN should hold for `installation`: each VPC (its id and CIDR) with its subnets, and
 /// the interfaces in them. Interfaces of subnets not listed are left out.
 ///
-/// The interfaces of VPCs of their own are guarded: every one is in the installation's drop
+/// Every interface is guarded: every one is in the installation's drop
 /// group, and in the port group of each of its security groups (`groups`: those of VPCs of
 /// their own), whose rules become the ACLs that let traffic through ([`rule_acl`]).
 pub fn desired(
@@ -600,10 +600,8 @@ pub fn desired(
             ports: Vec::new(),
         });
     }
-    let own_subnets: std::collections::BTreeSet<&str> = vpcs
-        .iter()
-        .flat_map(|v| v.subnets.iter().filter(|s| !s.lease_scope.is_empty()).map(|s| s.id.as_str()))
-        .collect();
+    let own_subnets: std::collections::BTreeSet<&str> =
+        vpcs.iter().flat_map(|v| v.subnets.iter().map(|s| s.id.as_str())).collect();
     let guarded: Vec<&Interface> = interfaces.iter().filter(|i| own_subnets.contains(i.subnet_id.as_str())).collect();
     if guarded.is_empty() && groups.is_empty() {
         return out;
@@ -722,18 +720,13 @@ impl Backend {
         }
     }
 
-    /// The OVN logical port an instance's NIC is plugged in as, when its VPC is one of its own
-    /// (on OVN, not on the hosts' shared bridge).
-    pub fn ovn_port(&self, record: &InstanceRecord) -> Result<Option<String>> {
-        let vpc = self.store().read(|tx| tx.get(&VPCS, &format!("{}/{}", record.account, record.vpc_id)))?;
-        if crate::network::lease_scope(vpc.as_ref()).is_empty() {
-            return Ok(None);
-        }
-        Ok(Some(port_name(self.installation()?, &record.network_interface_id)))
+    /// The OVN logical port an instance's primary NIC is plugged in as.
+    pub fn ovn_port(&self, record: &InstanceRecord) -> Result<String> {
+        Ok(port_name(self.installation()?, &record.network_interface_id))
     }
 
-    /// Whether instances can be given a VPC of their own here: OVN is configured, or no host
-    /// runs guests that could use a network (libvirt's test driver).
+    /// Whether instances can be launched into a VPC here: OVN is configured, or no host runs
+    /// guests that could use a network (libvirt's test driver, the fake: records only).
     pub(crate) fn ensure_vpc_networking(&self, vpc_id: &str) -> Result<()> {
         let runs_guests = self.hosts().iter().any(|h| h.accelerator != crate::hypervisor::Accelerator::Test);
         if self.ovn.is_some() || !runs_guests {
@@ -746,11 +739,11 @@ impl Backend {
         )))
     }
 
-    /// The metadata ports of every VPC of its own (what the hosts' metadata namespaces serve).
+    /// The metadata ports of every VPC (what the hosts' metadata namespaces serve).
     pub fn metadata_ports(&self) -> Result<Vec<MetadataPort>> {
         let vpcs = self.store().read(|tx| tx.scan(&VPCS, ""))?;
         let mut ports = Vec::new();
-        for (_, vpc) in vpcs.into_iter().filter(|(_, v)| !v.shares_bridge()) {
+        for (_, vpc) in vpcs {
             ports.extend(metadata_port(&vpc.id, &self.subnets(&vpc.account, &vpc.id)?));
         }
         Ok(ports)
@@ -785,20 +778,14 @@ impl Backend {
             .iter()
             .filter_map(|(_, a)| a.association.as_ref().map(|x| x.network_interface_id.as_str()))
             .collect();
-        let own: std::collections::BTreeSet<String> =
-            vpcs.iter().filter(|(_, v)| !v.shares_bridge()).map(|(_, v)| format!("{}/{}", v.account, v.id)).collect();
-        let groups: Vec<SecurityGroupRecord> = groups
-            .into_iter()
-            .map(|(_, g)| g)
-            .filter(|g| own.contains(&format!("{}/{}", g.account, g.vpc_id)))
-            .collect();
+        let groups: Vec<SecurityGroupRecord> = groups.into_iter().map(|(_, g)| g).collect();
         let mut views = Vec::new();
-        for (key, vpc) in vpcs {
+        for (_, vpc) in vpcs {
             let subnets = self.subnets(&vpc.account, &vpc.id)?;
             let mine =
                 |account: &str, id: &Option<String>| account == vpc.account && id.as_deref() == Some(vpc.id.as_str());
             let gateway = gateways.iter().map(|(_, g)| g).find(|g| mine(&g.account, &g.vpc_id));
-            let public_ip = gateway.filter(|_| own.contains(&key)).and_then(|g| g.public_ip.clone());
+            let public_ip = gateway.and_then(|g| g.public_ip.clone());
             let elastic_ips = addresses
                 .iter()
                 .filter_map(|(_, a)| {
@@ -982,8 +969,10 @@ mod tests {
         assert_eq!(d.routers.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), ["stratus-vpc-a", "stratus-vpc-z"]);
         assert_eq!(d.routers[0].ports[0].networks, ["172.31.0.1/20"]);
         let switch = &d.switches[0];
-        assert_eq!((switch.owner.as_str(), switch.ports.len()), (a[0].id.as_str(), 1));
-        assert_eq!(switch.ports[0].address_entry(), "52:54:00:00:00:01 172.31.0.4");
+        // The interface's port, and the VPC's metadata port.
+        assert_eq!((switch.owner.as_str(), switch.ports.len()), (a[0].id.as_str(), 2));
+        let port = |switch: &Switch, owner: &str| switch.ports.iter().find(|p| p.owner == owner).cloned().unwrap();
+        assert_eq!(port(switch, "eni-1").address_entry(), "52:54:00:00:00:01 172.31.0.4");
         let dhcp = switch.dhcp.as_ref().unwrap();
         assert_eq!(
             (dhcp.cidr.as_str(), dhcp.router.as_str(), dhcp.dns_server.as_str()),
@@ -991,14 +980,19 @@ mod tests {
         );
         assert_eq!(dhcp.server_mac, d.routers[0].ports[0].mac, "DHCP answers from the router's port");
         assert_ne!(d.routers[0].ports[0].mac, d.routers[1].ports[0].mac);
-        assert_eq!(d.switches[1].ports[0].name, port_name("0123456789abcdef", "eni-2"));
-        assert_eq!(d.switches[1].ports[0].owner, "eni-2");
+        assert_eq!(port(&d.switches[1], "eni-2").name, port_name("0123456789abcdef", "eni-2"));
         assert_eq!(port_name("0123456789abcdef", "eni-2").len(), 36, "a UUID, as libvirt names ports");
         assert_ne!(port_name("0123456789abcdef", "eni-2"), port_name("fedcba9876543210", "eni-2"));
+        let guard = &d.port_groups[0];
+        assert_eq!(guard.name, guarded_port_group("0123456789abcdef"));
+        let mut both = [port_name("0123456789abcdef", "eni-1"), port_name("0123456789abcdef", "eni-2")];
+        both.sort();
+        assert_eq!(guard.ports, both, "default VPCs' ports are guarded by OVN's ACLs like any other");
         // An interface of a subnet no VPC lists is not wanted anywhere.
         let stray = desired("0123456789abcdef", None, &vpcs[..1], &interfaces, &[]);
-        assert!(d.port_groups.is_empty(), "default VPCs' ports are nwfilter's to guard");
-        assert_eq!(stray.switches.iter().map(|s| s.ports.len()).sum::<usize>(), 1);
+        let wanted: Vec<&str> =
+            stray.switches.iter().flat_map(|s| &s.ports).filter_map(|p| p.owner.strip_prefix("eni-")).collect();
+        assert_eq!(wanted, ["1"]);
     }
 
     fn rule(

@@ -93,8 +93,7 @@ fn a_running_guest_gets_its_nic_plugged_and_pulled() {
     assert_eq!(attachment_state(&s.b, &eni.id), Some(AttachmentState::Attached));
     let domain = s.cloud.domain(URI, &s.instance).unwrap();
     let plugged = domain.plugged_nics.get(&eni.mac).expect("the NIC is in the running guest");
-    assert_eq!(plugged.bridge, "br-int");
-    assert!(plugged.ovs_port.is_some(), "an OVN port");
+    assert_eq!(plugged.port, backend::vpc_network::port_name(s.b.installation().unwrap(), &eni.id), "its OVN port");
 
     // Stopped and started: the domain is defined with it.
     s.b.stop_instances(ACCOUNT, std::slice::from_ref(&s.instance), true).unwrap();

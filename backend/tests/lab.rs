@@ -1,5 +1,5 @@
 //! Two lab hosts (`scripts/lab`): network namespaces, each with its own libvirtd reached over
-//! `qemu+tcp://`, guests on one shared L2 segment and disks on shared storage.
+//! `qemu+tcp://` and its own OVN chassis, guests on the overlay and disks on shared storage.
 //!
 //! Needs root and the packages `scripts/setup-host` installs. `STRATUS_TEST_QEMU=1` (set by
 //! `scripts/test`) makes a missing prerequisite a failure; without it the test is skipped.
@@ -103,8 +103,8 @@ async fn migrations(b: &Arc<Backend>, launched: &[InstanceRecord]) {
     let (moving, other) = (&launched[0], &launched[1]);
     let console = |id: &str| String::from_utf8_lossy(&b.console_output(ACCOUNT, id).unwrap()).into_owned();
     let before = counter(&console(&moving.id));
-    let mut pinger =
-        Command::new("ping").args(["-D", "-i", "0.01", &moving.private_ip]).stdout(Stdio::piped()).spawn().unwrap();
+    let public = moving.public_ip.clone().expect("a public address at launch");
+    let mut pinger = Command::new("ping").args(["-D", "-i", "0.01", &public]).stdout(Stdio::piped()).spawn().unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     let migration = b.migrate_instance(&moving.id, Some(&other.host_id), MigrationOptions::default()).unwrap();
@@ -205,20 +205,28 @@ async fn instances_spread_over_two_lab_hosts() {
         eprintln!("skipping the lab test: it needs root and libvirtd");
         return;
     }
+    if !common::Network::available() {
+        assert!(!required(), "STRATUS_TEST_QEMU=1 but OVN is not running (run scripts/setup-host)");
+        eprintln!("skipping the lab test: OVN is not running (run scripts/setup-host)");
+        return;
+    }
     let _lab = Lab::hold();
     let config = field(&script(&["lab", "up", "2"]), "config");
     let text = std::fs::read_to_string(&config).unwrap();
     let uris: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("uri = \"")?.strip_suffix('"')).collect();
-    assert_eq!(uris.len(), 2, "the lab config names two hosts:\n{text}");
+    let chassis: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("chassis = \"")?.strip_suffix('"')).collect();
+    assert_eq!((uris.len(), chassis.len()), (2, 2), "the lab config names two hosts and their chassis:\n{text}");
 
     let image = script(&["build-test-image"]);
     let dir = tempfile::tempdir().unwrap();
     let hosts: Vec<HostConfig> = uris
         .iter()
-        .map(|uri| {
+        .zip(&chassis)
+        .map(|(uri, chassis)| {
             let mut host = HostConfig::new(uri);
             host.accelerator = Some(Accelerator::Tcg);
-            host.bridge = "br0".into();
+            // Each lab host is an OVN chassis of its own; Geneve joins them and this machine.
+            host.chassis = Some((*chassis).to_owned());
             host
         })
         .collect();
@@ -226,8 +234,10 @@ async fn instances_spread_over_two_lab_hosts() {
     let b = Arc::new(
         Backend::new(Store::open(&dir.path().join("db.redb")).unwrap(), topology)
             .with_data_dir(dir.path())
-            .with_stop_timeout(Duration::from_secs(30)),
+            .with_stop_timeout(Duration::from_secs(30))
+            .with_ovn(common::NORTHBOUND),
     );
+    let _network = common::Network::hold(&b);
     b.start_conductor(Duration::from_millis(500));
     let new = NewImage {
         name: "lab image".into(),
@@ -244,8 +254,8 @@ async fn instances_spread_over_two_lab_hosts() {
     assert_ne!(launched[0].host_id, launched[1].host_id, "spread puts one instance on each host");
     let ids: Vec<String> = launched.iter().map(|r| r.id.clone()).collect();
 
-    // Each boots on its own host, and the root namespace reaches both over the shared segment
-    // once their group lets ICMP in (security groups are enforced on the lab hosts too).
+    // Each boots on its own host, and this machine reaches both at their public addresses (its
+    // chassis is the VPC's gateway, a tunnel hop away) once their group lets ICMP in.
     common::allow_ping(&b, ACCOUNT, VPC);
     let deadline = Instant::now() + Duration::from_secs(120);
     for record in &launched {
@@ -261,8 +271,9 @@ async fn instances_spread_over_two_lab_hosts() {
         }
         let host = b.hosts().get(&record.host_id).unwrap();
         assert_eq!(host.driver.state(&record.id).unwrap(), Some(PowerState::Running));
-        let ping = Command::new("ping").args(["-c", "1", "-w", "20", &record.private_ip]).output().unwrap();
-        assert!(ping.status.success(), "ping {}: {}", record.private_ip, String::from_utf8_lossy(&ping.stdout));
+        let public = record.public_ip.clone().expect("a public address at launch");
+        let ping = Command::new("ping").args(["-c", "1", "-w", "20", &public]).output().unwrap();
+        assert!(ping.status.success(), "ping {public}: {}", String::from_utf8_lossy(&ping.stdout));
     }
 
     migrations(&b, &launched).await;

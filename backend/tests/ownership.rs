@@ -1,9 +1,9 @@
 //! One host, two installations (issue 24), on fake hosts: an installation killed with a
 //! running guest, a fresh data dir started beside it. The new one names the old one's
-//! objects, never hands out their addresses, cleans them only when told (and only once the
-//! old data dir is gone, or by its id), and never touches its own; the old one, restarted,
-//! still knows its objects as its own. `compat-tests` shows the same on a real libvirt with
-//! a cloud image that must get its address by DHCP.
+//! objects, cleans them only when told (and only once the old data dir is gone, or by its id),
+//! and never touches its own; the old one, restarted, still knows its objects as its own. Each
+//! installation's VPCs are networks of their own (in OVN), so the new one's guests may take the
+//! addresses the old one's hold. `compat-tests` shows the same on a real libvirt and OVN.
 
 use std::net::Ipv4Addr;
 use std::path::Path;
@@ -21,16 +21,16 @@ const URI: &str = "fake://shared";
 
 /// An installation on the shared fake host, its store in `data_dir` (as `stratus serve`
 /// starts one: the installation file written, the inventory taken).
-fn installation(cloud: &FakeCloud, data_dir: &Path, dhcp: &Path) -> Backend {
+fn installation(cloud: &FakeCloud, data_dir: &Path) -> Backend {
     std::fs::create_dir_all(data_dir).unwrap();
     let mut config = HostConfig::new(URI);
-    // Not the test driver: filters are defined and DHCP entries published.
-    config.accelerator = Some(Accelerator::Tcg);
+    // No guest runs on the fake: its network is records only, as on libvirt's test driver.
+    config.accelerator = Some(Accelerator::Test);
     (config.vcpus, config.memory_mib) = (Some(64), Some(65536));
     let hosts = HostPool::new([Host::new(config.clone(), "us-east-1a".into(), cloud.host(URI))]);
     let topology = Topology { hosts: vec![config], ..Topology::default() };
     let store = Store::open(&data_dir.join("stratus.redb")).unwrap();
-    let b = Backend::with_hosts(store, topology, hosts).with_data_dir(data_dir).with_dhcp_hosts_dir(dhcp);
+    let b = Backend::with_hosts(store, topology, hosts).with_data_dir(data_dir);
     b.publish_installation().unwrap();
     b.inventory().unwrap();
     b
@@ -65,8 +65,7 @@ fn names(b: &Backend) -> Vec<(ObjectKind, String, Owner)> {
 #[test]
 fn a_fresh_installation_beside_a_killed_one() {
     let dir = tempfile::tempdir().unwrap();
-    let (old_dir, new_dir, dhcp) = (dir.path().join("old"), dir.path().join("new"), dir.path().join("dhcp-hosts"));
-    std::fs::create_dir_all(&dhcp).unwrap();
+    let (old_dir, new_dir) = (dir.path().join("old"), dir.path().join("new"));
     let cloud = FakeCloud::new();
     let host = cloud.host(URI);
     // An operator's own domain on the same host is nobody's business.
@@ -75,7 +74,7 @@ fn a_fresh_installation_beside_a_killed_one() {
     host.define(&own).unwrap();
 
     // The old installation runs a guest, then dies without terminating it.
-    let old = installation(&cloud, &old_dir, &dhcp);
+    let old = installation(&cloud, &old_dir);
     let old_id = old.installation().unwrap().to_owned();
     let old_image = image(&old, dir.path());
     let old_guest = launch(&old, &old_image, None).unwrap();
@@ -85,40 +84,27 @@ fn a_fresh_installation_beside_a_killed_one() {
     drop(old);
 
     // Starting over: a fresh data dir on the same host.
-    let new = installation(&cloud, &new_dir, &dhcp);
+    let new = installation(&cloud, &new_dir);
     let new_id = new.installation().unwrap().to_owned();
     assert_ne!(new_id, old_id, "each data dir is its own installation");
     let live = Owner::Live { installation: old_id.clone(), data_dir: old_dir.display().to_string() };
-    let filter = format!("stratus-{}", old_guest.id);
-    assert_eq!(
-        names(&new),
-        vec![
-            (ObjectKind::Domain, old_guest.id.clone(), live.clone()),
-            (ObjectKind::Filter, filter.clone(), live.clone()),
-            (ObjectKind::DhcpEntry, old_guest.id.clone(), live.clone()),
-        ]
-    );
+    assert_eq!(names(&new), vec![(ObjectKind::Domain, old_guest.id.clone(), live.clone())]);
     assert!(new.inventory().unwrap().report().unwrap().contains(&format!("--installation {old_id}")));
-    // The old guest's address is never handed out, asked for or not.
+    // Its default VPC is a network of its own: the old guest's address is no one's business.
     let image_new = image(&new, dir.path());
-    let taken = launch(&new, &image_new, Some("172.31.0.4".parse().unwrap()));
-    assert!(matches!(taken, Err(Error::AddressInUse(ref a)) if a == "172.31.0.4"), "{taken:?}");
-    let new_guest = launch(&new, &image_new, None).unwrap();
-    assert_eq!(new_guest.private_ip, "172.31.0.5");
-    let entry = std::fs::read_to_string(dhcp.join(&new_guest.id)).unwrap();
-    assert!(entry.starts_with(&format!("# stratus installation={new_id} ")), "{entry}");
+    let new_guest = launch(&new, &image_new, Some("172.31.0.4".parse().unwrap())).unwrap();
+    assert_eq!(new_guest.private_ip, "172.31.0.4");
 
-    // A guest of yet another installation appears while this one runs: the next sweep keeps
-    // its address out of allocation, and forgets it once the guest is gone.
+    // A guest of yet another installation appears while this one runs: the next sweep names
+    // it, and forgets it once it is gone.
     let mut third = sample_spec("i-0000000000000000a");
     third.metadata = Some(backend::ownership::owner_metadata("00000000000000aa", &dir.path().join("x"), "172.31.0.6"));
     host.define(&third).unwrap();
     new.sweep().unwrap();
-    assert!(new.foreign_addresses().contains(&"172.31.0.6".parse().unwrap()));
-    assert_eq!(launch(&new, &image_new, None).unwrap().private_ip, "172.31.0.7");
+    assert!(names(&new).iter().any(|(_, name, _)| *name == third.name));
     host.undefine(&third.name).unwrap();
     new.sweep().unwrap();
-    assert!(!new.foreign_addresses().contains(&"172.31.0.6".parse().unwrap()));
+    assert!(!names(&new).iter().any(|(_, name, _)| *name == third.name));
 
     // A live installation's objects are no orphans; this one's are never cleaned.
     assert!(new.clean(&Selection::Orphans, false).unwrap().is_empty());
@@ -126,7 +112,7 @@ fn a_fresh_installation_beside_a_killed_one() {
     drop(new);
 
     // The old data dir, started again, still knows its guest as its own.
-    let old = installation(&cloud, &old_dir, &dhcp);
+    let old = installation(&cloud, &old_dir);
     assert_eq!(old.installation().unwrap(), old_id);
     let theirs = Owner::Live { installation: new_id.clone(), data_dir: new_dir.display().to_string() };
     assert!(names(&old).iter().all(|(_, _, owner)| *owner == theirs), "{:?}", names(&old));
@@ -139,21 +125,16 @@ fn a_fresh_installation_beside_a_killed_one() {
     let mut legacy = sample_spec(unmarked);
     (legacy.metadata, legacy.cmdline) = (None, Some("ip=172.31.0.9::172.31.0.1:255.255.240.0::eth0:off".into()));
     host.define(&legacy).unwrap();
-    let new = installation(&cloud, &new_dir, &dhcp);
-    assert_eq!(new.foreign_addresses(), ["172.31.0.4", "172.31.0.9"].map(|a| a.parse().unwrap()).into());
+    let new = installation(&cloud, &new_dir);
     let preview = new.clean(&Selection::Orphans, true).unwrap();
-    assert_eq!(preview.len(), 4, "{preview:?}");
+    assert_eq!(preview.len(), 2, "{preview:?}");
     assert!(cloud.domain(URI, &old_guest.id).is_some(), "a dry run removes nothing");
     let cleaned = new.clean(&Selection::Orphans, false).unwrap();
     assert!(cleaned.iter().all(|step| step.error.is_none()), "{cleaned:?}");
     assert!(cloud.domain(URI, &old_guest.id).is_none() && cloud.domain(URI, unmarked).is_none());
-    assert!(!cloud.filters(URI).contains(&filter) && !dhcp.join(&old_guest.id).exists());
     // What is this installation's, and the operator's, is all still there.
     assert!(cloud.domain(URI, &new_guest.id).is_some() && cloud.domain(URI, "debian12").is_some());
-    assert!(cloud.filters(URI).contains(&format!("stratus-{}", new_guest.id)) && dhcp.join(&new_guest.id).exists());
-    assert!(names(&new).is_empty() && new.foreign_addresses().is_empty());
-    let again = launch(&new, &image_new, Some("172.31.0.4".parse().unwrap())).unwrap();
-    assert_eq!(again.private_ip, "172.31.0.4", "the address is free again");
+    assert!(names(&new).is_empty());
 }
 
 fn sample_spec(name: &str) -> DomainSpec {
@@ -169,11 +150,9 @@ fn sample_spec(name: &str) -> DomainSpec {
         initrd: None,
         cmdline: None,
         mac: "52:54:00:00:00:99".into(),
-        bridge: "stratus0".into(),
-        ovs_port: None,
+        port: "00000000-0000-4000-8000-000000000002".into(),
         nics: Vec::new(),
         console_log: "/elsewhere/console.log".into(),
-        filter: None,
         instance_type: "t3.nano".into(),
         metadata: None,
     }

@@ -10,9 +10,8 @@
 //!   `pages.json`.
 //! - `ovn`: Stratus's reconciliation of 1,000 OVN ports against the northbound database
 //!   `scripts/setup-host` runs, beside a bare `ovn-nbctl` batch ([`ovn`]); writes `ovn.json`.
-//! - `report`: tables and SVG plots from a results directory (`api.json`, `scheduler.json`,
-//!   and the `launch.json` / `migration.json` that `bench/launch.py` and `bench/migration.py`
-//!   write), for `docs/benchmarks.md` ([`report`]).
+//! - `report`: tables and SVG plots from a results directory (`api.json`, `inproc-N.json`,
+//!   `scheduler.json`), for `docs/benchmarks.md` ([`report`]).
 //! - `bare-server`: the ceiling, as its own process.
 //!
 //! Nothing here passes or fails on a number: figures are printed and stored, and the targets

@@ -1,9 +1,9 @@
 //! The report: markdown tables and SVG plots from one results directory.
 //!
-//! Reads whichever of `api.json`, `scheduler.json`, `launch.json` and `migration.json` are
-//! there, writes `results.md` (the tables `docs/benchmarks.md` quotes) and one SVG per plot
-//! into the output directory, and prints the tables. Ratios are always taken between systems
-//! measured in the same run.
+//! Reads whichever of `api.json`, `inproc-N.json` and `scheduler.json` are there, writes
+//! `results.md` (the tables `docs/benchmarks.md` quotes) and one SVG per plot into the output
+//! directory, and prints the tables. Ratios are always taken between systems measured in the
+//! same run. (`bench/launch_ovn.py` and `bench/migration_ovn.py` print their own tables.)
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -44,14 +44,6 @@ pub fn spread(mut samples: Vec<f64>) -> Option<(f64, f64, f64)> {
     let n = samples.len();
     let median = if n % 2 == 1 { samples[n / 2] } else { (samples[n / 2 - 1] + samples[n / 2]) / 2.0 };
     Some((median, samples[0], samples[n - 1]))
-}
-
-fn fmt_spread(samples: Vec<f64>, digits: usize) -> String {
-    match spread(samples) {
-        Some((m, lo, hi)) if lo == hi => format!("{m:.digits$}"),
-        Some((m, lo, hi)) => format!("{m:.digits$} ({lo:.digits$}–{hi:.digits$})"),
-        None => "–".into(),
-    }
 }
 
 fn ms(us: f64) -> String {
@@ -284,195 +276,6 @@ fn scheduler_table(sched: &Value, md: &mut String) -> Result<()> {
     Ok(())
 }
 
-/// The paths the helper scripts measure: Stratus, the same domain (and filter) by virsh, and
-/// the domain without its security-group filter by virsh.
-const VIAS: [&str; 3] = ["stratus", "virsh-filtered", "virsh"];
-
-fn launch_table(launch: &Value, md: &mut String) -> Result<()> {
-    let runs: Vec<&Value> = launch["runs"].as_array().into_iter().flatten().collect();
-    writeln!(md, "### Launch ({} repetitions, {})\n", u(launch, "repetitions"), s(launch, "accelerator"))?;
-    writeln!(md, "| via | to `running`, ms | to the boot marker, ms | failed runs |")?;
-    writeln!(md, "|---|---|---|---|")?;
-    let mut medians = BTreeMap::new();
-    for via in VIAS {
-        if !runs.iter().any(|r| s(r, "via") == via) {
-            continue;
-        }
-        let ok: Vec<&&Value> = runs.iter().filter(|r| s(r, "via") == via && r["ok"].as_bool() == Some(true)).collect();
-        let failed = runs.iter().filter(|r| s(r, "via") == via && r["ok"].as_bool() != Some(true)).count();
-        let running: Vec<f64> = ok.iter().map(|r| f(r, "to_running_ms")).collect();
-        let marker: Vec<f64> = ok.iter().map(|r| f(r, "to_marker_ms")).collect();
-        medians.insert(via, (spread(running.clone()), spread(marker.clone())));
-        writeln!(md, "| {via} | {} | {} | {failed} |", fmt_spread(running, 0), fmt_spread(marker, 0))?;
-    }
-    writeln!(md)?;
-    if let Some((Some(sr), Some(sm))) = medians.get("stratus") {
-        for (via, what) in
-            [("virsh-filtered", "the same domain and filter by virsh"), ("virsh", "virsh without the filter")]
-        {
-            if let Some((Some(vr), Some(vm))) = medians.get(via) {
-                writeln!(
-                    md,
-                    "Stratus adds {:.0} ms to `running` and {:.0} ms to the boot marker over {what} (medians).",
-                    sr.0 - vr.0,
-                    sm.0 - vm.0
-                )?;
-            }
-        }
-        writeln!(md)?;
-    }
-    Ok(())
-}
-
-/// One migration table row group: experiment, memory, load, policy.
-type CellKey = (String, u64, String, String);
-
-fn migration_tables(migration: &Value, md: &mut String) -> Result<()> {
-    let runs: Vec<&Value> = migration["runs"].as_array().into_iter().flatten().collect();
-    writeln!(md, "### Live migration ({})\n", s(migration, "accelerator"))?;
-    writeln!(
-        md,
-        "Medians (min–max) of the runs that completed whole; the ratios are Stratus's median total time over each virsh path's.\n"
-    )?;
-    writeln!(md, "| experiment | memory | load | policy | via | total, ms | downtime, ms | largest ping gap, ms | data, MiB | runs ok / all | ÷ virsh-filtered | ÷ virsh |")?;
-    writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|---|")?;
-    let mut cells: BTreeMap<CellKey, BTreeMap<String, Vec<&Value>>> = BTreeMap::new();
-    for run in &runs {
-        let key = (
-            s(run, "experiment").to_owned(),
-            u(run, "memory_mib"),
-            s(run, "load").to_owned(),
-            s(run, "policy").to_owned(),
-        );
-        cells.entry(key).or_default().entry(s(run, "via").to_owned()).or_default().push(run);
-    }
-    for ((experiment, memory, load, policy), by_via) in &cells {
-        let total_of = |via: &str| {
-            by_via.get(via).and_then(|rs| {
-                spread(rs.iter().filter(|r| r["ok"].as_bool() == Some(true)).map(|r| f(r, "total_ms")).collect())
-            })
-        };
-        let ratio = |via: &str| match (total_of("stratus"), total_of(via)) {
-            (Some(a), Some(b)) => format!("{:.2}", a.0 / b.0),
-            _ => "–".into(),
-        };
-        for via in VIAS {
-            let Some(rs) = by_via.get(via) else { continue };
-            let ok: Vec<&&Value> = rs.iter().filter(|r| r["ok"].as_bool() == Some(true)).collect();
-            let col = |key: &str| fmt_spread(ok.iter().map(|r| f(r, key)).collect(), 0);
-            let (vs_filtered, vs_plain) = if via == "stratus" {
-                (ratio("virsh-filtered"), ratio("virsh"))
-            } else {
-                (String::new(), String::new())
-            };
-            writeln!(
-                md,
-                "| {experiment} | {memory} MiB | {load} | {policy} | {via} | {} | {} | {} | {} | {} / {} | {vs_filtered} | {vs_plain} |",
-                col("total_ms"),
-                col("downtime_ms"),
-                col("max_ping_gap_ms"),
-                col("data_mib"),
-                ok.len(),
-                rs.len(),
-            )?;
-        }
-    }
-    writeln!(md)?;
-    Ok(())
-}
-
-fn migration_plots(migration: &Value, out: &Path) -> Result<()> {
-    let runs: Vec<&Value> = migration["runs"].as_array().into_iter().flatten().collect();
-    let mut series: BTreeMap<String, BTreeMap<u64, Vec<f64>>> = BTreeMap::new();
-    for run in runs.iter().filter(|r| s(r, "experiment") == "memory" && r["ok"].as_bool() == Some(true)) {
-        for (metric, key) in [("total", "total_ms"), ("downtime", "downtime_ms")] {
-            series
-                .entry(format!("{} {metric}", s(run, "via")))
-                .or_default()
-                .entry(u(run, "memory_mib"))
-                .or_default()
-                .push(f(run, key));
-        }
-    }
-    if !series.is_empty() {
-        let points: BTreeMap<&String, Vec<(f64, f64, f64, f64)>> = series
-            .iter()
-            .map(|(name, by_memory)| {
-                let p = by_memory
-                    .iter()
-                    .filter_map(|(m, v)| spread(v.clone()).map(|(med, lo, hi)| (*m as f64, med, lo, hi)))
-                    .collect();
-                (name, p)
-            })
-            .collect();
-        let max_y = points.values().flatten().map(|p| p.3).fold(1.0, f64::max);
-        let path = out.join("migration-time-by-memory.svg");
-        let root = SVGBackend::new(&path, (860, 500)).into_drawing_area();
-        root.fill(&WHITE)?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption("Live migration of an idle guest: time by memory size (median, min–max)", ("sans-serif", 20))
-            .margin(15)
-            .x_label_area_size(45)
-            .y_label_area_size(70)
-            .build_cartesian_2d((200f64..2600f64).log_scale(), 0f64..max_y * 1.1)?;
-        chart.configure_mesh().x_desc("guest memory (MiB)").y_desc("ms").draw()?;
-        for (i, (name, pts)) in points.iter().enumerate() {
-            let color = COLORS[i % COLORS.len()];
-            chart
-                .draw_series(LineSeries::new(pts.iter().map(|p| (p.0, p.1)), color.stroke_width(2)))?
-                .label(name.as_str())
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
-            chart.draw_series(pts.iter().map(|p| ErrorBar::new_vertical(p.0, p.2, p.1, p.3, color.filled(), 6)))?;
-        }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .draw()?;
-        root.present()?;
-    }
-    for trace in migration["ping_traces"].as_array().into_iter().flatten() {
-        let samples: Vec<(f64, Option<f64>)> = trace["samples"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|p| Some((p.get(0)?.as_f64()?, p.get(1).and_then(Value::as_f64))))
-            .collect();
-        if samples.is_empty() {
-            continue;
-        }
-        let via = s(trace, "via");
-        let t_max = samples.iter().map(|p| p.0).fold(1.0, f64::max);
-        let rtt_max = samples.iter().filter_map(|p| p.1).fold(1.0, f64::max);
-        let path = out.join(format!("migration-ping-{via}.svg"));
-        let root = SVGBackend::new(&path, (860, 420)).into_drawing_area();
-        root.fill(&WHITE)?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(
-                format!(
-                    "10 ms pinger across a live migration via {via} ({} MiB guest); red: lost",
-                    u(trace, "memory_mib")
-                ),
-                ("sans-serif", 18),
-            )
-            .margin(15)
-            .x_label_area_size(45)
-            .y_label_area_size(70)
-            .build_cartesian_2d(0f64..t_max * 1.02, 0f64..rtt_max * 1.2)?;
-        chart.configure_mesh().x_desc("ms since the migration started").y_desc("round trip (ms)").draw()?;
-        chart.draw_series(samples.iter().filter_map(|p| p.1.map(|r| Circle::new((p.0, r), 2, COLORS[0].filled()))))?;
-        chart.draw_series(
-            samples.iter().filter(|p| p.1.is_none()).map(|p| Circle::new((p.0, 0.0), 2, COLORS[1].filled())),
-        )?;
-        if let Some(switch) = trace["switchover_ms"].as_f64() {
-            chart.draw_series(LineSeries::new([(switch, 0.0), (switch, rtt_max * 1.2)], COLORS[5].stroke_width(1)))?;
-        }
-        root.present()?;
-    }
-    Ok(())
-}
-
 pub fn run(results: &Path, out: &Path) -> Result<()> {
     std::fs::create_dir_all(out)?;
     let mut md = String::new();
@@ -494,13 +297,6 @@ pub fn run(results: &Path, out: &Path) -> Result<()> {
     }
     if let Some(sched) = load(results, "scheduler.json")? {
         scheduler_table(&sched, &mut md)?;
-    }
-    if let Some(launch) = load(results, "launch.json")? {
-        launch_table(&launch, &mut md)?;
-    }
-    if let Some(migration) = load(results, "migration.json")? {
-        migration_tables(&migration, &mut md)?;
-        migration_plots(&migration, out)?;
     }
     std::fs::write(out.join("results.md"), &md)?;
     println!("{md}");

@@ -88,7 +88,7 @@ pub fn stratus(bin: &Path, config: &Path, data_dir: &Path, log: &Path) -> Result
     let addr = free_addr()?;
     let mut command = Command::new(bin);
     command
-        .args(["serve", "--metadata-listen", "off", "--listen", &addr.to_string(), "--data-dir"])
+        .args(["serve", "--listen", &addr.to_string(), "--data-dir"])
         .arg(data_dir)
         .arg("--config")
         .arg(config)

@@ -109,8 +109,6 @@ class Stratus:
     port: int
     log_path: Path
     config: Path | None = None
-    # Serve the guests' metadata service on 169.254.169.254:80 (one server per machine can).
-    metadata: bool = False
     # The public network (`[network] public_cidr`) its VPCs' routers and guests take addresses of.
     public_cidr: str = DEFAULT_PUBLIC_CIDR
     proc: subprocess.Popen | None = None
@@ -118,7 +116,6 @@ class Stratus:
     secret_key: str | None = None
     account_id: str | None = None
     _log_file: object = field(default=None, repr=False)
-    _metadata_lock: object = field(default=None, repr=False)
     _public_lock: object = field(default=None, repr=False)
 
     @property
@@ -146,23 +143,16 @@ class Stratus:
             self.port = free_port()
         else:
             pytest.fail(f"stratus serve could not bind a port:\n{self.log()}")
-        if self.metadata and "instance metadata service listening" not in self.log():
-            pytest.fail(f"stratus serve did not start the metadata service:\n{self.log()[-3000:]}")
         self.account_id = _account_id_from(self.creds_file)
         return self
 
     def _launch(self) -> bool:
         """Starts the process and waits until it is ready; False if its port was taken."""
-        if self.metadata and self._metadata_lock is None:
-            # 169.254.169.254:80 is one per machine: servers that need it take turns.
-            self._metadata_lock = open("/run/stratus-metadata-test.lock", "w")
-            fcntl.flock(self._metadata_lock, fcntl.LOCK_EX)
         self._log_file = open(self.log_path, "ab")
         log_start = self._log_file.tell()
         cmd = [str(self.bin), "serve", "--listen", f"127.0.0.1:{self.port}", "--data-dir", str(self.data_dir)]
         if self.config is not None:
             cmd += ["--config", str(self.config)]
-        cmd += ["--metadata-listen", "169.254.169.254:80" if self.metadata else "off"]
         self.proc = subprocess.Popen(cmd, stdout=self._log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                      env=server_env())
         deadline = time.monotonic() + READY_TIMEOUT
@@ -212,9 +202,6 @@ class Stratus:
         if self._log_file is not None:
             self._log_file.close()
             self._log_file = None
-        if self._metadata_lock is not None and (self.proc is None or self.proc.poll() is not None):
-            self._metadata_lock.close()  # releases the lock
-            self._metadata_lock = None
 
 
 def _account_id_from(creds_file: Path) -> str | None:
@@ -250,7 +237,7 @@ def with_public_network(config: str, cidr: str) -> str:
 
 
 def start_stratus(tmp_dir: Path, data_dir: Path | None = None, config: str | None = None,
-                  metadata: bool = False, public: str | None = None) -> Stratus:
+                  public: str | None = None) -> Stratus:
     """Starts a server on its own public network unless `public` names one (the default's,
     `DEFAULT_PUBLIC_CIDR`, is this machine's: only one test's server uses it at a time)."""
     tmp_dir.mkdir(parents=True, exist_ok=True)
@@ -263,7 +250,7 @@ def start_stratus(tmp_dir: Path, data_dir: Path | None = None, config: str | Non
     config_path = tmp_dir / "stratus.toml"
     config_path.write_text(with_public_network(config, cidr) if engine else config)
     server = Stratus(bin=wait_for_binary(), data_dir=data_dir, port=free_port(), log_path=tmp_dir / "stratus.log",
-                     config=config_path, metadata=metadata, public_cidr=cidr)
+                     config=config_path, public_cidr=cidr)
     if engine and cidr == DEFAULT_PUBLIC_CIDR:
         _take_default_public_network(server)
     return server.start()
@@ -323,11 +310,11 @@ def server_factory(tmp_path):
     started: list[Stratus] = []
 
     def make(data_dir: Path | None = None, name: str | None = None, config: str | None = None,
-             metadata: bool = False, public: str | None = None) -> Stratus:
+             public: str | None = None) -> Stratus:
         sub = tmp_path / (name or f"srv{len(started)}")
         # A server started again on a data dir keeps its public network.
         earlier = [s for s in started if s.data_dir == (data_dir or tmp_path / "data")]
-        server = start_stratus(sub, data_dir or tmp_path / "data", config, metadata,
+        server = start_stratus(sub, data_dir or tmp_path / "data", config,
                                public or (earlier[-1].public_cidr if earlier else None))
         started.append(server)
         return server
@@ -380,7 +367,7 @@ sweep_interval_ms = 200
 """
 # The OVN `scripts/setup-host` runs (the embedded default's, named: test-driver hosts with it).
 OVN_NETWORK = '\n[network]\novn_northbound = "unix:/run/stratus/ovn/ovnnb_db.sock"\n'
-# Its guests plug into nothing: no network engine (default VPCs on the hosts' bridge, as records).
+# Its guests plug into nothing: no network engine (VPCs, subnets and addresses are records only).
 TEST_DRIVER_CONFIG = TEST_DRIVER_HOSTS + '\n[network]\novn_northbound = "none"\n'
 
 # The real local QEMU daemon, as `scripts/setup-host` leaves it.

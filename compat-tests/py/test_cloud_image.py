@@ -10,15 +10,12 @@ internet gateway under the guest's public address. Security groups are OVN's ACL
 until authorized and closed again after revoke, a group-to-group rule lets a member in and keeps
 the internet out (B, the guest behind that rule, is the tiny test guest listening on port 22).
 
-Also an installation started over beside a killed one (issue 24), on the hosts' bridge (its last
-user; `ovn_northbound = "none"`): a Stratus is killed (-9) with a test guest running at A's
-address; a fresh data dir started on the same host names that guest (its log and `stratus
-doctor`), refuses its address, and the old data dir, started again, still knows the guest as its
-own. Once the old data dir is gone, `stratus host clean --orphans` removes the guest, its
-nwfilter and its DHCP entry.
-
-Guests take fixed high addresses (PrivateIpAddress) so that no parallel test's guest on the
-bridge holds them.
+Also an installation started over beside a killed one (issue 24): a Stratus is killed (-9) with
+a test guest running; a fresh data dir started on the same host and the same OVN names that guest
+and the old installation's network in OVN (its log and `stratus doctor`), and the old data dir,
+started again, still knows the guest as its own. Once the old data dir is gone, `stratus host
+clean --orphans` removes the guest, the old installation's rows in OVN and its VPC's metadata
+namespace.
 """
 
 from __future__ import annotations
@@ -33,12 +30,8 @@ from pathlib import Path
 import pytest
 
 from conftest import QEMU_CONFIG, aws, import_image, require_qemu, server_env
-from ovn_helpers import Internet, require_ovn
+from ovn_helpers import NB, Internet, require_ovn
 
-# The hosts' bridge and nwfilter, for what is about them.
-BRIDGE_CONFIG = QEMU_CONFIG + '\n[network]\novn_northbound = "none"\n'
-
-DHCP_HOSTS = Path("/run/stratus/dhcp-hosts")
 A_IP = "172.31.9.20"
 B_IP = "172.31.9.21"
 BOOT_TIMEOUT = 420.0
@@ -127,32 +120,44 @@ def virsh(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(["virsh", "-c", "qemu:///system", *args], capture_output=True, text=True, timeout=60)
 
 
+def rows_of(installation: str) -> str:
+    """The logical routers OVN holds for `installation`."""
+    return subprocess.run(["ovn-nbctl", f"--db={NB}", "--bare", "--columns=name", "find", "Logical_Router",
+                           f"external_ids:stratus-installation={installation}"],
+                          capture_output=True, text=True, timeout=60).stdout
+
+
 def test_an_installation_started_over_beside_a_killed_one(server_factory, test_image, tmp_path):
-    """See the module's doc: on the hosts' bridge, where installations share one segment."""
+    """See the module's doc: two installations on one host and one OVN."""
     require_qemu()
+    require_ovn()
     old_dir, new_dir = tmp_path / "old-data", tmp_path / "new-data"
-    old = server_factory(data_dir=old_dir, name="old", config=BRIDGE_CONFIG)
+    old = server_factory(data_dir=old_dir, name="old")
     old_image = import_image(old, test_image, "old-test-image")
     guest = ok(old, "run-instances", "--image-id", old_image, "--instance-type", "t3.nano",
                "--private-ip-address", A_IP)["Instances"][0]["InstanceId"]
     ok(old, "wait", "instance-running", "--instance-ids", guest)
+    vpc = ok(old, "describe-vpcs")["Vpcs"][0]["VpcId"]
     old_id = (old_dir / "installation").read_text().strip()
-    assert f"installation={old_id}" in (DHCP_HOSTS / guest).read_text()
     assert f"installation='{old_id}'" in virsh("dumpxml", guest).stdout.replace('"', "'")
+    assert f"stratus-{vpc}" in rows_of(old_id), "its default VPC is a router in OVN"
+    namespace = f"stratus-meta-{vpc}"
+    deadline = time.monotonic() + 30
+    while namespace not in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout:
+        assert time.monotonic() < deadline, f"no metadata namespace {namespace}"
+        time.sleep(0.5)
     old.kill()
 
-    new = server_factory(data_dir=new_dir, name="new", config=BRIDGE_CONFIG)
+    new = server_factory(data_dir=new_dir, name="new")
     assert guest in new.log() and f"stratus host clean --installation {old_id}" in new.log(), new.log()[-3000:]
     doctor = stratus_cli(new, "doctor")
     assert doctor.returncode == 1 and guest in doctor.stdout and f"installation {old_id} (live" in doctor.stdout, \
         doctor.stdout + doctor.stderr
-    code, _, err = aws(new, "run-instances", "--image-id", import_image(new, test_image, "probe"),
-                       "--instance-type", "t3.nano", "--private-ip-address", A_IP)
-    assert code != 0 and "InvalidIPAddress.InUse" in err, err
+    assert f"network-of-{old_id}" in doctor.stdout, doctor.stdout
     new.stop()
 
     # The old data dir started again: its guest is its own, running, and no leftover.
-    old = server_factory(data_dir=old_dir, name="old-again", config=BRIDGE_CONFIG)
+    old = server_factory(data_dir=old_dir, name="old-again")
     state = ok(old, "describe-instances", "--instance-ids", guest)["Reservations"][0]["Instances"][0]["State"]
     assert state["Name"] == "running"
     assert guest not in stratus_cli(old, "doctor").stdout
@@ -160,15 +165,16 @@ def test_an_installation_started_over_beside_a_killed_one(server_factory, test_i
 
     # It is gone for good: its objects are orphans, removed when asked (a dry run first).
     subprocess.run(["rm", "-rf", str(old_dir)], check=True)
-    new = server_factory(data_dir=new_dir, name="new-again", config=BRIDGE_CONFIG)
+    new = server_factory(data_dir=new_dir, name="new-again")
     dry = stratus_cli(new, "host", "clean", "--orphans", "--dry-run")
-    assert dry.returncode == 0 and dry.stdout.count(guest) == 3, dry.stdout + dry.stderr
+    assert dry.returncode == 0 and guest in dry.stdout and f"network-of-{old_id}" in dry.stdout, \
+        dry.stdout + dry.stderr
     assert virsh("dominfo", guest).returncode == 0, "a dry run removes nothing"
     cleaned = stratus_cli(new, "host", "clean", "--orphans")
     assert cleaned.returncode == 0 and cleaned.stdout.count("removed ") >= 3, cleaned.stdout + cleaned.stderr
     assert virsh("dominfo", guest).returncode != 0
-    assert f"stratus-{guest}" not in virsh("nwfilter-list").stdout
-    assert not (DHCP_HOSTS / guest).exists()
+    assert rows_of(old_id).strip() == "", "its rows in OVN are gone"
+    assert namespace not in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
 
 
 def test_cloud_image_key_user_data_metadata_and_security_groups(server_factory, cloud_image, test_image, tmp_path):

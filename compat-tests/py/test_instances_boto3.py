@@ -284,9 +284,8 @@ def test_instance_attributes(fleet):
     client.modify_instance_attribute(InstanceId=instance_id, Attribute="userData",
                                      Value=base64.b64encode(b"third").decode())
     assert base64.b64decode(attribute("userData")["UserData"]["Value"]) == b"third"
-    with pytest.raises(ClientError) as e:
-        client.modify_instance_attribute(InstanceId=instance_id, SourceDestCheck={"Value": False})
-    assert error_code(e) == "UnsupportedOperation"
+    client.modify_instance_attribute(InstanceId=instance_id, SourceDestCheck={"Value": False})
+    assert attribute("sourceDestCheck")["SourceDestCheck"] == {"Value": False}
     assert attribute("instanceInitiatedShutdownBehavior")["InstanceInitiatedShutdownBehavior"] == {
         "Value": "terminate"}
     client.start_instances(InstanceIds=[instance_id])

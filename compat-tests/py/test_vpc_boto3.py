@@ -373,7 +373,7 @@ def test_elastic_ips(cloud):
     fails("InvalidAssociationID.NotFound", None, client.disassociate_address, AssociationId=association)
     fails("InvalidAllocationID.NotFound", "The allocation ID 'eipalloc-0123456789abcdef0' does not exist",
           client.describe_addresses, AllocationIds=["eipalloc-0123456789abcdef0"])
-    fails("InvalidAddress.NotFound", None, client.describe_addresses, PublicIps=["198.51.100.7"])
+    fails("InvalidAddress.NotFound", None, client.describe_addresses, PublicIps=["198.51.100.250"])
     assert client.describe_addresses_attribute(AllocationIds=[allocation], Attribute="domain-name")["Addresses"][0][
         "PublicIp"] == public_ip
     # A chosen address would tell whether another account holds it: addresses come from the pool.
@@ -448,10 +448,10 @@ def test_public_addresses_at_launch(cloud):
         {"DeviceIndex": 0, "SubnetId": subnet, "AssociatePublicIpAddress": False}])["Instances"]
     assert "PublicIpAddress" not in declined
     assert all(a["PublicIp"] != public_ip for a in client.describe_addresses()["Addresses"]), "not an Elastic IP"
-    # The default VPC's guests share the hosts' bridge: no public address there.
-    fails("UnsupportedOperation", None, client.run_instances, **base,
-          NetworkInterfaces=[{"DeviceIndex": 0, "AssociatePublicIpAddress": True}])
-    ids = [mapped["InstanceId"], declined["InstanceId"]]
+    # The default VPC's default subnets map public addresses, as on AWS.
+    [default] = client.run_instances(**base)["Instances"]
+    assert default.get("PublicIpAddress", "").startswith("198.51.100."), default
+    ids = [mapped["InstanceId"], declined["InstanceId"], default["InstanceId"]]
     client.terminate_instances(InstanceIds=ids)
     wait_states(client, ids, "terminated")
     # Its address went back to the pool: the next allocation may take it.
@@ -929,10 +929,12 @@ def test_secondary_addresses_of_an_instance_s_primary_interface(cloud):
               {"DeviceIndex": 0, "SubnetId": subnet_id,
                "PrivateIpAddresses": [{"PrivateIpAddress": "10.8.1.31", "Primary": False}]}])
 
-    # On the hosts' bridge (this server's default VPC, no network engine) a guest has one address.
+    # The default VPC is a VPC like any other: its guests take secondary addresses too.
     [plain] = client.run_instances(**base)["Instances"]
-    fails("UnsupportedOperation", None, client.assign_private_ip_addresses,
-          NetworkInterfaceId=plain["NetworkInterfaces"][0]["NetworkInterfaceId"], SecondaryPrivateIpAddressCount=1)
+    client.assign_private_ip_addresses(NetworkInterfaceId=plain["NetworkInterfaces"][0]["NetworkInterfaceId"],
+                                       SecondaryPrivateIpAddressCount=1)
+    [shown] = client.describe_instances(InstanceIds=[plain["InstanceId"]])["Reservations"][0]["Instances"]
+    assert len(shown["NetworkInterfaces"][0]["PrivateIpAddresses"]) == 2, shown
     client.terminate_instances(InstanceIds=[plain["InstanceId"]])
     wait_states(client, [plain["InstanceId"]], "terminated")
     client.delete_network_interface(NetworkInterfaceId=other["NetworkInterfaceId"])

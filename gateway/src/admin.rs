@@ -64,7 +64,6 @@ pub struct HostCheck {
     pub id: String,
     pub uri: String,
     pub accelerator: String,
-    pub bridge: String,
     /// `None` when it answered; else why not.
     pub error: Option<String>,
     pub domains: usize,
@@ -91,7 +90,6 @@ fn hosts_report(backend: &Backend) -> backend::Result<HostsReport> {
                 id: host.id.clone(),
                 uri: host.config.uri.clone(),
                 accelerator: format!("{:?}", host.accelerator).to_lowercase(),
-                bridge: host.config.bridge.clone(),
                 error: answer.as_ref().err().map(ToString::to_string),
                 domains: answer.map_or(0, |d| d.len()),
             }
@@ -198,9 +196,7 @@ pub async fn run_with(
     if db.exists() {
         match storage::Store::open(&db) {
             Ok(store) => {
-                let mut backend = Backend::new(store, topology)
-                    .with_data_dir(data_dir)
-                    .with_dhcp_hosts_dir(Path::new(crate::config::DHCP_HOSTS_DIR));
+                let mut backend = Backend::new(store, topology).with_data_dir(data_dir);
                 if let Some((db, public)) = ovn {
                     backend = backend.with_ovn(db).with_public_network(public);
                 }

@@ -19,7 +19,7 @@
 //! accelerator = "kvm"          # or "tcg"; the local default is what setup-host recorded
 //! cpu_ratio = 4.0
 //! memory_ratio = 1.0
-//! bridge = "stratus0"
+//! chassis = "host-b"         # its OVN chassis (Open vSwitch system-id), which its guests' ports bind to
 //!
 //! [instances]
 //! stop_timeout_secs = 60
@@ -38,7 +38,7 @@
 //! anonymous_burst = 40
 //!
 //! [network]
-//! ovn_northbound = "unix:/run/ovn/ovnnb_db.sock"   # default: setup-host's OVN; "none": the hosts' bridge
+//! ovn_northbound = "unix:/run/ovn/ovnnb_db.sock"   # default: setup-host's OVN; "none": records only
 //! public_cidr = "198.51.100.0/24"                  # the public network Elastic IPs come from
 //! public_gateway = "198.51.100.1"                  # its router (default: the block's first address)
 //! gateway_chassis = "host-1"                       # where NAT happens (default: this machine)
@@ -82,8 +82,8 @@ pub struct NetworkSettings {
     /// The OVN northbound database (`unix:/path`, `tcp:host:6641`) whose routers, switches,
     /// ports and DHCP options Stratus keeps in step with its store. Unset: the one
     /// `scripts/setup-host` starts ([`DEFAULT_OVN_NORTHBOUND`]) when it runs. `"none"`: no
-    /// network engine; default VPCs share the hosts' Linux bridge (the libvirt test driver's
-    /// configurations, and the bridge's last users until it goes).
+    /// network engine: VPCs, subnets and addresses are records only, for hosts that run no
+    /// guests (libvirt's test driver); launches onto real hosts are refused.
     pub ovn_northbound: Option<String>,
     /// The operator's public network, where Elastic IPs come from (default: the documentation
     /// range `198.51.100.0/24`; `scripts/setup-host` gives this machine its router address).
@@ -127,9 +127,9 @@ fn resolve_ovn(configured: Option<&str>, socket_exists: impl Fn(&str) -> bool) -
                 Some(DEFAULT_OVN_NORTHBOUND.to_owned())
             } else {
                 tracing::warn!(
-                    "OVN is not running here ({DEFAULT_OVN_NORTHBOUND} is missing): default VPCs share the \
-                     hosts' bridge, and VPCs of their own get no guests. Run scripts/setup-host (it starts \
-                     OVN), or set [network] ovn_northbound."
+                    "OVN is not running here ({DEFAULT_OVN_NORTHBOUND} is missing): guests get no network, \
+                     so launches onto real hosts are refused. Run scripts/setup-host (it starts OVN) and \
+                     restart Stratus, or set [network] ovn_northbound."
                 );
                 None
             }
@@ -164,9 +164,6 @@ impl Default for InstanceSettings {
         Self { stop_timeout_secs: 60, sweep_interval_ms: 1000 }
     }
 }
-
-/// Where `scripts/setup-host`'s dnsmasq reads the guests' addresses from.
-pub const DHCP_HOSTS_DIR: &str = "/run/stratus/dhcp-hosts";
 
 /// Where `scripts/setup-host` records which accelerator boots guests on this machine.
 pub const ACCELERATOR_RECORD: &str = "/var/lib/stratus/accelerator";
@@ -300,7 +297,7 @@ mod tests {
         assert_eq!(config.storage.cache_mib, 16);
         assert_eq!(config.network.ovn_northbound.as_deref(), Some("unix:/run/ovn/ovnnb_db.sock"));
         assert_eq!(resolve_ovn(Some("tcp:10.0.0.1:6641"), |_| false).as_deref(), Some("tcp:10.0.0.1:6641"));
-        assert_eq!(resolve_ovn(Some("none"), |_| true), None, "the hosts' bridge when asked");
+        assert_eq!(resolve_ovn(Some("none"), |_| true), None, "records only when asked");
         let seen = std::cell::Cell::new(None);
         let unset = resolve_ovn(None, |path| {
             seen.set(Some(path.to_owned()));

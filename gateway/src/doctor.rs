@@ -2,17 +2,16 @@
 //!
 //! The backend (the server's, through the admin socket, or one the CLI opens) answers how
 //! each host responds and the inventory of other installations' objects
-//! ([`backend::ownership`]); this machine's facts (daemons, accelerator, bridge, DHCP) are
+//! ([`backend::ownership`]); this machine's facts (daemons, accelerator, integration bridge) are
 //! read here into a [`Machine`]. [`checks`] turns both into a list of findings, each failed
 //! one with what to do, as pure functions that tests drive with made-up machines.
 
 use std::collections::BTreeSet;
-use std::path::Path;
 
 use backend::ownership::CleanStep;
 
 use crate::admin::HostsReport;
-use crate::config::{ACCELERATOR_RECORD, DHCP_HOSTS_DIR};
+use crate::config::ACCELERATOR_RECORD;
 
 /// What `stratus doctor` reads about the machine it runs on.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -22,9 +21,8 @@ pub struct Machine {
     /// What `scripts/setup-host` recorded, if anything.
     pub accelerator_record: Option<String>,
     pub kvm_device: bool,
-    /// Network interfaces that exist, with whether they are up.
-    pub interfaces: Vec<(String, bool)>,
-    pub dhcp_hosts_dir: bool,
+    /// Network interfaces that exist.
+    pub interfaces: Vec<String>,
 }
 
 impl Machine {
@@ -38,22 +36,13 @@ impl Machine {
             })
             .unwrap_or_default();
         let interfaces = std::fs::read_dir("/sys/class/net")
-            .map(|dir| {
-                dir.flatten()
-                    .map(|entry| {
-                        let up = std::fs::read_to_string(entry.path().join("operstate"))
-                            .is_ok_and(|s| matches!(s.trim(), "up" | "unknown"));
-                        (entry.file_name().to_string_lossy().into_owned(), up)
-                    })
-                    .collect()
-            })
+            .map(|dir| dir.flatten().map(|entry| entry.file_name().to_string_lossy().into_owned()).collect())
             .unwrap_or_default();
         Self {
             processes,
             accelerator_record: std::fs::read_to_string(ACCELERATOR_RECORD).ok().map(|s| s.trim().to_owned()),
             kvm_device: std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_ok(),
             interfaces,
-            dhcp_hosts_dir: Path::new(DHCP_HOSTS_DIR).is_dir(),
         }
     }
 }
@@ -95,19 +84,24 @@ pub fn checks(report: &HostsReport, machine: &Machine) -> Vec<Check> {
             (None, _) => "not recorded".into(),
         };
         out.push(check("accelerator", recorded.is_some(), detail, Some(setup.clone())));
-        let bridges: BTreeSet<&str> = local.iter().map(|h| h.bridge.as_str()).collect();
-        for bridge in bridges {
-            let state = machine.interfaces.iter().find(|(name, _)| name == bridge).map(|(_, up)| *up);
-            let detail = match state {
-                Some(true) => "up",
-                Some(false) => "down",
-                None => "missing",
-            };
-            out.push(check(format!("bridge {bridge}"), state == Some(true), detail, Some(setup.clone())));
+        // Guests plug into Open vSwitch's integration bridge, which ovn-controller programs.
+        for daemon in ["ovs-vswitchd", "ovn-controller"] {
+            let running = machine.processes.contains(daemon);
+            let fix = format!("{setup}; guests get no network without it");
+            out.push(check(daemon, running, if running { "running" } else { "not running" }, Some(fix)));
         }
-        let dhcp = machine.processes.contains("dnsmasq") && machine.dhcp_hosts_dir;
-        let detail = if dhcp { format!("dnsmasq serving {DHCP_HOSTS_DIR}") } else { "dnsmasq not running".into() };
-        out.push(check("DHCP", dhcp, detail, Some(format!("{setup}; cloud images get no address without it"))));
+        let bridge = backend::vpc_network::INTEGRATION_BRIDGE;
+        let there = machine.interfaces.iter().any(|name| name == bridge);
+        out.push(check(
+            format!("bridge {bridge}"),
+            there,
+            if there { "present" } else { "missing" },
+            Some(setup.clone()),
+        ));
+        if report.ovn.is_none() {
+            let fix = format!("{setup}, then restart Stratus; or name your OVN in [network] ovn_northbound");
+            out.push(check("OVN northbound", false, "not configured: launches are refused", Some(fix)));
+        }
     }
     for host in &report.hosts {
         let detail = match &host.error {
@@ -144,22 +138,6 @@ pub fn checks(report: &HostsReport, machine: &Machine) -> Vec<Check> {
         detail
     };
     out.push(check("leftovers", leftovers == 0, detail, Some(inventory.hint().trim_start().to_owned())));
-    let detail = if inventory.conflicts.is_empty() {
-        "none".to_owned()
-    } else {
-        inventory
-            .conflicts
-            .iter()
-            .map(|c| format!("{} is {}'s and claimed by {}", c.address, c.instance, c.leftover))
-            .collect::<Vec<_>>()
-            .join("; ")
-    };
-    out.push(check(
-        "address conflicts",
-        inventory.conflicts.is_empty(),
-        detail,
-        Some("remove the leftover that claims the address (see above), then stop and start the instance".into()),
-    ));
     out
 }
 
@@ -210,46 +188,43 @@ pub fn render_clean(steps: &[CleanStep], dry_run: bool) -> String {
 mod tests {
     use std::net::Ipv4Addr;
 
-    use backend::ownership::{Conflict, Inventory, Leftover, ObjectKind, Owner};
+    use backend::ownership::{Inventory, Leftover, ObjectKind, Owner};
 
     use super::*;
     use crate::admin::HostCheck;
 
-    fn report(leftovers: Vec<Leftover>, conflicts: Vec<Conflict>) -> HostsReport {
+    fn report(leftovers: Vec<Leftover>) -> HostsReport {
         HostsReport {
             data_dir: "/srv/stratus-data".into(),
             hosts: vec![HostCheck {
                 id: "h-1".into(),
                 uri: "qemu:///system".into(),
                 accelerator: "tcg".into(),
-                bridge: "stratus0".into(),
                 error: None,
                 domains: 3,
             }],
             inventory: Inventory {
                 installation: "0123456789abcdef".into(),
                 leftovers,
-                conflicts,
                 unreachable: vec![],
                 ovn_networks: Default::default(),
             },
-            ovn: None,
+            ovn: Some(("unix:/run/stratus/ovn/ovnnb_db.sock".into(), None)),
         }
     }
 
     fn healthy() -> Machine {
         Machine {
-            processes: ["libvirtd", "virtlogd", "dnsmasq"].map(String::from).into(),
+            processes: ["libvirtd", "virtlogd", "ovs-vswitchd", "ovn-controller"].map(String::from).into(),
             accelerator_record: Some("tcg".into()),
             kvm_device: false,
-            interfaces: vec![("stratus0".into(), true)],
-            dhcp_hosts_dir: true,
+            interfaces: vec!["br-int".into()],
         }
     }
 
     #[test]
     fn a_healthy_machine_without_leftovers_is_all_good() {
-        let report = report(vec![], vec![]);
+        let report = report(vec![]);
         let checks = checks(&report, &healthy());
         let (text, problems) = render(&report, &checks);
         assert_eq!(problems, 0, "{text}");
@@ -266,24 +241,25 @@ mod tests {
             running: true,
             address: Some(Ipv4Addr::new(172, 31, 0, 4)),
         };
-        let conflict =
-            Conflict { address: Ipv4Addr::new(172, 31, 0, 4), instance: "1/i-0bbb".into(), leftover: "i-0aaa".into() };
-        let report = report(vec![old], vec![conflict]);
+        let report = report(vec![old]);
         let mut machine = healthy();
-        machine.processes.remove("dnsmasq");
+        machine.processes.remove("ovn-controller");
         machine.interfaces.clear();
         let mut report = report;
         report.ovn = Some(("unix:/run/stratus/ovn/ovnnb_db.sock".into(), Some("connection refused".into())));
         let (text, problems) = render(&report, &checks(&report, &machine));
-        assert_eq!(problems, 5, "bridge, DHCP, OVN, leftovers, conflicts: {text}");
+        assert_eq!(problems, 4, "ovn-controller, bridge, OVN, leftovers: {text}");
         assert!(
             text.contains("[FAIL] OVN northbound: unix:/run/stratus/ovn/ovnnb_db.sock: connection refused"),
             "{text}"
         );
-        assert!(text.contains("[FAIL] bridge stratus0: missing"), "{text}");
+        assert!(text.contains("[FAIL] bridge br-int: missing"), "{text}");
+        assert!(text.contains("[FAIL] ovn-controller: not running"), "{text}");
         assert!(text.contains("scripts/setup-host"), "{text}");
         assert!(text.contains("i-0aaa") && text.contains("stratus host clean --orphans"), "{text}");
-        assert!(text.contains("172.31.0.4 is 1/i-0bbb's and claimed by i-0aaa"), "{text}");
+        report.ovn = None;
+        let (text, _) = render(&report, &checks(&report, &healthy()));
+        assert!(text.contains("[FAIL] OVN northbound: not configured: launches are refused"), "{text}");
     }
 
     #[test]
@@ -291,8 +267,8 @@ mod tests {
         let step = CleanStep {
             leftover: Leftover {
                 host: "local".into(),
-                kind: ObjectKind::DhcpEntry,
-                name: "i-0aaa".into(),
+                kind: ObjectKind::MetadataNamespace,
+                name: "stratus-meta-vpc-0aaa".into(),
                 owner: Owner::Unmarked,
                 running: false,
                 address: None,
@@ -300,7 +276,11 @@ mod tests {
             error: None,
         };
         let text = render_clean(std::slice::from_ref(&step), true);
-        assert!(text.starts_with("would remove DHCP entry") && text.contains("nothing was removed"), "{text}");
+        assert!(
+            text.starts_with("would remove metadata namespace stratus-meta-vpc-0aaa")
+                && text.contains("nothing was removed"),
+            "{text}"
+        );
         let failed = CleanStep { error: Some("permission denied".into()), ..step };
         assert!(render_clean(&[failed], false).starts_with("FAILED to remove"));
         assert_eq!(render_clean(&[], false), "Nothing to clean.\n");

@@ -43,10 +43,6 @@ enum Command {
     Serve {
         #[arg(long, default_value = "127.0.0.1:8773")]
         listen: SocketAddr,
-        /// Where guests reach the instance metadata service (`off`: nowhere). The address must
-        /// be one of this machine's: `scripts/setup-host` puts it on the guests' router.
-        #[arg(long, default_value = "169.254.169.254:80")]
-        metadata_listen: String,
         #[command(flatten)]
         common: Common,
     },
@@ -56,7 +52,7 @@ enum Command {
     /// Manage machine images.
     #[command(subcommand)]
     Image(ImageCommand),
-    /// Check this machine and the hosts: daemons, accelerator, bridge, DHCP, and what other
+    /// Check this machine and the hosts: daemons, accelerator, OVN, and what other
     /// installations left on the hosts; prints what to do. Exits 1 when something needs it.
     Doctor {
         #[command(flatten)]
@@ -158,7 +154,7 @@ fn main() {
 
 async fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Serve { listen, metadata_listen, common } => run_server(listen, &metadata_listen, common).await,
+        Command::Serve { listen, common } => run_server(listen, common).await,
         Command::Account(AccountCommand::Create {
             name,
             admin,
@@ -257,7 +253,7 @@ fn write_credentials(path: &Path, credentials: &Credentials) -> Result<()> {
 /// How long a start waits for the hosts' inventory before it serves anyway.
 const INVENTORY_WAIT: Duration = Duration::from_secs(15);
 
-async fn run_server(listen: SocketAddr, metadata_listen: &str, common: Common) -> Result<()> {
+async fn run_server(listen: SocketAddr, common: Common) -> Result<()> {
     malloc::spawn_trimmer(Duration::from_secs(5));
     let config = Config::load(common.config.as_deref())?;
     let data_dir = &common.data_dir;
@@ -275,8 +271,7 @@ async fn run_server(listen: SocketAddr, metadata_listen: &str, common: Common) -
     };
     let mut backend = Backend::new(store, config.resolved_topology())
         .with_data_dir(data_dir)
-        .with_stop_timeout(Duration::from_secs(config.instances.stop_timeout_secs))
-        .with_dhcp_hosts_dir(Path::new(gateway::config::DHCP_HOSTS_DIR));
+        .with_stop_timeout(Duration::from_secs(config.instances.stop_timeout_secs));
     let ovn = config.network.ovn();
     if let Some(db) = &ovn {
         backend = backend.with_ovn(db);
@@ -299,15 +294,15 @@ async fn run_server(listen: SocketAddr, metadata_listen: &str, common: Common) -
     if let Some(admin) = tokio::task::spawn_blocking(move || bootstrap.bootstrap_admin()).await?? {
         write_credentials(&credentials_path, &admin).context("writing admin-credentials")?;
     }
-    // Accounts made before VPCs were records get their default VPC's records now.
+    // Accounts made before VPCs were records get their default VPC's records now, and default
+    // VPCs made on the hosts' old bridge move to OVN.
     let upgrading = Arc::clone(&backend);
     tokio::task::spawn_blocking(move || upgrading.ensure_default_networks())
         .await?
         .context("making the accounts' default VPCs")?;
-    // What other installations left on the hosts stays out of the way (their addresses are
-    // not handed out) and is said once, before the first request.
-    // A host that hangs must not keep the API down: after a while the inventory finishes in
-    // the background, and the sweep's keeps the addresses out of allocation.
+    // What other installations left on the hosts is said once, before the first request. A
+    // host that hangs must not keep the API down: after a while the inventory finishes in the
+    // background.
     let taking = Arc::clone(&backend);
     let inventory = tokio::task::spawn_blocking(move || {
         taking.publish_installation()?;
@@ -330,23 +325,10 @@ async fn run_server(listen: SocketAddr, metadata_listen: &str, common: Common) -
     }
     let region = config.topology().regions[0].name.clone();
     let metadata = Arc::new(gateway::metadata::MetadataService::new(Arc::clone(&backend), region));
-    // Guests of VPCs of their own reach the service in their VPC's namespace (with OVN).
+    // Guests reach the service in their VPC's namespace (with OVN).
     if ovn.is_some() {
         let plane = gateway::vpc_metadata::MetadataPlane::new(Arc::clone(&backend), Arc::clone(&metadata));
         tokio::spawn(Arc::new(plane).run());
-    }
-    if metadata_listen != "off" {
-        let address: SocketAddr =
-            metadata_listen.parse().with_context(|| format!("--metadata-listen {metadata_listen}: not an address"))?;
-        // Only one Stratus on a machine can serve the guests' metadata; another one (or a
-        // machine not set up by setup-host) runs without it.
-        match tokio::net::TcpListener::bind(address).await {
-            Ok(listener) => {
-                tokio::spawn(gateway::metadata::serve(listener, Arc::clone(&metadata)));
-                tracing::info!(%address, "instance metadata service listening");
-            }
-            Err(error) => tracing::warn!(%address, %error, "instance metadata service not started"),
-        }
     }
     let admin_socket = admin::bind(data_dir)?;
     let admin_task = tokio::spawn(admin::serve(admin_socket, Arc::clone(&backend)));

@@ -1,10 +1,10 @@
 //! The instance metadata service (IMDS) at `169.254.169.254:80`, as EC2 serves it.
 //!
-//! 1. A guest connects (through its router, the hosts' bridge address, on this machine). The
-//!    instance is whoever holds the connection's source address in redb's leases: the guest's
-//!    claim cannot be forged, because its host's filter ([`backend::firewall`]) drops every
-//!    packet whose source is not the instance's own address and MAC. Nothing the guest sends
-//!    (headers, paths) says who it is. A migrated guest keeps its address, so it keeps its
+//! 1. A guest connects through its VPC's router to the VPC's metadata namespace
+//!    ([`crate::vpc_metadata`]). The instance is whoever holds the connection's source address
+//!    in that VPC's leases: the guest's claim cannot be forged, because OVN's port security drops
+//!    every packet whose source is not the instance's own address and MAC. Nothing the guest
+//!    sends (headers, paths) says who it is. A migrated guest keeps its address, so it keeps its
 //!    metadata.
 //! 2. A token request's answer leaves with the instance's `HttpPutResponseHopLimit` as its IP
 //!    TTL: tokens do not reach further than that many routers behind the guest (its
@@ -87,6 +87,9 @@ pub struct Facts {
     pub record: InstanceRecord,
     pub region: String,
     pub group_names: Vec<String>,
+    /// Its subnet's and its VPC's address blocks.
+    pub subnet_cidr: String,
+    pub vpc_cidr: String,
     pub volumes: Vec<VolumeRecord>,
     /// The instance's tags, when `InstanceMetadataTags` is enabled.
     pub tags: Vec<(String, String)>,
@@ -145,20 +148,21 @@ impl MetadataService {
         id == instance_id && expires.parse::<u64>().is_ok_and(|e| e > now)
     }
 
-    /// Reads what a request of the instance at `address` in the address space `scope` needs
-    /// (`""`: the hosts' shared segment; `{vpc id}/`: that VPC); `None` for an address no
-    /// instance holds there.
+    /// Reads what a request of the instance at `address` in the address space `scope` (a
+    /// VPC's, `{vpc id}/`) needs; `None` for an address no instance holds there.
     fn facts(&self, scope: &str, address: Ipv4Addr) -> backend::Result<Option<Facts>> {
         let Some(record) = self.backend.instance_in(scope, address)? else { return Ok(None) };
         let names = self.backend.security_group_names(&record.account)?;
         let group_names = record.security_group_ids.iter().filter_map(|id| names.get(id).cloned()).collect();
+        let subnet_cidr = self.backend.subnet(&record.account, &record.subnet_id).map(|s| s.cidr()).unwrap_or_default();
+        let vpc_cidr = self.backend.vpc(&record.account, &record.vpc_id).map(|v| v.cidr).unwrap_or_default();
         let volumes = self.backend.instance_volumes(&record.account, &record.id)?;
         let tags = if record.metadata.tags_enabled {
             self.backend.tags_of(&record.account, [record.id.as_str()])?.remove(&record.id).unwrap_or_default()
         } else {
             Vec::new()
         };
-        Ok(Some(Facts { record, region: self.region.clone(), group_names, volumes, tags }))
+        Ok(Some(Facts { record, region: self.region.clone(), group_names, subnet_cidr, vpc_cidr, volumes, tags }))
     }
 
     /// Authenticates one request of `facts`' instance, then answers it.
@@ -300,7 +304,6 @@ pub fn meta_data(facts: &Facts) -> BTreeMap<String, String> {
         put("public-keys", format!("0={name}"));
         put("public-keys/0/openssh-key", format!("{}\n", key.trim_end()));
     }
-    let subnet = r.private_ip.parse().map(backend::network::subnet_cidr_of).unwrap_or_default();
     let iface = format!("network/interfaces/macs/{}", r.mac);
     put(&format!("{iface}/device-number"), "0".into());
     put(&format!("{iface}/interface-id"), r.network_interface_id.clone());
@@ -312,10 +315,10 @@ pub fn meta_data(facts: &Facts) -> BTreeMap<String, String> {
     put(&format!("{iface}/security-group-ids"), r.security_group_ids.join("\n"));
     put(&format!("{iface}/security-groups"), facts.group_names.join("\n"));
     put(&format!("{iface}/subnet-id"), r.subnet_id.clone());
-    put(&format!("{iface}/subnet-ipv4-cidr-block"), subnet);
+    put(&format!("{iface}/subnet-ipv4-cidr-block"), facts.subnet_cidr.clone());
     put(&format!("{iface}/vpc-id"), r.vpc_id.clone());
-    put(&format!("{iface}/vpc-ipv4-cidr-block"), backend::network::VPC_CIDR.into());
-    put(&format!("{iface}/vpc-ipv4-cidr-blocks"), backend::network::VPC_CIDR.into());
+    put(&format!("{iface}/vpc-ipv4-cidr-block"), facts.vpc_cidr.clone());
+    put(&format!("{iface}/vpc-ipv4-cidr-blocks"), facts.vpc_cidr.clone());
     for (key, value) in &facts.tags {
         // A tag key with `/` cannot be a path segment; EC2 leaves such tags out too.
         if !key.contains('/') && !key.is_empty() {
@@ -349,13 +352,9 @@ fn dynamic(facts: &Facts) -> BTreeMap<String, String> {
     BTreeMap::from([("instance-identity/document".to_owned(), pretty)])
 }
 
-/// Serves the metadata service on `listener` until the process ends. One request per
-/// connection: the hop limit (the IP TTL) applies to token answers only, and is set for each.
-pub async fn serve(listener: TcpListener, service: Arc<MetadataService>) {
-    serve_in(listener, service, String::new()).await
-}
-
-/// As [`serve`], for callers in the address space `scope` (a VPC's, [`crate::vpc_metadata`]).
+/// Serves the metadata service on `listener` until the process ends, for callers in the address
+/// space `scope` (a VPC's, [`crate::vpc_metadata`]). One request per connection: the hop limit
+/// (the IP TTL) applies to token answers only, and is set for each.
 pub async fn serve_in(listener: TcpListener, service: Arc<MetadataService>, scope: String) {
     let scope: Arc<str> = scope.into();
     loop {
@@ -454,7 +453,15 @@ mod tests {
         }))
         .unwrap();
         record.public_key = Some("ssh-rsa AAAA laptop".into());
-        Facts { record, region: "us-east-1".into(), group_names: vec!["web".into()], volumes: vec![], tags: vec![] }
+        Facts {
+            record,
+            region: "us-east-1".into(),
+            group_names: vec!["web".into()],
+            subnet_cidr: "172.31.0.0/20".into(),
+            vpc_cidr: "172.31.0.0/16".into(),
+            volumes: vec![],
+            tags: vec![],
+        }
     }
 
     fn text(answer: Answer) -> String {

@@ -1,6 +1,6 @@
-//! The instance metadata service inside VPCs of their own (issue 16).
+//! The instance metadata service inside every VPC (issue 16).
 //!
-//! 1. A guest of a VPC of its own sends `169.254.169.254` to its router, which routes it to the
+//! 1. A guest sends `169.254.169.254` to its router, which routes it to the
 //!    VPC's metadata port ([`backend::vpc_network::MetadataPort`]), bound on this machine's
 //!    chassis: guests on other hosts reach it through the Geneve tunnels. (Neutron puts a
 //!    `localport` with an agent on every host instead; Stratus drives its hosts through libvirt
@@ -70,8 +70,8 @@ fn set_up(port: &MetadataPort, installation: &str) -> Result<(), String> {
     run("ethtool", &["-K", &link, "tx", "off"])?;
     run("ip", &["netns", "exec", &ns, "ethtool", "-K", "eth0", "tx", "off"])?;
     // The userspace datapath reads the port beside the kernel, which would answer the
-    // namespace's ARP for its router when this machine holds the same address (a default VPC's
-    // 172.31.0.1 is stratus0's): only OVN may answer.
+    // namespace's ARP for its router when this machine holds the same address (a VPC's range
+    // may overlap this machine's networks): only OVN may answer.
     std::fs::write(format!("/proc/sys/net/ipv4/conf/{link}/arp_ignore"), "1")
         .map_err(|e| format!("arp_ignore on {link}: {e}"))?;
     run("ip", &["link", "set", &link, "up"])?;

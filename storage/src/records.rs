@@ -437,9 +437,9 @@ impl Record for ClientTokenRecord {
     const VERSION: u8 = 1;
 }
 
-/// A private IP handed to an instance. The default VPCs' subnets share one L2 segment (the
-/// hosts' bridge), so their addresses are unique across accounts: key, the address. Every
-/// other VPC is an address space of its own: key `{vpc id}/{address}`.
+/// A private IP handed to an instance (or an interface, a NAT gateway). Every VPC is an address
+/// space of its own: key `{vpc id}/{address}`. (Keys of the bare address are from a Stratus
+/// whose default VPCs shared the hosts' bridge; a start moves them.)
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LeaseRecord {
     pub instance_key: String,
@@ -696,15 +696,16 @@ pub struct VpcRecord {
     /// `default` or `dedicated`.
     pub tenancy: String,
     pub created_ms: i64,
-    /// Whether its guests share the hosts' Linux bridge (guarded by nwfilter, addresses unique
-    /// across accounts) instead of having a network of their own on OVN: a default VPC made
-    /// where OVN is not configured. `None` in records older than the field: a default VPC's.
+    /// Whether its guests were put on the hosts' shared Linux bridge (addresses unique across
+    /// accounts) by a Stratus before every VPC was on OVN: a default VPC made where OVN was not
+    /// configured. `None` in records older than the field: a default VPC's. A start moves such
+    /// VPCs to OVN (`backend::vpcs`); new records say `false`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_bridge: Option<bool>,
 }
 
 impl VpcRecord {
-    /// Whether its guests sit on the hosts' shared bridge ([`VpcRecord::on_bridge`]).
+    /// Whether it is still on the hosts' old shared bridge ([`VpcRecord::on_bridge`]).
     pub fn shares_bridge(&self) -> bool {
         self.on_bridge.unwrap_or(self.default)
     }

@@ -17,8 +17,8 @@ use virt::error::ErrorNumber;
 use virt::sys;
 
 use crate::hypervisor::{
-    disk_xml, domain_xml, nic_xml, AttachedDisk, DomainSpec, DomainStatus, DriverError, EventSink, FilterStatus,
-    HostInfo, Hypervisor, JobProgress, MigrationOptions, Nic, PowerState,
+    disk_xml, domain_xml, nic_xml, AttachedDisk, DomainSpec, DomainStatus, DriverError, EventSink, HostInfo,
+    Hypervisor, JobProgress, MigrationOptions, Nic, PowerState,
 };
 use ffi::Subscription;
 
@@ -339,7 +339,7 @@ impl Hypervisor for LibvirtDriver {
             if has_nic(domain, &nic.mac)? {
                 return Ok(());
             }
-            domain.attach_device_flags(&nic_xml(nic, None), virt::sys::VIR_DOMAIN_AFFECT_LIVE).map_err(failed)
+            domain.attach_device_flags(&nic_xml(nic), virt::sys::VIR_DOMAIN_AFFECT_LIVE).map_err(failed)
         })
     }
 
@@ -350,7 +350,7 @@ impl Hypervisor for LibvirtDriver {
                 return Ok(());
             }
             // libvirt finds the NIC by its MAC, but parses the whole element first.
-            domain.detach_device_flags(&nic_xml(nic, None), virt::sys::VIR_DOMAIN_AFFECT_LIVE).map_err(failed)?;
+            domain.detach_device_flags(&nic_xml(nic), virt::sys::VIR_DOMAIN_AFFECT_LIVE).map_err(failed)?;
             // QEMU removes the device once the guest acknowledges the unplug.
             let deadline = std::time::Instant::now() + NIC_UNPLUG_WAIT;
             while has_nic(domain, mac)? {
@@ -369,36 +369,12 @@ impl Hypervisor for LibvirtDriver {
         })
     }
 
-    fn define_filter(&self, xml: &str) -> Result<(), DriverError> {
-        self.with_conn(|conn| conn.define_nwfilter_xml(xml).map(drop).map_err(failed))
-    }
-
-    fn undefine_filter(&self, name: &str) -> Result<(), DriverError> {
-        self.with_conn(|conn| match conn.lookup_nwfilter_by_name(name) {
-            Ok(filter) => filter.undefine().map_err(failed),
-            Err(e) if matches!(e.code(), Enum::Known(ErrorNumber::NoNwfilter)) => Ok(()),
-            Err(e) => Err(failed(e)),
-        })
-    }
-
     fn definition(&self, name: &str) -> Result<Option<String>, DriverError> {
         match self.with_domain(name, |domain| domain.xml_desc(0).map_err(failed)) {
             Ok(xml) => Ok(Some(xml)),
             Err(DriverError::NoDomain(_)) => Ok(None),
             Err(e) => Err(e),
         }
-    }
-
-    fn filters(&self) -> Result<Vec<FilterStatus>, DriverError> {
-        self.with_conn(|conn| {
-            let mut out = Vec::new();
-            for filter in conn.list_all_nw_filters(0).map_err(failed)? {
-                // A filter can vanish between the listing and the reads: skip it.
-                let (Ok(name), Ok(uuid)) = (filter.name(), filter.uuid_string()) else { continue };
-                out.push(FilterStatus { name, uuid });
-            }
-            Ok(out)
-        })
     }
 
     fn watch(&self, sink: EventSink) {
