@@ -10,7 +10,7 @@
 //!    `AllowReassociation`. An instance that goes keeps nothing: its association goes with it.
 //! 3. An associated address cannot be released, and a VPC's gateway cannot be detached while
 //!    addresses are mapped into it.
-//! 4. A VPC of its own with an internet gateway attached takes one address of the pool too: its
+//! 4. A VPC with an internet gateway attached takes one address of the pool too: its
 //!    router's on the public network, which answers for the VPC's Elastic IPs (AWS hides it).
 //!
 //! What OVN makes of an association (1:1 NAT on the VPC's router) is [`crate::vpc_network`].

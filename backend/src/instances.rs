@@ -417,7 +417,7 @@ impl Backend {
                 (vpc_id, subnets)
             }
         };
-        self.ensure_vpc_networking(&vpc_id)?;
+        self.ensure_vpc_networking(&format!("Instances in {vpc_id}"))?;
         let subnet = match (&subnet_id, &req.zone) {
             (Some(_), zone) => {
                 let subnet = &subnets[0];
@@ -577,7 +577,17 @@ impl Backend {
         match crate::addresses::take_public_address(tx, &self.public_network(), holder) {
             Ok(address) => Ok(Some(address.to_string())),
             Err(Error::AddressLimitExceeded) if req.associate_public_ip.is_none() => {
-                tracing::warn!(holder, "the public pool is empty: an instance launched without a public address");
+                // Said once a minute at most: a busy cloud with a small pool launches many so.
+                static SAID: std::sync::Mutex<Option<Instant>> = std::sync::Mutex::new(None);
+                let mut said = SAID.lock().unwrap_or_else(|p| p.into_inner());
+                if said.is_none_or(|at| at.elapsed() >= Duration::from_secs(60)) {
+                    *said = Some(Instant::now());
+                    tracing::warn!(
+                        holder,
+                        "the public pool is empty: instances launch without a public address (widen [network] \
+                         public_cidr, or release Elastic IPs)"
+                    );
+                }
                 Ok(None)
             }
             Err(other) => Err(other),
@@ -758,6 +768,7 @@ impl Backend {
     }
 
     pub fn start_instances(&self, account: &str, ids: &[String]) -> Result<Vec<StateChange>> {
+        self.ensure_vpc_networking("Instances")?;
         let base = self.host_snapshots();
         // Usage is read once per request, then charged with each instance this request starts.
         let mut usage: Option<Vec<HostSnapshot>> = None;

@@ -383,6 +383,7 @@ impl Backend {
         instance_id: &str,
         device_index: u32,
     ) -> Result<String> {
+        self.ensure_vpc_networking("Network interfaces")?;
         let attachment = self.store().write(|tx| {
             let mut record = interface_in(tx, account, id)?;
             let instance = tx

@@ -87,7 +87,7 @@ impl Subnet {
 
 /// Where a VPC's addresses are leased ([`Subnet::lease_scope`]): `{vpc id}/`, a space of its
 /// own. (Keys without a scope are leases of the hosts' shared bridge, from a Stratus before
-/// every VPC was on OVN: [`crate::vpcs`] moves them at start.)
+/// every VPC was on OVN: [`crate::vpcs`] moves them under their holder's VPC at start.)
 pub fn lease_scope(vpc_id: &str) -> String {
     format!("{vpc_id}/")
 }
@@ -226,7 +226,10 @@ mod tests {
         assert_eq!(b.free_addresses(&subnets[0]).unwrap(), 250);
         let lowest = b.store().write(|tx| lease_address(tx, &subnets[1], "b/i-4", "m")).unwrap();
         assert_eq!(lowest, Ipv4Addr::new(10, 0, 1, 4));
-        assert_eq!(b.instance_in(&subnets[1].lease_scope, wanted).unwrap(), None, "the other VPC's lease names no one");
+        let holders = subnets
+            .each_ref()
+            .map(|s| b.store().read(|tx| tx.get(&LEASES, &s.lease_key(wanted))).unwrap().map(|l| l.instance_key));
+        assert_eq!(holders, [Some("a/i-1".to_owned()), Some("b/i-2".to_owned())], "each VPC's lease is its own");
         b.store().write(|tx| release_address(tx, &subnets[0].lease_scope, "10.0.1.10", "a/i-1")).unwrap();
         assert_eq!(b.free_addresses(&subnets[0]).unwrap(), 251);
         assert_eq!(b.free_addresses(&subnets[1]).unwrap(), 249);

@@ -725,17 +725,18 @@ impl Backend {
         Ok(port_name(self.installation()?, &record.network_interface_id))
     }
 
-    /// Whether instances can be launched into a VPC here: OVN is configured, or no host runs
-    /// guests that could use a network (libvirt's test driver, the fake: records only).
-    pub(crate) fn ensure_vpc_networking(&self, vpc_id: &str) -> Result<()> {
+    /// Whether guests can be given a network here (`what` needs one: a launch, a start, a
+    /// hot-plug): OVN is configured, or no host runs guests that could use a network (libvirt's
+    /// test driver, the fake: records only).
+    pub(crate) fn ensure_vpc_networking(&self, what: &str) -> Result<()> {
         let runs_guests = self.hosts().iter().any(|h| h.accelerator != crate::hypervisor::Accelerator::Test);
         if self.ovn.is_some() || !runs_guests {
             return Ok(());
         }
         Err(Error::UnsupportedOperation(format!(
-            "Instances in {vpc_id} need OVN, which this Stratus runs without: run scripts/setup-host (it \
-             starts OVN) and restart Stratus, or name your OVN in [network] ovn_northbound (see the README's \
-             VPC networking section)."
+            "{what} need OVN, which this Stratus runs without: run scripts/setup-host (it starts OVN) and \
+             restart Stratus, or name your OVN in [network] ovn_northbound (see the README's VPC networking \
+             section)."
         )))
     }
 

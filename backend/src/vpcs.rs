@@ -22,10 +22,11 @@
 //!
 //! All checks run inside the writing transaction, so two racing requests cannot both pass.
 
+use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 
 use storage::tables::{
-    ACCOUNTS, INSTANCES, INTERNET_GATEWAYS, LEASES, NETWORK_INTERFACES, ROUTE_TABLES, SECURITY_GROUPS,
+    ACCOUNTS, INSTANCES, INTERNET_GATEWAYS, LEASES, NAT_GATEWAYS, NETWORK_INTERFACES, ROUTE_TABLES, SECURITY_GROUPS,
     SECURITY_GROUP_NAMES, SUBNETS, VPCS,
 };
 use storage::{
@@ -228,59 +229,72 @@ fn insert_vpc(tx: &WriteTx, vpc: VpcRecord, table_id: Option<String>) -> Result<
     Ok(())
 }
 
-/// A default VPC at start. One made on the hosts' bridge (`on_bridge`, by a Stratus before
-/// every VPC was on OVN) moves to OVN: its instances' leases into its own address space, its
-/// default subnets to public addresses at launch, its gateway to an address of `public`. Its
-/// running guests keep their NIC on the old bridge until they stop and start (said in the log).
-/// Otherwise a gateway made while the public pool was empty tries again for its address.
-fn settle_default_vpc(tx: &WriteTx, account: &str, vpc_id: &str, public: PublicNetwork) -> Result<()> {
-    let mut vpc = vpc_in(tx, account, vpc_id)?;
-    let prefix = format!("{account}/");
-    let moving = vpc.shares_bridge();
-    if moving {
-        let instances = tx.scan(&INSTANCES, &prefix)?;
-        let scope = crate::network::lease_scope(vpc_id);
-        // The bridge's leases have no scope: the address is the whole key.
-        for (lease_key, lease) in tx.scan(&LEASES, "")? {
-            if lease_key.contains('/') {
-                continue;
+/// The leases a Stratus whose default VPCs shared the hosts' bridge left without a scope (that
+/// bridge was one address space): the address is the whole key. Such keys start with a digit,
+/// scoped ones with `vpc-`, so nine short scans find them all.
+fn unscoped_leases(tx: &impl Reads) -> Result<Vec<(String, storage::LeaseRecord)>> {
+    let mut found = Vec::new();
+    for digit in '1'..='9' {
+        found.extend(tx.scan(&LEASES, &digit.to_string())?.into_iter().filter(|(k, _)| !k.contains('/')));
+    }
+    Ok(found)
+}
+
+/// The VPC of a lease's holder, by its key: an instance, an interface of its own or a NAT
+/// gateway; `None` when it is gone.
+fn holder_vpc(tx: &impl Reads, holder: &str) -> Result<Option<String>> {
+    let Some((_, id)) = holder.split_once('/') else { return Ok(None) };
+    Ok(match ResourceKind::of_id(id) {
+        Some(ResourceKind::Instance) => tx.get(&INSTANCES, holder)?.map(|i| i.vpc_id),
+        Some(ResourceKind::NetworkInterface) => tx.get(&NETWORK_INTERFACES, holder)?.map(|i| i.vpc_id),
+        Some(ResourceKind::NatGateway) => tx.get(&NAT_GATEWAYS, holder)?.map(|n| n.vpc_id),
+        _ => None,
+    })
+}
+
+/// Moves what the hosts' old bridge left into the VPCs' own address spaces, in one transaction:
+/// every unscoped lease under its holder's VPC (a lease whose holder is gone goes), and every
+/// default VPC made on the bridge to public addresses at launch, as on AWS. Answers the running
+/// instances that were on the bridge: their NIC stays on it until they stop and start.
+fn move_off_the_bridge(tx: &WriteTx) -> Result<Vec<String>> {
+    let mut moved = BTreeSet::new();
+    for (address, lease) in unscoped_leases(tx)? {
+        tx.remove(&LEASES, &address)?;
+        match holder_vpc(tx, &lease.instance_key)? {
+            Some(vpc_id) => {
+                let scoped = format!("{}{address}", crate::network::lease_scope(&vpc_id));
+                // Taken in the VPC's own space meanwhile: that one stays, this one is dropped.
+                if tx.get(&LEASES, &scoped)?.is_none() {
+                    tx.insert(&LEASES, &scoped, &lease)?;
+                }
+                moved.insert(lease.instance_key);
             }
-            let Some((_, holder)) = instances.iter().find(|(k, _)| *k == lease.instance_key) else { continue };
-            if holder.vpc_id == vpc_id {
-                tx.remove(&LEASES, &lease_key)?;
-                tx.insert(&LEASES, &format!("{scope}{lease_key}"), &lease)?;
+            None => {
+                tracing::info!(%address, holder = %lease.instance_key, "a lease of the old bridge without a holder went")
             }
         }
-        let running: Vec<&str> = instances
-            .iter()
-            .filter(|(_, i)| i.vpc_id == vpc_id && i.state == InstanceState::Running)
-            .map(|(_, i)| i.id.as_str())
-            .collect();
-        if !running.is_empty() {
-            tracing::warn!(
-                account,
-                vpc_id,
-                instances = %running.join(" "),
-                "these guests still run on the hosts' old bridge: stop and start each to plug it into OVN"
-            );
+    }
+    for (vpc_key, mut vpc) in tx.scan(&VPCS, "")? {
+        if !vpc.shares_bridge() {
+            continue;
         }
         vpc.on_bridge = Some(false);
-        tx.insert(&VPCS, &key(account, vpc_id), &vpc)?;
-        for (subnet_key, mut subnet) in tx.scan(&SUBNETS, &prefix)? {
-            if subnet.vpc_id == vpc_id && subnet.default_for_az {
+        tx.insert(&VPCS, &vpc_key, &vpc)?;
+        for (subnet_key, mut subnet) in tx.scan(&SUBNETS, &format!("{}/", vpc.account))? {
+            if subnet.vpc_id == vpc.id && subnet.default_for_az {
                 subnet.map_public_ip_on_launch = true;
                 tx.insert(&SUBNETS, &subnet_key, &subnet)?;
             }
         }
-        tracing::info!(account, vpc_id, "a default VPC on the hosts' bridge moved to OVN");
+        tracing::info!(account = %vpc.account, vpc_id = %vpc.id, "a default VPC of the hosts' old bridge is a network of its own now");
     }
-    for (gateway_key, mut gateway) in tx.scan(&INTERNET_GATEWAYS, &prefix)? {
-        if gateway.vpc_id.as_deref() == Some(vpc_id) && gateway.public_ip.is_none() {
-            gateway.public_ip = gateway_address(tx, &public, &gateway_key)?;
-            tx.insert(&INTERNET_GATEWAYS, &gateway_key, &gateway)?;
+    let mut running = Vec::new();
+    for holder in moved {
+        if let Some(instance) = tx.get(&INSTANCES, &holder)?.filter(|i| i.state == InstanceState::Running) {
+            running.push(instance.id);
         }
     }
-    Ok(())
+    Ok(running)
 }
 
 /// A public address for a default VPC's router, or `None` (logged) when the pool has none left.
@@ -362,16 +376,54 @@ impl Backend {
     /// before every VPC was on OVN) into address spaces of their own, and gives a default VPC's
     /// gateway made while the public pool was empty another try. Run once at start.
     pub fn ensure_default_networks(&self) -> Result<()> {
-        let accounts = self.store().read(|tx| tx.scan(&ACCOUNTS, ""))?;
         let public = self.public_network();
-        for (id, account) in accounts {
-            self.store()
-                .write(|tx| ensure_default_network(tx, self.topology(), &id, &account.default_vpc_id, public))?;
+        // Read first: a start with nothing to do commits nothing.
+        let (missing, on_bridge, unscoped, without_address) = self.store().read(|tx| {
+            let mut missing = Vec::new();
+            for (id, account) in tx.scan(&ACCOUNTS, "")? {
+                let vpc_id = &account.default_vpc_id;
+                if !vpc_id.is_empty() && tx.get(&VPCS, &key(&id, vpc_id))?.is_none() {
+                    missing.push((id, account.default_vpc_id));
+                }
+            }
+            let vpcs = tx.scan(&VPCS, "")?;
+            let on_bridge = vpcs.iter().any(|(_, v)| v.shares_bridge());
+            let defaults: BTreeSet<String> =
+                vpcs.iter().filter(|(_, v)| v.default).map(|(_, v)| key(&v.account, &v.id)).collect();
+            let without_address: Vec<String> = tx
+                .scan(&INTERNET_GATEWAYS, "")?
+                .into_iter()
+                .filter(|(_, g)| g.public_ip.is_none())
+                .filter(|(_, g)| g.vpc_id.as_ref().is_some_and(|v| defaults.contains(&key(&g.account, v))))
+                .map(|(k, _)| k)
+                .collect();
+            Ok::<_, Error>((missing, on_bridge, !unscoped_leases(tx)?.is_empty(), without_address))
+        })?;
+        for (id, vpc_id) in missing {
+            self.store().write(|tx| ensure_default_network(tx, self.topology(), &id, &vpc_id, public))?;
         }
-        let defaults: Vec<VpcRecord> =
-            self.store().read(|tx| tx.scan(&VPCS, ""))?.into_iter().map(|(_, v)| v).filter(|v| v.default).collect();
-        for vpc in defaults {
-            self.store().write(|tx| settle_default_vpc(tx, &vpc.account, &vpc.id, public))?;
+        if on_bridge || unscoped {
+            let running = self.store().write(move_off_the_bridge)?;
+            if !running.is_empty() {
+                tracing::warn!(
+                    instances = %running.join(" "),
+                    "these guests still run on the hosts' old bridge, where their security groups are no longer \
+                     updated and nothing answers their DHCP or metadata: stop and start each to plug it into OVN"
+                );
+            }
+        }
+        // Default VPCs' gateways made while the public pool was empty try again.
+        if !without_address.is_empty() {
+            self.store().write(|tx| {
+                for gateway_key in &without_address {
+                    let Some(mut gateway) = tx.get(&INTERNET_GATEWAYS, gateway_key)? else { continue };
+                    if gateway.public_ip.is_none() {
+                        gateway.public_ip = gateway_address(tx, &public, gateway_key)?;
+                        tx.insert(&INTERNET_GATEWAYS, gateway_key, &gateway)?;
+                    }
+                }
+                Ok::<_, Error>(())
+            })?;
         }
         Ok(())
     }
@@ -1052,26 +1104,41 @@ mod tests {
     }
 
     #[test]
-    fn a_default_vpc_on_the_old_bridge_moves_to_a_space_of_its_own_with_its_leases() {
+    fn what_the_old_bridge_left_moves_to_the_vpcs_own_spaces() {
         use crate::tests_support::{running_instance, test_disk, test_driver_backend};
         let dir = tempfile::tempdir().unwrap();
         let b = test_driver_backend(dir.path());
         let new = crate::images::NewImage { name: "img".into(), disk: test_disk(dir.path()), ..Default::default() };
         let image = b.register_image("a", new).unwrap();
         let instance = running_instance(&b, "a", &image.id);
+        let subnet = b.subnets("a", "vpc-1").unwrap().remove(0);
+        let interface = crate::interfaces::NewInterface {
+            subnet_id: subnet.id.clone(),
+            private_ip: None,
+            secondary: Vec::new(),
+            secondary_count: 1,
+            groups: Vec::new(),
+            description: String::new(),
+            client_token: None,
+        };
+        let eni = b.create_network_interface("a", interface, &[]).unwrap();
         let scope = crate::network::lease_scope("vpc-1");
-        let address: Ipv4Addr = instance.private_ip.parse().unwrap();
-        assert_eq!(b.instance_in(&scope, address).unwrap().map(|i| i.id), Some(instance.id.clone()));
-        // What a Stratus before OVN-only left: the VPC on the bridge, its leases without a
-        // scope, no public addresses.
+        let held = |b: &Backend| b.store().read(|tx| tx.scan(&LEASES, "")).unwrap();
+        let before = held(&b);
+        assert_eq!(before.len(), 3, "the instance's address and the interface's two: {before:?}");
+        // What a Stratus whose default VPCs shared the bridge left: the VPC marked so, its
+        // leases without a scope (one of a holder gone since), no public addresses.
         b.store()
             .write(|tx| {
                 let mut vpc = vpc_in(tx, "a", "vpc-1")?;
                 vpc.on_bridge = Some(true);
                 tx.insert(&VPCS, "a/vpc-1", &vpc)?;
-                let lease = tx.get(&LEASES, &format!("{scope}{address}"))?.unwrap();
-                tx.remove(&LEASES, &format!("{scope}{address}"))?;
-                tx.insert(&LEASES, &address.to_string(), &lease)?;
+                for (k, lease) in &before {
+                    tx.remove(&LEASES, k)?;
+                    tx.insert(&LEASES, k.strip_prefix(&scope).unwrap(), lease)?;
+                }
+                let gone = storage::LeaseRecord { instance_key: "a/i-0dead".into(), mac: "m".into() };
+                tx.insert(&LEASES, "172.31.0.99", &gone)?;
                 for (k, mut subnet) in tx.scan(&SUBNETS, "a/")? {
                     subnet.map_public_ip_on_launch = false;
                     tx.insert(&SUBNETS, &k, &subnet)?;
@@ -1085,15 +1152,34 @@ mod tests {
                 Ok::<_, Error>(())
             })
             .unwrap();
+        let address: Ipv4Addr = instance.private_ip.parse().unwrap();
         assert_eq!(b.instance_in(&scope, address).unwrap(), None);
         b.ensure_default_networks().unwrap();
+        assert_eq!(held(&b), before, "every lease back in the VPC's space, the holderless one gone");
+        assert_eq!(b.instance_in(&scope, address).unwrap().map(|i| i.id), Some(instance.id));
         assert!(!b.vpc("a", "vpc-1").unwrap().shares_bridge());
-        assert_eq!(b.instance_in(&scope, address).unwrap().map(|i| i.id), Some(instance.id), "the lease moved");
-        assert_eq!(b.instance_in("", address).unwrap(), None, "and left no copy behind");
         assert!(b.subnet_records("a").unwrap().iter().all(|s| s.map_public_ip_on_launch));
         let gateway = &b.internet_gateways("a").unwrap()[0];
         assert!(gateway.public_ip.as_deref().is_some_and(|ip| ip.starts_with("198.51.100.")), "{gateway:?}");
-        // The next start finds nothing to move.
+        // The interface's addresses are its own again: a new one does not take them.
+        let next = b
+            .create_network_interface(
+                "a",
+                crate::interfaces::NewInterface {
+                    subnet_id: subnet.id,
+                    private_ip: None,
+                    secondary: Vec::new(),
+                    secondary_count: 0,
+                    groups: Vec::new(),
+                    description: String::new(),
+                    client_token: None,
+                },
+                &[],
+            )
+            .unwrap();
+        assert!(![eni.private_ip.as_str(), instance.private_ip.as_str()].contains(&next.private_ip.as_str()));
+        assert!(!eni.secondary_ips.contains(&next.private_ip));
+        // The next start finds nothing to move and commits nothing.
         b.ensure_default_networks().unwrap();
         assert_eq!(b.internet_gateways("a").unwrap()[0].public_ip, gateway.public_ip);
     }

@@ -38,14 +38,16 @@ fn setup() -> Setup {
         .with_data_dir(dir.path())
         .with_ovn("unix:/nonexistent/ovnnb_db.sock");
     let b = Arc::new(b);
-    let disk = dir.path().join("disk.qcow2");
-    let made = std::process::Command::new("qemu-img")
-        .args(["create", "-q", "-f", "qcow2"])
-        .arg(&disk)
-        .arg("64M")
-        .status()
-        .unwrap();
-    assert!(made.success());
+    let (_, subnet, instance) = vpc_with_an_instance(&b, dir.path());
+    assert_eq!(b.instance(ACCOUNT, &instance).unwrap().state, InstanceState::Running);
+    Setup { b, cloud, subnet, instance, _dir: dir }
+}
+
+/// An image (its disk in `dir`), a VPC 10.0.0.0/16 with a subnet 10.0.1.0/24, and an instance
+/// launched there and converged: the image, the subnet and the instance.
+fn vpc_with_an_instance(b: &Backend, dir: &std::path::Path) -> (String, String, String) {
+    let disk = dir.join("disk.qcow2");
+    backend::disk::create_blank(&disk, 64 << 20).unwrap();
     let new =
         backend::images::NewImage { name: "img".into(), disk: disk.to_string_lossy().into(), ..Default::default() };
     let image_id = b.register_image(ACCOUNT, new).unwrap().id;
@@ -53,8 +55,7 @@ fn setup() -> Setup {
     let subnet = b.create_subnet(ACCOUNT, &vpc.id, "10.0.1.0/24", None, None, &[]).unwrap().id;
     let instance = b.run_instances(ACCOUNT, &vpc.id, one_instance(&image_id, &subnet)).unwrap().remove(0).id;
     b.converge(&key(&instance)).unwrap();
-    assert_eq!(b.instance(ACCOUNT, &instance).unwrap().state, InstanceState::Running);
-    Setup { b, cloud, subnet, instance, _dir: dir }
+    (image_id, subnet, instance)
 }
 
 /// One t3.nano of `image_id` in `subnet`.
@@ -237,4 +238,44 @@ fn an_empty_public_pool_stops_no_launch_that_did_not_ask_for_an_address() {
     assert_eq!(launched.public_ip, None, "launched without the subnet's default public address");
     let asked = s.b.run_instances(ACCOUNT, &instance.vpc_id, LaunchRequest { associate_public_ip: Some(true), ..req });
     assert!(matches!(asked, Err(Error::AddressLimitExceeded)), "{asked:?}");
+}
+
+/// Without OVN, hosts that really run guests have no network to give them: launches, starts and
+/// hot-plugs are refused with what to do (libvirt's test driver and the fake as `Test` are
+/// records only, and go on).
+#[test]
+fn without_ovn_guests_that_really_run_get_no_network() {
+    let dir = tempfile::tempdir().unwrap();
+    let cloud = FakeCloud::new();
+    let open = |ovn: bool| {
+        let mut config = HostConfig::new(URI);
+        config.accelerator = Some(Accelerator::Tcg);
+        let topology = Topology { hosts: vec![config.clone()], ..Topology::default() };
+        let pool = HostPool::new([Host::new(config, topology.default_zone().to_owned(), cloud.host(URI))]);
+        let b = Backend::with_hosts(Store::open(&dir.path().join("db.redb")).unwrap(), topology, pool)
+            .with_data_dir(dir.path());
+        if ovn {
+            b.with_ovn("unix:/nonexistent/ovnnb_db.sock")
+        } else {
+            b
+        }
+    };
+    let b = open(true);
+    let (image_id, subnet, instance) = vpc_with_an_instance(&b, dir.path());
+    let vpc_id = b.subnet(ACCOUNT, &subnet).unwrap().vpc_id;
+    b.stop_instances(ACCOUNT, std::slice::from_ref(&instance), true).unwrap();
+    b.converge(&key(&instance)).unwrap();
+    assert_eq!(b.instance(ACCOUNT, &instance).unwrap().state, InstanceState::Stopped);
+    let eni = b.create_network_interface(ACCOUNT, new_interface(&subnet), &[]).unwrap();
+    drop(b);
+
+    let b = open(false);
+    let refused = |result: Result<(), Error>| match result {
+        Err(Error::UnsupportedOperation(message)) => assert!(message.contains("scripts/setup-host"), "{message}"),
+        other => panic!("{other:?}"),
+    };
+    refused(b.run_instances(ACCOUNT, &vpc_id, one_instance(&image_id, &subnet)).map(drop));
+    refused(b.start_instances(ACCOUNT, std::slice::from_ref(&instance)).map(drop));
+    refused(b.attach_network_interface(ACCOUNT, &eni.id, &instance, 1).map(drop));
+    assert_eq!(b.instance(ACCOUNT, &instance).unwrap().state, InstanceState::Stopped, "nothing changed");
 }

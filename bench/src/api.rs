@@ -397,10 +397,10 @@ async fn tag_needles(target: &Target) -> Result<()> {
     Ok(())
 }
 
-/// Instances of other accounts, until Stratus stores `upto` in all. All guests share one
-/// address space (one L2 segment, 3 × 4,091 addresses here) and the measured account holds
-/// most of it, so these are launched and terminated at once: they stay stored, as EC2 keeps
-/// terminated instances visible for an hour, and give their addresses back.
+/// Instances of other accounts, until Stratus stores `upto` in all. Each account's default VPC
+/// is an address space of its own (3 × 4,091 addresses here), but the public pool is one for
+/// all, so these are launched and terminated at once: they stay stored, as EC2 keeps terminated
+/// instances visible for an hour, and give their addresses back.
 async fn fill_other_accounts(options: &Options, target: &mut Target, data_dir: &Path, upto: usize) -> Result<()> {
     let mut account = target.filler_accounts;
     while target.stored < upto {
@@ -419,7 +419,7 @@ async fn fill_other_accounts(options: &Options, target: &mut Target, data_dir: &
             call(&signer, query(&pairs)).await?;
             held += size;
             target.stored += size;
-            // A thousand or so in flight at most, so that the address space never runs out.
+            // A thousand or so in flight at most, so that no account's address space runs out.
             if held % 1000 == 0 {
                 settle(&signer, Duration::from_secs(3600)).await?;
             }

@@ -213,7 +213,15 @@ impl Config {
     pub fn load(path: Option<&Path>) -> Result<Self> {
         let Some(path) = path else { return Ok(Self::default()) };
         let text = std::fs::read_to_string(path).with_context(|| format!("reading config {}", path.display()))?;
-        let config: Config = toml::from_str(&text).with_context(|| format!("parsing config {}", path.display()))?;
+        let config: Config = match toml::from_str(&text) {
+            // Hosts' guests shared a Linux bridge before every VPC was on OVN.
+            Err(error) if error.message().contains("unknown field `bridge`") => anyhow::bail!(
+                "parsing config {}: remove `bridge` from [[hosts]]: guests plug into OVN's integration \
+                 bridge (br-int) now, on every host",
+                path.display()
+            ),
+            parsed => parsed.with_context(|| format!("parsing config {}", path.display()))?,
+        };
         config.topology().validate().map_err(anyhow::Error::msg).context("invalid config")?;
         config.network.public_network()?;
         let limits = &config.limits;
@@ -279,6 +287,10 @@ mod tests {
         assert!(Config::load(Some(&path)).is_err());
         std::fs::write(&path, "colour = 1\n").unwrap();
         assert!(Config::load(Some(&path)).is_err());
+        // A host's guest bridge from before OVN: said what to do about.
+        std::fs::write(&path, "[[hosts]]\nuri = 'qemu:///system'\nbridge = 'stratus0'\n").unwrap();
+        let error = format!("{:#}", Config::load(Some(&path)).unwrap_err());
+        assert!(error.contains("remove `bridge` from [[hosts]]"), "{error}");
     }
 
     #[test]

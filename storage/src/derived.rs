@@ -87,8 +87,8 @@ impl Record for MetaRecord {
     const VERSION: u8 = 1;
 }
 
-/// The block of `address` in the address space `scope` (empty for the shared one, `{vpc id}/`
-/// for a VPC of its own) and the address's bit in it.
+/// The block of `address` in the address space `scope` (`{vpc id}/`; empty for the leases of
+/// the hosts' old shared bridge) and the address's bit in it.
 pub fn lease_block_key(scope: &str, address: Ipv4Addr) -> (String, usize) {
     let bits = u32::from(address);
     (format!("{scope}{:08x}", bits & !(LEASE_BLOCK - 1)), (bits & (LEASE_BLOCK - 1)) as usize)

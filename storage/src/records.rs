@@ -260,7 +260,7 @@ pub struct InstanceRecord {
     #[serde(default = "checked")]
     pub source_dest_check: bool,
     /// Secondary private addresses of its primary interface (at launch, or
-    /// AssignPrivateIpAddresses), leased in its VPC like the primary one (VPCs on OVN only).
+    /// AssignPrivateIpAddresses), leased in its VPC like the primary one.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub secondary_ips: Vec<String>,
     /// Its primary interface is an interface of its own (one the account had, named by
@@ -699,7 +699,7 @@ pub struct VpcRecord {
     /// Whether its guests were put on the hosts' shared Linux bridge (addresses unique across
     /// accounts) by a Stratus before every VPC was on OVN: a default VPC made where OVN was not
     /// configured. `None` in records older than the field: a default VPC's. A start moves such
-    /// VPCs to OVN (`backend::vpcs`); new records say `false`.
+    /// VPCs to OVN (`backend::vpcs`); new default VPCs say `false`, other VPCs `None`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_bridge: Option<bool>,
 }
@@ -740,7 +740,7 @@ pub struct InternetGatewayRecord {
     pub account: String,
     pub vpc_id: Option<String>,
     pub created_ms: i64,
-    /// While attached to a VPC of its own: the public address of that VPC's router on the
+    /// While attached to a VPC: the public address of that VPC's router on the
     /// public network (held in `PUBLIC_ADDRESSES` under `{account}/{gateway id}`).
     #[serde(default)]
     pub public_ip: Option<String>,
