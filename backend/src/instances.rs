@@ -338,6 +338,27 @@ impl Backend {
             .collect()
     }
 
+    /// Each zone's hosts' sizes for scheduling (vCPUs and MiB, their overcommit ratios
+    /// applied), whatever runs on them now: what DescribeInstanceTypeOfferings offers there.
+    /// Hosts never asked for their size are asked. Blocks.
+    pub fn zone_sizes(&self) -> std::collections::BTreeMap<String, Vec<(f64, f64)>> {
+        let mut sizes: std::collections::BTreeMap<String, Vec<(f64, f64)>> = std::collections::BTreeMap::new();
+        for host in self.hosts().iter() {
+            let capacity = match host.capacity() {
+                Some(known) => Some(known),
+                None => {
+                    host.probe();
+                    host.capacity()
+                }
+            };
+            if let Some(c) = capacity {
+                let size = (f64::from(c.vcpus) * host.config.cpu_ratio, c.memory_mib as f64 * host.config.memory_ratio);
+                sizes.entry(host.zone.clone()).or_default().push(size);
+            }
+        }
+        sizes
+    }
+
     /// RunInstances: places, records and kicks; answers the reservation's instances.
     /// `default_vpc` is the account's default VPC as its principal last said.
     pub fn run_instances(&self, account: &str, default_vpc: &str, req: LaunchRequest) -> Result<Vec<InstanceRecord>> {
@@ -437,6 +458,11 @@ impl Backend {
             ),
             (None, None) => None,
         };
+        // The hosts boot x86-64 guests: a type of another architecture is offered nowhere.
+        if !crate::catalogue::runs_on_x86(&spec.name) {
+            let zone = subnet.as_ref().or(subnets.first()).map(|s| s.zone.clone()).unwrap_or_default();
+            return Err(Error::UnsupportedInZone { instance_type: spec.name.clone(), zone });
+        }
         if req.private_ip.is_some() && req.max_count > 1 {
             return Err(invalid("PrivateIpAddress", "A private address can be given for one instance only"));
         }

@@ -19,6 +19,7 @@ pub mod accounts;
 pub mod addresses;
 pub mod attributes;
 pub mod bridge;
+pub mod catalogue;
 pub mod conductor;
 pub mod disk;
 pub mod fake;
@@ -219,6 +220,11 @@ pub enum Error {
     /// The operation does not apply to this resource
     #[error("{0}")]
     UnsupportedOperation(String),
+    /// An instance type the hosts of the zone cannot run (its guests are not x86-64)
+    #[error(
+        "Your requested instance type ({instance_type}) is not supported in your requested Availability Zone ({zone})."
+    )]
+    UnsupportedInZone { instance_type: String, zone: String },
     /// An id that names no kind of resource
     #[error("The ID '{0}' is not valid")]
     MalformedId(String),

@@ -50,27 +50,9 @@ impl Default for Topology {
     }
 }
 
-/// AWS's vCPU and memory figures for the common t3, m5 and c5 sizes.
+/// Every type of AWS's catalogue ([`crate::catalogue`]), with AWS's vCPU and memory figures.
 pub fn default_instance_types() -> Vec<InstanceTypeSpec> {
-    let t =
-        |name: &str, vcpus, memory_mib, burstable| InstanceTypeSpec { name: name.into(), vcpus, memory_mib, burstable };
-    vec![
-        t("t3.nano", 2, 512, true),
-        t("t3.micro", 2, 1024, true),
-        t("t3.small", 2, 2048, true),
-        t("t3.medium", 2, 4096, true),
-        t("t3.large", 2, 8192, true),
-        t("t3.xlarge", 4, 16384, true),
-        t("t3.2xlarge", 8, 32768, true),
-        t("m5.large", 2, 8192, false),
-        t("m5.xlarge", 4, 16384, false),
-        t("m5.2xlarge", 8, 32768, false),
-        t("m5.4xlarge", 16, 65536, false),
-        t("c5.large", 2, 4096, false),
-        t("c5.xlarge", 4, 8192, false),
-        t("c5.2xlarge", 8, 16384, false),
-        t("c5.4xlarge", 16, 32768, false),
-    ]
+    crate::catalogue::all().iter().map(crate::catalogue::Facts::spec).collect()
 }
 
 /// AWS's short zone id: `us-east-1a` → `use1-az1`.

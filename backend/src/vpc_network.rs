@@ -640,6 +640,9 @@ pub(crate) struct OvnSync {
     /// Held while a reconciliation reads and writes: the sweep's and an immediate one
     /// ([`Backend::sync_ovn_now`]) would otherwise plan from the same state and collide.
     pub reconciling: std::sync::Mutex<()>,
+    /// Set once this installation's rows were removed ([`Backend::withdraw_network`]): no
+    /// reconciliation puts them back.
+    pub withdrawn: std::sync::atomic::AtomicBool,
 }
 
 /// This machine's hostname: the chassis name `scripts/setup-host` gives it.
@@ -655,6 +658,7 @@ impl Backend {
             last: Default::default(),
             chassis: default_chassis(),
             reconciling: Default::default(),
+            withdrawn: Default::default(),
         });
         self
     }
@@ -903,9 +907,27 @@ impl Backend {
     /// `interfaces` were read at `read_at`: a reconciliation from a later read (an immediate
     /// one, [`Backend::sync_ovn_now`]) wins, and this one does nothing rather than put back
     /// what it had changed.
+    /// Stops keeping OVN in step and removes everything this installation holds there (its
+    /// VPCs' routers, switches, ports, port groups and DHCP options): for tests, whose conductor
+    /// may still sweep after they end, and for an installation taken down for good. Waits for a
+    /// reconciliation under way; later ones do nothing. A no-op without OVN. Blocks.
+    pub fn withdraw_network(&self) -> Result<()> {
+        let Some(sync) = &self.ovn else { return Ok(()) };
+        let _one_at_a_time = sync.reconciling.lock().unwrap_or_else(|p| p.into_inner());
+        sync.withdrawn.store(true, std::sync::atomic::Ordering::Release);
+        let forget = Desired { installation: self.installation()?.to_owned(), ..Default::default() };
+        sync.northbound
+            .reconcile(&forget)
+            .map(drop)
+            .map_err(|e| Error::Io(format!("removing this installation's rows from OVN: {e}")))
+    }
+
     pub fn sync_ovn(&self, interfaces: &[Interface], read_at: Instant) -> Result<Option<ovn::Applied>> {
         let Some(sync) = &self.ovn else { return Ok(None) };
         let _one_at_a_time = sync.reconciling.lock().unwrap_or_else(|p| p.into_inner());
+        if sync.withdrawn.load(std::sync::atomic::Ordering::Acquire) {
+            return Ok(None);
+        }
         let wanted = self.desired_network(interfaces)?;
         {
             let last = sync.last.lock().unwrap_or_else(|p| p.into_inner());

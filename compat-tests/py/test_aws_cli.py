@@ -396,8 +396,11 @@ def test_describe_instance_type_offerings(stratus):
     t3 = [o for o in out["InstanceTypeOfferings"] if o["InstanceType"] == "t3.micro"]
     assert [(o["Location"], o["LocationType"]) for o in t3] == [("us-east-1a", "availability-zone")], out
 
+    # What this machine's one host can hold (its CPUs with the 4× overcommit, its memory), no more.
     out = ok(stratus, "describe-instance-type-offerings", "--filters", "Name=instance-type,Values=c5.*")
-    assert {o["InstanceType"] for o in out["InstanceTypeOfferings"]} == {"c5.large", "c5.xlarge", "c5.2xlarge", "c5.4xlarge"}
+    offered = {o["InstanceType"] for o in out["InstanceTypeOfferings"]}
+    assert "c5.large" in offered and all(t.startswith("c5.") for t in offered), offered
+    assert not offered & {"c5.24xlarge", "c5.metal"}, offered
 
 
 # --- dry run and auth -------------------------------------------------------------------------

@@ -9,6 +9,7 @@ import subprocess
 import time
 import urllib.parse
 import uuid
+from pathlib import Path
 
 import pytest
 from botocore.exceptions import ClientError
@@ -28,11 +29,9 @@ from conftest import (
 )
 
 KEY_PAIR_ID_RE = re.compile(r"^key-[0-9a-f]{17}$")
-ALL_TYPES = {
-    "t3.nano", "t3.micro", "t3.small", "t3.medium", "t3.large", "t3.xlarge", "t3.2xlarge",
-    "m5.large", "m5.xlarge", "m5.2xlarge", "m5.4xlarge",
-    "c5.large", "c5.xlarge", "c5.2xlarge", "c5.4xlarge",
-}
+# AWS's catalogue, as backend/data/instance_types.tsv holds it (scripts/regen-instance-types).
+CATALOGUE = Path(__file__).resolve().parents[2] / "backend" / "data" / "instance_types.tsv"
+ALL_TYPES = {line.split("\t", 1)[0] for line in CATALOGUE.read_text().splitlines()[2:]}
 VERSION = "Version=2016-11-15"
 
 
@@ -360,7 +359,7 @@ def test_parameter_order_does_not_matter(stratus):
 def test_empty_next_token_is_absent(ec2):
     """`--starting-token ''` sends `NextToken=`: treat it as no token."""
     out = ec2.describe_instance_types(NextToken="")
-    assert {t["InstanceType"] for t in out["InstanceTypes"]} == ALL_TYPES
+    assert [t["InstanceType"] for t in out["InstanceTypes"]] == sorted(ALL_TYPES)[:100]
 
 
 # --- presigned URLs -------------------------------------------------------------------------
@@ -464,22 +463,48 @@ def test_oversized_body(stratus, ec2):
 
 
 def test_describe_instance_types_paginator(ec2):
-    pages = list(ec2.get_paginator("describe_instance_types").paginate(PaginationConfig={"PageSize": 5}))
-    assert len(pages) >= 3
+    pages = list(ec2.get_paginator("describe_instance_types").paginate(PaginationConfig={"PageSize": 100}))
+    assert len(pages) > 10
     seen = [t["InstanceType"] for p in pages for t in p["InstanceTypes"]]
     for p in pages:
-        assert len(p["InstanceTypes"]) <= 5
+        assert len(p["InstanceTypes"]) <= 100
     assert sorted(seen) == sorted(ALL_TYPES), seen
     assert len(seen) == len(set(seen))
     assert "NextToken" not in pages[-1]
 
 
 def test_describe_instance_types_full_list_and_filters(ec2):
-    everything = ec2.describe_instance_types()
-    assert {t["InstanceType"] for t in everything["InstanceTypes"]} == ALL_TYPES
-    assert "NextToken" not in everything
-    burst = ec2.describe_instance_types(Filters=[{"Name": "burstable-performance-supported", "Values": ["true"]}])
-    assert {t["InstanceType"] for t in burst["InstanceTypes"]} == {t for t in ALL_TYPES if t.startswith("t3.")}
+    """AWS's catalogue, with the facts and filters EC2 answers: a page of 100 without
+    MaxResults, as EC2 gives."""
+    first = ec2.describe_instance_types()
+    assert len(first["InstanceTypes"]) == 100 and first["NextToken"]
+    assert len(ALL_TYPES) > 1000 and {"t2.micro", "t1.micro", "m1.small", "t3a.nano", "a1.large", "m5d.xlarge",
+                                       "p3dn.24xlarge"} <= ALL_TYPES
+
+    def names(*filters, **extra):
+        pages = ec2.get_paginator("describe_instance_types").paginate(
+            Filters=[{"Name": n, "Values": v} for n, v in filters], **extra)
+        return {t["InstanceType"] for p in pages for t in p["InstanceTypes"]}
+
+    burst = names(("burstable-performance-supported", ["true"]))
+    assert {"t2.micro", "t3.nano", "t3a.nano"} <= burst and all(n.startswith("t") for n in burst), burst
+    assert names(("instance-type", ["t2.*"])) == {t for t in ALL_TYPES if t.startswith("t2.")}
+    two = names(("vcpu-info.default-vcpus", ["2"]), ("memory-info.size-in-mib", ["1024"]))
+    assert "t3.micro" in two and "t2.micro" not in two, two
+    arm = names(("processor-info.supported-architecture", ["arm64"]), ("instance-type", ["a1.*"]))
+    assert "a1.large" in arm and not any(n.startswith("t2.") for n in arm)
+    metal = names(("bare-metal", ["true"]))
+    assert "c5.metal" in metal and "c5.large" not in metal
+    old = names(("current-generation", ["false"]), ("instance-type", ["m1.*", "t1.*"]))
+    assert {"m1.small", "t1.micro"} <= old
+    [p3dn] = ec2.describe_instance_types(InstanceTypes=["p3dn.24xlarge"])["InstanceTypes"]
+    assert (p3dn["VCpuInfo"]["DefaultVCpus"], p3dn["VCpuInfo"]["DefaultCores"], p3dn["MemoryInfo"]["SizeInMiB"]) == (
+        96, 48, 786432)
+    assert p3dn["GpuInfo"]["Gpus"][0]["Name"] == "V100" and p3dn["GpuInfo"]["TotalGpuMemoryInMiB"] == 262144
+    assert p3dn["InstanceStorageInfo"]["TotalSizeInGB"] == 1800 and p3dn["Hypervisor"] == "nitro"
+    [micro] = ec2.describe_instance_types(InstanceTypes=["t2.micro"])["InstanceTypes"]
+    assert (micro["VCpuInfo"]["DefaultVCpus"], micro["MemoryInfo"]["SizeInMiB"], micro["Hypervisor"]) == (1, 1024, "xen")
+    assert micro["ProcessorInfo"]["SupportedArchitectures"] == ["i386", "x86_64"]
 
 
 def test_next_token_is_reusable(ec2):

@@ -73,6 +73,29 @@ def test_run_describe_and_the_fields_clients_read(fleet):
     wait_states(client, ids, "terminated")
 
 
+def test_aws_instance_types_launch(fleet):
+    """AWS's catalogue at launch: t2.micro as Terraform examples name it, m1.small when the
+    request names none (EC2's default), an ARM type refused as EC2 refuses a type the zone does
+    not offer, and the offerings list only what the pool can run."""
+    _, client, image_id = fleet
+    [micro] = client.run_instances(ImageId=image_id, InstanceType="t2.micro", MinCount=1, MaxCount=1)["Instances"]
+    [default] = client.run_instances(ImageId=image_id, MinCount=1, MaxCount=1)["Instances"]
+    assert (micro["InstanceType"], default["InstanceType"]) == ("t2.micro", "m1.small")
+    with pytest.raises(ClientError) as e:
+        client.run_instances(ImageId=image_id, InstanceType="a1.large", MinCount=1, MaxCount=1)
+    assert error_code(e) == "Unsupported"
+    assert e.value.response["Error"]["Message"] == (
+        "Your requested instance type (a1.large) is not supported in your requested Availability Zone (us-east-1a).")
+    pages = client.get_paginator("describe_instance_type_offerings").paginate(LocationType="availability-zone")
+    offered = {o["InstanceType"] for p in pages for o in p["InstanceTypeOfferings"]}
+    assert {"t2.micro", "m1.small", "t3.nano"} <= offered, len(offered)
+    assert "a1.large" not in offered, "the hosts boot x86-64 guests"
+    assert "p3dn.24xlarge" not in offered, "no host of the fleet holds 96 vCPUs and 768 GiB"
+    ids = [micro["InstanceId"], default["InstanceId"]]
+    client.terminate_instances(InstanceIds=ids)
+    wait_states(client, ids, "terminated", timeout=30)
+
+
 def test_filters(fleet):
     server, client, image_id = fleet
     tagged = run(client, image_id, TagSpecifications=[

@@ -87,6 +87,8 @@ codes! {
     InvalidId = "InvalidID", 400;
     /// What EC2 could do and Stratus does not.
     UnsupportedOperation = "UnsupportedOperation", 400;
+    /// What the requested zone does not offer (an instance type its hosts cannot run).
+    Unsupported = "Unsupported", 400;
     /// Hibernation, which Stratus instances do not do.
     UnsupportedHibernationConfiguration = "UnsupportedHibernationConfiguration", 400;
     /// An attribute of the resource forbids the operation.

@@ -5,10 +5,12 @@
 //! name = "us-east-1"
 //! zones = ["us-east-1a", "us-east-1b"]
 //!
-//! [[instance_types]]          # replaces the defaults when given
-//! name = "t3.micro"
-//! vcpus = 2
-//! memory_mib = 1024
+//! offered_instance_types = ["t3.*", "m5.*"]   # default: all of AWS's catalogue
+//!
+//! [[instance_types]]          # a type of your own, or another size for one of AWS's
+//! name = "x1.tiny"
+//! vcpus = 1
+//! memory_mib = 256
 //! burstable = true
 //!
 //! placement = "pack"          # or "spread", "load-aware"
@@ -58,6 +60,10 @@ use serde::Deserialize;
 #[serde(deny_unknown_fields)]
 pub struct Config {
     pub regions: Option<Vec<Region>>,
+    /// Which of AWS's instance types are offered (EC2 patterns: `*`, `?`); default: all.
+    pub offered_instance_types: Option<Vec<String>>,
+    /// Types of the operator's own, added to those offered (or replacing the size of one of
+    /// AWS's of the same name).
     pub instance_types: Option<Vec<InstanceTypeSpec>>,
     pub hosts: Option<Vec<HostConfig>>,
     #[serde(default)]
@@ -223,6 +229,10 @@ impl Config {
             parsed => parsed.with_context(|| format!("parsing config {}", path.display()))?,
         };
         config.topology().validate().map_err(anyhow::Error::msg).context("invalid config")?;
+        anyhow::ensure!(
+            !config.instance_types().is_empty(),
+            "offered_instance_types matches none of AWS's instance types and [[instance_types]] adds none"
+        );
         config.network.public_network()?;
         let limits = &config.limits;
         anyhow::ensure!(limits.requests_per_second > 0, "limits.requests_per_second must be positive");
@@ -239,10 +249,27 @@ impl Config {
         let defaults = Topology::default();
         Topology {
             regions: self.regions.clone().unwrap_or(defaults.regions),
-            instance_types: self.instance_types.clone().unwrap_or_else(default_instance_types),
+            instance_types: self.instance_types(),
             hosts: self.hosts.clone().unwrap_or_else(default_hosts),
             placement: self.placement,
         }
+    }
+
+    /// AWS's catalogue as `offered_instance_types` narrows it, with `[[instance_types]]` added.
+    fn instance_types(&self) -> Vec<InstanceTypeSpec> {
+        let mut types = default_instance_types();
+        if let Some(patterns) = &self.offered_instance_types {
+            let patterns: Vec<ec2api::filter::Pattern> =
+                patterns.iter().map(|p| ec2api::filter::Pattern::new(p)).collect();
+            types.retain(|t| patterns.iter().any(|p| p.matches(&t.name)));
+        }
+        for own in self.instance_types.iter().flatten() {
+            match types.iter_mut().find(|t| t.name == own.name) {
+                Some(offered) => *offered = own.clone(),
+                None => types.push(own.clone()),
+            }
+        }
+        types
     }
 
     /// The topology with local hosts' accelerators filled in from setup-host's record.
@@ -291,6 +318,27 @@ mod tests {
         std::fs::write(&path, "[[hosts]]\nuri = 'qemu:///system'\nbridge = 'stratus0'\n").unwrap();
         let error = format!("{:#}", Config::load(Some(&path)).unwrap_err());
         assert!(error.contains("remove `bridge` from [[hosts]]"), "{error}");
+    }
+
+    #[test]
+    fn aws_instance_types_narrowed_and_extended() {
+        let all: Config = toml::from_str("").unwrap();
+        let names = |c: &Config| c.topology().instance_types.iter().map(|t| t.name.clone()).collect::<Vec<_>>();
+        assert!(names(&all).len() > 1000 && names(&all).contains(&"t2.micro".to_owned()));
+        let text = "offered_instance_types = ['t2.*', 'm5.larg?']\n\
+                    [[instance_types]]\nname = 'x1.tiny'\nvcpus = 1\nmemory_mib = 256\n\
+                    [[instance_types]]\nname = 't2.micro'\nvcpus = 1\nmemory_mib = 2048\n";
+        let narrowed: Config = toml::from_str(text).unwrap();
+        let offered = names(&narrowed);
+        assert!(offered.iter().all(|n| n.starts_with("t2.") || n == "m5.large" || n == "x1.tiny"), "{offered:?}");
+        assert!(offered.contains(&"m5.large".to_owned()) && offered.contains(&"x1.tiny".to_owned()));
+        let micro = narrowed.topology().instance_type("t2.micro").cloned().unwrap();
+        assert_eq!(micro.memory_mib, 2048, "the config's size wins");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "offered_instance_types = ['z9.*']\n").unwrap();
+        let error = format!("{:#}", Config::load(Some(&path)).unwrap_err());
+        assert!(error.contains("matches none"), "{error}");
     }
 
     #[test]

@@ -93,6 +93,7 @@ pub fn to_ec2(error: Error) -> Ec2Error {
         Error::AttachmentNotFound(_) => Ec2Error::new(Code::InvalidAttachmentNotFound, message),
         Error::IncorrectModificationState(_) => Ec2Error::new(Code::IncorrectModificationState, message),
         Error::UnsupportedOperation(_) => Ec2Error::new(Code::UnsupportedOperation, message),
+        Error::UnsupportedInZone { .. } => Ec2Error::new(Code::Unsupported, message),
         Error::MalformedId(_) => Ec2Error::new(Code::InvalidId, message),
         Error::VpcRange(_) => Ec2Error::new(Code::InvalidVpcRange, message),
         Error::SubnetRange(_) => Ec2Error::new(Code::InvalidSubnetRange, message),

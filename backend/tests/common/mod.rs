@@ -22,23 +22,24 @@ pub const NORTHBOUND: &str = "unix:/run/stratus/ovn/ovnnb_db.sock";
 /// OVN for a test whose guests need a network: `backend` keeps OVN's northbound state with its
 /// own, its default VPC's guests get public addresses on `br-ex`'s network (198.51.100.0/24,
 /// which this machine routes), and everything its installation put in OVN goes when this is
-/// dropped. That public network is one per machine: this holds the lock the compat tests'
-/// servers take for it. `None` when OVN does not run here.
+/// dropped, for good (its conductor may still sweep). That public network is one per machine:
+/// this holds the lock the compat tests' servers take for it.
 pub struct Network {
     _lock: std::fs::File,
-    installation: String,
+    backend: std::sync::Arc<Backend>,
 }
 
 impl Network {
-    /// Takes the public network and readies `backend` (made `with_ovn(NORTHBOUND)`).
-    pub fn hold(backend: &Backend) -> Self {
+    /// Takes the public network for `backend` (made `with_ovn(NORTHBOUND)`).
+    pub fn hold(backend: &std::sync::Arc<Backend>) -> Self {
         let lock = std::fs::File::create("/run/stratus-public-test.lock").unwrap();
         rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive).unwrap();
         // Another installation's rows left in OVN keep their public addresses out of this pool.
         backend.reserve_public_addresses_of_others().unwrap();
-        Self { _lock: lock, installation: backend.installation().unwrap().to_owned() }
+        Self { _lock: lock, backend: std::sync::Arc::clone(backend) }
     }
 
+    /// Whether the OVN `scripts/setup-host` starts runs here.
     pub fn available() -> bool {
         std::path::Path::new(NORTHBOUND.trim_start_matches("unix:")).exists()
     }
@@ -46,9 +47,8 @@ impl Network {
 
 impl Drop for Network {
     fn drop(&mut self) {
-        let forget = ovn::Desired { installation: self.installation.clone(), ..Default::default() };
-        if let Err(error) = ovn::Northbound::new(NORTHBOUND).reconcile(&forget) {
-            eprintln!("could not remove the test's rows from OVN: {error}");
+        if let Err(error) = self.backend.withdraw_network() {
+            eprintln!("{error}");
         }
     }
 }

@@ -1,6 +1,6 @@
 use std::borrow::Cow;
 
-use backend::topology::zone_id;
+use backend::topology::{zone_id, InstanceTypeSpec};
 use ec2api::{
     DescribeInstanceTypeOfferingsOutput, DescribeInstanceTypeOfferingsRequest, Ec2Error, InstanceTypeOffering,
 };
@@ -42,10 +42,29 @@ pub async fn handle(
             ))
         }
     };
+    // What the pool can run: a type whose guests the hosts boot, and one of which fits a host of
+    // the location (its zone, or any zone of the region) whatever runs there now.
+    let sizes = ctx.call(|b| Ok(b.zone_sizes())).await?;
+    let fits = |zones: &[&String], spec: &InstanceTypeSpec| {
+        backend::catalogue::runs_on_x86(&spec.name)
+            && zones
+                .iter()
+                .filter_map(|z| sizes.get(*z))
+                .flatten()
+                .any(|(vcpus, memory)| f64::from(spec.vcpus) <= *vcpus && spec.memory_mib as f64 <= *memory)
+    };
+    let zones_of = |index: usize| -> Vec<&String> {
+        match location_type.as_str() {
+            "region" => region.zones.iter().collect(),
+            _ => vec![&region.zones[index]],
+        }
+    };
     let mut offerings: Vec<(String, InstanceTypeOffering)> = locations
         .iter()
-        .flat_map(|location| {
-            topology.instance_types.iter().map(|t| InstanceTypeOffering {
+        .enumerate()
+        .flat_map(|(index, location)| {
+            let zones = zones_of(index);
+            topology.instance_types.iter().filter(move |t| fits(&zones, t)).map(|t| InstanceTypeOffering {
                 instance_type: Some(t.name.clone()),
                 location: Some(location.clone()),
                 location_type: Some(location_type.clone()),

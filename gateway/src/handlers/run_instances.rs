@@ -49,7 +49,7 @@ pub async fn handle(ctx: &Ctx, mut req: RunInstancesRequest) -> Result<RunInstan
     });
     let launch = LaunchRequest {
         image_id,
-        instance_type: req.instance_type.unwrap_or_else(|| "m1.small".into()),
+        instance_type: req.instance_type.unwrap_or_else(|| backend::catalogue::DEFAULT_INSTANCE_TYPE.into()),
         min_count: req.min_count as u32,
         max_count: req.max_count as u32,
         key_name: req.key_name,
