@@ -1,4 +1,5 @@
-//! Key pairs: generated (RSA 2048 or ED25519) or imported, fingerprinted the way AWS does.
+//! Key pairs: generated (RSA 2048 or ED25519) or imported (from an OpenSSH line, an RFC 4716
+//! file, PEM or DER, [`parse_public`]), fingerprinted the way AWS does.
 //!
 //! AWS fingerprints differ by origin and type:
 //! - created RSA: SHA-1 of the private key as PKCS#8 DER, colon-separated hex;
@@ -81,10 +82,76 @@ fn generate(key_type: KeyType, name: &str) -> Result<(String, String, String)> {
     }
 }
 
-/// Parses imported material (an OpenSSH public key line): (type, fingerprint, public line).
+/// An RFC 4716 ("SSH2") public key file: headers (`Tag: value`, continued by a trailing `\`),
+/// then the key's wire blob in base64.
+fn rfc4716(text: &str) -> Result<PublicKey> {
+    let mut body = String::new();
+    let mut continued = false;
+    for line in text.lines().map(str::trim).skip(1) {
+        if line.starts_with("---- END SSH2 PUBLIC KEY ----") {
+            let blob = base64::engine::general_purpose::STANDARD.decode(&body).map_err(key_error)?;
+            return PublicKey::from_bytes(&blob).map_err(key_error);
+        }
+        if continued || line.contains(':') {
+            continued = line.ends_with('\\');
+        } else {
+            body.push_str(line);
+        }
+    }
+    Err(key_error("no END line"))
+}
+
+/// The DER a PEM block holds.
+fn pem_body(text: &str) -> Result<Vec<u8>> {
+    let body: String = text.lines().map(str::trim).filter(|l| !l.starts_with("-----") && !l.contains(':')).collect();
+    base64::engine::general_purpose::STANDARD.decode(body).map_err(key_error)
+}
+
+/// The SubjectPublicKeyInfo of an ED25519 key: this prefix, then its 32 bytes (RFC 8410).
+const ED25519_SPKI_PREFIX: [u8; 12] = [0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00];
+
+/// A public key as DER: an RSA key's SubjectPublicKeyInfo or PKCS#1 form, or an ED25519 key's
+/// SubjectPublicKeyInfo.
+fn from_der(der: &[u8]) -> Result<PublicKey> {
+    use rsa::pkcs1::DecodeRsaPublicKey;
+    use rsa::pkcs8::DecodePublicKey;
+    use rsa::traits::PublicKeyParts;
+    if let Some(key) = der.strip_prefix(&ED25519_SPKI_PREFIX[..]) {
+        let key: [u8; 32] = key.try_into().map_err(|_| key_error("an ED25519 key is 32 bytes"))?;
+        return Ok(PublicKey::new(KeyData::Ed25519(ssh_key::public::Ed25519PublicKey(key)), ""));
+    }
+    let rsa = rsa::RsaPublicKey::from_public_key_der(der)
+        .or_else(|_| rsa::RsaPublicKey::from_pkcs1_der(der))
+        .map_err(|_| key_error("neither an RSA nor an ED25519 public key"))?;
+    let ssh_rsa = ssh_key::public::RsaPublicKey {
+        e: ssh_key::Mpint::from_positive_bytes(&rsa.e().to_bytes_be()).map_err(key_error)?,
+        n: ssh_key::Mpint::from_positive_bytes(&rsa.n().to_bytes_be()).map_err(key_error)?,
+    };
+    Ok(PublicKey::new(KeyData::Rsa(ssh_rsa), ""))
+}
+
+/// Parses imported material in the formats EC2 takes: an OpenSSH public key line, an RFC 4716
+/// SSH2 public key file, or the key as DER (base64) or PEM (SubjectPublicKeyInfo, or PKCS#1 for
+/// RSA). Answers (type, fingerprint, OpenSSH public line).
 fn parse_public(material: &[u8]) -> Result<(KeyType, String, String)> {
     let text = std::str::from_utf8(material).map_err(|_| key_error("not text"))?.trim();
-    let public = PublicKey::from_openssh(text).map_err(key_error)?;
+    let compact: String = text.split_whitespace().collect();
+    let public = if text.starts_with("---- BEGIN SSH2 PUBLIC KEY ----") {
+        rfc4716(text)?
+    } else if text.starts_with("-----BEGIN ") {
+        from_der(&pem_body(text)?)?
+    } else if let Ok(der) = base64::engine::general_purpose::STANDARD.decode(&compact).map_err(drop).and_then(|der| {
+        // A bare base64 blob is DER; an OpenSSH line has its type and a space first.
+        if text.starts_with("ssh-") {
+            Err(())
+        } else {
+            Ok(der)
+        }
+    }) {
+        from_der(&der)?
+    } else {
+        PublicKey::from_openssh(text).map_err(key_error)?
+    };
     match public.key_data() {
         KeyData::Rsa(ssh_rsa) => {
             // Built from the parts, as AWS also takes 1024-bit keys, which ssh-key's conversion refuses.
@@ -260,6 +327,63 @@ mod tests {
         let spki = rsa_private.to_public_key().to_public_key_der().unwrap();
         assert_eq!(imported.fingerprint, colon_hex(&Md5::digest(spki.as_bytes())));
         assert_eq!(imported.fingerprint.len(), 47);
+    }
+
+    #[test]
+    fn every_format_ec2_imports_is_the_same_key() {
+        use rsa::pkcs1::EncodeRsaPublicKey;
+        let b = backend();
+        let rsa_private = rsa::RsaPrivateKey::new(&mut rand::thread_rng(), 2048).unwrap();
+        let rsa_public = rsa_private.to_public_key();
+        let ssh_public = PublicKey::new(
+            KeyData::Rsa(ssh_key::public::RsaPublicKey::try_from(rsa_public.clone()).unwrap()),
+            "me@laptop",
+        );
+        let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+        // RFC 4716, with a header continued over two lines, as `ssh-keygen -e` may write it.
+        let blob = b64(&ssh_public.to_bytes().unwrap());
+        let wrapped: Vec<&str> = blob.as_bytes().chunks(70).map(|c| std::str::from_utf8(c).unwrap()).collect();
+        let rfc4716 = format!(
+            "---- BEGIN SSH2 PUBLIC KEY ----\nComment: \"2048-bit RSA, converted \\\nby me\"\n{}\n---- END SSH2 PUBLIC KEY ----\n",
+            wrapped.join("\n")
+        );
+        let spki = rsa_public.to_public_key_der().unwrap();
+        let formats = [
+            ssh_public.to_openssh().unwrap(),
+            rfc4716,
+            rsa_public.to_public_key_pem(rsa::pkcs8::LineEnding::LF).unwrap(),
+            rsa_public.to_pkcs1_pem(rsa::pkcs8::LineEnding::LF).unwrap(),
+            b64(spki.as_bytes()),
+        ];
+        let expected = colon_hex(&Md5::digest(spki.as_bytes()));
+        let line = ssh_public.to_openssh().unwrap();
+        let key_part = line.rsplit_once(' ').unwrap().0;
+        for (i, material) in formats.iter().enumerate() {
+            let pair = b.import_key_pair(ACCOUNT, &format!("rsa-{i}"), material.as_bytes(), &[]).unwrap();
+            assert_eq!((pair.key_type.as_str(), pair.fingerprint.as_str()), ("rsa", expected.as_str()), "{material}");
+            assert!(pair.public_key.starts_with(key_part), "{material}: {}", pair.public_key);
+        }
+
+        let ed = PrivateKey::random(&mut rand::thread_rng(), Algorithm::Ed25519).unwrap();
+        let KeyData::Ed25519(raw) = ed.public_key().key_data() else { unreachable!() };
+        let der = [&ED25519_SPKI_PREFIX[..], &raw.0[..]].concat();
+        let pem = format!("-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n", b64(&der));
+        let fingerprints: Vec<String> = [ed.public_key().to_openssh().unwrap(), b64(&der), pem]
+            .iter()
+            .enumerate()
+            .map(|(i, m)| b.import_key_pair(ACCOUNT, &format!("ed-{i}"), m.as_bytes(), &[]).unwrap().fingerprint)
+            .collect();
+        assert!(fingerprints.iter().all(|f| *f == fingerprints[0]), "{fingerprints:?}");
+        for garbage in [
+            "---- BEGIN SSH2 PUBLIC KEY ----\nAAAA\n",
+            "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----",
+            "AAAA",
+        ] {
+            assert!(matches!(
+                b.import_key_pair(ACCOUNT, "bad", garbage.as_bytes(), &[]),
+                Err(Error::InvalidKeyFormat(_))
+            ));
+        }
     }
 
     #[test]

@@ -152,6 +152,45 @@ def test_import_key_pair_with_tags(ec2):
         ec2.delete_key_pair(KeyName=name)
 
 
+def test_import_key_pair_in_every_format_ec2_takes(ec2, tmp_path):
+    """OpenSSH, RFC 4716 (`ssh-keygen -e`), PEM (SubjectPublicKeyInfo and PKCS#1) and base64
+    DER: one key, one fingerprint, EC2's for imported RSA keys (MD5 of the DER public key)."""
+    import base64
+    import hashlib
+
+    from cryptography.hazmat.primitives import serialization
+
+    key = tmp_path / "id_rsa"
+    subprocess.run(["ssh-keygen", "-q", "-t", "rsa", "-b", "2048", "-N", "", "-C", "me@laptop", "-f", str(key)],
+                   check=True)
+    pub = key.with_suffix(".pub")
+
+    def exported(*mode):
+        return subprocess.run(["ssh-keygen", "-e", *mode, "-f", str(pub)], check=True, capture_output=True).stdout
+
+    public = serialization.load_ssh_public_key(pub.read_bytes())
+    der = public.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    expected = ":".join(f"{b:02x}" for b in hashlib.md5(der).digest())
+    formats = {"openssh": pub.read_bytes(), "rfc4716": exported(), "pkcs8": exported("-m", "PKCS8"),
+               "pkcs1": exported("-m", "PEM"), "der": base64.b64encode(der)}
+    assert formats["rfc4716"].startswith(b"---- BEGIN SSH2 PUBLIC KEY ----"), formats["rfc4716"]
+    names = []
+    try:
+        for kind, material in formats.items():
+            name = unique(f"fmt-{kind}")
+            out = ec2.import_key_pair(KeyName=name, PublicKeyMaterial=material)
+            names.append(name)
+            assert out["KeyFingerprint"] == expected, (kind, out["KeyFingerprint"], expected)
+            shown = ec2.describe_key_pairs(KeyNames=[name], IncludePublicKey=True)["KeyPairs"][0]
+            assert shown["PublicKey"].split()[:2] == pub.read_text().split()[:2], kind
+        with pytest.raises(ClientError) as e:
+            ec2.import_key_pair(KeyName=unique("fmt-bad"), PublicKeyMaterial=b"---- BEGIN SSH2 PUBLIC KEY ----\nAAAA")
+        assert e.value.response["Error"]["Code"] == "InvalidKey.Format"
+    finally:
+        for name in names:
+            ec2.delete_key_pair(KeyName=name)
+
+
 # --- accounts -----------------------------------------------------------------------------
 
 

@@ -130,6 +130,18 @@ def test_filters(fleet):
     assert found(("private-ip-address", [tagged["PrivateIpAddress"]])) == [tagged["InstanceId"]]
     assert found(("availability-zone", ["us-east-1a"]), ("image-id", [image_id])) == sorted(ids)
     assert found(("instance-type", ["m5.large"])) == []
+    # What EC2 filters on that every instance here shares, and the primary interface's facts.
+    assert found(("architecture", ["x86_64"]), ("root-device-type", ["ebs"]), ("tenancy", ["default"]),
+                 ("virtualization-type", ["hvm"])) == sorted(ids)
+    assert found(("architecture", ["arm64"])) == [] and found(("instance-lifecycle", ["spot"])) == []
+    client.modify_instance_metadata_options(InstanceId=tagged["InstanceId"], HttpTokens="required")
+    assert found(("metadata-options.http-tokens", ["required"])) == [tagged["InstanceId"]]
+    assert found(("metadata-options.http-tokens", ["optional"])) == [other["InstanceId"]]
+    eni = tagged["NetworkInterfaces"][0]
+    assert found(("network-interface.mac-address", [eni["MacAddress"]])) == [tagged["InstanceId"]]
+    assert found(("network-interface.addresses.private-ip-address", [tagged["PrivateIpAddress"]]),
+                 ("network-interface.attachment.device-index", ["0"])) == [tagged["InstanceId"]]
+    assert found(("network-interface.subnet-id", [tagged["SubnetId"]]), ("source-dest-check", ["true"])) == sorted(ids)
     with pytest.raises(ClientError) as e:
         client.describe_instances(Filters=[{"Name": "no-such-filter", "Values": ["x"]}])
     assert error_code(e) == "InvalidParameterValue"

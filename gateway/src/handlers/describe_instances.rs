@@ -26,6 +26,32 @@ const FILTERS: &[&str] = &[
     "network-interface.network-interface-id",
     "instance.group-id",
     "launch-index",
+    "architecture",
+    "hypervisor",
+    "virtualization-type",
+    "root-device-type",
+    "root-device-name",
+    "tenancy",
+    "placement-group-name",
+    "instance-lifecycle",
+    "source-dest-check",
+    "metadata-options.http-tokens",
+    "metadata-options.http-endpoint",
+    "metadata-options.http-put-response-hop-limit",
+    "metadata-options.instance-metadata-tags",
+    "network-interface.addresses.private-ip-address",
+    "network-interface.addresses.primary",
+    "network-interface.private-ip-address",
+    "network-interface.mac-address",
+    "network-interface.subnet-id",
+    "network-interface.vpc-id",
+    "network-interface.owner-id",
+    "network-interface.group-id",
+    "network-interface.source-dest-check",
+    "network-interface.status",
+    "network-interface.attachment.device-index",
+    "network-interface.attachment.status",
+    "network-interface.requester-managed",
 ];
 
 fn fields<'a>(item: &'a WithDns<'_>, name: &str) -> Vec<Cow<'a, str>> {
@@ -48,6 +74,45 @@ fn fields<'a>(item: &'a WithDns<'_>, name: &str) -> Vec<Cow<'a, str>> {
         "network-interface.network-interface-id" if live => one(&r.network_interface_id),
         "instance.group-id" => r.security_group_ids.iter().map(|g| Cow::Borrowed(g.as_str())).collect(),
         "launch-index" => one(r.ami_launch_index.to_string()),
+        // What every instance here is (DescribeInstances shows the same).
+        "architecture" => one("x86_64"),
+        "hypervisor" => one("xen"),
+        "virtualization-type" => one("hvm"),
+        "root-device-type" => one("ebs"),
+        "root-device-name" => one(backend::volumes::ROOT_DEVICE),
+        "tenancy" => one("default"),
+        // On-demand instances have no lifecycle value, and there are no placement groups.
+        "instance-lifecycle" | "placement-group-name" => vec![],
+        "source-dest-check" => one(r.source_dest_check.to_string()),
+        "metadata-options.http-tokens" => one(if r.metadata.tokens_required { "required" } else { "optional" }),
+        "metadata-options.http-endpoint" => one(if r.metadata.endpoint_enabled { "enabled" } else { "disabled" }),
+        "metadata-options.http-put-response-hop-limit" => one(r.metadata.hop_limit.to_string()),
+        "metadata-options.instance-metadata-tags" => one(if r.metadata.tags_enabled { "enabled" } else { "disabled" }),
+        // The instance's primary interface (interfaces attached beyond it are the interfaces'
+        // own records: DescribeNetworkInterfaces filters them).
+        "network-interface.addresses.private-ip-address" if live => {
+            std::iter::once(&r.private_ip).chain(&r.secondary_ips).map(|a| Cow::Borrowed(a.as_str())).collect()
+        }
+        "network-interface.addresses.primary" if live => {
+            let mut flags = vec![Cow::Borrowed("true")];
+            if !r.secondary_ips.is_empty() {
+                flags.push(Cow::Borrowed("false"));
+            }
+            flags
+        }
+        "network-interface.private-ip-address" if live => one(&r.private_ip),
+        "network-interface.mac-address" if live => one(&r.mac),
+        "network-interface.subnet-id" if live => one(&r.subnet_id),
+        "network-interface.vpc-id" if live => one(&r.vpc_id),
+        "network-interface.owner-id" if live => one(&r.account),
+        "network-interface.group-id" if live => {
+            r.security_group_ids.iter().map(|g| Cow::Borrowed(g.as_str())).collect()
+        }
+        "network-interface.source-dest-check" if live => one(r.source_dest_check.to_string()),
+        "network-interface.status" if live => one("in-use"),
+        "network-interface.attachment.device-index" if live => one("0"),
+        "network-interface.attachment.status" if live => one("attached"),
+        "network-interface.requester-managed" if live => one("false"),
         _ => vec![],
     }
 }
