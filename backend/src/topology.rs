@@ -142,6 +142,8 @@ mod tests {
         assert_eq!(zone_id("us-east-1", "us-east-1a"), "use1-az1");
         assert_eq!(zone_id("eu-central-1", "eu-central-1c"), "euc1-az3");
         assert_eq!(zone_id("pc-east-1", "pc-east-1b"), "pce1-az2");
+        assert_eq!(zone_id("cn-north-1", "cn-north-1a"), "cnn1-az1");
+        assert_eq!(zone_id("us-gov-west-1", "us-gov-west-1b"), "usgw1-az2");
     }
 
     #[test]

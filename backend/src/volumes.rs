@@ -115,13 +115,18 @@ pub fn volume_settings(
     }
 }
 
-/// The virtio target for a device name: `/dev/sdf`, `/dev/xvdf` and `/dev/vdf` are all `vdf`.
-/// `a` is the root disk's; names outside `b`–`z` are refused.
+/// The virtio target for a device name: `/dev/sdf`, `/dev/xvdf` and `/dev/vdf` are all `vdf`,
+/// and the two-letter names EC2 takes for HVM guests (`/dev/xvdba`) are `vdba`. `a` is the root
+/// disk's; one letter outside `b`–`z`, or two outside `a`–`z`, is refused.
 pub fn guest_target(device: &str) -> Result<String> {
     let letter = ["/dev/sd", "/dev/xvd", "/dev/vd"]
         .iter()
         .find_map(|prefix| device.strip_prefix(prefix))
-        .filter(|rest| rest.len() == 1 && ('b'..='z').contains(&rest.chars().next().unwrap_or('a')))
+        .filter(|rest| match rest.as_bytes() {
+            [one] => (b'b'..=b'z').contains(one),
+            [first, second] => first.is_ascii_lowercase() && second.is_ascii_lowercase(),
+            _ => false,
+        })
         .ok_or_else(|| {
             invalid(
                 "Device",
@@ -1043,7 +1048,9 @@ mod tests {
         assert_eq!(guest_target("/dev/sdf").unwrap(), "vdf");
         assert_eq!(guest_target("/dev/xvdh").unwrap(), "vdh");
         assert_eq!(guest_target("/dev/vdz").unwrap(), "vdz");
-        for bad in ["/dev/sda", "/dev/vda", "/dev/sdf1", "sdf", "/dev/hdb", "/dev/sd"] {
+        assert_eq!(guest_target("/dev/xvdba").unwrap(), "vdba");
+        assert_eq!(guest_target("/dev/sdcz").unwrap(), "vdcz");
+        for bad in ["/dev/sda", "/dev/vda", "/dev/sdf1", "sdf", "/dev/hdb", "/dev/sd", "/dev/xvdB", "/dev/sdabc"] {
             assert!(guest_target(bad).is_err(), "{bad}");
         }
     }

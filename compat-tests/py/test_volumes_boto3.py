@@ -126,7 +126,8 @@ def test_root_volumes(cloud):
     _, client, image_id = cloud
     kept = client.run_instances(
         ImageId=image_id, InstanceType="t3.nano", MinCount=1, MaxCount=1,
-        BlockDeviceMappings=[{"DeviceName": "/dev/vda",
+        # AWS images call their root `/dev/sda1` (or `/dev/xvda`): the same root here.
+        BlockDeviceMappings=[{"DeviceName": "/dev/sda1",
                               "Ebs": {"VolumeSize": 3, "DeleteOnTermination": False, "VolumeType": "gp3"}}],
         TagSpecifications=[{"ResourceType": "volume", "Tags": [{"Key": "role", "Value": "root"}]}])["Instances"][0]
     plain = client.run_instances(ImageId=image_id, InstanceType="t3.nano", MinCount=1, MaxCount=1)["Instances"][0]

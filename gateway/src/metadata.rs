@@ -286,8 +286,9 @@ pub fn meta_data(facts: &Facts) -> BTreeMap<String, String> {
     put("profile", "default-hvm".into());
     put("reservation-id", r.reservation_id.clone());
     put("security-groups", facts.group_names.join("\n"));
-    put("services/domain", "amazonaws.com".into());
-    put("services/partition", "aws".into());
+    let (partition, domain) = crate::handlers::shapes::partition(&facts.region);
+    put("services/domain", domain.into());
+    put("services/partition", partition.into());
     put("block-device-mapping/ami", backend::volumes::ROOT_DEVICE.into());
     put("block-device-mapping/root", backend::volumes::ROOT_DEVICE.into());
     let mut data_volumes: Vec<&str> = facts

@@ -334,14 +334,19 @@ fn duplicate_index(index: u32) -> Ec2Error {
     )
 }
 
-/// The root volume's settings from `BlockDeviceMapping.N` for the root device. Other devices
-/// are refused: further volumes are attached with AttachVolume.
+/// What EC2 users name the root device (AWS images' `/dev/sda1` or `/dev/xvda`), which is
+/// `/dev/vda` here.
+const ROOT_ALIASES: [&str; 3] = [ROOT_DEVICE, "/dev/sda1", "/dev/xvda"];
+
+/// The root volume's settings from `BlockDeviceMapping.N` for the root device (by its name or
+/// one of the names AWS images give it). Other devices are refused: further volumes are attached
+/// with AttachVolume.
 fn root_volume(mappings: Vec<BlockDeviceMapping>) -> Result<RootVolumeRequest, Ec2Error> {
     let mut root = RootVolumeRequest::default();
     for (index, mapping) in mappings.into_iter().enumerate() {
         let path = format!("BlockDeviceMapping.{}", index + 1);
         let device = mapping.device_name.ok_or_else(|| Ec2Error::missing_parameter(&format!("{path}.DeviceName")))?;
-        if device != ROOT_DEVICE {
+        if !ROOT_ALIASES.contains(&device.as_str()) {
             return Err(Ec2Error::new(
                 Code::InvalidBlockDeviceMapping,
                 format!("Only the root device {ROOT_DEVICE} can be mapped at launch; attach other volumes with AttachVolume ({device})."),

@@ -66,14 +66,26 @@ pub fn private_dns_name(ip: &str, region: &str) -> String {
     }
 }
 
+/// The AWS partition a region belongs to, and that partition's domain: `cn-*` regions are
+/// `aws-cn` under `amazonaws.com.cn`, `us-gov-*` ones `aws-us-gov`, the rest `aws`.
+pub fn partition(region: &str) -> (&'static str, &'static str) {
+    if region.starts_with("cn-") {
+        ("aws-cn", "amazonaws.com.cn")
+    } else if region.starts_with("us-gov-") {
+        ("aws-us-gov", "amazonaws.com")
+    } else {
+        ("aws", "amazonaws.com")
+    }
+}
+
 /// EC2's public DNS name for a public address: `ec2-203-0-113-5.compute-1.amazonaws.com` in
-/// us-east-1.
+/// us-east-1, `….{region}.compute.amazonaws.com` elsewhere (`.com.cn` in China's regions).
 pub fn public_dns_name(ip: &str, region: &str) -> String {
     let host = format!("ec2-{}", ip.replace('.', "-"));
     if region == "us-east-1" {
         format!("{host}.compute-1.amazonaws.com")
     } else {
-        format!("{host}.{region}.compute.amazonaws.com")
+        format!("{host}.{region}.compute.{}", partition(region).1)
     }
 }
 
@@ -420,5 +432,20 @@ pub fn snapshot(s: &storage::SnapshotRecord, tags: &[(String, String)]) -> ec2ap
         storage_tier: Some("standard".into()),
         tags: (!tags.is_empty()).then(|| tag_list(tags)),
         ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_region_s_partition() {
+        assert_eq!(public_dns_name("203.0.113.5", "us-east-1"), "ec2-203-0-113-5.compute-1.amazonaws.com");
+        assert_eq!(public_dns_name("203.0.113.5", "eu-west-1"), "ec2-203-0-113-5.eu-west-1.compute.amazonaws.com");
+        assert_eq!(public_dns_name("203.0.113.5", "cn-north-1"), "ec2-203-0-113-5.cn-north-1.compute.amazonaws.com.cn");
+        assert_eq!(partition("us-gov-west-1"), ("aws-us-gov", "amazonaws.com"));
+        assert_eq!(partition("cn-northwest-1"), ("aws-cn", "amazonaws.com.cn"));
+        assert_eq!(private_dns_name("10.0.0.5", "cn-north-1"), "ip-10-0-0-5.cn-north-1.compute.internal");
     }
 }
