@@ -9,7 +9,8 @@ against the same migration by virsh with the port binding moved by hand as Strat
 2. A pinger on this machine's chassis: a namespace plugged into the default subnet's switch as
    a port of our own at 172.31.15.200 (the default group lets ICMP in from it), so that it
    stays put while the guests move between the lab hosts.
-3. R repetitions of both paths, their order rotated; each boots a fresh idle guest, pings it
+3. Warm-up, untimed: one migration on each path. Then R repetitions of both paths, their order
+   rotated; each boots a fresh idle guest, pings it
    every 10 ms from one second before the migration to 1.5 s after, then:
    - stratus: MigrateInstance to the other host, then DescribeInstanceMigrations every 20 ms
      until it is final; the figures are Stratus's (libvirt's completed job).
@@ -170,6 +171,13 @@ def measure_all() -> None:
         finally:
             terminate(ec2, launched["InstanceId"])
         uris = sorted(hosts.values())
+        # Warm-up, untimed: one migration on each path. Without it the first migration between
+        # the freshly started lab hosts took about twice as long in every run, and the rotation
+        # gave that one to Stratus each time.
+        log("warm-up: one migration through Stratus, one by virsh (untimed)")
+        migrate_stratus(stratus, ec2, ext, image_id, pinger, hosts)
+        migrate_virsh(template, switch, image.disk, work, f"bench-migration-ovn-{os.getpid()}-warm", pinger, uris[1],
+                      uris[0])
         for rep in range(args.reps):
             for path in rotation(list(PATHS), rep):
                 if path == "stratus":
