@@ -1179,7 +1179,7 @@ mod tests {
             .unwrap();
         assert!(![eni.private_ip.as_str(), instance.private_ip.as_str()].contains(&next.private_ip.as_str()));
         assert!(!eni.secondary_ips.contains(&next.private_ip));
-        // The next start finds nothing to move and commits nothing.
+        // The next start finds nothing to move and leaves the gateway's address as it is.
         b.ensure_default_networks().unwrap();
         assert_eq!(b.internet_gateways("a").unwrap()[0].public_ip, gateway.public_ip);
     }

@@ -246,9 +246,8 @@ impl Config {
     }
 
     pub fn topology(&self) -> Topology {
-        let defaults = Topology::default();
         Topology {
-            regions: self.regions.clone().unwrap_or(defaults.regions),
+            regions: self.regions.clone().unwrap_or_else(|| Topology::default().regions),
             instance_types: self.instance_types(),
             hosts: self.hosts.clone().unwrap_or_else(default_hosts),
             placement: self.placement,

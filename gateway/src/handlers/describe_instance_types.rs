@@ -105,7 +105,13 @@ fn fields<'a>(facts: &'a Facts, name: &str) -> Vec<Cow<'a, str>> {
 
 /// A type as this cloud offers it: AWS's facts of that name with the config's size, or, for a
 /// type of the operator's own, the facts of a current x86 type on Nitro of that size.
-fn facts_of(spec: &InstanceTypeSpec) -> Facts {
+fn facts_of(spec: &InstanceTypeSpec) -> Cow<'static, Facts> {
+    // The catalogue's own types as it has them, borrowed: a page reads every offered type.
+    if let Some(facts) = catalogue::facts(&spec.name)
+        .filter(|f| (f.vcpus, f.memory_mib, f.burstable) == (spec.vcpus, spec.memory_mib, spec.burstable))
+    {
+        return Cow::Borrowed(facts);
+    }
     let base = catalogue::facts(&spec.name).cloned().unwrap_or_else(|| Facts {
         threads_per_core: if spec.vcpus > 1 { 2 } else { 1 },
         architectures: vec!["x86_64".into()],
@@ -128,14 +134,14 @@ fn facts_of(spec: &InstanceTypeSpec) -> Facts {
         ..Default::default()
     });
     let resized = base.vcpus != spec.vcpus;
-    Facts {
+    Cow::Owned(Facts {
         name: spec.name.clone(),
         vcpus: spec.vcpus,
         cores: if resized { spec.vcpus.div_ceil(base.threads_per_core.max(1)) } else { base.cores },
         memory_mib: spec.memory_mib,
         burstable: spec.burstable,
         ..base
-    }
+    })
 }
 
 fn int(n: impl TryInto<i32>) -> Option<i32> {
@@ -243,14 +249,14 @@ pub async fn handle(ctx: &Ctx, req: DescribeInstanceTypesRequest) -> Result<Desc
             format!("The following supplied instance types do not exist: [{list}]"),
         ));
     }
-    let mut offered: Vec<Facts> = topology
+    let mut offered: Vec<Cow<'static, Facts>> = topology
         .instance_types
         .iter()
         .filter(|t| wanted.is_empty() || wanted.contains(&t.name))
         .map(facts_of)
-        .filter(|f| filters.matches(&Row { item: f, tags: NO_TAGS, fields }))
+        .filter(|f| filters.matches(&Row { item: &**f, tags: NO_TAGS, fields }))
         .collect();
     offered.sort_by(|a, b| a.name.cmp(&b.name));
     let (offered, next_token) = page.page(offered, |f| f.name.as_str());
-    Ok(DescribeInstanceTypesOutput { instance_types: Some(offered.iter().map(info).collect()), next_token })
+    Ok(DescribeInstanceTypesOutput { instance_types: Some(offered.iter().map(|f| info(f)).collect()), next_token })
 }
