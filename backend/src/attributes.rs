@@ -29,6 +29,8 @@ pub enum AttributeChange {
     SecurityGroups(Vec<String>),
     /// The primary interface's source/destination check: OVN's port security on its port.
     SourceDestCheck(bool),
+    /// `DeleteOnTermination` of the volumes at these devices.
+    DeleteOnTermination(Vec<(String, bool)>),
 }
 
 /// EC2's `MetadataOptions` as sent (RunInstances, ModifyInstanceMetadataOptions); what is not
@@ -158,6 +160,9 @@ impl Backend {
                 ));
             }
         }
+        if let AttributeChange::DeleteOnTermination(changes) = &change {
+            return self.set_delete_on_termination(account, id, changes);
+        }
         let key = format!("{account}/{id}");
         self.network_changed_after(self.store().write(|tx| {
             let mut record = tx
@@ -202,6 +207,8 @@ impl Backend {
                 AttributeChange::SourceDestCheck(on) => {
                     set_source_dest_check(&mut record, on);
                 }
+                // Volumes, not the instance: changed above.
+                AttributeChange::DeleteOnTermination(_) => {}
             }
             tx.insert(&INSTANCES, &key, &record)?;
             Ok(())

@@ -60,6 +60,10 @@ pub struct LaunchRequest {
     pub volume_tags: Vec<(String, String)>,
     /// The root volume as `BlockDeviceMapping` for the root device sets it.
     pub root_volume: RootVolumeRequest,
+    /// Further volumes made and attached at launch (`BlockDeviceMapping.N` for other devices;
+    /// left out of the client token's digest when there are none, as requests were before).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<volumes::LaunchVolume>,
     /// `standard` or `unlimited` (burstable types only).
     pub cpu_credits: Option<String>,
     /// `PrivateIpAddress`: this address instead of the subnet's lowest free one.
@@ -84,6 +88,10 @@ pub struct LaunchRequest {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub primary_delete_on_termination: Option<bool>,
     pub metadata: MetadataOptions,
+    /// The launch template and version the request was made from (`LaunchTemplate`): the
+    /// instances carry them as EC2's `aws:ec2launchtemplate:*` tags.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub launch_template: Option<(String, u64)>,
     /// `NetworkInterface.N` at device index 1 and up (left out of the client token's digest
     /// when there are none, as requests were before them).
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -189,7 +197,9 @@ struct Launch {
     subnets: Vec<Subnet>,
     /// The subnet asked for (by id or zone), if any.
     subnet: Option<Subnet>,
-    root: volumes::RootVolume,
+    root: volumes::PlannedVolume,
+    /// Further volumes, checked ([`LaunchRequest::volumes`]).
+    volumes: Vec<volumes::PlannedVolume>,
     cpu_credits: Option<String>,
     /// The hosts as last probed; the transaction charges them with what the store holds.
     hosts: Vec<HostSnapshot>,
@@ -490,13 +500,16 @@ impl Backend {
         let root_type = req.root_volume.volume_type.clone().unwrap_or_else(|| "gp2".into());
         let (root_iops, root_throughput) =
             volumes::volume_settings(&root_type, root_size, req.root_volume.iops, req.root_volume.throughput)?;
-        let root = volumes::RootVolume {
+        let root = volumes::PlannedVolume {
+            device: volumes::ROOT_DEVICE.into(),
+            snapshot_id: None,
             size_gib: root_size,
             volume_type: root_type,
             iops: root_iops,
             throughput: root_throughput,
             delete_on_termination: req.root_volume.delete_on_termination.unwrap_or(true),
         };
+        let volumes = self.plan_launch_volumes(account, &req.volumes)?;
         let cpu_credits =
             if spec.burstable { req.cpu_credits.clone().or_else(|| default_cpu_credits(&spec)) } else { None };
         Ok(Launch {
@@ -506,6 +519,7 @@ impl Backend {
             subnets,
             subnet,
             root,
+            volumes,
             cpu_credits,
             hosts: self.host_snapshots(),
             extra_subnets,
@@ -690,8 +704,23 @@ impl Backend {
                 kept_interface: nic.kept,
             };
             tx.insert(&INSTANCES, &key, &record)?;
-            volumes::insert_root_volume(tx, &record, &launch.root, &root_disk_path(&record), &req.volume_tags)?;
+            let root_id = ids::resource_id("vol");
+            volumes::insert_launch_volume(
+                tx,
+                &record,
+                (root_id, &root_disk_path(&record)),
+                &launch.root,
+                &req.volume_tags,
+            )?;
+            for planned in &launch.volumes {
+                let id = ids::resource_id("vol");
+                let path = self.new_volume_path(&id);
+                volumes::insert_launch_volume(tx, &record, (id, &path), planned, &req.volume_tags)?;
+            }
             tags::put_tags(tx, account, &id, &req.tags)?;
+            if let Some((template, version)) = &req.launch_template {
+                tags::put_tags(tx, account, &id, &crate::launch_templates::system_tags(template, *version))?;
+            }
             if req.primary_interface.is_none() {
                 tags::put_tags(tx, account, &record.network_interface_id, &req.interface_tags)?;
             }
@@ -985,6 +1014,12 @@ impl Backend {
             let image = image.as_ref().ok_or_else(|| Error::Io(format!("image {} is gone", record.image_id)))?;
             let size = volumes.iter().find(|v| v.root).map(|v| v.size_gib << 30);
             crate::disk::create_overlay(Path::new(&image.disk), &image.disk_format, &disk, size)?;
+        }
+        if !record.booted {
+            // The volumes its launch made besides the root get their files with the first boot.
+            for volume in volumes.iter().filter(|v| !v.root && !Path::new(&v.path).exists()) {
+                self.make_volume_file(volume)?;
+            }
         }
         // The kernel and its arguments come from the image; a deregistered image's are gone,
         // so such an instance boots from its disk.

@@ -30,6 +30,7 @@ pub mod images;
 pub mod instances;
 pub mod interfaces;
 pub mod key_pairs;
+pub mod launch_templates;
 pub mod libvirt;
 pub mod listing;
 pub mod maintenance;
@@ -77,6 +78,7 @@ pub enum ResourceKind {
     NetworkAcl,
     DhcpOptions,
     ElasticIp,
+    LaunchTemplate,
 }
 
 impl ResourceKind {
@@ -100,6 +102,7 @@ impl ResourceKind {
         ("acl-", Self::NetworkAcl),
         ("dopt-", Self::DhcpOptions),
         ("eipalloc-", Self::ElasticIp),
+        ("lt-", Self::LaunchTemplate),
     ];
 
     pub const ALL: &'static [ResourceKind] = &[
@@ -122,6 +125,7 @@ impl ResourceKind {
         Self::NetworkAcl,
         Self::DhcpOptions,
         Self::ElasticIp,
+        Self::LaunchTemplate,
     ];
 
     /// What ids of this kind start with (`vol-`).
@@ -159,6 +163,7 @@ impl ResourceKind {
             Self::NetworkAcl => "network-acl",
             Self::DhcpOptions => "dhcp-options",
             Self::ElasticIp => "elastic-ip",
+            Self::LaunchTemplate => "launch-template",
         }
     }
 }
@@ -220,6 +225,21 @@ pub enum Error {
     /// The operation does not apply to this resource
     #[error("{0}")]
     UnsupportedOperation(String),
+    /// A launch template name that names none of the account's
+    #[error("The specified launch template, with template name {0}, does not exist.")]
+    LaunchTemplateNameNotFound(String),
+    /// A launch template name the account has given already
+    #[error("Launch template name already in use.")]
+    LaunchTemplateNameTaken(String),
+    /// A version the launch template does not have
+    #[error("Could not find the specified version {version} for the launch template with ID {template_id}.")]
+    LaunchTemplateVersionNotFound { template_id: String, version: String },
+    /// More of something than an account may keep
+    #[error("{0}")]
+    LaunchTemplateLimit(String),
+    /// A launch's `BlockDeviceMapping.N` that cannot be made
+    #[error("{0}")]
+    InvalidBlockDeviceMapping(String),
     /// An instance type the hosts of the zone cannot run (its guests are not x86-64)
     #[error(
         "Your requested instance type ({instance_type}) is not supported in your requested Availability Zone ({zone})."

@@ -273,6 +273,7 @@ listed! {
     SnapshotRecord => SNAPSHOTS, ResourceKind::Snapshot;
     InstanceRecord => INSTANCES, ResourceKind::Instance;
     SecurityGroupRecord => SECURITY_GROUPS, ResourceKind::SecurityGroup;
+    storage::LaunchTemplateRecord => storage::tables::LAUNCH_TEMPLATES, ResourceKind::LaunchTemplate;
 }
 
 /// What one page asks for.

@@ -56,7 +56,7 @@ pub fn validate_tags(tags: &[(String, String)]) -> Result<()> {
                 message: format!("Tag key '{key}' must be 1 to 128 characters long"),
             });
         }
-        if key.to_ascii_lowercase().starts_with("aws:") {
+        if reserved(key) {
             return Err(Error::InvalidParameter {
                 name: "Tag.Key",
                 message: "Tag keys starting with 'aws:' are reserved for internal use".into(),
@@ -72,14 +72,25 @@ pub fn validate_tags(tags: &[(String, String)]) -> Result<()> {
     Ok(())
 }
 
+/// Whether a tag key is one of EC2's own, which users may neither set nor remove.
+fn reserved(key: &str) -> bool {
+    key.to_ascii_lowercase().starts_with("aws:")
+}
+
 fn tag_key(account: &str, resource: &str, key: &str) -> String {
     format!("{account}/{resource}/{key}")
 }
 
 /// Writes `tags` on one resource within `tx`, keeping the per-resource limit.
 pub(crate) fn put_tags(tx: &WriteTx, account: &str, resource: &str, tags: &[(String, String)]) -> Result<()> {
-    let existing = tx.scan(&TAGS, &format!("{account}/{resource}/"))?;
-    let new_keys = tags.iter().filter(|(k, _)| !existing.iter().any(|(_, t)| &t.key == k)).count();
+    // EC2's own (`aws:`) tags do not count against the limit.
+    let existing: Vec<TagRecord> = tx
+        .scan(&TAGS, &format!("{account}/{resource}/"))?
+        .into_iter()
+        .map(|(_, t)| t)
+        .filter(|t| !reserved(&t.key))
+        .collect();
+    let new_keys = tags.iter().filter(|(k, _)| !reserved(k) && !existing.iter().any(|t| &t.key == k)).count();
     if existing.len() + new_keys > MAX_TAGS_PER_RESOURCE {
         return Err(Error::TagLimitExceeded(resource.to_owned()));
     }
@@ -111,6 +122,9 @@ fn ensure_exists(tx: &WriteTx, account: &str, id: &str) -> Result<()> {
         ResourceKind::NatGateway => tx.get(&storage::tables::NAT_GATEWAYS, &format!("{account}/{id}"))?.is_some(),
         ResourceKind::Instance => tx.get(&INSTANCES, &format!("{account}/{id}"))?.is_some(),
         ResourceKind::Image => tx.get(&IMAGES, &format!("{account}/{id}"))?.is_some(),
+        ResourceKind::LaunchTemplate => {
+            tx.get(&storage::tables::LAUNCH_TEMPLATES, &format!("{account}/{id}"))?.is_some()
+        }
         // An instance's interface lives as long as the instance is not terminated.
         ResourceKind::NetworkInterface => tx
             .scan(&INSTANCES, &format!("{account}/"))?
@@ -151,11 +165,17 @@ impl Backend {
     /// Removes tags: a key with no value removes the tag whatever its value; with a value, only
     /// when it matches. No tags at all removes every tag of the resources.
     pub fn delete_tags(&self, account: &str, resources: &[String], tags: &[(String, Option<String>)]) -> Result<()> {
+        if tags.iter().any(|(key, _)| reserved(key)) {
+            return Err(Error::InvalidParameter {
+                name: "Tag.Key",
+                message: "Tag keys starting with 'aws:' are reserved for internal use".into(),
+            });
+        }
         self.store().write(|tx| {
             for resource in resources {
                 ensure_exists(tx, account, resource)?;
                 for (key, record) in tx.scan(&TAGS, &format!("{account}/{resource}/"))? {
-                    let selected = tags.is_empty()
+                    let selected = (tags.is_empty() && !reserved(&record.key))
                         || tags.iter().any(|(k, v)| *k == record.key && v.as_ref().is_none_or(|v| *v == record.value));
                     if selected {
                         tx.remove(&TAGS, &key)?;

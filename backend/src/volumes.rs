@@ -207,41 +207,97 @@ pub(crate) fn boot_disks(volumes: &[VolumeRecord]) -> Vec<AttachedDisk> {
         .collect()
 }
 
-/// An instance's root volume, made inside RunInstances's transaction.
-pub(crate) struct RootVolume {
+/// A volume a launch makes and attaches, checked: the root (from the image) or one of
+/// `BlockDeviceMapping.N`'s further devices (empty, or from a snapshot).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct PlannedVolume {
+    pub device: String,
     pub size_gib: u64,
     pub volume_type: String,
     pub iops: Option<u32>,
     pub throughput: Option<u32>,
+    pub snapshot_id: Option<String>,
     pub delete_on_termination: bool,
 }
 
-pub(crate) fn insert_root_volume(
+/// A further volume asked at launch (`BlockDeviceMapping.N` with `Ebs` for a device other
+/// than the root), as the domain sees it.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct LaunchVolume {
+    pub device: String,
+    pub size_gib: Option<u64>,
+    pub volume_type: Option<String>,
+    pub iops: Option<u32>,
+    pub throughput: Option<u32>,
+    pub snapshot_id: Option<String>,
+    /// Default: on, as for every volume EC2 makes at launch.
+    pub delete_on_termination: Option<bool>,
+}
+
+/// Whether `device` names the root device, by Stratus's name or one AWS images give it.
+pub fn is_root_device(device: &str) -> bool {
+    ROOT_ALIASES.contains(&device)
+}
+
+/// What EC2 users name the root device (AWS images' `/dev/sda1` or `/dev/xvda`), which is
+/// `/dev/vda` here.
+pub const ROOT_ALIASES: [&str; 3] = [ROOT_DEVICE, "/dev/sda1", "/dev/xvda"];
+
+/// A new volume's size: the one asked, else its snapshot's; never smaller than the snapshot.
+fn size_for(asked: Option<u64>, snapshot: Option<&SnapshotRecord>) -> Result<u64> {
+    match (asked, snapshot) {
+        (Some(size), Some(s)) if size < s.volume_size_gib => Err(invalid(
+            "Size",
+            format!("Volume of {size}GiB is smaller than snapshot '{}', expect size >= {}GiB", s.id, s.volume_size_gib),
+        )),
+        (Some(size), _) => Ok(size),
+        (None, Some(s)) => Ok(s.volume_size_gib),
+        (None, None) => Err(Error::MissingParameter("size".into())),
+    }
+}
+
+/// A snapshot of the account's that volumes can be made from now.
+fn completed_snapshot(tx: &impl Reads, account: &str, id: &str) -> Result<SnapshotRecord> {
+    let snapshot = tx.get(&SNAPSHOTS, &key(account, id))?.ok_or_else(|| snapshot_not_found(id))?;
+    if snapshot.state != SnapshotState::Completed {
+        return Err(Error::IncorrectState(format!("Snapshot '{id}' is not completed.")));
+    }
+    Ok(snapshot)
+}
+
+/// A launch's volume, made inside RunInstances's transaction and attached to `instance` at
+/// `disk`: the root disk (an overlay the first boot makes) or a further volume (whose file the
+/// first boot makes, empty or from its snapshot).
+pub(crate) fn insert_launch_volume(
     tx: &WriteTx,
     instance: &InstanceRecord,
-    root: &RootVolume,
-    disk: &Path,
+    (id, disk): (String, &Path),
+    planned: &PlannedVolume,
     volume_tags: &[(String, String)],
-) -> Result<String> {
-    let id = ids::resource_id("vol");
+) -> Result<()> {
+    let root = planned.device == ROOT_DEVICE;
+    if let Some(snapshot) = &planned.snapshot_id {
+        // It may have gone since the launch was checked.
+        completed_snapshot(tx, &instance.account, snapshot)?;
+    }
     let volume = VolumeRecord {
         id: id.clone(),
         account: instance.account.clone(),
         zone: instance.zone.clone(),
-        size_gib: root.size_gib,
-        volume_type: root.volume_type.clone(),
-        iops: root.iops,
-        throughput: root.throughput,
-        snapshot_id: None,
+        size_gib: planned.size_gib,
+        volume_type: planned.volume_type.clone(),
+        iops: planned.iops,
+        throughput: planned.throughput,
+        snapshot_id: planned.snapshot_id.clone(),
         state: VolumeState::InUse,
         attachment: Some(VolumeAttachmentRecord {
             instance_id: instance.id.clone(),
-            device: ROOT_DEVICE.into(),
+            device: planned.device.clone(),
             state: AttachmentState::Attached,
             attach_time_ms: instance.launch_time_ms,
-            delete_on_termination: root.delete_on_termination,
+            delete_on_termination: planned.delete_on_termination,
         }),
-        root: true,
+        root,
         path: disk.to_string_lossy().into_owned(),
         client_token: None,
         modification: None,
@@ -249,7 +305,7 @@ pub(crate) fn insert_root_volume(
     };
     tx.insert(&VOLUMES, &key(&instance.account, &id), &volume)?;
     tags::put_tags(tx, &instance.account, &id, volume_tags)?;
-    Ok(id)
+    Ok(())
 }
 
 /// The volumes attached to one instance, through storage's attachment index.
@@ -303,6 +359,96 @@ impl Backend {
         Ok(self.store().read(|tx| attached_volumes(tx, account, instance_id))?)
     }
 
+    /// Checks a launch's further volumes: device names EC2 takes, none twice (`/dev/sdf` and
+    /// `/dev/xvdf` are one device) nor the root's, snapshots of the account's own, sizes and
+    /// settings by EC2's rules.
+    pub(crate) fn plan_launch_volumes(&self, account: &str, asked: &[LaunchVolume]) -> Result<Vec<PlannedVolume>> {
+        let mut targets = vec!["vda".to_owned()];
+        let mut planned = Vec::new();
+        for volume in asked {
+            let target = guest_target(&volume.device)
+                .map_err(|_| Error::InvalidBlockDeviceMapping(format!("Invalid device name {}", volume.device)))?;
+            if targets.contains(&target) {
+                return Err(Error::InvalidBlockDeviceMapping(format!(
+                    "The device '{}' is used in more than one block-device mapping",
+                    volume.device
+                )));
+            }
+            targets.push(target);
+            let snapshot = match &volume.snapshot_id {
+                Some(id) => Some(self.store().read(|tx| completed_snapshot(tx, account, id))?),
+                None => None,
+            };
+            let size_gib = size_for(volume.size_gib, snapshot.as_ref()).map_err(|e| match e {
+                Error::MissingParameter(_) => Error::InvalidBlockDeviceMapping(format!(
+                    "The device '{}' needs a volume size or a snapshot id",
+                    volume.device
+                )),
+                other => other,
+            })?;
+            let volume_type = volume.volume_type.clone().unwrap_or_else(|| "gp2".into());
+            let (iops, throughput) = volume_settings(&volume_type, size_gib, volume.iops, volume.throughput)?;
+            planned.push(PlannedVolume {
+                device: volume.device.clone(),
+                size_gib,
+                volume_type,
+                iops,
+                throughput,
+                snapshot_id: volume.snapshot_id.clone(),
+                delete_on_termination: volume.delete_on_termination.unwrap_or(true),
+            });
+        }
+        Ok(planned)
+    }
+
+    /// Where a volume's file lives: under the data dir's `volumes`, whichever instance has it.
+    pub(crate) fn new_volume_path(&self, id: &str) -> PathBuf {
+        self.volume_path(id)
+    }
+
+    /// ModifyInstanceAttribute `BlockDeviceMapping`: each named device's `DeleteOnTermination`
+    /// (the root by any of its names). A device the instance has no volume at is refused, and
+    /// nothing changes.
+    pub fn set_delete_on_termination(
+        &self,
+        account: &str,
+        instance_id: &str,
+        changes: &[(String, bool)],
+    ) -> Result<()> {
+        self.store().write(|tx| {
+            let instance = tx
+                .get(&INSTANCES, &key(account, instance_id))?
+                .ok_or_else(|| Error::ResourceNotFound { kind: ResourceKind::Instance, id: instance_id.to_owned() })?;
+            if matches!(instance.state, InstanceState::Terminated | InstanceState::ShuttingDown) {
+                return Err(Error::IncorrectInstanceState {
+                    id: instance_id.to_owned(),
+                    state: instance.state.name(),
+                    verb: "modified",
+                });
+            }
+            let mut volumes = attached_volumes(tx, account, instance_id)?;
+            for (device, on) in changes {
+                let target = if is_root_device(device) { Some("vda".to_owned()) } else { guest_target(device).ok() };
+                let volume = volumes.iter_mut().find(|v| {
+                    v.attachment.as_ref().is_some_and(|a| target_of(v, a).ok() == target && target.is_some())
+                });
+                let Some(volume) = volume else {
+                    return Err(invalid(
+                        "BlockDeviceMapping",
+                        format!("No device is currently mapped at {device} on instance {instance_id}"),
+                    ));
+                };
+                if let Some(a) = volume.attachment.as_mut() {
+                    a.delete_on_termination = *on;
+                }
+            }
+            for volume in &volumes {
+                tx.insert(&VOLUMES, &key(account, &volume.id), volume)?;
+            }
+            Ok(())
+        })
+    }
+
     pub fn create_volume(&self, account: &str, req: NewVolume) -> Result<VolumeRecord> {
         if !self.topology().regions.iter().any(|r| r.zones.contains(&req.zone)) {
             return Err(invalid("AvailabilityZone", format!("Invalid availability zone: [{}]", req.zone)));
@@ -324,30 +470,11 @@ impl Backend {
                     return if same { Ok(earlier) } else { Err(Error::IdempotentParameterMismatch(token.clone())) };
                 }
             }
-            let snapshot = match &req.snapshot_id {
-                Some(id) => {
-                    let snapshot = tx.get(&SNAPSHOTS, &key(account, id))?.ok_or_else(|| snapshot_not_found(id))?;
-                    if snapshot.state != SnapshotState::Completed {
-                        return Err(Error::IncorrectState(format!("Snapshot '{id}' is not completed.")));
-                    }
-                    Some(snapshot)
-                }
-                None => None,
-            };
-            let size_gib = match (req.size_gib, &snapshot) {
-                (Some(size), Some(s)) if size < s.volume_size_gib => {
-                    return Err(invalid(
-                        "Size",
-                        format!(
-                            "Volume of {size}GiB is smaller than snapshot '{}', expect size >= {}GiB",
-                            s.id, s.volume_size_gib
-                        ),
-                    ))
-                }
-                (Some(size), _) => size,
-                (None, Some(s)) => s.volume_size_gib,
-                (None, None) => return Err(Error::MissingParameter("Size".into())),
-            };
+            let snapshot = req.snapshot_id.as_deref().map(|id| completed_snapshot(tx, account, id)).transpose()?;
+            let size_gib = size_for(req.size_gib, snapshot.as_ref()).map_err(|e| match e {
+                Error::MissingParameter(_) => Error::MissingParameter("Size".into()),
+                other => other,
+            })?;
             let (iops, throughput) = volume_settings(&volume_type, size_gib, req.iops, req.throughput)?;
             let id = ids::resource_id("vol");
             let volume = VolumeRecord {
@@ -804,7 +931,7 @@ impl Backend {
 
     /// A new volume's file: empty, or the snapshot's disk grown to the volume's size; made
     /// under a temporary name, so that a crash leaves nothing half made.
-    fn make_volume_file(&self, volume: &VolumeRecord) -> Result<()> {
+    pub(crate) fn make_volume_file(&self, volume: &VolumeRecord) -> Result<()> {
         let path = Path::new(&volume.path);
         if path.exists() {
             return Ok(());
@@ -908,17 +1035,23 @@ mod tests {
 
     /// The whole life of volumes on the test driver, which cannot hot-plug: files, snapshots,
     /// growth, attachments to a stopped instance, and root volumes.
-    #[test]
-    fn volumes_snapshots_and_root_disks() {
-        let dir = tempfile::tempdir().unwrap();
-        let b = test_driver_backend(dir.path());
+    /// A test-driver backend with one image of account `acct`, and its zone.
+    fn with_image(dir: &Path) -> (Backend, String, storage::ImageRecord) {
+        let b = test_driver_backend(dir);
         let zone = b.topology().default_zone().to_owned();
         let image = b
             .register_image(
                 "acct",
-                crate::images::NewImage { name: "img".into(), disk: test_disk(dir.path()), ..Default::default() },
+                crate::images::NewImage { name: "img".into(), disk: test_disk(dir), ..Default::default() },
             )
             .unwrap();
+        (b, zone, image)
+    }
+
+    #[test]
+    fn volumes_snapshots_and_root_disks() {
+        let dir = tempfile::tempdir().unwrap();
+        let (b, zone, image) = with_image(dir.path());
         let new = |size: Option<u64>, snapshot_id: Option<String>| NewVolume {
             zone: zone.clone(),
             size_gib: size,
@@ -1026,6 +1159,94 @@ mod tests {
         }
         b.delete_snapshot("acct", &snapshot.id).unwrap();
         assert!(!Path::new(&snapshot.path).exists());
+    }
+
+    #[test]
+    fn launch_volumes_come_with_the_first_boot_and_go_as_their_devices_say() {
+        let dir = tempfile::tempdir().unwrap();
+        let (b, zone, image) = with_image(dir.path());
+        let source = b.create_volume("acct", NewVolume { zone, size_gib: Some(1), ..Default::default() }).unwrap();
+        b.converge(&format!("acct/{}", source.id)).unwrap();
+        let snapshot = b.create_snapshot("acct", &source.id, "data", &[]).unwrap();
+        b.converge(&format!("acct/{}", source.id)).unwrap();
+        let launch = |volumes: Vec<LaunchVolume>| LaunchRequest {
+            image_id: image.id.clone(),
+            instance_type: "t3.nano".into(),
+            min_count: 1,
+            max_count: 1,
+            volumes,
+            volume_tags: vec![("team".into(), "data".into())],
+            ..Default::default()
+        };
+        let empty = |device: &str, size: Option<u64>| LaunchVolume {
+            device: device.into(),
+            size_gib: size,
+            volume_type: Some("gp3".into()),
+            ..Default::default()
+        };
+        let refused = |volumes| match b.run_instances("acct", "vpc-1", launch(volumes)) {
+            Err(Error::InvalidBlockDeviceMapping(message)) => message,
+            other => panic!("{other:?}"),
+        };
+        assert!(refused(vec![empty("/dev/sdf", Some(1)), empty("/dev/xvdf", Some(1))]).contains("more than one"));
+        assert!(refused(vec![empty("/dev/sdf", None)]).contains("size"));
+        assert!(refused(vec![empty("/dev/hda", Some(1))]).contains("Invalid device name"));
+        let from_missing =
+            LaunchVolume { snapshot_id: Some("snap-0000000000000000f".into()), ..empty("/dev/sdg", None) };
+        assert!(matches!(
+            b.run_instances("acct", "vpc-1", launch(vec![from_missing])),
+            Err(Error::ResourceNotFound { kind: ResourceKind::Snapshot, .. })
+        ));
+        assert!(b.instances("acct").unwrap().is_empty(), "a refused launch leaves nothing");
+
+        let from_snapshot = LaunchVolume {
+            snapshot_id: Some(snapshot.id.clone()),
+            size_gib: Some(2),
+            delete_on_termination: Some(false),
+            ..empty("/dev/xvdg", None)
+        };
+        let instance = b
+            .run_instances("acct", "vpc-1", launch(vec![empty("/dev/sdf", Some(1)), from_snapshot]))
+            .unwrap()
+            .remove(0);
+        let key = format!("acct/{}", instance.id);
+        let volumes = b.instance_volumes("acct", &instance.id).unwrap();
+        assert_eq!(volumes.len(), 3);
+        for v in &volumes {
+            assert_eq!(b.tags_of("acct", [v.id.as_str()]).unwrap()[&v.id], [("team".to_owned(), "data".to_owned())]);
+            assert_eq!(
+                (v.state, v.attachment.as_ref().unwrap().state),
+                (VolumeState::InUse, AttachmentState::Attached)
+            );
+        }
+        let by_device = |device: &str| {
+            b.instance_volumes("acct", &instance.id)
+                .unwrap()
+                .into_iter()
+                .find(|v| v.attachment.as_ref().unwrap().device == device)
+                .unwrap()
+        };
+        let (sdf, xvdg) = (by_device("/dev/sdf"), by_device("/dev/xvdg"));
+        assert!(!Path::new(&sdf.path).exists(), "files come with the first boot, not the request");
+        assert_eq!((xvdg.snapshot_id.as_deref(), xvdg.size_gib), (Some(snapshot.id.as_str()), 2));
+        b.converge(&key).unwrap();
+        assert_eq!(b.instance("acct", &instance.id).unwrap().state, InstanceState::Running);
+        assert_eq!((virtual_size(&sdf.path), virtual_size(&xvdg.path)), (GIB, 2 * GIB));
+        assert!(sdf.path.contains("/volumes/"), "outside the instance's folder: {}", sdf.path);
+
+        // DeleteOnTermination per device, the root by an AWS name; an unmapped device is refused.
+        assert!(matches!(
+            b.set_delete_on_termination("acct", &instance.id, &[("/dev/sdz".into(), false)]),
+            Err(Error::InvalidParameter { .. })
+        ));
+        b.set_delete_on_termination("acct", &instance.id, &[("/dev/xvdf".into(), false), ("/dev/sda1".into(), true)])
+            .unwrap();
+        b.terminate_instances("acct", std::slice::from_ref(&instance.id)).unwrap();
+        b.converge(&key).unwrap();
+        let left: Vec<String> = b.volumes("acct").unwrap().into_iter().map(|v| v.id).collect();
+        assert!(left.contains(&sdf.id) && left.contains(&xvdg.id), "{left:?}");
+        assert_eq!(left.len(), 3, "the root went with the instance: {left:?}");
+        assert!(Path::new(&sdf.path).exists() && Path::new(&xvdg.path).exists());
     }
 
     #[test]

@@ -112,6 +112,14 @@ def _build_world(server, test_image) -> World:
     # Key pair, security group with one ingress rule.
     key = ca.create_key_pair(KeyName=f"a-key-{marker}", KeyType="ed25519", TagSpecifications=spec("key-pair"))
     a["key_id"], a["key_name"] = key["KeyPairId"], key["KeyName"]
+    # A launch template with two versions.
+    a["lt_name"] = f"a-lt-{marker}"
+    a["lt"] = ca.create_launch_template(
+        LaunchTemplateName=a["lt_name"], VersionDescription="template of A",
+        LaunchTemplateData={"ImageId": public_image, "InstanceType": "t3.nano", "KeyName": a["key_name"]},
+        TagSpecifications=spec("launch-template"))["LaunchTemplate"]["LaunchTemplateId"]
+    ca.create_launch_template_version(LaunchTemplateId=a["lt"], SourceVersion="1",
+                                      LaunchTemplateData={"InstanceType": "t3.micro"})
     a["group_name"] = f"a-sg-{marker}"
     a["group_id"] = ca.create_security_group(GroupName=a["group_name"], Description="group of A",
                                              TagSpecifications=spec("security-group"))["GroupId"]
@@ -298,6 +306,8 @@ def a_state(w: World) -> dict:
         "dhcp": _try(lambda: ca.describe_dhcp_options()),
         "addresses": _try(lambda: ca.describe_addresses()),
         "nat_gateways": _try(lambda: ca.describe_nat_gateways()),
+        "launch_templates": _try(lambda: ca.describe_launch_templates()),
+        "lt_versions": _try(lambda: ca.describe_launch_template_versions(LaunchTemplateId=a["lt"])),
     }
     for attribute in ("enableDnsSupport", "enableDnsHostnames"):
         state[f"vpc:{attribute}"] = _try(lambda: ca.describe_vpc_attribute(VpcId=a["own_vpc"], Attribute=attribute))
@@ -436,6 +446,18 @@ def _import_key_and_delete(c, x, w):
     return resp
 
 
+def _create_template_and_delete(c, x, w):
+    resp = c.create_launch_template(LaunchTemplateName=x, LaunchTemplateData={"InstanceType": "t3.nano"})
+    c.delete_launch_template(LaunchTemplateId=resp["LaunchTemplate"]["LaunchTemplateId"])
+    return resp
+
+
+def _run_from_template(c, w, **template):
+    resp = c.run_instances(MinCount=1, MaxCount=1, LaunchTemplate=template)
+    c.terminate_instances(InstanceIds=[i["InstanceId"] for i in resp["Instances"]])
+    return resp
+
+
 def _run_at_ip(c, x, w):
     resp = _run(c, w, PrivateIpAddress=x)
     c.terminate_instances(InstanceIds=[i["InstanceId"] for i in resp["Instances"]])
@@ -450,7 +472,7 @@ PERM_NEW = [{"IpProtocol": "tcp", "FromPort": 8443, "ToPort": 8443, "IpRanges": 
 ALL_EGRESS = [{"IpProtocol": "-1", "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}]
 TAG_B = [{"Key": "set-by", "Value": "b"}]
 ALL_TAGGABLE = ("instance volume attached_volume root_volume snapshot image key_id group_id rule_id eni own_vpc "
-                "own_subnet igw rtb eip nat own_eni")
+                "own_subnet igw rtb eip nat own_eni lt")
 
 ROWS: list[Row] = [
     # Reads.
@@ -740,6 +762,29 @@ ROWS: list[Row] = [
     R("DeleteSnapshot", "snapshot", lambda c, x, w: c.delete_snapshot(SnapshotId=x)),
     R("DeregisterImage(DryRun)", "image", lambda c, x, w: c.deregister_image(ImageId=x, DryRun=True)),
     R("DeregisterImage", "image", lambda c, x, w: c.deregister_image(ImageId=x)),
+    R("DescribeLaunchTemplates(by id)", "lt", lambda c, x, w: c.describe_launch_templates(LaunchTemplateIds=[x])),
+    R("DescribeLaunchTemplates(by name)", "lt_name",
+      lambda c, x, w: c.describe_launch_templates(LaunchTemplateNames=[x])),
+    R("DescribeLaunchTemplateVersions(by id)", "lt",
+      lambda c, x, w: c.describe_launch_template_versions(LaunchTemplateId=x)),
+    R("DescribeLaunchTemplateVersions(by name)", "lt_name",
+      lambda c, x, w: c.describe_launch_template_versions(LaunchTemplateName=x, Versions=["$Latest"])),
+    R("RunInstances(LaunchTemplate by id)", "lt", lambda c, x, w: _run_from_template(c, w, LaunchTemplateId=x)),
+    R("RunInstances(LaunchTemplate by name)", "lt_name",
+      lambda c, x, w: _run_from_template(c, w, LaunchTemplateName=x, Version="$Latest")),
+    R("CreateLaunchTemplateVersion(by id)", "lt", lambda c, x, w: c.create_launch_template_version(
+        LaunchTemplateId=x, SourceVersion="1", LaunchTemplateData={"InstanceType": "t3.large"})),
+    R("CreateLaunchTemplateVersion(by name)", "lt_name", lambda c, x, w: c.create_launch_template_version(
+        LaunchTemplateName=x, LaunchTemplateData={"InstanceType": "t3.large"})),
+    R("ModifyLaunchTemplate(by id)", "lt", lambda c, x, w: c.modify_launch_template(
+        LaunchTemplateId=x, DefaultVersion="2")),
+    R("ModifyLaunchTemplate(by name)", "lt_name", lambda c, x, w: c.modify_launch_template(
+        LaunchTemplateName=x, DefaultVersion="2")),
+    R("DeleteLaunchTemplateVersions", "lt", lambda c, x, w: c.delete_launch_template_versions(
+        LaunchTemplateId=x, Versions=["2"])),
+    R("CreateLaunchTemplate(A's name)", "lt_name", _create_template_and_delete, normalize=keys_only),
+    R("DeleteLaunchTemplate(by id)", "lt", lambda c, x, w: c.delete_launch_template(LaunchTemplateId=x)),
+    R("DeleteLaunchTemplate(by name)", "lt_name", lambda c, x, w: c.delete_launch_template(LaunchTemplateName=x)),
     R("DeleteKeyPair(by id)", "key_id", lambda c, x, w: c.delete_key_pair(KeyPairId=x)),
     R("DeleteKeyPair(by name)", "key_name", lambda c, x, w: c.delete_key_pair(KeyName=x)),
     R("DeleteSecurityGroup(DryRun)", "group_id", lambda c, x, w: c.delete_security_group(GroupId=x, DryRun=True)),
@@ -879,6 +924,11 @@ LISTINGS: list[tuple[str, Callable[[World], Any]]] = [
     ("DescribeNatGateways(vpc-id)", lambda w: _all(w.cb, "describe_nat_gateways", "NatGateways",
                                                   Filter=[{"Name": "vpc-id", "Values": [w.a["own_vpc"]]}])),
     ("DescribeAddresses", lambda w: w.cb.describe_addresses()["Addresses"]),
+    ("DescribeLaunchTemplates", lambda w: _all(w.cb, "describe_launch_templates", "LaunchTemplates")),
+    ("DescribeLaunchTemplates(launch-template-name)", lambda w: _all(
+        w.cb, "describe_launch_templates", "LaunchTemplates", **_f("launch-template-name", w.a["lt_name"]))),
+    ("DescribeLaunchTemplateVersions($Latest)", lambda w: w.cb.describe_launch_template_versions(
+        Versions=["$Latest", "$Default"])["LaunchTemplateVersions"]),
     ("DescribeAddresses(public-ip)", lambda w: w.cb.describe_addresses(**_f("public-ip", w.a["public_ip"]))["Addresses"]),
     ("DescribeAddresses(instance-id)",
      lambda w: w.cb.describe_addresses(**_f("instance-id", w.a["own_instance"]))["Addresses"]),

@@ -100,3 +100,39 @@ def test_groups_volumes_and_snapshots(server):
     ok(server, "wait", "instance-terminated", "--instance-ids", instance_id)
     ok(server, "delete-security-group", "--group-id", group_id)
     fails(server, "InvalidGroup.NotFound", "describe-security-groups", "--group-ids", group_id)
+
+
+def test_launch_templates_and_block_devices(server):
+    data = {"ImageId": server.image_id, "InstanceType": "t3.micro",
+            "BlockDeviceMappings": [{"DeviceName": "/dev/sdf", "Ebs": {"VolumeSize": 2, "VolumeType": "gp3"}}]}
+    made = ok(server, "create-launch-template", "--launch-template-name", "cli-app", "--version-description", "first",
+              "--launch-template-data", json.dumps(data))["LaunchTemplate"]
+    template_id = made["LaunchTemplateId"]
+    assert (made["LaunchTemplateName"], made["LatestVersionNumber"]) == ("cli-app", 1)
+    fails(server, "InvalidLaunchTemplateName.AlreadyExistsException", "create-launch-template",
+          "--launch-template-name", "cli-app", "--launch-template-data", json.dumps(data))
+    second = ok(server, "create-launch-template-version", "--launch-template-id", template_id, "--source-version", "1",
+                "--launch-template-data", '{"InstanceType": "t3.small"}')["LaunchTemplateVersion"]
+    assert second["VersionNumber"] == 2 and second["LaunchTemplateData"]["ImageId"] == server.image_id
+
+    # $Latest, with a further volume of the request's own beside the template's.
+    reservation = ok(server, "run-instances", "--launch-template", "LaunchTemplateName=cli-app,Version=$Latest",
+                     "--block-device-mappings", '[{"DeviceName": "/dev/sdh", "Ebs": {"VolumeSize": 1}}]')
+    instance = reservation["Instances"][0]
+    assert instance["InstanceType"] == "t3.small"
+    tags = {t["Key"]: t["Value"] for t in instance["Tags"]}
+    assert tags == {"aws:ec2launchtemplate:id": template_id, "aws:ec2launchtemplate:version": "2"}
+    devices = {m["DeviceName"]: m["Ebs"]["VolumeId"] for m in instance["BlockDeviceMappings"]}
+    assert sorted(devices) == ["/dev/sdf", "/dev/sdh", "/dev/vda"]
+    sizes = {v["VolumeId"]: v["Size"] for v in ok(server, "describe-volumes", "--volume-ids", *devices.values())["Volumes"]}
+    assert (sizes[devices["/dev/sdf"]], sizes[devices["/dev/sdh"]]) == (2, 1)
+
+    ok(server, "modify-launch-template", "--launch-template-id", template_id, "--default-version", "2")
+    versions = ok(server, "describe-launch-template-versions", "--launch-template-name", "cli-app",
+                  "--versions", "$Default")["LaunchTemplateVersions"]
+    assert [(v["VersionNumber"], v["DefaultVersion"]) for v in versions] == [(2, True)]
+    deleted = ok(server, "delete-launch-template-versions", "--launch-template-id", template_id, "--versions", "1")
+    assert [v["VersionNumber"] for v in deleted["SuccessfullyDeletedLaunchTemplateVersions"]] == [1]
+    ok(server, "terminate-instances", "--instance-ids", instance["InstanceId"])
+    ok(server, "delete-launch-template", "--launch-template-id", template_id)
+    fails(server, "InvalidLaunchTemplateId.NotFound", "describe-launch-templates", "--launch-template-ids", template_id)

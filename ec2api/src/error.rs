@@ -167,6 +167,18 @@ codes! {
     InvalidReservationIdNotFound = "InvalidReservationID.NotFound", 400;
     /// No host of that id.
     InvalidHostIdNotFound = "InvalidHostID.NotFound", 400;
+    /// No launch template of that id.
+    InvalidLaunchTemplateIdNotFound = "InvalidLaunchTemplateId.NotFound", 400;
+    /// No launch template of that name (EC2 spells the code so).
+    InvalidLaunchTemplateNameNotFound = "InvalidLaunchTemplateName.NotFoundException", 400;
+    /// The launch template has no such version.
+    InvalidLaunchTemplateVersionNotFound = "InvalidLaunchTemplateId.VersionNotFound", 400;
+    /// The account has a launch template of that name.
+    InvalidLaunchTemplateNameAlreadyExists = "InvalidLaunchTemplateName.AlreadyExistsException", 400;
+    /// Not a launch template name EC2 accepts.
+    InvalidLaunchTemplateNameMalformed = "InvalidLaunchTemplateName.MalformedException", 400;
+    /// More launch templates or versions than an account may keep.
+    LaunchTemplateLimitExceeded = "LaunchTemplateLimitExceeded", 400;
     /// No migration of that id.
     InvalidMigrationIdNotFound = "InvalidMigrationID.NotFound", 400;
     /// No internet gateway of that id.
@@ -231,6 +243,8 @@ codes! {
     InvalidReservationIdMalformed = "InvalidReservationID.Malformed", 400;
     /// Not a host id.
     InvalidHostIdMalformed = "InvalidHostID.Malformed", 400;
+    /// Not a launch template id.
+    InvalidLaunchTemplateIdMalformed = "InvalidLaunchTemplateId.Malformed", 400;
     /// Not a migration id.
     InvalidMigrationIdMalformed = "InvalidMigrationID.Malformed", 400;
     /// Not an internet gateway id.

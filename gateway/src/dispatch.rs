@@ -14,6 +14,13 @@ fn boxed<T: XmlStruct + Send + 'static>(result: Result<T, Ec2Error>) -> Result<O
 
 pub async fn dispatch(ctx: &Ctx, action: Action) -> Result<Output, Ec2Error> {
     match action {
+        Action::CreateLaunchTemplate(r) => boxed(create_launch_template::handle(ctx, r).await),
+        Action::CreateLaunchTemplateVersion(r) => boxed(create_launch_template_version::handle(ctx, r).await),
+        Action::DeleteLaunchTemplate(r) => boxed(delete_launch_template::handle(ctx, r).await),
+        Action::DeleteLaunchTemplateVersions(r) => boxed(delete_launch_template_versions::handle(ctx, r).await),
+        Action::DescribeLaunchTemplateVersions(r) => boxed(describe_launch_template_versions::handle(ctx, r).await),
+        Action::DescribeLaunchTemplates(r) => boxed(describe_launch_templates::handle(ctx, r).await),
+        Action::ModifyLaunchTemplate(r) => boxed(modify_launch_template::handle(ctx, r).await),
         Action::AssignPrivateIpAddresses(r) => boxed(assign_private_ip_addresses::handle(ctx, r).await),
         Action::AttachNetworkInterface(r) => boxed(attach_network_interface::handle(ctx, r).await),
         Action::CreateNetworkInterface(r) => boxed(create_network_interface::handle(ctx, r).await),

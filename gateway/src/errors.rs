@@ -32,6 +32,7 @@ fn codes(kind: ResourceKind) -> (Code, Code) {
         ResourceKind::NetworkAcl => (Code::InvalidNetworkAclIdNotFound, Code::InvalidNetworkAclIdMalformed),
         ResourceKind::DhcpOptions => (Code::InvalidDhcpOptionIdNotFound, Code::InvalidDhcpOptionsIdMalformed),
         ResourceKind::ElasticIp => (Code::InvalidAllocationIdNotFound, Code::InvalidAllocationIdMalformed),
+        ResourceKind::LaunchTemplate => (Code::InvalidLaunchTemplateIdNotFound, Code::InvalidLaunchTemplateIdMalformed),
     }
 }
 
@@ -58,6 +59,12 @@ pub fn not_found<S: AsRef<str>>(kind: ResourceKind, ids: &[S]) -> Ec2Error {
         ResourceKind::NetworkAcl => format!("The networkAcl ID '{list}' does not exist"),
         ResourceKind::DhcpOptions => format!("The dhcpOption ID '{list}' does not exist"),
         ResourceKind::ElasticIp => format!("The allocation ID '{list}' does not exist"),
+        ResourceKind::LaunchTemplate if several => {
+            "At least one of the launch templates specified in the request does not exist.".to_owned()
+        }
+        ResourceKind::LaunchTemplate => {
+            format!("The specified launch template, with template ID {list}, does not exist.")
+        }
         other => format!("The {} ID '{list}' does not exist", other.resource_type()),
     };
     Ec2Error::new(codes(kind).0, message)
@@ -93,6 +100,13 @@ pub fn to_ec2(error: Error) -> Ec2Error {
         Error::AttachmentNotFound(_) => Ec2Error::new(Code::InvalidAttachmentNotFound, message),
         Error::IncorrectModificationState(_) => Ec2Error::new(Code::IncorrectModificationState, message),
         Error::UnsupportedOperation(_) => Ec2Error::new(Code::UnsupportedOperation, message),
+        Error::LaunchTemplateNameNotFound(_) => Ec2Error::new(Code::InvalidLaunchTemplateNameNotFound, message),
+        Error::LaunchTemplateNameTaken(_) => Ec2Error::new(Code::InvalidLaunchTemplateNameAlreadyExists, message),
+        Error::LaunchTemplateVersionNotFound { .. } => {
+            Ec2Error::new(Code::InvalidLaunchTemplateVersionNotFound, message)
+        }
+        Error::LaunchTemplateLimit(_) => Ec2Error::new(Code::LaunchTemplateLimitExceeded, message),
+        Error::InvalidBlockDeviceMapping(_) => Ec2Error::new(Code::InvalidBlockDeviceMapping, message),
         Error::UnsupportedInZone { .. } => Ec2Error::new(Code::Unsupported, message),
         Error::MalformedId(_) => Ec2Error::new(Code::InvalidId, message),
         Error::VpcRange(_) => Ec2Error::new(Code::InvalidVpcRange, message),

@@ -669,6 +669,47 @@ impl Record for SnapshotRecord {
     const VERSION: u8 = 1;
 }
 
+/// A launch template: its versions are kept apart ([`LaunchTemplateVersionRecord`]). Key:
+/// `{account}/{launch template id}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LaunchTemplateRecord {
+    pub id: String,
+    pub name: String,
+    pub account: String,
+    pub created_ms: i64,
+    pub default_version: u64,
+    /// The highest version number the template has now.
+    pub latest_version: u64,
+    /// The number the next version gets: numbers are never given twice, even after the latest
+    /// version is deleted.
+    pub next_version: u64,
+    /// How many versions it has now (kept here so that adding one need not count them).
+    pub version_count: u64,
+    pub client_token: Option<String>,
+}
+
+impl Record for LaunchTemplateRecord {
+    const VERSION: u8 = 1;
+}
+
+/// One version of a launch template. Key: `{account}/{template id}/{number, 20 digits}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LaunchTemplateVersionRecord {
+    pub template_id: String,
+    pub number: u64,
+    pub description: Option<String>,
+    pub created_ms: i64,
+    /// The launch parameters as the request gave them: a saved request, in the protocol's own
+    /// shape (EC2's `RequestLaunchTemplateData`, as JSON), so that every field EC2 takes comes
+    /// back from Describe as it was given, whether or not Stratus acts on it at launch.
+    pub data: serde_json::Value,
+    pub client_token: Option<String>,
+}
+
+impl Record for LaunchTemplateVersionRecord {
+    const VERSION: u8 = 1;
+}
+
 /// A secret of this installation's, made once and kept with the data. Key: what it is for
 /// (`paging`: what Describe page tokens are sealed with).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

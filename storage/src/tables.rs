@@ -2,9 +2,10 @@
 
 use crate::{
     AccessKeyRecord, AccountRecord, AddressRecord, ClientTokenRecord, HostStateRecord, HostUsageRecord, ImageRecord,
-    IndexEntry, InstanceRecord, InternetGatewayRecord, KeyPairRecord, LeaseBlockRecord, LeaseRecord, MetaRecord,
-    MigrationRecord, NameRecord, NatGatewayRecord, NetworkInterfaceRecord, RouteTableRecord, SecretRecord,
-    SecurityGroupRecord, SnapshotRecord, SubnetRecord, Table, TagRecord, VolumeRecord, VpcRecord,
+    IndexEntry, InstanceRecord, InternetGatewayRecord, KeyPairRecord, LaunchTemplateRecord,
+    LaunchTemplateVersionRecord, LeaseBlockRecord, LeaseRecord, MetaRecord, MigrationRecord, NameRecord,
+    NatGatewayRecord, NetworkInterfaceRecord, RouteTableRecord, SecretRecord, SecurityGroupRecord, SnapshotRecord,
+    SubnetRecord, Table, TagRecord, VolumeRecord, VpcRecord,
 };
 
 pub const ACCOUNTS: Table<AccountRecord> = Table::new("accounts");
@@ -39,6 +40,12 @@ pub const ADDRESSES: Table<AddressRecord> = Table::new("addresses");
 pub const NAT_GATEWAYS: Table<NatGatewayRecord> = Table::new("nat_gateways");
 /// Key: `{account}/{network interface id}` (interfaces made with CreateNetworkInterface).
 pub const NETWORK_INTERFACES: Table<NetworkInterfaceRecord> = Table::new("network_interfaces");
+/// Key: `{account}/{launch template id}`.
+pub const LAUNCH_TEMPLATES: Table<LaunchTemplateRecord> = Table::new("launch_templates");
+/// Key: `{account}/{launch template name}`.
+pub const LAUNCH_TEMPLATE_NAMES: Table<NameRecord> = Table::new("launch_template_names");
+/// Key: `{account}/{launch template id}/{version number, 20 digits}`.
+pub const LAUNCH_TEMPLATE_VERSIONS: Table<LaunchTemplateVersionRecord> = Table::new("launch_template_versions");
 /// Who holds each public address of the pool. Key: the address; the value names
 /// `{account}/{allocation id}`.
 pub const PUBLIC_ADDRESSES: Table<NameRecord> = Table::new("public_addresses");
@@ -106,4 +113,7 @@ pub const ALL: &[&str] = &[
     "nat_gateways",
     "network_interfaces",
     "interface_attachments",
+    "launch_templates",
+    "launch_template_names",
+    "launch_template_versions",
 ];

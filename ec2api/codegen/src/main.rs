@@ -30,6 +30,13 @@ const RUST_KEYWORDS: &[&str] = &[
     "final", "macro", "override", "priv", "typeof", "unsized", "virtual", "yield", "try",
 ];
 
+/// Shapes saved as they came and replayed later (a launch template's data is a saved
+/// RunInstances request): these and every shape below them get serde's derives, with absent
+/// members left out and missing ones defaulted, so that one shape converts into another whose
+/// members have the same names (`RequestLaunchTemplateData` into `ResponseLaunchTemplateData`
+/// or `RunInstancesRequest`).
+const SAVED_SHAPES: &[&str] = &["RequestLaunchTemplateData", "ResponseLaunchTemplateData", "RunInstancesRequest"];
+
 /// Struct names that would shadow what the generated module uses.
 const RESERVED_TYPE_NAMES: &[&str] = &["String", "Vec", "Option", "Box", "Result", "Blob", "Timestamp", "Node"];
 
@@ -225,6 +232,12 @@ fn generate(model: &Model, actions: &[String]) -> Result<String> {
         }
     }
     let all: BTreeSet<&String> = inputs.iter().chain(outputs.iter()).collect();
+    let mut saved = BTreeSet::new();
+    for root in SAVED_SHAPES {
+        if all.contains(&root.to_string()) {
+            collect(model, root, &mut saved)?;
+        }
+    }
     let mut deepest = 1;
     for action in actions {
         if let Some(input) = model.operations[action.as_str()]["input"]["shape"].as_str() {
@@ -266,7 +279,14 @@ fn generate(model: &Model, actions: &[String]) -> Result<String> {
                     )?;
                 }
             }
-            "structure" => write_struct(model, name, inputs.contains(*name), outputs.contains(*name), &mut out)?,
+            "structure" => {
+                let roles = Roles {
+                    decodable: inputs.contains(*name),
+                    writable: outputs.contains(*name),
+                    saved: saved.contains(*name),
+                };
+                write_struct(model, name, roles, &mut out)?
+            }
             _ => {}
         }
     }
@@ -323,7 +343,15 @@ fn generate(model: &Model, actions: &[String]) -> Result<String> {
     Ok(out)
 }
 
-fn write_struct(model: &Model, name: &str, decodable: bool, writable: bool, out: &mut String) -> Result<()> {
+/// What a structure shape is used for: decoded from requests, written in answers, saved.
+struct Roles {
+    decodable: bool,
+    writable: bool,
+    saved: bool,
+}
+
+fn write_struct(model: &Model, name: &str, roles: Roles, out: &mut String) -> Result<()> {
+    let Roles { decodable, writable, saved } = roles;
     let shape = model.shape(name)?;
     let members = shape["members"].as_object().context("members")?;
     let required: BTreeSet<&str> = shape
@@ -366,11 +394,21 @@ fn write_struct(model: &Model, name: &str, decodable: bool, writable: bool, out:
         );
     }
 
-    writeln!(out, "\n#[derive(Debug, Clone, Default, PartialEq)]\npub struct {ty} {{")?;
+    if saved {
+        writeln!(
+            out,
+            "\n#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]\n#[serde(default)]\npub struct {ty} {{"
+        )?;
+    } else {
+        writeln!(out, "\n#[derive(Debug, Clone, Default, PartialEq)]\npub struct {ty} {{")?;
+    }
     for (field, rust_ty) in fields.values() {
         if field.required {
             writeln!(out, "    pub {}: {rust_ty},", field.rust)?;
         } else {
+            if saved {
+                writeln!(out, "    #[serde(skip_serializing_if = \"Option::is_none\")]")?;
+            }
             writeln!(out, "    pub {}: Option<{rust_ty}>,", field.rust)?;
         }
     }

@@ -6,6 +6,93 @@ use crate::query::{Blob, FromQuery, Node, StructDecoder, Timestamp};
 use crate::xml::{ReturnTrue, XmlStruct, XmlValue, XmlWriter};
 use crate::Ec2Error;
 
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct AcceleratorCount {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min: Option<i32>,
+}
+
+impl XmlStruct for AcceleratorCount {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.max.write_xml(w, "max");
+        self.min.write_xml(w, "min");
+    }
+}
+
+impl XmlValue for AcceleratorCount {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct AcceleratorCountRequest {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min: Option<i32>,
+}
+
+impl FromQuery for AcceleratorCountRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self { max: d.optional("Max")?, min: d.optional("Min")? };
+        d.finish(&["Max", "Min"])?;
+        Ok(value)
+    }
+}
+pub type AcceleratorManufacturer = String;
+pub type AcceleratorName = String;
+
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct AcceleratorTotalMemoryMiB {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min: Option<i32>,
+}
+
+impl XmlStruct for AcceleratorTotalMemoryMiB {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.max.write_xml(w, "max");
+        self.min.write_xml(w, "min");
+    }
+}
+
+impl XmlValue for AcceleratorTotalMemoryMiB {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct AcceleratorTotalMemoryMiBRequest {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min: Option<i32>,
+}
+
+impl FromQuery for AcceleratorTotalMemoryMiBRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self { max: d.optional("Max")?, min: d.optional("Min")? };
+        d.finish(&["Max", "Min"])?;
+        Ok(value)
+    }
+}
+pub type AcceleratorType = String;
+
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct AccountAttribute {
     pub attribute_name: Option<String>,
@@ -856,6 +943,86 @@ impl XmlValue for AvailableCapacity {
     }
 }
 pub type BandwidthWeightingType = String;
+pub type BareMetal = String;
+
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct BaselineEbsBandwidthMbps {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min: Option<i32>,
+}
+
+impl XmlStruct for BaselineEbsBandwidthMbps {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.max.write_xml(w, "max");
+        self.min.write_xml(w, "min");
+    }
+}
+
+impl XmlValue for BaselineEbsBandwidthMbps {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct BaselineEbsBandwidthMbpsRequest {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min: Option<i32>,
+}
+
+impl FromQuery for BaselineEbsBandwidthMbpsRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self { max: d.optional("Max")?, min: d.optional("Min")? };
+        d.finish(&["Max", "Min"])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct BaselinePerformanceFactors {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<CpuPerformanceFactor>,
+}
+
+impl XmlStruct for BaselinePerformanceFactors {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.cpu.write_xml(w, "cpu");
+    }
+}
+
+impl XmlValue for BaselinePerformanceFactors {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct BaselinePerformanceFactorsRequest {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<CpuPerformanceFactorRequest>,
+}
+
+impl FromQuery for BaselinePerformanceFactorsRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self { cpu: d.optional("Cpu")? };
+        d.finish(&["Cpu"])?;
+        Ok(value)
+    }
+}
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct BlobAttributeValue {
@@ -871,11 +1038,16 @@ impl FromQuery for BlobAttributeValue {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct BlockDeviceMapping {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub device_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ebs: Option<EbsBlockDevice>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub no_device: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub virtual_name: Option<String>,
 }
 
@@ -931,6 +1103,7 @@ impl XmlValue for BlockPublicAccessStates {
 }
 pub type BootModeType = String;
 pub type BootModeValues = String;
+pub type BurstablePerformance = String;
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct CancelInstanceMigrationRequest {
@@ -967,9 +1140,12 @@ impl XmlValue for CancelInstanceMigrationResult {
 }
 pub type CapacityReservationPreference = String;
 
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct CapacityReservationSpecification {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub capacity_reservation_preference: Option<CapacityReservationPreference>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub capacity_reservation_target: Option<CapacityReservationTarget>,
 }
 
@@ -1006,9 +1182,12 @@ impl XmlValue for CapacityReservationSpecificationResponse {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct CapacityReservationTarget {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub capacity_reservation_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub capacity_reservation_resource_group_arn: Option<String>,
 }
 
@@ -1024,9 +1203,12 @@ impl FromQuery for CapacityReservationTarget {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct CapacityReservationTargetResponse {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub capacity_reservation_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub capacity_reservation_resource_group_arn: Option<String>,
 }
 
@@ -1068,10 +1250,41 @@ impl XmlValue for ConnectionTrackingConfiguration {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct ConnectionTrackingSpecificationRequest {
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct ConnectionTrackingSpecification {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub tcp_established_timeout: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub udp_stream_timeout: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub udp_timeout: Option<i32>,
+}
+
+impl XmlStruct for ConnectionTrackingSpecification {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.tcp_established_timeout.write_xml(w, "tcpEstablishedTimeout");
+        self.udp_stream_timeout.write_xml(w, "udpStreamTimeout");
+        self.udp_timeout.write_xml(w, "udpTimeout");
+    }
+}
+
+impl XmlValue for ConnectionTrackingSpecification {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct ConnectionTrackingSpecificationRequest {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tcp_established_timeout: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub udp_stream_timeout: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub udp_timeout: Option<i32>,
 }
 
@@ -1111,6 +1324,7 @@ impl XmlValue for ConnectionTrackingSpecificationResponse {
     }
 }
 pub type ConnectivityType = String;
+pub type CpuManufacturer = String;
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct CpuOptions {
@@ -1137,11 +1351,16 @@ impl XmlValue for CpuOptions {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct CpuOptionsRequest {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub amd_sev_snp: Option<AmdSevSnpSpecification>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub core_count: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub nested_virtualization: Option<NestedVirtualizationSpecification>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub threads_per_core: Option<i32>,
 }
 
@@ -1155,6 +1374,43 @@ impl FromQuery for CpuOptionsRequest {
             threads_per_core: d.optional("ThreadsPerCore")?,
         };
         d.finish(&["AmdSevSnp", "CoreCount", "NestedVirtualization", "ThreadsPerCore"])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct CpuPerformanceFactor {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub references: Option<Vec<PerformanceFactorReference>>,
+}
+
+impl XmlStruct for CpuPerformanceFactor {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.references.write_xml(w, "referenceSet");
+    }
+}
+
+impl XmlValue for CpuPerformanceFactor {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct CpuPerformanceFactorRequest {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub references: Option<Vec<PerformanceFactorReferenceRequest>>,
+}
+
+impl FromQuery for CpuPerformanceFactorRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self { references: d.optional("Reference")? };
+        d.finish(&["Reference"])?;
         Ok(value)
     }
 }
@@ -1346,6 +1602,123 @@ impl FromQuery for CreateKeyPairRequest {
         };
         d.finish(&["DryRun", "KeyFormat", "KeyName", "KeyType", "TagSpecification"])?;
         Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CreateLaunchTemplateRequest {
+    pub client_token: Option<String>,
+    pub dry_run: Option<bool>,
+    pub launch_template_data: RequestLaunchTemplateData,
+    pub launch_template_name: String,
+    pub operator: Option<OperatorRequest>,
+    pub tag_specifications: Option<Vec<TagSpecification>>,
+    pub version_description: Option<String>,
+}
+
+impl FromQuery for CreateLaunchTemplateRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            client_token: d.optional("ClientToken")?,
+            dry_run: d.optional("DryRun")?,
+            launch_template_data: d.required("LaunchTemplateData")?,
+            launch_template_name: d.required("LaunchTemplateName")?,
+            operator: d.optional("Operator")?,
+            tag_specifications: d.optional("TagSpecification")?,
+            version_description: d.optional("VersionDescription")?,
+        };
+        d.finish(&[
+            "ClientToken",
+            "DryRun",
+            "LaunchTemplateData",
+            "LaunchTemplateName",
+            "Operator",
+            "TagSpecification",
+            "VersionDescription",
+        ])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CreateLaunchTemplateResult {
+    pub launch_template: Option<LaunchTemplate>,
+    pub warning: Option<ValidationWarning>,
+}
+
+impl XmlStruct for CreateLaunchTemplateResult {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.launch_template.write_xml(w, "launchTemplate");
+        self.warning.write_xml(w, "warning");
+    }
+}
+
+impl XmlValue for CreateLaunchTemplateResult {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CreateLaunchTemplateVersionRequest {
+    pub client_token: Option<String>,
+    pub dry_run: Option<bool>,
+    pub launch_template_data: RequestLaunchTemplateData,
+    pub launch_template_id: Option<String>,
+    pub launch_template_name: Option<String>,
+    pub resolve_alias: Option<bool>,
+    pub source_version: Option<String>,
+    pub version_description: Option<String>,
+}
+
+impl FromQuery for CreateLaunchTemplateVersionRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            client_token: d.optional("ClientToken")?,
+            dry_run: d.optional("DryRun")?,
+            launch_template_data: d.required("LaunchTemplateData")?,
+            launch_template_id: d.optional("LaunchTemplateId")?,
+            launch_template_name: d.optional("LaunchTemplateName")?,
+            resolve_alias: d.optional("ResolveAlias")?,
+            source_version: d.optional("SourceVersion")?,
+            version_description: d.optional("VersionDescription")?,
+        };
+        d.finish(&[
+            "ClientToken",
+            "DryRun",
+            "LaunchTemplateData",
+            "LaunchTemplateId",
+            "LaunchTemplateName",
+            "ResolveAlias",
+            "SourceVersion",
+            "VersionDescription",
+        ])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CreateLaunchTemplateVersionResult {
+    pub launch_template_version: Option<LaunchTemplateVersion>,
+    pub warning: Option<ValidationWarning>,
+}
+
+impl XmlStruct for CreateLaunchTemplateVersionResult {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.launch_template_version.write_xml(w, "launchTemplateVersion");
+        self.warning.write_xml(w, "warning");
+    }
+}
+
+impl XmlValue for CreateLaunchTemplateVersionResult {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
     }
 }
 
@@ -1947,7 +2320,29 @@ impl XmlValue for CreateVpcResult {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct CreditSpecification {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_credits: Option<String>,
+}
+
+impl XmlStruct for CreditSpecification {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.cpu_credits.write_xml(w, "cpuCredits");
+    }
+}
+
+impl XmlValue for CreditSpecification {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct CreditSpecificationRequest {
     pub cpu_credits: String,
 }
@@ -2033,6 +2428,137 @@ impl XmlStruct for DeleteKeyPairResult {
 }
 
 impl XmlValue for DeleteKeyPairResult {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DeleteLaunchTemplateRequest {
+    pub dry_run: Option<bool>,
+    pub launch_template_id: Option<String>,
+    pub launch_template_name: Option<String>,
+}
+
+impl FromQuery for DeleteLaunchTemplateRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            dry_run: d.optional("DryRun")?,
+            launch_template_id: d.optional("LaunchTemplateId")?,
+            launch_template_name: d.optional("LaunchTemplateName")?,
+        };
+        d.finish(&["DryRun", "LaunchTemplateId", "LaunchTemplateName"])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DeleteLaunchTemplateResult {
+    pub launch_template: Option<LaunchTemplate>,
+}
+
+impl XmlStruct for DeleteLaunchTemplateResult {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.launch_template.write_xml(w, "launchTemplate");
+    }
+}
+
+impl XmlValue for DeleteLaunchTemplateResult {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DeleteLaunchTemplateVersionsRequest {
+    pub dry_run: Option<bool>,
+    pub launch_template_id: Option<String>,
+    pub launch_template_name: Option<String>,
+    pub versions: Vec<String>,
+}
+
+impl FromQuery for DeleteLaunchTemplateVersionsRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            dry_run: d.optional("DryRun")?,
+            launch_template_id: d.optional("LaunchTemplateId")?,
+            launch_template_name: d.optional("LaunchTemplateName")?,
+            versions: d.required("LaunchTemplateVersion")?,
+        };
+        d.finish(&["DryRun", "LaunchTemplateId", "LaunchTemplateName", "LaunchTemplateVersion"])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DeleteLaunchTemplateVersionsResponseErrorItem {
+    pub launch_template_id: Option<String>,
+    pub launch_template_name: Option<String>,
+    pub response_error: Option<ResponseError>,
+    pub version_number: Option<i64>,
+}
+
+impl XmlStruct for DeleteLaunchTemplateVersionsResponseErrorItem {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.launch_template_id.write_xml(w, "launchTemplateId");
+        self.launch_template_name.write_xml(w, "launchTemplateName");
+        self.response_error.write_xml(w, "responseError");
+        self.version_number.write_xml(w, "versionNumber");
+    }
+}
+
+impl XmlValue for DeleteLaunchTemplateVersionsResponseErrorItem {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DeleteLaunchTemplateVersionsResponseSuccessItem {
+    pub launch_template_id: Option<String>,
+    pub launch_template_name: Option<String>,
+    pub version_number: Option<i64>,
+}
+
+impl XmlStruct for DeleteLaunchTemplateVersionsResponseSuccessItem {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.launch_template_id.write_xml(w, "launchTemplateId");
+        self.launch_template_name.write_xml(w, "launchTemplateName");
+        self.version_number.write_xml(w, "versionNumber");
+    }
+}
+
+impl XmlValue for DeleteLaunchTemplateVersionsResponseSuccessItem {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DeleteLaunchTemplateVersionsResult {
+    pub successfully_deleted_launch_template_versions: Option<Vec<DeleteLaunchTemplateVersionsResponseSuccessItem>>,
+    pub unsuccessfully_deleted_launch_template_versions: Option<Vec<DeleteLaunchTemplateVersionsResponseErrorItem>>,
+}
+
+impl XmlStruct for DeleteLaunchTemplateVersionsResult {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.successfully_deleted_launch_template_versions.write_xml(w, "successfullyDeletedLaunchTemplateVersionSet");
+        self.unsuccessfully_deleted_launch_template_versions
+            .write_xml(w, "unsuccessfullyDeletedLaunchTemplateVersionSet");
+    }
+}
+
+impl XmlValue for DeleteLaunchTemplateVersionsResult {
     fn write_xml(&self, w: &mut XmlWriter, name: &str) {
         w.start(name);
         self.write_members(w);
@@ -3024,6 +3550,132 @@ impl XmlValue for DescribeKeyPairsResult {
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
+pub struct DescribeLaunchTemplateVersionsRequest {
+    pub dry_run: Option<bool>,
+    pub filters: Option<Vec<Filter>>,
+    pub include_managed_resources: Option<bool>,
+    pub launch_template_id: Option<String>,
+    pub launch_template_name: Option<String>,
+    pub max_results: Option<i32>,
+    pub max_version: Option<String>,
+    pub min_version: Option<String>,
+    pub next_token: Option<String>,
+    pub resolve_alias: Option<bool>,
+    pub versions: Option<Vec<String>>,
+}
+
+impl FromQuery for DescribeLaunchTemplateVersionsRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            dry_run: d.optional("DryRun")?,
+            filters: d.optional("Filter")?,
+            include_managed_resources: d.optional("IncludeManagedResources")?,
+            launch_template_id: d.optional("LaunchTemplateId")?,
+            launch_template_name: d.optional("LaunchTemplateName")?,
+            max_results: d.optional("MaxResults")?,
+            max_version: d.optional("MaxVersion")?,
+            min_version: d.optional("MinVersion")?,
+            next_token: d.optional("NextToken")?,
+            resolve_alias: d.optional("ResolveAlias")?,
+            versions: d.optional("LaunchTemplateVersion")?,
+        };
+        d.finish(&[
+            "DryRun",
+            "Filter",
+            "IncludeManagedResources",
+            "LaunchTemplateId",
+            "LaunchTemplateName",
+            "MaxResults",
+            "MaxVersion",
+            "MinVersion",
+            "NextToken",
+            "ResolveAlias",
+            "LaunchTemplateVersion",
+        ])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DescribeLaunchTemplateVersionsResult {
+    pub launch_template_versions: Option<Vec<LaunchTemplateVersion>>,
+    pub next_token: Option<String>,
+}
+
+impl XmlStruct for DescribeLaunchTemplateVersionsResult {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.launch_template_versions.write_xml(w, "launchTemplateVersionSet");
+        self.next_token.write_xml(w, "nextToken");
+    }
+}
+
+impl XmlValue for DescribeLaunchTemplateVersionsResult {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DescribeLaunchTemplatesRequest {
+    pub dry_run: Option<bool>,
+    pub filters: Option<Vec<Filter>>,
+    pub include_managed_resources: Option<bool>,
+    pub launch_template_ids: Option<Vec<String>>,
+    pub launch_template_names: Option<Vec<String>>,
+    pub max_results: Option<i32>,
+    pub next_token: Option<String>,
+}
+
+impl FromQuery for DescribeLaunchTemplatesRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            dry_run: d.optional("DryRun")?,
+            filters: d.optional("Filter")?,
+            include_managed_resources: d.optional("IncludeManagedResources")?,
+            launch_template_ids: d.optional("LaunchTemplateId")?,
+            launch_template_names: d.optional("LaunchTemplateName")?,
+            max_results: d.optional("MaxResults")?.map(|v| d.in_range("MaxResults", v, 1, 200)).transpose()?,
+            next_token: d.optional("NextToken")?,
+        };
+        d.finish(&[
+            "DryRun",
+            "Filter",
+            "IncludeManagedResources",
+            "LaunchTemplateId",
+            "LaunchTemplateName",
+            "MaxResults",
+            "NextToken",
+        ])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DescribeLaunchTemplatesResult {
+    pub launch_templates: Option<Vec<LaunchTemplate>>,
+    pub next_token: Option<String>,
+}
+
+impl XmlStruct for DescribeLaunchTemplatesResult {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.launch_templates.write_xml(w, "launchTemplates");
+        self.next_token.write_xml(w, "nextToken");
+    }
+}
+
+impl XmlValue for DescribeLaunchTemplatesResult {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct DescribeNatGatewaysRequest {
     pub dry_run: Option<bool>,
     pub filter: Option<Vec<Filter>>,
@@ -3874,20 +4526,34 @@ impl XmlValue for DiskInfo {
 pub type DiskType = String;
 pub type DomainType = String;
 
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct EbsBlockDevice {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub availability_zone: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub availability_zone_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub delete_on_termination: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ebs_card_index: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub encrypted: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub iops: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub kms_key_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub outpost_arn: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub snapshot_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub throughput: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub volume_initialization_rate: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub volume_size: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub volume_type: Option<VolumeType>,
 }
 
@@ -4187,7 +4853,8 @@ impl XmlValue for ElasticGpuAssociation {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct ElasticGpuSpecification {
     pub r#type: String,
 }
@@ -4201,8 +4868,31 @@ impl FromQuery for ElasticGpuSpecification {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct ElasticGpuSpecificationResponse {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub r#type: Option<String>,
+}
+
+impl XmlStruct for ElasticGpuSpecificationResponse {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.r#type.write_xml(w, "type");
+    }
+}
+
+impl XmlValue for ElasticGpuSpecificationResponse {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct ElasticInferenceAccelerator {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub count: Option<i32>,
     pub r#type: String,
 }
@@ -4263,9 +4953,12 @@ impl FromQuery for EnaSrdSpecification {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct EnaSrdSpecificationRequest {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ena_srd_enabled: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ena_srd_udp_specification: Option<EnaSrdUdpSpecificationRequest>,
 }
 
@@ -4295,8 +4988,10 @@ impl FromQuery for EnaSrdUdpSpecification {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct EnaSrdUdpSpecificationRequest {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ena_srd_udp_enabled: Option<bool>,
 }
 
@@ -4329,8 +5024,10 @@ impl XmlValue for EnclaveOptions {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct EnclaveOptionsRequest {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub enabled: Option<bool>,
 }
 
@@ -4616,8 +5313,10 @@ impl XmlValue for HibernationOptions {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct HibernationOptionsRequest {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub configured: Option<bool>,
 }
 
@@ -4737,9 +5436,12 @@ impl XmlValue for IamInstanceProfile {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct IamInstanceProfileSpecification {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub arn: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
 }
 
@@ -5360,6 +6062,7 @@ impl FromQuery for InstanceCreditSpecificationRequest {
         Ok(value)
     }
 }
+pub type InstanceGeneration = String;
 pub type InstanceInterruptionBehavior = String;
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -5381,9 +6084,12 @@ impl XmlValue for InstanceIpv4Prefix {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct InstanceIpv6Address {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ipv6_address: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub is_primary_ipv6: Option<bool>,
 }
 
@@ -5408,6 +6114,22 @@ impl XmlValue for InstanceIpv6Address {
         w.start(name);
         self.write_members(w);
         w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct InstanceIpv6AddressRequest {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ipv6_address: Option<String>,
+}
+
+impl FromQuery for InstanceIpv6AddressRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self { ipv6_address: d.optional("Ipv6Address")? };
+        d.finish(&["Ipv6Address"])?;
+        Ok(value)
     }
 }
 
@@ -5452,8 +6174,10 @@ impl XmlValue for InstanceMaintenanceOptions {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct InstanceMaintenanceOptionsRequest {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub auto_recovery: Option<InstanceAutoRecoveryState>,
 }
 
@@ -5466,9 +6190,12 @@ impl FromQuery for InstanceMaintenanceOptionsRequest {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct InstanceMarketOptionsRequest {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub market_type: Option<MarketType>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub spot_options: Option<SpotMarketOptions>,
 }
 
@@ -5482,12 +6209,18 @@ impl FromQuery for InstanceMarketOptionsRequest {
 }
 pub type InstanceMetadataEndpointState = String;
 
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct InstanceMetadataOptionsRequest {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub http_endpoint: Option<InstanceMetadataEndpointState>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub http_protocol_ipv6: Option<InstanceMetadataProtocolState>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub http_put_response_hop_limit: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub http_tokens: Option<HttpTokensState>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub instance_metadata_tags: Option<InstanceMetadataTagsState>,
 }
 
@@ -5724,30 +6457,54 @@ impl XmlValue for InstanceNetworkInterfaceAttachment {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct InstanceNetworkInterfaceSpecification {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub associate_carrier_ip_address: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub associate_public_ip_address: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub connection_tracking_specification: Option<ConnectionTrackingSpecificationRequest>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub delete_on_termination: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub device_index: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ena_queue_count: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ena_srd_specification: Option<EnaSrdSpecificationRequest>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub groups: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub interface_type: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ipv4_prefix_count: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ipv4_prefixes: Option<Vec<Ipv4PrefixSpecificationRequest>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ipv6_address_count: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ipv6_addresses: Option<Vec<InstanceIpv6Address>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ipv6_prefix_count: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ipv6_prefixes: Option<Vec<Ipv6PrefixSpecificationRequest>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub network_card_index: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub network_interface_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub primary_ipv6: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub private_ip_address: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub private_ip_addresses: Option<Vec<PrivateIpAddressSpecification>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub secondary_private_ip_address_count: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub subnet_id: Option<String>,
 }
 
@@ -5827,8 +6584,10 @@ impl XmlValue for InstanceNetworkPerformanceOptions {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct InstanceNetworkPerformanceOptionsRequest {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub bandwidth_weighting: Option<InstanceBandwidthWeighting>,
 }
 
@@ -5866,6 +6625,223 @@ impl XmlValue for InstancePrivateIpAddress {
     }
 }
 pub type InstanceRebootMigrationState = String;
+
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct InstanceRequirements {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub accelerator_count: Option<AcceleratorCount>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub accelerator_manufacturers: Option<Vec<AcceleratorManufacturer>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub accelerator_names: Option<Vec<AcceleratorName>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub accelerator_total_memory_mi_b: Option<AcceleratorTotalMemoryMiB>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub accelerator_types: Option<Vec<AcceleratorType>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allowed_instance_types: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bare_metal: Option<BareMetal>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub baseline_ebs_bandwidth_mbps: Option<BaselineEbsBandwidthMbps>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub baseline_performance_factors: Option<BaselinePerformanceFactors>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub burstable_performance: Option<BurstablePerformance>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_manufacturers: Option<Vec<CpuManufacturer>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub excluded_instance_types: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance_generations: Option<Vec<InstanceGeneration>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub local_storage: Option<LocalStorage>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub local_storage_types: Option<Vec<LocalStorageType>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_spot_price_as_percentage_of_optimal_on_demand_price: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_gi_b_per_v_cpu: Option<MemoryGiBPerVCpu>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_mi_b: Option<MemoryMiB>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub network_bandwidth_gbps: Option<NetworkBandwidthGbps>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub network_interface_count: Option<NetworkInterfaceCount>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub on_demand_max_price_percentage_over_lowest_price: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub require_encryption_in_transit: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub require_hibernate_support: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spot_max_price_percentage_over_lowest_price: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub total_local_storage_gb: Option<TotalLocalStorageGB>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub v_cpu_count: Option<VCpuCountRange>,
+}
+
+impl XmlStruct for InstanceRequirements {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.accelerator_count.write_xml(w, "acceleratorCount");
+        self.accelerator_manufacturers.write_xml(w, "acceleratorManufacturerSet");
+        self.accelerator_names.write_xml(w, "acceleratorNameSet");
+        self.accelerator_total_memory_mi_b.write_xml(w, "acceleratorTotalMemoryMiB");
+        self.accelerator_types.write_xml(w, "acceleratorTypeSet");
+        self.allowed_instance_types.write_xml(w, "allowedInstanceTypeSet");
+        self.bare_metal.write_xml(w, "bareMetal");
+        self.baseline_ebs_bandwidth_mbps.write_xml(w, "baselineEbsBandwidthMbps");
+        self.baseline_performance_factors.write_xml(w, "baselinePerformanceFactors");
+        self.burstable_performance.write_xml(w, "burstablePerformance");
+        self.cpu_manufacturers.write_xml(w, "cpuManufacturerSet");
+        self.excluded_instance_types.write_xml(w, "excludedInstanceTypeSet");
+        self.instance_generations.write_xml(w, "instanceGenerationSet");
+        self.local_storage.write_xml(w, "localStorage");
+        self.local_storage_types.write_xml(w, "localStorageTypeSet");
+        self.max_spot_price_as_percentage_of_optimal_on_demand_price
+            .write_xml(w, "maxSpotPriceAsPercentageOfOptimalOnDemandPrice");
+        self.memory_gi_b_per_v_cpu.write_xml(w, "memoryGiBPerVCpu");
+        self.memory_mi_b.write_xml(w, "memoryMiB");
+        self.network_bandwidth_gbps.write_xml(w, "networkBandwidthGbps");
+        self.network_interface_count.write_xml(w, "networkInterfaceCount");
+        self.on_demand_max_price_percentage_over_lowest_price.write_xml(w, "onDemandMaxPricePercentageOverLowestPrice");
+        self.require_encryption_in_transit.write_xml(w, "requireEncryptionInTransit");
+        self.require_hibernate_support.write_xml(w, "requireHibernateSupport");
+        self.spot_max_price_percentage_over_lowest_price.write_xml(w, "spotMaxPricePercentageOverLowestPrice");
+        self.total_local_storage_gb.write_xml(w, "totalLocalStorageGB");
+        self.v_cpu_count.write_xml(w, "vCpuCount");
+    }
+}
+
+impl XmlValue for InstanceRequirements {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct InstanceRequirementsRequest {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub accelerator_count: Option<AcceleratorCountRequest>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub accelerator_manufacturers: Option<Vec<AcceleratorManufacturer>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub accelerator_names: Option<Vec<AcceleratorName>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub accelerator_total_memory_mi_b: Option<AcceleratorTotalMemoryMiBRequest>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub accelerator_types: Option<Vec<AcceleratorType>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allowed_instance_types: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bare_metal: Option<BareMetal>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub baseline_ebs_bandwidth_mbps: Option<BaselineEbsBandwidthMbpsRequest>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub baseline_performance_factors: Option<BaselinePerformanceFactorsRequest>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub burstable_performance: Option<BurstablePerformance>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_manufacturers: Option<Vec<CpuManufacturer>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub excluded_instance_types: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance_generations: Option<Vec<InstanceGeneration>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub local_storage: Option<LocalStorage>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub local_storage_types: Option<Vec<LocalStorageType>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_spot_price_as_percentage_of_optimal_on_demand_price: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_gi_b_per_v_cpu: Option<MemoryGiBPerVCpuRequest>,
+    pub memory_mi_b: MemoryMiBRequest,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub network_bandwidth_gbps: Option<NetworkBandwidthGbpsRequest>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub network_interface_count: Option<NetworkInterfaceCountRequest>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub on_demand_max_price_percentage_over_lowest_price: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub require_encryption_in_transit: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub require_hibernate_support: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spot_max_price_percentage_over_lowest_price: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub total_local_storage_gb: Option<TotalLocalStorageGBRequest>,
+    pub v_cpu_count: VCpuCountRangeRequest,
+}
+
+impl FromQuery for InstanceRequirementsRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            accelerator_count: d.optional("AcceleratorCount")?,
+            accelerator_manufacturers: d.optional("AcceleratorManufacturer")?,
+            accelerator_names: d.optional("AcceleratorName")?,
+            accelerator_total_memory_mi_b: d.optional("AcceleratorTotalMemoryMiB")?,
+            accelerator_types: d.optional("AcceleratorType")?,
+            allowed_instance_types: d.optional("AllowedInstanceType")?,
+            bare_metal: d.optional("BareMetal")?,
+            baseline_ebs_bandwidth_mbps: d.optional("BaselineEbsBandwidthMbps")?,
+            baseline_performance_factors: d.optional("BaselinePerformanceFactors")?,
+            burstable_performance: d.optional("BurstablePerformance")?,
+            cpu_manufacturers: d.optional("CpuManufacturer")?,
+            excluded_instance_types: d.optional("ExcludedInstanceType")?,
+            instance_generations: d.optional("InstanceGeneration")?,
+            local_storage: d.optional("LocalStorage")?,
+            local_storage_types: d.optional("LocalStorageType")?,
+            max_spot_price_as_percentage_of_optimal_on_demand_price: d
+                .optional("MaxSpotPriceAsPercentageOfOptimalOnDemandPrice")?,
+            memory_gi_b_per_v_cpu: d.optional("MemoryGiBPerVCpu")?,
+            memory_mi_b: d.required("MemoryMiB")?,
+            network_bandwidth_gbps: d.optional("NetworkBandwidthGbps")?,
+            network_interface_count: d.optional("NetworkInterfaceCount")?,
+            on_demand_max_price_percentage_over_lowest_price: d
+                .optional("OnDemandMaxPricePercentageOverLowestPrice")?,
+            require_encryption_in_transit: d.optional("RequireEncryptionInTransit")?,
+            require_hibernate_support: d.optional("RequireHibernateSupport")?,
+            spot_max_price_percentage_over_lowest_price: d.optional("SpotMaxPricePercentageOverLowestPrice")?,
+            total_local_storage_gb: d.optional("TotalLocalStorageGB")?,
+            v_cpu_count: d.required("VCpuCount")?,
+        };
+        d.finish(&[
+            "AcceleratorCount",
+            "AcceleratorManufacturer",
+            "AcceleratorName",
+            "AcceleratorTotalMemoryMiB",
+            "AcceleratorType",
+            "AllowedInstanceType",
+            "BareMetal",
+            "BaselineEbsBandwidthMbps",
+            "BaselinePerformanceFactors",
+            "BurstablePerformance",
+            "CpuManufacturer",
+            "ExcludedInstanceType",
+            "InstanceGeneration",
+            "LocalStorage",
+            "LocalStorageType",
+            "MaxSpotPriceAsPercentageOfOptimalOnDemandPrice",
+            "MemoryGiBPerVCpu",
+            "MemoryMiB",
+            "NetworkBandwidthGbps",
+            "NetworkInterfaceCount",
+            "OnDemandMaxPricePercentageOverLowestPrice",
+            "RequireEncryptionInTransit",
+            "RequireHibernateSupport",
+            "SpotMaxPricePercentageOverLowestPrice",
+            "TotalLocalStorageGB",
+            "VCpuCount",
+        ])?;
+        Ok(value)
+    }
+}
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct InstanceSecondaryInterface {
@@ -5952,7 +6928,8 @@ impl XmlValue for InstanceSecondaryInterfacePrivateIpAddress {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct InstanceSecondaryInterfacePrivateIpAddressRequest {
     pub private_ip_address: String,
 }
@@ -5966,14 +6943,22 @@ impl FromQuery for InstanceSecondaryInterfacePrivateIpAddressRequest {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct InstanceSecondaryInterfaceSpecificationRequest {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub delete_on_termination: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub device_index: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub interface_type: Option<SecondaryInterfaceType>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub network_card_index: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub private_ip_address_count: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub private_ip_addresses: Option<Vec<InstanceSecondaryInterfacePrivateIpAddressRequest>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub secondary_subnet_id: Option<String>,
 }
 
@@ -6433,8 +7418,10 @@ impl XmlValue for Ipv4PrefixSpecification {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct Ipv4PrefixSpecificationRequest {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ipv4_prefix: Option<String>,
 }
 
@@ -6444,6 +7431,27 @@ impl FromQuery for Ipv4PrefixSpecificationRequest {
         let value = Self { ipv4_prefix: d.optional("Ipv4Prefix")? };
         d.finish(&["Ipv4Prefix"])?;
         Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct Ipv4PrefixSpecificationResponse {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ipv4_prefix: Option<String>,
+}
+
+impl XmlStruct for Ipv4PrefixSpecificationResponse {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.ipv4_prefix.write_xml(w, "ipv4Prefix");
+    }
+}
+
+impl XmlValue for Ipv4PrefixSpecificationResponse {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
     }
 }
 pub type Ipv6AddressAttribute = String;
@@ -6467,8 +7475,10 @@ impl XmlValue for Ipv6PrefixSpecification {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct Ipv6PrefixSpecificationRequest {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ipv6_prefix: Option<String>,
 }
 
@@ -6478,6 +7488,27 @@ impl FromQuery for Ipv6PrefixSpecificationRequest {
         let value = Self { ipv6_prefix: d.optional("Ipv6Prefix")? };
         d.finish(&["Ipv6Prefix"])?;
         Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct Ipv6PrefixSpecificationResponse {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ipv6_prefix: Option<String>,
+}
+
+impl XmlStruct for Ipv6PrefixSpecificationResponse {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.ipv6_prefix.write_xml(w, "ipv6Prefix");
+    }
+}
+
+impl XmlValue for Ipv6PrefixSpecificationResponse {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
     }
 }
 
@@ -6597,9 +7628,1179 @@ impl XmlValue for LaunchPermission {
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct LaunchTemplateSpecification {
+pub struct LaunchTemplate {
+    pub create_time: Option<Timestamp>,
+    pub created_by: Option<String>,
+    pub default_version_number: Option<i64>,
+    pub latest_version_number: Option<i64>,
     pub launch_template_id: Option<String>,
     pub launch_template_name: Option<String>,
+    pub operator: Option<OperatorResponse>,
+    pub tags: Option<Vec<Tag>>,
+}
+
+impl XmlStruct for LaunchTemplate {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.create_time.write_xml(w, "createTime");
+        self.created_by.write_xml(w, "createdBy");
+        self.default_version_number.write_xml(w, "defaultVersionNumber");
+        self.latest_version_number.write_xml(w, "latestVersionNumber");
+        self.launch_template_id.write_xml(w, "launchTemplateId");
+        self.launch_template_name.write_xml(w, "launchTemplateName");
+        self.operator.write_xml(w, "operator");
+        self.tags.write_xml(w, "tagSet");
+    }
+}
+
+impl XmlValue for LaunchTemplate {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+pub type LaunchTemplateAutoRecoveryState = String;
+
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct LaunchTemplateBlockDeviceMapping {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ebs: Option<LaunchTemplateEbsBlockDevice>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub no_device: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub virtual_name: Option<String>,
+}
+
+impl XmlStruct for LaunchTemplateBlockDeviceMapping {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.device_name.write_xml(w, "deviceName");
+        self.ebs.write_xml(w, "ebs");
+        self.no_device.write_xml(w, "noDevice");
+        self.virtual_name.write_xml(w, "virtualName");
+    }
+}
+
+impl XmlValue for LaunchTemplateBlockDeviceMapping {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct LaunchTemplateBlockDeviceMappingRequest {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ebs: Option<LaunchTemplateEbsBlockDeviceRequest>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub no_device: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub virtual_name: Option<String>,
+}
+
+impl FromQuery for LaunchTemplateBlockDeviceMappingRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            device_name: d.optional("DeviceName")?,
+            ebs: d.optional("Ebs")?,
+            no_device: d.optional("NoDevice")?,
+            virtual_name: d.optional("VirtualName")?,
+        };
+        d.finish(&["DeviceName", "Ebs", "NoDevice", "VirtualName"])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct LaunchTemplateCapacityReservationSpecificationRequest {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capacity_reservation_preference: Option<CapacityReservationPreference>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capacity_reservation_target: Option<CapacityReservationTarget>,
+}
+
+impl FromQuery for LaunchTemplateCapacityReservationSpecificationRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            capacity_reservation_preference: d.optional("CapacityReservationPreference")?,
+            capacity_reservation_target: d.optional("CapacityReservationTarget")?,
+        };
+        d.finish(&["CapacityReservationPreference", "CapacityReservationTarget"])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct LaunchTemplateCapacityReservationSpecificationResponse {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capacity_reservation_preference: Option<CapacityReservationPreference>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capacity_reservation_target: Option<CapacityReservationTargetResponse>,
+}
+
+impl XmlStruct for LaunchTemplateCapacityReservationSpecificationResponse {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.capacity_reservation_preference.write_xml(w, "capacityReservationPreference");
+        self.capacity_reservation_target.write_xml(w, "capacityReservationTarget");
+    }
+}
+
+impl XmlValue for LaunchTemplateCapacityReservationSpecificationResponse {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct LaunchTemplateCpuOptions {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub amd_sev_snp: Option<AmdSevSnpSpecification>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub core_count: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nested_virtualization: Option<NestedVirtualizationSpecification>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub threads_per_core: Option<i32>,
+}
+
+impl XmlStruct for LaunchTemplateCpuOptions {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.amd_sev_snp.write_xml(w, "amdSevSnp");
+        self.core_count.write_xml(w, "coreCount");
+        self.nested_virtualization.write_xml(w, "nestedVirtualization");
+        self.threads_per_core.write_xml(w, "threadsPerCore");
+    }
+}
+
+impl XmlValue for LaunchTemplateCpuOptions {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct LaunchTemplateCpuOptionsRequest {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub amd_sev_snp: Option<AmdSevSnpSpecification>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub core_count: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nested_virtualization: Option<NestedVirtualizationSpecification>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub threads_per_core: Option<i32>,
+}
+
+impl FromQuery for LaunchTemplateCpuOptionsRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            amd_sev_snp: d.optional("AmdSevSnp")?,
+            core_count: d.optional("CoreCount")?,
+            nested_virtualization: d.optional("NestedVirtualization")?,
+            threads_per_core: d.optional("ThreadsPerCore")?,
+        };
+        d.finish(&["AmdSevSnp", "CoreCount", "NestedVirtualization", "ThreadsPerCore"])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct LaunchTemplateEbsBlockDevice {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delete_on_termination: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ebs_card_index: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encrypted: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iops: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kms_key_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snapshot_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub throughput: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub volume_initialization_rate: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub volume_size: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub volume_type: Option<VolumeType>,
+}
+
+impl XmlStruct for LaunchTemplateEbsBlockDevice {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.delete_on_termination.write_xml(w, "deleteOnTermination");
+        self.ebs_card_index.write_xml(w, "ebsCardIndex");
+        self.encrypted.write_xml(w, "encrypted");
+        self.iops.write_xml(w, "iops");
+        self.kms_key_id.write_xml(w, "kmsKeyId");
+        self.snapshot_id.write_xml(w, "snapshotId");
+        self.throughput.write_xml(w, "throughput");
+        self.volume_initialization_rate.write_xml(w, "volumeInitializationRate");
+        self.volume_size.write_xml(w, "volumeSize");
+        self.volume_type.write_xml(w, "volumeType");
+    }
+}
+
+impl XmlValue for LaunchTemplateEbsBlockDevice {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct LaunchTemplateEbsBlockDeviceRequest {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delete_on_termination: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ebs_card_index: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encrypted: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iops: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kms_key_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snapshot_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub throughput: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub volume_initialization_rate: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub volume_size: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub volume_type: Option<VolumeType>,
+}
+
+impl FromQuery for LaunchTemplateEbsBlockDeviceRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            delete_on_termination: d.optional("DeleteOnTermination")?,
+            ebs_card_index: d.optional("EbsCardIndex")?,
+            encrypted: d.optional("Encrypted")?,
+            iops: d.optional("Iops")?,
+            kms_key_id: d.optional("KmsKeyId")?,
+            snapshot_id: d.optional("SnapshotId")?,
+            throughput: d.optional("Throughput")?,
+            volume_initialization_rate: d.optional("VolumeInitializationRate")?,
+            volume_size: d.optional("VolumeSize")?,
+            volume_type: d.optional("VolumeType")?,
+        };
+        d.finish(&[
+            "DeleteOnTermination",
+            "EbsCardIndex",
+            "Encrypted",
+            "Iops",
+            "KmsKeyId",
+            "SnapshotId",
+            "Throughput",
+            "VolumeInitializationRate",
+            "VolumeSize",
+            "VolumeType",
+        ])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct LaunchTemplateElasticInferenceAccelerator {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub count: Option<i32>,
+    pub r#type: String,
+}
+
+impl FromQuery for LaunchTemplateElasticInferenceAccelerator {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            count: d.optional("Count")?.map(|v| d.in_range("Count", v, 1, 9223372036854775807)).transpose()?,
+            r#type: d.required("Type")?,
+        };
+        d.finish(&["Count", "Type"])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct LaunchTemplateElasticInferenceAcceleratorResponse {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub count: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub r#type: Option<String>,
+}
+
+impl XmlStruct for LaunchTemplateElasticInferenceAcceleratorResponse {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.count.write_xml(w, "count");
+        self.r#type.write_xml(w, "type");
+    }
+}
+
+impl XmlValue for LaunchTemplateElasticInferenceAcceleratorResponse {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct LaunchTemplateEnaSrdSpecification {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ena_srd_enabled: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ena_srd_udp_specification: Option<LaunchTemplateEnaSrdUdpSpecification>,
+}
+
+impl XmlStruct for LaunchTemplateEnaSrdSpecification {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.ena_srd_enabled.write_xml(w, "enaSrdEnabled");
+        self.ena_srd_udp_specification.write_xml(w, "enaSrdUdpSpecification");
+    }
+}
+
+impl XmlValue for LaunchTemplateEnaSrdSpecification {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct LaunchTemplateEnaSrdUdpSpecification {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ena_srd_udp_enabled: Option<bool>,
+}
+
+impl XmlStruct for LaunchTemplateEnaSrdUdpSpecification {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.ena_srd_udp_enabled.write_xml(w, "enaSrdUdpEnabled");
+    }
+}
+
+impl XmlValue for LaunchTemplateEnaSrdUdpSpecification {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct LaunchTemplateEnclaveOptions {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+}
+
+impl XmlStruct for LaunchTemplateEnclaveOptions {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.enabled.write_xml(w, "enabled");
+    }
+}
+
+impl XmlValue for LaunchTemplateEnclaveOptions {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct LaunchTemplateEnclaveOptionsRequest {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+}
+
+impl FromQuery for LaunchTemplateEnclaveOptionsRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self { enabled: d.optional("Enabled")? };
+        d.finish(&["Enabled"])?;
+        Ok(value)
+    }
+}
+pub type LaunchTemplateErrorCode = String;
+
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct LaunchTemplateHibernationOptions {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub configured: Option<bool>,
+}
+
+impl XmlStruct for LaunchTemplateHibernationOptions {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.configured.write_xml(w, "configured");
+    }
+}
+
+impl XmlValue for LaunchTemplateHibernationOptions {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct LaunchTemplateHibernationOptionsRequest {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub configured: Option<bool>,
+}
+
+impl FromQuery for LaunchTemplateHibernationOptionsRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self { configured: d.optional("Configured")? };
+        d.finish(&["Configured"])?;
+        Ok(value)
+    }
+}
+pub type LaunchTemplateHttpTokensState = String;
+
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct LaunchTemplateIamInstanceProfileSpecification {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub arn: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+impl XmlStruct for LaunchTemplateIamInstanceProfileSpecification {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.arn.write_xml(w, "arn");
+        self.name.write_xml(w, "name");
+    }
+}
+
+impl XmlValue for LaunchTemplateIamInstanceProfileSpecification {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct LaunchTemplateIamInstanceProfileSpecificationRequest {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub arn: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+impl FromQuery for LaunchTemplateIamInstanceProfileSpecificationRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self { arn: d.optional("Arn")?, name: d.optional("Name")? };
+        d.finish(&["Arn", "Name"])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct LaunchTemplateInstanceMaintenanceOptions {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auto_recovery: Option<LaunchTemplateAutoRecoveryState>,
+}
+
+impl XmlStruct for LaunchTemplateInstanceMaintenanceOptions {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.auto_recovery.write_xml(w, "autoRecovery");
+    }
+}
+
+impl XmlValue for LaunchTemplateInstanceMaintenanceOptions {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct LaunchTemplateInstanceMaintenanceOptionsRequest {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auto_recovery: Option<LaunchTemplateAutoRecoveryState>,
+}
+
+impl FromQuery for LaunchTemplateInstanceMaintenanceOptionsRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self { auto_recovery: d.optional("AutoRecovery")? };
+        d.finish(&["AutoRecovery"])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct LaunchTemplateInstanceMarketOptions {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub market_type: Option<MarketType>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spot_options: Option<LaunchTemplateSpotMarketOptions>,
+}
+
+impl XmlStruct for LaunchTemplateInstanceMarketOptions {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.market_type.write_xml(w, "marketType");
+        self.spot_options.write_xml(w, "spotOptions");
+    }
+}
+
+impl XmlValue for LaunchTemplateInstanceMarketOptions {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct LaunchTemplateInstanceMarketOptionsRequest {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub market_type: Option<MarketType>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spot_options: Option<LaunchTemplateSpotMarketOptionsRequest>,
+}
+
+impl FromQuery for LaunchTemplateInstanceMarketOptionsRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self { market_type: d.optional("MarketType")?, spot_options: d.optional("SpotOptions")? };
+        d.finish(&["MarketType", "SpotOptions"])?;
+        Ok(value)
+    }
+}
+pub type LaunchTemplateInstanceMetadataEndpointState = String;
+
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct LaunchTemplateInstanceMetadataOptions {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_endpoint: Option<LaunchTemplateInstanceMetadataEndpointState>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_protocol_ipv6: Option<LaunchTemplateInstanceMetadataProtocolIpv6>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_put_response_hop_limit: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_tokens: Option<LaunchTemplateHttpTokensState>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance_metadata_tags: Option<LaunchTemplateInstanceMetadataTagsState>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state: Option<LaunchTemplateInstanceMetadataOptionsState>,
+}
+
+impl XmlStruct for LaunchTemplateInstanceMetadataOptions {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.http_endpoint.write_xml(w, "httpEndpoint");
+        self.http_protocol_ipv6.write_xml(w, "httpProtocolIpv6");
+        self.http_put_response_hop_limit.write_xml(w, "httpPutResponseHopLimit");
+        self.http_tokens.write_xml(w, "httpTokens");
+        self.instance_metadata_tags.write_xml(w, "instanceMetadataTags");
+        self.state.write_xml(w, "state");
+    }
+}
+
+impl XmlValue for LaunchTemplateInstanceMetadataOptions {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct LaunchTemplateInstanceMetadataOptionsRequest {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_endpoint: Option<LaunchTemplateInstanceMetadataEndpointState>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_protocol_ipv6: Option<LaunchTemplateInstanceMetadataProtocolIpv6>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_put_response_hop_limit: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_tokens: Option<LaunchTemplateHttpTokensState>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance_metadata_tags: Option<LaunchTemplateInstanceMetadataTagsState>,
+}
+
+impl FromQuery for LaunchTemplateInstanceMetadataOptionsRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            http_endpoint: d.optional("HttpEndpoint")?,
+            http_protocol_ipv6: d.optional("HttpProtocolIpv6")?,
+            http_put_response_hop_limit: d.optional("HttpPutResponseHopLimit")?,
+            http_tokens: d.optional("HttpTokens")?,
+            instance_metadata_tags: d.optional("InstanceMetadataTags")?,
+        };
+        d.finish(&[
+            "HttpEndpoint",
+            "HttpProtocolIpv6",
+            "HttpPutResponseHopLimit",
+            "HttpTokens",
+            "InstanceMetadataTags",
+        ])?;
+        Ok(value)
+    }
+}
+pub type LaunchTemplateInstanceMetadataOptionsState = String;
+pub type LaunchTemplateInstanceMetadataProtocolIpv6 = String;
+pub type LaunchTemplateInstanceMetadataTagsState = String;
+
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct LaunchTemplateInstanceNetworkInterfaceSpecification {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub associate_carrier_ip_address: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub associate_public_ip_address: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connection_tracking_specification: Option<ConnectionTrackingSpecification>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delete_on_termination: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device_index: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ena_queue_count: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ena_srd_specification: Option<LaunchTemplateEnaSrdSpecification>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub groups: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interface_type: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ipv4_prefix_count: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ipv4_prefixes: Option<Vec<Ipv4PrefixSpecificationResponse>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ipv6_address_count: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ipv6_addresses: Option<Vec<InstanceIpv6Address>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ipv6_prefix_count: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ipv6_prefixes: Option<Vec<Ipv6PrefixSpecificationResponse>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub network_card_index: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub network_interface_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub primary_ipv6: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub private_ip_address: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub private_ip_addresses: Option<Vec<PrivateIpAddressSpecification>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secondary_private_ip_address_count: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subnet_id: Option<String>,
+}
+
+impl XmlStruct for LaunchTemplateInstanceNetworkInterfaceSpecification {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.associate_carrier_ip_address.write_xml(w, "associateCarrierIpAddress");
+        self.associate_public_ip_address.write_xml(w, "associatePublicIpAddress");
+        self.connection_tracking_specification.write_xml(w, "connectionTrackingSpecification");
+        self.delete_on_termination.write_xml(w, "deleteOnTermination");
+        self.description.write_xml(w, "description");
+        self.device_index.write_xml(w, "deviceIndex");
+        self.ena_queue_count.write_xml(w, "enaQueueCount");
+        self.ena_srd_specification.write_xml(w, "enaSrdSpecification");
+        self.groups.write_xml(w, "groupSet");
+        self.interface_type.write_xml(w, "interfaceType");
+        self.ipv4_prefix_count.write_xml(w, "ipv4PrefixCount");
+        self.ipv4_prefixes.write_xml(w, "ipv4PrefixSet");
+        self.ipv6_address_count.write_xml(w, "ipv6AddressCount");
+        self.ipv6_addresses.write_xml(w, "ipv6AddressesSet");
+        self.ipv6_prefix_count.write_xml(w, "ipv6PrefixCount");
+        self.ipv6_prefixes.write_xml(w, "ipv6PrefixSet");
+        self.network_card_index.write_xml(w, "networkCardIndex");
+        self.network_interface_id.write_xml(w, "networkInterfaceId");
+        self.primary_ipv6.write_xml(w, "primaryIpv6");
+        self.private_ip_address.write_xml(w, "privateIpAddress");
+        self.private_ip_addresses.write_xml(w, "privateIpAddressesSet");
+        self.secondary_private_ip_address_count.write_xml(w, "secondaryPrivateIpAddressCount");
+        self.subnet_id.write_xml(w, "subnetId");
+    }
+}
+
+impl XmlValue for LaunchTemplateInstanceNetworkInterfaceSpecification {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct LaunchTemplateInstanceNetworkInterfaceSpecificationRequest {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub associate_carrier_ip_address: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub associate_public_ip_address: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connection_tracking_specification: Option<ConnectionTrackingSpecificationRequest>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delete_on_termination: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device_index: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ena_queue_count: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ena_srd_specification: Option<EnaSrdSpecificationRequest>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub groups: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interface_type: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ipv4_prefix_count: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ipv4_prefixes: Option<Vec<Ipv4PrefixSpecificationRequest>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ipv6_address_count: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ipv6_addresses: Option<Vec<InstanceIpv6AddressRequest>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ipv6_prefix_count: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ipv6_prefixes: Option<Vec<Ipv6PrefixSpecificationRequest>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub network_card_index: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub network_interface_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub primary_ipv6: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub private_ip_address: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub private_ip_addresses: Option<Vec<PrivateIpAddressSpecification>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secondary_private_ip_address_count: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subnet_id: Option<String>,
+}
+
+impl FromQuery for LaunchTemplateInstanceNetworkInterfaceSpecificationRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            associate_carrier_ip_address: d.optional("AssociateCarrierIpAddress")?,
+            associate_public_ip_address: d.optional("AssociatePublicIpAddress")?,
+            connection_tracking_specification: d.optional("ConnectionTrackingSpecification")?,
+            delete_on_termination: d.optional("DeleteOnTermination")?,
+            description: d.optional("Description")?,
+            device_index: d.optional("DeviceIndex")?,
+            ena_queue_count: d.optional("EnaQueueCount")?,
+            ena_srd_specification: d.optional("EnaSrdSpecification")?,
+            groups: d.optional("SecurityGroupId")?,
+            interface_type: d.optional("InterfaceType")?,
+            ipv4_prefix_count: d.optional("Ipv4PrefixCount")?,
+            ipv4_prefixes: d.optional("Ipv4Prefix")?,
+            ipv6_address_count: d.optional("Ipv6AddressCount")?,
+            ipv6_addresses: d.optional("Ipv6Addresses")?,
+            ipv6_prefix_count: d.optional("Ipv6PrefixCount")?,
+            ipv6_prefixes: d.optional("Ipv6Prefix")?,
+            network_card_index: d.optional("NetworkCardIndex")?,
+            network_interface_id: d.optional("NetworkInterfaceId")?,
+            primary_ipv6: d.optional("PrimaryIpv6")?,
+            private_ip_address: d.optional("PrivateIpAddress")?,
+            private_ip_addresses: d.optional("PrivateIpAddresses")?,
+            secondary_private_ip_address_count: d.optional("SecondaryPrivateIpAddressCount")?,
+            subnet_id: d.optional("SubnetId")?,
+        };
+        d.finish(&[
+            "AssociateCarrierIpAddress",
+            "AssociatePublicIpAddress",
+            "ConnectionTrackingSpecification",
+            "DeleteOnTermination",
+            "Description",
+            "DeviceIndex",
+            "EnaQueueCount",
+            "EnaSrdSpecification",
+            "SecurityGroupId",
+            "InterfaceType",
+            "Ipv4PrefixCount",
+            "Ipv4Prefix",
+            "Ipv6AddressCount",
+            "Ipv6Addresses",
+            "Ipv6PrefixCount",
+            "Ipv6Prefix",
+            "NetworkCardIndex",
+            "NetworkInterfaceId",
+            "PrimaryIpv6",
+            "PrivateIpAddress",
+            "PrivateIpAddresses",
+            "SecondaryPrivateIpAddressCount",
+            "SubnetId",
+        ])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct LaunchTemplateInstanceSecondaryInterfaceSpecification {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delete_on_termination: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device_index: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interface_type: Option<SecondaryInterfaceType>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub network_card_index: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub private_ip_address_count: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub private_ip_addresses: Option<Vec<SecondaryInterfacePrivateIpAddressSpecification>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secondary_subnet_id: Option<String>,
+}
+
+impl XmlStruct for LaunchTemplateInstanceSecondaryInterfaceSpecification {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.delete_on_termination.write_xml(w, "deleteOnTermination");
+        self.device_index.write_xml(w, "deviceIndex");
+        self.interface_type.write_xml(w, "interfaceType");
+        self.network_card_index.write_xml(w, "networkCardIndex");
+        self.private_ip_address_count.write_xml(w, "privateIpAddressCount");
+        self.private_ip_addresses.write_xml(w, "privateIpAddressesSet");
+        self.secondary_subnet_id.write_xml(w, "secondarySubnetId");
+    }
+}
+
+impl XmlValue for LaunchTemplateInstanceSecondaryInterfaceSpecification {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct LaunchTemplateInstanceSecondaryInterfaceSpecificationRequest {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delete_on_termination: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device_index: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interface_type: Option<SecondaryInterfaceType>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub network_card_index: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub private_ip_address_count: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub private_ip_addresses: Option<Vec<SecondaryInterfacePrivateIpAddressSpecificationRequest>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secondary_subnet_id: Option<String>,
+}
+
+impl FromQuery for LaunchTemplateInstanceSecondaryInterfaceSpecificationRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            delete_on_termination: d.optional("DeleteOnTermination")?,
+            device_index: d.optional("DeviceIndex")?,
+            interface_type: d.optional("InterfaceType")?,
+            network_card_index: d.optional("NetworkCardIndex")?,
+            private_ip_address_count: d.optional("PrivateIpAddressCount")?,
+            private_ip_addresses: d.optional("PrivateIpAddress")?,
+            secondary_subnet_id: d.optional("SecondarySubnetId")?,
+        };
+        d.finish(&[
+            "DeleteOnTermination",
+            "DeviceIndex",
+            "InterfaceType",
+            "NetworkCardIndex",
+            "PrivateIpAddressCount",
+            "PrivateIpAddress",
+            "SecondarySubnetId",
+        ])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct LaunchTemplateLicenseConfiguration {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub license_configuration_arn: Option<String>,
+}
+
+impl XmlStruct for LaunchTemplateLicenseConfiguration {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.license_configuration_arn.write_xml(w, "licenseConfigurationArn");
+    }
+}
+
+impl XmlValue for LaunchTemplateLicenseConfiguration {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct LaunchTemplateLicenseConfigurationRequest {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub license_configuration_arn: Option<String>,
+}
+
+impl FromQuery for LaunchTemplateLicenseConfigurationRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self { license_configuration_arn: d.optional("LicenseConfigurationArn")? };
+        d.finish(&["LicenseConfigurationArn"])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct LaunchTemplateNetworkPerformanceOptions {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bandwidth_weighting: Option<InstanceBandwidthWeighting>,
+}
+
+impl XmlStruct for LaunchTemplateNetworkPerformanceOptions {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.bandwidth_weighting.write_xml(w, "bandwidthWeighting");
+    }
+}
+
+impl XmlValue for LaunchTemplateNetworkPerformanceOptions {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct LaunchTemplateNetworkPerformanceOptionsRequest {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bandwidth_weighting: Option<InstanceBandwidthWeighting>,
+}
+
+impl FromQuery for LaunchTemplateNetworkPerformanceOptionsRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self { bandwidth_weighting: d.optional("BandwidthWeighting")? };
+        d.finish(&["BandwidthWeighting"])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct LaunchTemplatePlacement {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub availability_zone: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub availability_zone_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_resource_group_arn: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub partition_number: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spread_domain: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tenancy: Option<Tenancy>,
+}
+
+impl XmlStruct for LaunchTemplatePlacement {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.affinity.write_xml(w, "affinity");
+        self.availability_zone.write_xml(w, "availabilityZone");
+        self.availability_zone_id.write_xml(w, "availabilityZoneId");
+        self.group_id.write_xml(w, "groupId");
+        self.group_name.write_xml(w, "groupName");
+        self.host_id.write_xml(w, "hostId");
+        self.host_resource_group_arn.write_xml(w, "hostResourceGroupArn");
+        self.partition_number.write_xml(w, "partitionNumber");
+        self.spread_domain.write_xml(w, "spreadDomain");
+        self.tenancy.write_xml(w, "tenancy");
+    }
+}
+
+impl XmlValue for LaunchTemplatePlacement {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct LaunchTemplatePlacementRequest {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub availability_zone: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub availability_zone_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_resource_group_arn: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub partition_number: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spread_domain: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tenancy: Option<Tenancy>,
+}
+
+impl FromQuery for LaunchTemplatePlacementRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            affinity: d.optional("Affinity")?,
+            availability_zone: d.optional("AvailabilityZone")?,
+            availability_zone_id: d.optional("AvailabilityZoneId")?,
+            group_id: d.optional("GroupId")?,
+            group_name: d.optional("GroupName")?,
+            host_id: d.optional("HostId")?,
+            host_resource_group_arn: d.optional("HostResourceGroupArn")?,
+            partition_number: d.optional("PartitionNumber")?,
+            spread_domain: d.optional("SpreadDomain")?,
+            tenancy: d.optional("Tenancy")?,
+        };
+        d.finish(&[
+            "Affinity",
+            "AvailabilityZone",
+            "AvailabilityZoneId",
+            "GroupId",
+            "GroupName",
+            "HostId",
+            "HostResourceGroupArn",
+            "PartitionNumber",
+            "SpreadDomain",
+            "Tenancy",
+        ])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct LaunchTemplatePrivateDnsNameOptions {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enable_resource_name_dns_aaaa_record: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enable_resource_name_dns_a_record: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hostname_type: Option<HostnameType>,
+}
+
+impl XmlStruct for LaunchTemplatePrivateDnsNameOptions {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.enable_resource_name_dns_aaaa_record.write_xml(w, "enableResourceNameDnsAAAARecord");
+        self.enable_resource_name_dns_a_record.write_xml(w, "enableResourceNameDnsARecord");
+        self.hostname_type.write_xml(w, "hostnameType");
+    }
+}
+
+impl XmlValue for LaunchTemplatePrivateDnsNameOptions {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct LaunchTemplatePrivateDnsNameOptionsRequest {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enable_resource_name_dns_aaaa_record: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enable_resource_name_dns_a_record: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hostname_type: Option<HostnameType>,
+}
+
+impl FromQuery for LaunchTemplatePrivateDnsNameOptionsRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            enable_resource_name_dns_aaaa_record: d.optional("EnableResourceNameDnsAAAARecord")?,
+            enable_resource_name_dns_a_record: d.optional("EnableResourceNameDnsARecord")?,
+            hostname_type: d.optional("HostnameType")?,
+        };
+        d.finish(&["EnableResourceNameDnsAAAARecord", "EnableResourceNameDnsARecord", "HostnameType"])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct LaunchTemplateSpecification {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub launch_template_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub launch_template_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
 }
 
@@ -6612,6 +8813,189 @@ impl FromQuery for LaunchTemplateSpecification {
             version: d.optional("Version")?,
         };
         d.finish(&["LaunchTemplateId", "LaunchTemplateName", "Version"])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct LaunchTemplateSpotMarketOptions {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub block_duration_minutes: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance_interruption_behavior: Option<InstanceInterruptionBehavior>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_price: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spot_instance_type: Option<SpotInstanceType>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub valid_until: Option<Timestamp>,
+}
+
+impl XmlStruct for LaunchTemplateSpotMarketOptions {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.block_duration_minutes.write_xml(w, "blockDurationMinutes");
+        self.instance_interruption_behavior.write_xml(w, "instanceInterruptionBehavior");
+        self.max_price.write_xml(w, "maxPrice");
+        self.spot_instance_type.write_xml(w, "spotInstanceType");
+        self.valid_until.write_xml(w, "validUntil");
+    }
+}
+
+impl XmlValue for LaunchTemplateSpotMarketOptions {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct LaunchTemplateSpotMarketOptionsRequest {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub block_duration_minutes: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance_interruption_behavior: Option<InstanceInterruptionBehavior>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_price: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spot_instance_type: Option<SpotInstanceType>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub valid_until: Option<Timestamp>,
+}
+
+impl FromQuery for LaunchTemplateSpotMarketOptionsRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            block_duration_minutes: d.optional("BlockDurationMinutes")?,
+            instance_interruption_behavior: d.optional("InstanceInterruptionBehavior")?,
+            max_price: d.optional("MaxPrice")?,
+            spot_instance_type: d.optional("SpotInstanceType")?,
+            valid_until: d.optional("ValidUntil")?,
+        };
+        d.finish(&[
+            "BlockDurationMinutes",
+            "InstanceInterruptionBehavior",
+            "MaxPrice",
+            "SpotInstanceType",
+            "ValidUntil",
+        ])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct LaunchTemplateTagSpecification {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resource_type: Option<ResourceType>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tags: Option<Vec<Tag>>,
+}
+
+impl XmlStruct for LaunchTemplateTagSpecification {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.resource_type.write_xml(w, "resourceType");
+        self.tags.write_xml(w, "tagSet");
+    }
+}
+
+impl XmlValue for LaunchTemplateTagSpecification {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct LaunchTemplateTagSpecificationRequest {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resource_type: Option<ResourceType>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tags: Option<Vec<Tag>>,
+}
+
+impl FromQuery for LaunchTemplateTagSpecificationRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self { resource_type: d.optional("ResourceType")?, tags: d.optional("Tag")? };
+        d.finish(&["ResourceType", "Tag"])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LaunchTemplateVersion {
+    pub create_time: Option<Timestamp>,
+    pub created_by: Option<String>,
+    pub default_version: Option<bool>,
+    pub launch_template_data: Option<ResponseLaunchTemplateData>,
+    pub launch_template_id: Option<String>,
+    pub launch_template_name: Option<String>,
+    pub operator: Option<OperatorResponse>,
+    pub version_description: Option<String>,
+    pub version_number: Option<i64>,
+}
+
+impl XmlStruct for LaunchTemplateVersion {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.create_time.write_xml(w, "createTime");
+        self.created_by.write_xml(w, "createdBy");
+        self.default_version.write_xml(w, "defaultVersion");
+        self.launch_template_data.write_xml(w, "launchTemplateData");
+        self.launch_template_id.write_xml(w, "launchTemplateId");
+        self.launch_template_name.write_xml(w, "launchTemplateName");
+        self.operator.write_xml(w, "operator");
+        self.version_description.write_xml(w, "versionDescription");
+        self.version_number.write_xml(w, "versionNumber");
+    }
+}
+
+impl XmlValue for LaunchTemplateVersion {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct LaunchTemplatesMonitoring {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+}
+
+impl XmlStruct for LaunchTemplatesMonitoring {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.enabled.write_xml(w, "enabled");
+    }
+}
+
+impl XmlValue for LaunchTemplatesMonitoring {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct LaunchTemplatesMonitoringRequest {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+}
+
+impl FromQuery for LaunchTemplatesMonitoringRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self { enabled: d.optional("Enabled")? };
+        d.finish(&["Enabled"])?;
         Ok(value)
     }
 }
@@ -6635,8 +9019,10 @@ impl XmlValue for LicenseConfiguration {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct LicenseConfigurationRequest {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub license_configuration_arn: Option<String>,
 }
 
@@ -6648,6 +9034,8 @@ impl FromQuery for LicenseConfigurationRequest {
         Ok(value)
     }
 }
+pub type LocalStorage = String;
+pub type LocalStorageType = String;
 pub type LocationType = String;
 pub type MarketType = String;
 
@@ -6716,6 +9104,48 @@ impl XmlValue for MediaDeviceMemoryInfo {
     }
 }
 
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct MemoryGiBPerVCpu {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min: Option<f64>,
+}
+
+impl XmlStruct for MemoryGiBPerVCpu {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.max.write_xml(w, "max");
+        self.min.write_xml(w, "min");
+    }
+}
+
+impl XmlValue for MemoryGiBPerVCpu {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct MemoryGiBPerVCpuRequest {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min: Option<f64>,
+}
+
+impl FromQuery for MemoryGiBPerVCpuRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self { max: d.optional("Max")?, min: d.optional("Min")? };
+        d.finish(&["Max", "Min"])?;
+        Ok(value)
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct MemoryInfo {
     pub size_in_mi_b: Option<i64>,
@@ -6732,6 +9162,47 @@ impl XmlValue for MemoryInfo {
         w.start(name);
         self.write_members(w);
         w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct MemoryMiB {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min: Option<i32>,
+}
+
+impl XmlStruct for MemoryMiB {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.max.write_xml(w, "max");
+        self.min.write_xml(w, "min");
+    }
+}
+
+impl XmlValue for MemoryMiB {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct MemoryMiBRequest {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max: Option<i32>,
+    pub min: i32,
+}
+
+impl FromQuery for MemoryMiBRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self { max: d.optional("Max")?, min: d.required("Min")? };
+        d.finish(&["Max", "Min"])?;
+        Ok(value)
     }
 }
 
@@ -6998,6 +9469,49 @@ impl XmlStruct for ModifyInstanceMetadataOptionsResult {
 }
 
 impl XmlValue for ModifyInstanceMetadataOptionsResult {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ModifyLaunchTemplateRequest {
+    pub client_token: Option<String>,
+    pub default_version: Option<String>,
+    pub dry_run: Option<bool>,
+    pub launch_template_id: Option<String>,
+    pub launch_template_name: Option<String>,
+}
+
+impl FromQuery for ModifyLaunchTemplateRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            client_token: d.optional("ClientToken")?,
+            default_version: d.optional("SetDefaultVersion")?,
+            dry_run: d.optional("DryRun")?,
+            launch_template_id: d.optional("LaunchTemplateId")?,
+            launch_template_name: d.optional("LaunchTemplateName")?,
+        };
+        d.finish(&["ClientToken", "SetDefaultVersion", "DryRun", "LaunchTemplateId", "LaunchTemplateName"])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ModifyLaunchTemplateResult {
+    pub launch_template: Option<LaunchTemplate>,
+}
+
+impl XmlStruct for ModifyLaunchTemplateResult {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.launch_template.write_xml(w, "launchTemplate");
+    }
+}
+
+impl XmlValue for ModifyLaunchTemplateResult {
     fn write_xml(&self, w: &mut XmlWriter, name: &str) {
         w.start(name);
         self.write_members(w);
@@ -7402,6 +9916,48 @@ impl XmlValue for NetworkAclEntry {
     }
 }
 
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct NetworkBandwidthGbps {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min: Option<f64>,
+}
+
+impl XmlStruct for NetworkBandwidthGbps {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.max.write_xml(w, "max");
+        self.min.write_xml(w, "min");
+    }
+}
+
+impl XmlValue for NetworkBandwidthGbps {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct NetworkBandwidthGbpsRequest {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min: Option<f64>,
+}
+
+impl FromQuery for NetworkBandwidthGbpsRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self { max: d.optional("Max")?, min: d.optional("Min")? };
+        d.finish(&["Max", "Min"])?;
+        Ok(value)
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct NetworkCardInfo {
     pub additional_flexible_network_interfaces: Option<i32>,
@@ -7663,6 +10219,48 @@ impl FromQuery for NetworkInterfaceAttachmentChanges {
     }
 }
 pub type NetworkInterfaceAttribute = String;
+
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct NetworkInterfaceCount {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min: Option<i32>,
+}
+
+impl XmlStruct for NetworkInterfaceCount {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.max.write_xml(w, "max");
+        self.min.write_xml(w, "min");
+    }
+}
+
+impl XmlValue for NetworkInterfaceCount {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct NetworkInterfaceCountRequest {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min: Option<i32>,
+}
+
+impl FromQuery for NetworkInterfaceCountRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self { max: d.optional("Max")?, min: d.optional("Min")? };
+        d.finish(&["Max", "Min"])?;
+        Ok(value)
+    }
+}
 pub type NetworkInterfaceCreationType = String;
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -7822,8 +10420,10 @@ impl XmlValue for NitroTpmInfo {
 }
 pub type NitroTpmSupport = String;
 
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct OperatorRequest {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub principal: Option<String>,
 }
 
@@ -7836,10 +10436,14 @@ impl FromQuery for OperatorRequest {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct OperatorResponse {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub hidden_by_default: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub managed: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub principal: Option<String>,
 }
 
@@ -7858,20 +10462,68 @@ impl XmlValue for OperatorResponse {
         w.end(name);
     }
 }
+
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct PerformanceFactorReference {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance_family: Option<String>,
+}
+
+impl XmlStruct for PerformanceFactorReference {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.instance_family.write_xml(w, "instanceFamily");
+    }
+}
+
+impl XmlValue for PerformanceFactorReference {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct PerformanceFactorReferenceRequest {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance_family: Option<String>,
+}
+
+impl FromQuery for PerformanceFactorReferenceRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self { instance_family: d.optional("InstanceFamily")? };
+        d.finish(&["InstanceFamily"])?;
+        Ok(value)
+    }
+}
 pub type PermissionGroup = String;
 pub type PhcSupport = String;
 
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct Placement {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub affinity: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub availability_zone: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub availability_zone_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub group_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub group_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub host_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub host_resource_group_arn: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub partition_number: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub spread_domain: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub tenancy: Option<Tenancy>,
 }
 
@@ -8024,10 +10676,14 @@ impl XmlValue for PrivateDnsNameOptionsOnLaunch {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct PrivateDnsNameOptionsRequest {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub enable_resource_name_dns_aaaa_record: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub enable_resource_name_dns_a_record: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub hostname_type: Option<HostnameType>,
 }
 
@@ -8067,9 +10723,12 @@ impl XmlValue for PrivateDnsNameOptionsResponse {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct PrivateIpAddressSpecification {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub primary: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub private_ip_address: Option<String>,
 }
 
@@ -8079,6 +10738,21 @@ impl FromQuery for PrivateIpAddressSpecification {
         let value = Self { primary: d.optional("Primary")?, private_ip_address: d.optional("PrivateIpAddress")? };
         d.finish(&["Primary", "PrivateIpAddress"])?;
         Ok(value)
+    }
+}
+
+impl XmlStruct for PrivateIpAddressSpecification {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.primary.write_xml(w, "primary");
+        self.private_ip_address.write_xml(w, "privateIpAddress");
+    }
+}
+
+impl XmlValue for PrivateIpAddressSpecification {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
     }
 }
 
@@ -8530,6 +11204,158 @@ impl XmlValue for ReplaceRouteTableAssociationResult {
     }
 }
 
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct RequestLaunchTemplateData {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub block_device_mappings: Option<Vec<LaunchTemplateBlockDeviceMappingRequest>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capacity_reservation_specification: Option<LaunchTemplateCapacityReservationSpecificationRequest>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_options: Option<LaunchTemplateCpuOptionsRequest>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credit_specification: Option<CreditSpecificationRequest>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disable_api_stop: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disable_api_termination: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ebs_optimized: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub elastic_gpu_specifications: Option<Vec<ElasticGpuSpecification>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub elastic_inference_accelerators: Option<Vec<LaunchTemplateElasticInferenceAccelerator>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enclave_options: Option<LaunchTemplateEnclaveOptionsRequest>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hibernation_options: Option<LaunchTemplateHibernationOptionsRequest>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iam_instance_profile: Option<LaunchTemplateIamInstanceProfileSpecificationRequest>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance_initiated_shutdown_behavior: Option<ShutdownBehavior>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance_market_options: Option<LaunchTemplateInstanceMarketOptionsRequest>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance_requirements: Option<InstanceRequirementsRequest>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance_type: Option<InstanceType>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kernel_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub license_specifications: Option<Vec<LaunchTemplateLicenseConfigurationRequest>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub maintenance_options: Option<LaunchTemplateInstanceMaintenanceOptionsRequest>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metadata_options: Option<LaunchTemplateInstanceMetadataOptionsRequest>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub monitoring: Option<LaunchTemplatesMonitoringRequest>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub network_interfaces: Option<Vec<LaunchTemplateInstanceNetworkInterfaceSpecificationRequest>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub network_performance_options: Option<LaunchTemplateNetworkPerformanceOptionsRequest>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub operator: Option<OperatorRequest>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub placement: Option<LaunchTemplatePlacementRequest>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub private_dns_name_options: Option<LaunchTemplatePrivateDnsNameOptionsRequest>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ram_disk_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secondary_interfaces: Option<Vec<LaunchTemplateInstanceSecondaryInterfaceSpecificationRequest>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub security_group_ids: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub security_groups: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tag_specifications: Option<Vec<LaunchTemplateTagSpecificationRequest>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_data: Option<String>,
+}
+
+impl FromQuery for RequestLaunchTemplateData {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            block_device_mappings: d.optional("BlockDeviceMapping")?,
+            capacity_reservation_specification: d.optional("CapacityReservationSpecification")?,
+            cpu_options: d.optional("CpuOptions")?,
+            credit_specification: d.optional("CreditSpecification")?,
+            disable_api_stop: d.optional("DisableApiStop")?,
+            disable_api_termination: d.optional("DisableApiTermination")?,
+            ebs_optimized: d.optional("EbsOptimized")?,
+            elastic_gpu_specifications: d.optional("ElasticGpuSpecification")?,
+            elastic_inference_accelerators: d.optional("ElasticInferenceAccelerator")?,
+            enclave_options: d.optional("EnclaveOptions")?,
+            hibernation_options: d.optional("HibernationOptions")?,
+            iam_instance_profile: d.optional("IamInstanceProfile")?,
+            image_id: d.optional("ImageId")?,
+            instance_initiated_shutdown_behavior: d.optional("InstanceInitiatedShutdownBehavior")?,
+            instance_market_options: d.optional("InstanceMarketOptions")?,
+            instance_requirements: d.optional("InstanceRequirements")?,
+            instance_type: d.optional("InstanceType")?,
+            kernel_id: d.optional("KernelId")?,
+            key_name: d.optional("KeyName")?,
+            license_specifications: d.optional("LicenseSpecification")?,
+            maintenance_options: d.optional("MaintenanceOptions")?,
+            metadata_options: d.optional("MetadataOptions")?,
+            monitoring: d.optional("Monitoring")?,
+            network_interfaces: d.optional("NetworkInterface")?,
+            network_performance_options: d.optional("NetworkPerformanceOptions")?,
+            operator: d.optional("Operator")?,
+            placement: d.optional("Placement")?,
+            private_dns_name_options: d.optional("PrivateDnsNameOptions")?,
+            ram_disk_id: d.optional("RamDiskId")?,
+            secondary_interfaces: d.optional("SecondaryInterface")?,
+            security_group_ids: d.optional("SecurityGroupId")?,
+            security_groups: d.optional("SecurityGroup")?,
+            tag_specifications: d.optional("TagSpecification")?,
+            user_data: d.optional("UserData")?,
+        };
+        d.finish(&[
+            "BlockDeviceMapping",
+            "CapacityReservationSpecification",
+            "CpuOptions",
+            "CreditSpecification",
+            "DisableApiStop",
+            "DisableApiTermination",
+            "EbsOptimized",
+            "ElasticGpuSpecification",
+            "ElasticInferenceAccelerator",
+            "EnclaveOptions",
+            "HibernationOptions",
+            "IamInstanceProfile",
+            "ImageId",
+            "InstanceInitiatedShutdownBehavior",
+            "InstanceMarketOptions",
+            "InstanceRequirements",
+            "InstanceType",
+            "KernelId",
+            "KeyName",
+            "LicenseSpecification",
+            "MaintenanceOptions",
+            "MetadataOptions",
+            "Monitoring",
+            "NetworkInterface",
+            "NetworkPerformanceOptions",
+            "Operator",
+            "Placement",
+            "PrivateDnsNameOptions",
+            "RamDiskId",
+            "SecondaryInterface",
+            "SecurityGroupId",
+            "SecurityGroup",
+            "TagSpecification",
+            "UserData",
+        ])?;
+        Ok(value)
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Reservation {
     pub groups: Option<Vec<GroupIdentifier>>,
@@ -8557,6 +11383,147 @@ impl XmlValue for Reservation {
     }
 }
 pub type ResourceType = String;
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ResponseError {
+    pub code: Option<LaunchTemplateErrorCode>,
+    pub message: Option<String>,
+}
+
+impl XmlStruct for ResponseError {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.code.write_xml(w, "code");
+        self.message.write_xml(w, "message");
+    }
+}
+
+impl XmlValue for ResponseError {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct ResponseLaunchTemplateData {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub block_device_mappings: Option<Vec<LaunchTemplateBlockDeviceMapping>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capacity_reservation_specification: Option<LaunchTemplateCapacityReservationSpecificationResponse>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_options: Option<LaunchTemplateCpuOptions>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credit_specification: Option<CreditSpecification>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disable_api_stop: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disable_api_termination: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ebs_optimized: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub elastic_gpu_specifications: Option<Vec<ElasticGpuSpecificationResponse>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub elastic_inference_accelerators: Option<Vec<LaunchTemplateElasticInferenceAcceleratorResponse>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enclave_options: Option<LaunchTemplateEnclaveOptions>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hibernation_options: Option<LaunchTemplateHibernationOptions>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iam_instance_profile: Option<LaunchTemplateIamInstanceProfileSpecification>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance_initiated_shutdown_behavior: Option<ShutdownBehavior>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance_market_options: Option<LaunchTemplateInstanceMarketOptions>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance_requirements: Option<InstanceRequirements>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance_type: Option<InstanceType>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kernel_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub license_specifications: Option<Vec<LaunchTemplateLicenseConfiguration>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub maintenance_options: Option<LaunchTemplateInstanceMaintenanceOptions>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metadata_options: Option<LaunchTemplateInstanceMetadataOptions>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub monitoring: Option<LaunchTemplatesMonitoring>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub network_interfaces: Option<Vec<LaunchTemplateInstanceNetworkInterfaceSpecification>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub network_performance_options: Option<LaunchTemplateNetworkPerformanceOptions>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub operator: Option<OperatorResponse>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub placement: Option<LaunchTemplatePlacement>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub private_dns_name_options: Option<LaunchTemplatePrivateDnsNameOptions>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ram_disk_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secondary_interfaces: Option<Vec<LaunchTemplateInstanceSecondaryInterfaceSpecification>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub security_group_ids: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub security_groups: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tag_specifications: Option<Vec<LaunchTemplateTagSpecification>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_data: Option<String>,
+}
+
+impl XmlStruct for ResponseLaunchTemplateData {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.block_device_mappings.write_xml(w, "blockDeviceMappingSet");
+        self.capacity_reservation_specification.write_xml(w, "capacityReservationSpecification");
+        self.cpu_options.write_xml(w, "cpuOptions");
+        self.credit_specification.write_xml(w, "creditSpecification");
+        self.disable_api_stop.write_xml(w, "disableApiStop");
+        self.disable_api_termination.write_xml(w, "disableApiTermination");
+        self.ebs_optimized.write_xml(w, "ebsOptimized");
+        self.elastic_gpu_specifications.write_xml(w, "elasticGpuSpecificationSet");
+        self.elastic_inference_accelerators.write_xml(w, "elasticInferenceAcceleratorSet");
+        self.enclave_options.write_xml(w, "enclaveOptions");
+        self.hibernation_options.write_xml(w, "hibernationOptions");
+        self.iam_instance_profile.write_xml(w, "iamInstanceProfile");
+        self.image_id.write_xml(w, "imageId");
+        self.instance_initiated_shutdown_behavior.write_xml(w, "instanceInitiatedShutdownBehavior");
+        self.instance_market_options.write_xml(w, "instanceMarketOptions");
+        self.instance_requirements.write_xml(w, "instanceRequirements");
+        self.instance_type.write_xml(w, "instanceType");
+        self.kernel_id.write_xml(w, "kernelId");
+        self.key_name.write_xml(w, "keyName");
+        self.license_specifications.write_xml(w, "licenseSet");
+        self.maintenance_options.write_xml(w, "maintenanceOptions");
+        self.metadata_options.write_xml(w, "metadataOptions");
+        self.monitoring.write_xml(w, "monitoring");
+        self.network_interfaces.write_xml(w, "networkInterfaceSet");
+        self.network_performance_options.write_xml(w, "networkPerformanceOptions");
+        self.operator.write_xml(w, "operator");
+        self.placement.write_xml(w, "placement");
+        self.private_dns_name_options.write_xml(w, "privateDnsNameOptions");
+        self.ram_disk_id.write_xml(w, "ramDiskId");
+        self.secondary_interfaces.write_xml(w, "secondaryInterfaceSet");
+        self.security_group_ids.write_xml(w, "securityGroupIdSet");
+        self.security_groups.write_xml(w, "securityGroupSet");
+        self.tag_specifications.write_xml(w, "tagSpecificationSet");
+        self.user_data.write_xml(w, "userData");
+    }
+}
+
+impl XmlValue for ResponseLaunchTemplateData {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RevokeSecurityGroupEgressRequest {
@@ -8877,7 +11844,8 @@ impl XmlValue for RouteTableAssociationState {
 pub type RouteTableAssociationStateCode = String;
 pub type RuleAction = String;
 
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct RunInstancesMonitoringEnabled {
     pub enabled: bool,
 }
@@ -8891,51 +11859,94 @@ impl FromQuery for RunInstancesMonitoringEnabled {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct RunInstancesRequest {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub additional_info: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub block_device_mappings: Option<Vec<BlockDeviceMapping>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub capacity_reservation_specification: Option<CapacityReservationSpecification>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub client_token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub cpu_options: Option<CpuOptionsRequest>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub credit_specification: Option<CreditSpecificationRequest>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub disable_api_stop: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub disable_api_termination: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub dry_run: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ebs_optimized: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub elastic_gpu_specification: Option<Vec<ElasticGpuSpecification>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub elastic_inference_accelerators: Option<Vec<ElasticInferenceAccelerator>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub enable_primary_ipv6: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub enclave_options: Option<EnclaveOptionsRequest>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub hibernation_options: Option<HibernationOptionsRequest>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub iam_instance_profile: Option<IamInstanceProfileSpecification>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub image_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub instance_initiated_shutdown_behavior: Option<ShutdownBehavior>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub instance_market_options: Option<InstanceMarketOptionsRequest>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub instance_type: Option<InstanceType>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ipv6_address_count: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ipv6_addresses: Option<Vec<InstanceIpv6Address>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub kernel_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub key_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub launch_template: Option<LaunchTemplateSpecification>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub license_specifications: Option<Vec<LicenseConfigurationRequest>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub maintenance_options: Option<InstanceMaintenanceOptionsRequest>,
     pub max_count: i32,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub metadata_options: Option<InstanceMetadataOptionsRequest>,
     pub min_count: i32,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub monitoring: Option<RunInstancesMonitoringEnabled>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub network_interfaces: Option<Vec<InstanceNetworkInterfaceSpecification>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub network_performance_options: Option<InstanceNetworkPerformanceOptionsRequest>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub operator: Option<OperatorRequest>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub placement: Option<Placement>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub private_dns_name_options: Option<PrivateDnsNameOptionsRequest>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub private_ip_address: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ramdisk_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub secondary_interfaces: Option<Vec<InstanceSecondaryInterfaceSpecificationRequest>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub security_group_ids: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub security_groups: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub subnet_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub tag_specifications: Option<Vec<TagSpecification>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub user_data: Option<String>,
 }
 
@@ -9038,6 +12049,43 @@ impl FromQuery for RunInstancesRequest {
     }
 }
 pub type SSEType = String;
+
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct SecondaryInterfacePrivateIpAddressSpecification {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub private_ip_address: Option<String>,
+}
+
+impl XmlStruct for SecondaryInterfacePrivateIpAddressSpecification {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.private_ip_address.write_xml(w, "privateIpAddress");
+    }
+}
+
+impl XmlValue for SecondaryInterfacePrivateIpAddressSpecification {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct SecondaryInterfacePrivateIpAddressSpecificationRequest {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub private_ip_address: Option<String>,
+}
+
+impl FromQuery for SecondaryInterfacePrivateIpAddressSpecificationRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self { private_ip_address: d.optional("PrivateIpAddress")? };
+        d.finish(&["PrivateIpAddress"])?;
+        Ok(value)
+    }
+}
 pub type SecondaryInterfaceStatus = String;
 pub type SecondaryInterfaceType = String;
 
@@ -9190,12 +12238,18 @@ pub type SnapshotReturnCodes = String;
 pub type SnapshotState = String;
 pub type SpotInstanceType = String;
 
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct SpotMarketOptions {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub block_duration_minutes: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub instance_interruption_behavior: Option<InstanceInterruptionBehavior>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_price: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub spot_instance_type: Option<SpotInstanceType>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub valid_until: Option<Timestamp>,
 }
 
@@ -9526,9 +12580,12 @@ impl XmlValue for SuccessfulInstanceCreditSpecificationItem {
 pub type SummaryStatus = String;
 pub type SupportedAdditionalProcessorFeature = String;
 
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct Tag {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub value: Option<String>,
 }
 
@@ -9581,9 +12638,12 @@ impl XmlValue for TagDescription {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct TagSpecification {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub resource_type: Option<ResourceType>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<Tag>>,
 }
 
@@ -9635,6 +12695,48 @@ impl XmlValue for TerminateInstancesResult {
         w.start(name);
         self.write_members(w);
         w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct TotalLocalStorageGB {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min: Option<f64>,
+}
+
+impl XmlStruct for TotalLocalStorageGB {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.max.write_xml(w, "max");
+        self.min.write_xml(w, "min");
+    }
+}
+
+impl XmlValue for TotalLocalStorageGB {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct TotalLocalStorageGBRequest {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min: Option<f64>,
+}
+
+impl FromQuery for TotalLocalStorageGBRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self { max: d.optional("Max")?, min: d.optional("Min")? };
+        d.finish(&["Max", "Min"])?;
+        Ok(value)
     }
 }
 pub type TpmSupportValues = String;
@@ -9802,6 +12904,47 @@ impl XmlValue for UserIdGroupPair {
     }
 }
 
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct VCpuCountRange {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min: Option<i32>,
+}
+
+impl XmlStruct for VCpuCountRange {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.max.write_xml(w, "max");
+        self.min.write_xml(w, "min");
+    }
+}
+
+impl XmlValue for VCpuCountRange {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct VCpuCountRangeRequest {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max: Option<i32>,
+    pub min: i32,
+}
+
+impl FromQuery for VCpuCountRangeRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self { max: d.optional("Max")?, min: d.required("Min")? };
+        d.finish(&["Max", "Min"])?;
+        Ok(value)
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct VCpuInfo {
     pub default_cores: Option<i32>,
@@ -9822,6 +12965,46 @@ impl XmlStruct for VCpuInfo {
 }
 
 impl XmlValue for VCpuInfo {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ValidationError {
+    pub code: Option<String>,
+    pub message: Option<String>,
+}
+
+impl XmlStruct for ValidationError {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.code.write_xml(w, "code");
+        self.message.write_xml(w, "message");
+    }
+}
+
+impl XmlValue for ValidationError {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ValidationWarning {
+    pub errors: Option<Vec<ValidationError>>,
+}
+
+impl XmlStruct for ValidationWarning {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.errors.write_xml(w, "errorSet");
+    }
+}
+
+impl XmlValue for ValidationWarning {
     fn write_xml(&self, w: &mut XmlWriter, name: &str) {
         w.start(name);
         self.write_members(w);
@@ -10231,15 +13414,41 @@ pub type VpcState = String;
 
 /// Known values of the enumerations requests use (open: upstream keeps adding).
 pub mod values {
+    pub const ACCELERATOR_MANUFACTURER: &[&str] = &["amazon-web-services", "amd", "nvidia", "xilinx", "habana"];
+    pub const ACCELERATOR_NAME: &[&str] = &[
+        "a100",
+        "inferentia",
+        "k520",
+        "k80",
+        "m60",
+        "radeon-pro-v520",
+        "t4",
+        "vu9p",
+        "v100",
+        "a10g",
+        "h100",
+        "t4g",
+        "l40s",
+        "l4",
+        "gaudi-hl-205",
+        "inferentia2",
+        "trainium",
+        "trainium2",
+        "u30",
+    ];
+    pub const ACCELERATOR_TYPE: &[&str] = &["gpu", "fpga", "inference", "media"];
     pub const ACCOUNT_ATTRIBUTE_NAME: &[&str] = &["supported-platforms", "default-vpc"];
     pub const ADDRESS_ATTRIBUTE_NAME: &[&str] = &["domain-name"];
     pub const AMD_SEV_SNP_SPECIFICATION: &[&str] = &["enabled", "disabled"];
     pub const ARCHITECTURE_VALUES: &[&str] = &["i386", "x86_64", "arm64", "x86_64_mac", "arm64_mac"];
     pub const AUTO_PLACEMENT: &[&str] = &["on", "off"];
     pub const AVAILABILITY_MODE: &[&str] = &["zonal", "regional"];
+    pub const BARE_METAL: &[&str] = &["included", "required", "excluded"];
     pub const BOOT_MODE_VALUES: &[&str] = &["legacy-bios", "uefi", "uefi-preferred"];
+    pub const BURSTABLE_PERFORMANCE: &[&str] = &["included", "required", "excluded"];
     pub const CAPACITY_RESERVATION_PREFERENCE: &[&str] = &["capacity-reservations-only", "open", "none"];
     pub const CONNECTIVITY_TYPE: &[&str] = &["private", "public"];
+    pub const CPU_MANUFACTURER: &[&str] = &["intel", "amd", "amazon-web-services", "apple"];
     pub const DOMAIN_TYPE: &[&str] = &["vpc", "standard"];
     pub const HOST_MAINTENANCE: &[&str] = &["on", "off"];
     pub const HOST_RECOVERY: &[&str] = &["on", "off"];
@@ -10281,6 +13490,7 @@ pub mod values {
     ];
     pub const INSTANCE_AUTO_RECOVERY_STATE: &[&str] = &["disabled", "default"];
     pub const INSTANCE_BANDWIDTH_WEIGHTING: &[&str] = &["default", "vpc-1", "ebs-1"];
+    pub const INSTANCE_GENERATION: &[&str] = &["current", "previous"];
     pub const INSTANCE_INTERRUPTION_BEHAVIOR: &[&str] = &["hibernate", "stop", "terminate"];
     pub const INSTANCE_METADATA_ENDPOINT_STATE: &[&str] = &["disabled", "enabled"];
     pub const INSTANCE_METADATA_PROTOCOL_STATE: &[&str] = &["disabled", "enabled"];
@@ -11501,6 +14711,13 @@ pub mod values {
     ];
     pub const KEY_FORMAT: &[&str] = &["pem", "ppk"];
     pub const KEY_TYPE: &[&str] = &["rsa", "ed25519"];
+    pub const LAUNCH_TEMPLATE_AUTO_RECOVERY_STATE: &[&str] = &["default", "disabled"];
+    pub const LAUNCH_TEMPLATE_HTTP_TOKENS_STATE: &[&str] = &["optional", "required"];
+    pub const LAUNCH_TEMPLATE_INSTANCE_METADATA_ENDPOINT_STATE: &[&str] = &["disabled", "enabled"];
+    pub const LAUNCH_TEMPLATE_INSTANCE_METADATA_PROTOCOL_IPV6: &[&str] = &["disabled", "enabled"];
+    pub const LAUNCH_TEMPLATE_INSTANCE_METADATA_TAGS_STATE: &[&str] = &["disabled", "enabled"];
+    pub const LOCAL_STORAGE: &[&str] = &["included", "required", "excluded"];
+    pub const LOCAL_STORAGE_TYPE: &[&str] = &["hdd", "ssd"];
     pub const LOCATION_TYPE: &[&str] = &["region", "availability-zone", "availability-zone-id", "outpost"];
     pub const MARKET_TYPE: &[&str] = &["spot", "capacity-block", "interruptible-capacity-reservation"];
     pub const NESTED_VIRTUALIZATION_SPECIFICATION: &[&str] = &["enabled", "disabled"];
@@ -11632,7 +14849,7 @@ pub mod values {
 
 /// The most dotted segments a parameter name of any served action has (`Filter.1.Value.2` has
 /// four): a deeper name cannot be recognised, so it is refused before any tree is built.
-pub const MAX_PARAMETER_DEPTH: usize = 5;
+pub const MAX_PARAMETER_DEPTH: usize = 7;
 
 /// Every action Stratus serves, with its decoded request.
 #[derive(Debug, Clone, PartialEq)]
@@ -11652,6 +14869,8 @@ pub enum Action {
     CreateImage(CreateImageRequest),
     CreateInternetGateway(CreateInternetGatewayRequest),
     CreateKeyPair(CreateKeyPairRequest),
+    CreateLaunchTemplate(CreateLaunchTemplateRequest),
+    CreateLaunchTemplateVersion(CreateLaunchTemplateVersionRequest),
     CreateNatGateway(CreateNatGatewayRequest),
     CreateNetworkInterface(CreateNetworkInterfaceRequest),
     CreateRoute(CreateRouteRequest),
@@ -11664,6 +14883,8 @@ pub enum Action {
     CreateVpc(CreateVpcRequest),
     DeleteInternetGateway(DeleteInternetGatewayRequest),
     DeleteKeyPair(DeleteKeyPairRequest),
+    DeleteLaunchTemplate(DeleteLaunchTemplateRequest),
+    DeleteLaunchTemplateVersions(DeleteLaunchTemplateVersionsRequest),
     DeleteNatGateway(DeleteNatGatewayRequest),
     DeleteNetworkInterface(DeleteNetworkInterfaceRequest),
     DeleteRoute(DeleteRouteRequest),
@@ -11692,6 +14913,8 @@ pub enum Action {
     DescribeInstances(DescribeInstancesRequest),
     DescribeInternetGateways(DescribeInternetGatewaysRequest),
     DescribeKeyPairs(DescribeKeyPairsRequest),
+    DescribeLaunchTemplateVersions(DescribeLaunchTemplateVersionsRequest),
+    DescribeLaunchTemplates(DescribeLaunchTemplatesRequest),
     DescribeNatGateways(DescribeNatGatewaysRequest),
     DescribeNetworkAcls(DescribeNetworkAclsRequest),
     DescribeNetworkInterfaceAttribute(DescribeNetworkInterfaceAttributeRequest),
@@ -11720,6 +14943,7 @@ pub enum Action {
     ModifyInstanceAttribute(ModifyInstanceAttributeRequest),
     ModifyInstanceCreditSpecification(ModifyInstanceCreditSpecificationRequest),
     ModifyInstanceMetadataOptions(ModifyInstanceMetadataOptionsRequest),
+    ModifyLaunchTemplate(ModifyLaunchTemplateRequest),
     ModifyNetworkInterfaceAttribute(ModifyNetworkInterfaceAttributeRequest),
     ModifySubnetAttribute(ModifySubnetAttributeRequest),
     ModifyVolume(ModifyVolumeRequest),
@@ -11755,6 +14979,8 @@ impl Action {
         "CreateImage",
         "CreateInternetGateway",
         "CreateKeyPair",
+        "CreateLaunchTemplate",
+        "CreateLaunchTemplateVersion",
         "CreateNatGateway",
         "CreateNetworkInterface",
         "CreateRoute",
@@ -11767,6 +14993,8 @@ impl Action {
         "CreateVpc",
         "DeleteInternetGateway",
         "DeleteKeyPair",
+        "DeleteLaunchTemplate",
+        "DeleteLaunchTemplateVersions",
         "DeleteNatGateway",
         "DeleteNetworkInterface",
         "DeleteRoute",
@@ -11795,6 +15023,8 @@ impl Action {
         "DescribeInstances",
         "DescribeInternetGateways",
         "DescribeKeyPairs",
+        "DescribeLaunchTemplateVersions",
+        "DescribeLaunchTemplates",
         "DescribeNatGateways",
         "DescribeNetworkAcls",
         "DescribeNetworkInterfaceAttribute",
@@ -11823,6 +15053,7 @@ impl Action {
         "ModifyInstanceAttribute",
         "ModifyInstanceCreditSpecification",
         "ModifyInstanceMetadataOptions",
+        "ModifyLaunchTemplate",
         "ModifyNetworkInterfaceAttribute",
         "ModifySubnetAttribute",
         "ModifyVolume",
@@ -11861,6 +15092,8 @@ impl Action {
             "CreateImage" => FromQuery::from_query(params, "").map(Self::CreateImage),
             "CreateInternetGateway" => FromQuery::from_query(params, "").map(Self::CreateInternetGateway),
             "CreateKeyPair" => FromQuery::from_query(params, "").map(Self::CreateKeyPair),
+            "CreateLaunchTemplate" => FromQuery::from_query(params, "").map(Self::CreateLaunchTemplate),
+            "CreateLaunchTemplateVersion" => FromQuery::from_query(params, "").map(Self::CreateLaunchTemplateVersion),
             "CreateNatGateway" => FromQuery::from_query(params, "").map(Self::CreateNatGateway),
             "CreateNetworkInterface" => FromQuery::from_query(params, "").map(Self::CreateNetworkInterface),
             "CreateRoute" => FromQuery::from_query(params, "").map(Self::CreateRoute),
@@ -11873,6 +15106,8 @@ impl Action {
             "CreateVpc" => FromQuery::from_query(params, "").map(Self::CreateVpc),
             "DeleteInternetGateway" => FromQuery::from_query(params, "").map(Self::DeleteInternetGateway),
             "DeleteKeyPair" => FromQuery::from_query(params, "").map(Self::DeleteKeyPair),
+            "DeleteLaunchTemplate" => FromQuery::from_query(params, "").map(Self::DeleteLaunchTemplate),
+            "DeleteLaunchTemplateVersions" => FromQuery::from_query(params, "").map(Self::DeleteLaunchTemplateVersions),
             "DeleteNatGateway" => FromQuery::from_query(params, "").map(Self::DeleteNatGateway),
             "DeleteNetworkInterface" => FromQuery::from_query(params, "").map(Self::DeleteNetworkInterface),
             "DeleteRoute" => FromQuery::from_query(params, "").map(Self::DeleteRoute),
@@ -11905,6 +15140,10 @@ impl Action {
             "DescribeInstances" => FromQuery::from_query(params, "").map(Self::DescribeInstances),
             "DescribeInternetGateways" => FromQuery::from_query(params, "").map(Self::DescribeInternetGateways),
             "DescribeKeyPairs" => FromQuery::from_query(params, "").map(Self::DescribeKeyPairs),
+            "DescribeLaunchTemplateVersions" => {
+                FromQuery::from_query(params, "").map(Self::DescribeLaunchTemplateVersions)
+            }
+            "DescribeLaunchTemplates" => FromQuery::from_query(params, "").map(Self::DescribeLaunchTemplates),
             "DescribeNatGateways" => FromQuery::from_query(params, "").map(Self::DescribeNatGateways),
             "DescribeNetworkAcls" => FromQuery::from_query(params, "").map(Self::DescribeNetworkAcls),
             "DescribeNetworkInterfaceAttribute" => {
@@ -11939,6 +15178,7 @@ impl Action {
             "ModifyInstanceMetadataOptions" => {
                 FromQuery::from_query(params, "").map(Self::ModifyInstanceMetadataOptions)
             }
+            "ModifyLaunchTemplate" => FromQuery::from_query(params, "").map(Self::ModifyLaunchTemplate),
             "ModifyNetworkInterfaceAttribute" => {
                 FromQuery::from_query(params, "").map(Self::ModifyNetworkInterfaceAttribute)
             }
@@ -11978,6 +15218,8 @@ impl Action {
             Self::CreateImage(_) => "CreateImage",
             Self::CreateInternetGateway(_) => "CreateInternetGateway",
             Self::CreateKeyPair(_) => "CreateKeyPair",
+            Self::CreateLaunchTemplate(_) => "CreateLaunchTemplate",
+            Self::CreateLaunchTemplateVersion(_) => "CreateLaunchTemplateVersion",
             Self::CreateNatGateway(_) => "CreateNatGateway",
             Self::CreateNetworkInterface(_) => "CreateNetworkInterface",
             Self::CreateRoute(_) => "CreateRoute",
@@ -11990,6 +15232,8 @@ impl Action {
             Self::CreateVpc(_) => "CreateVpc",
             Self::DeleteInternetGateway(_) => "DeleteInternetGateway",
             Self::DeleteKeyPair(_) => "DeleteKeyPair",
+            Self::DeleteLaunchTemplate(_) => "DeleteLaunchTemplate",
+            Self::DeleteLaunchTemplateVersions(_) => "DeleteLaunchTemplateVersions",
             Self::DeleteNatGateway(_) => "DeleteNatGateway",
             Self::DeleteNetworkInterface(_) => "DeleteNetworkInterface",
             Self::DeleteRoute(_) => "DeleteRoute",
@@ -12018,6 +15262,8 @@ impl Action {
             Self::DescribeInstances(_) => "DescribeInstances",
             Self::DescribeInternetGateways(_) => "DescribeInternetGateways",
             Self::DescribeKeyPairs(_) => "DescribeKeyPairs",
+            Self::DescribeLaunchTemplateVersions(_) => "DescribeLaunchTemplateVersions",
+            Self::DescribeLaunchTemplates(_) => "DescribeLaunchTemplates",
             Self::DescribeNatGateways(_) => "DescribeNatGateways",
             Self::DescribeNetworkAcls(_) => "DescribeNetworkAcls",
             Self::DescribeNetworkInterfaceAttribute(_) => "DescribeNetworkInterfaceAttribute",
@@ -12046,6 +15292,7 @@ impl Action {
             Self::ModifyInstanceAttribute(_) => "ModifyInstanceAttribute",
             Self::ModifyInstanceCreditSpecification(_) => "ModifyInstanceCreditSpecification",
             Self::ModifyInstanceMetadataOptions(_) => "ModifyInstanceMetadataOptions",
+            Self::ModifyLaunchTemplate(_) => "ModifyLaunchTemplate",
             Self::ModifyNetworkInterfaceAttribute(_) => "ModifyNetworkInterfaceAttribute",
             Self::ModifySubnetAttribute(_) => "ModifySubnetAttribute",
             Self::ModifyVolume(_) => "ModifyVolume",
@@ -12083,6 +15330,8 @@ impl Action {
             Self::CreateImage(r) => r.dry_run == Some(true),
             Self::CreateInternetGateway(r) => r.dry_run == Some(true),
             Self::CreateKeyPair(r) => r.dry_run == Some(true),
+            Self::CreateLaunchTemplate(r) => r.dry_run == Some(true),
+            Self::CreateLaunchTemplateVersion(r) => r.dry_run == Some(true),
             Self::CreateNatGateway(r) => r.dry_run == Some(true),
             Self::CreateNetworkInterface(r) => r.dry_run == Some(true),
             Self::CreateRoute(r) => r.dry_run == Some(true),
@@ -12095,6 +15344,8 @@ impl Action {
             Self::CreateVpc(r) => r.dry_run == Some(true),
             Self::DeleteInternetGateway(r) => r.dry_run == Some(true),
             Self::DeleteKeyPair(r) => r.dry_run == Some(true),
+            Self::DeleteLaunchTemplate(r) => r.dry_run == Some(true),
+            Self::DeleteLaunchTemplateVersions(r) => r.dry_run == Some(true),
             Self::DeleteNatGateway(r) => r.dry_run == Some(true),
             Self::DeleteNetworkInterface(r) => r.dry_run == Some(true),
             Self::DeleteRoute(r) => r.dry_run == Some(true),
@@ -12123,6 +15374,8 @@ impl Action {
             Self::DescribeInstances(r) => r.dry_run == Some(true),
             Self::DescribeInternetGateways(r) => r.dry_run == Some(true),
             Self::DescribeKeyPairs(r) => r.dry_run == Some(true),
+            Self::DescribeLaunchTemplateVersions(r) => r.dry_run == Some(true),
+            Self::DescribeLaunchTemplates(r) => r.dry_run == Some(true),
             Self::DescribeNatGateways(r) => r.dry_run == Some(true),
             Self::DescribeNetworkAcls(r) => r.dry_run == Some(true),
             Self::DescribeNetworkInterfaceAttribute(r) => r.dry_run == Some(true),
@@ -12151,6 +15404,7 @@ impl Action {
             Self::ModifyInstanceAttribute(r) => r.dry_run == Some(true),
             Self::ModifyInstanceCreditSpecification(r) => r.dry_run == Some(true),
             Self::ModifyInstanceMetadataOptions(r) => r.dry_run == Some(true),
+            Self::ModifyLaunchTemplate(r) => r.dry_run == Some(true),
             Self::ModifyNetworkInterfaceAttribute(r) => r.dry_run == Some(true),
             Self::ModifySubnetAttribute(_) => false,
             Self::ModifyVolume(r) => r.dry_run == Some(true),
@@ -12186,6 +15440,8 @@ pub type CreateDefaultVpcOutput = CreateDefaultVpcResult;
 pub type CreateImageOutput = CreateImageResult;
 pub type CreateInternetGatewayOutput = CreateInternetGatewayResult;
 pub type CreateKeyPairOutput = KeyPair;
+pub type CreateLaunchTemplateOutput = CreateLaunchTemplateResult;
+pub type CreateLaunchTemplateVersionOutput = CreateLaunchTemplateVersionResult;
 pub type CreateNatGatewayOutput = CreateNatGatewayResult;
 pub type CreateNetworkInterfaceOutput = CreateNetworkInterfaceResult;
 pub type CreateRouteOutput = CreateRouteResult;
@@ -12198,6 +15454,8 @@ pub type CreateVolumeOutput = Volume;
 pub type CreateVpcOutput = CreateVpcResult;
 pub type DeleteInternetGatewayOutput = ReturnTrue;
 pub type DeleteKeyPairOutput = DeleteKeyPairResult;
+pub type DeleteLaunchTemplateOutput = DeleteLaunchTemplateResult;
+pub type DeleteLaunchTemplateVersionsOutput = DeleteLaunchTemplateVersionsResult;
 pub type DeleteNatGatewayOutput = DeleteNatGatewayResult;
 pub type DeleteNetworkInterfaceOutput = ReturnTrue;
 pub type DeleteRouteOutput = ReturnTrue;
@@ -12226,6 +15484,8 @@ pub type DescribeInstanceTypesOutput = DescribeInstanceTypesResult;
 pub type DescribeInstancesOutput = DescribeInstancesResult;
 pub type DescribeInternetGatewaysOutput = DescribeInternetGatewaysResult;
 pub type DescribeKeyPairsOutput = DescribeKeyPairsResult;
+pub type DescribeLaunchTemplateVersionsOutput = DescribeLaunchTemplateVersionsResult;
+pub type DescribeLaunchTemplatesOutput = DescribeLaunchTemplatesResult;
 pub type DescribeNatGatewaysOutput = DescribeNatGatewaysResult;
 pub type DescribeNetworkAclsOutput = DescribeNetworkAclsResult;
 pub type DescribeNetworkInterfaceAttributeOutput = DescribeNetworkInterfaceAttributeResult;
@@ -12254,6 +15514,7 @@ pub type ModifyHostsOutput = ModifyHostsResult;
 pub type ModifyInstanceAttributeOutput = ReturnTrue;
 pub type ModifyInstanceCreditSpecificationOutput = ModifyInstanceCreditSpecificationResult;
 pub type ModifyInstanceMetadataOptionsOutput = ModifyInstanceMetadataOptionsResult;
+pub type ModifyLaunchTemplateOutput = ModifyLaunchTemplateResult;
 pub type ModifyNetworkInterfaceAttributeOutput = ReturnTrue;
 pub type ModifySubnetAttributeOutput = ReturnTrue;
 pub type ModifyVolumeOutput = ModifyVolumeResult;

@@ -28,6 +28,29 @@ fn source_dest_check(on: bool) -> Result<AttributeChange, Ec2Error> {
     Ok(AttributeChange::SourceDestCheck(on))
 }
 
+/// `BlockDeviceMapping.N`: what EC2 lets a running instance change of its devices, their
+/// `DeleteOnTermination`.
+fn delete_on_termination(
+    mappings: Vec<ec2api::InstanceBlockDeviceMappingSpecification>,
+) -> Result<AttributeChange, Ec2Error> {
+    let mut changes = Vec::new();
+    for (index, mapping) in mappings.into_iter().enumerate() {
+        let path = format!("BlockDeviceMapping.{}", index + 1);
+        let device = mapping.device_name.ok_or_else(|| Ec2Error::missing_parameter(&format!("{path}.DeviceName")))?;
+        if mapping.no_device.is_some() || mapping.virtual_name.is_some() {
+            return Err(unsupported(&format!(
+                "{path}: only Ebs.DeleteOnTermination can be modified; NoDevice and VirtualName"
+            )));
+        }
+        let on = mapping
+            .ebs
+            .and_then(|e| e.delete_on_termination)
+            .ok_or_else(|| Ec2Error::missing_parameter(&format!("{path}.Ebs.DeleteOnTermination")))?;
+        changes.push((device, on));
+    }
+    Ok(AttributeChange::DeleteOnTermination(changes))
+}
+
 /// Exactly one change per call, given either as `<Attribute>.Value=…` or as the older
 /// `Attribute=<name>&Value=…` pair.
 fn change(req: ModifyInstanceAttributeRequest) -> Result<AttributeChange, Ec2Error> {
@@ -56,12 +79,14 @@ fn change(req: ModifyInstanceAttributeRequest) -> Result<AttributeChange, Ec2Err
     if let Some(v) = flag(req.source_dest_check) {
         changes.push(source_dest_check(v)?);
     }
+    if let Some(mappings) = req.block_device_mappings.filter(|m| !m.is_empty()) {
+        changes.push(delete_on_termination(mappings)?);
+    }
     let not_modifiable = [
         ("Kernel", req.kernel.is_some()),
         ("Ramdisk", req.ramdisk.is_some()),
         ("SriovNetSupport", req.sriov_net_support.is_some()),
         ("EnaSupport", req.ena_support.is_some()),
-        ("BlockDeviceMapping", req.block_device_mappings.is_some()),
     ];
     if let Some((name, _)) = not_modifiable.iter().find(|(_, given)| *given) {
         return Err(unsupported(name));

@@ -2,16 +2,28 @@ use std::net::Ipv4Addr;
 
 use backend::attributes::{apply_metadata_change, MetadataChange};
 use backend::instances::{ExtraInterface, LaunchRequest, RootVolumeRequest};
-use backend::volumes::ROOT_DEVICE;
+use backend::volumes::{is_root_device, LaunchVolume};
 use ec2api::Code;
-use ec2api::{BlockDeviceMapping, Ec2Error, GroupIdentifier, Reservation, RunInstancesOutput, RunInstancesRequest};
+use ec2api::{
+    BlockDeviceMapping, Ec2Error, GroupIdentifier, Reservation, RunInstancesOutput, RunInstancesRequest,
+    TagSpecification,
+};
 use storage::MetadataOptions;
 
+use super::launch_template_shape::{template_ref, version_ref};
 use super::shapes::{instance, Joins};
 use super::{positive, tags_from_specs};
 use crate::context::Ctx;
 
 pub async fn handle(ctx: &Ctx, mut req: RunInstancesRequest) -> Result<RunInstancesOutput, Ec2Error> {
+    let made_from = match req.launch_template.take() {
+        Some(spec) => {
+            let (from_template, made_from) = from_template(ctx, spec, req).await?;
+            req = from_template;
+            Some(made_from)
+        }
+        None => None,
+    };
     let (primary, extra_interfaces) = launch_interfaces(req.network_interfaces.take(), &req)?;
     let image_id = req.image_id.ok_or_else(|| Ec2Error::missing_parameter("ImageId"))?;
     for (index, count) in [("MinCount", req.min_count), ("MaxCount", req.max_count)] {
@@ -19,7 +31,7 @@ pub async fn handle(ctx: &Ctx, mut req: RunInstancesRequest) -> Result<RunInstan
             return Err(Ec2Error::invalid_value(index, &count.to_string(), "Expected a positive number."));
         }
     }
-    let root_volume = root_volume(req.block_device_mappings.unwrap_or_default())?;
+    let (root_volume, volumes) = block_devices(req.block_device_mappings.unwrap_or_default())?;
     let mut instance_specs = Vec::new();
     let mut interface_specs = Vec::new();
     let mut volume_specs = Vec::new();
@@ -37,7 +49,7 @@ pub async fn handle(ctx: &Ctx, mut req: RunInstancesRequest) -> Result<RunInstan
             }
         }
     }
-    let tags = tags_from_specs(Some(instance_specs), "instance")?;
+    let mut tags = tags_from_specs(Some(instance_specs), "instance")?;
     let interface_tags = tags_from_specs(Some(interface_specs), "network-interface")?;
     let volume_tags = tags_from_specs(Some(volume_specs), "volume")?;
     // Without `NetworkInterface.N`, the instance-level subnet, address and groups say it.
@@ -53,7 +65,8 @@ pub async fn handle(ctx: &Ctx, mut req: RunInstancesRequest) -> Result<RunInstan
         min_count: req.min_count as u32,
         max_count: req.max_count as u32,
         key_name: req.key_name,
-        user_data: req.user_data,
+        // Empty user data is none, as EC2 shows it (`<userData/>`).
+        user_data: req.user_data.filter(|d| !d.is_empty()),
         zone: req.placement.and_then(|p| p.availability_zone).filter(|z| !z.is_empty()),
         subnet_id: primary.subnet_id.filter(|s| !s.is_empty()),
         associate_public_ip: primary.associate_public_ip,
@@ -69,6 +82,7 @@ pub async fn handle(ctx: &Ctx, mut req: RunInstancesRequest) -> Result<RunInstan
         interface_tags,
         volume_tags,
         root_volume,
+        volumes,
         cpu_credits: req.credit_specification.map(|c| c.cpu_credits),
         extra_interfaces,
         secondary_ips: primary.secondary_ips,
@@ -83,6 +97,7 @@ pub async fn handle(ctx: &Ctx, mut req: RunInstancesRequest) -> Result<RunInstan
             ),
             None => None,
         },
+        launch_template: made_from.clone(),
         metadata: match req.metadata_options {
             Some(m) => apply_metadata_change(
                 &MetadataOptions::default(),
@@ -97,6 +112,9 @@ pub async fn handle(ctx: &Ctx, mut req: RunInstancesRequest) -> Result<RunInstan
             None => MetadataOptions::default(),
         },
     };
+    if let Some((id, version)) = made_from {
+        tags.extend(backend::launch_templates::system_tags(&id, version));
+    }
     let account = ctx.account().to_owned();
     let vpc = ctx.principal.default_vpc_id.clone();
     let (records, joins) = ctx
@@ -114,6 +132,111 @@ pub async fn handle(ctx: &Ctx, mut req: RunInstancesRequest) -> Result<RunInstan
         instances: Some(records.iter().map(|r| instance(r, &tags, &ctx.region, &joins)).collect()),
         requester_id: None,
     })
+}
+
+/// Launch parameters a template may hold that RunInstances has no counterpart for here.
+const NOT_AT_LAUNCH: &[(&str, &str)] = &[
+    ("elastic_gpu_specifications", "ElasticGpuSpecifications"),
+    ("elastic_inference_accelerators", "ElasticInferenceAccelerators"),
+    ("instance_requirements", "InstanceRequirements"),
+];
+
+/// The resources RunInstances makes and tags.
+const TAGGED_AT_LAUNCH: [&str; 3] = ["instance", "volume", "network-interface"];
+
+/// RunInstances from a launch template (`LaunchTemplate`): the version's saved parameters with
+/// the request's own laid over them, field by field, as EC2 does; tags are merged per resource
+/// type instead (a key the request gives wins). Answers the request to launch and the template
+/// and version it was made from.
+async fn from_template(
+    ctx: &Ctx,
+    spec: ec2api::LaunchTemplateSpecification,
+    mut req: RunInstancesRequest,
+) -> Result<(RunInstancesRequest, (String, u64)), Ec2Error> {
+    let template = template_ref(spec.launch_template_id, spec.launch_template_name)?;
+    let version =
+        version_ref("LaunchTemplate.Version", spec.version.as_deref().filter(|v| !v.is_empty()).unwrap_or("$Default"))?;
+    let account = ctx.account().to_owned();
+    let (record, saved) = ctx.call(move |b| b.launch_template_version(&account, &template, version)).await?;
+    let mut data = saved.data.as_object().cloned().unwrap_or_default();
+    if let Some((_, name)) = NOT_AT_LAUNCH.iter().find(|(field, _)| data.contains_key(*field)) {
+        return Err(Ec2Error::new(
+            Code::UnsupportedOperation,
+            format!("The launch template's {name} cannot be used by Stratus: make a version without it."),
+        ));
+    }
+    // The one member the two shapes name differently.
+    if let Some(ramdisk) = data.remove("ram_disk_id") {
+        data.insert("ramdisk_id".into(), ramdisk);
+    }
+    let unusable = || {
+        Ec2Error::invalid_value("LaunchTemplate", &record.id, "The launch template's data cannot be read as a launch.")
+    };
+    let saved_tags: Vec<TagSpecification> = match data.remove("tag_specifications") {
+        Some(specs) => serde_json::from_value(specs).map_err(|_| unusable())?,
+        None => Vec::new(),
+    };
+    let given_tags = req.tag_specifications.take().unwrap_or_default();
+    let saved_devices = data.remove("block_device_mappings");
+    let mut given = serde_json::to_value(&req).map_err(|_| Ec2Error::internal())?;
+    let given_devices = given.as_object_mut().and_then(|g| g.remove("block_device_mappings"));
+    if let Some(devices) = merge_devices(saved_devices, given_devices) {
+        data.insert("block_device_mappings".into(), devices);
+    }
+    let merged = backend::launch_templates::overlay(&serde_json::Value::Object(data), &given);
+    let mut launch: RunInstancesRequest = serde_json::from_value(merged).map_err(|_| unusable())?;
+    let mut specs = Vec::new();
+    for resource_type in TAGGED_AT_LAUNCH {
+        let mut tags: Vec<ec2api::Tag> = Vec::new();
+        let of_type = |s: &&TagSpecification| s.resource_type.as_deref() == Some(resource_type);
+        for tag in saved_tags
+            .iter()
+            .filter(of_type)
+            .chain(given_tags.iter().filter(of_type))
+            .flat_map(|s| s.tags.iter().flatten())
+        {
+            tags.retain(|t| t.key != tag.key);
+            tags.push(tag.clone());
+        }
+        if !tags.is_empty() {
+            specs.push(TagSpecification { resource_type: Some(resource_type.to_owned()), tags: Some(tags) });
+        }
+    }
+    // Kinds RunInstances does not make here (spot requests, elastic GPUs) are refused as given.
+    specs.extend(
+        given_tags.into_iter().filter(|s| !TAGGED_AT_LAUNCH.contains(&s.resource_type.as_deref().unwrap_or_default())),
+    );
+    launch.tag_specifications = (!specs.is_empty()).then_some(specs);
+    Ok((launch, (record.id, saved.number)))
+}
+
+/// A template's block devices with a request's: a device the request names again takes the
+/// request's values over the template's, one by one (`Ebs.VolumeSize` alone changes the size
+/// only); a new device is added. As EC2 documents it.
+fn merge_devices(saved: Option<serde_json::Value>, given: Option<serde_json::Value>) -> Option<serde_json::Value> {
+    use serde_json::Value;
+    let (mut devices, given) = match (saved, given) {
+        (Some(Value::Array(saved)), Some(Value::Array(given))) => (saved, given),
+        (saved, None) => return saved,
+        (_, given) => return given,
+    };
+    for mapping in given {
+        let name = mapping.get("device_name").cloned();
+        match devices.iter_mut().find(|d| name.is_some() && d.get("device_name") == name.as_ref()) {
+            Some(existing) => {
+                let ebs = match (existing.get("ebs"), mapping.get("ebs")) {
+                    (Some(old), Some(new)) => Some(backend::launch_templates::overlay(old, new)),
+                    (old, new) => new.or(old).cloned(),
+                };
+                *existing = backend::launch_templates::overlay(existing, &mapping);
+                if let (Some(ebs), Some(fields)) = (ebs, existing.as_object_mut()) {
+                    fields.insert("ebs".into(), ebs);
+                }
+            }
+            None => devices.push(mapping),
+        }
+    }
+    Some(Value::Array(devices))
 }
 
 /// What `NetworkInterface.N` at device index 0 says of the instance's primary interface.
@@ -334,38 +457,57 @@ fn duplicate_index(index: u32) -> Ec2Error {
     )
 }
 
-/// What EC2 users name the root device (AWS images' `/dev/sda1` or `/dev/xvda`), which is
-/// `/dev/vda` here.
-const ROOT_ALIASES: [&str; 3] = [ROOT_DEVICE, "/dev/sda1", "/dev/xvda"];
-
-/// The root volume's settings from `BlockDeviceMapping.N` for the root device (by its name or
-/// one of the names AWS images give it). Other devices are refused: further volumes are attached
-/// with AttachVolume.
-fn root_volume(mappings: Vec<BlockDeviceMapping>) -> Result<RootVolumeRequest, Ec2Error> {
+/// `BlockDeviceMapping.N`: the root volume's settings (for the root device, by its name or one
+/// of the names AWS images give it) and further volumes, empty or from a snapshot. `NoDevice`
+/// suppresses one of the image's devices, and Stratus's images have none besides the root, so
+/// it leaves nothing to do; instance-store devices (`VirtualName`) are ignored, as EC2 ignores
+/// them on types without instance storage.
+fn block_devices(mappings: Vec<BlockDeviceMapping>) -> Result<(RootVolumeRequest, Vec<LaunchVolume>), Ec2Error> {
+    let mapping_error = |message: String| Ec2Error::new(Code::InvalidBlockDeviceMapping, message);
     let mut root = RootVolumeRequest::default();
+    let mut further = Vec::new();
     for (index, mapping) in mappings.into_iter().enumerate() {
         let path = format!("BlockDeviceMapping.{}", index + 1);
         let device = mapping.device_name.ok_or_else(|| Ec2Error::missing_parameter(&format!("{path}.DeviceName")))?;
-        if !ROOT_ALIASES.contains(&device.as_str()) {
-            return Err(Ec2Error::new(
-                Code::InvalidBlockDeviceMapping,
-                format!("Only the root device {ROOT_DEVICE} can be mapped at launch; attach other volumes with AttachVolume ({device})."),
-            ));
+        let is_root = is_root_device(&device);
+        if mapping.no_device.is_some() {
+            if is_root {
+                return Err(mapping_error(format!("The root device {device} cannot be suppressed with NoDevice")));
+            }
+            continue;
         }
         let Some(ebs) = mapping.ebs else { continue };
-        if ebs.snapshot_id.is_some() || ebs.encrypted == Some(true) {
+        if ebs.encrypted == Some(true) || ebs.kms_key_id.is_some() {
             return Err(Ec2Error::new(
-                Code::InvalidBlockDeviceMapping,
-                "The root volume comes from the image: SnapshotId and Encrypted cannot be set",
+                Code::UnsupportedOperation,
+                "Encrypted volumes are not supported yet.".to_owned(),
             ));
         }
-        root = RootVolumeRequest {
-            size_gib: positive(ebs.volume_size, &format!("{path}.Ebs.VolumeSize"))?.map(u64::from),
+        let size_gib = positive(ebs.volume_size, &format!("{path}.Ebs.VolumeSize"))?.map(u64::from);
+        let iops = positive(ebs.iops, &format!("{path}.Ebs.Iops"))?;
+        let throughput = positive(ebs.throughput, &format!("{path}.Ebs.Throughput"))?;
+        if is_root {
+            if ebs.snapshot_id.is_some() {
+                return Err(mapping_error("The root volume comes from the image: SnapshotId cannot be set".to_owned()));
+            }
+            root = RootVolumeRequest {
+                size_gib,
+                volume_type: ebs.volume_type,
+                iops,
+                throughput,
+                delete_on_termination: ebs.delete_on_termination,
+            };
+            continue;
+        }
+        further.push(LaunchVolume {
+            device,
+            size_gib,
             volume_type: ebs.volume_type,
-            iops: positive(ebs.iops, &format!("{path}.Ebs.Iops"))?,
-            throughput: positive(ebs.throughput, &format!("{path}.Ebs.Throughput"))?,
+            iops,
+            throughput,
+            snapshot_id: ebs.snapshot_id.filter(|s| !s.is_empty()),
             delete_on_termination: ebs.delete_on_termination,
-        };
+        });
     }
-    Ok(root)
+    Ok((root, further))
 }
