@@ -99,9 +99,12 @@ impl Backend {
             self.sync_ovn_now();
             return Ok(());
         }
-        // Volumes that no instance holds are driven by their own key.
-        if key.split_once('/').and_then(|(_, id)| ResourceKind::of_id(id)) == Some(ResourceKind::Volume) {
-            return self.converge_volume(key);
+        // Volumes that no instance holds, and copies of images, are driven by their own key.
+        match key.split_once('/').and_then(|(_, id)| ResourceKind::of_id(id)) {
+            Some(ResourceKind::Volume) => return self.converge_volume(key),
+            Some(ResourceKind::Image) => return self.converge_image(key),
+            Some(ResourceKind::Snapshot) => return self.converge_snapshot(key),
+            _ => {}
         }
         let Some(record) = self.store().read(|tx| tx.get(&INSTANCES, key))? else { return Ok(()) };
         self.capture_pending_images(&record)?;
@@ -240,7 +243,7 @@ impl Backend {
                 report.kicked += 1;
             }
         }
-        for key in self.unfinished_volume_work()? {
+        for key in self.unfinished_volume_work()?.into_iter().chain(self.unfinished_image_copies()?) {
             self.kick(&key);
             report.kicked += 1;
         }

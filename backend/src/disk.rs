@@ -108,6 +108,18 @@ pub fn grow(path: &Path, bytes: u64) -> Result<()> {
     run("resize", &["-q".as_ref(), "-f".as_ref(), "qcow2".as_ref(), path.as_ref(), size.as_ref()])
 }
 
+/// A hard link where the filesystem allows (for files that never change: kernels, snapshots),
+/// else a copy under a temporary name, renamed so that a crash leaves no half file.
+pub(crate) fn link_or_copy(from: &Path, to: &Path) -> Result<()> {
+    let _ = std::fs::remove_file(to);
+    if std::fs::hard_link(from, to).is_ok() {
+        return Ok(());
+    }
+    let partial = to.with_extension("partial");
+    std::fs::copy(from, &partial).map_err(|e| Error::Io(format!("copying {}: {e}", from.display())))?;
+    std::fs::rename(&partial, to).map_err(|e| Error::Io(format!("renaming {}: {e}", partial.display())))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

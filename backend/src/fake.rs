@@ -73,6 +73,8 @@ pub struct FakeDomain {
     pub plugged: BTreeMap<String, AttachedDisk>,
     /// NICs hot-plugged into the running guest, by MAC.
     pub plugged_nics: BTreeMap<String, Nic>,
+    /// How many times the running guest was paused (for tests of what a pause covers).
+    pub suspensions: usize,
 }
 
 #[derive(Default)]
@@ -267,6 +269,7 @@ impl Hypervisor for FakeHost {
                 state: PowerState::ShutOff,
                 plugged: BTreeMap::new(),
                 plugged_nics: BTreeMap::new(),
+                suspensions: 0,
             });
             domain.spec = spec.clone();
             Ok(())
@@ -312,6 +315,7 @@ impl Hypervisor for FakeHost {
     fn suspend(&self, name: &str) -> Result<(), DriverError> {
         self.running_domain(name, |domain| {
             domain.state = PowerState::Paused;
+            domain.suspensions += 1;
             Ok(())
         })
     }

@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use storage::tables::{IMAGES, INSTANCES};
 use storage::{ImageRecord, ImageState, InstanceRecord, InstanceState, StateReason};
 
+use crate::disk::link_or_copy;
 use crate::hypervisor::DriverError;
 use crate::instances::root_disk_path;
 use crate::{disk, ids, invalid, now_ms, tags, Backend, Error, ResourceKind, Result};
@@ -86,6 +87,9 @@ impl Backend {
             kernel: new.kernel,
             initrd: new.initrd,
             public: new.public,
+            launch_permissions: Vec::new(),
+            copy_of: None,
+            client_token: None,
             owned_files: new.owned_files,
             created_ms: now_ms(),
             state: ImageState::Available,
@@ -119,13 +123,13 @@ impl Backend {
             .read(|tx| tx.scan(&IMAGES, ""))?
             .into_iter()
             .map(|(_, image)| image)
-            .filter(|image| image.owner == account || image.public)
+            .filter(|image| image.launchable_by(account))
             .collect();
         images.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(images)
     }
 
-    /// One image `account` may see (its own or a public one).
+    /// One image `account` may see (its own, a public one, or one shared with it).
     pub fn image(&self, account: &str, id: &str) -> Result<ImageRecord> {
         self.store()
             .read(|tx| <ImageRecord as crate::listing::Listed>::fetch(tx, account, id))?
@@ -192,6 +196,9 @@ impl Backend {
                 initrd: None,
                 cmdline: None,
                 public: false,
+                launch_permissions: Vec::new(),
+                copy_of: None,
+                client_token: None,
                 owned_files: vec![disk.clone()],
                 created_ms: now_ms(),
                 state: ImageState::Pending,
@@ -230,17 +237,41 @@ impl Backend {
                     ImageRecord { state: ImageState::Failed, state_reason: Some(reason), ..image.clone() }
                 }
             };
-            let kept = self.store().write(|tx| {
-                if tx.get(&IMAGES, &key)?.is_none_or(|c| c.state != ImageState::Pending) {
-                    return Ok(false);
-                }
-                tx.insert(&IMAGES, &key, &finished)?;
-                Ok::<_, Error>(true)
-            })?;
-            // Deregistered while copying, or failed: nothing of it stays on disk.
-            if !kept || finished.state == ImageState::Failed {
-                let _ = std::fs::remove_dir_all(self.image_dir(&image.id));
+            self.finish_pending_image(&key, &finished)?;
+        }
+        Ok(())
+    }
+
+    /// Records how a pending image's copy ended, unless it is no longer pending (deregistered
+    /// meanwhile). What did not become an available image leaves nothing on disk.
+    fn finish_pending_image(&self, key: &str, finished: &ImageRecord) -> Result<()> {
+        let kept = self.store().write(|tx| {
+            if tx.get(&IMAGES, key)?.is_none_or(|c| c.state != ImageState::Pending) {
+                return Ok(false);
             }
+            tx.insert(&IMAGES, key, finished)?;
+            Ok::<_, Error>(true)
+        })?;
+        if !kept || finished.state == ImageState::Failed {
+            let _ = std::fs::remove_dir_all(self.image_dir(&finished.id));
+        }
+        Ok(())
+    }
+
+    /// The source's kernel and initrd, linked or copied into `done`'s own folder: an image must
+    /// boot after the one it came from is deregistered (which deletes imported files).
+    fn own_boot_files(&self, source: &ImageRecord, done: &mut ImageRecord) -> Result<()> {
+        let dir = self.image_dir(&done.id);
+        for (from, name) in [(&source.kernel, "kernel"), (&source.initrd, "initrd")] {
+            let Some(from) = from else { continue };
+            let to = dir.join(name);
+            link_or_copy(Path::new(from), &to)?;
+            let to = to.to_string_lossy().into_owned();
+            match name {
+                "kernel" => done.kernel = Some(to.clone()),
+                _ => done.initrd = Some(to.clone()),
+            }
+            done.owned_files.push(to);
         }
         Ok(())
     }
@@ -251,18 +282,8 @@ impl Backend {
         let dir = self.image_dir(&image.id);
         std::fs::create_dir_all(&dir).map_err(|e| Error::Io(format!("creating {}: {e}", dir.display())))?;
         let mut done = image.clone();
-        // The new image must boot after the source image is deregistered (which deletes
-        // imported files), so it gets its own kernel and initrd.
         if let Some(source) = self.any_image(&instance.image_id)?.filter(|s| s.kernel.is_some()) {
-            for (from, name, slot) in
-                [(&source.kernel, "kernel", &mut done.kernel), (&source.initrd, "initrd", &mut done.initrd)]
-            {
-                let Some(from) = from else { continue };
-                let to = dir.join(name);
-                link_or_copy(Path::new(from), &to)?;
-                *slot = Some(to.to_string_lossy().into_owned());
-                done.owned_files.push(to.to_string_lossy().into_owned());
-            }
+            self.own_boot_files(&source, &mut done)?;
             done.cmdline = source.cmdline;
         }
         let host = self.hosts().get(&instance.host_id).ok_or_else(|| Error::HostGone(instance.host_id.clone()))?;
@@ -289,7 +310,158 @@ impl Backend {
     /// An image by id, whoever owns it (an instance may run from another account's public
     /// image).
     pub(crate) fn any_image(&self, id: &str) -> Result<Option<ImageRecord>> {
-        Ok(self.store().read(|tx| tx.scan(&IMAGES, ""))?.into_iter().map(|(_, i)| i).find(|i| i.id == id))
+        self.store().read(|tx| {
+            let Some(owner) = crate::listing::image_owner(tx, id)? else { return Ok(None) };
+            Ok(tx.get(&IMAGES, &format!("{owner}/{id}"))?)
+        })
+    }
+
+    /// CopyImage: a pending image of `account`'s with the disk (and boot files) of an image it
+    /// may launch; the copy is the image's own conductor work ([`Backend::converge_image`]).
+    /// A retry with the same `ClientToken` finds the first copy.
+    pub fn copy_image(&self, account: &str, req: ImageCopy) -> Result<ImageRecord> {
+        validate_name(&req.name)?;
+        tags::validate_tags(&req.tags)?;
+        let source = self.image(account, &req.source_image_id)?;
+        if source.state != ImageState::Available {
+            return Err(Error::ImageUnavailable(source.id));
+        }
+        let id = ids::resource_id("ami");
+        let disk = self.image_dir(&id).join("disk.qcow2").to_string_lossy().into_owned();
+        let record = self.store().write(|tx| {
+            if let Some(token) = &req.client_token {
+                let earlier = tx
+                    .scan(&IMAGES, &format!("{account}/"))?
+                    .into_iter()
+                    .map(|(_, i)| i)
+                    .find(|i| i.client_token.as_ref() == Some(token));
+                if let Some(earlier) = earlier {
+                    return Ok(earlier);
+                }
+            }
+            ensure_unique_name(tx, account, &req.name)?;
+            let record = ImageRecord {
+                id: id.clone(),
+                owner: account.to_owned(),
+                name: req.name.clone(),
+                description: req.description.clone().unwrap_or_else(|| source.description.clone()),
+                architecture: source.architecture.clone(),
+                disk: disk.clone(),
+                disk_format: "qcow2".into(),
+                virtual_size_bytes: source.virtual_size_bytes,
+                kernel: None,
+                initrd: None,
+                cmdline: source.cmdline.clone(),
+                public: false,
+                launch_permissions: Vec::new(),
+                owned_files: vec![disk.clone()],
+                created_ms: now_ms(),
+                state: ImageState::Pending,
+                source_instance: None,
+                state_reason: None,
+                copy_of: Some(source.id.clone()),
+                client_token: req.client_token.clone(),
+            };
+            tx.insert(&IMAGES, &format!("{account}/{id}"), &record)?;
+            tags::put_tags(tx, account, &id, &req.tags)?;
+            Ok::<_, Error>(record)
+        })?;
+        if record.state == ImageState::Pending {
+            self.kick(&format!("{account}/{}", record.id));
+        }
+        Ok(record)
+    }
+
+    /// A copied image's work ([`Backend::copy_image`]): the source's disk flattened into the
+    /// image's own folder, its kernel and initrd linked or copied there, then available; failed
+    /// if the source has gone meanwhile. Blocks on `qemu-img`.
+    pub(crate) fn converge_image(&self, key: &str) -> Result<()> {
+        let Some(image) = self.store().read(|tx| tx.get(&IMAGES, key))? else { return Ok(()) };
+        let Some(source_id) = image.copy_of.clone().filter(|_| image.state == ImageState::Pending) else {
+            return Ok(());
+        };
+        let finished = match self.copy_image_files(&image, &source_id) {
+            Ok(done) => done,
+            Err(error) => {
+                tracing::warn!(image = %image.id, source = %source_id, %error, "CopyImage failed");
+                let reason = StateReason {
+                    code: "Client.InvalidAMIID.NotFound".into(),
+                    message: format!("Client.InvalidAMIID.NotFound: the source image {source_id} could not be copied"),
+                };
+                ImageRecord { state: ImageState::Failed, state_reason: Some(reason), ..image.clone() }
+            }
+        };
+        self.finish_pending_image(key, &finished)
+    }
+
+    fn copy_image_files(&self, image: &ImageRecord, source_id: &str) -> Result<ImageRecord> {
+        let source = self
+            .any_image(source_id)?
+            .ok_or_else(|| Error::ResourceNotFound { kind: ResourceKind::Image, id: source_id.to_owned() })?;
+        let dir = self.image_dir(&image.id);
+        std::fs::create_dir_all(&dir).map_err(|e| Error::Io(format!("creating {}: {e}", dir.display())))?;
+        let mut done = image.clone();
+        self.own_boot_files(&source, &mut done)?;
+        disk::flatten(Path::new(&source.disk), Path::new(&image.disk))?;
+        done.virtual_size_bytes = disk::inspect(Path::new(&image.disk))?.virtual_size_bytes;
+        done.state = ImageState::Available;
+        done.copy_of = None;
+        Ok(done)
+    }
+
+    /// Keys of the images whose copy a crash interrupted.
+    pub(crate) fn unfinished_image_copies(&self) -> Result<Vec<String>> {
+        let mut keys = Vec::new();
+        self.store().read(|tx| {
+            tx.for_each(&IMAGES, "", |key, image: ImageRecord| {
+                if image.state == ImageState::Pending && image.copy_of.is_some() {
+                    keys.push(key.to_owned());
+                }
+            })
+        })?;
+        Ok(keys)
+    }
+
+    /// ModifyImageAttribute `launchPermission`, or with no change ResetImageAttribute: who
+    /// besides its owner may see and launch the image. Owner only.
+    pub fn change_launch_permissions(
+        &self,
+        account: &str,
+        id: &str,
+        change: Option<&crate::sharing::PermissionChange>,
+    ) -> Result<ImageRecord> {
+        self.owned_image(account, id)?;
+        self.store().write(|tx| {
+            let key = format!("{account}/{id}");
+            let mut image = tx
+                .get(&IMAGES, &key)?
+                .ok_or_else(|| Error::ResourceNotFound { kind: ResourceKind::Image, id: id.to_owned() })?;
+            let now = crate::sharing::Permissions { public: image.public, accounts: image.launch_permissions.clone() };
+            let next = match change {
+                Some(change) => crate::sharing::apply(&now, change, account, ResourceKind::Image)?,
+                None => crate::sharing::Permissions::default(),
+            };
+            (image.public, image.launch_permissions) = (next.public, next.accounts);
+            tx.insert(&IMAGES, &key, &image)?;
+            Ok(image)
+        })
+    }
+
+    /// ModifyImageAttribute `description`. Owner only.
+    pub fn set_image_description(&self, account: &str, id: &str, description: &str) -> Result<()> {
+        if description.chars().count() > 255 {
+            return Err(invalid("Description", "An image description is at most 255 characters."));
+        }
+        self.owned_image(account, id)?;
+        self.store().write(|tx| {
+            let key = format!("{account}/{id}");
+            let Some(mut image) = tx.get(&IMAGES, &key)? else {
+                return Err(Error::ResourceNotFound { kind: ResourceKind::Image, id: id.to_owned() });
+            };
+            image.description = description.to_owned();
+            tx.insert(&IMAGES, &key, &image)?;
+            Ok(())
+        })
     }
 
     /// DescribeImageAttribute's image: visible to the caller and owned by it.
@@ -314,16 +486,14 @@ fn ensure_unique_name(tx: &storage::WriteTx, account: &str, name: &str) -> Resul
     Ok(())
 }
 
-/// A hard link where the filesystem allows (kernels are large and never change), else a
-/// copy under a temporary name, renamed so that a crash leaves no half file.
-fn link_or_copy(from: &Path, to: &Path) -> Result<()> {
-    let _ = std::fs::remove_file(to);
-    if std::fs::hard_link(from, to).is_ok() {
-        return Ok(());
-    }
-    let partial = to.with_extension("partial");
-    std::fs::copy(from, &partial).map_err(|e| Error::Io(format!("copying {}: {e}", from.display())))?;
-    std::fs::rename(&partial, to).map_err(|e| Error::Io(format!("renaming {}: {e}", partial.display())))
+/// A CopyImage request (the region is the gateway's to check).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ImageCopy {
+    pub source_image_id: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub client_token: Option<String>,
+    pub tags: Vec<(String, String)>,
 }
 
 pub(crate) fn remove_owned_files(files: &[String]) {

@@ -40,6 +40,7 @@ pub mod network;
 pub mod ownership;
 pub mod scheduler;
 pub mod security_groups;
+pub mod sharing;
 pub mod tags;
 pub mod topology;
 pub mod volumes;
@@ -237,6 +238,9 @@ pub enum Error {
     /// More of something than an account may keep
     #[error("{0}")]
     LaunchTemplateLimit(String),
+    /// An account id (or group) an image or snapshot cannot be shared with
+    #[error("{message}")]
+    InvalidAttributeItem { kind: ResourceKind, message: String },
     /// A launch's `BlockDeviceMapping.N` that cannot be made
     #[error("{0}")]
     InvalidBlockDeviceMapping(String),
@@ -326,6 +330,9 @@ pub enum Error {
     /// The image is visible to the caller (public) but belongs to another account
     #[error("Not authorized for image:{0}")]
     NotImageOwner(String),
+    /// The snapshot is visible to the caller (public or shared) but belongs to another account
+    #[error("Not authorized for snapshot:{0}")]
+    NotSnapshotOwner(String),
     /// No host has room for the request
     #[error("There is not enough capacity to fulfill your request for instance type '{0}'.")]
     InsufficientCapacity(String),

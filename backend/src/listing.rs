@@ -44,8 +44,8 @@ pub trait Listed: Record + Send + 'static {
     }
 }
 
-/// Images are kept by owner and listed across owners (an account sees its own and every
-/// public one), in id order through their id index.
+/// Images are kept by owner and listed across owners (an account sees its own, every public
+/// one and those shared with it), in id order through their id index.
 impl Listed for ImageRecord {
     const TABLE: Table<Self> = IMAGES;
     const KIND: ResourceKind = ResourceKind::Image;
@@ -57,7 +57,7 @@ impl Listed for ImageRecord {
     fn fetch(tx: &ReadTx, account: &str, id: &str) -> Result<Option<Self>> {
         let Some(owner) = image_owner(tx, id)? else { return Ok(None) };
         let image = tx.get(&IMAGES, &format!("{owner}/{id}"))?;
-        Ok(image.filter(|i| i.owner == account || i.public))
+        Ok(image.filter(|i| i.launchable_by(account)))
     }
 
     fn walk(tx: &ReadTx, account: &str, after: Option<&str>, f: &mut dyn FnMut(Self) -> bool) -> Result<()> {
@@ -65,7 +65,33 @@ impl Listed for ImageRecord {
         walk_index(tx, &IMAGE_IDS, "", after, |key| {
             let Some((id, owner)) = key.split_once('/') else { return Ok(true) };
             match tx.get(&IMAGES, &format!("{owner}/{id}"))? {
-                Some(image) if image.owner == account || image.public => Ok(f(image)),
+                Some(image) if image.launchable_by(account) => Ok(f(image)),
+                _ => Ok(true),
+            }
+        })
+    }
+}
+
+/// Snapshots are kept by owner and listed across owners (an account sees its own, every
+/// public one and those shared with it), in id order through their id index.
+impl Listed for SnapshotRecord {
+    const TABLE: Table<Self> = SNAPSHOTS;
+    const KIND: ResourceKind = ResourceKind::Snapshot;
+
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn fetch(tx: &ReadTx, account: &str, id: &str) -> Result<Option<Self>> {
+        Ok(crate::volumes::find_snapshot(tx, id)?.filter(|s| s.usable_by(account)))
+    }
+
+    fn walk(tx: &ReadTx, account: &str, after: Option<&str>, f: &mut dyn FnMut(Self) -> bool) -> Result<()> {
+        // Index keys are `{id}/{owner}`.
+        walk_index(tx, &storage::tables::SNAPSHOT_IDS, "", after, |key| {
+            let Some((id, owner)) = key.split_once('/') else { return Ok(true) };
+            match tx.get(&SNAPSHOTS, &format!("{owner}/{id}"))? {
+                Some(snapshot) if snapshot.usable_by(account) => Ok(f(snapshot)),
                 _ => Ok(true),
             }
         })
@@ -270,7 +296,6 @@ macro_rules! listed {
 
 listed! {
     VolumeRecord => VOLUMES, ResourceKind::Volume;
-    SnapshotRecord => SNAPSHOTS, ResourceKind::Snapshot;
     InstanceRecord => INSTANCES, ResourceKind::Instance;
     SecurityGroupRecord => SECURITY_GROUPS, ResourceKind::SecurityGroup;
     storage::LaunchTemplateRecord => storage::tables::LAUNCH_TEMPLATES, ResourceKind::LaunchTemplate;

@@ -23,7 +23,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use storage::tables::{INSTANCES, SNAPSHOTS, VOLUMES, VOLUME_ATTACHMENTS};
+use storage::tables::{INSTANCES, SNAPSHOTS, SNAPSHOT_IDS, VOLUMES, VOLUME_ATTACHMENTS};
 use storage::{
     AttachmentState, InstanceRecord, InstanceState, ModificationState, Reads, SnapshotRecord, SnapshotState,
     VolumeAttachmentRecord, VolumeModificationRecord, VolumeRecord, VolumeState, WriteTx,
@@ -256,9 +256,43 @@ fn size_for(asked: Option<u64>, snapshot: Option<&SnapshotRecord>) -> Result<u64
     }
 }
 
-/// A snapshot of the account's that volumes can be made from now.
+/// What a copied snapshot names as its volume, as on EC2.
+pub const COPIED_VOLUME: &str = "vol-ffffffff";
+
+/// A CreateSnapshots request.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SnapshotSet {
+    pub instance_id: String,
+    pub exclude_boot: bool,
+    /// `ExcludeDataVolumeId.N`.
+    pub exclude: Vec<String>,
+    pub description: String,
+    pub tags: Vec<(String, String)>,
+    /// `CopyTagsFromSource=volume`.
+    pub copy_tags: bool,
+}
+
+/// A snapshot of `account`'s own: one it may only see (public or shared) is not its to change.
+fn owned_snapshot(tx: &impl Reads, account: &str, id: &str) -> Result<SnapshotRecord> {
+    match find_snapshot(tx, id)?.filter(|s| s.usable_by(account)) {
+        Some(snapshot) if snapshot.account == account => Ok(snapshot),
+        Some(_) => Err(Error::NotSnapshotOwner(id.to_owned())),
+        None => Err(snapshot_not_found(id)),
+    }
+}
+
+/// A snapshot by id, whoever owns it.
+pub(crate) fn find_snapshot(tx: &impl Reads, id: &str) -> Result<Option<SnapshotRecord>> {
+    // Ids are unique across accounts: the index holds one `{id}/{owner}` entry at most.
+    let Some((entry, _)) = tx.scan(&SNAPSHOT_IDS, &format!("{id}/"))?.into_iter().next() else { return Ok(None) };
+    let owner = &entry[id.len() + 1..];
+    Ok(tx.get(&SNAPSHOTS, &key(owner, id))?)
+}
+
+/// A snapshot `account` may make volumes from (its own, a public one or one shared with it)
+/// that is complete.
 fn completed_snapshot(tx: &impl Reads, account: &str, id: &str) -> Result<SnapshotRecord> {
-    let snapshot = tx.get(&SNAPSHOTS, &key(account, id))?.ok_or_else(|| snapshot_not_found(id))?;
+    let snapshot = find_snapshot(tx, id)?.filter(|s| s.usable_by(account)).ok_or_else(|| snapshot_not_found(id))?;
     if snapshot.state != SnapshotState::Completed {
         return Err(Error::IncorrectState(format!("Snapshot '{id}' is not completed.")));
     }
@@ -700,18 +734,8 @@ impl Backend {
                     if busy(&volume) { "being modified" } else { volume.state.name() }
                 )));
             }
-            let id = ids::resource_id("snap");
-            let snapshot = SnapshotRecord {
-                id: id.clone(),
-                account: account.to_owned(),
-                volume_id: volume_id.to_owned(),
-                volume_size_gib: volume.size_gib,
-                description: description.to_owned(),
-                state: SnapshotState::Pending,
-                state_message: None,
-                path: self.snapshot_path(&id).to_string_lossy().into_owned(),
-                start_ms: now_ms(),
-            };
+            let snapshot = self.new_snapshot(account, volume_id, volume.size_gib, description);
+            let id = snapshot.id.clone();
             tx.insert(&SNAPSHOTS, &key(account, &id), &snapshot)?;
             tags::put_tags(tx, account, &id, tags_)?;
             Ok::<_, Error>((snapshot, owner_key(&volume)))
@@ -722,6 +746,175 @@ impl Backend {
 
     pub fn snapshots(&self, account: &str) -> Result<Vec<SnapshotRecord>> {
         Ok(self.store().read(|tx| tx.scan(&SNAPSHOTS, &format!("{account}/")))?.into_iter().map(|(_, s)| s).collect())
+    }
+
+    /// A pending snapshot of `account`'s of a volume (named: it may be gone by the time the
+    /// snapshot is read), of no set and no copy, shared with nobody.
+    fn new_snapshot(&self, account: &str, volume_id: &str, size_gib: u64, description: &str) -> SnapshotRecord {
+        let id = ids::resource_id("snap");
+        SnapshotRecord {
+            path: self.snapshot_path(&id).to_string_lossy().into_owned(),
+            id,
+            account: account.to_owned(),
+            volume_id: volume_id.to_owned(),
+            volume_size_gib: size_gib,
+            description: description.to_owned(),
+            state: SnapshotState::Pending,
+            state_message: None,
+            start_ms: now_ms(),
+            public: false,
+            create_volume_permissions: Vec::new(),
+            copy_of: None,
+            set: None,
+        }
+    }
+
+    /// CreateSnapshots: one snapshot of each volume attached to the instance (the root unless
+    /// `exclude_boot`, none of `exclude`), taken in one pause of a running guest, so that
+    /// together they are crash-consistent. `copy_tags` gives each the tags of its volume.
+    pub fn create_snapshots(&self, account: &str, req: SnapshotSet) -> Result<Vec<SnapshotRecord>> {
+        tags::validate_tags(&req.tags)?;
+        let set = ids::resource_id("snapset");
+        let snapshots = self.store().write(|tx| {
+            let instance = tx
+                .get(&INSTANCES, &key(account, &req.instance_id))?
+                .ok_or_else(|| Error::ResourceNotFound { kind: ResourceKind::Instance, id: req.instance_id.clone() })?;
+            if matches!(instance.state, InstanceState::Terminated | InstanceState::ShuttingDown) {
+                return Err(Error::IncorrectInstanceState {
+                    id: instance.id.clone(),
+                    state: instance.state.name(),
+                    verb: "snapshotted",
+                });
+            }
+            let attached = attached_volumes(tx, account, &instance.id)?;
+            for excluded in &req.exclude {
+                if !attached.iter().any(|v| &v.id == excluded) {
+                    return Err(invalid(
+                        "InstanceSpecification.ExcludeDataVolumeId",
+                        format!("The volume {excluded} is not attached to instance {}.", instance.id),
+                    ));
+                }
+            }
+            let mut snapshots = Vec::new();
+            for volume in attached {
+                let Some(attachment) = volume.attachment.as_ref() else { continue };
+                if (volume.root && req.exclude_boot) || req.exclude.contains(&volume.id) {
+                    continue;
+                }
+                if attachment.state != AttachmentState::Attached || busy(&volume) {
+                    return Err(Error::IncorrectState(format!(
+                        "The volume '{}' cannot be snapshotted while it is being attached, detached or modified.",
+                        volume.id
+                    )));
+                }
+                let snapshot = SnapshotRecord {
+                    set: Some(set.clone()),
+                    ..self.new_snapshot(account, &volume.id, volume.size_gib, &req.description)
+                };
+                let id = snapshot.id.clone();
+                tx.insert(&SNAPSHOTS, &key(account, &id), &snapshot)?;
+                let mut tags_ = if req.copy_tags { tags::of_resource(tx, account, &volume.id)? } else { Vec::new() };
+                tags_.retain(|(k, _)| !req.tags.iter().any(|(t, _)| t == k));
+                tags_.extend(req.tags.iter().cloned());
+                tags::put_tags(tx, account, &id, &tags_)?;
+                snapshots.push(snapshot);
+            }
+            if snapshots.is_empty() {
+                return Err(invalid("InstanceSpecification", "No volume of the instance is left to snapshot."));
+            }
+            Ok::<_, Error>(snapshots)
+        })?;
+        self.kick(&key(account, &req.instance_id));
+        Ok(snapshots)
+    }
+
+    /// CopySnapshot: a pending snapshot of `account`'s with the data of one it may use (its
+    /// own, a public one or one shared with it); the copy is the snapshot's own conductor work.
+    /// As on EC2, a copy names no volume (`vol-ffffffff`).
+    pub fn copy_snapshot(
+        &self,
+        account: &str,
+        source_id: &str,
+        description: &str,
+        tags_: &[(String, String)],
+    ) -> Result<SnapshotRecord> {
+        tags::validate_tags(tags_)?;
+        let snapshot = self.store().write(|tx| {
+            let source = completed_snapshot(tx, account, source_id)?;
+            let snapshot = SnapshotRecord {
+                copy_of: Some(source.id),
+                ..self.new_snapshot(account, COPIED_VOLUME, source.volume_size_gib, description)
+            };
+            let id = snapshot.id.clone();
+            tx.insert(&SNAPSHOTS, &key(account, &id), &snapshot)?;
+            tags::put_tags(tx, account, &id, tags_)?;
+            Ok::<_, Error>(snapshot)
+        })?;
+        self.kick(&key(account, &snapshot.id));
+        Ok(snapshot)
+    }
+
+    /// A copied snapshot's work: the source's file linked (snapshot files never change) or
+    /// copied, then completed; an error if the source has gone meanwhile.
+    pub(crate) fn converge_snapshot(&self, snapshot_key: &str) -> Result<()> {
+        let Some(snapshot) = self.store().read(|tx| tx.get(&SNAPSHOTS, snapshot_key))? else { return Ok(()) };
+        let Some(source_id) = snapshot.copy_of.clone().filter(|_| snapshot.state == SnapshotState::Pending) else {
+            return Ok(());
+        };
+        let result = self.store().read(|tx| find_snapshot(tx, &source_id)).and_then(|source| {
+            let source = source.ok_or_else(|| snapshot_not_found(&source_id))?;
+            if let Some(dir) = Path::new(&snapshot.path).parent() {
+                std::fs::create_dir_all(dir).map_err(|e| Error::Io(format!("creating {}: {e}", dir.display())))?;
+            }
+            disk::link_or_copy(Path::new(&source.path), Path::new(&snapshot.path))
+        });
+        self.store().write(|tx| {
+            let Some(mut current) = tx.get(&SNAPSHOTS, snapshot_key)? else { return Ok(()) };
+            if current.state != SnapshotState::Pending {
+                return Ok(());
+            }
+            match &result {
+                Ok(()) => current.state = SnapshotState::Completed,
+                Err(error) => {
+                    tracing::warn!(snapshot = %current.id, source = %source_id, %error, "CopySnapshot failed");
+                    current.state = SnapshotState::Error;
+                    current.state_message = Some(format!("The source snapshot {source_id} could not be copied."));
+                }
+            }
+            current.copy_of = None;
+            tx.insert(&SNAPSHOTS, snapshot_key, &current)?;
+            Ok::<_, Error>(())
+        })
+    }
+
+    /// ModifySnapshotAttribute `createVolumePermission`, or with no change
+    /// ResetSnapshotAttribute: who besides its owner may see the snapshot and make volumes
+    /// from it. Owner only.
+    pub fn change_volume_permissions(
+        &self,
+        account: &str,
+        id: &str,
+        change: Option<&crate::sharing::PermissionChange>,
+    ) -> Result<SnapshotRecord> {
+        self.store().write(|tx| {
+            let mut snapshot = owned_snapshot(tx, account, id)?;
+            let now = crate::sharing::Permissions {
+                public: snapshot.public,
+                accounts: snapshot.create_volume_permissions.clone(),
+            };
+            let next = match change {
+                Some(change) => crate::sharing::apply(&now, change, account, ResourceKind::Snapshot)?,
+                None => crate::sharing::Permissions::default(),
+            };
+            (snapshot.public, snapshot.create_volume_permissions) = (next.public, next.accounts);
+            tx.insert(&SNAPSHOTS, &key(account, id), &snapshot)?;
+            Ok(snapshot)
+        })
+    }
+
+    /// DescribeSnapshotAttribute's snapshot: one the caller owns.
+    pub fn owned_snapshot(&self, account: &str, id: &str) -> Result<SnapshotRecord> {
+        self.store().read(|tx| owned_snapshot(tx, account, id))
     }
 
     pub fn delete_snapshot(&self, account: &str, id: &str) -> Result<()> {
@@ -788,6 +981,33 @@ impl Backend {
             }
             _ => None,
         };
+        // Snapshots taken together (CreateSnapshots) are copied in one pause of the guest, so
+        // that they are consistent with each other; each copy then finds the guest paused.
+        let together = pending.iter().any(|s| s.set.is_some() && waiting.iter().any(|v| v.id == s.volume_id));
+        let paused = match host {
+            Some(h) if together => match h.driver.state(&record.id).map_err(Error::Driver)? {
+                Some(PowerState::Running) => {
+                    h.driver.suspend(&record.id).map_err(Error::Driver)?;
+                    true
+                }
+                _ => false,
+            },
+            _ => false,
+        };
+        let settled = self.settle_waiting(record, waiting, &pending, host);
+        if let (true, Some(h)) = (paused, host) {
+            h.driver.resume(&record.id).map_err(Error::Driver)?;
+        }
+        settled
+    }
+
+    fn settle_waiting(
+        &self,
+        record: &InstanceRecord,
+        waiting: Vec<VolumeRecord>,
+        pending: &[SnapshotRecord],
+        host: Option<&crate::hosts::Host>,
+    ) -> Result<()> {
         for volume in waiting {
             let Some(attachment) = volume.attachment.clone() else { continue };
             let target = target_of(&volume, &attachment)?;
@@ -811,7 +1031,7 @@ impl Backend {
                     self.end_attachment_step(&volume_key, AttachmentState::Detaching, false)?;
                 }
                 AttachmentState::Attached => {
-                    self.volume_file_work(&volume, &pending, host.map(|h| (h, record.id.as_str(), target.as_str())))?
+                    self.volume_file_work(&volume, pending, host.map(|h| (h, record.id.as_str(), target.as_str())))?
                 }
             }
         }
@@ -881,7 +1101,7 @@ impl Backend {
             })?;
         }
         for snapshot in pending.iter().filter(|s| s.volume_id == volume.id) {
-            let result = self.copy_snapshot(volume, snapshot, live.map(|(host, domain, _)| (host, domain)));
+            let result = self.copy_volume_to_snapshot(volume, snapshot, live.map(|(host, domain, _)| (host, domain)));
             let snapshot_key = key(&snapshot.account, &snapshot.id);
             self.store().write(|tx| {
                 let Some(mut current) = tx.get(&SNAPSHOTS, &snapshot_key)? else { return Ok(()) };
@@ -900,7 +1120,7 @@ impl Backend {
     }
 
     /// Copies a volume into a standalone snapshot file, pausing a running guest meanwhile.
-    fn copy_snapshot(
+    fn copy_volume_to_snapshot(
         &self,
         volume: &VolumeRecord,
         snapshot: &SnapshotRecord,
@@ -942,10 +1162,7 @@ impl Backend {
         let bytes = volume.size_gib * GIB;
         match &volume.snapshot_id {
             Some(id) => {
-                let snapshot = self
-                    .store()
-                    .read(|tx| tx.get(&SNAPSHOTS, &key(&volume.account, id)))?
-                    .ok_or_else(|| snapshot_not_found(id))?;
+                let snapshot = self.store().read(|tx| find_snapshot(tx, id))?.ok_or_else(|| snapshot_not_found(id))?;
                 disk::copy_grown(Path::new(&snapshot.path), path, bytes)
             }
             None => disk::create_blank(path, bytes),
@@ -1008,6 +1225,8 @@ impl Backend {
                 }
             })
         })?;
+        // Copies of snapshots are their own work.
+        keys.extend(pending.iter().filter(|s| s.copy_of.is_some()).map(|s| key(&s.account, &s.id)));
         keys.sort();
         keys.dedup();
         Ok(keys)

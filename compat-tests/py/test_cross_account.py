@@ -318,6 +318,8 @@ def a_state(w: World) -> dict:
     for attribute in ("description", "groupSet", "sourceDestCheck", "attachment"):
         state[f"eni:{attribute}"] = _try(
             lambda: ca.describe_network_interface_attribute(NetworkInterfaceId=a["own_eni"], Attribute=attribute))
+    state["snapshot:createVolumePermission"] = _try(lambda: ca.describe_snapshot_attribute(
+        SnapshotId=a["snapshot"], Attribute="createVolumePermission"))
     for attribute in ("launchPermission", "description"):
         state[f"image:{attribute}"] = _try(lambda: ca.describe_image_attribute(ImageId=a["image"],
                                                                                Attribute=attribute))
@@ -622,6 +624,29 @@ ROWS: list[Row] = [
         c, w, BlockDeviceMappings=[{"DeviceName": "/dev/vda", "Ebs": {"SnapshotId": x}}])),
     R("RunInstances(PrivateIpAddress)", "private_ip", _run_at_ip, normalize=keys_only,
       note="each account's default VPC is a network of its own: A's address is free in B's"),
+    R("RunInstances(BlockDeviceMappings SnapshotId, a further device)", "snapshot", lambda c, x, w: _run(
+        c, w, BlockDeviceMappings=[{"DeviceName": "/dev/sdf", "Ebs": {"SnapshotId": x}}])),
+    R("CopyImage", "image", lambda c, x, w: c.copy_image(SourceImageId=x, SourceRegion=w.zone[:-1], Name=_name())),
+    R("CopySnapshot", "snapshot", lambda c, x, w: c.copy_snapshot(SourceSnapshotId=x, SourceRegion=w.zone[:-1])),
+    R("CreateSnapshots(A's instance)", "instance",
+      lambda c, x, w: c.create_snapshots(InstanceSpecification={"InstanceId": x})),
+    R("CreateSnapshots(excluding A's volume)", "attached_volume", lambda c, x, w: c.create_snapshots(
+        InstanceSpecification={"InstanceId": w.b["instance"], "ExcludeDataVolumeIds": [x]})),
+    R("DescribeSnapshotAttribute", "snapshot", lambda c, x, w: c.describe_snapshot_attribute(
+        SnapshotId=x, Attribute="createVolumePermission")),
+    R("ModifySnapshotAttribute", "snapshot", lambda c, x, w: c.modify_snapshot_attribute(
+        SnapshotId=x, CreateVolumePermission={"Add": [{"UserId": w.b_acct.account_id}]})),
+    R("ModifySnapshotAttribute(group all)", "snapshot", lambda c, x, w: c.modify_snapshot_attribute(
+        SnapshotId=x, Attribute="createVolumePermission", OperationType="add", GroupNames=["all"])),
+    R("ResetSnapshotAttribute", "snapshot", lambda c, x, w: c.reset_snapshot_attribute(
+        SnapshotId=x, Attribute="createVolumePermission")),
+    R("ModifyImageAttribute(launchPermission)", "image", lambda c, x, w: c.modify_image_attribute(
+        ImageId=x, LaunchPermission={"Add": [{"UserId": w.b_acct.account_id}]})),
+    R("ModifyImageAttribute(group all)", "image", lambda c, x, w: c.modify_image_attribute(
+        ImageId=x, Attribute="launchPermission", OperationType="add", UserGroups=["all"])),
+    R("ModifyImageAttribute(description)", "image", lambda c, x, w: c.modify_image_attribute(
+        ImageId=x, Description={"Value": "set by b"})),
+    R("ResetImageAttribute", "image", lambda c, x, w: c.reset_image_attribute(ImageId=x, Attribute="launchPermission")),
     R("CreateVolume(SnapshotId)", "snapshot",
       lambda c, x, w: c.create_volume(AvailabilityZone=w.zone, SnapshotId=x)),
     R("CreateVolume(A's ClientToken)", "volume_token",
@@ -855,6 +880,10 @@ LISTINGS: list[tuple[str, Callable[[World], Any]]] = [
                                                      OwnerIds=[w.a_acct.account_id])),
     ("DescribeSnapshots(RestorableBy B)", lambda w: _all(w.cb, "describe_snapshots", "Snapshots",
                                                          RestorableByUserIds=[w.b_acct.account_id])),
+    ("DescribeSnapshots(RestorableBy A)", lambda w: _all(w.cb, "describe_snapshots", "Snapshots",
+                                                         RestorableByUserIds=[w.a_acct.account_id])),
+    ("DescribeImages(ExecutableBy A)", lambda w: _all(w.cb, "describe_images", "Images",
+                                                      ExecutableUsers=[w.a_acct.account_id])),
     ("DescribeSnapshots(owner-id)", lambda w: _all(w.cb, "describe_snapshots", "Snapshots",
                                                    **_f("owner-id", w.a_acct.account_id))),
     ("DescribeSnapshots(snapshot-id)", lambda w: _all(w.cb, "describe_snapshots", "Snapshots",

@@ -1,5 +1,6 @@
 """A differential check against moto_server: one boto3 scenario (key pairs, security groups,
-images, instances, volumes, snapshots, tags, launch templates) run against both, comparing the parsed answers'
+images and their sharing and copies, instances, volumes, snapshots and theirs, tags, launch
+templates) run against both, comparing the parsed answers'
 shapes (every key path and its value type), not their values. A field moto returns and Stratus
 leaves out fails the test, unless `KNOWN` below says why it is left out.
 
@@ -145,8 +146,34 @@ def scenario(client, image_id: str) -> dict[str, dict]:
     call("DescribeSnapshots", "describe_snapshots", SnapshotIds=[snapshot_id])
     call("CreateTags", "create_tags", Resources=[volume_id, group_id], Tags=[{"Key": "team", "Value": "ops"}])
     call("DescribeTags", "describe_tags", Filters=[{"Name": "resource-id", "Values": [volume_id, group_id]}])
+    call("ModifySnapshotAttribute", "modify_snapshot_attribute", SnapshotId=snapshot_id,
+         CreateVolumePermission={"Add": [{"UserId": "123456789012"}]})
+    call("DescribeSnapshotAttribute", "describe_snapshot_attribute", SnapshotId=snapshot_id,
+         Attribute="createVolumePermission")
+    # Not ResetSnapshotAttribute: moto 5.2.1 answers it with an HTTP 500.
+    call("ModifySnapshotAttribute(remove)", "modify_snapshot_attribute", SnapshotId=snapshot_id,
+         CreateVolumePermission={"Remove": [{"UserId": "123456789012"}]})
+    copied = call("CopySnapshot", "copy_snapshot", SourceSnapshotId=snapshot_id, SourceRegion="us-east-1",
+                  Description="diff copy")["SnapshotId"]
+    until(lambda: client.describe_snapshots(SnapshotIds=[copied])["Snapshots"][0]["State"] == "completed")
+    call("DeleteSnapshot(copy)", "delete_snapshot", SnapshotId=copied)
     call("DeleteSnapshot", "delete_snapshot", SnapshotId=snapshot_id)
     call("DeleteVolume", "delete_volume", VolumeId=volume_id)
+    taken = call("CreateSnapshots", "create_snapshots", InstanceSpecification={"InstanceId": instance_id},
+                 Description="diff set")["Snapshots"]
+    until(lambda: all(s["State"] == "completed"
+                      for s in client.describe_snapshots(SnapshotIds=[t["SnapshotId"] for t in taken])["Snapshots"]))
+    for t in taken:
+        client.delete_snapshot(SnapshotId=t["SnapshotId"])
+    image_copy = call("CopyImage", "copy_image", SourceImageId=image_id, SourceRegion="us-east-1",
+                      Name="diff-copy")["ImageId"]
+    until(lambda: client.describe_images(ImageIds=[image_copy])["Images"][0]["State"] == "available")
+    call("ModifyImageAttribute", "modify_image_attribute", ImageId=image_copy,
+         LaunchPermission={"Add": [{"UserId": "123456789012"}]})
+    call("DescribeImageAttribute(launchPermission)", "describe_image_attribute", ImageId=image_copy,
+         Attribute="launchPermission")
+    # Not ResetImageAttribute: moto 5.2.1 answers it with an HTTP 500.
+    client.deregister_image(ImageId=image_copy)
     call("TerminateInstances", "terminate_instances", InstanceIds=[instance_id])
     until(lambda: state() == "terminated")
     call("DeleteKeyPair", "delete_key_pair", KeyName="diff-key")

@@ -136,3 +136,50 @@ def test_launch_templates_and_block_devices(server):
     ok(server, "terminate-instances", "--instance-ids", instance["InstanceId"])
     ok(server, "delete-launch-template", "--launch-template-id", template_id)
     fails(server, "InvalidLaunchTemplateId.NotFound", "describe-launch-templates", "--launch-template-ids", template_id)
+
+
+def test_sharing_and_copies(server):
+    zone = ok(server, "describe-availability-zones")["AvailabilityZones"][0]["ZoneName"]
+    volume_id = ok(server, "create-volume", "--availability-zone", zone, "--size", "1")["VolumeId"]
+    settle(server, ["describe-volumes", "--volume-ids", volume_id, "--query", "Volumes[].State"], "available")
+    snapshot_id = ok(server, "create-snapshot", "--volume-id", volume_id)["SnapshotId"]
+    settle(server, ["describe-snapshots", "--snapshot-ids", snapshot_id, "--query", "Snapshots[].State"], "completed")
+
+    other = "123456789012"
+    ok(server, "modify-snapshot-attribute", "--snapshot-id", snapshot_id, "--attribute", "createVolumePermission",
+       "--operation-type", "add", "--user-ids", other)
+    shown = ok(server, "describe-snapshot-attribute", "--snapshot-id", snapshot_id, "--attribute",
+               "createVolumePermission")
+    assert shown["CreateVolumePermissions"] == [{"UserId": other}]
+    ok(server, "reset-snapshot-attribute", "--snapshot-id", snapshot_id, "--attribute", "createVolumePermission")
+    assert ok(server, "describe-snapshot-attribute", "--snapshot-id", snapshot_id, "--attribute",
+              "createVolumePermission")["CreateVolumePermissions"] == []
+    copy_id = ok(server, "copy-snapshot", "--source-snapshot-id", snapshot_id, "--source-region", "us-east-1",
+                 "--description", "cli copy")["SnapshotId"]
+    settle(server, ["describe-snapshots", "--snapshot-ids", copy_id, "--query", "Snapshots[].State"], "completed")
+
+    instance_id = ok(server, "run-instances", "--image-id", server.image_id, "--instance-type", "t3.nano",
+                     "--block-device-mappings", '[{"DeviceName": "/dev/sdf", "Ebs": {"VolumeSize": 1}}]',
+                     )["Instances"][0]["InstanceId"]
+    settle(server, ["describe-instances", "--instance-ids", instance_id, "--query",
+                    "Reservations[].Instances[].State.Name"], "running")
+    taken = ok(server, "create-snapshots", "--instance-specification", f"InstanceId={instance_id}",
+               "--copy-tags-from-source", "volume")["Snapshots"]
+    assert len(taken) == 2
+    for snapshot in taken:
+        settle(server, ["describe-snapshots", "--snapshot-ids", snapshot["SnapshotId"], "--query",
+                        "Snapshots[].State"], "completed")
+
+    ok(server, "modify-image-attribute", "--image-id", server.image_id, "--launch-permission",
+       f"Add=[{{UserId={other}}}]")
+    permissions = ok(server, "describe-image-attribute", "--image-id", server.image_id, "--attribute",
+                     "launchPermission")["LaunchPermissions"]
+    assert {"UserId": other} in permissions
+    ok(server, "modify-image-attribute", "--image-id", server.image_id, "--launch-permission",
+       f"Remove=[{{UserId={other}}}]")
+    image_copy = ok(server, "copy-image", "--source-image-id", server.image_id, "--source-region", "us-east-1",
+                    "--name", "cli-copy")["ImageId"]
+    settle(server, ["describe-images", "--image-ids", image_copy, "--query", "Images[].State"], "available")
+    fails(server, "InvalidParameterValue", "copy-image", "--source-image-id", server.image_id, "--source-region",
+          "nowhere-1", "--name", "cli-copy-2")
+    ok(server, "terminate-instances", "--instance-ids", instance_id)

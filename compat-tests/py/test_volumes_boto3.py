@@ -150,8 +150,10 @@ def test_root_volumes(cloud):
         client.delete_volume(VolumeId=roots[plain["InstanceId"]])
     assert error_code(e) == "VolumeInUse"
     with pytest.raises(ClientError) as e:
+        # Further devices are made at launch (test_launch_templates_boto3.py); a name EC2 does
+        # not take for one is refused.
         client.run_instances(ImageId=image_id, InstanceType="t3.nano", MinCount=1, MaxCount=1,
-                             BlockDeviceMappings=[{"DeviceName": "/dev/sdb", "Ebs": {"VolumeSize": 1}}])
+                             BlockDeviceMappings=[{"DeviceName": "/dev/hdb", "Ebs": {"VolumeSize": 1}}])
     assert error_code(e) == "InvalidBlockDeviceMapping"
 
     # Burstable types report their credit specification; Terraform reads it.

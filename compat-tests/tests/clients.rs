@@ -88,3 +88,28 @@ fn boto3_vpcs() {
 fn boto3_vpc_dataplane() {
     run_pytest("test_vpc_dataplane.py");
 }
+
+#[test]
+fn boto3_launch_templates() {
+    run_pytest("test_launch_templates_boto3.py");
+}
+
+#[test]
+fn boto3_sharing() {
+    run_pytest("test_sharing_boto3.py");
+}
+
+/// Every scenario file runs: a file left out of this list would never fail the suite.
+#[test]
+fn every_scenario_file_is_run() {
+    let listed = include_str!("clients.rs");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("py");
+    let mut missing = Vec::new();
+    for entry in std::fs::read_dir(&dir).expect("compat-tests/py") {
+        let name = entry.expect("an entry").file_name().to_string_lossy().into_owned();
+        if name.starts_with("test_") && name.ends_with(".py") && !listed.contains(&format!("run_pytest(\"{name}\")")) {
+            missing.push(name);
+        }
+    }
+    assert!(missing.is_empty(), "scenario files no test runs: {missing:?}");
+}

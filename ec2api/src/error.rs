@@ -167,6 +167,8 @@ codes! {
     InvalidReservationIdNotFound = "InvalidReservationID.NotFound", 400;
     /// No host of that id.
     InvalidHostIdNotFound = "InvalidHostID.NotFound", 400;
+    /// An account id an image cannot be shared with.
+    InvalidAmiAttributeItemValue = "InvalidAMIAttributeItemValue", 400;
     /// No launch template of that id.
     InvalidLaunchTemplateIdNotFound = "InvalidLaunchTemplateId.NotFound", 400;
     /// No launch template of that name (EC2 spells the code so).

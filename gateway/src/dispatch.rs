@@ -14,6 +14,14 @@ fn boxed<T: XmlStruct + Send + 'static>(result: Result<T, Ec2Error>) -> Result<O
 
 pub async fn dispatch(ctx: &Ctx, action: Action) -> Result<Output, Ec2Error> {
     match action {
+        Action::CopySnapshot(r) => boxed(copy_snapshot::handle(ctx, r).await),
+        Action::CreateSnapshots(r) => boxed(create_snapshots::handle(ctx, r).await),
+        Action::DescribeSnapshotAttribute(r) => boxed(describe_snapshot_attribute::handle(ctx, r).await),
+        Action::ModifySnapshotAttribute(r) => boxed(modify_snapshot_attribute::handle(ctx, r).await),
+        Action::ResetSnapshotAttribute(r) => boxed(reset_snapshot_attribute::handle(ctx, r).await),
+        Action::CopyImage(r) => boxed(copy_image::handle(ctx, r).await),
+        Action::ModifyImageAttribute(r) => boxed(modify_image_attribute::handle(ctx, r).await),
+        Action::ResetImageAttribute(r) => boxed(reset_image_attribute::handle(ctx, r).await),
         Action::CreateLaunchTemplate(r) => boxed(create_launch_template::handle(ctx, r).await),
         Action::CreateLaunchTemplateVersion(r) => boxed(create_launch_template_version::handle(ctx, r).await),
         Action::DeleteLaunchTemplate(r) => boxed(delete_launch_template::handle(ctx, r).await),

@@ -106,6 +106,10 @@ pub fn to_ec2(error: Error) -> Ec2Error {
             Ec2Error::new(Code::InvalidLaunchTemplateVersionNotFound, message)
         }
         Error::LaunchTemplateLimit(_) => Ec2Error::new(Code::LaunchTemplateLimitExceeded, message),
+        Error::InvalidAttributeItem { kind: ResourceKind::Image, .. } => {
+            Ec2Error::new(Code::InvalidAmiAttributeItemValue, message)
+        }
+        Error::InvalidAttributeItem { .. } => Ec2Error::new(Code::InvalidParameterValue, message),
         Error::InvalidBlockDeviceMapping(_) => Ec2Error::new(Code::InvalidBlockDeviceMapping, message),
         Error::UnsupportedInZone { .. } => Ec2Error::new(Code::Unsupported, message),
         Error::MalformedId(_) => Ec2Error::new(Code::InvalidId, message),
@@ -135,7 +139,7 @@ pub fn to_ec2(error: Error) -> Ec2Error {
         Error::AlreadyExists(_) => Ec2Error::new(Code::InvalidParameterValue, message),
         Error::ImageNameDuplicate(_) => Ec2Error::new(Code::InvalidAmiNameDuplicate, message),
         Error::ImageUnavailable(_) => Ec2Error::new(Code::InvalidAmiIdUnavailable, message),
-        Error::NotImageOwner(_) => Ec2Error::new(Code::AuthFailure, message),
+        Error::NotImageOwner(_) | Error::NotSnapshotOwner(_) => Ec2Error::new(Code::AuthFailure, message),
         Error::InsufficientCapacity(_) => Ec2Error::new(Code::InsufficientInstanceCapacity, message),
         Error::IdempotentParameterMismatch(_) => Ec2Error::new(Code::IdempotentParameterMismatch, message),
         Error::AddressesExhausted(_) => Ec2Error::new(Code::InsufficientFreeAddressesInSubnet, message),

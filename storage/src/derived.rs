@@ -18,7 +18,8 @@
 //!    - [`VOLUME_ATTACHMENTS`]: volumes by the instance they are attached to;
 //!    - [`LEASE_BLOCKS`]: a bitmap of leased addresses per block of 4,096;
 //!    - [`IMAGE_IDS`]: images by id alone, across owners (DescribeImages lists an account's
-//!      own and every public one, in id order).
+//!      own, every public one and those shared with it, in id order);
+//!    - [`SNAPSHOT_IDS`]: snapshots by id alone, across owners, likewise.
 //! 3. [`DERIVED_VERSION`] names the layout. A database opened with another version (older
 //!    data, or a binary that derives differently) has its derived tables rebuilt from the
 //!    primary ones, in one transaction, before anything else runs.
@@ -33,16 +34,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::tables::{
     GROUP_RULES, HOST_USAGE, IMAGES, IMAGE_IDS, INSTANCES, INSTANCE_IDS, INTERFACES, INTERFACE_ATTACHMENTS, LEASES,
-    LEASE_BLOCKS, META, NETWORK_INTERFACES, RESERVATIONS, SECURITY_GROUPS, TAGS, TAG_INDEX, VOLUMES,
-    VOLUME_ATTACHMENTS,
+    LEASE_BLOCKS, META, NETWORK_INTERFACES, RESERVATIONS, SECURITY_GROUPS, SNAPSHOTS, SNAPSHOT_IDS, TAGS, TAG_INDEX,
+    VOLUMES, VOLUME_ATTACHMENTS,
 };
 use crate::{
-    ImageRecord, InstanceRecord, LeaseRecord, NetworkInterfaceRecord, Record, Result, SecurityGroupRecord, Table,
-    TagRecord, VolumeRecord, WriteTx,
+    ImageRecord, InstanceRecord, LeaseRecord, NetworkInterfaceRecord, Record, Result, SecurityGroupRecord,
+    SnapshotRecord, Table, TagRecord, VolumeRecord, WriteTx,
 };
 
 /// The layout of the derived tables; bump it whenever what they hold changes.
-pub const DERIVED_VERSION: u32 = 6;
+pub const DERIVED_VERSION: u32 = 7;
 
 /// A key-only entry of an index.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -234,6 +235,11 @@ pub(crate) fn derive_image(tx: &WriteTx, old: Option<&ImageRecord>, new: Option<
     move_entry(tx, &IMAGE_IDS, old.map(entry), new.map(entry))
 }
 
+pub(crate) fn derive_snapshot(tx: &WriteTx, old: Option<&SnapshotRecord>, new: Option<&SnapshotRecord>) -> Result<()> {
+    let entry = |s: &SnapshotRecord| format!("{}/{}", s.id, s.account);
+    move_entry(tx, &SNAPSHOT_IDS, old.map(entry), new.map(entry))
+}
+
 pub(crate) fn derive_security_group(
     tx: &WriteTx,
     old: Option<&SecurityGroupRecord>,
@@ -277,6 +283,7 @@ pub(crate) fn ensure(tx: &WriteTx) -> Result<bool> {
     tx.clear(&VOLUME_ATTACHMENTS)?;
     tx.clear(&LEASE_BLOCKS)?;
     tx.clear(&IMAGE_IDS)?;
+    tx.clear(&SNAPSHOT_IDS)?;
     tx.clear(&INTERFACES)?;
     tx.clear(&INTERFACE_ATTACHMENTS)?;
     tx.clear(&GROUP_RULES)?;
@@ -297,6 +304,9 @@ pub(crate) fn ensure(tx: &WriteTx) -> Result<bool> {
     }
     for (_, record) in tx.scan(&SECURITY_GROUPS, "")? {
         derive_security_group(tx, None, Some(&record))?;
+    }
+    for (_, record) in tx.scan(&SNAPSHOTS, "")? {
+        derive_snapshot(tx, None, Some(&record))?;
     }
     for (_, record) in tx.scan(&NETWORK_INTERFACES, "")? {
         derive_network_interface(tx, None, Some(&record))?;

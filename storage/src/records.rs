@@ -94,6 +94,9 @@ pub struct ImageRecord {
     pub cmdline: Option<String>,
     /// Launchable by every account.
     pub public: bool,
+    /// Accounts besides the owner that may see and launch it (`launchPermission`).
+    #[serde(default)]
+    pub launch_permissions: Vec<String>,
     /// Files under the data dir that go when the image is deregistered (imported images).
     pub owned_files: Vec<String>,
     pub created_ms: i64,
@@ -106,6 +109,20 @@ pub struct ImageRecord {
     /// Why a CreateImage failed.
     #[serde(default)]
     pub state_reason: Option<StateReason>,
+    /// The image a CopyImage copies, while pending.
+    #[serde(default)]
+    pub copy_of: Option<String>,
+    /// CopyImage's `ClientToken`.
+    #[serde(default)]
+    pub client_token: Option<String>,
+}
+
+impl ImageRecord {
+    /// Whether `account` may see and launch the image: its owner, anyone when public, and the
+    /// accounts it is shared with.
+    pub fn launchable_by(&self, account: &str) -> bool {
+        self.owner == account || self.public || self.launch_permissions.iter().any(|a| a == account)
+    }
 }
 
 /// An image's state, with EC2's names.
@@ -663,10 +680,35 @@ pub struct SnapshotRecord {
     pub state_message: Option<String>,
     pub path: String,
     pub start_ms: i64,
+    /// Volumes can be made from it by every account.
+    #[serde(default)]
+    pub public: bool,
+    /// Accounts besides the owner that may see it and make volumes from it
+    /// (`createVolumePermission`).
+    #[serde(default)]
+    pub create_volume_permissions: Vec<String>,
+    /// The snapshot a CopySnapshot copies, while pending.
+    #[serde(default)]
+    pub copy_of: Option<String>,
+    /// CreateSnapshots: the snapshots of one instance's volumes taken in one pause of the guest.
+    #[serde(default)]
+    pub set: Option<String>,
+}
+
+impl SnapshotRecord {
+    /// Whether `account` may see the snapshot and make volumes from it.
+    pub fn usable_by(&self, account: &str) -> bool {
+        self.account == account || self.public || self.create_volume_permissions.iter().any(|a| a == account)
+    }
 }
 
 impl Record for SnapshotRecord {
     const VERSION: u8 = 1;
+    const DERIVED: bool = true;
+
+    fn derive(tx: &crate::WriteTx, _: &str, old: Option<&Self>, new: Option<&Self>) -> crate::Result<()> {
+        crate::derived::derive_snapshot(tx, old, new)
+    }
 }
 
 /// A launch template: its versions are kept apart ([`LaunchTemplateVersionRecord`]). Key:

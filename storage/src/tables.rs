@@ -66,6 +66,9 @@ pub const TAG_INDEX: Table<IndexEntry> = Table::new("tag_index");
 pub const VOLUME_ATTACHMENTS: Table<IndexEntry> = Table::new("volume_attachments");
 /// Derived: key [`crate::derived::lease_block_key`].
 pub const LEASE_BLOCKS: Table<LeaseBlockRecord> = Table::new("lease_blocks");
+/// Derived: key `{snapshot id}/{owner}` for each snapshot (snapshots are listed across
+/// owners).
+pub const SNAPSHOT_IDS: Table<IndexEntry> = Table::new("snapshot_ids");
 /// Derived: key `{image id}/{owner}` for each image (images are listed across owners).
 pub const IMAGE_IDS: Table<IndexEntry> = Table::new("image_ids");
 /// Derived: key `{account}/{network interface id}/{instance id}` for each instance's primary
@@ -116,4 +119,5 @@ pub const ALL: &[&str] = &[
     "launch_templates",
     "launch_template_names",
     "launch_template_versions",
+    "snapshot_ids",
 ];

@@ -1324,6 +1324,158 @@ impl XmlValue for ConnectionTrackingSpecificationResponse {
     }
 }
 pub type ConnectivityType = String;
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CopyImageRequest {
+    pub client_token: Option<String>,
+    pub copy_image_tags: Option<bool>,
+    pub description: Option<String>,
+    pub destination_availability_zone: Option<String>,
+    pub destination_availability_zone_id: Option<String>,
+    pub destination_outpost_arn: Option<String>,
+    pub dry_run: Option<bool>,
+    pub encrypted: Option<bool>,
+    pub kms_key_id: Option<String>,
+    pub name: String,
+    pub snapshot_copy_completion_duration_minutes: Option<i64>,
+    pub source_image_id: String,
+    pub source_region: String,
+    pub tag_specifications: Option<Vec<TagSpecification>>,
+}
+
+impl FromQuery for CopyImageRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            client_token: d.optional("ClientToken")?,
+            copy_image_tags: d.optional("CopyImageTags")?,
+            description: d.optional("Description")?,
+            destination_availability_zone: d.optional("DestinationAvailabilityZone")?,
+            destination_availability_zone_id: d.optional("DestinationAvailabilityZoneId")?,
+            destination_outpost_arn: d.optional("DestinationOutpostArn")?,
+            dry_run: d.optional("DryRun")?,
+            encrypted: d.optional("Encrypted")?,
+            kms_key_id: d.optional("KmsKeyId")?,
+            name: d.required("Name")?,
+            snapshot_copy_completion_duration_minutes: d.optional("SnapshotCopyCompletionDurationMinutes")?,
+            source_image_id: d.required("SourceImageId")?,
+            source_region: d.required("SourceRegion")?,
+            tag_specifications: d.optional("TagSpecification")?,
+        };
+        d.finish(&[
+            "ClientToken",
+            "CopyImageTags",
+            "Description",
+            "DestinationAvailabilityZone",
+            "DestinationAvailabilityZoneId",
+            "DestinationOutpostArn",
+            "DryRun",
+            "Encrypted",
+            "KmsKeyId",
+            "Name",
+            "SnapshotCopyCompletionDurationMinutes",
+            "SourceImageId",
+            "SourceRegion",
+            "TagSpecification",
+        ])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CopyImageResult {
+    pub image_id: Option<String>,
+}
+
+impl XmlStruct for CopyImageResult {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.image_id.write_xml(w, "imageId");
+    }
+}
+
+impl XmlValue for CopyImageResult {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CopySnapshotRequest {
+    pub completion_duration_minutes: Option<i32>,
+    pub description: Option<String>,
+    pub destination_availability_zone: Option<String>,
+    pub destination_outpost_arn: Option<String>,
+    pub destination_region: Option<String>,
+    pub dry_run: Option<bool>,
+    pub encrypted: Option<bool>,
+    pub kms_key_id: Option<String>,
+    pub presigned_url: Option<String>,
+    pub source_region: String,
+    pub source_snapshot_id: String,
+    pub tag_specifications: Option<Vec<TagSpecification>>,
+}
+
+impl FromQuery for CopySnapshotRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            completion_duration_minutes: d
+                .optional("CompletionDurationMinutes")?
+                .map(|v| d.in_range("CompletionDurationMinutes", v, 1, 2880))
+                .transpose()?,
+            description: d.optional("Description")?,
+            destination_availability_zone: d.optional("DestinationAvailabilityZone")?,
+            destination_outpost_arn: d.optional("DestinationOutpostArn")?,
+            destination_region: d.optional("DestinationRegion")?,
+            dry_run: d.optional("DryRun")?,
+            encrypted: d.optional("Encrypted")?,
+            kms_key_id: d.optional("KmsKeyId")?,
+            presigned_url: d.optional("PresignedUrl")?,
+            source_region: d.required("SourceRegion")?,
+            source_snapshot_id: d.required("SourceSnapshotId")?,
+            tag_specifications: d.optional("TagSpecification")?,
+        };
+        d.finish(&[
+            "CompletionDurationMinutes",
+            "Description",
+            "DestinationAvailabilityZone",
+            "DestinationOutpostArn",
+            "DestinationRegion",
+            "DryRun",
+            "Encrypted",
+            "KmsKeyId",
+            "PresignedUrl",
+            "SourceRegion",
+            "SourceSnapshotId",
+            "TagSpecification",
+        ])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CopySnapshotResult {
+    pub snapshot_id: Option<String>,
+    pub tags: Option<Vec<Tag>>,
+}
+
+impl XmlStruct for CopySnapshotResult {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.snapshot_id.write_xml(w, "snapshotId");
+        self.tags.write_xml(w, "tagSet");
+    }
+}
+
+impl XmlValue for CopySnapshotResult {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+pub type CopyTagsFromSource = String;
 pub type CpuManufacturer = String;
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -2095,6 +2247,61 @@ impl FromQuery for CreateSnapshotRequest {
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
+pub struct CreateSnapshotsRequest {
+    pub copy_tags_from_source: Option<CopyTagsFromSource>,
+    pub description: Option<String>,
+    pub dry_run: Option<bool>,
+    pub instance_specification: InstanceSpecification,
+    pub location: Option<SnapshotLocationEnum>,
+    pub outpost_arn: Option<String>,
+    pub tag_specifications: Option<Vec<TagSpecification>>,
+}
+
+impl FromQuery for CreateSnapshotsRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            copy_tags_from_source: d.optional("CopyTagsFromSource")?,
+            description: d.optional("Description")?,
+            dry_run: d.optional("DryRun")?,
+            instance_specification: d.required("InstanceSpecification")?,
+            location: d.optional("Location")?,
+            outpost_arn: d.optional("OutpostArn")?,
+            tag_specifications: d.optional("TagSpecification")?,
+        };
+        d.finish(&[
+            "CopyTagsFromSource",
+            "Description",
+            "DryRun",
+            "InstanceSpecification",
+            "Location",
+            "OutpostArn",
+            "TagSpecification",
+        ])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CreateSnapshotsResult {
+    pub snapshots: Option<Vec<SnapshotInfo>>,
+}
+
+impl XmlStruct for CreateSnapshotsResult {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.snapshots.write_xml(w, "snapshotSet");
+    }
+}
+
+impl XmlValue for CreateSnapshotsResult {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct CreateSubnetRequest {
     pub availability_zone: Option<String>,
     pub availability_zone_id: Option<String>,
@@ -2180,6 +2387,51 @@ impl FromQuery for CreateTagsRequest {
         let value =
             Self { dry_run: d.optional("DryRun")?, resources: d.required("ResourceId")?, tags: d.required("Tag")? };
         d.finish(&["DryRun", "ResourceId", "Tag"])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CreateVolumePermission {
+    pub group: Option<PermissionGroup>,
+    pub user_id: Option<String>,
+}
+
+impl FromQuery for CreateVolumePermission {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self { group: d.optional("Group")?, user_id: d.optional("UserId")? };
+        d.finish(&["Group", "UserId"])?;
+        Ok(value)
+    }
+}
+
+impl XmlStruct for CreateVolumePermission {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.group.write_xml(w, "group");
+        self.user_id.write_xml(w, "userId");
+    }
+}
+
+impl XmlValue for CreateVolumePermission {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CreateVolumePermissionModifications {
+    pub add: Option<Vec<CreateVolumePermission>>,
+    pub remove: Option<Vec<CreateVolumePermission>>,
+}
+
+impl FromQuery for CreateVolumePermissionModifications {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self { add: d.optional("Add")?, remove: d.optional("Remove")? };
+        d.finish(&["Add", "Remove"])?;
         Ok(value)
     }
 }
@@ -4032,6 +4284,49 @@ impl XmlStruct for DescribeSecurityGroupsResult {
 }
 
 impl XmlValue for DescribeSecurityGroupsResult {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DescribeSnapshotAttributeRequest {
+    pub attribute: SnapshotAttributeName,
+    pub dry_run: Option<bool>,
+    pub snapshot_id: String,
+}
+
+impl FromQuery for DescribeSnapshotAttributeRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            attribute: d.required("Attribute")?,
+            dry_run: d.optional("DryRun")?,
+            snapshot_id: d.required("SnapshotId")?,
+        };
+        d.finish(&["Attribute", "DryRun", "SnapshotId"])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DescribeSnapshotAttributeResult {
+    pub create_volume_permissions: Option<Vec<CreateVolumePermission>>,
+    pub product_codes: Option<Vec<ProductCode>>,
+    pub snapshot_id: Option<String>,
+}
+
+impl XmlStruct for DescribeSnapshotAttributeResult {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.create_volume_permissions.write_xml(w, "createVolumePermission");
+        self.product_codes.write_xml(w, "productCodes");
+        self.snapshot_id.write_xml(w, "snapshotId");
+    }
+}
+
+impl XmlValue for DescribeSnapshotAttributeResult {
     fn write_xml(&self, w: &mut XmlWriter, name: &str) {
         w.start(name);
         self.write_members(w);
@@ -6988,6 +7283,26 @@ impl FromQuery for InstanceSecondaryInterfaceSpecificationRequest {
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
+pub struct InstanceSpecification {
+    pub exclude_boot_volume: Option<bool>,
+    pub exclude_data_volume_ids: Option<Vec<String>>,
+    pub instance_id: String,
+}
+
+impl FromQuery for InstanceSpecification {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            exclude_boot_volume: d.optional("ExcludeBootVolume")?,
+            exclude_data_volume_ids: d.optional("ExcludeDataVolumeId")?,
+            instance_id: d.required("InstanceId")?,
+        };
+        d.finish(&["ExcludeBootVolume", "ExcludeDataVolumeId", "InstanceId"])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct InstanceState {
     pub code: Option<i32>,
     pub name: Option<InstanceStateName>,
@@ -7610,6 +7925,20 @@ pub struct LaunchPermission {
     pub user_id: Option<String>,
 }
 
+impl FromQuery for LaunchPermission {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            group: d.optional("Group")?,
+            organization_arn: d.optional("OrganizationArn")?,
+            organizational_unit_arn: d.optional("OrganizationalUnitArn")?,
+            user_id: d.optional("UserId")?,
+        };
+        d.finish(&["Group", "OrganizationArn", "OrganizationalUnitArn", "UserId"])?;
+        Ok(value)
+    }
+}
+
 impl XmlStruct for LaunchPermission {
     fn write_members(&self, w: &mut XmlWriter) {
         self.group.write_xml(w, "group");
@@ -7624,6 +7953,21 @@ impl XmlValue for LaunchPermission {
         w.start(name);
         self.write_members(w);
         w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LaunchPermissionModifications {
+    pub add: Option<Vec<LaunchPermission>>,
+    pub remove: Option<Vec<LaunchPermission>>,
+}
+
+impl FromQuery for LaunchPermissionModifications {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self { add: d.optional("Add")?, remove: d.optional("Remove")? };
+        d.finish(&["Add", "Remove"])?;
+        Ok(value)
     }
 }
 
@@ -9313,6 +9657,60 @@ impl XmlValue for ModifyHostsResult {
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
+pub struct ModifyImageAttributeRequest {
+    pub attribute: Option<String>,
+    pub description: Option<AttributeValue>,
+    pub dry_run: Option<bool>,
+    pub image_id: String,
+    pub imds_support: Option<AttributeValue>,
+    pub launch_permission: Option<LaunchPermissionModifications>,
+    pub operation_type: Option<OperationType>,
+    pub organization_arns: Option<Vec<String>>,
+    pub organizational_unit_arns: Option<Vec<String>>,
+    pub product_codes: Option<Vec<String>>,
+    pub user_groups: Option<Vec<String>>,
+    pub user_ids: Option<Vec<String>>,
+    pub value: Option<String>,
+}
+
+impl FromQuery for ModifyImageAttributeRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            attribute: d.optional("Attribute")?,
+            description: d.optional("Description")?,
+            dry_run: d.optional("DryRun")?,
+            image_id: d.required("ImageId")?,
+            imds_support: d.optional("ImdsSupport")?,
+            launch_permission: d.optional("LaunchPermission")?,
+            operation_type: d.optional("OperationType")?,
+            organization_arns: d.optional("OrganizationArn")?,
+            organizational_unit_arns: d.optional("OrganizationalUnitArn")?,
+            product_codes: d.optional("ProductCode")?,
+            user_groups: d.optional("UserGroup")?,
+            user_ids: d.optional("UserId")?,
+            value: d.optional("Value")?,
+        };
+        d.finish(&[
+            "Attribute",
+            "Description",
+            "DryRun",
+            "ImageId",
+            "ImdsSupport",
+            "LaunchPermission",
+            "OperationType",
+            "OrganizationArn",
+            "OrganizationalUnitArn",
+            "ProductCode",
+            "UserGroup",
+            "UserId",
+            "Value",
+        ])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct ModifyInstanceAttributeRequest {
     pub attribute: Option<InstanceAttributeName>,
     pub block_device_mappings: Option<Vec<InstanceBlockDeviceMappingSpecification>>,
@@ -9562,6 +9960,42 @@ impl FromQuery for ModifyNetworkInterfaceAttributeRequest {
             "SecurityGroupId",
             "NetworkInterfaceId",
             "SourceDestCheck",
+        ])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ModifySnapshotAttributeRequest {
+    pub attribute: Option<SnapshotAttributeName>,
+    pub create_volume_permission: Option<CreateVolumePermissionModifications>,
+    pub dry_run: Option<bool>,
+    pub group_names: Option<Vec<String>>,
+    pub operation_type: Option<OperationType>,
+    pub snapshot_id: String,
+    pub user_ids: Option<Vec<String>>,
+}
+
+impl FromQuery for ModifySnapshotAttributeRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            attribute: d.optional("Attribute")?,
+            create_volume_permission: d.optional("CreateVolumePermission")?,
+            dry_run: d.optional("DryRun")?,
+            group_names: d.optional("UserGroup")?,
+            operation_type: d.optional("OperationType")?,
+            snapshot_id: d.required("SnapshotId")?,
+            user_ids: d.optional("UserId")?,
+        };
+        d.finish(&[
+            "Attribute",
+            "CreateVolumePermission",
+            "DryRun",
+            "UserGroup",
+            "OperationType",
+            "SnapshotId",
+            "UserId",
         ])?;
         Ok(value)
     }
@@ -10419,6 +10853,7 @@ impl XmlValue for NitroTpmInfo {
     }
 }
 pub type NitroTpmSupport = String;
+pub type OperationType = String;
 
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(default)]
@@ -11382,6 +11817,47 @@ impl XmlValue for Reservation {
         w.end(name);
     }
 }
+pub type ResetImageAttributeName = String;
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ResetImageAttributeRequest {
+    pub attribute: ResetImageAttributeName,
+    pub dry_run: Option<bool>,
+    pub image_id: String,
+}
+
+impl FromQuery for ResetImageAttributeRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            attribute: d.required("Attribute")?,
+            dry_run: d.optional("DryRun")?,
+            image_id: d.required("ImageId")?,
+        };
+        d.finish(&["Attribute", "DryRun", "ImageId"])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ResetSnapshotAttributeRequest {
+    pub attribute: SnapshotAttributeName,
+    pub dry_run: Option<bool>,
+    pub snapshot_id: String,
+}
+
+impl FromQuery for ResetSnapshotAttributeRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            attribute: d.required("Attribute")?,
+            dry_run: d.optional("DryRun")?,
+            snapshot_id: d.required("SnapshotId")?,
+        };
+        d.finish(&["Attribute", "DryRun", "SnapshotId"])?;
+        Ok(value)
+    }
+}
 pub type ResourceType = String;
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -12227,6 +12703,50 @@ impl XmlStruct for Snapshot {
 }
 
 impl XmlValue for Snapshot {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+pub type SnapshotAttributeName = String;
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SnapshotInfo {
+    pub availability_zone: Option<String>,
+    pub description: Option<String>,
+    pub encrypted: Option<bool>,
+    pub outpost_arn: Option<String>,
+    pub owner_id: Option<String>,
+    pub progress: Option<String>,
+    pub snapshot_id: Option<String>,
+    pub sse_type: Option<SSEType>,
+    pub start_time: Option<Timestamp>,
+    pub state: Option<SnapshotState>,
+    pub tags: Option<Vec<Tag>>,
+    pub volume_id: Option<String>,
+    pub volume_size: Option<i32>,
+}
+
+impl XmlStruct for SnapshotInfo {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.availability_zone.write_xml(w, "availabilityZone");
+        self.description.write_xml(w, "description");
+        self.encrypted.write_xml(w, "encrypted");
+        self.outpost_arn.write_xml(w, "outpostArn");
+        self.owner_id.write_xml(w, "ownerId");
+        self.progress.write_xml(w, "progress");
+        self.snapshot_id.write_xml(w, "snapshotId");
+        self.sse_type.write_xml(w, "sseType");
+        self.start_time.write_xml(w, "startTime");
+        self.state.write_xml(w, "state");
+        self.tags.write_xml(w, "tagSet");
+        self.volume_id.write_xml(w, "volumeId");
+        self.volume_size.write_xml(w, "volumeSize");
+    }
+}
+
+impl XmlValue for SnapshotInfo {
     fn write_xml(&self, w: &mut XmlWriter, name: &str) {
         w.start(name);
         self.write_members(w);
@@ -13448,6 +13968,7 @@ pub mod values {
     pub const BURSTABLE_PERFORMANCE: &[&str] = &["included", "required", "excluded"];
     pub const CAPACITY_RESERVATION_PREFERENCE: &[&str] = &["capacity-reservations-only", "open", "none"];
     pub const CONNECTIVITY_TYPE: &[&str] = &["private", "public"];
+    pub const COPY_TAGS_FROM_SOURCE: &[&str] = &["volume"];
     pub const CPU_MANUFACTURER: &[&str] = &["intel", "amd", "amazon-web-services", "apple"];
     pub const DOMAIN_TYPE: &[&str] = &["vpc", "standard"];
     pub const HOST_MAINTENANCE: &[&str] = &["on", "off"];
@@ -14724,6 +15245,9 @@ pub mod values {
     pub const NETWORK_INTERFACE_ATTRIBUTE: &[&str] =
         &["description", "groupSet", "sourceDestCheck", "attachment", "associatePublicIpAddress"];
     pub const NETWORK_INTERFACE_CREATION_TYPE: &[&str] = &["efa", "efa-only", "branch", "trunk"];
+    pub const OPERATION_TYPE: &[&str] = &["add", "remove"];
+    pub const PERMISSION_GROUP: &[&str] = &["all"];
+    pub const RESET_IMAGE_ATTRIBUTE_NAME: &[&str] = &["launchPermission"];
     pub const RESOURCE_TYPE: &[&str] = &[
         "capacity-reservation",
         "client-vpn-endpoint",
@@ -14836,6 +15360,7 @@ pub mod values {
     ];
     pub const SECONDARY_INTERFACE_TYPE: &[&str] = &["secondary"];
     pub const SHUTDOWN_BEHAVIOR: &[&str] = &["stop", "terminate"];
+    pub const SNAPSHOT_ATTRIBUTE_NAME: &[&str] = &["productCodes", "createVolumePermission"];
     pub const SNAPSHOT_LOCATION_ENUM: &[&str] = &["regional", "local"];
     pub const SPOT_INSTANCE_TYPE: &[&str] = &["one-time", "persistent"];
     pub const TENANCY: &[&str] = &["default", "dedicated", "host"];
@@ -14864,6 +15389,8 @@ pub enum Action {
     AuthorizeSecurityGroupEgress(AuthorizeSecurityGroupEgressRequest),
     AuthorizeSecurityGroupIngress(AuthorizeSecurityGroupIngressRequest),
     CancelInstanceMigration(CancelInstanceMigrationRequest),
+    CopyImage(CopyImageRequest),
+    CopySnapshot(CopySnapshotRequest),
     CreateDefaultSubnet(CreateDefaultSubnetRequest),
     CreateDefaultVpc(CreateDefaultVpcRequest),
     CreateImage(CreateImageRequest),
@@ -14877,6 +15404,7 @@ pub enum Action {
     CreateRouteTable(CreateRouteTableRequest),
     CreateSecurityGroup(CreateSecurityGroupRequest),
     CreateSnapshot(CreateSnapshotRequest),
+    CreateSnapshots(CreateSnapshotsRequest),
     CreateSubnet(CreateSubnetRequest),
     CreateTags(CreateTagsRequest),
     CreateVolume(CreateVolumeRequest),
@@ -14923,6 +15451,7 @@ pub enum Action {
     DescribeRouteTables(DescribeRouteTablesRequest),
     DescribeSecurityGroupRules(DescribeSecurityGroupRulesRequest),
     DescribeSecurityGroups(DescribeSecurityGroupsRequest),
+    DescribeSnapshotAttribute(DescribeSnapshotAttributeRequest),
     DescribeSnapshots(DescribeSnapshotsRequest),
     DescribeSubnets(DescribeSubnetsRequest),
     DescribeTags(DescribeTagsRequest),
@@ -14940,11 +15469,13 @@ pub enum Action {
     ImportKeyPair(ImportKeyPairRequest),
     MigrateInstance(MigrateInstanceRequest),
     ModifyHosts(ModifyHostsRequest),
+    ModifyImageAttribute(ModifyImageAttributeRequest),
     ModifyInstanceAttribute(ModifyInstanceAttributeRequest),
     ModifyInstanceCreditSpecification(ModifyInstanceCreditSpecificationRequest),
     ModifyInstanceMetadataOptions(ModifyInstanceMetadataOptionsRequest),
     ModifyLaunchTemplate(ModifyLaunchTemplateRequest),
     ModifyNetworkInterfaceAttribute(ModifyNetworkInterfaceAttributeRequest),
+    ModifySnapshotAttribute(ModifySnapshotAttributeRequest),
     ModifySubnetAttribute(ModifySubnetAttributeRequest),
     ModifyVolume(ModifyVolumeRequest),
     ModifyVpcAttribute(ModifyVpcAttributeRequest),
@@ -14953,6 +15484,8 @@ pub enum Action {
     ReleaseAddress(ReleaseAddressRequest),
     ReplaceRoute(ReplaceRouteRequest),
     ReplaceRouteTableAssociation(ReplaceRouteTableAssociationRequest),
+    ResetImageAttribute(ResetImageAttributeRequest),
+    ResetSnapshotAttribute(ResetSnapshotAttributeRequest),
     RevokeSecurityGroupEgress(RevokeSecurityGroupEgressRequest),
     RevokeSecurityGroupIngress(RevokeSecurityGroupIngressRequest),
     RunInstances(RunInstancesRequest),
@@ -14974,6 +15507,8 @@ impl Action {
         "AuthorizeSecurityGroupEgress",
         "AuthorizeSecurityGroupIngress",
         "CancelInstanceMigration",
+        "CopyImage",
+        "CopySnapshot",
         "CreateDefaultSubnet",
         "CreateDefaultVpc",
         "CreateImage",
@@ -14987,6 +15522,7 @@ impl Action {
         "CreateRouteTable",
         "CreateSecurityGroup",
         "CreateSnapshot",
+        "CreateSnapshots",
         "CreateSubnet",
         "CreateTags",
         "CreateVolume",
@@ -15033,6 +15569,7 @@ impl Action {
         "DescribeRouteTables",
         "DescribeSecurityGroupRules",
         "DescribeSecurityGroups",
+        "DescribeSnapshotAttribute",
         "DescribeSnapshots",
         "DescribeSubnets",
         "DescribeTags",
@@ -15050,11 +15587,13 @@ impl Action {
         "ImportKeyPair",
         "MigrateInstance",
         "ModifyHosts",
+        "ModifyImageAttribute",
         "ModifyInstanceAttribute",
         "ModifyInstanceCreditSpecification",
         "ModifyInstanceMetadataOptions",
         "ModifyLaunchTemplate",
         "ModifyNetworkInterfaceAttribute",
+        "ModifySnapshotAttribute",
         "ModifySubnetAttribute",
         "ModifyVolume",
         "ModifyVpcAttribute",
@@ -15063,6 +15602,8 @@ impl Action {
         "ReleaseAddress",
         "ReplaceRoute",
         "ReplaceRouteTableAssociation",
+        "ResetImageAttribute",
+        "ResetSnapshotAttribute",
         "RevokeSecurityGroupEgress",
         "RevokeSecurityGroupIngress",
         "RunInstances",
@@ -15087,6 +15628,8 @@ impl Action {
                 FromQuery::from_query(params, "").map(Self::AuthorizeSecurityGroupIngress)
             }
             "CancelInstanceMigration" => FromQuery::from_query(params, "").map(Self::CancelInstanceMigration),
+            "CopyImage" => FromQuery::from_query(params, "").map(Self::CopyImage),
+            "CopySnapshot" => FromQuery::from_query(params, "").map(Self::CopySnapshot),
             "CreateDefaultSubnet" => FromQuery::from_query(params, "").map(Self::CreateDefaultSubnet),
             "CreateDefaultVpc" => FromQuery::from_query(params, "").map(Self::CreateDefaultVpc),
             "CreateImage" => FromQuery::from_query(params, "").map(Self::CreateImage),
@@ -15100,6 +15643,7 @@ impl Action {
             "CreateRouteTable" => FromQuery::from_query(params, "").map(Self::CreateRouteTable),
             "CreateSecurityGroup" => FromQuery::from_query(params, "").map(Self::CreateSecurityGroup),
             "CreateSnapshot" => FromQuery::from_query(params, "").map(Self::CreateSnapshot),
+            "CreateSnapshots" => FromQuery::from_query(params, "").map(Self::CreateSnapshots),
             "CreateSubnet" => FromQuery::from_query(params, "").map(Self::CreateSubnet),
             "CreateTags" => FromQuery::from_query(params, "").map(Self::CreateTags),
             "CreateVolume" => FromQuery::from_query(params, "").map(Self::CreateVolume),
@@ -15154,6 +15698,7 @@ impl Action {
             "DescribeRouteTables" => FromQuery::from_query(params, "").map(Self::DescribeRouteTables),
             "DescribeSecurityGroupRules" => FromQuery::from_query(params, "").map(Self::DescribeSecurityGroupRules),
             "DescribeSecurityGroups" => FromQuery::from_query(params, "").map(Self::DescribeSecurityGroups),
+            "DescribeSnapshotAttribute" => FromQuery::from_query(params, "").map(Self::DescribeSnapshotAttribute),
             "DescribeSnapshots" => FromQuery::from_query(params, "").map(Self::DescribeSnapshots),
             "DescribeSubnets" => FromQuery::from_query(params, "").map(Self::DescribeSubnets),
             "DescribeTags" => FromQuery::from_query(params, "").map(Self::DescribeTags),
@@ -15171,6 +15716,7 @@ impl Action {
             "ImportKeyPair" => FromQuery::from_query(params, "").map(Self::ImportKeyPair),
             "MigrateInstance" => FromQuery::from_query(params, "").map(Self::MigrateInstance),
             "ModifyHosts" => FromQuery::from_query(params, "").map(Self::ModifyHosts),
+            "ModifyImageAttribute" => FromQuery::from_query(params, "").map(Self::ModifyImageAttribute),
             "ModifyInstanceAttribute" => FromQuery::from_query(params, "").map(Self::ModifyInstanceAttribute),
             "ModifyInstanceCreditSpecification" => {
                 FromQuery::from_query(params, "").map(Self::ModifyInstanceCreditSpecification)
@@ -15182,6 +15728,7 @@ impl Action {
             "ModifyNetworkInterfaceAttribute" => {
                 FromQuery::from_query(params, "").map(Self::ModifyNetworkInterfaceAttribute)
             }
+            "ModifySnapshotAttribute" => FromQuery::from_query(params, "").map(Self::ModifySnapshotAttribute),
             "ModifySubnetAttribute" => FromQuery::from_query(params, "").map(Self::ModifySubnetAttribute),
             "ModifyVolume" => FromQuery::from_query(params, "").map(Self::ModifyVolume),
             "ModifyVpcAttribute" => FromQuery::from_query(params, "").map(Self::ModifyVpcAttribute),
@@ -15190,6 +15737,8 @@ impl Action {
             "ReleaseAddress" => FromQuery::from_query(params, "").map(Self::ReleaseAddress),
             "ReplaceRoute" => FromQuery::from_query(params, "").map(Self::ReplaceRoute),
             "ReplaceRouteTableAssociation" => FromQuery::from_query(params, "").map(Self::ReplaceRouteTableAssociation),
+            "ResetImageAttribute" => FromQuery::from_query(params, "").map(Self::ResetImageAttribute),
+            "ResetSnapshotAttribute" => FromQuery::from_query(params, "").map(Self::ResetSnapshotAttribute),
             "RevokeSecurityGroupEgress" => FromQuery::from_query(params, "").map(Self::RevokeSecurityGroupEgress),
             "RevokeSecurityGroupIngress" => FromQuery::from_query(params, "").map(Self::RevokeSecurityGroupIngress),
             "RunInstances" => FromQuery::from_query(params, "").map(Self::RunInstances),
@@ -15213,6 +15762,8 @@ impl Action {
             Self::AuthorizeSecurityGroupEgress(_) => "AuthorizeSecurityGroupEgress",
             Self::AuthorizeSecurityGroupIngress(_) => "AuthorizeSecurityGroupIngress",
             Self::CancelInstanceMigration(_) => "CancelInstanceMigration",
+            Self::CopyImage(_) => "CopyImage",
+            Self::CopySnapshot(_) => "CopySnapshot",
             Self::CreateDefaultSubnet(_) => "CreateDefaultSubnet",
             Self::CreateDefaultVpc(_) => "CreateDefaultVpc",
             Self::CreateImage(_) => "CreateImage",
@@ -15226,6 +15777,7 @@ impl Action {
             Self::CreateRouteTable(_) => "CreateRouteTable",
             Self::CreateSecurityGroup(_) => "CreateSecurityGroup",
             Self::CreateSnapshot(_) => "CreateSnapshot",
+            Self::CreateSnapshots(_) => "CreateSnapshots",
             Self::CreateSubnet(_) => "CreateSubnet",
             Self::CreateTags(_) => "CreateTags",
             Self::CreateVolume(_) => "CreateVolume",
@@ -15272,6 +15824,7 @@ impl Action {
             Self::DescribeRouteTables(_) => "DescribeRouteTables",
             Self::DescribeSecurityGroupRules(_) => "DescribeSecurityGroupRules",
             Self::DescribeSecurityGroups(_) => "DescribeSecurityGroups",
+            Self::DescribeSnapshotAttribute(_) => "DescribeSnapshotAttribute",
             Self::DescribeSnapshots(_) => "DescribeSnapshots",
             Self::DescribeSubnets(_) => "DescribeSubnets",
             Self::DescribeTags(_) => "DescribeTags",
@@ -15289,11 +15842,13 @@ impl Action {
             Self::ImportKeyPair(_) => "ImportKeyPair",
             Self::MigrateInstance(_) => "MigrateInstance",
             Self::ModifyHosts(_) => "ModifyHosts",
+            Self::ModifyImageAttribute(_) => "ModifyImageAttribute",
             Self::ModifyInstanceAttribute(_) => "ModifyInstanceAttribute",
             Self::ModifyInstanceCreditSpecification(_) => "ModifyInstanceCreditSpecification",
             Self::ModifyInstanceMetadataOptions(_) => "ModifyInstanceMetadataOptions",
             Self::ModifyLaunchTemplate(_) => "ModifyLaunchTemplate",
             Self::ModifyNetworkInterfaceAttribute(_) => "ModifyNetworkInterfaceAttribute",
+            Self::ModifySnapshotAttribute(_) => "ModifySnapshotAttribute",
             Self::ModifySubnetAttribute(_) => "ModifySubnetAttribute",
             Self::ModifyVolume(_) => "ModifyVolume",
             Self::ModifyVpcAttribute(_) => "ModifyVpcAttribute",
@@ -15302,6 +15857,8 @@ impl Action {
             Self::ReleaseAddress(_) => "ReleaseAddress",
             Self::ReplaceRoute(_) => "ReplaceRoute",
             Self::ReplaceRouteTableAssociation(_) => "ReplaceRouteTableAssociation",
+            Self::ResetImageAttribute(_) => "ResetImageAttribute",
+            Self::ResetSnapshotAttribute(_) => "ResetSnapshotAttribute",
             Self::RevokeSecurityGroupEgress(_) => "RevokeSecurityGroupEgress",
             Self::RevokeSecurityGroupIngress(_) => "RevokeSecurityGroupIngress",
             Self::RunInstances(_) => "RunInstances",
@@ -15325,6 +15882,8 @@ impl Action {
             Self::AuthorizeSecurityGroupEgress(r) => r.dry_run == Some(true),
             Self::AuthorizeSecurityGroupIngress(r) => r.dry_run == Some(true),
             Self::CancelInstanceMigration(r) => r.dry_run == Some(true),
+            Self::CopyImage(r) => r.dry_run == Some(true),
+            Self::CopySnapshot(r) => r.dry_run == Some(true),
             Self::CreateDefaultSubnet(r) => r.dry_run == Some(true),
             Self::CreateDefaultVpc(r) => r.dry_run == Some(true),
             Self::CreateImage(r) => r.dry_run == Some(true),
@@ -15338,6 +15897,7 @@ impl Action {
             Self::CreateRouteTable(r) => r.dry_run == Some(true),
             Self::CreateSecurityGroup(r) => r.dry_run == Some(true),
             Self::CreateSnapshot(r) => r.dry_run == Some(true),
+            Self::CreateSnapshots(r) => r.dry_run == Some(true),
             Self::CreateSubnet(r) => r.dry_run == Some(true),
             Self::CreateTags(r) => r.dry_run == Some(true),
             Self::CreateVolume(r) => r.dry_run == Some(true),
@@ -15384,6 +15944,7 @@ impl Action {
             Self::DescribeRouteTables(r) => r.dry_run == Some(true),
             Self::DescribeSecurityGroupRules(r) => r.dry_run == Some(true),
             Self::DescribeSecurityGroups(r) => r.dry_run == Some(true),
+            Self::DescribeSnapshotAttribute(r) => r.dry_run == Some(true),
             Self::DescribeSnapshots(r) => r.dry_run == Some(true),
             Self::DescribeSubnets(r) => r.dry_run == Some(true),
             Self::DescribeTags(r) => r.dry_run == Some(true),
@@ -15401,11 +15962,13 @@ impl Action {
             Self::ImportKeyPair(r) => r.dry_run == Some(true),
             Self::MigrateInstance(r) => r.dry_run == Some(true),
             Self::ModifyHosts(_) => false,
+            Self::ModifyImageAttribute(r) => r.dry_run == Some(true),
             Self::ModifyInstanceAttribute(r) => r.dry_run == Some(true),
             Self::ModifyInstanceCreditSpecification(r) => r.dry_run == Some(true),
             Self::ModifyInstanceMetadataOptions(r) => r.dry_run == Some(true),
             Self::ModifyLaunchTemplate(r) => r.dry_run == Some(true),
             Self::ModifyNetworkInterfaceAttribute(r) => r.dry_run == Some(true),
+            Self::ModifySnapshotAttribute(r) => r.dry_run == Some(true),
             Self::ModifySubnetAttribute(_) => false,
             Self::ModifyVolume(r) => r.dry_run == Some(true),
             Self::ModifyVpcAttribute(_) => false,
@@ -15414,6 +15977,8 @@ impl Action {
             Self::ReleaseAddress(r) => r.dry_run == Some(true),
             Self::ReplaceRoute(r) => r.dry_run == Some(true),
             Self::ReplaceRouteTableAssociation(r) => r.dry_run == Some(true),
+            Self::ResetImageAttribute(r) => r.dry_run == Some(true),
+            Self::ResetSnapshotAttribute(r) => r.dry_run == Some(true),
             Self::RevokeSecurityGroupEgress(r) => r.dry_run == Some(true),
             Self::RevokeSecurityGroupIngress(r) => r.dry_run == Some(true),
             Self::RunInstances(r) => r.dry_run == Some(true),
@@ -15435,6 +16000,8 @@ pub type AttachVolumeOutput = VolumeAttachment;
 pub type AuthorizeSecurityGroupEgressOutput = AuthorizeSecurityGroupEgressResult;
 pub type AuthorizeSecurityGroupIngressOutput = AuthorizeSecurityGroupIngressResult;
 pub type CancelInstanceMigrationOutput = CancelInstanceMigrationResult;
+pub type CopyImageOutput = CopyImageResult;
+pub type CopySnapshotOutput = CopySnapshotResult;
 pub type CreateDefaultSubnetOutput = CreateDefaultSubnetResult;
 pub type CreateDefaultVpcOutput = CreateDefaultVpcResult;
 pub type CreateImageOutput = CreateImageResult;
@@ -15448,6 +16015,7 @@ pub type CreateRouteOutput = CreateRouteResult;
 pub type CreateRouteTableOutput = CreateRouteTableResult;
 pub type CreateSecurityGroupOutput = CreateSecurityGroupResult;
 pub type CreateSnapshotOutput = Snapshot;
+pub type CreateSnapshotsOutput = CreateSnapshotsResult;
 pub type CreateSubnetOutput = CreateSubnetResult;
 pub type CreateTagsOutput = ReturnTrue;
 pub type CreateVolumeOutput = Volume;
@@ -15494,6 +16062,7 @@ pub type DescribeRegionsOutput = DescribeRegionsResult;
 pub type DescribeRouteTablesOutput = DescribeRouteTablesResult;
 pub type DescribeSecurityGroupRulesOutput = DescribeSecurityGroupRulesResult;
 pub type DescribeSecurityGroupsOutput = DescribeSecurityGroupsResult;
+pub type DescribeSnapshotAttributeOutput = DescribeSnapshotAttributeResult;
 pub type DescribeSnapshotsOutput = DescribeSnapshotsResult;
 pub type DescribeSubnetsOutput = DescribeSubnetsResult;
 pub type DescribeTagsOutput = DescribeTagsResult;
@@ -15511,11 +16080,13 @@ pub type GetInstanceUefiDataOutput = GetInstanceUefiDataResult;
 pub type ImportKeyPairOutput = ImportKeyPairResult;
 pub type MigrateInstanceOutput = MigrateInstanceResult;
 pub type ModifyHostsOutput = ModifyHostsResult;
+pub type ModifyImageAttributeOutput = ReturnTrue;
 pub type ModifyInstanceAttributeOutput = ReturnTrue;
 pub type ModifyInstanceCreditSpecificationOutput = ModifyInstanceCreditSpecificationResult;
 pub type ModifyInstanceMetadataOptionsOutput = ModifyInstanceMetadataOptionsResult;
 pub type ModifyLaunchTemplateOutput = ModifyLaunchTemplateResult;
 pub type ModifyNetworkInterfaceAttributeOutput = ReturnTrue;
+pub type ModifySnapshotAttributeOutput = ReturnTrue;
 pub type ModifySubnetAttributeOutput = ReturnTrue;
 pub type ModifyVolumeOutput = ModifyVolumeResult;
 pub type ModifyVpcAttributeOutput = ReturnTrue;
@@ -15524,6 +16095,8 @@ pub type RegisterImageOutput = RegisterImageResult;
 pub type ReleaseAddressOutput = ReturnTrue;
 pub type ReplaceRouteOutput = ReturnTrue;
 pub type ReplaceRouteTableAssociationOutput = ReplaceRouteTableAssociationResult;
+pub type ResetImageAttributeOutput = ReturnTrue;
+pub type ResetSnapshotAttributeOutput = ReturnTrue;
 pub type RevokeSecurityGroupEgressOutput = RevokeSecurityGroupEgressResult;
 pub type RevokeSecurityGroupIngressOutput = RevokeSecurityGroupIngressResult;
 pub type RunInstancesOutput = Reservation;

@@ -30,8 +30,12 @@ pub async fn handle(ctx: &Ctx, req: DescribeImageAttributeRequest) -> Result<Des
             out.ramdisk_id = image.initrd.map(|r| AttributeValue { value: Some(r) }).or(Some(Default::default()))
         }
         "launchPermission" => {
-            let everyone = LaunchPermission { group: Some("all".into()), ..Default::default() };
-            out.launch_permissions = Some(if image.public { vec![everyone] } else { vec![] });
+            let everyone = image.public.then(|| LaunchPermission { group: Some("all".into()), ..Default::default() });
+            let accounts = image
+                .launch_permissions
+                .iter()
+                .map(|a| LaunchPermission { user_id: Some(a.clone()), ..Default::default() });
+            out.launch_permissions = Some(everyone.into_iter().chain(accounts).collect());
         }
         "productCodes" => out.product_codes = Some(vec![]),
         "blockDeviceMapping" => out.block_device_mappings = Some(vec![]),

@@ -48,13 +48,14 @@ fn owned_by(image: &ImageRecord, owners: &[String], caller: &str) -> bool {
     owners.is_empty() || owners.iter().any(|o| if o == "self" { image.owner == caller } else { image.owner == *o })
 }
 
-/// `ExecutableBy.N`: `all` (public images), `self` (what the caller may launch), account ids.
+/// `ExecutableBy.N`: `all` (public images), `self` (what the caller may launch), account ids
+/// (what that account may launch, of what the caller sees).
 fn executable_by(image: &ImageRecord, users: &[String], caller: &str) -> bool {
     users.is_empty()
         || users.iter().any(|u| match u.as_str() {
             "all" => image.public,
-            "self" => image.public || image.owner == caller,
-            account => image.public || image.owner == account,
+            "self" => image.launchable_by(caller),
+            account => image.launchable_by(account),
         })
 }
 

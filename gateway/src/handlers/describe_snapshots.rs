@@ -35,19 +35,39 @@ fn fields<'a>(s: &'a SnapshotRecord, name: &str) -> Vec<Cow<'a, str>> {
     }
 }
 
-/// Snapshots are private to their account: `OwnerId.N` other than the caller (or `self`)
-/// finds nothing.
+/// `OwnerId.N`: `self` or account ids (`amazon` owns nothing here).
+fn owned_by(s: &SnapshotRecord, owners: &[String], caller: &str) -> bool {
+    owners.is_empty() || owners.iter().any(|o| if o == "self" { s.account == caller } else { s.account == *o })
+}
+
+/// `RestorableBy.N`: `all` (public snapshots), `self` (what the caller may make volumes from),
+/// account ids (what that account may use, of what the caller sees).
+fn restorable_by(s: &SnapshotRecord, users: &[String], caller: &str) -> bool {
+    users.is_empty()
+        || users.iter().any(|u| match u.as_str() {
+            "all" => s.public,
+            "self" => s.usable_by(caller),
+            account => s.usable_by(account),
+        })
+}
+
+/// The snapshots the caller may see: its own, the public ones and those shared with it, as on
+/// EC2 (which is why clients pass `OwnerId=self`).
 pub async fn handle(ctx: &Ctx, req: DescribeSnapshotsRequest) -> Result<DescribeSnapshotsOutput, Ec2Error> {
     let owners = req.owner_ids.unwrap_or_default();
+    let users = req.restorable_by_user_ids.unwrap_or_default();
     let mut describe = Describe::of(ctx, "DescribeSnapshots")
         .ids(req.snapshot_ids, backend::ResourceKind::Snapshot)?
         .filters(req.filters.as_deref(), FILTERS)?;
     describe.narrowed_by("owners", &owners);
+    describe.narrowed_by("users", &users);
     let describe = describe.paged(req.max_results, req.next_token.as_deref(), 5, 1000)?;
-    let owned = owners.is_empty() || owners.iter().any(|o| o == "self" || o == ctx.account());
-    // Named ids are checked either way.
-    let (items, next_token) = describe.list::<SnapshotRecord>(ctx, fields, |_| true).await?;
-    let (items, next_token) = if owned { (items, next_token) } else { (vec![], None) };
+    let caller = ctx.account().to_owned();
+    let (items, next_token) = describe
+        .list::<SnapshotRecord>(ctx, fields, move |s| {
+            owned_by(s, &owners, &caller) && restorable_by(s, &users, &caller)
+        })
+        .await?;
     Ok(DescribeSnapshotsOutput {
         snapshots: Some(items.iter().map(|i| snapshot(&i.record, &i.tags)).collect()),
         next_token,
