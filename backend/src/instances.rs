@@ -23,7 +23,7 @@ use crate::hosts::Host;
 use crate::hypervisor::{DomainSpec, DriverError, PowerState};
 use crate::network::{self, Subnet};
 use crate::scheduler::{self, Demand, HostSnapshot};
-use crate::{ids, invalid, now_ms, security_groups, tags, volumes, Backend, Error, ResourceKind, Result};
+use crate::{dedicated, ids, invalid, now_ms, security_groups, tags, volumes, Backend, Error, ResourceKind, Result};
 
 /// Largest `UserData`, decoded, as in EC2.
 pub const MAX_USER_DATA: usize = 16 * 1024;
@@ -88,6 +88,15 @@ pub struct LaunchRequest {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub primary_delete_on_termination: Option<bool>,
     pub metadata: MetadataOptions,
+    /// `Placement.Tenancy=host`: on a dedicated host of the account's ([`crate::dedicated`]),
+    /// the one `host_id` names or one with auto-placement on; `affinity_host`: on that host for
+    /// good (left out of the client token's digest when not asked, as requests were before).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub tenancy_host: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_id: Option<String>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub affinity_host: bool,
     /// The launch template and version the request was made from (`LaunchTemplate`): the
     /// instances carry them as EC2's `aws:ec2launchtemplate:*` tags.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -378,7 +387,7 @@ impl Backend {
                 return Ok((earlier, false));
             }
             let named = Named::resolve(tx, account, &launch.vpc_id, &req)?;
-            let (subnet, hosts) = self.place_launch(tx, &launch, &req)?;
+            let (subnet, hosts) = self.place_launch(tx, account, &launch, &req)?;
             let records = self.record_launch(tx, account, &launch, &req, &named, (&subnet, &hosts))?;
             Ok::<_, Error>((records, true))
         })?;
@@ -528,9 +537,32 @@ impl Backend {
 
     /// Picks the subnet (one reservation lands in one zone: the one asked for, else the one that
     /// takes most) and a host for each instance, charging the hosts with what the store holds.
-    fn place_launch(&self, tx: &WriteTx, launch: &Launch, req: &LaunchRequest) -> Result<(Subnet, Vec<String>)> {
+    fn place_launch(
+        &self,
+        tx: &WriteTx,
+        account: &str,
+        launch: &Launch,
+        req: &LaunchRequest,
+    ) -> Result<(Subnet, Vec<String>)> {
         let mut snapshots = launch.hosts.clone();
         charge_usage(tx, &mut snapshots)?;
+        // Dedicated hosts: another account's never, the account's own for `host` tenancy only.
+        let allocations = dedicated::allocations_in(tx)?;
+        let want = dedicated::HostWant {
+            account,
+            instance_type: &launch.spec.name,
+            dedicated: req.tenancy_host,
+            host_id: req.host_id.as_deref(),
+        };
+        if let Some(host_id) = &req.host_id {
+            if allocations.get(host_id).is_none_or(|a| a.account != account) {
+                return Err(Error::ResourceNotFound { kind: ResourceKind::Host, id: host_id.clone() });
+            }
+        }
+        snapshots.retain(|h| dedicated::may_place(&h.id, allocations.get(&h.id), &want));
+        if req.tenancy_host && snapshots.is_empty() {
+            return Err(Error::InsufficientCapacityOnHost(launch.spec.name.clone()));
+        }
         let zones: Vec<&Subnet> = match (&launch.subnet, req.private_ip) {
             (Some(s), _) => vec![s],
             // A given address decides the subnet, hence the zone.
@@ -555,7 +587,11 @@ impl Backend {
             .max_by_key(|(_, placed)| placed.len())
             .ok_or_else(|| Error::InsufficientCapacity(req.instance_type.clone()))?;
         if placed.len() < req.min_count as usize {
-            return Err(Error::InsufficientCapacity(req.instance_type.clone()));
+            return Err(if req.tenancy_host {
+                Error::InsufficientCapacityOnHost(req.instance_type.clone())
+            } else {
+                Error::InsufficientCapacity(req.instance_type.clone())
+            });
         }
         Ok((subnet.clone(), placed.into_iter().map(|i| snapshots[i].id.clone()).collect()))
     }
@@ -702,6 +738,9 @@ impl Backend {
                 source_dest_check: nic.source_dest_check,
                 secondary_ips: nic.secondary_ips,
                 kept_interface: nic.kept,
+                dedicated: req
+                    .tenancy_host
+                    .then(|| storage::DedicatedPlacement { affinity_host: req.affinity_host.then(|| host_id.clone()) }),
             };
             tx.insert(&INSTANCES, &key, &record)?;
             let root_id = ids::resource_id("vol");
@@ -826,24 +865,31 @@ impl Backend {
         self.ensure_vpc_networking("Instances")?;
         let base = self.host_snapshots();
         // Usage is read once per request, then charged with each instance this request starts.
-        let mut usage: Option<Vec<HostSnapshot>> = None;
+        let mut usage: Option<(Vec<HostSnapshot>, std::collections::HashMap<String, storage::HostAllocationRecord>)> =
+            None;
         self.transition(account, ids, |tx, r| {
             match r.state {
                 InstanceState::Stopped => {
                     // Back where it was if that host still has room; anywhere in its zone if not.
-                    let snapshots = match &mut usage {
-                        Some(snapshots) => snapshots,
+                    let (snapshots, allocations) = match &mut usage {
+                        Some(read) => read,
                         None => {
                             let mut snapshots = base.clone();
                             charge_usage(tx, &mut snapshots)?;
-                            usage.insert(snapshots)
+                            usage.insert((snapshots, dedicated::allocations_in(tx)?))
                         }
                     };
                     let demand = demand_of(r);
-                    let home = snapshots.iter().position(|h| h.id == r.host_id);
+                    let want = dedicated::HostWant::of(r);
+                    let eligible: Vec<usize> = (0..snapshots.len())
+                        .filter(|&i| dedicated::may_place(&snapshots[i].id, allocations.get(&snapshots[i].id), &want))
+                        .collect();
+                    let pool: Vec<HostSnapshot> = eligible.iter().map(|&i| snapshots[i].clone()).collect();
+                    let home = eligible.iter().position(|&i| snapshots[i].id == r.host_id);
                     let placed = home
-                        .filter(|&i| !scheduler::place(&snapshots[i..=i], &demand, 1, self.policy()).is_empty())
-                        .or_else(|| scheduler::place(snapshots, &demand, 1, self.policy()).first().copied())
+                        .filter(|&j| !scheduler::place(&pool[j..=j], &demand, 1, self.policy()).is_empty())
+                        .or_else(|| scheduler::place(&pool, &demand, 1, self.policy()).first().copied())
+                        .map(|j| eligible[j])
                         .ok_or_else(|| Error::InsufficientCapacity(r.instance_type.clone()))?;
                     r.host_id = snapshots[placed].id.clone();
                     charge(snapshots, r);

@@ -21,6 +21,7 @@ pub mod attributes;
 pub mod bridge;
 pub mod catalogue;
 pub mod conductor;
+pub mod dedicated;
 pub mod disk;
 pub mod fake;
 pub mod hosts;
@@ -241,6 +242,12 @@ pub enum Error {
     /// An account id (or group) an image or snapshot cannot be shared with
     #[error("{message}")]
     InvalidAttributeItem { kind: ResourceKind, message: String },
+    /// No pool host is free to dedicate
+    #[error("There is no Dedicated Host capacity available to fulfill your request in {0}.")]
+    InsufficientHostCapacity(String),
+    /// No dedicated host of the account's takes the instance
+    #[error("There is not enough capacity on the Dedicated Host to launch or start the instance ({0}).")]
+    InsufficientCapacityOnHost(String),
     /// A launch's `BlockDeviceMapping.N` that cannot be made
     #[error("{0}")]
     InvalidBlockDeviceMapping(String),

@@ -96,9 +96,14 @@ impl Backend {
             // Anywhere but where it is: the chosen target, or the scheduler's pick in its zone,
             // among hosts the domain's definition suits (same accelerator).
             let suits = |id: &str| self.hosts().get(id).is_some_and(|h| h.accelerator == source.accelerator);
+            // Dedicated hosts: another account's never, the account's own for `host` tenancy only.
+            let allocations = crate::dedicated::allocations_in(tx)?;
+            let want = crate::dedicated::HostWant::of(&instance);
+            let allowed = |id: &str| crate::dedicated::may_place(id, allocations.get(id), &want);
             let pool: Vec<_> = snapshots
                 .iter()
                 .filter(|h| h.id != instance.host_id && target.is_none_or(|t| h.id == t) && suits(&h.id))
+                .filter(|h| allowed(&h.id))
                 .cloned()
                 .collect();
             // The disk is shared: the target needs room for vCPUs and memory only.

@@ -136,11 +136,11 @@ fn ensure_exists(tx: &WriteTx, account: &str, id: &str) -> Result<()> {
         ResourceKind::SecurityGroupRule => {
             tx.scan(&SECURITY_GROUPS, &format!("{account}/"))?.iter().any(|(_, g)| g.rules.iter().any(|r| r.id == id))
         }
-        ResourceKind::Reservation
-        | ResourceKind::Host
-        | ResourceKind::Migration
-        | ResourceKind::NetworkAcl
-        | ResourceKind::DhcpOptions => false,
+        // A host is the account's to tag while it is dedicated to it.
+        ResourceKind::Host => tx.get(&storage::tables::HOST_ALLOCATIONS, id)?.is_some_and(|a| a.account == account),
+        ResourceKind::Reservation | ResourceKind::Migration | ResourceKind::NetworkAcl | ResourceKind::DhcpOptions => {
+            false
+        }
     };
     if exists {
         Ok(())

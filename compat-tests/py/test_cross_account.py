@@ -1030,3 +1030,34 @@ def test_b_cannot_count_a_s_addresses(world):
         w.ca.terminate_instances(InstanceIds=[extra])
         wait_states(w.ca, [extra], "terminated")
     assert after == before, f"B's subnets before A's launch {before}, after {after}"
+
+
+HOST_ROWS = [
+    R("DescribeHosts(HostId)", "host", lambda c, x, w: c.describe_hosts(HostIds=[x])),
+    R("RunInstances(Placement.HostId)", "host", lambda c, x, w: _run(c, w, Placement={"HostId": x})),
+    R("ModifyHosts(AutoPlacement)", "host", lambda c, x, w: c.modify_hosts(HostIds=[x], AutoPlacement="off")),
+    R("ReleaseHosts", "host", lambda c, x, w: c.release_hosts(HostIds=[x])),
+    R("CreateTags(host)", "host", lambda c, x, w: c.create_tags(Resources=[x], Tags=TAG_B)),
+]
+
+
+def test_b_cannot_see_or_use_a_s_dedicated_host(world):
+    """Last: A takes the pool's one host as a dedicated host (once B's instances are gone, since
+    a host another account uses is not free), and B's every call naming it answers as for a
+    host that does not exist."""
+    w = world
+    w.cb.terminate_instances(InstanceIds=[w.b["instance"]])
+    wait_states(w.cb, [w.b["instance"]], "terminated")
+    host = w.ca.allocate_hosts(AvailabilityZone=w.zone, InstanceFamily="t3", Quantity=1)["HostIds"][0]
+    try:
+        assert host == w.a["host"], "the pool's one host"
+        problems = []
+        for row in HOST_ROWS:
+            theirs, missing = answer(row, w.cb, host, w), answer(row, w.cb, fresh(host), w)
+            if theirs.key() != missing.key() or theirs.leaked:
+                problems.append(f"{row.action}: A's host {theirs} / made-up {missing}")
+        assert not problems, "\n".join(problems)
+        listed = json.dumps(w.cb.describe_hosts()["Hosts"])
+        assert host not in listed and w.a_acct.account_id not in listed
+    finally:
+        w.ca.release_hosts(HostIds=[host])

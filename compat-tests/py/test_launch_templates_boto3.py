@@ -261,6 +261,24 @@ def test_block_devices_at_launch(cloud):
     assert devices["/dev/vda"][0]["Ebs"]["DeleteOnTermination"] is False
     wait_states(client, [instance_id], "running")
 
+    # DescribeInstances filters on what is joined to the instance: its volumes and public address.
+    def found(name, *values):
+        reservations = client.describe_instances(Filters=[{"Name": name, "Values": list(values)}])["Reservations"]
+        return [i["InstanceId"] for r in reservations for i in r["Instances"]]
+
+    data_volume = devices["/dev/xvdb"][1]["VolumeId"]
+    assert found("block-device-mapping.volume-id", data_volume) == [instance_id]
+    assert found("block-device-mapping.device-name", "/dev/xvdb") == [instance_id]
+    assert instance_id in found("block-device-mapping.delete-on-termination", "false")
+    assert instance_id in found("block-device-mapping.status", "attached")
+    assert found("block-device-mapping.volume-id", "vol-0123456789abcdef0") == []
+    shown = instance(client, instance_id)
+    assert shown["PublicIpAddress"], "default subnets map public addresses at launch"
+    assert found("ip-address", shown["PublicIpAddress"]) == [instance_id]
+    assert found("dns-name", shown["PublicDnsName"]) == [instance_id]
+    assert found("network-interface.association.public-ip", shown["PublicIpAddress"]) == [instance_id]
+    assert found("ip-address", "198.51.100.254") == []
+
     # DeleteOnTermination per device, afterwards: the root by the name AWS images give it.
     client.modify_instance_attribute(InstanceId=instance_id, BlockDeviceMappings=[
         {"DeviceName": "/dev/xvda", "Ebs": {"DeleteOnTermination": True}},

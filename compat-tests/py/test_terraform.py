@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from botocore.exceptions import ClientError
 
-from conftest import (BOOT_MARKER, QEMU_CONFIG, clean_env, ec2_client, forget_ovn_installation, import_image,
-                      require_qemu)
+from conftest import (BOOT_MARKER, QEMU_CONFIG, clean_env, create_account, ec2_client, forget_ovn_installation,
+                      import_image, require_qemu)
 
 PREFERRED_MIRROR = Path("/opt/tf-plugins")
 
@@ -814,3 +814,66 @@ def test_terraform_instances_on_an_interface_and_with_secondary_addresses(server
             tf("destroy", "-auto-approve", "-input=false", "-no-color")
     assert not ec2.describe_network_interfaces(
         Filters=[{"Name": "description", "Values": ["front"]}])["NetworkInterfaces"], "destroyed"
+
+
+HOST_CONFIG = CONFIG.split('resource "aws_key_pair"')[0] + """
+resource "aws_ec2_host" "dedicated" {
+  availability_zone = "%(zone)s"
+  instance_family   = "t3"
+  auto_placement    = "on"
+  host_recovery     = "off"
+
+  tags = {
+    Name = "tf-dedicated"
+  }
+}
+
+resource "aws_instance" "on_host" {
+  ami           = "%(image_id)s"
+  instance_type = "t3.nano"
+  tenancy       = "host"
+  host_id       = aws_ec2_host.dedicated.id
+}
+
+output "host_id" {
+  value = aws_ec2_host.dedicated.id
+}
+
+output "instance_id" {
+  value = aws_instance.on_host.id
+}
+"""
+
+
+def test_terraform_dedicated_host(server_factory, test_image, tmp_path):
+    """`aws_ec2_host` and an `aws_instance` on it (tenancy host), on libvirt's test driver:
+    apply, a second plan with no changes, destroy (the host goes back to the pool)."""
+    from conftest import TEST_DRIVER_CONFIG
+
+    server = server_factory(config=TEST_DRIVER_CONFIG)
+    # A tenant's: admins see the whole pool in DescribeHosts, a tenant its dedicated hosts.
+    tenant = create_account(server, "tf-host-tenant")
+    ec2 = ec2_client(server, tenant.access_key, tenant.secret_key)
+    tf = Terraform(tmp_path, HOST_CONFIG % {
+        "access_key": tenant.access_key,
+        "secret_key": tenant.secret_key,
+        "endpoint": server.endpoint,
+        "zone": ec2.describe_availability_zones()["AvailabilityZones"][0]["ZoneName"],
+        "image_id": import_image(server, test_image, "tf host image"),
+    })
+    tf("init", "-input=false", "-no-color")
+    applied = False
+    try:
+        tf("apply", "-auto-approve", "-input=false", "-no-color")
+        applied = True
+        outputs = tf.outputs()
+        instance = ec2.describe_instances(InstanceIds=[outputs["instance_id"]])["Reservations"][0]["Instances"][0]
+        assert (instance["Placement"]["Tenancy"], instance["Placement"]["HostId"]) == ("host", outputs["host_id"])
+        [host] = ec2.describe_hosts(HostIds=[outputs["host_id"]])["Hosts"]
+        assert [i["InstanceId"] for i in host["Instances"]] == [outputs["instance_id"]]
+        assert host["Tags"] == [{"Key": "Name", "Value": "tf-dedicated"}]
+        tf.assert_no_changes()
+    finally:
+        if applied:
+            tf("destroy", "-auto-approve", "-input=false", "-no-color")
+    assert ec2.describe_hosts()["Hosts"] == [], "released to the pool"

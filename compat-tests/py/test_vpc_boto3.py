@@ -580,6 +580,13 @@ def test_network_interfaces_of_their_own(cloud):
     shown = client.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0]
     assert [(n["NetworkInterfaceId"], n["Attachment"]["DeviceIndex"]) for n in shown["NetworkInterfaces"]] == [
         (instance["NetworkInterfaces"][0]["NetworkInterfaceId"], 0), (eni_id, 1)]
+    # DescribeInstances finds the instance by the interfaces attached to it as well.
+    for name, value in [("network-interface.network-interface-id", eni_id),
+                        ("network-interface.addresses.private-ip-address", "10.6.1.51"),
+                        ("network-interface.attachment.device-index", "1"),
+                        ("network-interface.attachment.attachment-id", attachment_id)]:
+        reservations = client.describe_instances(Filters=[{"Name": name, "Values": [value]}])["Reservations"]
+        assert [i["InstanceId"] for r in reservations for i in r["Instances"]] == [instance_id], name
     # Routes through a guest: to the attached interface (shown with its instance) and to the
     # instance (shown with its primary interface); another VPC's interface is refused.
     through = client.create_route_table(VpcId=vpc_id)["RouteTable"]["RouteTableId"]

@@ -113,3 +113,8 @@ fn every_scenario_file_is_run() {
     }
     assert!(missing.is_empty(), "scenario files no test runs: {missing:?}");
 }
+
+#[test]
+fn boto3_dedicated_hosts() {
+    run_pytest("test_dedicated_hosts_boto3.py");
+}

@@ -167,6 +167,10 @@ codes! {
     InvalidReservationIdNotFound = "InvalidReservationID.NotFound", 400;
     /// No host of that id.
     InvalidHostIdNotFound = "InvalidHostID.NotFound", 400;
+    /// No pool host is free to dedicate to the account.
+    InsufficientHostCapacity = "InsufficientHostCapacity", 400;
+    /// The account's dedicated hosts have no room for the instance.
+    InsufficientCapacityOnHost = "InsufficientCapacityOnHost", 400;
     /// An account id an image cannot be shared with.
     InvalidAmiAttributeItemValue = "InvalidAMIAttributeItemValue", 400;
     /// No launch template of that id.

@@ -69,6 +69,11 @@ impl FilterSet {
         Ok(Self { filters: compiled })
     }
 
+    /// Whether any filter names a field starting with `prefix` (`block-device-mapping.`).
+    pub fn uses(&self, prefix: &str) -> bool {
+        self.filters.iter().any(|f| matches!(&f.target, Target::Field(field) if field.starts_with(prefix)))
+    }
+
     /// The values a resource must have for field `name` when that filter allows literal
     /// values only (no wildcards): an index can then find every candidate. `None` when no such
     /// filter narrows the field.

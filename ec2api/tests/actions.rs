@@ -74,9 +74,21 @@ fn outputs_use_location_names_and_item_lists() {
 
 #[test]
 fn the_deepest_names_of_the_model_still_decode() {
-    // Five segments: the model's deepest, so the parser's bound is exactly the model's.
-    let deepest = "NetworkInterface.1.PrivateIpAddresses.1.PrivateIpAddress";
+    // Seven segments: the model's deepest (a launch template's instance requirements), so the
+    // parser's bound is exactly the model's.
+    let deepest = "LaunchTemplateData.InstanceRequirements.BaselinePerformanceFactors.Cpu.Reference.1.InstanceFamily";
     assert_eq!(deepest.split('.').count(), ec2api::MAX_PARAMETER_DEPTH);
+    let required = [
+        ("LaunchTemplateName", "web"),
+        ("LaunchTemplateData.InstanceRequirements.VCpuCount.Min", "1"),
+        ("LaunchTemplateData.InstanceRequirements.MemoryMiB.Min", "512"),
+    ];
+    let action = decode("CreateLaunchTemplate", &[required.as_slice(), &[(deepest, "m5")]].concat());
+    assert!(action.is_ok(), "{action:?}");
+    let deeper = format!("{deepest}.X");
+    let err = decode("CreateLaunchTemplate", &[required.as_slice(), &[(deeper.as_str(), "x")]].concat()).unwrap_err();
+    assert_eq!(err.code(), "UnknownParameter");
+    // RunInstances' deepest, as before.
     let action = decode(
         "RunInstances",
         &[
@@ -84,11 +96,8 @@ fn the_deepest_names_of_the_model_still_decode() {
             ("MinCount", "1"),
             ("MaxCount", "1"),
             ("NetworkInterface.1.DeviceIndex", "0"),
-            (deepest, "10.0.0.9"),
+            ("NetworkInterface.1.PrivateIpAddresses.1.PrivateIpAddress", "10.0.0.9"),
         ],
     );
     assert!(action.is_ok(), "{action:?}");
-    let deeper = format!("{deepest}.X");
-    let err = decode("RunInstances", &[(deeper.as_str(), "x")]).unwrap_err();
-    assert_eq!(err.code(), "UnknownParameter");
 }

@@ -14,6 +14,8 @@ fn boxed<T: XmlStruct + Send + 'static>(result: Result<T, Ec2Error>) -> Result<O
 
 pub async fn dispatch(ctx: &Ctx, action: Action) -> Result<Output, Ec2Error> {
     match action {
+        Action::AllocateHosts(r) => boxed(allocate_hosts::handle(ctx, r).await),
+        Action::ReleaseHosts(r) => boxed(release_hosts::handle(ctx, r).await),
         Action::CopySnapshot(r) => boxed(copy_snapshot::handle(ctx, r).await),
         Action::CreateSnapshots(r) => boxed(create_snapshots::handle(ctx, r).await),
         Action::DescribeSnapshotAttribute(r) => boxed(describe_snapshot_attribute::handle(ctx, r).await),

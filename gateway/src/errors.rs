@@ -110,6 +110,8 @@ pub fn to_ec2(error: Error) -> Ec2Error {
             Ec2Error::new(Code::InvalidAmiAttributeItemValue, message)
         }
         Error::InvalidAttributeItem { .. } => Ec2Error::new(Code::InvalidParameterValue, message),
+        Error::InsufficientHostCapacity(_) => Ec2Error::new(Code::InsufficientHostCapacity, message),
+        Error::InsufficientCapacityOnHost(_) => Ec2Error::new(Code::InsufficientCapacityOnHost, message),
         Error::InvalidBlockDeviceMapping(_) => Ec2Error::new(Code::InvalidBlockDeviceMapping, message),
         Error::UnsupportedInZone { .. } => Ec2Error::new(Code::Unsupported, message),
         Error::MalformedId(_) => Ec2Error::new(Code::InvalidId, message),

@@ -287,6 +287,38 @@ pub struct InstanceRecord {
     /// `delete_on_termination`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kept_interface: Option<KeptInterface>,
+    /// `Placement.Tenancy=host`: the instance runs on dedicated hosts of its account only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dedicated: Option<DedicatedPlacement>,
+}
+
+/// Where an instance of `host` tenancy may run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DedicatedPlacement {
+    /// `Affinity=host`: on this host alone, across stops and starts; otherwise any dedicated
+    /// host of the account's with auto-placement on.
+    pub affinity_host: Option<String>,
+}
+
+/// A pool host dedicated to one account (AllocateHosts) until it is released. Key: host id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HostAllocationRecord {
+    pub host_id: String,
+    pub account: String,
+    pub zone: String,
+    /// The instance type, or the family, the host takes.
+    pub instance_type: Option<String>,
+    pub instance_family: Option<String>,
+    /// Instances launched with `Tenancy=host` and no `HostId` may land here.
+    pub auto_placement: bool,
+    /// Recorded: a private cloud's host recovery is its operator's.
+    pub host_recovery: bool,
+    pub allocated_ms: i64,
+    pub client_token: Option<String>,
+}
+
+impl Record for HostAllocationRecord {
+    const VERSION: u8 = 1;
 }
 
 /// See [`InstanceRecord::kept_interface`]; the instance record holds the interface's id, MAC,

@@ -1,11 +1,11 @@
 //! Every table, in one place.
 
 use crate::{
-    AccessKeyRecord, AccountRecord, AddressRecord, ClientTokenRecord, HostStateRecord, HostUsageRecord, ImageRecord,
-    IndexEntry, InstanceRecord, InternetGatewayRecord, KeyPairRecord, LaunchTemplateRecord,
-    LaunchTemplateVersionRecord, LeaseBlockRecord, LeaseRecord, MetaRecord, MigrationRecord, NameRecord,
-    NatGatewayRecord, NetworkInterfaceRecord, RouteTableRecord, SecretRecord, SecurityGroupRecord, SnapshotRecord,
-    SubnetRecord, Table, TagRecord, VolumeRecord, VpcRecord,
+    AccessKeyRecord, AccountRecord, AddressRecord, ClientTokenRecord, HostAllocationRecord, HostStateRecord,
+    HostUsageRecord, ImageRecord, IndexEntry, InstanceRecord, InternetGatewayRecord, KeyPairRecord,
+    LaunchTemplateRecord, LaunchTemplateVersionRecord, LeaseBlockRecord, LeaseRecord, MetaRecord, MigrationRecord,
+    NameRecord, NatGatewayRecord, NetworkInterfaceRecord, RouteTableRecord, SecretRecord, SecurityGroupRecord,
+    SnapshotRecord, SubnetRecord, Table, TagRecord, VolumeRecord, VpcRecord,
 };
 
 pub const ACCOUNTS: Table<AccountRecord> = Table::new("accounts");
@@ -40,6 +40,8 @@ pub const ADDRESSES: Table<AddressRecord> = Table::new("addresses");
 pub const NAT_GATEWAYS: Table<NatGatewayRecord> = Table::new("nat_gateways");
 /// Key: `{account}/{network interface id}` (interfaces made with CreateNetworkInterface).
 pub const NETWORK_INTERFACES: Table<NetworkInterfaceRecord> = Table::new("network_interfaces");
+/// Key: host id: the pool hosts dedicated to an account.
+pub const HOST_ALLOCATIONS: Table<HostAllocationRecord> = Table::new("host_allocations");
 /// Key: `{account}/{launch template id}`.
 pub const LAUNCH_TEMPLATES: Table<LaunchTemplateRecord> = Table::new("launch_templates");
 /// Key: `{account}/{launch template name}`.
@@ -120,4 +122,5 @@ pub const ALL: &[&str] = &[
     "launch_template_names",
     "launch_template_versions",
     "snapshot_ids",
+    "host_allocations",
 ];

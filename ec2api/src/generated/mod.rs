@@ -280,6 +280,76 @@ impl XmlValue for AllocateAddressResult {
         w.end(name);
     }
 }
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AllocateHostsRequest {
+    pub asset_ids: Option<Vec<String>>,
+    pub auto_placement: Option<AutoPlacement>,
+    pub availability_zone: Option<String>,
+    pub availability_zone_id: Option<String>,
+    pub client_token: Option<String>,
+    pub host_maintenance: Option<HostMaintenance>,
+    pub host_recovery: Option<HostRecovery>,
+    pub instance_family: Option<String>,
+    pub instance_type: Option<String>,
+    pub outpost_arn: Option<String>,
+    pub quantity: Option<i32>,
+    pub tag_specifications: Option<Vec<TagSpecification>>,
+}
+
+impl FromQuery for AllocateHostsRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            asset_ids: d.optional("AssetId")?,
+            auto_placement: d.optional("AutoPlacement")?,
+            availability_zone: d.optional("AvailabilityZone")?,
+            availability_zone_id: d.optional("AvailabilityZoneId")?,
+            client_token: d.optional("ClientToken")?,
+            host_maintenance: d.optional("HostMaintenance")?,
+            host_recovery: d.optional("HostRecovery")?,
+            instance_family: d.optional("InstanceFamily")?,
+            instance_type: d.optional("InstanceType")?,
+            outpost_arn: d.optional("OutpostArn")?,
+            quantity: d.optional("Quantity")?,
+            tag_specifications: d.optional("TagSpecification")?,
+        };
+        d.finish(&[
+            "AssetId",
+            "AutoPlacement",
+            "AvailabilityZone",
+            "AvailabilityZoneId",
+            "ClientToken",
+            "HostMaintenance",
+            "HostRecovery",
+            "InstanceFamily",
+            "InstanceType",
+            "OutpostArn",
+            "Quantity",
+            "TagSpecification",
+        ])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AllocateHostsResult {
+    pub host_ids: Option<Vec<String>>,
+}
+
+impl XmlStruct for AllocateHostsResult {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.host_ids.write_xml(w, "hostIdSet");
+    }
+}
+
+impl XmlValue for AllocateHostsResult {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
 pub type AllocationState = String;
 pub type AmdSevSnpSpecification = String;
 pub type ArchitectureType = String;
@@ -11530,6 +11600,41 @@ impl FromQuery for ReleaseAddressRequest {
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
+pub struct ReleaseHostsRequest {
+    pub host_ids: Vec<String>,
+}
+
+impl FromQuery for ReleaseHostsRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self { host_ids: d.required("HostId")? };
+        d.finish(&["HostId"])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ReleaseHostsResult {
+    pub successful: Option<Vec<String>>,
+    pub unsuccessful: Option<Vec<UnsuccessfulItem>>,
+}
+
+impl XmlStruct for ReleaseHostsResult {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.successful.write_xml(w, "successful");
+        self.unsuccessful.write_xml(w, "unsuccessful");
+    }
+}
+
+impl XmlValue for ReleaseHostsResult {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct ReplaceRouteRequest {
     pub carrier_gateway_id: Option<String>,
     pub core_network_arn: Option<String>,
@@ -15380,6 +15485,7 @@ pub const MAX_PARAMETER_DEPTH: usize = 7;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
     AllocateAddress(AllocateAddressRequest),
+    AllocateHosts(AllocateHostsRequest),
     AssignPrivateIpAddresses(AssignPrivateIpAddressesRequest),
     AssociateAddress(AssociateAddressRequest),
     AssociateRouteTable(AssociateRouteTableRequest),
@@ -15482,6 +15588,7 @@ pub enum Action {
     RebootInstances(RebootInstancesRequest),
     RegisterImage(RegisterImageRequest),
     ReleaseAddress(ReleaseAddressRequest),
+    ReleaseHosts(ReleaseHostsRequest),
     ReplaceRoute(ReplaceRouteRequest),
     ReplaceRouteTableAssociation(ReplaceRouteTableAssociationRequest),
     ResetImageAttribute(ResetImageAttributeRequest),
@@ -15498,6 +15605,7 @@ pub enum Action {
 impl Action {
     pub const NAMES: &'static [&'static str] = &[
         "AllocateAddress",
+        "AllocateHosts",
         "AssignPrivateIpAddresses",
         "AssociateAddress",
         "AssociateRouteTable",
@@ -15600,6 +15708,7 @@ impl Action {
         "RebootInstances",
         "RegisterImage",
         "ReleaseAddress",
+        "ReleaseHosts",
         "ReplaceRoute",
         "ReplaceRouteTableAssociation",
         "ResetImageAttribute",
@@ -15617,6 +15726,7 @@ impl Action {
     pub fn decode(action: &str, params: &Node) -> Result<Self, Ec2Error> {
         match action {
             "AllocateAddress" => FromQuery::from_query(params, "").map(Self::AllocateAddress),
+            "AllocateHosts" => FromQuery::from_query(params, "").map(Self::AllocateHosts),
             "AssignPrivateIpAddresses" => FromQuery::from_query(params, "").map(Self::AssignPrivateIpAddresses),
             "AssociateAddress" => FromQuery::from_query(params, "").map(Self::AssociateAddress),
             "AssociateRouteTable" => FromQuery::from_query(params, "").map(Self::AssociateRouteTable),
@@ -15735,6 +15845,7 @@ impl Action {
             "RebootInstances" => FromQuery::from_query(params, "").map(Self::RebootInstances),
             "RegisterImage" => FromQuery::from_query(params, "").map(Self::RegisterImage),
             "ReleaseAddress" => FromQuery::from_query(params, "").map(Self::ReleaseAddress),
+            "ReleaseHosts" => FromQuery::from_query(params, "").map(Self::ReleaseHosts),
             "ReplaceRoute" => FromQuery::from_query(params, "").map(Self::ReplaceRoute),
             "ReplaceRouteTableAssociation" => FromQuery::from_query(params, "").map(Self::ReplaceRouteTableAssociation),
             "ResetImageAttribute" => FromQuery::from_query(params, "").map(Self::ResetImageAttribute),
@@ -15753,6 +15864,7 @@ impl Action {
     pub fn name(&self) -> &'static str {
         match self {
             Self::AllocateAddress(_) => "AllocateAddress",
+            Self::AllocateHosts(_) => "AllocateHosts",
             Self::AssignPrivateIpAddresses(_) => "AssignPrivateIpAddresses",
             Self::AssociateAddress(_) => "AssociateAddress",
             Self::AssociateRouteTable(_) => "AssociateRouteTable",
@@ -15855,6 +15967,7 @@ impl Action {
             Self::RebootInstances(_) => "RebootInstances",
             Self::RegisterImage(_) => "RegisterImage",
             Self::ReleaseAddress(_) => "ReleaseAddress",
+            Self::ReleaseHosts(_) => "ReleaseHosts",
             Self::ReplaceRoute(_) => "ReplaceRoute",
             Self::ReplaceRouteTableAssociation(_) => "ReplaceRouteTableAssociation",
             Self::ResetImageAttribute(_) => "ResetImageAttribute",
@@ -15873,6 +15986,7 @@ impl Action {
     pub fn dry_run(&self) -> bool {
         match self {
             Self::AllocateAddress(r) => r.dry_run == Some(true),
+            Self::AllocateHosts(_) => false,
             Self::AssignPrivateIpAddresses(_) => false,
             Self::AssociateAddress(r) => r.dry_run == Some(true),
             Self::AssociateRouteTable(r) => r.dry_run == Some(true),
@@ -15975,6 +16089,7 @@ impl Action {
             Self::RebootInstances(r) => r.dry_run == Some(true),
             Self::RegisterImage(r) => r.dry_run == Some(true),
             Self::ReleaseAddress(r) => r.dry_run == Some(true),
+            Self::ReleaseHosts(_) => false,
             Self::ReplaceRoute(r) => r.dry_run == Some(true),
             Self::ReplaceRouteTableAssociation(r) => r.dry_run == Some(true),
             Self::ResetImageAttribute(r) => r.dry_run == Some(true),
@@ -15991,6 +16106,7 @@ impl Action {
 }
 
 pub type AllocateAddressOutput = AllocateAddressResult;
+pub type AllocateHostsOutput = AllocateHostsResult;
 pub type AssignPrivateIpAddressesOutput = AssignPrivateIpAddressesResult;
 pub type AssociateAddressOutput = AssociateAddressResult;
 pub type AssociateRouteTableOutput = AssociateRouteTableResult;
@@ -16093,6 +16209,7 @@ pub type ModifyVpcAttributeOutput = ReturnTrue;
 pub type RebootInstancesOutput = ReturnTrue;
 pub type RegisterImageOutput = RegisterImageResult;
 pub type ReleaseAddressOutput = ReturnTrue;
+pub type ReleaseHostsOutput = ReleaseHostsResult;
 pub type ReplaceRouteOutput = ReturnTrue;
 pub type ReplaceRouteTableAssociationOutput = ReplaceRouteTableAssociationResult;
 pub type ResetImageAttributeOutput = ReturnTrue;

@@ -2,10 +2,10 @@ use std::borrow::Cow;
 
 use ec2api::Code;
 use ec2api::{DescribeInstancesOutput, DescribeInstancesRequest, Ec2Error, GroupIdentifier, Reservation};
-use storage::InstanceRecord;
+use storage::{InstanceRecord, VolumeRecord};
 
 use super::describe::Describe;
-use super::shapes::{instance, Joins, WithDns};
+use super::shapes::{instance, public_dns_name, Joined, Joins, WithDns};
 use super::{one, Row};
 use crate::context::Ctx;
 
@@ -32,6 +32,8 @@ const FILTERS: &[&str] = &[
     "root-device-type",
     "root-device-name",
     "tenancy",
+    "host-id",
+    "affinity",
     "placement-group-name",
     "instance-lifecycle",
     "source-dest-check",
@@ -52,9 +54,87 @@ const FILTERS: &[&str] = &[
     "network-interface.attachment.device-index",
     "network-interface.attachment.status",
     "network-interface.requester-managed",
+    "network-interface.association.public-ip",
+    "network-interface.attachment.attachment-id",
+    "block-device-mapping.attach-time",
+    "block-device-mapping.delete-on-termination",
+    "block-device-mapping.device-name",
+    "block-device-mapping.status",
+    "block-device-mapping.volume-id",
+    "ip-address",
+    "dns-name",
 ];
 
+/// Filters answered from what is kept beside the instance (its volumes, its public address,
+/// the interfaces attached to it): read per instance only when one of them is asked for.
+const JOINED: &[&str] = &["block-device-mapping.", "ip-address", "dns-name", "network-interface."];
+
+/// `field` of each interface attached to the instance beyond its primary one.
+fn attached<'a>(
+    item: &'a WithDns<'_>,
+    field: impl Fn(&'a storage::NetworkInterfaceRecord) -> Vec<Cow<'a, str>>,
+) -> Vec<Cow<'a, str>> {
+    item.joined.iter().flat_map(|j| &j.interfaces).flat_map(field).collect()
+}
+
+/// The values of `name` for the instance: its own fields, then what is joined to it.
 fn fields<'a>(item: &'a WithDns<'_>, name: &str) -> Vec<Cow<'a, str>> {
+    let mut values = own_fields(item, name);
+    let live = item.record.state != storage::InstanceState::Terminated;
+    let Some(joined) = item.joined.as_ref().filter(|_| live) else { return values };
+    let volume = |f: fn(&'a VolumeRecord, &'a storage::VolumeAttachmentRecord) -> Cow<'a, str>| -> Vec<Cow<'a, str>> {
+        joined.volumes.iter().filter_map(|v| Some(f(v, v.attachment.as_ref()?))).collect()
+    };
+    let extra: Vec<Cow<'a, str>> = match name {
+        "block-device-mapping.attach-time" => {
+            volume(|_, a| Cow::Owned(ec2api::xml::format_timestamp(&super::timestamp(a.attach_time_ms))))
+        }
+        "block-device-mapping.delete-on-termination" => volume(|_, a| Cow::Owned(a.delete_on_termination.to_string())),
+        "block-device-mapping.device-name" => volume(|_, a| Cow::Borrowed(a.device.as_str())),
+        "block-device-mapping.status" => volume(|_, a| Cow::Borrowed(a.state.name())),
+        "block-device-mapping.volume-id" => volume(|v, _| Cow::Borrowed(v.id.as_str())),
+        "ip-address" | "network-interface.association.public-ip" => {
+            joined.public_ip.as_deref().map(one).unwrap_or_default()
+        }
+        "dns-name" => joined.public_dns.as_deref().map(one).unwrap_or_default(),
+        "network-interface.network-interface-id" => attached(item, |i| one(&i.id)),
+        "network-interface.private-ip-address" => attached(item, |i| one(&i.private_ip)),
+        "network-interface.addresses.private-ip-address" => {
+            attached(item, |i| i.addresses().map(|a| Cow::Borrowed(a.as_str())).collect())
+        }
+        "network-interface.addresses.primary" => attached(item, |i| {
+            let mut flags = vec![Cow::Borrowed("true")];
+            if !i.secondary_ips.is_empty() {
+                flags.push(Cow::Borrowed("false"));
+            }
+            flags
+        }),
+        "network-interface.mac-address" => attached(item, |i| one(&i.mac)),
+        "network-interface.subnet-id" => attached(item, |i| one(&i.subnet_id)),
+        "network-interface.vpc-id" => attached(item, |i| one(&i.vpc_id)),
+        "network-interface.owner-id" => attached(item, |i| one(&i.account)),
+        "network-interface.group-id" => {
+            attached(item, |i| i.security_group_ids.iter().map(|g| Cow::Borrowed(g.as_str())).collect())
+        }
+        "network-interface.source-dest-check" => attached(item, |i| one(i.source_dest_check.to_string())),
+        "network-interface.status" => attached(item, |_| one("in-use")),
+        "network-interface.requester-managed" => attached(item, |_| one("false")),
+        "network-interface.attachment.device-index" => {
+            attached(item, |i| i.attachment.iter().map(|a| Cow::Owned(a.device_index.to_string())).collect())
+        }
+        "network-interface.attachment.status" => {
+            attached(item, |i| i.attachment.iter().map(|a| Cow::Borrowed(a.state.name())).collect())
+        }
+        "network-interface.attachment.attachment-id" => {
+            attached(item, |i| i.attachment.iter().map(|a| Cow::Borrowed(a.id.as_str())).collect())
+        }
+        _ => vec![],
+    };
+    values.extend(extra);
+    values
+}
+
+fn own_fields<'a>(item: &'a WithDns<'_>, name: &str) -> Vec<Cow<'a, str>> {
     let r = item.record;
     let live = r.state != storage::InstanceState::Terminated;
     match name {
@@ -80,7 +160,13 @@ fn fields<'a>(item: &'a WithDns<'_>, name: &str) -> Vec<Cow<'a, str>> {
         "virtualization-type" => one("hvm"),
         "root-device-type" => one("ebs"),
         "root-device-name" => one(backend::volumes::ROOT_DEVICE),
-        "tenancy" => one("default"),
+        "tenancy" => one(if r.dedicated.is_some() { "host" } else { "default" }),
+        "host-id" if r.dedicated.is_some() => one(&r.host_id),
+        "affinity" => r
+            .dedicated
+            .as_ref()
+            .map(|d| one(if d.affinity_host.is_some() { "host" } else { "default" }))
+            .unwrap_or_default(),
         // On-demand instances have no lifecycle value, and there are no placement groups.
         "instance-lifecycle" | "placement-group-name" => vec![],
         "source-dest-check" => one(r.source_dest_check.to_string()),
@@ -113,6 +199,7 @@ fn fields<'a>(item: &'a WithDns<'_>, name: &str) -> Vec<Cow<'a, str>> {
         "network-interface.attachment.device-index" if live => one("0"),
         "network-interface.attachment.status" if live => one("attached"),
         "network-interface.requester-managed" if live => one("false"),
+        "network-interface.attachment.attachment-id" if live => one(super::shapes::attachment_id(r)),
         _ => vec![],
     }
 }
@@ -136,9 +223,47 @@ pub async fn handle(ctx: &Ctx, req: DescribeInstancesRequest) -> Result<Describe
     let region = ctx.region.clone();
     let (listed, joins) = ctx
         .call(move |b| {
+            let joining = JOINED.iter().any(|prefix| filters.uses(prefix));
+            // The account's Elastic IPs, by the interface address they are associated with.
+            let elastic: std::collections::HashMap<String, String> = if joining {
+                b.addresses(&account)?
+                    .into_iter()
+                    .filter_map(|a| {
+                        let to = a.association?;
+                        Some((format!("{}/{}", to.network_interface_id, to.private_ip), a.public_ip))
+                    })
+                    .collect()
+            } else {
+                Default::default()
+            };
+            let mut failed = None;
             let listed = b.list_reservations(&account, &query, |record, tags| {
-                filters.matches(&Row { item: &WithDns::new(record, &region), tags, fields })
+                let mut item = WithDns::new(record, &region);
+                if joining {
+                    let read = b.instance_volumes(&account, &record.id).and_then(|volumes| {
+                        let mut interfaces = b.interfaces_of_instances(&account, [record.id.as_str()])?;
+                        Ok((volumes, interfaces.remove(&record.id).unwrap_or_default()))
+                    });
+                    match read {
+                        Ok((volumes, interfaces)) => {
+                            let public_ip = elastic
+                                .get(&format!("{}/{}", record.network_interface_id, record.private_ip))
+                                .or(record.public_ip.as_ref())
+                                .cloned();
+                            let public_dns = public_ip.as_deref().map(|p| public_dns_name(p, &region));
+                            item.joined = Some(Joined { volumes, public_ip, public_dns, interfaces });
+                        }
+                        Err(error) => {
+                            failed.get_or_insert(error);
+                            return false;
+                        }
+                    }
+                }
+                filters.matches(&Row { item: &item, tags, fields })
             })?;
+            if let Some(error) = failed {
+                return Err(error);
+            }
             let records: Vec<InstanceRecord> =
                 listed.items.iter().flat_map(|(_, members)| members.iter().map(|i| i.record.clone())).collect();
             let joins = Joins::for_instances(b, &account, &records)?;

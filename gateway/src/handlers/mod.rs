@@ -1,6 +1,7 @@
 //! One file per action: the only place where wire shapes meet domain types.
 
 pub mod allocate_address;
+pub mod allocate_hosts;
 pub mod assign_private_ip_addresses;
 pub mod associate_address;
 pub mod associate_route_table;
@@ -109,6 +110,7 @@ mod permissions;
 pub mod reboot_instances;
 pub mod register_image;
 pub mod release_address;
+pub mod release_hosts;
 pub mod replace_route;
 pub mod replace_route_table_association;
 pub mod reset_image_attribute;
@@ -132,8 +134,8 @@ use ec2api::query::Timestamp;
 use ec2api::{Ec2Error, Tag, TagSpecification};
 
 /// Actions only admin accounts may call (Stratus's extensions, and changing hosts).
-pub const ADMIN_ONLY: &[&str] =
-    &["MigrateInstance", "DescribeInstanceMigrations", "CancelInstanceMigration", "ModifyHosts"];
+/// (ModifyHosts is a tenant's for its dedicated hosts; `HostMaintenance` in it is the admin's.)
+pub const ADMIN_ONLY: &[&str] = &["MigrateInstance", "DescribeInstanceMigrations", "CancelInstanceMigration"];
 
 /// A resource under the filter engine: the item, its tags, and how it answers filter names.
 pub struct Row<'a, T> {
@@ -211,6 +213,16 @@ pub fn positive(value: Option<i32>, name: &str) -> Result<Option<u32>, Ec2Error>
             u32::try_from(n).map_err(|_| Ec2Error::invalid_value(name, &n.to_string(), "Expected a positive number."))
         })
         .transpose()
+}
+
+/// An `on`/`off` parameter.
+pub fn on_off(name: &str, value: Option<&str>) -> Result<Option<bool>, Ec2Error> {
+    match value {
+        None => Ok(None),
+        Some("on") => Ok(Some(true)),
+        Some("off") => Ok(Some(false)),
+        Some(other) => Err(Ec2Error::invalid_value(name, other, "Expected: 'on', 'off'.")),
+    }
 }
 
 /// A count for an EC2 `Integer`.

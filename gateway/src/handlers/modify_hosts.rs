@@ -1,38 +1,54 @@
-use ec2api::Code;
-use ec2api::{Ec2Error, ModifyHostsOutput, ModifyHostsRequest, UnsuccessfulItem, UnsuccessfulItemError};
+use backend::dedicated::HostChange;
+use ec2api::{Code, Ec2Error, ModifyHostsOutput, ModifyHostsRequest};
 
+use super::on_off;
+use super::release_hosts::unsuccessful;
 use crate::context::Ctx;
 
-/// Stratus extension of EC2's action (admin): `HostMaintenance=on` takes hosts out of
-/// placement and drains them by live migration; `off` returns them. Per host, as EC2 answers.
+/// Per host, as EC2 answers: a tenant changes its dedicated hosts' `AutoPlacement`,
+/// `HostRecovery` and (while empty) `InstanceType` or `InstanceFamily`; an admin also takes
+/// pool hosts in and out of maintenance (`HostMaintenance=on` drains them by live migration,
+/// a Stratus extension of the action).
 pub async fn handle(ctx: &Ctx, req: ModifyHostsRequest) -> Result<ModifyHostsOutput, Ec2Error> {
-    // Placement is always automatic and hosts carry any instance type: nothing else to change.
-    let others = [
-        ("AutoPlacement", req.auto_placement.is_some()),
-        ("HostRecovery", req.host_recovery.is_some()),
-        ("InstanceType", req.instance_type.is_some()),
-        ("InstanceFamily", req.instance_family.is_some()),
-    ];
-    if let Some((name, _)) = others.iter().find(|(_, given)| *given) {
+    super::check_ids(&req.host_ids, backend::ResourceKind::Host)?;
+    let maintenance = on_off("HostMaintenance", req.host_maintenance.as_deref())?;
+    if maintenance.is_some() && !ctx.principal.admin {
         return Err(Ec2Error::new(
-            Code::UnsupportedOperation,
-            format!("Stratus hosts take HostMaintenance only, not {name}"),
+            Code::UnauthorizedOperation,
+            "You are not authorized to perform this operation: HostMaintenance needs an admin account.".to_owned(),
         ));
     }
-    let on = match req.host_maintenance.as_deref() {
-        Some("on") => true,
-        Some("off") => false,
-        Some(other) => return Err(Ec2Error::invalid_value("HostMaintenance", other, "Expected: 'on', 'off'.")),
-        None => return Err(Ec2Error::missing_parameter("HostMaintenance")),
+    if req.instance_type.is_some() && req.instance_family.is_some() {
+        return Err(Ec2Error::new(
+            Code::InvalidParameterCombination,
+            "Specify either an instance type or an instance family, not both.".to_owned(),
+        ));
+    }
+    let change = HostChange {
+        auto_placement: on_off("AutoPlacement", req.auto_placement.as_deref())?,
+        host_recovery: on_off("HostRecovery", req.host_recovery.as_deref())?,
+        instance_type: req.instance_type,
+        instance_family: req.instance_family,
     };
+    let changes_allocation = change != HostChange::default();
+    if maintenance.is_none() && !changes_allocation {
+        return Err(Ec2Error::missing_parameter("AutoPlacement"));
+    }
+    let account = ctx.account().to_owned();
     let ids = req.host_ids;
     let results = ctx
         .call(move |b| {
             Ok(ids
                 .into_iter()
                 .map(|id| {
-                    let r = b.set_maintenance(&id, on);
-                    (id, r)
+                    let mut result = Ok(());
+                    if changes_allocation {
+                        result = b.modify_host_allocation(&account, &id, &change);
+                    }
+                    if let (Ok(()), Some(on)) = (&result, maintenance) {
+                        result = b.set_maintenance(&id, on);
+                    }
+                    (id, result)
                 })
                 .collect::<Vec<_>>())
         })
@@ -41,16 +57,7 @@ pub async fn handle(ctx: &Ctx, req: ModifyHostsRequest) -> Result<ModifyHostsOut
     for (id, result) in results {
         match result {
             Ok(()) => out.successful.get_or_insert_with(Vec::new).push(id),
-            Err(error) => {
-                let error = crate::errors::to_ec2(error);
-                out.unsuccessful.get_or_insert_with(Vec::new).push(UnsuccessfulItem {
-                    resource_id: Some(id),
-                    error: Some(UnsuccessfulItemError {
-                        code: Some(error.code().to_owned()),
-                        message: Some(error.message().to_owned()),
-                    }),
-                })
-            }
+            Err(error) => out.unsuccessful.get_or_insert_with(Vec::new).push(unsuccessful(id, error)),
         }
     }
     Ok(out)

@@ -59,6 +59,8 @@ pub async fn handle(ctx: &Ctx, mut req: RunInstancesRequest) -> Result<RunInstan
         groups: req.security_group_ids.unwrap_or_default(),
         ..Default::default()
     });
+    let placement = req.placement.unwrap_or_default();
+    let (tenancy_host, affinity_host) = tenancy(&placement)?;
     let launch = LaunchRequest {
         image_id,
         instance_type: req.instance_type.unwrap_or_else(|| backend::catalogue::DEFAULT_INSTANCE_TYPE.into()),
@@ -67,7 +69,10 @@ pub async fn handle(ctx: &Ctx, mut req: RunInstancesRequest) -> Result<RunInstan
         key_name: req.key_name,
         // Empty user data is none, as EC2 shows it (`<userData/>`).
         user_data: req.user_data.filter(|d| !d.is_empty()),
-        zone: req.placement.and_then(|p| p.availability_zone).filter(|z| !z.is_empty()),
+        zone: placement.availability_zone.filter(|z| !z.is_empty()),
+        tenancy_host,
+        host_id: placement.host_id.filter(|h| !h.is_empty()),
+        affinity_host,
         subnet_id: primary.subnet_id.filter(|s| !s.is_empty()),
         associate_public_ip: primary.associate_public_ip,
         security_group_ids: primary.groups,
@@ -132,6 +137,49 @@ pub async fn handle(ctx: &Ctx, mut req: RunInstancesRequest) -> Result<RunInstan
         instances: Some(records.iter().map(|r| instance(r, &tags, &ctx.region, &joins)).collect()),
         requester_id: None,
     })
+}
+
+/// `Placement.Tenancy` (a `HostId` implies `host`) and `Placement.Affinity`: whether the
+/// instances go on the account's dedicated hosts, and stay on the one they land on.
+fn tenancy(placement: &ec2api::Placement) -> Result<(bool, bool), Ec2Error> {
+    if let Some(id) = placement.host_id.as_deref().filter(|h| !h.is_empty()) {
+        super::check_ids(&[id.to_owned()], backend::ResourceKind::Host)?;
+    }
+    let named_host = placement.host_id.as_deref().is_some_and(|h| !h.is_empty());
+    let host = match placement.tenancy.as_deref() {
+        None | Some("") => named_host,
+        Some("default") if named_host => {
+            return Err(Ec2Error::new(
+                Code::InvalidParameterCombination,
+                "A HostId requires the tenancy host.".to_owned(),
+            ))
+        }
+        Some("default") => false,
+        Some("host") => true,
+        Some("dedicated") => {
+            return Err(Ec2Error::new(
+                Code::UnsupportedOperation,
+                "Dedicated Instances are not offered: allocate a Dedicated Host (AllocateHosts) and launch with the tenancy host.".to_owned(),
+            ))
+        }
+        Some(other) => {
+            return Err(Ec2Error::invalid_value("Placement.Tenancy", other, "Expected: 'default', 'dedicated', 'host'."))
+        }
+    };
+    let affinity = match placement.affinity.as_deref() {
+        None | Some("") | Some("default") => false,
+        Some("host") if host => true,
+        Some("host") => {
+            return Err(Ec2Error::new(
+                Code::InvalidParameterCombination,
+                "Affinity host requires the tenancy host.".to_owned(),
+            ))
+        }
+        Some(other) => {
+            return Err(Ec2Error::invalid_value("Placement.Affinity", other, "Expected: 'default', 'host'."))
+        }
+    };
+    Ok((host, affinity))
 }
 
 /// Launch parameters a template may hold that RunInstances has no counterpart for here.

@@ -31,11 +31,24 @@ pub fn state_changes(changes: Vec<StateChange>) -> Vec<InstanceStateChange> {
 pub struct WithDns<'a> {
     pub record: &'a InstanceRecord,
     pub dns: String,
+    /// What is kept beside the instance, read only for the filters that need it.
+    pub joined: Option<Joined>,
+}
+
+/// An instance's volumes, public address and attached interfaces, for DescribeInstances'
+/// filters on them.
+#[derive(Debug, Default)]
+pub struct Joined {
+    pub volumes: Vec<VolumeRecord>,
+    /// An Elastic IP of the primary address, else the address given at launch.
+    pub public_ip: Option<String>,
+    pub public_dns: Option<String>,
+    pub interfaces: Vec<storage::NetworkInterfaceRecord>,
 }
 
 impl<'a> WithDns<'a> {
     pub fn new(record: &'a InstanceRecord, region: &str) -> Self {
-        Self { record, dns: private_dns_name(&record.private_ip, region) }
+        Self { record, dns: private_dns_name(&record.private_ip, region), joined: None }
     }
 }
 
@@ -237,7 +250,12 @@ pub fn instance(record: &InstanceRecord, tags: &[(String, String)], region: &str
         placement: Some(Placement {
             availability_zone: Some(record.zone.clone()),
             group_name: Some(String::new()),
-            tenancy: Some("default".into()),
+            tenancy: Some(if record.dedicated.is_some() { "host" } else { "default" }.into()),
+            host_id: record.dedicated.as_ref().map(|_| record.host_id.clone()),
+            affinity: record
+                .dedicated
+                .as_ref()
+                .map(|d| if d.affinity_host.is_some() { "host" } else { "default" }.into()),
             ..Default::default()
         }),
         key_name: record.key_name.clone(),
