@@ -1,8 +1,9 @@
 """terraform + hashicorp/aws (from the local filesystem mirror) against a running stratus: a whole
-web-server configuration (key pair, security group, instance, EBS volume and attachment, data
-sources) against real QEMU guests, and a VPC configuration (key pair and zones, VPC, subnets,
+web-server configuration (key pair, security group, instance, EBS volume and attachment, a
+launch template and an instance from it with an extra EBS device, data sources) against real
+QEMU guests, and a VPC configuration (key pair and zones, VPC, subnets,
 internet and NAT gateways, route tables, groups, an instance with an Elastic IP) on the test
-driver."""
+driver, and a dedicated host with an instance on it beside a shared copy of an image."""
 
 from __future__ import annotations
 
@@ -835,6 +836,23 @@ resource "aws_instance" "on_host" {
   host_id       = aws_ec2_host.dedicated.id
 }
 
+# The tenant's own copy of the public image, shared with another account.
+resource "aws_ami_copy" "mine" {
+  name              = "tf-copy"
+  description       = "a copy of the pool's image"
+  source_ami_id     = "%(image_id)s"
+  source_ami_region = "us-east-1"
+}
+
+resource "aws_ami_launch_permission" "friend" {
+  image_id   = aws_ami_copy.mine.id
+  account_id = "123456789012"
+}
+
+output "copy_id" {
+  value = aws_ami_copy.mine.id
+}
+
 output "host_id" {
   value = aws_ec2_host.dedicated.id
 }
@@ -845,9 +863,10 @@ output "instance_id" {
 """
 
 
-def test_terraform_dedicated_host(server_factory, test_image, tmp_path):
-    """`aws_ec2_host` and an `aws_instance` on it (tenancy host), on libvirt's test driver:
-    apply, a second plan with no changes, destroy (the host goes back to the pool)."""
+def test_terraform_dedicated_host_and_a_shared_image_copy(server_factory, test_image, tmp_path):
+    """`aws_ec2_host` and an `aws_instance` on it (tenancy host), and an `aws_ami_copy` of the
+    pool's image shared by `aws_ami_launch_permission`, on libvirt's test driver: apply, a
+    second plan with no changes, destroy (the host goes back to the pool, the copy goes)."""
     from conftest import TEST_DRIVER_CONFIG
 
     server = server_factory(config=TEST_DRIVER_CONFIG)
@@ -872,8 +891,13 @@ def test_terraform_dedicated_host(server_factory, test_image, tmp_path):
         [host] = ec2.describe_hosts(HostIds=[outputs["host_id"]])["Hosts"]
         assert [i["InstanceId"] for i in host["Instances"]] == [outputs["instance_id"]]
         assert host["Tags"] == [{"Key": "Name", "Value": "tf-dedicated"}]
+        copy = ec2.describe_images(ImageIds=[outputs["copy_id"]])["Images"][0]
+        assert (copy["State"], copy["OwnerId"], copy["Name"]) == ("available", tenant.account_id, "tf-copy")
+        shared = ec2.describe_image_attribute(ImageId=outputs["copy_id"], Attribute="launchPermission")
+        assert shared["LaunchPermissions"] == [{"UserId": "123456789012"}]
         tf.assert_no_changes()
     finally:
         if applied:
             tf("destroy", "-auto-approve", "-input=false", "-no-color")
     assert ec2.describe_hosts()["Hosts"] == [], "released to the pool"
+    assert ec2.describe_images(Owners=["self"])["Images"] == [], "the copy is deregistered"
