@@ -322,6 +322,20 @@ impl Backend {
     pub fn copy_image(&self, account: &str, req: ImageCopy) -> Result<ImageRecord> {
         validate_name(&req.name)?;
         tags::validate_tags(&req.tags)?;
+        // A retry finds its first copy, whatever has become of the source since.
+        if let Some(token) = &req.client_token {
+            let earlier = self
+                .store()
+                .read(|tx| tx.scan(&IMAGES, &format!("{account}/")))?
+                .into_iter()
+                .map(|(_, i)| i)
+                .find(|i| i.client_token.as_ref() == Some(token));
+            if let Some(earlier) = earlier {
+                let same = earlier.name == req.name
+                    && earlier.copy_of.as_ref().is_none_or(|source| *source == req.source_image_id);
+                return if same { Ok(earlier) } else { Err(Error::IdempotentParameterMismatch(token.clone())) };
+            }
+        }
         let source = self.image(account, &req.source_image_id)?;
         if source.state != ImageState::Available {
             return Err(Error::ImageUnavailable(source.id));

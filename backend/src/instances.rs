@@ -798,7 +798,19 @@ impl Backend {
     }
 
     pub(crate) fn image_in_use(&self, image_id: &str) -> Result<bool> {
-        Ok(self.all_instance_records()?.iter().any(|r| r.image_id == image_id && r.state != InstanceState::Terminated))
+        // A pending copy of it (CopyImage) still reads its files too.
+        let copying = self.store().read(|tx| {
+            Ok::<_, Error>(
+                tx.scan(&storage::tables::IMAGES, "")?
+                    .into_iter()
+                    .any(|(_, i)| i.state == storage::ImageState::Pending && i.copy_of.as_deref() == Some(image_id)),
+            )
+        })?;
+        Ok(copying
+            || self
+                .all_instance_records()?
+                .iter()
+                .any(|r| r.image_id == image_id && r.state != InstanceState::Terminated))
     }
 
     /// Applies `change` to each named instance in one transaction, after checking that every
@@ -885,12 +897,24 @@ impl Backend {
                         .filter(|&i| dedicated::may_place(&snapshots[i].id, allocations.get(&snapshots[i].id), &want))
                         .collect();
                     let pool: Vec<HostSnapshot> = eligible.iter().map(|&i| snapshots[i].clone()).collect();
-                    let home = eligible.iter().position(|&i| snapshots[i].id == r.host_id);
+                    // Its own host first: one named at launch stays its host even with
+                    // auto-placement off.
+                    let home_want = dedicated::HostWant { host_id: Some(&r.host_id), ..want };
+                    let home = snapshots.iter().position(|h| h.id == r.host_id).filter(|&i| {
+                        let allocation = allocations.get(&snapshots[i].id);
+                        dedicated::may_place(&snapshots[i].id, allocation, &want)
+                            || (want.dedicated && dedicated::may_place(&snapshots[i].id, allocation, &home_want))
+                    });
                     let placed = home
-                        .filter(|&j| !scheduler::place(&pool[j..=j], &demand, 1, self.policy()).is_empty())
-                        .or_else(|| scheduler::place(&pool, &demand, 1, self.policy()).first().copied())
-                        .map(|j| eligible[j])
-                        .ok_or_else(|| Error::InsufficientCapacity(r.instance_type.clone()))?;
+                        .filter(|&i| !scheduler::place(&snapshots[i..=i], &demand, 1, self.policy()).is_empty())
+                        .or_else(|| scheduler::place(&pool, &demand, 1, self.policy()).first().map(|&j| eligible[j]))
+                        .ok_or_else(|| {
+                            if want.dedicated {
+                                Error::InsufficientCapacityOnHost(r.instance_type.clone())
+                            } else {
+                                Error::InsufficientCapacity(r.instance_type.clone())
+                            }
+                        })?;
                     r.host_id = snapshots[placed].id.clone();
                     charge(snapshots, r);
                     r.state = InstanceState::Pending;

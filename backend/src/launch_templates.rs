@@ -237,7 +237,13 @@ impl Backend {
                     .into_iter()
                     .find(|v| v.client_token.as_ref() == Some(token));
                 if let Some(earlier) = earlier {
-                    return Ok((template, earlier));
+                    // The same request again finds its version; another one with the token is refused.
+                    let same = req.source.is_some() || earlier.data == req.data;
+                    return if same {
+                        Ok((template, earlier))
+                    } else {
+                        Err(Error::IdempotentParameterMismatch(token.clone()))
+                    };
                 }
             }
             let data = match req.source {
@@ -430,12 +436,20 @@ mod tests {
         assert_eq!((second.number, &second.data), (2, &json!({"image_id": "ami-1", "instance_type": "m5.large"})));
         let retried = NewVersion {
             template: by_name.clone(),
-            source: None,
-            description: None,
-            data: json!({}),
+            source: Some(VersionRef::Number(1)),
+            description: Some("bigger".into()),
+            data: json!({"instance_type": "m5.large"}),
             client_token: Some("t".into()),
         };
         assert_eq!(b.create_launch_template_version("a", retried).unwrap().1.number, 2, "the token finds it");
+        let other = NewVersion {
+            template: by_name.clone(),
+            source: None,
+            description: None,
+            data: json!({"instance_type": "c5.large"}),
+            client_token: Some("t".into()),
+        };
+        assert!(matches!(b.create_launch_template_version("a", other), Err(Error::IdempotentParameterMismatch(_))));
         let third = NewVersion {
             template: by_name.clone(),
             source: None,

@@ -256,6 +256,10 @@ fn size_for(asked: Option<u64>, snapshot: Option<&SnapshotRecord>) -> Result<u64
     }
 }
 
+/// The most further volumes one launch makes for each instance (EC2's instances take a few dozen
+/// attachments).
+pub const MAX_LAUNCH_VOLUMES: usize = 40;
+
 /// What a copied snapshot names as its volume, as on EC2.
 pub const COPIED_VOLUME: &str = "vol-ffffffff";
 
@@ -397,6 +401,11 @@ impl Backend {
     /// `/dev/xvdf` are one device) nor the root's, snapshots of the account's own, sizes and
     /// settings by EC2's rules.
     pub(crate) fn plan_launch_volumes(&self, account: &str, asked: &[LaunchVolume]) -> Result<Vec<PlannedVolume>> {
+        if asked.len() > MAX_LAUNCH_VOLUMES {
+            return Err(Error::InvalidBlockDeviceMapping(format!(
+                "At most {MAX_LAUNCH_VOLUMES} volumes can be made at launch besides the root."
+            )));
+        }
         let mut targets = vec!["vda".to_owned()];
         let mut planned = Vec::new();
         for volume in asked {
@@ -982,23 +991,60 @@ impl Backend {
             _ => None,
         };
         // Snapshots taken together (CreateSnapshots) are copied in one pause of the guest, so
-        // that they are consistent with each other; each copy then finds the guest paused.
-        let together = pending.iter().any(|s| s.set.is_some() && waiting.iter().any(|v| v.id == s.volume_id));
-        let paused = match host {
-            Some(h) if together => match h.driver.state(&record.id).map_err(Error::Driver)? {
-                Some(PowerState::Running) => {
-                    h.driver.suspend(&record.id).map_err(Error::Driver)?;
-                    true
-                }
-                _ => false,
-            },
-            _ => false,
-        };
-        let settled = self.settle_waiting(record, waiting, &pending, host);
-        if let (true, Some(h)) = (paused, host) {
-            h.driver.resume(&record.id).map_err(Error::Driver)?;
+        // that they are consistent with each other, and recorded only once it runs again: a
+        // crash while it is paused leaves them pending, and the retry finds the guest paused,
+        // copies again and resumes it.
+        let set: Vec<(&SnapshotRecord, &VolumeRecord)> = pending
+            .iter()
+            .filter(|s| s.set.is_some())
+            .filter_map(|s| {
+                let volume = waiting.iter().find(|v| v.id == s.volume_id)?;
+                let attached = volume.attachment.as_ref().is_some_and(|a| a.state == AttachmentState::Attached);
+                (attached && !busy(volume)).then_some((s, volume))
+            })
+            .collect();
+        if !set.is_empty() {
+            let paused = match host {
+                Some(h) => match h.driver.state(&record.id).map_err(Error::Driver)? {
+                    Some(PowerState::Running) => {
+                        h.driver.suspend(&record.id).map_err(Error::Driver)?;
+                        true
+                    }
+                    Some(PowerState::Paused) => true,
+                    _ => false,
+                },
+                None => false,
+            };
+            let copied: Vec<(String, Result<()>)> =
+                set.iter().map(|(s, v)| (key(&s.account, &s.id), self.copy_volume_to_snapshot(v, s, None))).collect();
+            if let (true, Some(h)) = (paused, host) {
+                h.driver.resume(&record.id).map_err(Error::Driver)?;
+            }
+            for (snapshot_key, result) in &copied {
+                self.finish_snapshot(snapshot_key, result)?;
+            }
         }
-        settled
+        let rest: Vec<SnapshotRecord> = pending.iter().filter(|s| s.set.is_none()).cloned().collect();
+        self.settle_waiting(record, waiting, &rest, host)
+    }
+
+    /// Records how a snapshot's copy ended, unless it is no longer pending.
+    fn finish_snapshot(&self, snapshot_key: &str, result: &Result<()>) -> Result<()> {
+        self.store().write(|tx| {
+            let Some(mut current) = tx.get(&SNAPSHOTS, snapshot_key)? else { return Ok(()) };
+            if current.state != SnapshotState::Pending {
+                return Ok(());
+            }
+            match result {
+                Ok(()) => current.state = SnapshotState::Completed,
+                Err(error) => {
+                    current.state = SnapshotState::Error;
+                    current.state_message = Some(error.to_string());
+                }
+            }
+            tx.insert(&SNAPSHOTS, snapshot_key, &current)?;
+            Ok::<_, Error>(())
+        })
     }
 
     fn settle_waiting(
@@ -1102,19 +1148,7 @@ impl Backend {
         }
         for snapshot in pending.iter().filter(|s| s.volume_id == volume.id) {
             let result = self.copy_volume_to_snapshot(volume, snapshot, live.map(|(host, domain, _)| (host, domain)));
-            let snapshot_key = key(&snapshot.account, &snapshot.id);
-            self.store().write(|tx| {
-                let Some(mut current) = tx.get(&SNAPSHOTS, &snapshot_key)? else { return Ok(()) };
-                match &result {
-                    Ok(()) => current.state = SnapshotState::Completed,
-                    Err(error) => {
-                        current.state = SnapshotState::Error;
-                        current.state_message = Some(error.to_string());
-                    }
-                }
-                tx.insert(&SNAPSHOTS, &snapshot_key, &current)?;
-                Ok::<_, Error>(())
-            })?;
+            self.finish_snapshot(&key(&snapshot.account, &snapshot.id), &result)?;
         }
         Ok(())
     }
@@ -1181,6 +1215,19 @@ impl Backend {
                     tags::drop_tags(tx, &volume.account, &volume.id)
                 })?;
                 remove_file(Path::new(&volume.path))?;
+                continue;
+            }
+            // A launch volume whose instance never booted has no file yet: it is made now, as
+            // a new volume's is, instead of being left available with nothing behind it.
+            if !record.booted && !volume.root && !Path::new(&volume.path).exists() {
+                self.store().write(|tx| {
+                    let Some(mut current) = tx.get(&VOLUMES, &volume_key)? else { return Ok(()) };
+                    current.attachment = None;
+                    current.state = VolumeState::Creating;
+                    tx.insert(&VOLUMES, &volume_key, &current)?;
+                    Ok::<_, Error>(())
+                })?;
+                self.kick(&volume_key);
                 continue;
             }
             let mut path = PathBuf::from(&volume.path);
@@ -1466,6 +1513,18 @@ mod tests {
         assert!(left.contains(&sdf.id) && left.contains(&xvdg.id), "{left:?}");
         assert_eq!(left.len(), 3, "the root went with the instance: {left:?}");
         assert!(Path::new(&sdf.path).exists() && Path::new(&xvdg.path).exists());
+
+        // An instance that never booted leaves its kept launch volume with a file all the same.
+        let kept = LaunchVolume { delete_on_termination: Some(false), ..empty("/dev/sdh", Some(1)) };
+        let unborn = b.run_instances("acct", "vpc-1", launch(vec![kept])).unwrap().remove(0);
+        b.terminate_instances("acct", std::slice::from_ref(&unborn.id)).unwrap();
+        b.converge(&format!("acct/{}", unborn.id)).unwrap();
+        let made = b.volumes("acct").unwrap().into_iter().find(|v| !left.contains(&v.id) && !v.root).unwrap();
+        assert_eq!((made.state, made.attachment.is_none()), (VolumeState::Creating, true));
+        b.converge(&format!("acct/{}", made.id)).unwrap();
+        let made = b.volumes("acct").unwrap().into_iter().find(|v| v.id == made.id).unwrap();
+        assert_eq!(made.state, VolumeState::Available);
+        assert_eq!(virtual_size(&made.path), GIB);
     }
 
     #[test]

@@ -119,16 +119,24 @@ fn a_dedicated_host_takes_its_account_s_host_tenancy_alone() {
         Err(Error::InsufficientCapacity(_))
     ));
 
-    // Auto-placement off: only launches that name the host land there.
+    // Auto-placement off: only launches that name the host land there, and an instance launched
+    // on it by name starts there again.
     let off = backend::dedicated::HostChange { auto_placement: Some(false), ..Default::default() };
     s.b.modify_host_allocation(A, &dedicated, &off).unwrap();
     assert!(matches!(launch(&s, A, true, None, false), Err(Error::InsufficientCapacityOnHost(_))));
+    let named = launch(&s, A, true, Some(&dedicated), false).unwrap();
+    s.b.stop_instances(A, std::slice::from_ref(&named), true).unwrap();
+    s.b.converge(&format!("{A}/{named}")).unwrap();
+    s.b.start_instances(A, std::slice::from_ref(&named)).unwrap();
+    s.b.converge(&format!("{A}/{named}")).unwrap();
+    assert_eq!(host_of(&s, A, &named), dedicated);
+    assert_eq!(s.b.instance(A, &named).unwrap().state, storage::InstanceState::Running);
     assert!(matches!(s.b.modify_host_allocation(B, &dedicated, &off), Err(Error::ResourceNotFound { .. })));
 
     // Released once A's instances have left it, the host takes anyone's again.
     assert!(matches!(s.b.release_host(A, &dedicated), Err(Error::IncorrectState(_))));
     assert!(matches!(s.b.release_host(B, &dedicated), Err(Error::ResourceNotFound { .. })));
-    let leaving = [a_auto.clone(), a_pinned.clone()];
+    let leaving = [a_auto.clone(), a_pinned.clone(), named.clone()];
     s.b.terminate_instances(A, &leaving).unwrap();
     for id in &leaving {
         s.b.converge(&format!("{A}/{id}")).unwrap();

@@ -210,6 +210,19 @@ def test_run_instances_from_a_template(cloud):
     second = latest["Instances"][0]
     assert second["InstanceType"] == "t3.small" and tags_of(second)["aws:ec2launchtemplate:version"] == "2"
 
+    # Settings of several fields merge field by field, and the root by any of its names: the
+    # request's hop limit beside the template's tokens, its DeleteOnTermination beside the
+    # template's root size.
+    merged = client.run_instances(
+        MinCount=1, MaxCount=1, LaunchTemplate={"LaunchTemplateId": template_id, "Version": "1"},
+        MetadataOptions={"HttpPutResponseHopLimit": 3},
+        BlockDeviceMappings=[{"DeviceName": "/dev/sda1", "Ebs": {"DeleteOnTermination": False}}])["Instances"][0]
+    options = instance(client, merged["InstanceId"])["MetadataOptions"]
+    assert (options["HttpTokens"], options["HttpPutResponseHopLimit"]) == ("required", 3)
+    root_mapping, root_volume = volumes_by_device(client, merged["InstanceId"])["/dev/vda"]
+    assert (root_volume["Size"], root_volume["VolumeType"]) == (3, "gp3")
+    assert root_mapping["Ebs"]["DeleteOnTermination"] is False
+
     # EC2's own tags are not the user's to set or remove.
     assert code_of(lambda: client.delete_tags(Resources=[second["InstanceId"]],
                                               Tags=[{"Key": "aws:ec2launchtemplate:id"}]))[0] == \
@@ -223,7 +236,7 @@ def test_run_instances_from_a_template(cloud):
     assert code_of(lambda: client.run_instances(MinCount=1, MaxCount=1, LaunchTemplate={
         "LaunchTemplateName": "no-such-template"}))[0] == "InvalidLaunchTemplateName.NotFoundException"
 
-    ids = [first["InstanceId"], second["InstanceId"]]
+    ids = [first["InstanceId"], second["InstanceId"], merged["InstanceId"]]
     wait_states(client, ids, "running")
     client.terminate_instances(InstanceIds=ids)
     client.get_waiter("instance_terminated").wait(InstanceIds=ids, WaiterConfig=FAST)

@@ -59,6 +59,12 @@ def test_launch_permissions_and_copies_of_images(two):
     assert image in [i["ImageId"] for i in cb.describe_images(ExecutableUsers=["self"])["Images"]]
     assert image not in [i["ImageId"] for i in cb.describe_images(Owners=["self"])["Images"]]
     assert image not in [i["ImageId"] for i in cb.describe_images(ExecutableUsers=["all"])["Images"]]
+    # Whom A shares with is A's to know: B asking for what a third account may launch learns
+    # nothing of A's list.
+    ca.modify_image_attribute(ImageId=image, LaunchPermission={"Add": [{"UserId": "333333333333"}]})
+    assert ca.describe_images(ImageIds=[image], ExecutableUsers=["333333333333"])["Images"]
+    assert cb.describe_images(ImageIds=[image], ExecutableUsers=["333333333333"])["Images"] == []
+    ca.modify_image_attribute(ImageId=image, LaunchPermission={"Remove": [{"UserId": "333333333333"}]})
     assert code_of(lambda: cb.modify_image_attribute(
         ImageId=image, LaunchPermission={"Add": [{"Group": "all"}]})) == "AuthFailure"
     assert code_of(lambda: cb.describe_image_attribute(ImageId=image, Attribute="launchPermission")) == \

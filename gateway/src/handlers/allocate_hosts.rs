@@ -31,7 +31,8 @@ pub async fn handle(ctx: &Ctx, req: AllocateHostsRequest) -> Result<AllocateHost
         instance_type: req.instance_type,
         instance_family: req.instance_family,
         quantity: quantity as u32,
-        auto_placement: on_off("AutoPlacement", req.auto_placement.as_deref())?.unwrap_or(true),
+        // Off unless asked, as the EC2 API reference gives it: only launches naming the host.
+        auto_placement: on_off("AutoPlacement", req.auto_placement.as_deref())?.unwrap_or(false),
         host_recovery: on_off("HostRecovery", req.host_recovery.as_deref())?.unwrap_or(false),
         client_token: req.client_token.filter(|t| !t.is_empty()),
         tags: tags_from_specs(req.tag_specifications, "dedicated-host")?,

@@ -49,13 +49,16 @@ fn owned_by(image: &ImageRecord, owners: &[String], caller: &str) -> bool {
 }
 
 /// `ExecutableBy.N`: `all` (public images), `self` (what the caller may launch), account ids
-/// (what that account may launch, of what the caller sees).
+/// (what that account may launch, of what the caller sees). Whom another owner shares with is
+/// that owner's to know: for an image the caller does not own, another account counts only
+/// as its owner or through `all`.
 fn executable_by(image: &ImageRecord, users: &[String], caller: &str) -> bool {
     users.is_empty()
         || users.iter().any(|u| match u.as_str() {
             "all" => image.public,
             "self" => image.launchable_by(caller),
-            account => image.launchable_by(account),
+            account if image.owner == caller => image.launchable_by(account),
+            account => image.public || image.owner == account,
         })
 }
 

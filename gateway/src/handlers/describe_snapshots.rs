@@ -42,12 +42,15 @@ fn owned_by(s: &SnapshotRecord, owners: &[String], caller: &str) -> bool {
 
 /// `RestorableBy.N`: `all` (public snapshots), `self` (what the caller may make volumes from),
 /// account ids (what that account may use, of what the caller sees).
+/// Whom another owner shares with is that owner's to know: for a snapshot the caller does not
+/// own, another account counts only as its owner or through `all`.
 fn restorable_by(s: &SnapshotRecord, users: &[String], caller: &str) -> bool {
     users.is_empty()
         || users.iter().any(|u| match u.as_str() {
             "all" => s.public,
             "self" => s.usable_by(caller),
-            account => s.usable_by(account),
+            account if s.account == caller => s.usable_by(account),
+            account => s.public || s.account == account,
         })
 }
 

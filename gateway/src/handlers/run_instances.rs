@@ -2,7 +2,7 @@ use std::net::Ipv4Addr;
 
 use backend::attributes::{apply_metadata_change, MetadataChange};
 use backend::instances::{ExtraInterface, LaunchRequest, RootVolumeRequest};
-use backend::volumes::{is_root_device, LaunchVolume};
+use backend::volumes::{guest_target, is_root_device, LaunchVolume};
 use ec2api::Code;
 use ec2api::{
     BlockDeviceMapping, Ec2Error, GroupIdentifier, Reservation, RunInstancesOutput, RunInstancesRequest,
@@ -231,6 +231,16 @@ async fn from_template(
     if let Some(devices) = merge_devices(saved_devices, given_devices) {
         data.insert("block_device_mappings".into(), devices);
     }
+    // Settings made of several fields take the request's fields over the template's one by
+    // one (a request's availability zone keeps the template's tenancy).
+    for field in ["placement", "metadata_options", "credit_specification", "monitoring"] {
+        if let (Some(saved), Some(asked)) = (data.get(field), given.get(field)) {
+            let merged = backend::launch_templates::overlay(saved, asked);
+            if let Some(fields) = given.as_object_mut() {
+                fields.insert(field.into(), merged);
+            }
+        }
+    }
     let merged = backend::launch_templates::overlay(&serde_json::Value::Object(data), &given);
     let mut launch: RunInstancesRequest = serde_json::from_value(merged).map_err(|_| unusable())?;
     let mut specs = Vec::new();
@@ -268,9 +278,18 @@ fn merge_devices(saved: Option<serde_json::Value>, given: Option<serde_json::Val
         (saved, None) => return saved,
         (_, given) => return given,
     };
+    // One device by any of its names: the root's aliases, `/dev/sdf` and `/dev/xvdf`.
+    let device = |mapping: &Value| -> Option<String> {
+        let name = mapping.get("device_name")?.as_str()?;
+        Some(if is_root_device(name) {
+            "root".to_owned()
+        } else {
+            guest_target(name).unwrap_or_else(|_| name.to_owned())
+        })
+    };
     for mapping in given {
-        let name = mapping.get("device_name").cloned();
-        match devices.iter_mut().find(|d| name.is_some() && d.get("device_name") == name.as_ref()) {
+        let name = device(&mapping);
+        match devices.iter_mut().find(|d| name.is_some() && device(d) == name) {
             Some(existing) => {
                 let ebs = match (existing.get("ebs"), mapping.get("ebs")) {
                     (Some(old), Some(new)) => Some(backend::launch_templates::overlay(old, new)),
