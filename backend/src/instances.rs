@@ -753,7 +753,7 @@ impl Backend {
             )?;
             for planned in &launch.volumes {
                 let id = ids::resource_id("vol");
-                let path = self.new_volume_path(&id);
+                let path = self.volume_path(&id);
                 volumes::insert_launch_volume(tx, &record, (id, &path), planned, &req.volume_tags)?;
             }
             tags::put_tags(tx, account, &id, &req.tags)?;

@@ -361,7 +361,9 @@ pub(crate) fn attached_volumes(
 }
 
 impl Backend {
-    fn volume_path(&self, id: &str) -> PathBuf {
+    /// Where a volume's file lives: under the data dir's `volumes`, whichever instance has it
+    /// (a launch volume's too, so that a kept one outlives its instance's folder).
+    pub(crate) fn volume_path(&self, id: &str) -> PathBuf {
         self.data_dir().join("volumes").join(format!("{id}.qcow2"))
     }
 
@@ -442,11 +444,6 @@ impl Backend {
             });
         }
         Ok(planned)
-    }
-
-    /// Where a volume's file lives: under the data dir's `volumes`, whichever instance has it.
-    pub(crate) fn new_volume_path(&self, id: &str) -> PathBuf {
-        self.volume_path(id)
     }
 
     /// ModifyInstanceAttribute `BlockDeviceMapping`: each named device's `DeleteOnTermination`

@@ -495,6 +495,26 @@ def create_account(stratus: Stratus, name: str, admin: bool = False) -> Account:
     return Account(name, values["account_id"], values["aws_access_key_id"], values["aws_secret_access_key"])
 
 
+def two_tenants(tmp_dir: Path, test_image: TestImage) -> tuple[Stratus, str, tuple, tuple]:
+    """A test-driver server with the test image imported (public) and two tenant accounts:
+    the server, the image, and `(account, ec2 client)` for each tenant. The caller stops it."""
+    server = start_stratus(tmp_dir, config=TEST_DRIVER_CONFIG)
+    image = import_image(server, test_image, "tenants' image")
+    a, b = create_account(server, "tenant-a"), create_account(server, "tenant-b")
+    return server, image, (a, ec2_client(server, a.access_key, a.secret_key)), \
+        (b, ec2_client(server, b.access_key, b.secret_key))
+
+
+def error_of(call) -> tuple[str, str]:
+    """The EC2 error code and message `call` fails with (it must fail)."""
+    import pytest
+    from botocore.exceptions import ClientError
+
+    with pytest.raises(ClientError) as e:
+        call()
+    return e.value.response["Error"]["Code"], e.value.response["Error"].get("Message", "")
+
+
 def list_accounts(stratus: Stratus) -> str:
     cmd = [str(stratus.bin), "account", "list", "--data-dir", str(stratus.data_dir)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=server_env())

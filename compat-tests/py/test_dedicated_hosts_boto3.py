@@ -7,29 +7,17 @@ anyone's instances again."""
 from __future__ import annotations
 
 import pytest
-from botocore.exceptions import ClientError
 
-from conftest import TEST_DRIVER_CONFIG, create_account, ec2_client, import_image, wait_states
+from conftest import ec2_client, error_of, two_tenants, wait_states
 
 FAST = {"Delay": 0.5, "MaxAttempts": 120}
 
 
 @pytest.fixture(scope="module")
 def pool(tmp_path_factory, test_image):
-    from conftest import start_stratus
-
-    server = start_stratus(tmp_path_factory.mktemp("dedicated"), config=TEST_DRIVER_CONFIG)
-    image = import_image(server, test_image, "dedicated image")
-    a, b = create_account(server, "tenant-a"), create_account(server, "tenant-b")
-    clients = (ec2_client(server, a.access_key, a.secret_key), ec2_client(server, b.access_key, b.secret_key))
-    yield server, image, a, clients, ec2_client(server)
+    server, image, (a, ca), (_, cb) = two_tenants(tmp_path_factory.mktemp("dedicated"), test_image)
+    yield server, image, a, (ca, cb), ec2_client(server)
     server.stop()
-
-
-def error_of(call) -> tuple[str, str]:
-    with pytest.raises(ClientError) as e:
-        call()
-    return e.value.response["Error"]["Code"], e.value.response["Error"]["Message"]
 
 
 def test_a_dedicated_host_is_its_account_s_alone(pool):

@@ -15,7 +15,7 @@ import uuid
 import pytest
 from botocore.exceptions import ClientError
 
-from conftest import TEST_DRIVER_CONFIG, ec2_client, import_image, wait_states
+from conftest import TEST_DRIVER_CONFIG, ec2_client, error_of, import_image, wait_states
 
 FAST = {"Delay": 0.5, "MaxAttempts": 120}
 
@@ -30,10 +30,7 @@ def cloud(tmp_path_factory, test_image):
     server.stop()
 
 
-def code_of(call) -> tuple[str, str]:
-    with pytest.raises(ClientError) as e:
-        call()
-    return e.value.response["Error"]["Code"], e.value.response["Error"]["Message"]
+code_of = error_of
 
 
 def instance(client, instance_id) -> dict:

@@ -8,29 +8,21 @@ exist."""
 from __future__ import annotations
 
 import pytest
-from botocore.exceptions import ClientError
 
-from conftest import TEST_DRIVER_CONFIG, create_account, ec2_client, import_image, wait_states
+from conftest import error_of, two_tenants, wait_states
 
 FAST = {"Delay": 0.5, "MaxAttempts": 120}
 
 
 @pytest.fixture(scope="module")
 def two(tmp_path_factory, test_image):
-    from conftest import start_stratus
-
-    server = start_stratus(tmp_path_factory.mktemp("sharing"), config=TEST_DRIVER_CONFIG)
-    public_image = import_image(server, test_image, "sharing image")
-    a, b = create_account(server, "owner-a"), create_account(server, "other-b")
-    ca, cb = ec2_client(server, a.access_key, a.secret_key), ec2_client(server, b.access_key, b.secret_key)
-    yield server, public_image, (a, ca), (b, cb)
+    server, public_image, a, b = two_tenants(tmp_path_factory.mktemp("sharing"), test_image)
+    yield server, public_image, a, b
     server.stop()
 
 
 def code_of(call) -> str:
-    with pytest.raises(ClientError) as e:
-        call()
-    return e.value.response["Error"]["Code"]
+    return error_of(call)[0]
 
 
 def a_private_image(client, public_image: str, name: str) -> tuple[str, str]:

@@ -69,6 +69,16 @@ const FILTERS: &[&str] = &[
 /// the interfaces attached to it): read per instance only when one of them is asked for.
 const JOINED: &[&str] = &["block-device-mapping.", "ip-address", "dns-name", "network-interface."];
 
+/// `network-interface.addresses.primary` of an interface: `true` for its primary address, and
+/// `false` too when it has secondary ones.
+fn primary_flags(secondary: &[String]) -> Vec<Cow<'static, str>> {
+    let mut flags = vec![Cow::Borrowed("true")];
+    if !secondary.is_empty() {
+        flags.push(Cow::Borrowed("false"));
+    }
+    flags
+}
+
 /// `field` of each interface attached to the instance beyond its primary one.
 fn attached<'a>(
     item: &'a WithDns<'_>,
@@ -102,13 +112,7 @@ fn fields<'a>(item: &'a WithDns<'_>, name: &str) -> Vec<Cow<'a, str>> {
         "network-interface.addresses.private-ip-address" => {
             attached(item, |i| i.addresses().map(|a| Cow::Borrowed(a.as_str())).collect())
         }
-        "network-interface.addresses.primary" => attached(item, |i| {
-            let mut flags = vec![Cow::Borrowed("true")];
-            if !i.secondary_ips.is_empty() {
-                flags.push(Cow::Borrowed("false"));
-            }
-            flags
-        }),
+        "network-interface.addresses.primary" => attached(item, |i| primary_flags(&i.secondary_ips)),
         "network-interface.mac-address" => attached(item, |i| one(&i.mac)),
         "network-interface.subnet-id" => attached(item, |i| one(&i.subnet_id)),
         "network-interface.vpc-id" => attached(item, |i| one(&i.vpc_id)),
@@ -179,13 +183,7 @@ fn own_fields<'a>(item: &'a WithDns<'_>, name: &str) -> Vec<Cow<'a, str>> {
         "network-interface.addresses.private-ip-address" if live => {
             std::iter::once(&r.private_ip).chain(&r.secondary_ips).map(|a| Cow::Borrowed(a.as_str())).collect()
         }
-        "network-interface.addresses.primary" if live => {
-            let mut flags = vec![Cow::Borrowed("true")];
-            if !r.secondary_ips.is_empty() {
-                flags.push(Cow::Borrowed("false"));
-            }
-            flags
-        }
+        "network-interface.addresses.primary" if live => primary_flags(&r.secondary_ips),
         "network-interface.private-ip-address" if live => one(&r.private_ip),
         "network-interface.mac-address" if live => one(&r.mac),
         "network-interface.subnet-id" if live => one(&r.subnet_id),
