@@ -98,6 +98,8 @@ impl Backend {
                     admin: new.admin,
                     default_vpc_id: ids::resource_id("vpc"),
                     created_ms,
+                    ebs_encryption_by_default: false,
+                    ebs_default_kms_key_id: None,
                 },
             )?;
             crate::vpcs::ensure_default_network(tx, self.topology(), &account_id, "", self.public_network())?;

@@ -16,7 +16,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::hypervisor::{
-    AttachedDisk, DomainSpec, DomainStatus, DriverError, EventSink, HostInfo, Hypervisor, JobProgress,
+    AttachedDisk, DiskKey, DomainSpec, DomainStatus, DriverError, EventSink, HostInfo, Hypervisor, JobProgress,
     MigrationOptions, Nic, PowerState,
 };
 
@@ -199,5 +199,13 @@ impl Hypervisor for HostBridge {
     fn definition(&self, name: &str) -> Result<Option<String>, DriverError> {
         let name = name.to_owned();
         self.timed("definition", move |d| d.definition(&name))
+    }
+    fn add_secrets(&self, keys: &[DiskKey]) -> Result<(), DriverError> {
+        let keys = keys.to_vec();
+        self.timed("add_secrets", move |d| d.add_secrets(&keys))
+    }
+    fn remove_secrets(&self, secret_uuids: &[String]) -> Result<(), DriverError> {
+        let uuids = secret_uuids.to_vec();
+        self.timed("remove_secrets", move |d| d.remove_secrets(&uuids))
     }
 }

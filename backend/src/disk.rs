@@ -39,17 +39,124 @@ pub fn inspect(path: &Path) -> Result<DiskInfo> {
     Ok(DiskInfo { format, virtual_size_bytes })
 }
 
-/// Runs `qemu-img verb args…`.
-fn run(verb: &str, args: &[&OsStr]) -> Result<()> {
-    let output = Command::new("qemu-img")
-        .arg(verb)
-        .args(args)
-        .output()
-        .map_err(|e| Error::Io(format!("running qemu-img: {e}")))?;
-    if output.status.success() {
-        Ok(())
-    } else {
-        Err(Error::Io(format!("qemu-img {verb} failed: {}", String::from_utf8_lossy(&output.stderr).trim())))
+/// A disk file as qemu-img opens it: plain, or encrypted (LUKS inside qcow2) with its
+/// passphrase.
+#[derive(Debug, Clone, Copy)]
+pub struct Disk<'a> {
+    pub path: &'a Path,
+    pub passphrase: Option<&'a str>,
+}
+
+impl<'a> Disk<'a> {
+    pub fn plain(path: &'a Path) -> Self {
+        Self { path, passphrase: None }
+    }
+
+    /// `path`, encrypted when `encryption` says so.
+    pub fn of(path: &'a Path, encryption: Option<&'a storage::Encryption>) -> Self {
+        Self { path, passphrase: encryption.map(|e| e.passphrase.as_str()) }
+    }
+}
+
+/// A new random passphrase for an encrypted disk: 32 bytes from the OS, base64 (LUKS takes
+/// the passphrase as text).
+pub fn new_passphrase() -> String {
+    use base64::Engine;
+    use rand::RngCore;
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// One qemu-img command line under construction. Passphrases go to qemu-img as secret objects
+/// read from files of mode 0600 beside the disk (never on the command line, which every local
+/// user can read in /proc); the files are removed when the command is dropped.
+struct QemuImg {
+    verb: &'static str,
+    args: Vec<std::ffi::OsString>,
+    secrets: Vec<tempfile::NamedTempFile>,
+}
+
+/// qemu-img's `--image-opts` and `-o` take comma-separated options: a comma in a value is
+/// doubled.
+fn opt_value(path: &Path) -> String {
+    path.to_string_lossy().replace(',', ",,")
+}
+
+/// LUKS's key stretching protects weak passphrases; Stratus's are 256 random bits, so the
+/// stretching only costs time (two seconds of CPU by default) at every open of the disk.
+const LUKS_ITER_MS: u32 = 10;
+
+impl QemuImg {
+    fn new(verb: &'static str) -> Self {
+        Self { verb, args: Vec::new(), secrets: Vec::new() }
+    }
+
+    fn arg(&mut self, arg: impl AsRef<OsStr>) -> &mut Self {
+        self.args.push(arg.as_ref().to_owned());
+        self
+    }
+
+    /// Declares a secret object holding `passphrase`; returns its id.
+    fn secret(&mut self, near: &Path, passphrase: &str) -> Result<String> {
+        use std::io::Write;
+        let dir = near.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let mut file = tempfile::Builder::new()
+            .prefix(".stratus-key")
+            .tempfile_in(dir)
+            .map_err(|e| Error::Io(format!("writing a key file in {}: {e}", dir.display())))?;
+        file.write_all(passphrase.as_bytes())
+            .and_then(|()| file.flush())
+            .map_err(|e| Error::Io(format!("writing a key file in {}: {e}", dir.display())))?;
+        let id = format!("key{}", self.secrets.len());
+        self.arg("--object").arg(format!("secret,id={id},file={}", opt_value(file.path())));
+        self.secrets.push(file);
+        Ok(id)
+    }
+
+    /// An input disk: a plain path, or an encrypted qcow2 opened with its secret.
+    fn input(&mut self, disk: Disk<'_>) -> Result<&mut Self> {
+        match disk.passphrase {
+            None => Ok(self.arg(disk.path)),
+            Some(passphrase) => {
+                let id = self.secret(disk.path, passphrase)?;
+                Ok(self
+                    .arg("--image-opts")
+                    .arg(format!("driver=qcow2,file.filename={},encrypt.key-secret={id}", opt_value(disk.path))))
+            }
+        }
+    }
+
+    /// The options of a qcow2 output, encrypted with `passphrase` when given.
+    fn output_options(&mut self, near: &Path, passphrase: Option<&str>) -> Result<&mut Self> {
+        if let Some(passphrase) = passphrase {
+            let id = self.secret(near, passphrase)?;
+            self.arg("-o").arg(format!("encrypt.format=luks,encrypt.key-secret={id},encrypt.iter-time={LUKS_ITER_MS}"));
+        }
+        Ok(self)
+    }
+
+    /// Runs the command. Making a LUKS header, QEMU times its key stretching by the thread's
+    /// CPU time, which the kernel counts in ticks: now and then a fast round reads as 0 ms and
+    /// QEMU gives up ("Unable to get accurate CPU usage"). That one failure is tried again.
+    fn run(&self) -> Result<()> {
+        const TRIES: usize = 8;
+        for attempt in 1.. {
+            let output = Command::new("qemu-img")
+                .arg(self.verb)
+                .args(&self.args)
+                .output()
+                .map_err(|e| Error::Io(format!("running qemu-img: {e}")))?;
+            if output.status.success() {
+                return Ok(());
+            }
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            if attempt < TRIES && stderr.contains("Unable to get accurate CPU usage") {
+                continue;
+            }
+            return Err(Error::Io(format!("qemu-img {} failed: {}", self.verb, stderr.trim())));
+        }
+        unreachable!("the loop returns")
     }
 }
 
@@ -63,49 +170,71 @@ fn made_whole(target: &Path, make: impl FnOnce(&Path) -> Result<()>) -> Result<(
     std::fs::rename(&partial, target).map_err(|e| Error::Io(format!("renaming {}: {e}", partial.display())))
 }
 
-/// A copy-on-write qcow2 over `base`; `size_bytes` grows it past the base's size.
-pub fn create_overlay(base: &Path, base_format: &str, target: &Path, size_bytes: Option<u64>) -> Result<()> {
+/// A copy-on-write qcow2 over `base`; `size_bytes` grows it past the base's size. With a
+/// passphrase, what the guest writes is encrypted (the base stays as it is, and is read as it
+/// is).
+pub fn create_overlay(
+    base: &Path,
+    base_format: &str,
+    target: &Path,
+    passphrase: Option<&str>,
+    size_bytes: Option<u64>,
+) -> Result<()> {
     made_whole(target, |partial| {
-        let size = size_bytes.map(|s| s.to_string());
-        let mut args: Vec<&OsStr> =
-            vec!["-q".as_ref(), "-f".as_ref(), "qcow2".as_ref(), "-F".as_ref(), base_format.as_ref(), "-b".as_ref()];
-        args.extend([base.as_os_str(), partial.as_os_str()]);
-        args.extend(size.as_deref().map(OsStr::new));
-        run("create", &args)
+        let mut cmd = QemuImg::new("create");
+        cmd.arg("-q").arg("-f").arg("qcow2").arg("-F").arg(base_format).arg("-b").arg(base);
+        cmd.output_options(partial, passphrase)?.arg(partial);
+        if let Some(size) = size_bytes {
+            cmd.arg(size.to_string());
+        }
+        cmd.run()
     })
 }
 
-/// An empty qcow2 of `bytes`.
-pub fn create_blank(target: &Path, bytes: u64) -> Result<()> {
-    let size = bytes.to_string();
+/// An empty qcow2 of `bytes`, encrypted with `passphrase` when given.
+pub fn create_blank(target: &Path, passphrase: Option<&str>, bytes: u64) -> Result<()> {
     made_whole(target, |partial| {
-        run("create", &["-q".as_ref(), "-f".as_ref(), "qcow2".as_ref(), partial.as_ref(), size.as_ref()])
+        let mut cmd = QemuImg::new("create");
+        cmd.arg("-q").arg("-f").arg("qcow2");
+        cmd.output_options(partial, passphrase)?.arg(partial).arg(bytes.to_string());
+        cmd.run()
     })
 }
 
-/// A standalone qcow2 of `from` and its backing chain. `-U` reads past a running QEMU's lock:
-/// callers pause the guest (QEMU flushes on pause) or have it off, so nothing changes beneath.
-pub fn flatten(from: &Path, to: &Path) -> Result<()> {
-    made_whole(to, |partial| {
-        run(
-            "convert",
-            &["-U".as_ref(), "-q".as_ref(), "-O".as_ref(), "qcow2".as_ref(), from.as_ref(), partial.as_ref()],
-        )
+/// A standalone qcow2 of `from` and its backing chain, encrypted with `to`'s passphrase if it
+/// has one. `-U` reads past a running QEMU's lock: callers pause the guest (QEMU flushes on
+/// pause) or have it off, so nothing changes beneath.
+pub fn flatten(from: Disk<'_>, to: Disk<'_>) -> Result<()> {
+    made_whole(to.path, |partial| {
+        let mut cmd = QemuImg::new("convert");
+        cmd.arg("-U").arg("-q");
+        cmd.input(from)?.arg("-O").arg("qcow2");
+        cmd.output_options(partial, to.passphrase)?.arg(partial);
+        cmd.run()
     })
 }
 
 /// A standalone copy of `from`, grown to `bytes`.
-pub fn copy_grown(from: &Path, to: &Path, bytes: u64) -> Result<()> {
-    made_whole(to, |partial| {
-        run("convert", &["-q".as_ref(), "-O".as_ref(), "qcow2".as_ref(), from.as_ref(), partial.as_ref()])?;
-        grow(partial, bytes)
+pub fn copy_grown(from: Disk<'_>, to: Disk<'_>, bytes: u64) -> Result<()> {
+    made_whole(to.path, |partial| {
+        let mut cmd = QemuImg::new("convert");
+        cmd.arg("-q");
+        cmd.input(from)?.arg("-O").arg("qcow2");
+        cmd.output_options(partial, to.passphrase)?.arg(partial);
+        cmd.run()?;
+        grow(Disk { path: partial, passphrase: to.passphrase }, bytes)
     })
 }
 
 /// Grows a qcow2 that no guest has open to `bytes`, in place.
-pub fn grow(path: &Path, bytes: u64) -> Result<()> {
-    let size = bytes.to_string();
-    run("resize", &["-q".as_ref(), "-f".as_ref(), "qcow2".as_ref(), path.as_ref(), size.as_ref()])
+pub fn grow(disk: Disk<'_>, bytes: u64) -> Result<()> {
+    let mut cmd = QemuImg::new("resize");
+    cmd.arg("-q");
+    if disk.passphrase.is_none() {
+        cmd.arg("-f").arg("qcow2");
+    }
+    cmd.input(disk)?.arg(bytes.to_string());
+    cmd.run()
 }
 
 /// A hard link where the filesystem allows (for files that never change: kernels, snapshots),
@@ -128,23 +257,96 @@ mod tests {
     fn disks_are_made_whole_or_not_at_all() {
         let dir = tempfile::tempdir().unwrap();
         let base = dir.path().join("base.qcow2");
-        create_blank(&base, 64 << 20).unwrap();
+        create_blank(&base, None, 64 << 20).unwrap();
         assert_eq!(inspect(&base).unwrap(), DiskInfo { format: "qcow2".into(), virtual_size_bytes: 64 << 20 });
         let overlay = dir.path().join("root.qcow2");
-        create_overlay(&base, "qcow2", &overlay, Some(128 << 20)).unwrap();
+        create_overlay(&base, "qcow2", &overlay, None, Some(128 << 20)).unwrap();
         assert_eq!(inspect(&overlay).unwrap().virtual_size_bytes, 128 << 20);
         let flat = dir.path().join("flat.qcow2");
-        flatten(&overlay, &flat).unwrap();
-        grow(&flat, 256 << 20).unwrap();
+        flatten(Disk::plain(&overlay), Disk::plain(&flat)).unwrap();
+        grow(Disk::plain(&flat), 256 << 20).unwrap();
         assert_eq!(inspect(&flat).unwrap().virtual_size_bytes, 256 << 20);
         let copy = dir.path().join("copy.qcow2");
-        copy_grown(&base, &copy, 96 << 20).unwrap();
+        copy_grown(Disk::plain(&base), Disk::plain(&copy), 96 << 20).unwrap();
         assert_eq!(inspect(&copy).unwrap().virtual_size_bytes, 96 << 20);
 
         let failed = dir.path().join("failed.qcow2");
-        let error = flatten(&dir.path().join("missing.qcow2"), &failed).unwrap_err();
+        let error = flatten(Disk::plain(&dir.path().join("missing.qcow2")), Disk::plain(&failed)).unwrap_err();
         assert!(matches!(error, Error::Io(ref text) if text.contains("qemu-img convert failed")), "{error:?}");
         assert!(!failed.exists() && !failed.with_extension("partial").exists(), "nothing half made is left");
         assert!(inspect(&dir.path().join("missing.qcow2")).is_err());
+    }
+
+    /// Writes `text` at the start of an encrypted disk, as a guest would.
+    fn write_inside(disk: Disk<'_>, text: &str) {
+        let key = disk.path.with_extension("testkey");
+        std::fs::write(&key, disk.passphrase.unwrap()).unwrap();
+        let status = Command::new("qemu-io")
+            .arg("--object")
+            .arg(format!("secret,id=k,file={}", opt_value(&key)))
+            .arg("--image-opts")
+            .arg(format!("driver=qcow2,file.filename={},encrypt.key-secret=k", opt_value(disk.path)))
+            .args(["-c", &format!("write -P 0x{:x} 0 64k", text.as_bytes()[0])])
+            .output()
+            .unwrap();
+        assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+        std::fs::remove_file(key).unwrap();
+    }
+
+    fn holds(path: &Path, byte: u8) -> bool {
+        std::fs::read(path).unwrap().windows(4096).any(|w| w.iter().all(|b| *b == byte))
+    }
+
+    #[test]
+    fn encrypted_disks_hold_no_plaintext_and_survive_every_copy() {
+        let dir = tempfile::tempdir().unwrap();
+        let (one, two) = (new_passphrase(), new_passphrase());
+        assert_ne!(one, two);
+        assert_eq!(one.len(), 44, "32 bytes in base64");
+        let volume = dir.path().join("vol,1.qcow2");
+        create_blank(&volume, Some(&one), 64 << 20).unwrap();
+        let sealed = Disk { path: &volume, passphrase: Some(&one) };
+        write_inside(sealed, "Z");
+        assert!(!holds(&volume, b'Z'), "the file holds what the guest wrote in the clear");
+
+        // A snapshot under a key of its own, a volume from it under a third, grown.
+        let snapshot = dir.path().join("snap.qcow2");
+        flatten(sealed, Disk { path: &snapshot, passphrase: Some(&two) }).unwrap();
+        assert!(!holds(&snapshot, b'Z'));
+        let three = new_passphrase();
+        let copy = dir.path().join("copy.qcow2");
+        copy_grown(
+            Disk { path: &snapshot, passphrase: Some(&two) },
+            Disk { path: &copy, passphrase: Some(&three) },
+            128 << 20,
+        )
+        .unwrap();
+        assert_eq!(inspect(&copy).unwrap().virtual_size_bytes, 128 << 20);
+        assert!(!holds(&copy, b'Z'));
+        // The wrong key opens nothing.
+        let error = flatten(Disk { path: &copy, passphrase: Some(&one) }, Disk::plain(&dir.path().join("x.qcow2")))
+            .unwrap_err();
+        assert!(matches!(error, Error::Io(_)), "{error:?}");
+        // Decrypted with the right one, the data is all there.
+        let clear = dir.path().join("clear.qcow2");
+        flatten(Disk { path: &copy, passphrase: Some(&three) }, Disk::plain(&clear)).unwrap();
+        assert!(holds(&clear, b'Z'), "the data went through every copy");
+
+        // An encrypted overlay over a plain base: the guest's writes are sealed.
+        let base = dir.path().join("base.qcow2");
+        create_blank(&base, None, 64 << 20).unwrap();
+        let root = dir.path().join("root.qcow2");
+        create_overlay(&base, "qcow2", &root, Some(&one), Some(96 << 20)).unwrap();
+        write_inside(Disk { path: &root, passphrase: Some(&one) }, "Y");
+        assert!(!holds(&root, b'Y'));
+        grow(Disk { path: &root, passphrase: Some(&one) }, 128 << 20).unwrap();
+        assert_eq!(inspect(&root).unwrap().virtual_size_bytes, 128 << 20);
+
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| n.starts_with(".stratus-key"))
+            .collect();
+        assert!(left.is_empty(), "key files are removed after use: {left:?}");
     }
 }

@@ -25,6 +25,10 @@
 //!    ([`crate::bridge`]).
 //! 8. [`Hypervisor::definition`] renders a domain with the `<metadata>` it was defined with
 //!    (its owner, [`crate::ownership`]).
+//! 9. An encrypted disk opens only on a host that holds its key: `start` of a domain with one,
+//!    `attach_disk` of one, and a `migrate` of a domain with one to a target, fail while that
+//!    host lacks the key. Keys are lent with `add_secrets` and taken back with
+//!    `remove_secrets`; a running guest keeps the disks it has open without them.
 //!
 //! The fake keeps these promises in memory (it never reads a disk or starts a guest) and adds
 //! what tests need and libvirt cannot do on demand: a guest that powers itself off
@@ -32,12 +36,12 @@
 //! migrations ([`MigrationScript`]). Hosts of one [`FakeCloud`] share one world, so that a
 //! migration moves a domain from one to the other.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::hypervisor::{
-    AttachedDisk, DomainSpec, DomainStatus, DriverError, EventSink, HostInfo, Hypervisor, JobProgress,
+    AttachedDisk, DiskKey, DomainSpec, DomainStatus, DriverError, EventSink, HostInfo, Hypervisor, JobProgress,
     MigrationOptions, Nic, PowerState,
 };
 
@@ -82,6 +86,29 @@ struct FakeHostState {
     mode: HostMode,
     domains: BTreeMap<String, FakeDomain>,
     sinks: Vec<EventSink>,
+    /// The keys the host holds now, by secret.
+    secrets: BTreeSet<String>,
+    /// How many keys it was ever lent.
+    secrets_lent: usize,
+}
+
+impl FakeHostState {
+    /// Fails unless the host holds every key of `keys`.
+    fn holds(&self, keys: impl IntoIterator<Item = DiskKey>) -> Result<(), DriverError> {
+        match keys.into_iter().find(|k| !self.secrets.contains(&k.secret_uuid)) {
+            Some(key) => Err(DriverError::Failed(format!("no secret with matching uuid '{}'", key.secret_uuid))),
+            None => Ok(()),
+        }
+    }
+}
+
+impl FakeDomain {
+    /// The keys of every disk it has: defined and hot-plugged.
+    fn keys(&self) -> Vec<DiskKey> {
+        let mut keys = self.spec.keys();
+        keys.extend(self.plugged.values().filter_map(|d| d.key.clone()));
+        keys
+    }
 }
 
 #[derive(Default)]
@@ -148,6 +175,12 @@ impl FakeCloud {
 
     pub fn domain(&self, uri: &str, name: &str) -> Option<FakeDomain> {
         self.world().hosts.get(uri)?.domains.get(name).cloned()
+    }
+
+    /// The keys a host holds now, and how many it was ever lent.
+    pub fn secrets(&self, uri: &str) -> (Vec<String>, usize) {
+        let world = self.world();
+        world.hosts.get(uri).map(|h| (h.secrets.iter().cloned().collect(), h.secrets_lent)).unwrap_or_default()
     }
 
     /// Whether a migration was switched to post-copy, and whether one was aborted.
@@ -231,6 +264,8 @@ impl FakeHost {
                 return Err(DriverError::Failed("operation aborted".into()));
             }
             if converged || world.post_copy {
+                let keys = world.hosts.get(&self.uri).and_then(|h| h.domains.get(name)).map(FakeDomain::keys);
+                world.hosts.entry(target_uri.to_owned()).or_default().holds(keys.unwrap_or_default())?;
                 let domain = world.hosts.entry(self.uri.clone()).or_default().domains.remove(name);
                 let domain = domain.ok_or_else(|| DriverError::NoDomain(name.to_owned()))?;
                 world.hosts.entry(target_uri.to_owned()).or_default().domains.insert(name.to_owned(), domain);
@@ -277,7 +312,12 @@ impl Hypervisor for FakeHost {
     }
 
     fn start(&self, name: &str) -> Result<(), DriverError> {
-        self.with_domain(name, |domain| {
+        self.with_host(|host| {
+            let domain = host.domains.get(name).ok_or_else(|| DriverError::NoDomain(name.to_owned()))?;
+            if domain.state != PowerState::Running {
+                host.holds(domain.spec.keys())?;
+            }
+            let domain = host.domains.get_mut(name).ok_or_else(|| DriverError::NoDomain(name.to_owned()))?;
             if domain.state != PowerState::Running {
                 domain.state = PowerState::Running;
                 domain.plugged.clear();
@@ -375,7 +415,15 @@ impl Hypervisor for FakeHost {
     }
 
     fn attach_disk(&self, name: &str, disk: &AttachedDisk) -> Result<(), DriverError> {
-        self.running_domain(name, |domain| {
+        self.with_host(|host| {
+            let domain = host.domains.get(name).ok_or_else(|| DriverError::NoDomain(name.to_owned()))?;
+            if domain.state != PowerState::Running {
+                return Err(DriverError::Failed(format!("domain {name} is not running")));
+            }
+            if !domain.plugged.contains_key(&disk.target) {
+                host.holds(disk.key.clone())?;
+            }
+            let domain = host.domains.get_mut(name).ok_or_else(|| DriverError::NoDomain(name.to_owned()))?;
             domain.plugged.insert(disk.target.clone(), disk.clone());
             Ok(())
         })
@@ -420,6 +468,23 @@ impl Hypervisor for FakeHost {
     fn definition(&self, name: &str) -> Result<Option<String>, DriverError> {
         self.with_host(|host| Ok(host.domains.get(name).map(|d| crate::hypervisor::domain_xml(&d.spec))))
     }
+
+    fn add_secrets(&self, keys: &[DiskKey]) -> Result<(), DriverError> {
+        self.with_host(|host| {
+            host.secrets.extend(keys.iter().map(|k| k.secret_uuid.clone()));
+            host.secrets_lent += keys.len();
+            Ok(())
+        })
+    }
+
+    fn remove_secrets(&self, secret_uuids: &[String]) -> Result<(), DriverError> {
+        self.with_host(|host| {
+            for uuid in secret_uuids {
+                host.secrets.remove(uuid);
+            }
+            Ok(())
+        })
+    }
 }
 
 #[cfg(test)]
@@ -434,6 +499,7 @@ mod tests {
             memory_mib: 256,
             accelerator: crate::hypervisor::Accelerator::Test,
             disk: "/nowhere.qcow2".into(),
+            root_key: None,
             volumes: vec![],
             kernel: None,
             initrd: None,

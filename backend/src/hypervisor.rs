@@ -39,6 +39,8 @@ pub struct DomainSpec {
     pub memory_mib: u64,
     pub accelerator: Accelerator,
     pub disk: PathBuf,
+    /// The root disk's key, when it is encrypted.
+    pub root_key: Option<DiskKey>,
     /// Attached volumes, each a qcow2 file on its virtio target (`vdf`).
     pub volumes: Vec<AttachedDisk>,
     pub kernel: Option<String>,
@@ -72,6 +74,36 @@ pub struct AttachedDisk {
     /// The virtio target (`vdf`).
     pub target: String,
     pub path: PathBuf,
+    /// Its key, when it is encrypted.
+    pub key: Option<DiskKey>,
+}
+
+/// What a host needs to open an encrypted disk (LUKS inside qcow2): the libvirt secret its
+/// `<encryption>` names, and the passphrase that secret carries.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DiskKey {
+    pub secret_uuid: String,
+    pub passphrase: String,
+}
+
+impl DiskKey {
+    pub fn of(encryption: &storage::Encryption) -> Self {
+        Self { secret_uuid: encryption.secret_uuid.clone(), passphrase: encryption.passphrase.clone() }
+    }
+}
+
+/// Never prints the passphrase.
+impl std::fmt::Debug for DiskKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DiskKey").field("secret_uuid", &self.secret_uuid).finish_non_exhaustive()
+    }
+}
+
+impl DomainSpec {
+    /// The keys of its encrypted disks.
+    pub fn keys(&self) -> Vec<DiskKey> {
+        self.root_key.iter().chain(self.volumes.iter().filter_map(|v| v.key.as_ref())).cloned().collect()
+    }
 }
 
 /// A domain's power state, as far as Stratus cares.
@@ -173,14 +205,41 @@ pub trait Hypervisor: Send + Sync {
     /// The domain's definition as the host renders it (libvirt's domain XML, with the
     /// `<metadata>` it was given); `None` when the host has no such domain.
     fn definition(&self, name: &str) -> Result<Option<String>, DriverError>;
+    /// Lends the host the keys of encrypted disks, for a start, a hot-plug or an incoming
+    /// migration that opens them. On libvirt they are secrets that are ephemeral (never
+    /// written to the host's disk) and private (never read back through the API).
+    fn add_secrets(&self, keys: &[DiskKey]) -> Result<(), DriverError>;
+    /// Takes the keys back: QEMU keeps the disks it has opened without them. Unknown ones are
+    /// no error.
+    fn remove_secrets(&self, secret_uuids: &[String]) -> Result<(), DriverError>;
+}
+
+/// The `<disk>` element of a qcow2 file on a virtio target, encrypted when it has a key.
+fn qcow2_disk_xml(path: &std::path::Path, target: &str, key: Option<&DiskKey>) -> String {
+    let file = escape(path.to_string_lossy());
+    let source = match key {
+        None => format!("<source file='{file}'/>"),
+        Some(k) => format!(
+            "<source file='{file}'><encryption format='luks'><secret type='passphrase' uuid='{}'/></encryption></source>",
+            escape(&k.secret_uuid)
+        ),
+    };
+    format!(
+        "<disk type='file' device='disk'><driver name='qemu' type='qcow2'/>{source}<target dev='{}' bus='virtio'/></disk>",
+        escape(target)
+    )
 }
 
 /// The `<disk>` element of an attached volume.
 pub fn disk_xml(disk: &AttachedDisk) -> String {
+    qcow2_disk_xml(&disk.path, &disk.target, disk.key.as_ref())
+}
+
+/// The `<secret>` of a disk's key, without its value (set apart, as libvirt wants).
+pub fn secret_xml(key: &DiskKey) -> String {
     format!(
-        "<disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='{}'/><target dev='{}' bus='virtio'/></disk>",
-        escape(disk.path.to_string_lossy()),
-        escape(&disk.target)
+        "<secret ephemeral='yes' private='yes'><uuid>{}</uuid><description>Stratus volume key</description></secret>",
+        escape(&key.secret_uuid)
     )
 }
 
@@ -247,8 +306,7 @@ pub fn domain_xml(spec: &DomainSpec) -> String {
 <os>{os}</os><features><acpi/></features>{cpu}\
 <on_poweroff>destroy</on_poweroff><on_reboot>restart</on_reboot><on_crash>destroy</on_crash>\
 <devices>\
-<disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='{disk}'/><target dev='vda' bus='virtio'/></disk>\
-{volumes}{primary}{nics}\
+{disk}{volumes}{primary}{nics}\
 <serial type='file'><source path='{log}' append='on'/><target port='0'/></serial>\
 <console type='file'><source path='{log}' append='on'/><target type='serial' port='0'/></console>\
 <rng model='virtio'><backend model='random'>/dev/urandom</backend></rng>\
@@ -258,7 +316,7 @@ pub fn domain_xml(spec: &DomainSpec) -> String {
         uuid = escape(&spec.uuid),
         mem = spec.memory_mib,
         vcpus = spec.vcpus,
-        disk = escape(spec.disk.to_string_lossy()),
+        disk = qcow2_disk_xml(&spec.disk, "vda", spec.root_key.as_ref()),
         volumes = spec.volumes.iter().map(disk_xml).collect::<String>(),
         primary = nic_xml(&primary),
         nics = spec.nics.iter().map(nic_xml).collect::<String>(),
@@ -279,7 +337,8 @@ mod tests {
             memory_mib: 512,
             accelerator: Accelerator::Tcg,
             disk: "/data/i-0123/root.qcow2".into(),
-            volumes: vec![AttachedDisk { target: "vdf".into(), path: "/data/volumes/vol-1.qcow2".into() }],
+            root_key: None,
+            volumes: vec![AttachedDisk { target: "vdf".into(), path: "/data/volumes/vol-1.qcow2".into(), key: None }],
             kernel: Some("/img/vmlinux".into()),
             initrd: Some("/img/initrd.gz".into()),
             cmdline: Some("console=ttyS0 ip=172.31.0.4::172.31.0.1:255.255.240.0:i-0123:eth0:off".into()),
@@ -338,6 +397,38 @@ mod tests {
         let xml = domain_xml(&spec);
         assert!(xml.starts_with("<domain type='kvm'>"));
         assert!(xml.contains("<boot dev='hd'/>") && !xml.contains("<kernel>") && !xml.contains("<initrd>"));
+    }
+
+    #[test]
+    fn encrypted_disks_name_their_secret_and_never_hold_the_passphrase() {
+        let key = |n: u8| DiskKey {
+            secret_uuid: format!("6f1c1c1e-0000-4000-8000-00000000000{n}"),
+            passphrase: "p4ss".into(),
+        };
+        let mut spec = spec();
+        spec.root_key = Some(key(1));
+        spec.volumes.push(AttachedDisk {
+            target: "vdg".into(),
+            path: "/data/volumes/vol-2.qcow2".into(),
+            key: Some(key(2)),
+        });
+        assert_eq!(spec.keys(), [key(1), key(2)]);
+        let xml = domain_xml(&spec);
+        for part in [
+            "<source file='/data/i-0123/root.qcow2'><encryption format='luks'><secret type='passphrase' uuid='6f1c1c1e-0000-4000-8000-000000000001'/></encryption></source><target dev='vda'",
+            "<source file='/data/volumes/vol-1.qcow2'/><target dev='vdf'",
+            "<source file='/data/volumes/vol-2.qcow2'><encryption format='luks'><secret type='passphrase' uuid='6f1c1c1e-0000-4000-8000-000000000002'/></encryption></source><target dev='vdg'",
+        ] {
+            assert!(xml.contains(part), "{part} missing from {xml}");
+        }
+        let secret = secret_xml(&key(1));
+        assert!(
+            secret.contains("ephemeral='yes' private='yes'")
+                && secret.contains("<uuid>6f1c1c1e-0000-4000-8000-000000000001</uuid>")
+        );
+        for text in [xml, secret, format!("{:?}", key(1))] {
+            assert!(!text.contains("p4ss"), "{text}");
+        }
     }
 
     #[test]

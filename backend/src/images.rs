@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use storage::tables::{IMAGES, INSTANCES};
 use storage::{ImageRecord, ImageState, InstanceRecord, InstanceState, StateReason};
 
-use crate::disk::link_or_copy;
+use crate::disk::{link_or_copy, Disk};
 use crate::hypervisor::DriverError;
 use crate::instances::root_disk_path;
 use crate::{disk, ids, invalid, now_ms, tags, Backend, Error, ResourceKind, Result};
@@ -183,6 +183,14 @@ impl Backend {
                 ));
             }
             ensure_unique_name(tx, account, name)?;
+            // Images are kept in the clear, and an image of an encrypted root would hold its
+            // data so (EC2 would encrypt the image's snapshot; Stratus does not yet).
+            let root = crate::volumes::attached_volumes(tx, account, instance_id)?.into_iter().find(|v| v.root);
+            if root.is_some_and(|v| v.encryption.is_some()) {
+                return Err(Error::UnsupportedOperation(format!(
+                    "The root volume of instance {instance_id} is encrypted, and Stratus keeps images unencrypted: an image of it would hold its data in the clear."
+                )));
+            }
             let record = ImageRecord {
                 id: id.clone(),
                 owner: account.to_owned(),
@@ -292,7 +300,8 @@ impl Backend {
             host.driver.suspend(&instance.id).map_err(Error::Driver)?;
         }
         let paused = std::time::Instant::now();
-        let copied = disk::flatten(&root_disk_path(instance), Path::new(&image.disk));
+        // Plain to plain: an encrypted root was refused when the image was asked for.
+        let copied = disk::flatten(Disk::plain(&root_disk_path(instance)), Disk::plain(Path::new(&image.disk)));
         if active {
             // A guest left paused would be down for good: failing here keeps the image
             // pending, and the retry resumes it.
@@ -416,7 +425,7 @@ impl Backend {
         std::fs::create_dir_all(&dir).map_err(|e| Error::Io(format!("creating {}: {e}", dir.display())))?;
         let mut done = image.clone();
         self.own_boot_files(&source, &mut done)?;
-        disk::flatten(Path::new(&source.disk), Path::new(&image.disk))?;
+        disk::flatten(Disk::plain(Path::new(&source.disk)), Disk::plain(Path::new(&image.disk)))?;
         done.virtual_size_bytes = disk::inspect(Path::new(&image.disk))?.virtual_size_bytes;
         done.state = ImageState::Available;
         done.copy_of = None;

@@ -141,6 +141,8 @@ pub struct RootVolumeRequest {
     pub iops: Option<u32>,
     pub throughput: Option<u32>,
     pub delete_on_termination: Option<bool>,
+    pub encrypted: Option<bool>,
+    pub kms_key_id: Option<String>,
 }
 
 /// The credit specification EC2 gives a type when none is asked for.
@@ -509,6 +511,11 @@ impl Backend {
         let root_type = req.root_volume.volume_type.clone().unwrap_or_else(|| "gp2".into());
         let (root_iops, root_throughput) =
             volumes::volume_settings(&root_type, root_size, req.root_volume.iops, req.root_volume.throughput)?;
+        let region = self.topology().region_of(subnet.as_ref().map_or("", |s| s.zone.as_str())).to_owned();
+        let root_ask = crate::encryption::EncryptionAsk {
+            encrypted: req.root_volume.encrypted,
+            kms_key_id: req.root_volume.kms_key_id.clone(),
+        };
         let root = volumes::PlannedVolume {
             device: volumes::ROOT_DEVICE.into(),
             snapshot_id: None,
@@ -517,8 +524,15 @@ impl Backend {
             iops: root_iops,
             throughput: root_throughput,
             delete_on_termination: req.root_volume.delete_on_termination.unwrap_or(true),
+            kms_key_id: crate::encryption::kms_key_for(
+                &root_ask,
+                None,
+                &self.ebs_defaults(account)?,
+                &region,
+                account,
+            )?,
         };
-        let volumes = self.plan_launch_volumes(account, &req.volumes)?;
+        let volumes = self.plan_launch_volumes(account, &region, &req.volumes)?;
         let cpu_credits =
             if spec.burstable { req.cpu_credits.clone().or_else(|| default_cpu_credits(&spec)) } else { None };
         Ok(Launch {
@@ -1080,10 +1094,12 @@ impl Backend {
         std::fs::create_dir_all(dir).map_err(|e| Error::Io(format!("creating {}: {e}", dir.display())))?;
         let disk = root_disk_path(record);
         let volumes = self.instance_volumes(&record.account, &record.id)?;
+        let root_encryption = volumes.iter().find(|v| v.root).and_then(|v| v.encryption.as_ref());
         if !disk.exists() {
             let image = image.as_ref().ok_or_else(|| Error::Io(format!("image {} is gone", record.image_id)))?;
             let size = volumes.iter().find(|v| v.root).map(|v| v.size_gib << 30);
-            crate::disk::create_overlay(Path::new(&image.disk), &image.disk_format, &disk, size)?;
+            let passphrase = root_encryption.map(|e| e.passphrase.as_str());
+            crate::disk::create_overlay(Path::new(&image.disk), &image.disk_format, &disk, passphrase, size)?;
         }
         if !record.booted {
             // The volumes its launch made besides the root get their files with the first boot.
@@ -1112,6 +1128,7 @@ impl Backend {
             memory_mib: record.memory_mib,
             accelerator: host.accelerator,
             disk,
+            root_key: root_encryption.map(crate::hypervisor::DiskKey::of),
             volumes: volumes::boot_disks(&volumes),
             kernel,
             initrd,
@@ -1123,8 +1140,11 @@ impl Backend {
             instance_type: record.instance_type.clone(),
             metadata: Some(self.domain_mark(record)?),
         };
-        host.driver.define(&spec).map_err(Error::Driver)?;
-        host.driver.start(&record.id).map_err(Error::Driver)
+        crate::encryption::lending_keys(&*host.driver, &spec.keys(), || {
+            host.driver.define(&spec)?;
+            host.driver.start(&record.id)
+        })
+        .map_err(Error::Driver)
     }
 
     pub(crate) fn power_off(&self, key: &str, record: InstanceRecord) -> Result<()> {

@@ -23,6 +23,7 @@ pub mod catalogue;
 pub mod conductor;
 pub mod dedicated;
 pub mod disk;
+pub mod encryption;
 pub mod fake;
 pub mod hosts;
 pub mod hypervisor;
@@ -227,6 +228,9 @@ pub enum Error {
     /// The operation does not apply to this resource
     #[error("{0}")]
     UnsupportedOperation(String),
+    /// A parameter given without another that it needs
+    #[error("{0}")]
+    ParameterDependency(String),
     /// A launch template name that names none of the account's
     #[error("The specified launch template, with template name {0}, does not exist.")]
     LaunchTemplateNameNotFound(String),

@@ -206,11 +206,20 @@ impl Backend {
         // announces itself there.
         self.sync_ovn_now();
         self.set_status(id, MigrationStatus::Preparing)?;
+        let keys: Vec<crate::hypervisor::DiskKey> = self
+            .instance_volumes(&instance.account, &instance.id)?
+            .iter()
+            .filter_map(|v| v.encryption.as_ref().map(crate::hypervisor::DiskKey::of))
+            .collect();
         let done = AtomicBool::new(false);
         let started = Instant::now();
         let (result, completed, stopped_by) = std::thread::scope(|scope| {
             let monitor = scope.spawn(|| self.monitor(&record, &done, started));
-            let result = source.driver.migrate(&instance.id, &target.config.uri, &record.options);
+            // The target opens the guest's encrypted disks as it arrives: it holds their keys
+            // for the length of the call.
+            let result = crate::encryption::lending_keys(&*target.driver, &keys, || {
+                source.driver.migrate(&instance.id, &target.config.uri, &record.options)
+            });
             done.store(true, Ordering::Release);
             // Recorded before the monitor is waited for: its last progress query may sit in a
             // busy QEMU for a second, and the guest has moved already.

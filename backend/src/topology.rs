@@ -70,9 +70,27 @@ pub fn zone_id(region: &str, zone: &str) -> String {
     format!("{short}-az{index}")
 }
 
+/// The AWS partition a region belongs to, and that partition's domain: `cn-*` regions are
+/// `aws-cn` under `amazonaws.com.cn`, `us-gov-*` ones `aws-us-gov`, the rest `aws`.
+pub fn partition(region: &str) -> (&'static str, &'static str) {
+    if region.starts_with("cn-") {
+        ("aws-cn", "amazonaws.com.cn")
+    } else if region.starts_with("us-gov-") {
+        ("aws-us-gov", "amazonaws.com")
+    } else {
+        ("aws", "amazonaws.com")
+    }
+}
+
 impl Topology {
     pub fn region(&self, name: &str) -> Option<&Region> {
         self.regions.iter().find(|r| r.name == name)
+    }
+
+    /// The region `zone` is in; the first region for a zone of none.
+    pub fn region_of(&self, zone: &str) -> &str {
+        let region = self.regions.iter().find(|r| r.zones.iter().any(|z| z == zone)).or(self.regions.first());
+        region.map_or("", |r| r.name.as_str())
     }
 
     /// The first zone of the first region: where hosts without a zone live.

@@ -16,6 +16,10 @@
 //! 5. ModifyVolume grows the file (`qemu-img resize`, or libvirt's block resize while the guest
 //!    runs, which the guest sees at once). Type, IOPS and throughput are recorded only.
 //!
+//! 6. Encrypted volumes ([`crate::encryption`]) are the same files with LUKS inside; every copy
+//!    above is re-encrypted under its new record's own key, and a host holds a key only while
+//!    QEMU opens the disk.
+//!
 //! While a volume has a snapshot or a modification under way it is not attached or detached:
 //! one piece of work at a time touches its file.
 
@@ -29,7 +33,9 @@ use storage::{
     VolumeAttachmentRecord, VolumeModificationRecord, VolumeRecord, VolumeState, WriteTx,
 };
 
-use crate::hypervisor::{AttachedDisk, PowerState};
+use crate::disk::Disk;
+use crate::encryption::{kms_key_for, seal, EncryptionAsk};
+use crate::hypervisor::{AttachedDisk, DiskKey, PowerState};
 use crate::{disk, ids, invalid, now_ms, tags, Backend, Error, ResourceKind, Result};
 
 /// The device name of every instance's root disk.
@@ -51,6 +57,7 @@ pub struct NewVolume {
     pub snapshot_id: Option<String>,
     pub client_token: Option<String>,
     pub tags: Vec<(String, String)>,
+    pub encryption: EncryptionAsk,
 }
 
 /// A ModifyVolume request: what is not given stays as it is.
@@ -202,7 +209,11 @@ pub(crate) fn boot_disks(volumes: &[VolumeRecord]) -> Vec<AttachedDisk> {
         .filter(|v| !v.root)
         .filter_map(|v| {
             let a = v.attachment.as_ref().filter(|a| a.state != AttachmentState::Detaching)?;
-            Some(AttachedDisk { target: guest_target(&a.device).ok()?, path: PathBuf::from(&v.path) })
+            Some(AttachedDisk {
+                target: guest_target(&a.device).ok()?,
+                path: PathBuf::from(&v.path),
+                key: v.encryption.as_ref().map(DiskKey::of),
+            })
         })
         .collect()
 }
@@ -218,6 +229,8 @@ pub(crate) struct PlannedVolume {
     pub throughput: Option<u32>,
     pub snapshot_id: Option<String>,
     pub delete_on_termination: bool,
+    /// The KMS key it is encrypted under, if it is.
+    pub kms_key_id: Option<String>,
 }
 
 /// A further volume asked at launch (`BlockDeviceMapping.N` with `Ebs` for a device other
@@ -232,6 +245,8 @@ pub struct LaunchVolume {
     pub snapshot_id: Option<String>,
     /// Default: on, as for every volume EC2 makes at launch.
     pub delete_on_termination: Option<bool>,
+    pub encrypted: Option<bool>,
+    pub kms_key_id: Option<String>,
 }
 
 /// Whether `device` names the root device, by Stratus's name or one AWS images give it.
@@ -318,6 +333,7 @@ pub(crate) fn insert_launch_volume(
         // It may have gone since the launch was checked.
         completed_snapshot(tx, &instance.account, snapshot)?;
     }
+    let encryption = planned.kms_key_id.clone().map(seal);
     let volume = VolumeRecord {
         id: id.clone(),
         account: instance.account.clone(),
@@ -340,6 +356,7 @@ pub(crate) fn insert_launch_volume(
         client_token: None,
         modification: None,
         created_ms: instance.launch_time_ms,
+        encryption,
     };
     tx.insert(&VOLUMES, &key(&instance.account, &id), &volume)?;
     tags::put_tags(tx, &instance.account, &id, volume_tags)?;
@@ -402,7 +419,13 @@ impl Backend {
     /// Checks a launch's further volumes: device names EC2 takes, none twice (`/dev/sdf` and
     /// `/dev/xvdf` are one device) nor the root's, snapshots of the account's own, sizes and
     /// settings by EC2's rules.
-    pub(crate) fn plan_launch_volumes(&self, account: &str, asked: &[LaunchVolume]) -> Result<Vec<PlannedVolume>> {
+    pub(crate) fn plan_launch_volumes(
+        &self,
+        account: &str,
+        region: &str,
+        asked: &[LaunchVolume],
+    ) -> Result<Vec<PlannedVolume>> {
+        let defaults = self.ebs_defaults(account)?;
         if asked.len() > MAX_LAUNCH_VOLUMES {
             return Err(Error::InvalidBlockDeviceMapping(format!(
                 "At most {MAX_LAUNCH_VOLUMES} volumes can be made at launch besides the root."
@@ -433,6 +456,9 @@ impl Backend {
             })?;
             let volume_type = volume.volume_type.clone().unwrap_or_else(|| "gp2".into());
             let (iops, throughput) = volume_settings(&volume_type, size_gib, volume.iops, volume.throughput)?;
+            let ask = EncryptionAsk { encrypted: volume.encrypted, kms_key_id: volume.kms_key_id.clone() };
+            let kms_key_id =
+                kms_key_for(&ask, snapshot.as_ref().and_then(|s| s.encryption.as_ref()), &defaults, region, account)?;
             planned.push(PlannedVolume {
                 device: volume.device.clone(),
                 size_gib,
@@ -441,6 +467,7 @@ impl Backend {
                 throughput,
                 snapshot_id: volume.snapshot_id.clone(),
                 delete_on_termination: volume.delete_on_termination.unwrap_or(true),
+                kms_key_id,
             });
         }
         Ok(planned)
@@ -495,6 +522,8 @@ impl Backend {
         }
         tags::validate_tags(&req.tags)?;
         let volume_type = req.volume_type.clone().unwrap_or_else(|| "gp2".into());
+        let defaults = self.ebs_defaults(account)?;
+        let region = self.topology().region_of(&req.zone).to_owned();
         let volume = self.store().write(|tx| {
             if let Some(token) = &req.client_token {
                 let earlier = tx
@@ -516,6 +545,8 @@ impl Backend {
                 other => other,
             })?;
             let (iops, throughput) = volume_settings(&volume_type, size_gib, req.iops, req.throughput)?;
+            let source = snapshot.as_ref().and_then(|s| s.encryption.as_ref());
+            let encryption = kms_key_for(&req.encryption, source, &defaults, &region, account)?.map(seal);
             let id = ids::resource_id("vol");
             let volume = VolumeRecord {
                 id: id.clone(),
@@ -533,6 +564,7 @@ impl Backend {
                 client_token: req.client_token.clone(),
                 modification: None,
                 created_ms: now_ms(),
+                encryption,
             };
             tx.insert(&VOLUMES, &key(account, &id), &volume)?;
             tags::put_tags(tx, account, &id, &req.tags)?;
@@ -740,7 +772,7 @@ impl Backend {
                     if busy(&volume) { "being modified" } else { volume.state.name() }
                 )));
             }
-            let snapshot = self.new_snapshot(account, volume_id, volume.size_gib, description);
+            let snapshot = self.snapshot_of(account, &volume, description);
             let id = snapshot.id.clone();
             tx.insert(&SNAPSHOTS, &key(account, &id), &snapshot)?;
             tags::put_tags(tx, account, &id, tags_)?;
@@ -754,8 +786,17 @@ impl Backend {
         Ok(self.store().read(|tx| tx.scan(&SNAPSHOTS, &format!("{account}/")))?.into_iter().map(|(_, s)| s).collect())
     }
 
+    /// A pending snapshot of `account`'s of `volume`, encrypted (under a key of its own) if the
+    /// volume is.
+    fn snapshot_of(&self, account: &str, volume: &VolumeRecord, description: &str) -> SnapshotRecord {
+        SnapshotRecord {
+            encryption: volume.encryption.as_ref().map(|e| seal(e.kms_key_id.clone())),
+            ..self.new_snapshot(account, &volume.id, volume.size_gib, description)
+        }
+    }
+
     /// A pending snapshot of `account`'s of a volume (named: it may be gone by the time the
-    /// snapshot is read), of no set and no copy, shared with nobody.
+    /// snapshot is read), of no set and no copy, shared with nobody, plain.
     fn new_snapshot(&self, account: &str, volume_id: &str, size_gib: u64, description: &str) -> SnapshotRecord {
         let id = ids::resource_id("snap");
         SnapshotRecord {
@@ -772,6 +813,7 @@ impl Backend {
             create_volume_permissions: Vec::new(),
             copy_of: None,
             set: None,
+            encryption: None,
         }
     }
 
@@ -813,10 +855,8 @@ impl Backend {
                         volume.id
                     )));
                 }
-                let snapshot = SnapshotRecord {
-                    set: Some(set.clone()),
-                    ..self.new_snapshot(account, &volume.id, volume.size_gib, &req.description)
-                };
+                let snapshot =
+                    SnapshotRecord { set: Some(set.clone()), ..self.snapshot_of(account, &volume, &req.description) };
                 let id = snapshot.id.clone();
                 tx.insert(&SNAPSHOTS, &key(account, &id), &snapshot)?;
                 let mut tags_ = if req.copy_tags { tags::of_resource(tx, account, &volume.id)? } else { Vec::new() };
@@ -843,12 +883,23 @@ impl Backend {
         source_id: &str,
         description: &str,
         tags_: &[(String, String)],
+        (ask, region): (&EncryptionAsk, &str),
     ) -> Result<SnapshotRecord> {
         tags::validate_tags(tags_)?;
+        let defaults = self.ebs_defaults(account)?;
         let snapshot = self.store().write(|tx| {
             let source = completed_snapshot(tx, account, source_id)?;
+            // A copy under its source's key shares its file (snapshot files never change);
+            // one encrypted otherwise gets a key of its own and a re-encrypted file.
+            let encryption = match kms_key_for(ask, source.encryption.as_ref(), &defaults, region, account)? {
+                Some(kms) if source.encryption.as_ref().is_some_and(|e| e.kms_key_id == kms) => {
+                    source.encryption.clone()
+                }
+                kms => kms.map(seal),
+            };
             let snapshot = SnapshotRecord {
                 copy_of: Some(source.id),
+                encryption,
                 ..self.new_snapshot(account, COPIED_VOLUME, source.volume_size_gib, description)
             };
             let id = snapshot.id.clone();
@@ -872,7 +923,12 @@ impl Backend {
             if let Some(dir) = Path::new(&snapshot.path).parent() {
                 std::fs::create_dir_all(dir).map_err(|e| Error::Io(format!("creating {}: {e}", dir.display())))?;
             }
-            disk::link_or_copy(Path::new(&source.path), Path::new(&snapshot.path))
+            let (from, to) = (Path::new(&source.path), Path::new(&snapshot.path));
+            if snapshot.encryption == source.encryption {
+                disk::link_or_copy(from, to)
+            } else {
+                disk::flatten(Disk::of(from, source.encryption.as_ref()), Disk::of(to, snapshot.encryption.as_ref()))
+            }
         });
         self.store().write(|tx| {
             let Some(mut current) = tx.get(&SNAPSHOTS, snapshot_key)? else { return Ok(()) };
@@ -912,6 +968,19 @@ impl Backend {
                 Some(change) => crate::sharing::apply(&now, change, account, ResourceKind::Snapshot)?,
                 None => crate::sharing::Permissions::default(),
             };
+            // EC2's rules: no encrypted snapshot is public, and one under the account's
+            // AWS-managed key is shared with nobody.
+            if let Some(encryption) = &snapshot.encryption {
+                let more = |n: &crate::sharing::Permissions| n.public || !n.accounts.is_empty();
+                if next.public && !now.public {
+                    return Err(Error::OperationNotPermitted("Encrypted snapshots cannot be made public.".into()));
+                }
+                if more(&next) && crate::encryption::is_managed_key(&encryption.kms_key_id, account) {
+                    return Err(Error::OperationNotPermitted(
+                        "Encrypted snapshots with EBS default key cannot be shared".into(),
+                    ));
+                }
+            }
             (snapshot.public, snapshot.create_volume_permissions) = (next.public, next.accounts);
             tx.insert(&SNAPSHOTS, &key(account, id), &snapshot)?;
             Ok(snapshot)
@@ -1057,8 +1126,12 @@ impl Backend {
             let volume_key = key(&volume.account, &volume.id);
             match attachment.state {
                 AttachmentState::Attaching => {
-                    let disk = AttachedDisk { target, path: PathBuf::from(&volume.path) };
-                    let result = host.map_or(Ok(()), |h| h.driver.attach_disk(&record.id, &disk));
+                    let key = volume.encryption.as_ref().map(DiskKey::of);
+                    let keys: Vec<DiskKey> = key.iter().cloned().collect();
+                    let disk = AttachedDisk { target, path: PathBuf::from(&volume.path), key };
+                    let result = host.map_or(Ok(()), |h| {
+                        crate::encryption::lending_keys(&*h.driver, &keys, || h.driver.attach_disk(&record.id, &disk))
+                    });
                     if let Err(error) = &result {
                         tracing::warn!(volume = %volume.id, instance = %record.id, %error, "attach failed");
                     }
@@ -1117,7 +1190,7 @@ impl Backend {
                     Some((host, domain, target)) => {
                         host.driver.resize_disk(domain, target, bytes).map_err(Error::Driver)
                     }
-                    None => disk::grow(Path::new(&volume.path), bytes),
+                    None => disk::grow(Disk::of(Path::new(&volume.path), volume.encryption.as_ref()), bytes),
                 }
             };
             self.store().write(|tx| {
@@ -1171,7 +1244,10 @@ impl Backend {
             },
             None => false,
         };
-        let copied = disk::flatten(Path::new(&volume.path), target);
+        let copied = disk::flatten(
+            Disk::of(Path::new(&volume.path), volume.encryption.as_ref()),
+            Disk::of(target, snapshot.encryption.as_ref()),
+        );
         if paused {
             if let Some((host, domain)) = live {
                 host.driver.resume(domain).map_err(Error::Driver)?;
@@ -1194,9 +1270,13 @@ impl Backend {
         match &volume.snapshot_id {
             Some(id) => {
                 let snapshot = self.store().read(|tx| find_snapshot(tx, id))?.ok_or_else(|| snapshot_not_found(id))?;
-                disk::copy_grown(Path::new(&snapshot.path), path, bytes)
+                disk::copy_grown(
+                    Disk::of(Path::new(&snapshot.path), snapshot.encryption.as_ref()),
+                    Disk::of(path, volume.encryption.as_ref()),
+                    bytes,
+                )
             }
-            None => disk::create_blank(path, bytes),
+            None => disk::create_blank(path, volume.encryption.as_ref().map(|e| e.passphrase.as_str()), bytes),
         }
     }
 
@@ -1235,7 +1315,8 @@ impl Backend {
                 }
                 if path.exists() {
                     // The overlay's backing image may go with its AMI: keep a standalone copy.
-                    disk::flatten(&path, &kept)?;
+                    let encryption = volume.encryption.as_ref();
+                    disk::flatten(Disk::of(&path, encryption), Disk::of(&kept, encryption))?;
                 }
                 path = kept;
             }
@@ -1401,7 +1482,10 @@ mod tests {
         b.converge(&key).unwrap();
         let attached = b.instance_volumes("acct", &instance.id).unwrap();
         assert_eq!(attached.len(), 2);
-        assert_eq!(boot_disks(&attached), [AttachedDisk { target: "vdf".into(), path: volume.path.clone().into() }]);
+        assert_eq!(
+            boot_disks(&attached),
+            [AttachedDisk { target: "vdf".into(), path: volume.path.clone().into(), key: None }]
+        );
         b.start_instances("acct", std::slice::from_ref(&instance.id)).unwrap();
         b.converge(&key).unwrap();
         assert_eq!(b.instance("acct", &instance.id).unwrap().state, InstanceState::Running);

@@ -36,7 +36,7 @@ fn setup() -> Setup {
     let topology = Topology { hosts: configs, ..Topology::default() };
     let b = Arc::new(Backend::with_hosts(Store::in_memory().unwrap(), topology, hosts).with_data_dir(dir.path()));
     let disk = dir.path().join("disk.qcow2");
-    backend::disk::create_blank(&disk, 64 << 20).unwrap();
+    backend::disk::create_blank(&disk, None, 64 << 20).unwrap();
     let new =
         backend::images::NewImage { name: "img".into(), disk: disk.to_string_lossy().into(), ..Default::default() };
     let image = b.register_image(A, new).unwrap().id;

@@ -69,7 +69,7 @@ async fn a_hung_host_holds_up_only_its_own_work() {
     let b = Arc::new(Backend::with_hosts(Store::in_memory().unwrap(), topology, hosts).with_data_dir(dir.path()));
     b.start_conductor(Duration::from_millis(200));
     let disk = dir.path().join("disk.qcow2");
-    backend::disk::create_blank(&disk, 64 << 20).unwrap();
+    backend::disk::create_blank(&disk, None, 64 << 20).unwrap();
     let new =
         backend::images::NewImage { name: "fake".into(), disk: disk.to_string_lossy().into(), ..Default::default() };
     let image = b.register_image(ACCOUNT, new).unwrap().id;

@@ -47,7 +47,7 @@ fn setup() -> Setup {
 /// launched there and converged: the image, the subnet and the instance.
 fn vpc_with_an_instance(b: &Backend, dir: &std::path::Path) -> (String, String, String) {
     let disk = dir.join("disk.qcow2");
-    backend::disk::create_blank(&disk, 64 << 20).unwrap();
+    backend::disk::create_blank(&disk, None, 64 << 20).unwrap();
     let new =
         backend::images::NewImage { name: "img".into(), disk: disk.to_string_lossy().into(), ..Default::default() };
     let image_id = b.register_image(ACCOUNT, new).unwrap().id;

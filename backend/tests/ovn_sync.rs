@@ -61,7 +61,7 @@ fn the_sweep_keeps_ovn_in_step_with_the_store() {
         .collect();
     let vpc_of = |account: &str| vpcs[account].clone();
     let disk = dir.path().join("image.qcow2");
-    backend::disk::create_blank(&disk, 64 << 20).unwrap();
+    backend::disk::create_blank(&disk, None, 64 << 20).unwrap();
     let new = backend::images::NewImage {
         name: "img".into(),
         disk: disk.to_string_lossy().into(),

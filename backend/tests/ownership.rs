@@ -38,7 +38,7 @@ fn installation(cloud: &FakeCloud, data_dir: &Path) -> Backend {
 
 fn image(b: &Backend, dir: &Path) -> String {
     let disk = dir.join(format!("image-{}.qcow2", rand::random::<u32>()));
-    backend::disk::create_blank(&disk, 64 << 20).unwrap();
+    backend::disk::create_blank(&disk, None, 64 << 20).unwrap();
     let new =
         backend::images::NewImage { name: "img".into(), disk: disk.to_string_lossy().into(), ..Default::default() };
     b.register_image(ACCOUNT, new).unwrap().id
@@ -145,6 +145,7 @@ fn sample_spec(name: &str) -> DomainSpec {
         memory_mib: 256,
         accelerator: Accelerator::Tcg,
         disk: "/elsewhere/disk.qcow2".into(),
+        root_key: None,
         volumes: vec![],
         kernel: Some("/elsewhere/vmlinux".into()),
         initrd: None,

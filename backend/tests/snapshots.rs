@@ -38,7 +38,7 @@ fn setup() -> Setup {
     let pool = HostPool::new([Host::new(config, zone.clone(), cloud.host(URI))]);
     let b = Arc::new(Backend::with_hosts(Store::in_memory().unwrap(), topology, pool).with_data_dir(dir.path()));
     let disk = dir.path().join("disk.qcow2");
-    backend::disk::create_blank(&disk, 64 << 20).unwrap();
+    backend::disk::create_blank(&disk, None, 64 << 20).unwrap();
     let new =
         backend::images::NewImage { name: "img".into(), disk: disk.to_string_lossy().into(), ..Default::default() };
     let image_id = b.register_image(OWNER, new).unwrap().id;
@@ -114,7 +114,7 @@ fn shared_and_copied_snapshots_are_usable_by_the_other_account_only_when_shared(
 
     // Not shared: the other account meets a snapshot that does not exist.
     assert!(hidden(s.b.create_volume(OTHER, from(&snapshot.id)).map(|_| ())));
-    assert!(hidden(s.b.copy_snapshot(OTHER, &snapshot.id, "", &[]).map(|_| ())));
+    assert!(hidden(s.b.copy_snapshot(OTHER, &snapshot.id, "", &[], (&Default::default(), "us-east-1")).map(|_| ())));
     assert!(hidden(s.b.owned_snapshot(OTHER, &snapshot.id).map(|_| ())));
 
     let share = PermissionChange { add: vec![OTHER.into()], ..Default::default() };
@@ -129,7 +129,7 @@ fn shared_and_copied_snapshots_are_usable_by_the_other_account_only_when_shared(
     assert_eq!(s.b.volumes(OTHER).unwrap()[0].state, storage::VolumeState::Available);
 
     // A copy is the other account's own, and outlives the source.
-    let copy = s.b.copy_snapshot(OTHER, &snapshot.id, "mine now", &[]).unwrap();
+    let copy = s.b.copy_snapshot(OTHER, &snapshot.id, "mine now", &[], (&Default::default(), "us-east-1")).unwrap();
     assert_eq!(
         (copy.state, copy.volume_id.as_str(), copy.account.as_str()),
         (SnapshotState::Pending, COPIED_VOLUME, OTHER)

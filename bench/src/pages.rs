@@ -110,7 +110,7 @@ fn fill(dir: &std::path::Path, instances: usize, cache_mib: usize) -> Result<Fix
     let principal = b.principal(&admin.access_key_id)?.context("the admin exists")?;
     let account = principal.account_id.clone();
     let disk = dir.join("image.qcow2");
-    backend::disk::create_blank(&disk, 64 << 20)?;
+    backend::disk::create_blank(&disk, None, 64 << 20)?;
     let new = backend::images::NewImage {
         name: "pages".into(),
         disk: disk.to_string_lossy().into_owned(),

@@ -11,8 +11,6 @@ import subprocess
 import uuid
 from pathlib import Path
 
-import pytest
-
 from conftest import aws, write_credentials
 
 ERROR_RE = re.compile(r"An error occurred \(([^)]+)\) when calling the (\w+) operation: (.*)")

@@ -290,6 +290,8 @@ def a_state(w: World) -> dict:
         "own_eni": _try(lambda: ca.describe_network_interfaces(NetworkInterfaceIds=[a["own_eni"]])),
         "all_enis": _try(lambda: ca.describe_network_interfaces()),
         "tags": _try(lambda: ca.describe_tags(MaxResults=1000)),
+        "ebs_defaults": [_try(ca.get_ebs_encryption_by_default).get("EbsEncryptionByDefault"),
+                         _try(ca.get_ebs_default_kms_key_id).get("KmsKeyId")],
         # Which resources A has: nothing B does may add one to A's account.
         "all_instances": sorted(i["InstanceId"] for r in ca.describe_instances()["Reservations"]
                                 for i in r["Instances"]),
@@ -628,6 +630,10 @@ ROWS: list[Row] = [
         c, w, BlockDeviceMappings=[{"DeviceName": "/dev/sdf", "Ebs": {"SnapshotId": x}}])),
     R("CopyImage", "image", lambda c, x, w: c.copy_image(SourceImageId=x, SourceRegion=w.zone[:-1], Name=_name())),
     R("CopySnapshot", "snapshot", lambda c, x, w: c.copy_snapshot(SourceSnapshotId=x, SourceRegion=w.zone[:-1])),
+    R("CopySnapshot(Encrypted)", "snapshot", lambda c, x, w: c.copy_snapshot(
+        SourceSnapshotId=x, SourceRegion=w.zone[:-1], Encrypted=True)),
+    R("CreateVolume(SnapshotId, Encrypted)", "snapshot", lambda c, x, w: c.create_volume(
+        AvailabilityZone=w.zone, SnapshotId=x, Encrypted=True)),
     R("CreateSnapshots(A's instance)", "instance",
       lambda c, x, w: c.create_snapshots(InstanceSpecification={"InstanceId": x})),
     R("CreateSnapshots(excluding A's volume)", "attached_volume", lambda c, x, w: c.create_snapshots(
@@ -1030,6 +1036,30 @@ def test_b_cannot_count_a_s_addresses(world):
         w.ca.terminate_instances(InstanceIds=[extra])
         wait_states(w.ca, [extra], "terminated")
     assert after == before, f"B's subnets before A's launch {before}, after {after}"
+
+
+def test_b_s_ebs_encryption_settings_are_its_own(world):
+    """The account-wide EBS switches (Enable/DisableEbsEncryptionByDefault, Modify/Reset
+    EbsDefaultKmsKeyId) change B's account only: A reads what it read before, and A's new
+    volumes stay as A asks."""
+    w = world
+    before = a_state(w)
+    key = "arn:aws:kms:us-east-1:%s:key/1234abcd-12ab-34cd-56ef-1234567890ab" % w.b_acct.account_id
+    try:
+        assert w.cb.enable_ebs_encryption_by_default()["EbsEncryptionByDefault"] is True
+        assert w.cb.modify_ebs_default_kms_key_id(KmsKeyId=key)["KmsKeyId"] == key
+        assert w.cb.get_ebs_encryption_by_default()["EbsEncryptionByDefault"] is True
+        assert a_state(w)["ebs_defaults"] == before["ebs_defaults"] == [False, "alias/aws/ebs"]
+        mine = w.ca.create_volume(AvailabilityZone=w.zone, Size=1)
+        try:
+            assert mine["Encrypted"] is False and "KmsKeyId" not in mine
+        finally:
+            w.ca.get_waiter("volume_available").wait(VolumeIds=[mine["VolumeId"]], WaiterConfig=FAST)
+            w.ca.delete_volume(VolumeId=mine["VolumeId"])
+    finally:
+        w.cb.reset_ebs_default_kms_key_id()
+        w.cb.disable_ebs_encryption_by_default()
+    assert w.cb.get_ebs_default_kms_key_id()["KmsKeyId"] == "alias/aws/ebs"
 
 
 HOST_ROWS = [

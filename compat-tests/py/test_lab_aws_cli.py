@@ -91,9 +91,14 @@ def test_migrate_and_drain_with_the_aws_cli(lab, server_factory, test_image, tmp
             time.sleep(0.5)
 
     image_id = import_image(server, test_image, "lab image")
+    # Encrypted roots: each lab host is lent the keys to boot its guests, and a migration's
+    # target the keys of the guest that arrives.
     ids = [i["InstanceId"] for i in ok("run-instances", "--image-id", image_id, "--instance-type", "t3.nano",
-                                          "--count", "3")["Instances"]]
+                                          "--count", "3", "--block-device-mappings",
+                                          '[{"DeviceName": "/dev/sda1", "Ebs": {"Encrypted": true}}]')["Instances"]]
     ok("wait", "instance-running", "--instance-ids", *ids)
+    roots = ok("describe-volumes", "--filters", f"Name=attachment.instance-id,Values={','.join(ids)}")["Volumes"]
+    assert sorted(v["Encrypted"] for v in roots) == [True] * 3, roots
     placement = {i: h for h, v in hosts().items() for i in (x["InstanceId"] for x in v["Instances"])}
     assert len(set(placement.values())) == 2, "spread: both hosts are used"
     crowded = max(set(placement.values()), key=list(placement.values()).count)

@@ -157,6 +157,14 @@ def scenario(client, image_id: str) -> dict[str, dict]:
                   Description="diff copy")["SnapshotId"]
     until(lambda: client.describe_snapshots(SnapshotIds=[copied])["Snapshots"][0]["State"] == "completed")
     call("DeleteSnapshot(copy)", "delete_snapshot", SnapshotId=copied)
+    call("GetEbsEncryptionByDefault", "get_ebs_encryption_by_default")
+    call("EnableEbsEncryptionByDefault", "enable_ebs_encryption_by_default")
+    # Not Get/Modify/ResetEbsDefaultKmsKeyId: moto 5.2.1 answers them with an HTTP 500.
+    sealed = call("CreateVolume(Encrypted)", "create_volume", AvailabilityZone=zone, Size=1, Encrypted=True)["VolumeId"]
+    until(lambda: client.describe_volumes(VolumeIds=[sealed])["Volumes"][0]["State"] == "available")
+    call("DescribeVolumes(Encrypted)", "describe_volumes", VolumeIds=[sealed])
+    call("DisableEbsEncryptionByDefault", "disable_ebs_encryption_by_default")
+    client.delete_volume(VolumeId=sealed)
     call("DeleteSnapshot", "delete_snapshot", SnapshotId=snapshot_id)
     call("DeleteVolume", "delete_volume", VolumeId=volume_id)
     taken = call("CreateSnapshots", "create_snapshots", InstanceSpecification={"InstanceId": instance_id},

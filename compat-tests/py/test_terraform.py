@@ -220,6 +220,22 @@ resource "aws_volume_attachment" "data" {
   instance_id = aws_instance.web.id
 }
 
+resource "aws_ebs_volume" "sealed" {
+  availability_zone = aws_instance.web.availability_zone
+  size              = 1
+  encrypted         = true
+
+  tags = {
+    Name = "tf-sealed"
+  }
+}
+
+resource "aws_volume_attachment" "sealed" {
+  device_name = "/dev/sdg"
+  volume_id   = aws_ebs_volume.sealed.id
+  instance_id = aws_instance.web.id
+}
+
 resource "aws_launch_template" "app" {
   name          = "%(key_name)s-app"
   description   = "app servers"
@@ -279,6 +295,10 @@ output "volume_id" {
   value = aws_ebs_volume.data.id
 }
 
+output "sealed_volume_id" {
+  value = aws_ebs_volume.sealed.id
+}
+
 output "group_id" {
   value = aws_security_group.web.id
 }
@@ -323,16 +343,30 @@ def test_terraform_web_server_on_real_guests(server_factory, test_image, tmp_pat
         instance = ec2.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0]
         assert instance["State"]["Name"] == "running" and instance["KeyName"] == key_name
         assert instance["SecurityGroups"] == [{"GroupId": group_id, "GroupName": f"{key_name}-web"}]
-        assert [m["DeviceName"] for m in instance["BlockDeviceMappings"]] == ["/dev/vda", "/dev/sdf"]
+        assert sorted(m["DeviceName"] for m in instance["BlockDeviceMappings"]) == ["/dev/sdf", "/dev/sdg", "/dev/vda"]
         attachment = ec2.describe_volumes(VolumeIds=[volume_id])["Volumes"][0]["Attachments"][0]
         assert (attachment["InstanceId"], attachment["State"]) == (instance_id, "attached")
         group = ec2.describe_security_groups(GroupIds=[group_id])["SecurityGroups"][0]
         assert [(p["IpProtocol"], p.get("FromPort")) for p in group["IpPermissions"]] == [("tcp", 22)]
         assert [p["IpProtocol"] for p in group["IpPermissionsEgress"]] == ["-1"]
-        # The guest runs and sees the attached volume as its second disk.
-        console = ec2.get_console_output(InstanceId=instance_id).get("Output", "")
+        # The encrypted volume is LUKS inside qcow2 on disk, under the account's AWS-managed key.
+        [sealed] = ec2.describe_volumes(VolumeIds=[outputs["sealed_volume_id"]])["Volumes"]
+        assert sealed["Encrypted"] is True and sealed["KmsKeyId"].startswith("arn:aws:kms:us-east-1:"), sealed
+        info = subprocess.run(["qemu-img", "info", "-U", "--output=json",
+                               str(server.data_dir / "volumes" / f"{sealed['VolumeId']}.qcow2")],
+                              capture_output=True, text=True, check=True)
+        assert json.loads(info.stdout)["encrypted"] is True
+        # The guest runs and sees both attached volumes.
+        deadline = time.monotonic() + 120
+        while True:
+            console = ec2.get_console_output(InstanceId=instance_id).get("Output", "")
+            lines = re.findall(r"stratus-disks ([^\r\n]*)", console)
+            seen = sorted(int(v) for k, v in re.findall(r"(vd[a-z])=(\d+)", lines[-1]) if k != "vda") if lines else []
+            if seen == [1 << 30, 2 << 30]:
+                break
+            assert time.monotonic() < deadline, f"the guest did not show both volumes: {console[-2000:]}"
+            time.sleep(1)
         assert BOOT_MARKER in console
-        assert f"vdb={2 << 30}" in console, console[-2000:]
 
         # The instance from the launch template: the template's image, key, groups, metadata
         # options, the request's type and extra volume, which the guest sees.
@@ -849,6 +883,26 @@ resource "aws_ami_launch_permission" "friend" {
   account_id = "123456789012"
 }
 
+# The account's EBS switches, and a volume encrypted under the chosen key.
+resource "aws_ebs_encryption_by_default" "on" {
+  enabled = true
+}
+
+resource "aws_ebs_default_kms_key" "chosen" {
+  key_arn = "%(kms_key)s"
+}
+
+resource "aws_ebs_volume" "sealed" {
+  availability_zone = "%(zone)s"
+  size              = 1
+  encrypted         = true
+  kms_key_id        = "%(kms_key)s"
+}
+
+output "sealed_volume_id" {
+  value = aws_ebs_volume.sealed.id
+}
+
 output "copy_id" {
   value = aws_ami_copy.mine.id
 }
@@ -864,8 +918,9 @@ output "instance_id" {
 
 
 def test_terraform_dedicated_host_and_a_shared_image_copy(server_factory, test_image, tmp_path):
-    """`aws_ec2_host` and an `aws_instance` on it (tenancy host), and an `aws_ami_copy` of the
-    pool's image shared by `aws_ami_launch_permission`, on libvirt's test driver: apply, a
+    """`aws_ec2_host` and an `aws_instance` on it (tenancy host), an `aws_ami_copy` of the
+    pool's image shared by `aws_ami_launch_permission`, and the account's EBS encryption
+    switches with an encrypted `aws_ebs_volume`, on libvirt's test driver: apply, a
     second plan with no changes, destroy (the host goes back to the pool, the copy goes)."""
     from conftest import TEST_DRIVER_CONFIG
 
@@ -873,12 +928,14 @@ def test_terraform_dedicated_host_and_a_shared_image_copy(server_factory, test_i
     # A tenant's: admins see the whole pool in DescribeHosts, a tenant its dedicated hosts.
     tenant = create_account(server, "tf-host-tenant")
     ec2 = ec2_client(server, tenant.access_key, tenant.secret_key)
+    kms_key = f"arn:aws:kms:us-east-1:{tenant.account_id}:key/1234abcd-12ab-34cd-56ef-1234567890ab"
     tf = Terraform(tmp_path, HOST_CONFIG % {
         "access_key": tenant.access_key,
         "secret_key": tenant.secret_key,
         "endpoint": server.endpoint,
         "zone": ec2.describe_availability_zones()["AvailabilityZones"][0]["ZoneName"],
         "image_id": import_image(server, test_image, "tf host image"),
+        "kms_key": kms_key,
     })
     tf("init", "-input=false", "-no-color")
     applied = False
@@ -895,9 +952,15 @@ def test_terraform_dedicated_host_and_a_shared_image_copy(server_factory, test_i
         assert (copy["State"], copy["OwnerId"], copy["Name"]) == ("available", tenant.account_id, "tf-copy")
         shared = ec2.describe_image_attribute(ImageId=outputs["copy_id"], Attribute="launchPermission")
         assert shared["LaunchPermissions"] == [{"UserId": "123456789012"}]
+        assert ec2.get_ebs_encryption_by_default()["EbsEncryptionByDefault"] is True
+        assert ec2.get_ebs_default_kms_key_id()["KmsKeyId"] == kms_key
+        [sealed] = ec2.describe_volumes(VolumeIds=[outputs["sealed_volume_id"]])["Volumes"]
+        assert (sealed["Encrypted"], sealed["KmsKeyId"]) == (True, kms_key)
         tf.assert_no_changes()
     finally:
         if applied:
             tf("destroy", "-auto-approve", "-input=false", "-no-color")
+    assert ec2.get_ebs_encryption_by_default()["EbsEncryptionByDefault"] is False, "destroy turns it off"
+    assert ec2.get_ebs_default_kms_key_id()["KmsKeyId"] == "alias/aws/ebs", "and resets the key"
     assert ec2.describe_hosts()["Hosts"] == [], "released to the pool"
     assert ec2.describe_images(Owners=["self"])["Images"] == [], "the copy is deregistered"

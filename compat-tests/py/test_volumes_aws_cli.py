@@ -183,3 +183,44 @@ def test_sharing_and_copies(server):
     fails(server, "InvalidParameterValue", "copy-image", "--source-image-id", server.image_id, "--source-region",
           "nowhere-1", "--name", "cli-copy-2")
     ok(server, "terminate-instances", "--instance-ids", instance_id)
+
+
+def test_encryption_by_default_and_encrypted_copies(server):
+    """The account's switches (get/enable/disable-ebs-encryption-by-default, get/modify/reset-
+    ebs-default-kms-key-id) and what they do to the volumes and snapshot copies made next."""
+    assert ok(server, "get-ebs-encryption-by-default") == {"EbsEncryptionByDefault": False}
+    assert ok(server, "get-ebs-default-kms-key-id") == {"KmsKeyId": "alias/aws/ebs"}
+    zone = ok(server, "describe-availability-zones")["AvailabilityZones"][0]["ZoneName"]
+    plain = ok(server, "create-volume", "--availability-zone", zone, "--size", "1")
+    assert plain["Encrypted"] is False
+    fails(server, "InvalidParameterDependency", "create-volume", "--availability-zone", zone, "--size", "1",
+          "--kms-key-id", "alias/team")
+    fails(server, "InvalidParameterValue", "create-volume", "--availability-zone", zone, "--size", "1",
+          "--encrypted", "--kms-key-id", "not a key")
+
+    assert ok(server, "enable-ebs-encryption-by-default") == {"EbsEncryptionByDefault": True}
+    chosen = ok(server, "modify-ebs-default-kms-key-id", "--kms-key-id", "alias/team")["KmsKeyId"]
+    assert chosen.startswith("arn:aws:kms:us-east-1:") and chosen.endswith(":alias/team")
+    assert ok(server, "get-ebs-default-kms-key-id") == {"KmsKeyId": chosen}
+    try:
+        sealed = ok(server, "create-volume", "--availability-zone", zone, "--size", "1", "--no-encrypted")
+        assert (sealed["Encrypted"], sealed["KmsKeyId"]) == (True, chosen), "the default wins over --no-encrypted"
+        settle(server, ["describe-volumes", "--volume-ids", plain["VolumeId"], "--query", "Volumes[].State"],
+               "available")
+        snapshot = ok(server, "create-snapshot", "--volume-id", plain["VolumeId"])["SnapshotId"]
+        settle(server, ["describe-snapshots", "--snapshot-ids", snapshot, "--query", "Snapshots[].State"], "completed")
+        copy = ok(server, "copy-snapshot", "--source-snapshot-id", snapshot, "--source-region", "us-east-1")
+        settle(server, ["describe-snapshots", "--snapshot-ids", copy["SnapshotId"], "--query", "Snapshots[].State"],
+               "completed")
+        [described] = ok(server, "describe-snapshots", "--snapshot-ids", snapshot, copy["SnapshotId"],
+                         "--filters", "Name=encrypted,Values=true")["Snapshots"]
+        assert (described["SnapshotId"], described["KmsKeyId"]) == (copy["SnapshotId"], chosen), \
+            "a plain snapshot's copy is encrypted by default"
+    finally:
+        assert ok(server, "reset-ebs-default-kms-key-id") == {"KmsKeyId": "alias/aws/ebs"}
+        assert ok(server, "disable-ebs-encryption-by-default") == {"EbsEncryptionByDefault": False}
+    settle(server, ["describe-volumes", "--volume-ids", sealed["VolumeId"], "--query", "Volumes[].State"], "available")
+    for volume in (plain, sealed):
+        ok(server, "delete-volume", "--volume-id", volume["VolumeId"])
+    for snapshot_id in (snapshot, copy["SnapshotId"]):
+        ok(server, "delete-snapshot", "--snapshot-id", snapshot_id)

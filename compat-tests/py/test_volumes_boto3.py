@@ -9,6 +9,7 @@ second disk of the volume's size.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
 import uuid
@@ -258,3 +259,95 @@ def test_hot_plug_into_a_real_guest(server_factory, test_image):
     assert volume(client, volume_id)["State"] == "available", "data volumes outlive their instance"
     client.delete_volume(VolumeId=volume_id)
     client.delete_snapshot(SnapshotId=snapshot_id)
+
+
+def wait_console(client, instance_id, pattern: str, count: int = 1, timeout: float = 90.0) -> list[str]:
+    """The first `count` matches of `pattern` on the guest's console, once there are that many."""
+    deadline = time.monotonic() + timeout
+    while True:
+        text = client.get_console_output(InstanceId=instance_id, Latest=True).get("Output", "")
+        found = re.findall(pattern, text)
+        if len(found) >= count:
+            return found
+        shown = "\n".join(line for line in text.splitlines() if "stratus-counter" not in line)[-3000:]
+        assert time.monotonic() < deadline, f"the guest never printed {count} x {pattern!r}; console:\n{shown}"
+        time.sleep(0.5)
+
+
+def holds(path, text: str) -> bool:
+    with open(path, "rb") as f:
+        return text.encode() in f.read()
+
+
+def test_encrypted_volumes_hold_no_plaintext_on_disk(server_factory, test_image):
+    """A real guest writes a marker at the start of every disk it is given (`stratus.stamp`). On
+    the host, the file of a plain volume shows the marker, as a check that the test can see it;
+    the files of an encrypted volume, of its snapshot and of a volume made from that snapshot
+    never do, while the guest reads its marker back from the last one (the data went through
+    two re-encryptions). The guest boots from an encrypted root too."""
+    require_qemu()
+    server = server_factory(config=QEMU_CONFIG)
+    client = ec2_client(server)
+    stamp = "STRATUSCLEARTEXT" + uuid.uuid4().hex[:12].upper()
+    stamped = dataclasses.replace(test_image, cmdline=f"{test_image.cmdline} stratus.stamp={stamp}")
+    image_id = import_image(server, stamped, "stamping image")
+    instance_id = client.run_instances(
+        ImageId=image_id, InstanceType="t3.nano", MinCount=1, MaxCount=1,
+        BlockDeviceMappings=[{"DeviceName": "/dev/sda1", "Ebs": {"Encrypted": True}}])["Instances"][0]["InstanceId"]
+    volumes_dir = server.data_dir / "volumes"
+    made = []
+    try:
+        wait_states(client, [instance_id], "running", timeout=120)
+        wait_console(client, instance_id, re.escape(BOOT_MARKER), timeout=120)
+        root = client.describe_volumes(Filters=[{"Name": "attachment.instance-id", "Values": [instance_id]}])["Volumes"]
+        assert [(v["Encrypted"], v["KmsKeyId"].startswith("arn:aws:kms:")) for v in root] == [(True, True)]
+
+        sealed = client.create_volume(AvailabilityZone=zone(client), Size=1, Encrypted=True)
+        plain = client.create_volume(AvailabilityZone=zone(client), Size=1)
+        made += [sealed["VolumeId"], plain["VolumeId"]]
+        assert sealed["Encrypted"] is True and sealed["KmsKeyId"].endswith(sealed["KmsKeyId"].rsplit("/", 1)[-1])
+        assert plain["Encrypted"] is False and "KmsKeyId" not in plain
+        client.get_waiter("volume_available").wait(VolumeIds=made, WaiterConfig=FAST)
+        client.attach_volume(VolumeId=sealed["VolumeId"], InstanceId=instance_id, Device="/dev/sdf")
+        wait_console(client, instance_id, r"stratus-stamped (vd[a-z])")
+        client.attach_volume(VolumeId=plain["VolumeId"], InstanceId=instance_id, Device="/dev/sdg")
+        wait_console(client, instance_id, r"stratus-stamped (vd[a-z])", count=2)
+        assert holds(volumes_dir / f"{plain['VolumeId']}.qcow2", stamp), "the test sees what a guest writes"
+        assert not holds(volumes_dir / f"{sealed['VolumeId']}.qcow2", stamp), "plaintext in an encrypted volume"
+
+        snapshot = client.create_snapshot(VolumeId=sealed["VolumeId"])
+        assert snapshot["Encrypted"] is True and snapshot["KmsKeyId"] == sealed["KmsKeyId"]
+        client.get_waiter("snapshot_completed").wait(SnapshotIds=[snapshot["SnapshotId"]], WaiterConfig=FAST)
+        assert not holds(server.data_dir / "snapshots" / f"{snapshot['SnapshotId']}.qcow2", stamp)
+        described = client.describe_snapshots(SnapshotIds=[snapshot["SnapshotId"]])["Snapshots"][0]
+        assert (described["Encrypted"], described["KmsKeyId"]) == (True, sealed["KmsKeyId"])
+        assert [s["SnapshotId"] for s in client.describe_snapshots(
+            OwnerIds=["self"], Filters=[{"Name": "encrypted", "Values": ["true"]}])["Snapshots"]] == [
+            snapshot["SnapshotId"]]
+
+        # A volume from it asks for nothing and is encrypted all the same.
+        restored = client.create_volume(AvailabilityZone=zone(client), SnapshotId=snapshot["SnapshotId"])
+        made.append(restored["VolumeId"])
+        assert restored["Encrypted"] is True
+        client.get_waiter("volume_available").wait(VolumeIds=[restored["VolumeId"]], WaiterConfig=FAST)
+        client.attach_volume(VolumeId=restored["VolumeId"], InstanceId=instance_id, Device="/dev/sdh")
+        found = wait_console(client, instance_id, r"stratus-found (vd[a-z])=(\S+)", count=3)
+        assert stamp in found[2][1], f"the guest should read its marker back from the restored volume: {found}"
+        assert not holds(volumes_dir / f"{restored['VolumeId']}.qcow2", stamp)
+        assert {v["VolumeId"] for v in client.describe_volumes(
+            Filters=[{"Name": "encrypted", "Values": ["true"]}])["Volumes"]} >= {sealed["VolumeId"], restored["VolumeId"]}
+
+        with pytest.raises(ClientError) as e:
+            client.create_volume(AvailabilityZone=zone(client), Size=1, KmsKeyId="alias/mine")
+        assert error_code(e) == "InvalidParameterDependency"
+        with pytest.raises(ClientError) as e:
+            client.modify_snapshot_attribute(SnapshotId=snapshot["SnapshotId"], Attribute="createVolumePermission",
+                                             OperationType="add", UserIds=["123456789012"])
+        assert error_code(e) == "OperationNotPermitted"
+        client.delete_snapshot(SnapshotId=snapshot["SnapshotId"])
+    finally:
+        client.terminate_instances(InstanceIds=[instance_id])
+        client.get_waiter("instance_terminated").wait(InstanceIds=[instance_id], WaiterConfig=FAST)
+    client.get_waiter("volume_available").wait(VolumeIds=made, WaiterConfig=FAST)
+    for volume_id in made:
+        client.delete_volume(VolumeId=volume_id)

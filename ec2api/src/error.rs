@@ -79,6 +79,8 @@ codes! {
     InvalidParameterValue = "InvalidParameterValue", 400;
     /// Parameters that cannot be given together.
     InvalidParameterCombination = "InvalidParameterCombination", 400;
+    /// A parameter given without one it needs.
+    InvalidParameterDependency = "InvalidParameterDependency", 400;
     /// A block device mapping Stratus cannot honour.
     InvalidBlockDeviceMapping = "InvalidBlockDeviceMapping", 400;
     /// An instance type that is not offered.

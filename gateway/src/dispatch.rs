@@ -14,6 +14,12 @@ fn boxed<T: XmlStruct + Send + 'static>(result: Result<T, Ec2Error>) -> Result<O
 
 pub async fn dispatch(ctx: &Ctx, action: Action) -> Result<Output, Ec2Error> {
     match action {
+        Action::GetEbsEncryptionByDefault(r) => boxed(get_ebs_encryption_by_default::handle(ctx, r).await),
+        Action::EnableEbsEncryptionByDefault(r) => boxed(enable_ebs_encryption_by_default::handle(ctx, r).await),
+        Action::DisableEbsEncryptionByDefault(r) => boxed(disable_ebs_encryption_by_default::handle(ctx, r).await),
+        Action::GetEbsDefaultKmsKeyId(r) => boxed(get_ebs_default_kms_key_id::handle(ctx, r).await),
+        Action::ModifyEbsDefaultKmsKeyId(r) => boxed(modify_ebs_default_kms_key_id::handle(ctx, r).await),
+        Action::ResetEbsDefaultKmsKeyId(r) => boxed(reset_ebs_default_kms_key_id::handle(ctx, r).await),
         Action::AllocateHosts(r) => boxed(allocate_hosts::handle(ctx, r).await),
         Action::ReleaseHosts(r) => boxed(release_hosts::handle(ctx, r).await),
         Action::CopySnapshot(r) => boxed(copy_snapshot::handle(ctx, r).await),

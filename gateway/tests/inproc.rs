@@ -62,7 +62,7 @@ async fn until(f: &Fixture, body: &str, needle: &str) -> String {
 
 fn image(w: &World) -> String {
     let disk = w._dir.path().join("disk.qcow2");
-    backend::disk::create_blank(&disk, 64 << 20).unwrap();
+    backend::disk::create_blank(&disk, None, 64 << 20).unwrap();
     let new =
         backend::images::NewImage { name: "inproc".into(), disk: disk.to_string_lossy().into(), ..Default::default() };
     w.f.state.backend.register_image(&w.f.state.backend.list_accounts().unwrap()[0].account_id, new).unwrap().id

@@ -59,7 +59,7 @@ async fn walk(f: &Fixture, action: &str, page_size: usize, filter: &str, element
 /// An image the admin can launch.
 fn image(f: &Fixture, dir: &std::path::Path) -> String {
     let disk = dir.join("disk.qcow2");
-    backend::disk::create_blank(&disk, 64 << 20).unwrap();
+    backend::disk::create_blank(&disk, None, 64 << 20).unwrap();
     let new =
         backend::images::NewImage { name: "paging".into(), disk: disk.to_string_lossy().into(), ..Default::default() };
     let admin = f.state.backend.list_accounts().unwrap()[0].account_id.clone();

@@ -13,10 +13,18 @@ pub struct AccountRecord {
     pub admin: bool,
     pub default_vpc_id: String,
     pub created_ms: i64,
+    /// EBS encryption by default: every new volume of the account is encrypted.
+    #[serde(default)]
+    pub ebs_encryption_by_default: bool,
+    /// The KMS key id new encrypted volumes name when the request names none (EC2's
+    /// ModifyEbsDefaultKmsKeyId); `None`: the account's AWS-managed key.
+    #[serde(default)]
+    pub ebs_default_kms_key_id: Option<String>,
 }
 
 impl Record for AccountRecord {
-    const VERSION: u8 = 1;
+    const VERSION: u8 = 2;
+    const READS: &'static [u8] = &[1];
 }
 
 /// Key: access key id.
@@ -650,6 +658,30 @@ pub struct VolumeModificationRecord {
     pub end_ms: Option<i64>,
 }
 
+/// How a volume's or snapshot's file is encrypted: LUKS inside qcow2, opened with a passphrase
+/// of its own that Stratus keeps here and hands to a host only for the moment QEMU opens the
+/// disk (as a libvirt secret named by `secret_uuid`).
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+pub struct Encryption {
+    /// The KMS key id the user named (or the account's default), echoed as EC2 does: Stratus
+    /// has no KMS, and the data key below is its own.
+    pub kms_key_id: String,
+    /// The passphrase: 32 random bytes, base64 (LUKS wants text).
+    pub passphrase: String,
+    /// The libvirt secret that carries the passphrase on a host.
+    pub secret_uuid: String,
+}
+
+/// Never prints the passphrase (records are logged with `{:?}`).
+impl std::fmt::Debug for Encryption {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Encryption")
+            .field("kms_key_id", &self.kms_key_id)
+            .field("secret_uuid", &self.secret_uuid)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A block volume: a qcow2 file every host can reach. Key: `{account}/{volume id}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VolumeRecord {
@@ -670,10 +702,14 @@ pub struct VolumeRecord {
     pub client_token: Option<String>,
     pub modification: Option<VolumeModificationRecord>,
     pub created_ms: i64,
+    /// Set when the volume's file is encrypted (LUKS inside qcow2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<Encryption>,
 }
 
 impl Record for VolumeRecord {
-    const VERSION: u8 = 1;
+    const VERSION: u8 = 2;
+    const READS: &'static [u8] = &[1];
     const DERIVED: bool = true;
 
     fn derive(tx: &crate::WriteTx, _key: &str, old: Option<&Self>, new: Option<&Self>) -> crate::Result<()> {
@@ -725,6 +761,9 @@ pub struct SnapshotRecord {
     /// CreateSnapshots: the snapshots of one instance's volumes taken in one pause of the guest.
     #[serde(default)]
     pub set: Option<String>,
+    /// Set when the snapshot's file is encrypted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<Encryption>,
 }
 
 impl SnapshotRecord {
@@ -735,7 +774,8 @@ impl SnapshotRecord {
 }
 
 impl Record for SnapshotRecord {
-    const VERSION: u8 = 1;
+    const VERSION: u8 = 2;
+    const READS: &'static [u8] = &[1];
     const DERIVED: bool = true;
 
     fn derive(tx: &crate::WriteTx, _: &str, old: Option<&Self>, new: Option<&Self>) -> crate::Result<()> {

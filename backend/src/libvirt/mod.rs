@@ -17,8 +17,8 @@ use virt::error::ErrorNumber;
 use virt::sys;
 
 use crate::hypervisor::{
-    disk_xml, domain_xml, nic_xml, AttachedDisk, DomainSpec, DomainStatus, DriverError, EventSink, HostInfo,
-    Hypervisor, JobProgress, MigrationOptions, Nic, PowerState,
+    disk_xml, domain_xml, nic_xml, secret_xml, AttachedDisk, DiskKey, DomainSpec, DomainStatus, DriverError, EventSink,
+    HostInfo, Hypervisor, JobProgress, MigrationOptions, Nic, PowerState,
 };
 use ffi::Subscription;
 
@@ -152,6 +152,12 @@ impl LibvirtDriver {
             let domain = conn.lookup_domain_by_name(name).map_err(failed)?;
             f(&domain)
         })
+    }
+
+    /// libvirt's test driver has no secrets (it answers "not supported") and never opens a
+    /// disk, so it needs none.
+    fn keeps_no_secrets(&self) -> bool {
+        self.uri.starts_with("test:")
     }
 }
 
@@ -375,6 +381,35 @@ impl Hypervisor for LibvirtDriver {
             Err(DriverError::NoDomain(_)) => Ok(None),
             Err(e) => Err(e),
         }
+    }
+
+    fn add_secrets(&self, keys: &[DiskKey]) -> Result<(), DriverError> {
+        if keys.is_empty() || self.keeps_no_secrets() {
+            return Ok(());
+        }
+        self.with_conn(|conn| {
+            for key in keys {
+                let secret = conn.define_secret_xml(&secret_xml(key), 0).map_err(failed)?;
+                secret.set_value(key.passphrase.as_bytes(), 0).map_err(failed)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn remove_secrets(&self, secret_uuids: &[String]) -> Result<(), DriverError> {
+        if secret_uuids.is_empty() || self.keeps_no_secrets() {
+            return Ok(());
+        }
+        self.with_conn(|conn| {
+            for uuid in secret_uuids {
+                match conn.lookup_secret_by_uuid_string(uuid) {
+                    Ok(secret) => secret.undefine().map_err(failed)?,
+                    Err(e) if matches!(e.code(), Enum::Known(ErrorNumber::NoSecret)) => {}
+                    Err(e) => return Err(failed(e)),
+                }
+            }
+            Ok(())
+        })
     }
 
     fn watch(&self, sink: EventSink) {

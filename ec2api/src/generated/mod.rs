@@ -4832,6 +4832,39 @@ impl XmlValue for DhcpOptions {
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
+pub struct DisableEbsEncryptionByDefaultRequest {
+    pub dry_run: Option<bool>,
+}
+
+impl FromQuery for DisableEbsEncryptionByDefaultRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self { dry_run: d.optional("DryRun")? };
+        d.finish(&["DryRun"])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DisableEbsEncryptionByDefaultResult {
+    pub ebs_encryption_by_default: Option<bool>,
+}
+
+impl XmlStruct for DisableEbsEncryptionByDefaultResult {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.ebs_encryption_by_default.write_xml(w, "ebsEncryptionByDefault");
+    }
+}
+
+impl XmlValue for DisableEbsEncryptionByDefaultResult {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct DisassociateAddressRequest {
     pub association_id: Option<String>,
     pub dry_run: Option<bool>,
@@ -5371,6 +5404,39 @@ impl FromQuery for EnaSrdUdpSpecificationRequest {
 pub type EnaSupport = String;
 
 #[derive(Debug, Clone, Default, PartialEq)]
+pub struct EnableEbsEncryptionByDefaultRequest {
+    pub dry_run: Option<bool>,
+}
+
+impl FromQuery for EnableEbsEncryptionByDefaultRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self { dry_run: d.optional("DryRun")? };
+        d.finish(&["DryRun"])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EnableEbsEncryptionByDefaultResult {
+    pub ebs_encryption_by_default: Option<bool>,
+}
+
+impl XmlStruct for EnableEbsEncryptionByDefaultResult {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.ebs_encryption_by_default.write_xml(w, "ebsEncryptionByDefault");
+    }
+}
+
+impl XmlValue for EnableEbsEncryptionByDefaultResult {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct EnclaveOptions {
     pub enabled: Option<bool>,
 }
@@ -5524,6 +5590,74 @@ impl XmlStruct for GetConsoleOutputResult {
 }
 
 impl XmlValue for GetConsoleOutputResult {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GetEbsDefaultKmsKeyIdRequest {
+    pub dry_run: Option<bool>,
+}
+
+impl FromQuery for GetEbsDefaultKmsKeyIdRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self { dry_run: d.optional("DryRun")? };
+        d.finish(&["DryRun"])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GetEbsDefaultKmsKeyIdResult {
+    pub kms_key_id: Option<String>,
+}
+
+impl XmlStruct for GetEbsDefaultKmsKeyIdResult {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.kms_key_id.write_xml(w, "kmsKeyId");
+    }
+}
+
+impl XmlValue for GetEbsDefaultKmsKeyIdResult {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GetEbsEncryptionByDefaultRequest {
+    pub dry_run: Option<bool>,
+}
+
+impl FromQuery for GetEbsEncryptionByDefaultRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self { dry_run: d.optional("DryRun")? };
+        d.finish(&["DryRun"])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GetEbsEncryptionByDefaultResult {
+    pub ebs_encryption_by_default: Option<bool>,
+    pub sse_type: Option<SSEType>,
+}
+
+impl XmlStruct for GetEbsEncryptionByDefaultResult {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.ebs_encryption_by_default.write_xml(w, "ebsEncryptionByDefault");
+        self.sse_type.write_xml(w, "sseType");
+    }
+}
+
+impl XmlValue for GetEbsEncryptionByDefaultResult {
     fn write_xml(&self, w: &mut XmlWriter, name: &str) {
         w.start(name);
         self.write_members(w);
@@ -9680,6 +9814,40 @@ impl XmlValue for MigrateInstanceResult {
 pub type MigrationStatus = String;
 
 #[derive(Debug, Clone, Default, PartialEq)]
+pub struct ModifyEbsDefaultKmsKeyIdRequest {
+    pub dry_run: Option<bool>,
+    pub kms_key_id: String,
+}
+
+impl FromQuery for ModifyEbsDefaultKmsKeyIdRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self { dry_run: d.optional("DryRun")?, kms_key_id: d.required("KmsKeyId")? };
+        d.finish(&["DryRun", "KmsKeyId"])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ModifyEbsDefaultKmsKeyIdResult {
+    pub kms_key_id: Option<String>,
+}
+
+impl XmlStruct for ModifyEbsDefaultKmsKeyIdResult {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.kms_key_id.write_xml(w, "kmsKeyId");
+    }
+}
+
+impl XmlValue for ModifyEbsDefaultKmsKeyIdResult {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct ModifyHostsRequest {
     pub auto_placement: Option<AutoPlacement>,
     pub host_ids: Vec<String>,
@@ -11916,6 +12084,39 @@ impl XmlStruct for Reservation {
 }
 
 impl XmlValue for Reservation {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ResetEbsDefaultKmsKeyIdRequest {
+    pub dry_run: Option<bool>,
+}
+
+impl FromQuery for ResetEbsDefaultKmsKeyIdRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self { dry_run: d.optional("DryRun")? };
+        d.finish(&["DryRun"])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ResetEbsDefaultKmsKeyIdResult {
+    pub kms_key_id: Option<String>,
+}
+
+impl XmlStruct for ResetEbsDefaultKmsKeyIdResult {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.kms_key_id.write_xml(w, "kmsKeyId");
+    }
+}
+
+impl XmlValue for ResetEbsDefaultKmsKeyIdResult {
     fn write_xml(&self, w: &mut XmlWriter, name: &str) {
         w.start(name);
         self.write_members(w);
@@ -15568,12 +15769,17 @@ pub enum Action {
     DetachInternetGateway(DetachInternetGatewayRequest),
     DetachNetworkInterface(DetachNetworkInterfaceRequest),
     DetachVolume(DetachVolumeRequest),
+    DisableEbsEncryptionByDefault(DisableEbsEncryptionByDefaultRequest),
     DisassociateAddress(DisassociateAddressRequest),
     DisassociateRouteTable(DisassociateRouteTableRequest),
+    EnableEbsEncryptionByDefault(EnableEbsEncryptionByDefaultRequest),
     GetConsoleOutput(GetConsoleOutputRequest),
+    GetEbsDefaultKmsKeyId(GetEbsDefaultKmsKeyIdRequest),
+    GetEbsEncryptionByDefault(GetEbsEncryptionByDefaultRequest),
     GetInstanceUefiData(GetInstanceUefiDataRequest),
     ImportKeyPair(ImportKeyPairRequest),
     MigrateInstance(MigrateInstanceRequest),
+    ModifyEbsDefaultKmsKeyId(ModifyEbsDefaultKmsKeyIdRequest),
     ModifyHosts(ModifyHostsRequest),
     ModifyImageAttribute(ModifyImageAttributeRequest),
     ModifyInstanceAttribute(ModifyInstanceAttributeRequest),
@@ -15591,6 +15797,7 @@ pub enum Action {
     ReleaseHosts(ReleaseHostsRequest),
     ReplaceRoute(ReplaceRouteRequest),
     ReplaceRouteTableAssociation(ReplaceRouteTableAssociationRequest),
+    ResetEbsDefaultKmsKeyId(ResetEbsDefaultKmsKeyIdRequest),
     ResetImageAttribute(ResetImageAttributeRequest),
     ResetSnapshotAttribute(ResetSnapshotAttributeRequest),
     RevokeSecurityGroupEgress(RevokeSecurityGroupEgressRequest),
@@ -15688,12 +15895,17 @@ impl Action {
         "DetachInternetGateway",
         "DetachNetworkInterface",
         "DetachVolume",
+        "DisableEbsEncryptionByDefault",
         "DisassociateAddress",
         "DisassociateRouteTable",
+        "EnableEbsEncryptionByDefault",
         "GetConsoleOutput",
+        "GetEbsDefaultKmsKeyId",
+        "GetEbsEncryptionByDefault",
         "GetInstanceUefiData",
         "ImportKeyPair",
         "MigrateInstance",
+        "ModifyEbsDefaultKmsKeyId",
         "ModifyHosts",
         "ModifyImageAttribute",
         "ModifyInstanceAttribute",
@@ -15711,6 +15923,7 @@ impl Action {
         "ReleaseHosts",
         "ReplaceRoute",
         "ReplaceRouteTableAssociation",
+        "ResetEbsDefaultKmsKeyId",
         "ResetImageAttribute",
         "ResetSnapshotAttribute",
         "RevokeSecurityGroupEgress",
@@ -15819,12 +16032,19 @@ impl Action {
             "DetachInternetGateway" => FromQuery::from_query(params, "").map(Self::DetachInternetGateway),
             "DetachNetworkInterface" => FromQuery::from_query(params, "").map(Self::DetachNetworkInterface),
             "DetachVolume" => FromQuery::from_query(params, "").map(Self::DetachVolume),
+            "DisableEbsEncryptionByDefault" => {
+                FromQuery::from_query(params, "").map(Self::DisableEbsEncryptionByDefault)
+            }
             "DisassociateAddress" => FromQuery::from_query(params, "").map(Self::DisassociateAddress),
             "DisassociateRouteTable" => FromQuery::from_query(params, "").map(Self::DisassociateRouteTable),
+            "EnableEbsEncryptionByDefault" => FromQuery::from_query(params, "").map(Self::EnableEbsEncryptionByDefault),
             "GetConsoleOutput" => FromQuery::from_query(params, "").map(Self::GetConsoleOutput),
+            "GetEbsDefaultKmsKeyId" => FromQuery::from_query(params, "").map(Self::GetEbsDefaultKmsKeyId),
+            "GetEbsEncryptionByDefault" => FromQuery::from_query(params, "").map(Self::GetEbsEncryptionByDefault),
             "GetInstanceUefiData" => FromQuery::from_query(params, "").map(Self::GetInstanceUefiData),
             "ImportKeyPair" => FromQuery::from_query(params, "").map(Self::ImportKeyPair),
             "MigrateInstance" => FromQuery::from_query(params, "").map(Self::MigrateInstance),
+            "ModifyEbsDefaultKmsKeyId" => FromQuery::from_query(params, "").map(Self::ModifyEbsDefaultKmsKeyId),
             "ModifyHosts" => FromQuery::from_query(params, "").map(Self::ModifyHosts),
             "ModifyImageAttribute" => FromQuery::from_query(params, "").map(Self::ModifyImageAttribute),
             "ModifyInstanceAttribute" => FromQuery::from_query(params, "").map(Self::ModifyInstanceAttribute),
@@ -15848,6 +16068,7 @@ impl Action {
             "ReleaseHosts" => FromQuery::from_query(params, "").map(Self::ReleaseHosts),
             "ReplaceRoute" => FromQuery::from_query(params, "").map(Self::ReplaceRoute),
             "ReplaceRouteTableAssociation" => FromQuery::from_query(params, "").map(Self::ReplaceRouteTableAssociation),
+            "ResetEbsDefaultKmsKeyId" => FromQuery::from_query(params, "").map(Self::ResetEbsDefaultKmsKeyId),
             "ResetImageAttribute" => FromQuery::from_query(params, "").map(Self::ResetImageAttribute),
             "ResetSnapshotAttribute" => FromQuery::from_query(params, "").map(Self::ResetSnapshotAttribute),
             "RevokeSecurityGroupEgress" => FromQuery::from_query(params, "").map(Self::RevokeSecurityGroupEgress),
@@ -15947,12 +16168,17 @@ impl Action {
             Self::DetachInternetGateway(_) => "DetachInternetGateway",
             Self::DetachNetworkInterface(_) => "DetachNetworkInterface",
             Self::DetachVolume(_) => "DetachVolume",
+            Self::DisableEbsEncryptionByDefault(_) => "DisableEbsEncryptionByDefault",
             Self::DisassociateAddress(_) => "DisassociateAddress",
             Self::DisassociateRouteTable(_) => "DisassociateRouteTable",
+            Self::EnableEbsEncryptionByDefault(_) => "EnableEbsEncryptionByDefault",
             Self::GetConsoleOutput(_) => "GetConsoleOutput",
+            Self::GetEbsDefaultKmsKeyId(_) => "GetEbsDefaultKmsKeyId",
+            Self::GetEbsEncryptionByDefault(_) => "GetEbsEncryptionByDefault",
             Self::GetInstanceUefiData(_) => "GetInstanceUefiData",
             Self::ImportKeyPair(_) => "ImportKeyPair",
             Self::MigrateInstance(_) => "MigrateInstance",
+            Self::ModifyEbsDefaultKmsKeyId(_) => "ModifyEbsDefaultKmsKeyId",
             Self::ModifyHosts(_) => "ModifyHosts",
             Self::ModifyImageAttribute(_) => "ModifyImageAttribute",
             Self::ModifyInstanceAttribute(_) => "ModifyInstanceAttribute",
@@ -15970,6 +16196,7 @@ impl Action {
             Self::ReleaseHosts(_) => "ReleaseHosts",
             Self::ReplaceRoute(_) => "ReplaceRoute",
             Self::ReplaceRouteTableAssociation(_) => "ReplaceRouteTableAssociation",
+            Self::ResetEbsDefaultKmsKeyId(_) => "ResetEbsDefaultKmsKeyId",
             Self::ResetImageAttribute(_) => "ResetImageAttribute",
             Self::ResetSnapshotAttribute(_) => "ResetSnapshotAttribute",
             Self::RevokeSecurityGroupEgress(_) => "RevokeSecurityGroupEgress",
@@ -16069,12 +16296,17 @@ impl Action {
             Self::DetachInternetGateway(r) => r.dry_run == Some(true),
             Self::DetachNetworkInterface(r) => r.dry_run == Some(true),
             Self::DetachVolume(r) => r.dry_run == Some(true),
+            Self::DisableEbsEncryptionByDefault(r) => r.dry_run == Some(true),
             Self::DisassociateAddress(r) => r.dry_run == Some(true),
             Self::DisassociateRouteTable(r) => r.dry_run == Some(true),
+            Self::EnableEbsEncryptionByDefault(r) => r.dry_run == Some(true),
             Self::GetConsoleOutput(r) => r.dry_run == Some(true),
+            Self::GetEbsDefaultKmsKeyId(r) => r.dry_run == Some(true),
+            Self::GetEbsEncryptionByDefault(r) => r.dry_run == Some(true),
             Self::GetInstanceUefiData(r) => r.dry_run == Some(true),
             Self::ImportKeyPair(r) => r.dry_run == Some(true),
             Self::MigrateInstance(r) => r.dry_run == Some(true),
+            Self::ModifyEbsDefaultKmsKeyId(r) => r.dry_run == Some(true),
             Self::ModifyHosts(_) => false,
             Self::ModifyImageAttribute(r) => r.dry_run == Some(true),
             Self::ModifyInstanceAttribute(r) => r.dry_run == Some(true),
@@ -16092,6 +16324,7 @@ impl Action {
             Self::ReleaseHosts(_) => false,
             Self::ReplaceRoute(r) => r.dry_run == Some(true),
             Self::ReplaceRouteTableAssociation(r) => r.dry_run == Some(true),
+            Self::ResetEbsDefaultKmsKeyId(r) => r.dry_run == Some(true),
             Self::ResetImageAttribute(r) => r.dry_run == Some(true),
             Self::ResetSnapshotAttribute(r) => r.dry_run == Some(true),
             Self::RevokeSecurityGroupEgress(r) => r.dry_run == Some(true),
@@ -16189,12 +16422,17 @@ pub type DescribeVpcsOutput = DescribeVpcsResult;
 pub type DetachInternetGatewayOutput = ReturnTrue;
 pub type DetachNetworkInterfaceOutput = ReturnTrue;
 pub type DetachVolumeOutput = VolumeAttachment;
+pub type DisableEbsEncryptionByDefaultOutput = DisableEbsEncryptionByDefaultResult;
 pub type DisassociateAddressOutput = ReturnTrue;
 pub type DisassociateRouteTableOutput = ReturnTrue;
+pub type EnableEbsEncryptionByDefaultOutput = EnableEbsEncryptionByDefaultResult;
 pub type GetConsoleOutputOutput = GetConsoleOutputResult;
+pub type GetEbsDefaultKmsKeyIdOutput = GetEbsDefaultKmsKeyIdResult;
+pub type GetEbsEncryptionByDefaultOutput = GetEbsEncryptionByDefaultResult;
 pub type GetInstanceUefiDataOutput = GetInstanceUefiDataResult;
 pub type ImportKeyPairOutput = ImportKeyPairResult;
 pub type MigrateInstanceOutput = MigrateInstanceResult;
+pub type ModifyEbsDefaultKmsKeyIdOutput = ModifyEbsDefaultKmsKeyIdResult;
 pub type ModifyHostsOutput = ModifyHostsResult;
 pub type ModifyImageAttributeOutput = ReturnTrue;
 pub type ModifyInstanceAttributeOutput = ReturnTrue;
@@ -16212,6 +16450,7 @@ pub type ReleaseAddressOutput = ReturnTrue;
 pub type ReleaseHostsOutput = ReleaseHostsResult;
 pub type ReplaceRouteOutput = ReturnTrue;
 pub type ReplaceRouteTableAssociationOutput = ReplaceRouteTableAssociationResult;
+pub type ResetEbsDefaultKmsKeyIdOutput = ResetEbsDefaultKmsKeyIdResult;
 pub type ResetImageAttributeOutput = ReturnTrue;
 pub type ResetSnapshotAttributeOutput = ReturnTrue;
 pub type RevokeSecurityGroupEgressOutput = RevokeSecurityGroupEgressResult;

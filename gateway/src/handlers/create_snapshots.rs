@@ -47,7 +47,7 @@ pub async fn handle(ctx: &Ctx, req: CreateSnapshotsRequest) -> Result<CreateSnap
                     progress: Some("0%".into()),
                     start_time: Some(timestamp(s.start_ms)),
                     owner_id: Some(s.account.clone()),
-                    encrypted: Some(false),
+                    encrypted: Some(s.encryption.is_some()),
                     tags: Some(tag_list(tags.get(&s.id).map_or(&[][..], Vec::as_slice))),
                     ..Default::default()
                 })

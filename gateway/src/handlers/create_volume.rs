@@ -1,3 +1,4 @@
+use backend::encryption::EncryptionAsk;
 use backend::volumes::NewVolume;
 use ec2api::Code;
 use ec2api::{CreateVolumeOutput, CreateVolumeRequest, Ec2Error};
@@ -7,9 +8,6 @@ use super::{positive, tags_from_specs};
 use crate::context::Ctx;
 
 pub async fn handle(ctx: &Ctx, req: CreateVolumeRequest) -> Result<CreateVolumeOutput, Ec2Error> {
-    if req.encrypted == Some(true) || req.kms_key_id.is_some() {
-        return Err(Ec2Error::new(Code::UnsupportedOperation, "Stratus volumes are not encrypted"));
-    }
     if req.multi_attach_enabled == Some(true) {
         return Err(Ec2Error::new(Code::UnsupportedOperation, "Multi-Attach is not supported"));
     }
@@ -29,6 +27,7 @@ pub async fn handle(ctx: &Ctx, req: CreateVolumeRequest) -> Result<CreateVolumeO
         snapshot_id: req.snapshot_id.filter(|s| !s.is_empty()),
         client_token: req.client_token.filter(|t| !t.is_empty()),
         tags,
+        encryption: EncryptionAsk { encrypted: req.encrypted, kms_key_id: req.kms_key_id.filter(|k| !k.is_empty()) },
     };
     let account = ctx.account().to_owned();
     let record = ctx.call(move |b| b.create_volume(&account, new)).await?;

@@ -30,7 +30,7 @@ fn fields<'a>(s: &'a SnapshotRecord, name: &str) -> Vec<Cow<'a, str>> {
         "status" => one(s.state.name()),
         "volume-id" => one(&s.volume_id),
         "volume-size" => one(s.volume_size_gib.to_string()),
-        "encrypted" => one("false"),
+        "encrypted" => one(s.encryption.is_some().to_string()),
         _ => vec![],
     }
 }

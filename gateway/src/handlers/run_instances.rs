@@ -544,12 +544,6 @@ fn block_devices(mappings: Vec<BlockDeviceMapping>) -> Result<(RootVolumeRequest
             continue;
         }
         let Some(ebs) = mapping.ebs else { continue };
-        if ebs.encrypted == Some(true) || ebs.kms_key_id.is_some() {
-            return Err(Ec2Error::new(
-                Code::UnsupportedOperation,
-                "Encrypted volumes are not supported yet.".to_owned(),
-            ));
-        }
         let size_gib = positive(ebs.volume_size, &format!("{path}.Ebs.VolumeSize"))?.map(u64::from);
         let iops = positive(ebs.iops, &format!("{path}.Ebs.Iops"))?;
         let throughput = positive(ebs.throughput, &format!("{path}.Ebs.Throughput"))?;
@@ -563,6 +557,8 @@ fn block_devices(mappings: Vec<BlockDeviceMapping>) -> Result<(RootVolumeRequest
                 iops,
                 throughput,
                 delete_on_termination: ebs.delete_on_termination,
+                encrypted: ebs.encrypted,
+                kms_key_id: ebs.kms_key_id.filter(|k| !k.is_empty()),
             };
             continue;
         }
@@ -574,6 +570,8 @@ fn block_devices(mappings: Vec<BlockDeviceMapping>) -> Result<(RootVolumeRequest
             throughput,
             snapshot_id: ebs.snapshot_id.filter(|s| !s.is_empty()),
             delete_on_termination: ebs.delete_on_termination,
+            encrypted: ebs.encrypted,
+            kms_key_id: ebs.kms_key_id.filter(|k| !k.is_empty()),
         });
     }
     Ok((root, further))

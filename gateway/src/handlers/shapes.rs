@@ -79,17 +79,7 @@ pub fn private_dns_name(ip: &str, region: &str) -> String {
     }
 }
 
-/// The AWS partition a region belongs to, and that partition's domain: `cn-*` regions are
-/// `aws-cn` under `amazonaws.com.cn`, `us-gov-*` ones `aws-us-gov`, the rest `aws`.
-pub fn partition(region: &str) -> (&'static str, &'static str) {
-    if region.starts_with("cn-") {
-        ("aws-cn", "amazonaws.com.cn")
-    } else if region.starts_with("us-gov-") {
-        ("aws-us-gov", "amazonaws.com")
-    } else {
-        ("aws", "amazonaws.com")
-    }
-}
+pub use backend::topology::partition;
 
 /// EC2's public DNS name for a public address: `ec2-203-0-113-5.compute-1.amazonaws.com` in
 /// us-east-1, `….{region}.compute.amazonaws.com` elsewhere (`.com.cn` in China's regions).
@@ -387,7 +377,8 @@ pub fn volume(v: &VolumeRecord, tags: &[(String, String)]) -> ec2api::Volume {
         throughput: v.throughput.and_then(|n| super::int(n.into())),
         availability_zone: Some(v.zone.clone()),
         create_time: Some(timestamp(v.created_ms)),
-        encrypted: Some(false),
+        encrypted: Some(v.encryption.is_some()),
+        kms_key_id: v.encryption.as_ref().map(|e| e.kms_key_id.clone()),
         multi_attach_enabled: Some(false),
         snapshot_id: Some(v.snapshot_id.clone().unwrap_or_default()),
         state: Some(v.state.name().into()),
@@ -446,7 +437,8 @@ pub fn snapshot(s: &storage::SnapshotRecord, tags: &[(String, String)]) -> ec2ap
         progress: Some(if done { "100%" } else { "0%" }.into()),
         start_time: Some(timestamp(s.start_ms)),
         owner_id: Some(s.account.clone()),
-        encrypted: Some(false),
+        encrypted: Some(s.encryption.is_some()),
+        kms_key_id: s.encryption.as_ref().map(|e| e.kms_key_id.clone()),
         storage_tier: Some("standard".into()),
         tags: (!tags.is_empty()).then(|| tag_list(tags)),
         ..Default::default()
