@@ -39,22 +39,36 @@ pub fn inspect(path: &Path) -> Result<DiskInfo> {
     Ok(DiskInfo { format, virtual_size_bytes })
 }
 
-/// A disk file as qemu-img opens it: plain, or encrypted (LUKS inside qcow2) with its
+/// A disk file as qemu-img opens it: qcow2 or raw, plain or encrypted (LUKS inside) with its
 /// passphrase.
 #[derive(Debug, Clone, Copy)]
 pub struct Disk<'a> {
     pub path: &'a Path,
     pub passphrase: Option<&'a str>,
+    /// Raw (a Multi-Attach volume's file). A raw file is always opened as raw, never probed:
+    /// its first bytes are the guest's, which could pose as a qcow2 header naming any file of
+    /// the host as its backing file.
+    pub raw: bool,
 }
 
 impl<'a> Disk<'a> {
     pub fn plain(path: &'a Path) -> Self {
-        Self { path, passphrase: None }
+        Self { path, passphrase: None, raw: false }
     }
 
-    /// `path`, encrypted when `encryption` says so.
+    /// A qcow2 at `path`, encrypted when `encryption` says so.
     pub fn of(path: &'a Path, encryption: Option<&'a storage::Encryption>) -> Self {
-        Self { path, passphrase: encryption.map(|e| e.passphrase.as_str()) }
+        Self { path, passphrase: encryption.map(|e| e.passphrase.as_str()), raw: false }
+    }
+
+    /// The same, raw when `raw`.
+    pub fn raw(self, raw: bool) -> Self {
+        Self { raw, ..self }
+    }
+
+    /// The same disk at another path (the `.partial` being made).
+    fn at(self, path: &'a Path) -> Self {
+        Self { path, ..self }
     }
 }
 
@@ -114,26 +128,43 @@ impl QemuImg {
         Ok(id)
     }
 
-    /// An input disk: a plain path, or an encrypted qcow2 opened with its secret.
+    /// An input disk: a qcow2 path (probed: a qcow2 header is Stratus's own), a raw one
+    /// (never probed), or an encrypted one opened with its secret.
     fn input(&mut self, disk: Disk<'_>) -> Result<&mut Self> {
-        match disk.passphrase {
-            None => Ok(self.arg(disk.path)),
-            Some(passphrase) => {
+        let file = opt_value(disk.path);
+        match (disk.passphrase, disk.raw) {
+            (None, false) => Ok(self.arg(disk.path)),
+            (None, true) => Ok(self.arg("-f").arg("raw").arg(disk.path)),
+            (Some(passphrase), raw) => {
                 let id = self.secret(disk.path, passphrase)?;
-                Ok(self
-                    .arg("--image-opts")
-                    .arg(format!("driver=qcow2,file.filename={},encrypt.key-secret={id}", opt_value(disk.path))))
+                let opts = if raw {
+                    format!("driver=luks,file.filename={file},key-secret={id}")
+                } else {
+                    format!("driver=qcow2,file.filename={file},encrypt.key-secret={id}")
+                };
+                Ok(self.arg("--image-opts").arg(opts))
             }
         }
     }
 
-    /// The options of a qcow2 output, encrypted with `passphrase` when given.
-    fn output_options(&mut self, near: &Path, passphrase: Option<&str>) -> Result<&mut Self> {
-        if let Some(passphrase) = passphrase {
-            let id = self.secret(near, passphrase)?;
-            self.arg("-o").arg(format!("encrypt.format=luks,encrypt.key-secret={id},encrypt.iter-time={LUKS_ITER_MS}"));
+    /// An output disk after `flag` (`-f` to create, `-O` to convert): its format, its
+    /// encryption options, its path.
+    fn output(&mut self, flag: &str, disk: Disk<'_>) -> Result<&mut Self> {
+        match (disk.passphrase, disk.raw) {
+            (None, raw) => {
+                self.arg(flag).arg(if raw { "raw" } else { "qcow2" });
+            }
+            (Some(passphrase), raw) => {
+                let id = self.secret(disk.path, passphrase)?;
+                let (format, opts) = if raw {
+                    ("luks", format!("key-secret={id},iter-time={LUKS_ITER_MS}"))
+                } else {
+                    ("qcow2", format!("encrypt.format=luks,encrypt.key-secret={id},encrypt.iter-time={LUKS_ITER_MS}"))
+                };
+                self.arg(flag).arg(format).arg("-o").arg(opts);
+            }
         }
-        Ok(self)
+        Ok(self.arg(disk.path))
     }
 
     /// Runs the command. Making a LUKS header, QEMU times its key stretching by the thread's
@@ -182,8 +213,8 @@ pub fn create_overlay(
 ) -> Result<()> {
     made_whole(target, |partial| {
         let mut cmd = QemuImg::new("create");
-        cmd.arg("-q").arg("-f").arg("qcow2").arg("-F").arg(base_format).arg("-b").arg(base);
-        cmd.output_options(partial, passphrase)?.arg(partial);
+        cmd.arg("-q").arg("-F").arg(base_format).arg("-b").arg(base);
+        cmd.output("-f", Disk { path: partial, passphrase, raw: false })?;
         if let Some(size) = size_bytes {
             cmd.arg(size.to_string());
         }
@@ -193,10 +224,14 @@ pub fn create_overlay(
 
 /// An empty qcow2 of `bytes`, encrypted with `passphrase` when given.
 pub fn create_blank(target: &Path, passphrase: Option<&str>, bytes: u64) -> Result<()> {
-    made_whole(target, |partial| {
+    create(Disk { path: target, passphrase, raw: false }, bytes)
+}
+
+/// An empty disk of `bytes` (a raw one is sparse).
+pub fn create(disk: Disk<'_>, bytes: u64) -> Result<()> {
+    made_whole(disk.path, |partial| {
         let mut cmd = QemuImg::new("create");
-        cmd.arg("-q").arg("-f").arg("qcow2");
-        cmd.output_options(partial, passphrase)?.arg(partial).arg(bytes.to_string());
+        cmd.arg("-q").output("-f", disk.at(partial))?.arg(bytes.to_string());
         cmd.run()
     })
 }
@@ -208,8 +243,7 @@ pub fn flatten(from: Disk<'_>, to: Disk<'_>) -> Result<()> {
     made_whole(to.path, |partial| {
         let mut cmd = QemuImg::new("convert");
         cmd.arg("-U").arg("-q");
-        cmd.input(from)?.arg("-O").arg("qcow2");
-        cmd.output_options(partial, to.passphrase)?.arg(partial);
+        cmd.input(from)?.output("-O", to.at(partial))?;
         cmd.run()
     })
 }
@@ -219,18 +253,17 @@ pub fn copy_grown(from: Disk<'_>, to: Disk<'_>, bytes: u64) -> Result<()> {
     made_whole(to.path, |partial| {
         let mut cmd = QemuImg::new("convert");
         cmd.arg("-q");
-        cmd.input(from)?.arg("-O").arg("qcow2");
-        cmd.output_options(partial, to.passphrase)?.arg(partial);
+        cmd.input(from)?.output("-O", to.at(partial))?;
         cmd.run()?;
-        grow(Disk { path: partial, passphrase: to.passphrase }, bytes)
+        grow(to.at(partial), bytes)
     })
 }
 
-/// Grows a qcow2 that no guest has open to `bytes`, in place.
+/// Grows a disk that no guest has open to `bytes`, in place.
 pub fn grow(disk: Disk<'_>, bytes: u64) -> Result<()> {
     let mut cmd = QemuImg::new("resize");
     cmd.arg("-q");
-    if disk.passphrase.is_none() {
+    if disk.passphrase.is_none() && !disk.raw {
         cmd.arg("-f").arg("qcow2");
     }
     cmd.input(disk)?.arg(bytes.to_string());
@@ -305,31 +338,32 @@ mod tests {
         assert_eq!(one.len(), 44, "32 bytes in base64");
         let volume = dir.path().join("vol,1.qcow2");
         create_blank(&volume, Some(&one), 64 << 20).unwrap();
-        let sealed = Disk { path: &volume, passphrase: Some(&one) };
+        let sealed = Disk { path: &volume, passphrase: Some(&one), raw: false };
         write_inside(sealed, "Z");
         assert!(!holds(&volume, b'Z'), "the file holds what the guest wrote in the clear");
 
         // A snapshot under a key of its own, a volume from it under a third, grown.
         let snapshot = dir.path().join("snap.qcow2");
-        flatten(sealed, Disk { path: &snapshot, passphrase: Some(&two) }).unwrap();
+        flatten(sealed, Disk { path: &snapshot, passphrase: Some(&two), raw: false }).unwrap();
         assert!(!holds(&snapshot, b'Z'));
         let three = new_passphrase();
         let copy = dir.path().join("copy.qcow2");
         copy_grown(
-            Disk { path: &snapshot, passphrase: Some(&two) },
-            Disk { path: &copy, passphrase: Some(&three) },
+            Disk { path: &snapshot, passphrase: Some(&two), raw: false },
+            Disk { path: &copy, passphrase: Some(&three), raw: false },
             128 << 20,
         )
         .unwrap();
         assert_eq!(inspect(&copy).unwrap().virtual_size_bytes, 128 << 20);
         assert!(!holds(&copy, b'Z'));
         // The wrong key opens nothing.
-        let error = flatten(Disk { path: &copy, passphrase: Some(&one) }, Disk::plain(&dir.path().join("x.qcow2")))
-            .unwrap_err();
+        let error =
+            flatten(Disk { path: &copy, passphrase: Some(&one), raw: false }, Disk::plain(&dir.path().join("x.qcow2")))
+                .unwrap_err();
         assert!(matches!(error, Error::Io(_)), "{error:?}");
         // Decrypted with the right one, the data is all there.
         let clear = dir.path().join("clear.qcow2");
-        flatten(Disk { path: &copy, passphrase: Some(&three) }, Disk::plain(&clear)).unwrap();
+        flatten(Disk { path: &copy, passphrase: Some(&three), raw: false }, Disk::plain(&clear)).unwrap();
         assert!(holds(&clear, b'Z'), "the data went through every copy");
 
         // An encrypted overlay over a plain base: the guest's writes are sealed.
@@ -337,10 +371,32 @@ mod tests {
         create_blank(&base, None, 64 << 20).unwrap();
         let root = dir.path().join("root.qcow2");
         create_overlay(&base, "qcow2", &root, Some(&one), Some(96 << 20)).unwrap();
-        write_inside(Disk { path: &root, passphrase: Some(&one) }, "Y");
+        write_inside(Disk { path: &root, passphrase: Some(&one), raw: false }, "Y");
         assert!(!holds(&root, b'Y'));
-        grow(Disk { path: &root, passphrase: Some(&one) }, 128 << 20).unwrap();
+        grow(Disk { path: &root, passphrase: Some(&one), raw: false }, 128 << 20).unwrap();
         assert_eq!(inspect(&root).unwrap().virtual_size_bytes, 128 << 20);
+
+        // Raw, as Multi-Attach volumes are: plain and sealed, from the encrypted snapshot.
+        let shared = dir.path().join("shared.raw");
+        copy_grown(
+            Disk { path: &snapshot, passphrase: Some(&two), raw: false },
+            Disk::plain(&shared).raw(true),
+            96 << 20,
+        )
+        .unwrap();
+        assert_eq!(inspect(&shared).unwrap(), DiskInfo { format: "raw".into(), virtual_size_bytes: 96 << 20 });
+        assert!(holds(&shared, b'Z'), "a plain raw copy holds the data as it is");
+        let sealed_raw = dir.path().join("sealed.raw");
+        let four = new_passphrase();
+        let sealed_shared = Disk { path: &sealed_raw, passphrase: Some(&four), raw: true };
+        create(sealed_shared, 64 << 20).unwrap();
+        grow(sealed_shared, 128 << 20).unwrap();
+        flatten(Disk::plain(&shared).raw(true), Disk { path: &sealed_raw, passphrase: Some(&four), raw: true })
+            .unwrap();
+        assert!(!holds(&sealed_raw, b'Z'));
+        let back = dir.path().join("back.qcow2");
+        flatten(sealed_shared, Disk::plain(&back)).unwrap();
+        assert!(holds(&back, b'Z'), "decrypted from raw LUKS");
 
         let left: Vec<_> = std::fs::read_dir(dir.path())
             .unwrap()

@@ -76,6 +76,8 @@ pub struct AttachedDisk {
     pub path: PathBuf,
     /// Its key, when it is encrypted.
     pub key: Option<DiskKey>,
+    /// A Multi-Attach volume: a raw file other guests have open too.
+    pub shareable: bool,
 }
 
 /// What a host needs to open an encrypted disk (LUKS inside qcow2): the libvirt secret its
@@ -214,8 +216,9 @@ pub trait Hypervisor: Send + Sync {
     fn remove_secrets(&self, secret_uuids: &[String]) -> Result<(), DriverError>;
 }
 
-/// The `<disk>` element of a qcow2 file on a virtio target, encrypted when it has a key.
-fn qcow2_disk_xml(path: &std::path::Path, target: &str, key: Option<&DiskKey>) -> String {
+/// The `<disk>` element of a file on a virtio target: qcow2, or raw and `<shareable/>` (QEMU
+/// lets several processes write only a raw file), encrypted when it has a key.
+fn disk_element(path: &std::path::Path, target: &str, key: Option<&DiskKey>, shareable: bool) -> String {
     let file = escape(path.to_string_lossy());
     let source = match key {
         None => format!("<source file='{file}'/>"),
@@ -224,15 +227,16 @@ fn qcow2_disk_xml(path: &std::path::Path, target: &str, key: Option<&DiskKey>) -
             escape(&k.secret_uuid)
         ),
     };
+    let (format, shared) = if shareable { ("raw", "<shareable/>") } else { ("qcow2", "") };
     format!(
-        "<disk type='file' device='disk'><driver name='qemu' type='qcow2'/>{source}<target dev='{}' bus='virtio'/></disk>",
+        "<disk type='file' device='disk'><driver name='qemu' type='{format}'/>{source}<target dev='{}' bus='virtio'/>{shared}</disk>",
         escape(target)
     )
 }
 
 /// The `<disk>` element of an attached volume.
 pub fn disk_xml(disk: &AttachedDisk) -> String {
-    qcow2_disk_xml(&disk.path, &disk.target, disk.key.as_ref())
+    disk_element(&disk.path, &disk.target, disk.key.as_ref(), disk.shareable)
 }
 
 /// The `<secret>` of a disk's key, without its value (set apart, as libvirt wants).
@@ -316,7 +320,7 @@ pub fn domain_xml(spec: &DomainSpec) -> String {
         uuid = escape(&spec.uuid),
         mem = spec.memory_mib,
         vcpus = spec.vcpus,
-        disk = qcow2_disk_xml(&spec.disk, "vda", spec.root_key.as_ref()),
+        disk = disk_element(&spec.disk, "vda", spec.root_key.as_ref(), false),
         volumes = spec.volumes.iter().map(disk_xml).collect::<String>(),
         primary = nic_xml(&primary),
         nics = spec.nics.iter().map(nic_xml).collect::<String>(),
@@ -338,7 +342,12 @@ mod tests {
             accelerator: Accelerator::Tcg,
             disk: "/data/i-0123/root.qcow2".into(),
             root_key: None,
-            volumes: vec![AttachedDisk { target: "vdf".into(), path: "/data/volumes/vol-1.qcow2".into(), key: None }],
+            volumes: vec![AttachedDisk {
+                target: "vdf".into(),
+                path: "/data/volumes/vol-1.qcow2".into(),
+                key: None,
+                shareable: false,
+            }],
             kernel: Some("/img/vmlinux".into()),
             initrd: Some("/img/initrd.gz".into()),
             cmdline: Some("console=ttyS0 ip=172.31.0.4::172.31.0.1:255.255.240.0:i-0123:eth0:off".into()),
@@ -411,13 +420,21 @@ mod tests {
             target: "vdg".into(),
             path: "/data/volumes/vol-2.qcow2".into(),
             key: Some(key(2)),
+            shareable: false,
         });
-        assert_eq!(spec.keys(), [key(1), key(2)]);
+        spec.volumes.push(AttachedDisk {
+            target: "vdh".into(),
+            path: "/data/volumes/vol-3.raw".into(),
+            key: Some(key(3)),
+            shareable: true,
+        });
+        assert_eq!(spec.keys(), [key(1), key(2), key(3)]);
         let xml = domain_xml(&spec);
         for part in [
             "<source file='/data/i-0123/root.qcow2'><encryption format='luks'><secret type='passphrase' uuid='6f1c1c1e-0000-4000-8000-000000000001'/></encryption></source><target dev='vda'",
             "<source file='/data/volumes/vol-1.qcow2'/><target dev='vdf'",
             "<source file='/data/volumes/vol-2.qcow2'><encryption format='luks'><secret type='passphrase' uuid='6f1c1c1e-0000-4000-8000-000000000002'/></encryption></source><target dev='vdg'",
+            "<driver name='qemu' type='raw'/><source file='/data/volumes/vol-3.raw'><encryption format='luks'><secret type='passphrase' uuid='6f1c1c1e-0000-4000-8000-000000000003'/></encryption></source><target dev='vdh' bus='virtio'/><shareable/></disk>",
         ] {
             assert!(xml.contains(part), "{part} missing from {xml}");
         }

@@ -1129,7 +1129,7 @@ impl Backend {
             accelerator: host.accelerator,
             disk,
             root_key: root_encryption.map(crate::hypervisor::DiskKey::of),
-            volumes: volumes::boot_disks(&volumes),
+            volumes: volumes::boot_disks(&volumes, &record.id),
             kernel,
             initrd,
             cmdline,

@@ -231,6 +231,9 @@ pub enum Error {
     /// A parameter given without another that it needs
     #[error("{0}")]
     ParameterDependency(String),
+    /// Parameters that cannot be given together
+    #[error("{0}")]
+    ParameterCombination(String),
     /// A launch template name that names none of the account's
     #[error("The specified launch template, with template name {0}, does not exist.")]
     LaunchTemplateNameNotFound(String),

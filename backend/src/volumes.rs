@@ -19,6 +19,10 @@
 //! 6. Encrypted volumes ([`crate::encryption`]) are the same files with LUKS inside; every copy
 //!    above is re-encrypted under its new record's own key, and a host holds a key only while
 //!    QEMU opens the disk.
+//! 7. A Multi-Attach volume (io1, io2) is a raw file, attached to up to 16 instances as a
+//!    `<shareable/>` disk. Each instance's work settles its own attachment; the first
+//!    attachment's instance does the file work (growth is refused while attached, as QEMU
+//!    would not tell the other guests).
 //!
 //! While a volume has a snapshot or a modification under way it is not attached or detached:
 //! one piece of work at a time touches its file.
@@ -58,6 +62,16 @@ pub struct NewVolume {
     pub client_token: Option<String>,
     pub tags: Vec<(String, String)>,
     pub encryption: EncryptionAsk,
+    /// `MultiAttachEnabled` (io1 and io2 only).
+    pub multi_attach: bool,
+}
+
+/// The most instances a Multi-Attach volume is attached to at once, as on EC2 (Nitro).
+pub const MAX_SHARED_ATTACHMENTS: usize = 16;
+
+/// A volume's file as qemu-img opens it.
+fn volume_disk(volume: &VolumeRecord) -> Disk<'_> {
+    Disk::of(Path::new(&volume.path), volume.encryption.as_ref()).raw(volume.multi_attach)
 }
 
 /// A ModifyVolume request: what is not given stays as it is.
@@ -188,7 +202,7 @@ fn busy(volume: &VolumeRecord) -> bool {
 fn needs_work(volume: &VolumeRecord, pending: &[SnapshotRecord]) -> bool {
     volume.state == VolumeState::Creating
         || busy(volume)
-        || volume.attachment.as_ref().is_some_and(|a| a.state != AttachmentState::Attached)
+        || volume.attachments().any(|a| a.state != AttachmentState::Attached)
         || pending.iter().any(|s| s.volume_id == volume.id)
 }
 
@@ -203,19 +217,25 @@ fn target_of(volume: &VolumeRecord, attachment: &VolumeAttachmentRecord) -> Resu
 
 /// The disks a starting instance gets besides its root, from its volumes: those attached and
 /// being attached (which the start settles), not those being detached.
-pub(crate) fn boot_disks(volumes: &[VolumeRecord]) -> Vec<AttachedDisk> {
+pub(crate) fn boot_disks(volumes: &[VolumeRecord], instance_id: &str) -> Vec<AttachedDisk> {
     volumes
         .iter()
         .filter(|v| !v.root)
         .filter_map(|v| {
-            let a = v.attachment.as_ref().filter(|a| a.state != AttachmentState::Detaching)?;
-            Some(AttachedDisk {
-                target: guest_target(&a.device).ok()?,
-                path: PathBuf::from(&v.path),
-                key: v.encryption.as_ref().map(DiskKey::of),
-            })
+            let a = v.attachment_of(instance_id).filter(|a| a.state != AttachmentState::Detaching)?;
+            Some(guest_disk(v, guest_target(&a.device).ok()?))
         })
         .collect()
+}
+
+/// A volume as the guest disk at `target`.
+fn guest_disk(volume: &VolumeRecord, target: String) -> AttachedDisk {
+    AttachedDisk {
+        target,
+        path: PathBuf::from(&volume.path),
+        key: volume.encryption.as_ref().map(DiskKey::of),
+        shareable: volume.multi_attach,
+    }
 }
 
 /// A volume a launch makes and attaches, checked: the root (from the image) or one of
@@ -357,6 +377,8 @@ pub(crate) fn insert_launch_volume(
         modification: None,
         created_ms: instance.launch_time_ms,
         encryption,
+        multi_attach: false,
+        shared_attachments: Vec::new(),
     };
     tx.insert(&VOLUMES, &key(&instance.account, &id), &volume)?;
     tags::put_tags(tx, &instance.account, &id, volume_tags)?;
@@ -381,7 +403,12 @@ impl Backend {
     /// Where a volume's file lives: under the data dir's `volumes`, whichever instance has it
     /// (a launch volume's too, so that a kept one outlives its instance's folder).
     pub(crate) fn volume_path(&self, id: &str) -> PathBuf {
-        self.data_dir().join("volumes").join(format!("{id}.qcow2"))
+        self.volume_file(id, false)
+    }
+
+    /// A volume's file: qcow2, or raw for a Multi-Attach volume.
+    fn volume_file(&self, id: &str, raw: bool) -> PathBuf {
+        self.data_dir().join("volumes").join(format!("{id}.{}", if raw { "raw" } else { "qcow2" }))
     }
 
     fn snapshot_path(&self, id: &str) -> PathBuf {
@@ -497,7 +524,7 @@ impl Backend {
             for (device, on) in changes {
                 let target = if is_root_device(device) { Some("vda".to_owned()) } else { guest_target(device).ok() };
                 let volume = volumes.iter_mut().find(|v| {
-                    v.attachment.as_ref().is_some_and(|a| target_of(v, a).ok() == target && target.is_some())
+                    v.attachment_of(instance_id).is_some_and(|a| target_of(v, a).ok() == target && target.is_some())
                 });
                 let Some(volume) = volume else {
                     return Err(invalid(
@@ -505,7 +532,7 @@ impl Backend {
                         format!("No device is currently mapped at {device} on instance {instance_id}"),
                     ));
                 };
-                if let Some(a) = volume.attachment.as_mut() {
+                if let Some(a) = volume.attachment_of_mut(instance_id) {
                     a.delete_on_termination = *on;
                 }
             }
@@ -547,6 +574,11 @@ impl Backend {
             let (iops, throughput) = volume_settings(&volume_type, size_gib, req.iops, req.throughput)?;
             let source = snapshot.as_ref().and_then(|s| s.encryption.as_ref());
             let encryption = kms_key_for(&req.encryption, source, &defaults, &region, account)?.map(seal);
+            if req.multi_attach && !matches!(volume_type.as_str(), "io1" | "io2") {
+                return Err(Error::ParameterCombination(format!(
+                    "Multi-Attach is supported only with io1 and io2 volumes, not {volume_type}."
+                )));
+            }
             let id = ids::resource_id("vol");
             let volume = VolumeRecord {
                 id: id.clone(),
@@ -560,11 +592,13 @@ impl Backend {
                 state: VolumeState::Creating,
                 attachment: None,
                 root: false,
-                path: self.volume_path(&id).to_string_lossy().into_owned(),
+                path: self.volume_file(&id, req.multi_attach).to_string_lossy().into_owned(),
                 client_token: req.client_token.clone(),
                 modification: None,
                 created_ms: now_ms(),
                 encryption,
+                multi_attach: req.multi_attach,
+                shared_attachments: Vec::new(),
             };
             tx.insert(&VOLUMES, &key(account, &id), &volume)?;
             tags::put_tags(tx, account, &id, &req.tags)?;
@@ -614,6 +648,17 @@ impl Backend {
                 .ok_or_else(|| Error::ResourceNotFound { kind: ResourceKind::Instance, id: instance_id.to_owned() })?;
             match volume.state {
                 VolumeState::Available => {}
+                // A Multi-Attach volume takes more instances, each once, up to EC2's limit.
+                VolumeState::InUse if volume.multi_attach => {
+                    if volume.attachment_of(instance_id).is_some() {
+                        return Err(Error::VolumeInUse(format!("{id} is already attached to {instance_id}")));
+                    }
+                    if volume.attachments().count() >= MAX_SHARED_ATTACHMENTS {
+                        return Err(Error::AttachmentLimitExceeded(format!(
+                            "The Multi-Attach volume {id} is attached to {MAX_SHARED_ATTACHMENTS} instances already."
+                        )));
+                    }
+                }
                 VolumeState::InUse => {
                     return Err(Error::VolumeInUse(format!("{id} is already attached to an instance")))
                 }
@@ -633,10 +678,8 @@ impl Backend {
                     "The volume '{id}' is not in the same availability zone as instance '{instance_id}'"
                 )));
             }
-            let taken = tx.scan(&VOLUMES, &format!("{account}/"))?.into_iter().any(|(_, v)| {
-                v.attachment.as_ref().is_some_and(|a| {
-                    a.instance_id == instance_id && guest_target(&a.device).ok().as_deref() == Some(target.as_str())
-                })
+            let taken = attached_volumes(tx, account, instance_id)?.iter().any(|v| {
+                v.attachment_of(instance_id).is_some_and(|a| target_of(v, a).ok().as_deref() == Some(target.as_str()))
             });
             if taken {
                 return Err(invalid(
@@ -645,7 +688,7 @@ impl Backend {
                 ));
             }
             volume.state = VolumeState::InUse;
-            volume.attachment = Some(VolumeAttachmentRecord {
+            volume.attach(VolumeAttachmentRecord {
                 instance_id: instance_id.to_owned(),
                 device: device.to_owned(),
                 state: AttachmentState::Attaching,
@@ -655,7 +698,7 @@ impl Backend {
             tx.insert(&VOLUMES, &key(account, id), &volume)?;
             Ok::<_, Error>(volume)
         })?;
-        self.kick(&owner_key(&volume));
+        self.kick(&key(account, instance_id));
         Ok(volume)
     }
 
@@ -666,15 +709,29 @@ impl Backend {
         instance_id: Option<&str>,
         device: Option<&str>,
     ) -> Result<VolumeRecord> {
-        let volume = self.store().write(|tx| {
+        let (volume, detached_from) = self.store().write(|tx| {
             let mut volume = tx.get(&VOLUMES, &key(account, id))?.ok_or_else(|| not_found(id))?;
             let busy_now = busy(&volume);
-            let Some(attachment) = volume.attachment.as_mut() else {
+            if volume.attachment.is_none() {
                 return Err(Error::IncorrectState(format!("Volume '{id}' is in the 'available' state.")));
+            }
+            // The attachment meant: the named instance's, else the only one there is.
+            let which = match instance_id {
+                Some(instance) => instance.to_owned(),
+                None if volume.attachments().count() > 1 => {
+                    return Err(Error::ParameterCombination(format!(
+                        "The volume '{id}' is attached to more than one instance: name the instance (InstanceId)."
+                    )))
+                }
+                None => volume.attachments().next().map(|a| a.instance_id.clone()).unwrap_or_default(),
             };
-            if instance_id.is_some_and(|i| i != attachment.instance_id)
-                || device.is_some_and(|d| d != attachment.device)
-            {
+            let root = volume.root;
+            let Some(attachment) = volume.attachment_of_mut(&which) else {
+                return Err(Error::AttachmentNotFound(format!(
+                    "The volume '{id}' is not attached to the instance and device given"
+                )));
+            };
+            if device.is_some_and(|d| d != attachment.device) {
                 return Err(Error::AttachmentNotFound(format!(
                     "The volume '{id}' is not attached to the instance and device given"
                 )));
@@ -685,7 +742,7 @@ impl Backend {
             let instance = tx.get(&INSTANCES, &key(account, &attachment.instance_id))?.ok_or_else(|| {
                 Error::ResourceNotFound { kind: ResourceKind::Instance, id: attachment.instance_id.clone() }
             })?;
-            if volume.root && instance.state != InstanceState::Stopped {
+            if root && instance.state != InstanceState::Stopped {
                 return Err(Error::OperationNotPermitted(format!(
                     "The root volume '{id}' can only be detached from a stopped instance."
                 )));
@@ -699,9 +756,9 @@ impl Backend {
             }
             attachment.state = AttachmentState::Detaching;
             tx.insert(&VOLUMES, &key(account, id), &volume)?;
-            Ok::<_, Error>(volume)
+            Ok::<_, Error>((volume, which))
         })?;
-        self.kick(&owner_key(&volume));
+        self.kick(&key(account, &detached_from));
         Ok(volume)
     }
 
@@ -715,8 +772,16 @@ impl Backend {
             if !matches!(volume.state, VolumeState::Available | VolumeState::InUse) {
                 return Err(Error::IncorrectState(format!("The volume '{id}' is {}.", volume.state.name())));
             }
-            if volume.attachment.as_ref().is_some_and(|a| a.state != AttachmentState::Attached) {
+            if volume.attachments().any(|a| a.state != AttachmentState::Attached) {
                 return Err(Error::IncorrectState(format!("The volume '{id}' is being attached or detached.")));
+            }
+            if volume.multi_attach
+                && volume.attachment.is_some()
+                && change.size_gib.is_some_and(|s| s != volume.size_gib)
+            {
+                return Err(Error::UnsupportedOperation(format!(
+                    "The Multi-Attach volume '{id}' can be resized only while it is not attached."
+                )));
             }
             let size = change.size_gib.unwrap_or(volume.size_gib);
             if size < volume.size_gib {
@@ -845,7 +910,7 @@ impl Backend {
             }
             let mut snapshots = Vec::new();
             for volume in attached {
-                let Some(attachment) = volume.attachment.as_ref() else { continue };
+                let Some(attachment) = volume.attachment_of(&instance.id) else { continue };
                 if (volume.root && req.exclude_boot) || req.exclude.contains(&volume.id) {
                     continue;
                 }
@@ -1010,8 +1075,10 @@ impl Backend {
     pub(crate) fn converge_volume(&self, volume_key: &str) -> Result<()> {
         let Some(volume) = self.store().read(|tx| tx.get(&VOLUMES, volume_key))? else { return Ok(()) };
         if volume.attachment.is_some() {
-            // Its instance owns the file now.
-            self.kick(&owner_key(&volume));
+            // Its instances own the file now.
+            for a in volume.attachments() {
+                self.kick(&key(&volume.account, &a.instance_id));
+            }
             return Ok(());
         }
         if volume.state == VolumeState::Creating {
@@ -1065,7 +1132,7 @@ impl Backend {
             .filter(|s| s.set.is_some())
             .filter_map(|s| {
                 let volume = waiting.iter().find(|v| v.id == s.volume_id)?;
-                let attached = volume.attachment.as_ref().is_some_and(|a| a.state == AttachmentState::Attached);
+                let attached = volume.attachment_of(&record.id).is_some_and(|a| a.state == AttachmentState::Attached);
                 (attached && !busy(volume)).then_some((s, volume))
             })
             .collect();
@@ -1121,14 +1188,13 @@ impl Backend {
         host: Option<&crate::hosts::Host>,
     ) -> Result<()> {
         for volume in waiting {
-            let Some(attachment) = volume.attachment.clone() else { continue };
+            let Some(attachment) = volume.attachment_of(&record.id).cloned() else { continue };
             let target = target_of(&volume, &attachment)?;
             let volume_key = key(&volume.account, &volume.id);
             match attachment.state {
                 AttachmentState::Attaching => {
-                    let key = volume.encryption.as_ref().map(DiskKey::of);
-                    let keys: Vec<DiskKey> = key.iter().cloned().collect();
-                    let disk = AttachedDisk { target, path: PathBuf::from(&volume.path), key };
+                    let disk = guest_disk(&volume, target);
+                    let keys: Vec<DiskKey> = disk.key.iter().cloned().collect();
                     let result = host.map_or(Ok(()), |h| {
                         crate::encryption::lending_keys(&*h.driver, &keys, || h.driver.attach_disk(&record.id, &disk))
                     });
@@ -1136,7 +1202,7 @@ impl Backend {
                         tracing::warn!(volume = %volume.id, instance = %record.id, %error, "attach failed");
                     }
                     // A failed attachment ends as on EC2: the volume is available again.
-                    self.end_attachment_step(&volume_key, AttachmentState::Attaching, result.is_ok())?;
+                    self.end_attachment_step(&volume_key, &record.id, AttachmentState::Attaching, result.is_ok())?;
                 }
                 AttachmentState::Detaching => {
                     if let Some(Err(error)) = host.map(|h| h.driver.detach_disk(&record.id, &target, DETACH_WAIT)) {
@@ -1144,7 +1210,10 @@ impl Backend {
                         tracing::warn!(volume = %volume.id, instance = %record.id, %error, "detach pending");
                         continue;
                     }
-                    self.end_attachment_step(&volume_key, AttachmentState::Detaching, false)?;
+                    self.end_attachment_step(&volume_key, &record.id, AttachmentState::Detaching, false)?;
+                }
+                // A Multi-Attach volume's file work is its first attachment's instance's.
+                AttachmentState::Attached if volume.attachment.as_ref().is_some_and(|a| a.instance_id != record.id) => {
                 }
                 AttachmentState::Attached => {
                     self.volume_file_work(&volume, pending, host.map(|h| (h, record.id.as_str(), target.as_str())))?
@@ -1154,16 +1223,24 @@ impl Backend {
         Ok(())
     }
 
-    /// Ends an attach or detach that is still at `step`: attached if `attached`, otherwise
-    /// the volume is detached and available.
-    fn end_attachment_step(&self, volume_key: &str, step: AttachmentState, attached: bool) -> Result<()> {
+    /// Ends an attach or detach to `instance_id` that is still at `step`: attached if
+    /// `attached`, otherwise detached (and the volume available once no instance has it).
+    fn end_attachment_step(
+        &self,
+        volume_key: &str,
+        instance_id: &str,
+        step: AttachmentState,
+        attached: bool,
+    ) -> Result<()> {
         self.store().write(|tx| {
             let Some(mut current) = tx.get(&VOLUMES, volume_key)? else { return Ok(()) };
-            match current.attachment.as_mut() {
+            match current.attachment_of_mut(instance_id) {
                 Some(a) if a.state == step && attached => a.state = AttachmentState::Attached,
                 Some(a) if a.state == step => {
-                    current.attachment = None;
-                    current.state = VolumeState::Available;
+                    current.detach(instance_id);
+                    if current.attachment.is_none() {
+                        current.state = VolumeState::Available;
+                    }
                 }
                 _ => return Ok(()),
             }
@@ -1190,7 +1267,7 @@ impl Backend {
                     Some((host, domain, target)) => {
                         host.driver.resize_disk(domain, target, bytes).map_err(Error::Driver)
                     }
-                    None => disk::grow(Disk::of(Path::new(&volume.path), volume.encryption.as_ref()), bytes),
+                    None => disk::grow(volume_disk(volume), bytes),
                 }
             };
             self.store().write(|tx| {
@@ -1244,10 +1321,7 @@ impl Backend {
             },
             None => false,
         };
-        let copied = disk::flatten(
-            Disk::of(Path::new(&volume.path), volume.encryption.as_ref()),
-            Disk::of(target, snapshot.encryption.as_ref()),
-        );
+        let copied = disk::flatten(volume_disk(volume), Disk::of(target, snapshot.encryption.as_ref()));
         if paused {
             if let Some((host, domain)) = live {
                 host.driver.resume(domain).map_err(Error::Driver)?;
@@ -1272,11 +1346,11 @@ impl Backend {
                 let snapshot = self.store().read(|tx| find_snapshot(tx, id))?.ok_or_else(|| snapshot_not_found(id))?;
                 disk::copy_grown(
                     Disk::of(Path::new(&snapshot.path), snapshot.encryption.as_ref()),
-                    Disk::of(path, volume.encryption.as_ref()),
+                    volume_disk(volume),
                     bytes,
                 )
             }
-            None => disk::create_blank(path, volume.encryption.as_ref().map(|e| e.passphrase.as_str()), bytes),
+            None => disk::create(volume_disk(volume), bytes),
         }
     }
 
@@ -1284,8 +1358,18 @@ impl Backend {
     /// root disk moves out of the instance's folder first). Runs before the folder goes.
     pub(crate) fn release_instance_volumes(&self, record: &InstanceRecord) -> Result<()> {
         for volume in self.instance_volumes(&record.account, &record.id)? {
-            let Some(attachment) = &volume.attachment else { continue };
+            let Some(attachment) = volume.attachment_of(&record.id) else { continue };
             let volume_key = key(&volume.account, &volume.id);
+            // A Multi-Attach volume other instances still have only loses this attachment.
+            if volume.attachments().any(|a| a.instance_id != record.id) {
+                self.store().write(|tx| {
+                    let Some(mut current) = tx.get(&VOLUMES, &volume_key)? else { return Ok(()) };
+                    current.detach(&record.id);
+                    tx.insert(&VOLUMES, &volume_key, &current)?;
+                    Ok::<_, Error>(())
+                })?;
+                continue;
+            }
             if attachment.delete_on_termination {
                 self.store().write(|tx| {
                     tx.remove(&VOLUMES, &volume_key)?;
@@ -1347,6 +1431,9 @@ impl Backend {
             tx.for_each(&VOLUMES, "", |_, v: VolumeRecord| {
                 if needs_work(&v, &pending) {
                     keys.push(owner_key(&v));
+                    // A Multi-Attach volume's attach or detach is its own instance's work.
+                    let moving = v.attachments().filter(|a| a.state != AttachmentState::Attached);
+                    keys.extend(moving.map(|a| key(&v.account, &a.instance_id)));
                 }
             })
         })?;
@@ -1483,8 +1570,8 @@ mod tests {
         let attached = b.instance_volumes("acct", &instance.id).unwrap();
         assert_eq!(attached.len(), 2);
         assert_eq!(
-            boot_disks(&attached),
-            [AttachedDisk { target: "vdf".into(), path: volume.path.clone().into(), key: None }]
+            boot_disks(&attached, &instance.id),
+            [AttachedDisk { target: "vdf".into(), path: volume.path.clone().into(), key: None, shareable: false }]
         );
         b.start_instances("acct", std::slice::from_ref(&instance.id)).unwrap();
         b.converge(&key).unwrap();

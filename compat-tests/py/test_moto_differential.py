@@ -163,6 +163,10 @@ def scenario(client, image_id: str) -> dict[str, dict]:
     sealed = call("CreateVolume(Encrypted)", "create_volume", AvailabilityZone=zone, Size=1, Encrypted=True)["VolumeId"]
     until(lambda: client.describe_volumes(VolumeIds=[sealed])["Volumes"][0]["State"] == "available")
     call("DescribeVolumes(Encrypted)", "describe_volumes", VolumeIds=[sealed])
+    shared = call("CreateVolume(MultiAttachEnabled)", "create_volume", AvailabilityZone=zone, Size=4,
+                  VolumeType="io2", Iops=100, MultiAttachEnabled=True)["VolumeId"]
+    until(lambda: client.describe_volumes(VolumeIds=[shared])["Volumes"][0]["State"] == "available")
+    client.delete_volume(VolumeId=shared)
     call("DisableEbsEncryptionByDefault", "disable_ebs_encryption_by_default")
     client.delete_volume(VolumeId=sealed)
     call("DeleteSnapshot", "delete_snapshot", SnapshotId=snapshot_id)

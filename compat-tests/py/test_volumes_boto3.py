@@ -279,18 +279,23 @@ def holds(path, text: str) -> bool:
         return text.encode() in f.read()
 
 
+def stamping_cloud(server_factory, test_image, prefix: str):
+    """A server on the local daemon, its client, an image whose guests stamp every disk they get
+    with a fresh marker (`stratus.stamp`), and the marker."""
+    require_qemu()
+    server = server_factory(config=QEMU_CONFIG)
+    stamp = prefix + uuid.uuid4().hex[:12].upper()
+    stamped = dataclasses.replace(test_image, cmdline=f"{test_image.cmdline} stratus.stamp={stamp}")
+    return server, ec2_client(server), import_image(server, stamped, f"{prefix} image"), stamp
+
+
 def test_encrypted_volumes_hold_no_plaintext_on_disk(server_factory, test_image):
     """A real guest writes a marker at the start of every disk it is given (`stratus.stamp`). On
     the host, the file of a plain volume shows the marker, as a check that the test can see it;
     the files of an encrypted volume, of its snapshot and of a volume made from that snapshot
     never do, while the guest reads its marker back from the last one (the data went through
     two re-encryptions). The guest boots from an encrypted root too."""
-    require_qemu()
-    server = server_factory(config=QEMU_CONFIG)
-    client = ec2_client(server)
-    stamp = "STRATUSCLEARTEXT" + uuid.uuid4().hex[:12].upper()
-    stamped = dataclasses.replace(test_image, cmdline=f"{test_image.cmdline} stratus.stamp={stamp}")
-    image_id = import_image(server, stamped, "stamping image")
+    server, client, image_id, stamp = stamping_cloud(server_factory, test_image, "STRATUSCLEARTEXT")
     instance_id = client.run_instances(
         ImageId=image_id, InstanceType="t3.nano", MinCount=1, MaxCount=1,
         BlockDeviceMappings=[{"DeviceName": "/dev/sda1", "Ebs": {"Encrypted": True}}])["Instances"][0]["InstanceId"]
@@ -351,3 +356,53 @@ def test_encrypted_volumes_hold_no_plaintext_on_disk(server_factory, test_image)
     client.get_waiter("volume_available").wait(VolumeIds=made, WaiterConfig=FAST)
     for volume_id in made:
         client.delete_volume(VolumeId=volume_id)
+
+
+def test_a_multi_attach_volume_is_shared_by_two_real_guests(server_factory, test_image):
+    """An encrypted io2 Multi-Attach volume attached to two running guests at once: the first
+    writes its marker, and the second, given the volume after, reads that marker back; the
+    file on the host is raw with LUKS inside and holds no plaintext. A detach must name its
+    instance while there are two; the volume is available again once both are gone."""
+    server, client, image_id, stamp = stamping_cloud(server_factory, test_image, "STRATUSSHARED")
+    with pytest.raises(ClientError) as e:
+        client.create_volume(AvailabilityZone=zone(client), Size=4, VolumeType="gp3", MultiAttachEnabled=True)
+    assert error_code(e) == "InvalidParameterCombination"
+    ids = [i["InstanceId"] for i in client.run_instances(ImageId=image_id, InstanceType="t3.nano", MinCount=2,
+                                                         MaxCount=2)["Instances"]]
+    volume = client.create_volume(AvailabilityZone=zone(client), Size=4, VolumeType="io2", Iops=100,
+                                  MultiAttachEnabled=True, Encrypted=True)
+    assert (volume["MultiAttachEnabled"], volume["Encrypted"]) == (True, True)
+    volume_id = volume["VolumeId"]
+    try:
+        wait_states(client, ids, "running", timeout=180)
+        for instance_id in ids:
+            wait_console(client, instance_id, re.escape(BOOT_MARKER), timeout=120)
+        client.get_waiter("volume_available").wait(VolumeIds=[volume_id], WaiterConfig=FAST)
+        client.attach_volume(VolumeId=volume_id, InstanceId=ids[0], Device="/dev/sdf")
+        wait_console(client, ids[0], r"stratus-stamped (vd[a-z])")
+        client.attach_volume(VolumeId=volume_id, InstanceId=ids[1], Device="/dev/sdf")
+        [(_, found)] = wait_console(client, ids[1], r"stratus-found (vd[a-z])=(\S+)")
+        assert stamp in found, f"the second guest should read what the first wrote: {found}"
+        described = client.describe_volumes(VolumeIds=[volume_id])["Volumes"][0]
+        assert sorted((a["InstanceId"], a["State"]) for a in described["Attachments"]) == sorted(
+            (i, "attached") for i in ids), described
+        assert [v["VolumeId"] for v in client.describe_volumes(
+            Filters=[{"Name": "attachment.instance-id", "Values": [ids[1]]},
+                     {"Name": "multi-attach-enabled", "Values": ["true"]}])["Volumes"]] == [volume_id]
+        path = server.data_dir / "volumes" / f"{volume_id}.raw"
+        assert not holds(path, stamp), "plaintext in an encrypted Multi-Attach volume"
+
+        with pytest.raises(ClientError) as e:
+            client.detach_volume(VolumeId=volume_id)
+        assert error_code(e) == "InvalidParameterCombination"
+        detached = client.detach_volume(VolumeId=volume_id, InstanceId=ids[0])
+        assert (detached["InstanceId"], detached["State"]) == (ids[0], "detaching")
+        deadline = time.monotonic() + 60
+        while len(client.describe_volumes(VolumeIds=[volume_id])["Volumes"][0]["Attachments"]) != 1:
+            assert time.monotonic() < deadline, "the first guest never let go"
+            time.sleep(0.5)
+    finally:
+        client.terminate_instances(InstanceIds=ids)
+        client.get_waiter("instance_terminated").wait(InstanceIds=ids, WaiterConfig=FAST)
+    client.get_waiter("volume_available").wait(VolumeIds=[volume_id], WaiterConfig=FAST)
+    client.delete_volume(VolumeId=volume_id)

@@ -101,6 +101,7 @@ pub fn to_ec2(error: Error) -> Ec2Error {
         Error::IncorrectModificationState(_) => Ec2Error::new(Code::IncorrectModificationState, message),
         Error::UnsupportedOperation(_) => Ec2Error::new(Code::UnsupportedOperation, message),
         Error::ParameterDependency(_) => Ec2Error::new(Code::InvalidParameterDependency, message),
+        Error::ParameterCombination(_) => Ec2Error::new(Code::InvalidParameterCombination, message),
         Error::LaunchTemplateNameNotFound(_) => Ec2Error::new(Code::InvalidLaunchTemplateNameNotFound, message),
         Error::LaunchTemplateNameTaken(_) => Ec2Error::new(Code::InvalidLaunchTemplateNameAlreadyExists, message),
         Error::LaunchTemplateVersionNotFound { .. } => {

@@ -295,7 +295,7 @@ pub fn meta_data(facts: &Facts) -> BTreeMap<String, String> {
         .volumes
         .iter()
         .filter(|v| !v.root)
-        .filter_map(|v| v.attachment.as_ref().map(|a| a.device.as_str()))
+        .filter_map(|v| v.attachment_of(&r.id).map(|a| a.device.as_str()))
         .collect();
     data_volumes.sort_unstable();
     for (index, device) in data_volumes.iter().enumerate() {

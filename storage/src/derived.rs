@@ -214,8 +214,19 @@ pub(crate) fn derive_tag(tx: &WriteTx, key: &str, old: Option<&TagRecord>, new: 
 }
 
 pub(crate) fn derive_volume(tx: &WriteTx, old: Option<&VolumeRecord>, new: Option<&VolumeRecord>) -> Result<()> {
-    let entry = |v: &VolumeRecord| v.attachment.as_ref().map(|a| format!("{}/{}/{}", v.account, a.instance_id, v.id));
-    move_entry(tx, &VOLUME_ATTACHMENTS, old.and_then(entry), new.and_then(entry))
+    // One entry per attachment: a Multi-Attach volume is listed under each of its instances.
+    let entries = |v: Option<&VolumeRecord>| -> Vec<String> {
+        v.map(|v| v.attachments().map(|a| format!("{}/{}/{}", v.account, a.instance_id, v.id)).collect())
+            .unwrap_or_default()
+    };
+    let (before, after) = (entries(old), entries(new));
+    for gone in before.iter().filter(|e| !after.contains(e)) {
+        tx.remove(&VOLUME_ATTACHMENTS, gone)?;
+    }
+    for added in after.iter().filter(|e| !before.contains(e)) {
+        tx.insert(&VOLUME_ATTACHMENTS, added, &IndexEntry {})?;
+    }
+    Ok(())
 }
 
 pub(crate) fn derive_network_interface(
@@ -411,6 +422,19 @@ mod tests {
         });
         store.write(|tx| tx.insert(&VOLUMES, "a/vol-1", &volume)).unwrap();
         assert_eq!(store.read(|tx| tx.scan(&VOLUME_ATTACHMENTS, "a/i-1/")).unwrap().len(), 1);
+        // Multi-Attach: listed under each instance; the first to go hands its place on.
+        let second = VolumeAttachmentRecord { instance_id: "i-2".into(), ..volume.attachment.clone().unwrap() };
+        volume.attach(second);
+        store.write(|tx| tx.insert(&VOLUMES, "a/vol-1", &volume)).unwrap();
+        let listed = |s: &Store| -> Vec<String> {
+            s.read(|tx| tx.scan(&VOLUME_ATTACHMENTS, "a/")).unwrap().into_iter().map(|(k, _)| k).collect()
+        };
+        assert_eq!(listed(&store), ["a/i-1/vol-1", "a/i-2/vol-1"]);
+        assert_eq!(volume.detach("i-1").unwrap().instance_id, "i-1");
+        assert_eq!(volume.attachment.as_ref().unwrap().instance_id, "i-2");
+        assert!(volume.shared_attachments.is_empty() && volume.detach("i-1").is_none());
+        store.write(|tx| tx.insert(&VOLUMES, "a/vol-1", &volume)).unwrap();
+        assert_eq!(listed(&store), ["a/i-2/vol-1"]);
         store.write(|tx| tx.remove(&VOLUMES, "a/vol-1")).unwrap();
         assert!(store.read(|tx| tx.scan(&VOLUME_ATTACHMENTS, "a/")).unwrap().is_empty());
 

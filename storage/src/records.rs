@@ -702,14 +702,60 @@ pub struct VolumeRecord {
     pub client_token: Option<String>,
     pub modification: Option<VolumeModificationRecord>,
     pub created_ms: i64,
-    /// Set when the volume's file is encrypted (LUKS inside qcow2).
+    /// Set when the volume's file is encrypted (LUKS inside qcow2, or inside raw for a
+    /// Multi-Attach volume).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encryption: Option<Encryption>,
+    /// Multi-Attach (io1, io2): several guests share the volume, whose file is raw (the only
+    /// format QEMU lets two processes write at once).
+    #[serde(default)]
+    pub multi_attach: bool,
+    /// A Multi-Attach volume's attachments besides `attachment`, in the order they were made.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shared_attachments: Vec<VolumeAttachmentRecord>,
+}
+
+impl VolumeRecord {
+    /// Every attachment: the first, then a Multi-Attach volume's others.
+    pub fn attachments(&self) -> impl Iterator<Item = &VolumeAttachmentRecord> {
+        self.attachment.iter().chain(&self.shared_attachments)
+    }
+
+    /// Its attachment to one instance.
+    pub fn attachment_of(&self, instance_id: &str) -> Option<&VolumeAttachmentRecord> {
+        self.attachments().find(|a| a.instance_id == instance_id)
+    }
+
+    pub fn attachment_of_mut(&mut self, instance_id: &str) -> Option<&mut VolumeAttachmentRecord> {
+        self.attachment.iter_mut().chain(&mut self.shared_attachments).find(|a| a.instance_id == instance_id)
+    }
+
+    /// Adds an attachment: the first, or one more of a Multi-Attach volume.
+    pub fn attach(&mut self, attachment: VolumeAttachmentRecord) {
+        if self.attachment.is_none() {
+            self.attachment = Some(attachment);
+        } else {
+            self.shared_attachments.push(attachment);
+        }
+    }
+
+    /// Ends its attachment to one instance; the next one, if any, becomes the first.
+    pub fn detach(&mut self, instance_id: &str) -> Option<VolumeAttachmentRecord> {
+        if self.attachment.as_ref().is_some_and(|a| a.instance_id == instance_id) {
+            let gone = self.attachment.take();
+            if !self.shared_attachments.is_empty() {
+                self.attachment = Some(self.shared_attachments.remove(0));
+            }
+            return gone;
+        }
+        let at = self.shared_attachments.iter().position(|a| a.instance_id == instance_id)?;
+        Some(self.shared_attachments.remove(at))
+    }
 }
 
 impl Record for VolumeRecord {
-    const VERSION: u8 = 2;
-    const READS: &'static [u8] = &[1];
+    const VERSION: u8 = 3;
+    const READS: &'static [u8] = &[1, 2];
     const DERIVED: bool = true;
 
     fn derive(tx: &crate::WriteTx, _key: &str, old: Option<&Self>, new: Option<&Self>) -> crate::Result<()> {

@@ -8,6 +8,8 @@ pub async fn handle(ctx: &Ctx, req: AttachVolumeRequest) -> Result<AttachVolumeO
     check_ids(std::slice::from_ref(&req.volume_id), backend::ResourceKind::Volume)?;
     check_ids(std::slice::from_ref(&req.instance_id), backend::ResourceKind::Instance)?;
     let account = ctx.account().to_owned();
+    let instance_id = req.instance_id.clone();
     let record = ctx.call(move |b| b.attach_volume(&account, &req.volume_id, &req.instance_id, &req.device)).await?;
-    volume_attachment(&record).ok_or_else(Ec2Error::internal)
+    let attachment = record.attachment_of(&instance_id).ok_or_else(Ec2Error::internal)?;
+    Ok(volume_attachment(&record, attachment))
 }

@@ -1,6 +1,5 @@
 use backend::encryption::EncryptionAsk;
 use backend::volumes::NewVolume;
-use ec2api::Code;
 use ec2api::{CreateVolumeOutput, CreateVolumeRequest, Ec2Error};
 
 use super::shapes::volume;
@@ -8,9 +7,6 @@ use super::{positive, tags_from_specs};
 use crate::context::Ctx;
 
 pub async fn handle(ctx: &Ctx, req: CreateVolumeRequest) -> Result<CreateVolumeOutput, Ec2Error> {
-    if req.multi_attach_enabled == Some(true) {
-        return Err(Ec2Error::new(Code::UnsupportedOperation, "Multi-Attach is not supported"));
-    }
     let zone = req
         .availability_zone
         .filter(|z| !z.is_empty())
@@ -28,6 +24,7 @@ pub async fn handle(ctx: &Ctx, req: CreateVolumeRequest) -> Result<CreateVolumeO
         client_token: req.client_token.filter(|t| !t.is_empty()),
         tags,
         encryption: EncryptionAsk { encrypted: req.encrypted, kms_key_id: req.kms_key_id.filter(|k| !k.is_empty()) },
+        multi_attach: req.multi_attach_enabled == Some(true),
     };
     let account = ctx.account().to_owned();
     let record = ctx.call(move |b| b.create_volume(&account, new)).await?;

@@ -93,7 +93,7 @@ fn fields<'a>(item: &'a WithDns<'_>, name: &str) -> Vec<Cow<'a, str>> {
     let live = item.record.state != storage::InstanceState::Terminated;
     let Some(joined) = item.joined.as_ref().filter(|_| live) else { return values };
     let volume = |f: fn(&'a VolumeRecord, &'a storage::VolumeAttachmentRecord) -> Cow<'a, str>| -> Vec<Cow<'a, str>> {
-        joined.volumes.iter().filter_map(|v| Some(f(v, v.attachment.as_ref()?))).collect()
+        joined.volumes.iter().filter_map(|v| Some(f(v, v.attachment_of(&item.record.id)?))).collect()
     };
     let extra: Vec<Cow<'a, str>> = match name {
         "block-device-mapping.attach-time" => {

@@ -26,19 +26,20 @@ const FILTERS: &[&str] = &[
 ];
 
 fn fields<'a>(v: &'a VolumeRecord, name: &str) -> Vec<Cow<'a, str>> {
-    let a = v.attachment.as_ref();
+    // Every attachment of a Multi-Attach volume counts.
+    let each = |f: fn(&'a storage::VolumeAttachmentRecord) -> Cow<'a, str>| v.attachments().map(f).collect();
     match name {
         "attachment.attach-time" => {
-            a.map(|a| one(ec2api::xml::format_timestamp(&super::timestamp(a.attach_time_ms)))).unwrap_or_default()
+            each(|a| Cow::Owned(ec2api::xml::format_timestamp(&super::timestamp(a.attach_time_ms))))
         }
-        "attachment.delete-on-termination" => a.map(|a| one(a.delete_on_termination.to_string())).unwrap_or_default(),
-        "attachment.device" => a.map(|a| one(a.device.as_str())).unwrap_or_default(),
-        "attachment.instance-id" => a.map(|a| one(a.instance_id.as_str())).unwrap_or_default(),
-        "attachment.status" => a.map(|a| one(a.state.name())).unwrap_or_default(),
+        "attachment.delete-on-termination" => each(|a| Cow::Owned(a.delete_on_termination.to_string())),
+        "attachment.device" => each(|a| Cow::Borrowed(a.device.as_str())),
+        "attachment.instance-id" => each(|a| Cow::Borrowed(a.instance_id.as_str())),
+        "attachment.status" => each(|a| Cow::Borrowed(a.state.name())),
         "availability-zone" => one(&v.zone),
         "create-time" => one(ec2api::xml::format_timestamp(&super::timestamp(v.created_ms))),
         "encrypted" => one(v.encryption.is_some().to_string()),
-        "multi-attach-enabled" => one("false"),
+        "multi-attach-enabled" => one(v.multi_attach.to_string()),
         "size" => one(v.size_gib.to_string()),
         "snapshot-id" => v.snapshot_id.as_deref().map(one).unwrap_or_default(),
         "status" => one(v.state.name()),

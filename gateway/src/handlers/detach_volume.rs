@@ -14,7 +14,13 @@ pub async fn handle(ctx: &Ctx, req: DetachVolumeRequest) -> Result<DetachVolumeO
     }
     let device = req.device.filter(|d| !d.is_empty());
     let account = ctx.account().to_owned();
+    let named = instance_id.clone();
     let record =
         ctx.call(move |b| b.detach_volume(&account, &req.volume_id, instance_id.as_deref(), device.as_deref())).await?;
-    volume_attachment(&record).ok_or_else(Ec2Error::internal)
+    // The attachment being detached: the named instance's, else the only one.
+    let attachment = match &named {
+        Some(id) => record.attachment_of(id),
+        None => record.attachments().find(|a| a.state == storage::AttachmentState::Detaching),
+    };
+    Ok(volume_attachment(&record, attachment.ok_or_else(Ec2Error::internal)?))
 }

@@ -9,7 +9,10 @@ use crate::context::Ctx;
 pub async fn handle(ctx: &Ctx, req: ModifyVolumeRequest) -> Result<ModifyVolumeOutput, Ec2Error> {
     check_ids(std::slice::from_ref(&req.volume_id), backend::ResourceKind::Volume)?;
     if req.multi_attach_enabled == Some(true) {
-        return Err(Ec2Error::new(Code::UnsupportedOperation, "Multi-Attach is not supported"));
+        return Err(Ec2Error::new(
+            Code::UnsupportedOperation,
+            "Multi-Attach is chosen when a volume is made (CreateVolume with MultiAttachEnabled).",
+        ));
     }
     let change = VolumeChange {
         size_gib: positive(req.size, "Size")?.map(u64::from),

@@ -130,11 +130,11 @@ impl Joins {
     pub fn block_devices(&self, record: &InstanceRecord) -> Vec<InstanceBlockDeviceMapping> {
         let mut volumes: Vec<&VolumeRecord> =
             self.volumes.get(&record.id).map(|v| v.iter().collect()).unwrap_or_default();
-        volumes.sort_by_key(|v| (!v.root, v.attachment.as_ref().map(|a| a.device.clone())));
+        volumes.sort_by_key(|v| (!v.root, v.attachment_of(&record.id).map(|a| a.device.clone())));
         volumes
             .into_iter()
             .filter_map(|v| {
-                let a = v.attachment.as_ref()?;
+                let a = v.attachment_of(&record.id)?;
                 Some(InstanceBlockDeviceMapping {
                     device_name: Some(a.device.clone()),
                     ebs: Some(EbsInstanceBlockDevice {
@@ -379,18 +379,18 @@ pub fn volume(v: &VolumeRecord, tags: &[(String, String)]) -> ec2api::Volume {
         create_time: Some(timestamp(v.created_ms)),
         encrypted: Some(v.encryption.is_some()),
         kms_key_id: v.encryption.as_ref().map(|e| e.kms_key_id.clone()),
-        multi_attach_enabled: Some(false),
+        multi_attach_enabled: Some(v.multi_attach),
         snapshot_id: Some(v.snapshot_id.clone().unwrap_or_default()),
         state: Some(v.state.name().into()),
-        attachments: Some(volume_attachment(v).into_iter().collect()),
+        attachments: Some(v.attachments().map(|a| volume_attachment(v, a)).collect()),
         tags: (!tags.is_empty()).then(|| tag_list(tags)),
         ..Default::default()
     }
 }
 
-pub fn volume_attachment(v: &VolumeRecord) -> Option<ec2api::VolumeAttachment> {
-    let a = v.attachment.as_ref()?;
-    Some(ec2api::VolumeAttachment {
+/// One of a volume's attachments (a Multi-Attach volume has several).
+pub fn volume_attachment(v: &VolumeRecord, a: &storage::VolumeAttachmentRecord) -> ec2api::VolumeAttachment {
+    ec2api::VolumeAttachment {
         volume_id: Some(v.id.clone()),
         instance_id: Some(a.instance_id.clone()),
         device: Some(a.device.clone()),
@@ -398,7 +398,7 @@ pub fn volume_attachment(v: &VolumeRecord) -> Option<ec2api::VolumeAttachment> {
         attach_time: Some(timestamp(a.attach_time_ms)),
         delete_on_termination: Some(a.delete_on_termination),
         ..Default::default()
-    })
+    }
 }
 
 pub fn modification(v: &VolumeRecord) -> Option<ec2api::VolumeModification> {
@@ -416,8 +416,8 @@ pub fn modification(v: &VolumeRecord) -> Option<ec2api::VolumeModification> {
         target_iops: number(m.target_iops),
         original_throughput: number(m.original_throughput),
         target_throughput: number(m.target_throughput),
-        original_multi_attach_enabled: Some(false),
-        target_multi_attach_enabled: Some(false),
+        original_multi_attach_enabled: Some(v.multi_attach),
+        target_multi_attach_enabled: Some(v.multi_attach),
         progress: Some(if m.state == storage::ModificationState::Modifying { 0 } else { 100 }),
         start_time: Some(timestamp(m.start_ms)),
         end_time: m.end_ms.map(timestamp),

@@ -1,8 +1,9 @@
-//! Encrypted volumes and snapshots on two fake hosts ([`backend::fake`]), whose contract says
-//! that a disk with a key opens only on a host that holds it: a boot, a hot-plug and a live
-//! migration each lend the keys they need and take them back, every copy is re-keyed, and the
-//! files on disk are LUKS inside qcow2. What the guest writes is checked on disk by the disk
-//! module's tests and, with a real guest, by the compat suite.
+//! Encrypted and Multi-Attach volumes on two fake hosts ([`backend::fake`]), whose contract
+//! says that a disk with a key opens only on a host that holds it: a boot, a hot-plug and a
+//! live migration each lend the keys they need and take them back, every copy is re-keyed, and
+//! the files on disk are LUKS inside qcow2 (or raw, for a volume several guests share). What
+//! the guests write is checked on disk by the disk module's tests and, with real guests, by the
+//! compat suite.
 
 use std::sync::Arc;
 
@@ -15,7 +16,7 @@ use backend::instances::{LaunchRequest, RootVolumeRequest};
 use backend::sharing::PermissionChange;
 use backend::volumes::{LaunchVolume, NewVolume};
 use backend::{Backend, Error, Topology};
-use storage::{MigrationStatus, SnapshotState, Store, VolumeState};
+use storage::{AttachmentState, MigrationStatus, SnapshotState, Store, VolumeState};
 
 const OWNER: &str = "111111111111";
 const OTHER: &str = "222222222222";
@@ -109,6 +110,7 @@ fn keys_are_lent_for_a_boot_a_hot_plug_and_a_migration_and_taken_back() {
         target: "vdz".into(),
         path: data.path.clone().into(),
         key: Some(DiskKey { secret_uuid: "00000000-0000-4000-8000-00000000beef".into(), passphrase: "x".into() }),
+        shareable: false,
     };
     assert!(s.cloud.host(uri).attach_disk(&instance.id, &stray).is_err());
 
@@ -226,4 +228,94 @@ fn copies_are_rekeyed_and_sharing_follows_ec2s_rules() {
     assert!(s.b.ebs_defaults(OTHER).unwrap() == Default::default(), "one account's setting is its own");
     let error = s.b.create_volume(OTHER, new(EncryptionAsk { encrypted: None, kms_key_id: Some(KEY.into()) }, None));
     assert!(matches!(error, Err(Error::ParameterDependency(_))), "{error:?}");
+}
+
+#[test]
+fn a_multi_attach_volume_is_one_raw_file_shared_by_several_guests() {
+    let s = setup();
+    let launch = |n: u32| {
+        let req = LaunchRequest {
+            image_id: s.image.clone(),
+            instance_type: "t3.nano".into(),
+            min_count: n,
+            max_count: n,
+            ..Default::default()
+        };
+        let ids: Vec<String> = s.b.run_instances(OWNER, "vpc-1", req).unwrap().into_iter().map(|i| i.id).collect();
+        for id in &ids {
+            s.b.converge(&format!("{OWNER}/{id}")).unwrap();
+        }
+        ids
+    };
+    let ids = launch(2);
+    let shared = |volume_type: &str, size: u64| NewVolume {
+        zone: s.zone.clone(),
+        size_gib: Some(size),
+        volume_type: Some(volume_type.into()),
+        iops: (volume_type != "gp3").then_some(100),
+        multi_attach: true,
+        encryption: EncryptionAsk { encrypted: Some(true), kms_key_id: None },
+        ..Default::default()
+    };
+    let refused = s.b.create_volume(OWNER, shared("gp3", 4)).unwrap_err();
+    assert!(matches!(refused, Error::ParameterCombination(_)), "{refused:?}");
+    let volume = s.b.create_volume(OWNER, shared("io2", 4)).unwrap();
+    s.b.converge(&format!("{OWNER}/{}", volume.id)).unwrap();
+    assert!(volume.path.ends_with(".raw"), "{}", volume.path);
+    let out = std::process::Command::new("qemu-img").args(["info", "--output=json", &volume.path]).output().unwrap();
+    let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(info["format"], "luks", "raw with LUKS inside: {info}");
+
+    for (id, device) in ids.iter().zip(["/dev/sdf", "/dev/sdg"]) {
+        s.b.attach_volume(OWNER, &volume.id, id, device).unwrap();
+    }
+    let again = s.b.attach_volume(OWNER, &volume.id, &ids[0], "/dev/sdh").unwrap_err();
+    assert!(matches!(again, Error::VolumeInUse(_)), "once per instance: {again:?}");
+    for id in &ids {
+        s.b.converge(&format!("{OWNER}/{id}")).unwrap();
+    }
+    let now = s.b.volumes(OWNER).unwrap().into_iter().find(|v| v.id == volume.id).unwrap();
+    assert_eq!(
+        now.attachments().map(|a| (a.instance_id.as_str(), a.state)).collect::<Vec<_>>(),
+        [(ids[0].as_str(), AttachmentState::Attached), (ids[1].as_str(), AttachmentState::Attached)]
+    );
+    for (id, target) in ids.iter().zip(["vdf", "vdg"]) {
+        let host = s.b.instance(OWNER, id).unwrap().host_id;
+        let uri = HOSTS[s.hosts.iter().position(|h| *h == host).unwrap()];
+        let plugged = &s.cloud.domain(uri, id).unwrap().plugged[target];
+        assert!(plugged.shareable && plugged.key.is_some() && plugged.path.to_string_lossy() == now.path);
+        assert_eq!(s.b.instance_volumes(OWNER, id).unwrap().len(), 2, "listed under each instance");
+    }
+    assert_eq!(held(&s).iter().map(|h| h.0.len()).sum::<usize>(), 0);
+    let grown = backend::volumes::VolumeChange { size_gib: Some(8), ..Default::default() };
+    assert!(matches!(s.b.modify_volume(OWNER, &volume.id, grown.clone()), Err(Error::UnsupportedOperation(_))));
+
+    // Which attachment a detach means must be said once there are several.
+    let unnamed = s.b.detach_volume(OWNER, &volume.id, None, None).unwrap_err();
+    assert!(matches!(unnamed, Error::ParameterCombination(_)), "{unnamed:?}");
+    s.b.detach_volume(OWNER, &volume.id, Some(&ids[0]), None).unwrap();
+    s.b.converge(&format!("{OWNER}/{}", ids[0])).unwrap();
+    let now = s.b.volumes(OWNER).unwrap().into_iter().find(|v| v.id == volume.id).unwrap();
+    assert_eq!((now.state, now.attachments().count()), (VolumeState::InUse, 1));
+    assert_eq!(now.attachment.as_ref().unwrap().instance_id, ids[1], "the other attachment is the first now");
+
+    // The last instance's termination leaves it available (DeleteOnTermination is off).
+    s.b.terminate_instances(OWNER, std::slice::from_ref(&ids[1])).unwrap();
+    s.b.converge(&format!("{OWNER}/{}", ids[1])).unwrap();
+    s.b.converge(&format!("{OWNER}/{}", ids[1])).unwrap();
+    let now = s.b.volumes(OWNER).unwrap().into_iter().find(|v| v.id == volume.id).unwrap();
+    assert_eq!((now.state, now.attachments().count()), (VolumeState::Available, 0));
+    s.b.modify_volume(OWNER, &volume.id, grown).unwrap();
+    s.b.converge(&format!("{OWNER}/{}", volume.id)).unwrap();
+    let now = s.b.volumes(OWNER).unwrap().into_iter().find(|v| v.id == volume.id).unwrap();
+    assert_eq!(now.size_gib, 8, "grown while detached: {:?}", now.modification);
+
+    // Up to 16 instances at once.
+    let many = launch(16);
+    for id in &many {
+        s.b.attach_volume(OWNER, &volume.id, id, "/dev/sdf").unwrap();
+    }
+    let extra = launch(1);
+    let limit = s.b.attach_volume(OWNER, &volume.id, &extra[0], "/dev/sdf").unwrap_err();
+    assert!(matches!(limit, Error::AttachmentLimitExceeded(_)), "{limit:?}");
 }
