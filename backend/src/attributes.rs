@@ -1,7 +1,8 @@
 //! Instance attributes: what DescribeInstanceAttribute reads and ModifyInstanceAttribute
 //! changes, one attribute per call as in EC2.
 //!
-//! Changes that need the guest off (type, user data, EBS optimisation) are refused with
+//! Changes that need the guest off (type, user data, EBS optimisation, kernel, ramdisk) are
+//! refused with
 //! `IncorrectInstanceState` unless the instance is stopped; a new type takes effect at the
 //! next start, where placement charges the new size. The switches (termination and stop
 //! protection, shutdown behaviour, security groups) apply at once to any instance not yet
@@ -31,6 +32,11 @@ pub enum AttributeChange {
     SourceDestCheck(bool),
     /// `DeleteOnTermination` of the volumes at these devices.
     DeleteOnTermination(Vec<(String, bool)>),
+    /// The image whose kernel the instance boots from next (empty: its own image's). Kernels
+    /// are files only admins register, so a tenant names an image it may launch, never a path.
+    Kernel(String),
+    /// The image whose initrd it boots with next (empty: its own image's).
+    Ramdisk(String),
 }
 
 /// EC2's `MetadataOptions` as sent (RunInstances, ModifyInstanceMetadataOptions); what is not
@@ -163,6 +169,17 @@ impl Backend {
         if let AttributeChange::DeleteOnTermination(changes) = &change {
             return self.set_delete_on_termination(account, id, changes);
         }
+        if let AttributeChange::Kernel(image) | AttributeChange::Ramdisk(image) = &change {
+            if !image.is_empty() {
+                let kernel = matches!(change, AttributeChange::Kernel(_));
+                let found = self.image(account, image)?;
+                let has = if kernel { found.kernel.is_some() } else { found.initrd.is_some() };
+                if !has || found.state != storage::ImageState::Available {
+                    let (name, what) = if kernel { ("Kernel", "kernel") } else { ("Ramdisk", "ramdisk") };
+                    return Err(invalid(name, format!("The image {image} has no {what} to boot from.")));
+                }
+            }
+        }
         let key = format!("{account}/{id}");
         self.network_changed_after(self.store().write(|tx| {
             let mut record = tx
@@ -170,7 +187,11 @@ impl Backend {
                 .ok_or_else(|| Error::ResourceNotFound { kind: ResourceKind::Instance, id: id.to_owned() })?;
             let needs_stopped = matches!(
                 change,
-                AttributeChange::InstanceType(_) | AttributeChange::UserData(_) | AttributeChange::EbsOptimized(_)
+                AttributeChange::InstanceType(_)
+                    | AttributeChange::UserData(_)
+                    | AttributeChange::EbsOptimized(_)
+                    | AttributeChange::Kernel(_)
+                    | AttributeChange::Ramdisk(_)
             );
             let allowed = if needs_stopped {
                 record.state == InstanceState::Stopped
@@ -209,6 +230,8 @@ impl Backend {
                 }
                 // Volumes, not the instance: changed above.
                 AttributeChange::DeleteOnTermination(_) => {}
+                AttributeChange::Kernel(image) => record.kernel_image = (!image.is_empty()).then_some(image),
+                AttributeChange::Ramdisk(image) => record.ramdisk_image = (!image.is_empty()).then_some(image),
             }
             tx.insert(&INSTANCES, &key, &record)?;
             Ok(())
@@ -297,5 +320,75 @@ mod tests {
         b.start_instances("acct", std::slice::from_ref(&id)).unwrap();
         b.converge(&key).unwrap();
         assert_eq!(b.instance("acct", &id).unwrap().state, InstanceState::Running);
+    }
+
+    #[test]
+    fn kernel_and_ramdisk_come_from_images_the_account_may_launch() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = test_driver_backend(dir.path());
+        let file = |name: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, name).unwrap();
+            path.to_string_lossy().into_owned()
+        };
+        let image = |account: &str, name: &str, kernel: Option<String>, initrd: Option<String>| {
+            let new = crate::images::NewImage {
+                name: name.into(),
+                disk: test_disk(dir.path()),
+                kernel,
+                initrd,
+                cmdline: Some("console=ttyS0".into()),
+                ..Default::default()
+            };
+            b.register_image(account, new).unwrap()
+        };
+        let own = image("acct", "own", Some(file("vmlinuz-own")), Some(file("initrd-own")));
+        let newer = image("acct", "newer", Some(file("vmlinuz-newer")), Some(file("initrd-newer")));
+        let bare = image("acct", "bare", None, None);
+        let theirs = image("other", "theirs", Some(file("vmlinuz-theirs")), None);
+        let id = running_instance(&b, "acct", &own.id).id;
+        let key = format!("acct/{id}");
+        let host = b.hosts().iter().next().unwrap().clone();
+        let booted = || {
+            let xml = host.driver.definition(&id).unwrap().unwrap();
+            let tag = |t: &str| {
+                xml.split(&format!("<{t}>")).nth(1).and_then(|r| r.split('<').next()).unwrap_or("").to_owned()
+            };
+            (tag("kernel"), tag("initrd"))
+        };
+        assert_eq!(booted(), (own.kernel.clone().unwrap(), own.initrd.clone().unwrap()));
+
+        let kernel = AttributeChange::Kernel(newer.id.clone());
+        let running = b.modify_instance_attribute("acct", &id, kernel.clone());
+        assert!(matches!(running, Err(Error::IncorrectInstanceState { state: "running", .. })), "{running:?}");
+        b.stop_instances("acct", std::slice::from_ref(&id), true).unwrap();
+        b.converge(&key).unwrap();
+        for refused in [AttributeChange::Kernel(bare.id.clone()), AttributeChange::Ramdisk(theirs.id.clone())] {
+            assert!(b.modify_instance_attribute("acct", &id, refused.clone()).is_err(), "{refused:?}");
+        }
+        let hidden = b.modify_instance_attribute("acct", &id, AttributeChange::Kernel(theirs.id.clone()));
+        assert!(matches!(hidden, Err(Error::ResourceNotFound { kind: ResourceKind::Image, .. })), "{hidden:?}");
+        b.modify_instance_attribute("acct", &id, kernel).unwrap();
+        let restart = |b: &Backend| {
+            b.start_instances("acct", std::slice::from_ref(&id)).unwrap();
+            b.converge(&key).unwrap();
+            assert_eq!(b.instance("acct", &id).unwrap().state, InstanceState::Running);
+            let seen = booted();
+            b.stop_instances("acct", std::slice::from_ref(&id), true).unwrap();
+            b.converge(&key).unwrap();
+            seen
+        };
+        assert_eq!(restart(&b), (newer.kernel.clone().unwrap(), own.initrd.clone().unwrap()));
+        b.modify_instance_attribute("acct", &id, AttributeChange::Ramdisk(newer.id.clone())).unwrap();
+        let record = b.instance("acct", &id).unwrap();
+        assert_eq!(
+            (record.kernel_image.as_deref(), record.ramdisk_image.as_deref()),
+            (Some(&*newer.id), Some(&*newer.id))
+        );
+        assert_eq!(restart(&b), (newer.kernel.clone().unwrap(), newer.initrd.clone().unwrap()));
+        // Empty: back to the instance's own image.
+        b.modify_instance_attribute("acct", &id, AttributeChange::Kernel(String::new())).unwrap();
+        b.modify_instance_attribute("acct", &id, AttributeChange::Ramdisk(String::new())).unwrap();
+        assert_eq!(restart(&b), (own.kernel.unwrap(), own.initrd.unwrap()));
     }
 }

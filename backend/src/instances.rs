@@ -17,7 +17,9 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use sha2::{Digest, Sha256};
 use storage::tables::{CLIENT_TOKENS, HOST_USAGE, INSTANCES, INSTANCE_IDS};
-use storage::{ClientTokenRecord, InstanceRecord, InstanceState, MetadataOptions, Reads, StateReason, WriteTx};
+use storage::{
+    ClientTokenRecord, ImageRecord, InstanceRecord, InstanceState, MetadataOptions, Reads, StateReason, WriteTx,
+};
 
 use crate::hosts::Host;
 use crate::hypervisor::{DomainSpec, DriverError, PowerState};
@@ -755,6 +757,8 @@ impl Backend {
                 dedicated: req
                     .tenancy_host
                     .then(|| storage::DedicatedPlacement { affinity_host: req.affinity_host.then(|| host_id.clone()) }),
+                kernel_image: None,
+                ramdisk_image: None,
             };
             tx.insert(&INSTANCES, &key, &record)?;
             let root_id = ids::resource_id("vol");
@@ -1108,15 +1112,28 @@ impl Backend {
             }
         }
         // The kernel and its arguments come from the image; a deregistered image's are gone,
-        // so such an instance boots from its disk.
-        let (kernel, initrd, cmdline) = match image {
-            Some(image) if image.kernel.is_some() => {
+        // so such an instance boots from its disk. A kernel or ramdisk chosen apart
+        // (ModifyInstanceAttribute) comes from its image instead, while that image lasts.
+        let chosen = |id: &Option<String>| -> Result<Option<ImageRecord>> {
+            Ok(match id {
+                Some(id) => self.any_image(id)?,
+                None => None,
+            })
+        };
+        let kernel_image = chosen(&record.kernel_image)?.filter(|i| i.kernel.is_some());
+        let ramdisk_image = chosen(&record.ramdisk_image)?.filter(|i| i.initrd.is_some());
+        let (kernel, initrd, cmdline) = match image.or_else(|| kernel_image.clone()) {
+            Some(image) if image.kernel.is_some() || kernel_image.is_some() => {
                 let subnet = self.subnet(&record.account, &record.subnet_id).ok();
-                let mut cmdline = image.cmdline.unwrap_or_default();
+                let mut cmdline =
+                    image.cmdline.clone().or_else(|| kernel_image.as_ref().and_then(|k| k.cmdline.clone()));
+                let cmdline = cmdline.get_or_insert_with(String::new);
                 if let Some(subnet) = subnet {
                     cmdline.push_str(&format!(" {}", ip_argument(record, &subnet)));
                 }
-                (image.kernel, image.initrd, Some(cmdline))
+                let kernel = kernel_image.and_then(|k| k.kernel).or(image.kernel);
+                let initrd = ramdisk_image.and_then(|r| r.initrd).or(image.initrd);
+                (kernel, initrd, Some(cmdline.clone()))
             }
             _ => (None, None, None),
         };

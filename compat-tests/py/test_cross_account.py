@@ -610,6 +610,8 @@ ROWS: list[Row] = [
     R("CreateImage(B's instance, A's image name)", "image_name",
       lambda c, x, w: c.create_image(InstanceId=w.b["instance"], Name=x), normalize=keys_only),
     R("RunInstances(ImageId)", "image", lambda c, x, w: _run(c, w, ImageId=x)),
+    R("ModifyInstanceAttribute(Kernel)", "image", lambda c, x, w: c.modify_instance_attribute(
+        InstanceId=w.b["instance"], Kernel={"Value": x})),
     R("RunInstances(KeyName)", "key_name", lambda c, x, w: _run(c, w, KeyName=x)),
     R("RunInstances(SubnetId)", "subnet", lambda c, x, w: _run(c, w, SubnetId=x)),
     R("RunInstances(SecurityGroupIds)", "group_id", lambda c, x, w: _run(c, w, SecurityGroupIds=[x])),

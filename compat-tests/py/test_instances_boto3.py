@@ -272,7 +272,7 @@ def test_images(fleet, test_image):
     assert error_code(e) == "InvalidAMIID.NotFound"
 
 
-def test_instance_attributes(fleet):
+def test_instance_attributes(fleet, test_image):
     server, client, image_id = fleet
     instance_id = run(client, image_id, UserData="#!/bin/sh\necho first\n")["Instances"][0]["InstanceId"]
     wait_states(client, [instance_id], "running", timeout=30)
@@ -285,6 +285,7 @@ def test_instance_attributes(fleet):
     assert attribute("disableApiTermination")["DisableApiTermination"] == {"Value": False}
     assert attribute("instanceInitiatedShutdownBehavior")["InstanceInitiatedShutdownBehavior"] == {"Value": "stop"}
     assert attribute("rootDeviceName")["RootDeviceName"] == {"Value": "/dev/vda"}
+    assert attribute("kernel")["KernelId"] == {} and attribute("ramdisk")["RamdiskId"] == {}
     with pytest.raises(ClientError) as e:
         attribute("colour")
     assert error_code(e) == "InvalidParameterValue"
@@ -321,11 +322,24 @@ def test_instance_attributes(fleet):
     assert base64.b64decode(attribute("userData")["UserData"]["Value"]) == b"third"
     client.modify_instance_attribute(InstanceId=instance_id, SourceDestCheck={"Value": False})
     assert attribute("sourceDestCheck")["SourceDestCheck"] == {"Value": False}
+    # Kernel and ramdisk: from another image the account may launch (kernels are files only
+    # admins register; a tenant names an image, never a path).
+    kernels = import_image(server, test_image, "kernel source")
+    client.modify_instance_attribute(InstanceId=instance_id, Kernel={"Value": kernels})
+    client.modify_instance_attribute(InstanceId=instance_id, Attribute="ramdisk", Value=kernels)
+    assert attribute("kernel")["KernelId"] == {"Value": kernels}
+    assert attribute("ramdisk")["RamdiskId"] == {"Value": kernels}
+    with pytest.raises(ClientError) as e:
+        client.modify_instance_attribute(InstanceId=instance_id, Kernel={"Value": "ami-0123456789abcdef0"})
+    assert error_code(e) == "InvalidAMIID.NotFound"
     assert attribute("instanceInitiatedShutdownBehavior")["InstanceInitiatedShutdownBehavior"] == {
         "Value": "terminate"}
     client.start_instances(InstanceIds=[instance_id])
     started = wait_states(client, [instance_id], "running", timeout=30)[0]
     assert started["InstanceType"] == "t3.small"
+    assert (started["KernelId"], started["RamdiskId"]) == (kernels, kernels)
+    assert [i["InstanceId"] for r in client.describe_instances(
+        Filters=[{"Name": "kernel-id", "Values": [kernels]}])["Reservations"] for i in r["Instances"]] == [instance_id]
     client.terminate_instances(InstanceIds=[instance_id])
     wait_states(client, [instance_id], "terminated")
     with pytest.raises(ClientError) as e:

@@ -298,6 +298,13 @@ pub struct InstanceRecord {
     /// `Placement.Tenancy=host`: the instance runs on dedicated hosts of its account only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dedicated: Option<DedicatedPlacement>,
+    /// ModifyInstanceAttribute `kernel`: the image whose kernel the instance boots from
+    /// instead of its own image's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel_image: Option<String>,
+    /// ModifyInstanceAttribute `ramdisk`: the image whose initrd it boots with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ramdisk_image: Option<String>,
 }
 
 /// Where an instance of `host` tenancy may run.
@@ -349,10 +356,11 @@ fn checked() -> bool {
 /// that is migrating. Version 3 added the credit specification, version 4 the metadata
 /// options and the launch key, version 5 the public address, version 6 the source/destination
 /// check, version 7 the primary interface's secondary addresses, version 8 the kept primary
-/// interface (an older binary would delete it with the instance).
+/// interface (an older binary would delete it with the instance), version 9 the dedicated
+/// placement and the kernel and ramdisk chosen apart from the image.
 impl Record for InstanceRecord {
-    const VERSION: u8 = 8;
-    const READS: &'static [u8] = &[1, 2, 3, 4, 5, 6, 7];
+    const VERSION: u8 = 9;
+    const READS: &'static [u8] = &[1, 2, 3, 4, 5, 6, 7, 8];
     const DERIVED: bool = true;
 
     fn derive(tx: &crate::WriteTx, _key: &str, old: Option<&Self>, new: Option<&Self>) -> crate::Result<()> {

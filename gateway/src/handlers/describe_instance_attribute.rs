@@ -31,9 +31,10 @@ pub async fn handle(
     let mut out = DescribeInstanceAttributeOutput { instance_id: Some(r.id.clone()), ..Default::default() };
     match req.attribute.as_str() {
         "instanceType" => out.instance_type = value(&r.instance_type),
-        // Kernels are an image property here, not an AKI: EC2 answers empty for HVM instances.
-        "kernel" => out.kernel_id = Some(Default::default()),
-        "ramdisk" => out.ramdisk_id = Some(Default::default()),
+        // The image a kernel or ramdisk was chosen from (ModifyInstanceAttribute); empty while
+        // the instance boots its own image's, as EC2 answers for HVM instances.
+        "kernel" => out.kernel_id = Some(AttributeValue { value: r.kernel_image.clone() }),
+        "ramdisk" => out.ramdisk_id = Some(AttributeValue { value: r.ramdisk_image.clone() }),
         "userData" => out.user_data = Some(AttributeValue { value: r.user_data.clone() }),
         "disableApiTermination" => out.disable_api_termination = flag(r.disable_api_termination),
         "disableApiStop" => out.disable_api_stop = flag(r.disable_api_stop),

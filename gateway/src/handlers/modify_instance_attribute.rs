@@ -82,12 +82,14 @@ fn change(req: ModifyInstanceAttributeRequest) -> Result<AttributeChange, Ec2Err
     if let Some(mappings) = req.block_device_mappings.filter(|m| !m.is_empty()) {
         changes.push(delete_on_termination(mappings)?);
     }
-    let not_modifiable = [
-        ("Kernel", req.kernel.is_some()),
-        ("Ramdisk", req.ramdisk.is_some()),
-        ("SriovNetSupport", req.sriov_net_support.is_some()),
-        ("EnaSupport", req.ena_support.is_some()),
-    ];
+    if let Some(v) = req.kernel {
+        changes.push(AttributeChange::Kernel(v.value.unwrap_or_default()));
+    }
+    if let Some(v) = req.ramdisk {
+        changes.push(AttributeChange::Ramdisk(v.value.unwrap_or_default()));
+    }
+    let not_modifiable =
+        [("SriovNetSupport", req.sriov_net_support.is_some()), ("EnaSupport", req.ena_support.is_some())];
     if let Some((name, _)) = not_modifiable.iter().find(|(_, given)| *given) {
         return Err(unsupported(name));
     }
@@ -107,14 +109,16 @@ fn change(req: ModifyInstanceAttributeRequest) -> Result<AttributeChange, Ec2Err
             "instanceInitiatedShutdownBehavior" => AttributeChange::ShutdownBehavior(value),
             "ebsOptimized" => AttributeChange::EbsOptimized(boolean("Value", &value)?),
             "sourceDestCheck" => source_dest_check(boolean("Value", &value)?)?,
-            "kernel" | "ramdisk" | "sriovNetSupport" | "enaSupport" | "blockDeviceMapping" => {
+            "kernel" => AttributeChange::Kernel(value),
+            "ramdisk" => AttributeChange::Ramdisk(value),
+            "sriovNetSupport" | "enaSupport" | "blockDeviceMapping" => {
                 return Err(unsupported(&attribute))
             }
             other => {
                 return Err(Ec2Error::invalid_value(
                     "Attribute",
                     other,
-                    "Expected instanceType, userData, disableApiTermination, disableApiStop, instanceInitiatedShutdownBehavior, ebsOptimized or sourceDestCheck.",
+                    "Expected instanceType, kernel, ramdisk, userData, disableApiTermination, disableApiStop, instanceInitiatedShutdownBehavior, ebsOptimized or sourceDestCheck.",
                 ))
             }
         });

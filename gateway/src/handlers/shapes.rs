@@ -228,6 +228,8 @@ pub fn instance(record: &InstanceRecord, tags: &[(String, String)], region: &str
     Instance {
         instance_id: Some(record.id.clone()),
         image_id: Some(record.image_id.clone()),
+        kernel_id: record.kernel_image.clone(),
+        ramdisk_id: record.ramdisk_image.clone(),
         instance_type: Some(record.instance_type.clone()),
         state: Some(state(record.state)),
         state_reason: record
