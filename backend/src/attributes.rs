@@ -143,6 +143,18 @@ impl Backend {
         })
     }
 
+    /// Checks that `image` is one `account` may launch, available, with a kernel (`kernel`) or
+    /// an initrd to boot from: what `KernelId` and `RamdiskId` may name.
+    pub(crate) fn check_boot_file_image(&self, account: &str, image: &str, kernel: bool) -> Result<()> {
+        let found = self.image(account, image)?;
+        let has = if kernel { found.kernel.is_some() } else { found.initrd.is_some() };
+        if !has || found.state != storage::ImageState::Available {
+            let (name, what) = if kernel { ("Kernel", "kernel") } else { ("Ramdisk", "ramdisk") };
+            return Err(invalid(name, format!("The image {image} has no {what} to boot from.")));
+        }
+        Ok(())
+    }
+
     pub fn modify_instance_attribute(&self, account: &str, id: &str, change: AttributeChange) -> Result<()> {
         let spec = match &change {
             AttributeChange::InstanceType(name) => Some(
@@ -171,13 +183,7 @@ impl Backend {
         }
         if let AttributeChange::Kernel(image) | AttributeChange::Ramdisk(image) = &change {
             if !image.is_empty() {
-                let kernel = matches!(change, AttributeChange::Kernel(_));
-                let found = self.image(account, image)?;
-                let has = if kernel { found.kernel.is_some() } else { found.initrd.is_some() };
-                if !has || found.state != storage::ImageState::Available {
-                    let (name, what) = if kernel { ("Kernel", "kernel") } else { ("Ramdisk", "ramdisk") };
-                    return Err(invalid(name, format!("The image {image} has no {what} to boot from.")));
-                }
+                self.check_boot_file_image(account, image, matches!(change, AttributeChange::Kernel(_)))?;
             }
         }
         let key = format!("{account}/{id}");

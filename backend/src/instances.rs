@@ -103,6 +103,12 @@ pub struct LaunchRequest {
     /// instances carry them as EC2's `aws:ec2launchtemplate:*` tags.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub launch_template: Option<(String, u64)>,
+    /// `KernelId` / `RamdiskId`: images whose kernel or initrd the instance boots with
+    /// (ModifyInstanceAttribute's `kernel` and `ramdisk`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kernel_image: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ramdisk_image: Option<String>,
     /// `NetworkInterface.N` at device index 1 and up (left out of the client token's digest
     /// when there are none, as requests were before them).
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -438,6 +444,12 @@ impl Backend {
         if image.state != storage::ImageState::Available {
             return Err(Error::ImageUnavailable(image.id));
         }
+        if let Some(kernel) = &req.kernel_image {
+            self.check_boot_file_image(account, kernel, true)?;
+        }
+        if let Some(ramdisk) = &req.ramdisk_image {
+            self.check_boot_file_image(account, ramdisk, false)?;
+        }
         let spec = self
             .topology()
             .instance_type(&req.instance_type)
@@ -757,8 +769,8 @@ impl Backend {
                 dedicated: req
                     .tenancy_host
                     .then(|| storage::DedicatedPlacement { affinity_host: req.affinity_host.then(|| host_id.clone()) }),
-                kernel_image: None,
-                ramdisk_image: None,
+                kernel_image: req.kernel_image.clone(),
+                ramdisk_image: req.ramdisk_image.clone(),
             };
             tx.insert(&INSTANCES, &key, &record)?;
             let root_id = ids::resource_id("vol");

@@ -340,8 +340,14 @@ def test_instance_attributes(fleet, test_image):
     assert (started["KernelId"], started["RamdiskId"]) == (kernels, kernels)
     assert [i["InstanceId"] for r in client.describe_instances(
         Filters=[{"Name": "kernel-id", "Values": [kernels]}])["Reservations"] for i in r["Instances"]] == [instance_id]
-    client.terminate_instances(InstanceIds=[instance_id])
-    wait_states(client, [instance_id], "terminated")
+    # RunInstances takes them too, as EC2's KernelId and RamdiskId.
+    chosen = run(client, image_id, KernelId=kernels, RamdiskId=kernels)["Instances"][0]
+    assert (chosen["KernelId"], chosen["RamdiskId"]) == (kernels, kernels)
+    with pytest.raises(ClientError) as e:
+        run(client, image_id, KernelId="ami-0123456789abcdef0")
+    assert error_code(e) == "InvalidAMIID.NotFound"
+    client.terminate_instances(InstanceIds=[instance_id, chosen["InstanceId"]])
+    wait_states(client, [instance_id, chosen["InstanceId"]], "terminated")
     with pytest.raises(ClientError) as e:
         client.modify_instance_attribute(InstanceId=instance_id, DisableApiStop={"Value": True})
     assert error_code(e) == "IncorrectInstanceState"

@@ -224,3 +224,44 @@ def test_encryption_by_default_and_encrypted_copies(server):
         ok(server, "delete-volume", "--volume-id", volume["VolumeId"])
     for snapshot_id in (snapshot, copy["SnapshotId"]):
         ok(server, "delete-snapshot", "--snapshot-id", snapshot_id)
+
+
+def test_a_multi_attach_volume_on_two_instances(server):
+    """create-volume --multi-attach-enabled (io2), attached to two instances at once; a detach
+    names its instance while there are two. Both start with it."""
+    zone = ok(server, "describe-availability-zones")["AvailabilityZones"][0]["ZoneName"]
+    fails(server, "InvalidParameterCombination", "create-volume", "--availability-zone", zone, "--size", "4",
+          "--volume-type", "gp3", "--multi-attach-enabled")
+    volume = ok(server, "create-volume", "--availability-zone", zone, "--size", "4", "--volume-type", "io2",
+                "--iops", "100", "--multi-attach-enabled")
+    assert volume["MultiAttachEnabled"] is True
+    volume_id = volume["VolumeId"]
+    ids = [i["InstanceId"] for i in ok(server, "run-instances", "--image-id", server.image_id, "--instance-type",
+                                          "t3.nano", "--count", "2")["Instances"]]
+    settle(server, ["describe-instances", "--instance-ids", *ids, "--query", "Reservations[].Instances[].State.Name"],
+           "running")
+    # The test driver hot-plugs nothing: stopped instances take the volume at their next start
+    # (two real guests share one in test_volumes_boto3.py).
+    ok(server, "stop-instances", "--instance-ids", *ids, "--force")
+    settle(server, ["describe-instances", "--instance-ids", *ids, "--query", "Reservations[].Instances[].State.Name"],
+           "stopped")
+    settle(server, ["describe-volumes", "--volume-ids", volume_id, "--query", "Volumes[].State"], "available")
+    for instance_id in ids:
+        ok(server, "attach-volume", "--volume-id", volume_id, "--instance-id", instance_id, "--device", "/dev/sdf")
+    settle(server, ["describe-volumes", "--volume-ids", volume_id, "--query", "Volumes[].Attachments[].State"],
+           "attached")
+    [described] = ok(server, "describe-volumes", "--filters", "Name=multi-attach-enabled,Values=true",
+                     f"Name=volume-id,Values={volume_id}")["Volumes"]
+    assert sorted(a["InstanceId"] for a in described["Attachments"]) == sorted(ids)
+    fails(server, "InvalidParameterCombination", "detach-volume", "--volume-id", volume_id)
+    ok(server, "start-instances", "--instance-ids", *ids)
+    settle(server, ["describe-instances", "--instance-ids", *ids, "--query", "Reservations[].Instances[].State.Name"],
+           "running")
+    ok(server, "stop-instances", "--instance-ids", *ids, "--force")
+    settle(server, ["describe-instances", "--instance-ids", *ids, "--query", "Reservations[].Instances[].State.Name"],
+           "stopped")
+    for instance_id in ids:
+        ok(server, "detach-volume", "--volume-id", volume_id, "--instance-id", instance_id)
+    settle(server, ["describe-volumes", "--volume-ids", volume_id, "--query", "Volumes[].State"], "available")
+    ok(server, "delete-volume", "--volume-id", volume_id)
+    ok(server, "terminate-instances", "--instance-ids", *ids)

@@ -103,6 +103,8 @@ pub async fn handle(ctx: &Ctx, mut req: RunInstancesRequest) -> Result<RunInstan
             None => None,
         },
         launch_template: made_from.clone(),
+        kernel_image: req.kernel_id.filter(|k| !k.is_empty()),
+        ramdisk_image: req.ramdisk_id.filter(|r| !r.is_empty()),
         metadata: match req.metadata_options {
             Some(m) => apply_metadata_change(
                 &MetadataOptions::default(),
