@@ -259,7 +259,12 @@ def test_images(fleet, test_image):
     assert error_code(e) == "InvalidAMIID.NotFound"
     registered = client.register_image(Name="registered", ImageLocation=test_image.disk,
                                        KernelId=test_image.kernel, RamdiskId=test_image.initrd)["ImageId"]
-    assert client.describe_images(ImageIds=[registered])["Images"][0]["Public"] is False
+    described = client.describe_images(ImageIds=[registered])["Images"][0]
+    assert described["Public"] is False
+    # Boot files are named by the image's id, as RunInstances' KernelId takes them, never by path.
+    assert (described["KernelId"], described["RamdiskId"]) == (registered, registered)
+    assert client.describe_image_attribute(ImageId=registered, Attribute="kernel")["KernelId"] == {
+        "Value": registered}
     with pytest.raises(ClientError) as e:
         client.register_image(Name="registered", ImageLocation=test_image.disk)
     assert error_code(e) == "InvalidAMIName.Duplicate"

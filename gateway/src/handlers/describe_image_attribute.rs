@@ -23,12 +23,9 @@ pub async fn handle(ctx: &Ctx, req: DescribeImageAttributeRequest) -> Result<Des
     let mut out = DescribeImageAttributeOutput { image_id: Some(image.id.clone()), ..Default::default() };
     match req.attribute.as_str() {
         "description" => out.description = value(image.description),
-        "kernel" => {
-            out.kernel_id = image.kernel.map(|k| AttributeValue { value: Some(k) }).or(Some(Default::default()))
-        }
-        "ramdisk" => {
-            out.ramdisk_id = image.initrd.map(|r| AttributeValue { value: Some(r) }).or(Some(Default::default()))
-        }
+        // By the image's id, as DescribeImages names them (never a host path).
+        "kernel" => out.kernel_id = Some(AttributeValue { value: image.kernel.as_ref().map(|_| image.id.clone()) }),
+        "ramdisk" => out.ramdisk_id = Some(AttributeValue { value: image.initrd.as_ref().map(|_| image.id.clone()) }),
         "launchPermission" => {
             let everyone = image.public.then(|| LaunchPermission { group: Some("all".into()), ..Default::default() });
             let accounts = image

@@ -91,8 +91,10 @@ pub async fn handle(ctx: &Ctx, req: DescribeImagesRequest) -> Result<DescribeIma
                 .map(|r| StateReason { code: Some(r.code.clone()), message: Some(r.message.clone()) }),
             architecture: Some(i.architecture.clone()),
             image_type: Some("machine".into()),
-            kernel_id: i.kernel.clone(),
-            ramdisk_id: i.initrd.clone(),
+            // A kernel or initrd is named by its image's id, which RunInstances' KernelId and
+            // RamdiskId take (as EC2's AKI and ARI ids), never by its path on the hosts.
+            kernel_id: i.kernel.as_ref().map(|_| i.id.clone()),
+            ramdisk_id: i.initrd.as_ref().map(|_| i.id.clone()),
             creation_date: Some(ec2api::xml::format_timestamp(&timestamp(i.created_ms))),
             root_device_type: Some("ebs".into()),
             root_device_name: Some(super::shapes::ROOT_DEVICE.into()),
