@@ -335,6 +335,9 @@ async fn conduct(
     mut events: mpsc::UnboundedReceiver<(String, String)>,
     sweep_interval: Duration,
 ) {
+    // Before any disk work: key files a killed qemu-img left behind ([`crate::disk`]).
+    let data_dir = backend.data_dir().to_path_buf();
+    let _ = tokio::task::spawn_blocking(move || crate::disk::remove_stray_key_files(&data_dir)).await;
     let in_flight: InFlight = Arc::default();
     // A burst of launches must not become a thread per instance: work waits for a worker.
     let workers = Arc::new(tokio::sync::Semaphore::new(CONDUCTOR_WORKERS));

@@ -116,7 +116,7 @@ impl QemuImg {
         use std::io::Write;
         let dir = near.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
         let mut file = tempfile::Builder::new()
-            .prefix(".stratus-key")
+            .prefix(KEY_FILE_PREFIX)
             .tempfile_in(dir)
             .map_err(|e| Error::Io(format!("writing a key file in {}: {e}", dir.display())))?;
         file.write_all(passphrase.as_bytes())
@@ -193,6 +193,33 @@ impl QemuImg {
         unreachable!("the loop returns")
     }
 }
+
+/// Removes the key files ([`QemuImg`]) a qemu-img killed mid-way left under `data_dir` (in
+/// its folders and theirs: volumes, snapshots, instances' root disks). Run before any disk
+/// work starts, so that none is in use.
+pub fn remove_stray_key_files(data_dir: &Path) {
+    fn walk(dir: &Path, depth: usize) {
+        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+            if is_dir && depth > 0 {
+                walk(&path, depth - 1);
+            } else if !is_dir && entry.file_name().to_string_lossy().starts_with(KEY_FILE_PREFIX) {
+                match std::fs::remove_file(&path) {
+                    Ok(()) => {
+                        tracing::info!(file = %path.display(), "removed a key file left by an interrupted qemu-img")
+                    }
+                    Err(error) => tracing::warn!(file = %path.display(), %error, "cannot remove a stray key file"),
+                }
+            }
+        }
+    }
+    walk(data_dir, 3);
+}
+
+/// What key files are called; [`remove_stray_key_files`] knows them by it.
+const KEY_FILE_PREFIX: &str = ".stratus-key";
 
 /// Makes `target` by `make(partial)`, renaming it into place once whole.
 fn made_whole(target: &Path, make: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
@@ -407,5 +434,13 @@ mod tests {
             .filter(|n| n.starts_with(".stratus-key"))
             .collect();
         assert!(left.is_empty(), "key files are removed after use: {left:?}");
+
+        // One a killed qemu-img left, two folders down, goes at the next start.
+        let nested = dir.path().join("instances").join("i-1");
+        std::fs::create_dir_all(&nested).unwrap();
+        let stray = nested.join(format!("{KEY_FILE_PREFIX}abc"));
+        std::fs::write(&stray, "secret").unwrap();
+        remove_stray_key_files(dir.path());
+        assert!(!stray.exists() && volume.exists(), "only key files go");
     }
 }

@@ -4,7 +4,8 @@
 //!    under a data key that only the volume's passphrase opens. Every volume and snapshot gets
 //!    a random passphrase of its own ([`seal`]), kept in its record ([`storage::Encryption`]).
 //! 2. A host gets a passphrase as a libvirt secret (ephemeral and private) only for the moment
-//!    QEMU opens the disk: a start, a hot-plug, an incoming migration ([`lending_keys`]).
+//!    QEMU opens the disk: a start, a hot-plug, an incoming migration
+//!    ([`crate::hosts::Host::lending_keys`]).
 //! 3. Copies are re-encrypted by qemu-img under the new record's passphrase ([`crate::disk`]):
 //!    a snapshot of an encrypted volume, a volume from an encrypted snapshot, a copied
 //!    snapshot asked to be encrypted.
@@ -19,7 +20,6 @@
 use storage::tables::ACCOUNTS;
 use storage::Encryption;
 
-use crate::hypervisor::{DiskKey, DriverError, Hypervisor};
 use crate::{invalid, Backend, Error, Result};
 
 /// What a request says of a new volume's or snapshot's encryption.
@@ -137,26 +137,6 @@ pub fn kms_key_for(
 /// A new record's encryption under `kms_key_id`: a passphrase and a libvirt secret of its own.
 pub fn seal(kms_key_id: String) -> Encryption {
     Encryption { kms_key_id, passphrase: crate::disk::new_passphrase(), secret_uuid: uuid::Uuid::new_v4().to_string() }
-}
-
-/// Runs `f` while `driver`'s host holds `keys`: lent just before, taken back after, whatever
-/// `f` did (QEMU keeps the disks it opened). Without keys, `f` alone runs.
-pub fn lending_keys<T>(
-    driver: &(impl Hypervisor + ?Sized),
-    keys: &[DiskKey],
-    f: impl FnOnce() -> std::result::Result<T, DriverError>,
-) -> std::result::Result<T, DriverError> {
-    if keys.is_empty() {
-        return f();
-    }
-    driver.add_secrets(keys)?;
-    let result = f();
-    let uuids: Vec<String> = keys.iter().map(|k| k.secret_uuid.clone()).collect();
-    if let Err(error) = driver.remove_secrets(&uuids) {
-        // An ephemeral secret dies with the host's libvirtd at worst; the work is done.
-        tracing::warn!(%error, "could not take disk keys back from a host");
-    }
-    result
 }
 
 impl Backend {

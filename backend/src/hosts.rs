@@ -114,6 +114,8 @@ pub struct Host {
     pub accelerator: Accelerator,
     pub driver: Arc<dyn Hypervisor>,
     status: Mutex<HostStatus>,
+    /// The disk keys lent to the host now, by secret, with how many operations need each.
+    lent: Mutex<std::collections::HashMap<String, usize>>,
 }
 
 impl Host {
@@ -123,7 +125,68 @@ impl Host {
         let accelerator = config.accelerator.unwrap_or(if test_driver { Accelerator::Test } else { Accelerator::Kvm });
         let timeout = Duration::from_secs(config.call_timeout_secs.max(1));
         let driver = Arc::new(HostBridge::new(&config.uri, driver, config.max_calls, timeout));
-        Self { id: config.host_id(), zone, config, accelerator, driver, status: Mutex::new(HostStatus::default()) }
+        Self {
+            id: config.host_id(),
+            zone,
+            config,
+            accelerator,
+            driver,
+            status: Mutex::new(HostStatus::default()),
+            lent: Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+
+    /// Runs `f` while the host holds `keys` ([`crate::encryption`]): lent just before, taken
+    /// back after, whatever `f` did (QEMU keeps the disks it opened). Loans are counted per
+    /// key, so that two operations needing one key at once (two guests of an encrypted
+    /// Multi-Attach volume starting together) share it, and it goes back with the last.
+    pub fn lending_keys<T>(
+        &self,
+        keys: &[crate::hypervisor::DiskKey],
+        f: impl FnOnce() -> std::result::Result<T, crate::hypervisor::DriverError>,
+    ) -> std::result::Result<T, crate::hypervisor::DriverError> {
+        if keys.is_empty() {
+            return f();
+        }
+        let lock = || self.lent.lock().unwrap_or_else(|p| p.into_inner());
+        {
+            let mut lent = lock();
+            let mut new: Vec<crate::hypervisor::DiskKey> = Vec::new();
+            for key in keys {
+                if !lent.contains_key(&key.secret_uuid) && !new.iter().any(|n| n.secret_uuid == key.secret_uuid) {
+                    new.push(key.clone());
+                }
+            }
+            if let Err(error) = if new.is_empty() { Ok(()) } else { self.driver.add_secrets(&new) } {
+                // Some may have been defined before the failure.
+                let uuids: Vec<String> = new.into_iter().map(|k| k.secret_uuid).collect();
+                let _ = self.driver.remove_secrets(&uuids);
+                return Err(error);
+            }
+            for key in keys {
+                *lent.entry(key.secret_uuid.clone()).or_default() += 1;
+            }
+        }
+        let result = f();
+        let mut lent = lock();
+        let mut done = Vec::new();
+        for key in keys {
+            if let Some(count) = lent.get_mut(&key.secret_uuid) {
+                *count -= 1;
+                if *count == 0 {
+                    lent.remove(&key.secret_uuid);
+                    done.push(key.secret_uuid.clone());
+                }
+            }
+        }
+        if done.is_empty() {
+            return result;
+        }
+        if let Err(error) = self.driver.remove_secrets(&done) {
+            // An ephemeral secret dies with the host's libvirtd at worst; the work is done.
+            tracing::warn!(host = %self.id, %error, "could not take disk keys back");
+        }
+        result
     }
 
     /// Reads the last probe's findings without copying its domain list.

@@ -217,7 +217,9 @@ pub trait Hypervisor: Send + Sync {
 }
 
 /// The `<disk>` element of a file on a virtio target: qcow2, or raw and `<shareable/>` (QEMU
-/// lets several processes write only a raw file), encrypted when it has a key.
+/// lets several processes write only a raw file), encrypted when it has a key. A shared disk
+/// bypasses the host's page cache (`cache='none'`): guests on different hosts must see each
+/// other's writes, as a cluster filesystem on a Multi-Attach volume expects.
 fn disk_element(path: &std::path::Path, target: &str, key: Option<&DiskKey>, shareable: bool) -> String {
     let file = escape(path.to_string_lossy());
     let source = match key {
@@ -227,9 +229,9 @@ fn disk_element(path: &std::path::Path, target: &str, key: Option<&DiskKey>, sha
             escape(&k.secret_uuid)
         ),
     };
-    let (format, shared) = if shareable { ("raw", "<shareable/>") } else { ("qcow2", "") };
+    let (driver, shared) = if shareable { ("type='raw' cache='none'", "<shareable/>") } else { ("type='qcow2'", "") };
     format!(
-        "<disk type='file' device='disk'><driver name='qemu' type='{format}'/>{source}<target dev='{}' bus='virtio'/>{shared}</disk>",
+        "<disk type='file' device='disk'><driver name='qemu' {driver}/>{source}<target dev='{}' bus='virtio'/>{shared}</disk>",
         escape(target)
     )
 }
@@ -434,7 +436,7 @@ mod tests {
             "<source file='/data/i-0123/root.qcow2'><encryption format='luks'><secret type='passphrase' uuid='6f1c1c1e-0000-4000-8000-000000000001'/></encryption></source><target dev='vda'",
             "<source file='/data/volumes/vol-1.qcow2'/><target dev='vdf'",
             "<source file='/data/volumes/vol-2.qcow2'><encryption format='luks'><secret type='passphrase' uuid='6f1c1c1e-0000-4000-8000-000000000002'/></encryption></source><target dev='vdg'",
-            "<driver name='qemu' type='raw'/><source file='/data/volumes/vol-3.raw'><encryption format='luks'><secret type='passphrase' uuid='6f1c1c1e-0000-4000-8000-000000000003'/></encryption></source><target dev='vdh' bus='virtio'/><shareable/></disk>",
+            "<driver name='qemu' type='raw' cache='none'/><source file='/data/volumes/vol-3.raw'><encryption format='luks'><secret type='passphrase' uuid='6f1c1c1e-0000-4000-8000-000000000003'/></encryption></source><target dev='vdh' bus='virtio'/><shareable/></disk>",
         ] {
             assert!(xml.contains(part), "{part} missing from {xml}");
         }

@@ -149,7 +149,10 @@ pub struct RootVolumeRequest {
     pub iops: Option<u32>,
     pub throughput: Option<u32>,
     pub delete_on_termination: Option<bool>,
+    // Left out of the client token's digest when not given, as requests were before them.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub encrypted: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub kms_key_id: Option<String>,
 }
 
@@ -836,11 +839,13 @@ impl Backend {
                     .any(|(_, i)| i.state == storage::ImageState::Pending && i.copy_of.as_deref() == Some(image_id)),
             )
         })?;
-        Ok(copying
-            || self
-                .all_instance_records()?
-                .iter()
-                .any(|r| r.image_id == image_id && r.state != InstanceState::Terminated))
+        // An instance that boots another image's kernel or initrd needs those files too.
+        let uses = |r: &InstanceRecord| {
+            r.image_id == image_id
+                || r.kernel_image.as_deref() == Some(image_id)
+                || r.ramdisk_image.as_deref() == Some(image_id)
+        };
+        Ok(copying || self.all_instance_records()?.iter().any(|r| uses(r) && r.state != InstanceState::Terminated))
     }
 
     /// Applies `change` to each named instance in one transaction, after checking that every
@@ -1169,7 +1174,7 @@ impl Backend {
             instance_type: record.instance_type.clone(),
             metadata: Some(self.domain_mark(record)?),
         };
-        crate::encryption::lending_keys(&*host.driver, &spec.keys(), || {
+        host.lending_keys(&spec.keys(), || {
             host.driver.define(&spec)?;
             host.driver.start(&record.id)
         })

@@ -217,9 +217,8 @@ impl Backend {
             let monitor = scope.spawn(|| self.monitor(&record, &done, started));
             // The target opens the guest's encrypted disks as it arrives: it holds their keys
             // for the length of the call.
-            let result = crate::encryption::lending_keys(&*target.driver, &keys, || {
-                source.driver.migrate(&instance.id, &target.config.uri, &record.options)
-            });
+            let result =
+                target.lending_keys(&keys, || source.driver.migrate(&instance.id, &target.config.uri, &record.options));
             done.store(true, Ordering::Release);
             // Recorded before the monitor is waited for: its last progress query may sit in a
             // busy QEMU for a second, and the guest has moved already.

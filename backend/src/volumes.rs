@@ -265,7 +265,10 @@ pub struct LaunchVolume {
     pub snapshot_id: Option<String>,
     /// Default: on, as for every volume EC2 makes at launch.
     pub delete_on_termination: Option<bool>,
+    // Left out of the client token's digest when not given, as requests were before them.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub encrypted: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub kms_key_id: Option<String>,
 }
 
@@ -909,6 +912,9 @@ impl Backend {
                 }
             }
             let mut snapshots = Vec::new();
+            // Whose work each copy is: the instance's own, or a Multi-Attach volume's first
+            // attachment's instance.
+            let mut owners = vec![key(account, &instance.id)];
             for volume in attached {
                 let Some(attachment) = volume.attachment_of(&instance.id) else { continue };
                 if (volume.root && req.exclude_boot) || req.exclude.contains(&volume.id) {
@@ -929,13 +935,19 @@ impl Backend {
                 tags_.extend(req.tags.iter().cloned());
                 tags::put_tags(tx, account, &id, &tags_)?;
                 snapshots.push(snapshot);
+                owners.push(owner_key(&volume));
             }
             if snapshots.is_empty() {
                 return Err(invalid("InstanceSpecification", "No volume of the instance is left to snapshot."));
             }
-            Ok::<_, Error>(snapshots)
+            owners.sort();
+            owners.dedup();
+            Ok::<_, Error>((snapshots, owners))
         })?;
-        self.kick(&key(account, &req.instance_id));
+        let (snapshots, owners) = snapshots;
+        for owner in owners {
+            self.kick(&owner);
+        }
         Ok(snapshots)
     }
 
@@ -1132,7 +1144,12 @@ impl Backend {
             .filter(|s| s.set.is_some())
             .filter_map(|s| {
                 let volume = waiting.iter().find(|v| v.id == s.volume_id)?;
-                let attached = volume.attachment_of(&record.id).is_some_and(|a| a.state == AttachmentState::Attached);
+                // A Multi-Attach volume is copied by its first attachment's instance alone, so that
+                // two instances never write one snapshot file.
+                let attached = volume
+                    .attachment
+                    .as_ref()
+                    .is_some_and(|a| a.instance_id == record.id && a.state == AttachmentState::Attached);
                 (attached && !busy(volume)).then_some((s, volume))
             })
             .collect();
@@ -1195,9 +1212,8 @@ impl Backend {
                 AttachmentState::Attaching => {
                     let disk = guest_disk(&volume, target);
                     let keys: Vec<DiskKey> = disk.key.iter().cloned().collect();
-                    let result = host.map_or(Ok(()), |h| {
-                        crate::encryption::lending_keys(&*h.driver, &keys, || h.driver.attach_disk(&record.id, &disk))
-                    });
+                    let result =
+                        host.map_or(Ok(()), |h| h.lending_keys(&keys, || h.driver.attach_disk(&record.id, &disk)));
                     if let Err(error) = &result {
                         tracing::warn!(volume = %volume.id, instance = %record.id, %error, "attach failed");
                     }
@@ -1357,37 +1373,50 @@ impl Backend {
     /// A terminated instance's volumes: deleted when they say so, detached otherwise (a kept
     /// root disk moves out of the instance's folder first). Runs before the folder goes.
     pub(crate) fn release_instance_volumes(&self, record: &InstanceRecord) -> Result<()> {
-        for volume in self.instance_volumes(&record.account, &record.id)? {
-            let Some(attachment) = volume.attachment_of(&record.id) else { continue };
-            let volume_key = key(&volume.account, &volume.id);
-            // A Multi-Attach volume other instances still have only loses this attachment.
-            if volume.attachments().any(|a| a.instance_id != record.id) {
-                self.store().write(|tx| {
-                    let Some(mut current) = tx.get(&VOLUMES, &volume_key)? else { return Ok(()) };
+        for listed in self.instance_volumes(&record.account, &record.id)? {
+            let volume_key = key(&listed.account, &listed.id);
+            // Decided on the volume as it is now, in one transaction: two instances of a
+            // Multi-Attach volume that end together must not both see the other still there.
+            let last = self.store().write(|tx| {
+                let Some(mut current) = tx.get(&VOLUMES, &volume_key)? else { return Ok(None) };
+                let Some(mine) = current.attachment_of(&record.id).cloned() else { return Ok(None) };
+                if current.attachments().any(|a| a.instance_id != record.id) {
+                    // Others still have it: only this attachment ends.
                     current.detach(&record.id);
                     tx.insert(&VOLUMES, &volume_key, &current)?;
-                    Ok::<_, Error>(())
-                })?;
-                continue;
-            }
-            if attachment.delete_on_termination {
-                self.store().write(|tx| {
+                    return Ok(None);
+                }
+                if mine.delete_on_termination {
                     tx.remove(&VOLUMES, &volume_key)?;
-                    tags::drop_tags(tx, &volume.account, &volume.id)
-                })?;
+                    tags::drop_tags(tx, &current.account, &current.id)?;
+                }
+                Ok::<_, Error>(Some((current, mine.delete_on_termination)))
+            })?;
+            let Some((volume, deleted)) = last else { continue };
+            if deleted {
                 remove_file(Path::new(&volume.path))?;
                 continue;
             }
+            // Ends this attachment; the volume is `state` unless another instance took it
+            // meanwhile (a Multi-Attach volume's AttachVolume).
+            let end = |state: VolumeState, path: Option<&Path>| {
+                self.store().write(|tx| {
+                    let Some(mut current) = tx.get(&VOLUMES, &volume_key)? else { return Ok(()) };
+                    current.detach(&record.id);
+                    if current.attachment.is_none() {
+                        current.state = state;
+                    }
+                    if let Some(path) = path {
+                        current.path = path.to_string_lossy().into_owned();
+                    }
+                    tx.insert(&VOLUMES, &volume_key, &current)?;
+                    Ok::<_, Error>(())
+                })
+            };
             // A launch volume whose instance never booted has no file yet: it is made now, as
             // a new volume's is, instead of being left available with nothing behind it.
             if !record.booted && !volume.root && !Path::new(&volume.path).exists() {
-                self.store().write(|tx| {
-                    let Some(mut current) = tx.get(&VOLUMES, &volume_key)? else { return Ok(()) };
-                    current.attachment = None;
-                    current.state = VolumeState::Creating;
-                    tx.insert(&VOLUMES, &volume_key, &current)?;
-                    Ok::<_, Error>(())
-                })?;
+                end(VolumeState::Creating, None)?;
                 self.kick(&volume_key);
                 continue;
             }
@@ -1404,14 +1433,7 @@ impl Backend {
                 }
                 path = kept;
             }
-            self.store().write(|tx| {
-                let Some(mut current) = tx.get(&VOLUMES, &volume_key)? else { return Ok(()) };
-                current.attachment = None;
-                current.state = VolumeState::Available;
-                current.path = path.to_string_lossy().into_owned();
-                tx.insert(&VOLUMES, &volume_key, &current)?;
-                Ok::<_, Error>(())
-            })?;
+            end(VolumeState::Available, Some(&path))?;
         }
         Ok(())
     }

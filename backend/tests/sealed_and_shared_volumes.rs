@@ -318,4 +318,20 @@ fn a_multi_attach_volume_is_one_raw_file_shared_by_several_guests() {
     let extra = launch(1);
     let limit = s.b.attach_volume(OWNER, &volume.id, &extra[0], "/dev/sdf").unwrap_err();
     assert!(matches!(limit, Error::AttachmentLimitExceeded(_)), "{limit:?}");
+
+    // All of them end together: each ending sees the others as they are, and the last leaves
+    // the volume available (not in use with no attachment).
+    for id in &many {
+        s.b.converge(&format!("{OWNER}/{id}")).unwrap();
+    }
+    s.b.terminate_instances(OWNER, &many).unwrap();
+    for _ in 0..2 {
+        for id in &many {
+            s.b.converge(&format!("{OWNER}/{id}")).unwrap();
+        }
+    }
+    let now = s.b.volumes(OWNER).unwrap().into_iter().find(|v| v.id == volume.id).unwrap();
+    assert_eq!((now.state, now.attachments().count()), (VolumeState::Available, 0));
+    s.b.delete_volume(OWNER, &volume.id).unwrap();
+    assert!(!std::path::Path::new(&now.path).exists());
 }
