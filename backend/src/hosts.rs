@@ -65,10 +65,15 @@ fn default_memory_ratio() -> f64 {
     1.0
 }
 
+/// Whether `uri` names libvirt's in-process test driver.
+pub fn is_test_uri(uri: &str) -> bool {
+    uri.starts_with("test:") || uri.starts_with("test+")
+}
+
 impl HostConfig {
     /// `test:///…` in process, or `test+tcp://…` and the like: libvirt's test driver either way.
     pub fn is_test_driver(&self) -> bool {
-        self.uri.starts_with("test:") || self.uri.starts_with("test+")
+        is_test_uri(&self.uri)
     }
 
     pub fn new(uri: &str) -> Self {

@@ -310,7 +310,8 @@ def test_encrypted_volumes_hold_no_plaintext_on_disk(server_factory, test_image)
         sealed = client.create_volume(AvailabilityZone=zone(client), Size=1, Encrypted=True)
         plain = client.create_volume(AvailabilityZone=zone(client), Size=1)
         made += [sealed["VolumeId"], plain["VolumeId"]]
-        assert sealed["Encrypted"] is True and sealed["KmsKeyId"].endswith(sealed["KmsKeyId"].rsplit("/", 1)[-1])
+        assert sealed["Encrypted"] is True and re.fullmatch(r"arn:aws:kms:us-east-1:\d{12}:key/[0-9a-f-]{36}",
+                                                            sealed["KmsKeyId"]), sealed
         assert plain["Encrypted"] is False and "KmsKeyId" not in plain
         client.get_waiter("volume_available").wait(VolumeIds=made, WaiterConfig=FAST)
         client.attach_volume(VolumeId=sealed["VolumeId"], InstanceId=instance_id, Device="/dev/sdf")

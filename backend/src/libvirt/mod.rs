@@ -157,7 +157,7 @@ impl LibvirtDriver {
     /// libvirt's test driver has no secrets (it answers "not supported") and never opens a
     /// disk, so it needs none.
     fn keeps_no_secrets(&self) -> bool {
-        self.uri.starts_with("test:")
+        crate::hosts::is_test_uri(&self.uri)
     }
 }
 
