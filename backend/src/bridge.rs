@@ -16,8 +16,8 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::hypervisor::{
-    AttachedDisk, DiskKey, DomainSpec, DomainStatus, DriverError, EventSink, HostInfo, Hypervisor, JobProgress,
-    MigrationOptions, Nic, PowerState,
+    AttachedDisk, DiskKey, DomainSpec, DomainStatus, DriverError, EventSink, HostInfo, HostSample, Hypervisor,
+    JobProgress, MigrationOptions, Nic, PowerState,
 };
 
 /// How long a call waits for a place when the host is at its limit.
@@ -59,12 +59,15 @@ pub struct HostBridge {
     driver: Arc<dyn Hypervisor>,
     places: Arc<Places>,
     call_timeout: Duration,
+    /// The host's id, as the telemetry labels its calls.
+    host_id: String,
 }
 
 impl HostBridge {
     pub fn new(uri: &str, driver: Arc<dyn Hypervisor>, max_calls: usize, call_timeout: Duration) -> Self {
         let places = Arc::new(Places { taken: Mutex::new(0), freed: Condvar::new(), max: max_calls.max(1) });
-        Self { uri: uri.to_owned(), driver, places, call_timeout }
+        let host_id = crate::hosts::HostConfig::new(uri).host_id();
+        Self { uri: uri.to_owned(), host_id, driver, places, call_timeout }
     }
 
     /// Runs `call` on its own thread and waits for it at most `timeout` (`None`: as long as it takes).
@@ -79,6 +82,7 @@ impl HostBridge {
         })?;
         let driver = Arc::clone(&self.driver);
         let (answer, answered) = mpsc::sync_channel(1);
+        let started = std::time::Instant::now();
         let spawned = std::thread::Builder::new().name("host-call".into()).spawn(move || {
             let _place = place;
             // The caller may have given up; then nobody reads this.
@@ -91,6 +95,10 @@ impl HostBridge {
             Some(limit) => answered.recv_timeout(limit).map_err(|e| matches!(e, mpsc::RecvTimeoutError::Timeout)),
             None => answered.recv().map_err(|_| false),
         };
+        crate::telemetry::global()
+            .host_call_seconds
+            .get_or_create(&crate::telemetry::CallLabels { host_id: self.host_id.clone(), call: what.to_owned() })
+            .observe(started.elapsed().as_secs_f64());
         received.unwrap_or_else(|timed_out| {
             Err(DriverError::Unreachable(if timed_out {
                 format!("{}: {what} did not answer within {:?}", self.uri, timeout.unwrap_or_default())
@@ -115,6 +123,9 @@ impl Hypervisor for HostBridge {
     }
     fn domains(&self) -> Result<Vec<DomainStatus>, DriverError> {
         self.timed("domains", |d| d.domains())
+    }
+    fn sample(&self) -> Result<HostSample, DriverError> {
+        self.timed("sample", |d| d.sample())
     }
     fn state(&self, name: &str) -> Result<Option<PowerState>, DriverError> {
         let name = name.to_owned();

@@ -356,6 +356,7 @@ async fn conduct(
                     continue;
                 }
                 guard.insert(key.clone(), false);
+                crate::telemetry::global().conductor_queue_depth.set(guard.len() as i64);
                 drop(guard);
                 let (backend, in_flight) = (Arc::clone(&backend), Arc::clone(&in_flight));
                 let workers = Arc::clone(&workers);
@@ -386,7 +387,9 @@ async fn conduct(
                 let report_tx = report_tx.clone();
                 tokio::task::spawn_blocking(move || {
                     let started = tokio::time::Instant::now();
-                    match backend.sweep() {
+                    let result = backend.sweep();
+                    crate::telemetry::global().sweep_seconds.observe(started.elapsed().as_secs_f64());
+                    match result {
                         Ok(report) => { let _ = report_tx.send((report, started)); }
                         Err(error) => tracing::error!(%error, "sweep failed"),
                     }
@@ -408,15 +411,19 @@ async fn conduct(
 }
 
 fn converge_until_quiet(backend: &Backend, in_flight: &InFlight, key: String) {
+    let telemetry = crate::telemetry::global();
     loop {
+        let started = std::time::Instant::now();
         if let Err(error) = backend.converge(&key) {
             tracing::warn!(instance = %key, %error, "instance work failed; the sweep will retry");
         }
+        telemetry.conductor_work_seconds.observe(started.elapsed().as_secs_f64());
         let mut guard = in_flight.lock().unwrap_or_else(|p| p.into_inner());
         match guard.get_mut(&key) {
             Some(again) if *again => *again = false,
             _ => {
                 guard.remove(&key);
+                telemetry.conductor_queue_depth.set(guard.len() as i64);
                 return;
             }
         }

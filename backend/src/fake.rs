@@ -29,6 +29,9 @@
 //!    `attach_disk` of one, and a `migrate` of a domain with one to a target, fail while that
 //!    host lacks the key. Keys are lent with `add_secrets` and taken back with
 //!    `remove_secrets`; a running guest keeps the disks it has open without them.
+//! 10. [`Hypervisor::sample`] reports each domain's counters, which only grow while the guest
+//!     runs in one process: after a migration (or a restart) they start again from zero,
+//!     and a host that cannot tell a figure reports 0 for it.
 //!
 //! The fake keeps these promises in memory (it never reads a disk or starts a guest) and adds
 //! what tests need and libvirt cannot do on demand: a guest that powers itself off
@@ -41,8 +44,8 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::hypervisor::{
-    AttachedDisk, DiskKey, DomainSpec, DomainStatus, DriverError, EventSink, HostInfo, Hypervisor, JobProgress,
-    MigrationOptions, Nic, PowerState,
+    AttachedDisk, DiskKey, DomainCounters, DomainSample, DomainSpec, DomainStatus, DriverError, EventSink, HostInfo,
+    HostSample, Hypervisor, JobProgress, MigrationOptions, Nic, PowerState,
 };
 
 /// How a fake host answers.
@@ -79,6 +82,9 @@ pub struct FakeDomain {
     pub plugged_nics: BTreeMap<String, Nic>,
     /// How many times the running guest was paused (for tests of what a pause covers).
     pub suspensions: usize,
+    /// What [`Hypervisor::sample`] reports, as a test scripts it ([`FakeCloud::set_counters`]);
+    /// a migration starts them again on the target, as a new QEMU process does.
+    pub counters: DomainCounters,
 }
 
 #[derive(Default)]
@@ -170,6 +176,13 @@ impl FakeCloud {
         };
         for sink in sinks {
             sink(name);
+        }
+    }
+
+    /// Scripts the counters the host reports for a domain (CPU time, NIC and disk traffic).
+    pub fn set_counters(&self, uri: &str, name: &str, counters: DomainCounters) {
+        if let Some(domain) = self.world().hosts.get_mut(uri).and_then(|h| h.domains.get_mut(name)) {
+            domain.counters = counters;
         }
     }
 
@@ -267,7 +280,8 @@ impl FakeHost {
                 let keys = world.hosts.get(&self.uri).and_then(|h| h.domains.get(name)).map(FakeDomain::keys);
                 world.hosts.entry(target_uri.to_owned()).or_default().holds(keys.unwrap_or_default())?;
                 let domain = world.hosts.entry(self.uri.clone()).or_default().domains.remove(name);
-                let domain = domain.ok_or_else(|| DriverError::NoDomain(name.to_owned()))?;
+                let mut domain = domain.ok_or_else(|| DriverError::NoDomain(name.to_owned()))?;
+                domain.counters = DomainCounters::default();
                 world.hosts.entry(target_uri.to_owned()).or_default().domains.insert(name.to_owned(), domain);
                 return Ok(());
             }
@@ -288,8 +302,28 @@ impl Hypervisor for FakeHost {
             Ok(host
                 .domains
                 .iter()
-                .map(|(name, d)| DomainStatus { name: name.clone(), state: d.state, cpu_time_ns: 0 })
+                .map(|(name, d)| DomainStatus {
+                    name: name.clone(),
+                    state: d.state,
+                    cpu_time_ns: d.counters.cpu_time_ns,
+                })
                 .collect())
+        })
+    }
+
+    fn sample(&self) -> Result<HostSample, DriverError> {
+        let info = self.host_info()?;
+        self.with_host(|host| {
+            Ok(HostSample {
+                cpu_ns: None,
+                memory_total_kib: info.memory_mib * 1024,
+                memory_free_kib: None,
+                domains: host
+                    .domains
+                    .iter()
+                    .map(|(name, d)| DomainSample { name: name.clone(), state: d.state, counters: d.counters })
+                    .collect(),
+            })
         })
     }
 
@@ -305,6 +339,7 @@ impl Hypervisor for FakeHost {
                 plugged: BTreeMap::new(),
                 plugged_nics: BTreeMap::new(),
                 suspensions: 0,
+                counters: DomainCounters::default(),
             });
             domain.spec = spec.clone();
             Ok(())

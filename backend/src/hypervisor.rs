@@ -135,6 +135,68 @@ pub struct DomainStatus {
     pub cpu_time_ns: u64,
 }
 
+/// A domain's counters as the host's bulk statistics call reads them. Each only grows while
+/// one QEMU process runs the guest: a restart or a live migration starts them again.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DomainCounters {
+    /// CPU time of all vCPUs, in nanoseconds.
+    pub cpu_time_ns: u64,
+    /// vCPUs the guest has now; 0 when the host does not say.
+    pub vcpus: u32,
+    /// Memory the guest has (its balloon's size), and what its QEMU process holds resident,
+    /// in KiB; 0 when the host does not say.
+    pub memory_kib: u64,
+    pub rss_kib: u64,
+    /// Summed over every NIC.
+    pub net_rx_bytes: u64,
+    pub net_rx_packets: u64,
+    pub net_tx_bytes: u64,
+    pub net_tx_packets: u64,
+    /// Summed over every disk.
+    pub disk_read_bytes: u64,
+    pub disk_read_ops: u64,
+    pub disk_write_bytes: u64,
+    pub disk_write_ops: u64,
+}
+
+/// One domain in a [`HostSample`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DomainSample {
+    pub name: String,
+    pub state: PowerState,
+    pub counters: DomainCounters,
+}
+
+/// What one sampling call reads off a host: its CPU and memory, and every domain's counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HostSample {
+    /// The host's busy and total CPU time (all CPUs, nanoseconds, cumulative), when it tells.
+    pub cpu_ns: Option<(u64, u64)>,
+    pub memory_total_kib: u64,
+    /// Free memory, when the host tells.
+    pub memory_free_kib: Option<u64>,
+    pub domains: Vec<DomainSample>,
+}
+
+impl HostSample {
+    /// What a host without bulk statistics tells: its size, and each domain's state and CPU time.
+    pub fn of_domains(info: HostInfo, domains: Vec<DomainStatus>) -> Self {
+        Self {
+            cpu_ns: None,
+            memory_total_kib: info.memory_mib * 1024,
+            memory_free_kib: None,
+            domains: domains
+                .into_iter()
+                .map(|d| DomainSample {
+                    name: d.name,
+                    state: d.state,
+                    counters: DomainCounters { cpu_time_ns: d.cpu_time_ns, ..Default::default() },
+                })
+                .collect(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HostInfo {
     pub vcpus: u32,
@@ -158,6 +220,12 @@ pub trait Hypervisor: Send + Sync {
     fn host_info(&self) -> Result<HostInfo, DriverError>;
     /// Every domain the host knows, running or only defined.
     fn domains(&self) -> Result<Vec<DomainStatus>, DriverError>;
+    /// The host's CPU and memory and every domain's counters, in as few round trips as the
+    /// host allows (libvirt: one bulk statistics call). A host that can tell only what
+    /// [`Hypervisor::domains`] tells answers with that.
+    fn sample(&self) -> Result<HostSample, DriverError> {
+        Ok(HostSample::of_domains(self.host_info()?, self.domains()?))
+    }
     /// One domain's power state; `None` when the host has no such domain.
     fn state(&self, name: &str) -> Result<Option<PowerState>, DriverError>;
     /// Defines (or redefines) a persistent domain; does not start it.

@@ -37,6 +37,7 @@ pub mod libvirt;
 pub mod listing;
 pub mod maintenance;
 pub mod migration;
+pub mod monitoring;
 pub mod nat_gateways;
 pub mod network;
 pub mod ownership;
@@ -44,6 +45,7 @@ pub mod scheduler;
 pub mod security_groups;
 pub mod sharing;
 pub mod tags;
+pub mod telemetry;
 pub mod topology;
 pub mod volumes;
 pub mod vpc_network;
@@ -407,6 +409,8 @@ pub struct Backend {
     ovn: Option<vpc_network::OvnSync>,
     /// Access keys recently looked up, with when ([`accounts::PRINCIPAL_TTL`]).
     principals: std::sync::RwLock<std::collections::HashMap<String, (accounts::Principal, std::time::Instant)>>,
+    /// What the metrics collector remembers between samples ([`monitoring`]).
+    monitoring: monitoring::Collector,
 }
 
 impl Backend {
@@ -430,6 +434,7 @@ impl Backend {
             public_network: Default::default(),
             ovn: None,
             principals: Default::default(),
+            monitoring: Default::default(),
         }
     }
 

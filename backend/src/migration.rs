@@ -396,6 +396,7 @@ impl Backend {
         if let Some(error) = &error {
             tracing::warn!(migration = id, %error, status = status.name(), "migration ended without moving the guest");
         }
+        let downtime_ms = progress.as_ref().map(|p| p.downtime_ms);
         self.store().write(|tx| {
             let mut target_host = None;
             if let Some(mut record) = tx.get(&MIGRATIONS, id)? {
@@ -422,6 +423,8 @@ impl Backend {
             }
             Ok::<_, Error>(())
         })?;
+        crate::telemetry::global()
+            .migration_ended(status.name(), downtime_ms.filter(|_| status == MigrationStatus::Completed));
         // The ports are bound where the guest is now, alone.
         self.sync_ovn_now();
         Ok(())

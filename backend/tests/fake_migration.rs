@@ -4,48 +4,18 @@
 
 use std::sync::Arc;
 
+mod fakes;
+
 use backend::fake::{FakeCloud, MigrationScript};
-use backend::hosts::{Host, HostConfig, HostPool};
-use backend::hypervisor::{Accelerator, MigrationOptions};
-use backend::instances::LaunchRequest;
-use backend::{Backend, Topology};
-use storage::{MigrationRecord, MigrationStatus, Store};
+use backend::hypervisor::MigrationOptions;
+use backend::Backend;
+use storage::{MigrationRecord, MigrationStatus};
 
 const ACCOUNT: &str = "123456789012";
 
 /// Two fake hosts sharing one world, a running instance on the first.
 fn setup(script: MigrationScript, dir: &std::path::Path) -> (Arc<Backend>, FakeCloud, String, Vec<String>) {
-    let cloud = FakeCloud::new();
-    cloud.set_migration_script(script);
-    let configs: Vec<HostConfig> = ["fake://one", "fake://two"].iter().map(|uri| HostConfig::new(uri)).collect();
-    let hosts = HostPool::new(configs.iter().map(|config| {
-        let mut config = config.clone();
-        config.accelerator = Some(Accelerator::Test);
-        let driver = cloud.host(&config.uri);
-        Host::new(config, "us-east-1a".into(), driver)
-    }));
-    let host_ids: Vec<String> = configs.iter().map(HostConfig::host_id).collect();
-    let topology = Topology { hosts: configs, ..Topology::default() };
-    let b = Arc::new(Backend::with_hosts(Store::in_memory().unwrap(), topology, hosts).with_data_dir(dir));
-    let disk = dir.join("disk.qcow2");
-    let made = std::process::Command::new("qemu-img")
-        .args(["create", "-q", "-f", "qcow2"])
-        .arg(&disk)
-        .arg("64M")
-        .status()
-        .unwrap();
-    assert!(made.success());
-    let new = backend::images::NewImage {
-        name: "fake image".into(),
-        disk: disk.to_string_lossy().into(),
-        ..Default::default()
-    };
-    let image_id = b.register_image(ACCOUNT, new).unwrap().id;
-    let req =
-        LaunchRequest { image_id, instance_type: "t3.nano".into(), min_count: 1, max_count: 1, ..Default::default() };
-    let id = b.run_instances(ACCOUNT, "vpc-1", req).unwrap().remove(0).id;
-    b.converge(&format!("{ACCOUNT}/{id}")).unwrap();
-    (b, cloud, id, host_ids)
+    fakes::pair_with_instance(ACCOUNT, script, dir)
 }
 
 /// Runs the instance's migration work to its end (what the conductor does) and reads the result.

@@ -115,12 +115,18 @@ class Stratus:
     access_key: str | None = None
     secret_key: str | None = None
     account_id: str | None = None
+    # Where its Prometheus metrics are scraped (`--metrics-listen`).
+    metrics_port: int = field(default_factory=lambda: free_port())
     _log_file: object = field(default=None, repr=False)
     _public_lock: object = field(default=None, repr=False)
 
     @property
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.metrics_port}/metrics"
 
     @property
     def creds_file(self) -> Path:
@@ -139,8 +145,8 @@ class Stratus:
         for attempt in range(3):
             if self._launch():
                 break
-            # the free port was taken in between: try another one
-            self.port = free_port()
+            # the free port was taken in between: try others
+            self.port, self.metrics_port = free_port(), free_port()
         else:
             pytest.fail(f"stratus serve could not bind a port:\n{self.log()}")
         self.account_id = _account_id_from(self.creds_file)
@@ -150,7 +156,8 @@ class Stratus:
         """Starts the process and waits until it is ready; False if its port was taken."""
         self._log_file = open(self.log_path, "ab")
         log_start = self._log_file.tell()
-        cmd = [str(self.bin), "serve", "--listen", f"127.0.0.1:{self.port}", "--data-dir", str(self.data_dir)]
+        cmd = [str(self.bin), "serve", "--listen", f"127.0.0.1:{self.port}", "--data-dir", str(self.data_dir),
+               "--metrics-listen", f"127.0.0.1:{self.metrics_port}"]
         if self.config is not None:
             cmd += ["--config", str(self.config)]
         self.proc = subprocess.Popen(cmd, stdout=self._log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -631,3 +638,16 @@ def forget_ovn_installation(installation: str) -> None:
         for uuid in nbctl("--bare", "--columns=_uuid", "find", table,
                           f"external_ids:stratus-installation={installation}").split():
             nbctl("destroy", table, uuid)
+
+
+def wait_console(client, instance_id, pattern: str, count: int = 1, timeout: float = 90.0) -> list[str]:
+    """The first `count` matches of `pattern` on the guest's console, once there are that many."""
+    deadline = time.monotonic() + timeout
+    while True:
+        text = client.get_console_output(InstanceId=instance_id, Latest=True).get("Output", "")
+        found = re.findall(pattern, text)
+        if len(found) >= count:
+            return found
+        shown = "\n".join(line for line in text.splitlines() if "stratus-counter" not in line)[-3000:]
+        assert time.monotonic() < deadline, f"the guest never printed {count} x {pattern!r}; console:\n{shown}"
+        time.sleep(0.5)

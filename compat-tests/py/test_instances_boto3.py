@@ -145,6 +145,9 @@ def test_filters(fleet):
     with pytest.raises(ClientError) as e:
         client.describe_instances(Filters=[{"Name": "no-such-filter", "Values": ["x"]}])
     assert error_code(e) == "InvalidParameterValue"
+    # Status checks come from the monitoring's samples: `initializing` until the first.
+    client.get_waiter("instance_status_ok").wait(InstanceIds=[tagged["InstanceId"]],
+                                                 WaiterConfig={"Delay": 1, "MaxAttempts": 60})
     status = client.describe_instance_status(InstanceIds=ids)["InstanceStatuses"]
     assert [s["InstanceId"] for s in status] == [tagged["InstanceId"]], "only running ones by default"
     assert status[0]["InstanceStatus"]["Status"] == "ok" and status[0]["SystemStatus"]["Status"] == "ok"

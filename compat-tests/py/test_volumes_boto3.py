@@ -17,7 +17,8 @@ import uuid
 import pytest
 from botocore.exceptions import ClientError
 
-from conftest import BOOT_MARKER, QEMU_CONFIG, TEST_DRIVER_CONFIG, ec2_client, import_image, require_qemu, wait_states
+from conftest import (BOOT_MARKER, QEMU_CONFIG, TEST_DRIVER_CONFIG, ec2_client, import_image, require_qemu,
+                      wait_console, wait_states)
 
 FAST = {"Delay": 1, "MaxAttempts": 120}
 GIB = 1 << 30
@@ -259,19 +260,6 @@ def test_hot_plug_into_a_real_guest(server_factory, test_image):
     assert volume(client, volume_id)["State"] == "available", "data volumes outlive their instance"
     client.delete_volume(VolumeId=volume_id)
     client.delete_snapshot(SnapshotId=snapshot_id)
-
-
-def wait_console(client, instance_id, pattern: str, count: int = 1, timeout: float = 90.0) -> list[str]:
-    """The first `count` matches of `pattern` on the guest's console, once there are that many."""
-    deadline = time.monotonic() + timeout
-    while True:
-        text = client.get_console_output(InstanceId=instance_id, Latest=True).get("Output", "")
-        found = re.findall(pattern, text)
-        if len(found) >= count:
-            return found
-        shown = "\n".join(line for line in text.splitlines() if "stratus-counter" not in line)[-3000:]
-        assert time.monotonic() < deadline, f"the guest never printed {count} x {pattern!r}; console:\n{shown}"
-        time.sleep(0.5)
 
 
 def holds(path, text: str) -> bool:

@@ -118,3 +118,8 @@ fn every_scenario_file_is_run() {
 fn boto3_dedicated_hosts() {
     run_pytest("test_dedicated_hosts_boto3.py");
 }
+
+#[test]
+fn boto3_monitoring() {
+    run_pytest("test_monitoring_boto3.py");
+}

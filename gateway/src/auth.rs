@@ -34,6 +34,8 @@ pub const PRESIGN_PARAMS: &[&str] =
 pub struct Claim {
     pub access_key_id: String,
     pub region: String,
+    /// The service the request was signed for: `ec2`, or `monitoring` (CloudWatch).
+    pub service: String,
     signed_headers: Vec<String>,
     signature: String,
     time: SystemTime,
@@ -51,8 +53,11 @@ fn parse_amz_date(text: &str) -> Result<SystemTime, Ec2Error> {
     Ok(Utc.from_utc_datetime(&naive).into())
 }
 
-/// `AKID/20261125/us-east-1/ec2/aws4_request` → (AKID, region), checking the other parts.
-fn parse_scope(credential: &str, amz_date: &str) -> Result<(String, String), Ec2Error> {
+/// The services the endpoint answers, by signing name.
+pub const SERVICES: [&str; 2] = ["ec2", "monitoring"];
+
+/// `AKID/20261125/us-east-1/ec2/aws4_request` → (AKID, region, service), checking the other parts.
+fn parse_scope(credential: &str, amz_date: &str) -> Result<(String, String, String), Ec2Error> {
     let parts: Vec<&str> = credential.split('/').collect();
     let [key, date, region, service, terminator] = parts.as_slice() else {
         return Err(incomplete("Credential must have the form <key>/<date>/<region>/ec2/aws4_request"));
@@ -60,7 +65,7 @@ fn parse_scope(credential: &str, amz_date: &str) -> Result<(String, String), Ec2
     if key.is_empty() || region.is_empty() || *terminator != "aws4_request" {
         return Err(incomplete("Credential must have the form <key>/<date>/<region>/ec2/aws4_request"));
     }
-    if *service != "ec2" {
+    if !SERVICES.contains(service) {
         return Err(Ec2Error::new(
             Code::SignatureDoesNotMatch,
             format!("Credential should be scoped to correct service: 'ec2', not '{}'", ec2api::error::echo(service)),
@@ -72,12 +77,12 @@ fn parse_scope(credential: &str, amz_date: &str) -> Result<(String, String), Ec2
             "Date in Credential scope does not match YYYYMMDD from X-Amz-Date",
         ));
     }
-    Ok(((*key).to_owned(), (*region).to_owned()))
+    Ok(((*key).to_owned(), (*region).to_owned(), (*service).to_owned()))
 }
 
 /// Reads the claim from the header or the query; `query` holds the decoded query pairs.
-pub fn claim(parts: &Parts, query: &[(String, String)]) -> Result<Claim, Ec2Error> {
-    if let Some(header) = parts.headers.get(http::header::AUTHORIZATION) {
+pub fn claim(headers: &http::HeaderMap, query: &[(String, String)]) -> Result<Claim, Ec2Error> {
+    if let Some(header) = headers.get(http::header::AUTHORIZATION) {
         let header = header.to_str().map_err(|_| incomplete("Authorization header is not ASCII"))?;
         let rest = header
             .strip_prefix(ALGORITHM)
@@ -95,15 +100,15 @@ pub fn claim(parts: &Parts, query: &[(String, String)]) -> Result<Claim, Ec2Erro
         let (Some(credential), Some(signed), Some(signature)) = (credential, signed, signature) else {
             return Err(incomplete("Authorization header requires Credential, SignedHeaders and Signature"));
         };
-        let amz_date = parts
-            .headers
+        let amz_date = headers
             .get("x-amz-date")
             .and_then(|v| v.to_str().ok())
             .ok_or_else(|| incomplete("Authorization header requires an X-Amz-Date header"))?;
-        let (access_key_id, region) = parse_scope(credential, amz_date)?;
+        let (access_key_id, region, service) = parse_scope(credential, amz_date)?;
         return Ok(Claim {
             access_key_id,
             region,
+            service,
             signed_headers: signed.split(';').map(str::to_owned).collect(),
             signature: signature.to_owned(),
             time: parse_amz_date(amz_date)?,
@@ -128,10 +133,11 @@ pub fn claim(parts: &Parts, query: &[(String, String)]) -> Result<Claim, Ec2Erro
     if expires > MAX_PRESIGN_EXPIRY_SECS {
         return Err(Ec2Error::new(Code::AuthFailure, "X-Amz-Expires must be at most 604800 seconds"));
     }
-    let (access_key_id, region) = parse_scope(credential, amz_date)?;
+    let (access_key_id, region, service) = parse_scope(credential, amz_date)?;
     Ok(Claim {
         access_key_id,
         region,
+        service,
         signed_headers: signed.split(';').map(str::to_owned).collect(),
         signature: signature.to_owned(),
         time: parse_amz_date(amz_date)?,
@@ -201,7 +207,7 @@ pub fn verify(
     let params = v4::SigningParams::builder()
         .identity(&identity)
         .region(&claim.region)
-        .name("ec2")
+        .name(&claim.service)
         .time(claim.time)
         .settings(settings)
         .build()

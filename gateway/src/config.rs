@@ -27,6 +27,10 @@
 //! stop_timeout_secs = 60
 //! sweep_interval_ms = 1000
 //!
+//! [monitoring]
+//! interval_ms = 10000            # how often every host is sampled
+//! retention_days = [15, 63, 455] # 1-minute, 5-minute and 1-hour history, as CloudWatch keeps it
+//!
 //! [limits]
 //! max_body_bytes = 1048576
 //! request_timeout_secs = 30      # a whole request, once its headers are in
@@ -76,6 +80,23 @@ pub struct Config {
     pub storage: StorageSettings,
     #[serde(default)]
     pub network: NetworkSettings,
+    #[serde(default)]
+    pub monitoring: MonitoringSettings,
+}
+
+/// How hosts are sampled and how long their history is kept ([`backend::monitoring`]).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MonitoringSettings {
+    pub interval_ms: u64,
+    /// Days of 1-minute, 5-minute and 1-hour aggregates.
+    pub retention_days: [u32; 3],
+}
+
+impl Default for MonitoringSettings {
+    fn default() -> Self {
+        Self { interval_ms: 10_000, retention_days: backend::monitoring::Retention::default().days }
+    }
 }
 
 /// Where `scripts/setup-host` runs OVN's northbound database: the embedded default's network.
@@ -242,6 +263,12 @@ impl Config {
             "limits.max_connections and limits.max_connections_per_address must be positive"
         );
         anyhow::ensure!(config.instances.sweep_interval_ms > 0, "instances.sweep_interval_ms must be positive");
+        anyhow::ensure!(config.monitoring.interval_ms >= 100, "monitoring.interval_ms must be at least 100");
+        let days = config.monitoring.retention_days;
+        anyhow::ensure!(
+            days[0] > 0 && days[0] <= days[1] && days[1] <= days[2],
+            "monitoring.retention_days must be positive and keep coarser tiers at least as long as finer ones"
+        );
         Ok(config)
     }
 

@@ -21,6 +21,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod cloudwatch;
 pub mod config;
 pub mod context;
 pub mod dispatch;
@@ -29,6 +30,7 @@ pub mod errors;
 pub mod handlers;
 pub mod import;
 pub mod metadata;
+pub mod prometheus;
 pub mod server;
 pub mod throttle;
 pub mod vpc_metadata;

@@ -43,6 +43,10 @@ enum Command {
     Serve {
         #[arg(long, default_value = "127.0.0.1:8773")]
         listen: SocketAddr,
+        /// Where Prometheus scrapes `GET /metrics` (default 127.0.0.1:9773, which is skipped
+        /// with a warning when taken); `off` serves none.
+        #[arg(long, value_name = "ADDR|off")]
+        metrics_listen: Option<String>,
         #[command(flatten)]
         common: Common,
     },
@@ -154,7 +158,7 @@ fn main() {
 
 async fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Serve { listen, common } => run_server(listen, common).await,
+        Command::Serve { listen, metrics_listen, common } => run_server(listen, metrics_listen, common).await,
         Command::Account(AccountCommand::Create {
             name,
             admin,
@@ -253,7 +257,27 @@ fn write_credentials(path: &Path, credentials: &Credentials) -> Result<()> {
 /// How long a start waits for the hosts' inventory before it serves anyway.
 const INVENTORY_WAIT: Duration = Duration::from_secs(15);
 
-async fn run_server(listen: SocketAddr, common: Common) -> Result<()> {
+/// The metrics listener `--metrics-listen` asks for: none for `off`; the default address
+/// when not given, left out with a warning if another process holds it (a second Stratus on
+/// this machine); an address given that cannot be bound is an error.
+fn metrics_listener(asked: Option<&str>) -> Result<Option<tokio::net::TcpListener>> {
+    const DEFAULT: &str = "127.0.0.1:9773";
+    let address: SocketAddr = match asked {
+        Some("off") => return Ok(None),
+        Some(text) => text.parse().with_context(|| format!("--metrics-listen {text}: expected ADDR:PORT or off"))?,
+        None => DEFAULT.parse()?,
+    };
+    match gateway::server::listen(address) {
+        Ok(listener) => Ok(Some(listener)),
+        Err(error) if asked.is_none() => {
+            tracing::warn!(%error, "cannot serve Prometheus metrics on {DEFAULT}; choose another address with --metrics-listen");
+            Ok(None)
+        }
+        Err(error) => Err(error).with_context(|| format!("listening for metrics on {address}")),
+    }
+}
+
+async fn run_server(listen: SocketAddr, metrics_listen: Option<String>, common: Common) -> Result<()> {
     malloc::spawn_trimmer(Duration::from_secs(5));
     let config = Config::load(common.config.as_deref())?;
     let data_dir = &common.data_dir;
@@ -283,6 +307,7 @@ async fn run_server(listen: SocketAddr, common: Common) -> Result<()> {
     let backend = Arc::new(backend);
     // Bind first, so that a start that cannot listen leaves no admin keys behind.
     let listener = gateway::server::listen(listen).with_context(|| format!("listening on {listen}"))?;
+    let metrics_listener = metrics_listener(metrics_listen.as_deref())?;
     let credentials_path = data_dir.join("admin-credentials");
     // Another installation's network in OVN keeps its public addresses: none is handed out
     // here (the first default VPC's router takes one), or both routers would answer for it.
@@ -320,6 +345,10 @@ async fn run_server(listen: SocketAddr, common: Common) -> Result<()> {
         tracing::warn!("{report}");
     }
     backend.start_conductor(Duration::from_millis(config.instances.sweep_interval_ms));
+    backend.start_monitoring(
+        Duration::from_millis(config.monitoring.interval_ms),
+        backend::monitoring::Retention { days: config.monitoring.retention_days },
+    );
     for host in backend.hosts().iter() {
         tracing::info!(host = %host.id, uri = %host.config.uri, zone = %host.zone, accelerator = ?host.accelerator, "host");
     }
@@ -356,6 +385,12 @@ async fn run_server(listen: SocketAddr, common: Common) -> Result<()> {
         }
         tracing::info!("shutting down");
     };
+    if let Some(metrics) = metrics_listener {
+        let address = metrics.local_addr()?;
+        println!("Prometheus metrics: http://{address}/metrics");
+        let exporter = Arc::new(gateway::prometheus::Exporter::new(Arc::clone(&backend)));
+        tokio::spawn(gateway::prometheus::serve(metrics, exporter));
+    }
     serve(listener, Arc::new(AppState::new(Arc::clone(&backend), config.limits.clone())), shutdown).await;
     admin_task.abort();
     let _ = std::fs::remove_file(admin::socket_path(data_dir));

@@ -76,12 +76,17 @@ where
     B::Error: Into<tower::BoxError>,
 {
     let started = Instant::now();
+    if let Some((protocol, operation)) = crate::cloudwatch::detect(&request) {
+        return crate::cloudwatch::handle(&state, request, protocol, operation, &request_id, started).await;
+    }
     let outcome = answer(&state, request, &request_id).await;
     let (status, action, account) = match &outcome {
         Ok((action, account, _)) => (200, *action, account.as_str()),
         Err(e) => (e.status(), "-", "-"),
     };
     tracing::info!(%request_id, action, account, status, micros = started.elapsed().as_micros() as u64, error = ?outcome.as_ref().err());
+    let code = outcome.as_ref().err().map_or("OK", |e| e.code());
+    crate::prometheus::observe_request(action, code, started.elapsed().as_secs_f64());
     match outcome {
         Ok((action, _, body)) => xml_response(200, render_response(action, body.as_ref(), &request_id), &request_id),
         Err(error) => {
@@ -95,13 +100,25 @@ where
     }
 }
 
-fn throttled() -> Ec2Error {
+pub fn throttled() -> Ec2Error {
     Ec2Error::new(Code::RequestLimitExceeded, "Request limit exceeded.")
 }
 
 type Answer = (&'static str, String, crate::dispatch::Output);
 
-async fn answer<B>(state: &AppState, request: Request<B>, request_id: &str) -> Result<Answer, Ec2Error>
+/// A request whose body has been read, before its signature is checked.
+pub struct Received {
+    pub parts: http::request::Parts,
+    /// The decoded query string.
+    pub query: Vec<(String, String)>,
+    pub body: Bytes,
+    signed: bool,
+    source: IpAddr,
+}
+
+/// Steps 2 and 3 of the flow: an unsigned request is charged to its address, and the body is
+/// read within its size and time limits.
+pub async fn receive<B>(state: &AppState, request: Request<B>) -> Result<Received, Ec2Error>
 where
     B: hyper::body::Body<Data = Bytes>,
     B::Error: Into<tower::BoxError>,
@@ -137,15 +154,40 @@ where
         })?
         .map_err(|_| too_large())?
         .to_bytes();
+    Ok(Received { parts, query, body, signed, source })
+}
 
-    let (principal, region) = authenticate(state, &parts, &query, &body).map_err(|error| {
-        // A failed signature proves no account: it is charged to its address, like no signature.
-        if signed && !state.throttle.anonymous(source) {
-            throttled()
+impl Received {
+    /// Step 4: the caller and the region it signed for, for `service`. A failed signature
+    /// proves no account: it is charged to its address, like no signature.
+    pub fn authenticate(&self, state: &AppState, service: &str) -> Result<(Principal, String), Ec2Error> {
+        authenticate(state, &self.parts, &self.query, &self.body, service).map_err(|error| {
+            if self.signed && !state.throttle.anonymous(self.source) {
+                throttled()
+            } else {
+                error
+            }
+        })
+    }
+
+    /// Draws from the account's bucket for the action's class.
+    pub fn admit(&self, state: &AppState, account_id: &str, action: &str) -> Result<(), Ec2Error> {
+        if state.throttle.account(account_id, ActionClass::of(action)) {
+            Ok(())
         } else {
-            error
+            Err(throttled())
         }
-    })?;
+    }
+}
+
+async fn answer<B>(state: &AppState, request: Request<B>, request_id: &str) -> Result<Answer, Ec2Error>
+where
+    B: hyper::body::Body<Data = Bytes>,
+    B::Error: Into<tower::BoxError>,
+{
+    let incoming = receive(state, request).await?;
+    let (principal, region) = incoming.authenticate(state, "ec2")?;
+    let Received { parts, query, body, .. } = incoming;
 
     let is_form = parts
         .headers
@@ -196,8 +238,15 @@ fn authenticate(
     parts: &http::request::Parts,
     query: &[(String, String)],
     body: &[u8],
+    service: &str,
 ) -> Result<(Principal, String), Ec2Error> {
-    let claim = auth::claim(parts, query)?;
+    let claim = auth::claim(&parts.headers, query)?;
+    if claim.service != service {
+        return Err(Ec2Error::new(
+            Code::SignatureDoesNotMatch,
+            format!("Credential should be scoped to correct service: '{service}', not '{}'", claim.service),
+        ));
+    }
     if state.backend.topology().region(&claim.region).is_none() {
         return Err(Ec2Error::new(
             Code::AuthFailure,

@@ -14,6 +14,7 @@
 //! account's resources is one range scan.
 
 pub mod derived;
+pub mod metrics;
 mod records;
 pub mod tables;
 

@@ -66,6 +66,25 @@ impl Record for NameRecord {
     const VERSION: u8 = 1;
 }
 
+/// A series of metric history ([`crate::metrics`]): what names it in CloudWatch's terms.
+/// Key: the series' name (`{account}/{instance id}`, `~host/{host id}`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricSeriesRecord {
+    pub namespace: String,
+    /// The owner; empty for the installation's own (hosts).
+    pub account: String,
+    /// Its dimensions, as CloudWatch shows them (`InstanceId`…), and the attributes queries
+    /// group by (`InstanceType`, `ImageId`).
+    pub dimensions: Vec<(String, String)>,
+    /// The last minute with a sample (minutes since the epoch), as of the last write: kept
+    /// within an hour of the truth.
+    pub last_minute: u32,
+}
+
+impl Record for MetricSeriesRecord {
+    const VERSION: u8 = 1;
+}
+
 /// Key: `{account}/{resource id}/{tag key}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TagRecord {

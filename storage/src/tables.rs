@@ -3,9 +3,9 @@
 use crate::{
     AccessKeyRecord, AccountRecord, AddressRecord, ClientTokenRecord, HostAllocationRecord, HostStateRecord,
     HostUsageRecord, ImageRecord, IndexEntry, InstanceRecord, InternetGatewayRecord, KeyPairRecord,
-    LaunchTemplateRecord, LaunchTemplateVersionRecord, LeaseBlockRecord, LeaseRecord, MetaRecord, MigrationRecord,
-    NameRecord, NatGatewayRecord, NetworkInterfaceRecord, RouteTableRecord, SecretRecord, SecurityGroupRecord,
-    SnapshotRecord, SubnetRecord, Table, TagRecord, VolumeRecord, VpcRecord,
+    LaunchTemplateRecord, LaunchTemplateVersionRecord, LeaseBlockRecord, LeaseRecord, MetaRecord, MetricSeriesRecord,
+    MigrationRecord, NameRecord, NatGatewayRecord, NetworkInterfaceRecord, RouteTableRecord, SecretRecord,
+    SecurityGroupRecord, SnapshotRecord, SubnetRecord, Table, TagRecord, VolumeRecord, VpcRecord,
 };
 
 pub const ACCOUNTS: Table<AccountRecord> = Table::new("accounts");
@@ -42,6 +42,8 @@ pub const NAT_GATEWAYS: Table<NatGatewayRecord> = Table::new("nat_gateways");
 pub const NETWORK_INTERFACES: Table<NetworkInterfaceRecord> = Table::new("network_interfaces");
 /// Key: host id: the pool hosts dedicated to an account.
 pub const HOST_ALLOCATIONS: Table<HostAllocationRecord> = Table::new("host_allocations");
+/// The series of metric history ([`crate::metrics`]), by name.
+pub const METRIC_SERIES: Table<MetricSeriesRecord> = Table::new("metric_series");
 /// Key: `{account}/{launch template id}`.
 pub const LAUNCH_TEMPLATES: Table<LaunchTemplateRecord> = Table::new("launch_templates");
 /// Key: `{account}/{launch template name}`.
@@ -123,4 +125,5 @@ pub const ALL: &[&str] = &[
     "launch_template_versions",
     "snapshot_ids",
     "host_allocations",
+    "metric_series",
 ];

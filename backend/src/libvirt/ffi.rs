@@ -151,18 +151,25 @@ pub fn job_stats(domain: &Domain, flags: u32) -> Result<Option<JobStats>, virt::
     Ok(stats)
 }
 
-/// One domain as [`all_domain_states`] reports it.
+/// One domain as [`all_domain_stats`] reports it.
 pub struct DomainState {
     pub name: String,
     /// libvirt's `virDomainState`.
     pub state: c_int,
-    pub cpu_time_ns: u64,
+    pub counters: crate::hypervisor::DomainCounters,
 }
 
-/// Every domain's name, state and CPU time, in one round trip (`virConnectGetAllDomainStats`).
-pub fn all_domain_states(conn: &Connect) -> Result<Vec<DomainState>, virt::error::Error> {
+/// Every domain's name, state and CPU time, and with `full` its balloon, vCPU, NIC and disk
+/// counters too, in one round trip (`virConnectGetAllDomainStats`).
+pub fn all_domain_stats(conn: &Connect, full: bool) -> Result<Vec<DomainState>, virt::error::Error> {
     let mut records: *mut sys::virDomainStatsRecordPtr = std::ptr::null_mut();
-    let stats = sys::VIR_DOMAIN_STATS_STATE | sys::VIR_DOMAIN_STATS_CPU_TOTAL;
+    let mut stats = sys::VIR_DOMAIN_STATS_STATE | sys::VIR_DOMAIN_STATS_CPU_TOTAL;
+    if full {
+        stats |= sys::VIR_DOMAIN_STATS_BALLOON
+            | sys::VIR_DOMAIN_STATS_VCPU
+            | sys::VIR_DOMAIN_STATS_INTERFACE
+            | sys::VIR_DOMAIN_STATS_BLOCK;
+    }
     // SAFETY: `conn` is an open connection for the whole call; libvirt allocates the
     // null-terminated record list (or fails and leaves it null); it is freed below.
     let count = unsafe { sys::virConnectGetAllDomainStats(conn.as_ptr(), stats, &mut records, 0) };
@@ -182,15 +189,22 @@ pub fn all_domain_states(conn: &Connect) -> Result<Vec<DomainState>, virt::error
             // SAFETY: the record owns `nparams` initialised parameters at `params`.
             unsafe { std::slice::from_raw_parts(record.params, record.nparams as usize) }
         };
-        let mut domain = DomainState { name, state: 0, cpu_time_ns: 0 };
+        let mut domain = DomainState { name, state: 0, counters: Default::default() };
         for param in params {
             // SAFETY: `field` is a NUL-terminated string within its fixed-size array.
-            let field = unsafe { CStr::from_ptr(param.field.as_ptr()) };
+            let field = unsafe { CStr::from_ptr(param.field.as_ptr()) }.to_bytes();
             // SAFETY: each union member is read only when `type_` says it is the one set.
-            match (field.to_bytes(), param.type_ as u32) {
-                (b"state.state", sys::VIR_TYPED_PARAM_INT) => domain.state = unsafe { param.value.i },
-                (b"cpu.time", sys::VIR_TYPED_PARAM_ULLONG) => domain.cpu_time_ns = unsafe { param.value.ul },
-                _ => {}
+            let value = match param.type_ as u32 {
+                sys::VIR_TYPED_PARAM_INT => (unsafe { param.value.i }) as i64 as u64,
+                sys::VIR_TYPED_PARAM_UINT => u64::from(unsafe { param.value.ui }),
+                sys::VIR_TYPED_PARAM_LLONG => (unsafe { param.value.l }) as u64,
+                sys::VIR_TYPED_PARAM_ULLONG => unsafe { param.value.ul },
+                _ => continue,
+            };
+            if field == b"state.state" {
+                domain.state = value as c_int;
+            } else {
+                add_counter(&mut domain.counters, field, value);
             }
         }
         domains.push(domain);
@@ -200,6 +214,84 @@ pub fn all_domain_states(conn: &Connect) -> Result<Vec<DomainState>, virt::error
         unsafe { sys::virDomainStatsRecordListFree(records) };
     }
     Ok(domains)
+}
+
+/// Folds one statistic (`net.0.rx.bytes`, `block.1.wr.reqs`…) into the domain's counters:
+/// NICs and disks are summed.
+fn add_counter(counters: &mut crate::hypervisor::DomainCounters, field: &[u8], value: u64) {
+    let c = counters;
+    match field {
+        b"cpu.time" => c.cpu_time_ns = value,
+        b"vcpu.current" => c.vcpus = value as u32,
+        b"balloon.current" => c.memory_kib = value,
+        b"balloon.rss" => c.rss_kib = value,
+        _ => {
+            let Ok(field) = std::str::from_utf8(field) else { return };
+            let mut parts = field.splitn(3, '.');
+            let (Some(group), Some(index), Some(stat)) = (parts.next(), parts.next(), parts.next()) else { return };
+            if index.parse::<u32>().is_err() {
+                return;
+            }
+            let slot = match (group, stat) {
+                ("net", "rx.bytes") => &mut c.net_rx_bytes,
+                ("net", "rx.pkts") => &mut c.net_rx_packets,
+                ("net", "tx.bytes") => &mut c.net_tx_bytes,
+                ("net", "tx.pkts") => &mut c.net_tx_packets,
+                ("block", "rd.bytes") => &mut c.disk_read_bytes,
+                ("block", "rd.reqs") => &mut c.disk_read_ops,
+                ("block", "wr.bytes") => &mut c.disk_write_bytes,
+                ("block", "wr.reqs") => &mut c.disk_write_ops,
+                _ => return,
+            };
+            *slot = slot.saturating_add(value);
+        }
+    }
+}
+
+/// The host's busy and total CPU time over all its CPUs, in nanoseconds since it booted
+/// (`virNodeGetCPUStats`); `None` when the driver cannot tell (the test driver).
+pub fn node_cpu_ns(conn: &Connect) -> Option<(u64, u64)> {
+    let mut count: c_int = 0;
+    // SAFETY: a first call with no buffer asks how many parameters there are.
+    let rc = unsafe {
+        sys::virNodeGetCPUStats(conn.as_ptr(), sys::VIR_NODE_CPU_STATS_ALL_CPUS, std::ptr::null_mut(), &mut count, 0)
+    };
+    if rc < 0 || count <= 0 || count > 64 {
+        return None;
+    }
+    let mut params: Vec<sys::virNodeCPUStats> = Vec::with_capacity(count as usize);
+    // SAFETY: `params` has room for `count` entries, which libvirt fills and reports back in
+    // `count` (never more than it was given).
+    let rc = unsafe {
+        let rc = sys::virNodeGetCPUStats(
+            conn.as_ptr(),
+            sys::VIR_NODE_CPU_STATS_ALL_CPUS,
+            params.as_mut_ptr(),
+            &mut count,
+            0,
+        );
+        if rc == 0 {
+            params.set_len((count.max(0) as usize).min(params.capacity()));
+        }
+        rc
+    };
+    if rc < 0 {
+        return None;
+    }
+    let (mut busy, mut total) = (0u64, 0u64);
+    for param in &params {
+        // SAFETY: `field` is a NUL-terminated string within its fixed-size array.
+        let field = unsafe { CStr::from_ptr(param.field.as_ptr()) }.to_bytes();
+        match field {
+            b"kernel" | b"user" => {
+                busy += param.value;
+                total += param.value;
+            }
+            b"idle" | b"iowait" => total += param.value,
+            _ => {}
+        }
+    }
+    (total > 0).then_some((busy, total))
 }
 
 /// Aborts the domain's current job (a migration: the guest stays where it was).

@@ -17,8 +17,8 @@ use virt::error::ErrorNumber;
 use virt::sys;
 
 use crate::hypervisor::{
-    disk_xml, domain_xml, nic_xml, secret_xml, AttachedDisk, DiskKey, DomainSpec, DomainStatus, DriverError, EventSink,
-    HostInfo, Hypervisor, JobProgress, MigrationOptions, Nic, PowerState,
+    disk_xml, domain_xml, nic_xml, secret_xml, AttachedDisk, DiskKey, DomainSample, DomainSpec, DomainStatus,
+    DriverError, EventSink, HostInfo, HostSample, Hypervisor, JobProgress, MigrationOptions, Nic, PowerState,
 };
 use ffi::Subscription;
 
@@ -172,14 +172,14 @@ impl Hypervisor for LibvirtDriver {
     fn domains(&self) -> Result<Vec<DomainStatus>, DriverError> {
         self.with_conn(|conn| {
             // One round trip for every domain; a driver without it is asked domain by domain.
-            match ffi::all_domain_states(conn) {
+            match ffi::all_domain_stats(conn, false) {
                 Ok(domains) => {
                     return Ok(domains
                         .into_iter()
                         .map(|d| DomainStatus {
                             state: power_state(&Enum::from_raw(d.state as sys::virDomainState)),
                             name: d.name,
-                            cpu_time_ns: d.cpu_time_ns,
+                            cpu_time_ns: d.counters.cpu_time_ns,
                         })
                         .collect())
                 }
@@ -194,6 +194,35 @@ impl Hypervisor for LibvirtDriver {
             }
             Ok(out)
         })
+    }
+
+    fn sample(&self) -> Result<HostSample, DriverError> {
+        let full = self.with_conn(|conn| match ffi::all_domain_stats(conn, true) {
+            Ok(domains) => {
+                let info = conn.node_info().map_err(failed)?;
+                Ok(Some(HostSample {
+                    cpu_ns: ffi::node_cpu_ns(conn),
+                    memory_total_kib: info.memory,
+                    // Bytes, as libvirt answers.
+                    memory_free_kib: conn.free_memory().ok().map(|b| b / 1024),
+                    domains: domains
+                        .into_iter()
+                        .map(|d| DomainSample {
+                            state: power_state(&Enum::from_raw(d.state as sys::virDomainState)),
+                            name: d.name,
+                            counters: d.counters,
+                        })
+                        .collect(),
+                }))
+            }
+            Err(e) if matches!(e.code(), Enum::Known(ErrorNumber::NoSupport)) => Ok(None),
+            Err(e) => Err(failed(e)),
+        })?;
+        match full {
+            Some(sample) => Ok(sample),
+            // A driver without bulk statistics: CPU time and state, domain by domain.
+            None => Ok(HostSample::of_domains(self.host_info()?, self.domains()?)),
+        }
     }
 
     fn state(&self, name: &str) -> Result<Option<PowerState>, DriverError> {

@@ -1,5 +1,6 @@
 use std::borrow::Cow;
 
+use backend::monitoring::Checks;
 use ec2api::{
     DescribeInstanceStatusOutput, DescribeInstanceStatusRequest, Ec2Error, InstanceStatus, InstanceStatusDetails,
     InstanceStatusSummary,
@@ -37,15 +38,29 @@ fn fields<'a>(item: &'a Statuses<'_>, name: &str) -> Vec<Cow<'a, str>> {
     }
 }
 
-/// System status follows the host; instance status follows the guest: `ok` once running,
-/// `initializing` while pending, `not-applicable` when not running.
-fn statuses(record: &InstanceRecord, host_impaired: bool) -> (&'static str, &'static str) {
-    match record.state {
-        InstanceState::Running if host_impaired => ("impaired", "impaired"),
-        InstanceState::Running => ("ok", "ok"),
-        InstanceState::Pending => ("initializing", "initializing"),
+/// The checks of the monitoring's last sample ([`backend::monitoring::status_checks`]), the
+/// same that its `StatusCheckFailed` metrics record: the system check passes while the host
+/// answers and knows the domain, the instance check while the domain runs. A running instance
+/// not sampled yet is `initializing`; one whose host the sweep finds impaired is impaired.
+fn statuses(record: &InstanceRecord, host_impaired: bool, checks: Option<Checks>) -> (&'static str, &'static str) {
+    match (record.state, checks) {
+        (InstanceState::Running, _) if host_impaired => ("impaired", "insufficient-data"),
+        (InstanceState::Running, None) => ("initializing", "initializing"),
+        (InstanceState::Running, Some(checks)) => (
+            if checks.system_ok { "ok" } else { "impaired" },
+            match checks.instance_ok {
+                Some(true) => "ok",
+                Some(false) => "impaired",
+                None => "insufficient-data",
+            },
+        ),
+        (InstanceState::Pending, _) => ("initializing", "initializing"),
         _ => ("not-applicable", "not-applicable"),
     }
+}
+
+fn statuses_of(b: &backend::Backend, record: &InstanceRecord) -> (&'static str, &'static str) {
+    statuses(record, b.host_impaired(record), b.status_checks(&record.id))
 }
 
 fn summary(status: &str, check: &str) -> InstanceStatusSummary {
@@ -74,7 +89,7 @@ pub async fn handle(ctx: &Ctx, req: DescribeInstanceStatusRequest) -> Result<Des
         .filters(req.filters.as_deref(), FILTERS)?
         .paged(req.max_results, req.next_token.as_deref(), 5, 1000)?
         .list_by::<InstanceRecord>(ctx, move |b, filters, record, _| {
-            let (system, instance) = statuses(record, b.host_impaired(record));
+            let (system, instance) = statuses_of(b, record);
             let item = Statuses { record, system, instance };
             (all || record.state == InstanceState::Running)
                 && filters.matches(&Row { item: &item, tags: NO_TAGS, fields })
@@ -83,7 +98,7 @@ pub async fn handle(ctx: &Ctx, req: DescribeInstanceStatusRequest) -> Result<Des
     let instance_statuses = items
         .into_iter()
         .map(|i| {
-            let (system, instance) = statuses(&i.record, ctx.backend.host_impaired(&i.record));
+            let (system, instance) = statuses_of(&ctx.backend, &i.record);
             InstanceStatus {
                 instance_id: Some(i.record.id.clone()),
                 availability_zone: Some(i.record.zone.clone()),

@@ -1,0 +1,765 @@
+//! Monitoring: every host sampled on an interval, its instances' usage kept as history, and
+//! the queries CloudWatch's API and the console ask of it.
+//!
+//! 1. [`Backend::start_monitoring`] runs [`Backend::collect`] every interval on a blocking
+//!    thread: every host is asked at once, each through its own bridge with its limit and
+//!    timeout, for one bulk sample ([`crate::hypervisor::Hypervisor::sample`]).
+//! 2. Counters become metrics against the instance's previous sample ([`usage`], pure): CPU
+//!    time over elapsed time and vCPUs gives `CPUUtilization`, counter deltas give bytes and
+//!    operations per sample. A baseline belongs to one host: after a live migration (a new
+//!    QEMU process, counters from zero) the first sample on the new host only sets the
+//!    baseline, so the series (named by instance id) goes on with one sample missing.
+//! 3. Status checks come from the same sample ([`status_checks`]): a host that does not answer
+//!    or does not know the domain fails the system check; a domain that does not run, the
+//!    instance check. An unreachable host leaves a gap in usage, never an error.
+//! 4. Values fold into per-minute aggregates of every tier in the store ([`storage::metrics`]);
+//!    an index of series ([`storage::tables::METRIC_SERIES`]) names them for ListMetrics.
+//!    Tiers older than their retention are dropped in the background.
+//! 5. Queries ([`Backend::metric_statistics`]) read one account's series (hosts' only for an
+//!    admin), merge them per period and answer the statistics ([`Datapoint`]).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub use storage::metrics::Aggregate;
+use storage::metrics::{Point, Row, Tier, TIERS};
+use storage::tables::{INSTANCES, METRIC_SERIES};
+use storage::{InstanceState, MetricSeriesRecord};
+
+use crate::hypervisor::{DomainCounters, HostSample, PowerState};
+use crate::{now_ms, Backend, Result};
+
+pub const EC2_NAMESPACE: &str = "AWS/EC2";
+pub const HOST_NAMESPACE: &str = "Stratus/Host";
+
+/// A metric Stratus keeps: its CloudWatch name and unit. Its index in its list is its number
+/// in the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetricDef {
+    pub name: &'static str,
+    pub unit: &'static str,
+}
+
+const fn def(name: &'static str, unit: &'static str) -> MetricDef {
+    MetricDef { name, unit }
+}
+
+/// `AWS/EC2`'s instance metrics, as EC2 names them.
+pub const INSTANCE_METRICS: [MetricDef; 12] = [
+    def("CPUUtilization", "Percent"),
+    def("NetworkIn", "Bytes"),
+    def("NetworkOut", "Bytes"),
+    def("NetworkPacketsIn", "Count"),
+    def("NetworkPacketsOut", "Count"),
+    def("DiskReadBytes", "Bytes"),
+    def("DiskWriteBytes", "Bytes"),
+    def("DiskReadOps", "Count"),
+    def("DiskWriteOps", "Count"),
+    def("StatusCheckFailed", "Count"),
+    def("StatusCheckFailed_Instance", "Count"),
+    def("StatusCheckFailed_System", "Count"),
+];
+const STATUS_FAILED: u8 = 9;
+const STATUS_INSTANCE: u8 = 10;
+const STATUS_SYSTEM: u8 = 11;
+
+/// `Stratus/Host`'s metrics.
+pub const HOST_METRICS: [MetricDef; 4] = [
+    def("CPUUtilization", "Percent"),
+    def("MemoryUsed", "Bytes"),
+    def("MemoryFree", "Bytes"),
+    def("Instances", "Count"),
+];
+
+/// How long each tier is kept, in days: CloudWatch's 15, 63 and 455 unless configured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    pub days: [u32; 3],
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self { days: [15, 63, 455] }
+    }
+}
+
+/// The series name of an instance's history.
+pub fn instance_series(account: &str, instance_id: &str) -> String {
+    format!("{account}/{instance_id}")
+}
+
+/// The series name of a host's history (no account starts with `~`).
+pub fn host_series(host_id: &str) -> String {
+    format!("~host/{host_id}")
+}
+
+/// A domain's counters at one moment, on one host.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Baseline {
+    pub at: Instant,
+    pub counters: DomainCounters,
+}
+
+/// The usage metrics between two samples of one QEMU process, or `None` when they cannot be
+/// compared (a counter went back: the process was replaced).
+pub fn usage(before: &Baseline, now: &Baseline, vcpus: u32) -> Option<Vec<(u8, f64)>> {
+    let (a, b) = (&before.counters, &now.counters);
+    let elapsed_ns = now.at.checked_duration_since(before.at)?.as_nanos() as f64;
+    let pairs = [
+        (a.net_rx_bytes, b.net_rx_bytes),
+        (a.net_tx_bytes, b.net_tx_bytes),
+        (a.net_rx_packets, b.net_rx_packets),
+        (a.net_tx_packets, b.net_tx_packets),
+        (a.disk_read_bytes, b.disk_read_bytes),
+        (a.disk_write_bytes, b.disk_write_bytes),
+        (a.disk_read_ops, b.disk_read_ops),
+        (a.disk_write_ops, b.disk_write_ops),
+    ];
+    if elapsed_ns <= 0.0 || b.cpu_time_ns < a.cpu_time_ns || pairs.iter().any(|(x, y)| y < x) {
+        return None;
+    }
+    let vcpus = if b.vcpus > 0 { b.vcpus } else { vcpus.max(1) };
+    let cpu = ((b.cpu_time_ns - a.cpu_time_ns) as f64 / (elapsed_ns * f64::from(vcpus)) * 100.0).clamp(0.0, 100.0);
+    let mut values = vec![(0, cpu)];
+    values.extend(pairs.iter().enumerate().map(|(i, (x, y))| (i as u8 + 1, (y - x) as f64)));
+    Some(values)
+}
+
+/// What one sample says of an instance's status checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Checks {
+    /// The host answered and knows the domain.
+    pub system_ok: bool,
+    /// The domain runs (unknown while the system check fails).
+    pub instance_ok: Option<bool>,
+}
+
+/// The status checks of an instance from its host's sample (`None`: the host did not answer).
+pub fn status_checks(sample: Option<&HostSample>, instance_id: &str) -> Checks {
+    match sample.and_then(|s| s.domains.iter().find(|d| d.name == instance_id)) {
+        None => Checks { system_ok: false, instance_ok: None },
+        Some(domain) => Checks { system_ok: true, instance_ok: Some(domain.state == PowerState::Running) },
+    }
+}
+
+fn check_values(checks: Checks) -> Vec<(u8, f64)> {
+    let failed = |ok: bool| if ok { 0.0 } else { 1.0 };
+    let mut values = vec![(STATUS_SYSTEM, failed(checks.system_ok))];
+    if let Some(ok) = checks.instance_ok {
+        values.push((STATUS_INSTANCE, failed(ok)));
+    }
+    values.push((STATUS_FAILED, failed(checks.system_ok && checks.instance_ok != Some(false))));
+    values
+}
+
+/// Each host's last CPU reading: its own busy/total, or its guests' CPU time over the time
+/// elapsed (a host that does not report its own).
+#[derive(Debug, Clone, Copy)]
+struct HostBaseline {
+    at: Instant,
+    cpu_ns: Option<(u64, u64)>,
+    guest_cpu_ns: u64,
+}
+
+/// What the collector remembers between samples (in memory: a restart costs one sample).
+#[derive(Default)]
+pub struct Collector {
+    instances: Mutex<HashMap<String, (String, Baseline)>>,
+    hosts: Mutex<HashMap<String, HostBaseline>>,
+    /// The last checks per instance id, for DescribeInstanceStatus.
+    checks: Mutex<HashMap<String, Checks>>,
+    /// The last sample of each host that answered, with when it was taken (Prometheus).
+    samples: Mutex<HashMap<String, (i64, Arc<HostSample>)>>,
+    running: AtomicBool,
+    retention: Mutex<Retention>,
+    /// Each instance the last collection watched: its account and type (Prometheus labels).
+    labels: Mutex<HashMap<String, InstanceLabels>>,
+}
+
+/// Whose an instance is and what type, as the last collection found it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceLabels {
+    pub account_id: String,
+    pub instance_type: String,
+}
+
+/// What one collection did, for logs and the benchmark.
+#[derive(Debug, Default, Clone)]
+pub struct CollectReport {
+    pub hosts: usize,
+    pub unreachable: usize,
+    pub instances: usize,
+    pub points: usize,
+    pub sample_took: Duration,
+    pub store_took: Duration,
+}
+
+/// An instance as the collector needs it.
+struct Watched {
+    account: String,
+    id: String,
+    host_id: String,
+    target: Option<String>,
+    vcpus: u32,
+    instance_type: String,
+    image_id: String,
+}
+
+fn minute_of(ms: i64) -> u32 {
+    (ms.max(0) / 60_000) as u32
+}
+
+impl Backend {
+    /// Samples every host once and records what it found. Blocks (on every host at once).
+    pub fn collect(&self) -> Result<CollectReport> {
+        let collector = &self.monitoring;
+        let mut report = CollectReport::default();
+        let watched: Vec<Watched> = self.store().read(|tx| {
+            let mut out = Vec::new();
+            tx.for_each(&INSTANCES, "", |_, r: storage::InstanceRecord| {
+                if r.state == InstanceState::Running {
+                    out.push(Watched {
+                        account: r.account,
+                        id: r.id,
+                        host_id: r.host_id,
+                        target: r.migration_target,
+                        vcpus: r.vcpus,
+                        instance_type: r.instance_type,
+                        image_id: r.image_id,
+                    });
+                }
+            })?;
+            Ok::<_, crate::Error>(out)
+        })?;
+        let started = Instant::now();
+        let hosts: Vec<_> = self.hosts().iter().cloned().collect();
+        let samples: Vec<(String, Option<HostSample>, Instant)> = std::thread::scope(|scope| {
+            let handles: Vec<_> = hosts
+                .iter()
+                .map(|host| scope.spawn(move || (host.id.clone(), host.driver.sample().ok(), Instant::now())))
+                .collect();
+            handles.into_iter().filter_map(|h| h.join().ok()).collect()
+        });
+        report.sample_took = started.elapsed();
+        report.hosts = samples.len();
+        let at_ms = now_ms();
+        let minute = minute_of(at_ms);
+        let by_host: HashMap<&str, (Option<&HostSample>, Instant)> =
+            samples.iter().map(|(id, s, at)| (id.as_str(), (s.as_ref(), *at))).collect();
+        let mut points = Vec::new();
+        let mut series = Vec::new();
+        // Instances found running per host (the host's other domains are not Stratus's).
+        let mut running_on: HashMap<String, usize> = HashMap::new();
+        {
+            let mut baselines = collector.instances.lock().unwrap_or_else(|p| p.into_inner());
+            let mut checks_now = HashMap::new();
+            for instance in &watched {
+                // During a migration the guest is on one of two hosts: whichever knows it.
+                let (host_id, sample, at) = std::iter::once(&instance.host_id)
+                    .chain(&instance.target)
+                    .filter_map(|h| by_host.get(h.as_str()).map(|(s, at)| (h, *s, *at)))
+                    .find(|(_, s, _)| s.is_some_and(|s| s.domains.iter().any(|d| d.name == instance.id)))
+                    .or_else(|| by_host.get(instance.host_id.as_str()).map(|(s, at)| (&instance.host_id, *s, *at)))
+                    .unwrap_or((&instance.host_id, None, Instant::now()));
+                let checks = status_checks(sample, &instance.id);
+                checks_now.insert(instance.id.clone(), checks);
+                let mut values = check_values(checks);
+                let domain = sample.and_then(|s| s.domains.iter().find(|d| d.name == instance.id));
+                match domain {
+                    Some(domain) => {
+                        if domain.state == PowerState::Running {
+                            *running_on.entry(host_id.clone()).or_default() += 1;
+                        }
+                        let now = Baseline { at, counters: domain.counters };
+                        if let Some((previous_host, before)) = baselines.get(&instance.id) {
+                            if previous_host == host_id {
+                                values.extend(usage(before, &now, instance.vcpus).unwrap_or_default());
+                            }
+                        }
+                        baselines.insert(instance.id.clone(), (host_id.clone(), now));
+                    }
+                    None => {
+                        baselines.remove(&instance.id);
+                    }
+                }
+                let name = instance_series(&instance.account, &instance.id);
+                series.push((
+                    name.clone(),
+                    MetricSeriesRecord {
+                        namespace: EC2_NAMESPACE.into(),
+                        account: instance.account.clone(),
+                        dimensions: vec![
+                            ("InstanceId".into(), instance.id.clone()),
+                            ("InstanceType".into(), instance.instance_type.clone()),
+                            ("ImageId".into(), instance.image_id.clone()),
+                        ],
+                        last_minute: minute,
+                    },
+                ));
+                points.push(Point { series: name, minute, values: to_row(values) });
+            }
+            // Instances no longer running leave their baselines behind.
+            baselines.retain(|id, _| checks_now.contains_key(id));
+            *collector.checks.lock().unwrap_or_else(|p| p.into_inner()) = checks_now;
+        }
+        report.instances = watched.len();
+        *collector.labels.lock().unwrap_or_else(|p| p.into_inner()) = watched
+            .iter()
+            .map(|w| {
+                (w.id.clone(), InstanceLabels { account_id: w.account.clone(), instance_type: w.instance_type.clone() })
+            })
+            .collect();
+        {
+            let mut host_baselines = collector.hosts.lock().unwrap_or_else(|p| p.into_inner());
+            let mut last = collector.samples.lock().unwrap_or_else(|p| p.into_inner());
+            for ((host_id, sample, at), host) in samples.iter().zip(&hosts) {
+                let Some(sample) = sample else {
+                    report.unreachable += 1;
+                    host_baselines.remove(host_id);
+                    last.remove(host_id);
+                    continue;
+                };
+                let guest_cpu_ns = sample.domains.iter().map(|d| d.counters.cpu_time_ns).sum();
+                let now = HostBaseline { at: *at, cpu_ns: sample.cpu_ns, guest_cpu_ns };
+                let mut values = Vec::new();
+                if let Some(before) = host_baselines.get(host_id) {
+                    if let Some(cpu) = host_cpu(before, &now, host.capacity().map_or(1, |c| c.vcpus)) {
+                        values.push((0, cpu));
+                    }
+                }
+                host_baselines.insert(host_id.clone(), now);
+                let total = sample.memory_total_kib * 1024;
+                let used = match sample.memory_free_kib {
+                    Some(free) => total.saturating_sub(free * 1024),
+                    // Without the host's own figure: what its guests were given.
+                    None => sample.domains.iter().map(|d| d.counters.memory_kib * 1024).sum::<u64>().min(total),
+                };
+                values.push((1, used as f64));
+                values.push((2, total.saturating_sub(used) as f64));
+                values.push((3, running_on.get(host_id).copied().unwrap_or(0) as f64));
+                let name = host_series(host_id);
+                series.push((
+                    name.clone(),
+                    MetricSeriesRecord {
+                        namespace: HOST_NAMESPACE.into(),
+                        account: String::new(),
+                        dimensions: vec![("HostId".into(), host_id.clone())],
+                        last_minute: minute,
+                    },
+                ));
+                points.push(Point { series: name, minute, values: to_row(values) });
+                last.insert(host_id.clone(), (at_ms, Arc::new(sample.clone())));
+            }
+        }
+        let storing = Instant::now();
+        report.points = points.len();
+        self.store().merge_points(&points)?;
+        self.note_series(&series, minute)?;
+        report.store_took = storing.elapsed();
+        crate::telemetry::global().collect_seconds.observe(started.elapsed().as_secs_f64());
+        Ok(report)
+    }
+
+    /// Records series new to the index, and refreshes the last minute of those whose record is
+    /// an hour old: the index costs a write per series per hour, not per sample.
+    fn note_series(&self, series: &[(String, MetricSeriesRecord)], minute: u32) -> Result<()> {
+        let stale: Vec<&(String, MetricSeriesRecord)> = self.store().read(|tx| {
+            let mut stale = Vec::new();
+            for entry in series {
+                match tx.get(&METRIC_SERIES, &entry.0)? {
+                    Some(known) if known.last_minute + 60 > minute && known.dimensions == entry.1.dimensions => {}
+                    _ => stale.push(entry),
+                }
+            }
+            Ok::<_, crate::Error>(stale)
+        })?;
+        if stale.is_empty() {
+            return Ok(());
+        }
+        self.store().write(|tx| {
+            for (name, record) in stale {
+                tx.insert(&METRIC_SERIES, name, record)?;
+            }
+            Ok::<_, crate::Error>(())
+        })
+    }
+
+    /// The status checks the last sample gave an instance; `None` before its first sample.
+    pub fn status_checks(&self, instance_id: &str) -> Option<Checks> {
+        self.monitoring.checks.lock().unwrap_or_else(|p| p.into_inner()).get(instance_id).copied()
+    }
+
+    /// The last sample of every host that answered it, with when (ms since the epoch).
+    pub fn last_samples(&self) -> Vec<(String, i64, Arc<HostSample>)> {
+        let last = self.monitoring.samples.lock().unwrap_or_else(|p| p.into_inner());
+        last.iter().map(|(id, (at, s))| (id.clone(), *at, Arc::clone(s))).collect()
+    }
+
+    /// The account and type of each instance the last collection watched.
+    pub fn instance_labels(&self) -> HashMap<String, InstanceLabels> {
+        self.monitoring.labels.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Drops history older than each tier's retention; answers how many tables went.
+    pub fn prune_metrics(&self, retention: &Retention) -> Result<usize> {
+        let minute = minute_of(now_ms());
+        let mut dropped = 0;
+        for (tier, days) in TIERS.iter().zip(retention.days) {
+            dropped += self.store().prune_points(tier, minute.saturating_sub(days * 24 * 60))?;
+        }
+        Ok(dropped)
+    }
+
+    /// Collects every `interval` (a collection that overruns skips the ticks it covers) and
+    /// prunes every hour, until the process ends.
+    pub fn start_monitoring(self: &Arc<Self>, interval: Duration, retention: Retention) {
+        *self.monitoring.retention.lock().unwrap_or_else(|p| p.into_inner()) = retention;
+        let backend = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(interval);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            let mut last_prune: Option<Instant> = None;
+            loop {
+                ticker.tick().await;
+                if backend.monitoring.running.swap(true, Ordering::AcqRel) {
+                    continue;
+                }
+                let prune = last_prune.is_none_or(|t| t.elapsed() >= Duration::from_secs(3600));
+                if prune {
+                    last_prune = Some(Instant::now());
+                }
+                let worker = Arc::clone(&backend);
+                let done = tokio::task::spawn_blocking(move || {
+                    if prune {
+                        if let Err(error) = worker.prune_metrics(&retention) {
+                            tracing::warn!(%error, "pruning metric history failed");
+                        }
+                    }
+                    let result = worker.collect();
+                    worker.monitoring.running.store(false, Ordering::Release);
+                    result
+                })
+                .await;
+                match done {
+                    Ok(Ok(report)) => tracing::debug!(?report, "metrics collected"),
+                    Ok(Err(error)) => tracing::warn!(%error, "collecting metrics failed"),
+                    Err(error) => {
+                        backend.monitoring.running.store(false, Ordering::Release);
+                        tracing::error!(%error, "the metrics collector panicked");
+                    }
+                }
+            }
+        });
+    }
+}
+
+fn host_cpu(before: &HostBaseline, now: &HostBaseline, vcpus: u32) -> Option<f64> {
+    if let (Some((busy_a, total_a)), Some((busy_b, total_b))) = (before.cpu_ns, now.cpu_ns) {
+        let total = total_b.checked_sub(total_a)?;
+        return (total > 0).then(|| (busy_b.saturating_sub(busy_a) as f64 / total as f64 * 100.0).clamp(0.0, 100.0));
+    }
+    let elapsed = now.at.checked_duration_since(before.at)?.as_nanos() as f64 * f64::from(vcpus.max(1));
+    let used = now.guest_cpu_ns.checked_sub(before.guest_cpu_ns)?;
+    (elapsed > 0.0).then(|| (used as f64 / elapsed * 100.0).clamp(0.0, 100.0))
+}
+
+fn to_row(values: Vec<(u8, f64)>) -> Row {
+    values.into_iter().map(|(m, v)| (m, Aggregate::one(v))).collect()
+}
+
+// ---- Queries ----
+
+/// One period of a query's answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Datapoint {
+    /// The period's start, ms since the epoch.
+    pub at_ms: i64,
+    pub aggregate: Aggregate,
+    /// The samples' values with how many times each came, when every bucket held one value
+    /// only (then percentiles are exact, as CloudWatch allows for statistic sets whose minimum
+    /// equals their maximum); `None` otherwise.
+    pub values: Option<Vec<(f64, u64)>>,
+}
+
+impl Datapoint {
+    /// The `p`th percentile (0–100) of the period's samples, when it can be told exactly.
+    pub fn percentile(&self, p: f64) -> Option<f64> {
+        let values = self.values.as_ref()?;
+        if !(0.0..=100.0).contains(&p) || self.aggregate.count == 0 {
+            return None;
+        }
+        let mut sorted = values.clone();
+        sorted.sort_by(|a, b| a.0.total_cmp(&b.0));
+        // Nearest rank.
+        let rank = ((p / 100.0) * self.aggregate.count as f64).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (value, count) in sorted {
+            seen += count;
+            if seen >= rank {
+                return Some(value);
+            }
+        }
+        None
+    }
+}
+
+/// What a query asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricQuery {
+    pub namespace: String,
+    pub metric_name: String,
+    pub dimensions: Vec<(String, String)>,
+    pub start_ms: i64,
+    pub end_ms: i64,
+    pub period_secs: u32,
+}
+
+/// A metric as ListMetrics names it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct MetricName {
+    pub namespace: String,
+    pub metric_name: String,
+    pub dimensions: Vec<(String, String)>,
+}
+
+/// The metric's number in its namespace's list.
+pub fn metric_index(namespace: &str, name: &str) -> Option<u8> {
+    let list: &[MetricDef] = match namespace {
+        EC2_NAMESPACE => &INSTANCE_METRICS,
+        HOST_NAMESPACE => &HOST_METRICS,
+        _ => return None,
+    };
+    list.iter().position(|m| m.name == name).map(|i| i as u8)
+}
+
+/// The unit of a metric Stratus keeps.
+pub fn metric_unit(namespace: &str, name: &str) -> Option<&'static str> {
+    let list: &[MetricDef] = if namespace == EC2_NAMESPACE { &INSTANCE_METRICS } else { &HOST_METRICS };
+    metric_index(namespace, name).map(|i| list[i as usize].unit)
+}
+
+/// The dimensions an instance series is listed under, beside its own (`InstanceId`): the
+/// aggregates EC2 publishes per type and per image, and over every instance.
+const GROUPING: [&str; 2] = ["InstanceType", "ImageId"];
+
+/// Whether a series answers a query's dimensions: its own id, a grouping attribute it has,
+/// or none (every series of the namespace).
+fn series_matches(record: &MetricSeriesRecord, dimensions: &[(String, String)]) -> bool {
+    match dimensions {
+        [] => true,
+        [(name, value)] => record.dimensions.iter().any(|(n, v)| n == name && v == value),
+        _ => false,
+    }
+}
+
+/// The tier a query reads: the finest whose buckets divide the period and whose retention
+/// still covers the start, else the finest that covers it.
+pub fn tier_for(start_ms: i64, now_ms: i64, period_secs: u32, retention: &Retention) -> &'static Tier {
+    let age_days = (now_ms - start_ms).max(0) as f64 / 86_400_000.0;
+    let covering = TIERS.iter().zip(retention.days).filter(|(_, days)| age_days <= f64::from(*days));
+    covering
+        .clone()
+        .find(|(t, _)| period_secs.is_multiple_of(t.bucket_minutes * 60))
+        .or_else(|| covering.clone().next())
+        .map_or(&TIERS[2], |(t, _)| t)
+}
+
+/// Merges rows of one metric into periods of `period_secs` from `start_ms` (rounded down to
+/// the tier's bucket): pure, for tests.
+pub fn into_periods(
+    rows: impl IntoIterator<Item = (u32, Aggregate)>,
+    start_ms: i64,
+    period_secs: u32,
+    tier: &Tier,
+) -> Vec<Datapoint> {
+    let bucket_ms = i64::from(tier.bucket_minutes) * 60_000;
+    let origin = start_ms.div_euclid(bucket_ms) * bucket_ms;
+    let period_ms = i64::from(period_secs.max(1)) * 1000;
+    let mut periods: std::collections::BTreeMap<i64, Datapoint> = Default::default();
+    for (bucket, aggregate) in rows {
+        let at = i64::from(bucket) * 60_000;
+        let start = origin + (at - origin).div_euclid(period_ms) * period_ms;
+        let exact = aggregate.min == aggregate.max;
+        let point = periods.entry(start).or_insert_with(|| Datapoint {
+            at_ms: start,
+            aggregate: Aggregate { count: 0, min: f64::INFINITY, max: f64::NEG_INFINITY, sum: 0.0 },
+            values: Some(Vec::new()),
+        });
+        point.aggregate.merge(&aggregate);
+        match (&mut point.values, exact) {
+            (Some(values), true) => match values.iter_mut().find(|(v, _)| *v == aggregate.min) {
+                Some((_, count)) => *count += aggregate.count,
+                None => values.push((aggregate.min, aggregate.count)),
+            },
+            (values, _) => *values = None,
+        }
+    }
+    periods.into_values().filter(|p| p.aggregate.count > 0).collect()
+}
+
+impl Backend {
+    /// How long history is kept, as the monitoring loop was started with.
+    pub fn retention(&self) -> Retention {
+        *self.monitoring.retention.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The series of `account` in `namespace` (hosts: only for an admin).
+    fn visible_series(&self, account: &str, admin: bool, namespace: &str) -> Result<Vec<(String, MetricSeriesRecord)>> {
+        let prefix = match namespace {
+            EC2_NAMESPACE => format!("{account}/"),
+            HOST_NAMESPACE if admin => "~host/".to_owned(),
+            _ => return Ok(Vec::new()),
+        };
+        let cutoff = minute_of(now_ms()).saturating_sub(self.retention().days[2] * 24 * 60);
+        let mut all = self.store().read(|tx| tx.scan(&METRIC_SERIES, &prefix))?;
+        all.retain(|(_, r)| r.namespace == namespace && r.last_minute >= cutoff);
+        Ok(all)
+    }
+
+    /// The datapoints of one metric for a caller, period by period: its own instances' series
+    /// (or the hosts', for an admin), merged when the dimensions name a group.
+    pub fn metric_statistics(&self, account: &str, admin: bool, query: &MetricQuery) -> Result<Vec<Datapoint>> {
+        let Some(index) = metric_index(&query.namespace, &query.metric_name) else { return Ok(Vec::new()) };
+        let series = self.visible_series(account, admin, &query.namespace)?;
+        let tier = tier_for(query.start_ms, now_ms(), query.period_secs, &self.retention());
+        let (from, to) = (minute_of(query.start_ms), minute_of(query.end_ms + 59_999));
+        let mut rows = Vec::new();
+        for (name, _) in series.iter().filter(|(_, r)| series_matches(r, &query.dimensions)) {
+            for (bucket, row) in self.store().read_points(name, tier, from, to)? {
+                let at = i64::from(bucket) * 60_000;
+                if at + i64::from(tier.bucket_minutes) * 60_000 <= query.start_ms || at >= query.end_ms {
+                    continue;
+                }
+                if let Some((_, aggregate)) = row.into_iter().find(|(m, _)| *m == index) {
+                    rows.push((bucket, aggregate));
+                }
+            }
+        }
+        Ok(into_periods(rows, query.start_ms, query.period_secs, tier))
+    }
+
+    /// The metrics a caller can read, with data in the last `within_minutes` (CloudWatch lists
+    /// two weeks' worth), sorted.
+    pub fn list_metrics(
+        &self,
+        account: &str,
+        admin: bool,
+        namespace: Option<&str>,
+        within_minutes: u32,
+    ) -> Result<Vec<MetricName>> {
+        let cutoff = minute_of(now_ms()).saturating_sub(within_minutes);
+        let mut out = std::collections::BTreeSet::new();
+        for ns in [EC2_NAMESPACE, HOST_NAMESPACE].into_iter().filter(|ns| namespace.is_none_or(|n| n == *ns)) {
+            let list: &[MetricDef] = if ns == EC2_NAMESPACE { &INSTANCE_METRICS } else { &HOST_METRICS };
+            for (_, record) in self.visible_series(account, admin, ns)? {
+                if record.last_minute < cutoff {
+                    continue;
+                }
+                let own = record.dimensions.first().cloned();
+                let groups = record.dimensions.iter().filter(|(n, _)| GROUPING.contains(&n.as_str())).cloned();
+                let dimension_sets = own.into_iter().chain(groups).map(|d| vec![d]).chain(std::iter::once(Vec::new()));
+                for dimensions in dimension_sets {
+                    for metric in list {
+                        out.insert(MetricName {
+                            namespace: ns.into(),
+                            metric_name: metric.name.into(),
+                            dimensions: dimensions.clone(),
+                        });
+                    }
+                }
+            }
+        }
+        Ok(out.into_iter().collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(secs: u64) -> Instant {
+        static ORIGIN: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+        *ORIGIN.get_or_init(Instant::now) + Duration::from_secs(secs)
+    }
+
+    #[test]
+    fn cpu_utilization_is_cpu_time_over_elapsed_time_and_vcpus() {
+        let before = Baseline { at: at(0), counters: DomainCounters { cpu_time_ns: 0, ..Default::default() } };
+        // 10 s of wall time, 2 vCPUs: 5 s of CPU time is a quarter of what they could give.
+        let now = Baseline {
+            at: at(10),
+            counters: DomainCounters {
+                cpu_time_ns: 5_000_000_000,
+                net_rx_bytes: 1500,
+                disk_write_ops: 3,
+                ..Default::default()
+            },
+        };
+        let values = usage(&before, &now, 2).unwrap();
+        assert_eq!(values[0], (0, 25.0));
+        assert_eq!(values[1], (1, 1500.0), "NetworkIn is the bytes received in the interval");
+        assert_eq!(values[8], (8, 3.0), "DiskWriteOps");
+        // The guest's own vCPU count wins over the record's.
+        let four = Baseline { counters: DomainCounters { vcpus: 4, ..now.counters }, ..now };
+        assert_eq!(usage(&before, &four, 2).unwrap()[0], (0, 12.5));
+        // Never above 100 %, and a counter that went back (a new QEMU process) is no sample.
+        let busy = Baseline { counters: DomainCounters { cpu_time_ns: 50_000_000_000, ..Default::default() }, ..now };
+        assert_eq!(usage(&before, &busy, 2).unwrap()[0], (0, 100.0));
+        assert_eq!(usage(&now, &before, 2), None);
+        let reset =
+            Baseline { at: at(20), counters: DomainCounters { cpu_time_ns: 6_000_000_000, ..Default::default() } };
+        assert_eq!(usage(&now, &reset, 2), None, "NetworkIn went back");
+    }
+
+    #[test]
+    fn status_checks_fail_for_an_unanswering_host_or_a_stopped_domain() {
+        let sample = |state| HostSample {
+            domains: vec![crate::hypervisor::DomainSample { name: "i-1".into(), state, counters: Default::default() }],
+            ..Default::default()
+        };
+        assert_eq!(status_checks(None, "i-1"), Checks { system_ok: false, instance_ok: None });
+        let running = sample(PowerState::Running);
+        assert_eq!(status_checks(Some(&running), "i-1"), Checks { system_ok: true, instance_ok: Some(true) });
+        assert!(!status_checks(Some(&running), "i-2").system_ok);
+        let paused = sample(PowerState::Paused);
+        let checks = status_checks(Some(&paused), "i-1");
+        assert_eq!(checks.instance_ok, Some(false));
+        assert_eq!(check_values(checks), vec![(STATUS_SYSTEM, 0.0), (STATUS_INSTANCE, 1.0), (STATUS_FAILED, 1.0)]);
+        assert_eq!(check_values(status_checks(None, "i-1")), vec![(STATUS_SYSTEM, 1.0), (STATUS_FAILED, 1.0)]);
+    }
+
+    #[test]
+    fn periods_merge_buckets_and_percentiles_need_uniform_buckets() {
+        let minute = 28_000_000u32; // divisible by 5 and by 60
+        let start_ms = i64::from(minute) * 60_000;
+        let rows = vec![
+            (minute, Aggregate::one(10.0)),
+            (minute + 1, Aggregate { count: 2, min: 20.0, max: 20.0, sum: 40.0 }),
+            (minute + 5, Aggregate { count: 2, min: 1.0, max: 3.0, sum: 4.0 }),
+        ];
+        let points = into_periods(rows, start_ms + 30_000, 300, &TIERS[0]);
+        assert_eq!(points.len(), 2);
+        assert_eq!(points[0].at_ms, start_ms, "periods start on the minute");
+        assert_eq!(points[0].aggregate, Aggregate { count: 3, min: 10.0, max: 20.0, sum: 50.0 });
+        assert_eq!(points[0].percentile(50.0), Some(20.0));
+        assert_eq!(points[0].percentile(0.0), Some(10.0));
+        assert_eq!(points[0].percentile(100.0), Some(20.0));
+        assert_eq!(points[1].at_ms, start_ms + 300_000);
+        assert_eq!(points[1].percentile(50.0), None, "a bucket of different values hides its distribution");
+        assert!(into_periods(Vec::new(), start_ms, 60, &TIERS[0]).is_empty(), "no samples, no datapoint");
+    }
+
+    #[test]
+    fn queries_read_the_finest_tier_that_covers_them() {
+        let now = 1_800_000_000_000;
+        let day = 86_400_000;
+        let r = Retention::default();
+        assert_eq!(tier_for(now - day, now, 60, &r).index, 0);
+        assert_eq!(tier_for(now - day, now, 300, &r).index, 0);
+        assert_eq!(tier_for(now - 20 * day, now, 60, &r).index, 1, "minutes are kept 15 days");
+        assert_eq!(tier_for(now - 20 * day, now, 3600, &r).index, 1);
+        assert_eq!(tier_for(now - 100 * day, now, 300, &r).index, 2);
+    }
+}

@@ -1,0 +1,349 @@
+"""CloudWatch through boto3 and the aws cli, on libvirt's test driver sampled five times a
+second: an instance's metrics are listed and read in each of the three protocols botocore
+speaks to CloudWatch (JSON 1.0, its choice; Smithy RPC v2 CBOR; the query protocol), with the
+same answers; GetMetricData pages; errors come in CloudWatch's codes; another account sees
+none of it; hosts' metrics are the admin's."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import time
+
+import pytest
+
+from conftest import (BOOT_MARKER, QEMU_CONFIG, REGION, TEST_DRIVER_CONFIG, aws, create_account, ec2_client,
+                      error_of, import_image, require_qemu, start_stratus, wait_console, wait_states)
+
+CONFIG = TEST_DRIVER_CONFIG + "\n[monitoring]\ninterval_ms = 200\n"
+PROTOCOLS = ["smithy-rpc-v2-cbor", "json", "query"]
+
+
+def cloudwatch(server, access_key=None, secret_key=None, protocol: str | None = None):
+    """A boto3 CloudWatch client, speaking `protocol` instead of botocore's choice when given."""
+    import boto3
+    from botocore import serialize
+    from botocore.config import Config
+
+    session = boto3.session.Session(aws_access_key_id=access_key or server.access_key,
+                                    aws_secret_access_key=secret_key or server.secret_key, region_name=REGION)
+    client = session.client("cloudwatch", endpoint_url=server.endpoint,
+                            config=Config(retries={"max_attempts": 1}))
+    if protocol is not None:
+        # botocore picks the protocol once per model and caches it; the endpoint's parser and
+        # the client's serializer both follow what is cached.
+        client.meta.service_model.__dict__["resolved_protocol"] = protocol
+        client._serializer = serialize.create_serializer(protocol, include_validation=True)
+    return client
+
+
+@pytest.fixture(scope="module")
+def cloud(tmp_path_factory, test_image):
+    server = start_stratus(tmp_path_factory.mktemp("cloudwatch"), config=CONFIG)
+    image = import_image(server, test_image, "watched image")
+    a, b = create_account(server, "watched"), create_account(server, "watcher")
+    ca = ec2_client(server, a.access_key, a.secret_key)
+    instance = ca.run_instances(ImageId=image, InstanceType="t3.nano", MinCount=1, MaxCount=1)["Instances"][0]
+    wait_states(ca, [instance["InstanceId"]], "running")
+    yield server, a, b, instance["InstanceId"], image
+    server.stop()
+
+
+def status_points(client, instance_id, statistics=("Sum", "SampleCount", "Maximum")):
+    now = time.time()
+    return client.get_metric_statistics(
+        Namespace="AWS/EC2", MetricName="StatusCheckFailed", Dimensions=[{"Name": "InstanceId", "Value": instance_id}],
+        StartTime=now - 3600, EndTime=now + 60, Period=3600, Statistics=list(statistics))
+
+
+def wait_for_samples(client, instance_id, at_least=3, timeout=30.0):
+    deadline = time.time() + timeout
+    while True:
+        points = status_points(client, instance_id)["Datapoints"]
+        if points and sum(p["SampleCount"] for p in points) >= at_least:
+            return points
+        assert time.time() < deadline, f"no samples of {instance_id} after {timeout}s: {points}"
+        time.sleep(0.3)
+
+
+def test_an_instance_s_metrics_in_every_protocol(cloud):
+    server, a, _, instance_id, image = cloud
+    default = cloudwatch(server, a.access_key, a.secret_key)
+    # The model offers CBOR first, but botocore ranks the protocols it speaks and takes JSON.
+    assert default.meta.service_model.resolved_protocol == "json", "botocore's choice"
+    points = wait_for_samples(default, instance_id)
+    assert all(p["Sum"] == 0.0 and p["Maximum"] == 0.0 and p["Unit"] == "Count" for p in points), points
+    # DescribeInstanceStatus tells the same checks.
+    [status] = ec2_client(server, a.access_key, a.secret_key).describe_instance_status(
+        InstanceIds=[instance_id])["InstanceStatuses"]
+    assert (status["SystemStatus"]["Status"], status["InstanceStatus"]["Status"]) == ("ok", "ok")
+
+    # The twelve instance metrics, under its id; its type and image group it too.
+    listed = default.list_metrics(Namespace="AWS/EC2", Dimensions=[{"Name": "InstanceId", "Value": instance_id}])
+    names = sorted(m["MetricName"] for m in listed["Metrics"])
+    assert names == sorted([
+        "CPUUtilization", "NetworkIn", "NetworkOut", "NetworkPacketsIn", "NetworkPacketsOut", "DiskReadBytes",
+        "DiskWriteBytes", "DiskReadOps", "DiskWriteOps", "StatusCheckFailed", "StatusCheckFailed_Instance",
+        "StatusCheckFailed_System"])
+    by_type = default.list_metrics(MetricName="CPUUtilization", Dimensions=[{"Name": "InstanceType"}])["Metrics"]
+    assert by_type == [{"Namespace": "AWS/EC2", "MetricName": "CPUUtilization",
+                        "Dimensions": [{"Name": "InstanceType", "Value": "t3.nano"}]}]
+    assert default.list_metrics(Namespace="Stratus/Host")["Metrics"] == [], "hosts are for admins"
+
+    # The same question in each protocol gets the same answer. Samples keep coming: ask for
+    # figures they do not change (a passed check's maximum) and try again across a new minute.
+    def ask(protocol):
+        client = cloudwatch(server, a.access_key, a.secret_key, protocol)
+        now = time.time()
+        got = client.get_metric_statistics(
+            Namespace="AWS/EC2", MetricName="StatusCheckFailed_System",
+            Dimensions=[{"Name": "InstanceId", "Value": instance_id}], StartTime=now - 3600, EndTime=now + 60,
+            Period=60, Statistics=["Maximum", "Minimum"])
+        assert all(p["Timestamp"].timestamp() % 60 == 0 for p in got["Datapoints"])
+        return sorted((p["Timestamp"], p["Maximum"], p["Minimum"], p["Unit"]) for p in got["Datapoints"])
+
+    for _ in range(3):
+        answers = {protocol: ask(protocol) for protocol in PROTOCOLS}
+        if answers["json"] == answers["smithy-rpc-v2-cbor"] == answers["query"]:
+            break
+    assert answers["json"] == answers["smithy-rpc-v2-cbor"] == answers["query"]
+    assert answers["json"] and answers["json"][-1][1:] == (0.0, 0.0, "Count"), answers
+
+    # Percentiles: every bucket of a status check holds one value, so they are exact.
+    p = cloudwatch(server, a.access_key, a.secret_key).get_metric_statistics(
+        Namespace="AWS/EC2", MetricName="StatusCheckFailed", Dimensions=[{"Name": "InstanceId", "Value": instance_id}],
+        StartTime=time.time() - 3600, EndTime=time.time() + 60, Period=3600, ExtendedStatistics=["p50", "p99.9"])
+    assert [d["ExtendedStatistics"] for d in p["Datapoints"]] == [{"p50": 0.0, "p99.9": 0.0}]
+
+    # GetMetricData: several queries, one of them hidden, paged one datapoint at a time.
+    for protocol in PROTOCOLS:
+        client = cloudwatch(server, a.access_key, a.secret_key, protocol)
+        end = time.time() + 60
+        queries = [
+            {"Id": "status", "Label": "status checks",
+             "MetricStat": {"Metric": {"Namespace": "AWS/EC2", "MetricName": "StatusCheckFailed",
+                                       "Dimensions": [{"Name": "InstanceId", "Value": instance_id}]},
+                            "Period": 60, "Stat": "Maximum"}},
+            {"Id": "hidden", "ReturnData": False,
+             "MetricStat": {"Metric": {"Namespace": "AWS/EC2", "MetricName": "NetworkIn"}, "Period": 60,
+                            "Stat": "Sum"}},
+            {"Id": "byimage",
+             "MetricStat": {"Metric": {"Namespace": "AWS/EC2", "MetricName": "StatusCheckFailed_Instance",
+                                       "Dimensions": [{"Name": "ImageId", "Value": image}]},
+                            "Period": 300, "Stat": "Maximum"}},
+        ]
+        whole = client.get_metric_data(MetricDataQueries=queries, StartTime=end - 3600, EndTime=end)
+        assert [r["Id"] for r in whole["MetricDataResults"]] == ["status", "byimage"]
+        status = whole["MetricDataResults"][0]
+        assert status["Label"] == "status checks" and status["StatusCode"] == "Complete"
+        assert status["Timestamps"] == sorted(status["Timestamps"], reverse=True), "newest first by default"
+        assert len(status["Timestamps"]) == len(status["Values"]) >= 1
+        assert "NextToken" not in whole
+        paged, token = [], None
+        while True:
+            extra = {"NextToken": token} if token else {}
+            page = client.get_metric_data(MetricDataQueries=queries, StartTime=end - 3600, EndTime=end,
+                                          MaxDatapoints=1, **extra)
+            paged.extend((r["Id"], t, v) for r in page["MetricDataResults"]
+                         for t, v in zip(r["Timestamps"], r["Values"]))
+            token = page.get("NextToken")
+            if not token:
+                break
+        expected = [(r["Id"], t, v) for r in whole["MetricDataResults"] for t, v in zip(r["Timestamps"], r["Values"])]
+        # A minute may begin between the pages: then the first page's newest point is new.
+        assert paged == expected or paged[1:] == expected or paged == expected[1:], (protocol, paged, expected)
+        assert len(paged) >= 2 and all(v == 0.0 for _, _, v in paged)
+
+
+def test_cloudwatch_errors_in_cloudwatch_s_codes(cloud):
+    server, a, _, instance_id, _ = cloud
+    now = time.time()
+    for protocol in PROTOCOLS:
+        client = cloudwatch(server, a.access_key, a.secret_key, protocol)
+
+        def stats(**over):
+            args = dict(Namespace="AWS/EC2", MetricName="CPUUtilization", StartTime=now - 600, EndTime=now,
+                        Period=60, Statistics=["Average"])
+            args.update(over)
+            return client.get_metric_statistics(**{k: v for k, v in args.items() if v is not None})
+
+        assert error_of(lambda: stats(Statistics=None))[0] == "InvalidParameterCombination", protocol
+        assert error_of(lambda: stats(Period=61))[0] == "InvalidParameterValue", protocol
+        assert error_of(lambda: stats(StartTime=now, EndTime=now - 60))[0] == "InvalidParameterValue", protocol
+        code, message = error_of(lambda: stats(StartTime=now - 86400 * 2))
+        assert code == "InvalidParameterCombination" and "1440" in message, (protocol, message)
+        assert error_of(lambda: stats(Statistics=["p50"]))[0] == "InvalidParameterValue", protocol
+        # A unit other than the metric's matches no data.
+        assert stats(Unit="Bytes")["Datapoints"] == []
+        bad_token = lambda: client.get_metric_data(  # noqa: E731
+            MetricDataQueries=[{"Id": "q", "MetricStat": {"Metric": {"Namespace": "AWS/EC2",
+                                                                     "MetricName": "CPUUtilization"},
+                                                          "Period": 60, "Stat": "Average"}}],
+            StartTime=now - 600, EndTime=now, NextToken="bm90LWEtdG9rZW4")
+        assert error_of(bad_token)[0] == "InvalidNextToken", protocol
+        assert error_of(lambda: client.list_metrics(NextToken="garbage"))[0] == "InvalidNextToken", protocol
+
+    # Signed for another service's scope, or with a wrong secret: refused.
+    wrong = cloudwatch(server, a.access_key, "not-the-secret")
+    assert error_of(lambda: wrong.list_metrics())[0] == "SignatureDoesNotMatch"
+
+
+def test_another_account_sees_nothing(cloud):
+    server, a, b, instance_id, image = cloud
+    wait_for_samples(cloudwatch(server, a.access_key, a.secret_key), instance_id)
+    for protocol in PROTOCOLS:
+        other = cloudwatch(server, b.access_key, b.secret_key, protocol)
+        assert other.list_metrics()["Metrics"] == []
+        assert status_points(other, instance_id)["Datapoints"] == []
+        for dimensions in ([{"Name": "ImageId", "Value": image}], [{"Name": "InstanceType", "Value": "t3.nano"}], []):
+            now = time.time()
+            got = other.get_metric_statistics(Namespace="AWS/EC2", MetricName="StatusCheckFailed",
+                                              Dimensions=dimensions, StartTime=now - 3600, EndTime=now + 60,
+                                              Period=3600, Statistics=["SampleCount"])
+            assert got["Datapoints"] == [], dimensions
+        assert other.list_metrics(Namespace="Stratus/Host")["Metrics"] == []
+
+
+def test_hosts_metrics_are_the_admin_s(cloud):
+    server, *_ = cloud
+    admin = cloudwatch(server)
+    hosts = admin.list_metrics(Namespace="Stratus/Host", MetricName="Instances")["Metrics"]
+    assert len(hosts) == 2, hosts  # the host, and all hosts together
+    [host] = [m["Dimensions"][0]["Value"] for m in hosts if m["Dimensions"]]
+    now = time.time()
+    got = admin.get_metric_statistics(Namespace="Stratus/Host", MetricName="Instances",
+                                      Dimensions=[{"Name": "HostId", "Value": host}], StartTime=now - 3600,
+                                      EndTime=now + 60, Period=3600, Statistics=["Maximum"])
+    assert [p["Maximum"] for p in got["Datapoints"]] == [1.0]
+    assert got["Datapoints"][0]["Unit"] == "Count"
+
+
+def test_the_aws_cli_reads_metrics(cloud):
+    server, a, _, instance_id, _ = cloud
+    wait_for_samples(cloudwatch(server, a.access_key, a.secret_key), instance_id)
+    creds = server.creds_file.parent / "watched-creds"
+    from conftest import write_credentials
+    write_credentials(creds, a.access_key, a.secret_key)
+    now = int(time.time())
+    code, out, err = aws(server, "get-metric-statistics", "--namespace", "AWS/EC2", "--metric-name",
+                         "StatusCheckFailed", "--dimensions", f"Name=InstanceId,Value={instance_id}",
+                         "--start-time", str(now - 3600), "--end-time", str(now + 60), "--period", "3600",
+                         "--statistics", "SampleCount", "Maximum", creds=creds, service="cloudwatch")
+    assert code == 0, err
+    answer = json.loads(out)
+    assert answer["Label"] == "StatusCheckFailed"
+    assert [p["Maximum"] for p in answer["Datapoints"]] == [0.0] and answer["Datapoints"][0]["SampleCount"] >= 3
+    code, out, err = aws(server, "list-metrics", "--namespace", "AWS/EC2", "--metric-name", "CPUUtilization",
+                         creds=creds, service="cloudwatch")
+    assert code == 0, err
+    dimensions = [m["Dimensions"] for m in json.loads(out)["Metrics"]]
+    assert [{"Name": "InstanceId", "Value": instance_id}] in dimensions
+
+
+def test_a_real_guest_s_cpu_load_shows_in_cpu_utilization(server_factory, test_image, tmp_path):
+    """Two real guests on the local daemon: one keeps a vCPU busy (`stratus.dirty`), one idles.
+    Over a whole minute after both booted, the aws cli's CPUUtilization shows the busy one's
+    load (one of t3.nano's two vCPUs flat out: about half) and the idle one's quiet."""
+    require_qemu()
+    server = server_factory(config=QEMU_CONFIG + "\n[monitoring]\ninterval_ms = 1000\n")
+    client = ec2_client(server)
+    busy_image = import_image(server, dataclasses.replace(test_image, cmdline=f"{test_image.cmdline} stratus.dirty=8"),
+                              "busy image")
+    idle_image = import_image(server, test_image, "idle image")
+    ids = []
+    try:
+        for image in (busy_image, idle_image):
+            ids.append(client.run_instances(ImageId=image, InstanceType="t3.nano", MinCount=1,
+                                            MaxCount=1)["Instances"][0]["InstanceId"])
+        busy, idle = ids
+        wait_states(client, ids, "running", timeout=120)
+        # The busy guest's dirtier floods its console: its passes say it runs.
+        wait_console(client, busy, r"stratus-dirty pass=\d+", timeout=180)
+        wait_console(client, idle, re.escape(BOOT_MARKER), timeout=180)
+        # The first minute that starts after both booted, once it is over.
+        start = (int(time.time()) // 60 + 1) * 60
+        time.sleep(max(0.0, start + 60 + 3 - time.time()))
+
+        def average(instance_id):
+            code, out, err = aws(server, "get-metric-statistics", "--namespace", "AWS/EC2", "--metric-name",
+                                 "CPUUtilization", "--dimensions", f"Name=InstanceId,Value={instance_id}",
+                                 "--start-time", str(start), "--end-time", str(start + 60), "--period", "60",
+                                 "--statistics", "Average", "SampleCount", service="cloudwatch")
+            assert code == 0, err
+            [point] = json.loads(out)["Datapoints"]
+            assert point["Unit"] == "Percent" and point["SampleCount"] >= 30, point
+            return point["Average"]
+
+        loaded, quiet = average(busy), average(idle)
+        print(f"CPUUtilization over one minute: busy guest {loaded:.1f} %, idle guest {quiet:.1f} %")
+        assert 35.0 <= loaded <= 100.0, loaded
+        assert quiet < loaded / 2, (quiet, loaded)
+    finally:
+        if ids:
+            client.terminate_instances(InstanceIds=ids)
+            wait_states(client, ids, "terminated", timeout=120)
+
+
+def scrape(server) -> dict:
+    """The metrics listener's families, parsed by the Prometheus project's own parser."""
+    import urllib.request
+
+    from prometheus_client.openmetrics.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(server.metrics_url, timeout=10) as response:
+        assert response.headers["Content-Type"].startswith("application/openmetrics-text")
+        text = response.read().decode()
+    return {family.name: family for family in text_string_to_metric_families(text)}
+
+
+def samples_of(families: dict, name: str, **labels) -> list:
+    return [s for s in families[name].samples if all(s.labels.get(k) == v for k, v in labels.items())]
+
+
+def test_prometheus_metrics_parse_and_move(cloud):
+    server, a, _, instance_id, _ = cloud
+    wait_for_samples(cloudwatch(server, a.access_key, a.secret_key), instance_id)
+    families = scrape(server)
+    [host_up] = families["stratus_host_up"].samples
+    assert host_up.value == 1
+    host_id = host_up.labels["host_id"]
+    [cpu] = samples_of(families, "stratus_instance_cpu_seconds", instance_id=instance_id)
+    assert families["stratus_instance_cpu_seconds"].type == "counter"
+    assert cpu.labels == {"instance_id": instance_id, "host_id": host_id, "account_id": a.account_id,
+                          "instance_type": "t3.nano"}
+    assert [s.value for s in samples_of(families, "stratus_instance_running", instance_id=instance_id)] == [1]
+    assert [s.value for s in samples_of(families, "stratus_host_instances", host_id=host_id)] == [1]
+    assert samples_of(families, "stratus_host_call_seconds", host_id=host_id, call="sample")
+    assert [s.value for s in families["stratus_store_bytes"].samples][0] > 0
+    for name in ("stratus_sweep_seconds", "stratus_conductor_queue_depth", "stratus_conductor_work_seconds",
+                 "stratus_metrics_collect_seconds", "stratus_migration_downtime_seconds"):
+        assert name in families, name
+
+    def described() -> float:
+        found = samples_of(scrape(server), "stratus_api_request_seconds", action="DescribeInstances", code="OK")
+        return next((s.value for s in found if s.name.endswith("_count")), 0.0)
+
+    # Counters move: requests by action and code.
+    client = ec2_client(server, a.access_key, a.secret_key)
+    before = described()
+    for _ in range(3):
+        client.describe_instances()
+    assert described() >= before + 3
+    assert error_of(lambda: client.describe_instances(InstanceIds=["i-00000000000000000"]))[0] == \
+        "InvalidInstanceID.NotFound"
+    failed = samples_of(scrape(server), "stratus_api_request_seconds", action="-",
+                        code="InvalidInstanceID.NotFound")
+    assert any(s.name.endswith("_count") and s.value >= 1 for s in failed)
+    # And the sampling counts: every collection is one more host call.
+    calls = lambda: sum(s.value for s in samples_of(scrape(server), "stratus_host_call_seconds",  # noqa: E731
+                                                    host_id=host_id, call="sample") if s.name.endswith("_count"))
+    first = calls()
+    time.sleep(1)
+    assert calls() > first
+
+    # Not on the API's port.
+    import urllib.error
+    import urllib.request
+    with pytest.raises(urllib.error.HTTPError):
+        urllib.request.urlopen(server.endpoint + "/metrics", timeout=10)

@@ -1,0 +1,331 @@
+//! Metric history: aggregates (count, min, max, sum) of each series per time bucket, in three
+//! tiers of resolution, kept apart from the records.
+//!
+//! 1. A series is named by a string its owner chooses (`{account}/{instance id}`,
+//!    `host/{host id}`); a row holds every metric of one series for one bucket, as a list of
+//!    `(metric index, aggregate)` in a compact encoding ([`encode_row`]): whole numbers as
+//!    varints, the rest as doubles.
+//! 2. [`Store::merge_points`] folds samples into their buckets of every tier in one write
+//!    transaction; a bucket's aggregate is exact whatever order samples come in.
+//! 3. Rows live in tables of one tier and one stretch of time (a chunk: a day of minutes, a
+//!    week of 5-minute buckets, thirty days of hours), keyed by series then bucket, so that
+//!    a series' range is one short scan and pruning drops whole tables
+//!    ([`Store::prune_points`]) instead of deleting rows one by one.
+
+use redb::{ReadableTable, TableDefinition, TableHandle};
+
+use crate::{Result, Store};
+
+/// A tier: the width of its buckets and of the tables that hold them, in minutes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tier {
+    pub index: u8,
+    pub bucket_minutes: u32,
+    pub chunk_minutes: u32,
+}
+
+/// CloudWatch's tiers: minutes, five minutes, hours.
+pub const TIERS: [Tier; 3] = [
+    Tier { index: 0, bucket_minutes: 1, chunk_minutes: 24 * 60 },
+    Tier { index: 1, bucket_minutes: 5, chunk_minutes: 7 * 24 * 60 },
+    Tier { index: 2, bucket_minutes: 60, chunk_minutes: 30 * 24 * 60 },
+];
+
+const TABLE_PREFIX: &str = "metrics/";
+
+impl Tier {
+    /// The start of the bucket that holds `minute`.
+    pub fn bucket_of(&self, minute: u32) -> u32 {
+        minute - minute % self.bucket_minutes
+    }
+
+    fn chunk_of(&self, minute: u32) -> u32 {
+        minute / self.chunk_minutes
+    }
+
+    fn table_name(&self, chunk: u32) -> String {
+        format!("{TABLE_PREFIX}{}/{chunk}", self.index)
+    }
+
+    /// The tier and chunk a metrics table holds, from its name.
+    fn parse_table(name: &str) -> Option<(u8, u32)> {
+        let (tier, chunk) = name.strip_prefix(TABLE_PREFIX)?.split_once('/')?;
+        Some((tier.parse().ok()?, chunk.parse().ok()?))
+    }
+}
+
+/// Count, minimum, maximum and sum of the samples in a bucket.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Aggregate {
+    pub count: u64,
+    pub min: f64,
+    pub max: f64,
+    pub sum: f64,
+}
+
+impl Aggregate {
+    pub fn one(value: f64) -> Self {
+        Self { count: 1, min: value, max: value, sum: value }
+    }
+
+    pub fn merge(&mut self, other: &Aggregate) {
+        self.count += other.count;
+        self.min = self.min.min(other.min);
+        self.max = self.max.max(other.max);
+        self.sum += other.sum;
+    }
+}
+
+/// A row: every metric of one series in one bucket.
+pub type Row = Vec<(u8, Aggregate)>;
+
+/// Samples for one series at one minute, to be folded into every tier.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Point {
+    pub series: String,
+    pub minute: u32,
+    pub values: Row,
+}
+
+fn key(series: &str, bucket: u32) -> Vec<u8> {
+    let mut key = Vec::with_capacity(series.len() + 5);
+    key.extend_from_slice(series.as_bytes());
+    // No series name holds a NUL: the separator keeps `a` from reading `ab`'s rows.
+    key.push(0);
+    key.extend_from_slice(&bucket.to_be_bytes());
+    key
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn get_varint(bytes: &mut &[u8]) -> Option<u64> {
+    let mut v = 0u64;
+    for shift in (0..64).step_by(7) {
+        let (&b, rest) = bytes.split_first()?;
+        *bytes = rest;
+        v |= u64::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            return Some(v);
+        }
+    }
+    None
+}
+
+fn get_f64(bytes: &mut &[u8]) -> Option<f64> {
+    let (head, rest) = bytes.split_at_checked(8)?;
+    *bytes = rest;
+    Some(f64::from_le_bytes(head.try_into().ok()?))
+}
+
+/// Whole, non-negative and exactly representable: written as a varint.
+fn whole(v: f64) -> bool {
+    v >= 0.0 && v.fract() == 0.0 && v < 9_007_199_254_740_992.0
+}
+
+/// The row's bytes: per metric its index, the count, then min, max and sum, as varints when
+/// all three are whole (byte and packet counts, status checks), else as doubles.
+pub fn encode_row(row: &Row) -> Vec<u8> {
+    let mut out = Vec::with_capacity(row.len() * 8);
+    for (metric, a) in row {
+        out.push(*metric);
+        put_varint(&mut out, a.count);
+        if whole(a.min) && whole(a.max) && whole(a.sum) {
+            out.push(0);
+            for v in [a.min, a.max, a.sum] {
+                put_varint(&mut out, v as u64);
+            }
+        } else {
+            out.push(1);
+            for v in [a.min, a.max, a.sum] {
+                out.extend_from_slice(&v.to_le_bytes());
+            }
+        }
+    }
+    out
+}
+
+/// Reads what [`encode_row`] wrote; `None` for bytes it did not write.
+pub fn decode_row(mut bytes: &[u8]) -> Option<Row> {
+    let mut row = Vec::new();
+    while let Some((&metric, rest)) = bytes.split_first() {
+        bytes = rest;
+        let count = get_varint(&mut bytes)?;
+        let (&kind, rest) = bytes.split_first()?;
+        bytes = rest;
+        let [min, max, sum] = match kind {
+            0 => [get_varint(&mut bytes)? as f64, get_varint(&mut bytes)? as f64, get_varint(&mut bytes)? as f64],
+            1 => [get_f64(&mut bytes)?, get_f64(&mut bytes)?, get_f64(&mut bytes)?],
+            _ => return None,
+        };
+        row.push((metric, Aggregate { count, min, max, sum }));
+    }
+    Some(row)
+}
+
+/// Folds `more` into `row`, metric by metric.
+pub fn merge_row(row: &mut Row, more: &Row) {
+    for (metric, aggregate) in more {
+        match row.iter_mut().find(|(m, _)| m == metric) {
+            Some((_, existing)) => existing.merge(aggregate),
+            None => row.push((*metric, *aggregate)),
+        }
+    }
+}
+
+impl Store {
+    /// Folds every point into its bucket of every tier, in one transaction.
+    pub fn merge_points(&self, points: &[Point]) -> Result<()> {
+        if points.is_empty() {
+            return Ok(());
+        }
+        let tx = self.db.begin_write()?;
+        for tier in &TIERS {
+            let mut by_chunk: std::collections::BTreeMap<u32, Vec<&Point>> = Default::default();
+            for point in points {
+                by_chunk.entry(tier.chunk_of(point.minute)).or_default().push(point);
+            }
+            for (chunk, points) in by_chunk {
+                let name = tier.table_name(chunk);
+                let mut table = tx.open_table(TableDefinition::<&[u8], &[u8]>::new(&name))?;
+                for point in points {
+                    let key = key(&point.series, tier.bucket_of(point.minute));
+                    let mut row = match table.get(key.as_slice())? {
+                        Some(bytes) => decode_row(bytes.value()).unwrap_or_default(),
+                        None => Vec::new(),
+                    };
+                    merge_row(&mut row, &point.values);
+                    table.insert(key.as_slice(), encode_row(&row).as_slice())?;
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The rows of `series` in `tier` whose buckets start in `[from, to)` (minutes since
+    /// the epoch), in time order. Rows that do not decode are skipped: history is best effort.
+    pub fn read_points(&self, series: &str, tier: &Tier, from: u32, to: u32) -> Result<Vec<(u32, Row)>> {
+        let mut out = Vec::new();
+        if from >= to {
+            return Ok(out);
+        }
+        let tx = self.db.begin_read()?;
+        for chunk in tier.chunk_of(from)..=tier.chunk_of(to - 1) {
+            let name = tier.table_name(chunk);
+            let table = match tx.open_table(TableDefinition::<&[u8], &[u8]>::new(&name)) {
+                Ok(table) => table,
+                Err(redb::TableError::TableDoesNotExist(_)) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            let (start, end) = (key(series, tier.bucket_of(from)), key(series, to));
+            for entry in table.range(start.as_slice()..end.as_slice())? {
+                let (key, value) = entry?;
+                let key = key.value();
+                let Some(bucket) = key.get(key.len().saturating_sub(4)..).and_then(|b| b.try_into().ok()) else {
+                    continue;
+                };
+                let bucket = u32::from_be_bytes(bucket);
+                if let Some(row) = decode_row(value.value()) {
+                    out.push((bucket, row));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Drops the tables of `tier` that hold only buckets before `before` (minutes since the
+    /// epoch); answers how many went.
+    pub fn prune_points(&self, tier: &Tier, before: u32) -> Result<usize> {
+        let tx = self.db.begin_write()?;
+        let mut dropped = 0;
+        let names: Vec<String> = tx.list_tables()?.map(|t| t.name().to_owned()).collect();
+        for name in names {
+            let Some((index, chunk)) = Tier::parse_table(&name) else { continue };
+            if index == tier.index && (chunk + 1) * tier.chunk_minutes <= before {
+                tx.delete_table(TableDefinition::<&[u8], &[u8]>::new(&name))?;
+                dropped += 1;
+            }
+        }
+        tx.commit()?;
+        Ok(dropped)
+    }
+
+    /// Bytes the database file takes (what the store holds, as redb lays it out).
+    pub fn stored_bytes(&self) -> Result<u64> {
+        let tx = self.db.begin_write()?;
+        let stats = tx.stats()?;
+        tx.abort()?;
+        Ok(stats.allocated_pages() * stats.page_size() as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn point(series: &str, minute: u32, values: &[(u8, f64)]) -> Point {
+        Point { series: series.into(), minute, values: values.iter().map(|(m, v)| (*m, Aggregate::one(*v))).collect() }
+    }
+
+    #[test]
+    fn rows_round_trip_whole_and_fractional_values() {
+        let row = vec![
+            (0, Aggregate { count: 6, min: 1.5, max: 99.25, sum: 200.125 }),
+            (1, Aggregate { count: 6, min: 0.0, max: 1_500_000.0, sum: 3_000_000.0 }),
+            (9, Aggregate { count: 1, min: -2.0, max: -2.0, sum: -2.0 }),
+        ];
+        let bytes = encode_row(&row);
+        assert_eq!(decode_row(&bytes), Some(row));
+        // Whole counts are short: index, count, kind and three small varints.
+        assert_eq!(encode_row(&vec![(3, Aggregate::one(100.0))]).len(), 6);
+        assert_eq!(decode_row(&[0, 1, 7]), None);
+        assert_eq!(decode_row(&[0, 0xff, 0xff]), None);
+    }
+
+    #[test]
+    fn samples_fold_into_every_tier() {
+        let store = Store::in_memory().unwrap();
+        let t0 = 10_000_000; // a minute that starts an hour
+        store.merge_points(&[point("a/i-1", t0, &[(0, 10.0), (1, 100.0)])]).unwrap();
+        store.merge_points(&[point("a/i-1", t0, &[(0, 30.0)]), point("a/i-1", t0 + 3, &[(0, 50.0)])]).unwrap();
+        store.merge_points(&[point("a/i-10", t0, &[(0, 99.0)])]).unwrap();
+        let minutes = store.read_points("a/i-1", &TIERS[0], t0, t0 + 10).unwrap();
+        assert_eq!(minutes.len(), 2);
+        assert_eq!(minutes[0].0, t0);
+        let cpu = minutes[0].1.iter().find(|(m, _)| *m == 0).unwrap().1;
+        assert_eq!(cpu, Aggregate { count: 2, min: 10.0, max: 30.0, sum: 40.0 });
+        let five = store.read_points("a/i-1", &TIERS[1], t0, t0 + 10).unwrap();
+        assert_eq!(five.len(), 1, "minutes 0 and 3 share a five-minute bucket");
+        assert_eq!(five[0].1[0].1, Aggregate { count: 3, min: 10.0, max: 50.0, sum: 90.0 });
+        let hour = store.read_points("a/i-1", &TIERS[2], t0, t0 + 60).unwrap();
+        assert_eq!(hour[0].1[0].1.count, 3);
+        // Another series with a name that extends this one stays apart.
+        assert_eq!(store.read_points("a/i-10", &TIERS[0], t0, t0 + 10).unwrap().len(), 1);
+        assert!(store.read_points("a/i-2", &TIERS[0], t0, t0 + 10).unwrap().is_empty());
+    }
+
+    #[test]
+    fn ranges_cross_chunks_and_pruning_drops_whole_chunks() {
+        let store = Store::in_memory().unwrap();
+        let day = 24 * 60;
+        let start = 20_000 * day;
+        for d in 0..3 {
+            store.merge_points(&[point("s", start + d * day + 5, &[(0, d as f64)])]).unwrap();
+        }
+        let all = store.read_points("s", &TIERS[0], start, start + 3 * day).unwrap();
+        assert_eq!(
+            all.iter().map(|(m, _)| *m).collect::<Vec<_>>(),
+            vec![start + 5, start + day + 5, start + 2 * day + 5]
+        );
+        assert_eq!(store.prune_points(&TIERS[0], start + day + 10).unwrap(), 1, "only the chunk wholly before goes");
+        let left = store.read_points("s", &TIERS[0], start, start + 3 * day).unwrap();
+        assert_eq!(left.len(), 2);
+        assert!(!store.read_points("s", &TIERS[2], start, start + 3 * day).unwrap().is_empty());
+    }
+}
