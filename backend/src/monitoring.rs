@@ -618,11 +618,23 @@ impl Backend {
         Ok(all)
     }
 
+    /// The series of that name, if the index has it.
+    fn one_series(&self, name: &str) -> Result<Vec<(String, MetricSeriesRecord)>> {
+        let found = self.store().read(|tx| tx.get(&METRIC_SERIES, name))?;
+        Ok(found.map(|record| (name.to_owned(), record)).into_iter().collect())
+    }
+
     /// The datapoints of one metric for a caller, period by period: its own instances' series
     /// (or the hosts', for an admin), merged when the dimensions name a group.
     pub fn metric_statistics(&self, account: &str, admin: bool, query: &MetricQuery) -> Result<Vec<Datapoint>> {
         let Some(index) = metric_index(&query.namespace, &query.metric_name) else { return Ok(Vec::new()) };
-        let series = self.visible_series(account, admin, &query.namespace)?;
+        let series = match (query.namespace.as_str(), query.dimensions.as_slice()) {
+            // One series, named by its own dimension: one read, not a scan of the account's.
+            (EC2_NAMESPACE, [(name, id)]) if name == "InstanceId" => self.one_series(&instance_series(account, id))?,
+            (HOST_NAMESPACE, [(name, id)]) if name == "HostId" && admin => self.one_series(&host_series(id))?,
+            (HOST_NAMESPACE, _) if !admin => Vec::new(),
+            _ => self.visible_series(account, admin, &query.namespace)?,
+        };
         let tier = tier_for(query.start_ms, now_ms(), query.period_secs, &self.retention());
         let (from, to) = (minute_of(query.start_ms), minute_of(query.end_ms + 59_999));
         let mut rows = Vec::new();

@@ -10,6 +10,8 @@
 //!   `pages.json`.
 //! - `ovn`: Stratus's reconciliation of 1,000 OVN ports against the northbound database
 //!   `scripts/setup-host` runs, beside a bare `ovn-nbctl` batch ([`ovn`]); writes `ovn.json`.
+//! - `monitoring`: metric collection per host and instance, history bytes per instance-day,
+//!   and CloudWatch queries over a large history ([`monitoring`]); writes `monitoring.json`.
 //! - `report`: tables and SVG plots from a results directory (`api.json`, `inproc-N.json`,
 //!   `scheduler.json`), for `docs/benchmarks.md` ([`report`]).
 //! - `bare-server`: the ceiling, as its own process.
@@ -21,6 +23,7 @@ mod api;
 mod bare;
 mod inproc;
 mod load;
+mod monitoring;
 mod ovn;
 mod pages;
 mod report;
@@ -31,7 +34,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -118,6 +121,25 @@ enum Command {
         #[arg(long, default_value_t = 5)]
         repetitions: usize,
     },
+    /// Metric collection, history size and CloudWatch queries over a large history.
+    Monitoring {
+        #[arg(long, default_value = "bench/results/latest")]
+        out: PathBuf,
+        /// Fleets to collect from, as HOSTSxINSTANCES_PER_HOST.
+        #[arg(long, value_delimiter = ',', default_value = "1x0,1x100,1x1000,10x100")]
+        fleets: Vec<String>,
+        /// Timed collections per fleet.
+        #[arg(long, default_value_t = 20)]
+        samples: usize,
+        /// Instances whose day of samples measures the bytes per instance-day.
+        #[arg(long, default_value_t = 20)]
+        day_instances: usize,
+        /// Instances whose history the queries run against, and how many hours of it.
+        #[arg(long, default_value_t = 10_000)]
+        history_instances: usize,
+        #[arg(long, default_value_t = 24)]
+        history_hours: u32,
+    },
     /// Tables and plots from a results directory.
     Report {
         #[arg(long, default_value = "bench/results/latest")]
@@ -176,6 +198,17 @@ fn main() -> Result<()> {
             inproc::run(&out, instances, iterations, only.as_deref())
         }
         Command::Ovn { out, northbound, ports, repetitions } => ovn::run(&out, &northbound, ports, repetitions),
+        Command::Monitoring { out, fleets, samples, day_instances, history_instances, history_hours } => {
+            let fleets = fleets
+                .iter()
+                .map(|f| {
+                    let (hosts, per_host) = f.split_once('x').context("a fleet is HOSTSxINSTANCES_PER_HOST")?;
+                    Ok((hosts.parse()?, per_host.parse()?))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let options = monitoring::Options { fleets, samples, day_instances, history_instances, history_hours };
+            monitoring::run(&out, &options)
+        }
         Command::Report { results, out } => report::run(&results, &out),
         Command::BareServer { listen } => runtime.block_on(bare::serve(listen)),
     }

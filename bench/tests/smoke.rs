@@ -108,3 +108,25 @@ fn ovn_reconciliation() {
         assert!(ovn["median_ms"][timing].as_f64().is_some_and(|t| t > 0.0), "{timing}: {ovn}");
     }
 }
+
+#[test]
+fn monitoring() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("results");
+    run(bench().args(["monitoring", "--fleets", "1x0,2x5", "--samples", "3", "--day-instances", "1"]).args([
+        "--history-instances",
+        "3",
+        "--history-hours",
+        "1",
+        "--out",
+        out.to_str().unwrap(),
+    ]));
+    let report = json(&out.join("monitoring.json"));
+    let fleets = report["collection"].as_array().unwrap();
+    assert_eq!(fleets.len(), 2);
+    assert_eq!(fleets[1]["instances"], 10);
+    assert!(report["bytes_per_instance_day_allocated"].as_f64().unwrap() > 0.0);
+    let queries = report["queries"].as_array().unwrap();
+    assert_eq!(queries.len(), 2);
+    assert_eq!(queries[0]["datapoints"], 60, "an hour of minutes for one instance");
+}

@@ -30,6 +30,7 @@ from botocore.exceptions import ClientError
 
 from conftest import OVN_NETWORK, TEST_DRIVER_HOSTS, create_account, ec2_client, import_image, wait_states
 from test_extensions_boto3 import stratus_client
+from test_monitoring_boto3 import cloudwatch
 
 FAST = {"Delay": 0.5, "MaxAttempts": 120}
 # Any valid OpenSSH public key will do for ImportKeyPair (RFC 8032's first test vector).
@@ -58,6 +59,7 @@ class World:
     a_default_group: str = ""
     a_ip: str = ""
     a_mac: str = ""
+    cwb: Any = None  # B's CloudWatch client
     a_subnet: str = ""
     a_fingerprint: str = ""
     b_public_key: str = ""
@@ -85,7 +87,8 @@ def world(tmp_path_factory, test_image):
     from conftest import retire, start_stratus
 
     # Every account's default VPC a network of its own, on the machine's OVN (as by default).
-    server = start_stratus(tmp_path_factory.mktemp("cross"), config=TEST_DRIVER_HOSTS + OVN_NETWORK)
+    server = start_stratus(tmp_path_factory.mktemp("cross"),
+                           config=TEST_DRIVER_HOSTS + OVN_NETWORK + "\n[monitoring]\ninterval_ms = 500\n")
     try:
         yield _build_world(server, test_image)
     finally:
@@ -252,6 +255,10 @@ def _build_world(server, test_image) -> World:
                          | {a_acct.account_id, marker, key["KeyFingerprint"], instance["PrivateIpAddress"],
                             iface["MacAddress"], instance["PrivateDnsName"]}
                          | ({a_default} if a_default != b_default else set()))
+    # Status checks come from the monitoring's samples: settled before A's state is taken.
+    for instance_id in (a["instance"], a["own_instance"]):
+        ca.get_waiter("instance_status_ok").wait(InstanceIds=[instance_id], WaiterConfig=FAST)
+    w.cwb = cloudwatch(server, b_acct.access_key, b_acct.secret_key)
     w.baseline = w.last_state = a_state(w)
     assert a_state(w) == w.baseline, "A's state is not stable between two reads: the checks would be noise"
     return w
@@ -406,6 +413,12 @@ class Row:
     note: str = ""
     # A known hole, with the issue that closes it: the row must fail until then (strict).
     known_hole: str = ""
+
+
+def _metric_window() -> dict:
+    """The last hour, to a minute from now."""
+    now = time.time()
+    return {"StartTime": now - 3600, "EndTime": now + 60}
 
 
 def R(action, kinds, call, **kw) -> Row:
@@ -835,6 +848,27 @@ ROWS: list[Row] = [
     R("TerminateInstances(B's and A's)", "instance",
       lambda c, x, w: c.terminate_instances(InstanceIds=[w.b["instance"], x])),
     R("TerminateInstances", "instance", lambda c, x, w: c.terminate_instances(InstanceIds=[x])),
+    # CloudWatch: A's instance's metrics are as absent as a made-up instance's.
+    R("GetMetricStatistics(InstanceId)", "instance",
+      lambda c, x, w: w.cwb.get_metric_statistics(**_metric_window(), Namespace="AWS/EC2", MetricName="CPUUtilization",
+                                                  Dimensions=[{"Name": "InstanceId", "Value": x}], Period=3600,
+                                                  Statistics=["SampleCount"])),
+    R("GetMetricStatistics(ImageId)", "image",
+      lambda c, x, w: w.cwb.get_metric_statistics(**_metric_window(), Namespace="AWS/EC2",
+                                                  MetricName="StatusCheckFailed",
+                                                  Dimensions=[{"Name": "ImageId", "Value": x}], Period=3600,
+                                                  Statistics=["SampleCount"])),
+    R("GetMetricData(InstanceId)", "instance",
+      lambda c, x, w: w.cwb.get_metric_data(**_metric_window(), MetricDataQueries=[
+          {"Id": "q", "MetricStat": {"Metric": {"Namespace": "AWS/EC2", "MetricName": "NetworkIn",
+                                                "Dimensions": [{"Name": "InstanceId", "Value": x}]},
+                                     "Period": 60, "Stat": "Sum"}}])),
+    R("ListMetrics(InstanceId)", "instance",
+      lambda c, x, w: w.cwb.list_metrics(Dimensions=[{"Name": "InstanceId", "Value": x}])),
+    R("GetMetricStatistics(HostId)", "host",
+      lambda c, x, w: w.cwb.get_metric_statistics(**_metric_window(), Namespace="Stratus/Host", MetricName="Instances",
+                                                  Dimensions=[{"Name": "HostId", "Value": x}], Period=3600,
+                                                  Statistics=["Maximum"])),
 ]
 
 PARAMS = [
@@ -864,6 +898,8 @@ def _f(name: str, *values: str) -> dict:
 # B's listings, plain and filtered on what names A's resources.
 LISTINGS: list[tuple[str, Callable[[World], Any]]] = [
     ("DescribeInstances", lambda w: _all(w.cb, "describe_instances", "Reservations")),
+    ("ListMetrics", lambda w: _all(w.cwb, "list_metrics", "Metrics")),
+    ("ListMetrics(Stratus/Host)", lambda w: _all(w.cwb, "list_metrics", "Metrics", Namespace="Stratus/Host")),
     *[(f"DescribeInstances({n})", (lambda n, v: lambda w: _all(w.cb, "describe_instances", "Reservations",
                                                                 **_f(n, v(w))))(n, v))
       for n, v in [("instance-id", lambda w: w.a["instance"]), ("owner-id", lambda w: w.a_acct.account_id),

@@ -60,7 +60,8 @@ def imds_answers(console: str) -> list[tuple[int, str]]:
 def test_migrate_and_drain_with_the_aws_cli(lab, server_factory, test_image, tmp_path):
     # The embedded default's network: the default VPC on OVN, each lab host a chassis, this
     # machine the gateway chassis and the public network's router (as in the README).
-    server = server_factory(config=lab + "\n[instances]\nsweep_interval_ms = 500\nstop_timeout_secs = 20\n",
+    server = server_factory(config=lab + "\n[instances]\nsweep_interval_ms = 500\nstop_timeout_secs = 20\n"
+                            "\n[monitoring]\ninterval_ms = 1000\n",
                             public=DEFAULT_PUBLIC_CIDR)
     here = f"{ipaddress.ip_network(DEFAULT_PUBLIC_CIDR)[1]}/32"
     home = tmp_path / "home"
@@ -139,6 +140,23 @@ def test_migrate_and_drain_with_the_aws_cli(lab, server_factory, test_image, tmp
         assert time.monotonic() < deadline, "no metadata answer after the migration"
         time.sleep(2)
     assert {i for _, i in imds_answers(console(lone))} == {lone}, "answered as another instance"
+    # Its metrics go on in one series from its new host (CloudWatch, through the aws cli).
+
+    def cpu_samples():
+        now = int(time.time())
+        points = ok("get-metric-statistics", "--namespace", "AWS/EC2", "--metric-name", "CPUUtilization",
+                    "--dimensions", f"Name=InstanceId,Value={lone}", "--start-time", str(now - 3600),
+                    "--end-time", str(now + 60), "--period", "3600", "--statistics", "SampleCount", "Maximum",
+                    service="cloudwatch")["Datapoints"]
+        assert all(0 < p["Maximum"] <= 100 for p in points), points
+        return sum(p["SampleCount"] for p in points)
+
+    moved = cpu_samples()
+    assert moved > 0, "no CPU samples before the migration"
+    deadline = time.monotonic() + 30
+    while cpu_samples() < moved + 3:
+        assert time.monotonic() < deadline, "no CPU samples from the guest's new host"
+        time.sleep(1)
     # The same rules on the destination, and still kept up to date there.
     assert pings(10), "the group's ICMP rule did not follow the guest"
     ok("revoke-security-group-ingress", "--group-name", "default", "--protocol", "icmp", "--port", "-1",

@@ -332,7 +332,7 @@ def test_prometheus_metrics_parse_and_move(cloud):
     assert described() >= before + 3
     assert error_of(lambda: client.describe_instances(InstanceIds=["i-00000000000000000"]))[0] == \
         "InvalidInstanceID.NotFound"
-    failed = samples_of(scrape(server), "stratus_api_request_seconds", action="-",
+    failed = samples_of(scrape(server), "stratus_api_request_seconds", action="DescribeInstances",
                         code="InvalidInstanceID.NotFound")
     assert any(s.name.endswith("_count") and s.value >= 1 for s in failed)
     # And the sampling counts: every collection is one more host call.

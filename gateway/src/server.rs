@@ -79,10 +79,12 @@ where
     if let Some((protocol, operation)) = crate::cloudwatch::detect(&request) {
         return crate::cloudwatch::handle(&state, request, protocol, operation, &request_id, started).await;
     }
-    let outcome = answer(&state, request, &request_id).await;
+    // The action, once decoded: failures after that are counted against it.
+    let mut decoded = "-";
+    let outcome = answer(&state, request, &request_id, &mut decoded).await;
     let (status, action, account) = match &outcome {
         Ok((action, account, _)) => (200, *action, account.as_str()),
-        Err(e) => (e.status(), "-", "-"),
+        Err(e) => (e.status(), decoded, "-"),
     };
     tracing::info!(%request_id, action, account, status, micros = started.elapsed().as_micros() as u64, error = ?outcome.as_ref().err());
     let code = outcome.as_ref().err().map_or("OK", |e| e.code());
@@ -180,7 +182,12 @@ impl Received {
     }
 }
 
-async fn answer<B>(state: &AppState, request: Request<B>, request_id: &str) -> Result<Answer, Ec2Error>
+async fn answer<B>(
+    state: &AppState,
+    request: Request<B>,
+    request_id: &str,
+    decoded: &mut &'static str,
+) -> Result<Answer, Ec2Error>
 where
     B: hyper::body::Body<Data = Bytes>,
     B::Error: Into<tower::BoxError>,
@@ -210,6 +217,7 @@ where
         return Err(Ec2Error::missing_parameter("Version"));
     }
     let action = Action::decode(&action_name, &params)?;
+    *decoded = action.name();
     if crate::handlers::ADMIN_ONLY.contains(&action.name()) && !principal.admin {
         return Err(Ec2Error::new(
             Code::UnauthorizedOperation,

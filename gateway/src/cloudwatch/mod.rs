@@ -121,10 +121,11 @@ where
     B: hyper::body::Body<Data = Bytes>,
     B::Error: Into<tower::BoxError>,
 {
-    let outcome = answer(state, request, protocol, operation, request_id).await;
+    let mut decoded = "-";
+    let outcome = answer(state, request, protocol, operation, request_id, &mut decoded).await;
     let (status, action, account) = match &outcome {
         Ok((action, account, _)) => (200, *action, account.as_str()),
-        Err(e) => (e.code.status(), "-", "-"),
+        Err(e) => (e.code.status(), decoded, "-"),
     };
     tracing::info!(%request_id, action, account, status, protocol = ?protocol, micros = started.elapsed().as_micros() as u64, error = ?outcome.as_ref().err());
     let code = outcome.as_ref().err().map_or("OK", |e| e.code.as_str());
@@ -141,6 +142,7 @@ async fn answer<B>(
     protocol: Protocol,
     operation: Option<String>,
     request_id: &str,
+    decoded: &mut &'static str,
 ) -> Result<(&'static str, String, Output), CwError>
 where
     B: hyper::body::Body<Data = Bytes>,
@@ -150,6 +152,7 @@ where
     let (principal, _region) = received.authenticate(state, cwapi::SIGNING_NAME).map_err(|e| from_ec2(&e))?;
     let operation = cwapi::decode(protocol, operation.as_deref(), &received.body)?;
     let name = operation.name();
+    *decoded = name;
     received.admit(state, &principal.account_id, name).map_err(|e| from_ec2(&e))?;
     let account = principal.account_id.clone();
     let ctx = CwCtx { request_id: request_id.to_owned(), principal, backend: Arc::clone(&state.backend) };
