@@ -95,6 +95,35 @@ pub fn host_series(host_id: &str) -> String {
     format!("~host/{host_id}")
 }
 
+/// The series name of an account's custom metric: a digest of its namespace, name and
+/// dimensions (sorted), under the account (no instance id starts with `~`).
+pub fn custom_series(account: &str, namespace: &str, metric: &str, dimensions: &[(String, String)]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut digest = Sha256::new();
+    for part in [namespace, metric].into_iter().chain(dimensions.iter().flat_map(|(n, v)| [n.as_str(), v.as_str()])) {
+        digest.update((part.len() as u64).to_be_bytes());
+        digest.update(part.as_bytes());
+    }
+    let hex: String = digest.finalize()[..12].iter().map(|b| format!("{b:02x}")).collect();
+    format!("{account}/~c/{hex}")
+}
+
+/// The namespaces Stratus publishes itself, which PutMetricData may not write to.
+pub fn reserved_namespace(namespace: &str) -> bool {
+    namespace.starts_with("AWS/") || namespace.starts_with("Stratus/")
+}
+
+/// One datum of PutMetricData, checked: its metric, its dimensions (sorted by name), when,
+/// and the samples it brings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Datum {
+    pub metric_name: String,
+    pub dimensions: Vec<(String, String)>,
+    pub at_ms: i64,
+    pub aggregate: Aggregate,
+    pub unit: Option<String>,
+}
+
 /// A domain's counters at one moment, on one host.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Baseline {
@@ -296,6 +325,8 @@ impl Backend {
                             ("ImageId".into(), instance.image_id.clone()),
                         ],
                         last_minute: minute,
+                        metric: None,
+                        unit: None,
                     },
                 ));
                 points.push(Point { series: name, minute, values: to_row(values) });
@@ -347,6 +378,8 @@ impl Backend {
                         account: String::new(),
                         dimensions: vec![("HostId".into(), host_id.clone())],
                         last_minute: minute,
+                        metric: None,
+                        unit: None,
                     },
                 ));
                 points.push(Point { series: name, minute, values: to_row(values) });
@@ -381,6 +414,41 @@ impl Backend {
         self.store().write(|tx| {
             for (name, record) in stale {
                 tx.insert(&METRIC_SERIES, name, record)?;
+            }
+            Ok::<_, crate::Error>(())
+        })
+    }
+
+    /// Records an account's custom metric data (PutMetricData) in one transaction: each
+    /// datum folds into its metric's series, which the index names for ListMetrics.
+    pub fn put_metric_data(&self, account: &str, namespace: &str, data: Vec<Datum>) -> Result<()> {
+        let mut points = Vec::with_capacity(data.len());
+        let mut series: HashMap<String, MetricSeriesRecord> = HashMap::new();
+        for datum in data {
+            let name = custom_series(account, namespace, &datum.metric_name, &datum.dimensions);
+            let minute = minute_of(datum.at_ms);
+            let record = series.entry(name.clone()).or_insert_with(|| MetricSeriesRecord {
+                namespace: namespace.to_owned(),
+                account: account.to_owned(),
+                dimensions: datum.dimensions.clone(),
+                last_minute: minute,
+                metric: Some(datum.metric_name.clone()),
+                unit: None,
+            });
+            record.last_minute = record.last_minute.max(minute);
+            if datum.unit.is_some() {
+                record.unit.clone_from(&datum.unit);
+            }
+            points.push(Point { series: name, minute, values: vec![(0, datum.aggregate)] });
+        }
+        self.store().merge_points(&points)?;
+        self.store().write(|tx| {
+            for (name, mut record) in series {
+                if let Some(known) = tx.get(&METRIC_SERIES, &name)? {
+                    record.last_minute = record.last_minute.max(known.last_minute);
+                    record.unit = record.unit.or(known.unit);
+                }
+                tx.insert(&METRIC_SERIES, &name, &record)?;
             }
             Ok::<_, crate::Error>(())
         })
@@ -627,6 +695,9 @@ impl Backend {
     /// The datapoints of one metric for a caller, period by period: its own instances' series
     /// (or the hosts', for an admin), merged when the dimensions name a group.
     pub fn metric_statistics(&self, account: &str, admin: bool, query: &MetricQuery) -> Result<Vec<Datapoint>> {
+        if !matches!(query.namespace.as_str(), EC2_NAMESPACE | HOST_NAMESPACE) {
+            return self.custom_statistics(account, query);
+        }
         let Some(index) = metric_index(&query.namespace, &query.metric_name) else { return Ok(Vec::new()) };
         let series = match (query.namespace.as_str(), query.dimensions.as_slice()) {
             // One series, named by its own dimension: one read, not a scan of the account's.
@@ -650,6 +721,35 @@ impl Backend {
             }
         }
         Ok(into_periods(rows, query.start_ms, query.period_secs, tier))
+    }
+
+    /// A custom metric's datapoints: the one series of exactly these dimensions, as in
+    /// CloudWatch (no aggregation across dimensions for custom metrics).
+    fn custom_statistics(&self, account: &str, query: &MetricQuery) -> Result<Vec<Datapoint>> {
+        let mut dimensions = query.dimensions.clone();
+        dimensions.sort();
+        let name = custom_series(account, &query.namespace, &query.metric_name, &dimensions);
+        let Some((_, record)) = self.one_series(&name)?.pop() else { return Ok(Vec::new()) };
+        if record.account != account || record.namespace != query.namespace || record.dimensions != dimensions {
+            return Ok(Vec::new());
+        }
+        let tier = tier_for(query.start_ms, now_ms(), query.period_secs, &self.retention());
+        let (from, to) = (minute_of(query.start_ms), minute_of(query.end_ms + 59_999));
+        let rows = self.store().read_points(&name, tier, from, to)?.into_iter().filter_map(|(bucket, row)| {
+            let at = i64::from(bucket) * 60_000;
+            let inside = at + i64::from(tier.bucket_minutes) * 60_000 > query.start_ms && at < query.end_ms;
+            let aggregate = row.into_iter().find(|(m, _)| *m == 0)?.1;
+            inside.then_some((bucket, aggregate))
+        });
+        Ok(into_periods(rows, query.start_ms, query.period_secs, tier))
+    }
+
+    /// The unit a custom metric was put with, if any.
+    pub fn custom_unit(&self, account: &str, query: &MetricQuery) -> Result<Option<String>> {
+        let mut dimensions = query.dimensions.clone();
+        dimensions.sort();
+        let name = custom_series(account, &query.namespace, &query.metric_name, &dimensions);
+        Ok(self.one_series(&name)?.pop().and_then(|(_, r)| r.unit))
     }
 
     /// The metrics a caller can read, with data in the last `within_minutes` (CloudWatch lists
@@ -681,6 +781,16 @@ impl Backend {
                         });
                     }
                 }
+            }
+        }
+        if namespace.is_none_or(|n| !matches!(n, EC2_NAMESPACE | HOST_NAMESPACE)) {
+            let custom = self.store().read(|tx| tx.scan(&METRIC_SERIES, &format!("{account}/~c/")))?;
+            for (_, record) in custom {
+                if record.last_minute < cutoff || namespace.is_some_and(|n| n != record.namespace) {
+                    continue;
+                }
+                let Some(metric_name) = record.metric else { continue };
+                out.insert(MetricName { namespace: record.namespace, metric_name, dimensions: record.dimensions });
             }
         }
         Ok(out.into_iter().collect())

@@ -134,3 +134,51 @@ fn counters_become_metrics_with_gaps_for_outages_and_one_series_across_migration
     let net_in = total(&b, ACCOUNT, "NetworkIn", &[("InstanceId", &id)]).unwrap();
     assert_eq!((net_in.aggregate.count, net_in.aggregate.sum), (4, 2100.0), "one series, before and after");
 }
+
+#[test]
+fn custom_metrics_are_one_series_per_exact_dimensions_and_their_account_s_own() {
+    use backend::monitoring::{Aggregate, Datum};
+    let b = Backend::with_hosts(
+        storage::Store::in_memory().unwrap(),
+        backend::Topology::default(),
+        backend::hosts::HostPool::new(Vec::new()),
+    );
+    let now = now_ms();
+    let dims = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+        let mut d: Vec<_> = pairs.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect();
+        d.sort();
+        d
+    };
+    let datum = |d: &[(&str, &str)], value: f64| Datum {
+        metric_name: "Latency".into(),
+        dimensions: dims(d),
+        at_ms: now,
+        aggregate: Aggregate::one(value),
+        unit: Some("Milliseconds".into()),
+    };
+    let both = [("Service", "checkout"), ("Az", "a")];
+    b.put_metric_data(ACCOUNT, "Shop", vec![datum(&both, 10.0), datum(&both, 30.0), datum(&both[..1], 99.0)]).unwrap();
+    let query = |dimensions: &[(&str, &str)], namespace: &str| MetricQuery {
+        namespace: namespace.into(),
+        metric_name: "Latency".into(),
+        dimensions: dimensions.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect(),
+        start_ms: now - 3_600_000,
+        end_ms: now + 3_600_000,
+        period_secs: 86_400,
+    };
+    // The dimensions' order does not matter; their set does.
+    let reversed = [both[1], both[0]];
+    let [point] = b.metric_statistics(ACCOUNT, false, &query(&reversed, "Shop")).unwrap().try_into().unwrap();
+    assert_eq!((point.aggregate.count, point.aggregate.sum, point.aggregate.max), (2, 40.0, 30.0));
+    let [alone] = b.metric_statistics(ACCOUNT, false, &query(&both[..1], "Shop")).unwrap().try_into().unwrap();
+    assert_eq!(alone.aggregate.sum, 99.0);
+    assert!(b.metric_statistics(ACCOUNT, false, &query(&[], "Shop")).unwrap().is_empty());
+    assert!(b.metric_statistics(ACCOUNT, false, &query(&both, "Other")).unwrap().is_empty());
+    assert_eq!(b.custom_unit(ACCOUNT, &query(&both, "Shop")).unwrap().as_deref(), Some("Milliseconds"));
+    let listed = b.list_metrics(ACCOUNT, false, Some("Shop"), 60).unwrap();
+    assert_eq!(listed.len(), 2);
+    assert!(b.list_metrics(ACCOUNT, false, Some(EC2_NAMESPACE), 60).unwrap().is_empty());
+    // Nobody else's.
+    assert!(b.metric_statistics(OTHER, false, &query(&both, "Shop")).unwrap().is_empty());
+    assert!(b.list_metrics(OTHER, true, None, 60).unwrap().is_empty());
+}

@@ -262,6 +262,8 @@ fn queries(dir: &Path, instances: usize, hours: u32, report: &mut Report) -> Res
                         ("ImageId".into(), "ami-00000000000000001".into()),
                     ],
                     last_minute: end_minute,
+                    metric: None,
+                    unit: None,
                 };
                 tx.insert(&METRIC_SERIES, &instance_series(ACCOUNT, &id), &record)?;
             }

@@ -156,6 +156,80 @@ def test_an_instance_s_metrics_in_every_protocol(cloud):
         assert len(paged) >= 2 and all(v == 0.0 for _, _, v in paged)
 
 
+
+def test_custom_metrics_with_put_metric_data(cloud):
+    """PutMetricData in every protocol (a large batch gzipped, as botocore sends it): values,
+    value lists with counts and statistic sets fold into one series per exact set of
+    dimensions; the data reads back with its unit; AWS/ namespaces are refused; nobody else
+    sees any of it."""
+    server, a, b, _, _ = cloud
+    now = time.time()
+    minute = now - now % 60 - 120  # a minute that is over, two ago
+    for protocol in PROTOCOLS:
+        client = cloudwatch(server, a.access_key, a.secret_key, protocol)
+        namespace = f"Shop/{protocol}"
+        dims = [{"Name": "Service", "Value": "checkout"}, {"Name": "Az", "Value": "us-east-1a"}]
+        client.put_metric_data(Namespace=namespace, MetricData=[
+            {"MetricName": "Latency", "Dimensions": dims, "Timestamp": minute + 5, "Value": 10.0,
+             "Unit": "Milliseconds"},
+            {"MetricName": "Latency", "Dimensions": list(reversed(dims)), "Timestamp": minute + 15,
+             "Values": [20.0, 40.0], "Counts": [1.0, 2.0], "Unit": "Milliseconds"},
+            {"MetricName": "Latency", "Dimensions": dims, "Timestamp": minute + 25,
+             "StatisticValues": {"SampleCount": 2, "Sum": 3.0, "Minimum": 1.0, "Maximum": 2.0},
+             "Unit": "Milliseconds"},
+            {"MetricName": "Latency", "Dimensions": dims[:1], "Timestamp": minute + 5, "Value": 999.0},
+        ])
+        got = client.get_metric_statistics(Namespace=namespace, MetricName="Latency", Dimensions=dims,
+                                           StartTime=minute, EndTime=minute + 60, Period=60,
+                                           Statistics=["SampleCount", "Sum", "Minimum", "Maximum", "Average"])
+        [point] = got["Datapoints"]
+        assert (point["SampleCount"], point["Sum"], point["Minimum"], point["Maximum"]) == (6.0, 113.0, 1.0, 40.0)
+        assert point["Average"] == pytest.approx(113.0 / 6) and point["Unit"] == "Milliseconds", point
+        # Exactly these dimensions: the datum with one of them is a metric of its own.
+        [alone] = client.get_metric_statistics(Namespace=namespace, MetricName="Latency", Dimensions=dims[:1],
+                                               StartTime=minute, EndTime=minute + 60, Period=60,
+                                               Statistics=["Maximum"])["Datapoints"]
+        assert alone["Maximum"] == 999.0
+        assert client.get_metric_statistics(Namespace=namespace, MetricName="Latency", Dimensions=dims,
+                                            StartTime=minute, EndTime=minute + 60, Period=60,
+                                            Statistics=["Sum"], Unit="Seconds")["Datapoints"] == []
+        listed = client.list_metrics(Namespace=namespace)["Metrics"]
+        assert sorted(len(m["Dimensions"]) for m in listed) == [1, 2]
+        assert all(m["MetricName"] == "Latency" for m in listed)
+        data = client.get_metric_data(StartTime=minute, EndTime=minute + 60, MetricDataQueries=[
+            {"Id": "p", "MetricStat": {"Metric": {"Namespace": namespace, "MetricName": "Latency",
+                                                  "Dimensions": dims}, "Period": 60, "Stat": "Maximum"}}])
+        assert data["MetricDataResults"][0]["Values"] == [40.0]
+
+        assert error_of(lambda: client.put_metric_data(Namespace="AWS/EC2", MetricData=[
+            {"MetricName": "CPUUtilization", "Value": 1.0}]))[0] == "InvalidParameterValue"
+        assert error_of(lambda: client.put_metric_data(Namespace=namespace, MetricData=[
+            {"MetricName": "X", "Value": 1.0, "StatisticValues": {"SampleCount": 1, "Sum": 1, "Minimum": 1,
+                                                                  "Maximum": 1}}]))[0] == \
+            "InvalidParameterCombination"
+        assert error_of(lambda: client.put_metric_data(Namespace=namespace, MetricData=[
+            {"MetricName": "X", "Value": 1.0, "Timestamp": now - 30 * 86400}]))[0] == "InvalidParameterValue"
+
+        other = cloudwatch(server, b.access_key, b.secret_key, protocol)
+        assert other.list_metrics(Namespace=namespace)["Metrics"] == []
+        assert other.get_metric_statistics(Namespace=namespace, MetricName="Latency", Dimensions=dims,
+                                           StartTime=minute, EndTime=minute + 60, Period=60,
+                                           Statistics=["Sum"])["Datapoints"] == []
+
+    # A thousand data: botocore gzips a body this large; every one is counted.
+    client = cloudwatch(server, a.access_key, a.secret_key)
+    sent = []
+    client.meta.events.register("before-send.cloudwatch.PutMetricData",
+                                lambda request, **_: sent.append(request.headers.get("Content-Encoding")))
+    client.put_metric_data(Namespace="Shop/bulk", MetricData=[
+        {"MetricName": "Orders", "Dimensions": [{"Name": "Shard", "Value": "s1"}], "Timestamp": minute + 1,
+         "Value": float(i)} for i in range(1000)])
+    [bulk] = client.get_metric_statistics(Namespace="Shop/bulk", MetricName="Orders",
+                                          Dimensions=[{"Name": "Shard", "Value": "s1"}], StartTime=minute,
+                                          EndTime=minute + 60, Period=60, Statistics=["SampleCount", "Sum"])["Datapoints"]
+    assert (bulk["SampleCount"], bulk["Sum"]) == (1000.0, sum(range(1000)))
+    assert sent == [b"gzip"] or sent == ["gzip"], sent
+
 def test_cloudwatch_errors_in_cloudwatch_s_codes(cloud):
     server, a, _, instance_id, _ = cloud
     now = time.time()

@@ -2,9 +2,10 @@
 //!
 //! CloudWatch speaks three protocols on one endpoint, and this crate serves all of them with
 //! one set of typed shapes (generated from botocore's model into [`generated`]):
-//! - Smithy RPC v2 CBOR (`POST /service/GraniteServiceVersion20100801/operation/<Op>`), the
-//!   default of boto3 and the aws cli since CloudWatch moved to it;
-//! - JSON 1.0 (`X-Amz-Target: GraniteServiceVersion20100801.<Op>`);
+//! - Smithy RPC v2 CBOR (`POST /service/GraniteServiceVersion20100801/operation/<Op>`), which
+//!   the model lists first and newer SDKs choose;
+//! - JSON 1.0 (`X-Amz-Target: GraniteServiceVersion20100801.<Op>`), which botocore 1.43 (boto3,
+//!   the aws cli) chooses: it ranks the protocols it speaks with JSON before CBOR;
 //! - the query protocol (a form with `Action` and `Version=2010-08-01`), which older SDKs use.
 //!
 //! A request flows through the crate in three steps:

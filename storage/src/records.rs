@@ -79,6 +79,13 @@ pub struct MetricSeriesRecord {
     /// The last minute with a sample (minutes since the epoch), as of the last write: kept
     /// within an hour of the truth.
     pub last_minute: u32,
+    /// A custom metric's name (PutMetricData): its series holds that one metric. `None` for
+    /// Stratus's own series, which hold their namespace's every metric.
+    #[serde(default)]
+    pub metric: Option<String>,
+    /// A custom metric's unit, as it was last put.
+    #[serde(default)]
+    pub unit: Option<String>,
 }
 
 impl Record for MetricSeriesRecord {

@@ -1,6 +1,6 @@
 //! GetMetricData: several metric stat queries at once, their datapoints paged by count.
 
-use backend::monitoring::{metric_unit, MetricQuery};
+use backend::monitoring::MetricQuery;
 use base64::Engine;
 use cwapi::{CwError, ErrorCode, GetMetricDataInput, GetMetricDataOutput, MetricDataResult, Output};
 use sha2::{Digest, Sha256};
@@ -18,7 +18,7 @@ struct Asked {
     label: String,
     return_data: bool,
     stat: Stat,
-    unit_matches: bool,
+    unit: Option<String>,
     query: MetricQuery,
 }
 
@@ -69,12 +69,11 @@ fn check(req: &GetMetricDataInput) -> Result<(Vec<Asked>, i64, i64), CwError> {
         let period = stat.period.ok_or_else(|| CwError::missing(&format!("{member}.MetricStat.Period")))?;
         let period = check_period(period, &format!("{member}.MetricStat.Period"))?;
         let stat_name = stat.stat.as_deref().ok_or_else(|| CwError::missing(&format!("{member}.MetricStat.Stat")))?;
-        let unit = metric_unit(&namespace, &metric_name);
         asked.push(Asked {
             label: q.label.clone().unwrap_or_else(|| metric_name.clone()),
             return_data: q.return_data.unwrap_or(true),
             stat: Stat::parse(stat_name, &format!("{member}.MetricStat.Stat"))?,
-            unit_matches: stat.unit.as_deref().is_none_or(|u| Some(u) == unit) && period >= 60,
+            unit: stat.unit.clone(),
             query: MetricQuery {
                 namespace,
                 metric_name,
@@ -137,13 +136,16 @@ pub async fn handle(ctx: &CwCtx, req: GetMetricDataInput) -> Result<Output, CwEr
         }
     };
     let (account, admin) = (ctx.principal.account_id.clone(), ctx.principal.admin);
-    let queries: Vec<Option<MetricQuery>> =
-        asked.iter().map(|a| (a.return_data && a.unit_matches).then(|| a.query.clone())).collect();
+    let queries: Vec<Option<(MetricQuery, Option<String>)>> =
+        asked.iter().map(|a| a.return_data.then(|| (a.query.clone(), a.unit.clone()))).collect();
     let answers = ctx
         .call(move |b| {
             queries
                 .iter()
-                .map(|q| q.as_ref().map_or(Ok(Vec::new()), |q| b.metric_statistics(&account, admin, q)))
+                .map(|q| match q {
+                    Some((q, unit)) => Ok(super::read(b, &account, admin, q, unit.as_deref())?.0),
+                    None => Ok(Vec::new()),
+                })
                 .collect::<backend::Result<Vec<_>>>()
         })
         .await?;

@@ -1,6 +1,6 @@
 //! GetMetricStatistics: the statistics of one metric, period by period.
 
-use backend::monitoring::{metric_unit, MetricQuery};
+use backend::monitoring::MetricQuery;
 use cwapi::{CwError, Datapoint, GetMetricStatisticsInput, GetMetricStatisticsOutput, Output};
 
 use super::stats::Stat;
@@ -53,15 +53,8 @@ pub async fn handle(ctx: &CwCtx, req: GetMetricStatisticsInput) -> Result<Output
         end_ms,
         period_secs: period,
     };
-    let unit = metric_unit(&namespace, &metric_name);
-    // A unit other than the metric's matches no data, as in CloudWatch.
-    let unit_matches = req.unit.as_deref().is_none_or(|asked| Some(asked) == unit);
-    let (account, admin) = (ctx.principal.account_id.clone(), ctx.principal.admin);
-    let points = if unit_matches && period >= 60 {
-        ctx.call(move |b| b.metric_statistics(&account, admin, &query)).await?
-    } else {
-        Vec::new()
-    };
+    let (account, admin, asked) = (ctx.principal.account_id.clone(), ctx.principal.admin, req.unit);
+    let (points, unit) = ctx.call(move |b| super::read(b, &account, admin, &query, asked.as_deref())).await?;
     let datapoints = points
         .iter()
         .map(|point| {
@@ -76,7 +69,7 @@ pub async fn handle(ctx: &CwCtx, req: GetMetricStatisticsInput) -> Result<Output
                 sum: pick("Sum"),
                 minimum: pick("Minimum"),
                 maximum: pick("Maximum"),
-                unit: unit.map(str::to_owned),
+                unit: unit.clone(),
                 extended_statistics: (!extended.is_empty()).then_some(percentiles),
             }
         })

@@ -16,6 +16,7 @@
 mod get_metric_data;
 mod get_metric_statistics;
 mod list_metrics;
+mod put_metric_data;
 mod stats;
 
 use std::sync::Arc;
@@ -150,7 +151,8 @@ where
 {
     let received = crate::server::receive(state, request).await.map_err(|e| from_ec2(&e))?;
     let (principal, _region) = received.authenticate(state, cwapi::SIGNING_NAME).map_err(|e| from_ec2(&e))?;
-    let operation = cwapi::decode(protocol, operation.as_deref(), &received.body)?;
+    let body = decompressed(&received, state.limits.max_body_bytes)?;
+    let operation = cwapi::decode(protocol, operation.as_deref(), &body)?;
     let name = operation.name();
     *decoded = name;
     received.admit(state, &principal.account_id, name).map_err(|e| from_ec2(&e))?;
@@ -160,14 +162,31 @@ where
         Operation::GetMetricStatistics(input) => get_metric_statistics::handle(&ctx, input).await?,
         Operation::GetMetricData(input) => get_metric_data::handle(&ctx, input).await?,
         Operation::ListMetrics(input) => list_metrics::handle(&ctx, input).await?,
-        Operation::PutMetricData(_) => {
-            return Err(CwError::new(
-                ErrorCode::InvalidAction,
-                "PutMetricData is not served by this endpoint: Stratus keeps the metrics it collects itself.",
-            ))
-        }
+        Operation::PutMetricData(input) => put_metric_data::handle(&ctx, input).await?,
     };
     Ok((name, account, output))
+}
+
+/// The body as the operation wrote it: botocore gzips large PutMetricData bodies (the model's
+/// `requestcompression`), after signing what it sends. Inflated at most to `limit` bytes.
+fn decompressed(received: &crate::server::Received, limit: usize) -> Result<Bytes, CwError> {
+    use std::io::Read;
+    let encoding = received.parts.headers.get(http::header::CONTENT_ENCODING).and_then(|v| v.to_str().ok());
+    if !encoding.is_some_and(|e| e.split(',').any(|e| e.trim().eq_ignore_ascii_case("gzip"))) {
+        return Ok(received.body.clone());
+    }
+    let mut inflated = Vec::new();
+    flate2::read::GzDecoder::new(&received.body[..])
+        .take(limit as u64 + 1)
+        .read_to_end(&mut inflated)
+        .map_err(|_| CwError::serialization("The body is not valid gzip."))?;
+    if inflated.len() > limit {
+        return Err(CwError::new(
+            ErrorCode::RequestEntityTooLarge,
+            format!("The request body is larger than {limit} bytes once decompressed"),
+        ));
+    }
+    Ok(Bytes::from(inflated))
 }
 
 /// Dimensions as the backend takes them; a dimension without a name or value is refused.
@@ -181,6 +200,26 @@ pub fn dimensions(list: Option<Vec<cwapi::Dimension>>, member: &str) -> Result<V
             (_, None) => Err(CwError::missing(&format!("{member}.member.{}.Value", i + 1))),
         })
         .collect()
+}
+
+/// A query's datapoints and its metric's unit (a custom metric's as it was put). Asking for
+/// another unit than the metric's matches no data, as in CloudWatch; so does a period under
+/// a minute (Stratus keeps no high-resolution data).
+pub fn read(
+    b: &Backend,
+    account: &str,
+    admin: bool,
+    query: &backend::monitoring::MetricQuery,
+    asked_unit: Option<&str>,
+) -> backend::Result<(Vec<backend::monitoring::Datapoint>, Option<String>)> {
+    let unit = match backend::monitoring::metric_unit(&query.namespace, &query.metric_name) {
+        Some(unit) => Some(unit.to_owned()),
+        None => b.custom_unit(account, query)?,
+    };
+    if asked_unit.is_some_and(|asked| Some(asked) != unit.as_deref()) || query.period_secs < 60 {
+        return Ok((Vec::new(), unit));
+    }
+    Ok((b.metric_statistics(account, admin, query)?, unit))
 }
 
 /// Seconds since the epoch (as the protocols carry them) to milliseconds.
