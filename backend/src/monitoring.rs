@@ -19,7 +19,7 @@
 //!    admin), merge them per period and answer the statistics ([`Datapoint`]).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -201,8 +201,9 @@ pub struct Collector {
     checks: Mutex<HashMap<String, Checks>>,
     /// The last sample of each host that answered, with when it was taken (Prometheus).
     samples: Mutex<HashMap<String, (i64, Arc<HostSample>)>>,
-    running: AtomicBool,
     retention: Mutex<Retention>,
+    /// The store's size as the last collection read it (a scrape must not wait on the store).
+    store_bytes: std::sync::atomic::AtomicU64,
     /// Each instance the last collection watched: its account and type (Prometheus labels).
     labels: Mutex<HashMap<String, InstanceLabels>>,
 }
@@ -236,8 +237,9 @@ struct Watched {
     image_id: String,
 }
 
+/// Minutes since the epoch; times past what a u32 holds (year 10136) saturate.
 fn minute_of(ms: i64) -> u32 {
-    (ms.max(0) / 60_000) as u32
+    u32::try_from(ms.max(0) / 60_000).unwrap_or(u32::MAX)
 }
 
 impl Backend {
@@ -269,7 +271,13 @@ impl Backend {
                 .iter()
                 .map(|host| scope.spawn(move || (host.id.clone(), host.driver.sample().ok(), Instant::now())))
                 .collect();
-            handles.into_iter().filter_map(|h| h.join().ok()).collect()
+            // A host whose call panicked counts as not answering; the list stays aligned
+            // with `hosts`.
+            handles
+                .into_iter()
+                .zip(&hosts)
+                .map(|(h, host)| h.join().unwrap_or_else(|_| (host.id.clone(), None, Instant::now())))
+                .collect()
         });
         report.sample_took = started.elapsed();
         report.hosts = samples.len();
@@ -285,12 +293,21 @@ impl Backend {
             let mut baselines = collector.instances.lock().unwrap_or_else(|p| p.into_inner());
             let mut checks_now = HashMap::new();
             for instance in &watched {
-                // During a migration the guest is on one of two hosts: whichever knows it.
-                let (host_id, sample, at) = std::iter::once(&instance.host_id)
+                // During a migration the guest is on one of two hosts: where it runs, else
+                // whichever knows it (the source keeps a stopped definition for a moment).
+                let candidates: Vec<(&String, Option<&HostSample>, Instant)> = std::iter::once(&instance.host_id)
                     .chain(&instance.target)
                     .filter_map(|h| by_host.get(h.as_str()).map(|(s, at)| (h, *s, *at)))
-                    .find(|(_, s, _)| s.is_some_and(|s| s.domains.iter().any(|d| d.name == instance.id)))
-                    .or_else(|| by_host.get(instance.host_id.as_str()).map(|(s, at)| (&instance.host_id, *s, *at)))
+                    .collect();
+                let state_on = |s: Option<&HostSample>| {
+                    s.and_then(|s| s.domains.iter().find(|d| d.name == instance.id)).map(|d| d.state)
+                };
+                let (host_id, sample, at) = candidates
+                    .iter()
+                    .find(|(_, s, _)| state_on(*s) == Some(PowerState::Running))
+                    .or_else(|| candidates.iter().find(|(_, s, _)| state_on(*s).is_some()))
+                    .or_else(|| candidates.first())
+                    .copied()
                     .unwrap_or((&instance.host_id, None, Instant::now()));
                 let checks = status_checks(sample, &instance.id);
                 checks_now.insert(instance.id.clone(), checks);
@@ -388,17 +405,29 @@ impl Backend {
         }
         let storing = Instant::now();
         report.points = points.len();
-        self.store().merge_points(&points)?;
-        self.note_series(&series, minute)?;
+        let stale = self.stale_series(&series, minute)?;
+        self.store().merge_points_with(&points, |tx| {
+            for (name, record) in stale {
+                tx.insert(&METRIC_SERIES, name, record)?;
+            }
+            Ok::<_, crate::Error>(())
+        })?;
         report.store_took = storing.elapsed();
+        if let Ok(bytes) = self.store().stored_bytes() {
+            collector.store_bytes.store(bytes, Ordering::Relaxed);
+        }
         crate::telemetry::global().collect_seconds.observe(started.elapsed().as_secs_f64());
         Ok(report)
     }
 
-    /// Records series new to the index, and refreshes the last minute of those whose record is
-    /// an hour old: the index costs a write per series per hour, not per sample.
-    fn note_series(&self, series: &[(String, MetricSeriesRecord)], minute: u32) -> Result<()> {
-        let stale: Vec<&(String, MetricSeriesRecord)> = self.store().read(|tx| {
+    /// The series new to the index, and those whose record is an hour old (to refresh their
+    /// last minute): the index costs a write per series per hour, not per sample.
+    fn stale_series<'s>(
+        &self,
+        series: &'s [(String, MetricSeriesRecord)],
+        minute: u32,
+    ) -> Result<Vec<&'s (String, MetricSeriesRecord)>> {
+        self.store().read(|tx| {
             let mut stale = Vec::new();
             for entry in series {
                 match tx.get(&METRIC_SERIES, &entry.0)? {
@@ -407,15 +436,6 @@ impl Backend {
                 }
             }
             Ok::<_, crate::Error>(stale)
-        })?;
-        if stale.is_empty() {
-            return Ok(());
-        }
-        self.store().write(|tx| {
-            for (name, record) in stale {
-                tx.insert(&METRIC_SERIES, name, record)?;
-            }
-            Ok::<_, crate::Error>(())
         })
     }
 
@@ -441,8 +461,8 @@ impl Backend {
             }
             points.push(Point { series: name, minute, values: vec![(0, datum.aggregate)] });
         }
-        self.store().merge_points(&points)?;
-        self.store().write(|tx| {
+        // One transaction: data put is either all there, listed, or not there at all.
+        self.store().merge_points_with(&points, |tx| {
             for (name, mut record) in series {
                 if let Some(known) = tx.get(&METRIC_SERIES, &name)? {
                     record.last_minute = record.last_minute.max(known.last_minute);
@@ -465,6 +485,11 @@ impl Backend {
         last.iter().map(|(id, (at, s))| (id.clone(), *at, Arc::clone(s))).collect()
     }
 
+    /// The store's size in bytes, as the last collection read it.
+    pub fn store_bytes(&self) -> u64 {
+        self.monitoring.store_bytes.load(Ordering::Relaxed)
+    }
+
     /// The account and type of each instance the last collection watched.
     pub fn instance_labels(&self) -> HashMap<String, InstanceLabels> {
         self.monitoring.labels.lock().unwrap_or_else(|p| p.into_inner()).clone()
@@ -475,7 +500,26 @@ impl Backend {
         let minute = minute_of(now_ms());
         let mut dropped = 0;
         for (tier, days) in TIERS.iter().zip(retention.days) {
-            dropped += self.store().prune_points(tier, minute.saturating_sub(days * 24 * 60))?;
+            dropped += self.store().prune_points(tier, minute.saturating_sub(days.saturating_mul(24 * 60)))?;
+        }
+        // Series with no history left leave the index (and ListMetrics).
+        let cutoff = minute.saturating_sub(retention.days[2].saturating_mul(24 * 60));
+        let gone: Vec<String> = self.store().read(|tx| {
+            let mut gone = Vec::new();
+            tx.for_each(&METRIC_SERIES, "", |key, record: MetricSeriesRecord| {
+                if record.last_minute < cutoff {
+                    gone.push(key.to_owned());
+                }
+            })?;
+            Ok::<_, crate::Error>(gone)
+        })?;
+        if !gone.is_empty() {
+            self.store().write(|tx| {
+                for key in &gone {
+                    tx.remove(&METRIC_SERIES, key)?;
+                }
+                Ok::<_, crate::Error>(())
+            })?;
         }
         Ok(dropped)
     }
@@ -490,10 +534,8 @@ impl Backend {
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
             let mut last_prune: Option<Instant> = None;
             loop {
+                // Each collection is awaited before the next tick: one at a time.
                 ticker.tick().await;
-                if backend.monitoring.running.swap(true, Ordering::AcqRel) {
-                    continue;
-                }
                 let prune = last_prune.is_none_or(|t| t.elapsed() >= Duration::from_secs(3600));
                 if prune {
                     last_prune = Some(Instant::now());
@@ -505,18 +547,13 @@ impl Backend {
                             tracing::warn!(%error, "pruning metric history failed");
                         }
                     }
-                    let result = worker.collect();
-                    worker.monitoring.running.store(false, Ordering::Release);
-                    result
+                    worker.collect()
                 })
                 .await;
                 match done {
                     Ok(Ok(report)) => tracing::debug!(?report, "metrics collected"),
                     Ok(Err(error)) => tracing::warn!(%error, "collecting metrics failed"),
-                    Err(error) => {
-                        backend.monitoring.running.store(false, Ordering::Release);
-                        tracing::error!(%error, "the metrics collector panicked");
-                    }
+                    Err(error) => tracing::error!(%error, "the metrics collector panicked"),
                 }
             }
         });
@@ -562,9 +599,9 @@ impl Datapoint {
         sorted.sort_by(|a, b| a.0.total_cmp(&b.0));
         // Nearest rank.
         let rank = ((p / 100.0) * self.aggregate.count as f64).ceil().max(1.0) as u64;
-        let mut seen = 0;
+        let mut seen: u64 = 0;
         for (value, count) in sorted {
-            seen += count;
+            seen = seen.saturating_add(count);
             if seen >= rank {
                 return Some(value);
             }
@@ -658,7 +695,7 @@ pub fn into_periods(
         point.aggregate.merge(&aggregate);
         match (&mut point.values, exact) {
             (Some(values), true) => match values.iter_mut().find(|(v, _)| *v == aggregate.min) {
-                Some((_, count)) => *count += aggregate.count,
+                Some((_, count)) => *count = count.saturating_add(aggregate.count),
                 None => values.push((aggregate.min, aggregate.count)),
             },
             (values, _) => *values = None,
@@ -680,10 +717,27 @@ impl Backend {
             HOST_NAMESPACE if admin => "~host/".to_owned(),
             _ => return Ok(Vec::new()),
         };
-        let cutoff = minute_of(now_ms()).saturating_sub(self.retention().days[2] * 24 * 60);
+        let cutoff = minute_of(now_ms()).saturating_sub(self.retention().days[2].saturating_mul(24 * 60));
         let mut all = self.store().read(|tx| tx.scan(&METRIC_SERIES, &prefix))?;
         all.retain(|(_, r)| r.namespace == namespace && r.last_minute >= cutoff);
         Ok(all)
+    }
+
+    /// The tier a query reads and the minutes `[from, to)` it reads there: never beyond what
+    /// the tier keeps (its retention back, two hours ahead), so a query's cost is bounded
+    /// whatever times it names. `None` when nothing can answer: the range is empty, or the
+    /// tier's buckets do not divide the period (CloudWatch answers no data then too).
+    fn range_of(&self, query: &MetricQuery) -> Option<(&'static Tier, u32, u32)> {
+        let retention = self.retention();
+        let now = now_ms();
+        let tier = tier_for(query.start_ms, now, query.period_secs, &retention);
+        if !query.period_secs.is_multiple_of(tier.bucket_minutes * 60) {
+            return None;
+        }
+        let kept_from = minute_of(now).saturating_sub(retention.days[usize::from(tier.index)].saturating_mul(24 * 60));
+        let from = minute_of(query.start_ms).max(kept_from);
+        let to = minute_of(query.end_ms.saturating_add(59_999)).min(minute_of(now).saturating_add(120));
+        (from < to).then_some((tier, from, to))
     }
 
     /// The series of that name, if the index has it.
@@ -706,8 +760,7 @@ impl Backend {
             (HOST_NAMESPACE, _) if !admin => Vec::new(),
             _ => self.visible_series(account, admin, &query.namespace)?,
         };
-        let tier = tier_for(query.start_ms, now_ms(), query.period_secs, &self.retention());
-        let (from, to) = (minute_of(query.start_ms), minute_of(query.end_ms + 59_999));
+        let Some((tier, from, to)) = self.range_of(query) else { return Ok(Vec::new()) };
         let mut rows = Vec::new();
         for (name, _) in series.iter().filter(|(_, r)| series_matches(r, &query.dimensions)) {
             for (bucket, row) in self.store().read_points(name, tier, from, to)? {
@@ -733,8 +786,7 @@ impl Backend {
         if record.account != account || record.namespace != query.namespace || record.dimensions != dimensions {
             return Ok(Vec::new());
         }
-        let tier = tier_for(query.start_ms, now_ms(), query.period_secs, &self.retention());
-        let (from, to) = (minute_of(query.start_ms), minute_of(query.end_ms + 59_999));
+        let Some((tier, from, to)) = self.range_of(query) else { return Ok(Vec::new()) };
         let rows = self.store().read_points(&name, tier, from, to)?.into_iter().filter_map(|(bucket, row)| {
             let at = i64::from(bucket) * 60_000;
             let inside = at + i64::from(tier.bucket_minutes) * 60_000 > query.start_ms && at < query.end_ms;

@@ -175,6 +175,14 @@ fn custom_metrics_are_one_series_per_exact_dimensions_and_their_account_s_own() 
     assert!(b.metric_statistics(ACCOUNT, false, &query(&[], "Shop")).unwrap().is_empty());
     assert!(b.metric_statistics(ACCOUNT, false, &query(&both, "Other")).unwrap().is_empty());
     assert_eq!(b.custom_unit(ACCOUNT, &query(&both, "Shop")).unwrap().as_deref(), Some("Milliseconds"));
+    // Any range is read only as far as history is kept: the epoch to far beyond year 10,000
+    // finds the same data, at the hourly tier's cost.
+    let huge = MetricQuery { start_ms: 0, end_ms: 1_000_000_000_000_000, ..query(&both, "Shop") };
+    let points = b.metric_statistics(ACCOUNT, false, &huge).unwrap();
+    assert_eq!(points.iter().map(|p| p.aggregate.sum).sum::<f64>(), 40.0);
+    // A period the tier's buckets do not divide has no answer (as in CloudWatch).
+    let uneven = MetricQuery { start_ms: now - 20 * 86_400_000, period_secs: 120, ..query(&both, "Shop") };
+    assert!(b.metric_statistics(ACCOUNT, false, &uneven).unwrap().is_empty());
     let listed = b.list_metrics(ACCOUNT, false, Some("Shop"), 60).unwrap();
     assert_eq!(listed.len(), 2);
     assert!(b.list_metrics(ACCOUNT, false, Some(EC2_NAMESPACE), 60).unwrap().is_empty());

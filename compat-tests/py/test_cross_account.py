@@ -259,6 +259,11 @@ def _build_world(server, test_image) -> World:
     for instance_id in (a["instance"], a["own_instance"]):
         ca.get_waiter("instance_status_ok").wait(InstanceIds=[instance_id], WaiterConfig=FAST)
     w.cwb = cloudwatch(server, b_acct.access_key, b_acct.secret_key)
+    # A custom metric of A's (PutMetricData), named by a dimension value of its own.
+    a["custom_metric"] = f"shard-{secrets.token_hex(8)}"
+    cloudwatch(server, a_acct.access_key, a_acct.secret_key).put_metric_data(Namespace=CUSTOM_NAMESPACE, MetricData=[
+        {"MetricName": "Orders", "Dimensions": [{"Name": "Shard", "Value": a["custom_metric"]}], "Value": 1.0}])
+    w.forbidden.append(a["custom_metric"])
     w.baseline = w.last_state = a_state(w)
     assert a_state(w) == w.baseline, "A's state is not stable between two reads: the checks would be noise"
     return w
@@ -413,6 +418,9 @@ class Row:
     note: str = ""
     # A known hole, with the issue that closes it: the row must fail until then (strict).
     known_hole: str = ""
+
+
+CUSTOM_NAMESPACE = "Shop/cross-account"
 
 
 def _metric_window() -> dict:
@@ -863,6 +871,12 @@ ROWS: list[Row] = [
           {"Id": "q", "MetricStat": {"Metric": {"Namespace": "AWS/EC2", "MetricName": "NetworkIn",
                                                 "Dimensions": [{"Name": "InstanceId", "Value": x}]},
                                      "Period": 60, "Stat": "Sum"}}])),
+    R("GetMetricStatistics(custom)", "custom_metric",
+      lambda c, x, w: w.cwb.get_metric_statistics(**_metric_window(), Namespace=CUSTOM_NAMESPACE, MetricName="Orders",
+                                                  Dimensions=[{"Name": "Shard", "Value": x}], Period=60,
+                                                  Statistics=["SampleCount"])),
+    R("ListMetrics(custom)", "custom_metric",
+      lambda c, x, w: w.cwb.list_metrics(Namespace=CUSTOM_NAMESPACE, Dimensions=[{"Name": "Shard", "Value": x}])),
     R("ListMetrics(InstanceId)", "instance",
       lambda c, x, w: w.cwb.list_metrics(Dimensions=[{"Name": "InstanceId", "Value": x}])),
     R("GetMetricStatistics(HostId)", "host",
@@ -900,6 +914,7 @@ LISTINGS: list[tuple[str, Callable[[World], Any]]] = [
     ("DescribeInstances", lambda w: _all(w.cb, "describe_instances", "Reservations")),
     ("ListMetrics", lambda w: _all(w.cwb, "list_metrics", "Metrics")),
     ("ListMetrics(Stratus/Host)", lambda w: _all(w.cwb, "list_metrics", "Metrics", Namespace="Stratus/Host")),
+    ("ListMetrics(A's namespace)", lambda w: _all(w.cwb, "list_metrics", "Metrics", Namespace=CUSTOM_NAMESPACE)),
     *[(f"DescribeInstances({n})", (lambda n, v: lambda w: _all(w.cb, "describe_instances", "Reservations",
                                                                 **_f(n, v(w))))(n, v))
       for n, v in [("instance-id", lambda w: w.a["instance"]), ("owner-id", lambda w: w.a_acct.account_id),

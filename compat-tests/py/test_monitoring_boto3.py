@@ -50,6 +50,30 @@ def cloud(tmp_path_factory, test_image):
     server.stop()
 
 
+def signed(server, account, service: str, method: str, path: str, body: bytes, headers: dict):
+    """Sends a request signed by hand for `service`'s scope: (status, error code or None, body)."""
+    import urllib.error
+    import urllib.request
+
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    request = AWSRequest(method=method, url=server.endpoint + path, data=body or None, headers=headers)
+    SigV4Auth(Credentials(account.access_key, account.secret_key), service, REGION).add_auth(request)
+    prepared = request.prepare()
+    raw = urllib.request.Request(prepared.url, data=prepared.body or None, headers=dict(prepared.headers),
+                                 method=method)
+    try:
+        with urllib.request.urlopen(raw, timeout=10) as response:
+            return response.status, None, response.read().decode()
+    except urllib.error.HTTPError as e:
+        text = e.read().decode()
+        code = e.headers.get("x-amzn-query-error", "").split(";")[0] or (re.findall(r"<Code>([^<]+)</Code>", text)
+                                                                       or [None])[0]
+        return e.code, code, text
+
+
 def status_points(client, instance_id, statistics=("Sum", "SampleCount", "Maximum")):
     now = time.time()
     return client.get_metric_statistics(
@@ -258,9 +282,19 @@ def test_cloudwatch_errors_in_cloudwatch_s_codes(cloud):
         assert error_of(bad_token)[0] == "InvalidNextToken", protocol
         assert error_of(lambda: client.list_metrics(NextToken="garbage"))[0] == "InvalidNextToken", protocol
 
-    # Signed for another service's scope, or with a wrong secret: refused.
+    # With a wrong secret: refused.
     wrong = cloudwatch(server, a.access_key, "not-the-secret")
     assert error_of(lambda: wrong.list_metrics())[0] == "SignatureDoesNotMatch"
+
+    # Signed for EC2's scope, a CloudWatch request is refused; signed for CloudWatch's, an EC2
+    # action is no CloudWatch operation. A query request may come as a signed GET.
+    assert signed(server, a, "ec2", "POST", "/", b"{}", {
+        "X-Amz-Target": "GraniteServiceVersion20100801.ListMetrics",
+        "Content-Type": "application/x-amz-json-1.0"})[:2] == (403, "SignatureDoesNotMatch")
+    assert signed(server, a, "monitoring", "POST", "/", b"Action=DescribeInstances&Version=2016-11-15", {
+        "Content-Type": "application/x-www-form-urlencoded"})[:2] == (400, "InvalidAction")
+    status, _, body = signed(server, a, "monitoring", "GET", "/?Action=ListMetrics&Version=2010-08-01", b"", {})
+    assert status == 200 and "<ListMetricsResponse" in body, body
 
 
 def test_another_account_sees_nothing(cloud):

@@ -266,8 +266,8 @@ impl Config {
         anyhow::ensure!(config.monitoring.interval_ms >= 100, "monitoring.interval_ms must be at least 100");
         let days = config.monitoring.retention_days;
         anyhow::ensure!(
-            days[0] > 0 && days[0] <= days[1] && days[1] <= days[2],
-            "monitoring.retention_days must be positive and keep coarser tiers at least as long as finer ones"
+            days[0] > 0 && days[0] <= days[1] && days[1] <= days[2] && days[2] <= 36_500,
+            "monitoring.retention_days must be positive, at most 36500, and keep coarser tiers at least as long as finer ones"
         );
         Ok(config)
     }

@@ -241,17 +241,9 @@ impl Collector for Live {
             .map(|(l, d)| (l.clone(), ConstGauge::new(i64::from(d.state == backend::hypervisor::PowerState::Running))))
             .collect();
         family(&mut encoder, "stratus_instance_running", "Whether the guest runs", None, MetricType::Gauge, &running)?;
-        if let Ok(size) = self.backend.store().stored_bytes() {
-            let store = [(Vec::new(), ConstGauge::new(size as i64))];
-            family(
-                &mut encoder,
-                "stratus_store",
-                "Space the store's database takes",
-                bytes,
-                MetricType::Gauge,
-                &store,
-            )?;
-        }
+        // As the last collection read it: a scrape must not wait on the store's writer.
+        let store = [(Vec::new(), ConstGauge::new(self.backend.store_bytes() as i64))];
+        family(&mut encoder, "stratus_store", "Space the store's database takes", bytes, MetricType::Gauge, &store)?;
         Ok(())
     }
 }

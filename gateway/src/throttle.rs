@@ -23,7 +23,7 @@ pub enum ActionClass {
 
 impl ActionClass {
     pub fn of(action: &str) -> Self {
-        if action.starts_with("Describe") || action.starts_with("Get") {
+        if action.starts_with("Describe") || action.starts_with("Get") || action.starts_with("List") {
             Self::Read
         } else {
             Self::Mutate

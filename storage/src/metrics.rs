@@ -1,8 +1,8 @@
 //! Metric history: aggregates (count, min, max, sum) of each series per time bucket, in three
-//! tiers of resolution, kept apart from the records.
+//! tiers of resolution, in tables of their own beside the records (same file, same writer).
 //!
 //! 1. A series is named by a string its owner chooses (`{account}/{instance id}`,
-//!    `host/{host id}`); a row holds every metric of one series for one bucket, as a list of
+//!    `~host/{host id}`); a row holds every metric of one series for one bucket, as a list of
 //!    `(metric index, aggregate)` in a compact encoding ([`encode_row`]): whole numbers as
 //!    varints, the rest as doubles.
 //! 2. [`Store::merge_points`] folds samples into their buckets of every tier in one write
@@ -69,7 +69,7 @@ impl Aggregate {
     }
 
     pub fn merge(&mut self, other: &Aggregate) {
-        self.count += other.count;
+        self.count = self.count.saturating_add(other.count);
         self.min = self.min.min(other.min);
         self.max = self.max.max(other.max);
         self.sum += other.sum;
@@ -178,34 +178,47 @@ pub fn merge_row(row: &mut Row, more: &Row) {
     }
 }
 
+fn merge_into(tx: &redb::WriteTransaction, points: &[Point]) -> Result<()> {
+    for tier in &TIERS {
+        let mut by_chunk: std::collections::BTreeMap<u32, Vec<&Point>> = Default::default();
+        for point in points {
+            by_chunk.entry(tier.chunk_of(point.minute)).or_default().push(point);
+        }
+        for (chunk, points) in by_chunk {
+            let name = tier.table_name(chunk);
+            let mut table = tx.open_table(TableDefinition::<&[u8], &[u8]>::new(&name))?;
+            for point in points {
+                let key = key(&point.series, tier.bucket_of(point.minute));
+                let mut row = match table.get(key.as_slice())? {
+                    Some(bytes) => decode_row(bytes.value()).unwrap_or_default(),
+                    None => Vec::new(),
+                };
+                merge_row(&mut row, &point.values);
+                table.insert(key.as_slice(), encode_row(&row).as_slice())?;
+            }
+        }
+    }
+    Ok(())
+}
+
 impl Store {
     /// Folds every point into its bucket of every tier, in one transaction.
     pub fn merge_points(&self, points: &[Point]) -> Result<()> {
-        if points.is_empty() {
-            return Ok(());
-        }
-        let tx = self.db.begin_write()?;
-        for tier in &TIERS {
-            let mut by_chunk: std::collections::BTreeMap<u32, Vec<&Point>> = Default::default();
-            for point in points {
-                by_chunk.entry(tier.chunk_of(point.minute)).or_default().push(point);
-            }
-            for (chunk, points) in by_chunk {
-                let name = tier.table_name(chunk);
-                let mut table = tx.open_table(TableDefinition::<&[u8], &[u8]>::new(&name))?;
-                for point in points {
-                    let key = key(&point.series, tier.bucket_of(point.minute));
-                    let mut row = match table.get(key.as_slice())? {
-                        Some(bytes) => decode_row(bytes.value()).unwrap_or_default(),
-                        None => Vec::new(),
-                    };
-                    merge_row(&mut row, &point.values);
-                    table.insert(key.as_slice(), encode_row(&row).as_slice())?;
-                }
-            }
-        }
-        tx.commit()?;
-        Ok(())
+        self.merge_points_with(points, |_| Ok::<_, crate::Error>(()))
+    }
+
+    /// As [`Store::merge_points`], with `f`'s record writes (the series' index) in the same
+    /// transaction: both land or neither does.
+    pub fn merge_points_with<T, E: From<crate::Error>>(
+        &self,
+        points: &[Point],
+        f: impl FnOnce(&crate::WriteTx) -> std::result::Result<T, E>,
+    ) -> std::result::Result<T, E> {
+        let tx = self.db.begin_write().map_err(crate::Error::from)?;
+        merge_into(&tx, points).map_err(E::from)?;
+        let value = f(&crate::WriteTx::new(&tx))?;
+        tx.commit().map_err(crate::Error::from)?;
+        Ok(value)
     }
 
     /// The rows of `series` in `tier` whose buckets start in `[from, to)` (minutes since
@@ -247,7 +260,8 @@ impl Store {
         let names: Vec<String> = tx.list_tables()?.map(|t| t.name().to_owned()).collect();
         for name in names {
             let Some((index, chunk)) = Tier::parse_table(&name) else { continue };
-            if index == tier.index && (chunk + 1) * tier.chunk_minutes <= before {
+            let ends = (u64::from(chunk) + 1) * u64::from(tier.chunk_minutes);
+            if index == tier.index && ends <= u64::from(before) {
                 tx.delete_table(TableDefinition::<&[u8], &[u8]>::new(&name))?;
                 dropped += 1;
             }

@@ -11,6 +11,9 @@ use super::{check_period, dimensions, millis, CwCtx};
 /// Queries per call and datapoints per page, as CloudWatch allows.
 const MAX_QUERIES: usize = 500;
 const MAX_DATAPOINTS: i64 = 100_800;
+/// Datapoints one call may ask for over all its pages (CloudWatch has no such bound; every
+/// page here computes the whole answer, so it bounds a call's memory: about 50 MB).
+const MAX_REQUESTED: i64 = 500_000;
 
 /// One query, checked.
 struct Asked {
@@ -84,6 +87,20 @@ fn check(req: &GetMetricDataInput) -> Result<(Vec<Asked>, i64, i64), CwError> {
             },
             id,
         });
+    }
+    // Every page computes the whole answer: its size is bounded up front.
+    let requested: i64 = asked
+        .iter()
+        .filter(|a| a.return_data)
+        .map(|a| {
+            (end_ms - start_ms).saturating_add(i64::from(a.query.period_secs) * 1000 - 1)
+                / (i64::from(a.query.period_secs) * 1000)
+        })
+        .fold(0i64, i64::saturating_add);
+    if requested > MAX_REQUESTED {
+        return Err(CwError::invalid_combination(format!(
+            "The queries ask for up to {requested} datapoints, more than the {MAX_REQUESTED} one call may ask: ask for fewer queries, longer periods or a shorter range."
+        )));
     }
     Ok((asked, start_ms, end_ms))
 }

@@ -151,11 +151,23 @@ where
 {
     let received = crate::server::receive(state, request).await.map_err(|e| from_ec2(&e))?;
     let (principal, _region) = received.authenticate(state, cwapi::SIGNING_NAME).map_err(|e| from_ec2(&e))?;
+    // Charged before any decoding, by what the request names (a query form names its
+    // operation only inside: the read bucket, as every CloudWatch read).
+    let named = operation.as_deref().unwrap_or("GetMetricData");
+    received.admit(state, &principal.account_id, named).map_err(|e| from_ec2(&e))?;
     let body = decompressed(&received, state.limits.max_body_bytes)?;
+    let body = match protocol {
+        // A query request may come as a GET (or presigned): its parameters are in the URL.
+        Protocol::Query if body.is_empty() => Bytes::from(
+            form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(received.query.iter().filter(|(k, _)| !crate::auth::PRESIGN_PARAMS.contains(&k.as_str())))
+                .finish(),
+        ),
+        _ => body,
+    };
     let operation = cwapi::decode(protocol, operation.as_deref(), &body)?;
     let name = operation.name();
     *decoded = name;
-    received.admit(state, &principal.account_id, name).map_err(|e| from_ec2(&e))?;
     let account = principal.account_id.clone();
     let ctx = CwCtx { request_id: request_id.to_owned(), principal, backend: Arc::clone(&state.backend) };
     let output = match operation {

@@ -41,16 +41,17 @@ fn datum(d: cwapi::MetricDatum, member: &str, now_ms: i64) -> Result<Datum, CwEr
             }
             let mut total: Option<Aggregate> = None;
             for (value, count) in values.into_iter().zip(counts) {
-                if count < 0.0 {
-                    return Err(CwError::invalid_value(format!("{member}.Counts must not be negative.")));
+                let count = samples(count, &format!("{member}.Counts"))?;
+                if count == 0 {
+                    continue; // a value that did not occur
                 }
-                let one = Aggregate { count: count.round() as u64, min: value, max: value, sum: value * count };
+                let one = Aggregate { count, min: value, max: value, sum: value * count as f64 };
                 match &mut total {
                     Some(t) => t.merge(&one),
                     None => total = Some(one),
                 }
             }
-            total.ok_or_else(|| CwError::missing(&format!("{member}.Values")))?
+            total.ok_or_else(|| CwError::invalid_value(format!("{member}.Counts counts no sample.")))?
         }
         (None, None, Some(set)) => {
             let field = |v: Option<f64>, name: &str| {
@@ -58,12 +59,13 @@ fn datum(d: cwapi::MetricDatum, member: &str, now_ms: i64) -> Result<Datum, CwEr
             };
             let (count, sum) = (field(set.sample_count, "SampleCount")?, field(set.sum, "Sum")?);
             let (min, max) = (field(set.minimum, "Minimum")?, field(set.maximum, "Maximum")?);
-            if count < 1.0 || min > max {
+            let count = samples(count, &format!("{member}.StatisticValues.SampleCount"))?;
+            if count == 0 || min > max {
                 return Err(CwError::invalid_value(format!(
                     "{member}.StatisticValues must have a SampleCount of at least 1 and a Minimum no greater than its Maximum."
                 )));
             }
-            Aggregate { count: count.round() as u64, min, max, sum }
+            Aggregate { count, min, max, sum }
         }
         (None, None, None) => {
             return Err(CwError::invalid_combination(format!(
@@ -71,7 +73,19 @@ fn datum(d: cwapi::MetricDatum, member: &str, now_ms: i64) -> Result<Datum, CwEr
             )))
         }
     };
+    if !aggregate.sum.is_finite() {
+        return Err(CwError::invalid_value(format!("{member}: the values' sum is too large.")));
+    }
     Ok(Datum { metric_name, dimensions, at_ms, aggregate, unit: d.unit })
+}
+
+/// A count of samples as a whole number: rounded, at most 2^53 (where doubles stop counting
+/// one by one), never negative.
+fn samples(count: f64, member: &str) -> Result<u64, CwError> {
+    if !(0.0..=9_007_199_254_740_992.0).contains(&count) {
+        return Err(CwError::invalid_value(format!("{member} must be between 0 and 2^53.")));
+    }
+    Ok(count.round() as u64)
 }
 
 pub async fn handle(ctx: &CwCtx, req: PutMetricDataInput) -> Result<Output, CwError> {
