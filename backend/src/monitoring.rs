@@ -204,6 +204,8 @@ pub struct Collector {
     retention: Mutex<Retention>,
     /// The store's size as the last collection read it (a scrape must not wait on the store).
     store_bytes: std::sync::atomic::AtomicU64,
+    /// The index records this process wrote, by series ([`Backend::stale_series`]).
+    indexed: Mutex<HashMap<String, MetricSeriesRecord>>,
     /// Each instance the last collection watched: its account and type (Prometheus labels).
     labels: Mutex<HashMap<String, InstanceLabels>>,
 }
@@ -405,38 +407,43 @@ impl Backend {
         }
         let storing = Instant::now();
         report.points = points.len();
-        let stale = self.stale_series(&series, minute)?;
-        self.store().merge_points_with(&points, |tx| {
-            for (name, record) in stale {
+        let stale = self.stale_series(&series, minute);
+        // The store's size is read in the same transaction: no second wait for the writer.
+        let bytes = self.store().merge_points_with(&points, |tx| {
+            for (name, record) in &stale {
                 tx.insert(&METRIC_SERIES, name, record)?;
             }
-            Ok::<_, crate::Error>(())
+            Ok::<_, crate::Error>(tx.stored_bytes()?)
         })?;
+        collector.store_bytes.store(bytes, Ordering::Relaxed);
+        // Remembered once committed, never before.
+        let mut indexed = collector.indexed.lock().unwrap_or_else(|p| p.into_inner());
+        indexed.extend(stale.into_iter().cloned());
+        indexed.retain(|_, record| record.last_minute + 24 * 60 > minute);
+        drop(indexed);
         report.store_took = storing.elapsed();
-        if let Ok(bytes) = self.store().stored_bytes() {
-            collector.store_bytes.store(bytes, Ordering::Relaxed);
-        }
         crate::telemetry::global().collect_seconds.observe(started.elapsed().as_secs_f64());
         Ok(report)
     }
 
-    /// The series new to the index, and those whose record is an hour old (to refresh their
-    /// last minute): the index costs a write per series per hour, not per sample.
+    /// The series new to the index, and those whose record is an hour old or changed (to
+    /// refresh it): the index costs a write per series per hour, not per sample. What was
+    /// written is remembered here, so a collection reads no record to decide (after a restart
+    /// the first collection writes every series once).
     fn stale_series<'s>(
         &self,
         series: &'s [(String, MetricSeriesRecord)],
         minute: u32,
-    ) -> Result<Vec<&'s (String, MetricSeriesRecord)>> {
-        self.store().read(|tx| {
-            let mut stale = Vec::new();
-            for entry in series {
-                match tx.get(&METRIC_SERIES, &entry.0)? {
-                    Some(known) if known.last_minute + 60 > minute && known.dimensions == entry.1.dimensions => {}
-                    _ => stale.push(entry),
-                }
-            }
-            Ok::<_, crate::Error>(stale)
-        })
+    ) -> Vec<&'s (String, MetricSeriesRecord)> {
+        let indexed = self.monitoring.indexed.lock().unwrap_or_else(|p| p.into_inner());
+        series
+            .iter()
+            .filter(|(name, record)| {
+                !indexed
+                    .get(name)
+                    .is_some_and(|known| known.last_minute + 60 > minute && known.dimensions == record.dimensions)
+            })
+            .collect()
     }
 
     /// Records an account's custom metric data (PutMetricData) in one transaction: each

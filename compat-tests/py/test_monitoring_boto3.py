@@ -74,6 +74,13 @@ def signed(server, account, service: str, method: str, path: str, body: bytes, h
         return e.code, code, text
 
 
+def one_period() -> dict:
+    """A window of one period that ends hours from now: the samples of the last seconds never
+    straddle two periods, whatever the clock."""
+    now = time.time()
+    return {"StartTime": now - 3 * 3600, "EndTime": now + 3600, "Period": 86400}
+
+
 def status_points(client, instance_id, statistics=("Sum", "SampleCount", "Maximum")):
     now = time.time()
     return client.get_metric_statistics(
@@ -137,7 +144,7 @@ def test_an_instance_s_metrics_in_every_protocol(cloud):
     # Percentiles: every bucket of a status check holds one value, so they are exact.
     p = cloudwatch(server, a.access_key, a.secret_key).get_metric_statistics(
         Namespace="AWS/EC2", MetricName="StatusCheckFailed", Dimensions=[{"Name": "InstanceId", "Value": instance_id}],
-        StartTime=time.time() - 3600, EndTime=time.time() + 60, Period=3600, ExtendedStatistics=["p50", "p99.9"])
+        **one_period(), ExtendedStatistics=["p50", "p99.9"])
     assert [d["ExtendedStatistics"] for d in p["Datapoints"]] == [{"p50": 0.0, "p99.9": 0.0}]
 
     # GetMetricData: several queries, one of them hidden, paged one datapoint at a time.
@@ -319,10 +326,9 @@ def test_hosts_metrics_are_the_admin_s(cloud):
     hosts = admin.list_metrics(Namespace="Stratus/Host", MetricName="Instances")["Metrics"]
     assert len(hosts) == 2, hosts  # the host, and all hosts together
     [host] = [m["Dimensions"][0]["Value"] for m in hosts if m["Dimensions"]]
-    now = time.time()
     got = admin.get_metric_statistics(Namespace="Stratus/Host", MetricName="Instances",
-                                      Dimensions=[{"Name": "HostId", "Value": host}], StartTime=now - 3600,
-                                      EndTime=now + 60, Period=3600, Statistics=["Maximum"])
+                                      Dimensions=[{"Name": "HostId", "Value": host}], **one_period(),
+                                      Statistics=["Maximum"])
     assert [p["Maximum"] for p in got["Datapoints"]] == [1.0]
     assert got["Datapoints"][0]["Unit"] == "Count"
 
@@ -336,7 +342,7 @@ def test_the_aws_cli_reads_metrics(cloud):
     now = int(time.time())
     code, out, err = aws(server, "get-metric-statistics", "--namespace", "AWS/EC2", "--metric-name",
                          "StatusCheckFailed", "--dimensions", f"Name=InstanceId,Value={instance_id}",
-                         "--start-time", str(now - 3600), "--end-time", str(now + 60), "--period", "3600",
+                         "--start-time", str(now - 3 * 3600), "--end-time", str(now + 3600), "--period", "86400",
                          "--statistics", "SampleCount", "Maximum", creds=creds, service="cloudwatch")
     assert code == 0, err
     answer = json.loads(out)

@@ -35,13 +35,26 @@ impl Ctx {
         &self,
         f: impl FnOnce(&Backend) -> backend::Result<T> + Send + 'static,
     ) -> Result<T, Ec2Error> {
-        let backend = Arc::clone(&self.backend);
-        match tokio::task::spawn_blocking(move || f(&backend)).await {
-            Ok(result) => result.map_err(to_ec2),
-            Err(join) => {
-                tracing::error!(request_id = %self.request_id, %join, "backend call failed");
-                Err(Ec2Error::internal())
-            }
+        match on_blocking_pool(&self.backend, &self.request_id, f).await {
+            Some(result) => result.map_err(to_ec2),
+            None => Err(Ec2Error::internal()),
+        }
+    }
+}
+
+/// Runs a backend call on the blocking pool, for EC2's handlers and CloudWatch's alike; `None`
+/// (logged) when the call panicked.
+pub async fn on_blocking_pool<T: Send + 'static>(
+    backend: &Arc<Backend>,
+    request_id: &str,
+    f: impl FnOnce(&Backend) -> backend::Result<T> + Send + 'static,
+) -> Option<backend::Result<T>> {
+    let backend = Arc::clone(backend);
+    match tokio::task::spawn_blocking(move || f(&backend)).await {
+        Ok(result) => Some(result),
+        Err(join) => {
+            tracing::error!(%request_id, %join, "backend call failed");
+            None
         }
     }
 }

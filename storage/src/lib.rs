@@ -319,6 +319,12 @@ impl<'a> WriteTx<'a> {
         Self { tx, open: Default::default() }
     }
 
+    /// Bytes the database's allocated pages take, as of this transaction.
+    pub fn stored_bytes(&self) -> Result<u64> {
+        let stats = self.tx.stats()?;
+        Ok(stats.allocated_pages() * stats.page_size() as u64)
+    }
+
     fn table<V: Record>(&self, t: &Table<V>) -> Result<std::rc::Rc<std::cell::RefCell<WriteTable<'a>>>> {
         if let Some((_, table)) = self.open.borrow().iter().find(|(name, _)| *name == t.name) {
             return Ok(std::rc::Rc::clone(table));

@@ -270,12 +270,14 @@ impl Store {
         Ok(dropped)
     }
 
-    /// Bytes the database file takes (what the store holds, as redb lays it out).
+    /// Bytes the database's allocated pages take (what the store holds, as redb lays it out).
+    /// Waits for the store's writer: a caller that writes anyway asks its own transaction
+    /// ([`crate::WriteTx::stored_bytes`]).
     pub fn stored_bytes(&self) -> Result<u64> {
         let tx = self.db.begin_write()?;
-        let stats = tx.stats()?;
+        let bytes = crate::WriteTx::new(&tx).stored_bytes();
         tx.abort()?;
-        Ok(stats.allocated_pages() * stats.page_size() as u64)
+        bytes
     }
 }
 

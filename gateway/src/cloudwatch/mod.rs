@@ -45,13 +45,9 @@ impl CwCtx {
         &self,
         f: impl FnOnce(&Backend) -> backend::Result<T> + Send + 'static,
     ) -> Result<T, CwError> {
-        let backend = Arc::clone(&self.backend);
-        match tokio::task::spawn_blocking(move || f(&backend)).await {
-            Ok(result) => result.map_err(|e| from_domain(&self.request_id, e)),
-            Err(join) => {
-                tracing::error!(request_id = %self.request_id, %join, "backend call failed");
-                Err(CwError::internal())
-            }
+        match crate::context::on_blocking_pool(&self.backend, &self.request_id, f).await {
+            Some(result) => result.map_err(|e| from_domain(&self.request_id, e)),
+            None => Err(CwError::internal()),
         }
     }
 }
@@ -63,11 +59,15 @@ pub fn detect<B>(request: &Request<B>) -> Option<(Protocol, Option<String>)> {
     if let Some(found) = cwapi::detect(method.as_str(), uri.path(), headers) {
         return Some(found);
     }
-    // The query protocol looks like EC2's: only the signature's scope tells them apart.
-    let query: Vec<(String, String)> =
-        form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes()).into_owned().collect();
-    let claim = crate::auth::claim(headers, &query).ok()?;
-    (claim.service == cwapi::SIGNING_NAME).then_some((Protocol::Query, None))
+    // The query protocol looks like EC2's: only the signature's scope tells them apart. Every
+    // EC2 request passes here, so the credential is only looked at, not parsed: the full check
+    // of the scope comes with authentication, and a request that merely mentions the scope
+    // elsewhere fails its signature there, in CloudWatch's envelope.
+    let scope = "/monitoring/aws4_request";
+    let in_header =
+        headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains(scope));
+    let presigned = uri.query().is_some_and(|q| q.contains(scope) || q.contains("%2Fmonitoring%2Faws4_request"));
+    (in_header || presigned).then_some((Protocol::Query, None))
 }
 
 /// The CloudWatch code for an error of the steps EC2 and CloudWatch share (throttling, body
