@@ -157,6 +157,11 @@ impl Backend {
         })
     }
 
+    /// One migration, by id.
+    pub fn migration(&self, id: &str) -> Result<Option<MigrationRecord>> {
+        Ok(self.store().read(|tx| tx.get(&MIGRATIONS, id))?)
+    }
+
     /// Every migration, by id.
     pub fn migrations(&self) -> Result<Vec<MigrationRecord>> {
         Ok(self.store().read(|tx| tx.scan(&MIGRATIONS, ""))?.into_iter().map(|(_, m)| m).collect())

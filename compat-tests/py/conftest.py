@@ -651,3 +651,26 @@ def wait_console(client, instance_id, pattern: str, count: int = 1, timeout: flo
         shown = "\n".join(line for line in text.splitlines() if "stratus-counter" not in line)[-3000:]
         assert time.monotonic() < deadline, f"the guest never printed {count} x {pattern!r}; console:\n{shown}"
         time.sleep(0.5)
+
+
+# --- the lab: libvirt hosts in network namespaces (`scripts/lab`) ------------------------------
+
+# The machine has one lab, which other tests (backend/tests/lab.rs) use too: each holds this lock
+# from `up` to `down`.
+LAB_LOCK = Path("/run/stratus/lab.lock")
+LAB_DIR = Path("/var/lib/stratus/lab")
+
+
+@pytest.fixture
+def lab():
+    require_qemu()
+    LAB_LOCK.parent.mkdir(parents=True, exist_ok=True)
+    with open(LAB_LOCK, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        out = subprocess.run([str(REPO / "scripts" / "lab"), "up", "2"], capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr
+        config = re.search(r"^config=(\S+)$", out.stdout, re.MULTILINE).group(1)
+        try:
+            yield Path(config).read_text()
+        finally:
+            subprocess.run([str(REPO / "scripts" / "lab"), "down"], capture_output=True, timeout=120)

@@ -9,7 +9,6 @@ accounts with the same addresses span both hosts, and a VPC guest migrates betwe
 
 from __future__ import annotations
 
-import fcntl
 import ipaddress
 import json
 import os
@@ -18,34 +17,11 @@ import subprocess
 import time
 from pathlib import Path
 
-import pytest
-
-from conftest import (BOOT_MARKER, DEFAULT_PUBLIC_CIDR, aws, clean_env, create_account, ec2_client, import_image, require_qemu, wait_states,
+from conftest import (BOOT_MARKER, DEFAULT_PUBLIC_CIDR, LAB_DIR, aws, clean_env, create_account, ec2_client, import_image, wait_states,
                       write_credentials)
 
 REPO = Path(__file__).resolve().parents[2]
 MODEL = REPO / "ec2api/model/stratus/2016-11-15/service-2.json"
-
-
-# The machine has one lab, which other tests (backend/tests/lab.rs) use too: each holds this lock
-# from `up` to `down`.
-LAB_LOCK = Path("/run/stratus/lab.lock")
-LAB_DIR = Path("/var/lib/stratus/lab")
-
-
-@pytest.fixture
-def lab():
-    require_qemu()
-    LAB_LOCK.parent.mkdir(parents=True, exist_ok=True)
-    with open(LAB_LOCK, "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        out = subprocess.run([str(REPO / "scripts/lab"), "up", "2"], capture_output=True, text=True, timeout=300)
-        assert out.returncode == 0, out.stderr
-        config = re.search(r"^config=(\S+)$", out.stdout, re.MULTILINE).group(1)
-        try:
-            yield Path(config).read_text()
-        finally:
-            subprocess.run([str(REPO / "scripts/lab"), "down"], capture_output=True, timeout=120)
 
 
 def counter(console: str) -> int:

@@ -123,3 +123,8 @@ fn boto3_dedicated_hosts() {
 fn boto3_monitoring() {
     run_pytest("test_monitoring_boto3.py");
 }
+
+#[test]
+fn browser_console() {
+    run_pytest("test_console_browser.py");
+}

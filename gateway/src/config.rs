@@ -82,6 +82,25 @@ pub struct Config {
     pub network: NetworkSettings,
     #[serde(default)]
     pub monitoring: MonitoringSettings,
+    #[serde(default)]
+    pub console: ConsoleSettings,
+}
+
+/// The web console under `/console/` ([`crate::console`]).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsoleSettings {
+    pub enabled: bool,
+    /// How long a sign-in lasts, however busy.
+    pub session_secs: u64,
+    /// How long a session may go unused.
+    pub idle_secs: u64,
+}
+
+impl Default for ConsoleSettings {
+    fn default() -> Self {
+        Self { enabled: true, session_secs: 8 * 3600, idle_secs: 3600 }
+    }
 }
 
 /// How hosts are sampled and how long their history is kept ([`backend::monitoring`]).

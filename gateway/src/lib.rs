@@ -16,13 +16,16 @@
 //! 7. Render the typed output, or the error envelope; domain errors become EC2 codes in
 //!    exactly one place ([`errors`]).
 //!
-//! Beside the API, [`metadata`] serves the instance metadata service to the guests, and [`admin`] serves a unix socket in the data dir so that `stratus account …`
-//! works while the server holds the database.
+//! Beside the API, [`metadata`] serves the instance metadata service to the guests, and
+//! [`admin`] serves a unix socket in the data dir so that `stratus account …` works while the
+//! server holds the database. On the API's own listener, [`console`] serves the web console
+//! under `/console/`, whose requests join this flow at step 5 as the session's account.
 
 pub mod admin;
 pub mod auth;
 pub mod cloudwatch;
 pub mod config;
+pub mod console;
 pub mod context;
 pub mod dispatch;
 pub mod doctor;

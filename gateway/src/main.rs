@@ -254,6 +254,17 @@ fn write_credentials(path: &Path, credentials: &Credentials) -> Result<()> {
     Ok(())
 }
 
+/// The access key and secret that `write_credentials` wrote, for the console's first sign-in.
+fn admin_key(path: &Path) -> Option<(String, String)> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let value = |name: &str| {
+        text.lines().find_map(|line| {
+            Some(line.split_once('=')?).filter(|(k, _)| k.trim() == name).map(|(_, v)| v.trim().to_owned())
+        })
+    };
+    Some((value("aws_access_key_id")?, value("aws_secret_access_key")?))
+}
+
 /// How long a start waits for the hosts' inventory before it serves anyway.
 const INVENTORY_WAIT: Duration = Duration::from_secs(15);
 
@@ -365,6 +376,14 @@ async fn run_server(listen: SocketAddr, metrics_listen: Option<String>, common: 
     let region = &config.topology().regions[0].name;
     println!("Stratus is serving the EC2 API on http://{listen} (data dir {})", data_dir.display());
     println!("Admin credentials: {}", credentials_path.display());
+    if config.console.enabled {
+        match admin_key(&credentials_path) {
+            Some((key, secret)) => println!(
+                "Web console: http://{listen}/console/ (sign in with access key {key} and secret key {secret})"
+            ),
+            None => println!("Web console: http://{listen}/console/ (sign in with an account's access key)"),
+        }
+    }
     println!(
         "Try: AWS_SHARED_CREDENTIALS_FILE={} aws --profile stratus --region {region} --endpoint-url http://{listen} ec2 describe-regions",
         credentials_path.display()
@@ -391,7 +410,8 @@ async fn run_server(listen: SocketAddr, metrics_listen: Option<String>, common: 
         let exporter = Arc::new(gateway::prometheus::Exporter::new(Arc::clone(&backend)));
         tokio::spawn(gateway::prometheus::serve(metrics, exporter));
     }
-    serve(listener, Arc::new(AppState::new(Arc::clone(&backend), config.limits.clone())), shutdown).await;
+    let state = AppState::new(Arc::clone(&backend), config.limits.clone()).with_console(&config.console);
+    serve(listener, Arc::new(state), shutdown).await;
     admin_task.abort();
     let _ = std::fs::remove_file(admin::socket_path(data_dir));
     Ok(())

@@ -14,7 +14,7 @@ use ec2api::query::Node;
 use ec2api::xml::{render_error, render_response};
 use ec2api::{Action, Code, Ec2Error};
 use http::{HeaderValue, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Either, Full, Limited};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
@@ -30,12 +30,24 @@ pub struct AppState {
     pub backend: Arc<Backend>,
     pub limits: Limits,
     throttle: Throttle,
+    pub console: crate::console::Console,
 }
 
 impl AppState {
     pub fn new(backend: Arc<Backend>, limits: Limits) -> Self {
         let throttle = Throttle::new(&limits);
-        Self { backend, limits, throttle }
+        let console = crate::console::Console::new(&crate::config::ConsoleSettings::default());
+        Self { backend, limits, throttle, console }
+    }
+
+    pub fn with_console(mut self, settings: &crate::config::ConsoleSettings) -> Self {
+        self.console = crate::console::Console::new(settings);
+        self
+    }
+
+    /// Draws from the bucket of requests that prove no account, for `source`.
+    pub fn anonymous_allowed(&self, source: IpAddr) -> bool {
+        self.throttle.anonymous(source)
     }
 }
 
@@ -82,6 +94,16 @@ where
     // The action, once decoded: failures after that are counted against it.
     let mut decoded = "-";
     let outcome = answer(&state, request, &request_id, &mut decoded).await;
+    render(outcome, decoded, &request_id, started)
+}
+
+/// Logs and counts an answered action, and renders it in EC2's XML (an error in its envelope).
+pub(crate) fn render(
+    outcome: Result<Answer, Ec2Error>,
+    decoded: &'static str,
+    request_id: &str,
+    started: Instant,
+) -> HttpResponse {
     let (status, action, account) = match &outcome {
         Ok((action, account, _)) => (200, *action, account.as_str()),
         Err(e) => (e.status(), decoded, "-"),
@@ -90,9 +112,9 @@ where
     let code = outcome.as_ref().err().map_or("OK", |e| e.code());
     crate::prometheus::observe_request(action, code, started.elapsed().as_secs_f64());
     match outcome {
-        Ok((action, _, body)) => xml_response(200, render_response(action, body.as_ref(), &request_id), &request_id),
+        Ok((action, _, body)) => xml_response(200, render_response(action, body.as_ref(), request_id), request_id),
         Err(error) => {
-            let mut response = error_response(&error, &request_id);
+            let mut response = error_response(&error, request_id);
             if error.code() == "RequestTimeout" {
                 // The rest of a body that did not come in time is not worth waiting for.
                 response.headers_mut().insert(http::header::CONNECTION, HeaderValue::from_static("close"));
@@ -106,7 +128,7 @@ pub fn throttled() -> Ec2Error {
     Ec2Error::new(Code::RequestLimitExceeded, "Request limit exceeded.")
 }
 
-type Answer = (&'static str, String, crate::dispatch::Output);
+pub(crate) type Answer = (&'static str, String, crate::dispatch::Output);
 
 /// A request whose body has been read, before its signature is checked.
 pub struct Received {
@@ -206,6 +228,21 @@ where
     if is_form || (parts.method == http::Method::POST && !body.is_empty()) {
         pairs.extend(form_urlencoded::parse(&body).into_owned());
     }
+    let host = parts.headers.get(http::header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("localhost");
+    execute(state, principal, region, host, pairs, request_id, decoded).await
+}
+
+/// Steps 5 on, for a caller already known (by signature, or by a console session): the action
+/// is decoded, checked against the caller's rights and run.
+pub(crate) async fn execute(
+    state: &AppState,
+    principal: Principal,
+    region: String,
+    host: &str,
+    pairs: Vec<(String, String)>,
+    request_id: &str,
+    decoded: &mut &'static str,
+) -> Result<Answer, Ec2Error> {
     let action_name = pairs.iter().rev().find(|(k, _)| k == "Action").map(|(_, v)| v.clone());
     let action_name = action_name.ok_or_else(|| Ec2Error::missing_parameter("Action"))?;
     if !state.throttle.account(&principal.account_id, ActionClass::of(&action_name)) {
@@ -227,7 +264,6 @@ where
     if action.dry_run() {
         return Err(Ec2Error::new(Code::DryRunOperation, "Request would have succeeded, but DryRun flag is set."));
     }
-    let host = parts.headers.get(http::header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("localhost");
     let ctx = Ctx {
         request_id: request_id.to_owned(),
         endpoint: format!("http://{host}"),
@@ -407,12 +443,21 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>, shutdown: impl F
                     request.extensions_mut().insert(PeerAddr(peer));
                     async move {
                         let request_id = uuid::Uuid::new_v4().to_string();
-                        let answered = tokio::time::timeout(timeout, handle_with_id(state, request, request_id.clone())).await;
-                        Ok::<_, Infallible>(answered.unwrap_or_else(|_| {
+                        let late = |request_id: &str| {
                             tracing::warn!(%request_id, "request did not finish in time");
                             let error = Ec2Error::new(Code::InternalError, "The request did not finish in time.");
-                            error_response(&error, &request_id)
-                        }))
+                            error_response(&error, request_id)
+                        };
+                        // The console's answers may stream (server-sent events): they get a
+                        // body type of their own; the API's stay unboxed.
+                        if crate::console::wants(request.uri().path()) {
+                            let answered =
+                                tokio::time::timeout(timeout, crate::console::handle(&state, request, &request_id)).await;
+                            let response = answered.unwrap_or_else(|_| late(&request_id).map(BodyExt::boxed));
+                            return Ok::<_, Infallible>(response.map(Either::Right));
+                        }
+                        let answered = tokio::time::timeout(timeout, handle_with_id(state, request, request_id.clone())).await;
+                        Ok::<_, Infallible>(answered.unwrap_or_else(|_| late(&request_id)).map(Either::Left))
                     }
                 });
                 let connection = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));

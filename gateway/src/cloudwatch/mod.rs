@@ -124,6 +124,19 @@ where
 {
     let mut decoded = "-";
     let outcome = answer(state, request, protocol, operation, request_id, &mut decoded).await;
+    render(outcome, protocol, decoded, request_id, started)
+}
+
+type Answer = (&'static str, String, Output);
+
+/// Logs and counts an answered operation, and encodes it in `protocol`.
+pub(crate) fn render(
+    outcome: Result<Answer, CwError>,
+    protocol: Protocol,
+    decoded: &'static str,
+    request_id: &str,
+    started: Instant,
+) -> HttpResponse {
     let (status, action, account) = match &outcome {
         Ok((action, account, _)) => (200, *action, account.as_str()),
         Err(e) => (e.code.status(), decoded, "-"),
@@ -144,7 +157,7 @@ async fn answer<B>(
     operation: Option<String>,
     request_id: &str,
     decoded: &mut &'static str,
-) -> Result<(&'static str, String, Output), CwError>
+) -> Result<Answer, CwError>
 where
     B: hyper::body::Body<Data = Bytes>,
     B::Error: Into<tower::BoxError>,
@@ -165,7 +178,20 @@ where
         ),
         _ => body,
     };
-    let operation = cwapi::decode(protocol, operation.as_deref(), &body)?;
+    execute(state, principal, protocol, operation.as_deref(), &body, request_id, decoded).await
+}
+
+/// From the body on, for a caller already known (by signature, or by a console session).
+pub(crate) async fn execute(
+    state: &AppState,
+    principal: Principal,
+    protocol: Protocol,
+    operation: Option<&str>,
+    body: &[u8],
+    request_id: &str,
+    decoded: &mut &'static str,
+) -> Result<Answer, CwError> {
+    let operation = cwapi::decode(protocol, operation, body)?;
     let name = operation.name();
     *decoded = name;
     let account = principal.account_id.clone();

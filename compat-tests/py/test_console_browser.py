@@ -1,0 +1,421 @@
+"""The web console (`/console/`) in a real headless Chromium: Debian's `chromium`, driven through
+Debian's `chromedriver` by Selenium (nothing downloads a browser).
+
+- Sessions and their walls, over plain HTTP: sign-in checks the secret, the cookie is HttpOnly and
+  SameSite=Strict (Secure behind TLS), every state change needs the CSRF token and the console's
+  own origin, sign-out and expiry end the session, and a tenant gets the API's refusals.
+- In the browser on the test driver: a tenant's view has no admin pages, another account's
+  instance cannot be opened by URL, a tag cannot become markup, an expired session returns to
+  the sign-in form.
+- On a real guest: a tenant launches from the form, watches it boot, reads its console output,
+  adds a security-group rule, stops and terminates it.
+- On the two-host lab: an admin migrates a running guest from the dialog and watches the
+  progress pushed by the server end with the measured downtime.
+
+Screenshots of each main page go to target/console-screenshots/.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import urlencode
+
+import pytest
+
+from conftest import (BOOT_MARKER, DEFAULT_PUBLIC_CIDR, QEMU_CONFIG, TEST_DRIVER_CONFIG, create_account, ec2_client,
+                      import_image, require_qemu, wait_states)
+
+REPO = Path(__file__).resolve().parents[2]
+SHOTS = REPO / "target" / "console-screenshots"
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+
+
+# --- HTTP, as a browser's requests look -------------------------------------------------------
+
+class Client:
+    """One browser-like client of the console: keeps its cookie, sends what a page sends."""
+
+    def __init__(self, server):
+        self.host, self.port = "127.0.0.1", server.port
+        self.cookie = None
+        self.csrf = None
+
+    def call(self, method, path, body=None, headers=None):
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=30)
+        sent = {"Host": f"{self.host}:{self.port}", **(headers or {})}
+        if self.cookie:
+            sent["Cookie"] = self.cookie
+        conn.request(method, path, body=body, headers=sent)
+        response = conn.getresponse()
+        data = response.read()
+        conn.close()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, data
+
+    def sign_in(self, key, secret, headers=None):
+        status, headers, data = self.call("POST", "/console/api/session",
+                                          json.dumps({"accessKeyId": key, "secretAccessKey": secret}),
+                                          {"Content-Type": "application/json", **(headers or {})})
+        if status == 200:
+            self.cookie = headers["set-cookie"].split(";")[0]
+            self.csrf = json.loads(data)["csrfToken"]
+        return status, headers, data
+
+    def ec2(self, action, params=None, csrf=True, headers=None):
+        body = urlencode({"Action": action, "Version": "2016-11-15", **(params or {})})
+        sent = {"Content-Type": "application/x-www-form-urlencoded", **(headers or {})}
+        if csrf and self.csrf:
+            sent["X-CSRF-Token"] = self.csrf
+        return self.call("POST", "/console/api/ec2", body, sent)
+
+
+def code_of(data: bytes) -> str:
+    text = data.decode()
+    if text.startswith("{"):
+        return json.loads(text).get("code", "")
+    start = text.find("<Code>")
+    return text[start + 6:text.find("</Code>")] if start >= 0 else ""
+
+
+# --- the browser ------------------------------------------------------------------------------
+
+@pytest.fixture
+def browser():
+    webdriver = pytest.importorskip("selenium.webdriver")
+    from selenium.webdriver.chrome.service import Service
+
+    if not Path(CHROMIUM).exists() or not Path(CHROMEDRIVER).exists():
+        pytest.fail("chromium and chromium-driver are not installed: run scripts/setup-tools")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    profile = tempfile.mkdtemp(prefix="stratus-chromium-")
+    # Headless as root, and quiet: this machine refuses connections to the outside world.
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--disable-dev-shm-usage", "--window-size=1400,1000", f"--user-data-dir={profile}"):
+        options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(60)
+    try:
+        yield Page(driver)
+    finally:
+        driver.quit()
+
+
+class Page:
+    def __init__(self, driver):
+        from selenium.webdriver.common.by import By
+
+        self.d = driver
+        self.By = By
+        self.base = None
+
+    def open(self, server, route="#/instances"):
+        self.base = f"http://127.0.0.1:{server.port}/console/"
+        self.d.get(self.base + route)
+
+    def go(self, route):
+        self.d.execute_script("location.hash = arguments[0]", route)
+
+    def find(self, css, timeout=20):
+        return self.wait(lambda: self.d.find_element(self.By.CSS_SELECTOR, css), timeout, f"no {css}")
+
+    def all(self, css):
+        return self.d.find_elements(self.By.CSS_SELECTOR, css)
+
+    def text(self, css="#main"):
+        try:
+            return self.d.find_element(self.By.CSS_SELECTOR, css).text
+        except Exception:
+            return ""
+
+    def wait(self, until, timeout=20, what="condition"):
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            try:
+                value = until()
+                if value:
+                    return value
+            except Exception as e:  # the element is not there yet, or was just replaced
+                last = e
+            time.sleep(0.2)
+        raise AssertionError(f"timed out waiting for {what} (last: {last}); page says:\n{self.text()}")
+
+    def wait_text(self, text, css="#main", timeout=20):
+        return self.wait(lambda: text in self.text(css), timeout, f"{text!r} in {css}")
+
+    def click(self, css, timeout=20):
+        self.wait(lambda: self.d.find_element(self.By.CSS_SELECTOR, css).is_enabled(), timeout, f"{css} enabled")
+        self.d.find_element(self.By.CSS_SELECTOR, css).click()
+
+    def confirm(self):
+        """Presses the dialog's action button (the last one)."""
+        self.wait(lambda: self.d.find_element(self.By.CSS_SELECTOR, "dialog[open]"), 10, "a dialog")
+        self.d.find_elements(self.By.CSS_SELECTOR, "dialog[open] .actions button")[-1].click()
+
+    def sign_in(self, key, secret):
+        for css, value in (("#access-key", key), ("#secret-key", secret)):
+            field = self.find(css)
+            field.clear()
+            field.send_keys(value)
+        self.click("#sign-in button[type=submit]")
+
+    def shot(self, name):
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        self.d.execute_script("window.scrollTo(0, 0)")
+        self.d.save_screenshot(str(SHOTS / f"{name}.png"))
+
+    def errors(self):
+        """The page's script errors (network refusals the test provoked are not errors)."""
+        return [e for e in self.d.get_log("browser") if e["level"] == "SEVERE" and e.get("source") != "network"]
+
+
+# --- sessions, over HTTP ----------------------------------------------------------------------
+
+def test_sign_in_cookie_csrf_origin_and_sign_out(server_factory):
+    server = server_factory(config=TEST_DRIVER_CONFIG)
+    tenant = create_account(server, "console-tenant")
+    admin = Client(server)
+
+    # The page itself: built in, under a policy that runs only its own scripts.
+    status, headers, data = admin.call("GET", "/console/")
+    assert status == 200 and b"app.js" in data, (status, data[:200])
+    assert "script-src 'self'" in headers["content-security-policy"], headers
+    assert headers["x-frame-options"] == "DENY"
+    status, headers, _ = admin.call("GET", "/console")
+    assert status == 308 and headers["location"] == "/console/"
+    status, headers, _ = admin.call("GET", "/console/assets/app.js")
+    assert status == 200 and headers["content-type"].startswith("text/javascript")
+    assert admin.call("GET", "/console/assets/app.js", headers={"If-None-Match": headers["etag"]})[0] == 304
+
+    # No session: nothing but the sign-in.
+    assert admin.call("GET", "/console/api/session")[0] == 401
+    status, _, data = admin.ec2("DescribeInstances")
+    assert status == 401 and code_of(data) == "SignedOut"
+
+    # A wrong secret, an unknown key, a form instead of JSON.
+    assert admin.sign_in(server.access_key, server.secret_key[:-1] + "x")[0] == 401
+    assert admin.sign_in("AKIANOSUCHKEY0000000", server.secret_key)[0] == 401
+    assert admin.call("POST", "/console/api/session", "accessKeyId=a&secretAccessKey=b",
+                      {"Content-Type": "application/x-www-form-urlencoded"})[0] == 415
+
+    status, headers, data = admin.sign_in(server.access_key, server.secret_key)
+    assert status == 200, data
+    cookie = headers["set-cookie"]
+    for part in ("HttpOnly", "SameSite=Strict", "Path=/console/", "Max-Age="):
+        assert part in cookie, cookie
+    assert "Secure" not in cookie, "plain HTTP: a Secure cookie would never come back"
+    me = json.loads(data)
+    assert me["admin"] is True and me["accountId"] and "secret" not in data.decode().lower(), me
+    # Behind a TLS proxy the cookie is Secure.
+    assert "; Secure" in Client(server).sign_in(server.access_key, server.secret_key,
+                                                {"X-Forwarded-Proto": "https"})[1]["set-cookie"]
+
+    # State changes need the session's CSRF token, and the console's own origin.
+    status, _, data = admin.ec2("CreateKeyPair", {"KeyName": "no-token"}, csrf=False)
+    assert status == 403 and code_of(data) == "InvalidCsrfToken", data
+    status, _, data = admin.ec2("CreateKeyPair", {"KeyName": "stale"}, csrf=False, headers={"X-CSRF-Token": "0" * 64})
+    assert status == 403 and code_of(data) == "InvalidCsrfToken", data
+    status, _, data = admin.ec2("CreateKeyPair", {"KeyName": "cross"}, headers={"Origin": "http://evil.example"})
+    assert status == 403 and code_of(data) == "CrossOrigin", data
+    status, _, data = admin.ec2("CreateKeyPair", {"KeyName": "cross"}, headers={"Sec-Fetch-Site": "cross-site"})
+    assert status == 403 and code_of(data) == "CrossOrigin", data
+    names = [k["KeyName"] for k in ec2_client(server).describe_key_pairs()["KeyPairs"]]
+    assert names == [], f"a refused request changed something: {names}"
+    status, _, data = admin.ec2("CreateKeyPair", {"KeyName": "from-console"})
+    assert status == 200 and b"<keyMaterial>" in data, data
+    assert [k["KeyName"] for k in ec2_client(server).describe_key_pairs()["KeyPairs"]] == ["from-console"]
+
+    # The API's own answers and errors come through unchanged.
+    status, _, data = admin.ec2("DescribeInstances", {"InstanceId.1": "i-0123456789abcdef0"})
+    assert status == 400 and code_of(data) == "InvalidInstanceID.NotFound", data
+    status, _, data = admin.ec2("NoSuchAction")
+    assert status == 400 and code_of(data) == "InvalidAction", data
+
+    # A tenant is the tenant: the API's refusals, and no admin stream.
+    other = Client(server)
+    assert other.sign_in(tenant.access_key, tenant.secret_key)[0] == 200
+    status, _, data = other.ec2("MigrateInstance", {"InstanceId": "i-0123456789abcdef0"})
+    assert status in (400, 403) and code_of(data) == "UnauthorizedOperation", data
+    status, _, data = other.call("GET", "/console/api/migrations/mig-0123456789abcdef0/events")
+    assert status == 403, data
+    status, _, data = other.ec2("DescribeKeyPairs")
+    assert b"from-console" not in data, "a tenant sees another account's key pair"
+
+    # Sign-out ends that session only.
+    assert admin.call("DELETE", "/console/api/session", headers={"X-CSRF-Token": admin.csrf})[0] == 200
+    assert admin.call("GET", "/console/api/session")[0] == 401
+    assert other.call("GET", "/console/api/session")[0] == 200
+
+
+def test_sessions_expire(server_factory):
+    server = server_factory(config=TEST_DRIVER_CONFIG + "\n[console]\nsession_secs = 3\nidle_secs = 60\n")
+    client = Client(server)
+    assert client.sign_in(server.access_key, server.secret_key)[0] == 200
+    assert client.ec2("DescribeRegions")[0] == 200
+    time.sleep(3.5)
+    status, _, data = client.ec2("DescribeRegions")
+    assert status == 401 and code_of(data) == "SignedOut", data
+
+
+# --- the browser, on the test driver ----------------------------------------------------------
+
+def test_tenant_walls_and_markup_in_the_browser(server_factory, browser, test_image):
+    server = server_factory(config=TEST_DRIVER_CONFIG + "\n[console]\nidle_secs = 4\n")
+    image_id = import_image(server, test_image, "console image")
+    tenant = create_account(server, "console-walls")
+    admin_ec2 = ec2_client(server)
+    theirs = admin_ec2.run_instances(ImageId=image_id, InstanceType="t3.nano", MinCount=1, MaxCount=1)["Instances"][0]["InstanceId"]
+    mine_ec2 = ec2_client(server, tenant.access_key, tenant.secret_key)
+    mine = mine_ec2.run_instances(ImageId=image_id, InstanceType="t3.nano", MinCount=1, MaxCount=1, TagSpecifications=[{
+        "ResourceType": "instance", "Tags": [{"Key": "Name", "Value": '<img src=x id=injected onerror="document.title=1">'}]}],
+    )["Instances"][0]["InstanceId"]
+
+    browser.open(server)
+    browser.sign_in(tenant.access_key, "wrong" + tenant.secret_key)
+    browser.wait_text("wrong", ".error-box")
+    browser.sign_in(tenant.access_key, tenant.secret_key)
+    browser.wait_text(mine)
+    assert theirs not in browser.text(), "a tenant's list shows another account's instance"
+    nav = browser.text("#nav")
+    assert "Instances" in nav and "Hosts" not in nav and "Migrations" not in nav, nav
+    # The tag is shown as text, never parsed as markup.
+    assert '<img src=x' in browser.text(), browser.text()
+    assert not browser.all("#injected")
+    browser.shot("tenant-instances")
+
+    # Admin pages and another account's instance, by URL.
+    browser.go("#/hosts")
+    browser.wait_text("administrator", "#forbidden")
+    browser.go(f"#/instances/{theirs}")
+    browser.wait_text("InvalidInstanceID.NotFound")
+    browser.go(f"#/instances/{mine}")
+    browser.wait_text("Network interfaces")
+    assert browser.find(".chart") is not None
+
+    # Idle past the limit: the next action returns to the sign-in form.
+    time.sleep(4.5)
+    browser.go("#/keys")
+    browser.wait_text("Your session has ended", timeout=10)
+    assert not browser.errors(), browser.errors()
+
+
+# --- a real guest -----------------------------------------------------------------------------
+
+def test_a_tenant_launches_watches_and_ends_a_real_guest(server_factory, browser, test_image):
+    require_qemu()
+    server = server_factory(config=QEMU_CONFIG + "\n[monitoring]\ninterval_ms = 1000\n")
+    image_id = import_image(server, test_image, "console guest image")
+    tenant = create_account(server, "console-guest")
+    client = ec2_client(server, tenant.access_key, tenant.secret_key)
+
+    browser.open(server)
+    browser.sign_in(tenant.access_key, tenant.secret_key)
+    browser.wait_text("Instances")
+    browser.go("#/launch")
+    browser.find("#launch-image option")
+    browser.find("#launch-name").send_keys("console-web")
+    browser.d.execute_script("document.getElementById('launch-image').value = arguments[0]", image_id)
+    browser.d.execute_script("document.getElementById('launch-type').value = 't3.nano'")
+    browser.find("#launch-tags").send_keys("team=console")
+    browser.shot("launch")
+    browser.click("#launch-submit")
+    # The form lands on the new instance's page, which follows it until it runs.
+    browser.wait(lambda: "#/instances/i-" in browser.d.current_url, 60, "the instance page")
+    instance_id = browser.d.current_url.rsplit("/", 1)[-1]
+    described = client.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0]
+    tags = {t["Key"]: t["Value"] for t in described["Tags"]}
+    assert tags == {"Name": "console-web", "team": "console"}, tags
+    assert described["InstanceType"] == "t3.nano" and described["ImageId"] == image_id
+    browser.wait_text("running", "h1", timeout=120)
+
+    # Its serial console, read from the page until the guest has booted.
+    deadline = time.monotonic() + 180
+    while BOOT_MARKER not in browser.text("#console-output"):
+        assert time.monotonic() < deadline, f"no boot marker in the console output:\n{browser.text('#console-output')}"
+        time.sleep(3)
+        browser.click("#refresh-output")
+    # Its charts, fed by the host's samples (every second here).
+    browser.wait(lambda: int(browser.find('[data-chart="CPU utilization"]').get_attribute("data-points")) > 0
+                 or browser.click(".chip[data-range='1 h']"), 120, "CPU points on the instance's chart")
+    browser.shot("instance")
+
+    # A rule in the instance's security group, from the rule editor.
+    group_id = described["SecurityGroups"][0]["GroupId"]
+    browser.go(f"#/security-groups/{group_id}")
+    browser.find("#add-rule")
+    browser.find("#rule-ports").send_keys("22")
+    browser.find("#rule-source").send_keys("198.51.100.0/24")
+    browser.find("#rule-description").send_keys("ssh from the office")
+    browser.click("#add-rule button[type=submit]")
+    browser.wait_text("198.51.100.0/24", "#inbound")
+    browser.shot("security-group")
+    rules = client.describe_security_group_rules(Filters=[{"Name": "group-id", "Values": [group_id]}])["SecurityGroupRules"]
+    assert any(r["CidrIpv4"] == "198.51.100.0/24" and r["FromPort"] == 22 and r["Description"] == "ssh from the office"
+               for r in rules if not r["IsEgress"]), rules
+
+    # Stop, then terminate, each confirmed.
+    browser.go(f"#/instances/{instance_id}")
+    browser.click('button[data-action="StopInstances"]')
+    browser.confirm()
+    browser.wait_text("stopped", "h1", timeout=120)
+    wait_states(client, [instance_id], "stopped")
+    browser.click('button[data-action="TerminateInstances"]')
+    browser.confirm()
+    browser.wait_text("terminated", "h1", timeout=120)
+    wait_states(client, [instance_id], "terminated")
+    assert not browser.errors(), browser.errors()
+
+
+# --- live migration on the lab ----------------------------------------------------------------
+
+def test_an_admin_migrates_from_the_dialog_and_watches_it(lab, server_factory, browser, test_image):
+    server = server_factory(config=lab + "\n[instances]\nsweep_interval_ms = 500\nstop_timeout_secs = 20\n",
+                            public=DEFAULT_PUBLIC_CIDR)
+    image_id = import_image(server, test_image, "console lab image")
+    client = ec2_client(server)
+    instance_id = client.run_instances(ImageId=image_id, InstanceType="t3.nano", MinCount=1, MaxCount=1)["Instances"][0]["InstanceId"]
+    wait_states(client, [instance_id], "running", timeout=120)
+
+    browser.open(server)
+    browser.sign_in(server.access_key, server.secret_key)
+    browser.wait_text("Instances")
+    browser.go("#/hosts")
+    browser.wait_text("vCPUs allocated".upper())
+    assert len(browser.all("tr[data-host]")) == 2
+    browser.shot("hosts")
+    browser.go(f"#/instances/{instance_id}")
+    browser.click("#migrate")
+    browser.find("#migrate-dialog")
+    # The dialog offers the other host, never the current one.
+    candidates = [r.get_attribute("data-candidate") for r in browser.all("tr[data-candidate]")]
+    def host_of(instance):
+        return next(h["HostId"] for h in client.describe_hosts()["Hosts"]
+                    if instance in [i["InstanceId"] for i in h.get("Instances", [])])
+
+    source = host_of(instance_id)
+    assert len(candidates) == 1 and source not in candidates, (candidates, source)
+    browser.find("#migrate-downtime").send_keys("300")
+    browser.shot("migrate-dialog")
+    browser.confirm()
+    browser.wait(lambda: "#/migrations/" in browser.d.current_url, 30, "the migration page")
+    # Progress arrives over server-sent events until the end, with the measured downtime.
+    browser.wait(lambda: browser.find("#migration-phase").get_attribute("data-status") == "completed", 180,
+                 "the migration to complete")
+    downtime = browser.text("#migration-downtime")
+    assert downtime.endswith(" ms") or downtime.endswith(" s"), downtime
+    assert "300 ms requested" in browser.text("#migration-outcome")
+    assert browser.text("#migration-live") == "finished"
+    assert int(browser.find("#migration-live").get_attribute("data-events") or 0) >= 2, "progress was not pushed"
+    browser.shot("migration")
+    assert host_of(instance_id) == candidates[0], candidates
+    # The instance's history lists the move.
+    browser.go(f"#/instances/{instance_id}")
+    browser.wait_text("completed", "#migration-history", timeout=30)
+    assert not browser.errors(), browser.errors()

@@ -1,0 +1,136 @@
+//! Server-sent events: a live migration's progress, pushed to the page as it changes.
+//!
+//! The migration's monitor writes the host's job statistics to the migration's record a few
+//! times a second; this stream reads the record every [`TICK`] and sends it whenever it
+//! changed, with a comment line every [`KEEPALIVE`] so that proxies keep the stream open, and
+//! ends once the migration has (`event: end`). A page that goes away ends its stream at the
+//! next send.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use backend::Backend;
+use bytes::Bytes;
+use http::{header, HeaderValue, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::{Body, Frame, SizeHint};
+use serde_json::json;
+use storage::MigrationRecord;
+use tokio::sync::mpsc;
+
+use super::{problem, ConsoleResponse};
+
+const TICK: Duration = Duration::from_millis(200);
+const KEEPALIVE: Duration = Duration::from_secs(15);
+
+/// A body whose frames come from a channel; it ends when the sender is dropped.
+struct Channel(mpsc::Receiver<Bytes>);
+
+impl Body for Channel {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        self.0.poll_recv(cx).map(|chunk| chunk.map(|bytes| Ok(Frame::data(bytes))))
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::default()
+    }
+}
+
+/// The migration as the page draws it: the fields of DescribeInstanceMigrations.
+pub fn view(m: &MigrationRecord) -> serde_json::Value {
+    let p = &m.progress;
+    json!({
+        "migrationId": m.id,
+        "instanceId": m.instance_id,
+        "status": m.status.name(),
+        "sourceHostId": m.source_host,
+        "targetHostId": m.target_host,
+        "maxDowntimeMillis": m.options.max_downtime_ms,
+        "bandwidthMiBps": m.options.bandwidth_mibps,
+        "autoConverge": m.options.auto_converge,
+        "allowPostCopy": m.options.allow_post_copy,
+        "cancelRequested": m.cancel_requested,
+        "iterations": p.iterations,
+        "memoryTotalBytes": p.memory_total_bytes,
+        "memoryProcessedBytes": p.memory_processed_bytes,
+        "memoryRemainingBytes": p.memory_remaining_bytes,
+        "dirtyRateBytesPerSecond": p.dirty_rate_bytes_per_sec,
+        "bandwidthBytesPerSecond": p.bandwidth_bytes_per_sec,
+        "postCopyRequests": p.post_copy_requests,
+        "downtimeMillis": p.downtime_ms,
+        "totalTimeMillis": p.time_elapsed_ms,
+        "setupTimeMillis": p.setup_time_ms,
+        "errorMessage": m.error,
+        "startTime": m.created_ms,
+        "endTime": m.finished_ms,
+    })
+}
+
+fn frame(event: &str, data: &str) -> Bytes {
+    Bytes::from(format!("event: {event}\ndata: {data}\n\n"))
+}
+
+/// The stream of migration `id`'s progress.
+pub fn migration(backend: Arc<Backend>, id: String) -> ConsoleResponse {
+    match backend.migration(&id) {
+        Ok(Some(_)) => {}
+        Ok(None) => {
+            return problem(
+                StatusCode::NOT_FOUND,
+                "InvalidMigrationID.NotFound",
+                &format!("The migration ID '{}' does not exist", ec2api::error::echo(&id)),
+            )
+        }
+        Err(error) => {
+            tracing::error!(%error, "reading a migration for its events");
+            return problem(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", "The migration could not be read.");
+        }
+    }
+    let (tx, rx) = mpsc::channel::<Bytes>(4);
+    tokio::spawn(async move {
+        let mut last = String::new();
+        let mut sent = Instant::now();
+        // Tells the browser how soon to reconnect if the stream breaks.
+        if tx.send(Bytes::from_static(b"retry: 1000\n\n")).await.is_err() {
+            return;
+        }
+        loop {
+            // One point read of a redb snapshot: microseconds, fine on the executor.
+            let record = match backend.migration(&id) {
+                Ok(Some(record)) => record,
+                Ok(None) | Err(_) => {
+                    let _ = tx.send(frame("end", "{}")).await;
+                    return;
+                }
+            };
+            let data = view(&record).to_string();
+            if data != last {
+                if tx.send(frame("progress", &data)).await.is_err() {
+                    return;
+                }
+                last = data;
+                sent = Instant::now();
+            } else if sent.elapsed() >= KEEPALIVE {
+                if tx.send(Bytes::from_static(b": keepalive\n\n")).await.is_err() {
+                    return;
+                }
+                sent = Instant::now();
+            }
+            if record.status.is_final() {
+                let _ = tx.send(frame("end", &last)).await;
+                return;
+            }
+            tokio::time::sleep(TICK).await;
+        }
+    });
+    let mut response = Response::new(Channel(rx).boxed());
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
