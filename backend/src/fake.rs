@@ -18,7 +18,8 @@
 //! 5. `migrate` blocks for the whole migration. On success the domain is on the target and
 //!    gone from the source; on failure it still runs on the source, unless the host reports
 //!    otherwise in its error, which callers confirm by reading both hosts. `job_progress`
-//!    answers `None` when no job runs.
+//!    answers `None` when no job runs. `start_post_copy` during a migration switches it to
+//!    post-copy: from then on it ends on the target.
 //! 6. Disk and NIC calls act on a running domain; its persistent definition is not touched.
 //! 7. A host that cannot be reached fails with [`DriverError::Unreachable`]; the call may be
 //!    retried later. Any call may also take as long as the host takes: callers bound it
@@ -125,6 +126,8 @@ struct World {
     migrating: Option<String>,
     polls: u64,
     post_copy: bool,
+    /// How many progress reads came before the switch to post-copy.
+    post_copy_at: Option<u64>,
     aborted: bool,
 }
 
@@ -200,6 +203,11 @@ impl FakeCloud {
     pub fn migration_outcome(&self) -> (bool, bool) {
         let world = self.world();
         (world.post_copy, world.aborted)
+    }
+
+    /// After how many reads of its progress the last migration was switched to post-copy.
+    pub fn post_copy_after_polls(&self) -> Option<u64> {
+        self.world().post_copy_at
     }
 }
 
@@ -412,7 +420,7 @@ impl Hypervisor for FakeHost {
         {
             let mut world = self.answering()?;
             world.migrating = Some(name.to_owned());
-            (world.polls, world.post_copy, world.aborted) = (0, false, false);
+            (world.polls, world.post_copy, world.post_copy_at, world.aborted) = (0, false, None, false);
         }
         let result = self.run_migration(name, target_uri);
         self.cloud.world().migrating = None;
@@ -445,7 +453,9 @@ impl Hypervisor for FakeHost {
     }
 
     fn start_post_copy(&self, _: &str) -> Result<(), DriverError> {
-        self.answering()?.post_copy = true;
+        let mut world = self.answering()?;
+        world.post_copy = true;
+        world.post_copy_at = Some(world.polls);
         Ok(())
     }
 

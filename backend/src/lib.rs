@@ -41,6 +41,7 @@ pub mod monitoring;
 pub mod nat_gateways;
 pub mod network;
 pub mod ownership;
+pub mod ping_trace;
 pub mod scheduler;
 pub mod security_groups;
 pub mod sharing;

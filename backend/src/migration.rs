@@ -18,7 +18,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use storage::tables::{INSTANCES, MIGRATIONS};
+use storage::tables::{INSTANCES, MIGRATIONS, MIGRATION_TRACES};
 use storage::{InstanceRecord, InstanceState, JobProgress, MigrationOptions, MigrationRecord, MigrationStatus};
 
 use crate::hypervisor::{DriverError, PowerState};
@@ -28,6 +28,9 @@ use crate::{ids, invalid, now_ms, Backend, Error, ResourceKind, Result};
 /// How often the monitor reads the source's job statistics.
 const POLL: Duration = Duration::from_millis(250);
 
+/// How long a ping trace goes on after the migration call returned.
+const TRACE_TAIL: Duration = Duration::from_secs(1);
+
 /// How long settling waits for a job libvirt still runs before leaving it to the next sweep.
 const SETTLE_WAIT: Duration = Duration::from_secs(30);
 
@@ -35,9 +38,13 @@ const SETTLE_WAIT: Duration = Duration::from_secs(30);
 /// without finishing (each pass re-sends what the guest dirtied during the previous one).
 pub const POST_COPY_AFTER_ITERATIONS: u64 = 4;
 
-/// Whether a running pre-copy migration should switch to post-copy now.
-pub fn post_copy_due(options: &MigrationOptions, progress: &JobProgress) -> bool {
-    options.allow_post_copy && progress.iterations >= POST_COPY_AFTER_ITERATIONS && progress.memory_remaining_bytes > 0
+/// Whether a running pre-copy migration should switch to post-copy now: when an admin asked
+/// for it, or when pre-copy keeps going round; only if the migration allows post-copy (libvirt
+/// must have been told at the start) and while memory is left to move.
+pub fn post_copy_due(options: &MigrationOptions, progress: &JobProgress, asked: bool) -> bool {
+    options.allow_post_copy
+        && (asked || progress.iterations >= POST_COPY_AFTER_ITERATIONS)
+        && progress.memory_remaining_bytes > 0
 }
 
 /// The phase a running migration reports: `completing` once pre-copy has nothing left to send
@@ -123,6 +130,9 @@ impl Backend {
                 options: options.clone(),
                 progress: JobProgress::default(),
                 cancel_requested: false,
+                post_copy_requested: false,
+                ping_traced: false,
+                ping: None,
                 error: None,
                 created_ms: now_ms(),
                 finished_ms: None,
@@ -171,6 +181,15 @@ impl Backend {
     /// its monitor (the guest stays on the source); one already switched over (post-copy)
     /// runs to its end. A finished one cannot be cancelled.
     pub fn cancel_migration(&self, id: &str) -> Result<MigrationRecord> {
+        self.ask_migration(id, |record| {
+            record.cancel_requested = true;
+            Ok(())
+        })
+    }
+
+    /// Records a request to a running migration's monitor (`ask` checks and sets it), in one
+    /// transaction; a finished migration takes none.
+    fn ask_migration(&self, id: &str, ask: impl FnOnce(&mut MigrationRecord) -> Result<()>) -> Result<MigrationRecord> {
         self.store().write(|tx| {
             let mut record = tx
                 .get(&MIGRATIONS, id)?
@@ -178,9 +197,27 @@ impl Backend {
             if record.status.is_final() {
                 return Err(Error::MigrationFinished { id: id.to_owned(), status: record.status.name() });
             }
-            record.cancel_requested = true;
+            ask(&mut record)?;
             tx.insert(&MIGRATIONS, id, &record)?;
             Ok(record)
+        })
+    }
+
+    /// StartInstanceMigrationPostCopy: the guest moves to the target at the monitor's next
+    /// poll and its memory follows on demand. Only for a migration started with post-copy
+    /// allowed, still copying; there is no way back once switched.
+    pub fn start_migration_post_copy(&self, id: &str) -> Result<MigrationRecord> {
+        self.ask_migration(id, |record| {
+            if !record.options.allow_post_copy {
+                return Err(Error::IncorrectState(format!(
+                    "The migration '{id}' was started without AllowPostCopy; cancel it and migrate again with AllowPostCopy=true."
+                )));
+            }
+            if record.cancel_requested {
+                return Err(Error::IncorrectState(format!("The migration '{id}' is being cancelled.")));
+            }
+            record.post_copy_requested = true;
+            Ok(())
         })
     }
 
@@ -216,23 +253,28 @@ impl Backend {
             .iter()
             .filter_map(|v| v.encryption.as_ref().map(crate::hypervisor::DiskKey::of))
             .collect();
+        let pinger = self.start_ping_trace(id, instance);
         let done = AtomicBool::new(false);
         let started = Instant::now();
-        let (result, completed, stopped_by) = std::thread::scope(|scope| {
+        let (result, completed, stopped_by, returned) = std::thread::scope(|scope| {
             let monitor = scope.spawn(|| self.monitor(&record, &done, started));
             // The target opens the guest's encrypted disks as it arrives: it holds their keys
             // for the length of the call.
             let result =
                 target.lending_keys(&keys, || source.driver.migrate(&instance.id, &target.config.uri, &record.options));
             done.store(true, Ordering::Release);
+            let returned = Instant::now();
             // Recorded before the monitor is waited for: its last progress query may sit in a
             // busy QEMU for a second, and the guest has moved already.
             let completed = result.is_ok().then(|| {
                 let progress = target.driver.completed_job(&instance.id).ok().flatten();
                 self.end_migration(key, id, MigrationStatus::Completed, progress, None)
             });
-            (result, completed, monitor.join().unwrap_or(None))
+            (result, completed, monitor.join().unwrap_or(None), returned)
         });
+        if let Some(pinger) = pinger {
+            self.finish_ping_trace(id, pinger, returned);
+        }
         match result {
             Ok(()) => completed.unwrap_or(Ok(())),
             // Where the guest is decides, not what the call said: a failure after switch-over
@@ -249,6 +291,58 @@ impl Backend {
                 self.settle(key, &record, outcome)
             }
         }
+    }
+
+    /// Starts pinging the guest from its VPC's end on this machine, if it has one (a VPC on
+    /// OVN with the metadata plane running here); a trace that cannot start leaves the
+    /// migration untraced, never failed.
+    fn start_ping_trace(&self, id: &str, instance: &InstanceRecord) -> Option<crate::ping_trace::Pinger> {
+        self.ovn.as_ref()?;
+        let target: std::net::Ipv4Addr = instance.private_ip.parse().ok()?;
+        let namespace = crate::vpc_network::metadata_namespace(&instance.vpc_id);
+        if !std::path::Path::new("/run/netns").join(&namespace).exists() {
+            return None;
+        }
+        match crate::ping_trace::Pinger::start(&namespace, target, crate::ping_trace::INTERVAL) {
+            Ok(pinger) => {
+                let _ = self.update_migration(id, |m| m.ping_traced = true);
+                Some(pinger)
+            }
+            Err(error) => {
+                tracing::warn!(migration = %id, %error, "no ping trace for this migration");
+                None
+            }
+        }
+    }
+
+    /// Ends a migration's ping trace a moment after the migration call returned (so that it
+    /// shows the guest answering again), and records it with its figures.
+    fn finish_ping_trace(&self, id: &str, pinger: crate::ping_trace::Pinger, returned: Instant) {
+        std::thread::sleep(TRACE_TAIL.saturating_sub(returned.elapsed()));
+        let started = pinger.started;
+        let probes = pinger.stop();
+        let summary = crate::ping_trace::summarize(&probes);
+        let trace = storage::MigrationTraceRecord {
+            interval_ms: crate::ping_trace::INTERVAL.as_millis() as u32,
+            probes: probes.iter().map(|p| (p.sent_us, p.rtt_us)).collect(),
+            switch_over_us: returned.checked_duration_since(started).map(|d| d.as_micros() as u64),
+        };
+        let saved = self.store().write(|tx| {
+            tx.insert(&MIGRATION_TRACES, id, &trace)?;
+            if let Some(mut record) = tx.get(&MIGRATIONS, id)? {
+                record.ping = Some(summary);
+                tx.insert(&MIGRATIONS, id, &record)?;
+            }
+            Ok::<_, Error>(())
+        });
+        if let Err(error) = saved {
+            tracing::warn!(migration = %id, %error, "could not record the ping trace");
+        }
+    }
+
+    /// A migration's ping trace, once it ended.
+    pub fn migration_trace(&self, id: &str) -> Result<Option<storage::MigrationTraceRecord>> {
+        Ok(self.store().read(|tx| tx.get(&MIGRATION_TRACES, id))?)
     }
 
     /// Ends a migration that did not report success by where the guest runs: running on the
@@ -333,12 +427,9 @@ impl Backend {
                 break;
             }
             let progress = source.driver.job_progress(&record.instance_id).ok().flatten();
-            let cancel = self
-                .store()
-                .read(|tx| tx.get(&MIGRATIONS, &record.id))
-                .ok()
-                .flatten()
-                .is_some_and(|m| m.cancel_requested);
+            let stored = self.store().read(|tx| tx.get(&MIGRATIONS, &record.id)).ok().flatten();
+            let cancel = stored.as_ref().is_some_and(|m| m.cancel_requested);
+            let post_copy_asked = stored.as_ref().is_some_and(|m| m.post_copy_requested);
             // Post-copy has no way back: once switched, the migration runs to its end.
             if !post_copy {
                 if stop.is_none() {
@@ -357,7 +448,7 @@ impl Backend {
             }
             if let Some(progress) = progress {
                 let status = phase(post_copy, &progress);
-                if !post_copy && stop.is_none() && post_copy_due(&record.options, &progress) {
+                if !post_copy && stop.is_none() && post_copy_due(&record.options, &progress, post_copy_asked) {
                     match source.driver.start_post_copy(&record.instance_id) {
                         Ok(()) => post_copy = true,
                         Err(error) => tracing::warn!(migration = %record.id, %error, "could not switch to post-copy"),
@@ -463,13 +554,18 @@ mod tests {
             memory_remaining_bytes: 1 << 20,
             ..Default::default()
         };
-        assert!(!post_copy_due(&options, &stuck), "not allowed");
+        assert!(!post_copy_due(&options, &stuck, false), "not allowed");
         options.allow_post_copy = true;
-        assert!(post_copy_due(&options, &stuck));
+        assert!(post_copy_due(&options, &stuck, false));
         let early = JobProgress { iterations: 1, ..stuck.clone() };
-        assert!(!post_copy_due(&options, &early), "pre-copy gets its passes first");
+        assert!(!post_copy_due(&options, &early, false), "pre-copy gets its passes first");
         let finishing = JobProgress { memory_remaining_bytes: 0, ..stuck };
-        assert!(!post_copy_due(&options, &finishing), "nothing left to move");
+        assert!(!post_copy_due(&options, &finishing, false), "nothing left to move");
+        // Asked for: at once, but never without the start's permission or anything to move.
+        assert!(post_copy_due(&options, &early, true), "an admin's request does not wait for passes");
+        assert!(!post_copy_due(&options, &finishing, true));
+        options.allow_post_copy = false;
+        assert!(!post_copy_due(&options, &early, true), "libvirt was not told at the start");
     }
 
     #[test]

@@ -330,6 +330,20 @@ fn guard_acls(group: &str) -> Vec<Acl> {
     ]
 }
 
+/// Lets ICMP echo requests from the VPC's metadata port (`address`, its first subnet's fourth,
+/// reserved address, which no guest holds) in to the group's ports, whatever the rules say: a
+/// live migration's ping trace ([`crate::ping_trace`]) comes from there. Nothing else of the
+/// VPC uses that address, and other VPCs' traffic reaches these ports only through their
+/// router's NAT, with another source.
+fn probe_acl(group: &str, address: Ipv4Addr) -> Acl {
+    Acl {
+        direction: "to-lport",
+        priority: ALLOW_PRIORITY,
+        matches: format!("outport == @{group} && ip4.src == {address} && icmp4 && icmp4.type == 8"),
+        action: "allow-related",
+    }
+}
+
 /// One security group rule as the ACL that allows it on its group's port group (`group`), or
 /// `None` for what has no meaning on an IPv4 overlay (IPv6 ranges, prefix lists, ICMPv6) or a
 /// peer group that OVN does not hold. Stateful: replies to what it allows pass too.
@@ -617,12 +631,20 @@ pub fn desired(
         ports: all_ports,
         acls: guard_acls(&guard),
     });
+    // Each VPC's end on this machine may ping its guests (the migrations' ping traces).
+    let probes: BTreeMap<&str, Ipv4Addr> = vpcs
+        .iter()
+        .filter_map(|v| metadata_port(&v.id, &v.subnets).map(|port| (v.id.as_str(), port.address)))
+        .collect();
     for group in groups {
         let name = group_port_group(&group.id);
         let mut ports: Vec<String> = guarded.iter().filter(|i| i.groups.contains(&group.id)).map(port_of).collect();
         ports.sort();
         let peer = |id: &str| known.contains(id).then(|| group_port_group(id));
         let mut acls: Vec<Acl> = group.rules.iter().filter_map(|rule| rule_acl(&name, rule, peer)).collect();
+        if let Some(address) = probes.get(group.vpc_id.as_str()) {
+            acls.push(probe_acl(&name, *address));
+        }
         acls.sort();
         acls.dedup();
         out.port_groups.push(PortGroup { name, owner: group.id.clone(), ports, acls });
@@ -1102,7 +1124,11 @@ mod tests {
         assert!(guard.acls.iter().any(|a| a.action == "drop" && a.direction == "to-lport"));
         assert!(guard.acls.iter().any(|a| a.action == "allow" && a.matches.contains("udp.dst == 67")), "DHCP passes");
         assert_eq!((web.name.as_str(), &web.ports), ("stratus_sg_web", &vec![port]));
-        assert_eq!(web.acls.len(), 1);
+        // Its rule, and the VPC's end on this machine pinging in (the migrations' ping traces).
+        let end = metadata_port(&vpcs[0].id, &vpcs[0].subnets).unwrap().address;
+        assert_eq!(web.acls.len(), 2, "{:?}", web.acls);
+        let probe = format!("outport == @stratus_sg_web && ip4.src == {end} && icmp4 && icmp4.type == 8");
+        assert!(web.acls.iter().any(|a| a.matches == probe && a.direction == "to-lport"), "{:?}", web.acls);
     }
 
     #[test]

@@ -39,6 +39,29 @@ fn post_copy_takes_over_when_pre_copy_does_not_converge() {
 }
 
 #[test]
+fn post_copy_on_request_switches_at_once_and_only_when_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (b, cloud, id, hosts) = setup(MigrationScript::NeverConverges, dir.path());
+    // Not allowed at the start: refused, and nothing changes.
+    let plain = b.migrate_instance(&id, None, MigrationOptions::default()).unwrap();
+    let refused = b.start_migration_post_copy(&plain.id).unwrap_err();
+    assert!(matches!(refused, backend::Error::IncorrectState(_)), "{refused:?}");
+    b.cancel_migration(&plain.id).unwrap();
+    assert_eq!(run(&b, &id, &plain).status, MigrationStatus::Cancelled);
+
+    let options = MigrationOptions { allow_post_copy: true, ..Default::default() };
+    let migration = b.migrate_instance(&id, None, options).unwrap();
+    assert!(b.start_migration_post_copy(&migration.id).unwrap().post_copy_requested);
+    let done = run(&b, &id, &migration);
+    assert_eq!(done.status, MigrationStatus::Completed, "{:?}", done.error);
+    assert_eq!(cloud.post_copy_after_polls(), Some(1), "switched at the first poll, not after the policy's passes");
+    assert_eq!(b.instance(ACCOUNT, &id).unwrap().host_id, hosts[1]);
+    // A finished migration cannot be switched.
+    let finished = b.start_migration_post_copy(&migration.id).unwrap_err();
+    assert!(matches!(finished, backend::Error::MigrationFinished { .. }), "{finished:?}");
+}
+
+#[test]
 fn a_migration_that_never_converges_times_out_and_stays_put() {
     let dir = tempfile::tempdir().unwrap();
     let (b, cloud, id, hosts) = setup(MigrationScript::NeverConverges, dir.path());

@@ -27,7 +27,7 @@ from urllib.parse import urlencode
 import pytest
 
 from conftest import (BOOT_MARKER, DEFAULT_PUBLIC_CIDR, QEMU_CONFIG, TEST_DRIVER_CONFIG, create_account, ec2_client,
-                      import_image, require_qemu, wait_states)
+                      import_image, require_qemu, signed_request, wait_states)
 
 REPO = Path(__file__).resolve().parents[2]
 SHOTS = REPO / "target" / "console-screenshots"
@@ -248,6 +248,22 @@ def test_sign_in_cookie_csrf_origin_and_sign_out(server_factory):
     status, _, data = other.ec2("DescribeKeyPairs")
     assert b"from-console" not in data, "a tenant sees another account's key pair"
 
+    # Malformed stream paths are refused, never crash the server.
+    for path in ("/console/api/migrations/events", "/console/api/migrations//events", "/console/api/migrations/a/b/events"):
+        assert admin.call("GET", path)[0] == 404, path
+    assert other.call("GET", "/console/api/migrations/events")[0] == 403
+    assert admin.call("GET", "/console/api/session")[0] == 200
+
+    # Signing in again ends the session the browser held before.
+    stale = admin.cookie
+    again = Client(server)
+    again.cookie = stale
+    assert again.sign_in(server.access_key, server.secret_key)[0] == 200
+    admin.cookie, admin.csrf = again.cookie, again.csrf
+    probe = Client(server)
+    probe.cookie = stale
+    assert probe.call("GET", "/console/api/session")[0] == 401
+
     # Sign-out ends that session only.
     assert admin.call("DELETE", "/console/api/session", headers={"X-CSRF-Token": admin.csrf})[0] == 200
     assert admin.call("GET", "/console/api/session")[0] == 401
@@ -357,7 +373,7 @@ def test_a_tenant_launches_watches_and_ends_a_real_guest(server_factory, browser
     browser.wait_text("198.51.100.0/24", "#inbound")
     browser.shot("security-group")
     rules = client.describe_security_group_rules(Filters=[{"Name": "group-id", "Values": [group_id]}])["SecurityGroupRules"]
-    assert any(r["CidrIpv4"] == "198.51.100.0/24" and r["FromPort"] == 22 and r["Description"] == "ssh from the office"
+    assert any(r.get("CidrIpv4") == "198.51.100.0/24" and r["FromPort"] == 22 and r["Description"] == "ssh from the office"
                for r in rules if not r["IsEgress"]), rules
 
     # Stop, then terminate, each confirmed.
@@ -382,6 +398,11 @@ def test_an_admin_migrates_from_the_dialog_and_watches_it(lab, server_factory, b
     client = ec2_client(server)
     instance_id = client.run_instances(ImageId=image_id, InstanceType="t3.nano", MinCount=1, MaxCount=1)["Instances"][0]["InstanceId"]
     wait_states(client, [instance_id], "running", timeout=120)
+    # Booted, with its network up, before it moves: the ping trace then shows only the move.
+    deadline = time.monotonic() + 180
+    while BOOT_MARKER not in client.get_console_output(InstanceId=instance_id, Latest=True).get("Output", ""):
+        assert time.monotonic() < deadline, "the guest did not boot"
+        time.sleep(2)
 
     browser.open(server)
     browser.sign_in(server.access_key, server.secret_key)
@@ -411,9 +432,23 @@ def test_an_admin_migrates_from_the_dialog_and_watches_it(lab, server_factory, b
     downtime = browser.text("#migration-downtime")
     assert downtime.endswith(" ms") or downtime.endswith(" s"), downtime
     assert "300 ms requested" in browser.text("#migration-outcome")
-    assert browser.text("#migration-live") == "finished"
+    # The stream ends once the ping trace's tail is recorded too.
+    browser.wait(lambda: browser.text("#migration-live") == "finished", 30, "the end of the stream")
     assert int(browser.find("#migration-live").get_attribute("data-events") or 0) >= 2, "progress was not pushed"
+    # The guest's view: pinged every 10 ms from its VPC's end on this machine, drawn with the
+    # switch-over marked, and its largest gap reported beside libvirt's downtime.
+    trace = browser.wait(lambda: browser.find("#migration-trace[data-probes]"), 30, "the ping trace")
+    assert int(trace.get_attribute("data-probes")) >= 50, trace.get_attribute("data-probes")
+    assert "pings answered" in browser.text("#migration-ping-gap"), browser.text("#migration-outcome")
+    migration_id = browser.d.current_url.rsplit("/", 1)[-1]
+    answer = signed_request(server, f"Action=DescribeInstanceMigrations&Version=2016-11-15&MigrationId.1={migration_id}")
+    fields = {el.tag.split("}")[-1]: el.text for el in answer.xml.iter()}
+    sent, answered, gap = (int(fields[k]) for k in ("pingsSent", "pingsAnswered", "pingLargestGapMillis"))
+    assert sent >= 50 and answered >= sent // 2 and 0 < gap < 10_000, (sent, answered, gap)
+    print(f"console migration: downtime {downtime}, largest ping gap {gap} ms, {answered} of {sent} answered")
+    browser.d.set_window_size(1400, 1500)
     browser.shot("migration")
+    browser.d.set_window_size(1400, 1000)
     assert host_of(instance_id) == candidates[0], candidates
     # The instance's history lists the move.
     browser.go(f"#/instances/{instance_id}")

@@ -626,6 +626,9 @@ ROWS: list[Row] = [
       note="no migration can exist on a one-host pool: a made-up id against another"),
     R("CancelInstanceMigration", "migration", lambda c, x, w: c.cancel_instance_migration(MigrationId=x),
       ext=True, note="no migration can exist on a one-host pool: a made-up id against another"),
+    R("StartInstanceMigrationPostCopy", "migration",
+      lambda c, x, w: c.start_instance_migration_post_copy(MigrationId=x),
+      ext=True, note="no migration can exist on a one-host pool: a made-up id against another"),
     # Things B makes from, or with, A's resources.
     R("CreateImage(from A's instance)", "instance", lambda c, x, w: c.create_image(InstanceId=x, Name=_name())),
     R("CreateImage(B's instance, A's image name)", "image_name",

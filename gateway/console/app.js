@@ -30,6 +30,20 @@ function render(...nodes) {
   main().replaceChildren(...nodes.flat().filter(Boolean));
 }
 
+// Each route is a generation; a view still waiting for data when the user moves on must not
+// draw over the next page. A view starts with `const show = guard()` and draws with `show`,
+// which stops it (throws STALE) once its page is gone.
+let generation = 0;
+const STALE = new Error('stale view');
+
+function guard() {
+  const mine = generation;
+  return (...nodes) => {
+    if (mine !== generation) throw STALE;
+    render(...nodes);
+  };
+}
+
 function toast(text, bad) {
   const el = document.getElementById('toast');
   el.textContent = text;
@@ -100,7 +114,9 @@ async function request(path, options) {
   const headers = Object.assign({}, options.headers || {});
   if (session) headers['X-CSRF-Token'] = session.csrfToken;
   const response = await fetch(path, Object.assign({}, options, { headers, credentials: 'same-origin' }));
-  if (response.status === 401 && path !== '/console/api/session') {
+  // Only the console's own 401 (JSON) ends the page's session; an EC2 AuthFailure is a 401 too.
+  const json = (response.headers.get('Content-Type') || '').startsWith('application/json');
+  if (response.status === 401 && json && path !== '/console/api/session') {
     session = null;
     showSignIn('Your session has ended. Sign in again.');
     throw new ApiError('SignedOut', 'Your session has ended.', 401);
@@ -293,6 +309,8 @@ const ROUTES = [
 
 async function route() {
   if (!session) return;
+  generation += 1;
+  const mine = generation;
   releaseView();
   const hash = location.hash || '#/instances';
   for (const a of document.querySelectorAll('#nav a')) a.classList.toggle('active', hash.startsWith(a.dataset.page));
@@ -307,7 +325,7 @@ async function route() {
     try {
       await view(...m.slice(1).map(decodeURIComponent));
     } catch (error) {
-      if (error instanceof ApiError && error.code === 'SignedOut') return;
+      if (error === STALE || mine !== generation || (error instanceof ApiError && error.code === 'SignedOut')) return;
       render(h('h1', {}, 'Something went wrong'), errorBox(error));
     }
     return;
@@ -350,6 +368,7 @@ async function bulk(action, ids, done) {
 }
 
 async function viewInstances() {
+  const show = guard();
   const page = listState.tokens.length - 1;
   const out = await ec2('DescribeInstances', { Filter: instanceFilters(), MaxResults: 50, NextToken: listState.tokens[page] });
   const instances = instancesOf(out);
@@ -388,7 +407,7 @@ async function viewInstances() {
     h('td', { class: 'mono' }, i.privateIpAddress || ''),
     h('td', { class: 'mono' }, i.ipAddress || ''),
     h('td', {}, when(i.launchTime))));
-  render(
+  show(
     h('h1', {}, 'Instances', h('a', { class: 'button primary', href: '#/launch' }, 'Launch instance')),
     h('div', { class: 'toolbar' }, chips, h('span', { class: 'spacer' }), search,
       ...Object.values(buttons), h('button', { type: 'button', onclick: refresh }, 'Refresh')),
@@ -399,12 +418,17 @@ async function viewInstances() {
       h('button', { type: 'button', disabled: page === 0, onclick: () => { listState.tokens.pop(); refresh(); } }, '‹ Previous'),
       h('span', { class: 'muted' }, `page ${page + 1}`),
       h('button', { type: 'button', disabled: !out.nextToken, onclick: () => { listState.tokens.push(out.nextToken); refresh(); } }, 'Next ›')));
+  // For the benchmark of a big pool (bench/console_paint.py): the first page is in the
+  // document, and (a frame later) painted.
+  performance.mark('instances-listed');
+  requestAnimationFrame(() => setTimeout(() => performance.mark('instances-painted')));
   // Instances on their way somewhere are shown arriving.
   const moving = instances.some((i) => ['pending', 'stopping', 'shutting-down'].includes(i.instanceState && i.instanceState.name));
   if (moving) later(2000, () => { if (!document.querySelector('dialog[open]') && selected.size === 0) refresh(); });
 }
 
 async function viewInstance(id) {
+  const show = guard();
   const [instance] = instancesOf(await ec2('DescribeInstances', { InstanceId: [id] }));
   if (!instance) throw new ApiError('InvalidInstanceID.NotFound', `The instance ID '${id}' does not exist`);
   const host = session.admin ? hostOf(list((await ec2('DescribeHosts', {})).hostSet), id) : null;
@@ -416,7 +440,7 @@ async function viewInstance(id) {
     state === 'running' ? h('button', { type: 'button', 'data-action': 'StopInstances', onclick: () => act('StopInstances') }, 'Stop') : null,
     state === 'running' ? h('button', { type: 'button', 'data-action': 'RebootInstances', onclick: () => act('RebootInstances') }, 'Reboot') : null,
     state !== 'terminated' ? h('button', { type: 'button', class: 'danger', 'data-action': 'TerminateInstances', onclick: () => act('TerminateInstances') }, 'Terminate') : null,
-    session.admin && state === 'running' ? h('button', { type: 'button', class: 'primary', id: 'migrate', onclick: () => migrateDialog(instance) }, 'Migrate…') : null);
+    session.admin && state === 'running' ? h('button', { type: 'button', class: 'primary', id: 'migrate', onclick: () => migrateDialog(id) }, 'Migrate…') : null);
   const groups = list(instance.groupSet);
   const volumes = list(instance.blockDeviceMapping);
   const interfaces = list(instance.networkInterfaceSet);
@@ -428,7 +452,7 @@ async function viewInstance(id) {
       output.scrollTop = output.scrollHeight;
     } catch (error) { output.textContent = plain(error); }
   };
-  render(
+  show(
     h('h1', {}, nameOf(instance) || id, stateLabel(state), actions),
     h('div', { class: 'panel' }, h('dl', { class: 'kv' },
       kv('Instance ID', mono(id)), kv('Type', instance.instanceType), kv('Image', mono(instance.imageId)),
@@ -515,6 +539,8 @@ function axisValues(kind) {
 function metricsPanel(namespace, dimensions, charts) {
   const grid = h('div', { class: 'charts' });
   const status = h('span', { class: 'muted', id: 'chart-status' });
+  const born = generation;
+  let drawn = [];
   const draw = async () => {
     const [span, period] = RANGES[chartRange];
     const end = Math.floor(Date.now() / 1000);
@@ -533,8 +559,10 @@ function metricsPanel(namespace, dimensions, charts) {
       status.textContent = plain(error);
       return;
     }
-    owned.charts.forEach((c) => c.destroy());
-    owned.charts = [];
+    if (born !== generation) return;
+    drawn.forEach((c) => c.destroy());
+    owned.charts = owned.charts.filter((c) => !drawn.includes(c));
+    drawn = [];
     grid.replaceChildren();
     charts.forEach(([title, kind, series], c) => {
       // One x axis for the chart: every period of the range, gaps where nothing was measured.
@@ -549,12 +577,14 @@ function metricsPanel(namespace, dimensions, charts) {
       grid.append(box);
       if (typeof uPlot === 'undefined') return;
       const width = Math.max(360, box.clientWidth - 16);
-      owned.charts.push(new uPlot({
+      const chart = new uPlot({
         width, height: 180,
         scales: { x: { time: true }, y: kind === 'percent' ? { range: [0, 100] } : { range: (u, lo, hi) => [0, Math.max(hi || 1, 1)] } },
         axes: [{}, { values: axisValues(kind), size: 70 }],
         series: [{}].concat(series.map(([, , label], s) => ({ label, stroke: COLORS[s], width: 1.5, spanGaps: false, points: { show: true, size: 4 } }))),
-      }, [xs, ...columns], box));
+      }, [xs, ...columns], box);
+      drawn.push(chart);
+      owned.charts.push(chart);
     });
   };
   const presets = h('div', { class: 'chips' }, Object.keys(RANGES).map((r) => h('span', {
@@ -574,6 +604,7 @@ function metricsPanel(namespace, dimensions, charts) {
 // --- launch -----------------------------------------------------------------------------------
 
 async function viewLaunch() {
+  const show = guard();
   const [images, types, keys, groups, subnets] = await Promise.all([
     ec2All('DescribeImages', { Filter: [{ Name: 'state', Value: ['available'] }] }, 'imagesSet'),
     ec2All('DescribeInstanceTypes', { MaxResults: 100 }, 'instanceTypeSet'),
@@ -621,7 +652,7 @@ async function viewLaunch() {
       status.replaceChildren(errorBox(error));
     }
   };
-  render(h('h1', {}, 'Launch an instance'),
+  show(h('h1', {}, 'Launch an instance'),
     h('form', { class: 'panel form', id: 'launch', onsubmit: submit },
       h('label', { for: 'launch-name' }, 'Name'), name,
       h('label', { for: 'launch-image' }, 'Image'), image,
@@ -670,9 +701,10 @@ async function keyDialog(importing) {
 }
 
 async function viewKeys() {
+  const show = guard();
   const keys = list((await ec2('DescribeKeyPairs', {})).keySet);
   const refresh = () => route();
-  render(h('h1', {}, 'Key pairs',
+  show(h('h1', {}, 'Key pairs',
     h('button', { type: 'button', class: 'primary', id: 'create-key', onclick: async () => { if (await keyDialog(false)) refresh(); } }, 'Create key pair'),
     h('button', { type: 'button', onclick: async () => { if (await keyDialog(true)) refresh(); } }, 'Import key pair')),
   h('div', { class: 'panel' }, table(['Name', 'ID', 'Type', 'Fingerprint', 'Created', ''], keys.map((k) => h('tr', { 'data-key': k.keyName },
@@ -686,6 +718,7 @@ async function viewKeys() {
 // --- security groups --------------------------------------------------------------------------
 
 async function viewGroups() {
+  const show = guard();
   const [groups, vpcs] = await Promise.all([
     ec2All('DescribeSecurityGroups', { MaxResults: 1000 }, 'securityGroupInfo'),
     ec2All('DescribeVpcs', { MaxResults: 1000 }, 'vpcSet'),
@@ -694,7 +727,7 @@ async function viewGroups() {
   const description = h('input', { id: 'group-description', placeholder: 'what it lets in', required: true });
   const vpc = h('select', { id: 'group-vpc' }, vpcs.map((v) => h('option', { value: v.vpcId, selected: v.isDefault === 'true' }, `${v.vpcId} ${v.cidrBlock}${v.isDefault === 'true' ? ' (default)' : ''}`)));
   const status = h('div');
-  render(h('h1', {}, 'Security groups'),
+  show(h('h1', {}, 'Security groups'),
     h('div', { class: 'panel' }, table(['Name', 'Group', 'VPC', 'Description', 'Rules in / out'], groups.map((g) => h('tr', { 'data-group': g.groupName },
       h('td', {}, g.groupName), h('td', {}, link(`#/security-groups/${g.groupId}`, g.groupId)), h('td', { class: 'mono' }, g.vpcId), h('td', {}, g.groupDescription),
       h('td', {}, `${list(g.ipPermissions).length} / ${list(g.ipPermissionsEgress).length}`))))),
@@ -715,6 +748,7 @@ function ruleText(r) {
 }
 
 async function viewGroup(id) {
+  const show = guard();
   const [group] = list((await ec2('DescribeSecurityGroups', { GroupId: [id] })).securityGroupInfo);
   const rules = list((await ec2('DescribeSecurityGroupRules', { Filter: [{ Name: 'group-id', Value: [id] }], MaxResults: 1000 })).securityGroupRuleSet);
   const refresh = () => route();
@@ -749,7 +783,7 @@ async function viewGroup(id) {
       } catch (error) { toast(plain(error), true); }
     } }, 'remove'))));
   const headers = ['Protocol / ports', 'Peer', 'Description', 'Rule', ''];
-  render(h('h1', {}, `${group.groupName} (${id})`,
+  show(h('h1', {}, `${group.groupName} (${id})`,
     h('button', { type: 'button', class: 'danger', onclick: async () => {
       if (!await confirmAction('Delete security group?', `${group.groupName} (${id})`, 'Delete', 'danger')) return;
       try { await ec2('DeleteSecurityGroup', { GroupId: id }); location.hash = '#/security-groups'; } catch (error) { toast(plain(error), true); }
@@ -766,6 +800,7 @@ async function viewGroup(id) {
 // --- volumes, images, VPCs --------------------------------------------------------------------
 
 async function viewVolumes() {
+  const show = guard();
   const [volumes, zones] = await Promise.all([
     ec2All('DescribeVolumes', { MaxResults: 500 }, 'volumeSet'),
     ec2('DescribeAvailabilityZones', {}).then((o) => list(o.availabilityZoneInfo)),
@@ -789,7 +824,7 @@ async function viewVolumes() {
   const size = h('input', { id: 'volume-size', type: 'number', min: 1, value: 1, size: 6 });
   const zone = h('select', { id: 'volume-zone' }, zones.map((z) => h('option', { value: z.zoneName }, z.zoneName)));
   const type = h('select', { id: 'volume-type' }, ['gp3', 'gp2', 'io1', 'io2', 'st1', 'sc1', 'standard'].map((t) => h('option', { value: t }, t)));
-  render(h('h1', {}, 'Volumes'),
+  show(h('h1', {}, 'Volumes'),
     h('div', { class: 'panel' }, table(['Volume', 'Name', 'Size', 'Type', 'Zone', 'State', 'Attached to', ''], volumes.map((v) => {
       const a = list(v.attachmentSet)[0];
       return h('tr', { 'data-volume': v.volumeId },
@@ -811,9 +846,10 @@ async function viewVolumes() {
 }
 
 async function viewImages() {
+  const show = guard();
   const images = await ec2All('DescribeImages', {}, 'imagesSet');
   const refresh = () => route();
-  render(h('h1', {}, 'Images'),
+  show(h('h1', {}, 'Images'),
     h('div', { class: 'panel' }, table(['Image', 'Name', 'Owner', 'State', 'Architecture', 'Created', ''], images.map((i) => h('tr', { 'data-image': i.imageId },
       h('td', { class: 'mono' }, i.imageId), h('td', {}, i.name), h('td', {}, i.imageOwnerId === session.accountId ? 'you' : i.imageOwnerId),
       h('td', {}, stateLabel(i.imageState)), h('td', {}, i.architecture), h('td', {}, when(i.creationDate)),
@@ -824,6 +860,7 @@ async function viewImages() {
 }
 
 async function viewVpcs() {
+  const show = guard();
   const [vpcs, subnets] = await Promise.all([
     ec2All('DescribeVpcs', { MaxResults: 1000 }, 'vpcSet'),
     ec2All('DescribeSubnets', { MaxResults: 1000 }, 'subnetSet'),
@@ -836,7 +873,7 @@ async function viewVpcs() {
   const run = async (action, params) => {
     try { await ec2(action, params); refresh(); } catch (error) { status.replaceChildren(errorBox(error)); }
   };
-  render(h('h1', {}, 'VPCs and subnets'),
+  show(h('h1', {}, 'VPCs and subnets'),
     h('div', { class: 'panel' }, table(['VPC', 'Name', 'CIDR', 'State', 'Default', ''], vpcs.map((v) => h('tr', { 'data-vpc': v.vpcId },
       h('td', { class: 'mono' }, v.vpcId), h('td', {}, nameOf(v)), h('td', { class: 'mono' }, v.cidrBlock), h('td', {}, stateLabel(v.state)), h('td', {}, v.isDefault === 'true' ? 'yes' : ''),
       h('td', {}, h('button', { type: 'button', class: 'link', onclick: async () => {
@@ -872,10 +909,11 @@ function meter(value, total, text) {
 }
 
 async function viewHosts() {
+  const show = guard();
   const hosts = list((await ec2('DescribeHosts', {})).hostSet);
   const running = list((await ec2('DescribeInstanceMigrations', { Filter: [{ Name: 'status', Value: ['queued', 'preparing', 'copying', 'post-copy', 'completing'] }] })).migrationSet);
   const refresh = () => route();
-  render(h('h1', {}, 'Hosts', h('button', { type: 'button', onclick: refresh }, 'Refresh')),
+  show(h('h1', {}, 'Hosts', h('button', { type: 'button', onclick: refresh }, 'Refresh')),
     h('div', { class: 'panel' }, table(['Host', 'Zone', 'State', 'vCPUs allocated', 'Memory allocated', 'CPU used', 'Instances', 'Maintenance', ''], hosts.map((host) => {
       const c = capacityOf(host);
       const u = host.utilization || {};
@@ -901,16 +939,21 @@ async function viewHosts() {
 }
 
 async function viewHost(id) {
+  const show = guard();
   const [host] = list((await ec2('DescribeHosts', { HostId: [id] })).hostSet);
   if (!host) throw new ApiError('InvalidHostID.NotFound', `The host ID '${id}' does not exist`);
   const c = capacityOf(host);
-  render(h('h1', {}, id, stateLabel(host.state)),
+  show(h('h1', {}, id, stateLabel(host.state)),
     h('div', { class: 'panel' }, h('dl', { class: 'kv' },
       kv('URI', mono(host.uri || '')), kv('Zone', host.availabilityZone), kv('Maintenance', host.hostMaintenance),
       kv('vCPUs', `${c.vcpusAllocated} allocated of ${c.vcpus}`),
       kv('Memory', `${bytes(c.memoryAllocated * 1048576)} allocated of ${bytes(c.memory * 1048576)}`))),
     h('h2', {}, 'Instances'),
-    h('div', { class: 'panel' }, table(['Instance', 'Type'], list(host.instances).map((i) => h('tr', {}, h('td', {}, link(`#/instances/${i.instanceId}`, i.instanceId)), h('td', {}, i.instanceType))), 'No instances.')),
+    // Any account's instances run here: the admin moves them from this list (their pages
+    // belong to their accounts).
+    h('div', { class: 'panel' }, table(['Instance', 'Type', ''], list(host.instances).map((i) => h('tr', { 'data-host-instance': i.instanceId },
+      h('td', { class: 'mono' }, i.instanceId), h('td', {}, i.instanceType),
+      h('td', {}, h('button', { type: 'button', onclick: () => migrateDialog(i.instanceId) }, 'Migrate…')))), 'No instances.')),
     h('h2', {}, 'Monitoring (measured on the host)'), metricsPanel('Stratus/Host', [{ Name: 'HostId', Value: id }], HOST_CHARTS),
     h('h2', {}, 'Migrations from this host'), h('div', { class: 'panel' }, await migrationHistory({ Filter: [{ Name: 'source-host-id', Value: [id] }] })),
     h('h2', {}, 'Migrations to this host'), h('div', { class: 'panel' }, await migrationHistory({ Filter: [{ Name: 'target-host-id', Value: [id] }] })));
@@ -922,22 +965,23 @@ async function migrationHistory(params) {
   const migrations = list((await ec2('DescribeInstanceMigrations', Object.assign({ MaxResults: 100 }, params))).migrationSet);
   migrations.sort((a, b) => String(b.startTime).localeCompare(String(a.startTime)));
   return table(['Migration', 'Instance', 'Status', 'From → to', 'Downtime', 'Total', 'Started'], migrations.map((m) => h('tr', { 'data-migration': m.migrationId },
-    h('td', {}, link(`#/migrations/${m.migrationId}`, m.migrationId)), h('td', {}, link(`#/instances/${m.instanceId}`, m.instanceId)),
+    h('td', {}, link(`#/migrations/${m.migrationId}`, m.migrationId)), h('td', { class: 'mono' }, m.instanceId),
     h('td', {}, stateLabel(m.status)), h('td', { class: 'mono' }, `${m.sourceHostId} → ${m.targetHostId}`),
     h('td', { class: 'num' }, m.status === 'completed' ? millis(m.downtimeMillis) : '—'), h('td', { class: 'num' }, millis(m.totalTimeMillis)),
     h('td', {}, when(m.startTime)))), 'No migrations.');
 }
 
 async function viewMigrations() {
-  render(h('h1', {}, 'Live migrations'), h('div', { class: 'panel' }, await migrationHistory({})));
+  const show = guard();
+  show(h('h1', {}, 'Live migrations'), h('div', { class: 'panel' }, await migrationHistory({})));
 }
 
 // The pool's host that runs the instance (admins see every host's instances).
 const hostOf = (hosts, instanceId) => (hosts.find((x) => list(x.instances).some((i) => i.instanceId === instanceId)) || {}).hostId;
 
-async function migrateDialog(instance) {
+async function migrateDialog(instanceId) {
   const hosts = list((await ec2('DescribeHosts', {})).hostSet);
-  const here = hostOf(hosts, instance.instanceId);
+  const here = hostOf(hosts, instanceId);
   const candidates = hosts.filter((x) => x.hostId !== here);
   const radios = [h('label', { class: 'inline' }, h('input', { type: 'radio', name: 'target', value: '', checked: true }), 'Let the scheduler choose')];
   const rows = candidates.map((x) => {
@@ -954,7 +998,7 @@ async function migrateDialog(instance) {
   const converge = h('input', { id: 'migrate-auto-converge', type: 'checkbox' });
   const postCopy = h('input', { id: 'migrate-post-copy', type: 'checkbox' });
   const body = h('div', { id: 'migrate-dialog' },
-    h('p', {}, `Move ${instance.instanceId} live from ${here || 'its host'} to:`), radios,
+    h('p', {}, `Move ${instanceId} live from ${here || 'its host'} to:`), radios,
     table(['Host', 'Zone', 'vCPUs', 'Memory', ''], rows, 'No other host.'),
     h('div', { class: 'grid2' },
       h('div', {}, h('label', { for: 'migrate-downtime' }, 'Max downtime'), downtime),
@@ -967,7 +1011,7 @@ async function migrateDialog(instance) {
   const target = (body.querySelector('input[name=target]:checked') || {}).value;
   try {
     const out = await ec2('MigrateInstance', {
-      InstanceId: instance.instanceId, TargetHostId: target || null, MaxDowntimeMillis: downtime.value || null,
+      InstanceId: instanceId, TargetHostId: target || null, MaxDowntimeMillis: downtime.value || null,
       BandwidthMiBps: bandwidth.value || null, TimeoutSeconds: timeout.value || null,
       AutoConverge: converge.checked || null, AllowPostCopy: postCopy.checked || null,
     });
@@ -986,6 +1030,7 @@ const PHASES = {
 };
 
 async function viewMigration(id) {
+  const page = guard();
   const [first] = list((await ec2('DescribeInstanceMigrations', { MigrationId: [id] })).migrationSet);
   if (!first) throw new ApiError('InvalidMigrationID.NotFound', `The migration ID '${id}' does not exist`);
   const figures = h('div', { class: 'figures', id: 'migration-figures' });
@@ -994,6 +1039,13 @@ async function viewMigration(id) {
   const cancel = h('button', { type: 'button', class: 'danger', id: 'migration-cancel', onclick: async () => {
     try { await ec2('CancelInstanceMigration', { MigrationId: id }); toast('Cancel requested'); } catch (error) { toast(plain(error), true); }
   } }, 'Cancel migration');
+  const postCopy = h('button', { type: 'button', id: 'migration-post-copy', hidden: true, onclick: async () => {
+    const ok = await confirmAction('Switch to post-copy?',
+      'The guest starts running on the target now and pulls the rest of its memory from the source as it needs it. There is no way back: if the link between the hosts fails before the copy ends, the guest is lost.',
+      'Switch to post-copy', 'danger');
+    if (!ok) return;
+    try { await ec2('StartInstanceMigrationPostCopy', { MigrationId: id }); toast('Switching to post-copy'); } catch (error) { toast(plain(error), true); }
+  } }, 'Switch to post-copy');
   const live = h('span', { class: 'muted', id: 'migration-live' });
   const chartBox = h('div', { class: 'chart', id: 'migration-chart' }, h('h3', {}, 'Memory remaining and dirty rate against bandwidth'));
   const samples = [[], [], [], []];
@@ -1003,6 +1055,9 @@ async function viewMigration(id) {
     phase.textContent = PHASES[m.status] || m.status;
     phase.dataset.status = m.status;
     cancel.hidden = FINAL.includes(m.status) || m.status === 'post-copy';
+    // Offered while pre-copy runs, for a migration started with post-copy allowed.
+    postCopy.hidden = !(m.allowPostCopy === true || m.allowPostCopy === 'true') || m.postCopyRequested === true || m.postCopyRequested === 'true'
+      || !['queued', 'preparing', 'copying'].includes(m.status);
     const rate = Number(m.dirtyRateBytesPerSecond) || 0;
     const bandwidth = Number(m.bandwidthBytesPerSecond) || 0;
     figures.replaceChildren(
@@ -1017,11 +1072,15 @@ async function viewMigration(id) {
       const requested = m.maxDowntimeMillis ? `${m.maxDowntimeMillis} ms requested` : 'no maximum requested';
       outcome.replaceChildren(h('div', { class: 'panel' }, h('dl', { class: 'kv' },
         kv('Downtime (measured by libvirt)', h('span', { id: 'migration-downtime' }, millis(m.downtimeMillis))), kv('Maximum downtime', requested),
-        kv('Total time', h('span', { id: 'migration-total' }, millis(m.totalTimeMillis))), kv('Setup', millis(m.setupTimeMillis)))));
+        kv('Total time', h('span', { id: 'migration-total' }, millis(m.totalTimeMillis))), kv('Setup', millis(m.setupTimeMillis)),
+        m.pingLargestGapMillis != null && m.pingLargestGapMillis !== ''
+          ? kv('Largest ping gap (the network\'s view)', h('span', { id: 'migration-ping-gap' }, `${millis(m.pingLargestGapMillis)} · ${m.pingsAnswered} of ${m.pingsSent} pings answered`))
+          : null)));
     } else if (m.status === 'failed' || m.status === 'cancelled') {
       outcome.replaceChildren(h('div', { class: m.status === 'failed' ? 'error-box' : 'panel' }, m.errorMessage || `The migration was ${m.status}; the instance runs on ${m.sourceHostId}.`));
     }
-    if (m.status === 'copying' || m.status === 'post-copy') {
+    // Samples from before libvirt's first statistics (all zero) would draw a false start.
+    if ((m.status === 'copying' || m.status === 'post-copy') && Number(m.memoryTotalBytes) > 0) {
       samples[0].push(Date.now() / 1000);
       samples[1].push(Number(m.memoryRemainingBytes) || 0);
       samples[2].push(rate);
@@ -1038,11 +1097,44 @@ async function viewMigration(id) {
       }
     }
   };
-  render(h('h1', {}, `Migration ${id}`, cancel),
-    h('p', {}, 'Instance ', link(`#/instances/${first.instanceId}`, first.instanceId), ` from ${first.sourceHostId} to ${first.targetHostId} · `, live),
-    phase, figures, outcome, chartBox);
+  const traceBox = h('div', { class: 'chart', id: 'migration-trace', hidden: true }, h('h3', {}, 'Ping trace: round trip every 10 ms (lost pings in red); dashed: libvirt reported the move done'));
+  const drawTrace = async () => {
+    const response = await request(`/console/api/migrations/${encodeURIComponent(id)}/trace`, { method: 'GET' });
+    if (!response.ok) return;
+    const trace = await response.json();
+    const xs = trace.probes.map(([sent]) => sent / 1e6);
+    const rtt = trace.probes.map(([, r]) => (r == null ? null : r / 1000));
+    const lost = trace.probes.map(([, r]) => (r == null ? 0 : null));
+    const switchAt = trace.switchOverMicros == null ? null : trace.switchOverMicros / 1e6;
+    traceBox.hidden = false;
+    traceBox.dataset.probes = String(xs.length);
+    traceBox.dataset.lost = String(lost.filter((x) => x === 0).length);
+    if (typeof uPlot === 'undefined' || !xs.length) return;
+    owned.charts.push(new uPlot({
+      width: Math.max(480, traceBox.clientWidth - 16), height: 200,
+      scales: { x: { time: false } },
+      axes: [{ values: (u, ticks) => ticks.map((v) => `${v.toFixed(1)} s`) }, { values: (u, ticks) => ticks.map((v) => `${v} ms`), size: 60 }],
+      series: [{}, { label: 'round trip', stroke: COLORS[0], width: 1, spanGaps: false },
+        { label: 'lost', stroke: COLORS[1], width: 0, points: { show: true, size: 5, fill: COLORS[1] } }],
+      hooks: { draw: [(u) => {
+        if (switchAt == null) return;
+        const x = u.valToPos(switchAt, 'x', true);
+        u.ctx.save();
+        u.ctx.strokeStyle = COLORS[2];
+        u.ctx.setLineDash([4, 4]);
+        u.ctx.beginPath();
+        u.ctx.moveTo(x, u.bbox.top);
+        u.ctx.lineTo(x, u.bbox.top + u.bbox.height);
+        u.ctx.stroke();
+        u.ctx.restore();
+      }] },
+    }, [xs, rtt, lost], traceBox));
+  };
+  page(h('h1', {}, `Migration ${id}`, postCopy, cancel),
+    h('p', {}, 'Instance ', mono(first.instanceId), ` from ${first.sourceHostId} to ${first.targetHostId} · `, live),
+    phase, figures, outcome, chartBox, traceBox);
   show(first);
-  if (FINAL.includes(first.status)) { live.textContent = 'finished'; return; }
+  if (FINAL.includes(first.status)) { live.textContent = 'finished'; drawTrace(); return; }
   // Progress is pushed by the server as it happens (server-sent events).
   const stream = new EventSource(`/console/api/migrations/${encodeURIComponent(id)}/events`);
   owned.streams.push(stream);
@@ -1053,7 +1145,12 @@ async function viewMigration(id) {
     live.dataset.events = String(events);
     show(JSON.parse(e.data));
   });
-  stream.addEventListener('end', () => { live.textContent = 'finished'; stream.close(); });
+  stream.addEventListener('end', (e) => {
+    live.textContent = 'finished';
+    stream.close();
+    if (e.data && e.data !== '{}') show(JSON.parse(e.data));
+    drawTrace();
+  });
   stream.onerror = () => { live.textContent = 'reconnecting…'; };
 }
 

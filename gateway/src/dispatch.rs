@@ -139,6 +139,7 @@ pub async fn dispatch(ctx: &Ctx, action: Action) -> Result<Output, Ec2Error> {
         Action::RevokeSecurityGroupEgress(r) => boxed(revoke_security_group_egress::handle(ctx, r).await),
         Action::RevokeSecurityGroupIngress(r) => boxed(revoke_security_group_ingress::handle(ctx, r).await),
         Action::RunInstances(r) => boxed(run_instances::handle(ctx, r).await),
+        Action::StartInstanceMigrationPostCopy(r) => boxed(start_instance_migration_post_copy::handle(ctx, r).await),
         Action::StartInstances(r) => boxed(start_instances::handle(ctx, r).await),
         Action::StopInstances(r) => boxed(stop_instances::handle(ctx, r).await),
         Action::TerminateInstances(r) => boxed(terminate_instances::handle(ctx, r).await),

@@ -45,6 +45,11 @@ impl AppState {
         self
     }
 
+    /// Draws from `account`'s bucket for `action`'s class.
+    pub fn account_allowed(&self, account: &str, action: &str) -> bool {
+        self.throttle.account(account, ActionClass::of(action))
+    }
+
     /// Draws from the bucket of requests that prove no account, for `source`.
     pub fn anonymous_allowed(&self, source: IpAddr) -> bool {
         self.throttle.anonymous(source)

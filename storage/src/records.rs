@@ -506,12 +506,42 @@ pub struct MigrationRecord {
     /// The latest progress (the final statistics once completed).
     pub progress: JobProgress,
     pub cancel_requested: bool,
+    /// An admin asked to switch to post-copy now (StartInstanceMigrationPostCopy).
+    #[serde(default)]
+    pub post_copy_requested: bool,
+    /// A ping trace runs (or ran) beside the migration; its figures once it ended.
+    #[serde(default)]
+    pub ping_traced: bool,
+    #[serde(default)]
+    pub ping: Option<PingSummary>,
     pub error: Option<String>,
     pub created_ms: i64,
     pub finished_ms: Option<i64>,
 }
 
 impl Record for MigrationRecord {
+    const VERSION: u8 = 1;
+}
+
+/// What a migration's ping trace measured (`backend::ping_trace`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PingSummary {
+    pub sent: u32,
+    pub answered: u32,
+    /// The longest time between two consecutive answers (ms).
+    pub largest_gap_ms: u32,
+}
+
+/// A migration's ping trace: each probe's send time (µs from the trace's start) and its
+/// round trip (µs; none if lost), and when the migration call returned. Key: the migration id.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MigrationTraceRecord {
+    pub interval_ms: u32,
+    pub probes: Vec<(u64, Option<u32>)>,
+    pub switch_over_us: Option<u64>,
+}
+
+impl Record for MigrationTraceRecord {
     const VERSION: u8 = 1;
 }
 

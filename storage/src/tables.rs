@@ -4,8 +4,8 @@ use crate::{
     AccessKeyRecord, AccountRecord, AddressRecord, ClientTokenRecord, HostAllocationRecord, HostStateRecord,
     HostUsageRecord, ImageRecord, IndexEntry, InstanceRecord, InternetGatewayRecord, KeyPairRecord,
     LaunchTemplateRecord, LaunchTemplateVersionRecord, LeaseBlockRecord, LeaseRecord, MetaRecord, MetricSeriesRecord,
-    MigrationRecord, NameRecord, NatGatewayRecord, NetworkInterfaceRecord, RouteTableRecord, SecretRecord,
-    SecurityGroupRecord, SnapshotRecord, SubnetRecord, Table, TagRecord, VolumeRecord, VpcRecord,
+    MigrationRecord, MigrationTraceRecord, NameRecord, NatGatewayRecord, NetworkInterfaceRecord, RouteTableRecord,
+    SecretRecord, SecurityGroupRecord, SnapshotRecord, SubnetRecord, Table, TagRecord, VolumeRecord, VpcRecord,
 };
 
 pub const ACCOUNTS: Table<AccountRecord> = Table::new("accounts");
@@ -18,6 +18,7 @@ pub const INSTANCES: Table<InstanceRecord> = Table::new("instances");
 pub const CLIENT_TOKENS: Table<ClientTokenRecord> = Table::new("client_tokens");
 pub const LEASES: Table<LeaseRecord> = Table::new("leases");
 pub const MIGRATIONS: Table<MigrationRecord> = Table::new("migrations");
+pub const MIGRATION_TRACES: Table<MigrationTraceRecord> = Table::new("migration_traces");
 pub const HOST_STATES: Table<HostStateRecord> = Table::new("host_states");
 pub const SECURITY_GROUPS: Table<SecurityGroupRecord> = Table::new("security_groups");
 pub const VOLUMES: Table<VolumeRecord> = Table::new("volumes");

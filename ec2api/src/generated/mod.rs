@@ -6793,6 +6793,10 @@ pub struct InstanceMigration {
     pub memory_remaining_bytes: Option<i64>,
     pub memory_total_bytes: Option<i64>,
     pub migration_id: Option<String>,
+    pub ping_largest_gap_millis: Option<i64>,
+    pub pings_answered: Option<i64>,
+    pub pings_sent: Option<i64>,
+    pub post_copy_requested: Option<bool>,
     pub post_copy_requests: Option<i64>,
     pub setup_time_millis: Option<i64>,
     pub source_host_id: Option<String>,
@@ -6820,6 +6824,10 @@ impl XmlStruct for InstanceMigration {
         self.memory_remaining_bytes.write_xml(w, "memoryRemainingBytes");
         self.memory_total_bytes.write_xml(w, "memoryTotalBytes");
         self.migration_id.write_xml(w, "migrationId");
+        self.ping_largest_gap_millis.write_xml(w, "pingLargestGapMillis");
+        self.pings_answered.write_xml(w, "pingsAnswered");
+        self.pings_sent.write_xml(w, "pingsSent");
+        self.post_copy_requested.write_xml(w, "postCopyRequested");
         self.post_copy_requests.write_xml(w, "postCopyRequests");
         self.setup_time_millis.write_xml(w, "setupTimeMillis");
         self.source_host_id.write_xml(w, "sourceHostId");
@@ -13101,6 +13109,40 @@ impl FromQuery for SpotMarketOptions {
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
+pub struct StartInstanceMigrationPostCopyRequest {
+    pub dry_run: Option<bool>,
+    pub migration_id: String,
+}
+
+impl FromQuery for StartInstanceMigrationPostCopyRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self { dry_run: d.optional("DryRun")?, migration_id: d.required("MigrationId")? };
+        d.finish(&["DryRun", "MigrationId"])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StartInstanceMigrationPostCopyResult {
+    pub migration: Option<InstanceMigration>,
+}
+
+impl XmlStruct for StartInstanceMigrationPostCopyResult {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.migration.write_xml(w, "migration");
+    }
+}
+
+impl XmlValue for StartInstanceMigrationPostCopyResult {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct StartInstancesRequest {
     pub additional_info: Option<String>,
     pub dry_run: Option<bool>,
@@ -15803,6 +15845,7 @@ pub enum Action {
     RevokeSecurityGroupEgress(RevokeSecurityGroupEgressRequest),
     RevokeSecurityGroupIngress(RevokeSecurityGroupIngressRequest),
     RunInstances(RunInstancesRequest),
+    StartInstanceMigrationPostCopy(StartInstanceMigrationPostCopyRequest),
     StartInstances(StartInstancesRequest),
     StopInstances(StopInstancesRequest),
     TerminateInstances(TerminateInstancesRequest),
@@ -15929,6 +15972,7 @@ impl Action {
         "RevokeSecurityGroupEgress",
         "RevokeSecurityGroupIngress",
         "RunInstances",
+        "StartInstanceMigrationPostCopy",
         "StartInstances",
         "StopInstances",
         "TerminateInstances",
@@ -16074,6 +16118,9 @@ impl Action {
             "RevokeSecurityGroupEgress" => FromQuery::from_query(params, "").map(Self::RevokeSecurityGroupEgress),
             "RevokeSecurityGroupIngress" => FromQuery::from_query(params, "").map(Self::RevokeSecurityGroupIngress),
             "RunInstances" => FromQuery::from_query(params, "").map(Self::RunInstances),
+            "StartInstanceMigrationPostCopy" => {
+                FromQuery::from_query(params, "").map(Self::StartInstanceMigrationPostCopy)
+            }
             "StartInstances" => FromQuery::from_query(params, "").map(Self::StartInstances),
             "StopInstances" => FromQuery::from_query(params, "").map(Self::StopInstances),
             "TerminateInstances" => FromQuery::from_query(params, "").map(Self::TerminateInstances),
@@ -16202,6 +16249,7 @@ impl Action {
             Self::RevokeSecurityGroupEgress(_) => "RevokeSecurityGroupEgress",
             Self::RevokeSecurityGroupIngress(_) => "RevokeSecurityGroupIngress",
             Self::RunInstances(_) => "RunInstances",
+            Self::StartInstanceMigrationPostCopy(_) => "StartInstanceMigrationPostCopy",
             Self::StartInstances(_) => "StartInstances",
             Self::StopInstances(_) => "StopInstances",
             Self::TerminateInstances(_) => "TerminateInstances",
@@ -16330,6 +16378,7 @@ impl Action {
             Self::RevokeSecurityGroupEgress(r) => r.dry_run == Some(true),
             Self::RevokeSecurityGroupIngress(r) => r.dry_run == Some(true),
             Self::RunInstances(r) => r.dry_run == Some(true),
+            Self::StartInstanceMigrationPostCopy(r) => r.dry_run == Some(true),
             Self::StartInstances(r) => r.dry_run == Some(true),
             Self::StopInstances(r) => r.dry_run == Some(true),
             Self::TerminateInstances(r) => r.dry_run == Some(true),
@@ -16456,6 +16505,7 @@ pub type ResetSnapshotAttributeOutput = ReturnTrue;
 pub type RevokeSecurityGroupEgressOutput = RevokeSecurityGroupEgressResult;
 pub type RevokeSecurityGroupIngressOutput = RevokeSecurityGroupIngressResult;
 pub type RunInstancesOutput = Reservation;
+pub type StartInstanceMigrationPostCopyOutput = StartInstanceMigrationPostCopyResult;
 pub type StartInstancesOutput = StartInstancesResult;
 pub type StopInstancesOutput = StopInstancesResult;
 pub type TerminateInstancesOutput = TerminateInstancesResult;

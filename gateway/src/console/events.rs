@@ -3,8 +3,9 @@
 //! The migration's monitor writes the host's job statistics to the migration's record a few
 //! times a second; this stream reads the record every [`TICK`] and sends it whenever it
 //! changed, with a comment line every [`KEEPALIVE`] so that proxies keep the stream open, and
-//! ends once the migration has (`event: end`). A page that goes away ends its stream at the
-//! next send.
+//! ends once the migration has (`event: end`), when the page goes away, when a reader stops
+//! reading for [`SEND_TIMEOUT`], or when the session that opened it ends (checked every
+//! [`RECHECK`]).
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -24,6 +25,12 @@ use super::{problem, ConsoleResponse};
 
 const TICK: Duration = Duration::from_millis(200);
 const KEEPALIVE: Duration = Duration::from_secs(15);
+/// How long the stream waits for a finished migration's ping trace.
+const TRACE_WAIT: Duration = Duration::from_secs(5);
+/// How often the stream checks that its session still holds.
+const RECHECK: Duration = Duration::from_secs(2);
+/// How long a frame may wait for a reader that stopped reading before the stream ends.
+const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A body whose frames come from a channel; it ends when the sender is dropped.
 struct Channel(mpsc::Receiver<Bytes>);
@@ -55,6 +62,7 @@ pub fn view(m: &MigrationRecord) -> serde_json::Value {
         "autoConverge": m.options.auto_converge,
         "allowPostCopy": m.options.allow_post_copy,
         "cancelRequested": m.cancel_requested,
+        "postCopyRequested": m.post_copy_requested,
         "iterations": p.iterations,
         "memoryTotalBytes": p.memory_total_bytes,
         "memoryProcessedBytes": p.memory_processed_bytes,
@@ -63,6 +71,10 @@ pub fn view(m: &MigrationRecord) -> serde_json::Value {
         "bandwidthBytesPerSecond": p.bandwidth_bytes_per_sec,
         "postCopyRequests": p.post_copy_requests,
         "downtimeMillis": p.downtime_ms,
+        "pingTraced": m.ping_traced,
+        "pingsSent": m.ping.map(|s| s.sent),
+        "pingsAnswered": m.ping.map(|s| s.answered),
+        "pingLargestGapMillis": m.ping.map(|s| s.largest_gap_ms),
         "totalTimeMillis": p.time_elapsed_ms,
         "setupTimeMillis": p.setup_time_ms,
         "errorMessage": m.error,
@@ -75,8 +87,28 @@ fn frame(event: &str, data: &str) -> Bytes {
     Bytes::from(format!("event: {event}\ndata: {data}\n\n"))
 }
 
-/// The stream of migration `id`'s progress.
-pub fn migration(backend: Arc<Backend>, id: String) -> ConsoleResponse {
+/// Migration `id`'s ping trace as the page draws it: `[sent µs, round trip µs or null]` per
+/// probe, and when the migration call returned.
+pub fn trace(backend: &Backend, id: &str) -> ConsoleResponse {
+    match backend.migration_trace(id) {
+        Ok(Some(trace)) => {
+            let body = json!({
+                "intervalMs": trace.interval_ms,
+                "probes": trace.probes,
+                "switchOverMicros": trace.switch_over_us,
+            });
+            super::full(StatusCode::OK, "application/json", body.to_string())
+        }
+        Ok(None) => problem(StatusCode::NOT_FOUND, "NotFound", "This migration has no ping trace."),
+        Err(error) => {
+            tracing::error!(%error, "reading a ping trace");
+            problem(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", "The ping trace could not be read.")
+        }
+    }
+}
+
+/// The stream of migration `id`'s progress, for as long as `allowed` says the caller may see it.
+pub fn migration(backend: Arc<Backend>, id: String, allowed: impl Fn() -> bool + Send + 'static) -> ConsoleResponse {
     match backend.migration(&id) {
         Ok(Some(_)) => {}
         Ok(None) => {
@@ -93,39 +125,56 @@ pub fn migration(backend: Arc<Backend>, id: String) -> ConsoleResponse {
     }
     let (tx, rx) = mpsc::channel::<Bytes>(4);
     tokio::spawn(async move {
+        let send = |bytes: Bytes| {
+            let tx = tx.clone();
+            async move { tx.send_timeout(bytes, SEND_TIMEOUT).await.is_ok() }
+        };
         let mut last = String::new();
-        let mut sent = Instant::now();
+        let (mut sent, mut checked) = (Instant::now(), Instant::now());
+        let mut ended: Option<Instant> = None;
         // Tells the browser how soon to reconnect if the stream breaks.
-        if tx.send(Bytes::from_static(b"retry: 1000\n\n")).await.is_err() {
+        if !send(Bytes::from_static(b"retry: 1000\n\n")).await {
             return;
         }
         loop {
+            if checked.elapsed() >= RECHECK {
+                if !allowed() {
+                    return;
+                }
+                checked = Instant::now();
+            }
             // One point read of a redb snapshot: microseconds, fine on the executor.
             let record = match backend.migration(&id) {
                 Ok(Some(record)) => record,
                 Ok(None) | Err(_) => {
-                    let _ = tx.send(frame("end", "{}")).await;
+                    send(frame("end", "{}")).await;
                     return;
                 }
             };
             let data = view(&record).to_string();
             if data != last {
-                if tx.send(frame("progress", &data)).await.is_err() {
+                if !send(frame("progress", &data)).await {
                     return;
                 }
                 last = data;
                 sent = Instant::now();
             } else if sent.elapsed() >= KEEPALIVE {
-                if tx.send(Bytes::from_static(b": keepalive\n\n")).await.is_err() {
+                if !send(Bytes::from_static(b": keepalive\n\n")).await {
                     return;
                 }
                 sent = Instant::now();
             }
-            if record.status.is_final() {
-                let _ = tx.send(frame("end", &last)).await;
+            // The end comes with the ping trace's figures, once its tail is recorded.
+            let traced = !record.ping_traced || record.ping.is_some();
+            if record.status.is_final() && (traced || ended.get_or_insert_with(Instant::now).elapsed() >= TRACE_WAIT) {
+                send(frame("end", &last)).await;
                 return;
             }
-            tokio::time::sleep(TICK).await;
+            // A page that went away ends the stream now, not at the next send.
+            tokio::select! {
+                () = tx.closed() => return,
+                () = tokio::time::sleep(TICK) => {}
+            }
         }
     });
     let mut response = Response::new(Channel(rx).boxed());

@@ -21,7 +21,7 @@
 //! 4. `POST /console/api/ec2` (an EC2 query form) and `POST /console/api/monitoring`
 //!    (CloudWatch's JSON protocol) answer in those services' own formats.
 //! 5. `GET /console/api/migrations/{id}/events`: a live migration's progress, pushed as
-//!    server-sent events until it ends ([`events`]).
+//!    server-sent events until it ends ([`events`]); `…/trace`: its ping trace (admins).
 
 mod assets;
 mod events;
@@ -47,8 +47,10 @@ use session::{Session, Sessions};
 pub type ConsoleBody = BoxBody<Bytes, Infallible>;
 pub type ConsoleResponse = Response<ConsoleBody>;
 
-/// The cookie that names a session.
+/// The cookie that names a session (over plain HTTP).
 pub const COOKIE: &str = "stratus_console";
+/// Its name behind TLS.
+pub const SECURE_COOKIE: &str = "__Host-stratus_console";
 /// Where the console lives.
 pub const PREFIX: &str = "/console";
 
@@ -137,30 +139,33 @@ where
     with_security_headers(response)
 }
 
-/// The cookie's value, if the request has it.
+/// The session cookie's value, if the request has it (the `__Host-` one behind TLS).
 fn token(headers: &HeaderMap) -> Option<&str> {
+    let name = if over_tls(headers) { SECURE_COOKIE } else { COOKIE };
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE)
+        .find(|(found, _)| *found == name)
         .map(|(_, value)| value)
 }
 
 /// Whether a state change comes from the console's own origin, as far as the browser says:
-/// `Sec-Fetch-Site` and `Origin` are set by browsers, never by another site's script.
+/// `Sec-Fetch-Site` and `Origin` are set by browsers, never by another site's script. A
+/// browser that sends `Sec-Fetch-Site` is believed (it is right behind a proxy that rewrites
+/// `Host`, too); one that only sends `Origin` must name the host it addressed (the proxy's
+/// `X-Forwarded-Host` and `-Proto` when present), with the scheme it used.
 fn same_origin(headers: &HeaderMap) -> bool {
-    let site_ok = headers
-        .get("sec-fetch-site")
-        .and_then(|v| v.to_str().ok())
-        .is_none_or(|site| matches!(site, "same-origin" | "none"));
-    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or_default();
-    let origin_ok = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()).is_none_or(|origin| {
-        origin.strip_prefix("http://").or_else(|| origin.strip_prefix("https://")).is_some_and(|o| o == host)
-    });
-    site_ok && origin_ok
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if let Some(site) = header("sec-fetch-site") {
+        return matches!(site, "same-origin" | "none");
+    }
+    let Some(origin) = header("origin") else { return true };
+    let host = header("x-forwarded-host").or_else(|| header("host")).unwrap_or_default();
+    let scheme = if over_tls(headers) { "https" } else { "http" };
+    origin.strip_prefix(scheme).and_then(|o| o.strip_prefix("://")).is_some_and(|o| o.eq_ignore_ascii_case(host))
 }
 
 /// Whether the browser reached us over TLS (directly or through a proxy that says so).
@@ -168,12 +173,15 @@ fn over_tls(headers: &HeaderMap) -> bool {
     headers.get("x-forwarded-proto").and_then(|v| v.to_str().ok()).is_some_and(|p| p.eq_ignore_ascii_case("https"))
 }
 
-fn cookie(value: &str, max_age: u64, secure: bool) -> HeaderValue {
-    let secure = if secure { "; Secure" } else { "" };
-    HeaderValue::from_str(&format!(
-        "{COOKIE}={value}; Path={PREFIX}/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}"
-    ))
-    .unwrap_or_else(|_| HeaderValue::from_static("stratus_console=; Max-Age=0"))
+/// The session cookie. Behind TLS it is a `__Host-` cookie (Secure, for this host only, path
+/// `/`), which neither a sibling domain nor a plain-HTTP page can plant.
+fn cookie(value: &str, max_age: u64, tls: bool) -> HeaderValue {
+    let text = if tls {
+        format!("{SECURE_COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}; Secure")
+    } else {
+        format!("{COOKIE}={value}; Path={PREFIX}/; HttpOnly; SameSite=Strict; Max-Age={max_age}")
+    };
+    HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static("stratus_console=; Max-Age=0"))
 }
 
 /// The body, read within the API's size and time limits.
@@ -192,8 +200,7 @@ where
 }
 
 /// The caller of an API request: its session, still valid, and the account its key names now.
-fn caller(state: &AppState, headers: &HeaderMap) -> Option<(Session, Principal)> {
-    let token = token(headers)?;
+fn caller(state: &AppState, token: &str) -> Option<(Session, Principal)> {
     let session = state.console.sessions.get(token, Instant::now())?;
     match state.backend.principal(&session.access_key_id) {
         Ok(Some(principal)) if principal.account_id == session.account_id => Some((session, principal)),
@@ -234,7 +241,7 @@ where
         let source = parts.extensions.get::<PeerAddr>().map(|p| p.0.ip());
         return sign_in(state, &parts.headers, body, source).await;
     }
-    let Some((session, principal)) = caller(state, &parts.headers) else {
+    let Some((session, principal)) = token(&parts.headers).and_then(|token| caller(state, token)) else {
         return signed_out();
     };
     if changes {
@@ -287,6 +294,11 @@ where
                 .and_then(|t| t.rsplit_once('.'))
                 .map(|(_, op)| op.to_owned());
             let protocol = cwapi::Protocol::Json;
+            // Charged as a signed request is: by what it names (an unnamed one as a read).
+            if !state.account_allowed(&principal.account_id, operation.as_deref().unwrap_or("GetMetricData")) {
+                let error = crate::cloudwatch::from_ec2(&crate::server::throttled());
+                return crate::cloudwatch::render(Err(error), protocol, "-", request_id, started).map(BodyExt::boxed);
+            }
             let mut decoded = "-";
             let outcome = crate::cloudwatch::execute(
                 state,
@@ -300,16 +312,32 @@ where
             .await;
             crate::cloudwatch::render(outcome, protocol, decoded, request_id, started).map(BodyExt::boxed)
         }
-        (&Method::GET, p) if p.starts_with("/api/migrations/") && p.ends_with("/events") => {
-            let id = &p["/api/migrations/".len()..p.len() - "/events".len()];
+        (&Method::GET, p) if p.starts_with("/api/migrations/") => {
             if !principal.admin {
                 return problem(StatusCode::FORBIDDEN, "UnauthorizedOperation", "Migrations are for admin accounts.");
             }
-            events::migration(Arc::clone(&state.backend), id.to_owned())
+            let rest = p.strip_prefix("/api/migrations/").unwrap_or_default();
+            if let Some(id) = rest.strip_suffix("/trace").filter(|id| !id.is_empty() && !id.contains('/')) {
+                return events::trace(&state.backend, id);
+            }
+            let id = rest.strip_suffix("/events");
+            match id.filter(|id| !id.is_empty() && !id.contains('/')) {
+                Some(id) => {
+                    // The stream ends with the session (sign-out, expiry) or the key's admin right.
+                    let token = token(&parts.headers).unwrap_or_default().to_owned();
+                    let watcher = Arc::clone(state);
+                    let still_allowed = move || caller(&watcher, &token).is_some_and(|(_, principal)| principal.admin);
+                    events::migration(Arc::clone(&state.backend), id.to_owned(), still_allowed)
+                }
+                None => problem(StatusCode::NOT_FOUND, "NotFound", "There is no such console request."),
+            }
         }
         _ => problem(StatusCode::NOT_FOUND, "NotFound", "There is no such console request."),
     }
 }
+
+/// What an unknown key's secret is compared with.
+const DUMMY_SECRET: &str = "0000000000000000000000000000000000000000";
 
 async fn sign_in<B>(
     state: &Arc<AppState>,
@@ -356,7 +384,11 @@ where
     };
     let principal = match state.backend.principal(credentials.access_key_id.trim()) {
         Ok(Some(principal)) => principal,
-        Ok(None) => return refused(),
+        Ok(None) => {
+            // The same comparison as for a known key, so that its time tells nothing.
+            let _ = DUMMY_SECRET.as_bytes().ct_eq(credentials.secret_access_key.as_bytes());
+            return refused();
+        }
         Err(error) => {
             tracing::error!(%error, "reading a principal to sign in");
             let error = Ec2Error::new(Code::InternalError, "The console could not check the credentials.");
@@ -365,6 +397,10 @@ where
     };
     if !bool::from(principal.secret_access_key.as_bytes().ct_eq(credentials.secret_access_key.as_bytes())) {
         return refused();
+    }
+    // A session the browser already held (perhaps one planted on it) ends here.
+    if let Some(old) = token(headers) {
+        state.console.sessions.close(old);
     }
     let (token, session) =
         state.console.sessions.open(credentials.access_key_id.trim(), &principal.account_id, Instant::now());
@@ -404,11 +440,22 @@ mod tests {
         assert!(same_origin(&headers), "a client that says nothing (curl) is judged by its token");
         headers.insert(header::ORIGIN, HeaderValue::from_static("http://127.0.0.1:8773"));
         assert!(same_origin(&headers));
+        headers.insert(header::ORIGIN, HeaderValue::from_static("https://127.0.0.1:8773"));
+        assert!(!same_origin(&headers), "another scheme is another origin");
         headers.insert(header::ORIGIN, HeaderValue::from_static("http://evil.example"));
         assert!(!same_origin(&headers));
         headers.insert(header::ORIGIN, HeaderValue::from_static("http://127.0.0.1:8773"));
         headers.insert("sec-fetch-site", HeaderValue::from_static("cross-site"));
         assert!(!same_origin(&headers));
+        // Behind a TLS proxy that rewrites Host: the browser's own word, or the forwarded host.
+        let mut proxied = HeaderMap::new();
+        proxied.insert(header::HOST, HeaderValue::from_static("127.0.0.1:8773"));
+        proxied.insert("x-forwarded-host", HeaderValue::from_static("cloud.example"));
+        proxied.insert("x-forwarded-proto", HeaderValue::from_static("https"));
+        proxied.insert(header::ORIGIN, HeaderValue::from_static("https://cloud.example"));
+        assert!(same_origin(&proxied));
+        proxied.insert("sec-fetch-site", HeaderValue::from_static("same-origin"));
+        assert!(same_origin(&proxied));
     }
 
     #[test]
@@ -416,6 +463,14 @@ mod tests {
         let plain = cookie("t", 60, false);
         let plain = plain.to_str().unwrap();
         assert!(plain.contains("HttpOnly") && plain.contains("SameSite=Strict") && !plain.contains("Secure"));
-        assert!(cookie("t", 60, true).to_str().unwrap().ends_with("; Secure"));
+        let tls = cookie("t", 60, true);
+        let tls = tls.to_str().unwrap();
+        assert!(tls.starts_with("__Host-stratus_console=t; Path=/;") && tls.ends_with("; Secure"), "{tls}");
+        // Each is read where it is set.
+        let mut headers = HeaderMap::new();
+        headers.insert(header::COOKIE, HeaderValue::from_static("stratus_console=plain; __Host-stratus_console=tls"));
+        assert_eq!(token(&headers), Some("plain"));
+        headers.insert("x-forwarded-proto", HeaderValue::from_static("https"));
+        assert_eq!(token(&headers), Some("tls"));
     }
 }

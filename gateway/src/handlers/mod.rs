@@ -127,6 +127,7 @@ mod routes;
 mod rules;
 pub mod run_instances;
 pub(crate) mod shapes;
+pub mod start_instance_migration_post_copy;
 pub mod start_instances;
 pub mod stop_instances;
 pub mod terminate_instances;
@@ -141,7 +142,8 @@ use ec2api::{Ec2Error, Tag, TagSpecification};
 
 /// Actions only admin accounts may call (Stratus's extensions, and changing hosts).
 /// (ModifyHosts is a tenant's for its dedicated hosts; `HostMaintenance` in it is the admin's.)
-pub const ADMIN_ONLY: &[&str] = &["MigrateInstance", "DescribeInstanceMigrations", "CancelInstanceMigration"];
+pub const ADMIN_ONLY: &[&str] =
+    &["MigrateInstance", "DescribeInstanceMigrations", "CancelInstanceMigration", "StartInstanceMigrationPostCopy"];
 
 /// A resource under the filter engine: the item, its tags, and how it answers filter names.
 pub struct Row<'a, T> {
