@@ -11,8 +11,9 @@ of the same run.
 
   bench/console_paint.py --stratus target/release/stratus --sizes 0,1000,10000 --loads 15 --out DIR
 
-Stratus runs on libvirt's test driver (no guests); two of every three instances are terminated
-as they are made (still listed, as on EC2) so that the default subnet's addresses last.
+Stratus runs on libvirt's test driver (no guests); one instance per reservation (pages count
+reservations, as on EC2), two of every three terminated as they are made (still listed, as on
+EC2) so that the default subnet's addresses last.
 """
 
 from __future__ import annotations
@@ -44,14 +45,19 @@ burst = 100000
 
 
 def fill(ec2, image: str, target: int, have: int) -> int:
+    """One instance per reservation (a page counts reservations, as on EC2), two of every three
+    terminated in batches."""
+    ending = []
     while have < target:
-        n = min(BATCH, target - have)
-        ids = [i["InstanceId"] for i in ec2.run_instances(ImageId=image, InstanceType="t3.nano", MinCount=n,
-                                                          MaxCount=n)["Instances"]]
-        ending = [i for k, i in enumerate(ids) if k % 3]
-        if ending:
+        launched = ec2.run_instances(ImageId=image, InstanceType="t3.nano", MinCount=1, MaxCount=1)
+        if have % 3:
+            ending.append(launched["Instances"][0]["InstanceId"])
+        if len(ending) >= BATCH:
             ec2.terminate_instances(InstanceIds=ending)
-        have += n
+            ending = []
+        have += 1
+    if ending:
+        ec2.terminate_instances(InstanceIds=ending)
     return have
 
 

@@ -154,6 +154,13 @@ class Page:
         self.wait(lambda: self.d.find_element(self.By.CSS_SELECTOR, css).is_enabled(), timeout, f"{css} enabled")
         self.d.find_element(self.By.CSS_SELECTOR, css).click()
 
+    def press(self, row_css, label, timeout=20):
+        """Clicks the button labelled `label` in the element `row_css`."""
+        def button():
+            row = self.d.find_element(self.By.CSS_SELECTOR, row_css)
+            return next(b for b in row.find_elements(self.By.TAG_NAME, "button") if b.text == label)
+        self.wait(button, timeout, f"{label!r} in {row_css}").click()
+
     def confirm(self):
         """Presses the dialog's action button (the last one)."""
         self.wait(lambda: self.d.find_element(self.By.CSS_SELECTOR, "dialog[open]"), 10, "a dialog")
@@ -322,6 +329,48 @@ def test_tenant_walls_and_markup_in_the_browser(server_factory, browser, test_im
     assert not browser.errors(), browser.errors()
 
 
+def test_key_pairs_and_volumes_from_the_browser(server_factory, browser):
+    server = server_factory(config=TEST_DRIVER_CONFIG)
+    client = ec2_client(server)
+    browser.open(server)
+    browser.sign_in(server.access_key, server.secret_key)
+    browser.wait_text("Instances")
+
+    # A key pair made in the browser: its private key is offered once, as a download.
+    browser.go("#/keys")
+    browser.click("#create-key")
+    browser.find("#key-name").send_keys("console-key")
+    browser.confirm()
+    download = browser.find("#private-key-download")
+    assert download.get_attribute("href").startswith("blob:") and download.get_attribute("download") == "console-key.pem"
+    browser.confirm()
+    browser.wait_text("console-key")
+    assert [k["KeyName"] for k in client.describe_key_pairs()["KeyPairs"]] == ["console-key"]
+
+    # A volume: made, grown, snapshotted and deleted from its row (attaching takes a real guest:
+    # the test below).
+    browser.go("#/volumes")
+    size = browser.find("#volume-size")
+    size.clear()
+    size.send_keys("2")
+    browser.click("#volume-size ~ button[type=submit]")
+    volume_id = browser.wait(lambda: browser.all("tr[data-volume]")[0].get_attribute("data-volume"), 20, "the new volume")
+    assert client.describe_volumes(VolumeIds=[volume_id])["Volumes"][0]["Size"] == 2
+    browser.press(f'tr[data-volume="{volume_id}"]', "Resize…")
+    grown = browser.find("#resize-size")
+    grown.clear()
+    grown.send_keys("3")
+    browser.confirm()
+    browser.wait(lambda: client.describe_volumes(VolumeIds=[volume_id])["Volumes"][0]["Size"] == 3, 30, "the new size")
+    browser.press(f'tr[data-volume="{volume_id}"]', "Snapshot")
+    browser.wait(lambda: client.describe_snapshots(Filters=[{"Name": "volume-id", "Values": [volume_id]}],
+                                                   OwnerIds=["self"])["Snapshots"], 30, "a snapshot")
+    browser.press(f'tr[data-volume="{volume_id}"]', "Delete")
+    browser.confirm()
+    browser.wait(lambda: not [v for v in client.describe_volumes()["Volumes"] if v["VolumeId"] == volume_id], 30, "gone")
+    assert not browser.errors(), browser.errors()
+
+
 # --- a real guest -----------------------------------------------------------------------------
 
 def test_a_tenant_launches_watches_and_ends_a_real_guest(server_factory, browser, test_image):
@@ -375,6 +424,36 @@ def test_a_tenant_launches_watches_and_ends_a_real_guest(server_factory, browser
     rules = client.describe_security_group_rules(Filters=[{"Name": "group-id", "Values": [group_id]}])["SecurityGroupRules"]
     assert any(r.get("CidrIpv4") == "198.51.100.0/24" and r["FromPort"] == 22 and r["Description"] == "ssh from the office"
                for r in rules if not r["IsEgress"]), rules
+
+    # A volume made and attached to it from the volumes page, then detached.
+    browser.go("#/volumes")
+    browser.find("tr[data-volume]")
+    roots = {v["VolumeId"] for v in client.describe_volumes()["Volumes"]}
+    browser.click("#volume-size ~ button[type=submit]")
+
+    def new_volume():
+        made = [r.get_attribute("data-volume") for r in browser.all("tr[data-volume]")]
+        return next((v for v in made if v not in roots), None)
+    volume_id = browser.wait(new_volume, 20, "the new volume")
+    browser.wait(lambda: client.describe_volumes(VolumeIds=[volume_id])["Volumes"][0]["State"] == "available", 30,
+                 "the new volume available")
+    browser.go("#/instances")
+    browser.go("#/volumes")
+    browser.press(f'tr[data-volume="{volume_id}"]', "Attach…")
+    browser.find(f'#attach-instance option[value="{instance_id}"]')
+    browser.confirm()
+
+    def attachment():
+        found = client.describe_volumes(VolumeIds=[volume_id])["Volumes"][0]["Attachments"]
+        return found and found[0]["State"] == "attached"
+    browser.wait(attachment, 60, "the volume attached")
+    browser.go("#/instances")
+    browser.go("#/volumes")
+    browser.wait_text(instance_id, f'tr[data-volume="{volume_id}"]')
+    browser.shot("volumes")
+    browser.press(f'tr[data-volume="{volume_id}"]', "Detach")
+    browser.wait(lambda: client.describe_volumes(VolumeIds=[volume_id])["Volumes"][0]["State"] == "available", 60,
+                 "the volume detached")
 
     # Stop, then terminate, each confirmed.
     browser.go(f"#/instances/{instance_id}")
