@@ -447,13 +447,14 @@ impl Backend {
                 }
             }
             if let Some(progress) = progress {
-                let status = phase(post_copy, &progress);
                 if !post_copy && stop.is_none() && post_copy_due(&record.options, &progress, post_copy_asked) {
                     match source.driver.start_post_copy(&record.instance_id) {
                         Ok(()) => post_copy = true,
                         Err(error) => tracing::warn!(migration = %record.id, %error, "could not switch to post-copy"),
                     }
                 }
+                // After the switch, so that the record says post-copy from this poll on.
+                let status = phase(post_copy, &progress);
                 let _ = self.update_migration(&record.id, |m| {
                     if !m.status.is_final() {
                         m.status = status;
