@@ -175,6 +175,33 @@ class Page:
             field.send_keys(value)
         self.click("#sign-in button[type=submit]")
 
+    def enter(self, server, key, secret):
+        """Opens the console and signs in; answers when the instance list is there."""
+        self.open(server)
+        self.sign_in(key, secret)
+        self.wait_text("Instances")
+
+    def new_volume(self, client, size_gib):
+        """Creates a volume from the volumes page: its id, once the store says it is available."""
+        self.go("#/volumes")
+        self.find("#volume-size")
+        before = {v["VolumeId"] for v in client.describe_volumes()["Volumes"]}
+        field = self.find("#volume-size")
+        field.clear()
+        field.send_keys(str(size_gib))
+        self.click("#volume-size ~ button[type=submit]")
+
+        def made():
+            return next((v for v in (r.get_attribute("data-volume") for r in self.all("tr[data-volume]"))
+                         if v not in before), None)
+        volume_id = self.wait(made, 20, "the new volume")
+        self.wait(lambda: client.describe_volumes(VolumeIds=[volume_id])["Volumes"][0]["State"] == "available", 30,
+                  "the new volume available")
+        # Drawn again, with the row's buttons for an available volume.
+        self.go("#/instances")
+        self.go("#/volumes")
+        return volume_id
+
     def shot(self, name):
         SHOTS.mkdir(parents=True, exist_ok=True)
         self.d.execute_script("window.scrollTo(0, 0)")
@@ -334,9 +361,7 @@ def test_tenant_walls_and_markup_in_the_browser(server_factory, browser, test_im
 def test_key_pairs_and_volumes_from_the_browser(server_factory, browser):
     server = server_factory(config=TEST_DRIVER_CONFIG)
     client = ec2_client(server)
-    browser.open(server)
-    browser.sign_in(server.access_key, server.secret_key)
-    browser.wait_text("Instances")
+    browser.enter(server, server.access_key, server.secret_key)
 
     # A key pair made in the browser: its private key is offered once, as a download.
     browser.go("#/keys")
@@ -351,12 +376,7 @@ def test_key_pairs_and_volumes_from_the_browser(server_factory, browser):
 
     # A volume: made, grown, snapshotted and deleted from its row (attaching takes a real guest:
     # the test below).
-    browser.go("#/volumes")
-    size = browser.find("#volume-size")
-    size.clear()
-    size.send_keys("2")
-    browser.click("#volume-size ~ button[type=submit]")
-    volume_id = browser.wait(lambda: browser.all("tr[data-volume]")[0].get_attribute("data-volume"), 20, "the new volume")
+    volume_id = browser.new_volume(client, 2)
     assert client.describe_volumes(VolumeIds=[volume_id])["Volumes"][0]["Size"] == 2
     browser.press(f'tr[data-volume="{volume_id}"]', "Resize…")
     grown = browser.find("#resize-size")
@@ -382,9 +402,7 @@ def test_a_tenant_launches_watches_and_ends_a_real_guest(server_factory, browser
     tenant = create_account(server, "console-guest")
     client = ec2_client(server, tenant.access_key, tenant.secret_key)
 
-    browser.open(server)
-    browser.sign_in(tenant.access_key, tenant.secret_key)
-    browser.wait_text("Instances")
+    browser.enter(server, tenant.access_key, tenant.secret_key)
     browser.go("#/launch")
     browser.find("#launch-image option")
     browser.find("#launch-name").send_keys("console-web")
@@ -428,19 +446,7 @@ def test_a_tenant_launches_watches_and_ends_a_real_guest(server_factory, browser
                for r in rules if not r["IsEgress"]), rules
 
     # A volume made and attached to it from the volumes page, then detached.
-    browser.go("#/volumes")
-    browser.find("tr[data-volume]")
-    roots = {v["VolumeId"] for v in client.describe_volumes()["Volumes"]}
-    browser.click("#volume-size ~ button[type=submit]")
-
-    def new_volume():
-        made = [r.get_attribute("data-volume") for r in browser.all("tr[data-volume]")]
-        return next((v for v in made if v not in roots), None)
-    volume_id = browser.wait(new_volume, 20, "the new volume")
-    browser.wait(lambda: client.describe_volumes(VolumeIds=[volume_id])["Volumes"][0]["State"] == "available", 30,
-                 "the new volume available")
-    browser.go("#/instances")
-    browser.go("#/volumes")
+    volume_id = browser.new_volume(client, 1)
     browser.press(f'tr[data-volume="{volume_id}"]', "Attach…")
     browser.find(f'#attach-instance option[value="{instance_id}"]')
     browser.confirm()
@@ -485,9 +491,7 @@ def test_an_admin_migrates_from_the_dialog_and_watches_it(lab, server_factory, b
         assert time.monotonic() < deadline, "the guest did not boot"
         time.sleep(2)
 
-    browser.open(server)
-    browser.sign_in(server.access_key, server.secret_key)
-    browser.wait_text("Instances")
+    browser.enter(server, server.access_key, server.secret_key)
     browser.go("#/hosts")
     browser.wait_text("vCPUs allocated".upper())
     assert len(browser.all("tr[data-host]")) == 2
@@ -558,9 +562,7 @@ def test_post_copy_from_the_console_on_the_lab(lab, server_factory, browser, tes
         time.sleep(2)
     before = max(k for k, _ in passes())
 
-    browser.open(server)
-    browser.sign_in(server.access_key, server.secret_key)
-    browser.wait_text("Instances")
+    browser.enter(server, server.access_key, server.secret_key)
     browser.go(f"#/instances/{instance_id}")
     browser.click("#migrate")
     browser.find("#migrate-bandwidth").send_keys("16")

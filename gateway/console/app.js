@@ -1023,6 +1023,9 @@ async function migrateDialog(instanceId) {
 }
 
 const FINAL = ['completed', 'failed', 'cancelled'];
+
+// A migration pushed by the server: DescribeInstanceMigrations' XML for it, as the API answers.
+const fromStream = (xml) => list(fromXml(new DOMParser().parseFromString(xml, 'application/xml').documentElement).migrationSet)[0];
 const PHASES = {
   queued: 'Waiting to start', preparing: 'Preparing the target', copying: 'Copying memory (pre-copy)',
   'post-copy': 'Running on the target; memory follows (post-copy)', completing: 'Switching over',
@@ -1056,7 +1059,7 @@ async function viewMigration(id) {
     phase.dataset.status = m.status;
     cancel.hidden = FINAL.includes(m.status) || m.status === 'post-copy';
     // Offered while pre-copy runs, for a migration started with post-copy allowed.
-    postCopy.hidden = !(m.allowPostCopy === true || m.allowPostCopy === 'true') || m.postCopyRequested === true || m.postCopyRequested === 'true'
+    postCopy.hidden = m.allowPostCopy !== 'true' || m.postCopyRequested === 'true'
       || !['queued', 'preparing', 'copying'].includes(m.status);
     const rate = Number(m.dirtyRateBytesPerSecond) || 0;
     const bandwidth = Number(m.bandwidthBytesPerSecond) || 0;
@@ -1143,12 +1146,12 @@ async function viewMigration(id) {
     events += 1;
     live.textContent = 'live';
     live.dataset.events = String(events);
-    show(JSON.parse(e.data));
+    show(fromStream(e.data));
   });
   stream.addEventListener('end', (e) => {
     live.textContent = 'finished';
     stream.close();
-    if (e.data && e.data !== '{}') show(JSON.parse(e.data));
+    if (e.data) show(fromStream(e.data));
     drawTrace();
   });
   stream.onerror = () => { live.textContent = 'reconnecting…'; };

@@ -162,18 +162,29 @@ where
     if !signed && !state.throttle.anonymous(source) {
         return Err(throttled());
     }
+    let body = read_body(&state.limits, &parts.headers, body).await?;
+    Ok(Received { parts, query, body, signed, source })
+}
+
+/// Step 3 alone: the body, bounded by `max_body_bytes` (a declared length past it is refused
+/// before reading) and `body_timeout_secs`. The console reads its bodies here too.
+pub async fn read_body<B>(limits: &Limits, headers: &http::HeaderMap, body: B) -> Result<Bytes, Ec2Error>
+where
+    B: hyper::body::Body<Data = Bytes>,
+    B::Error: Into<tower::BoxError>,
+{
     let too_large = || {
         Ec2Error::new(
             Code::RequestEntityTooLarge,
-            format!("The request body is larger than {} bytes", state.limits.max_body_bytes),
+            format!("The request body is larger than {} bytes", limits.max_body_bytes),
         )
     };
-    let declared = parts.headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
-    if declared.is_some_and(|len| len > state.limits.max_body_bytes) {
+    let declared = headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+    if declared.is_some_and(|len| len > limits.max_body_bytes) {
         return Err(too_large());
     }
-    let body_timeout = Duration::from_secs(state.limits.body_timeout_secs.max(1));
-    let body = tokio::time::timeout(body_timeout, Limited::new(body, state.limits.max_body_bytes).collect())
+    let body_timeout = Duration::from_secs(limits.body_timeout_secs.max(1));
+    Ok(tokio::time::timeout(body_timeout, Limited::new(body, limits.max_body_bytes).collect())
         .await
         .map_err(|_| {
             Ec2Error::new(
@@ -182,8 +193,7 @@ where
             )
         })?
         .map_err(|_| too_large())?
-        .to_bytes();
-    Ok(Received { parts, query, body, signed, source })
+        .to_bytes())
 }
 
 impl Received {
@@ -201,7 +211,7 @@ impl Received {
 
     /// Draws from the account's bucket for the action's class.
     pub fn admit(&self, state: &AppState, account_id: &str, action: &str) -> Result<(), Ec2Error> {
-        if state.throttle.account(account_id, ActionClass::of(action)) {
+        if state.account_allowed(account_id, action) {
             Ok(())
         } else {
             Err(throttled())
@@ -250,7 +260,7 @@ pub(crate) async fn execute(
 ) -> Result<Answer, Ec2Error> {
     let action_name = pairs.iter().rev().find(|(k, _)| k == "Action").map(|(_, v)| v.clone());
     let action_name = action_name.ok_or_else(|| Ec2Error::missing_parameter("Action"))?;
-    if !state.throttle.account(&principal.account_id, ActionClass::of(&action_name)) {
+    if !state.account_allowed(&principal.account_id, &action_name) {
         return Err(throttled());
     }
     let mut params = Node::parse(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;

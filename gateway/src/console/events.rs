@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use backend::Backend;
 use bytes::Bytes;
+use ec2api::xml::render_response;
 use http::{header, HeaderValue, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, SizeHint};
@@ -48,43 +49,26 @@ impl Body for Channel {
     }
 }
 
-/// The migration as the page draws it: the fields of DescribeInstanceMigrations.
-pub fn view(m: &MigrationRecord) -> serde_json::Value {
-    let p = &m.progress;
-    json!({
-        "migrationId": m.id,
-        "instanceId": m.instance_id,
-        "status": m.status.name(),
-        "sourceHostId": m.source_host,
-        "targetHostId": m.target_host,
-        "maxDowntimeMillis": m.options.max_downtime_ms,
-        "bandwidthMiBps": m.options.bandwidth_mibps,
-        "autoConverge": m.options.auto_converge,
-        "allowPostCopy": m.options.allow_post_copy,
-        "cancelRequested": m.cancel_requested,
-        "postCopyRequested": m.post_copy_requested,
-        "iterations": p.iterations,
-        "memoryTotalBytes": p.memory_total_bytes,
-        "memoryProcessedBytes": p.memory_processed_bytes,
-        "memoryRemainingBytes": p.memory_remaining_bytes,
-        "dirtyRateBytesPerSecond": p.dirty_rate_bytes_per_sec,
-        "bandwidthBytesPerSecond": p.bandwidth_bytes_per_sec,
-        "postCopyRequests": p.post_copy_requests,
-        "downtimeMillis": p.downtime_ms,
-        "pingTraced": m.ping_traced,
-        "pingsSent": m.ping.map(|s| s.sent),
-        "pingsAnswered": m.ping.map(|s| s.answered),
-        "pingLargestGapMillis": m.ping.map(|s| s.largest_gap_ms),
-        "totalTimeMillis": p.time_elapsed_ms,
-        "setupTimeMillis": p.setup_time_ms,
-        "errorMessage": m.error,
-        "startTime": m.created_ms,
-        "endTime": m.finished_ms,
-    })
+/// The migration as the API describes it: DescribeInstanceMigrations' XML for this one, so
+/// that the page reads one shape from the stream and from the API.
+pub fn view(m: &MigrationRecord) -> String {
+    let one = ec2api::DescribeInstanceMigrationsOutput {
+        migrations: Some(vec![crate::handlers::shapes::migration(m)]),
+        next_token: None,
+    };
+    String::from_utf8_lossy(&render_response("DescribeInstanceMigrations", &one, "")).into_owned()
 }
 
+/// One event; each line of `data` on a `data:` line of its own (the browser joins them again).
 fn frame(event: &str, data: &str) -> Bytes {
-    Bytes::from(format!("event: {event}\ndata: {data}\n\n"))
+    let mut out = format!("event: {event}\n");
+    for line in data.split('\n') {
+        out.push_str("data: ");
+        out.push_str(line.trim_end_matches('\r'));
+        out.push('\n');
+    }
+    out.push('\n');
+    Bytes::from(out)
 }
 
 /// Migration `id`'s ping trace as the page draws it: `[sent µs, round trip µs or null]` per
@@ -147,11 +131,11 @@ pub fn migration(backend: Arc<Backend>, id: String, allowed: impl Fn() -> bool +
             let record = match backend.migration(&id) {
                 Ok(Some(record)) => record,
                 Ok(None) | Err(_) => {
-                    send(frame("end", "{}")).await;
+                    send(frame("end", "")).await;
                     return;
                 }
             };
-            let data = view(&record).to_string();
+            let data = view(&record);
             if data != last {
                 if !send(frame("progress", &data)).await {
                     return;
@@ -182,4 +166,19 @@ pub fn migration(backend: Arc<Backend>, id: String, allowed: impl Fn() -> bool +
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_line_break_in_the_data_cannot_end_the_event() {
+        let framed = frame("progress", "<a>one\nevent: end\r\ndata: x</a>");
+        assert_eq!(
+            framed,
+            Bytes::from("event: progress\ndata: <a>one\ndata: event: end\ndata: data: x</a>\n\n"),
+            "every line stays data"
+        );
+    }
 }

@@ -33,10 +33,9 @@ use std::time::{Duration, Instant};
 
 use backend::accounts::Principal;
 use bytes::Bytes;
-use ec2api::{Code, Ec2Error};
 use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
@@ -184,19 +183,16 @@ fn cookie(value: &str, max_age: u64, tls: bool) -> HeaderValue {
     HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static("stratus_console=; Max-Age=0"))
 }
 
-/// The body, read within the API's size and time limits.
-async fn read_body<B>(state: &AppState, body: B) -> Result<Bytes, ConsoleResponse>
+/// The body, read within the API's size and time limits ([`crate::server::read_body`]).
+async fn read_body<B>(state: &AppState, headers: &HeaderMap, body: B) -> Result<Bytes, ConsoleResponse>
 where
     B: hyper::body::Body<Data = Bytes>,
     B::Error: Into<tower::BoxError>,
 {
-    let limit = state.limits.max_body_bytes;
-    let timeout = Duration::from_secs(state.limits.body_timeout_secs.max(1));
-    match tokio::time::timeout(timeout, Limited::new(body, limit).collect()).await {
-        Err(_) => Err(problem(StatusCode::REQUEST_TIMEOUT, "RequestTimeout", "The request took too long to arrive.")),
-        Ok(Err(_)) => Err(problem(StatusCode::PAYLOAD_TOO_LARGE, "RequestEntityTooLarge", "The request is too large.")),
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
-    }
+    crate::server::read_body(&state.limits, headers, body).await.map_err(|e| {
+        let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
+        problem(status, e.code(), e.message())
+    })
 }
 
 /// The caller of an API request: its session, still valid, and the account its key names now.
@@ -269,7 +265,7 @@ where
             response
         }
         (&Method::POST, "/api/ec2") => {
-            let body = match read_body(state, body).await {
+            let body = match read_body(state, &parts.headers, body).await {
                 Ok(body) => body,
                 Err(response) => return response,
             };
@@ -282,7 +278,7 @@ where
             crate::server::render(outcome, decoded, request_id, started).map(BodyExt::boxed)
         }
         (&Method::POST, "/api/monitoring") => {
-            let body = match read_body(state, body).await {
+            let body = match read_body(state, &parts.headers, body).await {
                 Ok(body) => body,
                 Err(response) => return response,
             };
@@ -362,7 +358,7 @@ where
     if !is_json {
         return problem(StatusCode::UNSUPPORTED_MEDIA_TYPE, "InvalidRequest", "Sign in with a JSON body.");
     }
-    let body = match read_body(state, body).await {
+    let body = match read_body(state, headers, body).await {
         Ok(body) => body,
         Err(response) => return response,
     };
@@ -391,8 +387,11 @@ where
         }
         Err(error) => {
             tracing::error!(%error, "reading a principal to sign in");
-            let error = Ec2Error::new(Code::InternalError, "The console could not check the credentials.");
-            return problem(StatusCode::INTERNAL_SERVER_ERROR, error.code(), error.message());
+            return problem(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalError",
+                "The console could not check the credentials.",
+            );
         }
     };
     if !bool::from(principal.secret_access_key.as_bytes().ct_eq(credentials.secret_access_key.as_bytes())) {
