@@ -247,6 +247,8 @@ impl Backend {
             self.kick(&key);
             report.kicked += 1;
         }
+        // Deleted snapshots kept for volumes a crash left unmade, or that went unmade.
+        self.release_retired_snapshots()?;
         report.read_took += reading.elapsed();
         report.purged = self.purge_terminated(&expired, TERMINATED_RETENTION)?;
         self.purge_migrations(MIGRATION_RETENTION)?;

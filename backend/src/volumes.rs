@@ -31,7 +31,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use storage::tables::{INSTANCES, SNAPSHOTS, SNAPSHOT_IDS, VOLUMES, VOLUME_ATTACHMENTS};
+use storage::tables::{INSTANCES, RETIRED_SNAPSHOTS, SNAPSHOTS, SNAPSHOT_IDS, VOLUMES, VOLUME_ATTACHMENTS};
 use storage::{
     AttachmentState, InstanceRecord, InstanceState, ModificationState, Reads, SnapshotRecord, SnapshotState,
     VolumeAttachmentRecord, VolumeModificationRecord, VolumeRecord, VolumeState, WriteTx,
@@ -329,6 +329,12 @@ pub(crate) fn find_snapshot(tx: &impl Reads, id: &str) -> Result<Option<Snapshot
     let Some((entry, _)) = tx.scan(&SNAPSHOT_IDS, &format!("{id}/"))?.into_iter().next() else { return Ok(None) };
     let owner = &entry[id.len() + 1..];
     Ok(tx.get(&SNAPSHOTS, &key(owner, id))?)
+}
+
+/// Whether a volume made from snapshot `id` still waits for its file. Files are made under a
+/// temporary name and renamed, so one that exists is whole.
+fn awaits_snapshot(tx: &impl Reads, id: &str) -> Result<bool> {
+    Ok(tx.scan(&VOLUMES, "")?.iter().any(|(_, v)| v.snapshot_id.as_deref() == Some(id) && !Path::new(&v.path).exists()))
 }
 
 /// A snapshot `account` may make volumes from (its own, a public one or one shared with it)
@@ -639,7 +645,12 @@ impl Backend {
             tags::drop_tags(tx, account, id)?;
             Ok::<_, Error>(volume)
         })?;
-        remove_file(Path::new(&volume.path))
+        remove_file(Path::new(&volume.path))?;
+        if volume.snapshot_id.is_some() {
+            // One that failed to be made may have been the last to wait for a deleted snapshot.
+            self.release_retired_snapshots()?;
+        }
+        Ok(())
     }
 
     pub fn attach_volume(&self, account: &str, id: &str, instance_id: &str, device: &str) -> Result<VolumeRecord> {
@@ -1077,9 +1088,39 @@ impl Backend {
             }
             tx.remove(&SNAPSHOTS, &key(account, id))?;
             tags::drop_tags(tx, account, id)?;
-            Ok::<_, Error>(snapshot)
+            // A volume accepted from it (perhaps another account's, launched from a shared
+            // snapshot) whose file is not made yet still gets the data, as on EC2: the file
+            // stays, out of sight, until no such volume waits.
+            let promised = awaits_snapshot(tx, id)?;
+            if promised {
+                tx.insert(&RETIRED_SNAPSHOTS, id, &snapshot)?;
+            }
+            Ok::<_, Error>((snapshot, promised))
         })?;
-        remove_file(Path::new(&snapshot.path))
+        match snapshot {
+            (_, true) => Ok(()),
+            (snapshot, false) => remove_file(Path::new(&snapshot.path)),
+        }
+    }
+
+    /// Lets go of deleted snapshots no volume waits for any more. Run when a volume's file is
+    /// made or a volume goes, and by the sweep, so that a crash between leaks nothing.
+    pub(crate) fn release_retired_snapshots(&self) -> Result<()> {
+        let retired = self.store().read(|tx| tx.scan(&RETIRED_SNAPSHOTS, ""))?;
+        for (id, _) in retired {
+            let released = self.store().write(|tx| {
+                let Some(snapshot) = tx.get(&RETIRED_SNAPSHOTS, &id)? else { return Ok(None) };
+                if awaits_snapshot(tx, &id)? {
+                    return Ok(None);
+                }
+                tx.remove(&RETIRED_SNAPSHOTS, &id)?;
+                Ok::<_, Error>(Some(snapshot))
+            })?;
+            if let Some(snapshot) = released {
+                remove_file(Path::new(&snapshot.path))?;
+            }
+        }
+        Ok(())
     }
 
     /// The conductor's work for a volume that is not attached: make its file, grow it, take
@@ -1359,12 +1400,17 @@ impl Backend {
         let bytes = volume.size_gib * GIB;
         match &volume.snapshot_id {
             Some(id) => {
-                let snapshot = self.store().read(|tx| find_snapshot(tx, id))?.ok_or_else(|| snapshot_not_found(id))?;
+                // Its owner may have deleted it since the volume was accepted: then it is retired.
+                let snapshot = self
+                    .store()
+                    .read(|tx| Ok::<_, Error>(find_snapshot(tx, id)?.or(tx.get(&RETIRED_SNAPSHOTS, id)?)))?
+                    .ok_or_else(|| snapshot_not_found(id))?;
                 disk::copy_grown(
                     Disk::of(Path::new(&snapshot.path), snapshot.encryption.as_ref()),
                     volume_disk(volume),
                     bytes,
-                )
+                )?;
+                self.release_retired_snapshots()
             }
             None => disk::create(volume_disk(volume), bytes),
         }
@@ -1395,6 +1441,9 @@ impl Backend {
             let Some((volume, deleted)) = last else { continue };
             if deleted {
                 remove_file(Path::new(&volume.path))?;
+                if volume.snapshot_id.is_some() {
+                    self.release_retired_snapshots()?;
+                }
                 continue;
             }
             // Ends this attachment; the volume is `state` unless another instance took it
@@ -1685,7 +1734,12 @@ mod tests {
         let (sdf, xvdg) = (by_device("/dev/sdf"), by_device("/dev/xvdg"));
         assert!(!Path::new(&sdf.path).exists(), "files come with the first boot, not the request");
         assert_eq!((xvdg.snapshot_id.as_deref(), xvdg.size_gib), (Some(snapshot.id.as_str()), 2));
+        // Deleted before the first boot: gone from sight, its data still owed to the launch.
+        b.delete_snapshot("acct", &snapshot.id).unwrap();
+        assert!(b.snapshots("acct").unwrap().is_empty());
+        assert!(Path::new(&snapshot.path).exists(), "kept for the volume waiting for it");
         b.converge(&key).unwrap();
+        assert!(!Path::new(&snapshot.path).exists(), "let go once the volume is made");
         assert_eq!(b.instance("acct", &instance.id).unwrap().state, InstanceState::Running);
         assert_eq!((virtual_size(&sdf.path), virtual_size(&xvdg.path)), (GIB, 2 * GIB));
         assert!(sdf.path.contains("/volumes/"), "outside the instance's folder: {}", sdf.path);
