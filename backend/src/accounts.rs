@@ -100,6 +100,7 @@ impl Backend {
                     created_ms,
                     ebs_encryption_by_default: false,
                     ebs_default_kms_key_id: None,
+                    serial_console_access: false,
                 },
             )?;
             crate::vpcs::ensure_default_network(tx, self.topology(), &account_id, "", self.public_network())?;

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use crate::hypervisor::{
     AttachedDisk, DiskKey, DomainSpec, DomainStatus, DriverError, EventSink, HostInfo, HostSample, Hypervisor,
-    JobProgress, MigrationOptions, Nic, PowerState,
+    JobProgress, MigrationOptions, Nic, PowerState, SerialConsole,
 };
 
 /// How long a call waits for a place when the host is at its limit.
@@ -218,5 +218,10 @@ impl Hypervisor for HostBridge {
     fn remove_secrets(&self, secret_uuids: &[String]) -> Result<(), DriverError> {
         let uuids = secret_uuids.to_vec();
         self.timed("remove_secrets", move |d| d.remove_secrets(&uuids))
+    }
+    /// Only the opening is bounded: the session's reads and writes never block.
+    fn open_console(&self, name: &str) -> Result<Box<dyn SerialConsole>, DriverError> {
+        let name = name.to_owned();
+        self.timed("open_console", move |d| d.open_console(&name))
     }
 }

@@ -163,7 +163,7 @@ impl Backend {
         Ok(arn.unwrap_or_else(|| MANAGED_KEY_ALIAS.to_owned()))
     }
 
-    fn change_account(&self, account: &str, change: impl FnOnce(&mut storage::AccountRecord)) -> Result<()> {
+    pub(crate) fn change_account(&self, account: &str, change: impl FnOnce(&mut storage::AccountRecord)) -> Result<()> {
         self.store().write(|tx| {
             let mut record =
                 tx.get(&ACCOUNTS, account)?.ok_or_else(|| Error::Io(format!("account {account} is gone")))?;

@@ -33,6 +33,10 @@
 //! 10. [`Hypervisor::sample`] reports each domain's counters, which only grow while the guest
 //!     runs in one process: after a migration (or a restart) they start again from zero,
 //!     and a host that cannot tell a figure reports 0 for it.
+//! 11. [`Hypervisor::open_console`] opens a running domain's serial console and ends the
+//!     session opened before it; a session's `read` answers `Some(0)` once the domain stops
+//!     or leaves the host, or another session opens. The fake's guest echoes what it is sent,
+//!     as a terminal does.
 //!
 //! The fake keeps these promises in memory (it never reads a disk or starts a guest) and adds
 //! what tests need and libvirt cannot do on demand: a guest that powers itself off
@@ -46,7 +50,7 @@ use std::time::{Duration, Instant};
 
 use crate::hypervisor::{
     AttachedDisk, DiskKey, DomainCounters, DomainSample, DomainSpec, DomainStatus, DriverError, EventSink, HostInfo,
-    HostSample, Hypervisor, JobProgress, MigrationOptions, Nic, PowerState,
+    HostSample, Hypervisor, JobProgress, MigrationOptions, Nic, PowerState, SerialConsole,
 };
 
 /// How a fake host answers.
@@ -86,6 +90,8 @@ pub struct FakeDomain {
     /// What [`Hypervisor::sample`] reports, as a test scripts it ([`FakeCloud::set_counters`]);
     /// a migration starts them again on the target, as a new QEMU process does.
     pub counters: DomainCounters,
+    /// Serial console sessions opened; only the last one is live.
+    pub console_sessions: u64,
 }
 
 #[derive(Default)]
@@ -300,7 +306,61 @@ impl FakeHost {
     }
 }
 
+/// A fake serial console session: the guest echoes what it is sent.
+struct FakeConsole {
+    cloud: FakeCloud,
+    uri: String,
+    name: String,
+    session: u64,
+    echo: Vec<u8>,
+}
+
+impl FakeConsole {
+    fn live(&self) -> bool {
+        let world = self.cloud.world();
+        let domain = world.hosts.get(&self.uri).and_then(|h| h.domains.get(&self.name));
+        domain.is_some_and(|d| d.state == PowerState::Running && d.console_sessions == self.session)
+    }
+}
+
+impl SerialConsole for FakeConsole {
+    fn read(&mut self, buf: &mut [u8]) -> Result<Option<usize>, DriverError> {
+        if !self.live() {
+            return Ok(Some(0));
+        }
+        if self.echo.is_empty() {
+            return Ok(None);
+        }
+        let n = buf.len().min(self.echo.len());
+        buf[..n].copy_from_slice(&self.echo[..n]);
+        self.echo.drain(..n);
+        Ok(Some(n))
+    }
+
+    fn write(&mut self, data: &[u8]) -> Result<usize, DriverError> {
+        if !self.live() {
+            return Err(DriverError::Failed("the console session ended".into()));
+        }
+        self.echo.extend_from_slice(data);
+        Ok(data.len())
+    }
+}
+
 impl Hypervisor for FakeHost {
+    fn open_console(&self, name: &str) -> Result<Box<dyn SerialConsole>, DriverError> {
+        let session = self.running_domain(name, |domain| {
+            domain.console_sessions += 1;
+            Ok(domain.console_sessions)
+        })?;
+        Ok(Box::new(FakeConsole {
+            cloud: self.cloud.clone(),
+            uri: self.uri.clone(),
+            name: name.to_owned(),
+            session,
+            echo: Vec::new(),
+        }))
+    }
+
     fn host_info(&self) -> Result<HostInfo, DriverError> {
         self.with_host(|_| Ok(HostInfo { vcpus: 8, memory_mib: 16384 }))
     }
@@ -348,6 +408,7 @@ impl Hypervisor for FakeHost {
                 plugged_nics: BTreeMap::new(),
                 suspensions: 0,
                 counters: DomainCounters::default(),
+                console_sessions: 0,
             });
             domain.spec = spec.clone();
             Ok(())

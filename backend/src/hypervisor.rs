@@ -216,6 +216,19 @@ pub enum DriverError {
     Failed(String),
 }
 
+/// A domain's serial console, open for one session: the bytes the guest writes to its first
+/// serial port, and keys sent to it. Nothing blocks: callers poll. Dropping it ends the
+/// session (the guest's port stays, and its log goes on being written).
+pub trait SerialConsole: Send {
+    /// Bytes the guest wrote since the last call, into `buf`: `Ok(Some(n))`, or `Ok(None)`
+    /// when none are waiting. `Ok(Some(0))` is the end: the guest stopped or moved, or
+    /// another session took the console.
+    fn read(&mut self, buf: &mut [u8]) -> Result<Option<usize>, DriverError>;
+    /// Sends keys to the guest; answers how many bytes were taken (0 when it is busy: send
+    /// the rest later).
+    fn write(&mut self, data: &[u8]) -> Result<usize, DriverError>;
+}
+
 pub trait Hypervisor: Send + Sync {
     fn host_info(&self) -> Result<HostInfo, DriverError>;
     /// Every domain the host knows, running or only defined.
@@ -282,6 +295,11 @@ pub trait Hypervisor: Send + Sync {
     /// Takes the keys back: QEMU keeps the disks it has opened without them. Unknown ones are
     /// no error.
     fn remove_secrets(&self, secret_uuids: &[String]) -> Result<(), DriverError>;
+    /// Opens the running domain's serial console for one session, ending any session opened
+    /// before (one at a time, as EC2's serial console).
+    fn open_console(&self, name: &str) -> Result<Box<dyn SerialConsole>, DriverError> {
+        Err(DriverError::Failed(format!("this host cannot open the serial console of {name}")))
+    }
 }
 
 /// The `<disk>` element of a file on a virtio target: qcow2, or raw and `<shareable/>` (QEMU
@@ -381,8 +399,8 @@ pub fn domain_xml(spec: &DomainSpec) -> String {
 <on_poweroff>destroy</on_poweroff><on_reboot>restart</on_reboot><on_crash>destroy</on_crash>\
 <devices>\
 {disk}{volumes}{primary}{nics}\
-<serial type='file'><source path='{log}' append='on'/><target port='0'/></serial>\
-<console type='file'><source path='{log}' append='on'/><target type='serial' port='0'/></console>\
+<serial type='pty'><log file='{log}' append='on'/><target port='0'/></serial>\
+<console type='pty'><log file='{log}' append='on'/><target type='serial' port='0'/></console>\
 <rng model='virtio'><backend model='random'>/dev/urandom</backend></rng>\
 </devices></domain>",
         kind = spec.accelerator.domain_type(),
@@ -441,7 +459,7 @@ mod tests {
             "<source file='/data/i-0123/root.qcow2'/>",
             "<source file='/data/volumes/vol-1.qcow2'/><target dev='vdf' bus='virtio'/>",
             "<source bridge='br-int'/><mac address='52:54:00:aa:bb:cc'/>",
-            "<serial type='file'><source path='/data/i-0123/console.log' append='on'/>",
+            "<serial type='pty'><log file='/data/i-0123/console.log' append='on'/>",
             "<parameters interfaceid='6f1c1c1e-0000-4000-8000-0000000000aa'/>",
             "<system><entry name='manufacturer'>Amazon EC2</entry><entry name='product'>t3.micro</entry>",
             "<entry name='uuid'>6f1c1c1e-0000-4000-8000-000000000001</entry>",

@@ -44,6 +44,7 @@ pub mod ownership;
 pub mod ping_trace;
 pub mod scheduler;
 pub mod security_groups;
+pub mod serial_console;
 pub mod sharing;
 pub mod tags;
 pub mod telemetry;
@@ -368,6 +369,12 @@ pub enum Error {
     /// An attribute of the resource forbids the operation
     #[error("{0}")]
     OperationNotPermitted(String),
+    /// The account has not enabled serial console access
+    #[error("EC2 serial console access is disabled for this account. Enable it with EnableSerialConsoleAccess (in the console: the instance's Serial console tab).")]
+    SerialConsoleAccessDisabled,
+    /// As many serial console sessions run as the server allows
+    #[error("Too many serial console sessions are open on this server; close one and try again.")]
+    SerialConsoleSessionLimit,
     /// The migration has already ended
     #[error("The migration '{id}' has already ended ({status})")]
     MigrationFinished { id: String, status: &'static str },
@@ -412,6 +419,8 @@ pub struct Backend {
     principals: std::sync::RwLock<std::collections::HashMap<String, (accounts::Principal, std::time::Instant)>>,
     /// What the metrics collector remembers between samples ([`monitoring`]).
     monitoring: monitoring::Collector,
+    /// Serial console sessions running now ([`serial_console`]).
+    serial_seats: serial_console::Seats,
 }
 
 impl Backend {
@@ -436,6 +445,7 @@ impl Backend {
             ovn: None,
             principals: Default::default(),
             monitoring: Default::default(),
+            serial_seats: Default::default(),
         }
     }
 

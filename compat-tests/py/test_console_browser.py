@@ -17,9 +17,11 @@ Screenshots of each main page go to target/console-screenshots/.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import http.client
 import json
+import os
 import re
 import tempfile
 import time
@@ -73,6 +75,49 @@ class Client:
         if csrf and self.csrf:
             sent["X-CSRF-Token"] = self.csrf
         return self.call("POST", "/console/api/ec2", body, sent)
+
+    def serial(self, instance_id, origin=True, csrf=None, upgrade=True):
+        """Asks for the serial console's WebSocket: the status and body of a refusal (101 when
+        the upgrade is granted)."""
+        headers = {}
+        if upgrade:
+            headers = {"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13",
+                       "Sec-WebSocket-Key": base64.b64encode(os.urandom(16)).decode()}
+        if origin:
+            headers["Origin"] = origin if isinstance(origin, str) else f"http://{self.host}:{self.port}"
+        query = urlencode({"csrf": self.csrf if csrf is None else csrf})
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=30)
+        sent = {"Host": f"{self.host}:{self.port}", **headers}
+        if self.cookie:
+            sent["Cookie"] = self.cookie
+        conn.request("GET", f"/console/api/instances/{instance_id}/serial?{query}", headers=sent)
+        response = conn.getresponse()
+        data = b"" if response.status == 101 else response.read()
+        conn.close()
+        return response.status, data
+
+
+def serial_socket(client: Client, instance_id: str):
+    """The instance's serial console as a page opens it: a WebSocket with the session's cookie,
+    its token and the console's origin (websocket-client, which Selenium brings)."""
+    import websocket
+
+    query = urlencode({"csrf": client.csrf})
+    return websocket.create_connection(f"ws://{client.host}:{client.port}/console/api/instances/{instance_id}/serial?{query}",
+                                       origin=f"http://{client.host}:{client.port}", cookie=client.cookie, timeout=60)
+
+
+def serial_read(socket, until: bytes, timeout: float = 60) -> tuple[bytes, str | None]:
+    """What the guest writes, until `until` shows or the server closes: (bytes, close reason)."""
+    seen, deadline = b"", time.monotonic() + timeout
+    while until not in seen:
+        assert time.monotonic() < deadline, f"no {until!r} from the serial console: {seen[-2000:]!r}"
+        opcode, data = socket.recv_data(control_frame=True)
+        if opcode == 0x8:
+            return seen, data[2:].decode()
+        if opcode in (0x1, 0x2):
+            seen += data
+    return seen, None
 
 
 def code_of(data: bytes) -> str:
@@ -351,6 +396,23 @@ def test_tenant_walls_and_markup_in_the_browser(server_factory, browser, test_im
     browser.wait_text("Network interfaces")
     assert browser.find(".chart") is not None
 
+    # The serial console's WebSocket is walled like the API: off until the account enables
+    # it, then only for its own instances, from its own page, with the session's token.
+    http = Client(server)
+    assert http.serial(mine)[0] == 401
+    http.sign_in(tenant.access_key, tenant.secret_key)
+    status, data = http.serial(mine)
+    assert (status, code_of(data)) == (403, "SerialConsoleAccessDisabled"), data
+    assert http.ec2("EnableSerialConsoleAccess")[0] == 200
+    status, data = http.serial(theirs)
+    assert (status, code_of(data)) == (400, "InvalidInstanceID.NotFound"), data
+    for refused, code in ((http.serial(mine, origin=False), "CrossOrigin"),
+                          (http.serial(mine, origin="http://evil.example"), "CrossOrigin"),
+                          (http.serial(mine, csrf="stale"), "InvalidCsrfToken"),
+                          (http.serial(mine, upgrade=False), "InvalidRequest")):
+        assert code_of(refused[1]) == code, (code, refused)
+    assert code_of(http.ec2("GetSerialConsoleAccessStatus")[2]) != "SignedOut"
+
     # Idle past the limit: the next action returns to the sign-in form.
     time.sleep(4.5)
     browser.go("#/keys")
@@ -426,6 +488,24 @@ def test_a_tenant_launches_watches_and_ends_a_real_guest(server_factory, browser
         assert time.monotonic() < deadline, f"no boot marker in the console output:\n{browser.text('#console-output')}"
         time.sleep(3)
         browser.click("#refresh-output")
+    # Its serial console, live: off until the account turns it on from the page; what is
+    # typed reaches the guest, whose answer comes back.
+    browser.click("#open-serial")
+    browser.click("#enable-serial")
+    browser.wait_text("Connected", "#serial-status", timeout=30)
+    assert client.get_serial_console_access_status()["SerialConsoleAccessEnabled"] is True
+    browser.find("#serial-terminal textarea").send_keys("hello-serial\n")
+    screen = 'return document.querySelector(".xterm-accessibility-tree").textContent'
+    browser.wait(lambda: "stratus-echo hello-serial" in browser.d.execute_script(screen), 60, "the guest's answer")
+    browser.shot("serial-console")
+    # A second session (another tab) takes the console: this one says so.
+    other = Client(server)
+    other.sign_in(tenant.access_key, tenant.secret_key)
+    assert other.serial(instance_id)[0] == 101
+    browser.wait_text("Disconnected", "#serial-status", timeout=30)
+    browser.go(f"#/instances/{instance_id}")
+    browser.wait_text("Network interfaces")
+
     # Its charts, fed by the host's samples (every second here).
     browser.wait(lambda: int(browser.find('[data-chart="CPU utilization"]').get_attribute("data-points")) > 0
                  or browser.click(".chip[data-range='1 h']"), 120, "CPU points on the instance's chart")
@@ -491,6 +571,14 @@ def test_an_admin_migrates_from_the_dialog_and_watches_it(lab, server_factory, b
         assert time.monotonic() < deadline, "the guest did not boot"
         time.sleep(2)
 
+    # A serial console session open across the move: the guest answers what is typed.
+    http = Client(server)
+    http.sign_in(server.access_key, server.secret_key)
+    assert http.ec2("EnableSerialConsoleAccess")[0] == 200
+    serial = serial_socket(http, instance_id)
+    serial.send_binary(b"before-move\r")
+    assert serial_read(serial, b"stratus-echo before-move")[1] is None
+
     browser.enter(server, server.access_key, server.secret_key)
     browser.go("#/hosts")
     browser.wait_text("vCPUs allocated".upper())
@@ -535,6 +623,15 @@ def test_an_admin_migrates_from_the_dialog_and_watches_it(lab, server_factory, b
     browser.shot("migration")
     browser.d.set_window_size(1400, 1000)
     assert host_of(instance_id) == candidates[0], candidates
+    # The serial session ended with the source's QEMU, saying why; a new one reaches the guest
+    # on its new host.
+    _, reason = serial_read(serial, b"\0never\0")
+    assert "ended" in reason, reason
+    serial.close()
+    serial = serial_socket(http, instance_id)
+    serial.send_binary(b"after-move\r")
+    assert serial_read(serial, b"stratus-echo after-move")[1] is None
+    serial.close()
     # The instance's history lists the move.
     browser.go(f"#/instances/{instance_id}")
     browser.wait_text("completed", "#migration-history", timeout=30)

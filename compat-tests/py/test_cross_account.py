@@ -304,6 +304,7 @@ def a_state(w: World) -> dict:
         "tags": _try(lambda: ca.describe_tags(MaxResults=1000)),
         "ebs_defaults": [_try(ca.get_ebs_encryption_by_default).get("EbsEncryptionByDefault"),
                          _try(ca.get_ebs_default_kms_key_id).get("KmsKeyId")],
+        "serial_console": _try(ca.get_serial_console_access_status).get("SerialConsoleAccessEnabled"),
         # Which resources A has: nothing B does may add one to A's account.
         "all_instances": sorted(i["InstanceId"] for r in ca.describe_instances()["Reservations"]
                                 for i in r["Instances"]),
@@ -1116,6 +1117,20 @@ def test_b_s_ebs_encryption_settings_are_its_own(world):
         w.cb.reset_ebs_default_kms_key_id()
         w.cb.disable_ebs_encryption_by_default()
     assert w.cb.get_ebs_default_kms_key_id()["KmsKeyId"] == "alias/aws/ebs"
+
+
+def test_b_s_serial_console_access_is_its_own(world):
+    """Enable/DisableSerialConsoleAccess change B's account only; A's stays off (the console's
+    WebSocket, which needs it, is walled in test_console_browser.py)."""
+    w = world
+    before = a_state(w)
+    try:
+        assert w.cb.enable_serial_console_access()["SerialConsoleAccessEnabled"] is True
+        status = w.cb.get_serial_console_access_status()
+        assert (status["SerialConsoleAccessEnabled"], status["ManagedBy"]) == (True, "account")
+        assert a_state(w)["serial_console"] is before["serial_console"] is False
+    finally:
+        assert w.cb.disable_serial_console_access()["SerialConsoleAccessEnabled"] is False
 
 
 HOST_ROWS = [

@@ -95,6 +95,10 @@ codes! {
     UnsupportedHibernationConfiguration = "UnsupportedHibernationConfiguration", 400;
     /// An attribute of the resource forbids the operation.
     OperationNotPermitted = "OperationNotPermitted", 400;
+    /// The account has not enabled EC2 serial console access.
+    SerialConsoleAccessDisabled = "SerialConsoleAccessDisabled", 403;
+    /// The server runs as many serial console sessions as it allows.
+    SerialConsoleSessionLimitExceeded = "SerialConsoleSessionLimitExceeded", 400;
     /// The resource's state does not allow the operation.
     IncorrectState = "IncorrectState", 400;
     /// The instance's state does not allow the operation.

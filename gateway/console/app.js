@@ -294,6 +294,7 @@ document.getElementById('sign-out').addEventListener('click', async () => {
 const ROUTES = [
   [/^#\/instances$/, viewInstances],
   [/^#\/instances\/([\w-]+)$/, viewInstance],
+  [/^#\/instances\/([\w-]+)\/serial$/, viewSerial],
   [/^#\/launch$/, viewLaunch],
   [/^#\/keys$/, viewKeys],
   [/^#\/security-groups$/, viewGroups],
@@ -440,6 +441,7 @@ async function viewInstance(id) {
     state === 'running' ? h('button', { type: 'button', 'data-action': 'StopInstances', onclick: () => act('StopInstances') }, 'Stop') : null,
     state === 'running' ? h('button', { type: 'button', 'data-action': 'RebootInstances', onclick: () => act('RebootInstances') }, 'Reboot') : null,
     state !== 'terminated' ? h('button', { type: 'button', class: 'danger', 'data-action': 'TerminateInstances', onclick: () => act('TerminateInstances') }, 'Terminate') : null,
+    state === 'running' ? h('a', { class: 'button', id: 'open-serial', href: `#/instances/${id}/serial` }, 'Serial console') : null,
     session.admin && state === 'running' ? h('button', { type: 'button', class: 'primary', id: 'migrate', onclick: () => migrateDialog(id) }, 'Migrate…') : null);
   const groups = list(instance.groupSet);
   const volumes = list(instance.blockDeviceMapping);
@@ -478,6 +480,80 @@ async function viewInstance(id) {
     session.admin ? [h('h2', {}, 'Migrations'), h('div', { class: 'panel', id: 'migration-history' }, await migrationHistory({ InstanceId: [id] }))] : null);
   loadOutput();
   if (['pending', 'stopping', 'shutting-down'].includes(state)) later(2000, () => { if (!document.querySelector('dialog[open]')) refresh(); });
+}
+
+// --- the serial console -----------------------------------------------------------------------
+
+// xterm.js comes the first time a serial console opens, not with every page.
+let terminalLoaded = null;
+function loadTerminal() {
+  const script = (src) => new Promise((resolve, reject) => {
+    document.head.append(h('script', { src, onload: resolve, onerror: () => reject(new Error(`The terminal (${src}) could not be loaded.`)) }));
+  });
+  if (!terminalLoaded) {
+    document.head.append(h('link', { rel: 'stylesheet', href: '/console/assets/vendor/xterm.css' }));
+    terminalLoaded = script('/console/assets/vendor/xterm.js').then(() => script('/console/assets/vendor/addon-canvas.js'));
+    terminalLoaded.catch(() => { terminalLoaded = null; });
+  }
+  return terminalLoaded;
+}
+
+// EC2's serial console: the instance's first serial port, live, over a WebSocket of this
+// origin (gateway/src/console/serial.rs). The account turns access on first, as on EC2.
+async function viewSerial(id) {
+  const show = guard();
+  const [instance] = instancesOf(await ec2('DescribeInstances', { InstanceId: [id] }));
+  if (!instance) throw new ApiError('InvalidInstanceID.NotFound', `The instance ID '${id}' does not exist`);
+  const title = h('h1', {}, 'Serial console of ', link(`#/instances/${id}`, nameOf(instance) || id), stateLabel(instance.instanceState.name));
+  const access = await ec2('GetSerialConsoleAccessStatus', {});
+  if (String(access.serialConsoleAccessEnabled) !== 'true') {
+    const enable = async () => {
+      try {
+        await ec2('EnableSerialConsoleAccess', {});
+        route();
+      } catch (error) { toast(plain(error), true); }
+    };
+    show(title, h('div', { class: 'panel', id: 'serial-disabled' },
+      h('p', {}, 'EC2 serial console access is disabled for this account. Once enabled, anyone signed in with this account can type on the serial port of its running instances (EnableSerialConsoleAccess; DisableSerialConsoleAccess turns it off).'),
+      h('button', { type: 'button', class: 'primary', id: 'enable-serial', onclick: enable }, 'Enable serial console access')));
+    return;
+  }
+  if (instance.instanceState.name !== 'running') {
+    show(title, errorBox(`The instance is ${instance.instanceState.name}: a serial console opens on a running instance.`));
+    return;
+  }
+  await loadTerminal();
+  const line = h('span', { id: 'serial-status' }, 'Connecting…');
+  const again = h('button', { type: 'button', id: 'serial-reconnect', hidden: true, onclick: () => route() }, 'Reconnect');
+  const screen = h('div', { class: 'terminal', id: 'serial-terminal' });
+  show(title, h('p', { class: 'toolbar' }, line, again), screen,
+    h('p', { class: 'muted' }, 'One session per instance: opening another (here or elsewhere) ends this one. What the guest writes is also kept in its console output.'));
+  // The canvas renderer, loaded before `open`, draws without the inline styles of the default
+  // one, which the page's content security policy refuses. The screen reader mode keeps the
+  // text readable by assistive tools (and by the browser tests).
+  const term = new Terminal({ cursorBlink: true, fontSize: 14, rows: 30, scrollback: 5000, screenReaderMode: true });
+  term.loadAddon(new CanvasAddon.CanvasAddon());
+  term.open(screen);
+  const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
+  const path = `/console/api/instances/${encodeURIComponent(id)}/serial?csrf=${encodeURIComponent(session.csrfToken)}`;
+  const socket = new WebSocket(`${scheme}://${location.host}${path}`);
+  socket.binaryType = 'arraybuffer';
+  let opened = false;
+  socket.onopen = () => {
+    opened = true;
+    line.textContent = 'Connected. Press Enter if the guest shows nothing.';
+    term.focus();
+  };
+  socket.onmessage = (event) => term.write(new Uint8Array(event.data));
+  socket.onclose = (event) => {
+    line.textContent = opened
+      ? `Disconnected: ${event.reason || 'the connection closed.'}`
+      : 'Could not connect: the instance may have stopped, or your session ended. Reload the page to see why.';
+    again.hidden = false;
+  };
+  const encoder = new TextEncoder();
+  term.onData((keys) => { if (socket.readyState === WebSocket.OPEN) socket.send(encoder.encode(keys)); });
+  owned.streams.push({ close: () => { socket.close(); term.dispose(); } });
 }
 
 function kv(key, value) {

@@ -151,6 +151,8 @@ pub fn to_ec2(error: Error) -> Ec2Error {
         Error::IncorrectInstanceState { .. } => Ec2Error::new(Code::IncorrectInstanceState, message),
         Error::MigrationFinished { .. } => Ec2Error::new(Code::IncorrectState, message),
         Error::OperationNotPermitted(_) => Ec2Error::new(Code::OperationNotPermitted, message),
+        Error::SerialConsoleAccessDisabled => Ec2Error::new(Code::SerialConsoleAccessDisabled, message),
+        Error::SerialConsoleSessionLimit => Ec2Error::new(Code::SerialConsoleSessionLimitExceeded, message),
         Error::HostGone(_) | Error::Driver(_) | Error::Io(_) => {
             tracing::error!(cause = %message, "host or file operation failed");
             Ec2Error::internal()

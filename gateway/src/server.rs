@@ -16,7 +16,6 @@ use ec2api::{Action, Code, Ec2Error};
 use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Either, Full, Limited};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 
@@ -431,7 +430,10 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>, shutdown: impl F
     };
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(limits.header_timeout_secs.max(1)));
-    let graceful = GracefulShutdown::new();
+    // Every connection holds a receiver: `true` asks it to finish gracefully, and the sender
+    // sees all of them gone once they have. (hyper-util's GracefulShutdown cannot watch a
+    // connection that may be upgraded, as the console's serial WebSocket is.)
+    let (graceful, _) = tokio::sync::watch::channel(false);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -475,16 +477,26 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>, shutdown: impl F
                         Ok::<_, Infallible>(answered.unwrap_or_else(|_| late(&request_id)).map(Either::Left))
                     }
                 });
-                let connection = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
-                let watched = graceful.watch(connection);
+                let connection =
+                    http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service)).with_upgrades();
+                let mut stopping = graceful.subscribe();
                 tokio::spawn(async move {
-                    tokio::select! {
-                        ended = watched => if let Err(error) = ended {
-                            tracing::debug!(%error, "connection ended with an error");
-                        },
-                        () = admitted.evicted.notified() => tracing::debug!(%peer, "connection closed for a newcomer"),
+                    let mut connection = std::pin::pin!(connection);
+                    let ended = tokio::select! {
+                        ended = connection.as_mut() => ended,
+                        () = async { let _ = stopping.wait_for(|stop| *stop).await; } => {
+                            connection.as_mut().graceful_shutdown();
+                            connection.await
+                        }
+                        () = admitted.evicted.notified() => {
+                            tracing::debug!(%peer, "connection closed for a newcomer");
+                            Ok(())
+                        }
+                    };
+                    if let Err(error) = ended {
+                        tracing::debug!(%error, "connection ended with an error");
                     }
-                    drop(admitted);
+                    drop((admitted, stopping));
                 });
             }
             () = &mut shutdown => break,
@@ -492,7 +504,10 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>, shutdown: impl F
     }
     forget.abort();
     tokio::select! {
-        () = graceful.shutdown() => {}
+        () = async {
+            graceful.send_replace(true);
+            graceful.closed().await;
+        } => {}
         () = tokio::time::sleep(Duration::from_secs(10)) => tracing::warn!("connections still open at shutdown"),
     }
 }

@@ -20,11 +20,15 @@ pub struct AccountRecord {
     /// ModifyEbsDefaultKmsKeyId); `None`: the account's AWS-managed key.
     #[serde(default)]
     pub ebs_default_kms_key_id: Option<String>,
+    /// Whether the account may open its instances' serial consoles (EC2's
+    /// EnableSerialConsoleAccess); off until it asks.
+    #[serde(default)]
+    pub serial_console_access: bool,
 }
 
 impl Record for AccountRecord {
-    const VERSION: u8 = 2;
-    const READS: &'static [u8] = &[1];
+    const VERSION: u8 = 3;
+    const READS: &'static [u8] = &[1, 2];
 }
 
 /// Key: access key id.

@@ -23,7 +23,7 @@ use virt::connect::Connect;
 use virt::domain::{Domain, JobStats};
 use virt::sys;
 
-use crate::hypervisor::EventSink;
+use crate::hypervisor::{DriverError, EventSink, SerialConsole};
 
 /// Starts libvirt's default event loop on a background thread, once per process.
 pub fn start_event_loop() {
@@ -312,6 +312,56 @@ pub fn start_post_copy(domain: &Domain) -> Result<(), virt::error::Error> {
         return Err(virt::error::Error::last_error());
     }
     Ok(())
+}
+
+/// A serial console session: a non-blocking libvirt stream. `virt` 0.5 reads libvirt's -2
+/// ("nothing yet") as an error, and frees the stream without ending it.
+pub struct ConsoleStream {
+    stream: Option<virt::stream::Stream>,
+}
+
+impl ConsoleStream {
+    pub fn new(stream: virt::stream::Stream) -> Self {
+        Self { stream: Some(stream) }
+    }
+
+    fn ptr(&self) -> Result<sys::virStreamPtr, DriverError> {
+        // SAFETY: the pointer is used only while `self.stream` holds its reference.
+        self.stream.as_ref().map(|s| unsafe { s.as_ptr() }).ok_or_else(|| DriverError::Failed("console closed".into()))
+    }
+}
+
+impl SerialConsole for ConsoleStream {
+    fn read(&mut self, buf: &mut [u8]) -> Result<Option<usize>, DriverError> {
+        let ptr = self.ptr()?;
+        // SAFETY: `buf` is valid for `buf.len()` bytes for the whole call.
+        let rc = unsafe { sys::virStreamRecv(ptr, buf.as_mut_ptr().cast(), buf.len()) };
+        match rc {
+            -2 => Ok(None),
+            n if n < 0 => Err(DriverError::Failed(virt::error::Error::last_error().message().to_owned())),
+            n => Ok(Some(n as usize)),
+        }
+    }
+
+    fn write(&mut self, data: &[u8]) -> Result<usize, DriverError> {
+        let ptr = self.ptr()?;
+        // SAFETY: `data` is valid for `data.len()` bytes; libvirt only reads it.
+        let rc = unsafe { sys::virStreamSend(ptr, data.as_ptr().cast_mut().cast(), data.len()) };
+        match rc {
+            -2 => Ok(0),
+            n if n < 0 => Err(DriverError::Failed(virt::error::Error::last_error().message().to_owned())),
+            n => Ok(n as usize),
+        }
+    }
+}
+
+impl Drop for ConsoleStream {
+    fn drop(&mut self) {
+        if let Some(stream) = self.stream.take() {
+            // Ends the session on the host; the stream's reference goes with it.
+            let _ = stream.abort();
+        }
+    }
 }
 
 unsafe extern "C" fn free_sink(opaque: *mut c_void) {

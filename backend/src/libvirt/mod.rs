@@ -19,6 +19,7 @@ use virt::sys;
 use crate::hypervisor::{
     disk_xml, domain_xml, nic_xml, secret_xml, AttachedDisk, DiskKey, DomainSample, DomainSpec, DomainStatus,
     DriverError, EventSink, HostInfo, HostSample, Hypervisor, JobProgress, MigrationOptions, Nic, PowerState,
+    SerialConsole,
 };
 use ffi::Subscription;
 
@@ -438,6 +439,18 @@ impl Hypervisor for LibvirtDriver {
                 }
             }
             Ok(())
+        })
+    }
+
+    fn open_console(&self, name: &str) -> Result<Box<dyn SerialConsole>, DriverError> {
+        self.with_conn(|conn| {
+            let domain = conn.lookup_domain_by_name(name).map_err(failed)?;
+            let stream = virt::stream::Stream::new(conn, sys::VIR_STREAM_NONBLOCK).map_err(failed)?;
+            // FORCE: a new session takes the console from the one before (one at a time);
+            // SAFE: refused when the console cannot be handed over safely.
+            let flags = sys::VIR_DOMAIN_CONSOLE_FORCE | sys::VIR_DOMAIN_CONSOLE_SAFE;
+            domain.open_console(None, &stream, flags).map_err(failed)?;
+            Ok(Box::new(ffi::ConsoleStream::new(stream)) as Box<dyn SerialConsole>)
         })
     }
 

@@ -4865,6 +4865,39 @@ impl XmlValue for DisableEbsEncryptionByDefaultResult {
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
+pub struct DisableSerialConsoleAccessRequest {
+    pub dry_run: Option<bool>,
+}
+
+impl FromQuery for DisableSerialConsoleAccessRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self { dry_run: d.optional("DryRun")? };
+        d.finish(&["DryRun"])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DisableSerialConsoleAccessResult {
+    pub serial_console_access_enabled: Option<bool>,
+}
+
+impl XmlStruct for DisableSerialConsoleAccessResult {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.serial_console_access_enabled.write_xml(w, "serialConsoleAccessEnabled");
+    }
+}
+
+impl XmlValue for DisableSerialConsoleAccessResult {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct DisassociateAddressRequest {
     pub association_id: Option<String>,
     pub dry_run: Option<bool>,
@@ -5437,6 +5470,39 @@ impl XmlValue for EnableEbsEncryptionByDefaultResult {
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
+pub struct EnableSerialConsoleAccessRequest {
+    pub dry_run: Option<bool>,
+}
+
+impl FromQuery for EnableSerialConsoleAccessRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self { dry_run: d.optional("DryRun")? };
+        d.finish(&["DryRun"])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EnableSerialConsoleAccessResult {
+    pub serial_console_access_enabled: Option<bool>,
+}
+
+impl XmlStruct for EnableSerialConsoleAccessResult {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.serial_console_access_enabled.write_xml(w, "serialConsoleAccessEnabled");
+    }
+}
+
+impl XmlValue for EnableSerialConsoleAccessResult {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct EnclaveOptions {
     pub enabled: Option<bool>,
 }
@@ -5694,6 +5760,41 @@ impl XmlStruct for GetInstanceUefiDataResult {
 }
 
 impl XmlValue for GetInstanceUefiDataResult {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GetSerialConsoleAccessStatusRequest {
+    pub dry_run: Option<bool>,
+}
+
+impl FromQuery for GetSerialConsoleAccessStatusRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self { dry_run: d.optional("DryRun")? };
+        d.finish(&["DryRun"])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GetSerialConsoleAccessStatusResult {
+    pub managed_by: Option<ManagedBy>,
+    pub serial_console_access_enabled: Option<bool>,
+}
+
+impl XmlStruct for GetSerialConsoleAccessStatusResult {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.managed_by.write_xml(w, "managedBy");
+        self.serial_console_access_enabled.write_xml(w, "serialConsoleAccessEnabled");
+    }
+}
+
+impl XmlValue for GetSerialConsoleAccessStatusResult {
     fn write_xml(&self, w: &mut XmlWriter, name: &str) {
         w.start(name);
         self.write_members(w);
@@ -9593,6 +9694,7 @@ impl FromQuery for LicenseConfigurationRequest {
 pub type LocalStorage = String;
 pub type LocalStorageType = String;
 pub type LocationType = String;
+pub type ManagedBy = String;
 pub type MarketType = String;
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -15812,13 +15914,16 @@ pub enum Action {
     DetachNetworkInterface(DetachNetworkInterfaceRequest),
     DetachVolume(DetachVolumeRequest),
     DisableEbsEncryptionByDefault(DisableEbsEncryptionByDefaultRequest),
+    DisableSerialConsoleAccess(DisableSerialConsoleAccessRequest),
     DisassociateAddress(DisassociateAddressRequest),
     DisassociateRouteTable(DisassociateRouteTableRequest),
     EnableEbsEncryptionByDefault(EnableEbsEncryptionByDefaultRequest),
+    EnableSerialConsoleAccess(EnableSerialConsoleAccessRequest),
     GetConsoleOutput(GetConsoleOutputRequest),
     GetEbsDefaultKmsKeyId(GetEbsDefaultKmsKeyIdRequest),
     GetEbsEncryptionByDefault(GetEbsEncryptionByDefaultRequest),
     GetInstanceUefiData(GetInstanceUefiDataRequest),
+    GetSerialConsoleAccessStatus(GetSerialConsoleAccessStatusRequest),
     ImportKeyPair(ImportKeyPairRequest),
     MigrateInstance(MigrateInstanceRequest),
     ModifyEbsDefaultKmsKeyId(ModifyEbsDefaultKmsKeyIdRequest),
@@ -15939,13 +16044,16 @@ impl Action {
         "DetachNetworkInterface",
         "DetachVolume",
         "DisableEbsEncryptionByDefault",
+        "DisableSerialConsoleAccess",
         "DisassociateAddress",
         "DisassociateRouteTable",
         "EnableEbsEncryptionByDefault",
+        "EnableSerialConsoleAccess",
         "GetConsoleOutput",
         "GetEbsDefaultKmsKeyId",
         "GetEbsEncryptionByDefault",
         "GetInstanceUefiData",
+        "GetSerialConsoleAccessStatus",
         "ImportKeyPair",
         "MigrateInstance",
         "ModifyEbsDefaultKmsKeyId",
@@ -16079,13 +16187,16 @@ impl Action {
             "DisableEbsEncryptionByDefault" => {
                 FromQuery::from_query(params, "").map(Self::DisableEbsEncryptionByDefault)
             }
+            "DisableSerialConsoleAccess" => FromQuery::from_query(params, "").map(Self::DisableSerialConsoleAccess),
             "DisassociateAddress" => FromQuery::from_query(params, "").map(Self::DisassociateAddress),
             "DisassociateRouteTable" => FromQuery::from_query(params, "").map(Self::DisassociateRouteTable),
             "EnableEbsEncryptionByDefault" => FromQuery::from_query(params, "").map(Self::EnableEbsEncryptionByDefault),
+            "EnableSerialConsoleAccess" => FromQuery::from_query(params, "").map(Self::EnableSerialConsoleAccess),
             "GetConsoleOutput" => FromQuery::from_query(params, "").map(Self::GetConsoleOutput),
             "GetEbsDefaultKmsKeyId" => FromQuery::from_query(params, "").map(Self::GetEbsDefaultKmsKeyId),
             "GetEbsEncryptionByDefault" => FromQuery::from_query(params, "").map(Self::GetEbsEncryptionByDefault),
             "GetInstanceUefiData" => FromQuery::from_query(params, "").map(Self::GetInstanceUefiData),
+            "GetSerialConsoleAccessStatus" => FromQuery::from_query(params, "").map(Self::GetSerialConsoleAccessStatus),
             "ImportKeyPair" => FromQuery::from_query(params, "").map(Self::ImportKeyPair),
             "MigrateInstance" => FromQuery::from_query(params, "").map(Self::MigrateInstance),
             "ModifyEbsDefaultKmsKeyId" => FromQuery::from_query(params, "").map(Self::ModifyEbsDefaultKmsKeyId),
@@ -16216,13 +16327,16 @@ impl Action {
             Self::DetachNetworkInterface(_) => "DetachNetworkInterface",
             Self::DetachVolume(_) => "DetachVolume",
             Self::DisableEbsEncryptionByDefault(_) => "DisableEbsEncryptionByDefault",
+            Self::DisableSerialConsoleAccess(_) => "DisableSerialConsoleAccess",
             Self::DisassociateAddress(_) => "DisassociateAddress",
             Self::DisassociateRouteTable(_) => "DisassociateRouteTable",
             Self::EnableEbsEncryptionByDefault(_) => "EnableEbsEncryptionByDefault",
+            Self::EnableSerialConsoleAccess(_) => "EnableSerialConsoleAccess",
             Self::GetConsoleOutput(_) => "GetConsoleOutput",
             Self::GetEbsDefaultKmsKeyId(_) => "GetEbsDefaultKmsKeyId",
             Self::GetEbsEncryptionByDefault(_) => "GetEbsEncryptionByDefault",
             Self::GetInstanceUefiData(_) => "GetInstanceUefiData",
+            Self::GetSerialConsoleAccessStatus(_) => "GetSerialConsoleAccessStatus",
             Self::ImportKeyPair(_) => "ImportKeyPair",
             Self::MigrateInstance(_) => "MigrateInstance",
             Self::ModifyEbsDefaultKmsKeyId(_) => "ModifyEbsDefaultKmsKeyId",
@@ -16345,13 +16459,16 @@ impl Action {
             Self::DetachNetworkInterface(r) => r.dry_run == Some(true),
             Self::DetachVolume(r) => r.dry_run == Some(true),
             Self::DisableEbsEncryptionByDefault(r) => r.dry_run == Some(true),
+            Self::DisableSerialConsoleAccess(r) => r.dry_run == Some(true),
             Self::DisassociateAddress(r) => r.dry_run == Some(true),
             Self::DisassociateRouteTable(r) => r.dry_run == Some(true),
             Self::EnableEbsEncryptionByDefault(r) => r.dry_run == Some(true),
+            Self::EnableSerialConsoleAccess(r) => r.dry_run == Some(true),
             Self::GetConsoleOutput(r) => r.dry_run == Some(true),
             Self::GetEbsDefaultKmsKeyId(r) => r.dry_run == Some(true),
             Self::GetEbsEncryptionByDefault(r) => r.dry_run == Some(true),
             Self::GetInstanceUefiData(r) => r.dry_run == Some(true),
+            Self::GetSerialConsoleAccessStatus(r) => r.dry_run == Some(true),
             Self::ImportKeyPair(r) => r.dry_run == Some(true),
             Self::MigrateInstance(r) => r.dry_run == Some(true),
             Self::ModifyEbsDefaultKmsKeyId(r) => r.dry_run == Some(true),
@@ -16472,13 +16589,16 @@ pub type DetachInternetGatewayOutput = ReturnTrue;
 pub type DetachNetworkInterfaceOutput = ReturnTrue;
 pub type DetachVolumeOutput = VolumeAttachment;
 pub type DisableEbsEncryptionByDefaultOutput = DisableEbsEncryptionByDefaultResult;
+pub type DisableSerialConsoleAccessOutput = DisableSerialConsoleAccessResult;
 pub type DisassociateAddressOutput = ReturnTrue;
 pub type DisassociateRouteTableOutput = ReturnTrue;
 pub type EnableEbsEncryptionByDefaultOutput = EnableEbsEncryptionByDefaultResult;
+pub type EnableSerialConsoleAccessOutput = EnableSerialConsoleAccessResult;
 pub type GetConsoleOutputOutput = GetConsoleOutputResult;
 pub type GetEbsDefaultKmsKeyIdOutput = GetEbsDefaultKmsKeyIdResult;
 pub type GetEbsEncryptionByDefaultOutput = GetEbsEncryptionByDefaultResult;
 pub type GetInstanceUefiDataOutput = GetInstanceUefiDataResult;
+pub type GetSerialConsoleAccessStatusOutput = GetSerialConsoleAccessStatusResult;
 pub type ImportKeyPairOutput = ImportKeyPairResult;
 pub type MigrateInstanceOutput = MigrateInstanceResult;
 pub type ModifyEbsDefaultKmsKeyIdOutput = ModifyEbsDefaultKmsKeyIdResult;

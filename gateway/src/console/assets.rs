@@ -27,6 +27,9 @@ const ASSETS: &[Asset] = &[
     asset!("app.css", "text/css; charset=utf-8"),
     asset!("vendor/uPlot.iife.min.js", "text/javascript; charset=utf-8"),
     asset!("vendor/uPlot.min.css", "text/css; charset=utf-8"),
+    asset!("vendor/xterm.js", "text/javascript; charset=utf-8"),
+    asset!("vendor/xterm.css", "text/css; charset=utf-8"),
+    asset!("vendor/addon-canvas.js", "text/javascript; charset=utf-8"),
 ];
 
 /// Each asset's entity tag: a digest of its bytes, computed once.

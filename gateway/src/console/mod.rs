@@ -22,9 +22,12 @@
 //!    (CloudWatch's JSON protocol) answer in those services' own formats.
 //! 5. `GET /console/api/migrations/{id}/events`: a live migration's progress, pushed as
 //!    server-sent events until it ends ([`events`]); `…/trace`: its ping trace (admins).
+//! 6. `GET /console/api/instances/{id}/serial`: the instance's serial console, a WebSocket
+//!    ([`serial`]).
 
 mod assets;
 mod events;
+mod serial;
 pub mod session;
 
 use std::convert::Infallible;
@@ -132,10 +135,20 @@ where
         (&Method::GET | &Method::HEAD, p) if p.starts_with("/assets/") => {
             assets::serve(&p["/assets/".len()..], request.headers())
         }
+        (&Method::GET, p) if serial_instance(p).is_some() => {
+            let id = serial_instance(p).unwrap_or_default().to_owned();
+            serial::open(state, request, &id).await
+        }
         (_, p) if p.starts_with("/api/") => api(state, request, &path, request_id).await,
         _ => problem(StatusCode::NOT_FOUND, "NotFound", "There is no such page."),
     };
     with_security_headers(response)
+}
+
+/// The instance named by a serial console path, `/api/instances/{id}/serial`.
+fn serial_instance(path: &str) -> Option<&str> {
+    let id = path.strip_prefix("/api/instances/")?.strip_suffix("/serial")?;
+    (!id.is_empty() && !id.contains('/')).then_some(id)
 }
 
 /// The session cookie's value, if the request has it (the `__Host-` one behind TLS).
