@@ -23,6 +23,8 @@ import http.client
 import json
 import os
 import re
+import signal
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -31,7 +33,8 @@ from urllib.parse import urlencode
 import pytest
 
 from conftest import (BOOT_MARKER, DEFAULT_PUBLIC_CIDR, QEMU_CONFIG, TEST_DRIVER_CONFIG, create_account, ec2_client,
-                      import_image, require_qemu, signed_request, wait_states)
+                      forget_ovn_installation, free_port, import_image, private_public_network, require_qemu,
+                      server_env, signed_request, wait_for_binary, wait_states, with_public_network)
 
 REPO = Path(__file__).resolve().parents[2]
 SHOTS = REPO / "target" / "console-screenshots"
@@ -554,6 +557,70 @@ def test_a_tenant_launches_watches_and_ends_a_real_guest(server_factory, browser
     browser.wait_text("terminated", "h1", timeout=120)
     wait_states(client, [instance_id], "terminated")
     assert not browser.errors(), browser.errors()
+
+
+# --- a newcomer's first start -----------------------------------------------------------------
+
+def test_a_newcomer_starts_scripts_run_and_launches_from_the_console(tmp_path, browser):
+    """The README's first command, as a newcomer meets it: `scripts/run` prints the console's
+    address and the admin's keys, imports a starter image on the first start, and the console
+    launches it, shows it running with its output, and terminates it, without the cli."""
+    require_qemu()
+    config = tmp_path / "stratus.toml"
+    config.write_text(with_public_network(QEMU_CONFIG, private_public_network()))
+    data_dir, port = tmp_path / "data", free_port()
+    env = {**server_env(), "STRATUS_BIN": str(wait_for_binary())}
+    args = [str(REPO / "scripts" / "run"), "--listen", f"127.0.0.1:{port}", "--data-dir", str(data_dir),
+            "--metrics-listen", "off", "--config", str(config)]
+    log = tmp_path / "run.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                                start_new_session=True)
+    try:
+        def said(text):
+            assert proc.poll() is None, f"scripts/run exited with {proc.returncode}:\n{log.read_text()[-4000:]}"
+            return text in log.read_text()
+        browser.wait(lambda: said("imported the starter image"), 300, "the starter image")
+        found = re.search(r"Web console: (\S+) \(sign in with access key (\S+) and secret key (\S+)\)", log.read_text())
+        assert found, log.read_text()
+        url, key, secret = found.groups()
+        assert url == f"http://127.0.0.1:{port}/console/", url
+
+        browser.d.get(url + "#/launch")
+        browser.sign_in(key, secret)
+        starter = browser.wait(lambda: next((o for o in browser.all("#launch-image option") if "starter" in o.text), None),
+                               30, "the starter image in the launch form")
+        browser.d.execute_script("document.getElementById('launch-image').value = arguments[0]",
+                                 starter.get_attribute("value"))
+        browser.d.execute_script("document.getElementById('launch-type').value = 't3.nano'")
+        browser.find("#launch-name").send_keys("first")
+        browser.click("#launch-submit")
+        browser.wait(lambda: "#/instances/i-" in browser.d.current_url, 60, "the instance page")
+        browser.wait_text("running", "h1", timeout=120)
+        deadline = time.monotonic() + 180
+        while BOOT_MARKER not in browser.text("#console-output"):
+            assert time.monotonic() < deadline, browser.text("#console-output")
+            time.sleep(3)
+            browser.click("#refresh-output")
+        browser.click('button[data-action="TerminateInstances"]')
+        browser.confirm()
+        browser.wait_text("terminated", "h1", timeout=120)
+        assert not browser.errors(), browser.errors()
+    finally:
+        # Ctrl-C as a terminal sends it: the script hands it to the server, which ends cleanly.
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            code = proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            raise
+        try:
+            forget_ovn_installation((data_dir / "installation").read_text().strip())
+        except OSError:
+            pass
+    assert code == 0, log.read_text()[-4000:]
+    # A second start does not import it again.
+    assert (data_dir / ".starter-image-imported").exists()
 
 
 # --- live migration on the lab ----------------------------------------------------------------
