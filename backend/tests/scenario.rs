@@ -199,8 +199,14 @@ async fn wait_console(b: &Arc<Backend>, id: &str, needle: &str, within: Duration
 }
 
 async fn lifecycle(target: Target) {
+    lifecycle_on(target, None).await;
+}
+
+/// The scenario with the state in `store` (a redb file of its own when `None`).
+async fn lifecycle_on(target: Target, store: Option<Store>) {
     let dir = tempfile::tempdir().unwrap();
-    let mut backend = backend_for(&target, Store::open(&dir.path().join("db.redb")).unwrap(), dir.path());
+    let store = store.unwrap_or_else(|| Store::open(&dir.path().join("db.redb")).unwrap());
+    let mut backend = backend_for(&target, store, dir.path());
     // Real guests need their network: OVN's, as `stratus serve` keeps it.
     if target.real {
         backend = backend.with_ovn(common::NORTHBOUND);
@@ -295,6 +301,19 @@ async fn lifecycle(target: Target) {
 async fn lifecycle_on_the_fake_hypervisor() {
     let dir = tempfile::tempdir().unwrap();
     lifecycle(fake_target(dir.path())).await;
+}
+
+/// The same scenario with the state in PostgreSQL (`STRATUS_TEST_POSTGRES`, which
+/// `scripts/test` sets; without it the test says so and passes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lifecycle_on_the_fake_hypervisor_with_the_state_in_postgres() {
+    let Some(db) = storage::testing::TestDatabase::create() else {
+        eprintln!("{} is not set: the PostgreSQL scenario did not run", storage::testing::POSTGRES_ENV);
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let store = storage::pg::blocking(|| db.store());
+    lifecycle_on(fake_target(dir.path()), Some(store)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -233,6 +233,21 @@ def private_public_network() -> str:
     return f"100.{64 + n // 256}.{n % 256}.0/24"
 
 
+def postgres_database_name(data_dir: Path) -> str:
+    """The PostgreSQL database that stands for `data_dir`'s store (a server started again on
+    the data dir finds its state there)."""
+    return "t_" + hashlib.sha1(str(data_dir.resolve()).encode()).hexdigest()[:20]
+
+
+def postgres_database(data_dir: Path) -> str:
+    """The connection string of `data_dir`'s database on the tests' PostgreSQL (scripts/postgres),
+    made if missing."""
+    out = subprocess.run([str(REPO / "scripts" / "postgres"), "createdb", postgres_database_name(data_dir)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return re.search(r"^url=(\S+)$", out.stdout, re.MULTILINE).group(1)
+
+
 def with_public_network(config: str, cidr: str) -> str:
     """`config` with `[network] public_cidr = cidr` unless it names one itself."""
     if "public_cidr" in config:
@@ -255,7 +270,10 @@ def start_stratus(tmp_dir: Path, data_dir: Path | None = None, config: str | Non
     engine = 'ovn_northbound = "none"' not in config
     cidr = found.group(1) if found else public or (private_public_network() if engine else DEFAULT_PUBLIC_CIDR)
     config_path = tmp_dir / "stratus.toml"
-    config_path.write_text(with_public_network(config, cidr) if engine else config)
+    config = with_public_network(config, cidr) if engine else config
+    if os.environ.get("STRATUS_TEST_STORE") == "postgres" and "[storage]" not in config:
+        config += f'\n[storage]\nbackend = "postgres"\nurl = "{postgres_database(data_dir)}"\nconnections = 8\n'
+    config_path.write_text(config)
     server = Stratus(bin=wait_for_binary(), data_dir=data_dir, port=free_port(), log_path=tmp_dir / "stratus.log",
                      config=config_path, public_cidr=cidr)
     if engine and cidr == DEFAULT_PUBLIC_CIDR:
@@ -292,6 +310,9 @@ def retire(server: Stratus) -> None:
     server._close_log()
     if server._public_lock is not None:
         _give_back_default_public_network(server)
+    if os.environ.get("STRATUS_TEST_STORE") == "postgres":
+        subprocess.run([str(REPO / "scripts" / "postgres"), "dropdb", postgres_database_name(server.data_dir)],
+                       capture_output=True, timeout=60)
     try:
         installation = (server.data_dir / "installation").read_text().strip()
     except OSError:
@@ -426,11 +447,20 @@ def require_qemu() -> None:
         pytest.skip("libvirtd is not running: run scripts/setup-host")
 
 
+def admin_env(stratus: Stratus) -> dict[str, str]:
+    """The environment of an admin command on `stratus`'s data dir: its config too (where its
+    state lives, when that is PostgreSQL)."""
+    env = server_env()
+    if stratus.config is not None:
+        env["STRATUS_CONFIG"] = str(stratus.config)
+    return env
+
+
 def import_image(stratus: Stratus, image: TestImage, name: str) -> str:
     """`stratus image import` against a running server; returns the new image id."""
     cmd = [str(stratus.bin), "image", "import", image.disk, "--name", name, "--kernel", image.kernel,
            "--initrd", image.initrd, "--cmdline", image.cmdline, "--data-dir", str(stratus.data_dir)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=server_env())
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=admin_env(stratus))
     assert proc.returncode == 0, f"image import failed:\n{proc.stdout}\n{proc.stderr}"
     image_id = proc.stdout.strip().splitlines()[-1]
     assert re.fullmatch(r"ami-[0-9a-f]{17}", image_id), proc.stdout
@@ -493,7 +523,7 @@ def create_account(stratus: Stratus, name: str, admin: bool = False) -> Account:
     if admin:
         cmd.append("--admin")
     cmd += ["--data-dir", str(stratus.data_dir)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=server_env())
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=admin_env(stratus))
     assert proc.returncode == 0, f"{cmd} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
     values = dict(re.findall(r"^\s*(\w+)\s*=\s*(\S+)\s*$", proc.stdout, re.MULTILINE))
     for key in ("account_id", "aws_access_key_id", "aws_secret_access_key"):
@@ -524,7 +554,7 @@ def error_of(call) -> tuple[str, str]:
 
 def list_accounts(stratus: Stratus) -> str:
     cmd = [str(stratus.bin), "account", "list", "--data-dir", str(stratus.data_dir)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=server_env())
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=admin_env(stratus))
     assert proc.returncode == 0, f"{cmd} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
     return proc.stdout
 

@@ -15,6 +15,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from conftest import (
+    admin_env,
     FORM_CONTENT_TYPE,
     RawResponse,
     create_account,
@@ -588,7 +589,9 @@ def test_second_server_on_same_data_dir_is_refused(server_factory, tmp_path):
     port = free_port()
     cmd = [str(first.bin), "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", str(first.data_dir)]
     started = time.monotonic()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+    # With the first's config: the same store (its redb file, or its PostgreSQL database).
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
+                            env=admin_env(first))
     try:
         out, err = proc.communicate(timeout=10)
     except subprocess.TimeoutExpired:

@@ -28,6 +28,12 @@ pub fn stratus_bin() -> PathBuf {
 
 /// Runs one pytest file of `compat-tests/py` and fails with its exit status.
 pub fn run_pytest(file: &str) {
+    run_pytest_with(file, &[]);
+}
+
+/// As [`run_pytest`], with more environment for the scenarios (`STRATUS_TEST_STORE=postgres`
+/// puts every server's state in a PostgreSQL database of its own).
+pub fn run_pytest_with(file: &str, env: &[(&str, &str)]) {
     let root = repo_root();
     let started = std::time::Instant::now();
     // The slowest steps of each file are printed, so a slow suite shows where its time went.
@@ -35,6 +41,7 @@ pub fn run_pytest(file: &str) {
         .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "-x", "--durations=5"])
         .arg(root.join("compat-tests/py").join(file))
         .env("STRATUS_BIN", stratus_bin())
+        .envs(env.iter().copied())
         .current_dir(&root)
         .status()
         .expect("python3 runs");

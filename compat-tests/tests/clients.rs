@@ -1,6 +1,6 @@
 //! One test per client; the scenarios live in `compat-tests/py/`.
 
-use compat_tests::run_pytest;
+use compat_tests::{run_pytest, run_pytest_with};
 
 #[test]
 fn aws_cli() {
@@ -127,4 +127,10 @@ fn boto3_monitoring() {
 #[test]
 fn browser_console() {
     run_pytest("test_console_browser.py");
+}
+
+/// The boto3 scenario with the server's state in PostgreSQL instead of redb.
+#[test]
+fn boto3_on_postgres() {
+    run_pytest_with("test_boto3.py", &[("STRATUS_TEST_STORE", "postgres")]);
 }

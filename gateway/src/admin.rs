@@ -111,6 +111,49 @@ pub fn database_path(data_dir: &Path) -> PathBuf {
     data_dir.join("stratus.redb")
 }
 
+/// The store the config names: the data dir's redb file, or PostgreSQL.
+pub fn open_store(data_dir: &Path, settings: &crate::config::StorageSettings) -> Result<storage::Store> {
+    open_store_as(data_dir, settings, true)
+}
+
+/// As [`open_store`]; `exclusive`: as the server (one per database), else shared (commands).
+fn open_store_as(
+    data_dir: &Path,
+    settings: &crate::config::StorageSettings,
+    exclusive: bool,
+) -> Result<storage::Store> {
+    match settings.postgres_url()? {
+        Some(url) => match storage::Store::open_postgres(url, settings.connections, exclusive) {
+            Err(storage::Error::Locked) => bail!(
+                "another Stratus server is using the database at {}; stop it first (one server per database for now)",
+                redact(url)
+            ),
+            other => other.with_context(|| format!("connecting to PostgreSQL ({})", redact(url))),
+        },
+        None => match storage::Store::open_with_cache(&database_path(data_dir), settings.cache_mib) {
+            Err(storage::Error::Locked) => bail!(
+                "another Stratus process is using the data dir {}; stop it first or choose another --data-dir",
+                data_dir.display()
+            ),
+            other => other.with_context(|| format!("opening the database in {}", data_dir.display())),
+        },
+    }
+}
+
+/// A connection string without its password, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:…{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.split_whitespace().filter(|part| !part.starts_with("password=")).collect::<Vec<_>>().join(" "),
+    }
+}
+
 /// Runs one admin request against a backend.
 pub fn execute(backend: &Backend, request: AdminRequest) -> AdminAnswer {
     let result = match request {
@@ -174,8 +217,13 @@ pub fn bind(data_dir: &Path) -> Result<UnixListener> {
 }
 
 /// Runs a request from the CLI: on the database directly if free, else through the server.
-pub async fn run(data_dir: &Path, request: AdminRequest, topology: backend::Topology) -> Result<AdminAnswer> {
-    run_with(data_dir, request, topology, None).await
+pub async fn run(
+    data_dir: &Path,
+    storage: &crate::config::StorageSettings,
+    request: AdminRequest,
+    topology: backend::Topology,
+) -> Result<AdminAnswer> {
+    run_with(data_dir, storage, request, topology, None).await
 }
 
 /// The network settings an offline admin command needs: the OVN northbound database, and the
@@ -188,29 +236,34 @@ const ADMIN_SOCKET_WAIT: Duration = Duration::from_secs(30);
 
 pub async fn run_with(
     data_dir: &Path,
+    storage: &crate::config::StorageSettings,
     request: AdminRequest,
     topology: backend::Topology,
     ovn: OfflineNetwork<'_>,
 ) -> Result<AdminAnswer> {
     let db = database_path(data_dir);
-    if db.exists() {
-        match storage::Store::open(&db) {
-            Ok(store) => {
-                let mut backend = Backend::new(store, topology).with_data_dir(data_dir);
-                if let Some((db, public)) = ovn {
-                    backend = backend.with_ovn(db).with_public_network(public);
-                }
-                return Ok(tokio::task::spawn_blocking(move || execute(&backend, request)).await?);
-            }
-            Err(storage::Error::Locked) => {}
-            Err(e) => return Err(anyhow!(e)).context(format!("opening {}", db.display())),
-        }
-    } else {
+    // PostgreSQL takes any number of clients: the command works on it directly, server or not.
+    let store = if storage.postgres_url()?.is_some() {
+        Some(open_store_as(data_dir, storage, false)?)
+    } else if !db.exists() {
         bail!(
             "{} holds no Stratus data (run `stratus serve --data-dir {}` first)",
             data_dir.display(),
             data_dir.display()
         );
+    } else {
+        match storage::Store::open(&db) {
+            Ok(store) => Some(store),
+            Err(storage::Error::Locked) => None,
+            Err(e) => return Err(anyhow!(e)).context(format!("opening {}", db.display())),
+        }
+    };
+    if let Some(store) = store {
+        let mut backend = Backend::new(store, topology).with_data_dir(data_dir);
+        if let Some((db, public)) = ovn {
+            backend = backend.with_ovn(db).with_public_network(public);
+        }
+        return Ok(tokio::task::spawn_blocking(move || execute(&backend, request)).await?);
     }
     let path = socket_path(data_dir);
     // A server that is still starting holds the database before it opens its socket (it takes
@@ -256,18 +309,23 @@ mod tests {
         let server = tokio::spawn(serve(bind(dir.path()).unwrap(), Arc::clone(&backend)));
         let create =
             AdminRequest::CreateAccount { name: "team".into(), admin: false, account_id: None, access_key: None };
-        let AdminAnswer::Account(created) = run(dir.path(), create, Default::default()).await.unwrap() else {
+        let AdminAnswer::Account(created) =
+            run(dir.path(), &Default::default(), create, Default::default()).await.unwrap()
+        else {
             panic!("expected an account")
         };
         assert!(backend.principal(&created.access_key_id).unwrap().is_some());
         let AdminAnswer::Accounts(list) =
-            run(dir.path(), AdminRequest::ListAccounts, Default::default()).await.unwrap()
+            run(dir.path(), &Default::default(), AdminRequest::ListAccounts, Default::default()).await.unwrap()
         else {
             panic!("expected accounts")
         };
         assert_eq!(list.len(), 1);
         let dup = AdminRequest::CreateAccount { name: "team".into(), admin: false, account_id: None, access_key: None };
-        assert!(matches!(run(dir.path(), dup, Default::default()).await.unwrap(), AdminAnswer::Error(_)));
+        assert!(matches!(
+            run(dir.path(), &Default::default(), dup, Default::default()).await.unwrap(),
+            AdminAnswer::Error(_)
+        ));
         server.abort();
     }
 
@@ -277,7 +335,9 @@ mod tests {
         drop(storage::Store::open(&database_path(dir.path())).unwrap());
         let create =
             AdminRequest::CreateAccount { name: "solo".into(), admin: true, account_id: None, access_key: None };
-        let AdminAnswer::Account(created) = run(dir.path(), create, Default::default()).await.unwrap() else {
+        let AdminAnswer::Account(created) =
+            run(dir.path(), &Default::default(), create, Default::default()).await.unwrap()
+        else {
             panic!("expected an account")
         };
         assert!(created.admin);
@@ -294,9 +354,15 @@ mod tests {
         host.accelerator = Some(backend::hypervisor::Accelerator::Test);
         let topology = backend::Topology { hosts: vec![host], ..Default::default() };
         let absent = "unix:/nonexistent/ovnnb_db.sock";
-        let AdminAnswer::Doctor(report) =
-            run_with(dir.path(), AdminRequest::Doctor, topology, Some((absent, Default::default()))).await.unwrap()
-        else {
+        let AdminAnswer::Doctor(report) = run_with(
+            dir.path(),
+            &Default::default(),
+            AdminRequest::Doctor,
+            topology,
+            Some((absent, Default::default())),
+        )
+        .await
+        .unwrap() else {
             panic!("expected a report")
         };
         let (db, error) = report.ovn.expect("a configured OVN is checked");
@@ -308,6 +374,6 @@ mod tests {
     #[tokio::test]
     async fn an_empty_dir_is_not_a_data_dir() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(run(dir.path(), AdminRequest::ListAccounts, Default::default()).await.is_err());
+        assert!(run(dir.path(), &Default::default(), AdminRequest::ListAccounts, Default::default()).await.is_err());
     }
 }

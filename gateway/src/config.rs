@@ -48,6 +48,12 @@
 //! public_cidr = "198.51.100.0/24"                  # the public network Elastic IPs come from
 //! public_gateway = "198.51.100.1"                  # its router (default: the block's first address)
 //! gateway_chassis = "host-1"                       # where NAT happens (default: this machine)
+//!
+//! [storage]
+//! backend = "redb"               # or "postgres"
+//! cache_mib = 64                 # redb's page cache
+//! url = "postgresql://stratus@db1,db2/stratus?target_session_attrs=read-write"
+//! connections = 16               # PostgreSQL connections at most
 //! ```
 
 use std::path::Path;
@@ -186,13 +192,41 @@ fn resolve_ovn(configured: Option<&str>, socket_exists: impl Fn(&str) -> bool) -
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StorageSettings {
+    /// Where the state lives: the embedded redb file in the data dir, or PostgreSQL.
+    pub backend: StoreKind,
     /// redb's page cache, in MiB: what of the database stays in Stratus's memory.
     pub cache_mib: usize,
+    /// PostgreSQL's connection string (libpq's URL or key=value form; several hosts with
+    /// `target_session_attrs=read-write` too).
+    pub url: Option<String>,
+    /// How many PostgreSQL connections the server keeps at most.
+    pub connections: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    #[default]
+    Redb,
+    Postgres,
 }
 
 impl Default for StorageSettings {
     fn default() -> Self {
-        Self { cache_mib: storage::DEFAULT_CACHE_MIB }
+        Self { backend: StoreKind::Redb, cache_mib: storage::DEFAULT_CACHE_MIB, url: None, connections: 16 }
+    }
+}
+
+impl StorageSettings {
+    /// The PostgreSQL connection string, when the store is PostgreSQL.
+    pub fn postgres_url(&self) -> anyhow::Result<Option<&str>> {
+        match (self.backend, self.url.as_deref()) {
+            (StoreKind::Redb, _) => Ok(None),
+            (StoreKind::Postgres, Some(url)) if !url.trim().is_empty() => Ok(Some(url)),
+            (StoreKind::Postgres, _) => {
+                anyhow::bail!("[storage] backend = \"postgres\" needs url = \"postgresql://user@host/database\"")
+            }
+        }
     }
 }
 

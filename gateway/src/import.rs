@@ -44,8 +44,14 @@ fn copy_with_progress(from: &Path, to: &Path) -> Result<()> {
     Ok(())
 }
 
-pub async fn import(data_dir: &Path, args: ImportArgs, topology: backend::Topology) -> Result<String> {
-    if !admin::database_path(data_dir).exists() {
+pub async fn import(
+    data_dir: &Path,
+    storage: &crate::config::StorageSettings,
+    args: ImportArgs,
+    topology: backend::Topology,
+) -> Result<String> {
+    let redb = storage.postgres_url()?.is_none();
+    if (redb && !admin::database_path(data_dir).exists()) || !data_dir.is_dir() {
         bail!(
             "{} holds no Stratus data (run `stratus serve --data-dir {}` first)",
             data_dir.display(),
@@ -80,7 +86,7 @@ pub async fn import(data_dir: &Path, args: ImportArgs, topology: backend::Topolo
             cmdline: args.cmdline,
             owned_files: owned,
         };
-        match admin::run(data_dir, request, topology).await? {
+        match admin::run(data_dir, storage, request, topology).await? {
             AdminAnswer::Image { id, .. } => Ok(id),
             AdminAnswer::Error(message) => bail!("{message}"),
             other => bail!("unexpected answer {other:?}"),
@@ -119,10 +125,10 @@ mod tests {
             initrd: None,
             cmdline: None,
         };
-        let id = import(&data, args("imported"), Default::default()).await.unwrap();
+        let id = import(&data, &Default::default(), args("imported"), Default::default()).await.unwrap();
         assert!(data.join("images").join(&id).join("disk.qcow2").exists());
         // The same name again is refused, and its copy does not linger.
-        assert!(import(&data, args("imported"), Default::default()).await.is_err());
+        assert!(import(&data, &Default::default(), args("imported"), Default::default()).await.is_err());
         assert_eq!(std::fs::read_dir(data.join("images")).unwrap().count(), 1);
     }
 }

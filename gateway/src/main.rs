@@ -183,7 +183,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Image(ImageCommand::Import { file, name, kernel, initrd, cmdline, common }) => {
             let config = Config::load(common.config.as_deref())?;
             let args = ImportArgs { file, name, kernel, initrd, cmdline };
-            let id = gateway::import::import(&common.data_dir, args, config.topology()).await?;
+            let id = gateway::import::import(&common.data_dir, &config.storage, args, config.topology()).await?;
             println!("{id}");
             Ok(())
         }
@@ -239,7 +239,7 @@ async fn admin_call(common: &Common, request: AdminRequest) -> Result<AdminAnswe
     let public = config.network.public_network()?;
     let db = config.network.ovn();
     let ovn = db.as_deref().map(|db| (db, public));
-    admin::run_with(&common.data_dir, request, config.resolved_topology(), ovn).await
+    admin::run_with(&common.data_dir, &config.storage, request, config.resolved_topology(), ovn).await
 }
 
 /// Writes the admin keys as an aws credentials file (profile `stratus`), readable by us only.
@@ -297,13 +297,7 @@ async fn run_server(listen: SocketAddr, metrics_listen: Option<String>, common: 
         .mode(0o700)
         .create(data_dir)
         .with_context(|| format!("creating data dir {}", data_dir.display()))?;
-    let store = match storage::Store::open_with_cache(&admin::database_path(data_dir), config.storage.cache_mib) {
-        Err(storage::Error::Locked) => bail!(
-            "another Stratus process is using the data dir {}; stop it first or choose another --data-dir",
-            data_dir.display()
-        ),
-        other => other.with_context(|| format!("opening the database in {}", data_dir.display()))?,
-    };
+    let store = admin::open_store(data_dir, &config.storage)?;
     let mut backend = Backend::new(store, config.resolved_topology())
         .with_data_dir(data_dir)
         .with_stop_timeout(Duration::from_secs(config.instances.stop_timeout_secs));

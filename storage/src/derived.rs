@@ -354,141 +354,146 @@ mod tests {
 
     #[test]
     fn host_usage_follows_every_instance_write() {
-        let store = Store::in_memory().unwrap();
-        let put = |r: &InstanceRecord| store.write(|tx| tx.insert(&INSTANCES, &format!("a/{}", r.id), r)).unwrap();
-        put(&instance("i-1", "h1", InstanceState::Pending, None));
-        put(&instance("i-2", "h1", InstanceState::Running, None));
-        assert_eq!(usage(&store, "h1"), (4, 1024, 6));
-        // Migrating: the target holds vCPUs and memory, the disk stays counted where it is.
-        put(&instance("i-2", "h1", InstanceState::Running, Some("h2")));
-        assert_eq!((usage(&store, "h1"), usage(&store, "h2")), ((4, 1024, 6), (2, 512, 0)));
-        // Switched over.
-        put(&instance("i-2", "h2", InstanceState::Running, None));
-        assert_eq!((usage(&store, "h1"), usage(&store, "h2")), ((2, 512, 3), (2, 512, 3)));
-        put(&instance("i-1", "h1", InstanceState::Stopped, None));
-        assert_eq!(usage(&store, "h1"), (0, 0, 0));
-        let ids = |s: &Store| {
-            s.read(|tx| tx.scan(&INSTANCE_IDS, "")).unwrap().into_iter().map(|(k, _)| k).collect::<Vec<_>>()
-        };
-        assert_eq!(ids(&store), ["i-1/a", "i-2/a"]);
-        let reservations = |s: &Store| {
-            s.read(|tx| tx.scan(&RESERVATIONS, "a/")).unwrap().into_iter().map(|(k, _)| k).collect::<Vec<_>>()
-        };
-        assert_eq!(reservations(&store), ["a/r/i-1", "a/r/i-2"]);
-        store.write(|tx| tx.remove(&INSTANCES, "a/i-2")).unwrap();
-        assert_eq!(reservations(&store), ["a/r/i-1"]);
-        assert_eq!(usage(&store, "h2"), (0, 0, 0));
-        assert_eq!(ids(&store), ["i-1/a"]);
-        // A write that fails leaves the usage as it was.
-        let failed: Result<()> = store.write(|tx| {
-            tx.insert(&INSTANCES, "a/i-3", &instance("i-3", "h1", InstanceState::Running, None))?;
-            Err(crate::Error::Db("boom".into()))
-        });
-        assert!(failed.is_err());
-        assert_eq!(usage(&store, "h1"), (0, 0, 0));
+        for (_kind, store, _db) in crate::testing::stores() {
+            let put = |r: &InstanceRecord| store.write(|tx| tx.insert(&INSTANCES, &format!("a/{}", r.id), r)).unwrap();
+            put(&instance("i-1", "h1", InstanceState::Pending, None));
+            put(&instance("i-2", "h1", InstanceState::Running, None));
+            assert_eq!(usage(&store, "h1"), (4, 1024, 6));
+            // Migrating: the target holds vCPUs and memory, the disk stays counted where it is.
+            put(&instance("i-2", "h1", InstanceState::Running, Some("h2")));
+            assert_eq!((usage(&store, "h1"), usage(&store, "h2")), ((4, 1024, 6), (2, 512, 0)));
+            // Switched over.
+            put(&instance("i-2", "h2", InstanceState::Running, None));
+            assert_eq!((usage(&store, "h1"), usage(&store, "h2")), ((2, 512, 3), (2, 512, 3)));
+            put(&instance("i-1", "h1", InstanceState::Stopped, None));
+            assert_eq!(usage(&store, "h1"), (0, 0, 0));
+            let ids = |s: &Store| {
+                s.read(|tx| tx.scan(&INSTANCE_IDS, "")).unwrap().into_iter().map(|(k, _)| k).collect::<Vec<_>>()
+            };
+            assert_eq!(ids(&store), ["i-1/a", "i-2/a"]);
+            let reservations = |s: &Store| {
+                s.read(|tx| tx.scan(&RESERVATIONS, "a/")).unwrap().into_iter().map(|(k, _)| k).collect::<Vec<_>>()
+            };
+            assert_eq!(reservations(&store), ["a/r/i-1", "a/r/i-2"]);
+            store.write(|tx| tx.remove(&INSTANCES, "a/i-2")).unwrap();
+            assert_eq!(reservations(&store), ["a/r/i-1"]);
+            assert_eq!(usage(&store, "h2"), (0, 0, 0));
+            assert_eq!(ids(&store), ["i-1/a"]);
+            // A write that fails leaves the usage as it was.
+            let failed: Result<()> = store.write(|tx| {
+                tx.insert(&INSTANCES, "a/i-3", &instance("i-3", "h1", InstanceState::Running, None))?;
+                Err(crate::Error::Db("boom".into()))
+            });
+            assert!(failed.is_err());
+            assert_eq!(usage(&store, "h1"), (0, 0, 0));
+        }
     }
 
     #[test]
     fn tags_volumes_and_leases_are_indexed() {
-        let store = Store::in_memory().unwrap();
-        let tag = |v: &str| TagRecord { resource_id: "i-1".into(), key: "env".into(), value: v.into() };
-        store.write(|tx| tx.insert(&TAGS, "a/i-1/env", &tag("prod"))).unwrap();
-        store.write(|tx| tx.insert(&TAGS, "a/i-1/env", &tag("dev"))).unwrap();
-        let found = |prefix: String| -> Vec<String> {
-            store.read(|tx| tx.scan(&TAG_INDEX, &prefix)).unwrap().into_iter().map(|(k, _)| k).collect()
-        };
-        assert!(found(tag_index_prefix("a", "env", Some("prod"))).is_empty());
-        assert_eq!(
-            found(tag_index_prefix("a", "env", Some("dev"))),
-            [format!("{}i-1", tag_index_prefix("a", "env", Some("dev")))]
-        );
-        store.write(|tx| tx.remove(&TAGS, "a/i-1/env")).unwrap();
-        assert!(found(tag_index_prefix("a", "env", None)).is_empty());
+        for (_kind, store, _db) in crate::testing::stores() {
+            let tag = |v: &str| TagRecord { resource_id: "i-1".into(), key: "env".into(), value: v.into() };
+            store.write(|tx| tx.insert(&TAGS, "a/i-1/env", &tag("prod"))).unwrap();
+            store.write(|tx| tx.insert(&TAGS, "a/i-1/env", &tag("dev"))).unwrap();
+            let found = |prefix: String| -> Vec<String> {
+                store.read(|tx| tx.scan(&TAG_INDEX, &prefix)).unwrap().into_iter().map(|(k, _)| k).collect()
+            };
+            assert!(found(tag_index_prefix("a", "env", Some("prod"))).is_empty());
+            assert_eq!(
+                found(tag_index_prefix("a", "env", Some("dev"))),
+                [format!("{}i-1", tag_index_prefix("a", "env", Some("dev")))]
+            );
+            store.write(|tx| tx.remove(&TAGS, "a/i-1/env")).unwrap();
+            assert!(found(tag_index_prefix("a", "env", None)).is_empty());
 
-        let mut volume: VolumeRecord = serde_json::from_value(serde_json::json!({
-            "id": "vol-1", "account": "a", "zone": "z", "size_gib": 1, "volume_type": "gp2", "iops": null,
-            "throughput": null, "snapshot_id": null, "state": "available", "attachment": null, "root": false,
-            "path": "/v", "client_token": null, "modification": null, "created_ms": 0,
-        }))
-        .unwrap();
-        store.write(|tx| tx.insert(&VOLUMES, "a/vol-1", &volume)).unwrap();
-        assert!(store.read(|tx| tx.scan(&VOLUME_ATTACHMENTS, "a/i-1/")).unwrap().is_empty());
-        volume.attachment = Some(VolumeAttachmentRecord {
-            instance_id: "i-1".into(),
-            device: "/dev/sdf".into(),
-            state: crate::AttachmentState::Attached,
-            attach_time_ms: 0,
-            delete_on_termination: false,
-        });
-        store.write(|tx| tx.insert(&VOLUMES, "a/vol-1", &volume)).unwrap();
-        assert_eq!(store.read(|tx| tx.scan(&VOLUME_ATTACHMENTS, "a/i-1/")).unwrap().len(), 1);
-        // Multi-Attach: listed under each instance; the first to go hands its place on.
-        let second = VolumeAttachmentRecord { instance_id: "i-2".into(), ..volume.attachment.clone().unwrap() };
-        volume.attach(second);
-        store.write(|tx| tx.insert(&VOLUMES, "a/vol-1", &volume)).unwrap();
-        let listed = |s: &Store| -> Vec<String> {
-            s.read(|tx| tx.scan(&VOLUME_ATTACHMENTS, "a/")).unwrap().into_iter().map(|(k, _)| k).collect()
-        };
-        assert_eq!(listed(&store), ["a/i-1/vol-1", "a/i-2/vol-1"]);
-        assert_eq!(volume.detach("i-1").unwrap().instance_id, "i-1");
-        assert_eq!(volume.attachment.as_ref().unwrap().instance_id, "i-2");
-        assert!(volume.shared_attachments.is_empty() && volume.detach("i-1").is_none());
-        store.write(|tx| tx.insert(&VOLUMES, "a/vol-1", &volume)).unwrap();
-        assert_eq!(listed(&store), ["a/i-2/vol-1"]);
-        store.write(|tx| tx.remove(&VOLUMES, "a/vol-1")).unwrap();
-        assert!(store.read(|tx| tx.scan(&VOLUME_ATTACHMENTS, "a/")).unwrap().is_empty());
+            let mut volume: VolumeRecord = serde_json::from_value(serde_json::json!({
+                "id": "vol-1", "account": "a", "zone": "z", "size_gib": 1, "volume_type": "gp2", "iops": null,
+                "throughput": null, "snapshot_id": null, "state": "available", "attachment": null, "root": false,
+                "path": "/v", "client_token": null, "modification": null, "created_ms": 0,
+            }))
+            .unwrap();
+            store.write(|tx| tx.insert(&VOLUMES, "a/vol-1", &volume)).unwrap();
+            assert!(store.read(|tx| tx.scan(&VOLUME_ATTACHMENTS, "a/i-1/")).unwrap().is_empty());
+            volume.attachment = Some(VolumeAttachmentRecord {
+                instance_id: "i-1".into(),
+                device: "/dev/sdf".into(),
+                state: crate::AttachmentState::Attached,
+                attach_time_ms: 0,
+                delete_on_termination: false,
+            });
+            store.write(|tx| tx.insert(&VOLUMES, "a/vol-1", &volume)).unwrap();
+            assert_eq!(store.read(|tx| tx.scan(&VOLUME_ATTACHMENTS, "a/i-1/")).unwrap().len(), 1);
+            // Multi-Attach: listed under each instance; the first to go hands its place on.
+            let second = VolumeAttachmentRecord { instance_id: "i-2".into(), ..volume.attachment.clone().unwrap() };
+            volume.attach(second);
+            store.write(|tx| tx.insert(&VOLUMES, "a/vol-1", &volume)).unwrap();
+            let listed = |s: &Store| -> Vec<String> {
+                s.read(|tx| tx.scan(&VOLUME_ATTACHMENTS, "a/")).unwrap().into_iter().map(|(k, _)| k).collect()
+            };
+            assert_eq!(listed(&store), ["a/i-1/vol-1", "a/i-2/vol-1"]);
+            assert_eq!(volume.detach("i-1").unwrap().instance_id, "i-1");
+            assert_eq!(volume.attachment.as_ref().unwrap().instance_id, "i-2");
+            assert!(volume.shared_attachments.is_empty() && volume.detach("i-1").is_none());
+            store.write(|tx| tx.insert(&VOLUMES, "a/vol-1", &volume)).unwrap();
+            assert_eq!(listed(&store), ["a/i-2/vol-1"]);
+            store.write(|tx| tx.remove(&VOLUMES, "a/vol-1")).unwrap();
+            assert!(store.read(|tx| tx.scan(&VOLUME_ATTACHMENTS, "a/")).unwrap().is_empty());
 
-        let lease = LeaseRecord { instance_key: "a/i-1".into(), mac: "m".into() };
-        store.write(|tx| tx.insert(&LEASES, "172.31.0.4", &lease)).unwrap();
-        let block = |s: &Store| s.read(|tx| tx.get(&LEASE_BLOCKS, "ac1f0000")).unwrap().unwrap();
-        assert!(block(&store).is_leased(4));
-        store.write(|tx| tx.remove(&LEASES, "172.31.0.4")).unwrap();
-        assert!(!block(&store).is_leased(4));
-        // A VPC's own address space has its own blocks: the same address is another lease.
-        store.write(|tx| tx.insert(&LEASES, "vpc-1/172.31.0.4", &lease)).unwrap();
-        assert!(!block(&store).is_leased(4));
-        let scoped = store.read(|tx| tx.get(&LEASE_BLOCKS, "vpc-1/ac1f0000")).unwrap().unwrap();
-        assert!(scoped.is_leased(4));
+            let lease = LeaseRecord { instance_key: "a/i-1".into(), mac: "m".into() };
+            store.write(|tx| tx.insert(&LEASES, "172.31.0.4", &lease)).unwrap();
+            let block = |s: &Store| s.read(|tx| tx.get(&LEASE_BLOCKS, "ac1f0000")).unwrap().unwrap();
+            assert!(block(&store).is_leased(4));
+            store.write(|tx| tx.remove(&LEASES, "172.31.0.4")).unwrap();
+            assert!(!block(&store).is_leased(4));
+            // A VPC's own address space has its own blocks: the same address is another lease.
+            store.write(|tx| tx.insert(&LEASES, "vpc-1/172.31.0.4", &lease)).unwrap();
+            assert!(!block(&store).is_leased(4));
+            let scoped = store.read(|tx| tx.get(&LEASE_BLOCKS, "vpc-1/ac1f0000")).unwrap().unwrap();
+            assert!(scoped.is_leased(4));
+        }
     }
 
     #[test]
     fn rules_and_interfaces_are_indexed_as_they_change() {
-        let store = Store::in_memory().unwrap();
-        let rule = |id: &str| crate::SecurityGroupRuleRecord {
-            id: id.into(),
-            egress: false,
-            protocol: "tcp".into(),
-            from_port: Some(22),
-            to_port: Some(22),
-            peer: crate::RulePeer::Ipv4 { cidr: "0.0.0.0/0".into() },
-            description: None,
-        };
-        let mut group = SecurityGroupRecord {
-            id: "sg-1".into(),
-            account: "a".into(),
-            vpc_id: "vpc-1".into(),
-            name: "g".into(),
-            description: "d".into(),
-            default: false,
-            rules: vec![rule("sgr-1"), rule("sgr-2")],
-            created_ms: 0,
-        };
-        let rules = |s: &Store| -> Vec<String> {
-            s.read(|tx| tx.scan(&GROUP_RULES, "")).unwrap().into_iter().map(|(k, _)| k).collect()
-        };
-        store.write(|tx| tx.insert(&SECURITY_GROUPS, "a/sg-1", &group)).unwrap();
-        assert_eq!(rules(&store), ["a/sgr-1/sg-1", "a/sgr-2/sg-1"]);
-        group.rules = vec![rule("sgr-2"), rule("sgr-3")];
-        store.write(|tx| tx.insert(&SECURITY_GROUPS, "a/sg-1", &group)).unwrap();
-        assert_eq!(rules(&store), ["a/sgr-2/sg-1", "a/sgr-3/sg-1"], "a revoked rule leaves the index");
-        store.write(|tx| tx.remove(&SECURITY_GROUPS, "a/sg-1")).unwrap();
-        assert!(rules(&store).is_empty());
+        for (_kind, store, _db) in crate::testing::stores() {
+            let rule = |id: &str| crate::SecurityGroupRuleRecord {
+                id: id.into(),
+                egress: false,
+                protocol: "tcp".into(),
+                from_port: Some(22),
+                to_port: Some(22),
+                peer: crate::RulePeer::Ipv4 { cidr: "0.0.0.0/0".into() },
+                description: None,
+            };
+            let mut group = SecurityGroupRecord {
+                id: "sg-1".into(),
+                account: "a".into(),
+                vpc_id: "vpc-1".into(),
+                name: "g".into(),
+                description: "d".into(),
+                default: false,
+                rules: vec![rule("sgr-1"), rule("sgr-2")],
+                created_ms: 0,
+            };
+            let rules = |s: &Store| -> Vec<String> {
+                s.read(|tx| tx.scan(&GROUP_RULES, "")).unwrap().into_iter().map(|(k, _)| k).collect()
+            };
+            store.write(|tx| tx.insert(&SECURITY_GROUPS, "a/sg-1", &group)).unwrap();
+            assert_eq!(rules(&store), ["a/sgr-1/sg-1", "a/sgr-2/sg-1"]);
+            group.rules = vec![rule("sgr-2"), rule("sgr-3")];
+            store.write(|tx| tx.insert(&SECURITY_GROUPS, "a/sg-1", &group)).unwrap();
+            assert_eq!(rules(&store), ["a/sgr-2/sg-1", "a/sgr-3/sg-1"], "a revoked rule leaves the index");
+            store.write(|tx| tx.remove(&SECURITY_GROUPS, "a/sg-1")).unwrap();
+            assert!(rules(&store).is_empty());
 
-        store.write(|tx| tx.insert(&INSTANCES, "a/i-1", &instance("i-1", "h1", InstanceState::Running, None))).unwrap();
-        let interfaces = store.read(|tx| tx.scan(&INTERFACES, "a/")).unwrap();
-        assert_eq!(interfaces.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(), ["a/eni/i-1"]);
-        store.write(|tx| tx.remove(&INSTANCES, "a/i-1")).unwrap();
-        assert!(store.read(|tx| tx.scan(&INTERFACES, "")).unwrap().is_empty());
+            store
+                .write(|tx| tx.insert(&INSTANCES, "a/i-1", &instance("i-1", "h1", InstanceState::Running, None)))
+                .unwrap();
+            let interfaces = store.read(|tx| tx.scan(&INTERFACES, "a/")).unwrap();
+            assert_eq!(interfaces.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(), ["a/eni/i-1"]);
+            store.write(|tx| tx.remove(&INSTANCES, "a/i-1")).unwrap();
+            assert!(store.read(|tx| tx.scan(&INTERFACES, "")).unwrap().is_empty());
+        }
     }
 
     #[test]

@@ -1,7 +1,9 @@
-//! Stratus's state in redb.
+//! Stratus's state: in redb (embedded, the default) or in PostgreSQL ([`pg`]).
 //!
 //! 1. [`Store::open`] opens (or creates) the database file and makes sure every table in
 //!    [`tables`] exists; a second process on the same file gets [`Error::Locked`].
+//!    [`Store::open_postgres`] connects to a PostgreSQL database instead and brings its schema
+//!    up to date; callers see no difference.
 //! 2. Callers work in closures: [`Store::read`] gets a snapshot, [`Store::write`] a transaction
 //!    that commits when the closure returns `Ok` and is dropped (rolled back) otherwise.
 //! 3. Values are typed [`Record`]s, stored as one version byte followed by JSON, so that a
@@ -15,8 +17,10 @@
 
 pub mod derived;
 pub mod metrics;
+pub mod pg;
 mod records;
 pub mod tables;
+pub mod testing;
 
 use std::marker::PhantomData;
 use std::path::Path;
@@ -114,7 +118,22 @@ impl<V: Record> Table<V> {
 }
 
 pub struct Store {
-    db: redb::Database,
+    kind: Kind,
+}
+
+enum Kind {
+    Redb(redb::Database),
+    Postgres(Box<pg::Database>),
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        if let Kind::Postgres(db) = &mut self.kind {
+            // Closing PostgreSQL connections blocks: never on an async executor's thread.
+            let parts = db.take();
+            pg::blocking(move || drop(parts));
+        }
+    }
 }
 
 /// redb's page cache when none is asked for: pages beyond it are read again from the file
@@ -135,6 +154,18 @@ impl Store {
         Self::init(redb::Database::builder().create_with_backend(redb::backends::InMemoryBackend::new())?)
     }
 
+    /// The store in the PostgreSQL database `url` names (libpq's URL or key=value forms,
+    /// several hosts with `target_session_attrs=read-write` too), with at most `connections`
+    /// open at once. `exclusive` (a server) holds the database as a redb file is held: a second
+    /// server on it gets [`Error::Locked`] until the first one's connection ends. Commands
+    /// open it shared.
+    pub fn open_postgres(url: &str, connections: u32, exclusive: bool) -> Result<Self> {
+        let db = pg::blocking(|| pg::Database::open(url, connections, exclusive))?;
+        let store = Self { kind: Kind::Postgres(Box::new(db)) };
+        store.write(derived::ensure)?;
+        Ok(store)
+    }
+
     fn init(db: redb::Database) -> Result<Self> {
         let tx = db.begin_write()?;
         for name in tables::ALL {
@@ -142,20 +173,56 @@ impl Store {
         }
         derived::ensure(&WriteTx::new(&tx))?;
         tx.commit()?;
-        Ok(Self { db })
+        Ok(Self { kind: Kind::Redb(db) })
+    }
+
+    /// Whether the store is PostgreSQL's.
+    pub fn is_postgres(&self) -> bool {
+        matches!(self.kind, Kind::Postgres(..))
     }
 
     pub fn read<T, E: From<Error>>(&self, f: impl FnOnce(&ReadTx) -> Result<T, E>) -> Result<T, E> {
-        let tx = ReadTx { tx: self.db.begin_read().map_err(Error::from)?, open: Default::default() };
-        f(&tx)
+        match &self.kind {
+            Kind::Redb(db) => {
+                let tx = ReadTx {
+                    inner: ReadInner::Redb { tx: db.begin_read().map_err(Error::from)?, open: Default::default() },
+                };
+                f(&tx)
+            }
+            // PostgreSQL's client blocks: off the executor when called on it.
+            Kind::Postgres(db) => pg::blocking(|| {
+                let mut conn = db.connection()?;
+                pg::begin_read(&mut conn)?;
+                let tx = ReadTx { inner: ReadInner::Postgres(Box::new(std::cell::RefCell::new(conn))) };
+                let value = f(&tx);
+                if let ReadInner::Postgres(conn) = tx.inner {
+                    pg::end(&mut conn.into_inner(), false)?;
+                }
+                value
+            }),
+        }
     }
 
     pub fn write<T, E: From<Error>>(&self, f: impl FnOnce(&WriteTx) -> Result<T, E>) -> Result<T, E> {
-        let tx = self.db.begin_write().map_err(Error::from)?;
-        // The tables the closure opened close with `WriteTx` before the commit.
-        let value = f(&WriteTx::new(&tx))?;
-        tx.commit().map_err(Error::from)?;
-        Ok(value)
+        match &self.kind {
+            Kind::Redb(db) => {
+                let tx = db.begin_write().map_err(Error::from)?;
+                // The tables the closure opened close with `WriteTx` before the commit.
+                let value = f(&WriteTx::new(&tx))?;
+                tx.commit().map_err(Error::from)?;
+                Ok(value)
+            }
+            Kind::Postgres(db) => pg::blocking(|| {
+                let conn = std::cell::RefCell::new(db.connection()?);
+                pg::begin_write(&mut conn.borrow_mut())?;
+                let value = f(&WriteTx::postgres(&conn));
+                // Committed only when the closure succeeded; a commit that fails (the
+                // connection lost) is an error: the write may or may not have landed, as with
+                // any database, and callers retry by reading what is there.
+                pg::end(&mut conn.borrow_mut(), value.is_ok())?;
+                value
+            }),
+        }
     }
 }
 
@@ -216,30 +283,44 @@ impl Reads for WriteTx<'_> {
 
 type ReadTable = redb::ReadOnlyTable<&'static str, &'static [u8]>;
 
-/// A consistent snapshot. Tables open on first use and stay open for the snapshot's life:
-/// opening one is a lookup of its own.
+/// A consistent snapshot. On redb, tables open on first use and stay open for the snapshot's
+/// life (opening one is a lookup of its own); on PostgreSQL it is one read-only transaction.
 pub struct ReadTx {
-    tx: redb::ReadTransaction,
-    open: std::cell::RefCell<Vec<(&'static str, std::rc::Rc<ReadTable>)>>,
+    inner: ReadInner,
+}
+
+enum ReadInner {
+    Redb { tx: redb::ReadTransaction, open: std::cell::RefCell<Vec<(&'static str, std::rc::Rc<ReadTable>)>> },
+    Postgres(Box<std::cell::RefCell<r2d2::PooledConnection<pg::Manager>>>),
 }
 
 impl ReadTx {
-    fn table<V: Record>(&self, t: &Table<V>) -> Result<std::rc::Rc<ReadTable>> {
-        if let Some((_, table)) = self.open.borrow().iter().find(|(name, _)| *name == t.name) {
+    fn table<V: Record>(
+        tx: &redb::ReadTransaction,
+        open: &std::cell::RefCell<Vec<(&'static str, std::rc::Rc<ReadTable>)>>,
+        t: &Table<V>,
+    ) -> Result<std::rc::Rc<ReadTable>> {
+        if let Some((_, table)) = open.borrow().iter().find(|(name, _)| *name == t.name) {
             return Ok(std::rc::Rc::clone(table));
         }
-        let table = std::rc::Rc::new(self.tx.open_table(t.def())?);
-        self.open.borrow_mut().push((t.name, std::rc::Rc::clone(&table)));
+        let table = std::rc::Rc::new(tx.open_table(t.def())?);
+        open.borrow_mut().push((t.name, std::rc::Rc::clone(&table)));
         Ok(table)
     }
 
     pub fn get<V: Record>(&self, t: &Table<V>, key: &str) -> Result<Option<V>> {
-        get_from(&*self.table(t)?, t, key)
+        match &self.inner {
+            ReadInner::Redb { tx, open } => get_from(&*Self::table(tx, open, t)?, t, key),
+            ReadInner::Postgres(conn) => pg_get(&mut conn.borrow_mut(), t, key),
+        }
     }
 
     /// Every record whose key starts with `prefix`, in key order.
     pub fn scan<V: Record>(&self, t: &Table<V>, prefix: &str) -> Result<Vec<(String, V)>> {
-        scan_from(&*self.table(t)?, t, prefix)
+        match &self.inner {
+            ReadInner::Redb { tx, open } => scan_from(&*Self::table(tx, open, t)?, t, prefix),
+            ReadInner::Postgres(conn) => pg_scan(&mut conn.borrow_mut(), t, prefix),
+        }
     }
 
     /// Hands `f` the records whose key starts with `prefix`, in key order from just after
@@ -265,20 +346,26 @@ impl ReadTx {
         mut f: impl FnMut(&str, &[u8]) -> Result<bool>,
     ) -> Result<()> {
         use std::ops::Bound;
-        let table = self.table(t)?;
-        let start = after.map(|a| format!("{prefix}{a}"));
-        let range = match &start {
-            Some(start) => table.range::<&str>((Bound::Excluded(start.as_str()), Bound::Unbounded))?,
-            None => table.range::<&str>(prefix..)?,
-        };
-        for entry in range {
-            let (key, value) = entry?;
-            let key = key.value();
-            if !key.starts_with(prefix) || !f(key, value.value())? {
-                break;
+        match &self.inner {
+            ReadInner::Redb { tx, open } => {
+                let table = Self::table(tx, open, t)?;
+                let start = after.map(|a| format!("{prefix}{a}"));
+                let range = match &start {
+                    Some(start) => table.range::<&str>((Bound::Excluded(start.as_str()), Bound::Unbounded))?,
+                    None => table.range::<&str>(prefix..)?,
+                };
+                for entry in range {
+                    let (key, value) = entry?;
+                    let key = key.value();
+                    if !key.starts_with(prefix) || !f(key, value.value())? {
+                        break;
+                    }
+                }
+                Ok(())
             }
+            // `f` may read the snapshot itself: each batch is fetched before it is handed on.
+            ReadInner::Postgres(conn) => pg::walk(conn, t.name, prefix, after, &mut f),
         }
-        Ok(())
     }
 
     /// Decodes one record's bytes as [`ReadTx::walk_keys`] handed them.
@@ -289,17 +376,25 @@ impl ReadTx {
     /// Hands `f` every record whose key starts with `prefix`, in key order, one at a time:
     /// a pass over a large table that keeps only what `f` keeps.
     pub fn for_each<V: Record>(&self, t: &Table<V>, prefix: &str, mut f: impl FnMut(&str, V)) -> Result<()> {
-        let table = self.table(t)?;
-        for entry in table.range(prefix..)? {
-            let (key, value) = entry?;
-            let key = key.value();
-            if !key.starts_with(prefix) {
-                break;
-            }
-            f(key, decode(t.name, key, value.value())?);
-        }
-        Ok(())
+        self.walk_keys(t, prefix, None, |key, bytes| {
+            f(key, decode(t.name, key, bytes)?);
+            Ok(true)
+        })
     }
+}
+
+fn pg_get<V: Record>(conn: &mut pg::PgConn, t: &Table<V>, key: &str) -> Result<Option<V>> {
+    conn.get(t.name, key)?.map(|bytes| decode(t.name, key, &bytes)).transpose()
+}
+
+fn pg_scan<V: Record>(conn: &mut pg::PgConn, t: &Table<V>, prefix: &str) -> Result<Vec<(String, V)>> {
+    conn.scan(t.name, prefix)?
+        .into_iter()
+        .map(|(key, bytes)| {
+            let value = decode(t.name, &key, &bytes)?;
+            Ok((key, value))
+        })
+        .collect()
 }
 
 /// A write transaction; it sees its own writes.
@@ -307,50 +402,91 @@ type WriteTable<'a> = redb::Table<'a, &'static str, &'static [u8]>;
 /// The tables a write transaction has open, by name.
 type OpenTables<'a> = std::cell::RefCell<Vec<(&'static str, std::rc::Rc<std::cell::RefCell<WriteTable<'a>>>)>>;
 
-/// A write transaction; it sees its own writes. Tables open on first use and stay open until
-/// the transaction commits: a launch writes a dozen records to a handful of tables.
+/// A write transaction; it sees its own writes. On redb, tables open on first use and stay
+/// open until the transaction commits (a launch writes a dozen records to a handful of
+/// tables); on PostgreSQL it is one transaction that writers take turns on ([`pg`]).
 pub struct WriteTx<'a> {
-    tx: &'a redb::WriteTransaction,
-    open: OpenTables<'a>,
+    inner: WriteInner<'a>,
+}
+
+enum WriteInner<'a> {
+    Redb { tx: &'a redb::WriteTransaction, open: OpenTables<'a> },
+    Postgres(&'a std::cell::RefCell<r2d2::PooledConnection<pg::Manager>>),
 }
 
 impl<'a> WriteTx<'a> {
     fn new(tx: &'a redb::WriteTransaction) -> Self {
-        Self { tx, open: Default::default() }
+        Self { inner: WriteInner::Redb { tx, open: Default::default() } }
+    }
+
+    fn postgres(conn: &'a std::cell::RefCell<r2d2::PooledConnection<pg::Manager>>) -> Self {
+        Self { inner: WriteInner::Postgres(conn) }
     }
 
     /// Bytes the database's allocated pages take, as of this transaction.
     pub fn stored_bytes(&self) -> Result<u64> {
-        let stats = self.tx.stats()?;
-        Ok(stats.allocated_pages() * stats.page_size() as u64)
+        match &self.inner {
+            WriteInner::Redb { tx, .. } => {
+                let stats = tx.stats()?;
+                Ok(stats.allocated_pages() * stats.page_size() as u64)
+            }
+            WriteInner::Postgres(conn) => conn.borrow_mut().stored_bytes(),
+        }
     }
 
-    fn table<V: Record>(&self, t: &Table<V>) -> Result<std::rc::Rc<std::cell::RefCell<WriteTable<'a>>>> {
-        if let Some((_, table)) = self.open.borrow().iter().find(|(name, _)| *name == t.name) {
+    fn table<V: Record>(
+        tx: &'a redb::WriteTransaction,
+        open: &OpenTables<'a>,
+        t: &Table<V>,
+    ) -> Result<std::rc::Rc<std::cell::RefCell<WriteTable<'a>>>> {
+        if let Some((_, table)) = open.borrow().iter().find(|(name, _)| *name == t.name) {
             return Ok(std::rc::Rc::clone(table));
         }
-        let table = std::rc::Rc::new(std::cell::RefCell::new(self.tx.open_table(t.def())?));
-        self.open.borrow_mut().push((t.name, std::rc::Rc::clone(&table)));
+        let table = std::rc::Rc::new(std::cell::RefCell::new(tx.open_table(t.def())?));
+        open.borrow_mut().push((t.name, std::rc::Rc::clone(&table)));
         Ok(table)
     }
 
+    /// The PostgreSQL transaction, for the metric history written beside the records.
+    pub(crate) fn postgres_conn(&self) -> Option<std::cell::RefMut<'_, r2d2::PooledConnection<pg::Manager>>> {
+        match &self.inner {
+            WriteInner::Postgres(conn) => Some(conn.borrow_mut()),
+            WriteInner::Redb { .. } => None,
+        }
+    }
+
     pub fn get<V: Record>(&self, t: &Table<V>, key: &str) -> Result<Option<V>> {
-        get_from(&*self.table(t)?.borrow(), t, key)
+        match &self.inner {
+            WriteInner::Redb { tx, open } => get_from(&*Self::table(tx, open, t)?.borrow(), t, key),
+            WriteInner::Postgres(conn) => pg_get(&mut conn.borrow_mut(), t, key),
+        }
     }
 
     pub fn scan<V: Record>(&self, t: &Table<V>, prefix: &str) -> Result<Vec<(String, V)>> {
-        scan_from(&*self.table(t)?.borrow(), t, prefix)
+        match &self.inner {
+            WriteInner::Redb { tx, open } => scan_from(&*Self::table(tx, open, t)?.borrow(), t, prefix),
+            WriteInner::Postgres(conn) => pg_scan(&mut conn.borrow_mut(), t, prefix),
+        }
     }
 
     pub fn insert<V: Record>(&self, t: &Table<V>, key: &str, value: &V) -> Result<()> {
-        let old = {
-            let table = self.table(t)?;
-            let mut table = table.borrow_mut();
-            let old = table.insert(key, encode(value).as_slice())?;
-            if V::DERIVED {
-                old.map(|bytes| decode::<V>(t.name, key, bytes.value())).transpose()?
-            } else {
-                None
+        let bytes = encode(value);
+        let old = match &self.inner {
+            WriteInner::Redb { tx, open } => {
+                let table = Self::table(tx, open, t)?;
+                let mut table = table.borrow_mut();
+                let old = table.insert(key, bytes.as_slice())?;
+                if V::DERIVED {
+                    old.map(|bytes| decode::<V>(t.name, key, bytes.value())).transpose()?
+                } else {
+                    None
+                }
+            }
+            WriteInner::Postgres(conn) => {
+                let mut conn = conn.borrow_mut();
+                let old = if V::DERIVED { pg_get(&mut conn, t, key)? } else { None };
+                conn.put(t.name, key, &bytes)?;
+                old
             }
         };
         // Derived tables are others than `t`: its borrow has ended.
@@ -362,15 +498,22 @@ impl<'a> WriteTx<'a> {
 
     /// Removes `key`; whether it was there.
     pub fn remove<V: Record>(&self, t: &Table<V>, key: &str) -> Result<bool> {
-        let old = {
-            let table = self.table(t)?;
-            let mut table = table.borrow_mut();
-            let old = table.remove(key)?;
-            match old {
-                Some(bytes) if V::DERIVED => Some(Some(decode::<V>(t.name, key, bytes.value())?)),
+        let old: Option<Option<V>> = match &self.inner {
+            WriteInner::Redb { tx, open } => {
+                let table = Self::table(tx, open, t)?;
+                let mut table = table.borrow_mut();
+                let old = table.remove(key)?;
+                match old {
+                    Some(bytes) if V::DERIVED => Some(Some(decode::<V>(t.name, key, bytes.value())?)),
+                    Some(_) => Some(None),
+                    None => None,
+                }
+            }
+            WriteInner::Postgres(conn) => match conn.borrow_mut().delete(t.name, key)? {
+                Some(bytes) if V::DERIVED => Some(Some(decode::<V>(t.name, key, &bytes)?)),
                 Some(_) => Some(None),
                 None => None,
-            }
+            },
         };
         if let Some(Some(old)) = &old {
             V::derive(self, key, Some(old), None)?;
@@ -380,11 +523,16 @@ impl<'a> WriteTx<'a> {
 
     /// Empties a table.
     pub fn clear<V: Record>(&self, t: &Table<V>) -> Result<()> {
-        // redb deletes only a table that is not open.
-        self.open.borrow_mut().retain(|(name, _)| *name != t.name);
-        self.tx.delete_table(t.def())?;
-        self.tx.open_table(t.def())?;
-        Ok(())
+        match &self.inner {
+            WriteInner::Redb { tx, open } => {
+                // redb deletes only a table that is not open.
+                open.borrow_mut().retain(|(name, _)| *name != t.name);
+                tx.delete_table(t.def())?;
+                tx.open_table(t.def())?;
+                Ok(())
+            }
+            WriteInner::Postgres(conn) => conn.borrow_mut().clear(t.name),
+        }
     }
 }
 
@@ -395,31 +543,64 @@ mod tests {
 
     #[test]
     fn walks_start_after_a_key_and_stop_when_told() {
-        let store = Store::in_memory().unwrap();
-        store
-            .write(|tx| {
-                for key in ["a/1", "a/2", "a/3", "a/4", "b/1"] {
-                    tx.insert(&TAGS, key, &tag(key))?;
-                }
-                Ok::<_, Error>(())
-            })
-            .unwrap();
-        let walk = |after: Option<&str>, stop_after: usize| {
+        for (kind, store, _db) in testing::stores() {
+            store
+                .write(|tx| {
+                    for key in ["a/1", "a/2", "a/3", "a/4", "b/1"] {
+                        tx.insert(&TAGS, key, &tag(key))?;
+                    }
+                    Ok::<_, Error>(())
+                })
+                .unwrap();
+            let walk = |after: Option<&str>, stop_after: usize| {
+                let mut seen = Vec::new();
+                store
+                    .read(|tx| {
+                        tx.walk(&TAGS, "a/", after, |key, _| {
+                            seen.push(key.to_owned());
+                            seen.len() < stop_after
+                        })
+                    })
+                    .unwrap();
+                seen
+            };
+            assert_eq!(walk(None, 10), ["a/1", "a/2", "a/3", "a/4"], "{kind}");
+            assert_eq!(walk(Some("2"), 10), ["a/3", "a/4"], "{kind}: after is exclusive, within the prefix");
+            assert_eq!(walk(Some("1"), 2), ["a/2", "a/3"], "{kind}");
+            assert_eq!(walk(Some("9"), 10), Vec::<String>::new(), "{kind}");
+        }
+    }
+
+    /// Walks longer than a PostgreSQL batch go on from where the batch ended, and may read the
+    /// snapshot while they walk.
+    #[test]
+    fn long_walks_cross_batches_and_read_as_they_go() {
+        for (kind, store, _db) in testing::stores() {
+            let keys: Vec<String> = (0..700).map(|i| format!("a/{i:04}")).collect();
+            store
+                .write(|tx| {
+                    for key in &keys {
+                        tx.insert(&TAGS, key, &tag(key))?;
+                    }
+                    Ok::<_, Error>(())
+                })
+                .unwrap();
             let mut seen = Vec::new();
             store
                 .read(|tx| {
-                    tx.walk(&TAGS, "a/", after, |key, _| {
+                    tx.walk(&TAGS, "a/", Some("0099"), |key, record| {
+                        let again = tx.get(&TAGS, key).unwrap().unwrap();
+                        assert_eq!(again.key, record.key);
                         seen.push(key.to_owned());
-                        seen.len() < stop_after
+                        true
                     })
                 })
                 .unwrap();
-            seen
-        };
-        assert_eq!(walk(None, 10), ["a/1", "a/2", "a/3", "a/4"]);
-        assert_eq!(walk(Some("2"), 10), ["a/3", "a/4"], "after is exclusive, within the prefix");
-        assert_eq!(walk(Some("1"), 2), ["a/2", "a/3"]);
-        assert_eq!(walk(Some("9"), 10), Vec::<String>::new());
+            assert_eq!(seen, keys[100..], "{kind}");
+            let mut counted = 0;
+            store.read(|tx| tx.for_each(&TAGS, "a/", |_, _: TagRecord| counted += 1)).unwrap();
+            assert_eq!(counted, 700, "{kind}");
+        }
     }
 
     fn tag(key: &str) -> TagRecord {
@@ -428,30 +609,64 @@ mod tests {
 
     #[test]
     fn writes_commit_on_ok_and_roll_back_on_err() {
-        let store = Store::in_memory().unwrap();
-        store.write(|tx| tx.insert(&TAGS, "a/key-1/x", &tag("x"))).unwrap();
-        let failed: Result<(), Error> = store.write(|tx| {
-            tx.insert(&TAGS, "a/key-1/y", &tag("y"))?;
-            Err(Error::Db("boom".into()))
-        });
-        assert!(failed.is_err());
-        let keys: Vec<String> = store.read(|tx| tx.scan(&TAGS, "a/")).unwrap().into_iter().map(|(k, _)| k).collect();
-        assert_eq!(keys, ["a/key-1/x"]);
+        for (kind, store, _db) in testing::stores() {
+            store.write(|tx| tx.insert(&TAGS, "a/key-1/x", &tag("x"))).unwrap();
+            let failed: Result<(), Error> = store.write(|tx| {
+                tx.insert(&TAGS, "a/key-1/y", &tag("y"))?;
+                assert!(tx.get(&TAGS, "a/key-1/y")?.is_some(), "a write sees its own writes");
+                Err(Error::Db("boom".into()))
+            });
+            assert!(failed.is_err());
+            let keys: Vec<String> =
+                store.read(|tx| tx.scan(&TAGS, "a/")).unwrap().into_iter().map(|(k, _)| k).collect();
+            assert_eq!(keys, ["a/key-1/x"], "{kind}");
+            assert!(store.write(|tx| tx.remove(&TAGS, "a/key-1/x")).unwrap(), "{kind}");
+            assert!(!store.write(|tx| tx.remove(&TAGS, "a/key-1/x")).unwrap(), "{kind}");
+        }
     }
 
     #[test]
     fn scans_stop_at_the_prefix() {
-        let store = Store::in_memory().unwrap();
-        store
-            .write(|tx| {
-                for key in ["a/1", "a/2", "ab/1", "b/1"] {
-                    tx.insert(&TAGS, key, &tag(key))?;
-                }
-                Ok::<_, Error>(())
-            })
-            .unwrap();
-        let found = store.read(|tx| tx.scan(&TAGS, "a/")).unwrap();
-        assert_eq!(found.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(), ["a/1", "a/2"]);
+        for (kind, store, _db) in testing::stores() {
+            store
+                .write(|tx| {
+                    for key in ["a/1", "a/2", "ab/1", "b/1", "a0"] {
+                        tx.insert(&TAGS, key, &tag(key))?;
+                    }
+                    Ok::<_, Error>(())
+                })
+                .unwrap();
+            let found = store.read(|tx| tx.scan(&TAGS, "a/")).unwrap();
+            assert_eq!(found.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(), ["a/1", "a/2"], "{kind}");
+            store.write(|tx| tx.clear(&TAGS)).unwrap();
+            assert!(store.read(|tx| tx.scan(&TAGS, "")).unwrap().is_empty(), "{kind}");
+        }
+    }
+
+    /// Writers take turns: increments from many threads at once all land.
+    #[test]
+    fn concurrent_writes_serialize() {
+        for (kind, store, _db) in testing::stores() {
+            let store = std::sync::Arc::new(store);
+            let threads: Vec<_> = (0..8)
+                .map(|_| {
+                    let store = std::sync::Arc::clone(&store);
+                    std::thread::spawn(move || {
+                        for _ in 0..20 {
+                            store
+                                .write(|tx| {
+                                    let mut t = tx.get(&TAGS, "n/1")?.unwrap_or_else(|| tag("0"));
+                                    t.value = (t.value.parse::<u32>().unwrap_or(0) + 1).to_string();
+                                    tx.insert(&TAGS, "n/1", &t)
+                                })
+                                .unwrap();
+                        }
+                    })
+                })
+                .collect();
+            threads.into_iter().for_each(|t| t.join().unwrap());
+            assert_eq!(store.read(|tx| tx.get(&TAGS, "n/1")).unwrap().unwrap().value, "160", "{kind}");
+        }
     }
 
     #[test]
@@ -473,6 +688,25 @@ mod tests {
         let image = decode::<ImageRecord>("images", "a/ami-1", &bytes).unwrap();
         assert_eq!((image.state, &image.source_instance, &image.state_reason), (ImageState::Available, &None, &None));
         assert_eq!(encode(&image)[0], 2);
+    }
+
+    /// One server per PostgreSQL database, as per redb file; commands open it beside one.
+    #[test]
+    fn a_second_server_on_the_same_postgres_database_is_refused() {
+        let Some(db) = testing::TestDatabase::create() else { return };
+        let first = Store::open_postgres(&db.url, 2, true).unwrap();
+        assert!(first.is_postgres());
+        assert!(matches!(Store::open_postgres(&db.url, 2, true), Err(Error::Locked)));
+        let shared = Store::open_postgres(&db.url, 2, false).unwrap();
+        shared.write(|tx| tx.insert(&TAGS, "a/1", &tag("1"))).unwrap();
+        assert!(first.read(|tx| tx.get(&TAGS, "a/1")).unwrap().is_some(), "one database, seen by both");
+        drop(first);
+        // The lock goes with the holder's connection.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while let Err(Error::Locked) = Store::open_postgres(&db.url, 2, true) {
+            assert!(std::time::Instant::now() < deadline, "the lock outlived its holder");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
     }
 
     #[test]

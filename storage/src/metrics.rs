@@ -14,7 +14,8 @@
 
 use redb::{ReadableTable, TableDefinition, TableHandle};
 
-use crate::{Result, Store};
+use crate::pg::Sql;
+use crate::{Kind, Result, Store};
 
 /// A tier: the width of its buckets and of the tables that hold them, in minutes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -201,6 +202,22 @@ fn merge_into(tx: &redb::WriteTransaction, points: &[Point]) -> Result<()> {
     Ok(())
 }
 
+/// [`merge_into`] on PostgreSQL: each bucket's row read, merged and written back, inside the
+/// writer's transaction.
+fn merge_into_postgres(conn: &mut crate::pg::PgConn, points: &[Point]) -> Result<()> {
+    for tier in &TIERS {
+        for point in points {
+            let (tier_index, chunk) = (i16::from(tier.index), tier.chunk_of(point.minute) as i32);
+            let bucket = i64::from(tier.bucket_of(point.minute));
+            let found = conn.query(Sql::GetMetric, &[&tier_index, &chunk, &point.series, &bucket])?;
+            let mut row = found.first().and_then(|r| decode_row(r.get::<_, &[u8]>(0))).unwrap_or_default();
+            merge_row(&mut row, &point.values);
+            conn.execute(Sql::UpsertMetric, &[&tier_index, &chunk, &point.series, &bucket, &encode_row(&row)])?;
+        }
+    }
+    Ok(())
+}
+
 impl Store {
     /// Folds every point into its bucket of every tier, in one transaction.
     pub fn merge_points(&self, points: &[Point]) -> Result<()> {
@@ -214,7 +231,18 @@ impl Store {
         points: &[Point],
         f: impl FnOnce(&crate::WriteTx) -> std::result::Result<T, E>,
     ) -> std::result::Result<T, E> {
-        let tx = self.db.begin_write().map_err(crate::Error::from)?;
+        let db = match &self.kind {
+            Kind::Redb(db) => db,
+            Kind::Postgres(..) => {
+                return self.write(|tx| {
+                    if let Some(mut conn) = tx.postgres_conn() {
+                        merge_into_postgres(&mut conn, points)?;
+                    }
+                    f(tx)
+                })
+            }
+        };
+        let tx = db.begin_write().map_err(crate::Error::from)?;
         merge_into(&tx, points).map_err(E::from)?;
         let value = f(&crate::WriteTx::new(&tx))?;
         tx.commit().map_err(crate::Error::from)?;
@@ -228,7 +256,27 @@ impl Store {
         if from >= to {
             return Ok(out);
         }
-        let tx = self.db.begin_read()?;
+        let db = match &self.kind {
+            Kind::Redb(db) => db,
+            Kind::Postgres(db) => {
+                return crate::pg::blocking(|| {
+                    let mut conn = db.connection()?;
+                    let (first, last) = (tier.chunk_of(from) as i32, tier.chunk_of(to - 1) as i32);
+                    let (start, end) = (i64::from(tier.bucket_of(from)), i64::from(to));
+                    let params: [&(dyn postgres::types::ToSql + Sync); 6] =
+                        [&i16::from(tier.index), &first, &last, &series, &start, &end];
+                    let rows = conn.query(Sql::ReadMetrics, &params)?;
+                    Ok(rows
+                        .iter()
+                        .filter_map(|row| {
+                            let bucket = u32::try_from(row.get::<_, i64>(0)).ok()?;
+                            Some((bucket, decode_row(row.get::<_, &[u8]>(1))?))
+                        })
+                        .collect())
+                })
+            }
+        };
+        let tx = db.begin_read()?;
         for chunk in tier.chunk_of(from)..=tier.chunk_of(to - 1) {
             let name = tier.table_name(chunk);
             let table = match tx.open_table(TableDefinition::<&[u8], &[u8]>::new(&name)) {
@@ -255,7 +303,19 @@ impl Store {
     /// Drops the tables of `tier` that hold only buckets before `before` (minutes since the
     /// epoch); answers how many went.
     pub fn prune_points(&self, tier: &Tier, before: u32) -> Result<usize> {
-        let tx = self.db.begin_write()?;
+        let db = match &self.kind {
+            Kind::Redb(db) => db,
+            // Rows, not tables: the whole chunks that end by `before`.
+            Kind::Postgres(..) => {
+                return self.write(|tx| {
+                    let Some(mut conn) = tx.postgres_conn() else { return Ok(0) };
+                    let chunks = (before / tier.chunk_minutes) as i32;
+                    let gone = conn.execute(Sql::PruneMetrics, &[&i16::from(tier.index), &chunks])?;
+                    Ok(gone as usize)
+                })
+            }
+        };
+        let tx = db.begin_write()?;
         let mut dropped = 0;
         let names: Vec<String> = tx.list_tables()?.map(|t| t.name().to_owned()).collect();
         for name in names {
@@ -274,7 +334,11 @@ impl Store {
     /// Waits for the store's writer: a caller that writes anyway asks its own transaction
     /// ([`crate::WriteTx::stored_bytes`]).
     pub fn stored_bytes(&self) -> Result<u64> {
-        let tx = self.db.begin_write()?;
+        let db = match &self.kind {
+            Kind::Redb(db) => db,
+            Kind::Postgres(..) => return self.write(|tx| tx.stored_bytes()),
+        };
+        let tx = db.begin_write()?;
         let bytes = crate::WriteTx::new(&tx).stored_bytes();
         tx.abort()?;
         bytes
@@ -306,42 +370,48 @@ mod tests {
 
     #[test]
     fn samples_fold_into_every_tier() {
-        let store = Store::in_memory().unwrap();
-        let t0 = 10_000_000; // a minute that starts an hour
-        store.merge_points(&[point("a/i-1", t0, &[(0, 10.0), (1, 100.0)])]).unwrap();
-        store.merge_points(&[point("a/i-1", t0, &[(0, 30.0)]), point("a/i-1", t0 + 3, &[(0, 50.0)])]).unwrap();
-        store.merge_points(&[point("a/i-10", t0, &[(0, 99.0)])]).unwrap();
-        let minutes = store.read_points("a/i-1", &TIERS[0], t0, t0 + 10).unwrap();
-        assert_eq!(minutes.len(), 2);
-        assert_eq!(minutes[0].0, t0);
-        let cpu = minutes[0].1.iter().find(|(m, _)| *m == 0).unwrap().1;
-        assert_eq!(cpu, Aggregate { count: 2, min: 10.0, max: 30.0, sum: 40.0 });
-        let five = store.read_points("a/i-1", &TIERS[1], t0, t0 + 10).unwrap();
-        assert_eq!(five.len(), 1, "minutes 0 and 3 share a five-minute bucket");
-        assert_eq!(five[0].1[0].1, Aggregate { count: 3, min: 10.0, max: 50.0, sum: 90.0 });
-        let hour = store.read_points("a/i-1", &TIERS[2], t0, t0 + 60).unwrap();
-        assert_eq!(hour[0].1[0].1.count, 3);
-        // Another series with a name that extends this one stays apart.
-        assert_eq!(store.read_points("a/i-10", &TIERS[0], t0, t0 + 10).unwrap().len(), 1);
-        assert!(store.read_points("a/i-2", &TIERS[0], t0, t0 + 10).unwrap().is_empty());
+        for (_kind, store, _db) in crate::testing::stores() {
+            let t0 = 10_000_000; // a minute that starts an hour
+            store.merge_points(&[point("a/i-1", t0, &[(0, 10.0), (1, 100.0)])]).unwrap();
+            store.merge_points(&[point("a/i-1", t0, &[(0, 30.0)]), point("a/i-1", t0 + 3, &[(0, 50.0)])]).unwrap();
+            store.merge_points(&[point("a/i-10", t0, &[(0, 99.0)])]).unwrap();
+            let minutes = store.read_points("a/i-1", &TIERS[0], t0, t0 + 10).unwrap();
+            assert_eq!(minutes.len(), 2);
+            assert_eq!(minutes[0].0, t0);
+            let cpu = minutes[0].1.iter().find(|(m, _)| *m == 0).unwrap().1;
+            assert_eq!(cpu, Aggregate { count: 2, min: 10.0, max: 30.0, sum: 40.0 });
+            let five = store.read_points("a/i-1", &TIERS[1], t0, t0 + 10).unwrap();
+            assert_eq!(five.len(), 1, "minutes 0 and 3 share a five-minute bucket");
+            assert_eq!(five[0].1[0].1, Aggregate { count: 3, min: 10.0, max: 50.0, sum: 90.0 });
+            let hour = store.read_points("a/i-1", &TIERS[2], t0, t0 + 60).unwrap();
+            assert_eq!(hour[0].1[0].1.count, 3);
+            // Another series with a name that extends this one stays apart.
+            assert_eq!(store.read_points("a/i-10", &TIERS[0], t0, t0 + 10).unwrap().len(), 1);
+            assert!(store.read_points("a/i-2", &TIERS[0], t0, t0 + 10).unwrap().is_empty());
+        }
     }
 
     #[test]
     fn ranges_cross_chunks_and_pruning_drops_whole_chunks() {
-        let store = Store::in_memory().unwrap();
-        let day = 24 * 60;
-        let start = 20_000 * day;
-        for d in 0..3 {
-            store.merge_points(&[point("s", start + d * day + 5, &[(0, d as f64)])]).unwrap();
+        for (_kind, store, _db) in crate::testing::stores() {
+            let day = 24 * 60;
+            let start = 20_000 * day;
+            for d in 0..3 {
+                store.merge_points(&[point("s", start + d * day + 5, &[(0, d as f64)])]).unwrap();
+            }
+            let all = store.read_points("s", &TIERS[0], start, start + 3 * day).unwrap();
+            assert_eq!(
+                all.iter().map(|(m, _)| *m).collect::<Vec<_>>(),
+                vec![start + 5, start + day + 5, start + 2 * day + 5]
+            );
+            assert_eq!(
+                store.prune_points(&TIERS[0], start + day + 10).unwrap(),
+                1,
+                "only the chunk wholly before goes"
+            );
+            let left = store.read_points("s", &TIERS[0], start, start + 3 * day).unwrap();
+            assert_eq!(left.len(), 2);
+            assert!(!store.read_points("s", &TIERS[2], start, start + 3 * day).unwrap().is_empty());
         }
-        let all = store.read_points("s", &TIERS[0], start, start + 3 * day).unwrap();
-        assert_eq!(
-            all.iter().map(|(m, _)| *m).collect::<Vec<_>>(),
-            vec![start + 5, start + day + 5, start + 2 * day + 5]
-        );
-        assert_eq!(store.prune_points(&TIERS[0], start + day + 10).unwrap(), 1, "only the chunk wholly before goes");
-        let left = store.read_points("s", &TIERS[0], start, start + 3 * day).unwrap();
-        assert_eq!(left.len(), 2);
-        assert!(!store.read_points("s", &TIERS[2], start, start + 3 * day).unwrap().is_empty());
     }
 }

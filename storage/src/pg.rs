@@ -1,0 +1,403 @@
+//! The same store on PostgreSQL (`[storage] backend = "postgres"`), for control planes that
+//! must outlive one machine.
+//!
+//! 1. Every record of every table is one row of `stratus_records (tbl, key, value)`, keyed by
+//!    table name and key; keys compare bytewise (`COLLATE "C"`), as redb orders them, so
+//!    ranges, prefixes and page walks mean the same on both stores. Metric history has a table
+//!    of its own, `stratus_metrics`, keyed by tier, chunk, series and bucket.
+//! 2. The schema is Stratus's: [`MIGRATIONS`] are applied in order at connect, each once (its
+//!    number kept in `stratus_schema`), under an advisory lock so that replicas starting
+//!    together apply each once.
+//! 3. A read is a `REPEATABLE READ READ ONLY` transaction: one snapshot, as a redb read is.
+//! 4. A write takes a transaction-scoped advisory lock first: writers run one at a time, as
+//!    redb's do, so every write sees everything committed before it and none can interleave
+//!    with another's read-then-write. (SERIALIZABLE would let writers run together and retry
+//!    on conflicts; Stratus's writes are short and its callers are not written to be re-run,
+//!    so one writer at a time is the simpler way to the same guarantee.)
+//! 5. Connections come from a pool (r2d2), each with its statements prepared once.
+
+use std::collections::HashMap;
+
+use postgres::types::ToSql;
+use postgres::{Client, NoTls, Statement};
+
+use crate::{Error, Result};
+
+/// What PostgreSQL errors say, as the store's errors.
+impl From<postgres::Error> for Error {
+    fn from(e: postgres::Error) -> Self {
+        // The server's own words (a constraint, a lost connection) are in the source.
+        match e.as_db_error() {
+            Some(db) => Error::Db(format!("postgres: {}", db.message())),
+            None => Error::Db(format!("postgres: {e}")),
+        }
+    }
+}
+
+impl From<r2d2::Error> for Error {
+    fn from(e: r2d2::Error) -> Self {
+        Error::Db(format!("postgres connection pool: {e}"))
+    }
+}
+
+/// Every schema change, in order; the n-th (from 1) is applied once, when the schema is older.
+const MIGRATIONS: &[&str] = &[
+    // 1: records and metric history.
+    r#"CREATE TABLE stratus_records (
+        tbl text COLLATE "C" NOT NULL,
+        key text COLLATE "C" NOT NULL,
+        value bytea NOT NULL,
+        PRIMARY KEY (tbl, key)
+    );
+    CREATE TABLE stratus_metrics (
+        tier smallint NOT NULL,
+        chunk integer NOT NULL,
+        series text COLLATE "C" NOT NULL,
+        bucket bigint NOT NULL,
+        row_data bytea NOT NULL,
+        PRIMARY KEY (tier, chunk, series, bucket)
+    );"#,
+];
+
+/// The advisory lock writers take (and migrations): any constant of Stratus's own.
+const WRITE_LOCK: i64 = 0x5354_5241_5455_5301;
+
+/// How many rows a walk fetches at a time: a page reads about what it needs.
+const WALK_BATCH: i64 = 256;
+
+/// The statements every connection prepares once.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Sql {
+    Get,
+    ScanAll,
+    ScanRange,
+    WalkAll,
+    WalkRange,
+    WalkAllFrom,
+    WalkRangeFrom,
+    Upsert,
+    Delete,
+    Clear,
+    GetMetric,
+    UpsertMetric,
+    ReadMetrics,
+    PruneMetrics,
+}
+
+impl Sql {
+    fn text(self) -> &'static str {
+        match self {
+            Sql::Get => "SELECT value FROM stratus_records WHERE tbl = $1 AND key = $2",
+            Sql::ScanAll => "SELECT key, value FROM stratus_records WHERE tbl = $1 AND key >= $2 ORDER BY key",
+            Sql::ScanRange => {
+                "SELECT key, value FROM stratus_records WHERE tbl = $1 AND key >= $2 AND key < $3 ORDER BY key"
+            }
+            Sql::WalkAll => "SELECT key, value FROM stratus_records WHERE tbl = $1 AND key > $2 ORDER BY key LIMIT $3",
+            Sql::WalkRange => {
+                "SELECT key, value FROM stratus_records WHERE tbl = $1 AND key > $2 AND key < $3 \
+                 ORDER BY key LIMIT $4"
+            }
+            Sql::WalkAllFrom => {
+                "SELECT key, value FROM stratus_records WHERE tbl = $1 AND key >= $2 ORDER BY key LIMIT $3"
+            }
+            Sql::WalkRangeFrom => {
+                "SELECT key, value FROM stratus_records WHERE tbl = $1 AND key >= $2 AND key < $3 \
+                 ORDER BY key LIMIT $4"
+            }
+            Sql::Upsert => {
+                "INSERT INTO stratus_records (tbl, key, value) VALUES ($1, $2, $3) \
+                 ON CONFLICT (tbl, key) DO UPDATE SET value = EXCLUDED.value"
+            }
+            Sql::Delete => "DELETE FROM stratus_records WHERE tbl = $1 AND key = $2 RETURNING value",
+            Sql::Clear => "DELETE FROM stratus_records WHERE tbl = $1",
+            Sql::GetMetric => {
+                "SELECT row_data FROM stratus_metrics WHERE tier = $1 AND chunk = $2 AND series = $3 AND bucket = $4"
+            }
+            Sql::UpsertMetric => {
+                "INSERT INTO stratus_metrics (tier, chunk, series, bucket, row_data) VALUES ($1, $2, $3, $4, $5) \
+                 ON CONFLICT (tier, chunk, series, bucket) DO UPDATE SET row_data = EXCLUDED.row_data"
+            }
+            Sql::ReadMetrics => {
+                "SELECT bucket, row_data FROM stratus_metrics WHERE tier = $1 AND chunk >= $2 AND chunk <= $3 \
+                 AND series = $4 AND bucket >= $5 AND bucket < $6 ORDER BY bucket"
+            }
+            Sql::PruneMetrics => "DELETE FROM stratus_metrics WHERE tier = $1 AND chunk < $2",
+        }
+    }
+}
+
+/// One connection and the statements it has prepared.
+pub struct PgConn {
+    client: Client,
+    prepared: HashMap<Sql, Statement>,
+}
+
+impl PgConn {
+    fn statement(&mut self, sql: Sql) -> Result<Statement> {
+        if let Some(statement) = self.prepared.get(&sql) {
+            return Ok(statement.clone());
+        }
+        let statement = self.client.prepare(sql.text())?;
+        self.prepared.insert(sql, statement.clone());
+        Ok(statement)
+    }
+
+    pub(crate) fn query(&mut self, sql: Sql, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<postgres::Row>> {
+        let statement = self.statement(sql)?;
+        Ok(self.client.query(&statement, params)?)
+    }
+
+    pub(crate) fn execute(&mut self, sql: Sql, params: &[&(dyn ToSql + Sync)]) -> Result<u64> {
+        let statement = self.statement(sql)?;
+        Ok(self.client.execute(&statement, params)?)
+    }
+
+    pub(crate) fn batch(&mut self, sql: &str) -> Result<()> {
+        Ok(self.client.batch_execute(sql)?)
+    }
+
+    pub(crate) fn get(&mut self, table: &str, key: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self.query(Sql::Get, &[&table, &key])?.first().map(|row| row.get(0)))
+    }
+
+    /// Every row whose key starts with `prefix`, in key order.
+    pub(crate) fn scan(&mut self, table: &str, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
+        let rows = match upper_bound(prefix) {
+            Some(end) => self.query(Sql::ScanRange, &[&table, &prefix, &end])?,
+            None => self.query(Sql::ScanAll, &[&table, &prefix])?,
+        };
+        Ok(rows.into_iter().map(|row| (row.get(0), row.get(1))).collect())
+    }
+
+    pub(crate) fn put(&mut self, table: &str, key: &str, value: &[u8]) -> Result<()> {
+        self.execute(Sql::Upsert, &[&table, &key, &value])?;
+        Ok(())
+    }
+
+    pub(crate) fn delete(&mut self, table: &str, key: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self.query(Sql::Delete, &[&table, &key])?.first().map(|row| row.get(0)))
+    }
+
+    pub(crate) fn clear(&mut self, table: &str) -> Result<()> {
+        self.execute(Sql::Clear, &[&table])?;
+        Ok(())
+    }
+
+    pub(crate) fn stored_bytes(&mut self) -> Result<u64> {
+        let row = self.client.query_one(
+            "SELECT pg_total_relation_size('stratus_records') + pg_total_relation_size('stratus_metrics')",
+            &[],
+        )?;
+        Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or(0))
+    }
+}
+
+/// Hands `f` the rows whose key starts with `prefix`, from just after `prefix` + `after`
+/// (from the first, without), in batches, until `f` answers false. The connection is free
+/// while `f` runs, which may read the same transaction.
+pub(crate) fn walk(
+    conn: &std::cell::RefCell<r2d2::PooledConnection<Manager>>,
+    table: &str,
+    prefix: &str,
+    after: Option<&str>,
+    f: &mut dyn FnMut(&str, &[u8]) -> Result<bool>,
+) -> Result<()> {
+    let end = upper_bound(prefix);
+    // From the prefix itself (inclusive) without `after`; strictly after the last key seen
+    // from then on.
+    let (mut last, mut inclusive) = match after {
+        Some(after) => (format!("{prefix}{after}"), false),
+        None => (prefix.to_owned(), true),
+    };
+    loop {
+        let rows = {
+            let mut conn = conn.borrow_mut();
+            match (&end, inclusive) {
+                (Some(end), false) => conn.query(Sql::WalkRange, &[&table, &last, end, &WALK_BATCH])?,
+                (Some(end), true) => conn.query(Sql::WalkRangeFrom, &[&table, &last, end, &WALK_BATCH])?,
+                (None, false) => conn.query(Sql::WalkAll, &[&table, &last, &WALK_BATCH])?,
+                (None, true) => conn.query(Sql::WalkAllFrom, &[&table, &last, &WALK_BATCH])?,
+            }
+        };
+        inclusive = false;
+        let full = rows.len() as i64 == WALK_BATCH;
+        for row in &rows {
+            let key: &str = row.get(0);
+            let value: &[u8] = row.get(1);
+            if !f(key, value)? {
+                return Ok(());
+            }
+        }
+        match rows.last() {
+            Some(row) if full => last = row.get::<_, String>(0),
+            _ => return Ok(()),
+        }
+    }
+}
+
+/// The smallest string above every string that starts with `prefix` (None: there is none to
+/// give, every key is in range). Keys are compared bytewise.
+fn upper_bound(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        if let Some(next) = char::from_u32(last as u32 + 1).or_else(|| char::from_u32(last as u32 + 0x801)) {
+            if next > last {
+                chars.push(next);
+                return Some(chars.into_iter().collect());
+            }
+        }
+    }
+    None
+}
+
+/// r2d2's way to make and check connections.
+pub struct Manager {
+    config: postgres::Config,
+}
+
+impl r2d2::ManageConnection for Manager {
+    type Connection = PgConn;
+    type Error = postgres::Error;
+
+    fn connect(&self) -> Result<PgConn, postgres::Error> {
+        Ok(PgConn { client: self.config.connect(NoTls)?, prepared: HashMap::new() })
+    }
+
+    fn is_valid(&self, conn: &mut PgConn) -> Result<(), postgres::Error> {
+        conn.client.simple_query("").map(|_| ())
+    }
+
+    fn has_broken(&self, conn: &mut PgConn) -> bool {
+        conn.client.is_closed()
+    }
+}
+
+pub type Pool = r2d2::Pool<Manager>;
+
+/// A store's hold on its database: the pool, and the connection that holds the serving lock
+/// (`None` once the store is closing).
+pub struct Database {
+    parts: Option<(Pool, Option<std::sync::Mutex<Client>>)>,
+}
+
+impl Database {
+    pub(crate) fn open(url: &str, connections: u32, exclusive: bool) -> Result<Self> {
+        let pool = connect(url, connections)?;
+        let holder = if exclusive { Some(std::sync::Mutex::new(hold(url)?)) } else { None };
+        Ok(Self { parts: Some((pool, holder)) })
+    }
+
+    pub(crate) fn connection(&self) -> Result<r2d2::PooledConnection<Manager>> {
+        let (pool, _) = self.parts.as_ref().ok_or_else(|| Error::Db("the store is closed".into()))?;
+        Ok(pool.get()?)
+    }
+
+    /// What closing drops (its connections), to be dropped off the executor.
+    pub(crate) fn take(&mut self) -> Option<(Pool, Option<std::sync::Mutex<Client>>)> {
+        self.parts.take()
+    }
+}
+
+/// Runs `f`, which blocks on PostgreSQL, where blocking is allowed: as is on a plain thread,
+/// in [`tokio::task::block_in_place`] on a multi-threaded runtime's worker (PostgreSQL's
+/// client runs a runtime of its own, which cannot be entered from a worker otherwise).
+pub fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
+
+/// Connects to the database `url` names (libpq's forms, several hosts too) and brings its
+/// schema up to date.
+pub fn connect(url: &str, connections: u32) -> Result<Pool> {
+    let mut config: postgres::Config = url.parse().map_err(|e: postgres::Error| Error::Db(format!("{url}: {e}")))?;
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(std::time::Duration::from_secs(10));
+    }
+    // Connections are not tested at each checkout (a round trip per read): a broken one fails
+    // the request that meets it and leaves the pool (`has_broken`).
+    let pool = r2d2::Pool::builder()
+        .max_size(connections.max(1))
+        .min_idle(Some(2.min(connections.max(1))))
+        .test_on_check_out(false)
+        .connection_timeout(std::time::Duration::from_secs(15))
+        .build(Manager { config })?;
+    migrate(&mut *pool.get()?)?;
+    Ok(pool)
+}
+
+/// Applies the migrations the database has not had yet, each in its own transaction.
+fn migrate(conn: &mut PgConn) -> Result<()> {
+    conn.batch("CREATE TABLE IF NOT EXISTS stratus_schema (version integer PRIMARY KEY)")?;
+    for (index, sql) in MIGRATIONS.iter().enumerate() {
+        let version = index as i32 + 1;
+        let mut tx = conn.client.transaction()?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])?;
+        let done: bool =
+            tx.query_one("SELECT EXISTS (SELECT 1 FROM stratus_schema WHERE version = $1)", &[&version])?.get(0);
+        if !done {
+            tx.batch_execute(sql)?;
+            tx.execute("INSERT INTO stratus_schema (version) VALUES ($1)", &[&version])?;
+        }
+        tx.commit()?;
+    }
+    // A newer Stratus's schema is refused rather than misread.
+    let newest: Option<i32> = conn.client.query_one("SELECT max(version) FROM stratus_schema", &[])?.get(0);
+    if newest.unwrap_or(0) > MIGRATIONS.len() as i32 {
+        return Err(Error::Db(format!(
+            "the database's schema is version {}, newer than this Stratus knows ({}): run a newer Stratus",
+            newest.unwrap_or(0),
+            MIGRATIONS.len()
+        )));
+    }
+    Ok(())
+}
+
+/// The lock a serving process holds for as long as its connection lives.
+const SERVE_LOCK: i64 = 0x5354_5241_5455_5302;
+
+/// A connection holding the serving lock on the database, or [`Error::Locked`] when another
+/// process holds it. (Several replicas, with one conductor elected among them, come later:
+/// until then one server per database, as one per redb file.)
+pub(crate) fn hold(url: &str) -> Result<Client> {
+    let config: postgres::Config = url.parse().map_err(|e: postgres::Error| Error::Db(e.to_string()))?;
+    let mut client = config.connect(NoTls)?;
+    let held: bool = client.query_one("SELECT pg_try_advisory_lock($1)", &[&SERVE_LOCK])?.get(0);
+    if held {
+        Ok(client)
+    } else {
+        Err(Error::Locked)
+    }
+}
+
+/// Starts a read: one snapshot for the whole closure.
+pub(crate) fn begin_read(conn: &mut PgConn) -> Result<()> {
+    conn.batch("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+}
+
+/// Starts a write: after every write before it, and alone until it ends.
+pub(crate) fn begin_write(conn: &mut PgConn) -> Result<()> {
+    conn.batch(&format!("BEGIN ISOLATION LEVEL READ COMMITTED; SELECT pg_advisory_xact_lock({WRITE_LOCK})"))
+}
+
+pub(crate) fn end(conn: &mut PgConn, commit: bool) -> Result<()> {
+    conn.batch(if commit { "COMMIT" } else { "ROLLBACK" })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upper_bounds_close_prefix_ranges() {
+        assert_eq!(upper_bound("a/").as_deref(), Some("a0"));
+        assert_eq!(upper_bound(""), None);
+        for key in ["a/", "a/1", "a/zzz", "a/\u{10FFFF}"] {
+            assert!(key < upper_bound("a/").unwrap().as_str(), "{key}");
+        }
+        assert!("a0" >= upper_bound("a/").unwrap().as_str());
+    }
+}
