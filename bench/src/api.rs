@@ -44,6 +44,9 @@ pub struct Options {
     pub account_size: usize,
     pub concurrencies: Vec<usize>,
     pub measure: Duration,
+    /// A second Stratus with its state in this PostgreSQL database (empty), measured beside
+    /// the one on redb as `stratus-pg`.
+    pub postgres: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -345,7 +348,7 @@ async fn first_launches(bench: &mut Bench, target: &mut Target, upto: usize) -> 
         let mut histogram = load::histogram();
         let mut busy = Duration::ZERO;
         for i in 0..n {
-            if target.name == "stratus" {
+            if target.name.starts_with("stratus") {
                 settle(&target.signer, Duration::from_secs(600)).await?;
             }
             let zone = target.zone(i);
@@ -461,10 +464,12 @@ fn bench_disk(dir: &Path) -> Result<PathBuf> {
 }
 
 /// The benchmark's image, imported as a public one so that every account can launch it.
-fn import_image(bin: &Path, data_dir: &Path, disk: &Path) -> Result<String> {
+fn import_image(bin: &Path, data_dir: &Path, config: &Path, disk: &Path) -> Result<String> {
     let output = std::process::Command::new(bin)
         .args(["image", "import", "--name", "bench", "--data-dir"])
         .arg(data_dir)
+        .arg("--config")
+        .arg(config)
         .arg(disk)
         .output()?;
     if !output.status.success() {
@@ -516,8 +521,23 @@ pub async fn run(options: Options) -> Result<()> {
     let (stratus, (key, secret)) =
         systems::stratus(&options.stratus_bin, &config, &data_dir, &work.join("stratus.log"))?;
     let stratus_signer = Signer::new(stratus.addr, &key, &secret, REGION);
-    let image = import_image(&options.stratus_bin, &data_dir, &bench_disk(&work)?)?;
+    let image = import_image(&options.stratus_bin, &data_dir, &config, &bench_disk(&work)?)?;
     let mut targets = vec![Target::new("stratus", stratus, stratus_signer, image, hosts.len())];
+    if let Some(url) = &options.postgres {
+        // The same server and hosts, its state in PostgreSQL: the store's cost side by side.
+        let dir = work.join("pg");
+        std::fs::create_dir_all(&dir)?;
+        let config = stratus_config(&dir, &hosts)?;
+        let mut text = std::fs::read_to_string(&config)?;
+        text.push_str(&format!("\n[storage]\nbackend = \"postgres\"\nurl = \"{url}\"\n"));
+        std::fs::write(&config, text)?;
+        let data_dir = dir.join("stratus-data");
+        let (process, (key, secret)) =
+            systems::stratus(&options.stratus_bin, &config, &data_dir, &work.join("stratus-pg.log"))?;
+        let signer = Signer::new(process.addr, &key, &secret, REGION);
+        let image = import_image(&options.stratus_bin, &data_dir, &config, &bench_disk(&dir)?)?;
+        targets.push(Target::new("stratus-pg", process, signer, image, hosts.len()));
+    }
     if options.moto {
         let moto = systems::moto(&work.join("moto.log"))?;
         let signer = Signer::new(moto.addr, "AKIAMOTOBENCH", "moto-secret", REGION);
@@ -560,6 +580,8 @@ pub async fn run(options: Options) -> Result<()> {
             }
             if target.name == "stratus" {
                 fill_other_accounts(&bench.options, target, &data_dir, stage).await?;
+            }
+            if target.name.starts_with("stratus") {
                 settle(&target.signer, Duration::from_secs(3600)).await?;
             }
             let seconds = started.elapsed().as_secs_f64();

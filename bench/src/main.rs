@@ -73,6 +73,10 @@ enum Command {
         /// Concurrencies of the by-id runs (default 1,8,64; --quick: 1,8).
         #[arg(long, value_delimiter = ',')]
         concurrency: Option<Vec<usize>>,
+        /// Also measure a Stratus whose state is in this (empty) PostgreSQL database, as
+        /// `stratus-pg` (`scripts/postgres createdb bench_api` makes one).
+        #[arg(long)]
+        postgres: Option<String>,
     },
     /// One placement over many hosts and instances.
     Scheduler {
@@ -177,7 +181,7 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.command {
-        Command::Api { out, stratus_bin, quick, no_moto, stages, account_size, seconds, concurrency } => {
+        Command::Api { out, stratus_bin, quick, no_moto, stages, account_size, seconds, concurrency, postgres } => {
             let stages = stages.unwrap_or_else(|| if quick { vec![120, 320] } else { vec![1_000, 10_000, 100_000] });
             let concurrencies = concurrency.unwrap_or_else(|| if quick { vec![1, 8] } else { vec![1, 8, 64] });
             let options = api::Options {
@@ -189,6 +193,7 @@ fn main() -> Result<()> {
                 account_size,
                 concurrencies,
                 measure: Duration::from_secs_f64(seconds),
+                postgres,
             };
             runtime.block_on(api::run(options))
         }

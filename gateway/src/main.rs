@@ -65,6 +65,27 @@ enum Command {
     /// Look after the hosts.
     #[command(subcommand)]
     Host(HostCommand),
+    /// Move the state between stores.
+    #[command(subcommand)]
+    Store(StoreCommand),
+}
+
+#[derive(Subcommand)]
+enum StoreCommand {
+    /// Copy every record and the metric history from the store the config names (the source,
+    /// with no server running on it) into an empty one (`--to-config`'s store: a new data dir's
+    /// redb file, or a new PostgreSQL database), then compare both record by record. Start the
+    /// server with the new config afterwards.
+    Copy {
+        /// The config naming the target store (`[storage]`).
+        #[arg(long)]
+        to_config: Option<PathBuf>,
+        /// The target's data dir (for a redb target; default: the source's).
+        #[arg(long)]
+        to_data_dir: Option<PathBuf>,
+        #[command(flatten)]
+        common: Common,
+    },
 }
 
 #[derive(Subcommand)]
@@ -210,6 +231,23 @@ async fn run(cli: Cli) -> Result<()> {
             if steps.iter().any(|s| s.error.is_some()) {
                 std::process::exit(1);
             }
+            Ok(())
+        }
+        Command::Store(StoreCommand::Copy { to_config, to_data_dir, common }) => {
+            let from = Config::load(common.config.as_deref())?;
+            let to = Config::load(to_config.as_deref())?;
+            let to_dir = to_data_dir.unwrap_or_else(|| common.data_dir.clone());
+            if from.storage == to.storage && to_dir == common.data_dir {
+                bail!("the source and the target are the same store: name another with --to-config or --to-data-dir");
+            }
+            std::fs::create_dir_all(&to_dir).with_context(|| format!("creating {}", to_dir.display()))?;
+            let report = tokio::task::spawn_blocking(move || -> Result<storage::copy::CopyReport> {
+                let source = admin::open_store(&common.data_dir, &from.storage).context("the source store")?;
+                let target = admin::open_store(&to_dir, &to.storage).context("the target store")?;
+                Ok(source.copy_to(&target)?)
+            })
+            .await??;
+            println!("copied and verified: {report}");
             Ok(())
         }
         Command::Account(AccountCommand::List { common }) => {

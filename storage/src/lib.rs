@@ -15,6 +15,7 @@
 //! Keys are strings; records of one account share the prefix `"{account}/"` so that listing an
 //! account's resources is one range scan.
 
+pub mod copy;
 pub mod derived;
 pub mod metrics;
 pub mod pg;

@@ -44,12 +44,12 @@ impl Tier {
         minute / self.chunk_minutes
     }
 
-    fn table_name(&self, chunk: u32) -> String {
+    pub(crate) fn table_name(&self, chunk: u32) -> String {
         format!("{TABLE_PREFIX}{}/{chunk}", self.index)
     }
 
     /// The tier and chunk a metrics table holds, from its name.
-    fn parse_table(name: &str) -> Option<(u8, u32)> {
+    pub(crate) fn parse_table(name: &str) -> Option<(u8, u32)> {
         let (tier, chunk) = name.strip_prefix(TABLE_PREFIX)?.split_once('/')?;
         Some((tier.parse().ok()?, chunk.parse().ok()?))
     }
@@ -88,7 +88,7 @@ pub struct Point {
     pub values: Row,
 }
 
-fn key(series: &str, bucket: u32) -> Vec<u8> {
+pub(crate) fn key(series: &str, bucket: u32) -> Vec<u8> {
     let mut key = Vec::with_capacity(series.len() + 5);
     key.extend_from_slice(series.as_bytes());
     // No series name holds a NUL: the separator keeps `a` from reading `ab`'s rows.

@@ -82,6 +82,7 @@ pub(crate) enum Sql {
     UpsertMetric,
     ReadMetrics,
     PruneMetrics,
+    AllMetrics,
 }
 
 impl Sql {
@@ -122,6 +123,9 @@ impl Sql {
                  AND series = $4 AND bucket >= $5 AND bucket < $6 ORDER BY bucket"
             }
             Sql::PruneMetrics => "DELETE FROM stratus_metrics WHERE tier = $1 AND chunk < $2",
+            Sql::AllMetrics => {
+                "SELECT tier, chunk, series, bucket, row_data FROM stratus_metrics ORDER BY tier, chunk, series, bucket"
+            }
         }
     }
 }
@@ -331,7 +335,11 @@ pub fn connect(url: &str, connections: u32) -> Result<Pool> {
 
 /// Applies the migrations the database has not had yet, each in its own transaction.
 fn migrate(conn: &mut PgConn) -> Result<()> {
-    conn.batch("CREATE TABLE IF NOT EXISTS stratus_schema (version integer PRIMARY KEY)")?;
+    // Quietly: PostgreSQL notices that the table exists already, every start but the first.
+    conn.batch(
+        "BEGIN; SET LOCAL client_min_messages = warning; \
+         CREATE TABLE IF NOT EXISTS stratus_schema (version integer PRIMARY KEY); COMMIT",
+    )?;
     for (index, sql) in MIGRATIONS.iter().enumerate() {
         let version = index as i32 + 1;
         let mut tx = conn.client.transaction()?;
