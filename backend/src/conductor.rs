@@ -373,7 +373,7 @@ async fn conduct(
                 tokio::spawn(async move {
                     let Ok(_worker) = workers.acquire_owned().await else { return };
                     let _ = tokio::task::spawn_blocking(move || {
-                        if let Err(error) = backend.domain_changed(&host_id, &name) {
+                        if let Some(Err(error)) = backend.as_conductor(|| backend.domain_changed(&host_id, &name)) {
                             tracing::warn!(domain = %name, %error, "checking a domain event failed; the sweep will retry");
                         }
                     })
@@ -389,11 +389,12 @@ async fn conduct(
                 let report_tx = report_tx.clone();
                 tokio::task::spawn_blocking(move || {
                     let started = tokio::time::Instant::now();
-                    let result = backend.sweep();
+                    let result = backend.as_conductor(|| backend.sweep());
                     crate::telemetry::global().sweep_seconds.observe(started.elapsed().as_secs_f64());
                     match result {
-                        Ok(report) => { let _ = report_tx.send((report, started)); }
-                        Err(error) => tracing::error!(%error, "sweep failed"),
+                        Some(Ok(report)) => { let _ = report_tx.send((report, started)); }
+                        Some(Err(error)) => tracing::error!(%error, "sweep failed"),
+                        None => {}
                     }
                     sweeping.store(false, std::sync::atomic::Ordering::Release);
                 });
@@ -416,8 +417,16 @@ fn converge_until_quiet(backend: &Backend, in_flight: &InFlight, key: String) {
     let telemetry = crate::telemetry::global();
     loop {
         let started = std::time::Instant::now();
-        if let Err(error) = backend.converge(&key) {
-            tracing::warn!(instance = %key, %error, "instance work failed; the sweep will retry");
+        match backend.as_conductor(|| backend.converge(&key)) {
+            Some(Err(error)) => tracing::warn!(instance = %key, %error, "instance work failed; the sweep will retry"),
+            Some(Ok(())) => {}
+            // Another replica's turn: its sweep finds this key's work.
+            None => {
+                let mut guard = in_flight.lock().unwrap_or_else(|p| p.into_inner());
+                guard.remove(&key);
+                telemetry.conductor_queue_depth.set(guard.len() as i64);
+                return;
+            }
         }
         telemetry.conductor_work_seconds.observe(started.elapsed().as_secs_f64());
         let mut guard = in_flight.lock().unwrap_or_else(|p| p.into_inner());

@@ -33,6 +33,7 @@ pub mod instances;
 pub mod interfaces;
 pub mod key_pairs;
 pub mod launch_templates;
+pub mod leadership;
 pub mod libvirt;
 pub mod listing;
 pub mod maintenance;
@@ -421,6 +422,8 @@ pub struct Backend {
     monitoring: monitoring::Collector,
     /// Serial console sessions running now ([`serial_console`]).
     serial_seats: serial_console::Seats,
+    /// This replica's turn at the conductor's work, when several share the store.
+    leadership: Option<std::sync::Arc<leadership::Leadership>>,
 }
 
 impl Backend {
@@ -446,6 +449,7 @@ impl Backend {
             principals: Default::default(),
             monitoring: Default::default(),
             serial_seats: Default::default(),
+            leadership: None,
         }
     }
 

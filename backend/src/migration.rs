@@ -257,7 +257,9 @@ impl Backend {
         let done = AtomicBool::new(false);
         let started = Instant::now();
         let (result, completed, stopped_by, returned) = std::thread::scope(|scope| {
-            let monitor = scope.spawn(|| self.monitor(&record, &done, started));
+            // The monitor writes progress under the same fence as the migration's work.
+            let fence = storage::lease::current_fence();
+            let monitor = scope.spawn(|| storage::lease::with_fence(fence, || self.monitor(&record, &done, started)));
             // The target opens the guest's encrypted disks as it arrives: it holds their keys
             // for the length of the call.
             let result =

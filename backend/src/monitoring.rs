@@ -548,18 +548,22 @@ impl Backend {
                     last_prune = Some(Instant::now());
                 }
                 let worker = Arc::clone(&backend);
+                // One replica samples the hosts: the one with the conductor's turn.
                 let done = tokio::task::spawn_blocking(move || {
-                    if prune {
-                        if let Err(error) = worker.prune_metrics(&retention) {
-                            tracing::warn!(%error, "pruning metric history failed");
+                    worker.as_conductor(|| {
+                        if prune {
+                            if let Err(error) = worker.prune_metrics(&retention) {
+                                tracing::warn!(%error, "pruning metric history failed");
+                            }
                         }
-                    }
-                    worker.collect()
+                        worker.collect()
+                    })
                 })
                 .await;
                 match done {
-                    Ok(Ok(report)) => tracing::debug!(?report, "metrics collected"),
-                    Ok(Err(error)) => tracing::warn!(%error, "collecting metrics failed"),
+                    Ok(Some(Ok(report))) => tracing::debug!(?report, "metrics collected"),
+                    Ok(Some(Err(error))) => tracing::warn!(%error, "collecting metrics failed"),
+                    Ok(None) => {}
                     Err(error) => tracing::error!(%error, "the metrics collector panicked"),
                 }
             }

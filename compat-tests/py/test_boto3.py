@@ -586,6 +586,8 @@ def test_data_survives_restart(server_factory):
 
 
 def test_second_server_on_same_data_dir_is_refused(server_factory, tmp_path):
+    if os.environ.get("STRATUS_TEST_STORE") == "postgres":
+        pytest.skip("on PostgreSQL a second server is a replica (test_replicas_postgres.py)")
     first = server_factory(name="first")
     client = ec2_client(first)
     port = free_port()

@@ -134,3 +134,8 @@ fn browser_console() {
 fn boto3_on_postgres() {
     run_pytest_with("test_boto3.py", &[("STRATUS_TEST_STORE", "postgres")]);
 }
+
+#[test]
+fn replicas_on_postgres() {
+    run_pytest("test_replicas_postgres.py");
+}

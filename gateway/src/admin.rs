@@ -111,25 +111,12 @@ pub fn database_path(data_dir: &Path) -> PathBuf {
     data_dir.join("stratus.redb")
 }
 
-/// The store the config names: the data dir's redb file, or PostgreSQL.
+/// The store the config names: the data dir's redb file (held by one process), or
+/// PostgreSQL (shared by any number: replicas and commands).
 pub fn open_store(data_dir: &Path, settings: &crate::config::StorageSettings) -> Result<storage::Store> {
-    open_store_as(data_dir, settings, true)
-}
-
-/// As [`open_store`]; `exclusive`: as the server (one per database), else shared (commands).
-fn open_store_as(
-    data_dir: &Path,
-    settings: &crate::config::StorageSettings,
-    exclusive: bool,
-) -> Result<storage::Store> {
     match settings.postgres_url()? {
-        Some(url) => match storage::Store::open_postgres(url, settings.connections, exclusive) {
-            Err(storage::Error::Locked) => bail!(
-                "another Stratus server is using the database at {}; stop it first (one server per database for now)",
-                redact(url)
-            ),
-            other => other.with_context(|| format!("connecting to PostgreSQL ({})", redact(url))),
-        },
+        Some(url) => storage::Store::open_postgres(url, settings.connections)
+            .with_context(|| format!("connecting to PostgreSQL ({})", redact(url))),
         None => match storage::Store::open_with_cache(&database_path(data_dir), settings.cache_mib) {
             Err(storage::Error::Locked) => bail!(
                 "another Stratus process is using the data dir {}; stop it first or choose another --data-dir",
@@ -244,7 +231,7 @@ pub async fn run_with(
     let db = database_path(data_dir);
     // PostgreSQL takes any number of clients: the command works on it directly, server or not.
     let store = if storage.postgres_url()?.is_some() {
-        Some(open_store_as(data_dir, storage, false)?)
+        Some(open_store(data_dir, storage)?)
     } else if !db.exists() {
         bail!(
             "{} holds no Stratus data (run `stratus serve --data-dir {}` first)",

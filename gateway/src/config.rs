@@ -54,6 +54,7 @@
 //! cache_mib = 64                 # redb's page cache
 //! url = "postgresql://stratus@db1,db2/stratus?target_session_attrs=read-write"
 //! connections = 16               # PostgreSQL connections at most
+//! lease_secs = 10                # the conductor's lease among replicas (PostgreSQL)
 //! ```
 
 use std::path::Path;
@@ -201,6 +202,9 @@ pub struct StorageSettings {
     pub url: Option<String>,
     /// How many PostgreSQL connections the server keeps at most.
     pub connections: u32,
+    /// PostgreSQL: how long the conductor's lease lasts unrenewed, in seconds. A replica
+    /// takes over within about this long of its holder's death.
+    pub lease_secs: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -213,7 +217,13 @@ pub enum StoreKind {
 
 impl Default for StorageSettings {
     fn default() -> Self {
-        Self { backend: StoreKind::Redb, cache_mib: storage::DEFAULT_CACHE_MIB, url: None, connections: 16 }
+        Self {
+            backend: StoreKind::Redb,
+            cache_mib: storage::DEFAULT_CACHE_MIB,
+            url: None,
+            connections: 16,
+            lease_secs: 10,
+        }
     }
 }
 

@@ -68,6 +68,18 @@ enum Command {
     /// Move the state between stores.
     #[command(subcommand)]
     Store(StoreCommand),
+    /// The replicas sharing a PostgreSQL store.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+}
+
+#[derive(Subcommand)]
+enum ClusterCommand {
+    /// Which replica leads the conductor, at which epoch, and for how much longer unrenewed.
+    Status {
+        #[command(flatten)]
+        common: Common,
+    },
 }
 
 #[derive(Subcommand)]
@@ -233,6 +245,28 @@ async fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Cluster(ClusterCommand::Status { common }) => {
+            let config = Config::load(common.config.as_deref())?;
+            if config.storage.postgres_url()?.is_none() {
+                println!("one process on the redb file in {}: no replicas", common.data_dir.display());
+                return Ok(());
+            }
+            let holder = tokio::task::spawn_blocking(move || -> Result<_> {
+                let store = admin::open_store(&common.data_dir, &config.storage)?;
+                Ok(store.lease_holder(backend::leadership::LEASE)?)
+            })
+            .await??;
+            match holder {
+                Some((replica, epoch, left)) => {
+                    println!(
+                        "leader: {replica} (epoch {epoch}; its lease runs {:.1} s more unrenewed)",
+                        left.as_secs_f64()
+                    )
+                }
+                None => println!("leader: none (no replica holds the conductor lease)"),
+            }
+            Ok(())
+        }
         Command::Store(StoreCommand::Copy { to_config, to_data_dir, common }) => {
             let from = Config::load(common.config.as_deref())?;
             let to = Config::load(to_config.as_deref())?;
@@ -244,6 +278,13 @@ async fn run(cli: Cli) -> Result<()> {
             let report = tokio::task::spawn_blocking(move || -> Result<storage::copy::CopyReport> {
                 let source = admin::open_store(&common.data_dir, &from.storage).context("the source store")?;
                 let target = admin::open_store(&to_dir, &to.storage).context("the target store")?;
+                // A redb file is held by its server; a PostgreSQL store is in use while a
+                // replica holds the conductor's lease.
+                for store in [&source, &target] {
+                    if let Some((replica, _, _)) = store.lease_holder(backend::leadership::LEASE)? {
+                        bail!("a server ({replica}) runs on that PostgreSQL store: stop every replica first");
+                    }
+                }
                 Ok(source.copy_to(&target)?)
             })
             .await??;
@@ -336,9 +377,17 @@ async fn run_server(listen: SocketAddr, metrics_listen: Option<String>, common: 
         .create(data_dir)
         .with_context(|| format!("creating data dir {}", data_dir.display()))?;
     let store = admin::open_store(data_dir, &config.storage)?;
+    let replicated = store.is_postgres();
     let mut backend = Backend::new(store, config.resolved_topology())
         .with_data_dir(data_dir)
         .with_stop_timeout(Duration::from_secs(config.instances.stop_timeout_secs));
+    // On PostgreSQL any number of replicas serve; the conductor's work takes turns.
+    if replicated {
+        let replica = format!("{}/{listen}/{:08x}", hostname(), rand::random::<u32>());
+        tracing::info!(%replica, lease_secs = config.storage.lease_secs, "replica");
+        let ttl = Duration::from_secs(config.storage.lease_secs.max(1));
+        backend = backend.with_leadership(Arc::new(backend::leadership::Leadership::new(replica, ttl)));
+    }
     let ovn = config.network.ovn();
     if let Some(db) = &ovn {
         backend = backend.with_ovn(db);
@@ -386,6 +435,13 @@ async fn run_server(listen: SocketAddr, metrics_listen: Option<String>, common: 
     tracing::info!(installation = %backend.installation()?, "installation");
     if let Some(report) = inventory.as_ref().and_then(|i| i.report()) {
         tracing::warn!("{report}");
+    }
+    if let Some(leadership) = backend.leadership().cloned() {
+        // The first try before the conductor starts: a lone replica leads from its first sweep.
+        let (trying, store_of) = (Arc::clone(&leadership), Arc::clone(&backend));
+        tokio::task::spawn_blocking(move || trying.renew(store_of.store())).await?;
+        let weak = Arc::downgrade(&backend);
+        leadership.keep(move || weak.upgrade());
     }
     backend.start_conductor(Duration::from_millis(config.instances.sweep_interval_ms));
     backend.start_monitoring(
@@ -444,7 +500,25 @@ async fn run_server(listen: SocketAddr, metrics_listen: Option<String>, common: 
     }
     let state = AppState::new(Arc::clone(&backend), config.limits.clone()).with_console(&config.console);
     serve(listener, Arc::new(state), shutdown).await;
+    if let Some(leadership) = backend.leadership().cloned() {
+        // Handed over at once: another replica need not wait for the lease to expire.
+        let releasing = Arc::clone(&backend);
+        let released = tokio::task::spawn_blocking(move || {
+            releasing.store().release_lease(backend::leadership::LEASE, leadership.holder())
+        })
+        .await?;
+        if let Err(error) = released {
+            tracing::warn!(%error, "could not hand the conductor lease over; it expires by itself");
+        }
+    }
     admin_task.abort();
     let _ = std::fs::remove_file(admin::socket_path(data_dir));
     Ok(())
+}
+
+/// This machine's name, for naming its replica.
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "localhost".into())
 }

@@ -17,6 +17,8 @@
 //! 4. [`MetadataPlane::run`] keeps one namespace and one listener per VPC that has a subnet:
 //!    made when it gets one, moved when its first subnet changes, removed with it. A restart
 //!    finds the namespaces there and binds again.
+//! 5. With several replicas ([`backend::leadership`]) the one with the conductor's turn serves:
+//!    the others hold no listener, and take over the namespaces when their turn comes.
 
 use std::collections::HashMap;
 use std::os::fd::AsFd;
@@ -170,6 +172,14 @@ impl MetadataPlane {
     }
 
     async fn reconcile(&self) {
+        if !self.backend.leads() {
+            // Another replica has the conductor's turn and serves the VPCs' metadata: let go
+            // of the listeners (the namespaces stay, for whoever serves next on this machine).
+            for (_, served) in self.served.lock().await.drain() {
+                served.task.abort();
+            }
+            return;
+        }
         let backend = Arc::clone(&self.backend);
         let wanted = match tokio::task::spawn_blocking(move || backend.metadata_ports()).await {
             Ok(Ok(ports)) => ports,

@@ -17,6 +17,7 @@
 
 pub mod copy;
 pub mod derived;
+pub mod lease;
 pub mod metrics;
 pub mod pg;
 mod records;
@@ -38,6 +39,9 @@ pub enum Error {
     /// another process holds the database file
     #[error("another process holds the database file")]
     Locked,
+    /// the lease the writing work depends on is no longer its holder's
+    #[error("fenced: {0}")]
+    Fenced(String),
     /// the database failed
     #[error("database: {0}")]
     Db(String),
@@ -157,11 +161,10 @@ impl Store {
 
     /// The store in the PostgreSQL database `url` names (libpq's URL or key=value forms,
     /// several hosts with `target_session_attrs=read-write` too), with at most `connections`
-    /// open at once. `exclusive` (a server) holds the database as a redb file is held: a second
-    /// server on it gets [`Error::Locked`] until the first one's connection ends. Commands
-    /// open it shared.
-    pub fn open_postgres(url: &str, connections: u32, exclusive: bool) -> Result<Self> {
-        let db = pg::blocking(|| pg::Database::open(url, connections, exclusive))?;
+    /// open at once. Any number of processes may open it: replicas take turns at background
+    /// work through [`lease`]s.
+    pub fn open_postgres(url: &str, connections: u32) -> Result<Self> {
+        let db = pg::blocking(|| pg::Database::open(url, connections))?;
         let store = Self { kind: Kind::Postgres(Box::new(db)) };
         store.write(derived::ensure)?;
         Ok(store)
@@ -216,6 +219,12 @@ impl Store {
             Kind::Postgres(db) => pg::blocking(|| {
                 let conn = std::cell::RefCell::new(db.connection()?);
                 pg::begin_write(&mut conn.borrow_mut())?;
+                // Work done under a lease writes only while the lease is still its own.
+                let fenced = lease::check(&mut conn.borrow_mut());
+                if let Err(fenced) = fenced {
+                    pg::end(&mut conn.borrow_mut(), false)?;
+                    return Err(fenced.into());
+                }
                 let value = f(&WriteTx::postgres(&conn));
                 // Committed only when the closure succeeded; a commit that fails (the
                 // connection lost) is an error: the write may or may not have landed, as with
@@ -689,25 +698,6 @@ mod tests {
         let image = decode::<ImageRecord>("images", "a/ami-1", &bytes).unwrap();
         assert_eq!((image.state, &image.source_instance, &image.state_reason), (ImageState::Available, &None, &None));
         assert_eq!(encode(&image)[0], 2);
-    }
-
-    /// One server per PostgreSQL database, as per redb file; commands open it beside one.
-    #[test]
-    fn a_second_server_on_the_same_postgres_database_is_refused() {
-        let Some(db) = testing::TestDatabase::create() else { return };
-        let first = Store::open_postgres(&db.url, 2, true).unwrap();
-        assert!(first.is_postgres());
-        assert!(matches!(Store::open_postgres(&db.url, 2, true), Err(Error::Locked)));
-        let shared = Store::open_postgres(&db.url, 2, false).unwrap();
-        shared.write(|tx| tx.insert(&TAGS, "a/1", &tag("1"))).unwrap();
-        assert!(first.read(|tx| tx.get(&TAGS, "a/1")).unwrap().is_some(), "one database, seen by both");
-        drop(first);
-        // The lock goes with the holder's connection.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while let Err(Error::Locked) = Store::open_postgres(&db.url, 2, true) {
-            assert!(std::time::Instant::now() < deadline, "the lock outlived its holder");
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
     }
 
     #[test]

@@ -57,6 +57,13 @@ const MIGRATIONS: &[&str] = &[
         row_data bytea NOT NULL,
         PRIMARY KEY (tier, chunk, series, bucket)
     );"#,
+    // 2: leases (the conductor's turn among replicas).
+    r#"CREATE TABLE stratus_leases (
+        name text PRIMARY KEY,
+        holder text NOT NULL,
+        epoch bigint NOT NULL,
+        expires_at timestamptz NOT NULL
+    );"#,
 ];
 
 /// The advisory lock writers take (and migrations): any constant of Stratus's own.
@@ -83,6 +90,10 @@ pub(crate) enum Sql {
     ReadMetrics,
     PruneMetrics,
     AllMetrics,
+    AcquireLease,
+    ReleaseLease,
+    LeaseHolder,
+    LeaseValid,
 }
 
 impl Sql {
@@ -123,6 +134,29 @@ impl Sql {
                  AND series = $4 AND bucket >= $5 AND bucket < $6 ORDER BY bucket"
             }
             Sql::PruneMetrics => "DELETE FROM stratus_metrics WHERE tier = $1 AND chunk < $2",
+            // Granted to the holder while it renews in time, to anyone once it expired; the
+            // epoch rises with every grant that is not a timely renewal.
+            Sql::AcquireLease => {
+                "INSERT INTO stratus_leases AS l (name, holder, epoch, expires_at) \
+                 VALUES ($1, $2, 1, clock_timestamp() + $3::bigint * interval '1 millisecond') \
+                 ON CONFLICT (name) DO UPDATE SET holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at, \
+                   epoch = CASE WHEN l.holder = EXCLUDED.holder AND l.expires_at > clock_timestamp() \
+                           THEN l.epoch ELSE l.epoch + 1 END \
+                 WHERE l.holder = EXCLUDED.holder OR l.expires_at <= clock_timestamp() \
+                 RETURNING l.epoch"
+            }
+            Sql::ReleaseLease => {
+                "UPDATE stratus_leases SET expires_at = clock_timestamp() - interval '1 millisecond' \
+                 WHERE name = $1 AND holder = $2"
+            }
+            Sql::LeaseHolder => {
+                "SELECT holder, epoch, (extract(epoch FROM (expires_at - clock_timestamp())) * 1000)::bigint \
+                 FROM stratus_leases WHERE name = $1 AND expires_at > clock_timestamp()"
+            }
+            Sql::LeaseValid => {
+                "SELECT 1 FROM stratus_leases WHERE name = $1 AND holder = $2 AND epoch = $3 \
+                 AND expires_at > clock_timestamp()"
+            }
             Sql::AllMetrics => {
                 "SELECT tier, chunk, series, bucket, row_data FROM stratus_metrics ORDER BY tier, chunk, series, bucket"
             }
@@ -278,27 +312,24 @@ impl r2d2::ManageConnection for Manager {
 
 pub type Pool = r2d2::Pool<Manager>;
 
-/// A store's hold on its database: the pool, and the connection that holds the serving lock
-/// (`None` once the store is closing).
+/// A store's hold on its database: its pool (`None` once the store is closing).
 pub struct Database {
-    parts: Option<(Pool, Option<std::sync::Mutex<Client>>)>,
+    pool: Option<Pool>,
 }
 
 impl Database {
-    pub(crate) fn open(url: &str, connections: u32, exclusive: bool) -> Result<Self> {
-        let pool = connect(url, connections)?;
-        let holder = if exclusive { Some(std::sync::Mutex::new(hold(url)?)) } else { None };
-        Ok(Self { parts: Some((pool, holder)) })
+    pub(crate) fn open(url: &str, connections: u32) -> Result<Self> {
+        Ok(Self { pool: Some(connect(url, connections)?) })
     }
 
     pub(crate) fn connection(&self) -> Result<r2d2::PooledConnection<Manager>> {
-        let (pool, _) = self.parts.as_ref().ok_or_else(|| Error::Db("the store is closed".into()))?;
+        let pool = self.pool.as_ref().ok_or_else(|| Error::Db("the store is closed".into()))?;
         Ok(pool.get()?)
     }
 
     /// What closing drops (its connections), to be dropped off the executor.
-    pub(crate) fn take(&mut self) -> Option<(Pool, Option<std::sync::Mutex<Client>>)> {
-        self.parts.take()
+    pub(crate) fn take(&mut self) -> Option<Pool> {
+        self.pool.take()
     }
 }
 
@@ -362,23 +393,6 @@ fn migrate(conn: &mut PgConn) -> Result<()> {
         )));
     }
     Ok(())
-}
-
-/// The lock a serving process holds for as long as its connection lives.
-const SERVE_LOCK: i64 = 0x5354_5241_5455_5302;
-
-/// A connection holding the serving lock on the database, or [`Error::Locked`] when another
-/// process holds it. (Several replicas, with one conductor elected among them, come later:
-/// until then one server per database, as one per redb file.)
-pub(crate) fn hold(url: &str) -> Result<Client> {
-    let config: postgres::Config = url.parse().map_err(|e: postgres::Error| Error::Db(e.to_string()))?;
-    let mut client = config.connect(NoTls)?;
-    let held: bool = client.query_one("SELECT pg_try_advisory_lock($1)", &[&SERVE_LOCK])?.get(0);
-    if held {
-        Ok(client)
-    } else {
-        Err(Error::Locked)
-    }
 }
 
 /// Starts a read: one snapshot for the whole closure.

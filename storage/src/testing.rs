@@ -40,7 +40,7 @@ impl TestDatabase {
     }
 
     pub fn store(&self) -> Store {
-        Store::open_postgres(&self.url, 8, false).expect("opening the test database")
+        Store::open_postgres(&self.url, 8).expect("opening the test database")
     }
 }
 

@@ -1,0 +1,174 @@
+"""Several `stratus serve` replicas on one PostgreSQL database (issue 20): every replica serves
+the API, one at a time does the conductor's work under a lease, a replica takes over when the
+leader is killed, and a leader paused past its lease leads no more when it wakes.
+
+The replicas share a data dir (the shared storage every replica of a real installation sees),
+libvirt's local daemon (real domains, which both see) and this machine's OVN, on a public
+network of their own; the one with the conductor's turn serves the VPCs' metadata. Needs the
+tests' PostgreSQL (`STRATUS_TEST_POSTGRES`, set by scripts/test) and QEMU (`STRATUS_TEST_QEMU`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import time
+import uuid
+
+import pytest
+
+import conftest
+from conftest import REPO, Stratus, ec2_client, free_port, require_qemu, server_env, wait_for_binary
+
+LEASE_SECS = 3
+CONFIG = f"""
+[instances]
+stop_timeout_secs = 5
+sweep_interval_ms = 300
+
+[network]
+public_cidr = "{{public}}"
+
+[monitoring]
+interval_ms = 1000
+
+[storage]
+backend = "postgres"
+url = "{{url}}"
+connections = 8
+lease_secs = {LEASE_SECS}
+"""
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    """Starts replicas on one fresh database; all are killed and the database dropped after."""
+    require_qemu()
+    if not os.environ.get("STRATUS_TEST_POSTGRES"):
+        pytest.fail("STRATUS_TEST_POSTGRES is not set: run scripts/postgres up (scripts/test does)")
+    data_dir = tmp_path / "shared-data"
+    url = conftest.postgres_database(data_dir)
+    config = tmp_path / "stratus.toml"
+    config.write_text(CONFIG.replace("{url}", url).replace("{public}", conftest.private_public_network()))
+    started: list[Stratus] = []
+
+    def start(name: str) -> Stratus:
+        server = Stratus(bin=wait_for_binary(), data_dir=data_dir, port=free_port(), log_path=tmp_path / f"{name}.log",
+                         config=config)
+        started.append(server.start())
+        return server
+
+    start.config = config
+    start.data_dir = data_dir
+    try:
+        yield start
+    finally:
+        for server in started:
+            server.kill()
+        # The domains of instances a failed test left.
+        for instance in (data_dir / "instances").glob("i-*"):
+            subprocess.run(["virsh", "-c", "qemu:///system", "destroy", instance.name], capture_output=True)
+            subprocess.run(["virsh", "-c", "qemu:///system", "undefine", instance.name], capture_output=True)
+        try:
+            conftest.forget_ovn_installation((data_dir / "installation").read_text().strip())
+        except OSError:
+            pass
+        subprocess.run([str(REPO / "scripts" / "postgres"), "dropdb", conftest.postgres_database_name(data_dir)],
+                       capture_output=True, timeout=60)
+
+
+def leader(start) -> str | None:
+    """`stratus cluster status`: the leading replica's name, or None."""
+    out = subprocess.run([str(wait_for_binary()), "cluster", "status", "--config", str(start.config), "--data-dir",
+                          str(start.data_dir)], capture_output=True, text=True, timeout=30, env=server_env())
+    assert out.returncode == 0, out.stderr
+    found = re.search(r"^leader: (\S+) \(epoch (\d+)", out.stdout, re.MULTILINE)
+    return found.group(1) if found else None
+
+
+def leads(start, server: Stratus) -> bool:
+    name = leader(start)
+    return name is not None and f"/127.0.0.1:{server.port}/" in name
+
+
+def wait(until, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = until()
+        if value:
+            return value
+        time.sleep(0.2)
+    pytest.fail(f"timed out after {timeout} s waiting for {what}")
+
+
+def launch(client, image_id: str, token: str | None = None) -> str:
+    params = dict(ImageId=image_id, InstanceType="t3.nano", MinCount=1, MaxCount=1)
+    if token:
+        params["ClientToken"] = token
+    return client.run_instances(**params)["Instances"][0]["InstanceId"]
+
+
+def states(client, ids: list[str]) -> dict[str, str]:
+    found = client.describe_instances(InstanceIds=ids)["Reservations"]
+    return {i["InstanceId"]: i["State"]["Name"] for r in found for i in r["Instances"]}
+
+
+def test_one_leader_and_a_takeover_when_it_is_killed(cluster, test_image):
+    a = cluster("a")
+    wait(lambda: leads(cluster, a), 15, "the first replica to lead")
+    b = cluster("b")
+    image_id = conftest.import_image(a, test_image, "replicated")
+    ca, cb = ec2_client(a), ec2_client(b)
+    assert leads(cluster, a), "a second replica does not take over a live leader"
+
+    # Both serve the API: a launch through the follower is carried out by the leader.
+    token = uuid.uuid4().hex
+    first = launch(ca, image_id, token)
+    second = launch(cb, image_id)
+    wait(lambda: set(states(cb, [first, second]).values()) == {"running"}, 90, "both instances running")
+    assert launch(cb, image_id, token) == first, "a ClientToken is one launch on every replica"
+
+    # kill -9 the leader: the follower takes over within the lease, resumes what was pending,
+    # and answers a retried launch as the first answer did.
+    pending = launch(cb, image_id)
+    killed = time.monotonic()
+    a.kill()
+    took = wait(lambda: leads(cluster, b) and time.monotonic() - killed, 30, "the follower to take over")
+    print(f"takeover after kill -9: {took:.1f} s (lease {LEASE_SECS} s)")
+    assert took <= LEASE_SECS * 2 + 2, took
+    wait(lambda: states(cb, [pending])[pending] == "running", 90, "the pending launch to run under the new leader")
+    assert launch(cb, image_id, token) == first
+    ids = [first, second, pending]
+    assert len(states(cb, ids)) == 3
+    everything = [i["InstanceId"] for r in cb.describe_instances()["Reservations"] for i in r["Instances"]]
+    assert sorted(everything) == sorted(ids), "nothing duplicated, nothing lost"
+    cb.terminate_instances(InstanceIds=ids)
+    wait(lambda: set(states(cb, ids).values()) == {"terminated"}, 90, "every instance terminated")
+
+
+def test_a_leader_paused_past_its_lease_leads_no_more(cluster, test_image):
+    a = cluster("a")
+    wait(lambda: leads(cluster, a), 15, "the first replica to lead")
+    b = cluster("b")
+    image_id = conftest.import_image(b, test_image, "replicated")
+    cb = ec2_client(b)
+
+    os.kill(a.proc.pid, signal.SIGSTOP)
+    try:
+        wait(lambda: leads(cluster, b), LEASE_SECS * 3 + 5, "the follower to take over from a paused leader")
+        instance = launch(cb, image_id)
+        wait(lambda: states(cb, [instance])[instance] == "running", 90, "a launch under the new leader")
+    finally:
+        os.kill(a.proc.pid, signal.SIGCONT)
+    # Awake again, the former leader knows it lost the lease (its own clock says its turn
+    # ended; the database says another holds it) and does not take it back.
+    wait(lambda: "lost the conductor lease" in a.log(), 20, "the former leader to notice")
+    for _ in range(LEASE_SECS * 2 * 5):
+        assert leads(cluster, b), "the former leader took the lease back from a live one"
+        time.sleep(0.2)
+    # It still serves the API; the leader does the work.
+    ca = ec2_client(a)
+    ca.terminate_instances(InstanceIds=[instance])
+    wait(lambda: states(cb, [instance])[instance] == "terminated", 60, "the instance terminated")
