@@ -31,12 +31,21 @@ thread_local! {
     static FENCE: RefCell<Option<Fence>> = const { RefCell::new(None) };
 }
 
+/// Puts the thread's previous fence back when dropped: also when the work panics, so that a
+/// pooled thread never carries a stale fence into the next work it runs.
+struct Restore(Option<Fence>);
+
+impl Drop for Restore {
+    fn drop(&mut self) {
+        let before = self.0.take();
+        FENCE.with(|cell| *cell.borrow_mut() = before);
+    }
+}
+
 /// Runs `f` with `fence` on every write it makes on this thread (none: unfenced).
 pub fn with_fence<T>(fence: Option<Fence>, f: impl FnOnce() -> T) -> T {
-    let before = FENCE.with(|cell| cell.replace(fence));
-    let value = f();
-    FENCE.with(|cell| *cell.borrow_mut() = before);
-    value
+    let _restore = Restore(FENCE.with(|cell| cell.replace(fence)));
+    f()
 }
 
 /// The fence this thread's writes carry now, to hand to a thread it starts.
@@ -131,6 +140,14 @@ mod tests {
         // A clean stop hands it over at once.
         store.release_lease("conductor", "b").unwrap();
         assert!(store.acquire_lease("conductor", "a", ttl).unwrap().unwrap() > second);
+    }
+
+    #[test]
+    fn a_panic_does_not_leave_its_fence_on_the_thread() {
+        let fence = Fence { lease: "conductor".into(), holder: "a".into(), epoch: 3 };
+        let caught = std::panic::catch_unwind(|| with_fence(Some(fence), || panic!("work failed")));
+        assert!(caught.is_err());
+        assert_eq!(current_fence(), None);
     }
 
     #[test]
