@@ -19,12 +19,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use storage::tables::{ACCOUNTS, INSTANCES};
+use storage::tables::ACCOUNTS;
 use storage::InstanceState;
 use tokio::sync::mpsc;
 
 use crate::hypervisor::SerialConsole;
-use crate::{Backend, Error, ResourceKind, Result};
+use crate::{Backend, Error, Result};
 
 /// Sessions open at once in the whole process.
 pub const MAX_SESSIONS: usize = 64;
@@ -91,10 +91,7 @@ impl Backend {
         if !self.serial_console_access(account)? {
             return Err(Error::SerialConsoleAccessDisabled);
         }
-        let record = self
-            .store()
-            .read(|tx| tx.get(&INSTANCES, &format!("{account}/{id}")))?
-            .ok_or_else(|| Error::ResourceNotFound { kind: ResourceKind::Instance, id: id.to_owned() })?;
+        let record = self.instance(account, id)?;
         if record.state != InstanceState::Running {
             return Err(Error::IncorrectInstanceState {
                 id: id.to_owned(),

@@ -125,9 +125,12 @@ impl Store {
             Kind::Redb(db) => {
                 let tx = db.begin_write()?;
                 {
-                    for (table, key, value) in records {
-                        let mut open = tx.open_table(TableDefinition::<&str, &[u8]>::new(table))?;
-                        open.insert(key.as_str(), value.as_slice())?;
+                    // Records come table by table: each table opens once.
+                    for run in records.chunk_by(|a, b| a.0 == b.0) {
+                        let mut open = tx.open_table(TableDefinition::<&str, &[u8]>::new(run[0].0))?;
+                        for (_, key, value) in run {
+                            open.insert(key.as_str(), value.as_slice())?;
+                        }
                     }
                     for (tier, chunk, series, bucket, row) in metrics {
                         let name = crate::metrics::TIERS

@@ -110,6 +110,24 @@ fn problem(status: StatusCode, code: &str, message: &str) -> ConsoleResponse {
     full(status, "application/json", json!({ "code": code, "message": message }).to_string())
 }
 
+/// An EC2 error (a domain refusal, a body too large, a throttle) as the page reads it.
+fn ec2_problem(e: &ec2api::Ec2Error) -> ConsoleResponse {
+    let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
+    problem(status, e.code(), e.message())
+}
+
+fn cross_origin() -> ConsoleResponse {
+    problem(StatusCode::FORBIDDEN, "CrossOrigin", "The request did not come from the console's own page.")
+}
+
+fn stale_csrf() -> ConsoleResponse {
+    problem(
+        StatusCode::FORBIDDEN,
+        "InvalidCsrfToken",
+        "The page's security token is missing or stale. Reload the page.",
+    )
+}
+
 fn signed_out() -> ConsoleResponse {
     problem(StatusCode::UNAUTHORIZED, "SignedOut", "Your session has ended. Sign in again.")
 }
@@ -202,10 +220,7 @@ where
     B: hyper::body::Body<Data = Bytes>,
     B::Error: Into<tower::BoxError>,
 {
-    crate::server::read_body(&state.limits, headers, body).await.map_err(|e| {
-        let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
-        problem(status, e.code(), e.message())
-    })
+    crate::server::read_body(&state.limits, headers, body).await.map_err(|e| ec2_problem(&e))
 }
 
 /// The caller of an API request: its session, still valid, and the account its key names now.
@@ -244,7 +259,7 @@ where
     let (parts, body) = request.into_parts();
     let changes = parts.method != Method::GET && parts.method != Method::HEAD;
     if changes && !same_origin(&parts.headers) {
-        return problem(StatusCode::FORBIDDEN, "CrossOrigin", "The request did not come from the console's own page.");
+        return cross_origin();
     }
     if path == "/api/session" && parts.method == Method::POST {
         let source = parts.extensions.get::<PeerAddr>().map(|p| p.0.ip());
@@ -256,11 +271,7 @@ where
     if changes {
         let presented = parts.headers.get("x-csrf-token").and_then(|v| v.to_str().ok()).unwrap_or_default();
         if !session.csrf_matches(presented) {
-            return problem(
-                StatusCode::FORBIDDEN,
-                "InvalidCsrfToken",
-                "The page's security token is missing or stale. Reload the page.",
-            );
+            return stale_csrf();
         }
     }
     match (&parts.method, path) {

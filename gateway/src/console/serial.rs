@@ -76,22 +76,17 @@ pub async fn open<B>(state: &Arc<AppState>, mut request: Request<B>, id: &str) -
         );
     };
     if headers.get(header::ORIGIN).is_none() || !same_origin(headers) {
-        return problem(StatusCode::FORBIDDEN, "CrossOrigin", "The request did not come from the console's own page.");
+        return super::cross_origin();
     }
     let cookie = token(headers).unwrap_or_default().to_owned();
     let Some((session, principal)) = caller(state, &cookie) else {
         return super::signed_out();
     };
     if !session.csrf_matches(&query_csrf(request.uri().query())) {
-        return problem(
-            StatusCode::FORBIDDEN,
-            "InvalidCsrfToken",
-            "The page's security token is missing or stale. Reload the page.",
-        );
+        return super::stale_csrf();
     }
     if !state.account_allowed(&principal.account_id, "OpenSerialConsole") {
-        let error = crate::server::throttled();
-        return problem(StatusCode::SERVICE_UNAVAILABLE, error.code(), error.message());
+        return super::ec2_problem(&crate::server::throttled());
     }
     let backend = Arc::clone(&state.backend);
     let (account, instance) = (principal.account_id.clone(), id.to_owned());
@@ -99,11 +94,7 @@ pub async fn open<B>(state: &Arc<AppState>, mut request: Request<B>, id: &str) -
     let opened = tokio::task::spawn_blocking(move || backend.open_serial_console(&account, &instance)).await;
     let serial = match opened {
         Ok(Ok(serial)) => serial,
-        Ok(Err(error)) => {
-            let error = crate::errors::to_ec2(error);
-            let status = StatusCode::from_u16(error.status()).unwrap_or(StatusCode::BAD_REQUEST);
-            return problem(status, error.code(), error.message());
-        }
+        Ok(Err(error)) => return super::ec2_problem(&crate::errors::to_ec2(error)),
         Err(_) => {
             return problem(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", "The console could not be opened.")
         }
