@@ -16,6 +16,9 @@
 //!    (migrations in flight included, settled by where libvirt runs the guest).
 //!
 //! A backend without leadership (redb, one process) always does the work, unfenced.
+//!
+//! Each replica also renews a lease of its own, [`PRESENCE`] + its name, with every bid: the
+//! replicas alive are those whose presence is unexpired ([`Backend::control_plane`]).
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -26,6 +29,12 @@ use crate::Backend;
 
 /// The lease the conductor's work runs under.
 pub const LEASE: &str = "conductor";
+
+/// The prefix of each replica's presence lease.
+pub const PRESENCE: &str = "replica/";
+
+/// How long a replica that stopped renewing its presence stays listed, as unreachable.
+const REMEMBERED: Duration = Duration::from_secs(3600);
 
 /// One replica's view of its turn.
 pub struct Leadership {
@@ -55,9 +64,17 @@ impl Leadership {
         }
     }
 
+    fn presence(&self) -> String {
+        format!("{PRESENCE}{}", self.holder)
+    }
+
     /// One attempt to take or renew the lease; answers whether this replica holds it now.
     pub fn renew(&self, store: &storage::Store) -> bool {
         let started = Instant::now();
+        // Its own presence first (never contested): the replica is alive whoever leads.
+        if let Err(error) = store.acquire_lease(&self.presence(), &self.holder, self.ttl) {
+            tracing::debug!(%error, "renewing this replica's presence failed");
+        }
         // The last turn this replica had, expired or not.
         let before = self.turn.lock().unwrap_or_else(|p| p.into_inner()).map(|(epoch, _)| epoch);
         match store.acquire_lease(LEASE, &self.holder, self.ttl) {
@@ -65,6 +82,10 @@ impl Leadership {
                 *self.turn.lock().unwrap_or_else(|p| p.into_inner()) = Some((epoch, started + self.ttl * 4 / 5));
                 if before != Some(epoch) {
                     tracing::info!(replica = %self.holder, epoch, "this replica leads the conductor now");
+                    // The leader forgets replicas gone for long (each start has a new name).
+                    if let Err(error) = store.forget_leases(PRESENCE, REMEMBERED) {
+                        tracing::debug!(%error, "forgetting replicas long gone failed");
+                    }
                 }
                 true
             }
@@ -83,6 +104,15 @@ impl Leadership {
         }
     }
 
+    /// Leaves at a clean stop: the conductor's lease is handed over at once (another replica
+    /// need not wait for it to expire) and this replica is no longer listed.
+    pub fn leave(&self, store: &storage::Store) -> storage::Result<()> {
+        store.release_lease(LEASE, &self.holder)?;
+        store.release_lease(&self.presence(), &self.holder)?;
+        store.forget_leases(&self.presence(), Duration::ZERO)?;
+        Ok(())
+    }
+
     /// Renews the lease for ever, every quarter of its time to live (on a thread of its own).
     pub fn keep(self: &Arc<Self>, store: impl Fn() -> Option<Arc<Backend>> + Send + 'static) {
         let me = Arc::clone(self);
@@ -98,7 +128,72 @@ impl Leadership {
     }
 }
 
+/// The processes serving this cloud, as admins see them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControlPlane {
+    /// `redb` or `postgres`.
+    pub store: &'static str,
+    /// The conductor lease's holder and epoch, when one holds it.
+    pub leader: Option<(String, i64)>,
+    pub replicas: Vec<Replica>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replica {
+    pub id: String,
+    /// `leader`, `follower` or `unreachable`.
+    pub state: &'static str,
+    /// When it last renewed its presence (ms since the Unix epoch).
+    pub last_seen_ms: i64,
+}
+
+/// Every replica a PostgreSQL store heard of within the last hour, and the leader.
+pub fn control_plane(store: &storage::Store) -> storage::Result<ControlPlane> {
+    let leader = store.lease_holder(LEASE)?.map(|(holder, epoch, _)| (holder, epoch));
+    let replicas = store
+        .leases(PRESENCE)?
+        .into_iter()
+        .map(|lease| Replica {
+            state: match &leader {
+                _ if !lease.live() => "unreachable",
+                Some((holder, _)) if *holder == lease.holder => "leader",
+                _ => "follower",
+            },
+            id: lease.holder,
+            last_seen_ms: lease.renewed_ms,
+        })
+        .collect();
+    Ok(ControlPlane { store: "postgres", leader, replicas })
+}
+
 impl Backend {
+    /// Who serves and who leads: on redb this one process, which leads; on PostgreSQL every
+    /// replica heard of within the last hour.
+    pub fn control_plane(&self) -> crate::Result<ControlPlane> {
+        let store = self.store();
+        let Some(leadership) = &self.leadership else {
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+            return Ok(ControlPlane {
+                store: "redb",
+                leader: Some((self.process_name().to_owned(), 1)),
+                replicas: vec![Replica {
+                    id: self.process_name().to_owned(),
+                    state: "leader",
+                    last_seen_ms: now.as_millis() as i64,
+                }],
+            });
+        };
+        let ControlPlane { leader, mut replicas, .. } = control_plane(store)?;
+        // Itself, before its first renewal.
+        if !replicas.iter().any(|r| r.id == leadership.holder) {
+            let state =
+                if leader.as_ref().is_some_and(|(h, _)| *h == leadership.holder) { "leader" } else { "follower" };
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+            replicas.push(Replica { id: leadership.holder.clone(), state, last_seen_ms: now.as_millis() as i64 });
+        }
+        Ok(ControlPlane { store: "postgres", leader, replicas })
+    }
+
     /// Several replicas share this backend's store: the conductor's work waits for this
     /// replica's turn ([`Leadership`]).
     pub fn with_leadership(mut self, leadership: Arc<Leadership>) -> Self {

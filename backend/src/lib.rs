@@ -424,6 +424,8 @@ pub struct Backend {
     serial_seats: serial_console::Seats,
     /// This replica's turn at the conductor's work, when several share the store.
     leadership: Option<std::sync::Arc<leadership::Leadership>>,
+    /// How this process is named to admins (its machine and API address).
+    process_name: String,
 }
 
 impl Backend {
@@ -450,6 +452,20 @@ impl Backend {
             monitoring: Default::default(),
             serial_seats: Default::default(),
             leadership: None,
+            process_name: "stratus".into(),
+        }
+    }
+
+    /// How admins see this process named (`DescribeHosts`); a replica's is its lease holder's.
+    pub fn with_process_name(mut self, name: String) -> Self {
+        self.process_name = name;
+        self
+    }
+
+    pub fn process_name(&self) -> &str {
+        match &self.leadership {
+            Some(leadership) => leadership.holder(),
+            None => &self.process_name,
         }
     }
 

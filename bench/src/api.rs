@@ -101,15 +101,24 @@ struct Target {
     needles: bool,
     /// How many of [`ZONES`] have a host.
     zones: usize,
+    /// A second replica on the same store (PostgreSQL), measured beside this one alone.
+    replica: Option<(Process, Signer)>,
 }
 
 impl Target {
     fn new(name: &'static str, process: Process, signer: Signer, image: String, zones: usize) -> Self {
-        Self { name, process, signer, image, ids: Vec::new(), stored: 0, filler_accounts: 0, needles: false, zones }
+        let ids = Vec::new();
+        Self { name, process, signer, image, ids, stored: 0, filler_accounts: 0, needles: false, zones, replica: None }
     }
 
-    fn endpoint(&self) -> (&'static str, &Signer, &Process) {
-        (self.name, &self.signer, &self.process)
+    fn endpoint(&self) -> (&'static str, Vec<(&Signer, &Process)>) {
+        (self.name, vec![(&self.signer, &self.process)])
+    }
+
+    /// Both replicas, requests shared between them, when there is a second.
+    fn replicated(&self) -> Option<(&'static str, Vec<(&Signer, &Process)>)> {
+        let (process, signer) = self.replica.as_ref()?;
+        Some(("stratus-pg-2r", vec![(&self.signer, &self.process), (signer, process)]))
     }
 
     /// The zone for the `n`th launch: round robin over the zones with hosts.
@@ -304,14 +313,17 @@ impl Bench {
     async fn measure(
         &mut self,
         scenario: &'static str,
-        (target_name, signer, process): (&'static str, &Signer, &Process),
+        (target_name, endpoints): (&'static str, Vec<(&Signer, &Process)>),
         stored: usize,
         window: Window,
         (body, check): (BodyFn, CheckFn),
     ) -> Result<()> {
-        let cpu_before = process.cpu_seconds()?;
-        let summary = closed_loop(signer, &window, body, check).await?;
-        let cpu = process.cpu_seconds()? - cpu_before;
+        // Every serving process's CPU counts (two replicas: both).
+        let cpu_seconds = || endpoints.iter().map(|(_, p)| p.cpu_seconds()).sum::<Result<f64>>();
+        let signers: Vec<Signer> = endpoints.iter().map(|(s, _)| (*s).clone()).collect();
+        let cpu_before = cpu_seconds()?;
+        let summary = closed_loop(&signers, &window, body, check).await?;
+        let cpu = cpu_seconds()? - cpu_before;
         let answered = summary.requests + summary.errors;
         let warmup_share = 1.0 + window.warmup.as_secs_f64() / summary.seconds.max(1e-9);
         let server_cpu_us = (answered > 0).then(|| cpu * 1e6 / (answered as f64 * warmup_share));
@@ -536,7 +548,14 @@ pub async fn run(options: Options) -> Result<()> {
             systems::stratus(&options.stratus_bin, &config, &data_dir, &work.join("stratus-pg.log"))?;
         let signer = Signer::new(process.addr, &key, &secret, REGION);
         let image = import_image(&options.stratus_bin, &data_dir, &config, &bench_disk(&dir)?)?;
-        targets.push(Target::new("stratus-pg", process, signer, image, hosts.len()));
+        let mut target = Target::new("stratus-pg", process, signer, image, hosts.len());
+        // A second replica on the same database and data dir: describe-by-id is measured on
+        // the first alone and on both sharing the requests.
+        let (process, (key, secret)) =
+            systems::stratus(&options.stratus_bin, &config, &data_dir, &work.join("stratus-pg-2.log"))?;
+        let signer = Signer::new(process.addr, &key, &secret, REGION);
+        target.replica = Some((process, signer));
+        targets.push(target);
     }
     if options.moto {
         let moto = systems::moto(&work.join("moto.log"))?;
@@ -592,11 +611,15 @@ pub async fn run(options: Options) -> Result<()> {
         for &c in &concurrencies {
             let probe = describe_by_id(&targets[0].ids);
             let w = window(c, measure, None);
-            bench.measure("describe-by-id", ("bare-hyper", &bare_signer, &bare), 0, w, probe).await?;
+            bench.measure("describe-by-id", ("bare-hyper", vec![(&bare_signer, &bare)]), 0, w, probe).await?;
             for &i in &live {
                 let t = &targets[i];
                 let w = window(c, measure, None);
                 bench.measure("describe-by-id", t.endpoint(), t.stored, w, describe_by_id(&t.ids)).await?;
+                if let Some(both) = t.replicated() {
+                    let w = window(c, measure, None);
+                    bench.measure("describe-by-id", both, t.stored, w, describe_by_id(&t.ids)).await?;
+                }
             }
         }
         for &i in &live {

@@ -183,14 +183,15 @@ pub fn histogram() -> Histogram<u64> {
 }
 
 /// Runs the window against `signer` and summarises what was measured.
-pub async fn closed_loop(signer: &Signer, window: &Window, body: BodyFn, check: CheckFn) -> Result<Summary> {
+pub async fn closed_loop(signers: &[Signer], window: &Window, body: BodyFn, check: CheckFn) -> Result<Summary> {
     let started = Instant::now();
     let measure_from = started + window.warmup;
     let deadline = measure_from + window.measure;
     let per_worker_cap = window.max_requests.map(|m| m.div_ceil(window.concurrency as u64));
     let mut workers = Vec::new();
     for worker in 0..window.concurrency {
-        let signer = signer.clone();
+        // Workers take the servers in turn (several replicas of one service).
+        let signer = signers[worker % signers.len()].clone();
         let (body, check) = (Arc::clone(&body), Arc::clone(&check));
         workers.push(tokio::spawn(async move {
             let mut connection = Connection::open(signer.addr).await?;

@@ -53,6 +53,10 @@ def test_hosts_and_maintenance(pool):
     assert host["Utilization"]["InstancesRunning"] == 1 and host["Utilization"]["MemoryUsedMiB"] == 512
     assert host["Utilization"]["Reachable"] is True
     assert [h["HostId"] for h in stratus.describe_hosts(HostIds=[host["HostId"]])["Hosts"]] == [host["HostId"]]
+    # Admins see the control plane too: on redb, this one process, which leads.
+    plane = stratus.describe_hosts()["ControlPlane"]
+    assert plane["Store"] == "redb" and plane["LeaderId"].endswith(f"/127.0.0.1:{server.port}")
+    assert [(r["ReplicaId"], r["State"]) for r in plane["Replicas"]] == [(plane["LeaderId"], "leader")]
     with pytest.raises(ClientError) as e:
         stratus.describe_hosts(HostIds=["h-0123456789abcdef0"])
     assert error_code(e) == "InvalidHostID.NotFound"
@@ -115,6 +119,7 @@ def test_migration_refusals(pool):
     user = create_account(server, "extension-outsider")
     outsider = stratus_client(server, user.access_key, user.secret_key)
     assert outsider.describe_hosts()["Hosts"] == []
+    assert "ControlPlane" not in outsider.describe_hosts()
     for call in (lambda: outsider.migrate_instance(InstanceId=instance_id),
                  lambda: outsider.migrate_instance(InstanceId=instance_id, DryRun=True),
                  lambda: outsider.describe_instance_migrations(),

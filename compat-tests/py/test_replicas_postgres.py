@@ -21,6 +21,7 @@ import pytest
 
 import conftest
 from conftest import REPO, Stratus, ec2_client, free_port, require_qemu, server_env, wait_for_binary
+from test_extensions_boto3 import stratus_client
 
 LEASE_SECS = 3
 CONFIG = f"""
@@ -93,6 +94,28 @@ def leads(start, server: Stratus) -> bool:
     return name is not None and f"/127.0.0.1:{server.port}/" in name
 
 
+def cluster_status(start) -> str:
+    out = subprocess.run([str(wait_for_binary()), "cluster", "status", "--config", str(start.config), "--data-dir",
+                          str(start.data_dir)], capture_output=True, text=True, timeout=30, env=server_env())
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def replica_id(plane: dict, server: Stratus) -> str:
+    [found] = [r["ReplicaId"] for r in plane["Replicas"] if f"/127.0.0.1:{server.port}/" in r["ReplicaId"]]
+    return found
+
+
+def replicas_seen(asked: Stratus, states: list[tuple[Stratus, str]]) -> dict | None:
+    """DescribeHosts' control plane (admins), when it lists each replica in `states` (once) in
+    its state there."""
+    plane = stratus_client(asked).describe_hosts()["ControlPlane"]
+    for server, state in states:
+        if [r["State"] for r in plane["Replicas"] if f"/127.0.0.1:{server.port}/" in r["ReplicaId"]] != [state]:
+            return None
+    return plane
+
+
 def wait(until, timeout: float, what: str):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -122,6 +145,13 @@ def test_one_leader_and_a_takeover_when_it_is_killed(cluster, test_image):
     image_id = conftest.import_image(a, test_image, "replicated")
     ca, cb = ec2_client(a), ec2_client(b)
     assert leads(cluster, a), "a second replica does not take over a live leader"
+    # Admins see both replicas and the leader, from either.
+    plane = wait(lambda: replicas_seen(b, [(a, "leader"), (b, "follower")]), 10, "both replicas listed")
+    assert plane["Store"] == "postgres" and plane["LeaderId"] == replica_id(plane, a)
+    assert replicas_seen(a, [(a, "leader"), (b, "follower")])
+    status = cluster_status(cluster)
+    assert re.search(rf"^leader +[0-9.]+ s ago +\S+/127\.0\.0\.1:{a.port}/", status, re.MULTILINE), status
+    assert re.search(rf"^follower +[0-9.]+ s ago +\S+/127\.0\.0\.1:{b.port}/", status, re.MULTILINE), status
 
     # Both serve the API: a launch through the follower is carried out by the leader.
     token = uuid.uuid4().hex
@@ -138,6 +168,9 @@ def test_one_leader_and_a_takeover_when_it_is_killed(cluster, test_image):
     took = wait(lambda: leads(cluster, b) and time.monotonic() - killed, 30, "the follower to take over")
     print(f"takeover after kill -9: {took:.1f} s (lease {LEASE_SECS} s)")
     assert took <= LEASE_SECS * 2 + 2, took
+    # The killed one is listed as unreachable (for an hour), the survivor as the leader.
+    plane = wait(lambda: replicas_seen(b, [(a, "unreachable"), (b, "leader")]), 10, "the killed replica unreachable")
+    assert plane["LeaderId"] == replica_id(plane, b)
     wait(lambda: states(cb, [pending])[pending] == "running", 90, "the pending launch to run under the new leader")
     assert launch(cb, image_id, token) == first
     ids = [first, second, pending]
@@ -172,3 +205,70 @@ def test_a_leader_paused_past_its_lease_leads_no_more(cluster, test_image):
     ca = ec2_client(a)
     ca.terminate_instances(InstanceIds=[instance])
     wait(lambda: states(cb, [instance])[instance] == "terminated", 60, "the instance terminated")
+
+
+def test_bursts_to_both_replicas_lose_and_duplicate_nothing_when_the_leader_is_killed(cluster, test_image):
+    """Launches and terminations go to both replicas while the leader is killed: a client whose
+    replica died retries on the other with the same ClientToken, as one behind a load balancer
+    would; every acknowledged launch is one instance, every acknowledged termination ends its
+    instance, and nothing stays pending under the new leader."""
+    import threading
+
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    a = cluster("a")
+    wait(lambda: leads(cluster, a), 15, "the first replica to lead")
+    b = cluster("b")
+    image_id = conftest.import_image(b, test_image, "burst")
+    launched: dict[str, str] = {}  # ClientToken -> instance
+    terminated: set[str] = set()
+    lock, stop = threading.Lock(), threading.Event()
+
+    def answered(call, servers):
+        """`call` on the first replica, then on the other while one fails; the answer."""
+        deadline = time.monotonic() + 90
+        turn = 0
+        while True:
+            try:
+                return call(ec2_client(servers[turn % 2]))
+            except (ClientError, BotoCoreError):
+                assert time.monotonic() < deadline, "no replica answered for 90 s"
+                turn += 1
+                time.sleep(0.2)
+
+    def worker(first: Stratus, other: Stratus):
+        servers = [first, other]
+        while not stop.is_set():
+            token = uuid.uuid4().hex
+            instance = answered(lambda c: launch(c, image_id, token), servers)
+            with lock:
+                launched[token] = instance
+            answered(lambda c: c.terminate_instances(InstanceIds=[instance]), servers)
+            with lock:
+                terminated.add(instance)
+
+    threads = [threading.Thread(target=worker, args=pair, daemon=True) for pair in ((a, b), (b, a), (a, b), (b, a))]
+    for thread in threads:
+        thread.start()
+    wait(lambda: len(terminated) >= 6, 120, "a burst under the first leader")
+    a.kill()
+    before = len(terminated)
+    wait(lambda: leads(cluster, b), LEASE_SECS * 3 + 5, "the survivor to take over")
+    wait(lambda: len(terminated) >= before + 6, 120, "the burst going on under the new leader")
+    stop.set()
+    for thread in threads:
+        thread.join(timeout=200)
+        assert not thread.is_alive(), "a request was never answered"
+
+    cb = ec2_client(b)
+    ids = set(launched.values())
+    assert len(ids) == len(launched), "two launches answered with one instance"
+    everything = {i["InstanceId"]: i for r in cb.describe_instances()["Reservations"] for i in r["Instances"]}
+    assert set(everything) == ids, f"lost: {ids - set(everything)}; unacknowledged: {set(everything) - ids}"
+    assert terminated == ids
+    # A retried launch is answered as the first answer was, on the survivor.
+    for token, instance in list(launched.items())[:3]:
+        assert launch(cb, image_id, token) == instance
+    # Nothing stays pending: every acknowledged termination ends its instance.
+    wait(lambda: set(states(cb, sorted(ids)).values()) == {"terminated"}, 120, "every instance terminated")
+    print(f"{len(ids)} launches and terminations across a leader kill")

@@ -139,3 +139,8 @@ fn boto3_on_postgres() {
 fn replicas_on_postgres() {
     run_pytest("test_replicas_postgres.py");
 }
+
+#[test]
+fn postgres_primary_killed_and_standby_promoted() {
+    run_pytest("test_postgres_failover.py");
+}

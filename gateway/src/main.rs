@@ -251,12 +251,12 @@ async fn run(cli: Cli) -> Result<()> {
                 println!("one process on the redb file in {}: no replicas", common.data_dir.display());
                 return Ok(());
             }
-            let holder = tokio::task::spawn_blocking(move || -> Result<_> {
+            let (holder, cluster) = tokio::task::spawn_blocking(move || -> Result<_> {
                 let store = admin::open_store(&common.data_dir, &config.storage)?;
-                Ok(store.lease_holder(backend::leadership::LEASE)?)
+                Ok((store.lease_holder(backend::leadership::LEASE)?, backend::leadership::control_plane(&store)?))
             })
             .await??;
-            match holder {
+            match &holder {
                 Some((replica, epoch, left)) => {
                     println!(
                         "leader: {replica} (epoch {epoch}; its lease runs {:.1} s more unrenewed)",
@@ -264,6 +264,12 @@ async fn run(cli: Cli) -> Result<()> {
                     )
                 }
                 None => println!("leader: none (no replica holds the conductor lease)"),
+            }
+            let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64;
+            println!("{:<12} {:<14} REPLICA", "STATE", "LAST SEEN");
+            for replica in cluster.replicas {
+                let ago = format!("{:.1} s ago", (now_ms - replica.last_seen_ms).max(0) as f64 / 1000.0);
+                println!("{:<12} {ago:<14} {}", replica.state, replica.id);
             }
             Ok(())
         }
@@ -380,7 +386,8 @@ async fn run_server(listen: SocketAddr, metrics_listen: Option<String>, common: 
     let replicated = store.is_postgres();
     let mut backend = Backend::new(store, config.resolved_topology())
         .with_data_dir(data_dir)
-        .with_stop_timeout(Duration::from_secs(config.instances.stop_timeout_secs));
+        .with_stop_timeout(Duration::from_secs(config.instances.stop_timeout_secs))
+        .with_process_name(format!("{}/{listen}", hostname()));
     // On PostgreSQL any number of replicas serve; the conductor's work takes turns.
     if replicated {
         let replica = format!("{}/{listen}/{:08x}", hostname(), rand::random::<u32>());
@@ -501,12 +508,8 @@ async fn run_server(listen: SocketAddr, metrics_listen: Option<String>, common: 
     let state = AppState::new(Arc::clone(&backend), config.limits.clone()).with_console(&config.console);
     serve(listener, Arc::new(state), shutdown).await;
     if let Some(leadership) = backend.leadership().cloned() {
-        // Handed over at once: another replica need not wait for the lease to expire.
-        let releasing = Arc::clone(&backend);
-        let released = tokio::task::spawn_blocking(move || {
-            releasing.store().release_lease(backend::leadership::LEASE, leadership.holder())
-        })
-        .await?;
+        let leaving = Arc::clone(&backend);
+        let released = tokio::task::spawn_blocking(move || leadership.leave(leaving.store())).await?;
         if let Err(error) = released {
             tracing::warn!(%error, "could not hand the conductor lease over; it expires by itself");
         }

@@ -95,6 +95,58 @@ impl Store {
     }
 }
 
+/// One lease as the store has it, expired or not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseView {
+    pub name: String,
+    pub holder: String,
+    pub epoch: i64,
+    /// When it was last taken or renewed, in milliseconds since the Unix epoch (the database's
+    /// clock).
+    pub renewed_ms: i64,
+    /// How long it runs unrenewed from now, in milliseconds; zero or less once expired.
+    pub left_ms: i64,
+}
+
+impl LeaseView {
+    pub fn live(&self) -> bool {
+        self.left_ms > 0
+    }
+}
+
+impl Store {
+    /// Every lease whose name starts with `prefix`, in name order (none on redb).
+    pub fn leases(&self, prefix: &str) -> Result<Vec<LeaseView>> {
+        match &self.kind {
+            Kind::Redb(_) => Ok(vec![]),
+            Kind::Postgres(db) => crate::pg::blocking(|| {
+                let rows = db.connection()?.query(Sql::Leases, &[&prefix])?;
+                Ok(rows
+                    .iter()
+                    .map(|row| LeaseView {
+                        name: row.get(0),
+                        holder: row.get(1),
+                        epoch: row.get(2),
+                        renewed_ms: row.get(3),
+                        left_ms: row.get(4),
+                    })
+                    .collect())
+            }),
+        }
+    }
+
+    /// Drops the leases whose name starts with `prefix` that expired more than `ago` ago.
+    pub fn forget_leases(&self, prefix: &str, ago: Duration) -> Result<u64> {
+        match &self.kind {
+            Kind::Redb(_) => Ok(0),
+            Kind::Postgres(db) => crate::pg::blocking(|| {
+                let ago_ms = i64::try_from(ago.as_millis()).unwrap_or(i64::MAX);
+                db.connection()?.execute(Sql::ForgetLeases, &[&prefix, &ago_ms])
+            }),
+        }
+    }
+}
+
 /// Inside a PostgreSQL write, after the writers' lock: fails unless this thread's fence (if
 /// any) still holds.
 pub(crate) fn check(conn: &mut crate::pg::PgConn) -> Result<()> {
@@ -140,6 +192,31 @@ mod tests {
         // A clean stop hands it over at once.
         store.release_lease("conductor", "b").unwrap();
         assert!(store.acquire_lease("conductor", "a", ttl).unwrap().unwrap() > second);
+    }
+
+    #[test]
+    fn leases_are_listed_by_prefix_and_long_expired_ones_forgotten() {
+        let Some(db) = crate::testing::TestDatabase::create() else { return };
+        let store = db.store();
+        let before = std::time::SystemTime::now();
+        store.acquire_lease("replica/a", "a", Duration::from_millis(300)).unwrap().unwrap();
+        store.acquire_lease("replica/b", "b", Duration::from_secs(60)).unwrap().unwrap();
+        store.acquire_lease("conductor", "b", Duration::from_secs(60)).unwrap().unwrap();
+        let listed = store.leases("replica/").unwrap();
+        assert_eq!(listed.iter().map(|l| l.holder.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+        assert!(listed.iter().all(LeaseView::live));
+        let since_epoch = before.duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+        // The database's clock and this one's are the same machine's.
+        assert!((listed[1].renewed_ms - since_epoch).abs() < 5_000, "{listed:?}");
+
+        std::thread::sleep(Duration::from_millis(500));
+        let listed = store.leases("replica/").unwrap();
+        assert!(!listed[0].live() && listed[1].live(), "{listed:?}");
+        assert_eq!(store.forget_leases("replica/", Duration::from_secs(60)).unwrap(), 0, "expired too recently");
+        assert_eq!(store.forget_leases("replica/", Duration::from_millis(100)).unwrap(), 1);
+        let left: Vec<String> = store.leases("").unwrap().into_iter().map(|l| l.name).collect();
+        assert_eq!(left, ["conductor", "replica/b"]);
+        assert!(Store::in_memory().unwrap().leases("").unwrap().is_empty());
     }
 
     #[test]

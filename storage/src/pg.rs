@@ -64,6 +64,8 @@ const MIGRATIONS: &[&str] = &[
         epoch bigint NOT NULL,
         expires_at timestamptz NOT NULL
     );"#,
+    // 3: when each lease was last taken or renewed (replicas show when they were last heard of).
+    "ALTER TABLE stratus_leases ADD COLUMN renewed_at timestamptz NOT NULL DEFAULT clock_timestamp()",
 ];
 
 /// The advisory lock writers take (and migrations): any constant of Stratus's own.
@@ -94,6 +96,8 @@ pub(crate) enum Sql {
     ReleaseLease,
     LeaseHolder,
     LeaseValid,
+    Leases,
+    ForgetLeases,
 }
 
 impl Sql {
@@ -140,6 +144,7 @@ impl Sql {
                 "INSERT INTO stratus_leases AS l (name, holder, epoch, expires_at) \
                  VALUES ($1, $2, 1, clock_timestamp() + $3::bigint * interval '1 millisecond') \
                  ON CONFLICT (name) DO UPDATE SET holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at, \
+                   renewed_at = clock_timestamp(), \
                    epoch = CASE WHEN l.holder = EXCLUDED.holder AND l.expires_at > clock_timestamp() \
                            THEN l.epoch ELSE l.epoch + 1 END \
                  WHERE l.holder = EXCLUDED.holder OR l.expires_at <= clock_timestamp() \
@@ -156,6 +161,15 @@ impl Sql {
             Sql::LeaseValid => {
                 "SELECT 1 FROM stratus_leases WHERE name = $1 AND holder = $2 AND epoch = $3 \
                  AND expires_at > clock_timestamp()"
+            }
+            Sql::Leases => {
+                "SELECT name, holder, epoch, (extract(epoch FROM renewed_at) * 1000)::bigint, \
+                 (extract(epoch FROM (expires_at - clock_timestamp())) * 1000)::bigint \
+                 FROM stratus_leases WHERE starts_with(name, $1) ORDER BY name"
+            }
+            Sql::ForgetLeases => {
+                "DELETE FROM stratus_leases WHERE starts_with(name, $1) \
+                 AND expires_at < clock_timestamp() - $2::bigint * interval '1 millisecond'"
             }
             Sql::AllMetrics => {
                 "SELECT tier, chunk, series, bucket, row_data FROM stratus_metrics ORDER BY tier, chunk, series, bucket"
@@ -312,6 +326,32 @@ impl r2d2::ManageConnection for Manager {
 
 pub type Pool = r2d2::Pool<Manager>;
 
+/// Failures to connect, logged once per spell rather than once per attempt: while the database
+/// is away (a failover), every waiting request retries and would log the same line.
+#[derive(Debug, Default)]
+struct ConnectFailures {
+    last_logged: std::sync::Mutex<Option<std::time::Instant>>,
+    since: std::sync::atomic::AtomicU64,
+}
+
+impl r2d2::HandleError<postgres::Error> for ConnectFailures {
+    fn handle_error(&self, error: postgres::Error) {
+        use std::sync::atomic::Ordering;
+        let mut last = self.last_logged.lock().unwrap_or_else(|e| e.into_inner());
+        if last.is_some_and(|at| at.elapsed() < std::time::Duration::from_secs(10)) {
+            self.since.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        *last = Some(std::time::Instant::now());
+        tracing::warn!(
+            %error,
+            more_since_last_line = self.since.swap(0, Ordering::Relaxed),
+            "cannot connect to PostgreSQL, retrying: is the primary up (with several hosts in the url, is one \
+             of them read-write)?"
+        );
+    }
+}
+
 /// A store's hold on its database: its pool (`None` once the store is closing).
 pub struct Database {
     pool: Option<Pool>,
@@ -359,6 +399,7 @@ pub fn connect(url: &str, connections: u32) -> Result<Pool> {
         .min_idle(Some(2.min(connections.max(1))))
         .test_on_check_out(false)
         .connection_timeout(std::time::Duration::from_secs(15))
+        .error_handler(Box::<ConnectFailures>::default())
         .build(Manager { config })?;
     migrate(&mut *pool.get()?)?;
     Ok(pool)

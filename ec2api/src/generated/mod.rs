@@ -13351,13 +13351,40 @@ impl XmlValue for StopInstancesResult {
 pub type StorageTier = String;
 
 #[derive(Debug, Clone, Default, PartialEq)]
+pub struct StratusControlPlane {
+    pub leader_epoch: Option<i64>,
+    pub leader_id: Option<String>,
+    pub replicas: Option<Vec<StratusReplica>>,
+    pub store: Option<String>,
+}
+
+impl XmlStruct for StratusControlPlane {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.leader_epoch.write_xml(w, "leaderEpoch");
+        self.leader_id.write_xml(w, "leaderId");
+        self.replicas.write_xml(w, "replicaSet");
+        self.store.write_xml(w, "store");
+    }
+}
+
+impl XmlValue for StratusControlPlane {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct StratusDescribeHostsResult {
+    pub control_plane: Option<StratusControlPlane>,
     pub hosts: Option<Vec<StratusHost>>,
     pub next_token: Option<String>,
 }
 
 impl XmlStruct for StratusDescribeHostsResult {
     fn write_members(&self, w: &mut XmlWriter) {
+        self.control_plane.write_xml(w, "controlPlane");
         self.hosts.write_xml(w, "hostSet");
         self.next_token.write_xml(w, "nextToken");
     }
@@ -13409,6 +13436,29 @@ impl XmlStruct for StratusHost {
 }
 
 impl XmlValue for StratusHost {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StratusReplica {
+    pub last_seen: Option<Timestamp>,
+    pub replica_id: Option<String>,
+    pub state: Option<String>,
+}
+
+impl XmlStruct for StratusReplica {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.last_seen.write_xml(w, "lastSeen");
+        self.replica_id.write_xml(w, "replicaId");
+        self.state.write_xml(w, "state");
+    }
+}
+
+impl XmlValue for StratusReplica {
     fn write_xml(&self, w: &mut XmlWriter, name: &str) {
         w.start(name);
         self.write_members(w);

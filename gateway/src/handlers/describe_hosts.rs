@@ -4,7 +4,7 @@ use backend::dedicated::family;
 use backend::maintenance::HostView;
 use ec2api::{
     AvailableCapacity, DescribeHostsOutput, DescribeHostsRequest, Ec2Error, HostInstance, HostProperties,
-    HostUtilization, StratusHost,
+    HostUtilization, StratusControlPlane, StratusHost, StratusReplica,
 };
 use storage::HostAllocationRecord;
 
@@ -116,7 +116,7 @@ pub async fn handle(ctx: &Ctx, req: DescribeHostsRequest) -> Result<DescribeHost
         .filters(req.filter.as_deref(), FILTERS)?
         .paged(req.max_results, req.next_token.as_deref(), 5, 500)?;
     let (account, admin) = (ctx.account().to_owned(), ctx.principal.admin);
-    let (seen, tags) = ctx
+    let (seen, tags, control_plane) = ctx
         .call(move |b| {
             let mut allocations = b.host_allocations()?;
             let seen: Vec<Seen> = b
@@ -129,10 +129,35 @@ pub async fn handle(ctx: &Ctx, req: DescribeHostsRequest) -> Result<DescribeHost
                 .filter(|s| admin || s.allocation.as_ref().is_some_and(|a| a.account == account))
                 .collect();
             let tags = b.tags_of(&account, seen.iter().map(|s| s.view.host.id.as_str()))?;
-            Ok((seen, tags))
+            let control_plane = if admin { Some(b.control_plane()?) } else { None };
+            Ok((seen, tags, control_plane))
         })
         .await?;
     let tagged = seen.iter().map(|s| (s, tags.get(&s.view.host.id).map_or(NO_TAGS, Vec::as_slice)));
     let (items, next_token) = describe.page(tagged, |s| &s.view.host.id, fields, |_| true)?;
-    Ok(DescribeHostsOutput { hosts: Some(items.into_iter().map(|(s, tags)| shape(s, tags)).collect()), next_token })
+    Ok(DescribeHostsOutput {
+        hosts: Some(items.into_iter().map(|(s, tags)| shape(s, tags)).collect()),
+        next_token,
+        control_plane: control_plane.map(control_plane_shape),
+    })
+}
+
+/// Admins see the Stratus processes too: with several replicas, which serve and which leads.
+fn control_plane_shape(plane: backend::leadership::ControlPlane) -> StratusControlPlane {
+    StratusControlPlane {
+        store: Some(plane.store.into()),
+        leader_epoch: plane.leader.as_ref().map(|(_, epoch)| *epoch),
+        leader_id: plane.leader.map(|(id, _)| id),
+        replicas: Some(
+            plane
+                .replicas
+                .into_iter()
+                .map(|r| StratusReplica {
+                    replica_id: Some(r.id),
+                    state: Some(r.state.into()),
+                    last_seen: Some(super::timestamp(r.last_seen_ms)),
+                })
+                .collect(),
+        ),
+    }
 }
