@@ -10,6 +10,7 @@ tests' PostgreSQL (`STRATUS_TEST_POSTGRES`, set by scripts/test) and QEMU (`STRA
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -43,16 +44,17 @@ lease_secs = {LEASE_SECS}
 """
 
 
-@pytest.fixture
-def cluster(tmp_path):
-    """Starts replicas on one fresh database; all are killed and the database dropped after."""
+@contextlib.contextmanager
+def replicas(tmp_path, hosts: str = ""):
+    """Starts replicas on one fresh database (with `hosts`' [[hosts]], the local daemon without);
+    all are killed and the database dropped after."""
     require_qemu()
     if not os.environ.get("STRATUS_TEST_POSTGRES"):
         pytest.fail("STRATUS_TEST_POSTGRES is not set: run scripts/postgres up (scripts/test does)")
     data_dir = tmp_path / "shared-data"
     url = conftest.postgres_database(data_dir)
     config = tmp_path / "stratus.toml"
-    config.write_text(CONFIG.replace("{url}", url).replace("{public}", conftest.private_public_network()))
+    config.write_text(hosts + CONFIG.replace("{url}", url).replace("{public}", conftest.private_public_network()))
     started: list[Stratus] = []
 
     def start(name: str) -> Stratus:
@@ -68,7 +70,7 @@ def cluster(tmp_path):
     finally:
         for server in started:
             server.kill()
-        # The domains of instances a failed test left.
+        # The domains of instances a failed test left (the lab's go with the lab).
         for instance in (data_dir / "instances").glob("i-*"):
             subprocess.run(["virsh", "-c", "qemu:///system", "destroy", instance.name], capture_output=True)
             subprocess.run(["virsh", "-c", "qemu:///system", "undefine", instance.name], capture_output=True)
@@ -78,6 +80,12 @@ def cluster(tmp_path):
             pass
         subprocess.run([str(REPO / "scripts" / "postgres"), "dropdb", conftest.postgres_database_name(data_dir)],
                        capture_output=True, timeout=60)
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    with replicas(tmp_path) as start:
+        yield start
 
 
 def leader(start) -> str | None:
@@ -272,3 +280,59 @@ def test_bursts_to_both_replicas_lose_and_duplicate_nothing_when_the_leader_is_k
     # Nothing stays pending: every acknowledged termination ends its instance.
     wait(lambda: set(states(cb, sorted(ids)).values()) == {"terminated"}, 120, "every instance terminated")
     print(f"{len(ids)} launches and terminations across a leader kill")
+
+
+def test_migrations_in_flight_when_the_leader_is_killed_are_settled_by_the_survivor(lab, tmp_path, test_image):
+    """Two lab hosts (`scripts/lab`), two replicas: a migration asked of each replica, the leader
+    killed while they run. The survivor takes over and settles each from where libvirt runs the
+    guest (completed or failed, never lost and never on two hosts), then migrates again."""
+    with replicas(tmp_path, lab) as start:
+        a = start("a")
+        wait(lambda: leads(start, a), 15, "the first replica to lead")
+        b = start("b")
+        ext = {a.port: stratus_client(a), b.port: stratus_client(b)}
+        image_id = conftest.import_image(b, test_image, "lab replicated")
+        cb = ec2_client(b)
+        ids = [launch(cb, image_id) for _ in range(2)]
+        wait(lambda: set(states(cb, ids).values()) == {"running"}, 180, "both instances running")
+
+        def placement(client) -> tuple[dict, dict]:
+            hosts = {h["HostId"]: h for h in client.describe_hosts()["Hosts"]}
+            return hosts, {i["InstanceId"]: h for h, v in hosts.items() for i in v["Instances"]}
+
+        hosts, where = placement(ext[b.port])
+        assert len(hosts) == 2 and len(set(where.values())) == 2, f"spread over both lab hosts: {where}"
+        migrations = {}
+        for instance, asked in zip(ids, (a, b)):
+            target = next(h for h in hosts if h != where[instance])
+            migration = ext[asked.port].migrate_instance(InstanceId=instance, TargetHostId=target)["Migration"]
+            migrations[instance] = migration["MigrationId"]
+        # At once: the one asked of the leader is under way, the other may be.
+        a.kill()
+        wait(lambda: leads(start, b), LEASE_SECS * 3 + 5, "the survivor to take over")
+
+        def finished(migration_id: str):
+            [m] = ext[b.port].describe_instance_migrations(MigrationIds=[migration_id])["Migrations"]
+            return m if m["Status"] in ("completed", "failed", "cancelled") else None
+
+        at_takeover = {i: ext[b.port].describe_instance_migrations(MigrationIds=[m])["Migrations"][0]["Status"]
+                       for i, m in migrations.items()}
+        settled = {i: wait(lambda m=m: finished(m), 180, f"migration {m} settled") for i, m in migrations.items()}
+        print("migrations across the takeover:", {i: (at_takeover[i], m["Status"]) for i, m in settled.items()})
+        wait(lambda: set(states(cb, ids).values()) == {"running"}, 60, "both instances running")
+        hosts, where = placement(ext[b.port])
+        for instance in ids:
+            # Where Stratus says it is, and only there, libvirt runs it.
+            running_on = [h for h, v in hosts.items()
+                          if subprocess.run(["virsh", "-c", v["Uri"], "domstate", instance], capture_output=True,
+                                            text=True).stdout.strip() == "running"]
+            assert running_on == [where[instance]], (instance, running_on, where)
+
+        # Under the new leader a migration runs to its end.
+        instance = ids[0]
+        target = next(h for h in hosts if h != where[instance])
+        again = ext[b.port].migrate_instance(InstanceId=instance, TargetHostId=target)["Migration"]["MigrationId"]
+        assert wait(lambda: finished(again), 180, "a migration under the new leader")["Status"] == "completed"
+        assert placement(ext[b.port])[1][instance] == target
+        cb.terminate_instances(InstanceIds=ids)
+        wait(lambda: set(states(cb, ids).values()) == {"terminated"}, 90, "every instance terminated")

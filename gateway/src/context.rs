@@ -26,8 +26,19 @@ impl Ctx {
     /// Runs a backend call that only reads redb snapshots (no host, no file, no write) where
     /// the request already runs: such reads take microseconds, less than handing them to
     /// another thread and back. Domain errors become EC2 errors here.
+    /// On PostgreSQL its reads share one snapshot ([`storage::snapshot`]).
     pub fn read<T>(&self, f: impl FnOnce(&Backend) -> backend::Result<T>) -> Result<T, Ec2Error> {
-        f(&self.backend).map_err(to_ec2)
+        self.backend.store().snapshot(|| f(&self.backend)).map_err(to_ec2)
+    }
+
+    /// Runs a backend call that reads (a Describe's: no host, no wait) on the blocking pool,
+    /// every read in one snapshot: one consistent state, and on PostgreSQL one transaction
+    /// instead of one per read ([`storage::snapshot`]).
+    pub async fn snapshot<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Backend) -> backend::Result<T> + Send + 'static,
+    ) -> Result<T, Ec2Error> {
+        self.call(move |b| b.store().snapshot(|| f(b))).await
     }
 
     /// Runs a backend call on the blocking pool; domain errors become EC2 errors here.

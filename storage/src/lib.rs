@@ -21,6 +21,7 @@ pub mod lease;
 pub mod metrics;
 pub mod pg;
 mod records;
+pub mod snapshot;
 pub mod tables;
 pub mod testing;
 
@@ -195,12 +196,30 @@ impl Store {
             }
             // PostgreSQL's client blocks: off the executor when called on it.
             Kind::Postgres(db) => pg::blocking(|| {
-                let mut conn = db.connection()?;
-                pg::begin_read(&mut conn)?;
+                // Within a snapshot ([`snapshot`]) the read joins its transaction.
+                let joined = snapshot::join(snapshot::db_id(db));
+                let shared = joined.is_some();
+                let conn = match joined.flatten() {
+                    Some(conn) => Ok(conn),
+                    None => db.connection().and_then(|mut conn| pg::begin_read(&mut conn).map(|()| conn)),
+                };
+                let conn = match conn {
+                    Ok(conn) => conn,
+                    Err(error) => {
+                        if shared {
+                            snapshot::leave(None, false);
+                        }
+                        return Err(error.into());
+                    }
+                };
                 let tx = ReadTx { inner: ReadInner::Postgres(Box::new(std::cell::RefCell::new(conn))) };
                 let value = f(&tx);
-                if let ReadInner::Postgres(conn) = tx.inner {
-                    pg::end(&mut conn.into_inner(), false)?;
+                let ReadInner::Postgres(conn) = tx.inner else { unreachable!("a PostgreSQL read") };
+                let mut conn = conn.into_inner();
+                if shared {
+                    snapshot::leave(Some(conn), value.is_ok());
+                } else {
+                    pg::end(&mut conn, false)?;
                 }
                 value
             }),
@@ -217,6 +236,7 @@ impl Store {
                 Ok(value)
             }
             Kind::Postgres(db) => pg::blocking(|| {
+                snapshot::end_for_write(snapshot::db_id(db));
                 let conn = std::cell::RefCell::new(db.connection()?);
                 pg::begin_write(&mut conn.borrow_mut())?;
                 // Work done under a lease writes only while the lease is still its own.

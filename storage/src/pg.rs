@@ -182,6 +182,8 @@ impl Sql {
 pub struct PgConn {
     client: Client,
     prepared: HashMap<Sql, Statement>,
+    /// Inside a transaction Stratus began and has not ended yet.
+    in_transaction: bool,
 }
 
 impl PgConn {
@@ -312,15 +314,17 @@ impl r2d2::ManageConnection for Manager {
     type Error = postgres::Error;
 
     fn connect(&self) -> Result<PgConn, postgres::Error> {
-        Ok(PgConn { client: self.config.connect(NoTls)?, prepared: HashMap::new() })
+        Ok(PgConn { client: self.config.connect(NoTls)?, prepared: HashMap::new(), in_transaction: false })
     }
 
     fn is_valid(&self, conn: &mut PgConn) -> Result<(), postgres::Error> {
         conn.client.simple_query("").map(|_| ())
     }
 
+    /// A connection given back inside a transaction (its work panicked, or ending it failed)
+    /// is closed, which rolls the transaction back, rather than lent to the next work.
     fn has_broken(&self, conn: &mut PgConn) -> bool {
-        conn.client.is_closed()
+        conn.client.is_closed() || conn.in_transaction
     }
 }
 
@@ -438,16 +442,20 @@ fn migrate(conn: &mut PgConn) -> Result<()> {
 
 /// Starts a read: one snapshot for the whole closure.
 pub(crate) fn begin_read(conn: &mut PgConn) -> Result<()> {
+    conn.in_transaction = true;
     conn.batch("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
 }
 
 /// Starts a write: after every write before it, and alone until it ends.
 pub(crate) fn begin_write(conn: &mut PgConn) -> Result<()> {
+    conn.in_transaction = true;
     conn.batch(&format!("BEGIN ISOLATION LEVEL READ COMMITTED; SELECT pg_advisory_xact_lock({WRITE_LOCK})"))
 }
 
 pub(crate) fn end(conn: &mut PgConn, commit: bool) -> Result<()> {
-    conn.batch(if commit { "COMMIT" } else { "ROLLBACK" })
+    conn.batch(if commit { "COMMIT" } else { "ROLLBACK" })?;
+    conn.in_transaction = false;
+    Ok(())
 }
 
 #[cfg(test)]

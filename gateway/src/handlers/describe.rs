@@ -151,8 +151,9 @@ impl Describe {
         let query = self.list_query();
         let filters = self.filters;
         let account = self.account.clone();
-        let page =
-            ctx.call(move |b| b.list::<V>(&account, &query, |record, tags| keep(b, &filters, record, tags))).await?;
+        let page = ctx
+            .snapshot(move |b| b.list::<V>(&account, &query, |record, tags| keep(b, &filters, record, tags)))
+            .await?;
         let Page { items, more, missing } = page;
         if !missing.is_empty() {
             return Err(crate::errors::not_found(V::KIND, &missing));

@@ -10,7 +10,7 @@ pub async fn handle(
     req: DescribeAccountAttributesRequest,
 ) -> Result<DescribeAccountAttributesOutput, Ec2Error> {
     let (account, hint) = (ctx.account().to_owned(), ctx.principal.default_vpc_id.clone());
-    let default_vpc = ctx.call(move |b| b.default_vpc(&account, &hint)).await?;
+    let default_vpc = ctx.snapshot(move |b| b.default_vpc(&account, &hint)).await?;
     let known: [(&str, Vec<String>); 6] = [
         ("supported-platforms", vec!["VPC".into()]),
         ("default-vpc", vec![default_vpc.unwrap_or_else(|| "none".into())]),

@@ -65,7 +65,7 @@ pub async fn handle(ctx: &Ctx, req: DescribeAddressesRequest) -> Result<Describe
     let public_ips = req.public_ips.unwrap_or_default();
     let account = ctx.account().to_owned();
     let (addresses, tags) = ctx
-        .call(move |b| {
+        .snapshot(move |b| {
             let addresses = b.addresses(&account)?;
             let tags = b.tags_of(&account, addresses.iter().map(|a| a.allocation_id.as_str()))?;
             Ok((addresses, tags))

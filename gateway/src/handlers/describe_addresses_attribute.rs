@@ -18,7 +18,7 @@ pub async fn handle(
         .ids(req.allocation_ids, ResourceKind::ElasticIp)?
         .paged(req.max_results, req.next_token.as_deref(), 1, 1000)?;
     let account = ctx.account().to_owned();
-    let addresses = ctx.call(move |b| b.addresses(&account)).await?;
+    let addresses = ctx.snapshot(move |b| b.addresses(&account)).await?;
     let (page, next_token) =
         describe.page(addresses.iter().map(|a| (a, NO_TAGS)), |a| &a.allocation_id, |_, _| vec![], |_| true)?;
     Ok(DescribeAddressesAttributeOutput {

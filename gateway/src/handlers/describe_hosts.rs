@@ -117,7 +117,7 @@ pub async fn handle(ctx: &Ctx, req: DescribeHostsRequest) -> Result<DescribeHost
         .paged(req.max_results, req.next_token.as_deref(), 5, 500)?;
     let (account, admin) = (ctx.account().to_owned(), ctx.principal.admin);
     let (seen, tags, control_plane) = ctx
-        .call(move |b| {
+        .snapshot(move |b| {
             let mut allocations = b.host_allocations()?;
             let seen: Vec<Seen> = b
                 .host_views()?

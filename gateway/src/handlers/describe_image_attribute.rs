@@ -19,7 +19,7 @@ pub async fn handle(ctx: &Ctx, req: DescribeImageAttributeRequest) -> Result<Des
     super::check_ids(std::slice::from_ref(&req.image_id), backend::ResourceKind::Image)?;
     let account = ctx.account().to_owned();
     let id = req.image_id.clone();
-    let image = ctx.call(move |b| b.owned_image(&account, &id)).await?;
+    let image = ctx.snapshot(move |b| b.owned_image(&account, &id)).await?;
     let mut out = DescribeImageAttributeOutput { image_id: Some(image.id.clone()), ..Default::default() };
     match req.attribute.as_str() {
         "description" => out.description = value(image.description),

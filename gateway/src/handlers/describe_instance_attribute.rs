@@ -22,7 +22,7 @@ pub async fn handle(
     let account = ctx.account().to_owned();
     let id = req.instance_id.clone();
     let (r, joins) = ctx
-        .call(move |b| {
+        .snapshot(move |b| {
             let record = b.instance(&account, &id)?;
             let joins = Joins::for_instances(b, &account, std::slice::from_ref(&record))?;
             Ok((record, joins))

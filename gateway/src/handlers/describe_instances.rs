@@ -224,7 +224,7 @@ pub async fn handle(ctx: &Ctx, req: DescribeInstancesRequest) -> Result<Describe
     let account = ctx.account().to_owned();
     let region = ctx.region.clone();
     let (listed, joins) = ctx
-        .call(move |b| {
+        .snapshot(move |b| {
             let joining = JOINED.iter().any(|prefix| filters.uses(prefix));
             // The account's Elastic IPs, by the interface address they are associated with.
             let elastic: std::collections::HashMap<String, String> = if joining {

@@ -16,7 +16,7 @@ pub async fn handle(
         .paged(req.max_results, req.next_token.as_deref(), 5, 1000)?;
     let account = ctx.account().to_owned();
     let (gateways, tags) = ctx
-        .call(move |b| {
+        .snapshot(move |b| {
             let gateways = b.internet_gateways(&account)?;
             let tags = b.tags_of(&account, gateways.iter().map(|g| g.id.as_str()))?;
             Ok((gateways, tags))

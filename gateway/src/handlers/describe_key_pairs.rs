@@ -23,7 +23,7 @@ pub async fn handle(ctx: &Ctx, req: DescribeKeyPairsRequest) -> Result<DescribeK
     let filters = FilterSet::new(req.filters.as_deref(), FILTERS)?;
     let account = ctx.account().to_owned();
     let (pairs, tags) = ctx
-        .call(move |b| {
+        .snapshot(move |b| {
             let pairs = b.key_pairs(&account)?;
             let tags = b.tags_of(&account, pairs.iter().map(|p| p.id.as_str()))?;
             Ok((pairs, tags))

@@ -109,7 +109,7 @@ pub async fn handle(
     let describe = describe.paged(req.max_results, req.next_token.as_deref(), 1, 200)?;
     let account = ctx.account().to_owned();
     let listed = ctx
-        .call(move |b| {
+        .snapshot(move |b| {
             // Without a template, `Versions` is required to name the aliases; with none, EC2
             // lists every template's `$Latest` and `$Default`.
             let versions = match (&template, versions.is_empty()) {

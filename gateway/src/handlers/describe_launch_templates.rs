@@ -35,7 +35,7 @@ pub async fn handle(ctx: &Ctx, req: DescribeLaunchTemplatesRequest) -> Result<De
     if !names.is_empty() {
         let account = ctx.account().to_owned();
         let named = names.clone();
-        ids.extend(ctx.call(move |b| b.launch_template_ids(&account, &named)).await?);
+        ids.extend(ctx.snapshot(move |b| b.launch_template_ids(&account, &named)).await?);
         ids.sort();
         ids.dedup();
         describe.ids = ids;

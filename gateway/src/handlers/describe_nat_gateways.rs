@@ -13,7 +13,7 @@ pub async fn handle(ctx: &Ctx, req: DescribeNatGatewaysRequest) -> Result<Descri
         .paged(req.max_results, req.next_token.as_deref(), 5, 1000)?;
     let account = ctx.account().to_owned();
     let (nats, tags) = ctx
-        .call(move |b| {
+        .snapshot(move |b| {
             let nats = b.nat_gateways(&account)?;
             let tags = b.tags_of(&account, nats.iter().map(|n| n.id.as_str()))?;
             Ok((nats, tags))

@@ -14,7 +14,7 @@ pub async fn handle(ctx: &Ctx, req: DescribeNetworkAclsRequest) -> Result<Descri
         .paged(req.max_results, req.next_token.as_deref(), 5, 1000)?;
     let account = ctx.account().to_owned();
     let acls = ctx
-        .call(move |b| {
+        .snapshot(move |b| {
             let subnets = b.subnet_records(&account)?;
             Ok(b.vpcs(&account)?
                 .iter()

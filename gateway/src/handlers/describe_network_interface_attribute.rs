@@ -25,7 +25,7 @@ pub async fn handle(
     }
     let (account, id) = (ctx.account().to_owned(), req.network_interface_id.clone());
     let (view, names) = ctx
-        .call(move |b| {
+        .snapshot(move |b| {
             let query = backend::listing::ListQuery { ids: vec![id.clone()], ..Default::default() };
             let page = b.list_interfaces(&account, &query, |_, _| true)?;
             let view = page.items.into_iter().next().map(|i| i.record);

@@ -47,7 +47,7 @@ pub async fn handle(
     let (account, region) = (ctx.account().to_owned(), ctx.region.clone());
     let asked_here = asked.clone();
     let (listed, names, public) = ctx
-        .call(move |b| {
+        .snapshot(move |b| {
             let public = public_ips(b.addresses(&account)?);
             let listed = b.list_interfaces(&account, &query, |view, tags| {
                 let view = as_asked(view, &asked_here);

@@ -59,7 +59,7 @@ pub async fn handle(ctx: &Ctx, req: DescribeRouteTablesRequest) -> Result<Descri
         .paged(req.max_results, req.next_token.as_deref(), 5, 100)?;
     let account = ctx.account().to_owned();
     let (tables, tags) = ctx
-        .call(move |b| {
+        .snapshot(move |b| {
             let tables = views(b, &account, b.route_tables(&account)?)?;
             let tags = b.tags_of(&account, tables.iter().map(|t| t.record.id.as_str()))?;
             Ok((tables, tags))

@@ -37,7 +37,7 @@ pub async fn handle(
     let Describe { filters, page, .. } = describe;
     let (account, vpc) = (ctx.account().to_owned(), ctx.principal.default_vpc_id.clone());
     let listed = ctx
-        .call(move |b| {
+        .snapshot(move |b| {
             b.ensure_default_security_group(&account, &vpc)?;
             b.list_group_rules(&account, &query, |group, rule, tags| {
                 filters.matches(&Row { item: &InGroup { group, rule }, tags, fields })

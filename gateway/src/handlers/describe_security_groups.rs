@@ -85,7 +85,7 @@ pub async fn handle(ctx: &Ctx, req: DescribeSecurityGroupsRequest) -> Result<Des
     let mut describe = describe.paged(req.max_results, req.next_token.as_deref(), 5, 1000)?;
     let (account, vpc, asked) = (ctx.account().to_owned(), ctx.principal.default_vpc_id.clone(), names.clone());
     let named = ctx
-        .call(move |b| {
+        .snapshot(move |b| {
             b.ensure_default_security_group(&account, &vpc)?;
             b.security_group_ids_named(&account, &vpc, &asked)
         })

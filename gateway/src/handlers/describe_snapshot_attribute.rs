@@ -17,7 +17,7 @@ pub async fn handle(
     }
     let account = ctx.account().to_owned();
     let id = req.snapshot_id.clone();
-    let snapshot = ctx.call(move |b| b.owned_snapshot(&account, &id)).await?;
+    let snapshot = ctx.snapshot(move |b| b.owned_snapshot(&account, &id)).await?;
     let mut out = DescribeSnapshotAttributeOutput { snapshot_id: Some(snapshot.id.clone()), ..Default::default() };
     if req.attribute == "productCodes" {
         out.product_codes = Some(vec![]);

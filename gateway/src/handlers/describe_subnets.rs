@@ -18,7 +18,7 @@ pub async fn handle(ctx: &Ctx, req: DescribeSubnetsRequest) -> Result<DescribeSu
         .paged(req.max_results, req.next_token.as_deref(), 5, 1000)?;
     let (account, region) = (ctx.account().to_owned(), ctx.region.clone());
     let (items, tags) = ctx
-        .call(move |b| {
+        .snapshot(move |b| {
             let items = views(b, &account, &region)?;
             let tags = b.tags_of(&account, items.iter().map(|i| i.record.id.as_str()))?;
             Ok((items, tags))

@@ -43,7 +43,9 @@ pub async fn handle(ctx: &Ctx, req: DescribeTagsRequest) -> Result<DescribeTagsO
     let Describe { filters, page, .. } = describe;
     let account = ctx.account().to_owned();
     let listed = ctx
-        .call(move |b| b.list_tags(&account, &query, |tag| filters.matches(&Row { item: tag, tags: NO_TAGS, fields })))
+        .snapshot(move |b| {
+            b.list_tags(&account, &query, |tag| filters.matches(&Row { item: tag, tags: NO_TAGS, fields }))
+        })
         .await?;
     let next_token = listed.more.then(|| listed.items.last().map(|t| page.token_after(&tag_page_key(t)))).flatten();
     Ok(DescribeTagsOutput {

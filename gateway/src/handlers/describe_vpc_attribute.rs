@@ -6,7 +6,7 @@ use crate::context::Ctx;
 pub async fn handle(ctx: &Ctx, req: DescribeVpcAttributeRequest) -> Result<DescribeVpcAttributeOutput, Ec2Error> {
     super::check_ids(std::slice::from_ref(&req.vpc_id), backend::ResourceKind::Vpc)?;
     let (account, id) = (ctx.account().to_owned(), req.vpc_id.clone());
-    let vpc = ctx.call(move |b| b.vpc(&account, &id)).await?;
+    let vpc = ctx.snapshot(move |b| b.vpc(&account, &id)).await?;
     let mut out = DescribeVpcAttributeOutput { vpc_id: Some(req.vpc_id), ..Default::default() };
     match req.attribute.as_str() {
         "enableDnsSupport" => out.enable_dns_support = flag(vpc.dns_support),

@@ -13,7 +13,7 @@ pub async fn handle(ctx: &Ctx, req: DescribeVpcsRequest) -> Result<DescribeVpcsO
         .paged(req.max_results, req.next_token.as_deref(), 5, 1000)?;
     let account = ctx.account().to_owned();
     let (vpcs, tags) = ctx
-        .call(move |b| {
+        .snapshot(move |b| {
             let vpcs = b.vpcs(&account)?;
             let tags = b.tags_of(&account, vpcs.iter().map(|v| v.id.as_str()))?;
             Ok((vpcs, tags))
