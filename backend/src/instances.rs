@@ -1070,6 +1070,9 @@ impl Backend {
     pub(crate) fn launch(&self, key: &str, record: InstanceRecord) -> Result<()> {
         let result = self.boot(&record);
         match result {
+            // The store failed (a database failover): nothing is wrong with the instance, whose
+            // launch the sweep retries (starting a domain that already runs is no error).
+            Err(error @ Error::Storage(_)) => Err(error),
             Ok(()) => {
                 self.update_if(key, InstanceState::Pending, |r| {
                     r.state = InstanceState::Running;

@@ -1006,7 +1006,12 @@ impl Backend {
         let Some(source_id) = snapshot.copy_of.clone().filter(|_| snapshot.state == SnapshotState::Pending) else {
             return Ok(());
         };
-        let result = self.store().read(|tx| find_snapshot(tx, &source_id)).and_then(|source| {
+        let result = match self.store().read(|tx| find_snapshot(tx, &source_id)) {
+            // No verdict on the copy: the store failed, the work is retried.
+            Err(error @ Error::Storage(_)) => return Err(error),
+            other => other,
+        };
+        let result = result.and_then(|source| {
             let source = source.ok_or_else(|| snapshot_not_found(&source_id))?;
             if let Some(dir) = Path::new(&snapshot.path).parent() {
                 std::fs::create_dir_all(dir).map_err(|e| Error::Io(format!("creating {}: {e}", dir.display())))?;
@@ -1135,7 +1140,11 @@ impl Backend {
             return Ok(());
         }
         if volume.state == VolumeState::Creating {
-            let result = self.make_volume_file(&volume);
+            let result = match self.make_volume_file(&volume) {
+                // No verdict on the volume: the store failed, the work is retried.
+                Err(error @ Error::Storage(_)) => return Err(error),
+                other => other,
+            };
             self.store().write(|tx| {
                 let Some(mut current) = tx.get(&VOLUMES, volume_key)? else { return Ok(()) };
                 if current.state == VolumeState::Creating {
@@ -1221,6 +1230,11 @@ impl Backend {
 
     /// Records how a snapshot's copy ended, unless it is no longer pending.
     fn finish_snapshot(&self, snapshot_key: &str, result: &Result<()>) -> Result<()> {
+        if let Err(Error::Storage(error)) = result {
+            // No verdict on the snapshot: the store failed; it stays pending and is retried.
+            tracing::warn!(snapshot = %snapshot_key, %error, "snapshot postponed");
+            return Ok(());
+        }
         self.store().write(|tx| {
             let Some(mut current) = tx.get(&SNAPSHOTS, snapshot_key)? else { return Ok(()) };
             if current.state != SnapshotState::Pending {

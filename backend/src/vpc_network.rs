@@ -668,6 +668,16 @@ pub(crate) struct OvnSync {
 }
 
 /// This machine's hostname: the chassis name `scripts/setup-host` gives it.
+/// Binds the installation's service ports (the VPCs' metadata ports) to `chassis` alone: that
+/// of the replica serving them. With replicas on several machines each machine that once led
+/// keeps a plug with the port's name; only the leader's may claim the port, or OVN would bind it
+/// back and forth between machines.
+fn bind_services_to(wanted: &mut Desired, chassis: &str) {
+    for port in wanted.switches.iter_mut().flat_map(|s| s.ports.iter_mut()).filter(|p| p.service) {
+        port.requested_chassis = vec![chassis.to_owned()];
+    }
+}
+
 fn default_chassis() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_owned()).unwrap_or_default()
 }
@@ -919,6 +929,9 @@ impl Backend {
         }
         let public = Public { network: self.public_network(), chassis: self.gateway_chassis() };
         let mut wanted = desired(self.installation()?, Some(&public), &views, interfaces, &groups);
+        // The conductor computes this, so this replica leads and serves the VPCs' metadata,
+        // from ends plugged on its own machine.
+        bind_services_to(&mut wanted, &default_chassis());
         // Its routers name the data dir: another installation can tell whether this one is gone.
         wanted.data_dir = self.data_dir().to_string_lossy().into_owned();
         Ok(wanted)
@@ -1195,6 +1208,15 @@ mod tests {
         );
         let meta = d.switches.iter().flat_map(|s| &s.ports).find(|p| p.service).expect("a metadata port");
         assert_eq!((meta.addresses.as_slice(), meta.port_security), (&["10.0.1.3".to_owned()][..], false));
+        // Bound where the serving replica runs; guests' ports keep theirs.
+        let mut bound = d.clone();
+        bind_services_to(&mut bound, "replica-2");
+        let before = d.switches.iter().flat_map(|s| &s.ports);
+        for (port, was) in bound.switches.iter().flat_map(|s| &s.ports).zip(before) {
+            let want = if port.service { vec!["replica-2".to_owned()] } else { was.requested_chassis.clone() };
+            assert_eq!(port.requested_chassis, want, "{}", port.name);
+        }
+        assert!(bound.switches.iter().flat_map(|s| &s.ports).any(|p| p.service && !p.requested_chassis.is_empty()));
         let [fence] = &d.port_groups[..] else { panic!("{:?}", d.port_groups) };
         assert_eq!(fence.ports, [format!("stratus-{}-gw-leg", vpc.id)]);
         assert_eq!(

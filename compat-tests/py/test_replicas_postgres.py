@@ -14,6 +14,7 @@ import contextlib
 import os
 import re
 import signal
+import socket
 import subprocess
 import time
 import uuid
@@ -124,6 +125,13 @@ def replicas_seen(asked: Stratus, states: list[tuple[Stratus, str]]) -> dict | N
     return plane
 
 
+def imds_answers(client, instance_id: str) -> list[tuple[int, str]]:
+    """What the test guest was told by the metadata service: it asks every 5 s and prints
+    `stratus-imds n=N instance-id=ID` on its console, N its counter then."""
+    output = client.get_console_output(InstanceId=instance_id).get("Output", "")
+    return [(int(n), i) for n, i in re.findall(r"stratus-imds n=(\d+) instance-id=(\S+)", output)]
+
+
 def wait(until, timeout: float, what: str):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -180,6 +188,16 @@ def test_one_leader_and_a_takeover_when_it_is_killed(cluster, test_image):
     plane = wait(lambda: replicas_seen(b, [(a, "unreachable"), (b, "leader")]), 10, "the killed replica unreachable")
     assert plane["LeaderId"] == replica_id(plane, b)
     wait(lambda: states(cb, [pending])[pending] == "running", 90, "the pending launch to run under the new leader")
+    # The new leader serves the VPC's metadata: a guest that asked the old one gets answers
+    # again, from the port bound to this machine's chassis (the serving replica's).
+    asked = max((n for n, _ in imds_answers(cb, first)), default=-1)
+    wait(lambda: any(n > asked for n, _ in imds_answers(cb, first)), 60, "metadata answers under the new leader")
+    assert {i for _, i in imds_answers(cb, first)} == {first}
+    vpc = cb.describe_instances(InstanceIds=[first])["Reservations"][0]["Instances"][0]["VpcId"]
+    requested = subprocess.run(["ovn-nbctl", "--db=unix:/run/stratus/ovn/ovnnb_db.sock", "get",
+                                "Logical_Switch_Port", f"stratus-{vpc}-meta", "options:requested-chassis"],
+                               capture_output=True, text=True).stdout.strip().strip('"')
+    assert requested == socket.gethostname(), requested
     assert launch(cb, image_id, token) == first
     ids = [first, second, pending]
     assert len(states(cb, ids)) == 3

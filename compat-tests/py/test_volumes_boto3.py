@@ -325,7 +325,8 @@ def test_encrypted_volumes_hold_no_plaintext_on_disk(server_factory, test_image)
         assert restored["Encrypted"] is True
         client.get_waiter("volume_available").wait(VolumeIds=[restored["VolumeId"]], WaiterConfig=FAST)
         client.attach_volume(VolumeId=restored["VolumeId"], InstanceId=instance_id, Device="/dev/sdh")
-        found = wait_console(client, instance_id, r"stratus-found (vd[a-z])=(\S+)", count=3)
+        # Whole lines only: the console may be read while the guest is still writing one.
+        found = wait_console(client, instance_id, r"stratus-found (vd[a-z])=(\S+)\r?\n", count=3)
         assert stamp in found[2][1], f"the guest should read its marker back from the restored volume: {found}"
         assert not holds(volumes_dir / f"{restored['VolumeId']}.qcow2", stamp)
         assert {v["VolumeId"] for v in client.describe_volumes(
@@ -370,7 +371,7 @@ def test_a_multi_attach_volume_is_shared_by_two_real_guests(server_factory, test
         client.attach_volume(VolumeId=volume_id, InstanceId=ids[0], Device="/dev/sdf")
         wait_console(client, ids[0], r"stratus-stamped (vd[a-z])")
         client.attach_volume(VolumeId=volume_id, InstanceId=ids[1], Device="/dev/sdf")
-        [(_, found)] = wait_console(client, ids[1], r"stratus-found (vd[a-z])=(\S+)")
+        [(_, found)] = wait_console(client, ids[1], r"stratus-found (vd[a-z])=(\S+)\r?\n")
         assert stamp in found, f"the second guest should read what the first wrote: {found}"
         described = client.describe_volumes(VolumeIds=[volume_id])["Volumes"][0]
         assert sorted((a["InstanceId"], a["State"]) for a in described["Attachments"]) == sorted(
