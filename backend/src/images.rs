@@ -406,7 +406,7 @@ impl Backend {
         let finished = match self.copy_image_files(&image, &source_id) {
             Ok(done) => done,
             // No verdict on the copy: the store failed, the work is retried.
-            Err(error @ Error::Storage(_)) => return Err(error),
+            Err(error) if error.store_unavailable() => return Err(error),
             Err(error) => {
                 tracing::warn!(image = %image.id, source = %source_id, %error, "CopyImage failed");
                 let reason = StateReason {

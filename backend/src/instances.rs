@@ -1072,7 +1072,7 @@ impl Backend {
         match result {
             // The store failed (a database failover): nothing is wrong with the instance, whose
             // launch the sweep retries (starting a domain that already runs is no error).
-            Err(error @ Error::Storage(_)) => Err(error),
+            Err(error) if error.store_unavailable() => Err(error),
             Ok(()) => {
                 self.update_if(key, InstanceState::Pending, |r| {
                     r.state = InstanceState::Running;

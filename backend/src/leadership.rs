@@ -41,12 +41,14 @@ pub struct Leadership {
     holder: String,
     ttl: Duration,
     turn: Mutex<Option<(i64, Instant)>>,
+    /// Set by [`Leadership::leave`]: no renewal may take the leases back after it.
+    left: std::sync::atomic::AtomicBool,
 }
 
 impl Leadership {
     /// A replica named `holder` (unique among the replicas), on leases of `ttl`.
     pub fn new(holder: String, ttl: Duration) -> Self {
-        Self { holder, ttl, turn: Mutex::new(None) }
+        Self { holder, ttl, turn: Mutex::new(None), left: Default::default() }
     }
 
     pub fn holder(&self) -> &str {
@@ -70,6 +72,9 @@ impl Leadership {
 
     /// One attempt to take or renew the lease; answers whether this replica holds it now.
     pub fn renew(&self, store: &storage::Store) -> bool {
+        if self.left.load(std::sync::atomic::Ordering::SeqCst) {
+            return false;
+        }
         let started = Instant::now();
         // Its own presence first (never contested): the replica is alive whoever leads.
         if let Err(error) = store.acquire_lease(&self.presence(), &self.holder, self.ttl) {
@@ -107,6 +112,8 @@ impl Leadership {
     /// Leaves at a clean stop: the conductor's lease is handed over at once (another replica
     /// need not wait for it to expire) and this replica is no longer listed.
     pub fn leave(&self, store: &storage::Store) -> storage::Result<()> {
+        self.left.store(true, std::sync::atomic::Ordering::SeqCst);
+        *self.turn.lock().unwrap_or_else(|p| p.into_inner()) = None;
         store.release_lease(LEASE, &self.holder)?;
         store.release_lease(&self.presence(), &self.holder)?;
         store.forget_leases(&self.presence(), Duration::ZERO)?;
@@ -150,9 +157,11 @@ pub struct Replica {
 /// Every replica a PostgreSQL store heard of within the last hour, and the leader.
 pub fn control_plane(store: &storage::Store) -> storage::Result<ControlPlane> {
     let leader = store.lease_holder(LEASE)?.map(|(holder, epoch, _)| (holder, epoch));
+    let forgotten = -i64::try_from(REMEMBERED.as_millis()).unwrap_or(i64::MAX);
     let replicas = store
         .leases(PRESENCE)?
         .into_iter()
+        .filter(|lease| lease.left_ms > forgotten)
         .map(|lease| Replica {
             state: match &leader {
                 _ if !lease.live() => "unreachable",

@@ -393,6 +393,15 @@ pub enum Error {
     Storage(#[from] storage::Error),
 }
 
+impl Error {
+    /// The store could not answer now (the database unreachable, or this replica's turn over):
+    /// no verdict on the resource the work was about, which is retried. An unreadable record
+    /// is not such a failure: it will not heal by itself.
+    pub(crate) fn store_unavailable(&self) -> bool {
+        matches!(self, Error::Storage(storage::Error::Db(_) | storage::Error::Fenced(_)))
+    }
+}
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// `InvalidParameterValue` for the named parameter.

@@ -1008,7 +1008,7 @@ impl Backend {
         };
         let result = match self.store().read(|tx| find_snapshot(tx, &source_id)) {
             // No verdict on the copy: the store failed, the work is retried.
-            Err(error @ Error::Storage(_)) => return Err(error),
+            Err(error) if error.store_unavailable() => return Err(error),
             other => other,
         };
         let result = result.and_then(|source| {
@@ -1142,7 +1142,7 @@ impl Backend {
         if volume.state == VolumeState::Creating {
             let result = match self.make_volume_file(&volume) {
                 // No verdict on the volume: the store failed, the work is retried.
-                Err(error @ Error::Storage(_)) => return Err(error),
+                Err(error) if error.store_unavailable() => return Err(error),
                 other => other,
             };
             self.store().write(|tx| {
@@ -1230,10 +1230,12 @@ impl Backend {
 
     /// Records how a snapshot's copy ended, unless it is no longer pending.
     fn finish_snapshot(&self, snapshot_key: &str, result: &Result<()>) -> Result<()> {
-        if let Err(Error::Storage(error)) = result {
-            // No verdict on the snapshot: the store failed; it stays pending and is retried.
-            tracing::warn!(snapshot = %snapshot_key, %error, "snapshot postponed");
-            return Ok(());
+        if let Err(error) = result {
+            if error.store_unavailable() {
+                // No verdict on the snapshot: the store failed; it stays pending and is retried.
+                tracing::warn!(snapshot = %snapshot_key, %error, "snapshot postponed");
+                return Ok(());
+            }
         }
         self.store().write(|tx| {
             let Some(mut current) = tx.get(&SNAPSHOTS, snapshot_key)? else { return Ok(()) };

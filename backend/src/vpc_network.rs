@@ -929,9 +929,12 @@ impl Backend {
         }
         let public = Public { network: self.public_network(), chassis: self.gateway_chassis() };
         let mut wanted = desired(self.installation()?, Some(&public), &views, interfaces, &groups);
-        // The conductor computes this, so this replica leads and serves the VPCs' metadata,
-        // from ends plugged on its own machine.
-        bind_services_to(&mut wanted, &default_chassis());
+        // With replicas, the conductor computes this, so this replica leads and serves the VPCs'
+        // metadata, from ends plugged on its own machine. One process needs no binding: its
+        // ends are the only ones.
+        if self.leadership().is_some() {
+            bind_services_to(&mut wanted, &default_chassis());
+        }
         // Its routers name the data dir: another installation can tell whether this one is gone.
         wanted.data_dir = self.data_dir().to_string_lossy().into_owned();
         Ok(wanted)

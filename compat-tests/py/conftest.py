@@ -100,6 +100,36 @@ def _recent() -> list["Stratus"]:
     return _STARTED[-3:]
 
 
+OVS_PIDFILE = Path("/run/stratus/ovn/ovs-vswitchd.pid")
+
+
+def revive_open_vswitch() -> None:
+    """Starts this machine's ovs-vswitchd again if it died, and says so. Debian's Open vSwitch
+    (userspace datapath) once died in CI on an assertion in its conntrack (`conn_update_state`,
+    lib/conntrack.c): every later test's network failed with it. `scripts/setup-host` is
+    idempotent and starts only what is not running."""
+    if not (OVS_PIDFILE.parent / "conf.sock").exists():
+        return  # no Open vSwitch here (scripts/setup-host not run)
+    try:
+        pid = OVS_PIDFILE.read_text().strip()
+        if Path(f"/proc/{pid}/comm").read_text().strip() == "ovs-vswitchd":
+            return
+    except OSError:
+        pass
+    with open(OVS_PIDFILE.parent / "revive.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            pid = OVS_PIDFILE.read_text().strip()
+            if Path(f"/proc/{pid}/comm").read_text().strip() == "ovs-vswitchd":
+                return  # another test process started it meanwhile
+        except OSError:
+            pass
+        import sys
+        print("WARNING: ovs-vswitchd is not running (see /run/stratus/ovn/ovs-vswitchd.log): starting it again",
+              file=sys.stderr)
+        subprocess.run([str(REPO / "scripts" / "setup-host")], capture_output=True, timeout=300)
+
+
 @dataclass
 class Stratus:
     """One running `stratus serve`."""
@@ -140,6 +170,7 @@ class Stratus:
 
     def start(self) -> "Stratus":
         wait_for_binary()
+        revive_open_vswitch()
         _STARTED.append(self)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         for attempt in range(3):

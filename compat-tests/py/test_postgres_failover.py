@@ -84,7 +84,15 @@ def run_burst(server: Stratus, image_id: str, top: Path):
     lock = threading.Lock()
     stop = threading.Event()
 
+    crashed_workers: list[BaseException] = []  # a thread's failure is not pytest's: kept here
+
     def worker():
+        try:
+            launches()
+        except BaseException as e:  # noqa: B036
+            crashed_workers.append(e)
+
+    def launches():
         client = ec2_client(server)
         while not stop.is_set():
             token = uuid.uuid4().hex
@@ -127,6 +135,7 @@ def run_burst(server: Stratus, image_id: str, top: Path):
     for thread in threads:
         thread.join(timeout=150)
         assert not thread.is_alive(), "a launch was never answered"
+    assert not crashed_workers, crashed_workers
     assert server.proc.poll() is None, "the server died with its database"
 
     client = ec2_client(server)

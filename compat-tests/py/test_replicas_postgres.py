@@ -129,7 +129,7 @@ def imds_answers(client, instance_id: str) -> list[tuple[int, str]]:
     """What the test guest was told by the metadata service: it asks every 5 s and prints
     `stratus-imds n=N instance-id=ID` on its console, N its counter then."""
     output = client.get_console_output(InstanceId=instance_id).get("Output", "")
-    return [(int(n), i) for n, i in re.findall(r"stratus-imds n=(\d+) instance-id=(\S+)", output)]
+    return [(int(n), i) for n, i in re.findall(r"stratus-imds n=(\d+) instance-id=(\S+)\r?\n", output)]
 
 
 def wait(until, timeout: float, what: str):
@@ -262,7 +262,15 @@ def test_bursts_to_both_replicas_lose_and_duplicate_nothing_when_the_leader_is_k
                 turn += 1
                 time.sleep(0.2)
 
+    crashed_workers: list[BaseException] = []  # a thread's failure is not pytest's: kept here
+
     def worker(first: Stratus, other: Stratus):
+        try:
+            bursts(first, other)
+        except BaseException as e:  # noqa: B036
+            crashed_workers.append(e)
+
+    def bursts(first: Stratus, other: Stratus):
         servers = [first, other]
         while not stop.is_set():
             token = uuid.uuid4().hex
@@ -285,6 +293,7 @@ def test_bursts_to_both_replicas_lose_and_duplicate_nothing_when_the_leader_is_k
     for thread in threads:
         thread.join(timeout=200)
         assert not thread.is_alive(), "a request was never answered"
+    assert not crashed_workers, crashed_workers
 
     cb = ec2_client(b)
     ids = set(launched.values())

@@ -116,7 +116,7 @@ pub async fn handle(ctx: &Ctx, req: DescribeHostsRequest) -> Result<DescribeHost
         .filters(req.filter.as_deref(), FILTERS)?
         .paged(req.max_results, req.next_token.as_deref(), 5, 500)?;
     let (account, admin) = (ctx.account().to_owned(), ctx.principal.admin);
-    let (seen, tags, control_plane) = ctx
+    let (seen, tags) = ctx
         .snapshot(move |b| {
             let mut allocations = b.host_allocations()?;
             let seen: Vec<Seen> = b
@@ -129,10 +129,11 @@ pub async fn handle(ctx: &Ctx, req: DescribeHostsRequest) -> Result<DescribeHost
                 .filter(|s| admin || s.allocation.as_ref().is_some_and(|a| a.account == account))
                 .collect();
             let tags = b.tags_of(&account, seen.iter().map(|s| s.view.host.id.as_str()))?;
-            let control_plane = if admin { Some(b.control_plane()?) } else { None };
-            Ok((seen, tags, control_plane))
+            Ok((seen, tags))
         })
         .await?;
+    // Apart from the snapshot: the leases are read on connections of their own.
+    let control_plane = if admin { Some(ctx.call(|b| b.control_plane()).await?) } else { None };
     let tagged = seen.iter().map(|s| (s, tags.get(&s.view.host.id).map_or(NO_TAGS, Vec::as_slice)));
     let (items, next_token) = describe.page(tagged, |s| &s.view.host.id, fields, |_| true)?;
     Ok(DescribeHostsOutput {
