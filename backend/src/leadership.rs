@@ -181,14 +181,13 @@ impl Backend {
     pub fn control_plane(&self) -> crate::Result<ControlPlane> {
         let store = self.store();
         let Some(leadership) = &self.leadership else {
-            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
             return Ok(ControlPlane {
                 store: "redb",
                 leader: Some((self.process_name().to_owned(), 1)),
                 replicas: vec![Replica {
                     id: self.process_name().to_owned(),
                     state: "leader",
-                    last_seen_ms: now.as_millis() as i64,
+                    last_seen_ms: crate::now_ms(),
                 }],
             });
         };
@@ -197,8 +196,7 @@ impl Backend {
         if !replicas.iter().any(|r| r.id == leadership.holder) {
             let state =
                 if leader.as_ref().is_some_and(|(h, _)| *h == leadership.holder) { "leader" } else { "follower" };
-            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-            replicas.push(Replica { id: leadership.holder.clone(), state, last_seen_ms: now.as_millis() as i64 });
+            replicas.push(Replica { id: leadership.holder.clone(), state, last_seen_ms: crate::now_ms() });
         }
         Ok(ControlPlane { store: "postgres", leader, replicas })
     }

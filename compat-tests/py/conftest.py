@@ -103,6 +103,14 @@ def _recent() -> list["Stratus"]:
 OVS_PIDFILE = Path("/run/stratus/ovn/ovs-vswitchd.pid")
 
 
+def _vswitchd_running() -> bool:
+    try:
+        pid = OVS_PIDFILE.read_text().strip()
+        return Path(f"/proc/{pid}/comm").read_text().strip() == "ovs-vswitchd"
+    except OSError:
+        return False
+
+
 def revive_open_vswitch() -> None:
     """Starts this machine's ovs-vswitchd again if it died, and says so. Debian's Open vSwitch
     (userspace datapath) once died in CI on an assertion in its conntrack (`conn_update_state`,
@@ -110,20 +118,12 @@ def revive_open_vswitch() -> None:
     idempotent and starts only what is not running."""
     if not (OVS_PIDFILE.parent / "conf.sock").exists():
         return  # no Open vSwitch here (scripts/setup-host not run)
-    try:
-        pid = OVS_PIDFILE.read_text().strip()
-        if Path(f"/proc/{pid}/comm").read_text().strip() == "ovs-vswitchd":
-            return
-    except OSError:
-        pass
+    if _vswitchd_running():
+        return
     with open(OVS_PIDFILE.parent / "revive.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            pid = OVS_PIDFILE.read_text().strip()
-            if Path(f"/proc/{pid}/comm").read_text().strip() == "ovs-vswitchd":
-                return  # another test process started it meanwhile
-        except OSError:
-            pass
+        if _vswitchd_running():
+            return  # another test process started it meanwhile
         import sys
         print("WARNING: ovs-vswitchd is not running (see /run/stratus/ovn/ovs-vswitchd.log): starting it again",
               file=sys.stderr)
@@ -496,6 +496,17 @@ def import_image(stratus: Stratus, image: TestImage, name: str) -> str:
     image_id = proc.stdout.strip().splitlines()[-1]
     assert re.fullmatch(r"ami-[0-9a-f]{17}", image_id), proc.stdout
     return image_id
+
+
+def wait_until(until, timeout: float, what: str, step: float = 0.2):
+    """`until()`'s first truthy value, polled every `step` s; fails the test after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = until()
+        if value:
+            return value
+        time.sleep(step)
+    pytest.fail(f"timed out after {timeout} s waiting for {what}")
 
 
 def wait_states(client, ids: list[str], wanted: str, timeout: float = 60.0) -> list[dict]:

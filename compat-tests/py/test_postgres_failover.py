@@ -24,6 +24,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 import conftest
 from conftest import REPO, Stratus, ec2_client, free_port, wait_for_binary
+from conftest import wait_until as wait
 
 POSTGRES = str(REPO / "scripts" / "postgres")
 WORKERS = 6
@@ -157,11 +158,3 @@ def run_burst(server: Stratus, image_id: str, top: Path):
     client.terminate_instances(InstanceIds=sorted(ids))
     conftest.wait_states(client, sorted(ids), "terminated", timeout=120)
 
-
-def wait(until, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if until():
-            return
-        time.sleep(0.1)
-    pytest.fail(f"timed out after {timeout} s waiting for {what}")

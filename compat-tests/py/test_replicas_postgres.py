@@ -23,6 +23,7 @@ import pytest
 
 import conftest
 from conftest import REPO, Stratus, ec2_client, free_port, require_qemu, server_env, wait_for_binary
+from conftest import wait_until as wait
 from test_extensions_boto3 import stratus_client
 
 LEASE_SECS = 3
@@ -130,16 +131,6 @@ def imds_answers(client, instance_id: str) -> list[tuple[int, str]]:
     `stratus-imds n=N instance-id=ID` on its console, N its counter then."""
     output = client.get_console_output(InstanceId=instance_id).get("Output", "")
     return [(int(n), i) for n, i in re.findall(r"stratus-imds n=(\d+) instance-id=(\S+)\r?\n", output)]
-
-
-def wait(until, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = until()
-        if value:
-            return value
-        time.sleep(0.2)
-    pytest.fail(f"timed out after {timeout} s waiting for {what}")
 
 
 def launch(client, image_id: str, token: str | None = None) -> str:

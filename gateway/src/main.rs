@@ -265,7 +265,7 @@ async fn run(cli: Cli) -> Result<()> {
                 }
                 None => println!("leader: none (no replica holds the conductor lease)"),
             }
-            let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64;
+            let now_ms = backend::now_ms();
             println!("{:<12} {:<14} REPLICA", "STATE", "LAST SEEN");
             for replica in cluster.replicas {
                 let ago = format!("{:.1} s ago", (now_ms - replica.last_seen_ms).max(0) as f64 / 1000.0);
