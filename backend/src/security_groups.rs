@@ -340,6 +340,27 @@ impl Backend {
         Ok(groups.into_iter().map(|(_, g)| (g.id, g.name)).collect())
     }
 
+    /// The names of the account's groups among `ids` (by id), read one by one: a page of
+    /// instances costs its own groups, not the account's.
+    pub fn security_group_names_of<'a>(
+        &self,
+        account: &str,
+        ids: impl IntoIterator<Item = &'a str>,
+    ) -> Result<HashMap<String, String>> {
+        self.store().read(|tx| {
+            let mut names = HashMap::new();
+            for id in ids {
+                if names.contains_key(id) {
+                    continue;
+                }
+                if let Some(group) = tx.get(&SECURITY_GROUPS, &group_key(account, id))? {
+                    names.insert(group.id, group.name);
+                }
+            }
+            Ok(names)
+        })
+    }
+
     /// DeleteSecurityGroup; answers the deleted group's id.
     pub fn delete_security_group(&self, account: &str, default_vpc: &str, group: &GroupRef) -> Result<String> {
         self.store().write(|tx| {

@@ -434,6 +434,9 @@ def test_prometheus_metrics_parse_and_move(cloud):
     assert [s.value for s in samples_of(families, "stratus_host_instances", host_id=host_id)] == [1]
     assert samples_of(families, "stratus_host_call_seconds", host_id=host_id, call="sample")
     assert [s.value for s in families["stratus_store_bytes"].samples][0] > 0
+    # The heap, as jemalloc sees it: live data within the pages that hold it, within what is resident.
+    heap = {name: families[f"stratus_heap_{name}_bytes"].samples[0].value for name in ("allocated", "active", "resident")}
+    assert 0 < heap["allocated"] <= heap["active"] <= heap["resident"], heap
     for name in ("stratus_sweep_seconds", "stratus_conductor_queue_depth", "stratus_conductor_work_seconds",
                  "stratus_metrics_collect_seconds", "stratus_migration_downtime_seconds"):
         assert name in families, name

@@ -31,6 +31,22 @@ impl Ctx {
         self.backend.store().snapshot(|| f(&self.backend)).map_err(to_ec2)
     }
 
+    /// A Describe's reads: in place ([`Ctx::read`]) when `few` (a handful of records named by
+    /// id) and the store is redb's, on the blocking pool ([`Ctx::snapshot`]) otherwise. Handing
+    /// a lookup by id to another thread and back cost more than the lookup itself: measured
+    /// under load, a third of the server's CPU went to the two context switches.
+    pub async fn snapshot_sized<T: Send + 'static>(
+        &self,
+        few: bool,
+        f: impl FnOnce(&Backend) -> backend::Result<T> + Send + 'static,
+    ) -> Result<T, Ec2Error> {
+        if few && !self.backend.store().is_postgres() {
+            self.read(f)
+        } else {
+            self.snapshot(f).await
+        }
+    }
+
     /// Runs a backend call that reads (a Describe's: no host, no wait) on the blocking pool,
     /// every read in one snapshot: one consistent state, and on PostgreSQL one transaction
     /// instead of one per read ([`storage::snapshot`]).

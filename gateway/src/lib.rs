@@ -31,6 +31,7 @@ pub mod dispatch;
 pub mod doctor;
 pub mod errors;
 pub mod handlers;
+pub mod heap;
 pub mod import;
 pub mod metadata;
 pub mod prometheus;

@@ -18,8 +18,6 @@ use gateway::import::ImportArgs;
 use gateway::server::{serve, AppState};
 use tokio::signal::unix::{signal, SignalKind};
 
-mod malloc;
-
 #[derive(Parser)]
 #[command(name = "stratus", version, about = "An EC2-compatible control plane for KVM clouds")]
 struct Cli {
@@ -167,11 +165,28 @@ enum AccountCommand {
     },
 }
 
+/// A heap profile of the whole run, for breaking the memory down (`cargo build --release
+/// --features dhat-heap`): `dhat-heap.json` in the working directory when the server stops
+/// (SIGTERM); `docs/benchmarks.md` tells how it was read.
+#[cfg(feature = "dhat-heap")]
+#[global_allocator]
+static HEAP: dhat::Alloc = dhat::Alloc;
+
+/// jemalloc: why, in `gateway::heap`.
+#[cfg(not(feature = "dhat-heap"))]
+#[global_allocator]
+static HEAP: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() {
+    #[cfg(feature = "dhat-heap")]
+    let profiler = dhat::Profiler::new_heap();
     // Every request logs a line: writing it from a worker thread keeps the write syscall off
     // the request path. Lines are never dropped: a full buffer makes the logging request wait.
-    let (writer, flush_guard) =
-        tracing_appender::non_blocking::NonBlockingBuilder::default().lossy(false).finish(std::io::stderr());
+    // The worker writes what has queued up in one syscall, flushing whenever the queue runs
+    // empty: one write per request cost as much as a lookup's store reads under load.
+    let (writer, flush_guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .finish(std::io::BufWriter::with_capacity(64 << 10, std::io::stderr()));
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_ansi(std::io::stderr().is_terminal())
@@ -183,6 +198,8 @@ fn main() {
         .context("starting the async runtime")
         .and_then(|runtime| runtime.block_on(run(Cli::parse())));
     drop(flush_guard);
+    #[cfg(feature = "dhat-heap")]
+    drop(profiler);
     if let Err(error) = outcome {
         eprintln!("stratus: {error:#}");
         std::process::exit(1);
@@ -374,7 +391,7 @@ fn metrics_listener(asked: Option<&str>) -> Result<Option<tokio::net::TcpListene
 }
 
 async fn run_server(listen: SocketAddr, metrics_listen: Option<String>, common: Common) -> Result<()> {
-    malloc::spawn_trimmer(Duration::from_secs(5));
+    gateway::heap::spawn_trimmer(Duration::from_secs(5));
     let config = Config::load(common.config.as_deref())?;
     let data_dir = &common.data_dir;
     std::fs::DirBuilder::new()

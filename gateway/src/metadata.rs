@@ -152,7 +152,9 @@ impl MetadataService {
     /// VPC's, `{vpc id}/`) needs; `None` for an address no instance holds there.
     fn facts(&self, scope: &str, address: Ipv4Addr) -> backend::Result<Option<Facts>> {
         let Some(record) = self.backend.instance_in(scope, address)? else { return Ok(None) };
-        let names = self.backend.security_group_names(&record.account)?;
+        let names = self
+            .backend
+            .security_group_names_of(&record.account, record.security_group_ids.iter().map(String::as_str))?;
         let group_names = record.security_group_ids.iter().filter_map(|id| names.get(id).cloned()).collect();
         let subnet_cidr = self.backend.subnet(&record.account, &record.subnet_id).map(|s| s.cidr()).unwrap_or_default();
         let vpc_cidr = self.backend.vpc(&record.account, &record.vpc_id).map(|v| v.cidr).unwrap_or_default();

@@ -108,6 +108,20 @@ impl Collector for Live {
         )?;
         let bytes = Some(&Unit::Bytes);
         let seconds = Some(&Unit::Seconds);
+        if let Some(heap) = crate::heap::stats() {
+            for (name, help, value) in [
+                ("stratus_heap_allocated", "Bytes the control plane has allocated and not freed", heap.allocated),
+                ("stratus_heap_active", "Bytes in the heap's pages that hold allocations", heap.active),
+                (
+                    "stratus_heap_resident",
+                    "Bytes of the heap resident in memory, kept free pages included",
+                    heap.resident,
+                ),
+            ] {
+                let value = ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX));
+                family(&mut encoder, name, help, bytes, MetricType::Gauge, &[(vec![], value)])?;
+            }
+        }
         let host_rows =
             |f: &dyn Fn(&backend::hypervisor::HostSample) -> Option<i64>| -> Vec<(Labels, ConstGauge<i64>)> {
                 samples

@@ -6,8 +6,12 @@
 //!    up to date; callers see no difference.
 //! 2. Callers work in closures: [`Store::read`] gets a snapshot, [`Store::write`] a transaction
 //!    that commits when the closure returns `Ok` and is dropped (rolled back) otherwise.
-//! 3. Values are typed [`Record`]s, stored as one version byte followed by JSON, so that a
-//!    later layout can be told apart from this one and migrated.
+//! 3. Values are typed [`Record`]s, stored as one version byte followed by the record in
+//!    MessagePack (field names kept, so that fields can be added with defaults as before), so
+//!    that a later layout can be told apart from this one and migrated. The version byte's
+//!    high bit ([`PACKED`]) marks MessagePack; records written before it are JSON, still read,
+//!    and rewritten once when the store opens ([`repack`]). MessagePack decodes in about half
+//!    JSON's time (no text to scan for escapes, numbers already binary) and is smaller.
 //!
 //! 4. Some records have derived tables (indexes and aggregates, see [`derived`]) that every
 //!    insert and remove keeps in step, in the same transaction.
@@ -89,22 +93,92 @@ pub trait Record: Serialize + DeserializeOwned {
     }
 }
 
+/// The version byte's flag for a MessagePack body (without it, the body is JSON).
+pub const PACKED: u8 = 0x80;
+
 fn encode<V: Record>(value: &V) -> Vec<u8> {
-    let mut bytes = vec![V::VERSION];
+    let mut bytes = Vec::with_capacity(256);
+    bytes.push(V::VERSION | PACKED);
     // Serializing plain structs of strings and numbers into a Vec cannot fail.
-    serde_json::to_writer(&mut bytes, value).unwrap_or_default();
+    rmp_serde::encode::write_named(&mut bytes, value).unwrap_or_default();
     bytes
 }
 
 fn decode<V: Record>(table: &'static str, key: &str, bytes: &[u8]) -> Result<V> {
     let corrupt = |why: String| Error::Corrupt { table, key: key.to_owned(), why };
-    match bytes.split_first() {
-        Some((&version, body)) if version == V::VERSION || V::READS.contains(&version) => {
-            serde_json::from_slice(body).map_err(|e| corrupt(e.to_string()))
-        }
-        Some((&version, _)) => Err(corrupt(format!("layout version {version}, expected {}", V::VERSION))),
-        None => Err(corrupt("empty".into())),
+    let Some((&tag, body)) = bytes.split_first() else { return Err(corrupt("empty".into())) };
+    let version = tag & !PACKED;
+    if version != V::VERSION && !V::READS.contains(&version) {
+        return Err(corrupt(format!("layout version {version}, expected {}", V::VERSION)));
     }
+    if tag & PACKED != 0 {
+        rmp_serde::from_slice(body).map_err(|e| corrupt(e.to_string()))
+    } else {
+        serde_json::from_slice(body).map_err(|e| corrupt(e.to_string()))
+    }
+}
+
+/// A JSON record's bytes as MessagePack, keeping its version: the body goes through a JSON
+/// value, whose maps, strings, numbers and nulls MessagePack holds alike (records have no maps
+/// with other than string keys). `None` for bytes that are not a JSON record.
+pub(crate) fn repack_bytes(bytes: &[u8]) -> Option<Vec<u8>> {
+    let (&version, body) = bytes.split_first()?;
+    if version & PACKED != 0 {
+        return None;
+    }
+    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let mut packed = vec![version | PACKED];
+    rmp_serde::encode::write_named(&mut packed, &value).ok()?;
+    Some(packed)
+}
+
+/// The records' encoding in [`tables::META`] under `encoding`: 1 is MessagePack ([`PACKED`]).
+const ENCODING: u32 = 1;
+
+/// Any record, as bytes, for passes over tables that need not understand them.
+#[derive(Serialize, serde::Deserialize)]
+pub(crate) struct RawRecord;
+
+impl Record for RawRecord {
+    const VERSION: u8 = 0;
+}
+
+/// Rewrites every JSON record of the store in MessagePack, once: stores written before
+/// [`ENCODING`] 1 are brought up to it when they open, in the opening transaction.
+fn repack(tx: &WriteTx) -> Result<u64> {
+    if tx.get(&tables::META, "encoding")?.is_some_and(|m| m.version == ENCODING) {
+        return Ok(0);
+    }
+    let mut total = 0;
+    for &name in tables::ALL {
+        let table: Table<RawRecord> = Table::new(name);
+        // In batches, so that a large table is never held in memory whole.
+        let mut after: Option<String> = None;
+        loop {
+            let mut batch = Vec::new();
+            let mut last = None;
+            tx.walk_keys(&table, "", after.as_deref(), |key, bytes| {
+                last = Some(key.to_owned());
+                if let Some(packed) = repack_bytes(bytes) {
+                    batch.push((key.to_owned(), packed));
+                }
+                Ok(batch.len() < 1000)
+            })?;
+            total += batch.len() as u64;
+            for (key, packed) in &batch {
+                tx.put_raw(&table, key, packed)?;
+            }
+            if last.is_none() || batch.len() < 1000 {
+                break;
+            }
+            after = last;
+        }
+    }
+    if total > 0 {
+        tracing::info!(records = total, "store: records rewritten from JSON to MessagePack");
+    }
+    tx.insert(&tables::META, "encoding", &MetaRecord { version: ENCODING })?;
+    Ok(total)
 }
 
 /// A table of records of one type.
@@ -167,7 +241,10 @@ impl Store {
     pub fn open_postgres(url: &str, connections: u32) -> Result<Self> {
         let db = pg::blocking(|| pg::Database::open(url, connections))?;
         let store = Self { kind: Kind::Postgres(Box::new(db)) };
-        store.write(derived::ensure)?;
+        store.write(|tx| {
+            repack(tx)?;
+            derived::ensure(tx)
+        })?;
         Ok(store)
     }
 
@@ -176,7 +253,10 @@ impl Store {
         for name in tables::ALL {
             tx.open_table(TableDefinition::<&str, &[u8]>::new(name))?;
         }
-        derived::ensure(&WriteTx::new(&tx))?;
+        let write = WriteTx::new(&tx);
+        repack(&write)?;
+        derived::ensure(&write)?;
+        drop(write);
         tx.commit()?;
         Ok(Self { kind: Kind::Redb(db) })
     }
@@ -189,10 +269,14 @@ impl Store {
     pub fn read<T, E: From<Error>>(&self, f: impl FnOnce(&ReadTx) -> Result<T, E>) -> Result<T, E> {
         match &self.kind {
             Kind::Redb(db) => {
-                let tx = ReadTx {
-                    inner: ReadInner::Redb { tx: db.begin_read().map_err(Error::from)?, open: Default::default() },
+                let begin = || -> Result<ReadTx> {
+                    Ok(ReadTx { inner: ReadInner::Redb { tx: db.begin_read()?, open: Default::default() } })
                 };
-                f(&tx)
+                // Within a snapshot ([`snapshot`]) the read shares its transaction.
+                match snapshot::redb_join(snapshot::redb_id(db), begin) {
+                    Some(shared) => f(&*shared.map_err(E::from)?),
+                    None => f(&begin()?),
+                }
             }
             // PostgreSQL's client blocks: off the executor when called on it.
             Kind::Postgres(db) => pg::blocking(|| {
@@ -229,6 +313,7 @@ impl Store {
     pub fn write<T, E: From<Error>>(&self, f: impl FnOnce(&WriteTx) -> Result<T, E>) -> Result<T, E> {
         match &self.kind {
             Kind::Redb(db) => {
+                snapshot::redb_end_for_write(snapshot::redb_id(db));
                 let tx = db.begin_write().map_err(Error::from)?;
                 // The tables the closure opened close with `WriteTx` before the commit.
                 let value = f(&WriteTx::new(&tx))?;
@@ -282,6 +367,30 @@ fn scan_from<V: Record>(
         out.push((key.to_owned(), decode(t.name, key, value.value())?));
     }
     Ok(out)
+}
+
+/// Hands `f` the entries of a redb table whose key starts with `prefix`, from just after
+/// `prefix` + `after` (from the first, without), until `f` answers `false`.
+fn walk_from(
+    table: &impl ReadableTable<&'static str, &'static [u8]>,
+    prefix: &str,
+    after: Option<&str>,
+    mut f: impl FnMut(&str, &[u8]) -> Result<bool>,
+) -> Result<()> {
+    use std::ops::Bound;
+    let start = after.map(|a| format!("{prefix}{a}"));
+    let range = match &start {
+        Some(start) => table.range::<&str>((Bound::Excluded(start.as_str()), Bound::Unbounded))?,
+        None => table.range::<&str>(prefix..)?,
+    };
+    for entry in range {
+        let (key, value) = entry?;
+        let key = key.value();
+        if !key.starts_with(prefix) || !f(key, value.value())? {
+            break;
+        }
+    }
+    Ok(())
 }
 
 /// What reading takes, in a snapshot or in a write transaction.
@@ -375,24 +484,8 @@ impl ReadTx {
         after: Option<&str>,
         mut f: impl FnMut(&str, &[u8]) -> Result<bool>,
     ) -> Result<()> {
-        use std::ops::Bound;
         match &self.inner {
-            ReadInner::Redb { tx, open } => {
-                let table = Self::table(tx, open, t)?;
-                let start = after.map(|a| format!("{prefix}{a}"));
-                let range = match &start {
-                    Some(start) => table.range::<&str>((Bound::Excluded(start.as_str()), Bound::Unbounded))?,
-                    None => table.range::<&str>(prefix..)?,
-                };
-                for entry in range {
-                    let (key, value) = entry?;
-                    let key = key.value();
-                    if !key.starts_with(prefix) || !f(key, value.value())? {
-                        break;
-                    }
-                }
-                Ok(())
-            }
+            ReadInner::Redb { tx, open } => walk_from(&*Self::table(tx, open, t)?, prefix, after, f),
             // `f` may read the snapshot itself: each batch is fetched before it is handed on.
             ReadInner::Postgres(conn) => pg::walk(conn, t.name, prefix, after, &mut f),
         }
@@ -522,6 +615,32 @@ impl<'a> WriteTx<'a> {
         // Derived tables are others than `t`: its borrow has ended.
         if V::DERIVED {
             V::derive(self, key, old.as_ref(), Some(value))?;
+        }
+        Ok(())
+    }
+
+    /// As [`ReadTx::walk_keys`], inside the write transaction (what `f` hands back is read
+    /// before anything is written).
+    pub(crate) fn walk_keys<V: Record>(
+        &self,
+        t: &Table<V>,
+        prefix: &str,
+        after: Option<&str>,
+        mut f: impl FnMut(&str, &[u8]) -> Result<bool>,
+    ) -> Result<()> {
+        match &self.inner {
+            WriteInner::Redb { tx, open } => walk_from(&*Self::table(tx, open, t)?.borrow(), prefix, after, f),
+            WriteInner::Postgres(conn) => pg::walk(conn, t.name, prefix, after, &mut f),
+        }
+    }
+
+    /// Stores bytes as they are, derived tables untouched: for rewriting a record's encoding.
+    pub(crate) fn put_raw<V: Record>(&self, t: &Table<V>, key: &str, bytes: &[u8]) -> Result<()> {
+        match &self.inner {
+            WriteInner::Redb { tx, open } => {
+                Self::table(tx, open, t)?.borrow_mut().insert(key, bytes)?;
+            }
+            WriteInner::Postgres(conn) => conn.borrow_mut().put(t.name, key, bytes)?,
         }
         Ok(())
     }
@@ -702,9 +821,9 @@ mod tests {
     #[test]
     fn records_carry_their_version_and_reject_others() {
         let bytes = encode(&tag("k"));
-        assert_eq!(bytes[0], TagRecord::VERSION);
+        assert_eq!(bytes[0], TagRecord::VERSION | PACKED);
         let mut future = bytes.clone();
-        future[0] = TagRecord::VERSION + 1;
+        future[0] = (TagRecord::VERSION + 1) | PACKED;
         assert!(matches!(decode::<TagRecord>("tags", "k", &future), Err(Error::Corrupt { .. })));
         assert!(matches!(decode::<TagRecord>("tags", "k", &[]), Err(Error::Corrupt { .. })));
         assert_eq!(decode::<TagRecord>("tags", "k", &bytes).unwrap().key, "k");
@@ -717,7 +836,70 @@ mod tests {
         let bytes: Vec<u8> = [&[1u8][..], &v1[..]].concat();
         let image = decode::<ImageRecord>("images", "a/ami-1", &bytes).unwrap();
         assert_eq!((image.state, &image.source_instance, &image.state_reason), (ImageState::Available, &None, &None));
-        assert_eq!(encode(&image)[0], 2);
+        assert_eq!(encode(&image)[0], 2 | PACKED);
+        // The same record repacked reads the same.
+        let packed = repack_bytes(&bytes).unwrap();
+        assert_eq!(packed[0], 1 | PACKED);
+        let repacked = decode::<ImageRecord>("images", "a/ami-1", &packed).unwrap();
+        assert_eq!(serde_json::to_value(&repacked).unwrap(), serde_json::to_value(&image).unwrap());
+    }
+
+    /// JSON records (as every store held before MessagePack) are rewritten once, on open,
+    /// and read back as they were; MessagePack ones are left alone.
+    #[test]
+    fn json_records_are_repacked_once() {
+        let json =
+            |version: u8, value: &serde_json::Value| [vec![version], serde_json::to_vec(value).unwrap()].concat();
+        let tag_json = serde_json::to_value(tag("old")).unwrap();
+        let instance_json = serde_json::json!({
+            "id": "i-1", "account": "a", "reservation_id": "r", "image_id": "ami", "instance_type": "t3.nano",
+            "vcpus": 2, "memory_mib": 512, "zone": "z", "host_id": "h", "domain_uuid": "u", "state": "running",
+            "state_reason": null, "state_transition_reason": "", "force_stop": false, "booted": true,
+            "launch_time_ms": 0, "terminated_ms": null, "ami_launch_index": 0, "key_name": null, "user_data": null,
+            "vpc_id": "v", "subnet_id": "s", "network_interface_id": "eni", "private_ip": "172.31.0.4",
+            "mac": "52:54:00:00:00:01", "security_group_ids": ["sg-1"], "client_token": null,
+            "disable_api_termination": false, "disable_api_stop": false, "shutdown_behavior": "stop",
+            "ebs_optimized": false, "monitoring": true, "dir": "/d", "root_disk_bytes": 3 << 20,
+            "migration_target": null, "tenancy": "default",
+        });
+        let instance: InstanceRecord = serde_json::from_value(instance_json.clone()).unwrap();
+        let check = |store: &Store, kind: &str| {
+            store
+                .read(|tx| {
+                    for (table, key) in [("tags", "a/t-1"), ("tags", "a/t-2"), ("instances", "a/i-1")] {
+                        tx.walk_keys(&Table::<RawRecord>::new(table), key, None, |_, bytes| {
+                            assert_ne!(bytes[0] & PACKED, 0, "{kind}: {table}/{key} still JSON");
+                            Ok(false)
+                        })?;
+                    }
+                    assert_eq!(tx.get(&TAGS, "a/t-1")?.unwrap().key, "old", "{kind}");
+                    assert_eq!(tx.get(&TAGS, "a/t-2")?.unwrap().key, "new", "{kind}");
+                    let read = tx.get(&tables::INSTANCES, "a/i-1")?.unwrap();
+                    assert_eq!(serde_json::to_value(read).unwrap(), serde_json::to_value(&instance).unwrap(), "{kind}");
+                    Ok::<_, Error>(())
+                })
+                .unwrap();
+        };
+        let fill = |tx: &WriteTx| {
+            tx.put_raw(&TAGS, "a/t-1", &json(TagRecord::VERSION, &tag_json))?;
+            tx.insert(&TAGS, "a/t-2", &tag("new"))?;
+            tx.put_raw(&tables::INSTANCES, "a/i-1", &json(InstanceRecord::VERSION, &instance_json))?;
+            tx.remove(&tables::META, "encoding")?;
+            Ok::<_, Error>(())
+        };
+        for (kind, store, _db) in testing::stores() {
+            store.write(fill).unwrap();
+            assert_eq!(store.write(repack).unwrap(), 2, "{kind}: the two JSON records");
+            check(&store, kind);
+            assert_eq!(store.write(repack).unwrap(), 0, "{kind}: once");
+        }
+        // On a file, the rewrite happens when it opens.
+        let dir = std::env::temp_dir().join(format!("stratus-repack-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("state.redb");
+        Store::open(&path).unwrap().write(fill).unwrap();
+        check(&Store::open(&path).unwrap(), "redb file");
+        std::fs::remove_dir_all(&dir).ok();
     }
 
     #[test]

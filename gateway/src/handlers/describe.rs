@@ -29,6 +29,9 @@ use super::{check_ids, ensure_found, Row};
 use crate::context::Ctx;
 
 /// A Describe request on its way to a page.
+/// Ids up to which a Describe by id reads in place ([`Describe::reads_few`]).
+const FEW_IDS: usize = 20;
+
 pub struct Describe {
     backend: std::sync::Arc<backend::Backend>,
     account: String,
@@ -70,6 +73,12 @@ impl Describe {
         Ok(self)
     }
 
+    /// Whether the request names so few resources by id that its reads are a handful of point
+    /// lookups ([`Ctx::snapshot_sized`]).
+    pub fn reads_few(&self) -> bool {
+        (1..=FEW_IDS).contains(&self.ids.len())
+    }
+
     pub fn filters(mut self, filters: Option<&[Filter]>, known: &[&str]) -> Result<Self, Ec2Error> {
         self.filters = FilterSet::new(filters, known)?;
         for filter in filters.unwrap_or_default() {
@@ -81,10 +90,11 @@ impl Describe {
 
     /// Something else the request narrows the listing by (owners, names…): part of the scope.
     pub fn narrowed_by(&mut self, what: &str, values: &[String]) {
-        // Lengths first: no value can run into the next.
-        self.query.push_str(&format!("{}:{what}", what.len()));
+        use std::fmt::Write;
+        // Lengths first: no value can run into the next. (Writing to a String cannot fail.)
+        let _ = write!(self.query, "{}:{what}", what.len());
         for value in values {
-            self.query.push_str(&format!("|{}:{value}", value.len()));
+            let _ = write!(self.query, "|{}:{value}", value.len());
         }
         self.query.push('\n');
     }
@@ -97,8 +107,11 @@ impl Describe {
         max: i32,
     ) -> Result<Self, Ec2Error> {
         let secret = self.backend.paging_secret().map_err(crate::errors::to_ec2)?;
-        let digest = Sha256::digest(format!("{secret}\n{}\n{}\n{}", self.account, self.action, self.query));
-        let scope: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        let mut digest = Sha256::new();
+        for part in [secret, "\n", &self.account, "\n", self.action, "\n", &self.query] {
+            digest.update(part);
+        }
+        let scope = hex::encode(digest.finalize());
         self.page = PageRequest::new(max_results, next_token, min, max, &scope)?;
         Ok(self)
     }
@@ -149,10 +162,11 @@ impl Describe {
         keep: impl Fn(&backend::Backend, &FilterSet, &V, &[(String, String)]) -> bool + Send + 'static,
     ) -> Result<(Vec<Item<V>>, Option<String>), Ec2Error> {
         let query = self.list_query();
+        let few = self.reads_few();
         let filters = self.filters;
         let account = self.account.clone();
         let page = ctx
-            .snapshot(move |b| b.list::<V>(&account, &query, |record, tags| keep(b, &filters, record, tags)))
+            .snapshot_sized(few, move |b| b.list::<V>(&account, &query, |record, tags| keep(b, &filters, record, tags)))
             .await?;
         let Page { items, more, missing } = page;
         if !missing.is_empty() {

@@ -220,11 +220,12 @@ pub async fn handle(ctx: &Ctx, req: DescribeInstancesRequest) -> Result<Describe
         .filters(req.filters.as_deref(), FILTERS)?
         .paged(req.max_results, req.next_token.as_deref(), 5, 1000)?;
     let query = describe.list_query();
+    let few = describe.reads_few();
     let Describe { filters, page, .. } = describe;
     let account = ctx.account().to_owned();
     let region = ctx.region.clone();
     let (listed, joins) = ctx
-        .snapshot(move |b| {
+        .snapshot_sized(few, move |b| {
             let joining = JOINED.iter().any(|prefix| filters.uses(prefix));
             // The account's Elastic IPs, by the interface address they are associated with.
             let elastic: std::collections::HashMap<String, String> = if joining {

@@ -118,7 +118,11 @@ impl Joins {
             })
             .collect();
         let interfaces = b.interfaces_of_instances(account, records.iter().map(|r| r.id.as_str()))?;
-        Ok(Self { group_names: b.security_group_names(account)?, volumes, public_ips, interfaces })
+        let group_names = b.security_group_names_of(
+            account,
+            records.iter().flat_map(|r| r.security_group_ids.iter().map(String::as_str)),
+        )?;
+        Ok(Self { group_names, volumes, public_ips, interfaces })
     }
 
     /// The Elastic IP associated with `private_ip` of interface `interface_id`, if any.
