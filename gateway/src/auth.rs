@@ -28,7 +28,7 @@ use aws_credential_types::Credentials;
 use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SignatureLocation, SigningSettings};
 use aws_sigv4::sign::v4;
 use aws_smithy_runtime_api::client::identity::Identity;
-use chrono::{NaiveDateTime, TimeZone, Utc};
+use chrono::{NaiveDateTime, TimeZone, Timelike, Utc};
 use ec2api::Code;
 use ec2api::Ec2Error;
 use hmac::{Hmac, Mac};
@@ -62,9 +62,25 @@ fn incomplete(why: &str) -> Ec2Error {
     Ec2Error::new(Code::IncompleteSignature, why.to_owned())
 }
 
+/// `YYYYMMDDTHHMMSSZ`, strictly: chrono alone accepts spaces, one-digit fields and second 60,
+/// and a date that reads as another day must never meet that day's signing key.
 fn parse_amz_date(text: &str) -> Result<SystemTime, Ec2Error> {
-    let naive = NaiveDateTime::parse_from_str(text, "%Y%m%dT%H%M%SZ")
-        .map_err(|_| incomplete("X-Amz-Date must be in the ISO8601 basic format YYYYMMDD'T'HHMMSS'Z'"))?;
+    let malformed = || incomplete("X-Amz-Date must be in the ISO8601 basic format YYYYMMDD'T'HHMMSS'Z'");
+    let bytes = text.as_bytes();
+    let shaped = bytes.len() == 16
+        && bytes[..8].iter().all(u8::is_ascii_digit)
+        && bytes[8] == b'T'
+        && bytes[9..15].iter().all(u8::is_ascii_digit)
+        && bytes[15] == b'Z';
+    if !shaped {
+        return Err(malformed());
+    }
+    let naive = NaiveDateTime::parse_from_str(text, "%Y%m%dT%H%M%SZ").map_err(|_| malformed())?;
+    // A leap second (chrono keeps second 60 as a fraction past 59, which becomes the next day's
+    // midnight as a time) and whatever does not read back as written are refused.
+    if naive.nanosecond() >= 1_000_000_000 || naive.format("%Y%m%dT%H%M%SZ").to_string() != text {
+        return Err(malformed());
+    }
     Ok(Utc.from_utc_datetime(&naive).into())
 }
 
@@ -86,7 +102,7 @@ fn parse_scope(credential: &str, amz_date: &str) -> Result<(String, String, Stri
             format!("Credential should be scoped to correct service: 'ec2', not '{}'", ec2api::error::echo(service)),
         ));
     }
-    if !amz_date.starts_with(date) {
+    if date.len() != 8 || !date.bytes().all(|b| b.is_ascii_digit()) || amz_date.get(..8) != Some(*date) {
         return Err(Ec2Error::new(
             Code::SignatureDoesNotMatch,
             "Date in Credential scope does not match YYYYMMDD from X-Amz-Date",
@@ -245,7 +261,8 @@ fn verify_fast(
             // Absent: a mismatch either way. Repeated: the slow path decides.
             return None;
         };
-        let value = std::str::from_utf8(value.as_bytes()).ok()?.trim_matches(' ');
+        // Visible ASCII only, as aws-sigv4 takes it (the slow path decides the rest).
+        let value = value.to_str().ok()?.trim_matches(' ');
         if value.contains("  ") || (name == "x-amz-date" && value.len() != 16) {
             return None;
         }
@@ -323,9 +340,14 @@ fn signing_key(secret: &str, date: &[u8], claim: &Claim) -> Option<[u8; 32]> {
     let date: [u8; 8] = date.try_into().ok()?;
     KEYS.with(|keys| {
         let mut keys = keys.borrow_mut();
-        let hit = keys
-            .iter()
-            .find(|k| k.date == date && k.secret == secret && k.region == claim.region && k.service == claim.service);
+        // The caller picks the date and region, and so which cached secrets are compared:
+        // compared in constant time.
+        let hit = keys.iter().find(|k| {
+            k.date == date
+                && k.region == claim.region
+                && k.service == claim.service
+                && bool::from(k.secret.as_bytes().ct_eq(secret.as_bytes()))
+        });
         if let Some(hit) = hit {
             return Some(hit.key);
         }
@@ -551,5 +573,25 @@ mod tests {
         let auth = parts.headers[http::header::AUTHORIZATION].to_str().unwrap().replace(";x-amz-date", "");
         parts.headers.insert(http::header::AUTHORIZATION, auth.parse().unwrap());
         assert_eq!(verdicts(&parts, "s", b""), (None, true));
+    }
+}
+
+#[cfg(test)]
+mod date_tests {
+    use super::*;
+
+    /// A date chrono would bend into another day (second 60, spaces, short fields) is refused,
+    /// so that no request is checked, or its key cached, under a day it does not name.
+    #[test]
+    fn request_dates_are_read_strictly() {
+        for bad in ["20261130T235960Z", "202611 1T000000Z", "20261130T2359Z", "2026113OT000000Z", "20261130T000000"] {
+            assert!(parse_amz_date(bad).is_err(), "{bad}");
+        }
+        assert!(parse_amz_date("20261130T235959Z").is_ok());
+        let at = "20261130T000000Z";
+        assert!(parse_scope("AK/2026113/us-east-1/ec2/aws4_request", at).is_err(), "a shorter scope date");
+        assert!(parse_scope("AK//us-east-1/ec2/aws4_request", at).is_err(), "an empty scope date");
+        assert!(parse_scope("AK/20261201/us-east-1/ec2/aws4_request", at).is_err(), "another day");
+        assert!(parse_scope("AK/20261130/us-east-1/ec2/aws4_request", at).is_ok());
     }
 }

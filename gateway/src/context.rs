@@ -41,7 +41,12 @@ impl Ctx {
         f: impl FnOnce(&Backend) -> backend::Result<T> + Send + 'static,
     ) -> Result<T, Ec2Error> {
         if few && !self.backend.store().is_postgres() {
-            self.read(f)
+            // A panic answers InternalError, as the blocking pool's join would, rather than
+            // dropping the connection with the worker's task.
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.read(f))).unwrap_or_else(|_| {
+                tracing::error!(request_id = %self.request_id, "backend call panicked");
+                Err(Ec2Error::internal())
+            })
         } else {
             self.snapshot(f).await
         }

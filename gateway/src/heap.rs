@@ -20,6 +20,14 @@ use std::time::Duration;
 #[export_name = "_rjem_malloc_conf"]
 pub static MALLOC_CONF: &u8 = &b"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0\0"[0];
 
+/// Warns when jemalloc did not take [`MALLOC_CONF`] (its symbol renamed by a feature of the
+/// allocator's crate, say): freed memory would then stay for ten seconds and more.
+pub fn check_options() {
+    if stats().is_some() && !tikv_jemalloc_ctl::opt::background_thread::read().unwrap_or(false) {
+        tracing::warn!("jemalloc ignored its options (no background thread): freed memory is returned late");
+    }
+}
+
 /// Starts a thread that gives glibc's free pages back every `period`.
 pub fn spawn_trimmer(period: Duration) {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]

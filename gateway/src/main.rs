@@ -391,6 +391,7 @@ fn metrics_listener(asked: Option<&str>) -> Result<Option<tokio::net::TcpListene
 }
 
 async fn run_server(listen: SocketAddr, metrics_listen: Option<String>, common: Common) -> Result<()> {
+    gateway::heap::check_options();
     gateway::heap::spawn_trimmer(Duration::from_secs(5));
     let config = Config::load(common.config.as_deref())?;
     let data_dir = &common.data_dir;

@@ -123,6 +123,8 @@ impl Store {
     fn write_raw(&self, records: &[(&'static str, String, Vec<u8>)], metrics: &[MetricRow]) -> Result<()> {
         match &self.kind {
             Kind::Redb(db) => {
+                // Reads after this write on the thread must see it ([`crate::snapshot`]).
+                crate::snapshot::redb_end_for_write(crate::snapshot::redb_id(db));
                 let tx = db.begin_write()?;
                 {
                     // Records come table by table: each table opens once.

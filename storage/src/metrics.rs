@@ -242,6 +242,8 @@ impl Store {
                 })
             }
         };
+        // Reads after this write on the thread must see it ([`crate::snapshot`]).
+        crate::snapshot::redb_end_for_write(crate::snapshot::redb_id(db));
         let tx = db.begin_write().map_err(crate::Error::from)?;
         merge_into(&tx, points).map_err(E::from)?;
         let value = f(&crate::WriteTx::new(&tx))?;
@@ -315,6 +317,8 @@ impl Store {
                 })
             }
         };
+        // Reads after this write on the thread must see it ([`crate::snapshot`]).
+        crate::snapshot::redb_end_for_write(crate::snapshot::redb_id(db));
         let tx = db.begin_write()?;
         let mut dropped = 0;
         let names: Vec<String> = tx.list_tables()?.map(|t| t.name().to_owned()).collect();
