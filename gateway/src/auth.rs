@@ -76,9 +76,10 @@ fn parse_amz_date(text: &str) -> Result<SystemTime, Ec2Error> {
         return Err(malformed());
     }
     let naive = NaiveDateTime::parse_from_str(text, "%Y%m%dT%H%M%SZ").map_err(|_| malformed())?;
-    // A leap second (chrono keeps second 60 as a fraction past 59, which becomes the next day's
-    // midnight as a time) and whatever does not read back as written are refused.
-    if naive.nanosecond() >= 1_000_000_000 || naive.format("%Y%m%dT%H%M%SZ").to_string() != text {
+    // Digits in place, chrono refuses out-of-range fields but keeps second 60 as a leap second
+    // (a fraction past 59, the next day's midnight as a time): refused too. No formatting back
+    // on every request.
+    if naive.nanosecond() >= 1_000_000_000 {
         return Err(malformed());
     }
     Ok(Utc.from_utc_datetime(&naive).into())
