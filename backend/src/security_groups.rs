@@ -353,7 +353,8 @@ impl Backend {
                 if names.contains_key(id) {
                     continue;
                 }
-                if let Some(group) = tx.get(&SECURITY_GROUPS, &group_key(account, id))? {
+                let key = group_key(account, id);
+                if let Some(group) = tx.get_part::<_, storage::SecurityGroupName>(&SECURITY_GROUPS, &key)? {
                     names.insert(group.id, group.name);
                 }
             }

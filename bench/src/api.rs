@@ -68,6 +68,18 @@ struct Rss {
     rss_mib: f64,
 }
 
+/// What a system costs with no requests coming: its background work (the conductor's sweep,
+/// monitoring) and what that work makes other processes do (the hosts' daemons answering it).
+#[derive(Serialize)]
+struct Idle {
+    system: &'static str,
+    stored: usize,
+    /// The system's own CPU, milliseconds per second.
+    server_ms_per_s: f64,
+    /// The whole machine's busy CPU, milliseconds per second (of 1,000 per core).
+    machine_ms_per_s: f64,
+}
+
 #[derive(Serialize)]
 struct Seeding {
     system: &'static str,
@@ -83,7 +95,28 @@ struct Results {
     hosts: String,
     runs: Vec<Run>,
     rss: Vec<Rss>,
+    idle: Vec<Idle>,
     seeding: Vec<Seeding>,
+}
+
+/// How long the idle cost is measured.
+const IDLE_WINDOW: Duration = Duration::from_secs(5);
+
+/// CPU time the whole machine has spent busy so far (every core, all but idle and I/O wait),
+/// in seconds, from /proc/stat.
+fn machine_busy_seconds() -> Result<f64> {
+    let stat = std::fs::read_to_string("/proc/stat")?;
+    let fields: Vec<f64> = stat
+        .lines()
+        .next()
+        .and_then(|l| l.strip_prefix("cpu "))
+        .context("no cpu line in /proc/stat")?
+        .split_whitespace()
+        .map(|f| f.parse::<f64>().unwrap_or(0.0))
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest time is within user already).
+    let busy: f64 = fields.iter().take(8).enumerate().filter(|(i, _)| *i != 3 && *i != 4).map(|(_, v)| v).sum();
+    Ok(busy / 100.0)
 }
 
 /// One system under test, with what the benchmark knows of it.
@@ -336,6 +369,22 @@ impl Bench {
         let rss_mib = target.process.rss_mib()?;
         println!("rss                    {:<12} stored {:>6}  {rss_mib:.1} MiB", target.name, target.stored);
         self.results.rss.push(Rss { system: target.name, stored: target.stored, rss_mib });
+        Ok(())
+    }
+
+    /// The system's and the machine's CPU over [`IDLE_WINDOW`] with no requests.
+    async fn idle(&mut self, target: &Target) -> Result<()> {
+        let (server_before, machine_before) = (target.process.cpu_seconds()?, machine_busy_seconds()?);
+        tokio::time::sleep(IDLE_WINDOW).await;
+        let (server, machine) =
+            (target.process.cpu_seconds()? - server_before, machine_busy_seconds()? - machine_before);
+        let per_s = |cpu: f64| cpu * 1000.0 / IDLE_WINDOW.as_secs_f64();
+        let (server_ms_per_s, machine_ms_per_s) = (per_s(server), per_s(machine));
+        println!(
+            "idle                   {:<12} stored {:>6}  server {server_ms_per_s:.0} ms/s, machine {machine_ms_per_s:.0} ms/s",
+            target.name, target.stored
+        );
+        self.results.idle.push(Idle { system: target.name, stored: target.stored, server_ms_per_s, machine_ms_per_s });
         Ok(())
     }
 
@@ -607,6 +656,7 @@ pub async fn run(options: Options) -> Result<()> {
             println!("seeded                 {:<12} stored {:>6}  in {seconds:.1} s", target.name, target.stored);
             bench.results.seeding.push(Seeding { system: target.name, stored: target.stored, seconds });
             bench.rss(target)?;
+            bench.idle(target).await?;
         }
         for &c in &concurrencies {
             let probe = describe_by_id(&targets[0].ids);

@@ -148,6 +148,22 @@ fn api_tables(api: &Value, md: &mut String) -> Result<()> {
     for rss in api["rss"].as_array().into_iter().flatten() {
         writeln!(md, "| {} | {} | {:.0} MiB |", s(rss, "system"), u(rss, "stored"), f(rss, "rss_mib"))?;
     }
+    let idle = api["idle"].as_array().into_iter().flatten().collect::<Vec<_>>();
+    if !idle.is_empty() {
+        writeln!(md, "\nIdle (5 s without requests after seeding: the system's background work, and the machine's busy CPU with it):\n")?;
+        writeln!(md, "| system | stored | system CPU | machine CPU |")?;
+        writeln!(md, "|---|---|---|---|")?;
+        for point in idle {
+            writeln!(
+                md,
+                "| {} | {} | {:.0} ms/s | {:.0} ms/s |",
+                s(point, "system"),
+                u(point, "stored"),
+                f(point, "server_ms_per_s"),
+                f(point, "machine_ms_per_s")
+            )?;
+        }
+    }
     writeln!(md, "\nSeeding (launching the instances of each stage, and waiting for Stratus's hosts to run them):\n")?;
     writeln!(md, "| system | stored | seconds |")?;
     writeln!(md, "|---|---|---|")?;

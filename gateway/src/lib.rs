@@ -33,6 +33,7 @@ pub mod errors;
 pub mod handlers;
 pub mod heap;
 pub mod import;
+pub mod log_writer;
 pub mod metadata;
 pub mod prometheus;
 pub mod server;

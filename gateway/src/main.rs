@@ -180,13 +180,16 @@ static HEAP: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 fn main() {
     #[cfg(feature = "dhat-heap")]
     let profiler = dhat::Profiler::new_heap();
-    // Every request logs a line: writing it from a worker thread keeps the write syscall off
-    // the request path. Lines are never dropped: a full buffer makes the logging request wait.
-    // The worker writes what has queued up in one syscall, flushing whenever the queue runs
-    // empty: one write per request cost as much as a lookup's store reads under load.
-    let (writer, flush_guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        .finish(std::io::BufWriter::with_capacity(64 << 10, std::io::stderr()));
+    // Every request logs a line: a thread of its own writes the lines in batches, off the
+    // request path (`gateway::log_writer` tells why not tracing-appender's channel).
+    let (writer, flush_guard) =
+        match gateway::log_writer::batched(std::io::stderr(), gateway::log_writer::Limits::default()) {
+            Ok(made) => made,
+            Err(error) => {
+                eprintln!("stratus: starting the log's thread: {error}");
+                std::process::exit(1);
+            }
+        };
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_ansi(std::io::stderr().is_terminal())

@@ -129,7 +129,7 @@ impl Store {
                 {
                     // Records come table by table: each table opens once.
                     for run in records.chunk_by(|a, b| a.0 == b.0) {
-                        let mut open = tx.open_table(TableDefinition::<&str, &[u8]>::new(run[0].0))?;
+                        let mut open = tx.open_table(TableDefinition::<crate::TextKey, &[u8]>::new(run[0].0))?;
                         for (_, key, value) in run {
                             open.insert(key.as_str(), value.as_slice())?;
                         }

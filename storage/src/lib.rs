@@ -105,6 +105,18 @@ fn encode<V: Record>(value: &V) -> Vec<u8> {
 }
 
 fn decode<V: Record>(table: &'static str, key: &str, bytes: &[u8]) -> Result<V> {
+    decode_part::<V, V>(table, key, bytes)
+}
+
+/// Some fields of a record: what a reader needs of a large record (a group's name, not its
+/// rules), read from the record's bytes with the rest skipped, never built. A part names only
+/// fields that every layout its record reads ([`Record::READS`]) holds alike.
+pub trait Part<V: Record>: DeserializeOwned {}
+
+impl<V: Record> Part<V> for V {}
+
+/// A record's bytes read as `P`, checked against `V`'s layout versions.
+fn decode_part<V: Record, P: DeserializeOwned>(table: &'static str, key: &str, bytes: &[u8]) -> Result<P> {
     let corrupt = |why: String| Error::Corrupt { table, key: key.to_owned(), why };
     let Some((&tag, body)) = bytes.split_first() else { return Err(corrupt("empty".into())) };
     let version = tag & !PACKED;
@@ -192,9 +204,95 @@ impl<V: Record> Table<V> {
         Self { name, record: PhantomData }
     }
 
-    fn def(&self) -> TableDefinition<'static, &'static str, &'static [u8]> {
+    fn def(&self) -> TableDefinition<'static, TextKey, &'static [u8]> {
         TableDefinition::new(self.name)
     }
+}
+
+/// Record keys on redb: text, compared as bytes. UTF-8's byte order is its characters' order,
+/// so lookups, ranges and prefixes read as with redb's own `&str` keys, which check both keys'
+/// UTF-8 at every comparison of a lookup: a twentieth of a Describe's CPU under load (`perf`,
+/// `docs/benchmarks.md`). Stores written with `&str` keys are rewritten once ([`rekey`]).
+#[derive(Debug)]
+pub struct TextKey;
+
+impl redb::Value for TextKey {
+    type SelfType<'a>
+        = &'a str
+    where
+        Self: 'a;
+    type AsBytes<'a>
+        = &'a [u8]
+    where
+        Self: 'a;
+
+    fn fixed_width() -> Option<usize> {
+        None
+    }
+
+    fn from_bytes<'a>(data: &'a [u8]) -> &'a str
+    where
+        Self: 'a,
+    {
+        // Keys are only ever written from `&str`; a key that is not UTF-8 (a damaged file)
+        // reads as empty and matches no record, rather than stopping the process.
+        std::str::from_utf8(data).unwrap_or_default()
+    }
+
+    fn as_bytes<'a, 'b: 'a>(value: &'a &'b str) -> &'a [u8]
+    where
+        Self: 'b,
+    {
+        value.as_bytes()
+    }
+
+    fn type_name() -> redb::TypeName {
+        redb::TypeName::new("stratus::TextKey")
+    }
+}
+
+impl redb::Key for TextKey {
+    fn compare(data1: &[u8], data2: &[u8]) -> std::cmp::Ordering {
+        data1.cmp(data2)
+    }
+}
+
+/// Rewrites the record tables of a store written with redb's `&str` keys to [`TextKey`]s, in
+/// the opening transaction: each table is copied aside, deleted, and copied back under its
+/// name (redb cannot rename a table). Answers how many tables were rewritten.
+fn rekey(tx: &redb::WriteTransaction) -> Result<usize> {
+    type OldDef = TableDefinition<'static, &'static str, &'static [u8]>;
+    let present: Vec<String> = tx.list_tables()?.map(|h| redb::TableHandle::name(&h).to_owned()).collect();
+    let mut rewritten = 0;
+    for name in tables::ALL.iter().filter(|name| present.iter().any(|p| p == *name)) {
+        match tx.open_table(TableDefinition::<TextKey, &[u8]>::new(name)) {
+            Ok(_) => continue,
+            Err(redb::TableError::TableTypeMismatch { .. }) => {}
+            Err(other) => return Err(other.into()),
+        }
+        let aside_name = format!("{name}~rekey");
+        let aside = TableDefinition::<TextKey, &[u8]>::new(&aside_name);
+        {
+            let old = tx.open_table(OldDef::new(name))?;
+            let mut copy = tx.open_table(aside)?;
+            for entry in old.iter()? {
+                let (key, value) = entry?;
+                copy.insert(key.value(), value.value())?;
+            }
+        }
+        tx.delete_table(OldDef::new(name))?;
+        {
+            let copy = tx.open_table(aside)?;
+            let mut new = tx.open_table(TableDefinition::<TextKey, &[u8]>::new(name))?;
+            for entry in copy.iter()? {
+                let (key, value) = entry?;
+                new.insert(key.value(), value.value())?;
+            }
+        }
+        tx.delete_table(aside)?;
+        rewritten += 1;
+    }
+    Ok(rewritten)
 }
 
 pub struct Store {
@@ -250,8 +348,12 @@ impl Store {
 
     fn init(db: redb::Database) -> Result<Self> {
         let tx = db.begin_write()?;
+        let rekeyed = rekey(&tx)?;
+        if rekeyed > 0 {
+            tracing::info!(tables = rekeyed, "record keys rewritten for byte-order comparison");
+        }
         for name in tables::ALL {
-            tx.open_table(TableDefinition::<&str, &[u8]>::new(name))?;
+            tx.open_table(TableDefinition::<TextKey, &[u8]>::new(name))?;
         }
         let write = WriteTx::new(&tx);
         repack(&write)?;
@@ -341,19 +443,19 @@ impl Store {
     }
 }
 
-fn get_from<V: Record>(
-    table: &impl ReadableTable<&'static str, &'static [u8]>,
+fn get_from<V: Record, P: Part<V>>(
+    table: &impl ReadableTable<TextKey, &'static [u8]>,
     t: &Table<V>,
     key: &str,
-) -> Result<Option<V>> {
+) -> Result<Option<P>> {
     match table.get(key)? {
-        Some(bytes) => decode(t.name, key, bytes.value()).map(Some),
+        Some(bytes) => decode_part::<V, P>(t.name, key, bytes.value()).map(Some),
         None => Ok(None),
     }
 }
 
 fn scan_from<V: Record>(
-    table: &impl ReadableTable<&'static str, &'static [u8]>,
+    table: &impl ReadableTable<TextKey, &'static [u8]>,
     t: &Table<V>,
     prefix: &str,
 ) -> Result<Vec<(String, V)>> {
@@ -372,7 +474,7 @@ fn scan_from<V: Record>(
 /// Hands `f` the entries of a redb table whose key starts with `prefix`, from just after
 /// `prefix` + `after` (from the first, without), until `f` answers `false`.
 fn walk_from(
-    table: &impl ReadableTable<&'static str, &'static [u8]>,
+    table: &impl ReadableTable<TextKey, &'static [u8]>,
     prefix: &str,
     after: Option<&str>,
     mut f: impl FnMut(&str, &[u8]) -> Result<bool>,
@@ -420,7 +522,7 @@ impl Reads for WriteTx<'_> {
     }
 }
 
-type ReadTable = redb::ReadOnlyTable<&'static str, &'static [u8]>;
+type ReadTable = redb::ReadOnlyTable<TextKey, &'static [u8]>;
 
 /// A consistent snapshot. On redb, tables open on first use and stay open for the snapshot's
 /// life (opening one is a lookup of its own); on PostgreSQL it is one read-only transaction.
@@ -448,6 +550,11 @@ impl ReadTx {
     }
 
     pub fn get<V: Record>(&self, t: &Table<V>, key: &str) -> Result<Option<V>> {
+        self.get_part(t, key)
+    }
+
+    /// Part of the record at `key` ([`Part`]).
+    pub fn get_part<V: Record, P: Part<V>>(&self, t: &Table<V>, key: &str) -> Result<Option<P>> {
         match &self.inner {
             ReadInner::Redb { tx, open } => get_from(&*Self::table(tx, open, t)?, t, key),
             ReadInner::Postgres(conn) => pg_get(&mut conn.borrow_mut(), t, key),
@@ -506,8 +613,8 @@ impl ReadTx {
     }
 }
 
-fn pg_get<V: Record>(conn: &mut pg::PgConn, t: &Table<V>, key: &str) -> Result<Option<V>> {
-    conn.get(t.name, key)?.map(|bytes| decode(t.name, key, &bytes)).transpose()
+fn pg_get<V: Record, P: Part<V>>(conn: &mut pg::PgConn, t: &Table<V>, key: &str) -> Result<Option<P>> {
+    conn.get(t.name, key)?.map(|bytes| decode_part::<V, P>(t.name, key, &bytes)).transpose()
 }
 
 fn pg_scan<V: Record>(conn: &mut pg::PgConn, t: &Table<V>, prefix: &str) -> Result<Vec<(String, V)>> {
@@ -521,7 +628,7 @@ fn pg_scan<V: Record>(conn: &mut pg::PgConn, t: &Table<V>, prefix: &str) -> Resu
 }
 
 /// A write transaction; it sees its own writes.
-type WriteTable<'a> = redb::Table<'a, &'static str, &'static [u8]>;
+type WriteTable<'a> = redb::Table<'a, TextKey, &'static [u8]>;
 /// The tables a write transaction has open, by name.
 type OpenTables<'a> = std::cell::RefCell<Vec<(&'static str, std::rc::Rc<std::cell::RefCell<WriteTable<'a>>>)>>;
 
@@ -900,6 +1007,115 @@ mod tests {
         Store::open(&path).unwrap().write(fill).unwrap();
         check(&Store::open(&path).unwrap(), "redb file");
         std::fs::remove_dir_all(&dir).ok();
+    }
+
+    /// A part reads the same fields as the whole record, from MessagePack and from JSON, and
+    /// skips the rest (here rules with internally tagged peers).
+    #[test]
+    fn a_part_reads_what_the_whole_record_holds() {
+        let rule = |id: &str, peer: RulePeer| SecurityGroupRuleRecord {
+            id: id.into(),
+            egress: false,
+            protocol: "tcp".into(),
+            from_port: Some(22),
+            to_port: Some(22),
+            peer,
+            description: Some("ssh".into()),
+        };
+        let group = SecurityGroupRecord {
+            id: "sg-1".into(),
+            account: "a".into(),
+            vpc_id: "vpc-1".into(),
+            name: "web".into(),
+            description: "d".into(),
+            default: false,
+            rules: vec![
+                rule("sgr-1", RulePeer::Ipv4 { cidr: "10.0.0.0/8".into() }),
+                rule("sgr-2", RulePeer::Group { group_id: "sg-2".into(), account: "b".into() }),
+            ],
+            created_ms: 1,
+        };
+        let json = [vec![SecurityGroupRecord::VERSION], serde_json::to_vec(&group).unwrap()].concat();
+        for (kind, store, _db) in testing::stores() {
+            store
+                .write(|tx| {
+                    tx.insert(&tables::SECURITY_GROUPS, "a/sg-1", &group)?;
+                    tx.put_raw(&tables::SECURITY_GROUPS, "a/sg-json", &json)
+                })
+                .unwrap();
+            store
+                .read(|tx| {
+                    for key in ["a/sg-1", "a/sg-json"] {
+                        let part = tx.get_part::<_, SecurityGroupName>(&tables::SECURITY_GROUPS, key)?.unwrap();
+                        assert_eq!(part, SecurityGroupName { id: "sg-1".into(), name: "web".into() }, "{kind} {key}");
+                    }
+                    assert_eq!(tx.get(&tables::SECURITY_GROUPS, "a/sg-1")?.unwrap(), group, "{kind}");
+                    assert!(tx.get_part::<_, SecurityGroupName>(&tables::SECURITY_GROUPS, "a/sg-0")?.is_none());
+                    Ok::<_, Error>(())
+                })
+                .unwrap();
+        }
+        // A part is checked against its record's layout versions, as the record is.
+        let mut future = encode(&group);
+        future[0] = (SecurityGroupRecord::VERSION + 1) | PACKED;
+        let read = decode_part::<SecurityGroupRecord, SecurityGroupName>("security_groups", "k", &future);
+        assert!(matches!(read, Err(Error::Corrupt { .. })));
+    }
+
+    /// A file written with redb's `&str` keys opens with its records, in the same key order
+    /// (multi-byte characters included), and is rewritten once.
+    #[test]
+    fn stores_with_str_keys_are_rekeyed_on_open() {
+        let dir = std::env::temp_dir().join(format!("stratus-rekey-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("state.redb");
+        let keys = ["a/t-1", "a/t-10", "a/t-2", "a/é", "a/z", "ab/t-1", "b/\u{10000}"];
+        {
+            let db = redb::Database::create(&path).unwrap();
+            let tx = db.begin_write().unwrap();
+            {
+                let mut tags = tx.open_table(TableDefinition::<&str, &[u8]>::new("tags")).unwrap();
+                for key in keys {
+                    tags.insert(key, encode(&tag(key)).as_slice()).unwrap();
+                }
+            }
+            tx.commit().unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        let read = store.read(|tx| tx.scan(&TAGS, "")).unwrap();
+        let mut sorted = keys.to_vec();
+        sorted.sort();
+        assert_eq!(read.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(), sorted);
+        assert!(read.iter().all(|(k, t)| *k == t.key));
+        let a = store.read(|tx| tx.scan(&TAGS, "a/")).unwrap();
+        assert_eq!(a.len(), 5);
+        assert_eq!(store.read(|tx| tx.get(&TAGS, "a/é")).unwrap().unwrap().key, "a/é");
+        store.write(|tx| tx.insert(&TAGS, "a/t-3", &tag("a/t-3"))).unwrap();
+        drop(store);
+        // Already rekeyed: a second open rewrites nothing and keeps the later write.
+        drop(Store::open(&path).unwrap());
+        let db = redb::Database::open(&path).unwrap();
+        let tx = db.begin_write().unwrap();
+        assert_eq!(rekey(&tx).unwrap(), 0);
+        let tags = tx.open_table(TableDefinition::<TextKey, &[u8]>::new("tags")).unwrap();
+        assert_eq!(redb::ReadableTableMetadata::len(&tags).unwrap(), keys.len() as u64 + 1);
+        assert!(tx.list_tables().unwrap().all(|h| !redb::TableHandle::name(&h).ends_with("~rekey")));
+        drop(tags);
+        drop(tx);
+        drop(db);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    /// Byte order is the order the `&str` keys had, for any text.
+    #[test]
+    fn text_keys_order_as_str_keys() {
+        use redb::Key;
+        let keys = ["", "a", "a/", "a/b", "a\u{7f}", "a\u{80}", "aé", "a\u{ffff}", "a\u{10000}", "b"];
+        for x in keys {
+            for y in keys {
+                assert_eq!(TextKey::compare(x.as_bytes(), y.as_bytes()), <&str>::compare(x.as_bytes(), y.as_bytes()));
+            }
+        }
     }
 
     #[test]

@@ -638,6 +638,15 @@ impl Record for SecurityGroupRecord {
     }
 }
 
+/// A group's id and name, read without its rules (instance views name their groups).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct SecurityGroupName {
+    pub id: String,
+    pub name: String,
+}
+
+impl crate::Part<SecurityGroupRecord> for SecurityGroupName {}
+
 /// A volume's state, with EC2's names (`in-use` while attached).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
