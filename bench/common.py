@@ -292,6 +292,9 @@ def standalone_xml(stratus_xml: str, name: str, disk: Path, console: Path, mac: 
     root.find("./devices/disk/source").set("file", str(disk))
     for source in root.findall("./devices/serial/source") + root.findall("./devices/console/source"):
         source.set("path", str(console))
+    # A pty console (the serial console's) keeps its log in a <log> element instead.
+    for log_element in root.findall("./devices/serial/log") + root.findall("./devices/console/log"):
+        log_element.set("file", str(console))
     nic = root.find("./devices/interface")
     nic.find("mac").set("address", mac)
     cmdline = root.find("./os/cmdline")

@@ -141,6 +141,9 @@ def measure_all() -> None:
     parser.add_argument("--out", type=Path, default=Path("bench-results"))
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--stratus-bin", type=Path, default=REPO / "target/release/stratus")
+    parser.add_argument("--sweep-ms", type=int, default=500,
+                        help="Stratus's sweep interval: how often it compares every host with the store while "
+                             "the migrations run (a long one takes the sweep out of the comparison)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
 
@@ -153,7 +156,7 @@ def measure_all() -> None:
     runs = []
     try:
         stratus = Stratus(args.stratus_bin.resolve(), work / "data",
-                          config=config + f'\n[network]\novn_northbound = "{NB}"\n\n[instances]\nsweep_interval_ms = 500\n')
+                          config=config + f'\n[network]\novn_northbound = "{NB}"\n\n[instances]\nsweep_interval_ms = {args.sweep_ms}\n')
         ec2, ext = stratus.client(), stratus.client("stratus")
         image_id = stratus.import_image(image, "bench-migration-ovn")
         hosts = {h["HostId"]: h["Uri"] for h in ext.describe_hosts()["Hosts"]}

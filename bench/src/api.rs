@@ -43,6 +43,10 @@ pub struct Options {
     /// accounts'.
     pub account_size: usize,
     pub concurrencies: Vec<usize>,
+    /// redb's page cache for Stratus (its default when `None`).
+    pub cache_mib: Option<usize>,
+    /// Rounds of each by-id pair (bare, then the systems) at each concurrency.
+    pub rounds: usize,
     pub measure: Duration,
     /// A second Stratus with its state in this PostgreSQL database (empty), measured beside
     /// the one on redb as `stratus-pg`.
@@ -57,6 +61,8 @@ struct Run {
     /// The server's own CPU time per answered request (warm-up included): what the load
     /// generator's share of the machine cannot blur.
     server_cpu_us: Option<f64>,
+    /// Which round of its pair (by-id runs are repeated `--rounds` times).
+    round: usize,
     #[serde(flatten)]
     summary: Summary,
 }
@@ -74,6 +80,8 @@ struct Rss {
 struct Idle {
     system: &'static str,
     stored: usize,
+    /// How long the work that seeding left behind kept the system busy ([`Bench::quiet`]).
+    quiet_after_s: f64,
     /// The system's own CPU, milliseconds per second.
     server_ms_per_s: f64,
     /// The whole machine's busy CPU, milliseconds per second (of 1,000 per core).
@@ -101,6 +109,12 @@ struct Results {
 
 /// How long the idle cost is measured.
 const IDLE_WINDOW: Duration = Duration::from_secs(5);
+
+/// A system using less CPU than this (ms per second) is done with what seeding left it.
+const QUIET_MS_PER_S: f64 = 250.0;
+
+/// How long the benchmark waits for a system to quieten before measuring anyway.
+const QUIET_LIMIT: Duration = Duration::from_secs(180);
 
 /// CPU time the whole machine has spent busy so far (every core, all but idle and I/O wait),
 /// in seconds, from /proc/stat.
@@ -321,6 +335,7 @@ async fn describe_all(bench: &mut Bench, target: &Target, samples: usize, patien
         system: target.name,
         stored: target.stored,
         server_cpu_us,
+        round: 0,
         summary,
     });
     Ok(())
@@ -340,6 +355,8 @@ fn report_line(scenario: &str, system: &str, stored: usize, s: &Summary, cpu_us:
 struct Bench {
     options: Options,
     results: Results,
+    /// The by-id round being measured (0 for every other run).
+    round: usize,
 }
 
 impl Bench {
@@ -361,7 +378,8 @@ impl Bench {
         let warmup_share = 1.0 + window.warmup.as_secs_f64() / summary.seconds.max(1e-9);
         let server_cpu_us = (answered > 0).then(|| cpu * 1e6 / (answered as f64 * warmup_share));
         report_line(scenario, target_name, stored, &summary, server_cpu_us);
-        self.results.runs.push(Run { scenario, system: target_name, stored, server_cpu_us, summary });
+        let round = self.round;
+        self.results.runs.push(Run { scenario, system: target_name, stored, server_cpu_us, round, summary });
         Ok(())
     }
 
@@ -372,19 +390,49 @@ impl Bench {
         Ok(())
     }
 
+    /// Waits until the system's work after seeding has died down (its CPU under
+    /// [`QUIET_MS_PER_S`] for two seconds in a row, at most [`QUIET_LIMIT`]), so that no
+    /// measured window shares the machine with it; answers how long that took.
+    async fn quiet(&mut self, target: &Target) -> Result<Duration> {
+        let started = Instant::now();
+        let mut calm = 0;
+        while calm < 2 && started.elapsed() < QUIET_LIMIT {
+            let before = target.process.cpu_seconds()?;
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            calm = if (target.process.cpu_seconds()? - before) * 1000.0 < QUIET_MS_PER_S { calm + 1 } else { 0 };
+        }
+        let took = started.elapsed();
+        println!(
+            "quiet                  {:<12} stored {:>6}  after {:.0} s",
+            target.name,
+            target.stored,
+            took.as_secs_f64()
+        );
+        Ok(took)
+    }
+
     /// The system's and the machine's CPU over [`IDLE_WINDOW`] with no requests.
     async fn idle(&mut self, target: &Target) -> Result<()> {
+        let quiet_after_s = self.quiet(target).await?.as_secs_f64();
         let (server_before, machine_before) = (target.process.cpu_seconds()?, machine_busy_seconds()?);
-        tokio::time::sleep(IDLE_WINDOW).await;
+        // A quick run only checks that the figures come.
+        let window = if self.options.quick { Duration::from_secs(1) } else { IDLE_WINDOW };
+        tokio::time::sleep(window).await;
         let (server, machine) =
             (target.process.cpu_seconds()? - server_before, machine_busy_seconds()? - machine_before);
-        let per_s = |cpu: f64| cpu * 1000.0 / IDLE_WINDOW.as_secs_f64();
+        let per_s = |cpu: f64| cpu * 1000.0 / window.as_secs_f64();
         let (server_ms_per_s, machine_ms_per_s) = (per_s(server), per_s(machine));
         println!(
             "idle                   {:<12} stored {:>6}  server {server_ms_per_s:.0} ms/s, machine {machine_ms_per_s:.0} ms/s",
             target.name, target.stored
         );
-        self.results.idle.push(Idle { system: target.name, stored: target.stored, server_ms_per_s, machine_ms_per_s });
+        self.results.idle.push(Idle {
+            system: target.name,
+            stored: target.stored,
+            quiet_after_s,
+            server_ms_per_s,
+            machine_ms_per_s,
+        });
         Ok(())
     }
 
@@ -428,6 +476,7 @@ async fn first_launches(bench: &mut Bench, target: &mut Target, upto: usize) -> 
             system: target.name,
             stored: target.stored,
             server_cpu_us: None,
+            round: 0,
             summary,
         });
     }
@@ -497,11 +546,14 @@ async fn fill_other_accounts(options: &Options, target: &mut Target, data_dir: &
 
 /// The API's cost alone: no network engine (the guests of the test driver and of idle lab hosts
 /// plug into nothing that is measured here).
-fn stratus_config(dir: &Path, hosts: &[String]) -> Result<PathBuf> {
+fn stratus_config(dir: &Path, hosts: &[String], cache_mib: Option<usize>) -> Result<PathBuf> {
     let mut text = format!(
         "[[regions]]\nname = \"{REGION}\"\nzones = [{}]\n\n[instances]\nsweep_interval_ms = 1000\n\n[limits]\nrequests_per_second = 1000000\nburst = 1000000\n\n[network]\novn_northbound = \"none\"\n",
         ZONES.iter().map(|z| format!("\"{z}\"")).collect::<Vec<_>>().join(", ")
     );
+    if let Some(mib) = cache_mib {
+        text.push_str(&format!("\n[storage]\ncache_mib = {mib}\n"));
+    }
     for (i, uri) in hosts.iter().enumerate() {
         text.push_str(&format!(
             "\n[[hosts]]\nuri = \"{uri}\"\nzone = \"{}\"\nvcpus = 1000000\nmemory_mib = 1000000000\n",
@@ -576,7 +628,7 @@ pub async fn run(options: Options) -> Result<()> {
     let hosts = if options.quick { vec!["test:///default".to_owned()] } else { lab_hosts(ZONES.len())? };
     let _lab = LabGuard(!options.quick);
     let data_dir = work.join("stratus-data");
-    let config = stratus_config(&work, &hosts)?;
+    let config = stratus_config(&work, &hosts, options.cache_mib)?;
 
     let bare = systems::bare(&work.join("bare.log"))?;
     let (stratus, (key, secret)) =
@@ -588,7 +640,7 @@ pub async fn run(options: Options) -> Result<()> {
         // The same server and hosts, its state in PostgreSQL: the store's cost side by side.
         let dir = work.join("pg");
         std::fs::create_dir_all(&dir)?;
-        let config = stratus_config(&dir, &hosts)?;
+        let config = stratus_config(&dir, &hosts, options.cache_mib)?;
         let mut text = std::fs::read_to_string(&config)?;
         text.push_str(&format!("\n[storage]\nbackend = \"postgres\"\nurl = \"{url}\"\n"));
         std::fs::write(&config, text)?;
@@ -623,6 +675,7 @@ pub async fn run(options: Options) -> Result<()> {
             ..Default::default()
         },
         options,
+        round: 0,
     };
     for target in &targets {
         bench.rss(target)?;
@@ -658,7 +711,9 @@ pub async fn run(options: Options) -> Result<()> {
             bench.rss(target)?;
             bench.idle(target).await?;
         }
-        for &c in &concurrencies {
+        let rounds = bench.options.rounds;
+        for (&c, round) in concurrencies.iter().flat_map(|c| (0..rounds).map(move |r| (c, r))) {
+            bench.round = round;
             let probe = describe_by_id(&targets[0].ids);
             let w = window(c, measure, None);
             bench.measure("describe-by-id", ("bare-hyper", vec![(&bare_signer, &bare)]), 0, w, probe).await?;
@@ -672,6 +727,7 @@ pub async fn run(options: Options) -> Result<()> {
                 }
             }
         }
+        bench.round = 0;
         for &i in &live {
             let t = &targets[i];
             // moto takes seconds to a minute for these: a few requests, one at a time.

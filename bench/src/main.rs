@@ -73,6 +73,13 @@ enum Command {
         /// Concurrencies of the by-id runs (default 1,8,64; --quick: 1,8).
         #[arg(long, value_delimiter = ',')]
         concurrency: Option<Vec<usize>>,
+        /// How many times each by-id pair (bare server, then each system) is measured at each
+        /// concurrency: the report gives the ratio's median and range over the rounds.
+        #[arg(long, default_value_t = 1)]
+        rounds: usize,
+        /// redb's page cache for Stratus, MiB (`[storage] cache_mib`; its default when absent).
+        #[arg(long)]
+        cache_mib: Option<usize>,
         /// Also measure a Stratus whose state is in this (empty) PostgreSQL database, as
         /// `stratus-pg` (`scripts/postgres createdb bench_api` makes one).
         #[arg(long)]
@@ -181,7 +188,19 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.command {
-        Command::Api { out, stratus_bin, quick, no_moto, stages, account_size, seconds, concurrency, postgres } => {
+        Command::Api {
+            out,
+            stratus_bin,
+            quick,
+            no_moto,
+            stages,
+            account_size,
+            seconds,
+            concurrency,
+            rounds,
+            cache_mib,
+            postgres,
+        } => {
             let stages = stages.unwrap_or_else(|| if quick { vec![120, 320] } else { vec![1_000, 10_000, 100_000] });
             let concurrencies = concurrency.unwrap_or_else(|| if quick { vec![1, 8] } else { vec![1, 8, 64] });
             let options = api::Options {
@@ -192,6 +211,8 @@ fn main() -> Result<()> {
                 stages,
                 account_size,
                 concurrencies,
+                rounds: rounds.max(1),
+                cache_mib,
                 measure: Duration::from_secs_f64(seconds),
                 postgres,
             };

@@ -112,6 +112,45 @@ fn api_tables(api: &Value, md: &mut String) -> Result<()> {
             ratio(rate("stratus"), rate("moto"))
         )?;
     }
+    // Repeated rounds: each Stratus run over the bare run just before it, per stage.
+    let mut rounds: BTreeMap<(u64, u64), Vec<(f64, f64)>> = BTreeMap::new();
+    {
+        let mut bare: BTreeMap<u64, f64> = BTreeMap::new();
+        for run in &by_id {
+            let c = u(run, "concurrency");
+            match s(run, "system") {
+                "bare-hyper" => {
+                    bare.insert(c, f(run, "requests_per_sec"));
+                }
+                "stratus" => {
+                    if let Some(rate) = bare.get(&c) {
+                        let cpu = run["server_cpu_us"].as_f64().unwrap_or(f64::NAN);
+                        rounds.entry((u(run, "stored"), c)).or_default().push((f(run, "requests_per_sec") / rate, cpu));
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    if rounds.values().any(|r| r.len() > 1) {
+        writeln!(
+            md,
+            "\nStratus / bare over the rounds, each Stratus window against the bare window just before it:\n"
+        )?;
+        writeln!(md, "| stored | concurrency | rounds | Stratus / bare, median (min–max) | Stratus CPU per request, median (min–max) |")?;
+        writeln!(md, "|---|---|---|---|---|")?;
+        for ((stored, c), pairs) in &rounds {
+            let spread = |mut v: Vec<f64>, digits: usize| {
+                v.sort_by(f64::total_cmp);
+                let median =
+                    if v.len() % 2 == 1 { v[v.len() / 2] } else { (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2.0 };
+                format!("{median:.digits$} ({:.digits$}–{:.digits$})", v[0], v[v.len() - 1])
+            };
+            let ratios = spread(pairs.iter().map(|p| p.0).collect(), 2);
+            let cpu = spread(pairs.iter().map(|p| p.1).collect(), 0);
+            writeln!(md, "| {stored} | {c} | {} | {ratios} | {cpu} µs |", pairs.len())?;
+        }
+    }
     writeln!(md, "\nOne request at a time:\n")?;
     writeln!(md, "| scenario | stored | Stratus p50 / p99 | moto p50 / p99 | moto / Stratus (p50) |")?;
     writeln!(md, "|---|---|---|---|---|")?;
@@ -150,15 +189,16 @@ fn api_tables(api: &Value, md: &mut String) -> Result<()> {
     }
     let idle = api["idle"].as_array().into_iter().flatten().collect::<Vec<_>>();
     if !idle.is_empty() {
-        writeln!(md, "\nIdle (5 s without requests after seeding: the system's background work, and the machine's busy CPU with it):\n")?;
-        writeln!(md, "| system | stored | system CPU | machine CPU |")?;
-        writeln!(md, "|---|---|---|---|")?;
+        writeln!(md, "\nIdle (how long the work seeding left kept the system busy; then 5 s without requests: the system's background work, and the machine's busy CPU with it):\n")?;
+        writeln!(md, "| system | stored | busy after seeding | system CPU | machine CPU |")?;
+        writeln!(md, "|---|---|---|---|---|")?;
         for point in idle {
             writeln!(
                 md,
-                "| {} | {} | {:.0} ms/s | {:.0} ms/s |",
+                "| {} | {} | {:.0} s | {:.0} ms/s | {:.0} ms/s |",
                 s(point, "system"),
                 u(point, "stored"),
+                f(point, "quiet_after_s"),
                 f(point, "server_ms_per_s"),
                 f(point, "machine_ms_per_s")
             )?;

@@ -74,11 +74,15 @@ fn scheduler_inproc_api_and_report() {
         }
     }
     assert!(api["rss"].as_array().unwrap().iter().any(|r| r["system"] == "stratus" && r["stored"] == 30));
+    let idle = api["idle"].as_array().unwrap();
+    assert!(idle
+        .iter()
+        .any(|i| i["system"] == "stratus" && i["stored"] == 30 && i["server_ms_per_s"].as_f64().unwrap() >= 0.0));
 
     let plots = dir.path().join("plots");
     run(bench().args(["report", "--results"]).arg(&out).arg("--out").arg(&plots));
     let tables = std::fs::read_to_string(plots.join("results.md")).unwrap();
-    for heading in ["### API", "### Stratus's own CPU", "### Scheduler"] {
+    for heading in ["### API", "### Stratus's own CPU", "### Scheduler", "Idle ("] {
         assert!(tables.contains(heading), "{heading} missing from:\n{tables}");
     }
     for plot in ["api-describe-by-id.svg", "api-rss.svg"] {

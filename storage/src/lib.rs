@@ -17,7 +17,10 @@
 //!    insert and remove keeps in step, in the same transaction.
 //!
 //! Keys are strings; records of one account share the prefix `"{account}/"` so that listing an
-//! account's resources is one range scan.
+//! account's resources is one range scan. On redb they are [`TextKey`]s, compared as bytes
+//! (the order of their characters); stores written with redb's own `&str` keys are rewritten
+//! once when they open ([`rekey`]). A reader that needs a few fields of a large record reads
+//! a [`Part`] of it.
 
 pub mod copy;
 pub mod derived;
@@ -297,6 +300,8 @@ fn rekey(tx: &redb::WriteTransaction) -> Result<usize> {
 
 pub struct Store {
     kind: Kind,
+    /// A redb store's file (none in memory or on PostgreSQL).
+    file: Option<std::path::PathBuf>,
 }
 
 enum Kind {
@@ -324,7 +329,9 @@ impl Store {
     }
 
     pub fn open_with_cache(path: &Path, cache_mib: usize) -> Result<Self> {
-        Self::init(redb::Database::builder().set_cache_size(cache_mib << 20).create(path)?)
+        let mut store = Self::init(redb::Database::builder().set_cache_size(cache_mib << 20).create(path)?)?;
+        store.file = Some(path.to_owned());
+        Ok(store)
     }
 
     /// A store that lives in memory only, for tests.
@@ -338,7 +345,7 @@ impl Store {
     /// work through [`lease`]s.
     pub fn open_postgres(url: &str, connections: u32) -> Result<Self> {
         let db = pg::blocking(|| pg::Database::open(url, connections))?;
-        let store = Self { kind: Kind::Postgres(Box::new(db)) };
+        let store = Self { kind: Kind::Postgres(Box::new(db)), file: None };
         store.write(|tx| {
             repack(tx)?;
             derived::ensure(tx)
@@ -360,7 +367,7 @@ impl Store {
         derived::ensure(&write)?;
         drop(write);
         tx.commit()?;
-        Ok(Self { kind: Kind::Redb(db) })
+        Ok(Self { kind: Kind::Redb(db), file: None })
     }
 
     /// Whether the store is PostgreSQL's.
@@ -1116,6 +1123,23 @@ mod tests {
                 assert_eq!(TextKey::compare(x.as_bytes(), y.as_bytes()), <&str>::compare(x.as_bytes(), y.as_bytes()));
             }
         }
+    }
+
+    /// The gauge's size is the file's length on a file, the counted pages in memory.
+    #[test]
+    fn size_is_the_file_s_length() {
+        let dir = std::env::temp_dir().join(format!("stratus-size-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("state.redb");
+        let store = Store::open(&path).unwrap();
+        store.write(|tx| tx.insert(&TAGS, "a/t-1", &tag("k"))).unwrap();
+        let size = store.size_bytes().unwrap();
+        assert_eq!(size, std::fs::metadata(&path).unwrap().len());
+        assert!(size >= store.stored_bytes().unwrap());
+        drop(store);
+        let memory = Store::in_memory().unwrap();
+        assert_eq!(memory.size_bytes().unwrap(), memory.stored_bytes().unwrap());
+        std::fs::remove_dir_all(&dir).ok();
     }
 
     #[test]
