@@ -408,20 +408,13 @@ impl Backend {
         let storing = Instant::now();
         report.points = points.len();
         let stale = self.stale_series(&series, minute);
-        // PostgreSQL's size is read in the same transaction: no second wait for the writer. A
-        // redb store's is its file's length, read after (counting its pages in the transaction
-        // read the whole file through the page cache every collection).
-        let postgres = self.store().is_postgres();
-        let bytes = self.store().merge_points_with(&points, |tx| {
+        self.store().merge_points_with(&points, |tx| {
             for (name, record) in &stale {
                 tx.insert(&METRIC_SERIES, name, record)?;
             }
-            Ok::<_, crate::Error>(if postgres { Some(tx.stored_bytes()?) } else { None })
+            Ok::<_, crate::Error>(())
         })?;
-        let bytes = match bytes {
-            Some(bytes) => bytes,
-            None => self.store().size_bytes()?,
-        };
+        let bytes = self.store().size_bytes()?;
         collector.store_bytes.store(bytes, Ordering::Relaxed);
         // Remembered once committed, never before.
         let mut indexed = collector.indexed.lock().unwrap_or_else(|p| p.into_inner());

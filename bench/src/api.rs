@@ -11,8 +11,9 @@
 //!    instances beyond 10,000 belong to other accounts and are terminated as soon as launched
 //!    (all guests share 3 × 4,091 addresses here): they stay stored, as terminated instances
 //!    do for an hour.
-//! 3. At each stage, once Stratus's background work has settled, each scenario runs against
-//!    each system in turn, at each concurrency, in the same order: bare, Stratus, moto.
+//! 3. At each stage, once each system is quiet after seeding (its CPU measured idle for a few
+//!    seconds, [`Bench::idle`]), each scenario runs against each system in turn, at each
+//!    concurrency, in the same order: bare, Stratus, moto; `--rounds` repeats the by-id pairs.
 //! 4. Everything measured goes to `api.json`; [`crate::report`] turns it into tables and plots.
 
 use std::path::{Path, PathBuf};
@@ -61,8 +62,6 @@ struct Run {
     /// The server's own CPU time per answered request (warm-up included): what the load
     /// generator's share of the machine cannot blur.
     server_cpu_us: Option<f64>,
-    /// Which round of its pair (by-id runs are repeated `--rounds` times).
-    round: usize,
     #[serde(flatten)]
     summary: Summary,
 }
@@ -335,7 +334,6 @@ async fn describe_all(bench: &mut Bench, target: &Target, samples: usize, patien
         system: target.name,
         stored: target.stored,
         server_cpu_us,
-        round: 0,
         summary,
     });
     Ok(())
@@ -355,8 +353,6 @@ fn report_line(scenario: &str, system: &str, stored: usize, s: &Summary, cpu_us:
 struct Bench {
     options: Options,
     results: Results,
-    /// The by-id round being measured (0 for every other run).
-    round: usize,
 }
 
 impl Bench {
@@ -378,8 +374,7 @@ impl Bench {
         let warmup_share = 1.0 + window.warmup.as_secs_f64() / summary.seconds.max(1e-9);
         let server_cpu_us = (answered > 0).then(|| cpu * 1e6 / (answered as f64 * warmup_share));
         report_line(scenario, target_name, stored, &summary, server_cpu_us);
-        let round = self.round;
-        self.results.runs.push(Run { scenario, system: target_name, stored, server_cpu_us, round, summary });
+        self.results.runs.push(Run { scenario, system: target_name, stored, server_cpu_us, summary });
         Ok(())
     }
 
@@ -476,7 +471,6 @@ async fn first_launches(bench: &mut Bench, target: &mut Target, upto: usize) -> 
             system: target.name,
             stored: target.stored,
             server_cpu_us: None,
-            round: 0,
             summary,
         });
     }
@@ -675,7 +669,6 @@ pub async fn run(options: Options) -> Result<()> {
             ..Default::default()
         },
         options,
-        round: 0,
     };
     for target in &targets {
         bench.rss(target)?;
@@ -712,8 +705,9 @@ pub async fn run(options: Options) -> Result<()> {
             bench.idle(target).await?;
         }
         let rounds = bench.options.rounds;
-        for (&c, round) in concurrencies.iter().flat_map(|c| (0..rounds).map(move |r| (c, r))) {
-            bench.round = round;
+        // Rounds repeat each pair; the report sets each Stratus window against the bare one
+        // just before it.
+        for &c in concurrencies.iter().flat_map(|c| std::iter::repeat_n(c, rounds)) {
             let probe = describe_by_id(&targets[0].ids);
             let w = window(c, measure, None);
             bench.measure("describe-by-id", ("bare-hyper", vec![(&bare_signer, &bare)]), 0, w, probe).await?;
@@ -727,7 +721,6 @@ pub async fn run(options: Options) -> Result<()> {
                 }
             }
         }
-        bench.round = 0;
         for &i in &live {
             let t = &targets[i];
             // moto takes seconds to a minute for these: a few requests, one at a time.

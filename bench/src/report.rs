@@ -73,24 +73,27 @@ fn api_tables(api: &Value, md: &mut String) -> Result<()> {
     writeln!(md, "| stored | concurrency | bare hyper req/s | Stratus req/s (p50 / p99) | moto req/s (p50 / p99) | Stratus / bare | Stratus / moto |")?;
     writeln!(md, "|---|---|---|---|---|---|---|")?;
     let by_id: Vec<&Value> = runs.iter().filter(|r| s(r, "scenario") == "describe-by-id").collect();
-    let mut rows: BTreeMap<(u64, u64), BTreeMap<String, &Value>> = BTreeMap::new();
-    for run in by_id.iter().filter(|r| s(r, "system") != "bare-hyper") {
-        rows.entry((u(run, "stored"), u(run, "concurrency"))).or_default().insert(s(run, "system").to_owned(), run);
-    }
-    // Each stage's bare runs precede its systems: key them by the stage they precede.
-    let mut bare_by_stage: BTreeMap<(u64, u64), f64> = BTreeMap::new();
+    // Each system's run is set against the bare run just before it at its concurrency (the
+    // bare server runs first in every stage and round).
+    let mut paired: Vec<(&Value, f64)> = Vec::new();
     {
-        let mut pending: Vec<(u64, f64)> = Vec::new();
+        let mut bare: BTreeMap<u64, f64> = BTreeMap::new();
         for run in &by_id {
-            let c = u(run, "concurrency");
             if s(run, "system") == "bare-hyper" {
-                pending.push((c, f(run, "requests_per_sec")));
-            } else if s(run, "system") == "stratus" {
-                if let Some(pos) = pending.iter().position(|(pc, _)| *pc == c) {
-                    let (_, rate) = pending.remove(pos);
-                    bare_by_stage.insert((u(run, "stored"), c), rate);
-                }
+                bare.insert(u(run, "concurrency"), f(run, "requests_per_sec"));
+            } else {
+                paired.push((run, bare.get(&u(run, "concurrency")).copied().unwrap_or(f64::NAN)));
             }
+        }
+    }
+    // The table shows each stage's last round.
+    let mut rows: BTreeMap<(u64, u64), BTreeMap<String, &Value>> = BTreeMap::new();
+    let mut bare_by_stage: BTreeMap<(u64, u64), f64> = BTreeMap::new();
+    for (run, bare) in &paired {
+        let key = (u(run, "stored"), u(run, "concurrency"));
+        rows.entry(key).or_default().insert(s(run, "system").to_owned(), run);
+        if s(run, "system") == "stratus" {
+            bare_by_stage.insert(key, *bare);
         }
     }
     for ((stored, c), systems) in &rows {
@@ -112,25 +115,13 @@ fn api_tables(api: &Value, md: &mut String) -> Result<()> {
             ratio(rate("stratus"), rate("moto"))
         )?;
     }
-    // Repeated rounds: each Stratus run over the bare run just before it, per stage.
     let mut rounds: BTreeMap<(u64, u64), Vec<(f64, f64)>> = BTreeMap::new();
-    {
-        let mut bare: BTreeMap<u64, f64> = BTreeMap::new();
-        for run in &by_id {
-            let c = u(run, "concurrency");
-            match s(run, "system") {
-                "bare-hyper" => {
-                    bare.insert(c, f(run, "requests_per_sec"));
-                }
-                "stratus" => {
-                    if let Some(rate) = bare.get(&c) {
-                        let cpu = run["server_cpu_us"].as_f64().unwrap_or(f64::NAN);
-                        rounds.entry((u(run, "stored"), c)).or_default().push((f(run, "requests_per_sec") / rate, cpu));
-                    }
-                }
-                _ => {}
-            }
-        }
+    for (run, bare) in paired.iter().filter(|(run, _)| s(run, "system") == "stratus") {
+        let cpu = run["server_cpu_us"].as_f64().unwrap_or(f64::NAN);
+        rounds
+            .entry((u(run, "stored"), u(run, "concurrency")))
+            .or_default()
+            .push((f(run, "requests_per_sec") / bare, cpu));
     }
     if rounds.values().any(|r| r.len() > 1) {
         writeln!(

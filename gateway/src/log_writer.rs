@@ -112,31 +112,22 @@ fn write_batches(shared: &Shared, mut out: impl Write) {
     }
 }
 
-impl Write for &Shared {
-    fn write(&mut self, line: &[u8]) -> std::io::Result<usize> {
-        let mut state = self.lock();
-        while state.lines.len() >= self.limits.full && !state.closed {
-            state = self.taken.wait(state).unwrap_or_else(|poisoned| poisoned.into_inner());
-        }
-        let was_empty = state.lines.is_empty();
-        state.lines.extend_from_slice(line);
-        if was_empty || state.lines.len() >= self.limits.high {
-            self.lines_waiting.notify_one();
-        }
-        Ok(line.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// What `tracing`'s formatter writes one event into.
 pub struct LineWriter<'a>(&'a Shared);
 
 impl Write for LineWriter<'_> {
     fn write(&mut self, line: &[u8]) -> std::io::Result<usize> {
-        (&mut self.0).write(line)
+        let shared = self.0;
+        let mut state = shared.lock();
+        while state.lines.len() >= shared.limits.full && !state.closed {
+            state = shared.taken.wait(state).unwrap_or_else(|poisoned| poisoned.into_inner());
+        }
+        let was_empty = state.lines.is_empty();
+        state.lines.extend_from_slice(line);
+        if was_empty || state.lines.len() >= shared.limits.high {
+            shared.lines_waiting.notify_one();
+        }
+        Ok(line.len())
     }
 
     fn flush(&mut self) -> std::io::Result<()> {

@@ -275,27 +275,28 @@ fn rekey(tx: &redb::WriteTransaction) -> Result<usize> {
         }
         let aside_name = format!("{name}~rekey");
         let aside = TableDefinition::<TextKey, &[u8]>::new(&aside_name);
-        {
-            let old = tx.open_table(OldDef::new(name))?;
-            let mut copy = tx.open_table(aside)?;
-            for entry in old.iter()? {
-                let (key, value) = entry?;
-                copy.insert(key.value(), value.value())?;
-            }
-        }
+        copy_rows(&tx.open_table(OldDef::new(name))?, &mut tx.open_table(aside)?)?;
         tx.delete_table(OldDef::new(name))?;
-        {
-            let copy = tx.open_table(aside)?;
-            let mut new = tx.open_table(TableDefinition::<TextKey, &[u8]>::new(name))?;
-            for entry in copy.iter()? {
-                let (key, value) = entry?;
-                new.insert(key.value(), value.value())?;
-            }
-        }
+        copy_rows(&tx.open_table(aside)?, &mut tx.open_table(TableDefinition::<TextKey, &[u8]>::new(name))?)?;
         tx.delete_table(aside)?;
         rewritten += 1;
     }
     Ok(rewritten)
+}
+
+/// Every row of `from` into `to`, keys as they are.
+fn copy_rows<K>(
+    from: &impl ReadableTable<K, &'static [u8]>,
+    to: &mut redb::Table<'_, TextKey, &'static [u8]>,
+) -> Result<()>
+where
+    K: for<'a> redb::Value<SelfType<'a> = &'a str> + redb::Key + 'static,
+{
+    for entry in from.iter()? {
+        let (key, value) = entry?;
+        to.insert(key.value(), value.value())?;
+    }
+    Ok(())
 }
 
 pub struct Store {
@@ -329,14 +330,12 @@ impl Store {
     }
 
     pub fn open_with_cache(path: &Path, cache_mib: usize) -> Result<Self> {
-        let mut store = Self::init(redb::Database::builder().set_cache_size(cache_mib << 20).create(path)?)?;
-        store.file = Some(path.to_owned());
-        Ok(store)
+        Self::init(redb::Database::builder().set_cache_size(cache_mib << 20).create(path)?, Some(path))
     }
 
     /// A store that lives in memory only, for tests.
     pub fn in_memory() -> Result<Self> {
-        Self::init(redb::Database::builder().create_with_backend(redb::backends::InMemoryBackend::new())?)
+        Self::init(redb::Database::builder().create_with_backend(redb::backends::InMemoryBackend::new())?, None)
     }
 
     /// The store in the PostgreSQL database `url` names (libpq's URL or key=value forms,
@@ -353,7 +352,7 @@ impl Store {
         Ok(store)
     }
 
-    fn init(db: redb::Database) -> Result<Self> {
+    fn init(db: redb::Database, file: Option<&Path>) -> Result<Self> {
         let tx = db.begin_write()?;
         let rekeyed = rekey(&tx)?;
         if rekeyed > 0 {
@@ -367,7 +366,7 @@ impl Store {
         derived::ensure(&write)?;
         drop(write);
         tx.commit()?;
-        Ok(Self { kind: Kind::Redb(db), file: None })
+        Ok(Self { kind: Kind::Redb(db), file: file.map(Path::to_owned) })
     }
 
     /// Whether the store is PostgreSQL's.
@@ -558,6 +557,14 @@ impl ReadTx {
 
     pub fn get<V: Record>(&self, t: &Table<V>, key: &str) -> Result<Option<V>> {
         self.get_part(t, key)
+    }
+
+    /// The size of PostgreSQL's tables, read in this snapshot ([`Store::size_bytes`]).
+    pub(crate) fn postgres_bytes(&self) -> Result<u64> {
+        match &self.inner {
+            ReadInner::Postgres(conn) => conn.borrow_mut().stored_bytes(),
+            ReadInner::Redb { .. } => Err(Error::Db("a redb store's size is its file's".into())),
+        }
     }
 
     /// Part of the record at `key` ([`Part`]).
@@ -1139,6 +1146,11 @@ mod tests {
         drop(store);
         let memory = Store::in_memory().unwrap();
         assert_eq!(memory.size_bytes().unwrap(), memory.stored_bytes().unwrap());
+        // PostgreSQL's is its tables' size, read without the writer.
+        for (kind, store, _db) in testing::stores() {
+            store.write(|tx| tx.insert(&TAGS, "a/t-1", &tag("k"))).unwrap();
+            assert!(store.size_bytes().unwrap() > 0, "{kind}");
+        }
         std::fs::remove_dir_all(&dir).ok();
     }
 

@@ -338,13 +338,17 @@ impl Store {
     /// Waits for the store's writer: a caller that writes anyway asks its own transaction
     /// ([`crate::WriteTx::stored_bytes`]).
     /// The space the store takes, cheaply, for a gauge read every collection: a redb file's
-    /// length (freed pages included: what it takes on disk), PostgreSQL's database size, an
-    /// in-memory store's allocated pages. [`Store::stored_bytes`] instead visits every page
-    /// of a redb store, which read the whole file through the page cache each minute.
+    /// length (freed pages included: what it takes on disk), PostgreSQL's tables' size (a
+    /// read, no wait for the writer), an in-memory store's allocated pages.
+    /// [`Store::stored_bytes`] instead visits every page of a redb store, which read the whole
+    /// file through the page cache each minute.
     pub fn size_bytes(&self) -> Result<u64> {
-        match &self.file {
-            Some(path) => std::fs::metadata(path).map(|m| m.len()).map_err(|e| crate::Error::Db(e.to_string())),
-            None => self.stored_bytes(),
+        match (&self.kind, &self.file) {
+            (Kind::Redb(_), Some(path)) => {
+                std::fs::metadata(path).map(|m| m.len()).map_err(|e| crate::Error::Db(e.to_string()))
+            }
+            (Kind::Redb(_), None) => self.stored_bytes(),
+            (Kind::Postgres(_), _) => self.read(|tx| tx.postgres_bytes()),
         }
     }
 
