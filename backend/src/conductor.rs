@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use storage::tables::{IMAGES, INSTANCES};
-use storage::{AttachmentState, ImageState, InstanceRecord, InstanceState};
+use storage::{AttachmentState, ImageState, InstanceRecord, InstanceState, Reads};
 use tokio::sync::mpsc;
 
 use crate::hypervisor::PowerState;
@@ -125,8 +125,8 @@ impl Backend {
 
     /// One pass of reconciliation. Blocks on every host in turn.
     pub fn sweep(&self) -> Result<SweepReport> {
-        // Whole records are kept only where the drain needs them; of the rest, a few fields: a
-        // large store is read in one pass without holding it all.
+        // Only instances that are not terminated are read, and whole records kept only where
+        // the drain needs them; of the rest, a few fields.
         let maintenance = self.maintenance_hosts()?;
         let cutoff = now_ms() - TERMINATED_RETENTION.as_millis() as i64;
         let (mut seen, mut whole, mut expired) = (Vec::new(), Vec::new(), Vec::new());
@@ -144,13 +144,9 @@ impl Backend {
         // cannot be mistaken for one that stopped (its domain is seen running, or the
         // conditional update below finds its state changed).
         self.store().read(|tx| {
-            tx.for_each(&INSTANCES, "", |key, record: InstanceRecord| {
-                if record.state == InstanceState::Terminated {
-                    if record.terminated_ms.is_some_and(|t| t <= cutoff) {
-                        expired.push(key.to_owned());
-                    }
-                    return;
-                }
+            // Terminated instances only wait for their purge: of those, the expired keys.
+            expired = tx.terminated_by(cutoff)?;
+            tx.for_each_live_instance(|key, record| {
                 seen.push(Seen::of(key, &record));
                 if networked {
                     let chassis = self.requested_chassis(&record);

@@ -138,12 +138,12 @@ impl Backend {
             }
             // Hosts other accounts' instances use are not free, whoever asks.
             let mut used_by_others: std::collections::HashSet<String> = std::collections::HashSet::new();
-            for (_, r) in tx.scan(&INSTANCES, "")? {
-                if r.account != account && r.state != InstanceState::Terminated {
-                    used_by_others.insert(r.host_id.clone());
-                    used_by_others.extend(r.migration_target.clone());
+            tx.for_each_live_instance(|_, r| {
+                if r.account != account {
+                    used_by_others.insert(r.host_id);
+                    used_by_others.extend(r.migration_target);
                 }
-            }
+            })?;
             let free: Vec<String> = hosts
                 .iter()
                 .filter(|h| h.schedulable && h.zone == req.zone)

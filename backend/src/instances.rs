@@ -825,9 +825,11 @@ impl Backend {
         Ok(tx.get(&INSTANCES, &key)?.map(|r| (key, r)))
     }
 
-    /// Every instance of every account (for the conductor and host views).
-    pub fn all_instance_records(&self) -> Result<Vec<InstanceRecord>> {
-        Ok(self.store().read(|tx| tx.scan(&INSTANCES, ""))?.into_iter().map(|(_, r)| r).collect())
+    /// Every instance of every account that is not terminated.
+    pub fn live_instance_records(&self) -> Result<Vec<InstanceRecord>> {
+        let mut records = Vec::new();
+        self.store().read(|tx| tx.for_each_live_instance(|_, r| records.push(r)))?;
+        Ok(records)
     }
 
     pub(crate) fn image_in_use(&self, image_id: &str) -> Result<bool> {
@@ -845,7 +847,7 @@ impl Backend {
                 || r.kernel_image.as_deref() == Some(image_id)
                 || r.ramdisk_image.as_deref() == Some(image_id)
         };
-        Ok(copying || self.all_instance_records()?.iter().any(|r| uses(r) && r.state != InstanceState::Terminated))
+        Ok(copying || self.live_instance_records()?.iter().any(uses))
     }
 
     /// Applies `change` to each named instance in one transaction, after checking that every

@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 
 use storage::tables::HOST_STATES;
-use storage::{HostStateRecord, InstanceRecord, InstanceState, MigrationOptions, MigrationStatus};
+use storage::{HostStateRecord, InstanceRecord, InstanceState, MigrationOptions, MigrationStatus, Reads};
 
 use crate::hosts::Host;
 use crate::scheduler::HostSnapshot;
@@ -78,7 +78,9 @@ impl Backend {
         let mut snapshots = self.host_snapshots();
         let records = self.store().read(|tx| {
             crate::instances::charge_usage(tx, &mut snapshots)?;
-            Ok::<_, Error>(tx.scan(&storage::tables::INSTANCES, "")?.into_iter().map(|(_, r)| r).collect::<Vec<_>>())
+            let mut records = Vec::new();
+            tx.for_each_live_instance(|_, r| records.push(r))?;
+            Ok::<_, Error>(records)
         })?;
         Ok(self
             .hosts()

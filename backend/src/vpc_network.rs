@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use ovn::{Acl, Desired, Dhcp, PortGroup, Router, RouterPort, Switch, SwitchPort};
 use sha2::{Digest, Sha256};
 use storage::tables::{ADDRESSES, INSTANCES, INTERNET_GATEWAYS, NAT_GATEWAYS, ROUTE_TABLES, SECURITY_GROUPS, VPCS};
-use storage::{InstanceRecord, InstanceState, RulePeer, SecurityGroupRecord};
+use storage::{InstanceRecord, InstanceState, Reads, RulePeer, SecurityGroupRecord};
 
 use crate::network::Subnet;
 use crate::{Backend, Error, Result};
@@ -727,10 +727,9 @@ impl Backend {
     /// instance runs).
     pub fn interfaces_now(&self) -> Result<Vec<Interface>> {
         let (instances, own) = self.store().read(|tx| {
-            Ok::<_, Error>((
-                tx.scan(&storage::tables::INSTANCES, "")?,
-                tx.scan(&storage::tables::NETWORK_INTERFACES, "")?,
-            ))
+            let mut instances = Vec::new();
+            tx.for_each_live_instance(|key, r| instances.push((key.to_owned(), r)))?;
+            Ok::<_, Error>((instances, tx.scan(&storage::tables::NETWORK_INTERFACES, "")?))
         })?;
         let mut chassis = std::collections::HashMap::new();
         let mut interfaces = Vec::new();

@@ -135,6 +135,41 @@ fn counters_become_metrics_with_gaps_for_outages_and_one_series_across_migration
     assert_eq!((net_in.aggregate.count, net_in.aggregate.sum), (4, 2100.0), "one series, before and after");
 }
 
+/// The series index is written once an hour per series, and again at once when a series'
+/// dimensions change (an instance resized while stopped comes back as another type).
+#[test]
+fn the_series_index_follows_a_change_of_dimensions() {
+    let dir = tempfile::tempdir().unwrap();
+    let (b, cloud, id, _): (_, FakeCloud, _, _) =
+        fakes::pair_with_instance(ACCOUNT, MigrationScript::Converges, dir.path());
+    let record = b.instance(ACCOUNT, &id).unwrap();
+    let source = uri_of(&b, &record.host_id);
+    let listed_type = |b: &Backend| -> Vec<String> {
+        let listed = b.list_metrics(ACCOUNT, false, None, 15 * 24 * 60).unwrap();
+        let mut types: Vec<String> = listed
+            .iter()
+            .flat_map(|m| &m.dimensions)
+            .filter(|(name, _)| name == "InstanceType")
+            .map(|(_, value)| value.clone())
+            .collect();
+        types.dedup();
+        types
+    };
+    cloud.set_counters(&source, &id, counters(0, 0, 0));
+    b.collect().unwrap();
+    assert_eq!(listed_type(&b), ["t3.nano"]);
+    let key = format!("{ACCOUNT}/{id}");
+    b.store()
+        .write(|tx| {
+            let mut record = tx.get(&storage::tables::INSTANCES, &key)?.unwrap();
+            record.instance_type = "m5.large".into();
+            tx.insert(&storage::tables::INSTANCES, &key, &record)
+        })
+        .unwrap();
+    b.collect().unwrap();
+    assert_eq!(listed_type(&b), ["m5.large"], "rewritten within the hour");
+}
+
 #[test]
 fn custom_metrics_are_one_series_per_exact_dimensions_and_their_account_s_own() {
     use backend::monitoring::{Aggregate, Datum};

@@ -131,5 +131,5 @@ fn the_sweep_keeps_ovn_in_step_with_the_store() {
 }
 
 fn interfaces(b: &Backend) -> Vec<backend::vpc_network::Interface> {
-    b.all_instance_records().unwrap().iter().filter_map(backend::vpc_network::Interface::of).collect()
+    b.live_instance_records().unwrap().iter().filter_map(backend::vpc_network::Interface::of).collect()
 }

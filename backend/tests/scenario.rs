@@ -21,6 +21,7 @@ use backend::images::NewImage;
 use backend::instances::LaunchRequest;
 use backend::libvirt::LibvirtDriver;
 use backend::{Backend, Error, Topology};
+use storage::tables::INSTANCES;
 use storage::{ImageState, InstanceRecord, InstanceState, Store};
 
 const ACCOUNT: &str = "123456789012";
@@ -295,6 +296,25 @@ async fn lifecycle_on(target: Target, store: Option<Store>) {
     assert!(matches!(b.start_instances(ACCOUNT, &ids[..1]), Err(Error::IncorrectInstanceState { .. })));
     let again = b.terminate_instances(ACCOUNT, &ids[..1]).unwrap();
     assert_eq!((again[0].previous, again[0].current), (InstanceState::Terminated, InstanceState::Terminated));
+
+    // Terminated instances stay visible for an hour, then the sweep forgets them (found
+    // through the terminations index; a record whose index entry was not moved stays).
+    assert_eq!(b.sweep().unwrap().purged, 0);
+    let key = format!("{ACCOUNT}/{}", ids[0]);
+    b.store()
+        .write(|tx| {
+            let mut record = tx.get(&INSTANCES, &key)?.unwrap();
+            record.terminated_ms = record.terminated_ms.map(|t| t - 2 * 3_600_000);
+            tx.insert(&INSTANCES, &key, &record)
+        })
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while b.instances(ACCOUNT).unwrap().iter().any(|r| r.id == ids[0]) {
+        assert!(Instant::now() < deadline, "an instance terminated two hours ago was not forgotten");
+        b.sweep().unwrap();
+    }
+    let kept = b.instances(ACCOUNT).unwrap();
+    assert!(ids[1..].iter().all(|id| kept.iter().any(|r| &r.id == id)), "recent ones are kept");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

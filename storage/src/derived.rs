@@ -19,7 +19,11 @@
 //!    - [`LEASE_BLOCKS`]: a bitmap of leased addresses per block of 4,096;
 //!    - [`IMAGE_IDS`]: images by id alone, across owners (DescribeImages lists an account's
 //!      own, every public one and those shared with it, in id order);
-//!    - [`SNAPSHOT_IDS`]: snapshots by id alone, across owners, likewise.
+//!    - [`SNAPSHOT_IDS`]: snapshots by id alone, across owners, likewise;
+//!    - [`LIVE_INSTANCES`]: the instances that are not terminated (the sweep, the monitoring
+//!      and OVN's ports cost what runs, not what the account once ran);
+//!    - [`TERMINATIONS`]: terminated instances by the time they ended (the purge reads only
+//!      those whose retention is over).
 //! 3. [`DERIVED_VERSION`] names the layout. A database opened with another version (older
 //!    data, or a binary that derives differently) has its derived tables rebuilt from the
 //!    primary ones, in one transaction, before anything else runs.
@@ -34,16 +38,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::tables::{
     GROUP_RULES, HOST_USAGE, IMAGES, IMAGE_IDS, INSTANCES, INSTANCE_IDS, INTERFACES, INTERFACE_ATTACHMENTS, LEASES,
-    LEASE_BLOCKS, META, NETWORK_INTERFACES, RESERVATIONS, SECURITY_GROUPS, SNAPSHOTS, SNAPSHOT_IDS, TAGS, TAG_INDEX,
-    VOLUMES, VOLUME_ATTACHMENTS,
+    LEASE_BLOCKS, LIVE_INSTANCES, META, NETWORK_INTERFACES, RESERVATIONS, SECURITY_GROUPS, SNAPSHOTS, SNAPSHOT_IDS,
+    TAGS, TAG_INDEX, TERMINATIONS, VOLUMES, VOLUME_ATTACHMENTS,
 };
 use crate::{
-    ImageRecord, InstanceRecord, LeaseRecord, NetworkInterfaceRecord, Record, Result, SecurityGroupRecord,
-    SnapshotRecord, Table, TagRecord, VolumeRecord, WriteTx,
+    ImageRecord, InstanceRecord, InstanceState, LeaseRecord, NetworkInterfaceRecord, Record, Result,
+    SecurityGroupRecord, SnapshotRecord, Table, TagRecord, VolumeRecord, WriteTx,
 };
 
 /// The layout of the derived tables; bump it whenever what they hold changes.
-pub const DERIVED_VERSION: u32 = 7;
+pub const DERIVED_VERSION: u32 = 8;
 
 /// A key-only entry of an index.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -156,7 +160,25 @@ fn holdings(record: &InstanceRecord) -> Vec<(&str, u64, u64, u64)> {
     held
 }
 
-pub(crate) fn derive_instance(tx: &WriteTx, old: Option<&InstanceRecord>, new: Option<&InstanceRecord>) -> Result<()> {
+/// The [`TERMINATIONS`] key of the instance at `key` terminated at `terminated_ms`: the time in
+/// fixed-width digits first, so that keys sort by it.
+pub fn termination_key(terminated_ms: i64, key: &str) -> String {
+    format!("{:020}/{key}", terminated_ms.max(0))
+}
+
+pub(crate) fn derive_instance(
+    tx: &WriteTx,
+    key: &str,
+    old: Option<&InstanceRecord>,
+    new: Option<&InstanceRecord>,
+) -> Result<()> {
+    let live = |r: &InstanceRecord| (r.state != InstanceState::Terminated).then(|| key.to_owned());
+    move_entry(tx, &LIVE_INSTANCES, old.and_then(live), new.and_then(live))?;
+    let ended = |r: &InstanceRecord| match (r.state, r.terminated_ms) {
+        (InstanceState::Terminated, Some(at)) => Some(termination_key(at, key)),
+        _ => None,
+    };
+    move_entry(tx, &TERMINATIONS, old.and_then(ended), new.and_then(ended))?;
     let reservation = |r: &InstanceRecord| format!("{}/{}/{}", r.account, r.reservation_id, r.id);
     let interface = |r: &InstanceRecord| format!("{}/{}/{}", r.account, r.network_interface_id, r.id);
     match (old, new) {
@@ -298,8 +320,10 @@ pub(crate) fn ensure(tx: &WriteTx) -> Result<bool> {
     tx.clear(&INTERFACES)?;
     tx.clear(&INTERFACE_ATTACHMENTS)?;
     tx.clear(&GROUP_RULES)?;
-    for (_, record) in tx.scan(&INSTANCES, "")? {
-        derive_instance(tx, None, Some(&record))?;
+    tx.clear(&LIVE_INSTANCES)?;
+    tx.clear(&TERMINATIONS)?;
+    for (key, record) in tx.scan(&INSTANCES, "")? {
+        derive_instance(tx, &key, None, Some(&record))?;
     }
     for (key, record) in tx.scan(&TAGS, "")? {
         derive_tag(tx, &key, None, Some(&record))?;
@@ -330,7 +354,7 @@ pub(crate) fn ensure(tx: &WriteTx) -> Result<bool> {
 mod tests {
     use super::*;
     use crate::tables::META;
-    use crate::{InstanceState, Store, VolumeAttachmentRecord};
+    use crate::{InstanceState, Reads, Store, VolumeAttachmentRecord};
 
     fn instance(id: &str, host: &str, state: InstanceState, target: Option<&str>) -> InstanceRecord {
         serde_json::from_value(serde_json::json!({
@@ -386,6 +410,63 @@ mod tests {
             });
             assert!(failed.is_err());
             assert_eq!(usage(&store, "h1"), (0, 0, 0));
+        }
+    }
+
+    #[test]
+    fn live_instances_and_terminations_follow_the_state() {
+        for (_kind, store, _db) in crate::testing::stores() {
+            let put = |r: &InstanceRecord| store.write(|tx| tx.insert(&INSTANCES, &format!("a/{}", r.id), r)).unwrap();
+            let ended = |id: &str, at: Option<i64>| InstanceRecord {
+                terminated_ms: at,
+                ..instance(id, "h1", InstanceState::Terminated, None)
+            };
+            let live = |s: &Store| {
+                let mut seen = Vec::new();
+                s.read(|tx| tx.for_each_live_instance(|key, r| seen.push((key.to_owned(), r.state)))).unwrap();
+                seen
+            };
+            put(&instance("i-1", "h1", InstanceState::Pending, None));
+            put(&instance("i-2", "h1", InstanceState::Running, None));
+            put(&instance("i-3", "h1", InstanceState::Stopped, None));
+            assert_eq!(
+                live(&store),
+                [
+                    ("a/i-1".to_owned(), InstanceState::Pending),
+                    ("a/i-2".to_owned(), InstanceState::Running),
+                    ("a/i-3".to_owned(), InstanceState::Stopped)
+                ]
+            );
+            // Terminated: out of the live ones, into the terminations by time (one without a
+            // time is never purged, as before the index).
+            put(&ended("i-2", Some(2_000)));
+            put(&ended("i-3", Some(1_000)));
+            put(&ended("i-4", None));
+            assert_eq!(live(&store), [("a/i-1".to_owned(), InstanceState::Pending)]);
+            let by = |cutoff| store.read(|tx| tx.terminated_by(cutoff)).unwrap();
+            assert!(by(999).is_empty());
+            assert_eq!(by(1_000), ["a/i-3"]);
+            assert_eq!(by(i64::MAX), ["a/i-3", "a/i-2"]);
+            // Times far apart still sort by time (fixed-width digits).
+            put(&ended("i-5", Some(10_000_000_000_000)));
+            assert_eq!(by(i64::MAX), ["a/i-3", "a/i-2", "a/i-5"]);
+            // Removed: gone from both.
+            store.write(|tx| tx.remove(&INSTANCES, "a/i-3")).unwrap();
+            store.write(|tx| tx.remove(&INSTANCES, "a/i-1")).unwrap();
+            assert!(live(&store).is_empty());
+            assert_eq!(by(i64::MAX), ["a/i-2", "a/i-5"]);
+            // Rebuilt from the records alone (a store from before the index), they say the same.
+            store
+                .write(|tx| {
+                    tx.clear(&TERMINATIONS)?;
+                    tx.insert(&INSTANCES, "a/i-6", &instance("i-6", "h1", InstanceState::Running, None))?;
+                    tx.clear(&LIVE_INSTANCES)?;
+                    tx.insert(&META, "derived", &MetaRecord { version: 0 })?;
+                    ensure(tx)
+                })
+                .unwrap();
+            assert_eq!(by(i64::MAX), ["a/i-2", "a/i-5"]);
+            assert_eq!(live(&store), [("a/i-6".to_owned(), InstanceState::Running)]);
         }
     }
 

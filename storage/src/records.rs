@@ -393,8 +393,8 @@ impl Record for InstanceRecord {
     const READS: &'static [u8] = &[1, 2, 3, 4, 5, 6, 7, 8];
     const DERIVED: bool = true;
 
-    fn derive(tx: &crate::WriteTx, _key: &str, old: Option<&Self>, new: Option<&Self>) -> crate::Result<()> {
-        crate::derived::derive_instance(tx, old, new)
+    fn derive(tx: &crate::WriteTx, key: &str, old: Option<&Self>, new: Option<&Self>) -> crate::Result<()> {
+        crate::derived::derive_instance(tx, key, old, new)
     }
 }
 

@@ -86,6 +86,12 @@ pub const INTERFACES: Table<IndexEntry> = Table::new("interfaces");
 pub const INTERFACE_ATTACHMENTS: Table<IndexEntry> = Table::new("interface_attachments");
 /// Derived: key `{account}/{rule id}/{group id}` for each security group rule.
 pub const GROUP_RULES: Table<IndexEntry> = Table::new("group_rules");
+/// Derived: key `{account}/{instance id}` (the instance's own key) for each instance that is
+/// not terminated: what the sweep and the monitoring look after.
+pub const LIVE_INSTANCES: Table<IndexEntry> = Table::new("live_instances");
+/// Derived: key [`crate::derived::termination_key`] for each terminated instance with its
+/// time of termination, in that order: the purge reads only what has expired.
+pub const TERMINATIONS: Table<IndexEntry> = Table::new("terminations");
 
 /// Created at open, so that readers never meet a missing table.
 pub const ALL: &[&str] = &[
@@ -132,6 +138,8 @@ pub const ALL: &[&str] = &[
     "snapshot_ids",
     "host_allocations",
     "metric_series",
+    "live_instances",
+    "terminations",
 ];
 
 #[cfg(test)]
