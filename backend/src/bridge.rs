@@ -187,6 +187,10 @@ impl Hypervisor for HostBridge {
         let name = name.to_owned();
         self.timed("start_post_copy", move |d| d.start_post_copy(&name))
     }
+    fn dirty_rate(&self, name: &str, period: Duration) -> Result<u64, DriverError> {
+        let name = name.to_owned();
+        self.call("dirty_rate", Some(self.call_timeout + period), move |d| d.dirty_rate(&name, period))
+    }
     fn attach_disk(&self, name: &str, disk: &AttachedDisk) -> Result<(), DriverError> {
         let (name, disk) = (name.to_owned(), disk.clone());
         self.timed("attach_disk", move |d| d.attach_disk(&name, &disk))

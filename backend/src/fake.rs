@@ -37,6 +37,9 @@
 //!     session opened before it; a session's `read` answers `Some(0)` once the domain stops
 //!     or leaves the host, or another session opens. The fake's guest echoes what it is sent,
 //!     as a terminal does.
+//! 12. [`Hypervisor::dirty_rate`] measures how fast a running domain writes to its memory,
+//!     taking at most the period it is given (the fake answers at once with what a test
+//!     scripted); a domain that does not run, or a host that cannot measure, is an error.
 //!
 //! The fake keeps these promises in memory (it never reads a disk or starts a guest) and adds
 //! what tests need and libvirt cannot do on demand: a guest that powers itself off
@@ -92,6 +95,9 @@ pub struct FakeDomain {
     pub counters: DomainCounters,
     /// Serial console sessions opened; only the last one is live.
     pub console_sessions: u64,
+    /// What [`Hypervisor::dirty_rate`] measures, as a test scripts it
+    /// ([`FakeCloud::set_dirty_rate`]); bytes a second.
+    pub dirty_rate: u64,
 }
 
 #[derive(Default)]
@@ -192,6 +198,13 @@ impl FakeCloud {
     pub fn set_counters(&self, uri: &str, name: &str, counters: DomainCounters) {
         if let Some(domain) = self.world().hosts.get_mut(uri).and_then(|h| h.domains.get_mut(name)) {
             domain.counters = counters;
+        }
+    }
+
+    /// Scripts how fast a domain dirties its memory (what [`Hypervisor::dirty_rate`] finds).
+    pub fn set_dirty_rate(&self, uri: &str, name: &str, bytes_per_sec: u64) {
+        if let Some(domain) = self.world().hosts.get_mut(uri).and_then(|h| h.domains.get_mut(name)) {
+            domain.dirty_rate = bytes_per_sec;
         }
     }
 
@@ -409,6 +422,7 @@ impl Hypervisor for FakeHost {
                 suspensions: 0,
                 counters: DomainCounters::default(),
                 console_sessions: 0,
+                dirty_rate: 0,
             });
             domain.spec = spec.clone();
             Ok(())
@@ -511,6 +525,11 @@ impl Hypervisor for FakeHost {
     fn abort_job(&self, _: &str) -> Result<(), DriverError> {
         self.answering()?.aborted = true;
         Ok(())
+    }
+
+    fn dirty_rate(&self, name: &str, _period: std::time::Duration) -> Result<u64, DriverError> {
+        // Answers at once: a test has no use for the wait.
+        self.running_domain(name, |domain| Ok(domain.dirty_rate))
     }
 
     fn start_post_copy(&self, _: &str) -> Result<(), DriverError> {

@@ -300,6 +300,13 @@ pub trait Hypervisor: Send + Sync {
     fn open_console(&self, name: &str) -> Result<Box<dyn SerialConsole>, DriverError> {
         Err(DriverError::Failed(format!("this host cannot open the serial console of {name}")))
     }
+    /// How fast the running guest dirties its memory, in bytes a second, measured over
+    /// `period` (libvirt asks QEMU to sample pages and compare their hashes). Blocks for the
+    /// period at most.
+    fn dirty_rate(&self, name: &str, period: std::time::Duration) -> Result<u64, DriverError> {
+        let _ = period;
+        Err(DriverError::Failed(format!("this host cannot measure how fast {name} dirties its memory")))
+    }
 }
 
 /// The `<disk>` element of a file on a virtio target: qcow2, or raw and `<shareable/>` (QEMU

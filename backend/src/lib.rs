@@ -38,6 +38,7 @@ pub mod libvirt;
 pub mod listing;
 pub mod maintenance;
 pub mod migration;
+pub mod migration_plan;
 pub mod monitoring;
 pub mod nat_gateways;
 pub mod network;

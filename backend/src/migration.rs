@@ -64,6 +64,72 @@ pub fn timed_out(options: &MigrationOptions, elapsed: Duration) -> bool {
     options.timeout_secs.is_some_and(|t| elapsed >= Duration::from_secs(t))
 }
 
+/// How long EstimateInstanceMigration measures the guest's dirty rate.
+pub const DIRTY_RATE_PERIOD: Duration = Duration::from_secs(1);
+
+/// The bandwidth an estimate assumes with no limit and no migration from the host so far: the
+/// low end of what QEMU reached here under TCG (110-380 MiB/s, CPU-bound, not the network's).
+const DEFAULT_BANDWIDTH: u64 = 128 << 20;
+
+/// The time before memory moves, without history (libvirt's `setup_time` on the lab's hosts:
+/// 2 ms).
+const DEFAULT_SETUP_MS: u64 = 10;
+
+/// The downtime's fixed part (an idle guest's pause on these hosts: 44-81 ms typical).
+const DEFAULT_SWITCH_MS: u64 = 60;
+
+/// Where an estimate's bandwidth came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BandwidthSource {
+    /// The migration's own limit (`BandwidthMiBps`).
+    Limit,
+    /// The median of the completed migrations from the same host.
+    History,
+    /// [`DEFAULT_BANDWIDTH`]: no limit and no history.
+    Default,
+}
+
+impl BandwidthSource {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Limit => "limit",
+            Self::History => "history",
+            Self::Default => "default",
+        }
+    }
+}
+
+/// What EstimateInstanceMigration answers: the prediction and what it was made from.
+#[derive(Debug, Clone)]
+pub struct MigrationPlan {
+    pub instance_id: String,
+    pub source_host: String,
+    pub target_host: String,
+    pub inputs: crate::migration_plan::Inputs,
+    pub bandwidth_source: BandwidthSource,
+    pub estimate: crate::migration_plan::Estimate,
+}
+
+/// The middle value (the lower of the two middle ones), `None` for none.
+fn median(values: impl Iterator<Item = u64>) -> Option<u64> {
+    let mut values: Vec<u64> = values.collect();
+    values.sort_unstable();
+    values.get(values.len().saturating_sub(1) / 2).copied()
+}
+
+/// The checks a migration request passes before any record is read.
+fn check_request(b: &Backend, target: Option<&str>, options: &MigrationOptions) -> Result<()> {
+    if let Some(target) = target {
+        if b.hosts().get(target).is_none() {
+            return Err(Error::ResourceNotFound { kind: ResourceKind::Host, id: target.to_owned() });
+        }
+    }
+    if options.timeout_secs == Some(0) {
+        return Err(invalid("TimeoutSeconds", "TimeoutSeconds must be at least 1"));
+    }
+    Ok(())
+}
+
 fn find_instance(tx: &storage::WriteTx, instance_id: &str) -> Result<(String, InstanceRecord)> {
     Backend::find_instance(tx, instance_id)?
         .ok_or_else(|| Error::ResourceNotFound { kind: ResourceKind::Instance, id: instance_id.to_owned() })
@@ -78,48 +144,11 @@ impl Backend {
         target: Option<&str>,
         options: MigrationOptions,
     ) -> Result<MigrationRecord> {
-        if let Some(target) = target {
-            if self.hosts().get(target).is_none() {
-                return Err(Error::ResourceNotFound { kind: ResourceKind::Host, id: target.to_owned() });
-            }
-        }
-        if options.timeout_secs == Some(0) {
-            return Err(invalid("TimeoutSeconds", "TimeoutSeconds must be at least 1"));
-        }
+        check_request(self, target, &options)?;
         let base = self.host_snapshots();
         let record = self.store().write(|tx| {
             let (key, mut instance) = find_instance(tx, instance_id)?;
-            if instance.state != InstanceState::Running || instance.migration.is_some() {
-                let state = if instance.migration.is_some() { "migrating" } else { instance.state.name() };
-                return Err(Error::IncorrectInstanceState { id: instance.id, state, verb: "migrated" });
-            }
-            if target == Some(instance.host_id.as_str()) {
-                return Err(invalid("TargetHostId", "The instance already runs on that host"));
-            }
-            let source =
-                self.hosts().get(&instance.host_id).ok_or_else(|| Error::HostGone(instance.host_id.clone()))?;
-            let mut snapshots = base.clone();
-            crate::instances::charge_usage(tx, &mut snapshots)?;
-            // Anywhere but where it is: the chosen target, or the scheduler's pick in its zone,
-            // among hosts the domain's definition suits (same accelerator).
-            let suits = |id: &str| self.hosts().get(id).is_some_and(|h| h.accelerator == source.accelerator);
-            // Dedicated hosts: another account's never, the account's own for `host` tenancy only.
-            let allocations = crate::dedicated::allocations_in(tx)?;
-            let want = crate::dedicated::HostWant::of(&instance);
-            let allowed = |id: &str| crate::dedicated::may_place(id, allocations.get(id), &want);
-            let pool: Vec<_> = snapshots
-                .iter()
-                .filter(|h| h.id != instance.host_id && target.is_none_or(|t| h.id == t) && suits(&h.id))
-                .filter(|h| allowed(&h.id))
-                .cloned()
-                .collect();
-            // The disk is shared: the target needs room for vCPUs and memory only.
-            let demand = Demand { disk_mib: 0, ..crate::instances::demand_of(&instance) };
-            let placed = scheduler::place(&pool, &demand, 1, self.policy());
-            let target_host = placed
-                .first()
-                .map(|&i| pool[i].id.clone())
-                .ok_or_else(|| Error::InsufficientCapacity(instance.instance_type.clone()))?;
+            let target_host = self.choose_target(tx, &instance, target, base)?;
             let record = MigrationRecord {
                 id: ids::resource_id("mig"),
                 account: instance.account.clone(),
@@ -141,10 +170,127 @@ impl Backend {
             instance.migration_target = Some(target_host);
             tx.insert(&INSTANCES, &key, &instance)?;
             tx.insert(&MIGRATIONS, &record.id, &record)?;
-            Ok(record)
+            Ok::<_, Error>(record)
         })?;
         self.kick(&format!("{}/{}", record.account, record.instance_id));
         Ok(record)
+    }
+
+    /// Where a migration of `instance` would go: `target` if it suits, else the scheduler's
+    /// pick among the other hosts of its zone; the instance must be running and not migrating.
+    fn choose_target(
+        &self,
+        tx: &impl storage::Reads,
+        instance: &InstanceRecord,
+        target: Option<&str>,
+        mut snapshots: Vec<scheduler::HostSnapshot>,
+    ) -> Result<String> {
+        if instance.state != InstanceState::Running || instance.migration.is_some() {
+            let state = if instance.migration.is_some() { "migrating" } else { instance.state.name() };
+            return Err(Error::IncorrectInstanceState { id: instance.id.clone(), state, verb: "migrated" });
+        }
+        if target == Some(instance.host_id.as_str()) {
+            return Err(invalid("TargetHostId", "The instance already runs on that host"));
+        }
+        let source = self.hosts().get(&instance.host_id).ok_or_else(|| Error::HostGone(instance.host_id.clone()))?;
+        crate::instances::charge_usage(tx, &mut snapshots)?;
+        // Anywhere but where it is: the chosen target, or the scheduler's pick in its zone,
+        // among hosts the domain's definition suits (same accelerator).
+        let suits = |id: &str| self.hosts().get(id).is_some_and(|h| h.accelerator == source.accelerator);
+        // Dedicated hosts: another account's never, the account's own for `host` tenancy only.
+        let allocations = crate::dedicated::allocations_in(tx)?;
+        let want = crate::dedicated::HostWant::of(instance);
+        let allowed = |id: &str| crate::dedicated::may_place(id, allocations.get(id), &want);
+        let pool: Vec<_> = snapshots
+            .iter()
+            .filter(|h| h.id != instance.host_id && target.is_none_or(|t| h.id == t) && suits(&h.id))
+            .filter(|h| allowed(&h.id))
+            .cloned()
+            .collect();
+        // The disk is shared: the target needs room for vCPUs and memory only.
+        let demand = Demand { disk_mib: 0, ..crate::instances::demand_of(instance) };
+        let placed = scheduler::place(&pool, &demand, 1, self.policy());
+        placed
+            .first()
+            .map(|&i| pool[i].id.clone())
+            .ok_or_else(|| Error::InsufficientCapacity(instance.instance_type.clone()))
+    }
+
+    /// EstimateInstanceMigration (admin): what migrating the instance with `options` would
+    /// cost, predicted ([`crate::migration_plan`]) from its dirty rate measured on the source
+    /// now (blocks for [`DIRTY_RATE_PERIOD`]), its resident memory, and the bandwidth and
+    /// fixed costs of the migrations from the same host so far. Moves nothing.
+    pub fn estimate_migration(
+        &self,
+        instance_id: &str,
+        target: Option<&str>,
+        options: &MigrationOptions,
+    ) -> Result<MigrationPlan> {
+        check_request(self, target, options)?;
+        let base = self.host_snapshots();
+        let (instance, target_host) = self.store().read(|tx| {
+            let (_, instance) = Self::find_instance(tx, instance_id)?
+                .ok_or_else(|| Error::ResourceNotFound { kind: ResourceKind::Instance, id: instance_id.to_owned() })?;
+            let target_host = self.choose_target(tx, &instance, target, base)?;
+            Ok::<_, Error>((instance, target_host))
+        })?;
+        let source = self.hosts().get(&instance.host_id).ok_or_else(|| Error::HostGone(instance.host_id.clone()))?;
+        let dirty_rate = match source.driver.dirty_rate(&instance.id, DIRTY_RATE_PERIOD) {
+            Ok(rate) => rate,
+            // A host that cannot measure (libvirt's test driver, a QEMU before 5.2) cannot
+            // be estimated for; the migration itself still works.
+            Err(DriverError::Failed(why)) => {
+                return Err(Error::UnsupportedOperation(format!(
+                    "Cannot estimate: host {} could not measure how fast {} dirties its memory ({why})",
+                    instance.host_id, instance.id
+                )))
+            }
+            Err(other) => return Err(Error::Driver(other)),
+        };
+        // What the first pass sends; unknown (0) when the host does not tell.
+        let resident = source
+            .driver
+            .sample()
+            .ok()
+            .and_then(|s| s.domains.into_iter().find(|d| d.name == instance.id))
+            .map_or(0, |d| d.counters.rss_kib.saturating_mul(1024));
+        let history: Vec<JobProgress> = self
+            .migrations()?
+            .into_iter()
+            .filter(|m| m.status == MigrationStatus::Completed && m.source_host == instance.host_id)
+            .map(|m| m.progress)
+            .filter(|p| p.memory_processed_bytes > 0 && p.time_elapsed_ms > p.setup_time_ms)
+            .collect();
+        let (bandwidth, bandwidth_source) = match options.bandwidth_mibps {
+            Some(limit) => (limit.saturating_mul(1 << 20), BandwidthSource::Limit),
+            None => median(
+                history
+                    .iter()
+                    .map(|p| p.memory_processed_bytes.saturating_mul(1000) / (p.time_elapsed_ms - p.setup_time_ms)),
+            )
+            .map_or((DEFAULT_BANDWIDTH, BandwidthSource::Default), |b| (b, BandwidthSource::History)),
+        };
+        let inputs = crate::migration_plan::Inputs {
+            memory_bytes: instance.memory_mib.saturating_mul(1 << 20),
+            resident_bytes: resident,
+            dirty_rate_bytes_per_sec: dirty_rate,
+            bandwidth_bytes_per_sec: bandwidth,
+            setup_ms: median(history.iter().map(|p| p.setup_time_ms)).unwrap_or(DEFAULT_SETUP_MS),
+            switch_ms: DEFAULT_SWITCH_MS,
+            max_downtime_ms: options.max_downtime_ms,
+            auto_converge: options.auto_converge,
+            allow_post_copy: options.allow_post_copy,
+            timeout_ms: options.timeout_secs.map(|s| s.saturating_mul(1000)),
+        };
+        let estimate = crate::migration_plan::estimate(&inputs);
+        Ok(MigrationPlan {
+            instance_id: instance.id,
+            source_host: instance.host_id,
+            target_host,
+            inputs,
+            bandwidth_source,
+            estimate,
+        })
     }
 
     /// Forgets migrations that ended longer than `retention` ago.

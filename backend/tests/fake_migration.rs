@@ -86,3 +86,83 @@ fn a_failure_that_loses_the_guest_says_so() {
     assert!(error.contains("the target went away") && error.contains("runs on neither host"), "{error}");
     assert_eq!(b.instance(ACCOUNT, &id).unwrap().host_id, hosts[0]);
 }
+
+/// EstimateInstanceMigration on scripted guests: what it measures, where its bandwidth comes
+/// from, how it expects each kind of guest to end, and that it moves and records nothing.
+#[test]
+fn estimates_follow_the_guest_and_the_hosts_history() {
+    use backend::migration::BandwidthSource;
+    use backend::migration_plan::Ending;
+    const MIB: u64 = 1 << 20;
+    let dir = tempfile::tempdir().unwrap();
+    let (b, cloud, id, hosts) = setup(MigrationScript::Converges, dir.path());
+    let uri = b.hosts().get(&hosts[0]).unwrap().config.uri.clone();
+    let counters = backend::hypervisor::DomainCounters { rss_kib: 64 * 1024, ..Default::default() };
+    cloud.set_counters(&uri, &id, counters);
+
+    // Idle: one pass over the 64 MiB it touched, at the default bandwidth (no history yet).
+    let idle = b.estimate_migration(&id, None, &MigrationOptions::default()).unwrap();
+    assert_eq!((idle.source_host.as_str(), idle.target_host.as_str()), (hosts[0].as_str(), hosts[1].as_str()));
+    assert_eq!((idle.inputs.memory_bytes, idle.inputs.resident_bytes), (512 * MIB, 64 * MIB));
+    assert_eq!((idle.inputs.dirty_rate_bytes_per_sec, idle.bandwidth_source), (0, BandwidthSource::Default));
+    assert_eq!((idle.estimate.ending, idle.estimate.iterations), (Ending::PreCopy, 1));
+    assert!(idle.estimate.precopy_converges);
+    // Nothing moved, nothing recorded.
+    assert!(b.migrations().unwrap().is_empty());
+    let record = b.instance(ACCOUNT, &id).unwrap();
+    assert_eq!((record.host_id.as_str(), record.migration.as_ref()), (hosts[0].as_str(), None));
+
+    // Dirtying faster than a 32 MiB/s limit: pre-copy alone never converges; post-copy, when
+    // allowed, ends it; without it the timeout aborts.
+    cloud.set_dirty_rate(&uri, &id, 48 * MIB);
+    let limited = MigrationOptions { bandwidth_mibps: Some(32), timeout_secs: Some(60), ..Default::default() };
+    let stuck = b.estimate_migration(&id, None, &limited).unwrap();
+    assert_eq!(stuck.bandwidth_source, BandwidthSource::Limit);
+    assert_eq!(stuck.inputs.dirty_rate_bytes_per_sec, 48 * MIB);
+    assert_eq!((stuck.estimate.ending, stuck.estimate.total_ms), (Ending::Abort, Some(60_000)));
+    let post = MigrationOptions { allow_post_copy: true, ..limited.clone() };
+    let post = b.estimate_migration(&id, None, &post).unwrap().estimate;
+    assert_eq!((post.ending, post.precopy_converges), (Ending::PostCopy, false));
+
+    // The bandwidth and setup of migrations completed from the host: their medians.
+    for (i, (processed_mib, elapsed_ms, setup_ms)) in
+        [(100, 1100, 100), (300, 1100, 100), (200, 2100, 100)].iter().enumerate()
+    {
+        let record = MigrationRecord {
+            id: format!("mig-{i:017x}"),
+            account: ACCOUNT.into(),
+            instance_id: id.clone(),
+            source_host: hosts[0].clone(),
+            target_host: hosts[1].clone(),
+            status: MigrationStatus::Completed,
+            options: MigrationOptions::default(),
+            progress: storage::JobProgress {
+                memory_processed_bytes: processed_mib * MIB,
+                time_elapsed_ms: *elapsed_ms,
+                setup_time_ms: *setup_ms,
+                ..Default::default()
+            },
+            cancel_requested: false,
+            post_copy_requested: false,
+            ping_traced: false,
+            ping: None,
+            error: None,
+            created_ms: backend::now_ms(),
+            finished_ms: Some(backend::now_ms()),
+        };
+        b.store().write(|tx| tx.insert(&storage::tables::MIGRATIONS, &record.id, &record)).unwrap();
+    }
+    let learned = b.estimate_migration(&id, None, &MigrationOptions::default()).unwrap();
+    // 100 MiB/s, 300 MiB/s and 200 MiB/2 s: the median is 100 MiB/s.
+    assert_eq!(
+        (learned.bandwidth_source, learned.inputs.bandwidth_bytes_per_sec),
+        (BandwidthSource::History, 100 * MIB)
+    );
+    assert_eq!(learned.inputs.setup_ms, 100);
+
+    // The same refusals as MigrateInstance.
+    let busy = b.migrate_instance(&id, None, MigrationOptions::default()).unwrap();
+    let refused = b.estimate_migration(&id, None, &MigrationOptions::default()).unwrap_err();
+    assert!(matches!(refused, backend::Error::IncorrectInstanceState { state: "migrating", .. }), "{refused:?}");
+    b.cancel_migration(&busy.id).unwrap();
+}

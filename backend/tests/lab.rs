@@ -107,6 +107,12 @@ async fn migrations(b: &Arc<Backend>, launched: &[InstanceRecord]) {
     let mut pinger = Command::new("ping").args(["-D", "-i", "0.01", &public]).stdout(Stdio::piped()).spawn().unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
 
+    // Asked first what it will cost: QEMU measures the guest's dirty rate on the real host.
+    let plan = b.estimate_migration(&moving.id, Some(&other.host_id), &MigrationOptions::default()).unwrap();
+    assert_eq!(plan.target_host, other.host_id);
+    assert!(plan.inputs.resident_bytes > 0, "the host tells the guest's resident memory: {plan:?}");
+    assert_eq!(plan.estimate.ending, backend::migration_plan::Ending::PreCopy, "an idle guest: {plan:?}");
+    let predicted = plan.estimate.total_ms.expect("a converging migration has a total");
     let migration = b.migrate_instance(&moving.id, Some(&other.host_id), MigrationOptions::default()).unwrap();
     assert_eq!(
         (migration.source_host.as_str(), migration.target_host.as_str()),
@@ -125,7 +131,10 @@ async fn migrations(b: &Arc<Backend>, launched: &[InstanceRecord]) {
     assert_eq!(done.status, MigrationStatus::Completed, "{:?}", done.error);
     let p = &done.progress;
     eprintln!(
-        "migration: total {} ms, downtime {} ms, setup {} ms, memory {} of {} bytes, largest ping gap {:.0} ms",
+        "migration: predicted {predicted} ms (dirty rate {} B/s, resident {} B), total {} ms, downtime {} ms, \
+         setup {} ms, memory {} of {} bytes, largest ping gap {:.0} ms",
+        plan.inputs.dirty_rate_bytes_per_sec,
+        plan.inputs.resident_bytes,
         p.time_elapsed_ms,
         p.downtime_ms,
         p.setup_time_ms,

@@ -100,6 +100,10 @@ def test_migration_refusals(pool):
         with pytest.raises(ClientError) as e:
             stratus.migrate_instance(**params)
         assert error_code(e) == code, params
+        # EstimateInstanceMigration takes the same options and refuses alike.
+        with pytest.raises(ClientError) as e:
+            stratus.estimate_instance_migration(**params)
+        assert error_code(e) == code, params
     with pytest.raises(ClientError) as e:
         stratus.describe_instance_migrations(MigrationIds=["mig-0123456789abcdef0"])
     assert error_code(e) == "InvalidMigrationID.NotFound"
@@ -111,9 +115,10 @@ def test_migration_refusals(pool):
 
     ec2.stop_instances(InstanceIds=[instance_id], Force=True)
     wait_states(ec2, [instance_id], "stopped", timeout=30)
-    with pytest.raises(ClientError) as e:
-        stratus.migrate_instance(InstanceId=instance_id)
-    assert error_code(e) == "IncorrectInstanceState"
+    for call in (stratus.migrate_instance, stratus.estimate_instance_migration):
+        with pytest.raises(ClientError) as e:
+            call(InstanceId=instance_id)
+        assert error_code(e) == "IncorrectInstanceState"
 
     # Accounts that are not admins see no hosts and may not migrate, not even as a dry run.
     user = create_account(server, "extension-outsider")
@@ -122,6 +127,7 @@ def test_migration_refusals(pool):
     assert "ControlPlane" not in outsider.describe_hosts()
     for call in (lambda: outsider.migrate_instance(InstanceId=instance_id),
                  lambda: outsider.migrate_instance(InstanceId=instance_id, DryRun=True),
+                 lambda: outsider.estimate_instance_migration(InstanceId=instance_id),
                  lambda: outsider.describe_instance_migrations(),
                  lambda: outsider.modify_hosts(HostIds=[host_id], HostMaintenance="on")):
         with pytest.raises(ClientError) as e:

@@ -51,7 +51,7 @@
 //!
 //! [storage]
 //! backend = "redb"               # or "postgres"
-//! cache_mib = 64                 # redb's page cache
+//! cache_mib = 48                 # redb's page cache
 //! url = "postgresql://stratus@db1,db2/stratus?target_session_attrs=read-write"
 //! connections = 16               # PostgreSQL connections at most
 //! lease_secs = 10                # the conductor's lease among replicas (PostgreSQL)

@@ -126,6 +126,7 @@ pub async fn dispatch(ctx: &Ctx, action: Action) -> Result<Output, Ec2Error> {
         Action::DescribeVpcAttribute(r) => boxed(describe_vpc_attribute::handle(ctx, r).await),
         Action::DescribeVpcs(r) => boxed(describe_vpcs::handle(ctx, r).await),
         Action::DetachVolume(r) => boxed(detach_volume::handle(ctx, r).await),
+        Action::EstimateInstanceMigration(r) => boxed(estimate_instance_migration::handle(ctx, r).await),
         Action::GetConsoleOutput(r) => boxed(get_console_output::handle(ctx, r).await),
         Action::GetInstanceUefiData(r) => boxed(get_instance_uefi_data::handle(ctx, r).await),
         Action::ImportKeyPair(r) => boxed(import_key_pair::handle(ctx, r).await),

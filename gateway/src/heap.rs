@@ -26,9 +26,28 @@ pub static MALLOC_CONF: &u8 = &b"background_thread:true,dirty_decay_ms:1000,muzz
 /// Warns when jemalloc did not take [`MALLOC_CONF`] (its symbol renamed by a feature of the
 /// allocator's crate, say): freed memory would then stay for ten seconds and more.
 pub fn check_options() {
-    if stats().is_some() && !tikv_jemalloc_ctl::opt::background_thread::read().unwrap_or(false) {
+    if stats().is_none() {
+        return;
+    }
+    if !tikv_jemalloc_ctl::opt::background_thread::read().unwrap_or(false) {
         tracing::warn!("jemalloc ignored its options (no background thread): freed memory is returned late");
     }
+    // jemalloc turns per-CPU arenas off where the CPUs it counts disagree (an affinity mask,
+    // offline CPUs): four arenas per CPU then keep more partly used pages.
+    if percpu_arena().as_deref() != Some("percpu") {
+        tracing::warn!(
+            "jemalloc uses four arenas per CPU (per-CPU arenas are off: this machine's CPU count is not \
+             deterministic); expect more resident memory"
+        );
+    }
+}
+
+/// jemalloc's `opt.percpu_arena` as it runs.
+fn percpu_arena() -> Option<String> {
+    // SAFETY: `opt.percpu_arena` is a `const char *` to a static NUL-terminated string.
+    let value = unsafe { tikv_jemalloc_ctl::raw::read::<*const std::ffi::c_char>(b"opt.percpu_arena\0") }.ok()?;
+    // SAFETY: non-null, it points at one of jemalloc's static option names.
+    (!value.is_null()).then(|| unsafe { std::ffi::CStr::from_ptr(value) }.to_string_lossy().into_owned())
 }
 
 /// Starts a thread that gives glibc's free pages back every `period`.

@@ -322,7 +322,9 @@ impl Drop for Store {
 
 /// redb's page cache when none is asked for: pages beyond it are read again from the file
 /// (the kernel's page cache), so memory stays bounded however large the database grows.
-pub const DEFAULT_CACHE_MIB: usize = 64;
+/// 48 MiB kept RSS at 133 MiB with 100,000 instances stored (147 MiB at 64), lookups by id
+/// alike within the benchmark's noise (docs/benchmarks.md, run 6).
+pub const DEFAULT_CACHE_MIB: usize = 48;
 
 /// What redb is asked to cache for `cache_mib` of memory. redb counts a cached page's 4 KiB,
 /// but holds each in an `Arc<[u8]>` whose 16-byte header makes the allocation 4,112 bytes,
@@ -515,7 +517,8 @@ pub trait Reads {
     fn get<V: Record>(&self, t: &Table<V>, key: &str) -> Result<Option<V>>;
     /// Every record whose key starts with `prefix`, in key order.
     fn scan<V: Record>(&self, t: &Table<V>, prefix: &str) -> Result<Vec<(String, V)>>;
-    /// As [`ReadTx::walk_keys`].
+    /// As [`ReadTx::walk_keys`]; `f` reads nothing and writes nothing (in a redb write
+    /// transaction the table is borrowed for the walk).
     fn walk_keys<V: Record>(
         &self,
         t: &Table<V>,
@@ -524,6 +527,9 @@ pub trait Reads {
         f: impl FnMut(&str, &[u8]) -> Result<bool>,
     ) -> Result<()>;
 
+    /// The records at `keys` that exist, in key order (on PostgreSQL one round trip for all).
+    fn get_many<V: Record>(&self, t: &Table<V>, keys: &[&str]) -> Result<Vec<(String, V)>>;
+
     /// Hands `f` each instance that is not terminated, in key order, with its key.
     fn for_each_live_instance(&self, mut f: impl FnMut(&str, InstanceRecord)) -> Result<()> {
         let mut keys = Vec::new();
@@ -531,10 +537,11 @@ pub trait Reads {
             keys.push(key.to_owned());
             Ok(true)
         })?;
-        for key in keys {
-            // The index is written with the record, in one transaction: never one without
-            // the other.
-            if let Some(record) = self.get(&tables::INSTANCES, &key)? {
+        // The index is written with the record, in one transaction: never one without the
+        // other. Read in batches: on PostgreSQL a lookup each would be a round trip each.
+        for batch in keys.chunks(256) {
+            let batch: Vec<&str> = batch.iter().map(String::as_str).collect();
+            for (key, record) in self.get_many(&tables::INSTANCES, &batch)? {
                 f(&key, record);
             }
         }
@@ -574,6 +581,13 @@ impl Reads for ReadTx {
     ) -> Result<()> {
         ReadTx::walk_keys(self, t, prefix, after, f)
     }
+
+    fn get_many<V: Record>(&self, t: &Table<V>, keys: &[&str]) -> Result<Vec<(String, V)>> {
+        match &self.inner {
+            ReadInner::Postgres(conn) => pg_get_many(&mut conn.borrow_mut(), t, keys),
+            ReadInner::Redb { .. } => get_each(self, t, keys),
+        }
+    }
 }
 
 impl Reads for WriteTx<'_> {
@@ -594,6 +608,30 @@ impl Reads for WriteTx<'_> {
     ) -> Result<()> {
         WriteTx::walk_keys(self, t, prefix, after, f)
     }
+
+    fn get_many<V: Record>(&self, t: &Table<V>, keys: &[&str]) -> Result<Vec<(String, V)>> {
+        match &self.inner {
+            WriteInner::Postgres(conn) => pg_get_many(&mut conn.borrow_mut(), t, keys),
+            WriteInner::Redb { .. } => get_each(self, t, keys),
+        }
+    }
+}
+
+/// [`Reads::get_many`] as lookups one by one (redb's are in memory-mapped pages, not round
+/// trips), sorted as PostgreSQL's answer is.
+fn get_each<V: Record>(tx: &impl Reads, t: &Table<V>, keys: &[&str]) -> Result<Vec<(String, V)>> {
+    let mut found = Vec::with_capacity(keys.len());
+    for key in keys {
+        if let Some(record) = tx.get(t, key)? {
+            found.push(((*key).to_owned(), record));
+        }
+    }
+    found.sort_by(|(a, _), (b, _)| a.as_bytes().cmp(b.as_bytes()));
+    Ok(found)
+}
+
+fn pg_get_many<V: Record>(conn: &mut pg::PgConn, t: &Table<V>, keys: &[&str]) -> Result<Vec<(String, V)>> {
+    decode_rows(t, conn.get_many(t.name, keys)?)
 }
 
 type ReadTable = redb::ReadOnlyTable<TextKey, &'static [u8]>;
@@ -700,8 +738,11 @@ fn pg_get<V: Record, P: Part<V>>(conn: &mut pg::PgConn, t: &Table<V>, key: &str)
 }
 
 fn pg_scan<V: Record>(conn: &mut pg::PgConn, t: &Table<V>, prefix: &str) -> Result<Vec<(String, V)>> {
-    conn.scan(t.name, prefix)?
-        .into_iter()
+    decode_rows(t, conn.scan(t.name, prefix)?)
+}
+
+fn decode_rows<V: Record>(t: &Table<V>, rows: Vec<(String, Vec<u8>)>) -> Result<Vec<(String, V)>> {
+    rows.into_iter()
         .map(|(key, bytes)| {
             let value = decode(t.name, &key, &bytes)?;
             Ok((key, value))

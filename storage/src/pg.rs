@@ -78,6 +78,7 @@ const WALK_BATCH: i64 = 256;
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum Sql {
     Get,
+    GetMany,
     ScanAll,
     ScanRange,
     WalkAll,
@@ -104,6 +105,7 @@ impl Sql {
     fn text(self) -> &'static str {
         match self {
             Sql::Get => "SELECT value FROM stratus_records WHERE tbl = $1 AND key = $2",
+            Sql::GetMany => "SELECT key, value FROM stratus_records WHERE tbl = $1 AND key = ANY($2) ORDER BY key",
             Sql::ScanAll => "SELECT key, value FROM stratus_records WHERE tbl = $1 AND key >= $2 ORDER BY key",
             Sql::ScanRange => {
                 "SELECT key, value FROM stratus_records WHERE tbl = $1 AND key >= $2 AND key < $3 ORDER BY key"
@@ -212,6 +214,11 @@ impl PgConn {
 
     pub(crate) fn get(&mut self, table: &str, key: &str) -> Result<Option<Vec<u8>>> {
         Ok(self.query(Sql::Get, &[&table, &key])?.first().map(|row| row.get(0)))
+    }
+
+    /// The records at `keys` that exist, in key order: one round trip for many lookups.
+    pub(crate) fn get_many(&mut self, table: &str, keys: &[&str]) -> Result<Vec<(String, Vec<u8>)>> {
+        Ok(self.query(Sql::GetMany, &[&table, &keys])?.into_iter().map(|row| (row.get(0), row.get(1))).collect())
     }
 
     /// Every row whose key starts with `prefix`, in key order.

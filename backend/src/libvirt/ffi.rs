@@ -190,23 +190,13 @@ pub fn all_domain_stats(conn: &Connect, full: bool) -> Result<Vec<DomainState>, 
             unsafe { std::slice::from_raw_parts(record.params, record.nparams as usize) }
         };
         let mut domain = DomainState { name, state: 0, counters: Default::default() };
-        for param in params {
-            // SAFETY: `field` is a NUL-terminated string within its fixed-size array.
-            let field = unsafe { CStr::from_ptr(param.field.as_ptr()) }.to_bytes();
-            // SAFETY: each union member is read only when `type_` says it is the one set.
-            let value = match param.type_ as u32 {
-                sys::VIR_TYPED_PARAM_INT => (unsafe { param.value.i }) as i64 as u64,
-                sys::VIR_TYPED_PARAM_UINT => u64::from(unsafe { param.value.ui }),
-                sys::VIR_TYPED_PARAM_LLONG => (unsafe { param.value.l }) as u64,
-                sys::VIR_TYPED_PARAM_ULLONG => unsafe { param.value.ul },
-                _ => continue,
-            };
+        for_each_number(params, |field, value| {
             if field == b"state.state" {
                 domain.state = value as c_int;
             } else {
                 add_counter(&mut domain.counters, field, value);
             }
-        }
+        });
         domains.push(domain);
     }
     if !records.is_null() {
@@ -214,6 +204,90 @@ pub fn all_domain_stats(conn: &Connect, full: bool) -> Result<Vec<DomainState>, 
         unsafe { sys::virDomainStatsRecordListFree(records) };
     }
     Ok(domains)
+}
+
+/// Hands `f` each numeric statistic of a record, by name (others are skipped).
+fn for_each_number(params: &[sys::virTypedParameter], mut f: impl FnMut(&[u8], u64)) {
+    for param in params {
+        // SAFETY: `field` is a NUL-terminated string within its fixed-size array.
+        let field = unsafe { CStr::from_ptr(param.field.as_ptr()) }.to_bytes();
+        // SAFETY: each union member is read only when `type_` says it is the one set.
+        let value = match param.type_ as u32 {
+            sys::VIR_TYPED_PARAM_INT => (unsafe { param.value.i }) as i64 as u64,
+            sys::VIR_TYPED_PARAM_UINT => u64::from(unsafe { param.value.ui }),
+            sys::VIR_TYPED_PARAM_LLONG => (unsafe { param.value.l }) as u64,
+            sys::VIR_TYPED_PARAM_ULLONG => unsafe { param.value.ul },
+            _ => continue,
+        };
+        f(field, value);
+    }
+}
+
+/// How fast the guest dirties memory, in bytes a second: libvirt's dirty-rate calculation
+/// (QEMU samples pages and compares their hashes over `period`, whole seconds, at least one),
+/// started and then read back from the domain's statistics once measured; `None` when no
+/// figure came within a few seconds of the period.
+pub fn dirty_rate(domain: &Domain, period: Duration) -> Result<Option<u64>, virt::error::Error> {
+    let seconds = period.as_secs().clamp(1, 60);
+    // SAFETY: `domain` is a live handle for the call.
+    let rc = unsafe {
+        sys::virDomainStartDirtyRateCalc(
+            domain.as_ptr(),
+            seconds as c_int,
+            sys::VIR_DOMAIN_DIRTYRATE_MODE_PAGE_SAMPLING,
+        )
+    };
+    if rc < 0 {
+        return Err(virt::error::Error::last_error());
+    }
+    std::thread::sleep(Duration::from_secs(seconds));
+    // QEMU publishes the figure a moment after the period.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let (status, megabytes) = dirty_rate_stats(domain)?;
+        if status == Some(sys::VIR_DOMAIN_DIRTYRATE_MEASURED as u64) {
+            if let Some(megabytes) = megabytes {
+                return Ok(Some(megabytes.saturating_mul(1 << 20)));
+            }
+        }
+        if std::time::Instant::now() >= deadline {
+            return Ok(None);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The domain's `dirtyrate.calc_status` and `dirtyrate.megabytes_per_second`.
+fn dirty_rate_stats(domain: &Domain) -> Result<(Option<u64>, Option<u64>), virt::error::Error> {
+    // SAFETY: the handle stays owned by `domain`, alive for the call.
+    let mut domains = [unsafe { domain.as_ptr() }, std::ptr::null_mut()];
+    let mut records: *mut sys::virDomainStatsRecordPtr = std::ptr::null_mut();
+    // SAFETY: `domains` is a null-terminated list of one live handle; libvirt allocates the
+    // record list (or fails and leaves it null); it is freed below.
+    let count =
+        unsafe { sys::virDomainListGetStats(domains.as_mut_ptr(), sys::VIR_DOMAIN_STATS_DIRTYRATE, &mut records, 0) };
+    if count < 0 {
+        return Err(virt::error::Error::last_error());
+    }
+    let (mut status, mut megabytes) = (None, None);
+    if count > 0 && !records.is_null() {
+        // SAFETY: libvirt returned `count` (here one) valid record pointers at `records`.
+        let record = unsafe { &**records };
+        if !record.params.is_null() && record.nparams > 0 {
+            // SAFETY: the record owns `nparams` initialised parameters at `params`.
+            let params = unsafe { std::slice::from_raw_parts(record.params, record.nparams as usize) };
+            for_each_number(params, |field, value| match field {
+                b"dirtyrate.calc_status" => status = Some(value),
+                b"dirtyrate.megabytes_per_second" => megabytes = Some(value),
+                _ => {}
+            });
+        }
+    }
+    if !records.is_null() {
+        // SAFETY: the list libvirt returned, freed exactly once, with libvirt's own function.
+        unsafe { sys::virDomainStatsRecordListFree(records) };
+    }
+    Ok((status, megabytes))
 }
 
 /// Folds one statistic (`net.0.rx.bytes`, `block.1.wr.reqs`…) into the domain's counters:

@@ -341,6 +341,16 @@ impl Hypervisor for LibvirtDriver {
         self.with_domain(name, |domain| ffi::start_post_copy(domain).map_err(failed))
     }
 
+    fn dirty_rate(&self, name: &str, period: std::time::Duration) -> Result<u64, DriverError> {
+        self.with_domain(name, |domain| {
+            ffi::dirty_rate(domain, period).map_err(failed)?.ok_or_else(|| {
+                DriverError::Failed(format!(
+                    "{name}: QEMU published no dirty rate within 5 s of the {period:?} measured"
+                ))
+            })
+        })
+    }
+
     fn attach_disk(&self, name: &str, disk: &AttachedDisk) -> Result<(), DriverError> {
         self.with_domain(name, |domain| {
             if has_disk(domain, &disk.target)? {

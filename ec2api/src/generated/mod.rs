@@ -5537,6 +5537,64 @@ impl FromQuery for EnclaveOptionsRequest {
     }
 }
 pub type EphemeralNvmeSupport = String;
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EstimateInstanceMigrationRequest {
+    pub allow_post_copy: Option<bool>,
+    pub auto_converge: Option<bool>,
+    pub bandwidth_mi_bps: Option<i64>,
+    pub dry_run: Option<bool>,
+    pub instance_id: String,
+    pub max_downtime_millis: Option<i64>,
+    pub target_host_id: Option<String>,
+    pub timeout_seconds: Option<i64>,
+}
+
+impl FromQuery for EstimateInstanceMigrationRequest {
+    fn from_query(node: &Node, path: &str) -> Result<Self, Ec2Error> {
+        let d = StructDecoder::new(node, path)?;
+        let value = Self {
+            allow_post_copy: d.optional("AllowPostCopy")?,
+            auto_converge: d.optional("AutoConverge")?,
+            bandwidth_mi_bps: d.optional("BandwidthMiBps")?,
+            dry_run: d.optional("DryRun")?,
+            instance_id: d.required("InstanceId")?,
+            max_downtime_millis: d.optional("MaxDowntimeMillis")?,
+            target_host_id: d.optional("TargetHostId")?,
+            timeout_seconds: d.optional("TimeoutSeconds")?,
+        };
+        d.finish(&[
+            "AllowPostCopy",
+            "AutoConverge",
+            "BandwidthMiBps",
+            "DryRun",
+            "InstanceId",
+            "MaxDowntimeMillis",
+            "TargetHostId",
+            "TimeoutSeconds",
+        ])?;
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EstimateInstanceMigrationResult {
+    pub migration_estimate: Option<InstanceMigrationEstimate>,
+}
+
+impl XmlStruct for EstimateInstanceMigrationResult {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.migration_estimate.write_xml(w, "migrationEstimate");
+    }
+}
+
+impl XmlValue for EstimateInstanceMigrationResult {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
 pub type EventCode = String;
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -6941,6 +6999,53 @@ impl XmlStruct for InstanceMigration {
 }
 
 impl XmlValue for InstanceMigration {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct InstanceMigrationEstimate {
+    pub bandwidth_bytes_per_second: Option<i64>,
+    pub bandwidth_source: Option<String>,
+    pub dirty_rate_bytes_per_second: Option<i64>,
+    pub instance_id: Option<String>,
+    pub memory_bytes: Option<i64>,
+    pub precopy_converges: Option<bool>,
+    pub predicted_downtime_millis: Option<i64>,
+    pub predicted_ending: Option<String>,
+    pub predicted_iterations: Option<i64>,
+    pub predicted_throttle_percent: Option<i64>,
+    pub predicted_total_millis: Option<i64>,
+    pub resident_bytes: Option<i64>,
+    pub setup_millis: Option<i64>,
+    pub source_host_id: Option<String>,
+    pub target_host_id: Option<String>,
+}
+
+impl XmlStruct for InstanceMigrationEstimate {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.bandwidth_bytes_per_second.write_xml(w, "bandwidthBytesPerSecond");
+        self.bandwidth_source.write_xml(w, "bandwidthSource");
+        self.dirty_rate_bytes_per_second.write_xml(w, "dirtyRateBytesPerSecond");
+        self.instance_id.write_xml(w, "instanceId");
+        self.memory_bytes.write_xml(w, "memoryBytes");
+        self.precopy_converges.write_xml(w, "precopyConverges");
+        self.predicted_downtime_millis.write_xml(w, "predictedDowntimeMillis");
+        self.predicted_ending.write_xml(w, "predictedEnding");
+        self.predicted_iterations.write_xml(w, "predictedIterations");
+        self.predicted_throttle_percent.write_xml(w, "predictedThrottlePercent");
+        self.predicted_total_millis.write_xml(w, "predictedTotalMillis");
+        self.resident_bytes.write_xml(w, "residentBytes");
+        self.setup_millis.write_xml(w, "setupMillis");
+        self.source_host_id.write_xml(w, "sourceHostId");
+        self.target_host_id.write_xml(w, "targetHostId");
+    }
+}
+
+impl XmlValue for InstanceMigrationEstimate {
     fn write_xml(&self, w: &mut XmlWriter, name: &str) {
         w.start(name);
         self.write_members(w);
@@ -15969,6 +16074,7 @@ pub enum Action {
     DisassociateRouteTable(DisassociateRouteTableRequest),
     EnableEbsEncryptionByDefault(EnableEbsEncryptionByDefaultRequest),
     EnableSerialConsoleAccess(EnableSerialConsoleAccessRequest),
+    EstimateInstanceMigration(EstimateInstanceMigrationRequest),
     GetConsoleOutput(GetConsoleOutputRequest),
     GetEbsDefaultKmsKeyId(GetEbsDefaultKmsKeyIdRequest),
     GetEbsEncryptionByDefault(GetEbsEncryptionByDefaultRequest),
@@ -16099,6 +16205,7 @@ impl Action {
         "DisassociateRouteTable",
         "EnableEbsEncryptionByDefault",
         "EnableSerialConsoleAccess",
+        "EstimateInstanceMigration",
         "GetConsoleOutput",
         "GetEbsDefaultKmsKeyId",
         "GetEbsEncryptionByDefault",
@@ -16242,6 +16349,7 @@ impl Action {
             "DisassociateRouteTable" => FromQuery::from_query(params, "").map(Self::DisassociateRouteTable),
             "EnableEbsEncryptionByDefault" => FromQuery::from_query(params, "").map(Self::EnableEbsEncryptionByDefault),
             "EnableSerialConsoleAccess" => FromQuery::from_query(params, "").map(Self::EnableSerialConsoleAccess),
+            "EstimateInstanceMigration" => FromQuery::from_query(params, "").map(Self::EstimateInstanceMigration),
             "GetConsoleOutput" => FromQuery::from_query(params, "").map(Self::GetConsoleOutput),
             "GetEbsDefaultKmsKeyId" => FromQuery::from_query(params, "").map(Self::GetEbsDefaultKmsKeyId),
             "GetEbsEncryptionByDefault" => FromQuery::from_query(params, "").map(Self::GetEbsEncryptionByDefault),
@@ -16382,6 +16490,7 @@ impl Action {
             Self::DisassociateRouteTable(_) => "DisassociateRouteTable",
             Self::EnableEbsEncryptionByDefault(_) => "EnableEbsEncryptionByDefault",
             Self::EnableSerialConsoleAccess(_) => "EnableSerialConsoleAccess",
+            Self::EstimateInstanceMigration(_) => "EstimateInstanceMigration",
             Self::GetConsoleOutput(_) => "GetConsoleOutput",
             Self::GetEbsDefaultKmsKeyId(_) => "GetEbsDefaultKmsKeyId",
             Self::GetEbsEncryptionByDefault(_) => "GetEbsEncryptionByDefault",
@@ -16514,6 +16623,7 @@ impl Action {
             Self::DisassociateRouteTable(r) => r.dry_run == Some(true),
             Self::EnableEbsEncryptionByDefault(r) => r.dry_run == Some(true),
             Self::EnableSerialConsoleAccess(r) => r.dry_run == Some(true),
+            Self::EstimateInstanceMigration(r) => r.dry_run == Some(true),
             Self::GetConsoleOutput(r) => r.dry_run == Some(true),
             Self::GetEbsDefaultKmsKeyId(r) => r.dry_run == Some(true),
             Self::GetEbsEncryptionByDefault(r) => r.dry_run == Some(true),
@@ -16644,6 +16754,7 @@ pub type DisassociateAddressOutput = ReturnTrue;
 pub type DisassociateRouteTableOutput = ReturnTrue;
 pub type EnableEbsEncryptionByDefaultOutput = EnableEbsEncryptionByDefaultResult;
 pub type EnableSerialConsoleAccessOutput = EnableSerialConsoleAccessResult;
+pub type EstimateInstanceMigrationOutput = EstimateInstanceMigrationResult;
 pub type GetConsoleOutputOutput = GetConsoleOutputResult;
 pub type GetEbsDefaultKmsKeyIdOutput = GetEbsDefaultKmsKeyIdResult;
 pub type GetEbsEncryptionByDefaultOutput = GetEbsEncryptionByDefaultResult;

@@ -91,6 +91,7 @@ pub mod disassociate_address;
 pub mod disassociate_route_table;
 pub mod enable_ebs_encryption_by_default;
 pub mod enable_serial_console_access;
+pub mod estimate_instance_migration;
 pub mod get_console_output;
 pub mod get_ebs_default_kms_key_id;
 pub mod get_ebs_encryption_by_default;
@@ -145,8 +146,13 @@ use ec2api::{Ec2Error, Tag, TagSpecification};
 
 /// Actions only admin accounts may call (Stratus's extensions, and changing hosts).
 /// (ModifyHosts is a tenant's for its dedicated hosts; `HostMaintenance` in it is the admin's.)
-pub const ADMIN_ONLY: &[&str] =
-    &["MigrateInstance", "DescribeInstanceMigrations", "CancelInstanceMigration", "StartInstanceMigrationPostCopy"];
+pub const ADMIN_ONLY: &[&str] = &[
+    "MigrateInstance",
+    "EstimateInstanceMigration",
+    "DescribeInstanceMigrations",
+    "CancelInstanceMigration",
+    "StartInstanceMigrationPostCopy",
+];
 
 /// A resource under the filter engine: the item, its tags, and how it answers filter names.
 pub struct Row<'a, T> {

@@ -1,0 +1,250 @@
+//! What a live migration will cost, before it starts: a model of QEMU's pre-copy, pure, from
+//! figures the caller measures (the guest's memory and dirty rate on the source, the path's
+//! bandwidth, the fixed costs seen in earlier migrations).
+//!
+//! 1. The first pass sends the memory the guest has touched (QEMU skips pages never written:
+//!    an idle guest sends its resident set, not its size).
+//! 2. Each later pass sends what the guest dirtied during the one before. At the end of each
+//!    pass QEMU looks at what is left: if it can be sent within the allowed downtime, it pauses
+//!    the guest, sends it with the devices' state, and the target takes over (the downtime is
+//!    that send plus a fixed part: device state, the target starting the vCPUs).
+//! 3. With a dirty rate below the bandwidth each pass is shorter by their ratio, and pre-copy
+//!    converges; at or above it, it never does. Then, if allowed, auto-converge throttles the
+//!    vCPUs (QEMU starts at 20% once a pass dirtied more than half of what it sent, and adds
+//!    10% per such pass, up to 99%), and post-copy switches the guest to the target after
+//!    [`crate::migration::POST_COPY_AFTER_ITERATIONS`] passes, the rest following on demand.
+//! 4. Without either, or past the timeout, the migration is expected to be aborted with the
+//!    guest still on the source.
+//!
+//! The model ignores what cannot be known in advance (compression of zero pages beyond the
+//! resident set, a dirty rate that changes): the benchmark reports how far it is off.
+
+/// QEMU's default allowed downtime when the migration sets none.
+pub const DEFAULT_MAX_DOWNTIME_MS: u64 = 300;
+
+/// Passes the model follows at most (a guest that never converges and has no way out would
+/// otherwise loop until its timeout).
+const MAX_PASSES: u32 = 10_000;
+
+/// What the estimate is made from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Inputs {
+    /// The guest's memory.
+    pub memory_bytes: u64,
+    /// What the first pass sends: the memory the guest has touched (its QEMU's resident set,
+    /// at most `memory_bytes`); 0 when unknown, taken as all of it.
+    pub resident_bytes: u64,
+    /// How fast the guest dirties memory (libvirt's dirty-rate calculation).
+    pub dirty_rate_bytes_per_sec: u64,
+    /// How fast the path moves memory (a limit the migration sets, else what earlier
+    /// migrations from the same host reached).
+    pub bandwidth_bytes_per_sec: u64,
+    /// Time before the first byte of memory moves (the target's preparation).
+    pub setup_ms: u64,
+    /// The downtime's fixed part (devices' state, the target taking over).
+    pub switch_ms: u64,
+    /// The longest pause allowed; [`DEFAULT_MAX_DOWNTIME_MS`] when none.
+    pub max_downtime_ms: Option<u64>,
+    pub auto_converge: bool,
+    pub allow_post_copy: bool,
+    pub timeout_ms: Option<u64>,
+}
+
+/// How the migration is expected to end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// Pre-copy converges by itself.
+    PreCopy,
+    /// Pre-copy converges once auto-converge throttled the guest.
+    AutoConverge,
+    /// The guest switches to the target in post-copy and its memory follows.
+    PostCopy,
+    /// It does not end within its timeout (or at all): aborted, the guest stays on the source.
+    Abort,
+}
+
+/// The prediction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Estimate {
+    pub ending: Ending,
+    /// From the start to the guest running on the target (to the abort, for [`Ending::Abort`];
+    /// `None` when nothing would stop a migration that never ends).
+    pub total_ms: Option<u64>,
+    /// The guest's pause at the switch-over (0 when it does not switch).
+    pub downtime_ms: u64,
+    /// Passes over memory before the switch-over.
+    pub iterations: u32,
+    /// The throttle auto-converge reached.
+    pub throttle_percent: u8,
+    /// Whether pre-copy alone (no throttle, no post-copy) is expected to converge.
+    pub precopy_converges: bool,
+}
+
+/// Milliseconds to send `bytes` at `rate` bytes a second (a rate of 0 never sends).
+fn send_ms(bytes: f64, rate: f64) -> f64 {
+    if bytes <= 0.0 {
+        0.0
+    } else if rate <= 0.0 {
+        f64::INFINITY
+    } else {
+        bytes / rate * 1000.0
+    }
+}
+
+/// Follows pre-copy pass by pass under `inputs`, with the escalations it allows.
+pub fn estimate(inputs: &Inputs) -> Estimate {
+    let plain = Inputs { auto_converge: false, allow_post_copy: false, timeout_ms: None, ..inputs.clone() };
+    let precopy_converges = simulate(&plain).ending == Ending::PreCopy;
+    Estimate { precopy_converges, ..simulate(inputs) }
+}
+
+fn simulate(inputs: &Inputs) -> Estimate {
+    let resident = match (inputs.resident_bytes, inputs.memory_bytes) {
+        (0, memory) => memory,
+        (resident, 0) => resident,
+        (resident, memory) => resident.min(memory),
+    } as f64;
+    let bandwidth = inputs.bandwidth_bytes_per_sec as f64;
+    let dirty_rate = inputs.dirty_rate_bytes_per_sec as f64;
+    let max_downtime = inputs.max_downtime_ms.unwrap_or(DEFAULT_MAX_DOWNTIME_MS) as f64;
+    let timeout = inputs.timeout_ms.map(|t| t as f64);
+    let mut elapsed = inputs.setup_ms as f64;
+    let mut throttle = 0u8;
+    let mut to_send = resident;
+    let abort = |iterations, throttle| Estimate {
+        ending: Ending::Abort,
+        total_ms: inputs.timeout_ms,
+        downtime_ms: 0,
+        iterations,
+        throttle_percent: throttle,
+        precopy_converges: false,
+    };
+    for pass in 1..=MAX_PASSES {
+        let took = send_ms(to_send, bandwidth);
+        if timeout.is_some_and(|t| elapsed + took > t) || !took.is_finite() {
+            return abort(pass - 1, throttle);
+        }
+        elapsed += took;
+        // What the guest dirtied meanwhile, never more than it has touched.
+        let rate = dirty_rate * (100 - throttle) as f64 / 100.0;
+        let left = (rate * took / 1000.0).min(resident);
+        let last = send_ms(left, bandwidth);
+        if last <= max_downtime {
+            let downtime = last + inputs.switch_ms as f64;
+            let ending = if throttle > 0 { Ending::AutoConverge } else { Ending::PreCopy };
+            return Estimate {
+                ending,
+                total_ms: Some((elapsed + downtime) as u64),
+                downtime_ms: downtime as u64,
+                iterations: pass,
+                throttle_percent: throttle,
+                precopy_converges: false,
+            };
+        }
+        if inputs.allow_post_copy && u64::from(pass) >= crate::migration::POST_COPY_AFTER_ITERATIONS {
+            // The guest moves now; what is left follows while it runs on the target.
+            let total = elapsed + inputs.switch_ms as f64 + last;
+            return Estimate {
+                ending: Ending::PostCopy,
+                total_ms: Some(total as u64),
+                downtime_ms: inputs.switch_ms,
+                iterations: pass,
+                throttle_percent: throttle,
+                precopy_converges: false,
+            };
+        }
+        // QEMU's trigger: a pass (after the first) that dirtied over half of what it sent.
+        if inputs.auto_converge && pass >= 2 && left > to_send / 2.0 {
+            throttle = if throttle == 0 { 20 } else { (throttle + 10).min(99) };
+        }
+        to_send = left;
+    }
+    abort(MAX_PASSES, throttle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: u64 = 1 << 20;
+
+    fn inputs(memory_mib: u64, dirty_mibps: u64, bandwidth_mibps: u64) -> Inputs {
+        Inputs {
+            memory_bytes: memory_mib * MIB,
+            resident_bytes: 0,
+            dirty_rate_bytes_per_sec: dirty_mibps * MIB,
+            bandwidth_bytes_per_sec: bandwidth_mibps * MIB,
+            setup_ms: 100,
+            switch_ms: 40,
+            max_downtime_ms: None,
+            auto_converge: false,
+            allow_post_copy: false,
+            timeout_ms: None,
+        }
+    }
+
+    #[test]
+    fn an_idle_guest_sends_what_it_touched_once() {
+        let idle = Inputs { resident_bytes: 64 * MIB, ..inputs(1024, 0, 128) };
+        let e = estimate(&idle);
+        // 64 MiB at 128 MiB/s: 500 ms, after 100 ms of setup, then the 40 ms switch.
+        assert_eq!((e.ending, e.iterations, e.downtime_ms, e.total_ms), (Ending::PreCopy, 1, 40, Some(640)));
+        assert!(e.precopy_converges);
+        // Unknown resident set: all of memory.
+        assert_eq!(estimate(&inputs(256, 0, 128)).total_ms, Some(100 + 2000 + 40));
+    }
+
+    #[test]
+    fn a_dirtying_guest_takes_geometric_passes() {
+        // Half the bandwidth dirtied: passes of 2 s, 1 s and 0.5 s; what is left after the
+        // third (32 MiB, 250 ms to send) fits the 300 ms default.
+        let e = estimate(&inputs(256, 64, 128));
+        assert_eq!((e.ending, e.iterations), (Ending::PreCopy, 3));
+        assert_eq!(e.downtime_ms, 250 + 40);
+        assert_eq!(e.total_ms, Some(100 + 2000 + 1000 + 500 + 250 + 40));
+        // A tighter budget costs passes, never more downtime than it allows.
+        let tight = estimate(&Inputs { max_downtime_ms: Some(50), ..inputs(256, 64, 128) });
+        assert_eq!(tight.iterations, 6);
+        assert!(tight.downtime_ms <= 50 + 40, "{tight:?}");
+    }
+
+    #[test]
+    fn more_downtime_allowed_never_takes_more_passes_or_time() {
+        for dirty in [0, 16, 64, 100, 120] {
+            let mut before: Option<Estimate> = None;
+            for allowed in [10, 50, 100, 300, 1000, 5000] {
+                let e = estimate(&Inputs { max_downtime_ms: Some(allowed), ..inputs(512, dirty, 128) });
+                assert!(e.downtime_ms <= allowed + 40, "{dirty} {allowed}: {e:?}");
+                if let Some(b) = &before {
+                    assert!(e.iterations <= b.iterations && e.total_ms <= b.total_ms, "{dirty} {allowed}: {e:?} {b:?}");
+                }
+                before = Some(e);
+            }
+        }
+    }
+
+    #[test]
+    fn a_guest_dirtying_faster_than_the_path_needs_a_way_out() {
+        let fast = inputs(256, 200, 128);
+        let stuck = estimate(&Inputs { timeout_ms: Some(30_000), ..fast.clone() });
+        assert_eq!((stuck.ending, stuck.total_ms, stuck.precopy_converges), (Ending::Abort, Some(30_000), false));
+        // Nothing stops it at all: no total.
+        assert_eq!(estimate(&fast).total_ms, None);
+        // Post-copy: four passes (the first 2 s, then the whole 256 MiB resident each), then
+        // the switch, then what is left follows.
+        let post = estimate(&Inputs { allow_post_copy: true, ..fast.clone() });
+        assert_eq!((post.ending, post.iterations, post.downtime_ms), (Ending::PostCopy, 4, 40));
+        assert_eq!(post.total_ms, Some(100 + 4 * 2000 + 40 + 2000));
+        // Auto-converge: the throttle rises until the guest dirties slowly enough.
+        let throttled = estimate(&Inputs { auto_converge: true, ..fast });
+        assert_eq!(throttled.ending, Ending::AutoConverge);
+        assert!(throttled.throttle_percent >= 50, "{throttled:?}");
+        assert!(!throttled.precopy_converges);
+    }
+
+    #[test]
+    fn a_migration_that_cannot_send_is_aborted_not_predicted_forever() {
+        let nothing = estimate(&Inputs { timeout_ms: Some(5_000), ..inputs(256, 0, 0) });
+        assert_eq!((nothing.ending, nothing.total_ms), (Ending::Abort, Some(5_000)));
+    }
+}
