@@ -63,6 +63,18 @@ pub enum Ending {
     Abort,
 }
 
+impl Ending {
+    /// As answers and records name it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::PreCopy => "pre-copy",
+            Self::AutoConverge => "auto-converge",
+            Self::PostCopy => "post-copy",
+            Self::Abort => "abort",
+        }
+    }
+}
+
 /// The prediction.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Estimate {

@@ -149,6 +149,7 @@ fn estimates_follow_the_guest_and_the_hosts_history() {
             error: None,
             created_ms: backend::now_ms(),
             finished_ms: Some(backend::now_ms()),
+            prediction: None,
         };
         b.store().write(|tx| tx.insert(&storage::tables::MIGRATIONS, &record.id, &record)).unwrap();
     }
@@ -159,10 +160,47 @@ fn estimates_follow_the_guest_and_the_hosts_history() {
         (BandwidthSource::History, 100 * MIB)
     );
     assert_eq!(learned.inputs.setup_ms, 100);
+    // None of those was predicted: the first pass is all of the resident memory.
+    assert_eq!((learned.resident_bytes, learned.inputs.resident_bytes), (64 * MIB, 64 * MIB));
+    // One predicted to take a single pass sent a quarter of the resident memory it was
+    // predicted from (100 of 400 MiB): later first passes are a quarter too.
+    b.store()
+        .write(|tx| {
+            let mut record = tx.get(&storage::tables::MIGRATIONS, "mig-00000000000000000")?.unwrap();
+            record.prediction = Some(storage::MigrationPrediction {
+                ending: "pre-copy".into(),
+                iterations: 1,
+                resident_bytes: 400 * MIB,
+                ..Default::default()
+            });
+            tx.insert(&storage::tables::MIGRATIONS, &record.id, &record)
+        })
+        .unwrap();
+    let calibrated = b.estimate_migration(&id, None, &MigrationOptions::default()).unwrap();
+    assert_eq!((calibrated.resident_bytes, calibrated.inputs.resident_bytes), (64 * MIB, 16 * MIB));
 
     // The same refusals as MigrateInstance.
     let busy = b.migrate_instance(&id, None, MigrationOptions::default()).unwrap();
     let refused = b.estimate_migration(&id, None, &MigrationOptions::default()).unwrap_err();
     assert!(matches!(refused, backend::Error::IncorrectInstanceState { state: "migrating", .. }), "{refused:?}");
     b.cancel_migration(&busy.id).unwrap();
+}
+
+/// Every migration records what was predicted before it started, beside what happened.
+#[test]
+fn a_migration_records_its_prediction() {
+    let dir = tempfile::tempdir().unwrap();
+    let (b, cloud, id, hosts) = setup(MigrationScript::Converges, dir.path());
+    let uri = b.hosts().get(&hosts[0]).unwrap().config.uri.clone();
+    let counters = backend::hypervisor::DomainCounters { rss_kib: 128 * 1024, ..Default::default() };
+    cloud.set_counters(&uri, &id, counters);
+    let migration = b.migrate_instance(&id, None, MigrationOptions::default()).unwrap();
+    assert_eq!(migration.prediction, None, "predicted when it runs, not when it is asked for");
+    let done = run(&b, &id, &migration);
+    assert_eq!(done.status, MigrationStatus::Completed, "{:?}", done.error);
+    let predicted = done.prediction.expect("a prediction");
+    assert_eq!((predicted.ending.as_str(), predicted.iterations), ("pre-copy", 1));
+    assert_eq!((predicted.resident_bytes, predicted.first_pass_bytes), (128 << 20, 128 << 20));
+    // 128 MiB at the default 128 MiB/s: a second, and the fixed parts.
+    assert!(predicted.total_ms.is_some_and(|t| (1000..1200).contains(&t)), "{predicted:?}");
 }

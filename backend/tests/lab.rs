@@ -129,6 +129,8 @@ async fn migrations(b: &Arc<Backend>, launched: &[InstanceRecord]) {
     std::io::Read::read_to_string(pinger.stdout.as_mut().unwrap(), &mut transcript).unwrap();
     let _ = pinger.wait();
     assert_eq!(done.status, MigrationStatus::Completed, "{:?}", done.error);
+    let recorded = done.prediction.clone().expect("the real host measured the guest before it moved");
+    eprintln!("migration's own prediction: {recorded:?}");
     let p = &done.progress;
     eprintln!(
         "migration: predicted {predicted} ms (dirty rate {} B/s, resident {} B), total {} ms, downtime {} ms, \
@@ -184,7 +186,16 @@ async fn migrations(b: &Arc<Backend>, launched: &[InstanceRecord]) {
     let target_id = moving.host_id.clone();
     let slow = MigrationOptions { bandwidth_mibps: Some(2), ..Default::default() };
     let doomed = b.migrate_instance(&other.id, Some(&target_id), slow).unwrap();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Killed once memory moves (after the prediction's measurement, libvirt's preparation).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while b
+        .migration(&doomed.id)
+        .unwrap()
+        .is_some_and(|m| matches!(m.status, MigrationStatus::Queued | MigrationStatus::Preparing))
+    {
+        assert!(Instant::now() < deadline, "the migration never started copying");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let target_index = if uris_index(b, &target_id) == 0 { "1" } else { "2" };
     let pid = std::fs::read_to_string(format!("/var/lib/stratus/lab/h{target_index}/libvirtd.pid")).unwrap();
     let killed = Command::new("kill").args(["-9", pid.trim()]).status().unwrap();

@@ -521,10 +521,30 @@ pub struct MigrationRecord {
     pub error: Option<String>,
     pub created_ms: i64,
     pub finished_ms: Option<i64>,
+    /// What was predicted before it started (`backend::migration_plan`); `None` when the
+    /// source could not measure the guest.
+    #[serde(default)]
+    pub prediction: Option<MigrationPrediction>,
 }
 
 impl Record for MigrationRecord {
     const VERSION: u8 = 1;
+}
+
+/// A migration's prediction and what it was made from, kept beside what happened.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MigrationPrediction {
+    /// `pre-copy`, `auto-converge`, `post-copy` or `abort`.
+    pub ending: String,
+    pub total_ms: Option<u64>,
+    pub downtime_ms: u64,
+    pub iterations: u32,
+    pub dirty_rate_bytes_per_sec: u64,
+    /// The guest's QEMU's resident memory then, and what the first pass was expected to send
+    /// of it.
+    pub resident_bytes: u64,
+    pub first_pass_bytes: u64,
+    pub bandwidth_bytes_per_sec: u64,
 }
 
 /// What a migration's ping trace measured (`backend::ping_trace`).

@@ -6957,6 +6957,10 @@ pub struct InstanceMigration {
     pub pings_sent: Option<i64>,
     pub post_copy_requested: Option<bool>,
     pub post_copy_requests: Option<i64>,
+    pub predicted_downtime_millis: Option<i64>,
+    pub predicted_ending: Option<String>,
+    pub predicted_iterations: Option<i64>,
+    pub predicted_total_millis: Option<i64>,
     pub setup_time_millis: Option<i64>,
     pub source_host_id: Option<String>,
     pub start_time: Option<Timestamp>,
@@ -6988,6 +6992,10 @@ impl XmlStruct for InstanceMigration {
         self.pings_sent.write_xml(w, "pingsSent");
         self.post_copy_requested.write_xml(w, "postCopyRequested");
         self.post_copy_requests.write_xml(w, "postCopyRequests");
+        self.predicted_downtime_millis.write_xml(w, "predictedDowntimeMillis");
+        self.predicted_ending.write_xml(w, "predictedEnding");
+        self.predicted_iterations.write_xml(w, "predictedIterations");
+        self.predicted_total_millis.write_xml(w, "predictedTotalMillis");
         self.setup_time_millis.write_xml(w, "setupTimeMillis");
         self.source_host_id.write_xml(w, "sourceHostId");
         self.start_time.write_xml(w, "startTime");
@@ -7011,6 +7019,7 @@ pub struct InstanceMigrationEstimate {
     pub bandwidth_bytes_per_second: Option<i64>,
     pub bandwidth_source: Option<String>,
     pub dirty_rate_bytes_per_second: Option<i64>,
+    pub first_pass_bytes: Option<i64>,
     pub instance_id: Option<String>,
     pub memory_bytes: Option<i64>,
     pub precopy_converges: Option<bool>,
@@ -7030,6 +7039,7 @@ impl XmlStruct for InstanceMigrationEstimate {
         self.bandwidth_bytes_per_second.write_xml(w, "bandwidthBytesPerSecond");
         self.bandwidth_source.write_xml(w, "bandwidthSource");
         self.dirty_rate_bytes_per_second.write_xml(w, "dirtyRateBytesPerSecond");
+        self.first_pass_bytes.write_xml(w, "firstPassBytes");
         self.instance_id.write_xml(w, "instanceId");
         self.memory_bytes.write_xml(w, "memoryBytes");
         self.precopy_converges.write_xml(w, "precopyConverges");

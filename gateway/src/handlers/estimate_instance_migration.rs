@@ -1,18 +1,7 @@
-use backend::migration_plan::Ending;
 use ec2api::{Ec2Error, EstimateInstanceMigrationOutput, EstimateInstanceMigrationRequest, InstanceMigrationEstimate};
 
 use super::check_ids;
 use crate::context::Ctx;
-
-/// The ending as the answer names it.
-fn ending(e: Ending) -> &'static str {
-    match e {
-        Ending::PreCopy => "pre-copy",
-        Ending::AutoConverge => "auto-converge",
-        Ending::PostCopy => "post-copy",
-        Ending::Abort => "abort",
-    }
-}
 
 /// Stratus extension (admin): measures the guest on its host for a second (on the blocking
 /// pool) and answers the prediction; nothing is recorded or moved.
@@ -38,12 +27,13 @@ pub async fn handle(
             source_host_id: Some(plan.source_host.clone()),
             target_host_id: Some(plan.target_host.clone()),
             memory_bytes: long(inputs.memory_bytes),
-            resident_bytes: long(inputs.resident_bytes),
+            resident_bytes: long(plan.resident_bytes),
+            first_pass_bytes: long(inputs.resident_bytes),
             dirty_rate_bytes_per_second: long(inputs.dirty_rate_bytes_per_sec),
             bandwidth_bytes_per_second: long(inputs.bandwidth_bytes_per_sec),
             bandwidth_source: Some(plan.bandwidth_source.name().to_owned()),
             setup_millis: long(inputs.setup_ms),
-            predicted_ending: Some(ending(estimate.ending).to_owned()),
+            predicted_ending: Some(estimate.ending.name().to_owned()),
             precopy_converges: Some(estimate.precopy_converges),
             predicted_iterations: long(u64::from(estimate.iterations)),
             predicted_total_millis: estimate.total_ms.and_then(long),

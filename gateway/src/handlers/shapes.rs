@@ -374,6 +374,10 @@ pub fn migration(m: &storage::MigrationRecord) -> ec2api::InstanceMigration {
         error_message: m.error.clone(),
         start_time: Some(timestamp(m.created_ms)),
         end_time: m.finished_ms.map(timestamp),
+        predicted_ending: m.prediction.as_ref().map(|p| p.ending.clone()),
+        predicted_total_millis: m.prediction.as_ref().and_then(|p| p.total_ms).and_then(long),
+        predicted_downtime_millis: m.prediction.as_ref().and_then(|p| long(p.downtime_ms)),
+        predicted_iterations: m.prediction.as_ref().and_then(|p| long(p.iterations.into())),
     }
 }
 
