@@ -273,13 +273,16 @@ impl Backend {
             }
             Err(other) => return Err(Error::Driver(other)),
         };
-        // QEMU's resident memory; unknown (0) when the host does not tell.
-        let resident = source
-            .driver
-            .sample()
-            .ok()
-            .and_then(|s| s.domains.into_iter().find(|d| d.name == instance.id))
-            .map_or(0, |d| d.counters.rss_kib.saturating_mul(1024));
+        // QEMU's resident memory, from the monitoring's last sample of the host (a fresh bulk
+        // call reads every domain there); unknown (0) when the host does not tell.
+        let rss = |s: &crate::hypervisor::HostSample| {
+            s.domains.iter().find(|d| d.name == instance.id).map(|d| d.counters.rss_kib)
+        };
+        let collected = self.last_samples().into_iter().find(|(host, _, _)| *host == instance.host_id);
+        let resident = collected
+            .and_then(|(_, _, sample)| rss(&sample))
+            .or_else(|| source.driver.sample().ok().and_then(|s| rss(&s)))
+            .map_or(0, |kib| kib.saturating_mul(1024));
         let history: Vec<MigrationRecord> = self
             .migrations()?
             .into_iter()

@@ -99,6 +99,11 @@ fn estimates_follow_the_guest_and_the_hosts_history() {
     let uri = b.hosts().get(&hosts[0]).unwrap().config.uri.clone();
     let counters = backend::hypervisor::DomainCounters { rss_kib: 64 * 1024, ..Default::default() };
     cloud.set_counters(&uri, &id, counters);
+    // Estimates read the resident memory from the monitoring's last sample of the host, not
+    // from a bulk call of their own: a later change shows at the next collection.
+    b.collect().unwrap();
+    let later = backend::hypervisor::DomainCounters { rss_kib: 1024, ..Default::default() };
+    cloud.set_counters(&uri, &id, later);
 
     // Idle: one pass over the 64 MiB it touched, at the default bandwidth (no history yet).
     let idle = b.estimate_migration(&id, None, &MigrationOptions::default()).unwrap();

@@ -19,7 +19,7 @@ use std::time::Duration;
 /// The C side reads one `const char *`: a thin pointer to a NUL-terminated string.
 /// One arena per CPU instead of four: every arena keeps partly used pages of its own, and with
 /// eight of them on two CPUs those were 32-35 MiB around ~95 MiB of live data at 100,000
-/// stored; with two, 11-17 MiB (RSS 160 against 174-186 MiB in the same benchmark).
+/// stored; with two, 11-17 MiB (RSS 160 against 174-186 MiB in benchmark runs of the same hour).
 #[export_name = "_rjem_malloc_conf"]
 pub static MALLOC_CONF: &u8 = &b"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0,percpu_arena:percpu\0"[0];
 

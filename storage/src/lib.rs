@@ -329,7 +329,7 @@ pub const DEFAULT_CACHE_MIB: usize = 48;
 /// What redb is asked to cache for `cache_mib` of memory. redb counts a cached page's 4 KiB,
 /// but holds each in an `Arc<[u8]>` whose 16-byte header makes the allocation 4,112 bytes,
 /// which jemalloc serves from its 5,120-byte size class (a heap profile at 100,000 stored:
-/// 67 MiB of pages asked for, ~83 MiB held, for a 64 MiB cache). So it is asked for four
+/// 67 MiB of pages asked for with a 64 MiB cache, so ~83 MiB in that class). So it is asked for four
 /// fifths: `cache_mib` is what the cache holds of memory.
 pub fn redb_cache_bytes(cache_mib: usize) -> usize {
     (cache_mib << 20) / 5 * 4
