@@ -187,6 +187,10 @@ impl Hypervisor for HostBridge {
         let name = name.to_owned();
         self.timed("start_post_copy", move |d| d.start_post_copy(&name))
     }
+    fn set_migration_downtime(&self, name: &str, ms: u64) -> Result<(), DriverError> {
+        let name = name.to_owned();
+        self.timed("set_migration_downtime", move |d| d.set_migration_downtime(&name, ms))
+    }
     fn dirty_rate(&self, name: &str, period: Duration) -> Result<u64, DriverError> {
         let name = name.to_owned();
         self.call("dirty_rate", Some(self.call_timeout + period), move |d| d.dirty_rate(&name, period))

@@ -19,7 +19,9 @@
 //!    gone from the source; on failure it still runs on the source, unless the host reports
 //!    otherwise in its error, which callers confirm by reading both hosts. `job_progress`
 //!    answers `None` when no job runs. `start_post_copy` during a migration switches it to
-//!    post-copy: from then on it ends on the target.
+//!    post-copy: from then on it ends on the target, or, if post-copy fails, paused on both
+//!    hosts (the source cannot take the guest back). `set_migration_downtime` changes the
+//!    pause a running migration may take from its next pass on.
 //! 6. Disk and NIC calls act on a running domain; its persistent definition is not touched.
 //! 7. A host that cannot be reached fails with [`DriverError::Unreachable`]; the call may be
 //!    retried later. Any call may also take as long as the host takes: callers bound it
@@ -77,6 +79,9 @@ pub enum MigrationScript {
     NeverConverges,
     /// The copy fails and the source loses the guest.
     FailsAndLosesGuest,
+    /// Never converges; after a switch to post-copy the connection breaks and the guest is
+    /// left paused on both hosts.
+    PostCopyFails,
 }
 
 /// A domain as the fake holds it.
@@ -141,6 +146,8 @@ struct World {
     /// How many progress reads came before the switch to post-copy.
     post_copy_at: Option<u64>,
     aborted: bool,
+    /// The downtime allowances of the last migration, the one it started with first.
+    downtimes: Vec<u64>,
 }
 
 #[derive(Default)]
@@ -228,6 +235,11 @@ impl FakeCloud {
     pub fn post_copy_after_polls(&self) -> Option<u64> {
         self.world().post_copy_at
     }
+
+    /// The downtime allowances the last migration was given, in order (ms).
+    pub fn migration_downtimes(&self) -> Vec<u64> {
+        self.world().downtimes.clone()
+    }
 }
 
 /// One fake host: a [`Hypervisor`].
@@ -302,6 +314,15 @@ impl FakeHost {
             }
             if world.aborted {
                 return Err(DriverError::Failed("operation aborted".into()));
+            }
+            if world.script == MigrationScript::PostCopyFails && world.post_copy {
+                let source = world.hosts.entry(self.uri.clone()).or_default();
+                let mut domain =
+                    source.domains.get(name).cloned().ok_or_else(|| DriverError::NoDomain(name.to_owned()))?;
+                domain.state = PowerState::Paused;
+                source.domains.insert(name.to_owned(), domain.clone());
+                world.hosts.entry(target_uri.to_owned()).or_default().domains.insert(name.to_owned(), domain);
+                return Err(DriverError::Failed("post-copy failed: the connection to the target broke".into()));
             }
             if converged || world.post_copy {
                 let keys = world.hosts.get(&self.uri).and_then(|h| h.domains.get(name)).map(FakeDomain::keys);
@@ -491,11 +512,12 @@ impl Hypervisor for FakeHost {
         self.cloud.world().hosts.entry(self.uri.clone()).or_default().sinks.push(sink);
     }
 
-    fn migrate(&self, name: &str, target_uri: &str, _: &MigrationOptions) -> Result<(), DriverError> {
+    fn migrate(&self, name: &str, target_uri: &str, options: &MigrationOptions) -> Result<(), DriverError> {
         {
             let mut world = self.answering()?;
             world.migrating = Some(name.to_owned());
             (world.polls, world.post_copy, world.post_copy_at, world.aborted) = (0, false, None, false);
+            world.downtimes = options.max_downtime_ms.into_iter().collect();
         }
         let result = self.run_migration(name, target_uri);
         self.cloud.world().migrating = None;
@@ -536,6 +558,14 @@ impl Hypervisor for FakeHost {
         let mut world = self.answering()?;
         world.post_copy = true;
         world.post_copy_at = Some(world.polls);
+        Ok(())
+    }
+
+    fn set_migration_downtime(&self, name: &str, ms: u64) -> Result<(), DriverError> {
+        let mut world = self.answering()?;
+        if world.migrating.as_deref() == Some(name) {
+            world.downtimes.push(ms);
+        }
         Ok(())
     }
 

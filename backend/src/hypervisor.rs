@@ -272,6 +272,9 @@ pub trait Hypervisor: Send + Sync {
     fn abort_job(&self, name: &str) -> Result<(), DriverError>;
     /// Switches a running migration (started with post-copy allowed) to post-copy.
     fn start_post_copy(&self, name: &str) -> Result<(), DriverError>;
+    /// Sets the longest pause the domain's migration may take at its switch-over; during a
+    /// migration, from its next pass on.
+    fn set_migration_downtime(&self, name: &str, ms: u64) -> Result<(), DriverError>;
     /// Hot-plugs a disk into the running guest; succeeds when it is there already. The
     /// persistent definition is not touched: every start redefines the domain with its
     /// volumes.

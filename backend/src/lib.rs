@@ -24,6 +24,7 @@ pub mod conductor;
 pub mod dedicated;
 pub mod disk;
 pub mod encryption;
+pub mod escalation;
 pub mod fake;
 pub mod hosts;
 pub mod hypervisor;

@@ -4,12 +4,15 @@
 //!    migration and marks the instance as migrating, holding capacity on the target too; it
 //!    answers the migration at once and kicks the instance's conductor work.
 //! 2. The instance's converge runs the migration ([`Backend::run_migration`]): the source host
-//!    drives it peer to peer while a monitor polls its progress into redb, aborts it on
-//!    cancellation or timeout, and switches to post-copy when the policy says pre-copy will
-//!    not converge.
+//!    drives it peer to peer while a monitor polls its progress into redb, records its
+//!    timeline (passes, escalations, the switch-over), aborts it on cancellation, and escalates
+//!    as [`crate::escalation`] says within the migration's budget: more downtime, post-copy,
+//!    or an abort.
 //! 3. On success the instance's host becomes the target in the same transaction that
 //!    completes the migration with the final statistics; on failure the guest runs on at the
-//!    source, which pre-copy guarantees, and the migration says why it failed.
+//!    source, which pre-copy guarantees, and the migration says why it failed. After a switch
+//!    to post-copy there is no way back: a failure then leaves the guest on neither host, and
+//!    the instance is stopped with a reason ([`Backend::fail_after_post_copy`]).
 //! 4. After a restart, a migration left in flight is settled from what the hosts report: the
 //!    domain running on the target means it completed, on the source that it failed.
 //!
@@ -19,7 +22,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use storage::tables::{INSTANCES, MIGRATIONS, MIGRATION_TRACES};
-use storage::{InstanceRecord, InstanceState, JobProgress, MigrationOptions, MigrationRecord, MigrationStatus};
+use storage::{
+    InstanceRecord, InstanceState, JobProgress, MigrationEvent, MigrationEventKind, MigrationOptions, MigrationRecord,
+    MigrationStatus,
+};
+
+use crate::escalation::{Abort, Budget, Ladder, Sample, Step};
 
 use crate::hypervisor::{DriverError, PowerState};
 use crate::scheduler::{self, Demand};
@@ -33,19 +41,6 @@ const TRACE_TAIL: Duration = Duration::from_secs(1);
 
 /// How long settling waits for a job libvirt still runs before leaving it to the next sweep.
 const SETTLE_WAIT: Duration = Duration::from_secs(30);
-
-/// Policy: switch a migration to post-copy once pre-copy has gone over memory this many times
-/// without finishing (each pass re-sends what the guest dirtied during the previous one).
-pub const POST_COPY_AFTER_ITERATIONS: u64 = 4;
-
-/// Whether a running pre-copy migration should switch to post-copy now: when an admin asked
-/// for it, or when pre-copy keeps going round; only if the migration allows post-copy (libvirt
-/// must have been told at the start) and while memory is left to move.
-pub fn post_copy_due(options: &MigrationOptions, progress: &JobProgress, asked: bool) -> bool {
-    options.allow_post_copy
-        && (asked || progress.iterations >= POST_COPY_AFTER_ITERATIONS)
-        && progress.memory_remaining_bytes > 0
-}
 
 /// The phase a running migration reports: `completing` once pre-copy has nothing left to send
 /// (the switch-over is under way), `post-copy` after switching, else `copying`.
@@ -182,6 +177,8 @@ impl Backend {
                 created_ms: now_ms(),
                 finished_ms: None,
                 prediction: None,
+                downtime_limit_ms: 0,
+                events: Vec::new(),
             };
             instance.migration = Some(record.id.clone());
             instance.migration_target = Some(target_host);
@@ -455,16 +452,25 @@ impl Backend {
             .filter_map(|v| v.encryption.as_ref().map(crate::hypervisor::DiskKey::of))
             .collect();
         let pinger = self.start_ping_trace(id, instance);
+        // The migration starts allowing part of its downtime budget; the monitor raises it.
+        let ladder = Ladder::new(Budget::of(&record.options));
+        let options = MigrationOptions { max_downtime_ms: Some(ladder.downtime_ms), ..record.options.clone() };
+        let first = event(since(record.created_ms), MigrationEventKind::Started, None, ladder.downtime_ms, None);
+        self.update_migration(id, |m| {
+            m.downtime_limit_ms = ladder.downtime_ms;
+            push_events(m, vec![first]);
+        })?;
         let done = AtomicBool::new(false);
         let started = Instant::now();
         let (result, completed, stopped_by, returned) = std::thread::scope(|scope| {
             // The monitor writes progress under the same fence as the migration's work.
             let fence = storage::lease::current_fence();
-            let monitor = scope.spawn(|| storage::lease::with_fence(fence, || self.monitor(&record, &done, started)));
+            let monitor =
+                scope.spawn(|| storage::lease::with_fence(fence, || self.monitor(&record, &done, started, ladder)));
             // The target opens the guest's encrypted disks as it arrives: it holds their keys
             // for the length of the call.
             let result =
-                target.lending_keys(&keys, || source.driver.migrate(&instance.id, &target.config.uri, &record.options));
+                target.lending_keys(&keys, || source.driver.migrate(&instance.id, &target.config.uri, &options));
             done.store(true, Ordering::Release);
             let returned = Instant::now();
             // Recorded before the monitor is waited for: its last progress query may sit in a
@@ -489,6 +495,7 @@ impl Backend {
                         "timed out after {} s",
                         record.options.timeout_secs.unwrap_or_default()
                     )),
+                    Some(Stop::OverBudget(why)) => Outcome::Failed(why),
                     None => Outcome::Failed(error.to_string()),
                 };
                 self.settle(key, &record, outcome)
@@ -560,9 +567,15 @@ impl Backend {
         let target =
             self.hosts().get(&record.target_host).ok_or_else(|| Error::HostGone(record.target_host.clone()))?;
         let name = &record.instance_id;
-        // Wait out a job libvirt still runs (after a restart of Stratus, the source drives on).
+        // Whether the guest had switched to the target (the monitor records it as it does).
+        let switched = self.migration(&record.id)?.is_some_and(|m| m.status == MigrationStatus::PostCopy);
+        // Wait out a job libvirt still runs (after a restart of Stratus, the source drives on);
+        // a post-copy whose call failed keeps its job for a recovery Stratus does not attempt.
         let deadline = Instant::now() + SETTLE_WAIT;
         loop {
+            if switched && matches!(outcome, Outcome::Failed(_)) {
+                break;
+            }
             match source.driver.job_progress(name) {
                 Ok(Some(_)) if Instant::now() < deadline => std::thread::sleep(POLL),
                 Ok(Some(_)) => return Err(Error::Io(format!("migration {} still has a job on the source", record.id))),
@@ -576,6 +589,25 @@ impl Backend {
         let source_state = source.driver.state(name).map_err(Error::Driver)?;
         let target_state = target.driver.state(name);
         let target_runs = matches!(target_state, Ok(Some(PowerState::Running | PowerState::Paused)));
+        // After post-copy the source holds only part of the guest's memory: it cannot take
+        // the guest back. Running on the target, it moved; anywhere else, it is lost.
+        if switched && source_state != Some(PowerState::Running) {
+            return match target_state {
+                Ok(Some(PowerState::Running)) => {
+                    let progress = target.driver.completed_job(name).ok().flatten();
+                    self.end_migration(key, &record.id, MigrationStatus::Completed, progress, None)
+                }
+                Ok(_) => {
+                    let why = match outcome {
+                        Outcome::Failed(message) => message,
+                        Outcome::Cancelled => "cancelled".to_owned(),
+                        Outcome::Interrupted => "interrupted by a restart of Stratus".to_owned(),
+                    };
+                    self.fail_after_post_copy(key, record, &why)
+                }
+                Err(error) => Err(Error::Driver(error)),
+            };
+        }
         match source_state {
             Some(PowerState::Running) if target_runs => Err(Error::Io(format!(
                 "migration {}: the guest runs on both hosts; left for an operator to resolve",
@@ -618,53 +650,164 @@ impl Backend {
         }
     }
 
-    /// Polls the source's job into redb until the migration returns; aborts it when cancelled
-    /// or timed out, and switches to post-copy when due. Answers what stopped it, if anything.
-    fn monitor(&self, record: &MigrationRecord, done: &AtomicBool, started: Instant) -> Option<Stop> {
+    /// A migration that broke after its switch to post-copy: the guest's memory is split
+    /// between the hosts and it can run on neither, so both halves are destroyed, the
+    /// migration fails, and the instance stops with a reason that says so (it can be started
+    /// again: its disk is as a power loss would have left it). Nothing pretends it still runs.
+    fn fail_after_post_copy(&self, key: &str, record: &MigrationRecord, why: &str) -> Result<()> {
+        let name = &record.instance_id;
+        for host in [&record.target_host, &record.source_host] {
+            let driver = &self.hosts().get(host).ok_or_else(|| Error::HostGone(host.clone()))?.driver;
+            match driver.destroy(name) {
+                Ok(()) | Err(DriverError::NoDomain(_)) => {}
+                Err(error) => return Err(Error::Driver(error)),
+            }
+        }
+        // The target's definition is not the instance's (it stays on the source).
+        if let Some(target) = self.hosts().get(&record.target_host) {
+            target.driver.undefine(name).map_err(Error::Driver)?;
+        }
+        let message = format!(
+            "post-copy failed ({why}): the guest had switched to the target and its memory was split between the \
+             hosts, so it could run on neither; the instance was stopped and can be started again"
+        );
+        self.end_migration_with(key, &record.id, MigrationStatus::Failed, None, Some(message), |instance| {
+            instance.state = InstanceState::Stopping;
+            instance.force_stop = true;
+            instance.state_transition_reason =
+                "Server error (live migration failed after its switch to post-copy)".into();
+            instance.state_reason = Some(storage::StateReason {
+                code: "Server.InternalError".into(),
+                message: "Server.InternalError: The instance's live migration failed after its switch to post-copy"
+                    .into(),
+            });
+        })?;
+        self.kick(key);
+        Ok(())
+    }
+
+    /// Polls the source's job into redb until the migration returns, recording its timeline,
+    /// and escalates as [`crate::escalation`] says: more downtime, post-copy, or an abort
+    /// (also on cancellation). Answers what stopped it, if anything.
+    fn monitor(&self, record: &MigrationRecord, done: &AtomicBool, started: Instant, ladder: Ladder) -> Option<Stop> {
         let source = self.hosts().get(&record.source_host)?;
+        let name = &record.instance_id;
+        let mut ladder = ladder;
         let mut stop = None;
-        let mut post_copy = false;
+        let mut timeline = Timeline::default();
         while !done.load(Ordering::Acquire) {
             std::thread::sleep(POLL);
             if done.load(Ordering::Acquire) {
                 break;
             }
-            let progress = source.driver.job_progress(&record.instance_id).ok().flatten();
+            let progress = source.driver.job_progress(name).ok().flatten();
             let stored = self.store().read(|tx| tx.get(&MIGRATIONS, &record.id)).ok().flatten();
             let cancel = stored.as_ref().is_some_and(|m| m.cancel_requested);
             let post_copy_asked = stored.as_ref().is_some_and(|m| m.post_copy_requested);
+            let elapsed_ms = started.elapsed().as_millis() as u64;
+            let at_ms = since(record.created_ms);
+            let mut events = Vec::new();
             // Post-copy has no way back: once switched, the migration runs to its end.
-            if !post_copy {
+            if !ladder.post_copy() && stop.is_none() && cancel {
+                stop = Some(Stop::Cancelled);
+                events.push(event(
+                    at_ms,
+                    MigrationEventKind::Aborted,
+                    progress.as_ref(),
+                    ladder.downtime_ms,
+                    Some("cancelled"),
+                ));
+            }
+            if let Some(progress) = &progress {
+                timeline.observe(at_ms, progress, &ladder, &mut events);
                 if stop.is_none() {
-                    if cancel {
-                        stop = Some(Stop::Cancelled);
-                    } else if timed_out(&record.options, started.elapsed()) {
-                        stop = Some(Stop::TimedOut);
+                    let sample = Sample {
+                        elapsed_ms,
+                        iteration: progress.iterations,
+                        remaining_bytes: progress.memory_remaining_bytes,
+                        dirty_rate_bytes_per_sec: progress.dirty_rate_bytes_per_sec,
+                        bandwidth_bytes_per_sec: progress.bandwidth_bytes_per_sec,
+                        throttle_percent: progress.throttle_percent,
+                        post_copy_asked,
+                    };
+                    match ladder.step(&sample) {
+                        Step::Wait => {}
+                        Step::RaiseDowntime(ms) => match source.driver.set_migration_downtime(name, ms) {
+                            Ok(()) => events.push(event(
+                                at_ms,
+                                MigrationEventKind::DowntimeRaised,
+                                Some(progress),
+                                ladder.downtime_ms,
+                                None,
+                            )),
+                            Err(error) => {
+                                tracing::warn!(migration = %record.id, %error, "could not raise the downtime")
+                            }
+                        },
+                        Step::PostCopy => match source.driver.start_post_copy(name) {
+                            Ok(()) => events.push(event(
+                                at_ms,
+                                MigrationEventKind::PostCopy,
+                                Some(progress),
+                                ladder.downtime_ms,
+                                None,
+                            )),
+                            // The guest is still wholly on the source: abort cleanly.
+                            Err(error) => {
+                                let why = format!("could not switch to post-copy: {error}");
+                                events.push(event(
+                                    at_ms,
+                                    MigrationEventKind::Aborted,
+                                    Some(progress),
+                                    ladder.downtime_ms,
+                                    Some(&why),
+                                ));
+                                stop = Some(Stop::OverBudget(why));
+                            }
+                        },
+                        Step::Abort(abort) => {
+                            let (why, why_stopped) = match abort {
+                                Abort::TimedOut => {
+                                    let secs = record.options.timeout_secs.unwrap_or_default();
+                                    (format!("timed out after {secs} s"), Stop::TimedOut)
+                                }
+                                Abort::OverBudget(why) => (why.clone(), Stop::OverBudget(why)),
+                            };
+                            events.push(event(
+                                at_ms,
+                                MigrationEventKind::Aborted,
+                                Some(progress),
+                                ladder.downtime_ms,
+                                Some(&why),
+                            ));
+                            stop = Some(why_stopped);
+                        }
                     }
                 }
-                // Pressed again on every poll until the job ends, in case one abort is lost.
-                if stop.is_some() {
-                    if let Err(error) = source.driver.abort_job(&record.instance_id) {
-                        tracing::warn!(migration = %record.id, %error, "could not abort the migration");
-                    }
+            } else if stop.is_none() && !ladder.post_copy() && timed_out(&record.options, started.elapsed()) {
+                // No figures (a source that does not answer): the timeout still holds.
+                stop = Some(Stop::TimedOut);
+            }
+            // Pressed again on every poll until the job ends, in case one abort is lost.
+            if stop.is_some() && !ladder.post_copy() {
+                if let Err(error) = source.driver.abort_job(name) {
+                    tracing::warn!(migration = %record.id, %error, "could not abort the migration");
                 }
             }
-            if let Some(progress) = progress {
-                if !post_copy && stop.is_none() && post_copy_due(&record.options, &progress, post_copy_asked) {
-                    match source.driver.start_post_copy(&record.instance_id) {
-                        Ok(()) => post_copy = true,
-                        Err(error) => tracing::warn!(migration = %record.id, %error, "could not switch to post-copy"),
-                    }
+            // After the switch, so that the record says post-copy from this poll on.
+            let status = progress.as_ref().map(|p| phase(ladder.post_copy(), p));
+            let limit = ladder.downtime_ms;
+            let _ = self.update_migration(&record.id, |m| {
+                if m.status.is_final() {
+                    return;
                 }
-                // After the switch, so that the record says post-copy from this poll on.
-                let status = phase(post_copy, &progress);
-                let _ = self.update_migration(&record.id, |m| {
-                    if !m.status.is_final() {
-                        m.status = status;
-                        m.progress = progress.clone();
-                    }
-                });
-            }
+                if let (Some(status), Some(progress)) = (status, &progress) {
+                    m.status = status;
+                    m.progress = progress.clone();
+                }
+                m.downtime_limit_ms = limit;
+                push_events(m, events);
+            });
         }
         stop
     }
@@ -693,6 +836,20 @@ impl Backend {
         progress: Option<JobProgress>,
         error: Option<String>,
     ) -> Result<()> {
+        self.end_migration_with(key, id, status, progress, error, |_| {})
+    }
+
+    /// [`Self::end_migration`], changing the freed instance with `then` in the same
+    /// transaction.
+    fn end_migration_with(
+        &self,
+        key: &str,
+        id: &str,
+        status: MigrationStatus,
+        progress: Option<JobProgress>,
+        error: Option<String>,
+        then: impl FnOnce(&mut InstanceRecord),
+    ) -> Result<()> {
         if let Some(error) = &error {
             tracing::warn!(migration = id, %error, status = status.name(), "migration ended without moving the guest");
         }
@@ -704,6 +861,14 @@ impl Backend {
                 if let Some(progress) = progress {
                     record.progress = progress;
                 }
+                let kind = match status {
+                    MigrationStatus::Completed => MigrationEventKind::Completed,
+                    MigrationStatus::Cancelled => MigrationEventKind::Cancelled,
+                    _ => MigrationEventKind::Failed,
+                };
+                let at_ms = since(record.created_ms);
+                let last = event(at_ms, kind, Some(&record.progress), record.downtime_limit_ms, error.as_deref());
+                push_events(&mut record, vec![last]);
                 record.error = error;
                 record.finished_ms = Some(now_ms());
                 target_host = Some(record.target_host.clone());
@@ -718,6 +883,7 @@ impl Backend {
                     }
                     instance.migration = None;
                     instance.migration_target = None;
+                    then(&mut instance);
                     tx.insert(&INSTANCES, key, &instance)?;
                 }
             }
@@ -740,37 +906,84 @@ enum Outcome {
 }
 
 /// Why the monitor stopped a migration.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Stop {
     Cancelled,
     TimedOut,
+    /// The escalation ran out of rungs within the budget (the reason says what it needed).
+    OverBudget(String),
+}
+
+/// The most events a migration keeps: its passes stop being recorded past it, the rest (a
+/// handful of escalations and its end) always are.
+const MAX_EVENTS: usize = 200;
+
+/// Appends `events` to the migration's timeline, passes only while there is room.
+fn push_events(record: &mut MigrationRecord, events: Vec<MigrationEvent>) {
+    for event in events {
+        if event.kind != MigrationEventKind::Pass || record.events.len() < MAX_EVENTS {
+            record.events.push(event);
+        }
+    }
+}
+
+/// Milliseconds from `created_ms` (a migration's request) to now.
+fn since(created_ms: i64) -> u64 {
+    (now_ms() - created_ms).max(0) as u64
+}
+
+/// One timeline entry with the figures of `progress` (none before the first reading).
+fn event(
+    at_ms: u64,
+    kind: MigrationEventKind,
+    progress: Option<&JobProgress>,
+    downtime_limit_ms: u64,
+    message: Option<&str>,
+) -> MigrationEvent {
+    let p = progress.cloned().unwrap_or_default();
+    MigrationEvent {
+        at_ms,
+        kind,
+        iteration: p.iterations,
+        remaining_bytes: p.memory_remaining_bytes,
+        dirty_rate_bytes_per_sec: p.dirty_rate_bytes_per_sec,
+        bandwidth_bytes_per_sec: p.bandwidth_bytes_per_sec,
+        throttle_percent: p.throttle_percent,
+        downtime_limit_ms,
+        message: message.map(str::to_owned),
+    }
+}
+
+/// What the monitor has seen, to record what changed: a new pass, QEMU's throttle, the
+/// switch-over of pre-copy.
+#[derive(Default)]
+struct Timeline {
+    pass: u64,
+    throttle: u64,
+    switched_over: bool,
+}
+
+impl Timeline {
+    fn observe(&mut self, at_ms: u64, progress: &JobProgress, ladder: &Ladder, events: &mut Vec<MigrationEvent>) {
+        if progress.iterations > self.pass {
+            self.pass = progress.iterations;
+            events.push(event(at_ms, MigrationEventKind::Pass, Some(progress), ladder.downtime_ms, None));
+        }
+        if progress.throttle_percent != self.throttle {
+            self.throttle = progress.throttle_percent;
+            events.push(event(at_ms, MigrationEventKind::Throttled, Some(progress), ladder.downtime_ms, None));
+        }
+        let done = progress.memory_total_bytes > 0 && progress.memory_remaining_bytes == 0;
+        if done && !self.switched_over && !ladder.post_copy() {
+            self.switched_over = true;
+            events.push(event(at_ms, MigrationEventKind::SwitchOver, Some(progress), ladder.downtime_ms, None));
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn post_copy_only_when_allowed_and_not_converging() {
-        let mut options = MigrationOptions::default();
-        let stuck = JobProgress {
-            iterations: POST_COPY_AFTER_ITERATIONS,
-            memory_remaining_bytes: 1 << 20,
-            ..Default::default()
-        };
-        assert!(!post_copy_due(&options, &stuck, false), "not allowed");
-        options.allow_post_copy = true;
-        assert!(post_copy_due(&options, &stuck, false));
-        let early = JobProgress { iterations: 1, ..stuck.clone() };
-        assert!(!post_copy_due(&options, &early, false), "pre-copy gets its passes first");
-        let finishing = JobProgress { memory_remaining_bytes: 0, ..stuck };
-        assert!(!post_copy_due(&options, &finishing, false), "nothing left to move");
-        // Asked for: at once, but never without the start's permission or anything to move.
-        assert!(post_copy_due(&options, &early, true), "an admin's request does not wait for passes");
-        assert!(!post_copy_due(&options, &finishing, true));
-        options.allow_post_copy = false;
-        assert!(!post_copy_due(&options, &early, true), "libvirt was not told at the start");
-    }
 
     #[test]
     fn phases() {

@@ -9,18 +9,18 @@
 //!    the guest, sends it with the devices' state, and the target takes over (the downtime is
 //!    that send plus a fixed part: device state, the target starting the vCPUs).
 //! 3. With a dirty rate below the bandwidth each pass is shorter by their ratio, and pre-copy
-//!    converges; at or above it, it never does. Then, if allowed, auto-converge throttles the
-//!    vCPUs (QEMU starts at 20% once a pass dirtied more than half of what it sent, and adds
-//!    10% per such pass, up to 99%), and post-copy switches the guest to the target after
-//!    [`crate::migration::POST_COPY_AFTER_ITERATIONS`] passes, the rest following on demand.
-//! 4. Without either, or past the timeout, the migration is expected to be aborted with the
+//!    converges; at or above it, it never does. Then the migration escalates as
+//!    [`crate::escalation`] says, the same policy the migration's monitor applies: the allowed
+//!    downtime rises to the budget, auto-converge throttles the vCPUs (QEMU starts at 20% once
+//!    a pass dirtied more than half of what it sent, and adds 10% per such pass, up to 99%),
+//!    post-copy switches the guest to the target with the rest following on demand.
+//! 4. With no rung left, or past the timeout, the migration is expected to be aborted with the
 //!    guest still on the source.
 //!
 //! The model ignores what cannot be known in advance (compression of zero pages beyond the
 //! resident set, a dirty rate that changes): the benchmark reports how far it is off.
 
-/// QEMU's default allowed downtime when the migration sets none.
-pub const DEFAULT_MAX_DOWNTIME_MS: u64 = 300;
+use crate::escalation::{Abort, Budget, Ladder, Sample, Step};
 
 /// Passes the model follows at most (a guest that never converges and has no way out would
 /// otherwise loop until its timeout).
@@ -43,7 +43,7 @@ pub struct Inputs {
     pub setup_ms: u64,
     /// The downtime's fixed part (devices' state, the target taking over).
     pub switch_ms: u64,
-    /// The longest pause allowed; [`DEFAULT_MAX_DOWNTIME_MS`] when none.
+    /// The longest pause allowed; [`crate::escalation::DEFAULT_MAX_DOWNTIME_MS`] when none.
     pub max_downtime_ms: Option<u64>,
     pub auto_converge: bool,
     pub allow_post_copy: bool,
@@ -118,60 +118,68 @@ fn simulate(inputs: &Inputs) -> Estimate {
     } as f64;
     let bandwidth = inputs.bandwidth_bytes_per_sec as f64;
     let dirty_rate = inputs.dirty_rate_bytes_per_sec as f64;
-    let max_downtime = inputs.max_downtime_ms.unwrap_or(DEFAULT_MAX_DOWNTIME_MS) as f64;
+    let budget = Budget {
+        max_downtime_ms: inputs.max_downtime_ms.unwrap_or(crate::escalation::DEFAULT_MAX_DOWNTIME_MS),
+        auto_converge: inputs.auto_converge,
+        allow_post_copy: inputs.allow_post_copy,
+        timeout_ms: inputs.timeout_ms,
+    };
+    let mut ladder = Ladder::new(budget);
     let timeout = inputs.timeout_ms.map(|t| t as f64);
     let mut elapsed = inputs.setup_ms as f64;
     let mut throttle = 0u8;
     let mut to_send = resident;
-    let abort = |iterations, throttle| Estimate {
-        ending: Ending::Abort,
-        total_ms: inputs.timeout_ms,
-        downtime_ms: 0,
+    let ending = |ending, total_ms, downtime_ms, iterations, throttle_percent| Estimate {
+        ending,
+        total_ms,
+        downtime_ms,
         iterations,
-        throttle_percent: throttle,
+        throttle_percent,
         precopy_converges: false,
     };
+    // What the monitor reads as pass `iteration` begins, `left` to send.
+    let sample = |elapsed: f64, iteration: u32, left: f64, throttle: u8| Sample {
+        elapsed_ms: elapsed as u64,
+        iteration: u64::from(iteration),
+        remaining_bytes: left as u64,
+        dirty_rate_bytes_per_sec: (dirty_rate * f64::from(100 - throttle) / 100.0) as u64,
+        bandwidth_bytes_per_sec: inputs.bandwidth_bytes_per_sec,
+        throttle_percent: u64::from(throttle),
+        post_copy_asked: false,
+    };
+    ladder.step(&sample(elapsed, 1, to_send, 0));
     for pass in 1..=MAX_PASSES {
         let took = send_ms(to_send, bandwidth);
         if timeout.is_some_and(|t| elapsed + took > t) || !took.is_finite() {
-            return abort(pass - 1, throttle);
+            return ending(Ending::Abort, inputs.timeout_ms, 0, pass - 1, throttle);
         }
         elapsed += took;
         // What the guest dirtied meanwhile, never more than it has touched.
-        let rate = dirty_rate * (100 - throttle) as f64 / 100.0;
+        let rate = dirty_rate * f64::from(100 - throttle) / 100.0;
         let left = (rate * took / 1000.0).min(resident);
         let last = send_ms(left, bandwidth);
-        if last <= max_downtime {
+        if last <= ladder.downtime_ms as f64 {
             let downtime = last + inputs.switch_ms as f64;
-            let ending = if throttle > 0 { Ending::AutoConverge } else { Ending::PreCopy };
-            return Estimate {
-                ending,
-                total_ms: Some((elapsed + downtime) as u64),
-                downtime_ms: downtime as u64,
-                iterations: pass,
-                throttle_percent: throttle,
-                precopy_converges: false,
-            };
-        }
-        if inputs.allow_post_copy && u64::from(pass) >= crate::migration::POST_COPY_AFTER_ITERATIONS {
-            // The guest moves now; what is left follows while it runs on the target.
-            let total = elapsed + inputs.switch_ms as f64 + last;
-            return Estimate {
-                ending: Ending::PostCopy,
-                total_ms: Some(total as u64),
-                downtime_ms: inputs.switch_ms,
-                iterations: pass,
-                throttle_percent: throttle,
-                precopy_converges: false,
-            };
+            let how = if throttle > 0 { Ending::AutoConverge } else { Ending::PreCopy };
+            return ending(how, Some((elapsed + downtime) as u64), downtime as u64, pass, throttle);
         }
         // QEMU's trigger: a pass (after the first) that dirtied over half of what it sent.
         if inputs.auto_converge && pass >= 2 && left > to_send / 2.0 {
             throttle = if throttle == 0 { 20 } else { (throttle + 10).min(99) };
         }
+        match ladder.step(&sample(elapsed, pass + 1, left, throttle)) {
+            Step::Wait | Step::RaiseDowntime(_) => {}
+            // The guest moves now; what is left follows while it runs on the target.
+            Step::PostCopy => {
+                let total = elapsed + inputs.switch_ms as f64 + last;
+                return ending(Ending::PostCopy, Some(total as u64), inputs.switch_ms, pass, throttle);
+            }
+            Step::Abort(Abort::TimedOut) => return ending(Ending::Abort, inputs.timeout_ms, 0, pass, throttle),
+            Step::Abort(Abort::OverBudget(_)) => return ending(Ending::Abort, Some(elapsed as u64), 0, pass, throttle),
+        }
         to_send = left;
     }
-    abort(MAX_PASSES, throttle)
+    ending(Ending::Abort, None, 0, MAX_PASSES, throttle)
 }
 
 #[cfg(test)]
@@ -208,16 +216,24 @@ mod tests {
 
     #[test]
     fn a_dirtying_guest_takes_geometric_passes() {
-        // Half the bandwidth dirtied: passes of 2 s, 1 s and 0.5 s; what is left after the
-        // third (32 MiB, 250 ms to send) fits the 300 ms default.
+        // Half the bandwidth dirtied: passes of 2 s, 1 s, 0.5 s... each halving what is left,
+        // so nothing escalates: the migration keeps its starting allowance (a quarter of the
+        // 300 ms default, 75 ms), which what is left after the fifth pass (8 MiB, 62.5 ms to
+        // send) fits.
         let e = estimate(&inputs(256, 64, 128));
-        assert_eq!((e.ending, e.iterations), (Ending::PreCopy, 3));
-        assert_eq!(e.downtime_ms, 250 + 40);
-        assert_eq!(e.total_ms, Some(100 + 2000 + 1000 + 500 + 250 + 40));
-        // A tighter budget costs passes, never more downtime than it allows.
+        assert_eq!((e.ending, e.iterations), (Ending::PreCopy, 5));
+        assert_eq!(e.downtime_ms, 62 + 40);
+        assert_eq!(e.total_ms, Some(100 + 2000 + 1000 + 500 + 250 + 125 + 62 + 40));
+        // A tighter budget costs passes, never more downtime than it allows: 12 ms allowed
+        // to start with, met after the eighth (1 MiB, 7.8 ms).
         let tight = estimate(&Inputs { max_downtime_ms: Some(50), ..inputs(256, 64, 128) });
-        assert_eq!(tight.iterations, 6);
+        assert_eq!(tight.iterations, 8);
         assert!(tight.downtime_ms <= 50 + 40, "{tight:?}");
+        // Dirtying 60%: each pass is stalled (more than half is left), so the allowance
+        // doubles (75, 150, 300) until what is left fits it.
+        let stalled = estimate(&inputs(256, 77, 128));
+        assert_eq!((stalled.ending, stalled.iterations), (Ending::PreCopy, 4), "{stalled:?}");
+        assert!(stalled.downtime_ms > 75 + 40 && stalled.downtime_ms <= 300 + 40, "{stalled:?}");
     }
 
     #[test]
@@ -227,7 +243,10 @@ mod tests {
             for allowed in [10, 50, 100, 300, 1000, 5000] {
                 let e = estimate(&Inputs { max_downtime_ms: Some(allowed), ..inputs(512, dirty, 128) });
                 assert!(e.downtime_ms <= allowed + 40, "{dirty} {allowed}: {e:?}");
-                if let Some(b) = &before {
+                // A larger allowance never turns a converging migration into an abort, nor
+                // makes one that converges take longer.
+                if let Some(b) = before.as_ref().filter(|b| b.ending != Ending::Abort) {
+                    assert_ne!(e.ending, Ending::Abort, "{dirty} {allowed}: {e:?} {b:?}");
                     assert!(e.iterations <= b.iterations && e.total_ms <= b.total_ms, "{dirty} {allowed}: {e:?} {b:?}");
                 }
                 before = Some(e);
@@ -238,15 +257,18 @@ mod tests {
     #[test]
     fn a_guest_dirtying_faster_than_the_path_needs_a_way_out() {
         let fast = inputs(256, 200, 128);
+        // Each pass leaves all of it: the allowance rises to the budget over two passes, and
+        // the third, stalled at the budget with no other rung, is the last (escalation).
         let stuck = estimate(&Inputs { timeout_ms: Some(30_000), ..fast.clone() });
-        assert_eq!((stuck.ending, stuck.total_ms, stuck.precopy_converges), (Ending::Abort, Some(30_000), false));
-        // Nothing stops it at all: no total.
-        assert_eq!(estimate(&fast).total_ms, None);
-        // Post-copy: four passes (the first 2 s, then the whole 256 MiB resident each), then
+        assert_eq!((stuck.ending, stuck.total_ms, stuck.precopy_converges), (Ending::Abort, Some(6_100), false));
+        // A timeout that comes first ends it there.
+        let short = estimate(&Inputs { timeout_ms: Some(5_000), ..fast.clone() });
+        assert_eq!((short.ending, short.total_ms), (Ending::Abort, Some(5_000)));
+        // Post-copy: three passes (the first 2 s, then the whole 256 MiB resident each), then
         // the switch, then what is left follows.
         let post = estimate(&Inputs { allow_post_copy: true, ..fast.clone() });
-        assert_eq!((post.ending, post.iterations, post.downtime_ms), (Ending::PostCopy, 4, 40));
-        assert_eq!(post.total_ms, Some(100 + 4 * 2000 + 40 + 2000));
+        assert_eq!((post.ending, post.iterations, post.downtime_ms), (Ending::PostCopy, 3, 40));
+        assert_eq!(post.total_ms, Some(100 + 3 * 2000 + 40 + 2000));
         // Auto-converge: the throttle rises until the guest dirties slowly enough.
         let throttled = estimate(&Inputs { auto_converge: true, ..fast });
         assert_eq!(throttled.ending, Ending::AutoConverge);

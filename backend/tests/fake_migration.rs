@@ -34,6 +34,12 @@ fn post_copy_takes_over_when_pre_copy_does_not_converge() {
     let done = run(&b, &id, &migration);
     assert_eq!(done.status, MigrationStatus::Completed, "{:?}", done.error);
     assert_eq!(cloud.migration_outcome(), (true, false), "the monitor switched to post-copy, aborted nothing");
+    // The downtime rose to the default budget first (a quarter of it to start with), then
+    // post-copy; the timeline says so, in order, and ends with the completion.
+    assert_eq!(cloud.migration_downtimes(), [75, 150, 300]);
+    let kinds: Vec<&str> = done.events.iter().map(|e| e.kind.name()).filter(|k| *k != "pass").collect();
+    assert_eq!(kinds, ["started", "downtime-raised", "downtime-raised", "post-copy", "completed"], "{:?}", done.events);
+    assert!(done.events.windows(2).all(|w| w[0].at_ms <= w[1].at_ms), "in order: {:?}", done.events);
     assert_eq!((done.progress.time_elapsed_ms, done.progress.downtime_ms), (1234, 56), "final stats from the target");
     assert_eq!(b.instance(ACCOUNT, &id).unwrap().host_id, hosts[1]);
 }
@@ -73,6 +79,72 @@ fn a_migration_that_never_converges_times_out_and_stays_put() {
     assert_eq!(cloud.migration_outcome(), (false, true), "aborted, never switched");
     let instance = b.instance(ACCOUNT, &id).unwrap();
     assert_eq!((instance.host_id.as_str(), instance.migration.as_deref()), (hosts[0].as_str(), None));
+}
+
+/// The escalation on a guest that never converges, without post-copy: the downtime rises to
+/// the budget and never past it, then the migration is aborted with a reason that says what
+/// it would have needed, and the guest stays on the source, running.
+#[test]
+fn escalation_stays_within_its_budget_and_aborts_past_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (b, cloud, id, hosts) = setup(MigrationScript::NeverConverges, dir.path());
+    let options = MigrationOptions { max_downtime_ms: Some(200), ..Default::default() };
+    let migration = b.migrate_instance(&id, None, options).unwrap();
+    let done = run(&b, &id, &migration);
+    assert_eq!(done.status, MigrationStatus::Failed);
+    let error = done.error.clone().unwrap_or_default();
+    assert!(
+        error.contains("cannot converge within MaxDowntimeMillis 200") && error.contains("AllowPostCopy"),
+        "{error}"
+    );
+    assert_eq!(cloud.migration_downtimes(), [50, 100, 200]);
+    assert_eq!(cloud.migration_outcome(), (false, true), "aborted, never switched");
+    assert_eq!(done.downtime_limit_ms, 200);
+    let kinds: Vec<&str> = done.events.iter().map(|e| e.kind.name()).filter(|k| *k != "pass").collect();
+    assert_eq!(kinds, ["started", "downtime-raised", "downtime-raised", "aborted", "failed"], "{:?}", done.events);
+    let raised: Vec<u64> = done.events.iter().map(|e| e.downtime_limit_ms).collect();
+    assert!(raised.iter().all(|&ms| ms <= 200), "{raised:?}");
+    // Each pass is on the timeline with its figures.
+    let passes: Vec<_> = done.events.iter().filter(|e| e.kind.name() == "pass").collect();
+    assert!(passes.len() >= 3 && passes.iter().all(|e| e.remaining_bytes == 64 << 20), "{passes:?}");
+    let instance = b.instance(ACCOUNT, &id).unwrap();
+    assert_eq!((instance.host_id.as_str(), instance.migration.as_deref()), (hosts[0].as_str(), None));
+    let source = b.hosts().get(&hosts[0]).unwrap();
+    assert_eq!(source.driver.state(&id).unwrap(), Some(backend::hypervisor::PowerState::Running));
+}
+
+/// Post-copy has no way back: when it breaks, the guest is paused on both hosts and can run on
+/// neither. The migration fails saying so, and the instance stops with a reason; it can be
+/// started again.
+#[test]
+fn a_post_copy_that_breaks_stops_the_instance_and_says_why() {
+    use backend::hypervisor::PowerState;
+    let dir = tempfile::tempdir().unwrap();
+    let (b, cloud, id, hosts) = setup(MigrationScript::PostCopyFails, dir.path());
+    let options = MigrationOptions { allow_post_copy: true, ..Default::default() };
+    let migration = b.migrate_instance(&id, None, options).unwrap();
+    let done = run(&b, &id, &migration);
+    assert_eq!(done.status, MigrationStatus::Failed);
+    assert_eq!(cloud.migration_outcome(), (true, false));
+    let error = done.error.clone().unwrap_or_default();
+    assert!(error.contains("post-copy failed") && error.contains("could run on neither"), "{error}");
+    assert!(error.contains("the connection to the target broke"), "the host's own reason is kept: {error}");
+    let instance = b.instance(ACCOUNT, &id).unwrap();
+    assert_eq!((instance.host_id.as_str(), instance.migration.as_deref()), (hosts[0].as_str(), None));
+    assert_eq!(instance.state_reason.as_ref().map(|r| r.code.as_str()), Some("Server.InternalError"));
+    assert!(matches!(instance.state, storage::InstanceState::Stopping | storage::InstanceState::Stopped));
+    // Neither half runs, and the target keeps no definition of it.
+    let (source, target) = (b.hosts().get(&hosts[0]).unwrap(), b.hosts().get(&hosts[1]).unwrap());
+    assert_ne!(source.driver.state(&id).unwrap(), Some(PowerState::Running));
+    assert_ne!(source.driver.state(&id).unwrap(), Some(PowerState::Paused));
+    assert_eq!(target.driver.state(&id).unwrap(), None);
+    b.converge(&format!("{ACCOUNT}/{id}")).unwrap();
+    assert_eq!(b.instance(ACCOUNT, &id).unwrap().state, storage::InstanceState::Stopped);
+    // It starts again where its disk is.
+    b.start_instances(ACCOUNT, std::slice::from_ref(&id)).unwrap();
+    b.converge(&format!("{ACCOUNT}/{id}")).unwrap();
+    assert_eq!(b.instance(ACCOUNT, &id).unwrap().state, storage::InstanceState::Running);
+    assert_eq!(source.driver.state(&id).unwrap(), Some(PowerState::Running));
 }
 
 #[test]
@@ -118,13 +190,14 @@ fn estimates_follow_the_guest_and_the_hosts_history() {
     assert_eq!((record.host_id.as_str(), record.migration.as_ref()), (hosts[0].as_str(), None));
 
     // Dirtying faster than a 32 MiB/s limit: pre-copy alone never converges; post-copy, when
-    // allowed, ends it; without it the timeout aborts.
+    // allowed, ends it; without it the escalation aborts once the downtime reached its budget
+    // (passes of 2 s over the 64 MiB it touched: the third stalled one is the last).
     cloud.set_dirty_rate(&uri, &id, 48 * MIB);
     let limited = MigrationOptions { bandwidth_mibps: Some(32), timeout_secs: Some(60), ..Default::default() };
     let stuck = b.estimate_migration(&id, None, &limited).unwrap();
     assert_eq!(stuck.bandwidth_source, BandwidthSource::Limit);
     assert_eq!(stuck.inputs.dirty_rate_bytes_per_sec, 48 * MIB);
-    assert_eq!((stuck.estimate.ending, stuck.estimate.total_ms), (Ending::Abort, Some(60_000)));
+    assert_eq!((stuck.estimate.ending, stuck.estimate.total_ms), (Ending::Abort, Some(10 + 3 * 2000)));
     let post = MigrationOptions { allow_post_copy: true, ..limited.clone() };
     let post = b.estimate_migration(&id, None, &post).unwrap().estimate;
     assert_eq!((post.ending, post.precopy_converges), (Ending::PostCopy, false));
@@ -155,6 +228,8 @@ fn estimates_follow_the_guest_and_the_hosts_history() {
             created_ms: backend::now_ms(),
             finished_ms: Some(backend::now_ms()),
             prediction: None,
+            downtime_limit_ms: 0,
+            events: Vec::new(),
         };
         b.store().write(|tx| tx.insert(&storage::tables::MIGRATIONS, &record.id, &record)).unwrap();
     }

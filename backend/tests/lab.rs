@@ -209,6 +209,90 @@ async fn migrations(b: &Arc<Backend>, launched: &[InstanceRecord]) {
     script(&["lab", "up", "2"]);
 }
 
+/// The memory checker's passes on a console: (pass, pages that lost what it wrote).
+fn dirtier_passes(console: &str) -> Vec<(u64, u64)> {
+    console
+        .lines()
+        .filter_map(|l| {
+            let rest = l.trim().strip_prefix("stratus-dirty pass=")?;
+            let (pass, lost) = rest.split_once(" lost=")?;
+            Some((pass.parse().ok()?, lost.parse().ok()?))
+        })
+        .collect()
+}
+
+/// Waits until the guest's memory checker has gone `more` passes past `after`, and answers
+/// the last pass; every pass must have found all of its writes.
+async fn checker_goes_on(b: &Backend, id: &str, after: u64, more: u64) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let console = String::from_utf8_lossy(&b.console_output(ACCOUNT, id).unwrap()).into_owned();
+        let passes = dirtier_passes(&console);
+        let lost: Vec<_> = passes.iter().filter(|(_, lost)| *lost > 0).collect();
+        if !lost.is_empty() {
+            let _ = std::fs::write("/tmp/lab-dirty-console.txt", &console);
+        }
+        assert!(lost.is_empty(), "the guest lost memory writes: {lost:?}");
+        let last = passes.last().map_or(0, |(pass, _)| *pass);
+        if last >= after + more {
+            return last;
+        }
+        assert!(Instant::now() < deadline, "the memory checker stopped at pass {last}:\n{console}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Escalation on real QEMU: a guest that dirties its memory (96 MiB/s over 32 MiB) faster than
+/// its migration may send (BandwidthMiBps 32) cannot converge by pre-copy. Without post-copy
+/// the escalation raises the allowed downtime to the budget, never past it, and aborts, the
+/// guest running on at the source; with post-copy allowed it moves through post-copy. The
+/// guest's memory checker finds every write it made, before, between and after.
+async fn escalations(b: &Arc<Backend>, dirty: &InstanceRecord) {
+    let console = String::from_utf8_lossy(&b.console_output(ACCOUNT, &dirty.id).unwrap()).into_owned();
+    assert!(console.contains("stratus-info dirty=32MiB"), "the test image has no memory dirtier:\n{console}");
+    let pass = checker_goes_on(b, &dirty.id, 0, 3).await;
+    let budget = MigrationOptions {
+        bandwidth_mibps: Some(32),
+        max_downtime_ms: Some(40),
+        timeout_secs: Some(120),
+        ..Default::default()
+    };
+    let over = b.migrate_instance(&dirty.id, None, budget.clone()).unwrap();
+    let over = wait_migration(b, &over.id, Duration::from_secs(150)).await;
+    let kinds: Vec<&str> = over.events.iter().map(|e| e.kind.name()).filter(|k| *k != "pass").collect();
+    eprintln!("over budget: {:?} after {} passes, {kinds:?}", over.error, over.progress.iterations);
+    assert_eq!(over.status, MigrationStatus::Failed, "{over:?}");
+    let error = over.error.clone().unwrap_or_default();
+    assert!(error.contains("cannot converge within MaxDowntimeMillis 40"), "{error}");
+    assert_eq!(kinds.iter().filter(|k| **k == "downtime-raised").count(), 2, "10, 20, then 40 ms: {kinds:?}");
+    assert!(kinds.ends_with(&["aborted", "failed"]), "{kinds:?}");
+    assert!(over.events.iter().all(|e| e.downtime_limit_ms <= 40), "{:?}", over.events);
+    let still = b.instance(ACCOUNT, &dirty.id).unwrap();
+    assert_eq!(
+        (still.host_id.as_str(), still.state, still.migration.as_deref()),
+        (dirty.host_id.as_str(), InstanceState::Running, None)
+    );
+    let source = b.hosts().get(&dirty.host_id).unwrap();
+    assert_eq!(source.driver.state(&dirty.id).unwrap(), Some(PowerState::Running));
+    let pass = checker_goes_on(b, &dirty.id, pass, 3).await;
+
+    let post = MigrationOptions { allow_post_copy: true, ..budget };
+    let moved = b.migrate_instance(&dirty.id, None, post).unwrap();
+    let moved = wait_migration(b, &moved.id, Duration::from_secs(150)).await;
+    let kinds: Vec<&str> = moved.events.iter().map(|e| e.kind.name()).filter(|k| *k != "pass").collect();
+    eprintln!(
+        "post-copy: {:?} in {} ms, downtime {} ms, ping {:?}, predicted {:?}, {kinds:?}",
+        moved.error, moved.progress.time_elapsed_ms, moved.progress.downtime_ms, moved.ping, moved.prediction
+    );
+    assert_eq!(moved.status, MigrationStatus::Completed, "{moved:?}");
+    assert!(kinds.contains(&"post-copy") && kinds.ends_with(&["completed"]), "{kinds:?}");
+    let now = b.instance(ACCOUNT, &dirty.id).unwrap();
+    assert_eq!((now.host_id.as_str(), now.state), (moved.target_host.as_str(), InstanceState::Running));
+    assert_eq!(b.hosts().get(&moved.target_host).unwrap().driver.state(&dirty.id).unwrap(), Some(PowerState::Running));
+    assert_eq!(source.driver.state(&dirty.id).unwrap(), None, "gone from the source");
+    checker_goes_on(b, &dirty.id, pass, 3).await;
+}
+
 /// Which lab host (0-based, in config order) has this id.
 fn uris_index(b: &Backend, host_id: &str) -> usize {
     let text = std::fs::read_to_string("/var/lib/stratus/lab/stratus.toml").unwrap();
@@ -267,18 +351,28 @@ async fn instances_spread_over_two_lab_hosts() {
         cmdline: Some(field(&image, "cmdline")),
         ..Default::default()
     };
-    let image_id = b.register_image(ACCOUNT, new).unwrap().id;
+    let image_id = b.register_image(ACCOUNT, new.clone()).unwrap().id;
     let req =
         LaunchRequest { image_id, instance_type: "t3.nano".into(), min_count: 2, max_count: 2, ..Default::default() };
     let launched = b.run_instances(ACCOUNT, VPC, req).unwrap();
     assert_ne!(launched[0].host_id, launched[1].host_id, "spread puts one instance on each host");
-    let ids: Vec<String> = launched.iter().map(|r| r.id.clone()).collect();
+    // A guest that keeps dirtying its memory and checks it (the escalation's subject).
+    let dirtying = NewImage {
+        name: "lab dirtying image".into(),
+        cmdline: Some(format!("{} stratus.dirty=32 stratus.dirty_rate=96", field(&image, "cmdline"))),
+        ..new
+    };
+    let image_id = b.register_image(ACCOUNT, dirtying).unwrap().id;
+    let req =
+        LaunchRequest { image_id, instance_type: "t3.nano".into(), min_count: 1, max_count: 1, ..Default::default() };
+    let dirty = b.run_instances(ACCOUNT, VPC, req).unwrap().remove(0);
+    let ids: Vec<String> = launched.iter().chain([&dirty]).map(|r| r.id.clone()).collect();
 
     // Each boots on its own host, and this machine reaches both at their public addresses (its
     // chassis is the VPC's gateway, a tunnel hop away) once their group lets ICMP in.
     common::allow_ping(&b, ACCOUNT, VPC);
     let deadline = Instant::now() + Duration::from_secs(120);
-    for record in &launched {
+    for record in launched.iter().chain([&dirty]) {
         loop {
             let console = String::from_utf8_lossy(&b.console_output(ACCOUNT, &record.id).unwrap()).into_owned();
             if console.contains("STRATUS-TEST-GUEST BOOTED")
@@ -296,6 +390,7 @@ async fn instances_spread_over_two_lab_hosts() {
         assert!(ping.status.success(), "ping {public}: {}", String::from_utf8_lossy(&ping.stdout));
     }
 
+    escalations(&b, &dirty).await;
     migrations(&b, &launched).await;
 
     b.terminate_instances(ACCOUNT, &ids).unwrap();
@@ -304,7 +399,8 @@ async fn instances_spread_over_two_lab_hosts() {
         assert!(Instant::now() < deadline, "instances not terminated");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    for record in &launched {
-        assert_eq!(b.hosts().get(&record.host_id).unwrap().driver.state(&record.id).unwrap(), None);
+    for id in &ids {
+        let host = b.instance(ACCOUNT, id).unwrap().host_id;
+        assert_eq!(b.hosts().get(&host).unwrap().driver.state(id).unwrap(), None);
     }
 }

@@ -105,6 +105,12 @@ def test_migrate_and_drain_with_the_aws_cli(lab, server_factory, test_image, tmp
     assert done["Status"] == "completed", done
     assert done["TargetHostId"] == crowded and done["TotalTimeMillis"] > 0 and done["MemoryTotalBytes"] > 0
     print(f"migration: total {done['TotalTimeMillis']} ms, downtime {done['DowntimeMillis']} ms")
+    # Its timeline through the cli: it started allowing a quarter of the default 300 ms budget,
+    # went over memory, and completed.
+    kinds = [e["Type"] for e in done["Events"]]
+    assert kinds[0] == "started" and kinds[-1] == "completed" and "pass" in kinds, done["Events"]
+    assert done["Events"][0]["DowntimeLimitMillis"] == 75 and 75 <= done["DowntimeLimitMillis"] <= 300, done
+    assert [e["ElapsedMillis"] for e in done["Events"]] == sorted(e["ElapsedMillis"] for e in done["Events"])
     assert {x["InstanceId"] for x in hosts()[crowded]["Instances"]} == set(ids)
     time.sleep(2.5)
     after = console(lone)

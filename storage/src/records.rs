@@ -461,6 +461,9 @@ pub struct JobProgress {
     pub iterations: u64,
     /// Pages the target asked for after switching to post-copy.
     pub post_copy_requests: u64,
+    /// How much auto-converge slows the guest's vCPUs now (QEMU's throttle, %).
+    #[serde(default)]
+    pub throttle_percent: u64,
 }
 
 /// Where a live migration is, with the names the extension API reports.
@@ -525,6 +528,72 @@ pub struct MigrationRecord {
     /// source could not measure the guest.
     #[serde(default)]
     pub prediction: Option<MigrationPrediction>,
+    /// The downtime allowed now: the escalation raises it within `options.max_downtime_ms`
+    /// (`backend::escalation`); 0 until the migration starts.
+    #[serde(default)]
+    pub downtime_limit_ms: u64,
+    /// What happened, in order: passes, escalations, the switch-over, the end.
+    #[serde(default)]
+    pub events: Vec<MigrationEvent>,
+}
+
+/// One entry of a migration's timeline, with the figures of that moment.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MigrationEvent {
+    /// Since the migration was requested (its `created_ms`).
+    pub at_ms: u64,
+    pub kind: MigrationEventKind,
+    /// The pass over memory under way.
+    pub iteration: u64,
+    pub remaining_bytes: u64,
+    pub dirty_rate_bytes_per_sec: u64,
+    pub bandwidth_bytes_per_sec: u64,
+    pub throttle_percent: u64,
+    /// The downtime allowed from then on.
+    pub downtime_limit_ms: u64,
+    #[serde(default)]
+    pub message: Option<String>,
+}
+
+/// What a [`MigrationEvent`] records, with the names the extension API reports.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MigrationEventKind {
+    /// Memory starts to move, with the starting downtime allowance.
+    #[default]
+    Started,
+    /// A new pass over memory.
+    Pass,
+    /// The escalation allowed more downtime.
+    DowntimeRaised,
+    /// QEMU's auto-converge changed its throttle.
+    Throttled,
+    /// The guest switched to the target; its memory follows on demand.
+    PostCopy,
+    /// Pre-copy had nothing left to send: the guest pauses and the target takes over.
+    SwitchOver,
+    /// Stopped by a cancel, the timeout or the budget (the message says which).
+    Aborted,
+    Completed,
+    Failed,
+    Cancelled,
+}
+
+impl MigrationEventKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Started => "started",
+            Self::Pass => "pass",
+            Self::DowntimeRaised => "downtime-raised",
+            Self::Throttled => "throttled",
+            Self::PostCopy => "post-copy",
+            Self::SwitchOver => "switch-over",
+            Self::Aborted => "aborted",
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+        }
+    }
 }
 
 impl Record for MigrationRecord {

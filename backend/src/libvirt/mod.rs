@@ -83,6 +83,7 @@ fn progress(stats: &virt::domain::JobStats) -> JobProgress {
         bandwidth_bytes_per_sec: stats.mem_bps.unwrap_or(0),
         iterations: stats.mem_iteration.unwrap_or(0),
         post_copy_requests: stats.mem_postcopy_reqs.unwrap_or(0),
+        throttle_percent: stats.auto_converge_throttle.map_or(0, |t| t.max(0) as u64),
     }
 }
 
@@ -302,7 +303,12 @@ impl Hypervisor for LibvirtDriver {
         if options.allow_post_copy {
             flags |= sys::VIR_MIGRATE_POSTCOPY;
         }
-        let params = virt::domain::MigrateParameters { bandwidth: options.bandwidth_mibps, ..Default::default() };
+        // The limit holds in post-copy too (QEMU's is separate, and unlimited by default).
+        let params = virt::domain::MigrateParameters {
+            bandwidth: options.bandwidth_mibps,
+            bandwidth_postcopy: options.bandwidth_mibps.map(|mib| mib << 20),
+            ..Default::default()
+        };
         self.with_conn(|conn| {
             let domain = conn.lookup_domain_by_name(name).map_err(failed)?;
             if let Some(ms) = options.max_downtime_ms {
@@ -339,6 +345,10 @@ impl Hypervisor for LibvirtDriver {
 
     fn start_post_copy(&self, name: &str) -> Result<(), DriverError> {
         self.with_domain(name, |domain| ffi::start_post_copy(domain).map_err(failed))
+    }
+
+    fn set_migration_downtime(&self, name: &str, ms: u64) -> Result<(), DriverError> {
+        self.with_domain(name, |domain| domain.migrate_set_max_downtime(ms, 0).map_err(failed))
     }
 
     fn dirty_rate(&self, name: &str, period: std::time::Duration) -> Result<u64, DriverError> {

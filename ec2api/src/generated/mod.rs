@@ -6942,9 +6942,11 @@ pub struct InstanceMigration {
     pub bandwidth_bytes_per_second: Option<i64>,
     pub bandwidth_mi_bps: Option<i64>,
     pub dirty_rate_bytes_per_second: Option<i64>,
+    pub downtime_limit_millis: Option<i64>,
     pub downtime_millis: Option<i64>,
     pub end_time: Option<Timestamp>,
     pub error_message: Option<String>,
+    pub events: Option<Vec<InstanceMigrationEvent>>,
     pub instance_id: Option<String>,
     pub iterations: Option<i64>,
     pub max_downtime_millis: Option<i64>,
@@ -6966,6 +6968,7 @@ pub struct InstanceMigration {
     pub start_time: Option<Timestamp>,
     pub status: Option<MigrationStatus>,
     pub target_host_id: Option<String>,
+    pub throttle_percent: Option<i64>,
     pub timeout_seconds: Option<i64>,
     pub total_time_millis: Option<i64>,
 }
@@ -6977,9 +6980,11 @@ impl XmlStruct for InstanceMigration {
         self.bandwidth_bytes_per_second.write_xml(w, "bandwidthBytesPerSecond");
         self.bandwidth_mi_bps.write_xml(w, "bandwidthMiBps");
         self.dirty_rate_bytes_per_second.write_xml(w, "dirtyRateBytesPerSecond");
+        self.downtime_limit_millis.write_xml(w, "downtimeLimitMillis");
         self.downtime_millis.write_xml(w, "downtimeMillis");
         self.end_time.write_xml(w, "endTime");
         self.error_message.write_xml(w, "errorMessage");
+        self.events.write_xml(w, "eventSet");
         self.instance_id.write_xml(w, "instanceId");
         self.iterations.write_xml(w, "iterations");
         self.max_downtime_millis.write_xml(w, "maxDowntimeMillis");
@@ -7001,6 +7006,7 @@ impl XmlStruct for InstanceMigration {
         self.start_time.write_xml(w, "startTime");
         self.status.write_xml(w, "status");
         self.target_host_id.write_xml(w, "targetHostId");
+        self.throttle_percent.write_xml(w, "throttlePercent");
         self.timeout_seconds.write_xml(w, "timeoutSeconds");
         self.total_time_millis.write_xml(w, "totalTimeMillis");
     }
@@ -7062,6 +7068,42 @@ impl XmlValue for InstanceMigrationEstimate {
         w.end(name);
     }
 }
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct InstanceMigrationEvent {
+    pub bandwidth_bytes_per_second: Option<i64>,
+    pub dirty_rate_bytes_per_second: Option<i64>,
+    pub downtime_limit_millis: Option<i64>,
+    pub elapsed_millis: Option<i64>,
+    pub iteration: Option<i64>,
+    pub memory_remaining_bytes: Option<i64>,
+    pub message: Option<String>,
+    pub throttle_percent: Option<i64>,
+    pub r#type: Option<InstanceMigrationEventType>,
+}
+
+impl XmlStruct for InstanceMigrationEvent {
+    fn write_members(&self, w: &mut XmlWriter) {
+        self.bandwidth_bytes_per_second.write_xml(w, "bandwidthBytesPerSecond");
+        self.dirty_rate_bytes_per_second.write_xml(w, "dirtyRateBytesPerSecond");
+        self.downtime_limit_millis.write_xml(w, "downtimeLimitMillis");
+        self.elapsed_millis.write_xml(w, "elapsedMillis");
+        self.iteration.write_xml(w, "iteration");
+        self.memory_remaining_bytes.write_xml(w, "memoryRemainingBytes");
+        self.message.write_xml(w, "message");
+        self.throttle_percent.write_xml(w, "throttlePercent");
+        self.r#type.write_xml(w, "type");
+    }
+}
+
+impl XmlValue for InstanceMigrationEvent {
+    fn write_xml(&self, w: &mut XmlWriter, name: &str) {
+        w.start(name);
+        self.write_members(w);
+        w.end(name);
+    }
+}
+pub type InstanceMigrationEventType = String;
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct InstanceNetworkInterface {

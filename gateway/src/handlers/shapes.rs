@@ -378,6 +378,24 @@ pub fn migration(m: &storage::MigrationRecord) -> ec2api::InstanceMigration {
         predicted_total_millis: m.prediction.as_ref().and_then(|p| p.total_ms).and_then(long),
         predicted_downtime_millis: m.prediction.as_ref().and_then(|p| long(p.downtime_ms)),
         predicted_iterations: m.prediction.as_ref().and_then(|p| long(p.iterations.into())),
+        downtime_limit_millis: Some(m.downtime_limit_ms).filter(|&ms| ms > 0).and_then(long),
+        throttle_percent: long(p.throttle_percent),
+        events: Some(m.events.iter().map(migration_event).collect()),
+    }
+}
+
+/// One entry of a migration's timeline.
+fn migration_event(e: &storage::MigrationEvent) -> ec2api::InstanceMigrationEvent {
+    ec2api::InstanceMigrationEvent {
+        elapsed_millis: long(e.at_ms),
+        r#type: Some(e.kind.name().into()),
+        iteration: long(e.iteration),
+        memory_remaining_bytes: long(e.remaining_bytes),
+        dirty_rate_bytes_per_second: long(e.dirty_rate_bytes_per_sec),
+        bandwidth_bytes_per_second: long(e.bandwidth_bytes_per_sec),
+        throttle_percent: long(e.throttle_percent),
+        downtime_limit_millis: long(e.downtime_limit_ms),
+        message: e.message.clone(),
     }
 }
 

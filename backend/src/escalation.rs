@@ -1,0 +1,357 @@
+//! How a live migration escalates when pre-copy stalls, within the budget it was given: a pure
+//! policy that the migration's monitor applies to every progress reading of the source's job
+//! ([`crate::migration`]) and the estimator to every pass it simulates
+//! ([`crate::migration_plan`]), so that a prediction follows the same rules as the migration.
+//!
+//! The budget is the migration's `MaxDowntimeMillis` (QEMU's 300 ms when it sets none) and its
+//! `TimeoutSeconds`; the rungs, each tried once the one before is used up:
+//! 1. **Downtime.** The migration starts allowing a quarter of its downtime budget and doubles
+//!    the allowance after each stalled pass, up to the budget: a guest that converges easily
+//!    pauses for less than it was allowed.
+//! 2. **Auto-converge** (`AutoConverge`): QEMU slows the guest's vCPUs, from 20 % and 10 % more
+//!    each time a pass dirties over half of what it sent, up to 99 %. libvirt can enable it only
+//!    when the migration starts, and QEMU engages it by its own measure, so the throttle may
+//!    begin before the downtime reaches the budget; the policy waits [`THROTTLE_PASSES`]
+//!    stalled passes at the full budget for it to work.
+//! 3. **Post-copy** (`AllowPostCopy`): the guest moves to the target and the rest of its
+//!    memory follows on demand, only if what is left can be sent in the time the timeout leaves.
+//! 4. **Abort**: with nothing left to try, the migration is aborted and the guest runs on at the
+//!    source; the reason says what the migration would have needed.
+//!
+//! The timeout aborts at any rung before post-copy (after it there is no way back). A pass is
+//! stalled when it did not halve what was left to send (QEMU's own auto-converge trigger uses
+//! the same half), and stuck when it did not shrink it by a tenth: stalled passes escalate,
+//! but only a stuck one aborts; a migration that still converges, slowly, at the full budget
+//! goes on (its timeout bounds it).
+
+/// QEMU's allowed downtime when a migration sets none: the budget by default.
+pub const DEFAULT_MAX_DOWNTIME_MS: u64 = 300;
+
+/// Stalled passes the policy gives auto-converge at the full downtime budget.
+pub const THROTTLE_PASSES: u32 = 6;
+
+/// QEMU's highest throttle.
+pub const THROTTLE_MAX: u64 = 99;
+
+/// What a migration may spend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    /// The longest pause allowed at the switch-over.
+    pub max_downtime_ms: u64,
+    pub auto_converge: bool,
+    pub allow_post_copy: bool,
+    /// From the start of the migration.
+    pub timeout_ms: Option<u64>,
+}
+
+impl Budget {
+    pub fn of(options: &storage::MigrationOptions) -> Self {
+        Self {
+            max_downtime_ms: options.max_downtime_ms.unwrap_or(DEFAULT_MAX_DOWNTIME_MS),
+            auto_converge: options.auto_converge,
+            allow_post_copy: options.allow_post_copy,
+            timeout_ms: options.timeout_secs.map(|s| s.saturating_mul(1000)),
+        }
+    }
+
+    /// The downtime a migration allows when it starts.
+    pub fn initial_downtime_ms(&self) -> u64 {
+        (self.max_downtime_ms / 4).max(1).min(self.max_downtime_ms)
+    }
+}
+
+/// One reading of a running migration.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Sample {
+    /// Since the migration started.
+    pub elapsed_ms: u64,
+    /// The pass over memory under way (QEMU counts from 1).
+    pub iteration: u64,
+    pub remaining_bytes: u64,
+    pub dirty_rate_bytes_per_sec: u64,
+    pub bandwidth_bytes_per_sec: u64,
+    pub throttle_percent: u64,
+    /// An admin asked for post-copy now (StartInstanceMigrationPostCopy).
+    pub post_copy_asked: bool,
+}
+
+/// What the monitor does after a reading.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    Wait,
+    /// Allow this much downtime from now on.
+    RaiseDowntime(u64),
+    PostCopy,
+    Abort(Abort),
+}
+
+/// Why a migration is aborted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Abort {
+    TimedOut,
+    /// Every rung was tried; the text says what the migration would have needed.
+    OverBudget(String),
+}
+
+/// The policy's state between readings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ladder {
+    pub budget: Budget,
+    /// The downtime allowed now.
+    pub downtime_ms: u64,
+    /// The last pass seen, and what was left to send when it was first seen.
+    last_pass: Option<(u64, u64)>,
+    /// Stalled passes since the downtime reached the budget.
+    stalled_at_budget: u32,
+    post_copy: bool,
+}
+
+const MIB: f64 = (1u64 << 20) as f64;
+
+impl Ladder {
+    pub fn new(budget: Budget) -> Self {
+        Self {
+            budget,
+            downtime_ms: budget.initial_downtime_ms(),
+            last_pass: None,
+            stalled_at_budget: 0,
+            post_copy: false,
+        }
+    }
+
+    pub fn post_copy(&self) -> bool {
+        self.post_copy
+    }
+
+    /// The step after `sample`; a reading within the pass already seen changes nothing but
+    /// the timeout.
+    pub fn step(&mut self, sample: &Sample) -> Step {
+        // Post-copy runs to its end: there is no way back.
+        if self.post_copy {
+            return Step::Wait;
+        }
+        if self.budget.timeout_ms.is_some_and(|t| sample.elapsed_ms >= t) {
+            return Step::Abort(Abort::TimedOut);
+        }
+        if sample.post_copy_asked && self.budget.allow_post_copy && sample.remaining_bytes > 0 {
+            self.post_copy = true;
+            return Step::PostCopy;
+        }
+        let previous = match self.last_pass {
+            Some((pass, _)) if sample.iteration <= pass => return Step::Wait,
+            other => other,
+        };
+        self.last_pass = Some((sample.iteration, sample.remaining_bytes));
+        let Some((_, before)) = previous else { return Step::Wait };
+        // Nothing left (the switch-over is under way), or at least halved: converging.
+        if sample.remaining_bytes == 0 || sample.remaining_bytes.saturating_mul(2) <= before {
+            return Step::Wait;
+        }
+        if self.downtime_ms < self.budget.max_downtime_ms {
+            self.downtime_ms = self.downtime_ms.saturating_mul(2).min(self.budget.max_downtime_ms);
+            return Step::RaiseDowntime(self.downtime_ms);
+        }
+        self.stalled_at_budget += 1;
+        if self.budget.auto_converge
+            && self.stalled_at_budget <= THROTTLE_PASSES
+            && sample.throttle_percent < THROTTLE_MAX
+        {
+            return Step::Wait;
+        }
+        let send_ms = |bytes: u64| match sample.bandwidth_bytes_per_sec {
+            0 => None,
+            rate => Some(bytes.saturating_mul(1000) / rate),
+        };
+        if self.budget.allow_post_copy {
+            let left_ms = self.budget.timeout_ms.map(|t| t.saturating_sub(sample.elapsed_ms));
+            match (send_ms(sample.remaining_bytes), left_ms) {
+                (Some(need), Some(left)) if need > left => {
+                    return Step::Abort(Abort::OverBudget(format!(
+                        "post-copy would need about {need} ms to send the {:.1} MiB left, but only {left} ms of \
+                         TimeoutSeconds remain; allow a longer TimeoutSeconds or a higher BandwidthMiBps",
+                        sample.remaining_bytes as f64 / MIB
+                    )))
+                }
+                _ => {
+                    self.post_copy = true;
+                    return Step::PostCopy;
+                }
+            }
+        }
+        if sample.remaining_bytes.saturating_mul(10) <= before.saturating_mul(9) {
+            return Step::Wait;
+        }
+        let pause =
+            send_ms(sample.remaining_bytes).map_or_else(|| "an unknown time".to_owned(), |ms| format!("about {ms} ms"));
+        let throttled = if self.budget.auto_converge {
+            format!(" with the guest throttled to {} %,", sample.throttle_percent)
+        } else {
+            String::new()
+        };
+        Step::Abort(Abort::OverBudget(format!(
+            "pre-copy cannot converge within MaxDowntimeMillis {} ms: after pass {}{throttled} {:.1} MiB were left, \
+             dirtied at {:.1} MiB/s while {:.1} MiB/s were sent, so the switch-over would pause the guest {pause}; \
+             allow post-copy (AllowPostCopy), auto-converge (AutoConverge) or a larger MaxDowntimeMillis",
+            self.budget.max_downtime_ms,
+            sample.iteration.saturating_sub(1),
+            sample.remaining_bytes as f64 / MIB,
+            sample.dirty_rate_bytes_per_sec as f64 / MIB,
+            sample.bandwidth_bytes_per_sec as f64 / MIB,
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MB: u64 = 1 << 20;
+
+    fn budget(max_downtime_ms: u64) -> Budget {
+        Budget { max_downtime_ms, auto_converge: false, allow_post_copy: false, timeout_ms: None }
+    }
+
+    /// Feeds one reading a pass, `remaining` MiB each, a second apart; answers the steps.
+    fn run(ladder: &mut Ladder, remaining_mib: &[u64], throttle: u64) -> Vec<Step> {
+        remaining_mib
+            .iter()
+            .enumerate()
+            .map(|(i, &mib)| {
+                let sample = Sample {
+                    elapsed_ms: 1000 * i as u64,
+                    iteration: i as u64 + 1,
+                    remaining_bytes: mib * MB,
+                    dirty_rate_bytes_per_sec: 64 * MB,
+                    bandwidth_bytes_per_sec: 32 * MB,
+                    throttle_percent: throttle,
+                    post_copy_asked: false,
+                };
+                ladder.step(&sample)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_converging_migration_keeps_its_small_allowance() {
+        let mut ladder = Ladder::new(budget(300));
+        assert_eq!(ladder.downtime_ms, 75, "a quarter of the budget to start with");
+        let steps = run(&mut ladder, &[256, 40, 20, 9, 2, 0], 0);
+        assert!(steps.iter().all(|s| *s == Step::Wait), "{steps:?}");
+        assert_eq!(ladder.downtime_ms, 75);
+        // Readings within a pass are not passes.
+        let again = Sample { elapsed_ms: 9000, iteration: 6, remaining_bytes: 100 * MB, ..Default::default() };
+        assert_eq!(ladder.step(&again), Step::Wait);
+    }
+
+    #[test]
+    fn stalls_raise_the_downtime_to_the_budget_then_abort() {
+        let mut ladder = Ladder::new(budget(300));
+        let steps = run(&mut ladder, &[256, 48, 48, 47, 48], 0);
+        assert_eq!(steps[..4], [Step::Wait, Step::Wait, Step::RaiseDowntime(150), Step::RaiseDowntime(300)]);
+        let Step::Abort(Abort::OverBudget(why)) = &steps[4] else { panic!("{steps:?}") };
+        // 48 MiB at 32 MiB/s: a 1.5 s pause against 300 ms; it says what to do next.
+        assert!(
+            why.contains("about 1500 ms") && why.contains("MaxDowntimeMillis 300") && why.contains("AllowPostCopy"),
+            "{why}"
+        );
+        assert_eq!(ladder.downtime_ms, 300, "never past the budget");
+    }
+
+    #[test]
+    fn a_slow_migration_at_the_budget_goes_on_while_it_shrinks() {
+        let mut ladder = Ladder::new(budget(300));
+        // Each pass leaves 60-85% of the one before: stalled, so the allowance rises, but
+        // converging, so nothing aborts it.
+        let steps = run(&mut ladder, &[256, 154, 92, 70, 56, 48], 0);
+        assert_eq!(steps[..3], [Step::Wait, Step::RaiseDowntime(150), Step::RaiseDowntime(300)]);
+        assert!(steps[3..].iter().all(|s| *s == Step::Wait), "{steps:?}");
+        // Until a pass no longer shrinks what is left by a tenth.
+        assert!(matches!(run_from(&mut ladder, 6, &[45]), Step::Abort(Abort::OverBudget(_))));
+    }
+
+    /// One more reading, as pass `iteration`.
+    fn run_from(ladder: &mut Ladder, iteration: u64, remaining_mib: &[u64]) -> Step {
+        let mut last = Step::Wait;
+        for (i, &mib) in remaining_mib.iter().enumerate() {
+            let sample = Sample {
+                iteration: iteration + i as u64 + 1,
+                remaining_bytes: mib * MB,
+                bandwidth_bytes_per_sec: 32 * MB,
+                ..Default::default()
+            };
+            last = ladder.step(&sample);
+        }
+        last
+    }
+
+    #[test]
+    fn a_tiny_budget_is_never_exceeded() {
+        for max in [1, 2, 7, 50, 1000] {
+            let mut ladder = Ladder::new(budget(max));
+            assert!(ladder.downtime_ms >= 1 && ladder.downtime_ms <= max);
+            for step in run(&mut ladder, &[100; 20], 0) {
+                if let Step::RaiseDowntime(ms) = step {
+                    assert!(ms <= max, "{max}: {ms}");
+                }
+            }
+            assert_eq!(ladder.downtime_ms, max);
+        }
+    }
+
+    #[test]
+    fn auto_converge_gets_its_passes_before_post_copy() {
+        let with =
+            |auto_converge, allow_post_copy| Ladder::new(Budget { auto_converge, allow_post_copy, ..budget(100) });
+        // Two raises (25 → 50 → 100), then the throttle's passes, then post-copy.
+        let mut ladder = with(true, true);
+        let steps = run(&mut ladder, &[64; 12], 40);
+        let post = steps.iter().position(|s| *s == Step::PostCopy).expect("post-copy at last");
+        assert_eq!(post, 1 + 2 + THROTTLE_PASSES as usize, "{steps:?}");
+        assert!(ladder.post_copy());
+        assert!(steps[post + 1..].iter().all(|s| *s == Step::Wait), "nothing after post-copy: {steps:?}");
+        // A throttle at QEMU's maximum has nothing more to give.
+        let mut ladder = with(true, true);
+        let steps = run(&mut ladder, &[64; 6], THROTTLE_MAX);
+        assert_eq!(steps[3], Step::PostCopy, "{steps:?}");
+        // Without auto-converge, post-copy follows the downtime at once.
+        let mut ladder = with(false, true);
+        assert_eq!(run(&mut ladder, &[64; 5], 0)[3], Step::PostCopy);
+        // Without post-copy, the throttle's passes end in an abort that names the throttle.
+        let mut ladder = with(true, false);
+        let steps = run(&mut ladder, &[64; 12], 60);
+        let Step::Abort(Abort::OverBudget(why)) = &steps[1 + 2 + THROTTLE_PASSES as usize] else { panic!("{steps:?}") };
+        assert!(why.contains("throttled to 60 %"), "{why}");
+    }
+
+    #[test]
+    fn the_timeout_bounds_every_rung_before_post_copy() {
+        let mut ladder = Ladder::new(Budget { timeout_ms: Some(2500), allow_post_copy: true, ..budget(300) });
+        let steps = run(&mut ladder, &[256, 200, 200, 200], 0);
+        assert_eq!(
+            steps,
+            [Step::Wait, Step::RaiseDowntime(150), Step::RaiseDowntime(300), Step::Abort(Abort::TimedOut)]
+        );
+        // Post-copy only when what is left can be sent in the time left: 64 MiB at 32 MiB/s
+        // takes 2 s, and 1.5 s remain.
+        let mut ladder = Ladder::new(Budget { timeout_ms: Some(4500), allow_post_copy: true, ..budget(20) });
+        let steps = run(&mut ladder, &[64, 64, 64, 64, 64], 0);
+        let Step::Abort(Abort::OverBudget(why)) = &steps[3] else { panic!("{steps:?}") };
+        assert!(why.contains("about 2000 ms") && why.contains("1500 ms"), "{why}");
+        // Once switched, nothing aborts it, not even the timeout.
+        let mut ladder = Ladder::new(Budget { allow_post_copy: true, timeout_ms: Some(10_000), ..budget(20) });
+        assert_eq!(run(&mut ladder, &[64; 5], 0)[3], Step::PostCopy);
+        let late = Sample { elapsed_ms: 60_000, iteration: 9, remaining_bytes: MB, ..Default::default() };
+        assert_eq!(ladder.step(&late), Step::Wait);
+    }
+
+    #[test]
+    fn an_admin_asking_for_post_copy_is_answered_at_once_when_allowed() {
+        let asked = Sample { iteration: 1, remaining_bytes: 10 * MB, post_copy_asked: true, ..Default::default() };
+        let mut allowed = Ladder::new(Budget { allow_post_copy: true, ..budget(300) });
+        assert_eq!(allowed.step(&asked), Step::PostCopy);
+        let mut refused = Ladder::new(budget(300));
+        assert_eq!(refused.step(&asked), Step::Wait, "libvirt was not told at the start");
+        let mut finishing = Ladder::new(Budget { allow_post_copy: true, ..budget(300) });
+        assert_eq!(finishing.step(&Sample { remaining_bytes: 0, ..asked }), Step::Wait, "nothing left to move");
+    }
+}
