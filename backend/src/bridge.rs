@@ -187,6 +187,10 @@ impl Hypervisor for HostBridge {
         let name = name.to_owned();
         self.timed("start_post_copy", move |d| d.start_post_copy(&name))
     }
+    fn post_copy_failed(&self, name: &str) -> Result<bool, DriverError> {
+        let name = name.to_owned();
+        self.timed("post_copy_failed", move |d| d.post_copy_failed(&name))
+    }
     fn set_migration_downtime(&self, name: &str, ms: u64) -> Result<(), DriverError> {
         let name = name.to_owned();
         self.timed("set_migration_downtime", move |d| d.set_migration_downtime(&name, ms))

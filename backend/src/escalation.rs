@@ -18,11 +18,16 @@
 //! 4. **Abort**: with nothing left to try, the migration is aborted and the guest runs on at the
 //!    source; the reason says what the migration would have needed.
 //!
-//! The timeout aborts at any rung before post-copy (after it there is no way back). A pass is
-//! stalled when it did not halve what was left to send (QEMU's own auto-converge trigger uses
-//! the same half), and stuck when it did not shrink it by a tenth: stalled passes escalate,
-//! but only a stuck one aborts; a migration that still converges, slowly, at the full budget
-//! goes on (its timeout bounds it).
+//! The timeout aborts at any rung before post-copy (after it there is no way back). The policy
+//! judges each pass as it ends (at the first reading of the next one) by QEMU's own figures,
+//! the rate the guest dirtied memory at against the rate memory was sent at: the next pass
+//! must send what is left times their ratio, wherever in the pass the reading lands. A pass is
+//! stalled when the guest dirtied more than half as fast as memory was sent (what is left does
+//! not halve; QEMU's auto-converge trigger uses the same half), and stuck when more than nine
+//! tenths as fast (what is left shrinks by less than a tenth): stalled passes escalate, but only
+//! a stuck one aborts; a migration that still converges, slowly, at the full budget goes on
+//! (its timeout bounds it). Readings without figures (libvirt's preparation, before memory
+//! moves) are no passes, and a pass too short to be read between two readings is not judged.
 
 /// QEMU's allowed downtime when a migration sets none: the budget by default.
 pub const DEFAULT_MAX_DOWNTIME_MS: u64 = 300;
@@ -65,8 +70,10 @@ impl Budget {
 pub struct Sample {
     /// Since the migration started.
     pub elapsed_ms: u64,
-    /// The pass over memory under way (QEMU counts from 1).
+    /// The pass over memory under way: 1 for the first, 0 before memory moves.
     pub iteration: u64,
+    /// The guest's memory; 0 until QEMU reports figures.
+    pub memory_total_bytes: u64,
     pub remaining_bytes: u64,
     pub dirty_rate_bytes_per_sec: u64,
     pub bandwidth_bytes_per_sec: u64,
@@ -99,8 +106,8 @@ pub struct Ladder {
     pub budget: Budget,
     /// The downtime allowed now.
     pub downtime_ms: u64,
-    /// The last pass seen, and what was left to send when it was first seen.
-    last_pass: Option<(u64, u64)>,
+    /// The last pass judged.
+    last_pass: u64,
     /// Stalled passes since the downtime reached the budget.
     stalled_at_budget: u32,
     post_copy: bool,
@@ -110,20 +117,22 @@ const MIB: f64 = (1u64 << 20) as f64;
 
 impl Ladder {
     pub fn new(budget: Budget) -> Self {
-        Self {
-            budget,
-            downtime_ms: budget.initial_downtime_ms(),
-            last_pass: None,
-            stalled_at_budget: 0,
-            post_copy: false,
-        }
+        Self { budget, downtime_ms: budget.initial_downtime_ms(), last_pass: 0, stalled_at_budget: 0, post_copy: false }
     }
 
+    /// Whether the migration switched to post-copy.
     pub fn post_copy(&self) -> bool {
         self.post_copy
     }
 
-    /// The step after `sample`; a reading within the pass already seen changes nothing but
+    /// The host confirmed the switch to post-copy that [`Step::PostCopy`] asked for: from now
+    /// on nothing stops the migration. Until then the rungs below it (the timeout, a cancel)
+    /// still hold, so a switch that failed can be aborted.
+    pub fn switched(&mut self) {
+        self.post_copy = true;
+    }
+
+    /// The step after `sample`; a reading within a pass already judged changes nothing but
     /// the timeout.
     pub fn step(&mut self, sample: &Sample) -> Step {
         // Post-copy runs to its end: there is no way back.
@@ -134,17 +143,16 @@ impl Ladder {
             return Step::Abort(Abort::TimedOut);
         }
         if sample.post_copy_asked && self.budget.allow_post_copy && sample.remaining_bytes > 0 {
-            self.post_copy = true;
             return Step::PostCopy;
         }
-        let previous = match self.last_pass {
-            Some((pass, _)) if sample.iteration <= pass => return Step::Wait,
-            other => other,
-        };
-        self.last_pass = Some((sample.iteration, sample.remaining_bytes));
-        let Some((_, before)) = previous else { return Step::Wait };
-        // Nothing left (the switch-over is under way), or at least halved: converging.
-        if sample.remaining_bytes == 0 || sample.remaining_bytes.saturating_mul(2) <= before {
+        // A pass is judged once, as the next begins; none has ended before the second.
+        if sample.memory_total_bytes == 0 || sample.iteration < 2 || sample.iteration <= self.last_pass {
+            return Step::Wait;
+        }
+        self.last_pass = sample.iteration;
+        let (dirty, sent) = (sample.dirty_rate_bytes_per_sec, sample.bandwidth_bytes_per_sec);
+        // Nothing left (the switch-over is under way), no rate to judge by, or converging.
+        if sample.remaining_bytes == 0 || sent == 0 || dirty.saturating_mul(2) <= sent {
             return Step::Wait;
         }
         if self.downtime_ms < self.budget.max_downtime_ms {
@@ -158,31 +166,29 @@ impl Ladder {
         {
             return Step::Wait;
         }
-        let send_ms = |bytes: u64| match sample.bandwidth_bytes_per_sec {
-            0 => None,
-            rate => Some(bytes.saturating_mul(1000) / rate),
-        };
+        let stuck = dirty.saturating_mul(10) > sent.saturating_mul(9);
+        let mib = |bytes: u64| bytes as f64 / MIB;
+        let send_ms = sample.remaining_bytes.saturating_mul(1000) / sent;
         if self.budget.allow_post_copy {
-            let left_ms = self.budget.timeout_ms.map(|t| t.saturating_sub(sample.elapsed_ms));
-            match (send_ms(sample.remaining_bytes), left_ms) {
-                (Some(need), Some(left)) if need > left => {
+            match self.budget.timeout_ms.map(|t| t.saturating_sub(sample.elapsed_ms)) {
+                // What is left would not arrive within the timeout: as without post-copy, a
+                // migration that still converges goes on, a stuck one is aborted.
+                Some(left) if send_ms > left => {
+                    if !stuck {
+                        return Step::Wait;
+                    }
                     return Step::Abort(Abort::OverBudget(format!(
-                        "post-copy would need about {need} ms to send the {:.1} MiB left, but only {left} ms of \
+                        "post-copy would need about {send_ms} ms to send the {:.1} MiB left, but only {left} ms of \
                          TimeoutSeconds remain; allow a longer TimeoutSeconds or a higher BandwidthMiBps",
-                        sample.remaining_bytes as f64 / MIB
-                    )))
+                        mib(sample.remaining_bytes)
+                    )));
                 }
-                _ => {
-                    self.post_copy = true;
-                    return Step::PostCopy;
-                }
+                _ => return Step::PostCopy,
             }
         }
-        if sample.remaining_bytes.saturating_mul(10) <= before.saturating_mul(9) {
+        if !stuck {
             return Step::Wait;
         }
-        let pause =
-            send_ms(sample.remaining_bytes).map_or_else(|| "an unknown time".to_owned(), |ms| format!("about {ms} ms"));
         let throttled = if self.budget.auto_converge {
             format!(" with the guest throttled to {} %,", sample.throttle_percent)
         } else {
@@ -190,13 +196,13 @@ impl Ladder {
         };
         Step::Abort(Abort::OverBudget(format!(
             "pre-copy cannot converge within MaxDowntimeMillis {} ms: after pass {}{throttled} {:.1} MiB were left, \
-             dirtied at {:.1} MiB/s while {:.1} MiB/s were sent, so the switch-over would pause the guest {pause}; \
-             allow post-copy (AllowPostCopy), auto-converge (AutoConverge) or a larger MaxDowntimeMillis",
+             dirtied at {:.1} MiB/s while {:.1} MiB/s were sent, so the switch-over would pause the guest about \
+             {send_ms} ms; allow post-copy (AllowPostCopy), auto-converge (AutoConverge) or a larger MaxDowntimeMillis",
             self.budget.max_downtime_ms,
             sample.iteration.saturating_sub(1),
-            sample.remaining_bytes as f64 / MIB,
-            sample.dirty_rate_bytes_per_sec as f64 / MIB,
-            sample.bandwidth_bytes_per_sec as f64 / MIB,
+            mib(sample.remaining_bytes),
+            mib(dirty),
+            mib(sent),
         )))
     }
 }
@@ -211,44 +217,55 @@ mod tests {
         Budget { max_downtime_ms, auto_converge: false, allow_post_copy: false, timeout_ms: None }
     }
 
-    /// Feeds one reading a pass, `remaining` MiB each, a second apart; answers the steps.
-    fn run(ladder: &mut Ladder, remaining_mib: &[u64], throttle: u64) -> Vec<Step> {
-        remaining_mib
-            .iter()
-            .enumerate()
-            .map(|(i, &mib)| {
-                let sample = Sample {
-                    elapsed_ms: 1000 * i as u64,
-                    iteration: i as u64 + 1,
-                    remaining_bytes: mib * MB,
-                    dirty_rate_bytes_per_sec: 64 * MB,
-                    bandwidth_bytes_per_sec: 32 * MB,
-                    throttle_percent: throttle,
-                    post_copy_asked: false,
-                };
-                ladder.step(&sample)
-            })
-            .collect()
+    /// The first reading of each pass from the second on, a second apart: 48 MiB left, the
+    /// guest dirtying `dirty` MiB/s against 32 MiB/s sent; answers the steps.
+    fn run(ladder: &mut Ladder, dirty_mibps: &[u64], throttle: u64) -> Vec<Step> {
+        dirty_mibps.iter().enumerate().map(|(i, &dirty)| ladder.step(&pass(i as u64 + 2, dirty, throttle))).collect()
+    }
+
+    fn pass(iteration: u64, dirty_mibps: u64, throttle: u64) -> Sample {
+        Sample {
+            elapsed_ms: 1000 * (iteration - 1),
+            iteration,
+            memory_total_bytes: 512 * MB,
+            remaining_bytes: 48 * MB,
+            dirty_rate_bytes_per_sec: dirty_mibps * MB,
+            bandwidth_bytes_per_sec: 32 * MB,
+            throttle_percent: throttle,
+            post_copy_asked: false,
+        }
     }
 
     #[test]
     fn a_converging_migration_keeps_its_small_allowance() {
         let mut ladder = Ladder::new(budget(300));
         assert_eq!(ladder.downtime_ms, 75, "a quarter of the budget to start with");
-        let steps = run(&mut ladder, &[256, 40, 20, 9, 2, 0], 0);
+        // Dirtying at most half as fast as memory is sent: each pass halves what is left.
+        let steps = run(&mut ladder, &[16, 10, 3, 0], 0);
         assert!(steps.iter().all(|s| *s == Step::Wait), "{steps:?}");
         assert_eq!(ladder.downtime_ms, 75);
-        // Readings within a pass are not passes.
-        let again = Sample { elapsed_ms: 9000, iteration: 6, remaining_bytes: 100 * MB, ..Default::default() };
-        assert_eq!(ladder.step(&again), Step::Wait);
+        // More readings within a pass already judged are not passes.
+        assert_eq!(ladder.step(&pass(5, 40, 0)), Step::Wait);
+    }
+
+    #[test]
+    fn readings_before_memory_moves_are_not_passes() {
+        let mut ladder = Ladder::new(budget(300));
+        // libvirt's preparation (a job without figures), the first pass under way, a reading
+        // without the guest's size or a bandwidth: nothing to judge.
+        assert_eq!(ladder.step(&Sample { elapsed_ms: 500, ..Default::default() }), Step::Wait);
+        assert_eq!(ladder.step(&pass(1, 40, 0)), Step::Wait);
+        assert_eq!(ladder.step(&Sample { memory_total_bytes: 0, ..pass(2, 40, 0) }), Step::Wait);
+        assert_eq!(ladder.step(&Sample { bandwidth_bytes_per_sec: 0, ..pass(2, 40, 0) }), Step::Wait);
+        assert_eq!(ladder.downtime_ms, 75, "nothing judged");
     }
 
     #[test]
     fn stalls_raise_the_downtime_to_the_budget_then_abort() {
         let mut ladder = Ladder::new(budget(300));
-        let steps = run(&mut ladder, &[256, 48, 48, 47, 48], 0);
-        assert_eq!(steps[..4], [Step::Wait, Step::Wait, Step::RaiseDowntime(150), Step::RaiseDowntime(300)]);
-        let Step::Abort(Abort::OverBudget(why)) = &steps[4] else { panic!("{steps:?}") };
+        let steps = run(&mut ladder, &[32, 32, 31], 0);
+        assert_eq!(steps[..2], [Step::RaiseDowntime(150), Step::RaiseDowntime(300)]);
+        let Step::Abort(Abort::OverBudget(why)) = &steps[2] else { panic!("{steps:?}") };
         // 48 MiB at 32 MiB/s: a 1.5 s pause against 300 ms; it says what to do next.
         assert!(
             why.contains("about 1500 ms") && why.contains("MaxDowntimeMillis 300") && why.contains("AllowPostCopy"),
@@ -260,28 +277,13 @@ mod tests {
     #[test]
     fn a_slow_migration_at_the_budget_goes_on_while_it_shrinks() {
         let mut ladder = Ladder::new(budget(300));
-        // Each pass leaves 60-85% of the one before: stalled, so the allowance rises, but
+        // Dirtying 60-85% as fast as memory is sent: stalled, so the allowance rises, but
         // converging, so nothing aborts it.
-        let steps = run(&mut ladder, &[256, 154, 92, 70, 56, 48], 0);
-        assert_eq!(steps[..3], [Step::Wait, Step::RaiseDowntime(150), Step::RaiseDowntime(300)]);
-        assert!(steps[3..].iter().all(|s| *s == Step::Wait), "{steps:?}");
+        let steps = run(&mut ladder, &[20, 25, 27, 20, 28], 0);
+        assert_eq!(steps[..2], [Step::RaiseDowntime(150), Step::RaiseDowntime(300)]);
+        assert!(steps[2..].iter().all(|s| *s == Step::Wait), "{steps:?}");
         // Until a pass no longer shrinks what is left by a tenth.
-        assert!(matches!(run_from(&mut ladder, 6, &[45]), Step::Abort(Abort::OverBudget(_))));
-    }
-
-    /// One more reading, as pass `iteration`.
-    fn run_from(ladder: &mut Ladder, iteration: u64, remaining_mib: &[u64]) -> Step {
-        let mut last = Step::Wait;
-        for (i, &mib) in remaining_mib.iter().enumerate() {
-            let sample = Sample {
-                iteration: iteration + i as u64 + 1,
-                remaining_bytes: mib * MB,
-                bandwidth_bytes_per_sec: 32 * MB,
-                ..Default::default()
-            };
-            last = ladder.step(&sample);
-        }
-        last
+        assert!(matches!(ladder.step(&pass(7, 30, 0)), Step::Abort(Abort::OverBudget(_))));
     }
 
     #[test]
@@ -289,7 +291,7 @@ mod tests {
         for max in [1, 2, 7, 50, 1000] {
             let mut ladder = Ladder::new(budget(max));
             assert!(ladder.downtime_ms >= 1 && ladder.downtime_ms <= max);
-            for step in run(&mut ladder, &[100; 20], 0) {
+            for step in run(&mut ladder, &[20; 20], 0) {
                 if let Step::RaiseDowntime(ms) = step {
                     assert!(ms <= max, "{max}: {ms}");
                 }
@@ -304,44 +306,49 @@ mod tests {
             |auto_converge, allow_post_copy| Ladder::new(Budget { auto_converge, allow_post_copy, ..budget(100) });
         // Two raises (25 → 50 → 100), then the throttle's passes, then post-copy.
         let mut ladder = with(true, true);
-        let steps = run(&mut ladder, &[64; 12], 40);
+        let steps = run(&mut ladder, &[32; 12], 40);
         let post = steps.iter().position(|s| *s == Step::PostCopy).expect("post-copy at last");
-        assert_eq!(post, 1 + 2 + THROTTLE_PASSES as usize, "{steps:?}");
+        assert_eq!(post, 2 + THROTTLE_PASSES as usize, "{steps:?}");
+        // Asked for until the host confirms it; nothing after.
+        ladder.switched();
         assert!(ladder.post_copy());
-        assert!(steps[post + 1..].iter().all(|s| *s == Step::Wait), "nothing after post-copy: {steps:?}");
+        assert_eq!(ladder.step(&pass(20, 32, 40)), Step::Wait, "nothing after post-copy");
         // A throttle at QEMU's maximum has nothing more to give.
         let mut ladder = with(true, true);
-        let steps = run(&mut ladder, &[64; 6], THROTTLE_MAX);
-        assert_eq!(steps[3], Step::PostCopy, "{steps:?}");
+        let steps = run(&mut ladder, &[32; 6], THROTTLE_MAX);
+        assert_eq!(steps[2], Step::PostCopy, "{steps:?}");
         // Without auto-converge, post-copy follows the downtime at once.
         let mut ladder = with(false, true);
-        assert_eq!(run(&mut ladder, &[64; 5], 0)[3], Step::PostCopy);
+        assert_eq!(run(&mut ladder, &[32; 5], 0)[2], Step::PostCopy);
         // Without post-copy, the throttle's passes end in an abort that names the throttle.
         let mut ladder = with(true, false);
-        let steps = run(&mut ladder, &[64; 12], 60);
-        let Step::Abort(Abort::OverBudget(why)) = &steps[1 + 2 + THROTTLE_PASSES as usize] else { panic!("{steps:?}") };
+        let steps = run(&mut ladder, &[32; 12], 60);
+        let Step::Abort(Abort::OverBudget(why)) = &steps[2 + THROTTLE_PASSES as usize] else { panic!("{steps:?}") };
         assert!(why.contains("throttled to 60 %"), "{why}");
     }
 
     #[test]
     fn the_timeout_bounds_every_rung_before_post_copy() {
-        let mut ladder = Ladder::new(Budget { timeout_ms: Some(2500), allow_post_copy: true, ..budget(300) });
-        let steps = run(&mut ladder, &[256, 200, 200, 200], 0);
+        let mut ladder = Ladder::new(Budget { timeout_ms: Some(3500), ..budget(300) });
+        let steps = run(&mut ladder, &[32, 20, 20, 20], 0);
         assert_eq!(
             steps,
-            [Step::Wait, Step::RaiseDowntime(150), Step::RaiseDowntime(300), Step::Abort(Abort::TimedOut)]
+            [Step::RaiseDowntime(150), Step::RaiseDowntime(300), Step::Wait, Step::Abort(Abort::TimedOut)]
         );
-        // Post-copy only when what is left can be sent in the time left: 64 MiB at 32 MiB/s
-        // takes 2 s, and 1.5 s remain.
-        let mut ladder = Ladder::new(Budget { timeout_ms: Some(4500), allow_post_copy: true, ..budget(20) });
-        let steps = run(&mut ladder, &[64, 64, 64, 64, 64], 0);
-        let Step::Abort(Abort::OverBudget(why)) = &steps[3] else { panic!("{steps:?}") };
-        assert!(why.contains("about 2000 ms") && why.contains("1500 ms"), "{why}");
+        // Post-copy only when what is left can be sent in the time left: 48 MiB at 32 MiB/s
+        // takes 1.5 s, and 0.5 s remain; stuck, it is aborted saying so.
+        let mut ladder = Ladder::new(Budget { timeout_ms: Some(3500), allow_post_copy: true, ..budget(20) });
+        let steps = run(&mut ladder, &[32, 32, 32], 0);
+        let Step::Abort(Abort::OverBudget(why)) = &steps[2] else { panic!("{steps:?}") };
+        assert!(why.contains("about 1500 ms") && why.contains("500 ms"), "{why}");
+        // Not stuck (still shrinking), it goes on instead, as it would without post-copy.
+        let mut ladder = Ladder::new(Budget { timeout_ms: Some(3500), allow_post_copy: true, ..budget(20) });
+        assert_eq!(run(&mut ladder, &[32, 32, 20], 0)[2], Step::Wait);
         // Once switched, nothing aborts it, not even the timeout.
         let mut ladder = Ladder::new(Budget { allow_post_copy: true, timeout_ms: Some(10_000), ..budget(20) });
-        assert_eq!(run(&mut ladder, &[64; 5], 0)[3], Step::PostCopy);
-        let late = Sample { elapsed_ms: 60_000, iteration: 9, remaining_bytes: MB, ..Default::default() };
-        assert_eq!(ladder.step(&late), Step::Wait);
+        assert_eq!(run(&mut ladder, &[32; 3], 0)[2], Step::PostCopy);
+        ladder.switched();
+        assert_eq!(ladder.step(&Sample { elapsed_ms: 60_000, ..pass(9, 32, 0) }), Step::Wait);
     }
 
     #[test]

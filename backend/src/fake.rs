@@ -19,8 +19,8 @@
 //!    gone from the source; on failure it still runs on the source, unless the host reports
 //!    otherwise in its error, which callers confirm by reading both hosts. `job_progress`
 //!    answers `None` when no job runs. `start_post_copy` during a migration switches it to
-//!    post-copy: from then on it ends on the target, or, if post-copy fails, paused on both
-//!    hosts (the source cannot take the guest back). `set_migration_downtime` changes the
+//!    post-copy: from then on it ends on the target, or, if post-copy fails, in two halves
+//!    that `post_copy_failed` reports (the source cannot take the guest back). `set_migration_downtime` changes the
 //!    pause a running migration may take from its next pass on.
 //! 6. Disk and NIC calls act on a running domain; its persistent definition is not touched.
 //! 7. A host that cannot be reached fails with [`DriverError::Unreachable`]; the call may be
@@ -80,7 +80,8 @@ pub enum MigrationScript {
     /// The copy fails and the source loses the guest.
     FailsAndLosesGuest,
     /// Never converges; after a switch to post-copy the connection breaks and the guest is
-    /// left paused on both hosts.
+    /// left paused on the source and running, stuck, on the target, both marked as libvirt
+    /// marks them ([`Hypervisor::post_copy_failed`]).
     PostCopyFails,
 }
 
@@ -103,6 +104,8 @@ pub struct FakeDomain {
     /// What [`Hypervisor::dirty_rate`] measures, as a test scripts it
     /// ([`FakeCloud::set_dirty_rate`]); bytes a second.
     pub dirty_rate: u64,
+    /// Half of a guest whose post-copy broke ([`MigrationScript::PostCopyFails`]).
+    pub post_copy_failed: bool,
 }
 
 #[derive(Default)]
@@ -316,12 +319,13 @@ impl FakeHost {
                 return Err(DriverError::Failed("operation aborted".into()));
             }
             if world.script == MigrationScript::PostCopyFails && world.post_copy {
+                // As libvirt leaves them: paused on the source, running (but stuck) on the
+                // target, both marked.
                 let source = world.hosts.entry(self.uri.clone()).or_default();
-                let mut domain =
-                    source.domains.get(name).cloned().ok_or_else(|| DriverError::NoDomain(name.to_owned()))?;
-                domain.state = PowerState::Paused;
-                source.domains.insert(name.to_owned(), domain.clone());
-                world.hosts.entry(target_uri.to_owned()).or_default().domains.insert(name.to_owned(), domain);
+                let domain = source.domains.get_mut(name).ok_or_else(|| DriverError::NoDomain(name.to_owned()))?;
+                (domain.state, domain.post_copy_failed) = (PowerState::Paused, true);
+                let arrived = FakeDomain { state: PowerState::Running, ..domain.clone() };
+                world.hosts.entry(target_uri.to_owned()).or_default().domains.insert(name.to_owned(), arrived);
                 return Err(DriverError::Failed("post-copy failed: the connection to the target broke".into()));
             }
             if converged || world.post_copy {
@@ -444,6 +448,7 @@ impl Hypervisor for FakeHost {
                 counters: DomainCounters::default(),
                 console_sessions: 0,
                 dirty_rate: 0,
+                post_copy_failed: false,
             });
             domain.spec = spec.clone();
             Ok(())
@@ -477,6 +482,10 @@ impl Hypervisor for FakeHost {
     }
 
     fn destroy(&self, name: &str) -> Result<(), DriverError> {
+        self.with_domain(name, |domain| {
+            domain.post_copy_failed = false;
+            Ok(())
+        })?;
         self.set_state(name, PowerState::ShutOff)
     }
 
@@ -530,11 +539,15 @@ impl Hypervisor for FakeHost {
             return Ok(None);
         }
         world.polls += 1;
+        // A pass per reading; a guest that never converges dirties as fast as memory is sent.
+        let stuck = matches!(world.script, MigrationScript::NeverConverges | MigrationScript::PostCopyFails);
         Ok(Some(JobProgress {
             time_elapsed_ms: world.polls * 250,
             memory_total_bytes: 512 << 20,
             memory_remaining_bytes: 64 << 20,
             iterations: world.polls,
+            bandwidth_bytes_per_sec: 64 << 20,
+            dirty_rate_bytes_per_sec: if stuck { 64 << 20 } else { 0 },
             ..Default::default()
         }))
     }
@@ -559,6 +572,10 @@ impl Hypervisor for FakeHost {
         world.post_copy = true;
         world.post_copy_at = Some(world.polls);
         Ok(())
+    }
+
+    fn post_copy_failed(&self, name: &str) -> Result<bool, DriverError> {
+        self.with_host(|host| Ok(host.domains.get(name).is_some_and(|d| d.post_copy_failed)))
     }
 
     fn set_migration_downtime(&self, name: &str, ms: u64) -> Result<(), DriverError> {

@@ -262,7 +262,9 @@ pub trait Hypervisor: Send + Sync {
     fn watch(&self, sink: EventSink);
     /// Live-migrates a running domain to the host at `target_uri`, peer to peer (the source
     /// host talks to the target itself); the domain ends up persistent there and undefined
-    /// here. Blocks for the whole migration; on failure the guest runs on here.
+    /// here. Blocks for the whole migration; on failure the guest runs on here, unless the
+    /// migration had switched to post-copy (then neither host holds all of it:
+    /// [`Hypervisor::post_copy_failed`]).
     fn migrate(&self, name: &str, target_uri: &str, options: &MigrationOptions) -> Result<(), DriverError>;
     /// The domain's running job (a migration), or `None` when it has none.
     fn job_progress(&self, name: &str) -> Result<Option<JobProgress>, DriverError>;
@@ -275,6 +277,10 @@ pub trait Hypervisor: Send + Sync {
     /// Sets the longest pause the domain's migration may take at its switch-over; during a
     /// migration, from its next pass on.
     fn set_migration_downtime(&self, name: &str, ms: u64) -> Result<(), DriverError>;
+    /// Whether the domain here is half of a guest whose post-copy migration broke: libvirt
+    /// leaves the source's half paused and the target's running but waiting for pages that
+    /// will not come, both marked so. `false` for a domain the host does not know.
+    fn post_copy_failed(&self, name: &str) -> Result<bool, DriverError>;
     /// Hot-plugs a disk into the running guest; succeeds when it is there already. The
     /// persistent definition is not touched: every start redefines the domain with its
     /// volumes.

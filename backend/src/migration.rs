@@ -138,6 +138,9 @@ fn check_request(b: &Backend, target: Option<&str>, options: &MigrationOptions) 
     if options.timeout_secs == Some(0) {
         return Err(invalid("TimeoutSeconds", "TimeoutSeconds must be at least 1"));
     }
+    if options.max_downtime_ms == Some(0) {
+        return Err(invalid("MaxDowntimeMillis", "MaxDowntimeMillis must be at least 1"));
+    }
     Ok(())
 }
 
@@ -558,9 +561,11 @@ impl Backend {
     /// Ends a migration that did not report success by where the guest runs: running on the
     /// source, it stayed (`outcome`), whatever the target says; gone from the source and
     /// running on the target, it moved (completed); on neither, it was lost (failed, recorded
-    /// on the source). Anything less certain (a paused guest, a host that does not answer
-    /// when its answer matters, a job still running past the wait, a guest on both hosts)
-    /// leaves the migration open for the next sweep.
+    /// on the source). After a switch to post-copy the source cannot take the guest back: a
+    /// guest not running whole on the target is lost ([`Self::fail_after_post_copy`]).
+    /// Anything less certain (a paused guest, a host that does not answer when its answer
+    /// matters, a job still running past the wait, a guest on both hosts) leaves the
+    /// migration open for the next sweep.
     fn settle(&self, key: &str, record: &MigrationRecord, outcome: Outcome) -> Result<()> {
         let source =
             self.hosts().get(&record.source_host).ok_or_else(|| Error::HostGone(record.source_host.clone()))?;
@@ -570,10 +575,12 @@ impl Backend {
         // Whether the guest had switched to the target (the monitor records it as it does).
         let switched = self.migration(&record.id)?.is_some_and(|m| m.status == MigrationStatus::PostCopy);
         // Wait out a job libvirt still runs (after a restart of Stratus, the source drives on);
-        // a post-copy whose call failed keeps its job for a recovery Stratus does not attempt.
+        // a broken post-copy keeps its job for a recovery Stratus does not attempt.
         let deadline = Instant::now() + SETTLE_WAIT;
         loop {
-            if switched && matches!(outcome, Outcome::Failed(_)) {
+            if switched
+                && (matches!(outcome, Outcome::Failed(_)) || source.driver.post_copy_failed(name).unwrap_or(false))
+            {
                 break;
             }
             match source.driver.job_progress(name) {
@@ -590,21 +597,32 @@ impl Backend {
         let target_state = target.driver.state(name);
         let target_runs = matches!(target_state, Ok(Some(PowerState::Running | PowerState::Paused)));
         // After post-copy the source holds only part of the guest's memory: it cannot take
-        // the guest back. Running on the target, it moved; anywhere else, it is lost.
+        // the guest back. Running on the target (and not stuck there), it moved; gone, off, or
+        // marked as a broken post-copy, it is lost; anything else waits for the next sweep.
         if switched && source_state != Some(PowerState::Running) {
+            let broken = match target_state {
+                Ok(Some(_)) => target.driver.post_copy_failed(name).map_err(Error::Driver)?,
+                _ => false,
+            };
+            let lost = |outcome: Outcome| {
+                let why = match outcome {
+                    Outcome::Failed(message) => message,
+                    Outcome::Cancelled => "cancelled".to_owned(),
+                    Outcome::Interrupted => "interrupted by a restart of Stratus".to_owned(),
+                };
+                self.fail_after_post_copy(key, record, &why)
+            };
             return match target_state {
-                Ok(Some(PowerState::Running)) => {
+                Ok(Some(PowerState::Running)) if !broken => {
                     let progress = target.driver.completed_job(name).ok().flatten();
                     self.end_migration(key, &record.id, MigrationStatus::Completed, progress, None)
                 }
-                Ok(_) => {
-                    let why = match outcome {
-                        Outcome::Failed(message) => message,
-                        Outcome::Cancelled => "cancelled".to_owned(),
-                        Outcome::Interrupted => "interrupted by a restart of Stratus".to_owned(),
-                    };
-                    self.fail_after_post_copy(key, record, &why)
-                }
+                Ok(None | Some(PowerState::ShutOff | PowerState::Crashed)) => lost(outcome),
+                Ok(Some(_)) if broken => lost(outcome),
+                Ok(Some(state)) => Err(Error::Io(format!(
+                    "migration {}: the guest is {state:?} on the target after post-copy; not settled",
+                    record.id
+                ))),
                 Err(error) => Err(Error::Driver(error)),
             };
         }
@@ -693,6 +711,8 @@ impl Backend {
         let source = self.hosts().get(&record.source_host)?;
         let name = &record.instance_id;
         let mut ladder = ladder;
+        // The allowance the host holds: the ladder's, once a raise went through.
+        let mut applied = ladder.downtime_ms;
         let mut stop = None;
         let mut timeline = Timeline::default();
         while !done.load(Ordering::Acquire) {
@@ -707,86 +727,84 @@ impl Backend {
             let elapsed_ms = started.elapsed().as_millis() as u64;
             let at_ms = since(record.created_ms);
             let mut events = Vec::new();
-            // Post-copy has no way back: once switched, the migration runs to its end.
-            if !ladder.post_copy() && stop.is_none() && cancel {
-                stop = Some(Stop::Cancelled);
-                events.push(event(
-                    at_ms,
-                    MigrationEventKind::Aborted,
-                    progress.as_ref(),
-                    ladder.downtime_ms,
-                    Some("cancelled"),
-                ));
-            }
+            // What the reading shows first (a new pass, the throttle), then what was done.
             if let Some(progress) = &progress {
-                timeline.observe(at_ms, progress, &ladder, &mut events);
-                if stop.is_none() {
-                    let sample = Sample {
+                timeline.observe(at_ms, progress, &ladder, applied, &mut events);
+            }
+            // Post-copy has no way back: once switched, the migration runs to its end.
+            if !ladder.post_copy() && stop.is_none() {
+                let step = match &progress {
+                    _ if cancel => Step::Abort(Abort::OverBudget("cancelled".into())),
+                    Some(p) => ladder.step(&Sample {
                         elapsed_ms,
-                        iteration: progress.iterations,
-                        remaining_bytes: progress.memory_remaining_bytes,
-                        dirty_rate_bytes_per_sec: progress.dirty_rate_bytes_per_sec,
-                        bandwidth_bytes_per_sec: progress.bandwidth_bytes_per_sec,
-                        throttle_percent: progress.throttle_percent,
+                        iteration: p.iterations,
+                        memory_total_bytes: p.memory_total_bytes,
+                        remaining_bytes: p.memory_remaining_bytes,
+                        dirty_rate_bytes_per_sec: p.dirty_rate_bytes_per_sec,
+                        bandwidth_bytes_per_sec: p.bandwidth_bytes_per_sec,
+                        throttle_percent: p.throttle_percent,
                         post_copy_asked,
-                    };
-                    match ladder.step(&sample) {
-                        Step::Wait => {}
-                        Step::RaiseDowntime(ms) => match source.driver.set_migration_downtime(name, ms) {
-                            Ok(()) => events.push(event(
-                                at_ms,
-                                MigrationEventKind::DowntimeRaised,
-                                Some(progress),
-                                ladder.downtime_ms,
-                                None,
-                            )),
-                            Err(error) => {
-                                tracing::warn!(migration = %record.id, %error, "could not raise the downtime")
+                    }),
+                    // No figures (a source that does not answer): the timeout still holds.
+                    None if timed_out(&record.options, started.elapsed()) => Step::Abort(Abort::TimedOut),
+                    None => Step::Wait,
+                };
+                let mut aborted = |why: String, stopped: Stop, events: &mut Vec<MigrationEvent>, applied: u64| {
+                    events.push(event(at_ms, MigrationEventKind::Aborted, progress.as_ref(), applied, Some(&why)));
+                    stop = Some(stopped);
+                };
+                match step {
+                    Step::Wait | Step::RaiseDowntime(_) => {}
+                    Step::PostCopy => {
+                        // Recorded before the call: a Stratus that stops right after the
+                        // switch must know that the source may no longer hold the guest.
+                        let _ = self.update_migration(&record.id, |m| {
+                            if !m.status.is_final() {
+                                m.status = MigrationStatus::PostCopy;
                             }
-                        },
-                        Step::PostCopy => match source.driver.start_post_copy(name) {
-                            Ok(()) => events.push(event(
-                                at_ms,
-                                MigrationEventKind::PostCopy,
-                                Some(progress),
-                                ladder.downtime_ms,
-                                None,
-                            )),
-                            // The guest is still wholly on the source: abort cleanly.
-                            Err(error) => {
-                                let why = format!("could not switch to post-copy: {error}");
+                        });
+                        match source.driver.start_post_copy(name) {
+                            Ok(()) => {
+                                ladder.switched();
                                 events.push(event(
                                     at_ms,
-                                    MigrationEventKind::Aborted,
-                                    Some(progress),
-                                    ladder.downtime_ms,
-                                    Some(&why),
+                                    MigrationEventKind::PostCopy,
+                                    progress.as_ref(),
+                                    applied,
+                                    None,
                                 ));
-                                stop = Some(Stop::OverBudget(why));
                             }
-                        },
-                        Step::Abort(abort) => {
-                            let (why, why_stopped) = match abort {
-                                Abort::TimedOut => {
-                                    let secs = record.options.timeout_secs.unwrap_or_default();
-                                    (format!("timed out after {secs} s"), Stop::TimedOut)
-                                }
-                                Abort::OverBudget(why) => (why.clone(), Stop::OverBudget(why)),
-                            };
-                            events.push(event(
-                                at_ms,
-                                MigrationEventKind::Aborted,
-                                Some(progress),
-                                ladder.downtime_ms,
-                                Some(&why),
-                            ));
-                            stop = Some(why_stopped);
+                            // Not switched (or not known to be): abort; libvirt refuses to abort
+                            // a migration that did switch, which then runs to its end.
+                            Err(error) => aborted(
+                                format!("could not switch to post-copy: {error}"),
+                                Stop::OverBudget(format!("could not switch to post-copy: {error}")),
+                                &mut events,
+                                applied,
+                            ),
                         }
                     }
+                    Step::Abort(Abort::TimedOut) => {
+                        let secs = record.options.timeout_secs.unwrap_or_default();
+                        aborted(format!("timed out after {secs} s"), Stop::TimedOut, &mut events, applied);
+                    }
+                    Step::Abort(Abort::OverBudget(why)) if cancel => {
+                        aborted(why, Stop::Cancelled, &mut events, applied);
+                    }
+                    Step::Abort(Abort::OverBudget(why)) => {
+                        aborted(why.clone(), Stop::OverBudget(why), &mut events, applied);
+                    }
                 }
-            } else if stop.is_none() && !ladder.post_copy() && timed_out(&record.options, started.elapsed()) {
-                // No figures (a source that does not answer): the timeout still holds.
-                stop = Some(Stop::TimedOut);
+            }
+            // A raise is tried until the host takes it; the timeline shows what it holds.
+            if stop.is_none() && !ladder.post_copy() && applied != ladder.downtime_ms {
+                match source.driver.set_migration_downtime(name, ladder.downtime_ms) {
+                    Ok(()) => {
+                        applied = ladder.downtime_ms;
+                        events.push(event(at_ms, MigrationEventKind::DowntimeRaised, progress.as_ref(), applied, None));
+                    }
+                    Err(error) => tracing::warn!(migration = %record.id, %error, "could not raise the downtime"),
+                }
             }
             // Pressed again on every poll until the job ends, in case one abort is lost.
             if stop.is_some() && !ladder.post_copy() {
@@ -796,7 +814,6 @@ impl Backend {
             }
             // After the switch, so that the record says post-copy from this poll on.
             let status = progress.as_ref().map(|p| phase(ladder.post_copy(), p));
-            let limit = ladder.downtime_ms;
             let _ = self.update_migration(&record.id, |m| {
                 if m.status.is_final() {
                     return;
@@ -805,7 +822,7 @@ impl Backend {
                     m.status = status;
                     m.progress = progress.clone();
                 }
-                m.downtime_limit_ms = limit;
+                m.downtime_limit_ms = applied;
                 push_events(m, events);
             });
         }
@@ -964,19 +981,26 @@ struct Timeline {
 }
 
 impl Timeline {
-    fn observe(&mut self, at_ms: u64, progress: &JobProgress, ladder: &Ladder, events: &mut Vec<MigrationEvent>) {
+    fn observe(
+        &mut self,
+        at_ms: u64,
+        progress: &JobProgress,
+        ladder: &Ladder,
+        applied: u64,
+        events: &mut Vec<MigrationEvent>,
+    ) {
         if progress.iterations > self.pass {
             self.pass = progress.iterations;
-            events.push(event(at_ms, MigrationEventKind::Pass, Some(progress), ladder.downtime_ms, None));
+            events.push(event(at_ms, MigrationEventKind::Pass, Some(progress), applied, None));
         }
         if progress.throttle_percent != self.throttle {
             self.throttle = progress.throttle_percent;
-            events.push(event(at_ms, MigrationEventKind::Throttled, Some(progress), ladder.downtime_ms, None));
+            events.push(event(at_ms, MigrationEventKind::Throttled, Some(progress), applied, None));
         }
         let done = progress.memory_total_bytes > 0 && progress.memory_remaining_bytes == 0;
         if done && !self.switched_over && !ladder.post_copy() {
             self.switched_over = true;
-            events.push(event(at_ms, MigrationEventKind::SwitchOver, Some(progress), ladder.downtime_ms, None));
+            events.push(event(at_ms, MigrationEventKind::SwitchOver, Some(progress), applied, None));
         }
     }
 }

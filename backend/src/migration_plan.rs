@@ -59,7 +59,8 @@ pub enum Ending {
     AutoConverge,
     /// The guest switches to the target in post-copy and its memory follows.
     PostCopy,
-    /// It does not end within its timeout (or at all): aborted, the guest stays on the source.
+    /// It does not end within its budget (the timeout, or the escalation runs out of rungs):
+    /// aborted, the guest stays on the source.
     Abort,
 }
 
@@ -141,6 +142,7 @@ fn simulate(inputs: &Inputs) -> Estimate {
     let sample = |elapsed: f64, iteration: u32, left: f64, throttle: u8| Sample {
         elapsed_ms: elapsed as u64,
         iteration: u64::from(iteration),
+        memory_total_bytes: resident as u64,
         remaining_bytes: left as u64,
         dirty_rate_bytes_per_sec: (dirty_rate * f64::from(100 - throttle) / 100.0) as u64,
         bandwidth_bytes_per_sec: inputs.bandwidth_bytes_per_sec,

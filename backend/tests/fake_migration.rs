@@ -71,11 +71,13 @@ fn post_copy_on_request_switches_at_once_and_only_when_allowed() {
 fn a_migration_that_never_converges_times_out_and_stays_put() {
     let dir = tempfile::tempdir().unwrap();
     let (b, cloud, id, hosts) = setup(MigrationScript::NeverConverges, dir.path());
-    let options = MigrationOptions { timeout_secs: Some(1), ..Default::default() };
+    // Auto-converge keeps the escalation waiting at the budget, so that the timeout ends it.
+    let options = MigrationOptions { timeout_secs: Some(1), auto_converge: true, ..Default::default() };
     let migration = b.migrate_instance(&id, None, options).unwrap();
     let done = run(&b, &id, &migration);
     assert_eq!(done.status, MigrationStatus::Failed);
     assert!(done.error.as_deref().unwrap_or_default().contains("timed out"), "{:?}", done.error);
+    assert_eq!(done.events.iter().rev().nth(1).map(|e| e.kind.name()), Some("aborted"), "{:?}", done.events);
     assert_eq!(cloud.migration_outcome(), (false, true), "aborted, never switched");
     let instance = b.instance(ACCOUNT, &id).unwrap();
     assert_eq!((instance.host_id.as_str(), instance.migration.as_deref()), (hosts[0].as_str(), None));

@@ -261,6 +261,18 @@ async fn escalations(b: &Arc<Backend>, dirty: &InstanceRecord) {
     let over = wait_migration(b, &over.id, Duration::from_secs(150)).await;
     let kinds: Vec<&str> = over.events.iter().map(|e| e.kind.name()).filter(|k| *k != "pass").collect();
     eprintln!("over budget: {:?} after {} passes, {kinds:?}", over.error, over.progress.iterations);
+    for e in &over.events {
+        eprintln!(
+            "  {} ms {} pass {}: {} MiB left, dirty {} MiB/s, sent {} MiB/s, allowed {} ms",
+            e.at_ms,
+            e.kind.name(),
+            e.iteration,
+            e.remaining_bytes >> 20,
+            e.dirty_rate_bytes_per_sec >> 20,
+            e.bandwidth_bytes_per_sec >> 20,
+            e.downtime_limit_ms
+        );
+    }
     assert_eq!(over.status, MigrationStatus::Failed, "{over:?}");
     let error = over.error.clone().unwrap_or_default();
     assert!(error.contains("cannot converge within MaxDowntimeMillis 40"), "{error}");

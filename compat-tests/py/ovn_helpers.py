@@ -98,11 +98,13 @@ class Probe:
 
 # Prints the source address of every ICMP packet the namespace receives for three seconds.
 SNIFF = """
-import socket, time
+import socket, sys, threading
 s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
 s.settimeout(0.2)
-end = time.monotonic() + 3
-while time.monotonic() < end:
+print("ready", flush=True)
+done = threading.Event()
+threading.Thread(target=lambda: (sys.stdin.read(), done.set()), daemon=True).start()
+while not done.is_set():
     try:
         packet = s.recv(2048)
     except socket.timeout:
@@ -156,11 +158,14 @@ class Internet:
     def sources_seen(self, while_doing) -> set[str]:
         """The source addresses of the ICMP packets that reach the internet while `while_doing()`
         runs (a raw socket in the namespace sees every one)."""
-        listener = subprocess.Popen(
-            ["ip", "netns", "exec", self.ns, "python3", "-c", SNIFF], stdout=subprocess.PIPE, text=True)
-        time.sleep(0.5)
+        # It listens from its "ready" until told to stop (its stdin closes), however long
+        # starting it and `while_doing` take on a loaded machine.
+        listener = subprocess.Popen(["ip", "netns", "exec", self.ns, "python3", "-c", SNIFF],
+                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert listener.stdout.readline().strip() == "ready", "the sniffer did not start"
         while_doing()
-        out, _ = listener.communicate(timeout=30)
+        time.sleep(0.5)  # the last replies in flight
+        out, _ = listener.communicate(input="", timeout=30)
         return set(out.split())
 
     def close(self) -> None:

@@ -94,6 +94,7 @@ def test_migration_refusals(pool):
         ({"InstanceId": "vol-0123456789abcdef0"}, "InvalidInstanceID.Malformed"),
         ({"InstanceId": instance_id, "BandwidthMiBps": -1}, "InvalidParameterValue"),
         ({"InstanceId": instance_id, "TimeoutSeconds": 0}, "InvalidParameterValue"),
+        ({"InstanceId": instance_id, "MaxDowntimeMillis": 0}, "InvalidParameterValue"),
         ({"InstanceId": instance_id, "DryRun": True}, "DryRunOperation"),
     ]
     for params, code in cases:

@@ -257,6 +257,19 @@ pub fn dirty_rate(domain: &Domain, period: Duration) -> Result<Option<u64>, virt
     }
 }
 
+/// Whether the domain's state says its post-copy migration failed (libvirt 8.5 on: paused on
+/// the source, running on the target, each with a post-copy-failed reason).
+pub fn post_copy_failed(domain: &Domain) -> Result<bool, virt::error::Error> {
+    let (mut state, mut reason): (c_int, c_int) = (0, 0);
+    // SAFETY: `domain` is a live handle; the out-pointers point at locals.
+    if unsafe { sys::virDomainGetState(domain.as_ptr(), &mut state, &mut reason, 0) } < 0 {
+        return Err(virt::error::Error::last_error());
+    }
+    let (state, reason) = (state as u32, reason as u32);
+    Ok((state == sys::VIR_DOMAIN_RUNNING && reason == sys::VIR_DOMAIN_RUNNING_POSTCOPY_FAILED)
+        || (state == sys::VIR_DOMAIN_PAUSED && reason == sys::VIR_DOMAIN_PAUSED_POSTCOPY_FAILED))
+}
+
 /// The domain's `dirtyrate.calc_status` and `dirtyrate.megabytes_per_second`.
 fn dirty_rate_stats(domain: &Domain) -> Result<(Option<u64>, Option<u64>), virt::error::Error> {
     // SAFETY: the handle stays owned by `domain`, alive for the call.

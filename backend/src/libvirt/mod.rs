@@ -306,7 +306,7 @@ impl Hypervisor for LibvirtDriver {
         // The limit holds in post-copy too (QEMU's is separate, and unlimited by default).
         let params = virt::domain::MigrateParameters {
             bandwidth: options.bandwidth_mibps,
-            bandwidth_postcopy: options.bandwidth_mibps.map(|mib| mib << 20),
+            bandwidth_postcopy: options.bandwidth_mibps.map(|mib| mib.saturating_mul(1 << 20)),
             ..Default::default()
         };
         self.with_conn(|conn| {
@@ -345,6 +345,13 @@ impl Hypervisor for LibvirtDriver {
 
     fn start_post_copy(&self, name: &str) -> Result<(), DriverError> {
         self.with_domain(name, |domain| ffi::start_post_copy(domain).map_err(failed))
+    }
+
+    fn post_copy_failed(&self, name: &str) -> Result<bool, DriverError> {
+        match self.with_domain(name, |domain| ffi::post_copy_failed(domain).map_err(failed)) {
+            Err(DriverError::NoDomain(_)) => Ok(false),
+            other => other,
+        }
     }
 
     fn set_migration_downtime(&self, name: &str, ms: u64) -> Result<(), DriverError> {
