@@ -78,6 +78,9 @@ pub struct Sample {
     pub dirty_rate_bytes_per_sec: u64,
     pub bandwidth_bytes_per_sec: u64,
     pub throttle_percent: u64,
+    /// The pause QEMU expects the switch-over would take now (libvirt's downtime of a running
+    /// job); 0 when it does not say.
+    pub expected_downtime_ms: u64,
     /// An admin asked for post-copy now (StartInstanceMigrationPostCopy).
     pub post_copy_asked: bool,
 }
@@ -189,6 +192,12 @@ impl Ladder {
         if !stuck {
             return Step::Wait;
         }
+        // QEMU's own expectation when it has one: what is left at a reading late in a pass
+        // understates what the pass leaves.
+        let pause = match sample.expected_downtime_ms {
+            0 => send_ms,
+            expected => expected,
+        };
         let throttled = if self.budget.auto_converge {
             format!(" with the guest throttled to {} %,", sample.throttle_percent)
         } else {
@@ -197,7 +206,7 @@ impl Ladder {
         Step::Abort(Abort::OverBudget(format!(
             "pre-copy cannot converge within MaxDowntimeMillis {} ms: after pass {}{throttled} {:.1} MiB were left, \
              dirtied at {:.1} MiB/s while {:.1} MiB/s were sent, so the switch-over would pause the guest about \
-             {send_ms} ms; allow post-copy (AllowPostCopy), auto-converge (AutoConverge) or a larger MaxDowntimeMillis",
+             {pause} ms; allow post-copy (AllowPostCopy), auto-converge (AutoConverge) or a larger MaxDowntimeMillis",
             self.budget.max_downtime_ms,
             sample.iteration.saturating_sub(1),
             mib(sample.remaining_bytes),
@@ -232,6 +241,7 @@ mod tests {
             dirty_rate_bytes_per_sec: dirty_mibps * MB,
             bandwidth_bytes_per_sec: 32 * MB,
             throttle_percent: throttle,
+            expected_downtime_ms: 0,
             post_copy_asked: false,
         }
     }
@@ -272,6 +282,13 @@ mod tests {
             "{why}"
         );
         assert_eq!(ladder.downtime_ms, 300, "never past the budget");
+        // QEMU's own expectation of the pause, when it gives one, is what the reason quotes (a
+        // reading late in a pass sees little left).
+        let mut ladder = Ladder::new(budget(300));
+        run(&mut ladder, &[32, 32], 0);
+        let late = Sample { expected_downtime_ms: 2062, remaining_bytes: 2 * MB, ..pass(4, 32, 0) };
+        let Step::Abort(Abort::OverBudget(why)) = ladder.step(&late) else { panic!("not aborted") };
+        assert!(why.contains("about 2062 ms"), "{why}");
     }
 
     #[test]

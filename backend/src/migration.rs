@@ -743,6 +743,7 @@ impl Backend {
                         dirty_rate_bytes_per_sec: p.dirty_rate_bytes_per_sec,
                         bandwidth_bytes_per_sec: p.bandwidth_bytes_per_sec,
                         throttle_percent: p.throttle_percent,
+                        expected_downtime_ms: p.downtime_ms,
                         post_copy_asked,
                     }),
                     // No figures (a source that does not answer): the timeout still holds.

@@ -147,6 +147,7 @@ fn simulate(inputs: &Inputs) -> Estimate {
         dirty_rate_bytes_per_sec: (dirty_rate * f64::from(100 - throttle) / 100.0) as u64,
         bandwidth_bytes_per_sec: inputs.bandwidth_bytes_per_sec,
         throttle_percent: u64::from(throttle),
+        expected_downtime_ms: 0,
         post_copy_asked: false,
     };
     ladder.step(&sample(elapsed, 1, to_send, 0));

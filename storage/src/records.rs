@@ -450,7 +450,8 @@ pub struct MigrationOptions {
 pub struct JobProgress {
     pub time_elapsed_ms: u64,
     pub setup_time_ms: u64,
-    /// The guest's pause at switch-over (completed jobs).
+    /// The guest's pause at switch-over (completed jobs); for a running job, the pause QEMU
+    /// expects it would take now.
     pub downtime_ms: u64,
     pub memory_total_bytes: u64,
     pub memory_processed_bytes: u64,

@@ -1,0 +1,231 @@
+#!/usr/bin/env python3
+"""Migration planning benchmark (issue 22): how far each migration's own prediction is from
+what happened, by memory size, load and policy, through Stratus on two lab hosts.
+
+1. `scripts/lab up 2`, `stratus serve` on the lab's config with OVN (so that Stratus traces each
+   migration with its 10 ms pinger), the test image imported twice: idle, and with the memory
+   dirtier (`stratus.dirty=MIB stratus.dirty_rate=RATE`: it rewrites MIB MiB at RATE MiB/s and
+   checks every page it wrote).
+2. Warm-up, untimed: one idle migration each way, so that both hosts have the history an
+   estimate learns from (bandwidth, setup, the first pass's share of resident memory).
+3. For each memory size (t3.nano 512 MiB, t3.micro 1 GiB, t3.small 2 GiB), each case, R
+   repetitions: a fresh guest boots, runs 3 s, and is migrated to the other host with the case's
+   options; DescribeInstanceMigrations is polled until the migration is final. Each migration
+   records its prediction as it starts (the guest measured for a second on the source):
+   PredictedEnding / PredictedTotalMillis / PredictedDowntimeMillis / PredictedIterations
+   beside TotalTimeMillis (libvirt's), DowntimeMillis, Iterations, the ping trace's largest gap
+   and the escalation's timeline. Cases:
+   - idle, default options (pre-copy converges);
+   - dirty, default options (pre-copy against the dirtier at TCG's own bandwidth);
+   - dirty, BandwidthMiBps 32 and MaxDowntimeMillis 100 (escalation: the allowance rises to the
+     budget, then the migration is aborted: the prediction says when);
+   - dirty, the same with AllowPostCopy (escalation ends in post-copy).
+4. `migration-plan.json` in --out, a table on stdout, and with --svg DIR a plot of predicted
+   against actual total time.
+
+The error is predicted / actual - 1 on the total time (to the abort, for an aborted one).
+
+    bench/migration_plan.py [--out DIR] [--reps 3] [--stratus-bin target/release/stratus] [--svg DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from common import (BOOT_MARKER, REPO, Stratus, Watch, build_test_image, cell, lab_lock, log, run, run_main,
+                    summary, table, terminate)
+from launch_ovn import NB
+
+SIZES = [("t3.nano", 512), ("t3.micro", 1024), ("t3.small", 2048)]
+DIRTY_MIB, DIRTY_RATE = 64, 96
+BUDGET = {"BandwidthMiBps": 32, "MaxDowntimeMillis": 100, "TimeoutSeconds": 120}
+CASES = [
+    ("idle", "pre-copy", {}),
+    ("dirty", "pre-copy", {}),
+    ("dirty", "escalation", BUDGET),
+    ("dirty", "post-copy", {**BUDGET, "AllowPostCopy": True}),
+]
+BOOT_TIMEOUT = 180.0
+
+
+def host_of(ext, instance_id: str) -> str:
+    for host in ext.describe_hosts()["Hosts"]:
+        if instance_id in {i["InstanceId"] for i in host["Instances"]}:
+            return host["HostId"]
+    raise RuntimeError(f"{instance_id} is on no host")
+
+
+def migrate(stratus: Stratus, ec2, ext, image_id: str, instance_type: str, options: dict) -> dict:
+    """One guest booted and migrated with `options`; its migration as DescribeInstanceMigrations
+    answers it at the end, or a note of what went wrong."""
+    [launched] = ec2.run_instances(ImageId=image_id, InstanceType=instance_type, MinCount=1, MaxCount=1)["Instances"]
+    instance_id = launched["InstanceId"]
+    try:
+        if Watch(stratus.console_path(instance_id), BOOT_MARKER).wait(BOOT_TIMEOUT) is None:
+            return {"note": "no boot marker"}
+        time.sleep(3)
+        source = host_of(ext, instance_id)
+        target = next(h["HostId"] for h in ext.describe_hosts()["Hosts"] if h["HostId"] != source)
+        started = time.monotonic()
+        mid = ext.migrate_instance(InstanceId=instance_id, TargetHostId=target, **options)["Migration"]["MigrationId"]
+        while True:
+            m = ext.describe_instance_migrations(MigrationIds=[mid])["Migrations"][0]
+            if m["Status"] in ("completed", "failed", "cancelled"):
+                break
+            if time.monotonic() - started > 300:
+                ext.cancel_instance_migration(MigrationId=mid)
+            time.sleep(0.5)
+        console = stratus.console_path(instance_id).read_text(errors="replace")
+        lost = sum(int(n) for n in re.findall(r"stratus-dirty pass=\d+ lost=(\d+)", console))
+        m["PagesLost"] = lost
+        return m
+    finally:
+        terminate(ec2, instance_id)
+
+
+def error(m: dict) -> float | None:
+    predicted, actual = m.get("PredictedTotalMillis"), m.get("TotalTimeMillis")
+    if m.get("Status") == "failed" and m.get("Events"):
+        # An aborted migration's libvirt figures stop at its last reading: its length is the
+        # timeline's, from the start to the abort.
+        started = next((e["ElapsedMillis"] for e in m["Events"] if e["Type"] == "started"), None)
+        aborted = next((e["ElapsedMillis"] for e in m["Events"] if e["Type"] == "aborted"), None)
+        actual = aborted - started if started is not None and aborted is not None else actual
+    if not predicted or not actual:
+        return None
+    return predicted / actual - 1
+
+
+def measure_all(args) -> list[dict]:
+    lab = run(str(REPO / "scripts/lab"), "up", "2", timeout=600).stdout
+    config = Path(re.search(r"^config=(\S+)$", lab, re.MULTILINE).group(1)).read_text()
+    image = build_test_image()
+    work = Path(tempfile.mkdtemp(prefix="stratus-bench-migration-plan-"))
+    stratus = None
+    runs = []
+    try:
+        stratus = Stratus(args.stratus_bin.resolve(), work / "data",
+                          config=config + f'\n[network]\novn_northbound = "{NB}"\n')
+        ec2, ext = stratus.client(), stratus.client("stratus")
+        images = {"idle": stratus.import_image(image, "bench-plan-idle"),
+                  "dirty": stratus.import_image(image, "bench-plan-dirty",
+                                                f"stratus.dirty={DIRTY_MIB} stratus.dirty_rate={DIRTY_RATE}")}
+        log("warm-up: one idle migration each way (untimed), for the hosts' history")
+        for _ in range(2):
+            migrate(stratus, ec2, ext, images["idle"], "t3.nano", {})
+        for rep in range(args.reps):
+            for instance_type, memory in SIZES:
+                for load, policy, options in CASES:
+                    m = migrate(stratus, ec2, ext, images[load], instance_type, options)
+                    r = {"rep": rep, "memory_mib": memory, "load": load, "policy": policy, "error": error(m),
+                         **{k: m.get(k) for k in ("Status", "PredictedEnding", "PredictedTotalMillis",
+                                                  "TotalTimeMillis", "PredictedDowntimeMillis", "DowntimeMillis",
+                                                  "PredictedIterations", "Iterations", "PingLargestGapMillis",
+                                                  "DowntimeLimitMillis", "PagesLost", "ErrorMessage", "note")},
+                         "events": [e["Type"] for e in m.get("Events", []) if e["Type"] != "pass"]}
+                    runs.append(r)
+                    err = "–" if r["error"] is None else f"{r['error']:+.0%}"
+                    log(f"rep {rep} {memory} MiB {load} {policy}: {r['Status']} (predicted {r['PredictedEnding']}), "
+                        f"total {r['TotalTimeMillis']} ms predicted {r['PredictedTotalMillis']} ({err}), downtime "
+                        f"{r['DowntimeMillis']} ms, ping gap {r['PingLargestGapMillis']} ms, lost pages "
+                        f"{r['PagesLost']}, {r['events']}")
+            if not stratus.alive():
+                raise RuntimeError(f"stratus serve died (see {stratus.log_path})")
+    finally:
+        if stratus is not None:
+            stratus.stop()
+        shutil.rmtree(work, ignore_errors=True)
+        run(str(REPO / "scripts/lab"), "down", timeout=300, check=False)
+    return runs
+
+
+def report(runs: list[dict]) -> str:
+    rows = []
+    for _, memory in SIZES:
+        for load, policy, _ in CASES:
+            these = [r for r in runs if r["memory_mib"] == memory and r["load"] == load and r["policy"] == policy]
+            if not these:
+                continue
+            errors = [r["error"] * 100 for r in these if r["error"] is not None]
+            e = summary(errors) if errors else None
+            endings = sorted({f"{r['Status']}/{r['PredictedEnding']}" for r in these})
+            of = lambda key: cell(summary([r.get(key) for r in these]))  # noqa: E731
+            rows.append([f"{memory} MiB", load, policy, ", ".join(endings), of("TotalTimeMillis"),
+                         of("PredictedTotalMillis"), "-" if e is None else
+                         f"{e['median']:+.0f}% ({e['min']:+.0f}…{e['max']:+.0f})", of("DowntimeMillis"),
+                         of("PingLargestGapMillis"), str(sum(r.get("PagesLost") or 0 for r in these))])
+    return table(["memory", "load", "policy", "status/predicted", "total", "predicted", "error", "downtime",
+                  "ping gap", "pages lost"], rows)
+
+
+def svg(runs: list[dict], path: Path) -> None:
+    """Predicted against actual total time, log-log, one mark per migration, coloured by case."""
+    import math
+
+    points = [(r, (r["PredictedTotalMillis"], r["PredictedTotalMillis"] / (1 + r["error"])))
+              for r in runs if r["error"] is not None]
+    if not points:
+        return
+    lo = min(min(p) for _, p in points) / 1.5
+    hi = max(max(p) for _, p in points) * 1.5
+    size, pad = 420, 50
+    at = lambda v: pad + (math.log(v) - math.log(lo)) / (math.log(hi) - math.log(lo)) * size  # noqa: E731
+    colours = {"pre-copy": "#1f77b4", "escalation": "#d62728", "post-copy": "#2ca02c"}
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{size + 2 * pad + 150}" height="{size + 2 * pad}" '
+           'font-family="sans-serif" font-size="11">',
+           f'<rect x="{pad}" y="{pad}" width="{size}" height="{size}" fill="none" stroke="#888"/>']
+    # The diagonal (exact) and the ±30% band.
+    for factor, dash in ((1, ""), (1.3, ' stroke-dasharray="4 3"'), (1 / 1.3, ' stroke-dasharray="4 3"')):
+        out.append(f'<line x1="{at(lo):.1f}" y1="{pad + size - (at(lo * factor) - pad):.1f}" x2="{at(hi / factor):.1f}" '
+                   f'y2="{pad + size - (at(hi) - pad):.1f}" stroke="#aaa"{dash}/>')
+    for v in (100, 300, 1000, 3000, 10000, 30000, 100000):
+        if lo < v < hi:
+            out.append(f'<text x="{at(v):.1f}" y="{pad + size + 14}" text-anchor="middle">{v / 1000:g} s</text>')
+            out.append(f'<text x="{pad - 4}" y="{pad + size - (at(v) - pad) + 4:.1f}" text-anchor="end">{v / 1000:g} s</text>')
+    for r, (predicted, actual) in points:
+        shape = "circle" if r["load"] == "idle" else "rect"
+        x, y = at(actual), pad + size - (at(predicted) - pad)
+        colour = colours[r["policy"]]
+        if shape == "circle":
+            out.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{2 + r["memory_mib"] / 512:.1f}" fill="{colour}" '
+                       'fill-opacity="0.6"/>')
+        else:
+            s = 2 + r["memory_mib"] / 512
+            out.append(f'<rect x="{x - s:.1f}" y="{y - s:.1f}" width="{2 * s:.1f}" height="{2 * s:.1f}" '
+                       f'fill="{colour}" fill-opacity="0.6"/>')
+    out.append(f'<text x="{pad + size / 2}" y="{pad + size + 32}" text-anchor="middle">actual total time</text>')
+    out.append(f'<text x="14" y="{pad + size / 2}" transform="rotate(-90 14 {pad + size / 2})" '
+               'text-anchor="middle">predicted total time</text>')
+    for i, (name, colour) in enumerate(colours.items()):
+        out.append(f'<rect x="{pad + size + 20}" y="{pad + 10 + 18 * i}" width="10" height="10" fill="{colour}"/>'
+                   f'<text x="{pad + size + 36}" y="{pad + 19 + 18 * i}">{name}</text>')
+    out.append(f'<text x="{pad + size + 20}" y="{pad + 84}">circle: idle, square: dirty</text>'
+               f'<text x="{pad + size + 20}" y="{pad + 100}">size: memory</text>'
+               f'<text x="{pad + size + 20}" y="{pad + 116}">dashed: ±30%</text></svg>')
+    path.write_text("\n".join(out) + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=REPO / "bench/results/migration-plan")
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--stratus-bin", type=Path, default=REPO / "target/release/stratus")
+    parser.add_argument("--svg", type=Path, help="write migration-prediction.svg here")
+    args = parser.parse_args()
+    with lab_lock():
+        runs = measure_all(args)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "migration-plan.json").write_text(json.dumps(runs, indent=1) + "\n")
+    print(report(runs))
+    if args.svg:
+        svg(runs, args.svg / "migration-prediction.svg")
+
+
+if __name__ == "__main__":
+    run_main(main)
