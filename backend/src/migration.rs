@@ -494,11 +494,7 @@ impl Backend {
             Err(error) => {
                 let outcome = match stopped_by {
                     Some(Stop::Cancelled) => Outcome::Cancelled,
-                    Some(Stop::TimedOut) => Outcome::Failed(format!(
-                        "timed out after {} s",
-                        record.options.timeout_secs.unwrap_or_default()
-                    )),
-                    Some(Stop::OverBudget(why)) => Outcome::Failed(why),
+                    Some(stopped) => Outcome::Failed(stopped.reason(&record.options)),
                     None => Outcome::Failed(error.to_string()),
                 };
                 self.settle(key, &record, outcome)
@@ -734,7 +730,7 @@ impl Backend {
             // Post-copy has no way back: once switched, the migration runs to its end.
             if !ladder.post_copy() && stop.is_none() {
                 let step = match &progress {
-                    _ if cancel => Step::Abort(Abort::OverBudget("cancelled".into())),
+                    _ if cancel => Step::Wait,
                     Some(p) => ladder.step(&Sample {
                         elapsed_ms,
                         iteration: p.iterations,
@@ -750,12 +746,9 @@ impl Backend {
                     None if timed_out(&record.options, started.elapsed()) => Step::Abort(Abort::TimedOut),
                     None => Step::Wait,
                 };
-                let mut aborted = |why: String, stopped: Stop, events: &mut Vec<MigrationEvent>, applied: u64| {
-                    events.push(event(at_ms, MigrationEventKind::Aborted, progress.as_ref(), applied, Some(&why)));
-                    stop = Some(stopped);
-                };
-                match step {
-                    Step::Wait | Step::RaiseDowntime(_) => {}
+                let stopped = match step {
+                    _ if cancel => Some(Stop::Cancelled),
+                    Step::Wait | Step::RaiseDowntime(_) => None,
                     Step::PostCopy => {
                         // Recorded before the call: a Stratus that stops right after the
                         // switch must know that the source may no longer hold the guest.
@@ -767,34 +760,22 @@ impl Backend {
                         match source.driver.start_post_copy(name) {
                             Ok(()) => {
                                 ladder.switched();
-                                events.push(event(
-                                    at_ms,
-                                    MigrationEventKind::PostCopy,
-                                    progress.as_ref(),
-                                    applied,
-                                    None,
-                                ));
+                                let kind = MigrationEventKind::PostCopy;
+                                events.push(event(at_ms, kind, progress.as_ref(), applied, None));
+                                None
                             }
                             // Not switched (or not known to be): abort; libvirt refuses to abort
                             // a migration that did switch, which then runs to its end.
-                            Err(error) => aborted(
-                                format!("could not switch to post-copy: {error}"),
-                                Stop::OverBudget(format!("could not switch to post-copy: {error}")),
-                                &mut events,
-                                applied,
-                            ),
+                            Err(error) => Some(Stop::OverBudget(format!("could not switch to post-copy: {error}"))),
                         }
                     }
-                    Step::Abort(Abort::TimedOut) => {
-                        let secs = record.options.timeout_secs.unwrap_or_default();
-                        aborted(format!("timed out after {secs} s"), Stop::TimedOut, &mut events, applied);
-                    }
-                    Step::Abort(Abort::OverBudget(why)) if cancel => {
-                        aborted(why, Stop::Cancelled, &mut events, applied);
-                    }
-                    Step::Abort(Abort::OverBudget(why)) => {
-                        aborted(why.clone(), Stop::OverBudget(why), &mut events, applied);
-                    }
+                    Step::Abort(Abort::TimedOut) => Some(Stop::TimedOut),
+                    Step::Abort(Abort::OverBudget(why)) => Some(Stop::OverBudget(why)),
+                };
+                if let Some(stopped) = stopped {
+                    let why = stopped.reason(&record.options);
+                    events.push(event(at_ms, MigrationEventKind::Aborted, progress.as_ref(), applied, Some(&why)));
+                    stop = Some(stopped);
                 }
             }
             // A raise is tried until the host takes it; the timeline shows what it holds.
@@ -928,8 +909,20 @@ enum Outcome {
 enum Stop {
     Cancelled,
     TimedOut,
-    /// The escalation ran out of rungs within the budget (the reason says what it needed).
+    /// The escalation ran out of rungs within the budget (the reason says what it needed), or
+    /// the switch to post-copy it asked for failed.
     OverBudget(String),
+}
+
+impl Stop {
+    /// Why, as the timeline and the migration's error say it.
+    fn reason(&self, options: &MigrationOptions) -> String {
+        match self {
+            Self::Cancelled => "cancelled".to_owned(),
+            Self::TimedOut => format!("timed out after {} s", options.timeout_secs.unwrap_or_default()),
+            Self::OverBudget(why) => why.clone(),
+        }
+    }
 }
 
 /// The most events a migration keeps: its passes stop being recorded past it, the rest (a

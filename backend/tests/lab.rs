@@ -306,7 +306,7 @@ async fn escalations(b: &Arc<Backend>, dirty: &InstanceRecord) {
     assert_eq!(b.hosts().get(&moved.target_host).unwrap().driver.state(&dirty.id).unwrap(), Some(PowerState::Running));
     assert_eq!(source.driver.state(&dirty.id).unwrap(), None, "gone from the source");
     // Under TCG, QEMU 7.2's post-copy loses some of the guest's writes at the switch now and
-    // then (1 of 7 runs of this test with the bandwidth limit, 2 of 2 without; README): the
+    // then (1 of 8 runs of this test with the bandwidth limit, 2 of 2 without; README): the
     // checker must go on, and what it lost is reported, not failed on. Under KVM it must
     // find every write.
     let tcg = b.hosts().get(&moved.target_host).unwrap().accelerator == Accelerator::Tcg;
