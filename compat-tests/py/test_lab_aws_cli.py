@@ -58,6 +58,18 @@ def test_migrate_and_drain_with_the_aws_cli(lab, server_factory, test_image, tmp
     def console(instance_id):
         return ok("get-console-output", "--instance-id", instance_id).get("Output", "")
 
+    def port_binding(instance_id) -> str:
+        """Where OVN binds the instance's port and what Stratus asked of it, for a failure to show."""
+        eni = ok("describe-instances", "--instance-ids", instance_id)["Reservations"][0]["Instances"][0][
+            "NetworkInterfaces"][0]["NetworkInterfaceId"]
+        sb = ["ovn-sbctl", "--db=unix:/run/stratus/ovn/ovnsb_db.sock", "--bare"]
+        port = subprocess.run(["ovn-nbctl", "--db=unix:/run/stratus/ovn/ovnnb_db.sock", "--bare", "--columns=name",
+                               "find", "Logical_Switch_Port", f"external_ids:stratus-owner={eni}"],
+                              capture_output=True, text=True).stdout.strip()
+        binding = subprocess.run([*sb, "--columns=chassis,requested_chassis,additional_chassis,options", "find",
+                                  "Port_Binding", f"logical_port={port}"], capture_output=True, text=True)
+        return f"{port}: {binding.stdout.strip()} {binding.stderr.strip()}".replace("\n", " ")
+
     def wait_migration(migration_id, timeout=120):
         deadline = time.monotonic() + timeout
         while True:
@@ -85,6 +97,12 @@ def test_migrate_and_drain_with_the_aws_cli(lab, server_factory, test_image, tmp
         assert time.monotonic() < deadline, "the guest did not boot"
         time.sleep(2)
     before = counter(console(lone))
+    # The metadata service answers the guest before it moves (so that a silence after the move
+    # is the move's, not a guest too starved by the suite's load to ask).
+    deadline = time.monotonic() + 90
+    while not imds_answers(console(lone)):
+        assert time.monotonic() < deadline, f"no metadata answer before the migration:\n{console(lone)[-1500:]}"
+        time.sleep(2)
     address = ok("describe-instances", "--instance-ids", lone)["Reservations"][0]["Instances"][0]["PublicIpAddress"]
 
     def pings(seconds=5):
@@ -119,8 +137,13 @@ def test_migrate_and_drain_with_the_aws_cli(lab, server_factory, test_image, tmp
     # its own time: under the suite's parallel TCG load that once took more than 30 s here).
     moved_at = counter(after)
     deadline = time.monotonic() + 90
-    while not any(n > moved_at for n, _ in imds_answers(console(lone))):
-        assert time.monotonic() < deadline, "no metadata answer after the migration"
+    while True:
+        text = console(lone)
+        if any(n > moved_at for n, _ in imds_answers(text)):
+            break
+        assert time.monotonic() < deadline, (
+            f"no metadata answer after the migration (ping answered: {pings(5)}; "
+            f"binding: {port_binding(lone)}):\n{text[-1500:]}")
         time.sleep(2)
     assert {i for _, i in imds_answers(console(lone))} == {lone}, "answered as another instance"
     # Its metrics go on in one series from its new host (CloudWatch, through the aws cli).
