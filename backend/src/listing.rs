@@ -1,8 +1,10 @@
 //! Listings: one Describe page, read for what it holds and not for what the store holds.
 //!
 //! 1. Candidates come in id order from the cheapest source the query allows: the ids it names
-//!    (point reads), an exact tag filter (the tag index), or else the account's range of the
-//!    resource's table, starting just after the id the page token carries.
+//!    (point reads), an exact tag filter (the tag index's keys for the resource's kind, walked
+//!    from just after the page token's id and only as far as the page goes), or else the
+//!    account's range of the resource's table, starting just after the id the page token
+//!    carries.
 //! 2. Each candidate is decoded and tested, with its tags, by the caller's predicate (the
 //!    Describe filters). A page stops once it holds `limit` matches and one more match shows
 //!    that a next page exists; nothing past that is read.
@@ -11,6 +13,8 @@
 //!
 //! DescribeInstances pages by reservation: [`Backend::list_reservations`] walks the
 //! reservation index the same way, a reservation counting once however many instances it has.
+//! An exact tag filter that matches few instances reads them and sorts them by reservation;
+//! one that matches many walks the reservation index for its matches instead.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -318,6 +322,14 @@ pub struct ListQuery {
     pub id_prefixes: Option<Vec<String>>,
 }
 
+/// Up to this many instances matching an exact tag filter are read and sorted by reservation
+/// whole (a `Name` tag matches one or a few: a handful of reads); past it, the reservation
+/// index is walked and the tag index asked about each instance on the way (a point read of
+/// an index key, no record), so that a page of a tag many instances carry reads its page, not
+/// every match. Either way a page costs at most this many record reads, or the index keys up
+/// to its page's last match.
+const TAGGED_READ_ALL_UP_TO: usize = 256;
+
 /// One listed record and its tags.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Item<V> {
@@ -361,25 +373,17 @@ impl<V> Filling<'_, '_, V> {
 }
 
 /// The ids of `kind` an exact tag filter finds, in order.
-fn tagged_ids(tx: &ReadTx, account: &str, kind: ResourceKind, key: &str, values: &[String]) -> Result<Vec<String>> {
-    let values: Vec<&str> = values.iter().map(String::as_str).collect();
-    let ids = tags::tagged(tx, account, key, &values)?;
-    Ok(ids.into_iter().filter(|id| ResourceKind::of_id(id) == Some(kind)).collect())
-}
-
-/// The ids a query names, sorted, each once, when it names any: the client's, an exact id
-/// filter's, or an exact tag filter's; `None` when the account's whole range is to be walked.
-fn named_ids(tx: &ReadTx, account: &str, kind: ResourceKind, query: &ListQuery) -> Result<Option<Vec<String>>> {
+/// The ids a query names, sorted, each once, when it names any: the client's, or an exact id
+/// filter's; `None` when the account's range (or an exact tag filter's) is to be walked.
+fn named_ids(query: &ListQuery) -> Option<Vec<String>> {
     let sorted = |ids: &[String]| ids.iter().collect::<BTreeSet<_>>().into_iter().cloned().collect();
-    Ok(if !query.ids.is_empty() {
+    if !query.ids.is_empty() {
         Some(sorted(&query.ids))
     } else if !query.only_ids.is_empty() {
         Some(sorted(&query.only_ids))
-    } else if let Some((key, values)) = &query.tagged {
-        Some(tagged_ids(tx, account, kind, key, values)?)
     } else {
         None
-    })
+    }
 }
 
 /// One page of `account`'s records of `V`, in id order, within a snapshot.
@@ -392,7 +396,7 @@ pub(crate) fn list_in<V: Listed>(
     let after = query.after.as_deref();
     let mut missing = Vec::new();
     let mut filling = Filling { items: Vec::new(), more: false, limit: query.limit, keep };
-    let named = named_ids(tx, account, V::KIND, query)?;
+    let named = named_ids(query);
     match named {
         Some(ids) => {
             let mut found = Vec::new();
@@ -409,8 +413,25 @@ pub(crate) fn list_in<V: Listed>(
                 }
             }
             if query.ids.is_empty() {
-                // Only the ids a client named can be missing, not those a filter or a tag found.
+                // Only the ids a client named can be missing, not those a filter found.
                 missing.clear();
+            }
+        }
+        None if query.tagged.is_some() => {
+            let (key, values) = query.tagged.as_ref().expect("guarded");
+            let mut failed = None;
+            tags::walk_tagged(tx, account, key, values, V::KIND.prefix(), after, |id| {
+                let offered = V::fetch(tx, account, id).and_then(|record| match record {
+                    Some(record) => Ok(filling.offer(record, tags::of_resource(tx, account, id)?)),
+                    None => Ok(true),
+                });
+                offered.or_else(|error| {
+                    failed = Some(error);
+                    Ok(false)
+                })
+            })?;
+            if let Some(error) = failed {
+                return Err(error);
             }
         }
         None => {
@@ -639,7 +660,19 @@ impl Backend {
         &self,
         account: &str,
         query: &ListQuery,
+        keep: impl FnMut(&InstanceRecord, &[(String, String)]) -> bool,
+    ) -> Result<Page<ReservationItem>> {
+        self.reservations_page(account, query, keep, TAGGED_READ_ALL_UP_TO)
+    }
+
+    /// As [`Backend::list_reservations`]; an exact tag filter's matches are read and sorted
+    /// whole when there are at most `read_all_up_to` of them.
+    fn reservations_page(
+        &self,
+        account: &str,
+        query: &ListQuery,
         mut keep: impl FnMut(&InstanceRecord, &[(String, String)]) -> bool,
+        read_all_up_to: usize,
     ) -> Result<Page<ReservationItem>> {
         self.store().read(|tx| {
             let mut page = Page { items: Vec::new(), more: false, missing: Vec::new() };
@@ -662,7 +695,31 @@ impl Backend {
                 page.items.push((reservation, kept));
                 Ok(true)
             };
-            if let Some(ids) = named_ids(tx, account, ResourceKind::Instance, query)? {
+            // Records to read by id: those the query names, or those an exact tag filter
+            // matches when they are few (grouped by reservation, in reservation order). A tag
+            // that matches more walks the reservation index instead, asking the tag index
+            // about each instance and reading the records of its matches only, as far as the
+            // page goes.
+            let (named, only) = match (named_ids(query), &query.tagged) {
+                (Some(ids), _) => (Some(ids), None),
+                (None, Some((key, values))) => {
+                    let (mut matched, mut many) = (Vec::new(), false);
+                    tags::walk_tagged(tx, account, key, values, ResourceKind::Instance.prefix(), None, |id| {
+                        many = matched.len() == read_all_up_to;
+                        if !many {
+                            matched.push(id.to_owned());
+                        }
+                        Ok(!many)
+                    })?;
+                    if many {
+                        (None, Some((key, values)))
+                    } else {
+                        (Some(matched), None)
+                    }
+                }
+                (None, None) => (None, None),
+            };
+            if let Some(ids) = named {
                 let mut grouped: BTreeMap<String, Vec<InstanceRecord>> = BTreeMap::new();
                 for id in &ids {
                     match tx.get(&INSTANCES, &format!("{account}/{id}"))? {
@@ -696,6 +753,11 @@ impl Backend {
             let mut failed = None;
             tx.walk_keys(&RESERVATIONS, &prefix, after.as_deref(), |key, _| {
                 let Some((reservation, id)) = key[prefix.len()..].split_once('/') else { return Ok(true) };
+                if let Some((key, values)) = only {
+                    if !tags::is_tagged(tx, account, key, values, id)? {
+                        return Ok(true);
+                    }
+                }
                 if current.as_ref().is_some_and(|(r, _)| r != reservation) {
                     match flush(&mut current, &mut page) {
                         Ok(true) => {}
@@ -758,6 +820,63 @@ mod tests {
         let page = b.list::<ImageRecord>("a", &named, |_, _| true).unwrap();
         assert_eq!(page.missing, vec![hidden[0].clone()], "another's private image is nothing to this account");
         assert!(b.image("a", &hidden[0]).is_err() && b.image("b", &hidden[0]).is_ok());
+    }
+
+    #[test]
+    fn a_tag_filter_pages_its_kind_alone_in_id_order_whatever_its_values() {
+        let b = backend();
+        let zone = b.topology().default_zone().to_owned();
+        let mut by_env: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        for n in 0..120 {
+            let volume = b
+                .create_volume(
+                    "a",
+                    crate::volumes::NewVolume { zone: zone.clone(), size_gib: Some(1), ..Default::default() },
+                )
+                .unwrap();
+            let env = ["prod", "prod", "dev", "test"][n % 4];
+            let tag = vec![("env".to_owned(), env.to_owned())];
+            b.store().write(|tx| tags::put_tags(tx, "a", &volume.id, &tag)).unwrap();
+            by_env.entry(env).or_default().push(volume.id);
+        }
+        // Other kinds share the tag's index range: instances before volumes, VPCs after.
+        b.store()
+            .write(|tx| {
+                for n in 0..30 {
+                    let tag = vec![("env".to_owned(), "prod".to_owned())];
+                    tags::put_tags(tx, "a", &format!("i-{n:017x}"), &tag)?;
+                    tags::put_tags(tx, "a", &format!("vpc-{n:017x}"), &tag)?;
+                }
+                Ok::<_, crate::Error>(())
+            })
+            .unwrap();
+        for values in [vec!["prod"], vec!["test", "prod"], vec!["dev", "nothing"]] {
+            let mut expected: Vec<String> =
+                values.iter().flat_map(|v| by_env.get(v).cloned().unwrap_or_default()).collect();
+            expected.sort();
+            let tagged = Some(("env".to_owned(), values.iter().map(|v| v.to_string()).collect()));
+            let mut query = ListQuery { limit: Some(7), tagged, ..Default::default() };
+            let (mut listed, mut pages) = (Vec::new(), 0);
+            loop {
+                let mut tested = 0;
+                let page = b
+                    .list::<VolumeRecord>("a", &query, |_, _| {
+                        tested += 1;
+                        true
+                    })
+                    .unwrap();
+                // The page's seven and the one that shows a next page are tested, no more.
+                assert!(tested <= 8, "{values:?}: {tested} volumes tested for a page of 7");
+                pages += 1;
+                listed.extend(page.items.iter().map(|i| i.record.id.clone()));
+                match page.items.last().filter(|_| page.more) {
+                    Some(last) => query.after = Some(last.record.id.clone()),
+                    None => break,
+                }
+            }
+            assert_eq!(listed, expected, "{values:?}: every match once, in id order");
+            assert_eq!(pages, expected.len().div_ceil(7).max(1), "{values:?}");
+        }
     }
 
     #[test]

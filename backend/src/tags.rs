@@ -34,17 +34,83 @@ pub(crate) fn of_resource(tx: &impl Reads, account: &str, resource: &str) -> sto
     Ok(tx.scan(&TAGS, &format!("{account}/{resource}/"))?.into_iter().map(|(_, t)| (t.key, t.value)).collect())
 }
 
-/// Ids of `account`'s resources tagged `key` with one of `values`, through storage's tag
-/// index; each once, in id order.
-pub(crate) fn tagged(tx: &impl Reads, account: &str, key: &str, values: &[&str]) -> storage::Result<Vec<String>> {
-    let mut ids = std::collections::BTreeSet::new();
-    for value in values {
+/// Hands `f` the ids of `account`'s resources whose ids start with `id_prefix` (one kind's)
+/// and that are tagged `key` with one of `values`, each once, in id order from just after
+/// `after`, until `f` answers false. Only the tag index's keys are read, and only as far as
+/// `f` goes: a page of a tag filter stops where the page does, however many resources match.
+pub(crate) fn walk_tagged(
+    tx: &impl Reads,
+    account: &str,
+    key: &str,
+    values: &[String],
+    id_prefix: &str,
+    after: Option<&str>,
+    mut f: impl FnMut(&str) -> storage::Result<bool>,
+) -> storage::Result<()> {
+    // Ids of other kinds share each value's range; the kind's own start where its prefix
+    // does (the prefix without its last character sorts before every id that has it).
+    let floor = &id_prefix[..id_prefix.len().saturating_sub(1)];
+    let from = |after: Option<&str>| after.filter(|a| *a > floor).unwrap_or(floor).to_owned();
+    // The first id of the kind past `after` that is tagged `value`.
+    let next = |value: &str, after: &str| -> storage::Result<Option<String>> {
         let prefix = tag_index_prefix(account, key, Some(value));
-        for (entry, _) in tx.scan(&TAG_INDEX, &prefix)? {
-            ids.insert(entry[prefix.len()..].to_owned());
+        let mut found = None;
+        tx.walk_keys(&TAG_INDEX, &prefix, Some(after), |entry, _| {
+            let id = &entry[prefix.len()..];
+            if id.starts_with(id_prefix) {
+                found = Some(id.to_owned());
+            }
+            // Past the kind's ids, or at its first: either way the walk is over.
+            Ok(!id.starts_with(id_prefix) && id < id_prefix)
+        })?;
+        Ok(found)
+    };
+    if let [value] = values {
+        // One value: one walk, as far as `f` goes.
+        let prefix = tag_index_prefix(account, key, Some(value));
+        return tx.walk_keys(&TAG_INDEX, &prefix, Some(&from(after)), |entry, _| {
+            let id = &entry[prefix.len()..];
+            if !id.starts_with(id_prefix) {
+                return Ok(id < id_prefix);
+            }
+            f(id)
+        });
+    }
+    // Several: each step takes the least of the values' next ids (a seek per value; values
+    // are few, as a filter names them).
+    let mut cursor = from(after);
+    loop {
+        let mut least: Option<String> = None;
+        for value in values.iter().collect::<std::collections::BTreeSet<_>>() {
+            if let Some(id) = next(value, &cursor)? {
+                if least.as_ref().is_none_or(|l| id < *l) {
+                    least = Some(id);
+                }
+            }
+        }
+        let Some(id) = least else { return Ok(()) };
+        if !f(&id)? {
+            return Ok(());
+        }
+        cursor = id;
+    }
+}
+
+/// Whether `account`'s resource `id` is tagged `key` with one of `values` (a point read of
+/// the tag index per value).
+pub(crate) fn is_tagged(
+    tx: &impl Reads,
+    account: &str,
+    key: &str,
+    values: &[String],
+    id: &str,
+) -> storage::Result<bool> {
+    for value in values {
+        if tx.get(&TAG_INDEX, &format!("{}{id}", tag_index_prefix(account, key, Some(value))))?.is_some() {
+            return Ok(true);
         }
     }
-    Ok(ids.into_iter().collect())
+    Ok(false)
 }
 
 /// Checks tags as EC2 does: key 1–128 characters, not `aws:`-prefixed; value at most 256.

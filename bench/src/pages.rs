@@ -1,10 +1,12 @@
 //! What one Describe page costs as the account grows: the gateway's request handler called in a
 //! loop (no network, as in [`crate::inproc`]) over a file store holding one account's
 //! `N` instances (one a reservation; 1 of 3 pending, 2 of 3 terminated, which stay listed as on
-//! EC2; each tagged with its batch of 100) and `N / 10` volumes. For each size: DescribeInstances, DescribeVolumes and
+//! EC2; each tagged with its batch of 100 and with a tier, gold for every other one) and
+//! `N / 10` volumes, tagged alike. For each size: DescribeInstances, DescribeVolumes and
 //! DescribeTags with `MaxResults` 5, 50 and the action's largest (1000; 500 for volumes), the
-//! first page and one from the middle, with no filter, a state (or status) filter and an exact
-//! tag filter; and the time to walk every page of the largest size.
+//! first page and one from the middle, with no filter, a state (or status) filter, an exact
+//! tag filter that matches 100 (`tag:batch`) and one that matches half (`tag:tier=gold`); and
+//! the time to walk every page of the largest size.
 //!
 //! Every page is checked before it is timed: a fast error is no measurement.
 
@@ -83,6 +85,15 @@ fn token(body: &str) -> Option<String> {
 /// 100,000 instances stays pending, holding addresses.
 const ZONES: usize = 16;
 
+/// Every other resource is gold: a tag filter that matches half of the account.
+fn tier(n: usize) -> &'static str {
+    if n.is_multiple_of(2) {
+        "gold"
+    } else {
+        "silver"
+    }
+}
+
 fn fill(dir: &std::path::Path, instances: usize, cache_mib: usize) -> Result<Fixture> {
     // Fake hosts (no libvirt), one a zone: terminations are driven to their end here.
     let cloud = backend::fake::FakeCloud::new();
@@ -129,7 +140,7 @@ fn fill(dir: &std::path::Path, instances: usize, cache_mib: usize) -> Result<Fix
             min_count: n,
             max_count: n,
             zone: Some(zones[launched % ZONES].clone()),
-            tags: vec![("batch".into(), format!("b{}", launched / 100))],
+            tags: vec![("batch".into(), format!("b{}", launched / 100)), ("tier".into(), tier(launched).into())],
             ..Default::default()
         };
         let ids: Vec<String> =
@@ -148,7 +159,7 @@ fn fill(dir: &std::path::Path, instances: usize, cache_mib: usize) -> Result<Fix
         }
     }
     for n in 0..instances / 10 {
-        let tags = vec![("batch".into(), format!("b{}", n / 100))];
+        let tags = vec![("batch".into(), format!("b{}", n / 100)), ("tier".into(), tier(n).into())];
         b.create_volume(
             &account,
             NewVolume { zone: zones[n % ZONES].clone(), size_gib: Some(1), tags, ..Default::default() },
@@ -195,7 +206,7 @@ pub fn run(out: &std::path::Path, sizes: &[usize], calls: usize, cache_mib: usiz
         eprintln!("filling {stored} instances");
         let f = fill(&dir, stored, cache_mib)?;
         // (action, item element, filter name, filter pairs)
-        let cases: [Case; 8] = [
+        let cases: [Case; 10] = [
             ("DescribeInstances", "reservationId", "none", vec![]),
             (
                 "DescribeInstances",
@@ -209,6 +220,12 @@ pub fn run(out: &std::path::Path, sizes: &[usize], calls: usize, cache_mib: usiz
                 "tag",
                 vec![("Filter.1.Name", "tag:batch"), ("Filter.1.Value.1", "b7")],
             ),
+            (
+                "DescribeInstances",
+                "reservationId",
+                "tag-half",
+                vec![("Filter.1.Name", "tag:tier"), ("Filter.1.Value.1", "gold")],
+            ),
             ("DescribeVolumes", "volumeType", "none", vec![]),
             (
                 "DescribeVolumes",
@@ -217,6 +234,12 @@ pub fn run(out: &std::path::Path, sizes: &[usize], calls: usize, cache_mib: usiz
                 vec![("Filter.1.Name", "status"), ("Filter.1.Value.1", "creating")],
             ),
             ("DescribeVolumes", "volumeType", "tag", vec![("Filter.1.Name", "tag:batch"), ("Filter.1.Value.1", "b7")]),
+            (
+                "DescribeVolumes",
+                "volumeType",
+                "tag-half",
+                vec![("Filter.1.Name", "tag:tier"), ("Filter.1.Value.1", "gold")],
+            ),
             ("DescribeTags", "resourceId", "none", vec![]),
             (
                 "DescribeTags",

@@ -165,12 +165,14 @@ async fn instance_pages_are_whole_reservations_each_once() {
     let ami = image(&f, dir.path());
     let mut rng = StdRng::seed_from_u64(24);
     let mut reservations: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut envs: BTreeMap<String, &str> = BTreeMap::new();
     for _ in 0..30 {
         let count = rng.gen_range(1..4);
         let env = ENVS[rng.gen_range(0..3)];
         let body = format!("Action=RunInstances&Version=2016-11-15&ImageId={ami}&InstanceType=t3.nano&MinCount={count}&MaxCount={count}&TagSpecification.1.ResourceType=instance&TagSpecification.1.Tag.1.Key=env&TagSpecification.1.Tag.1.Value={env}");
         let answer = ok(&f, &body).await;
         let reservation = all(&answer, "reservationId")[0].to_owned();
+        envs.insert(reservation.clone(), env);
         reservations.insert(reservation, all(&answer, "instanceId").into_iter().map(str::to_owned).collect());
     }
     for (page_size, filter) in [
@@ -203,6 +205,55 @@ async fn instance_pages_are_whole_reservations_each_once() {
         if filter.is_empty() || filter.contains("pending") {
             assert_eq!(seen.len(), reservations.len());
         }
+    }
+
+    // A tag most of an account's instances carry (more than the backend reads whole: its
+    // pages walk the reservation index for the matches), beside the few-match tags above.
+    let mut bulk = BTreeSet::new();
+    for _ in 0..3 {
+        let body = format!("Action=RunInstances&Version=2016-11-15&ImageId={ami}&InstanceType=t3.nano&MinCount=100&MaxCount=100&TagSpecification.1.ResourceType=instance&TagSpecification.1.Tag.1.Key=env&TagSpecification.1.Tag.1.Value=bulk");
+        bulk.insert(all(&ok(&f, &body).await, "reservationId")[0].to_owned());
+    }
+    // One more of them in a reservation of the few: a reservation lists its matching members.
+    let body = format!("Action=RunInstances&Version=2016-11-15&ImageId={ami}&InstanceType=t3.nano&MinCount=2&MaxCount=2&TagSpecification.1.ResourceType=instance&TagSpecification.1.Tag.1.Key=env&TagSpecification.1.Tag.1.Value=prod");
+    let answer = ok(&f, &body).await;
+    let (mixed, members) = (all(&answer, "reservationId")[0].to_owned(), all(&answer, "instanceId"));
+    ok(&f, &format!("Action=CreateTags&Version=2016-11-15&ResourceId.1={}&Tag.1.Key=env&Tag.1.Value=bulk", members[0]))
+        .await;
+    bulk.insert(mixed.clone());
+    for values in ["&Filter.1.Value.1=bulk", "&Filter.1.Value.1=bulk&Filter.1.Value.2=dev"] {
+        let filter = format!("&Filter.1.Name=tag:env{values}");
+        let (mut seen, mut instances, mut token) = (Vec::<String>::new(), 0, None::<String>);
+        loop {
+            let next = token.as_ref().map(|t| format!("&NextToken={t}")).unwrap_or_default();
+            let answer =
+                ok(&f, &format!("Action=DescribeInstances&Version=2016-11-15&MaxResults=5{filter}{next}")).await;
+            let sections: Vec<&str> = answer.split("</reservationId>").collect();
+            for section in &sections[..sections.len() - 1] {
+                let (listed, reservation) = section.rsplit_once("<reservationId>").unwrap();
+                let ids = all(listed, "instanceId");
+                if reservation == mixed {
+                    assert_eq!(ids, [members[0]], "only the member that matches");
+                }
+                instances += ids.len();
+                seen.push(reservation.to_owned());
+            }
+            match all(&answer, "nextToken").first() {
+                Some(t) => token = Some(t.to_string()),
+                None => break,
+            }
+        }
+        assert!(seen.windows(2).all(|w| w[0] < w[1]), "{filter}: reservations in id order, each once");
+        let mut expected: BTreeSet<&String> = bulk.iter().collect();
+        let mut count = 301;
+        if values.contains("dev") {
+            for (reservation, _) in envs.iter().filter(|(_, env)| **env == "dev") {
+                expected.insert(reservation);
+                count += reservations[reservation].len();
+            }
+        }
+        assert_eq!(seen.iter().collect::<BTreeSet<_>>(), expected, "{filter}");
+        assert_eq!(instances, count, "{filter}");
     }
 }
 
