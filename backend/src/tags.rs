@@ -38,8 +38,9 @@ pub(crate) fn of_resource(tx: &impl Reads, account: &str, resource: &str) -> sto
 /// and that are tagged `key` with one of `values`, each once, in id order from just after
 /// `after`, until `f` answers false. Only the tag index's keys are read, and only as far as
 /// `f` goes: a page of a tag filter stops where the page does, however many resources match.
+/// A snapshot's, so that `f` may read it too.
 pub(crate) fn walk_tagged(
-    tx: &impl Reads,
+    tx: &storage::ReadTx,
     account: &str,
     key: &str,
     values: &[String],
