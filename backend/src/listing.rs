@@ -398,9 +398,8 @@ pub(crate) fn list_in<V: Listed>(
     let after = query.after.as_deref();
     let mut missing = Vec::new();
     let mut filling = Filling { items: Vec::new(), more: false, limit: query.limit, keep };
-    let named = named_ids(query);
-    match named {
-        Some(ids) => {
+    match (named_ids(query), &query.tagged) {
+        (Some(ids), _) => {
             let mut found = Vec::new();
             for id in &ids {
                 match V::fetch(tx, account, id)? {
@@ -419,8 +418,7 @@ pub(crate) fn list_in<V: Listed>(
                 missing.clear();
             }
         }
-        None if query.tagged.is_some() => {
-            let (key, values) = query.tagged.as_ref().expect("guarded");
+        (None, Some((key, values))) => {
             let mut failed = None;
             tags::walk_tagged(tx, account, key, values, V::KIND.prefix(), after, |id| {
                 let offered = V::fetch(tx, account, id).and_then(|record| match record {
@@ -436,7 +434,7 @@ pub(crate) fn list_in<V: Listed>(
                 return Err(error);
             }
         }
-        None => {
+        (None, None) => {
             let mut failed = None;
             V::walk(tx, account, after, &mut |record: V| match tags::of_resource(tx, account, record.id()) {
                 Ok(tags) => filling.offer(record, tags),

@@ -52,17 +52,27 @@ pub(crate) fn walk_tagged(
     // does (the prefix without its last character sorts before every id that has it).
     let floor = &id_prefix[..id_prefix.len().saturating_sub(1)];
     let from = |after: Option<&str>| after.filter(|a| *a > floor).unwrap_or(floor).to_owned();
+    // Whether a walk over `id` goes on: `Some(true)` an id of the kind, `Some(false)` another
+    // kind's before it (skipped), `None` past the kind's range (the walk is over).
+    let of_kind = |id: &str| match (id.starts_with(id_prefix), id < id_prefix) {
+        (true, _) => Some(true),
+        (false, true) => Some(false),
+        (false, false) => None,
+    };
     // The first id of the kind past `after` that is tagged `value`.
     let next = |value: &str, after: &str| -> storage::Result<Option<String>> {
         let prefix = tag_index_prefix(account, key, Some(value));
         let mut found = None;
         tx.walk_keys(&TAG_INDEX, &prefix, Some(after), |entry, _| {
             let id = &entry[prefix.len()..];
-            if id.starts_with(id_prefix) {
-                found = Some(id.to_owned());
-            }
-            // Past the kind's ids, or at its first: either way the walk is over.
-            Ok(!id.starts_with(id_prefix) && id < id_prefix)
+            Ok(match of_kind(id) {
+                Some(true) => {
+                    found = Some(id.to_owned());
+                    false
+                }
+                Some(false) => true,
+                None => false,
+            })
         })?;
         Ok(found)
     };
@@ -71,10 +81,11 @@ pub(crate) fn walk_tagged(
         let prefix = tag_index_prefix(account, key, Some(value));
         return tx.walk_keys(&TAG_INDEX, &prefix, Some(&from(after)), |entry, _| {
             let id = &entry[prefix.len()..];
-            if !id.starts_with(id_prefix) {
-                return Ok(id < id_prefix);
+            match of_kind(id) {
+                Some(true) => f(id),
+                Some(false) => Ok(true),
+                None => Ok(false),
             }
-            f(id)
         });
     }
     // Several: each step takes the least of the values' next ids (a seek per value; values
