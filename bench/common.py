@@ -113,6 +113,8 @@ class Stratus:
         self.data_dir.mkdir(parents=True)
         self.log_path = data_dir.parent / f"{data_dir.name}.log"
         cmd = [str(binary), "serve", "--data-dir", str(data_dir)]
+        # Hosts' own storage for their instances' folders (`disk_dir`), if the config names any.
+        self.disk_dirs = re.findall(r'^disk_dir = "([^"]+)"', config or "", re.MULTILINE)
         if config is not None:
             config_path = data_dir.parent / f"{data_dir.name}.toml"
             config_path.write_text(config)
@@ -197,8 +199,18 @@ class Stratus:
 
     def console_path(self, instance_id: str) -> Path:
         # backend/src/instances.rs: console_path(record) is <instance dir>/console.log, and the
-        # instance dir is <data dir>/instances/<id>.
-        return self.data_dir / "instances" / instance_id / "console.log"
+        # instance dir is <data dir>/instances/<id>, or <disk_dir>/<id> on a host with storage
+        # of its own: there, whichever folder appears first (the boot makes it at once).
+        shared = self.data_dir / "instances" / instance_id
+        if not self.disk_dirs:
+            return shared / "console.log"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            for folder in [shared, *(Path(d) / instance_id for d in self.disk_dirs)]:
+                if folder.is_dir():
+                    return folder / "console.log"
+            time.sleep(0.01)
+        raise RuntimeError(f"no folder for {instance_id} within 30 s (see {self.log_path})")
 
 
 class Trace:

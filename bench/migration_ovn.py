@@ -23,9 +23,16 @@ against the same migration by virsh with the port binding moved by hand as Strat
    The wall time runs from the request to the end (the job seen final / the binding moved);
    the total time and the downtime are libvirt's on both paths; the largest gap between two
    answers of the pinger is what the network saw.
-4. `migration-ovn.json` in --out, and a table on stdout.
+4. `migration-ovn.json` in --out (`migration-ovn-local-disks.json` with --local-disks), and a
+   table on stdout.
 
-    bench/migration_ovn.py [--out DIR] [--reps 3] [--stratus-bin target/release/stratus]
+With --local-disks the lab's hosts keep their instances' folders on storage of their own
+(`scripts/lab up 2 --local-disks`) and both paths copy the root disk: Stratus by itself; virsh
+with the target's folder made first within the timed migration, as Stratus does it (an overlay
+of the image, `qemu-img create`), then `--copy-storage-inc --migrate-disks vda` and the
+migratable definition with the folder moved (`--xml`).
+
+    bench/migration_ovn.py [--out DIR] [--reps 3] [--stratus-bin target/release/stratus] [--local-disks]
 """
 
 from __future__ import annotations
@@ -44,6 +51,7 @@ from common import (BOOT_MARKER, REPO, Stratus, Watch, build_test_image, instanc
 from launch_ovn import NB, PATHS, Pinger, nbctl, pinger_on_default_subnet, report_paths
 
 INSTANCE_TYPE = "t3.nano"
+LAB_DISKS = Path("/var/lib/stratus/lab/disks")
 VIRSH_ADDRESS = "172.31.15.251"
 VIRSH_MAC = "52:54:00:be:0c:03"
 BOOT_TIMEOUT = 120.0
@@ -95,9 +103,15 @@ def migrate_stratus(stratus: Stratus, ec2, ext, image_id: str, pinger: Pinger, h
         terminate(ec2, instance_id)
 
 
+def disks_of(uri: str) -> Path:
+    """A lab host's own storage with --local-disks (scripts/lab: host i keeps it in disks/hi)."""
+    return LAB_DISKS / chassis_of(uri).removeprefix("lab-")
+
+
 def migrate_virsh(template: str, switch: str, base_disk: str, work: Path, name: str, pinger: Pinger,
-                  source: str, target: str) -> dict:
-    base = work / name
+                  source: str, target: str, local_disks: bool = False) -> dict:
+    base = disks_of(source) / name if local_disks else work / name
+    moved = disks_of(target) / name
     base.mkdir()
     disk, console, xml = base / "root.qcow2", base / "console.log", base / "domain.xml"
     run("qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", base_disk, str(disk))
@@ -118,8 +132,16 @@ def migrate_virsh(template: str, switch: str, base_disk: str, work: Path, name: 
         time.sleep(1.0)
         t0 = time.monotonic()
         nbctl("lsp-set-options", port, f"requested-chassis={src},{dst}", "activation-strategy=rarp")
-        done = virsh(source, "migrate", "--live", "--p2p", "--persistent", "--undefinesource", "--unsafe", name,
-                     target, check=False, timeout=300)
+        copy = []
+        if local_disks:
+            # The target's folder, as Stratus makes it: an empty overlay of the same image.
+            moved.mkdir()
+            run("qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", base_disk, str(moved / disk.name))
+            definition = virsh(source, "dumpxml", "--migratable", name).stdout
+            (work / f"{name}-moved.xml").write_text(definition.replace(f"{base}/", f"{moved}/"))
+            copy = ["--copy-storage-inc", "--migrate-disks", "vda", "--xml", str(work / f"{name}-moved.xml")]
+        done = virsh(source, "migrate", "--live", "--p2p", "--persistent", "--undefinesource", "--unsafe", *copy,
+                     name, target, check=False, timeout=300)
         nbctl("lsp-set-options", port, f"requested-chassis={dst}")
         wall = round((time.monotonic() - t0) * 1000, 1)
         time.sleep(1.5)
@@ -134,6 +156,7 @@ def migrate_virsh(template: str, switch: str, base_disk: str, work: Path, name: 
         remove_domain(target, name)
         run("ovn-nbctl", f"--db={NB}", "--timeout=10", "--if-exists", "lsp-del", port, check=False)
         shutil.rmtree(base, ignore_errors=True)
+        shutil.rmtree(moved, ignore_errors=True)
 
 
 def measure_all() -> None:
@@ -144,10 +167,13 @@ def measure_all() -> None:
     parser.add_argument("--sweep-ms", type=int, default=500,
                         help="Stratus's sweep interval: how often it compares every host with the store while "
                              "the migrations run (a long one takes the sweep out of the comparison)")
+    parser.add_argument("--local-disks", action="store_true",
+                        help="hosts without shared storage for their instances: both paths copy the root disk")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
 
-    lab = run(str(REPO / "scripts/lab"), "up", "2", timeout=600).stdout
+    lab = run(str(REPO / "scripts/lab"), "up", "2", *(["--local-disks"] if args.local_disks else []),
+              timeout=600).stdout
     config = Path(re.search(r"^config=(\S+)$", lab, re.MULTILINE).group(1)).read_text()
     image = build_test_image()
     accelerator = Path("/var/lib/stratus/accelerator").read_text().strip()
@@ -180,7 +206,7 @@ def measure_all() -> None:
         log("warm-up: one migration through Stratus, one by virsh (untimed)")
         migrate_stratus(stratus, ec2, ext, image_id, pinger, hosts)
         migrate_virsh(template, switch, image.disk, work, f"bench-migration-ovn-{os.getpid()}-warm", pinger, uris[1],
-                      uris[0])
+                      uris[0], args.local_disks)
         for rep in range(args.reps):
             for path in rotation(list(PATHS), rep):
                 if path == "stratus":
@@ -188,7 +214,7 @@ def measure_all() -> None:
                 else:
                     source, target = (uris[0], uris[1]) if rep % 2 == 0 else (uris[1], uris[0])
                     r = migrate_virsh(template, switch, image.disk, work, f"bench-migration-ovn-{os.getpid()}-{rep}",
-                                      pinger, source, target)
+                                      pinger, source, target, args.local_disks)
                 r["rep"] = rep
                 runs.append(r)
                 log(f"rep {rep} {path}: total {r['total_ms']} ms, downtime {r['downtime_ms']} ms, wall {r['wall_ms']} ms, "
@@ -203,9 +229,11 @@ def measure_all() -> None:
         shutil.rmtree(work, ignore_errors=True)
         run(str(REPO / "scripts/lab"), "down", timeout=300, check=False)
 
-    report_paths(args.out / "migration-ovn.json", "migration-ovn", args.reps, accelerator, runs,
+    kind = "migration-ovn-local-disks" if args.local_disks else "migration-ovn"
+    storage = "each host's own storage: the root disk copied" if args.local_disks else "shared storage"
+    report_paths(args.out / f"{kind}.json", kind, args.reps, accelerator, runs,
                  ("total_ms", "downtime_ms", "wall_ms", "largest_gap_ms"),
-                 f"Live migration on OVN between two lab hosts ({accelerator}, an idle t3.nano guest (512 MiB), "
+                 f"Live migration on OVN between two lab hosts ({accelerator}, {storage}, an idle t3.nano guest (512 MiB), "
                  f"{args.reps} repetitions, ms: median (min–max); S = stratus, V = virsh with the binding moved by "
                  "hand)")
 

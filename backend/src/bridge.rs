@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use crate::hypervisor::{
     AttachedDisk, DiskKey, DomainSpec, DomainStatus, DriverError, EventSink, HostInfo, HostSample, Hypervisor,
-    JobProgress, MigrationOptions, Nic, PowerState, SerialConsole,
+    JobProgress, MigrationOptions, Nic, PowerState, SerialConsole, StorageCopy,
 };
 
 /// How long a call waits for a place when the host is at its limit.
@@ -167,9 +167,16 @@ impl Hypervisor for HostBridge {
         // Registration only: the driver reports from its own event thread.
         self.driver.watch(sink);
     }
-    fn migrate(&self, name: &str, target_uri: &str, options: &MigrationOptions) -> Result<(), DriverError> {
-        let (name, target_uri, options) = (name.to_owned(), target_uri.to_owned(), options.clone());
-        self.call("migrate", None, move |d| d.migrate(&name, &target_uri, &options))
+    fn migrate(
+        &self,
+        name: &str,
+        target_uri: &str,
+        options: &MigrationOptions,
+        storage: Option<&StorageCopy>,
+    ) -> Result<(), DriverError> {
+        let (name, target_uri, options, storage) =
+            (name.to_owned(), target_uri.to_owned(), options.clone(), storage.cloned());
+        self.call("migrate", None, move |d| d.migrate(&name, &target_uri, &options, storage.as_ref()))
     }
     fn job_progress(&self, name: &str) -> Result<Option<JobProgress>, DriverError> {
         let name = name.to_owned();

@@ -252,6 +252,39 @@ pub fn create_overlay(
     })
 }
 
+/// Where a storage-copying migration puts `source`'s copy: an empty qcow2 at `target` of the
+/// same size over the same backing file (an instance's root disk is an overlay of its image,
+/// which every host reads; only what the overlay holds is copied), encrypted with `target`'s
+/// passphrase when it has one. Made anew each time: a copy half made by an earlier attempt
+/// could hold clusters the source no longer has, which the copy would not overwrite.
+pub fn create_copy_target(source: &Path, target: Disk<'_>) -> Result<()> {
+    let output = Command::new("qemu-img")
+        .args(["info", "--output=json", "-U"])
+        .arg(source)
+        .output()
+        .map_err(|e| Error::Io(format!("cannot run qemu-img: {e}")))?;
+    if !output.status.success() {
+        let why = String::from_utf8_lossy(&output.stderr);
+        return Err(Error::Io(format!("qemu-img info {}: {}", source.display(), why.trim())));
+    }
+    let info: serde_json::Value = serde_json::from_slice(&output.stdout)
+        .map_err(|e| Error::Io(format!("qemu-img info {}: {e}", source.display())))?;
+    let size = info["virtual-size"]
+        .as_u64()
+        .ok_or_else(|| Error::Io(format!("qemu-img info {}: no virtual size", source.display())))?;
+    let _ = std::fs::remove_file(target.path);
+    match info["full-backing-filename"].as_str() {
+        Some(base) => {
+            let format = match info["backing-filename-format"].as_str() {
+                Some(format) => format.to_owned(),
+                None => inspect(Path::new(base))?.format,
+            };
+            create_overlay(Path::new(base), &format, target.path, target.passphrase, Some(size))
+        }
+        None => create_blank(target.path, target.passphrase, size),
+    }
+}
+
 /// An empty qcow2 of `bytes`, encrypted with `passphrase` when given.
 pub fn create_blank(target: &Path, passphrase: Option<&str>, bytes: u64) -> Result<()> {
     create(Disk { path: target, passphrase, raw: false }, bytes)

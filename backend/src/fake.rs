@@ -22,6 +22,9 @@
 //!    post-copy: from then on it ends on the target, or, if post-copy fails, in two halves
 //!    that `post_copy_failed` reports (the source cannot take the guest back). `set_migration_downtime` changes the
 //!    pause a running migration may take from its next pass on.
+//!    With a [`StorageCopy`], the disks it names must wait at their place in the target's
+//!    folder (else the migration fails and the guest stays); the guest arrives on them
+//!    holding what the source's held, and runs from the new folder.
 //! 6. Disk and NIC calls act on a running domain; its persistent definition is not touched.
 //! 7. A host that cannot be reached fails with [`DriverError::Unreachable`]; the call may be
 //!    retried later. Any call may also take as long as the host takes: callers bound it
@@ -43,11 +46,11 @@
 //!     taking at most the period it is given (the fake answers at once with what a test
 //!     scripted); a domain that does not run, or a host that cannot measure, is an error.
 //!
-//! The fake keeps these promises in memory (it never reads a disk or starts a guest) and adds
-//! what tests need and libvirt cannot do on demand: a guest that powers itself off
-//! ([`FakeCloud::power_off`]), a host that fails or hangs ([`HostMode`]), and scripted
-//! migrations ([`MigrationScript`]). Hosts of one [`FakeCloud`] share one world, so that a
-//! migration moves a domain from one to the other.
+//! The fake keeps these promises in memory (it never starts a guest, and reads a disk only to
+//! copy it in a storage-copying migration) and adds what tests need and libvirt cannot do on
+//! demand: a guest that powers itself off ([`FakeCloud::power_off`]), a host that fails or
+//! hangs ([`HostMode`]), and scripted migrations ([`MigrationScript`]). Hosts of one
+//! [`FakeCloud`] share one world, so that a migration moves a domain from one to the other.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -55,7 +58,7 @@ use std::time::{Duration, Instant};
 
 use crate::hypervisor::{
     AttachedDisk, DiskKey, DomainCounters, DomainSample, DomainSpec, DomainStatus, DriverError, EventSink, HostInfo,
-    HostSample, Hypervisor, JobProgress, MigrationOptions, Nic, PowerState, SerialConsole,
+    HostSample, Hypervisor, JobProgress, MigrationOptions, Nic, PowerState, SerialConsole, StorageCopy,
 };
 
 /// How a fake host answers.
@@ -305,7 +308,7 @@ impl FakeHost {
     }
 
     /// The migration call itself, as scripted; ends by the script, post-copy or an abort.
-    fn run_migration(&self, name: &str, target_uri: &str) -> Result<(), DriverError> {
+    fn run_migration(&self, name: &str, target_uri: &str, storage: Option<&StorageCopy>) -> Result<(), DriverError> {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             std::thread::sleep(Duration::from_millis(50));
@@ -331,8 +334,14 @@ impl FakeHost {
             if converged || world.post_copy {
                 let keys = world.hosts.get(&self.uri).and_then(|h| h.domains.get(name)).map(FakeDomain::keys);
                 world.hosts.entry(target_uri.to_owned()).or_default().holds(keys.unwrap_or_default())?;
-                let domain = world.hosts.entry(self.uri.clone()).or_default().domains.remove(name);
-                let mut domain = domain.ok_or_else(|| DriverError::NoDomain(name.to_owned()))?;
+                let source = world.hosts.entry(self.uri.clone()).or_default();
+                let domain = source.domains.get(name).ok_or_else(|| DriverError::NoDomain(name.to_owned()))?;
+                let moved = match storage {
+                    Some(copy) => copied(domain, copy)?,
+                    None => domain.spec.clone(),
+                };
+                let mut domain = source.domains.remove(name).ok_or_else(|| DriverError::NoDomain(name.to_owned()))?;
+                domain.spec = moved;
                 domain.counters = DomainCounters::default();
                 world.hosts.entry(target_uri.to_owned()).or_default().domains.insert(name.to_owned(), domain);
                 return Ok(());
@@ -342,6 +351,31 @@ impl FakeHost {
             }
         }
     }
+}
+
+/// A storage-copying migration's end on the fake: the root disk's file (the only disk a copy
+/// names here) must be at its place in the target's folder, as Stratus makes it beforehand;
+/// what the source's file holds is copied over it, as the copy over NBD leaves it; the domain
+/// runs there from the new folder. A missing file fails the migration, the guest staying.
+fn copied(domain: &FakeDomain, copy: &StorageCopy) -> Result<DomainSpec, DriverError> {
+    let moved = |path: &std::path::Path| match path.strip_prefix(&copy.from_dir) {
+        Ok(rest) => copy.to_dir.join(rest),
+        Err(_) => path.to_path_buf(),
+    };
+    let mut spec = domain.spec.clone();
+    if copy.disks.iter().any(|d| d == crate::hypervisor::ROOT_TARGET) {
+        let to = moved(&spec.disk);
+        if !to.exists() {
+            return Err(DriverError::Failed(format!(
+                "the target has no disk at {} to copy the root into",
+                to.display()
+            )));
+        }
+        std::fs::copy(&spec.disk, &to).map_err(|e| DriverError::Failed(format!("copying the root disk: {e}")))?;
+        spec.disk = to;
+    }
+    spec.console_log = moved(&spec.console_log);
+    Ok(spec)
 }
 
 /// A fake serial console session: the guest echoes what it is sent.
@@ -521,14 +555,20 @@ impl Hypervisor for FakeHost {
         self.cloud.world().hosts.entry(self.uri.clone()).or_default().sinks.push(sink);
     }
 
-    fn migrate(&self, name: &str, target_uri: &str, options: &MigrationOptions) -> Result<(), DriverError> {
+    fn migrate(
+        &self,
+        name: &str,
+        target_uri: &str,
+        options: &MigrationOptions,
+        storage: Option<&StorageCopy>,
+    ) -> Result<(), DriverError> {
         {
             let mut world = self.answering()?;
             world.migrating = Some(name.to_owned());
             (world.polls, world.post_copy, world.post_copy_at, world.aborted) = (0, false, None, false);
             world.downtimes = options.max_downtime_ms.into_iter().collect();
         }
-        let result = self.run_migration(name, target_uri);
+        let result = self.run_migration(name, target_uri, storage);
         self.cloud.world().migrating = None;
         result
     }

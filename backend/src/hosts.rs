@@ -47,6 +47,13 @@ pub struct HostConfig {
     /// to; a local host's is this machine's hostname, as `scripts/setup-host` sets it. Unknown:
     /// OVN binds a port wherever it is plugged.
     pub chassis: Option<String>,
+    /// Where this host keeps its instances' folders (root disk, console log) on storage no
+    /// other host shares: its local disk, as both the host and Stratus reach it (Stratus makes
+    /// the disks there with qemu-img, as OpenNebula's SSH datastores do). Unset: the data
+    /// folder's `instances/`, which every host shares. Instances move between hosts that do not
+    /// share their folder with their root disk copied ([`crate::migration`]), and a stopped
+    /// one starts again only here. Volumes and images stay on the shared data folder.
+    pub disk_dir: Option<std::path::PathBuf>,
 }
 
 fn default_max_calls() -> usize {
@@ -89,6 +96,7 @@ impl HostConfig {
             max_calls: default_max_calls(),
             call_timeout_secs: default_call_timeout_secs(),
             chassis: None,
+            disk_dir: None,
         }
     }
 

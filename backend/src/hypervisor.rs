@@ -265,7 +265,17 @@ pub trait Hypervisor: Send + Sync {
     /// here. Blocks for the whole migration; on failure the guest runs on here, unless the
     /// migration had switched to post-copy (then neither host holds all of it:
     /// [`Hypervisor::post_copy_failed`]).
-    fn migrate(&self, name: &str, target_uri: &str, options: &MigrationOptions) -> Result<(), DriverError>;
+    ///
+    /// With `storage`, the hosts do not share the instance's folder: the disks it names are
+    /// copied to their place on the target (which holds them already, empty, with their
+    /// backing files) while memory moves, and the guest runs there on those files.
+    fn migrate(
+        &self,
+        name: &str,
+        target_uri: &str,
+        options: &MigrationOptions,
+        storage: Option<&StorageCopy>,
+    ) -> Result<(), DriverError>;
     /// The domain's running job (a migration), or `None` when it has none.
     fn job_progress(&self, name: &str) -> Result<Option<JobProgress>, DriverError>;
     /// The statistics of the domain's last completed job, as kept by the host it now runs on.
@@ -315,6 +325,32 @@ pub trait Hypervisor: Send + Sync {
     fn dirty_rate(&self, name: &str, period: std::time::Duration) -> Result<u64, DriverError> {
         let _ = period;
         Err(DriverError::Failed(format!("this host cannot measure how fast {name} dirties its memory")))
+    }
+}
+
+/// The root disk's target in every domain.
+pub const ROOT_TARGET: &str = "vda";
+
+/// What a migration between hosts that do not share an instance's folder copies: the disks
+/// on `disks` (targets, `vda`…), from the folder `from_dir` on the source to `to_dir` on the
+/// target, where each is made beforehand with the same size and backing file. Everything of
+/// the domain's that lies in the folder (its console log too) is found in the new folder on
+/// the target; its other disks (volumes) are on shared storage and stay where they are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StorageCopy {
+    pub disks: Vec<String>,
+    pub from_dir: std::path::PathBuf,
+    pub to_dir: std::path::PathBuf,
+}
+
+impl StorageCopy {
+    /// The domain's definition `xml` with every path in `from_dir` moved to `to_dir`: what
+    /// the target runs. Paths appear escaped in the XML, so the folders are matched escaped,
+    /// each with its trailing `/` (a folder whose name merely starts the same is not moved).
+    pub fn moved_definition(&self, xml: &str) -> String {
+        let folder =
+            |dir: &std::path::Path| escape(format!("{}/", dir.to_string_lossy().trim_end_matches('/'))).into_owned();
+        xml.replace(&folder(&self.from_dir), &folder(&self.to_dir))
     }
 }
 
@@ -424,7 +460,7 @@ pub fn domain_xml(spec: &DomainSpec) -> String {
         uuid = escape(&spec.uuid),
         mem = spec.memory_mib,
         vcpus = spec.vcpus,
-        disk = disk_element(&spec.disk, "vda", spec.root_key.as_ref(), false),
+        disk = disk_element(&spec.disk, ROOT_TARGET, spec.root_key.as_ref(), false),
         volumes = spec.volumes.iter().map(disk_xml).collect::<String>(),
         primary = nic_xml(&primary),
         nics = spec.nics.iter().map(nic_xml).collect::<String>(),
@@ -558,5 +594,24 @@ mod tests {
         spec.cmdline = Some("a=<b>&'c'".into());
         let xml = domain_xml(&spec);
         assert!(xml.contains("<cmdline>a=&lt;b&gt;&amp;&apos;c&apos;</cmdline>"));
+    }
+
+    #[test]
+    fn a_storage_copy_moves_what_lies_in_the_folder_and_nothing_else() {
+        let mut spec = spec();
+        spec.disk = "/disks/h1/i-0123&x/root.qcow2".into();
+        spec.console_log = "/disks/h1/i-0123&x/console.log".into();
+        spec.volumes[0].path = "/disks/h1/i-0123&x2/vol-1.qcow2".into();
+        let copy = StorageCopy {
+            disks: vec![ROOT_TARGET.into()],
+            from_dir: "/disks/h1/i-0123&x".into(),
+            to_dir: "/disks/h2/i-0123&x/".into(),
+        };
+        let moved = copy.moved_definition(&domain_xml(&spec));
+        assert!(moved.contains("<source file='/disks/h2/i-0123&amp;x/root.qcow2'"), "{moved}");
+        assert!(moved.contains("<log file='/disks/h2/i-0123&amp;x/console.log'"), "{moved}");
+        // A folder that merely starts with the same name is another one.
+        assert!(moved.contains("/disks/h1/i-0123&amp;x2/vol-1.qcow2"), "{moved}");
+        assert!(!moved.contains("/disks/h1/i-0123&amp;x/"), "{moved}");
     }
 }

@@ -758,7 +758,7 @@ impl Backend {
                 shutdown_behavior: req.shutdown_behavior.clone().unwrap_or_else(|| "stop".into()),
                 ebs_optimized: req.ebs_optimized,
                 monitoring: req.monitoring,
-                dir: self.instance_dir(&id).to_string_lossy().into_owned(),
+                dir: self.instance_dir_on(host_id, &id).to_string_lossy().into_owned(),
                 root_disk_bytes: launch.image.virtual_size_bytes,
                 migration: None,
                 migration_target: None,
@@ -942,9 +942,14 @@ impl Backend {
                         dedicated::may_place(&snapshots[i].id, allocation, &want)
                             || (want.dedicated && dedicated::may_place(&snapshots[i].id, allocation, &home_want))
                     });
+                    // Its disk on its host's own storage: there or nowhere.
+                    let pinned = Path::new(&r.dir) != self.instance_dir(&r.id);
                     let placed = home
                         .filter(|&i| !scheduler::place(&snapshots[i..=i], &demand, 1, self.policy()).is_empty())
-                        .or_else(|| scheduler::place(&pool, &demand, 1, self.policy()).first().map(|&j| eligible[j]))
+                        .or_else(|| {
+                            let elsewhere = scheduler::place(&pool, &demand, 1, self.policy());
+                            elsewhere.first().map(|&j| eligible[j]).filter(|_| !pinned)
+                        })
                         .ok_or_else(|| {
                             if want.dedicated {
                                 Error::InsufficientCapacityOnHost(r.instance_type.clone())
@@ -1039,8 +1044,18 @@ impl Backend {
         self.hosts().get(&record.host_id).ok_or_else(|| Error::HostGone(record.host_id.clone()))
     }
 
+    /// Instance `id`'s folder on the storage every host shares.
     pub fn instance_dir(&self, id: &str) -> PathBuf {
         self.data_dir().join("instances").join(id)
+    }
+
+    /// Instance `id`'s folder on host `host_id`: on the host's own storage when it has some
+    /// (its `disk_dir`), else on the shared one.
+    pub fn instance_dir_on(&self, host_id: &str, id: &str) -> PathBuf {
+        match self.hosts().get(host_id).and_then(|h| h.config.disk_dir.as_ref()) {
+            Some(dir) => dir.join(id),
+            None => self.instance_dir(id),
+        }
     }
 
     /// Writes `f`'s change if the instance is still in state `expected`: a user's request

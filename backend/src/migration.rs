@@ -1,23 +1,33 @@
-//! Live migration of running instances between hosts (shared storage: only memory moves).
+//! Live migration of running instances between hosts: only memory moves between hosts that
+//! share the instance's folder; between hosts that do not (either has a `disk_dir` of its own),
+//! the root disk is copied too.
 //!
 //! 1. [`Backend::migrate_instance`] checks and records, in one transaction, a `queued`
-//!    migration and marks the instance as migrating, holding capacity on the target too; it
-//!    answers the migration at once and kicks the instance's conductor work.
+//!    migration and marks the instance as migrating, holding capacity on the target too (and
+//!    room for the disk on a target that copies it, whose folder the record names); it
+//!    answers the migration at once and kicks the instance's conductor work. A copying
+//!    migration first makes the instance's folder on the target (an empty copy of the root
+//!    disk over the same image, the console log so far); libvirt mirrors the disk into it over
+//!    NBD before and while memory moves.
 //! 2. The instance's converge runs the migration ([`Backend::run_migration`]): the source host
 //!    drives it peer to peer while a monitor polls its progress into redb, records its
 //!    timeline (passes, escalations, the switch-over), aborts it on cancellation, and escalates
 //!    as [`crate::escalation`] says within the migration's budget: more downtime, post-copy,
 //!    or an abort.
 //! 3. On success the instance's host becomes the target in the same transaction that
-//!    completes the migration with the final statistics; on failure the guest runs on at the
-//!    source, which pre-copy guarantees, and the migration says why it failed. After a switch
-//!    to post-copy there is no way back: a failure then leaves the guest on neither host, and
-//!    the instance is stopped with a reason ([`Backend::fail_after_post_copy`]).
+//!    completes the migration with the final statistics (and its folder and root volume the
+//!    target's, after a copy; the source's folder is removed after the commit); on failure the
+//!    guest runs on at the source, which pre-copy guarantees, the migration says why it failed,
+//!    and a copy's folder on the target is removed. After a switch to post-copy there is no way
+//!    back: a failure then leaves the guest on neither host, and the instance is stopped with a
+//!    reason ([`Backend::fail_after_post_copy`]); it keeps its folder on the source, whose disk
+//!    is as the switch-over left it.
 //! 4. After a restart, a migration left in flight is settled from what the hosts report: the
 //!    domain running on the target means it completed, on the source that it failed.
 //!
 //! Stop, terminate and reboot are refused while an instance migrates; cancel first.
 
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -29,7 +39,7 @@ use storage::{
 
 use crate::escalation::{Abort, Budget, Ladder, Sample, Step};
 
-use crate::hypervisor::{DriverError, PowerState};
+use crate::hypervisor::{DriverError, PowerState, StorageCopy, ROOT_TARGET};
 use crate::scheduler::{self, Demand};
 use crate::{ids, invalid, now_ms, Backend, Error, ResourceKind, Result};
 
@@ -108,6 +118,13 @@ pub struct MigrationPlan {
     pub estimate: crate::migration_plan::Estimate,
 }
 
+/// What a file takes on its file system: for an instance's root disk, about what a copy of
+/// its own data sends (the image under it is not copied). 0 when it cannot be read.
+fn allocated(path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).map_or(0, |m| m.blocks().saturating_mul(512))
+}
+
 /// The share (per mille) of QEMU's resident memory a first pass sends, learnt from the host's
 /// completed migrations that were predicted to take one pass: what they sent against the
 /// resident memory they were predicted from. QEMU skips pages the guest never wrote, and its
@@ -163,6 +180,7 @@ impl Backend {
         let record = self.store().write(|tx| {
             let (key, mut instance) = find_instance(tx, instance_id)?;
             let target_host = self.choose_target(tx, &instance, target, base)?;
+            let target_dir = self.instance_dir_on(&target_host, &instance.id);
             let record = MigrationRecord {
                 id: ids::resource_id("mig"),
                 account: instance.account.clone(),
@@ -182,6 +200,7 @@ impl Backend {
                 prediction: None,
                 downtime_limit_ms: 0,
                 events: Vec::new(),
+                target_dir: (target_dir != Path::new(&instance.dir)).then(|| target_dir.to_string_lossy().into_owned()),
             };
             instance.migration = Some(record.id.clone());
             instance.migration_target = Some(target_host);
@@ -218,13 +237,18 @@ impl Backend {
         let allocations = crate::dedicated::allocations_in(tx)?;
         let want = crate::dedicated::HostWant::of(instance);
         let allowed = |id: &str| crate::dedicated::may_place(id, allocations.get(id), &want);
+        // Hosts that do not share the instance's folder get a copy of its disk.
+        let copies = |id: &str| self.instance_dir_on(id, &instance.id) != Path::new(&instance.dir);
+        let need_disk_mib = crate::instances::demand_of(instance).disk_mib;
         let pool: Vec<_> = snapshots
             .iter()
             .filter(|h| h.id != instance.host_id && target.is_none_or(|t| h.id == t) && suits(&h.id))
             .filter(|h| allowed(&h.id))
+            .filter(|h| !copies(&h.id) || h.disk_mib.is_none_or(|room| h.used_disk_mib + need_disk_mib <= room))
             .cloned()
             .collect();
-        // The disk is shared: the target needs room for vCPUs and memory only.
+        // A shared disk stays where it is: the target needs room for vCPUs and memory only (and
+        // a target that copies the disk, room for it: checked above).
         let demand = Demand { disk_mib: 0, ..crate::instances::demand_of(instance) };
         let placed = scheduler::place(&pool, &demand, 1, self.policy());
         placed
@@ -251,15 +275,21 @@ impl Backend {
             let target_host = self.choose_target(tx, &instance, target, base)?;
             Ok::<_, Error>((instance, target_host))
         })?;
-        let mut plan = self.predict(&instance, options)?;
+        let copies_disk = self.instance_dir_on(&target_host, &instance.id) != Path::new(&instance.dir);
+        let mut plan = self.predict(&instance, options, copies_disk)?;
         plan.target_host = target_host;
         Ok(plan)
     }
 
     /// The prediction for migrating `instance` with `options` from where it runs (the target
-    /// left empty): measures the guest (blocks for [`DIRTY_RATE_PERIOD`]) and reads the
-    /// history of the migrations from its host.
-    fn predict(&self, instance: &InstanceRecord, options: &MigrationOptions) -> Result<MigrationPlan> {
+    /// left empty), its root disk copied too when `copies_disk`: measures the guest (blocks
+    /// for [`DIRTY_RATE_PERIOD`]) and reads the history of the migrations from its host.
+    fn predict(
+        &self,
+        instance: &InstanceRecord,
+        options: &MigrationOptions,
+        copies_disk: bool,
+    ) -> Result<MigrationPlan> {
         let source = self.hosts().get(&instance.host_id).ok_or_else(|| Error::HostGone(instance.host_id.clone()))?;
         let dirty_rate = match source.driver.dirty_rate(&instance.id, DIRTY_RATE_PERIOD) {
             Ok(rate) => rate,
@@ -291,9 +321,11 @@ impl Backend {
             .collect();
         let (bandwidth, bandwidth_source) = match options.bandwidth_mibps {
             Some(limit) => (limit.saturating_mul(1 << 20), BandwidthSource::Limit),
+            // A disk copy took part of the time, over the same path.
             None => median(history.iter().map(|m| {
                 let p = &m.progress;
-                p.memory_processed_bytes.saturating_mul(1000) / (p.time_elapsed_ms - p.setup_time_ms)
+                let sent = p.memory_processed_bytes.saturating_add(p.disk_processed_bytes);
+                sent.saturating_mul(1000) / (p.time_elapsed_ms - p.setup_time_ms)
             }))
             .map_or((DEFAULT_BANDWIDTH, BandwidthSource::Default), |b| (b, BandwidthSource::History)),
         };
@@ -303,6 +335,7 @@ impl Backend {
             resident_bytes: first_pass,
             dirty_rate_bytes_per_sec: dirty_rate,
             bandwidth_bytes_per_sec: bandwidth,
+            disk_bytes: if copies_disk { allocated(&crate::instances::root_disk_path(instance)) } else { 0 },
             setup_ms: median(history.iter().map(|m| m.progress.setup_time_ms)).unwrap_or(DEFAULT_SETUP_MS),
             switch_ms: DEFAULT_SWITCH_MS,
             max_downtime_ms: options.max_downtime_ms,
@@ -325,7 +358,7 @@ impl Backend {
     /// Records what a migration is predicted to cost, before it starts; a guest its host cannot
     /// measure migrates unpredicted.
     fn record_prediction(&self, record: &MigrationRecord, instance: &InstanceRecord) {
-        let plan = match self.predict(instance, &record.options) {
+        let plan = match self.predict(instance, &record.options, record.target_dir.is_some()) {
             Ok(plan) => plan,
             Err(error) => {
                 tracing::debug!(migration = %record.id, %error, "no prediction for this migration");
@@ -454,6 +487,16 @@ impl Backend {
             .iter()
             .filter_map(|v| v.encryption.as_ref().map(crate::hypervisor::DiskKey::of))
             .collect();
+        let storage = match &record.target_dir {
+            Some(to) => match self.prepare_copy(instance, Path::new(to)) {
+                Ok(copy) => Some(copy),
+                Err(error) => {
+                    let why = format!("could not make the disk's place on the target: {error}");
+                    return self.end_migration(key, id, MigrationStatus::Failed, None, Some(why));
+                }
+            },
+            None => None,
+        };
         let pinger = self.start_ping_trace(id, instance);
         // The migration starts allowing part of its downtime budget; the monitor raises it.
         let ladder = Ladder::new(Budget::of(&record.options));
@@ -472,8 +515,9 @@ impl Backend {
                 scope.spawn(|| storage::lease::with_fence(fence, || self.monitor(&record, &done, started, ladder)));
             // The target opens the guest's encrypted disks as it arrives: it holds their keys
             // for the length of the call.
-            let result =
-                target.lending_keys(&keys, || source.driver.migrate(&instance.id, &target.config.uri, &options));
+            let result = target.lending_keys(&keys, || {
+                source.driver.migrate(&instance.id, &target.config.uri, &options, storage.as_ref())
+            });
             done.store(true, Ordering::Release);
             let returned = Instant::now();
             // Recorded before the monitor is waited for: its last progress query may sit in a
@@ -500,6 +544,25 @@ impl Backend {
                 self.settle(key, &record, outcome)
             }
         }
+    }
+
+    /// Makes the instance's folder on a target that does not share it: an empty place for its
+    /// root disk, which the migration fills, and its console log so far, which the target's
+    /// goes on from (what the guest prints meanwhile, before the switch-over, is not kept).
+    fn prepare_copy(&self, instance: &InstanceRecord, to: &Path) -> Result<StorageCopy> {
+        std::fs::create_dir_all(to).map_err(|e| Error::Io(format!("creating {}: {e}", to.display())))?;
+        let from = Path::new(&instance.dir);
+        let volumes = self.instance_volumes(&instance.account, &instance.id)?;
+        let encryption = volumes.iter().find(|v| v.root).and_then(|v| v.encryption.as_ref());
+        let root = crate::instances::root_disk_path(instance);
+        let moved = |path: &Path| to.join(path.strip_prefix(from).unwrap_or(path));
+        crate::disk::create_copy_target(&root, crate::disk::Disk::of(&moved(&root), encryption))?;
+        let console = crate::instances::console_path(instance);
+        if console.exists() {
+            std::fs::copy(&console, moved(&console))
+                .map_err(|e| Error::Io(format!("copying {}: {e}", console.display())))?;
+        }
+        Ok(StorageCopy { disks: vec![ROOT_TARGET.into()], from_dir: from.to_path_buf(), to_dir: to.to_path_buf() })
     }
 
     /// Starts pinging the guest from its VPC's end on this machine, if it has one (a VPC on
@@ -853,11 +916,24 @@ impl Backend {
             tracing::warn!(migration = id, %error, status = status.name(), "migration ended without moving the guest");
         }
         let downtime_ms = progress.as_ref().map(|p| p.downtime_ms);
+        // The folder the instance no longer uses: the source's after a copy that completed,
+        // the target's after one that did not.
+        let mut unused: Option<String> = None;
         self.store().write(|tx| {
+            unused = None;
             let mut target_host = None;
+            let mut target_dir = None;
             if let Some(mut record) = tx.get(&MIGRATIONS, id)? {
                 record.status = status;
-                if let Some(progress) = progress {
+                if let Some(mut progress) = progress {
+                    // The target's final figures leave out the disk copy, which the source ran:
+                    // its last reading stands.
+                    if progress.disk_total_bytes == 0 {
+                        let last = &record.progress;
+                        progress.disk_total_bytes = last.disk_total_bytes;
+                        progress.disk_processed_bytes = last.disk_processed_bytes;
+                        progress.disk_remaining_bytes = last.disk_remaining_bytes;
+                    }
                     record.progress = progress;
                 }
                 let kind = match status {
@@ -871,6 +947,7 @@ impl Backend {
                 record.error = error;
                 record.finished_ms = Some(now_ms());
                 target_host = Some(record.target_host.clone());
+                target_dir = record.target_dir.clone();
                 tx.insert(&MIGRATIONS, id, &record)?;
             }
             if let Some(mut instance) = tx.get(&INSTANCES, key)? {
@@ -879,7 +956,14 @@ impl Backend {
                         if let Some(host) = target_host {
                             instance.host_id = host;
                         }
+                        if let Some(to) = target_dir.take() {
+                            let from = std::mem::replace(&mut instance.dir, to);
+                            let (account, dir) = (&instance.account, Path::new(&instance.dir));
+                            crate::volumes::move_folder(tx, account, &instance.id, Path::new(&from), dir)?;
+                            unused = Some(from);
+                        }
                     }
+                    unused = unused.take().or(target_dir).filter(|dir| *dir != instance.dir);
                     instance.migration = None;
                     instance.migration_target = None;
                     then(&mut instance);
@@ -888,6 +972,14 @@ impl Backend {
             }
             Ok::<_, Error>(())
         })?;
+        // After the commit: a crash before this leaves a folder behind, never one in use.
+        if let Some(dir) = unused {
+            if let Err(error) = std::fs::remove_dir_all(&dir) {
+                if error.kind() != std::io::ErrorKind::NotFound {
+                    tracing::warn!(migration = id, %dir, %error, "could not remove the folder the instance left");
+                }
+            }
+        }
         crate::telemetry::global()
             .migration_ended(status.name(), downtime_ms.filter(|_| status == MigrationStatus::Completed));
         // The ports are bound where the guest is now, alone.

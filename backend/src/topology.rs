@@ -140,6 +140,11 @@ impl Topology {
             if !(host.cpu_ratio > 0.0 && host.memory_ratio > 0.0) {
                 return Err(format!("host {} needs positive overcommit ratios", host.uri));
             }
+            // The same path names the folder for Stratus and for the host: relative, it would
+            // be read from two working directories.
+            if host.disk_dir.as_ref().is_some_and(|d| !d.is_absolute()) {
+                return Err(format!("host {}'s disk_dir must be an absolute path", host.uri));
+            }
         }
         let mut names = std::collections::BTreeSet::new();
         for t in &self.instance_types {
@@ -181,5 +186,14 @@ mod tests {
         let mut t = Topology::default();
         t.regions[0].zones.push("us-east-1a".into());
         assert!(t.validate().is_err());
+    }
+
+    #[test]
+    fn a_hosts_own_storage_is_an_absolute_path() {
+        let mut t = Topology::default();
+        t.hosts[0].disk_dir = Some("/srv/stratus/h1".into());
+        t.validate().unwrap();
+        t.hosts[0].disk_dir = Some("srv/stratus/h1".into());
+        assert!(t.validate().unwrap_err().contains("disk_dir must be an absolute path"));
     }
 }

@@ -394,6 +394,18 @@ pub(crate) fn insert_launch_volume(
     Ok(())
 }
 
+/// Follows an instance whose folder moved from `from` to `to` (a migration that copied its
+/// disk to a host's own storage): its volumes whose file was in the folder (the root disk)
+/// name the file in the new one.
+pub(crate) fn move_folder(tx: &WriteTx, account: &str, instance_id: &str, from: &Path, to: &Path) -> Result<()> {
+    for mut volume in attached_volumes(tx, account, instance_id)? {
+        let Ok(rest) = Path::new(&volume.path).strip_prefix(from) else { continue };
+        volume.path = to.join(rest).to_string_lossy().into_owned();
+        tx.insert(&VOLUMES, &key(account, &volume.id), &volume)?;
+    }
+    Ok(())
+}
+
 /// The volumes attached to one instance, through storage's attachment index.
 pub(crate) fn attached_volumes(
     tx: &impl Reads,

@@ -1,6 +1,7 @@
 //! Migration edge cases libvirt cannot produce on demand, against a pair of fake hosts
 //! ([`backend::fake`]): the switch to post-copy when pre-copy does not converge, a timeout that
-//! aborts, and a failure that loses the guest on the source (reported, not hidden).
+//! aborts, a failure that loses the guest on the source (reported, not hidden), and the
+//! bookkeeping of a migration that copies the root disk between hosts without shared storage.
 
 use std::sync::Arc;
 
@@ -232,6 +233,7 @@ fn estimates_follow_the_guest_and_the_hosts_history() {
             prediction: None,
             downtime_limit_ms: 0,
             events: Vec::new(),
+            target_dir: None,
         };
         b.store().write(|tx| tx.insert(&storage::tables::MIGRATIONS, &record.id, &record)).unwrap();
     }
@@ -285,4 +287,74 @@ fn a_migration_records_its_prediction() {
     assert_eq!((predicted.resident_bytes, predicted.first_pass_bytes), (128 << 20, 128 << 20));
     // 128 MiB at the default 128 MiB/s: a second, and the fixed parts.
     assert!(predicted.total_ms.is_some_and(|t| (1000..1200).contains(&t)), "{predicted:?}");
+}
+
+/// Hosts that keep their instances' folders on storage of their own: the migration makes the
+/// folder on the target (an empty copy of the root disk over the same image, the console log
+/// so far), the driver copies the disk into it, and on completion the instance and its root
+/// volume name the new folder and the source's is removed. Stopped, the instance starts again
+/// only where its disk is.
+#[test]
+fn a_migration_without_shared_storage_moves_the_instance_folder() {
+    use backend::fake::HostMode;
+    use std::path::Path;
+    let dir = tempfile::tempdir().unwrap();
+    let (b, cloud, id, hosts) = fakes::pair_with_local_disks(ACCOUNT, MigrationScript::Converges, dir.path());
+    let (from, to) = (dir.path().join("one").join(&id), dir.path().join("two").join(&id));
+    let before = b.instance(ACCOUNT, &id).unwrap();
+    assert_eq!((before.host_id.as_str(), Path::new(&before.dir)), (hosts[0].as_str(), from.as_path()));
+    assert!(from.join("root.qcow2").exists(), "the root disk is made on the host's own storage");
+    std::fs::write(from.join("console.log"), "printed on one\n").unwrap();
+    // A mark past the qcow2's end: whatever is in the source's file arrives on the target.
+    let mut source_bytes = std::fs::read(from.join("root.qcow2")).unwrap();
+    source_bytes.extend_from_slice(b"written on one");
+    std::fs::write(from.join("root.qcow2"), &source_bytes).unwrap();
+
+    let migration = b.migrate_instance(&id, None, MigrationOptions::default()).unwrap();
+    assert_eq!(migration.target_dir.as_deref(), Some(to.to_str().unwrap()));
+    let done = run(&b, &id, &migration);
+    assert_eq!(done.status, MigrationStatus::Completed, "{:?}", done.error);
+    let after = b.instance(ACCOUNT, &id).unwrap();
+    assert_eq!((after.host_id.as_str(), Path::new(&after.dir)), (hosts[1].as_str(), to.as_path()));
+    let root = b.volumes(ACCOUNT).unwrap().into_iter().find(|v| v.root).unwrap();
+    assert_eq!(Path::new(&root.path), to.join("root.qcow2"), "the root volume names the copy");
+    assert_eq!(std::fs::read(to.join("root.qcow2")).unwrap(), source_bytes, "the copy holds what the source held");
+    assert_eq!(std::fs::read_to_string(to.join("console.log")).unwrap(), "printed on one\n");
+    assert!(!from.exists(), "the source's folder is removed once the instance left it");
+    let domain = cloud.domain("fake://two", &id).expect("the guest runs on the target");
+    assert_eq!((domain.spec.disk, domain.spec.console_log), (to.join("root.qcow2"), to.join("console.log")));
+
+    // Stopped and started again, it stays with its disk: with its host down, it does not start
+    // elsewhere (on a fresh disk) but is refused.
+    b.stop_instances(ACCOUNT, std::slice::from_ref(&id), false).unwrap();
+    b.converge(&format!("{ACCOUNT}/{id}")).unwrap();
+    assert_eq!(b.instance(ACCOUNT, &id).unwrap().state, storage::InstanceState::Stopped);
+    cloud.set_mode("fake://two", HostMode::Unreachable);
+    b.hosts().get(&hosts[1]).unwrap().probe();
+    let refused = b.start_instances(ACCOUNT, std::slice::from_ref(&id));
+    assert!(matches!(refused, Err(backend::Error::InsufficientCapacity(_))), "{refused:?}");
+    cloud.set_mode("fake://two", HostMode::Answering);
+    b.hosts().get(&hosts[1]).unwrap().probe();
+    b.start_instances(ACCOUNT, std::slice::from_ref(&id)).unwrap();
+    b.converge(&format!("{ACCOUNT}/{id}")).unwrap();
+    let started = b.instance(ACCOUNT, &id).unwrap();
+    assert_eq!((started.state, started.host_id.as_str()), (storage::InstanceState::Running, hosts[1].as_str()));
+    assert_eq!(std::fs::read(to.join("root.qcow2")).unwrap(), source_bytes, "the same disk, not a fresh one");
+}
+
+/// A storage-copying migration that does not complete leaves the instance in its folder and
+/// removes the target's.
+#[test]
+fn a_storage_copy_that_fails_removes_the_targets_folder() {
+    use std::path::Path;
+    let dir = tempfile::tempdir().unwrap();
+    let (b, _cloud, id, hosts) = fakes::pair_with_local_disks(ACCOUNT, MigrationScript::NeverConverges, dir.path());
+    let (from, to) = (dir.path().join("one").join(&id), dir.path().join("two").join(&id));
+    let options = MigrationOptions { timeout_secs: Some(1), auto_converge: true, ..Default::default() };
+    let migration = b.migrate_instance(&id, None, options).unwrap();
+    let done = run(&b, &id, &migration);
+    assert_eq!(done.status, MigrationStatus::Failed, "{done:?}");
+    let instance = b.instance(ACCOUNT, &id).unwrap();
+    assert_eq!((instance.host_id.as_str(), Path::new(&instance.dir)), (hosts[0].as_str(), from.as_path()));
+    assert!(from.join("root.qcow2").exists() && !to.exists(), "the target's folder is gone, the source's kept");
 }

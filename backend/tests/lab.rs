@@ -1,5 +1,8 @@
-//! Two lab hosts (`scripts/lab`): network namespaces, each with its own libvirtd reached over
-//! `qemu+tcp://` and its own OVN chassis, guests on the overlay and disks on shared storage.
+//! Two lab hosts (`scripts/lab up 2 --local-disks`): network namespaces, each with its own
+//! libvirtd reached over `qemu+tcp://`, its own OVN chassis and its own storage for its
+//! instances' folders (neither sees the other's), guests on the overlay. Every migration here
+//! copies the guest's root disk as its memory moves; the clients' lab test
+//! (compat-tests/py/test_lab_aws_cli.py) migrates on shared storage.
 //!
 //! Needs root and the packages `scripts/setup-host` installs. `STRATUS_TEST_QEMU=1` (set by
 //! `scripts/test`) makes a missing prerequisite a failure; without it the test is skipped.
@@ -20,6 +23,9 @@ use backend::{Backend, Error, Topology};
 use storage::{InstanceRecord, InstanceState, MigrationOptions, MigrationRecord, MigrationStatus, Store};
 
 const ACCOUNT: &str = "123456789012";
+
+/// Two hosts without shared storage for their instances.
+const LAB_UP: &[&str] = &["lab", "up", "2", "--local-disks"];
 const VPC: &str = "vpc-0123456789abcdef0";
 
 fn repo_root() -> PathBuf {
@@ -111,6 +117,7 @@ async fn migrations(b: &Arc<Backend>, launched: &[InstanceRecord]) {
     let plan = b.estimate_migration(&moving.id, Some(&other.host_id), &MigrationOptions::default()).unwrap();
     assert_eq!(plan.target_host, other.host_id);
     assert!(plan.inputs.resident_bytes > 0, "the host tells the guest's resident memory: {plan:?}");
+    assert!(plan.inputs.disk_bytes > 0, "the disk is copied, and what it holds is counted: {plan:?}");
     assert_eq!(plan.estimate.ending, backend::migration_plan::Ending::PreCopy, "an idle guest: {plan:?}");
     let predicted = plan.estimate.total_ms.expect("a converging migration has a total");
     let migration = b.migrate_instance(&moving.id, Some(&other.host_id), MigrationOptions::default()).unwrap();
@@ -162,6 +169,14 @@ async fn migrations(b: &Arc<Backend>, launched: &[InstanceRecord]) {
     let after = console(&moving.id);
     assert_eq!(after.matches("STRATUS-TEST-GUEST BOOTED").count(), 1, "no reboot");
     assert!(counter(&after) > before, "the counter went on: {before} → {}", counter(&after));
+    // Its disk came along: the folder is the target's, the source's is gone, and the guest's
+    // disk checker finds every block it wrote before and during the copy.
+    let target_dir = migration.target_dir.clone().expect("hosts without shared storage copy the disk");
+    assert_eq!((now.dir.as_str(), Path::new(&moving.dir).exists()), (target_dir.as_str(), false));
+    let copied = (p.disk_total_bytes, p.disk_processed_bytes);
+    eprintln!("disk copied: {copied:?} (total, processed)");
+    assert!(copied.0 > 0 && copied.1 > 0, "the copy's figures, from the source's last reading: {p:?}");
+    disk_checker_goes_on(b, &moving.id, 2).await;
 
     // Cancelled and timed out (bandwidth held to 1 MiB/s so that neither can finish first):
     // the guest stays on the source, running.
@@ -180,6 +195,12 @@ async fn migrations(b: &Arc<Backend>, launched: &[InstanceRecord]) {
     assert_eq!((still.host_id.as_str(), still.migration.as_deref()), (other.host_id.as_str(), None));
     assert_eq!(b.hosts().get(&other.host_id).unwrap().driver.state(&other.id).unwrap(), Some(PowerState::Running));
     assert!(matches!(b.cancel_migration(&cancelled.id), Err(Error::MigrationFinished { .. })));
+    // Neither left a copy behind on the target; the guest's own disk is whole.
+    for ended in [&cancelled, &timed_out] {
+        let copy = ended.target_dir.as_deref().expect("a copying migration");
+        assert!(!Path::new(copy).exists() && Path::new(&still.dir).exists(), "{copy} is removed");
+    }
+    disk_checker_goes_on(b, &other.id, 1).await;
 
     // The target's libvirtd dies mid-migration: the job fails and the guest runs on at the
     // source. (`scripts/lab up` brings the daemon back afterwards.)
@@ -206,19 +227,28 @@ async fn migrations(b: &Arc<Backend>, launched: &[InstanceRecord]) {
     let still = b.instance(ACCOUNT, &other.id).unwrap();
     assert_eq!((still.host_id.as_str(), still.migration.as_deref()), (other.host_id.as_str(), None));
     assert_eq!(b.hosts().get(&other.host_id).unwrap().driver.state(&other.id).unwrap(), Some(PowerState::Running));
-    script(&["lab", "up", "2"]);
+    assert!(!Path::new(doomed.target_dir.as_deref().unwrap()).exists(), "the half-made copy is removed");
+    script(LAB_UP);
+    disk_checker_goes_on(b, &other.id, 1).await;
 }
 
-/// The memory checker's passes on a console: (pass, pages that lost what it wrote).
-fn dirtier_passes(console: &str) -> Vec<(u64, u64)> {
+/// A checker's passes on a console, from its `<line> pass=K lost=N` lines: (pass, what it
+/// found lost). The memory checker's line is `stratus-dirty` (pages that lost what it wrote),
+/// the disk checker's `stratus-diskcheck` (blocks that lost what the pass before wrote).
+fn checker_passes(console: &str, line: &str) -> Vec<(u64, u64)> {
+    let prefix = format!("{line} pass=");
     console
         .lines()
         .filter_map(|l| {
-            let rest = l.trim().strip_prefix("stratus-dirty pass=")?;
+            let rest = l.trim().strip_prefix(&prefix)?;
             let (pass, lost) = rest.split_once(" lost=")?;
             Some((pass.parse().ok()?, lost.parse().ok()?))
         })
         .collect()
+}
+
+fn dirtier_passes(console: &str) -> Vec<(u64, u64)> {
+    checker_passes(console, "stratus-dirty")
 }
 
 /// Waits until the guest's memory checker has gone `more` passes past `after`, and answers
@@ -313,6 +343,63 @@ async fn escalations(b: &Arc<Backend>, dirty: &InstanceRecord) {
     checker_goes_on(b, &dirty.id, pass, 3, tcg).await;
 }
 
+/// Whether lab host `index` (0-based) sees `path`: looked up in its daemons' mount namespace.
+fn host_sees(index: usize, path: &Path) -> bool {
+    let pid = std::fs::read_to_string(format!("/var/lib/stratus/lab/h{}/virtlogd.pid", index + 1)).unwrap();
+    let status = Command::new("nsenter").args(["-t", pid.trim(), "-m", "test", "-e"]).arg(path).status().unwrap();
+    status.success()
+}
+
+fn disk_passes(console: &str) -> Vec<(u64, u64)> {
+    checker_passes(console, "stratus-diskcheck")
+}
+
+/// Waits until the guest's disk checker has gone `more` passes past the last one now, every
+/// pass finding what the one before wrote; answers the last pass.
+async fn disk_checker_goes_on(b: &Backend, id: &str, more: u64) -> u64 {
+    let console = |id: &str| String::from_utf8_lossy(&b.console_output(ACCOUNT, id).unwrap()).into_owned();
+    let from = disk_passes(&console(id)).last().map_or(0, |(pass, _)| *pass);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let text = console(id);
+        let passes = disk_passes(&text);
+        let lost: Vec<_> = passes.iter().filter(|(_, lost)| *lost > 0).collect();
+        assert!(lost.is_empty(), "{id}'s disk lost writes: {lost:?}");
+        let last = passes.last().map_or(0, |(pass, _)| *pass);
+        if last >= from + more {
+            return last;
+        }
+        assert!(Instant::now() < deadline, "{id}'s disk checker stopped at pass {last}:\n{text}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Host maintenance without shared storage: the host the migrations left the two idle guests
+/// on is drained, its guests moving with their disks to the other, running on, their disk
+/// checkers finding every write; its storage no longer holds their folders. (The dirtying
+/// guest is gone by then.)
+async fn drain(b: &Arc<Backend>, launched: &[InstanceRecord]) {
+    let on = |host: &str| -> Vec<InstanceRecord> {
+        launched.iter().map(|r| b.instance(ACCOUNT, &r.id).unwrap()).filter(|r| r.host_id == host).collect()
+    };
+    let crowded = b.hosts().iter().map(|h| h.id.clone()).max_by_key(|h| on(h).len()).unwrap();
+    let other = b.hosts().iter().map(|h| h.id.clone()).find(|h| *h != crowded).unwrap();
+    let leaving = on(&crowded);
+    b.set_maintenance(&crowded, true).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while !on(&crowded).is_empty() || leaving.iter().any(|r| b.instance(ACCOUNT, &r.id).unwrap().migration.is_some()) {
+        assert!(Instant::now() < deadline, "the drain did not finish: {:?}", b.migrations().unwrap());
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    b.set_maintenance(&crowded, false).unwrap();
+    for record in &leaving {
+        let now = b.instance(ACCOUNT, &record.id).unwrap();
+        assert_eq!((now.state, now.host_id.as_str()), (InstanceState::Running, other.as_str()));
+        assert!(!Path::new(&record.dir).exists() && Path::new(&now.dir).exists(), "{} moved its folder", now.id);
+        disk_checker_goes_on(b, &record.id, 2).await;
+    }
+}
+
 /// Which lab host (0-based, in config order) has this id.
 fn uris_index(b: &Backend, host_id: &str) -> usize {
     let text = std::fs::read_to_string("/var/lib/stratus/lab/stratus.toml").unwrap();
@@ -335,22 +422,28 @@ async fn instances_spread_over_two_lab_hosts() {
         return;
     }
     let _lab = Lab::hold();
-    let config = field(&script(&["lab", "up", "2"]), "config");
+    let config = field(&script(LAB_UP), "config");
     let text = std::fs::read_to_string(&config).unwrap();
-    let uris: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("uri = \"")?.strip_suffix('"')).collect();
-    let chassis: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("chassis = \"")?.strip_suffix('"')).collect();
-    assert_eq!((uris.len(), chassis.len()), (2, 2), "the lab config names two hosts and their chassis:\n{text}");
+    let value = |key: &str| -> Vec<String> {
+        let prefix = format!("{key} = \"");
+        text.lines().filter_map(|l| Some(l.strip_prefix(&prefix)?.strip_suffix('"')?.to_owned())).collect()
+    };
+    let (uris, chassis, disk_dirs) = (value("uri"), value("chassis"), value("disk_dir"));
+    assert_eq!(
+        (uris.len(), chassis.len(), disk_dirs.len()),
+        (2, 2, 2),
+        "the lab config names two hosts, their chassis and their own storage:\n{text}"
+    );
 
     let image = script(&["build-test-image"]);
     let dir = tempfile::tempdir().unwrap();
-    let hosts: Vec<HostConfig> = uris
-        .iter()
-        .zip(&chassis)
-        .map(|(uri, chassis)| {
-            let mut host = HostConfig::new(uri);
+    let hosts: Vec<HostConfig> = (0..2)
+        .map(|i| {
+            let mut host = HostConfig::new(&uris[i]);
             host.accelerator = Some(Accelerator::Tcg);
             // Each lab host is an OVN chassis of its own; Geneve joins them and this machine.
-            host.chassis = Some((*chassis).to_owned());
+            host.chassis = Some(chassis[i].clone());
+            host.disk_dir = Some(PathBuf::from(&disk_dirs[i]));
             host
         })
         .collect();
@@ -363,12 +456,13 @@ async fn instances_spread_over_two_lab_hosts() {
     );
     let _network = common::Network::hold(&b);
     b.start_conductor(Duration::from_millis(500));
+    // Guests that keep rewriting and checking their root disk: a copy that lost a write shows.
     let new = NewImage {
         name: "lab image".into(),
         disk: field(&image, "disk"),
         kernel: Some(field(&image, "kernel")),
         initrd: Some(field(&image, "initrd")),
-        cmdline: Some(field(&image, "cmdline")),
+        cmdline: Some(format!("{} stratus.diskcheck=32", field(&image, "cmdline"))),
         ..Default::default()
     };
     let image_id = b.register_image(ACCOUNT, new.clone()).unwrap().id;
@@ -410,8 +504,17 @@ async fn instances_spread_over_two_lab_hosts() {
         assert!(ping.status.success(), "ping {public}: {}", String::from_utf8_lossy(&ping.stdout));
     }
 
+    // Each host sees its own storage, not the other's: the disks really are copied.
+    for (record, index) in launched.iter().map(|r| (r, uris_index(&b, &r.host_id))) {
+        let folder = Path::new(&record.dir);
+        assert!(folder.starts_with(&disk_dirs[index]), "{} is on its host's own storage", record.dir);
+        assert!(host_sees(index, folder) && !host_sees(1 - index, folder), "only its host sees {}", record.dir);
+    }
+
     escalations(&b, &dirty).await;
     migrations(&b, &launched).await;
+    b.terminate_instances(ACCOUNT, std::slice::from_ref(&dirty.id)).unwrap();
+    drain(&b, &launched).await;
 
     b.terminate_instances(ACCOUNT, &ids).unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);

@@ -22,6 +22,7 @@
 //! cpu_ratio = 4.0
 //! memory_ratio = 1.0
 //! chassis = "host-b"         # its OVN chassis (Open vSwitch system-id), which its guests' ports bind to
+//! disk_dir = "/srv/stratus/h2" # its own storage for its instances' folders (absolute; unset: shared)
 //!
 //! [instances]
 //! stop_timeout_secs = 60

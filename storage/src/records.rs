@@ -465,6 +465,14 @@ pub struct JobProgress {
     /// How much auto-converge slows the guest's vCPUs now (QEMU's throttle, %).
     #[serde(default)]
     pub throttle_percent: u64,
+    /// Disks copied to the target (hosts without shared storage): the copy runs before memory
+    /// moves and mirrors the guest's writes until the switch-over.
+    #[serde(default)]
+    pub disk_total_bytes: u64,
+    #[serde(default)]
+    pub disk_processed_bytes: u64,
+    #[serde(default)]
+    pub disk_remaining_bytes: u64,
 }
 
 /// Where a live migration is, with the names the extension API reports.
@@ -536,6 +544,12 @@ pub struct MigrationRecord {
     /// What happened, in order: passes, escalations, the switch-over, the end.
     #[serde(default)]
     pub events: Vec<MigrationEvent>,
+    /// The instance's folder on the target when the two hosts do not share it (either keeps
+    /// its instances' disks on storage of its own): the root disk is copied there as the guest
+    /// moves, and the instance's folder becomes it when the migration completes. `None`: the
+    /// disk stays where it is, on storage both hosts share.
+    #[serde(default)]
+    pub target_dir: Option<String>,
 }
 
 /// One entry of a migration's timeline, with the figures of that moment.

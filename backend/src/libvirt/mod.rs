@@ -19,7 +19,7 @@ use virt::sys;
 use crate::hypervisor::{
     disk_xml, domain_xml, nic_xml, secret_xml, AttachedDisk, DiskKey, DomainSample, DomainSpec, DomainStatus,
     DriverError, EventSink, HostInfo, HostSample, Hypervisor, JobProgress, MigrationOptions, Nic, PowerState,
-    SerialConsole,
+    SerialConsole, StorageCopy,
 };
 use ffi::Subscription;
 
@@ -84,6 +84,9 @@ fn progress(stats: &virt::domain::JobStats) -> JobProgress {
         iterations: stats.mem_iteration.unwrap_or(0),
         post_copy_requests: stats.mem_postcopy_reqs.unwrap_or(0),
         throttle_percent: stats.auto_converge_throttle.map_or(0, |t| t.max(0) as u64),
+        disk_total_bytes: stats.disk_total.unwrap_or(0),
+        disk_processed_bytes: stats.disk_processed.unwrap_or(0),
+        disk_remaining_bytes: stats.disk_remaining.unwrap_or(0),
     }
 }
 
@@ -288,10 +291,17 @@ impl Hypervisor for LibvirtDriver {
         })
     }
 
-    fn migrate(&self, name: &str, target_uri: &str, options: &MigrationOptions) -> Result<(), DriverError> {
+    fn migrate(
+        &self,
+        name: &str,
+        target_uri: &str,
+        options: &MigrationOptions,
+        storage: Option<&StorageCopy>,
+    ) -> Result<(), DriverError> {
         use virt::sys;
         // Shared storage: the disk is the same file on both hosts, which libvirt cannot tell
-        // from a local one without being told (`UNSAFE`).
+        // from a local one without being told (`UNSAFE`). Volumes stay shared when the root
+        // disk is copied.
         let mut flags = sys::VIR_MIGRATE_LIVE
             | sys::VIR_MIGRATE_PEER2PEER
             | sys::VIR_MIGRATE_PERSIST_DEST
@@ -304,13 +314,24 @@ impl Hypervisor for LibvirtDriver {
             flags |= sys::VIR_MIGRATE_POSTCOPY;
         }
         // The limit holds in post-copy too (QEMU's is separate, and unlimited by default).
-        let params = virt::domain::MigrateParameters {
+        let mut params = virt::domain::MigrateParameters {
             bandwidth: options.bandwidth_mibps,
             bandwidth_postcopy: options.bandwidth_mibps.map(|mib| mib.saturating_mul(1 << 20)),
             ..Default::default()
         };
+        if storage.is_some() {
+            // The disks named are mirrored to the target over NBD, only what their top file
+            // holds (`INC`): the target has the backing file (the image) already.
+            flags |= sys::VIR_MIGRATE_NON_SHARED_INC;
+        }
         self.with_conn(|conn| {
             let domain = conn.lookup_domain_by_name(name).map_err(failed)?;
+            if let Some(copy) = storage {
+                params.migrate_disks = copy.disks.clone();
+                // The target runs the guest from its own folder: the same definition, moved.
+                let xml = domain.xml_desc(sys::VIR_DOMAIN_XML_MIGRATABLE).map_err(failed)?;
+                params.dest_xml = Some(copy.moved_definition(&xml));
+            }
             if let Some(ms) = options.max_downtime_ms {
                 domain.migrate_set_max_downtime(ms, 0).map_err(failed)?;
             }

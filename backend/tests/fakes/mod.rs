@@ -16,9 +16,36 @@ pub fn pair_with_instance(
     script: MigrationScript,
     dir: &std::path::Path,
 ) -> (Arc<Backend>, FakeCloud, String, Vec<String>) {
+    pair(account, script, dir, false)
+}
+
+/// The same, each host keeping its instances' folders on storage of its own: `dir`'s `one/`
+/// and `two/` (`disk_dir`).
+#[allow(dead_code)] // not every test that shares this module uses it
+pub fn pair_with_local_disks(
+    account: &str,
+    script: MigrationScript,
+    dir: &std::path::Path,
+) -> (Arc<Backend>, FakeCloud, String, Vec<String>) {
+    pair(account, script, dir, true)
+}
+
+fn pair(
+    account: &str,
+    script: MigrationScript,
+    dir: &std::path::Path,
+    local_disks: bool,
+) -> (Arc<Backend>, FakeCloud, String, Vec<String>) {
     let cloud = FakeCloud::new();
     cloud.set_migration_script(script);
-    let configs: Vec<HostConfig> = ["fake://one", "fake://two"].iter().map(|uri| HostConfig::new(uri)).collect();
+    let configs: Vec<HostConfig> = ["one", "two"]
+        .iter()
+        .map(|name| {
+            let mut config = HostConfig::new(&format!("fake://{name}"));
+            config.disk_dir = local_disks.then(|| dir.join(name));
+            config
+        })
+        .collect();
     let hosts = HostPool::new(configs.iter().map(|config| {
         let mut config = config.clone();
         config.accelerator = Some(Accelerator::Test);

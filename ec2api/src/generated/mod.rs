@@ -6942,6 +6942,9 @@ pub struct InstanceMigration {
     pub bandwidth_bytes_per_second: Option<i64>,
     pub bandwidth_mi_bps: Option<i64>,
     pub dirty_rate_bytes_per_second: Option<i64>,
+    pub disk_processed_bytes: Option<i64>,
+    pub disk_remaining_bytes: Option<i64>,
+    pub disk_total_bytes: Option<i64>,
     pub downtime_limit_millis: Option<i64>,
     pub downtime_millis: Option<i64>,
     pub end_time: Option<Timestamp>,
@@ -6967,6 +6970,7 @@ pub struct InstanceMigration {
     pub source_host_id: Option<String>,
     pub start_time: Option<Timestamp>,
     pub status: Option<MigrationStatus>,
+    pub storage_copied: Option<bool>,
     pub target_host_id: Option<String>,
     pub throttle_percent: Option<i64>,
     pub timeout_seconds: Option<i64>,
@@ -6980,6 +6984,9 @@ impl XmlStruct for InstanceMigration {
         self.bandwidth_bytes_per_second.write_xml(w, "bandwidthBytesPerSecond");
         self.bandwidth_mi_bps.write_xml(w, "bandwidthMiBps");
         self.dirty_rate_bytes_per_second.write_xml(w, "dirtyRateBytesPerSecond");
+        self.disk_processed_bytes.write_xml(w, "diskProcessedBytes");
+        self.disk_remaining_bytes.write_xml(w, "diskRemainingBytes");
+        self.disk_total_bytes.write_xml(w, "diskTotalBytes");
         self.downtime_limit_millis.write_xml(w, "downtimeLimitMillis");
         self.downtime_millis.write_xml(w, "downtimeMillis");
         self.end_time.write_xml(w, "endTime");
@@ -7005,6 +7012,7 @@ impl XmlStruct for InstanceMigration {
         self.source_host_id.write_xml(w, "sourceHostId");
         self.start_time.write_xml(w, "startTime");
         self.status.write_xml(w, "status");
+        self.storage_copied.write_xml(w, "storageCopied");
         self.target_host_id.write_xml(w, "targetHostId");
         self.throttle_percent.write_xml(w, "throttlePercent");
         self.timeout_seconds.write_xml(w, "timeoutSeconds");
@@ -7025,6 +7033,7 @@ pub struct InstanceMigrationEstimate {
     pub bandwidth_bytes_per_second: Option<i64>,
     pub bandwidth_source: Option<String>,
     pub dirty_rate_bytes_per_second: Option<i64>,
+    pub disk_bytes: Option<i64>,
     pub first_pass_bytes: Option<i64>,
     pub instance_id: Option<String>,
     pub memory_bytes: Option<i64>,
@@ -7045,6 +7054,7 @@ impl XmlStruct for InstanceMigrationEstimate {
         self.bandwidth_bytes_per_second.write_xml(w, "bandwidthBytesPerSecond");
         self.bandwidth_source.write_xml(w, "bandwidthSource");
         self.dirty_rate_bytes_per_second.write_xml(w, "dirtyRateBytesPerSecond");
+        self.disk_bytes.write_xml(w, "diskBytes");
         self.first_pass_bytes.write_xml(w, "firstPassBytes");
         self.instance_id.write_xml(w, "instanceId");
         self.memory_bytes.write_xml(w, "memoryBytes");
