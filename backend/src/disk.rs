@@ -18,19 +18,28 @@ pub struct DiskInfo {
     pub virtual_size_bytes: u64,
 }
 
-/// Asks `qemu-img` what a disk is; only qcow2 and raw are accepted. `-U`: a running guest's
-/// lock does not stop a read of its metadata.
-pub fn inspect(path: &Path) -> Result<DiskInfo> {
+/// What `qemu-img info` reports of a disk, as JSON; the error is qemu-img's words. `-U`: a
+/// running guest's lock does not stop a read of its metadata.
+fn qemu_img_info(path: &Path) -> std::result::Result<serde_json::Value, String> {
     let output = Command::new("qemu-img")
         .args(["info", "--output=json", "-U"])
         .arg(path)
         .output()
-        .map_err(|e| invalid("ImageLocation", format!("cannot run qemu-img: {e}")))?;
+        .map_err(|e| format!("cannot run qemu-img: {e}"))?;
     if !output.status.success() {
-        return Err(invalid("ImageLocation", format!("'{}' is not a readable disk image", path.display())));
+        let why = String::from_utf8_lossy(&output.stderr);
+        return Err(format!("qemu-img info {}: {}", path.display(), why.trim()));
     }
-    let info: serde_json::Value = serde_json::from_slice(&output.stdout)
-        .map_err(|e| invalid("ImageLocation", format!("qemu-img answered oddly: {e}")))?;
+    serde_json::from_slice(&output.stdout).map_err(|e| format!("qemu-img answered oddly: {e}"))
+}
+
+/// Asks `qemu-img` what a disk is; only qcow2 and raw are accepted.
+pub fn inspect(path: &Path) -> Result<DiskInfo> {
+    // A client's file: qemu-img's words (host paths) stay in the log.
+    let info = qemu_img_info(path).map_err(|why| {
+        tracing::debug!(%why, "not a readable disk image");
+        invalid("ImageLocation", format!("'{}' is not a readable disk image", path.display()))
+    })?;
     let format = info["format"].as_str().unwrap_or_default().to_owned();
     if format != "qcow2" && format != "raw" {
         return Err(invalid("ImageLocation", format!("disk format '{format}' is not supported (qcow2, raw)")));
@@ -258,17 +267,7 @@ pub fn create_overlay(
 /// passphrase when it has one. Made anew each time: a copy half made by an earlier attempt
 /// could hold clusters the source no longer has, which the copy would not overwrite.
 pub fn create_copy_target(source: &Path, target: Disk<'_>) -> Result<()> {
-    let output = Command::new("qemu-img")
-        .args(["info", "--output=json", "-U"])
-        .arg(source)
-        .output()
-        .map_err(|e| Error::Io(format!("cannot run qemu-img: {e}")))?;
-    if !output.status.success() {
-        let why = String::from_utf8_lossy(&output.stderr);
-        return Err(Error::Io(format!("qemu-img info {}: {}", source.display(), why.trim())));
-    }
-    let info: serde_json::Value = serde_json::from_slice(&output.stdout)
-        .map_err(|e| Error::Io(format!("qemu-img info {}: {e}", source.display())))?;
+    let info = qemu_img_info(source).map_err(Error::Io)?;
     let size = info["virtual-size"]
         .as_u64()
         .ok_or_else(|| Error::Io(format!("qemu-img info {}: no virtual size", source.display())))?;

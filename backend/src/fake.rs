@@ -358,13 +358,9 @@ impl FakeHost {
 /// what the source's file holds is copied over it, as the copy over NBD leaves it; the domain
 /// runs there from the new folder. A missing file fails the migration, the guest staying.
 fn copied(domain: &FakeDomain, copy: &StorageCopy) -> Result<DomainSpec, DriverError> {
-    let moved = |path: &std::path::Path| match path.strip_prefix(&copy.from_dir) {
-        Ok(rest) => copy.to_dir.join(rest),
-        Err(_) => path.to_path_buf(),
-    };
     let mut spec = domain.spec.clone();
     if copy.disks.iter().any(|d| d == crate::hypervisor::ROOT_TARGET) {
-        let to = moved(&spec.disk);
+        let to = copy.moved(&spec.disk);
         if !to.exists() {
             return Err(DriverError::Failed(format!(
                 "the target has no disk at {} to copy the root into",
@@ -374,7 +370,7 @@ fn copied(domain: &FakeDomain, copy: &StorageCopy) -> Result<DomainSpec, DriverE
         std::fs::copy(&spec.disk, &to).map_err(|e| DriverError::Failed(format!("copying the root disk: {e}")))?;
         spec.disk = to;
     }
-    spec.console_log = moved(&spec.console_log);
+    spec.console_log = copy.moved(&spec.console_log);
     Ok(spec)
 }
 

@@ -344,6 +344,14 @@ pub struct StorageCopy {
 }
 
 impl StorageCopy {
+    /// Where `path` is on the target: in `to_dir` if it lies in `from_dir`, else unchanged.
+    pub fn moved(&self, path: &std::path::Path) -> std::path::PathBuf {
+        match path.strip_prefix(&self.from_dir) {
+            Ok(rest) => self.to_dir.join(rest),
+            Err(_) => path.to_path_buf(),
+        }
+    }
+
     /// The domain's definition `xml` with every path in `from_dir` moved to `to_dir`: what
     /// the target runs. Paths appear escaped in the XML, so the folders are matched escaped,
     /// each with its trailing `/` (a folder whose name merely starts the same is not moved).

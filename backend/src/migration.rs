@@ -180,7 +180,7 @@ impl Backend {
         let record = self.store().write(|tx| {
             let (key, mut instance) = find_instance(tx, instance_id)?;
             let target_host = self.choose_target(tx, &instance, target, base)?;
-            let target_dir = self.instance_dir_on(&target_host, &instance.id);
+            let target_dir = self.copy_dir(&instance, &target_host);
             let record = MigrationRecord {
                 id: ids::resource_id("mig"),
                 account: instance.account.clone(),
@@ -200,7 +200,7 @@ impl Backend {
                 prediction: None,
                 downtime_limit_ms: 0,
                 events: Vec::new(),
-                target_dir: (target_dir != Path::new(&instance.dir)).then(|| target_dir.to_string_lossy().into_owned()),
+                target_dir: target_dir.map(|dir| dir.to_string_lossy().into_owned()),
             };
             instance.migration = Some(record.id.clone());
             instance.migration_target = Some(target_host);
@@ -237,8 +237,7 @@ impl Backend {
         let allocations = crate::dedicated::allocations_in(tx)?;
         let want = crate::dedicated::HostWant::of(instance);
         let allowed = |id: &str| crate::dedicated::may_place(id, allocations.get(id), &want);
-        // Hosts that do not share the instance's folder get a copy of its disk.
-        let copies = |id: &str| self.instance_dir_on(id, &instance.id) != Path::new(&instance.dir);
+        let copies = |id: &str| self.copy_dir(instance, id).is_some();
         let need_disk_mib = crate::instances::demand_of(instance).disk_mib;
         let pool: Vec<_> = snapshots
             .iter()
@@ -275,7 +274,7 @@ impl Backend {
             let target_host = self.choose_target(tx, &instance, target, base)?;
             Ok::<_, Error>((instance, target_host))
         })?;
-        let copies_disk = self.instance_dir_on(&target_host, &instance.id) != Path::new(&instance.dir);
+        let copies_disk = self.copy_dir(&instance, &target_host).is_some();
         let mut plan = self.predict(&instance, options, copies_disk)?;
         plan.target_host = target_host;
         Ok(plan)
@@ -546,23 +545,29 @@ impl Backend {
         }
     }
 
+    /// The instance's folder on host `host_id` when the host does not share the one it has now
+    /// (either keeps its instances on storage of its own): a migration there copies its disk.
+    fn copy_dir(&self, instance: &InstanceRecord, host_id: &str) -> Option<std::path::PathBuf> {
+        Some(self.instance_dir_on(host_id, &instance.id)).filter(|dir| dir != Path::new(&instance.dir))
+    }
+
     /// Makes the instance's folder on a target that does not share it: an empty place for its
     /// root disk, which the migration fills, and its console log so far, which the target's
     /// goes on from (what the guest prints meanwhile, before the switch-over, is not kept).
     fn prepare_copy(&self, instance: &InstanceRecord, to: &Path) -> Result<StorageCopy> {
         std::fs::create_dir_all(to).map_err(|e| Error::Io(format!("creating {}: {e}", to.display())))?;
-        let from = Path::new(&instance.dir);
+        let copy =
+            StorageCopy { disks: vec![ROOT_TARGET.into()], from_dir: instance.dir.clone().into(), to_dir: to.into() };
         let volumes = self.instance_volumes(&instance.account, &instance.id)?;
         let encryption = volumes.iter().find(|v| v.root).and_then(|v| v.encryption.as_ref());
         let root = crate::instances::root_disk_path(instance);
-        let moved = |path: &Path| to.join(path.strip_prefix(from).unwrap_or(path));
-        crate::disk::create_copy_target(&root, crate::disk::Disk::of(&moved(&root), encryption))?;
+        crate::disk::create_copy_target(&root, crate::disk::Disk::of(&copy.moved(&root), encryption))?;
         let console = crate::instances::console_path(instance);
         if console.exists() {
-            std::fs::copy(&console, moved(&console))
+            std::fs::copy(&console, copy.moved(&console))
                 .map_err(|e| Error::Io(format!("copying {}: {e}", console.display())))?;
         }
-        Ok(StorageCopy { disks: vec![ROOT_TARGET.into()], from_dir: from.to_path_buf(), to_dir: to.to_path_buf() })
+        Ok(copy)
     }
 
     /// Starts pinging the guest from its VPC's end on this machine, if it has one (a VPC on
@@ -916,11 +921,10 @@ impl Backend {
             tracing::warn!(migration = id, %error, status = status.name(), "migration ended without moving the guest");
         }
         let downtime_ms = progress.as_ref().map(|p| p.downtime_ms);
-        // The folder the instance no longer uses: the source's after a copy that completed,
-        // the target's after one that did not.
-        let mut unused: Option<String> = None;
-        self.store().write(|tx| {
-            unused = None;
+        // Answers the folder the instance no longer uses: the source's after a copy that
+        // completed, the target's after one that did not.
+        let unused = self.store().write(|tx| {
+            let mut unused = None;
             let mut target_host = None;
             let mut target_dir = None;
             if let Some(mut record) = tx.get(&MIGRATIONS, id)? {
@@ -963,14 +967,14 @@ impl Backend {
                             unused = Some(from);
                         }
                     }
-                    unused = unused.take().or(target_dir).filter(|dir| *dir != instance.dir);
+                    unused = unused.or(target_dir).filter(|dir| *dir != instance.dir);
                     instance.migration = None;
                     instance.migration_target = None;
                     then(&mut instance);
                     tx.insert(&INSTANCES, key, &instance)?;
                 }
             }
-            Ok::<_, Error>(())
+            Ok::<_, Error>(unused)
         })?;
         // After the commit: a crash before this leaves a folder behind, never one in use.
         if let Some(dir) = unused {
