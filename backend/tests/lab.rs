@@ -369,7 +369,19 @@ async fn disk_checker_goes_on(b: &Backend, id: &str, more: u64) -> u64 {
         if last >= from + more {
             return last;
         }
-        assert!(Instant::now() < deadline, "{id}'s disk checker stopped at pass {last}:\n{text}");
+        if Instant::now() >= deadline {
+            // Whether the guest froze or only its console log stopped (seen once after a
+            // copying migration): where it runs, its state there, and the log's file.
+            let now = b.instance(ACCOUNT, id).unwrap();
+            let state = b.hosts().get(&now.host_id).map(|h| h.driver.state(id));
+            let log = backend::instances::console_path(&now);
+            let size = std::fs::metadata(&log).map(|m| m.len());
+            panic!(
+                "{id}'s disk checker stopped at pass {last}; on {} it is {state:?}, {} is {size:?} bytes:\n{text}",
+                now.host_id,
+                log.display()
+            );
+        }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
