@@ -113,7 +113,10 @@ def disks_of(uri: str) -> Path:
 
 
 def migrate_virsh(template: str, switch: str, base_disk: str, work: Path, name: str, pinger: Pinger,
-                  source: str, target: str, local_disks: bool = False) -> dict:
+                  source: str, target: str, local_disks: bool = False, flags: tuple[str, ...] = (),
+                  keep_console: bool = False) -> dict:
+    """The same migration by virsh (module doc), with `flags` added to `virsh migrate`; with
+    `keep_console` the result holds the guest's console log as "console"."""
     base = disks_of(source) / name if local_disks else work / name
     moved = disks_of(target) / name
     base.mkdir()
@@ -145,14 +148,20 @@ def migrate_virsh(template: str, switch: str, base_disk: str, work: Path, name: 
             (work / f"{name}-moved.xml").write_text(definition.replace(f"{base}/", f"{moved}/"))
             copy = ["--copy-storage-inc", "--migrate-disks", "vda", "--xml", str(work / f"{name}-moved.xml")]
         done = virsh(source, "migrate", "--live", "--p2p", "--persistent", "--undefinesource", "--unsafe", *copy,
-                     name, target, check=False, timeout=300)
+                     *flags, name, target, check=False, timeout=300)
         nbctl("lsp-set-options", port, f"requested-chassis={dst}")
         wall = round((time.monotonic() - t0) * 1000, 1)
         time.sleep(1.5)
         gap = trace_gap(pinger)
-        job = jobinfo(target, name, completed=True)
+        job = jobinfo(target if done.returncode == 0 else source, name, completed=True)
         figures = {"total": job.get("time_elapsed_ms"), "downtime": job.get("total_downtime_ms")}
-        return record("virsh", done.returncode == 0, wall, figures, gap, done.stderr.strip() or name)
+        result = record("virsh", done.returncode == 0, wall, figures, gap, done.stderr.strip() or name)
+        result["iterations"] = job.get("iteration")
+        if keep_console:
+            time.sleep(2)  # the guest's checker prints a pass or two on the target
+            logs = [console, moved / console.name] if local_disks else [console]
+            result["console"] = "".join(p.read_text(errors="replace") for p in logs if p.exists())
+        return result
     finally:
         if pinger.trace is not None:
             pinger.stop()

@@ -1,56 +1,77 @@
 #!/usr/bin/env python3
 """Migration planning benchmark (issue 22): how far each migration's own prediction is from
-what happened, by memory size, load and policy, through Stratus on two lab hosts.
+what happened, by memory size, load and policy, through Stratus on two lab hosts, each case
+beside the same migration by plain virsh.
 
-1. `scripts/lab up 2`, `stratus serve` on the lab's config with OVN (so that Stratus traces each
-   migration with its 10 ms pinger), the test image imported twice: idle, and with the memory
-   dirtier (`stratus.dirty=MIB stratus.dirty_rate=RATE`: it rewrites MIB MiB at RATE MiB/s and
-   checks every page it wrote).
-2. Warm-up, untimed: one idle migration each way, so that both hosts have the history an
-   estimate learns from (bandwidth, setup, the first pass's share of resident memory).
+1. `scripts/lab up 2` (`--local-disks`: hosts without shared storage, both paths copy the root
+   disk), `stratus serve` on the lab's config with OVN (so that Stratus traces each migration
+   with its 10 ms pinger), the test image imported twice: idle, and with the memory dirtier
+   (`stratus.dirty=MIB stratus.dirty_rate=RATE`: it rewrites MIB MiB at RATE MiB/s and checks
+   every page it wrote). For virsh: the domains Stratus defines for each type and load, as
+   templates, and a pinger of the benchmark's own on the default subnet (as in
+   bench/migration_ovn.py, whose virsh path this one uses).
+2. Warm-up, untimed: one idle migration each way through Stratus, so that both hosts have the
+   history an estimate learns from (bandwidth, setup, the first pass's share of resident
+   memory), and one by virsh.
 3. For each memory size (t3.nano 512 MiB, t3.micro 1 GiB, t3.small 2 GiB), each case, R
-   repetitions: a fresh guest boots, runs 3 s, and is migrated to the other host with the case's
-   options; DescribeInstanceMigrations is polled until the migration is final. Each migration
-   records its prediction as it starts (the guest measured for a second on the source):
-   PredictedEnding / PredictedTotalMillis / PredictedDowntimeMillis / PredictedIterations
-   beside TotalTimeMillis (libvirt's), DowntimeMillis, Iterations, the ping trace's largest gap
-   and the escalation's timeline. Cases:
+   repetitions, each path (order rotated): a fresh guest boots, runs 3 s, and is migrated to
+   the other host.
+   - stratus: MigrateInstance with the case's options; DescribeInstanceMigrations is polled
+     until the migration is final. Each migration records its prediction as it starts (the
+     guest measured for a second on the source) and what it was made from
+     (PredictedFrom...), beside TotalTimeMillis (libvirt's), DowntimeMillis, Iterations, the
+     ping trace's largest gap and the escalation's timeline.
+   - virsh: the template made standalone with an OVN port of its own, `virsh migrate --live
+     --p2p` with the case's flags, the port's binding moved by hand; libvirt's completed job
+     on the target, the benchmark's pinger's largest gap.
+   Cases:
    - idle, default options (pre-copy converges);
    - dirty, default options (pre-copy against the dirtier at TCG's own bandwidth);
-   - dirty, BandwidthMiBps 32 and MaxDowntimeMillis 100 (escalation: the allowance rises to the
-     budget, then the migration is aborted: the prediction says when);
-   - dirty, the same with AllowPostCopy (escalation ends in post-copy).
-4. `migration-plan.json` in --out, a table on stdout, and with --svg DIR a plot of predicted
-   against actual total time.
+   - dirty, BandwidthMiBps 32, MaxDowntimeMillis 100, TimeoutSeconds 30 (escalation: the
+     allowance rises to the budget, then the migration is aborted: the prediction says when);
+     virsh: `--bandwidth 32 --timeout 30` (it pauses the guest at the timeout until the rest
+     is sent; it has no downtime budget to escalate to);
+   - dirty, the same with AllowPostCopy (escalation ends in post-copy); virsh: `--postcopy
+     --postcopy-after-precopy` at the same bandwidth.
+4. `migration-plan.json` (`migration-plan-local-disks.json`) in --out, a table on stdout, and
+   with --svg DIR a plot of predicted against actual total time.
 
 The error is predicted / actual - 1 on the total time (to the abort, for an aborted one).
 
     bench/migration_plan.py [--out DIR] [--reps 3] [--stratus-bin target/release/stratus] [--svg DIR]
+                            [--paths stratus,virsh] [--sizes 512,1024,2048] [--local-disks]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shutil
 import tempfile
 import time
 from pathlib import Path
 
-from common import (BOOT_MARKER, REPO, Stratus, Watch, build_test_image, cell, lab_lock, log, run, run_main,
-                    summary, table, terminate)
-from launch_ovn import NB
+from common import (BOOT_MARKER, REPO, Stratus, Watch, build_test_image, cell, instance, lab_lock, log, rotation,
+                    run, run_main, summary, table, terminate, virsh)
+from launch_ovn import NB, pinger_on_default_subnet
+from migration_ovn import migrate_virsh
 
 SIZES = [("t3.nano", 512), ("t3.micro", 1024), ("t3.small", 2048)]
 DIRTY_MIB, DIRTY_RATE = 64, 96
-BUDGET = {"BandwidthMiBps": 32, "MaxDowntimeMillis": 100, "TimeoutSeconds": 120}
+BUDGET = {"BandwidthMiBps": 32, "MaxDowntimeMillis": 100, "TimeoutSeconds": 30}
+# Each case: load, policy, Stratus's options, and the same migration's flags for plain virsh
+# (which has no escalation: past its timeout it pauses the guest until the rest is sent; its
+# downtime limit stays QEMU's 300 ms).
 CASES = [
-    ("idle", "pre-copy", {}),
-    ("dirty", "pre-copy", {}),
-    ("dirty", "escalation", BUDGET),
-    ("dirty", "post-copy", {**BUDGET, "AllowPostCopy": True}),
+    ("idle", "pre-copy", {}, ()),
+    ("dirty", "pre-copy", {}, ()),
+    ("dirty", "escalation", BUDGET, ("--bandwidth", "32", "--timeout", "30")),
+    ("dirty", "post-copy", {**BUDGET, "AllowPostCopy": True},
+     ("--bandwidth", "32", "--postcopy", "--postcopy-bandwidth", "32", "--postcopy-after-precopy")),
 ]
+PATHS = ("stratus", "virsh")
 BOOT_TIMEOUT = 180.0
 
 
@@ -81,12 +102,40 @@ def migrate(stratus: Stratus, ec2, ext, image_id: str, instance_type: str, optio
             if time.monotonic() - started > 300:
                 ext.cancel_instance_migration(MigrationId=mid)
             time.sleep(0.5)
-        console = stratus.console_path(instance_id).read_text(errors="replace")
-        lost = sum(int(n) for n in re.findall(r"stratus-dirty pass=\d+ lost=(\d+)", console))
-        m["PagesLost"] = lost
+        # A completed migration is final before its ping trace is: Stratus keeps pinging for a
+        # second after the switch-over, then records the trace.
+        deadline = time.monotonic() + 5
+        while "PingsSent" not in m and time.monotonic() < deadline:
+            time.sleep(0.25)
+            m = ext.describe_instance_migrations(MigrationIds=[mid])["Migrations"][0]
+        m["PagesLost"] = pages_lost(stratus.console_path(instance_id).read_text(errors="replace"))
         return m
     finally:
         terminate(ec2, instance_id)
+
+
+def pages_lost(console: str) -> int:
+    """What the memory dirtier found lost, over all its passes."""
+    return sum(int(n) for n in re.findall(r"stratus-dirty pass=\d+ lost=(\d+)", console))
+
+
+def template(ec2, ext, image_id: str, instance_type: str) -> str:
+    """The domain Stratus defines for this image and type, for the virsh runs to copy."""
+    [launched] = ec2.run_instances(ImageId=image_id, InstanceType=instance_type, MinCount=1, MaxCount=1)["Instances"]
+    try:
+        while instance(ec2, launched["InstanceId"])["State"]["Name"] != "running":
+            time.sleep(0.1)
+        uri = next(h["Uri"] for h in ext.describe_hosts()["Hosts"] if h["HostId"] == host_of(ext, launched["InstanceId"]))
+        return virsh(uri, "dumpxml", "--inactive", launched["InstanceId"]).stdout
+    finally:
+        terminate(ec2, launched["InstanceId"])
+
+
+def timeline_entry(e: dict) -> list:
+    """An event as [ms, type, pass, MiB left, MiB/s dirtied, MiB/s sent, throttle %]."""
+    mib = lambda key: round(e.get(key, 0) / 2**20, 1)  # noqa: E731
+    return [e.get("ElapsedMillis"), e["Type"], e.get("Iteration"), mib("MemoryRemainingBytes"),
+            mib("DirtyRateBytesPerSecond"), mib("BandwidthBytesPerSecond"), e.get("ThrottlePercent")]
 
 
 def error(m: dict) -> float | None:
@@ -103,12 +152,14 @@ def error(m: dict) -> float | None:
 
 
 def measure_all(args) -> list[dict]:
-    lab = run(str(REPO / "scripts/lab"), "up", "2", timeout=600).stdout
+    lab = run(str(REPO / "scripts/lab"), "up", "2", *(["--local-disks"] if args.local_disks else []),
+              timeout=600).stdout
     config = Path(re.search(r"^config=(\S+)$", lab, re.MULTILINE).group(1)).read_text()
     image = build_test_image()
     work = Path(tempfile.mkdtemp(prefix="stratus-bench-migration-plan-"))
-    stratus = None
+    stratus = pinger = None
     runs = []
+    sizes = [(t, m) for t, m in SIZES if m in args.sizes]
     try:
         stratus = Stratus(args.stratus_bin.resolve(), work / "data",
                           config=config + f'\n[network]\novn_northbound = "{NB}"\n')
@@ -116,28 +167,48 @@ def measure_all(args) -> list[dict]:
         images = {"idle": stratus.import_image(image, "bench-plan-idle"),
                   "dirty": stratus.import_image(image, "bench-plan-dirty",
                                                 f"stratus.dirty={DIRTY_MIB} stratus.dirty_rate={DIRTY_RATE}")}
+        uris = sorted(h["Uri"] for h in ext.describe_hosts()["Hosts"])
+        templates = {}
+        if "virsh" in args.paths:
+            switch, pinger = pinger_on_default_subnet(ec2)
+            log("templates for the virsh runs: the domains Stratus defines for each type and load")
+            templates = {(t, load): template(ec2, ext, images[load], t) for t, _ in sizes for load in images}
         log("warm-up: one idle migration each way (untimed), for the hosts' history")
         for _ in range(2):
             migrate(stratus, ec2, ext, images["idle"], "t3.nano", {})
+        if "virsh" in args.paths:
+            migrate_virsh(templates[(sizes[0][0], "idle")], switch, image.disk, work, f"bench-plan-{os.getpid()}-warm",
+                          pinger, uris[1], uris[0], args.local_disks)
         for rep in range(args.reps):
-            for instance_type, memory in SIZES:
-                for load, policy, options in CASES:
-                    m = migrate(stratus, ec2, ext, images[load], instance_type, options)
-                    r = {"rep": rep, "memory_mib": memory, "load": load, "policy": policy, "error": error(m),
-                         **{k: m.get(k) for k in ("Status", "PredictedEnding", "PredictedTotalMillis",
-                                                  "TotalTimeMillis", "PredictedDowntimeMillis", "DowntimeMillis",
-                                                  "PredictedIterations", "Iterations", "PingLargestGapMillis",
-                                                  "DowntimeLimitMillis", "PagesLost", "ErrorMessage", "note")},
-                         "events": [e["Type"] for e in m.get("Events", []) if e["Type"] != "pass"]}
-                    runs.append(r)
-                    err = "–" if r["error"] is None else f"{r['error']:+.0%}"
-                    log(f"rep {rep} {memory} MiB {load} {policy}: {r['Status']} (predicted {r['PredictedEnding']}), "
-                        f"total {r['TotalTimeMillis']} ms predicted {r['PredictedTotalMillis']} ({err}), downtime "
-                        f"{r['DowntimeMillis']} ms, ping gap {r['PingLargestGapMillis']} ms, lost pages "
-                        f"{r['PagesLost']}, {r['events']}")
+            for instance_type, memory in sizes:
+                for load, policy, options, flags in CASES:
+                    for path in rotation([p for p in PATHS if p in args.paths], rep):
+                        case = {"rep": rep, "memory_mib": memory, "load": load, "policy": policy, "via": path}
+                        if path == "stratus":
+                            r = {**case, **stratus_result(migrate(stratus, ec2, ext, images[load], instance_type,
+                                                                  options))}
+                        else:
+                            source, target = (uris[0], uris[1]) if rep % 2 == 0 else (uris[1], uris[0])
+                            v = migrate_virsh(templates[(instance_type, load)], switch, image.disk, work,
+                                              f"bench-plan-{os.getpid()}-{len(runs)}", pinger, source, target,
+                                              args.local_disks, flags, keep_console=True)
+                            r = {**case, "Status": "completed" if v["ok"] else "failed", "error": None,
+                                 "TotalTimeMillis": v["total_ms"], "DowntimeMillis": v["downtime_ms"],
+                                 "Iterations": v.get("iterations"), "PingLargestGapMillis": v["largest_gap_ms"],
+                                 "PagesLost": pages_lost(v.get("console", "")), "wall_ms": v["wall_ms"],
+                                 "note": None if v["ok"] else v["note"]}
+                        runs.append(r)
+                        err = "–" if r["error"] is None else f"{r['error']:+.0%}"
+                        log(f"rep {rep} {memory} MiB {load} {policy} {path}: {r['Status']} (predicted "
+                            f"{r.get('PredictedEnding')}), total {r['TotalTimeMillis']} ms predicted "
+                            f"{r.get('PredictedTotalMillis')} ({err}), downtime {r['DowntimeMillis']} ms, ping gap "
+                            f"{r['PingLargestGapMillis']} ms, lost pages {r['PagesLost']}, {r.get('events')}"
+                            f"{'' if not r.get('note') else ', ' + r['note']}")
             if not stratus.alive():
                 raise RuntimeError(f"stratus serve died (see {stratus.log_path})")
     finally:
+        if pinger is not None:
+            pinger.close()
         if stratus is not None:
             stratus.stop()
         shutil.rmtree(work, ignore_errors=True)
@@ -145,22 +216,35 @@ def measure_all(args) -> list[dict]:
     return runs
 
 
+def stratus_result(m: dict) -> dict:
+    """What a Stratus migration's record says, as the results keep it."""
+    keys = ("Status", "PredictedEnding", "PredictedTotalMillis", "TotalTimeMillis", "PredictedDowntimeMillis",
+            "DowntimeMillis", "PredictedIterations", "Iterations", "PingLargestGapMillis", "DowntimeLimitMillis",
+            "PagesLost", "ErrorMessage", "note", "PredictedFromDirtyRateBytesPerSecond", "PredictedFromFirstPassBytes",
+            "PredictedFromBandwidthBytesPerSecond", "MemoryProcessedBytes", "DiskProcessedBytes", "SetupTimeMillis")
+    return {"error": error(m), **{k: m.get(k) for k in keys},
+            "events": [e["Type"] for e in m.get("Events", []) if e["Type"] != "pass"],
+            "timeline": [timeline_entry(e) for e in m.get("Events", [])]}
+
+
 def report(runs: list[dict]) -> str:
     rows = []
     for _, memory in SIZES:
-        for load, policy, _ in CASES:
-            these = [r for r in runs if r["memory_mib"] == memory and r["load"] == load and r["policy"] == policy]
-            if not these:
-                continue
-            errors = [r["error"] * 100 for r in these if r["error"] is not None]
-            e = summary(errors) if errors else None
-            endings = sorted({f"{r['Status']}/{r['PredictedEnding']}" for r in these})
-            of = lambda key: cell(summary([r.get(key) for r in these]))  # noqa: E731
-            rows.append([f"{memory} MiB", load, policy, ", ".join(endings), of("TotalTimeMillis"),
-                         of("PredictedTotalMillis"), "-" if e is None else
-                         f"{e['median']:+.0f}% ({e['min']:+.0f}…{e['max']:+.0f})", of("DowntimeMillis"),
-                         of("PingLargestGapMillis"), str(sum(r.get("PagesLost") or 0 for r in these))])
-    return table(["memory", "load", "policy", "status/predicted", "total", "predicted", "error", "downtime",
+        for load, policy, _, _ in CASES:
+            for path in PATHS:
+                these = [r for r in runs if r["memory_mib"] == memory and r["load"] == load
+                         and r["policy"] == policy and r.get("via", "stratus") == path]
+                if not these:
+                    continue
+                errors = [r["error"] * 100 for r in these if r["error"] is not None]
+                e = summary(errors) if errors else None
+                endings = sorted({f"{r['Status']}/{r.get('PredictedEnding') or '-'}" for r in these})
+                of = lambda key: cell(summary([r.get(key) for r in these if r.get(key) is not None]))  # noqa: E731
+                rows.append([f"{memory} MiB", load, policy, path, ", ".join(endings), of("TotalTimeMillis"),
+                             of("PredictedTotalMillis"), "-" if e is None else
+                             f"{e['median']:+.0f}% ({e['min']:+.0f}…{e['max']:+.0f})", of("DowntimeMillis"),
+                             of("PingLargestGapMillis"), str(sum(r.get("PagesLost") or 0 for r in these))])
+    return table(["memory", "load", "policy", "via", "status/predicted", "total", "predicted", "error", "downtime",
                   "ping gap", "pages lost"], rows)
 
 
@@ -217,11 +301,18 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--stratus-bin", type=Path, default=REPO / "target/release/stratus")
     parser.add_argument("--svg", type=Path, help="write migration-prediction.svg here")
+    parser.add_argument("--paths", type=lambda v: v.split(","), default=list(PATHS),
+                        help="stratus,virsh (both by default): which paths migrate")
+    parser.add_argument("--sizes", type=lambda v: [int(x) for x in v.split(",")], default=[m for _, m in SIZES],
+                        help="the memory sizes (MiB) to run: 512,1024,2048 by default")
+    parser.add_argument("--local-disks", action="store_true",
+                        help="hosts without shared storage for their instances: both paths copy the root disk")
     args = parser.parse_args()
     with lab_lock():
         runs = measure_all(args)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "migration-plan.json").write_text(json.dumps(runs, indent=1) + "\n")
+    name = "migration-plan-local-disks" if args.local_disks else "migration-plan"
+    (args.out / f"{name}.json").write_text(json.dumps(runs, indent=1) + "\n")
     print(report(runs))
     if args.svg:
         svg(runs, args.svg / "migration-prediction.svg")

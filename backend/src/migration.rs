@@ -76,9 +76,10 @@ pub const DIRTY_RATE_PERIOD: Duration = Duration::from_secs(1);
 /// low end of what QEMU reached here under TCG (110-380 MiB/s, CPU-bound, not the network's).
 const DEFAULT_BANDWIDTH: u64 = 128 << 20;
 
-/// The time before memory moves, without history (libvirt's `setup_time` on the lab's hosts:
-/// 2 ms).
-const DEFAULT_SETUP_MS: u64 = 10;
+/// The time before memory moves, without history: the target's preparation (its QEMU started
+/// and ready to receive; about half a second on the lab's hosts under TCG, where QEMU's own
+/// setup takes 2 ms).
+const DEFAULT_SETUP_MS: u64 = 500;
 
 /// The downtime's fixed part (an idle guest's pause on these hosts: 44-81 ms typical).
 const DEFAULT_SWITCH_MS: u64 = 60;
@@ -88,7 +89,7 @@ const DEFAULT_SWITCH_MS: u64 = 60;
 pub enum BandwidthSource {
     /// The migration's own limit (`BandwidthMiBps`).
     Limit,
-    /// The median of the completed migrations from the same host.
+    /// The median of the completed migrations from the same host that had no limit.
     History,
     /// [`DEFAULT_BANDWIDTH`]: no limit and no history.
     Default,
@@ -110,8 +111,8 @@ pub struct MigrationPlan {
     pub instance_id: String,
     pub source_host: String,
     pub target_host: String,
-    /// The guest's QEMU's resident memory (the first pass is a share of it, learnt from the
-    /// host's history: `inputs.resident_bytes`).
+    /// The guest's QEMU's resident memory (the first pass, `inputs.resident_bytes`, until the
+    /// host has history).
     pub resident_bytes: u64,
     pub inputs: crate::migration_plan::Inputs,
     pub bandwidth_source: BandwidthSource,
@@ -125,17 +126,44 @@ fn allocated(path: &Path) -> u64 {
     std::fs::metadata(path).map_or(0, |m| m.blocks().saturating_mul(512))
 }
 
-/// The share (per mille) of QEMU's resident memory a first pass sends, learnt from the host's
-/// completed migrations that were predicted to take one pass: what they sent against the
-/// resident memory they were predicted from. QEMU skips pages the guest never wrote, and its
-/// resident memory holds its own (under TCG, its code cache): on the lab an idle guest's
-/// first pass was about a quarter of it. All of it until a migration has been seen.
-fn first_pass_permille(history: &[MigrationRecord]) -> u64 {
-    median(history.iter().filter_map(|m| {
-        let predicted = m.prediction.as_ref().filter(|p| p.iterations == 1 && p.resident_bytes > 0)?;
-        Some((m.progress.memory_processed_bytes.saturating_mul(1000) / predicted.resident_bytes).clamp(1, 1000))
-    }))
-    .unwrap_or(1000)
+/// What the first pass of a migration from this host is expected to send: what the host's
+/// completed migrations that were predicted to take one pass sent (the median: the memory an
+/// idle guest of the host has written, the first pass skipping pages never written), plus what
+/// this guest keeps rewriting (`working_set`), at most its memory. Until such a migration has
+/// been seen, all of its QEMU's `resident` memory (QEMU's own, under TCG its code cache,
+/// included: an overestimate).
+///
+/// Not a share of the resident memory, as the first increment had it: a guest started
+/// seconds before is measured by a sample of its host taken before it was, and the lab's
+/// first passes then came out at 8 to 216 MiB for guests that sent 70 to 160.
+fn first_pass_bytes(history: &[MigrationRecord], resident: u64, working_set: u64, memory: u64) -> u64 {
+    let idle = median(history.iter().filter_map(|m| {
+        m.prediction.as_ref().filter(|p| p.iterations == 1)?;
+        Some(m.progress.memory_processed_bytes)
+    }));
+    match idle {
+        Some(sent) => sent.saturating_add(working_set).min(memory),
+        None => resident,
+    }
+}
+
+/// What a completed migration shows of its path, as the estimate's `(bandwidth, setup_ms)`:
+/// QEMU's own average over its transfer (bytes over the time it sent them: under TCG the
+/// scan of memory the first pass skips costs about as much as what it sends), and what
+/// libvirt's total held besides the transfer and the pause (the target's preparation: its
+/// QEMU started before memory moves, some hundreds of ms on the lab's hosts, where QEMU's
+/// own setup is 2 ms). Without QEMU's average: what was sent over the time after setup.
+fn path_figures(m: &MigrationRecord) -> (u64, u64) {
+    let p = &m.progress;
+    // A disk copy took part of the time, over the same path.
+    let sent = p.memory_processed_bytes.saturating_add(p.disk_processed_bytes);
+    let bandwidth = match p.bandwidth_bytes_per_sec {
+        0 => sent.saturating_mul(1000) / (p.time_elapsed_ms - p.setup_time_ms).max(1),
+        bps => bps,
+    };
+    let transfer_ms = sent.saturating_mul(1000) / bandwidth.max(1);
+    let preparation = p.time_elapsed_ms.saturating_sub(transfer_ms).saturating_sub(p.downtime_ms);
+    (bandwidth, preparation.max(p.setup_time_ms))
 }
 
 /// The middle value (the lower of the two middle ones), `None` for none.
@@ -318,24 +346,29 @@ impl Backend {
             .filter(|m| m.status == MigrationStatus::Completed && m.source_host == instance.host_id)
             .filter(|m| m.progress.memory_processed_bytes > 0 && m.progress.time_elapsed_ms > m.progress.setup_time_ms)
             .collect();
+        // What the path reached when nothing held it back: a migration with a limit of its own
+        // says what it was allowed, not what the path does.
+        let path: Vec<(u64, u64)> =
+            history.iter().filter(|m| m.options.bandwidth_mibps.is_none()).map(path_figures).collect();
         let (bandwidth, bandwidth_source) = match options.bandwidth_mibps {
             Some(limit) => (limit.saturating_mul(1 << 20), BandwidthSource::Limit),
-            // A disk copy took part of the time, over the same path.
-            None => median(history.iter().map(|m| {
-                let p = &m.progress;
-                let sent = p.memory_processed_bytes.saturating_add(p.disk_processed_bytes);
-                sent.saturating_mul(1000) / (p.time_elapsed_ms - p.setup_time_ms)
-            }))
-            .map_or((DEFAULT_BANDWIDTH, BandwidthSource::Default), |b| (b, BandwidthSource::History)),
+            None => median(path.iter().map(|(bandwidth, _)| *bandwidth))
+                .map_or((DEFAULT_BANDWIDTH, BandwidthSource::Default), |b| (b, BandwidthSource::History)),
         };
-        let first_pass = resident.saturating_mul(first_pass_permille(&history)) / 1000;
+        let memory = instance.memory_mib.saturating_mul(1 << 20);
+        // What the guest dirtied over the measured period is what it keeps rewriting, as far as
+        // one measurement tells (a guest that keeps dirtying new memory, a download filling its
+        // page cache, dirties more in a longer pass).
+        let working_set = dirty_rate.saturating_mul(DIRTY_RATE_PERIOD.as_secs().max(1));
+        let first_pass = first_pass_bytes(&history, resident, working_set, memory);
         let inputs = crate::migration_plan::Inputs {
-            memory_bytes: instance.memory_mib.saturating_mul(1 << 20),
+            memory_bytes: memory,
             resident_bytes: first_pass,
             dirty_rate_bytes_per_sec: dirty_rate,
+            working_set_bytes: working_set,
             bandwidth_bytes_per_sec: bandwidth,
             disk_bytes: if copies_disk { allocated(&crate::instances::root_disk_path(instance)) } else { 0 },
-            setup_ms: median(history.iter().map(|m| m.progress.setup_time_ms)).unwrap_or(DEFAULT_SETUP_MS),
+            setup_ms: median(path.iter().map(|(_, setup)| *setup)).unwrap_or(DEFAULT_SETUP_MS),
             switch_ms: DEFAULT_SWITCH_MS,
             max_downtime_ms: options.max_downtime_ms,
             auto_converge: options.auto_converge,
@@ -784,7 +817,13 @@ impl Backend {
             if done.load(Ordering::Acquire) {
                 break;
             }
-            let progress = source.driver.job_progress(name).ok().flatten();
+            let progress = match source.driver.job_progress(name) {
+                Ok(progress) => progress,
+                Err(error) => {
+                    tracing::debug!(migration = %record.id, %error, "no progress reading");
+                    None
+                }
+            };
             let stored = self.store().read(|tx| tx.get(&MIGRATIONS, &record.id)).ok().flatten();
             let cancel = stored.as_ref().is_some_and(|m| m.cancel_requested);
             let post_copy_asked = stored.as_ref().is_some_and(|m| m.post_copy_requested);

@@ -4,7 +4,9 @@
 //!
 //! 1. The first pass sends the memory the guest has touched (QEMU skips pages never written:
 //!    an idle guest sends its resident set, not its size).
-//! 2. Each later pass sends what the guest dirtied during the one before. At the end of each
+//! 2. Each later pass sends what the guest dirtied during the one before, at most the memory
+//!    it keeps rewriting (its working set: a page written twice in a pass is sent once, so a
+//!    pass longer than the measured second leaves no more than that second did). At the end of each
 //!    pass QEMU looks at what is left: if it can be sent within the allowed downtime, it pauses
 //!    the guest, sends it with the devices' state, and the target takes over (the downtime is
 //!    that send plus a fixed part: device state, the target starting the vCPUs).
@@ -36,6 +38,10 @@ pub struct Inputs {
     pub resident_bytes: u64,
     /// How fast the guest dirties memory (libvirt's dirty-rate calculation).
     pub dirty_rate_bytes_per_sec: u64,
+    /// The most the guest dirties between two passes, however long the pass: the memory it
+    /// keeps rewriting (what it dirtied over the measured period); 0 when unknown, taken as
+    /// all it touched.
+    pub working_set_bytes: u64,
     /// How fast the path moves memory (a limit the migration sets, else what earlier
     /// migrations from the same host reached).
     pub bandwidth_bytes_per_sec: u64,
@@ -147,28 +153,34 @@ fn simulate(inputs: &Inputs) -> Estimate {
         throttle_percent,
         precopy_converges: false,
     };
-    // What the monitor reads as pass `iteration` begins, `left` to send.
-    let sample = |elapsed: f64, iteration: u32, left: f64, throttle: u8| Sample {
+    let working_set = match inputs.working_set_bytes {
+        0 => resident,
+        bytes => (bytes as f64).min(resident),
+    };
+    // What the monitor reads as pass `iteration` begins, `left` to send, the pass before
+    // having dirtied memory at `rate` (QEMU's figure: what it dirtied over how long it took).
+    let sample = |elapsed: f64, iteration: u32, left: f64, rate: f64, throttle: u8| Sample {
         elapsed_ms: elapsed as u64,
         iteration: u64::from(iteration),
         memory_total_bytes: resident as u64,
         remaining_bytes: left as u64,
-        dirty_rate_bytes_per_sec: (dirty_rate * f64::from(100 - throttle) / 100.0) as u64,
+        dirty_rate_bytes_per_sec: rate as u64,
         bandwidth_bytes_per_sec: inputs.bandwidth_bytes_per_sec,
         throttle_percent: u64::from(throttle),
         expected_downtime_ms: 0,
         post_copy_asked: false,
     };
-    ladder.step(&sample(elapsed, 1, to_send, 0));
+    ladder.step(&sample(elapsed, 1, to_send, dirty_rate, 0));
     for pass in 1..=MAX_PASSES {
         let took = send_ms(to_send, bandwidth);
         if timeout.is_some_and(|t| elapsed + took > t) || !took.is_finite() {
             return ending(Ending::Abort, inputs.timeout_ms, 0, pass - 1, throttle);
         }
         elapsed += took;
-        // What the guest dirtied meanwhile, never more than it has touched.
+        // What the guest dirtied meanwhile, never more than it keeps rewriting.
         let rate = dirty_rate * f64::from(100 - throttle) / 100.0;
-        let left = (rate * took / 1000.0).min(resident);
+        let left = (rate * took / 1000.0).min(working_set);
+        let seen_rate = if took > 0.0 { left * 1000.0 / took } else { rate };
         let last = send_ms(left, bandwidth);
         if last <= ladder.downtime_ms as f64 {
             let downtime = last + inputs.switch_ms as f64;
@@ -179,7 +191,7 @@ fn simulate(inputs: &Inputs) -> Estimate {
         if inputs.auto_converge && pass >= 2 && left > to_send / 2.0 {
             throttle = if throttle == 0 { 20 } else { (throttle + 10).min(99) };
         }
-        match ladder.step(&sample(elapsed, pass + 1, left, throttle)) {
+        match ladder.step(&sample(elapsed, pass + 1, left, seen_rate, throttle)) {
             Step::Wait | Step::RaiseDowntime(_) => {}
             // The guest moves now; what is left follows while it runs on the target.
             Step::PostCopy => {
@@ -205,6 +217,7 @@ mod tests {
             memory_bytes: memory_mib * MIB,
             resident_bytes: 0,
             dirty_rate_bytes_per_sec: dirty_mibps * MIB,
+            working_set_bytes: 0,
             bandwidth_bytes_per_sec: bandwidth_mibps * MIB,
             disk_bytes: 0,
             setup_ms: 100,
@@ -287,6 +300,31 @@ mod tests {
         assert_eq!(throttled.ending, Ending::AutoConverge);
         assert!(throttled.throttle_percent >= 50, "{throttled:?}");
         assert!(!throttled.precopy_converges);
+    }
+
+    #[test]
+    fn a_pass_leaves_no_more_than_the_guest_keeps_rewriting() {
+        // The test image's dirtier: 40 MiB rewritten over and over (measured at 40 MiB/s over a
+        // second), a first pass of 80 MiB, held to 32 MiB/s. Without the working set each pass
+        // would leave all 80 MiB it touched (2.5 s passes); with it each leaves the 40 MiB it
+        // rewrites. The first pass, 2.5 s for 40 MiB dirtied, is seen at 16 MiB/s against 32
+        // (converging); the next ones, 1.25 s each, at the bandwidth: stuck, aborted once the
+        // allowance reached the budget (75, 150, 300 ms over two stalled passes, the third the
+        // last).
+        let dirtier = Inputs {
+            resident_bytes: 80 * MIB,
+            working_set_bytes: 40 * MIB,
+            timeout_ms: Some(60_000),
+            ..inputs(512, 40, 32)
+        };
+        let e = estimate(&dirtier);
+        assert_eq!((e.ending, e.iterations), (Ending::Abort, 4), "{e:?}");
+        assert_eq!(e.total_ms, Some(100 + 2_500 + 3 * 1_250));
+        let unbounded = estimate(&Inputs { working_set_bytes: 0, ..dirtier.clone() });
+        assert_eq!(unbounded.total_ms, Some(100 + 3 * 2_500), "{unbounded:?}");
+        // A pass shorter than the measured second leaves what the rate says: unchanged.
+        let fast = Inputs { bandwidth_bytes_per_sec: 400 * MIB, ..dirtier.clone() };
+        assert_eq!(estimate(&fast), estimate(&Inputs { working_set_bytes: 0, ..fast.clone() }));
     }
 
     #[test]

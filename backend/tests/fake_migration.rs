@@ -194,21 +194,25 @@ fn estimates_follow_the_guest_and_the_hosts_history() {
 
     // Dirtying faster than a 32 MiB/s limit: pre-copy alone never converges; post-copy, when
     // allowed, ends it; without it the escalation aborts once the downtime reached its budget
-    // (passes of 2 s over the 64 MiB it touched: the third stalled one is the last).
+    // (after the default 500 ms of preparation, a pass of 2 s over the 64 MiB it touched, then
+    // passes of 1.5 s over the 48 MiB it dirtied in the measured second, which it keeps
+    // rewriting: the third stalled one is the last).
     cloud.set_dirty_rate(&uri, &id, 48 * MIB);
     let limited = MigrationOptions { bandwidth_mibps: Some(32), timeout_secs: Some(60), ..Default::default() };
     let stuck = b.estimate_migration(&id, None, &limited).unwrap();
     assert_eq!(stuck.bandwidth_source, BandwidthSource::Limit);
     assert_eq!(stuck.inputs.dirty_rate_bytes_per_sec, 48 * MIB);
-    assert_eq!((stuck.estimate.ending, stuck.estimate.total_ms), (Ending::Abort, Some(10 + 3 * 2000)));
+    assert_eq!((stuck.estimate.ending, stuck.estimate.total_ms), (Ending::Abort, Some(500 + 2000 + 2 * 1500)));
+    assert_eq!(stuck.inputs.working_set_bytes, 48 * MIB);
     let post = MigrationOptions { allow_post_copy: true, ..limited.clone() };
     let post = b.estimate_migration(&id, None, &post).unwrap().estimate;
     assert_eq!((post.ending, post.precopy_converges), (Ending::PostCopy, false));
 
-    // The bandwidth and setup of migrations completed from the host: their medians.
-    for (i, (processed_mib, elapsed_ms, setup_ms)) in
-        [(100, 1100, 100), (300, 1100, 100), (200, 2100, 100)].iter().enumerate()
-    {
+    // The bandwidth and setup of migrations completed from the host: their medians, the
+    // bandwidth's over those that had no limit (three held to 10 MiB/s would make it theirs).
+    let history = [(100, 1100, 100, None), (300, 1100, 100, None), (200, 2100, 100, None)];
+    let held = [(10, 1100, 100, Some(10)); 3];
+    for (i, (processed_mib, elapsed_ms, setup_ms, limit)) in history.iter().chain(&held).enumerate() {
         let record = MigrationRecord {
             id: format!("mig-{i:017x}"),
             account: ACCOUNT.into(),
@@ -216,7 +220,7 @@ fn estimates_follow_the_guest_and_the_hosts_history() {
             source_host: hosts[0].clone(),
             target_host: hosts[1].clone(),
             status: MigrationStatus::Completed,
-            options: MigrationOptions::default(),
+            options: MigrationOptions { bandwidth_mibps: *limit, ..Default::default() },
             progress: storage::JobProgress {
                 memory_processed_bytes: processed_mib * MIB,
                 time_elapsed_ms: *elapsed_ms,
@@ -238,7 +242,7 @@ fn estimates_follow_the_guest_and_the_hosts_history() {
         b.store().write(|tx| tx.insert(&storage::tables::MIGRATIONS, &record.id, &record)).unwrap();
     }
     let learned = b.estimate_migration(&id, None, &MigrationOptions::default()).unwrap();
-    // 100 MiB/s, 300 MiB/s and 200 MiB/2 s: the median is 100 MiB/s.
+    // 100 MiB/s, 300 MiB/s and 200 MiB/2 s: the median is 100 MiB/s (not 10).
     assert_eq!(
         (learned.bandwidth_source, learned.inputs.bandwidth_bytes_per_sec),
         (BandwidthSource::History, 100 * MIB)
@@ -246,8 +250,8 @@ fn estimates_follow_the_guest_and_the_hosts_history() {
     assert_eq!(learned.inputs.setup_ms, 100);
     // None of those was predicted: the first pass is all of the resident memory.
     assert_eq!((learned.resident_bytes, learned.inputs.resident_bytes), (64 * MIB, 64 * MIB));
-    // One predicted to take a single pass sent a quarter of the resident memory it was
-    // predicted from (100 of 400 MiB): later first passes are a quarter too.
+    // One predicted to take a single pass sent 100 MiB: later first passes send that, and
+    // what the guest keeps rewriting (here nothing), whatever its resident memory says.
     b.store()
         .write(|tx| {
             let mut record = tx.get(&storage::tables::MIGRATIONS, "mig-00000000000000000")?.unwrap();
@@ -260,8 +264,31 @@ fn estimates_follow_the_guest_and_the_hosts_history() {
             tx.insert(&storage::tables::MIGRATIONS, &record.id, &record)
         })
         .unwrap();
+    cloud.set_dirty_rate(&uri, &id, 0);
     let calibrated = b.estimate_migration(&id, None, &MigrationOptions::default()).unwrap();
-    assert_eq!((calibrated.resident_bytes, calibrated.inputs.resident_bytes), (64 * MIB, 16 * MIB));
+    assert_eq!((calibrated.resident_bytes, calibrated.inputs.resident_bytes), (64 * MIB, 100 * MIB));
+    // A guest rewriting 48 MiB a second sends that on top.
+    cloud.set_dirty_rate(&uri, &id, 48 * MIB);
+    let dirtying = b.estimate_migration(&id, None, &MigrationOptions::default()).unwrap();
+    assert_eq!(dirtying.inputs.resident_bytes, 148 * MIB);
+
+    // QEMU's own average over the transfer, where libvirt reports it, is the bandwidth; what the
+    // total held besides sending and the pause is the target's preparation: 400 MiB/s, so
+    // 1100 - 250 - 50, 1100 - 750 - 50 and 2100 - 500 - 50 ms: 800 ms.
+    b.store()
+        .write(|tx| {
+            for i in 0..3 {
+                let key = format!("mig-{i:017x}");
+                let mut record = tx.get(&storage::tables::MIGRATIONS, &key)?.unwrap();
+                record.progress.bandwidth_bytes_per_sec = 400 * MIB;
+                record.progress.downtime_ms = 50;
+                tx.insert(&storage::tables::MIGRATIONS, &key, &record)?;
+            }
+            Ok::<_, backend::Error>(())
+        })
+        .unwrap();
+    let measured = b.estimate_migration(&id, None, &MigrationOptions::default()).unwrap();
+    assert_eq!((measured.inputs.bandwidth_bytes_per_sec, measured.inputs.setup_ms), (400 * MIB, 800));
 
     // The same refusals as MigrateInstance.
     let busy = b.migrate_instance(&id, None, MigrationOptions::default()).unwrap();
@@ -285,8 +312,9 @@ fn a_migration_records_its_prediction() {
     let predicted = done.prediction.expect("a prediction");
     assert_eq!((predicted.ending.as_str(), predicted.iterations), ("pre-copy", 1));
     assert_eq!((predicted.resident_bytes, predicted.first_pass_bytes), (128 << 20, 128 << 20));
-    // 128 MiB at the default 128 MiB/s: a second, and the fixed parts.
-    assert!(predicted.total_ms.is_some_and(|t| (1000..1200).contains(&t)), "{predicted:?}");
+    // 128 MiB at the default 128 MiB/s: a second, after the default 500 ms of preparation,
+    // and the pause.
+    assert!(predicted.total_ms.is_some_and(|t| (1500..1700).contains(&t)), "{predicted:?}");
 }
 
 /// Hosts that keep their instances' folders on storage of their own: the migration makes the

@@ -123,6 +123,10 @@ def test_migrate_and_drain_with_the_aws_cli(lab, server_factory, test_image, tmp
     assert done["Status"] == "completed", done
     assert done["TargetHostId"] == crowded and done["TotalTimeMillis"] > 0 and done["MemoryTotalBytes"] > 0
     print(f"migration: total {done['TotalTimeMillis']} ms, downtime {done['DowntimeMillis']} ms")
+    # What it was predicted to cost, and from what, beside what it cost.
+    assert done["PredictedEnding"] == "pre-copy" and done["PredictedTotalMillis"] > 0, done
+    assert done["PredictedFromFirstPassBytes"] > 0 and done["PredictedFromBandwidthBytesPerSecond"] > 0, done
+    assert done["PredictedFromDirtyRateBytesPerSecond"] >= 0, done
     # Its timeline through the cli: it started allowing a quarter of the default 300 ms budget,
     # went over memory, and completed.
     kinds = [e["Type"] for e in done["Events"]]

@@ -6964,6 +6964,9 @@ pub struct InstanceMigration {
     pub post_copy_requests: Option<i64>,
     pub predicted_downtime_millis: Option<i64>,
     pub predicted_ending: Option<String>,
+    pub predicted_from_bandwidth_bytes_per_second: Option<i64>,
+    pub predicted_from_dirty_rate_bytes_per_second: Option<i64>,
+    pub predicted_from_first_pass_bytes: Option<i64>,
     pub predicted_iterations: Option<i64>,
     pub predicted_total_millis: Option<i64>,
     pub setup_time_millis: Option<i64>,
@@ -7006,6 +7009,9 @@ impl XmlStruct for InstanceMigration {
         self.post_copy_requests.write_xml(w, "postCopyRequests");
         self.predicted_downtime_millis.write_xml(w, "predictedDowntimeMillis");
         self.predicted_ending.write_xml(w, "predictedEnding");
+        self.predicted_from_bandwidth_bytes_per_second.write_xml(w, "predictedFromBandwidthBytesPerSecond");
+        self.predicted_from_dirty_rate_bytes_per_second.write_xml(w, "predictedFromDirtyRateBytesPerSecond");
+        self.predicted_from_first_pass_bytes.write_xml(w, "predictedFromFirstPassBytes");
         self.predicted_iterations.write_xml(w, "predictedIterations");
         self.predicted_total_millis.write_xml(w, "predictedTotalMillis");
         self.setup_time_millis.write_xml(w, "setupTimeMillis");

@@ -382,6 +382,12 @@ pub fn migration(m: &storage::MigrationRecord) -> ec2api::InstanceMigration {
         predicted_total_millis: m.prediction.as_ref().and_then(|p| p.total_ms).and_then(long),
         predicted_downtime_millis: m.prediction.as_ref().and_then(|p| long(p.downtime_ms)),
         predicted_iterations: m.prediction.as_ref().and_then(|p| long(p.iterations.into())),
+        predicted_from_dirty_rate_bytes_per_second: m
+            .prediction
+            .as_ref()
+            .and_then(|p| long(p.dirty_rate_bytes_per_sec)),
+        predicted_from_first_pass_bytes: m.prediction.as_ref().and_then(|p| long(p.first_pass_bytes)),
+        predicted_from_bandwidth_bytes_per_second: m.prediction.as_ref().and_then(|p| long(p.bandwidth_bytes_per_sec)),
         downtime_limit_millis: Some(m.downtime_limit_ms).filter(|&ms| ms > 0).and_then(long),
         throttle_percent: long(p.throttle_percent),
         events: Some(m.events.iter().map(migration_event).collect()),
