@@ -158,7 +158,7 @@ fn path_figures(m: &MigrationRecord) -> (u64, u64) {
     // A disk copy took part of the time, over the same path.
     let sent = p.memory_processed_bytes.saturating_add(p.disk_processed_bytes);
     let bandwidth = match p.bandwidth_bytes_per_sec {
-        0 => sent.saturating_mul(1000) / (p.time_elapsed_ms - p.setup_time_ms).max(1),
+        0 => sent.saturating_mul(1000) / p.time_elapsed_ms.saturating_sub(p.setup_time_ms).max(1),
         bps => bps,
     };
     let transfer_ms = sent.saturating_mul(1000) / bandwidth.max(1);

@@ -126,7 +126,7 @@ def test_migrate_and_drain_with_the_aws_cli(lab, server_factory, test_image, tmp
     # What it was predicted to cost, and from what, beside what it cost.
     assert done["PredictedEnding"] == "pre-copy" and done["PredictedTotalMillis"] > 0, done
     assert done["PredictedFromFirstPassBytes"] > 0 and done["PredictedFromBandwidthBytesPerSecond"] > 0, done
-    assert done["PredictedFromDirtyRateBytesPerSecond"] >= 0, done
+    assert "PredictedFromDirtyRateBytesPerSecond" in done, done
     # Its timeline through the cli: it started allowing a quarter of the default 300 ms budget,
     # went over memory, and completed.
     kinds = [e["Type"] for e in done["Events"]]
