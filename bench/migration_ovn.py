@@ -114,9 +114,10 @@ def disks_of(uri: str) -> Path:
 
 def migrate_virsh(template: str, switch: str, base_disk: str, work: Path, name: str, pinger: Pinger,
                   source: str, target: str, local_disks: bool = False, flags: tuple[str, ...] = (),
-                  keep_console: bool = False) -> dict:
+                  keep_console: bool = False, on_booted=None) -> dict:
     """The same migration by virsh (module doc), with `flags` added to `virsh migrate`; with
-    `keep_console` the result holds the guest's console log as "console"."""
+    `keep_console` the result holds the guest's console log as "console"; `on_booted` is called
+    with the guest's address once it has booted (to start a load on it)."""
     base = disks_of(source) / name if local_disks else work / name
     moved = disks_of(target) / name
     base.mkdir()
@@ -135,6 +136,9 @@ def migrate_virsh(template: str, switch: str, base_disk: str, work: Path, name: 
         virsh(source, f"define {xml} ; start {name}")
         if Watch(console, BOOT_MARKER).wait(BOOT_TIMEOUT) is None:
             return record("virsh", False, None, {}, (None, 0), "no boot marker")
+        if on_booted is not None:
+            on_booted(VIRSH_ADDRESS)
+            time.sleep(2.0)
         pinger.start(VIRSH_ADDRESS)
         time.sleep(1.0)
         t0 = time.monotonic()

@@ -27,6 +27,9 @@ beside the same migration by plain virsh.
    Cases:
    - idle, default options (pre-copy converges);
    - dirty, default options (pre-copy against the dirtier at TCG's own bandwidth);
+   - download, default options: the guest takes a TCP stream into its sink, sent flat out from
+     the benchmark's namespace on the default subnet (`stratus.sink=PORT`) from before the
+     migration to its end; the stream's rate, longest stall and whether it broke are recorded;
    - dirty, BandwidthMiBps 32, MaxDowntimeMillis 100, TimeoutSeconds 30 (escalation: the
      allowance rises to the budget, then the migration is aborted: the prediction says when);
      virsh: `--bandwidth 32 --timeout 30` (it pauses the guest at the timeout until the rest
@@ -39,7 +42,8 @@ beside the same migration by plain virsh.
 The error is predicted / actual - 1 on the total time (to the abort, for an aborted one).
 
     bench/migration_plan.py [--out DIR] [--reps 3] [--stratus-bin target/release/stratus] [--svg DIR]
-                            [--paths stratus,virsh] [--sizes 512,1024,2048] [--local-disks]
+                            [--paths stratus,virsh] [--sizes 512,1024,2048] [--loads idle,dirty,download]
+                            [--local-disks]
 """
 
 from __future__ import annotations
@@ -49,13 +53,15 @@ import json
 import os
 import re
 import shutil
+import signal
+import subprocess
 import tempfile
 import time
 from pathlib import Path
 
 from common import (BOOT_MARKER, REPO, Stratus, Watch, build_test_image, cell, instance, lab_lock, log, rotation,
                     run, run_main, summary, table, terminate, virsh)
-from launch_ovn import NB, pinger_on_default_subnet
+from launch_ovn import NB, PINGER_ADDRESS, Pinger, pinger_on_default_subnet
 from migration_ovn import migrate_virsh
 
 SIZES = [("t3.nano", 512), ("t3.micro", 1024), ("t3.small", 2048)]
@@ -67,11 +73,68 @@ BUDGET = {"BandwidthMiBps": 32, "MaxDowntimeMillis": 100, "TimeoutSeconds": 30}
 CASES = [
     ("idle", "pre-copy", {}, ()),
     ("dirty", "pre-copy", {}, ()),
+    ("download", "pre-copy", {}, ()),
     ("dirty", "escalation", BUDGET, ("--bandwidth", "32", "--timeout", "30")),
     ("dirty", "post-copy", {**BUDGET, "AllowPostCopy": True},
      ("--bandwidth", "32", "--postcopy", "--postcopy-bandwidth", "32", "--postcopy-after-precopy")),
 ]
 PATHS = ("stratus", "virsh")
+LOADS = ("idle", "dirty", "download")
+# The download load: the guest's sink (`stratus.sink=PORT`: busybox nc into /dev/null) takes a
+# TCP stream sent as fast as it goes from the benchmark's namespace on the default subnet.
+SINK_PORT = 5001
+SENDER = r"""
+import socket, sys, time
+address, port = sys.argv[1], int(sys.argv[2])
+deadline = time.monotonic() + 30
+while True:
+    try:
+        s = socket.create_connection((address, port), timeout=2)
+        break
+    except OSError:
+        if time.monotonic() > deadline:
+            print("unreachable", flush=True)
+            sys.exit(1)
+        time.sleep(0.2)
+s.settimeout(None)
+chunk, sent = b"\xa5" * 65536, 0
+t0 = last = time.monotonic()
+print("connected", flush=True)
+try:
+    while True:
+        sent += s.send(chunk)
+        now = time.monotonic()
+        if now - last >= 0.1:
+            print(f"{now - t0:.3f} {sent}", flush=True)
+            last = now
+except OSError as e:
+    print(f"broken {e}", flush=True)
+"""
+
+
+class Download:
+    """The download load on one guest: a TCP stream into its sink from the pinger's namespace,
+    sent flat out; `stop` says how much went, how fast, the longest the stream stalled, and
+    whether it broke (a live migration keeps the guest's connections)."""
+
+    def __init__(self, ns: str, address: str):
+        self.proc = subprocess.Popen(["ip", "netns", "exec", ns, "python3", "-u", "-c", SENDER, address,
+                                      str(SINK_PORT)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    def stop(self) -> dict:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        out, _ = self.proc.communicate(timeout=10)
+        samples = [(float(t), int(b)) for t, b in re.findall(r"^(\d+\.\d+) (\d+)$", out, re.MULTILINE)]
+        stall, since = 0.0, 0.0
+        for (t0, b0), (t1, b1) in zip(samples, samples[1:]):
+            if b1 > b0:
+                stall, since = max(stall, t1 - since), t1
+        seconds = samples[-1][0] if samples else 0.0
+        return {"DownloadConnected": "connected" in out, "DownloadBroken": "broken" in out,
+                "DownloadMiB": round(samples[-1][1] / 2**20, 1) if samples else 0,
+                "DownloadMiBps": round(samples[-1][1] / 2**20 / seconds, 1) if seconds else None,
+                "DownloadLargestStallMillis": round(stall * 1000)}
 BOOT_TIMEOUT = 180.0
 
 
@@ -82,14 +145,19 @@ def host_of(ext, instance_id: str) -> str:
     raise RuntimeError(f"{instance_id} is on no host")
 
 
-def migrate(stratus: Stratus, ec2, ext, image_id: str, instance_type: str, options: dict) -> dict:
+def migrate(stratus: Stratus, ec2, ext, image_id: str, instance_type: str, options: dict,
+            download_from: Pinger | None = None) -> dict:
     """One guest booted and migrated with `options`; its migration as DescribeInstanceMigrations
-    answers it at the end, or a note of what went wrong."""
+    answers it at the end, or a note of what went wrong. With `download_from`, the download
+    load runs from 3 s before the migration to its end."""
     [launched] = ec2.run_instances(ImageId=image_id, InstanceType=instance_type, MinCount=1, MaxCount=1)["Instances"]
     instance_id = launched["InstanceId"]
+    download = None
     try:
         if Watch(stratus.console_path(instance_id), BOOT_MARKER).wait(BOOT_TIMEOUT) is None:
             return {"note": "no boot marker"}
+        if download_from is not None:
+            download = Download(download_from.ns, instance(ec2, instance_id)["PrivateIpAddress"])
         time.sleep(3)
         source = host_of(ext, instance_id)
         target = next(h["HostId"] for h in ext.describe_hosts()["Hosts"] if h["HostId"] != source)
@@ -109,8 +177,13 @@ def migrate(stratus: Stratus, ec2, ext, image_id: str, instance_type: str, optio
             time.sleep(0.25)
             m = ext.describe_instance_migrations(MigrationIds=[mid])["Migrations"][0]
         m["PagesLost"] = pages_lost(stratus.console_path(instance_id).read_text(errors="replace"))
+        if download is not None:
+            m.update(download.stop())
+            download = None
         return m
     finally:
+        if download is not None:
+            download.stop()
         terminate(ec2, instance_id)
 
 
@@ -164,13 +237,25 @@ def measure_all(args) -> list[dict]:
         stratus = Stratus(args.stratus_bin.resolve(), work / "data",
                           config=config + f'\n[network]\novn_northbound = "{NB}"\n')
         ec2, ext = stratus.client(), stratus.client("stratus")
-        images = {"idle": stratus.import_image(image, "bench-plan-idle"),
-                  "dirty": stratus.import_image(image, "bench-plan-dirty",
-                                                f"stratus.dirty={DIRTY_MIB} stratus.dirty_rate={DIRTY_RATE}")}
+        cmdlines = {"idle": "", "dirty": f"stratus.dirty={DIRTY_MIB} stratus.dirty_rate={DIRTY_RATE}",
+                    "download": f"stratus.sink={SINK_PORT}"}
+        # The warm-up migrates idle guests whatever the loads.
+        images = {load: stratus.import_image(image, f"bench-plan-{load}", cmdlines[load])
+                  for load in dict.fromkeys(["idle", *args.loads])}
         uris = sorted(h["Uri"] for h in ext.describe_hosts()["Hosts"])
         templates = {}
-        if "virsh" in args.paths:
+        cases = [c for c in CASES if c[0] in args.loads]
+        if "virsh" in args.paths or "download" in args.loads:
             switch, pinger = pinger_on_default_subnet(ec2)
+            # Stratus's guests may be on another zone's default subnet: reach them through the
+            # VPC's router.
+            run("ip", "-n", pinger.ns, "route", "replace", "default", "via", "172.31.0.1")
+            [group] = ec2.describe_security_groups(Filters=[{"Name": "group-name", "Values": ["default"]}])[
+                "SecurityGroups"]
+            ec2.authorize_security_group_ingress(GroupId=group["GroupId"], IpPermissions=[
+                {"IpProtocol": "tcp", "FromPort": SINK_PORT, "ToPort": SINK_PORT,
+                 "IpRanges": [{"CidrIp": f"{PINGER_ADDRESS}/32"}]}])
+        if "virsh" in args.paths:
             log("templates for the virsh runs: the domains Stratus defines for each type and load")
             templates = {(t, load): template(ec2, ext, images[load], t) for t, _ in sizes for load in images}
         log("warm-up: one idle migration each way (untimed), for the hosts' history")
@@ -181,28 +266,37 @@ def measure_all(args) -> list[dict]:
                           pinger, uris[1], uris[0], args.local_disks)
         for rep in range(args.reps):
             for instance_type, memory in sizes:
-                for load, policy, options, flags in CASES:
+                for load, policy, options, flags in cases:
                     for path in rotation([p for p in PATHS if p in args.paths], rep):
                         case = {"rep": rep, "memory_mib": memory, "load": load, "policy": policy, "via": path}
+                        downloading = pinger if load == "download" else None
                         if path == "stratus":
                             r = {**case, **stratus_result(migrate(stratus, ec2, ext, images[load], instance_type,
-                                                                  options))}
+                                                                  options, downloading))}
                         else:
                             source, target = (uris[0], uris[1]) if rep % 2 == 0 else (uris[1], uris[0])
-                            v = migrate_virsh(templates[(instance_type, load)], switch, image.disk, work,
-                                              f"bench-plan-{os.getpid()}-{len(runs)}", pinger, source, target,
-                                              args.local_disks, flags, keep_console=True)
+                            loads = []
+                            booted = None if downloading is None else (
+                                lambda address: loads.append(Download(downloading.ns, address)))
+                            try:
+                                v = migrate_virsh(templates[(instance_type, load)], switch, image.disk, work,
+                                                  f"bench-plan-{os.getpid()}-{len(runs)}", pinger, source, target,
+                                                  args.local_disks, flags, keep_console=True, on_booted=booted)
+                            finally:
+                                download = loads[0].stop() if loads else {}
                             r = {**case, "Status": "completed" if v["ok"] else "failed", "error": None,
                                  "TotalTimeMillis": v["total_ms"], "DowntimeMillis": v["downtime_ms"],
                                  "Iterations": v.get("iterations"), "PingLargestGapMillis": v["largest_gap_ms"],
                                  "PagesLost": pages_lost(v.get("console", "")), "wall_ms": v["wall_ms"],
-                                 "note": None if v["ok"] else v["note"]}
+                                 "note": None if v["ok"] else v["note"], **download}
                         runs.append(r)
                         err = "–" if r["error"] is None else f"{r['error']:+.0%}"
                         log(f"rep {rep} {memory} MiB {load} {policy} {path}: {r['Status']} (predicted "
                             f"{r.get('PredictedEnding')}), total {r['TotalTimeMillis']} ms predicted "
                             f"{r.get('PredictedTotalMillis')} ({err}), downtime {r['DowntimeMillis']} ms, ping gap "
                             f"{r['PingLargestGapMillis']} ms, lost pages {r['PagesLost']}, {r.get('events')}"
+                            f"{'' if r.get('DownloadMiBps') is None else ', download ' + str(r['DownloadMiBps']) + ' MiB/s'}"
+                            f"{'' if not r.get('DownloadBroken') else ' BROKEN'}"
                             f"{'' if not r.get('note') else ', ' + r['note']}")
             if not stratus.alive():
                 raise RuntimeError(f"stratus serve died (see {stratus.log_path})")
@@ -221,7 +315,8 @@ def stratus_result(m: dict) -> dict:
     keys = ("Status", "PredictedEnding", "PredictedTotalMillis", "TotalTimeMillis", "PredictedDowntimeMillis",
             "DowntimeMillis", "PredictedIterations", "Iterations", "PingLargestGapMillis", "DowntimeLimitMillis",
             "PagesLost", "ErrorMessage", "note", "PredictedFromDirtyRateBytesPerSecond", "PredictedFromFirstPassBytes",
-            "PredictedFromBandwidthBytesPerSecond", "MemoryProcessedBytes", "DiskProcessedBytes", "SetupTimeMillis")
+            "PredictedFromBandwidthBytesPerSecond", "MemoryProcessedBytes", "DiskProcessedBytes", "SetupTimeMillis",
+            "DownloadConnected", "DownloadBroken", "DownloadMiB", "DownloadMiBps", "DownloadLargestStallMillis")
     return {"error": error(m), **{k: m.get(k) for k in keys},
             "events": [e["Type"] for e in m.get("Events", []) if e["Type"] != "pass"],
             "timeline": [timeline_entry(e) for e in m.get("Events", [])]}
@@ -243,9 +338,13 @@ def report(runs: list[dict]) -> str:
                 rows.append([f"{memory} MiB", load, policy, path, ", ".join(endings), of("TotalTimeMillis"),
                              of("PredictedTotalMillis"), "-" if e is None else
                              f"{e['median']:+.0f}% ({e['min']:+.0f}…{e['max']:+.0f})", of("DowntimeMillis"),
-                             of("PingLargestGapMillis"), str(sum(r.get("PagesLost") or 0 for r in these))])
+                             of("PingLargestGapMillis"), str(sum(r.get("PagesLost") or 0 for r in these)),
+                             "-" if load != "download" else
+                             f"{of('DownloadMiBps')} MiB/s, stall {of('DownloadLargestStallMillis')} ms, "
+                             f"{sum(1 for r in these if r.get('DownloadBroken') or not r.get('DownloadConnected'))}"
+                             " broken"])
     return table(["memory", "load", "policy", "via", "status/predicted", "total", "predicted", "error", "downtime",
-                  "ping gap", "pages lost"], rows)
+                  "ping gap", "pages lost", "download"], rows)
 
 
 def svg(runs: list[dict], path: Path) -> None:
@@ -273,15 +372,19 @@ def svg(runs: list[dict], path: Path) -> None:
             out.append(f'<text x="{at(v):.1f}" y="{pad + size + 14}" text-anchor="middle">{v / 1000:g} s</text>')
             out.append(f'<text x="{pad - 4}" y="{pad + size - (at(v) - pad) + 4:.1f}" text-anchor="end">{v / 1000:g} s</text>')
     for r, (predicted, actual) in points:
-        shape = "circle" if r["load"] == "idle" else "rect"
+        shape = {"idle": "circle", "dirty": "rect"}.get(r["load"], "diamond")
         x, y = at(actual), pad + size - (at(predicted) - pad)
         colour = colours[r["policy"]]
         if shape == "circle":
             out.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{2 + r["memory_mib"] / 512:.1f}" fill="{colour}" '
                        'fill-opacity="0.6"/>')
-        else:
+        elif shape == "rect":
             s = 2 + r["memory_mib"] / 512
             out.append(f'<rect x="{x - s:.1f}" y="{y - s:.1f}" width="{2 * s:.1f}" height="{2 * s:.1f}" '
+                       f'fill="{colour}" fill-opacity="0.6"/>')
+        else:
+            s = 3 + r["memory_mib"] / 512
+            out.append(f'<polygon points="{x:.1f},{y - s:.1f} {x + s:.1f},{y:.1f} {x:.1f},{y + s:.1f} {x - s:.1f},{y:.1f}" '
                        f'fill="{colour}" fill-opacity="0.6"/>')
     out.append(f'<text x="{pad + size / 2}" y="{pad + size + 32}" text-anchor="middle">actual total time</text>')
     out.append(f'<text x="14" y="{pad + size / 2}" transform="rotate(-90 14 {pad + size / 2})" '
@@ -289,7 +392,7 @@ def svg(runs: list[dict], path: Path) -> None:
     for i, (name, colour) in enumerate(colours.items()):
         out.append(f'<rect x="{pad + size + 20}" y="{pad + 10 + 18 * i}" width="10" height="10" fill="{colour}"/>'
                    f'<text x="{pad + size + 36}" y="{pad + 19 + 18 * i}">{name}</text>')
-    out.append(f'<text x="{pad + size + 20}" y="{pad + 84}">circle: idle, square: dirty</text>'
+    out.append(f'<text x="{pad + size + 20}" y="{pad + 84}">circle: idle, square: dirty, diamond: download</text>'
                f'<text x="{pad + size + 20}" y="{pad + 100}">size: memory</text>'
                f'<text x="{pad + size + 20}" y="{pad + 116}">dashed: ±30%</text></svg>')
     path.write_text("\n".join(out) + "\n")
@@ -305,6 +408,8 @@ def main() -> None:
                         help="stratus,virsh (both by default): which paths migrate")
     parser.add_argument("--sizes", type=lambda v: [int(x) for x in v.split(",")], default=[m for _, m in SIZES],
                         help="the memory sizes (MiB) to run: 512,1024,2048 by default")
+    parser.add_argument("--loads", type=lambda v: v.split(","), default=list(LOADS),
+                        help="idle,dirty,download (all by default): which loads' cases run")
     parser.add_argument("--local-disks", action="store_true",
                         help="hosts without shared storage for their instances: both paths copy the root disk")
     args = parser.parse_args()
