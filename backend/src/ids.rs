@@ -10,6 +10,30 @@ pub fn resource_id(prefix: &str) -> String {
     format!("{prefix}-{hex}")
 }
 
+/// Hex digits a member's id ([`member_ids`]) takes from its group's id.
+const GROUP_DIGITS: usize = 9;
+
+/// `count` distinct ids of `prefix` for the members of one group (the instances of one
+/// reservation): each starts with the group id's first hex digits, then random ones. An
+/// account's records are keyed by id, so the records, tags and attachments of one group's
+/// members sit together and follow the groups' order: a page of reservations reads
+/// neighbouring keys, not keys scattered over the whole account. The random part (8 digits)
+/// makes two groups' members as unlikely to share an id as wholly random ids are (68 bits
+/// either way), and members of one group never do.
+pub fn member_ids(prefix: &str, group_id: &str, count: usize) -> Vec<String> {
+    let group = group_id.rsplit_once('-').map_or(group_id, |(_, hex)| hex);
+    let lead: String = group.chars().take(GROUP_DIGITS).collect();
+    let mut ids: Vec<String> = Vec::with_capacity(count);
+    while ids.len() < count {
+        let id = resource_id(prefix);
+        let candidate = format!("{prefix}-{lead}{}", &id[prefix.len() + 1 + lead.len()..]);
+        if !ids.contains(&candidate) {
+            ids.push(candidate);
+        }
+    }
+    ids
+}
+
 /// An id in EC2's shape that is always the same for the same `parts`: for resources every
 /// account has one of (default subnets, default security groups), made when first needed.
 pub fn derived_id(prefix: &str, parts: &[&str]) -> String {
@@ -55,5 +79,21 @@ mod tests {
         assert!(access_key_id().starts_with("AKIA") && access_key_id().len() == 20);
         assert_eq!(secret_access_key().len(), 40);
         assert_ne!(resource_id("i"), resource_id("i"));
+    }
+
+    #[test]
+    fn members_follow_their_group_and_never_repeat() {
+        let (first, second) = ("r-0123456789abcdef0", "r-0123456799abcdef0");
+        let members = member_ids("i", first, 300);
+        let distinct: std::collections::HashSet<&String> = members.iter().collect();
+        assert_eq!(distinct.len(), 300);
+        for id in &members {
+            assert_eq!(id.len(), 19, "{id}");
+            assert!(id.starts_with("i-012345678"), "{id}");
+            assert_eq!(crate::ResourceKind::of_id(id), Some(crate::ResourceKind::Instance));
+        }
+        // Every member of the earlier group sorts before every member of the later one.
+        let later = member_ids("i", second, 300);
+        assert!(members.iter().max() < later.iter().min());
     }
 }

@@ -718,8 +718,11 @@ impl Backend {
         let reservation_id = ids::resource_id("r");
         let now = now_ms();
         let mut records = Vec::new();
-        for (index, host_id) in hosts.iter().enumerate() {
-            let id = ids::resource_id("i");
+        let member_ids = ids::member_ids("i", &reservation_id, hosts.len());
+        // The launch's volumes sit beside its instances too (ids::member_ids).
+        let mut volume_ids =
+            ids::member_ids("vol", &reservation_id, hosts.len() * (1 + launch.volumes.len())).into_iter();
+        for ((index, host_id), id) in hosts.iter().enumerate().zip(member_ids) {
             let key = instance_key(account, &id);
             let nic = match &req.primary_interface {
                 Some(interface_id) => crate::interfaces::adopt_interface(tx, account, interface_id, subnet, &key, req)?,
@@ -776,7 +779,7 @@ impl Backend {
                 ramdisk_image: req.ramdisk_image.clone(),
             };
             tx.insert(&INSTANCES, &key, &record)?;
-            let root_id = ids::resource_id("vol");
+            let root_id = volume_ids.next().unwrap_or_else(|| ids::resource_id("vol"));
             volumes::insert_launch_volume(
                 tx,
                 &record,
@@ -785,7 +788,7 @@ impl Backend {
                 &req.volume_tags,
             )?;
             for planned in &launch.volumes {
-                let id = ids::resource_id("vol");
+                let id = volume_ids.next().unwrap_or_else(|| ids::resource_id("vol"));
                 let path = self.volume_path(&id);
                 volumes::insert_launch_volume(tx, &record, (id, &path), planned, &req.volume_tags)?;
             }

@@ -398,6 +398,7 @@ pub(crate) fn list_in<V: Listed>(
     let after = query.after.as_deref();
     let mut missing = Vec::new();
     let mut filling = Filling { items: Vec::new(), more: false, limit: query.limit, keep };
+    let mut tags_of = tags::TagReader::new(tx, account);
     match (named_ids(query), &query.tagged) {
         (Some(ids), _) => {
             let mut found = Vec::new();
@@ -408,7 +409,7 @@ pub(crate) fn list_in<V: Listed>(
                 }
             }
             for record in found.into_iter().filter(|r| after.is_none_or(|a| r.id() > a)) {
-                let tags = tags::of_resource(tx, account, record.id())?;
+                let tags = tags_of.of(record.id())?;
                 if !filling.offer(record, tags) {
                     break;
                 }
@@ -422,7 +423,7 @@ pub(crate) fn list_in<V: Listed>(
             let mut failed = None;
             tags::walk_tagged(tx, account, key, values, V::KIND.prefix(), after, |id| {
                 let offered = V::fetch(tx, account, id).and_then(|record| match record {
-                    Some(record) => Ok(filling.offer(record, tags::of_resource(tx, account, id)?)),
+                    Some(record) => Ok(filling.offer(record, tags_of.of(id)?)),
                     None => Ok(true),
                 });
                 offered.or_else(|error| {
@@ -436,7 +437,7 @@ pub(crate) fn list_in<V: Listed>(
         }
         (None, None) => {
             let mut failed = None;
-            V::walk(tx, account, after, &mut |record: V| match tags::of_resource(tx, account, record.id()) {
+            V::walk(tx, account, after, &mut |record: V| match tags_of.of(record.id()) {
                 Ok(tags) => filling.offer(record, tags),
                 Err(error) => {
                     failed = Some(error);
@@ -664,11 +665,14 @@ impl Backend {
     ) -> Result<Page<ReservationItem>> {
         self.store().read(|tx| {
             let mut page = Page { items: Vec::new(), more: false, missing: Vec::new() };
+            // An instance's id starts with its reservation's (ids::member_ids): in reservation
+            // order, the instances' tags are read ahead in one walk.
+            let mut tags_of = tags::TagReader::new(tx, account);
             // Offers one reservation's instances; answers whether the page wants more.
             let mut offer = |page: &mut Page<ReservationItem>, reservation: String, members: Vec<InstanceRecord>| {
                 let mut kept = Vec::new();
                 for record in members {
-                    let tags = tags::of_resource(tx, account, &record.id)?;
+                    let tags = tags_of.of(&record.id)?;
                     if keep(&record, &tags) {
                         kept.push(Item { record, tags });
                     }

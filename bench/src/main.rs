@@ -119,6 +119,14 @@ enum Command {
         /// redb's page cache, as `[storage] cache_mib` sets it for `stratus serve`.
         #[arg(long, default_value_t = storage::DEFAULT_CACHE_MIB)]
         cache_mib: usize,
+        /// Keep each size's filled store under this folder, and time the ones found there
+        /// instead of filling them again (for profiling: filling 100,000 takes minutes).
+        #[arg(long)]
+        keep: Option<PathBuf>,
+        /// Only the cases of this action, or `ACTION:FILTER` (e.g. `DescribeInstances:none`),
+        /// and no walks.
+        #[arg(long)]
+        only: Option<String>,
     },
     /// Stratus's reconciliation of many OVN ports, beside a bare ovn-nbctl batch (needs OVN:
     /// scripts/setup-host).
@@ -219,7 +227,9 @@ fn main() -> Result<()> {
             runtime.block_on(api::run(options))
         }
         Command::Scheduler { out, hosts, instances } => scheduler::run(&out, hosts, instances),
-        Command::Pages { out, sizes, calls, cache_mib } => pages::run(&out, &sizes, calls, cache_mib),
+        Command::Pages { out, sizes, calls, cache_mib, keep, only } => {
+            pages::run(&out, &sizes, calls, cache_mib, keep.as_deref(), only.as_deref())
+        }
         Command::Inproc { out, instances, iterations, only } => {
             inproc::run(&out, instances, iterations, only.as_deref())
         }

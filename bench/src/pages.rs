@@ -8,7 +8,9 @@
 //! tag filter that matches 100 (`tag:batch`) and one that matches half (`tag:tier=gold`); and
 //! the time to walk every page of the largest size.
 //!
-//! Every page is checked before it is timed: a fast error is no measurement.
+//! Every page is checked before it is timed: a fast error is no measurement. Every size is
+//! filled before any is timed, and each case's calls alternate between the sizes, so that the
+//! growth it reports is measured side by side in one run (these machines are noisy).
 
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -94,6 +96,13 @@ fn tier(n: usize) -> &'static str {
     }
 }
 
+/// The admin's keys of a kept store (`--keep`), beside it.
+#[derive(Serialize, serde::Deserialize)]
+struct Kept {
+    access_key_id: String,
+    secret_access_key: String,
+}
+
 fn fill(dir: &std::path::Path, instances: usize, cache_mib: usize) -> Result<Fixture> {
     // Fake hosts (no libvirt), one a zone: terminations are driven to their end here.
     let cloud = backend::fake::FakeCloud::new();
@@ -115,8 +124,18 @@ fn fill(dir: &std::path::Path, instances: usize, cache_mib: usize) -> Result<Fix
     );
     let region = backend::topology::Region { name: "us-east-1".into(), zones: zones.clone() };
     let topology = Topology { regions: vec![region], hosts: configs, ..Topology::default() };
+    let kept_path = dir.join("kept.json");
+    let kept: Option<Kept> = std::fs::read(&kept_path).ok().and_then(|k| serde_json::from_slice(&k).ok());
+    if kept.is_none() {
+        // What a fill cut short left behind.
+        let _ = std::fs::remove_file(dir.join("state.redb"));
+    }
     let store = storage::Store::open_with_cache(&dir.join("state.redb"), cache_mib)?;
     let b = Backend::with_hosts(store, topology, pool).with_data_dir(dir);
+    if let Some(kept) = kept {
+        eprintln!("  {instances} instances kept in {}", dir.display());
+        return fixture(b, &kept.access_key_id, &kept.secret_access_key);
+    }
     let admin = b.bootstrap_admin()?.context("a fresh store has no admin yet")?;
     let principal = b.principal(&admin.access_key_id)?.context("the admin exists")?;
     let account = principal.account_id.clone();
@@ -166,11 +185,17 @@ fn fill(dir: &std::path::Path, instances: usize, cache_mib: usize) -> Result<Fix
         )?;
     }
     eprintln!("  filled in {:.0} s", started.elapsed().as_secs_f64());
+    let kept = Kept { access_key_id: admin.access_key_id.clone(), secret_access_key: admin.secret_access_key.clone() };
+    std::fs::write(&kept_path, serde_json::to_vec(&kept)?)?;
+    fixture(b, &kept.access_key_id, &kept.secret_access_key)
+}
+
+fn fixture(b: Backend, access_key_id: &str, secret_access_key: &str) -> Result<Fixture> {
     let state = Arc::new(AppState::new(
         Arc::new(b),
         Limits { requests_per_second: 1_000_000_000, burst: 1_000_000_000, ..Limits::default() },
     ));
-    let signer = Signer::new("127.0.0.1:8773".parse()?, &admin.access_key_id, &admin.secret_access_key, "us-east-1");
+    let signer = Signer::new("127.0.0.1:8773".parse()?, access_key_id, secret_access_key, "us-east-1");
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     Ok(Fixture { state, signer, runtime })
 }
@@ -187,117 +212,156 @@ fn largest(action: &str) -> &'static str {
     }
 }
 
-/// p50 and p90 of `calls` runs of one request, and the items its answer holds.
-fn time(f: &Fixture, pairs: &[(&str, &str)], element: &str, calls: usize) -> Result<(f64, f64, usize)> {
-    let (body, _) = f.call(pairs)?;
-    let items = count(&body, element);
-    let mut micros: Vec<f64> = (0..calls).map(|_| f.call(pairs).map(|(_, t)| t)).collect::<Result<_>>()?;
-    micros.sort_by(f64::total_cmp);
-    Ok((micros[micros.len() / 2], micros[micros.len() * 9 / 10], items))
+/// The cases, in the order they run: (action, item element, filter name, filter pairs).
+fn cases() -> Vec<Case> {
+    let filter = |name, value| vec![("Filter.1.Name", name), ("Filter.1.Value.1", value)];
+    let mut cases = Vec::new();
+    for (action, element, state) in [
+        ("DescribeInstances", "reservationId", ("state", filter("instance-state-name", "pending"))),
+        ("DescribeVolumes", "volumeType", ("status", filter("status", "creating"))),
+    ] {
+        cases.push((action, element, "none", vec![]));
+        cases.push((action, element, state.0, state.1));
+        cases.push((action, element, "tag", filter("tag:batch", "b7")));
+        cases.push((action, element, "tag-half", filter("tag:tier", "gold")));
+    }
+    cases.push(("DescribeTags", "resourceId", "none", vec![]));
+    cases.push(("DescribeTags", "resourceId", "resource-type", filter("resource-type", "volume")));
+    cases
 }
 
-pub fn run(out: &std::path::Path, sizes: &[usize], calls: usize, cache_mib: usize) -> Result<()> {
+/// A token from the middle of the walk: half way with pages of the largest size (tokens do
+/// not depend on the page size).
+fn middle_token(f: &Fixture, base: &[(&str, &str)], largest: &str, stored: usize) -> Result<Option<String>> {
+    let (first, _) = f.call(&[base, &[("MaxResults", largest)]].concat())?;
+    let mut middle = token(&first);
+    let total_pages = (stored / largest.parse::<usize>()?).max(1);
+    for _ in 1..total_pages / 2 {
+        let Some(t) = &middle else { break };
+        let (body, _) = f.call(&[base, &[("MaxResults", largest), ("NextToken", t)]].concat())?;
+        middle = token(&body).or(middle);
+    }
+    Ok(middle)
+}
+
+/// p50 and p90 of `calls` runs of each store's request, and the items each answer holds. The
+/// stores take turns call by call, so that whatever else the machine does in the meantime
+/// lands on every size alike: the sizes are compared within one run, not across runs.
+fn time_side_by_side(
+    fixtures: &[(usize, Fixture)],
+    requests: &[Vec<(&str, &str)>],
+    element: &str,
+    calls: usize,
+) -> Result<Vec<(f64, f64, usize)>> {
+    let mut items = Vec::new();
+    for ((_, f), pairs) in fixtures.iter().zip(requests) {
+        let (body, _) = f.call(pairs)?;
+        items.push(count(&body, element));
+    }
+    let mut micros = vec![Vec::with_capacity(calls); fixtures.len()];
+    for _ in 0..calls {
+        for (((_, f), pairs), times) in fixtures.iter().zip(requests).zip(&mut micros) {
+            times.push(f.call(pairs)?.1);
+        }
+    }
+    Ok(micros
+        .into_iter()
+        .zip(items)
+        .map(|(mut times, items)| {
+            times.sort_by(f64::total_cmp);
+            (times[times.len() / 2], times[times.len() * 9 / 10], items)
+        })
+        .collect())
+}
+
+pub fn run(
+    out: &std::path::Path,
+    sizes: &[usize],
+    calls: usize,
+    cache_mib: usize,
+    keep: Option<&std::path::Path>,
+    only: Option<&str>,
+) -> Result<()> {
     let v = "2016-11-15";
     let mut pages = Vec::new();
     let mut walks = Vec::new();
+    // Every size is filled first and kept open: each case is then timed on all of them in turn.
+    let mut fixtures = Vec::new();
+    let mut dirs = Vec::new();
     for &stored in sizes {
-        let dir = std::env::temp_dir().join(format!("stratus-pages-{}-{stored}", std::process::id()));
+        let dir = match keep {
+            Some(keep) => keep.join(format!("stored-{stored}")),
+            None => std::env::temp_dir().join(format!("stratus-pages-{}-{stored}", std::process::id())),
+        };
         std::fs::create_dir_all(&dir)?;
         eprintln!("filling {stored} instances");
-        let f = fill(&dir, stored, cache_mib)?;
-        // (action, item element, filter name, filter pairs)
-        let cases: [Case; 10] = [
-            ("DescribeInstances", "reservationId", "none", vec![]),
-            (
-                "DescribeInstances",
-                "reservationId",
-                "state",
-                vec![("Filter.1.Name", "instance-state-name"), ("Filter.1.Value.1", "pending")],
-            ),
-            (
-                "DescribeInstances",
-                "reservationId",
-                "tag",
-                vec![("Filter.1.Name", "tag:batch"), ("Filter.1.Value.1", "b7")],
-            ),
-            (
-                "DescribeInstances",
-                "reservationId",
-                "tag-half",
-                vec![("Filter.1.Name", "tag:tier"), ("Filter.1.Value.1", "gold")],
-            ),
-            ("DescribeVolumes", "volumeType", "none", vec![]),
-            (
-                "DescribeVolumes",
-                "volumeType",
-                "status",
-                vec![("Filter.1.Name", "status"), ("Filter.1.Value.1", "creating")],
-            ),
-            ("DescribeVolumes", "volumeType", "tag", vec![("Filter.1.Name", "tag:batch"), ("Filter.1.Value.1", "b7")]),
-            (
-                "DescribeVolumes",
-                "volumeType",
-                "tag-half",
-                vec![("Filter.1.Name", "tag:tier"), ("Filter.1.Value.1", "gold")],
-            ),
-            ("DescribeTags", "resourceId", "none", vec![]),
-            (
-                "DescribeTags",
-                "resourceId",
-                "resource-type",
-                vec![("Filter.1.Name", "resource-type"), ("Filter.1.Value.1", "volume")],
-            ),
-        ];
-        for (action, element, filter, filter_pairs) in &cases {
-            let base: Vec<(&str, &str)> =
-                [("Action", *action), ("Version", v)].into_iter().chain(filter_pairs.iter().copied()).collect();
-            // A token from the middle: walk half way with pages of 1000 (tokens do not depend on
-            // the page size).
-            let largest = largest(action);
-            let (first, _) = f.call(&[base.clone(), vec![("MaxResults", largest)]].concat())?;
-            let mut middle = token(&first);
-            let total_pages = (stored / largest.parse::<usize>()?).max(1);
-            for _ in 1..total_pages / 2 {
-                let Some(t) = &middle else { break };
-                let (body, _) = f.call(&[base.clone(), vec![("MaxResults", largest), ("NextToken", t)]].concat())?;
-                middle = token(&body).or(middle);
-            }
-            for max in [5usize, 50, largest.parse()?] {
-                let max_text = max.to_string();
-                let mut pairs = base.clone();
-                pairs.push(("MaxResults", &max_text));
-                let n = if max > 50 { (calls / 10).max(5) } else { calls };
-                let (p50, p90, items) = time(&f, &pairs, element, n)?;
+        fixtures.push((stored, fill(&dir, stored, cache_mib)?));
+        dirs.push(dir);
+    }
+    let wanted = |action: &str, filter: &str| {
+        only.is_none_or(|o| o == action || o.split_once(':').is_some_and(|(a, f)| a == action && f == filter))
+    };
+    for (action, element, filter, filter_pairs) in cases().iter().filter(|(a, _, f, _)| wanted(a, f)) {
+        let base: Vec<(&str, &str)> =
+            [("Action", *action), ("Version", v)].into_iter().chain(filter_pairs.iter().copied()).collect();
+        let largest = largest(action);
+        let middles: Vec<Option<String>> =
+            fixtures.iter().map(|(stored, f)| middle_token(f, &base, largest, *stored)).collect::<Result<_>>()?;
+        for max in [5usize, 50, largest.parse()?] {
+            let max_text = max.to_string();
+            let n = if max > 50 { (calls / 10).max(5) } else { calls };
+            let mut first = base.clone();
+            first.push(("MaxResults", &max_text));
+            let firsts = vec![first.clone(); fixtures.len()];
+            let timed = time_side_by_side(&fixtures, &firsts, element, n)?;
+            for ((stored, _), (p50, p90, items)) in fixtures.iter().zip(&timed) {
                 pages.push(PageCost {
                     action,
                     filter,
                     max_results: max,
                     page: "first",
-                    stored,
-                    p50_micros: p50,
-                    p90_micros: p90,
-                    items,
+                    stored: *stored,
+                    p50_micros: *p50,
+                    p90_micros: *p90,
+                    items: *items,
                 });
-                if let Some(t) = &middle {
-                    pairs.push(("NextToken", t));
-                    let (p50, p90, items) = time(&f, &pairs, element, n)?;
+            }
+            // The middle page where every size has one.
+            if middles.iter().all(Option::is_some) {
+                let requests: Vec<Vec<(&str, &str)>> = middles
+                    .iter()
+                    .flatten()
+                    .map(|t| [first.clone(), vec![("NextToken", t.as_str())]].concat())
+                    .collect();
+                let timed = time_side_by_side(&fixtures, &requests, element, n)?;
+                for ((stored, _), (p50, p90, items)) in fixtures.iter().zip(&timed) {
                     pages.push(PageCost {
                         action,
                         filter,
                         max_results: max,
                         page: "middle",
-                        stored,
-                        p50_micros: p50,
-                        p90_micros: p90,
-                        items,
+                        stored: *stored,
+                        p50_micros: *p50,
+                        p90_micros: *p90,
+                        items: *items,
                     });
                 }
-                println!(
-                    "{action:<18} {filter:<13} {max:>5} a page  {stored:>7} stored  first p50 {:>9.0} µs",
-                    pages.iter().rev().find(|p| p.page == "first").map_or(0.0, |p| p.p50_micros)
-                );
             }
+            let line: Vec<String> = fixtures
+                .iter()
+                .zip(&timed)
+                .map(|((stored, _), (p50, _, items))| format!("{stored} stored {p50:.0} µs ({items})"))
+                .collect();
+            let growth = match (timed.first(), timed.last()) {
+                (Some(small), Some(large)) if timed.len() > 1 => {
+                    format!("  {:+.0} %", (large.0 / small.0 - 1.0) * 100.0)
+                }
+                _ => String::new(),
+            };
+            println!("{action:<18} {filter:<13} {max:>5} a page  first p50: {}{growth}", line.join(", "));
         }
+    }
+    for (stored, f) in fixtures.iter().filter(|_| only.is_none()) {
         for (action, element) in
             [("DescribeInstances", "instanceId"), ("DescribeVolumes", "volumeType"), ("DescribeTags", "resourceId")]
         {
@@ -320,21 +384,23 @@ pub fn run(out: &std::path::Path, sizes: &[usize], calls: usize, cache_mib: usiz
             println!("walk {action:<18} {stored:>7} stored: {pages_walked} pages, {items} items, {millis:.0} ms");
             walks.push(WalkCost {
                 action,
-                stored,
+                stored: *stored,
                 pages: pages_walked,
                 items,
                 millis,
                 micros_per_item: millis * 1e3 / items.max(1) as f64,
             });
         }
-        drop(f);
-        let _ = std::fs::remove_dir_all(&dir);
+    }
+    drop(fixtures);
+    for dir in dirs.iter().filter(|_| keep.is_none()) {
+        let _ = std::fs::remove_dir_all(dir);
     }
     std::fs::create_dir_all(out)?;
     std::fs::write(
         out.join("pages.json"),
         serde_json::to_vec_pretty(&serde_json::json!({
-            "kind": "pages", "machine": crate::machine(), "pages": pages, "walks": walks,
+            "kind": "pages", "machine": crate::machine(), "side_by_side": true, "pages": pages, "walks": walks,
         }))?,
     )?;
     Ok(())

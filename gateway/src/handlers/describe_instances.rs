@@ -242,7 +242,8 @@ pub async fn handle(ctx: &Ctx, req: DescribeInstancesRequest) -> Result<Describe
             let mut failed = None;
             let listed = b.list_reservations(&account, &query, |record, tags| {
                 let mut item = WithDns::new(record, &region);
-                if joining {
+                // A terminated instance has nothing attached (Joins::for_instances).
+                if joining && record.state != storage::InstanceState::Terminated {
                     let read = b.instance_volumes(&account, &record.id).and_then(|volumes| {
                         let mut interfaces = b.interfaces_of_instances(&account, [record.id.as_str()])?;
                         Ok((volumes, interfaces.remove(&record.id).unwrap_or_default()))

@@ -107,8 +107,14 @@ pub struct Joins {
 
 impl Joins {
     /// For views of these instances only: their volumes are looked up, not the account's.
+    /// A terminated instance has nothing attached (its volumes are released before it is
+    /// terminated, its interfaces as it is), so only the others' attachments are looked up,
+    /// in id order: a page costs what its live instances hold.
     pub fn for_instances(b: &backend::Backend, account: &str, records: &[InstanceRecord]) -> backend::Result<Self> {
-        let volumes = b.volumes_of_instances(account, records.iter().map(|r| r.id.as_str()))?;
+        let mut live: Vec<&str> =
+            records.iter().filter(|r| r.state != storage::InstanceState::Terminated).map(|r| r.id.as_str()).collect();
+        live.sort_unstable();
+        let volumes = b.volumes_of_instances(account, live.iter().copied())?;
         let public_ips = b
             .addresses(account)?
             .into_iter()
@@ -117,7 +123,7 @@ impl Joins {
                 Some((format!("{}/{}", to.network_interface_id, to.private_ip), a.public_ip))
             })
             .collect();
-        let interfaces = b.interfaces_of_instances(account, records.iter().map(|r| r.id.as_str()))?;
+        let interfaces = b.interfaces_of_instances(account, live.iter().copied())?;
         let group_names = b.security_group_names_of(
             account,
             records.iter().flat_map(|r| r.security_group_ids.iter().map(String::as_str)),
