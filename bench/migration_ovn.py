@@ -114,10 +114,11 @@ def disks_of(uri: str) -> Path:
 
 def migrate_virsh(template: str, switch: str, base_disk: str, work: Path, name: str, pinger: Pinger,
                   source: str, target: str, local_disks: bool = False, flags: tuple[str, ...] = (),
-                  keep_console: bool = False, on_booted=None) -> dict:
+                  keep_console: bool = False, on_booted=None, on_migrated=None) -> dict:
     """The same migration by virsh (module doc), with `flags` added to `virsh migrate`; with
     `keep_console` the result holds the guest's console log as "console"; `on_booted` is called
-    with the guest's address once it has booted (to start a load on it)."""
+    with the guest's address once it has booted (to start a load on it), `on_migrated` once the
+    migration and its ping trace are over, before anything is torn down."""
     base = disks_of(source) / name if local_disks else work / name
     moved = disks_of(target) / name
     base.mkdir()
@@ -157,6 +158,8 @@ def migrate_virsh(template: str, switch: str, base_disk: str, work: Path, name: 
         wall = round((time.monotonic() - t0) * 1000, 1)
         time.sleep(1.5)
         gap = trace_gap(pinger)
+        if on_migrated is not None:
+            on_migrated()
         job = jobinfo(target if done.returncode == 0 else source, name, completed=True)
         figures = {"total": job.get("time_elapsed_ms"), "downtime": job.get("total_downtime_ms")}
         result = record("virsh", done.returncode == 0, wall, figures, gap, done.stderr.strip() or name)

@@ -98,42 +98,66 @@ while True:
         time.sleep(0.2)
 s.settimeout(None)
 chunk, sent = b"\xa5" * 65536, 0
-t0 = last = time.monotonic()
-print("connected", flush=True)
+last = time.monotonic()
+print(f"connected {last:.3f}", flush=True)
 try:
     while True:
         sent += s.send(chunk)
         now = time.monotonic()
         if now - last >= 0.1:
-            print(f"{now - t0:.3f} {sent}", flush=True)
+            print(f"{now:.3f} {sent}", flush=True)
             last = now
 except OSError as e:
-    print(f"broken {e}", flush=True)
+    print(f"broken {time.monotonic():.3f} {e}", flush=True)
 """
+
+
+# A stream that has sent nothing for this long when the migration is over counts as broken:
+# a connection that died without a reset leaves the sender blocked, not failing.
+STALLED_AT_END = 1.0
 
 
 class Download:
     """The download load on one guest: a TCP stream into its sink from the pinger's namespace,
     sent flat out; `stop` says how much went, how fast, the longest the stream stalled, and
-    whether it broke (a live migration keeps the guest's connections)."""
+    whether it broke (a live migration keeps the guest's connections). The sender stamps its
+    samples with the system's monotonic clock, which namespaces share."""
 
     def __init__(self, ns: str, address: str):
         self.proc = subprocess.Popen(["ip", "netns", "exec", ns, "python3", "-u", "-c", SENDER, address,
                                       str(SINK_PORT)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.until: float | None = None
+
+    def mark(self) -> None:
+        """The migration is over: what the stream did after now does not count (the virsh path
+        tears the guest down before the stream is stopped)."""
+        self.until = time.monotonic()
 
     def stop(self) -> dict:
+        until = self.until if self.until is not None else time.monotonic()
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
         out, _ = self.proc.communicate(timeout=10)
-        samples = [(float(t), int(b)) for t, b in re.findall(r"^(\d+\.\d+) (\d+)$", out, re.MULTILINE)]
-        stall, since = 0.0, 0.0
-        for (t0, b0), (t1, b1) in zip(samples, samples[1:]):
+        connected = re.search(r"^connected (\d+\.\d+)$", out, re.MULTILINE)
+        samples = [(float(t), int(b)) for t, b in re.findall(r"^(\d+\.\d+) (\d+)$", out, re.MULTILINE)
+                   if float(t) <= until]
+        if connected is None or not samples:
+            return {"DownloadConnected": connected is not None, "DownloadBroken": True, "DownloadMiB": 0,
+                    "DownloadMiBps": None, "DownloadLargestStallMillis": None}
+        start = float(connected.group(1))
+        stall, since = 0.0, start
+        for (_, b0), (t1, b1) in zip(samples, samples[1:]):
             if b1 > b0:
                 stall, since = max(stall, t1 - since), t1
-        seconds = samples[-1][0] if samples else 0.0
-        return {"DownloadConnected": "connected" in out, "DownloadBroken": "broken" in out,
-                "DownloadMiB": round(samples[-1][1] / 2**20, 1) if samples else 0,
-                "DownloadMiBps": round(samples[-1][1] / 2**20 / seconds, 1) if seconds else None,
+        # Up to the end of the migration, from the last time the stream moved.
+        at_end = until - since
+        stall = max(stall, at_end)
+        sent, seconds = samples[-1][1], samples[-1][0] - start
+        # A break after the end of the migration (the virsh path's teardown) does not count.
+        broken = any(float(t) <= until for t in re.findall(r"^broken (\d+\.\d+)", out, re.MULTILINE))
+        return {"DownloadConnected": True, "DownloadBroken": broken or at_end > STALLED_AT_END,
+                "DownloadMiB": round(sent / 2**20, 1),
+                "DownloadMiBps": round(sent / 2**20 / seconds, 1) if seconds > 0 else None,
                 "DownloadLargestStallMillis": round(stall * 1000)}
 BOOT_TIMEOUT = 180.0
 
@@ -176,6 +200,8 @@ def migrate(stratus: Stratus, ec2, ext, image_id: str, instance_type: str, optio
         while "PingsSent" not in m and time.monotonic() < deadline:
             time.sleep(0.25)
             m = ext.describe_instance_migrations(MigrationIds=[mid])["Migrations"][0]
+        if download is not None:
+            download.mark()
         m["PagesLost"] = pages_lost(stratus.console_path(instance_id).read_text(errors="replace"))
         if download is not None:
             m.update(download.stop())
@@ -281,7 +307,8 @@ def measure_all(args) -> list[dict]:
                             try:
                                 v = migrate_virsh(templates[(instance_type, load)], switch, image.disk, work,
                                                   f"bench-plan-{os.getpid()}-{len(runs)}", pinger, source, target,
-                                                  args.local_disks, flags, keep_console=True, on_booted=booted)
+                                                  args.local_disks, flags, keep_console=True, on_booted=booted,
+                                                  on_migrated=lambda: [d.mark() for d in loads])
                             finally:
                                 download = loads[0].stop() if loads else {}
                             r = {**case, "Status": "completed" if v["ok"] else "failed", "error": None,
@@ -408,7 +435,9 @@ def main() -> None:
                         help="stratus,virsh (both by default): which paths migrate")
     parser.add_argument("--sizes", type=lambda v: [int(x) for x in v.split(",")], default=[m for _, m in SIZES],
                         help="the memory sizes (MiB) to run: 512,1024,2048 by default")
-    parser.add_argument("--loads", type=lambda v: v.split(","), default=list(LOADS),
+    parser.add_argument("--loads", type=lambda v: [load for load in v.split(",") if load in LOADS or
+                                                   parser.error(f"--loads: {load} is none of {', '.join(LOADS)}")],
+                        default=list(LOADS),
                         help="idle,dirty,download (all by default): which loads' cases run")
     parser.add_argument("--local-disks", action="store_true",
                         help="hosts without shared storage for their instances: both paths copy the root disk")

@@ -24,10 +24,11 @@ pub fn member_ids(prefix: &str, group_id: &str, count: usize) -> Vec<String> {
     let group = group_id.rsplit_once('-').map_or(group_id, |(_, hex)| hex);
     let lead: String = group.chars().take(GROUP_DIGITS).collect();
     let mut ids: Vec<String> = Vec::with_capacity(count);
+    let mut taken = std::collections::HashSet::with_capacity(count);
     while ids.len() < count {
         let id = resource_id(prefix);
         let candidate = format!("{prefix}-{lead}{}", &id[prefix.len() + 1 + lead.len()..]);
-        if !ids.contains(&candidate) {
+        if taken.insert(candidate.clone()) {
             ids.push(candidate);
         }
     }

@@ -44,8 +44,10 @@ pub(crate) fn of_resource(tx: &impl Reads, account: &str, resource: &str) -> sto
 pub(crate) struct TagReader<'t> {
     tx: &'t storage::ReadTx,
     account: &'t str,
-    /// The tags read ahead, by resource id: every resource from `from` to just before
-    /// `until` (to the account's last tag with `None`) has all its tags here, or has none.
+    /// The tags read ahead, by resource id: every resource whose `{id}/` sorts from `from`
+    /// to just before `until` (to the account's last tag with `None`) has all its tags here,
+    /// or has none. Resources are compared as their keys' `{id}/` so that their order is the
+    /// table's (an id that another extends with a byte below '/' sorts after it there).
     read: BTreeMap<String, Vec<(String, String)>>,
     from: String,
     until: Option<String>,
@@ -63,35 +65,39 @@ impl<'t> TagReader<'t> {
 
     /// The resource's tags, by key.
     pub(crate) fn of(&mut self, resource: &str) -> storage::Result<Vec<(String, String)>> {
-        if resource < self.from.as_str() {
+        let key = format!("{resource}/");
+        if key < self.from {
             return of_resource(self.tx, self.account, resource);
         }
-        if self.until.as_deref().is_some_and(|until| resource >= until) {
+        if self.until.as_ref().is_some_and(|until| key >= *until) {
             // Going on where the last walk ended: a longer walk this time; after a gap, this
             // resource's tags alone.
-            self.batch = if self.until.as_deref() == Some(resource) {
+            self.batch = if self.until.as_ref() == Some(&key) {
                 (self.batch * 2).clamp(READ_AHEAD.0, READ_AHEAD.1)
             } else {
                 READ_AHEAD.0
             };
-            self.read_ahead(resource)?;
+            self.read_ahead(key)?;
         }
         Ok(self.read.get(resource).cloned().unwrap_or_default())
     }
 
-    /// Reads at least `batch` tag rows from `resource`'s first on, up to a resource's end.
-    fn read_ahead(&mut self, resource: &str) -> storage::Result<()> {
+    /// Reads at least `batch` tag rows from the first of the resource whose key form is
+    /// `from`, up to a resource's end.
+    fn read_ahead(&mut self, from: String) -> storage::Result<()> {
+        // Nothing is read until the walk is over (an error leaves nothing half read).
         self.read.clear();
+        (self.from, self.until) = (String::new(), Some(String::new()));
         let prefix = format!("{}/", self.account);
         let (mut rows, mut until, mut last) = (0, None, None::<String>);
         let (tx, read, batch) = (self.tx, &mut self.read, self.batch);
-        // `{account}/{resource}` sorts just before the resource's first tag.
-        tx.walk_keys(&TAGS, &prefix, Some(resource), |key, bytes| {
+        // `{account}/{resource}/` sorts just before the resource's first tag.
+        tx.walk_keys(&TAGS, &prefix, Some(&from), |key, bytes| {
             let Some((id, _)) = key[prefix.len()..].split_once('/') else { return Ok(true) };
             if last.as_deref() != Some(id) {
                 if rows >= batch {
                     // Every resource before this one is read whole.
-                    until = Some(id.to_owned());
+                    until = Some(format!("{id}/"));
                     return Ok(false);
                 }
                 last = Some(id.to_owned());
@@ -101,8 +107,7 @@ impl<'t> TagReader<'t> {
             rows += 1;
             Ok(true)
         })?;
-        self.from = resource.to_owned();
-        self.until = until;
+        (self.from, self.until) = (from, until);
         Ok(())
     }
 }
@@ -395,6 +400,7 @@ mod tests {
                     put_tags(tx, "111111111111", id, &tags)?;
                     put_tags(tx, "222222222222", id, &[t("other", "account")])?;
                 }
+                put_tags(tx, "111111111111", "i-30-b", &[t("after", "below")])?;
                 Ok::<_, Error>(())
             })
             .unwrap();
@@ -415,6 +421,9 @@ mod tests {
                     // Past the account's last tag, and an id that is not there.
                     assert_eq!(reader.of("vol-0")?, vec![]);
                     assert_eq!(reader.of("i-20x")?, vec![]);
+                    // `i-30` sorts before `i-30-b` as an id, after it as a key prefix.
+                    assert_eq!(reader.of("i-30-b")?, vec![t("after", "below")]);
+                    assert_eq!(reader.of("i-30")?, alone("i-30"));
                     Ok::<_, storage::Error>(())
                 })
                 .unwrap();

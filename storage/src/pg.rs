@@ -71,8 +71,10 @@ const MIGRATIONS: &[&str] = &[
 /// The advisory lock writers take (and migrations): any constant of Stratus's own.
 const WRITE_LOCK: i64 = 0x5354_5241_5455_5301;
 
-/// How many rows a walk fetches at a time: a page reads about what it needs.
-const WALK_BATCH: i64 = 256;
+/// How many rows a walk fetches at first, and at most at a time: each fetch takes twice as
+/// many as the last, so a walk that stops early (a page of 5, a tag read-ahead of one
+/// resource) reads about what it needs, and a long one takes few round trips.
+const WALK_BATCH: (i64, i64) = (16, 256);
 
 /// The statements every connection prepares once.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -270,18 +272,20 @@ pub(crate) fn walk(
         Some(after) => (format!("{prefix}{after}"), false),
         None => (prefix.to_owned(), true),
     };
+    let mut batch = WALK_BATCH.0;
     loop {
         let rows = {
             let mut conn = conn.borrow_mut();
             match (&end, inclusive) {
-                (Some(end), false) => conn.query(Sql::WalkRange, &[&table, &last, end, &WALK_BATCH])?,
-                (Some(end), true) => conn.query(Sql::WalkRangeFrom, &[&table, &last, end, &WALK_BATCH])?,
-                (None, false) => conn.query(Sql::WalkAll, &[&table, &last, &WALK_BATCH])?,
-                (None, true) => conn.query(Sql::WalkAllFrom, &[&table, &last, &WALK_BATCH])?,
+                (Some(end), false) => conn.query(Sql::WalkRange, &[&table, &last, end, &batch])?,
+                (Some(end), true) => conn.query(Sql::WalkRangeFrom, &[&table, &last, end, &batch])?,
+                (None, false) => conn.query(Sql::WalkAll, &[&table, &last, &batch])?,
+                (None, true) => conn.query(Sql::WalkAllFrom, &[&table, &last, &batch])?,
             }
         };
         inclusive = false;
-        let full = rows.len() as i64 == WALK_BATCH;
+        let full = rows.len() as i64 == batch;
+        batch = (batch * 2).min(WALK_BATCH.1);
         for row in &rows {
             let key: &str = row.get(0);
             let value: &[u8] = row.get(1);
