@@ -342,7 +342,7 @@ def stratus_result(m: dict) -> dict:
     keys = ("Status", "PredictedEnding", "PredictedTotalMillis", "TotalTimeMillis", "PredictedDowntimeMillis",
             "DowntimeMillis", "PredictedIterations", "Iterations", "PingLargestGapMillis", "DowntimeLimitMillis",
             "PagesLost", "ErrorMessage", "note", "PredictedFromDirtyRateBytesPerSecond", "PredictedFromFirstPassBytes",
-            "PredictedFromBandwidthBytesPerSecond", "MemoryProcessedBytes", "DiskProcessedBytes", "SetupTimeMillis",
+            "PredictedFromFirstPassReadMillis", "PredictedFromBandwidthBytesPerSecond", "MemoryProcessedBytes", "DiskProcessedBytes", "SetupTimeMillis",
             "DownloadConnected", "DownloadBroken", "DownloadMiB", "DownloadMiBps", "DownloadLargestStallMillis")
     return {"error": error(m), **{k: m.get(k) for k in keys},
             "events": [e["Type"] for e in m.get("Events", []) if e["Type"] != "pass"],
@@ -419,9 +419,9 @@ def svg(runs: list[dict], path: Path) -> None:
     for i, (name, colour) in enumerate(colours.items()):
         out.append(f'<rect x="{pad + size + 20}" y="{pad + 10 + 18 * i}" width="10" height="10" fill="{colour}"/>'
                    f'<text x="{pad + size + 36}" y="{pad + 19 + 18 * i}">{name}</text>')
-    out.append(f'<text x="{pad + size + 20}" y="{pad + 84}">circle: idle, square: dirty, diamond: download</text>'
-               f'<text x="{pad + size + 20}" y="{pad + 100}">size: memory</text>'
-               f'<text x="{pad + size + 20}" y="{pad + 116}">dashed: ±30%</text></svg>')
+    legend = ("circle: idle", "square: dirty", "diamond: download", "size: memory", "dashed: ±30%")
+    out += [f'<text x="{pad + size + 20}" y="{pad + 84 + 16 * i}">{line}</text>' for i, line in enumerate(legend)]
+    out.append("</svg>")
     path.write_text("\n".join(out) + "\n")
 
 

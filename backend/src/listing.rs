@@ -12,15 +12,20 @@
 //!    [`crate::instances`]) is read for those records alone.
 //!
 //! DescribeInstances pages by reservation: [`Backend::list_reservations`] walks the
-//! reservation index the same way, a reservation counting once however many instances it has.
-//! An exact tag filter that matches few instances reads them and sorts them by reservation;
-//! one that matches many walks the reservation index for its matches instead.
+//! reservation index the same way, a reservation counting once however many instances it has;
+//! an exact tag filter walks the index of instance tags by reservation instead
+//! ([`storage::tables::TAGGED_RESERVATIONS`]), an exact filter on the zone, subnet, VPC, type,
+//! image, key, reservation or a group the index of instances by those attributes
+//! ([`storage::tables::ATTRIBUTE_RESERVATIONS`]), and an exact state filter the index of
+//! instances by state ([`storage::tables::STATE_RESERVATIONS`]), each in reservation order, so
+//! that a page reads its page's matches however many instances match, or the account holds.
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use storage::derived::{attribute_prefix, tag_index_prefix};
 use storage::tables::{
-    GROUP_RULES, IMAGES, IMAGE_IDS, INSTANCES, INTERFACES, MIGRATIONS, NETWORK_INTERFACES, RESERVATIONS,
-    SECURITY_GROUPS, SNAPSHOTS, TAGS, VOLUMES,
+    ATTRIBUTE_RESERVATIONS, GROUP_RULES, IMAGES, IMAGE_IDS, INSTANCES, INTERFACES, MIGRATIONS, NETWORK_INTERFACES,
+    RESERVATIONS, SECURITY_GROUPS, SNAPSHOTS, STATE_RESERVATIONS, TAGGED_RESERVATIONS, TAGS, VOLUMES,
 };
 use storage::{
     ImageRecord, InstanceRecord, MigrationRecord, ReadTx, Record, SecurityGroupRecord, SecurityGroupRuleRecord,
@@ -286,6 +291,64 @@ fn walk_index(
     failed.map_or(Ok(()), Err)
 }
 
+/// How many entries a walk of one range of [`walk_by_reservation`] reads at first, and at
+/// most, when several ranges are merged (each batch doubles).
+const MERGE_BATCH: (usize, usize) = (16, 1024);
+
+/// Hands `f` the `(reservation id, instance id)` of an index whose keys are
+/// `{prefix}{reservation id}/{instance id}`, over the ranges of `prefixes` (one per value a
+/// filter names), in DescribeInstances' order (by reservation, then instance id), each entry
+/// once, from the first reservation after `after`, until `f` answers false. Only as far as
+/// `f` goes is read.
+fn walk_by_reservation(
+    tx: &ReadTx,
+    index: &Table<storage::IndexEntry>,
+    prefixes: BTreeSet<String>,
+    after: Option<&str>,
+    mut f: impl FnMut(&str, &str) -> storage::Result<bool>,
+) -> storage::Result<()> {
+    // `{reservation}0` sorts after every entry of that reservation ('/' < '0').
+    let start = after.map(|r| format!("{r}0"));
+    let mut pass_on = |entry: &str| match entry.split_once('/') {
+        Some((reservation, instance)) => f(reservation, instance),
+        None => Ok(true),
+    };
+    if prefixes.len() == 1 {
+        let prefix = prefixes.first().map(String::as_str).unwrap_or_default();
+        return tx.walk_keys(index, prefix, start.as_deref(), |key, _| pass_on(&key[prefix.len()..]));
+    }
+    // Several ranges: batches of each merged, as far as every range's batch reaches (an entry
+    // past a batch that stopped short could still be preceded by another range's next ones).
+    let (mut cursor, mut batch) = (start, MERGE_BATCH.0);
+    loop {
+        let mut merged = BTreeSet::new();
+        let mut frontier: Option<String> = None;
+        for prefix in &prefixes {
+            let (mut read, mut last) = (0, None);
+            tx.walk_keys(index, prefix, cursor.as_deref(), |key, _| {
+                let entry = &key[prefix.len()..];
+                merged.insert(entry.to_owned());
+                last = Some(entry.to_owned());
+                read += 1;
+                Ok(read < batch)
+            })?;
+            if read == batch {
+                frontier = frontier.into_iter().chain(last).min();
+            }
+        }
+        for entry in merged.iter().filter(|e| frontier.as_ref().is_none_or(|f| *e <= f)) {
+            if !pass_on(entry)? {
+                return Ok(());
+            }
+        }
+        match frontier {
+            None => return Ok(()),
+            Some(last) => cursor = Some(last),
+        }
+        batch = (batch * 2).min(MERGE_BATCH.1);
+    }
+}
+
 macro_rules! listed {
     ($($record:ty => $table:expr, $kind:expr;)*) => {$(
         impl Listed for $record {
@@ -318,20 +381,15 @@ pub struct ListQuery {
     pub limit: Option<usize>,
     /// An exact `tag:<key>` filter: only resources tagged `key` with one of the values.
     pub tagged: Option<(String, Vec<String>)>,
+    /// An exact `instance-state-name` filter (DescribeInstances): only instances in one of
+    /// these states (state names, as EC2 spells them).
+    pub states: Option<Vec<String>>,
+    /// An exact filter on one of [`storage::derived::INDEXED_ATTRIBUTES`] (DescribeInstances),
+    /// as (filter name, values).
+    pub attribute: Option<(String, Vec<String>)>,
     /// Only resources whose ids start with one of these (DescribeTags' `resource-type`).
     pub id_prefixes: Option<Vec<String>>,
 }
-
-/// Up to this many instances matching an exact tag filter are read and sorted by reservation
-/// whole (a `Name` tag matches one or a few: a handful of reads); past it, the reservation
-/// index is walked and the tag index asked about each instance on the way (a point read of
-/// an index key, no record), so that a page of a tag many instances carry reads its page, not
-/// every match. Either way a page costs at most this many record reads, or the index keys up
-/// to its page's last match. Not yet weighed: a tag a little past this that few of a large
-/// account's instances carry walks far for each page (a page of 50 of 300 matches among
-/// 100,000: ~17,000 index lookups, where reading the 300 would do); the walk could give up for
-/// the reads once it has cost as much.
-const TAGGED_READ_ALL_UP_TO: usize = 256;
 
 /// One listed record and its tags.
 #[derive(Debug, Clone, PartialEq)]
@@ -687,31 +745,9 @@ impl Backend {
                 page.items.push((reservation, kept));
                 Ok(true)
             };
-            // Records to read by id: those the query names, or those an exact tag filter
-            // matches when they are few (grouped by reservation, in reservation order). A tag
-            // that matches more walks the reservation index instead, asking the tag index
-            // about each instance and reading the records of its matches only, as far as the
-            // page goes.
-            let (named, only) = match (named_ids(query), &query.tagged) {
-                (Some(ids), _) => (Some(ids), None),
-                (None, Some((key, values))) => {
-                    let (mut matched, mut many) = (Vec::new(), false);
-                    tags::walk_tagged(tx, account, key, values, ResourceKind::Instance.prefix(), None, |id| {
-                        many = matched.len() == TAGGED_READ_ALL_UP_TO;
-                        if !many {
-                            matched.push(id.to_owned());
-                        }
-                        Ok(!many)
-                    })?;
-                    if many {
-                        (None, Some((key, values)))
-                    } else {
-                        (Some(matched), None)
-                    }
-                }
-                (None, None) => (None, None),
-            };
-            if let Some(ids) = named {
+            // Records to read by id: those the query names (grouped by reservation, in
+            // reservation order).
+            if let Some(ids) = named_ids(query) {
                 let mut grouped: BTreeMap<String, Vec<InstanceRecord>> = BTreeMap::new();
                 for id in &ids {
                     match tx.get(&INSTANCES, &format!("{account}/{id}"))? {
@@ -729,10 +765,9 @@ impl Backend {
                 }
                 return Ok(page);
             }
-            // Keys are `{account}/{reservation}/{instance}`; `{reservation}0` sorts after every
-            // key of that reservation ('/' < '0') and before the next reservation's.
-            let prefix = format!("{account}/");
-            let after = query.after.as_ref().map(|r| format!("{r}0"));
+            // Otherwise an index in reservation order, as far as the page goes: the instances
+            // an exact tag filter matches, or all of the account's. Its entries come one
+            // instance at a time; a reservation is offered whole once the next one begins.
             let mut current: Option<(String, Vec<String>)> = None;
             let mut flush = |current: &mut Option<(String, Vec<String>)>, page: &mut Page<ReservationItem>| {
                 let Some((reservation, ids)) = current.take() else { return Ok::<_, crate::Error>(true) };
@@ -743,13 +778,7 @@ impl Backend {
                 offer(page, reservation, members)
             };
             let mut failed = None;
-            tx.walk_keys(&RESERVATIONS, &prefix, after.as_deref(), |key, _| {
-                let Some((reservation, id)) = key[prefix.len()..].split_once('/') else { return Ok(true) };
-                if let Some((key, values)) = only {
-                    if !tags::is_tagged(tx, account, key, values, id)? {
-                        return Ok(true);
-                    }
-                }
+            let mut entry = |reservation: &str, id: &str| {
                 if current.as_ref().is_some_and(|(r, _)| r != reservation) {
                     match flush(&mut current, &mut page) {
                         Ok(true) => {}
@@ -762,7 +791,39 @@ impl Backend {
                 }
                 current.get_or_insert_with(|| (reservation.to_owned(), Vec::new())).1.push(id.to_owned());
                 Ok(true)
-            })?;
+            };
+            let after = query.after.as_deref();
+            // The index of the first exact filter that has one, of: a tag, an attribute, the
+            // state (the other filters are tested on each record as it is read).
+            let narrowed = match (&query.tagged, &query.attribute, &query.states) {
+                (Some((key, values)), _, _) => Some((
+                    &TAGGED_RESERVATIONS,
+                    values.iter().map(|v| tag_index_prefix(account, key, Some(v))).collect(),
+                )),
+                (None, Some((name, values)), _) => {
+                    Some((&ATTRIBUTE_RESERVATIONS, values.iter().map(|v| attribute_prefix(account, name, v)).collect()))
+                }
+                (None, None, Some(states)) => {
+                    Some((&STATE_RESERVATIONS, states.iter().map(|s| format!("{account}/{s}/")).collect()))
+                }
+                (None, None, None) => None,
+            };
+            match narrowed {
+                Some((index, prefixes)) => walk_by_reservation(tx, index, prefixes, after, &mut entry)?,
+                None => {
+                    // Keys are `{account}/{reservation}/{instance}`; `{reservation}0` sorts
+                    // after every key of that reservation ('/' < '0') and before the next
+                    // reservation's.
+                    let prefix = format!("{account}/");
+                    let after = after.map(|r| format!("{r}0"));
+                    tx.walk_keys(&RESERVATIONS, &prefix, after.as_deref(), |key, _| {
+                        match key[prefix.len()..].split_once('/') {
+                            Some((reservation, id)) => entry(reservation, id),
+                            None => Ok(true),
+                        }
+                    })?
+                }
+            }
             if let Some(error) = failed {
                 return Err(error);
             }

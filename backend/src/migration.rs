@@ -38,6 +38,7 @@ use storage::{
 };
 
 use crate::escalation::{Abort, Budget, Ladder, Sample, Step};
+use crate::migration_plan::{fit_path, PassFigures};
 
 use crate::hypervisor::{DriverError, PowerState, StorageCopy, ROOT_TARGET};
 use crate::scheduler::{self, Demand};
@@ -127,32 +128,72 @@ fn allocated(path: &Path) -> u64 {
 }
 
 /// What the first pass of a migration from this host is expected to send: what the host's
-/// completed migrations that were predicted to take one pass sent (the median: the memory an
-/// idle guest of the host has written, the first pass skipping pages never written), plus what
-/// this guest keeps rewriting (`working_set`), at most its memory. Until such a migration has
-/// been seen, all of its QEMU's `resident` memory (QEMU's own, under TCG its code cache,
-/// included: an overestimate).
+/// completed migrations that were predicted to take one pass sent in whole pages (the median:
+/// the memory an idle guest of the host has written, the first pass skipping pages never
+/// written; those of guests with this one's memory when there are, since a larger guest's
+/// kernel writes more of it), plus what this guest keeps rewriting (`working_set`), at most
+/// its memory. Until such a migration has been seen, all of its QEMU's `resident` memory
+/// (QEMU's own, under TCG its code cache, included: an overestimate).
 ///
 /// Not a share of the resident memory, as the first increment had it: a guest started
 /// seconds before is measured by a sample of its host taken before it was, and the lab's
 /// first passes then came out at 8 to 216 MiB for guests that sent 70 to 160.
 fn first_pass_bytes(history: &[MigrationRecord], resident: u64, working_set: u64, memory: u64) -> u64 {
-    let idle = median(history.iter().filter_map(|m| {
-        m.prediction.as_ref().filter(|p| p.iterations == 1)?;
-        Some(m.progress.memory_processed_bytes)
-    }));
-    match idle {
+    // Hosts that do not count whole pages: all that was processed.
+    let sent = |m: &MigrationRecord| match m.progress.memory_normal_bytes {
+        0 => m.progress.memory_processed_bytes,
+        whole => whole,
+    };
+    let idle = |same_memory: bool| {
+        median(history.iter().filter_map(|m| {
+            m.prediction.as_ref().filter(|p| p.iterations == 1)?;
+            (!same_memory || m.progress.memory_total_bytes == memory).then(|| sent(m))
+        }))
+    };
+    match idle(true).or_else(|| idle(false)) {
         Some(sent) => sent.saturating_add(working_set).min(memory),
         None => resident,
     }
 }
 
+/// The most migrations the path fit reads, the latest.
+const PATH_FIT_MIGRATIONS: usize = 32;
+
+/// The page size QEMU's zero-page count is in (x86's).
+const PAGE_BYTES: u64 = 4096;
+
+/// What a completed migration shows of its passes for the path fit: `None` for one that
+/// does not tell (held to a bandwidth limit, sharing its time with a disk copy, ended in
+/// post-copy, or from a host that does not count pages). Its passes took QEMU's time after its
+/// setup (the bytes it sent over its average, `mbps`) less the pause.
+fn pass_figures(m: &MigrationRecord) -> Option<PassFigures> {
+    let p = &m.progress;
+    let tells = m.options.bandwidth_mibps.is_none()
+        && p.disk_processed_bytes == 0
+        && !m.post_copy_requested
+        && p.post_copy_requests == 0
+        && p.memory_zero_pages > 0
+        && p.memory_normal_bytes > 0
+        && p.bandwidth_bytes_per_sec > 0;
+    tells.then(|| PassFigures {
+        zero_pages: p.memory_zero_pages,
+        normal_bytes: p.memory_normal_bytes,
+        passes_ms: qemu_ms(p).saturating_sub(p.downtime_ms),
+    })
+}
+
+/// QEMU's time after its own setup, to the end of the pause: what it sent over its average.
+fn qemu_ms(p: &JobProgress) -> u64 {
+    p.memory_processed_bytes.saturating_mul(1000) / p.bandwidth_bytes_per_sec.max(1)
+}
+
 /// What a completed migration shows of its path, as the estimate's `(bandwidth, setup_ms)`:
 /// QEMU's own average over its transfer (bytes over the time it sent them: under TCG the
 /// scan of memory the first pass skips costs about as much as what it sends), and what
-/// libvirt's total held besides the transfer and the pause (the target's preparation: its
-/// QEMU started before memory moves, some hundreds of ms on the lab's hosts, where QEMU's
-/// own setup is 2 ms). Without QEMU's average: what was sent over the time after setup.
+/// libvirt's total held besides QEMU's own time (the target's preparation: its QEMU started
+/// before memory moves, some hundreds of ms on the lab's hosts, where QEMU's own setup is
+/// 2 ms). QEMU's time ends with the pause, which is not taken out again. Without QEMU's
+/// average: what was sent over the time after setup.
 fn path_figures(m: &MigrationRecord) -> (u64, u64) {
     let p = &m.progress;
     // A disk copy took part of the time, over the same path.
@@ -162,7 +203,7 @@ fn path_figures(m: &MigrationRecord) -> (u64, u64) {
         bps => bps,
     };
     let transfer_ms = sent.saturating_mul(1000) / bandwidth.max(1);
-    let preparation = p.time_elapsed_ms.saturating_sub(transfer_ms).saturating_sub(p.downtime_ms);
+    let preparation = p.time_elapsed_ms.saturating_sub(transfer_ms);
     (bandwidth, preparation.max(p.setup_time_ms))
 }
 
@@ -350,10 +391,22 @@ impl Backend {
         // says what it was allowed, not what the path does.
         let path: Vec<(u64, u64)> =
             history.iter().filter(|m| m.options.bandwidth_mibps.is_none()).map(path_figures).collect();
-        let (bandwidth, bandwidth_source) = match options.bandwidth_mibps {
-            Some(limit) => (limit.saturating_mul(1 << 20), BandwidthSource::Limit),
-            None => median(path.iter().map(|(bandwidth, _)| *bandwidth))
-                .map_or((DEFAULT_BANDWIDTH, BandwidthSource::Default), |b| (b, BandwidthSource::History)),
+        let average = median(path.iter().map(|(bandwidth, _)| *bandwidth));
+        // The path as two rates when the history tells them apart (reading what is not sent,
+        // sending the rest), else one average of both.
+        let fit = {
+            let mut told: Vec<(i64, PassFigures)> =
+                history.iter().filter_map(|m| Some((m.finished_ms.unwrap_or(0), pass_figures(m)?))).collect();
+            told.sort_by_key(|(finished, _)| std::cmp::Reverse(*finished));
+            // The latest ones: the pairs grow with the square of the count.
+            let latest: Vec<PassFigures> = told.into_iter().take(PATH_FIT_MIGRATIONS).map(|(_, f)| f).collect();
+            fit_path(&latest)
+        };
+        let (bandwidth, bandwidth_source) = match (options.bandwidth_mibps, fit, average) {
+            (Some(limit), _, _) => (limit.saturating_mul(1 << 20), BandwidthSource::Limit),
+            (None, Some(fit), _) => (fit.bytes_per_sec as u64, BandwidthSource::History),
+            (None, None, Some(average)) => (average, BandwidthSource::History),
+            (None, None, None) => (DEFAULT_BANDWIDTH, BandwidthSource::Default),
         };
         let memory = instance.memory_mib.saturating_mul(1 << 20);
         // What the guest dirtied over the measured period is what it keeps rewriting, as far as
@@ -361,6 +414,14 @@ impl Backend {
         // page cache, dirties more in a longer pass).
         let working_set = dirty_rate.saturating_mul(DIRTY_RATE_PERIOD.as_secs().max(1));
         let first_pass = first_pass_bytes(&history, resident, working_set, memory);
+        // Under a limit of its own the migration waits on the limit while it reads.
+        let scan_ms = match (options.bandwidth_mibps, fit) {
+            (None, Some(fit)) => {
+                let zero_pages = memory.saturating_sub(first_pass) / PAGE_BYTES;
+                (zero_pages as f64 * fit.ns_per_zero_page / 1e6) as u64
+            }
+            _ => 0,
+        };
         let inputs = crate::migration_plan::Inputs {
             memory_bytes: memory,
             resident_bytes: first_pass,
@@ -368,6 +429,10 @@ impl Backend {
             working_set_bytes: working_set,
             bandwidth_bytes_per_sec: bandwidth,
             disk_bytes: if copies_disk { allocated(&crate::instances::root_disk_path(instance)) } else { 0 },
+            scan_ms,
+            // The disk goes over NBD, not QEMU's migration stream: the average the path's
+            // migrations reached, those with a copy included.
+            disk_bandwidth_bytes_per_sec: average.unwrap_or(0),
             setup_ms: median(path.iter().map(|(_, setup)| *setup)).unwrap_or(DEFAULT_SETUP_MS),
             switch_ms: DEFAULT_SWITCH_MS,
             max_downtime_ms: options.max_downtime_ms,
@@ -406,6 +471,7 @@ impl Backend {
             resident_bytes: plan.resident_bytes,
             first_pass_bytes: plan.inputs.resident_bytes,
             bandwidth_bytes_per_sec: plan.inputs.bandwidth_bytes_per_sec,
+            first_pass_read_ms: plan.inputs.scan_ms,
         };
         if let Err(error) = self.update_migration(&record.id, |m| m.prediction = Some(prediction)) {
             tracing::warn!(migration = %record.id, %error, "could not record the prediction");

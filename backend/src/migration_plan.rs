@@ -49,6 +49,13 @@ pub struct Inputs {
     /// memory moves (the root disk's own data: its top file's allocation); 0 on shared
     /// storage.
     pub disk_bytes: u64,
+    /// What the first pass spends reading the memory it does not send (pages found zero: under
+    /// TCG about as long as sending what an idle guest has written); 0 when unknown, the
+    /// bandwidth then an average that includes it.
+    pub scan_ms: u64,
+    /// How fast the disk copy goes (an NBD stream, not QEMU's migration stream); 0: the
+    /// bandwidth.
+    pub disk_bandwidth_bytes_per_sec: u64,
     /// Time before the first byte moves (the target's preparation).
     pub setup_ms: u64,
     /// The downtime's fixed part (devices' state, the target taking over).
@@ -141,7 +148,11 @@ fn simulate(inputs: &Inputs) -> Estimate {
     // as they happen, not counted).
     let mut elapsed = inputs.setup_ms as f64;
     if inputs.disk_bytes > 0 {
-        elapsed += send_ms(inputs.disk_bytes as f64, bandwidth);
+        let disk_bandwidth = match inputs.disk_bandwidth_bytes_per_sec {
+            0 => bandwidth,
+            bps => bps as f64,
+        };
+        elapsed += send_ms(inputs.disk_bytes as f64, disk_bandwidth);
     }
     let mut throttle = 0u8;
     let mut to_send = resident;
@@ -172,7 +183,9 @@ fn simulate(inputs: &Inputs) -> Estimate {
     };
     ladder.step(&sample(elapsed, 1, to_send, dirty_rate, 0));
     for pass in 1..=MAX_PASSES {
-        let took = send_ms(to_send, bandwidth);
+        // Only the first pass reads all of memory; later ones read the pages marked dirty.
+        let scan = if pass == 1 { inputs.scan_ms as f64 } else { 0.0 };
+        let took = send_ms(to_send, bandwidth) + scan;
         if timeout.is_some_and(|t| elapsed + took > t) || !took.is_finite() {
             return ending(Ending::Abort, inputs.timeout_ms, 0, pass - 1, throttle);
         }
@@ -206,6 +219,67 @@ fn simulate(inputs: &Inputs) -> Estimate {
     ending(Ending::Abort, None, 0, MAX_PASSES, throttle)
 }
 
+/// What an earlier migration shows of its passes: QEMU's counts of the pages it found zero
+/// (read, not sent) and of the bytes it sent in full, and how long its passes took.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PassFigures {
+    pub zero_pages: u64,
+    pub normal_bytes: u64,
+    pub passes_ms: u64,
+}
+
+/// The path as two rates: what reading a page that turns out zero costs, and how fast the
+/// rest is sent.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PathFit {
+    pub ns_per_zero_page: f64,
+    pub bytes_per_sec: f64,
+}
+
+/// Two pass figures this close in their mix of zero pages and sent bytes say nothing apart
+/// (their system is ill-conditioned): below this share, the pair is left out.
+const DISTINCT_MIX: f64 = 0.2;
+
+/// Fits `passes_ms = zero_pages × c + normal_bytes / w` to earlier migrations: each pair of
+/// migrations with different mixes (an idle and a dirtying guest, two memory sizes) solves
+/// for `c` and `w` exactly, and the fit is the median over the pairs (one migration slowed
+/// by something else moves few pairs and not the median). `None` while no pair tells, or when
+/// the pairs that do give no positive rates.
+///
+/// Why two rates: QEMU's first pass reads every page and sends the written ones, so an idle
+/// guest's bytes-over-time average folds in the reading of all it did not send. Priced at
+/// that average, a dirtying guest's extra pages looked about twice as dear as they were
+/// (its pre-copy was predicted up to 38% long).
+pub fn fit_path(figures: &[PassFigures]) -> Option<PathFit> {
+    let mut costs = Vec::new();
+    let mut rates = Vec::new();
+    for (i, a) in figures.iter().enumerate() {
+        for b in &figures[i + 1..] {
+            let (za, na, ta) = (a.zero_pages as f64, a.normal_bytes as f64, a.passes_ms as f64);
+            let (zb, nb, tb) = (b.zero_pages as f64, b.normal_bytes as f64, b.passes_ms as f64);
+            let det = za * nb - zb * na;
+            let scale = za * nb + zb * na;
+            if scale <= 0.0 || det.abs() < DISTINCT_MIX * scale {
+                continue;
+            }
+            // Cramer's rule: c in ms a page, u in ms a byte.
+            let c = (ta * nb - tb * na) / det;
+            let u = (za * tb - zb * ta) / det;
+            if c >= 0.0 && u > 0.0 {
+                costs.push(c);
+                rates.push(u);
+            }
+        }
+    }
+    let middle = |mut values: Vec<f64>| {
+        values.sort_by(f64::total_cmp);
+        values.get(values.len().checked_sub(1)? / 2).copied()
+    };
+    let c = middle(costs)?;
+    let u = middle(rates)?;
+    Some(PathFit { ns_per_zero_page: c * 1e6, bytes_per_sec: 1000.0 / u })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -220,6 +294,8 @@ mod tests {
             working_set_bytes: 0,
             bandwidth_bytes_per_sec: bandwidth_mibps * MIB,
             disk_bytes: 0,
+            scan_ms: 0,
+            disk_bandwidth_bytes_per_sec: 0,
             setup_ms: 100,
             switch_ms: 40,
             max_downtime_ms: None,
@@ -342,5 +418,62 @@ mod tests {
     fn a_migration_that_cannot_send_is_aborted_not_predicted_forever() {
         let nothing = estimate(&Inputs { timeout_ms: Some(5_000), ..inputs(256, 0, 0) });
         assert_eq!((nothing.ending, nothing.total_ms), (Ending::Abort, Some(5_000)));
+    }
+
+    #[test]
+    fn the_first_pass_also_reads_what_it_does_not_send() {
+        let idle = Inputs { resident_bytes: 64 * MIB, ..inputs(1024, 0, 128) };
+        let scanned = estimate(&Inputs { scan_ms: 250, ..idle.clone() });
+        assert_eq!(scanned.total_ms, estimate(&idle).total_ms.map(|t| t + 250));
+        // A dirtying guest dirties during the reading too, and only the first pass reads it
+        // all: 64 MiB/s over a 500 + 500 ms first pass leaves 64 MiB (500 ms), then 32, 16,
+        // then 8 (62.5 ms), which the starting allowance of 75 ms takes.
+        let dirty = Inputs { resident_bytes: 64 * MIB, scan_ms: 500, ..inputs(1024, 64, 128) };
+        let e = estimate(&dirty);
+        assert_eq!((e.iterations, e.total_ms), (4, Some(100 + 1_000 + 500 + 250 + 125 + 62 + 40)), "{e:?}");
+        // A disk copy at its own rate.
+        let copied =
+            estimate(&Inputs { disk_bytes: 256 * MIB, disk_bandwidth_bytes_per_sec: 64 * MIB, ..idle.clone() });
+        assert_eq!(copied.total_ms, estimate(&idle).total_ms.map(|t| t + 4_000));
+    }
+
+    fn figures(zero_pages: u64, normal_mib: u64, ns_per_page: f64, mib_per_sec: f64) -> PassFigures {
+        let ms = zero_pages as f64 * ns_per_page / 1e6 + normal_mib as f64 / mib_per_sec * 1000.0;
+        PassFigures { zero_pages, normal_bytes: normal_mib * MIB, passes_ms: ms.round() as u64 }
+    }
+
+    #[test]
+    fn the_path_fit_separates_reading_from_sending() {
+        // The lab's shape: idle and dirtying guests of three sizes, 500 ns a zero page read,
+        // 600 MiB/s sent.
+        let lab: Vec<PassFigures> =
+            [(113_000, 70), (90_000, 162), (242_000, 80), (214_000, 192), (499_000, 99), (468_000, 220)]
+                .into_iter()
+                .map(|(z, n)| figures(z, n, 500.0, 600.0))
+                .collect();
+        let fit = fit_path(&lab).expect("pairs that tell");
+        assert!((fit.ns_per_zero_page - 500.0).abs() < 10.0, "{fit:?}");
+        assert!((fit.bytes_per_sec / MIB as f64 - 600.0).abs() < 10.0, "{fit:?}");
+        // One migration slowed threefold (a guest busy receiving) moves the median little.
+        let mut slowed = lab.clone();
+        slowed.push(PassFigures { passes_ms: lab[2].passes_ms * 3, ..lab[2] });
+        let fit = fit_path(&slowed).expect("pairs that tell");
+        assert!(
+            (fit.ns_per_zero_page - 500.0).abs() < 100.0 && (fit.bytes_per_sec / MIB as f64 - 600.0).abs() < 120.0,
+            "{fit:?}"
+        );
+    }
+
+    #[test]
+    fn the_path_fit_needs_migrations_that_differ() {
+        assert_eq!(fit_path(&[]), None);
+        let one = figures(113_000, 70, 500.0, 600.0);
+        assert_eq!(fit_path(&[one]), None);
+        // The same guest twice, or guests in the same proportions: nothing to tell apart.
+        assert_eq!(fit_path(&[one, one]), None);
+        assert_eq!(fit_path(&[one, figures(226_000, 140, 500.0, 600.0)]), None);
+        // Pairs that only solve with a negative rate say nothing either.
+        let odd = PassFigures { zero_pages: 400_000, normal_bytes: 70 * MIB, passes_ms: 10 };
+        assert_eq!(fit_path(&[one, odd]), None);
     }
 }

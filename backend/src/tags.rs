@@ -186,23 +186,6 @@ pub(crate) fn walk_tagged(
     }
 }
 
-/// Whether `account`'s resource `id` is tagged `key` with one of `values` (a point read of
-/// the tag index per value).
-pub(crate) fn is_tagged(
-    tx: &impl Reads,
-    account: &str,
-    key: &str,
-    values: &[String],
-    id: &str,
-) -> storage::Result<bool> {
-    for value in values {
-        if tx.get(&TAG_INDEX, &format!("{}{id}", tag_index_prefix(account, key, Some(value))))?.is_some() {
-            return Ok(true);
-        }
-    }
-    Ok(false)
-}
-
 /// Checks tags as EC2 does: key 1–128 characters, not `aws:`-prefixed; value at most 256.
 pub fn validate_tags(tags: &[(String, String)]) -> Result<()> {
     for (key, value) in tags {

@@ -273,8 +273,8 @@ fn estimates_follow_the_guest_and_the_hosts_history() {
     assert_eq!(dirtying.inputs.resident_bytes, 148 * MIB);
 
     // QEMU's own average over the transfer, where libvirt reports it, is the bandwidth; what the
-    // total held besides sending and the pause is the target's preparation: 400 MiB/s, so
-    // 1100 - 250 - 50, 1100 - 750 - 50 and 2100 - 500 - 50 ms: 800 ms.
+    // total held besides QEMU's own time (which ends with the pause) is the target's
+    // preparation: 400 MiB/s, so 1100 - 250, 1100 - 750 and 2100 - 500 ms: 850 ms.
     b.store()
         .write(|tx| {
             for i in 0..3 {
@@ -288,7 +288,37 @@ fn estimates_follow_the_guest_and_the_hosts_history() {
         })
         .unwrap();
     let measured = b.estimate_migration(&id, None, &MigrationOptions::default()).unwrap();
-    assert_eq!((measured.inputs.bandwidth_bytes_per_sec, measured.inputs.setup_ms), (400 * MIB, 800));
+    assert_eq!((measured.inputs.bandwidth_bytes_per_sec, measured.inputs.setup_ms), (400 * MIB, 850));
+    assert_eq!(measured.inputs.scan_ms, 0, "no page counts, no reading apart from sending");
+
+    // Where the host counts zero pages and whole pages, the path is two rates: their passes
+    // (200, 700 and 450 ms after the pause) are 1 µs a zero page read and 1,000 MiB/s sent.
+    // The first pass then starts from the idle migration's whole pages (50 MiB), and reads
+    // the rest of the guest's memory.
+    let counts = [(150_000, 50), (400_000, 300), (270_000, 180)];
+    b.store()
+        .write(|tx| {
+            for (i, (zero_pages, normal_mib)) in counts.iter().enumerate() {
+                let key = format!("mig-{i:017x}");
+                let mut record = tx.get(&storage::tables::MIGRATIONS, &key)?.unwrap();
+                record.progress.memory_zero_pages = *zero_pages;
+                record.progress.memory_normal_bytes = normal_mib * MIB;
+                tx.insert(&storage::tables::MIGRATIONS, &key, &record)?;
+            }
+            Ok::<_, backend::Error>(())
+        })
+        .unwrap();
+    let fitted = b.estimate_migration(&id, None, &MigrationOptions::default()).unwrap();
+    let wire = fitted.inputs.bandwidth_bytes_per_sec as f64 / MIB as f64;
+    assert!((wire - 1000.0).abs() < 1.0, "{wire} MiB/s");
+    assert_eq!(fitted.inputs.resident_bytes, (50 + 48) * MIB);
+    let zero_pages = (fitted.inputs.memory_bytes - fitted.inputs.resident_bytes) / 4096;
+    assert!(fitted.inputs.scan_ms.abs_diff(zero_pages / 1000) <= 1, "{:?}", fitted.inputs);
+    // The disk copy keeps the average, which is not QEMU's stream.
+    assert_eq!(fitted.inputs.disk_bandwidth_bytes_per_sec, 400 * MIB);
+    // A limit of its own is the bandwidth, and leaves no time apart for the reading.
+    let held = b.estimate_migration(&id, None, &MigrationOptions { bandwidth_mibps: Some(32), ..Default::default() });
+    assert_eq!(held.unwrap().inputs.scan_ms, 0);
 
     // The same refusals as MigrateInstance.
     let busy = b.migrate_instance(&id, None, MigrationOptions::default()).unwrap();

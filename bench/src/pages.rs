@@ -5,8 +5,9 @@
 //! `N / 10` volumes, tagged alike. For each size: DescribeInstances, DescribeVolumes and
 //! DescribeTags with `MaxResults` 5, 50 and the action's largest (1000; 500 for volumes), the
 //! first page and one from the middle, with no filter, a state (or status) filter, an exact
-//! tag filter that matches 100 (`tag:batch`) and one that matches half (`tag:tier=gold`); and
-//! the time to walk every page of the largest size.
+//! tag filter that matches 100 (`tag:batch`) and one that matches half (`tag:tier=gold`), and
+//! for DescribeInstances one zone of the 16 the instances are spread over
+//! (`availability-zone`); and the time to walk every page of the largest size.
 //!
 //! Every page is checked before it is timed: a fast error is no measurement. Every size is
 //! filled before any is timed, and each case's calls alternate between the sizes, so that the
@@ -225,6 +226,8 @@ fn cases() -> Vec<Case> {
         cases.push((action, element, "tag", filter("tag:batch", "b7")));
         cases.push((action, element, "tag-half", filter("tag:tier", "gold")));
     }
+    // One zone of 16: the attribute index (DescribeInstances only).
+    cases.insert(4, ("DescribeInstances", "reservationId", "zone", filter("availability-zone", "us-east-1-z03")));
     cases.push(("DescribeTags", "resourceId", "none", vec![]));
     cases.push(("DescribeTags", "resourceId", "resource-type", filter("resource-type", "volume")));
     cases

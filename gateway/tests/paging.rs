@@ -175,10 +175,29 @@ async fn instance_pages_are_whole_reservations_each_once() {
         envs.insert(reservation.clone(), env);
         reservations.insert(reservation, all(&answer, "instanceId").into_iter().map(str::to_owned).collect());
     }
-    for (page_size, filter) in [
-        (5, ""),
-        (7, "&Filter.1.Name=tag:env&Filter.1.Value.1=prod"),
-        (13, "&Filter.1.Name=instance-state-name&Filter.1.Value.1=pending"),
+    let two: Vec<&String> = reservations.keys().skip(3).step_by(11).take(2).collect();
+    let by_reservation =
+        format!("&Filter.1.Name=reservation-id&Filter.1.Value.1={}&Filter.1.Value.2={}", two[0], two[1]);
+    // (page size, filter, how many reservations it lists: None for those checked below)
+    let all_of_them = Some(reservations.len());
+    for (page_size, filter, listed) in [
+        (5, "", all_of_them),
+        (7, "&Filter.1.Name=tag:env&Filter.1.Value.1=prod", None),
+        (13, "&Filter.1.Name=instance-state-name&Filter.1.Value.1=pending", all_of_them),
+        // Two states: the state index's two ranges merged (one of them empty).
+        (6, "&Filter.1.Name=instance-state-name&Filter.1.Value.1=stopped&Filter.1.Value.2=pending", all_of_them),
+        // A state no instance can be in.
+        (5, "&Filter.1.Name=instance-state-name&Filter.1.Value.1=sleeping", Some(0)),
+        // The attribute index: two types (one of them nobody's), two reservations, a key
+        // nobody has; with a state filter beside it, tested on each record.
+        (5, "&Filter.1.Name=instance-type&Filter.1.Value.1=t3.micro&Filter.1.Value.2=t3.nano", all_of_them),
+        (5, by_reservation.as_str(), Some(2)),
+        (5, "&Filter.1.Name=key-name&Filter.1.Value.1=nobody", Some(0)),
+        (
+            8,
+            "&Filter.1.Name=availability-zone&Filter.1.Value.1=us-east-1a&Filter.2.Name=instance-state-name&Filter.2.Value.1=pending",
+            all_of_them,
+        ),
     ] {
         let (mut seen, mut token) = (Vec::<String>::new(), None::<String>);
         loop {
@@ -202,13 +221,18 @@ async fn instance_pages_are_whole_reservations_each_once() {
             }
         }
         assert!(seen.windows(2).all(|w| w[0] < w[1]), "reservations in id order, each once");
-        if filter.is_empty() || filter.contains("pending") {
-            assert_eq!(seen.len(), reservations.len());
+        if let Some(listed) = listed {
+            assert_eq!(seen.len(), listed, "{filter}");
+        }
+        if filter.contains("reservation-id") {
+            assert_eq!(seen.iter().collect::<Vec<_>>(), two);
         }
     }
 
-    // A tag most of an account's instances carry (more than the backend reads whole: its
-    // pages walk the reservation index for the matches), beside the few-match tags above.
+    // A tag most of an account's instances carry, beside the few-match tags above: its pages
+    // read the index of instance tags by reservation as far as each page goes, and with two
+    // values merge the values' walks over several batches (the bulk's 301 entries against
+    // the few of `dev`).
     let mut bulk = BTreeSet::new();
     for _ in 0..3 {
         let body = format!("Action=RunInstances&Version=2016-11-15&ImageId={ami}&InstanceType=t3.nano&MinCount=100&MaxCount=100&TagSpecification.1.ResourceType=instance&TagSpecification.1.Tag.1.Key=env&TagSpecification.1.Tag.1.Value=bulk");

@@ -15,6 +15,15 @@
 //!    - [`HOST_USAGE`]: per host, the vCPUs, memory and disk its instances hold (the host
 //!      they run on holds all three; a host they are migrating to holds vCPUs and memory);
 //!    - [`TAG_INDEX`]: resources by account, tag key and value;
+//!    - [`TAGGED_RESERVATIONS`]: instances by account, tag key and value, in reservation
+//!      order (a DescribeInstances tag filter pages by reservation). Kept from both sides:
+//!      a tag of an instance that exists, and an instance's tags as it is inserted or removed,
+//!      so that either may be written first;
+//!    - [`STATE_RESERVATIONS`]: instances by account and state, in reservation order (a
+//!      DescribeInstances state filter, likewise);
+//!    - [`ATTRIBUTE_RESERVATIONS`]: instances by account and each of the attributes
+//!      [`INDEXED_ATTRIBUTES`] names (zone, subnet, VPC, type, image, key, reservation,
+//!      groups), in reservation order (an exact filter on one of them, likewise);
 //!    - [`VOLUME_ATTACHMENTS`]: volumes by the instance they are attached to;
 //!    - [`LEASE_BLOCKS`]: a bitmap of leased addresses per block of 4,096;
 //!    - [`IMAGE_IDS`]: images by id alone, across owners (DescribeImages lists an account's
@@ -37,9 +46,10 @@ use std::net::Ipv4Addr;
 use serde::{Deserialize, Serialize};
 
 use crate::tables::{
-    GROUP_RULES, HOST_USAGE, IMAGES, IMAGE_IDS, INSTANCES, INSTANCE_IDS, INTERFACES, INTERFACE_ATTACHMENTS, LEASES,
-    LEASE_BLOCKS, LIVE_INSTANCES, META, NETWORK_INTERFACES, RESERVATIONS, SECURITY_GROUPS, SNAPSHOTS, SNAPSHOT_IDS,
-    TAGS, TAG_INDEX, TERMINATIONS, VOLUMES, VOLUME_ATTACHMENTS,
+    ATTRIBUTE_RESERVATIONS, GROUP_RULES, HOST_USAGE, IMAGES, IMAGE_IDS, INSTANCES, INSTANCE_IDS, INTERFACES,
+    INTERFACE_ATTACHMENTS, LEASES, LEASE_BLOCKS, LIVE_INSTANCES, META, NETWORK_INTERFACES, RESERVATIONS,
+    SECURITY_GROUPS, SNAPSHOTS, SNAPSHOT_IDS, STATE_RESERVATIONS, TAGGED_RESERVATIONS, TAGS, TAG_INDEX, TERMINATIONS,
+    VOLUMES, VOLUME_ATTACHMENTS,
 };
 use crate::{
     ImageRecord, InstanceRecord, InstanceState, LeaseRecord, NetworkInterfaceRecord, Record, Result,
@@ -47,7 +57,7 @@ use crate::{
 };
 
 /// The layout of the derived tables; bump it whenever what they hold changes.
-pub const DERIVED_VERSION: u32 = 8;
+pub const DERIVED_VERSION: u32 = 11;
 
 /// A key-only entry of an index.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -147,6 +157,45 @@ fn account_of(key: &str) -> &str {
     key.split_once('/').map_or(key, |(account, _)| account)
 }
 
+/// The DescribeInstances filters whose values [`ATTRIBUTE_RESERVATIONS`] indexes, each an
+/// attribute of the instance's own record. The index holds every instance, so it finds a
+/// superset of a filter's matches (a terminated instance has no subnet to DescribeInstances;
+/// the filter itself is tested on each record read).
+pub const INDEXED_ATTRIBUTES: &[&str] = &[
+    "availability-zone",
+    "image-id",
+    "instance-type",
+    "key-name",
+    "reservation-id",
+    "subnet-id",
+    "vpc-id",
+    "instance.group-id",
+];
+
+/// The [`ATTRIBUTE_RESERVATIONS`] key prefix of `account`'s instances whose attribute `name`
+/// is `value` (the value's length first, so that no value can run into the next).
+pub fn attribute_prefix(account: &str, name: &str, value: &str) -> String {
+    format!("{account}/{name}/{}:{value}/", value.len())
+}
+
+/// An instance's [`ATTRIBUTE_RESERVATIONS`] keys.
+fn attribute_entries(r: &InstanceRecord) -> std::collections::BTreeSet<String> {
+    let mut values = vec![
+        ("availability-zone", r.zone.as_str()),
+        ("image-id", r.image_id.as_str()),
+        ("instance-type", r.instance_type.as_str()),
+        ("reservation-id", r.reservation_id.as_str()),
+        ("subnet-id", r.subnet_id.as_str()),
+        ("vpc-id", r.vpc_id.as_str()),
+    ];
+    values.extend(r.key_name.as_deref().map(|k| ("key-name", k)));
+    values.extend(r.security_group_ids.iter().map(|g| ("instance.group-id", g.as_str())));
+    values
+        .into_iter()
+        .map(|(name, value)| format!("{}{}/{}", attribute_prefix(&r.account, name, value), r.reservation_id, r.id))
+        .collect()
+}
+
 /// `(host id, vCPUs, memory, disk)` that the instance holds, per host.
 fn holdings(record: &InstanceRecord) -> Vec<(&str, u64, u64, u64)> {
     if !record.state.holds_capacity() {
@@ -179,6 +228,24 @@ pub(crate) fn derive_instance(
         _ => None,
     };
     move_entry(tx, &TERMINATIONS, old.and_then(ended), new.and_then(ended))?;
+    let by_state = |r: &InstanceRecord| format!("{}/{}/{}/{}", r.account, r.state.name(), r.reservation_id, r.id);
+    move_entry(tx, &STATE_RESERVATIONS, old.map(by_state), new.map(by_state))?;
+    // Most writes change an instance's state alone: its attributes' entries stay as they are.
+    let same_attributes = |a: &InstanceRecord, b: &InstanceRecord| {
+        (&a.account, &a.id, &a.zone, &a.image_id, &a.instance_type, &a.reservation_id, &a.subnet_id, &a.vpc_id)
+            == (&b.account, &b.id, &b.zone, &b.image_id, &b.instance_type, &b.reservation_id, &b.subnet_id, &b.vpc_id)
+            && (&a.key_name, &a.security_group_ids) == (&b.key_name, &b.security_group_ids)
+    };
+    if !matches!((old, new), (Some(a), Some(b)) if same_attributes(a, b)) {
+        let (before, after) =
+            (old.map(attribute_entries).unwrap_or_default(), new.map(attribute_entries).unwrap_or_default());
+        for gone in before.difference(&after) {
+            tx.remove(&ATTRIBUTE_RESERVATIONS, gone)?;
+        }
+        for added in after.difference(&before) {
+            tx.insert(&ATTRIBUTE_RESERVATIONS, added, &IndexEntry {})?;
+        }
+    }
     let reservation = |r: &InstanceRecord| format!("{}/{}/{}", r.account, r.reservation_id, r.id);
     let interface = |r: &InstanceRecord| format!("{}/{}/{}", r.account, r.network_interface_id, r.id);
     match (old, new) {
@@ -186,11 +253,21 @@ pub(crate) fn derive_instance(
             tx.insert(&INSTANCE_IDS, &format!("{}/{}", r.id, r.account), &IndexEntry {})?;
             tx.insert(&RESERVATIONS, &reservation(r), &IndexEntry {})?;
             tx.insert(&INTERFACES, &interface(r), &IndexEntry {})?;
+            for (_, tag) in tx.scan(&TAGS, &format!("{}/{}/", r.account, r.id))? {
+                tx.insert(
+                    &TAGGED_RESERVATIONS,
+                    &tagged_reservation(&r.account, &tag, &r.reservation_id),
+                    &IndexEntry {},
+                )?;
+            }
         }
         (Some(r), None) => {
             tx.remove(&INSTANCE_IDS, &format!("{}/{}", r.id, r.account))?;
             tx.remove(&RESERVATIONS, &reservation(r))?;
             tx.remove(&INTERFACES, &interface(r))?;
+            for (_, tag) in tx.scan(&TAGS, &format!("{}/{}/", r.account, r.id))? {
+                tx.remove(&TAGGED_RESERVATIONS, &tagged_reservation(&r.account, &tag, &r.reservation_id))?;
+            }
         }
         _ => {}
     }
@@ -229,10 +306,23 @@ fn move_entry(tx: &WriteTx, index: &Table<IndexEntry>, old: Option<String>, new:
     Ok(())
 }
 
+/// The [`TAGGED_RESERVATIONS`] key of an instance's tag.
+fn tagged_reservation(account: &str, tag: &TagRecord, reservation_id: &str) -> String {
+    format!("{}{reservation_id}/{}", tag_index_prefix(account, &tag.key, Some(&tag.value)), tag.resource_id)
+}
+
 pub(crate) fn derive_tag(tx: &WriteTx, key: &str, old: Option<&TagRecord>, new: Option<&TagRecord>) -> Result<()> {
     let account = account_of(key);
     let entry = |t: &TagRecord| format!("{}{}", tag_index_prefix(account, &t.key, Some(&t.value)), t.resource_id);
-    move_entry(tx, &TAG_INDEX, old.map(entry), new.map(entry))
+    move_entry(tx, &TAG_INDEX, old.map(entry), new.map(entry))?;
+    // An instance's tag, while the instance exists (its insertion or removal adds or takes
+    // away the entries of the tags it has then).
+    let Some(resource) = new.or(old).map(|t| t.resource_id.as_str()).filter(|id| id.starts_with("i-")) else {
+        return Ok(());
+    };
+    let Some(instance) = tx.get(&INSTANCES, &format!("{account}/{resource}"))? else { return Ok(()) };
+    let entry = |t: &TagRecord| tagged_reservation(account, t, &instance.reservation_id);
+    move_entry(tx, &TAGGED_RESERVATIONS, old.map(entry), new.map(entry))
 }
 
 pub(crate) fn derive_volume(tx: &WriteTx, old: Option<&VolumeRecord>, new: Option<&VolumeRecord>) -> Result<()> {
@@ -313,6 +403,9 @@ pub(crate) fn ensure(tx: &WriteTx) -> Result<bool> {
     tx.clear(&RESERVATIONS)?;
     tx.clear(&HOST_USAGE)?;
     tx.clear(&TAG_INDEX)?;
+    tx.clear(&TAGGED_RESERVATIONS)?;
+    tx.clear(&STATE_RESERVATIONS)?;
+    tx.clear(&ATTRIBUTE_RESERVATIONS)?;
     tx.clear(&VOLUME_ATTACHMENTS)?;
     tx.clear(&LEASE_BLOCKS)?;
     tx.clear(&IMAGE_IDS)?;
@@ -426,9 +519,13 @@ mod tests {
                 s.read(|tx| tx.for_each_live_instance(|key, r| seen.push((key.to_owned(), r.state)))).unwrap();
                 seen
             };
+            let by_state = |s: &Store| -> Vec<String> {
+                s.read(|tx| tx.scan(&STATE_RESERVATIONS, "a/")).unwrap().into_iter().map(|(k, _)| k).collect()
+            };
             put(&instance("i-1", "h1", InstanceState::Pending, None));
             put(&instance("i-2", "h1", InstanceState::Running, None));
             put(&instance("i-3", "h1", InstanceState::Stopped, None));
+            assert_eq!(by_state(&store), ["a/pending/r/i-1", "a/running/r/i-2", "a/stopped/r/i-3"]);
             assert_eq!(
                 live(&store),
                 [
@@ -443,6 +540,11 @@ mod tests {
             put(&ended("i-3", Some(1_000)));
             put(&ended("i-4", None));
             assert_eq!(live(&store), [("a/i-1".to_owned(), InstanceState::Pending)]);
+            assert_eq!(
+                by_state(&store),
+                ["a/pending/r/i-1", "a/terminated/r/i-2", "a/terminated/r/i-3", "a/terminated/r/i-4"],
+                "each instance under its state alone"
+            );
             let by = |cutoff| store.read(|tx| tx.terminated_by(cutoff)).unwrap();
             assert!(by(999).is_empty());
             assert_eq!(by(1_000), ["a/i-3"]);
@@ -455,6 +557,7 @@ mod tests {
             store.write(|tx| tx.remove(&INSTANCES, "a/i-1")).unwrap();
             assert!(live(&store).is_empty());
             assert_eq!(by(i64::MAX), ["a/i-2", "a/i-5"]);
+            assert_eq!(by_state(&store), ["a/terminated/r/i-2", "a/terminated/r/i-4", "a/terminated/r/i-5"]);
             // Rebuilt from the records alone (a store from before the index), they say the same.
             store
                 .write(|tx| {
@@ -467,6 +570,58 @@ mod tests {
                 .unwrap();
             assert_eq!(by(i64::MAX), ["a/i-2", "a/i-5"]);
             assert_eq!(live(&store), [("a/i-6".to_owned(), InstanceState::Running)]);
+        }
+    }
+
+    #[test]
+    fn instance_attributes_are_indexed_by_reservation_as_they_change() {
+        for (_kind, store, _db) in crate::testing::stores() {
+            let put = |r: &InstanceRecord| store.write(|tx| tx.insert(&INSTANCES, &format!("a/{}", r.id), r)).unwrap();
+            let found = |name: &str, value: &str| -> Vec<String> {
+                let prefix = attribute_prefix("a", name, value);
+                let keys = store.read(|tx| tx.scan(&ATTRIBUTE_RESERVATIONS, &prefix)).unwrap();
+                keys.into_iter().map(|(k, _)| k[prefix.len()..].to_owned()).collect()
+            };
+            let mut one = instance("i-1", "h1", InstanceState::Running, None);
+            one.security_group_ids = vec!["sg-1".into(), "sg-2".into()];
+            put(&one);
+            put(&InstanceRecord { reservation_id: "q".into(), ..instance("i-2", "h1", InstanceState::Stopped, None) });
+            assert_eq!(found("instance-type", "t3.nano"), ["q/i-2", "r/i-1"], "in reservation order");
+            assert_eq!(
+                (found("reservation-id", "r"), found("availability-zone", "z")),
+                (vec!["r/i-1".to_owned()], vec!["q/i-2".to_owned(), "r/i-1".to_owned()])
+            );
+            assert_eq!(
+                (found("instance.group-id", "sg-1"), found("instance.group-id", "sg-2")),
+                (vec!["r/i-1".to_owned()], vec!["r/i-1".to_owned()])
+            );
+            assert!(found("key-name", "").is_empty(), "no key, no entry");
+            // A changed type and groups move the entries; a state change leaves them.
+            one.instance_type = "t3.micro".into();
+            one.security_group_ids = vec!["sg-2".into(), "sg-3".into()];
+            one.state = InstanceState::Stopped;
+            put(&one);
+            assert_eq!(
+                (found("instance-type", "t3.nano"), found("instance-type", "t3.micro")),
+                (vec!["q/i-2".to_owned()], vec!["r/i-1".to_owned()])
+            );
+            assert!(found("instance.group-id", "sg-1").is_empty());
+            assert_eq!(found("instance.group-id", "sg-3"), ["r/i-1"]);
+            // A rebuild gives what the writes kept; a removal takes them all.
+            let all = |s: &Store| {
+                s.read(|tx| tx.scan(&ATTRIBUTE_RESERVATIONS, ""))
+                    .unwrap()
+                    .into_iter()
+                    .map(|(k, _)| k)
+                    .collect::<Vec<_>>()
+            };
+            let kept = all(&store);
+            assert_eq!(kept.len(), 2 * 6 + 2, "six attributes each, and i-1's two groups");
+            store.write(|tx| tx.remove(&META, "derived").and_then(|_| ensure(tx).map(drop))).unwrap();
+            assert_eq!(all(&store), kept);
+            store.write(|tx| tx.remove(&INSTANCES, "a/i-1")).unwrap();
+            store.write(|tx| tx.remove(&INSTANCES, "a/i-2")).unwrap();
+            assert!(all(&store).is_empty());
         }
     }
 
@@ -531,6 +686,50 @@ mod tests {
             assert!(!block(&store).is_leased(4));
             let scoped = store.read(|tx| tx.get(&LEASE_BLOCKS, "vpc-1/ac1f0000")).unwrap().unwrap();
             assert!(scoped.is_leased(4));
+        }
+    }
+
+    #[test]
+    fn instance_tags_are_indexed_by_reservation_whichever_is_written_first() {
+        for (_kind, store, _db) in crate::testing::stores() {
+            let tag = |id: &str, v: &str| TagRecord { resource_id: id.into(), key: "env".into(), value: v.into() };
+            let put_tag = |id: &str, v: &str| store.write(|tx| tx.insert(&TAGS, &format!("a/{id}/env"), &tag(id, v)));
+            let put = |id: &str, reservation: &str| {
+                let mut r = instance(id, "h1", InstanceState::Running, None);
+                r.reservation_id = reservation.into();
+                store.write(|tx| tx.insert(&INSTANCES, &format!("a/{id}"), &r))
+            };
+            let listed = |s: &Store| -> Vec<String> {
+                let prefix = tag_index_prefix("a", "env", None);
+                let keys = s.read(|tx| tx.scan(&TAGGED_RESERVATIONS, &prefix)).unwrap();
+                keys.into_iter().map(|(k, _)| k[prefix.len()..].to_owned()).collect()
+            };
+            // The instance first, then its tag; a tag first (as a launch may write), then its
+            // instance; a volume's tag is not an instance's.
+            put("i-1", "r-2").unwrap();
+            put_tag("i-1", "prod").unwrap();
+            put_tag("i-2", "prod").unwrap();
+            put("i-2", "r-1").unwrap();
+            store.write(|tx| tx.insert(&TAGS, "a/vol-1/env", &tag("vol-1", "prod"))).unwrap();
+            assert_eq!(listed(&store), ["4:prod/r-1/i-2", "4:prod/r-2/i-1"], "in reservation order");
+            // A new value moves the entry; the tag's removal takes it away.
+            put_tag("i-1", "dev").unwrap();
+            assert_eq!(listed(&store), ["3:dev/r-2/i-1", "4:prod/r-1/i-2"]);
+            store.write(|tx| tx.remove(&TAGS, "a/i-1/env")).unwrap();
+            assert_eq!(listed(&store), ["4:prod/r-1/i-2"]);
+            // The instance's removal takes its tags' entries, whether the tags go before or after.
+            put_tag("i-1", "dev").unwrap();
+            store.write(|tx| tx.remove(&INSTANCES, "a/i-1")).unwrap();
+            store.write(|tx| tx.remove(&TAGS, "a/i-1/env")).unwrap();
+            store.write(|tx| tx.remove(&TAGS, "a/i-2/env")).unwrap();
+            store.write(|tx| tx.remove(&INSTANCES, "a/i-2")).unwrap();
+            assert!(listed(&store).is_empty());
+            // A rebuild gives what the writes kept.
+            put("i-3", "r-3").unwrap();
+            put_tag("i-3", "prod").unwrap();
+            let kept = listed(&store);
+            store.write(|tx| tx.remove(&META, "derived").and_then(|_| ensure(tx).map(drop))).unwrap();
+            assert_eq!(listed(&store), kept);
         }
     }
 

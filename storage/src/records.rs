@@ -210,6 +210,9 @@ pub enum InstanceState {
 }
 
 impl InstanceState {
+    pub const ALL: [Self; 6] =
+        [Self::Pending, Self::Running, Self::ShuttingDown, Self::Terminated, Self::Stopping, Self::Stopped];
+
     pub fn name(self) -> &'static str {
         match self {
             Self::Pending => "pending",
@@ -473,6 +476,12 @@ pub struct JobProgress {
     pub disk_processed_bytes: u64,
     #[serde(default)]
     pub disk_remaining_bytes: u64,
+    /// Pages QEMU found zero (read, not sent) and the bytes it sent as whole pages: what the
+    /// estimate's path fit reads from completed migrations.
+    #[serde(default)]
+    pub memory_zero_pages: u64,
+    #[serde(default)]
+    pub memory_normal_bytes: u64,
 }
 
 /// Where a live migration is, with the names the extension API reports.
@@ -629,6 +638,9 @@ pub struct MigrationPrediction {
     pub resident_bytes: u64,
     pub first_pass_bytes: u64,
     pub bandwidth_bytes_per_sec: u64,
+    /// What the first pass was expected to spend reading pages it does not send.
+    #[serde(default)]
+    pub first_pass_read_ms: u64,
 }
 
 /// What a migration's ping trace measured (`backend::ping_trace`).

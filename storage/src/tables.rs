@@ -70,6 +70,16 @@ pub const RESERVATIONS: Table<IndexEntry> = Table::new("reservations");
 pub const HOST_USAGE: Table<HostUsageRecord> = Table::new("host_usage");
 /// Derived: key [`crate::derived::tag_index_prefix`] + resource id.
 pub const TAG_INDEX: Table<IndexEntry> = Table::new("tag_index");
+/// Derived: key [`crate::derived::tag_index_prefix`] + `{reservation id}/{instance id}` for
+/// each tag of each instance: an instance tag filter's matches in DescribeInstances' order.
+pub const TAGGED_RESERVATIONS: Table<IndexEntry> = Table::new("tagged_reservations");
+/// Derived: key `{account}/{state name}/{reservation id}/{instance id}` for each instance: an
+/// instance state filter's matches in DescribeInstances' order.
+pub const STATE_RESERVATIONS: Table<IndexEntry> = Table::new("state_reservations");
+/// Derived: key [`crate::derived::attribute_prefix`] + `{reservation id}/{instance id}` for
+/// each of an instance's [`crate::derived::INDEXED_ATTRIBUTES`]: an exact DescribeInstances
+/// filter on one of them finds its matches in DescribeInstances' order.
+pub const ATTRIBUTE_RESERVATIONS: Table<IndexEntry> = Table::new("attribute_reservations");
 /// Derived: key `{account}/{instance id}/{volume id}` for each attached volume.
 pub const VOLUME_ATTACHMENTS: Table<IndexEntry> = Table::new("volume_attachments");
 /// Derived: key [`crate::derived::lease_block_key`].
@@ -118,6 +128,9 @@ pub const ALL: &[&str] = &[
     "reservations",
     "host_usage",
     "tag_index",
+    "tagged_reservations",
+    "state_reservations",
+    "attribute_reservations",
     "volume_attachments",
     "lease_blocks",
     "image_ids",

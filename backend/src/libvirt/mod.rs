@@ -87,6 +87,8 @@ fn progress(stats: &virt::domain::JobStats) -> JobProgress {
         disk_total_bytes: stats.disk_total.unwrap_or(0),
         disk_processed_bytes: stats.disk_processed.unwrap_or(0),
         disk_remaining_bytes: stats.disk_remaining.unwrap_or(0),
+        memory_zero_pages: stats.mem_constant.unwrap_or(0),
+        memory_normal_bytes: stats.mem_normal_bytes.unwrap_or(0),
     }
 }
 

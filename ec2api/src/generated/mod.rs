@@ -6967,6 +6967,7 @@ pub struct InstanceMigration {
     pub predicted_from_bandwidth_bytes_per_second: Option<i64>,
     pub predicted_from_dirty_rate_bytes_per_second: Option<i64>,
     pub predicted_from_first_pass_bytes: Option<i64>,
+    pub predicted_from_first_pass_read_millis: Option<i64>,
     pub predicted_iterations: Option<i64>,
     pub predicted_total_millis: Option<i64>,
     pub setup_time_millis: Option<i64>,
@@ -7012,6 +7013,7 @@ impl XmlStruct for InstanceMigration {
         self.predicted_from_bandwidth_bytes_per_second.write_xml(w, "predictedFromBandwidthBytesPerSecond");
         self.predicted_from_dirty_rate_bytes_per_second.write_xml(w, "predictedFromDirtyRateBytesPerSecond");
         self.predicted_from_first_pass_bytes.write_xml(w, "predictedFromFirstPassBytes");
+        self.predicted_from_first_pass_read_millis.write_xml(w, "predictedFromFirstPassReadMillis");
         self.predicted_iterations.write_xml(w, "predictedIterations");
         self.predicted_total_millis.write_xml(w, "predictedTotalMillis");
         self.setup_time_millis.write_xml(w, "setupTimeMillis");
@@ -7041,6 +7043,7 @@ pub struct InstanceMigrationEstimate {
     pub dirty_rate_bytes_per_second: Option<i64>,
     pub disk_bytes: Option<i64>,
     pub first_pass_bytes: Option<i64>,
+    pub first_pass_read_millis: Option<i64>,
     pub instance_id: Option<String>,
     pub memory_bytes: Option<i64>,
     pub precopy_converges: Option<bool>,
@@ -7062,6 +7065,7 @@ impl XmlStruct for InstanceMigrationEstimate {
         self.dirty_rate_bytes_per_second.write_xml(w, "dirtyRateBytesPerSecond");
         self.disk_bytes.write_xml(w, "diskBytes");
         self.first_pass_bytes.write_xml(w, "firstPassBytes");
+        self.first_pass_read_millis.write_xml(w, "firstPassReadMillis");
         self.instance_id.write_xml(w, "instanceId");
         self.memory_bytes.write_xml(w, "memoryBytes");
         self.precopy_converges.write_xml(w, "precopyConverges");

@@ -136,6 +136,22 @@ impl Describe {
                 .filters
                 .exact_tag()
                 .map(|(key, values)| (key.to_owned(), values.into_iter().map(str::to_owned).collect())),
+            // A state no instance can be in matches nothing, and is not looked up.
+            states: (self.kind == Some(ResourceKind::Instance))
+                .then(|| self.filters.exact_values("instance-state-name"))
+                .flatten()
+                .map(|values| {
+                    let known = |v: &&str| storage::InstanceState::ALL.iter().any(|s| s.name() == *v);
+                    values.into_iter().filter(known).map(str::to_owned).collect()
+                }),
+            attribute: (self.kind == Some(ResourceKind::Instance))
+                .then(|| {
+                    storage::derived::INDEXED_ATTRIBUTES.iter().find_map(|name| {
+                        let values = self.filters.exact_values(name)?;
+                        Some(((*name).to_owned(), values.into_iter().map(str::to_owned).collect()))
+                    })
+                })
+                .flatten(),
             id_prefixes: None,
         }
     }

@@ -29,6 +29,7 @@ pub async fn handle(
             memory_bytes: long(inputs.memory_bytes),
             resident_bytes: long(plan.resident_bytes),
             first_pass_bytes: long(inputs.resident_bytes),
+            first_pass_read_millis: long(inputs.scan_ms),
             disk_bytes: long(inputs.disk_bytes),
             dirty_rate_bytes_per_second: long(inputs.dirty_rate_bytes_per_sec),
             bandwidth_bytes_per_second: long(inputs.bandwidth_bytes_per_sec),

@@ -393,6 +393,7 @@ pub fn migration(m: &storage::MigrationRecord) -> ec2api::InstanceMigration {
             .as_ref()
             .and_then(|p| long(p.dirty_rate_bytes_per_sec)),
         predicted_from_first_pass_bytes: m.prediction.as_ref().and_then(|p| long(p.first_pass_bytes)),
+        predicted_from_first_pass_read_millis: m.prediction.as_ref().and_then(|p| long(p.first_pass_read_ms)),
         predicted_from_bandwidth_bytes_per_second: m.prediction.as_ref().and_then(|p| long(p.bandwidth_bytes_per_sec)),
         downtime_limit_millis: Some(m.downtime_limit_ms).filter(|&ms| ms > 0).and_then(long),
         throttle_percent: long(p.throttle_percent),
