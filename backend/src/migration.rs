@@ -128,12 +128,12 @@ fn allocated(path: &Path) -> u64 {
 }
 
 /// What the first pass of a migration from this host is expected to send: what the host's
-/// completed migrations that were predicted to take one pass sent in whole pages (the median:
-/// the memory an idle guest of the host has written, the first pass skipping pages never
-/// written; those of guests with this one's memory when there are, since a larger guest's
-/// kernel writes more of it), plus what this guest keeps rewriting (`working_set`), at most
-/// its memory. Until such a migration has been seen, all of its QEMU's `resident` memory
-/// (QEMU's own, under TCG its code cache, included: an overestimate).
+/// completed migrations of idle guests sent in whole pages (the median: the memory an idle
+/// guest of the host has written, the first pass skipping pages never written; those of guests
+/// with this one's memory when there are, since a larger guest's kernel writes more of it),
+/// plus what this guest keeps rewriting (`working_set`), at most its memory. Until such a
+/// migration has been seen, all of its QEMU's `resident` memory (QEMU's own, under TCG its code
+/// cache, included: an overestimate).
 ///
 /// Not a share of the resident memory, as the first increment had it: a guest started
 /// seconds before is measured by a sample of its host taken before it was, and the lab's
@@ -144,13 +144,22 @@ fn first_pass_bytes(history: &[MigrationRecord], resident: u64, working_set: u64
         0 => m.progress.memory_processed_bytes,
         whole => whole,
     };
-    let idle = |same_memory: bool| {
-        median(history.iter().filter_map(|m| {
-            m.prediction.as_ref().filter(|p| p.iterations == 1)?;
-            (!same_memory || m.progress.memory_total_bytes == memory).then(|| sent(m))
-        }))
+    // Idle: its prediction measured it rewriting less than a 64th of its memory. (Predicted
+    // passes do not tell: with the path fitted, a dirtying guest is often predicted at one,
+    // and its pages would count twice, in the median and as this guest's working set.)
+    let idle = |m: &MigrationRecord| {
+        m.prediction.as_ref().is_some_and(|p| {
+            p.dirty_rate_bytes_per_sec.saturating_mul(DIRTY_RATE_PERIOD.as_secs().max(1))
+                <= m.progress.memory_total_bytes.max(memory) / 64
+        })
     };
-    match idle(true).or_else(|| idle(false)) {
+    // QEMU's memory total counts the guest's RAM and its firmware's and video's (some MiB).
+    let same_memory = |m: &MigrationRecord| {
+        let total = m.progress.memory_total_bytes;
+        total >= memory && total - memory < memory / 8
+    };
+    let of = |only_same: bool| median(history.iter().filter(|m| idle(m) && (!only_same || same_memory(m))).map(sent));
+    match of(true).or_else(|| of(false)) {
         Some(sent) => sent.saturating_add(working_set).min(memory),
         None => resident,
     }
@@ -430,9 +439,13 @@ impl Backend {
             bandwidth_bytes_per_sec: bandwidth,
             disk_bytes: if copies_disk { allocated(&crate::instances::root_disk_path(instance)) } else { 0 },
             scan_ms,
-            // The disk goes over NBD, not QEMU's migration stream: the average the path's
-            // migrations reached, those with a copy included.
-            disk_bandwidth_bytes_per_sec: average.unwrap_or(0),
+            // The disk copy (NBD, beside QEMU's memory stream) at what the host's migrations
+            // averaged, as before the path was fitted, or held to the migration's own limit
+            // (libvirt applies it to the copy too): 0, the bandwidth.
+            disk_bandwidth_bytes_per_sec: match options.bandwidth_mibps {
+                Some(_) => 0,
+                None => average.unwrap_or(0),
+            },
             setup_ms: median(path.iter().map(|(_, setup)| *setup)).unwrap_or(DEFAULT_SETUP_MS),
             switch_ms: DEFAULT_SWITCH_MS,
             max_downtime_ms: options.max_downtime_ms,

@@ -316,9 +316,33 @@ fn estimates_follow_the_guest_and_the_hosts_history() {
     assert!(fitted.inputs.scan_ms.abs_diff(zero_pages / 1000) <= 1, "{:?}", fitted.inputs);
     // The disk copy keeps the average, which is not QEMU's stream.
     assert_eq!(fitted.inputs.disk_bandwidth_bytes_per_sec, 400 * MIB);
-    // A limit of its own is the bandwidth, and leaves no time apart for the reading.
+    // A limit of its own is the bandwidth, of the disk copy too, and leaves no time apart for
+    // the reading.
     let held = b.estimate_migration(&id, None, &MigrationOptions { bandwidth_mibps: Some(32), ..Default::default() });
-    assert_eq!(held.unwrap().inputs.scan_ms, 0);
+    let held = held.unwrap().inputs;
+    assert_eq!((held.scan_ms, held.disk_bandwidth_bytes_per_sec, held.bandwidth_bytes_per_sec), (0, 0, 32 * MIB));
+    // An idle guest of this one's memory (QEMU's total a little over it: firmware, video) is
+    // what the first pass starts from, before those of other sizes; a dirtying guest's
+    // migration is no idle guest's, whatever it was predicted to take.
+    let memory = fitted.inputs.memory_bytes;
+    b.store()
+        .write(|tx| {
+            for (i, (total, dirty_mib)) in [(memory + 18 * MIB, 0), (memory + 18 * MIB, 48)].into_iter().enumerate() {
+                let key = format!("mig-{:017x}", i + 1);
+                let mut record = tx.get(&storage::tables::MIGRATIONS, &key)?.unwrap();
+                record.progress.memory_total_bytes = total;
+                record.prediction = Some(storage::MigrationPrediction {
+                    iterations: 1,
+                    dirty_rate_bytes_per_sec: dirty_mib * MIB,
+                    ..Default::default()
+                });
+                tx.insert(&storage::tables::MIGRATIONS, &key, &record)?;
+            }
+            Ok::<_, backend::Error>(())
+        })
+        .unwrap();
+    let sized = b.estimate_migration(&id, None, &MigrationOptions::default()).unwrap();
+    assert_eq!(sized.inputs.resident_bytes, (300 + 48) * MIB, "mig-1's 300 MiB, not mig-0's 50 nor mig-2's 180");
 
     // The same refusals as MigrateInstance.
     let busy = b.migrate_instance(&id, None, MigrationOptions::default()).unwrap();

@@ -166,6 +166,7 @@ async fn instance_pages_are_whole_reservations_each_once() {
     let mut rng = StdRng::seed_from_u64(24);
     let mut reservations: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     let mut envs: BTreeMap<String, &str> = BTreeMap::new();
+    let (mut subnet, mut group) = (String::new(), String::new());
     for _ in 0..30 {
         let count = rng.gen_range(1..4);
         let env = ENVS[rng.gen_range(0..3)];
@@ -174,29 +175,53 @@ async fn instance_pages_are_whole_reservations_each_once() {
         let reservation = all(&answer, "reservationId")[0].to_owned();
         envs.insert(reservation.clone(), env);
         reservations.insert(reservation, all(&answer, "instanceId").into_iter().map(str::to_owned).collect());
+        (subnet, group) = (all(&answer, "subnetId")[0].to_owned(), all(&answer, "groupId")[0].to_owned());
+    }
+    // Every seventh reservation terminated (shutting down: no conductor here), so that the
+    // state index holds two ranges that interleave.
+    let ending: BTreeSet<&String> = reservations.keys().step_by(7).collect();
+    for reservation in &ending {
+        let ids: String = reservations[*reservation]
+            .iter()
+            .enumerate()
+            .map(|(n, id)| format!("&InstanceId.{}={id}", n + 1))
+            .collect();
+        let answer = ok(&f, &format!("Action=TerminateInstances&Version=2016-11-15{ids}")).await;
+        assert!(answer.contains("<name>shutting-down</name>"), "{answer}");
     }
     let two: Vec<&String> = reservations.keys().skip(3).step_by(11).take(2).collect();
     let by_reservation =
         format!("&Filter.1.Name=reservation-id&Filter.1.Value.1={}&Filter.1.Value.2={}", two[0], two[1]);
+    let by_subnet = format!("&Filter.1.Name=subnet-id&Filter.1.Value.1={subnet}");
+    let by_group = format!("&Filter.1.Name=instance.group-id&Filter.1.Value.1={group}");
     // (page size, filter, how many reservations it lists: None for those checked below)
     let all_of_them = Some(reservations.len());
+    let pending = Some(reservations.len() - ending.len());
     for (page_size, filter, listed) in [
         (5, "", all_of_them),
         (7, "&Filter.1.Name=tag:env&Filter.1.Value.1=prod", None),
-        (13, "&Filter.1.Name=instance-state-name&Filter.1.Value.1=pending", all_of_them),
-        // Two states: the state index's two ranges merged (one of them empty).
-        (6, "&Filter.1.Name=instance-state-name&Filter.1.Value.1=stopped&Filter.1.Value.2=pending", all_of_them),
+        (13, "&Filter.1.Name=instance-state-name&Filter.1.Value.1=pending", pending),
+        // Two states: the state index's ranges merged over several batches, one of them empty.
+        (6, "&Filter.1.Name=instance-state-name&Filter.1.Value.1=stopped&Filter.1.Value.2=pending", pending),
+        (
+            5,
+            "&Filter.1.Name=instance-state-name&Filter.1.Value.1=shutting-down&Filter.1.Value.2=pending",
+            all_of_them,
+        ),
+        (5, "&Filter.1.Name=instance-state-name&Filter.1.Value.1=shutting-down", Some(ending.len())),
         // A state no instance can be in.
         (5, "&Filter.1.Name=instance-state-name&Filter.1.Value.1=sleeping", Some(0)),
         // The attribute index: two types (one of them nobody's), two reservations, a key
         // nobody has; with a state filter beside it, tested on each record.
         (5, "&Filter.1.Name=instance-type&Filter.1.Value.1=t3.micro&Filter.1.Value.2=t3.nano", all_of_them),
         (5, by_reservation.as_str(), Some(2)),
+        (5, by_subnet.as_str(), all_of_them),
+        (7, by_group.as_str(), all_of_them),
         (5, "&Filter.1.Name=key-name&Filter.1.Value.1=nobody", Some(0)),
         (
             8,
             "&Filter.1.Name=availability-zone&Filter.1.Value.1=us-east-1a&Filter.2.Name=instance-state-name&Filter.2.Value.1=pending",
-            all_of_them,
+            pending,
         ),
     ] {
         let (mut seen, mut token) = (Vec::<String>::new(), None::<String>);
