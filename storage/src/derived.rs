@@ -178,8 +178,9 @@ pub fn attribute_prefix(account: &str, name: &str, value: &str) -> String {
     format!("{account}/{name}/{}:{value}/", value.len())
 }
 
-/// An instance's [`ATTRIBUTE_RESERVATIONS`] keys.
-fn attribute_entries(r: &InstanceRecord) -> std::collections::BTreeSet<String> {
+/// An instance's values of [`INDEXED_ATTRIBUTES`], as (filter name, value): one for each,
+/// none for a missing key name, one for each of its groups.
+fn attribute_values(r: &InstanceRecord) -> Vec<(&'static str, &str)> {
     let mut values = vec![
         ("availability-zone", r.zone.as_str()),
         ("image-id", r.image_id.as_str()),
@@ -191,6 +192,11 @@ fn attribute_entries(r: &InstanceRecord) -> std::collections::BTreeSet<String> {
     values.extend(r.key_name.as_deref().map(|k| ("key-name", k)));
     values.extend(r.security_group_ids.iter().map(|g| ("instance.group-id", g.as_str())));
     values
+}
+
+/// An instance's [`ATTRIBUTE_RESERVATIONS`] keys.
+fn attribute_entries(r: &InstanceRecord) -> std::collections::BTreeSet<String> {
+    attribute_values(r)
         .into_iter()
         .map(|(name, value)| format!("{}{}/{}", attribute_prefix(&r.account, name, value), r.reservation_id, r.id))
         .collect()
@@ -232,9 +238,7 @@ pub(crate) fn derive_instance(
     move_entry(tx, &STATE_RESERVATIONS, old.map(by_state), new.map(by_state))?;
     // Most writes change an instance's state alone: its attributes' entries stay as they are.
     let same_attributes = |a: &InstanceRecord, b: &InstanceRecord| {
-        (&a.account, &a.id, &a.zone, &a.image_id, &a.instance_type, &a.reservation_id, &a.subnet_id, &a.vpc_id)
-            == (&b.account, &b.id, &b.zone, &b.image_id, &b.instance_type, &b.reservation_id, &b.subnet_id, &b.vpc_id)
-            && (&a.key_name, &a.security_group_ids) == (&b.key_name, &b.security_group_ids)
+        (&a.account, &a.id) == (&b.account, &b.id) && attribute_values(a) == attribute_values(b)
     };
     if !matches!((old, new), (Some(a), Some(b)) if same_attributes(a, b)) {
         let (before, after) =
