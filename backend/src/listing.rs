@@ -366,6 +366,11 @@ listed! {
     InstanceRecord => INSTANCES, ResourceKind::Instance;
     SecurityGroupRecord => SECURITY_GROUPS, ResourceKind::SecurityGroup;
     storage::LaunchTemplateRecord => storage::tables::LAUNCH_TEMPLATES, ResourceKind::LaunchTemplate;
+    storage::VpcRecord => storage::tables::VPCS, ResourceKind::Vpc;
+    storage::SubnetRecord => storage::tables::SUBNETS, ResourceKind::Subnet;
+    storage::InternetGatewayRecord => storage::tables::INTERNET_GATEWAYS, ResourceKind::InternetGateway;
+    storage::RouteTableRecord => storage::tables::ROUTE_TABLES, ResourceKind::RouteTable;
+    storage::NatGatewayRecord => storage::tables::NAT_GATEWAYS, ResourceKind::NatGateway;
 }
 
 /// What one page asks for.

@@ -187,13 +187,23 @@ impl Backend {
 
     /// Addresses of a subnet not leased to any instance.
     pub fn free_addresses(&self, subnet: &Subnet) -> Result<u32> {
-        let leased = self.store().read(|tx| tx.scan(&LEASES, &subnet.lease_scope))?;
-        let used = leased
-            .iter()
-            .filter_map(|(key, _)| key.strip_prefix(subnet.lease_scope.as_str()))
-            .filter(|ip| ip.parse::<Ipv4Addr>().is_ok_and(|a| subnet.contains(a)))
-            .count();
-        Ok(subnet.assignable_count().saturating_sub(used as u32))
+        // Counted in the lease bitmaps, a read per 4,096 addresses: not by reading the VPC's
+        // leases, which are as many as its instances.
+        let (first, end) = (u32::from(subnet.network) + 4, u32::from(subnet.network) + subnet.size() - 1);
+        let used = self.store().read(|tx| {
+            let (mut used, mut from) = (0, first);
+            while from < end {
+                let (block_key, offset) = lease_block_key(&subnet.lease_scope, Ipv4Addr::from(from));
+                let block_start = from - offset as u32;
+                let block_end = (block_start + LEASE_BLOCK).min(end);
+                if let Some(block) = tx.get(&LEASE_BLOCKS, &block_key)? {
+                    used += block.count(offset, (block_end - block_start) as usize);
+                }
+                from = block_end;
+            }
+            Ok::<_, Error>(used)
+        })?;
+        Ok(subnet.assignable_count().saturating_sub(used))
     }
 }
 

@@ -264,11 +264,13 @@ fn ensure_exists(tx: &WriteTx, account: &str, id: &str) -> Result<()> {
         ResourceKind::LaunchTemplate => {
             tx.get(&storage::tables::LAUNCH_TEMPLATES, &format!("{account}/{id}"))?.is_some()
         }
-        // An instance's interface lives as long as the instance is not terminated.
-        ResourceKind::NetworkInterface => tx
-            .scan(&INSTANCES, &format!("{account}/"))?
-            .iter()
-            .any(|(_, r)| r.network_interface_id == id && r.state != storage::InstanceState::Terminated),
+        // An instance's primary interface lives as long as the instance is not terminated (found
+        // by the interface index, not by reading the account's instances); one of the
+        // account's own until it is deleted.
+        ResourceKind::NetworkInterface => {
+            crate::listing::primary_interface_owner(tx, account, id)?.is_some()
+                || tx.get(&storage::tables::NETWORK_INTERFACES, &format!("{account}/{id}"))?.is_some()
+        }
         ResourceKind::SecurityGroup => tx.get(&SECURITY_GROUPS, &format!("{account}/{id}"))?.is_some(),
         ResourceKind::Volume => tx.get(&VOLUMES, &format!("{account}/{id}"))?.is_some(),
         ResourceKind::Snapshot => tx.get(&SNAPSHOTS, &format!("{account}/{id}"))?.is_some(),

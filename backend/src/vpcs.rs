@@ -790,27 +790,11 @@ impl Backend {
         })
     }
 
-    /// The account's instances that are not terminated, with each network interface attached
-    /// to them (their primary ones first, then those of their own): `(instance id, interface
-    /// id)`, what routes lead to while they are active.
-    pub fn live_interfaces(&self, account: &str) -> Result<Vec<(String, String)>> {
-        let prefix = format!("{account}/");
-        let (instances, own) = self
-            .store()
-            .read(|tx| Ok::<_, Error>((tx.scan(&INSTANCES, &prefix)?, tx.scan(&NETWORK_INTERFACES, &prefix)?)))?;
-        let live: Vec<(String, String)> = instances
-            .into_iter()
-            .filter(|(_, i)| i.state != InstanceState::Terminated)
-            .map(|(_, i)| (i.id, i.network_interface_id))
-            .collect();
-        let attached: Vec<(String, String)> = own
-            .into_iter()
-            .filter_map(|(_, i)| {
-                let instance = i.attachment?.instance_id;
-                live.iter().any(|(id, _)| *id == instance).then_some((instance, i.id))
-            })
-            .collect();
-        Ok(live.into_iter().chain(attached).collect())
+    /// Where each route of `table` leads now ([`RouteStates`]), read with point reads of the
+    /// table's own targets: a page of route tables costs its routes, not the account's
+    /// instances.
+    pub fn route_states(&self, table: &RouteTableRecord) -> Result<RouteStates> {
+        self.store().read(|tx| route_states_in(tx, table))
     }
 
     pub fn route_tables(&self, account: &str) -> Result<Vec<RouteTableRecord>> {
@@ -974,13 +958,11 @@ impl Backend {
                 Ok(RouteTarget::Instance(id.clone()))
             }
             TargetSpec::NetworkInterface(id) => {
-                // An instance's primary interface, or one of its own.
-                let instances = tx.scan(&INSTANCES, &format!("{account}/"))?;
-                let primary = instances
-                    .iter()
-                    .map(|(_, i)| i)
-                    .find(|i| i.network_interface_id == *id && i.state != InstanceState::Terminated)
-                    .map(|i| i.vpc_id.clone());
+                // A live instance's primary interface (by the interface index), or one of its own.
+                let primary = match crate::listing::primary_interface_owner(tx, account, id)? {
+                    Some(instance_key) => tx.get(&INSTANCES, &instance_key)?.map(|i| i.vpc_id),
+                    None => None,
+                };
                 let vpc_id = match primary {
                     Some(vpc_id) => vpc_id,
                     None => tx.get(&NETWORK_INTERFACES, &key(account, id))?.map(|i| i.vpc_id).ok_or_else(|| {
@@ -1190,4 +1172,53 @@ mod tests {
         assert_eq!(default_subnet_cidr(2).unwrap().to_string(), "172.31.32.0/20");
         assert_eq!(default_subnet_cidr(16), None);
     }
+}
+
+/// Where the routes of a table lead, route by route: whether the target is there (`active`;
+/// EC2 says `blackhole` otherwise), and, for a route to an instance or a network interface
+/// that is there, the instance and the interface it reaches (an instance's route reaches its
+/// primary interface).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RouteStates {
+    pub active: Vec<bool>,
+    pub through: Vec<Option<(String, String)>>,
+}
+
+fn route_states_in(tx: &impl Reads, table: &RouteTableRecord) -> Result<RouteStates> {
+    let account = table.account.as_str();
+    let live = |instance: &str| -> Result<Option<storage::InstanceRecord>> {
+        Ok(tx.get(&INSTANCES, &key(account, instance))?.filter(|i| i.state != InstanceState::Terminated))
+    };
+    let mut states = RouteStates { active: Vec::new(), through: Vec::new() };
+    for route in &table.routes {
+        let (active, through) = match &route.target {
+            RouteTarget::Local => (true, None),
+            RouteTarget::InternetGateway(id) => {
+                let gateway = tx.get(&INTERNET_GATEWAYS, &key(account, id))?;
+                (gateway.is_some_and(|g| g.vpc_id.as_deref() == Some(table.vpc_id.as_str())), None)
+            }
+            RouteTarget::NatGateway(id) => (tx.get(&NAT_GATEWAYS, &key(account, id))?.is_some(), None),
+            RouteTarget::Instance(id) => match live(id)? {
+                Some(instance) => (true, Some((instance.id, instance.network_interface_id))),
+                None => (false, None),
+            },
+            RouteTarget::NetworkInterface(id) => {
+                // One of the account's own interfaces, attached to a live instance; or a live
+                // instance's primary interface.
+                let own = tx.get(&NETWORK_INTERFACES, &key(account, id))?;
+                let instance = match own {
+                    Some(own) => match own.attachment {
+                        Some(a) => live(&a.instance_id)?.map(|i| i.id),
+                        None => None,
+                    },
+                    None => crate::listing::primary_interface_owner(tx, account, id)?
+                        .and_then(|k| k.split_once('/').map(|(_, i)| i.to_owned())),
+                };
+                (instance.is_some(), instance.map(|i| (i, id.clone())))
+            }
+        };
+        states.active.push(active);
+        states.through.push(through);
+    }
+    Ok(states)
 }

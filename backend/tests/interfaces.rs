@@ -279,3 +279,22 @@ fn without_ovn_guests_that_really_run_get_no_network() {
     refused(b.attach_network_interface(ACCOUNT, &eni.id, &instance, 1).map(drop));
     assert_eq!(b.instance(ACCOUNT, &instance).unwrap().state, InstanceState::Stopped, "nothing changed");
 }
+
+#[test]
+fn tags_go_on_live_instances_interfaces_and_on_interfaces_of_ones_own() {
+    let s = setup();
+    let tag = [("team".to_owned(), "net".to_owned())];
+    let primary = s.b.instance(ACCOUNT, &s.instance).unwrap().network_interface_id;
+    let own = s.b.create_network_interface(ACCOUNT, new_interface(&s.subnet), &[]).unwrap().id;
+    s.b.create_tags(ACCOUNT, &[primary.clone(), own.clone()], &tag).unwrap();
+    let tagged: Vec<String> = s.b.tags(ACCOUNT).unwrap().into_iter().map(|t| t.resource_id).collect();
+    assert!(tagged.contains(&primary) && tagged.contains(&own), "{tagged:?}");
+    // Another account's interface is one that does not exist.
+    let err = s.b.create_tags("222222222222", std::slice::from_ref(&own), &tag).unwrap_err();
+    assert!(matches!(err, backend::Error::ResourceNotFound { .. }), "{err:?}");
+    // A terminated instance's primary interface is gone with it.
+    s.b.terminate_instances(ACCOUNT, std::slice::from_ref(&s.instance)).unwrap();
+    s.b.converge(&key(&s.instance)).unwrap();
+    let err = s.b.create_tags(ACCOUNT, std::slice::from_ref(&primary), &tag).unwrap_err();
+    assert!(matches!(err, backend::Error::ResourceNotFound { .. }), "{err:?}");
+}

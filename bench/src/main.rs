@@ -124,7 +124,7 @@ enum Command {
         #[arg(long)]
         keep: Option<PathBuf>,
         /// Only the cases of this action, or `ACTION:FILTER` (e.g. `DescribeInstances:none`),
-        /// and no walks.
+        /// several apart by commas, and no walks.
         #[arg(long)]
         only: Option<String>,
     },

@@ -7,7 +7,9 @@
 //! first page and one from the middle, with no filter, a state (or status) filter, an exact
 //! tag filter that matches 100 (`tag:batch`) and one that matches half (`tag:tier=gold`), and
 //! for DescribeInstances one zone of the 16 the instances are spread over
-//! (`availability-zone`); and the time to walk every page of the largest size.
+//! (`availability-zone`); the account's VPCs, subnets, route tables and internet gateways
+//! (its default VPC's, one subnet a zone, whose addresses the instances hold); and the time to
+//! walk every page of the largest size.
 //!
 //! Every page is checked before it is timed: a fast error is no measurement. Every size is
 //! filled before any is timed, and each case's calls alternate between the sizes, so that the
@@ -206,10 +208,10 @@ type Case = (&'static str, &'static str, &'static str, Vec<(&'static str, &'stat
 
 /// The largest `MaxResults` an action takes.
 fn largest(action: &str) -> &'static str {
-    if action == "DescribeVolumes" {
-        "500"
-    } else {
-        "1000"
+    match action {
+        "DescribeVolumes" => "500",
+        "DescribeRouteTables" => "100",
+        _ => "1000",
     }
 }
 
@@ -230,6 +232,16 @@ fn cases() -> Vec<Case> {
     cases.insert(4, ("DescribeInstances", "reservationId", "zone", filter("availability-zone", "us-east-1-z03")));
     cases.push(("DescribeTags", "resourceId", "none", vec![]));
     cases.push(("DescribeTags", "resourceId", "resource-type", filter("resource-type", "volume")));
+    // The account's network, whose size does not grow with its instances: what each answer
+    // shows of them (free addresses, routes to instances) must not cost a read of them all.
+    for (action, element) in [
+        ("DescribeVpcs", "vpcId"),
+        ("DescribeSubnets", "subnetId"),
+        ("DescribeRouteTables", "vpcId"),
+        ("DescribeInternetGateways", "internetGatewayId"),
+    ] {
+        cases.push((action, element, "none", vec![]));
+    }
     cases
 }
 
@@ -302,7 +314,9 @@ pub fn run(
         dirs.push(dir);
     }
     let wanted = |action: &str, filter: &str| {
-        only.is_none_or(|o| o == action || o.split_once(':').is_some_and(|(a, f)| a == action && f == filter))
+        only.is_none_or(|o| {
+            o.split(',').any(|o| o == action || o.split_once(':').is_some_and(|(a, f)| a == action && f == filter))
+        })
     };
     for (action, element, filter, filter_pairs) in cases().iter().filter(|(a, _, f, _)| wanted(a, f)) {
         let base: Vec<(&str, &str)> =

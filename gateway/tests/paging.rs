@@ -46,7 +46,9 @@ async fn walk(f: &Fixture, action: &str, page_size: usize, filter: &str, element
     loop {
         let next = token.as_ref().map(|t| format!("&NextToken={t}")).unwrap_or_default();
         let answer = ok(f, &format!("Action={action}&Version=2016-11-15&MaxResults={page_size}{filter}{next}")).await;
-        let page = all(&answer, element);
+        let mut page = all(&answer, element);
+        // A route table's associations name it again, just after it: counted once.
+        page.dedup();
         assert!(page.len() <= page_size, "{action}: {} > {page_size}", page.len());
         seen.extend(page.into_iter().map(str::to_owned));
         match all(&answer, "nextToken").first() {
@@ -468,4 +470,327 @@ async fn rule_pages_walk_the_rule_index_each_once_in_order() {
         call(&f, "Action=DescribeSecurityGroupRules&Version=2016-11-15&SecurityGroupRuleId.1=sgr-0123456789abcdef0")
             .await;
     assert_eq!((status, code(&answer)), (400, "InvalidSecurityGroupRuleId.NotFound"), "{answer}");
+}
+
+/// Ids of `element` in an answer, as owned strings.
+fn ids(answer: &str, element: &str) -> Vec<String> {
+    all(answer, element).into_iter().map(str::to_owned).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vpc_resource_pages_walk_their_tables_each_once_in_order() {
+    let (f, _dir) = world();
+    // Twelve VPCs of three environments; the first three with four subnets and three route
+    // tables each (besides their main one); an internet gateway for each VPC.
+    let (mut vpcs, mut prod_vpcs, mut subnets, mut tables, mut gateways) =
+        (Vec::new(), BTreeSet::new(), BTreeSet::new(), BTreeSet::new(), Vec::new());
+    let (mut subnets_of, mut first_table) = (BTreeMap::<String, BTreeSet<String>>::new(), None);
+    for n in 0..12 {
+        let env = ENVS[n % 3];
+        let body = format!(
+            "Action=CreateVpc&Version=2016-11-15&CidrBlock=10.{n}.0.0/16&TagSpecification.1.ResourceType=vpc&TagSpecification.1.Tag.1.Key=env&TagSpecification.1.Tag.1.Value={env}"
+        );
+        let vpc = ids(&ok(&f, &body).await, "vpcId")[0].clone();
+        if env == "prod" {
+            prod_vpcs.insert(vpc.clone());
+        }
+        let gateway =
+            ids(&ok(&f, "Action=CreateInternetGateway&Version=2016-11-15").await, "internetGatewayId")[0].clone();
+        gateways.push(gateway);
+        if n < 3 {
+            for k in 0..4 {
+                let body = format!("Action=CreateSubnet&Version=2016-11-15&VpcId={vpc}&CidrBlock=10.{n}.{k}.0/24");
+                let subnet = ids(&ok(&f, &body).await, "subnetId")[0].clone();
+                subnets_of.entry(vpc.clone()).or_default().insert(subnet.clone());
+                subnets.insert(subnet);
+            }
+            for _ in 0..3 {
+                let body = format!("Action=CreateRouteTable&Version=2016-11-15&VpcId={vpc}");
+                let table = ids(&ok(&f, &body).await, "routeTableId")[0].clone();
+                first_table.get_or_insert_with(|| table.clone());
+                tables.insert(table);
+            }
+        }
+        vpcs.push(vpc);
+    }
+    // A route to a gateway that then leaves its VPC: blackholed, which the record alone does
+    // not say.
+    let (vpc, gateway, table) = (&vpcs[0], &gateways[0], first_table.expect("a table of the first VPC"));
+    ok(&f, &format!("Action=AttachInternetGateway&Version=2016-11-15&VpcId={vpc}&InternetGatewayId={gateway}")).await;
+    let route = format!(
+        "Action=CreateRoute&Version=2016-11-15&RouteTableId={table}&DestinationCidrBlock=0.0.0.0/0&GatewayId={gateway}"
+    );
+    ok(&f, &route).await;
+    ok(&f, &format!("Action=DetachInternetGateway&Version=2016-11-15&VpcId={vpc}&InternetGatewayId={gateway}")).await;
+
+    let default_vpc = ids(
+        &ok(&f, "Action=DescribeVpcs&Version=2016-11-15&Filter.1.Name=is-default&Filter.1.Value.1=true").await,
+        "vpcId",
+    );
+    assert_eq!(default_vpc.len(), 1, "the account's default VPC");
+    let every_vpc: BTreeSet<String> = vpcs.iter().chain(&default_vpc).cloned().collect();
+    let named: BTreeSet<String> = vpcs.iter().step_by(4).cloned().collect();
+    let by_id = named
+        .iter()
+        .enumerate()
+        .fold("&Filter.1.Name=vpc-id".to_owned(), |body, (n, id)| format!("{body}&Filter.1.Value.{}={id}", n + 1));
+    let mine_only = |seen: Vec<String>, of: &BTreeSet<String>| seen.into_iter().filter(|s| of.contains(s)).collect();
+    let cases: Vec<(&str, String, &str, BTreeSet<String>, bool)> = vec![
+        ("DescribeVpcs", String::new(), "vpcId", every_vpc.clone(), true),
+        ("DescribeVpcs", "&Filter.1.Name=tag:env&Filter.1.Value.1=prod".into(), "vpcId", prod_vpcs.clone(), true),
+        ("DescribeVpcs", by_id, "vpcId", named.clone(), true),
+        (
+            "DescribeVpcs",
+            "&Filter.1.Name=cidr&Filter.1.Value.1=10.1*".into(),
+            "vpcId",
+            [vpcs[1].clone(), vpcs[10].clone(), vpcs[11].clone()].into(),
+            true,
+        ),
+        // The default VPC's subnets are there too: the walk must hold every one of these.
+        ("DescribeSubnets", String::new(), "subnetId", subnets.clone(), false),
+        (
+            "DescribeSubnets",
+            format!("&Filter.1.Name=vpc-id&Filter.1.Value.1={}", vpcs[1]),
+            "subnetId",
+            subnets_of[&vpcs[1]].clone(),
+            true,
+        ),
+        // Free addresses are computed, not stored: a /24 has 251.
+        (
+            "DescribeSubnets",
+            "&Filter.1.Name=available-ip-address-count&Filter.1.Value.1=251".into(),
+            "subnetId",
+            subnets.clone(),
+            true,
+        ),
+        ("DescribeRouteTables", String::new(), "routeTableId", tables.clone(), false),
+        (
+            "DescribeRouteTables",
+            "&Filter.1.Name=route.state&Filter.1.Value.1=blackhole".into(),
+            "routeTableId",
+            [table.clone()].into(),
+            true,
+        ),
+        ("DescribeInternetGateways", String::new(), "internetGatewayId", gateways.iter().cloned().collect(), false),
+        (
+            "DescribeInternetGateways",
+            format!("&Filter.1.Name=attachment.vpc-id&Filter.1.Value.1={}", vpcs[0]),
+            "internetGatewayId",
+            BTreeSet::new(),
+            true,
+        ),
+    ];
+    for (action, filter, element, expected, exact) in cases {
+        // 100 is the most a page of route tables may hold.
+        for page_size in [5, 7, 100] {
+            let seen = walk(&f, action, page_size, &filter, element).await;
+            assert!(seen.windows(2).all(|w| w[0] < w[1]), "{action}{filter}: each once, in id order: {seen:?}");
+            let listed: BTreeSet<String> =
+                if exact { seen.iter().cloned().collect() } else { mine_only(seen, &expected) };
+            assert_eq!(listed, expected, "{action}{filter}, {page_size} a page");
+        }
+    }
+    // Ids of nothing are not found, as EC2 answers.
+    for (action, param, id, code_) in [
+        ("DescribeVpcs", "VpcId", "vpc-0123456789abcdef0", "InvalidVpcID.NotFound"),
+        ("DescribeSubnets", "SubnetId", "subnet-0123456789abcdef0", "InvalidSubnetID.NotFound"),
+        ("DescribeRouteTables", "RouteTableId", "rtb-0123456789abcdef0", "InvalidRouteTableID.NotFound"),
+        ("DescribeInternetGateways", "InternetGatewayId", "igw-0123456789abcdef0", "InvalidInternetGatewayID.NotFound"),
+    ] {
+        let (status, answer) = call(&f, &format!("Action={action}&Version=2016-11-15&{param}.1={id}")).await;
+        assert_eq!((status, code(&answer)), (400, code_), "{answer}");
+    }
+}
+
+/// What the model-based walks below make, page through and delete between pages.
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    SecurityGroup,
+    Vpc,
+    Subnet,
+    RouteTable,
+    InternetGateway,
+    LaunchTemplate,
+}
+
+/// How a walk drives one [`Kind`].
+struct Parts {
+    describe: &'static str,
+    /// The element holding an item's id.
+    element: &'static str,
+    id_filter: &'static str,
+    /// The Create action and its parameters.
+    create: String,
+    /// The Delete action and its id parameter's name.
+    delete: &'static str,
+    /// The resource type its tags are specified for.
+    resource_type: &'static str,
+}
+
+impl Kind {
+    /// The `n`-th resource made of this kind (subnets and route tables in `vpc`).
+    fn parts(self, n: usize, vpc: &str) -> Parts {
+        let (describe, element, id_filter, create, delete, resource_type) = match self {
+            Kind::SecurityGroup => (
+                "DescribeSecurityGroups",
+                "groupId",
+                "group-id",
+                format!("CreateSecurityGroup&GroupName=g{n}&GroupDescription=d"),
+                "DeleteSecurityGroup&GroupId",
+                "security-group",
+            ),
+            Kind::Vpc => (
+                "DescribeVpcs",
+                "vpcId",
+                "vpc-id",
+                format!("CreateVpc&CidrBlock=10.{}.0.0/16", n % 250),
+                "DeleteVpc&VpcId",
+                "vpc",
+            ),
+            Kind::Subnet => (
+                "DescribeSubnets",
+                "subnetId",
+                "subnet-id",
+                format!("CreateSubnet&VpcId={vpc}&CidrBlock=10.0.{n}.0/24"),
+                "DeleteSubnet&SubnetId",
+                "subnet",
+            ),
+            Kind::RouteTable => (
+                "DescribeRouteTables",
+                "routeTableId",
+                "route-table-id",
+                format!("CreateRouteTable&VpcId={vpc}"),
+                "DeleteRouteTable&RouteTableId",
+                "route-table",
+            ),
+            Kind::InternetGateway => (
+                "DescribeInternetGateways",
+                "internetGatewayId",
+                "internet-gateway-id",
+                "CreateInternetGateway".into(),
+                "DeleteInternetGateway&InternetGatewayId",
+                "internet-gateway",
+            ),
+            Kind::LaunchTemplate => (
+                "DescribeLaunchTemplates",
+                "launchTemplateId",
+                "launch-template-id",
+                format!("CreateLaunchTemplate&LaunchTemplateName=lt{n}&LaunchTemplateData.InstanceType=t3.nano"),
+                "DeleteLaunchTemplate&LaunchTemplateId",
+                "launch-template",
+            ),
+        };
+        Parts { describe, element, id_filter, create, delete, resource_type }
+    }
+}
+
+/// Whether a resource (its id, its `env` tag) matches a walk's filter.
+type Matches = Box<dyn Fn(&str, &str) -> bool>;
+
+/// Every paginated Describe of what an account makes itself, walked against a model of what
+/// it made: across pages each resource comes once and in id order, whatever the page size and
+/// the filter (none, an exact tag, two tag values, a tag pattern no index serves, some ids),
+/// while resources are made and deleted between pages; whatever was there throughout and
+/// matches is listed; nothing is listed that never matched; a token serves its own query only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_describe_pages_its_own_resources_once_in_order_while_they_change() {
+    let (f, _dir) = world();
+    let mut rng = StdRng::seed_from_u64(26);
+    let vpc = ids(&ok(&f, "Action=CreateVpc&Version=2016-11-15&CidrBlock=10.0.0.0/16").await, "vpcId")[0].clone();
+    let mut made = 0usize;
+    for kind in
+        [Kind::SecurityGroup, Kind::Vpc, Kind::Subnet, Kind::RouteTable, Kind::InternetGateway, Kind::LaunchTemplate]
+    {
+        let Parts { describe: action, element, id_filter, delete, .. } = kind.parts(0, &vpc);
+        // The model: each resource made and its environment tag.
+        let mut live: BTreeMap<String, &str> = BTreeMap::new();
+        let mut ever: BTreeMap<String, &str> = BTreeMap::new();
+        let make = |n: usize, env: &'static str| {
+            let Parts { element, create, resource_type, .. } = kind.parts(n, &vpc);
+            let body = format!(
+                "Action={create}&Version=2016-11-15&TagSpecification.1.ResourceType={resource_type}&TagSpecification.1.Tag.1.Key=env&TagSpecification.1.Tag.1.Value={env}"
+            );
+            let f = &f;
+            async move { ids(&ok(f, &body).await, element)[0].clone() }
+        };
+        for _ in 0..20 {
+            let env = ENVS[rng.gen_range(0..3)];
+            made += 1;
+            let id = make(made, env).await;
+            live.insert(id.clone(), env);
+            ever.insert(id, env);
+        }
+        for walk in 0..8 {
+            let some: BTreeSet<String> = live.keys().filter(|_| rng.gen_bool(0.3)).cloned().collect();
+            let env = ENVS[rng.gen_range(0..3)];
+            let (filter, matches): (String, Matches) = match rng.gen_range(0..5) {
+                0 => (String::new(), Box::new(|_, _| true)),
+                1 => (format!("&Filter.1.Name=tag:env&Filter.1.Value.1={env}"), Box::new(move |_, e| e == env)),
+                2 => (
+                    "&Filter.1.Name=tag:env&Filter.1.Value.1=prod&Filter.1.Value.2=test".into(),
+                    Box::new(|_, e| e != "dev"),
+                ),
+                3 => ("&Filter.1.Name=tag-value&Filter.1.Value.1=d*".into(), Box::new(|_, e| e == "dev")),
+                _ => {
+                    let values: String =
+                        some.iter().enumerate().map(|(n, id)| format!("&Filter.1.Value.{}={id}", n + 1)).collect();
+                    let some = some.clone();
+                    (format!("&Filter.1.Name={id_filter}{values}"), Box::new(move |id, _| some.contains(id)))
+                }
+            };
+            if filter.ends_with(id_filter) {
+                continue; // No ids drawn: a filter without values is refused, as EC2 refuses it.
+            }
+            let before = live.clone();
+            let page_size = rng.gen_range(5..=12);
+            let (mut seen, mut token, mut pages) = (Vec::<String>::new(), None::<String>, 0);
+            loop {
+                let next = token.as_ref().map(|t| format!("&NextToken={t}")).unwrap_or_default();
+                let body = format!("Action={action}&Version=2016-11-15&MaxResults={page_size}{filter}{next}");
+                let answer = ok(&f, &body).await;
+                let mut page = all(&answer, element);
+                page.dedup(); // a route table's associations name it again
+                assert!(page.len() <= page_size, "{action} walk {walk}: {} > {page_size}", page.len());
+                seen.extend(page.iter().map(|s| s.to_string()));
+                pages += 1;
+                if let (Some(t), 1) = (all(&answer, "nextToken").first(), pages) {
+                    // The first page's token, with another filter: refused.
+                    let other = format!("Action={action}&Version=2016-11-15&MaxResults={page_size}&Filter.1.Name=tag:other&Filter.1.Value.1=x&NextToken={t}");
+                    let (status, refused) = call(&f, &other).await;
+                    assert_eq!((status, code(&refused)), (400, "InvalidParameterValue"), "{action}: {refused}");
+                }
+                // Between pages: one more, or one fewer.
+                if rng.gen_bool(0.5) {
+                    let env = ENVS[rng.gen_range(0..3)];
+                    made += 1;
+                    let id = make(made, env).await;
+                    live.insert(id.clone(), env);
+                    ever.insert(id, env);
+                } else if let Some(gone) = live.keys().nth(rng.gen_range(0..live.len())).cloned() {
+                    ok(&f, &format!("Action={delete}={gone}&Version=2016-11-15")).await;
+                    live.remove(&gone);
+                }
+                match all(&answer, "nextToken").first() {
+                    Some(t) => token = Some(t.to_string()),
+                    None => break,
+                }
+                assert!(pages < 100, "{action} walk {walk} does not end");
+            }
+            let what = format!("{action} walk {walk} ({filter}, {page_size} a page)");
+            assert!(seen.windows(2).all(|w| w[0] < w[1]), "{what}: each once, in id order: {seen:?}");
+            for (id, env) in &before {
+                if live.contains_key(id) && matches(id, env) {
+                    assert!(seen.contains(id), "{what}: {id} was there throughout and matches, not listed");
+                }
+            }
+            for id in &seen {
+                match ever.get(id) {
+                    Some(env) => assert!(matches(id, env), "{what}: {id} listed, does not match"),
+                    // What the account was given (its default VPC's, say) has no tags.
+                    None => assert!(filter.is_empty(), "{what}: {id} listed, made by nobody here"),
+                }
+            }
+        }
+    }
+    assert!(made < 256, "subnets are 10.0.n.0/24");
 }

@@ -133,6 +133,22 @@ impl LeaseBlockRecord {
         None
     }
 
+    /// How many bits in `from..to` are leased.
+    pub fn count(&self, from: usize, to: usize) -> u32 {
+        let to = to.min(self.leased.len() * 64);
+        let mut count = 0;
+        let mut bit = from;
+        while bit < to {
+            let (word, low) = (bit / 64, bit % 64);
+            let high = (to - word * 64).min(64);
+            // The word's bits low..high.
+            let mask = (u64::MAX >> (64 - (high - low))) << low;
+            count += (self.leased[word] & mask).count_ones();
+            bit = word * 64 + high;
+        }
+        count
+    }
+
     fn set(&mut self, bit: usize, leased: bool) {
         if let Some(word) = self.leased.get_mut(bit / 64) {
             if leased {
@@ -817,6 +833,22 @@ mod tests {
         assert_eq!(block.first_free(4, 4096), Some(70));
         assert_eq!(block.first_free(71, 4096), Some(130));
         assert_eq!(block.first_free(200, 201), Some(200));
+    }
+
+    #[test]
+    fn count_takes_the_bits_of_its_range_alone() {
+        let mut block = LeaseBlockRecord::empty();
+        for bit in [3, 4, 63, 64, 65, 127, 128, 1000, 4095] {
+            block.set(bit, true);
+        }
+        let naive = |from: usize, to: usize| (from..to).filter(|b| block.is_leased(*b)).count() as u32;
+        for (from, to) in
+            [(0, 4096), (4, 4095), (4, 64), (63, 65), (64, 128), (65, 127), (5, 5), (1000, 1001), (0, 9000)]
+        {
+            assert_eq!(block.count(from, to), naive(from, to.min(4096)), "{from}..{to}");
+        }
+        assert_eq!(block.count(0, 4096), 9);
+        assert_eq!(block.count(4, 4095), 7);
     }
 
     #[test]

@@ -11,7 +11,7 @@ pub async fn handle(ctx: &Ctx, req: CreateRouteTableRequest) -> Result<CreateRou
     let view = ctx
         .call(move |b| {
             let table = b.create_route_table(&account, &req.vpc_id, &tags)?;
-            Ok(super::describe_route_tables::views(b, &account, vec![table])?.remove(0))
+            super::describe_route_tables::view(b, table)
         })
         .await?;
     Ok(CreateRouteTableOutput { route_table: Some(route_table(&view, &shown)), client_token: req.client_token })

@@ -11,9 +11,10 @@
 //!    the filters are tested there, as the records are read, and the read stops when the page
 //!    is full ([`backend::listing`]): volumes, snapshots, instances (by reservation), images
 //!    (across owners, by the image index), security groups, their rules (by the rule index),
-//!    network interfaces (by the interface index), tags and migrations. What is not kept in the
-//!    store but in the config (instance types, offerings, hosts) is cut into pages by
-//!    [`Describe::page`].
+//!    network interfaces (by the interface index), tags, migrations, launch templates, VPCs,
+//!    subnets, internet gateways, route tables and NAT gateways. What is not kept in the store
+//!    as records of its own (instance types and offerings, hosts, the ACLs and DHCP options
+//!    each VPC and account implies) is cut into pages by [`Describe::page`].
 //! 3. Ids that name nothing the caller may see are one `…NotFound` naming them all.
 
 use std::borrow::Cow;
@@ -124,6 +125,11 @@ impl Describe {
             Some(ResourceKind::Snapshot) => Some("snapshot-id"),
             Some(ResourceKind::SecurityGroup) => Some("group-id"),
             Some(ResourceKind::Image) => Some("image-id"),
+            Some(ResourceKind::Vpc) => Some("vpc-id"),
+            Some(ResourceKind::Subnet) => Some("subnet-id"),
+            Some(ResourceKind::InternetGateway) => Some("internet-gateway-id"),
+            Some(ResourceKind::RouteTable) => Some("route-table-id"),
+            Some(ResourceKind::NatGateway) => Some("nat-gateway-id"),
             _ => None,
         };
         let only_ids = id_filter.and_then(|name| self.filters.exact_values(name)).unwrap_or_default();
@@ -177,19 +183,36 @@ impl Describe {
         ctx: &Ctx,
         keep: impl Fn(&backend::Backend, &FilterSet, &V, &[(String, String)]) -> bool + Send + 'static,
     ) -> Result<(Vec<Item<V>>, Option<String>), Ec2Error> {
+        self.list_shown(ctx, keep, |_, item| Ok(item)).await
+    }
+
+    /// As [`Describe::list_by`], each listed item then made into what the answer shows by
+    /// `show`, in the same snapshot as the page was read (so that what a filter saw of the
+    /// backend is what the answer shows).
+    pub async fn list_shown<V: Listed, T: Send + 'static>(
+        self,
+        ctx: &Ctx,
+        keep: impl Fn(&backend::Backend, &FilterSet, &V, &[(String, String)]) -> bool + Send + 'static,
+        show: impl Fn(&backend::Backend, Item<V>) -> backend::Result<T> + Send + 'static,
+    ) -> Result<(Vec<T>, Option<String>), Ec2Error> {
         let query = self.list_query();
         let few = self.reads_few();
         let filters = self.filters;
         let account = self.account.clone();
-        let page = ctx
-            .snapshot_sized(few, move |b| b.list::<V>(&account, &query, |record, tags| keep(b, &filters, record, tags)))
+        let (page, last) = ctx
+            .snapshot_sized(few, move |b| {
+                let Page { items, more, missing } =
+                    b.list::<V>(&account, &query, |record, tags| keep(b, &filters, record, tags))?;
+                let last = more.then(|| items.last().map(|i| i.record.id().to_owned())).flatten();
+                if !missing.is_empty() {
+                    return Ok((Err(missing), last));
+                }
+                let shown = items.into_iter().map(|item| show(b, item)).collect::<backend::Result<Vec<T>>>()?;
+                Ok((Ok(shown), last))
+            })
             .await?;
-        let Page { items, more, missing } = page;
-        if !missing.is_empty() {
-            return Err(crate::errors::not_found(V::KIND, &missing));
-        }
-        let last = items.last().map(|i| i.record.id().to_owned());
-        Ok((items, more.then_some(last).flatten().map(|last| self.page.token_after(&last))))
+        let items = page.map_err(|missing| crate::errors::not_found(V::KIND, &missing))?;
+        Ok((items, last.map(|last| self.page.token_after(&last))))
     }
 
     /// One page of records computed in memory, each with its tags, in `key` order: the named
