@@ -226,11 +226,7 @@ pub(crate) fn mapped_into(tx: &impl Reads, account: &str, vpc_id: &str) -> Resul
         .scan(&ADDRESSES, &format!("{account}/"))?
         .iter()
         .any(|(_, a)| a.association.as_ref().is_some_and(|x| x.vpc_id == vpc_id));
-    let own = tx
-        .scan(&INSTANCES, &format!("{account}/"))?
-        .iter()
-        .any(|(_, i)| i.vpc_id == vpc_id && i.public_ip.is_some() && i.state != InstanceState::Terminated);
-    Ok(elastic || own)
+    Ok(elastic || tx.any_live_instance_with(account, "vpc-id", vpc_id, |i| i.public_ip.is_some())?)
 }
 
 /// What AssociateAddress points the address at.

@@ -15,8 +15,8 @@
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use storage::tables::{INSTANCES, SECURITY_GROUPS, SECURITY_GROUP_NAMES};
-use storage::{InstanceState, NameRecord, Reads, RulePeer, SecurityGroupRecord, SecurityGroupRuleRecord, WriteTx};
+use storage::tables::{SECURITY_GROUPS, SECURITY_GROUP_NAMES};
+use storage::{NameRecord, Reads, RulePeer, SecurityGroupRecord, SecurityGroupRuleRecord, WriteTx};
 
 use crate::{ids, invalid, now_ms, tags, Backend, Error, ResourceKind, Result};
 
@@ -372,10 +372,7 @@ impl Backend {
                     "the specified group: \"{id}\" name: \"default\" cannot be deleted by a user"
                 )));
             }
-            let in_use = tx
-                .scan(&INSTANCES, &format!("{account}/"))?
-                .into_iter()
-                .any(|(_, i)| i.state != InstanceState::Terminated && i.security_group_ids.contains(&id));
+            let in_use = tx.any_live_instance_with(account, "instance.group-id", &id, |_| true)?;
             let referenced = tx.scan(&SECURITY_GROUPS, &format!("{account}/"))?.into_iter().any(|(_, g)| {
                 g.id != id
                     && g.rules.iter().any(|r| matches!(&r.peer, RulePeer::Group { group_id, .. } if *group_id == id))

@@ -679,8 +679,7 @@ impl Backend {
     pub fn delete_subnet(&self, account: &str, id: &str) -> Result<()> {
         self.store().write(|tx| {
             subnet_in(tx, account, id)?;
-            let instances = tx.scan(&INSTANCES, &format!("{account}/"))?;
-            if instances.iter().any(|(_, i)| i.subnet_id == id && i.state != InstanceState::Terminated)
+            if tx.any_live_instance_with(account, "subnet-id", id, |_| true)?
                 || crate::nat_gateways::in_subnet(tx, account, id)?
                 || crate::interfaces::in_subnet(tx, account, id)?
             {
@@ -1065,6 +1064,55 @@ impl Backend {
     }
 }
 
+/// Where the routes of a table lead, route by route: whether the target is there (`active`;
+/// EC2 says `blackhole` otherwise), and, for a route to an instance or a network interface
+/// that is there, the instance and the interface it reaches (an instance's route reaches its
+/// primary interface).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RouteStates {
+    pub active: Vec<bool>,
+    pub through: Vec<Option<(String, String)>>,
+}
+
+fn route_states_in(tx: &impl Reads, table: &RouteTableRecord) -> Result<RouteStates> {
+    let account = table.account.as_str();
+    let live = |instance: &str| -> Result<Option<storage::InstanceRecord>> {
+        Ok(tx.get(&INSTANCES, &key(account, instance))?.filter(|i| i.state != InstanceState::Terminated))
+    };
+    let mut states = RouteStates { active: Vec::new(), through: Vec::new() };
+    for route in &table.routes {
+        let (active, through) = match &route.target {
+            RouteTarget::Local => (true, None),
+            RouteTarget::InternetGateway(id) => {
+                let gateway = tx.get(&INTERNET_GATEWAYS, &key(account, id))?;
+                (gateway.is_some_and(|g| g.vpc_id.as_deref() == Some(table.vpc_id.as_str())), None)
+            }
+            RouteTarget::NatGateway(id) => (tx.get(&NAT_GATEWAYS, &key(account, id))?.is_some(), None),
+            RouteTarget::Instance(id) => match live(id)? {
+                Some(instance) => (true, Some((instance.id, instance.network_interface_id))),
+                None => (false, None),
+            },
+            RouteTarget::NetworkInterface(id) => {
+                // One of the account's own interfaces, attached to a live instance; or a live
+                // instance's primary interface.
+                let own = tx.get(&NETWORK_INTERFACES, &key(account, id))?;
+                let instance = match own {
+                    Some(own) => match own.attachment {
+                        Some(a) => live(&a.instance_id)?.map(|i| i.id),
+                        None => None,
+                    },
+                    None => crate::listing::primary_interface_owner(tx, account, id)?
+                        .and_then(|k| k.split_once('/').map(|(_, i)| i.to_owned())),
+                };
+                (instance.is_some(), instance.map(|i| (i, id.clone())))
+            }
+        };
+        states.active.push(active);
+        states.through.push(through);
+    }
+    Ok(states)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1172,53 +1220,4 @@ mod tests {
         assert_eq!(default_subnet_cidr(2).unwrap().to_string(), "172.31.32.0/20");
         assert_eq!(default_subnet_cidr(16), None);
     }
-}
-
-/// Where the routes of a table lead, route by route: whether the target is there (`active`;
-/// EC2 says `blackhole` otherwise), and, for a route to an instance or a network interface
-/// that is there, the instance and the interface it reaches (an instance's route reaches its
-/// primary interface).
-#[derive(Debug, Clone, PartialEq)]
-pub struct RouteStates {
-    pub active: Vec<bool>,
-    pub through: Vec<Option<(String, String)>>,
-}
-
-fn route_states_in(tx: &impl Reads, table: &RouteTableRecord) -> Result<RouteStates> {
-    let account = table.account.as_str();
-    let live = |instance: &str| -> Result<Option<storage::InstanceRecord>> {
-        Ok(tx.get(&INSTANCES, &key(account, instance))?.filter(|i| i.state != InstanceState::Terminated))
-    };
-    let mut states = RouteStates { active: Vec::new(), through: Vec::new() };
-    for route in &table.routes {
-        let (active, through) = match &route.target {
-            RouteTarget::Local => (true, None),
-            RouteTarget::InternetGateway(id) => {
-                let gateway = tx.get(&INTERNET_GATEWAYS, &key(account, id))?;
-                (gateway.is_some_and(|g| g.vpc_id.as_deref() == Some(table.vpc_id.as_str())), None)
-            }
-            RouteTarget::NatGateway(id) => (tx.get(&NAT_GATEWAYS, &key(account, id))?.is_some(), None),
-            RouteTarget::Instance(id) => match live(id)? {
-                Some(instance) => (true, Some((instance.id, instance.network_interface_id))),
-                None => (false, None),
-            },
-            RouteTarget::NetworkInterface(id) => {
-                // One of the account's own interfaces, attached to a live instance; or a live
-                // instance's primary interface.
-                let own = tx.get(&NETWORK_INTERFACES, &key(account, id))?;
-                let instance = match own {
-                    Some(own) => match own.attachment {
-                        Some(a) => live(&a.instance_id)?.map(|i| i.id),
-                        None => None,
-                    },
-                    None => crate::listing::primary_interface_owner(tx, account, id)?
-                        .and_then(|k| k.split_once('/').map(|(_, i)| i.to_owned())),
-                };
-                (instance.is_some(), instance.map(|i| (i, id.clone())))
-            }
-        };
-        states.active.push(active);
-        states.through.push(through);
-    }
-    Ok(states)
 }

@@ -646,6 +646,42 @@ mod tests {
     }
 
     #[test]
+    fn a_live_instance_with_an_attribute_is_found_past_a_batch_of_terminated_ones() {
+        for (_kind, store, _db) in crate::testing::stores() {
+            // 300 terminated instances in subnet s (more than a batch of 256), then one that
+            // runs, whose reservation sorts last.
+            store
+                .write(|tx| {
+                    for n in 0..300 {
+                        let r = InstanceRecord {
+                            reservation_id: format!("r{n:03}"),
+                            ..instance(&format!("i-{n:03}"), "h1", InstanceState::Terminated, None)
+                        };
+                        tx.insert(&INSTANCES, &format!("a/{}", r.id), &r)?;
+                    }
+                    Ok::<_, crate::Error>(())
+                })
+                .unwrap();
+            let any = |value: &str, f: fn(&InstanceRecord) -> bool| {
+                store.read(|tx| tx.any_live_instance_with("a", "subnet-id", value, f)).unwrap()
+            };
+            assert!(!any("s", |_| true), "terminated ones do not count");
+            let mut live =
+                InstanceRecord { reservation_id: "r999".into(), ..instance("i-z", "h1", InstanceState::Running, None) };
+            store.write(|tx| tx.insert(&INSTANCES, "a/i-z", &live)).unwrap();
+            assert!(any("s", |_| true), "found after the first batch");
+            assert!(!any("s", |i| i.public_ip.is_some()), "and asked about");
+            assert!(!any("other", |_| true));
+            // In a write transaction too (what a deletion asks before it deletes).
+            let in_write = store.write(|tx| tx.any_live_instance_with("a", "subnet-id", "s", |_| true)).unwrap();
+            assert!(in_write);
+            live.state = InstanceState::Terminated;
+            store.write(|tx| tx.insert(&INSTANCES, "a/i-z", &live)).unwrap();
+            assert!(!any("s", |_| true));
+        }
+    }
+
+    #[test]
     fn tags_volumes_and_leases_are_indexed() {
         for (_kind, store, _db) in crate::testing::stores() {
             let tag = |v: &str| TagRecord { resource_id: "i-1".into(), key: "env".into(), value: v.into() };

@@ -548,6 +548,48 @@ pub trait Reads {
         Ok(())
     }
 
+    /// Whether `f` answers true for any instance of `account` that is not terminated and has
+    /// `value` for the indexed attribute `name` ([`derived::INDEXED_ATTRIBUTES`]). Reads that
+    /// value's range of the attribute index and the live ones of its instances, a batch at a
+    /// time, until `f` answers: not every instance of the account, which a write transaction
+    /// asking whether a subnet or a group is in use would otherwise hold the store for.
+    fn any_live_instance_with(
+        &self,
+        account: &str,
+        name: &str,
+        value: &str,
+        mut f: impl FnMut(&InstanceRecord) -> bool,
+    ) -> Result<bool> {
+        const BATCH: usize = 256;
+        let prefix = derived::attribute_prefix(account, name, value);
+        let mut after: Option<String> = None;
+        loop {
+            let mut entries = Vec::new();
+            self.walk_keys(&tables::ATTRIBUTE_RESERVATIONS, &prefix, after.as_deref(), |key, _| {
+                entries.push(key[prefix.len()..].to_owned());
+                Ok(entries.len() < BATCH)
+            })?;
+            // Entries end `{reservation}/{instance}`.
+            let instances: Vec<String> = entries
+                .iter()
+                .filter_map(|entry| entry.split_once('/'))
+                .map(|(_, instance)| format!("{account}/{instance}"))
+                .collect();
+            let keys: Vec<&str> = instances.iter().map(String::as_str).collect();
+            let live: Vec<String> =
+                self.get_many(&tables::LIVE_INSTANCES, &keys)?.into_iter().map(|(k, _)| k).collect();
+            let live: Vec<&str> = live.iter().map(String::as_str).collect();
+            if !live.is_empty() && self.get_many(&tables::INSTANCES, &live)?.iter().any(|(_, record)| f(record)) {
+                return Ok(true);
+            }
+            match entries.pop() {
+                // A full batch: there may be more after it.
+                Some(last) if entries.len() + 1 == BATCH => after = Some(last),
+                _ => return Ok(false),
+            }
+        }
+    }
+
     /// The keys of instances terminated at or before `cutoff_ms`, oldest first.
     fn terminated_by(&self, cutoff_ms: i64) -> Result<Vec<String>> {
         let mut keys = Vec::new();
