@@ -715,7 +715,20 @@ impl Backend {
         query: &ListQuery,
         mut keep: impl FnMut(&V, &[(String, String)]) -> bool,
     ) -> Result<Page<Item<V>>> {
-        self.store().read(|tx| list_in(tx, account, query, &mut keep))
+        self.list_reading(account, query, |_, record, tags| keep(record, tags))
+    }
+
+    /// As [`Backend::list`], `keep` given the page's read too: for a test of what the record
+    /// joins, read in the page's snapshot (on PostgreSQL a read nested in another would take a
+    /// connection and a snapshot of its own).
+    pub fn list_reading<V: Listed>(
+        &self,
+        account: &str,
+        query: &ListQuery,
+        mut keep: impl FnMut(&ReadTx, &V, &[(String, String)]) -> bool,
+    ) -> Result<Page<Item<V>>> {
+        self.store()
+            .read(|tx| list_in(tx, account, query, &mut |record: &V, tags: &[(String, String)]| keep(tx, record, tags)))
     }
 
     /// One page of `account`'s reservations, in reservation id order, each with the instances

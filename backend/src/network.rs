@@ -11,7 +11,7 @@ use std::net::Ipv4Addr;
 
 use storage::derived::{lease_block_key, LEASE_BLOCK};
 use storage::tables::{LEASES, LEASE_BLOCKS};
-use storage::{LeaseBlockRecord, LeaseRecord, WriteTx};
+use storage::{LeaseBlockRecord, LeaseRecord, Reads, WriteTx};
 
 use crate::{Backend, Error, Result};
 
@@ -71,12 +71,19 @@ impl Subnet {
 
     /// Addresses instances may get: all but the first four and the last.
     pub fn assignable(&self) -> impl Iterator<Item = Ipv4Addr> {
-        let base = u32::from(self.network);
-        (base + 4..base + self.size() - 1).map(Ipv4Addr::from)
+        let (first, end) = self.assignable_range();
+        (first..end).map(Ipv4Addr::from)
     }
 
     pub fn contains(&self, address: Ipv4Addr) -> bool {
         u32::from(address) & u32::from(self.netmask()) == u32::from(self.network)
+    }
+
+    /// The addresses instances may get, as numbers: `first..end`. (`network + size` would not
+    /// fit in 32 bits for the last subnet of the address space: the broadcast address does.)
+    fn assignable_range(&self) -> (u32, u32) {
+        let base = u32::from(self.network);
+        (base + 4, base + (self.size() - 1))
     }
 
     /// How many addresses instances may get, for DescribeSubnets.
@@ -102,22 +109,49 @@ pub fn new_mac() -> String {
 /// transaction (so concurrent launches never share an address). The leased addresses are
 /// found in storage's bitmaps of 4,096 ([`storage::derived`]), not by asking address by address.
 pub(crate) fn lease_address(tx: &WriteTx, subnet: &Subnet, instance_key: &str, mac: &str) -> Result<Ipv4Addr> {
-    let (first, end) = (u32::from(subnet.network) + 4, u32::from(subnet.network) + subnet.size() - 1);
+    let mut taken = None;
+    for_each_block(subnet, |block_key, block_start, from, to| {
+        let block = tx.get(&LEASE_BLOCKS, block_key)?.unwrap_or_else(LeaseBlockRecord::empty);
+        taken = block.first_free(from, to).map(|bit| Ipv4Addr::from(block_start + bit as u32));
+        Ok(taken.is_none())
+    })?;
+    let address = taken.ok_or_else(|| Error::AddressesExhausted(subnet.id.clone()))?;
+    let key = subnet.lease_key(address);
+    tx.insert(&LEASES, &key, &LeaseRecord { instance_key: instance_key.to_owned(), mac: mac.to_owned() })?;
+    Ok(address)
+}
+
+/// Hands `f` each lease bitmap that covers the subnet's assignable addresses, in order: its
+/// key, the number of its first address, and the bits of the subnet in it (`from..to`), until
+/// `f` answers false.
+fn for_each_block(subnet: &Subnet, mut f: impl FnMut(&str, u32, usize, usize) -> Result<bool>) -> Result<()> {
+    let (first, end) = subnet.assignable_range();
     let mut from = first;
     while from < end {
         let (block_key, offset) = lease_block_key(&subnet.lease_scope, Ipv4Addr::from(from));
         let block_start = from - offset as u32;
-        let block_end = (block_start + LEASE_BLOCK).min(end);
-        let block = tx.get(&LEASE_BLOCKS, &block_key)?.unwrap_or_else(LeaseBlockRecord::empty);
-        if let Some(bit) = block.first_free(offset, (block_end - block_start) as usize) {
-            let address = Ipv4Addr::from(block_start + bit as u32);
-            let key = subnet.lease_key(address);
-            tx.insert(&LEASES, &key, &LeaseRecord { instance_key: instance_key.to_owned(), mac: mac.to_owned() })?;
-            return Ok(address);
+        // Saturating: the last block of the address space ends past 32 bits.
+        let block_end = block_start.saturating_add(LEASE_BLOCK).min(end);
+        if !f(&block_key, block_start, offset, (block_end - block_start) as usize)? {
+            break;
         }
         from = block_end;
     }
-    Err(Error::AddressesExhausted(subnet.id.clone()))
+    Ok(())
+}
+
+/// Addresses of `subnet` not leased to any instance, read in `tx`: counted in the lease
+/// bitmaps, a read per 4,096 addresses, not by reading the VPC's leases (as many as its
+/// instances).
+fn free_in(tx: &impl Reads, subnet: &Subnet) -> Result<u32> {
+    let mut used = 0;
+    for_each_block(subnet, |block_key, _, from, to| {
+        if let Some(block) = tx.get(&LEASE_BLOCKS, block_key)? {
+            used += block.count(from, to);
+        }
+        Ok(true)
+    })?;
+    Ok(subnet.assignable_count().saturating_sub(used))
 }
 
 /// Takes `address` of `subnet` for `instance_key` (RunInstances' `PrivateIpAddress`).
@@ -162,12 +196,8 @@ impl Backend {
 
     /// One subnet of the account, by id.
     pub fn subnet(&self, account: &str, id: &str) -> Result<Subnet> {
-        let zones: Vec<&String> = self.topology().regions.iter().flat_map(|r| r.zones.iter()).collect();
-        self.store().read(|tx| {
-            let record = crate::vpcs::subnet_in(tx, account, id)?;
-            let index = zones.iter().position(|z| **z == record.zone).unwrap_or(usize::MAX);
-            Ok(Subnet::of(&record, index))
-        })
+        let record = self.store().read(|tx| crate::vpcs::subnet_in(tx, account, id))?;
+        Ok(self.subnet_of(&record))
     }
 
     /// The subnets of `vpc_id` (in the account), zone by zone.
@@ -187,23 +217,20 @@ impl Backend {
 
     /// Addresses of a subnet not leased to any instance.
     pub fn free_addresses(&self, subnet: &Subnet) -> Result<u32> {
-        // Counted in the lease bitmaps, a read per 4,096 addresses: not by reading the VPC's
-        // leases, which are as many as its instances.
-        let (first, end) = (u32::from(subnet.network) + 4, u32::from(subnet.network) + subnet.size() - 1);
-        let used = self.store().read(|tx| {
-            let (mut used, mut from) = (0, first);
-            while from < end {
-                let (block_key, offset) = lease_block_key(&subnet.lease_scope, Ipv4Addr::from(from));
-                let block_start = from - offset as u32;
-                let block_end = (block_start + LEASE_BLOCK).min(end);
-                if let Some(block) = tx.get(&LEASE_BLOCKS, &block_key)? {
-                    used += block.count(offset, (block_end - block_start) as usize);
-                }
-                from = block_end;
-            }
-            Ok::<_, Error>(used)
-        })?;
-        Ok(subnet.assignable_count().saturating_sub(used))
+        self.store().read(|tx| free_in(tx, subnet))
+    }
+
+    /// As [`Backend::free_addresses`], for the subnet `record` describes, inside a read the
+    /// caller holds (a listing's: on PostgreSQL a read nested in another is not in its
+    /// snapshot).
+    pub fn free_addresses_in(&self, tx: &impl Reads, record: &storage::SubnetRecord) -> Result<u32> {
+        free_in(tx, &self.subnet_of(record))
+    }
+
+    /// The subnet `record` describes, placed among the topology's zones.
+    pub fn subnet_of(&self, record: &storage::SubnetRecord) -> Subnet {
+        let mut zones = self.topology().regions.iter().flat_map(|r| r.zones.iter());
+        Subnet::of(record, zones.position(|z| *z == record.zone).unwrap_or(usize::MAX))
     }
 }
 
@@ -216,6 +243,25 @@ mod tests {
     fn default_subnets(b: &Backend, account: &str, vpc: &str) -> Vec<Subnet> {
         assert_eq!(b.default_vpc(account, vpc).unwrap().as_deref(), Some(vpc));
         b.subnets(account, vpc).unwrap()
+    }
+
+    #[test]
+    fn the_last_subnet_of_the_address_space_leases_and_counts_to_its_end() {
+        let b = backend();
+        let vpc = b.create_vpc("a", "255.255.0.0/16", None, &[]).unwrap();
+        let record = b.create_subnet("a", &vpc.id, "255.255.255.240/28", None, None, &[]).unwrap();
+        let subnet = b.subnet("a", &record.id).unwrap();
+        assert_eq!(b.free_addresses(&subnet).unwrap(), 11);
+        let mut leased = Vec::new();
+        for n in 0..11 {
+            let who = format!("a/i-{n}");
+            leased.push(b.store().write(|tx| lease_address(tx, &subnet, &who, "m")).unwrap());
+        }
+        assert_eq!(leased.first(), Some(&Ipv4Addr::new(255, 255, 255, 244)));
+        assert_eq!(leased.last(), Some(&Ipv4Addr::new(255, 255, 255, 254)), "the broadcast address is kept");
+        assert_eq!(b.free_addresses(&subnet).unwrap(), 0);
+        let full = b.store().write(|tx| lease_address(tx, &subnet, "a/i-x", "m"));
+        assert!(matches!(full, Err(Error::AddressesExhausted(_))), "{full:?}");
     }
 
     #[test]

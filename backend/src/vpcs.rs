@@ -1074,7 +1074,8 @@ pub struct RouteStates {
     pub through: Vec<Option<(String, String)>>,
 }
 
-fn route_states_in(tx: &impl Reads, table: &RouteTableRecord) -> Result<RouteStates> {
+/// As [`Backend::route_states`], inside a read the caller holds.
+pub fn route_states_in(tx: &impl Reads, table: &RouteTableRecord) -> Result<RouteStates> {
     let account = table.account.as_str();
     let live = |instance: &str| -> Result<Option<storage::InstanceRecord>> {
         Ok(tx.get(&INSTANCES, &key(account, instance))?.filter(|i| i.state != InstanceState::Terminated))

@@ -15,7 +15,7 @@ pub async fn handle(ctx: &Ctx, req: CreateDefaultSubnetRequest) -> Result<Create
                 req.availability_zone.as_deref(),
                 req.availability_zone_id.as_deref(),
             )?;
-            SubnetView::of(b, &region, record)
+            b.store().read(|tx| SubnetView::of(b, tx, &region, record))
         })
         .await?;
     Ok(CreateDefaultSubnetOutput { subnet: Some(subnet(&view, &[])) })

@@ -11,7 +11,7 @@ pub async fn handle(ctx: &Ctx, req: CreateRouteTableRequest) -> Result<CreateRou
     let view = ctx
         .call(move |b| {
             let table = b.create_route_table(&account, &req.vpc_id, &tags)?;
-            super::describe_route_tables::view(b, table)
+            b.store().read(|tx| super::describe_route_tables::view(tx, table))
         })
         .await?;
     Ok(CreateRouteTableOutput { route_table: Some(route_table(&view, &shown)), client_token: req.client_token })

@@ -25,7 +25,7 @@ pub async fn handle(ctx: &Ctx, req: CreateSubnetRequest) -> Result<CreateSubnetO
                 req.availability_zone_id.as_deref(),
                 &tags,
             )?;
-            SubnetView::of(b, &region, record)
+            b.store().read(|tx| SubnetView::of(b, tx, &region, record))
         })
         .await?;
     Ok(CreateSubnetOutput { subnet: Some(subnet(&view, &shown)) })

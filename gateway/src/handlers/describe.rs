@@ -25,6 +25,7 @@ use ec2api::filter::FilterSet;
 use ec2api::pagination::PageRequest;
 use ec2api::{Ec2Error, Filter};
 use sha2::{Digest, Sha256};
+use storage::ReadTx;
 
 use super::{check_ids, ensure_found, Row};
 use crate::context::Ctx;
@@ -183,16 +184,20 @@ impl Describe {
         ctx: &Ctx,
         keep: impl Fn(&backend::Backend, &FilterSet, &V, &[(String, String)]) -> bool + Send + 'static,
     ) -> Result<(Vec<Item<V>>, Option<String>), Ec2Error> {
-        self.list_shown(ctx, keep, |_, item| Ok(item)).await
+        self.list_shown(ctx, move |b, _, filters, record, tags| Ok(keep(b, filters, record, tags)), |_, item| Ok(item))
+            .await
     }
 
-    /// As [`Describe::list_by`], each listed item then made into what the answer shows by
-    /// `show`, in the same snapshot as the page was read (so that what a filter saw of the
-    /// backend is what the answer shows).
+    /// As [`Describe::list_by`] for what the answer shows beyond the record: `keep` tests a
+    /// record with what it reads in the page's own read (`tx`), and `show` makes each listed
+    /// item into the answer's, in the same snapshot, so that what a filter saw is what the
+    /// answer shows. An error of either fails the request.
     pub async fn list_shown<V: Listed, T: Send + 'static>(
         self,
         ctx: &Ctx,
-        keep: impl Fn(&backend::Backend, &FilterSet, &V, &[(String, String)]) -> bool + Send + 'static,
+        keep: impl Fn(&backend::Backend, &ReadTx, &FilterSet, &V, &[(String, String)]) -> backend::Result<bool>
+            + Send
+            + 'static,
         show: impl Fn(&backend::Backend, Item<V>) -> backend::Result<T> + Send + 'static,
     ) -> Result<(Vec<T>, Option<String>), Ec2Error> {
         let query = self.list_query();
@@ -201,8 +206,20 @@ impl Describe {
         let account = self.account.clone();
         let (page, last) = ctx
             .snapshot_sized(few, move |b| {
+                let mut failed = None;
                 let Page { items, more, missing } =
-                    b.list::<V>(&account, &query, |record, tags| keep(b, &filters, record, tags))?;
+                    b.list_reading::<V>(&account, &query, |tx, record, tags| {
+                        match keep(b, tx, &filters, record, tags) {
+                            Ok(kept) => kept,
+                            Err(error) => {
+                                failed.get_or_insert(error);
+                                false
+                            }
+                        }
+                    })?;
+                if let Some(error) = failed {
+                    return Err(error);
+                }
                 let last = more.then(|| items.last().map(|i| i.record.id().to_owned())).flatten();
                 if !missing.is_empty() {
                     return Ok((Err(missing), last));

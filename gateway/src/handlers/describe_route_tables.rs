@@ -7,10 +7,10 @@ use super::networks::{route_table, route_table_fields, RouteTableView, ROUTE_TAB
 use super::Row;
 use crate::context::Ctx;
 
-/// A route table with each route's state: `blackhole` when its gateway left the VPC or its
-/// instance or interface is gone.
-pub fn view(b: &backend::Backend, record: RouteTableRecord) -> backend::Result<RouteTableView> {
-    let backend::vpcs::RouteStates { active, through } = b.route_states(&record)?;
+/// A route table with each route's state (`blackhole` when its gateway left the VPC or its
+/// instance or interface is gone), read in `tx`.
+pub fn view(tx: &impl storage::Reads, record: RouteTableRecord) -> backend::Result<RouteTableView> {
+    let backend::vpcs::RouteStates { active, through } = backend::vpcs::route_states_in(tx, &record)?;
     Ok(RouteTableView { record, active, through })
 }
 
@@ -21,15 +21,12 @@ pub async fn handle(ctx: &Ctx, req: DescribeRouteTablesRequest) -> Result<Descri
         .paged(req.max_results, req.next_token.as_deref(), 5, 100)?
         .list_shown::<RouteTableRecord, _>(
             ctx,
-            move |b, filters, record, tags| {
-                // `route.state` is not in the record. A table whose routes cannot be read is
-                // kept: showing it then fails the request, rather than leaving it out unseen.
-                match view(b, record.clone()) {
-                    Ok(view) => filters.matches(&Row { item: &view, tags, fields: route_table_fields }),
-                    Err(_) => true,
-                }
+            // `route.state` is not in the record.
+            |_, tx, filters, record, tags| {
+                let view = view(tx, record.clone())?;
+                Ok(filters.matches(&Row { item: &view, tags, fields: route_table_fields }))
             },
-            |b, item| Ok(route_table(&view(b, item.record)?, &item.tags)),
+            |b, item| Ok(route_table(&b.store().read(|tx| view(tx, item.record))?, &item.tags)),
         )
         .await?;
     Ok(DescribeRouteTablesOutput { route_tables: Some(route_tables), next_token })

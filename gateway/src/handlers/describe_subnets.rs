@@ -15,16 +15,15 @@ pub async fn handle(ctx: &Ctx, req: DescribeSubnetsRequest) -> Result<DescribeSu
         .paged(req.max_results, req.next_token.as_deref(), 5, 1000)?
         .list_shown::<SubnetRecord, _>(
             ctx,
-            move |b, filters, record, tags| {
-                // Filters may ask for the free addresses, which the record does not hold. A
-                // subnet whose view cannot be read is kept: showing it then fails the request,
-                // rather than leaving it out unseen.
-                match SubnetView::of(b, &region, record.clone()) {
-                    Ok(view) => filters.matches(&Row { item: &view, tags, fields: subnet_fields }),
-                    Err(_) => true,
-                }
+            // Filters may ask for the free addresses, which the record does not hold.
+            move |b, tx, filters, record, tags| {
+                let view = SubnetView::of(b, tx, &region, record.clone())?;
+                Ok(filters.matches(&Row { item: &view, tags, fields: subnet_fields }))
             },
-            move |b, item| Ok(subnet(&SubnetView::of(b, &shown_region, item.record)?, &item.tags)),
+            move |b, item| {
+                let view = b.store().read(|tx| SubnetView::of(b, tx, &shown_region, item.record))?;
+                Ok(subnet(&view, &item.tags))
+            },
         )
         .await?;
     Ok(DescribeSubnetsOutput { subnets: Some(subnets), next_token })

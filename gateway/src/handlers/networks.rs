@@ -128,9 +128,14 @@ pub struct SubnetView {
 }
 
 impl SubnetView {
-    /// A subnet with its zone id, ARN and free addresses.
-    pub fn of(b: &backend::Backend, region: &str, record: SubnetRecord) -> backend::Result<Self> {
-        let free = b.free_addresses(&b.subnet(&record.account, &record.id)?)?;
+    /// A subnet with its zone id, ARN and free addresses, these read in `tx`.
+    pub fn of(
+        b: &backend::Backend,
+        tx: &impl storage::Reads,
+        region: &str,
+        record: SubnetRecord,
+    ) -> backend::Result<Self> {
+        let free = b.free_addresses_in(tx, &record)?;
         Ok(Self {
             zone_id: backend::topology::zone_id(region, &record.zone),
             arn: super::arn(region, &record.account, "subnet", &record.id),
