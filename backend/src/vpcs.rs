@@ -789,13 +789,6 @@ impl Backend {
         })
     }
 
-    /// Where each route of `table` leads now ([`RouteStates`]), read with point reads of the
-    /// table's own targets: a page of route tables costs its routes, not the account's
-    /// instances.
-    pub fn route_states(&self, table: &RouteTableRecord) -> Result<RouteStates> {
-        self.store().read(|tx| route_states_in(tx, table))
-    }
-
     pub fn route_tables(&self, account: &str) -> Result<Vec<RouteTableRecord>> {
         Ok(self
             .store()
@@ -1074,7 +1067,8 @@ pub struct RouteStates {
     pub through: Vec<Option<(String, String)>>,
 }
 
-/// As [`Backend::route_states`], inside a read the caller holds.
+/// Where each route of `table` leads now, read in `tx` with point reads of the table's own
+/// targets: a page of route tables costs its routes, not the account's instances.
 pub fn route_states_in(tx: &impl Reads, table: &RouteTableRecord) -> Result<RouteStates> {
     let account = table.account.as_str();
     let live = |instance: &str| -> Result<Option<storage::InstanceRecord>> {

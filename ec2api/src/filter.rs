@@ -74,6 +74,11 @@ impl FilterSet {
         self.filters.iter().any(|f| matches!(&f.target, Target::Field(field) if field.starts_with(prefix)))
     }
 
+    /// Whether the request filters at all.
+    pub fn is_empty(&self) -> bool {
+        self.filters.is_empty()
+    }
+
     /// The values a resource must have for field `name` when that filter allows literal
     /// values only (no wildcards): an index can then find every candidate. `None` when no such
     /// filter narrows the field.
