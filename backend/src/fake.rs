@@ -19,7 +19,9 @@
 //!    gone from the source; on failure it still runs on the source, unless the host reports
 //!    otherwise in its error, which callers confirm by reading both hosts. `job_progress`
 //!    answers `None` when no job runs. `start_post_copy` during a migration switches it to
-//!    post-copy: from then on it ends on the target, or, if post-copy fails, in two halves
+//!    post-copy: the guest pauses on the source and runs on the target before `migrate`
+//!    returns (the fake holds the pause for [`POST_COPY_PAUSE`], then fetches the rest for as
+//!    long), and from then on it ends on the target, or, if post-copy fails, in two halves
 //!    that `post_copy_failed` reports (the source cannot take the guest back). `set_migration_downtime` changes the
 //!    pause a running migration may take from its next pass on.
 //!    With a [`StorageCopy`], the disks it names must wait at their place in the target's
@@ -60,6 +62,9 @@ use crate::hypervisor::{
     AttachedDisk, DiskKey, DomainCounters, DomainSample, DomainSpec, DomainStatus, DriverError, EventSink, HostInfo,
     HostSample, Hypervisor, JobProgress, MigrationOptions, Nic, PowerState, SerialConsole, StorageCopy,
 };
+
+/// How long the fake's guest stands still at a switch to post-copy.
+pub const POST_COPY_PAUSE: Duration = Duration::from_millis(40);
 
 /// How a fake host answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -310,6 +315,7 @@ impl FakeHost {
     /// The migration call itself, as scripted; ends by the script, post-copy or an abort.
     fn run_migration(&self, name: &str, target_uri: &str, storage: Option<&StorageCopy>) -> Result<(), DriverError> {
         let deadline = Instant::now() + Duration::from_secs(30);
+        let mut switched = false;
         loop {
             std::thread::sleep(Duration::from_millis(50));
             let mut world = self.answering()?;
@@ -331,6 +337,24 @@ impl FakeHost {
                 world.hosts.entry(target_uri.to_owned()).or_default().domains.insert(name.to_owned(), arrived);
                 return Err(DriverError::Failed("post-copy failed: the connection to the target broke".into()));
             }
+            if world.post_copy && !switched {
+                // As QEMU switches: the guest stops on the source, its state moves, and it runs
+                // on the target, which fetches the rest of its memory before the call returns.
+                switched = true;
+                let source = world.hosts.entry(self.uri.clone()).or_default();
+                let domain = source.domains.get_mut(name).ok_or_else(|| DriverError::NoDomain(name.to_owned()))?;
+                domain.state = PowerState::Paused;
+                let paused = FakeDomain { state: PowerState::Paused, ..domain.clone() };
+                world.hosts.entry(target_uri.to_owned()).or_default().domains.insert(name.to_owned(), paused);
+                drop(world);
+                std::thread::sleep(POST_COPY_PAUSE);
+                let mut world = self.answering()?;
+                let target = world.hosts.entry(target_uri.to_owned()).or_default();
+                if let Some(arrived) = target.domains.get_mut(name) {
+                    arrived.state = PowerState::Running;
+                }
+                continue;
+            }
             if converged || world.post_copy {
                 let keys = world.hosts.get(&self.uri).and_then(|h| h.domains.get(name)).map(FakeDomain::keys);
                 world.hosts.entry(target_uri.to_owned()).or_default().holds(keys.unwrap_or_default())?;
@@ -341,7 +365,7 @@ impl FakeHost {
                     None => domain.spec.clone(),
                 };
                 let mut domain = source.domains.remove(name).ok_or_else(|| DriverError::NoDomain(name.to_owned()))?;
-                domain.spec = moved;
+                (domain.spec, domain.state) = (moved, PowerState::Running);
                 domain.counters = DomainCounters::default();
                 world.hosts.entry(target_uri.to_owned()).or_default().domains.insert(name.to_owned(), domain);
                 return Ok(());

@@ -431,6 +431,8 @@ pub struct Backend {
     principals: std::sync::RwLock<std::collections::HashMap<String, (accounts::Principal, std::time::Instant)>>,
     /// What the metrics collector remembers between samples ([`monitoring`]).
     monitoring: monitoring::Collector,
+    /// The dirty rates EstimateInstanceMigration measured lately ([`migration`]).
+    dirty_rates: migration::DirtyRates,
     /// Serial console sessions running now ([`serial_console`]).
     serial_seats: serial_console::Seats,
     /// This replica's turn at the conductor's work, when several share the store.
@@ -461,6 +463,7 @@ impl Backend {
             ovn: None,
             principals: Default::default(),
             monitoring: Default::default(),
+            dirty_rates: Default::default(),
             serial_seats: Default::default(),
             leadership: None,
             process_name: "stratus".into(),

@@ -40,12 +40,17 @@ use storage::{
 use crate::escalation::{Abort, Budget, Ladder, Sample, Step};
 use crate::migration_plan::{fit_path, PassFigures};
 
-use crate::hypervisor::{DriverError, PowerState, StorageCopy, ROOT_TARGET};
+use crate::hypervisor::{DriverError, Hypervisor, PowerState, StorageCopy, ROOT_TARGET};
 use crate::scheduler::{self, Demand};
 use crate::{ids, invalid, now_ms, Backend, Error, ResourceKind, Result};
 
 /// How often the monitor reads the source's job statistics.
 const POLL: Duration = Duration::from_millis(250);
+
+/// How often the guest's state is read on both hosts around a switch to post-copy, and for how
+/// long at most ([`watch_post_copy_pause`]).
+const PAUSE_POLL: Duration = Duration::from_millis(1);
+const PAUSE_WATCH: Duration = Duration::from_secs(10);
 
 /// How long a ping trace goes on after the migration call returned.
 const TRACE_TAIL: Duration = Duration::from_secs(1);
@@ -68,6 +73,32 @@ pub fn phase(post_copy: bool, progress: &JobProgress) -> MigrationStatus {
 /// Whether a migration has run past its `TimeoutSeconds`.
 pub fn timed_out(options: &MigrationOptions, elapsed: Duration) -> bool {
     options.timeout_secs.is_some_and(|t| elapsed >= Duration::from_secs(t))
+}
+
+/// How long a migration's prediction reuses the dirty rate an estimate measured on the same
+/// host, instead of measuring the guest for [`DIRTY_RATE_PERIOD`] again before it moves: an
+/// operator who asks what a migration costs and then starts it gets the prediction they were
+/// shown, without a second's wait.
+pub const DIRTY_RATE_REUSE: Duration = Duration::from_secs(15);
+
+/// The dirty rates estimates measured lately, by instance: when, on which host, how fast.
+#[derive(Default)]
+pub(crate) struct DirtyRates(std::sync::Mutex<std::collections::HashMap<String, (Instant, String, u64)>>);
+
+impl DirtyRates {
+    fn remember(&self, instance_id: &str, host: &str, rate: u64) {
+        let mut rates = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        // Old ones go as new ones come: the map holds at most the last window's estimates.
+        rates.retain(|_, (at, _, _)| at.elapsed() <= DIRTY_RATE_REUSE);
+        rates.insert(instance_id.to_owned(), (Instant::now(), host.to_owned(), rate));
+    }
+
+    /// The rate measured on `host` within [`DIRTY_RATE_REUSE`], taken: one migration uses it.
+    fn take_fresh(&self, instance_id: &str, host: &str) -> Option<u64> {
+        let mut rates = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let (at, on, rate) = rates.remove(instance_id)?;
+        (at.elapsed() <= DIRTY_RATE_REUSE && on == host).then_some(rate)
+    }
 }
 
 /// How long EstimateInstanceMigration measures the guest's dirty rate.
@@ -279,6 +310,7 @@ impl Backend {
                 downtime_limit_ms: 0,
                 events: Vec::new(),
                 target_dir: target_dir.map(|dir| dir.to_string_lossy().into_owned()),
+                post_copy_pause_ms: None,
             };
             instance.migration = Some(record.id.clone());
             instance.migration_target = Some(target_host);
@@ -353,22 +385,29 @@ impl Backend {
             Ok::<_, Error>((instance, target_host))
         })?;
         let copies_disk = self.copy_dir(&instance, &target_host).is_some();
-        let mut plan = self.predict(&instance, options, copies_disk)?;
+        let mut plan = self.predict(&instance, options, copies_disk, None)?;
+        self.dirty_rates.remember(&instance.id, &instance.host_id, plan.inputs.dirty_rate_bytes_per_sec);
         plan.target_host = target_host;
         Ok(plan)
     }
 
     /// The prediction for migrating `instance` with `options` from where it runs (the target
     /// left empty), its root disk copied too when `copies_disk`: measures the guest (blocks
-    /// for [`DIRTY_RATE_PERIOD`]) and reads the history of the migrations from its host.
+    /// for [`DIRTY_RATE_PERIOD`]) unless given its `dirty_rate`, and reads the history of the
+    /// migrations from its host.
     fn predict(
         &self,
         instance: &InstanceRecord,
         options: &MigrationOptions,
         copies_disk: bool,
+        dirty_rate: Option<u64>,
     ) -> Result<MigrationPlan> {
         let source = self.hosts().get(&instance.host_id).ok_or_else(|| Error::HostGone(instance.host_id.clone()))?;
-        let dirty_rate = match source.driver.dirty_rate(&instance.id, DIRTY_RATE_PERIOD) {
+        let measured = match dirty_rate {
+            Some(rate) => Ok(rate),
+            None => source.driver.dirty_rate(&instance.id, DIRTY_RATE_PERIOD),
+        };
+        let dirty_rate = match measured {
             Ok(rate) => rate,
             // A host that cannot measure (libvirt's test driver, a QEMU before 5.2) cannot
             // be estimated for; the migration itself still works.
@@ -465,10 +504,12 @@ impl Backend {
         })
     }
 
-    /// Records what a migration is predicted to cost, before it starts; a guest its host cannot
-    /// measure migrates unpredicted.
+    /// Records what a migration is predicted to cost, before it starts, from the dirty rate an
+    /// estimate measured lately ([`DIRTY_RATE_REUSE`]) or measured now; a guest its host
+    /// cannot measure migrates unpredicted.
     fn record_prediction(&self, record: &MigrationRecord, instance: &InstanceRecord) {
-        let plan = match self.predict(instance, &record.options, record.target_dir.is_some()) {
+        let measured = self.dirty_rates.take_fresh(&instance.id, &instance.host_id);
+        let plan = match self.predict(instance, &record.options, record.target_dir.is_some(), measured) {
             Ok(plan) => plan,
             Err(error) => {
                 tracing::debug!(migration = %record.id, %error, "no prediction for this migration");
@@ -884,6 +925,18 @@ impl Backend {
     /// and escalates as [`crate::escalation`] says: more downtime, post-copy, or an abort
     /// (also on cancellation). Answers what stopped it, if anything.
     fn monitor(&self, record: &MigrationRecord, done: &AtomicBool, started: Instant, ladder: Ladder) -> Option<Stop> {
+        // The switch to post-copy's pause is watched beside the polls, which go on meanwhile.
+        std::thread::scope(|scope| self.monitor_in(scope, record, done, started, ladder))
+    }
+
+    fn monitor_in<'s>(
+        &'s self,
+        scope: &'s std::thread::Scope<'s, '_>,
+        record: &'s MigrationRecord,
+        done: &'s AtomicBool,
+        started: Instant,
+        ladder: Ladder,
+    ) -> Option<Stop> {
         let source = self.hosts().get(&record.source_host)?;
         let name = &record.instance_id;
         let mut ladder = ladder;
@@ -943,8 +996,10 @@ impl Backend {
                                 m.status = MigrationStatus::PostCopy;
                             }
                         });
+                        let asked = Instant::now();
                         match source.driver.start_post_copy(name) {
                             Ok(()) => {
+                                self.watch_pause(scope, record, done, asked);
                                 ladder.switched();
                                 let kind = MigrationEventKind::PostCopy;
                                 events.push(event(at_ms, kind, progress.as_ref(), applied, None));
@@ -995,6 +1050,37 @@ impl Backend {
             });
         }
         stop
+    }
+
+    /// Records how long the guest stands still at the switch to post-copy asked at `asked`
+    /// ([`watch_post_copy_pause`]), from a thread of `scope`.
+    fn watch_pause<'s>(
+        &'s self,
+        scope: &'s std::thread::Scope<'s, '_>,
+        record: &'s MigrationRecord,
+        done: &'s AtomicBool,
+        asked: Instant,
+    ) {
+        let (Some(source), Some(target)) =
+            (self.hosts().get(&record.source_host), self.hosts().get(&record.target_host))
+        else {
+            return;
+        };
+        let fence = storage::lease::current_fence();
+        scope.spawn(move || {
+            let name = &record.instance_id;
+            let Some(pause) = watch_post_copy_pause(&*source.driver, &*target.driver, name, done, asked) else {
+                tracing::debug!(migration = %record.id, "the switch to post-copy was not seen as it happened");
+                return;
+            };
+            let ms = pause.as_millis() as u64;
+            let saved = storage::lease::with_fence(fence, || {
+                self.update_migration(&record.id, |m| m.post_copy_pause_ms = Some(ms))
+            });
+            if let Err(error) = saved {
+                tracing::warn!(migration = %record.id, %error, "could not record the post-copy pause");
+            }
+        });
     }
 
     fn set_status(&self, id: &str, status: MigrationStatus) -> Result<()> {
@@ -1176,6 +1262,50 @@ fn event(
         throttle_percent: p.throttle_percent,
         downtime_limit_ms,
         message: message.map(str::to_owned),
+    }
+}
+
+/// How long guest `name` stands still at a switch to post-copy asked at `asked` (when it still
+/// ran on the source), read as it happens: up to the first reading that finds it running on the
+/// target, from the last that found it running on the source (or from `asked`), readings
+/// [`PAUSE_POLL`] apart on each host's own connection. An upper bound, to within a reading.
+/// libvirt's downtime for such a migration does not always tell it: for one the escalation
+/// switched (the lab's, the benchmark's) it ran from the pause to the end of the copy, while
+/// the guest already ran on the target and fetched what it missed.
+///
+/// `None` when the migration returned before both were seen (the guest was not seen pausing,
+/// or not seen running on the target while the migration ran), a host did not answer, or
+/// [`PAUSE_WATCH`] passed.
+fn watch_post_copy_pause(
+    source: &dyn Hypervisor,
+    target: &dyn Hypervisor,
+    name: &str,
+    done: &AtomicBool,
+    asked: Instant,
+) -> Option<Duration> {
+    let deadline = asked + PAUSE_WATCH;
+    let mut last_running = asked;
+    loop {
+        if done.load(Ordering::Acquire) || Instant::now() > deadline {
+            return None;
+        }
+        let reading = Instant::now();
+        match source.state(name).ok()? {
+            Some(PowerState::Running) => last_running = reading,
+            _ => break,
+        }
+        std::thread::sleep(PAUSE_POLL);
+    }
+    loop {
+        // Read before `done`: a migration that returned has its guest running on the target.
+        let running = target.state(name).ok()? == Some(PowerState::Running);
+        if running {
+            return Some(last_running.elapsed());
+        }
+        if done.load(Ordering::Acquire) || Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(PAUSE_POLL);
     }
 }
 

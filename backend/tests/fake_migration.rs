@@ -42,6 +42,10 @@ fn post_copy_takes_over_when_pre_copy_does_not_converge() {
     assert_eq!(kinds, ["started", "downtime-raised", "downtime-raised", "post-copy", "completed"], "{:?}", done.events);
     assert!(done.events.windows(2).all(|w| w[0].at_ms <= w[1].at_ms), "in order: {:?}", done.events);
     assert_eq!((done.progress.time_elapsed_ms, done.progress.downtime_ms), (1234, 56), "final stats from the target");
+    // The pause Stratus saw at the switch: the fake's, to within its readings (1 ms apart).
+    let pause = done.post_copy_pause_ms.expect("the switch was watched");
+    let held = backend::fake::POST_COPY_PAUSE.as_millis() as u64;
+    assert!((held..held + 1000).contains(&pause), "paused {pause} ms for {held}");
     assert_eq!(b.instance(ACCOUNT, &id).unwrap().host_id, hosts[1]);
 }
 
@@ -238,6 +242,7 @@ fn estimates_follow_the_guest_and_the_hosts_history() {
             downtime_limit_ms: 0,
             events: Vec::new(),
             target_dir: None,
+            post_copy_pause_ms: None,
         };
         b.store().write(|tx| tx.insert(&storage::tables::MIGRATIONS, &record.id, &record)).unwrap();
     }
@@ -369,6 +374,31 @@ fn a_migration_records_its_prediction() {
     // 128 MiB at the default 128 MiB/s: a second, after the default 500 ms of preparation,
     // and the pause.
     assert!(predicted.total_ms.is_some_and(|t| (1500..1700).contains(&t)), "{predicted:?}");
+}
+
+/// A migration started soon after an estimate predicts from the estimate's measurement of the
+/// guest (what the operator was shown, without measuring for a second again), once; later ones
+/// measure again.
+#[test]
+fn a_migration_after_an_estimate_predicts_from_its_measurement() {
+    let dir = tempfile::tempdir().unwrap();
+    let (b, cloud, id, hosts) = setup(MigrationScript::Converges, dir.path());
+    let uri = |i: usize| b.hosts().get(&hosts[i]).unwrap().config.uri.clone();
+    cloud.set_dirty_rate(&uri(0), &id, 3 << 20);
+    let estimate = b.estimate_migration(&id, None, &MigrationOptions::default()).unwrap();
+    assert_eq!(estimate.inputs.dirty_rate_bytes_per_sec, 3 << 20);
+    // The guest now dirties faster: the fresh estimate's figure is used, not a new measurement.
+    cloud.set_dirty_rate(&uri(0), &id, 9 << 20);
+    let first = b.migrate_instance(&id, None, MigrationOptions::default()).unwrap();
+    let first = run(&b, &id, &first);
+    assert_eq!(first.status, MigrationStatus::Completed, "{:?}", first.error);
+    assert_eq!(first.prediction.unwrap().dirty_rate_bytes_per_sec, 3 << 20, "the estimate's measurement");
+    // Back, with no estimate since: measured on the host it runs on now.
+    cloud.set_dirty_rate(&uri(1), &id, 5 << 20);
+    let back = b.migrate_instance(&id, None, MigrationOptions::default()).unwrap();
+    let back = run(&b, &id, &back);
+    assert_eq!(back.status, MigrationStatus::Completed, "{:?}", back.error);
+    assert_eq!(back.prediction.unwrap().dirty_rate_bytes_per_sec, 5 << 20, "measured again");
 }
 
 /// Hosts that keep their instances' folders on storage of their own: the migration makes the

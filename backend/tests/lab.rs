@@ -336,10 +336,21 @@ async fn escalations(b: &Arc<Backend>, dirty: &InstanceRecord) {
     let moved = wait_migration(b, &moved.id, Duration::from_secs(150)).await;
     let kinds: Vec<&str> = moved.events.iter().map(|e| e.kind.name()).filter(|k| *k != "pass").collect();
     eprintln!(
-        "post-copy: {:?} in {} ms, downtime {} ms, ping {:?}, predicted {:?}, {kinds:?}",
-        moved.error, moved.progress.time_elapsed_ms, moved.progress.downtime_ms, moved.ping, moved.prediction
+        "post-copy: {:?} in {} ms, downtime {} ms, paused {:?} ms, ping {:?}, predicted {:?}, {kinds:?}",
+        moved.error,
+        moved.progress.time_elapsed_ms,
+        moved.progress.downtime_ms,
+        moved.post_copy_pause_ms,
+        moved.ping,
+        moved.prediction
     );
     assert_eq!(moved.status, MigrationStatus::Completed, "{moved:?}");
+    // The pause Stratus watched is the switch alone (the devices' state: 48-106 ms measured),
+    // while the guest's remaining memory (its 32 MiB being rewritten, at the limit of 32 MiB/s)
+    // follows for about a second more; libvirt's downtime for this migration has counted that
+    // second too (1,050 ms against a watched 93 ms), but not always (README).
+    let pause = moved.post_copy_pause_ms.expect("the switch to post-copy was watched");
+    assert!(pause > 0 && pause < 1500, "paused {pause} ms: {moved:?}");
     assert!(kinds.contains(&"post-copy") && kinds.ends_with(&["completed"]), "{kinds:?}");
     let now = b.instance(ACCOUNT, &dirty.id).unwrap();
     assert_eq!((now.host_id.as_str(), now.state), (moved.target_host.as_str(), InstanceState::Running));

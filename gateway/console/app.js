@@ -1151,6 +1151,11 @@ async function viewMigration(id) {
       const requested = m.maxDowntimeMillis ? `${m.maxDowntimeMillis} ms requested` : 'no maximum requested';
       outcome.replaceChildren(h('div', { class: 'panel' }, h('dl', { class: 'kv' },
         kv('Downtime (measured by libvirt)', h('span', { id: 'migration-downtime' }, millis(m.downtimeMillis))), kv('Maximum downtime', requested),
+        // libvirt's downtime of a post-copy migration may run on to the end of the copy: the
+        // pause Stratus watched at the switch is the guest's own.
+        m.postCopyPauseMillis != null && m.postCopyPauseMillis !== ''
+          ? kv('Pause at the switch to post-copy (watched by Stratus)', h('span', { id: 'migration-post-copy-pause' }, millis(m.postCopyPauseMillis)))
+          : null,
         kv('Total time', h('span', { id: 'migration-total' }, millis(m.totalTimeMillis))), kv('Setup', millis(m.setupTimeMillis)),
         m.pingLargestGapMillis != null && m.pingLargestGapMillis !== ''
           ? kv('Largest ping gap (the network\'s view)', h('span', { id: 'migration-ping-gap' }, `${millis(m.pingLargestGapMillis)} · ${m.pingsAnswered} of ${m.pingsSent} pings answered`))

@@ -559,6 +559,11 @@ pub struct MigrationRecord {
     /// disk stays where it is, on storage both hosts share.
     #[serde(default)]
     pub target_dir: Option<String>,
+    /// How long the guest stood still at a switch to post-copy, measured by Stratus (see
+    /// `backend::migration`): libvirt's downtime for such a migration may run on to the end of
+    /// the copy, while the guest already runs on the target.
+    #[serde(default)]
+    pub post_copy_pause_ms: Option<u64>,
 }
 
 /// One entry of a migration's timeline, with the figures of that moment.

@@ -6960,6 +6960,7 @@ pub struct InstanceMigration {
     pub ping_largest_gap_millis: Option<i64>,
     pub pings_answered: Option<i64>,
     pub pings_sent: Option<i64>,
+    pub post_copy_pause_millis: Option<i64>,
     pub post_copy_requested: Option<bool>,
     pub post_copy_requests: Option<i64>,
     pub predicted_downtime_millis: Option<i64>,
@@ -7006,6 +7007,7 @@ impl XmlStruct for InstanceMigration {
         self.ping_largest_gap_millis.write_xml(w, "pingLargestGapMillis");
         self.pings_answered.write_xml(w, "pingsAnswered");
         self.pings_sent.write_xml(w, "pingsSent");
+        self.post_copy_pause_millis.write_xml(w, "postCopyPauseMillis");
         self.post_copy_requested.write_xml(w, "postCopyRequested");
         self.post_copy_requests.write_xml(w, "postCopyRequests");
         self.predicted_downtime_millis.write_xml(w, "predictedDowntimeMillis");

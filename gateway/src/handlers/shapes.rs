@@ -375,7 +375,10 @@ pub fn migration(m: &storage::MigrationRecord) -> ec2api::InstanceMigration {
         disk_total_bytes: long(p.disk_total_bytes),
         disk_processed_bytes: long(p.disk_processed_bytes),
         disk_remaining_bytes: long(p.disk_remaining_bytes),
-        downtime_millis: long(p.downtime_ms),
+        // While a migration runs, QEMU's figure is the pause it expects, and a migration that did
+        // not complete paused nothing (an aborted pre-copy) or is reported by its error.
+        downtime_millis: (m.status == storage::MigrationStatus::Completed).then_some(p.downtime_ms).and_then(long),
+        post_copy_pause_millis: m.post_copy_pause_ms.and_then(long),
         pings_sent: m.ping.and_then(|s| long(s.sent.into())),
         pings_answered: m.ping.and_then(|s| long(s.answered.into())),
         ping_largest_gap_millis: m.ping.and_then(|s| long(s.largest_gap_ms.into())),
@@ -506,5 +509,40 @@ mod tests {
         assert_eq!(partition("us-gov-west-1"), ("aws-us-gov", "amazonaws.com"));
         assert_eq!(partition("cn-northwest-1"), ("aws-cn", "amazonaws.com.cn"));
         assert_eq!(private_dns_name("10.0.0.5", "cn-north-1"), "ip-10-0-0-5.cn-north-1.compute.internal");
+    }
+
+    /// libvirt's downtime is reported for a completed migration only (QEMU's expected pause
+    /// while it runs, a pause that never came for an aborted one); the post-copy pause beside it.
+    #[test]
+    fn a_migration_reports_the_downtime_it_had() {
+        let record = |status, pause| storage::MigrationRecord {
+            id: "mig-1".into(),
+            account: "123456789012".into(),
+            instance_id: "i-1".into(),
+            source_host: "h-1".into(),
+            target_host: "h-2".into(),
+            status,
+            options: Default::default(),
+            progress: storage::JobProgress { downtime_ms: 2060, ..Default::default() },
+            cancel_requested: false,
+            post_copy_requested: false,
+            ping_traced: false,
+            ping: None,
+            error: None,
+            created_ms: 0,
+            finished_ms: None,
+            prediction: None,
+            downtime_limit_ms: 0,
+            events: vec![],
+            target_dir: None,
+            post_copy_pause_ms: pause,
+        };
+        use storage::MigrationStatus::*;
+        for status in [Copying, PostCopy, Failed, Cancelled] {
+            assert_eq!(migration(&record(status, None)).downtime_millis, None, "{status:?}");
+        }
+        let moved = migration(&record(Completed, Some(93)));
+        assert_eq!((moved.downtime_millis, moved.post_copy_pause_millis), (Some(2060), Some(93)));
+        assert_eq!(migration(&record(Completed, None)).post_copy_pause_millis, None);
     }
 }
