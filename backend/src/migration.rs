@@ -403,10 +403,7 @@ impl Backend {
         dirty_rate: Option<u64>,
     ) -> Result<MigrationPlan> {
         let source = self.hosts().get(&instance.host_id).ok_or_else(|| Error::HostGone(instance.host_id.clone()))?;
-        let measured = match dirty_rate {
-            Some(rate) => Ok(rate),
-            None => source.driver.dirty_rate(&instance.id, DIRTY_RATE_PERIOD),
-        };
+        let measured = dirty_rate.map_or_else(|| source.driver.dirty_rate(&instance.id, DIRTY_RATE_PERIOD), Ok);
         let dirty_rate = match measured {
             Ok(rate) => rate,
             // A host that cannot measure (libvirt's test driver, a QEMU before 5.2) cannot
@@ -663,8 +660,8 @@ impl Backend {
         let (result, completed, stopped_by, returned) = std::thread::scope(|scope| {
             // The monitor writes progress under the same fence as the migration's work.
             let fence = storage::lease::current_fence();
-            let monitor =
-                scope.spawn(|| storage::lease::with_fence(fence, || self.monitor(&record, &done, started, ladder)));
+            let monitor = scope
+                .spawn(|| storage::lease::with_fence(fence, || self.monitor(scope, &record, &done, started, ladder)));
             // The target opens the guest's encrypted disks as it arrives: it holds their keys
             // for the length of the call.
             let result = target.lending_keys(&keys, || {
@@ -924,12 +921,10 @@ impl Backend {
     /// Polls the source's job into redb until the migration returns, recording its timeline,
     /// and escalates as [`crate::escalation`] says: more downtime, post-copy, or an abort
     /// (also on cancellation). Answers what stopped it, if anything.
-    fn monitor(&self, record: &MigrationRecord, done: &AtomicBool, started: Instant, ladder: Ladder) -> Option<Stop> {
-        // The switch to post-copy's pause is watched beside the polls, which go on meanwhile.
-        std::thread::scope(|scope| self.monitor_in(scope, record, done, started, ladder))
-    }
-
-    fn monitor_in<'s>(
+    ///
+    /// The switch to post-copy's pause is watched from a thread of the migration's `scope`
+    /// ([`Self::watch_pause`]), beside the polls, which go on meanwhile.
+    fn monitor<'s>(
         &'s self,
         scope: &'s std::thread::Scope<'s, '_>,
         record: &'s MigrationRecord,

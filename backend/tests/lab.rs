@@ -345,7 +345,7 @@ async fn escalations(b: &Arc<Backend>, dirty: &InstanceRecord) {
         moved.prediction
     );
     assert_eq!(moved.status, MigrationStatus::Completed, "{moved:?}");
-    // The pause Stratus watched is the switch alone (the devices' state: 48-106 ms measured),
+    // The pause Stratus watched is the switch alone (the devices' state: 48-112 ms measured),
     // while the guest's remaining memory (its 32 MiB being rewritten, at the limit of 32 MiB/s)
     // follows for about a second more; libvirt's downtime for this migration has counted that
     // second too (1,050 ms against a watched 93 ms), but not always (README).
