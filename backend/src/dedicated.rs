@@ -12,8 +12,8 @@
 
 use std::collections::HashMap;
 
-use storage::tables::{HOST_ALLOCATIONS, INSTANCES};
-use storage::{HostAllocationRecord, InstanceRecord, InstanceState, Reads};
+use storage::tables::HOST_ALLOCATIONS;
+use storage::{HostAllocationRecord, InstanceRecord, Reads};
 
 use crate::{invalid, now_ms, tags, Backend, Error, ResourceKind, Result};
 
@@ -98,17 +98,10 @@ fn own(tx: &impl Reads, account: &str, host_id: &str) -> Result<HostAllocationRe
     tx.get(&HOST_ALLOCATIONS, host_id)?.filter(|a| a.account == account).ok_or_else(|| not_found(host_id))
 }
 
-/// The instances of `account` on `host_id` that still hold it.
-fn occupants(tx: &impl Reads, account: &str, host_id: &str) -> Result<Vec<InstanceRecord>> {
-    Ok(tx
-        .scan(&INSTANCES, &format!("{account}/"))?
-        .into_iter()
-        .map(|(_, r)| r)
-        .filter(|r| {
-            r.state != InstanceState::Terminated
-                && (r.host_id == host_id || r.migration_target.as_deref() == Some(host_id))
-        })
-        .collect())
+/// An instance of `account` that still holds `host_id` (on it, or migrating to it), if any:
+/// asked in a write transaction, so it reads the host's index, not the account's instances.
+fn occupant(tx: &impl Reads, account: &str, host_id: &str) -> Result<Option<InstanceRecord>> {
+    Ok(tx.live_instance_on_host(host_id, account)?)
 }
 
 impl Backend {
@@ -179,7 +172,7 @@ impl Backend {
     pub fn release_host(&self, account: &str, host_id: &str) -> Result<()> {
         self.store().write(|tx| {
             own(tx, account, host_id)?;
-            if let Some(instance) = occupants(tx, account, host_id)?.first() {
+            if let Some(instance) = occupant(tx, account, host_id)? {
                 return Err(Error::IncorrectState(format!(
                     "Host {host_id} still has instance {} on it: terminate or move it first.",
                     instance.id
@@ -202,7 +195,7 @@ impl Backend {
         self.store().write(|tx| {
             let mut allocation = own(tx, account, host_id)?;
             if change.instance_type.is_some() || change.instance_family.is_some() {
-                if !occupants(tx, account, host_id)?.is_empty() {
+                if occupant(tx, account, host_id)?.is_some() {
                     return Err(Error::IncorrectState(format!(
                         "Host {host_id} has instances on it: its instance type or family cannot change."
                     )));

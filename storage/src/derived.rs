@@ -32,7 +32,10 @@
 //!    - [`LIVE_INSTANCES`]: the instances that are not terminated (the sweep, the monitoring
 //!      and OVN's ports cost what runs, not what the account once ran);
 //!    - [`TERMINATIONS`]: terminated instances by the time they ended (the purge reads only
-//!      those whose retention is over).
+//!      those whose retention is over);
+//!    - [`HOST_INSTANCES`]: the instances that are not terminated by the host they are on or
+//!      migrating to, then account (whether a dedicated host is still occupied reads what is
+//!      on it, not every instance of the account).
 //! 3. [`DERIVED_VERSION`] names the layout. A database opened with another version (older
 //!    data, or a binary that derives differently) has its derived tables rebuilt from the
 //!    primary ones, in one transaction, before anything else runs.
@@ -46,8 +49,8 @@ use std::net::Ipv4Addr;
 use serde::{Deserialize, Serialize};
 
 use crate::tables::{
-    ATTRIBUTE_RESERVATIONS, GROUP_RULES, HOST_USAGE, IMAGES, IMAGE_IDS, INSTANCES, INSTANCE_IDS, INTERFACES,
-    INTERFACE_ATTACHMENTS, LEASES, LEASE_BLOCKS, LIVE_INSTANCES, META, NETWORK_INTERFACES, RESERVATIONS,
+    ATTRIBUTE_RESERVATIONS, GROUP_RULES, HOST_INSTANCES, HOST_USAGE, IMAGES, IMAGE_IDS, INSTANCES, INSTANCE_IDS,
+    INTERFACES, INTERFACE_ATTACHMENTS, LEASES, LEASE_BLOCKS, LIVE_INSTANCES, META, NETWORK_INTERFACES, RESERVATIONS,
     SECURITY_GROUPS, SNAPSHOTS, SNAPSHOT_IDS, STATE_RESERVATIONS, TAGGED_RESERVATIONS, TAGS, TAG_INDEX, TERMINATIONS,
     VOLUMES, VOLUME_ATTACHMENTS,
 };
@@ -57,7 +60,7 @@ use crate::{
 };
 
 /// The layout of the derived tables; bump it whenever what they hold changes.
-pub const DERIVED_VERSION: u32 = 11;
+pub const DERIVED_VERSION: u32 = 12;
 
 /// A key-only entry of an index.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -231,6 +234,25 @@ fn holdings(record: &InstanceRecord) -> Vec<(&str, u64, u64, u64)> {
     held
 }
 
+/// An instance's [`HOST_INSTANCES`] keys: none once terminated (or before it has a host), one
+/// for the host it is on, one for the host it is migrating to.
+fn host_entries(record: &InstanceRecord) -> std::collections::BTreeSet<String> {
+    if record.state == InstanceState::Terminated {
+        return Default::default();
+    }
+    [Some(record.host_id.as_str()), record.migration_target.as_deref()]
+        .into_iter()
+        .flatten()
+        .filter(|host| !host.is_empty())
+        .map(|host| host_instances_key(host, &record.account, &record.id))
+        .collect()
+}
+
+/// The [`HOST_INSTANCES`] key of `account`'s instance `id` on `host`.
+pub fn host_instances_key(host: &str, account: &str, id: &str) -> String {
+    format!("{host}/{account}/{id}")
+}
+
 /// The [`TERMINATIONS`] key of the instance at `key` terminated at `terminated_ms`: the time in
 /// fixed-width digits first, so that keys sort by it.
 pub fn termination_key(terminated_ms: i64, key: &str) -> String {
@@ -250,6 +272,13 @@ pub(crate) fn derive_instance(
         _ => None,
     };
     move_entry(tx, &TERMINATIONS, old.and_then(ended), new.and_then(ended))?;
+    let (before, after) = (old.map(host_entries).unwrap_or_default(), new.map(host_entries).unwrap_or_default());
+    for gone in before.difference(&after) {
+        tx.remove(&HOST_INSTANCES, gone)?;
+    }
+    for added in after.difference(&before) {
+        tx.insert(&HOST_INSTANCES, added, &IndexEntry {})?;
+    }
     let by_state = |r: &InstanceRecord| format!("{}/{}/{}/{}", r.account, r.state.name(), r.reservation_id, r.id);
     move_entry(tx, &STATE_RESERVATIONS, old.map(by_state), new.map(by_state))?;
     // Most writes change an instance's state alone: its attributes' entries stay as they are.
@@ -435,6 +464,7 @@ pub(crate) fn ensure(tx: &WriteTx) -> Result<bool> {
     tx.clear(&GROUP_RULES)?;
     tx.clear(&LIVE_INSTANCES)?;
     tx.clear(&TERMINATIONS)?;
+    tx.clear(&HOST_INSTANCES)?;
     for (key, record) in tx.scan(&INSTANCES, "")? {
         derive_instance(tx, &key, None, Some(&record))?;
     }
@@ -590,6 +620,51 @@ mod tests {
                 .unwrap();
             assert_eq!(by(i64::MAX), ["a/i-2", "a/i-5"]);
             assert_eq!(live(&store), [("a/i-6".to_owned(), InstanceState::Running)]);
+        }
+    }
+
+    #[test]
+    fn instances_are_indexed_by_the_hosts_they_hold() {
+        for (_kind, store, _db) in crate::testing::stores() {
+            let put = |r: &InstanceRecord| {
+                store.write(|tx| tx.insert(&INSTANCES, &format!("{}/{}", r.account, r.id), r)).unwrap()
+            };
+            let on = |host: &str, account: &str| {
+                store.read(|tx| tx.live_instance_on_host(host, account)).unwrap().map(|r| r.id)
+            };
+            let entries = || -> Vec<String> {
+                store.read(|tx| tx.scan(&HOST_INSTANCES, "")).unwrap().into_iter().map(|(k, _)| k).collect()
+            };
+            put(&instance("i-2", "h1", InstanceState::Running, None));
+            put(&instance("i-1", "h1", InstanceState::Pending, None));
+            put(&InstanceRecord { account: "b".into(), ..instance("i-3", "h2", InstanceState::Running, None) });
+            assert_eq!(on("h1", "a").as_deref(), Some("i-1"), "the first by id");
+            assert_eq!(on("h2", "a"), None, "another account's instance is not the account's");
+            assert_eq!(on("h2", "b").as_deref(), Some("i-3"));
+            // Migrating: held under both hosts; moved: under the target alone.
+            put(&instance("i-2", "h1", InstanceState::Running, Some("h2")));
+            assert_eq!(on("h2", "a").as_deref(), Some("i-2"));
+            put(&instance("i-2", "h2", InstanceState::Running, None));
+            assert_eq!(entries(), ["h1/a/i-1", "h2/a/i-2", "h2/b/i-3"]);
+            // Stopped instances still hold their host; terminated ones, and removed ones, do not.
+            put(&instance("i-1", "h1", InstanceState::Stopped, None));
+            assert_eq!(on("h1", "a").as_deref(), Some("i-1"));
+            put(&instance("i-1", "h1", InstanceState::Terminated, None));
+            assert_eq!(on("h1", "a"), None);
+            store.write(|tx| tx.remove(&INSTANCES, "b/i-3")).unwrap();
+            assert_eq!(entries(), ["h2/a/i-2"]);
+            // A pending instance without a host yet is under none.
+            put(&instance("i-4", "", InstanceState::Pending, None));
+            assert_eq!(entries(), ["h2/a/i-2"]);
+            // Rebuilt from the records alone, the index says the same.
+            store
+                .write(|tx| {
+                    tx.clear(&HOST_INSTANCES)?;
+                    tx.insert(&META, "derived", &MetaRecord { version: 0 })?;
+                    ensure(tx)
+                })
+                .unwrap();
+            assert_eq!(entries(), ["h2/a/i-2"]);
         }
     }
 

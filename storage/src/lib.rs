@@ -590,6 +590,23 @@ pub trait Reads {
         }
     }
 
+    /// One of `account`'s instances that is not terminated and is on `host_id` or migrating to
+    /// it, the first by id; `None` when the host holds none of the account's. Reads the host's
+    /// range of [`tables::HOST_INSTANCES`], not the account's instances.
+    fn live_instance_on_host(&self, host_id: &str, account: &str) -> Result<Option<InstanceRecord>> {
+        let prefix = derived::host_instances_key(host_id, account, "");
+        let mut first = None;
+        self.walk_keys(&tables::HOST_INSTANCES, &prefix, None, |key, _| {
+            first = Some(key[prefix.len()..].to_owned());
+            Ok(false)
+        })?;
+        // The entry is written with the record, in one transaction: the record is there.
+        match first {
+            Some(id) => self.get(&tables::INSTANCES, &format!("{account}/{id}")),
+            None => Ok(None),
+        }
+    }
+
     /// The keys of instances terminated at or before `cutoff_ms`, oldest first.
     fn terminated_by(&self, cutoff_ms: i64) -> Result<Vec<String>> {
         let mut keys = Vec::new();

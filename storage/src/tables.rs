@@ -102,6 +102,9 @@ pub const LIVE_INSTANCES: Table<IndexEntry> = Table::new("live_instances");
 /// Derived: key [`crate::derived::termination_key`] for each terminated instance with its
 /// time of termination, in that order: the purge reads only what has expired.
 pub const TERMINATIONS: Table<IndexEntry> = Table::new("terminations");
+/// Derived: key `{host id}/{account}/{instance id}` for each instance that is not terminated,
+/// under the host it is on and, while it migrates, under its target too.
+pub const HOST_INSTANCES: Table<IndexEntry> = Table::new("host_instances");
 
 /// Created at open, so that readers never meet a missing table.
 pub const ALL: &[&str] = &[
@@ -152,6 +155,7 @@ pub const ALL: &[&str] = &[
     "host_allocations",
     "metric_series",
     "live_instances",
+    "host_instances",
     "terminations",
 ];
 
