@@ -41,6 +41,11 @@ beside the same migration by plain virsh.
    - download, the same two budgets (escalation, post-copy), the stream flowing throughout.
    Post-copy migrations also record the pause Stratus watched at the switch
    (PostCopyPauseMillis): libvirt's DowntimeMillis for them may run on to the end of the copy.
+   Every migration's guest console is searched afterwards for a kernel panic or oops (the
+   table's "panics"). With `--virsh-downtime MS`, virsh's migrations under a budget run with
+   QEMU's downtime limit at MS instead of its own 300 ms: at 75, where Stratus's escalation
+   starts for a 100 ms budget (`--loads download --policies escalation --virsh-downtime 75`),
+   plain virsh's guests die after the move too (docs/benchmarks.md).
 4. `migration-plan.json` (`migration-plan-local-disks.json`) in --out, a table on stdout, and
    with --svg DIR a plot of predicted against actual total time.
 
@@ -48,7 +53,7 @@ The error is predicted / actual - 1 on the total time (to the abort, for an abor
 
     bench/migration_plan.py [--out DIR] [--reps 3] [--stratus-bin target/release/stratus] [--svg DIR]
                             [--paths stratus,virsh] [--sizes 256,512,1024,2048] [--loads idle,dirty,download]
-                            [--local-disks]
+                            [--policies pre-copy,escalation,post-copy] [--local-disks] [--virsh-downtime MS]
 """
 
 from __future__ import annotations
@@ -90,6 +95,11 @@ CASES = [
 ]
 PATHS = ("stratus", "virsh")
 LOADS = ("idle", "dirty", "download")
+POLICIES = ("pre-copy", "escalation", "post-copy")
+# What a guest's console shows when its kernel gave up, or its NIC's driver did (after a move:
+# its memory and a device's queue came over out of step; virtio marks the queue broken and the
+# guest runs on without a network).
+PANIC = re.compile(r"Kernel panic|BUG: |Oops: |is not a head!")
 # The download load: the guest's sink (`stratus.sink=PORT`: busybox nc into /dev/null) takes a
 # TCP stream sent as fast as it goes from the benchmark's namespace on the default subnet.
 SINK_PORT = 5001
@@ -220,7 +230,8 @@ def migrate(stratus: Stratus, ec2, ext, image_id: str, instance_type: str, optio
         while "PingsSent" not in m and time.monotonic() < deadline:
             time.sleep(0.25)
             m = ext.describe_instance_migrations(MigrationIds=[mid])["Migrations"][0]
-        m["PagesLost"] = pages_lost(stratus.console_path(instance_id).read_text(errors="replace"))
+        console = stratus.console_path(instance_id).read_text(errors="replace")
+        m["PagesLost"], m["GuestPanicked"] = pages_lost(console), bool(PANIC.search(console))
         if download is not None:
             m.update(download.stop())
             download = None
@@ -288,7 +299,7 @@ def measure_all(args) -> list[dict]:
                   for load in dict.fromkeys(["idle", *args.loads])}
         uris = sorted(h["Uri"] for h in ext.describe_hosts()["Hosts"])
         templates = {}
-        cases = [c for c in CASES if c[0] in args.loads]
+        cases = [c for c in CASES if c[0] in args.loads and c[1] in args.policies]
         if "virsh" in args.paths or "download" in args.loads:
             switch, pinger = pinger_on_default_subnet(ec2)
             # Stratus's guests may be on another zone's default subnet: reach them through the
@@ -323,12 +334,20 @@ def measure_all(args) -> list[dict]:
                                                                   options, downloading))}
                         else:
                             source, target = (uris[0], uris[1]) if rep % 2 == 0 else (uris[1], uris[0])
-                            loads = []
-                            booted = None if downloading is None else (
-                                lambda address: loads.append(Download(downloading.ns, address)))
+                            loads, name = [], f"bench-plan-{os.getpid()}-{len(runs)}"
+                            limit = args.virsh_downtime if flags else None
+
+                            def prepare(address, name=name, source=source, limit=limit):
+                                if limit is not None:
+                                    virsh(source, "migrate-setmaxdowntime", name, str(limit))
+                                if downloading is not None:
+                                    loads.append(Download(downloading.ns, address))
+
+                            # Nothing to do between the boot and the move: no pause for it either.
+                            booted = None if downloading is None and limit is None else prepare
                             try:
                                 v = migrate_virsh(templates[(instance_type, load)], switch, image.disk, work,
-                                                  f"bench-plan-{os.getpid()}-{len(runs)}", pinger, source, target,
+                                                  name, pinger, source, target,
                                                   args.local_disks, flags, keep_console=True, on_booted=booted,
                                                   on_migrated=lambda: [d.mark() for d in loads])
                             finally:
@@ -337,6 +356,7 @@ def measure_all(args) -> list[dict]:
                                  "TotalTimeMillis": v["total_ms"], "DowntimeMillis": v["downtime_ms"],
                                  "Iterations": v.get("iterations"), "PingLargestGapMillis": v["largest_gap_ms"],
                                  "PagesLost": pages_lost(v.get("console", "")), "wall_ms": v["wall_ms"],
+                                 "GuestPanicked": bool(PANIC.search(v.get("console", ""))),
                                  "note": None if v["ok"] else v["note"], **download}
                         runs.append(r)
                         err = "–" if r["error"] is None else f"{r['error']:+.0%}"
@@ -365,7 +385,8 @@ def stratus_result(m: dict) -> dict:
             "DowntimeMillis", "PostCopyPauseMillis", "PredictedIterations", "Iterations", "PingLargestGapMillis", "DowntimeLimitMillis",
             "PagesLost", "ErrorMessage", "note", "PredictedFromDirtyRateBytesPerSecond", "PredictedFromFirstPassBytes",
             "PredictedFromFirstPassReadMillis", "PredictedFromBandwidthBytesPerSecond", "MemoryProcessedBytes", "DiskProcessedBytes", "SetupTimeMillis",
-            "DownloadConnected", "DownloadBroken", "DownloadMiB", "DownloadMiBps", "DownloadLargestStallMillis")
+            "DownloadConnected", "DownloadBroken", "DownloadMiB", "DownloadMiBps", "DownloadLargestStallMillis",
+            "GuestPanicked")
     return {"error": error(m), **{k: m.get(k) for k in keys},
             "events": [e["Type"] for e in m.get("Events", []) if e["Type"] != "pass"],
             "timeline": [timeline_entry(e) for e in m.get("Events", [])]}
@@ -388,12 +409,13 @@ def report(runs: list[dict]) -> str:
                              of("PredictedTotalMillis"), "-" if e is None else
                              f"{e['median']:+.0f}% ({e['min']:+.0f}…{e['max']:+.0f})", of("DowntimeMillis"), of("PostCopyPauseMillis"),
                              of("PingLargestGapMillis"), str(sum(r.get("PagesLost") or 0 for r in these)),
+                             str(sum(1 for r in these if r.get("GuestPanicked"))),
                              "-" if load != "download" else
                              f"{of('DownloadMiBps')} MiB/s, stall {of('DownloadLargestStallMillis')} ms, "
                              f"{sum(1 for r in these if r.get('DownloadBroken') or not r.get('DownloadConnected'))}"
                              " broken"])
     return table(["memory", "load", "policy", "via", "status/predicted", "total", "predicted", "error", "downtime",
-                  "post-copy pause", "ping gap", "pages lost", "download"], rows)
+                  "post-copy pause", "ping gap", "pages lost", "panics", "download"], rows)
 
 
 def svg(runs: list[dict], path: Path) -> None:
@@ -461,8 +483,16 @@ def main() -> None:
                                                    parser.error(f"--loads: {load} is none of {', '.join(LOADS)}")],
                         default=list(LOADS),
                         help="idle,dirty,download (all by default): which loads' cases run")
+    parser.add_argument("--policies", type=lambda v: [p for p in v.split(",") if p in POLICIES or
+                                                      parser.error(f"--policies: {p} is none of {', '.join(POLICIES)}")],
+                        default=list(POLICIES),
+                        help="pre-copy,escalation,post-copy (all by default): which policies' cases run")
     parser.add_argument("--local-disks", action="store_true",
                         help="hosts without shared storage for their instances: both paths copy the root disk")
+    parser.add_argument("--virsh-downtime", type=int, metavar="MS",
+                        help="QEMU's downtime limit for virsh's migrations under a budget (QEMU's own 300 ms "
+                             "by default): at the escalation's starting allowance, 75, a guest receiving a "
+                             "download dies after the move under TCG, as it does after Stratus's")
     args = parser.parse_args()
     with lab_lock():
         runs = measure_all(args)

@@ -9,6 +9,7 @@ accounts with the same addresses span both hosts, and a VPC guest migrates betwe
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import json
 import os
@@ -18,7 +19,7 @@ import time
 from pathlib import Path
 
 from conftest import (BOOT_MARKER, DEFAULT_PUBLIC_CIDR, LAB_DIR, aws, clean_env, create_account, ec2_client, import_image, wait_states,
-                      write_credentials)
+                      wait_until, write_credentials)
 
 REPO = Path(__file__).resolve().parents[2]
 MODEL = REPO / "ec2api/model/stratus/2016-11-15/service-2.json"
@@ -230,7 +231,28 @@ def lab_host(hosts: dict, host_id: str) -> tuple[str, str]:
     return f"stratus-h{index}", f"unix:{LAB_DIR}/h{index}/ovs/db.sock"
 
 
-def test_vpcs_of_two_accounts_across_lab_hosts(lab, server_factory, test_image):
+# A TCP stream sent flat out from a probe's namespace, a sample of what went every 0.1 s (the
+# system's monotonic clock, which namespaces share).
+STREAM = r"""
+import socket, sys, time
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)
+s.settimeout(None)
+chunk, sent, last = b"\x5a" * 65536, 0, 0.0
+while True:
+    sent += s.send(chunk)
+    now = time.monotonic()
+    if now - last >= 0.1:
+        print(f"{now:.3f} {sent}", flush=True)
+        last = now
+"""
+SINK_PORT = 5001
+
+
+def stream_samples(path: Path) -> list[tuple[float, int]]:
+    return [(float(t), int(b)) for t, b in re.findall(r"^(\d+\.\d+) (\d+)$", path.read_text(), re.MULTILINE)]
+
+
+def test_vpcs_of_two_accounts_across_lab_hosts(lab, server_factory, test_image, tmp_path):
     """Two accounts each with a VPC 10.0.0.0/16 and a guest at 10.0.1.10; A also has 10.0.1.11,
     on the other lab host. Each lab host is an OVN chassis with its own Open vSwitch; Geneve joins
     them. A probe in each VPC (on the first guest's host, both at 10.0.1.200) reaches its own
@@ -240,7 +262,8 @@ def test_vpcs_of_two_accounts_across_lab_hosts(lab, server_factory, test_image):
     whose port is on this machine too. It moves to the other host by live migration (its port
     bound on both chassis meanwhile, the new one taking over when the guest announces itself) and
     keeps its address, its MAC, its Elastic IP, its rules and its metadata, with the gaps in two
-    50 ms ping traces (from its VPC and from the internet) measured."""
+    50 ms ping traces (from its VPC and from the internet) measured, and a TCP stream the probe
+    sends it throughout goes on after the move (its connection picked up on the new chassis)."""
     from ovn_helpers import NB, Internet, Probe, booted, require_ovn, run, tear_down
     from test_extensions_boto3 import stratus_client
 
@@ -252,12 +275,16 @@ def test_vpcs_of_two_accounts_across_lab_hosts(lab, server_factory, test_image):
     ext = stratus_client(server)
     other = create_account(server, "lab-vpc-b")
     clients = {"a": ec2_client(server), "b": ec2_client(server, other.access_key, other.secret_key)}
-    image_id = import_image(server, test_image, "lab vpc image")
+    # The guests take TCP streams into a sink (the test image's `stratus.sink`).
+    sink = dataclasses.replace(test_image, cmdline=f"{test_image.cmdline} stratus.sink={SINK_PORT}")
+    image_id = import_image(server, sink, "lab vpc image")
     made: dict[str, dict] = {}
     probes: list[Probe] = []
     icmp = [{"IpProtocol": "icmp", "FromPort": -1, "ToPort": -1,
-             "IpRanges": [{"CidrIp": "10.0.1.200/32"}, {"CidrIp": f"{internet_address}/32"}]}]
+             "IpRanges": [{"CidrIp": "10.0.1.200/32"}, {"CidrIp": f"{internet_address}/32"}]},
+            {"IpProtocol": "tcp", "FromPort": SINK_PORT, "ToPort": SINK_PORT, "IpRanges": [{"CidrIp": "10.0.1.200/32"}]}]
     internet = None
+    stream = None
     try:
         for who, client in clients.items():
             vpc = client.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
@@ -334,6 +361,14 @@ def test_vpcs_of_two_accounts_across_lab_hosts(lab, server_factory, test_image):
                                   "10.0.1.11"], stdout=subprocess.PIPE, text=True)
         public_trace = subprocess.Popen(["ip", "netns", "exec", internet.ns, "ping", "-D", "-n", "-i", "0.05", "-W",
                                          "1", public_ip], stdout=subprocess.PIPE, text=True)
+        # And a TCP stream from the probe into the guest's sink, flowing before the move.
+        streamed = tmp_path / "stream.out"
+        with streamed.open("w") as out:
+            stream = subprocess.Popen(["ip", "netns", "exec", probe_a.ns, "python3", "-u", "-c", STREAM, "10.0.1.11",
+                                       str(SINK_PORT)], stdout=out, stderr=subprocess.STDOUT, text=True)
+        wait_until(lambda: len(stream_samples(streamed)) > 5 or stream.poll() is not None, 30,
+                   "the probe's TCP stream into A's guest")
+        assert stream.poll() is None, streamed.read_text()
         migration = ext.migrate_instance(InstanceId=a11["InstanceId"], TargetHostId=here)["Migration"]
         deadline = time.monotonic() + 180
         while (m := ext.describe_instance_migrations(MigrationIds=[migration["MigrationId"]])["Migrations"][0])[
@@ -341,6 +376,7 @@ def test_vpcs_of_two_accounts_across_lab_hosts(lab, server_factory, test_image):
             assert time.monotonic() < deadline, f"migration still {m['Status']}"
             time.sleep(0.5)
         assert m["Status"] == "completed", m
+        completed_at = time.monotonic()
         assert probe_a.reaches("10.0.1.11", tries=40), "A's guest does not answer after its migration"
         assert any(internet.answers(public_ip) for _ in range(40)), "the Elastic IP does not follow the guest"
         time.sleep(1)
@@ -354,6 +390,18 @@ def test_vpcs_of_two_accounts_across_lab_hosts(lab, server_factory, test_image):
         print(f"lab migration of a VPC guest: total {m['TotalTimeMillis']} ms, downtime {m['DowntimeMillis']} ms, "
               f"largest gap in the replies to its VPC's probe {gaps['probe'] * 1000:.0f} ms, "
               f"to the internet {gaps['internet'] * 1000:.0f} ms")
+        # The established stream goes on (TCP's retransmissions back off: a stall across the
+        # switch-over can last seconds), without a reset.
+        def moved_on() -> bool:
+            samples = stream_samples(streamed)
+            before = max((b for t, b in samples if t <= completed_at), default=0)
+            return any(t > completed_at and b > before for t, b in samples)
+
+        deadline = time.monotonic() + 20
+        while not moved_on():
+            assert stream.poll() is None, f"the stream broke after the migration: {streamed.read_text()[-500:]}"
+            assert time.monotonic() < deadline, "the TCP stream into A's guest stalled for good after its migration"
+            time.sleep(0.5)
         # The metadata service still knows it on its new host (the guest asks every 5 s).
         def console_of_a11() -> str:
             return a.get_console_output(InstanceId=a11["InstanceId"]).get("Output", "")
@@ -376,6 +424,9 @@ def test_vpcs_of_two_accounts_across_lab_hosts(lab, server_factory, test_image):
             a10["InstanceId"], a11["InstanceId"]}
         assert not probe_b.reaches("10.0.1.11"), "after the move B's probe reaches A's guest"
     finally:
+        if stream is not None:
+            stream.kill()
+            stream.wait()
         if internet:
             internet.close()
         tear_down(server, clients, made, probes)
