@@ -72,6 +72,9 @@ impl XmlWriter {
             self.out.extend_from_slice(escape(plain).as_bytes());
             match last {
                 Some('\r') => self.out.extend_from_slice(b"&#xD;"),
+                // XML 1.1 parsers read these as line ends too: as references they stay.
+                Some('\u{85}') => self.out.extend_from_slice(b"&#x85;"),
+                Some('\u{2028}') => self.out.extend_from_slice(b"&#x2028;"),
                 Some(_) => self.out.extend_from_slice("\u{FFFD}".as_bytes()),
                 None => {}
             }
@@ -90,7 +93,10 @@ fn plain(b: u8) -> bool {
 
 /// A character the text writer must not pass to quick-xml's escaping as it is.
 fn needs_care(c: char) -> bool {
-    matches!(c, '\u{0}'..='\u{8}' | '\u{B}' | '\u{C}' | '\u{D}' | '\u{E}'..='\u{1F}' | '\u{FFFE}' | '\u{FFFF}')
+    matches!(
+        c,
+        '\u{0}'..='\u{8}' | '\u{B}' | '\u{C}' | '\u{D}' | '\u{E}'..='\u{1F}' | '\u{85}' | '\u{2028}' | '\u{FFFE}' | '\u{FFFF}'
+    )
 }
 
 /// A value that can be written as the element `name`.
@@ -275,12 +281,14 @@ mod tests {
         assert_eq!(read_back("a<b>&'\"c"), "a<b>&'\"c");
         assert_eq!(read_back("line\r\nnext"), "line\r\nnext");
         assert_eq!(read_back("bell\u{7}é\u{FFFF}"), "bell\u{FFFD}é\u{FFFD}");
+        assert_eq!(read_back("a\u{2028}b\u{85}c"), "a\u{2028}b\u{85}c");
     }
 
     proptest::proptest! {
         #[test]
         fn any_text_survives_a_parser(text in "\\PC*|[ -~]*|[\\x00-\\x7f]*") {
-            let expected: String = text.chars().map(|c| if needs_care(c) && c != '\r' { '\u{FFFD}' } else { c }).collect();
+            let kept = |c: char| matches!(c, '\r' | '\u{85}' | '\u{2028}');
+            let expected: String = text.chars().map(|c| if needs_care(c) && !kept(c) { '\u{FFFD}' } else { c }).collect();
             proptest::prop_assert_eq!(read_back(&text), expected);
         }
     }
