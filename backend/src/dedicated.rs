@@ -98,12 +98,6 @@ fn own(tx: &impl Reads, account: &str, host_id: &str) -> Result<HostAllocationRe
     tx.get(&HOST_ALLOCATIONS, host_id)?.filter(|a| a.account == account).ok_or_else(|| not_found(host_id))
 }
 
-/// An instance of `account` that still holds `host_id` (on it, or migrating to it), if any:
-/// asked in a write transaction, so it reads the host's index, not the account's instances.
-fn occupant(tx: &impl Reads, account: &str, host_id: &str) -> Result<Option<InstanceRecord>> {
-    Ok(tx.live_instance_on_host(host_id, account)?)
-}
-
 impl Backend {
     /// AllocateHosts: `quantity` whole hosts of the zone for `account`, all or none.
     pub fn allocate_hosts(&self, account: &str, req: HostRequest) -> Result<Vec<HostAllocationRecord>> {
@@ -172,7 +166,8 @@ impl Backend {
     pub fn release_host(&self, account: &str, host_id: &str) -> Result<()> {
         self.store().write(|tx| {
             own(tx, account, host_id)?;
-            if let Some(instance) = occupant(tx, account, host_id)? {
+            // The host's index, not the account's instances: this holds the store's writer.
+            if let Some(instance) = tx.live_instance_on_host(host_id, account)? {
                 return Err(Error::IncorrectState(format!(
                     "Host {host_id} still has instance {} on it: terminate or move it first.",
                     instance.id
@@ -195,7 +190,7 @@ impl Backend {
         self.store().write(|tx| {
             let mut allocation = own(tx, account, host_id)?;
             if change.instance_type.is_some() || change.instance_family.is_some() {
-                if occupant(tx, account, host_id)?.is_some() {
+                if tx.live_instance_on_host(host_id, account)?.is_some() {
                     return Err(Error::IncorrectState(format!(
                         "Host {host_id} has instances on it: its instance type or family cannot change."
                     )));

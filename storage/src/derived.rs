@@ -272,13 +272,12 @@ pub(crate) fn derive_instance(
         _ => None,
     };
     move_entry(tx, &TERMINATIONS, old.and_then(ended), new.and_then(ended))?;
-    let (before, after) = (old.map(host_entries).unwrap_or_default(), new.map(host_entries).unwrap_or_default());
-    for gone in before.difference(&after) {
-        tx.remove(&HOST_INSTANCES, gone)?;
-    }
-    for added in after.difference(&before) {
-        tx.insert(&HOST_INSTANCES, added, &IndexEntry {})?;
-    }
+    move_entries(
+        tx,
+        &HOST_INSTANCES,
+        old.map(host_entries).unwrap_or_default(),
+        new.map(host_entries).unwrap_or_default(),
+    )?;
     let by_state = |r: &InstanceRecord| format!("{}/{}/{}/{}", r.account, r.state.name(), r.reservation_id, r.id);
     move_entry(tx, &STATE_RESERVATIONS, old.map(by_state), new.map(by_state))?;
     // Most writes change an instance's state alone: its attributes' entries stay as they are.
@@ -288,12 +287,7 @@ pub(crate) fn derive_instance(
     if !matches!((old, new), (Some(a), Some(b)) if same_attributes(a, b)) {
         let (before, after) =
             (old.map(attribute_entries).unwrap_or_default(), new.map(attribute_entries).unwrap_or_default());
-        for gone in before.difference(&after) {
-            tx.remove(&ATTRIBUTE_RESERVATIONS, gone)?;
-        }
-        for added in after.difference(&before) {
-            tx.insert(&ATTRIBUTE_RESERVATIONS, added, &IndexEntry {})?;
-        }
+        move_entries(tx, &ATTRIBUTE_RESERVATIONS, before, after)?;
     }
     let reservation = |r: &InstanceRecord| format!("{}/{}/{}", r.account, r.reservation_id, r.id);
     let interface = |r: &InstanceRecord| format!("{}/{}/{}", r.account, r.network_interface_id, r.id);
@@ -337,6 +331,23 @@ pub(crate) fn derive_instance(
         usage.memory_mib = apply(usage.memory_mib, change[1]);
         usage.disk_mib = apply(usage.disk_mib, change[2]);
         tx.insert(&HOST_USAGE, host, &usage)?;
+    }
+    Ok(())
+}
+
+/// Moves a record's entries in `index` from the set `old` to the set `new`: what both hold is
+/// left as it is.
+fn move_entries(
+    tx: &WriteTx,
+    index: &Table<IndexEntry>,
+    old: std::collections::BTreeSet<String>,
+    new: std::collections::BTreeSet<String>,
+) -> Result<()> {
+    for gone in old.difference(&new) {
+        tx.remove(index, gone)?;
+    }
+    for added in new.difference(&old) {
+        tx.insert(index, added, &IndexEntry {})?;
     }
     Ok(())
 }
@@ -420,14 +431,7 @@ pub(crate) fn derive_security_group(
     let entries = |g: Option<&SecurityGroupRecord>| -> std::collections::BTreeSet<String> {
         g.map(|g| g.rules.iter().map(|r| format!("{}/{}/{}", g.account, r.id, g.id)).collect()).unwrap_or_default()
     };
-    let (before, after) = (entries(old), entries(new));
-    for gone in before.difference(&after) {
-        tx.remove(&GROUP_RULES, gone)?;
-    }
-    for added in after.difference(&before) {
-        tx.insert(&GROUP_RULES, added, &IndexEntry {})?;
-    }
-    Ok(())
+    move_entries(tx, &GROUP_RULES, entries(old), entries(new))
 }
 
 pub(crate) fn derive_lease(tx: &WriteTx, key: &str, leased: bool) -> Result<()> {
