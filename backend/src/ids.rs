@@ -35,14 +35,8 @@ pub fn member_ids(prefix: &str, group_id: &str, count: usize) -> Vec<String> {
     ids
 }
 
-/// An id in EC2's shape that is always the same for the same `parts`: for resources every
-/// account has one of (default subnets, default security groups), made when first needed.
-pub fn derived_id(prefix: &str, parts: &[&str]) -> String {
-    use sha2::{Digest, Sha256};
-    let digest = Sha256::digest(parts.join("/").as_bytes());
-    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    format!("{prefix}-{}", &hex[..17])
-}
+/// An id always the same for the same parts (storage derives a VPC's ACL id with it too).
+pub use storage::derived::derived_id;
 
 /// Twelve digits, not starting with 0.
 pub fn account_id() -> String {

@@ -371,6 +371,7 @@ listed! {
     storage::InternetGatewayRecord => storage::tables::INTERNET_GATEWAYS, ResourceKind::InternetGateway;
     storage::RouteTableRecord => storage::tables::ROUTE_TABLES, ResourceKind::RouteTable;
     storage::NatGatewayRecord => storage::tables::NAT_GATEWAYS, ResourceKind::NatGateway;
+    storage::NetworkAclRecord => storage::tables::NETWORK_ACLS, ResourceKind::NetworkAcl;
 }
 
 /// What one page asks for.

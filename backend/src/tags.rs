@@ -274,8 +274,14 @@ fn ensure_exists(tx: &WriteTx, account: &str, id: &str) -> Result<()> {
         ResourceKind::SecurityGroup => tx.get(&SECURITY_GROUPS, &format!("{account}/{id}"))?.is_some(),
         ResourceKind::Volume => tx.get(&VOLUMES, &format!("{account}/{id}"))?.is_some(),
         ResourceKind::Snapshot => tx.get(&SNAPSHOTS, &format!("{account}/{id}"))?.is_some(),
+        // The rule index (`{account}/{rule}/{group}`), not every group of the account.
         ResourceKind::SecurityGroupRule => {
-            tx.scan(&SECURITY_GROUPS, &format!("{account}/"))?.iter().any(|(_, g)| g.rules.iter().any(|r| r.id == id))
+            let mut found = false;
+            tx.walk_keys(&storage::tables::GROUP_RULES, &format!("{account}/{id}/"), None, |_, _| {
+                found = true;
+                Ok(false)
+            })?;
+            found
         }
         // A host is the account's to tag while it is dedicated to it.
         ResourceKind::Host => tx.get(&storage::tables::HOST_ALLOCATIONS, id)?.is_some_and(|a| a.account == account),

@@ -1067,6 +1067,18 @@ pub struct RouteStates {
     pub through: Vec<Option<(String, String)>>,
 }
 
+/// The ids of the subnets of `account`'s VPC `vpc_id`, in id order, read in `tx` from the
+/// subnets' VPC index (an ACL's associations): not every subnet of the account.
+pub fn vpc_subnet_ids_in(tx: &impl Reads, account: &str, vpc_id: &str) -> Result<Vec<String>> {
+    let prefix = storage::derived::vpc_subnets_prefix(account, vpc_id);
+    let mut ids = Vec::new();
+    tx.walk_keys(&storage::tables::VPC_SUBNETS, &prefix, None, |key, _| {
+        ids.push(key[prefix.len()..].to_owned());
+        Ok(true)
+    })?;
+    Ok(ids)
+}
+
 /// Where each route of `table` leads now, read in `tx` with point reads of the table's own
 /// targets: a page of route tables costs its routes, not the account's instances.
 pub fn route_states_in(tx: &impl Reads, table: &RouteTableRecord) -> Result<RouteStates> {

@@ -239,6 +239,7 @@ fn cases() -> Vec<Case> {
         ("DescribeSubnets", "subnetId"),
         ("DescribeRouteTables", "vpcId"),
         ("DescribeInternetGateways", "internetGatewayId"),
+        ("DescribeNetworkAcls", "vpcId"),
     ] {
         cases.push((action, element, "none", vec![]));
     }

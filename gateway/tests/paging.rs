@@ -554,7 +554,40 @@ async fn vpc_resource_pages_on(store: storage::Store) {
         .enumerate()
         .fold("&Filter.1.Name=vpc-id".to_owned(), |body, (n, id)| format!("{body}&Filter.1.Value.{}={id}", n + 1));
     let mine_only = |seen: Vec<String>, of: &BTreeSet<String>| seen.into_iter().filter(|s| of.contains(s)).collect();
+    // Each VPC's network ACL, asked for by the VPC: one each, of that VPC, with its subnets.
+    let mut acl_of = BTreeMap::new();
+    for vpc in &every_vpc {
+        let answer = ok(
+            &f,
+            &format!("Action=DescribeNetworkAcls&Version=2016-11-15&Filter.1.Name=vpc-id&Filter.1.Value.1={vpc}"),
+        )
+        .await;
+        let mut acl = ids(&answer, "networkAclId");
+        acl.dedup();
+        assert_eq!((acl.len(), ids(&answer, "vpcId")), (1, vec![vpc.clone()]), "{answer}");
+        let associated: BTreeSet<String> = ids(&answer, "subnetId").into_iter().collect();
+        if let Some(own) = subnets_of.get(vpc) {
+            assert_eq!(&associated, own, "the ACL's associations are its VPC's subnets");
+        }
+        acl_of.insert(vpc.clone(), acl[0].clone());
+    }
+    let acls_of = |of: &BTreeSet<String>| -> BTreeSet<String> { of.iter().map(|vpc| acl_of[vpc].clone()).collect() };
+    let some_acls: BTreeSet<String> = acl_of.values().step_by(3).cloned().collect();
+    let by_acl_id = some_acls.iter().enumerate().fold("&Filter.1.Name=network-acl-id".to_owned(), |body, (n, id)| {
+        format!("{body}&Filter.1.Value.{}={id}", n + 1)
+    });
+    let of_second = subnets_of[&vpcs[1]].iter().next().expect("a subnet of the second VPC").clone();
     let cases: Vec<(&str, String, &str, BTreeSet<String>, bool)> = vec![
+        ("DescribeNetworkAcls", String::new(), "networkAclId", acls_of(&every_vpc), true),
+        ("DescribeNetworkAcls", by_id.clone(), "networkAclId", acls_of(&named), true),
+        ("DescribeNetworkAcls", by_acl_id, "networkAclId", some_acls, true),
+        (
+            "DescribeNetworkAcls",
+            format!("&Filter.1.Name=association.subnet-id&Filter.1.Value.1={of_second}"),
+            "networkAclId",
+            [acl_of[&vpcs[1]].clone()].into(),
+            true,
+        ),
         ("DescribeVpcs", String::new(), "vpcId", every_vpc.clone(), true),
         ("DescribeVpcs", "&Filter.1.Name=tag:env&Filter.1.Value.1=prod".into(), "vpcId", prod_vpcs.clone(), true),
         ("DescribeVpcs", by_id, "vpcId", named.clone(), true),
@@ -623,6 +656,7 @@ async fn vpc_resource_pages_on(store: storage::Store) {
         ("DescribeSubnets", "SubnetId", "subnet-0123456789abcdef0", "InvalidSubnetID.NotFound"),
         ("DescribeRouteTables", "RouteTableId", "rtb-0123456789abcdef0", "InvalidRouteTableID.NotFound"),
         ("DescribeInternetGateways", "InternetGatewayId", "igw-0123456789abcdef0", "InvalidInternetGatewayID.NotFound"),
+        ("DescribeNetworkAcls", "NetworkAclId", "acl-0123456789abcdef0", "InvalidNetworkAclID.NotFound"),
     ] {
         let (status, answer) = call(&f, &format!("Action={action}&Version=2016-11-15&{param}.1={id}")).await;
         assert_eq!((status, code(&answer)), (400, code_), "{answer}");

@@ -35,7 +35,11 @@
 //!      those whose retention is over);
 //!    - [`HOST_INSTANCES`]: the instances that are not terminated by the host they are on or
 //!      migrating to, then account (whether a dedicated host is still occupied reads what is
-//!      on it, not every instance of the account).
+//!      on it, not every instance of the account);
+//!    - [`NETWORK_ACLS`]: each VPC's default network ACL, by account and ACL id (the ACL is
+//!      implied by its VPC, and its id is derived from the VPC's, so only this table lists
+//!      ACLs in their own id order, a page at a time);
+//!    - [`VPC_SUBNETS`]: subnets by account and VPC (an ACL's associations, its VPC's subnets).
 //! 3. [`DERIVED_VERSION`] names the layout. A database opened with another version (older
 //!    data, or a binary that derives differently) has its derived tables rebuilt from the
 //!    primary ones, in one transaction, before anything else runs.
@@ -50,17 +54,17 @@ use serde::{Deserialize, Serialize};
 
 use crate::tables::{
     ATTRIBUTE_RESERVATIONS, GROUP_RULES, HOST_INSTANCES, HOST_USAGE, IMAGES, IMAGE_IDS, INSTANCES, INSTANCE_IDS,
-    INTERFACES, INTERFACE_ATTACHMENTS, LEASES, LEASE_BLOCKS, LIVE_INSTANCES, META, NETWORK_INTERFACES, RESERVATIONS,
-    SECURITY_GROUPS, SNAPSHOTS, SNAPSHOT_IDS, STATE_RESERVATIONS, TAGGED_RESERVATIONS, TAGS, TAG_INDEX, TERMINATIONS,
-    VOLUMES, VOLUME_ATTACHMENTS,
+    INTERFACES, INTERFACE_ATTACHMENTS, LEASES, LEASE_BLOCKS, LIVE_INSTANCES, META, NETWORK_ACLS, NETWORK_INTERFACES,
+    RESERVATIONS, SECURITY_GROUPS, SNAPSHOTS, SNAPSHOT_IDS, STATE_RESERVATIONS, SUBNETS, TAGGED_RESERVATIONS, TAGS,
+    TAG_INDEX, TERMINATIONS, VOLUMES, VOLUME_ATTACHMENTS, VPCS, VPC_SUBNETS,
 };
 use crate::{
     ImageRecord, InstanceRecord, InstanceState, LeaseRecord, NetworkInterfaceRecord, Record, Result,
-    SecurityGroupRecord, SnapshotRecord, Table, TagRecord, VolumeRecord, WriteTx,
+    SecurityGroupRecord, SnapshotRecord, SubnetRecord, Table, TagRecord, VolumeRecord, VpcRecord, WriteTx,
 };
 
 /// The layout of the derived tables; bump it whenever what they hold changes.
-pub const DERIVED_VERSION: u32 = 12;
+pub const DERIVED_VERSION: u32 = 13;
 
 /// A key-only entry of an index.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -90,6 +94,38 @@ pub struct LeaseBlockRecord {
 
 impl Record for LeaseBlockRecord {
     const VERSION: u8 = 1;
+}
+
+/// A VPC's default network ACL, as [`NETWORK_ACLS`] lists it. Key: `{account}/{acl id}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NetworkAclRecord {
+    pub id: String,
+    pub account: String,
+    pub vpc_id: String,
+}
+
+impl Record for NetworkAclRecord {
+    const VERSION: u8 = 1;
+}
+
+/// An id in EC2's shape that is always the same for the same `parts`: for resources every
+/// account or VPC has one of (default subnets, default security groups, a VPC's network
+/// ACL), made when first needed or, as the ACL, never stored as a record of its own.
+pub fn derived_id(prefix: &str, parts: &[&str]) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(parts.join("/").as_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{prefix}-{}", &hex[..17])
+}
+
+/// The id of the default network ACL of `account`'s VPC `vpc_id`.
+pub fn network_acl_id(account: &str, vpc_id: &str) -> String {
+    derived_id("acl", &[account, vpc_id])
+}
+
+/// The [`VPC_SUBNETS`] key prefix of the subnets of `account`'s VPC `vpc_id`.
+pub fn vpc_subnets_prefix(account: &str, vpc_id: &str) -> String {
+    format!("{account}/{vpc_id}/")
 }
 
 /// Addresses per lease block.
@@ -434,6 +470,27 @@ pub(crate) fn derive_security_group(
     move_entries(tx, &GROUP_RULES, entries(old), entries(new))
 }
 
+pub(crate) fn derive_vpc(tx: &WriteTx, old: Option<&VpcRecord>, new: Option<&VpcRecord>) -> Result<()> {
+    // A VPC's account and id never change: its ACL is made with it and goes with it.
+    match (old, new) {
+        (None, Some(vpc)) => {
+            let id = network_acl_id(&vpc.account, &vpc.id);
+            let acl = NetworkAclRecord { id, account: vpc.account.clone(), vpc_id: vpc.id.clone() };
+            tx.insert(&NETWORK_ACLS, &format!("{}/{}", vpc.account, acl.id), &acl)
+        }
+        (Some(vpc), None) => {
+            tx.remove(&NETWORK_ACLS, &format!("{}/{}", vpc.account, network_acl_id(&vpc.account, &vpc.id)))?;
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+pub(crate) fn derive_subnet(tx: &WriteTx, old: Option<&SubnetRecord>, new: Option<&SubnetRecord>) -> Result<()> {
+    let entry = |s: &SubnetRecord| format!("{}{}", vpc_subnets_prefix(&s.account, &s.vpc_id), s.id);
+    move_entry(tx, &VPC_SUBNETS, old.map(entry), new.map(entry))
+}
+
 pub(crate) fn derive_lease(tx: &WriteTx, key: &str, leased: bool) -> Result<()> {
     // Lease keys are addresses, after their scope; anything else has no bit to keep.
     let (scope, address) = key.rsplit_once('/').map_or(("", key), |(vpc, _)| key.split_at(vpc.len() + 1));
@@ -469,6 +526,8 @@ pub(crate) fn ensure(tx: &WriteTx) -> Result<bool> {
     tx.clear(&LIVE_INSTANCES)?;
     tx.clear(&TERMINATIONS)?;
     tx.clear(&HOST_INSTANCES)?;
+    tx.clear(&NETWORK_ACLS)?;
+    tx.clear(&VPC_SUBNETS)?;
     for (key, record) in tx.scan(&INSTANCES, "")? {
         derive_instance(tx, &key, None, Some(&record))?;
     }
@@ -492,6 +551,12 @@ pub(crate) fn ensure(tx: &WriteTx) -> Result<bool> {
     }
     for (_, record) in tx.scan(&NETWORK_INTERFACES, "")? {
         derive_network_interface(tx, None, Some(&record))?;
+    }
+    for (_, record) in tx.scan(&VPCS, "")? {
+        derive_vpc(tx, None, Some(&record))?;
+    }
+    for (_, record) in tx.scan(&SUBNETS, "")? {
+        derive_subnet(tx, None, Some(&record))?;
     }
     tx.insert(&META, "derived", &MetaRecord { version: DERIVED_VERSION })?;
     Ok(true)
@@ -669,6 +734,80 @@ mod tests {
                 })
                 .unwrap();
             assert_eq!(entries(), ["h2/a/i-2"]);
+        }
+    }
+
+    #[test]
+    fn each_vpc_has_its_acl_and_its_subnets_listed_under_it() {
+        for (_kind, store, _db) in crate::testing::stores() {
+            let vpc = |account: &str, id: &str| VpcRecord {
+                id: id.into(),
+                account: account.into(),
+                cidr: "10.0.0.0/16".into(),
+                default: false,
+                dns_support: true,
+                dns_hostnames: false,
+                address_usage_metrics: false,
+                tenancy: "default".into(),
+                created_ms: 0,
+                on_bridge: None,
+            };
+            let subnet = |account: &str, vpc: &str, id: &str| SubnetRecord {
+                id: id.into(),
+                account: account.into(),
+                vpc_id: vpc.into(),
+                cidr: "10.0.0.0/24".into(),
+                zone: "z".into(),
+                default_for_az: false,
+                map_public_ip_on_launch: false,
+                created_ms: 0,
+            };
+            let acls = || -> Vec<(String, String)> {
+                let all = store.read(|tx| tx.scan(&NETWORK_ACLS, "")).unwrap();
+                all.into_iter().map(|(k, a)| (k, a.vpc_id)).collect()
+            };
+            let subnets = |account: &str, vpc: &str| -> Vec<String> {
+                let prefix = vpc_subnets_prefix(account, vpc);
+                let keys = store.read(|tx| tx.scan(&VPC_SUBNETS, &prefix)).unwrap();
+                keys.into_iter().map(|(k, _)| k[prefix.len()..].to_owned()).collect()
+            };
+            store
+                .write(|tx| {
+                    tx.insert(&VPCS, "a/vpc-1", &vpc("a", "vpc-1"))?;
+                    tx.insert(&VPCS, "b/vpc-2", &vpc("b", "vpc-2"))?;
+                    tx.insert(&SUBNETS, "a/subnet-2", &subnet("a", "vpc-1", "subnet-2"))?;
+                    tx.insert(&SUBNETS, "a/subnet-1", &subnet("a", "vpc-1", "subnet-1"))?;
+                    tx.insert(&SUBNETS, "b/subnet-3", &subnet("b", "vpc-2", "subnet-3"))
+                })
+                .unwrap();
+            let (acl_a, acl_b) = (network_acl_id("a", "vpc-1"), network_acl_id("b", "vpc-2"));
+            assert_ne!(acl_a, network_acl_id("b", "vpc-1"), "another account's ACL id");
+            let mut expected = vec![(format!("a/{acl_a}"), "vpc-1".to_owned()), (format!("b/{acl_b}"), "vpc-2".into())];
+            assert_eq!(acls(), expected);
+            assert_eq!(subnets("a", "vpc-1"), ["subnet-1", "subnet-2"]);
+            assert_eq!(subnets("b", "vpc-1"), Vec::<String>::new());
+            // A change to the VPC keeps its one ACL; a deleted subnet or VPC takes its entry.
+            store
+                .write(|tx| tx.insert(&VPCS, "a/vpc-1", &VpcRecord { dns_hostnames: true, ..vpc("a", "vpc-1") }))
+                .unwrap();
+            assert_eq!(acls(), expected);
+            store.write(|tx| tx.remove(&SUBNETS, "a/subnet-2")).unwrap();
+            assert_eq!(subnets("a", "vpc-1"), ["subnet-1"]);
+            store.write(|tx| tx.remove(&VPCS, "b/vpc-2")).unwrap();
+            expected.pop();
+            assert_eq!(acls(), expected);
+            // Rebuilt from the records alone, the tables say the same.
+            store
+                .write(|tx| {
+                    tx.clear(&NETWORK_ACLS)?;
+                    tx.clear(&VPC_SUBNETS)?;
+                    tx.insert(&META, "derived", &MetaRecord { version: 0 })?;
+                    ensure(tx)
+                })
+                .unwrap();
+            assert_eq!(acls(), expected);
+            assert_eq!(subnets("a", "vpc-1"), ["subnet-1"]);
+            assert_eq!(subnets("b", "vpc-2"), ["subnet-3"], "a subnet's entry stays while the subnet does");
         }
     }
 

@@ -39,7 +39,7 @@ use redb::{ReadableTable, TableDefinition};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-pub use derived::{HostUsageRecord, IndexEntry, LeaseBlockRecord, MetaRecord};
+pub use derived::{HostUsageRecord, IndexEntry, LeaseBlockRecord, MetaRecord, NetworkAclRecord};
 pub use records::*;
 
 #[derive(Debug, thiserror::Error)]

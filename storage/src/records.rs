@@ -1112,6 +1112,11 @@ impl VpcRecord {
 
 impl Record for VpcRecord {
     const VERSION: u8 = 1;
+    const DERIVED: bool = true;
+
+    fn derive(tx: &crate::WriteTx, _key: &str, old: Option<&Self>, new: Option<&Self>) -> crate::Result<()> {
+        crate::derived::derive_vpc(tx, old, new)
+    }
 }
 
 /// A subnet of a VPC, in one zone. Key: `{account}/{subnet id}`.
@@ -1130,6 +1135,11 @@ pub struct SubnetRecord {
 
 impl Record for SubnetRecord {
     const VERSION: u8 = 1;
+    const DERIVED: bool = true;
+
+    fn derive(tx: &crate::WriteTx, _key: &str, old: Option<&Self>, new: Option<&Self>) -> crate::Result<()> {
+        crate::derived::derive_subnet(tx, old, new)
+    }
 }
 
 /// An internet gateway, attached to at most one VPC. Key: `{account}/{igw id}`.

@@ -4,8 +4,9 @@ use crate::{
     AccessKeyRecord, AccountRecord, AddressRecord, ClientTokenRecord, HostAllocationRecord, HostStateRecord,
     HostUsageRecord, ImageRecord, IndexEntry, InstanceRecord, InternetGatewayRecord, KeyPairRecord,
     LaunchTemplateRecord, LaunchTemplateVersionRecord, LeaseBlockRecord, LeaseRecord, MetaRecord, MetricSeriesRecord,
-    MigrationRecord, MigrationTraceRecord, NameRecord, NatGatewayRecord, NetworkInterfaceRecord, RouteTableRecord,
-    SecretRecord, SecurityGroupRecord, SnapshotRecord, SubnetRecord, Table, TagRecord, VolumeRecord, VpcRecord,
+    MigrationRecord, MigrationTraceRecord, NameRecord, NatGatewayRecord, NetworkAclRecord, NetworkInterfaceRecord,
+    RouteTableRecord, SecretRecord, SecurityGroupRecord, SnapshotRecord, SubnetRecord, Table, TagRecord, VolumeRecord,
+    VpcRecord,
 };
 
 pub const ACCOUNTS: Table<AccountRecord> = Table::new("accounts");
@@ -105,6 +106,11 @@ pub const TERMINATIONS: Table<IndexEntry> = Table::new("terminations");
 /// Derived: key `{host id}/{account}/{instance id}` for each instance that is not terminated,
 /// under the host it is on and, while it migrates, under its target too.
 pub const HOST_INSTANCES: Table<IndexEntry> = Table::new("host_instances");
+/// Derived: each VPC's default network ACL, key `{account}/{acl id}`
+/// ([`crate::derived::network_acl_id`]): the ACLs are listed in id order like any resource.
+pub const NETWORK_ACLS: Table<NetworkAclRecord> = Table::new("network_acls");
+/// Derived: key `{account}/{vpc id}/{subnet id}` for each subnet ([`crate::derived::vpc_subnets_prefix`]).
+pub const VPC_SUBNETS: Table<IndexEntry> = Table::new("vpc_subnets");
 
 /// Created at open, so that readers never meet a missing table.
 pub const ALL: &[&str] = &[
@@ -157,6 +163,8 @@ pub const ALL: &[&str] = &[
     "live_instances",
     "host_instances",
     "terminations",
+    "network_acls",
+    "vpc_subnets",
 ];
 
 #[cfg(test)]

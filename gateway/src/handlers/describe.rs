@@ -12,9 +12,10 @@
 //!    is full ([`backend::listing`]): volumes, snapshots, instances (by reservation), images
 //!    (across owners, by the image index), security groups, their rules (by the rule index),
 //!    network interfaces (by the interface index), tags, migrations, launch templates, VPCs,
-//!    subnets, internet gateways, route tables and NAT gateways. What is not kept in the store
-//!    as records of its own (instance types and offerings, hosts, the ACLs and DHCP options
-//!    each VPC and account implies) is cut into pages by [`Describe::page`].
+//!    subnets, internet gateways, route tables, NAT gateways and network ACLs (each VPC's, kept
+//!    in a derived table in ACL id order). What is not kept in the store as records of its own
+//!    (instance types and offerings, hosts, the DHCP options each account implies) is cut into
+//!    pages by [`Describe::page`].
 //! 3. Ids that name nothing the caller may see are one `…NotFound` naming them all.
 
 use std::borrow::Cow;
@@ -131,12 +132,23 @@ impl Describe {
             Some(ResourceKind::InternetGateway) => Some("internet-gateway-id"),
             Some(ResourceKind::RouteTable) => Some("route-table-id"),
             Some(ResourceKind::NatGateway) => Some("nat-gateway-id"),
+            Some(ResourceKind::NetworkAcl) => Some("network-acl-id"),
             _ => None,
         };
-        let only_ids = id_filter.and_then(|name| self.filters.exact_values(name)).unwrap_or_default();
+        let mut only_ids: Vec<String> = id_filter
+            .and_then(|name| self.filters.exact_values(name))
+            .unwrap_or_default()
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        if only_ids.is_empty() && self.kind == Some(ResourceKind::NetworkAcl) {
+            // A VPC's ACL id is derived from the VPC's: a VPC filter names the ACLs it can match.
+            let vpcs = self.filters.exact_values("vpc-id").unwrap_or_default();
+            only_ids = vpcs.into_iter().map(|vpc| storage::derived::network_acl_id(&self.account, vpc)).collect();
+        }
         ListQuery {
             ids: self.ids.clone(),
-            only_ids: only_ids.into_iter().map(str::to_owned).collect(),
+            only_ids,
             after: self.page.after.clone(),
             limit: self.page.max_results,
             tagged: self

@@ -383,13 +383,8 @@ pub struct NetworkAclView {
 }
 
 impl NetworkAclView {
-    pub fn of(vpc: &VpcRecord, subnets: Vec<String>) -> Self {
-        Self {
-            id: derived_id("acl", &[&vpc.account, &vpc.id]),
-            account: vpc.account.clone(),
-            vpc_id: vpc.id.clone(),
-            subnets,
-        }
+    pub fn of(acl: &storage::NetworkAclRecord, subnets: Vec<String>) -> Self {
+        Self { id: acl.id.clone(), account: acl.account.clone(), vpc_id: acl.vpc_id.clone(), subnets }
     }
 
     fn association_id(&self, subnet: &str) -> String {
@@ -419,7 +414,7 @@ pub fn network_acl_fields<'a>(a: &'a NetworkAclView, name: &str) -> Vec<Cow<'a, 
     }
 }
 
-pub fn network_acl(a: &NetworkAclView) -> NetworkAcl {
+pub fn network_acl(a: &NetworkAclView, tags: &[(String, String)]) -> NetworkAcl {
     NetworkAcl {
         network_acl_id: Some(a.id.clone()),
         vpc_id: Some(a.vpc_id.clone()),
@@ -448,7 +443,7 @@ pub fn network_acl(a: &NetworkAclView) -> NetworkAcl {
                 })
                 .collect(),
         ),
-        tags: Some(Vec::new()),
+        tags: Some(tag_list(tags)),
     }
 }
 
