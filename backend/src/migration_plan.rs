@@ -138,6 +138,7 @@ fn simulate(inputs: &Inputs) -> Estimate {
     let dirty_rate = inputs.dirty_rate_bytes_per_sec as f64;
     let budget = Budget {
         max_downtime_ms: inputs.max_downtime_ms.unwrap_or(crate::escalation::DEFAULT_MAX_DOWNTIME_MS),
+        downtime_given: inputs.max_downtime_ms.is_some(),
         auto_converge: inputs.auto_converge,
         allow_post_copy: inputs.allow_post_copy,
         timeout_ms: inputs.timeout_ms,
@@ -320,9 +321,10 @@ mod tests {
     fn a_dirtying_guest_takes_geometric_passes() {
         // Half the bandwidth dirtied: passes of 2 s, 1 s, 0.5 s... each halving what is left,
         // so nothing escalates: the migration keeps its starting allowance (a quarter of the
-        // 300 ms default, 75 ms), which what is left after the fifth pass (8 MiB, 62.5 ms to
-        // send) fits.
-        let e = estimate(&inputs(256, 64, 128));
+        // 300 ms it asked for, 75 ms), which what is left after the fifth pass (8 MiB, 62.5 ms
+        // to send) fits.
+        let asked = Inputs { max_downtime_ms: Some(300), ..inputs(256, 64, 128) };
+        let e = estimate(&asked);
         assert_eq!((e.ending, e.iterations), (Ending::PreCopy, 5));
         assert_eq!(e.downtime_ms, 62 + 40);
         assert_eq!(e.total_ms, Some(100 + 2000 + 1000 + 500 + 250 + 125 + 62 + 40));
@@ -331,9 +333,14 @@ mod tests {
         let tight = estimate(&Inputs { max_downtime_ms: Some(50), ..inputs(256, 64, 128) });
         assert_eq!(tight.iterations, 8);
         assert!(tight.downtime_ms <= 50 + 40, "{tight:?}");
+        // Given no budget, QEMU's 300 ms from the start: the 32 MiB the third pass leaves
+        // (250 ms to send) fits it, two passes sooner, for a longer pause.
+        let default = estimate(&inputs(256, 64, 128));
+        assert_eq!((default.ending, default.iterations, default.downtime_ms), (Ending::PreCopy, 3, 250 + 40));
+        assert_eq!(default.total_ms, Some(100 + 2000 + 1000 + 500 + 250 + 40));
         // Dirtying 60%: each pass is stalled (more than half is left), so the allowance
         // doubles (75, 150, 300) until what is left fits it.
-        let stalled = estimate(&inputs(256, 77, 128));
+        let stalled = estimate(&Inputs { max_downtime_ms: Some(300), ..inputs(256, 77, 128) });
         assert_eq!((stalled.ending, stalled.iterations), (Ending::PreCopy, 4), "{stalled:?}");
         assert!(stalled.downtime_ms > 75 + 40 && stalled.downtime_ms <= 300 + 40, "{stalled:?}");
     }
@@ -358,7 +365,7 @@ mod tests {
 
     #[test]
     fn a_guest_dirtying_faster_than_the_path_needs_a_way_out() {
-        let fast = inputs(256, 200, 128);
+        let fast = Inputs { max_downtime_ms: Some(300), ..inputs(256, 200, 128) };
         // Each pass leaves all of it: the allowance rises to the budget over two passes, and
         // the third, stalled at the budget with no other rung, is the last (escalation).
         let stuck = estimate(&Inputs { timeout_ms: Some(30_000), ..fast.clone() });
@@ -391,6 +398,7 @@ mod tests {
             resident_bytes: 80 * MIB,
             working_set_bytes: 40 * MIB,
             timeout_ms: Some(60_000),
+            max_downtime_ms: Some(300),
             ..inputs(512, 40, 32)
         };
         let e = estimate(&dirtier);
@@ -428,7 +436,8 @@ mod tests {
         // A dirtying guest dirties during the reading too, and only the first pass reads it
         // all: 64 MiB/s over a 500 + 500 ms first pass leaves 64 MiB (500 ms), then 32, 16,
         // then 8 (62.5 ms), which the starting allowance of 75 ms takes.
-        let dirty = Inputs { resident_bytes: 64 * MIB, scan_ms: 500, ..inputs(1024, 64, 128) };
+        let dirty =
+            Inputs { resident_bytes: 64 * MIB, scan_ms: 500, max_downtime_ms: Some(300), ..inputs(1024, 64, 128) };
         let e = estimate(&dirty);
         assert_eq!((e.iterations, e.total_ms), (4, Some(100 + 1_000 + 500 + 250 + 125 + 62 + 40)), "{e:?}");
         // A disk copy at its own rate.

@@ -29,14 +29,14 @@ fn run(b: &Backend, id: &str, migration: &MigrationRecord) -> MigrationRecord {
 fn post_copy_takes_over_when_pre_copy_does_not_converge() {
     let dir = tempfile::tempdir().unwrap();
     let (b, cloud, id, hosts) = setup(MigrationScript::NeverConverges, dir.path());
-    let options = MigrationOptions { allow_post_copy: true, ..Default::default() };
+    let options = MigrationOptions { allow_post_copy: true, max_downtime_ms: Some(300), ..Default::default() };
     let migration = b.migrate_instance(&id, None, options).unwrap();
     assert_eq!(migration.target_host, hosts[1]);
     let done = run(&b, &id, &migration);
     assert_eq!(done.status, MigrationStatus::Completed, "{:?}", done.error);
     assert_eq!(cloud.migration_outcome(), (true, false), "the monitor switched to post-copy, aborted nothing");
-    // The downtime rose to the default budget first (a quarter of it to start with), then
-    // post-copy; the timeline says so, in order, and ends with the completion.
+    // The downtime rose to the budget first (a quarter of it to start with), then post-copy;
+    // the timeline says so, in order, and ends with the completion.
     assert_eq!(cloud.migration_downtimes(), [75, 150, 300]);
     let kinds: Vec<&str> = done.events.iter().map(|e| e.kind.name()).filter(|k| *k != "pass").collect();
     assert_eq!(kinds, ["started", "downtime-raised", "downtime-raised", "post-copy", "completed"], "{:?}", done.events);
@@ -47,6 +47,22 @@ fn post_copy_takes_over_when_pre_copy_does_not_converge() {
     let held = backend::fake::POST_COPY_PAUSE.as_millis() as u64;
     assert!((held..held + 1000).contains(&pause), "paused {pause} ms for {held}");
     assert_eq!(b.instance(ACCOUNT, &id).unwrap().host_id, hosts[1]);
+}
+
+/// A migration that asks for no downtime limit allows QEMU's own 300 ms from the start, as
+/// plain virsh does, and so has nothing to raise before its next rung.
+#[test]
+fn without_a_downtime_budget_qemus_default_is_allowed_from_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let (b, cloud, id, _) = setup(MigrationScript::NeverConverges, dir.path());
+    let options = MigrationOptions { allow_post_copy: true, ..Default::default() };
+    let migration = b.migrate_instance(&id, None, options).unwrap();
+    let done = run(&b, &id, &migration);
+    assert_eq!(done.status, MigrationStatus::Completed, "{:?}", done.error);
+    assert_eq!(cloud.migration_downtimes(), [300]);
+    let kinds: Vec<&str> = done.events.iter().map(|e| e.kind.name()).filter(|k| *k != "pass").collect();
+    assert_eq!(kinds, ["started", "post-copy", "completed"], "{:?}", done.events);
+    assert_eq!(done.events[0].downtime_limit_ms, 300);
 }
 
 #[test]
@@ -197,16 +213,16 @@ fn estimates_follow_the_guest_and_the_hosts_history() {
     assert_eq!((record.host_id.as_str(), record.migration.as_ref()), (hosts[0].as_str(), None));
 
     // Dirtying faster than a 32 MiB/s limit: pre-copy alone never converges; post-copy, when
-    // allowed, ends it; without it the escalation aborts once the downtime reached its budget
-    // (after the default 500 ms of preparation, a pass of 2 s over the 64 MiB it touched, then
-    // passes of 1.5 s over the 48 MiB it dirtied in the measured second, which it keeps
-    // rewriting: the third stalled one is the last).
+    // allowed, ends it; without it the escalation aborts, with no downtime to raise: asked for
+    // no limit, it allows QEMU's 300 ms from the start (after the default 500 ms of
+    // preparation, a pass of 2 s over the 64 MiB it touched, then one of 1.5 s over the 48 MiB
+    // it dirtied in the measured second, which it keeps rewriting: stuck, and the last).
     cloud.set_dirty_rate(&uri, &id, 48 * MIB);
     let limited = MigrationOptions { bandwidth_mibps: Some(32), timeout_secs: Some(60), ..Default::default() };
     let stuck = b.estimate_migration(&id, None, &limited).unwrap();
     assert_eq!(stuck.bandwidth_source, BandwidthSource::Limit);
     assert_eq!(stuck.inputs.dirty_rate_bytes_per_sec, 48 * MIB);
-    assert_eq!((stuck.estimate.ending, stuck.estimate.total_ms), (Ending::Abort, Some(500 + 2000 + 2 * 1500)));
+    assert_eq!((stuck.estimate.ending, stuck.estimate.total_ms), (Ending::Abort, Some(500 + 2000 + 1500)));
     assert_eq!(stuck.inputs.working_set_bytes, 48 * MIB);
     let post = MigrationOptions { allow_post_copy: true, ..limited.clone() };
     let post = b.estimate_migration(&id, None, &post).unwrap().estimate;

@@ -128,11 +128,11 @@ def test_migrate_and_drain_with_the_aws_cli(lab, server_factory, test_image, tmp
     assert done["PredictedEnding"] == "pre-copy" and done["PredictedTotalMillis"] > 0, done
     assert done["PredictedFromFirstPassBytes"] > 0 and done["PredictedFromBandwidthBytesPerSecond"] > 0, done
     assert "PredictedFromDirtyRateBytesPerSecond" in done, done
-    # Its timeline through the cli: it started allowing a quarter of the default 300 ms budget,
-    # went over memory, and completed.
+    # Its timeline through the cli: asked for no downtime limit, it allowed QEMU's own 300 ms
+    # from the start (as plain virsh does), went over memory, and completed.
     kinds = [e["Type"] for e in done["Events"]]
     assert kinds[0] == "started" and kinds[-1] == "completed" and "pass" in kinds, done["Events"]
-    assert done["Events"][0]["DowntimeLimitMillis"] == 75 and 75 <= done["DowntimeLimitMillis"] <= 300, done
+    assert done["Events"][0]["DowntimeLimitMillis"] == 300 and done["DowntimeLimitMillis"] == 300, done
     assert [e["ElapsedMillis"] for e in done["Events"]] == sorted(e["ElapsedMillis"] for e in done["Events"])
     assert {x["InstanceId"] for x in hosts()[crowded]["Instances"]} == set(ids)
     time.sleep(2.5)
