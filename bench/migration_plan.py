@@ -335,7 +335,7 @@ def measure_all(args) -> list[dict]:
                         else:
                             source, target = (uris[0], uris[1]) if rep % 2 == 0 else (uris[1], uris[0])
                             loads, name = [], f"bench-plan-{os.getpid()}-{len(runs)}"
-                            limit = args.virsh_downtime if flags else None
+                            limit = args.virsh_downtime
 
                             def prepare(address, name=name, source=source, limit=limit):
                                 if limit is not None:
@@ -490,9 +490,9 @@ def main() -> None:
     parser.add_argument("--local-disks", action="store_true",
                         help="hosts without shared storage for their instances: both paths copy the root disk")
     parser.add_argument("--virsh-downtime", type=int, metavar="MS",
-                        help="QEMU's downtime limit for virsh's migrations under a budget (QEMU's own 300 ms "
-                             "by default): at the escalation's starting allowance, 75, a guest receiving a "
-                             "download dies after the move under TCG, as it does after Stratus's")
+                        help="QEMU's downtime limit for every virsh migration (QEMU's own 300 ms by default): "
+                             "at 75, the escalation's old starting allowance, guests receiving a download or "
+                             "dirtying their memory die after the move under TCG, as they did after Stratus's")
     args = parser.parse_args()
     with lab_lock():
         runs = measure_all(args)
