@@ -253,8 +253,31 @@ impl Backend {
 
     /// The account's key pairs, ordered by id.
     pub fn key_pairs(&self, account: &str) -> Result<Vec<KeyPair>> {
-        let pairs = self.store().read(|tx| tx.scan(&KEY_PAIRS, &format!("{account}/")))?;
-        Ok(pairs.into_iter().map(|(_, pair)| pair).collect())
+        self.key_pairs_named(account, &[], &[])
+    }
+
+    /// The account's key pairs that `names` or `ids` name, by point reads (a name through the
+    /// names table), each once, ordered by id; those that name nothing are left out. With
+    /// neither, every key pair of the account (DescribeKeyPairs is not paged: its answer is the
+    /// whole list). Terraform's `aws_key_pair` reads its pair by name or id at every plan.
+    pub fn key_pairs_named(&self, account: &str, names: &[String], ids: &[String]) -> Result<Vec<KeyPair>> {
+        self.store().read(|tx| {
+            if names.is_empty() && ids.is_empty() {
+                let pairs = tx.scan(&KEY_PAIRS, &format!("{account}/"))?;
+                return Ok(pairs.into_iter().map(|(_, pair)| pair).collect());
+            }
+            let mut wanted: std::collections::BTreeSet<String> = ids.iter().cloned().collect();
+            for name in names {
+                if let Some(named) = tx.get(&KEY_PAIR_NAMES, &record_key(account, name))? {
+                    wanted.insert(named.id);
+                }
+            }
+            let mut pairs = Vec::with_capacity(wanted.len());
+            for id in &wanted {
+                pairs.extend(tx.get(&KEY_PAIRS, &record_key(account, id))?);
+            }
+            Ok(pairs)
+        })
     }
 
     /// Deletes a key pair; answers its id, or `None` when there was none (EC2 succeeds then).
@@ -395,6 +418,27 @@ mod tests {
         assert!(matches!(b.import_key_pair(ACCOUNT, "x", b"not a key", &[]), Err(Error::InvalidKeyFormat(_))));
         assert!(matches!(b.create_key_pair(ACCOUNT, "", KeyType::Rsa, &[]), Err(Error::InvalidParameter { .. })));
         assert_eq!(b.key_pairs(ACCOUNT).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn pairs_named_are_read_by_name_or_id_alone() {
+        let b = backend();
+        let (k1, _) = b.create_key_pair(ACCOUNT, "one", KeyType::Ed25519, &[]).unwrap();
+        let (k2, _) = b.create_key_pair(ACCOUNT, "two", KeyType::Ed25519, &[]).unwrap();
+        b.create_key_pair(ACCOUNT, "three", KeyType::Ed25519, &[]).unwrap();
+        let (other, _) = b.create_key_pair("222222222222", "one", KeyType::Ed25519, &[]).unwrap();
+        let ids_of = |pairs: Vec<KeyPair>| pairs.into_iter().map(|p| p.id).collect::<Vec<_>>();
+        let mut both = vec![k1.id.clone(), k2.id.clone()];
+        both.sort();
+        let named = |names: &[&str], ids: &[&str]| {
+            let owned = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+            ids_of(b.key_pairs_named(ACCOUNT, &owned(names), &owned(ids)).unwrap())
+        };
+        assert_eq!(named(&["one"], &[]), vec![k1.id.clone()]);
+        assert_eq!(named(&["two", "one", "nope"], &[]), both, "each once, by id; a missing name left out");
+        assert_eq!(named(&["one"], &[&k2.id, &k1.id]), both, "names and ids together, each once");
+        assert_eq!(named(&[], &[&other.id]), Vec::<String>::new(), "another account's id names nothing");
+        assert_eq!(b.key_pairs(ACCOUNT).unwrap().len(), 3, "neither: all of them");
     }
 
     #[test]

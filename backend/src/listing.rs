@@ -349,6 +349,16 @@ fn walk_by_reservation(
     }
 }
 
+/// Elastic IPs by allocation id (DescribeAddressesAttribute pages them).
+impl Listed for storage::AddressRecord {
+    const TABLE: Table<Self> = storage::tables::ADDRESSES;
+    const KIND: ResourceKind = ResourceKind::ElasticIp;
+
+    fn id(&self) -> &str {
+        &self.allocation_id
+    }
+}
+
 macro_rules! listed {
     ($($record:ty => $table:expr, $kind:expr;)*) => {$(
         impl Listed for $record {

@@ -577,7 +577,14 @@ async fn vpc_resource_pages_on(store: storage::Store) {
         format!("{body}&Filter.1.Value.{}={id}", n + 1)
     });
     let of_second = subnets_of[&vpcs[1]].iter().next().expect("a subnet of the second VPC").clone();
+    // Elastic IPs, which DescribeAddressesAttribute pages from their table.
+    let mut allocations = BTreeSet::new();
+    for _ in 0..9 {
+        let answer = ok(&f, "Action=AllocateAddress&Version=2016-11-15&Domain=vpc").await;
+        allocations.insert(ids(&answer, "allocationId")[0].clone());
+    }
     let cases: Vec<(&str, String, &str, BTreeSet<String>, bool)> = vec![
+        ("DescribeAddressesAttribute", String::new(), "allocationId", allocations, true),
         ("DescribeNetworkAcls", String::new(), "networkAclId", acls_of(&every_vpc), true),
         ("DescribeNetworkAcls", by_id.clone(), "networkAclId", acls_of(&named), true),
         ("DescribeNetworkAcls", by_acl_id, "networkAclId", some_acls, true),
@@ -657,6 +664,7 @@ async fn vpc_resource_pages_on(store: storage::Store) {
         ("DescribeRouteTables", "RouteTableId", "rtb-0123456789abcdef0", "InvalidRouteTableID.NotFound"),
         ("DescribeInternetGateways", "InternetGatewayId", "igw-0123456789abcdef0", "InvalidInternetGatewayID.NotFound"),
         ("DescribeNetworkAcls", "NetworkAclId", "acl-0123456789abcdef0", "InvalidNetworkAclID.NotFound"),
+        ("DescribeAddressesAttribute", "AllocationId", "eipalloc-0123456789abcdef0", "InvalidAllocationID.NotFound"),
     ] {
         let (status, answer) = call(&f, &format!("Action={action}&Version=2016-11-15&{param}.1={id}")).await;
         assert_eq!((status, code(&answer)), (400, code_), "{answer}");

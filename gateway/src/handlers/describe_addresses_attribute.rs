@@ -1,8 +1,9 @@
 use backend::ResourceKind;
 use ec2api::{AddressAttribute, DescribeAddressesAttributeOutput, DescribeAddressesAttributeRequest, Ec2Error};
 
+use storage::AddressRecord;
+
 use super::describe::Describe;
-use super::NO_TAGS;
 use crate::context::Ctx;
 
 /// `domain-name`: the reverse DNS record of each address. Stratus sets none, so each address is
@@ -14,23 +15,21 @@ pub async fn handle(
     if let Some(attribute) = req.attribute.as_deref().filter(|a| *a != "domain-name") {
         return Err(Ec2Error::invalid_value("Attribute", attribute, "Expected 'domain-name'."));
     }
-    let describe = Describe::of(ctx, "DescribeAddressesAttribute")
+    // A page of the account's addresses from their table, in allocation id order.
+    let (addresses, next_token) = Describe::of(ctx, "DescribeAddressesAttribute")
         .ids(req.allocation_ids, ResourceKind::ElasticIp)?
-        .paged(req.max_results, req.next_token.as_deref(), 1, 1000)?;
-    let account = ctx.account().to_owned();
-    let addresses = ctx.snapshot(move |b| b.addresses(&account)).await?;
-    let (page, next_token) =
-        describe.page(addresses.iter().map(|a| (a, NO_TAGS)), |a| &a.allocation_id, |_, _| vec![], |_| true)?;
-    Ok(DescribeAddressesAttributeOutput {
-        addresses: Some(
-            page.into_iter()
-                .map(|(a, _)| AddressAttribute {
-                    allocation_id: Some(a.allocation_id.clone()),
-                    public_ip: Some(a.public_ip.clone()),
+        .paged(req.max_results, req.next_token.as_deref(), 1, 1000)?
+        .list_shown::<AddressRecord, _>(
+            ctx,
+            |_, _, _, _, _| Ok(true),
+            |_, item| {
+                Ok(AddressAttribute {
+                    allocation_id: Some(item.record.allocation_id),
+                    public_ip: Some(item.record.public_ip),
                     ..Default::default()
                 })
-                .collect(),
-        ),
-        next_token,
-    })
+            },
+        )
+        .await?;
+    Ok(DescribeAddressesAttributeOutput { addresses: Some(addresses), next_token })
 }

@@ -22,16 +22,18 @@ fn fields<'a>(pair: &'a KeyPair, name: &str) -> Vec<Cow<'a, str>> {
 pub async fn handle(ctx: &Ctx, req: DescribeKeyPairsRequest) -> Result<DescribeKeyPairsOutput, Ec2Error> {
     let filters = FilterSet::new(req.filters.as_deref(), FILTERS)?;
     let account = ctx.account().to_owned();
+    let names = req.key_names.unwrap_or_default();
+    let ids = req.key_pair_ids.unwrap_or_default();
+    // Pairs asked for by name or id are point reads, not a read of every pair of the account.
+    let (asked_names, asked_ids) = (names.clone(), ids.clone());
     let (pairs, tags) = ctx
         .snapshot(move |b| {
-            let pairs = b.key_pairs(&account)?;
+            let pairs = b.key_pairs_named(&account, &asked_names, &asked_ids)?;
             let tags = b.tags_of(&account, pairs.iter().map(|p| p.id.as_str()))?;
             Ok((pairs, tags))
         })
         .await?;
 
-    let names = req.key_names.unwrap_or_default();
-    let ids = req.key_pair_ids.unwrap_or_default();
     super::ensure_found(backend::ResourceKind::KeyPair, &names, |name| pairs.iter().any(|p| &p.name == name))?;
     super::ensure_found(backend::ResourceKind::KeyPair, &ids, |id| pairs.iter().any(|p| &p.id == id))?;
     let include_public = req.include_public_key == Some(true);
