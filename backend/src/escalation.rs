@@ -10,8 +10,9 @@
 //!    easily pauses for less than it was allowed. One given none allows QEMU's own 300 ms from
 //!    the start, as plain `virsh migrate` does: on this project's lab (QEMU 7.2 under TCG) a
 //!    quarter of it, 75 ms, left dirtying guests with corrupted memory at the switch-over
-//!    (every one of seven; plain virsh at 75 ms three of four, at 300 ms none of two;
-//!    docs/benchmarks.md), so a tighter allowance is the operator's to ask for.
+//!    (every one of seven; plain virsh at 75 ms three of four; at 300 ms four of ten either
+//!    way, side by side; docs/benchmarks.md), so a tighter allowance is the operator's to ask
+//!    for.
 //! 2. **Auto-converge** (`AutoConverge`): QEMU slows the guest's vCPUs, from 20 % and 10 % more
 //!    each time a pass dirties over half of what it sent, up to 99 %. libvirt can enable it only
 //!    when the migration starts, and QEMU engages it by its own measure, so the throttle may

@@ -109,8 +109,8 @@ impl Record for NetworkAclRecord {
 }
 
 /// An id in EC2's shape that is always the same for the same `parts`: for resources every
-/// account or VPC has one of (default subnets, default security groups, a VPC's network
-/// ACL), made when first needed or, as the ACL, never stored as a record of its own.
+/// account or VPC has one of (default subnets and security groups, made when first needed; a
+/// VPC's network ACL, kept only in [`NETWORK_ACLS`]).
 pub fn derived_id(prefix: &str, parts: &[&str]) -> String {
     use sha2::{Digest, Sha256};
     let digest = Sha256::digest(parts.join("/").as_bytes());
@@ -423,18 +423,11 @@ pub(crate) fn derive_tag(tx: &WriteTx, key: &str, old: Option<&TagRecord>, new: 
 
 pub(crate) fn derive_volume(tx: &WriteTx, old: Option<&VolumeRecord>, new: Option<&VolumeRecord>) -> Result<()> {
     // One entry per attachment: a Multi-Attach volume is listed under each of its instances.
-    let entries = |v: Option<&VolumeRecord>| -> Vec<String> {
+    let entries = |v: Option<&VolumeRecord>| -> std::collections::BTreeSet<String> {
         v.map(|v| v.attachments().map(|a| format!("{}/{}/{}", v.account, a.instance_id, v.id)).collect())
             .unwrap_or_default()
     };
-    let (before, after) = (entries(old), entries(new));
-    for gone in before.iter().filter(|e| !after.contains(e)) {
-        tx.remove(&VOLUME_ATTACHMENTS, gone)?;
-    }
-    for added in after.iter().filter(|e| !before.contains(e)) {
-        tx.insert(&VOLUME_ATTACHMENTS, added, &IndexEntry {})?;
-    }
-    Ok(())
+    move_entries(tx, &VOLUME_ATTACHMENTS, entries(old), entries(new))
 }
 
 pub(crate) fn derive_network_interface(

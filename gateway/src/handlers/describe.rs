@@ -44,6 +44,8 @@ pub struct Describe {
     pub filters: FilterSet,
     /// What the scope digests: ids, filters and whatever else narrows the query.
     query: String,
+    /// Ids the filters imply when no id filter names any ([`Describe::implying`]).
+    implied_ids: Vec<String>,
     pub page: PageRequest,
 }
 
@@ -64,7 +66,16 @@ impl Describe {
             filters: FilterSet::default(),
             query: String::new(),
             page: PageRequest::default(),
+            implied_ids: Vec::new(),
         }
+    }
+
+    /// The ids of every resource the filters can match, when the action can tell them from a
+    /// filter other than the id one (a network ACL's id is derived from its VPC's): read as an
+    /// exact id filter would be, the filters still tested on each.
+    pub fn implying(mut self, ids: Vec<String>) -> Self {
+        self.implied_ids = ids;
+        self
     }
 
     /// The ids the request names, which must be ids of `kind`.
@@ -135,17 +146,10 @@ impl Describe {
             Some(ResourceKind::NetworkAcl) => Some("network-acl-id"),
             _ => None,
         };
-        let mut only_ids: Vec<String> = id_filter
-            .and_then(|name| self.filters.exact_values(name))
-            .unwrap_or_default()
-            .into_iter()
-            .map(str::to_owned)
-            .collect();
-        if only_ids.is_empty() && self.kind == Some(ResourceKind::NetworkAcl) {
-            // A VPC's ACL id is derived from the VPC's: a VPC filter names the ACLs it can match.
-            let vpcs = self.filters.exact_values("vpc-id").unwrap_or_default();
-            only_ids = vpcs.into_iter().map(|vpc| storage::derived::network_acl_id(&self.account, vpc)).collect();
-        }
+        let only_ids: Vec<String> = match id_filter.and_then(|name| self.filters.exact_values(name)) {
+            Some(ids) => ids.into_iter().map(str::to_owned).collect(),
+            None => self.implied_ids.clone(),
+        };
         ListQuery {
             ids: self.ids.clone(),
             only_ids,

@@ -1,6 +1,5 @@
 use backend::ResourceKind;
 use ec2api::{AddressAttribute, DescribeAddressesAttributeOutput, DescribeAddressesAttributeRequest, Ec2Error};
-
 use storage::AddressRecord;
 
 use super::describe::Describe;

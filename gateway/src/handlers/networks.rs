@@ -376,19 +376,14 @@ pub const NETWORK_ACL_FILTERS: &[&str] = &[
 /// A VPC's default network ACL: it allows everything both ways, as AWS's does, and every
 /// subnet of the VPC is associated with it.
 pub struct NetworkAclView {
-    pub id: String,
-    pub account: String,
-    pub vpc_id: String,
+    pub acl: storage::NetworkAclRecord,
+    /// Its VPC's subnets, each associated with it.
     pub subnets: Vec<String>,
 }
 
 impl NetworkAclView {
-    pub fn of(acl: &storage::NetworkAclRecord, subnets: Vec<String>) -> Self {
-        Self { id: acl.id.clone(), account: acl.account.clone(), vpc_id: acl.vpc_id.clone(), subnets }
-    }
-
     fn association_id(&self, subnet: &str) -> String {
-        derived_id("aclassoc", &[&self.id, subnet])
+        derived_id("aclassoc", &[&self.acl.id, subnet])
     }
 }
 
@@ -399,7 +394,7 @@ const ACL_ENTRIES: [(i32, bool, &str); 4] =
 pub fn network_acl_fields<'a>(a: &'a NetworkAclView, name: &str) -> Vec<Cow<'a, str>> {
     match name {
         "association.association-id" => a.subnets.iter().map(|s| Cow::Owned(a.association_id(s))).collect(),
-        "association.network-acl-id" => a.subnets.iter().map(|_| Cow::Borrowed(a.id.as_str())).collect(),
+        "association.network-acl-id" => a.subnets.iter().map(|_| Cow::Borrowed(a.acl.id.as_str())).collect(),
         "association.subnet-id" => a.subnets.iter().map(|s| Cow::Borrowed(s.as_str())).collect(),
         "default" => one("true"),
         "entry.cidr" => one("0.0.0.0/0"),
@@ -407,18 +402,18 @@ pub fn network_acl_fields<'a>(a: &'a NetworkAclView, name: &str) -> Vec<Cow<'a, 
         "entry.rule-action" => vec![Cow::Borrowed("allow"), Cow::Borrowed("deny")],
         "entry.egress" => vec![yes_no(true), yes_no(false)],
         "entry.rule-number" => vec![Cow::Borrowed("100"), Cow::Borrowed("32767")],
-        "network-acl-id" => one(&a.id),
-        "owner-id" => one(&a.account),
-        "vpc-id" => one(&a.vpc_id),
+        "network-acl-id" => one(&a.acl.id),
+        "owner-id" => one(&a.acl.account),
+        "vpc-id" => one(&a.acl.vpc_id),
         _ => vec![],
     }
 }
 
 pub fn network_acl(a: &NetworkAclView, tags: &[(String, String)]) -> NetworkAcl {
     NetworkAcl {
-        network_acl_id: Some(a.id.clone()),
-        vpc_id: Some(a.vpc_id.clone()),
-        owner_id: Some(a.account.clone()),
+        network_acl_id: Some(a.acl.id.clone()),
+        vpc_id: Some(a.acl.vpc_id.clone()),
+        owner_id: Some(a.acl.account.clone()),
         is_default: Some(true),
         entries: Some(
             ACL_ENTRIES
@@ -438,7 +433,7 @@ pub fn network_acl(a: &NetworkAclView, tags: &[(String, String)]) -> NetworkAcl 
                 .iter()
                 .map(|s| NetworkAclAssociation {
                     network_acl_association_id: Some(a.association_id(s)),
-                    network_acl_id: Some(a.id.clone()),
+                    network_acl_id: Some(a.acl.id.clone()),
                     subnet_id: Some(s.clone()),
                 })
                 .collect(),
