@@ -17,7 +17,7 @@
 
 use std::net::Ipv4Addr;
 
-use storage::tables::{ADDRESSES, INSTANCES, INTERNET_GATEWAYS, NAT_GATEWAYS, PUBLIC_ADDRESSES};
+use storage::tables::{ADDRESSES, ADDRESS_ASSOCIATIONS, INSTANCES, INTERNET_GATEWAYS, NAT_GATEWAYS, PUBLIC_ADDRESSES};
 use storage::{AddressAssociationRecord, AddressRecord, InstanceState, NameRecord, Reads, WriteTx};
 
 use crate::vpcs::Cidr;
@@ -129,6 +129,23 @@ pub(crate) fn release_instance_addresses(tx: &WriteTx, account: &str, instance_i
     Ok(())
 }
 
+/// The account's addresses associated with interface `interface_id`, under their keys, read
+/// through the associations' interface index: not every address of the account.
+pub(crate) fn associated_with(
+    tx: &impl Reads,
+    account: &str,
+    interface_id: &str,
+) -> Result<Vec<(String, AddressRecord)>> {
+    let prefix = storage::derived::address_associations_prefix(account, interface_id);
+    let mut keys = Vec::new();
+    tx.walk_keys(&ADDRESS_ASSOCIATIONS, &prefix, None, |entry, _| {
+        keys.push(key(account, &entry[prefix.len()..]));
+        Ok(true)
+    })?;
+    let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+    Ok(tx.get_many(&ADDRESSES, &keys)?)
+}
+
 /// The associations that point at interface `interface_id` name `instance_id` as theirs: the
 /// instance it became the primary interface of, or none once it outlives that instance.
 pub(crate) fn name_interface_instance(
@@ -137,8 +154,8 @@ pub(crate) fn name_interface_instance(
     interface_id: &str,
     instance_id: Option<&str>,
 ) -> Result<()> {
-    for (address_key, mut address) in tx.scan(&ADDRESSES, &format!("{account}/"))? {
-        if let Some(association) = address.association.as_mut().filter(|a| a.network_interface_id == interface_id) {
+    for (address_key, mut address) in associated_with(tx, account, interface_id)? {
+        if let Some(association) = address.association.as_mut() {
             association.instance_id = instance_id.map(str::to_owned);
             tx.insert(&ADDRESSES, &address_key, &address)?;
         }
@@ -148,8 +165,17 @@ pub(crate) fn name_interface_instance(
 
 /// Drops the associations that point at the interface `interface_id` (it is going).
 pub(crate) fn release_interface_addresses(tx: &WriteTx, account: &str, interface_id: &str) -> Result<()> {
-    for (address_key, mut address) in tx.scan(&ADDRESSES, &format!("{account}/"))? {
-        if address.association.as_ref().is_some_and(|a| a.network_interface_id == interface_id) {
+    for (address_key, mut address) in associated_with(tx, account, interface_id)? {
+        address.association = None;
+        tx.insert(&ADDRESSES, &address_key, &address)?;
+    }
+    Ok(())
+}
+
+/// Drops the association that points at `private_ip` of `interface_id` (the address is going).
+pub(crate) fn release_private_address(tx: &WriteTx, account: &str, interface_id: &str, private_ip: &str) -> Result<()> {
+    for (address_key, mut address) in associated_with(tx, account, interface_id)? {
+        if address.association.as_ref().is_some_and(|a| a.private_ip == private_ip) {
             address.association = None;
             tx.insert(&ADDRESSES, &address_key, &address)?;
         }
@@ -157,19 +183,21 @@ pub(crate) fn release_interface_addresses(tx: &WriteTx, account: &str, interface
     Ok(())
 }
 
-/// Drops the association that points at `private_ip` of `interface_id` (the address is going).
-pub(crate) fn release_private_address(tx: &WriteTx, account: &str, interface_id: &str, private_ip: &str) -> Result<()> {
-    for (address_key, mut address) in tx.scan(&ADDRESSES, &format!("{account}/"))? {
-        let points = address
-            .association
-            .as_ref()
-            .is_some_and(|a| a.network_interface_id == interface_id && a.private_ip == private_ip);
-        if points {
-            address.association = None;
-            tx.insert(&ADDRESSES, &address_key, &address)?;
+/// `addresses` with, for each pointed at an interface of its own, the instance that interface
+/// is attached to now (a point read of that interface).
+fn with_instances(tx: &impl Reads, account: &str, mut addresses: Vec<AddressRecord>) -> Result<Vec<AddressRecord>> {
+    for association in addresses.iter_mut().filter_map(|a| a.association.as_mut()) {
+        if association.instance_id.is_some() {
+            continue;
         }
+        let interface =
+            tx.get(&storage::tables::NETWORK_INTERFACES, &key(account, &association.network_interface_id))?;
+        association.instance_id = interface
+            .and_then(|i| i.attachment)
+            .filter(|a| a.state == storage::AttachmentState::Attached)
+            .map(|a| a.instance_id);
     }
-    Ok(())
+    Ok(addresses)
 }
 
 /// What an association points at: an instance's primary interface, or an interface of its own
@@ -247,30 +275,59 @@ impl Backend {
         self
     }
 
-    /// The account's Elastic IPs. One pointed at an interface of its own shows the instance
-    /// that interface is attached to now (the association itself names the interface alone, as
-    /// the interface may move between instances).
+    /// The account's Elastic IPs (DescribeAddresses, which EC2 does not page: an account holds
+    /// a few, from a pool the operator sizes). See [`Backend::addresses_named`].
     pub fn addresses(&self, account: &str) -> Result<Vec<AddressRecord>> {
-        let (addresses, interfaces) = self.store().read(|tx| {
-            let prefix = format!("{account}/");
-            Ok::<_, Error>((tx.scan(&ADDRESSES, &prefix)?, tx.scan(&storage::tables::NETWORK_INTERFACES, &prefix)?))
-        })?;
-        let attached: std::collections::HashMap<&str, &str> = interfaces
-            .iter()
-            .filter_map(|(_, i)| {
-                let a = i.attachment.as_ref().filter(|a| a.state == storage::AttachmentState::Attached)?;
-                Some((i.id.as_str(), a.instance_id.as_str()))
-            })
-            .collect();
-        Ok(addresses
-            .into_iter()
-            .map(|(_, mut a)| {
-                if let Some(x) = a.association.as_mut().filter(|x| x.instance_id.is_none()) {
-                    x.instance_id = attached.get(x.network_interface_id.as_str()).map(|i| (*i).to_owned());
+        self.store().read(|tx| {
+            let addresses = tx.scan(&ADDRESSES, &format!("{account}/"))?.into_iter().map(|(_, a)| a).collect();
+            with_instances(tx, account, addresses)
+        })
+    }
+
+    /// The account's Elastic IPs with these allocation ids or public addresses, by point reads;
+    /// those that name none of the account's are simply not among them. One pointed at an
+    /// interface of its own shows the instance that interface is attached to now (the
+    /// association itself names the interface alone, as the interface may move between
+    /// instances).
+    pub fn addresses_named(
+        &self,
+        account: &str,
+        allocation_ids: &[String],
+        public_ips: &[String],
+    ) -> Result<Vec<AddressRecord>> {
+        self.store().read(|tx| {
+            let mut keys: Vec<String> = allocation_ids.iter().map(|id| key(account, id)).collect();
+            for ip in public_ips {
+                // The pool's holder of the address, if it is an Elastic IP of this account
+                // (the pool lends addresses to gateways and instances too, under other keys).
+                if let Some(holder) = tx.get(&PUBLIC_ADDRESSES, ip)? {
+                    if holder.id.split_once('/').is_some_and(|(owner, _)| owner == account) {
+                        keys.push(holder.id);
+                    }
                 }
-                a
-            })
-            .collect())
+            }
+            keys.sort_unstable();
+            keys.dedup();
+            let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+            let addresses = tx.get_many(&ADDRESSES, &keys)?.into_iter().map(|(_, a)| a).collect();
+            with_instances(tx, account, addresses)
+        })
+    }
+
+    /// The account's Elastic IPs associated with these interfaces (a page of instances or
+    /// interfaces shows its own), read through the associations' interface index.
+    pub fn addresses_on_interfaces<'a>(
+        &self,
+        account: &str,
+        interfaces: impl IntoIterator<Item = &'a str>,
+    ) -> Result<Vec<AddressRecord>> {
+        self.store().read(|tx| {
+            let mut found = Vec::new();
+            for interface in interfaces {
+                found.extend(associated_with(tx, account, interface)?.into_iter().map(|(_, a)| a));
+            }
+            Ok(found)
+        })
     }
 
     /// AllocateAddress: the lowest free address of the pool. (A chosen address is not offered:

@@ -358,38 +358,142 @@ impl Backend {
         })
     }
 
-    /// Versions of one template (every one, or those named), or, with no template, the
-    /// `$Latest` and `$Default` versions of every template of the account; each with its
-    /// template, in template then version order.
+    /// One page of DescribeLaunchTemplateVersions (see [`VersionsQuery`]): versions with their
+    /// template, in template then version order, each offered to `keep` (the filters) as it is
+    /// read, from just after the page token's place until the page is full and one more match
+    /// shows that a next page exists.
+    ///
+    /// One template's versions are a walk of its range of the version table (from the token or
+    /// `min`, up to `max`), or point reads of those named; with no template, the named aliases
+    /// of each template in a walk of the account's templates from the token's.
     pub fn launch_template_versions(
         &self,
         account: &str,
-        template: Option<&TemplateRef>,
-        named: &[VersionRef],
-    ) -> Result<Vec<(LaunchTemplateRecord, LaunchTemplateVersionRecord)>> {
+        query: &VersionsQuery,
+        mut keep: impl FnMut(&LaunchTemplateRecord, &LaunchTemplateVersionRecord) -> bool,
+    ) -> Result<VersionsPage> {
+        let after = query.after.as_deref().map(|key| match key.split_once('/') {
+            Some((template, number)) => (template, number.parse::<u64>().unwrap_or(u64::MAX)),
+            None => (key, u64::MAX),
+        });
         self.store().read(|tx| {
-            let templates = match template {
-                Some(template) => vec![find(tx, account, template)?],
-                None => tx.scan(&LAUNCH_TEMPLATES, &format!("{account}/"))?.into_iter().map(|(_, t)| t).collect(),
-            };
-            let mut found = Vec::new();
-            for record in templates {
-                let versions = if named.is_empty() {
-                    versions_of(tx, account, &record.id)?
-                } else {
-                    let mut numbers: Vec<u64> = named.iter().map(|v| v.number(&record)).collect();
+            let mut page = VersionsPage::default();
+            // Offers one version; answers whether the page wants more.
+            let mut offer =
+                |page: &mut VersionsPage, template: &LaunchTemplateRecord, version: LaunchTemplateVersionRecord| {
+                    let past = after.is_none_or(|(t, n)| (template.id.as_str(), version.number) > (t, n));
+                    if !past || !query.in_range(version.number) || !keep(template, &version) {
+                        return true;
+                    }
+                    if query.limit.is_some_and(|n| page.versions.len() >= n) {
+                        page.more = true;
+                        return false;
+                    }
+                    page.versions.push((template.clone(), version));
+                    true
+                };
+            // Offers one template's versions; answers whether the page wants more.
+            let mut offer_template = |page: &mut VersionsPage, template: &LaunchTemplateRecord| -> Result<bool> {
+                if !query.named.is_empty() {
+                    let mut numbers: Vec<u64> = query.named.iter().map(|v| v.number(template)).collect();
                     numbers.sort_unstable();
                     numbers.dedup();
-                    let mut versions = Vec::new();
                     for number in numbers {
-                        versions.push(version_of(tx, account, &record, VersionRef::Number(number))?);
+                        if !offer(page, template, version_of(tx, account, template, VersionRef::Number(number))?) {
+                            return Ok(false);
+                        }
                     }
-                    versions
-                };
-                found.extend(versions.into_iter().map(|v| (record.clone(), v)));
+                    return Ok(true);
+                }
+                // Every version: the walk starts past the token's place and below `min`.
+                let mut from = query.min.map(|m| m.saturating_sub(1)).unwrap_or(0);
+                if let Some((_, n)) = after.filter(|(t, _)| *t == template.id) {
+                    from = from.max(n);
+                }
+                let start = (from > 0).then(|| format!("{from:020}"));
+                let mut wants = true;
+                tx.walk(
+                    &LAUNCH_TEMPLATE_VERSIONS,
+                    &format!("{account}/{}/", template.id),
+                    start.as_deref(),
+                    |_, v| {
+                        if query.max.is_some_and(|m| v.number > m) {
+                            return false;
+                        }
+                        wants = offer(page, template, v);
+                        wants
+                    },
+                )?;
+                Ok(wants)
+            };
+            match &query.template {
+                Some(template) => {
+                    let record = find(tx, account, template)?;
+                    offer_template(&mut page, &record)?;
+                }
+                None => {
+                    // The token's template first (it may have more to offer), then the others.
+                    let resume = after.map(|(t, _)| t);
+                    if let Some(t) = resume {
+                        if let Some(record) = tx.get(&LAUNCH_TEMPLATES, &template_key(account, t))? {
+                            if !offer_template(&mut page, &record)? {
+                                return Ok(page);
+                            }
+                        }
+                    }
+                    let mut failed = None;
+                    tx.walk(&LAUNCH_TEMPLATES, &format!("{account}/"), resume, |_, record| {
+                        match offer_template(&mut page, &record) {
+                            Ok(wants) => wants,
+                            Err(error) => {
+                                failed = Some(error);
+                                false
+                            }
+                        }
+                    })?;
+                    if let Some(error) = failed {
+                        return Err(error);
+                    }
+                }
             }
-            Ok(found)
+            Ok(page)
         })
+    }
+}
+
+/// What one page of DescribeLaunchTemplateVersions asks for.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct VersionsQuery {
+    /// One template's versions; `None`: the named aliases of every template.
+    pub template: Option<TemplateRef>,
+    /// Only these versions (of each template); none: every version.
+    pub named: Vec<VersionRef>,
+    /// Only versions from `min` to `max`, both included.
+    pub min: Option<u64>,
+    pub max: Option<u64>,
+    /// Resume after this place: [`VersionsPage::key`] of the last version listed.
+    pub after: Option<String>,
+    /// Versions per page; `None`: all of them.
+    pub limit: Option<usize>,
+}
+
+impl VersionsQuery {
+    fn in_range(&self, number: u64) -> bool {
+        self.min.is_none_or(|m| number >= m) && self.max.is_none_or(|m| number <= m)
+    }
+}
+
+/// One page of versions, each with its template, and whether more match past them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct VersionsPage {
+    pub versions: Vec<(LaunchTemplateRecord, LaunchTemplateVersionRecord)>,
+    pub more: bool,
+}
+
+impl VersionsPage {
+    /// A version's place in the listing's order, which a page token carries.
+    pub fn key(template: &LaunchTemplateRecord, version: &LaunchTemplateVersionRecord) -> String {
+        format!("{}/{:020}", template.id, version.number)
     }
 }
 
@@ -482,17 +586,111 @@ mod tests {
             ["unexpectedError", "launchTemplateVersionDoesNotExist", "launchTemplateVersionDoesNotExist"]
         );
         assert_eq!(b.create_launch_template_version("a", third).unwrap().1.number, 4);
-        let all = b.launch_template_versions("a", Some(&by_name), &[]).unwrap();
-        assert_eq!(all.iter().map(|(_, v)| v.number).collect::<Vec<_>>(), [1, 2, 4]);
+        let listed = |template: Option<&TemplateRef>, named: &[VersionRef]| -> Vec<u64> {
+            let query = VersionsQuery { template: template.cloned(), named: named.to_vec(), ..Default::default() };
+            b.launch_template_versions("a", &query, |_, _| true)
+                .unwrap()
+                .versions
+                .iter()
+                .map(|(_, v)| v.number)
+                .collect()
+        };
+        assert_eq!(listed(Some(&by_name), &[]), [1, 2, 4]);
         assert_eq!(b.launch_template("a", &by_name).unwrap().version_count, 3);
-        let everyone = b.launch_template_versions("a", None, &[VersionRef::Latest, VersionRef::Default]).unwrap();
-        assert_eq!(everyone.iter().map(|(_, v)| v.number).collect::<Vec<_>>(), [2, 4]);
+        assert_eq!(listed(None, &[VersionRef::Latest, VersionRef::Default]), [2, 4]);
 
         let gone = b.delete_launch_template("a", &by_name).unwrap();
         assert_eq!(gone.id, template.id);
         assert!(matches!(b.launch_template("a", &by_name), Err(Error::LaunchTemplateNameNotFound(_))));
-        assert!(b.launch_template_versions("a", None, &[VersionRef::Latest]).unwrap().is_empty());
+        assert!(listed(None, &[VersionRef::Latest]).is_empty());
         b.create_launch_template("a", new("web", json!({}))).unwrap();
+    }
+
+    #[test]
+    fn version_pages_resume_where_the_last_ended_and_read_no_further() {
+        let b = backend();
+        // Four templates of 1, 6, 3 and 9 versions; the second's default is its third.
+        let mut counts = std::collections::HashMap::new();
+        for (n, count) in [1u64, 6, 3, 9].into_iter().enumerate() {
+            let (template, _) = b.create_launch_template("a", new(&format!("t{n}"), json!({}))).unwrap();
+            for _ in 1..count {
+                let version = NewVersion {
+                    template: TemplateRef::Id(template.id.clone()),
+                    source: None,
+                    description: None,
+                    data: json!({}),
+                    client_token: None,
+                };
+                b.create_launch_template_version("a", version).unwrap();
+            }
+            counts.insert(template.id, count);
+        }
+        b.create_launch_template("b", new("theirs", json!({}))).unwrap();
+        let mut templates: Vec<String> = counts.keys().cloned().collect();
+        templates.sort();
+        let second_id = counts.iter().find(|(_, c)| **c == 6).unwrap().0.clone();
+        let second = TemplateRef::Id(second_id.clone());
+        b.set_default_launch_template_version("a", &second, VersionRef::Number(3)).unwrap();
+
+        // Every page of `query` at `size` a page, with `keep`: the versions in order, and how
+        // many versions `keep` was shown in all.
+        let walk = |query: &VersionsQuery, size: usize, keep: &dyn Fn(&LaunchTemplateVersionRecord) -> bool| {
+            let (mut seen, mut shown, mut after) = (Vec::new(), 0, None);
+            loop {
+                let asked = VersionsQuery { after: after.clone(), limit: Some(size), ..query.clone() };
+                let page = b
+                    .launch_template_versions("a", &asked, |_, v| {
+                        shown += 1;
+                        keep(v)
+                    })
+                    .unwrap();
+                assert!(page.versions.len() <= size);
+                let last = page.versions.last().map(|(t, v)| VersionsPage::key(t, v));
+                seen.extend(page.versions.into_iter().map(|(t, v)| (t.id, v.number)));
+                match (page.more, last) {
+                    (true, Some(last)) => after = Some(last),
+                    _ => return (seen, shown),
+                }
+            }
+        };
+        let all = |keep: &dyn Fn(&str, u64) -> bool| -> Vec<(String, u64)> {
+            templates
+                .iter()
+                .flat_map(|t| (1..=counts[t]).map(move |n| (t.clone(), n)))
+                .filter(|(t, n)| keep(t, *n))
+                .collect()
+        };
+        let one = VersionsQuery { template: Some(second.clone()), ..Default::default() };
+        let middle = VersionsQuery { min: Some(2), max: Some(5), ..one.clone() };
+        let aliases = VersionsQuery {
+            template: None,
+            named: vec![VersionRef::Latest, VersionRef::Default],
+            ..Default::default()
+        };
+        let named = VersionsQuery { named: vec![VersionRef::Number(5), VersionRef::Default], ..one.clone() };
+        let even = |v: &LaunchTemplateVersionRecord| v.number.is_multiple_of(2);
+        for size in [1, 2, 3, 5, 100] {
+            let (seen, shown) = walk(&one, size, &|_| true);
+            assert_eq!(seen, all(&|t, _| t == second_id.as_str()), "size {size}");
+            // Each page reads its own and the one that shows a next page exists.
+            assert!(shown <= 6 + 6usize.div_ceil(size), "size {size}: {shown} shown");
+            let (seen, _) = walk(&middle, size, &|_| true);
+            assert_eq!(seen, all(&|t, n| t == second_id.as_str() && (2..=5).contains(&n)), "size {size}");
+            let (seen, _) = walk(&middle, size, &even);
+            assert_eq!(seen, all(&|t, n| t == second_id.as_str() && [2, 4].contains(&n)), "size {size}");
+            let (seen, _) = walk(&named, size, &|_| true);
+            assert_eq!(seen, all(&|t, n| t == second_id.as_str() && [3, 5].contains(&n)), "size {size}");
+            // Without a template, each template's latest and default, in template order.
+            let (seen, _) = walk(&aliases, size, &|_| true);
+            let default = |t: &str| if t == second_id.as_str() { 3 } else { 1 };
+            assert_eq!(seen, all(&|t, n| n == counts[t] || n == default(t)), "size {size}");
+        }
+        // A version named that does not exist is refused, as before paging.
+        let missing = VersionsQuery { named: vec![VersionRef::Number(7)], ..one };
+        assert!(matches!(
+            b.launch_template_versions("a", &missing, |_, _| true),
+            Err(Error::LaunchTemplateVersionNotFound { .. })
+        ));
     }
 
     #[test]

@@ -334,12 +334,6 @@ impl Backend {
         })
     }
 
-    /// Group names by id, for instance views.
-    pub fn security_group_names(&self, account: &str) -> Result<HashMap<String, String>> {
-        let groups = self.store().read(|tx| tx.scan(&SECURITY_GROUPS, &format!("{account}/")))?;
-        Ok(groups.into_iter().map(|(_, g)| (g.id, g.name)).collect())
-    }
-
     /// The names of the account's groups among `ids` (by id), read one by one: a page of
     /// instances costs its own groups, not the account's.
     pub fn security_group_names_of<'a>(

@@ -298,3 +298,65 @@ fn tags_go_on_live_instances_interfaces_and_on_interfaces_of_ones_own() {
     let err = s.b.create_tags(ACCOUNT, std::slice::from_ref(&primary), &tag).unwrap_err();
     assert!(matches!(err, backend::Error::ResourceNotFound { .. }), "{err:?}");
 }
+
+#[test]
+fn elastic_ips_are_read_for_the_interfaces_and_names_asked_for() {
+    use backend::addresses::Target;
+    let s = setup();
+    let b = &s.b;
+    let instance = b.instance(ACCOUNT, &s.instance).unwrap();
+    let vpc = instance.vpc_id.clone();
+    let gateway = b.create_internet_gateway(ACCOUNT, &[]).unwrap().id;
+    b.attach_internet_gateway(ACCOUNT, &gateway, &vpc).unwrap();
+    let eni = b.create_network_interface(ACCOUNT, new_interface(&s.subnet), &[]).unwrap();
+    b.attach_network_interface(ACCOUNT, &eni.id, &s.instance, 1).unwrap();
+    b.converge(&key(&s.instance)).unwrap();
+    let [on_instance, on_eni, idle] = [(); 3].map(|_| b.allocate_address(ACCOUNT, &[]).unwrap());
+    let other = b.allocate_address("999999999999", &[]).unwrap();
+    b.associate_address(ACCOUNT, &on_instance.allocation_id, &Target::Instance(s.instance.clone()), None, false)
+        .unwrap();
+    b.associate_address(ACCOUNT, &on_eni.allocation_id, &Target::NetworkInterface(eni.id.clone()), None, false)
+        .unwrap();
+    let ids = |found: Vec<storage::AddressRecord>| -> Vec<String> {
+        let mut ids: Vec<String> = found.into_iter().map(|a| a.allocation_id).collect();
+        ids.sort();
+        ids
+    };
+    let sorted = |mut ids: Vec<String>| {
+        ids.sort();
+        ids
+    };
+
+    // A page's interfaces read their own addresses: the instance's, the attached interface's.
+    let mine = b.addresses_on_interfaces(ACCOUNT, [instance.network_interface_id.as_str()]).unwrap();
+    assert_eq!(ids(mine), std::slice::from_ref(&on_instance.allocation_id));
+    let both = b.addresses_on_interfaces(ACCOUNT, [instance.network_interface_id.as_str(), eni.id.as_str()]).unwrap();
+    assert_eq!(ids(both), sorted(vec![on_instance.allocation_id.clone(), on_eni.allocation_id.clone()]));
+    assert!(b.addresses_on_interfaces("999999999999", [eni.id.as_str()]).unwrap().is_empty(), "another account's");
+
+    // Named by allocation id or public address: those alone, the interface's instance shown.
+    let named =
+        b.addresses_named(ACCOUNT, std::slice::from_ref(&on_eni.allocation_id), std::slice::from_ref(&idle.public_ip));
+    let named = named.unwrap();
+    assert_eq!(ids(named.clone()), sorted(vec![on_eni.allocation_id.clone(), idle.allocation_id.clone()]));
+    let shown = named.iter().find(|a| a.allocation_id == on_eni.allocation_id).unwrap();
+    assert_eq!(shown.association.as_ref().unwrap().instance_id.as_deref(), Some(s.instance.as_str()));
+    // Another account's, by either name, and an address nobody holds: nothing.
+    let theirs =
+        b.addresses_named(ACCOUNT, std::slice::from_ref(&other.allocation_id), std::slice::from_ref(&other.public_ip));
+    assert!(theirs.unwrap().is_empty());
+    assert!(b.addresses_named(ACCOUNT, &[], &["198.51.100.250".into()]).unwrap().is_empty());
+    assert_eq!(ids(b.addresses(ACCOUNT).unwrap()).len(), 3);
+
+    // The interface detached: its address stays with it, pointing at no instance; deleted, it
+    // takes the association with it.
+    let attachment = b.network_interfaces(ACCOUNT).unwrap().remove(0).attachment.unwrap().id;
+    b.detach_network_interface(ACCOUNT, &attachment).unwrap();
+    let kept = b.addresses_named(ACCOUNT, std::slice::from_ref(&on_eni.allocation_id), &[]).unwrap();
+    assert_eq!(kept[0].association.as_ref().map(|a| a.instance_id.clone()), Some(None));
+    b.converge(&key(&s.instance)).unwrap();
+    b.delete_network_interface(ACCOUNT, &eni.id).unwrap();
+    assert!(b.addresses_on_interfaces(ACCOUNT, [eni.id.as_str()]).unwrap().is_empty());
+    let released = b.addresses_named(ACCOUNT, std::slice::from_ref(&on_eni.allocation_id), &[]).unwrap();
+    assert_eq!(released[0].association, None);
+}

@@ -870,3 +870,98 @@ async fn own_resources_walk_on(store: storage::Store) {
     }
     assert!(made < 256, "subnets are 10.0.n.0/24");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn launch_template_version_pages_walk_the_version_table_in_order() {
+    for (kind, store, _db) in storage::testing::stores() {
+        eprintln!("on {kind}");
+        template_versions_on(store).await;
+    }
+}
+
+async fn template_versions_on(store: storage::Store) {
+    let (f, _dir) = world_on(store);
+    // Three templates; the second with twelve versions of alternating types, its default the
+    // fourth.
+    let mut templates = Vec::new();
+    for n in 0..3 {
+        let body = format!(
+            "Action=CreateLaunchTemplate&Version=2016-11-15&LaunchTemplateName=versions{n}&LaunchTemplateData.InstanceType=t3.nano"
+        );
+        templates.push(ids(&ok(&f, &body).await, "launchTemplateId")[0].clone());
+    }
+    let many = templates[1].clone();
+    for n in 2..=12 {
+        let kind = if n % 2 == 0 { "t3.micro" } else { "t3.nano" };
+        let body = format!(
+            "Action=CreateLaunchTemplateVersion&Version=2016-11-15&LaunchTemplateId={many}&LaunchTemplateData.InstanceType={kind}"
+        );
+        ok(&f, &body).await;
+    }
+    ok(&f, &format!("Action=ModifyLaunchTemplate&Version=2016-11-15&LaunchTemplateId={many}&SetDefaultVersion=4"))
+        .await;
+    templates.sort();
+
+    // Every page of `query`, `size` a page: (template, version) in order. Between the pages,
+    // `between` may change the store.
+    async fn pages(f: &Fixture, query: &str, size: usize, between: Option<&str>) -> Vec<(String, u64)> {
+        let (mut seen, mut token, mut first) = (Vec::new(), None::<String>, true);
+        loop {
+            let next = token.as_ref().map(|t| format!("&NextToken={t}")).unwrap_or_default();
+            let body =
+                format!("Action=DescribeLaunchTemplateVersions&Version=2016-11-15&MaxResults={size}{query}{next}");
+            let answer = ok(f, &body).await;
+            let (templates, numbers) = (all(&answer, "launchTemplateId"), all(&answer, "versionNumber"));
+            assert_eq!(templates.len(), numbers.len(), "{answer}");
+            assert!(numbers.len() <= size, "{answer}");
+            seen.extend(templates.iter().zip(&numbers).map(|(t, n)| (t.to_string(), n.parse().unwrap())));
+            if let Some(change) = between.filter(|_| first) {
+                ok(f, change).await;
+                first = false;
+            }
+            match all(&answer, "nextToken").first() {
+                Some(t) => token = Some(t.to_string()),
+                None => return seen,
+            }
+        }
+    }
+    let of_many = |numbers: &[u64]| -> Vec<(String, u64)> { numbers.iter().map(|n| (many.clone(), *n)).collect() };
+    let one = format!("&LaunchTemplateId={many}");
+    for size in [1, 5, 200] {
+        assert_eq!(pages(&f, &one, size, None).await, of_many(&(1..=12).collect::<Vec<_>>()), "size {size}");
+        let typed = format!("{one}&Filter.1.Name=instance-type&Filter.1.Value.1=t3.micro");
+        assert_eq!(pages(&f, &typed, size, None).await, of_many(&[2, 4, 6, 8, 10, 12]), "size {size}");
+        let range = format!("{one}&MinVersion=3&MaxVersion=9");
+        assert_eq!(pages(&f, &range, size, None).await, of_many(&[3, 4, 5, 6, 7, 8, 9]), "size {size}");
+        let named =
+            format!("{one}&LaunchTemplateVersion.1=$Default&LaunchTemplateVersion.2=11&LaunchTemplateVersion.3=2");
+        assert_eq!(pages(&f, &named, size, None).await, of_many(&[2, 4, 11]), "size {size}");
+        // Without a template: each template's latest and default, in template order.
+        let aliases = "&LaunchTemplateVersion.1=$Latest&LaunchTemplateVersion.2=$Default";
+        let expected: Vec<(String, u64)> = templates
+            .iter()
+            .flat_map(|t| if *t == many { vec![(t.clone(), 4), (t.clone(), 12)] } else { vec![(t.clone(), 1)] })
+            .collect();
+        assert_eq!(pages(&f, aliases, size, None).await, expected, "size {size}");
+    }
+    // A version deleted after the first page of two: the walk goes on past it, once each.
+    let delete = format!(
+        "Action=DeleteLaunchTemplateVersions&Version=2016-11-15&LaunchTemplateId={many}&LaunchTemplateVersion.1=7"
+    );
+    let walked = pages(&f, &one, 2, Some(&delete)).await;
+    assert_eq!(walked, of_many(&[1, 2, 3, 4, 5, 6, 8, 9, 10, 11, 12]));
+    // A token serves its query alone.
+    let first = ok(&f, &format!("Action=DescribeLaunchTemplateVersions&Version=2016-11-15&MaxResults=2{one}")).await;
+    let token = all(&first, "nextToken")[0].to_owned();
+    let another = templates.iter().find(|t| **t != many).unwrap();
+    let other = format!(
+        "Action=DescribeLaunchTemplateVersions&Version=2016-11-15&MaxResults=2&LaunchTemplateId={another}&NextToken={token}"
+    );
+    let (status, answer) = call(&f, &other).await;
+    assert_eq!((status, code(&answer)), (400, "InvalidParameterValue"), "{answer}");
+    // A version named that the template lacks is refused.
+    let (status, answer) =
+        call(&f, &format!("Action=DescribeLaunchTemplateVersions&Version=2016-11-15{one}&LaunchTemplateVersion.1=7"))
+            .await;
+    assert_eq!((status, code(&answer)), (400, "InvalidLaunchTemplateId.VersionNotFound"), "{answer}");
+}

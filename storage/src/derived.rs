@@ -39,7 +39,9 @@
 //!    - [`NETWORK_ACLS`]: each VPC's default network ACL, by account and ACL id (the ACL is
 //!      implied by its VPC, and its id is derived from the VPC's, so only this table lists
 //!      ACLs in their own id order, a page at a time);
-//!    - [`VPC_SUBNETS`]: subnets by account and VPC (an ACL's associations, its VPC's subnets).
+//!    - [`VPC_SUBNETS`]: subnets by account and VPC (an ACL's associations, its VPC's subnets);
+//!    - [`ADDRESS_ASSOCIATIONS`]: associated Elastic IPs by account and network interface (a
+//!      page of instances or interfaces shows its own interfaces' public addresses).
 //! 3. [`DERIVED_VERSION`] names the layout. A database opened with another version (older
 //!    data, or a binary that derives differently) has its derived tables rebuilt from the
 //!    primary ones, in one transaction, before anything else runs.
@@ -53,18 +55,18 @@ use std::net::Ipv4Addr;
 use serde::{Deserialize, Serialize};
 
 use crate::tables::{
-    ATTRIBUTE_RESERVATIONS, GROUP_RULES, HOST_INSTANCES, HOST_USAGE, IMAGES, IMAGE_IDS, INSTANCES, INSTANCE_IDS,
-    INTERFACES, INTERFACE_ATTACHMENTS, LEASES, LEASE_BLOCKS, LIVE_INSTANCES, META, NETWORK_ACLS, NETWORK_INTERFACES,
-    RESERVATIONS, SECURITY_GROUPS, SNAPSHOTS, SNAPSHOT_IDS, STATE_RESERVATIONS, SUBNETS, TAGGED_RESERVATIONS, TAGS,
-    TAG_INDEX, TERMINATIONS, VOLUMES, VOLUME_ATTACHMENTS, VPCS, VPC_SUBNETS,
+    ADDRESSES, ADDRESS_ASSOCIATIONS, ATTRIBUTE_RESERVATIONS, GROUP_RULES, HOST_INSTANCES, HOST_USAGE, IMAGES,
+    IMAGE_IDS, INSTANCES, INSTANCE_IDS, INTERFACES, INTERFACE_ATTACHMENTS, LEASES, LEASE_BLOCKS, LIVE_INSTANCES, META,
+    NETWORK_ACLS, NETWORK_INTERFACES, RESERVATIONS, SECURITY_GROUPS, SNAPSHOTS, SNAPSHOT_IDS, STATE_RESERVATIONS,
+    SUBNETS, TAGGED_RESERVATIONS, TAGS, TAG_INDEX, TERMINATIONS, VOLUMES, VOLUME_ATTACHMENTS, VPCS, VPC_SUBNETS,
 };
 use crate::{
-    ImageRecord, InstanceRecord, InstanceState, LeaseRecord, NetworkInterfaceRecord, Record, Result,
+    AddressRecord, ImageRecord, InstanceRecord, InstanceState, LeaseRecord, NetworkInterfaceRecord, Record, Result,
     SecurityGroupRecord, SnapshotRecord, SubnetRecord, Table, TagRecord, VolumeRecord, VpcRecord, WriteTx,
 };
 
 /// The layout of the derived tables; bump it whenever what they hold changes.
-pub const DERIVED_VERSION: u32 = 13;
+pub const DERIVED_VERSION: u32 = 14;
 
 /// A key-only entry of an index.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -484,6 +486,20 @@ pub(crate) fn derive_subnet(tx: &WriteTx, old: Option<&SubnetRecord>, new: Optio
     move_entry(tx, &VPC_SUBNETS, old.map(entry), new.map(entry))
 }
 
+/// Where the associated Elastic IPs of `account`'s interface `interface_id` are listed in
+/// [`ADDRESS_ASSOCIATIONS`], each under its allocation id.
+pub fn address_associations_prefix(account: &str, interface_id: &str) -> String {
+    format!("{account}/{interface_id}/")
+}
+
+pub(crate) fn derive_address(tx: &WriteTx, old: Option<&AddressRecord>, new: Option<&AddressRecord>) -> Result<()> {
+    let entry = |a: &AddressRecord| {
+        let to = a.association.as_ref()?;
+        Some(format!("{}{}", address_associations_prefix(&a.account, &to.network_interface_id), a.allocation_id))
+    };
+    move_entry(tx, &ADDRESS_ASSOCIATIONS, old.and_then(entry), new.and_then(entry))
+}
+
 pub(crate) fn derive_lease(tx: &WriteTx, key: &str, leased: bool) -> Result<()> {
     // Lease keys are addresses, after their scope; anything else has no bit to keep.
     let (scope, address) = key.rsplit_once('/').map_or(("", key), |(vpc, _)| key.split_at(vpc.len() + 1));
@@ -521,6 +537,7 @@ pub(crate) fn ensure(tx: &WriteTx) -> Result<bool> {
     tx.clear(&HOST_INSTANCES)?;
     tx.clear(&NETWORK_ACLS)?;
     tx.clear(&VPC_SUBNETS)?;
+    tx.clear(&ADDRESS_ASSOCIATIONS)?;
     for (key, record) in tx.scan(&INSTANCES, "")? {
         derive_instance(tx, &key, None, Some(&record))?;
     }
@@ -550,6 +567,9 @@ pub(crate) fn ensure(tx: &WriteTx) -> Result<bool> {
     }
     for (_, record) in tx.scan(&SUBNETS, "")? {
         derive_subnet(tx, None, Some(&record))?;
+    }
+    for (_, record) in tx.scan(&ADDRESSES, "")? {
+        derive_address(tx, None, Some(&record))?;
     }
     tx.insert(&META, "derived", &MetaRecord { version: DERIVED_VERSION })?;
     Ok(true)
@@ -801,6 +821,54 @@ mod tests {
             assert_eq!(acls(), expected);
             assert_eq!(subnets("a", "vpc-1"), ["subnet-1"]);
             assert_eq!(subnets("b", "vpc-2"), ["subnet-3"], "a subnet's entry stays while the subnet does");
+        }
+    }
+
+    #[test]
+    fn associated_addresses_are_listed_under_their_interface() {
+        for (_kind, store, _db) in crate::testing::stores() {
+            let address = |account: &str, id: &str, to: Option<&str>| AddressRecord {
+                allocation_id: id.into(),
+                account: account.into(),
+                public_ip: "198.51.100.7".into(),
+                association: to.map(|interface| crate::AddressAssociationRecord {
+                    id: format!("eipassoc-{id}"),
+                    instance_id: None,
+                    network_interface_id: interface.into(),
+                    private_ip: "10.0.0.5".into(),
+                    vpc_id: "vpc-1".into(),
+                    subnet_id: "subnet-1".into(),
+                }),
+                created_ms: 0,
+            };
+            let put = |a: &AddressRecord| {
+                store.write(|tx| tx.insert(&ADDRESSES, &format!("{}/{}", a.account, a.allocation_id), a)).unwrap()
+            };
+            let entries = || -> Vec<String> {
+                store.read(|tx| tx.scan(&ADDRESS_ASSOCIATIONS, "")).unwrap().into_iter().map(|(k, _)| k).collect()
+            };
+            put(&address("a", "eipalloc-1", None));
+            assert!(entries().is_empty(), "an address pointed at nothing is under no interface");
+            put(&address("a", "eipalloc-1", Some("eni-1")));
+            put(&address("a", "eipalloc-2", Some("eni-1")));
+            put(&address("b", "eipalloc-3", Some("eni-1")));
+            assert_eq!(entries(), ["a/eni-1/eipalloc-1", "a/eni-1/eipalloc-2", "b/eni-1/eipalloc-3"]);
+            // Moved to another interface, then disassociated, then released.
+            put(&address("a", "eipalloc-1", Some("eni-2")));
+            assert_eq!(entries(), ["a/eni-1/eipalloc-2", "a/eni-2/eipalloc-1", "b/eni-1/eipalloc-3"]);
+            put(&address("a", "eipalloc-2", None));
+            store.write(|tx| tx.remove(&ADDRESSES, "b/eipalloc-3")).unwrap();
+            assert_eq!(entries(), ["a/eni-2/eipalloc-1"]);
+            assert_eq!(address_associations_prefix("a", "eni-2"), "a/eni-2/");
+            // Rebuilt from the records alone, the index says the same.
+            store
+                .write(|tx| {
+                    tx.clear(&ADDRESS_ASSOCIATIONS)?;
+                    tx.insert(&META, "derived", &MetaRecord { version: 0 })?;
+                    ensure(tx)
+                })
+                .unwrap();
+            assert_eq!(entries(), ["a/eni-2/eipalloc-1"]);
         }
     }
 

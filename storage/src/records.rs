@@ -1237,6 +1237,11 @@ pub struct AddressRecord {
 
 impl Record for AddressRecord {
     const VERSION: u8 = 1;
+    const DERIVED: bool = true;
+
+    fn derive(tx: &crate::WriteTx, _key: &str, old: Option<&Self>, new: Option<&Self>) -> crate::Result<()> {
+        crate::derived::derive_address(tx, old, new)
+    }
 }
 
 /// A network interface made with CreateNetworkInterface; an instance's primary interface is

@@ -111,6 +111,10 @@ pub const HOST_INSTANCES: Table<IndexEntry> = Table::new("host_instances");
 pub const NETWORK_ACLS: Table<NetworkAclRecord> = Table::new("network_acls");
 /// Derived: key `{account}/{vpc id}/{subnet id}` for each subnet ([`crate::derived::vpc_subnets_prefix`]).
 pub const VPC_SUBNETS: Table<IndexEntry> = Table::new("vpc_subnets");
+/// Derived: key `{account}/{network interface id}/{allocation id}` for each associated Elastic
+/// IP ([`crate::derived::address_associations_prefix`]): a page of instances or interfaces
+/// reads its own interfaces' addresses, not the account's.
+pub const ADDRESS_ASSOCIATIONS: Table<IndexEntry> = Table::new("address_associations");
 
 /// Created at open, so that readers never meet a missing table.
 pub const ALL: &[&str] = &[
@@ -165,6 +169,7 @@ pub const ALL: &[&str] = &[
     "terminations",
     "network_acls",
     "vpc_subnets",
+    "address_associations",
 ];
 
 #[cfg(test)]

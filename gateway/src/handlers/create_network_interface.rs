@@ -66,7 +66,8 @@ pub async fn handle(ctx: &Ctx, req: CreateNetworkInterfaceRequest) -> Result<Cre
             let record = b.create_network_interface(&account, new, &tags)?;
             // A retry by client token answers the interface with the tags it has.
             let shown = b.tags_of(&account, [record.id.as_str()])?.remove(&record.id).unwrap_or_default();
-            Ok((record, shown, b.security_group_names(&account)?))
+            let names = b.security_group_names_of(&account, record.security_group_ids.iter().map(String::as_str))?;
+            Ok((record, shown, names))
         })
         .await?;
     Ok(CreateNetworkInterfaceOutput {

@@ -13,7 +13,8 @@
 //!    (across owners, by the image index), security groups, their rules (by the rule index),
 //!    network interfaces (by the interface index), tags, migrations, launch templates, VPCs,
 //!    subnets, internet gateways, route tables, NAT gateways and network ACLs (each VPC's, kept
-//!    in a derived table in ACL id order). What is not kept in the store as records of its own
+//!    in a derived table in ACL id order); launch template versions page from their own table
+//!    in the backend too ([`backend::launch_templates`]). What is not kept in the store as records of its own
 //!    (instance types and offerings, hosts, the DHCP options each account implies) is cut into
 //!    pages by [`Describe::page`].
 //! 3. Ids that name nothing the caller may see are one `…NotFound` naming them all.

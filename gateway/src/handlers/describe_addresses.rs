@@ -57,16 +57,21 @@ pub fn shape(a: &AddressRecord, tags: &[(String, String)], region: &str) -> Addr
     }
 }
 
-/// Every Elastic IP of the account (EC2 does not page this action).
+/// The account's Elastic IPs (EC2 does not page this action): those named, by point reads, or
+/// every one.
 pub async fn handle(ctx: &Ctx, req: DescribeAddressesRequest) -> Result<DescribeAddressesOutput, Ec2Error> {
     let filters = FilterSet::new(req.filters.as_deref(), FILTERS)?;
     let allocation_ids = req.allocation_ids.unwrap_or_default();
     check_ids(&allocation_ids, ResourceKind::ElasticIp)?;
     let public_ips = req.public_ips.unwrap_or_default();
     let account = ctx.account().to_owned();
+    let (allocations, ips) = (allocation_ids.clone(), public_ips.clone());
     let (addresses, tags) = ctx
         .snapshot(move |b| {
-            let addresses = b.addresses(&account)?;
+            let addresses = match allocations.is_empty() && ips.is_empty() {
+                true => b.addresses(&account)?,
+                false => b.addresses_named(&account, &allocations, &ips)?,
+            };
             let tags = b.tags_of(&account, addresses.iter().map(|a| a.allocation_id.as_str()))?;
             Ok((addresses, tags))
         })

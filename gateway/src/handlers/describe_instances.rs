@@ -227,18 +227,6 @@ pub async fn handle(ctx: &Ctx, req: DescribeInstancesRequest) -> Result<Describe
     let (listed, joins) = ctx
         .snapshot_sized(few, move |b| {
             let joining = JOINED.iter().any(|prefix| filters.uses(prefix));
-            // The account's Elastic IPs, by the interface address they are associated with.
-            let elastic: std::collections::HashMap<String, String> = if joining {
-                b.addresses(&account)?
-                    .into_iter()
-                    .filter_map(|a| {
-                        let to = a.association?;
-                        Some((format!("{}/{}", to.network_interface_id, to.private_ip), a.public_ip))
-                    })
-                    .collect()
-            } else {
-                Default::default()
-            };
             let mut failed = None;
             let listed = b.list_reservations(&account, &query, |record, tags| {
                 let mut item = WithDns::new(record, &region);
@@ -246,14 +234,17 @@ pub async fn handle(ctx: &Ctx, req: DescribeInstancesRequest) -> Result<Describe
                 if joining && record.state != storage::InstanceState::Terminated {
                     let read = b.instance_volumes(&account, &record.id).and_then(|volumes| {
                         let mut interfaces = b.interfaces_of_instances(&account, [record.id.as_str()])?;
-                        Ok((volumes, interfaces.remove(&record.id).unwrap_or_default()))
+                        // The Elastic IP of its primary address, if any.
+                        let elastic = b
+                            .addresses_on_interfaces(&account, [record.network_interface_id.as_str()])?
+                            .into_iter()
+                            .find(|a| a.association.as_ref().is_some_and(|x| x.private_ip == record.private_ip))
+                            .map(|a| a.public_ip);
+                        Ok((volumes, interfaces.remove(&record.id).unwrap_or_default(), elastic))
                     });
                     match read {
-                        Ok((volumes, interfaces)) => {
-                            let public_ip = elastic
-                                .get(&format!("{}/{}", record.network_interface_id, record.private_ip))
-                                .or(record.public_ip.as_ref())
-                                .cloned();
+                        Ok((volumes, interfaces, elastic)) => {
+                            let public_ip = elastic.or_else(|| record.public_ip.clone());
                             let public_dns = public_ip.as_deref().map(|p| public_dns_name(p, &region));
                             item.joined = Some(Joined { volumes, public_ip, public_dns, interfaces });
                         }

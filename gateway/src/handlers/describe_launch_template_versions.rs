@@ -1,6 +1,6 @@
 use std::borrow::Cow;
 
-use backend::launch_templates::VersionRef;
+use backend::launch_templates::{VersionRef, VersionsPage, VersionsQuery};
 use ec2api::{Code, DescribeLaunchTemplateVersionsOutput, DescribeLaunchTemplateVersionsRequest, Ec2Error};
 use serde_json::Value;
 use storage::{LaunchTemplateRecord, LaunchTemplateVersionRecord};
@@ -27,11 +27,10 @@ const FILTERS: &[&str] = &[
     "ram-disk-id",
 ];
 
-/// One version with its template, under its place in the listing's order.
-struct Row {
-    key: String,
-    template: LaunchTemplateRecord,
-    version: LaunchTemplateVersionRecord,
+/// One version with its template.
+struct Row<'a> {
+    template: &'a LaunchTemplateRecord,
+    version: &'a LaunchTemplateVersionRecord,
 }
 
 /// A saved field of the version's data, as text.
@@ -51,7 +50,7 @@ fn saved<'a>(data: &'a Value, path: &[&str]) -> Vec<Cow<'a, str>> {
     }
 }
 
-fn fields<'a>(row: &'a Row, name: &str) -> Vec<Cow<'a, str>> {
+fn fields<'a>(row: &'a Row<'_>, name: &str) -> Vec<Cow<'a, str>> {
     let data = &row.version.data;
     match name {
         "create-time" => one(ec2api::xml::format_timestamp(&super::timestamp(row.version.created_ms))),
@@ -107,26 +106,32 @@ pub async fn handle(
     describe.narrowed_by("versions", &texts);
     describe.narrowed_by("range", &[format!("{min:?}-{max:?}")]);
     let describe = describe.paged(req.max_results, req.next_token.as_deref(), 1, 200)?;
+    // Without a template, `Versions` is required to name the aliases; with none, EC2 lists
+    // every template's `$Latest` and `$Default`.
+    let named = match (&template, versions.is_empty()) {
+        (None, true) => vec![VersionRef::Latest, VersionRef::Default],
+        _ => versions,
+    };
+    let query = VersionsQuery {
+        template,
+        named,
+        min,
+        max,
+        after: describe.page.after.clone(),
+        limit: describe.page.max_results,
+    };
+    let Describe { filters, page, .. } = describe;
     let account = ctx.account().to_owned();
     let listed = ctx
         .snapshot(move |b| {
-            // Without a template, `Versions` is required to name the aliases; with none, EC2
-            // lists every template's `$Latest` and `$Default`.
-            let versions = match (&template, versions.is_empty()) {
-                (None, true) => vec![VersionRef::Latest, VersionRef::Default],
-                _ => versions,
-            };
-            b.launch_template_versions(&account, template.as_ref(), &versions)
+            b.launch_template_versions(&account, &query, |template, version| {
+                filters.matches(&super::Row { item: &Row { template, version }, tags: super::NO_TAGS, fields })
+            })
         })
         .await?;
-    let rows: Vec<Row> = listed
-        .into_iter()
-        .filter(|(_, v)| min.is_none_or(|m| v.number >= m) && max.is_none_or(|m| v.number <= m))
-        .map(|(template, version)| Row { key: format!("{}/{:020}", template.id, version.number), template, version })
-        .collect();
-    let (page, next_token) = describe.page(rows.iter().map(|r| (r, super::NO_TAGS)), |r| &r.key, fields, |_| true)?;
+    let last = listed.more.then(|| listed.versions.last().map(|(t, v)| VersionsPage::key(t, v))).flatten();
     Ok(DescribeLaunchTemplateVersionsOutput {
-        launch_template_versions: Some(page.iter().map(|(r, _)| version(&r.template, &r.version)).collect()),
-        next_token,
+        launch_template_versions: Some(listed.versions.iter().map(|(t, v)| version(t, v)).collect()),
+        next_token: last.map(|last| page.token_after(&last)),
     })
 }

@@ -29,7 +29,9 @@ pub async fn handle(
             let query = backend::listing::ListQuery { ids: vec![id.clone()], ..Default::default() };
             let page = b.list_interfaces(&account, &query, |_, _| true)?;
             let view = page.items.into_iter().next().map(|i| i.record);
-            Ok((view, b.security_group_names(&account)?))
+            let groups = view.iter().flat_map(|v| v.security_group_ids.iter().map(String::as_str));
+            let names = b.security_group_names_of(&account, groups)?;
+            Ok((view, names))
         })
         .await?;
     let view = view.ok_or_else(|| {

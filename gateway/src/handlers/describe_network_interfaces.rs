@@ -5,7 +5,7 @@ use ec2api::Code;
 use ec2api::{DescribeNetworkInterfacesOutput, DescribeNetworkInterfacesRequest, Ec2Error};
 
 use super::describe::Describe;
-use super::network_interface_shape::{candidate_fields, public_ips, shape, Candidate, FILTERS};
+use super::network_interface_shape::{candidate_fields, public_ips, shape, Candidate, PublicIps, FILTERS};
 use super::Row;
 use crate::context::Ctx;
 
@@ -48,13 +48,24 @@ pub async fn handle(
     let asked_here = asked.clone();
     let (listed, names, public) = ctx
         .snapshot(move |b| {
-            let public = public_ips(b.addresses(&account)?);
+            // A filter on the public address tests the account's Elastic IPs (a few, from the
+            // operator's pool); the answer shows the page's own.
+            let filtering = filters.uses("association.");
+            let every = if filtering { public_ips(b.addresses(&account)?) } else { PublicIps::default() };
             let listed = b.list_interfaces(&account, &query, |view, tags| {
                 let view = as_asked(view, &asked_here);
-                let candidate = Candidate { view: &view, region: &region, public: &public };
+                let candidate = Candidate { view: &view, region: &region, public: &every };
                 filters.matches(&Row { item: &candidate, tags, fields: candidate_fields })
             })?;
-            Ok((listed, b.security_group_names(&account)?, public))
+            let public = match filtering {
+                true => every,
+                false => {
+                    public_ips(b.addresses_on_interfaces(&account, listed.items.iter().map(|i| i.record.id.as_str()))?)
+                }
+            };
+            let groups = listed.items.iter().flat_map(|i| i.record.security_group_ids.iter().map(String::as_str));
+            let names = b.security_group_names_of(&account, groups)?;
+            Ok((listed, names, public))
         })
         .await?;
     if !listed.missing.is_empty() {

@@ -10,7 +10,7 @@ pub async fn handle(ctx: &Ctx, req: DisassociateAddressRequest) -> Result<Disass
             (Some(id), _) => id,
             (None, Some(ip)) => {
                 let allocation = b.allocation_of(&account, &ip)?;
-                let address = b.addresses(&account)?.into_iter().find(|a| a.allocation_id == allocation);
+                let address = b.addresses_named(&account, &[allocation], &[])?.pop();
                 match address.and_then(|a| a.association) {
                     Some(association) => association.id,
                     // Nothing to undo: EC2 answers success.

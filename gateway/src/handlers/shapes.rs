@@ -115,15 +115,21 @@ impl Joins {
             records.iter().filter(|r| r.state != storage::InstanceState::Terminated).map(|r| r.id.as_str()).collect();
         live.sort_unstable();
         let volumes = b.volumes_of_instances(account, live.iter().copied())?;
+        let interfaces = b.interfaces_of_instances(account, live.iter().copied())?;
+        // The page's interfaces: each live instance's own and those attached to it.
+        let interface_ids = records
+            .iter()
+            .filter(|r| r.state != storage::InstanceState::Terminated)
+            .map(|r| r.network_interface_id.as_str())
+            .chain(interfaces.values().flatten().map(|i| i.id.as_str()));
         let public_ips = b
-            .addresses(account)?
+            .addresses_on_interfaces(account, interface_ids)?
             .into_iter()
             .filter_map(|a| {
                 let to = a.association?;
                 Some((format!("{}/{}", to.network_interface_id, to.private_ip), a.public_ip))
             })
             .collect();
-        let interfaces = b.interfaces_of_instances(account, live.iter().copied())?;
         let group_names = b.security_group_names_of(
             account,
             records.iter().flat_map(|r| r.security_group_ids.iter().map(String::as_str)),
