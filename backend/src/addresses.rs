@@ -315,18 +315,30 @@ impl Backend {
     }
 
     /// The account's Elastic IPs associated with these interfaces (a page of instances or
-    /// interfaces shows its own), read through the associations' interface index.
+    /// interfaces shows its own): one walk of the account's keys in the associations' interface
+    /// index (only associated addresses are there, a few from the operator's pool, none for most
+    /// accounts), then the addresses of the page's interfaces alone, in one read. Not a walk per
+    /// interface: on PostgreSQL each would be a round trip, for nothing in most pages.
     pub fn addresses_on_interfaces<'a>(
         &self,
         account: &str,
         interfaces: impl IntoIterator<Item = &'a str>,
     ) -> Result<Vec<AddressRecord>> {
+        let wanted: std::collections::HashSet<&str> = interfaces.into_iter().collect();
         self.store().read(|tx| {
-            let mut found = Vec::new();
-            for interface in interfaces {
-                found.extend(associated_with(tx, account, interface)?.into_iter().map(|(_, a)| a));
-            }
-            Ok(found)
+            let prefix = format!("{account}/");
+            let mut keys = Vec::new();
+            tx.walk_keys(&ADDRESS_ASSOCIATIONS, &prefix, None, |entry, _| {
+                if let Some((interface, allocation)) = entry[prefix.len()..].split_once('/') {
+                    if wanted.contains(interface) {
+                        keys.push(key(account, allocation));
+                    }
+                }
+                Ok(true)
+            })?;
+            keys.sort_unstable();
+            let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+            Ok(tx.get_many(&ADDRESSES, &keys)?.into_iter().map(|(_, a)| a).collect())
         })
     }
 
