@@ -38,7 +38,7 @@ use storage::{
 };
 
 use crate::escalation::{Abort, Budget, Ladder, Sample, Step};
-use crate::migration_plan::{fit_path, PassFigures};
+use crate::migration_plan::{fit_path, PassFigures, PAGE_BYTES};
 
 use crate::hypervisor::{DriverError, Hypervisor, PowerState, StorageCopy, ROOT_TARGET};
 use crate::scheduler::{self, Demand};
@@ -198,9 +198,6 @@ fn first_pass_bytes(history: &[MigrationRecord], resident: u64, working_set: u64
 
 /// The most migrations the path fit reads, the latest.
 const PATH_FIT_MIGRATIONS: usize = 32;
-
-/// The page size QEMU's zero-page count is in (x86's).
-const PAGE_BYTES: u64 = 4096;
 
 /// What a completed migration shows of its passes for the path fit: `None` for one that
 /// does not tell (held to a bandwidth limit, sharing its time with a disk copy, ended in
@@ -517,7 +514,7 @@ impl Backend {
             ending: plan.estimate.ending.name().to_owned(),
             total_ms: plan.estimate.total_ms,
             downtime_ms: plan.estimate.downtime_ms,
-            iterations: plan.estimate.iterations,
+            iterations: plan.estimate.iterations(),
             dirty_rate_bytes_per_sec: plan.inputs.dirty_rate_bytes_per_sec,
             resident_bytes: plan.resident_bytes,
             first_pass_bytes: plan.inputs.resident_bytes,
@@ -972,6 +969,7 @@ impl Backend {
                         remaining_bytes: p.memory_remaining_bytes,
                         dirty_rate_bytes_per_sec: p.dirty_rate_bytes_per_sec,
                         bandwidth_bytes_per_sec: p.bandwidth_bytes_per_sec,
+                        transferred_bytes: p.memory_processed_bytes,
                         throttle_percent: p.throttle_percent,
                         expected_downtime_ms: p.downtime_ms,
                         post_copy_asked,
@@ -1038,7 +1036,7 @@ impl Backend {
                 }
                 if let (Some(status), Some(progress)) = (status, &progress) {
                     m.status = status;
-                    m.progress = progress.clone();
+                    m.progress = with_copy_figures(progress.clone(), &m.progress);
                 }
                 m.downtime_limit_ms = applied;
                 push_events(m, events);
@@ -1128,16 +1126,9 @@ impl Backend {
             let mut target_dir = None;
             if let Some(mut record) = tx.get(&MIGRATIONS, id)? {
                 record.status = status;
-                if let Some(mut progress) = progress {
-                    // The target's final figures leave out the disk copy, which the source ran:
-                    // its last reading stands.
-                    if progress.disk_total_bytes == 0 {
-                        let last = &record.progress;
-                        progress.disk_total_bytes = last.disk_total_bytes;
-                        progress.disk_processed_bytes = last.disk_processed_bytes;
-                        progress.disk_remaining_bytes = last.disk_remaining_bytes;
-                    }
-                    record.progress = progress;
+                if let Some(progress) = progress {
+                    // The target's final figures leave out the disk copy, which the source ran.
+                    record.progress = with_copy_figures(progress, &record.progress);
                 }
                 let kind = match status {
                     MigrationStatus::Completed => MigrationEventKind::Completed,
@@ -1236,6 +1227,19 @@ fn push_events(record: &mut MigrationRecord, events: Vec<MigrationEvent>) {
 /// Milliseconds from `created_ms` (a migration's request) to now.
 fn since(created_ms: i64) -> u64 {
     (now_ms() - created_ms).max(0) as u64
+}
+
+/// `progress` with the disk copy's figures of `last` when it has none of its own: the target's
+/// final figures leave out the copy, which the source ran, and a reading of the source after
+/// the copy may too (the lab test once ended with a record of no copy at all): the last
+/// figures seen stand.
+fn with_copy_figures(mut progress: JobProgress, last: &JobProgress) -> JobProgress {
+    if progress.disk_total_bytes == 0 {
+        progress.disk_total_bytes = last.disk_total_bytes;
+        progress.disk_processed_bytes = last.disk_processed_bytes;
+        progress.disk_remaining_bytes = last.disk_remaining_bytes;
+    }
+    progress
 }
 
 /// One timeline entry with the figures of `progress` (none before the first reading).

@@ -461,7 +461,8 @@ pub struct JobProgress {
     pub memory_remaining_bytes: u64,
     pub dirty_rate_bytes_per_sec: u64,
     pub bandwidth_bytes_per_sec: u64,
-    /// Pre-copy passes over memory.
+    /// QEMU's iterations (its syncs of the dirty memory: one as memory starts to move, one as
+    /// each pass ends, one at the switch-over).
     pub iterations: u64,
     /// Pages the target asked for after switching to post-copy.
     pub post_copy_requests: u64,
@@ -636,6 +637,8 @@ pub struct MigrationPrediction {
     pub ending: String,
     pub total_ms: Option<u64>,
     pub downtime_ms: u64,
+    /// Counted as QEMU counts them ([`JobProgress::iterations`]); predictions recorded
+    /// before 2026-12-07 counted the passes alone (two fewer).
     pub iterations: u32,
     pub dirty_rate_bytes_per_sec: u64,
     /// The guest's QEMU's resident memory then, and what the first pass was expected to send

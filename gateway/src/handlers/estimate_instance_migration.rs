@@ -37,7 +37,7 @@ pub async fn handle(
             setup_millis: long(inputs.setup_ms),
             predicted_ending: Some(estimate.ending.name().to_owned()),
             precopy_converges: Some(estimate.precopy_converges),
-            predicted_iterations: long(u64::from(estimate.iterations)),
+            predicted_iterations: long(u64::from(estimate.iterations())),
             predicted_total_millis: estimate.total_ms.and_then(long),
             predicted_downtime_millis: long(estimate.downtime_ms),
             predicted_throttle_percent: long(u64::from(estimate.throttle_percent)),
