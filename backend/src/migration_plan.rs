@@ -258,9 +258,12 @@ fn simulate(inputs: &Inputs) -> Estimate {
         }
         match ladder.step(&sample(elapsed, pass + 1, left, seen_rate, throttle)) {
             Step::Wait | Step::RaiseDowntime(_) => {}
-            // The guest moves now; what is left follows while it runs on the target.
+            // The guest moves now and runs on the target from the switch, which is where the
+            // total ends, as libvirt's does (the lab's post-copy totals end at the switch,
+            // within 5 ms of the monitor's record of it, while the rest of memory follows):
+            // the rest's send counted too over-predicted them by 13-55 %.
             Step::PostCopy => {
-                let total = elapsed + inputs.switch_ms as f64 + last;
+                let total = elapsed + inputs.switch_ms as f64;
                 return ending(Ending::PostCopy, Some(total as u64), inputs.switch_ms, pass, throttle);
             }
             Step::Abort(Abort::TimedOut) => return ending(Ending::Abort, inputs.timeout_ms, 0, pass, throttle),
@@ -425,10 +428,10 @@ mod tests {
         let short = estimate(&Inputs { timeout_ms: Some(5_000), ..fast.clone() });
         assert_eq!((short.ending, short.total_ms), (Ending::Abort, Some(5_000)));
         // Post-copy: three passes (the first 2 s, then the whole 256 MiB resident each), then
-        // the switch, then what is left follows.
+        // the switch; what is left follows while the guest runs on the target.
         let post = estimate(&Inputs { allow_post_copy: true, ..fast.clone() });
         assert_eq!((post.ending, post.passes, post.downtime_ms), (Ending::PostCopy, 3, 40));
-        assert_eq!(post.total_ms, Some(100 + 3 * 2000 + 40 + 2000));
+        assert_eq!(post.total_ms, Some(100 + 3 * 2000 + 40), "to the switch, where the guest runs on the target");
         // Auto-converge: the throttle rises until the guest dirties slowly enough.
         let throttled = estimate(&Inputs { auto_converge: true, ..fast });
         assert_eq!(throttled.ending, Ending::AutoConverge);
