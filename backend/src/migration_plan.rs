@@ -260,7 +260,7 @@ fn simulate(inputs: &Inputs) -> Estimate {
             Step::Wait | Step::RaiseDowntime(_) => {}
             // The guest moves now and runs on the target from the switch, which is where the
             // total ends, as libvirt's does (the lab's post-copy totals end at the switch,
-            // within 5 ms of the monitor's record of it, while the rest of memory follows):
+            // within 10 ms of the monitor's record of it, while the rest of memory follows):
             // the rest's send counted too over-predicted them by 13-55 %.
             Step::PostCopy => {
                 let total = elapsed + inputs.switch_ms as f64;
