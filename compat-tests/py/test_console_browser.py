@@ -23,6 +23,7 @@ import http.client
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -155,6 +156,8 @@ def browser():
         yield Page(driver)
     finally:
         driver.quit()
+        # Each run's profile is a few MiB: left behind, every suite run added eight of them.
+        shutil.rmtree(profile, ignore_errors=True)
 
 
 class Page:
