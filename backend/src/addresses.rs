@@ -297,13 +297,13 @@ impl Backend {
     ) -> Result<Vec<AddressRecord>> {
         self.store().read(|tx| {
             let mut keys: Vec<String> = allocation_ids.iter().map(|id| key(account, id)).collect();
-            for ip in public_ips {
-                // The pool's holder of the address, if it is an Elastic IP of this account
-                // (the pool lends addresses to gateways and instances too, under other keys).
-                if let Some(holder) = tx.get(&PUBLIC_ADDRESSES, ip)? {
-                    if holder.id.split_once('/').is_some_and(|(owner, _)| owner == account) {
-                        keys.push(holder.id);
-                    }
+            // The pool's holders of the addresses (one read for all on PostgreSQL), those that
+            // are this account's (the pool lends addresses to gateways and instances too,
+            // under other keys, which name no Elastic IP below).
+            let ips: Vec<&str> = public_ips.iter().map(String::as_str).collect();
+            for (_, holder) in tx.get_many(&PUBLIC_ADDRESSES, &ips)? {
+                if holder.id.split_once('/').is_some_and(|(owner, _)| owner == account) {
+                    keys.push(holder.id);
                 }
             }
             keys.sort_unstable();

@@ -578,11 +578,19 @@ async fn vpc_resource_pages_on(store: storage::Store) {
     });
     let of_second = subnets_of[&vpcs[1]].iter().next().expect("a subnet of the second VPC").clone();
     // Elastic IPs, which DescribeAddressesAttribute pages from their table.
-    let mut allocations = BTreeSet::new();
+    let (mut allocations, mut public) = (BTreeSet::new(), Vec::new());
     for _ in 0..9 {
         let answer = ok(&f, "Action=AllocateAddress&Version=2016-11-15&Domain=vpc").await;
         allocations.insert(ids(&answer, "allocationId")[0].clone());
+        public.push((ids(&answer, "publicIp")[0].clone(), ids(&answer, "allocationId")[0].clone()));
     }
+    // DescribeAddresses (not paged) by public address, or by allocation id: those alone.
+    let by_address =
+        format!("Action=DescribeAddresses&Version=2016-11-15&PublicIp.1={}&PublicIp.2={}", public[5].0, public[2].0);
+    let shown = ids(&ok(&f, &by_address).await, "allocationId");
+    assert_eq!(shown.into_iter().collect::<BTreeSet<_>>(), [public[2].1.clone(), public[5].1.clone()].into());
+    let by_allocation = format!("Action=DescribeAddresses&Version=2016-11-15&AllocationId.1={}", public[7].1);
+    assert_eq!(ids(&ok(&f, &by_allocation).await, "publicIp"), [public[7].0.clone()]);
     let cases: Vec<(&str, String, &str, BTreeSet<String>, bool)> = vec![
         ("DescribeAddressesAttribute", String::new(), "allocationId", allocations, true),
         ("DescribeNetworkAcls", String::new(), "networkAclId", acls_of(&every_vpc), true),
