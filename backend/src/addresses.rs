@@ -275,20 +275,17 @@ impl Backend {
         self
     }
 
-    /// The account's Elastic IPs (DescribeAddresses, which EC2 does not page: an account holds
-    /// a few, from a pool the operator sizes). See [`Backend::addresses_named`].
+    /// The account's Elastic IPs, every one (EC2 does not page DescribeAddresses: an account
+    /// holds a few, from a pool the operator sizes). See [`Backend::addresses_named`].
     pub fn addresses(&self, account: &str) -> Result<Vec<AddressRecord>> {
-        self.store().read(|tx| {
-            let addresses = tx.scan(&ADDRESSES, &format!("{account}/"))?.into_iter().map(|(_, a)| a).collect();
-            with_instances(tx, account, addresses)
-        })
+        self.addresses_named(account, &[], &[])
     }
 
     /// The account's Elastic IPs with these allocation ids or public addresses, by point reads;
-    /// those that name none of the account's are simply not among them. One pointed at an
-    /// interface of its own shows the instance that interface is attached to now (the
-    /// association itself names the interface alone, as the interface may move between
-    /// instances).
+    /// those that name none of the account's are simply not among them. With neither, every
+    /// one. One pointed at an interface of its own shows the instance that interface is
+    /// attached to now (the association itself names the interface alone, as the interface may
+    /// move between instances).
     pub fn addresses_named(
         &self,
         account: &str,
@@ -296,6 +293,10 @@ impl Backend {
         public_ips: &[String],
     ) -> Result<Vec<AddressRecord>> {
         self.store().read(|tx| {
+            if allocation_ids.is_empty() && public_ips.is_empty() {
+                let every = tx.scan(&ADDRESSES, &format!("{account}/"))?.into_iter().map(|(_, a)| a).collect();
+                return with_instances(tx, account, every);
+            }
             let mut keys: Vec<String> = allocation_ids.iter().map(|id| key(account, id)).collect();
             // The pool's holders of the addresses (one read for all on PostgreSQL), those that
             // are this account's (the pool lends addresses to gateways and instances too,
@@ -312,6 +313,13 @@ impl Backend {
             let addresses = tx.get_many(&ADDRESSES, &keys)?.into_iter().map(|(_, a)| a).collect();
             with_instances(tx, account, addresses)
         })
+    }
+
+    /// The account's Elastic IPs associated with interface `interface_id` (one candidate of a
+    /// filter that reads public addresses): a walk of that interface's entries in the
+    /// associations' index.
+    pub fn addresses_on_interface(&self, account: &str, interface_id: &str) -> Result<Vec<AddressRecord>> {
+        self.store().read(|tx| Ok(associated_with(tx, account, interface_id)?.into_iter().map(|(_, a)| a).collect()))
     }
 
     /// The account's Elastic IPs associated with these interfaces (a page of instances or

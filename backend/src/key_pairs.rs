@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 use ssh_key::public::KeyData;
 use ssh_key::{Algorithm, LineEnding, PrivateKey, PublicKey};
 use storage::tables::{KEY_PAIRS, KEY_PAIR_NAMES};
-use storage::{KeyPairRecord, NameRecord};
+use storage::{KeyPairRecord, NameRecord, Reads};
 
 use crate::tags::{drop_tags, put_tags, validate_tags};
 use crate::{ids, now_ms, Backend, Error, Result};
@@ -266,17 +266,15 @@ impl Backend {
                 let pairs = tx.scan(&KEY_PAIRS, &format!("{account}/"))?;
                 return Ok(pairs.into_iter().map(|(_, pair)| pair).collect());
             }
+            // Two reads in all on PostgreSQL: the names' ids, then the pairs (in key order, which
+            // is id order within the account).
+            let name_keys: Vec<String> = names.iter().map(|name| record_key(account, name)).collect();
+            let name_keys: Vec<&str> = name_keys.iter().map(String::as_str).collect();
             let mut wanted: std::collections::BTreeSet<String> = ids.iter().cloned().collect();
-            for name in names {
-                if let Some(named) = tx.get(&KEY_PAIR_NAMES, &record_key(account, name))? {
-                    wanted.insert(named.id);
-                }
-            }
-            let mut pairs = Vec::with_capacity(wanted.len());
-            for id in &wanted {
-                pairs.extend(tx.get(&KEY_PAIRS, &record_key(account, id))?);
-            }
-            Ok(pairs)
+            wanted.extend(tx.get_many(&KEY_PAIR_NAMES, &name_keys)?.into_iter().map(|(_, named)| named.id));
+            let pair_keys: Vec<String> = wanted.iter().map(|id| record_key(account, id)).collect();
+            let pair_keys: Vec<&str> = pair_keys.iter().map(String::as_str).collect();
+            Ok(tx.get_many(&KEY_PAIRS, &pair_keys)?.into_iter().map(|(_, pair)| pair).collect())
         })
     }
 

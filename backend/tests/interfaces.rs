@@ -333,6 +333,9 @@ fn elastic_ips_are_read_for_the_interfaces_and_names_asked_for() {
     let both = b.addresses_on_interfaces(ACCOUNT, [instance.network_interface_id.as_str(), eni.id.as_str()]).unwrap();
     assert_eq!(ids(both), sorted(vec![on_instance.allocation_id.clone(), on_eni.allocation_id.clone()]));
     assert!(b.addresses_on_interfaces("999999999999", [eni.id.as_str()]).unwrap().is_empty(), "another account's");
+    // One interface alone (a DescribeInstances filter's candidate): its own entries.
+    assert_eq!(ids(b.addresses_on_interface(ACCOUNT, &eni.id).unwrap()), std::slice::from_ref(&on_eni.allocation_id));
+    assert!(b.addresses_on_interface("999999999999", &eni.id).unwrap().is_empty());
 
     // Named by allocation id or public address: those alone, the interface's instance shown.
     let named =

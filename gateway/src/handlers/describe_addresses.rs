@@ -68,10 +68,7 @@ pub async fn handle(ctx: &Ctx, req: DescribeAddressesRequest) -> Result<Describe
     let (allocations, ips) = (allocation_ids.clone(), public_ips.clone());
     let (addresses, tags) = ctx
         .snapshot(move |b| {
-            let addresses = match allocations.is_empty() && ips.is_empty() {
-                true => b.addresses(&account)?,
-                false => b.addresses_named(&account, &allocations, &ips)?,
-            };
+            let addresses = b.addresses_named(&account, &allocations, &ips)?;
             let tags = b.tags_of(&account, addresses.iter().map(|a| a.allocation_id.as_str()))?;
             Ok((addresses, tags))
         })

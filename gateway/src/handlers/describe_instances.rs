@@ -236,7 +236,7 @@ pub async fn handle(ctx: &Ctx, req: DescribeInstancesRequest) -> Result<Describe
                         let mut interfaces = b.interfaces_of_instances(&account, [record.id.as_str()])?;
                         // The Elastic IP of its primary address, if any.
                         let elastic = b
-                            .addresses_on_interfaces(&account, [record.network_interface_id.as_str()])?
+                            .addresses_on_interface(&account, &record.network_interface_id)?
                             .into_iter()
                             .find(|a| a.association.as_ref().is_some_and(|x| x.private_ip == record.private_ip))
                             .map(|a| a.public_ip);

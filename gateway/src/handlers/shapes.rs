@@ -111,15 +111,14 @@ impl Joins {
     /// terminated, its interfaces as it is), so only the others' attachments are looked up,
     /// in id order: a page costs what its live instances hold.
     pub fn for_instances(b: &backend::Backend, account: &str, records: &[InstanceRecord]) -> backend::Result<Self> {
-        let mut live: Vec<&str> =
-            records.iter().filter(|r| r.state != storage::InstanceState::Terminated).map(|r| r.id.as_str()).collect();
-        live.sort_unstable();
-        let volumes = b.volumes_of_instances(account, live.iter().copied())?;
-        let interfaces = b.interfaces_of_instances(account, live.iter().copied())?;
+        let mut live: Vec<&InstanceRecord> =
+            records.iter().filter(|r| r.state != storage::InstanceState::Terminated).collect();
+        live.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+        let volumes = b.volumes_of_instances(account, live.iter().map(|r| r.id.as_str()))?;
+        let interfaces = b.interfaces_of_instances(account, live.iter().map(|r| r.id.as_str()))?;
         // The page's interfaces: each live instance's own and those attached to it.
-        let interface_ids = records
+        let interface_ids = live
             .iter()
-            .filter(|r| r.state != storage::InstanceState::Terminated)
             .map(|r| r.network_interface_id.as_str())
             .chain(interfaces.values().flatten().map(|i| i.id.as_str()));
         let public_ips = b
