@@ -41,6 +41,10 @@ struct PageCost {
     p50_micros: f64,
     p90_micros: f64,
     items: usize,
+    /// The answer's length.
+    bytes: usize,
+    /// How many calls were timed.
+    calls: usize,
 }
 
 #[derive(Serialize)]
@@ -260,6 +264,33 @@ fn middle_token(f: &Fixture, base: &[(&str, &str)], largest: &str, stored: usize
     Ok(middle)
 }
 
+/// Marks where a case's timed calls begin, for a count of the work they do that this machine's
+/// noise does not blur: under valgrind,
+/// `--tool=callgrind --dump-before='*counted_calls_*'` writes a profile at each, and the one
+/// each `counted_calls_end` writes holds one timed loop's work, in the order the cases print
+/// (`bench/pages_count.py` runs it, each size in a process of its own). Elsewhere a call that
+/// does nothing.
+#[inline(never)]
+fn counted_calls_begin() {
+    // Bodies that differ, so that no pass folds the two markers into one.
+    std::hint::black_box(1u8);
+}
+
+/// Marks where a case's timed calls end (see [`counted_calls_begin`]).
+#[inline(never)]
+fn counted_calls_end() {
+    std::hint::black_box(2u8);
+}
+
+/// One store's figures for one request.
+struct Timed {
+    p50: f64,
+    p90: f64,
+    items: usize,
+    bytes: usize,
+    calls: usize,
+}
+
 /// p50 and p90 of `calls` runs of each store's request, and the items each answer holds. The
 /// stores take turns call by call, so that whatever else the machine does in the meantime
 /// lands on every size alike: the sizes are compared within one run, not across runs.
@@ -268,24 +299,26 @@ fn time_side_by_side(
     requests: &[Vec<(&str, &str)>],
     element: &str,
     calls: usize,
-) -> Result<Vec<(f64, f64, usize)>> {
+) -> Result<Vec<Timed>> {
     let mut items = Vec::new();
     for ((_, f), pairs) in fixtures.iter().zip(requests) {
         let (body, _) = f.call(pairs)?;
-        items.push(count(&body, element));
+        items.push((count(&body, element), body.len()));
     }
     let mut micros = vec![Vec::with_capacity(calls); fixtures.len()];
+    counted_calls_begin();
     for _ in 0..calls {
         for (((_, f), pairs), times) in fixtures.iter().zip(requests).zip(&mut micros) {
             times.push(f.call(pairs)?.1);
         }
     }
+    counted_calls_end();
     Ok(micros
         .into_iter()
         .zip(items)
-        .map(|(mut times, items)| {
+        .map(|(mut times, (items, bytes))| {
             times.sort_by(f64::total_cmp);
-            (times[times.len() / 2], times[times.len() * 9 / 10], items)
+            Timed { p50: times[times.len() / 2], p90: times[times.len() * 9 / 10], items, bytes, calls }
         })
         .collect())
 }
@@ -332,16 +365,18 @@ pub fn run(
             first.push(("MaxResults", &max_text));
             let firsts = vec![first.clone(); fixtures.len()];
             let timed = time_side_by_side(&fixtures, &firsts, element, n)?;
-            for ((stored, _), (p50, p90, items)) in fixtures.iter().zip(&timed) {
+            for ((stored, _), t) in fixtures.iter().zip(&timed) {
                 pages.push(PageCost {
                     action,
                     filter,
                     max_results: max,
                     page: "first",
                     stored: *stored,
-                    p50_micros: *p50,
-                    p90_micros: *p90,
-                    items: *items,
+                    p50_micros: t.p50,
+                    p90_micros: t.p90,
+                    items: t.items,
+                    bytes: t.bytes,
+                    calls: t.calls,
                 });
             }
             // The middle page where every size has one.
@@ -352,27 +387,29 @@ pub fn run(
                     .map(|t| [first.clone(), vec![("NextToken", t.as_str())]].concat())
                     .collect();
                 let timed = time_side_by_side(&fixtures, &requests, element, n)?;
-                for ((stored, _), (p50, p90, items)) in fixtures.iter().zip(&timed) {
+                for ((stored, _), t) in fixtures.iter().zip(&timed) {
                     pages.push(PageCost {
                         action,
                         filter,
                         max_results: max,
                         page: "middle",
                         stored: *stored,
-                        p50_micros: *p50,
-                        p90_micros: *p90,
-                        items: *items,
+                        p50_micros: t.p50,
+                        p90_micros: t.p90,
+                        items: t.items,
+                        bytes: t.bytes,
+                        calls: t.calls,
                     });
                 }
             }
             let line: Vec<String> = fixtures
                 .iter()
                 .zip(&timed)
-                .map(|((stored, _), (p50, _, items))| format!("{stored} stored {p50:.0} µs ({items})"))
+                .map(|((stored, _), t)| format!("{stored} stored {:.0} µs ({})", t.p50, t.items))
                 .collect();
             let growth = match (timed.first(), timed.last()) {
                 (Some(small), Some(large)) if timed.len() > 1 => {
-                    format!("  {:+.0} %", (large.0 / small.0 - 1.0) * 100.0)
+                    format!("  {:+.0} %", (large.p50 / small.p50 - 1.0) * 100.0)
                 }
                 _ => String::new(),
             };
