@@ -374,6 +374,11 @@ def measure_all(args) -> list[dict]:
             pinger.close()
         if stratus is not None:
             stratus.stop()
+            # The server's log goes with the results (RUST_LOG=backend::migration=debug adds each
+            # progress reading of every migration).
+            if args.out is not None and stratus.log_path.exists():
+                args.out.mkdir(parents=True, exist_ok=True)
+                shutil.copy(stratus.log_path, args.out / "stratus.log")
         shutil.rmtree(work, ignore_errors=True)
         run(str(REPO / "scripts/lab"), "down", timeout=300, check=False)
     return runs

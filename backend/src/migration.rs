@@ -948,6 +948,20 @@ impl Backend {
                     None
                 }
             };
+            if let Some(p) = &progress {
+                tracing::debug!(
+                    migration = %record.id,
+                    elapsed_ms = p.time_elapsed_ms,
+                    iteration = p.iterations,
+                    zero_pages = p.memory_zero_pages,
+                    normal_bytes = p.memory_normal_bytes,
+                    processed_bytes = p.memory_processed_bytes,
+                    remaining_bytes = p.memory_remaining_bytes,
+                    bandwidth = p.bandwidth_bytes_per_sec,
+                    dirty_rate = p.dirty_rate_bytes_per_sec,
+                    "progress reading"
+                );
+            }
             let stored = self.store().read(|tx| tx.get(&MIGRATIONS, &record.id)).ok().flatten();
             let cancel = stored.as_ref().is_some_and(|m| m.cancel_requested);
             let post_copy_asked = stored.as_ref().is_some_and(|m| m.post_copy_requested);
