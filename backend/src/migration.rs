@@ -442,7 +442,9 @@ impl Backend {
             told.sort_by_key(|(finished, _)| std::cmp::Reverse(*finished));
             // The latest ones: the pairs grow with the square of the count.
             let latest: Vec<PassFigures> = told.into_iter().take(PATH_FIT_MIGRATIONS).map(|(_, f)| f).collect();
-            fit_path(&latest)
+            let fit = fit_path(&latest);
+            tracing::debug!(instance = %instance.id, figures = ?latest, ?fit, "path fit");
+            fit
         };
         let (bandwidth, bandwidth_source) = match (options.bandwidth_mibps, fit, average) {
             (Some(limit), _, _) => (limit.saturating_mul(1 << 20), BandwidthSource::Limit),

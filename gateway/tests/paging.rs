@@ -1,7 +1,11 @@
 //! Paging through Describe actions against a reference: across pages every matching resource
 //! comes exactly once and in id order, whatever the page size and filters, while resources
 //! are created and deleted between pages; tokens work only for the caller and the query they
-//! were made for.
+//! were made for. The Describe actions that list through the shared path alone are walked by
+//! `shared_path_pages_return_every_item_once_in_order_while_they_change`. Not walked here: the
+//! instance-type catalogue and its offerings (paged by boto3's paginators in the clients'
+//! tests), and DescribeHosts, DescribeDhcpOptions and DescribeInstanceMigrations, which page
+//! the host pool, the account's one set and the migrations through the same `Describe` path.
 
 mod common;
 
@@ -972,4 +976,229 @@ async fn template_versions_on(store: storage::Store) {
         call(&f, &format!("Action=DescribeLaunchTemplateVersions&Version=2016-11-15{one}&LaunchTemplateVersion.1=7"))
             .await;
     assert_eq!((status, code(&answer)), (400, "InvalidLaunchTemplateId.VersionNotFound"), "{answer}");
+}
+
+/// The Describe actions that list through the shared path alone (`Describe::list`), each with
+/// a way to make one more of its items and, where the action allows, to remove one.
+#[derive(Clone, Copy, Debug)]
+enum Shared {
+    Images,
+    Snapshots,
+    InstanceStatus,
+    CreditSpecifications,
+    VolumesModifications,
+    NatGateways,
+}
+
+/// What the items are made from: an image to launch and a subnet for NAT gateways.
+struct Ground {
+    ami: String,
+    subnet: String,
+}
+
+impl Shared {
+    const ALL: [Shared; 6] = [
+        Shared::Images,
+        Shared::Snapshots,
+        Shared::InstanceStatus,
+        Shared::CreditSpecifications,
+        Shared::VolumesModifications,
+        Shared::NatGateways,
+    ];
+
+    /// The action, the element each item has once, and what every query of it adds.
+    fn parts(self) -> (&'static str, &'static str, &'static str) {
+        match self {
+            Shared::Images => ("DescribeImages", "imageId", ""),
+            Shared::Snapshots => ("DescribeSnapshots", "snapshotId", "&Owner.1=self"),
+            // Pending instances (no conductor runs) are listed when all are asked for.
+            Shared::InstanceStatus => ("DescribeInstanceStatus", "instanceId", "&IncludeAllInstances=true"),
+            Shared::CreditSpecifications => ("DescribeInstanceCreditSpecifications", "instanceId", ""),
+            Shared::VolumesModifications => ("DescribeVolumesModifications", "volumeId", ""),
+            Shared::NatGateways => ("DescribeNatGateways", "natGatewayId", ""),
+        }
+    }
+
+    /// Filters a walk of it may use (none first), as form parameters.
+    fn filters(self) -> &'static [&'static str] {
+        match self {
+            Shared::Images => &["", "&Filter.1.Name=tag:env&Filter.1.Value.1=prod"],
+            Shared::Snapshots => &["", "&Filter.1.Name=tag:env&Filter.1.Value.1=prod&Filter.1.Value.2=dev"],
+            Shared::InstanceStatus => &["", "&Filter.1.Name=instance-state-name&Filter.1.Value.1=pending"],
+            Shared::CreditSpecifications => &[""],
+            Shared::VolumesModifications => &["", "&Filter.1.Name=target-size&Filter.1.Value.1=3"],
+            Shared::NatGateways => &["", "&Filter.1.Name=tag:env&Filter.1.Value.1=dev"],
+        }
+    }
+
+    /// A volume the conductor has made, as snapshots and modifications need.
+    async fn available_volume(f: &Fixture, rng: &mut StdRng) -> String {
+        let volume = create_volume(f, rng).await;
+        let account = f.state.backend.list_accounts().unwrap()[0].account_id.clone();
+        f.state.backend.converge(&format!("{account}/{volume}")).unwrap();
+        volume
+    }
+
+    /// One more item, tagged `env` at random where the action's items take tags: its id.
+    async fn make(self, f: &Fixture, dir: &std::path::Path, ground: &Ground, rng: &mut StdRng) -> String {
+        let env = ENVS[rng.gen_range(0..ENVS.len())];
+        match self {
+            Shared::Images => {
+                let disk = dir.join(format!("disk-{}.qcow2", rng.gen::<u32>()));
+                backend::disk::create_blank(&disk, None, 1 << 20).unwrap();
+                let name = disk.file_stem().unwrap().to_string_lossy().into_owned();
+                let new = backend::images::NewImage { name, disk: disk.to_string_lossy().into(), ..Default::default() };
+                let admin = f.state.backend.list_accounts().unwrap()[0].account_id.clone();
+                let id = f.state.backend.register_image(&admin, new).unwrap().id;
+                ok(
+                    f,
+                    &format!("Action=CreateTags&Version=2016-11-15&ResourceId.1={id}&Tag.1.Key=env&Tag.1.Value={env}"),
+                )
+                .await;
+                id
+            }
+            Shared::Snapshots => {
+                let volume = Self::available_volume(f, rng).await;
+                let body = format!("Action=CreateSnapshot&Version=2016-11-15&VolumeId={volume}&TagSpecification.1.ResourceType=snapshot&TagSpecification.1.Tag.1.Key=env&TagSpecification.1.Tag.1.Value={env}");
+                let id = all(&ok(f, &body).await, "snapshotId")[0].to_owned();
+                // Completed, as the conductor would (a volume no instance holds takes its
+                // snapshots as it converges): a snapshot being taken cannot be deleted.
+                let account = f.state.backend.list_accounts().unwrap()[0].account_id.clone();
+                f.state.backend.converge(&format!("{account}/{volume}")).unwrap();
+                id
+            }
+            Shared::InstanceStatus | Shared::CreditSpecifications => {
+                let body = format!(
+                    "Action=RunInstances&Version=2016-11-15&ImageId={}&InstanceType=t3.nano&MinCount=1&MaxCount=1",
+                    ground.ami
+                );
+                all(&ok(f, &body).await, "instanceId")[0].to_owned()
+            }
+            Shared::VolumesModifications => {
+                let volume = Self::available_volume(f, rng).await;
+                let size = rng.gen_range(3..5);
+                ok(f, &format!("Action=ModifyVolume&Version=2016-11-15&VolumeId={volume}&Size={size}")).await;
+                volume
+            }
+            Shared::NatGateways => {
+                let address = ok(f, "Action=AllocateAddress&Version=2016-11-15&Domain=vpc").await;
+                let allocation = &all(&address, "allocationId")[0];
+                let body = format!("Action=CreateNatGateway&Version=2016-11-15&SubnetId={}&AllocationId={allocation}&TagSpecification.1.ResourceType=natgateway&TagSpecification.1.Tag.1.Key=env&TagSpecification.1.Tag.1.Value={env}", ground.subnet);
+                all(&ok(f, &body).await, "natGatewayId")[0].to_owned()
+            }
+        }
+    }
+
+    /// Removes `id` where the action lets an item go (an instance terminated stays listed,
+    /// as on EC2; a modification stays with its volume): whether it went.
+    async fn remove(self, f: &Fixture, id: &str) -> bool {
+        match self {
+            Shared::Images => {
+                ok(f, &format!("Action=DeregisterImage&Version=2016-11-15&ImageId={id}")).await;
+                true
+            }
+            Shared::Snapshots => {
+                ok(f, &format!("Action=DeleteSnapshot&Version=2016-11-15&SnapshotId={id}")).await;
+                true
+            }
+            Shared::InstanceStatus | Shared::CreditSpecifications => {
+                ok(f, &format!("Action=TerminateInstances&Version=2016-11-15&InstanceId.1={id}")).await;
+                false
+            }
+            Shared::VolumesModifications => false,
+            // A deleted NAT gateway stays listed for a while, as on EC2 (`deleted`).
+            Shared::NatGateways => {
+                ok(f, &format!("Action=DeleteNatGateway&Version=2016-11-15&NatGatewayId={id}")).await;
+                false
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_path_pages_return_every_item_once_in_order_while_they_change() {
+    for (kind, store, _db) in storage::testing::stores() {
+        eprintln!("on {kind}");
+        shared_walks_on(store).await;
+    }
+}
+
+async fn shared_walks_on(store: storage::Store) {
+    let (f, dir) = world_on(store);
+    let mut rng = StdRng::seed_from_u64(27);
+    let vpc = all(&ok(&f, "Action=CreateVpc&Version=2016-11-15&CidrBlock=10.0.0.0/16").await, "vpcId")[0].to_owned();
+    let subnet = ok(&f, &format!("Action=CreateSubnet&Version=2016-11-15&VpcId={vpc}&CidrBlock=10.0.1.0/24")).await;
+    // A public NAT gateway needs its VPC's internet gateway.
+    let igw = ok(&f, "Action=CreateInternetGateway&Version=2016-11-15").await;
+    let igw = all(&igw, "internetGatewayId")[0].to_owned();
+    ok(&f, &format!("Action=AttachInternetGateway&Version=2016-11-15&InternetGatewayId={igw}&VpcId={vpc}")).await;
+    let ground = Ground { ami: image(&f, dir.path()), subnet: all(&subnet, "subnetId")[0].to_owned() };
+    for shared in Shared::ALL {
+        let (action, element, always) = shared.parts();
+        let mut live: Vec<String> = Vec::new();
+        for _ in 0..12 {
+            live.push(shared.make(&f, dir.path(), &ground, &mut rng).await);
+        }
+        let listing = |body: String| all(&body, element).into_iter().map(str::to_owned).collect::<BTreeSet<_>>();
+        for (walk, filter) in
+            shared.filters().iter().flat_map(|filter| [5usize, 7, 100].map(|n| (n, filter))).enumerate()
+        {
+            let (page_size, filter) = (filter.0, *filter.1);
+            let query = format!("Action={action}&Version=2016-11-15{always}{filter}");
+            let before = listing(ok(&f, &query).await);
+            assert!(!before.is_empty() || !filter.is_empty(), "{action}: nothing listed");
+            let (mut seen, mut token, mut created) = (Vec::<String>::new(), None::<String>, BTreeSet::new());
+            loop {
+                let next = token.as_ref().map(|t| format!("&NextToken={t}")).unwrap_or_default();
+                let answer = ok(&f, &format!("{query}&MaxResults={page_size}{next}")).await;
+                let mut page = all(&answer, element);
+                page.dedup();
+                assert!(page.len() <= page_size, "{action}: {} > {page_size}", page.len());
+                seen.extend(page.into_iter().map(str::to_owned));
+                // Between pages: one more, or one fewer.
+                if rng.gen_bool(0.5) || live.is_empty() {
+                    let made = shared.make(&f, dir.path(), &ground, &mut rng).await;
+                    created.insert(made.clone());
+                    live.push(made);
+                } else {
+                    let gone = live.remove(rng.gen_range(0..live.len()));
+                    if !shared.remove(&f, &gone).await {
+                        live.push(gone);
+                    }
+                }
+                match all(&answer, "nextToken").first() {
+                    Some(t) => token = Some(t.to_string()),
+                    None => break,
+                }
+                assert!(seen.len() < 1000, "{action}: the walk does not end");
+            }
+            let after = listing(ok(&f, &query).await);
+            let unique: BTreeSet<&String> = seen.iter().collect();
+            assert_eq!(unique.len(), seen.len(), "{action} walk {walk} ({filter}): an item came twice: {seen:?}");
+            assert!(seen.windows(2).all(|w| w[0] < w[1]), "{action} walk {walk}: not in id order: {seen:?}");
+            for id in before.intersection(&after) {
+                assert!(
+                    unique.contains(id),
+                    "{action} walk {walk} ({filter}, {page_size} a page): {id} was there throughout, not listed"
+                );
+            }
+            for id in &seen {
+                assert!(
+                    before.contains(id) || after.contains(id) || created.contains(id),
+                    "{action} walk {walk}: {id} was listed but matched neither before nor after, nor was made meanwhile"
+                );
+            }
+        }
+        // A token of this action's walk is refused for another query of it.
+        let answer = ok(&f, &format!("Action={action}&Version=2016-11-15{always}&MaxResults=5")).await;
+        let token = all(&answer, "nextToken")[0].to_owned();
+        let other = format!(
+            "Action={action}&Version=2016-11-15{always}{}&MaxResults=5&NextToken={token}",
+            shared.filters().last().unwrap()
+        );
+        if shared.filters().len() > 1 {
+            let (status, answer) = call(&f, &other).await;
+            assert_eq!((status, code(&answer)), (400, "InvalidParameterValue"), "{action}: {answer}");
+        }
+    }
 }
