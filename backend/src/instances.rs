@@ -1344,8 +1344,11 @@ fn is_running(state: Result<Option<PowerState>, DriverError>) -> Result<bool> {
     Ok(state.is_some_and(|s| !s.is_off()))
 }
 
+/// An instance's root disk, in its folder.
+pub(crate) const ROOT_DISK_FILE: &str = "root.qcow2";
+
 pub(crate) fn root_disk_path(record: &InstanceRecord) -> PathBuf {
-    Path::new(&record.dir).join("root.qcow2")
+    Path::new(&record.dir).join(ROOT_DISK_FILE)
 }
 
 pub fn console_path(record: &InstanceRecord) -> PathBuf {

@@ -67,6 +67,30 @@ async fn walk(f: &Fixture, action: &str, page_size: usize, filter: &str, element
     }
 }
 
+/// What a walk listed (`seen`, in order), against listings of the whole before and after it
+/// and what was made meanwhile: each item once, in id order; whatever was there throughout
+/// listed; nothing listed that was in neither listing nor made.
+fn assert_walk(
+    what: &str,
+    seen: &[String],
+    before: &BTreeSet<String>,
+    after: &BTreeSet<String>,
+    made: &BTreeSet<String>,
+) {
+    let unique: BTreeSet<&String> = seen.iter().collect();
+    assert_eq!(unique.len(), seen.len(), "{what}: an item came twice: {seen:?}");
+    assert!(seen.windows(2).all(|w| w[0] < w[1]), "{what}: not in id order: {seen:?}");
+    for id in before.intersection(after) {
+        assert!(unique.contains(id), "{what}: {id} was there throughout, not listed");
+    }
+    for id in seen {
+        assert!(
+            before.contains(id) || after.contains(id) || made.contains(id),
+            "{what}: {id} was listed but matched neither before nor after, nor was made meanwhile"
+        );
+    }
+}
+
 /// An image the admin can launch.
 fn image(f: &Fixture, dir: &std::path::Path) -> String {
     let disk = dir.join("disk.qcow2");
@@ -151,22 +175,7 @@ async fn volume_pages_return_every_match_once_in_order_while_the_store_changes()
             assert!(pages < 100, "walk {walk} does not end");
         }
         let after = reference(ok(&f, &format!("Action=DescribeVolumes&Version=2016-11-15{filter}")).await);
-        let unique: BTreeSet<&String> = seen.iter().collect();
-        assert_eq!(unique.len(), seen.len(), "walk {walk} ({filter}): a volume came twice: {seen:?}");
-        assert!(seen.windows(2).all(|w| w[0] < w[1]), "walk {walk}: not in id order");
-        for id in before.intersection(&after) {
-            assert!(
-                unique.contains(id),
-                "walk {walk} ({filter}, {page_size} a page): {id} was there throughout, not listed"
-            );
-        }
-        for id in &seen {
-            let existed = before.contains(id) || after.contains(id) || created.contains(id);
-            assert!(
-                existed,
-                "walk {walk}: {id} was listed but matched neither before nor after, nor was made meanwhile"
-            );
-        }
+        assert_walk(&format!("walk {walk} ({filter}, {page_size} a page)"), &seen, &before, &after, &created);
     }
 }
 
@@ -1173,21 +1182,13 @@ async fn shared_walks_on(store: storage::Store) {
                 assert!(seen.len() < 1000, "{action}: the walk does not end");
             }
             let after = listing(ok(&f, &query).await);
-            let unique: BTreeSet<&String> = seen.iter().collect();
-            assert_eq!(unique.len(), seen.len(), "{action} walk {walk} ({filter}): an item came twice: {seen:?}");
-            assert!(seen.windows(2).all(|w| w[0] < w[1]), "{action} walk {walk}: not in id order: {seen:?}");
-            for id in before.intersection(&after) {
-                assert!(
-                    unique.contains(id),
-                    "{action} walk {walk} ({filter}, {page_size} a page): {id} was there throughout, not listed"
-                );
-            }
-            for id in &seen {
-                assert!(
-                    before.contains(id) || after.contains(id) || created.contains(id),
-                    "{action} walk {walk}: {id} was listed but matched neither before nor after, nor was made meanwhile"
-                );
-            }
+            assert_walk(
+                &format!("{action} walk {walk} ({filter}, {page_size} a page)"),
+                &seen,
+                &before,
+                &after,
+                &created,
+            );
         }
         // A token of this action's walk is refused for another query of it.
         let answer = ok(&f, &format!("Action={action}&Version=2016-11-15{always}&MaxResults=5")).await;
