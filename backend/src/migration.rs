@@ -121,7 +121,13 @@ const DEFAULT_SWITCH_MS: u64 = 60;
 pub enum BandwidthSource {
     /// The migration's own limit (`BandwidthMiBps`).
     Limit,
-    /// The median of the completed migrations from the same host that had no limit.
+    /// How fast the host's completed migrations without a limit sent whole pages, fitted apart
+    /// from their reading of zero pages ([`crate::migration_plan::fit_path`]).
+    Fitted,
+    /// The median of QEMU's own average over those migrations: their history does not tell
+    /// reading from sending yet (a host that has moved idle guests alone, whose mixes of zero
+    /// and written pages differ too little). Rough for a guest that writes memory: the lab's
+    /// first such guest after idle ones alone was predicted 30–40 % off (docs/benchmarks.md).
     History,
     /// [`DEFAULT_BANDWIDTH`]: no limit and no history.
     Default,
@@ -131,6 +137,7 @@ impl BandwidthSource {
     pub fn name(self) -> &'static str {
         match self {
             Self::Limit => "limit",
+            Self::Fitted => "fitted",
             Self::History => "history",
             Self::Default => "default",
         }
@@ -448,7 +455,7 @@ impl Backend {
         };
         let (bandwidth, bandwidth_source) = match (options.bandwidth_mibps, fit, average) {
             (Some(limit), _, _) => (limit.saturating_mul(1 << 20), BandwidthSource::Limit),
-            (None, Some(fit), _) => (fit.bytes_per_sec as u64, BandwidthSource::History),
+            (None, Some(fit), _) => (fit.bytes_per_sec as u64, BandwidthSource::Fitted),
             (None, None, Some(average)) => (average, BandwidthSource::History),
             (None, None, None) => (DEFAULT_BANDWIDTH, BandwidthSource::Default),
         };

@@ -330,6 +330,7 @@ fn estimates_follow_the_guest_and_the_hosts_history() {
         })
         .unwrap();
     let fitted = b.estimate_migration(&id, None, &MigrationOptions::default()).unwrap();
+    assert_eq!(fitted.bandwidth_source, backend::migration::BandwidthSource::Fitted);
     let wire = fitted.inputs.bandwidth_bytes_per_sec as f64 / MIB as f64;
     assert!((wire - 1000.0).abs() < 1.0, "{wire} MiB/s");
     assert_eq!(fitted.inputs.resident_bytes, (50 + 48) * MIB);
