@@ -259,6 +259,7 @@ fn estimates_follow_the_guest_and_the_hosts_history() {
             events: Vec::new(),
             target_dir: None,
             post_copy_pause_ms: None,
+            peak_bandwidth_bytes_per_sec: 0,
         };
         b.store().write(|tx| tx.insert(&storage::tables::MIGRATIONS, &record.id, &record)).unwrap();
     }
@@ -338,6 +339,32 @@ fn estimates_follow_the_guest_and_the_hosts_history() {
     assert!(fitted.inputs.scan_ms.abs_diff(zero_pages / 1000) <= 1, "{:?}", fitted.inputs);
     // The disk copy keeps the average, which is not QEMU's stream.
     assert_eq!(fitted.inputs.disk_bandwidth_bytes_per_sec, 400 * MIB);
+    // QEMU's highest windows, which the migrations record: a fitted rate within half again of
+    // them stands; one far over them (QEMU never carried it) gives way to them, and then no
+    // reading is counted apart.
+    let peaks = |mibps: u64| {
+        b.store()
+            .write(|tx| {
+                for i in 0..counts.len() {
+                    let key = format!("mig-{i:017x}");
+                    let mut record = tx.get(&storage::tables::MIGRATIONS, &key)?.unwrap();
+                    record.peak_bandwidth_bytes_per_sec = mibps * MIB;
+                    tx.insert(&storage::tables::MIGRATIONS, &key, &record)?;
+                }
+                Ok::<_, backend::Error>(())
+            })
+            .unwrap()
+    };
+    peaks(900);
+    let near = b.estimate_migration(&id, None, &MigrationOptions::default()).unwrap();
+    assert_eq!(near.bandwidth_source, backend::migration::BandwidthSource::Fitted);
+    peaks(300);
+    let over = b.estimate_migration(&id, None, &MigrationOptions::default()).unwrap();
+    assert_eq!(
+        (over.bandwidth_source, over.inputs.bandwidth_bytes_per_sec, over.inputs.scan_ms),
+        (backend::migration::BandwidthSource::Peak, 300 * MIB, 0)
+    );
+    peaks(0);
     // A limit of its own is the bandwidth, of the disk copy too, and leaves no time apart for
     // the reading.
     let held = b.estimate_migration(&id, None, &MigrationOptions { bandwidth_mibps: Some(32), ..Default::default() });

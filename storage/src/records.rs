@@ -565,6 +565,10 @@ pub struct MigrationRecord {
     /// the copy, while the guest already runs on the target.
     #[serde(default)]
     pub post_copy_pause_ms: Option<u64>,
+    /// The highest bandwidth QEMU reported over its last window before a reading while memory
+    /// moved in pre-copy: what the path carried when QEMU sent whole pages. 0 until seen.
+    #[serde(default)]
+    pub peak_bandwidth_bytes_per_sec: u64,
 }
 
 /// One entry of a migration's timeline, with the figures of that moment.

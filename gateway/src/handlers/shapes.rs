@@ -541,6 +541,7 @@ mod tests {
             events: vec![],
             target_dir: None,
             post_copy_pause_ms: pause,
+            peak_bandwidth_bytes_per_sec: 0,
         };
         use storage::MigrationStatus::*;
         for status in [Copying, PostCopy, Failed, Cancelled] {
