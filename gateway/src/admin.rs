@@ -115,8 +115,10 @@ pub fn database_path(data_dir: &Path) -> PathBuf {
 /// PostgreSQL (shared by any number: replicas and commands).
 pub fn open_store(data_dir: &Path, settings: &crate::config::StorageSettings) -> Result<storage::Store> {
     match settings.postgres_url()? {
-        Some(url) => storage::Store::open_postgres(url, settings.connections)
-            .with_context(|| format!("connecting to PostgreSQL ({})", redact(url))),
+        Some(url) => {
+            storage::Store::open_postgres(url, &storage::PostgresOptions::with_connections(settings.connections))
+                .with_context(|| format!("connecting to PostgreSQL ({})", redact(url)))
+        }
         None => match storage::Store::open_with_cache(&database_path(data_dir), settings.cache_mib) {
             Err(storage::Error::Locked) => bail!(
                 "another Stratus process is using the data dir {}; stop it first or choose another --data-dir",

@@ -513,9 +513,14 @@ pub(crate) fn derive_lease(tx: &WriteTx, key: &str, leased: bool) -> Result<()> 
     Ok(())
 }
 
+/// Whether the store's `derived` mark says its derived tables are this layout's.
+pub(crate) fn current(mark: Option<MetaRecord>) -> bool {
+    mark.is_some_and(|m| m.version == DERIVED_VERSION)
+}
+
 /// Rebuilds every derived table from the primary ones unless they are of [`DERIVED_VERSION`].
 pub(crate) fn ensure(tx: &WriteTx) -> Result<bool> {
-    if tx.get(&META, "derived")?.is_some_and(|m| m.version == DERIVED_VERSION) {
+    if current(tx.get(&META, "derived")?) {
         return Ok(false);
     }
     tx.clear(&INSTANCE_IDS)?;

@@ -42,6 +42,22 @@ use serde::Serialize;
 pub use derived::{HostUsageRecord, IndexEntry, LeaseBlockRecord, MetaRecord, NetworkAclRecord};
 pub use records::*;
 
+/// How a PostgreSQL store connects and what it allows its writers.
+#[derive(Debug, Clone)]
+pub struct PostgresOptions {
+    /// How many connections the process keeps at most.
+    pub connections: u32,
+    /// How long a write may sit idle between its statements before the server ends it
+    /// ([`pg::WRITE_IDLE_LIMIT`] unless a test wants it shorter).
+    pub write_idle_limit: std::time::Duration,
+}
+
+impl PostgresOptions {
+    pub fn with_connections(connections: u32) -> Self {
+        Self { connections, write_idle_limit: pg::WRITE_IDLE_LIMIT }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// another process holds the database file
@@ -150,6 +166,11 @@ pub(crate) fn repack_bytes(bytes: &[u8]) -> Option<Vec<u8>> {
 /// The records' encoding in [`tables::META`] under `encoding`: 1 is MessagePack ([`PACKED`]).
 const ENCODING: u32 = 1;
 
+/// Whether the store's `encoding` mark says its records are all in MessagePack already.
+fn packed(mark: Option<MetaRecord>) -> bool {
+    mark.is_some_and(|m| m.version == ENCODING)
+}
+
 /// Any record, as bytes, for passes over tables that need not understand them.
 #[derive(Serialize, serde::Deserialize)]
 pub(crate) struct RawRecord;
@@ -161,7 +182,7 @@ impl Record for RawRecord {
 /// Rewrites every JSON record of the store in MessagePack, once: stores written before
 /// [`ENCODING`] 1 are brought up to it when they open, in the opening transaction.
 fn repack(tx: &WriteTx) -> Result<u64> {
-    if tx.get(&tables::META, "encoding")?.is_some_and(|m| m.version == ENCODING) {
+    if packed(tx.get(&tables::META, "encoding")?) {
         return Ok(0);
     }
     let mut total = 0;
@@ -353,13 +374,22 @@ impl Store {
     /// several hosts with `target_session_attrs=read-write` too), with at most `connections`
     /// open at once. Any number of processes may open it: replicas take turns at background
     /// work through [`lease`]s.
-    pub fn open_postgres(url: &str, connections: u32) -> Result<Self> {
-        let db = pg::blocking(|| pg::Database::open(url, connections))?;
+    pub fn open_postgres(url: &str, options: &PostgresOptions) -> Result<Self> {
+        let db = pg::blocking(|| pg::Database::open(url, options))?;
         let store = Self { kind: Kind::Postgres(Box::new(db)), file: None };
-        store.write(|tx| {
-            repack(tx)?;
-            derived::ensure(tx)
+        // Looked at first in a read: a store already up to date (every open but an upgrade's)
+        // takes no turn at the writers' lock, which another replica may hold (pg.rs, 4.).
+        let current = store.read(|tx| {
+            Ok::<_, Error>(
+                packed(tx.get(&tables::META, "encoding")?) && derived::current(tx.get(&tables::META, "derived")?),
+            )
         })?;
+        if !current {
+            store.write(|tx| {
+                repack(tx)?;
+                derived::ensure(tx)
+            })?;
+        }
         Ok(store)
     }
 
@@ -442,7 +472,7 @@ impl Store {
             Kind::Postgres(db) => pg::blocking(|| {
                 snapshot::end_for_write(snapshot::db_id(db));
                 let conn = std::cell::RefCell::new(db.connection()?);
-                pg::begin_write(&mut conn.borrow_mut())?;
+                db.begin_write(&mut conn.borrow_mut())?;
                 // Work done under a lease writes only while the lease is still its own.
                 let fenced = lease::check(&mut conn.borrow_mut());
                 if let Err(fenced) = fenced {

@@ -14,6 +14,11 @@
 //!    with another's read-then-write. (SERIALIZABLE would let writers run together and retry
 //!    on conflicts; Stratus's writes are short and its callers are not written to be re-run,
 //!    so one writer at a time is the simpler way to the same guarantee.)
+//!    Because every writer of every replica waits on that lock, a writer may sit idle inside
+//!    its write for [`WRITE_IDLE_LIMIT`] at most: the server ends the session of one that
+//!    idles longer (a process paused or stuck mid-write), which rolls its write back and frees
+//!    the others. Stratus's writes never wait on anything but the database between their
+//!    statements, so only a stalled process meets the limit.
 //! 5. Connections come from a pool (r2d2), each with its statements prepared once.
 
 use std::collections::HashMap;
@@ -70,6 +75,10 @@ const MIGRATIONS: &[&str] = &[
 
 /// The advisory lock writers take (and migrations): any constant of Stratus's own.
 const WRITE_LOCK: i64 = 0x5354_5241_5455_5301;
+
+/// How long a write may sit idle between its statements before the server ends it (4.): how
+/// long a replica paused mid-write holds every other replica's writes up.
+pub const WRITE_IDLE_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// How many rows a walk fetches at first, and at most at a time: each fetch takes twice as
 /// many as the last, so a walk that stops early (a page of 5, a tag read-ahead of one
@@ -370,11 +379,28 @@ impl r2d2::HandleError<postgres::Error> for ConnectFailures {
 /// A store's hold on its database: its pool (`None` once the store is closing).
 pub struct Database {
     pool: Option<Pool>,
+    write_idle_ms: u64,
 }
 
 impl Database {
-    pub(crate) fn open(url: &str, connections: u32) -> Result<Self> {
-        Ok(Self { pool: Some(connect(url, connections)?) })
+    pub(crate) fn open(url: &str, options: &crate::PostgresOptions) -> Result<Self> {
+        Ok(Self {
+            pool: Some(connect(url, options.connections)?),
+            write_idle_ms: options.write_idle_limit.as_millis().clamp(1, i32::MAX as u128) as u64,
+        })
+    }
+
+    /// Starts a write on `conn`: after every write before it, and alone until it ends.
+    pub(crate) fn begin_write(&self, conn: &mut PgConn) -> Result<()> {
+        conn.in_transaction = true;
+        // The limit is set before the lock is asked for: a session waiting for the lock is
+        // busy, not idle, and only the holder's idling is cut short.
+        conn.batch(&format!(
+            "BEGIN ISOLATION LEVEL READ COMMITTED; \
+             SET LOCAL idle_in_transaction_session_timeout = {}; \
+             SELECT pg_advisory_xact_lock({WRITE_LOCK})",
+            self.write_idle_ms
+        ))
     }
 
     pub(crate) fn connection(&self) -> Result<r2d2::PooledConnection<Manager>> {
@@ -427,7 +453,13 @@ fn migrate(conn: &mut PgConn) -> Result<()> {
         "BEGIN; SET LOCAL client_min_messages = warning; \
          CREATE TABLE IF NOT EXISTS stratus_schema (version integer PRIMARY KEY); COMMIT",
     )?;
-    for (index, sql) in MIGRATIONS.iter().enumerate() {
+    // Up to date (every start but an upgrade's): nothing to apply, and so no turn at the
+    // writers' lock, which a replica paused mid-write may hold for a while.
+    let known = MIGRATIONS.len() as i32;
+    let applied: i64 =
+        conn.client.query_one("SELECT count(*) FROM stratus_schema WHERE version BETWEEN 1 AND $1", &[&known])?.get(0);
+    let pending = if applied == i64::from(known) { &[][..] } else { MIGRATIONS };
+    for (index, sql) in pending.iter().enumerate() {
         let version = index as i32 + 1;
         let mut tx = conn.client.transaction()?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])?;
@@ -457,12 +489,6 @@ pub(crate) fn begin_read(conn: &mut PgConn) -> Result<()> {
     conn.batch("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
 }
 
-/// Starts a write: after every write before it, and alone until it ends.
-pub(crate) fn begin_write(conn: &mut PgConn) -> Result<()> {
-    conn.in_transaction = true;
-    conn.batch(&format!("BEGIN ISOLATION LEVEL READ COMMITTED; SELECT pg_advisory_xact_lock({WRITE_LOCK})"))
-}
-
 pub(crate) fn end(conn: &mut PgConn, commit: bool) -> Result<()> {
     conn.batch(if commit { "COMMIT" } else { "ROLLBACK" })?;
     conn.in_transaction = false;
@@ -481,5 +507,79 @@ mod tests {
             assert!(key < upper_bound("a/").unwrap().as_str(), "{key}");
         }
         assert!("a0" >= upper_bound("a/").unwrap().as_str());
+    }
+}
+
+#[cfg(test)]
+mod stalled_writers {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use crate::tables::TAGS;
+    use crate::testing::TestDatabase;
+    use crate::{PostgresOptions, Store, TagRecord};
+
+    fn tag() -> TagRecord {
+        TagRecord { resource_id: "r".into(), key: "k".into(), value: "v".into() }
+    }
+
+    /// Holds a write open, idle after its first statement, for `idle`; says on `started` when
+    /// it holds the writers' lock, and sets `woke` when the idling is over.
+    fn stall(store: &Store, idle: Duration, started: mpsc::Sender<()>, woke: &AtomicBool) -> crate::Result<()> {
+        store.write(|tx| {
+            tx.insert(&TAGS, "held/1", &tag())?;
+            started.send(()).unwrap();
+            std::thread::sleep(idle);
+            woke.store(true, Ordering::SeqCst);
+            tx.insert(&TAGS, "held/2", &tag())
+        })
+    }
+
+    #[test]
+    fn a_writer_idle_past_the_limit_is_ended_and_frees_the_others() {
+        let Some(db) = TestDatabase::create() else { return };
+        let options = PostgresOptions { connections: 4, write_idle_limit: Duration::from_millis(500) };
+        let store = Store::open_postgres(&db.url, &options).unwrap();
+        let woke = AtomicBool::new(false);
+        let (started, held) = mpsc::channel();
+        std::thread::scope(|scope| {
+            let stalled = scope.spawn(|| stall(&store, Duration::from_secs(4), started, &woke));
+            held.recv().unwrap();
+            // The paused writer holds the lock: this write waits for the server to end it.
+            store.write(|tx| tx.insert(&TAGS, "other/1", &tag())).unwrap();
+            assert!(!woke.load(Ordering::SeqCst), "the other write waited for the stalled one to wake");
+            let stalled = stalled.join().unwrap();
+            assert!(stalled.is_err(), "the stalled write was ended: {stalled:?}");
+        });
+        store
+            .read(|tx| {
+                assert!(tx.get(&TAGS, "held/1")?.is_none(), "nothing of the ended write landed");
+                assert!(tx.get(&TAGS, "held/2")?.is_none());
+                assert!(tx.get(&TAGS, "other/1")?.is_some());
+                Ok::<_, crate::Error>(())
+            })
+            .unwrap();
+        // Its connection left the pool: the next writes find good ones.
+        for n in 0..6 {
+            store.write(|tx| tx.insert(&TAGS, &format!("after/{n}"), &tag())).unwrap();
+        }
+    }
+
+    #[test]
+    fn opening_an_up_to_date_store_takes_no_turn_at_the_writers_lock() {
+        let Some(db) = TestDatabase::create() else { return };
+        let store = db.store();
+        let woke = AtomicBool::new(false);
+        let (started, held) = mpsc::channel();
+        std::thread::scope(|scope| {
+            let stalled = scope.spawn(|| stall(&store, Duration::from_secs(3), started, &woke));
+            held.recv().unwrap();
+            let other = db.store();
+            assert!(!woke.load(Ordering::SeqCst), "opening waited for a writer");
+            assert!(other.lease_holder("conductor").unwrap().is_none());
+            drop(other);
+            stalled.join().unwrap().expect("a writer idle within the limit commits");
+        });
     }
 }

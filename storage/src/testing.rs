@@ -40,7 +40,8 @@ impl TestDatabase {
     }
 
     pub fn store(&self) -> Store {
-        Store::open_postgres(&self.url, 8).expect("opening the test database")
+        Store::open_postgres(&self.url, &crate::PostgresOptions::with_connections(8))
+            .expect("opening the test database")
     }
 }
 
