@@ -25,7 +25,7 @@
 
 use std::net::Ipv4Addr;
 
-use storage::tables::{INSTANCES, INTERFACE_ATTACHMENTS, NETWORK_INTERFACES};
+use storage::tables::{ATTACHMENT_IDS, INSTANCES, INTERFACE_ATTACHMENTS, NETWORK_INTERFACES};
 use storage::{
     AttachmentState, InstanceRecord, InstanceState, InterfaceAttachmentRecord, NetworkInterfaceRecord, Reads, WriteTx,
 };
@@ -63,6 +63,25 @@ pub(crate) fn attached_to(tx: &impl Reads, account: &str, instance_id: &str) -> 
     }
     attached.sort_by_key(|i| i.attachment.as_ref().map_or(0, |a| a.device_index));
     Ok(attached)
+}
+
+/// The interface of its own (under its key) that attachment `attachment_id` attaches now, read
+/// through the attachment ids' index: not every interface of the account.
+fn attached_by(
+    tx: &impl Reads,
+    account: &str,
+    attachment_id: &str,
+) -> Result<Option<(String, NetworkInterfaceRecord)>> {
+    let prefix = storage::derived::attachment_ids_prefix(account, attachment_id);
+    let mut interface = None;
+    tx.walk_keys(&ATTACHMENT_IDS, &prefix, None, |entry, _| {
+        interface = Some(entry[prefix.len()..].to_owned());
+        Ok(false)
+    })?;
+    let Some(interface) = interface else { return Ok(None) };
+    let record_key = key(account, &interface);
+    let record = tx.get(&NETWORK_INTERFACES, &record_key)?;
+    Ok(record.filter(|r| r.attachment.as_ref().is_some_and(|a| a.id == attachment_id)).map(|r| (record_key, r)))
 }
 
 /// Whether an interface of its own sits in `subnet_id` (which may then not go).
@@ -443,10 +462,7 @@ impl Backend {
     /// the guest either way (a guest cannot refuse a NIC's unplug as it can a disk's).
     pub fn detach_network_interface(&self, account: &str, attachment_id: &str) -> Result<()> {
         let instance_id = self.store().write(|tx| {
-            let found = tx
-                .scan(&NETWORK_INTERFACES, &format!("{account}/"))?
-                .into_iter()
-                .find(|(_, i)| i.attachment.as_ref().is_some_and(|a| a.id == attachment_id));
+            let found = attached_by(tx, account, attachment_id)?;
             let Some((record_key, mut record)) = found else {
                 // An instance's own interface stays with it.
                 let primary = attachment_id.strip_prefix("eni-attach-").map(|hex| format!("eni-{hex}"));

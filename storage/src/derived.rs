@@ -12,6 +12,8 @@
 //!    - [`INTERFACES`]: an account's network interfaces by id, whether an instance's primary
 //!      one or one of its own ([`crate::NetworkInterfaceRecord`]);
 //!    - [`INTERFACE_ATTACHMENTS`]: interfaces of their own by the instance they are attached to;
+//!    - [`ATTACHMENT_IDS`]: interfaces of their own by their attachment's id (a detach names
+//!      the attachment alone);
 //!    - [`HOST_USAGE`]: per host, the vCPUs, memory and disk its instances hold (the host
 //!      they run on holds all three; a host they are migrating to holds vCPUs and memory);
 //!    - [`TAG_INDEX`]: resources by account, tag key and value;
@@ -55,10 +57,11 @@ use std::net::Ipv4Addr;
 use serde::{Deserialize, Serialize};
 
 use crate::tables::{
-    ADDRESSES, ADDRESS_ASSOCIATIONS, ATTRIBUTE_RESERVATIONS, GROUP_RULES, HOST_INSTANCES, HOST_USAGE, IMAGES,
-    IMAGE_IDS, INSTANCES, INSTANCE_IDS, INTERFACES, INTERFACE_ATTACHMENTS, LEASES, LEASE_BLOCKS, LIVE_INSTANCES, META,
-    NETWORK_ACLS, NETWORK_INTERFACES, RESERVATIONS, SECURITY_GROUPS, SNAPSHOTS, SNAPSHOT_IDS, STATE_RESERVATIONS,
-    SUBNETS, TAGGED_RESERVATIONS, TAGS, TAG_INDEX, TERMINATIONS, VOLUMES, VOLUME_ATTACHMENTS, VPCS, VPC_SUBNETS,
+    ADDRESSES, ADDRESS_ASSOCIATIONS, ATTACHMENT_IDS, ATTRIBUTE_RESERVATIONS, GROUP_RULES, HOST_INSTANCES, HOST_USAGE,
+    IMAGES, IMAGE_IDS, INSTANCES, INSTANCE_IDS, INTERFACES, INTERFACE_ATTACHMENTS, LEASES, LEASE_BLOCKS,
+    LIVE_INSTANCES, META, NETWORK_ACLS, NETWORK_INTERFACES, RESERVATIONS, SECURITY_GROUPS, SNAPSHOTS, SNAPSHOT_IDS,
+    STATE_RESERVATIONS, SUBNETS, TAGGED_RESERVATIONS, TAGS, TAG_INDEX, TERMINATIONS, VOLUMES, VOLUME_ATTACHMENTS, VPCS,
+    VPC_SUBNETS,
 };
 use crate::{
     AddressRecord, ImageRecord, InstanceRecord, InstanceState, LeaseRecord, NetworkInterfaceRecord, Record, Result,
@@ -66,7 +69,7 @@ use crate::{
 };
 
 /// The layout of the derived tables; bump it whenever what they hold changes.
-pub const DERIVED_VERSION: u32 = 14;
+pub const DERIVED_VERSION: u32 = 15;
 
 /// A key-only entry of an index.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -441,7 +444,17 @@ pub(crate) fn derive_network_interface(
     move_entry(tx, &INTERFACES, old.map(listed), new.map(listed))?;
     let attached =
         |i: &NetworkInterfaceRecord| i.attachment.as_ref().map(|a| format!("{}/{}/{}", i.account, a.instance_id, i.id));
-    move_entry(tx, &INTERFACE_ATTACHMENTS, old.and_then(attached), new.and_then(attached))
+    move_entry(tx, &INTERFACE_ATTACHMENTS, old.and_then(attached), new.and_then(attached))?;
+    let by_id = |i: &NetworkInterfaceRecord| {
+        i.attachment.as_ref().map(|a| format!("{}{}", attachment_ids_prefix(&i.account, &a.id), i.id))
+    };
+    move_entry(tx, &ATTACHMENT_IDS, old.and_then(by_id), new.and_then(by_id))
+}
+
+/// Where the interface attached by `account`'s attachment `attachment_id` is listed in
+/// [`ATTACHMENT_IDS`]: the entry under it names the interface.
+pub fn attachment_ids_prefix(account: &str, attachment_id: &str) -> String {
+    format!("{account}/{attachment_id}/")
 }
 
 pub(crate) fn derive_image(tx: &WriteTx, old: Option<&ImageRecord>, new: Option<&ImageRecord>) -> Result<()> {
@@ -536,6 +549,7 @@ pub(crate) fn ensure(tx: &WriteTx) -> Result<bool> {
     tx.clear(&SNAPSHOT_IDS)?;
     tx.clear(&INTERFACES)?;
     tx.clear(&INTERFACE_ATTACHMENTS)?;
+    tx.clear(&ATTACHMENT_IDS)?;
     tx.clear(&GROUP_RULES)?;
     tx.clear(&LIVE_INSTANCES)?;
     tx.clear(&TERMINATIONS)?;
@@ -874,6 +888,63 @@ mod tests {
                 })
                 .unwrap();
             assert_eq!(entries(), ["a/eni-2/eipalloc-1"]);
+        }
+    }
+
+    #[test]
+    fn attached_interfaces_are_listed_under_their_attachment_id() {
+        for (_kind, store, _db) in crate::testing::stores() {
+            let interface = |account: &str, id: &str, attachment: Option<(&str, &str)>| NetworkInterfaceRecord {
+                id: id.into(),
+                account: account.into(),
+                vpc_id: "vpc-1".into(),
+                subnet_id: "subnet-1".into(),
+                zone: "z".into(),
+                mac: "52:54:00:00:00:02".into(),
+                private_ip: "10.0.0.6".into(),
+                secondary_ips: vec![],
+                security_group_ids: vec![],
+                description: String::new(),
+                source_dest_check: true,
+                attachment: attachment.map(|(attachment_id, instance_id)| crate::InterfaceAttachmentRecord {
+                    id: attachment_id.into(),
+                    instance_id: instance_id.into(),
+                    device_index: 1,
+                    state: crate::AttachmentState::Attached,
+                    attach_time_ms: 0,
+                    delete_on_termination: false,
+                }),
+                created_ms: 0,
+                client_token: None,
+                ended_attachment: None,
+            };
+            let put = |i: &NetworkInterfaceRecord| {
+                store.write(|tx| tx.insert(&NETWORK_INTERFACES, &format!("{}/{}", i.account, i.id), i)).unwrap()
+            };
+            let entries = || -> Vec<String> {
+                store.read(|tx| tx.scan(&ATTACHMENT_IDS, "")).unwrap().into_iter().map(|(k, _)| k).collect()
+            };
+            put(&interface("a", "eni-1", None));
+            assert!(entries().is_empty(), "an interface attached to nothing has no attachment id");
+            put(&interface("a", "eni-1", Some(("eni-attach-1", "i-1"))));
+            put(&interface("a", "eni-2", Some(("eni-attach-2", "i-1"))));
+            put(&interface("b", "eni-3", Some(("eni-attach-3", "i-3"))));
+            assert_eq!(entries(), ["a/eni-attach-1/eni-1", "a/eni-attach-2/eni-2", "b/eni-attach-3/eni-3"]);
+            // Detached, then attached again under a new id, then deleted.
+            put(&interface("a", "eni-1", None));
+            put(&interface("a", "eni-1", Some(("eni-attach-4", "i-2"))));
+            store.write(|tx| tx.remove(&NETWORK_INTERFACES, "a/eni-2")).unwrap();
+            assert_eq!(entries(), ["a/eni-attach-4/eni-1", "b/eni-attach-3/eni-3"]);
+            assert_eq!(attachment_ids_prefix("a", "eni-attach-4"), "a/eni-attach-4/");
+            // Rebuilt from the records alone, the index says the same.
+            store
+                .write(|tx| {
+                    tx.clear(&ATTACHMENT_IDS)?;
+                    tx.insert(&META, "derived", &MetaRecord { version: 0 })?;
+                    ensure(tx)
+                })
+                .unwrap();
+            assert_eq!(entries(), ["a/eni-attach-4/eni-1", "b/eni-attach-3/eni-3"]);
         }
     }
 

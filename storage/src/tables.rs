@@ -95,6 +95,10 @@ pub const IMAGE_IDS: Table<IndexEntry> = Table::new("image_ids");
 pub const INTERFACES: Table<IndexEntry> = Table::new("interfaces");
 /// Derived: key `{account}/{instance id}/{network interface id}` for each attached interface.
 pub const INTERFACE_ATTACHMENTS: Table<IndexEntry> = Table::new("interface_attachments");
+/// Derived: key `{account}/{attachment id}/{network interface id}` for each attached interface
+/// of its own ([`crate::derived::attachment_ids_prefix`]): DetachNetworkInterface, which names
+/// the attachment alone, finds its interface without reading the account's.
+pub const ATTACHMENT_IDS: Table<IndexEntry> = Table::new("attachment_ids");
 /// Derived: key `{account}/{rule id}/{group id}` for each security group rule.
 pub const GROUP_RULES: Table<IndexEntry> = Table::new("group_rules");
 /// Derived: key `{account}/{instance id}` (the instance's own key) for each instance that is
@@ -170,6 +174,7 @@ pub const ALL: &[&str] = &[
     "network_acls",
     "vpc_subnets",
     "address_associations",
+    "attachment_ids",
 ];
 
 #[cfg(test)]
