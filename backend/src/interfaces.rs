@@ -73,15 +73,20 @@ fn attached_by(
     attachment_id: &str,
 ) -> Result<Option<(String, NetworkInterfaceRecord)>> {
     let prefix = storage::derived::attachment_ids_prefix(account, attachment_id);
-    let mut interface = None;
+    let mut interfaces = Vec::new();
     tx.walk_keys(&ATTACHMENT_IDS, &prefix, None, |entry, _| {
-        interface = Some(entry[prefix.len()..].to_owned());
-        Ok(false)
+        interfaces.push(entry[prefix.len()..].to_owned());
+        Ok(true)
     })?;
-    let Some(interface) = interface else { return Ok(None) };
-    let record_key = key(account, &interface);
-    let record = tx.get(&NETWORK_INTERFACES, &record_key)?;
-    Ok(record.filter(|r| r.attachment.as_ref().is_some_and(|a| a.id == attachment_id)).map(|r| (record_key, r)))
+    // One entry, as attachment ids are unique; each is checked against its record all the same.
+    for interface in interfaces {
+        let record_key = key(account, &interface);
+        let record = tx.get(&NETWORK_INTERFACES, &record_key)?;
+        if let Some(record) = record.filter(|r| r.attachment.as_ref().is_some_and(|a| a.id == attachment_id)) {
+            return Ok(Some((record_key, record)));
+        }
+    }
+    Ok(None)
 }
 
 /// Whether an interface of its own sits in `subnet_id` (which may then not go).

@@ -371,9 +371,9 @@ impl Store {
     }
 
     /// The store in the PostgreSQL database `url` names (libpq's URL or key=value forms,
-    /// several hosts with `target_session_attrs=read-write` too), with at most `connections`
-    /// open at once. Any number of processes may open it: replicas take turns at background
-    /// work through [`lease`]s.
+    /// several hosts with `target_session_attrs=read-write` too), connected as `options` say.
+    /// Any number of processes may open it: replicas take turns at background work through
+    /// [`lease`]s.
     pub fn open_postgres(url: &str, options: &PostgresOptions) -> Result<Self> {
         let db = pg::blocking(|| pg::Database::open(url, options))?;
         let store = Self { kind: Kind::Postgres(Box::new(db)), file: None };

@@ -16,9 +16,11 @@
 //!    so one writer at a time is the simpler way to the same guarantee.)
 //!    Because every writer of every replica waits on that lock, a writer may sit idle inside
 //!    its write for [`WRITE_IDLE_LIMIT`] at most: the server ends the session of one that
-//!    idles longer (a process paused or stuck mid-write), which rolls its write back and frees
-//!    the others. Stratus's writes never wait on anything but the database between their
-//!    statements, so only a stalled process meets the limit.
+//!    idles longer (a process paused or stuck between two statements of its write), which
+//!    rolls its write back and frees the others. Stratus's writes wait on nothing but the
+//!    database between their statements, so only a stalled process meets the limit. (The
+//!    server times only idling: a process paused while a result larger than the sockets'
+//!    buffers is still coming to it leaves its session busy sending, and untimed.)
 //! 5. Connections come from a pool (r2d2), each with its statements prepared once.
 
 use std::collections::HashMap;
@@ -384,10 +386,8 @@ pub struct Database {
 
 impl Database {
     pub(crate) fn open(url: &str, options: &crate::PostgresOptions) -> Result<Self> {
-        Ok(Self {
-            pool: Some(connect(url, options.connections)?),
-            write_idle_ms: options.write_idle_limit.as_millis().clamp(1, i32::MAX as u128) as u64,
-        })
+        let write_idle_ms = options.write_idle_limit.as_millis().clamp(1, i32::MAX as u128) as u64;
+        Ok(Self { pool: Some(connect(url, options.connections, write_idle_ms)?), write_idle_ms })
     }
 
     /// Starts a write on `conn`: after every write before it, and alone until it ends.
@@ -427,8 +427,8 @@ pub fn blocking<T>(f: impl FnOnce() -> T) -> T {
 }
 
 /// Connects to the database `url` names (libpq's forms, several hosts too) and brings its
-/// schema up to date.
-pub fn connect(url: &str, connections: u32) -> Result<Pool> {
+/// schema up to date, each migration a write idle for `write_idle_ms` at most (4.).
+pub fn connect(url: &str, connections: u32, write_idle_ms: u64) -> Result<Pool> {
     let mut config: postgres::Config = url.parse().map_err(|e: postgres::Error| Error::Db(format!("{url}: {e}")))?;
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(std::time::Duration::from_secs(10));
@@ -442,12 +442,12 @@ pub fn connect(url: &str, connections: u32) -> Result<Pool> {
         .connection_timeout(std::time::Duration::from_secs(15))
         .error_handler(Box::<ConnectFailures>::default())
         .build(Manager { config })?;
-    migrate(&mut *pool.get()?)?;
+    migrate(&mut *pool.get()?, write_idle_ms)?;
     Ok(pool)
 }
 
 /// Applies the migrations the database has not had yet, each in its own transaction.
-fn migrate(conn: &mut PgConn) -> Result<()> {
+fn migrate(conn: &mut PgConn, write_idle_ms: u64) -> Result<()> {
     // Quietly: PostgreSQL notices that the table exists already, every start but the first.
     conn.batch(
         "BEGIN; SET LOCAL client_min_messages = warning; \
@@ -462,6 +462,7 @@ fn migrate(conn: &mut PgConn) -> Result<()> {
     for (index, sql) in pending.iter().enumerate() {
         let version = index as i32 + 1;
         let mut tx = conn.client.transaction()?;
+        tx.batch_execute(&format!("SET LOCAL idle_in_transaction_session_timeout = {write_idle_ms}"))?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])?;
         let done: bool =
             tx.query_one("SELECT EXISTS (SELECT 1 FROM stratus_schema WHERE version = $1)", &[&version])?.get(0);
@@ -512,7 +513,6 @@ mod tests {
 
 #[cfg(test)]
 mod stalled_writers {
-    use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::mpsc;
     use std::time::Duration;
 
@@ -524,33 +524,43 @@ mod stalled_writers {
         TagRecord { resource_id: "r".into(), key: "k".into(), value: "v".into() }
     }
 
-    /// Holds a write open, idle after its first statement, for `idle`; says on `started` when
-    /// it holds the writers' lock, and sets `woke` when the idling is over.
-    fn stall(store: &Store, idle: Duration, started: mpsc::Sender<()>, woke: &AtomicBool) -> crate::Result<()> {
-        store.write(|tx| {
+    /// Holds a write open, idle after its first statement, until `release` says so or `idle`
+    /// has passed; says on `started` when it holds the writers' lock. Its answer: the write's,
+    /// and whether it was released (rather than woken by the time).
+    fn stall(
+        store: &Store,
+        idle: Duration,
+        started: mpsc::Sender<()>,
+        release: mpsc::Receiver<()>,
+    ) -> (crate::Result<()>, bool) {
+        let mut released = false;
+        let written = store.write(|tx| {
             tx.insert(&TAGS, "held/1", &tag())?;
             started.send(()).unwrap();
-            std::thread::sleep(idle);
-            woke.store(true, Ordering::SeqCst);
+            released = release.recv_timeout(idle).is_ok();
             tx.insert(&TAGS, "held/2", &tag())
-        })
+        });
+        (written, released)
     }
 
     #[test]
     fn a_writer_idle_past_the_limit_is_ended_and_frees_the_others() {
         let Some(db) = TestDatabase::create() else { return };
-        let options = PostgresOptions { connections: 4, write_idle_limit: Duration::from_millis(500) };
-        let store = Store::open_postgres(&db.url, &options).unwrap();
-        let woke = AtomicBool::new(false);
+        // Only the stalled writer has the short limit (the server times each session by its
+        // own): the others' writes, under the default, cannot be cut short by a slow machine.
+        let short = PostgresOptions { connections: 2, write_idle_limit: Duration::from_millis(500) };
+        let stalled_store = Store::open_postgres(&db.url, &short).unwrap();
+        let store = db.store();
         let (started, held) = mpsc::channel();
+        let (release, released) = mpsc::channel();
         std::thread::scope(|scope| {
-            let stalled = scope.spawn(|| stall(&store, Duration::from_secs(4), started, &woke));
-            held.recv().unwrap();
+            let stalled = scope.spawn(|| stall(&stalled_store, Duration::from_secs(30), started, released));
+            held.recv().expect("the stalled writer holds the lock");
             // The paused writer holds the lock: this write waits for the server to end it.
             store.write(|tx| tx.insert(&TAGS, "other/1", &tag())).unwrap();
-            assert!(!woke.load(Ordering::SeqCst), "the other write waited for the stalled one to wake");
-            let stalled = stalled.join().unwrap();
-            assert!(stalled.is_err(), "the stalled write was ended: {stalled:?}");
+            release.send(()).ok();
+            let (written, _) = stalled.join().unwrap();
+            assert!(written.is_err(), "the stalled write was ended: {written:?}");
         });
         store
             .read(|tx| {
@@ -560,9 +570,9 @@ mod stalled_writers {
                 Ok::<_, crate::Error>(())
             })
             .unwrap();
-        // Its connection left the pool: the next writes find good ones.
-        for n in 0..6 {
-            store.write(|tx| tx.insert(&TAGS, &format!("after/{n}"), &tag())).unwrap();
+        // Its connection left the pool: the stalled store's next writes find good ones.
+        for n in 0..4 {
+            stalled_store.write(|tx| tx.insert(&TAGS, &format!("after/{n}"), &tag())).unwrap();
         }
     }
 
@@ -570,16 +580,18 @@ mod stalled_writers {
     fn opening_an_up_to_date_store_takes_no_turn_at_the_writers_lock() {
         let Some(db) = TestDatabase::create() else { return };
         let store = db.store();
-        let woke = AtomicBool::new(false);
         let (started, held) = mpsc::channel();
+        let (release, released) = mpsc::channel();
         std::thread::scope(|scope| {
-            let stalled = scope.spawn(|| stall(&store, Duration::from_secs(3), started, &woke));
-            held.recv().unwrap();
+            // Woken by the time only if opening waited for it (within the default limit).
+            let stalled = scope.spawn(|| stall(&store, Duration::from_secs(4), started, released));
+            held.recv().expect("the writer holds the lock");
             let other = db.store();
-            assert!(!woke.load(Ordering::SeqCst), "opening waited for a writer");
             assert!(other.lease_holder("conductor").unwrap().is_none());
-            drop(other);
-            stalled.join().unwrap().expect("a writer idle within the limit commits");
+            release.send(()).ok();
+            let (written, was_released) = stalled.join().unwrap();
+            assert!(was_released, "opening waited for the writer");
+            written.expect("a writer idle within the limit commits");
         });
     }
 }
