@@ -73,20 +73,12 @@ fn attached_by(
     attachment_id: &str,
 ) -> Result<Option<(String, NetworkInterfaceRecord)>> {
     let prefix = storage::derived::attachment_ids_prefix(account, attachment_id);
-    let mut interfaces = Vec::new();
-    tx.walk_keys(&ATTACHMENT_IDS, &prefix, None, |entry, _| {
-        interfaces.push(entry[prefix.len()..].to_owned());
-        Ok(true)
-    })?;
-    // One entry, as attachment ids are unique; each is checked against its record all the same.
-    for interface in interfaces {
-        let record_key = key(account, &interface);
-        let record = tx.get(&NETWORK_INTERFACES, &record_key)?;
-        if let Some(record) = record.filter(|r| r.attachment.as_ref().is_some_and(|a| a.id == attachment_id)) {
-            return Ok(Some((record_key, record)));
-        }
-    }
-    Ok(None)
+    let Some(entry) = crate::listing::first_key(tx, &ATTACHMENT_IDS, &prefix)? else { return Ok(None) };
+    let record_key = key(account, &entry[prefix.len()..]);
+    // The entry is written with the record, in one transaction; the record's own attachment
+    // is what the caller acts on, so it is the one checked.
+    let record = tx.get(&NETWORK_INTERFACES, &record_key)?;
+    Ok(record.filter(|r| r.attachment.as_ref().is_some_and(|a| a.id == attachment_id)).map(|r| (record_key, r)))
 }
 
 /// Whether an interface of its own sits in `subnet_id` (which may then not go).

@@ -261,7 +261,11 @@ pub fn primary_attachment_id(record: &InstanceRecord) -> String {
 }
 
 /// The first key of an index under `prefix`.
-fn first_key(tx: &ReadTx, index: &Table<storage::IndexEntry>, prefix: &str) -> Result<Option<String>> {
+pub(crate) fn first_key(
+    tx: &impl storage::Reads,
+    index: &Table<storage::IndexEntry>,
+    prefix: &str,
+) -> Result<Option<String>> {
     let mut found = None;
     tx.walk_keys(index, prefix, None, |key, _| {
         found = Some(key.to_owned());

@@ -459,26 +459,22 @@ impl Backend {
         let path: Vec<(u64, u64)> =
             history.iter().filter(|m| m.options.bandwidth_mibps.is_none()).map(path_figures).collect();
         let average = median(path.iter().map(|(bandwidth, _)| *bandwidth));
+        // The migrations whose figures tell a pass, newest first, each with the highest window
+        // QEMU measured in it.
+        let mut told: Vec<(i64, PassFigures, u64)> = history
+            .iter()
+            .filter_map(|m| Some((m.finished_ms.unwrap_or(0), pass_figures(m)?, m.peak_bandwidth_bytes_per_sec)))
+            .collect();
+        told.sort_by_key(|(finished, ..)| std::cmp::Reverse(*finished));
+        // QEMU's own measure of the path where it sent whole pages (the median of those
+        // windows; 0: none seen).
+        let peak = median(told.iter().map(|(.., peak)| *peak).filter(|peak| *peak > 0));
         // The path as two rates when the history tells them apart (reading what is not sent,
-        // sending the rest), else one average of both.
-        let fit = {
-            let mut told: Vec<(i64, PassFigures)> =
-                history.iter().filter_map(|m| Some((m.finished_ms.unwrap_or(0), pass_figures(m)?))).collect();
-            told.sort_by_key(|(finished, _)| std::cmp::Reverse(*finished));
-            // The latest ones: the pairs grow with the square of the count.
-            let latest: Vec<PassFigures> = told.into_iter().take(PATH_FIT_MIGRATIONS).map(|(_, f)| f).collect();
-            let fit = fit_path(&latest);
-            tracing::debug!(instance = %instance.id, figures = ?latest, ?fit, "path fit");
-            fit
-        };
-        // QEMU's own measure of the path where it sent whole pages, over the migrations that
-        // tell (the median of each one's highest window).
-        let peak = median(
-            history
-                .iter()
-                .filter(|m| pass_figures(m).is_some() && m.peak_bandwidth_bytes_per_sec > 0)
-                .map(|m| m.peak_bandwidth_bytes_per_sec),
-        );
+        // sending the rest), else one average of both. The latest ones: the pairs grow with
+        // the square of the count.
+        let latest: Vec<PassFigures> = told.into_iter().take(PATH_FIT_MIGRATIONS).map(|(_, f, _)| f).collect();
+        let fit = fit_path(&latest);
+        tracing::debug!(instance = %instance.id, figures = ?latest, ?fit, "path fit");
         let fit = fit.filter(|fit| plausible(fit, peak));
         let (bandwidth, bandwidth_source) = match (options.bandwidth_mibps, fit, peak, average) {
             (Some(limit), ..) => (limit.saturating_mul(1 << 20), BandwidthSource::Limit),
